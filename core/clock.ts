@@ -1,0 +1,131 @@
+/** A cancelable timer handle. */
+export interface Timer {
+  cancel(): void;
+}
+
+/**
+ * Time as the engine sees it. Everything that waits (delays, retries, timeouts, cooldowns,
+ * schedules) goes through a Clock, so tests swap in `createManualClock()` and run in milliseconds.
+ */
+export interface Clock {
+  now(): number;
+  setTimer(ms: number, fn: () => void): Timer;
+}
+
+// setTimeout overflows past 2^31-1 ms (~24.8 days); longer waits are chained.
+const MAX_TIMEOUT = 2_147_483_647;
+
+/** A real timer: a class with a static callback, so arming one allocates no closures (hot path). */
+class SystemTimer implements Timer {
+  readonly #due: number;
+  readonly #fn: () => void;
+  #handle: NodeJS.Timeout | undefined;
+
+  constructor(ms: number, fn: () => void) {
+    this.#due = Date.now() + ms;
+    this.#fn = fn;
+    this.#arm(ms);
+  }
+
+  #arm(wait: number): void {
+    this.#handle = setTimeout(SystemTimer.#fire, Math.min(Math.max(wait, 0), MAX_TIMEOUT), this);
+  }
+
+  static #fire(timer: SystemTimer): void {
+    const left = timer.#due - Date.now();
+    // Node's timer clock and Date.now() can disagree by a millisecond; never fire early.
+    if (left > 0) timer.#arm(left);
+    else timer.#fn();
+  }
+
+  cancel(): void {
+    clearTimeout(this.#handle);
+  }
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimer: (ms, fn) => new SystemTimer(ms, fn),
+};
+
+/** A clock that only moves when told to; timers fire in due order during `advance()`. */
+export interface ManualClock extends Clock {
+  /** Moves time forward, firing due timers in order and letting their promise chains settle. */
+  advance(ms: number): Promise<void>;
+  /** Sets the time (forward only), firing due timers. */
+  set(time: number | Date): Promise<void>;
+  /** Number of pending timers. */
+  pending(): number;
+}
+
+interface ManualTimer {
+  due: number;
+  seq: number;
+  fn: () => void;
+  live: boolean;
+}
+
+/** Lets queued promise callbacks and immediate I/O completions run. */
+export async function settle(rounds = 5): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+export function createManualClock(start: number | Date = Date.UTC(2026, 0, 1)): ManualClock {
+  let now = typeof start === 'number' ? start : start.getTime();
+  let seq = 0;
+  let timers: ManualTimer[] = [];
+
+  const takeDue = (limit: number): ManualTimer | undefined => {
+    let best: ManualTimer | undefined;
+    for (const t of timers) {
+      if (!t.live || t.due > limit) continue;
+      if (!best || t.due < best.due || (t.due === best.due && t.seq < best.seq)) best = t;
+    }
+    if (best) {
+      best.live = false;
+      timers = timers.filter((t) => t.live);
+    }
+    return best;
+  };
+
+  const runUntil = async (target: number): Promise<void> => {
+    await settle();
+    for (;;) {
+      const t = takeDue(target);
+      if (!t) break;
+      now = Math.max(now, t.due);
+      t.fn();
+      await settle();
+    }
+    now = Math.max(now, target);
+    await settle();
+  };
+
+  return {
+    now: () => now,
+    setTimer(ms, fn) {
+      const t: ManualTimer = { due: now + Math.max(0, ms), seq: seq++, fn, live: true };
+      timers.push(t);
+      return {
+        cancel() {
+          t.live = false;
+        },
+      };
+    },
+    advance: (ms) => runUntil(now + ms),
+    set: (time) => runUntil(typeof time === 'number' ? time : time.getTime()),
+    pending: () => timers.filter((t) => t.live).length,
+  };
+}
+
+let lastIsoMs = NaN;
+let lastIso = '';
+
+/** `new Date(ms).toISOString()`, cached for the last millisecond: hot paths stamp many records per ms. */
+export function isoTime(ms: number): string {
+  if (ms !== lastIsoMs) {
+    lastIsoMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}

@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { HostError } from './errors.js';
+import {
+  describeIssue,
+  durationSchema,
+  notifySchema,
+  queueNameSchema,
+  retrySchema,
+  scheduleSchema,
+  timezoneSchema,
+  JOB_NAME,
+} from './plugin.js';
+
+/** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */
+export const jobOverrideSchema = z.strictObject({
+  schedule: z.union([z.null(), scheduleSchema]).optional(),
+  timezone: timezoneSchema.optional(),
+  enabled: z.boolean().optional(),
+  params: z.record(z.string(), z.unknown()).optional(),
+  retry: retrySchema.optional(),
+  timeout: durationSchema.optional(),
+  cooldown: durationSchema.optional(),
+  queue: queueNameSchema.optional(),
+  notify: notifySchema.optional(),
+});
+
+export type JobOverride = z.output<typeof jobOverrideSchema>;
+
+const port = z.number().int().min(0).max(65_535);
+
+/** The config file's schema. Every key has a default, so `{}` is a valid config. */
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: port.default(3000),
+      token: z.string().min(8, 'a token needs at least 8 characters').nullable().default(null),
+      bodyLimit: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+    })
+    .prefault({}),
+  store: z
+    .strictObject({
+      dir: z.string().min(1).default('data'),
+      keepRuns: z.number().int().min(1).default(1000),
+      keepDays: z.number().min(0).default(30),
+      fsync: z.boolean().default(true),
+    })
+    .prefault({}),
+  plugins: z
+    .strictObject({
+      dir: z.string().min(1).default('plugins'),
+      watch: z.boolean().default(true),
+      importTimeout: durationSchema.default(10_000),
+    })
+    .prefault({}),
+  defaults: z
+    .strictObject({
+      timezone: timezoneSchema.default('UTC'),
+      timeout: durationSchema.default(5 * 60_000),
+    })
+    .prefault({}),
+  concurrency: z.number().int().min(1).max(100_000).default(8),
+  queues: z
+    .record(queueNameSchema, z.number().int().min(1).max(1000))
+    .default({ critical: 6, default: 2, low: 1 }),
+  shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),
+  events: z.strictObject({ buffer: z.number().int().min(100).max(1_000_000).default(10_000) }).prefault({}),
+  jobs: z.record(z.string().regex(JOB_NAME, 'expected a kebab-case job name'), jobOverrideSchema).default({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Validates a config object into a frozen, fully defaulted Config.
+ * Throws CONFIG_INVALID (or the field's own code) with a message naming the path: `jobs.x.schedule: ...`.
+ */
+export function parseConfig(input: unknown): Config {
+  const parsed = configSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const { path, message, code } = describeIssue(parsed.error);
+    throw new HostError(code ?? 'CONFIG_INVALID', `${path}: ${message}`, { path });
+  }
+  const config = parsed.data;
+  // The default queue always exists: plugins that name no queue land there.
+  if (config.queues['default'] === undefined) config.queues['default'] = 1;
+  return deepFreeze(config);
+}

@@ -1,0 +1,97 @@
+/**
+ * Every error jobhost reports carries a stable code from this one table. The HTTP layer maps a
+ * code to its status here and nowhere else; the README documents every code (a test checks it).
+ */
+export const ERROR_CODES = {
+  // plugins
+  PLUGIN_INVALID: { status: 400, text: 'A plugin definition fails the plugin schema; the message names the field.' },
+  PLUGIN_IMPORT_FAILED: { status: 400, text: 'A plugin file could not be imported (syntax error, throw at import time).' },
+  PLUGIN_IMPORT_TIMEOUT: { status: 400, text: 'A plugin file did not finish importing within the time limit.' },
+  PLUGIN_NO_EXPORT: { status: 400, text: 'A plugin file has no default export.' },
+  PLUGIN_DUPLICATE: { status: 409, text: 'Two plugin files declare the same job name; the message names both files.' },
+  INVALID_CRON: { status: 400, text: 'A schedule is not a valid 5- or 6-field cron expression.' },
+  INVALID_TIMEZONE: { status: 400, text: 'A timezone is not a valid IANA zone.' },
+  INVALID_DURATION: { status: 400, text: "A duration is not a number of ms or a string like '250ms', '30s', '5m', '2h', '1d'." },
+  // config
+  CONFIG_INVALID: { status: 400, text: 'The config file fails its schema; the message names the path (jobs.x.schedule).' },
+  CONFIG_PARSE: { status: 400, text: 'The config file is not valid JSON.' },
+  CONFIG_READ: { status: 500, text: 'The config file could not be read.' },
+  // triggers and runs
+  JOB_NOT_FOUND: { status: 404, text: 'No job with that name is registered.' },
+  RUN_NOT_FOUND: { status: 404, text: 'No run with that id is known.' },
+  INVALID_PARAMS: { status: 400, text: "The params fail the job's params schema; `issues` lists each problem." },
+  INVALID_BODY: { status: 400, text: 'The request body, query or path fails its schema.' },
+  SKIPPED: { status: 409, text: 'The trigger was refused: `reason` is disabled, overlap, cooldown, once or duplicate.' },
+  RUN_FINISHED: { status: 409, text: 'The run has already finished, so it cannot be canceled.' },
+  RUN_NOT_RETRYABLE: { status: 409, text: 'Only a failed or canceled run can be retried.' },
+  SHUTTING_DOWN: { status: 503, text: 'The host is stopping and refuses new work.' },
+  NOT_STARTED: { status: 503, text: 'The host has not started yet.' },
+  // handler outcomes (recorded on attempts and runs)
+  TIMEOUT: { status: 500, text: "An attempt ran past the job's timeout; its signal was aborted and a late result is ignored." },
+  HANDLER_ERROR: { status: 500, text: 'The handler threw or rejected (a plain Error, or a non-Error value); an Error with its own `code` or class name keeps that instead.' },
+  UNHANDLED_REJECTION: { status: 500, text: 'The handler left a promise rejection unhandled; the attempt fails.' },
+  UNCAUGHT_EXCEPTION: { status: 500, text: 'Code started by the handler threw outside any await (e.g. in a timer); the attempt fails.' },
+  RESULT_NOT_SERIALIZABLE: { status: 500, text: "The handler's result cannot be stored as JSON (BigInt, circular reference)." },
+  CANCELED: { status: 409, text: 'The run was canceled; its signal was aborted.' },
+  INTERRUPTED: { status: 500, text: 'The host stopped abruptly (crash, kill -9) while the attempt was running.' },
+  SHUTDOWN: { status: 503, text: 'The attempt was aborted because the host shut down past its grace period.' },
+  JOB_REMOVED: { status: 410, text: 'The job was removed before a queued run could start.' },
+  // HTTP
+  UNAUTHORIZED: { status: 401, text: 'A token is configured and the request did not carry it.' },
+  NOT_FOUND: { status: 404, text: 'No such route.' },
+  PAYLOAD_TOO_LARGE: { status: 413, text: 'The request body is larger than the limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'The request body is not JSON.' },
+  METHOD_NOT_ALLOWED: { status: 405, text: 'The route does not accept that method.' },
+  BAD_REQUEST: { status: 400, text: 'The request could not be understood (malformed JSON, bad headers).' },
+  INSECURE_BIND: { status: 500, text: 'Refusing to listen on a non-loopback address without a token.' },
+  // store
+  STORE_CORRUPT: { status: 500, text: 'A store file is torn or unreadable; the part that loads is kept and the rest is set aside.' },
+  STORE_WRITE_FAILED: { status: 500, text: 'The store could not write or fsync (disk full, permissions); the trigger is not acknowledged.' },
+  INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },
+} as const satisfies Record<string, { status: number; text: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The one error type jobhost throws: a stable `code`, a message, and optional structured details. */
+export class HostError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'HostError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get statusCode(): number {
+    return ERROR_CODES[this.code].status;
+  }
+}
+
+export function isHostError(err: unknown): err is HostError {
+  return err instanceof HostError;
+}
+
+/** `{ code, message }` as stored on runs and attempts, from anything a handler may throw. */
+export interface RunError {
+  code: string;
+  message: string;
+}
+
+export function toRunError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR'): RunError {
+  if (err instanceof HostError) return { code: err.code, message: err.message };
+  if (err instanceof Error) {
+    // An error's own string code (ECONNREFUSED) or class name (TypeError) says more than a generic code.
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== '') return { code, message: err.message };
+    return { code: err.name && err.name !== 'Error' ? err.name : 'HANDLER_ERROR', message: err.message };
+  }
+  let message: string;
+  try {
+    message = typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+  } catch {
+    message = String(err);
+  }
+  return { code: fallback, message: `non-Error thrown: ${message}` };
+}

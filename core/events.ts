@@ -1,0 +1,60 @@
+import type { RunError } from './errors.js';
+import type { RunSource } from './run.js';
+
+/** Why a trigger was refused; a refused trigger creates no run. */
+export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate';
+
+interface HostData { job: null }
+interface JobData { job: string }
+interface RunData { job: string; runId: string }
+
+/** The `data` of every event type the host emits (SPEC §5). Every payload carries `job`. */
+export interface EventDataMap {
+  'host.started': HostData & { pid: number; jobs: number };
+  'host.stopping': HostData & { reason: string; graceMs: number };
+  'host.stopped': HostData & { reason: string };
+  'job.registered': JobData & { file: string | null; schedule: string | null; enabled: boolean };
+  'job.updated': JobData & { file: string | null; schedule: string | null; enabled: boolean; changed: string[] };
+  'job.removed': JobData & { file: string | null };
+  'job.enabled': JobData;
+  'job.disabled': JobData;
+  'run.queued': RunData & { source: RunSource; queue: string; priority: number; key: string | null; runAt: string; delayed: boolean };
+  'run.started': RunData & { attempt: number };
+  'run.progress': RunData & { fraction: number; text: string | null };
+  'run.retrying': RunData & { attempt: number; nextAttempt: number; runAt: string; delayMs: number; error: RunError };
+  'run.succeeded': RunData & { attempt: number; durationMs: number; result: unknown };
+  'run.failed': RunData & { attempt: number; durationMs: number | null; error: RunError };
+  'run.canceled': RunData & { reason: string };
+  'run.skipped': JobData & { reason: SkipReason; source: RunSource; detail: string; runId?: string };
+  notification: RunData & {
+    id: string;
+    status: string;
+    title: string;
+    message: string;
+    priority: string;
+    tags: string[];
+  };
+  'plugin.error': { job: string | null; file: string; code: string; message: string };
+  'config.reloaded': HostData & { file: string | null; changed: string[]; restartRequired: string[] };
+  'config.error': HostData & { file: string | null; code: string; path: string | null; message: string };
+}
+
+export type EventType = keyof EventDataMap;
+
+export const EVENT_TYPES: readonly EventType[] = [
+  'host.started', 'host.stopping', 'host.stopped',
+  'job.registered', 'job.updated', 'job.removed', 'job.enabled', 'job.disabled',
+  'run.queued', 'run.started', 'run.progress', 'run.retrying', 'run.succeeded', 'run.failed', 'run.canceled', 'run.skipped',
+  'notification', 'plugin.error', 'config.reloaded', 'config.error',
+];
+
+/** One event as the bus, the WebSocket and `jobhost tail` carry it. */
+export interface HostEvent<T extends EventType = EventType> {
+  seq: number;
+  type: T;
+  at: string;
+  data: EventDataMap[T];
+}
+
+/** Any event, discriminated by `type`. */
+export type AnyHostEvent = { [T in EventType]: HostEvent<T> }[EventType];

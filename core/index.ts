@@ -1,0 +1,21 @@
+/** jobhost's public API: one explicit export list. */
+export { createHost, Host } from './host.js';
+export type { HostOptions, HostState, TriggerOptions, TriggerResult, PublishResult, JobView, JobStats, Stats } from './host.js';
+export { definePlugin } from './plugin.js';
+export type { PluginDefinition, JobContext, NotifyOptions, RetryOptions, ParamsSchema, NotifyPriority, NotifyStatus } from './plugin.js';
+export { HostError, ERROR_CODES, isHostError } from './errors.js';
+export type { ErrorCode, RunError } from './errors.js';
+export type { Run, RunStatus, RunSource, Attempt, Progress } from './run.js';
+export type { Notification } from './notify.js';
+export type { HostEvent, AnyHostEvent, EventType, EventDataMap, SkipReason } from './events.js';
+export { EVENT_TYPES } from './events.js';
+export type { EventFilter } from './bus.js';
+export type { Page, RunQuery } from './store.js';
+export { parseConfig } from './config.js';
+export type { Config, ConfigInput } from './config.js';
+export { systemClock, createManualClock } from './clock.js';
+export type { Clock, ManualClock, Timer } from './clock.js';
+export { parseDuration } from './duration.js';
+export type { Duration } from './duration.js';
+export { createLogger, silentLogger } from './logger.js';
+export type { Logger } from './logger.js';

@@ -1,0 +1,27 @@
+import { pino, type Logger as PinoLogger } from 'pino';
+
+/** The logger every module takes: pino's, so the host, fastify and plugins share one stream. */
+export type Logger = PinoLogger;
+
+export interface LoggerOptions {
+  level?: string;
+  /** Pretty, coloured lines (for a terminal); JSON lines otherwise. */
+  pretty?: boolean;
+}
+
+/** pino at `level` (default `info`, or `LOG_LEVEL`); pretty through pino-pretty when asked. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const level = options.level ?? process.env['LOG_LEVEL'] ?? 'info';
+  if (options.pretty) {
+    return pino({
+      level,
+      transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } },
+    });
+  }
+  return pino({ level });
+}
+
+/** A logger that drops everything, for embedding and tests that assert on events instead. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

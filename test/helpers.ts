@@ -1,0 +1,86 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createManualClock, type ManualClock } from '../core/clock.js';
+import type { AnyHostEvent, EventType } from '../core/events.js';
+import { createHost, type Host, type HostOptions } from '../core/host.js';
+import { silentLogger } from '../core/logger.js';
+
+export interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+/** A fresh directory under the OS temp dir, removed when the test ends. */
+export function tempDir(t: Tap, prefix = 'jobhost-test-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface TestHost {
+  host: Host;
+  clock: ManualClock;
+  dir: string;
+  events: AnyHostEvent[];
+  /** Events of one type seen so far. */
+  of<T extends EventType>(type: T): Array<Extract<AnyHostEvent, { type: T }>>;
+}
+
+/**
+ * A started host on a manual clock and a real temp store, stopped when the test ends.
+ * `random` defaults to 0.5, so jitter is zero and retry delays are exact.
+ */
+export async function startHost(
+  t: Tap,
+  options: Omit<HostOptions, 'clock' | 'logger'> & { clock?: ManualClock; dir?: string; start?: boolean } = {},
+): Promise<TestHost> {
+  const dir = options.dir ?? tempDir(t);
+  const clock = options.clock ?? createManualClock(Date.UTC(2026, 0, 5, 12, 0, 0));
+  const config = { ...options.config, store: { dir, ...options.config?.store } };
+  const host = createHost({ random: () => 0.5, ...options, config, clock, logger: silentLogger() });
+  const events: AnyHostEvent[] = [];
+  host.on('*', (e) => events.push(e));
+  if (options.start !== false) await host.start();
+  t.teardown(() => host.stop({ graceMs: 0 }));
+  return {
+    host,
+    clock,
+    dir,
+    events,
+    of: <T extends EventType>(type: T) => events.filter((e): e is Extract<AnyHostEvent, { type: T }> => e.type === type),
+  };
+}
+
+/** Resolves with the first event matching, or rejects after `ms` of real time (a bound, not a sleep). */
+export function nextEvent(host: Host, match: (e: AnyHostEvent) => boolean, ms = 5000): Promise<AnyHostEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no matching event within ${ms}ms`));
+    }, ms);
+    const off = host.on('*', (e) => {
+      if (match(e)) {
+        clearTimeout(timer);
+        off();
+        resolve(e);
+      }
+    });
+  });
+}
+
+/** Polls `check` on real time until it holds, failing after `ms`. For watchers and child processes. */
+export async function until(check: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A promise with its resolve function, for handlers the test releases. */
+export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((r) => (open = r));
+  return { promise, open };
+}

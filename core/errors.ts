@@ -35,7 +35,6 @@ export const ERROR_CODES = {
   CANCELED: { status: 409, text: 'The run was canceled; its signal was aborted.' },
   INTERRUPTED: { status: 500, text: 'The host stopped abruptly (crash, kill -9) while the attempt was running.' },
   SHUTDOWN: { status: 503, text: 'The attempt was aborted because the host shut down past its grace period.' },
-  JOB_REMOVED: { status: 410, text: 'The job was removed before a queued run could start.' },
   // HTTP
   UNAUTHORIZED: { status: 401, text: 'A token is configured and the request did not carry it.' },
   NOT_FOUND: { status: 404, text: 'No such route.' },

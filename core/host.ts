@@ -261,6 +261,11 @@ export class Host {
     this.#state = 'stopped';
   }
 
+  /** Resolves when everything recorded so far is durable in the store. */
+  flush(): Promise<void> {
+    return this.#store.flush();
+  }
+
   /** Pauses dispatch: triggers are still accepted and queued; running runs go on. */
   pause(): void {
     this.#runner.pause();

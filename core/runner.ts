@@ -232,6 +232,7 @@ export class Runner {
   #dispatching = false;
   #pumpQueued = false;
   #paused = true;
+  #userPaused = false;
   #started = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -251,24 +252,26 @@ export class Runner {
   start(): void {
     if (!this.#started) installGuards(this.#logger);
     this.#started = true;
-    this.#paused = false;
+    this.#paused = this.#userPaused;
     this.#armDelayTimer();
     this.#schedulePump();
   }
 
-  /** Stops starting runs (running ones go on); `resume()` picks up where it left. */
+  /** Stops starting runs (running ones go on); `resume()` picks up where it left. Works before start too. */
   pause(): void {
+    this.#userPaused = true;
     this.#paused = true;
   }
 
   resume(): void {
+    this.#userPaused = false;
     if (!this.#started) return;
     this.#paused = false;
     this.#schedulePump();
   }
 
   get paused(): boolean {
-    return this.#paused;
+    return this.#userPaused;
   }
 
   setLimits(concurrency: number, queues: Record<string, number>): void {

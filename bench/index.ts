@@ -1,0 +1,22 @@
+/**
+ * `npm run bench [-- name...]`: runs the benchmarks and prints their figures. Benchmarks never
+ * fail; ratios are against baselines measured in the same run, on the same machine.
+ */
+import { engineBench } from './engine.js';
+
+const benches: Record<string, () => Promise<void>> = {
+  engine: () => engineBench(),
+};
+
+const wanted = process.argv.slice(2);
+const names = wanted.length > 0 ? wanted : Object.keys(benches);
+console.log(`# jobhost benchmarks — node ${process.version}, ${new Date().toISOString()}`);
+for (const name of names) {
+  const bench = benches[name];
+  if (!bench) {
+    console.error(`unknown benchmark "${name}"; known: ${Object.keys(benches).join(', ')}`);
+    process.exitCode = 2;
+    continue;
+  }
+  await bench();
+}

@@ -3,9 +3,11 @@
  * fail; ratios are against baselines measured in the same run, on the same machine.
  */
 import { engineBench } from './engine.js';
+import { reloadBench } from './reload.js';
 
 const benches: Record<string, () => Promise<void>> = {
   engine: () => engineBench(),
+  reload: () => reloadBench(),
 };
 
 const wanted = process.argv.slice(2);

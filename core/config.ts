@@ -79,11 +79,14 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+const PARSED = Symbol('jobhost.config');
+
 /**
- * Validates a config object into a frozen, fully defaulted Config.
+ * Validates a config object into a frozen, fully defaulted Config (a Config passes through).
  * Throws CONFIG_INVALID (or the field's own code) with a message naming the path: `jobs.x.schedule: ...`.
  */
 export function parseConfig(input: unknown): Config {
+  if (typeof input === 'object' && input !== null && PARSED in input) return input as unknown as Config;
   const parsed = configSchema.safeParse(input ?? {});
   if (!parsed.success) {
     const { path, message, code } = describeIssue(parsed.error);
@@ -92,5 +95,6 @@ export function parseConfig(input: unknown): Config {
   const config = parsed.data;
   // The default queue always exists: plugins that name no queue land there.
   if (config.queues['default'] === undefined) config.queues['default'] = 1;
+  Object.defineProperty(config, PARSED, { value: true });
   return deepFreeze(config);
 }

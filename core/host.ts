@@ -185,6 +185,11 @@ export class Host {
       hooks: {
         job: (name) => this.#jobs.get(name)?.job,
         settled: (run, outcome) => this.#settled(run, outcome),
+        reader: {
+          runs: (query) => this.runs(query),
+          run: (id) => this.run(id),
+          stats: () => this.stats(),
+        },
         publish: (event, payload, from) => {
           this.publish(event, payload).catch((err: unknown) =>
             this.logger.error({ err, event, runId: from.id }, 'ctx.emit failed'),

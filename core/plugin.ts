@@ -2,7 +2,10 @@ import { z } from 'zod';
 import { cronSchedule, assertTimezone } from './cron.js';
 import { parseDuration, type Duration } from './duration.js';
 import { HostError, type ErrorCode } from './errors.js';
+import type { Stats } from './host.js';
 import type { Logger } from './logger.js';
+import type { Run, RunStatus } from './run.js';
+import type { Page } from './store.js';
 
 /**
  * A params schema: zod, or any Standard Schema (valibot, arktype...). zod schemas also give the
@@ -23,6 +26,13 @@ export type ParamsResult<Out> =
 
 type InferParams<S> = S extends ParamsSchema<infer O> ? O : Record<string, unknown>;
 
+/** Read access to the host's history, for handlers that report on it (e.g. a daily digest). */
+export interface HostReader {
+  runs(query?: { job?: string; status?: RunStatus; limit?: number; before?: string }): Promise<Page<Run>>;
+  run(id: string): Promise<Run | undefined>;
+  stats(): Stats;
+}
+
 /** What a handler receives for one attempt. */
 export interface JobContext<P = Record<string, unknown>> {
   runId: string;
@@ -37,6 +47,8 @@ export interface JobContext<P = Record<string, unknown>> {
   progress(fraction: number, text?: string): void;
   /** Publishes an app event on the bus, as `POST /events/:type` does. */
   emit(event: string, payload?: unknown): void;
+  /** Read-only access to the host's run history and stats. */
+  host: HostReader;
 }
 
 export type NotifyStatus = 'succeeded' | 'failed' | 'canceled' | 'retrying';

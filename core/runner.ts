@@ -3,7 +3,7 @@ import type { Bus } from './bus.js';
 import { isoTime, type Clock, type Timer } from './clock.js';
 import { HostError, toRunError, type ErrorCode, type RunError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { JobContext, RetryPolicy } from './plugin.js';
+import type { HostReader, JobContext, RetryPolicy } from './plugin.js';
 import { Deque, TimeHeap, WeightedQueues } from './queue.js';
 import type { Run } from './run.js';
 import type { Store } from './store.js';
@@ -30,6 +30,8 @@ export interface RunnerHooks {
   settled(run: Run, outcome: 'succeeded' | 'failed' | 'canceled' | 'retrying'): void;
   /** `ctx.emit(event, payload)` from a handler. */
   publish(event: string, payload: unknown, from: Run): void;
+  /** `ctx.host`: read access to history. */
+  reader: HostReader;
 }
 
 export interface RunnerOptions {
@@ -68,6 +70,7 @@ interface JobSlots {
 const attemptScope = new AsyncLocalStorage<AttemptContext>();
 
 interface AttemptOwner {
+  reader: HostReader;
   logger(): Logger;
   settle(entry: Entry, ok: boolean, value: unknown, code?: ErrorCode): void;
   progress(entry: Entry, fraction: number, text: string | undefined): void;
@@ -108,6 +111,10 @@ class AttemptContext implements JobContext<never> {
       if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
     }
     return this.#controller.signal;
+  }
+
+  get host(): HostReader {
+    return this.#owner.reader;
   }
 
   get log(): Logger {
@@ -216,6 +223,7 @@ export class Runner {
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #hooks: RunnerHooks;
+  readonly #attemptOwner: AttemptOwner;
 
   #concurrency: number;
   readonly #queues: WeightedQueues<Entry>;
@@ -245,6 +253,14 @@ export class Runner {
     this.#hooks = options.hooks;
     this.#concurrency = options.concurrency;
     this.#queues = new WeightedQueues<Entry>(options.queues);
+    // What an AttemptContext may call back into: one object per runner, not per attempt.
+    this.#attemptOwner = {
+      reader: this.#hooks.reader,
+      logger: () => this.#logger,
+      settle: (entry, ok, value, code) => this.#settle(entry, ok, value, code),
+      progress: (entry, fraction, text) => this.#progress(entry, fraction, text),
+      publish: (event, payload, run) => this.#hooks.publish(event, payload, run),
+    };
   }
 
   // ------------------------------------------------------------------- lifecycle and limits
@@ -523,13 +539,6 @@ export class Runner {
     }
   }
 
-  /** What an AttemptContext may call back into; one object per runner, not per attempt. */
-  readonly #attemptOwner: AttemptOwner = {
-    logger: () => this.#logger,
-    settle: (entry, ok, value, code) => this.#settle(entry, ok, value, code),
-    progress: (entry, fraction, text) => this.#progress(entry, fraction, text),
-    publish: (event, payload, run) => this.#hooks.publish(event, payload, run),
-  };
 
   #progress(entry: Entry, fraction: number, text: string | undefined): void {
     const run = entry.run;

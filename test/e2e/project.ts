@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { tempDir, until, type Tap } from '../helpers.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const BIN = path.join(ROOT, 'core/bin.mjs');
+
+/**
+ * A fresh project in a temp dir, laid out like a clone: core/ and node_modules/ linked from this
+ * checkout, the example plugins copied, and a config file of the test's own.
+ */
+export function makeProject(t: Tap, config: object, options: { examples?: boolean } = {}): string {
+  const dir = tempDir(t, 'jobhost-e2e-');
+  symlinkSync(path.join(ROOT, 'core'), path.join(dir, 'core'));
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }');
+  mkdirSync(path.join(dir, 'config'));
+  writeFileSync(path.join(dir, 'config/jobhost.json'), JSON.stringify(config, null, 2));
+  if (options.examples !== false) cpSync(path.join(ROOT, 'plugins'), path.join(dir, 'plugins'), { recursive: true });
+  else mkdirSync(path.join(dir, 'plugins'));
+  return dir;
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  event?: string;
+  [key: string]: unknown;
+}
+
+/** A running `jobhost start` child, with its JSON log lines parsed as they come. */
+export interface Running {
+  child: ChildProcess;
+  lines: LogLine[];
+  stderr: () => string;
+  /** Waits (bounded) for a log line matching, counting from `from` (default: the start). */
+  waitFor(match: (l: LogLine) => boolean, what: string, options?: { from?: number; ms?: number }): Promise<LogLine>;
+  exited: Promise<number | null>;
+}
+
+/**
+ * The environment for a child jobhost. tap instruments children too, but the child runs under
+ * tsx, whose transpiled code maps every line as covered: its coverage would inflate the suite's
+ * figures, so it is switched off for children.
+ */
+export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', LOG_LEVEL: 'debug', ...extra };
+}
+
+export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Running {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: LogLine[] = [];
+  let buffer = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        lines.push({ level: 0, msg: line });
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    async waitFor(match, what, options = {}) {
+      let found: LogLine | undefined;
+      await until(() => {
+        found = lines.slice(options.from ?? 0).find(match);
+        if (!found && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${what}: ${err}`);
+        return found !== undefined;
+      }, options.ms ?? 15_000, what);
+      return found!;
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { BIN, childEnv, makeProject, runCli } from './project.js';
+import { spawnSync } from 'node:child_process';
+
+const ev = (type: string, job?: string) => (l: { event?: string; job?: unknown }) => l.event === type && (job === undefined || l.job === job);
+
+t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped file, applies a config edit, stops on SIGTERM', async (t) => {
+  const config = {
+    server: { port: 0 },
+    // every second here, so the test sees a scheduled run without waiting hours
+    jobs: { 'cleanup-temp-files': { schedule: '* * * * * *', params: { dir: 'data/tmp' } } },
+  };
+  const dir = makeProject(t, config);
+  const app = runCli(t, dir, ['start']);
+  await app.waitFor(ev('host.started'), 'host.started');
+  const registered = app.lines.filter((l) => l.event === 'job.registered').map((l) => l.job).sort();
+  t.same(registered, ['cleanup-temp-files', 'daily-digest', 'shipment-follow-up', 'url-health-check']);
+
+  const ran = await app.waitFor((l) => l.event === 'run.succeeded' && l.job === 'cleanup-temp-files', 'a scheduled run');
+  t.ok(ran, 'the schedule fired and the run succeeded');
+
+  let from = app.lines.length;
+  writeFileSync(path.join(dir, 'plugins', 'dropped.ts'), "export default { name: 'dropped-in', handler: () => 'hi' };\n");
+  await app.waitFor(ev('job.registered', 'dropped-in'), 'the dropped plugin', { from });
+
+  from = app.lines.length;
+  const file = path.join(dir, 'config/jobhost.json');
+  const edited = JSON.parse(readFileSync(file, 'utf8')) as typeof config & { jobs: Record<string, { schedule: string }> };
+  edited.jobs['cleanup-temp-files']!.schedule = '0 4 * * *';
+  writeFileSync(file, JSON.stringify(edited));
+  const reloaded = await app.waitFor(ev('config.reloaded'), 'config.reloaded', { from });
+  t.same(reloaded['changed'], ['jobs.cleanup-temp-files']);
+  const updated = await app.waitFor(ev('job.updated', 'cleanup-temp-files'), 'job.updated', { from });
+  t.same(updated['changed'], ['schedule']);
+  t.equal(updated['schedule'], '0 4 * * *');
+
+  from = app.lines.length;
+  app.child.kill('SIGTERM');
+  t.equal(await app.exited, 0, 'exit code 0');
+  t.ok(app.lines.slice(from).some(ev('host.stopped')), 'host.stopped was logged');
+});
+
+t.test('jobhost validate: ok for the examples, non-zero with reasons for bad files and config', async (t) => {
+  const good = makeProject(t, {});
+  const ok = spawnSync(process.execPath, [BIN, 'validate'], { cwd: good, encoding: 'utf8', env: childEnv() });
+  t.equal(ok.status, 0, ok.stdout + ok.stderr);
+  t.match(ok.stdout, /ok: config and 4 plugins valid/);
+
+  const bad = makeProject(t, { jobs: { ghost: { enabled: false } } });
+  writeFileSync(path.join(bad, 'plugins', 'broken.ts'), 'export default { name: "broken", schedule: "61 * * * *", handler: () => 1 };\n');
+  writeFileSync(path.join(bad, 'plugins', 'syntax.ts'), 'export default {\n');
+  const res = spawnSync(process.execPath, [BIN, 'validate'], { cwd: bad, encoding: 'utf8', env: childEnv() });
+  t.equal(res.status, 1);
+  t.match(res.stdout, /plugins\/broken\.ts\s+INVALID_CRON\s+schedule: invalid cron "61 \* \* \* \*"/);
+  t.match(res.stdout, /plugins\/syntax\.ts\s+PLUGIN_IMPORT_FAILED/);
+  t.match(res.stdout, /warning\s+config\/jobhost\.json\s+JOB_NOT_FOUND\s+jobs\.ghost/);
+  t.match(res.stdout, /2 problems found/);
+
+  const badConfig = makeProject(t, { concurrency: 'lots' });
+  const cfg = spawnSync(process.execPath, [BIN, 'validate'], { cwd: badConfig, encoding: 'utf8', env: childEnv() });
+  t.equal(cfg.status, 1);
+  t.match(cfg.stdout, /config\/jobhost\.json\s+CONFIG_INVALID\s+concurrency: /);
+});
+
+t.test('jobhost start refuses an invalid config with a clear message and exit code 1', async (t) => {
+  const dir = makeProject(t, { jobs: { x: { schedule: 'nope' } } }, { examples: false });
+  const app = runCli(t, dir, ['start']);
+  t.equal(await app.exited, 1);
+  t.match(app.stderr(), /cannot start: INVALID_CRON jobs\.x\.schedule: invalid cron "nope"/);
+});

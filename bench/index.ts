@@ -2,12 +2,14 @@
  * `npm run bench [-- name...]`: runs the benchmarks and prints their figures. Benchmarks never
  * fail; ratios are against baselines measured in the same run, on the same machine.
  */
+import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { reloadBench } from './reload.js';
 
 const benches: Record<string, () => Promise<void>> = {
   engine: () => engineBench(),
   reload: () => reloadBench(),
+  durability: () => durabilityBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -82,7 +82,7 @@ export interface StoreOptions {
   fsync?: boolean;
   keepRuns?: number;
   keepDays?: number;
-  /** Finished runs per segment (default: keepRuns / 10, between 100 and 10,000). */
+  /** Finished runs per segment (default: keepRuns / 10, between 100 and 2,000). */
   segmentSize?: number;
   /** Journal size that triggers a checkpoint (default 16 MiB). */
   checkpointBytes?: number;
@@ -178,7 +178,8 @@ class SegmentedStore implements Store {
     this.#fsync = options.fsync ?? true;
     this.#keepRuns = options.keepRuns ?? 1000;
     this.#keepDaysMs = (options.keepDays ?? 30) * DAY;
-    this.#segmentSize = options.segmentSize ?? Math.min(10_000, Math.max(100, Math.floor(this.#keepRuns / 10)));
+    // Small enough that reading one back (GET /runs, a cache miss) parses ~1 MB at most.
+    this.#segmentSize = options.segmentSize ?? Math.min(2000, Math.max(100, Math.floor(this.#keepRuns / 10)));
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#clock = options.clock;
     this.#logger = options.logger;

@@ -1,0 +1,137 @@
+/**
+ * Durability and scale (issue 6): persisted throughput with an empty store and with 100,000 runs
+ * already in history, start-up time and RSS with that history, trigger → start latency, and cron
+ * lateness while 1,000 runs/s flow. Run: `npm run bench -- durability`.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createHost, silentLogger, type Host } from '../core/index.js';
+import { benchDir, fmt, header, percentile, row } from './util.js';
+
+const WINDOW = 1024;
+
+async function pump(host: Host, runs: number): Promise<number> {
+  let done = 0;
+  let allDone!: () => void;
+  const finished = new Promise<void>((resolve) => (allDone = resolve));
+  const off = host.on('run.succeeded', () => {
+    if (++done === runs) allDone();
+  });
+  const t0 = performance.now();
+  let sent = 0;
+  const producer = async (): Promise<void> => {
+    while (sent < runs) {
+      sent++;
+      await host.trigger('noop');
+    }
+  };
+  await Promise.all(Array.from({ length: WINDOW }, producer));
+  await finished;
+  off();
+  await host.flush();
+  return (runs / (performance.now() - t0)) * 1000;
+}
+
+function newHost(dir: string, store: 'disk' | 'memory'): Host {
+  const host = createHost({ store, config: { store: { dir, keepRuns: 1_000_000 }, concurrency: 10_000 }, logger: silentLogger() });
+  host.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
+  return host;
+}
+
+async function cronLateness(seconds: number): Promise<number[]> {
+  const { dir, remove } = benchDir();
+  const host = createHost({ config: { store: { dir, keepRuns: 1_000_000 }, concurrency: 64 }, logger: silentLogger() });
+  host.register({ name: 'load', concurrency: 64, handler: async () => undefined });
+  for (let i = 0; i < 20; i++) host.register({ name: `tick-${i}`, schedule: '* * * * * *', handler: () => undefined });
+  const lateness: number[] = [];
+  host.on('run.queued', (e) => {
+    if (e.data.source !== 'schedule') return;
+    const at = Date.parse(e.data.runAt);
+    lateness.push(at - Math.floor(at / 1000) * 1000);
+  });
+  await host.start();
+  // 1,000 runs/s: 10 triggers every 10 ms.
+  const load = setInterval(() => {
+    for (let i = 0; i < 10; i++) void host.trigger('load');
+  }, 10);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  clearInterval(load);
+  await host.stop();
+  remove();
+  return lateness.sort((a, b) => a - b);
+}
+
+export async function durabilityBench(history = 100_000): Promise<void> {
+  header('durability and scale');
+  // warm-up
+  {
+    const { dir, remove } = benchDir();
+    const h = newHost(dir, 'memory');
+    await h.start();
+    await pump(h, 5_000);
+    await h.stop();
+    remove();
+  }
+  const mem = benchDir();
+  const memHost = newHost(mem.dir, 'memory');
+  await memHost.start();
+  const memory = await pump(memHost, 100_000);
+  await memHost.stop();
+  mem.remove();
+
+  const disk = benchDir();
+  const host = newHost(disk.dir, 'disk');
+  await host.start();
+  const empty = await pump(host, 100_000);
+  row('persisted runs/s, empty store (fsync group commit)', `${fmt(empty)} runs/s (goal ≥ 50,000)`);
+  row('same engine, in-memory store', `${fmt(memory)} runs/s`);
+  row('disk / in-memory', `${fmt(empty / memory, 2)} (goal ≥ 0.5)`);
+  // history: the 100k above plus more, so the next measurement starts with ≥ `history` runs
+  const have = host.stats().store.historyRuns;
+  if (have < history) await pump(host, history - have);
+  const full = await pump(host, 100_000);
+  row(`persisted runs/s with ${fmt(host.stats().store.historyRuns - 100_000)} runs in history`, `${fmt(full)} runs/s`);
+  row('with history / empty store', `${fmt(full / empty, 2)} (goal ≥ 0.80)`);
+  await host.stop();
+
+  const child = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'startup-child.ts'), disk.dir], { encoding: 'utf8' });
+  const startup = JSON.parse(child.stdout.trim().split('\n').at(-1) ?? '{}') as { startMs?: number; rss?: number; history?: number };
+  row(`start-up with ${fmt(startup.history ?? 0)} runs in history`, `${fmt(startup.startMs ?? NaN, 0)} ms (goal ≤ 1,000 ms)`);
+  row('RSS after start-up', `${fmt(startup.rss ?? NaN, 0)} MB (goal ≤ 150 MB)`);
+  disk.remove();
+
+  // trigger → handler start on an idle host
+  {
+    const { dir, remove } = benchDir();
+    const idle = createHost({ config: { store: { dir } }, logger: silentLogger() });
+    let started = 0;
+    let onStart: (() => void) | undefined;
+    idle.register({ name: 'probe', handler: () => {
+      started = performance.now();
+      onStart?.();
+    } });
+    await idle.start();
+    const samples: number[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const ran = new Promise<void>((r) => (onStart = r));
+      const t0 = performance.now();
+      const ack = idle.trigger('probe');
+      await ran;
+      samples.push((started - t0) * 1000);
+      await ack;
+      await idle.flush();
+    }
+    await idle.stop();
+    remove();
+    samples.sort((a, b) => a - b);
+    row('trigger → handler start, idle host, p50 / p99', `${fmt(percentile(samples, 50))} µs / ${fmt(percentile(samples, 99))} µs (goal p50 ≤ 500 µs)`);
+  }
+
+  const late = await cronLateness(15);
+  row(`cron lateness under 1,000 runs/s (${late.length} fires), p50 / p99 / max`, `${fmt(percentile(late, 50))} / ${fmt(percentile(late, 99))} / ${fmt(late.at(-1) ?? NaN)} ms (goal p99 ≤ 10 ms)`);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await durabilityBench(Number(process.argv[2] ?? 100_000));
+}

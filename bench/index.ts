@@ -3,9 +3,13 @@
  * fail; ratios are against baselines measured in the same run, on the same machine.
  */
 import { engineBench } from './engine.js';
+import { httpBench } from './http.js';
+import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
   engine: () => engineBench(),
+  http: () => httpBench(),
+  ws: () => wsBench(),
 };
 
 const wanted = process.argv.slice(2);

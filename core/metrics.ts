@@ -28,23 +28,53 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 export function createMetrics(host: Host): Metrics {
   const registry = new Registry();
-  const runs = new Counter({
+  // Hot counters are tallied in plain maps and handed to prom-client at scrape time: a labelled
+  // inc() hashes its labels, and every run emits several events.
+  const tallies = {
+    runs: new Map<string, { job: string; status: string; n: number }>(),
+    skipped: new Map<string, { job: string; reason: string; n: number }>(),
+    retries: new Map<string, { job: string; n: number }>(),
+    events: new Map<string, number>(),
+  };
+  new Counter({
     name: 'jobhost_runs_total',
     help: 'Finished runs by job and final status',
     labelNames: ['job', 'status'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const { job, status, n } of tallies.runs.values()) this.inc({ job, status }, n);
+    },
   });
-  const skipped = new Counter({
+  new Counter({
     name: 'jobhost_triggers_skipped_total',
     help: 'Refused triggers by job and reason (no run was created)',
     labelNames: ['job', 'reason'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const { job, reason, n } of tallies.skipped.values()) this.inc({ job, reason }, n);
+    },
   });
-  const retries = new Counter({
+  new Counter({
     name: 'jobhost_run_retries_total',
     help: 'Failed attempts that were retried, by job',
     labelNames: ['job'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const { job, n } of tallies.retries.values()) this.inc({ job }, n);
+    },
+  });
+  new Counter({
+    name: 'jobhost_events_total',
+    help: 'Bus events by type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [type, n] of tallies.events) this.inc({ type }, n);
+    },
   });
   const duration = new Histogram({
     name: 'jobhost_run_duration_seconds',
@@ -55,7 +85,6 @@ export function createMetrics(host: Host): Metrics {
   });
   const pluginErrors = new Counter({ name: 'jobhost_plugin_errors_total', help: 'Plugin files that failed to load', registers: [registry] });
   const configErrors = new Counter({ name: 'jobhost_config_errors_total', help: 'Config edits that were rejected', registers: [registry] });
-  const events = new Counter({ name: 'jobhost_events_total', help: 'Bus events by type', labelNames: ['type'] as const, registers: [registry] });
   const wsClients = new Gauge({ name: 'jobhost_ws_clients', help: 'Open WebSocket /events connections', registers: [registry] });
   const wsCutoffs = new Counter({
     name: 'jobhost_ws_cutoffs_total',
@@ -110,24 +139,38 @@ export function createMetrics(host: Host): Metrics {
     },
   });
 
+  const countRun = (job: string, status: string): void => {
+    const key = `${job} ${status}`;
+    const tally = tallies.runs.get(key);
+    if (tally) tally.n++;
+    else tallies.runs.set(key, { job, status, n: 1 });
+  };
+
   const unsubscribe = host.on('*', (event) => {
-    events.inc({ type: event.type });
+    tallies.events.set(event.type, (tallies.events.get(event.type) ?? 0) + 1);
     switch (event.type) {
       case 'run.succeeded':
       case 'run.failed': {
-        runs.inc({ job: event.data.job, status: event.type.slice(4) });
+        countRun(event.data.job, event.type === 'run.succeeded' ? 'succeeded' : 'failed');
         if (event.data.durationMs !== null) duration.observe({ job: event.data.job }, event.data.durationMs / 1000);
         break;
       }
       case 'run.canceled':
-        runs.inc({ job: event.data.job, status: 'canceled' });
+        countRun(event.data.job, 'canceled');
         break;
-      case 'run.retrying':
-        retries.inc({ job: event.data.job });
+      case 'run.retrying': {
+        const tally = tallies.retries.get(event.data.job);
+        if (tally) tally.n++;
+        else tallies.retries.set(event.data.job, { job: event.data.job, n: 1 });
         break;
-      case 'run.skipped':
-        skipped.inc({ job: event.data.job, reason: event.data.reason });
+      }
+      case 'run.skipped': {
+        const key = `${event.data.job} ${event.data.reason}`;
+        const tally = tallies.skipped.get(key);
+        if (tally) tally.n++;
+        else tallies.skipped.set(key, { job: event.data.job, reason: event.data.reason, n: 1 });
         break;
+      }
       case 'plugin.error':
         pluginErrors.inc();
         break;

@@ -27,8 +27,13 @@ t.test('GET /metrics: Prometheus text fed by the host', async (t) => {
   } });
   host.register({ name: 'slow', overlap: 'skip', handler: () => release.promise });
   host.register({ name: 'off', enabled: false, handler: noop });
+  host.register({ name: 'flaky', retry: { attempts: 2, delay: '1h' }, handler: () => {
+    throw new Error('later');
+  } });
   for (let i = 0; i < 2; i++) await host.wait((await host.trigger('ok')).runId);
   await host.wait((await host.trigger('bad')).runId);
+  const flaky = await host.trigger('flaky');
+  await until(async () => (await host.run(flaky.runId))!.attempts.length === 1, 5000, 'the first attempt');
   await host.trigger('slow');
   await t.rejects(host.trigger('slow'), { code: 'SKIPPED' });
   await t.rejects(host.trigger('off'), { code: 'SKIPPED' });
@@ -65,7 +70,8 @@ t.test('GET /metrics: Prometheus text fed by the host', async (t) => {
 
   t.equal(sample(family(families, 'jobhost_queue_depth'), { queue: 'default' })?.value, '1');
   t.equal(sample(family(families, 'jobhost_runs_running'))?.value, '1');
-  t.equal(sample(family(families, 'jobhost_runs_delayed'))?.value, '1');
+  t.equal(sample(family(families, 'jobhost_runs_delayed'))?.value, '2', 'a delayed trigger and a retry waiting');
+  t.equal(sample(family(families, 'jobhost_run_retries_total'), { job: 'flaky' })?.value, '1');
   const lastSuccess = family(families, 'jobhost_job_last_success_timestamp_seconds');
   t.equal(Number(sample(lastSuccess, { job: 'ok' })?.value), clock.now() / 1000);
   t.notOk(sample(lastSuccess, { job: 'bad' }), 'no success, no sample');

@@ -279,6 +279,9 @@ t.test('useServer: listens when the host starts, closes after it stops', async (
 t.test('extra plugins add routes beside the API, behind the same auth and errors', async (t) => {
   const dashboard: ServerPlugin = async (app, { host }) => {
     app.get('/', async (_request, reply) => reply.type('text/html').send(`<h1>${host.jobs().length} jobs</h1>`));
+    app.get('/broken', async () => {
+      throw new TypeError('a bug of ours');
+    });
   };
   const token = 'dashboard-token';
   const { request } = await startServer(t, { server: { plugins: [dashboard], token } });
@@ -286,6 +289,9 @@ t.test('extra plugins add routes beside the API, behind the same auth and errors
   const page = await request('GET', '/', { headers: { authorization: `Bearer ${token}` } });
   t.equal(page.status, 200);
   t.equal(page.text, '<h1>0 jobs</h1>');
+  const broken = await request('GET', '/broken', { headers: { authorization: `Bearer ${token}` } });
+  isError(t, broken, 500, 'INTERNAL');
+  t.notMatch(broken.text, /a bug of ours/, 'the details stay in the log');
 });
 
 t.test('GET /openapi.json documents every route, from the same zod schemas', async (t) => {

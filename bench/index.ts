@@ -4,10 +4,14 @@
  */
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
+import { httpBench } from './http.js';
 import { reloadBench } from './reload.js';
+import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
   engine: () => engineBench(),
+  http: () => httpBench(),
+  ws: () => wsBench(),
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
 };

@@ -22,3 +22,40 @@ export function header(title: string): void {
 export function row(label: string, value: string): void {
   console.log(`  ${label.padEnd(48)} ${value}`);
 }
+
+export interface ChildServer {
+  url: string;
+  /** Sends a command and resolves with the child's next reply. */
+  ask<T>(message: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/** Starts `bench/serve.ts <kind>` in a child process (same tsx loader) and waits for its URL. */
+export async function spawnServer(kind: string): Promise<ChildServer> {
+  const { fork } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const child = fork(fileURLToPath(new URL('./serve.ts', import.meta.url)), [kind], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const next = <T>(): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const onExit = (code: number | null): void => reject(new Error(`bench server ${kind} exited with ${code}`));
+      child.once('exit', onExit);
+      child.once('message', (m) => {
+        child.off('exit', onExit);
+        resolve(m as T);
+      });
+    });
+  const { url } = await next<{ url: string }>();
+  return {
+    url,
+    ask: <T>(message: unknown) => {
+      const reply = next<T>();
+      child.send(message as object);
+      return reply;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.send({ cmd: 'stop' });
+      }),
+  };
+}

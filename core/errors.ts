@@ -42,6 +42,7 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'The request body is not JSON.' },
   METHOD_NOT_ALLOWED: { status: 405, text: 'The route does not accept that method.' },
   BAD_REQUEST: { status: 400, text: 'The request could not be understood (malformed JSON, bad headers).' },
+  UPGRADE_REQUIRED: { status: 426, text: 'GET /events is a WebSocket: the request must ask for an upgrade.' },
   INSECURE_BIND: { status: 500, text: 'Refusing to listen on a non-loopback address without a token.' },
   // store
   STORE_CORRUPT: { status: 500, text: 'A store file is torn or unreadable; the part that loads is kept and the rest is set aside.' },

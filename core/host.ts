@@ -104,6 +104,14 @@ export interface Stats {
   events: { seq: number };
 }
 
+/** A scheduled job overdue for a success (see `Host.staleJobs()`). */
+export interface StaleJob {
+  job: string;
+  schedule: string;
+  periodMs: number;
+  lastSuccessAt: string | null;
+}
+
 interface JobEntry {
   job: EffectiveJob;
   registeredAt: number;
@@ -858,6 +866,32 @@ export class Host {
   /** Whether the scheduler is armed (for readiness). */
   get schedulerRunning(): boolean {
     return this.#scheduler.running;
+  }
+
+  /**
+   * Enabled scheduled jobs with no success within twice their period (for readiness). The period
+   * is the gap between the job's next two fires; a job that never succeeded counts from when it
+   * was registered in this process.
+   */
+  staleJobs(): StaleJob[] {
+    const now = this.clock.now();
+    const stale: StaleJob[] = [];
+    for (const [name, { job, registeredAt }] of this.#jobs) {
+      if (!job.enabled || !job.schedule) continue;
+      let periodMs: number;
+      try {
+        const first = job.schedule.next(now);
+        const second = first === null ? null : job.schedule.next(first);
+        if (first === null || second === null) continue;
+        periodMs = second - first;
+      } catch {
+        continue; // the scheduler logs a schedule that cannot compute its next fire
+      }
+      const lastSuccessAt = this.#record(name).lastSuccessAt ?? null;
+      const since = lastSuccessAt !== null ? Date.parse(lastSuccessAt) : registeredAt;
+      if (now - since > 2 * periodMs) stale.push({ job: name, schedule: job.schedule.label, periodMs, lastSuccessAt });
+    }
+    return stale;
   }
 
   // ------------------------------------------------------------------------ events

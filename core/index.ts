@@ -1,6 +1,12 @@
 /** jobhost's public API: one explicit export list. */
 export { createHost, Host } from './host.js';
-export type { HostOptions, HostState, TriggerOptions, TriggerResult, PublishResult, JobView, JobStats, Stats } from './host.js';
+export type { HostOptions, HostState, TriggerOptions, TriggerResult, PublishResult, JobView, JobStats, Stats, StaleJob } from './host.js';
+export { createServer, useServer } from './server.js';
+export type { Server, ServerOptions, ServerPlugin } from './server.js';
+export type { JobhostApp } from './routes.js';
+export type { HelloMessage, EventStreamOptions } from './ws.js';
+export type { Metrics } from './metrics.js';
+export type { HttpErrorBody } from './http-errors.js';
 export { definePlugin } from './plugin.js';
 export type { PluginDefinition, JobContext, NotifyOptions, RetryOptions, ParamsSchema, NotifyPriority, NotifyStatus } from './plugin.js';
 export { HostError, ERROR_CODES, isHostError } from './errors.js';

@@ -5,6 +5,7 @@ import { createManualClock, type ManualClock } from '../core/clock.js';
 import type { AnyHostEvent, EventType } from '../core/events.js';
 import { createHost, type Host, type HostOptions } from '../core/host.js';
 import { silentLogger } from '../core/logger.js';
+import { createServer, type Server, type ServerOptions } from '../core/server.js';
 
 export interface Tap {
   teardown(fn: () => unknown): void;
@@ -83,4 +84,51 @@ export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => voi
   let open!: (value: T) => void;
   const promise = new Promise<T>((r) => (open = r));
   return { promise, open };
+}
+
+export interface TestServer extends TestHost {
+  server: Server;
+  url: string;
+  /** A real HTTP request; the body is sent as JSON unless it is already a string. */
+  request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string> }): Promise<TestResponse>;
+  /** The metrics text, read in-process. */
+  metrics(): Promise<string>;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The body parsed as a JSON object ({} when it is not one). */
+  json: Record<string, unknown>;
+}
+
+/** A started host with its HTTP server listening on 127.0.0.1, port 0; both closed when the test ends. */
+export async function startServer(
+  t: Tap,
+  options: Parameters<typeof startHost>[1] & { server?: ServerOptions } = {},
+): Promise<TestServer> {
+  const testHost = await startHost(t, options);
+  const server = createServer(testHost.host, { host: '127.0.0.1', port: 0, ...options.server });
+  const { url } = await server.listen();
+  t.teardown(() => server.close());
+  const request: TestServer['request'] = async (method, path, opts = {}) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    let body: string | undefined;
+    if (opts.body !== undefined) {
+      body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(url + path, { method, headers, ...(body !== undefined && { body }) });
+    const text = await res.text();
+    let json: Record<string, unknown> = {};
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed === 'object' && parsed !== null) json = parsed as Record<string, unknown>;
+    } catch {
+      // not JSON: tests look at `text`
+    }
+    return { status: res.status, headers: res.headers, text, json };
+  };
+  return { ...testHost, server, url, request, metrics: () => server.metrics.text() };
 }

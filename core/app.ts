@@ -10,6 +10,7 @@ import { isPluginFile, usePluginDirectory } from './loader.js';
 import { createLogger, type Logger } from './logger.js';
 import { parsePlugin } from './plugin.js';
 import { loadPluginModule } from './plugin-module.js';
+import { useServer, type Server } from './server.js';
 
 /**
  * The application: what `jobhost start` (and `npm start`) runs. It reads the config file, builds
@@ -26,8 +27,11 @@ export interface AppOptions {
 
 export interface App {
   host: Host;
+  server: Server;
   config: Config;
   configFile: string | null;
+  /** The base URL of the API and dashboard. */
+  url: string;
   stop(reason?: string): Promise<void>;
 }
 
@@ -51,14 +55,23 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const hasFile = await readdir(path.dirname(file)).then((names) => names.includes(path.basename(file)), () => false);
   if (hasFile) host.use(new ConfigWatcher(host, { file, env }));
   else logger.warn({ file }, 'no config file; running on defaults');
+  const server = useServer(host);
 
   await host.start();
-  logger.info({ config: hasFile ? path.relative(cwd, file) : null, plugins: config.plugins.dir, store: config.store.dir, jobs: host.jobs().length }, 'jobhost started');
+  const url = server.url ?? '';
+  // The example health check (and any plugin) can find this host's own API.
+  process.env['JOBHOST_URL'] = url;
+  logger.info(
+    { url, config: hasFile ? path.relative(cwd, file) : null, plugins: config.plugins.dir, store: config.store.dir, jobs: host.jobs().length },
+    `jobhost started: dashboard and API at ${url}`,
+  );
 
   const app: App = {
     host,
+    server,
     config,
     configFile: hasFile ? file : null,
+    url,
     stop: (reason = 'stop') => host.stop({ reason }),
   };
   if (options.signals !== false) installSignals(app, logger);

@@ -245,7 +245,13 @@ export class Host {
     this.#runner.start();
     this.#scheduler.start();
     for (const name of this.#jobs.keys()) this.#catchUp(name);
-    for (const service of this.#services) await service.start();
+    try {
+      for (const service of this.#services) await service.start();
+    } catch (err) {
+      // A service that cannot start (the port is taken) must not leave the engine running.
+      await this.stop({ reason: 'start failed', graceMs: 0 });
+      throw err;
+    }
     this.bus.emit('host.started', { job: null, pid: process.pid, jobs: this.#jobs.size });
   }
 

@@ -6,6 +6,7 @@ import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
 import { reloadBench } from './reload.js';
+import { soakKillBench } from './soak-kill.js';
 import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
@@ -14,6 +15,7 @@ const benches: Record<string, () => Promise<void>> = {
   ws: () => wsBench(),
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
+  'soak-kill': () => soakKillBench(),
 };
 
 const wanted = process.argv.slice(2);

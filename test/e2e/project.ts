@@ -11,7 +11,11 @@ export const BIN = path.join(ROOT, 'core/bin.mjs');
  * checkout, the example plugins copied, and a config file of the test's own.
  */
 export function makeProject(t: Tap, config: object, options: { examples?: boolean } = {}): string {
-  const dir = tempDir(t, 'jobhost-e2e-');
+  return createProject(tempDir(t, 'jobhost-e2e-'), config, options);
+}
+
+/** The same, in a directory the caller owns (benchmarks). */
+export function createProject(dir: string, config: object, options: { examples?: boolean } = {}): string {
   symlinkSync(path.join(ROOT, 'core'), path.join(dir, 'core'));
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }');

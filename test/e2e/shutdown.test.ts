@@ -1,0 +1,74 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { until } from '../helpers.js';
+import { makeProject, runCli, type Running } from './project.js';
+
+/** Starts `jobhost start` in `dir` and returns it with its API URL. */
+async function start(t: Parameters<typeof runCli>[0], dir: string): Promise<Running & { url: string }> {
+  const app = runCli(t, dir, ['start']);
+  const line = await app.waitFor((l) => typeof l['url'] === 'string' && l.msg.startsWith('jobhost started'), 'the started line', { ms: 30_000 });
+  return Object.assign(app, { url: line['url'] as string });
+}
+
+const post = (url: string, body: unknown = {}): Promise<Response> =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+async function runOf(url: string, id: string): Promise<{ status: string; attempts: Array<{ error: { code: string } | null }>; result: unknown }> {
+  return (await (await fetch(`${url}/runs/${id}`)).json()) as never;
+}
+
+function project(t: Parameters<typeof runCli>[0], grace: string): string {
+  const dir = makeProject(t, { server: { port: 0 }, shutdown: { grace } }, { examples: false });
+  writeFileSync(
+    path.join(dir, 'plugins', 'quick-finish.ts'),
+    "export default { name: 'quick-finish', handler: () => new Promise((r) => setTimeout(() => r('done in time'), 1000)) };\n",
+  );
+  writeFileSync(
+    path.join(dir, 'plugins', 'too-long.ts'),
+    "export default { name: 'too-long', retry: { attempts: 2 }, handler: (ctx: { signal: AbortSignal }) => new Promise((r, j) => { const t = setTimeout(r, 120_000); ctx.signal.addEventListener('abort', () => { clearTimeout(t); j(ctx.signal.reason); }); }) };\n",
+  );
+  return dir;
+}
+
+t.test('SIGTERM: runs finish within the grace, longer ones go back to queued, new triggers get 503, exit 0', async (t) => {
+  const dir = project(t, '4s');
+  const app = await start(t, dir);
+  const quick = ((await (await post(`${app.url}/jobs/quick-finish/run`)).json()) as { runId: string }).runId;
+  const long = ((await (await post(`${app.url}/jobs/too-long/run`)).json()) as { runId: string }).runId;
+  await until(async () => (await runOf(app.url, quick)).status === 'running' && (await runOf(app.url, long)).status === 'running', 10_000, 'both running');
+
+  app.child.kill('SIGTERM');
+  await app.waitFor((l) => l.event === 'host.stopping', 'host.stopping');
+  const refused = await post(`${app.url}/jobs/quick-finish/run`);
+  t.equal(refused.status, 503);
+  t.match(await refused.json(), { statusCode: 503, code: 'SHUTTING_DOWN' });
+  t.equal(await app.exited, 0, 'exit code 0');
+  t.ok(app.lines.some((l) => l.event === 'host.stopped'));
+
+  const again = await start(t, dir);
+  t.match(await runOf(again.url, quick), { status: 'succeeded', result: 'done in time' }, 'finished within the grace');
+  const longRun = await runOf(again.url, long);
+  t.match(longRun.attempts[0], { error: { code: 'SHUTDOWN' } }, 'the aborted attempt is recorded with reason shutdown');
+  t.ok(['queued', 'running'].includes(longRun.status), `queued again and picked up on the next start (${longRun.status})`);
+});
+
+t.test('a second signal exits at once; what was acknowledged is still on disk', async (t) => {
+  const dir = project(t, '60s');
+  const app = await start(t, dir);
+  const long = ((await (await post(`${app.url}/jobs/too-long/run`)).json()) as { runId: string }).runId;
+  const queued = ((await (await post(`${app.url}/jobs/quick-finish/run`, { delay: '1h' })).json()) as { runId: string }).runId;
+  await until(async () => (await runOf(app.url, long)).status === 'running', 10_000, 'running');
+  app.child.kill('SIGTERM');
+  await app.waitFor((l) => l.event === 'host.stopping', 'host.stopping');
+  const t0 = Date.now();
+  app.child.kill('SIGINT');
+  const code = await app.exited;
+  t.ok(Date.now() - t0 < 5000, 'exited long before the 60 s grace');
+  t.equal(code, 1, 'a forced exit says so');
+
+  const again = await start(t, dir);
+  t.match(await runOf(again.url, queued), { status: 'queued' }, 'the delayed run is still queued');
+  const recovered = await runOf(again.url, long);
+  t.match(recovered.attempts[0], { error: { code: 'INTERRUPTED' } }, 'the cut attempt is recorded as interrupted');
+});

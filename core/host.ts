@@ -5,7 +5,7 @@ import { parseConfig, type Config, type ConfigInput } from './config.js';
 import { parseDuration, type Duration } from './duration.js';
 import { HostError, isHostError } from './errors.js';
 import type { AnyHostEvent, EventType, HostEvent, SkipReason } from './events.js';
-import { changedFields, paramsJsonSchema, percentile, resolveJob, type EffectiveJob } from './jobs.js';
+import { changedFields, foldFinished, paramsJsonSchema, percentile, resolveJob, type EffectiveJob } from './jobs.js';
 import { createLogger, type Logger } from './logger.js';
 import { buildNotification, type Notification } from './notify.js';
 import { parsePlugin, type JobSpec, type NotifyStatus, type ParamsResult, type PluginDefinition } from './plugin.js';
@@ -24,7 +24,7 @@ export interface HostOptions {
   /** `memory` keeps runs in memory only (nothing survives the process); default `disk`. */
   store?: 'disk' | 'memory' | undefined;
   /** Store tuning (segment size, checkpoint size), mostly for tests and benchmarks. */
-  storeOptions?: Partial<Pick<StoreOptions, 'segmentSize' | 'checkpointBytes' | 'fsync'>> | undefined;
+  storeOptions?: Partial<Pick<StoreOptions, 'segmentSize' | 'checkpointBytes' | 'checkpointRuns' | 'fsync'>> | undefined;
   /** Plugins registered at creation, as if dropped into the plugins directory. */
   plugins?: ReadonlyArray<PluginDefinition<never> | PluginDefinition> | undefined;
   clock?: Clock | undefined;
@@ -117,8 +117,6 @@ interface JobEntry {
   registeredAt: number;
 }
 
-const DURATIONS_KEPT = 200;
-
 /** The validated params of a trigger, or INVALID_PARAMS listing every issue. */
 function checkedParams(result: ParamsResult<unknown>): unknown {
   if (result.issues) {
@@ -180,6 +178,7 @@ export class Host {
       keepDays: this.#config.store.keepDays,
       clock: this.clock,
       logger: this.logger,
+      fold: foldFinished,
       ...options.storeOptions,
     });
     this.#runner = new Runner({
@@ -601,10 +600,11 @@ export class Host {
     if (!job.enabled) {
       reason = 'disabled';
       detail = 'the job is disabled';
-    } else if (job.once && (record.onceDone || this.#runner.activeCount(job.name) > 0)) {
+    } else if (job.once && (record.lastSuccessAt !== undefined || this.#runner.activeCount(job.name) > 0)) {
       reason = 'once';
-      detail = record.onceDone ? 'the job may succeed once and already has' : 'a run of this once-only job is already queued or running';
-      runId = record.onceDone ? record.lastRun?.runId : this.#runner.firstActive(job.name)?.id;
+      const done = record.lastSuccessAt !== undefined;
+      detail = done ? 'the job may succeed once and already has' : 'a run of this once-only job is already queued or running';
+      runId = done ? record.lastRun?.runId : this.#runner.firstActive(job.name)?.id;
     } else if (job.cooldownMs > 0 && record.lastSuccessAt !== undefined && now < Date.parse(record.lastSuccessAt) + job.cooldownMs) {
       reason = 'cooldown';
       detail = `cooling down until ${isoOf(Date.parse(record.lastSuccessAt) + job.cooldownMs)}`;
@@ -702,21 +702,12 @@ export class Host {
   // ------------------------------------------------------------------------ outcomes
 
   #settled(run: Run, outcome: 'succeeded' | 'failed' | 'canceled' | 'retrying'): void {
-    const record = this.#record(run.job);
     if (outcome !== 'retrying') {
-      const counts = (record.counts ??= {});
-      counts[outcome] = (counts[outcome] ?? 0) + 1;
-      record.lastRun = { runId: run.id, status: outcome, at: run.endedAt ?? isoOf(this.clock.now()) };
-      if (outcome === 'succeeded') {
-        record.lastSuccessAt = record.lastRun.at;
-        if (this.#jobs.get(run.job)?.job.once) record.onceDone = true;
-      }
-      if (run.durationMs !== null && outcome !== 'canceled') {
-        const durations = (record.durations ??= []);
-        durations.push(run.durationMs);
-        if (durations.length > DURATIONS_KEPT) durations.splice(0, durations.length - DURATIONS_KEPT);
-      }
-      void this.#store.saveJob(run.job, record);
+      // No write of its own: the run's final record is the durable fact; the store folds it
+      // again on load if it finished after the last checkpoint.
+      const record = this.#record(run.job);
+      foldFinished(record, run);
+      this.#store.trackJob(run.job, record);
     }
     const notify = this.#jobs.get(run.job)?.job.notify;
     if (notify) this.#notify(notify, run, outcome);

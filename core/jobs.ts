@@ -2,8 +2,26 @@ import { z } from 'zod';
 import type { Config, JobOverride } from './config.js';
 import { cronSchedule, everySchedule, type Schedule } from './cron.js';
 import type { JobSpec, NotifySpec, ParamsSchema, RetryPolicy, ScheduleSpec } from './plugin.js';
+import type { Run } from './run.js';
 import type { RunnerJob } from './runner.js';
 import type { JobRecord } from './store.js';
+
+const DURATIONS_KEPT = 200;
+
+/** Folds a finished run into its job's aggregates: counts, last run, last success, recent durations. */
+export function foldFinished(record: JobRecord, run: Run): void {
+  if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'canceled') return;
+  const counts = (record.counts ??= {});
+  counts[run.status] = (counts[run.status] ?? 0) + 1;
+  const at = run.endedAt ?? run.createdAt;
+  if (!record.lastRun || record.lastRun.at <= at) record.lastRun = { runId: run.id, status: run.status, at };
+  if (run.status === 'succeeded' && (record.lastSuccessAt === undefined || record.lastSuccessAt < at)) record.lastSuccessAt = at;
+  if (run.durationMs !== null && run.status !== 'canceled') {
+    const durations = (record.durations ??= []);
+    durations.push(run.durationMs);
+    if (durations.length > DURATIONS_KEPT) durations.splice(0, durations.length - DURATIONS_KEPT);
+  }
+}
 
 /**
  * A job as the host runs it: the plugin's declaration, overridden by `jobs.<name>` in the config,

@@ -21,14 +21,18 @@ import { isFinal, serializeRun, type Run, type RunStatus } from './run.js';
  * segment, so a write never rewrites history, and retention drops whole segments.
  */
 
-/** What the host keeps per job across restarts. */
+/**
+ * What the host keeps per job across restarts. Two kinds of field: flags (`enabled`,
+ * `lastFireAt`), journaled when they change; and aggregates of finished runs (the rest), kept
+ * in checkpoints and rebuilt on load by folding the runs finished since (`StoreOptions.fold`),
+ * so finishing a run costs no extra write.
+ */
 export interface JobRecord {
   /** Set by enable/disable at run time; absent means "as the plugin and config say". */
   enabled?: boolean;
   /** The last schedule fire (ms), for catch-up. */
   lastFireAt?: number;
   lastSuccessAt?: string;
-  onceDone?: boolean;
   lastRun?: { runId: string; status: RunStatus; at: string };
   counts?: Partial<Record<RunStatus, number>>;
   /** Durations (ms) of the most recent finished runs, for p50/p95. */
@@ -65,7 +69,10 @@ export interface Store {
   open(): Promise<LoadedState>;
   /** Records the run's current state; resolves once that state (or a newer one) is durable. */
   saveRun(run: Run): Promise<void>;
+  /** Journals a job's flags (`enabled`, `lastFireAt`); resolves once durable. */
   saveJob(name: string, record: JobRecord): Promise<void>;
+  /** Lets the store see a job's record (its aggregates go into the next checkpoint). */
+  trackJob(name: string, record: JobRecord): void;
   saveNotification(notification: Notification): Promise<void>;
   getRun(id: string): Promise<Run | undefined>;
   listRuns(query: RunQuery): Promise<Page<Run>>;
@@ -86,6 +93,10 @@ export interface StoreOptions {
   segmentSize?: number;
   /** Journal size that triggers a checkpoint (default 16 MiB). */
   checkpointBytes?: number;
+  /** Finished runs that trigger a checkpoint (default 20,000). */
+  checkpointRuns?: number;
+  /** Folds a finished run into its job's record: applied on load to runs finished since the checkpoint. */
+  fold?: (record: JobRecord, run: Run) => void;
   clock: Clock;
   logger: Logger;
 }
@@ -109,13 +120,16 @@ interface StateDoc {
   version: 1;
   checkpoint: number;
   openSegment: number;
+  /** Where the runs not yet folded into `jobs` start: a segment and a line in it. */
+  foldFrom?: { segment: number; line: number };
   segments: SegmentInfo[];
   jobs: Record<string, JobRecord>;
   live: Run[];
   notifications: Notification[];
 }
 
-type JournalRecord = { r: Run } | { j: string; v: JobRecord } | { n: Notification };
+type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
+type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification };
 
 const NOTIFICATIONS_KEPT = 1000;
 const SEGMENT_CACHE = 4;
@@ -147,8 +161,10 @@ class SegmentedStore implements Store {
   readonly #keepDaysMs: number;
   readonly #segmentSize: number;
   readonly #checkpointBytes: number;
+  readonly #checkpointRuns: number;
   readonly #clock: Clock;
   readonly #logger: Logger;
+  readonly #fold: ((record: JobRecord, run: Run) => void) | undefined;
 
   #db: Low<StateDoc> | undefined;
   #checkpointN = 0;
@@ -156,6 +172,9 @@ class SegmentedStore implements Store {
   #segmentFile: AppendFile | undefined;
   #open: Segment = { info: emptyInfo(1), runs: [] };
   readonly #sealed: Segment[] = [];
+  /** Segments dropped by retention, deleted at the next checkpoint. */
+  readonly #expired: number[] = [];
+  #finishedSinceCheckpoint = 0;
   readonly #cache: Segment[] = [];
 
   /** Runs not yet durably finished: the source of recovery and of the newest history page. */
@@ -181,8 +200,10 @@ class SegmentedStore implements Store {
     // Small enough that reading one back (GET /runs, a cache miss) parses ~1 MB at most.
     this.#segmentSize = options.segmentSize ?? Math.min(2000, Math.max(100, Math.floor(this.#keepRuns / 10)));
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
+    this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
     this.#logger = options.logger;
+    this.#fold = options.fold;
   }
 
   // ---------------------------------------------------------------- opening and recovery
@@ -251,6 +272,7 @@ class SegmentedStore implements Store {
       else this.#logger.error({ code: 'STORE_CORRUPT', segment: info.n }, 'a segment in the index is missing; its runs are gone from history');
     }
     let openN = Math.max(doc.openSegment, (files.at(-1) ?? 0), 1);
+    const foldFrom = doc.foldFrom ?? { segment: Infinity, line: 0 };
     for (const n of files) {
       if (indexed.has(n)) continue;
       const file = this.#segmentPath(n);
@@ -258,9 +280,15 @@ class SegmentedStore implements Store {
       const runs = (await adapter.read()) ?? [];
       this.#reportDamage(file, adapter.last.badLines);
       const info = emptyInfo(n);
-      for (const run of runs) {
+      for (const [line, run] of runs.entries()) {
         addToInfo(info, run);
         this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
+        // Finished after the checkpoint: its job's aggregates do not include it yet.
+        if (this.#fold && (n > foldFrom.segment || (n === foldFrom.segment && line >= foldFrom.line))) {
+          let record = this.#jobs.get(run.job);
+          if (!record) this.#jobs.set(run.job, (record = {}));
+          this.#fold(record, run);
+        }
       }
       if (n === openN && runs.length < this.#segmentSize) {
         this.#open = { info, runs };
@@ -290,8 +318,14 @@ class SegmentedStore implements Store {
 
   #apply(rec: JournalRecord): void {
     if ('r' in rec) this.#live.set(rec.r.id, rec.r);
-    else if ('j' in rec) this.#jobs.set(rec.j, rec.v);
-    else if ('n' in rec) this.#pushNotification(rec.n);
+    else if ('j' in rec) {
+      let record = this.#jobs.get(rec.j);
+      if (!record) this.#jobs.set(rec.j, (record = {}));
+      if (rec.f.enabled === null) delete record.enabled;
+      else record.enabled = rec.f.enabled;
+      if (rec.f.lastFireAt === null) delete record.lastFireAt;
+      else record.lastFireAt = rec.f.lastFireAt;
+    } else if ('n' in rec) this.#pushNotification(rec.n);
   }
 
   #reportDamage(file: string, badLines: number): void {
@@ -316,6 +350,10 @@ class SegmentedStore implements Store {
     this.#jobs.set(name, record);
     this.#dirtyJobs.add(name);
     return this.#nextBatch();
+  }
+
+  trackJob(name: string, record: JobRecord): void {
+    this.#jobs.set(name, record);
   }
 
   saveNotification(notification: Notification): Promise<void> {
@@ -399,7 +437,11 @@ class SegmentedStore implements Store {
       else journalFile.append('{"r":' + serializeRun(run) + '}\n');
     }
     if (disk) {
-      for (const name of jobs) journalFile.append(JSON.stringify({ j: name, v: this.#jobs.get(name) }) + '\n');
+      for (const name of jobs) {
+        const r = this.#jobs.get(name);
+        const f: JobFlags = { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null };
+        journalFile.append(JSON.stringify({ j: name, f }) + '\n');
+      }
       for (const n of notifications) journalFile.append(JSON.stringify({ n }) + '\n');
       try {
         await Promise.all([journalFile.commit(), segmentFile.commit()]);
@@ -419,8 +461,13 @@ class SegmentedStore implements Store {
       addToInfo(this.#open.info, run);
     }
     // Sealed after the batch: every run written to this segment's file is counted in its info.
+    this.#finishedSinceCheckpoint += finished.length;
     if (this.#open.info.count >= this.#segmentSize) await this.#seal();
-    if (this.#journal && this.#journal.size > this.#checkpointBytes) await this.#checkpoint();
+    // Checkpoints are few and cheap (they hold unfinished runs only): by journal size, or after
+    // enough finished runs that a start-up never scans more than that many segment lines.
+    if ((this.#journal && this.#journal.size > this.#checkpointBytes) || this.#finishedSinceCheckpoint >= this.#checkpointRuns) {
+      await this.#checkpoint();
+    }
   }
 
   async #seal(): Promise<void> {
@@ -434,7 +481,6 @@ class SegmentedStore implements Store {
       await this.#segmentFile.open();
     }
     this.#applyRetention();
-    await this.#checkpoint();
   }
 
   /** Drops whole sealed segments beyond keepRuns (keeping at least keepRuns) and older than keepDays. */
@@ -450,13 +496,8 @@ class SegmentedStore implements Store {
       total -= oldest.info.count;
       const cached = this.#cache.indexOf(oldest);
       if (cached >= 0) this.#cache.splice(cached, 1);
-      if (this.#dir !== null) {
-        // Deleting after the checkpoint that drops it from the index is not needed for safety:
-        // an orphan file is simply adopted (and dropped again) on the next start.
-        rm(this.#segmentPath(oldest.info.n), { force: true }).catch((err: unknown) =>
-          this.#logger.warn({ err, segment: oldest.info.n }, 'could not delete an expired segment'),
-        );
-      }
+      // The file goes once a checkpoint no longer lists it: the index never names a missing file.
+      if (this.#dir !== null) this.#expired.push(oldest.info.n);
     }
   }
 
@@ -472,6 +513,7 @@ class SegmentedStore implements Store {
       version: 1,
       checkpoint: n,
       openSegment: this.#open.info.n,
+      foldFrom: { segment: this.#open.info.n, line: this.#open.info.count },
       segments: this.#sealed.map((s) => s.info),
       jobs: Object.fromEntries(this.#jobs),
       live: [...this.#live.values()],
@@ -480,7 +522,13 @@ class SegmentedStore implements Store {
     await this.#db.write();
     this.#db.data.live = []; // do not pin the snapshot's array
     this.#checkpointN = n;
+    this.#finishedSinceCheckpoint = 0;
     await previous?.remove();
+    for (const seg of this.#expired.splice(0)) {
+      await rm(this.#segmentPath(seg), { force: true }).catch((err: unknown) =>
+        this.#logger.warn({ err, segment: seg }, 'could not delete an expired segment'),
+      );
+    }
     // Journals older than n may survive a crash between the write above and here; #load drops them.
     for (const f of await readdir(this.#dir)) {
       const m = /^journal-(\d+)\.ndjson$/.exec(f);

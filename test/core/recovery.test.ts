@@ -97,3 +97,42 @@ t.test('delayed runs keep their runAt across restarts; enabled flags survive', a
   await clock.set(Date.parse('2026-01-05T12:00:00Z'));
   t.equal((await b.host.wait(runId)).status, 'succeeded', 'an acknowledged delayed run still runs while its job is disabled');
 });
+
+t.test('after a crash, job counts, last run and once/cooldown come back from the runs written since the checkpoint', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const clock = createManualClock(Date.parse('2026-01-05T10:00:00Z'));
+  const plugins = [
+    { name: 'migrate', once: true, handler: noop },
+    { name: 'cool', cooldown: '1h', handler: noop },
+    { name: 'bad', handler: () => {
+      throw new Error('x');
+    } },
+  ];
+  const a = await startHost(t, { dir, clock, plugins });
+  await a.host.disable('bad');
+  await a.host.enable('bad');
+  await a.host.disable('bad');
+  await a.host.enable('bad');
+  for (let i = 0; i < 3; i++) await a.host.wait((await a.host.trigger('bad')).runId);
+  const once = await a.host.wait((await a.host.trigger('migrate')).runId);
+  await a.host.wait((await a.host.trigger('cool')).runId);
+  await a.host.disable('cool');
+  await a.host.flush();
+  const { cpSync } = await import('node:fs');
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it: no closing checkpoint
+
+  const b = await startHost(t, { dir: crashed, clock, plugins });
+  t.match(b.host.job('bad')!.counts, { failed: 3, succeeded: 0 }, 'counted once each, not twice');
+  t.match(b.host.job('migrate')!.lastRun, { runId: once.id, status: 'succeeded' });
+  t.equal(b.host.job('cool')!.enabled, false, 'the journaled flag');
+  t.equal(b.host.job('bad')!.enabled, true);
+  await b.host.enable('cool');
+  await t.rejects(b.host.trigger('migrate'), { code: 'SKIPPED', details: { reason: 'once' } });
+  await t.rejects(b.host.trigger('cool'), { code: 'SKIPPED', details: { reason: 'cooldown' } });
+  await b.host.stop();
+  // and after a clean restart of that, still once each
+  const c = await startHost(t, { dir: crashed, clock, plugins });
+  t.match(c.host.job('bad')!.counts, { failed: 3 });
+  t.equal(c.host.stats().perJob['bad']!.count, 3);
+});

@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AttemptContext, installGuards, invoke, removeGuards, retryDelay, snapshotResult, type AttemptOwner } from './attempt.js';
 import type { Bus } from './bus.js';
 import { isoTime, type Clock, type Timer } from './clock.js';
 import { HostError, toRunError, type ErrorCode, type RunError } from './errors.js';
@@ -7,6 +7,11 @@ import type { HostReader, JobContext, RetryPolicy } from './plugin.js';
 import { Deque, TimeHeap, WeightedQueues } from './queue.js';
 import type { Run } from './run.js';
 import type { Store } from './store.js';
+
+export { retryDelay } from './attempt.js';
+
+/** `run.progress` events per run are at most one per this interval (~10 per second). */
+const PROGRESS_INTERVAL_MS = 100;
 
 /**
  * The runner: queues, concurrency, attempts, timeouts, retries, cancel and progress. It knows
@@ -54,7 +59,7 @@ interface Entry {
   startedMs: number;
   /** Increments per attempt; a settle carrying an older token is a late result and is ignored. */
   token: number;
-  attempt: AttemptContext | undefined;
+  attempt: AttemptContext<Entry> | undefined;
   timer: Timer | undefined;
   progressTimer: Timer | undefined;
   progressAt: number;
@@ -66,156 +71,6 @@ interface JobSlots {
   parked: Deque<Entry>;
 }
 
-/** The attempt a piece of async code belongs to, so stray rejections can fail the right attempt. */
-const attemptScope = new AsyncLocalStorage<AttemptContext>();
-
-interface AttemptOwner {
-  reader: HostReader;
-  logger(): Logger;
-  settle(entry: Entry, ok: boolean, value: unknown, code?: ErrorCode): void;
-  progress(entry: Entry, fraction: number, text: string | undefined): void;
-  publish(event: string, payload: unknown, run: Run): void;
-}
-
-/**
- * The `ctx` of one attempt. A class rather than closures: one allocation per attempt on the hot
- * path, and the AbortController is only made when the handler looks at `signal`.
- */
-class AttemptContext implements JobContext<never> {
-  readonly runId: string;
-  readonly job: string;
-  readonly attempt: number;
-  readonly #owner: AttemptOwner;
-  readonly #entry: Entry;
-  readonly #token: number;
-  #controller: AbortController | undefined;
-  #abortReason: unknown;
-  #log: Logger | undefined;
-
-  constructor(owner: AttemptOwner, entry: Entry, token: number, n: number) {
-    this.#owner = owner;
-    this.#entry = entry;
-    this.#token = token;
-    this.runId = entry.run.id;
-    this.job = entry.run.job;
-    this.attempt = n;
-  }
-
-  get params(): never {
-    return this.#entry.run.params as never;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
-    }
-    return this.#controller.signal;
-  }
-
-  get host(): HostReader {
-    return this.#owner.reader;
-  }
-
-  get log(): Logger {
-    return (this.#log ??= this.#owner.logger().child({ job: this.job, runId: this.runId, attempt: this.attempt }));
-  }
-
-  get current(): boolean {
-    return this.#entry.token === this.#token && this.#entry.state === 'running';
-  }
-
-  progress(fraction: number, text?: string): void {
-    if (this.current) this.#owner.progress(this.#entry, fraction, text);
-  }
-
-  emit(event: string, payload?: unknown): void {
-    this.#owner.publish(event, payload, this.#entry.run);
-  }
-
-  abort(reason: unknown): void {
-    if (this.#abortReason !== undefined) return;
-    this.#abortReason = reason;
-    this.#controller?.abort(reason);
-  }
-
-  timeout(ms: number): void {
-    if (!this.current) return;
-    const err = new HostError('TIMEOUT', `attempt ${this.attempt} timed out after ${ms}ms`);
-    this.abort(err);
-    this.settle(false, err);
-  }
-
-  /** Ends the attempt once; anything after that (a late result) is ignored. */
-  settle(ok: boolean, value: unknown, code?: ErrorCode): void {
-    if (this.current) this.#owner.settle(this.#entry, ok, value, code);
-  }
-
-  /** For stray rejections and throws traced to this attempt. */
-  fail(err: unknown, code: ErrorCode): void {
-    this.settle(false, err, code);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Process guards: a handler's stray rejection or throw fails its attempt and never the host.
-
-const guardedLoggers = new Set<Logger>();
-
-function onUnhandledRejection(reason: unknown): void {
-  const scope = attemptScope.getStore();
-  if (scope) return scope.fail(reason, 'UNHANDLED_REJECTION');
-  for (const logger of guardedLoggers) logger.error({ err: reason }, 'unhandled promise rejection outside any run; ignored');
-}
-
-function onUncaughtException(err: unknown): void {
-  const scope = attemptScope.getStore();
-  if (scope) return scope.fail(err, 'UNCAUGHT_EXCEPTION');
-  for (const logger of guardedLoggers) logger.error({ err }, 'uncaught exception outside any run; the host carries on');
-}
-
-function installGuards(logger: Logger): void {
-  if (guardedLoggers.size === 0) {
-    process.on('unhandledRejection', onUnhandledRejection);
-    process.on('uncaughtException', onUncaughtException);
-  }
-  guardedLoggers.add(logger);
-}
-
-function removeGuards(logger: Logger): void {
-  guardedLoggers.delete(logger);
-  if (guardedLoggers.size === 0) {
-    process.off('unhandledRejection', onUnhandledRejection);
-    process.off('uncaughtException', onUncaughtException);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-
-const PROGRESS_INTERVAL_MS = 100;
-
-/** The delay before retry number `failedAttempt` (1-based), with backoff, cap and jitter. */
-export function retryDelay(policy: RetryPolicy, failedAttempt: number, random: () => number): number {
-  let delay = policy.backoff === 'exponential' ? policy.delayMs * 2 ** (failedAttempt - 1) : policy.delayMs;
-  delay = Math.min(delay, policy.maxDelayMs);
-  delay *= 1 + policy.jitter * (2 * random() - 1);
-  return Math.max(0, Math.round(Math.min(delay, policy.maxDelayMs)));
-}
-
-function snapshotResult(result: unknown): unknown {
-  if (result === undefined || result === null) return null;
-  const t = typeof result;
-  if (t === 'string' || t === 'number' || t === 'boolean') return result;
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(result);
-  } catch (err) {
-    throw new HostError('RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
-  }
-  // A copy: what is stored is what was returned, whatever the handler mutates later.
-  return json === undefined ? null : JSON.parse(json);
-}
-
 export class Runner {
   readonly #clock: Clock;
   readonly #random: () => number;
@@ -223,7 +78,7 @@ export class Runner {
   readonly #store: Store;
   readonly #logger: Logger;
   readonly #hooks: RunnerHooks;
-  readonly #attemptOwner: AttemptOwner;
+  readonly #attemptOwner: AttemptOwner<Entry>;
 
   #concurrency: number;
   readonly #queues: WeightedQueues<Entry>;
@@ -522,21 +377,7 @@ export class Runner {
     const ctx = new AttemptContext(this.#attemptOwner, entry, ++entry.token, n);
     entry.attempt = ctx;
     if (job.timeoutMs > 0) entry.timer = this.#clock.setTimer(job.timeoutMs, () => ctx.timeout(job.timeoutMs));
-    let out: unknown;
-    try {
-      out = attemptScope.run(ctx, job.handler, ctx as JobContext<never>);
-    } catch (err) {
-      ctx.settle(false, err);
-      return;
-    }
-    if (typeof (out as PromiseLike<unknown> | undefined)?.then === 'function') {
-      (out as PromiseLike<unknown>).then(
-        (value) => ctx.settle(true, value),
-        (err: unknown) => ctx.settle(false, err),
-      );
-    } else {
-      ctx.settle(true, out);
-    }
+    invoke(ctx, job.handler);
   }
 
 

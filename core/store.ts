@@ -4,6 +4,7 @@ import { Low } from 'lowdb';
 import type { Clock } from './clock.js';
 import { HostError } from './errors.js';
 import { AppendFile, DurableJsonFile, NdjsonFile } from './files.js';
+import { History, type SegmentInfo } from './history.js';
 import type { Logger } from './logger.js';
 import type { Notification } from './notify.js';
 import { isFinal, serializeRun, type Run, type RunStatus } from './run.js';
@@ -101,21 +102,6 @@ export interface StoreOptions {
   logger: Logger;
 }
 
-interface SegmentInfo {
-  n: number;
-  count: number;
-  minId: string;
-  maxId: string;
-  maxEndedAt: string;
-  jobs: Record<string, number>;
-  statuses: Partial<Record<RunStatus, number>>;
-}
-
-interface Segment {
-  info: SegmentInfo;
-  runs: Run[] | undefined;
-}
-
 interface StateDoc {
   version: 1;
   checkpoint: number;
@@ -132,21 +118,7 @@ type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
 type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification };
 
 const NOTIFICATIONS_KEPT = 1000;
-const SEGMENT_CACHE = 4;
 const DAY = 86_400_000;
-
-function emptyInfo(n: number): SegmentInfo {
-  return { n, count: 0, minId: '', maxId: '', maxEndedAt: '', jobs: {}, statuses: {} };
-}
-
-function addToInfo(info: SegmentInfo, run: Run): void {
-  if (info.count === 0 || run.id < info.minId) info.minId = run.id;
-  if (info.count === 0 || run.id > info.maxId) info.maxId = run.id;
-  if (run.endedAt && run.endedAt > info.maxEndedAt) info.maxEndedAt = run.endedAt;
-  info.count++;
-  info.jobs[run.job] = (info.jobs[run.job] ?? 0) + 1;
-  info.statuses[run.status] = (info.statuses[run.status] ?? 0) + 1;
-}
 
 const clone = <T>(value: T): T => structuredClone(value);
 
@@ -157,9 +129,6 @@ export function createStore(options: StoreOptions): Store {
 class SegmentedStore implements Store {
   readonly #dir: string | null;
   readonly #fsync: boolean;
-  readonly #keepRuns: number;
-  readonly #keepDaysMs: number;
-  readonly #segmentSize: number;
   readonly #checkpointBytes: number;
   readonly #checkpointRuns: number;
   readonly #clock: Clock;
@@ -169,13 +138,8 @@ class SegmentedStore implements Store {
   #db: Low<StateDoc> | undefined;
   #checkpointN = 0;
   #journal: AppendFile | undefined;
-  #segmentFile: AppendFile | undefined;
-  #open: Segment = { info: emptyInfo(1), runs: [] };
-  readonly #sealed: Segment[] = [];
-  /** Segments dropped by retention, deleted at the next checkpoint. */
-  readonly #expired: number[] = [];
+  readonly #history: History;
   #finishedSinceCheckpoint = 0;
-  readonly #cache: Segment[] = [];
 
   /** Runs not yet durably finished: the source of recovery and of the newest history page. */
   readonly #live = new Map<string, Run>();
@@ -195,10 +159,17 @@ class SegmentedStore implements Store {
   constructor(options: StoreOptions) {
     this.#dir = options.dir;
     this.#fsync = options.fsync ?? true;
-    this.#keepRuns = options.keepRuns ?? 1000;
-    this.#keepDaysMs = (options.keepDays ?? 30) * DAY;
-    // Small enough that reading one back (GET /runs, a cache miss) parses ~1 MB at most.
-    this.#segmentSize = options.segmentSize ?? Math.min(2000, Math.max(100, Math.floor(this.#keepRuns / 10)));
+    const keepRuns = options.keepRuns ?? 1000;
+    this.#history = new History({
+      dir: options.dir,
+      fsync: this.#fsync,
+      keepRuns,
+      keepDaysMs: (options.keepDays ?? 30) * DAY,
+      // Small enough that reading one back (GET /runs, a cache miss) parses ~1 MB at most.
+      segmentSize: options.segmentSize ?? Math.min(2000, Math.max(100, Math.floor(keepRuns / 10))),
+      clock: options.clock,
+      logger: options.logger,
+    });
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
@@ -259,59 +230,20 @@ class SegmentedStore implements Store {
       for (const rec of records) this.#apply(rec);
     }
 
-    // Segments: indexed ones come from the checkpoint; newer files are scanned.
-    const indexed = new Map(doc.segments.map((s) => [s.n, s]));
-    const files = (await readdir(path.join(dir, 'segments')))
-      .map((f) => /^(\d+)\.ndjson$/.exec(f))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
-    const onDisk = new Set(files);
-    for (const info of doc.segments) {
-      if (onDisk.has(info.n)) this.#sealed.push({ info, runs: undefined });
-      else this.#logger.error({ code: 'STORE_CORRUPT', segment: info.n }, 'a segment in the index is missing; its runs are gone from history');
-    }
-    let openN = Math.max(doc.openSegment, (files.at(-1) ?? 0), 1);
-    const foldFrom = doc.foldFrom ?? { segment: Infinity, line: 0 };
-    for (const n of files) {
-      if (indexed.has(n)) continue;
-      const file = this.#segmentPath(n);
-      const adapter = new NdjsonFile<Run>(file, { fsync: this.#fsync });
-      const runs = (await adapter.read()) ?? [];
-      this.#reportDamage(file, adapter.last.badLines);
-      const info = emptyInfo(n);
-      for (const [line, run] of runs.entries()) {
-        addToInfo(info, run);
-        this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
-        // Finished after the checkpoint: its job's aggregates do not include it yet.
-        if (this.#fold && (n > foldFrom.segment || (n === foldFrom.segment && line >= foldFrom.line))) {
-          let record = this.#jobs.get(run.job);
-          if (!record) this.#jobs.set(run.job, (record = {}));
-          this.#fold(record, run);
-        }
+    // Segments: indexed ones come from the checkpoint; newer files are read.
+    await this.#history.load(doc.segments, doc.foldFrom, (run, afterMark) => {
+      this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
+      // Finished after the checkpoint: its job's aggregates do not include it yet.
+      if (afterMark && this.#fold) {
+        let record = this.#jobs.get(run.job);
+        if (!record) this.#jobs.set(run.job, (record = {}));
+        this.#fold(record, run);
       }
-      if (n === openN && runs.length < this.#segmentSize) {
-        this.#open = { info, runs };
-        this.#segmentFile = new AppendFile(file, { fsync: this.#fsync });
-        await this.#segmentFile.open(adapter.last.goodBytes);
-      } else if (runs.length > 0) {
-        this.#sealed.push({ info, runs: undefined });
-      } else {
-        await rm(file, { force: true });
-      }
-    }
-    this.#sealed.sort((a, b) => a.info.n - b.info.n);
-    if (!this.#segmentFile) {
-      openN = Math.max(openN, (this.#sealed.at(-1)?.info.n ?? 0) + 1);
-      this.#open = { info: emptyInfo(openN), runs: [] };
-      this.#segmentFile = new AppendFile(this.#segmentPath(openN), { fsync: this.#fsync });
-      await this.#segmentFile.open();
-    }
+    });
     // A run the journal has as finished but no segment holds: its final state goes to history now.
     for (const run of [...this.#live.values()]) {
       if (isFinal(run.status)) this.#dirtyRuns.add(run);
     }
-    this.#applyRetention();
     await this.#checkpoint();
     if (this.#dirtyRuns.size > 0) await this.flush();
   }
@@ -332,10 +264,6 @@ class SegmentedStore implements Store {
     if (badLines > 0) {
       this.#logger.warn({ code: 'STORE_CORRUPT', file, badLines }, 'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)');
     }
-  }
-
-  #segmentPath(n: number): string {
-    return path.join(this.#dir as string, 'segments', `${n}.ndjson`);
   }
 
   // ---------------------------------------------------------------- saving (group commit)
@@ -428,7 +356,7 @@ class SegmentedStore implements Store {
     const finished: Run[] = [];
     const disk = this.#dir !== null;
     const journalFile = this.#journal as AppendFile;
-    const segmentFile = this.#segmentFile as AppendFile;
+    const segmentFile = this.#history.file as AppendFile;
     for (const run of runs) {
       const final = isFinal(run.status);
       if (final) finished.push(run);
@@ -457,47 +385,13 @@ class SegmentedStore implements Store {
     for (const run of finished) {
       // Only now, with the final record durable, does the run leave the live set.
       if (this.#live.get(run.id) === run) this.#live.delete(run.id);
-      this.#open.runs?.push(run);
-      addToInfo(this.#open.info, run);
     }
-    // Sealed after the batch: every run written to this segment's file is counted in its info.
+    await this.#history.add(finished);
     this.#finishedSinceCheckpoint += finished.length;
-    if (this.#open.info.count >= this.#segmentSize) await this.#seal();
     // Checkpoints are few and cheap (they hold unfinished runs only): by journal size, or after
     // enough finished runs that a start-up never scans more than that many segment lines.
     if ((this.#journal && this.#journal.size > this.#checkpointBytes) || this.#finishedSinceCheckpoint >= this.#checkpointRuns) {
       await this.#checkpoint();
-    }
-  }
-
-  async #seal(): Promise<void> {
-    this.#sealed.push({ info: this.#open.info, runs: this.#open.runs });
-    this.#remember(this.#sealed.at(-1)!);
-    const n = this.#open.info.n + 1;
-    this.#open = { info: emptyInfo(n), runs: [] };
-    if (this.#dir !== null) {
-      await this.#segmentFile?.close();
-      this.#segmentFile = new AppendFile(this.#segmentPath(n), { fsync: this.#fsync });
-      await this.#segmentFile.open();
-    }
-    this.#applyRetention();
-  }
-
-  /** Drops whole sealed segments beyond keepRuns (keeping at least keepRuns) and older than keepDays. */
-  #applyRetention(): void {
-    let total = this.#open.info.count + this.#sealed.reduce((sum, s) => sum + s.info.count, 0);
-    const cutoff = this.#keepDaysMs > 0 ? new Date(this.#clock.now() - this.#keepDaysMs).toISOString() : '';
-    while (this.#sealed.length > 0) {
-      const oldest = this.#sealed[0]!;
-      const tooMany = total - oldest.info.count >= this.#keepRuns;
-      const tooOld = cutoff !== '' && oldest.info.maxEndedAt !== '' && oldest.info.maxEndedAt < cutoff;
-      if (!tooMany && !tooOld) break;
-      this.#sealed.shift();
-      total -= oldest.info.count;
-      const cached = this.#cache.indexOf(oldest);
-      if (cached >= 0) this.#cache.splice(cached, 1);
-      // The file goes once a checkpoint no longer lists it: the index never names a missing file.
-      if (this.#dir !== null) this.#expired.push(oldest.info.n);
     }
   }
 
@@ -512,9 +406,9 @@ class SegmentedStore implements Store {
     this.#db.data = {
       version: 1,
       checkpoint: n,
-      openSegment: this.#open.info.n,
-      foldFrom: { segment: this.#open.info.n, line: this.#open.info.count },
-      segments: this.#sealed.map((s) => s.info),
+      openSegment: this.#history.position.segment,
+      foldFrom: this.#history.position,
+      segments: this.#history.index(),
       jobs: Object.fromEntries(this.#jobs),
       live: [...this.#live.values()],
       notifications: this.#notifications.slice(-NOTIFICATIONS_KEPT),
@@ -524,11 +418,7 @@ class SegmentedStore implements Store {
     this.#checkpointN = n;
     this.#finishedSinceCheckpoint = 0;
     await previous?.remove();
-    for (const seg of this.#expired.splice(0)) {
-      await rm(this.#segmentPath(seg), { force: true }).catch((err: unknown) =>
-        this.#logger.warn({ err, segment: seg }, 'could not delete an expired segment'),
-      );
-    }
+    await this.#history.deleteExpired();
     // Journals older than n may survive a crash between the write above and here; #load drops them.
     for (const f of await readdir(this.#dir)) {
       const m = /^journal-(\d+)\.ndjson$/.exec(f);
@@ -551,7 +441,7 @@ class SegmentedStore implements Store {
       while (this.#committing) await new Promise((r) => setImmediate(r));
       await this.#checkpoint();
       await this.#journal?.close();
-      await this.#segmentFile?.close();
+      await this.#history.close();
     }
   }
 
@@ -560,62 +450,21 @@ class SegmentedStore implements Store {
   stats(): StoreStats {
     return {
       liveRuns: this.#live.size,
-      historyRuns: this.#open.info.count + this.#sealed.reduce((sum, s) => sum + s.info.count, 0),
-      segments: this.#sealed.length + 1,
+      historyRuns: this.#history.count(),
+      segments: this.#history.segments(),
       commits: this.#commits,
     };
   }
 
   async getRun(id: string): Promise<Run | undefined> {
-    const live = this.#live.get(id);
-    if (live) return clone(live);
-    const found = this.#open.runs?.find((r) => r.id === id);
-    if (found) return clone(found);
-    for (let i = this.#sealed.length - 1; i >= 0; i--) {
-      const seg = this.#sealed[i]!;
-      if (id < seg.info.minId || id > seg.info.maxId) continue;
-      const hit = (await this.#segmentRuns(seg)).find((r) => r.id === id);
-      if (hit) return clone(hit);
-    }
-    return undefined;
+    const run = this.#live.get(id) ?? (await this.#history.find(id));
+    return run && clone(run);
   }
 
   async listRuns(query: RunQuery): Promise<Page<Run>> {
-    const limit = Math.max(1, Math.min(query.limit ?? 50, 1000));
-    const before = query.before;
-    const match = (r: Run): boolean =>
-      (before === undefined || r.id < before) &&
-      (query.job === undefined || r.job === query.job) &&
-      (query.status === undefined || r.status === query.status);
-
-    // Keep the `limit + 1` newest matches; the extra one tells whether a next page exists.
-    let best: Run[] = [];
-    const consider = (runs: Iterable<Run>): void => {
-      for (const r of runs) if (match(r)) best.push(r);
-      if (best.length > limit + 1) {
-        best.sort((a, b) => (a.id < b.id ? 1 : -1));
-        best = best.slice(0, limit + 1);
-      }
-    };
-    consider(this.#live.values());
-    consider(this.#open.runs ?? []);
-    // Newest segments first; stop once no older segment can hold a run newer than the page's last.
-    const segments = [...this.#sealed].sort((a, b) => (a.info.maxId < b.info.maxId ? 1 : -1));
-    for (const seg of segments) {
-      if (best.length > limit) {
-        best.sort((a, b) => (a.id < b.id ? 1 : -1));
-        const floor = best[limit]!.id;
-        if (seg.info.maxId < floor) break;
-      }
-      if (before !== undefined && seg.info.minId >= before) continue;
-      if (query.job !== undefined && !seg.info.jobs[query.job]) continue;
-      if (query.status !== undefined && !seg.info.statuses[query.status]) continue;
-      consider(await this.#segmentRuns(seg));
-    }
-    best.sort((a, b) => (a.id < b.id ? 1 : -1));
-    const items = best.slice(0, limit).map(clone);
-    const page: Page<Run> = { items };
-    if (best.length > limit && items.length > 0) page.next = items.at(-1)!.id;
+    const { items, more } = await this.#history.page(this.#live.values(), query);
+    const page: Page<Run> = { items: items.map(clone) };
+    if (more && items.length > 0) page.next = items.at(-1)!.id;
     return page;
   }
 
@@ -636,26 +485,5 @@ class SegmentedStore implements Store {
     const page: Page<Notification> = { items };
     if (more) page.next = items.at(-1)!.id;
     return page;
-  }
-
-  async #segmentRuns(seg: Segment): Promise<Run[]> {
-    if (seg.runs) return seg.runs;
-    const db = new Low<Run[]>(new NdjsonFile<Run>(this.#segmentPath(seg.info.n), { fsync: this.#fsync }), []);
-    await db.read();
-    seg.runs = db.data;
-    this.#remember(seg);
-    return seg.runs;
-  }
-
-  /** Keeps a few sealed segments parsed in memory (all of them when there is no disk). */
-  #remember(seg: Segment): void {
-    if (this.#dir === null) return;
-    const i = this.#cache.indexOf(seg);
-    if (i >= 0) this.#cache.splice(i, 1);
-    this.#cache.push(seg);
-    while (this.#cache.length > SEGMENT_CACHE) {
-      const evicted = this.#cache.shift()!;
-      evicted.runs = undefined;
-    }
   }
 }

@@ -140,7 +140,8 @@ function parseHash() {
   return { view: 'jobs' };
 }
 
-function showRoute(focus) {
+/** Shows the view the hash names; loads its data unless the first full load is still to come. */
+function showRoute(focus, load = true) {
   route = parseHash();
   for (const section of document.querySelectorAll('main [data-view]')) section.hidden = section.dataset.view !== route.view;
   const tab = route.view === 'run' ? 'runs' : route.view;
@@ -155,6 +156,7 @@ function showRoute(focus) {
     runsFilter.elements.job.value = route.job;
     runsFilter.elements.status.value = route.status;
   }
+  if (!load) return;
   loadRoute().then(() => {
     // Moving focus to the new view's heading tells screen readers the page changed.
     if (focus) document.querySelector(`main [data-view="${route.view}"] h2`)?.focus();
@@ -284,7 +286,7 @@ window.jobhostDashboard = { live };
 // ---------------------------------------------------------------- start
 
 async function boot() {
-  showRoute(false);
+  showRoute(false, false);
   let stats;
   for (let attempt = 0; ; attempt++) {
     try {

@@ -14,7 +14,7 @@ export function summary(e) {
     case 'run.retrying': return `${d.runId} attempt ${d.attempt} failed (${d.error?.code}); retry in ${Math.round(d.delayMs / 1000)}s`;
     case 'run.succeeded': return `${d.runId} succeeded in ${d.durationMs}ms`;
     case 'run.failed': return `${d.runId} failed: ${d.error?.code} ${d.error?.message ?? ''}`;
-    case 'run.canceled': return `${d.runId} canceled (${d.reason})`;
+    case 'run.canceled': return `${d.runId}: ${d.reason}`;
     case 'run.skipped': return `skipped: ${d.reason}${d.detail ? ` (${d.detail})` : ''}`;
     case 'notification': return `[${d.priority}] ${d.title}`;
     case 'job.registered':
@@ -53,8 +53,9 @@ export function createFeed(root) {
   function item(e) {
     return h('li', { class: `ev ${tone(e.type)}`, 'data-type': e.type, 'data-seq': e.seq },
       h('time', { datetime: e.at, title: absolute(e.at) }, absolute(e.at).slice(11)),
-      h('span', { class: 'ev-type' }, e.type),
-      e.data?.job ? h('a', { class: 'ev-job', href: `#/runs?job=${encodeURIComponent(e.data.job)}` }, e.data.job) : null,
+      h('div', { class: 'ev-head' },
+        h('span', { class: 'ev-type' }, e.type),
+        e.data?.job ? [' · ', h('a', { href: `#/runs?job=${encodeURIComponent(e.data.job)}` }, e.data.job)] : null),
       e.data?.runId && e.type.startsWith('run.')
         ? h('a', { class: 'ev-text', href: `#/runs/${encodeURIComponent(e.data.runId)}` }, summary(e))
         : h('span', { class: 'ev-text' }, summary(e)));

@@ -21,7 +21,12 @@ export function createJobsTable(tbody, actions) {
       h('td', { 'data-label': 'Schedule', 'data-col': 'schedule' },
         job.schedule === null
           ? h('span', { class: 'muted' }, 'trigger only')
-          : [h('div', {}, job.scheduleText ?? job.schedule), h('code', { class: 'small' }, job.schedule), h('span', { class: 'muted small' }, ` ${job.timezone}`)],
+          : [
+              h('div', {}, job.scheduleText ?? job.schedule),
+              h('code', { class: 'small' }, job.schedule),
+              // An `every` schedule counts from the epoch; only cron reads the wall clock of a zone.
+              job.schedule.startsWith('every ') ? null : h('span', { class: 'muted small' }, ` ${job.timezone}`),
+            ],
         job.on.length ? h('div', { class: 'muted small' }, `on ${job.on.map((o) => o.event).join(', ')}`) : null),
       h('td', { 'data-label': 'Next run', 'data-col': 'next' }, job.enabled ? time(job.nextRun) : h('span', { class: 'muted' }, 'disabled')),
       h('td', { 'data-label': 'Last run', 'data-col': 'last' },

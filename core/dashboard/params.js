@@ -114,6 +114,7 @@ export function createRunDialog(dialog, { onQueued }) {
       const schema = job.paramsSchema;
       fill(help, schema?.properties ? h('ul', {}, fieldHelp(schema)) : h('p', {}, schema ? 'Params as the job expects them.' : 'This job declares no params schema: any JSON object.'));
       textarea.value = JSON.stringify(skeleton(schema, job.paramDefaults), null, 2);
+      textarea.rows = Math.min(14, Math.max(4, textarea.value.split('\n').length + 1));
       dialog.showModal();
       textarea.focus();
     },

@@ -1,6 +1,6 @@
 // Runs: the history list (filters, paging) and one run's detail (progress, attempts, actions).
 import { ApiError, get, post, withQuery } from './api.js';
-import { badge, duration, fill, h, json, swap, time } from './dom.js';
+import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
 
 export const PAGE_SIZE = 20;
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
@@ -127,6 +127,8 @@ export function createRunDetail(root, { onError, navigate }) {
   let loading = null;
 
   const field = (label, ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
+  /** In the detail, the exact time matters as much as how long ago it was. */
+  const at = (iso) => (iso ? [time(iso), h('span', { class: 'muted small' }, ` · ${absolute(iso)}`)] : time(iso));
 
   async function act(action, button) {
     const out = root.querySelector('[data-run-message]');
@@ -167,10 +169,10 @@ export function createRunDetail(root, { onError, navigate }) {
         field('Source', r.source, r.retryOf ? [' of ', h('a', { href: `#/runs/${encodeURIComponent(r.retryOf)}`, class: 'mono' }, r.retryOf)] : null, r.event ? ` (${r.event})` : null),
         field('Queue', `${r.queue}, priority ${r.priority}`),
         r.key ? field('Key', h('code', {}, r.key)) : null,
-        field('Created', time(r.createdAt)),
-        field('Run at', time(r.runAt)),
-        field('Started', time(r.startedAt)),
-        field('Ended', time(r.endedAt)),
+        field('Created', at(r.createdAt)),
+        field('Run at', at(r.runAt)),
+        field('Started', at(r.startedAt)),
+        field('Ended', at(r.endedAt)),
         field('Duration', duration(r.durationMs)),
         field('Attempts', `${r.attempts.length} of ${r.maxAttempts}`)),
       h('h3', {}, 'Params'),

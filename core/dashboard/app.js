@@ -114,9 +114,14 @@ runsFilter.addEventListener('change', () => {
   navigate(withQuery('#/runs', { job: data.get('job'), status: data.get('status') }));
 });
 
+let shownNames = null;
+
 /** The job pickers (runs filter, feed filter) list the jobs there are now. */
 function syncJobNames() {
   const names = jobs.names();
+  // Rebuilding a <select> closes it under the user's pointer: only when the set of jobs changed.
+  if (shownNames === names.join('\n')) return;
+  shownNames = names.join('\n');
   feed.setJobs(names);
   const select = runsFilter.elements.job;
   const current = select.value;

@@ -1,6 +1,6 @@
 // The dashboard: wires the views to the API and to the one WebSocket, and routes on the URL hash
 // (#/jobs, #/runs?job=x&status=failed, #/runs/<id>, #/notifications).
-import { ApiError, eventsUrl, get, getToken, onUnauthorized, post, setToken, withQuery } from './api.js';
+import { ApiError, eventsUrl, get, getToken, post, setToken, withQuery } from './api.js';
 import { coalescer, fill, h, tick } from './dom.js';
 import { createFeed } from './feed.js';
 import { renderStats } from './header.js';
@@ -9,6 +9,7 @@ import { createLive } from './live.js';
 import { createNotifications } from './notifications.js';
 import { createRunDialog } from './params.js';
 import { createRunDetail, createRunsList } from './runs.js';
+import { createTokenPrompt } from './token.js';
 
 const $ = (selector) => document.querySelector(selector);
 const later = coalescer();
@@ -25,61 +26,15 @@ const clearError = () => {
 
 // ---------------------------------------------------------------- token
 
-const tokenDialog = $('#token-dialog');
-let tokenWait = null;
-
-/** Shows the token prompt (once, however many requests were refused) and resolves when a token works. */
-function askToken(message = '') {
-  tokenWait ??= new Promise((resolve) => {
-    const form = tokenDialog.querySelector('form');
-    const input = tokenDialog.querySelector('input');
-    const error = tokenDialog.querySelector('#token-error');
-    error.textContent = message;
-    form.onsubmit = async (e) => {
-      e.preventDefault();
-      const token = input.value.trim();
-      if (!token) {
-        error.textContent = 'Enter the token.';
-        return;
-      }
-      setToken(token);
-      try {
-        await get('/stats');
-      } catch (err) {
-        if (err instanceof ApiError && err.status === 401) {
-          setToken(null);
-          error.textContent = 'That token is not valid.';
-          input.select();
-        } else {
-          error.textContent = `Cannot reach the host: ${err.message}`;
-        }
-        return;
-      }
-      input.value = '';
-      tokenDialog.close();
-      tokenWait = null;
-      $('#forget-token').hidden = false;
-      resolve();
-    };
-    // Without a token the page can show nothing: Escape does not dismiss the prompt.
-    tokenDialog.oncancel = (e) => e.preventDefault();
-    tokenDialog.showModal();
-    input.focus();
-  });
-  return tokenWait;
-}
-
-onUnauthorized(() => {
-  if (tokenWait) return; // already asking
-  const had = getToken();
-  setToken(null);
-  void askToken(had ? 'The token was refused; enter it again.' : '').then(() => {
+const forget = $('#forget-token');
+const token = createTokenPrompt($('#token-dialog'), {
+  onUnlocked: () => {
+    forget.hidden = false;
     live.retryNow();
     return loadAll();
-  });
+  },
 });
-
-$('#forget-token').addEventListener('click', () => {
+forget.addEventListener('click', () => {
   setToken(null);
   location.reload();
 });
@@ -299,14 +254,14 @@ async function boot() {
       break;
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
-        await tokenWait;
+        await token.waiting;
         continue;
       }
       showError(err);
       await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
     }
   }
-  $('#forget-token').hidden = !getToken();
+  forget.hidden = !getToken();
   renderStats($('#stats'), stats);
   // The last hundred events fill the feed; the hello that answers triggers the first full load.
   live.start(Math.max(0, stats.events.seq - 100));

@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from './config.js';
 import { ConfigWatcher, configPath, readConfigFile } from './config-file.js';
+import { dashboard } from './dashboard.js';
 import { HostError, isHostError } from './errors.js';
 import type { AnyHostEvent } from './events.js';
 import { createHost, type Host } from './host.js';
@@ -55,7 +56,7 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const hasFile = await readdir(path.dirname(file)).then((names) => names.includes(path.basename(file)), () => false);
   if (hasFile) host.use(new ConfigWatcher(host, { file, env }));
   else logger.warn({ file }, 'no config file; running on defaults');
-  const server = useServer(host);
+  const server = useServer(host, { plugins: [dashboard] });
 
   await host.start();
   const url = server.url ?? '';

@@ -11,6 +11,7 @@ import { buildNotification, type Notification } from './notify.js';
 import { parsePlugin, type JobSpec, type NotifyStatus, type ParamsResult, type PluginDefinition } from './plugin.js';
 import { createIdGenerator, isFinal, type Run, type RunSource, type RunStatus } from './run.js';
 import { Runner } from './runner.js';
+import { scheduleText } from './schedule-text.js';
 import { Scheduler } from './scheduler.js';
 import { createStore, type JobRecord, type Page, type RunQuery, type Store, type StoreOptions } from './store.js';
 
@@ -61,6 +62,8 @@ export interface JobView {
   name: string;
   description: string;
   schedule: string | null;
+  /** The schedule in words ("At 07:00", "Every 15 minutes"); null for trigger-only jobs. */
+  scheduleText: string | null;
   timezone: string;
   enabled: boolean;
   file: string | null;
@@ -747,6 +750,7 @@ export class Host {
       name,
       description: job.description,
       schedule: job.schedule?.label ?? null,
+      scheduleText: scheduleText(job.scheduleSpec),
       timezone: job.timezone,
       enabled: job.enabled,
       file: job.file,

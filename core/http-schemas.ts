@@ -99,6 +99,7 @@ export const jobSchema = z.object({
   name: z.string(),
   description: z.string(),
   schedule: z.string().nullable(),
+  scheduleText: z.string().nullable().describe('the schedule in words, e.g. "At 07:00" or "Every 15 minutes"'),
   timezone: z.string(),
   enabled: z.boolean(),
   file: z.string().nullable(),

@@ -3,6 +3,8 @@ export { createHost, Host } from './host.js';
 export type { HostOptions, HostState, TriggerOptions, TriggerResult, PublishResult, JobView, JobStats, Stats, StaleJob } from './host.js';
 export { createServer, useServer } from './server.js';
 export type { Server, ServerOptions, ServerPlugin } from './server.js';
+export { createDashboard, dashboard } from './dashboard.js';
+export type { DashboardOptions } from './dashboard.js';
 export type { JobhostApp } from './routes.js';
 export type { HelloMessage, EventStreamOptions } from './ws.js';
 export type { Metrics } from './metrics.js';

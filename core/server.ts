@@ -16,7 +16,20 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { registerRoutes, type JobhostApp } from './routes.js';
 import { registerEventStream, type EventStream } from './ws.js';
 
-/** An extra fastify plugin (e.g. the dashboard at `GET /`), registered after the API with `{ host }`. */
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * Serve this route without the token. Only for what holds no data of the host: the dashboard's
+     * page shell, which has to load before it can ask for the token.
+     */
+    public?: boolean;
+  }
+}
+
+/**
+ * An extra fastify plugin (e.g. the dashboard at `GET /`), registered after the API with `{ host }`.
+ * Its routes need the token like the API's, unless a route sets `config: { public: true }`.
+ */
 export type ServerPlugin = FastifyPluginAsync<{ host: Host }, RawServerDefault, ZodTypeProvider>;
 
 export interface ServerOptions {
@@ -139,7 +152,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       fp(async (scope) => {
         scope.addHook('onRequest', async (request) => {
           const route = request.routeOptions.url;
-          if (route === '/health') return;
+          if (route === '/health' || request.routeOptions.config.public === true) return;
           let presented = bearerToken(request.headers.authorization);
           if (presented === undefined && route === '/events') {
             const query = request.query as Record<string, unknown>;

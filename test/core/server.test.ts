@@ -282,6 +282,7 @@ t.test('extra plugins add routes beside the API, behind the same auth and errors
     app.get('/broken', async () => {
       throw new TypeError('a bug of ours');
     });
+    app.get('/shell', { config: { public: true } }, async () => ({ shell: true }));
   };
   const token = 'dashboard-token';
   const { request } = await startServer(t, { server: { plugins: [dashboard], token } });
@@ -292,6 +293,8 @@ t.test('extra plugins add routes beside the API, behind the same auth and errors
   const broken = await request('GET', '/broken', { headers: { authorization: `Bearer ${token}` } });
   isError(t, broken, 500, 'INTERNAL');
   t.notMatch(broken.text, /a bug of ours/, 'the details stay in the log');
+  t.same((await request('GET', '/shell')).json, { shell: true }, 'a route marked public needs no token');
+  isError(t, await request('GET', '/shell/x'), 401, 'UNAUTHORIZED');
 });
 
 t.test('GET /openapi.json documents every route, from the same zod schemas', async (t) => {

@@ -18,6 +18,11 @@ t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped
   const registered = app.lines.filter((l) => l.event === 'job.registered').map((l) => l.job).sort();
   t.same(registered, ['cleanup-temp-files', 'daily-digest', 'shipment-follow-up', 'url-health-check']);
 
+  const started = await app.waitFor((l) => /dashboard and API at http/.test(l.msg), 'the dashboard URL');
+  const page = await fetch(String(started['url']));
+  t.equal(page.status, 200, 'the printed URL serves the dashboard');
+  t.match(await page.text(), /<title>jobhost<\/title>/);
+
   const ran = await app.waitFor((l) => l.event === 'run.succeeded' && l.job === 'cleanup-temp-files', 'a scheduled run');
   t.ok(ran, 'the schedule fired and the run succeeded');
 

@@ -1,0 +1,271 @@
+// The dashboard: wires the views to the API and to the one WebSocket, and routes on the URL hash
+// (#/jobs, #/runs?job=x&status=failed, #/runs/<id>, #/notifications).
+import { ApiError, eventsUrl, get, getToken, post, setToken, withQuery } from './api.js';
+import { coalescer, fill, h, tick } from './dom.js';
+import { createFeed } from './feed.js';
+import { renderStats } from './header.js';
+import { createJobsTable } from './jobs.js';
+import { createLive } from './live.js';
+import { createNotifications } from './notifications.js';
+import { createRunDialog } from './params.js';
+import { createRunDetail, createRunsList } from './runs.js';
+import { createTokenPrompt } from './token.js';
+
+const $ = (selector) => document.querySelector(selector);
+const later = coalescer();
+const banner = $('#page-error');
+
+function showError(err) {
+  if (err instanceof ApiError && err.status === 401) return; // the token prompt deals with it
+  banner.textContent = err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `Cannot reach the host (${err.message}). Retrying…`;
+  banner.hidden = false;
+}
+const clearError = () => {
+  banner.hidden = true;
+};
+
+// ---------------------------------------------------------------- token
+
+const forget = $('#forget-token');
+const token = createTokenPrompt($('#token-dialog'), {
+  onUnlocked: () => {
+    forget.hidden = false;
+    live.retryNow();
+    return loadAll();
+  },
+});
+forget.addEventListener('click', () => {
+  setToken(null);
+  location.reload();
+});
+
+// ---------------------------------------------------------------- views
+
+const jobs = createJobsTable($('#jobs-table tbody'), {
+  onRun: (job) => runDialog.open(job),
+  onToggle: async (job, enabled, input) => {
+    try {
+      jobs.upsert(await post(`/jobs/${encodeURIComponent(job.name)}/${enabled ? 'enable' : 'disable'}`));
+    } catch (err) {
+      input.checked = !enabled;
+      showError(err);
+    }
+  },
+});
+const navigate = (hash) => {
+  location.hash = hash;
+};
+const runDialog = createRunDialog($('#run-dialog'), { onQueued: (runId) => navigate(`#/runs/${encodeURIComponent(runId)}`) });
+for (const button of document.querySelectorAll('dialog [data-close]')) button.addEventListener('click', () => button.closest('dialog').close());
+
+const runs = createRunsList($('#view-runs'), { onError: showError });
+const detail = createRunDetail($('#view-run'), { onError: showError, navigate });
+const notes = createNotifications($('#view-notifications'), { onError: showError });
+const feed = createFeed($('#feed'));
+const runsFilter = $('#runs-filter');
+
+runsFilter.addEventListener('change', () => {
+  const data = new FormData(runsFilter);
+  navigate(withQuery('#/runs', { job: data.get('job'), status: data.get('status') }));
+});
+
+let shownNames = null;
+
+/** The job pickers (runs filter, feed filter) list the jobs there are now. */
+function syncJobNames() {
+  const names = jobs.names();
+  // Rebuilding a <select> closes it under the user's pointer: only when the set of jobs changed.
+  if (shownNames === names.join('\n')) return;
+  shownNames = names.join('\n');
+  feed.setJobs(names);
+  const select = runsFilter.elements.job;
+  const current = select.value;
+  fill(select, h('option', { value: '' }, 'All jobs'), names.map((n) => h('option', { value: n }, n)));
+  if (current && !names.includes(current)) select.append(h('option', { value: current }, current));
+  select.value = current;
+}
+
+// ---------------------------------------------------------------- routing
+
+let route = { view: 'jobs' };
+let runsStale = true;
+
+function parseHash() {
+  const [path, qs] = (location.hash.slice(1) || '/jobs').split('?');
+  const parts = path.split('/').filter(Boolean);
+  const q = new URLSearchParams(qs ?? '');
+  if (parts[0] === 'runs' && parts[1]) return { view: 'run', id: decodeURIComponent(parts[1]) };
+  if (parts[0] === 'runs') return { view: 'runs', job: q.get('job') ?? '', status: q.get('status') ?? '' };
+  if (parts[0] === 'notifications') return { view: 'notifications' };
+  return { view: 'jobs' };
+}
+
+/** Shows the view the hash names; loads its data unless the first full load is still to come. */
+function showRoute(focus, load = true) {
+  route = parseHash();
+  for (const section of document.querySelectorAll('main [data-view]')) section.hidden = section.dataset.view !== route.view;
+  const tab = route.view === 'run' ? 'runs' : route.view;
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    if (link.dataset.nav === tab) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  document.title = `${route.view === 'run' ? `Run ${route.id}` : tab[0].toUpperCase() + tab.slice(1)} · jobhost`;
+  if (route.view !== 'run') detail.hide();
+  if (route.view === 'runs') {
+    if (runsFilter.elements.job.value !== route.job && route.job) runsFilter.elements.job.append(h('option', { value: route.job }, route.job));
+    runsFilter.elements.job.value = route.job;
+    runsFilter.elements.status.value = route.status;
+  }
+  if (!load) return;
+  loadRoute().then(() => {
+    // Moving focus to the new view's heading tells screen readers the page changed.
+    if (focus) document.querySelector(`main [data-view="${route.view}"] h2`)?.focus();
+  });
+}
+
+async function loadRoute() {
+  if (route.view === 'runs') {
+    runsStale = false;
+    await runs.show(route);
+  } else if (route.view === 'run') {
+    await detail.show(route.id);
+  } else if (route.view === 'notifications') {
+    await notes.reload();
+  }
+}
+
+window.addEventListener('hashchange', () => showRoute(true));
+
+// ---------------------------------------------------------------- data
+
+async function refreshStats() {
+  try {
+    renderStats($('#stats'), await get('/stats'));
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function refreshJob(name) {
+  try {
+    jobs.upsert(await get(`/jobs/${encodeURIComponent(name)}`));
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND') jobs.remove(name);
+    else showError(err);
+  }
+  syncJobNames();
+}
+
+/** Everything over HTTP: on start, after a gap in the event stream, after the host restarted. */
+async function loadAll() {
+  try {
+    const [list, stats] = await Promise.all([get('/jobs'), get('/stats')]);
+    jobs.setAll(list.items);
+    syncJobNames();
+    renderStats($('#stats'), stats);
+    clearError();
+  } catch (err) {
+    showError(err);
+  }
+  runsStale = true;
+  await loadRoute();
+}
+
+/** What one event changes on the page; replayed events a reload already covers only go to the feed. */
+function apply(e) {
+  const d = e.data ?? {};
+  switch (e.type) {
+    case 'job.registered':
+    case 'job.updated':
+    case 'job.enabled':
+    case 'job.disabled':
+      later(`job:${d.job}`, 50, () => refreshJob(d.job));
+      later('stats', 300, refreshStats);
+      break;
+    case 'job.removed':
+      jobs.remove(d.job);
+      syncJobNames();
+      later('stats', 300, refreshStats);
+      break;
+    case 'run.progress':
+      runs.progress(d);
+      detail.progress(d);
+      break;
+    case 'run.queued':
+    case 'run.started':
+    case 'run.retrying':
+    case 'run.succeeded':
+    case 'run.failed':
+    case 'run.canceled':
+      later(`job:${d.job}`, 150, () => refreshJob(d.job));
+      later('stats', 300, refreshStats);
+      if (route.view === 'runs') {
+        if (runs.has(d.runId)) later(`run:${d.runId}`, 50, () => runs.refresh(d.runId));
+        else if (e.type === 'run.queued' && runs.onFirstPage) later('runs', 150, () => runs.reload());
+      } else {
+        runsStale = true;
+      }
+      if (detail.id === d.runId) later('detail', 50, () => detail.refresh());
+      break;
+    case 'notification':
+      notes.add({ ...d, at: e.at });
+      break;
+    case 'host.started':
+    case 'config.reloaded':
+      later('all', 100, loadAll);
+      break;
+    case 'host.stopping':
+    case 'host.stopped':
+      later('stats', 50, refreshStats);
+      break;
+    default:
+      break;
+  }
+}
+
+const conn = $('#conn');
+const CONN_TEXT = { connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…' };
+
+const live = createLive({
+  url: eventsUrl,
+  onState: (state) => {
+    conn.dataset.state = state;
+    conn.textContent = CONN_TEXT[state];
+  },
+  onHello: (_hello, reload) => {
+    if (reload) void loadAll();
+  },
+  onEvent: (e, covered) => {
+    feed.add(e);
+    if (!covered) apply(e);
+  },
+});
+// For people poking at the page from the console, and for the browser tests.
+window.jobhostDashboard = { live };
+
+// ---------------------------------------------------------------- start
+
+async function boot() {
+  showRoute(false, false);
+  let stats;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      stats = await get('/stats');
+      break;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        await token.waiting;
+        continue;
+      }
+      showError(err);
+      await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
+    }
+  }
+  forget.hidden = !getToken();
+  renderStats($('#stats'), stats);
+  // The last hundred events fill the feed; the hello that answers triggers the first full load.
+  live.start(Math.max(0, stats.events.seq - 100));
+  setInterval(() => tick(), 5000);
+}
+
+void boot();

@@ -1,0 +1,91 @@
+// One WebSocket to /events for the whole page. It reconnects with backoff and `since=<last seq>`,
+// so a dropped connection misses nothing the host still buffers; when it did miss something
+// (`gap`, or the host restarted) the page reloads its state over HTTP.
+
+/**
+ * @param {{
+ *   url: (since: number | null) => string,
+ *   onEvent: (event: object, covered: boolean) => void,
+ *   onHello: (hello: object, reload: boolean) => void,
+ *   onState: (state: 'connecting' | 'live' | 'reconnecting') => void,
+ * }} options  `covered` is true for replayed events that a reload already accounts for.
+ */
+export function createLive({ url, onEvent, onHello, onState }) {
+  let socket = null;
+  let lastSeq = null;
+  let coveredUpTo = -1;
+  let failures = 0;
+  let timer = null;
+  let stopped = true;
+
+  const live = {
+    /** The last `hello`, for the curious (and the browser tests). */
+    hello: null,
+    get lastSeq() {
+      return lastSeq;
+    },
+    /** Connects; `since` asks for buffered history first (shown in the feed, not re-applied). */
+    start(since = null) {
+      stopped = false;
+      connect(since);
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      socket?.close(1000, 'bye');
+    },
+    /** Reconnects now instead of after the backoff (e.g. once a token has been entered). */
+    retryNow() {
+      if (stopped || socket) return;
+      clearTimeout(timer);
+      connect(lastSeq);
+    },
+    /** Drops the connection as a network failure would: the normal reconnect follows. */
+    drop() {
+      socket?.close(4000, 'dropped by the page');
+    },
+  };
+
+  function connect(since) {
+    onState(failures === 0 ? 'connecting' : 'reconnecting');
+    const ws = new WebSocket(url(since));
+    socket = ws;
+    let first = lastSeq === null;
+    ws.onmessage = (message) => {
+      let msg;
+      try {
+        msg = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (msg.type === 'hello') {
+        failures = 0;
+        live.hello = msg;
+        const reload = first || msg.gap;
+        if (reload) {
+          lastSeq = msg.seq;
+          coveredUpTo = msg.seq;
+        }
+        first = false;
+        onState('live');
+        onHello(msg, reload);
+        return;
+      }
+      if (typeof msg.seq !== 'number') return;
+      if (lastSeq === null || msg.seq > lastSeq) lastSeq = msg.seq;
+      onEvent(msg, msg.seq <= coveredUpTo);
+    };
+    ws.onclose = () => {
+      if (socket !== ws) return;
+      socket = null;
+      if (stopped) return;
+      failures++;
+      onState('reconnecting');
+      // 0.5 s, 1 s, 2 s ... capped at 10 s, with some spread so many tabs do not return at once.
+      const delay = Math.min(10_000, 500 * 2 ** Math.min(failures - 1, 5)) * (0.8 + Math.random() * 0.4);
+      timer = setTimeout(() => connect(lastSeq), delay);
+    };
+  }
+
+  return live;
+}

@@ -122,6 +122,37 @@ export class Bus {
     return { events, gap };
   }
 
+  /** Matching events as an async iterator, after replaying those since `since`. */
+  iterate(filter: EventFilter, since?: number): AsyncIterableIterator<AnyHostEvent> {
+    const buffer: AnyHostEvent[] = [];
+    let wake: (() => void) | undefined;
+    let closed = false;
+    const sub = this.subscribe(
+      filter,
+      (e) => {
+        buffer.push(e);
+        wake?.();
+      },
+      since,
+    );
+    const iterator: AsyncIterableIterator<AnyHostEvent> = {
+      next: async () => {
+        while (buffer.length === 0 && !closed) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        const value = buffer.shift();
+        return value ? { value, done: false } : { value: undefined, done: true };
+      },
+      return: async () => {
+        closed = true;
+        sub.close();
+        wake?.();
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
   listenerCount(): number {
     return this.#emitter.listenerCount('*');
   }

@@ -2,18 +2,18 @@ import path from 'node:path';
 import { Bus, type EventFilter, type Listener } from './bus.js';
 import { isoTime as isoOf, systemClock, type Clock } from './clock.js';
 import { parseConfig, type Config, type ConfigInput } from './config.js';
-import { parseDuration, type Duration } from './duration.js';
 import { HostError, isHostError } from './errors.js';
 import type { AnyHostEvent, EventType, HostEvent, SkipReason } from './events.js';
-import { changedFields, foldFinished, paramsJsonSchema, percentile, resolveJob, type EffectiveJob } from './jobs.js';
+import { changedFields, foldFinished, resolveJob, type EffectiveJob } from './jobs.js';
 import { createLogger, type Logger } from './logger.js';
 import { buildNotification, type Notification } from './notify.js';
-import { parsePlugin, type JobSpec, type NotifyStatus, type ParamsResult, type PluginDefinition } from './plugin.js';
-import { createIdGenerator, isFinal, type Run, type RunSource, type RunStatus } from './run.js';
+import { parsePlugin, type JobSpec, type NotifyStatus, type PluginDefinition } from './plugin.js';
+import { createIdGenerator, isFinal, type Run, type RunSource } from './run.js';
 import { Runner } from './runner.js';
-import { scheduleText } from './schedule-text.js';
 import { Scheduler } from './scheduler.js';
 import { createStore, type JobRecord, type Page, type RunQuery, type Store, type StoreOptions } from './store.js';
+import { buildRun, refusal, validateParams, type PublishResult, type TriggerOptions, type TriggerResult } from './triggers.js';
+import { jobView, runStats, staleness, type JobView, type StaleJob, type Stats } from './views.js';
 
 export type HostState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -34,111 +34,12 @@ export interface HostOptions {
   logger?: Logger | undefined;
 }
 
-export interface TriggerOptions {
-  params?: unknown;
-  /** Run no earlier than this long from now. */
-  delay?: Duration | undefined;
-  /** Run no earlier than this time (ISO string, Date or ms). */
-  runAt?: string | number | Date | undefined;
-  /** Dedup key: refused while a queued or running run of the job holds the same key. */
-  key?: string | undefined;
-  /** Lower runs first within a queue (default 0). */
-  priority?: number | undefined;
-  source?: RunSource | undefined;
-}
-
-export interface TriggerResult {
-  runId: string;
-}
-
-export interface PublishResult {
-  enqueued: string[];
-  skipped: Array<{ job: string; reason: SkipReason }>;
-  errors: Array<{ job: string; code: string; message: string }>;
-}
-
-/** A job as `GET /jobs` shows it (SPEC §6). */
-export interface JobView {
-  name: string;
-  description: string;
-  schedule: string | null;
-  /** The schedule in words ("At 07:00", "Every 15 minutes"); null for trigger-only jobs. */
-  scheduleText: string | null;
-  timezone: string;
-  enabled: boolean;
-  file: string | null;
-  nextRun: string | null;
-  lastRun: { runId: string; status: RunStatus; at: string } | null;
-  lastSuccessAt: string | null;
-  counts: { succeeded: number; failed: number; canceled: number; queued: number; running: number };
-  paramsSchema: unknown;
-  paramDefaults: Record<string, unknown>;
-  queue: string;
-  concurrency: number;
-  overlap: 'skip' | 'queue' | 'allow';
-  retry: { attempts: number; backoff: string; delayMs: number; maxDelayMs: number; jitter: number };
-  timeoutMs: number;
-  cooldownMs: number;
-  once: boolean;
-  catchUp: boolean;
-  on: Array<{ event: string; delayMs: number }>;
-  notify: unknown;
-}
-
-export interface JobStats {
-  count: number;
-  succeeded: number;
-  failed: number;
-  canceled: number;
-  successRate: number | null;
-  p50Ms: number | null;
-  p95Ms: number | null;
-  lastRun: JobView['lastRun'];
-}
-
-export interface Stats {
-  state: HostState;
-  totals: { runs: number; succeeded: number; failed: number; canceled: number; queued: number; delayed: number; running: number };
-  successRate: number | null;
-  jobs: { total: number; enabled: number; running: number; scheduled: number };
-  perJob: Record<string, JobStats>;
-  queues: Record<string, number>;
-  store: ReturnType<Store['stats']>;
-  events: { seq: number };
-}
-
-/** A scheduled job overdue for a success (see `Host.staleJobs()`). */
-export interface StaleJob {
-  job: string;
-  schedule: string;
-  periodMs: number;
-  lastSuccessAt: string | null;
-}
+export type { TriggerOptions, TriggerResult, PublishResult } from './triggers.js';
+export type { JobView, JobStats, Stats, StaleJob } from './views.js';
 
 interface JobEntry {
   job: EffectiveJob;
   registeredAt: number;
-}
-
-/** The validated params of a trigger, or INVALID_PARAMS listing every issue. */
-function checkedParams(result: ParamsResult<unknown>): unknown {
-  if (result.issues) {
-    const issues = result.issues.map((i) => ({
-      path: (i.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p)).join('.'),
-      message: i.message,
-    }));
-    const first = issues[0];
-    throw new HostError('INVALID_PARAMS', `params${first?.path ? '.' + first.path : ''}: ${first?.message ?? 'invalid'}`, { issues });
-  }
-  const params = result.value;
-  if (params === undefined) return {};
-  try {
-    // Runs are stored as JSON: refuse what would not survive it, before it is acknowledged.
-    JSON.stringify(params);
-  } catch (err) {
-    throw new HostError('INVALID_PARAMS', `params: not JSON-serializable (${(err as Error).message})`, { issues: [] });
-  }
-  return params;
 }
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
@@ -526,103 +427,22 @@ export class Host {
     this.#acceptingWork();
     const entry = this.#jobs.get(name);
     if (!entry) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
-    const params = this.#validateParams(entry.job, options.params);
-    if (params instanceof Promise) return params.then((p) => this.#buildRun(entry.job, p, options, source, extra));
-    return this.#buildRun(entry.job, params, options, source, extra);
+    const params = validateParams(entry.job, options.params);
+    if (params instanceof Promise) return params.then((p) => this.#admit(entry.job, p, options, source, extra));
+    return this.#admit(entry.job, params, options, source, extra);
   }
 
-  #buildRun(job: EffectiveJob, params: unknown, options: TriggerOptions, source: RunSource, extra: Partial<Run> | undefined): Run {
-    const name = job.name;
+  /** Builds the run, or refuses it: SKIPPED, with `run.skipped` emitted. */
+  #admit(job: EffectiveJob, params: unknown, options: TriggerOptions, source: RunSource, extra: Partial<Run> | undefined): Run {
     const now = this.clock.now();
-    const key = options.key ?? null;
-    if (key !== null && (typeof key !== 'string' || key.length === 0 || key.length > 500)) {
-      throw new HostError('INVALID_BODY', 'key: expected a string of 1 to 500 characters');
+    const run = buildRun(job, params, options, source, now, this.#newId(), extra);
+    const refused = refusal(job, this.#record(job.name), this.#runner, run.key, now);
+    if (refused) {
+      const runId = refused.runId !== undefined ? { runId: refused.runId } : {};
+      this.bus.emit('run.skipped', { job: job.name, reason: refused.reason, source, detail: refused.detail, ...runId });
+      throw new HostError('SKIPPED', `${refused.reason}: ${refused.detail}`, { reason: refused.reason, job: job.name, ...runId });
     }
-    const priority = options.priority ?? 0;
-    if (!Number.isInteger(priority) || Math.abs(priority) > 1_000_000) {
-      throw new HostError('INVALID_BODY', 'priority: expected an integer between -1000000 and 1000000');
-    }
-    let runAtMs = now;
-    if (options.runAt !== undefined) {
-      runAtMs = options.runAt instanceof Date ? options.runAt.getTime() : typeof options.runAt === 'number' ? options.runAt : Date.parse(options.runAt);
-      if (!Number.isFinite(runAtMs)) throw new HostError('INVALID_BODY', `runAt: not a valid time: ${String(options.runAt)}`);
-      runAtMs = Math.max(runAtMs, now);
-    } else if (options.delay !== undefined) {
-      runAtMs = now + parseDuration(options.delay, 'delay');
-    }
-    this.#refuse(job, key, now, source);
-    const createdAt = isoOf(now);
-    return {
-      id: this.#newId(),
-      job: name,
-      status: 'queued',
-      source,
-      params,
-      priority,
-      key,
-      queue: job.queue,
-      createdAt,
-      runAt: runAtMs === now ? createdAt : isoOf(runAtMs),
-      startedAt: null,
-      endedAt: null,
-      durationMs: null,
-      progress: { fraction: 0, text: null },
-      attempts: [],
-      maxAttempts: job.maxAttempts,
-      result: null,
-      error: null,
-      retryOf: null,
-      event: null,
-      ...extra,
-    };
-  }
-
-  #validateParams(job: EffectiveJob, input: unknown): unknown {
-    let params = input;
-    const hasDefaults = Object.keys(job.paramDefaults).length > 0;
-    if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) {
-      if (!job.paramsSchema) throw new HostError('INVALID_PARAMS', 'params: expected an object', { issues: [{ path: '', message: 'expected an object' }] });
-    }
-    if (hasDefaults && (params === undefined || (typeof params === 'object' && params !== null && !Array.isArray(params)))) {
-      params = { ...job.paramDefaults, ...(params as object | undefined) };
-    }
-    if (job.paramsSchema) {
-      const result = job.paramsSchema['~standard'].validate(params ?? {});
-      if (result instanceof Promise) return result.then(checkedParams);
-      return checkedParams(result);
-    }
-    return checkedParams({ value: params });
-  }
-
-  /** Throws SKIPPED (and emits `run.skipped`) when the job refuses a new run now. */
-  #refuse(job: EffectiveJob, key: string | null, now: number, source: RunSource): void {
-    const record = this.#record(job.name);
-    let reason: SkipReason | undefined;
-    let detail = '';
-    let runId: string | undefined;
-    if (!job.enabled) {
-      reason = 'disabled';
-      detail = 'the job is disabled';
-    } else if (job.once && (record.lastSuccessAt !== undefined || this.#runner.activeCount(job.name) > 0)) {
-      reason = 'once';
-      const done = record.lastSuccessAt !== undefined;
-      detail = done ? 'the job may succeed once and already has' : 'a run of this once-only job is already queued or running';
-      runId = done ? record.lastRun?.runId : this.#runner.firstActive(job.name)?.id;
-    } else if (job.cooldownMs > 0 && record.lastSuccessAt !== undefined && now < Date.parse(record.lastSuccessAt) + job.cooldownMs) {
-      reason = 'cooldown';
-      detail = `cooling down until ${isoOf(Date.parse(record.lastSuccessAt) + job.cooldownMs)}`;
-    } else if (key !== null && this.#runner.byKey(job.name, key)) {
-      reason = 'duplicate';
-      runId = this.#runner.byKey(job.name, key)!.id;
-      detail = `run ${runId} with key "${key}" is already queued or running`;
-    } else if (job.overlap === 'skip' && this.#runner.activeCount(job.name) > 0) {
-      reason = 'overlap';
-      runId = this.#runner.firstActive(job.name)?.id;
-      detail = `run ${runId ?? ''} is already queued or running`;
-    }
-    if (reason === undefined) return;
-    this.bus.emit('run.skipped', { job: job.name, reason, source, detail, ...(runId !== undefined ? { runId } : {}) });
-    throw new HostError('SKIPPED', `${reason}: ${detail}`, { reason, job: job.name, ...(runId !== undefined ? { runId } : {}) });
+    return run;
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
@@ -742,41 +562,12 @@ export class Host {
   #view(name: string): JobView | undefined {
     const job = this.#jobs.get(name)?.job;
     if (!job) return undefined;
-    const record = this.#record(name);
-    const next = job.enabled && this.#state !== 'stopping' && this.#state !== 'stopped' ? this.#scheduler.next(name) : null;
-    const active = this.#runner.activeCount(name);
-    const running = this.#runner.runningCount(name);
-    return {
-      name,
-      description: job.description,
-      schedule: job.schedule?.label ?? null,
-      scheduleText: scheduleText(job.scheduleSpec),
-      timezone: job.timezone,
-      enabled: job.enabled,
-      file: job.file,
-      nextRun: next === null ? null : isoOf(next),
-      lastRun: record.lastRun ? { ...record.lastRun } : null,
-      lastSuccessAt: record.lastSuccessAt ?? null,
-      counts: {
-        succeeded: record.counts?.succeeded ?? 0,
-        failed: record.counts?.failed ?? 0,
-        canceled: record.counts?.canceled ?? 0,
-        queued: active - running,
-        running,
-      },
-      paramsSchema: paramsJsonSchema(job.paramsSchema),
-      paramDefaults: { ...job.paramDefaults },
-      queue: job.queue,
-      concurrency: job.concurrency,
-      overlap: job.overlap,
-      retry: { ...job.retry },
-      timeoutMs: job.timeoutMs,
-      cooldownMs: job.cooldownMs,
-      once: job.once,
-      catchUp: job.catchUp,
-      on: job.on.map((o) => ({ ...o })),
-      notify: job.notify ? structuredClone(job.notify) : null,
-    };
+    const armed = job.enabled && this.#state !== 'stopping' && this.#state !== 'stopped';
+    return jobView(job, this.#record(name), {
+      nextRun: armed ? this.#scheduler.next(name) : null,
+      active: this.#runner.activeCount(name),
+      running: this.#runner.runningCount(name),
+    });
   }
 
   /** History, newest first, across segments; `next` is the cursor for `before`. */
@@ -814,30 +605,8 @@ export class Host {
 
   stats(): Stats {
     const depths = this.#runner.depths();
-    const perJob: Record<string, JobStats> = {};
-    let succeeded = 0;
-    let failed = 0;
-    let canceled = 0;
-    const names = new Set([...this.#jobs.keys(), ...[...this.#records.entries()].filter(([, r]) => r.counts).map(([n]) => n)]);
-    for (const name of [...names].sort()) {
-      const r = this.#record(name);
-      const s = r.counts?.succeeded ?? 0;
-      const f = r.counts?.failed ?? 0;
-      const c = r.counts?.canceled ?? 0;
-      succeeded += s;
-      failed += f;
-      canceled += c;
-      perJob[name] = {
-        count: s + f + c,
-        succeeded: s,
-        failed: f,
-        canceled: c,
-        successRate: s + f > 0 ? s / (s + f) : null,
-        p50Ms: percentile(r.durations ?? [], 50),
-        p95Ms: percentile(r.durations ?? [], 95),
-        lastRun: r.lastRun ? { ...r.lastRun } : null,
-      };
-    }
+    const withCounts = [...this.#records].filter(([, r]) => r.counts).map(([n]) => n);
+    const { perJob, succeeded, failed, canceled } = runStats(this.#records, [...this.#jobs.keys(), ...withCounts]);
     let enabled = 0;
     let scheduled = 0;
     for (const { job } of this.#jobs.values()) {
@@ -878,19 +647,8 @@ export class Host {
     const now = this.clock.now();
     const stale: StaleJob[] = [];
     for (const [name, { job, registeredAt }] of this.#jobs) {
-      if (!job.enabled || !job.schedule) continue;
-      let periodMs: number;
-      try {
-        const first = job.schedule.next(now);
-        const second = first === null ? null : job.schedule.next(first);
-        if (first === null || second === null) continue;
-        periodMs = second - first;
-      } catch {
-        continue; // the scheduler logs a schedule that cannot compute its next fire
-      }
-      const lastSuccessAt = this.#record(name).lastSuccessAt ?? null;
-      const since = lastSuccessAt !== null ? Date.parse(lastSuccessAt) : registeredAt;
-      if (now - since > 2 * periodMs) stale.push({ job: name, schedule: job.schedule.label, periodMs, lastSuccessAt });
+      const s = staleness(job, this.#record(name), registeredAt, now);
+      if (s) stale.push(s);
     }
     return stale;
   }
@@ -906,32 +664,6 @@ export class Host {
 
   /** Events as an async iterator, with the WebSocket's filters and `since` replay. */
   events(filter: EventFilter & { since?: number } = {}): AsyncIterableIterator<AnyHostEvent> {
-    const buffer: AnyHostEvent[] = [];
-    let wake: (() => void) | undefined;
-    let closed = false;
-    const sub = this.bus.subscribe(
-      filter,
-      (e) => {
-        buffer.push(e);
-        wake?.();
-      },
-      filter.since,
-    );
-    const iterator: AsyncIterableIterator<AnyHostEvent> = {
-      next: async () => {
-        while (buffer.length === 0 && !closed) await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-        const value = buffer.shift();
-        return value ? { value, done: false } : { value: undefined, done: true };
-      },
-      return: async () => {
-        closed = true;
-        sub.close();
-        wake?.();
-        return { value: undefined, done: true };
-      },
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    return iterator;
+    return this.bus.iterate(filter, filter.since);
   }
 }

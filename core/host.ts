@@ -4,10 +4,11 @@ import { isoTime as isoOf, systemClock, type Clock } from './clock.js';
 import { parseConfig, type Config, type ConfigInput } from './config.js';
 import { HostError, isHostError } from './errors.js';
 import type { AnyHostEvent, EventType, HostEvent, SkipReason } from './events.js';
-import { changedFields, foldFinished, resolveJob, type EffectiveJob } from './jobs.js';
+import { changedFields, foldFinished, type EffectiveJob } from './jobs.js';
 import { createLogger, type Logger } from './logger.js';
 import { buildNotification, type Notification } from './notify.js';
-import { parsePlugin, type JobSpec, type NotifyStatus, type PluginDefinition } from './plugin.js';
+import { parsePlugin, type NotifyStatus, type PluginDefinition } from './plugin.js';
+import { JobRegistry } from './registry.js';
 import { createIdGenerator, isFinal, type Run, type RunSource } from './run.js';
 import { Runner } from './runner.js';
 import { Scheduler } from './scheduler.js';
@@ -37,11 +38,6 @@ export interface HostOptions {
 export type { TriggerOptions, TriggerResult, PublishResult } from './triggers.js';
 export type { JobView, JobStats, Stats, StaleJob } from './views.js';
 
-interface JobEntry {
-  job: EffectiveJob;
-  registeredAt: number;
-}
-
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {
   return new Host(options);
@@ -60,9 +56,7 @@ export class Host {
   readonly #scheduler: Scheduler;
   readonly #random: () => number;
   readonly #newId: () => string;
-  readonly #jobs = new Map<string, JobEntry>();
-  readonly #records = new Map<string, JobRecord>();
-  #subscriptions = new Map<string, Array<{ job: string; delayMs: number }>>();
+  readonly #jobs: JobRegistry;
   #stopping: Promise<void> | undefined;
   /** Start/stop hooks of what plugs into the host (plugin loader, HTTP server). */
   readonly #services: Array<{ name: string; start(): Promise<void>; stop(): Promise<void> }> = [];
@@ -108,6 +102,7 @@ export class Host {
         },
       },
     });
+    this.#jobs = new JobRegistry((q) => this.#runner.hasQueue(q));
     this.#scheduler = new Scheduler({ clock: this.clock, logger: this.logger, fire: (job, at) => this.#fire(job, at) });
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
@@ -137,17 +132,14 @@ export class Host {
     if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = 'starting';
     const loaded = await this.#store.open();
-    for (const [name, record] of loaded.jobs) {
-      const existing = this.#records.get(name);
-      this.#records.set(name, existing ? { ...record, ...existing } : record);
-    }
+    this.#jobs.adoptRecords(loaded.jobs);
     // Jobs registered before start were resolved without their stored flags: resolve again.
-    for (const name of this.#jobs.keys()) this.#reresolve(name);
+    for (const name of this.#jobs.names()) this.#reresolve(name);
     this.#recover(loaded.runs);
     this.#state = 'running';
     this.#runner.start();
     this.#scheduler.start();
-    for (const name of this.#jobs.keys()) this.#catchUp(name);
+    for (const name of this.#jobs.names()) this.#catchUp(name);
     try {
       for (const service of this.#services) await service.start();
     } catch (err) {
@@ -250,8 +242,8 @@ export class Host {
         { job: spec.name, files: [existing.job.file, file] },
       );
     }
-    const job = this.#resolve(spec, file);
-    this.#jobs.set(spec.name, { job, registeredAt: existing?.registeredAt ?? this.clock.now() });
+    const job = this.#jobs.resolve(spec, file, this.#config);
+    this.#jobs.set(spec.name, job, this.clock.now());
     this.#jobsChanged(spec.name, job);
     const data = { job: spec.name, file, schedule: job.schedule?.label ?? null, enabled: job.enabled };
     if (existing) this.bus.emit('job.updated', { ...data, changed: changedFields(existing.job, job) });
@@ -262,11 +254,9 @@ export class Host {
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
   unregister(name: string): boolean {
-    const entry = this.#jobs.get(name);
+    const entry = this.#jobs.delete(name);
     if (!entry) return false;
-    this.#jobs.delete(name);
     this.#scheduler.set(name, null);
-    this.#rebuildSubscriptions();
     this.bus.emit('job.removed', { job: name, file: entry.job.file });
     return true;
   }
@@ -277,43 +267,20 @@ export class Host {
   }
 
   #record(name: string): JobRecord {
-    let record = this.#records.get(name);
-    if (!record) this.#records.set(name, (record = {}));
-    return record;
-  }
-
-  #resolve(spec: JobSpec, file: string | null): EffectiveJob {
-    return resolveJob(spec, file, this.#config.jobs[spec.name], this.#config, this.#record(spec.name), (q) => this.#runner.hasQueue(q));
+    return this.#jobs.record(name);
   }
 
   /** Resolves a registered job again (config or flags changed); returns what changed. */
   #reresolve(name: string): string[] {
-    const entry = this.#jobs.get(name);
-    if (!entry) return [];
-    const job = this.#resolve(entry.job.spec, entry.job.file);
-    const changed = changedFields(entry.job, job);
-    entry.job = job;
-    this.#jobsChanged(name, job);
-    return changed;
+    const r = this.#jobs.reresolve(name, this.#config);
+    if (!r) return [];
+    this.#jobsChanged(name, r.job);
+    return r.changed;
   }
 
   #jobsChanged(name: string, job: EffectiveJob): void {
     this.#scheduler.set(name, job.enabled ? job.schedule : null);
-    this.#rebuildSubscriptions();
     this.#runner.jobChanged(name);
-  }
-
-  #rebuildSubscriptions(): void {
-    const subs = new Map<string, Array<{ job: string; delayMs: number }>>();
-    for (const { job } of this.#jobs.values()) {
-      if (!job.enabled) continue;
-      for (const on of job.on) {
-        const list = subs.get(on.event) ?? [];
-        list.push({ job: job.name, delayMs: on.delayMs });
-        subs.set(on.event, list);
-      }
-    }
-    this.#subscriptions = subs;
   }
 
   /**
@@ -325,9 +292,7 @@ export class Host {
     const next = parseConfig(input);
     const previous = this.#config;
     // Check every job against the new config before touching anything: all or nothing.
-    for (const { job } of this.#jobs.values()) {
-      resolveJob(job.spec, job.file, next.jobs[job.name], next, this.#record(job.name), (q) => q in next.queues);
-    }
+    for (const [, { job }] of this.#jobs.entries()) this.#jobs.resolve(job.spec, job.file, next, (q) => q in next.queues);
     const changed: string[] = [];
     for (const key of Object.keys(next) as Array<keyof Config>) {
       if (key === 'jobs') {
@@ -352,7 +317,7 @@ export class Host {
     }
     this.#config = next;
     this.#runner.setLimits(next.concurrency, next.queues);
-    for (const name of this.#jobs.keys()) {
+    for (const name of this.#jobs.names()) {
       const was = this.#jobs.get(name)!.job.enabled;
       const fields = this.#reresolve(name);
       const job = this.#jobs.get(name)!.job;
@@ -449,7 +414,7 @@ export class Host {
   async publish(event: string, payload?: unknown): Promise<PublishResult> {
     this.#acceptingWork();
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
-    for (const sub of this.#subscriptions.get(event) ?? []) {
+    for (const sub of this.#jobs.subscribers(event)) {
       try {
         const run = await this.#newRun(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
         await this.#enqueue(run);
@@ -552,7 +517,7 @@ export class Host {
   // ------------------------------------------------------------------------ reads
 
   jobs(): JobView[] {
-    return [...this.#jobs.keys()].sort().map((name) => this.#view(name)!);
+    return this.#jobs.names().sort().map((name) => this.#view(name)!);
   }
 
   job(name: string): JobView | undefined {
@@ -605,11 +570,12 @@ export class Host {
 
   stats(): Stats {
     const depths = this.#runner.depths();
-    const withCounts = [...this.#records].filter(([, r]) => r.counts).map(([n]) => n);
-    const { perJob, succeeded, failed, canceled } = runStats(this.#records, [...this.#jobs.keys(), ...withCounts]);
+    const records = this.#jobs.records();
+    const withCounts = [...records].filter(([, r]) => r.counts).map(([n]) => n);
+    const { perJob, succeeded, failed, canceled } = runStats(records, [...this.#jobs.names(), ...withCounts]);
     let enabled = 0;
     let scheduled = 0;
-    for (const { job } of this.#jobs.values()) {
+    for (const [, { job }] of this.#jobs.entries()) {
       if (job.enabled) enabled++;
       if (job.enabled && job.schedule) scheduled++;
     }
@@ -646,7 +612,7 @@ export class Host {
   staleJobs(): StaleJob[] {
     const now = this.clock.now();
     const stale: StaleJob[] = [];
-    for (const [name, { job, registeredAt }] of this.#jobs) {
+    for (const [name, { job, registeredAt }] of this.#jobs.entries()) {
       const s = staleness(job, this.#record(name), registeredAt, now);
       if (s) stale.push(s);
     }

@@ -218,8 +218,10 @@ export function buildCli(): Command {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
 
+  // --url and --token are for the client commands; start and validate work on the project here.
   program
     .command('start')
+    .configureHelp({ showGlobalOptions: false })
     .description('start the host with config/jobhost.json (or $JOBHOST_CONFIG) and the plugins directory')
     .addOption(new Option('--config <path>', 'config file').env('JOBHOST_CONFIG'))
     .action(async (opts: { config?: string }) => {
@@ -236,6 +238,7 @@ export function buildCli(): Command {
 
   program
     .command('validate')
+    .configureHelp({ showGlobalOptions: false })
     .description('check the config file and every plugin file; exits 1 with the reasons if any is invalid')
     .addOption(new Option('--config <path>', 'config file').env('JOBHOST_CONFIG'))
     .action(async (opts: { config?: string }) => {
@@ -306,6 +309,12 @@ export function buildCli(): Command {
 
   return program;
 }
+
+// `jobhost tail | head -3`: a reader that goes away is the end of the output, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
 
 try {
   await buildCli().parseAsync(process.argv);

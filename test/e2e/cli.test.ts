@@ -69,11 +69,10 @@ async function waitFor(c: Child, stream: 'stdout' | 'stderr', pattern: RegExp, w
 
 t.test('--help for every command, --version, usage errors exit 2', async (t) => {
   const commands = ['start', 'validate', 'list', 'run', 'tail', 'new'];
-  const [root, ver, unknown, missing, ...helps] = await Promise.all([
+  const [root, ver, unknown, ...helps] = await Promise.all([
     cli(t, ['--help']),
     cli(t, ['--version']),
     cli(t, ['nope']),
-    cli(t, ['run']),
     ...commands.map((c) => cli(t, [c, '--help'])),
   ]);
   t.equal(root!.code, 0);
@@ -84,8 +83,6 @@ t.test('--help for every command, --version, usage errors exit 2', async (t) => 
   t.equal(ver!.stdout.trim(), version);
   t.equal(unknown!.code, 2);
   t.match(unknown!.stderr, /unknown command 'nope'/);
-  t.equal(missing!.code, 2);
-  t.match(missing!.stderr, /missing required argument 'job'/);
   const expected: Record<string, RegExp[]> = {
     start: [/--config <path>/],
     validate: [/--config <path>/],
@@ -128,11 +125,14 @@ t.test('list: a table of jobs, --json, colors when forced', async (t) => {
 t.test('run prints the run id; --wait shows progress, the result and the exit code', async (t) => {
   const live = await startLiveHost(t);
   const url = ['--url', live.url];
-  const plain = await cli(t, ['run', 'work', '--params', '{"steps":1}', '--key', 'k1', '--priority', '3', ...url]);
+  const plain = await cli(t, ['run', 'work', '--params', '{"steps":1}', '--key', 'k1', '--priority', '3', '--delay', '1h', ...url]);
   t.equal(plain.code, 0, plain.stderr);
   t.match(plain.stdout, /^[0-9a-z]{16}\n$/);
   const runId = plain.stdout.trim();
-  t.match(await live.host.run(runId), { job: 'work', key: 'k1', priority: 3, source: 'http' });
+  const queued = (await live.host.run(runId))!;
+  t.match(queued, { job: 'work', key: 'k1', priority: 3, source: 'http', status: 'queued', params: { steps: 1 } });
+  t.ok(Date.parse(queued.runAt) - Date.parse(queued.createdAt) >= 3_600_000, '--delay 1h');
+  await live.host.cancel(runId);
 
   const waiting = start(t, ['run', 'work', '--wait', '--params', '{"hold":true}', ...url]);
   await waitFor(waiting, 'stderr', /progress 50% step 1 of 2/, 'the progress line');
@@ -144,33 +144,25 @@ t.test('run prints the run id; --wait shows progress, the result and the exit co
   t.match(await live.host.run(id!), { status: 'succeeded' });
   t.match(waiting.stderr(), /^started\nprogress 50% step 1 of 2\n(progress 100% step 2 of 2\n)?succeeded in \d+\S*\n$/);
 
-  const [failed, json, delayed] = await Promise.all([
+  const [failed, json] = await Promise.all([
     cli(t, ['run', 'work', '--wait', '--params', '{"fail":"disk on fire"}', ...url]),
     cli(t, ['run', 'work', '--wait', '--json', '--params', '{"steps":1}', ...url]),
-    cli(t, ['run', 'quick', '--delay', '1h', '--json', ...url]),
   ]);
   t.equal(failed.code, 1);
   t.match(failed.stderr, /failed in \d+\S*: WORK_FAILED: disk on fire\n$/);
   t.equal(json.code, 0);
   t.match(JSON.parse(json.stdout), { status: 'succeeded', result: { steps: 1 }, attempts: [{ n: 1 }] });
-  t.equal(delayed.code, 0);
-  const { runId: later } = JSON.parse(delayed.stdout) as { runId: string };
-  t.match(await live.host.run(later), { status: 'queued' });
-  await live.host.cancel(later);
 });
 
 t.test('errors: the API code and message, exit 1; bad arguments exit 2; no host', async (t) => {
   const live = await startLiveHost(t);
   const url = ['--url', live.url];
   const port = await closedPort();
-  const [params, unknown, json, refused, badUrl, skipped, badDelay, gaveUp] = await Promise.all([
+  const [params, unknown, json, refused, gaveUp] = await Promise.all([
     cli(t, ['run', 'work', '--params', '{"steps":0}', ...url]),
     cli(t, ['run', 'nope', '--wait', ...url]),
     cli(t, ['run', 'work', '--params', '{steps:1}', ...url]),
     cli(t, ['list', '--url', `http://127.0.0.1:${port}`]),
-    cli(t, ['list', '--url', 'ftp://x']),
-    live.host.trigger('work', { params: { hold: true }, key: 'busy' }).then(() => cli(t, ['run', 'work', '--key', 'busy', ...url])),
-    cli(t, ['run', 'work', '--delay', 'soon', ...url]),
     cli(t, ['run', 'work', '--wait', '--timeout', '300ms', '--params', '{"hold":true}', ...url]),
   ]);
   t.equal(params.code, 1);
@@ -181,12 +173,6 @@ t.test('errors: the API code and message, exit 1; bad arguments exit 2; no host'
   t.match(json.stderr, /option '--params <json>' argument '\{steps:1\}' is invalid\. not valid JSON/);
   t.equal(refused.code, 1);
   t.match(refused.stderr, new RegExp(`^UNREACHABLE: no jobhost at http://127\\.0\\.0\\.1:${port} \\(connection refused\\)`));
-  t.equal(badUrl.code, 2);
-  t.match(badUrl.stderr, /^error: --url: not an http\(s\) URL: ftp:\/\/x/);
-  t.equal(skipped.code, 1);
-  t.match(skipped.stderr, /^SKIPPED: duplicate: /);
-  t.equal(badDelay.code, 2);
-  t.match(badDelay.stderr, /option '--delay <duration>' argument 'soon' is invalid/);
   t.equal(gaveUp.code, 1);
   t.match(gaveUp.stderr, /WAIT_TIMEOUT: stopped waiting for run \w+ after 300 ms; it goes on\n$/);
   live.release();
@@ -234,22 +220,17 @@ t.test('tail: one line per event, filters, --json, and it resumes after the host
 t.test('a token: --token or JOBHOST_TOKEN, and 401 without', async (t) => {
   const live = await startLiveHost(t, { token: TOKEN });
   const url = ['--url', live.url];
-  const [flag, env, none, tail, wait] = await Promise.all([
-    cli(t, ['list', '--json', '--token', TOKEN, ...url]),
-    cli(t, ['list', '--json', ...url], { env: { JOBHOST_TOKEN: TOKEN } }),
+  const [flag, env, none] = await Promise.all([
+    cli(t, ['run', 'work', '--wait', '--params', '{"steps":1}', '--token', TOKEN, ...url]),
+    cli(t, ['list', '--json'], { env: { JOBHOST_TOKEN: TOKEN, JOBHOST_URL: live.url } }),
     cli(t, ['list', ...url]),
-    cli(t, ['tail', ...url]),
-    cli(t, ['run', 'work', '--wait', '--params', '{"steps":1}'], { env: { JOBHOST_TOKEN: TOKEN, JOBHOST_URL: live.url } }),
   ]);
-  t.equal(flag.code, 0, flag.stderr);
-  t.equal((JSON.parse(flag.stdout) as unknown[]).length, 2);
+  t.equal(flag.code, 0, `--token, for HTTP and the WebSocket: ${flag.stderr}`);
   t.equal(env.code, 0, env.stderr);
+  t.equal((JSON.parse(env.stdout) as unknown[]).length, 2);
   t.equal(none.code, 1);
   t.match(none.stderr, /^UNAUTHORIZED: this host needs a token/);
-  t.equal(tail.code, 1, 'the WebSocket is refused too');
-  t.match(tail.stderr, /^UNAUTHORIZED: /);
-  t.equal(wait.code, 0, `run --wait authenticates its WebSocket: ${wait.stderr}`);
-  t.notMatch(flag.stdout + flag.stderr + wait.stdout + wait.stderr, TOKEN, 'the token is never printed');
+  t.notMatch(flag.stdout + flag.stderr + env.stdout + env.stderr, TOKEN, 'the token is never printed');
 });
 
 t.test('new: a plugin file that validate accepts; bad names and existing files exit 2', async (t) => {
@@ -257,11 +238,10 @@ t.test('new: a plugin file that validate accepts; bad names and existing files e
   const created = await Promise.all([cli(t, ['new', 'nightly-sync', '--schedule', '0 2 * * *'], { cwd: dir }), cli(t, ['new', 'on-demand'], { cwd: dir })]);
   for (const c of created) t.equal(c.code, 0, c.stderr);
   t.equal(created[0]!.stdout, 'created plugins/nightly-sync.ts\n');
-  const [valid, bad, exists, cron] = await Promise.all([
+  const [valid, bad, exists] = await Promise.all([
     cli(t, ['validate'], { cwd: dir }),
     cli(t, ['new', 'Bad_Name'], { cwd: dir }),
     cli(t, ['new', 'on-demand'], { cwd: dir }),
-    cli(t, ['new', 'later', '--schedule', 'sometimes'], { cwd: dir }),
   ]);
   t.equal(valid.code, 0, valid.stdout + valid.stderr);
   t.match(valid.stdout, /ok: config and 2 plugins valid \(nightly-sync, on-demand\)/);
@@ -269,10 +249,6 @@ t.test('new: a plugin file that validate accepts; bad names and existing files e
   t.match(bad.stderr, /^error: "Bad_Name" is not a job name: use kebab-case/);
   t.equal(exists.code, 2);
   t.match(exists.stderr, /^error: plugins\/on-demand\.ts already exists \(use --force to overwrite it\)/);
-  t.equal(cron.code, 2);
-  t.match(cron.stderr, /^error: --schedule: /);
-  const forced = await cli(t, ['new', 'on-demand', '--force'], { cwd: dir });
-  t.equal(forced.code, 0);
 });
 
 t.test('run --wait rides out a server restart', async (t) => {
@@ -286,4 +262,16 @@ t.test('run --wait rides out a server restart', async (t) => {
   live.release();
   t.equal(await waiting.exited, 0, waiting.stderr());
   t.match(waiting.stderr(), /succeeded in /);
+});
+
+t.test('Ctrl-C stops waiting, not the run', async (t) => {
+  const live = await startLiveHost(t);
+  const waiting = start(t, ['run', 'work', '--wait', '--params', '{"hold":true}', '--url', live.url]);
+  await waitFor(waiting, 'stderr', /progress 50%/, 'progress');
+  const runId = waiting.stdout().trim();
+  waiting.child.kill('SIGINT');
+  t.equal(await waiting.exited, 130);
+  t.match(waiting.stderr(), new RegExp(`stopped waiting; run ${runId} goes on \\(jobhost tail --job work\\)\\n$`));
+  t.match(await live.host.run(runId), { status: 'running' });
+  live.release();
 });

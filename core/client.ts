@@ -1,0 +1,211 @@
+import { z } from 'zod';
+
+/**
+ * A typed client for a running host's HTTP API (README "HTTP API"), for the CLI and for scripts.
+ * It knows only the wire contract: every response is checked here with zod and handed on as a
+ * plain typed value. The schemas are loose on purpose (unknown fields pass, only what a client
+ * reads is required), so a newer host with more fields still works with an older client.
+ */
+
+/** Codes of failures on the client's side; server errors keep the server's code (`JOB_NOT_FOUND`, ...). */
+export type ClientErrorCode = 'UNREACHABLE' | 'REQUEST_TIMEOUT' | 'BAD_RESPONSE' | 'WAIT_TIMEOUT' | 'CONNECTION_LOST';
+
+/** An API error (`code` from the host's error table) or a client-side failure (`ClientErrorCode`). */
+export class ClientError extends Error {
+  readonly code: string;
+  /** The HTTP status, or null when no response came. */
+  readonly status: number | null;
+  /** Per-field problems (`INVALID_PARAMS`, `INVALID_BODY`). */
+  readonly issues: ReadonlyArray<{ path: string; message: string }>;
+  /** Why a trigger was refused (`SKIPPED`). */
+  readonly reason: string | undefined;
+
+  constructor(code: string, message: string, extra: { status?: number | null; issues?: Array<{ path: string; message: string }>; reason?: string | undefined } = {}) {
+    super(message);
+    this.name = 'ClientError';
+    this.code = code;
+    this.status = extra.status ?? null;
+    this.issues = extra.issues ?? [];
+    this.reason = extra.reason;
+  }
+}
+
+const iso = z.string();
+const runError = z.looseObject({ code: z.string(), message: z.string() });
+const runStatus = z.string();
+
+export const jobSchema = z.looseObject({
+  name: z.string(),
+  description: z.string().default(''),
+  schedule: z.string().nullable(),
+  enabled: z.boolean(),
+  nextRun: iso.nullable(),
+  lastRun: z.looseObject({ runId: z.string(), status: runStatus, at: iso }).nullable(),
+  counts: z.looseObject({
+    succeeded: z.number().default(0),
+    failed: z.number().default(0),
+    canceled: z.number().default(0),
+    queued: z.number().default(0),
+    running: z.number().default(0),
+  }),
+});
+
+export const runSchema = z.looseObject({
+  id: z.string(),
+  job: z.string(),
+  status: runStatus,
+  createdAt: iso,
+  startedAt: iso.nullable(),
+  endedAt: iso.nullable(),
+  durationMs: z.number().nullable(),
+  progress: z.looseObject({ fraction: z.number(), text: z.string().nullable() }),
+  attempts: z.array(z.looseObject({ n: z.number(), error: runError.nullable() })),
+  result: z.unknown(),
+  error: runError.nullable(),
+});
+
+const errorBody = z.looseObject({
+  code: z.string(),
+  message: z.string(),
+  issues: z.array(z.looseObject({ path: z.string(), message: z.string() })).optional(),
+  reason: z.string().optional(),
+});
+
+const triggerResponse = z.looseObject({ runId: z.string() });
+const healthResponse = z.looseObject({ status: z.string(), state: z.string() });
+
+export type Job = z.output<typeof jobSchema>;
+export type Run = z.output<typeof runSchema>;
+
+/** The body of `POST /jobs/:name/run`. */
+export interface TriggerBody {
+  params?: unknown;
+  /** Milliseconds, or a duration string like `'30s'` (the host parses it). */
+  delay?: number | string;
+  runAt?: string;
+  key?: string;
+  priority?: number;
+}
+
+export interface ClientOptions {
+  /** The host's base URL, e.g. `http://127.0.0.1:3000`. */
+  url: string;
+  token?: string | undefined;
+  /** Bound on each HTTP request (default 30 s). */
+  timeoutMs?: number | undefined;
+}
+
+export interface Client {
+  /** The base URL, without a trailing slash. */
+  readonly url: string;
+  readonly token: string | undefined;
+  health(): Promise<z.output<typeof healthResponse>>;
+  jobs(): Promise<Job[]>;
+  /** Resolves with the run id once the host has the run on disk (202). */
+  trigger(job: string, body?: TriggerBody): Promise<string>;
+  run(id: string): Promise<Run>;
+}
+
+export const FINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
+
+/** A socket-level failure: the host is not there (refused, reset, unknown name). */
+function networkCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+    // `localhost` may resolve to ::1 and 127.0.0.1: both refusals come in an AggregateError.
+    const inner: unknown = (e as { errors?: unknown }).errors;
+    if (Array.isArray(inner) && inner.length > 0) e = inner[0];
+    else e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** The message for a host that cannot be reached, shared by HTTP and the WebSocket. */
+export function unreachable(url: string, err: unknown): ClientError {
+  const code = networkCode(err);
+  const message =
+    code === 'ECONNREFUSED'
+      ? `no jobhost at ${url} (connection refused): start one with \`jobhost start\`, or point --url / JOBHOST_URL at it`
+      : `cannot reach jobhost at ${url}: ${code ?? (err instanceof Error ? err.message : String(err))}`;
+  return new ClientError('UNREACHABLE', message);
+}
+
+/** A non-2xx answer as a ClientError with the host's code and message. */
+export function errorFromBody(status: number, text: string): ClientError {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const parsed = errorBody.safeParse(body);
+  if (!parsed.success) return new ClientError('BAD_RESPONSE', `HTTP ${status}: ${text.slice(0, 200) || '(empty body)'}`, { status });
+  const { code, message, issues, reason } = parsed.data;
+  return new ClientError(code, message, { status, issues: issues ?? [], reason });
+}
+
+/** Strips trailing slashes, reads `127.0.0.1:3000` as `http://127.0.0.1:3000`; refuses what is not an http(s) URL. */
+export function normalizeUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(/^[a-z][a-z\d+.-]*:\/\//i.test(url) ? url : `http://${url}`);
+  } catch {
+    throw new ClientError('BAD_URL', `not a URL: ${JSON.stringify(url)} (expected e.g. http://127.0.0.1:3000)`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ClientError('BAD_URL', `not an http(s) URL: ${url}`);
+  }
+  return parsed.href.replace(/\/+$/, '');
+}
+
+export function createClient(options: ClientOptions): Client {
+  const url = normalizeUrl(options.url);
+  const token = options.token || undefined;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+
+  async function request<T extends z.ZodType>(method: 'GET' | 'POST', path: string, schema: T, body?: unknown): Promise<z.output<T>> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (token) headers['authorization'] = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url + path, {
+        method,
+        headers,
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      text = await res.text();
+    } catch (err) {
+      if (err instanceof Error && err.name === 'TimeoutError') {
+        throw new ClientError('REQUEST_TIMEOUT', `no answer from jobhost at ${url} within ${timeoutMs} ms (${method} ${path})`);
+      }
+      throw unreachable(url, err);
+    }
+    if (!res.ok) throw errorFromBody(res.status, text);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new ClientError('BAD_RESPONSE', `${method} ${path}: the answer is not JSON: ${text.slice(0, 200)}`, { status: res.status });
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new ClientError('BAD_RESPONSE', `${method} ${path}: unexpected answer: ${z.prettifyError(parsed.error)}`, { status: res.status });
+    }
+    return parsed.data;
+  }
+
+  const seg = encodeURIComponent;
+  return {
+    url,
+    token,
+    health: () => request('GET', '/health', healthResponse),
+    jobs: async () => (await request('GET', '/jobs', z.looseObject({ items: z.array(jobSchema) }))).items,
+    trigger: async (job, body = {}) => (await request('POST', `/jobs/${seg(job)}/run`, triggerResponse, body)).runId,
+    run: (id) => request('GET', `/runs/${seg(id)}`, runSchema),
+  };
+}

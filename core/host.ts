@@ -373,7 +373,8 @@ export class Host {
 
   /** Hands the run to the runner and announces it; the promise is "the run is durable". */
   #enqueue(run: Run): Promise<void> {
-    const durable = this.#runner.add(run);
+    // A new run's runAt is either its creation time (now) or later: the clock has the number.
+    const durable = this.#runner.add(run, run.runAt === run.createdAt ? this.clock.now() : Date.parse(run.runAt));
     this.bus.emit('run.queued', {
       job: run.job,
       runId: run.id,

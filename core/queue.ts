@@ -190,3 +190,81 @@ export class TimeHeap<T> {
     return top.item;
   }
 }
+
+/** An item of an IndexedHeap: its key, and where it sits (-1 when not in the heap). */
+export interface HeapItem {
+  heapKey: number;
+  heapIndex: number;
+}
+
+/**
+ * A binary min-heap that knows where each item is, so an item can be removed in O(log n) the
+ * moment it no longer matters (an attempt that ended before its deadline).
+ */
+export class IndexedHeap<T extends HeapItem> {
+  readonly #items: T[] = [];
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  peek(): T | undefined {
+    return this.#items[0];
+  }
+
+  push(item: T): void {
+    item.heapIndex = this.#items.length;
+    this.#items.push(item);
+    this.#up(item.heapIndex);
+  }
+
+  pop(): T | undefined {
+    const top = this.#items[0];
+    if (top) this.remove(top);
+    return top;
+  }
+
+  remove(item: T): void {
+    const i = item.heapIndex;
+    if (i < 0 || this.#items[i] !== item) return;
+    const last = this.#items.pop()!;
+    item.heapIndex = -1;
+    if (last === item) return;
+    this.#items[i] = last;
+    last.heapIndex = i;
+    this.#down(i);
+    this.#up(last.heapIndex);
+  }
+
+  #swap(a: number, b: number): void {
+    const x = this.#items[a]!;
+    const y = this.#items[b]!;
+    this.#items[a] = y;
+    this.#items[b] = x;
+    y.heapIndex = a;
+    x.heapIndex = b;
+  }
+
+  #up(i: number): void {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.#items[parent]!.heapKey <= this.#items[i]!.heapKey) break;
+      this.#swap(i, parent);
+      i = parent;
+    }
+  }
+
+  #down(i: number): void {
+    const n = this.#items.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < n && this.#items[l]!.heapKey < this.#items[m]!.heapKey) m = l;
+      if (r < n && this.#items[r]!.heapKey < this.#items[m]!.heapKey) m = r;
+      if (m === i) return;
+      this.#swap(i, m);
+      i = m;
+    }
+  }
+}

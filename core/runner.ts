@@ -4,7 +4,7 @@ import { isoTime, type Clock, type Timer } from './clock.js';
 import { HostError, toRunError, type ErrorCode, type RunError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { HostReader, JobContext, RetryPolicy } from './plugin.js';
-import { Deque, TimeHeap, WeightedQueues } from './queue.js';
+import { Deque, IndexedHeap, TimeHeap, WeightedQueues, type HeapItem } from './queue.js';
 import type { Run } from './run.js';
 import type { Store } from './store.js';
 
@@ -52,7 +52,7 @@ export interface RunnerOptions {
 
 type EntryState = 'delayed' | 'ready' | 'parked' | 'running' | 'done';
 
-interface Entry {
+interface Entry extends HeapItem {
   run: Run;
   state: EntryState;
   runAtMs: number;
@@ -60,7 +60,10 @@ interface Entry {
   /** Increments per attempt; a settle carrying an older token is a late result and is ignored. */
   token: number;
   attempt: AttemptContext<Entry> | undefined;
-  timer: Timer | undefined;
+  /** The attempt's deadline (ms) as a timeout-heap key, and its place there (-1: none). */
+  heapKey: number;
+  heapIndex: number;
+  timeoutMs: number;
   progressTimer: Timer | undefined;
   progressAt: number;
   job: RunnerJob | undefined;
@@ -85,6 +88,10 @@ export class Runner {
   readonly #delayed = new TimeHeap<Entry>();
   #delayTimer: Timer | undefined;
   #delayTimerAt = Infinity;
+  /** Deadlines of running attempts: one timer for the earliest instead of one per attempt. */
+  readonly #deadlines = new IndexedHeap<Entry>();
+  #deadlineTimer: Timer | undefined;
+  #deadlineTimerAt = Infinity;
 
   readonly #entries = new Map<string, Entry>();
   readonly #slots = new Map<string, JobSlots>();
@@ -178,6 +185,9 @@ export class Runner {
       if (entry.state === 'running') this.#abortForShutdown(entry);
       entry.progressTimer?.cancel();
     }
+    this.#deadlineTimer?.cancel();
+    this.#deadlineTimer = undefined;
+    this.#deadlineTimerAt = Infinity;
     if (this.#started) removeGuards(this.#logger);
     this.#started = false;
   }
@@ -236,16 +246,21 @@ export class Runner {
 
   // ------------------------------------------------------------------- adding runs
 
-  /** Takes a queued run (new or recovered); returns the promise of it being durable. */
-  add(run: Run): Promise<void> {
+  /**
+   * Takes a queued run (new or recovered); returns the promise of it being durable. `runAtMs`
+   * spares parsing `run.runAt` when the caller has the number at hand.
+   */
+  add(run: Run, runAtMs: number = Date.parse(run.runAt)): Promise<void> {
     const entry: Entry = {
       run,
       state: 'ready',
-      runAtMs: Date.parse(run.runAt),
+      runAtMs,
       startedMs: run.startedAt ? Date.parse(run.startedAt) : 0,
       token: 0,
       attempt: undefined,
-      timer: undefined,
+      heapKey: 0,
+      heapIndex: -1,
+      timeoutMs: 0,
       progressTimer: undefined,
       progressAt: 0,
       job: undefined,
@@ -376,8 +391,33 @@ export class Runner {
   #attempt(entry: Entry, job: RunnerJob, n: number): void {
     const ctx = new AttemptContext(this.#attemptOwner, entry, ++entry.token, n);
     entry.attempt = ctx;
-    if (job.timeoutMs > 0) entry.timer = this.#clock.setTimer(job.timeoutMs, () => ctx.timeout(job.timeoutMs));
+    if (job.timeoutMs > 0) {
+      entry.timeoutMs = job.timeoutMs;
+      entry.heapKey = this.#clock.now() + job.timeoutMs;
+      this.#deadlines.push(entry);
+      if (entry.heapKey < this.#deadlineTimerAt) this.#armDeadlines();
+    }
     invoke(ctx, job.handler);
+  }
+
+  /** Arms the one timeout timer for the earliest deadline; fires every attempt that is due. */
+  #armDeadlines(): void {
+    this.#deadlineTimer?.cancel();
+    const first = this.#deadlines.peek();
+    if (!first) {
+      this.#deadlineTimer = undefined;
+      this.#deadlineTimerAt = Infinity;
+      return;
+    }
+    this.#deadlineTimerAt = first.heapKey;
+    this.#deadlineTimer = this.#clock.setTimer(Math.max(0, first.heapKey - this.#clock.now()), () => {
+      const now = this.#clock.now();
+      for (let due = this.#deadlines.peek(); due && due.heapKey <= now; due = this.#deadlines.peek()) {
+        this.#deadlines.remove(due);
+        due.attempt?.timeout(due.timeoutMs);
+      }
+      this.#armDeadlines();
+    });
   }
 
 
@@ -427,8 +467,12 @@ export class Runner {
   }
 
   #endAttempt(entry: Entry, error: RunError | null): void {
-    entry.timer?.cancel();
-    entry.timer = undefined;
+    // Leaving the heap is enough: a timer armed for this deadline finds nothing due and re-arms.
+    // With no attempt left to watch, no timer is left behind either.
+    if (entry.heapIndex >= 0) {
+      this.#deadlines.remove(entry);
+      if (this.#deadlines.size === 0) this.#armDeadlines();
+    }
     entry.progressTimer?.cancel();
     entry.progressTimer = undefined;
     entry.attempt = undefined;

@@ -403,3 +403,21 @@ t.test('the stored result is a JSON copy of what the handler returned', async (t
   result.list.push(3);
   t.same(run.result, { list: [1, 2], when: '1970-01-01T00:00:00.000Z' });
 });
+
+t.test('timeouts of many attempts fire each at its own deadline, from one timer', async (t) => {
+  const { host, clock } = await startHost(t, { config: { concurrency: 10 } });
+  for (const [name, timeout] of [['t3', '3s'], ['t1', '1s'], ['t2', '2s']] as const) {
+    host.register({ name, timeout, handler: () => new Promise(() => undefined) });
+  }
+  host.register({ name: 'quick', timeout: '500ms', handler: noop });
+  const ids = Object.fromEntries(await Promise.all(['t3', 't1', 't2', 'quick'].map(async (n) => [n, (await host.trigger(n)).runId] as const)));
+  const status = async (n: string): Promise<string> => (await host.run(ids[n]!))!.status;
+  t.equal(await status('quick'), 'succeeded', 'an attempt that ends leaves the deadlines');
+  await clock.advance(1000);
+  t.same([await status('t1'), await status('t2'), await status('t3')], ['failed', 'running', 'running']);
+  await clock.advance(1000);
+  t.same([await status('t2'), await status('t3')], ['failed', 'running']);
+  await clock.advance(1000);
+  t.equal(await status('t3'), 'failed');
+  t.equal(clock.pending(), 0, 'no timer left once no attempt runs');
+});

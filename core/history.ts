@@ -65,6 +65,8 @@ export class History {
   /** Segments dropped by retention; deleted once a checkpoint no longer lists them. */
   readonly #expired: number[] = [];
   #file: AppendFile | undefined;
+  /** The next segment's file, created ahead so sealing never waits for a new file on the disk. */
+  #next: Promise<AppendFile> | undefined;
 
   constructor(options: HistoryOptions) {
     this.#o = options;
@@ -155,21 +157,40 @@ export class History {
       this.#open.runs?.push(run);
       addToInfo(this.#open.info, run);
     }
+    // Half full: create the next file now (its directory entry fsynced), off the commit path.
+    if (this.#o.dir !== null && !this.#next && this.#open.info.count * 2 >= this.#o.segmentSize) {
+      const next = new AppendFile(this.#path(this.#open.info.n + 1), { fsync: this.#o.fsync });
+      this.#next = next.open().then(() => next);
+      this.#next.catch(() => undefined); // awaited (and reported) at the seal
+    }
     // Sealed after the batch: every run written to this segment's file is counted in its info.
-    if (this.#open.info.count >= this.#o.segmentSize) await this.#seal();
+    if (this.#open.info.count >= this.#o.segmentSize) {
+      try {
+        await this.#seal();
+      } catch (err) {
+        // What was written is durable: the segment just stays open a while longer.
+        this.#o.logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'could not start the next history segment; retrying at the next commit');
+      }
+    }
   }
 
   async #seal(): Promise<void> {
     const sealed = this.#open;
+    const n = sealed.info.n + 1;
+    if (this.#o.dir !== null) {
+      const next = this.#next ?? (async () => {
+        const file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
+        await file.open();
+        return file;
+      })();
+      this.#next = undefined;
+      const file = await next; // a failure leaves the open segment open, to be retried
+      await this.#file?.close();
+      this.#file = file;
+    }
     this.#sealed.push(sealed);
     this.#remember(sealed);
-    const n = sealed.info.n + 1;
     this.#open = { info: emptyInfo(n), runs: [] };
-    if (this.#o.dir !== null) {
-      await this.#file?.close();
-      this.#file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
-      await this.#file.open();
-    }
     this.#applyRetention();
   }
 
@@ -199,6 +220,8 @@ export class History {
 
   async close(): Promise<void> {
     await this.#file?.close();
+    // An unused next file is empty; it is removed on the next load.
+    await (await this.#next?.catch(() => undefined))?.close();
   }
 
   // ---------------------------------------------------------------- reading

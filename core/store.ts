@@ -108,6 +108,8 @@ interface StateDoc {
   openSegment: number;
   /** Where the runs not yet folded into `jobs` start: a segment and a line in it. */
   foldFrom?: { segment: number; line: number };
+  /** Runs after `foldFrom` that `jobs` already counts (finished, not yet written at the checkpoint). */
+  foldSkip?: string[];
   segments: SegmentInfo[];
   jobs: Record<string, JobRecord>;
   live: Run[];
@@ -231,10 +233,11 @@ class SegmentedStore implements Store {
     }
 
     // Segments: indexed ones come from the checkpoint; newer files are read.
+    const folded = new Set(doc.foldSkip);
     await this.#history.load(doc.segments, doc.foldFrom, (run, afterMark) => {
       this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
       // Finished after the checkpoint: its job's aggregates do not include it yet.
-      if (afterMark && this.#fold) {
+      if (afterMark && this.#fold && !folded.has(run.id)) {
         let record = this.#jobs.get(run.job);
         if (!record) this.#jobs.set(run.job, (record = {}));
         this.#fold(record, run);
@@ -408,6 +411,8 @@ class SegmentedStore implements Store {
       checkpoint: n,
       openSegment: this.#history.position.segment,
       foldFrom: this.#history.position,
+      // Finished in memory (and folded) but not yet written: do not fold them twice on load.
+      foldSkip: [...this.#live.values()].filter((r) => isFinal(r.status)).map((r) => r.id),
       segments: this.#history.index(),
       jobs: Object.fromEntries(this.#jobs),
       live: [...this.#live.values()],

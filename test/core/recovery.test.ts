@@ -136,3 +136,25 @@ t.test('after a crash, job counts, last run and once/cooldown come back from the
   t.match(c.host.job('bad')!.counts, { failed: 3 });
   t.equal(c.host.stats().perJob['bad']!.count, 3);
 });
+
+t.test('after a crash right after a checkpoint, runs finished but not yet written are counted once', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const clock = createManualClock(Date.parse('2026-01-05T10:00:00Z'));
+  // A checkpoint every 37 finished runs lands while other runs have finished in memory and wait
+  // for the next commit; the copy is taken after them, before the next checkpoint.
+  // Handlers that end a turn later finish while a commit is on the disk: final in memory, not yet written.
+  const later = (): Promise<void> => new Promise((r) => setTimeout(r, Math.random() * 3));
+  const a = await startHost(t, { dir, clock, plugins: [{ name: 'w', concurrency: 50, handler: later }], storeOptions: { checkpointRuns: 37 } });
+  const ids: string[] = [];
+  const producer = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) ids.push((await a.host.trigger('w')).runId);
+  };
+  await Promise.all(Array.from({ length: 10 }, producer));
+  await Promise.all(ids.map((id) => a.host.wait(id)));
+  await a.host.flush();
+  const { cpSync } = await import('node:fs');
+  cpSync(dir, crashed, { recursive: true });
+  const b = await startHost(t, { dir: crashed, clock, plugins: [{ name: 'w', handler: noop }] });
+  t.equal(b.host.job('w')!.counts.succeeded, 200);
+});

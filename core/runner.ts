@@ -467,12 +467,9 @@ export class Runner {
   }
 
   #endAttempt(entry: Entry, error: RunError | null): void {
-    // Leaving the heap is enough: a timer armed for this deadline finds nothing due and re-arms.
-    // With no attempt left to watch, no timer is left behind either.
-    if (entry.heapIndex >= 0) {
-      this.#deadlines.remove(entry);
-      if (this.#deadlines.size === 0) this.#armDeadlines();
-    }
+    // Leaving the heap is enough: the timer stays armed (re-arming it per attempt would cost what
+    // one timer per attempt costs), fires, finds nothing due, and re-arms or stops; drain() ends it.
+    this.#deadlines.remove(entry);
     entry.progressTimer?.cancel();
     entry.progressTimer = undefined;
     entry.attempt = undefined;

@@ -421,3 +421,14 @@ t.test('timeouts of many attempts fire each at its own deadline, from one timer'
   t.equal(await status('t3'), 'failed');
   t.equal(clock.pending(), 0, 'no timer left once no attempt runs');
 });
+
+t.test('the timeout timer outlives its attempt only until stop()', async (t) => {
+  const { host, clock } = await startHost(t);
+  host.register({ name: 'j', handler: noop }); // default timeout: 5m
+  await host.wait((await host.trigger('j')).runId);
+  t.equal(clock.pending(), 1, 'one timeout timer, armed for the ended attempt, not re-armed per run');
+  await host.wait((await host.trigger('j')).runId);
+  t.equal(clock.pending(), 1);
+  await host.stop();
+  t.equal(clock.pending(), 0);
+});

@@ -34,7 +34,8 @@ t.test('a schedule in a zone fires on its wall clock, and runs once at a DST jum
 });
 
 t.test('changing or removing a schedule re-arms or stops it, leaking no timer', async (t) => {
-  const { host, clock, of } = await startHost(t);
+  // No attempt timeouts: the only timers here are the schedules'.
+  const { host, clock, of } = await startHost(t, { config: { defaults: { timeout: 0 } } });
   const base = clock.pending();
   host.register({ name: 'a', schedule: '0 * * * *', handler: noop });
   t.equal(clock.pending(), base + 1);
@@ -69,7 +70,7 @@ t.test('a scheduled fire refused by overlap emits run.skipped with source schedu
 });
 
 t.test('stop leaves no timer behind', async (t) => {
-  const { host, clock } = await startHost(t);
+  const { host, clock } = await startHost(t, { config: { defaults: { timeout: 0 } } });
   host.register({ name: 'x', schedule: '* * * * *', retry: { attempts: 3, delay: '1h' }, handler: () => {
     throw new Error('x');
   } });

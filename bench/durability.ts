@@ -6,38 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createHost, silentLogger, type Host } from '../core/index.js';
+import { createHost, silentLogger } from '../core/index.js';
+import { noopHost, pump, startLatency, throughput } from './runs.js';
 import { benchDir, fmt, header, percentile, row } from './util.js';
-
-const WINDOW = 1024;
-
-async function pump(host: Host, runs: number): Promise<number> {
-  let done = 0;
-  let allDone!: () => void;
-  const finished = new Promise<void>((resolve) => (allDone = resolve));
-  const off = host.on('run.succeeded', () => {
-    if (++done === runs) allDone();
-  });
-  const t0 = performance.now();
-  let sent = 0;
-  const producer = async (): Promise<void> => {
-    while (sent < runs) {
-      sent++;
-      await host.trigger('noop');
-    }
-  };
-  await Promise.all(Array.from({ length: WINDOW }, producer));
-  await finished;
-  off();
-  await host.flush();
-  return (runs / (performance.now() - t0)) * 1000;
-}
-
-function newHost(dir: string, store: 'disk' | 'memory'): Host {
-  const host = createHost({ store, config: { store: { dir, keepRuns: 1_000_000 }, concurrency: 10_000 }, logger: silentLogger() });
-  host.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
-  return host;
-}
 
 async function cronLateness(seconds: number): Promise<number[]> {
   const { dir, remove } = benchDir();
@@ -64,24 +35,12 @@ async function cronLateness(seconds: number): Promise<number[]> {
 
 export async function durabilityBench(history = 100_000): Promise<void> {
   header('durability and scale');
-  // warm-up
-  {
-    const { dir, remove } = benchDir();
-    const h = newHost(dir, 'memory');
-    await h.start();
-    await pump(h, 5_000);
-    await h.stop();
-    remove();
-  }
-  const mem = benchDir();
-  const memHost = newHost(mem.dir, 'memory');
-  await memHost.start();
-  const memory = await pump(memHost, 100_000);
-  await memHost.stop();
-  mem.remove();
-
+  // Warm-up of both paths, so neither figure below pays for the JIT.
+  await throughput('memory', 20_000);
+  await throughput('disk', 20_000);
+  const memory = await throughput('memory', 100_000);
   const disk = benchDir();
-  const host = newHost(disk.dir, 'disk');
+  const host = noopHost(disk.dir, 'disk');
   await host.start();
   const empty = await pump(host, 100_000);
   row('persisted runs/s, empty store (fsync group commit)', `${fmt(empty)} runs/s (goal ≥ 50,000)`);
@@ -101,32 +60,8 @@ export async function durabilityBench(history = 100_000): Promise<void> {
   row('RSS after start-up', `${fmt(startup.rss ?? NaN, 0)} MB (goal ≤ 150 MB)`);
   disk.remove();
 
-  // trigger → handler start on an idle host
-  {
-    const { dir, remove } = benchDir();
-    const idle = createHost({ config: { store: { dir } }, logger: silentLogger() });
-    let started = 0;
-    let onStart: (() => void) | undefined;
-    idle.register({ name: 'probe', handler: () => {
-      started = performance.now();
-      onStart?.();
-    } });
-    await idle.start();
-    const samples: number[] = [];
-    for (let i = 0; i < 2000; i++) {
-      const ran = new Promise<void>((r) => (onStart = r));
-      const t0 = performance.now();
-      const ack = idle.trigger('probe');
-      await ran;
-      samples.push((started - t0) * 1000);
-      await ack;
-      await idle.flush();
-    }
-    await idle.stop();
-    remove();
-    samples.sort((a, b) => a - b);
-    row('trigger → handler start, idle host, p50 / p99', `${fmt(percentile(samples, 50))} µs / ${fmt(percentile(samples, 99))} µs (goal p50 ≤ 500 µs)`);
-  }
+  const lat = await startLatency(2000);
+  row('trigger → handler start, idle host, p50 / p99', `${fmt(lat.p50)} µs / ${fmt(lat.p99)} µs (goal p50 ≤ 500 µs)`);
 
   const late = await cronLateness(15);
   row(`cron lateness under 1,000 runs/s (${late.length} fires), p50 / p99 / max`, `${fmt(percentile(late, 50))} / ${fmt(percentile(late, 99))} / ${fmt(late.at(-1) ?? NaN)} ms (goal p99 ≤ 10 ms)`);

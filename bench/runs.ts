@@ -1,0 +1,78 @@
+import { createHost, silentLogger, type Host } from '../core/index.js';
+import { benchDir, percentile } from './util.js';
+
+/** Shared by the engine and durability benchmarks: a no-op host, a pump, a latency probe. */
+
+/** Triggers kept in flight by the pump: each producer awaits its acknowledgement (durable). */
+export const WINDOW = 1024;
+
+/** A host with one no-op job (`noop`), its store on disk or in memory, history kept. */
+export function noopHost(dir: string, store: 'disk' | 'memory'): Host {
+  const host = createHost({ store, config: { store: { dir, keepRuns: 1_000_000 }, concurrency: 10_000 }, logger: silentLogger() });
+  host.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
+  return host;
+}
+
+/** Runs `runs` no-op jobs through trigger() → run.succeeded on a started host; returns runs/s. */
+export async function pump(host: Host, runs: number): Promise<number> {
+  let done = 0;
+  let allDone!: () => void;
+  const finished = new Promise<void>((resolve) => (allDone = resolve));
+  const off = host.on('run.succeeded', () => {
+    if (++done === runs) allDone();
+  });
+  const t0 = performance.now();
+  let sent = 0;
+  const producer = async (): Promise<void> => {
+    while (sent < runs) {
+      sent++;
+      await host.trigger('noop');
+    }
+  };
+  await Promise.all(Array.from({ length: WINDOW }, producer));
+  await finished;
+  off();
+  await host.flush();
+  return (runs / (performance.now() - t0)) * 1000;
+}
+
+/** A fresh host, `runs` no-op runs, stopped and removed: runs/s. */
+export async function throughput(store: 'disk' | 'memory', runs: number): Promise<number> {
+  const { dir, remove } = benchDir();
+  const host = noopHost(dir, store);
+  await host.start();
+  const rate = await pump(host, runs);
+  await host.stop();
+  remove();
+  return rate;
+}
+
+/** trigger() → handler start on an idle host (the store flushed between samples), in µs. */
+export async function startLatency(samples: number): Promise<{ p50: number; p99: number }> {
+  const { dir, remove } = benchDir();
+  const host = createHost({ config: { store: { dir } }, logger: silentLogger() });
+  let started = 0;
+  let onStart: (() => void) | undefined;
+  host.register({
+    name: 'probe',
+    handler: () => {
+      started = performance.now();
+      onStart?.();
+    },
+  });
+  await host.start();
+  const out: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const ran = new Promise<void>((resolve) => (onStart = resolve));
+    const t0 = performance.now();
+    const ack = host.trigger('probe');
+    await ran;
+    out.push((started - t0) * 1000);
+    await ack;
+    await host.flush();
+  }
+  await host.stop();
+  remove();
+  out.sort((a, b) => a - b);
+  return { p50: percentile(out, 50), p99: percentile(out, 99) };
+}

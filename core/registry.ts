@@ -99,7 +99,7 @@ export class JobRegistry {
     return { job: entry.job, changed: changedFields(was, entry.job), was };
   }
 
-  /** The enabled jobs whose `on` lists `event`. */
+  /** The jobs whose `on` lists `event` (disabled ones too: their trigger is refused as `disabled`). */
   subscribers(event: string): readonly Subscription[] {
     return this.#subscriptions.get(event) ?? [];
   }
@@ -107,7 +107,6 @@ export class JobRegistry {
   #index(): void {
     const subs = new Map<string, Subscription[]>();
     for (const { job } of this.#jobs.values()) {
-      if (!job.enabled) continue;
       for (const on of job.on) {
         const list = subs.get(on.event) ?? [];
         list.push({ job: job.name, delayMs: on.delayMs });

@@ -115,6 +115,9 @@ export function refusal(job: EffectiveJob, record: JobRecord, active: ActiveRuns
   return null;
 }
 
+/** The latest `runAt` accepted: the last millisecond an ISO time with a 4-digit year can show. */
+const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** Checks a trigger's key, priority and timing and builds the queued run. */
 export function buildRun(
   job: EffectiveJob,
@@ -138,6 +141,7 @@ export function buildRun(
     const at = options.runAt;
     runAtMs = at instanceof Date ? at.getTime() : typeof at === 'number' ? at : Date.parse(at);
     if (!Number.isFinite(runAtMs)) throw new HostError('INVALID_BODY', `runAt: not a valid time: ${String(at)}`);
+    if (runAtMs > LATEST_RUN_AT) throw new HostError('INVALID_BODY', `runAt: ${String(at)} is later than 9999-12-31`);
     runAtMs = Math.max(runAtMs, now);
   } else if (options.delay !== undefined) {
     runAtMs = now + parseDuration(options.delay, 'delay');

@@ -18,6 +18,12 @@ t.test('rejects what is not a duration with INVALID_DURATION naming the field', 
   }
 });
 
+t.test('rejects durations over 100 years, which would overflow a Date', async (t) => {
+  t.equal(parseDuration('36500d'), 36_500 * 86_400_000);
+  t.throws(() => parseDuration('99999999999d', 'delay'), { code: 'INVALID_DURATION', message: /^delay: .*longer than the limit of 36500d/ });
+  t.throws(() => parseDuration(1e20, 'cooldown'), { code: 'INVALID_DURATION', message: /^cooldown: / });
+});
+
 t.test('formats compactly', async (t) => {
   t.equal(formatDuration(999), '999ms');
   t.equal(formatDuration(90_000), '1m30s');

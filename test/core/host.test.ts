@@ -82,7 +82,7 @@ t.test('disabled jobs refuse triggers; the flag is emitted and shown', async (t)
 });
 
 t.test('publish: app events enqueue subscribed jobs with the payload as params, after their delay', async (t) => {
-  const { host, clock } = await startHost(t);
+  const { host, clock, of } = await startHost(t);
   const got: unknown[] = [];
   host.register(definePlugin({
     name: 'ship',
@@ -109,6 +109,13 @@ t.test('publish: app events enqueue subscribed jobs with the payload as params, 
   t.match(bad.errors, [{ job: 'ship', code: 'INVALID_PARAMS' }]);
   t.equal(bad.enqueued.length, 1);
   t.same(await host.publish('nobody.listens', {}), { enqueued: [], skipped: [], errors: [] });
+  // a disabled subscriber is refused like any trigger: reported, and run.skipped emitted
+  await host.disable('audit');
+  const refused = await host.publish('shipment.created', { orderId: 'o-2' });
+  t.same(refused.skipped, [{ job: 'audit', reason: 'disabled' }]);
+  t.equal(refused.enqueued.length, 1);
+  t.match(of('run.skipped').map((e) => e.data), [{ job: 'audit', reason: 'disabled', source: 'event' }]);
+  await host.enable('audit');
   // a handler can publish too
   host.register({ name: 'upload', handler: (ctx: JobContext) => ctx.emit('file.uploaded', { file: 'a.txt' }) });
   await host.wait((await host.trigger('upload')).runId);

@@ -68,6 +68,10 @@ t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', as
   t.match(await host.run(runId(at)), { runAt: '2030-01-01T00:00:00.000Z' });
   isError(t, await request('POST', '/jobs/job/run', { body: { delay: 'soon' } }), 400, 'INVALID_DURATION');
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 'never' } }), 400, 'INVALID_BODY');
+  // times a Date cannot hold are the client's mistake (400), never a 500
+  isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 1e20 } }), 400, 'INVALID_BODY');
+  isError(t, await request('POST', '/jobs/job/run', { body: { runAt: '+275760-09-13T00:00:00.000Z' } }), 400, 'INVALID_BODY');
+  isError(t, await request('POST', '/jobs/job/run', { body: { delay: '99999999999d' } }), 400, 'INVALID_DURATION');
 });
 
 t.test('POST /jobs/:name/run: 400 INVALID_PARAMS with issues, INVALID_BODY, 404', async (t) => {

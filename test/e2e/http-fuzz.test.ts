@@ -36,9 +36,9 @@ function randomValue(depth = 0): unknown {
   switch (int(depth > 2 ? 6 : 9)) {
     case 0: return null;
     case 1: return rand() < 0.5;
-    case 2: return pick([0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 1, Number.MAX_SAFE_INTEGER]);
+    case 2: return pick([0, -1, 1.5, 1e20, 1e308, -1e308, 2 ** 53 + 1, Number.MAX_SAFE_INTEGER]);
     case 3: return junk(int(20));
-    case 4: return pick(['', '30s', 'soon', '-5m', '1e9d', '2030-01-01T00:00:00Z', 'NaN', '__proto__', '../../etc/passwd']);
+    case 4: return pick(['', '30s', 'soon', '-5m', '1e9d', '99999999999d', '+275760-09-13T00:00:00Z', '2030-01-01T00:00:00Z', 'NaN', '__proto__', '../../etc/passwd']);
     case 5: return 'x'.repeat(int(5000));
     case 6: return Array.from({ length: int(4) }, () => randomValue(depth + 1));
     default: return Object.fromEntries(Array.from({ length: int(4) }, () => [pick(['params', 'delay', 'runAt', 'key', 'priority', 'dir', junk(3), '__proto__', 'constructor']), randomValue(depth + 1)]));

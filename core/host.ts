@@ -216,10 +216,14 @@ export class Host {
           run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
           void this.#store.saveRun(run);
           this.logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
+          this.bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error });
           this.#settled(run, 'failed');
           continue;
         }
         this.logger.info({ job: run.job, runId: run.id }, 'run interrupted by a stop: queued again');
+        void this.#runner.add(run);
+        this.#announceQueued(run, false);
+        continue;
       }
       void this.#runner.add(run);
     }
@@ -375,6 +379,11 @@ export class Host {
   #enqueue(run: Run): Promise<void> {
     // A new run's runAt is either its creation time (now) or later: the clock has the number.
     const durable = this.#runner.add(run, run.runAt === run.createdAt ? this.clock.now() : Date.parse(run.runAt));
+    this.#announceQueued(run, run.runAt !== run.createdAt);
+    return durable;
+  }
+
+  #announceQueued(run: Run, delayed: boolean): void {
     this.bus.emit('run.queued', {
       job: run.job,
       runId: run.id,
@@ -383,9 +392,8 @@ export class Host {
       priority: run.priority,
       key: run.key,
       runAt: run.runAt,
-      delayed: run.runAt !== run.createdAt,
+      delayed,
     });
-    return durable;
   }
 
   /** Validates a trigger and builds its run; a promise only when the params schema is async. */

@@ -242,11 +242,14 @@ export class PluginLoader {
       }
     } catch (err) {
       const error = isHostError(err) ? err : new HostError('PLUGIN_IMPORT_FAILED', (err as Error)?.message ?? String(err));
+      // The job this error is about: the one the file declared, even when its definition fails.
+      const declared = typeof error.details?.['job'] === 'string' ? error.details['job'] : null;
+      const job = name ?? state.job ?? declared;
       this.#host.logger.error(
-        { file: this.#display(file), code: error.code, job: name ?? state.job },
+        { file: this.#display(file), code: error.code, job },
         `plugin ${this.#display(file)}: ${error.message}${state.job ? ` (job "${state.job}" keeps its last good version)` : ''}`,
       );
-      this.#host.bus.emit('plugin.error', { job: name ?? state.job, file: this.#display(file), code: error.code, message: error.message });
+      this.#host.bus.emit('plugin.error', { job, file: this.#display(file), code: error.code, message: error.message });
     }
   }
 

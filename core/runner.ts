@@ -169,9 +169,7 @@ export class Runner {
    */
   async drain(graceMs: number): Promise<void> {
     this.#paused = true;
-    this.#delayTimer?.cancel();
-    this.#delayTimer = undefined;
-    this.#delayTimerAt = Infinity;
+    this.#cancelDelayTimer();
     if (this.#running > 0 && graceMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = this.#clock.setTimer(graceMs, () => resolve());
@@ -188,8 +186,17 @@ export class Runner {
     this.#deadlineTimer?.cancel();
     this.#deadlineTimer = undefined;
     this.#deadlineTimerAt = Infinity;
+    // A retry scheduled by an attempt that failed during the grace re-armed it; the run stays
+    // queued with its runAt for the next start, and no timer may keep the process alive.
+    this.#cancelDelayTimer();
     if (this.#started) removeGuards(this.#logger);
     this.#started = false;
+  }
+
+  #cancelDelayTimer(): void {
+    this.#delayTimer?.cancel();
+    this.#delayTimer = undefined;
+    this.#delayTimerAt = Infinity;
   }
 
   /** Resolves when nothing is running (queued runs may remain, e.g. while paused). */
@@ -382,6 +389,8 @@ export class Runner {
       entry.startedMs = now;
     }
     const n = run.attempts.length + 1;
+    // A new attempt starts from zero; the last one's progress stays visible until then.
+    if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) run.progress = { fraction: 0, text: null };
     run.attempts.push({ n, startedAt: iso, endedAt: null, error: null });
     void this.#store.saveRun(run);
     this.#bus.emit('run.started', { job: run.job, runId: run.id, attempt: n });
@@ -571,6 +580,10 @@ export class Runner {
       run.status = 'queued';
       run.runAt = isoTime(this.#clock.now());
       void this.#store.saveRun(run);
+      // Live clients see it leave `running`: it waits, queued, for the next start.
+      this.#bus.emit('run.queued', {
+        job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed: false,
+      });
     } else {
       this.#finish(entry, 'failed', null, error);
     }

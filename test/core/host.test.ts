@@ -212,9 +212,30 @@ t.test('lifecycle: triggers before start and after stop are refused; stop is ide
   t.equal(host.state, 'stopped');
 });
 
-t.test('graceful stop: running attempts finish within the grace; longer ones go back to queued', async (t) => {
+t.test('stop: a retry scheduled by an attempt failing in the grace leaves no timer behind', async (t) => {
   const dir = tempDir(t);
   const { host, clock } = await startHost(t, { dir });
+  const fail = gate();
+  host.register({ name: 'flaky', retry: { attempts: 3, delay: '1m' }, handler: async () => {
+    await fail.promise;
+    throw new Error('boom');
+  } });
+  const { runId } = await host.trigger('flaky');
+  const stopping = host.stop({ graceMs: 5000 });
+  fail.open();
+  await stopping;
+  t.equal(clock.pending(), 0, 'no timer keeps the process alive after stop()');
+  const again = await startHost(t, { dir, clock, start: false });
+  again.host.register({ name: 'flaky', retry: { attempts: 3, delay: '1m' }, handler: noop });
+  await again.host.start();
+  t.match(await again.host.run(runId), { status: 'queued', attempts: [{ error: { message: 'boom' } }] });
+  await clock.advance(60_000);
+  t.equal((await again.host.wait(runId)).status, 'succeeded', 'the retry runs at its time after the restart');
+});
+
+t.test('graceful stop: running attempts finish within the grace; longer ones go back to queued', async (t) => {
+  const dir = tempDir(t);
+  const { host, clock, of } = await startHost(t, { dir });
   const quick = gate();
   host.register({ name: 'quick', handler: () => quick.promise });
   host.register({ name: 'slow', retry: { attempts: 2 }, handler: (ctx: JobContext) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))) });
@@ -227,6 +248,7 @@ t.test('graceful stop: running attempts finish within the grace; longer ones go 
   quick.open();
   await clock.advance(5000);
   await stopping;
+  t.match(of('run.queued').map((e) => e.data.runId), [q.runId, s.runId, l.runId, s.runId], 'the requeue is announced');
   const again = await startHost(t, { dir, clock, start: false });
   again.host.register({ name: 'quick', handler: noop });
   again.host.register({ name: 'slow', retry: { attempts: 2 }, handler: noop });

@@ -141,6 +141,9 @@ t.test('bad files emit plugin.error with file, code and message; every other job
     const e = (await seen) as Extract<AnyHostEvent, { type: 'plugin.error' }>;
     t.equal(e.data.code, code, name);
     t.match(e.data.message, message, name);
+    // the job the file declares is named even when its definition fails
+    if (name === 'cron.ts' || name === 'zone.ts') t.equal(e.data.job, name === 'cron.ts' ? 'bad-cron' : 'bad-zone', name);
+    if (name === 'dupe.ts') t.equal(e.data.job, 'good', name);
   }
   t.same(th.host.jobs().map((j) => j.name), ['good']);
   t.equal(await resultOf(th, 'good'), 'fine', 'the good job still runs');

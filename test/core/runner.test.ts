@@ -298,6 +298,29 @@ t.test('cancel: queued and running runs; finished and unknown ones are refused',
   await host.cancel(replay.runId);
 });
 
+t.test('progress: a failed attempt keeps its progress until the next attempt starts from zero', async (t) => {
+  const { host, clock } = await startHost(t);
+  const second = gate();
+  host.register({
+    name: 'steps',
+    retry: { attempts: 2, delay: '1s', jitter: 0 },
+    handler: async (ctx: JobContext) => {
+      if (ctx.attempt === 1) {
+        ctx.progress(0.46, 'step 23 of 50');
+        throw new Error('lost the connection');
+      }
+      await second.promise;
+    },
+  });
+  const { runId } = await host.trigger('steps');
+  await clock.advance(0);
+  t.match(await host.run(runId), { status: 'queued', progress: { fraction: 0.46, text: 'step 23 of 50' } });
+  await clock.advance(1000);
+  t.match(await host.run(runId), { status: 'running', progress: { fraction: 0, text: null }, attempts: [{ n: 1 }, { n: 2 }] });
+  second.open();
+  t.equal((await host.wait(runId)).status, 'succeeded');
+});
+
 t.test('progress: clamped to 0..1, run.progress throttled to ~10 per second per run', async (t) => {
   const { host, clock, of } = await startHost(t);
   const step = gate();

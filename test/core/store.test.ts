@@ -148,6 +148,9 @@ t.test('runs found running after a crash are recovered (queued again, or failed 
   t.equal(attempt, 2);
   t.match(rec.attempts[0], { n: 1, error: { code: 'INTERRUPTED' } });
   t.match(await b.host.run(r2.runId), { status: 'failed', error: { code: 'INTERRUPTED' } });
+  // both are announced, so live clients and metrics see what recovery did
+  t.match(b.of('run.queued').map((e) => e.data), [{ runId: r1.runId, source: 'recovery', delayed: false }]);
+  t.match(b.of('run.failed').map((e) => e.data), [{ runId: r2.runId, job: 'single', error: { code: 'INTERRUPTED' } }]);
 });
 
 t.test('the in-memory store behaves the same and writes nothing', async (t) => {

@@ -34,7 +34,12 @@ export interface ChildServer {
 export async function spawnServer(kind: string): Promise<ChildServer> {
   const { fork } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
-  const child = fork(fileURLToPath(new URL('./serve.ts', import.meta.url)), [kind], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_SERVER_ARGS adds node flags to the server only, e.g. '--cpu-prof --cpu-prof-dir=/tmp/p'.
+  const extra = process.env['BENCH_SERVER_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const child = fork(fileURLToPath(new URL('./serve.ts', import.meta.url)), [kind], {
+    execArgv: [...process.execArgv, ...extra],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const next = <T>(): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const onExit = (code: number | null): void => reject(new Error(`bench server ${kind} exited with ${code}`));

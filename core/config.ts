@@ -95,6 +95,13 @@ export function parseConfig(input: unknown): Config {
   const config = parsed.data;
   // The default queue always exists: plugins that name no queue land there.
   if (config.queues['default'] === undefined) config.queues['default'] = 1;
+  // An override naming a queue the same file does not define is a typo, not a fallback.
+  for (const [name, job] of Object.entries(config.jobs)) {
+    if (job.queue !== undefined && config.queues[job.queue] === undefined) {
+      const path = `jobs.${name}.queue`;
+      throw new HostError('CONFIG_INVALID', `${path}: unknown queue "${job.queue}" (queues: ${Object.keys(config.queues).join(', ')})`, { path });
+    }
+  }
   Object.defineProperty(config, PARSED, { value: true });
   return deepFreeze(config);
 }

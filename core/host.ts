@@ -247,6 +247,9 @@ export class Host {
       );
     }
     const job = this.#jobs.resolve(spec, file, this.#config);
+    if (job.queue !== (this.#config.jobs[spec.name]?.queue ?? spec.queue)) {
+      this.logger.warn({ job: spec.name, queue: spec.queue }, `job "${spec.name}": queue "${spec.queue}" is not in the config's queues; it runs in "default"`);
+    }
     this.#jobs.set(spec.name, job, this.clock.now());
     this.#jobsChanged(spec.name, job);
     const data = { job: spec.name, file, schedule: job.schedule?.label ?? null, enabled: job.enabled };

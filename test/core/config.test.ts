@@ -31,6 +31,7 @@ t.test('the SPEC example config parses', async (t) => {
 
 t.test('a queues map without default still gets one', async (t) => {
   t.same(parseConfig({ queues: { fast: 3 } }).queues, { fast: 3, default: 1 });
+  t.equal(parseConfig({ queues: { fast: 3 }, jobs: { x: { queue: 'default' } } }).jobs['x']?.queue, 'default');
 });
 
 t.test('bad values and unknown keys name the path', async (t) => {
@@ -43,6 +44,7 @@ t.test('bad values and unknown keys name the path', async (t) => {
     [{ server: { token: 'short' } }, 'CONFIG_INVALID', /^server\.token: a token needs at least 8 characters/],
     [{ concurrency: 0 }, 'CONFIG_INVALID', /^concurrency: /],
     [{ queues: { default: 0 } }, 'CONFIG_INVALID', /^queues\.default: /],
+    [{ jobs: { x: { queue: 'urgent' } } }, 'CONFIG_INVALID', /^jobs\.x\.queue: unknown queue "urgent" \(queues: critical, default, low\)/],
     [{ shutdown: { grace: 'a while' } }, 'INVALID_DURATION', /^shutdown\.grace: /],
     [{ defaults: { timeout: true } }, 'INVALID_DURATION', /^defaults\.timeout: /],
     [{ surprise: 1 }, 'CONFIG_INVALID', /^\(root\): unknown key "surprise"/],

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { definePlugin } from '../../core/plugin.js';
 import type { JobContext } from '../../core/plugin.js';
 import type { AnyHostEvent } from '../../core/events.js';
+import { pino } from 'pino';
+import { createHost } from '../../core/host.js';
 import { gate, startHost, tempDir } from '../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -260,4 +262,16 @@ t.test('graceful stop: running attempts finish within the grace; longer ones go 
   t.match(await again.host.run(l.runId), { status: 'failed', error: { code: 'SHUTDOWN' } });
   again.host.resume();
   t.equal((await again.host.wait(s.runId)).status, 'succeeded', 'the aborted run runs on the next start');
+});
+
+t.test('a plugin naming a queue the config lacks runs in default, with a warning', async (t) => {
+  const lines: Array<{ msg: string; job?: string }> = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const host = createHost({ store: 'memory', config: { store: { dir: tempDir(t) } }, logger });
+  host.register({ name: 'typo', queue: 'critcal', handler: noop });
+  host.register({ name: 'fine', queue: 'low', handler: noop });
+  t.equal(host.job('typo')!.queue, 'default');
+  t.equal(host.job('fine')!.queue, 'low');
+  t.match(lines, [{ job: 'typo', msg: /queue "critcal" is not in the config's queues; it runs in "default"/ }]);
+  t.equal(lines.length, 1);
 });

@@ -4,6 +4,7 @@ import { isoTime as isoOf, systemClock, type Clock } from './clock.js';
 import { parseConfig, type Config, type ConfigInput } from './config.js';
 import { HostError, isHostError } from './errors.js';
 import type { AnyHostEvent, EventType, HostEvent, SkipReason } from './events.js';
+import { queuedData } from './events.js';
 import { changedFields, foldFinished, type EffectiveJob } from './jobs.js';
 import { createLogger, type Logger } from './logger.js';
 import { buildNotification, type Notification } from './notify.js';
@@ -197,35 +198,35 @@ export class Host {
     const now = this.clock.now();
     const iso = isoOf(now);
     for (const run of runs) {
-      if (run.status === 'running') {
-        const attempt = run.attempts.at(-1);
-        const error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
-        if (attempt && attempt.endedAt === null) {
-          attempt.endedAt = iso;
-          attempt.error = error;
-        }
-        if (run.attempts.length < run.maxAttempts) {
-          run.status = 'queued';
-          if (run.source !== 'recovery') run.origin = run.source;
-          run.source = 'recovery';
-          run.runAt = iso;
-        } else {
-          run.status = 'failed';
-          run.error = error;
-          run.endedAt = iso;
-          run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
-          void this.#store.saveRun(run);
-          this.logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
-          this.bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error });
-          this.#settled(run, 'failed');
-          continue;
-        }
-        this.logger.info({ job: run.job, runId: run.id }, 'run interrupted by a stop: queued again');
+      // Queued and delayed runs go back in as they were, with their runAt.
+      if (run.status !== 'running') {
         void this.#runner.add(run);
-        this.#announceQueued(run, false);
         continue;
       }
+      const attempt = run.attempts.at(-1);
+      const error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
+      if (attempt && attempt.endedAt === null) {
+        attempt.endedAt = iso;
+        attempt.error = error;
+      }
+      if (run.attempts.length >= run.maxAttempts) {
+        run.status = 'failed';
+        run.error = error;
+        run.endedAt = iso;
+        run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
+        void this.#store.saveRun(run);
+        this.logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
+        this.bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error });
+        this.#settled(run, 'failed');
+        continue;
+      }
+      run.status = 'queued';
+      if (run.source !== 'recovery') run.origin = run.source;
+      run.source = 'recovery';
+      run.runAt = iso;
+      this.logger.info({ job: run.job, runId: run.id }, 'run interrupted by a stop: queued again');
       void this.#runner.add(run);
+      this.bus.emit('run.queued', queuedData(run, false));
     }
   }
 
@@ -382,21 +383,8 @@ export class Host {
   #enqueue(run: Run): Promise<void> {
     // A new run's runAt is either its creation time (now) or later: the clock has the number.
     const durable = this.#runner.add(run, run.runAt === run.createdAt ? this.clock.now() : Date.parse(run.runAt));
-    this.#announceQueued(run, run.runAt !== run.createdAt);
+    this.bus.emit('run.queued', queuedData(run, run.runAt !== run.createdAt));
     return durable;
-  }
-
-  #announceQueued(run: Run, delayed: boolean): void {
-    this.bus.emit('run.queued', {
-      job: run.job,
-      runId: run.id,
-      source: run.source,
-      queue: run.queue,
-      priority: run.priority,
-      key: run.key,
-      runAt: run.runAt,
-      delayed,
-    });
   }
 
   /** Validates a trigger and builds its run; a promise only when the params schema is async. */

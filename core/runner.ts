@@ -1,5 +1,6 @@
 import { AttemptContext, installGuards, invoke, removeGuards, retryDelay, snapshotResult, type AttemptOwner } from './attempt.js';
 import type { Bus } from './bus.js';
+import { queuedData } from './events.js';
 import { isoTime, type Clock, type Timer } from './clock.js';
 import { HostError, toRunError, type ErrorCode, type RunError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -581,9 +582,7 @@ export class Runner {
       run.runAt = isoTime(this.#clock.now());
       void this.#store.saveRun(run);
       // Live clients see it leave `running`: it waits, queued, for the next start.
-      this.#bus.emit('run.queued', {
-        job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed: false,
-      });
+      this.#bus.emit('run.queued', queuedData(run, false));
     } else {
       this.#finish(entry, 'failed', null, error);
     }

@@ -74,6 +74,9 @@ async function clientOf(command: Command): Promise<Client> {
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+/** The environment `start` and `validate` read the project from, with `--config` as JOBHOST_CONFIG. */
+const projectEnv = (config: string | undefined): NodeJS.ProcessEnv => ({ ...process.env, ...(config ? { JOBHOST_CONFIG: config } : {}) });
+
 function parseJson(value: string): unknown {
   try {
     return JSON.parse(value) as unknown;
@@ -227,7 +230,7 @@ export function buildCli(): Command {
     .action(async (opts: { config?: string }) => {
       const { startApp } = await import('./app.js');
       const { isHostError } = await import('./errors.js');
-      const env = { ...process.env, ...(opts.config ? { JOBHOST_CONFIG: opts.config } : {}) };
+      const env = projectEnv(opts.config);
       try {
         await startApp({ env });
       } catch (error) {
@@ -243,7 +246,7 @@ export function buildCli(): Command {
     .addOption(new Option('--config <path>', 'config file').env('JOBHOST_CONFIG'))
     .action(async (opts: { config?: string }) => {
       const { validateProject } = await import('./app.js');
-      const env = { ...process.env, ...(opts.config ? { JOBHOST_CONFIG: opts.config } : {}) };
+      const env = projectEnv(opts.config);
       const { problems, warnings, jobs } = await validateProject({ env });
       for (const w of warnings) console.log(`warning  ${w.file}  ${w.code}  ${w.message}`);
       for (const p of problems) console.log(`error    ${p.file}  ${p.code}  ${p.message}`);

@@ -1,4 +1,4 @@
-import { cpSync, readdirSync, readFileSync, appendFileSync, writeFileSync } from 'node:fs';
+import { constants, cpSync, readdirSync, readFileSync, readlinkSync, appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { createHost } from '../../core/host.js';
@@ -96,6 +96,36 @@ t.test('concurrent saves share one commit (group commit)', async (t) => {
   await Promise.all(Array.from({ length: 200 }, () => host.trigger('a')));
   const commits = host.stats().store.commits - before;
   t.ok(commits <= 3, `200 triggers took ${commits} commits`);
+});
+
+/** Open descriptors of this process on .ndjson files under `dir`, with their open flags. */
+function ndjsonFlags(dir: string): { file: string; flags: number }[] {
+  const open: { file: string; flags: number }[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let file: string;
+    try {
+      file = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed since the listing
+    }
+    if (!file.startsWith(dir) || !file.endsWith('.ndjson')) continue;
+    const m = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    open.push({ file: path.relative(dir, file), flags: parseInt(m![1]!, 8) });
+  }
+  return open;
+}
+
+t.test('with fsync on, each journal and segment write is synced (O_DSYNC); with it off, none is', async (t) => {
+  for (const fsync of [true, false]) {
+    const dir = tempDir(t);
+    const { host } = await startHost(t, { dir, config: { store: { fsync } } });
+    host.register({ name: 'a', handler: noop });
+    await host.wait((await host.trigger('a')).runId);
+    const files = ndjsonFlags(dir);
+    t.ok(files.some((f) => f.file.startsWith('journal-')) && files.some((f) => f.file.startsWith('segments')), `journal and segment open (${files.map((f) => f.file).join(', ')})`);
+    for (const f of files) t.equal((f.flags & constants.O_DSYNC) !== 0, fsync, `${f.file}: O_DSYNC ${fsync ? 'set' : 'not set'}`);
+    await host.stop();
+  }
 });
 
 t.test('a torn tail from an interrupted write is dropped; the store still loads', async (t) => {

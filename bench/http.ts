@@ -9,7 +9,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
-import { fmt, header, row, spawnServer } from './util.js';
+import { fmt, header, mainThreadCpu, row, spawnServer } from './util.js';
 
 interface Figures {
   rps: number;
@@ -17,6 +17,8 @@ interface Figures {
   p99: number;
   non2xx: number;
   errors: number;
+  /** The server's main-thread CPU per request, in µs: steadier than req/s on a shared machine. */
+  cpuUs: number;
 }
 
 async function load(kind: string, seconds: number): Promise<Figures> {
@@ -31,8 +33,10 @@ async function load(kind: string, seconds: number): Promise<Figures> {
   try {
     // Steady state, not start-up: each server gets 2 s of the same load first (JIT, pools, caches).
     await autocannon({ ...options, duration: 2 });
+    const cpu = mainThreadCpu(server.pid);
     const result = await autocannon({ ...options, duration: seconds });
-    return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+    const cpuUs = ((mainThreadCpu(server.pid) - cpu) * 1e6) / Math.max(1, result.requests.total);
+    return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors, cpuUs };
   } finally {
     await server.stop();
   }
@@ -55,7 +59,7 @@ export async function httpBench(seconds = 10, rounds = 3): Promise<void> {
   const line = (label: string, f: Figures, k: (typeof kinds)[number]): void =>
     row(
       label,
-      `${fmt(f.rps)} req/s   p50 ${fmt(f.p50, 1)} ms   p99 ${fmt(f.p99, 1)} ms   (rounds: ${spread(k)}k)${f.non2xx + f.errors > 0 ? `   (${f.non2xx} non-2xx, ${f.errors} errors)` : ''}`,
+      `${fmt(f.rps)} req/s   p50 ${fmt(f.p50, 1)} ms   p99 ${fmt(f.p99, 1)} ms   ${fmt(f.cpuUs)} µs CPU/req   (rounds: ${spread(k)}k)${f.non2xx + f.errors > 0 ? `   (${f.non2xx} non-2xx, ${f.errors} errors)` : ''}`,
     );
   line('bare fastify route, same shape', bare, 'bare-http');
   line('jobhost, disk store (202 = fsynced)', disk, 'jobhost-disk');
@@ -64,6 +68,7 @@ export async function httpBench(seconds = 10, rounds = 3): Promise<void> {
   row('jobhost disk / bare (goal ≥ 0.70, p99 ≤ 10 ms)', fmt(disk.rps / bare.rps, 2));
   row('jobhost in-memory / bare', fmt(memory.rps / bare.rps, 2));
   row('jobhost disk / bare route + same engine', fmt(disk.rps / engine.rps, 2));
+  row('bare / jobhost disk, main-thread CPU per request', fmt(bare.cpuUs / disk.cpuUs, 2));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

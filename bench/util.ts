@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -25,6 +25,7 @@ export function row(label: string, value: string): void {
 
 export interface ChildServer {
   url: string;
+  pid: number;
   /** Sends a command and resolves with the child's next reply. */
   ask<T>(message: unknown): Promise<T>;
   stop(): Promise<void>;
@@ -52,6 +53,7 @@ export async function spawnServer(kind: string): Promise<ChildServer> {
   const { url } = await next<{ url: string }>();
   return {
     url,
+    pid: child.pid!,
     ask: <T>(message: unknown) => {
       const reply = next<T>();
       child.send(message as object);
@@ -63,4 +65,10 @@ export async function spawnServer(kind: string): Promise<ChildServer> {
         child.send({ cmd: 'stop' });
       }),
   };
+}
+
+/** CPU seconds (user + system) the process's main thread has used so far (Linux /proc). */
+export function mainThreadCpu(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }

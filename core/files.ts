@@ -133,9 +133,12 @@ export function parseNdjson<T>(buf: Buffer): NdjsonRead<T> {
   return { items, goodBytes, badLines };
 }
 
+/** Undefined where the platform lacks it (Windows), whatever @types/node says. */
+const O_DSYNC = constants.O_DSYNC as number | undefined;
+
 /**
  * An append-only file. `append()` only encodes into a buffer; `commit()` writes everything
- * appended in one write and one fdatasync, which is how many callers share one disk flush
+ * appended in one synced write, which is how many callers share one disk flush
  * (group commit). A failed write is truncated back, so a retry never leaves a torn record in
  * the middle. Two buffers alternate, so appends go on while a commit is on the disk.
  */
@@ -166,8 +169,9 @@ export class AppendFile {
   async open(truncateTo?: number): Promise<void> {
     let created = false;
     // O_DSYNC: each write returns only once its data (and the size that reaches it) is on disk, as
-    // write + fdatasync would, in one trip to the thread pool instead of two.
-    const sync = this.#fsync ? constants.O_DSYNC : 0;
+    // write + fdatasync would, in one trip to the thread pool instead of two. Where the platform
+    // has no O_DSYNC (Windows), commit() calls datasync after the write instead.
+    const sync = this.#fsync && O_DSYNC !== undefined ? O_DSYNC : 0;
     try {
       this.#handle = await open(this.file, constants.O_RDWR | sync);
     } catch (err) {
@@ -212,7 +216,9 @@ export class AppendFile {
         const { bytesWritten } = await handle.write(data, written, length - written, this.#size + written);
         written += bytesWritten;
       }
-      this.#size += length; // durable already: the file is open with O_DSYNC when fsync is on
+      // With O_DSYNC the write was durable on return; otherwise sync it now.
+      if (this.#fsync && O_DSYNC === undefined) await handle.datasync();
+      this.#size += length;
     } catch (err) {
       await handle.truncate(this.#size).catch(() => undefined);
       throw new HostError('STORE_WRITE_FAILED', `${this.file}: ${(err as Error).message}`, { file: this.file }, { cause: err });

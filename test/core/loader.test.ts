@@ -123,7 +123,7 @@ t.test('save by rename, bursts of saves and half-written files settle in the rig
 });
 
 t.test('bad files emit plugin.error with file, code and message; every other job keeps running', async (t) => {
-  const th = await setup(t, { 'good.ts': plugin('good', 'fine') }, { importTimeoutMs: 300 });
+  const th = await setup(t, { 'good.ts': plugin('good', 'fine') });
   const cases: Array<[string, string, string, RegExp]> = [
     ['syntax.ts', 'export default { name: "syntax", handler: () => { ;\n', 'PLUGIN_IMPORT_FAILED', /Expected|Unexpected/],
     ['throws.ts', 'throw new Error("broken at import");\nexport default {};\n', 'PLUGIN_IMPORT_FAILED', /broken at import/],
@@ -132,7 +132,6 @@ t.test('bad files emit plugin.error with file, code and message; every other job
     ['cron.ts', plugin('bad-cron', 'x', "schedule: '61 * * * *',"), 'INVALID_CRON', /^schedule: invalid cron "61 \* \* \* \*"/],
     ['zone.ts', plugin('bad-zone', 'x', "schedule: '0 * * * *', timezone: 'Mars/Olympus',"), 'INVALID_TIMEZONE', /Mars\/Olympus/],
     ['dupe.ts', plugin('good', 'impostor'), 'PLUGIN_DUPLICATE', /already defined in good\.ts; dupe\.ts declares it too/],
-    ['hangs.ts', 'await new Promise(() => {});\nexport default { name: "hangs", handler: () => 1 };\n', 'PLUGIN_IMPORT_TIMEOUT', /did not finish within 300ms/],
     ['missing-helper.ts', "import { x } from './nope.js';\nexport default { name: 'missing-helper', handler: () => x };\n", 'PLUGIN_IMPORT_FAILED', /cannot find module "\.\/nope\.js"/],
   ];
   for (const [name, body, code, message] of cases) {
@@ -154,6 +153,18 @@ t.test('bad files emit plugin.error with file, code and message; every other job
   await registered;
   t.equal(th.host.job('good')!.file, 'dupe.ts');
   t.equal(await resultOf(th, 'good'), 'impostor');
+});
+
+t.test('a file that never finishes importing is cut off at importTimeoutMs with PLUGIN_IMPORT_TIMEOUT', async (t) => {
+  // Its own loader: the short limit applies to this file only, not to the imports of other tests.
+  const th = await setup(t, {}, { importTimeoutMs: 300 });
+  const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === 'hangs.ts');
+  writeFileSync(path.join(th.dir, 'hangs.ts'), 'await new Promise(() => {});\nexport default { name: "hangs", handler: () => 1 };\n');
+  const e = (await seen) as Extract<AnyHostEvent, { type: 'plugin.error' }>;
+  t.equal(e.data.code, 'PLUGIN_IMPORT_TIMEOUT');
+  t.match(e.data.message, /did not finish within 300ms/);
+  t.same(th.host.jobs(), []);
+  t.equal(th.host.state, 'running');
 });
 
 t.test('an edit that breaks a loaded plugin keeps the last good version; fixing the file recovers it', async (t) => {

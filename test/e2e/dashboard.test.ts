@@ -86,7 +86,8 @@ t.test('Run with params: the run goes queued → running → succeeded, the bar 
   const prefilled = JSON.parse(await page.inputValue('#params-input')) as unknown;
   t.same(prefilled, { steps: 4, stepMs: 250 }, 'pre-filled from the JSON Schema defaults');
   t.match(await page.textContent('[data-run-help]'), /steps integer optional — ≥ 1, ≤ 20, default 4/);
-  await page.fill('#params-input', JSON.stringify({ steps: 5, stepMs: 300 }));
+  // 5 × 800 ms: a window of seconds to see the bar partway, even when Chromium is slow to paint.
+  await page.fill('#params-input', JSON.stringify({ steps: 5, stepMs: 800 }));
   await page.click('#run-dialog button[type=submit]');
   await page.waitForSelector('#run-dialog', { state: 'hidden' });
   await page.waitForSelector('[data-run-status="queued"]');

@@ -93,6 +93,8 @@ export async function killCycles(dir: string, options: { cycles: number; produce
       continue;
     }
     let killed = false;
+    let flowing!: () => void;
+    const firstAck = new Promise<void>((r) => (flowing = r));
     const producer = async (): Promise<void> => {
       while (!killed) {
         try {
@@ -102,15 +104,19 @@ export async function killCycles(dir: string, options: { cycles: number; produce
             body: JSON.stringify({ params: { n: n++ } }),
           });
           const body = (await res.json()) as { runId?: string };
-          if (res.status === 202 && body.runId) acknowledged.add(body.runId);
-          else refusedOrCut++;
+          if (res.status === 202 && body.runId) {
+            acknowledged.add(body.runId);
+            flowing();
+          } else refusedOrCut++;
         } catch {
           refusedOrCut++; // the connection died with the process: not acknowledged
         }
       }
     };
     const producers = Array.from({ length: options.producers ?? 16 }, producer);
-    // A random moment: anywhere from mid-commit to mid-run.
+    // A random moment once triggers flow (a slow start on a loaded machine does not eat the window):
+    // anywhere from mid-commit to mid-run. A host that acknowledges nothing is killed after 30 s.
+    await Promise.race([firstAck, new Promise((r) => setTimeout(r, 30_000).unref())]);
     await new Promise((r) => setTimeout(r, 50 + Math.random() * 400));
     await child.kill();
     killed = true;

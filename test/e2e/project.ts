@@ -93,7 +93,7 @@ export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessE
         found = lines.slice(options.from ?? 0).find(match);
         if (!found && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${what}: ${err}`);
         return found !== undefined;
-      }, options.ms ?? 15_000, what);
+      }, options.ms ?? 30_000, what);
       return found!;
     },
   };

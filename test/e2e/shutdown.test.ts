@@ -14,7 +14,7 @@ async function start(t: Parameters<typeof runCli>[0], dir: string): Promise<Runn
 const post = (url: string, body: unknown = {}): Promise<Response> =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
-async function runOf(url: string, id: string): Promise<{ status: string; attempts: Array<{ error: { code: string } | null }>; result: unknown }> {
+async function runOf(url: string, id: string): Promise<{ status: string; endedAt: string | null; attempts: Array<{ error: { code: string } | null }>; result: unknown }> {
   return (await (await fetch(`${url}/runs/${id}`)).json()) as never;
 }
 
@@ -22,7 +22,8 @@ function project(t: Parameters<typeof runCli>[0], grace: string): string {
   const dir = makeProject(t, { server: { port: 0 }, shutdown: { grace } }, { examples: false });
   writeFileSync(
     path.join(dir, 'plugins', 'quick-finish.ts'),
-    "export default { name: 'quick-finish', handler: () => new Promise((r) => setTimeout(() => r('done in time'), 1000)) };\n",
+    // 2.5 s: long enough to be still in flight at SIGTERM on a loaded machine, well inside a 4 s grace.
+    "export default { name: 'quick-finish', handler: () => new Promise((r) => setTimeout(() => r('done in time'), 2500)) };\n",
   );
   writeFileSync(
     path.join(dir, 'plugins', 'too-long.ts'),
@@ -36,10 +37,11 @@ t.test('SIGTERM: runs finish within the grace, longer ones go back to queued, ne
   const app = await start(t, dir);
   const quick = ((await (await post(`${app.url}/jobs/quick-finish/run`)).json()) as { runId: string }).runId;
   const long = ((await (await post(`${app.url}/jobs/too-long/run`)).json()) as { runId: string }).runId;
-  await until(async () => (await runOf(app.url, quick)).status === 'running' && (await runOf(app.url, long)).status === 'running', 10_000, 'both running');
+  await until(async () => (await runOf(app.url, quick)).status !== 'queued', 10_000, 'quick-finish started');
+  await until(async () => (await runOf(app.url, long)).status === 'running', 10_000, 'too-long running');
 
   app.child.kill('SIGTERM');
-  await app.waitFor((l) => l.event === 'host.stopping', 'host.stopping');
+  const stopping = await app.waitFor((l) => l.event === 'host.stopping', 'host.stopping');
   const refused = await post(`${app.url}/jobs/quick-finish/run`);
   t.equal(refused.status, 503);
   t.match(await refused.json(), { statusCode: 503, code: 'SHUTTING_DOWN' });
@@ -47,7 +49,9 @@ t.test('SIGTERM: runs finish within the grace, longer ones go back to queued, ne
   t.ok(app.lines.some((l) => l.event === 'host.stopped'));
 
   const again = await start(t, dir);
-  t.match(await runOf(again.url, quick), { status: 'succeeded', result: 'done in time' }, 'finished within the grace');
+  const quickRun = await runOf(again.url, quick);
+  t.match(quickRun, { status: 'succeeded', result: 'done in time' }, 'finished within the grace');
+  t.ok(Date.parse(quickRun.endedAt!) > Number(stopping['time']), 'it was still in flight when shutdown began');
   const longRun = await runOf(again.url, long);
   t.match(longRun.attempts[0], { error: { code: 'SHUTDOWN' } }, 'the aborted attempt is recorded with reason shutdown');
   t.ok(['queued', 'running'].includes(longRun.status), `queued again and picked up on the next start (${longRun.status})`);

@@ -4,7 +4,7 @@ import os from 'node:os';
 import t, { type Test } from 'tap';
 import { until } from '../helpers.js';
 import { closedPort, startLiveHost } from '../live-host.js';
-import { BIN, childEnv, makeProject } from './project.js';
+import { BIN, childEnv, killAtTeardown, makeProject } from './project.js';
 
 /**
  * The client commands as a user runs them: `node core/bin.mjs <command>` in a child process,
@@ -34,12 +34,7 @@ function start(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
+  killAtTeardown(t, child, exited);
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 

@@ -52,6 +52,16 @@ export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', LOG_LEVEL: 'debug', ...extra };
 }
 
+/** A child still running when the test ends is killed, and waited for, so no test leaves one behind. */
+export function killAtTeardown(t: Tap, child: ChildProcess, exited: Promise<unknown>): void {
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+}
+
 export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Running {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd,
@@ -76,12 +86,7 @@ export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessE
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
+  killAtTeardown(t, child, exited);
   return {
     child,
     lines,

@@ -2,8 +2,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import type { Page } from 'playwright-core';
-import { tempDir } from '../helpers.js';
-import { launchChromium, openPage, pluginSource, screenshots, startDashboardHost } from './browser.js';
+import { tempDir, type Tap } from '../helpers.js';
+import { launchChromium, openPage, pluginSource, screenshots, startDashboardHost, type DashboardHost } from './browser.js';
 
 /**
  * The dashboard in a real headless Chromium against a real host: plugins from a directory, the
@@ -56,11 +56,17 @@ declare const location: { hash: string };
 const bar = (): number | null => document.querySelector('#view-run progress')?.value ?? null;
 const dash = <T>(page: Page, expr: string) => page.evaluate<T>(`window.jobhostDashboard.live.${expr}`);
 
-t.test('the jobs from the plugins directory appear, with schedules in words', async (t) => {
-  const { url } = await startDashboardHost(t, FILES);
+/** A host with the three plugins and a page on its dashboard, its event stream live. */
+async function openDashboard(t: Tap): Promise<DashboardHost & { page: Awaited<ReturnType<typeof openPage>> }> {
+  const host = await startDashboardHost(t, FILES);
   const page = await openPage(t, context);
-  await page.goto(url);
+  await page.goto(host.url);
   await live(page);
+  return { ...host, page };
+}
+
+t.test('the jobs from the plugins directory appear, with schedules in words', async (t) => {
+  const { page } = await openDashboard(t);
   await page.waitForSelector(row('progress-job'));
   t.same(await page.$$eval('#jobs-table tr[data-job]', (rows) => rows.map((r) => r.getAttribute('data-job'))), ['flaky', 'nightly', 'progress-job']);
   t.match(await page.textContent(`${row('nightly')} [data-col="schedule"]`), /At 07:00.*0 7 \* \* \*.*UTC/s);
@@ -75,10 +81,7 @@ t.test('the jobs from the plugins directory appear, with schedules in words', as
 });
 
 t.test('Run with params: the run goes queued → running → succeeded, the bar moves, no reload', async (t) => {
-  const { host, url } = await startDashboardHost(t, FILES);
-  const page = await openPage(t, context);
-  await page.goto(url);
-  await live(page);
+  const { host, page } = await openDashboard(t);
   await mark(page);
   host.pause(); // the run stays queued until the test lets it start: "queued" is seen for sure
   await page.click(`${row('progress-job')} button:has-text("Run")`);
@@ -120,10 +123,7 @@ t.test('Run with params: the run goes queued → running → succeeded, the bar 
 });
 
 t.test("invalid params: the server's validation errors show inline, and no run is made", async (t) => {
-  const { host, url } = await startDashboardHost(t, FILES);
-  const page = await openPage(t, context);
-  await page.goto(url);
-  await live(page);
+  const { host, page } = await openDashboard(t);
   await page.click(`${row('progress-job')} button:has-text("Run")`);
   await page.fill('#params-input', '{ "steps": 0, "stepMs": "fast" }');
   await page.click('#run-dialog button[type=submit]');
@@ -145,10 +145,7 @@ t.test("invalid params: the server's validation errors show inline, and no run i
 });
 
 t.test('disabling a job sticks across a page reload; a run of it is refused with the reason', async (t) => {
-  const { host, url } = await startDashboardHost(t, FILES);
-  const page = await openPage(t, context);
-  await page.goto(url);
-  await live(page);
+  const { host, page } = await openDashboard(t);
   await page.uncheck(`${row('nightly')} input[type=checkbox]`);
   await page.waitForSelector(`${row('nightly')}.is-disabled`);
   t.equal(host.job('nightly')?.enabled, false);
@@ -174,10 +171,7 @@ t.test('disabling a job sticks across a page reload; a run of it is refused with
 });
 
 t.test('a plugin file dropped in adds its row without a reload; deleting it removes the row', async (t) => {
-  const { pluginsDir, url } = await startDashboardHost(t, FILES);
-  const page = await openPage(t, context);
-  await page.goto(url);
-  await live(page);
+  const { pluginsDir, page } = await openDashboard(t);
   await page.waitForSelector(row('nightly'));
   await mark(page);
   const file = path.join(pluginsDir, 'dropped.ts');
@@ -230,10 +224,7 @@ t.test('with a token the page asks for it once, keeps it for the tab, and then w
 });
 
 t.test('a dropped WebSocket reconnects with since= and misses nothing', async (t) => {
-  const { host, url } = await startDashboardHost(t, FILES);
-  const page = await openPage(t, context);
-  await page.goto(url);
-  await live(page);
+  const { host, page } = await openDashboard(t);
   await page.waitForSelector(row('nightly'));
   const before = await dash<number>(page, 'lastSeq');
   // Offline, the page's reconnects fail until the test brings it back: the run below surely

@@ -26,56 +26,42 @@ export interface Metrics extends StreamObserver {
 
 const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
+/**
+ * A counter with one or two labels, tallied in a plain map and handed to prom-client at scrape
+ * time: a labelled inc() hashes its labels on every call, and every run emits several events.
+ * Label values never contain a space (job names are kebab-case), so they join into the map key.
+ */
+function tallied(registry: Registry, name: string, help: string, labelNames: readonly [string] | readonly [string, string]): (a: string, b?: string) => void {
+  const tallies = new Map<string, { labels: Record<string, string>; n: number }>();
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { labels, n } of tallies.values()) this.inc(labels, n);
+    },
+  });
+  return (a, b) => {
+    const key = b === undefined ? a : `${a} ${b}`;
+    const tally = tallies.get(key);
+    if (tally) {
+      tally.n++;
+      return;
+    }
+    const labels: Record<string, string> = { [labelNames[0]]: a };
+    if (labelNames[1] !== undefined && b !== undefined) labels[labelNames[1]] = b;
+    tallies.set(key, { labels, n: 1 });
+  };
+}
+
 export function createMetrics(host: Host): Metrics {
   const registry = new Registry();
-  // Hot counters are tallied in plain maps and handed to prom-client at scrape time: a labelled
-  // inc() hashes its labels, and every run emits several events.
-  const tallies = {
-    runs: new Map<string, { job: string; status: string; n: number }>(),
-    skipped: new Map<string, { job: string; reason: string; n: number }>(),
-    retries: new Map<string, { job: string; n: number }>(),
-    events: new Map<string, number>(),
-  };
-  new Counter({
-    name: 'jobhost_runs_total',
-    help: 'Finished runs by job and final status',
-    labelNames: ['job', 'status'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { job, status, n } of tallies.runs.values()) this.inc({ job, status }, n);
-    },
-  });
-  new Counter({
-    name: 'jobhost_triggers_skipped_total',
-    help: 'Refused triggers by job and reason (no run was created)',
-    labelNames: ['job', 'reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { job, reason, n } of tallies.skipped.values()) this.inc({ job, reason }, n);
-    },
-  });
-  new Counter({
-    name: 'jobhost_run_retries_total',
-    help: 'Failed attempts that were retried, by job',
-    labelNames: ['job'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { job, n } of tallies.retries.values()) this.inc({ job }, n);
-    },
-  });
-  new Counter({
-    name: 'jobhost_events_total',
-    help: 'Bus events by type',
-    labelNames: ['type'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [type, n] of tallies.events) this.inc({ type }, n);
-    },
-  });
+  const countRun = tallied(registry, 'jobhost_runs_total', 'Finished runs by job and final status', ['job', 'status']);
+  const countSkip = tallied(registry, 'jobhost_triggers_skipped_total', 'Refused triggers by job and reason (no run was created)', ['job', 'reason']);
+  const countRetry = tallied(registry, 'jobhost_run_retries_total', 'Failed attempts that were retried, by job', ['job']);
+  const countEvent = tallied(registry, 'jobhost_events_total', 'Bus events by type', ['type']);
   const duration = new Histogram({
     name: 'jobhost_run_duration_seconds',
     help: 'Run duration (first start to end) of succeeded and failed runs, by job',
@@ -139,15 +125,8 @@ export function createMetrics(host: Host): Metrics {
     },
   });
 
-  const countRun = (job: string, status: string): void => {
-    const key = `${job} ${status}`;
-    const tally = tallies.runs.get(key);
-    if (tally) tally.n++;
-    else tallies.runs.set(key, { job, status, n: 1 });
-  };
-
   const unsubscribe = host.on('*', (event) => {
-    tallies.events.set(event.type, (tallies.events.get(event.type) ?? 0) + 1);
+    countEvent(event.type);
     switch (event.type) {
       case 'run.succeeded':
       case 'run.failed': {
@@ -158,19 +137,12 @@ export function createMetrics(host: Host): Metrics {
       case 'run.canceled':
         countRun(event.data.job, 'canceled');
         break;
-      case 'run.retrying': {
-        const tally = tallies.retries.get(event.data.job);
-        if (tally) tally.n++;
-        else tallies.retries.set(event.data.job, { job: event.data.job, n: 1 });
+      case 'run.retrying':
+        countRetry(event.data.job);
         break;
-      }
-      case 'run.skipped': {
-        const key = `${event.data.job} ${event.data.reason}`;
-        const tally = tallies.skipped.get(key);
-        if (tally) tally.n++;
-        else tallies.skipped.set(key, { job: event.data.job, reason: event.data.reason, n: 1 });
+      case 'run.skipped':
+        countSkip(event.data.job, event.data.reason);
         break;
-      }
       case 'plugin.error':
         pluginErrors.inc();
         break;

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { createHost, silentLogger } from '../core/index.js';
-import { usePluginDirectory } from '../core/loader.js';
+import { usePluginDirectory } from '../core/loader/plugin-directory.js';
 import { benchDir, fmt, header, row } from './util.js';
 
 v8.setFlagsFromString('--expose-gc');

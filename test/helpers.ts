@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createManualClock, type ManualClock } from '../core/clock.js';
-import type { AnyHostEvent, EventType } from '../core/events.js';
-import { createHost, type Host, type HostOptions } from '../core/host.js';
-import { silentLogger } from '../core/logger.js';
-import { createServer, type Server, type ServerOptions } from '../core/server.js';
+import { createManualClock, type ManualClock } from '../core/contract/clock.js';
+import type { AnyHostEvent, EventType } from '../core/contract/events.js';
+import { createHost, type Host, type HostOptions } from '../core/engine/host.js';
+import { silentLogger } from '../core/contract/logger.js';
+import { createServer, type Server, type ServerOptions } from '../core/server/server.js';
 
 export interface Tap {
   teardown(fn: () => unknown): void;

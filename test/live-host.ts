@@ -1,11 +1,11 @@
 import type { Test } from 'tap';
 import { z } from 'zod';
-import { ClientError } from '../core/client.js';
-import { systemClock } from '../core/clock.js';
-import { createHost, type Host } from '../core/host.js';
-import { silentLogger } from '../core/logger.js';
-import { definePlugin } from '../core/plugin.js';
-import { createServer, type Server } from '../core/server.js';
+import { ClientError } from '../core/cli/client.js';
+import { systemClock } from '../core/contract/clock.js';
+import { createHost, type Host } from '../core/engine/host.js';
+import { silentLogger } from '../core/contract/logger.js';
+import { definePlugin } from '../core/contract/plugin.js';
+import { createServer, type Server } from '../core/server/server.js';
 import { gate, type Tap } from './helpers.js';
 
 /**

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { ERROR_CODES } from '../core/errors.js';
+import { ERROR_CODES } from '../core/contract/errors.js';
 import { startHost, tempDir } from './helpers.js';
 
 const root = path.resolve(import.meta.dirname, '..');

@@ -2,11 +2,11 @@ import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { dashboard } from '../../core/dashboard.js';
-import { createHost, type Host } from '../../core/host.js';
-import { usePluginDirectory } from '../../core/loader.js';
-import { silentLogger } from '../../core/logger.js';
-import { useServer } from '../../core/server.js';
+import { dashboard } from '../../core/server/dashboard.js';
+import { createHost, type Host } from '../../core/engine/host.js';
+import { usePluginDirectory } from '../../core/loader/plugin-directory.js';
+import { silentLogger } from '../../core/contract/logger.js';
+import { useServer } from '../../core/server/server.js';
 import { tempDir, type Tap } from '../helpers.js';
 
 /**

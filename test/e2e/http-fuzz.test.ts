@@ -2,8 +2,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import t from 'tap';
 import { z } from 'zod';
-import { ERROR_CODES } from '../../core/errors.js';
-import { definePlugin } from '../../core/plugin.js';
+import { ERROR_CODES } from '../../core/contract/errors.js';
+import { definePlugin } from '../../core/contract/plugin.js';
 import { startServer, type TestServer } from '../helpers.js';
 
 /**

@@ -6,7 +6,7 @@ import cleanup from '../../plugins/cleanup-temp-files.js';
 import digest from '../../plugins/daily-digest.js';
 import health from '../../plugins/url-health-check.js';
 import shipment from '../../plugins/shipment-follow-up.js';
-import type { JobContext } from '../../core/plugin.js';
+import type { JobContext } from '../../core/contract/plugin.js';
 import { startHost, tempDir, until } from '../helpers.js';
 
 t.test('cleanup-temp-files deletes files older than the cutoff and notifies with the count', async (t) => {

@@ -1,0 +1,163 @@
+import { EventEmitter } from 'eventemitter3';
+import { isoTime, type Clock } from '../contract/clock.js';
+import type { AnyHostEvent, EventDataMap, EventType, HostEvent } from '../contract/events.js';
+import type { Logger } from '../contract/logger.js';
+
+/** `job=` and `type=` filters as the WebSocket and `events()` take them; types may end in `.*`. */
+export interface EventFilter {
+  job?: readonly string[] | undefined;
+  type?: readonly string[] | undefined;
+}
+
+export type Listener<E> = (event: E) => void;
+
+type EmitterMap = { [K in EventType]: [HostEvent<K>] } & { '*': [AnyHostEvent] };
+
+/** Compiles a filter once into a predicate; an empty filter matches everything. */
+export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) => boolean {
+  const jobs = filter.job && filter.job.length > 0 ? new Set(filter.job) : null;
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  for (const t of filter.type ?? []) {
+    if (t === '*') prefixes.push('');
+    else if (t.endsWith('.*')) prefixes.push(t.slice(0, -1));
+    else exact.add(t);
+  }
+  const anyType = exact.size === 0 && prefixes.length === 0;
+  return (event) => {
+    if (jobs && (event.data.job === null || !jobs.has(event.data.job))) return false;
+    if (anyType || exact.has(event.type)) return true;
+    for (const p of prefixes) if (event.type.startsWith(p)) return true;
+    return false;
+  };
+}
+
+export interface BusOptions {
+  clock: Clock;
+  logger: Logger;
+  /** How many recent events are kept for replay by seq (default 10,000). */
+  capacity?: number;
+}
+
+/**
+ * The typed event bus: wraps every payload as `{ seq, type, at, data }`, keeps the newest events
+ * in a ring for `since` replay, and isolates listeners so one that throws never breaks another.
+ */
+export class Bus {
+  readonly #emitter = new EventEmitter<EmitterMap>();
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #ring: (AnyHostEvent | undefined)[];
+  #seq = 0;
+
+  constructor(options: BusOptions) {
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#ring = new Array<AnyHostEvent | undefined>(Math.max(1, options.capacity ?? 10_000));
+  }
+
+  /** The seq of the newest event (0 before the first). */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  emit<T extends EventType>(type: T, data: EventDataMap[T]): HostEvent<T> {
+    const event = { seq: ++this.#seq, type, at: isoTime(this.#clock.now()), data } as HostEvent<T>;
+    this.#ring[event.seq % this.#ring.length] = event as AnyHostEvent;
+    // eventemitter3's typing cannot relate a generic T to its tuple; the map above keeps it honest.
+    (this.#emitter.emit as (t: string, e: unknown) => boolean)(type, event);
+    this.#emitter.emit('*', event as AnyHostEvent);
+    return event;
+  }
+
+  /** Listens to one type, or to every event with `'*'`. Returns the unsubscribe function. */
+  on<T extends EventType>(type: T, listener: Listener<HostEvent<T>>): () => void;
+  on(type: '*', listener: Listener<AnyHostEvent>): () => void;
+  on(type: string, listener: Listener<never>): () => void {
+    const safe = (event: AnyHostEvent): void => {
+      try {
+        const out = (listener as Listener<AnyHostEvent>)(event) as unknown;
+        if (out instanceof Promise) out.catch((err: unknown) => this.#listenerFailed(event, err));
+      } catch (err) {
+        this.#listenerFailed(event, err);
+      }
+    };
+    const emitter = this.#emitter as unknown as EventEmitter<Record<string, [AnyHostEvent]>>;
+    emitter.on(type, safe);
+    return () => {
+      emitter.off(type, safe);
+    };
+  }
+
+  /**
+   * Subscribes with a filter, first replaying buffered events after `since`. Replay and
+   * subscription happen in one synchronous step, so nothing is missed or sent twice.
+   * `gap` is true when events after `since` have already left the buffer.
+   */
+  subscribe(filter: EventFilter, listener: Listener<AnyHostEvent>, since?: number): { gap: boolean; close: () => void } {
+    const match = compileFilter(filter);
+    let gap = false;
+    if (since !== undefined) {
+      const replay = this.since(since);
+      gap = replay.gap;
+      for (const event of replay.events) if (match(event)) listener(event);
+    }
+    const close = this.on('*', (event) => {
+      if (match(event)) listener(event);
+    });
+    return { gap, close };
+  }
+
+  /** Buffered events with seq > `since`, oldest first. */
+  since(since: number): { events: AnyHostEvent[]; gap: boolean } {
+    const oldest = Math.max(1, this.#seq - this.#ring.length + 1);
+    // A seq from the future (the host restarted and counts from 1 again) replays the whole buffer.
+    const from = since > this.#seq ? oldest : Math.max(since + 1, oldest);
+    const gap = since > this.#seq || since + 1 < oldest;
+    const events: AnyHostEvent[] = [];
+    for (let s = from; s <= this.#seq; s++) {
+      const event = this.#ring[s % this.#ring.length];
+      if (event && event.seq === s) events.push(event);
+    }
+    return { events, gap };
+  }
+
+  /** Matching events as an async iterator, after replaying those since `since`. */
+  iterate(filter: EventFilter, since?: number): AsyncIterableIterator<AnyHostEvent> {
+    const buffer: AnyHostEvent[] = [];
+    let wake: (() => void) | undefined;
+    let closed = false;
+    const sub = this.subscribe(
+      filter,
+      (e) => {
+        buffer.push(e);
+        wake?.();
+      },
+      since,
+    );
+    const iterator: AsyncIterableIterator<AnyHostEvent> = {
+      next: async () => {
+        while (buffer.length === 0 && !closed) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        const value = buffer.shift();
+        return value ? { value, done: false } : { value: undefined, done: true };
+      },
+      return: async () => {
+        closed = true;
+        sub.close();
+        wake?.();
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  listenerCount(): number {
+    return this.#emitter.listenerCount('*');
+  }
+
+  #listenerFailed(event: AnyHostEvent, err: unknown): void {
+    this.#logger.error({ err, event: event.type, seq: event.seq }, 'event listener threw; the bus carries on');
+  }
+}

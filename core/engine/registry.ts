@@ -1,0 +1,118 @@
+import type { Config } from '../contract/config.js';
+import { changedFields, resolveJob, type EffectiveJob } from './jobs.js';
+import type { JobSpec } from '../contract/plugin.js';
+import type { JobRecord } from '../store/store.js';
+
+/**
+ * The registered jobs: each plugin's spec resolved against the config into an effective job,
+ * the per-job records (flags and aggregates) that outlive registrations, and the index of app
+ * events to the jobs that listen for them. It holds state only; the host decides and announces.
+ */
+
+export interface JobEntry {
+  job: EffectiveJob;
+  /** When the job was first registered in this process (for stale-job checks). */
+  registeredAt: number;
+}
+
+export interface Subscription {
+  job: string;
+  delayMs: number;
+}
+
+export class JobRegistry {
+  readonly #jobs = new Map<string, JobEntry>();
+  readonly #records = new Map<string, JobRecord>();
+  #subscriptions = new Map<string, Subscription[]>();
+  readonly #hasQueue: (name: string) => boolean;
+
+  constructor(hasQueue: (name: string) => boolean) {
+    this.#hasQueue = hasQueue;
+  }
+
+  get size(): number {
+    return this.#jobs.size;
+  }
+
+  has(name: string): boolean {
+    return this.#jobs.has(name);
+  }
+
+  get(name: string): JobEntry | undefined {
+    return this.#jobs.get(name);
+  }
+
+  names(): string[] {
+    return [...this.#jobs.keys()];
+  }
+
+  entries(): IterableIterator<[string, JobEntry]> {
+    return this.#jobs.entries();
+  }
+
+  /** The record of a job, registered or not (created empty on first use). */
+  record(name: string): JobRecord {
+    let record = this.#records.get(name);
+    if (!record) this.#records.set(name, (record = {}));
+    return record;
+  }
+
+  records(): ReadonlyMap<string, JobRecord> {
+    return this.#records;
+  }
+
+  /** Records loaded from the store; what changed in memory before (flags set before start) wins. */
+  adoptRecords(loaded: ReadonlyMap<string, JobRecord>): void {
+    for (const [name, record] of loaded) {
+      const existing = this.#records.get(name);
+      this.#records.set(name, existing ? { ...record, ...existing } : record);
+    }
+  }
+
+  /** The effective job for a spec under `config` (throws INVALID_CRON/INVALID_TIMEZONE). */
+  resolve(spec: JobSpec, file: string | null, config: Config, hasQueue: (name: string) => boolean = this.#hasQueue): EffectiveJob {
+    return resolveJob(spec, file, config.jobs[spec.name], config, this.record(spec.name), hasQueue);
+  }
+
+  set(name: string, job: EffectiveJob, registeredAt: number): void {
+    const existing = this.#jobs.get(name);
+    this.#jobs.set(name, { job, registeredAt: existing?.registeredAt ?? registeredAt });
+    this.#index();
+  }
+
+  delete(name: string): JobEntry | undefined {
+    const entry = this.#jobs.get(name);
+    if (entry) {
+      this.#jobs.delete(name);
+      this.#index();
+    }
+    return entry;
+  }
+
+  /** Resolves a registered job again (config or flags changed): the new job and what changed. */
+  reresolve(name: string, config: Config): { job: EffectiveJob; changed: string[]; was: EffectiveJob } | undefined {
+    const entry = this.#jobs.get(name);
+    if (!entry) return undefined;
+    const was = entry.job;
+    entry.job = this.resolve(was.spec, was.file, config);
+    this.#index();
+    return { job: entry.job, changed: changedFields(was, entry.job), was };
+  }
+
+  /** The jobs whose `on` lists `event` (disabled ones too: their trigger is refused as `disabled`). */
+  subscribers(event: string): readonly Subscription[] {
+    return this.#subscriptions.get(event) ?? [];
+  }
+
+  #index(): void {
+    const subs = new Map<string, Subscription[]>();
+    for (const { job } of this.#jobs.values()) {
+      for (const on of job.on) {
+        const list = subs.get(on.event) ?? [];
+        list.push({ job: job.name, delayMs: on.delayMs });
+        subs.set(on.event, list);
+      }
+    }
+    this.#subscriptions = subs;
+  }
+}

@@ -1,0 +1,161 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../contract/config.js';
+import { ConfigWatcher, configPath, readConfigFile } from './config-file.js';
+import { dashboard } from '../server/dashboard.js';
+import { HostError, isHostError } from '../contract/errors.js';
+import type { AnyHostEvent } from '../contract/events.js';
+import { createHost, type Host } from '../engine/host.js';
+import { resolveJob } from '../engine/jobs.js';
+import { isPluginFile, usePluginDirectory } from './plugin-directory.js';
+import { createLogger, type Logger } from '../contract/logger.js';
+import { parsePlugin } from '../contract/plugin.js';
+import { loadPluginModule } from './plugin-module.js';
+import { useServer, type Server } from '../server/server.js';
+
+/**
+ * The application: what `jobhost start` (and `npm start`) runs. It reads the config file, builds
+ * the host with the plugins directory and the config watcher, and handles SIGINT/SIGTERM.
+ */
+
+export interface AppOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  /** Install SIGINT/SIGTERM handlers that stop the host and exit (default true). */
+  signals?: boolean;
+}
+
+export interface App {
+  host: Host;
+  server: Server;
+  config: Config;
+  configFile: string | null;
+  /** The base URL of the API and dashboard. */
+  url: string;
+  stop(reason?: string): Promise<void>;
+}
+
+/** Events worth a line in the log; run.* chatter goes to debug (it can be 100k lines a second). */
+function logEvent(logger: Logger, e: AnyHostEvent): void {
+  const quiet = e.type === 'run.queued' || e.type === 'run.started' || e.type === 'run.progress' || e.type === 'run.succeeded' || e.type === 'notification';
+  if (e.type === 'plugin.error' || e.type === 'config.error') return; // logged where they happen, with detail
+  const level = quiet ? 'debug' : e.type === 'run.failed' ? 'warn' : 'info';
+  logger[level]({ event: e.type, seq: e.seq, ...e.data }, e.type);
+}
+
+export async function startApp(options: AppOptions = {}): Promise<App> {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const logger = options.logger ?? createLogger({ pretty: Boolean(process.stdout.isTTY) });
+  const { file, explicit } = configPath(cwd, env);
+  const config = await readConfigFile(file, env, { missingOk: !explicit });
+  const host = createHost({ config, cwd, logger });
+  host.on('*', (e) => logEvent(logger, e));
+  usePluginDirectory(host, { dir: config.plugins.dir, watch: config.plugins.watch, importTimeoutMs: config.plugins.importTimeout });
+  const hasFile = await readdir(path.dirname(file)).then((names) => names.includes(path.basename(file)), () => false);
+  if (hasFile) host.use(new ConfigWatcher(host, { file, env }));
+  else logger.warn({ file }, 'no config file; running on defaults');
+  const server = useServer(host, { plugins: [dashboard] });
+
+  await host.start();
+  const url = server.url ?? '';
+  // The example health check (and any plugin) can find this host's own API.
+  process.env['JOBHOST_URL'] = url;
+  logger.info(
+    { url, config: hasFile ? path.relative(cwd, file) : null, plugins: config.plugins.dir, store: config.store.dir, jobs: host.jobs().length },
+    `jobhost started: dashboard and API at ${url}`,
+  );
+
+  const app: App = {
+    host,
+    server,
+    config,
+    configFile: hasFile ? file : null,
+    url,
+    stop: (reason = 'stop') => host.stop({ reason }),
+  };
+  if (options.signals !== false) installSignals(app, logger);
+  return app;
+}
+
+/** SIGINT/SIGTERM stop gracefully and exit 0; a second signal exits at once. */
+function installSignals(app: App, logger: Logger): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now (acknowledged runs are on disk)');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'stopping: finishing running jobs');
+    app.stop(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+export interface Problem {
+  file: string;
+  code: string;
+  message: string;
+}
+
+/**
+ * `jobhost validate`: checks the config file and every plugin file without starting anything.
+ * Returns the problems found (none means valid).
+ */
+export async function validateProject(
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ problems: Problem[]; warnings: Problem[]; jobs: string[] }> {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const problems: Problem[] = [];
+  const warnings: Problem[] = [];
+  const { file, explicit } = configPath(cwd, env);
+  const rel = (p: string): string => path.relative(cwd, p) || p;
+  let config: Config;
+  try {
+    config = await readConfigFile(file, env, { missingOk: !explicit });
+  } catch (err) {
+    const e = isHostError(err) ? err : new HostError('CONFIG_INVALID', String(err));
+    problems.push({ file: rel(file), code: e.code, message: e.message });
+    return { problems, warnings, jobs: [] };
+  }
+  const dir = path.resolve(cwd, config.plugins.dir);
+  const names = await readdir(dir, { withFileTypes: true }).then(
+    (entries) => entries.filter((d) => d.isFile() && isPluginFile(d.name)).map((d) => d.name).sort(),
+    () => null,
+  );
+  if (names === null) {
+    problems.push({ file: rel(dir), code: 'PLUGIN_IMPORT_FAILED', message: 'the plugins directory does not exist' });
+    return { problems, warnings, jobs: [] };
+  }
+  const owners = new Map<string, string>();
+  for (const name of names) {
+    const pluginFile = path.join(dir, name);
+    try {
+      const mod = await loadPluginModule(pluginFile, dir, config.plugins.importTimeout);
+      if (mod.exports['default'] === undefined) throw new HostError('PLUGIN_NO_EXPORT', 'the file has no default export');
+      const spec = parsePlugin(mod.exports['default']);
+      const owner = owners.get(spec.name);
+      if (owner) throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${owner}; ${rel(pluginFile)} declares it too`);
+      owners.set(spec.name, rel(pluginFile));
+      resolveJob(spec, rel(pluginFile), config.jobs[spec.name], config, {}, (q) => q in config.queues);
+    } catch (err) {
+      const e = isHostError(err) ? err : new HostError('PLUGIN_IMPORT_FAILED', String(err));
+      problems.push({ file: rel(pluginFile), code: e.code, message: e.message });
+    }
+  }
+  // An override may come before its plugin file: a warning, not an error.
+  for (const job of Object.keys(config.jobs)) {
+    if (!owners.has(job)) warnings.push({ file: rel(file), code: 'JOB_NOT_FOUND', message: `jobs.${job}: no plugin defines this job (yet)` });
+  }
+  return { problems, warnings, jobs: [...owners.keys()] };
+}

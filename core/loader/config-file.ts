@@ -1,0 +1,135 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseConfig, type Config } from '../contract/config.js';
+import { HostError, isHostError } from '../contract/errors.js';
+import type { Host } from '../engine/host.js';
+
+/**
+ * The config file (SPEC §3): JSON, validated by the config schema, with environment overrides on
+ * top; watched while the host runs, so a valid edit applies at once and an invalid one is refused
+ * whole, leaving the last good config in force.
+ */
+
+export const DEFAULT_CONFIG_PATH = 'config/jobhost.json';
+
+/** Where the config file is: `JOBHOST_CONFIG`, else `config/jobhost.json`, relative to `cwd`. */
+export function configPath(cwd: string, env: NodeJS.ProcessEnv): { file: string; explicit: boolean } {
+  const fromEnv = env['JOBHOST_CONFIG'];
+  return { file: path.resolve(cwd, fromEnv || DEFAULT_CONFIG_PATH), explicit: Boolean(fromEnv) };
+}
+
+/** `JOBHOST_PORT`, `JOBHOST_HOST`, `JOBHOST_TOKEN`, `JOBHOST_DATA_DIR` over the file's values. */
+export function applyEnv(input: unknown, env: NodeJS.ProcessEnv): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
+  const out = { ...(input as Record<string, unknown>) };
+  const section = (key: string): Record<string, unknown> => {
+    const value = out[key];
+    const copy = typeof value === 'object' && value !== null && !Array.isArray(value) ? { ...(value as Record<string, unknown>) } : {};
+    out[key] = copy;
+    return copy;
+  };
+  const port = env['JOBHOST_PORT'];
+  if (port !== undefined && port !== '') section('server')['port'] = /^\d+$/.test(port) ? Number(port) : port;
+  if (env['JOBHOST_HOST']) section('server')['host'] = env['JOBHOST_HOST'];
+  if (env['JOBHOST_TOKEN']) section('server')['token'] = env['JOBHOST_TOKEN'];
+  if (env['JOBHOST_DATA_DIR']) section('store')['dir'] = env['JOBHOST_DATA_DIR'];
+  return out;
+}
+
+/** Reads, parses and validates the config file with env overrides. Throws CONFIG_READ / CONFIG_PARSE / CONFIG_INVALID. */
+export async function readConfigFile(file: string, env: NodeJS.ProcessEnv, options: { missingOk?: boolean } = {}): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.missingOk) return parseConfig(applyEnv({}, env));
+    throw new HostError('CONFIG_READ', `${file}: ${(err as Error).message}`, { file });
+  }
+  let input: unknown;
+  try {
+    input = JSON.parse(text);
+  } catch (err) {
+    throw new HostError('CONFIG_PARSE', `${file}: not valid JSON (${(err as Error).message})`, { file, path: null });
+  }
+  return parseConfig(applyEnv(input, env));
+}
+
+export interface ConfigWatcherOptions {
+  file: string;
+  env: NodeJS.ProcessEnv;
+  debounceMs?: number;
+}
+
+/** Watches the config file and applies each valid edit to the host. */
+export class ConfigWatcher {
+  readonly name = 'config';
+  readonly #host: Host;
+  readonly #file: string;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #debounceMs: number;
+  #watcher: FSWatcher | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastText: string | null = null;
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(host: Host, options: ConfigWatcherOptions) {
+    this.#host = host;
+    this.#file = options.file;
+    this.#env = options.env;
+    this.#debounceMs = options.debounceMs ?? 100;
+  }
+
+  async start(): Promise<void> {
+    this.#lastText = await readFile(this.#file, 'utf8').catch(() => null);
+    // Watch the directory, not the file: editors and `mv` replace the file, which would end a
+    // watch on the file itself.
+    try {
+      this.#watcher = watch(path.dirname(this.#file), (_event, filename) => {
+        if (filename && filename.toString() === path.basename(this.#file)) this.#schedule();
+      });
+      this.#watcher.on('error', (err) => this.#host.logger.error({ err }, 'config watcher failed'));
+    } catch (err) {
+      this.#host.logger.error({ err, file: this.#file }, 'cannot watch the config file; edits need a restart');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#watcher?.close();
+    clearTimeout(this.#timer);
+    await this.#queue;
+  }
+
+  /** Resolves when every edit seen so far has been handled. */
+  idle(): Promise<void> {
+    return this.#queue;
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#queue = this.#queue.then(() => this.#reload());
+    }, this.#debounceMs);
+  }
+
+  async #reload(): Promise<void> {
+    const text = await readFile(this.#file, 'utf8').catch(() => null);
+    if (text === null || text === this.#lastText) return; // deleted mid-save, or no real change
+    const display = path.relative(this.#host.cwd, this.#file) || this.#file;
+    try {
+      const config = await readConfigFile(this.#file, this.#env);
+      const { changed, restartRequired } = this.#host.applyConfig(config);
+      this.#lastText = text;
+      if (restartRequired.length > 0) {
+        this.#host.logger.warn({ keys: restartRequired }, `config: ${restartRequired.join(', ')} changed; restart the host to apply`);
+      }
+      this.#host.logger.info({ changed }, 'config reloaded');
+      this.#host.bus.emit('config.reloaded', { job: null, file: display, changed, restartRequired });
+    } catch (err) {
+      const error = isHostError(err) ? err : new HostError('CONFIG_INVALID', String(err));
+      const at = typeof error.details?.['path'] === 'string' ? (error.details['path'] as string) : null;
+      this.#host.logger.error({ code: error.code, path: at }, `config edit refused, the last good config stays: ${error.message}`);
+      this.#host.bus.emit('config.error', { job: null, file: display, code: error.code, path: at, message: error.message });
+    }
+  }
+}

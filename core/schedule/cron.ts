@@ -1,0 +1,149 @@
+import { Cron } from 'croner';
+import { HostError } from '../contract/errors.js';
+
+/**
+ * When a schedule fires. Cron expressions are matched on the job's wall clock by croner (5 or 6
+ * fields, seconds first; day-of-month OR day-of-week when both are restricted; 0 and 7 are
+ * Sunday), and this module maps wall times to instants with SPEC §2's daylight-saving rules:
+ * fire times inside a skipped hour run once, at the jump; a repeated hour runs once, not twice.
+ *
+ * Why not node-cron here: its matcher ANDs day-of-month with day-of-week, drops a fire that falls
+ * into a DST gap, and reads the real clock internally, so schedules could not run on an injected
+ * clock in tests. croner computes "next after t" from any reference time, which is all we need.
+ */
+export interface Schedule {
+  /** The first fire time strictly after `after` (ms since epoch), or null if it never fires again. */
+  next(after: number): number | null;
+  /** The schedule as written: the cron expression or `every 15m`. */
+  readonly label: string;
+}
+
+const HOUR = 3_600_000;
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** Throws INVALID_TIMEZONE unless `timezone` is an IANA zone this Node knows. */
+export function assertTimezone(timezone: string, field = 'timezone'): void {
+  try {
+    formatterFor(timezone);
+  } catch {
+    throw new HostError('INVALID_TIMEZONE', `${field}: invalid timezone ${JSON.stringify(timezone)}`, { field });
+  }
+}
+
+function formatterFor(timezone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timezone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    formatters.set(timezone, f);
+  }
+  return f;
+}
+
+/** The wall-clock reading of `instant` in `timezone`, as a naive UTC timestamp (whole seconds). */
+function wallOf(instant: number, timezone: string): number {
+  const p: Record<string, number> = {};
+  for (const part of formatterFor(timezone).formatToParts(instant)) {
+    if (part.type !== 'literal') p[part.type] = Number(part.value);
+  }
+  return Date.UTC(p['year']!, p['month']! - 1, p['day']!, p['hour']!, p['minute']!, p['second']!);
+}
+
+function offsetAt(instant: number, timezone: string): number {
+  const whole = Math.floor(instant / 1000) * 1000;
+  return wallOf(whole, timezone) - whole;
+}
+
+/** The first whole second at which the offset differs from the offset at `lo` (lo < hi). */
+function transitionBetween(lo: number, hi: number, timezone: string): number {
+  const before = offsetAt(lo, timezone);
+  let a = Math.floor(lo / 1000);
+  let b = Math.ceil(hi / 1000);
+  while (b - a > 1) {
+    const mid = Math.floor((a + b) / 2);
+    if (offsetAt(mid * 1000, timezone) === before) a = mid;
+    else b = mid;
+  }
+  return b * 1000;
+}
+
+type Resolved =
+  | { kind: 'exact'; at: number }
+  | { kind: 'gap'; at: number }
+  | { kind: 'fold'; at: number; foldEndWall: number };
+
+/** Maps a wall time to the instant it names; a gap resolves to the jump, a fold to its first pass. */
+function resolveWall(wall: number, timezone: string): Resolved {
+  const before = offsetAt(wall - 24 * HOUR, timezone);
+  const after = offsetAt(wall + 24 * HOUR, timezone);
+  const t1 = wall - before;
+  if (before === after) return { kind: 'exact', at: t1 };
+  const t2 = wall - after;
+  const ok1 = wallOf(t1, timezone) === wall;
+  const ok2 = wallOf(t2, timezone) === wall;
+  if (ok1 && ok2) {
+    const first = Math.min(t1, t2);
+    const transition = transitionBetween(first, Math.max(t1, t2), timezone);
+    // Wall times in [transition + after, transition + before) occur twice.
+    return { kind: 'fold', at: first, foldEndWall: transition + before };
+  }
+  if (ok1) return { kind: 'exact', at: t1 };
+  if (ok2) return { kind: 'exact', at: t2 };
+  return { kind: 'gap', at: transitionBetween(Math.min(t1, t2), Math.max(t1, t2), timezone) };
+}
+
+function cronError(expr: string, reason: string, field: string): HostError {
+  return new HostError('INVALID_CRON', `${field}: invalid cron ${JSON.stringify(expr)} (${reason})`, { field, expr });
+}
+
+/** Compiles a cron expression for `timezone`; throws INVALID_CRON / INVALID_TIMEZONE naming `field`. */
+export function cronSchedule(expr: string, timezone: string, field = 'schedule'): Schedule {
+  assertTimezone(timezone, field === 'schedule' ? 'timezone' : field.replace(/schedule$/, 'timezone'));
+  const trimmed = expr.trim();
+  if (!trimmed.startsWith('@')) {
+    const fields = trimmed.split(/\s+/).length;
+    if (fields !== 5 && fields !== 6) throw cronError(expr, `expected 5 or 6 fields, got ${fields}`, field);
+  }
+  let pattern: Cron;
+  try {
+    // Matching happens on naive wall time, so croner works in UTC and we map to the real zone.
+    pattern = new Cron(trimmed, { timezone: 'UTC', domAndDow: false });
+  } catch (err) {
+    throw cronError(expr, (err as Error).message.replace(/^CronPattern: /, ''), field);
+  }
+  if (pattern.nextRun(new Date(0)) === null) throw cronError(expr, 'it never fires', field);
+
+  return {
+    label: trimmed,
+    next(after) {
+      let wall = wallOf(after, timezone);
+      // Bounded: each step moves wall time forward; only a fold's second pass takes more than one.
+      for (let i = 0; i < 10_000; i++) {
+        const nextWall = pattern.nextRun(new Date(wall))?.getTime();
+        if (nextWall === undefined) return null;
+        const r = resolveWall(nextWall, timezone);
+        if (r.at > after) return r.at;
+        // Already past: a gap fire that ran at the jump, or the first pass of a fold.
+        wall = r.kind === 'fold' ? Math.max(nextWall, r.foldEndWall - 1000) : nextWall;
+      }
+      return null;
+    },
+  };
+}
+
+/** `{ every: '15m' }`: fires on multiples of the interval counted from the Unix epoch (UTC). */
+export function everySchedule(ms: number, label: string): Schedule {
+  return {
+    label: `every ${label}`,
+    next: (after) => (Math.floor(after / ms) + 1) * ms,
+  };
+}

@@ -1,0 +1,43 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+import { HostError } from '../contract/errors.js';
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  // An IPv4-mapped IPv6 loopback (::ffff:127.0.0.1).
+  if (h.startsWith('::ffff:')) return isLoopback(h.slice(7));
+  return false;
+}
+
+/** Throws INSECURE_BIND for a non-loopback address without a token (SPEC §7). */
+export function assertSafeBind(host: string, token: string | null | undefined): void {
+  if (!isLoopback(host) && !token) {
+    throw new HostError(
+      'INSECURE_BIND',
+      `refusing to listen on ${host} without a token: anyone who can reach it could run jobs. ` +
+        'Set server.token (or JOBHOST_TOKEN), or bind 127.0.0.1.',
+      { host },
+    );
+  }
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/**
+ * A constant-time token check. Both sides are hashed first so the comparison runs on equal-length
+ * buffers and its time says nothing about the token's length or content.
+ */
+export function tokenChecker(token: string): (presented: string | undefined) => boolean {
+  const expected = digest(token);
+  return (presented) => presented !== undefined && timingSafeEqual(digest(presented), expected);
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if that is what it carries. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  return match?.[1];
+}

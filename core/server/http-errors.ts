@@ -1,0 +1,81 @@
+import { STATUS_CODES } from 'node:http';
+import { ERROR_CODES, isHostError, type ErrorCode } from '../contract/errors.js';
+
+/**
+ * The one place where anything thrown while serving a request becomes an HTTP answer in fastify's
+ * shape, `{ statusCode, code, error, message }`, with a stable code from `errors.ts`.
+ */
+
+export interface HttpErrorBody {
+  statusCode: number;
+  code: ErrorCode;
+  error: string;
+  message: string;
+  [extra: string]: unknown;
+}
+
+export interface HttpError {
+  statusCode: number;
+  body: HttpErrorBody;
+  /** True for a failure of ours (a 5xx): log it; the client only sees a generic message. */
+  internal: boolean;
+}
+
+/** Fastify's own client-side failures, by status: what the client did wrong. */
+const CLIENT_CODES: Readonly<Record<number, ErrorCode>> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  426: 'UPGRADE_REQUIRED',
+};
+
+/** `{ statusCode, code, error, message }` plus extra fields (never overriding the four). */
+export function errorBody(code: ErrorCode, message: string, extra: Readonly<Record<string, unknown>> = {}): HttpErrorBody {
+  const statusCode = ERROR_CODES[code].status;
+  const body: HttpErrorBody = { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message };
+  for (const [key, value] of Object.entries(extra)) if (!(key in body)) body[key] = value;
+  return body;
+}
+
+interface ValidationIssue {
+  instancePath?: string;
+  message?: string;
+}
+
+/** Where a fastify validation error came from: `body`, `querystring`, `params`, `headers`. */
+function describeValidation(err: { validation: ValidationIssue[]; validationContext?: string }): HttpError {
+  const context = err.validationContext ?? 'body';
+  const issues = err.validation.map((v) => ({
+    path: [context, ...(v.instancePath ?? '').split('/').filter(Boolean)].join('.'),
+    message: v.message ?? 'invalid',
+  }));
+  const first = issues[0];
+  const body = errorBody('INVALID_BODY', first ? `${first.path}: ${first.message}` : `${context}: invalid`, { issues });
+  return { statusCode: body.statusCode, body, internal: false };
+}
+
+/** Maps anything thrown to the answer the client gets. */
+export function toHttpError(err: unknown): HttpError {
+  if (isHostError(err)) {
+    const body = errorBody(err.code, err.message, err.details);
+    return { statusCode: body.statusCode, body, internal: body.statusCode >= 500 && err.code !== 'SHUTTING_DOWN' && err.code !== 'NOT_STARTED' };
+  }
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { validation?: unknown; validationContext?: string; statusCode?: unknown; message?: unknown };
+    if (Array.isArray(e.validation)) {
+      return describeValidation({ validation: e.validation as ValidationIssue[], ...(e.validationContext ? { validationContext: e.validationContext } : {}) });
+    }
+    const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
+    if (status >= 400 && status < 500) {
+      const code = CLIENT_CODES[status] ?? 'BAD_REQUEST';
+      const message = typeof e.message === 'string' && e.message !== '' ? e.message : ERROR_CODES[code].text;
+      const body = errorBody(code, message);
+      return { statusCode: body.statusCode, body, internal: false };
+    }
+  }
+  const body = errorBody('INTERNAL', 'internal error; the host logged the details');
+  return { statusCode: 500, body, internal: true };
+}

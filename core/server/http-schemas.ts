@@ -1,0 +1,186 @@
+import { z } from 'zod';
+import { ERROR_CODES } from '../contract/errors.js';
+
+/**
+ * The zod schemas of the HTTP API (SPEC §6): each one validates a request (through the type
+ * provider), types the handler, and becomes the route's part of `GET /openapi.json`.
+ * Responses are documented and typed here; they are written with JSON.stringify (see server.ts).
+ */
+
+const runStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
+const runSource = z.enum(['schedule', 'http', 'event', 'retry', 'recovery', 'catch-up', 'api']);
+const skipReason = z.enum(['disabled', 'overlap', 'cooldown', 'once', 'duplicate']);
+const iso = z.string().describe('ISO 8601 time');
+const runError = z.object({ code: z.string(), message: z.string() });
+
+/** A path segment: bounded, and never used as a file path (SPEC §7). */
+const segment = z.string().min(1).max(200);
+
+export const jobParams = z.strictObject({ name: segment.describe('job name') });
+export const runParams = z.strictObject({ id: segment.describe('run id') });
+export const eventParams = z.strictObject({ type: segment.describe('app event name, e.g. shipment.created') });
+
+export const triggerBody = z
+  .strictObject({
+    params: z.unknown().optional().describe("the job's params, checked against its schema"),
+    delay: z.union([z.number().int().min(0), z.string().max(50)]).optional().describe("ms, or a duration like '30s'"),
+    runAt: z.union([z.string().max(100), z.number()]).optional().describe('ISO time or ms since the epoch'),
+    key: z.string().min(1).max(500).optional().describe('dedup key: refused while a run holds the same key'),
+    priority: z.number().int().min(-1_000_000).max(1_000_000).optional().describe('lower runs first (default 0)'),
+  })
+  .nullish();
+
+const limit = (max: number): z.ZodType<number | undefined> => z.coerce.number().int().min(1).max(max).optional();
+
+export const runsQuery = z.strictObject({
+  job: segment.optional(),
+  status: runStatus.optional(),
+  limit: limit(1000).describe('page size (default 50)'),
+  before: segment.optional().describe('cursor: the `next` of the previous page'),
+});
+
+export const notificationsQuery = z.strictObject({
+  job: segment.optional(),
+  limit: limit(1000).describe('page size (default 50)'),
+  before: segment.optional().describe('cursor: the `next` of the previous page'),
+});
+
+/** `?job=a&job=b`: one value or many, always an array inside. */
+const repeatable = z
+  .union([z.string().max(200), z.array(z.string().max(200)).max(100)])
+  .optional()
+  .transform((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]));
+
+export const eventsQuery = z.strictObject({
+  job: repeatable.describe('only events of these jobs (repeatable)'),
+  type: repeatable.describe('only these event types; `run.*` globs (repeatable)'),
+  since: z.coerce.number().int().min(0).optional().describe('replay buffered events after this seq first'),
+  token: z.string().max(1000).optional().describe('the API token, for clients that cannot set headers'),
+});
+
+export const errorResponse = z
+  .looseObject({
+    statusCode: z.number().int(),
+    code: z.enum(Object.keys(ERROR_CODES) as [keyof typeof ERROR_CODES, ...Array<keyof typeof ERROR_CODES>]),
+    error: z.string(),
+    message: z.string(),
+    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    reason: skipReason.optional(),
+  })
+  .describe('An error: a stable code from the table in the README');
+
+export const runSchema = z.object({
+  id: z.string(),
+  job: z.string(),
+  status: runStatus,
+  source: runSource,
+  params: z.unknown(),
+  priority: z.number(),
+  key: z.string().nullable(),
+  queue: z.string(),
+  createdAt: iso,
+  runAt: iso,
+  startedAt: iso.nullable(),
+  endedAt: iso.nullable(),
+  durationMs: z.number().nullable(),
+  progress: z.object({ fraction: z.number(), text: z.string().nullable() }),
+  attempts: z.array(z.object({ n: z.number(), startedAt: iso, endedAt: iso.nullable(), error: runError.nullable() })),
+  maxAttempts: z.number(),
+  result: z.unknown(),
+  error: runError.nullable(),
+  retryOf: z.string().nullable(),
+  event: z.string().nullable(),
+  origin: runSource.optional(),
+});
+
+const lastRun = z.object({ runId: z.string(), status: runStatus, at: iso }).nullable();
+
+export const jobSchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  schedule: z.string().nullable(),
+  scheduleText: z.string().nullable().describe('the schedule in words, e.g. "At 07:00" or "Every 15 minutes"'),
+  timezone: z.string(),
+  enabled: z.boolean(),
+  file: z.string().nullable(),
+  nextRun: iso.nullable(),
+  lastRun,
+  lastSuccessAt: iso.nullable(),
+  counts: z.object({ succeeded: z.number(), failed: z.number(), canceled: z.number(), queued: z.number(), running: z.number() }),
+  paramsSchema: z.unknown().describe('JSON Schema of the params (zod params only), or null'),
+  paramDefaults: z.record(z.string(), z.unknown()),
+  queue: z.string(),
+  concurrency: z.number(),
+  overlap: z.enum(['skip', 'queue', 'allow']),
+  retry: z.object({ attempts: z.number(), backoff: z.string(), delayMs: z.number(), maxDelayMs: z.number(), jitter: z.number() }),
+  timeoutMs: z.number(),
+  cooldownMs: z.number(),
+  once: z.boolean(),
+  catchUp: z.boolean(),
+  on: z.array(z.object({ event: z.string(), delayMs: z.number() })),
+  notify: z.unknown(),
+});
+
+export const notificationSchema = z.object({
+  id: z.string(),
+  job: z.string(),
+  runId: z.string(),
+  status: z.string(),
+  title: z.string(),
+  message: z.string(),
+  priority: z.string(),
+  tags: z.array(z.string()),
+  at: iso,
+});
+
+/** `{ items, next? }`: `next` is the cursor for `before`. */
+export const page = <T extends z.ZodType>(item: T): z.ZodObject<{ items: z.ZodArray<T>; next: z.ZodOptional<z.ZodString> }> =>
+  z.object({ items: z.array(item), next: z.string().optional() });
+
+export const triggerResponse = z.object({ runId: z.string() });
+
+export const publishResponse = z.object({
+  enqueued: z.array(z.string()).describe('ids of the runs created'),
+  skipped: z.array(z.object({ job: z.string(), reason: skipReason })),
+  errors: z.array(z.object({ job: z.string(), code: z.string(), message: z.string() })),
+});
+
+const hostState = z.enum(['created', 'starting', 'running', 'stopping', 'stopped']);
+
+export const healthResponse = z.object({ status: z.literal('ok'), state: hostState, uptimeMs: z.number() });
+
+export const readyResponse = z.object({
+  ready: z.boolean(),
+  status: z.enum(['ready', 'starting', 'stopping', 'degraded']),
+  state: hostState,
+  scheduler: z.object({ running: z.boolean(), scheduledJobs: z.number() }),
+  jobs: z.object({ total: z.number(), enabled: z.number(), running: z.number() }),
+  stale: z.array(z.object({ job: z.string(), schedule: z.string(), periodMs: z.number(), lastSuccessAt: iso.nullable() })),
+});
+
+const perJob = z.object({
+  count: z.number(),
+  succeeded: z.number(),
+  failed: z.number(),
+  canceled: z.number(),
+  successRate: z.number().nullable(),
+  p50Ms: z.number().nullable(),
+  p95Ms: z.number().nullable(),
+  lastRun,
+});
+
+export const statsResponse = z.object({
+  state: hostState,
+  totals: z.object({ runs: z.number(), succeeded: z.number(), failed: z.number(), canceled: z.number(), queued: z.number(), delayed: z.number(), running: z.number() }),
+  successRate: z.number().nullable(),
+  jobs: z.object({ total: z.number(), enabled: z.number(), running: z.number(), scheduled: z.number() }),
+  perJob: z.record(z.string(), perJob),
+  queues: z.record(z.string(), z.number()),
+  store: z.object({ liveRuns: z.number(), historyRuns: z.number(), segments: z.number(), commits: z.number() }),
+  events: z.object({ seq: z.number() }),
+});
+
+/** The errors a route may answer with, for the OpenAPI document. */
+export function errors(...statuses: number[]): Record<number, typeof errorResponse> {
+  return Object.fromEntries(statuses.map((s) => [s, errorResponse]));
+}

@@ -1,0 +1,202 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { HostError } from '../contract/errors.js';
+import type { Host } from '../engine/host.js';
+import {
+  errors,
+  eventParams,
+  healthResponse,
+  jobParams,
+  jobSchema,
+  notificationSchema,
+  notificationsQuery,
+  page,
+  publishResponse,
+  readyResponse,
+  runParams,
+  runSchema,
+  runsQuery,
+  statsResponse,
+  triggerBody,
+  triggerResponse,
+} from './http-schemas.js';
+
+/** The fastify instance jobhost serves with: zod schemas through the type provider. */
+export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
+
+type Readiness = z.output<typeof readyResponse>;
+
+/** `GET /ready`: ready when started and every schedule is armed; stale jobs are reported, not fatal. */
+export function readiness(host: Host): Readiness {
+  const state = host.state;
+  const jobs = host.jobs();
+  let enabled = 0;
+  let running = 0;
+  let scheduled = 0;
+  let unarmed = 0;
+  for (const job of jobs) {
+    running += job.counts.running;
+    if (!job.enabled) continue;
+    enabled++;
+    if (job.schedule === null) continue;
+    scheduled++;
+    if (job.nextRun === null) unarmed++;
+  }
+  const schedulerRunning = host.schedulerRunning;
+  const status: Readiness['status'] =
+    state === 'created' || state === 'starting'
+      ? 'starting'
+      : state === 'stopping' || state === 'stopped'
+        ? 'stopping'
+        : !schedulerRunning || unarmed > 0
+          ? 'degraded'
+          : 'ready';
+  return {
+    ready: status === 'ready',
+    status,
+    state,
+    scheduler: { running: schedulerRunning, scheduledJobs: scheduled },
+    jobs: { total: jobs.length, enabled, running },
+    stale: state === 'running' ? host.staleJobs() : [],
+  };
+}
+
+function notFoundJob(name: string): HostError {
+  return new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
+}
+
+/** The REST routes of SPEC §6 (the WebSocket, metrics and OpenAPI routes live beside the server). */
+export function registerRoutes(app: JobhostApp, host: Host): void {
+  const startedAt = Date.now();
+
+  app.get('/health', {
+    schema: { summary: 'Liveness: 200 while the process serves', tags: ['host'], response: { 200: healthResponse } },
+    handler: async () => ({ status: 'ok' as const, state: host.state, uptimeMs: Date.now() - startedAt }),
+  });
+
+  app.get('/ready', {
+    schema: {
+      summary: 'Readiness: 200 when started with every schedule armed; 503 while starting, stopping or degraded',
+      tags: ['host'],
+      response: { 200: readyResponse, 503: readyResponse, ...errors(401) },
+    },
+    handler: async (_request, reply) => {
+      const body = readiness(host);
+      return reply.code(body.ready ? 200 : 503).send(body);
+    },
+  });
+
+  app.get('/jobs', {
+    schema: { summary: 'Every registered job', tags: ['jobs'], response: { 200: page(jobSchema), ...errors(401) } },
+    handler: async () => ({ items: host.jobs() }),
+  });
+
+  app.get('/jobs/:name', {
+    schema: { summary: 'One job', tags: ['jobs'], params: jobParams, response: { 200: jobSchema, ...errors(400, 401, 404) } },
+    handler: async (request) => {
+      const job = host.job(request.params.name);
+      if (!job) throw notFoundJob(request.params.name);
+      return job;
+    },
+  });
+
+  app.post('/jobs/:name/run', {
+    schema: {
+      summary: 'Trigger a job: 202 once the run is on disk',
+      description: '400 INVALID_PARAMS lists `issues`; 409 SKIPPED gives the `reason` (disabled, overlap, cooldown, once, duplicate).',
+      tags: ['jobs'],
+      params: jobParams,
+      body: triggerBody,
+      response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 413, 415, 503) },
+    },
+    handler: async (request, reply) => {
+      const body = request.body ?? {};
+      const result = await host.trigger(request.params.name, {
+        params: body.params,
+        delay: body.delay,
+        runAt: body.runAt,
+        key: body.key,
+        priority: body.priority,
+        source: 'http',
+      });
+      return reply.code(202).send(result);
+    },
+  });
+
+  for (const action of ['enable', 'disable'] as const) {
+    app.post(`/jobs/:name/${action}`, {
+      schema: {
+        summary: `${action === 'enable' ? 'Enable' : 'Disable'} a job (kept across restarts)`,
+        tags: ['jobs'],
+        params: jobParams,
+        response: { 200: jobSchema, ...errors(400, 401, 404) },
+      },
+      handler: async (request) => host[action](request.params.name),
+    });
+  }
+
+  app.post('/events/:type', {
+    schema: {
+      summary: 'Publish an app event: every job whose `on` lists it is triggered with the body as params',
+      tags: ['jobs'],
+      params: eventParams,
+      body: z.unknown().describe('the event payload'),
+      response: { 202: publishResponse, ...errors(400, 401, 413, 415, 503) },
+    },
+    handler: async (request, reply) => reply.code(202).send(await host.publish(request.params.type, request.body)),
+  });
+
+  app.get('/runs', {
+    schema: { summary: 'Run history, newest first', tags: ['runs'], querystring: runsQuery, response: { 200: page(runSchema), ...errors(400, 401) } },
+    handler: async (request) => host.runs(request.query),
+  });
+
+  app.get('/runs/:id', {
+    schema: { summary: 'One run', tags: ['runs'], params: runParams, response: { 200: runSchema, ...errors(400, 401, 404) } },
+    handler: async (request) => {
+      const run = await host.run(request.params.id);
+      if (!run) throw new HostError('RUN_NOT_FOUND', `no run with id "${request.params.id}"`, { runId: request.params.id });
+      return run;
+    },
+  });
+
+  app.post('/runs/:id/cancel', {
+    schema: {
+      summary: 'Cancel a queued or running run; 409 RUN_FINISHED when it already ended',
+      tags: ['runs'],
+      params: runParams,
+      response: { 200: runSchema, ...errors(400, 401, 404, 409) },
+    },
+    handler: async (request) => host.cancel(request.params.id),
+  });
+
+  app.post('/runs/:id/retry', {
+    schema: {
+      summary: 'Replay a failed or canceled run as a new run',
+      tags: ['runs'],
+      params: runParams,
+      response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 503) },
+    },
+    handler: async (request, reply) => reply.code(202).send(await host.retry(request.params.id)),
+  });
+
+  app.get('/stats', {
+    schema: { summary: 'Totals, success rate, per-job p50/p95, queue depths', tags: ['host'], response: { 200: statsResponse, ...errors(401) } },
+    handler: async () => host.stats(),
+  });
+
+  app.get('/notifications', {
+    schema: {
+      summary: 'Notifications, newest first',
+      tags: ['runs'],
+      querystring: notificationsQuery,
+      response: { 200: page(notificationSchema), ...errors(400, 401) },
+    },
+    handler: async (request) => {
+      const { job, limit, before } = request.query;
+      return host.notifications({ ...(job !== undefined && { job }), ...(limit !== undefined && { limit }), ...(before !== undefined && { before }) });
+    },
+  });
+}

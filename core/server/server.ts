@@ -1,0 +1,237 @@
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import websocket from '@fastify/websocket';
+import swagger from '@fastify/swagger';
+import fp from 'fastify-plugin';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type RawServerDefault } from 'fastify';
+import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
+import { HostError } from '../contract/errors.js';
+import type { Host } from '../engine/host.js';
+import { errorBody, toHttpError } from './http-errors.js';
+import { errors } from './http-schemas.js';
+import type { Logger } from '../contract/logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { registerRoutes, type JobhostApp } from './routes.js';
+import { registerEventStream, type EventStream } from './ws.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * Serve this route without the token. Only for what holds no data of the host: the dashboard's
+     * page shell, which has to load before it can ask for the token.
+     */
+    public?: boolean;
+  }
+}
+
+/**
+ * An extra fastify plugin (e.g. the dashboard at `GET /`), registered after the API with `{ host }`.
+ * Its routes need the token like the API's, unless a route sets `config: { public: true }`.
+ */
+export type ServerPlugin = FastifyPluginAsync<{ host: Host }, RawServerDefault, ZodTypeProvider>;
+
+export interface ServerOptions {
+  /** Address to bind (default `server.host` from the config: 127.0.0.1). */
+  host?: string | undefined;
+  /** Port (default `server.port`; 0 picks a free one). */
+  port?: number | undefined;
+  /** With a token, every route but `/health` needs `Authorization: Bearer <token>` (default `server.token`). */
+  token?: string | null | undefined;
+  /** Largest request body in bytes; larger ones get 413 (default `server.bodyLimit`, 1 MiB). */
+  bodyLimit?: number | undefined;
+  /** Default: the host's logger. */
+  logger?: Logger | undefined;
+  /** Log every request (default false: errors only). */
+  requestLogging?: boolean | undefined;
+  /** WebSocket slow-reader bound and grace, see `EventStreamOptions`. */
+  ws?: { maxBuffered?: number | undefined; cutoffGraceMs?: number | undefined } | undefined;
+  /** Extra routes, e.g. the dashboard. */
+  plugins?: readonly ServerPlugin[] | undefined;
+}
+
+export interface Server {
+  readonly app: JobhostApp;
+  readonly metrics: Metrics;
+  /** The base URL once listening (`http://127.0.0.1:3000`), else null. */
+  readonly url: string | null;
+  listen(): Promise<{ url: string }>;
+  /** Closes WebSockets (1001), then the server; idempotent. */
+  close(): Promise<void>;
+}
+
+const version = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+
+/** `/jobs/:name/run` → a regex for the concrete path, to tell 405 from 404. */
+function pathPattern(url: string): RegExp {
+  const escaped = url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  return new RegExp(`^${escaped.join('/')}$`);
+}
+
+/** A raw 400 for requests Node's HTTP parser rejects before fastify sees them. */
+function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(errorBody('BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`));
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * The HTTP API and WebSocket stream of SPEC §6–7 for a host. Settings default to the host's
+ * validated `server` config. Refuses (INSECURE_BIND) a non-loopback address without a token.
+ */
+export function createServer(host: Host, options: ServerOptions = {}): Server {
+  const settings = host.config.server;
+  const bindHost = options.host ?? settings.host;
+  const port = options.port ?? settings.port;
+  const token = options.token === undefined ? settings.token : options.token;
+  assertSafeBind(bindHost, token);
+  const logger = options.logger ?? host.logger;
+
+  const app: JobhostApp = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: !options.requestLogging }),
+    bodyLimit: options.bodyLimit ?? settings.bodyLimit,
+    routerOptions: { maxParamLength: 200 },
+    clientErrorHandler: clientError,
+    frameworkErrors: (err: unknown, _request: FastifyRequest, reply: FastifyReply) => {
+      const { statusCode, body } = toHttpError(err);
+      void reply.code(statusCode).send(body);
+    },
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  // Responses are typed by their schemas at compile time; writing them needs no second check.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // JSON in and out: a text/plain body is refused with 415 rather than handed to a route as a string.
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((err, request, reply) => {
+    const { statusCode, body, internal } = toHttpError(err);
+    if (internal) request.log.error({ err, method: request.method, url: request.url }, 'request failed');
+    if (statusCode === 401) void reply.header('www-authenticate', 'Bearer');
+    return reply.code(statusCode).send(body);
+  });
+
+  const routes: Array<{ methods: string[]; pattern: RegExp }> = [];
+  app.addHook('onRoute', (route) => {
+    routes.push({ methods: [route.method].flat(), pattern: pathPattern(route.url) });
+  });
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const shown = path.length > 200 ? `${path.slice(0, 200)}…` : path;
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods))];
+    if (allowed.length > 0) {
+      void reply.header('allow', allowed.join(', '));
+      throw new HostError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${shown}; use ${allowed.join(', ')}`);
+    }
+    throw new HostError('NOT_FOUND', `no route ${request.method} ${shown}`);
+  });
+
+  const metrics = createMetrics(host);
+  let stream: EventStream | undefined;
+
+  void app.register(websocket, {
+    // Clients only listen; a small cap keeps what they can make the host buffer small.
+    options: { maxPayload: 4096 },
+    errorHandler: (err, socket) => {
+      logger.debug({ err }, 'WebSocket client error');
+      socket.terminate();
+    },
+  });
+  if (token) {
+    const check = tokenChecker(token);
+    // Registered after the WebSocket plugin, so its onRequest hook marks upgrade requests first and a
+    // refused upgrade still gets its socket closed after the 401.
+    void app.register(
+      fp(async (scope) => {
+        scope.addHook('onRequest', async (request) => {
+          const route = request.routeOptions.url;
+          if (route === '/health' || request.routeOptions.config.public === true) return;
+          let presented = bearerToken(request.headers.authorization);
+          if (presented === undefined && route === '/events') {
+            const query = request.query as Record<string, unknown>;
+            if (typeof query['token'] === 'string') presented = query['token'];
+          }
+          if (!check(presented)) {
+            throw new HostError('UNAUTHORIZED', presented === undefined ? 'this host needs a token: Authorization: Bearer <token>' : 'the token is not valid');
+          }
+        });
+      }),
+    );
+  }
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'jobhost', description: 'HTTP API of the jobhost background-job host (SPEC §6)', version },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: token ? [{ bearer: [] }] : [],
+    },
+    transform: jsonSchemaTransform,
+  });
+  void app.register(async (scope: JobhostApp) => {
+    registerRoutes(scope, host);
+    stream = registerEventStream(scope, host, { ...options.ws, observer: metrics });
+    scope.get('/metrics', {
+      schema: {
+        summary: 'Prometheus metrics (text exposition format)',
+        tags: ['host'],
+        response: { 200: z.string().describe('Prometheus text format 0.0.4'), ...errors(401) },
+      },
+      handler: async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()),
+    });
+    scope.get('/openapi.json', {
+      schema: { summary: 'This OpenAPI document', tags: ['host'], response: { 200: z.unknown().describe('OpenAPI 3.0 document'), ...errors(401) } },
+      handler: async () => app.swagger(),
+    });
+  });
+  for (const plugin of options.plugins ?? []) void app.register(plugin, { host });
+
+  let url: string | null = null;
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    metrics,
+    get url() {
+      return url;
+    },
+    async listen() {
+      url = await app.listen({ host: bindHost, port });
+      return { url };
+    },
+    close() {
+      closing ??= (async () => {
+        await stream?.closeAll('the host is stopping');
+        metrics.close();
+        // A client that holds a request open (slowloris) must not hold up the host's exit.
+        const force = setTimeout(() => app.server.closeAllConnections(), 5000);
+        await app.close();
+        clearTimeout(force);
+        url = null;
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Creates the server and plugs it into the host's lifecycle: it listens once the engine has
+ * started and closes after the engine has drained (triggers meanwhile get 503 SHUTTING_DOWN).
+ */
+export function useServer(host: Host, options: ServerOptions = {}): Server {
+  const server = createServer(host, options);
+  host.use({
+    name: 'http',
+    start: async () => {
+      const { url } = await server.listen();
+      host.logger.info({ url }, `jobhost API listening on ${url}`);
+    },
+    stop: () => server.close(),
+  });
+  return server;
+}

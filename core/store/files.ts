@@ -1,0 +1,241 @@
+import { constants } from 'node:fs';
+import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Adapter } from 'lowdb';
+import { HostError } from '../contract/errors.js';
+
+/**
+ * The store's file primitives: lowdb adapters that fsync, and an append-only file with group
+ * commit support. Every replaced file goes temp → fsync → rename → fsync(dir), so a kill -9 at any
+ * moment leaves either the old or the new file, never a torn one.
+ */
+
+/** fsync a directory so a rename or a newly created file survives power loss. */
+export async function syncDir(dir: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(dir, constants.O_RDONLY);
+    await handle.sync();
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** Writes `text` to `file` atomically and durably. */
+export async function writeFileDurable(file: string, text: string, fsync: boolean): Promise<void> {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const handle = await open(temp, 'w');
+  try {
+    await handle.writeFile(text, 'utf8');
+    if (fsync) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+  if (fsync) await syncDir(path.dirname(file));
+}
+
+/** A lowdb adapter for one JSON document, written atomically with fsync (lowdb's JSONFile has no fsync). */
+export class DurableJsonFile<T> implements Adapter<T> {
+  readonly file: string;
+  readonly #fsync: boolean;
+
+  constructor(file: string, options: { fsync: boolean }) {
+    this.file = file;
+    this.#fsync = options.fsync;
+  }
+
+  async read(): Promise<T | null> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      throw new HostError('STORE_CORRUPT', `${this.file}: not valid JSON (${(err as Error).message})`, { file: this.file });
+    }
+  }
+
+  write(data: T): Promise<void> {
+    return writeFileDurable(this.file, JSON.stringify(data), this.#fsync);
+  }
+}
+
+export interface NdjsonRead<T> {
+  items: T[];
+  /** Bytes up to the end of the last complete, parseable line. */
+  goodBytes: number;
+  /** Lines that did not parse (a torn tail from a crash, or damage). */
+  badLines: number;
+}
+
+/**
+ * A lowdb adapter for newline-delimited JSON: one record per line. Reading tolerates a torn last
+ * line (an interrupted append) and skips damaged lines, reporting both; writing replaces the
+ * whole file atomically.
+ */
+export class NdjsonFile<T> implements Adapter<T[]> {
+  readonly file: string;
+  readonly #fsync: boolean;
+  last: NdjsonRead<T> = { items: [], goodBytes: 0, badLines: 0 };
+
+  constructor(file: string, options: { fsync: boolean }) {
+    this.file = file;
+    this.#fsync = options.fsync;
+  }
+
+  async read(): Promise<T[] | null> {
+    let buf: Buffer;
+    try {
+      buf = await readFile(this.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    this.last = parseNdjson<T>(buf);
+    return this.last.items;
+  }
+
+  write(items: T[]): Promise<void> {
+    let text = '';
+    for (const item of items) text += JSON.stringify(item) + '\n';
+    return writeFileDurable(this.file, text, this.#fsync);
+  }
+}
+
+export function parseNdjson<T>(buf: Buffer): NdjsonRead<T> {
+  const items: T[] = [];
+  let goodBytes = 0;
+  let badLines = 0;
+  let start = 0;
+  while (start < buf.length) {
+    const end = buf.indexOf(10, start);
+    if (end === -1) {
+      badLines++; // torn tail: no newline, never acknowledged
+      break;
+    }
+    if (end > start) {
+      try {
+        items.push(JSON.parse(buf.toString('utf8', start, end)) as T);
+        goodBytes = end + 1;
+      } catch {
+        badLines++;
+      }
+    } else {
+      goodBytes = end + 1;
+    }
+    start = end + 1;
+  }
+  return { items, goodBytes, badLines };
+}
+
+/** Undefined where the platform lacks it (Windows), whatever @types/node says. */
+const O_DSYNC = constants.O_DSYNC as number | undefined;
+
+/**
+ * An append-only file. `append()` only encodes into a buffer; `commit()` writes everything
+ * appended in one synced write, which is how many callers share one disk flush
+ * (group commit). A failed write is truncated back, so a retry never leaves a torn record in
+ * the middle. Two buffers alternate, so appends go on while a commit is on the disk.
+ */
+export class AppendFile {
+  readonly file: string;
+  readonly #fsync: boolean;
+  #handle: FileHandle | undefined;
+  #size = 0;
+  #buf: Buffer = Buffer.allocUnsafe(64 * 1024);
+  #len = 0;
+  #spare: Buffer | undefined;
+
+  constructor(file: string, options: { fsync: boolean }) {
+    this.file = file;
+    this.#fsync = options.fsync;
+  }
+
+  /** Bytes on disk plus bytes appended and not yet committed. */
+  get size(): number {
+    return this.#size + this.#len;
+  }
+
+  get pending(): boolean {
+    return this.#len > 0;
+  }
+
+  /** Opens for appending; `truncateTo` drops a torn tail found when reading the file. */
+  async open(truncateTo?: number): Promise<void> {
+    let created = false;
+    // O_DSYNC: each write returns only once its data (and the size that reaches it) is on disk, as
+    // write + fdatasync would, in one trip to the thread pool instead of two. Where the platform
+    // has no O_DSYNC (Windows), commit() calls datasync after the write instead.
+    const sync = this.#fsync && O_DSYNC !== undefined ? O_DSYNC : 0;
+    try {
+      this.#handle = await open(this.file, constants.O_RDWR | sync);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.#handle = await open(this.file, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | sync);
+      created = true;
+    }
+    const { size } = await this.#handle.stat();
+    this.#size = size;
+    if (truncateTo !== undefined && truncateTo < size) {
+      await this.#handle.truncate(truncateTo);
+      if (this.#fsync) await this.#handle.datasync(); // O_DSYNC covers writes, not truncation
+      this.#size = truncateTo;
+    }
+    if (created && this.#fsync) await syncDir(path.dirname(this.file));
+  }
+
+  append(text: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const need = this.#len + text.length * 3;
+    if (need > this.#buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+      this.#buf.copy(bigger, 0, 0, this.#len);
+      this.#buf = bigger;
+    }
+    this.#len += this.#buf.write(text, this.#len);
+  }
+
+  /** Writes and syncs what was appended. */
+  async commit(): Promise<void> {
+    if (this.#len === 0) return;
+    const handle = this.#handle;
+    if (!handle) throw new HostError('STORE_WRITE_FAILED', `${this.file}: not open`);
+    const data = this.#buf;
+    const length = this.#len;
+    this.#buf = this.#spare && this.#spare.length >= 64 * 1024 ? this.#spare : Buffer.allocUnsafe(64 * 1024);
+    this.#spare = undefined;
+    this.#len = 0;
+    try {
+      let written = 0;
+      while (written < length) {
+        const { bytesWritten } = await handle.write(data, written, length - written, this.#size + written);
+        written += bytesWritten;
+      }
+      // With O_DSYNC the write was durable on return; otherwise sync it now.
+      if (this.#fsync && O_DSYNC === undefined) await handle.datasync();
+      this.#size += length;
+    } catch (err) {
+      await handle.truncate(this.#size).catch(() => undefined);
+      throw new HostError('STORE_WRITE_FAILED', `${this.file}: ${(err as Error).message}`, { file: this.file }, { cause: err });
+    } finally {
+      // Keep one buffer for reuse, unless it grew huge for a one-off burst.
+      if (data.length <= 16 * 1024 * 1024) this.#spare = data;
+    }
+  }
+
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close();
+  }
+
+  async remove(): Promise<void> {
+    await this.close();
+    await rm(this.file, { force: true });
+  }
+}

@@ -1,0 +1,284 @@
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Low } from 'lowdb';
+import type { Clock } from '../contract/clock.js';
+import { AppendFile, NdjsonFile } from './files.js';
+import type { Logger } from '../contract/logger.js';
+import type { Run, RunStatus } from '../contract/run.js';
+import type { RunQuery } from './store.js';
+
+/**
+ * Finished runs, in segments: `segments/<n>.ndjson`, one run per line, appended to the open
+ * segment and immutable once it is full. Each sealed segment has a small summary (id range, jobs,
+ * statuses) in the checkpoint's index, so a history page reads only the segments that can hold
+ * it, and retention drops whole segments. With no directory, segments live in memory.
+ */
+
+export interface SegmentInfo {
+  n: number;
+  count: number;
+  minId: string;
+  maxId: string;
+  maxEndedAt: string;
+  jobs: Record<string, number>;
+  statuses: Partial<Record<RunStatus, number>>;
+}
+
+interface Segment {
+  info: SegmentInfo;
+  /** The parsed runs while in memory (always for the open segment). */
+  runs: Run[] | undefined;
+}
+
+export interface HistoryOptions {
+  dir: string | null;
+  fsync: boolean;
+  segmentSize: number;
+  keepRuns: number;
+  keepDaysMs: number;
+  clock: Clock;
+  logger: Logger;
+}
+
+const SEGMENT_CACHE = 4;
+
+function emptyInfo(n: number): SegmentInfo {
+  return { n, count: 0, minId: '', maxId: '', maxEndedAt: '', jobs: {}, statuses: {} };
+}
+
+function addToInfo(info: SegmentInfo, run: Run): void {
+  if (info.count === 0 || run.id < info.minId) info.minId = run.id;
+  if (info.count === 0 || run.id > info.maxId) info.maxId = run.id;
+  if (run.endedAt && run.endedAt > info.maxEndedAt) info.maxEndedAt = run.endedAt;
+  info.count++;
+  info.jobs[run.job] = (info.jobs[run.job] ?? 0) + 1;
+  info.statuses[run.status] = (info.statuses[run.status] ?? 0) + 1;
+}
+
+const newestFirst = (a: Run, b: Run): number => (a.id < b.id ? 1 : -1);
+
+export class History {
+  readonly #o: HistoryOptions;
+  #open: Segment = { info: emptyInfo(1), runs: [] };
+  readonly #sealed: Segment[] = [];
+  readonly #cache: Segment[] = [];
+  /** Segments dropped by retention; deleted once a checkpoint no longer lists them. */
+  readonly #expired: number[] = [];
+  #file: AppendFile | undefined;
+  /** The next segment's file, created ahead so sealing never waits for a new file on the disk. */
+  #next: Promise<AppendFile> | undefined;
+
+  constructor(options: HistoryOptions) {
+    this.#o = options;
+  }
+
+  /** The open segment's file, where a commit appends finished runs (undefined without a dir). */
+  get file(): AppendFile | undefined {
+    return this.#file;
+  }
+
+  /** Where the next finished run goes: for a checkpoint's fold marker. */
+  get position(): { segment: number; line: number } {
+    return { segment: this.#open.info.n, line: this.#open.info.count };
+  }
+
+  index(): SegmentInfo[] {
+    return this.#sealed.map((s) => s.info);
+  }
+
+  count(): number {
+    return this.#open.info.count + this.#sealed.reduce((sum, s) => sum + s.info.count, 0);
+  }
+
+  segments(): number {
+    return this.#sealed.length + 1;
+  }
+
+  #path(n: number): string {
+    return path.join(this.#o.dir as string, 'segments', `${n}.ndjson`);
+  }
+
+  /**
+   * Opens the history on disk: the segments in the checkpoint's index, plus any newer segment
+   * file, which is read so `visit` sees each run in it (`afterMark`: it comes after the
+   * checkpoint's fold marker). A torn last line is dropped and truncated away.
+   */
+  async load(indexed: SegmentInfo[], mark: { segment: number; line: number } | undefined, visit: (run: Run, afterMark: boolean) => void): Promise<void> {
+    const dir = path.join(this.#o.dir as string, 'segments');
+    const files = (await readdir(dir))
+      .map((f) => /^(\d+)\.ndjson$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    const onDisk = new Set(files);
+    const known = new Set(indexed.map((i) => i.n));
+    for (const info of indexed) {
+      if (onDisk.has(info.n)) this.#sealed.push({ info, runs: undefined });
+      else this.#o.logger.error({ code: 'STORE_CORRUPT', segment: info.n }, 'a segment in the index is missing; its runs are gone from history');
+    }
+    const from = mark ?? { segment: Infinity, line: 0 };
+    const last = files.at(-1);
+    for (const n of files) {
+      if (known.has(n)) continue;
+      const file = this.#path(n);
+      const adapter = new NdjsonFile<Run>(file, { fsync: this.#o.fsync });
+      const runs = (await adapter.read()) ?? [];
+      if (adapter.last.badLines > 0) {
+        this.#o.logger.warn({ code: 'STORE_CORRUPT', file, badLines: adapter.last.badLines }, 'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)');
+      }
+      const info = emptyInfo(n);
+      for (const [line, run] of runs.entries()) {
+        addToInfo(info, run);
+        visit(run, n > from.segment || (n === from.segment && line >= from.line));
+      }
+      if (n === last && runs.length < this.#o.segmentSize) {
+        this.#open = { info, runs };
+        this.#file = new AppendFile(file, { fsync: this.#o.fsync });
+        await this.#file.open(adapter.last.goodBytes);
+      } else if (runs.length > 0) {
+        this.#sealed.push({ info, runs: undefined });
+      } else {
+        await rm(file, { force: true });
+      }
+    }
+    this.#sealed.sort((a, b) => a.info.n - b.info.n);
+    if (!this.#file) {
+      const n = Math.max(last ?? 0, this.#sealed.at(-1)?.info.n ?? 0) + 1;
+      this.#open = { info: emptyInfo(n), runs: [] };
+      this.#file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
+      await this.#file.open();
+    }
+    this.#applyRetention();
+  }
+
+  /** Records runs whose final lines are durable in the open segment; seals it when full. */
+  async add(finished: readonly Run[]): Promise<void> {
+    for (const run of finished) {
+      this.#open.runs?.push(run);
+      addToInfo(this.#open.info, run);
+    }
+    // Half full: create the next file now (its directory entry fsynced), off the commit path.
+    if (this.#o.dir !== null && !this.#next && this.#open.info.count * 2 >= this.#o.segmentSize) {
+      const next = new AppendFile(this.#path(this.#open.info.n + 1), { fsync: this.#o.fsync });
+      this.#next = next.open().then(() => next);
+      this.#next.catch(() => undefined); // awaited (and reported) at the seal
+    }
+    // Sealed after the batch: every run written to this segment's file is counted in its info.
+    if (this.#open.info.count >= this.#o.segmentSize) {
+      try {
+        await this.#seal();
+      } catch (err) {
+        // What was written is durable: the segment just stays open a while longer.
+        this.#o.logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'could not start the next history segment; retrying at the next commit');
+      }
+    }
+  }
+
+  async #seal(): Promise<void> {
+    const sealed = this.#open;
+    const n = sealed.info.n + 1;
+    if (this.#o.dir !== null) {
+      const next = this.#next ?? (async () => {
+        const file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
+        await file.open();
+        return file;
+      })();
+      this.#next = undefined;
+      const file = await next; // a failure leaves the open segment open, to be retried
+      await this.#file?.close();
+      this.#file = file;
+    }
+    this.#sealed.push(sealed);
+    this.#remember(sealed);
+    this.#open = { info: emptyInfo(n), runs: [] };
+    this.#applyRetention();
+  }
+
+  /** Drops whole sealed segments beyond keepRuns (keeping at least keepRuns) and older than keepDays. */
+  #applyRetention(): void {
+    let total = this.count();
+    const cutoff = this.#o.keepDaysMs > 0 ? new Date(this.#o.clock.now() - this.#o.keepDaysMs).toISOString() : '';
+    while (this.#sealed.length > 0) {
+      const oldest = this.#sealed[0]!;
+      const tooMany = total - oldest.info.count >= this.#o.keepRuns;
+      const tooOld = cutoff !== '' && oldest.info.maxEndedAt !== '' && oldest.info.maxEndedAt < cutoff;
+      if (!tooMany && !tooOld) break;
+      this.#sealed.shift();
+      total -= oldest.info.count;
+      const cached = this.#cache.indexOf(oldest);
+      if (cached >= 0) this.#cache.splice(cached, 1);
+      if (this.#o.dir !== null) this.#expired.push(oldest.info.n);
+    }
+  }
+
+  /** Deletes expired segment files: call once a checkpoint without them is durable. */
+  async deleteExpired(): Promise<void> {
+    for (const n of this.#expired.splice(0)) {
+      await rm(this.#path(n), { force: true }).catch((err: unknown) => this.#o.logger.warn({ err, segment: n }, 'could not delete an expired segment'));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#file?.close();
+    // An unused next file is empty; it is removed on the next load.
+    await (await this.#next?.catch(() => undefined))?.close();
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  async find(id: string): Promise<Run | undefined> {
+    const open = this.#open.runs?.find((r) => r.id === id);
+    if (open) return open;
+    for (let i = this.#sealed.length - 1; i >= 0; i--) {
+      const seg = this.#sealed[i]!;
+      if (id < seg.info.minId || id > seg.info.maxId) continue;
+      const hit = (await this.#runsOf(seg)).find((r) => r.id === id);
+      if (hit) return hit;
+    }
+    return undefined;
+  }
+
+  /** A page of runs, newest first by id, from `live` (unfinished runs) and every segment. */
+  async page(live: Iterable<Run>, query: RunQuery): Promise<{ items: Run[]; more: boolean }> {
+    const limit = Math.max(1, Math.min(query.limit ?? 50, 1000));
+    const { before, job, status } = query;
+    const match = (r: Run): boolean =>
+      (before === undefined || r.id < before) && (job === undefined || r.job === job) && (status === undefined || r.status === status);
+    // Keep the `limit + 1` newest matches; the extra one tells whether a next page exists.
+    let best: Run[] = [];
+    const consider = (runs: Iterable<Run>): void => {
+      for (const r of runs) if (match(r)) best.push(r);
+      if (best.length > limit + 1) best = best.sort(newestFirst).slice(0, limit + 1);
+    };
+    consider(live);
+    consider(this.#open.runs ?? []);
+    // Newest segments first; stop once no older segment can hold a run newer than the page's last.
+    for (const seg of [...this.#sealed].sort((a, b) => (a.info.maxId < b.info.maxId ? 1 : -1))) {
+      if (best.length > limit && seg.info.maxId < best.sort(newestFirst)[limit]!.id) break;
+      if (before !== undefined && seg.info.minId >= before) continue;
+      if (job !== undefined && !seg.info.jobs[job]) continue;
+      if (status !== undefined && !seg.info.statuses[status]) continue;
+      consider(await this.#runsOf(seg));
+    }
+    best.sort(newestFirst);
+    return { items: best.slice(0, limit), more: best.length > limit };
+  }
+
+  async #runsOf(seg: Segment): Promise<Run[]> {
+    if (seg.runs) return seg.runs;
+    const db = new Low<Run[]>(new NdjsonFile<Run>(this.#path(seg.info.n), { fsync: this.#o.fsync }), []);
+    await db.read();
+    seg.runs = db.data;
+    this.#remember(seg);
+    return seg.runs;
+  }
+
+  /** Keeps a few sealed segments parsed in memory (all of them when there is no disk). */
+  #remember(seg: Segment): void {
+    if (this.#o.dir === null) return;
+    const i = this.#cache.indexOf(seg);
+    if (i >= 0) this.#cache.splice(i, 1);
+    this.#cache.push(seg);
+    while (this.#cache.length > SEGMENT_CACHE) this.#cache.shift()!.runs = undefined;
+  }
+}

@@ -1,0 +1,56 @@
+import t from 'tap';
+import { parseConfig } from '../../../core/contract/config.js';
+
+t.test('{} is a valid config with every default filled in', async (t) => {
+  const c = parseConfig({});
+  t.same(c.server, { host: '127.0.0.1', port: 3000, token: null, bodyLimit: 1024 * 1024 });
+  t.same(c.store, { dir: 'data', keepRuns: 1000, keepDays: 30, fsync: true });
+  t.same(c.plugins, { dir: 'plugins', watch: true, importTimeout: 10_000 });
+  t.same(c.defaults, { timezone: 'UTC', timeout: 300_000 });
+  t.equal(c.concurrency, 8);
+  t.same(c.queues, { critical: 6, default: 2, low: 1 });
+  t.same(c.shutdown, { grace: 30_000 });
+  t.same(c.jobs, {});
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.server) && Object.isFrozen(c.queues));
+  t.same(parseConfig(undefined), c);
+});
+
+t.test('the SPEC example config parses', async (t) => {
+  const c = parseConfig({
+    server: { host: '127.0.0.1', port: 3000, token: null },
+    store: { dir: 'data', keepRuns: 1000, keepDays: 30 },
+    plugins: { dir: 'plugins', watch: true },
+    defaults: { timezone: 'UTC', timeout: '5m' },
+    concurrency: 8,
+    queues: { critical: 6, default: 2, low: 1 },
+    shutdown: { grace: '30s' },
+    jobs: { 'cleanup-temp-files': { schedule: '0 */3 * * *', enabled: true, params: { dir: '/var/tmp' } } },
+  });
+  t.same(c.jobs['cleanup-temp-files'], { schedule: { kind: 'cron', expr: '0 */3 * * *' }, enabled: true, params: { dir: '/var/tmp' } });
+});
+
+t.test('a queues map without default still gets one', async (t) => {
+  t.same(parseConfig({ queues: { fast: 3 } }).queues, { fast: 3, default: 1 });
+  t.equal(parseConfig({ queues: { fast: 3 }, jobs: { x: { queue: 'default' } } }).jobs['x']?.queue, 'default');
+});
+
+t.test('bad values and unknown keys name the path', async (t) => {
+  const cases: Array<[unknown, string, RegExp]> = [
+    [{ jobs: { x: { schedule: '61 * * * *' } } }, 'INVALID_CRON', /^jobs\.x\.schedule: invalid cron/],
+    [{ jobs: { x: { timezone: 'Nope/Nope' } } }, 'INVALID_TIMEZONE', /^jobs\.x\.timezone: /],
+    [{ jobs: { x: { speed: 1 } } }, 'CONFIG_INVALID', /^jobs\.x: unknown key "speed"/],
+    [{ jobs: { 'Bad Name': {} } }, 'CONFIG_INVALID', /^jobs\.Bad Name: /],
+    [{ server: { port: 70000 } }, 'CONFIG_INVALID', /^server\.port: /],
+    [{ server: { token: 'short' } }, 'CONFIG_INVALID', /^server\.token: a token needs at least 8 characters/],
+    [{ concurrency: 0 }, 'CONFIG_INVALID', /^concurrency: /],
+    [{ queues: { default: 0 } }, 'CONFIG_INVALID', /^queues\.default: /],
+    [{ jobs: { x: { queue: 'urgent' } } }, 'CONFIG_INVALID', /^jobs\.x\.queue: unknown queue "urgent" \(queues: critical, default, low\)/],
+    [{ shutdown: { grace: 'a while' } }, 'INVALID_DURATION', /^shutdown\.grace: /],
+    [{ defaults: { timeout: true } }, 'INVALID_DURATION', /^defaults\.timeout: /],
+    [{ surprise: 1 }, 'CONFIG_INVALID', /^\(root\): unknown key "surprise"/],
+    [[], 'CONFIG_INVALID', /^\(root\): /],
+  ];
+  for (const [input, code, message] of cases) {
+    t.throws(() => parseConfig(input), { code, message }, JSON.stringify(input));
+  }
+});

@@ -1,0 +1,277 @@
+import t from 'tap';
+import { z } from 'zod';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import type { JobContext } from '../../../core/contract/plugin.js';
+import type { AnyHostEvent } from '../../../core/contract/events.js';
+import { pino } from 'pino';
+import { createHost } from '../../../core/engine/host.js';
+import { gate, startHost, tempDir } from '../../helpers.js';
+
+const noop = (): undefined => undefined;
+
+t.test('register replaces a job of the same name; runs in flight finish on the old version', async (t) => {
+  const { host, of } = await startHost(t);
+  const release = gate();
+  host.register({ name: 'job', handler: async () => {
+    await release.promise;
+    return 'v1';
+  } });
+  const old = await host.trigger('job');
+  host.register({ name: 'job', concurrency: 2, handler: () => 'v2' });
+  const fresh = await host.trigger('job');
+  t.equal((await host.wait(fresh.runId)).result, 'v2');
+  release.open();
+  t.equal((await host.wait(old.runId)).result, 'v1');
+  t.same(of('job.registered').map((e) => e.data.job), ['job']);
+  t.equal(of('job.updated').length, 1);
+});
+
+t.test('unregister: queued runs wait for the job to come back', async (t) => {
+  const { host } = await startHost(t);
+  host.register({ name: 'job', handler: noop });
+  host.pause();
+  const queued = await host.trigger('job');
+  t.ok(host.unregister('job'));
+  t.notOk(host.unregister('job'));
+  host.resume();
+  await new Promise((r) => setImmediate(r));
+  t.equal((await host.run(queued.runId))!.status, 'queued');
+  await t.rejects(host.trigger('job'), { code: 'JOB_NOT_FOUND' });
+  host.register({ name: 'job', handler: () => 'back' });
+  t.equal((await host.wait(queued.runId)).result, 'back');
+});
+
+t.test('params: validated on every trigger, merged over config defaults', async (t) => {
+  const { host } = await startHost(t, { config: { jobs: { clean: { params: { dir: '/var/tmp' } } } } });
+  let seen: unknown;
+  host.register(definePlugin({
+    name: 'clean',
+    params: z.object({ dir: z.string(), days: z.number().int().min(1).default(7) }),
+    handler: (ctx) => {
+      seen = ctx.params;
+    },
+  }));
+  await host.wait((await host.trigger('clean')).runId);
+  t.same(seen, { dir: '/var/tmp', days: 7 });
+  await host.wait((await host.trigger('clean', { params: { dir: '/x', days: 2 } })).runId);
+  t.same(seen, { dir: '/x', days: 2 });
+  await t.rejects(host.trigger('clean', { params: { days: 0 } }), {
+    code: 'INVALID_PARAMS',
+    message: /^params\.days: /,
+    details: { issues: [{ path: 'days' }] },
+  });
+  await t.rejects(host.trigger('clean', { params: 'nope' }), { code: 'INVALID_PARAMS' });
+  host.register({ name: 'free', handler: noop });
+  await t.rejects(host.trigger('free', { params: [1] }), { code: 'INVALID_PARAMS', message: /expected an object/ });
+  await t.rejects(host.trigger('free', { params: { n: 1n } }), { code: 'INVALID_PARAMS', message: /JSON/ });
+  t.same((await host.run((await host.trigger('free', { params: { a: 1 } })).runId))!.params, { a: 1 });
+  await t.rejects(host.trigger('free', { priority: 1.5 }), { code: 'INVALID_BODY' });
+  await t.rejects(host.trigger('free', { key: '' }), { code: 'INVALID_BODY' });
+  await t.rejects(host.trigger('nope'), { code: 'JOB_NOT_FOUND' });
+});
+
+t.test('disabled jobs refuse triggers; the flag is emitted and shown', async (t) => {
+  const { host, of } = await startHost(t);
+  host.register({ name: 'job', handler: noop });
+  await host.disable('job');
+  t.equal(host.job('job')!.enabled, false);
+  await t.rejects(host.trigger('job'), { code: 'SKIPPED', details: { reason: 'disabled' } });
+  await host.enable('job');
+  t.ok((await host.trigger('job')).runId);
+  t.same(of('job.disabled').map((e) => e.data.job), ['job']);
+  t.same(of('job.enabled').map((e) => e.data.job), ['job']);
+  await t.rejects(host.enable('nope'), { code: 'JOB_NOT_FOUND' });
+});
+
+t.test('publish: app events enqueue subscribed jobs with the payload as params, after their delay', async (t) => {
+  const { host, clock, of } = await startHost(t);
+  const got: unknown[] = [];
+  host.register(definePlugin({
+    name: 'ship',
+    params: z.object({ orderId: z.string() }),
+    on: [{ event: 'shipment.created', delay: '30s' }],
+    handler: (ctx) => {
+      got.push(ctx.params.orderId);
+    },
+  }));
+  host.register({ name: 'audit', on: ['shipment.created', 'file.uploaded'], handler: (ctx: JobContext) => {
+    got.push(ctx.params);
+  } });
+  const res = await host.publish('shipment.created', { orderId: 'o-1' });
+  t.equal(res.enqueued.length, 2);
+  t.same(res.errors, []);
+  const [shipRun, auditRun] = await Promise.all(res.enqueued.map((id) => host.run(id)));
+  t.match(shipRun, { source: 'event', event: 'shipment.created', runAt: new Date(clock.now() + 30_000).toISOString() });
+  await host.wait(auditRun!.id);
+  t.same(got, [{ orderId: 'o-1' }]);
+  await clock.advance(30_000);
+  await host.wait(shipRun!.id);
+  t.same(got, [{ orderId: 'o-1' }, 'o-1']);
+  const bad = await host.publish('shipment.created', { wrong: true });
+  t.match(bad.errors, [{ job: 'ship', code: 'INVALID_PARAMS' }]);
+  t.equal(bad.enqueued.length, 1);
+  t.same(await host.publish('nobody.listens', {}), { enqueued: [], skipped: [], errors: [] });
+  // a disabled subscriber is refused like any trigger: reported, and run.skipped emitted
+  await host.disable('audit');
+  const refused = await host.publish('shipment.created', { orderId: 'o-2' });
+  t.same(refused.skipped, [{ job: 'audit', reason: 'disabled' }]);
+  t.equal(refused.enqueued.length, 1);
+  t.match(of('run.skipped').map((e) => e.data), [{ job: 'audit', reason: 'disabled', source: 'event' }]);
+  await host.enable('audit');
+  // a handler can publish too
+  host.register({ name: 'upload', handler: (ctx: JobContext) => ctx.emit('file.uploaded', { file: 'a.txt' }) });
+  await host.wait((await host.trigger('upload')).runId);
+  await new Promise((r) => setImmediate(r));
+  t.same((await host.runs({ job: 'audit', limit: 1 })).items[0]!.params, { file: 'a.txt' });
+});
+
+t.test('notifications are emitted and kept, newest first', async (t) => {
+  const { host, of } = await startHost(t);
+  host.register({
+    name: 'cleanup',
+    notify: { title: 'Temp files cleaned', message: 'Removed {{result.count}} files', customTitle: true, customMessage: true, tags: ['maintenance'] },
+    handler: () => ({ count: 3 }),
+  });
+  host.register({ name: 'quiet', handler: noop });
+  const { runId } = await host.trigger('cleanup');
+  await host.wait(runId);
+  await host.wait((await host.trigger('quiet')).runId);
+  t.match(of('notification').map((e) => e.data), [{ job: 'cleanup', runId, status: 'succeeded', title: 'Temp files cleaned', message: 'Removed 3 files', priority: 'medium', tags: ['maintenance'] }]);
+  const list = host.notifications();
+  t.equal(list.items.length, 1);
+  t.equal(list.items[0]!.runId, runId);
+});
+
+t.test('job view and stats', async (t) => {
+  const { host } = await startHost(t);
+  host.register(definePlugin({
+    name: 'report',
+    description: 'Daily report',
+    schedule: '0 6 * * *',
+    params: z.object({ day: z.string().optional() }),
+    handler: noop,
+  }));
+  host.register({ name: 'fails', queue: 'critical', handler: () => {
+    throw new Error('x');
+  } });
+  for (let i = 0; i < 3; i++) await host.wait((await host.trigger('report')).runId);
+  await host.wait((await host.trigger('fails')).runId);
+  const view = host.job('report')!;
+  t.match(view, {
+    name: 'report',
+    description: 'Daily report',
+    schedule: '0 6 * * *',
+    timezone: 'UTC',
+    enabled: true,
+    file: null,
+    nextRun: '2026-01-06T06:00:00.000Z',
+    lastRun: { status: 'succeeded' },
+    counts: { succeeded: 3, failed: 0, canceled: 0, queued: 0, running: 0 },
+    paramsSchema: { type: 'object', properties: { day: { type: 'string' } } },
+  });
+  t.same(host.jobs().map((j) => j.name), ['fails', 'report']);
+  const stats = host.stats();
+  t.match(stats, {
+    state: 'running',
+    totals: { runs: 4, succeeded: 3, failed: 1, canceled: 0, queued: 0, running: 0 },
+    successRate: 0.75,
+    jobs: { total: 2, enabled: 2, running: 0, scheduled: 1 },
+    perJob: { report: { count: 3, failed: 0, successRate: 1 }, fails: { count: 1, failed: 1, successRate: 0 } },
+    queues: { critical: 0, default: 0, low: 0 },
+  });
+  t.type(stats.perJob['report']!.p50Ms, 'number');
+  t.type(stats.perJob['report']!.p95Ms, 'number');
+});
+
+t.test('events(): async iteration with filters and since replay', async (t) => {
+  const { host } = await startHost(t);
+  host.register({ name: 'a', handler: noop });
+  host.register({ name: 'b', handler: noop });
+  const startSeq = host.bus.seq;
+  await host.wait((await host.trigger('a')).runId);
+  await host.wait((await host.trigger('b')).runId);
+  const it = host.events({ job: ['a'], type: ['run.*'], since: startSeq });
+  const got: AnyHostEvent[] = [];
+  for await (const e of it) {
+    got.push(e);
+    if (e.type === 'run.succeeded') break;
+  }
+  t.same(got.map((e) => e.type), ['run.queued', 'run.started', 'run.succeeded']);
+  t.ok(got.every((e) => e.data.job === 'a'));
+});
+
+t.test('lifecycle: triggers before start and after stop are refused; stop is idempotent', async (t) => {
+  const { host, of } = await startHost(t, { start: false });
+  host.register({ name: 'a', handler: noop });
+  await t.rejects(host.trigger('a'), { code: 'NOT_STARTED' });
+  await host.start();
+  await t.rejects(host.start(), /cannot start/);
+  await host.stop();
+  await host.stop();
+  await t.rejects(host.trigger('a'), { code: 'SHUTTING_DOWN' });
+  t.same(of('host.started').length, 1);
+  t.same(of('host.stopped').length, 1);
+  t.equal(host.state, 'stopped');
+});
+
+t.test('stop: a retry scheduled by an attempt failing in the grace leaves no timer behind', async (t) => {
+  const dir = tempDir(t);
+  const { host, clock } = await startHost(t, { dir });
+  const fail = gate();
+  host.register({ name: 'flaky', retry: { attempts: 3, delay: '1m' }, handler: async () => {
+    await fail.promise;
+    throw new Error('boom');
+  } });
+  const { runId } = await host.trigger('flaky');
+  const stopping = host.stop({ graceMs: 5000 });
+  fail.open();
+  await stopping;
+  t.equal(clock.pending(), 0, 'no timer keeps the process alive after stop()');
+  const again = await startHost(t, { dir, clock, start: false });
+  again.host.register({ name: 'flaky', retry: { attempts: 3, delay: '1m' }, handler: noop });
+  await again.host.start();
+  t.match(await again.host.run(runId), { status: 'queued', attempts: [{ error: { message: 'boom' } }] });
+  await clock.advance(60_000);
+  t.equal((await again.host.wait(runId)).status, 'succeeded', 'the retry runs at its time after the restart');
+});
+
+t.test('graceful stop: running attempts finish within the grace; longer ones go back to queued', async (t) => {
+  const dir = tempDir(t);
+  const { host, clock, of } = await startHost(t, { dir });
+  const quick = gate();
+  host.register({ name: 'quick', handler: () => quick.promise });
+  host.register({ name: 'slow', retry: { attempts: 2 }, handler: (ctx: JobContext) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))) });
+  host.register({ name: 'last', handler: () => new Promise(() => undefined) });
+  const q = await host.trigger('quick');
+  const s = await host.trigger('slow');
+  const l = await host.trigger('last');
+  const stopping = host.stop({ graceMs: 5000 });
+  await t.rejects(host.trigger('quick'), { code: 'SHUTTING_DOWN' });
+  quick.open();
+  await clock.advance(5000);
+  await stopping;
+  t.match(of('run.queued').map((e) => e.data.runId), [q.runId, s.runId, l.runId, s.runId], 'the requeue is announced');
+  const again = await startHost(t, { dir, clock, start: false });
+  again.host.register({ name: 'quick', handler: noop });
+  again.host.register({ name: 'slow', retry: { attempts: 2 }, handler: noop });
+  again.host.register({ name: 'last', handler: noop });
+  again.host.pause();
+  await again.host.start();
+  t.equal((await again.host.run(q.runId))!.status, 'succeeded');
+  t.match(await again.host.run(s.runId), { status: 'queued', attempts: [{ error: { code: 'SHUTDOWN' } }] });
+  t.match(await again.host.run(l.runId), { status: 'failed', error: { code: 'SHUTDOWN' } });
+  again.host.resume();
+  t.equal((await again.host.wait(s.runId)).status, 'succeeded', 'the aborted run runs on the next start');
+});
+
+t.test('a plugin naming a queue the config lacks runs in default, with a warning', async (t) => {
+  const lines: Array<{ msg: string; job?: string }> = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const host = createHost({ store: 'memory', config: { store: { dir: tempDir(t) } }, logger });
+  host.register({ name: 'typo', queue: 'critcal', handler: noop });
+  host.register({ name: 'fine', queue: 'low', handler: noop });
+  t.equal(host.job('typo')!.queue, 'default');
+  t.equal(host.job('fine')!.queue, 'low');
+  t.match(lines, [{ job: 'typo', msg: /queue "critcal" is not in the config's queues; it runs in "default"/ }]);
+  t.equal(lines.length, 1);
+});

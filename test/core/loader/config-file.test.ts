@@ -1,0 +1,120 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { parseConfig } from '../../../core/contract/config.js';
+import { ConfigWatcher, applyEnv, configPath, readConfigFile } from '../../../core/loader/config-file.js';
+import type { AnyHostEvent } from '../../../core/contract/events.js';
+import { nextEvent, startHost, tempDir } from '../../helpers.js';
+
+const noop = (): undefined => undefined;
+
+t.test('config path: JOBHOST_CONFIG, else config/jobhost.json, relative to the working directory', async (t) => {
+  t.same(configPath('/srv/app', {}), { file: '/srv/app/config/jobhost.json', explicit: false });
+  t.same(configPath('/srv/app', { JOBHOST_CONFIG: 'etc/jh.json' }), { file: '/srv/app/etc/jh.json', explicit: true });
+  t.same(configPath('/srv/app', { JOBHOST_CONFIG: '/abs/jh.json' }), { file: '/abs/jh.json', explicit: true });
+});
+
+t.test('environment overrides', async (t) => {
+  const env = { JOBHOST_PORT: '4000', JOBHOST_HOST: '0.0.0.0', JOBHOST_TOKEN: 'secret-token-1', JOBHOST_DATA_DIR: '/var/lib/jobhost' };
+  const c = parseConfig(applyEnv({ server: { port: 3000 }, store: { keepRuns: 5 } }, env));
+  t.same(c.server, { host: '0.0.0.0', port: 4000, token: 'secret-token-1', bodyLimit: 1024 * 1024 });
+  t.same(c.store, { dir: '/var/lib/jobhost', keepRuns: 5, keepDays: 30, fsync: true });
+  t.throws(() => parseConfig(applyEnv({}, { JOBHOST_PORT: 'http' })), { code: 'CONFIG_INVALID', message: /^server\.port: / });
+  t.same(applyEnv({}, {}), {});
+});
+
+t.test('reading the file: defaults when missing (unless named), and errors that say what and where', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'jobhost.json');
+  t.same((await readConfigFile(file, {}, { missingOk: true })).concurrency, 8);
+  await t.rejects(readConfigFile(file, {}), { code: 'CONFIG_READ' });
+  writeFileSync(file, '{ "concurrency": 4, ');
+  await t.rejects(readConfigFile(file, {}), { code: 'CONFIG_PARSE', message: /not valid JSON/ });
+  writeFileSync(file, JSON.stringify({ jobs: { nightly: { schedule: '99 * * * *' } } }));
+  await t.rejects(readConfigFile(file, {}), { code: 'INVALID_CRON', message: /^jobs\.nightly\.schedule: invalid cron/ });
+  writeFileSync(file, JSON.stringify({ concurrency: 3 }));
+  t.equal((await readConfigFile(file, { JOBHOST_PORT: '1234' })).server.port, 1234);
+});
+
+async function watched(t: Test, initial: object, env: NodeJS.ProcessEnv = {}) {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'jobhost.json');
+  // Every version of the file names the test's store dir, so only what a test edits changes.
+  const withStore = (c: object): object => ({ ...c, store: { dir: path.join(dir, 'data') } });
+  writeFileSync(file, JSON.stringify(withStore(initial)));
+  const config = applyEnv(withStore(initial), env) as Record<string, unknown>;
+  const th = await startHost(t, { start: false, config, cwd: dir, dir: path.join(dir, 'data') });
+  th.host.register({ name: 'nightly', schedule: '0 3 * * *', handler: noop });
+  th.host.register({ name: 'other', handler: noop });
+  th.host.use(new ConfigWatcher(th.host, { file, env, debounceMs: 20 }));
+  await th.host.start();
+  const edit = async (next: unknown, type: 'config.reloaded' | 'config.error'): Promise<AnyHostEvent> => {
+    const seen = nextEvent(th.host, (e) => e.type === 'config.reloaded' || e.type === 'config.error');
+    writeFileSync(file, typeof next === 'string' ? next : JSON.stringify(withStore(next as object)));
+    const e = await seen;
+    t.equal(e.type, type, `edit gave ${type}`);
+    return e;
+  };
+  return { ...th, file, edit };
+}
+
+t.test('a valid edit applies while running: schedules re-arm, enabled toggles, limits apply', async (t) => {
+  const w = await watched(t, { jobs: { nightly: { schedule: '0 3 * * *' } } });
+  t.equal(w.host.job('nightly')!.nextRun, '2026-01-06T03:00:00.000Z');
+  const e = await w.edit({ jobs: { nightly: { schedule: '30 12 * * *' } }, concurrency: 2, queues: { default: 5, bulk: 1 } }, 'config.reloaded');
+  t.match(e.data, { changed: ['concurrency', 'queues', 'jobs.nightly'], restartRequired: [], file: 'jobhost.json' });
+  t.equal(w.host.job('nightly')!.nextRun, '2026-01-05T12:30:00.000Z', 're-armed');
+  t.match(w.of('job.updated').at(-1)!.data, { job: 'nightly', changed: ['schedule'] });
+  t.equal(w.host.config.concurrency, 2);
+  t.ok('bulk' in w.host.stats().queues, 'new queue weights applied');
+
+  await w.edit({ jobs: { nightly: { schedule: '30 12 * * *', enabled: false } } }, 'config.reloaded');
+  t.equal(w.host.job('nightly')!.enabled, false);
+  t.equal(w.host.job('nightly')!.nextRun, null, 'a disabled job stops firing');
+  t.same(w.of('job.disabled').map((x) => x.data.job), ['nightly']);
+  await w.clock.advance(86_400_000);
+  t.equal(w.of('run.queued').length, 0);
+});
+
+t.test('keys that need a restart are named; an override for an unknown job is not an error', async (t) => {
+  const w = await watched(t, {});
+  const e = await w.edit({ server: { port: 4321 }, jobs: { 'not-yet': { enabled: false } } }, 'config.reloaded');
+  t.match(e.data, { changed: ['server', 'jobs.not-yet'], restartRequired: ['server'] });
+  t.equal(w.host.config.server.port, 4321, 'the new value is recorded, to take effect on restart');
+});
+
+t.test('an invalid edit is refused whole with config.error naming the path; the last good config stays', async (t) => {
+  const w = await watched(t, { concurrency: 4, jobs: { nightly: { schedule: '0 3 * * *' } } });
+  const parse = await w.edit('{ "concurrency": 1, ', 'config.error');
+  t.match(parse.data, { code: 'CONFIG_PARSE', path: null });
+  const schema = await w.edit({ concurrency: 1, jobs: { nightly: { schedule: '0 25 * * *' } } }, 'config.error');
+  t.match(schema.data, { code: 'INVALID_CRON', path: 'jobs.nightly.schedule', message: /^jobs\.nightly\.schedule: invalid cron/ });
+  const unknown = await w.edit({ concurrency: 1, colour: 'blue' }, 'config.error');
+  t.match(unknown.data, { code: 'CONFIG_INVALID', path: '(root)', message: /unknown key "colour"/ });
+  t.equal(w.host.config.concurrency, 4, 'nothing of the refused edits applied');
+  t.equal(w.host.job('nightly')!.schedule, '0 3 * * *');
+  // half-written, then finished
+  const full = JSON.stringify({ concurrency: 6, jobs: { nightly: { schedule: '15 3 * * *' } }, store: { dir: path.join(path.dirname(w.file), 'data') } });
+  await w.edit(full.slice(0, 20), 'config.error');
+  await w.edit(full, 'config.reloaded');
+  t.equal(w.host.config.concurrency, 6);
+  t.equal(w.host.job('nightly')!.schedule, '15 3 * * *');
+});
+
+t.test('environment overrides hold across reloads', async (t) => {
+  const w = await watched(t, { server: { port: 3000 } }, { JOBHOST_PORT: '5555' });
+  t.equal(w.host.config.server.port, 5555);
+  const e = await w.edit({ server: { port: 3001 }, concurrency: 3 }, 'config.reloaded');
+  t.match(e.data, { changed: ['concurrency'] }, 'the port did not change: the env still wins');
+  t.equal(w.host.config.server.port, 5555);
+});
+
+t.test('a run-time toggle holds until the config itself changes the flag', async (t) => {
+  const w = await watched(t, { jobs: { other: { enabled: true } } });
+  await w.host.disable('other');
+  await w.edit({ concurrency: 5, jobs: { other: { enabled: true } } }, 'config.reloaded');
+  t.equal(w.host.job('other')!.enabled, false, 'an unrelated edit keeps the run-time flag');
+  await w.edit({ concurrency: 5, jobs: { other: { enabled: false } } }, 'config.reloaded');
+  await w.edit({ concurrency: 5, jobs: { other: { enabled: true } } }, 'config.reloaded');
+  t.equal(w.host.job('other')!.enabled, true, 'an edit of the flag itself is the newest word');
+});

@@ -1,0 +1,29 @@
+import t from 'tap';
+import { HostError } from '../../../core/contract/errors.js';
+import { errorBody, toHttpError } from '../../../core/server/http-errors.js';
+
+t.test('HostErrors keep their code, status and details', async (t) => {
+  t.same(toHttpError(new HostError('SKIPPED', 'overlap: busy', { reason: 'overlap', job: 'a' })), {
+    statusCode: 409,
+    body: { statusCode: 409, code: 'SKIPPED', error: 'Conflict', message: 'overlap: busy', reason: 'overlap', job: 'a' },
+    internal: false,
+  });
+  t.equal(toHttpError(new HostError('SHUTTING_DOWN', 'stopping')).internal, false, 'a 503 while stopping is expected, not a bug');
+  t.equal(toHttpError(new HostError('STORE_WRITE_FAILED', 'disk full')).internal, true);
+});
+
+t.test('details never override the four fields', async (t) => {
+  t.same(errorBody('NOT_FOUND', 'no', { statusCode: 200, code: 'X', extra: 1 }), { statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'no', extra: 1 });
+});
+
+t.test("fastify's client errors map by status; anything else is INTERNAL with a generic message", async (t) => {
+  t.match(toHttpError(Object.assign(new Error('Body is too large'), { statusCode: 413 })), { statusCode: 413, body: { code: 'PAYLOAD_TOO_LARGE', message: 'Body is too large' } });
+  t.match(toHttpError(Object.assign(new Error(''), { statusCode: 418 })), { statusCode: 400, body: { code: 'BAD_REQUEST', message: /could not be understood/ } });
+  t.match(toHttpError({ validation: [{ instancePath: '/a/0', message: 'bad' }], validationContext: 'querystring' }), {
+    statusCode: 400,
+    body: { code: 'INVALID_BODY', message: 'querystring.a.0: bad', issues: [{ path: 'querystring.a.0', message: 'bad' }] },
+  });
+  for (const err of [new TypeError('x is undefined'), 'a string', null, Object.assign(new Error('db'), { statusCode: 502 })]) {
+    t.match(toHttpError(err), { statusCode: 500, internal: true, body: { code: 'INTERNAL', message: 'internal error; the host logged the details' } });
+  }
+});

@@ -1,0 +1,322 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { z } from 'zod';
+import { ERROR_CODES } from '../../../core/contract/errors.js';
+import { jobSchema, notificationSchema, page, readyResponse, runSchema, statsResponse } from '../../../core/server/http-schemas.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { createServer, useServer, type ServerPlugin } from '../../../core/server/server.js';
+import { gate, startHost, startServer, type TestResponse } from '../../helpers.js';
+
+const noop = (): undefined => undefined;
+
+/** Every error answer has fastify's shape with a code from the table and its status. */
+function isError(t: Test, res: TestResponse, status: number, code: keyof typeof ERROR_CODES): void {
+  t.equal(res.status, status, `${code}: status`);
+  t.match(res.json, { statusCode: status, code, error: String, message: String }, `${code}: shape`);
+  t.equal(ERROR_CODES[code].status, status, `${code}: the table agrees`);
+}
+
+const runId = (res: TestResponse): string => res.json['runId'] as string;
+
+t.test('health, ready, 404 for GET / and for unknown routes, 405 for known ones', async (t) => {
+  const { request } = await startServer(t);
+  t.match((await request('GET', '/health')).json, { status: 'ok', state: 'running' });
+  const ready = await request('GET', '/ready');
+  t.equal(ready.status, 200);
+  t.same(readyResponse.parse(ready.json), { ready: true, status: 'ready', state: 'running', scheduler: { running: true, scheduledJobs: 0 }, jobs: { total: 0, enabled: 0, running: 0 }, stale: [] });
+  isError(t, await request('GET', '/'), 404, 'NOT_FOUND');
+  isError(t, await request('GET', '/jobs/x/y/z'), 404, 'NOT_FOUND');
+  const wrong = await request('DELETE', '/jobs/x');
+  isError(t, wrong, 405, 'METHOD_NOT_ALLOWED');
+  t.equal(wrong.headers.get('allow'), 'GET, HEAD');
+  isError(t, await request('GET', '/jobs/x/run'), 405, 'METHOD_NOT_ALLOWED');
+});
+
+t.test('jobs: list, one, enable/disable, 404 JOB_NOT_FOUND', async (t) => {
+  const { host, request } = await startServer(t);
+  host.register(definePlugin({ name: 'report', description: 'Daily', schedule: '0 6 * * *', params: z.object({ day: z.string() }), handler: noop }));
+  host.register({ name: 'other', handler: noop });
+  const list = await request('GET', '/jobs');
+  t.equal(list.status, 200);
+  t.same(page(jobSchema).parse(list.json).items.map((j) => j.name), ['other', 'report']);
+  const one = await request('GET', '/jobs/report');
+  t.match(jobSchema.parse(one.json), { name: 'report', description: 'Daily', schedule: '0 6 * * *', enabled: true, paramsSchema: { type: 'object' } });
+  isError(t, await request('GET', '/jobs/nope'), 404, 'JOB_NOT_FOUND');
+  t.match((await request('POST', '/jobs/report/disable')).json, { name: 'report', enabled: false });
+  t.equal(host.job('report')!.enabled, false);
+  t.match((await request('POST', '/jobs/report/enable')).json, { name: 'report', enabled: true });
+  isError(t, await request('POST', '/jobs/nope/enable'), 404, 'JOB_NOT_FOUND');
+  isError(t, await request('GET', `/jobs/${'x'.repeat(300)}`), 400, 'BAD_REQUEST');
+});
+
+t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', async (t) => {
+  const { host, dir, request } = await startServer(t);
+  host.pause();
+  host.register({ name: 'job', handler: noop });
+  const res = await request('POST', '/jobs/job/run', { body: { params: { a: 1 }, priority: 3, key: 'k1' } });
+  t.equal(res.status, 202);
+  t.same(Object.keys(res.json), ['runId']);
+  const journal = readdirSync(dir).filter((f) => f.startsWith('journal-'));
+  t.ok(journal.some((f) => readFileSync(path.join(dir, f), 'utf8').includes(runId(res))), 'the run is in the journal when 202 arrives');
+  t.match(await host.run(runId(res)), { source: 'http', params: { a: 1 }, priority: 3, key: 'k1', status: 'queued' });
+  const empty = await request('POST', '/jobs/job/run');
+  t.equal(empty.status, 202, 'no body at all is fine');
+  const delayed = await request('POST', '/jobs/job/run', { body: { delay: '30s' } });
+  t.match(await host.run(runId(delayed)), { runAt: new Date(host.clock.now() + 30_000).toISOString() });
+  const at = await request('POST', '/jobs/job/run', { body: { runAt: '2030-01-01T00:00:00.000Z' } });
+  t.match(await host.run(runId(at)), { runAt: '2030-01-01T00:00:00.000Z' });
+  isError(t, await request('POST', '/jobs/job/run', { body: { delay: 'soon' } }), 400, 'INVALID_DURATION');
+  isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 'never' } }), 400, 'INVALID_BODY');
+  // times a Date cannot hold are the client's mistake (400), never a 500
+  isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 1e20 } }), 400, 'INVALID_BODY');
+  isError(t, await request('POST', '/jobs/job/run', { body: { runAt: '+275760-09-13T00:00:00.000Z' } }), 400, 'INVALID_BODY');
+  isError(t, await request('POST', '/jobs/job/run', { body: { delay: '99999999999d' } }), 400, 'INVALID_DURATION');
+});
+
+t.test('POST /jobs/:name/run: 400 INVALID_PARAMS with issues, INVALID_BODY, 404', async (t) => {
+  const { host, request } = await startServer(t);
+  host.register(definePlugin({ name: 'clean', params: z.object({ dir: z.string(), days: z.number().int().min(1) }), handler: noop }));
+  const bad = await request('POST', '/jobs/clean/run', { body: { params: { dir: 3, days: 0 } } });
+  isError(t, bad, 400, 'INVALID_PARAMS');
+  t.match(bad.json['issues'], [{ path: 'dir', message: String }, { path: 'days', message: String }]);
+  const body = await request('POST', '/jobs/clean/run', { body: { params: { dir: '/x', days: 1 }, priority: 'high', extra: true } });
+  isError(t, body, 400, 'INVALID_BODY');
+  t.match(body.json['issues'], [{ path: 'body.priority' }, { path: 'body', message: /extra/ }]);
+  isError(t, await request('POST', '/jobs/clean/run', { body: [1, 2] }), 400, 'INVALID_BODY');
+  isError(t, await request('POST', '/jobs/nope/run', { body: {} }), 404, 'JOB_NOT_FOUND');
+  isError(t, await request('POST', '/jobs/clean/run', { body: '{"params":' }), 400, 'BAD_REQUEST');
+  isError(t, await request('POST', '/jobs/clean/run', { body: 'dir=/x', headers: { 'content-type': 'text/plain' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+  isError(t, await request('POST', '/jobs/clean/run', { body: '<a/>', headers: { 'content-type': 'application/xml' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+});
+
+t.test('POST /jobs/:name/run: 409 SKIPPED with each reason', async (t) => {
+  const { host, request } = await startServer(t);
+  const release = gate();
+  host.register({ name: 'solo', overlap: 'skip', handler: () => release.promise });
+  host.register({ name: 'keyed', concurrency: 5, handler: () => release.promise });
+  host.register({ name: 'first', once: true, handler: noop });
+  host.register({ name: 'cool', cooldown: '5m', handler: noop });
+  host.register({ name: 'off', enabled: false, handler: noop });
+  const reason = async (job: string, body: unknown = {}): Promise<unknown> => {
+    const res = await request('POST', `/jobs/${job}/run`, { body });
+    isError(t, res, 409, 'SKIPPED');
+    return res.json['reason'];
+  };
+  t.equal(await reason('off'), 'disabled');
+  t.equal((await request('POST', '/jobs/solo/run')).status, 202);
+  t.equal(await reason('solo'), 'overlap');
+  t.equal((await request('POST', '/jobs/keyed/run', { body: { key: 'k' } })).status, 202);
+  t.equal(await reason('keyed', { key: 'k' }), 'duplicate');
+  await host.wait(runId(await request('POST', '/jobs/first/run')));
+  t.equal(await reason('first'), 'once');
+  await host.wait(runId(await request('POST', '/jobs/cool/run')));
+  t.equal(await reason('cool'), 'cooldown');
+  release.open();
+});
+
+t.test('POST /events/:type: 202 with the runs enqueued, skipped and failed', async (t) => {
+  const { host, request } = await startServer(t);
+  host.register(definePlugin({ name: 'ship', params: z.object({ orderId: z.string() }), on: ['order.placed'], handler: noop }));
+  host.register({ name: 'audit', on: ['order.placed'], handler: noop });
+  host.register({ name: 'muted', on: ['order.placed'], enabled: true, handler: noop });
+  await host.disable('muted');
+  const ok = await request('POST', '/events/order.placed', { body: { orderId: 'o-1' } });
+  t.equal(ok.status, 202);
+  t.equal((ok.json['enqueued'] as string[]).length, 2);
+  const partial = await request('POST', '/events/order.placed', { body: { wrong: 1 } });
+  t.match(partial.json, { enqueued: [String], errors: [{ job: 'ship', code: 'INVALID_PARAMS' }], skipped: [] });
+  t.same((await request('POST', '/events/nobody.listens')).json, { enqueued: [], skipped: [], errors: [] });
+});
+
+t.test('runs: list with filters and cursor, one, cancel, retry', async (t) => {
+  const { host, request } = await startServer(t);
+  host.register({ name: 'a', handler: noop });
+  host.register({ name: 'bad', handler: () => {
+    throw new Error('boom');
+  } });
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    ids.push(runId(await request('POST', '/jobs/a/run')));
+    await host.wait(ids.at(-1)!);
+  }
+  const failed = runId(await request('POST', '/jobs/bad/run'));
+  await host.wait(failed);
+  const first = await request('GET', '/runs?job=a&limit=2');
+  const firstPage = page(runSchema).parse(first.json);
+  t.same(firstPage.items.map((r) => r.id), [ids[4], ids[3]]);
+  t.equal(firstPage.next, ids[3]);
+  const second = page(runSchema).parse((await request('GET', `/runs?job=a&limit=2&before=${firstPage.next}`)).json);
+  t.same(second.items.map((r) => r.id), [ids[2], ids[1]]);
+  t.same(page(runSchema).parse((await request('GET', '/runs?status=failed')).json).items.map((r) => r.id), [failed]);
+  isError(t, await request('GET', '/runs?status=lost'), 400, 'INVALID_BODY');
+  isError(t, await request('GET', '/runs?limit=0'), 400, 'INVALID_BODY');
+  isError(t, await request('GET', '/runs?color=red'), 400, 'INVALID_BODY');
+
+  t.match(runSchema.parse((await request('GET', `/runs/${failed}`)).json), { id: failed, status: 'failed', error: { code: 'HANDLER_ERROR', message: 'boom' } });
+  isError(t, await request('GET', '/runs/nope'), 404, 'RUN_NOT_FOUND');
+
+  const retried = await request('POST', `/runs/${failed}/retry`);
+  t.equal(retried.status, 202);
+  t.match(await host.run(runId(retried)), { retryOf: failed, source: 'retry' });
+  isError(t, await request('POST', `/runs/${ids[0]}/retry`), 409, 'RUN_NOT_RETRYABLE');
+  isError(t, await request('POST', '/runs/nope/retry'), 404, 'RUN_NOT_FOUND');
+
+  host.pause();
+  const queued = runId(await request('POST', '/jobs/a/run'));
+  const canceled = await request('POST', `/runs/${queued}/cancel`);
+  t.equal(canceled.status, 200);
+  t.match(runSchema.parse(canceled.json), { id: queued, status: 'canceled' });
+  const again = await request('POST', `/runs/${queued}/cancel`);
+  isError(t, again, 409, 'RUN_FINISHED');
+  isError(t, await request('POST', '/runs/nope/cancel'), 404, 'RUN_NOT_FOUND');
+});
+
+t.test('stats and notifications', async (t) => {
+  const { host, request } = await startServer(t);
+  host.register({ name: 'n', notify: { title: 'Done', customTitle: true }, handler: () => ({ ok: true }) });
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    ids.push(runId(await request('POST', '/jobs/n/run')));
+    await host.wait(ids.at(-1)!);
+  }
+  const stats = statsResponse.parse((await request('GET', '/stats')).json);
+  t.match(stats, { state: 'running', totals: { runs: 3, succeeded: 3 }, perJob: { n: { count: 3 } } });
+  const list = page(notificationSchema).parse((await request('GET', '/notifications?limit=2')).json);
+  t.same(list.items.map((n) => n.runId), [ids[2], ids[1]]);
+  t.match(list.items[0], { title: 'Done', status: 'succeeded' });
+  t.ok(list.next);
+  const rest = page(notificationSchema).parse((await request('GET', `/notifications?before=${list.next}`)).json);
+  t.same(rest.items.map((n) => n.runId), [ids[0]]);
+  t.equal((await request('GET', '/notifications?job=other')).json['items'] instanceof Array, true);
+  isError(t, await request('GET', '/notifications?limit=-1'), 400, 'INVALID_BODY');
+});
+
+t.test('auth: with a token every route but /health needs it; compared as a whole', async (t) => {
+  const token = 'secret-token-1234';
+  const { host, request } = await startServer(t, { server: { token } });
+  host.register({ name: 'job', handler: noop });
+  t.equal((await request('GET', '/health')).status, 200);
+  for (const [method, route] of [['GET', '/jobs'], ['POST', '/jobs/job/run'], ['GET', '/metrics'], ['GET', '/openapi.json'], ['GET', '/nope'], ['GET', '/ready']]) {
+    const res = await request(method!, route!);
+    isError(t, res, 401, 'UNAUTHORIZED');
+    t.equal(res.headers.get('www-authenticate'), 'Bearer');
+  }
+  isError(t, await request('GET', '/jobs', { headers: { authorization: 'Bearer wrong' } }), 401, 'UNAUTHORIZED');
+  isError(t, await request('GET', '/jobs', { headers: { authorization: `Bearer ${token}x` } }), 401, 'UNAUTHORIZED');
+  isError(t, await request('GET', '/jobs', { headers: { authorization: `Basic ${token}` } }), 401, 'UNAUTHORIZED');
+  isError(t, await request('GET', `/jobs?token=${token}`), 401, 'UNAUTHORIZED');
+  const auth = { authorization: `Bearer ${token}` };
+  t.equal((await request('GET', '/jobs', { headers: auth })).status, 200);
+  t.equal((await request('POST', '/jobs/job/run', { headers: auth })).status, 202);
+  isError(t, await request('GET', '/nope', { headers: auth }), 404, 'NOT_FOUND');
+});
+
+t.test('refuses a non-loopback address without a token: INSECURE_BIND', async (t) => {
+  const { host } = await startHost(t);
+  t.throws(() => createServer(host, { host: '0.0.0.0', token: null }), { code: 'INSECURE_BIND', message: /0\.0\.0\.0.*token/ });
+  t.throws(() => createServer(host, { host: '192.168.1.10' }), { code: 'INSECURE_BIND' });
+  const withToken = createServer(host, { host: '0.0.0.0', token: 'long-enough-token' });
+  await withToken.close();
+  const local = createServer(host, { host: 'localhost', token: null });
+  await local.close();
+});
+
+t.test('bodies over the limit get 413', async (t) => {
+  const { host, request } = await startServer(t, { server: { bodyLimit: 2048 } });
+  host.register({ name: 'job', handler: noop });
+  isError(t, await request('POST', '/jobs/job/run', { body: { params: { blob: 'x'.repeat(4096) } } }), 413, 'PAYLOAD_TOO_LARGE');
+  t.equal((await request('POST', '/jobs/job/run', { body: { params: { blob: 'x'.repeat(100) } } })).status, 202);
+});
+
+t.test('while the host stops: 503 SHUTTING_DOWN for new work, /health 200, /ready 503', async (t) => {
+  const { host, request, of } = await startServer(t);
+  const release = gate();
+  host.register({ name: 'long', handler: () => release.promise });
+  host.register({ name: 'other', on: ['x'], handler: noop });
+  const running = runId(await request('POST', '/jobs/long/run'));
+  const stopping = host.stop({ graceMs: 60_000 });
+  t.equal(of('host.stopping').length, 1);
+  isError(t, await request('POST', '/jobs/other/run'), 503, 'SHUTTING_DOWN');
+  isError(t, await request('POST', '/events/x', { body: {} }), 503, 'SHUTTING_DOWN');
+  t.equal((await request('GET', '/health')).status, 200);
+  const ready = await request('GET', '/ready');
+  t.equal(ready.status, 503);
+  t.match(ready.json, { ready: false, status: 'stopping', state: 'stopping' });
+  t.equal((await request('GET', `/runs/${running}`)).json['status'], 'running', 'reads still work while draining');
+  release.open();
+  await stopping;
+  t.equal((await host.run(running))!.status, 'succeeded');
+});
+
+t.test('/ready: 503 while starting; stale scheduled jobs are listed', async (t) => {
+  const { host, clock, request } = await startServer(t, { start: false });
+  host.register({ name: 'minutely', schedule: { every: '1m' }, handler: () => {
+    throw new Error('always fails');
+  } });
+  host.register({ name: 'fine', schedule: { every: '1m' }, handler: noop });
+  const starting = await request('GET', '/ready');
+  t.equal(starting.status, 503);
+  t.match(starting.json, { ready: false, status: 'starting', state: 'created' });
+  await host.start();
+  t.match((await request('GET', '/ready')).json, { ready: true, scheduler: { running: true, scheduledJobs: 2 }, jobs: { total: 2, enabled: 2 }, stale: [] });
+  await clock.advance(150_000);
+  const later = await request('GET', '/ready');
+  t.equal(later.status, 200, 'a stale job is reported, not a reason to take the host out of service');
+  t.match(readyResponse.parse(later.json).stale, [{ job: 'minutely', schedule: 'every 1m', periodMs: 60_000, lastSuccessAt: null }]);
+  t.equal(readyResponse.parse(later.json).stale.length, 1);
+});
+
+t.test('useServer: listens when the host starts, closes after it stops', async (t) => {
+  const { host } = await startHost(t, { start: false });
+  const server = useServer(host, { host: '127.0.0.1', port: 0 });
+  t.equal(server.url, null);
+  await host.start();
+  const url = server.url!;
+  t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.equal((await fetch(`${url}/health`)).status, 200);
+  await host.stop();
+  t.equal(server.url, null);
+  await t.rejects(fetch(`${url}/health`), 'the port is closed');
+});
+
+t.test('extra plugins add routes beside the API, behind the same auth and errors', async (t) => {
+  const dashboard: ServerPlugin = async (app, { host }) => {
+    app.get('/', async (_request, reply) => reply.type('text/html').send(`<h1>${host.jobs().length} jobs</h1>`));
+    app.get('/broken', async () => {
+      throw new TypeError('a bug of ours');
+    });
+    app.get('/shell', { config: { public: true } }, async () => ({ shell: true }));
+  };
+  const token = 'dashboard-token';
+  const { request } = await startServer(t, { server: { plugins: [dashboard], token } });
+  isError(t, await request('GET', '/'), 401, 'UNAUTHORIZED');
+  const page = await request('GET', '/', { headers: { authorization: `Bearer ${token}` } });
+  t.equal(page.status, 200);
+  t.equal(page.text, '<h1>0 jobs</h1>');
+  const broken = await request('GET', '/broken', { headers: { authorization: `Bearer ${token}` } });
+  isError(t, broken, 500, 'INTERNAL');
+  t.notMatch(broken.text, /a bug of ours/, 'the details stay in the log');
+  t.same((await request('GET', '/shell')).json, { shell: true }, 'a route marked public needs no token');
+  isError(t, await request('GET', '/shell/x'), 401, 'UNAUTHORIZED');
+});
+
+t.test('GET /openapi.json documents every route, from the same zod schemas', async (t) => {
+  const { server, request } = await startServer(t);
+  const doc = (await request('GET', '/openapi.json')).json as { openapi: string; paths: Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ name: string }> }>> };
+  t.match(doc.openapi, /^3\./);
+  const expected = [
+    'get /health', 'get /ready', 'get /jobs', 'get /jobs/{name}', 'post /jobs/{name}/run', 'post /jobs/{name}/enable',
+    'post /jobs/{name}/disable', 'post /events/{type}', 'get /runs', 'get /runs/{id}', 'post /runs/{id}/cancel',
+    'post /runs/{id}/retry', 'get /stats', 'get /notifications', 'get /metrics', 'get /events', 'get /openapi.json',
+  ];
+  const listed = Object.entries(doc.paths).flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m} ${p}`));
+  for (const route of expected) t.ok(listed.includes(route), route);
+  for (const route of expected) {
+    const [method, url] = route.split(' ') as [string, string];
+    t.ok(server.app.hasRoute({ method: method.toUpperCase() as 'GET', url: url.replace(/\{(\w+)\}/g, ':$1') }), `${route} is served`);
+  }
+  t.ok(doc.paths['/jobs/{name}/run']!['post']!.requestBody, 'the trigger body is documented');
+  t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
+  t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'since', 'token', 'type']);
+});

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { JOB_NAME, scheduleSchema } from '../contract/plugin.js';
+import { JOB_NAME, scheduleSchema } from '../contract/plugin-schema.js';
 
 /**
  * `jobhost new <name>`: writes a typed plugin file that `jobhost validate` accepts, to be filled

@@ -9,7 +9,7 @@ import {
   scheduleSchema,
   timezoneSchema,
   JOB_NAME,
-} from './plugin.js';
+} from './plugin-schema.js';
 
 /** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */
 export const jobOverrideSchema = z.strictObject({

@@ -1,5 +1,5 @@
 import type { RunError } from './errors.js';
-import type { Run, RunSource } from './run.js';
+import type { RunSource } from './run.js';
 
 /** Why a trigger was refused; a refused trigger creates no run. */
 export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate';
@@ -40,11 +40,6 @@ export interface EventDataMap {
 }
 
 export type EventType = keyof EventDataMap;
-
-/** `run.queued` for a run entering the queue: new, or back from an interrupted attempt. */
-export function queuedData(run: Run, delayed: boolean): EventDataMap['run.queued'] {
-  return { job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed };
-}
 
 export const EVENT_TYPES: readonly EventType[] = [
   'host.started', 'host.stopping', 'host.stopped',

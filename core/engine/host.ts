@@ -1,23 +1,27 @@
 import path from 'node:path';
-import { Bus, type EventFilter, type Listener } from './bus.js';
-import { isoTime as isoOf, systemClock, type Clock } from '../contract/clock.js';
+import type { Backend } from '../contract/backend.js';
+import { systemClock, type Clock } from '../contract/clock.js';
 import { parseConfig, type Config, type ConfigInput } from '../contract/config.js';
-import { HostError, isHostError } from '../contract/errors.js';
-import type { AnyHostEvent, EventType, HostEvent, SkipReason } from '../contract/events.js';
-import { queuedData } from '../contract/events.js';
-import { changedFields, foldFinished, type EffectiveJob } from './jobs.js';
+import { HostError } from '../contract/errors.js';
+import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
-import { buildNotification, type Notification } from './notify.js';
-import { parsePlugin, type NotifyStatus, type PluginDefinition } from '../contract/plugin.js';
-import { JobRegistry } from './registry.js';
-import { createIdGenerator, isFinal, type Run, type RunSource } from '../contract/run.js';
-import { Runner } from './runner.js';
+import type { Notification } from '../contract/notification.js';
+import type { PluginDefinition } from '../contract/plugin.js';
+import { parsePlugin } from '../contract/plugin-schema.js';
+import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
+import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
-import { createStore, type JobRecord, type Page, type RunQuery, type Store, type StoreOptions } from '../store/store.js';
-import { buildRun, refusal, validateParams, type PublishResult, type TriggerOptions, type TriggerResult } from './triggers.js';
-import { jobView, runStats, staleness, type JobView, type StaleJob, type Stats } from './views.js';
-
-export type HostState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+import { createBackend, type BackendTuning } from './backends.js';
+import { Bus, type EventFilter, type Listener } from './bus.js';
+import { configChanges } from './config-changes.js';
+import { InlineExecutor } from './executor.js';
+import { createIdGenerator } from './ids.js';
+import { changedFields, type EffectiveJob } from './jobs.js';
+import { JobRegistry } from './registry.js';
+import { RunEvents } from './run-events.js';
+import { Fires } from './fires.js';
+import { Triggers, type PublishResult, type TriggerOptions, type TriggerResult } from './triggers.js';
+import { hostStats, jobView, staleness } from './views.js';
 
 export interface HostOptions {
   /** The config (same shape as config/jobhost.json); validated, defaults filled in. */
@@ -27,7 +31,7 @@ export interface HostOptions {
   /** `memory` keeps runs in memory only (nothing survives the process); default `disk`. */
   store?: 'disk' | 'memory' | undefined;
   /** Store tuning (segment size, checkpoint size), mostly for tests and benchmarks. */
-  storeOptions?: Partial<Pick<StoreOptions, 'segmentSize' | 'checkpointBytes' | 'checkpointRuns' | 'fsync'>> | undefined;
+  storeOptions?: BackendTuning | undefined;
   /** Plugins registered at creation, as if dropped into the plugins directory. */
   plugins?: ReadonlyArray<PluginDefinition<never> | PluginDefinition> | undefined;
   clock?: Clock | undefined;
@@ -37,14 +41,17 @@ export interface HostOptions {
 }
 
 export type { TriggerOptions, TriggerResult, PublishResult } from './triggers.js';
-export type { JobView, JobStats, Stats, StaleJob } from './views.js';
+export type { HostState, JobView, JobStats, Stats, StaleJob } from '../contract/views.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {
   return new Host(options);
 }
 
-/** The composition root: wires bus, store, runner and scheduler, and owns the trigger path. */
+/**
+ * The composition root: wires bus, backend, executor, registry, triggers and scheduler, and owns
+ * the lifecycle. Where runs wait and are recorded is the backend's business (`contract/backend.ts`).
+ */
 export class Host {
   readonly cwd: string;
   readonly logger: Logger;
@@ -52,12 +59,15 @@ export class Host {
   readonly bus: Bus;
   #config: Config;
   #state: HostState = 'created';
-  readonly #store: Store;
-  readonly #runner: Runner;
+  readonly #backend: Backend;
+  readonly #executor: InlineExecutor;
+  readonly #observer: RunEvents;
   readonly #scheduler: Scheduler;
-  readonly #random: () => number;
-  readonly #newId: () => string;
   readonly #jobs: JobRegistry;
+  readonly #triggers: Triggers;
+  readonly #fires: Fires;
+  /** Queue names any config of this process has had (a dropped queue keeps its runs). */
+  readonly #queues = new Set<string>();
   #stopping: Promise<void> | undefined;
   /** Start/stop hooks of what plugs into the host (plugin loader, HTTP server). */
   readonly #services: Array<{ name: string; start(): Promise<void>; stop(): Promise<void> }> = [];
@@ -66,45 +76,40 @@ export class Host {
     this.cwd = options.cwd ?? process.cwd();
     this.#config = parseConfig(options.config ?? {});
     this.clock = options.clock ?? systemClock;
-    this.#random = options.random ?? Math.random;
+    const random = options.random ?? Math.random;
     this.logger = options.logger ?? createLogger();
-    this.#newId = createIdGenerator(() => this.clock.now(), this.#random);
+    const newId = createIdGenerator(() => this.clock.now(), random);
+
     this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
-    this.#store = createStore({
-      dir: options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir),
-      fsync: this.#config.store.fsync,
-      keepRuns: this.#config.store.keepRuns,
-      keepDays: this.#config.store.keepDays,
-      clock: this.clock,
-      logger: this.logger,
-      fold: foldFinished,
-      ...options.storeOptions,
-    });
-    this.#runner = new Runner({
-      clock: this.clock,
-      random: this.#random,
+    this.#observer = new RunEvents({
       bus: this.bus,
-      store: this.#store,
+      clock: this.clock,
       logger: this.logger,
-      concurrency: this.#config.concurrency,
-      queues: this.#config.queues,
-      hooks: {
-        job: (name) => this.#jobs.get(name)?.job,
-        settled: (run, outcome) => this.#settled(run, outcome),
-        reader: {
-          runs: (query) => this.runs(query),
-          run: (id) => this.run(id),
-          stats: () => this.stats(),
-        },
-        publish: (event, payload, from) => {
-          this.publish(event, payload).catch((err: unknown) =>
-            this.logger.error({ err, event, runId: from.id }, 'ctx.emit failed'),
-          );
-        },
+      newId,
+      notifySpec: (job) => this.#jobs.get(job)?.job.notify,
+      backend: () => this.#backend,
+    });
+    for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
+    const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
+    this.#backend = createBackend(this.#config, { dir, tuning: options.storeOptions, clock: this.clock, random, logger: this.logger });
+    this.#executor = new InlineExecutor({
+      logger: this.logger,
+      reader: { runs: (query) => this.runs(query), run: (id) => this.run(id), stats: () => this.stats() },
+      publish: (event, payload, runId) => {
+        this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
       },
     });
-    this.#jobs = new JobRegistry((q) => this.#runner.hasQueue(q));
-    this.#scheduler = new Scheduler({ clock: this.clock, logger: this.logger, fire: (job, at) => this.#fire(job, at) });
+    this.#jobs = new JobRegistry((name) => this.#backend.jobState(name), (q) => this.#queues.has(q));
+    this.#triggers = new Triggers({
+      bus: this.bus,
+      clock: this.clock,
+      registry: this.#jobs,
+      backend: this.#backend,
+      newId,
+      accepting: () => this.#acceptingWork(),
+    });
+    this.#scheduler = new Scheduler({ clock: this.clock, logger: this.logger, fire: (job, at) => this.#fires.fire(job, at) });
+    this.#fires = new Fires({ clock: this.clock, logger: this.logger, backend: this.#backend, registry: this.#jobs, triggers: this.#triggers });
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -128,19 +133,18 @@ export class Host {
 
   // ------------------------------------------------------------------------ lifecycle
 
-  /** Opens the store, recovers unfinished runs, starts dispatching and schedules, then services. */
+  /** Opens the backend (which recovers unfinished runs), starts dispatching and schedules, then services. */
   async start(): Promise<void> {
     if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = 'starting';
-    const loaded = await this.#store.open();
-    this.#jobs.adoptRecords(loaded.jobs);
+    await this.#backend.open({ job: (name) => this.#jobs.get(name)?.job, executor: this.#executor, observer: this.#observer });
     // Jobs registered before start were resolved without their stored flags: resolve again.
     for (const name of this.#jobs.names()) this.#reresolve(name);
-    this.#recover(loaded.runs);
     this.#state = 'running';
-    this.#runner.start();
+    this.#executor.open();
+    this.#backend.start();
     this.#scheduler.start();
-    for (const name of this.#jobs.names()) this.#catchUp(name);
+    for (const name of this.#jobs.names()) this.#fires.catchUp(name);
     try {
       for (const service of this.#services) await service.start();
     } catch (err) {
@@ -167,8 +171,9 @@ export class Host {
     this.#scheduler.stop();
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
-    await this.#runner.drain(graceMs);
-    if (wasStarted) await this.#store.close();
+    await this.#backend.drain(graceMs);
+    this.#executor.close();
+    if (wasStarted) await this.#backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
     for (const service of services) {
       await service.stop().catch((err: unknown) => this.logger.error({ err, service: service.name }, 'service failed to stop'));
@@ -178,56 +183,20 @@ export class Host {
 
   /** Resolves when everything recorded so far is durable in the store. */
   flush(): Promise<void> {
-    return this.#store.flush();
+    return this.#backend.flush();
   }
 
   /** Pauses dispatch: triggers are still accepted and queued; running runs go on. */
   pause(): void {
-    this.#runner.pause();
+    this.#backend.pause();
   }
 
   resume(): void {
-    this.#runner.resume();
+    this.#backend.resume();
   }
 
   get paused(): boolean {
-    return this.#runner.paused;
-  }
-
-  #recover(runs: Run[]): void {
-    const now = this.clock.now();
-    const iso = isoOf(now);
-    for (const run of runs) {
-      // Queued and delayed runs go back in as they were, with their runAt.
-      if (run.status !== 'running') {
-        void this.#runner.add(run);
-        continue;
-      }
-      const attempt = run.attempts.at(-1);
-      const error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
-      if (attempt && attempt.endedAt === null) {
-        attempt.endedAt = iso;
-        attempt.error = error;
-      }
-      if (run.attempts.length >= run.maxAttempts) {
-        run.status = 'failed';
-        run.error = error;
-        run.endedAt = iso;
-        run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
-        void this.#store.saveRun(run);
-        this.logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
-        this.bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error });
-        this.#settled(run, 'failed');
-        continue;
-      }
-      run.status = 'queued';
-      if (run.source !== 'recovery') run.origin = run.source;
-      run.source = 'recovery';
-      run.runAt = iso;
-      this.logger.info({ job: run.job, runId: run.id }, 'run interrupted by a stop: queued again');
-      void this.#runner.add(run);
-      this.bus.emit('run.queued', queuedData(run, false));
-    }
+    return this.#backend.paused;
   }
 
   // ------------------------------------------------------------------------ jobs
@@ -256,7 +225,7 @@ export class Host {
     const data = { job: spec.name, file, schedule: job.schedule?.label ?? null, enabled: job.enabled };
     if (existing) this.bus.emit('job.updated', { ...data, changed: changedFields(existing.job, job) });
     else this.bus.emit('job.registered', data);
-    if (!existing && this.#state === 'running') this.#catchUp(spec.name);
+    if (!existing && this.#state === 'running') this.#fires.catchUp(spec.name);
     return this.#view(spec.name)!;
   }
 
@@ -274,10 +243,6 @@ export class Host {
     return this.#jobs.get(name)?.job.file;
   }
 
-  #record(name: string): JobRecord {
-    return this.#jobs.record(name);
-  }
-
   /** Resolves a registered job again (config or flags changed); returns what changed. */
   #reresolve(name: string): string[] {
     const r = this.#jobs.reresolve(name, this.#config);
@@ -288,7 +253,7 @@ export class Host {
 
   #jobsChanged(name: string, job: EffectiveJob): void {
     this.#scheduler.set(name, job.enabled ? job.schedule : null);
-    this.#runner.jobChanged(name);
+    this.#backend.jobChanged(name);
   }
 
   /**
@@ -301,30 +266,14 @@ export class Host {
     const previous = this.#config;
     // Check every job against the new config before touching anything: all or nothing.
     for (const [, { job }] of this.#jobs.entries()) this.#jobs.resolve(job.spec, job.file, next, (q) => q in next.queues);
-    const changed: string[] = [];
-    for (const key of Object.keys(next) as Array<keyof Config>) {
-      if (key === 'jobs') {
-        const names = new Set([...Object.keys(previous.jobs), ...Object.keys(next.jobs)]);
-        for (const name of names) {
-          if (JSON.stringify(previous.jobs[name]) !== JSON.stringify(next.jobs[name])) changed.push(`jobs.${name}`);
-        }
-      } else if (JSON.stringify(previous[key]) !== JSON.stringify(next[key])) {
-        changed.push(key);
-      }
-    }
-    const restartRequired = changed.filter((k) => k === 'server' || k === 'store' || k === 'plugins' || k === 'events');
+    const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
     // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
-    for (const name of Object.keys(next.jobs)) {
-      if (previous.jobs[name]?.enabled !== next.jobs[name]?.enabled && next.jobs[name]?.enabled !== undefined) {
-        const record = this.#record(name);
-        if (record.enabled !== undefined) {
-          delete record.enabled;
-          if (this.#state === 'running') void this.#store.saveJob(name, record);
-        }
-      }
+    for (const name of enabledEdited) {
+      if (this.#backend.jobState(name).enabled !== undefined) void this.#backend.setJobFlags(name, { enabled: null });
     }
     this.#config = next;
-    this.#runner.setLimits(next.concurrency, next.queues);
+    for (const q of Object.keys(next.queues)) this.#queues.add(q);
+    this.#backend.setLimits(next.concurrency, next.queues);
     for (const name of this.#jobs.names()) {
       const was = this.#jobs.get(name)!.job.enabled;
       const fields = this.#reresolve(name);
@@ -344,11 +293,10 @@ export class Host {
   async setEnabled(name: string, enabled: boolean): Promise<JobView> {
     const entry = this.#jobs.get(name);
     if (!entry) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
-    const record = this.#record(name);
     const was = entry.job.enabled;
-    record.enabled = enabled;
+    const saved = this.#backend.setJobFlags(name, { enabled });
     this.#reresolve(name);
-    if (this.#state === 'running') await this.#store.saveJob(name, record);
+    if (this.#state === 'running') await saved;
     if (was !== enabled) this.bus.emit(enabled ? 'job.enabled' : 'job.disabled', { job: name });
     return this.#view(name)!;
   }
@@ -373,145 +321,26 @@ export class Host {
    * INVALID_PARAMS, SKIPPED (`details.reason`) or SHUTTING_DOWN.
    */
   async trigger(name: string, options: TriggerOptions = {}): Promise<TriggerResult> {
-    const prepared = this.#newRun(name, options, options.source ?? 'api');
-    const run = prepared instanceof Promise ? await prepared : prepared;
-    await this.#enqueue(run);
+    const run = await this.#triggers.create(name, options, options.source ?? 'api');
     return { runId: run.id };
   }
 
-  /** Hands the run to the runner and announces it; the promise is "the run is durable". */
-  #enqueue(run: Run): Promise<void> {
-    // A new run's runAt is either its creation time (now) or later: the clock has the number.
-    const durable = this.#runner.add(run, run.runAt === run.createdAt ? this.clock.now() : Date.parse(run.runAt));
-    this.bus.emit('run.queued', queuedData(run, run.runAt !== run.createdAt));
-    return durable;
-  }
-
-  /** Validates a trigger and builds its run; a promise only when the params schema is async. */
-  #newRun(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>): Run | Promise<Run> {
-    this.#acceptingWork();
-    const entry = this.#jobs.get(name);
-    if (!entry) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
-    const params = validateParams(entry.job, options.params);
-    if (params instanceof Promise) return params.then((p) => this.#admit(entry.job, p, options, source, extra));
-    return this.#admit(entry.job, params, options, source, extra);
-  }
-
-  /** Builds the run, or refuses it: SKIPPED, with `run.skipped` emitted. */
-  #admit(job: EffectiveJob, params: unknown, options: TriggerOptions, source: RunSource, extra: Partial<Run> | undefined): Run {
-    const now = this.clock.now();
-    const run = buildRun(job, params, options, source, now, this.#newId(), extra);
-    const refused = refusal(job, this.#record(job.name), this.#runner, run.key, now);
-    if (refused) {
-      const runId = refused.runId !== undefined ? { runId: refused.runId } : {};
-      this.bus.emit('run.skipped', { job: job.name, reason: refused.reason, source, detail: refused.detail, ...runId });
-      throw new HostError('SKIPPED', `${refused.reason}: ${refused.detail}`, { reason: refused.reason, job: job.name, ...runId });
-    }
-    return run;
-  }
-
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
-  async publish(event: string, payload?: unknown): Promise<PublishResult> {
-    this.#acceptingWork();
-    const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
-    for (const sub of this.#jobs.subscribers(event)) {
-      try {
-        const run = await this.#newRun(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
-        await this.#enqueue(run);
-        result.enqueued.push(run.id);
-      } catch (err) {
-        if (isHostError(err) && err.code === 'SKIPPED') result.skipped.push({ job: sub.job, reason: err.details?.['reason'] as SkipReason });
-        else if (isHostError(err)) result.errors.push({ job: sub.job, code: err.code, message: err.message });
-        else throw err;
-      }
-    }
-    return result;
-  }
-
-  #fire(name: string, dueAt: number): void {
-    const record = this.#record(name);
-    record.lastFireAt = dueAt;
-    void this.#store.saveJob(name, record);
-    this.trigger(name, { source: 'schedule' }).catch((err: unknown) => {
-      if (isHostError(err) && err.code === 'SKIPPED') return; // already emitted as run.skipped
-      this.logger.error({ err, job: name }, 'scheduled trigger failed');
-    });
-  }
-
-  /** With catchUp, a fire missed while the host was down runs once; without, it is logged. */
-  #catchUp(name: string): void {
-    const job = this.#jobs.get(name)?.job;
-    if (!job?.schedule || !job.enabled) return;
-    const record = this.#record(name);
-    const now = this.clock.now();
-    if (record.lastFireAt === undefined) {
-      // The baseline: fires after this moment count as missed if the host is down for them.
-      record.lastFireAt = now;
-      void this.#store.saveJob(name, record);
-      return;
-    }
-    const missed = job.schedule.next(record.lastFireAt);
-    if (missed === null || missed > now) return;
-    record.lastFireAt = now;
-    void this.#store.saveJob(name, record);
-    if (!job.catchUp) {
-      this.logger.info({ job: name, missed: isoOf(missed) }, 'schedule fires were missed while the host was down; catchUp is off');
-      return;
-    }
-    this.trigger(name, { source: 'catch-up' }).catch((err: unknown) => {
-      if (!(isHostError(err) && err.code === 'SKIPPED')) this.logger.error({ err, job: name }, 'catch-up trigger failed');
-    });
+  publish(event: string, payload?: unknown): Promise<PublishResult> {
+    return this.#triggers.publish(event, payload);
   }
 
   /** Cancels a queued or running run; RUN_FINISHED if it already ended. */
   async cancel(id: string): Promise<Run> {
-    const run = this.#runner.cancel(id);
-    if (run) {
-      await this.#store.flush();
-      return structuredClone(run);
-    }
-    const stored = await this.#store.getRun(id);
-    if (!stored) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
-    throw new HostError('RUN_FINISHED', `run ${id} already ${stored.status}`, { runId: id, status: stored.status });
+    const result = await this.#backend.cancel(id, 'canceled by request');
+    if (!result) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
+    if (!result.canceled) throw new HostError('RUN_FINISHED', `run ${id} already ${result.run.status}`, { runId: id, status: result.run.status });
+    return result.run;
   }
 
   /** Replays a failed or canceled run as a new run (source `retry`). */
-  async retry(id: string): Promise<TriggerResult> {
-    const old = (this.#runner.get(id) && structuredClone(this.#runner.get(id))) ?? (await this.#store.getRun(id));
-    if (!old) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
-    if (old.status !== 'failed' && old.status !== 'canceled') {
-      throw new HostError('RUN_NOT_RETRYABLE', `run ${id} is ${old.status}; only failed or canceled runs can be retried`, { runId: id });
-    }
-    const run = await this.#newRun(old.job, { params: old.params, priority: old.priority, key: old.key ?? undefined }, 'retry', { retryOf: id });
-    await this.#enqueue(run);
-    return { runId: run.id };
-  }
-
-  // ------------------------------------------------------------------------ outcomes
-
-  #settled(run: Run, outcome: 'succeeded' | 'failed' | 'canceled' | 'retrying'): void {
-    if (outcome !== 'retrying') {
-      // No write of its own: the run's final record is the durable fact; the store folds it
-      // again on load if it finished after the last checkpoint.
-      const record = this.#record(run.job);
-      foldFinished(record, run);
-      this.#store.trackJob(run.job, record);
-    }
-    const notify = this.#jobs.get(run.job)?.job.notify;
-    if (notify) this.#notify(notify, run, outcome);
-  }
-
-  #notify(spec: NonNullable<EffectiveJob['notify']>, run: Run, status: NotifyStatus): void {
-    let n: Notification | null;
-    try {
-      n = buildNotification(spec, run, status, isoOf(this.clock.now()), this.#newId());
-    } catch (err) {
-      this.logger.error({ err, job: run.job }, 'could not build the notification');
-      return;
-    }
-    if (!n) return;
-    void this.#store.saveNotification(n);
-    this.bus.emit('notification', { ...n });
+  retry(id: string): Promise<TriggerResult> {
+    return this.#triggers.retry(id);
   }
 
   // ------------------------------------------------------------------------ reads
@@ -528,75 +357,51 @@ export class Host {
     const job = this.#jobs.get(name)?.job;
     if (!job) return undefined;
     const armed = job.enabled && this.#state !== 'stopping' && this.#state !== 'stopped';
-    return jobView(job, this.#record(name), {
-      nextRun: armed ? this.#scheduler.next(name) : null,
-      active: this.#runner.activeCount(name),
-      running: this.#runner.runningCount(name),
-    });
+    const load = this.#backend.load(name);
+    return jobView(job, this.#backend.jobState(name), { nextRun: armed ? this.#scheduler.next(name) : null, active: load.active, running: load.running });
   }
 
   /** History, newest first, across segments; `next` is the cursor for `before`. */
   runs(query: RunQuery = {}): Promise<Page<Run>> {
-    return this.#store.listRuns(query);
+    return this.#backend.listRuns(query);
   }
 
-  async run(id: string): Promise<Run | undefined> {
-    const live = this.#runner.get(id);
-    if (live) return structuredClone(live);
-    return this.#store.getRun(id);
+  run(id: string): Promise<Run | undefined> {
+    return this.#backend.getRun(id);
   }
 
   /** Resolves with the run once it is final. */
   async wait(id: string): Promise<Run> {
-    if (!this.#runner.get(id)) {
-      const run = await this.#store.getRun(id);
-      if (!run) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
-      if (isFinal(run.status)) return run;
-    }
-    return new Promise<Run>((resolve) => {
-      const done = (e: AnyHostEvent): void => {
+    // Listen first, then look: a run that ends while the lookup is in flight is not missed.
+    let close = (): void => undefined;
+    const ended = new Promise<void>((resolve) => {
+      close = this.bus.on('*', (e: AnyHostEvent) => {
         if (e.data.job !== null && 'runId' in e.data && e.data.runId === id && (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.canceled')) {
           close();
-          void this.run(id).then((r) => resolve(r!));
+          resolve();
         }
-      };
-      const close = this.bus.on('*', done);
+      });
     });
+    const run = await this.#backend.getRun(id);
+    if (!run) {
+      close();
+      throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
+    }
+    if (isFinal(run.status)) {
+      close();
+      return run;
+    }
+    await ended;
+    return (await this.run(id))!;
   }
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Page<Notification> {
-    return this.#store.listNotifications(query);
+    return this.#backend.listNotifications(query);
   }
 
   stats(): Stats {
-    const depths = this.#runner.depths();
-    const records = this.#jobs.records();
-    const withCounts = [...records].filter(([, r]) => r.counts).map(([n]) => n);
-    const { perJob, succeeded, failed, canceled } = runStats(records, [...this.#jobs.names(), ...withCounts]);
-    let enabled = 0;
-    let scheduled = 0;
-    for (const [, { job }] of this.#jobs.entries()) {
-      if (job.enabled) enabled++;
-      if (job.enabled && job.schedule) scheduled++;
-    }
-    return {
-      state: this.#state,
-      totals: {
-        runs: succeeded + failed + canceled,
-        succeeded,
-        failed,
-        canceled,
-        queued: depths.ready + depths.parked,
-        delayed: depths.delayed,
-        running: depths.running,
-      },
-      successRate: succeeded + failed > 0 ? succeeded / (succeeded + failed) : null,
-      jobs: { total: this.#jobs.size, enabled, running: depths.running, scheduled },
-      perJob,
-      queues: depths.queues,
-      store: this.#store.stats(),
-      events: { seq: this.bus.seq },
-    };
+    const jobs = [...this.#jobs.entries()].map(([, e]) => e.job);
+    return hostStats(this.#state, jobs, this.#backend.jobStates(), this.#backend.depths(), this.#backend.stats(), this.bus.seq);
   }
 
   /** Whether the scheduler is armed (for readiness). */
@@ -613,7 +418,7 @@ export class Host {
     const now = this.clock.now();
     const stale: StaleJob[] = [];
     for (const [name, { job, registeredAt }] of this.#jobs.entries()) {
-      const s = staleness(job, this.#record(name), registeredAt, now);
+      const s = staleness(job, this.#backend.jobState(name), registeredAt, now);
       if (s) stale.push(s);
     }
     return stale;

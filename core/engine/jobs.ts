@@ -1,41 +1,16 @@
 import { z } from 'zod';
+import type { AdmissionRules, ExecutableJob, JobState } from '../contract/backend.js';
 import type { Config, JobOverride } from '../contract/config.js';
+import type { ParamsSchema } from '../contract/plugin.js';
+import type { JobSpec, NotifySpec, ScheduleSpec } from '../contract/plugin-schema.js';
+import { DEFAULT_RETRY, type RetryPolicy } from '../contract/retry.js';
 import { cronSchedule, everySchedule, type Schedule } from '../schedule/cron.js';
-import type { JobSpec, NotifySpec, ParamsSchema, RetryPolicy, ScheduleSpec } from '../contract/plugin.js';
-import type { Run } from '../contract/run.js';
-import type { RunnerJob } from './runner.js';
-import type { JobRecord } from '../store/store.js';
-
-const DURATIONS_KEPT = 200;
-
-/** Folds a finished run into its job's aggregates: counts, last run, last success, recent durations. */
-export function foldFinished(record: JobRecord, run: Run): void {
-  if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'canceled') return;
-  const counts = (record.counts ??= {});
-  counts[run.status] = (counts[run.status] ?? 0) + 1;
-  const at = run.endedAt ?? run.createdAt;
-  const last = record.lastRun;
-  if (!last) record.lastRun = { runId: run.id, status: run.status, at };
-  else if (last.at <= at) {
-    // In place: this runs once per finished run, and the record is the store's copy too.
-    last.runId = run.id;
-    last.status = run.status;
-    last.at = at;
-  }
-  if (run.status === 'succeeded' && (record.lastSuccessAt === undefined || record.lastSuccessAt < at)) record.lastSuccessAt = at;
-  if (run.durationMs !== null && run.status !== 'canceled') {
-    const durations = (record.durations ??= []);
-    durations.push(run.durationMs);
-    // Trimmed in bulk, not one shift per run: between DURATIONS_KEPT and twice that are kept.
-    if (durations.length >= 2 * DURATIONS_KEPT) durations.splice(0, durations.length - DURATIONS_KEPT);
-  }
-}
 
 /**
  * A job as the host runs it: the plugin's declaration, overridden by `jobs.<name>` in the config,
  * filled in from the config's defaults, with the run-time enabled flag on top.
  */
-export interface EffectiveJob extends RunnerJob {
+export interface EffectiveJob extends ExecutableJob, AdmissionRules {
   readonly spec: JobSpec;
   readonly file: string | null;
   readonly description: string;
@@ -55,15 +30,13 @@ export interface EffectiveJob extends RunnerJob {
   readonly maxAttempts: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 1, backoff: 'exponential', delayMs: 1000, maxDelayMs: 3_600_000, jitter: 0.2 };
-
 /** Merges plugin, override and defaults. Throws INVALID_CRON/INVALID_TIMEZONE for a bad combination. */
 export function resolveJob(
   spec: JobSpec,
   file: string | null,
   override: JobOverride | undefined,
   config: Config,
-  record: JobRecord,
+  state: Readonly<JobState>,
   hasQueue: (name: string) => boolean,
 ): EffectiveJob {
   const scheduleSpec = override?.schedule !== undefined ? override.schedule : spec.schedule;
@@ -94,7 +67,7 @@ export function resolveJob(
     scheduleSpec,
     schedule,
     timezone,
-    enabled: record.enabled ?? override?.enabled ?? spec.enabled,
+    enabled: state.enabled ?? override?.enabled ?? spec.enabled,
     paramsSchema: spec.params,
     paramDefaults: Object.freeze({ ...override?.params }),
     concurrency: spec.overlap === 'queue' ? 1 : spec.concurrency,
@@ -145,12 +118,4 @@ export function changedFields(a: EffectiveJob, b: EffectiveJob): string[] {
   if (!same(a.notify, b.notify)) out.push('notify');
   if (a.file !== b.file) out.push('file');
   return out;
-}
-
-/** Nearest-rank percentile of unsorted values; null for none. */
-export function percentile(values: readonly number[], p: number): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[rank - 1]!;
 }

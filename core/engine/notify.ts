@@ -1,18 +1,6 @@
-import type { NotifyPriority, NotifySpec, NotifyStatus } from '../contract/plugin.js';
+import type { Notification, NotifyStatus } from '../contract/notification.js';
+import type { NotifySpec } from '../contract/plugin-schema.js';
 import type { Run } from '../contract/run.js';
-
-/** A notification as stored, served and emitted (SPEC §6). */
-export interface Notification {
-  id: string;
-  job: string;
-  runId: string;
-  status: NotifyStatus;
-  title: string;
-  message: string;
-  priority: NotifyPriority;
-  tags: string[];
-  at: string;
-}
 
 const DEFAULT_ON: readonly NotifyStatus[] = ['succeeded', 'failed'];
 const SUFFIX: Record<NotifyStatus, string> = { succeeded: 'Completed', failed: 'Failed', canceled: 'Canceled', retrying: 'Retrying' };

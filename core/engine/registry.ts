@@ -1,12 +1,12 @@
+import type { JobState } from '../contract/backend.js';
 import type { Config } from '../contract/config.js';
+import type { JobSpec } from '../contract/plugin-schema.js';
 import { changedFields, resolveJob, type EffectiveJob } from './jobs.js';
-import type { JobSpec } from '../contract/plugin.js';
-import type { JobRecord } from '../store/store.js';
 
 /**
- * The registered jobs: each plugin's spec resolved against the config into an effective job,
- * the per-job records (flags and aggregates) that outlive registrations, and the index of app
- * events to the jobs that listen for them. It holds state only; the host decides and announces.
+ * The registered jobs: each plugin's spec resolved against the config (and the job's stored
+ * flags) into an effective job, and the index of app events to the jobs that listen for them. It
+ * holds state only; the host decides and announces.
  */
 
 export interface JobEntry {
@@ -22,11 +22,12 @@ export interface Subscription {
 
 export class JobRegistry {
   readonly #jobs = new Map<string, JobEntry>();
-  readonly #records = new Map<string, JobRecord>();
   #subscriptions = new Map<string, Subscription[]>();
+  readonly #state: (name: string) => Readonly<JobState>;
   readonly #hasQueue: (name: string) => boolean;
 
-  constructor(hasQueue: (name: string) => boolean) {
+  constructor(state: (name: string) => Readonly<JobState>, hasQueue: (name: string) => boolean) {
+    this.#state = state;
     this.#hasQueue = hasQueue;
   }
 
@@ -50,28 +51,9 @@ export class JobRegistry {
     return this.#jobs.entries();
   }
 
-  /** The record of a job, registered or not (created empty on first use). */
-  record(name: string): JobRecord {
-    let record = this.#records.get(name);
-    if (!record) this.#records.set(name, (record = {}));
-    return record;
-  }
-
-  records(): ReadonlyMap<string, JobRecord> {
-    return this.#records;
-  }
-
-  /** Records loaded from the store; what changed in memory before (flags set before start) wins. */
-  adoptRecords(loaded: ReadonlyMap<string, JobRecord>): void {
-    for (const [name, record] of loaded) {
-      const existing = this.#records.get(name);
-      this.#records.set(name, existing ? { ...record, ...existing } : record);
-    }
-  }
-
   /** The effective job for a spec under `config` (throws INVALID_CRON/INVALID_TIMEZONE). */
   resolve(spec: JobSpec, file: string | null, config: Config, hasQueue: (name: string) => boolean = this.#hasQueue): EffectiveJob {
-    return resolveJob(spec, file, config.jobs[spec.name], config, this.record(spec.name), hasQueue);
+    return resolveJob(spec, file, config.jobs[spec.name], config, this.#state(spec.name), hasQueue);
   }
 
   set(name: string, job: EffectiveJob, registeredAt: number): void {

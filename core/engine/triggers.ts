@@ -1,15 +1,18 @@
-import { isoTime } from '../contract/clock.js';
+import type { Backend } from '../contract/backend.js';
+import { isoTime, type Clock } from '../contract/clock.js';
 import { parseDuration, type Duration } from '../contract/duration.js';
-import { HostError } from '../contract/errors.js';
+import { HostError, isHostError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
-import type { EffectiveJob } from './jobs.js';
 import type { ParamsResult } from '../contract/plugin.js';
 import type { Run, RunSource } from '../contract/run.js';
-import type { JobRecord } from '../store/store.js';
+import type { Bus } from './bus.js';
+import type { EffectiveJob } from './jobs.js';
+import type { JobRegistry } from './registry.js';
 
 /**
- * The parts of a trigger that decide, before anything is stored: are the params valid, may the
- * job take a run now, and what run to create. The host calls these in order and enqueues.
+ * The trigger path: are the params valid, what run to create, and the backend's word on whether
+ * the job takes it (admission and the add are one step there). Triggers, app events and replays
+ * of failed runs all come through here.
  */
 
 export interface TriggerOptions {
@@ -77,44 +80,6 @@ export function validateParams(job: EffectiveJob, input: unknown): unknown {
   return checkedParams({ value: params });
 }
 
-/** What the refusal rules need to know about the job's runs in flight. */
-export interface ActiveRuns {
-  activeCount(job: string): number;
-  firstActive(job: string): Run | undefined;
-  byKey(job: string, key: string): Run | undefined;
-}
-
-export interface Refusal {
-  reason: SkipReason;
-  detail: string;
-  runId?: string;
-}
-
-/** Why the job refuses a new run now (disabled, once, cooldown, duplicate, overlap), or null. */
-export function refusal(job: EffectiveJob, record: JobRecord, active: ActiveRuns, key: string | null, now: number): Refusal | null {
-  if (!job.enabled) return { reason: 'disabled', detail: 'the job is disabled' };
-  if (job.once) {
-    if (record.lastSuccessAt !== undefined) {
-      return { reason: 'once', detail: 'the job may succeed once and already has', ...(record.lastRun ? { runId: record.lastRun.runId } : {}) };
-    }
-    const first = active.firstActive(job.name);
-    if (first) return { reason: 'once', detail: 'a run of this once-only job is already queued or running', runId: first.id };
-  }
-  if (job.cooldownMs > 0 && record.lastSuccessAt !== undefined) {
-    const until = Date.parse(record.lastSuccessAt) + job.cooldownMs;
-    if (now < until) return { reason: 'cooldown', detail: `cooling down until ${isoTime(until)}` };
-  }
-  if (key !== null) {
-    const holder = active.byKey(job.name, key);
-    if (holder) return { reason: 'duplicate', detail: `run ${holder.id} with key "${key}" is already queued or running`, runId: holder.id };
-  }
-  if (job.overlap === 'skip' && active.activeCount(job.name) > 0) {
-    const first = active.firstActive(job.name);
-    return { reason: 'overlap', detail: `run ${first?.id ?? ''} is already queued or running`, ...(first ? { runId: first.id } : {}) };
-  }
-  return null;
-}
-
 /** The latest `runAt` accepted: the last millisecond an ISO time with a 4-digit year can show. */
 const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
@@ -170,4 +135,70 @@ export function buildRun(
     event: null,
     ...extra,
   };
+}
+
+export interface TriggersOptions {
+  bus: Bus;
+  clock: Clock;
+  registry: JobRegistry;
+  backend: Backend;
+  newId: () => string;
+  /** Throws SHUTTING_DOWN or NOT_STARTED unless the host takes new work. */
+  accepting(): void;
+}
+
+export class Triggers {
+  readonly #o: TriggersOptions;
+
+  constructor(options: TriggersOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * Creates a run of `name`; resolves once it is durable. Rejects with JOB_NOT_FOUND,
+   * INVALID_PARAMS, INVALID_BODY, SKIPPED (`details.reason`, after `run.skipped`) or SHUTTING_DOWN.
+   */
+  async create(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>): Promise<Run> {
+    this.#o.accepting();
+    const job = this.#o.registry.get(name)?.job;
+    if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
+    const checked = validateParams(job, options.params);
+    const params = checked instanceof Promise ? await checked : checked;
+    const run = buildRun(job, params, options, source, this.#o.clock.now(), this.#o.newId(), extra);
+    const refused = await this.#o.backend.add(run, job);
+    if (refused) {
+      const runId = refused.runId !== undefined ? { runId: refused.runId } : {};
+      this.#o.bus.emit('run.skipped', { job: job.name, reason: refused.reason, source, detail: refused.detail, ...runId });
+      throw new HostError('SKIPPED', `${refused.reason}: ${refused.detail}`, { reason: refused.reason, job: job.name, ...runId });
+    }
+    return run;
+  }
+
+  /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
+  async publish(event: string, payload?: unknown): Promise<PublishResult> {
+    this.#o.accepting();
+    const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
+    for (const sub of this.#o.registry.subscribers(event)) {
+      try {
+        const run = await this.create(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
+        result.enqueued.push(run.id);
+      } catch (err) {
+        if (isHostError(err) && err.code === 'SKIPPED') result.skipped.push({ job: sub.job, reason: err.details?.['reason'] as SkipReason });
+        else if (isHostError(err)) result.errors.push({ job: sub.job, code: err.code, message: err.message });
+        else throw err;
+      }
+    }
+    return result;
+  }
+
+  /** Replays a failed or canceled run as a new run (source `retry`). */
+  async retry(id: string): Promise<TriggerResult> {
+    const old = await this.#o.backend.getRun(id);
+    if (!old) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
+    if (old.status !== 'failed' && old.status !== 'canceled') {
+      throw new HostError('RUN_NOT_RETRYABLE', `run ${id} is ${old.status}; only failed or canceled runs can be retried`, { runId: id });
+    }
+    const run = await this.create(old.job, { params: old.params, priority: old.priority, key: old.key ?? undefined }, 'retry', { retryOf: id });
+    return { runId: run.id };
+  }
 }

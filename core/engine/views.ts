@@ -1,71 +1,12 @@
+import type { Depths, JobState } from '../contract/backend.js';
 import { isoTime } from '../contract/clock.js';
-import type { HostState } from './host.js';
-import { paramsJsonSchema, percentile, type EffectiveJob } from './jobs.js';
-import type { RunStatus } from '../contract/run.js';
+import type { BackendStats, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
-import type { JobRecord, StoreStats } from '../store/store.js';
+import { paramsJsonSchema, type EffectiveJob } from './jobs.js';
 
 /** What the host shows of itself: job views (`GET /jobs`), stats (`GET /stats`), stale jobs (`/ready`). */
 
-/** A job as `GET /jobs` shows it (SPEC §6). */
-export interface JobView {
-  name: string;
-  description: string;
-  schedule: string | null;
-  /** The schedule in words ("At 07:00", "Every 15 minutes"); null for trigger-only jobs. */
-  scheduleText: string | null;
-  timezone: string;
-  enabled: boolean;
-  file: string | null;
-  nextRun: string | null;
-  lastRun: { runId: string; status: RunStatus; at: string } | null;
-  lastSuccessAt: string | null;
-  counts: { succeeded: number; failed: number; canceled: number; queued: number; running: number };
-  paramsSchema: unknown;
-  paramDefaults: Record<string, unknown>;
-  queue: string;
-  concurrency: number;
-  overlap: 'skip' | 'queue' | 'allow';
-  retry: { attempts: number; backoff: string; delayMs: number; maxDelayMs: number; jitter: number };
-  timeoutMs: number;
-  cooldownMs: number;
-  once: boolean;
-  catchUp: boolean;
-  on: Array<{ event: string; delayMs: number }>;
-  notify: unknown;
-}
-
-export interface JobStats {
-  count: number;
-  succeeded: number;
-  failed: number;
-  canceled: number;
-  successRate: number | null;
-  p50Ms: number | null;
-  p95Ms: number | null;
-  lastRun: JobView['lastRun'];
-}
-
-export interface Stats {
-  state: HostState;
-  totals: { runs: number; succeeded: number; failed: number; canceled: number; queued: number; delayed: number; running: number };
-  successRate: number | null;
-  jobs: { total: number; enabled: number; running: number; scheduled: number };
-  perJob: Record<string, JobStats>;
-  queues: Record<string, number>;
-  store: StoreStats;
-  events: { seq: number };
-}
-
-/** A scheduled job overdue for a success (see `Host.staleJobs()`). */
-export interface StaleJob {
-  job: string;
-  schedule: string;
-  periodMs: number;
-  lastSuccessAt: string | null;
-}
-
-export function jobView(job: EffectiveJob, record: JobRecord, live: { nextRun: number | null; active: number; running: number }): JobView {
+export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { nextRun: number | null; active: number; running: number }): JobView {
   return {
     name: job.name,
     description: job.description,
@@ -100,7 +41,7 @@ export function jobView(job: EffectiveJob, record: JobRecord, live: { nextRun: n
 }
 
 /** Per-job and total counts from the job records (lifetime), durations from the recent ones. */
-export function runStats(records: ReadonlyMap<string, JobRecord>, names: Iterable<string>): { perJob: Record<string, JobStats>; succeeded: number; failed: number; canceled: number } {
+export function runStats(records: ReadonlyMap<string, Readonly<JobState>>, names: Iterable<string>): { perJob: Record<string, JobStats>; succeeded: number; failed: number; canceled: number } {
   const perJob: Record<string, JobStats> = {};
   let succeeded = 0;
   let failed = 0;
@@ -131,7 +72,7 @@ export function runStats(records: ReadonlyMap<string, JobRecord>, names: Iterabl
  * Whether an enabled scheduled job has had no success within twice its period (the gap between
  * its next two fires); a job that never succeeded counts from `since`.
  */
-export function staleness(job: EffectiveJob, record: JobRecord, registeredAt: number, now: number): StaleJob | null {
+export function staleness(job: EffectiveJob, record: Readonly<JobState>, registeredAt: number, now: number): StaleJob | null {
   if (!job.enabled || !job.schedule) return null;
   let periodMs: number;
   try {
@@ -145,4 +86,50 @@ export function staleness(job: EffectiveJob, record: JobRecord, registeredAt: nu
   const lastSuccessAt = record.lastSuccessAt ?? null;
   const since = lastSuccessAt !== null ? Date.parse(lastSuccessAt) : registeredAt;
   return now - since > 2 * periodMs ? { job: job.name, schedule: job.schedule.label, periodMs, lastSuccessAt } : null;
+}
+
+/** `GET /stats`: lifetime totals from the job states, live depths from the backend. */
+export function hostStats(
+  state: HostState,
+  jobs: Iterable<EffectiveJob>,
+  records: ReadonlyMap<string, Readonly<JobState>>,
+  depths: Depths,
+  store: BackendStats,
+  seq: number,
+): Stats {
+  const registered = [...jobs];
+  const withCounts = [...records].filter(([, r]) => r.counts).map(([n]) => n);
+  const { perJob, succeeded, failed, canceled } = runStats(records, [...registered.map((j) => j.name), ...withCounts]);
+  let enabled = 0;
+  let scheduled = 0;
+  for (const job of registered) {
+    if (job.enabled) enabled++;
+    if (job.enabled && job.schedule) scheduled++;
+  }
+  return {
+    state,
+    totals: {
+      runs: succeeded + failed + canceled,
+      succeeded,
+      failed,
+      canceled,
+      queued: depths.ready + depths.parked,
+      delayed: depths.delayed,
+      running: depths.running,
+    },
+    successRate: succeeded + failed > 0 ? succeeded / (succeeded + failed) : null,
+    jobs: { total: registered.length, enabled, running: depths.running, scheduled },
+    perJob,
+    queues: depths.queues,
+    store,
+    events: { seq },
+  };
+}
+
+/** Nearest-rank percentile of unsorted values; null for none. */
+export function percentile(values: readonly number[], p: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1]!;
 }

@@ -9,7 +9,7 @@ import { createHost, type Host } from '../engine/host.js';
 import { resolveJob } from '../engine/jobs.js';
 import { isPluginFile, usePluginDirectory } from './plugin-directory.js';
 import { createLogger, type Logger } from '../contract/logger.js';
-import { parsePlugin } from '../contract/plugin.js';
+import { parsePlugin } from '../contract/plugin-schema.js';
 import { loadPluginModule } from './plugin-module.js';
 import { useServer, type Server } from '../server/server.js';
 

@@ -4,7 +4,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { HostError, isHostError } from '../contract/errors.js';
 import type { Host } from '../engine/host.js';
-import { parsePlugin } from '../contract/plugin.js';
+import { parsePlugin } from '../contract/plugin-schema.js';
 import { loadPluginModule } from './plugin-module.js';
 
 /**

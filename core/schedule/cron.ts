@@ -1,5 +1,4 @@
-import { Cron } from 'croner';
-import { HostError } from '../contract/errors.js';
+import { assertTimezone, cronPattern, zoneFormatter } from '../contract/schedule-syntax.js';
 
 /**
  * When a schedule fires. Cron expressions are matched on the job's wall clock by croner (5 or 6
@@ -20,39 +19,10 @@ export interface Schedule {
 
 const HOUR = 3_600_000;
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** Throws INVALID_TIMEZONE unless `timezone` is an IANA zone this Node knows. */
-export function assertTimezone(timezone: string, field = 'timezone'): void {
-  try {
-    formatterFor(timezone);
-  } catch {
-    throw new HostError('INVALID_TIMEZONE', `${field}: invalid timezone ${JSON.stringify(timezone)}`, { field });
-  }
-}
-
-function formatterFor(timezone: string): Intl.DateTimeFormat {
-  let f = formatters.get(timezone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: timezone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    formatters.set(timezone, f);
-  }
-  return f;
-}
-
 /** The wall-clock reading of `instant` in `timezone`, as a naive UTC timestamp (whole seconds). */
 function wallOf(instant: number, timezone: string): number {
   const p: Record<string, number> = {};
-  for (const part of formatterFor(timezone).formatToParts(instant)) {
+  for (const part of zoneFormatter(timezone).formatToParts(instant)) {
     if (part.type !== 'literal') p[part.type] = Number(part.value);
   }
   return Date.UTC(p['year']!, p['month']! - 1, p['day']!, p['hour']!, p['minute']!, p['second']!);
@@ -101,26 +71,12 @@ function resolveWall(wall: number, timezone: string): Resolved {
   return { kind: 'gap', at: transitionBetween(Math.min(t1, t2), Math.max(t1, t2), timezone) };
 }
 
-function cronError(expr: string, reason: string, field: string): HostError {
-  return new HostError('INVALID_CRON', `${field}: invalid cron ${JSON.stringify(expr)} (${reason})`, { field, expr });
-}
-
 /** Compiles a cron expression for `timezone`; throws INVALID_CRON / INVALID_TIMEZONE naming `field`. */
 export function cronSchedule(expr: string, timezone: string, field = 'schedule'): Schedule {
   assertTimezone(timezone, field === 'schedule' ? 'timezone' : field.replace(/schedule$/, 'timezone'));
   const trimmed = expr.trim();
-  if (!trimmed.startsWith('@')) {
-    const fields = trimmed.split(/\s+/).length;
-    if (fields !== 5 && fields !== 6) throw cronError(expr, `expected 5 or 6 fields, got ${fields}`, field);
-  }
-  let pattern: Cron;
-  try {
-    // Matching happens on naive wall time, so croner works in UTC and we map to the real zone.
-    pattern = new Cron(trimmed, { timezone: 'UTC', domAndDow: false });
-  } catch (err) {
-    throw cronError(expr, (err as Error).message.replace(/^CronPattern: /, ''), field);
-  }
-  if (pattern.nextRun(new Date(0)) === null) throw cronError(expr, 'it never fires', field);
+  // Matching happens on naive wall time, so croner works in UTC and we map to the real zone.
+  const pattern = cronPattern(expr, field);
 
   return {
     label: trimmed,

@@ -1,5 +1,5 @@
 import cronstrue from 'cronstrue';
-import type { ScheduleSpec } from '../contract/plugin.js';
+import type { ScheduleSpec } from '../contract/plugin-schema.js';
 
 /**
  * A schedule in words for people ("At 07:00", "Every 15 minutes"), shown by the API and the

@@ -4,8 +4,7 @@ import { Low } from 'lowdb';
 import type { Clock } from '../contract/clock.js';
 import { AppendFile, NdjsonFile } from './files.js';
 import type { Logger } from '../contract/logger.js';
-import type { Run, RunStatus } from '../contract/run.js';
-import type { RunQuery } from './store.js';
+import type { Run, RunQuery, RunStatus } from '../contract/run.js';
 
 /**
  * Finished runs, in segments: `segments/<n>.ndjson`, one run per line, appended to the open

@@ -1,13 +1,18 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
+import type { JobState, NotificationQuery } from '../contract/backend.js';
+import type { BackendStats } from '../contract/views.js';
 import type { Clock } from '../contract/clock.js';
-import { HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import type { Notification } from '../contract/notification.js';
+import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
 import { AppendFile, DurableJsonFile, NdjsonFile } from './files.js';
 import { History, type SegmentInfo } from './history.js';
-import type { Logger } from '../contract/logger.js';
-import type { Notification } from '../engine/notify.js';
-import { isFinal, serializeRun, type Run, type RunStatus } from '../contract/run.js';
+import { GroupCommit } from './group-commit.js';
+import { foldFinished } from './job-state.js';
+import { NotificationLog } from './notification-log.js';
+import { serializeRun } from './serialize.js';
 
 /**
  * The run store. On disk (SPEC §4, §6):
@@ -22,66 +27,31 @@ import { isFinal, serializeRun, type Run, type RunStatus } from '../contract/run
  * segment, so a write never rewrites history, and retention drops whole segments.
  */
 
-/**
- * What the host keeps per job across restarts. Two kinds of field: flags (`enabled`,
- * `lastFireAt`), journaled when they change; and aggregates of finished runs (the rest), kept
- * in checkpoints and rebuilt on load by folding the runs finished since (`StoreOptions.fold`),
- * so finishing a run costs no extra write.
- */
-export interface JobRecord {
-  /** Set by enable/disable at run time; absent means "as the plugin and config say". */
-  enabled?: boolean;
-  /** The last schedule fire (ms), for catch-up. */
-  lastFireAt?: number;
-  lastSuccessAt?: string;
-  lastRun?: { runId: string; status: RunStatus; at: string };
-  counts?: Partial<Record<RunStatus, number>>;
-  /** Durations (ms) of the most recent finished runs, for p50/p95. */
-  durations?: number[];
-}
-
-export interface RunQuery {
-  job?: string | undefined;
-  status?: RunStatus | undefined;
-  limit?: number | undefined;
-  /** Cursor: only runs with an id below this one (ids sort by creation time). */
-  before?: string | undefined;
-}
-
-export interface Page<T> {
-  items: T[];
-  next?: string;
-}
-
 export interface LoadedState {
   /** Runs that had not finished (queued, delayed, running), oldest first. */
   runs: Run[];
-  jobs: Map<string, JobRecord>;
-}
-
-export interface StoreStats {
-  liveRuns: number;
-  historyRuns: number;
-  segments: number;
-  commits: number;
 }
 
 export interface Store {
   open(): Promise<LoadedState>;
   /** Records the run's current state; resolves once that state (or a newer one) is durable. */
   saveRun(run: Run): Promise<void>;
+  /**
+   * A job's state (created empty on first use; the store's own object, changed in place).
+   * Aggregates go into the next checkpoint; flags are journaled by `saveJob`.
+   */
+  job(name: string): JobState;
+  jobs(): ReadonlyMap<string, JobState>;
   /** Journals a job's flags (`enabled`, `lastFireAt`); resolves once durable. */
-  saveJob(name: string, record: JobRecord): Promise<void>;
-  /** Lets the store see a job's record (its aggregates go into the next checkpoint). */
-  trackJob(name: string, record: JobRecord): void;
+  saveJob(name: string): Promise<void>;
   saveNotification(notification: Notification): Promise<void>;
   getRun(id: string): Promise<Run | undefined>;
   listRuns(query: RunQuery): Promise<Page<Run>>;
-  listNotifications(query: { limit?: number | undefined; before?: string | undefined; job?: string | undefined }): Page<Notification>;
+  listNotifications(query: NotificationQuery): Page<Notification>;
   /** Resolves when everything saved so far is durable. */
   flush(): Promise<void>;
   close(): Promise<void>;
-  stats(): StoreStats;
+  stats(): BackendStats;
 }
 
 export interface StoreOptions {
@@ -96,8 +66,6 @@ export interface StoreOptions {
   checkpointBytes?: number;
   /** Finished runs that trigger a checkpoint (default 20,000). */
   checkpointRuns?: number;
-  /** Folds a finished run into its job's record: applied on load to runs finished since the checkpoint. */
-  fold?: (record: JobRecord, run: Run) => void;
   clock: Clock;
   logger: Logger;
 }
@@ -111,7 +79,7 @@ interface StateDoc {
   /** Runs after `foldFrom` that `jobs` already counts (finished, not yet written at the checkpoint). */
   foldSkip?: string[];
   segments: SegmentInfo[];
-  jobs: Record<string, JobRecord>;
+  jobs: Record<string, JobState>;
   live: Run[];
   notifications: Notification[];
 }
@@ -119,7 +87,6 @@ interface StateDoc {
 type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
 type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification };
 
-const NOTIFICATIONS_KEPT = 1000;
 const DAY = 86_400_000;
 
 const clone = <T>(value: T): T => structuredClone(value);
@@ -135,7 +102,6 @@ class SegmentedStore implements Store {
   readonly #checkpointRuns: number;
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #fold: ((record: JobRecord, run: Run) => void) | undefined;
 
   #db: Low<StateDoc> | undefined;
   #checkpointN = 0;
@@ -145,15 +111,13 @@ class SegmentedStore implements Store {
 
   /** Runs not yet durably finished: the source of recovery and of the newest history page. */
   readonly #live = new Map<string, Run>();
-  readonly #jobs = new Map<string, JobRecord>();
-  #notifications: Notification[] = [];
+  readonly #jobs = new Map<string, JobState>();
+  readonly #notifications = new NotificationLog();
 
   readonly #dirtyRuns = new Set<Run>();
   readonly #dirtyJobs = new Set<string>();
   #dirtyNotifications: Notification[] = [];
-  #batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
-  #committing = false;
-  #scheduled = false;
+  readonly #group: GroupCommit;
   #commits = 0;
   #closed = false;
   #opened = false;
@@ -176,7 +140,7 @@ class SegmentedStore implements Store {
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
     this.#logger = options.logger;
-    this.#fold = options.fold;
+    this.#group = new GroupCommit(() => this.#commitOnce(), options.logger);
   }
 
   // ---------------------------------------------------------------- opening and recovery
@@ -184,9 +148,13 @@ class SegmentedStore implements Store {
   async open(): Promise<LoadedState> {
     if (this.#opened) throw new Error('store already open');
     this.#opened = true;
+    // State set in memory before opening (flags toggled before start) wins over what is loaded.
+    const before = new Map(this.#jobs);
+    this.#jobs.clear();
     if (this.#dir !== null) await this.#load(this.#dir);
+    for (const [name, state] of before) this.#jobs.set(name, { ...this.#jobs.get(name), ...state });
     const runs = [...this.#live.values()].filter((r) => !isFinal(r.status)).sort((a, b) => (a.id < b.id ? -1 : 1));
-    return { runs, jobs: new Map([...this.#jobs].map(([k, v]) => [k, clone(v)])) };
+    return { runs };
   }
 
   async #load(dir: string): Promise<void> {
@@ -212,7 +180,7 @@ class SegmentedStore implements Store {
     this.#checkpointN = doc.checkpoint;
     for (const [name, record] of Object.entries(doc.jobs)) this.#jobs.set(name, record);
     for (const run of doc.live) this.#live.set(run.id, run);
-    this.#notifications = doc.notifications;
+    this.#notifications.reset(doc.notifications);
 
     const entries = await readdir(dir);
     const journals = entries
@@ -237,11 +205,7 @@ class SegmentedStore implements Store {
     await this.#history.load(doc.segments, doc.foldFrom, (run, afterMark) => {
       this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
       // Finished after the checkpoint: its job's aggregates do not include it yet.
-      if (afterMark && this.#fold && !folded.has(run.id)) {
-        let record = this.#jobs.get(run.job);
-        if (!record) this.#jobs.set(run.job, (record = {}));
-        this.#fold(record, run);
-      }
+      if (afterMark && !folded.has(run.id)) foldFinished(this.job(run.job), run);
     });
     // A run the journal has as finished but no segment holds: its final state goes to history now.
     for (const run of [...this.#live.values()]) {
@@ -260,7 +224,7 @@ class SegmentedStore implements Store {
       else record.enabled = rec.f.enabled;
       if (rec.f.lastFireAt === null) delete record.lastFireAt;
       else record.lastFireAt = rec.f.lastFireAt;
-    } else if ('n' in rec) this.#pushNotification(rec.n);
+    } else if ('n' in rec) this.#notifications.push(rec.n);
   }
 
   #reportDamage(file: string, badLines: number): void {
@@ -274,78 +238,28 @@ class SegmentedStore implements Store {
   saveRun(run: Run): Promise<void> {
     this.#live.set(run.id, run);
     this.#dirtyRuns.add(run);
-    return this.#nextBatch();
+    return this.#group.request();
   }
 
-  saveJob(name: string, record: JobRecord): Promise<void> {
-    this.#jobs.set(name, record);
+  job(name: string): JobState {
+    let state = this.#jobs.get(name);
+    if (!state) this.#jobs.set(name, (state = {}));
+    return state;
+  }
+
+  jobs(): ReadonlyMap<string, JobState> {
+    return this.#jobs;
+  }
+
+  saveJob(name: string): Promise<void> {
     this.#dirtyJobs.add(name);
-    return this.#nextBatch();
-  }
-
-  trackJob(name: string, record: JobRecord): void {
-    this.#jobs.set(name, record);
+    return this.#group.request();
   }
 
   saveNotification(notification: Notification): Promise<void> {
-    this.#pushNotification(notification);
+    this.#notifications.push(notification);
     this.#dirtyNotifications.push(notification);
-    return this.#nextBatch();
-  }
-
-  #pushNotification(n: Notification): void {
-    this.#notifications.push(n);
-    if (this.#notifications.length > NOTIFICATIONS_KEPT * 2) this.#notifications = this.#notifications.slice(-NOTIFICATIONS_KEPT);
-  }
-
-  /** The promise every save made before the next commit starts shares. */
-  #nextBatch(): Promise<void> {
-    if (this.#closed) return Promise.reject(new HostError('SHUTTING_DOWN', 'the store is closed'));
-    if (!this.#batch) {
-      let resolve!: () => void;
-      let reject!: (err: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      // A failed batch is reported to each waiter; an unobserved one must not crash the process.
-      promise.catch(() => undefined);
-      this.#batch = { promise, resolve, reject };
-    }
-    if (!this.#committing && !this.#scheduled) {
-      this.#scheduled = true;
-      // setImmediate, not a microtask: every trigger of this tick (and its I/O phase) joins the batch.
-      setImmediate(() => void this.#commitLoop());
-    }
-    return this.#batch.promise;
-  }
-
-  async #commitLoop(): Promise<void> {
-    this.#scheduled = false;
-    if (this.#committing) return;
-    this.#committing = true;
-    let backoff = 50;
-    try {
-      while (this.#batch) {
-        const batch = this.#batch;
-        this.#batch = undefined;
-        try {
-          await this.#commitOnce();
-          batch.resolve();
-          backoff = 50;
-        } catch (err) {
-          this.#logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'store commit failed; its saves are not acknowledged and are retried');
-          batch.reject(err);
-          if (this.#closed) break;
-          // The dirty set was kept: retry it, backing off so a full disk is not a busy loop.
-          void this.#nextBatch();
-          await new Promise((r) => setTimeout(r, backoff));
-          backoff = Math.min(backoff * 2, 5000);
-        }
-      }
-    } finally {
-      this.#committing = false;
-    }
+    return this.#group.request();
   }
 
   async #commitOnce(): Promise<void> {
@@ -416,7 +330,7 @@ class SegmentedStore implements Store {
       segments: this.#history.index(),
       jobs: Object.fromEntries(this.#jobs),
       live: [...this.#live.values()],
-      notifications: this.#notifications.slice(-NOTIFICATIONS_KEPT),
+      notifications: this.#notifications.recent(),
     };
     await this.#db.write();
     this.#db.data.live = []; // do not pin the snapshot's array
@@ -432,18 +346,16 @@ class SegmentedStore implements Store {
   }
 
   flush(): Promise<void> {
-    if (!this.#batch && !this.#committing) return Promise.resolve();
-    if (this.#batch) return this.#batch.promise;
-    // A commit is in flight with nothing after it: wait for it with an empty batch.
-    return this.#nextBatch();
+    return this.#group.flush();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.flush().catch(() => undefined);
     this.#closed = true;
+    this.#group.close();
     if (this.#dir !== null) {
-      while (this.#committing) await new Promise((r) => setImmediate(r));
+      while (this.#group.committing) await new Promise((r) => setImmediate(r));
       await this.#checkpoint();
       await this.#journal?.close();
       await this.#history.close();
@@ -452,7 +364,7 @@ class SegmentedStore implements Store {
 
   // ---------------------------------------------------------------- reading
 
-  stats(): StoreStats {
+  stats(): BackendStats {
     return {
       liveRuns: this.#live.size,
       historyRuns: this.#history.count(),
@@ -473,22 +385,7 @@ class SegmentedStore implements Store {
     return page;
   }
 
-  listNotifications(query: { limit?: number | undefined; before?: string | undefined; job?: string | undefined }): Page<Notification> {
-    const limit = Math.max(1, Math.min(query.limit ?? 50, NOTIFICATIONS_KEPT));
-    const items: Notification[] = [];
-    let more = false;
-    for (let i = this.#notifications.length - 1; i >= 0; i--) {
-      const n = this.#notifications[i]!;
-      if (query.before !== undefined && n.id >= query.before) continue;
-      if (query.job !== undefined && n.job !== query.job) continue;
-      if (items.length === limit) {
-        more = true;
-        break;
-      }
-      items.push(clone(n));
-    }
-    const page: Page<Notification> = { items };
-    if (more) page.next = items.at(-1)!.id;
-    return page;
+  listNotifications(query: NotificationQuery): Page<Notification> {
+    return this.#notifications.list(query);
   }
 }

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { cronSchedule, everySchedule, assertTimezone } from '../../../core/schedule/cron.js';
+import { assertTimezone } from '../../../core/contract/schedule-syntax.js';
+import { cronSchedule, everySchedule } from '../../../core/schedule/cron.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 const fires = (expr: string, tz: string, from: string, n: number): Array<string | null> => {

@@ -4,7 +4,8 @@ import t from 'tap';
 import { createHost } from '../../../core/engine/host.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
-import { serializeRun, type Run } from '../../../core/contract/run.js';
+import type { Run } from '../../../core/contract/run.js';
+import { serializeRun } from '../../../core/store/serialize.js';
 import { gate, startHost, tempDir } from '../../helpers.js';
 
 const noop = (): undefined => undefined;

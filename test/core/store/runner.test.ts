@@ -1,5 +1,5 @@
 import t from 'tap';
-import { retryDelay } from '../../../core/engine/runner.js';
+import { retryDelay } from '../../../core/contract/retry.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import { gate, startHost } from '../../helpers.js';
 

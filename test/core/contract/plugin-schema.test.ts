@@ -1,6 +1,7 @@
 import t from 'tap';
 import { z } from 'zod';
-import { definePlugin, parsePlugin } from '../../../core/contract/plugin.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { parsePlugin } from '../../../core/contract/plugin-schema.js';
 
 const ok = { name: 'cleanup-temp-files', handler: () => undefined };
 

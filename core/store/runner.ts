@@ -1,54 +1,32 @@
-import { AttemptContext, installGuards, invoke, removeGuards, retryDelay, snapshotResult, type AttemptOwner } from './attempt.js';
-import type { Bus } from './bus.js';
-import { queuedData } from '../contract/events.js';
+import type { AttemptHandle, AttemptReporter, BackendHooks, Depths, ExecutableJob } from '../contract/backend.js';
 import { isoTime, type Clock, type Timer } from '../contract/clock.js';
-import { HostError, toRunError, type ErrorCode, type RunError } from '../contract/errors.js';
+import { HostError, toRunError, type RunError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
-import type { HostReader, JobContext, RetryPolicy } from '../contract/plugin.js';
-import { Deque, IndexedHeap, TimeHeap, WeightedQueues, type HeapItem } from '../store/queue.js';
+import type { NotifyStatus } from '../contract/notification.js';
+import { retryDelay } from '../contract/retry.js';
 import type { Run } from '../contract/run.js';
-import type { Store } from '../store/store.js';
+import { Deque, IndexedHeap, TimeHeap, WeightedQueues, type HeapItem } from './queue.js';
 
-export { retryDelay } from './attempt.js';
-
-/** `run.progress` events per run are at most one per this interval (~10 per second). */
+/** `run.progress` reports per run are at most one per this interval (~10 per second). */
 const PROGRESS_INTERVAL_MS = 100;
 
 /**
- * The runner: queues, concurrency, attempts, timeouts, retries, cancel and progress. It knows
- * nothing of cron or plugins files; the host hands it runs and tells it what each job is.
+ * The local backend's runner: in-process queues, global and per-job concurrency, delays,
+ * per-attempt timeouts, retries, cancel and progress. It decides when a run starts and hands
+ * each attempt to the engine's executor; it records through `save` and reports each state change
+ * to the engine's observer. It knows nothing of cron, plugin files or the disk.
  */
-
-/** What the runner needs to know of a job, resolved by the host from plugin + config. */
-export interface RunnerJob {
-  readonly name: string;
-  readonly handler: (ctx: JobContext<never>) => unknown;
-  /** Max simultaneous runs (1 for `overlap: 'queue'`). */
-  readonly concurrency: number;
-  readonly timeoutMs: number;
-  readonly retry: RetryPolicy;
-}
-
-export interface RunnerHooks {
-  /** The job definition to run `name` with now, or undefined while no plugin provides it. */
-  job(name: string): RunnerJob | undefined;
-  /** A run reached a final state, or failed an attempt and will retry. */
-  settled(run: Run, outcome: 'succeeded' | 'failed' | 'canceled' | 'retrying'): void;
-  /** `ctx.emit(event, payload)` from a handler. */
-  publish(event: string, payload: unknown, from: Run): void;
-  /** `ctx.host`: read access to history. */
-  reader: HostReader;
-}
 
 export interface RunnerOptions {
   clock: Clock;
   random: () => number;
-  bus: Bus;
-  store: Store;
   logger: Logger;
-  hooks: RunnerHooks;
   concurrency: number;
   queues: Record<string, number>;
+  /** Records the run's current state; resolves once it is durable. */
+  save(run: Run): Promise<void>;
+  /** After `retrying` or a final state was reported: the backend folds the outcome, then the engine notifies. */
+  settled(run: Run, outcome: NotifyStatus): void;
 }
 
 type EntryState = 'delayed' | 'ready' | 'parked' | 'running' | 'done';
@@ -58,17 +36,18 @@ interface Entry extends HeapItem {
   state: EntryState;
   runAtMs: number;
   startedMs: number;
-  /** Increments per attempt; a settle carrying an older token is a late result and is ignored. */
-  token: number;
-  attempt: AttemptContext<Entry> | undefined;
-  /** The attempt's deadline (ms) as a timeout-heap key, and its place there (-1: none). */
-  heapKey: number;
-  heapIndex: number;
+  /** The current attempt (1-based) and its handle while it runs. */
+  attempt: number;
+  handle: AttemptHandle | undefined;
+  /** The attempt's deadline (ms) is `heapKey` in the timeout heap, at `heapIndex` (-1: none). */
   timeoutMs: number;
   progressTimer: Timer | undefined;
   progressAt: number;
-  job: RunnerJob | undefined;
+  job: ExecutableJob | undefined;
 }
+
+/** An entry while its attempt runs: what the executor is handed. */
+type Running = Entry & { job: ExecutableJob };
 
 interface JobSlots {
   running: number;
@@ -78,11 +57,11 @@ interface JobSlots {
 export class Runner {
   readonly #clock: Clock;
   readonly #random: () => number;
-  readonly #bus: Bus;
-  readonly #store: Store;
-  readonly #logger: Logger;
-  readonly #hooks: RunnerHooks;
-  readonly #attemptOwner: AttemptOwner<Entry>;
+  readonly #save: (run: Run) => Promise<void>;
+  readonly #settled: (run: Run, outcome: NotifyStatus) => void;
+  #hooks: BackendHooks | undefined;
+  /** Where the executor reports: one object per runner, not per attempt. */
+  readonly #reporter: AttemptReporter<Running>;
 
   #concurrency: number;
   readonly #queues: WeightedQueues<Entry>;
@@ -110,33 +89,35 @@ export class Runner {
   constructor(options: RunnerOptions) {
     this.#clock = options.clock;
     this.#random = options.random;
-    this.#bus = options.bus;
-    this.#store = options.store;
-    this.#logger = options.logger;
-    this.#hooks = options.hooks;
+    this.#save = options.save;
+    this.#settled = options.settled;
     this.#concurrency = options.concurrency;
     this.#queues = new WeightedQueues<Entry>(options.queues);
-    // What an AttemptContext may call back into: one object per runner, not per attempt.
-    this.#attemptOwner = {
-      reader: this.#hooks.reader,
-      logger: () => this.#logger,
-      settle: (entry, ok, value, code) => this.#settle(entry, ok, value, code),
+    this.#reporter = {
+      settled: (entry, result, error) => this.#settle(entry, result, error),
       progress: (entry, fraction, text) => this.#progress(entry, fraction, text),
-      publish: (event, payload, run) => this.#hooks.publish(event, payload, run),
     };
+  }
+
+  /** The engine's side, from the backend's `open`. */
+  attach(hooks: BackendHooks): void {
+    this.#hooks = hooks;
+  }
+
+  get #engine(): BackendHooks {
+    if (!this.#hooks) throw new Error('the runner has no engine attached (open the backend first)');
+    return this.#hooks;
   }
 
   // ------------------------------------------------------------------- lifecycle and limits
 
   start(): void {
-    if (!this.#started) installGuards(this.#logger);
     this.#started = true;
     this.#paused = this.#userPaused;
     this.#armDelayTimer();
     this.#schedulePump();
   }
 
-  /** Stops starting runs (running ones go on); `resume()` picks up where it left. Works before start too. */
   pause(): void {
     this.#userPaused = true;
     this.#paused = true;
@@ -153,21 +134,13 @@ export class Runner {
     return this.#userPaused;
   }
 
-  setLimits(concurrency: number, queues: Record<string, number>): void {
+  setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void {
     this.#concurrency = concurrency;
     this.#queues.setWeights(queues);
     this.#schedulePump();
   }
 
-  hasQueue(name: string): boolean {
-    return this.#queues.has(name);
-  }
-
-  /**
-   * Stops dispatching, lets running attempts finish for `graceMs`, then aborts the rest: each
-   * aborted attempt is recorded with SHUTDOWN and its run goes back to `queued` while attempts
-   * remain. Queued and delayed runs stay queued.
-   */
+  /** See `Backend.drain`. */
   async drain(graceMs: number): Promise<void> {
     this.#paused = true;
     this.#cancelDelayTimer();
@@ -190,7 +163,6 @@ export class Runner {
     // A retry scheduled by an attempt that failed during the grace re-armed it; the run stays
     // queued with its runAt for the next start, and no timer may keep the process alive.
     this.#cancelDelayTimer();
-    if (this.#started) removeGuards(this.#logger);
     this.#started = false;
   }
 
@@ -200,17 +172,7 @@ export class Runner {
     this.#delayTimerAt = Infinity;
   }
 
-  /** Resolves when nothing is running (queued runs may remain, e.g. while paused). */
-  whenIdle(): Promise<void> {
-    if (this.#running === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
   // ------------------------------------------------------------------- queries
-
-  get running(): number {
-    return this.#running;
-  }
 
   /** Queued or running runs of `job`. */
   activeCount(job: string): number {
@@ -222,9 +184,9 @@ export class Runner {
     return this.#slots.get(job)?.running ?? 0;
   }
 
-  /** The queued or running run of `job` holding dedup `key`, if any. */
-  byKey(job: string, key: string): Run | undefined {
-    return this.#keys.get(job)?.get(key)?.run;
+  /** The id of the queued or running run of `job` holding dedup `key`, if any. */
+  byKey(job: string, key: string): string | undefined {
+    return this.#keys.get(job)?.get(key)?.run.id;
   }
 
   /** An unfinished run (the live object: callers copy before handing it out). */
@@ -232,12 +194,12 @@ export class Runner {
     return this.#entries.get(id)?.run;
   }
 
-  firstActive(job: string): Run | undefined {
-    for (const e of this.#entries.values()) if (e.run.job === job) return e.run;
+  firstActive(job: string): string | undefined {
+    for (const e of this.#entries.values()) if (e.run.job === job) return e.run.id;
     return undefined;
   }
 
-  depths(): { queues: Record<string, number>; delayed: number; ready: number; running: number; parked: number } {
+  depths(): Depths {
     const queues: Record<string, number> = {};
     let delayed = 0;
     let parked = 0;
@@ -264,8 +226,8 @@ export class Runner {
       state: 'ready',
       runAtMs,
       startedMs: run.startedAt ? Date.parse(run.startedAt) : 0,
-      token: 0,
-      attempt: undefined,
+      attempt: 0,
+      handle: undefined,
       heapKey: 0,
       heapIndex: -1,
       timeoutMs: 0,
@@ -282,7 +244,7 @@ export class Runner {
     }
     if (!this.#queues.has(run.queue)) run.queue = 'default';
     this.#enqueue(entry);
-    return this.#store.saveRun(run);
+    return this.#save(run);
   }
 
   #enqueue(entry: Entry, front = false): void {
@@ -337,7 +299,7 @@ export class Runner {
         if (entry === undefined) break;
         if (entry.state !== 'ready') continue; // canceled while queued
         this.#ready--;
-        const job = this.#hooks.job(entry.run.job);
+        const job = this.#engine.job(entry.run.job);
         const slots = this.#slotsOf(entry.run.job);
         if (!job || slots.running >= job.concurrency) {
           entry.state = 'parked';
@@ -361,7 +323,7 @@ export class Runner {
   jobChanged(name: string): void {
     const slots = this.#slots.get(name);
     if (!slots) return;
-    const job = this.#hooks.job(name);
+    const job = this.#engine.job(name);
     if (!job) return;
     let free = job.concurrency - slots.running;
     const back: Entry[] = [];
@@ -376,7 +338,7 @@ export class Runner {
     for (let i = back.length - 1; i >= 0; i--) this.#enqueue(back[i]!, true);
   }
 
-  #start(entry: Entry, job: RunnerJob, slots: JobSlots): void {
+  #start(entry: Entry, job: ExecutableJob, slots: JobSlots): void {
     const run = entry.run;
     const now = this.#clock.now();
     const iso = isoTime(now);
@@ -393,21 +355,20 @@ export class Runner {
     // A new attempt starts from zero; the last one's progress stays visible until then.
     if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) run.progress = { fraction: 0, text: null };
     run.attempts.push({ n, startedAt: iso, endedAt: null, error: null });
-    void this.#store.saveRun(run);
-    this.#bus.emit('run.started', { job: run.job, runId: run.id, attempt: n });
-    this.#attempt(entry, job, n);
-  }
-
-  #attempt(entry: Entry, job: RunnerJob, n: number): void {
-    const ctx = new AttemptContext(this.#attemptOwner, entry, ++entry.token, n);
-    entry.attempt = ctx;
+    entry.attempt = n;
+    void this.#save(run);
+    const engine = this.#engine;
+    engine.observer.started(run);
     if (job.timeoutMs > 0) {
       entry.timeoutMs = job.timeoutMs;
-      entry.heapKey = this.#clock.now() + job.timeoutMs;
+      entry.heapKey = now + job.timeoutMs;
       this.#deadlines.push(entry);
       if (entry.heapKey < this.#deadlineTimerAt) this.#armDeadlines();
     }
-    invoke(ctx, job.handler);
+    // The handle is set before the handler can settle: a synchronous handler reports at once.
+    entry.handle = NO_HANDLE;
+    const handle = engine.executor.execute(entry as Running, this.#reporter);
+    if (entry.handle === NO_HANDLE) entry.handle = handle;
   }
 
   /** Arms the one timeout timer for the earliest deadline; fires every attempt that is due. */
@@ -424,56 +385,44 @@ export class Runner {
       const now = this.#clock.now();
       for (let due = this.#deadlines.peek(); due && due.heapKey <= now; due = this.#deadlines.peek()) {
         this.#deadlines.remove(due);
-        due.attempt?.timeout(due.timeoutMs);
+        if (due.state !== 'running') continue;
+        const err = new HostError('TIMEOUT', `attempt ${due.attempt} timed out after ${due.timeoutMs}ms`);
+        due.handle?.abort(err);
+        this.#settle(due, null, toRunError(err));
       }
       this.#armDeadlines();
     });
   }
 
-
   #progress(entry: Entry, fraction: number, text: string | undefined): void {
+    if (entry.state !== 'running') return;
     const run = entry.run;
     const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
     run.progress = { fraction: f, text: text === undefined ? run.progress.text : String(text).slice(0, 1000) };
-    if (entry.progressTimer) return; // a trailing emit is due and will carry the newest value
+    if (entry.progressTimer) return; // a trailing report is due and will carry the newest value
     const wait = entry.progressAt + PROGRESS_INTERVAL_MS - this.#clock.now();
-    if (wait <= 0) this.#emitProgress(entry);
+    if (wait <= 0) this.#reportProgress(entry);
     else {
       entry.progressTimer = this.#clock.setTimer(wait, () => {
         entry.progressTimer = undefined;
-        if (entry.state === 'running') this.#emitProgress(entry);
+        if (entry.state === 'running') this.#reportProgress(entry);
       });
     }
   }
 
-  #emitProgress(entry: Entry): void {
-    const run = entry.run;
+  #reportProgress(entry: Entry): void {
     entry.progressAt = this.#clock.now();
-    void this.#store.saveRun(run);
-    this.#bus.emit('run.progress', { job: run.job, runId: run.id, fraction: run.progress.fraction, text: run.progress.text });
+    void this.#save(entry.run);
+    this.#engine.observer.progress(entry.run);
   }
 
-  /** Ends the current attempt of a running entry. */
-  #settle(entry: Entry, ok: boolean, value: unknown, code?: ErrorCode): void {
-    const run = entry.run;
-    let result: unknown = null;
-    let error: RunError | null = null;
-    if (ok) {
-      try {
-        result = snapshotResult(value);
-      } catch (err) {
-        ok = false;
-        error = toRunError(err);
-      }
-    } else {
-      error = toRunError(value, code === undefined ? 'HANDLER_ERROR' : code);
-      if (code !== undefined && !(value instanceof HostError)) error = { code, message: error.message };
-    }
+  /** Ends the current attempt of a running entry with the executor's outcome. */
+  #settle(entry: Entry, result: unknown, error: RunError | null): void {
+    if (entry.state !== 'running') return;
     this.#endAttempt(entry, error);
-    if (ok) return this.#finish(entry, 'succeeded', result, null);
-    const err = error as RunError;
-    if (run.attempts.length < run.maxAttempts) return this.#retry(entry, err);
-    this.#finish(entry, 'failed', null, err);
+    if (error === null) return this.#finish(entry, 'succeeded', result, null);
+    if (entry.run.attempts.length < entry.run.maxAttempts) return this.#retry(entry, error);
+    this.#finish(entry, 'failed', null, error);
   }
 
   #endAttempt(entry: Entry, error: RunError | null): void {
@@ -482,8 +431,7 @@ export class Runner {
     this.#deadlines.remove(entry);
     entry.progressTimer?.cancel();
     entry.progressTimer = undefined;
-    entry.attempt = undefined;
-    entry.token++;
+    entry.handle = undefined;
     const attempt = entry.run.attempts.at(-1);
     if (attempt) {
       attempt.endedAt = isoTime(this.#clock.now());
@@ -510,15 +458,15 @@ export class Runner {
   #retry(entry: Entry, error: RunError): void {
     const run = entry.run;
     const failed = run.attempts.length;
-    const policy = entry.job?.retry ?? this.#hooks.job(run.job)?.retry;
+    const policy = entry.job?.retry ?? this.#engine.job(run.job)?.retry;
     const delayMs = policy ? retryDelay(policy, failed, this.#random) : 0;
     entry.runAtMs = this.#clock.now() + delayMs;
     run.status = 'queued';
     run.runAt = isoTime(entry.runAtMs);
     this.#enqueue(entry);
-    void this.#store.saveRun(run);
-    this.#bus.emit('run.retrying', { job: run.job, runId: run.id, attempt: failed, nextAttempt: failed + 1, runAt: run.runAt, delayMs, error });
-    this.#hooks.settled(run, 'retrying');
+    void this.#save(run);
+    this.#engine.observer.retrying(run, failed, delayMs, error);
+    this.#settled(run, 'retrying');
   }
 
   #finish(entry: Entry, status: 'succeeded' | 'failed' | 'canceled', result: unknown, error: RunError | null): void {
@@ -531,15 +479,9 @@ export class Runner {
     run.endedAt = isoTime(now);
     run.durationMs = run.startedAt === null ? null : Math.max(0, now - entry.startedMs);
     this.#forget(entry);
-    void this.#store.saveRun(run);
-    if (status === 'succeeded') {
-      this.#bus.emit('run.succeeded', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs ?? 0, result });
-    } else if (status === 'failed') {
-      this.#bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error: error! });
-    } else {
-      this.#bus.emit('run.canceled', { job: run.job, runId: run.id, reason: error?.message ?? 'canceled' });
-    }
-    this.#hooks.settled(run, status);
+    void this.#save(run);
+    this.#engine.observer.finished(run);
+    this.#settled(run, status);
   }
 
   #forget(entry: Entry): void {
@@ -557,12 +499,12 @@ export class Runner {
   // ------------------------------------------------------------------- cancel and shutdown
 
   /** Cancels a queued or running run: its signal is aborted and it ends `canceled` at once. */
-  cancel(id: string, reason = 'canceled by request'): Run | undefined {
+  cancel(id: string, reason: string): Run | undefined {
     const entry = this.#entries.get(id);
     if (!entry) return undefined;
     const error: RunError = { code: 'CANCELED', message: reason };
     if (entry.state === 'running') {
-      entry.attempt?.abort(new HostError('CANCELED', reason));
+      entry.handle?.abort(new HostError('CANCELED', reason));
       this.#endAttempt(entry, error);
     } else if (entry.state === 'ready') {
       this.#ready--;
@@ -574,17 +516,20 @@ export class Runner {
   #abortForShutdown(entry: Entry): void {
     const run = entry.run;
     const error: RunError = { code: 'SHUTDOWN', message: 'the host shut down before the attempt finished' };
-    entry.attempt?.abort(new HostError('SHUTDOWN', error.message));
+    entry.handle?.abort(new HostError('SHUTDOWN', error.message));
     this.#endAttempt(entry, error);
     if (run.attempts.length < run.maxAttempts) {
       entry.state = 'done';
       run.status = 'queued';
       run.runAt = isoTime(this.#clock.now());
-      void this.#store.saveRun(run);
+      void this.#save(run);
       // Live clients see it leave `running`: it waits, queued, for the next start.
-      this.#bus.emit('run.queued', queuedData(run, false));
+      this.#engine.observer.queued(run, false);
     } else {
       this.#finish(entry, 'failed', null, error);
     }
   }
 }
+
+/** Marks an entry whose executor has not returned its handle yet (see `#start`). */
+const NO_HANDLE: AttemptHandle = { abort: () => undefined };

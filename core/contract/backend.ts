@@ -1,0 +1,226 @@
+import type { HostError, RunError } from './errors.js';
+import type { SkipReason } from './events.js';
+import type { Notification, NotifyStatus } from './notification.js';
+import type { JobContext } from './plugin.js';
+import type { RetryPolicy } from './retry.js';
+import type { Page, Run, RunQuery, RunStatus } from './run.js';
+import type { BackendStats } from './views.js';
+
+/**
+ * The one seam between the engine and where runs wait and are recorded. The engine (registry,
+ * triggers, scheduler, notifications, views, host lifecycle) talks to a `Backend` and never knows
+ * which one it has; a backend decides *when* a run starts and hands each attempt to the engine's
+ * `AttemptExecutor`. `store/` holds the `local` backend (in-process queues and a journal on
+ * disk); a cluster backend (BullMQ on Redis) implements the same interface.
+ *
+ * What every backend guarantees:
+ * - **Acknowledged means durable.** A promise a backend resolves for a write (`add`, `setJobFlags`,
+ *   `addNotification`, `flush`) resolves only once that write survives a crash of this process
+ *   (local: written and synced to disk; Redis: accepted by Redis under its fsync policy). A write
+ *   that cannot be made durable rejects (`STORE_WRITE_FAILED`) and is retried by the backend;
+ *   nothing acknowledged before is lost.
+ * - **Admission is atomic with the add.** `add` checks the job's rules and records the run in one
+ *   step: no other add, start or finish of the job comes between the check and the record.
+ * - **One attempt at a time per run, reported in order.** For each run the observer sees
+ *   `queued`, then per attempt `started` (then `progress`...), then `retrying` (back to waiting)
+ *   or `finished`, never out of that order and never twice for one transition.
+ * - **Ordering of starts.** Within a queue, lower `priority` first, FIFO within a priority; a run
+ *   never starts before its `runAt`; queues share the global concurrency by their weights; a
+ *   job never has more than its `concurrency` runs running.
+ * - **After a crash.** Runs that were waiting keep their `runAt`; runs found running are
+ *   recovered at `open`: their attempt ends `INTERRUPTED`, and they wait again while attempts
+ *   remain, else end `failed`. A run whose handler finished but whose end was not yet durable
+ *   runs again (at least once, not exactly once).
+ */
+export interface Backend {
+  /**
+   * Loads what was recorded, merges flags set in memory before (they win), and recovers runs
+   * interrupted by a crash (reported through `hooks.observer`). Runs do not start before `start()`.
+   */
+  open(hooks: BackendHooks): Promise<void>;
+  /** Starts handing runs to the executor: from here on the backend decides when runs start. */
+  start(): void;
+  /** Holds starts (adds are still accepted and recorded); running attempts go on. Works before `start()`. */
+  pause(): void;
+  resume(): void;
+  readonly paused: boolean;
+  /** Global concurrency and queue weights (a config edit); applies to the next start. */
+  setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void;
+  /** A job was registered, replaced or re-resolved: its definition (and limits) may have changed. */
+  jobChanged(name: string): void;
+
+  /**
+   * Admits and records a new run: checks `rules` against the job's state and its waiting and
+   * running runs, then records the run, in one atomic step. Resolves with the refusal (and
+   * records nothing) or, once the run is durable, with undefined. `observer.queued` is reported
+   * when the run is admitted, which may be before the promise resolves.
+   */
+  add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined>;
+  /**
+   * Cancels a waiting or running run, on whichever host runs it: a running attempt's signal is
+   * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored). The
+   * canceled state is durable when the promise resolves. A finished run is returned unchanged
+   * with `canceled: false`; an unknown id gives undefined.
+   */
+  cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined>;
+  /**
+   * Stops starting runs, lets running attempts finish for `graceMs`, then aborts the rest with
+   * `SHUTDOWN`: each such run waits again (durably, for the next start) while attempts remain,
+   * else ends `failed`. Waiting and delayed runs stay waiting.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** Makes everything durable and releases files, timers and connections. */
+  close(): Promise<void>;
+  /** Resolves once everything recorded so far is durable. */
+  flush(): Promise<void>;
+
+  /** One run (a copy), waiting, running or finished; undefined when unknown. */
+  getRun(id: string): Promise<Run | undefined>;
+  /** History, newest first by id (ids sort by creation time); `next` is the cursor for `before`. */
+  listRuns(query: RunQuery): Promise<Page<Run>>;
+
+  /**
+   * The state kept for a job across restarts (a snapshot; empty for a job never seen). Read
+   * synchronously: a distributed backend serves it from a local mirror it keeps fresh.
+   */
+  jobState(name: string): Readonly<JobState>;
+  /** Every job with state, registered or not (a job's counts outlive its plugin file). */
+  jobStates(): ReadonlyMap<string, Readonly<JobState>>;
+  /** Sets (a value) or clears (null) a job's flags; durable when the promise resolves (memory only before `open`). */
+  setJobFlags(name: string, flags: JobFlags): Promise<void>;
+
+  /** Records a notification; durable when the promise resolves. */
+  addNotification(notification: Notification): Promise<void>;
+  /** Notifications, newest first (the most recent 1,000 at least), read synchronously like `jobState`. */
+  listNotifications(query: NotificationQuery): Page<Notification>;
+
+  /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone. */
+  load(job: string): { active: number; running: number };
+  /** Runs by where they wait, for stats and metrics. */
+  depths(): Depths;
+  stats(): BackendStats;
+}
+
+/** What a backend may call back into: the engine's side of the seam, handed over at `open`. */
+export interface BackendHooks {
+  /** The definition to run `name` with now, or undefined while no plugin here provides it (its runs wait). */
+  job(name: string): ExecutableJob | undefined;
+  /** Runs one attempt; the backend aborts it for cancel, timeout and shutdown. */
+  readonly executor: AttemptExecutor;
+  /** Every state change of a run, in order; the engine turns them into events and notifications. */
+  readonly observer: RunObserver;
+}
+
+/** What a backend needs of a job to start and retry its runs. */
+export interface ExecutableJob {
+  readonly name: string;
+  readonly handler: (ctx: JobContext<never>) => unknown;
+  /** Max simultaneous running runs (1 for `overlap: 'queue'`). */
+  readonly concurrency: number;
+  /** Per attempt; 0 = none. The backend aborts the attempt with `TIMEOUT` when it passes. */
+  readonly timeoutMs: number;
+  readonly retry: RetryPolicy;
+}
+
+/** State changes of runs, reported by the backend as they happen (see the ordering guarantee). */
+export interface RunObserver {
+  /** The run waits: new, or back from an attempt interrupted by a stop or a crash. */
+  queued(run: Run, delayed: boolean): void;
+  /** An attempt started: `run.attempts.at(-1)` is it. */
+  started(run: Run): void;
+  /** `run.progress` changed (throttled by the backend to ~10 per second per run). */
+  progress(run: Run): void;
+  /** The attempt `attempt` failed with `error`; the run waits `delayMs` for the next one. */
+  retrying(run: Run, attempt: number, delayMs: number, error: RunError): void;
+  /** The run reached `succeeded`, `failed` or `canceled` (its final record is saved). */
+  finished(run: Run): void;
+  /** After `retrying` or `finished`, once the job's state counts the outcome: time to notify. */
+  settled(run: Run, outcome: NotifyStatus): void;
+}
+
+/** One attempt as the executor sees it. */
+export interface AttemptTask {
+  readonly run: Run;
+  readonly job: ExecutableJob;
+  /** 1-based. */
+  readonly attempt: number;
+}
+
+/** Where an executor reports an attempt; one object per backend, told which task it is about. */
+export interface AttemptReporter<T extends AttemptTask> {
+  /** Exactly once per attempt unless it was aborted first: the JSON copy of the result, or the error. */
+  settled(task: T, result: unknown, error: RunError | null): void;
+  /** `ctx.progress(fraction, text)` while the attempt is live. */
+  progress(task: T, fraction: number, text: string | undefined): void;
+}
+
+/** A started attempt. */
+export interface AttemptHandle {
+  /** Aborts the handler's signal with `reason`; the attempt reports nothing after this. */
+  abort(reason: HostError): void;
+}
+
+/**
+ * Runs attempts: builds the handler's `ctx`, calls it, and reports the outcome. Whatever the
+ * handler does (throw, reject, hang, leave a stray rejection) ends its attempt, never the host.
+ */
+export interface AttemptExecutor {
+  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle;
+}
+
+/** A job's rules for new runs, handed to `add` so the check and the add are one step. */
+export interface AdmissionRules {
+  readonly enabled: boolean;
+  /** May succeed once ever; refused while a run is waiting or running, or after a success. */
+  readonly once: boolean;
+  /** After a success, refused for this long. */
+  readonly cooldownMs: number;
+  /** `skip`: refused while a run of the job is waiting or running. */
+  readonly overlap: 'skip' | 'queue' | 'allow';
+}
+
+export interface Refusal {
+  reason: SkipReason;
+  detail: string;
+  /** The run that stands in the way, when there is one. */
+  runId?: string;
+}
+
+/**
+ * What a backend keeps per job across restarts: flags (`enabled`, `lastFireAt`), set by the
+ * engine, and aggregates of finished runs (the rest), kept by the backend as runs finish.
+ */
+export interface JobState {
+  /** Set by enable/disable at run time; absent means "as the plugin and config say". */
+  enabled?: boolean;
+  /** The last schedule fire (ms), for catch-up. */
+  lastFireAt?: number;
+  lastSuccessAt?: string;
+  lastRun?: { runId: string; status: RunStatus; at: string };
+  counts?: Partial<Record<RunStatus, number>>;
+  /** Durations (ms) of the most recent finished runs, for p50/p95. */
+  durations?: number[];
+}
+
+/** Flags to set (a value), clear (null) or leave alone (absent). */
+export interface JobFlags {
+  enabled?: boolean | null;
+  lastFireAt?: number | null;
+}
+
+export interface NotificationQuery {
+  limit?: number | undefined;
+  before?: string | undefined;
+  job?: string | undefined;
+}
+
+export interface Depths {
+  /** Runs ready to start (or held by their job's limit), per queue. */
+  queues: Record<string, number>;
+  /** Waiting for their `runAt`. */
+  delayed: number;
+  ready: number;
+  running: number;
+  /** Ready, but held back by their job's concurrency (or a job no plugin provides now). */
+  parked: number;
+}

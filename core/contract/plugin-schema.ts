@@ -1,0 +1,180 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { HostError, type ErrorCode } from './errors.js';
+import { PRIORITIES } from './notification.js';
+import type { JobContext, ParamsSchema } from './plugin.js';
+import { assertTimezone, cronPattern } from './schedule-syntax.js';
+
+/**
+ * The plugin file's schema (and the parts the config file's `jobs.<name>` overrides share):
+ * zod at the boundary, so a bad plugin is refused with a code and a message naming its field.
+ */
+
+function checked<T>(code: ErrorCode, parse: (value: unknown) => T) {
+  return z.unknown().transform((value, ctx): T => {
+    try {
+      return parse(value);
+    } catch (err) {
+      const message = err instanceof HostError ? err.message.replace(/^[\w.]+: /, '') : String(err);
+      ctx.addIssue({ code: 'custom', message, params: { code: err instanceof HostError ? err.code : code } });
+      return z.NEVER;
+    }
+  });
+}
+
+export type ScheduleSpec =
+  | { kind: 'cron'; expr: string }
+  | { kind: 'every'; ms: number; label: string };
+
+export const durationSchema = checked('INVALID_DURATION', (v) => parseDuration(v));
+
+export const scheduleSchema = checked('INVALID_CRON', (v): ScheduleSpec => {
+  if (typeof v === 'string') {
+    cronPattern(v);
+    return { kind: 'cron', expr: v.trim() };
+  }
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === 'every') {
+      const every = (v as { every: unknown }).every;
+      const ms = parseDuration(every, 'schedule.every');
+      if (ms < 1000) throw new HostError('INVALID_DURATION', 'schedule.every: must be at least 1s');
+      return { kind: 'every', ms, label: typeof every === 'string' ? every : `${ms}ms` };
+    }
+  }
+  throw new HostError('INVALID_CRON', `schedule: expected a cron string or { every: '15m' }, got ${JSON.stringify(v)}`);
+});
+
+export const timezoneSchema = checked('INVALID_TIMEZONE', (v) => {
+  if (typeof v !== 'string') throw new HostError('INVALID_TIMEZONE', `timezone: expected a string`);
+  assertTimezone(v);
+  return v;
+});
+
+export const retrySchema = z.strictObject({
+  attempts: z.number().int().min(1).max(100).optional(),
+  backoff: z.enum(['fixed', 'exponential']).optional(),
+  delay: durationSchema.optional(),
+  maxDelay: durationSchema.optional(),
+  jitter: z.number().min(0).max(1).optional(),
+});
+
+export const notifySchema = z.strictObject({
+  title: z.string().max(1000).optional(),
+  message: z.string().max(10_000).optional(),
+  customTitle: z.boolean().optional(),
+  customMessage: z.boolean().optional(),
+  priority: z.enum(PRIORITIES).optional(),
+  failurePriority: z.enum(PRIORITIES).optional(),
+  tags: z.array(z.string().max(100)).max(50).optional(),
+  on: z.array(z.enum(['succeeded', 'failed', 'canceled', 'retrying'])).optional(),
+});
+
+export const queueNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a queue name (letters, digits, - and _)');
+export const JOB_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+export const eventNameSchema = z.string().regex(/^[A-Za-z0-9][\w.:-]*$/, 'expected an event name like shipment.created').max(200);
+
+function isParamsSchema(v: unknown): v is ParamsSchema {
+  if (typeof v !== 'object' || v === null) return false;
+  const std = (v as { '~standard'?: { validate?: unknown } })['~standard'];
+  return typeof std === 'object' && std !== null && typeof std.validate === 'function';
+}
+
+const pluginSchema = z.strictObject({
+  name: z.string().max(100).regex(JOB_NAME, 'expected a kebab-case name like cleanup-temp-files'),
+  description: z.string().max(2000).optional(),
+  schedule: scheduleSchema.optional(),
+  timezone: timezoneSchema.optional(),
+  params: z.custom<ParamsSchema>(isParamsSchema, 'expected a zod schema (or any Standard Schema)').optional(),
+  on: z.array(z.union([eventNameSchema, z.strictObject({ event: eventNameSchema, delay: durationSchema.optional() })])).optional(),
+  retry: retrySchema.optional(),
+  timeout: durationSchema.optional(),
+  cooldown: durationSchema.optional(),
+  once: z.boolean().optional(),
+  overlap: z.enum(['skip', 'queue', 'allow']).optional(),
+  concurrency: z.number().int().min(1).max(10_000).optional(),
+  queue: queueNameSchema.optional(),
+  catchUp: z.boolean().optional(),
+  enabled: z.boolean().optional(),
+  notify: notifySchema.optional(),
+  handler: z.custom<(ctx: JobContext<never>) => unknown>((v) => typeof v === 'function', 'expected a function'),
+});
+
+export type NotifySpec = z.output<typeof notifySchema>;
+
+/** A plugin after validation: durations in ms, schedule parsed; what the host registers. */
+export interface JobSpec {
+  readonly name: string;
+  readonly description: string;
+  readonly schedule: ScheduleSpec | null;
+  readonly timezone: string | undefined;
+  readonly params: ParamsSchema | null;
+  readonly on: ReadonlyArray<{ event: string; delayMs: number }>;
+  readonly retry: Partial<z.output<typeof retrySchema>>;
+  readonly timeoutMs: number | undefined;
+  readonly cooldownMs: number;
+  readonly once: boolean;
+  readonly overlap: 'skip' | 'queue' | 'allow';
+  readonly concurrency: number;
+  readonly queue: string;
+  readonly catchUp: boolean;
+  readonly enabled: boolean;
+  readonly notify: NotifySpec | null;
+  readonly handler: (ctx: JobContext<never>) => unknown;
+}
+
+/** `field: message` for the first issue of a zod error, with the path joined by dots. */
+export function describeIssue(err: z.ZodError, prefix = ''): { path: string; message: string; code: ErrorCode | undefined } {
+  let issue: z.core.$ZodIssue | undefined = err.issues[0];
+  if (!issue) return { path: prefix, message: 'invalid', code: undefined };
+  let segments = issue.path.map(String);
+  // A union reports every branch; the telling one is the branch that got furthest (a custom
+  // check, or a nested path), not "expected null" from a branch that never applied.
+  while (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    const score = (branch: z.core.$ZodIssue[]): number =>
+      (branch[0]?.code === 'custom' ? 100 : 0) + (branch[0]?.path.length ?? 0) + (branch[0]?.code === 'invalid_type' && branch[0].path.length === 0 ? -10 : 0);
+    const best: z.core.$ZodIssue[] = [...issue.errors].sort((a, b) => score(b) - score(a))[0]!;
+    const inner: z.core.$ZodIssue | undefined = best[0];
+    if (!inner) break;
+    segments = [...segments, ...inner.path.map(String)];
+    issue = inner;
+  }
+  const path = [prefix, ...segments].filter((p) => p !== '').join('.');
+  const code = (issue as { params?: { code?: ErrorCode } }).params?.code;
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+  return { path: path || '(root)', message, code };
+}
+
+/** Validates a plugin object; throws a HostError naming the field (`schedule: invalid cron "61 * * * *" ...`). */
+export function parsePlugin(input: unknown): JobSpec {
+  if (typeof input !== 'object' || input === null) {
+    throw new HostError('PLUGIN_INVALID', `plugin: expected an object (definePlugin({...})), got ${input === null ? 'null' : typeof input}`);
+  }
+  const parsed = pluginSchema.safeParse(input);
+  if (!parsed.success) {
+    const { path, message, code } = describeIssue(parsed.error);
+    const name = (input as { name?: unknown }).name;
+    throw new HostError(code ?? 'PLUGIN_INVALID', `${path}: ${message}`, { field: path, job: typeof name === 'string' ? name : null });
+  }
+  const p = parsed.data;
+  return Object.freeze({
+    name: p.name,
+    description: p.description ?? '',
+    schedule: p.schedule ?? null,
+    timezone: p.timezone,
+    params: p.params ?? null,
+    on: Object.freeze((p.on ?? []).map((o) => (typeof o === 'string' ? { event: o, delayMs: 0 } : { event: o.event, delayMs: o.delay ?? 0 }))),
+    retry: Object.freeze({ ...p.retry }),
+    timeoutMs: p.timeout,
+    cooldownMs: p.cooldown ?? 0,
+    once: p.once ?? false,
+    overlap: p.overlap ?? 'allow',
+    concurrency: p.concurrency ?? 1,
+    queue: p.queue ?? 'default',
+    catchUp: p.catchUp ?? false,
+    enabled: p.enabled ?? true,
+    notify: p.notify ? Object.freeze({ ...p.notify }) : null,
+    handler: p.handler,
+  });
+}

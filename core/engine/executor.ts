@@ -1,0 +1,205 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
+import { HostError, toRunError, type ErrorCode } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import type { HostReader, JobContext } from '../contract/plugin.js';
+
+/**
+ * The attempt executor: runs one attempt of a run in this thread. It builds the handler's `ctx`,
+ * calls the handler so that whatever it does wrong (throw, reject, leave a stray rejection or
+ * throw in a timer) ends this attempt and never the host, and reports the JSON copy of the
+ * result or the error. A backend decides when to call it and aborts it (cancel, timeout,
+ * shutdown); this is the one module a pool of worker threads would replace.
+ */
+
+export interface ExecutorOptions {
+  logger: Logger;
+  /** `ctx.host`: read access to history. */
+  reader: HostReader;
+  /** `ctx.emit(event, payload)` from a handler of run `runId`. */
+  publish(event: string, payload: unknown, runId: string): void;
+}
+
+/** The attempt a piece of async code belongs to, so stray rejections fail the right attempt. */
+const attemptScope = new AsyncLocalStorage<AttemptContext>();
+
+/**
+ * The `ctx` of one attempt, and its handle. A class rather than closures: one allocation per
+ * attempt on the hot path, and the AbortController is only made when the handler reads `signal`.
+ */
+class AttemptContext implements JobContext<never>, AttemptHandle {
+  readonly runId: string;
+  readonly job: string;
+  readonly attempt: number;
+  readonly #executor: InlineExecutor;
+  readonly #task: AttemptTask;
+  readonly #reporter: AttemptReporter<AttemptTask>;
+  /** Settled or aborted: anything after that (a late result, progress) is ignored. */
+  #done = false;
+  #controller: AbortController | undefined;
+  #abortReason: unknown;
+  #log: Logger | undefined;
+
+  constructor(executor: InlineExecutor, task: AttemptTask, reporter: AttemptReporter<AttemptTask>) {
+    this.#executor = executor;
+    this.#task = task;
+    this.#reporter = reporter;
+    this.runId = task.run.id;
+    this.job = task.run.job;
+    this.attempt = task.attempt;
+  }
+
+  get params(): never {
+    return this.#task.run.params as never;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  get host(): HostReader {
+    return this.#executor.reader;
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#executor.logger.child({ job: this.job, runId: this.runId, attempt: this.attempt }));
+  }
+
+  progress(fraction: number, text?: string): void {
+    if (!this.#done) this.#reporter.progress(this.#task, fraction, text);
+  }
+
+  emit(event: string, payload?: unknown): void {
+    this.#executor.publish(event, payload, this.runId);
+  }
+
+  abort(reason: HostError): void {
+    this.#done = true;
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+  }
+
+  /** Ends the attempt once with the handler's outcome; `code` marks a stray failure. */
+  settle(ok: boolean, value: unknown, code?: ErrorCode): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (ok) {
+      let result: unknown;
+      try {
+        result = snapshotResult(value);
+      } catch (err) {
+        return this.#reporter.settled(this.#task, null, toRunError(err));
+      }
+      return this.#reporter.settled(this.#task, result, null);
+    }
+    let error = toRunError(value, code === undefined ? 'HANDLER_ERROR' : code);
+    if (code !== undefined && !(value instanceof HostError)) error = { code, message: error.message };
+    this.#reporter.settled(this.#task, null, error);
+  }
+}
+
+/** Runs handlers in this thread (the `inline` isolation). */
+export class InlineExecutor implements AttemptExecutor {
+  readonly logger: Logger;
+  readonly reader: HostReader;
+  readonly #publish: ExecutorOptions['publish'];
+  #open = false;
+
+  constructor(options: ExecutorOptions) {
+    this.logger = options.logger;
+    this.reader = options.reader;
+    this.#publish = options.publish;
+  }
+
+  publish(event: string, payload: unknown, runId: string): void {
+    this.#publish(event, payload, runId);
+  }
+
+  /** Installs the process guards that tie stray rejections and throws to their attempt. */
+  open(): void {
+    if (!this.#open) installGuards(this.logger);
+    this.#open = true;
+  }
+
+  close(): void {
+    if (this.#open) removeGuards(this.logger);
+    this.#open = false;
+  }
+
+  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle {
+    const ctx = new AttemptContext(this, task, reporter as unknown as AttemptReporter<AttemptTask>);
+    invoke(ctx, task.job.handler);
+    return ctx;
+  }
+}
+
+/** Calls the handler inside the attempt's scope; its result or failure settles the attempt. */
+function invoke(ctx: AttemptContext, handler: (ctx: JobContext<never>) => unknown): void {
+  let out: unknown;
+  try {
+    out = attemptScope.run(ctx, handler, ctx);
+  } catch (err) {
+    ctx.settle(false, err);
+    return;
+  }
+  if (typeof (out as PromiseLike<unknown> | undefined)?.then === 'function') {
+    (out as PromiseLike<unknown>).then(
+      (value) => ctx.settle(true, value),
+      (err: unknown) => ctx.settle(false, err),
+    );
+  } else {
+    ctx.settle(true, out);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process guards: a handler's stray rejection or throw fails its attempt and never the host.
+
+const guardedLoggers = new Set<Logger>();
+
+function onUnhandledRejection(reason: unknown): void {
+  const scope = attemptScope.getStore();
+  if (scope) return scope.settle(false, reason, 'UNHANDLED_REJECTION');
+  for (const logger of guardedLoggers) logger.error({ err: reason }, 'unhandled promise rejection outside any run; ignored');
+}
+
+function onUncaughtException(err: unknown): void {
+  const scope = attemptScope.getStore();
+  if (scope) return scope.settle(false, err, 'UNCAUGHT_EXCEPTION');
+  for (const logger of guardedLoggers) logger.error({ err }, 'uncaught exception outside any run; the host carries on');
+}
+
+function installGuards(logger: Logger): void {
+  if (guardedLoggers.size === 0) {
+    process.on('unhandledRejection', onUnhandledRejection);
+    process.on('uncaughtException', onUncaughtException);
+  }
+  guardedLoggers.add(logger);
+}
+
+function removeGuards(logger: Logger): void {
+  guardedLoggers.delete(logger);
+  if (guardedLoggers.size === 0) {
+    process.off('unhandledRejection', onUnhandledRejection);
+    process.off('uncaughtException', onUncaughtException);
+  }
+}
+
+/** The JSON copy of a handler's result: what is stored is what was returned, whatever it mutates later. */
+function snapshotResult(result: unknown): unknown {
+  if (result === undefined || result === null) return null;
+  const t = typeof result;
+  if (t === 'string' || t === 'number' || t === 'boolean') return result;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(result);
+  } catch (err) {
+    throw new HostError('RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
+  }
+  return json === undefined ? null : JSON.parse(json);
+}

@@ -1,0 +1,79 @@
+import type { Backend, RunObserver } from '../contract/backend.js';
+import { isoTime, type Clock } from '../contract/clock.js';
+import type { RunError } from '../contract/errors.js';
+import type { EventDataMap } from '../contract/events.js';
+import type { Logger } from '../contract/logger.js';
+import type { Notification, NotifyStatus } from '../contract/notification.js';
+import type { NotifySpec } from '../contract/plugin-schema.js';
+import type { Run } from '../contract/run.js';
+import type { Bus } from './bus.js';
+import { buildNotification } from './notify.js';
+
+/** `run.queued` for a run entering the queue: new, or back from an interrupted attempt. */
+export function queuedData(run: Run, delayed: boolean): EventDataMap['run.queued'] {
+  return { job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed };
+}
+
+export interface RunEventsOptions {
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  newId: () => string;
+  /** The job's notification spec, if it has one. */
+  notifySpec(job: string): NotifySpec | null | undefined;
+  backend(): Backend;
+}
+
+/**
+ * The engine's side of a backend's reports: each state change of a run becomes its bus event
+ * (SPEC §5), and each outcome the job's `notify` asks for becomes a stored `notification`.
+ */
+export class RunEvents implements RunObserver {
+  readonly #o: RunEventsOptions;
+
+  constructor(options: RunEventsOptions) {
+    this.#o = options;
+  }
+
+  queued(run: Run, delayed: boolean): void {
+    this.#o.bus.emit('run.queued', queuedData(run, delayed));
+  }
+
+  started(run: Run): void {
+    this.#o.bus.emit('run.started', { job: run.job, runId: run.id, attempt: run.attempts.length });
+  }
+
+  progress(run: Run): void {
+    this.#o.bus.emit('run.progress', { job: run.job, runId: run.id, fraction: run.progress.fraction, text: run.progress.text });
+  }
+
+  retrying(run: Run, attempt: number, delayMs: number, error: RunError): void {
+    this.#o.bus.emit('run.retrying', { job: run.job, runId: run.id, attempt, nextAttempt: attempt + 1, runAt: run.runAt, delayMs, error });
+  }
+
+  finished(run: Run): void {
+    const bus = this.#o.bus;
+    if (run.status === 'succeeded') {
+      bus.emit('run.succeeded', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs ?? 0, result: run.result });
+    } else if (run.status === 'failed') {
+      bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error: run.error! });
+    } else {
+      bus.emit('run.canceled', { job: run.job, runId: run.id, reason: run.error?.message ?? 'canceled' });
+    }
+  }
+
+  settled(run: Run, outcome: NotifyStatus): void {
+    const spec = this.#o.notifySpec(run.job);
+    if (!spec) return;
+    let n: Notification | null;
+    try {
+      n = buildNotification(spec, run, outcome, isoTime(this.#o.clock.now()), this.#o.newId());
+    } catch (err) {
+      this.#o.logger.error({ err, job: run.job }, 'could not build the notification');
+      return;
+    }
+    if (!n) return;
+    void this.#o.backend().addNotification(n);
+    this.#o.bus.emit('notification', { ...n });
+  }
+}

@@ -1,0 +1,231 @@
+import { refusal } from '../contract/admission.js';
+import type { AdmissionRules, Backend, BackendHooks, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
+import { isoTime, type Clock } from '../contract/clock.js';
+import type { Logger } from '../contract/logger.js';
+import type { Notification, NotifyStatus } from '../contract/notification.js';
+import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { BackendStats } from '../contract/views.js';
+import { foldFinished } from './job-state.js';
+import { Runner } from './runner.js';
+import { createStore, type Store, type StoreOptions } from './store.js';
+
+/**
+ * The `local` backend: runs wait in this process's queues (`Runner`) and are recorded in the
+ * journal store on disk (`Store`), or in memory. One process owns a store directory.
+ *
+ * Its guarantees, on top of the `Backend` contract: an add is acknowledged once its record is
+ * written with O_DSYNC (group-committed with every save of the same tick); admission is checked
+ * and the run added in one synchronous step; a cancel is durable when it resolves.
+ */
+
+export interface LocalBackendOptions {
+  /** Directory for the store; null keeps everything in memory (same behaviour, nothing durable). */
+  dir: string | null;
+  fsync: boolean;
+  keepRuns: number;
+  keepDays: number;
+  /** Store tuning (segment size, checkpoint size), mostly for tests and benchmarks. */
+  store?: Partial<Pick<StoreOptions, 'segmentSize' | 'checkpointBytes' | 'checkpointRuns' | 'fsync'>> | undefined;
+  concurrency: number;
+  queues: Readonly<Record<string, number>>;
+  clock: Clock;
+  /** Random source for retry jitter. */
+  random: () => number;
+  logger: Logger;
+}
+
+/** Creates the local backend (see `Backend`). */
+export function createLocalBackend(options: LocalBackendOptions): Backend {
+  return new LocalBackend(options);
+}
+
+class LocalBackend implements Backend {
+  readonly #store: Store;
+  readonly #runner: Runner;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  #hooks: BackendHooks | undefined;
+  #open = false;
+  #closed = false;
+
+  constructor(options: LocalBackendOptions) {
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#store = createStore({
+      dir: options.dir,
+      fsync: options.fsync,
+      keepRuns: options.keepRuns,
+      keepDays: options.keepDays,
+      clock: options.clock,
+      logger: options.logger,
+      ...options.store,
+    });
+    this.#runner = new Runner({
+      clock: options.clock,
+      random: options.random,
+      logger: options.logger,
+      concurrency: options.concurrency,
+      queues: { ...options.queues },
+      save: (run) => this.#store.saveRun(run),
+      settled: (run, outcome) => this.#settled(run, outcome),
+    });
+  }
+
+  async open(hooks: BackendHooks): Promise<void> {
+    this.#hooks = hooks;
+    this.#runner.attach(hooks);
+    const loaded = await this.#store.open();
+    this.#open = true;
+    this.#recover(loaded.runs);
+  }
+
+  /** Waiting runs go back in as they were; runs found running get their attempt ended INTERRUPTED. */
+  #recover(runs: Run[]): void {
+    const observer = this.#hooks!.observer;
+    const now = this.#clock.now();
+    const iso = isoTime(now);
+    for (const run of runs) {
+      if (run.status !== 'running') {
+        void this.#runner.add(run);
+        continue;
+      }
+      const attempt = run.attempts.at(-1);
+      const error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
+      if (attempt && attempt.endedAt === null) {
+        attempt.endedAt = iso;
+        attempt.error = error;
+      }
+      if (run.attempts.length >= run.maxAttempts) {
+        run.status = 'failed';
+        run.error = error;
+        run.endedAt = iso;
+        run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
+        void this.#store.saveRun(run);
+        this.#logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
+        observer.finished(run);
+        this.#settled(run, 'failed');
+        continue;
+      }
+      run.status = 'queued';
+      if (run.source !== 'recovery') run.origin = run.source;
+      run.source = 'recovery';
+      run.runAt = iso;
+      this.#logger.info({ job: run.job, runId: run.id }, 'run interrupted by a stop: queued again');
+      void this.#runner.add(run);
+      observer.queued(run, false);
+    }
+  }
+
+  /** Folds a final outcome into its job's state (no write of its own: the run's final record is the durable fact). */
+  #settled(run: Run, outcome: NotifyStatus): void {
+    if (outcome !== 'retrying') foldFinished(this.#store.job(run.job), run);
+    this.#hooks!.observer.settled(run, outcome);
+  }
+
+  start(): void {
+    this.#runner.start();
+  }
+
+  pause(): void {
+    this.#runner.pause();
+  }
+
+  resume(): void {
+    this.#runner.resume();
+  }
+
+  get paused(): boolean {
+    return this.#runner.paused;
+  }
+
+  setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void {
+    this.#runner.setLimits(concurrency, queues);
+  }
+
+  jobChanged(name: string): void {
+    this.#runner.jobChanged(name);
+  }
+
+  add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined> {
+    const now = this.#clock.now();
+    const refused = refusal(run.job, rules, this.#store.job(run.job), this.#runner, run.key, now);
+    if (refused) return Promise.resolve(refused);
+    // A new run's runAt is either its creation time (now) or later: the clock has the number.
+    const durable = this.#runner.add(run, run.runAt === run.createdAt ? now : Date.parse(run.runAt));
+    this.#hooks!.observer.queued(run, run.runAt !== run.createdAt);
+    // The store's batch promise resolves with nothing: "durable, not refused".
+    return durable as Promise<undefined>;
+  }
+
+  async cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined> {
+    const run = this.#runner.cancel(id, reason);
+    if (run) {
+      await this.#store.flush();
+      return { canceled: true, run: structuredClone(run) };
+    }
+    const stored = await this.#store.getRun(id);
+    return stored && { canceled: false, run: stored };
+  }
+
+  drain(graceMs: number): Promise<void> {
+    return this.#runner.drain(graceMs);
+  }
+
+  async close(): Promise<void> {
+    if (this.#open && !this.#closed) await this.#store.close();
+    this.#closed = true;
+  }
+
+  flush(): Promise<void> {
+    return this.#store.flush();
+  }
+
+  async getRun(id: string): Promise<Run | undefined> {
+    const live = this.#runner.get(id);
+    if (live) return structuredClone(live);
+    return this.#store.getRun(id);
+  }
+
+  listRuns(query: RunQuery): Promise<Page<Run>> {
+    return this.#store.listRuns(query);
+  }
+
+  jobState(name: string): Readonly<JobState> {
+    return this.#store.job(name);
+  }
+
+  jobStates(): ReadonlyMap<string, Readonly<JobState>> {
+    return this.#store.jobs();
+  }
+
+  setJobFlags(name: string, flags: JobFlags): Promise<void> {
+    const state = this.#store.job(name);
+    if (flags.enabled === null) delete state.enabled;
+    else if (flags.enabled !== undefined) state.enabled = flags.enabled;
+    if (flags.lastFireAt === null) delete state.lastFireAt;
+    else if (flags.lastFireAt !== undefined) state.lastFireAt = flags.lastFireAt;
+    // Before open the flag lives in memory and wins over what is loaded (see Store.open); after
+    // close it lives in memory only.
+    return this.#open && !this.#closed ? this.#store.saveJob(name) : Promise.resolve();
+  }
+
+  addNotification(notification: Notification): Promise<void> {
+    return this.#store.saveNotification(notification);
+  }
+
+  listNotifications(query: NotificationQuery): Page<Notification> {
+    return this.#store.listNotifications(query);
+  }
+
+  load(job: string): { active: number; running: number } {
+    return { active: this.#runner.activeCount(job), running: this.#runner.runningCount(job) };
+  }
+
+  depths(): Depths {
+    return this.#runner.depths();
+  }
+
+  stats(): BackendStats {
+    return this.#store.stats();
+  }
+}

@@ -7,17 +7,15 @@ import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
-import { parsePlugin } from '../contract/plugin-schema.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
 import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { createBackend, type BackendTuning } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
-import { configChanges } from './config-changes.js';
 import { InlineExecutor } from './executor.js';
 import { createIdGenerator } from './ids.js';
-import { changedFields, type EffectiveJob } from './jobs.js';
 import { JobRegistry } from './registry.js';
+import { Registrations } from './registrations.js';
 import { RunEvents } from './run-events.js';
 import { Fires } from './fires.js';
 import { Triggers, type PublishResult, type TriggerOptions, type TriggerResult } from './triggers.js';
@@ -66,6 +64,7 @@ export class Host {
   readonly #jobs: JobRegistry;
   readonly #triggers: Triggers;
   readonly #fires: Fires;
+  readonly #registrations: Registrations;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   readonly #queues = new Set<string>();
   #stopping: Promise<void> | undefined;
@@ -110,6 +109,21 @@ export class Host {
     });
     this.#scheduler = new Scheduler({ clock: this.clock, logger: this.logger, fire: (job, at) => this.#fires.fire(job, at) });
     this.#fires = new Fires({ clock: this.clock, logger: this.logger, backend: this.#backend, registry: this.#jobs, triggers: this.#triggers });
+    this.#registrations = new Registrations({
+      registry: this.#jobs,
+      backend: this.#backend,
+      scheduler: this.#scheduler,
+      fires: this.#fires,
+      bus: this.bus,
+      clock: this.clock,
+      logger: this.logger,
+      state: () => this.#state,
+      config: () => this.#config,
+      setConfig: (next) => {
+        this.#config = next;
+        for (const q of Object.keys(next.queues)) this.#queues.add(q);
+      },
+    });
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -139,7 +153,7 @@ export class Host {
     this.#state = 'starting';
     await this.#backend.open({ job: (name) => this.#jobs.get(name)?.job, executor: this.#executor, observer: this.#observer });
     // Jobs registered before start were resolved without their stored flags: resolve again.
-    for (const name of this.#jobs.names()) this.#reresolve(name);
+    for (const name of this.#jobs.names()) this.#registrations.reresolve(name);
     this.#state = 'running';
     this.#executor.open();
     this.#backend.start();
@@ -206,54 +220,17 @@ export class Host {
    * version, queued ones start on the new). Throws a HostError naming the field when invalid.
    */
   register(plugin: unknown, options: { file?: string | null } = {}): JobView {
-    const spec = parsePlugin(plugin);
-    const file = options.file ?? null;
-    const existing = this.#jobs.get(spec.name);
-    if (existing && existing.job.file !== null && file !== null && existing.job.file !== file) {
-      throw new HostError(
-        'PLUGIN_DUPLICATE',
-        `name: job "${spec.name}" is already defined in ${existing.job.file}; ${file} declares it too`,
-        { job: spec.name, files: [existing.job.file, file] },
-      );
-    }
-    const job = this.#jobs.resolve(spec, file, this.#config);
-    if (job.queue !== (this.#config.jobs[spec.name]?.queue ?? spec.queue)) {
-      this.logger.warn({ job: spec.name, queue: spec.queue }, `job "${spec.name}": queue "${spec.queue}" is not in the config's queues; it runs in "default"`);
-    }
-    this.#jobs.set(spec.name, job, this.clock.now());
-    this.#jobsChanged(spec.name, job);
-    const data = { job: spec.name, file, schedule: job.schedule?.label ?? null, enabled: job.enabled };
-    if (existing) this.bus.emit('job.updated', { ...data, changed: changedFields(existing.job, job) });
-    else this.bus.emit('job.registered', data);
-    if (!existing && this.#state === 'running') this.#fires.catchUp(spec.name);
-    return this.#view(spec.name)!;
+    return this.#view(this.#registrations.register(plugin, options.file ?? null))!;
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
   unregister(name: string): boolean {
-    const entry = this.#jobs.delete(name);
-    if (!entry) return false;
-    this.#scheduler.set(name, null);
-    this.bus.emit('job.removed', { job: name, file: entry.job.file });
-    return true;
+    return this.#registrations.unregister(name);
   }
 
   /** The file a job came from (null for code-registered jobs), or undefined for no such job. */
   fileOf(name: string): string | null | undefined {
     return this.#jobs.get(name)?.job.file;
-  }
-
-  /** Resolves a registered job again (config or flags changed); returns what changed. */
-  #reresolve(name: string): string[] {
-    const r = this.#jobs.reresolve(name, this.#config);
-    if (!r) return [];
-    this.#jobsChanged(name, r.job);
-    return r.changed;
-  }
-
-  #jobsChanged(name: string, job: EffectiveJob): void {
-    this.#scheduler.set(name, job.enabled ? job.schedule : null);
-    this.#backend.jobChanged(name);
   }
 
   /**
@@ -262,42 +239,12 @@ export class Host {
    * those that only take effect after a restart. Throws (and changes nothing) when invalid.
    */
   applyConfig(input: unknown): { changed: string[]; restartRequired: string[] } {
-    const next = parseConfig(input);
-    const previous = this.#config;
-    // Check every job against the new config before touching anything: all or nothing.
-    for (const [, { job }] of this.#jobs.entries()) this.#jobs.resolve(job.spec, job.file, next, (q) => q in next.queues);
-    const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
-    // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
-    for (const name of enabledEdited) {
-      if (this.#backend.jobState(name).enabled !== undefined) void this.#backend.setJobFlags(name, { enabled: null });
-    }
-    this.#config = next;
-    for (const q of Object.keys(next.queues)) this.#queues.add(q);
-    this.#backend.setLimits(next.concurrency, next.queues);
-    for (const name of this.#jobs.names()) {
-      const was = this.#jobs.get(name)!.job.enabled;
-      const fields = this.#reresolve(name);
-      const job = this.#jobs.get(name)!.job;
-      if (fields.length > 0) {
-        this.bus.emit('job.updated', { job: name, file: job.file, schedule: job.schedule?.label ?? null, enabled: job.enabled, changed: fields });
-      }
-      if (was !== job.enabled) this.bus.emit(job.enabled ? 'job.enabled' : 'job.disabled', { job: name });
-    }
-    for (const name of Object.keys(next.jobs)) {
-      if (!this.#jobs.has(name)) this.logger.warn({ job: name }, `config has jobs.${name} but no plugin defines that job (yet)`);
-    }
-    return { changed, restartRequired };
+    return this.#registrations.applyConfig(input);
   }
 
   /** Enables or disables a job at run time; the flag survives restarts. */
   async setEnabled(name: string, enabled: boolean): Promise<JobView> {
-    const entry = this.#jobs.get(name);
-    if (!entry) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
-    const was = entry.job.enabled;
-    const saved = this.#backend.setJobFlags(name, { enabled });
-    this.#reresolve(name);
-    if (this.#state === 'running') await saved;
-    if (was !== enabled) this.bus.emit(enabled ? 'job.enabled' : 'job.disabled', { job: name });
+    await this.#registrations.setEnabled(name, enabled);
     return this.#view(name)!;
   }
 

@@ -63,7 +63,6 @@ class LocalBackend implements Backend {
     this.#runner = new Runner({
       clock: options.clock,
       random: options.random,
-      logger: options.logger,
       concurrency: options.concurrency,
       queues: { ...options.queues },
       save: (run) => this.#store.saveRun(run),
@@ -123,27 +122,27 @@ class LocalBackend implements Backend {
   }
 
   start(): void {
-    this.#runner.start();
+    this.#runner.dispatch.start();
   }
 
   pause(): void {
-    this.#runner.pause();
+    this.#runner.dispatch.pause();
   }
 
   resume(): void {
-    this.#runner.resume();
+    this.#runner.dispatch.resume();
   }
 
   get paused(): boolean {
-    return this.#runner.paused;
+    return this.#runner.dispatch.paused;
   }
 
   setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void {
-    this.#runner.setLimits(concurrency, queues);
+    this.#runner.dispatch.setLimits(concurrency, queues);
   }
 
   jobChanged(name: string): void {
-    this.#runner.jobChanged(name);
+    this.#runner.dispatch.jobChanged(name);
   }
 
   add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined> {

@@ -1,26 +1,27 @@
 import type { AttemptHandle, AttemptReporter, BackendHooks, Depths, ExecutableJob } from '../contract/backend.js';
 import { isoTime, type Clock, type Timer } from '../contract/clock.js';
 import { HostError, toRunError, type RunError } from '../contract/errors.js';
-import type { Logger } from '../contract/logger.js';
 import type { NotifyStatus } from '../contract/notification.js';
 import { retryDelay } from '../contract/retry.js';
 import type { Run } from '../contract/run.js';
-import { Deque, IndexedHeap, TimeHeap, WeightedQueues, type HeapItem } from './queue.js';
+import { Dispatcher, type Waiting } from './dispatcher.js';
+import { IndexedHeap } from './queue.js';
 
 /** `run.progress` reports per run are at most one per this interval (~10 per second). */
 const PROGRESS_INTERVAL_MS = 100;
 
 /**
- * The local backend's runner: in-process queues, global and per-job concurrency, delays,
- * per-attempt timeouts, retries, cancel and progress. It decides when a run starts and hands
- * each attempt to the engine's executor; it records through `save` and reports each state change
- * to the engine's observer. It knows nothing of cron, plugin files or the disk.
+ * The local backend's runner: the life of a run from its add to its end. Its `Dispatcher` decides
+ * when a run starts; the runner then records the attempt, hands it to the engine's executor,
+ * enforces the per-attempt timeout, throttles progress, and on the outcome retries (with backoff
+ * and jitter) or finishes the run. Cancel and shutdown abort attempts. It records through `save`
+ * and reports each state change to the engine's observer; it knows nothing of cron, plugin files
+ * or the disk.
  */
 
 export interface RunnerOptions {
   clock: Clock;
   random: () => number;
-  logger: Logger;
   concurrency: number;
   queues: Record<string, number>;
   /** Records the run's current state; resolves once it is durable. */
@@ -29,12 +30,7 @@ export interface RunnerOptions {
   settled(run: Run, outcome: NotifyStatus): void;
 }
 
-type EntryState = 'delayed' | 'ready' | 'parked' | 'running' | 'done';
-
-interface Entry extends HeapItem {
-  run: Run;
-  state: EntryState;
-  runAtMs: number;
+interface Entry extends Waiting {
   startedMs: number;
   /** The current attempt (1-based) and its handle while it runs. */
   attempt: number;
@@ -49,11 +45,6 @@ interface Entry extends HeapItem {
 /** An entry while its attempt runs: what the executor is handed. */
 type Running = Entry & { job: ExecutableJob };
 
-interface JobSlots {
-  running: number;
-  parked: Deque<Entry>;
-}
-
 export class Runner {
   readonly #clock: Clock;
   readonly #random: () => number;
@@ -63,36 +54,28 @@ export class Runner {
   /** Where the executor reports: one object per runner, not per attempt. */
   readonly #reporter: AttemptReporter<Running>;
 
-  #concurrency: number;
-  readonly #queues: WeightedQueues<Entry>;
-  readonly #delayed = new TimeHeap<Entry>();
-  #delayTimer: Timer | undefined;
-  #delayTimerAt = Infinity;
+  readonly #dispatch: Dispatcher<Entry>;
   /** Deadlines of running attempts: one timer for the earliest instead of one per attempt. */
   readonly #deadlines = new IndexedHeap<Entry>();
   #deadlineTimer: Timer | undefined;
   #deadlineTimerAt = Infinity;
 
   readonly #entries = new Map<string, Entry>();
-  readonly #slots = new Map<string, JobSlots>();
   readonly #keys = new Map<string, Map<string, Entry>>();
   readonly #active = new Map<string, number>();
-  #running = 0;
-  #ready = 0;
-  #dispatching = false;
-  #pumpQueued = false;
-  #paused = true;
-  #userPaused = false;
-  #started = false;
-  #idleWaiters: (() => void)[] = [];
 
   constructor(options: RunnerOptions) {
     this.#clock = options.clock;
     this.#random = options.random;
     this.#save = options.save;
     this.#settled = options.settled;
-    this.#concurrency = options.concurrency;
-    this.#queues = new WeightedQueues<Entry>(options.queues);
+    this.#dispatch = new Dispatcher<Entry>({
+      clock: options.clock,
+      concurrency: options.concurrency,
+      queues: options.queues,
+      job: (name) => this.#engine.job(name),
+      start: (entry, job) => this.#start(entry, job),
+    });
     this.#reporter = {
       settled: (entry, result, error) => this.#settle(entry, result, error),
       progress: (entry, fraction, text) => this.#progress(entry, fraction, text),
@@ -111,48 +94,15 @@ export class Runner {
 
   // ------------------------------------------------------------------- lifecycle and limits
 
-  start(): void {
-    this.#started = true;
-    this.#paused = this.#userPaused;
-    this.#armDelayTimer();
-    this.#schedulePump();
-  }
-
-  pause(): void {
-    this.#userPaused = true;
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#userPaused = false;
-    if (!this.#started) return;
-    this.#paused = false;
-    this.#schedulePump();
-  }
-
-  get paused(): boolean {
-    return this.#userPaused;
-  }
-
-  setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void {
-    this.#concurrency = concurrency;
-    this.#queues.setWeights(queues);
-    this.#schedulePump();
+  /** The dispatcher: start, pause, resume, limits and queue depths are its business. */
+  get dispatch(): Dispatcher<Entry> {
+    return this.#dispatch;
   }
 
   /** See `Backend.drain`. */
   async drain(graceMs: number): Promise<void> {
-    this.#paused = true;
-    this.#cancelDelayTimer();
-    if (this.#running > 0 && graceMs > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = this.#clock.setTimer(graceMs, () => resolve());
-        this.#idleWaiters.push(() => {
-          timer.cancel();
-          resolve();
-        });
-      });
-    }
+    this.#dispatch.halt();
+    await this.#dispatch.idle(graceMs);
     for (const entry of [...this.#entries.values()]) {
       if (entry.state === 'running') this.#abortForShutdown(entry);
       entry.progressTimer?.cancel();
@@ -160,16 +110,9 @@ export class Runner {
     this.#deadlineTimer?.cancel();
     this.#deadlineTimer = undefined;
     this.#deadlineTimerAt = Infinity;
-    // A retry scheduled by an attempt that failed during the grace re-armed it; the run stays
-    // queued with its runAt for the next start, and no timer may keep the process alive.
-    this.#cancelDelayTimer();
-    this.#started = false;
-  }
-
-  #cancelDelayTimer(): void {
-    this.#delayTimer?.cancel();
-    this.#delayTimer = undefined;
-    this.#delayTimerAt = Infinity;
+    // A retry scheduled by an attempt that failed during the grace re-armed the delay timer; the
+    // run stays queued with its runAt for the next start, and no timer may keep the process alive.
+    this.#dispatch.stopped();
   }
 
   // ------------------------------------------------------------------- queries
@@ -181,7 +124,7 @@ export class Runner {
 
   /** Running runs of `job`. */
   runningCount(job: string): number {
-    return this.#slots.get(job)?.running ?? 0;
+    return this.#dispatch.runningCount(job);
   }
 
   /** The id of the queued or running run of `job` holding dedup `key`, if any. */
@@ -200,18 +143,7 @@ export class Runner {
   }
 
   depths(): Depths {
-    const queues: Record<string, number> = {};
-    let delayed = 0;
-    let parked = 0;
-    for (const name of Object.keys(this.#queues.sizes())) queues[name] = 0;
-    for (const e of this.#entries.values()) {
-      if (e.state === 'delayed') delayed++;
-      else if (e.state === 'ready' || e.state === 'parked') {
-        queues[e.run.queue] = (queues[e.run.queue] ?? 0) + 1;
-        if (e.state === 'parked') parked++;
-      }
-    }
-    return { queues, delayed, ready: this.#ready, running: this.#running, parked };
+    return this.#dispatch.depths(this.#entries.values());
   }
 
   // ------------------------------------------------------------------- adding runs
@@ -242,110 +174,19 @@ export class Runner {
       if (!keys) this.#keys.set(run.job, (keys = new Map()));
       keys.set(run.key, entry);
     }
-    if (!this.#queues.has(run.queue)) run.queue = 'default';
-    this.#enqueue(entry);
+    if (!this.#dispatch.hasQueue(run.queue)) run.queue = 'default';
+    this.#dispatch.enqueue(entry);
     return this.#save(run);
   }
 
-  #enqueue(entry: Entry, front = false): void {
-    if (entry.runAtMs > this.#clock.now()) {
-      entry.state = 'delayed';
-      this.#delayed.push(entry.runAtMs, entry);
-      this.#armDelayTimer();
-    } else {
-      entry.state = 'ready';
-      this.#ready++;
-      this.#queues.push(entry.run.queue, entry, entry.run.priority, front);
-      this.#schedulePump();
-    }
-  }
 
-  #armDelayTimer(): void {
-    if (this.#paused && !this.#started) return;
-    const at = this.#delayed.peekTime();
-    if (at === undefined || at >= this.#delayTimerAt) return;
-    this.#delayTimer?.cancel();
-    this.#delayTimerAt = at;
-    this.#delayTimer = this.#clock.setTimer(Math.max(0, at - this.#clock.now()), () => {
-      this.#delayTimer = undefined;
-      this.#delayTimerAt = Infinity;
-      const now = this.#clock.now();
-      while ((this.#delayed.peekTime() ?? Infinity) <= now) {
-        const entry = this.#delayed.pop()!;
-        if (entry.state === 'delayed') this.#enqueue(entry);
-      }
-      this.#armDelayTimer();
-    });
-  }
-
-  // ------------------------------------------------------------------- dispatch
-
-  #schedulePump(): void {
-    if (this.#pumpQueued || this.#paused) return;
-    this.#pumpQueued = true;
-    // A microtask, so a burst of synchronous triggers is queued before the first pick.
-    queueMicrotask(() => {
-      this.#pumpQueued = false;
-      this.#pump();
-    });
-  }
-
-  #pump(): void {
-    if (this.#dispatching) return;
-    this.#dispatching = true;
-    try {
-      while (!this.#paused && this.#running < this.#concurrency && this.#ready > 0) {
-        const entry = this.#queues.shift();
-        if (entry === undefined) break;
-        if (entry.state !== 'ready') continue; // canceled while queued
-        this.#ready--;
-        const job = this.#engine.job(entry.run.job);
-        const slots = this.#slotsOf(entry.run.job);
-        if (!job || slots.running >= job.concurrency) {
-          entry.state = 'parked';
-          slots.parked.push(entry);
-          continue;
-        }
-        this.#start(entry, job, slots);
-      }
-    } finally {
-      this.#dispatching = false;
-    }
-  }
-
-  #slotsOf(job: string): JobSlots {
-    let slots = this.#slots.get(job);
-    if (!slots) this.#slots.set(job, (slots = { running: 0, parked: new Deque<Entry>() }));
-    return slots;
-  }
-
-  /** A job was (re)registered or its limits changed: parked runs get another chance. */
-  jobChanged(name: string): void {
-    const slots = this.#slots.get(name);
-    if (!slots) return;
-    const job = this.#engine.job(name);
-    if (!job) return;
-    let free = job.concurrency - slots.running;
-    const back: Entry[] = [];
-    while (free > 0) {
-      const entry = slots.parked.shift();
-      if (!entry) break;
-      if (entry.state !== 'parked') continue;
-      back.push(entry);
-      free--;
-    }
-    // Back at the front of their queues, newest first so the oldest ends up first.
-    for (let i = back.length - 1; i >= 0; i--) this.#enqueue(back[i]!, true);
-  }
-
-  #start(entry: Entry, job: ExecutableJob, slots: JobSlots): void {
+  /** The dispatcher gave `entry` a slot: its next attempt starts. */
+  #start(entry: Entry, job: ExecutableJob): void {
     const run = entry.run;
     const now = this.#clock.now();
     const iso = isoTime(now);
     entry.state = 'running';
     entry.job = job;
-    slots.running++;
-    this.#running++;
     run.status = 'running';
     if (run.startedAt === null) {
       run.startedAt = iso;
@@ -443,16 +284,7 @@ export class Runner {
   #release(entry: Entry): void {
     if (entry.state !== 'running') return;
     entry.state = 'done';
-    this.#running--;
-    const slots = this.#slotsOf(entry.run.job);
-    slots.running--;
-    if (slots.parked.length > 0) this.jobChanged(entry.run.job);
-    if (this.#running === 0 && this.#idleWaiters.length > 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const w of waiters) w();
-    }
-    this.#schedulePump();
+    this.#dispatch.release(entry);
   }
 
   #retry(entry: Entry, error: RunError): void {
@@ -463,7 +295,7 @@ export class Runner {
     entry.runAtMs = this.#clock.now() + delayMs;
     run.status = 'queued';
     run.runAt = isoTime(entry.runAtMs);
-    this.#enqueue(entry);
+    this.#dispatch.enqueue(entry);
     void this.#save(run);
     this.#engine.observer.retrying(run, failed, delayMs, error);
     this.#settled(run, 'retrying');
@@ -506,8 +338,8 @@ export class Runner {
     if (entry.state === 'running') {
       entry.handle?.abort(new HostError('CANCELED', reason));
       this.#endAttempt(entry, error);
-    } else if (entry.state === 'ready') {
-      this.#ready--;
+    } else {
+      this.#dispatch.withdraw(entry);
     }
     this.#finish(entry, 'canceled', null, error);
     return entry.run;

@@ -1,0 +1,128 @@
+import type { Backend } from '../contract/backend.js';
+import type { Clock } from '../contract/clock.js';
+import { parseConfig, type Config } from '../contract/config.js';
+import { HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { parsePlugin } from '../contract/plugin-schema.js';
+import type { HostState } from '../contract/views.js';
+import type { Scheduler } from '../schedule/scheduler.js';
+import type { Bus } from './bus.js';
+import { configChanges } from './config-changes.js';
+import type { Fires } from './fires.js';
+import { changedFields, type EffectiveJob } from './jobs.js';
+import type { JobRegistry } from './registry.js';
+
+export interface RegistrationsOptions {
+  registry: JobRegistry;
+  backend: Backend;
+  scheduler: Scheduler;
+  fires: Fires;
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  state(): HostState;
+  config(): Config;
+  /** Takes a new config into force. */
+  setConfig(config: Config): void;
+}
+
+/**
+ * What changes the set of jobs or how they run: registering, replacing and removing plugins,
+ * config edits and run-time enable/disable. Each change re-arms the job's schedule, tells the
+ * backend, and is announced on the bus.
+ */
+export class Registrations {
+  readonly #o: RegistrationsOptions;
+
+  constructor(options: RegistrationsOptions) {
+    this.#o = options;
+  }
+
+  /** See `Host.register`; returns the job's name. */
+  register(plugin: unknown, file: string | null): string {
+    const { registry, bus } = this.#o;
+    const config = this.#o.config();
+    const spec = parsePlugin(plugin);
+    const existing = registry.get(spec.name);
+    if (existing && existing.job.file !== null && file !== null && existing.job.file !== file) {
+      throw new HostError(
+        'PLUGIN_DUPLICATE',
+        `name: job "${spec.name}" is already defined in ${existing.job.file}; ${file} declares it too`,
+        { job: spec.name, files: [existing.job.file, file] },
+      );
+    }
+    const job = registry.resolve(spec, file, config);
+    if (job.queue !== (config.jobs[spec.name]?.queue ?? spec.queue)) {
+      this.#o.logger.warn({ job: spec.name, queue: spec.queue }, `job "${spec.name}": queue "${spec.queue}" is not in the config's queues; it runs in "default"`);
+    }
+    registry.set(spec.name, job, this.#o.clock.now());
+    this.#changed(spec.name, job);
+    const data = { job: spec.name, file, schedule: job.schedule?.label ?? null, enabled: job.enabled };
+    if (existing) bus.emit('job.updated', { ...data, changed: changedFields(existing.job, job) });
+    else bus.emit('job.registered', data);
+    if (!existing && this.#o.state() === 'running') this.#o.fires.catchUp(spec.name);
+    return spec.name;
+  }
+
+  /** See `Host.unregister`. */
+  unregister(name: string): boolean {
+    const entry = this.#o.registry.delete(name);
+    if (!entry) return false;
+    this.#o.scheduler.set(name, null);
+    this.#o.bus.emit('job.removed', { job: name, file: entry.job.file });
+    return true;
+  }
+
+  /** Resolves a registered job again (config or flags changed); returns what changed. */
+  reresolve(name: string): string[] {
+    const r = this.#o.registry.reresolve(name, this.#o.config());
+    if (!r) return [];
+    this.#changed(name, r.job);
+    return r.changed;
+  }
+
+  #changed(name: string, job: EffectiveJob): void {
+    this.#o.scheduler.set(name, job.enabled ? job.schedule : null);
+    this.#o.backend.jobChanged(name);
+  }
+
+  /** See `Host.applyConfig`. */
+  applyConfig(input: unknown): { changed: string[]; restartRequired: string[] } {
+    const { registry, backend, bus } = this.#o;
+    const next = parseConfig(input);
+    const previous = this.#o.config();
+    // Check every job against the new config before touching anything: all or nothing.
+    for (const [, { job }] of registry.entries()) registry.resolve(job.spec, job.file, next, (q) => q in next.queues);
+    const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
+    // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
+    for (const name of enabledEdited) {
+      if (backend.jobState(name).enabled !== undefined) void backend.setJobFlags(name, { enabled: null });
+    }
+    this.#o.setConfig(next);
+    backend.setLimits(next.concurrency, next.queues);
+    for (const name of registry.names()) {
+      const was = registry.get(name)!.job.enabled;
+      const fields = this.reresolve(name);
+      const job = registry.get(name)!.job;
+      if (fields.length > 0) {
+        bus.emit('job.updated', { job: name, file: job.file, schedule: job.schedule?.label ?? null, enabled: job.enabled, changed: fields });
+      }
+      if (was !== job.enabled) bus.emit(job.enabled ? 'job.enabled' : 'job.disabled', { job: name });
+    }
+    for (const name of Object.keys(next.jobs)) {
+      if (!registry.has(name)) this.#o.logger.warn({ job: name }, `config has jobs.${name} but no plugin defines that job (yet)`);
+    }
+    return { changed, restartRequired };
+  }
+
+  /** See `Host.setEnabled`. */
+  async setEnabled(name: string, enabled: boolean): Promise<void> {
+    const entry = this.#o.registry.get(name);
+    if (!entry) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
+    const was = entry.job.enabled;
+    const saved = this.#o.backend.setJobFlags(name, { enabled });
+    this.reresolve(name);
+    if (this.#o.state() === 'running') await saved;
+    if (was !== enabled) this.#o.bus.emit(enabled ? 'job.enabled' : 'job.disabled', { job: name });
+  }
+}

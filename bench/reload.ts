@@ -45,6 +45,7 @@ export async function reloadBench(reloads = 1000): Promise<void> {
   const { mkdirSync } = await import('node:fs');
   mkdirSync(path.join(plugins, 'lib'), { recursive: true });
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }');
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: this is the helper's source, a template literal in it
   writeFileSync(path.join(plugins, 'lib/describe.ts'), 'export const describe = (v: number): string => `version ${v}`;\n');
   const file = path.join(plugins, 'reloaded.ts');
   writeFileSync(file, source(0));

@@ -209,8 +209,21 @@ async function newCommand(name: string, opts: NewOptions): Promise<number> {
   return 0;
 }
 
-/** The program; `start` and `validate` load the host's modules only when they run. */
-export function buildCli(): Command {
+/**
+ * What `start` and `validate` run: the loader's app, handed in by the entry point (`core/bin.mjs`)
+ * so the CLI imports nothing of the host itself.
+ */
+export interface Project {
+  startApp(options: { env: NodeJS.ProcessEnv }): Promise<unknown>;
+  validateProject(options: { env: NodeJS.ProcessEnv }): Promise<{
+    problems: Array<{ file: string; code: string; message: string }>;
+    warnings: Array<{ file: string; code: string; message: string }>;
+    jobs: string[];
+  }>;
+}
+
+/** The program; `start` and `validate` load the host's modules (through `project`) only when they run. */
+function buildCli(project: () => Promise<Project>): Command {
   const program = new Command('jobhost')
     .description('An event-driven plugin host for background jobs')
     .version(version, '-V, --version', 'print the version')
@@ -228,7 +241,7 @@ export function buildCli(): Command {
     .description('start the host with config/jobhost.json (or $JOBHOST_CONFIG) and the plugins directory')
     .addOption(new Option('--config <path>', 'config file').env('JOBHOST_CONFIG'))
     .action(async (opts: { config?: string }) => {
-      const { startApp } = await import('../loader/app.js');
+      const { startApp } = await project();
       const { isHostError } = await import('../contract/errors.js');
       const env = projectEnv(opts.config);
       try {
@@ -245,7 +258,7 @@ export function buildCli(): Command {
     .description('check the config file and every plugin file; exits 1 with the reasons if any is invalid')
     .addOption(new Option('--config <path>', 'config file').env('JOBHOST_CONFIG'))
     .action(async (opts: { config?: string }) => {
-      const { validateProject } = await import('../loader/app.js');
+      const { validateProject } = await project();
       const env = projectEnv(opts.config);
       const { problems, warnings, jobs } = await validateProject({ env });
       for (const w of warnings) console.log(`warning  ${w.file}  ${w.code}  ${w.message}`);
@@ -313,16 +326,18 @@ export function buildCli(): Command {
   return program;
 }
 
-// `jobhost tail | head -3`: a reader that goes away is the end of the output, not an error.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(0);
-  throw error;
-});
-
-try {
-  await buildCli().parseAsync(process.argv);
-} catch (error) {
-  if (!(error instanceof CommanderError)) throw error;
-  // Help and --version exit 0; every other parse error is a usage error.
-  await exit(error.exitCode === 0 ? 0 : 2);
+/** Runs `jobhost` with `argv` (as process.argv); `project` loads what `start` and `validate` need. */
+export async function runCli(argv: string[], project: () => Promise<Project>): Promise<void> {
+  // `jobhost tail | head -3`: a reader that goes away is the end of the output, not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+  try {
+    await buildCli(project).parseAsync(argv);
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    // Help and --version exit 0; every other parse error is a usage error.
+    await exit(error.exitCode === 0 ? 0 : 2);
+  }
 }

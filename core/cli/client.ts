@@ -7,7 +7,7 @@ import { z } from 'zod';
  * reads is required), so a newer host with more fields still works with an older client.
  */
 
-/** Codes of failures on the client's side; server errors keep the server's code (`JOB_NOT_FOUND`, ...). */
+/** Codes of failures on the client's side; server errors keep the server's code (`JOB_NOT_FOUND`, ...). @public */
 export type ClientErrorCode = 'UNREACHABLE' | 'REQUEST_TIMEOUT' | 'BAD_RESPONSE' | 'WAIT_TIMEOUT' | 'CONNECTION_LOST';
 
 /** An API error (`code` from the host's error table) or a client-side failure (`ClientErrorCode`). */

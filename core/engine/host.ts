@@ -39,7 +39,6 @@ export interface HostOptions {
 }
 
 export type { TriggerOptions, TriggerResult, PublishResult } from './triggers.js';
-export type { HostState, JobView, JobStats, Stats, StaleJob } from '../contract/views.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {

@@ -77,7 +77,7 @@ function respond(asset: Asset, ifNoneMatch: string | undefined): { status: 200 |
     'referrer-policy': 'no-referrer',
   };
   if (asset.type.startsWith('text/html')) headers['content-security-policy'] = CSP;
-  if (ifNoneMatch !== undefined && ifNoneMatch.split(/\s*,\s*/).includes(asset.etag)) return { status: 304, headers };
+  if (ifNoneMatch?.split(/\s*,\s*/).includes(asset.etag)) return { status: 304, headers };
   return { status: 200, headers: { ...headers, 'content-type': asset.type }, body: asset.body };
 }
 

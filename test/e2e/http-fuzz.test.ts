@@ -201,5 +201,5 @@ t.test('1,500 malformed and random requests: no 5xx, and a healthy host after', 
   const res = await s.request('POST', '/jobs/noop/run', { body: { params: { ok: true } } });
   t.equal(res.status, 202);
   t.equal((await s.host.wait(res.json['runId'] as string)).status, 'succeeded');
-  t.notOk(Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted'), 'no prototype pollution');
+  t.notOk(Object.hasOwn(Object.prototype, 'polluted'), 'no prototype pollution');
 });

@@ -88,7 +88,6 @@ function syncJobNames() {
 // ---------------------------------------------------------------- routing
 
 let route = { view: 'jobs' };
-let runsStale = true;
 
 function parseHash() {
   const [path, qs] = (location.hash.slice(1) || '/jobs').split('?');
@@ -125,7 +124,6 @@ function showRoute(focus, load = true) {
 
 async function loadRoute() {
   if (route.view === 'runs') {
-    runsStale = false;
     await runs.show(route);
   } else if (route.view === 'run') {
     await detail.show(route.id);
@@ -167,7 +165,6 @@ async function loadAll() {
   } catch (err) {
     showError(err);
   }
-  runsStale = true;
   await loadRoute();
 }
 
@@ -203,7 +200,6 @@ function apply(e) {
         if (runs.has(d.runId)) later(`run:${d.runId}`, 50, () => runs.refresh(d.runId));
         else if (e.type === 'run.queued' && runs.onFirstPage) later('runs', 150, () => runs.reload());
       } else {
-        runsStale = true;
       }
       if (detail.id === d.runId) later('detail', 50, () => detail.refresh());
       break;

@@ -35,7 +35,7 @@ export function createRunsList(root, { onError }) {
   const rows = new Map();
   let query = {};
   let cursors = [undefined];
-  let next = undefined;
+  let next;
   let loading = null;
 
   function row(run) {

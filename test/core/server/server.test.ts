@@ -188,7 +188,7 @@ t.test('stats and notifications', async (t) => {
   t.ok(list.next);
   const rest = page(notificationSchema).parse((await request('GET', `/notifications?before=${list.next}`)).json);
   t.same(rest.items.map((n) => n.runId), [ids[0]]);
-  t.equal((await request('GET', '/notifications?job=other')).json['items'] instanceof Array, true);
+  t.equal(Array.isArray((await request('GET', '/notifications?job=other')).json['items']), true);
   isError(t, await request('GET', '/notifications?limit=-1'), 400, 'INVALID_BODY');
 });
 

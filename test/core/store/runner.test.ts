@@ -261,7 +261,7 @@ t.test('timeout: aborts the signal and fails with TIMEOUT even when the handler 
   t.equal(run.status, 'failed');
   t.equal(run.error?.code, 'TIMEOUT');
   t.equal(signal?.aborted, true);
-  t.equal((signal?.reason as { code?: string }).code, 'TIMEOUT');
+  t.equal((signal?.reason as { code?: string } | undefined)?.code, 'TIMEOUT');
   late.open('too late');
   await clock.advance(10);
   const after = await host.run(runId);

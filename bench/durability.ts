@@ -64,7 +64,10 @@ export async function durabilityBench(history = 100_000): Promise<void> {
   row('trigger → handler start, idle host, p50 / p99', `${fmt(lat.p50)} µs / ${fmt(lat.p99)} µs (goal p50 ≤ 500 µs)`);
 
   const late = await cronLateness(15);
-  row(`cron lateness under 1,000 runs/s (${late.length} fires), p50 / p99 / max`, `${fmt(percentile(late, 50))} / ${fmt(percentile(late, 99))} / ${fmt(late.at(-1) ?? NaN)} ms (goal p99 ≤ 10 ms)`);
+  row(
+    `cron lateness under 1,000 runs/s (${late.length} fires), p50 / p99 / max`,
+    `${fmt(percentile(late, 50))} / ${fmt(percentile(late, 99))} / ${fmt(late.at(-1) ?? NaN)} ms (goal p99 ≤ 10 ms)`,
+  );
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -1,4 +1,4 @@
-import { createHost, silentLogger, type Host } from '../core/index.js';
+import { createHost, type Host, silentLogger } from '../core/index.js';
 import { benchDir, percentile } from './util.js';
 
 /** Shared by the engine and durability benchmarks: a no-op host, a pump, a latency probe. */

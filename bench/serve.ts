@@ -8,7 +8,7 @@
  */
 import Fastify from 'fastify';
 import { WebSocketServer } from 'ws';
-import { createHost, createServer, silentLogger, type Host } from '../core/index.js';
+import { createHost, createServer, type Host, silentLogger } from '../core/index.js';
 import { benchDir } from './util.js';
 
 export type ServeKind = 'jobhost-disk' | 'jobhost-memory' | 'bare-http' | 'bare-trigger' | 'jobhost-ws' | 'bare-ws';
@@ -107,7 +107,8 @@ async function bareTrigger(): Promise<{ url: string; emit?: (n: number) => Promi
 }
 
 const kind = process.argv[2] as ServeKind;
-const server = kind === 'bare-http' ? await bareHttp() : kind === 'bare-trigger' ? await bareTrigger() : kind === 'bare-ws' ? await bareWs() : await jobhost(kind);
+const server =
+  kind === 'bare-http' ? await bareHttp() : kind === 'bare-trigger' ? await bareTrigger() : kind === 'bare-ws' ? await bareWs() : await jobhost(kind);
 process.on('message', (message: Message) => {
   if (message.cmd === 'emit') {
     void server.emit?.(message.n).then(() => process.send?.({ emitted: message.n }));

@@ -16,7 +16,10 @@ export default definePlugin({
   catchUp: true,
   params: z.object({
     // The UTC day to report on; default: yesterday.
-    day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(),
+    day: z
+      .string()
+      .regex(/^\d{4}-\d{2}-\d{2}$/)
+      .optional(),
   }),
   notify: {
     title: 'Daily digest {{result.day}}',

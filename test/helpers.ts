@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createManualClock, type ManualClock } from '../core/contract/clock.js';
 import type { AnyHostEvent, EventType } from '../core/contract/events.js';
-import { createHost, type Host, type HostOptions } from '../core/engine/host.js';
 import { silentLogger } from '../core/contract/logger.js';
+import { createHost, type Host, type HostOptions } from '../core/engine/host.js';
 import { createServer, type Server, type ServerOptions } from '../core/server/server.js';
 
 export interface Tap {
@@ -104,10 +104,7 @@ export interface TestResponse {
 }
 
 /** A started host with its HTTP server listening on 127.0.0.1, port 0; both closed when the test ends. */
-export async function startServer(
-  t: Tap,
-  options: Parameters<typeof startHost>[1] & { server?: ServerOptions } = {},
-): Promise<TestServer> {
+export async function startServer(t: Tap, options: Parameters<typeof startHost>[1] & { server?: ServerOptions } = {}): Promise<TestServer> {
   const testHost = await startHost(t, options);
   const server = createServer(testHost.host, { host: '127.0.0.1', port: 0, ...options.server });
   const { url } = await server.listen();

@@ -2,9 +2,9 @@ import type { Test } from 'tap';
 import { z } from 'zod';
 import { ClientError } from '../core/cli/client.js';
 import { systemClock } from '../core/contract/clock.js';
-import { createHost, type Host } from '../core/engine/host.js';
 import { silentLogger } from '../core/contract/logger.js';
 import { definePlugin } from '../core/contract/plugin.js';
+import { createHost, type Host } from '../core/engine/host.js';
 import { createServer, type Server } from '../core/server/server.js';
 import { gate, type Tap } from './helpers.js';
 
@@ -53,10 +53,7 @@ export async function startLiveHost(t: Tap, options: { token?: string } = {}): P
     clock: systemClock,
     logger: silentLogger(),
     config: { server: { token: options.token ?? null } },
-    plugins: [
-      workPlugin(() => latch.promise),
-      definePlugin({ name: 'quick', schedule: '0 3 * * *', handler: () => 'done' }),
-    ],
+    plugins: [workPlugin(() => latch.promise), definePlugin({ name: 'quick', schedule: '0 3 * * *', handler: () => 'done' })],
   });
   await host.start();
   t.teardown(() => host.stop({ graceMs: 0 }));

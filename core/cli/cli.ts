@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { Client, ClientError, TriggerBody } from './client.js';
 import { parseDuration } from '../contract/duration.js';
+import type { Client, ClientError, TriggerBody } from './client.js';
 
 /**
  * `jobhost <command>` (SPEC §8). `start` and `validate` work on the project in the working
@@ -183,8 +183,15 @@ async function tailCommand(opts: TailOptions, command: Command): Promise<number>
   const stream = openEventStream({ url: client.url, token: client.token, job: opts.job, type: opts.type, since: opts.since });
   let first = true;
   stream.on('open', (hello) => {
-    if (hello.gap) err(note(`events after seq ${hello.since ?? '?'} are no longer all buffered (the host restarted, or they left its buffer): some may be missing`));
-    err(note(first ? `following ${client.url}/events from seq ${stream.cursor ?? hello.seq} (Ctrl-C to stop)` : `reconnected; resuming after seq ${stream.cursor ?? hello.seq}`));
+    if (hello.gap)
+      err(note(`events after seq ${hello.since ?? '?'} are no longer all buffered (the host restarted, or they left its buffer): some may be missing`));
+    err(
+      note(
+        first
+          ? `following ${client.url}/events from seq ${stream.cursor ?? hello.seq} (Ctrl-C to stop)`
+          : `reconnected; resuming after seq ${stream.cursor ?? hello.seq}`,
+      ),
+    );
     first = false;
   });
   stream.on('drop', ({ code, reason }) => err(note(`connection lost (${code}${reason ? ` ${reason}` : ''}); reconnecting…`)));
@@ -276,7 +283,7 @@ function buildCli(project: () => Promise<Project>): Command {
     .command('list')
     .description("list the host's jobs: schedule, enabled, next run, last run, run counts")
     .option('--json', 'print the jobs as JSON')
-    .addHelpText('after', '\nExamples:\n  jobhost list\n  jobhost list --json | jq -r \'.[].name\'')
+    .addHelpText('after', "\nExamples:\n  jobhost list\n  jobhost list --json | jq -r '.[].name'")
     .action(
       act(async (opts: { json?: boolean }, command: Command) => {
         const { formatJobs, palette, useColor } = await import('./format.js');
@@ -299,7 +306,7 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--json', 'print JSON: { runId }, or with --wait the finished run')
     .addHelpText(
       'after',
-      "\nExamples:\n  jobhost run cleanup-temp-files\n  jobhost run cleanup-temp-files --params '{\"olderThanDays\":1}' --wait\n  jobhost run daily-digest --delay 10m --key digest-today",
+      '\nExamples:\n  jobhost run cleanup-temp-files\n  jobhost run cleanup-temp-files --params \'{"olderThanDays":1}\' --wait\n  jobhost run daily-digest --delay 10m --key digest-today',
     )
     .action(act(runCommand));
 
@@ -310,7 +317,10 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--type <type>', 'only events of this type; run.* style globs work (repeatable)', collect)
     .option('--since <seq>', 'first replay the buffered events after this seq', parseInteger(0))
     .option('--json', 'print each event as one line of JSON')
-    .addHelpText('after', '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',
+    )
     .action(act(tailCommand));
 
   program

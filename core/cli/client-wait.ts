@@ -1,5 +1,5 @@
-import { ClientError, FINAL_STATUSES, type Client, type Run, type TriggerBody } from './client.js';
-import { openEventStream, type ClientEvent, type EventStream, type StreamOptions } from './client-stream.js';
+import { type Client, ClientError, FINAL_STATUSES, type Run, type TriggerBody } from './client.js';
+import { type ClientEvent, type EventStream, openEventStream, type StreamOptions } from './client-stream.js';
 
 /**
  * Triggering a run and following it to its end, for `jobhost run --wait`. The event stream is
@@ -61,9 +61,12 @@ function follow(client: Client, stream: EventStream, runId: string, backlog: Cli
     let lastContact = Date.now();
     let pollTimer: NodeJS.Timeout | undefined;
     let polling = false;
-    const deadline = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-      fail(new ClientError('WAIT_TIMEOUT', `stopped waiting for run ${runId} after ${options.timeoutMs} ms; it goes on`));
-    }, options.timeoutMs);
+    const deadline =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            fail(new ClientError('WAIT_TIMEOUT', `stopped waiting for run ${runId} after ${options.timeoutMs} ms; it goes on`));
+          }, options.timeoutMs);
 
     const settle = (): boolean => {
       if (settled) return false;
@@ -91,7 +94,12 @@ function follow(client: Client, stream: EventStream, runId: string, backlog: Cli
         if (settled) return;
         if (!isDown(err)) return fail(err);
         if (Date.now() - lastContact >= lostAfterMs) {
-          fail(new ClientError('CONNECTION_LOST', `lost jobhost at ${client.url} for ${lostAfterMs} ms while waiting for run ${runId}; it may still be running (GET /runs/${runId})`));
+          fail(
+            new ClientError(
+              'CONNECTION_LOST',
+              `lost jobhost at ${client.url} for ${lostAfterMs} ms while waiting for run ${runId}; it may still be running (GET /runs/${runId})`,
+            ),
+          );
         }
         return;
       }

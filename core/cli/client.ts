@@ -20,7 +20,11 @@ export class ClientError extends Error {
   /** Why a trigger was refused (`SKIPPED`). */
   readonly reason: string | undefined;
 
-  constructor(code: string, message: string, extra: { status?: number | null; issues?: Array<{ path: string; message: string }>; reason?: string | undefined } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    extra: { status?: number | null; issues?: Array<{ path: string; message: string }>; reason?: string | undefined } = {},
+  ) {
     super(message);
     this.name = 'ClientError';
     this.code = code;

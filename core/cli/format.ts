@@ -28,7 +28,17 @@ export interface Palette {
   gray: Paint;
 }
 
-const SGR = { bold: [1, 22], dim: [2, 22], red: [31, 39], green: [32, 39], yellow: [33, 39], blue: [34, 39], magenta: [35, 39], cyan: [36, 39], gray: [90, 39] } as const;
+const SGR = {
+  bold: [1, 22],
+  dim: [2, 22],
+  red: [31, 39],
+  green: [32, 39],
+  yellow: [33, 39],
+  blue: [34, 39],
+  magenta: [35, 39],
+  cyan: [36, 39],
+  gray: [90, 39],
+} as const;
 
 /** ANSI colors when `enabled`, identity functions otherwise. */
 export function palette(enabled: boolean): Palette {
@@ -67,7 +77,12 @@ export function formatMs(ms: number): string {
   const abs = Math.abs(ms);
   if (abs < 1000) return `${Math.round(ms)}ms`;
   if (abs < 60_000) return `${(ms / 1000).toFixed(abs < 10_000 ? 1 : 0)}s`;
-  const units: Array<[string, number]> = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]];
+  const units: Array<[string, number]> = [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ];
   const parts: string[] = [];
   let rest = Math.round(abs / 1000) * 1000;
   for (const [unit, size] of units) {
@@ -198,7 +213,12 @@ export function summarize(event: ClientEvent): string {
       return str(d, 'file') ?? '';
     case 'run.queued': {
       const runAt = str(d, 'runAt');
-      return join(str(d, 'source'), `queue ${str(d, 'queue') ?? '?'}`, d['delayed'] === true && runAt && `until ${runAt}`, str(d, 'key') && `key ${str(d, 'key')}`);
+      return join(
+        str(d, 'source'),
+        `queue ${str(d, 'queue') ?? '?'}`,
+        d['delayed'] === true && runAt && `until ${runAt}`,
+        str(d, 'key') && `key ${str(d, 'key')}`,
+      );
     }
     case 'run.started':
       return `attempt ${num(d, 'attempt') ?? '?'}`;
@@ -207,7 +227,10 @@ export function summarize(event: ClientEvent): string {
     case 'run.retrying':
       return `attempt ${num(d, 'attempt') ?? '?'} failed (${errorText(d['error'])}); attempt ${num(d, 'nextAttempt') ?? '?'} in ${formatMs(num(d, 'delayMs') ?? 0)}`;
     case 'run.succeeded':
-      return join(num(d, 'durationMs') !== undefined && formatMs(num(d, 'durationMs')!), d['result'] !== undefined && d['result'] !== null && `result ${preview(d['result'], 60)}`);
+      return join(
+        num(d, 'durationMs') !== undefined && formatMs(num(d, 'durationMs')!),
+        d['result'] !== undefined && d['result'] !== null && `result ${preview(d['result'], 60)}`,
+      );
     case 'run.failed':
       return join(errorText(d['error']), num(d, 'attempt') !== undefined && `attempt ${num(d, 'attempt')}`);
     case 'run.canceled':
@@ -222,7 +245,10 @@ export function summarize(event: ClientEvent): string {
     case 'plugin.error':
       return `${str(d, 'file') ?? '?'}: ${str(d, 'code') ?? 'ERROR'}: ${str(d, 'message') ?? ''}`;
     case 'config.reloaded':
-      return join(list(d, 'changed') ? `changed ${list(d, 'changed')}` : 'no change', list(d, 'restartRequired') && `restart required for ${list(d, 'restartRequired')}`);
+      return join(
+        list(d, 'changed') ? `changed ${list(d, 'changed')}` : 'no change',
+        list(d, 'restartRequired') && `restart required for ${list(d, 'restartRequired')}`,
+      );
     case 'config.error':
       return `${str(d, 'code') ?? 'ERROR'}: ${str(d, 'message') ?? ''}`;
     default: {
@@ -247,11 +273,7 @@ export function formatEvent(event: ClientEvent, c: Palette = palette(false), col
   const head = `${clockTime(event.at)}  ${event.type.padEnd(15)}  ${job.padEnd(20)}  ${runId.padEnd(16)}`;
   const summary = summarize(event).replace(/\s*\n\s*/g, ' ');
   const text = truncate(summary, columns - head.length - 2);
-  return [
-    c.dim(clockTime(event.at)),
-    statusPaint(event.type, c)(event.type.padEnd(15)),
-    c.bold(job.padEnd(20)),
-    c.gray(runId.padEnd(16)),
-    text,
-  ].join('  ').trimEnd();
+  return [c.dim(clockTime(event.at)), statusPaint(event.type, c)(event.type.padEnd(15)), c.bold(job.padEnd(20)), c.gray(runId.padEnd(16)), text]
+    .join('  ')
+    .trimEnd();
 }

@@ -1,6 +1,6 @@
 import type { Run } from './client.js';
 import type { ClientEvent } from './client-stream.js';
-import { errorText, formatMs, percent, progressLine, type Palette } from './format.js';
+import { errorText, formatMs, type Palette, percent, progressLine } from './format.js';
 
 /**
  * What `jobhost run --wait` shows while it waits. On a terminal: one live line with the bar and

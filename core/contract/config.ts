@@ -1,15 +1,6 @@
 import { z } from 'zod';
 import { HostError } from './errors.js';
-import {
-  describeIssue,
-  durationSchema,
-  notifySchema,
-  queueNameSchema,
-  retrySchema,
-  scheduleSchema,
-  timezoneSchema,
-  JOB_NAME,
-} from './plugin-schema.js';
+import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
 
 /** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */
 export const jobOverrideSchema = z.strictObject({
@@ -35,7 +26,12 @@ export const configSchema = z.strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: port.default(3000),
       token: z.string().min(8, 'a token needs at least 8 characters').nullable().default(null),
-      bodyLimit: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+      bodyLimit: z
+        .number()
+        .int()
+        .min(1024)
+        .max(100 * 1024 * 1024)
+        .default(1024 * 1024),
     })
     .prefault({}),
   store: z
@@ -60,9 +56,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   concurrency: z.number().int().min(1).max(100_000).default(8),
-  queues: z
-    .record(queueNameSchema, z.number().int().min(1).max(1000))
-    .default({ critical: 6, default: 2, low: 1 }),
+  queues: z.record(queueNameSchema, z.number().int().min(1).max(1000)).default({ critical: 6, default: 2, low: 1 }),
   shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),
   events: z.strictObject({ buffer: z.number().int().min(100).max(1_000_000).default(10_000) }).prefault({}),
   jobs: z.record(z.string().regex(JOB_NAME, 'expected a kebab-case job name'), jobOverrideSchema).default({}),

@@ -22,11 +22,7 @@ export function parseDuration(value: unknown, field = 'duration'): number {
     throw new HostError('INVALID_DURATION', `${field}: ${JSON.stringify(value)} is longer than the limit of 36500d`, { field });
   }
   if (ms >= 0) return ms;
-  throw new HostError(
-    'INVALID_DURATION',
-    `${field}: invalid duration ${JSON.stringify(value)} (use ms or '250ms', '30s', '5m', '2h', '1d')`,
-    { field },
-  );
+  throw new HostError('INVALID_DURATION', `${field}: invalid duration ${JSON.stringify(value)} (use ms or '250ms', '30s', '5m', '2h', '1d')`, { field });
 }
 
 /** Formats milliseconds compactly for logs and the dashboard: 90000 → '1m30s'. */
@@ -34,7 +30,12 @@ export function formatDuration(ms: number): string {
   if (ms < 1000) return `${ms}ms`;
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
-  for (const [unit, size] of [['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['m', 60],
+    ['s', 1],
+  ] as const) {
     if (rest >= size) {
       parts.push(`${Math.floor(rest / size)}${unit}`);
       rest %= size;

@@ -28,7 +28,10 @@ export const ERROR_CODES = {
   NOT_STARTED: { status: 503, text: 'The host has not started yet.' },
   // handler outcomes (recorded on attempts and runs)
   TIMEOUT: { status: 500, text: "An attempt ran past the job's timeout; its signal was aborted and a late result is ignored." },
-  HANDLER_ERROR: { status: 500, text: 'The handler threw or rejected (a plain Error, or a non-Error value); an Error with its own `code` or class name keeps that instead.' },
+  HANDLER_ERROR: {
+    status: 500,
+    text: 'The handler threw or rejected (a plain Error, or a non-Error value); an Error with its own `code` or class name keeps that instead.',
+  },
   UNHANDLED_REJECTION: { status: 500, text: 'The handler left a promise rejection unhandled; the attempt fails.' },
   UNCAUGHT_EXCEPTION: { status: 500, text: 'Code started by the handler threw outside any await (e.g. in a timer); the attempt fails.' },
   RESULT_NOT_SERIALIZABLE: { status: 500, text: "The handler's result cannot be stored as JSON (BigInt, circular reference)." },
@@ -89,7 +92,7 @@ export function toRunError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR'):
   }
   let message: string;
   try {
-    message = typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+    message = typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err));
   } catch {
     message = String(err);
   }

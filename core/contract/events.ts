@@ -4,9 +4,16 @@ import type { RunSource } from './run.js';
 /** Why a trigger was refused; a refused trigger creates no run. */
 export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate';
 
-interface HostData { job: null }
-interface JobData { job: string }
-interface RunData { job: string; runId: string }
+interface HostData {
+  job: null;
+}
+interface JobData {
+  job: string;
+}
+interface RunData {
+  job: string;
+  runId: string;
+}
 
 /** The `data` of every event type the host emits (SPEC §5). Every payload carries `job`. */
 export interface EventDataMap {
@@ -42,10 +49,26 @@ export interface EventDataMap {
 export type EventType = keyof EventDataMap;
 
 export const EVENT_TYPES: readonly EventType[] = [
-  'host.started', 'host.stopping', 'host.stopped',
-  'job.registered', 'job.updated', 'job.removed', 'job.enabled', 'job.disabled',
-  'run.queued', 'run.started', 'run.progress', 'run.retrying', 'run.succeeded', 'run.failed', 'run.canceled', 'run.skipped',
-  'notification', 'plugin.error', 'config.reloaded', 'config.error',
+  'host.started',
+  'host.stopping',
+  'host.stopped',
+  'job.registered',
+  'job.updated',
+  'job.removed',
+  'job.enabled',
+  'job.disabled',
+  'run.queued',
+  'run.started',
+  'run.progress',
+  'run.retrying',
+  'run.succeeded',
+  'run.failed',
+  'run.canceled',
+  'run.skipped',
+  'notification',
+  'plugin.error',
+  'config.reloaded',
+  'config.error',
 ];
 
 /** One event as the bus, the WebSocket and `jobhost tail` carry it. */

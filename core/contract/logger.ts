@@ -1,4 +1,4 @@
-import { pino, type Logger as PinoLogger } from 'pino';
+import { type Logger as PinoLogger, pino } from 'pino';
 
 /** The logger every module takes: pino's, so the host, fastify and plugins share one stream. */
 export type Logger = PinoLogger;

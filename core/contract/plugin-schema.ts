@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
-import { HostError, type ErrorCode } from './errors.js';
+import { type ErrorCode, HostError } from './errors.js';
 import { PRIORITIES } from './notification.js';
 import type { JobContext, ParamsSchema } from './plugin.js';
 import { assertTimezone, cronPattern } from './schedule-syntax.js';
@@ -22,9 +22,7 @@ function checked<T>(code: ErrorCode, parse: (value: unknown) => T) {
   });
 }
 
-export type ScheduleSpec =
-  | { kind: 'cron'; expr: string }
-  | { kind: 'every'; ms: number; label: string };
+export type ScheduleSpec = { kind: 'cron'; expr: string } | { kind: 'every'; ms: number; label: string };
 
 export const durationSchema = checked('INVALID_DURATION', (v) => parseDuration(v));
 
@@ -72,7 +70,10 @@ export const notifySchema = z.strictObject({
 
 export const queueNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a queue name (letters, digits, - and _)');
 export const JOB_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
-export const eventNameSchema = z.string().regex(/^[A-Za-z0-9][\w.:-]*$/, 'expected an event name like shipment.created').max(200);
+export const eventNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][\w.:-]*$/, 'expected an event name like shipment.created')
+  .max(200);
 
 function isParamsSchema(v: unknown): v is ParamsSchema {
   if (typeof v !== 'object' || v === null) return false;

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
-import { isoTime, type Clock } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import type { AnyHostEvent, EventDataMap, EventType, HostEvent } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 

@@ -1,5 +1,5 @@
 import type { Backend } from '../contract/backend.js';
-import { isoTime, type Clock } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { JobRegistry } from './registry.js';

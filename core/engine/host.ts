@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Backend } from '../contract/backend.js';
-import { systemClock, type Clock } from '../contract/clock.js';
-import { parseConfig, type Config, type ConfigInput } from '../contract/config.js';
+import { type Clock, systemClock } from '../contract/clock.js';
+import { type Config, type ConfigInput, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
@@ -10,15 +10,15 @@ import type { PluginDefinition } from '../contract/plugin.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
 import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
-import { createBackend, type BackendTuning } from './backends.js';
+import { type BackendTuning, createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
 import { InlineExecutor } from './executor.js';
-import { createIdGenerator } from './ids.js';
-import { JobRegistry } from './registry.js';
-import { Registrations } from './registrations.js';
-import { RunEvents } from './run-events.js';
 import { Fires } from './fires.js';
-import { Triggers, type PublishResult, type TriggerOptions, type TriggerResult } from './triggers.js';
+import { createIdGenerator } from './ids.js';
+import { Registrations } from './registrations.js';
+import { JobRegistry } from './registry.js';
+import { RunEvents } from './run-events.js';
+import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
 import { hostStats, jobView, staleness } from './views.js';
 
 export interface HostOptions {
@@ -38,7 +38,7 @@ export interface HostOptions {
   logger?: Logger | undefined;
 }
 
-export type { TriggerOptions, TriggerResult, PublishResult } from './triggers.js';
+export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {
@@ -97,7 +97,10 @@ export class Host {
         this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
       },
     });
-    this.#jobs = new JobRegistry((name) => this.#backend.jobState(name), (q) => this.#queues.has(q));
+    this.#jobs = new JobRegistry(
+      (name) => this.#backend.jobState(name),
+      (q) => this.#queues.has(q),
+    );
     this.#triggers = new Triggers({
       bus: this.bus,
       clock: this.clock,
@@ -292,7 +295,10 @@ export class Host {
   // ------------------------------------------------------------------------ reads
 
   jobs(): JobView[] {
-    return this.#jobs.names().sort().map((name) => this.#view(name)!);
+    return this.#jobs
+      .names()
+      .sort()
+      .map((name) => this.#view(name)!);
   }
 
   job(name: string): JobView | undefined {
@@ -322,7 +328,12 @@ export class Host {
     let close = (): void => undefined;
     const ended = new Promise<void>((resolve) => {
       close = this.bus.on('*', (e: AnyHostEvent) => {
-        if (e.data.job !== null && 'runId' in e.data && e.data.runId === id && (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.canceled')) {
+        if (
+          e.data.job !== null &&
+          'runId' in e.data &&
+          e.data.runId === id &&
+          (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.canceled')
+        ) {
           close();
           resolve();
         }

@@ -3,7 +3,9 @@
  * history is a range of ids, and `before=<id>` is a stable cursor across restarts.
  */
 export function createIdGenerator(now: () => number, random: () => number = Math.random): () => string {
-  const node = Math.floor(random() * 36 ** 3).toString(36).padStart(3, '0');
+  const node = Math.floor(random() * 36 ** 3)
+    .toString(36)
+    .padStart(3, '0');
   let last = 0;
   let counter = 0;
   return () => {

@@ -40,13 +40,7 @@ export function titleCase(name: string): string {
  * Without the custom flags the title gets a status suffix ("Backup Completed") and the message
  * is the default sentence around the rendered template (or the result / error when no template).
  */
-export function buildNotification(
-  spec: NotifySpec,
-  run: Run,
-  status: NotifyStatus,
-  at: string,
-  id: string,
-): Notification | null {
+export function buildNotification(spec: NotifySpec, run: Run, status: NotifyStatus, at: string, id: string): Notification | null {
   if (!(spec.on ?? DEFAULT_ON).includes(status)) return null;
   const error = run.error ?? run.attempts.at(-1)?.error ?? null;
   const vars = {

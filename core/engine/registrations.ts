@@ -1,6 +1,6 @@
 import type { Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
-import { parseConfig, type Config } from '../contract/config.js';
+import { type Config, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
@@ -45,15 +45,17 @@ export class Registrations {
     const spec = parsePlugin(plugin);
     const existing = registry.get(spec.name);
     if (existing && existing.job.file !== null && file !== null && existing.job.file !== file) {
-      throw new HostError(
-        'PLUGIN_DUPLICATE',
-        `name: job "${spec.name}" is already defined in ${existing.job.file}; ${file} declares it too`,
-        { job: spec.name, files: [existing.job.file, file] },
-      );
+      throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${existing.job.file}; ${file} declares it too`, {
+        job: spec.name,
+        files: [existing.job.file, file],
+      });
     }
     const job = registry.resolve(spec, file, config);
     if (job.queue !== (config.jobs[spec.name]?.queue ?? spec.queue)) {
-      this.#o.logger.warn({ job: spec.name, queue: spec.queue }, `job "${spec.name}": queue "${spec.queue}" is not in the config's queues; it runs in "default"`);
+      this.#o.logger.warn(
+        { job: spec.name, queue: spec.queue },
+        `job "${spec.name}": queue "${spec.queue}" is not in the config's queues; it runs in "default"`,
+      );
     }
     registry.set(spec.name, job, this.#o.clock.now());
     this.#changed(spec.name, job);

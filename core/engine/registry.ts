@@ -1,7 +1,7 @@
 import type { JobState } from '../contract/backend.js';
 import type { Config } from '../contract/config.js';
 import type { JobSpec } from '../contract/plugin-schema.js';
-import { changedFields, resolveJob, type EffectiveJob } from './jobs.js';
+import { changedFields, type EffectiveJob, resolveJob } from './jobs.js';
 
 /**
  * The registered jobs: each plugin's spec resolved against the config (and the job's stored

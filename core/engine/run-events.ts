@@ -1,5 +1,5 @@
 import type { Backend, RunObserver } from '../contract/backend.js';
-import { isoTime, type Clock } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import type { RunError } from '../contract/errors.js';
 import type { EventDataMap } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';

@@ -1,6 +1,6 @@
 import type { Backend } from '../contract/backend.js';
-import { isoTime, type Clock } from '../contract/clock.js';
-import { parseDuration, type Duration } from '../contract/duration.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import { type Duration, parseDuration } from '../contract/duration.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import type { ParamsResult } from '../contract/plugin.js';
@@ -84,15 +84,7 @@ export function validateParams(job: EffectiveJob, input: unknown): unknown {
 const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /** Checks a trigger's key, priority and timing and builds the queued run. */
-export function buildRun(
-  job: EffectiveJob,
-  params: unknown,
-  options: TriggerOptions,
-  source: RunSource,
-  now: number,
-  id: string,
-  extra?: Partial<Run>,
-): Run {
+export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOptions, source: RunSource, now: number, id: string, extra?: Partial<Run>): Run {
   const key = options.key ?? null;
   if (key !== null && (typeof key !== 'string' || key.length === 0 || key.length > 500)) {
     throw new HostError('INVALID_BODY', 'key: expected a string of 1 to 500 characters');

@@ -2,7 +2,7 @@ import type { Depths, JobState } from '../contract/backend.js';
 import { isoTime } from '../contract/clock.js';
 import type { BackendStats, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
-import { paramsJsonSchema, type EffectiveJob } from './jobs.js';
+import { type EffectiveJob, paramsJsonSchema } from './jobs.js';
 
 /** What the host shows of itself: job views (`GET /jobs`), stats (`GET /stats`), stale jobs (`/ready`). */
 
@@ -41,7 +41,10 @@ export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { n
 }
 
 /** Per-job and total counts from the job records (lifetime), durations from the recent ones. */
-export function runStats(records: ReadonlyMap<string, Readonly<JobState>>, names: Iterable<string>): { perJob: Record<string, JobStats>; succeeded: number; failed: number; canceled: number } {
+export function runStats(
+  records: ReadonlyMap<string, Readonly<JobState>>,
+  names: Iterable<string>,
+): { perJob: Record<string, JobStats>; succeeded: number; failed: number; canceled: number } {
   const perJob: Record<string, JobStats> = {};
   let succeeded = 0;
   let failed = 0;

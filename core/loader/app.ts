@@ -1,17 +1,17 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../contract/config.js';
-import { ConfigWatcher, configPath, readConfigFile } from './config-file.js';
-import { dashboard } from '../server/dashboard.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import type { AnyHostEvent } from '../contract/events.js';
-import { createHost, type Host } from '../engine/host.js';
-import { resolveJob } from '../engine/jobs.js';
-import { isPluginFile, usePluginDirectory } from './plugin-directory.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
+import { createHost, type Host } from '../engine/host.js';
+import { resolveJob } from '../engine/jobs.js';
+import { dashboard } from '../server/dashboard.js';
+import { type Server, useServer } from '../server/server.js';
+import { ConfigWatcher, configPath, readConfigFile } from './config-file.js';
+import { isPluginFile, usePluginDirectory } from './plugin-directory.js';
 import { loadPluginModule } from './plugin-module.js';
-import { useServer, type Server } from '../server/server.js';
 
 /**
  * The application: what `jobhost start` (and `npm start`) runs. It reads the config file, builds
@@ -53,7 +53,10 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const host = createHost({ config, cwd, logger });
   host.on('*', (e) => logEvent(logger, e));
   usePluginDirectory(host, { dir: config.plugins.dir, watch: config.plugins.watch, importTimeoutMs: config.plugins.importTimeout });
-  const hasFile = await readdir(path.dirname(file)).then((names) => names.includes(path.basename(file)), () => false);
+  const hasFile = await readdir(path.dirname(file)).then(
+    (names) => names.includes(path.basename(file)),
+    () => false,
+  );
   if (hasFile) host.use(new ConfigWatcher(host, { file, env }));
   else logger.warn({ file }, 'no config file; running on defaults');
   const server = useServer(host, { plugins: [dashboard] });
@@ -130,7 +133,11 @@ export async function validateProject(
   }
   const dir = path.resolve(cwd, config.plugins.dir);
   const names = await readdir(dir, { withFileTypes: true }).then(
-    (entries) => entries.filter((d) => d.isFile() && isPluginFile(d.name)).map((d) => d.name).sort(),
+    (entries) =>
+      entries
+        .filter((d) => d.isFile() && isPluginFile(d.name))
+        .map((d) => d.name)
+        .sort(),
     () => null,
   );
   if (names === null) {

@@ -1,7 +1,7 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseConfig, type Config } from '../contract/config.js';
+import { type Config, parseConfig } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import type { Host } from '../engine/host.js';
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { HostError, isHostError } from '../contract/errors.js';
-import type { Host } from '../engine/host.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
+import type { Host } from '../engine/host.js';
 import { loadPluginModule } from './plugin-module.js';
 
 /**
@@ -78,10 +78,14 @@ export class PluginLoader {
     await this.#watchDirs();
     const every = this.#options.rescanMs ?? 2000;
     if (every > 0) {
-      this.#rescan = setInterval(() => void this.#enqueue(async () => {
-        await this.#scan();
-        await this.#watchDirs();
-      }), every);
+      this.#rescan = setInterval(
+        () =>
+          void this.#enqueue(async () => {
+            await this.#scan();
+            await this.#watchDirs();
+          }),
+        every,
+      );
       this.#rescan.unref();
     }
   }
@@ -128,7 +132,10 @@ export class PluginLoader {
           const file = path.join(dir, name.toString());
           this.#changed(file);
           // A new folder: watch it too.
-          stat(file).then((s) => (s.isDirectory() ? this.#watchDirs() : undefined), () => undefined);
+          stat(file).then(
+            (s) => (s.isDirectory() ? this.#watchDirs() : undefined),
+            () => undefined,
+          );
         });
         w.on('error', (err) => this.#host.logger.warn({ err, dir }, 'a plugin folder watcher failed; rescans continue'));
         this.#watchers.set(dir, w);
@@ -199,7 +206,10 @@ export class PluginLoader {
   async #sync(file: string): Promise<void> {
     if (this.#stopped) return;
     const state = this.#files.get(file) ?? { hash: null, job: null, deps: [file], wanted: null, duplicateOf: null };
-    const exists = await stat(file).then((s) => s.isFile(), () => false);
+    const exists = await stat(file).then(
+      (s) => s.isFile(),
+      () => false,
+    );
     if (!exists) {
       if (this.#files.delete(file) && state.job !== null) {
         this.#host.unregister(state.job);

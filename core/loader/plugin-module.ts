@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
-import { transform, type Loader } from 'esbuild';
+import { type Loader, transform } from 'esbuild';
 import { HostError } from '../contract/errors.js';
 
 /**
@@ -40,10 +40,7 @@ let nativeVersion = 0;
 export async function loadPluginModule(file: string, root: string, timeoutMs: number): Promise<PluginModule> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new HostError('PLUGIN_IMPORT_TIMEOUT', `import did not finish within ${timeoutMs}ms`, { file })),
-      timeoutMs,
-    );
+    timer = setTimeout(() => reject(new HostError('PLUGIN_IMPORT_TIMEOUT', `import did not finish within ${timeoutMs}ms`, { file })), timeoutMs);
   });
   try {
     return await Promise.race([new Build(path.resolve(root)).entry(path.resolve(file)), timeout]);
@@ -128,7 +125,8 @@ class Build {
         try {
           sub = await this.#compile(local);
         } catch (err) {
-          if (err instanceof TopLevelAwait) throw new HostError('PLUGIN_IMPORT_FAILED', `${path.relative(this.#root, local)}: a helper module cannot use top-level await`, { file });
+          if (err instanceof TopLevelAwait)
+            throw new HostError('PLUGIN_IMPORT_FAILED', `${path.relative(this.#root, local)}: a helper module cannot use top-level await`, { file });
           throw importFailed(local, err);
         }
         compiled.set(local, sub);
@@ -194,7 +192,12 @@ class Build {
       if (this.#externals.has(key)) return this.#externals.get(key);
       throw new HostError('PLUGIN_IMPORT_FAILED', `cannot load "${spec}" from ${file}`);
     };
-    const meta = { url: pathToFileURL(file).href, filename: file, dirname: path.dirname(file), resolve: (s: string) => pathToFileURL(path.resolve(path.dirname(file), s)).href };
+    const meta = {
+      url: pathToFileURL(file).href,
+      filename: file,
+      dirname: path.dirname(file),
+      resolve: (s: string) => pathToFileURL(path.resolve(path.dirname(file), s)).href,
+    };
     fn(module.exports, requireFn, module, file, path.dirname(file), meta);
     return module.exports;
   }

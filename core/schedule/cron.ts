@@ -46,10 +46,7 @@ function transitionBetween(lo: number, hi: number, timezone: string): number {
   return b * 1000;
 }
 
-type Resolved =
-  | { kind: 'exact'; at: number }
-  | { kind: 'gap'; at: number }
-  | { kind: 'fold'; at: number; foldEndWall: number };
+type Resolved = { kind: 'exact'; at: number } | { kind: 'gap'; at: number } | { kind: 'fold'; at: number; foldEndWall: number };
 
 /** Maps a wall time to the instant it names; a gap resolves to the jump, a fold to its first pass. */
 function resolveWall(wall: number, timezone: string): Resolved {

@@ -1,6 +1,6 @@
 import type { Clock, Timer } from '../contract/clock.js';
-import type { Schedule } from './cron.js';
 import type { Logger } from '../contract/logger.js';
+import type { Schedule } from './cron.js';
 
 export interface SchedulerOptions {
   clock: Clock;

@@ -4,7 +4,10 @@ import { HostError } from '../contract/errors.js';
 
 /** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
 export function isLoopback(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   // An IPv4-mapped IPv6 loopback (::ffff:127.0.0.1).
@@ -17,8 +20,7 @@ export function assertSafeBind(host: string, token: string | null | undefined): 
   if (!isLoopback(host) && !token) {
     throw new HostError(
       'INSECURE_BIND',
-      `refusing to listen on ${host} without a token: anyone who can reach it could run jobs. ` +
-        'Set server.token (or JOBHOST_TOKEN), or bind 127.0.0.1.',
+      `refusing to listen on ${host} without a token: anyone who can reach it could run jobs. ` + 'Set server.token (or JOBHOST_TOKEN), or bind 127.0.0.1.',
       { host },
     );
   }

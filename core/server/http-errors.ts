@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import { ERROR_CODES, isHostError, type ErrorCode } from '../contract/errors.js';
+import { ERROR_CODES, type ErrorCode, isHostError } from '../contract/errors.js';
 
 /**
  * The one place where anything thrown while serving a request becomes an HTTP answer in fastify's

@@ -23,8 +23,14 @@ export const eventParams = z.strictObject({ type: segment.describe('app event na
 export const triggerBody = z
   .strictObject({
     params: z.unknown().optional().describe("the job's params, checked against its schema"),
-    delay: z.union([z.number().int().min(0), z.string().max(50)]).optional().describe("ms, or a duration like '30s'"),
-    runAt: z.union([z.string().max(100), z.number()]).optional().describe('ISO time or ms since the epoch'),
+    delay: z
+      .union([z.number().int().min(0), z.string().max(50)])
+      .optional()
+      .describe("ms, or a duration like '30s'"),
+    runAt: z
+      .union([z.string().max(100), z.number()])
+      .optional()
+      .describe('ISO time or ms since the epoch'),
     key: z.string().min(1).max(500).optional().describe('dedup key: refused while a run holds the same key'),
     priority: z.number().int().min(-1_000_000).max(1_000_000).optional().describe('lower runs first (default 0)'),
   })
@@ -171,7 +177,15 @@ const perJob = z.object({
 
 export const statsResponse = z.object({
   state: hostState,
-  totals: z.object({ runs: z.number(), succeeded: z.number(), failed: z.number(), canceled: z.number(), queued: z.number(), delayed: z.number(), running: z.number() }),
+  totals: z.object({
+    runs: z.number(),
+    succeeded: z.number(),
+    failed: z.number(),
+    canceled: z.number(),
+    queued: z.number(),
+    delayed: z.number(),
+    running: z.number(),
+  }),
   successRate: z.number().nullable(),
   jobs: z.object({ total: z.number(), enabled: z.number(), running: z.number(), scheduled: z.number() }),
   perJob: z.record(z.string(), perJob),

@@ -1,20 +1,27 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import websocket from '@fastify/websocket';
 import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+  type RawServerDefault,
+} from 'fastify';
 import fp from 'fastify-plugin';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type RawServerDefault } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
 import { HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import type { Host } from '../engine/host.js';
+import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
-import type { Logger } from '../contract/logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { registerRoutes, type JobhostApp } from './routes.js';
-import { registerEventStream, type EventStream } from './ws.js';
+import { type JobhostApp, registerRoutes } from './routes.js';
+import { type EventStream, registerEventStream } from './ws.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {

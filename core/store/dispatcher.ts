@@ -1,7 +1,7 @@
 import type { Depths, ExecutableJob } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { Run } from '../contract/run.js';
-import { Deque, TimeHeap, WeightedQueues, type HeapItem } from './queue.js';
+import { Deque, type HeapItem, TimeHeap, WeightedQueues } from './queue.js';
 
 /**
  * Where the local backend's runs wait, and when one may start: delayed runs in a time heap with

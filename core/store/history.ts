@@ -2,9 +2,9 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import type { Clock } from '../contract/clock.js';
-import { AppendFile, NdjsonFile } from './files.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run, RunQuery, RunStatus } from '../contract/run.js';
+import { AppendFile, NdjsonFile } from './files.js';
 
 /**
  * Finished runs, in segments: `segments/<n>.ndjson`, one run per line, appended to the open
@@ -123,7 +123,10 @@ export class History {
       const adapter = new NdjsonFile<Run>(file, { fsync: this.#o.fsync });
       const runs = (await adapter.read()) ?? [];
       if (adapter.last.badLines > 0) {
-        this.#o.logger.warn({ code: 'STORE_CORRUPT', file, badLines: adapter.last.badLines }, 'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)');
+        this.#o.logger.warn(
+          { code: 'STORE_CORRUPT', file, badLines: adapter.last.badLines },
+          'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)',
+        );
       }
       const info = emptyInfo(n);
       for (const [line, run] of runs.entries()) {
@@ -177,11 +180,13 @@ export class History {
     const sealed = this.#open;
     const n = sealed.info.n + 1;
     if (this.#o.dir !== null) {
-      const next = this.#next ?? (async () => {
-        const file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
-        await file.open();
-        return file;
-      })();
+      const next =
+        this.#next ??
+        (async () => {
+          const file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
+          await file.open();
+          return file;
+        })();
       this.#next = undefined;
       const file = await next; // a failure leaves the open segment open, to be retried
       await this.#file?.close();

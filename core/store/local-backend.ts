@@ -1,6 +1,6 @@
 import { refusal } from '../contract/admission.js';
 import type { AdmissionRules, Backend, BackendHooks, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
-import { isoTime, type Clock } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';

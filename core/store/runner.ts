@@ -1,6 +1,6 @@
 import type { AttemptHandle, AttemptReporter, BackendHooks, Depths, ExecutableJob } from '../contract/backend.js';
-import { isoTime, type Clock, type Timer } from '../contract/clock.js';
-import { HostError, toRunError, type RunError } from '../contract/errors.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { HostError, type RunError, toRunError } from '../contract/errors.js';
 import type { NotifyStatus } from '../contract/notification.js';
 import { retryDelay } from '../contract/retry.js';
 import type { Run } from '../contract/run.js';
@@ -178,7 +178,6 @@ export class Runner {
     this.#dispatch.enqueue(entry);
     return this.#save(run);
   }
-
 
   /** The dispatcher gave `entry` a slot: its next attempt starts. */
   #start(entry: Entry, job: ExecutableJob): void {

@@ -2,14 +2,14 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import type { JobState, NotificationQuery } from '../contract/backend.js';
-import type { BackendStats } from '../contract/views.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
+import type { BackendStats } from '../contract/views.js';
 import { AppendFile, DurableJsonFile, NdjsonFile } from './files.js';
-import { History, type SegmentInfo } from './history.js';
 import { GroupCommit } from './group-commit.js';
+import { History, type SegmentInfo } from './history.js';
 import { foldFinished } from './job-state.js';
 import { NotificationLog } from './notification-log.js';
 import { serializeRun } from './serialize.js';
@@ -229,7 +229,10 @@ class SegmentedStore implements Store {
 
   #reportDamage(file: string, badLines: number): void {
     if (badLines > 0) {
-      this.#logger.warn({ code: 'STORE_CORRUPT', file, badLines }, 'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)');
+      this.#logger.warn(
+        { code: 'STORE_CORRUPT', file, badLines },
+        'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)',
+      );
     }
   }
 

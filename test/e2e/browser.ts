@@ -1,13 +1,13 @@
 import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { dashboard } from '../../core/server/dashboard.js';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { silentLogger } from '../../core/contract/logger.js';
 import { createHost, type Host } from '../../core/engine/host.js';
 import { usePluginDirectory } from '../../core/loader/plugin-directory.js';
-import { silentLogger } from '../../core/contract/logger.js';
+import { dashboard } from '../../core/server/dashboard.js';
 import { useServer } from '../../core/server/server.js';
-import { tempDir, type Tap } from '../helpers.js';
+import { type Tap, tempDir } from '../helpers.js';
 
 /**
  * Browser tests drive Debian's Chromium (`apt-get install -y chromium`; `.ci/run` installs it) with

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import t, { type Test } from 'tap';
@@ -55,11 +55,15 @@ async function cli(t: Test, args: string[], options: { env?: NodeJS.ProcessEnv; 
 
 /** Waits (bounded) until a child's output matches. */
 async function waitFor(c: Child, stream: 'stdout' | 'stderr', pattern: RegExp, what: string): Promise<void> {
-  await until(() => {
-    if (pattern.test(c[stream]())) return true;
-    if (c.child.exitCode !== null) throw new Error(`exited (${c.child.exitCode}) before ${what}:\n${c.stdout()}\n${c.stderr()}`);
-    return false;
-  }, 30_000, what);
+  await until(
+    () => {
+      if (pattern.test(c[stream]())) return true;
+      if (c.child.exitCode !== null) throw new Error(`exited (${c.child.exitCode}) before ${what}:\n${c.stdout()}\n${c.stderr()}`);
+      return false;
+    },
+    30_000,
+    what,
+  );
 }
 
 t.test('--help for every command, --version, usage errors exit 2', async (t) => {
@@ -192,10 +196,18 @@ t.test('tail: one line per event, filters, --json, and it resumes after the host
   t.match(lines.stdout(), new RegExp(`run\\.succeeded\\s+work\\s+${ok.runId}  \\d+\\S*, result \\{"steps":1\\}`));
   t.notMatch(lines.stdout(), /quick/, '--job filters');
   t.notMatch(lines.stdout(), /\x1b\[/, 'no colors in a pipe');
-  const events = json.stdout().trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number; type: string; data: { runId: string } });
+  const events = json
+    .stdout()
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { seq: number; type: string; data: { runId: string } });
   // The three runs run side by side: their ends may come in any order.
   const ends = (list: typeof events): string[] => list.map((e) => `${e.data.runId} ${e.type}`).sort();
-  t.same(ends(events), [`${ok.runId} run.succeeded`, `${bad.runId} run.failed`, `${quick.runId} run.succeeded`].sort(), '--type filters; one JSON object per line');
+  t.same(
+    ends(events),
+    [`${ok.runId} run.succeeded`, `${bad.runId} run.failed`, `${quick.runId} run.succeeded`].sort(),
+    '--type filters; one JSON object per line',
+  );
 
   // The server goes away and comes back: tail reconnects with since= and shows what happened meanwhile.
   await live.down();
@@ -211,7 +223,11 @@ t.test('tail: one line per event, filters, --json, and it resumes after the host
   const first = Math.min(...events.map((e) => e.seq));
   const replay = start(t, ['tail', '--json', '--since', String(first - 1), '--type', 'run.succeeded', ...url]);
   await waitFor(replay, 'stdout', new RegExp(meanwhile.runId), 'the replay');
-  const replayed = replay.stdout().trimEnd().split('\n').map((l) => (JSON.parse(l) as { data: { runId: string } }).data.runId);
+  const replayed = replay
+    .stdout()
+    .trimEnd()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { data: { runId: string } }).data.runId);
   t.same(replayed.sort(), [ok.runId, quick.runId, meanwhile.runId].sort());
 });
 

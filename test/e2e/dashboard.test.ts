@@ -1,9 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
 import type { Page } from 'playwright-core';
-import { tempDir, type Tap } from '../helpers.js';
-import { launchChromium, openPage, pluginSource, screenshots, startDashboardHost, type DashboardHost } from './browser.js';
+import t from 'tap';
+import { type Tap, tempDir } from '../helpers.js';
+import { type DashboardHost, launchChromium, openPage, pluginSource, screenshots, startDashboardHost } from './browser.js';
 
 /**
  * The dashboard in a real headless Chromium against a real host: plugins from a directory, the

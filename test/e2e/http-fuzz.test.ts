@@ -34,35 +34,86 @@ function junk(length: number): string {
 
 function randomValue(depth = 0): unknown {
   switch (int(depth > 2 ? 6 : 9)) {
-    case 0: return null;
-    case 1: return rand() < 0.5;
-    case 2: return pick([0, -1, 1.5, 1e20, 1e308, -1e308, 2 ** 53 + 1, Number.MAX_SAFE_INTEGER]);
-    case 3: return junk(int(20));
-    case 4: return pick(['', '30s', 'soon', '-5m', '1e9d', '99999999999d', '+275760-09-13T00:00:00Z', '2030-01-01T00:00:00Z', 'NaN', '__proto__', '../../etc/passwd']);
-    case 5: return 'x'.repeat(int(5000));
-    case 6: return Array.from({ length: int(4) }, () => randomValue(depth + 1));
-    default: return Object.fromEntries(Array.from({ length: int(4) }, () => [pick(['params', 'delay', 'runAt', 'key', 'priority', 'dir', junk(3), '__proto__', 'constructor']), randomValue(depth + 1)]));
+    case 0:
+      return null;
+    case 1:
+      return rand() < 0.5;
+    case 2:
+      return pick([0, -1, 1.5, 1e20, 1e308, -1e308, 2 ** 53 + 1, Number.MAX_SAFE_INTEGER]);
+    case 3:
+      return junk(int(20));
+    case 4:
+      return pick([
+        '',
+        '30s',
+        'soon',
+        '-5m',
+        '1e9d',
+        '99999999999d',
+        '+275760-09-13T00:00:00Z',
+        '2030-01-01T00:00:00Z',
+        'NaN',
+        '__proto__',
+        '../../etc/passwd',
+      ]);
+    case 5:
+      return 'x'.repeat(int(5000));
+    case 6:
+      return Array.from({ length: int(4) }, () => randomValue(depth + 1));
+    default:
+      return Object.fromEntries(
+        Array.from({ length: int(4) }, () => [
+          pick(['params', 'delay', 'runAt', 'key', 'priority', 'dir', junk(3), '__proto__', 'constructor']),
+          randomValue(depth + 1),
+        ]),
+      );
   }
 }
 
 function randomBody(): string {
   switch (int(12)) {
-    case 0: return JSON.stringify(randomValue());
-    case 1: return JSON.stringify({ params: randomValue(), delay: randomValue(), priority: randomValue() });
-    case 2: return JSON.stringify({ params: { dir: randomValue(), days: randomValue() }, key: randomValue(), runAt: randomValue() });
-    case 3: return JSON.stringify(randomValue()).slice(0, int(10)); // truncated
-    case 4: return '{"__proto__":{"polluted":true}}';
-    case 5: return '{"constructor":{"prototype":{"polluted":true}}}';
-    case 6: return '['.repeat(5000 + int(50_000)) + ']'.repeat(int(3));
-    case 7: return `{"a":${'{"a":'.repeat(3000)}1${'}'.repeat(3001)}`;
-    case 8: return junk(int(300));
-    case 9: return `{"params":"${'y'.repeat(1024 * 1024 + int(1024))}"}`; // past the body limit
-    case 10: return '';
-    default: return pick(['null', '1', '"s"', 'true', '[]', '{}', '{"params":null}', '{"priority":1e400}', '\uFEFF{}']);
+    case 0:
+      return JSON.stringify(randomValue());
+    case 1:
+      return JSON.stringify({ params: randomValue(), delay: randomValue(), priority: randomValue() });
+    case 2:
+      return JSON.stringify({ params: { dir: randomValue(), days: randomValue() }, key: randomValue(), runAt: randomValue() });
+    case 3:
+      return JSON.stringify(randomValue()).slice(0, int(10)); // truncated
+    case 4:
+      return '{"__proto__":{"polluted":true}}';
+    case 5:
+      return '{"constructor":{"prototype":{"polluted":true}}}';
+    case 6:
+      return '['.repeat(5000 + int(50_000)) + ']'.repeat(int(3));
+    case 7:
+      return `{"a":${'{"a":'.repeat(3000)}1${'}'.repeat(3001)}`;
+    case 8:
+      return junk(int(300));
+    case 9:
+      return `{"params":"${'y'.repeat(1024 * 1024 + int(1024))}"}`; // past the body limit
+    case 10:
+      return '';
+    default:
+      return pick(['null', '1', '"s"', 'true', '[]', '{}', '{"params":null}', '{"priority":1e400}', '\uFEFF{}']);
   }
 }
 
-const JOB_SEGMENTS = ['noop', 'typed', 'nope', '%2e%2e', '..%2f..%2fetc%2fpasswd', '%00', 'a%20b', '%F0%9F%92%A5', 'x'.repeat(150), 'x'.repeat(250), '__proto__', 'constructor', 'noop%2Frun'];
+const JOB_SEGMENTS = [
+  'noop',
+  'typed',
+  'nope',
+  '%2e%2e',
+  '..%2f..%2fetc%2fpasswd',
+  '%00',
+  'a%20b',
+  '%F0%9F%92%A5',
+  'x'.repeat(150),
+  'x'.repeat(250),
+  '__proto__',
+  'constructor',
+  'noop%2Frun',
+];
 
 function randomPath(): string {
   const seg = (): string => (rand() < 0.7 ? pick(JOB_SEGMENTS) : encodeURIComponent(junk(int(12))));
@@ -77,15 +128,28 @@ function randomPath(): string {
     () => pick(['//jobs', '/jobs//noop/run', '/JOBS', '/jobs/noop/run/', '/jobs/noop/run/extra', '/.env', '/%', '/%ZZ', '/jobs/%', '/;/jobs']),
   ])();
   if (rand() < 0.4) {
-    const params = Array.from({ length: int(5) }, () =>
-      `${pick(['job', 'status', 'limit', 'before', 'since', 'type', 'token', 'x', 'limit[]', junk(3)])}=${encodeURIComponent(String(randomValue(3)))}`,
+    const params = Array.from(
+      { length: int(5) },
+      () => `${pick(['job', 'status', 'limit', 'before', 'since', 'type', 'token', 'x', 'limit[]', junk(3)])}=${encodeURIComponent(String(randomValue(3)))}`,
     );
     return `${base}?${params.join('&')}`;
   }
   return base;
 }
 
-const CONTENT_TYPES = ['application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', '', 'application/json; charset=latin1', 'APPLICATION/JSON', 'application/jsonx', ';;;'];
+const CONTENT_TYPES = [
+  'application/json',
+  'application/json; charset=utf-8',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/xml',
+  '',
+  'application/json; charset=latin1',
+  'APPLICATION/JSON',
+  'application/jsonx',
+  ';;;',
+];
 const METHODS = ['GET', 'POST', 'POST', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD'];
 
 const RAW_REQUESTS = [
@@ -161,7 +225,14 @@ async function send(s: TestServer): Promise<{ status: number; body: Record<strin
 t.test('1,500 malformed and random requests: no 5xx, and a healthy host after', async (t) => {
   const s = await startServer(t);
   s.host.register({ name: 'noop', concurrency: 50, handler: () => undefined });
-  s.host.register(definePlugin({ name: 'typed', on: ['order.placed'], params: z.object({ dir: z.string(), days: z.number().int().min(1).max(30) }), handler: () => undefined }));
+  s.host.register(
+    definePlugin({
+      name: 'typed',
+      on: ['order.placed'],
+      params: z.object({ dir: z.string(), days: z.number().int().min(1).max(30) }),
+      handler: () => undefined,
+    }),
+  );
 
   const statuses = new Map<number, number>();
   const failures: string[] = [];
@@ -176,7 +247,8 @@ t.test('1,500 malformed and random requests: no 5xx, and a healthy host after', 
       else if (r.status >= 400 && !r.what.startsWith('HEAD')) {
         const code = r.body?.['code'];
         const known = typeof code === 'string' && code in ERROR_CODES;
-        if (!known || r.body?.['statusCode'] !== r.status || typeof r.body?.['message'] !== 'string') failures.push(`bad error shape ${r.status} ← ${r.what}: ${JSON.stringify(r.body)}`);
+        if (!known || r.body?.['statusCode'] !== r.status || typeof r.body?.['message'] !== 'string')
+          failures.push(`bad error shape ${r.status} ← ${r.what}: ${JSON.stringify(r.body)}`);
       }
     }
   }
@@ -192,7 +264,10 @@ t.test('1,500 malformed and random requests: no 5xx, and a healthy host after', 
 
   t.ok(sent >= 1000, `${sent} requests reached the host through fetch, ${rawSent} raw`);
   t.same(failures, [], 'no 5xx, and every error in the error shape');
-  t.ok((statuses.get(400) ?? 0) > 100 && (statuses.get(404) ?? 0) > 50 && (statuses.get(202) ?? 0) > 10, `a spread of answers: ${JSON.stringify(Object.fromEntries(statuses))}`);
+  t.ok(
+    (statuses.get(400) ?? 0) > 100 && (statuses.get(404) ?? 0) > 50 && (statuses.get(202) ?? 0) > 10,
+    `a spread of answers: ${JSON.stringify(Object.fromEntries(statuses))}`,
+  );
 
   t.equal(s.host.state, 'running');
   t.equal((await s.request('GET', '/health')).status, 200);

@@ -79,7 +79,10 @@ async function startChild(dir: string): Promise<Child> {
 
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
 
-export async function killCycles(dir: string, options: { cycles: number; producers?: number; onCycle?: (i: number, acked: number) => void }): Promise<KillReport> {
+export async function killCycles(
+  dir: string,
+  options: { cycles: number; producers?: number; onCycle?: (i: number, acked: number) => void },
+): Promise<KillReport> {
   const acknowledged = new Set<string>();
   const failedStarts: string[] = [];
   let refusedOrCut = 0;

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { tempDir, until, type Tap } from '../helpers.js';
+import { type Tap, tempDir, until } from '../helpers.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'core/bin.mjs');
@@ -94,11 +94,15 @@ export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessE
     exited,
     async waitFor(match, what, options = {}) {
       let found: LogLine | undefined;
-      await until(() => {
-        found = lines.slice(options.from ?? 0).find(match);
-        if (!found && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${what}: ${err}`);
-        return found !== undefined;
-      }, options.ms ?? 30_000, what);
+      await until(
+        () => {
+          found = lines.slice(options.from ?? 0).find(match);
+          if (!found && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${what}: ${err}`);
+          return found !== undefined;
+        },
+        options.ms ?? 30_000,
+        what,
+      );
       return found!;
     },
   };

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { until } from '../helpers.js';
-import { makeProject, runCli, type Running } from './project.js';
+import { makeProject, type Running, runCli } from './project.js';
 
 /** Starts `jobhost start` in `dir` and returns it with its API URL. */
 async function start(t: Parameters<typeof runCli>[0], dir: string): Promise<Running & { url: string }> {
@@ -14,7 +14,10 @@ async function start(t: Parameters<typeof runCli>[0], dir: string): Promise<Runn
 const post = (url: string, body: unknown = {}): Promise<Response> =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
-async function runOf(url: string, id: string): Promise<{ status: string; endedAt: string | null; attempts: Array<{ error: { code: string } | null }>; result: unknown }> {
+async function runOf(
+  url: string,
+  id: string,
+): Promise<{ status: string; endedAt: string | null; attempts: Array<{ error: { code: string } | null }>; result: unknown }> {
   return (await (await fetch(`${url}/runs/${id}`)).json()) as never;
 }
 

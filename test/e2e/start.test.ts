@@ -1,8 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { BIN, childEnv, makeProject, runCli } from './project.js';
-import { spawnSync } from 'node:child_process';
 
 const ev = (type: string, job?: string) => (l: { event?: string; job?: unknown }) => l.event === type && (job === undefined || l.job === job);
 
@@ -15,7 +15,10 @@ t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped
   const dir = makeProject(t, config);
   const app = runCli(t, dir, ['start']);
   await app.waitFor(ev('host.started'), 'host.started');
-  const registered = app.lines.filter((l) => l.event === 'job.registered').map((l) => l.job).sort();
+  const registered = app.lines
+    .filter((l) => l.event === 'job.registered')
+    .map((l) => l.job)
+    .sort();
   t.same(registered, ['cleanup-temp-files', 'daily-digest', 'shipment-follow-up', 'url-health-check']);
 
   const started = await app.waitFor((l) => /dashboard and API at http/.test(l.msg), 'the dashboard URL');

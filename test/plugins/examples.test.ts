@@ -2,11 +2,11 @@ import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
 import t from 'tap';
+import type { JobContext } from '../../core/contract/plugin.js';
 import cleanup from '../../plugins/cleanup-temp-files.js';
 import digest from '../../plugins/daily-digest.js';
-import health from '../../plugins/url-health-check.js';
 import shipment from '../../plugins/shipment-follow-up.js';
-import type { JobContext } from '../../core/contract/plugin.js';
+import health from '../../plugins/url-health-check.js';
 import { startHost, tempDir, until } from '../helpers.js';
 
 t.test('cleanup-temp-files deletes files older than the cutoff and notifies with the count', async (t) => {
@@ -41,22 +41,33 @@ t.test('url-health-check: succeeds on the expected status, retries and fails wit
   status = 503;
   const { runId } = await host.trigger('url-health-check', { params: { url } });
   // Each attempt is a real request; the backoff between them runs on the test clock.
-  await until(async () => {
-    await clock.advance(30_000);
-    return (await host.run(runId))!.status === 'failed';
-  }, 10_000, 'three failed attempts');
+  await until(
+    async () => {
+      await clock.advance(30_000);
+      return (await host.run(runId))!.status === 'failed';
+    },
+    10_000,
+    'three failed attempts',
+  );
   const failed = await host.wait(runId);
   t.match(failed, { status: 'failed', attempts: [{}, {}, {}], error: { code: 'UNEXPECTED_STATUS', message: /answered 503, expected 200/ } });
-  t.match(of('notification').at(-1)!.data, { title: 'Health check Failed', priority: 'high', message: new RegExp(`^Job url-health-check run ${runId} failed: `) });
+  t.match(of('notification').at(-1)!.data, {
+    title: 'Health check Failed',
+    priority: 'high',
+    message: new RegExp(`^Job url-health-check run ${runId} failed: `),
+  });
   t.equal(of('notification').length, 1, 'no notification on success');
 });
 
 t.test('daily-digest summarizes a day of history from ctx.host', async (t) => {
   const { host, clock } = await startHost(t, { plugins: [digest] });
   host.register({ name: 'ok-job', handler: () => 1 });
-  host.register({ name: 'bad-job', handler: () => {
-    throw new Error('nope');
-  } });
+  host.register({
+    name: 'bad-job',
+    handler: () => {
+      throw new Error('nope');
+    },
+  });
   for (let i = 0; i < 3; i++) await host.wait((await host.trigger('ok-job')).runId);
   await host.wait((await host.trigger('bad-job')).runId);
   const day = new Date(clock.now()).toISOString().slice(0, 10);
@@ -75,9 +86,13 @@ t.test('daily-digest summarizes a day of history from ctx.host', async (t) => {
 t.test('shipment-follow-up runs 30s after shipment.created, reports progress and emits a follow-up event', async (t) => {
   const { host, clock, of } = await startHost(t, { plugins: [shipment] });
   const followed: unknown[] = [];
-  host.register({ name: 'audit', on: ['shipment.followed-up'], handler: (ctx: JobContext) => {
-    followed.push(ctx.params);
-  } });
+  host.register({
+    name: 'audit',
+    on: ['shipment.followed-up'],
+    handler: (ctx: JobContext) => {
+      followed.push(ctx.params);
+    },
+  });
   const { enqueued } = await host.publish('shipment.created', { orderId: 'A-1001' });
   t.equal(enqueued.length, 1);
   await clock.advance(29_999);

@@ -80,7 +80,11 @@ function syncJobNames() {
   feed.setJobs(names);
   const select = runsFilter.elements.job;
   const current = select.value;
-  fill(select, h('option', { value: '' }, 'All jobs'), names.map((n) => h('option', { value: n }, n)));
+  fill(
+    select,
+    h('option', { value: '' }, 'All jobs'),
+    names.map((n) => h('option', { value: n }, n)),
+  );
   if (current && !names.includes(current)) select.append(h('option', { value: current }, current));
   select.value = current;
 }

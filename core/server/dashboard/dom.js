@@ -113,9 +113,12 @@ export function coalescer() {
   const timers = new Map();
   return (key, ms, fn) => {
     if (timers.has(key)) return;
-    timers.set(key, setTimeout(() => {
-      timers.delete(key);
-      fn();
-    }, ms));
+    timers.set(
+      key,
+      setTimeout(() => {
+        timers.delete(key);
+        fn();
+      }, ms),
+    );
   };
 }

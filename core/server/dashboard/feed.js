@@ -8,30 +8,52 @@ const SHOWN = 150;
 export function summary(e) {
   const d = e.data ?? {};
   switch (e.type) {
-    case 'run.queued': return `${d.runId} queued (${d.source})${d.delayed ? ` for ${absolute(d.runAt)}` : ''}`;
-    case 'run.started': return `${d.runId} started, attempt ${d.attempt}`;
-    case 'run.progress': return `${d.runId} ${Math.round(d.fraction * 100)}%${d.text ? ` ${d.text}` : ''}`;
-    case 'run.retrying': return `${d.runId} attempt ${d.attempt} failed (${d.error?.code}); retry in ${Math.round(d.delayMs / 1000)}s`;
-    case 'run.succeeded': return `${d.runId} succeeded in ${d.durationMs}ms`;
-    case 'run.failed': return `${d.runId} failed: ${d.error?.code} ${d.error?.message ?? ''}`;
-    case 'run.canceled': return `${d.runId}: ${d.reason}`;
-    case 'run.skipped': return `skipped: ${d.reason}${d.detail ? ` (${d.detail})` : ''}`;
-    case 'notification': return `[${d.priority}] ${d.title}`;
+    case 'run.queued':
+      return `${d.runId} queued (${d.source})${d.delayed ? ` for ${absolute(d.runAt)}` : ''}`;
+    case 'run.started':
+      return `${d.runId} started, attempt ${d.attempt}`;
+    case 'run.progress':
+      return `${d.runId} ${Math.round(d.fraction * 100)}%${d.text ? ` ${d.text}` : ''}`;
+    case 'run.retrying':
+      return `${d.runId} attempt ${d.attempt} failed (${d.error?.code}); retry in ${Math.round(d.delayMs / 1000)}s`;
+    case 'run.succeeded':
+      return `${d.runId} succeeded in ${d.durationMs}ms`;
+    case 'run.failed':
+      return `${d.runId} failed: ${d.error?.code} ${d.error?.message ?? ''}`;
+    case 'run.canceled':
+      return `${d.runId}: ${d.reason}`;
+    case 'run.skipped':
+      return `skipped: ${d.reason}${d.detail ? ` (${d.detail})` : ''}`;
+    case 'notification':
+      return `[${d.priority}] ${d.title}`;
     case 'job.registered':
     case 'job.updated':
-    case 'job.removed': return `${d.file ?? 'registered in code'}${d.changed?.length ? `: ${d.changed.join(', ')}` : ''}`;
-    case 'plugin.error': return `${d.file}: ${d.code} ${d.message}`;
-    case 'config.reloaded': return `changed: ${(d.changed ?? []).join(', ') || 'nothing'}`;
-    case 'config.error': return `${d.code}${d.path ? ` at ${d.path}` : ''}: ${d.message}`;
+    case 'job.removed':
+      return `${d.file ?? 'registered in code'}${d.changed?.length ? `: ${d.changed.join(', ')}` : ''}`;
+    case 'plugin.error':
+      return `${d.file}: ${d.code} ${d.message}`;
+    case 'config.reloaded':
+      return `changed: ${(d.changed ?? []).join(', ') || 'nothing'}`;
+    case 'config.error':
+      return `${d.code}${d.path ? ` at ${d.path}` : ''}: ${d.message}`;
     case 'host.stopping':
-    case 'host.stopped': return d.reason ?? '';
-    case 'host.started': return `${d.jobs} jobs`;
-    default: return '';
+    case 'host.stopped':
+      return d.reason ?? '';
+    case 'host.started':
+      return `${d.jobs} jobs`;
+    default:
+      return '';
   }
 }
 
 const tone = (type) =>
-  type === 'run.failed' || type.endsWith('.error') ? 'bad' : type === 'run.succeeded' ? 'good' : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled' ? 'warn' : '';
+  type === 'run.failed' || type.endsWith('.error')
+    ? 'bad'
+    : type === 'run.succeeded'
+      ? 'good'
+      : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled'
+        ? 'warn'
+        : '';
 
 /** The type filter: a value is an exact type, a `prefix.*`, `all`, or `all-but-progress`. */
 function matchesType(filter, type) {
@@ -51,14 +73,20 @@ export function createFeed(root) {
   const matches = (e) => (!jobSelect.value || e.data?.job === jobSelect.value) && matchesType(typeSelect.value, e.type);
 
   function item(e) {
-    return h('li', { class: `ev ${tone(e.type)}`, 'data-type': e.type, 'data-seq': e.seq },
+    return h(
+      'li',
+      { class: `ev ${tone(e.type)}`, 'data-type': e.type, 'data-seq': e.seq },
       h('time', { datetime: e.at, title: absolute(e.at) }, absolute(e.at).slice(11)),
-      h('div', { class: 'ev-head' },
+      h(
+        'div',
+        { class: 'ev-head' },
         h('span', { class: 'ev-type' }, e.type),
-        e.data?.job ? [' · ', h('a', { href: `#/runs?job=${encodeURIComponent(e.data.job)}` }, e.data.job)] : null),
+        e.data?.job ? [' · ', h('a', { href: `#/runs?job=${encodeURIComponent(e.data.job)}` }, e.data.job)] : null,
+      ),
       e.data?.runId && e.type.startsWith('run.')
         ? h('a', { class: 'ev-text', href: `#/runs/${encodeURIComponent(e.data.runId)}` }, summary(e))
-        : h('span', { class: 'ev-text' }, summary(e)));
+        : h('span', { class: 'ev-text' }, summary(e)),
+    );
   }
 
   function render() {
@@ -85,7 +113,11 @@ export function createFeed(root) {
     /** Keeps the job filter's options in step with the jobs. */
     setJobs(names) {
       const current = jobSelect.value;
-      fill(jobSelect, h('option', { value: '' }, 'All jobs'), names.map((n) => h('option', { value: n }, n)));
+      fill(
+        jobSelect,
+        h('option', { value: '' }, 'All jobs'),
+        names.map((n) => h('option', { value: n }, n)),
+      );
       jobSelect.value = names.includes(current) ? current : '';
     },
   };

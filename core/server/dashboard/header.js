@@ -13,7 +13,9 @@ export function renderStats(dl, stats) {
     item('Jobs', `${stats.jobs.total} total, ${stats.jobs.enabled} enabled`, { 'data-stat': 'jobs' }),
     item('Running', String(stats.totals.running), { 'data-stat': 'running' }),
     item('Queued', `${stats.totals.queued}${stats.totals.delayed ? ` (+${stats.totals.delayed} delayed)` : ''}`, { 'data-stat': 'queued' }),
-    item('Success rate', stats.successRate === null ? 'no runs yet' : `${percent(stats.successRate)} of ${stats.totals.succeeded + stats.totals.failed}`, { 'data-stat': 'success' }),
+    item('Success rate', stats.successRate === null ? 'no runs yet' : `${percent(stats.successRate)} of ${stats.totals.succeeded + stats.totals.failed}`, {
+      'data-stat': 'success',
+    }),
     item('Queues', queues.length === 0 ? '—' : queues.map(([q, n]) => `${q} ${n}`).join(' · '), { 'data-stat': 'queues' }),
   );
 }

@@ -11,14 +11,21 @@ export function createJobsTable(tbody, actions) {
   function row(job) {
     const id = `job-${job.name}`;
     const last = job.lastRun;
-    const active = [job.counts.running ? `${job.counts.running} running` : '', job.counts.queued ? `${job.counts.queued} queued` : ''].filter(Boolean).join(', ');
+    const active = [job.counts.running ? `${job.counts.running} running` : '', job.counts.queued ? `${job.counts.queued} queued` : '']
+      .filter(Boolean)
+      .join(', ');
     return h(
       'tr',
       { 'data-job': job.name, class: job.enabled ? '' : 'is-disabled' },
-      h('th', { scope: 'row', 'data-label': 'Job', id },
+      h(
+        'th',
+        { scope: 'row', 'data-label': 'Job', id },
         h('a', { href: `#/runs?job=${encodeURIComponent(job.name)}`, class: 'job-name', title: `Runs of ${job.name}` }, job.name),
-        job.description ? h('div', { class: 'muted small' }, job.description) : null),
-      h('td', { 'data-label': 'Schedule', 'data-col': 'schedule' },
+        job.description ? h('div', { class: 'muted small' }, job.description) : null,
+      ),
+      h(
+        'td',
+        { 'data-label': 'Schedule', 'data-col': 'schedule' },
         job.schedule === null
           ? h('span', { class: 'muted' }, 'trigger only')
           : [
@@ -27,14 +34,28 @@ export function createJobsTable(tbody, actions) {
               // An `every` schedule counts from the epoch; only cron reads the wall clock of a zone.
               job.schedule.startsWith('every ') ? null : h('span', { class: 'muted small' }, ` ${job.timezone}`),
             ],
-        job.on.length ? h('div', { class: 'muted small' }, `on ${job.on.map((o) => o.event).join(', ')}`) : null),
+        job.on.length ? h('div', { class: 'muted small' }, `on ${job.on.map((o) => o.event).join(', ')}`) : null,
+      ),
       h('td', { 'data-label': 'Next run', 'data-col': 'next' }, job.enabled ? time(job.nextRun) : h('span', { class: 'muted' }, 'disabled')),
-      h('td', { 'data-label': 'Last run', 'data-col': 'last' },
-        last ? [h('a', { href: `#/runs/${encodeURIComponent(last.runId)}`, 'aria-label': `Last run of ${job.name}: ${last.status}` }, badge(last.status)), ' ', time(last.at)] : h('span', { class: 'muted' }, 'never'),
+      h(
+        'td',
+        { 'data-label': 'Last run', 'data-col': 'last' },
+        last
+          ? [
+              h('a', { href: `#/runs/${encodeURIComponent(last.runId)}`, 'aria-label': `Last run of ${job.name}: ${last.status}` }, badge(last.status)),
+              ' ',
+              time(last.at),
+            ]
+          : h('span', { class: 'muted' }, 'never'),
         active ? h('div', { class: 'small', 'data-active': '' }, badge('running', active)) : null,
-        h('div', { class: 'muted small' }, `${job.counts.succeeded} ok · ${job.counts.failed} failed`)),
-      h('td', { 'data-label': 'Enabled', 'data-col': 'enabled' },
-        h('label', { class: 'toggle' },
+        h('div', { class: 'muted small' }, `${job.counts.succeeded} ok · ${job.counts.failed} failed`),
+      ),
+      h(
+        'td',
+        { 'data-label': 'Enabled', 'data-col': 'enabled' },
+        h(
+          'label',
+          { class: 'toggle' },
           h('input', {
             type: 'checkbox',
             checked: job.enabled,
@@ -42,9 +63,10 @@ export function createJobsTable(tbody, actions) {
             'aria-describedby': id,
             onchange: (e) => actions.onToggle(job, e.target.checked, e.target),
           }),
-          h('span', { 'data-enabled-text': '' }, job.enabled ? 'enabled' : 'disabled'))),
-      h('td', { class: 'actions' },
-        h('button', { type: 'button', 'data-focus': 'run', 'aria-describedby': id, onclick: () => actions.onRun(job) }, 'Run…')),
+          h('span', { 'data-enabled-text': '' }, job.enabled ? 'enabled' : 'disabled'),
+        ),
+      ),
+      h('td', { class: 'actions' }, h('button', { type: 'button', 'data-focus': 'run', 'aria-describedby': id, onclick: () => actions.onRun(job) }, 'Run…')),
     );
   }
 
@@ -53,11 +75,14 @@ export function createJobsTable(tbody, actions) {
     setAll(jobs) {
       rows.clear();
       const list = [...jobs].sort((a, b) => a.name.localeCompare(b.name));
-      fill(tbody, list.map((job) => {
-        const tr = row(job);
-        rows.set(job.name, { job, tr });
-        return tr;
-      }));
+      fill(
+        tbody,
+        list.map((job) => {
+          const tr = row(job);
+          rows.set(job.name, { job, tr });
+          return tr;
+        }),
+      );
       if (list.length === 0) fill(tbody, h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No jobs yet: drop a plugin file into the plugins directory.')));
     },
     /** Adds or updates one job's row. */

@@ -8,15 +8,37 @@ export function createNotifications(root, { onError }) {
   let next;
 
   function item(n) {
-    return h('li', { class: `note p-${n.priority}`, 'data-notification': n.id },
-      h('div', { class: 'note-head' },
+    return h(
+      'li',
+      { class: `note p-${n.priority}`, 'data-notification': n.id },
+      h(
+        'div',
+        { class: 'note-head' },
         h('span', { class: `prio p-${n.priority}` }, `${n.priority} priority`),
-        ' ', badge(n.status),
-        ' ', h('strong', {}, n.title)),
+        ' ',
+        badge(n.status),
+        ' ',
+        h('strong', {}, n.title),
+      ),
       h('p', {}, n.message),
-      h('div', { class: 'small muted' },
-        h('a', { href: `#/runs/${encodeURIComponent(n.runId)}` }, `${n.job} · ${n.runId}`), ' · ', time(n.at),
-        n.tags.length ? [' · ', h('span', { class: 'tags' }, n.tags.map((t) => h('span', { class: 'tag' }, `#${t}`)))] : null));
+      h(
+        'div',
+        { class: 'small muted' },
+        h('a', { href: `#/runs/${encodeURIComponent(n.runId)}` }, `${n.job} · ${n.runId}`),
+        ' · ',
+        time(n.at),
+        n.tags.length
+          ? [
+              ' · ',
+              h(
+                'span',
+                { class: 'tags' },
+                n.tags.map((t) => h('span', { class: 'tag' }, `#${t}`)),
+              ),
+            ]
+          : null,
+      ),
+    );
   }
 
   async function load(append) {

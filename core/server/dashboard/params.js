@@ -13,13 +13,19 @@ function placeholder(schema) {
   if (Array.isArray(alt) && alt.length > 0) return placeholder(alt.find((s) => s.type !== 'null') ?? alt[0]);
   const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;
   switch (type) {
-    case 'string': return '';
+    case 'string':
+      return '';
     case 'number':
-    case 'integer': return typeof schema.minimum === 'number' && schema.minimum > Number.MIN_SAFE_INTEGER ? schema.minimum : 0;
-    case 'boolean': return false;
-    case 'array': return [];
-    case 'object': return skeleton(schema, {});
-    default: return null;
+    case 'integer':
+      return typeof schema.minimum === 'number' && schema.minimum > Number.MIN_SAFE_INTEGER ? schema.minimum : 0;
+    case 'boolean':
+      return false;
+    case 'array':
+      return [];
+    case 'object':
+      return skeleton(schema, {});
+    default:
+      return null;
   }
 }
 
@@ -51,8 +57,18 @@ function fieldHelp(schema) {
       f.pattern ? `pattern ${f.pattern}` : '',
       f.format ? f.format : '',
       'default' in f ? `default ${JSON.stringify(f.default)}` : '',
-    ].filter(Boolean).join(', ');
-    return h('li', {}, h('code', {}, key), ` ${Array.isArray(type) ? type.join(' | ') : type}`, required.has(key) ? h('strong', {}, ' required') : ' optional', limits ? ` — ${limits}` : '', f.description ? ` — ${f.description}` : '');
+    ]
+      .filter(Boolean)
+      .join(', ');
+    return h(
+      'li',
+      {},
+      h('code', {}, key),
+      ` ${Array.isArray(type) ? type.join(' | ') : type}`,
+      required.has(key) ? h('strong', {}, ' required') : ' optional',
+      limits ? ` — ${limits}` : '',
+      f.description ? ` — ${f.description}` : '',
+    );
   });
 }
 
@@ -71,7 +87,17 @@ export function createRunDialog(dialog, { onQueued }) {
 
   const showErrors = (message, issues = []) => {
     textarea.setAttribute('aria-invalid', 'true');
-    fill(errors, h('p', {}, message), issues.length ? h('ul', {}, issues.map((i) => h('li', {}, h('code', {}, i.path || '(params)'), `: ${i.message}`))) : null);
+    fill(
+      errors,
+      h('p', {}, message),
+      issues.length
+        ? h(
+            'ul',
+            {},
+            issues.map((i) => h('li', {}, h('code', {}, i.path || '(params)'), `: ${i.message}`)),
+          )
+        : null,
+    );
     errors.hidden = false;
   };
   const clearErrors = () => {
@@ -112,7 +138,12 @@ export function createRunDialog(dialog, { onQueued }) {
       note.textContent = job.enabled ? '' : 'This job is disabled: the host will refuse the run until it is enabled.';
       note.hidden = job.enabled;
       const schema = job.paramsSchema;
-      fill(help, schema?.properties ? h('ul', {}, fieldHelp(schema)) : h('p', {}, schema ? 'Params as the job expects them.' : 'This job declares no params schema: any JSON object.'));
+      fill(
+        help,
+        schema?.properties
+          ? h('ul', {}, fieldHelp(schema))
+          : h('p', {}, schema ? 'Params as the job expects them.' : 'This job declares no params schema: any JSON object.'),
+      );
       textarea.value = JSON.stringify(skeleton(schema, job.paramDefaults), null, 2);
       textarea.rows = Math.min(14, Math.max(4, textarea.value.split('\n').length + 1));
       dialog.showModal();

@@ -7,7 +7,7 @@ const FINAL = new Set(['succeeded', 'failed', 'canceled']);
 
 /** The bar and its words: a succeeded run is complete whatever its handler last reported. */
 function progressOf(run) {
-  const fraction = run.status === 'succeeded' ? 1 : run.progress?.fraction ?? 0;
+  const fraction = run.status === 'succeeded' ? 1 : (run.progress?.fraction ?? 0);
   const pct = Math.round(fraction * 100);
   const text = run.progress?.text;
   return { fraction, label: `${pct}%${text ? ` · ${text}` : ''}` };
@@ -15,9 +15,12 @@ function progressOf(run) {
 
 function progressBar(run, id) {
   const { fraction, label } = progressOf(run);
-  return h('div', { class: 'progress', 'data-progress': '' },
+  return h(
+    'div',
+    { class: 'progress', 'data-progress': '' },
     h('progress', { max: 1, value: fraction, 'aria-labelledby': id }),
-    h('span', { id, class: 'small' }, label));
+    h('span', { id, class: 'small' }, label),
+  );
 }
 
 /** Updates a progress block in place (events come up to 10 times a second). */
@@ -39,10 +42,17 @@ export function createRunsList(root, { onError }) {
   let loading = null;
 
   function row(run) {
-    return h('tr', { 'data-run': run.id, 'data-status': run.status },
+    return h(
+      'tr',
+      { 'data-run': run.id, 'data-status': run.status },
       h('th', { scope: 'row', 'data-label': 'Run' }, h('a', { href: `#/runs/${encodeURIComponent(run.id)}`, class: 'mono' }, run.id)),
       h('td', { 'data-label': 'Job' }, run.job),
-      h('td', { 'data-label': 'Status', 'data-col': 'status' }, badge(run.status), run.attempts.length > 1 ? h('span', { class: 'muted small' }, ` attempt ${run.attempts.length}/${run.maxAttempts}`) : null),
+      h(
+        'td',
+        { 'data-label': 'Status', 'data-col': 'status' },
+        badge(run.status),
+        run.attempts.length > 1 ? h('span', { class: 'muted small' }, ` attempt ${run.attempts.length}/${run.maxAttempts}`) : null,
+      ),
       h('td', { 'data-label': 'Source' }, run.source),
       h('td', { 'data-label': 'Created' }, time(run.createdAt)),
       h('td', { 'data-label': 'Duration' }, duration(run.durationMs)),
@@ -52,10 +62,23 @@ export function createRunsList(root, { onError }) {
 
   function renderPager() {
     const page = cursors.length;
-    fill(pager,
+    fill(
+      pager,
       h('button', { type: 'button', disabled: page === 1, onclick: () => go(cursors.length - 2) }, '← Newer'),
       h('span', { class: 'muted' }, `Page ${page}`),
-      h('button', { type: 'button', disabled: !next, onclick: () => { cursors.push(next); load(); } }, 'Older →'));
+      h(
+        'button',
+        {
+          type: 'button',
+          disabled: !next,
+          onclick: () => {
+            cursors.push(next);
+            load();
+          },
+        },
+        'Older →',
+      ),
+    );
   }
 
   function go(index) {
@@ -71,11 +94,14 @@ export function createRunsList(root, { onError }) {
       if (current !== loading) return; // a newer load is under way
       next = page.next;
       rows.clear();
-      fill(tbody, page.items.map((run) => {
-        const tr = row(run);
-        rows.set(run.id, { run, tr });
-        return tr;
-      }));
+      fill(
+        tbody,
+        page.items.map((run) => {
+          const tr = row(run);
+          rows.set(run.id, { run, tr });
+          return tr;
+        }),
+      );
       if (page.items.length === 0) fill(tbody, h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No runs match.')));
       renderPager();
     } catch (err) {
@@ -154,19 +180,33 @@ export function createRunDetail(root, { onError, navigate }) {
     const canCancel = r.status === 'queued' || r.status === 'running';
     const canRetry = r.status === 'failed' || r.status === 'canceled';
     const delayed = r.status === 'queued' && r.runAt !== r.createdAt;
-    fill(root,
+    fill(
+      root,
       h('p', {}, h('a', { href: withQuery('#/runs', { job: r.job }) }, `← Runs of ${r.job}`)),
       h('h2', { tabindex: '-1', 'data-focus-target': '' }, 'Run ', h('span', { class: 'mono' }, r.id)),
-      h('div', { class: 'run-head' },
+      h(
+        'div',
+        { class: 'run-head' },
         h('span', { 'data-run-status': r.status, role: 'status' }, badge(r.status), delayed ? [' until ', time(r.runAt)] : null),
-        h('div', { class: 'buttons' },
+        h(
+          'div',
+          { class: 'buttons' },
           canCancel ? h('button', { type: 'button', 'data-focus': 'cancel', onclick: (e) => act('cancel', e.currentTarget) }, 'Cancel run') : null,
-          canRetry ? h('button', { type: 'button', 'data-focus': 'retry', onclick: (e) => act('retry', e.currentTarget) }, 'Retry as a new run') : null)),
+          canRetry ? h('button', { type: 'button', 'data-focus': 'retry', onclick: (e) => act('retry', e.currentTarget) }, 'Retry as a new run') : null,
+        ),
+      ),
       h('p', { class: 'error-text', 'data-run-message': '', role: 'alert' }),
       progressBar(r, 'detail-progress'),
-      h('dl', { class: 'facts' },
+      h(
+        'dl',
+        { class: 'facts' },
         field('Job', h('a', { href: withQuery('#/runs', { job: r.job }) }, r.job)),
-        field('Source', r.source, r.retryOf ? [' of ', h('a', { href: `#/runs/${encodeURIComponent(r.retryOf)}`, class: 'mono' }, r.retryOf)] : null, r.event ? ` (${r.event})` : null),
+        field(
+          'Source',
+          r.source,
+          r.retryOf ? [' of ', h('a', { href: `#/runs/${encodeURIComponent(r.retryOf)}`, class: 'mono' }, r.retryOf)] : null,
+          r.event ? ` (${r.event})` : null,
+        ),
         field('Queue', `${r.queue}, priority ${r.priority}`),
         r.key ? field('Key', h('code', {}, r.key)) : null,
         field('Created', at(r.createdAt)),
@@ -174,7 +214,8 @@ export function createRunDetail(root, { onError, navigate }) {
         field('Started', at(r.startedAt)),
         field('Ended', at(r.endedAt)),
         field('Duration', duration(r.durationMs)),
-        field('Attempts', `${r.attempts.length} of ${r.maxAttempts}`)),
+        field('Attempts', `${r.attempts.length} of ${r.maxAttempts}`),
+      ),
       h('h3', {}, 'Params'),
       h('pre', { class: 'json', 'data-run-params': '' }, json(r.params)),
       r.error
@@ -183,13 +224,44 @@ export function createRunDetail(root, { onError, navigate }) {
       h('h3', {}, 'Attempts'),
       r.attempts.length === 0
         ? h('p', { class: 'muted' }, 'None yet.')
-        : h('div', { class: 'table-wrap' }, h('table', { class: 'compact' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Started'), h('th', { scope: 'col' }, 'Ended'), h('th', { scope: 'col' }, 'Outcome'))),
-          h('tbody', {}, r.attempts.map((a) => h('tr', {},
-            h('td', { 'data-label': '#' }, String(a.n)),
-            h('td', { 'data-label': 'Started' }, time(a.startedAt)),
-            h('td', { 'data-label': 'Ended' }, time(a.endedAt)),
-            h('td', { 'data-label': 'Outcome' }, a.error ? h('span', { class: 'error-text' }, `${a.error.code}: ${a.error.message}`) : a.endedAt ? 'ok' : 'running')))))),
+        : h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'compact' },
+              h(
+                'thead',
+                {},
+                h(
+                  'tr',
+                  {},
+                  h('th', { scope: 'col' }, '#'),
+                  h('th', { scope: 'col' }, 'Started'),
+                  h('th', { scope: 'col' }, 'Ended'),
+                  h('th', { scope: 'col' }, 'Outcome'),
+                ),
+              ),
+              h(
+                'tbody',
+                {},
+                r.attempts.map((a) =>
+                  h(
+                    'tr',
+                    {},
+                    h('td', { 'data-label': '#' }, String(a.n)),
+                    h('td', { 'data-label': 'Started' }, time(a.startedAt)),
+                    h('td', { 'data-label': 'Ended' }, time(a.endedAt)),
+                    h(
+                      'td',
+                      { 'data-label': 'Outcome' },
+                      a.error ? h('span', { class: 'error-text' }, `${a.error.code}: ${a.error.message}`) : a.endedAt ? 'ok' : 'running',
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
     );
   }
 

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { WebSocketServer } from 'ws';
-import { openEventStream, type ClientEvent, type EventStream, type Hello, type StreamOptions } from '../../../core/cli/client-stream.js';
+import { type ClientEvent, type EventStream, type Hello, openEventStream, type StreamOptions } from '../../../core/cli/client-stream.js';
 import { until } from '../../helpers.js';
 import { closedPort, rejects, startLiveHost } from '../../live-host.js';
 
@@ -39,8 +39,14 @@ t.test('filters by job and type, says hello, and tracks the seq to resume from',
   await live.host.trigger('quick');
   const { runId } = await live.host.trigger('work', { params: { steps: 1 } });
   await until(() => events.some((e) => e.type === 'run.succeeded'), 5000, 'run.succeeded');
-  t.ok(events.every((e) => e.data.job === 'work' && e.type.startsWith('run.')), 'only run events of work');
-  t.same(events.map((e) => e.type), ['run.queued', 'run.started', 'run.progress', 'run.succeeded']);
+  t.ok(
+    events.every((e) => e.data.job === 'work' && e.type.startsWith('run.')),
+    'only run events of work',
+  );
+  t.same(
+    events.map((e) => e.type),
+    ['run.queued', 'run.started', 'run.progress', 'run.succeeded'],
+  );
   t.equal(events[0]!.data.runId, runId);
   t.equal(stream.cursor, events.at(-1)!.seq);
   t.equal(hellos.length, 1);
@@ -48,7 +54,10 @@ t.test('filters by job and type, says hello, and tracks the seq to resume from',
   // since= replays what came after
   const replay = record(t, { url: live.url, job: ['work'], since: events[1]!.seq });
   await until(() => replay.events.length === 2, 5000, 'the replay');
-  t.same(replay.events.map((e) => e.seq), events.slice(2).map((e) => e.seq));
+  t.same(
+    replay.events.map((e) => e.seq),
+    events.slice(2).map((e) => e.seq),
+  );
   t.equal(replay.hellos[0]!.since, events[1]!.seq);
 
   stream.close();
@@ -76,7 +85,11 @@ t.test('after a drop it reconnects with since= and misses nothing', async (t) =>
   t.equal(hellos.length, 2);
   t.equal(hellos[1]!.gap, false);
   const seqs = events.map((e) => e.seq);
-  t.same(seqs, [...seqs].sort((a, b) => a - b), 'in order');
+  t.same(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+    'in order',
+  );
   t.equal(new Set(seqs).size, seqs.length, 'no duplicates');
   t.same(new Set(events.map((e) => e.data.runId)), new Set([first.runId, second.runId]));
 });
@@ -139,7 +152,11 @@ t.test('a host that stops answering pings is dropped and retried', async (t) => 
   await until(() => hellos.length >= 2, 5000, 'a reconnection after the missed pong');
   t.equal(drops[0], 1006, 'terminated, not closed');
   t.same(asked.slice(0, 2), ['/events', '/events?since=11'], 'resumed after the last event seen');
-  t.same(events.slice(0, 2).map((e) => e.type), ['custom.thing', 'custom.thing'], 'garbage between events is skipped');
+  t.same(
+    events.slice(0, 2).map((e) => e.type),
+    ['custom.thing', 'custom.thing'],
+    'garbage between events is skipped',
+  );
 });
 
 t.test('a first message that is not a hello, and a listener that throws, end the stream', async (t) => {

@@ -35,7 +35,10 @@ t.test('follows a run to success, with every event of that run only', async (t) 
   const run = await triggerAndWait(client, 'work', { params: { steps: 3 } }, r.hooks);
   t.match(run, { status: 'succeeded', result: { steps: 3 }, job: 'work' });
   t.same(r.ids, [run.id]);
-  t.ok(r.events.every((e) => e.data.runId === run.id), 'only its own events');
+  t.ok(
+    r.events.every((e) => e.data.runId === run.id),
+    'only its own events',
+  );
   t.same(r.events[0]?.type, 'run.queued', 'from the very first event: subscribed before the trigger');
   t.ok(r.events.some((e) => e.type === 'run.progress'));
   t.equal(r.events.at(-1)?.type, 'run.succeeded');
@@ -102,7 +105,12 @@ t.test('a host gone for lostAfterMs ends the wait with CONNECTION_LOST', async (
 t.test('timeoutMs ends the wait with WAIT_TIMEOUT; the run goes on', async (t) => {
   const live = await startLiveHost(t);
   const r = recorder();
-  await rejects(t, triggerAndWait(createClient({ url: live.url }), 'work', { params: { hold: true } }, { ...r.hooks, timeoutMs: 150 }), 'WAIT_TIMEOUT', /after 150 ms; it goes on/);
+  await rejects(
+    t,
+    triggerAndWait(createClient({ url: live.url }), 'work', { params: { hold: true } }, { ...r.hooks, timeoutMs: 150 }),
+    'WAIT_TIMEOUT',
+    /after 150 ms; it goes on/,
+  );
   t.match(await live.host.run(r.ids[0]!), { status: 'running' });
   live.release();
 });

@@ -9,10 +9,13 @@ const TOKEN = 'client-test-token';
 async function fakeServer(t: Test, handler: Parameters<typeof createHttpServer>[1]): Promise<{ url: string; server: HttpServer }> {
   const server = createHttpServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
 }
 
@@ -63,7 +66,12 @@ t.test('a token is sent as a bearer header; without it the host says UNAUTHORIZE
 
 t.test('no host, a stalled host, a host that is not jobhost, a bad URL', async (t) => {
   const port = await closedPort();
-  await rejects(t, createClient({ url: `http://127.0.0.1:${port}` }).jobs(), 'UNREACHABLE', new RegExp(`no jobhost at http://127.0.0.1:${port} \\(connection refused\\)`));
+  await rejects(
+    t,
+    createClient({ url: `http://127.0.0.1:${port}` }).jobs(),
+    'UNREACHABLE',
+    new RegExp(`no jobhost at http://127.0.0.1:${port} \\(connection refused\\)`),
+  );
   await rejects(t, createClient({ url: 'http://host.invalid' }).jobs(), 'UNREACHABLE', /cannot reach jobhost at http:\/\/host\.invalid: E/);
 
   const stalled = await fakeServer(t, () => undefined);

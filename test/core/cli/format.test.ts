@@ -76,7 +76,14 @@ t.test('text helpers', async (t) => {
 
 t.test('table: padded columns, numbers right-aligned, colors not counted', async (t) => {
   const c = palette(true);
-  const text = table(['NAME', 'N'], [[c.red('a'), '5'], ['long-name', '10']], { right: new Set([1]) });
+  const text = table(
+    ['NAME', 'N'],
+    [
+      [c.red('a'), '5'],
+      ['long-name', '10'],
+    ],
+    { right: new Set([1]) },
+  );
   const lines = text.split('\n').map((l) => l.replace(/\x1b\[[0-9;]*m/g, ''));
   t.same(lines, ['NAME        N', 'a           5', 'long-name  10']);
   t.equal(table(['A'], []), 'A');
@@ -96,7 +103,13 @@ const job = (over: Partial<Job>): Job => ({
 t.test('the jobs table', async (t) => {
   t.equal(formatJobs([], NOW), 'no jobs registered');
   const jobs = [
-    job({ name: 'zeta', schedule: '0 * * * *', nextRun: '2026-01-05T13:00:00.000Z', lastRun: { runId: 'r1', status: 'failed', at: '2026-01-05T11:58:00.000Z' }, counts: { succeeded: 3, failed: 1, canceled: 0, queued: 2, running: 1 } }),
+    job({
+      name: 'zeta',
+      schedule: '0 * * * *',
+      nextRun: '2026-01-05T13:00:00.000Z',
+      lastRun: { runId: 'r1', status: 'failed', at: '2026-01-05T11:58:00.000Z' },
+      counts: { succeeded: 3, failed: 1, canceled: 0, queued: 2, running: 1 },
+    }),
     job({ name: 'alpha', enabled: false, schedule: 'every 5m', nextRun: '2026-01-05T12:05:00.000Z' }),
   ];
   const plain = formatJobs(jobs, NOW);
@@ -128,7 +141,12 @@ t.test('the progress bar', async (t) => {
   t.equal(progressBar(0.5).length, 31, 'default width 24');
 });
 
-const ev = (type: string, data: Record<string, unknown>): ClientEvent => ({ seq: 1, type, at: new Date(2026, 0, 5, 8, 30, 1, 250).toISOString(), data: { job: 'report', ...data } });
+const ev = (type: string, data: Record<string, unknown>): ClientEvent => ({
+  seq: 1,
+  type,
+  at: new Date(2026, 0, 5, 8, 30, 1, 250).toISOString(),
+  data: { job: 'report', ...data },
+});
 
 t.test('one summary per event type', async (t) => {
   const cases: Array<[string, Record<string, unknown>, string]> = [
@@ -136,15 +154,27 @@ t.test('one summary per event type', async (t) => {
     ['host.stopping', { job: null, reason: 'SIGTERM', graceMs: 30_000 }, 'SIGTERM, grace 30s'],
     ['host.stopped', { job: null, reason: 'SIGTERM' }, 'SIGTERM'],
     ['job.registered', { file: 'plugins/report.ts', schedule: '0 2 * * *', enabled: true }, 'plugins/report.ts, schedule 0 2 * * *'],
-    ['job.updated', { file: 'plugins/report.ts', schedule: null, enabled: false, changed: ['schedule', 'enabled'] }, 'plugins/report.ts, schedule none, disabled, changed schedule, enabled'],
+    [
+      'job.updated',
+      { file: 'plugins/report.ts', schedule: null, enabled: false, changed: ['schedule', 'enabled'] },
+      'plugins/report.ts, schedule none, disabled, changed schedule, enabled',
+    ],
     ['job.removed', { file: 'plugins/report.ts' }, 'plugins/report.ts'],
     ['job.enabled', {}, ''],
     ['run.queued', { runId: 'r', source: 'http', queue: 'default', delayed: false, runAt: 'x', key: null }, 'http, queue default'],
-    ['run.queued', { runId: 'r', source: 'schedule', queue: 'low', delayed: true, runAt: '2026-01-05T09:00:00Z', key: 'k' }, 'schedule, queue low, until 2026-01-05T09:00:00Z, key k'],
+    [
+      'run.queued',
+      { runId: 'r', source: 'schedule', queue: 'low', delayed: true, runAt: '2026-01-05T09:00:00Z', key: 'k' },
+      'schedule, queue low, until 2026-01-05T09:00:00Z, key k',
+    ],
     ['run.started', { runId: 'r', attempt: 2 }, 'attempt 2'],
     ['run.progress', { runId: 'r', fraction: 0.5, text: 'half' }, '50% half'],
     ['run.progress', { runId: 'r', fraction: 0.25, text: null }, '25%'],
-    ['run.retrying', { runId: 'r', attempt: 1, nextAttempt: 2, delayMs: 1000, error: { code: 'TIMEOUT', message: 'slow' } }, 'attempt 1 failed (TIMEOUT: slow); attempt 2 in 1.0s'],
+    [
+      'run.retrying',
+      { runId: 'r', attempt: 1, nextAttempt: 2, delayMs: 1000, error: { code: 'TIMEOUT', message: 'slow' } },
+      'attempt 1 failed (TIMEOUT: slow); attempt 2 in 1.0s',
+    ],
     ['run.succeeded', { runId: 'r', durationMs: 1500, result: { count: 3 } }, '1.5s, result {"count":3}'],
     ['run.succeeded', { runId: 'r', durationMs: 5, result: null }, '5ms'],
     ['run.failed', { runId: 'r', attempt: 3, error: { code: 'HANDLER_ERROR', message: 'boom' } }, 'HANDLER_ERROR: boom, attempt 3'],

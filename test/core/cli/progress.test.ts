@@ -4,7 +4,12 @@ import type { ClientEvent } from '../../../core/cli/client-stream.js';
 import { palette } from '../../../core/cli/format.js';
 import { createRunReporter } from '../../../core/cli/progress.js';
 
-const ev = (type: string, data: Record<string, unknown> = {}): ClientEvent => ({ seq: 1, type, at: '2026-01-05T12:00:00.000Z', data: { job: 'j', runId: 'r', ...data } });
+const ev = (type: string, data: Record<string, unknown> = {}): ClientEvent => ({
+  seq: 1,
+  type,
+  at: '2026-01-05T12:00:00.000Z',
+  data: { job: 'j', runId: 'r', ...data },
+});
 
 const run = (over: Partial<Run>): Run => ({
   id: 'r',
@@ -63,10 +68,21 @@ t.test('a delayed run says until when; polled runs fill in what events would hav
   r.event(ev('run.queued', { delayed: true, runAt: '2026-01-05T13:00:00.000Z' }));
   r.run(run({ status: 'queued', attempts: [] }));
   r.run(run({ attempts: [], progress: { fraction: 0, text: null } }));
-  r.run(run({ attempts: [{ n: 1, error: null }, { n: 2, error: null }], progress: { fraction: 0.2, text: 'x' } }));
+  r.run(
+    run({
+      attempts: [
+        { n: 1, error: null },
+        { n: 2, error: null },
+      ],
+      progress: { fraction: 0.2, text: 'x' },
+    }),
+  );
   r.event(ev('run.started', {}));
   r.event(ev('run.progress', {}));
-  t.equal(out.text(), ['queued until 2026-01-05T13:00:00.000Z', 'started', 'started attempt 2', 'progress 20% x', 'started attempt 3', 'progress 0%', ''].join('\n'));
+  t.equal(
+    out.text(),
+    ['queued until 2026-01-05T13:00:00.000Z', 'started', 'started attempt 2', 'progress 20% x', 'started attempt 3', 'progress 0%', ''].join('\n'),
+  );
 });
 
 t.test('on a terminal: one live bar redrawn in place, lines printed above it', async (t) => {
@@ -82,12 +98,7 @@ t.test('on a terminal: one live bar redrawn in place, lines printed above it', a
   const text = out.text();
   t.equal(
     text,
-    'started\n' +
-      '\r\x1b[2K[███░░░░░░░░░░░]  25% a' +
-      '\r\x1b[2K[███████░░░░░░░]  50% b' +
-      '\r\x1b[2Knote\n' +
-      '\r\x1b[2K[███████░░░░░░░]  50% b' +
-      '\n',
+    'started\n' + '\r\x1b[2K[███░░░░░░░░░░░]  25% a' + '\r\x1b[2K[███████░░░░░░░]  50% b' + '\r\x1b[2Knote\n' + '\r\x1b[2K[███████░░░░░░░]  50% b' + '\n',
     'the bar stays on screen as the last state',
   );
 });

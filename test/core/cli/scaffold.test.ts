@@ -48,17 +48,27 @@ t.test('refuses bad names and schedules, and a .js twin, before writing anything
   for (const name of ['Bad_Name', 'CamelCase', '-leading', 'trailing-', 'a--b', 'has space', '../escape', 'x'.repeat(101), '']) {
     await t.rejects(scaffoldPlugin({ name, cwd }), { code: 'INVALID_NAME', message: /is not a job name: use kebab-case/ }, JSON.stringify(name));
   }
-  await t.rejects(scaffoldPlugin({ name: 'ok-name', cwd, schedule: '61 * * * *' }), { code: 'INVALID_CRON', message: /^--schedule: invalid cron "61 \* \* \* \*"/ });
+  await t.rejects(scaffoldPlugin({ name: 'ok-name', cwd, schedule: '61 * * * *' }), {
+    code: 'INVALID_CRON',
+    message: /^--schedule: invalid cron "61 \* \* \* \*"/,
+  });
   await t.rejects(scaffoldPlugin({ name: 'ok-name', cwd, schedule: 'every soon' }), { code: 'INVALID_CRON', message: /^--schedule: .*invalid duration/ });
   mkdirSync(path.join(cwd, 'plugins'));
   writeFileSync(path.join(cwd, 'plugins', 'twin.mjs'), 'export default {}');
-  await t.rejects(scaffoldPlugin({ name: 'twin', cwd, force: true }), { code: 'FILE_EXISTS', message: 'plugins/twin.mjs already exists: a plugin file named twin is there' });
+  await t.rejects(scaffoldPlugin({ name: 'twin', cwd, force: true }), {
+    code: 'FILE_EXISTS',
+    message: 'plugins/twin.mjs already exists: a plugin file named twin is there',
+  });
 });
 
 t.test('outside a clone, the import points at this jobhost core', async (t) => {
   const cwd = tempDir(t, 'jobhost-new-bare-');
   const file = await scaffoldPlugin({ name: 'bare', cwd });
-  const spec = /from '([^']+)'/.exec(readFileSync(file, 'utf8').split('\n').find((l) => l.includes('definePlugin }'))!)![1]!;
+  const spec = /from '([^']+)'/.exec(
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('definePlugin }'))!,
+  )![1]!;
   t.equal(path.resolve(path.dirname(file), spec), path.join(ROOT, 'core', 'index.js'));
   t.equal(coreImport('/p/plugins', '/p/plugins/core'), './core/index.js', 'a path that does not start with a dot gets ./');
   t.match(renderPlugin('x', '../core/index.js', undefined), 'jobhost run x --wait');

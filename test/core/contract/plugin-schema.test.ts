@@ -60,7 +60,10 @@ t.test('the full SPEC example validates and normalizes', async (t) => {
   });
   const spec = parsePlugin(plugin);
   t.same(spec.schedule, { kind: 'cron', expr: '0 */6 * * *' });
-  t.same(spec.on, [{ event: 'file.uploaded', delayMs: 0 }, { event: 'shipment.created', delayMs: 30_000 }]);
+  t.same(spec.on, [
+    { event: 'file.uploaded', delayMs: 0 },
+    { event: 'shipment.created', delayMs: 30_000 },
+  ]);
   t.same(spec.retry, { attempts: 3, backoff: 'exponential', delay: 1000, maxDelay: 60_000 });
   t.equal(spec.timeoutMs, 30_000);
   t.equal(spec.cooldownMs, 300_000);

@@ -1,8 +1,8 @@
 import t from 'tap';
-import { Bus, compileFilter } from '../../../core/engine/bus.js';
 import { createManualClock } from '../../../core/contract/clock.js';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import { silentLogger } from '../../../core/contract/logger.js';
+import { Bus, compileFilter } from '../../../core/engine/bus.js';
 
 const bus = (capacity?: number): Bus => new Bus({ clock: createManualClock(Date.UTC(2026, 0, 1)), logger: silentLogger(), ...(capacity ? { capacity } : {}) });
 
@@ -48,7 +48,10 @@ t.test('the ring keeps the newest N events for replay by seq, and reports gaps',
   const b = bus(100);
   for (let i = 0; i < 250; i++) b.emit('job.enabled', { job: `j${i}` });
   const tail = b.since(240);
-  t.same(tail.events.map((e) => e.seq), [241, 242, 243, 244, 245, 246, 247, 248, 249, 250]);
+  t.same(
+    tail.events.map((e) => e.seq),
+    [241, 242, 243, 244, 245, 246, 247, 248, 249, 250],
+  );
   t.equal(tail.gap, false);
   const old = b.since(10);
   t.equal(old.gap, true);

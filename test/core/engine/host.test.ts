@@ -1,9 +1,9 @@
+import { pino } from 'pino';
 import t from 'tap';
 import { z } from 'zod';
-import { definePlugin } from '../../../core/contract/plugin.js';
-import type { JobContext } from '../../../core/contract/plugin.js';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
-import { pino } from 'pino';
+import type { JobContext } from '../../../core/contract/plugin.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
 import { createHost } from '../../../core/engine/host.js';
 import { gate, startHost, tempDir } from '../../helpers.js';
 
@@ -12,17 +12,23 @@ const noop = (): undefined => undefined;
 t.test('register replaces a job of the same name; runs in flight finish on the old version', async (t) => {
   const { host, of } = await startHost(t);
   const release = gate();
-  host.register({ name: 'job', handler: async () => {
-    await release.promise;
-    return 'v1';
-  } });
+  host.register({
+    name: 'job',
+    handler: async () => {
+      await release.promise;
+      return 'v1';
+    },
+  });
   const old = await host.trigger('job');
   host.register({ name: 'job', concurrency: 2, handler: () => 'v2' });
   const fresh = await host.trigger('job');
   t.equal((await host.wait(fresh.runId)).result, 'v2');
   release.open();
   t.equal((await host.wait(old.runId)).result, 'v1');
-  t.same(of('job.registered').map((e) => e.data.job), ['job']);
+  t.same(
+    of('job.registered').map((e) => e.data.job),
+    ['job'],
+  );
   t.equal(of('job.updated').length, 1);
 });
 
@@ -44,13 +50,15 @@ t.test('unregister: queued runs wait for the job to come back', async (t) => {
 t.test('params: validated on every trigger, merged over config defaults', async (t) => {
   const { host } = await startHost(t, { config: { jobs: { clean: { params: { dir: '/var/tmp' } } } } });
   let seen: unknown;
-  host.register(definePlugin({
-    name: 'clean',
-    params: z.object({ dir: z.string(), days: z.number().int().min(1).default(7) }),
-    handler: (ctx) => {
-      seen = ctx.params;
-    },
-  }));
+  host.register(
+    definePlugin({
+      name: 'clean',
+      params: z.object({ dir: z.string(), days: z.number().int().min(1).default(7) }),
+      handler: (ctx) => {
+        seen = ctx.params;
+      },
+    }),
+  );
   await host.wait((await host.trigger('clean')).runId);
   t.same(seen, { dir: '/var/tmp', days: 7 });
   await host.wait((await host.trigger('clean', { params: { dir: '/x', days: 2 } })).runId);
@@ -78,25 +86,37 @@ t.test('disabled jobs refuse triggers; the flag is emitted and shown', async (t)
   await t.rejects(host.trigger('job'), { code: 'SKIPPED', details: { reason: 'disabled' } });
   await host.enable('job');
   t.ok((await host.trigger('job')).runId);
-  t.same(of('job.disabled').map((e) => e.data.job), ['job']);
-  t.same(of('job.enabled').map((e) => e.data.job), ['job']);
+  t.same(
+    of('job.disabled').map((e) => e.data.job),
+    ['job'],
+  );
+  t.same(
+    of('job.enabled').map((e) => e.data.job),
+    ['job'],
+  );
   await t.rejects(host.enable('nope'), { code: 'JOB_NOT_FOUND' });
 });
 
 t.test('publish: app events enqueue subscribed jobs with the payload as params, after their delay', async (t) => {
   const { host, clock, of } = await startHost(t);
   const got: unknown[] = [];
-  host.register(definePlugin({
-    name: 'ship',
-    params: z.object({ orderId: z.string() }),
-    on: [{ event: 'shipment.created', delay: '30s' }],
-    handler: (ctx) => {
-      got.push(ctx.params.orderId);
+  host.register(
+    definePlugin({
+      name: 'ship',
+      params: z.object({ orderId: z.string() }),
+      on: [{ event: 'shipment.created', delay: '30s' }],
+      handler: (ctx) => {
+        got.push(ctx.params.orderId);
+      },
+    }),
+  );
+  host.register({
+    name: 'audit',
+    on: ['shipment.created', 'file.uploaded'],
+    handler: (ctx: JobContext) => {
+      got.push(ctx.params);
     },
-  }));
-  host.register({ name: 'audit', on: ['shipment.created', 'file.uploaded'], handler: (ctx: JobContext) => {
-    got.push(ctx.params);
-  } });
+  });
   const res = await host.publish('shipment.created', { orderId: 'o-1' });
   t.equal(res.enqueued.length, 2);
   t.same(res.errors, []);
@@ -116,7 +136,10 @@ t.test('publish: app events enqueue subscribed jobs with the payload as params, 
   const refused = await host.publish('shipment.created', { orderId: 'o-2' });
   t.same(refused.skipped, [{ job: 'audit', reason: 'disabled' }]);
   t.equal(refused.enqueued.length, 1);
-  t.match(of('run.skipped').map((e) => e.data), [{ job: 'audit', reason: 'disabled', source: 'event' }]);
+  t.match(
+    of('run.skipped').map((e) => e.data),
+    [{ job: 'audit', reason: 'disabled', source: 'event' }],
+  );
   await host.enable('audit');
   // a handler can publish too
   host.register({ name: 'upload', handler: (ctx: JobContext) => ctx.emit('file.uploaded', { file: 'a.txt' }) });
@@ -136,7 +159,10 @@ t.test('notifications are emitted and kept, newest first', async (t) => {
   const { runId } = await host.trigger('cleanup');
   await host.wait(runId);
   await host.wait((await host.trigger('quiet')).runId);
-  t.match(of('notification').map((e) => e.data), [{ job: 'cleanup', runId, status: 'succeeded', title: 'Temp files cleaned', message: 'Removed 3 files', priority: 'medium', tags: ['maintenance'] }]);
+  t.match(
+    of('notification').map((e) => e.data),
+    [{ job: 'cleanup', runId, status: 'succeeded', title: 'Temp files cleaned', message: 'Removed 3 files', priority: 'medium', tags: ['maintenance'] }],
+  );
   const list = host.notifications();
   t.equal(list.items.length, 1);
   t.equal(list.items[0]!.runId, runId);
@@ -144,16 +170,22 @@ t.test('notifications are emitted and kept, newest first', async (t) => {
 
 t.test('job view and stats', async (t) => {
   const { host } = await startHost(t);
-  host.register(definePlugin({
-    name: 'report',
-    description: 'Daily report',
-    schedule: '0 6 * * *',
-    params: z.object({ day: z.string().optional() }),
-    handler: noop,
-  }));
-  host.register({ name: 'fails', queue: 'critical', handler: () => {
-    throw new Error('x');
-  } });
+  host.register(
+    definePlugin({
+      name: 'report',
+      description: 'Daily report',
+      schedule: '0 6 * * *',
+      params: z.object({ day: z.string().optional() }),
+      handler: noop,
+    }),
+  );
+  host.register({
+    name: 'fails',
+    queue: 'critical',
+    handler: () => {
+      throw new Error('x');
+    },
+  });
   for (let i = 0; i < 3; i++) await host.wait((await host.trigger('report')).runId);
   await host.wait((await host.trigger('fails')).runId);
   const view = host.job('report')!;
@@ -169,7 +201,10 @@ t.test('job view and stats', async (t) => {
     counts: { succeeded: 3, failed: 0, canceled: 0, queued: 0, running: 0 },
     paramsSchema: { type: 'object', properties: { day: { type: 'string' } } },
   });
-  t.same(host.jobs().map((j) => j.name), ['fails', 'report']);
+  t.same(
+    host.jobs().map((j) => j.name),
+    ['fails', 'report'],
+  );
   const stats = host.stats();
   t.match(stats, {
     state: 'running',
@@ -196,7 +231,10 @@ t.test('events(): async iteration with filters and since replay', async (t) => {
     got.push(e);
     if (e.type === 'run.succeeded') break;
   }
-  t.same(got.map((e) => e.type), ['run.queued', 'run.started', 'run.succeeded']);
+  t.same(
+    got.map((e) => e.type),
+    ['run.queued', 'run.started', 'run.succeeded'],
+  );
   t.ok(got.every((e) => e.data.job === 'a'));
 });
 
@@ -218,10 +256,14 @@ t.test('stop: a retry scheduled by an attempt failing in the grace leaves no tim
   const dir = tempDir(t);
   const { host, clock } = await startHost(t, { dir });
   const fail = gate();
-  host.register({ name: 'flaky', retry: { attempts: 3, delay: '1m' }, handler: async () => {
-    await fail.promise;
-    throw new Error('boom');
-  } });
+  host.register({
+    name: 'flaky',
+    retry: { attempts: 3, delay: '1m' },
+    handler: async () => {
+      await fail.promise;
+      throw new Error('boom');
+    },
+  });
   const { runId } = await host.trigger('flaky');
   const stopping = host.stop({ graceMs: 5000 });
   fail.open();
@@ -240,7 +282,11 @@ t.test('graceful stop: running attempts finish within the grace; longer ones go 
   const { host, clock, of } = await startHost(t, { dir });
   const quick = gate();
   host.register({ name: 'quick', handler: () => quick.promise });
-  host.register({ name: 'slow', retry: { attempts: 2 }, handler: (ctx: JobContext) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))) });
+  host.register({
+    name: 'slow',
+    retry: { attempts: 2 },
+    handler: (ctx: JobContext) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')))),
+  });
   host.register({ name: 'last', handler: () => new Promise(() => undefined) });
   const q = await host.trigger('quick');
   const s = await host.trigger('slow');
@@ -250,7 +296,11 @@ t.test('graceful stop: running attempts finish within the grace; longer ones go 
   quick.open();
   await clock.advance(5000);
   await stopping;
-  t.match(of('run.queued').map((e) => e.data.runId), [q.runId, s.runId, l.runId, s.runId], 'the requeue is announced');
+  t.match(
+    of('run.queued').map((e) => e.data.runId),
+    [q.runId, s.runId, l.runId, s.runId],
+    'the requeue is announced',
+  );
   const again = await startHost(t, { dir, clock, start: false });
   again.host.register({ name: 'quick', handler: noop });
   again.host.register({ name: 'slow', retry: { attempts: 2 }, handler: noop });

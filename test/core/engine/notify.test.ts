@@ -1,6 +1,6 @@
 import t from 'tap';
-import { buildNotification, renderTemplate, titleCase } from '../../../core/engine/notify.js';
 import type { Run } from '../../../core/contract/run.js';
+import { buildNotification, renderTemplate, titleCase } from '../../../core/engine/notify.js';
 
 const run = (patch: Partial<Run> = {}): Run => ({
   id: 'r1',
@@ -29,9 +29,16 @@ const at = '2026-01-01T00:00:02.000Z';
 const failed = run({ status: 'failed', result: null, error: { code: 'EACCES', message: 'permission denied' } });
 
 t.test('templates: placeholders, dotted paths, unknown paths empty', async (t) => {
-  t.equal(renderTemplate('{{job}} {{runId}} {{ status }} {{durationMs}}ms {{result.count}} {{result.nested.deep}} [{{result.missing}}] [{{nope.x}}]', {
-    job: 'j', runId: 'r', status: 'succeeded', durationMs: 12, result: { count: 3, nested: { deep: 'yes' } },
-  }), 'j r succeeded 12ms 3 yes [] []');
+  t.equal(
+    renderTemplate('{{job}} {{runId}} {{ status }} {{durationMs}}ms {{result.count}} {{result.nested.deep}} [{{result.missing}}] [{{nope.x}}]', {
+      job: 'j',
+      runId: 'r',
+      status: 'succeeded',
+      durationMs: 12,
+      result: { count: 3, nested: { deep: 'yes' } },
+    }),
+    'j r succeeded 12ms 3 yes [] []',
+  );
   t.equal(renderTemplate('{{result}}', { result: { a: 1 } }), '{"a":1}');
   t.equal(titleCase('cleanup-temp-files'), 'Cleanup Temp Files');
 });
@@ -46,7 +53,10 @@ t.test('default title and message when the custom flags are off', async (t) => {
   // no title at all: the job name, title-cased
   t.equal(buildNotification({}, run(), 'succeeded', at, 'n3')!.title, 'Cleanup Temp Files Completed');
   // a message template without customMessage fills the <result> part of the default sentence
-  t.equal(buildNotification({ message: 'Removed {{result.count}} files' }, run(), 'succeeded', at, 'n4')!.message, 'Job cleanup-temp-files run r1 completed successfully: Removed 3 files');
+  t.equal(
+    buildNotification({ message: 'Removed {{result.count}} files' }, run(), 'succeeded', at, 'n4')!.message,
+    'Job cleanup-temp-files run r1 completed successfully: Removed 3 files',
+  );
 });
 
 t.test('customTitle and customMessage use the templates as rendered', async (t) => {
@@ -62,7 +72,15 @@ t.test('customTitle and customMessage use the templates as rendered', async (t) 
 
 t.test('priority vs failurePriority, tags, and the on filter', async (t) => {
   const spec = { priority: 'low' as const, failurePriority: 'critical' as const, tags: ['maintenance'] };
-  t.match(buildNotification(spec, run(), 'succeeded', at, 'n1'), { priority: 'low', tags: ['maintenance'], status: 'succeeded', job: 'cleanup-temp-files', runId: 'r1', at, id: 'n1' });
+  t.match(buildNotification(spec, run(), 'succeeded', at, 'n1'), {
+    priority: 'low',
+    tags: ['maintenance'],
+    status: 'succeeded',
+    job: 'cleanup-temp-files',
+    runId: 'r1',
+    at,
+    id: 'n1',
+  });
   t.match(buildNotification(spec, failed, 'failed', at, 'n2'), { priority: 'critical' });
   t.match(buildNotification({}, run(), 'succeeded', at, 'n3'), { priority: 'medium', tags: [] });
   t.match(buildNotification({}, failed, 'failed', at, 'n4'), { priority: 'high' });

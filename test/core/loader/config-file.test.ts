@@ -2,8 +2,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { parseConfig } from '../../../core/contract/config.js';
-import { ConfigWatcher, applyEnv, configPath, readConfigFile } from '../../../core/loader/config-file.js';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
+import { applyEnv, ConfigWatcher, configPath, readConfigFile } from '../../../core/loader/config-file.js';
 import { nextEvent, startHost, tempDir } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -71,7 +71,10 @@ t.test('a valid edit applies while running: schedules re-arm, enabled toggles, l
   await w.edit({ jobs: { nightly: { schedule: '30 12 * * *', enabled: false } } }, 'config.reloaded');
   t.equal(w.host.job('nightly')!.enabled, false);
   t.equal(w.host.job('nightly')!.nextRun, null, 'a disabled job stops firing');
-  t.same(w.of('job.disabled').map((x) => x.data.job), ['nightly']);
+  t.same(
+    w.of('job.disabled').map((x) => x.data.job),
+    ['nightly'],
+  );
   await w.clock.advance(86_400_000);
   t.equal(w.of('run.queued').length, 0);
 });

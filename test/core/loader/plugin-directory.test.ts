@@ -3,8 +3,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
-import { isPluginFile, usePluginDirectory, type PluginLoader } from '../../../core/loader/plugin-directory.js';
-import { nextEvent, startHost, tempDir, type TestHost } from '../../helpers.js';
+import { isPluginFile, type PluginLoader, usePluginDirectory } from '../../../core/loader/plugin-directory.js';
+import { nextEvent, startHost, type TestHost, tempDir } from '../../helpers.js';
 
 const core = pathToFileURL(path.resolve(import.meta.dirname, '../../../core/index.ts')).href;
 
@@ -12,7 +12,11 @@ const core = pathToFileURL(path.resolve(import.meta.dirname, '../../../core/inde
 const plugin = (name: string, result: string, extra = ''): string =>
   `import { definePlugin } from '${core}';\nexport default definePlugin({ name: '${name}', ${extra} handler: () => ${JSON.stringify(result)} });\n`;
 
-async function setup(t: Test, files: Record<string, string> = {}, options: { importTimeoutMs?: number } = {}): Promise<TestHost & { dir: string; loader: PluginLoader }> {
+async function setup(
+  t: Test,
+  files: Record<string, string> = {},
+  options: { importTimeoutMs?: number } = {},
+): Promise<TestHost & { dir: string; loader: PluginLoader }> {
   const dir = tempDir(t);
   // As in a project: plugin files are ES modules.
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }');
@@ -31,7 +35,21 @@ const isType = (type: string, job?: string) => (e: AnyHostEvent) => e.type === t
 
 t.test('which files are plugins', async (t) => {
   for (const yes of ['a.ts', 'b.js', 'c.mjs', 'cleanup-temp-files.ts']) t.ok(isPluginFile(yes), yes);
-  for (const no of ['.hidden.ts', 'types.d.ts', 'a.test.ts', 'a.spec.js', 'a.ts~', 'a.ts.swp', '.a.ts.swp', 'a.ts.tmp', 'notes.md', 'x.json', '#a.ts#', 'a.cjs']) t.notOk(isPluginFile(no), no);
+  for (const no of [
+    '.hidden.ts',
+    'types.d.ts',
+    'a.test.ts',
+    'a.spec.js',
+    'a.ts~',
+    'a.ts.swp',
+    '.a.ts.swp',
+    'a.ts.tmp',
+    'notes.md',
+    'x.json',
+    '#a.ts#',
+    'a.cjs',
+  ])
+    t.notOk(isPluginFile(no), no);
 });
 
 t.test('loads .ts, .js and .mjs files on start and ignores the rest', async (t) => {
@@ -45,7 +63,10 @@ t.test('loads .ts, .js and .mjs files on start and ignores the rest', async (t) 
     'one.ts~': plugin('backup', 'x'),
     'lib/helper.ts': plugin('helper', 'x'),
   });
-  t.same(th.host.jobs().map((j) => j.name), ['one', 'three', 'two']);
+  t.same(
+    th.host.jobs().map((j) => j.name),
+    ['one', 'three', 'two'],
+  );
   t.equal(th.host.job('one')!.file, 'one.ts');
   t.equal(await resultOf(th, 'one'), 'ts');
   t.equal(await resultOf(th, 'two'), 'js');
@@ -132,7 +153,12 @@ t.test('bad files emit plugin.error with file, code and message; every other job
     ['cron.ts', plugin('bad-cron', 'x', "schedule: '61 * * * *',"), 'INVALID_CRON', /^schedule: invalid cron "61 \* \* \* \*"/],
     ['zone.ts', plugin('bad-zone', 'x', "schedule: '0 * * * *', timezone: 'Mars/Olympus',"), 'INVALID_TIMEZONE', /Mars\/Olympus/],
     ['dupe.ts', plugin('good', 'impostor'), 'PLUGIN_DUPLICATE', /already defined in good\.ts; dupe\.ts declares it too/],
-    ['missing-helper.ts', "import { x } from './nope.js';\nexport default { name: 'missing-helper', handler: () => x };\n", 'PLUGIN_IMPORT_FAILED', /cannot find module "\.\/nope\.js"/],
+    [
+      'missing-helper.ts',
+      "import { x } from './nope.js';\nexport default { name: 'missing-helper', handler: () => x };\n",
+      'PLUGIN_IMPORT_FAILED',
+      /cannot find module "\.\/nope\.js"/,
+    ],
   ];
   for (const [name, body, code, message] of cases) {
     const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === name);
@@ -144,7 +170,10 @@ t.test('bad files emit plugin.error with file, code and message; every other job
     if (name === 'cron.ts' || name === 'zone.ts') t.equal(e.data.job, name === 'cron.ts' ? 'bad-cron' : 'bad-zone', name);
     if (name === 'dupe.ts') t.equal(e.data.job, 'good', name);
   }
-  t.same(th.host.jobs().map((j) => j.name), ['good']);
+  t.same(
+    th.host.jobs().map((j) => j.name),
+    ['good'],
+  );
   t.equal(await resultOf(th, 'good'), 'fine', 'the good job still runs');
   t.equal(th.host.state, 'running');
   // the duplicate gets its turn once the original file goes away
@@ -188,7 +217,10 @@ t.test('a file that changes its job name swaps the jobs', async (t) => {
   const removed = nextEvent(th.host, isType('job.removed', 'first-name'));
   writeFileSync(path.join(th.dir, 'f.ts'), plugin('second-name', 'b'));
   await removed;
-  t.same(th.host.jobs().map((j) => j.name), ['second-name']);
+  t.same(
+    th.host.jobs().map((j) => j.name),
+    ['second-name'],
+  );
 });
 
 t.test('rescans catch changes that no watch event announced', async (t) => {
@@ -200,5 +232,8 @@ t.test('rescans catch changes that no watch event announced', async (t) => {
   writeFileSync(path.join(dir, 'late.ts'), plugin('late', 'x'));
   t.same(th.host.jobs(), [], 'no watcher: nothing yet');
   await (loader as unknown as { start(): Promise<void> }).start();
-  t.same(th.host.jobs().map((j) => j.name), ['late']);
+  t.same(
+    th.host.jobs().map((j) => j.name),
+    ['late'],
+  );
 });

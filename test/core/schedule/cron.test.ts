@@ -25,7 +25,10 @@ t.test('5 fields, and 6 with seconds first', async (t) => {
 
 t.test('day-of-month OR day-of-week when both are restricted', async (t) => {
   // the 1st of the month, or any Monday; 2026-11-23 is a Monday
-  t.same(fires('0 0 1 * 1', 'UTC', '2026-11-20T00:00:00Z', 4).map((d) => d?.slice(0, 10)), ['2026-11-23', '2026-11-30', '2026-12-01', '2026-12-07']);
+  t.same(
+    fires('0 0 1 * 1', 'UTC', '2026-11-20T00:00:00Z', 4).map((d) => d?.slice(0, 10)),
+    ['2026-11-23', '2026-11-30', '2026-12-01', '2026-12-07'],
+  );
 });
 
 t.test('0 and 7 are both Sunday', async (t) => {
@@ -49,7 +52,11 @@ t.test('DST gap: a fire inside the skipped hour runs once, at the jump', async (
   // several fire times inside the gap collapse into one run at the jump
   t.same(fires('*/20 2 * * *', 'America/New_York', '2026-03-08T06:00:00Z', 2), ['2026-03-08T07:00:00.000Z', '2026-03-09T06:00:00.000Z']);
   // fires around the gap are untouched
-  t.same(fires('0 * * * *', 'America/New_York', '2026-03-08T05:30:00Z', 3), ['2026-03-08T06:00:00.000Z', '2026-03-08T07:00:00.000Z', '2026-03-08T08:00:00.000Z']);
+  t.same(fires('0 * * * *', 'America/New_York', '2026-03-08T05:30:00Z', 3), [
+    '2026-03-08T06:00:00.000Z',
+    '2026-03-08T07:00:00.000Z',
+    '2026-03-08T08:00:00.000Z',
+  ]);
 });
 
 t.test('DST fold: a fire inside the repeated hour runs once, not twice', async (t) => {
@@ -65,7 +72,11 @@ t.test('DST fold: a fire inside the repeated hour runs once, not twice', async (
   // asked from inside the second pass, the next fire is after the fold
   t.same(fires('*/15 1 * * *', 'America/New_York', '2026-11-01T06:20:00Z', 1), ['2026-11-02T06:00:00.000Z']);
   // an hourly job still fires every real hour across the fold (01:00 EDT, 01:00 EST is the same wall time: once)
-  t.same(fires('0 * * * *', 'America/New_York', '2026-11-01T04:30:00Z', 3), ['2026-11-01T05:00:00.000Z', '2026-11-01T07:00:00.000Z', '2026-11-01T08:00:00.000Z']);
+  t.same(fires('0 * * * *', 'America/New_York', '2026-11-01T04:30:00Z', 3), [
+    '2026-11-01T05:00:00.000Z',
+    '2026-11-01T07:00:00.000Z',
+    '2026-11-01T08:00:00.000Z',
+  ]);
 });
 
 t.test('invalid expressions throw INVALID_CRON naming the field and the expression', async (t) => {

@@ -30,7 +30,10 @@ t.test('a schedule in a zone fires on its wall clock, and runs once at a DST jum
   host.register({ name: 'nightly', schedule: '30 2 * * *', timezone: 'America/New_York', handler: noop });
   t.equal(host.job('nightly')!.nextRun, '2026-03-08T07:00:00.000Z', '02:30 does not exist that night: 03:00 EDT');
   await clock.set(Date.parse('2026-03-10T12:00:00Z'));
-  t.same(of('run.started').map((e) => e.at), ['2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z', '2026-03-10T06:30:00.000Z']);
+  t.same(
+    of('run.started').map((e) => e.at),
+    ['2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z', '2026-03-10T06:30:00.000Z'],
+  );
 });
 
 t.test('changing or removing a schedule re-arms or stops it, leaking no timer', async (t) => {
@@ -58,7 +61,10 @@ t.test('changing or removing a schedule re-arms or stops it, leaking no timer', 
   host.register({ name: 'b', schedule: '* * * * *', handler: noop });
   host.unregister('b');
   t.equal(clock.pending(), base, 'unregister stops the schedule');
-  t.same(of('job.removed').map((e) => e.data.job), ['b']);
+  t.same(
+    of('job.removed').map((e) => e.data.job),
+    ['b'],
+  );
 });
 
 t.test('a scheduled fire refused by overlap emits run.skipped with source schedule', async (t) => {
@@ -71,9 +77,14 @@ t.test('a scheduled fire refused by overlap emits run.skipped with source schedu
 
 t.test('stop leaves no timer behind', async (t) => {
   const { host, clock } = await startHost(t, { config: { defaults: { timeout: 0 } } });
-  host.register({ name: 'x', schedule: '* * * * *', retry: { attempts: 3, delay: '1h' }, handler: () => {
-    throw new Error('x');
-  } });
+  host.register({
+    name: 'x',
+    schedule: '* * * * *',
+    retry: { attempts: 3, delay: '1h' },
+    handler: () => {
+      throw new Error('x');
+    },
+  });
   host.register({ name: 'y', handler: noop });
   await host.trigger('y', { delay: '1d' });
   await clock.advance(60_000); // x fails and waits an hour for its retry

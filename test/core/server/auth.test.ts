@@ -3,7 +3,8 @@ import { assertSafeBind, bearerToken, isLoopback, tokenChecker } from '../../../
 
 t.test('isLoopback: only addresses this machine alone can reach', async (t) => {
   for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) t.ok(isLoopback(host), host);
-  for (const host of ['0.0.0.0', '::', '192.168.1.2', '10.0.0.1', 'example.com', '128.0.0.1', '::ffff:10.0.0.1', 'localhost.evil.com', '127.0.0.1.nip.io']) t.notOk(isLoopback(host), host);
+  for (const host of ['0.0.0.0', '::', '192.168.1.2', '10.0.0.1', 'example.com', '128.0.0.1', '::ffff:10.0.0.1', 'localhost.evil.com', '127.0.0.1.nip.io'])
+    t.notOk(isLoopback(host), host);
 });
 
 t.test('assertSafeBind: a token makes any address acceptable', async (t) => {

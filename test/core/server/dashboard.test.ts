@@ -32,7 +32,12 @@ t.test('GET / is the page; its assets come with their content types and revalida
   t.match(page.headers.get('content-security-policy'), /default-src 'none'.*script-src 'self'.*connect-src 'self'/);
   t.equal(page.headers.get('x-content-type-options'), 'nosniff');
   t.equal(page.headers.get('cache-control'), 'no-cache');
-  for (const [file, type] of [['app.js', 'text/javascript; charset=utf-8'], ['api.js', 'text/javascript; charset=utf-8'], ['app.css', 'text/css; charset=utf-8'], ['icon.svg', 'image/svg+xml']] as const) {
+  for (const [file, type] of [
+    ['app.js', 'text/javascript; charset=utf-8'],
+    ['api.js', 'text/javascript; charset=utf-8'],
+    ['app.css', 'text/css; charset=utf-8'],
+    ['icon.svg', 'image/svg+xml'],
+  ] as const) {
     const res = await request('GET', `/assets/${file}`);
     t.equal(res.status, 200, file);
     t.equal(res.headers.get('content-type'), type, `${file}: ${type}`);

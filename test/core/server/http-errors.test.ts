@@ -13,12 +13,24 @@ t.test('HostErrors keep their code, status and details', async (t) => {
 });
 
 t.test('details never override the four fields', async (t) => {
-  t.same(errorBody('NOT_FOUND', 'no', { statusCode: 200, code: 'X', extra: 1 }), { statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: 'no', extra: 1 });
+  t.same(errorBody('NOT_FOUND', 'no', { statusCode: 200, code: 'X', extra: 1 }), {
+    statusCode: 404,
+    code: 'NOT_FOUND',
+    error: 'Not Found',
+    message: 'no',
+    extra: 1,
+  });
 });
 
 t.test("fastify's client errors map by status; anything else is INTERNAL with a generic message", async (t) => {
-  t.match(toHttpError(Object.assign(new Error('Body is too large'), { statusCode: 413 })), { statusCode: 413, body: { code: 'PAYLOAD_TOO_LARGE', message: 'Body is too large' } });
-  t.match(toHttpError(Object.assign(new Error(''), { statusCode: 418 })), { statusCode: 400, body: { code: 'BAD_REQUEST', message: /could not be understood/ } });
+  t.match(toHttpError(Object.assign(new Error('Body is too large'), { statusCode: 413 })), {
+    statusCode: 413,
+    body: { code: 'PAYLOAD_TOO_LARGE', message: 'Body is too large' },
+  });
+  t.match(toHttpError(Object.assign(new Error(''), { statusCode: 418 })), {
+    statusCode: 400,
+    body: { code: 'BAD_REQUEST', message: /could not be understood/ },
+  });
   t.match(toHttpError({ validation: [{ instancePath: '/a/0', message: 'bad' }], validationContext: 'querystring' }), {
     statusCode: 400,
     body: { code: 'INVALID_BODY', message: 'querystring.a.0: bad', issues: [{ path: 'querystring.a.0', message: 'bad' }] },

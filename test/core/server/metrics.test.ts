@@ -1,7 +1,7 @@
-import t from 'tap';
-import parsePrometheusTextFormat, { type MetricFamily, type Sample } from 'parse-prometheus-text-format';
-import { WebSocket } from 'ws';
 import { once } from 'node:events';
+import parsePrometheusTextFormat, { type MetricFamily, type Sample } from 'parse-prometheus-text-format';
+import t from 'tap';
+import { WebSocket } from 'ws';
 import { gate, startServer, until } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -22,14 +22,21 @@ t.test('GET /metrics: Prometheus text fed by the host', async (t) => {
   const { host, clock, request } = s;
   const release = gate();
   host.register({ name: 'ok', handler: noop });
-  host.register({ name: 'bad', handler: () => {
-    throw new Error('x');
-  } });
+  host.register({
+    name: 'bad',
+    handler: () => {
+      throw new Error('x');
+    },
+  });
   host.register({ name: 'slow', overlap: 'skip', handler: () => release.promise });
   host.register({ name: 'off', enabled: false, handler: noop });
-  host.register({ name: 'flaky', retry: { attempts: 2, delay: '1h' }, handler: () => {
-    throw new Error('later');
-  } });
+  host.register({
+    name: 'flaky',
+    retry: { attempts: 2, delay: '1h' },
+    handler: () => {
+      throw new Error('later');
+    },
+  });
   for (let i = 0; i < 2; i++) await host.wait((await host.trigger('ok')).runId);
   await host.wait((await host.trigger('bad')).runId);
   const flaky = await host.trigger('flaky');

@@ -3,9 +3,9 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
 import { ERROR_CODES } from '../../../core/contract/errors.js';
-import { jobSchema, notificationSchema, page, readyResponse, runSchema, statsResponse } from '../../../core/server/http-schemas.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { createServer, useServer, type ServerPlugin } from '../../../core/server/server.js';
+import { jobSchema, notificationSchema, page, readyResponse, runSchema, statsResponse } from '../../../core/server/http-schemas.js';
+import { createServer, type ServerPlugin, useServer } from '../../../core/server/server.js';
 import { gate, startHost, startServer, type TestResponse } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -24,7 +24,14 @@ t.test('health, ready, 404 for GET / and for unknown routes, 405 for known ones'
   t.match((await request('GET', '/health')).json, { status: 'ok', state: 'running' });
   const ready = await request('GET', '/ready');
   t.equal(ready.status, 200);
-  t.same(readyResponse.parse(ready.json), { ready: true, status: 'ready', state: 'running', scheduler: { running: true, scheduledJobs: 0 }, jobs: { total: 0, enabled: 0, running: 0 }, stale: [] });
+  t.same(readyResponse.parse(ready.json), {
+    ready: true,
+    status: 'ready',
+    state: 'running',
+    scheduler: { running: true, scheduledJobs: 0 },
+    jobs: { total: 0, enabled: 0, running: 0 },
+    stale: [],
+  });
   isError(t, await request('GET', '/'), 404, 'NOT_FOUND');
   isError(t, await request('GET', '/jobs/x/y/z'), 404, 'NOT_FOUND');
   const wrong = await request('DELETE', '/jobs/x');
@@ -39,7 +46,12 @@ t.test('jobs: list, one, enable/disable, 404 JOB_NOT_FOUND', async (t) => {
   host.register({ name: 'other', handler: noop });
   const list = await request('GET', '/jobs');
   t.equal(list.status, 200);
-  t.same(page(jobSchema).parse(list.json).items.map((j) => j.name), ['other', 'report']);
+  t.same(
+    page(jobSchema)
+      .parse(list.json)
+      .items.map((j) => j.name),
+    ['other', 'report'],
+  );
   const one = await request('GET', '/jobs/report');
   t.match(jobSchema.parse(one.json), { name: 'report', description: 'Daily', schedule: '0 6 * * *', enabled: true, paramsSchema: { type: 'object' } });
   isError(t, await request('GET', '/jobs/nope'), 404, 'JOB_NOT_FOUND');
@@ -58,7 +70,10 @@ t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', as
   t.equal(res.status, 202);
   t.same(Object.keys(res.json), ['runId']);
   const journal = readdirSync(dir).filter((f) => f.startsWith('journal-'));
-  t.ok(journal.some((f) => readFileSync(path.join(dir, f), 'utf8').includes(runId(res))), 'the run is in the journal when 202 arrives');
+  t.ok(
+    journal.some((f) => readFileSync(path.join(dir, f), 'utf8').includes(runId(res))),
+    'the run is in the journal when 202 arrives',
+  );
   t.match(await host.run(runId(res)), { source: 'http', params: { a: 1 }, priority: 3, key: 'k1', status: 'queued' });
   const empty = await request('POST', '/jobs/job/run');
   t.equal(empty.status, 202, 'no body at all is fine');
@@ -79,7 +94,10 @@ t.test('POST /jobs/:name/run: 400 INVALID_PARAMS with issues, INVALID_BODY, 404'
   host.register(definePlugin({ name: 'clean', params: z.object({ dir: z.string(), days: z.number().int().min(1) }), handler: noop }));
   const bad = await request('POST', '/jobs/clean/run', { body: { params: { dir: 3, days: 0 } } });
   isError(t, bad, 400, 'INVALID_PARAMS');
-  t.match(bad.json['issues'], [{ path: 'dir', message: String }, { path: 'days', message: String }]);
+  t.match(bad.json['issues'], [
+    { path: 'dir', message: String },
+    { path: 'days', message: String },
+  ]);
   const body = await request('POST', '/jobs/clean/run', { body: { params: { dir: '/x', days: 1 }, priority: 'high', extra: true } });
   isError(t, body, 400, 'INVALID_BODY');
   t.match(body.json['issues'], [{ path: 'body.priority' }, { path: 'body', message: /extra/ }]);
@@ -132,9 +150,12 @@ t.test('POST /events/:type: 202 with the runs enqueued, skipped and failed', asy
 t.test('runs: list with filters and cursor, one, cancel, retry', async (t) => {
   const { host, request } = await startServer(t);
   host.register({ name: 'a', handler: noop });
-  host.register({ name: 'bad', handler: () => {
-    throw new Error('boom');
-  } });
+  host.register({
+    name: 'bad',
+    handler: () => {
+      throw new Error('boom');
+    },
+  });
   const ids: string[] = [];
   for (let i = 0; i < 5; i++) {
     ids.push(runId(await request('POST', '/jobs/a/run')));
@@ -144,11 +165,22 @@ t.test('runs: list with filters and cursor, one, cancel, retry', async (t) => {
   await host.wait(failed);
   const first = await request('GET', '/runs?job=a&limit=2');
   const firstPage = page(runSchema).parse(first.json);
-  t.same(firstPage.items.map((r) => r.id), [ids[4], ids[3]]);
+  t.same(
+    firstPage.items.map((r) => r.id),
+    [ids[4], ids[3]],
+  );
   t.equal(firstPage.next, ids[3]);
   const second = page(runSchema).parse((await request('GET', `/runs?job=a&limit=2&before=${firstPage.next}`)).json);
-  t.same(second.items.map((r) => r.id), [ids[2], ids[1]]);
-  t.same(page(runSchema).parse((await request('GET', '/runs?status=failed')).json).items.map((r) => r.id), [failed]);
+  t.same(
+    second.items.map((r) => r.id),
+    [ids[2], ids[1]],
+  );
+  t.same(
+    page(runSchema)
+      .parse((await request('GET', '/runs?status=failed')).json)
+      .items.map((r) => r.id),
+    [failed],
+  );
   isError(t, await request('GET', '/runs?status=lost'), 400, 'INVALID_BODY');
   isError(t, await request('GET', '/runs?limit=0'), 400, 'INVALID_BODY');
   isError(t, await request('GET', '/runs?color=red'), 400, 'INVALID_BODY');
@@ -183,11 +215,17 @@ t.test('stats and notifications', async (t) => {
   const stats = statsResponse.parse((await request('GET', '/stats')).json);
   t.match(stats, { state: 'running', totals: { runs: 3, succeeded: 3 }, perJob: { n: { count: 3 } } });
   const list = page(notificationSchema).parse((await request('GET', '/notifications?limit=2')).json);
-  t.same(list.items.map((n) => n.runId), [ids[2], ids[1]]);
+  t.same(
+    list.items.map((n) => n.runId),
+    [ids[2], ids[1]],
+  );
   t.match(list.items[0], { title: 'Done', status: 'succeeded' });
   t.ok(list.next);
   const rest = page(notificationSchema).parse((await request('GET', `/notifications?before=${list.next}`)).json);
-  t.same(rest.items.map((n) => n.runId), [ids[0]]);
+  t.same(
+    rest.items.map((n) => n.runId),
+    [ids[0]],
+  );
   t.equal(Array.isArray((await request('GET', '/notifications?job=other')).json['items']), true);
   isError(t, await request('GET', '/notifications?limit=-1'), 400, 'INVALID_BODY');
 });
@@ -197,7 +235,14 @@ t.test('auth: with a token every route but /health needs it; compared as a whole
   const { host, request } = await startServer(t, { server: { token } });
   host.register({ name: 'job', handler: noop });
   t.equal((await request('GET', '/health')).status, 200);
-  for (const [method, route] of [['GET', '/jobs'], ['POST', '/jobs/job/run'], ['GET', '/metrics'], ['GET', '/openapi.json'], ['GET', '/nope'], ['GET', '/ready']]) {
+  for (const [method, route] of [
+    ['GET', '/jobs'],
+    ['POST', '/jobs/job/run'],
+    ['GET', '/metrics'],
+    ['GET', '/openapi.json'],
+    ['GET', '/nope'],
+    ['GET', '/ready'],
+  ]) {
     const res = await request(method!, route!);
     isError(t, res, 401, 'UNAUTHORIZED');
     t.equal(res.headers.get('www-authenticate'), 'Bearer');
@@ -251,9 +296,13 @@ t.test('while the host stops: 503 SHUTTING_DOWN for new work, /health 200, /read
 
 t.test('/ready: 503 while starting; stale scheduled jobs are listed', async (t) => {
   const { host, clock, request } = await startServer(t, { start: false });
-  host.register({ name: 'minutely', schedule: { every: '1m' }, handler: () => {
-    throw new Error('always fails');
-  } });
+  host.register({
+    name: 'minutely',
+    schedule: { every: '1m' },
+    handler: () => {
+      throw new Error('always fails');
+    },
+  });
   host.register({ name: 'fine', schedule: { every: '1m' }, handler: noop });
   const starting = await request('GET', '/ready');
   t.equal(starting.status, 503);
@@ -303,12 +352,29 @@ t.test('extra plugins add routes beside the API, behind the same auth and errors
 
 t.test('GET /openapi.json documents every route, from the same zod schemas', async (t) => {
   const { server, request } = await startServer(t);
-  const doc = (await request('GET', '/openapi.json')).json as { openapi: string; paths: Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ name: string }> }>> };
+  const doc = (await request('GET', '/openapi.json')).json as {
+    openapi: string;
+    paths: Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ name: string }> }>>;
+  };
   t.match(doc.openapi, /^3\./);
   const expected = [
-    'get /health', 'get /ready', 'get /jobs', 'get /jobs/{name}', 'post /jobs/{name}/run', 'post /jobs/{name}/enable',
-    'post /jobs/{name}/disable', 'post /events/{type}', 'get /runs', 'get /runs/{id}', 'post /runs/{id}/cancel',
-    'post /runs/{id}/retry', 'get /stats', 'get /notifications', 'get /metrics', 'get /events', 'get /openapi.json',
+    'get /health',
+    'get /ready',
+    'get /jobs',
+    'get /jobs/{name}',
+    'post /jobs/{name}/run',
+    'post /jobs/{name}/enable',
+    'post /jobs/{name}/disable',
+    'post /events/{type}',
+    'get /runs',
+    'get /runs/{id}',
+    'post /runs/{id}/cancel',
+    'post /runs/{id}/retry',
+    'get /stats',
+    'get /notifications',
+    'get /metrics',
+    'get /events',
+    'get /openapi.json',
   ];
   const listed = Object.entries(doc.paths).flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m} ${p}`));
   for (const route of expected) t.ok(listed.includes(route), route);

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { WebSocket } from 'ws';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import type { HelloMessage } from '../../../core/server/ws.js';
-import { startServer, until, type Tap, type TestServer } from '../../helpers.js';
+import { startServer, type Tap, type TestServer, until } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
 
@@ -26,9 +26,7 @@ async function connect(t: Tap, s: TestServer, query = '', headers: Record<string
   t.teardown(() => socket.terminate());
   const messages: Message[] = [];
   socket.on('message', (data) => messages.push(JSON.parse(String(data)) as Message));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    socket.on('close', (code, reason) => resolve({ code, reason: String(reason) })),
-  );
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
   await once(socket, 'open');
   return {
     socket,
@@ -66,9 +64,15 @@ t.test('hello first, then every event as { seq, type, at, data }', async (t) => 
   await s.host.wait(runId);
   await client.received(4);
   const got = events(client.messages);
-  t.same(got.map((e) => e.type), ['run.queued', 'run.started', 'run.succeeded']);
+  t.same(
+    got.map((e) => e.type),
+    ['run.queued', 'run.started', 'run.succeeded'],
+  );
   t.match(got[2], { seq: Number, type: 'run.succeeded', at: String, data: { job: 'a', runId, result: 'done' } });
-  t.same(got.map((e) => e.seq), [hello!.seq + 1, hello!.seq + 2, hello!.seq + 3]);
+  t.same(
+    got.map((e) => e.seq),
+    [hello!.seq + 1, hello!.seq + 2, hello!.seq + 3],
+  );
 });
 
 t.test('filters: job= and type= repeatable, run.* globs', async (t) => {
@@ -87,11 +91,20 @@ t.test('filters: job= and type= repeatable, run.* globs', async (t) => {
   await runs.received(10);
   await jobs.received(5);
   t.ok(events(onlyA.messages).every((e) => e.data.job === 'a'));
-  t.same(events(onlyA.messages).map((e) => e.type), ['run.queued', 'run.started', 'run.succeeded']);
-  t.same(events(aAndB.messages).map((e) => `${e.data.job} ${e.type}`), ['a run.succeeded', 'b run.succeeded']);
+  t.same(
+    events(onlyA.messages).map((e) => e.type),
+    ['run.queued', 'run.started', 'run.succeeded'],
+  );
+  t.same(
+    events(aAndB.messages).map((e) => `${e.data.job} ${e.type}`),
+    ['a run.succeeded', 'b run.succeeded'],
+  );
   t.equal(events(runs.messages).length, 9);
   t.ok(events(runs.messages).every((e) => e.type.startsWith('run.')));
-  t.same(events(jobs.messages).map((e) => e.type), ['run.queued', 'run.queued', 'run.queued', 'job.disabled']);
+  t.same(
+    events(jobs.messages).map((e) => e.type),
+    ['run.queued', 'run.queued', 'run.queued', 'job.disabled'],
+  );
 });
 
 t.test('since= replays buffered events, then streams live: no gap, no duplicate', async (t) => {
@@ -117,7 +130,11 @@ t.test('since= replays buffered events, then streams live: no gap, no duplicate'
     const [hello, ...rest] = client.messages;
     t.match(hello, { type: 'hello', since: from, gap: false });
     const seqs = rest.map((m) => m.seq);
-    t.same(seqs, Array.from({ length: last - from }, (_, i) => from + 1 + i), 'every seq after since, once, in order');
+    t.same(
+      seqs,
+      Array.from({ length: last - from }, (_, i) => from + 1 + i),
+      'every seq after since, once, in order',
+    );
   }
 });
 

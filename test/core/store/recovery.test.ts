@@ -22,7 +22,11 @@ t.test('catchUp: a fire missed while the host was down runs once on start, with 
   t.equal(queued.length, 1, 'once, not once per missed fire');
   t.equal(queued[0]!.data.source, 'catch-up');
   await clock.advance(30 * 60_000);
-  t.same(b.of('run.queued').map((e) => e.data.source), ['catch-up', 'schedule'], 'then the schedule carries on');
+  t.same(
+    b.of('run.queued').map((e) => e.data.source),
+    ['catch-up', 'schedule'],
+    'then the schedule carries on',
+  );
 });
 
 t.test('without catchUp, missed fires are skipped', async (t) => {
@@ -47,7 +51,10 @@ t.test('a catch-up also happens for a job registered after start (a plugin file 
   const b = await startHost(t, { dir, clock });
   b.host.register(plugin);
   await clock.advance(0);
-  t.same(b.of('run.queued').map((e) => e.data.source), ['catch-up']);
+  t.same(
+    b.of('run.queued').map((e) => e.data.source),
+    ['catch-up'],
+  );
 });
 
 t.test('once and cooldown hold across restarts', async (t) => {
@@ -71,7 +78,10 @@ t.test('once and cooldown hold across restarts', async (t) => {
 
 t.test('once survives retention dropping the successful run from history', async (t) => {
   const dir = tempDir(t);
-  const plugins = [{ name: 'migrate', once: true, handler: noop }, { name: 'busy', handler: noop }];
+  const plugins = [
+    { name: 'migrate', once: true, handler: noop },
+    { name: 'busy', handler: noop },
+  ];
   const a = await startHost(t, { dir, plugins, config: { store: { keepRuns: 100 } } });
   const first = await a.host.wait((await a.host.trigger('migrate')).runId);
   for (let i = 0; i < 350; i++) await a.host.wait((await a.host.trigger('busy')).runId);
@@ -105,9 +115,12 @@ t.test('after a crash, job counts, last run and once/cooldown come back from the
   const plugins = [
     { name: 'migrate', once: true, handler: noop },
     { name: 'cool', cooldown: '1h', handler: noop },
-    { name: 'bad', handler: () => {
-      throw new Error('x');
-    } },
+    {
+      name: 'bad',
+      handler: () => {
+        throw new Error('x');
+      },
+    },
   ];
   const a = await startHost(t, { dir, clock, plugins });
   await a.host.disable('bad');

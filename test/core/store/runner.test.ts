@@ -1,6 +1,6 @@
 import t from 'tap';
-import { retryDelay } from '../../../core/contract/retry.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
+import { retryDelay } from '../../../core/contract/retry.js';
 import { gate, startHost } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -63,7 +63,10 @@ t.test('priority within a queue: lower numbers first, FIFO within a priority', a
   for (const priority of [5, 0, -1, 0]) ids.push((await host.trigger('p', { priority })).runId);
   host.resume();
   await host.wait(ids[0]!);
-  t.same(of('run.started').map((e) => e.data.runId), [ids[2], ids[1], ids[3], ids[0]]);
+  t.same(
+    of('run.started').map((e) => e.data.runId),
+    [ids[2], ids[1], ids[3], ids[0]],
+  );
 });
 
 t.test('delayed runs wait for delay or runAt on the injected clock', async (t) => {
@@ -213,7 +216,14 @@ t.test('retries: exponential backoff, maxDelay, run.retrying with the next attem
   const done = host.wait(runId);
   const t0 = clock.now();
   await clock.advance(0);
-  t.match(of('run.retrying')[0]!.data, { runId, attempt: 1, nextAttempt: 2, delayMs: 1000, runAt: new Date(t0 + 1000).toISOString(), error: { code: 'HANDLER_ERROR', message: 'fail 1' } });
+  t.match(of('run.retrying')[0]!.data, {
+    runId,
+    attempt: 1,
+    nextAttempt: 2,
+    delayMs: 1000,
+    runAt: new Date(t0 + 1000).toISOString(),
+    error: { code: 'HANDLER_ERROR', message: 'fail 1' },
+  });
   await clock.advance(1000);
   t.match(of('run.retrying')[1]!.data, { attempt: 2, delayMs: 2000 });
   await clock.advance(2000);
@@ -221,7 +231,10 @@ t.test('retries: exponential backoff, maxDelay, run.retrying with the next attem
   await clock.advance(3000);
   const run = await done;
   t.equal(run.status, 'failed');
-  t.same(run.attempts.map((a) => a.error?.message), ['fail 1', 'fail 2', 'fail 3', 'fail 4']);
+  t.same(
+    run.attempts.map((a) => a.error?.message),
+    ['fail 1', 'fail 2', 'fail 3', 'fail 4'],
+  );
   t.same(run.error, { code: 'HANDLER_ERROR', message: 'fail 4' });
   t.equal(of('run.failed').length, 1);
   t.equal(run.durationMs, 6000);
@@ -229,13 +242,35 @@ t.test('retries: exponential backoff, maxDelay, run.retrying with the next attem
 
 t.test('retryDelay: fixed, exponential, cap and jitter', async (t) => {
   const policy = { attempts: 5, backoff: 'exponential' as const, delayMs: 1000, maxDelayMs: 10_000, jitter: 0.2 };
-  t.equal(retryDelay(policy, 1, () => 0.5), 1000);
-  t.equal(retryDelay(policy, 3, () => 0.5), 4000);
-  t.equal(retryDelay(policy, 10, () => 0.5), 10_000);
-  t.equal(retryDelay(policy, 1, () => 0), 800);
-  t.equal(retryDelay(policy, 1, () => 1), 1200);
-  t.equal(retryDelay(policy, 10, () => 1), 10_000, 'jitter never passes maxDelay');
-  t.equal(retryDelay({ ...policy, backoff: 'fixed' }, 4, () => 0.5), 1000);
+  t.equal(
+    retryDelay(policy, 1, () => 0.5),
+    1000,
+  );
+  t.equal(
+    retryDelay(policy, 3, () => 0.5),
+    4000,
+  );
+  t.equal(
+    retryDelay(policy, 10, () => 0.5),
+    10_000,
+  );
+  t.equal(
+    retryDelay(policy, 1, () => 0),
+    800,
+  );
+  t.equal(
+    retryDelay(policy, 1, () => 1),
+    1200,
+  );
+  t.equal(
+    retryDelay(policy, 10, () => 1),
+    10_000,
+    'jitter never passes maxDelay',
+  );
+  t.equal(
+    retryDelay({ ...policy, backoff: 'fixed' }, 4, () => 0.5),
+    1000,
+  );
   const spread = new Set(Array.from({ length: 50 }, () => retryDelay(policy, 2, Math.random)));
   t.ok(spread.size > 10, 'jitter spreads delays');
   for (const d of spread) t.ok(d >= 1600 && d <= 2400);
@@ -335,9 +370,20 @@ t.test('progress: clamped to 0..1, run.progress throttled to ~10 per second per 
   });
   const { runId } = await host.trigger('prog');
   await clock.advance(0);
-  t.same(of('run.progress').map((e) => e.data.fraction), [1], 'first call emits at once, the burst waits');
+  t.same(
+    of('run.progress').map((e) => e.data.fraction),
+    [1],
+    'first call emits at once, the burst waits',
+  );
   await clock.advance(100);
-  t.same(of('run.progress').map((e) => [e.data.fraction, e.data.text]), [[1, 'too far'], [0.49, 'step 49']], 'one trailing event carries the newest value');
+  t.same(
+    of('run.progress').map((e) => [e.data.fraction, e.data.text]),
+    [
+      [1, 'too far'],
+      [0.49, 'step 49'],
+    ],
+    'one trailing event carries the newest value',
+  );
   step.open();
   await host.wait(runId);
   const run = (await host.run(runId))!;
@@ -362,23 +408,43 @@ t.test('progress: clamped to 0..1, run.progress throttled to ~10 per second per 
 t.test('handler misbehaviour fails the attempt and never stops the host', async (t) => {
   const { host, clock } = await startHost(t);
   const cases: Array<[string, (ctx: JobContext) => unknown, string, RegExp]> = [
-    ['throws', () => {
-      throw new TypeError('bad type');
-    }, 'TypeError', /bad type/],
+    [
+      'throws',
+      () => {
+        throw new TypeError('bad type');
+      },
+      'TypeError',
+      /bad type/,
+    ],
     ['rejects', async () => Promise.reject(new Error('nope')), 'HANDLER_ERROR', /nope/],
-    ['throws-string', () => {
-      throw 'just a string';
-    }, 'HANDLER_ERROR', /non-Error thrown: just a string/],
+    [
+      'throws-string',
+      () => {
+        throw 'just a string';
+      },
+      'HANDLER_ERROR',
+      /non-Error thrown: just a string/,
+    ],
     ['rejects-object', () => Promise.reject({ weird: true }), 'HANDLER_ERROR', /non-Error thrown: \{"weird":true\}/],
-    ['coded', () => {
-      throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' });
-    }, 'ECONNREFUSED', /refused/],
+    [
+      'coded',
+      () => {
+        throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' });
+      },
+      'ECONNREFUSED',
+      /refused/,
+    ],
     ['bigint', () => ({ n: 1n }), 'RESULT_NOT_SERIALIZABLE', /cannot be stored as JSON/],
-    ['circular', () => {
-      const o: Record<string, unknown> = {};
-      o['self'] = o;
-      return o;
-    }, 'RESULT_NOT_SERIALIZABLE', /circular/i],
+    [
+      'circular',
+      () => {
+        const o: Record<string, unknown> = {};
+        o['self'] = o;
+        return o;
+      },
+      'RESULT_NOT_SERIALIZABLE',
+      /circular/i,
+    ],
   ];
   for (const [name, handler, code, message] of cases) {
     host.register({ name, handler });
@@ -411,7 +477,10 @@ t.test('handler misbehaviour fails the attempt and never stops the host', async 
       await new Promise((r) => setTimeout(r, 30));
     },
   });
-  t.match(await host.wait((await host.trigger('timer-throws')).runId), { status: 'failed', error: { code: 'UNCAUGHT_EXCEPTION', message: 'thrown in a timer' } });
+  t.match(await host.wait((await host.trigger('timer-throws')).runId), {
+    status: 'failed',
+    error: { code: 'UNCAUGHT_EXCEPTION', message: 'thrown in a timer' },
+  });
 
   host.register({ name: 'fine', handler: () => ({ ok: true }) });
   t.match(await host.wait((await host.trigger('fine')).runId), { status: 'succeeded', result: { ok: true } });
@@ -429,7 +498,11 @@ t.test('the stored result is a JSON copy of what the handler returned', async (t
 
 t.test('timeouts of many attempts fire each at its own deadline, from one timer', async (t) => {
   const { host, clock } = await startHost(t, { config: { concurrency: 10 } });
-  for (const [name, timeout] of [['t3', '3s'], ['t1', '1s'], ['t2', '2s']] as const) {
+  for (const [name, timeout] of [
+    ['t3', '3s'],
+    ['t1', '1s'],
+    ['t2', '2s'],
+  ] as const) {
     host.register({ name, timeout, handler: () => new Promise(() => undefined) });
   }
   host.register({ name: 'quick', timeout: '500ms', handler: noop });

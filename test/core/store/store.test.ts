@@ -1,10 +1,10 @@
-import { constants, cpSync, readdirSync, readFileSync, readlinkSync, appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, constants, cpSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { createHost } from '../../../core/engine/host.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import type { Run } from '../../../core/contract/run.js';
+import { createHost } from '../../../core/engine/host.js';
 import { serializeRun } from '../../../core/store/serialize.js';
 import { gate, startHost, tempDir } from '../../helpers.js';
 
@@ -14,9 +14,12 @@ t.test('a new host on the same directory sees earlier runs, flags, counts and de
   const dir = tempDir(t);
   const a = await startHost(t, { dir });
   a.host.register({ name: 'ok', handler: () => ({ n: 1 }) });
-  a.host.register({ name: 'bad', handler: () => {
-    throw new Error('boom');
-  } });
+  a.host.register({
+    name: 'bad',
+    handler: () => {
+      throw new Error('boom');
+    },
+  });
   const ok = await a.host.trigger('ok');
   const bad = await a.host.trigger('bad');
   await a.host.wait(ok.runId);
@@ -36,7 +39,10 @@ t.test('a new host on the same directory sees earlier runs, flags, counts and de
   t.same(b.host.job('ok')!.counts, { succeeded: 1, failed: 0, canceled: 0, queued: 1, running: 0 });
   t.match(b.host.job('ok')!.lastRun, { runId: ok.runId, status: 'succeeded' });
   const page = await b.host.runs();
-  t.same(page.items.map((r) => r.id), [later.runId, bad.runId, ok.runId]);
+  t.same(
+    page.items.map((r) => r.id),
+    [later.runId, bad.runId, ok.runId],
+  );
   await b.clock.advance(3_600_000);
   t.equal((await b.host.wait(later.runId)).status, 'succeeded', 'the delayed run kept its time');
 });
@@ -44,9 +50,12 @@ t.test('a new host on the same directory sees earlier runs, flags, counts and de
 t.test('pagination and filters work across segments, newest first', async (t) => {
   const { host } = await startHost(t, { storeOptions: { segmentSize: 10 }, config: { store: { keepRuns: 10_000 } } });
   host.register({ name: 'a', handler: noop });
-  host.register({ name: 'b', handler: () => {
-    throw new Error('b');
-  } });
+  host.register({
+    name: 'b',
+    handler: () => {
+      throw new Error('b');
+    },
+  });
   const ids: string[] = [];
   for (let i = 0; i < 55; i++) {
     const { runId } = await host.trigger(i % 5 === 0 ? 'b' : 'a');
@@ -123,7 +132,10 @@ t.test('with fsync on, each journal and segment write is synced (O_DSYNC); with 
     host.register({ name: 'a', handler: noop });
     await host.wait((await host.trigger('a')).runId);
     const files = ndjsonFlags(dir);
-    t.ok(files.some((f) => f.file.startsWith('journal-')) && files.some((f) => f.file.startsWith('segments')), `journal and segment open (${files.map((f) => f.file).join(', ')})`);
+    t.ok(
+      files.some((f) => f.file.startsWith('journal-')) && files.some((f) => f.file.startsWith('segments')),
+      `journal and segment open (${files.map((f) => f.file).join(', ')})`,
+    );
     for (const f of files) t.equal((f.flags & constants.O_DSYNC) !== 0, fsync, `${f.file}: O_DSYNC ${fsync ? 'set' : 'not set'}`);
     await host.stop();
   }
@@ -142,12 +154,18 @@ t.test('a torn tail from an interrupted write is dropped; the store still loads'
   appendFileSync(journal, 'garbage line\n{"r":{"id":"half');
   const b = await startHost(t, { dir });
   b.host.register({ name: 'a', handler: noop });
-  t.same((await b.host.runs()).items.map((r) => r.id), [...ids].reverse());
+  t.same(
+    (await b.host.runs()).items.map((r) => r.id),
+    [...ids].reverse(),
+  );
   const next = await b.host.trigger('a');
   t.equal((await b.host.wait(next.runId)).status, 'succeeded', 'appends continue after the dropped tail');
   await b.host.stop();
   const lines = readFileSync(seg, 'utf8').trim().split('\n');
-  t.ok(lines.every((l) => JSON.parse(l)), 'no torn line left in the segment');
+  t.ok(
+    lines.every((l) => JSON.parse(l)),
+    'no torn line left in the segment',
+  );
 });
 
 t.test('runs found running after a crash are recovered (queued again, or failed when out of attempts)', async (t) => {
@@ -167,9 +185,13 @@ t.test('runs found running after a crash are recovered (queued again, or failed 
 
   const b = await startHost(t, { dir: crashed, clock: a.clock, start: false });
   let attempt = 0;
-  b.host.register({ name: 'retryable', retry: { attempts: 2 }, handler: (ctx: JobContext) => {
-    attempt = ctx.attempt;
-  } });
+  b.host.register({
+    name: 'retryable',
+    retry: { attempts: 2 },
+    handler: (ctx: JobContext) => {
+      attempt = ctx.attempt;
+    },
+  });
   b.host.register({ name: 'single', handler: noop });
   await b.host.start();
   const rec = await b.host.wait(r1.runId);
@@ -180,8 +202,14 @@ t.test('runs found running after a crash are recovered (queued again, or failed 
   t.match(rec.attempts[0], { n: 1, error: { code: 'INTERRUPTED' } });
   t.match(await b.host.run(r2.runId), { status: 'failed', error: { code: 'INTERRUPTED' } });
   // both are announced, so live clients and metrics see what recovery did
-  t.match(b.of('run.queued').map((e) => e.data), [{ runId: r1.runId, source: 'recovery', delayed: false }]);
-  t.match(b.of('run.failed').map((e) => e.data), [{ runId: r2.runId, job: 'single', error: { code: 'INTERRUPTED' } }]);
+  t.match(
+    b.of('run.queued').map((e) => e.data),
+    [{ runId: r1.runId, source: 'recovery', delayed: false }],
+  );
+  t.match(
+    b.of('run.failed').map((e) => e.data),
+    [{ runId: r2.runId, job: 'single', error: { code: 'INTERRUPTED' } }],
+  );
 });
 
 t.test('the in-memory store behaves the same and writes nothing', async (t) => {
@@ -224,7 +252,20 @@ t.test('serializeRun matches JSON.stringify for runs with every field set', asyn
     origin: 'http',
   };
   t.equal(serializeRun(run), JSON.stringify(run));
-  const empty: Run = { ...run, params: {}, key: null, startedAt: null, endedAt: null, durationMs: null, progress: { fraction: 0, text: null }, attempts: [], result: null, error: null, retryOf: null, event: null };
+  const empty: Run = {
+    ...run,
+    params: {},
+    key: null,
+    startedAt: null,
+    endedAt: null,
+    durationMs: null,
+    progress: { fraction: 0, text: null },
+    attempts: [],
+    result: null,
+    error: null,
+    retryOf: null,
+    event: null,
+  };
   delete empty.origin;
   t.equal(serializeRun(empty), JSON.stringify(empty));
   t.equal(serializeRun({ ...empty, result: 'text' }), JSON.stringify({ ...empty, result: 'text' }));

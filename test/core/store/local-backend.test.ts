@@ -1,0 +1,205 @@
+import t from 'tap';
+import type { AdmissionRules, Backend, ExecutableJob } from '../../../core/contract/backend.js';
+import { createManualClock, isoTime } from '../../../core/contract/clock.js';
+import type { AnyHostEvent } from '../../../core/contract/events.js';
+import { silentLogger } from '../../../core/contract/logger.js';
+import type { JobContext } from '../../../core/contract/plugin.js';
+import { DEFAULT_RETRY } from '../../../core/contract/retry.js';
+import type { Run } from '../../../core/contract/run.js';
+import { Bus } from '../../../core/engine/bus.js';
+import { InlineExecutor } from '../../../core/engine/executor.js';
+import { RunEvents } from '../../../core/engine/run-events.js';
+import { createLocalBackend } from '../../../core/store/local-backend.js';
+import { gate, type Tap, tempDir } from '../../helpers.js';
+
+/**
+ * The local backend through the `Backend` interface alone, with the engine's real executor and
+ * run events on a real bus, and a real store directory: what a second backend must also do.
+ */
+
+const T0 = Date.UTC(2026, 0, 5, 12, 0, 0);
+const ALLOW: AdmissionRules = { enabled: true, once: false, cooldownMs: 0, overlap: 'allow' };
+
+let seq = 0;
+function runOf(job: string, extra: Partial<Run> = {}): Run {
+  const at = isoTime(T0);
+  return {
+    id: `0000run${String(++seq).padStart(5, '0')}`,
+    job,
+    status: 'queued',
+    source: 'api',
+    params: {},
+    priority: 0,
+    key: null,
+    queue: 'default',
+    createdAt: at,
+    runAt: at,
+    startedAt: null,
+    endedAt: null,
+    durationMs: null,
+    progress: { fraction: 0, text: null },
+    attempts: [],
+    maxAttempts: 1,
+    result: null,
+    error: null,
+    retryOf: null,
+    event: null,
+    ...extra,
+  };
+}
+
+interface Harness {
+  backend: Backend;
+  events: AnyHostEvent[];
+  types(runId: string): string[];
+}
+
+/** A backend on `dir`, opened with the engine's real executor and observer; closed at teardown. */
+async function open(
+  t: Tap,
+  dir: string,
+  jobs: Record<string, Partial<ExecutableJob> & { handler: ExecutableJob['handler'] }>,
+  before?: (b: Backend) => void,
+): Promise<Harness> {
+  const clock = createManualClock(T0);
+  const logger = silentLogger();
+  const bus = new Bus({ clock, logger });
+  const events: AnyHostEvent[] = [];
+  bus.on('*', (e) => events.push(e));
+  const backend = createLocalBackend({
+    dir,
+    fsync: true,
+    keepRuns: 1000,
+    keepDays: 30,
+    concurrency: 8,
+    queues: { default: 1 },
+    clock,
+    random: () => 0.5,
+    logger,
+  });
+  const executor = new InlineExecutor({
+    logger,
+    reader: { runs: (q) => backend.listRuns(q ?? {}), run: (id) => backend.getRun(id), stats: () => ({}) as never },
+    publish: () => undefined,
+  });
+  let n = 0;
+  const observer = new RunEvents({ bus, clock, logger, newId: () => `n${++n}`, notifySpec: () => null, backend: () => backend });
+  const job = (name: string): ExecutableJob | undefined => {
+    const j = jobs[name];
+    return j && { name, concurrency: 1, timeoutMs: 0, retry: DEFAULT_RETRY, ...j };
+  };
+  before?.(backend);
+  await backend.open({ job, executor, observer });
+  executor.open();
+  backend.start();
+  t.teardown(async () => {
+    await backend.drain(0);
+    executor.close();
+    await backend.close();
+  });
+  const types = (runId: string): string[] => events.filter((e) => 'runId' in e.data && e.data.runId === runId).map((e) => e.type);
+  return { backend, events, types };
+}
+
+async function finished(h: Harness, runId: string): Promise<Run> {
+  for (let i = 0; i < 100; i++) {
+    const run = await h.backend.getRun(runId);
+    if (run && (run.status === 'succeeded' || run.status === 'failed' || run.status === 'canceled')) return run;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`run ${runId} did not finish`);
+}
+
+t.test('an acknowledged add is on disk: a backend opened afresh on the directory has the run', async (t) => {
+  const dir = tempDir(t);
+  const first = await open(t, dir, {});
+  const run = runOf('not-loaded-here');
+  t.equal(await first.backend.add(run, ALLOW), undefined, 'admitted, and durable');
+  t.same(first.types(run.id), ['run.queued']);
+  await first.backend.drain(0);
+  await first.backend.close();
+  const second = await open(t, dir, {});
+  t.match(await second.backend.getRun(run.id), { id: run.id, status: 'queued', job: 'not-loaded-here' });
+  t.equal(second.backend.load('not-loaded-here').active, 1, 'it waits for a plugin that provides its job');
+});
+
+t.test('admission is checked with the add: a second add in the same tick sees the first', async (t) => {
+  const h = await open(t, tempDir(t), {});
+  const skip: AdmissionRules = { ...ALLOW, overlap: 'skip' };
+  const a = runOf('solo');
+  const b = runOf('solo');
+  const [ra, rb] = await Promise.all([h.backend.add(a, skip), h.backend.add(b, skip)]);
+  t.equal(ra, undefined);
+  t.same(rb, { reason: 'overlap', detail: `run ${a.id} is already queued or running`, runId: a.id });
+  t.equal(await h.backend.getRun(b.id), undefined, 'a refused run is not recorded');
+  const keyed = [runOf('keyed', { key: 'k' }), runOf('keyed', { key: 'k' })];
+  const refusals = await Promise.all(keyed.map((r) => h.backend.add(r, ALLOW)));
+  t.same(
+    refusals.map((r) => r?.reason),
+    [undefined, 'duplicate'],
+  );
+  t.same(await h.backend.add(runOf('off'), { ...ALLOW, enabled: false }), { reason: 'disabled', detail: 'the job is disabled' });
+});
+
+t.test('the backend starts runs and reports every change in order; retries follow the policy', async (t) => {
+  let calls = 0;
+  const h = await open(t, tempDir(t), {
+    flaky: {
+      handler: () => {
+        if (++calls === 1) throw new Error('first try fails');
+        return { ok: true };
+      },
+      retry: { ...DEFAULT_RETRY, attempts: 2, delayMs: 0, jitter: 0 },
+    },
+  });
+  const run = runOf('flaky', { maxAttempts: 2 });
+  await h.backend.add(run, ALLOW);
+  const done = await finished(h, run.id);
+  t.equal(done.status, 'succeeded');
+  t.same(done.result, { ok: true });
+  t.same(
+    done.attempts.map((a) => a.error?.code ?? null),
+    ['HANDLER_ERROR', null],
+  );
+  t.same(h.types(run.id), ['run.queued', 'run.started', 'run.retrying', 'run.started', 'run.succeeded']);
+  t.same(h.backend.jobState('flaky').counts, { succeeded: 1 }, 'the outcome is folded into the job state');
+});
+
+t.test('cancel of a running run aborts its attempt and ends it at once; a finished or unknown run is not canceled', async (t) => {
+  const started = gate<AbortSignal>();
+  const release = gate();
+  const h = await open(t, tempDir(t), {
+    slow: {
+      handler: async (ctx: JobContext<never>) => {
+        started.open(ctx.signal);
+        await release.promise;
+        return 'late';
+      },
+    },
+  });
+  const run = runOf('slow');
+  await h.backend.add(run, ALLOW);
+  const signal = await started.promise;
+  const canceled = await h.backend.cancel(run.id, 'stop it');
+  t.equal(canceled?.canceled, true);
+  t.match(canceled?.run, { status: 'canceled', error: { code: 'CANCELED', message: 'stop it' } });
+  t.equal(signal.aborted, true, "the handler's signal is aborted");
+  release.open();
+  await new Promise((r) => setImmediate(r));
+  t.equal((await h.backend.getRun(run.id))?.status, 'canceled', 'the late result is ignored');
+  t.same(h.types(run.id), ['run.queued', 'run.started', 'run.canceled']);
+  t.equal((await h.backend.cancel(run.id, 'again'))?.canceled, false, 'already finished');
+  t.equal(await h.backend.cancel('no-such-run', 'x'), undefined);
+});
+
+t.test('job flags: set before open they win over what is loaded; set after open they survive a restart', async (t) => {
+  const dir = tempDir(t);
+  const first = await open(t, dir, {});
+  await first.backend.setJobFlags('a', { enabled: false, lastFireAt: 123 });
+  await first.backend.drain(0);
+  await first.backend.close();
+  const second = await open(t, dir, {}, (b) => void b.setJobFlags('a', { enabled: true }));
+  t.same(second.backend.jobState('a'), { enabled: true, lastFireAt: 123 });
+  await second.backend.setJobFlags('a', { enabled: null });
+  t.same(second.backend.jobState('a'), { lastFireAt: 123 }, 'null clears a flag');
+});

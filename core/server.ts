@@ -7,12 +7,14 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyPluginAsync
 import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
+import { parseConfig } from './config.js';
 import { HostError } from './errors.js';
 import type { Host } from './host.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
 import { registerRoutes, type JobhostApp } from './routes.js';
 import { registerEventStream, type EventStream } from './ws.js';
 
@@ -41,6 +43,10 @@ export interface ServerOptions {
   token?: string | null | undefined;
   /** Largest request body in bytes; larger ones get 413 (default `server.bodyLimit`, 1 MiB). */
   bodyLimit?: number | undefined;
+  /** Web page origins admitted besides the host's own, e.g. a reverse proxy's (default `server.allowedOrigins`). */
+  allowedOrigins?: readonly string[] | undefined;
+  /** Host names served on a loopback bind besides loopback ones (default `server.allowedHosts`). */
+  allowedHosts?: readonly string[] | undefined;
   /** Default: the host's logger. */
   logger?: Logger | undefined;
   /** Log every request (default false: errors only). */
@@ -92,6 +98,12 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   const token = options.token === undefined ? settings.token : options.token;
   assertSafeBind(bindHost, token);
   const logger = options.logger ?? host.logger;
+  // An embedder's lists pass the config file's schema too: the same errors, the same canonical forms.
+  const lists =
+    options.allowedOrigins === undefined && options.allowedHosts === undefined
+      ? settings
+      : parseConfig({ server: { allowedOrigins: options.allowedOrigins ?? settings.allowedOrigins, allowedHosts: options.allowedHosts ?? settings.allowedHosts } }).server;
+  const guard = requestGuard({ bindHost, allowedOrigins: lists.allowedOrigins, allowedHosts: lists.allowedHosts });
 
   const app: JobhostApp = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -110,6 +122,15 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   // JSON in and out: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
+  // POSTs must say application/json even without a body (see the media-type hook below), so an
+  // empty JSON body means "no body", not 400.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.length === 0) done(null, undefined);
+    else parseJson(request, text, done);
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const { statusCode, body, internal } = toHttpError(err);
@@ -144,6 +165,9 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       socket.terminate();
     },
   });
+  // Registered after the WebSocket plugin (like the token check below), so a refused upgrade never
+  // reaches the socket: the 403 goes out on the raw connection, which is then closed.
+  void app.register(originGuard(guard));
   if (token) {
     const check = tokenChecker(token);
     // Registered after the WebSocket plugin, so its onRequest hook marks upgrade requests first and a
@@ -165,6 +189,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       }),
     );
   }
+  // After the token check: who is asking comes before what they sent.
+  void app.register(jsonPostsOnly);
   void app.register(swagger, {
     openapi: {
       openapi: '3.0.3',

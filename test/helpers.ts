@@ -89,7 +89,7 @@ export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => voi
 export interface TestServer extends TestHost {
   server: Server;
   url: string;
-  /** A real HTTP request; the body is sent as JSON unless it is already a string. */
+  /** A real HTTP request; the body is sent as JSON unless it is already a string, and a POST says JSON. */
   request(method: string, path: string, options?: { body?: unknown; headers?: Record<string, string> }): Promise<TestResponse>;
   /** The metrics text, read in-process. */
   metrics(): Promise<string>;
@@ -112,10 +112,9 @@ export async function startServer(t: Tap, options: Parameters<typeof startHost>[
   const request: TestServer['request'] = async (method, path, opts = {}) => {
     const headers: Record<string, string> = { ...opts.headers };
     let body: string | undefined;
-    if (opts.body !== undefined) {
-      body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-      headers['content-type'] ??= 'application/json';
-    }
+    if (opts.body !== undefined) body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    // Like the CLI and the dashboard, a POST says JSON with a body or without; tests of other types set their own.
+    if (body !== undefined || method === 'POST') headers['content-type'] ??= 'application/json';
     const res = await fetch(url + path, { method, headers, ...(body !== undefined && { body }) });
     const text = await res.text();
     let json: Record<string, unknown> = {};

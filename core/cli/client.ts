@@ -172,7 +172,8 @@ export function createClient(options: ClientOptions): Client {
   async function request<T extends z.ZodType>(method: 'GET' | 'POST', path: string, schema: T, body?: unknown): Promise<z.output<T>> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (token) headers['authorization'] = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    // The host takes a POST only when it says JSON, body or not (what a cross-site form cannot say).
+    if (method === 'POST') headers['content-type'] = 'application/json';
     let res: Response;
     let text: string;
     try {

@@ -19,6 +19,54 @@ export type JobOverride = z.output<typeof jobOverrideSchema>;
 
 const port = z.number().int().min(0).max(65_535);
 
+// A Host header or an allowedHosts entry: a name or an IPv4 address, or an IPv6 one in brackets,
+// and an optional port. Underscores appear in container and compose service names.
+const HOST_PATTERN = /^(\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?)(?::(\d{1,5}))?$/i;
+
+/** `name[:port]` split and lowercased; null when the value is not a host. */
+export function parseHost(value: string): { name: string; port: string | null } | null {
+  const match = HOST_PATTERN.exec(value.trim());
+  if (!match || Number(match[2] ?? 0) > 65_535) return null;
+  return { name: match[1]!.toLowerCase(), port: match[2] ?? null };
+}
+
+/** The origin (`https://jobs.example.com`) an allowedOrigins entry names, or null when it names none. */
+export function canonicalOrigin(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  // An origin is scheme, host and port: a path, query or credentials mean the entry is something else.
+  if (url.username || url.password || url.search || url.hash || url.pathname !== '/') return null;
+  return url.origin;
+}
+
+/** `server.allowedOrigins` entry, kept in the form browsers send: `https://jobs.example.com`. */
+const originEntry = z.string().transform((value, ctx) => {
+  const origin = canonicalOrigin(value);
+  if (origin === null) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected an origin such as https://jobs.example.com (scheme, host, optional port; no path), got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+  return origin;
+});
+
+/** `server.allowedHosts` entry: a name (any port) or `name:port`, lowercased. */
+const hostEntry = z.string().transform((value, ctx) => {
+  const parsed = parseHost(value);
+  if (parsed === null) {
+    ctx.addIssue({ code: 'custom', message: `expected a host name such as jobs.example.com, optionally with :port, got ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return parsed.port === null ? parsed.name : `${parsed.name}:${Number(parsed.port)}`;
+});
+
 /** The config file's schema. Every key has a default, so `{}` is a valid config. */
 export const configSchema = z.strictObject({
   server: z
@@ -32,6 +80,10 @@ export const configSchema = z.strictObject({
         .min(1024)
         .max(100 * 1024 * 1024)
         .default(1024 * 1024),
+      // Web pages allowed to use the API besides the host's own origin (a reverse proxy's public origin).
+      allowedOrigins: z.array(originEntry).default([]),
+      // Host names served on a loopback bind besides loopback ones (a reverse proxy that keeps Host).
+      allowedHosts: z.array(hostEntry).default([]),
     })
     .prefault({}),
   store: z

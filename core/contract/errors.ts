@@ -40,9 +40,11 @@ export const ERROR_CODES = {
   SHUTDOWN: { status: 503, text: 'The attempt was aborted because the host shut down past its grace period.' },
   // HTTP
   UNAUTHORIZED: { status: 401, text: 'A token is configured and the request did not carry it.' },
+  ORIGIN_NOT_ALLOWED: { status: 403, text: "The request comes from a web page whose origin is neither the host's own nor in server.allowedOrigins." },
+  HOST_NOT_ALLOWED: { status: 403, text: 'On a loopback address, the Host header names neither loopback nor an entry of server.allowedHosts (DNS rebinding).' },
   NOT_FOUND: { status: 404, text: 'No such route.' },
   PAYLOAD_TOO_LARGE: { status: 413, text: 'The request body is larger than the limit.' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'The request body is not JSON.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'A POST does not say content-type: application/json (with a body or without one), or its body is not JSON.' },
   METHOD_NOT_ALLOWED: { status: 405, text: 'The route does not accept that method.' },
   BAD_REQUEST: { status: 400, text: 'The request could not be understood (malformed JSON, bad headers).' },
   UPGRADE_REQUIRED: { status: 426, text: 'GET /events is a WebSocket: the request must ask for an upgrade.' },

@@ -57,11 +57,45 @@ function describeValidation(err: { validation: ValidationIssue[]; validationCont
   return { statusCode: body.statusCode, body, internal: false };
 }
 
+/** 5xx codes that describe the host's state to the client (retry later), not a failure inside it. */
+const STATE_CODES: ReadonlySet<ErrorCode> = new Set(['SHUTTING_DOWN', 'NOT_STARTED']);
+
+/**
+ * True for a code whose message describes the server's inside (a file path, a stack of causes):
+ * the client gets the code's meaning instead, and the log keeps the message and details.
+ */
+export function isServerSide(code: string): boolean {
+  const entry = (ERROR_CODES as Readonly<Record<string, { status: number } | undefined>>)[code];
+  return entry !== undefined && entry.status >= 500 && !STATE_CODES.has(code as ErrorCode);
+}
+
+/** What a client is told of an error recorded as `{ code, message }`: the message, unless it is server-side. */
+export function clientMessage(code: string, message: string): string {
+  return isServerSide(code) ? ERROR_CODES[code as ErrorCode].text : message;
+}
+
+/** The system error code (`ENOSPC`) somewhere in an error's causes: what a client may know of an I/O failure. */
+function systemCode(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /** Maps anything thrown to the answer the client gets. */
 export function toHttpError(err: unknown): HttpError {
   if (isHostError(err)) {
+    if (isServerSide(err.code)) {
+      // The message and details of a failure of ours name files and directories: log them, answer with the meaning.
+      const cause = systemCode(err.cause);
+      const body = errorBody(err.code, cause === undefined ? ERROR_CODES[err.code].text : `${ERROR_CODES[err.code].text} (${cause})`);
+      return { statusCode: body.statusCode, body, internal: true };
+    }
     const body = errorBody(err.code, err.message, err.details);
-    return { statusCode: body.statusCode, body, internal: body.statusCode >= 500 && err.code !== 'SHUTTING_DOWN' && err.code !== 'NOT_STARTED' };
+    return { statusCode: body.statusCode, body, internal: false };
   }
   if (typeof err === 'object' && err !== null) {
     const e = err as { validation?: unknown; validationContext?: string; statusCode?: unknown; message?: unknown };

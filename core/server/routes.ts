@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
 import type { Host } from '../engine/host.js';
+import { clientMessage } from './http-errors.js';
 import {
   errors,
   eventParams,
@@ -145,7 +146,12 @@ export function registerRoutes(app: JobhostApp, host: Host): void {
       body: z.unknown().describe('the event payload'),
       response: { 202: publishResponse, ...errors(400, 401, 413, 415, 503) },
     },
-    handler: async (request, reply) => reply.code(202).send(await host.publish(request.params.type, request.body)),
+    handler: async (request, reply) => {
+      const result = await host.publish(request.params.type, request.body);
+      // A failure of ours (STORE_WRITE_FAILED) names files in its message; the client gets its meaning.
+      const failures = result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) }));
+      return reply.code(202).send({ ...result, errors: failures });
+    },
   });
 
   app.get('/runs', {

@@ -13,6 +13,7 @@ import Fastify, {
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Host } from '../engine/host.js';
@@ -20,6 +21,7 @@ import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
 
@@ -48,6 +50,10 @@ export interface ServerOptions {
   token?: string | null | undefined;
   /** Largest request body in bytes; larger ones get 413 (default `server.bodyLimit`, 1 MiB). */
   bodyLimit?: number | undefined;
+  /** Web page origins admitted besides the host's own, e.g. a reverse proxy's (default `server.allowedOrigins`). */
+  allowedOrigins?: readonly string[] | undefined;
+  /** Host names served on a loopback bind besides loopback ones (default `server.allowedHosts`). */
+  allowedHosts?: readonly string[] | undefined;
   /** Default: the host's logger. */
   logger?: Logger | undefined;
   /** Log every request (default false: errors only). */
@@ -99,6 +105,14 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   const token = options.token === undefined ? settings.token : options.token;
   assertSafeBind(bindHost, token);
   const logger = options.logger ?? host.logger;
+  // An embedder's lists pass the config file's schema too: the same errors, the same canonical forms.
+  const lists =
+    options.allowedOrigins === undefined && options.allowedHosts === undefined
+      ? settings
+      : parseConfig({
+          server: { allowedOrigins: options.allowedOrigins ?? settings.allowedOrigins, allowedHosts: options.allowedHosts ?? settings.allowedHosts },
+        }).server;
+  const guard = requestGuard({ bindHost, allowedOrigins: lists.allowedOrigins, allowedHosts: lists.allowedHosts });
 
   const app: JobhostApp = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -117,6 +131,15 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   // JSON in and out: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
+  // POSTs must say application/json even without a body (see the media-type hook below), so an
+  // empty JSON body means "no body", not 400.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.length === 0) done(null, undefined);
+    else parseJson(request, text, done);
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const { statusCode, body, internal } = toHttpError(err);
@@ -151,6 +174,9 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       socket.terminate();
     },
   });
+  // Registered after the WebSocket plugin (like the token check below), so a refused upgrade never
+  // reaches the socket: the 403 goes out on the raw connection, which is then closed.
+  void app.register(originGuard(guard));
   if (token) {
     const check = tokenChecker(token);
     // Registered after the WebSocket plugin, so its onRequest hook marks upgrade requests first and a
@@ -172,6 +198,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       }),
     );
   }
+  // After the token check: who is asking comes before what they sent.
+  void app.register(jsonPostsOnly);
   void app.register(swagger, {
     openapi: {
       openapi: '3.0.3',

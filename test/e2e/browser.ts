@@ -24,13 +24,13 @@ export const CHROMIUM_FLAGS = [
   '--disable-sync',
 ];
 
-/** A headless Chromium with a fresh profile under `dir`, closed when the test ends. */
-export async function launchChromium(t: Tap, dir: string): Promise<BrowserContext> {
+/** A headless Chromium with a fresh profile under `dir` (and `args` beside the usual flags), closed when the test ends. */
+export async function launchChromium(t: Tap, dir: string, args: readonly string[] = []): Promise<BrowserContext> {
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install it with \`apt-get update && apt-get install -y chromium\``);
   const context = await chromium.launchPersistentContext(path.join(dir, 'chromium-profile'), {
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_FLAGS,
+    args: [...CHROMIUM_FLAGS, ...args],
     viewport: { width: 1280, height: 860 },
   });
   t.teardown(() => context.close());
@@ -82,7 +82,11 @@ export interface DashboardHost {
  * A real host on a temp dir: a plugins directory with `files`, hot reload on, the disk store, the
  * real clock, and the HTTP server with the dashboard on 127.0.0.1, port 0. Stopped when the test ends.
  */
-export async function startDashboardHost(t: Tap, files: Record<string, string>, options: { token?: string } = {}): Promise<DashboardHost> {
+export async function startDashboardHost(
+  t: Tap,
+  files: Record<string, string>,
+  options: { token?: string; allowedOrigins?: string[]; allowedHosts?: string[] } = {},
+): Promise<DashboardHost> {
   const dir = tempDir(t, 'jobhost-dash-');
   const pluginsDir = path.join(dir, 'plugins');
   mkdirSync(pluginsDir);
@@ -91,7 +95,15 @@ export async function startDashboardHost(t: Tap, files: Record<string, string>, 
   const host = createHost({
     cwd: dir,
     logger: silentLogger(),
-    config: { store: { dir: 'data' }, plugins: { dir: 'plugins' }, server: { token: options.token ?? null } },
+    config: {
+      store: { dir: 'data' },
+      plugins: { dir: 'plugins' },
+      server: {
+        token: options.token ?? null,
+        ...(options.allowedOrigins && { allowedOrigins: options.allowedOrigins }),
+        ...(options.allowedHosts && { allowedHosts: options.allowedHosts }),
+      },
+    },
   });
   usePluginDirectory(host, { dir: pluginsDir, watch: true, importTimeoutMs: 10_000, debounceMs: 30 });
   const server = useServer(host, { host: '127.0.0.1', port: 0, plugins: [dashboard] });

@@ -155,26 +155,33 @@ const METHODS = ['GET', 'POST', 'POST', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIO
 const RAW_REQUESTS = [
   'GET / HTTP/1.1\r\n\r\n',
   'GARBAGE\r\n\r\n',
-  'GET /jobs HTTP/9.9\r\nHost: x\r\n\r\n',
+  'GET /jobs HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n',
   'GET /jobs\r\n\r\n',
-  `GET /jobs HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
-  'POST /jobs/noop/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
-  'POST /jobs/noop/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\nContent-Length: 2\r\n\r\n{}',
-  'POST /jobs/noop/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n{}',
-  'GET /jobs/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n',
-  'GET /jobs/..%2f..%2fetc HTTP/1.1\r\nHost: x\r\n\r\n',
-  'GET /runs/\u0000 HTTP/1.1\r\nHost: x\r\n\r\n',
-  'GET /events?since=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
-  'GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: x\r\n\r\n',
-  'GET /nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-  'TRACE /jobs HTTP/1.1\r\nHost: x\r\n\r\n',
-  'CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n',
-  'GET http://evil/jobs HTTP/1.1\r\nHost: x\r\n\r\n',
-  'GET * HTTP/1.1\r\nHost: x\r\n\r\n',
-  'POST /jobs/noop/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"par',
-  'GET /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \u00ff\u00fe\r\n\r\n',
+  `GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+  'POST /jobs/noop/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+  'POST /jobs/noop/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10\r\nContent-Length: 2\r\n\r\n{}',
+  'POST /jobs/noop/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n{}',
+  'GET /jobs/../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'GET /jobs/..%2f..%2fetc HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'GET /runs/\u0000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'GET /events?since=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+  'GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: x\r\n\r\n',
+  'GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+  'TRACE /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'CONNECT x:1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'GET http://evil/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  'POST /jobs/noop/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"par',
+  'GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \u00ff\u00fe\r\n\r\n',
   'GET /jobs HTTP/1.1\r\nHo st: x\r\n\r\n',
   '\r\n\r\n\r\n',
+  // Foreign and malformed Host headers: refused (403) before the rest of the request is looked at.
+  'GET /jobs HTTP/1.1\r\nHost: x\r\n\r\n',
+  'POST /jobs/noop/run HTTP/1.1\r\nHost: evil.example.com\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+  `GET /jobs HTTP/1.1\r\nHost: ${'h'.repeat(5000)}:99999\r\n\r\n`,
+  'GET /jobs HTTP/1.1\r\nHost: [::1\r\n\r\n',
+  'GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example.com\r\n\r\n',
+  'GET /events HTTP/1.1\r\nHost: evil.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
 ];
 
 /** Sends raw bytes; resolves with the status of the first response line, or null if the connection just closed. */
@@ -202,9 +209,13 @@ async function send(s: TestServer): Promise<{ status: number; body: Record<strin
     body = randomBody();
     const type = pick(CONTENT_TYPES);
     if (type) headers['content-type'] = type;
+  } else if (method === 'POST' && rand() < 0.8) {
+    headers['content-type'] = 'application/json'; // a well-behaved client's POST without a body
   }
   if (rand() < 0.1) headers['authorization'] = pick(['Bearer', 'Bearer x', 'Basic Zm9vOmJhcg==', junk(5).replace(/[^\x20-\x7e]/g, 'a')]);
   if (rand() < 0.05) headers['accept'] = pick(['text/html', '*/*', 'application/xml']);
+  if (rand() < 0.05)
+    headers['origin'] = pick(['null', 'http://evil.example.com', s.url, `${s.url}/`, '', 'http://[::1', junk(8).replace(/[^\x20-\x7e]/g, 'o')]);
   const what = `${method} ${path.slice(0, 120)} ${body === undefined ? '' : body.slice(0, 60)}`;
   try {
     const res = await fetch(s.url + path, { method, headers, ...(body !== undefined && { body }) });

@@ -44,10 +44,9 @@ export async function api(method, path, body) {
   const token = getToken();
   if (token) headers.authorization = `Bearer ${token}`;
   const init = { method, headers };
-  if (body !== undefined) {
-    headers['content-type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
+  // The host takes a POST only when it says JSON, body or not (what a cross-site form cannot say).
+  if (method !== 'GET') headers['content-type'] = 'application/json';
+  if (body !== undefined) init.body = JSON.stringify(body);
   const res = await fetch(path, init);
   const text = await res.text();
   let json = null;

@@ -3,7 +3,7 @@ import { parseConfig } from '../../../core/contract/config.js';
 
 t.test('{} is a valid config with every default filled in', async (t) => {
   const c = parseConfig({});
-  t.same(c.server, { host: '127.0.0.1', port: 3000, token: null, bodyLimit: 1024 * 1024 });
+  t.same(c.server, { host: '127.0.0.1', port: 3000, token: null, bodyLimit: 1024 * 1024, allowedOrigins: [], allowedHosts: [] });
   t.same(c.store, { dir: 'data', keepRuns: 1000, keepDays: 30, fsync: true });
   t.same(c.plugins, { dir: 'plugins', watch: true, importTimeout: 10_000 });
   t.same(c.defaults, { timezone: 'UTC', timeout: 300_000 });
@@ -29,6 +29,17 @@ t.test('the SPEC example config parses', async (t) => {
   t.same(c.jobs['cleanup-temp-files'], { schedule: { kind: 'cron', expr: '0 */3 * * *' }, enabled: true, params: { dir: '/var/tmp' } });
 });
 
+t.test('allowed origins and hosts are kept in the form requests carry them', async (t) => {
+  const c = parseConfig({
+    server: {
+      allowedOrigins: ['https://Jobs.Example.com', 'https://jobs.example.com:443/', 'http://localhost:8080', 'http://[::1]:3000'],
+      allowedHosts: ['Jobs.Example.com', 'proxy.internal:8443', '[::1]:3000', 'my_service'],
+    },
+  });
+  t.same(c.server.allowedOrigins, ['https://jobs.example.com', 'https://jobs.example.com', 'http://localhost:8080', 'http://[::1]:3000']);
+  t.same(c.server.allowedHosts, ['jobs.example.com', 'proxy.internal:8443', '[::1]:3000', 'my_service']);
+});
+
 t.test('a queues map without default still gets one', async (t) => {
   t.same(parseConfig({ queues: { fast: 3 } }).queues, { fast: 3, default: 1 });
   t.equal(parseConfig({ queues: { fast: 3 }, jobs: { x: { queue: 'default' } } }).jobs['x']?.queue, 'default');
@@ -43,6 +54,18 @@ t.test('bad values and unknown keys name the path', async (t) => {
     [{ server: { port: 70000 } }, 'CONFIG_INVALID', /^server\.port: /],
     [{ server: { token: 'short' } }, 'CONFIG_INVALID', /^server\.token: a token needs at least 8 characters/],
     [{ concurrency: 0 }, 'CONFIG_INVALID', /^concurrency: /],
+    [
+      { server: { allowedOrigins: ['jobs.example.com'] } },
+      'CONFIG_INVALID',
+      /^server\.allowedOrigins\.0: expected an origin such as https:\/\/jobs\.example\.com/,
+    ],
+    [{ server: { allowedOrigins: ['https://ok.example.com', 'https://jobs.example.com/app'] } }, 'CONFIG_INVALID', /^server\.allowedOrigins\.1: .*no path/],
+    [{ server: { allowedOrigins: ['*'] } }, 'CONFIG_INVALID', /^server\.allowedOrigins\.0: /],
+    [{ server: { allowedOrigins: ['ftp://jobs.example.com'] } }, 'CONFIG_INVALID', /^server\.allowedOrigins\.0: /],
+    [{ server: { allowedOrigins: 'https://jobs.example.com' } }, 'CONFIG_INVALID', /^server\.allowedOrigins: /],
+    [{ server: { allowedHosts: ['https://jobs.example.com'] } }, 'CONFIG_INVALID', /^server\.allowedHosts\.0: expected a host name such as jobs\.example\.com/],
+    [{ server: { allowedHosts: ['jobs.example.com:99999'] } }, 'CONFIG_INVALID', /^server\.allowedHosts\.0: /],
+    [{ server: { allowedHosts: ['*.example.com'] } }, 'CONFIG_INVALID', /^server\.allowedHosts\.0: /],
     [{ queues: { default: 0 } }, 'CONFIG_INVALID', /^queues\.default: /],
     [{ jobs: { x: { queue: 'urgent' } } }, 'CONFIG_INVALID', /^jobs\.x\.queue: unknown queue "urgent" \(queues: critical, default, low\)/],
     [{ shutdown: { grace: 'a while' } }, 'INVALID_DURATION', /^shutdown\.grace: /],

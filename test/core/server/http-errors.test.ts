@@ -1,6 +1,6 @@
 import t from 'tap';
-import { HostError } from '../../../core/contract/errors.js';
-import { errorBody, toHttpError } from '../../../core/server/http-errors.js';
+import { ERROR_CODES, HostError } from '../../../core/contract/errors.js';
+import { clientMessage, errorBody, toHttpError } from '../../../core/server/http-errors.js';
 
 t.test('HostErrors keep their code, status and details', async (t) => {
   t.same(toHttpError(new HostError('SKIPPED', 'overlap: busy', { reason: 'overlap', job: 'a' })), {
@@ -38,4 +38,33 @@ t.test("fastify's client errors map by status; anything else is INTERNAL with a 
   for (const err of [new TypeError('x is undefined'), 'a string', null, Object.assign(new Error('db'), { statusCode: 502 })]) {
     t.match(toHttpError(err), { statusCode: 500, internal: true, body: { code: 'INTERNAL', message: 'internal error; the host logged the details' } });
   }
+});
+
+t.test("a failure of ours answers with the code's meaning: no message or details that name the server's files", async (t) => {
+  // As the store makes it: the journal's path in the message and the details, the system error as the cause.
+  const cause = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const err = new HostError(
+    'STORE_WRITE_FAILED',
+    '/srv/jobhost/data/journal-3.ndjson: ENOSPC: no space left on device, write',
+    { file: '/srv/jobhost/data/journal-3.ndjson' },
+    { cause },
+  );
+  const { statusCode, body, internal } = toHttpError(err);
+  t.equal(statusCode, 500);
+  t.equal(internal, true, 'logged, with the message and details');
+  t.same(body, { statusCode: 500, code: 'STORE_WRITE_FAILED', error: 'Internal Server Error', message: `${ERROR_CODES.STORE_WRITE_FAILED.text} (ENOSPC)` });
+  t.notMatch(JSON.stringify(body), '/srv/jobhost');
+  t.equal(
+    toHttpError(new HostError('CONFIG_READ', '/etc/jobhost.json: EACCES', { file: '/etc/jobhost.json' })).body.message,
+    ERROR_CODES.CONFIG_READ.text,
+    'no cause, no suffix',
+  );
+  t.match(
+    toHttpError(new HostError('SHUTTING_DOWN', 'the host is stopping: try again on another host')).body,
+    { message: 'the host is stopping: try again on another host' },
+    'a state of the host is told as it is',
+  );
+  t.equal(clientMessage('STORE_WRITE_FAILED', '/srv/x: ENOSPC'), ERROR_CODES.STORE_WRITE_FAILED.text);
+  t.equal(clientMessage('INVALID_PARAMS', 'params.a: bad'), 'params.a: bad');
+  t.equal(clientMessage('ECONNREFUSED', 'a code not of the table'), 'a code not of the table');
 });

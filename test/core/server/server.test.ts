@@ -1,12 +1,15 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
 import { ERROR_CODES } from '../../../core/contract/errors.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { jobSchema, notificationSchema, page, readyResponse, runSchema, statsResponse } from '../../../core/server/http-schemas.js';
 import { createServer, type ServerPlugin, useServer } from '../../../core/server/server.js';
-import { gate, startHost, startServer, type TestResponse } from '../../helpers.js';
+import { gate, startHost, startServer, type TestResponse, tempDir } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
 
@@ -76,7 +79,7 @@ t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', as
   );
   t.match(await host.run(runId(res)), { source: 'http', params: { a: 1 }, priority: 3, key: 'k1', status: 'queued' });
   const empty = await request('POST', '/jobs/job/run');
-  t.equal(empty.status, 202, 'no body at all is fine');
+  t.equal(empty.status, 202, 'content-type JSON with no body at all is fine');
   const delayed = await request('POST', '/jobs/job/run', { body: { delay: '30s' } });
   t.match(await host.run(runId(delayed)), { runAt: new Date(host.clock.now() + 30_000).toISOString() });
   const at = await request('POST', '/jobs/job/run', { body: { runAt: '2030-01-01T00:00:00.000Z' } });
@@ -273,6 +276,58 @@ t.test('bodies over the limit get 413', async (t) => {
   isError(t, await request('POST', '/jobs/job/run', { body: { params: { blob: 'x'.repeat(4096) } } }), 413, 'PAYLOAD_TOO_LARGE');
   t.equal((await request('POST', '/jobs/job/run', { body: { params: { blob: 'x'.repeat(100) } } })).status, 202);
 });
+
+t.test(
+  "a full disk: the trigger fails with STORE_WRITE_FAILED, and the answer names no file of the server's",
+  { skip: process.getuid?.() === 0 ? false : 'needs root to mount a small tmpfs (a real full disk)' },
+  async (t) => {
+    // A real full disk: a 2 MiB tmpfs holds the store; a filler takes the rest once the host has started.
+    const dir = tempDir(t, 'jobhost-full-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+    let mounted = true;
+    t.teardown(() => {
+      if (mounted) execFileSync('umount', ['-l', dir]);
+    });
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: 'error' },
+      new Writable({
+        write: (chunk: Buffer, _enc, done) => {
+          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    const { host, request, server } = await startServer(t, { dir, server: { logger } });
+    host.register({ name: 'job', on: ['thing.happened'], handler: noop });
+    const filler = path.join(dir, 'filler');
+    try {
+      writeFileSync(filler, Buffer.alloc(4 * 1024 * 1024));
+    } catch (err) {
+      t.equal((err as NodeJS.ErrnoException).code, 'ENOSPC', 'the filler took every byte left');
+    }
+
+    const res = await request('POST', '/jobs/job/run', { body: { params: { n: 1 } } });
+    isError(t, res, ERROR_CODES.STORE_WRITE_FAILED.status, 'STORE_WRITE_FAILED');
+    t.notMatch(res.text, dir, "the store's directory is not in the answer");
+    t.notMatch(res.text, /journal|segments|\.ndjson|\/tmp\//, 'nor any file name or path');
+    t.match(res.json['message'], /\(ENOSPC\)$/, 'what the client may know: the disk is full');
+    t.same(Object.keys(res.json).sort(), ['code', 'error', 'message', 'statusCode'], 'no details of the server in extra fields');
+    const published = await request('POST', '/events/thing.happened', { body: { n: 2 } });
+    t.equal(published.status, 202);
+    t.match(published.json, { enqueued: [], errors: [{ job: 'job', code: 'STORE_WRITE_FAILED' }] });
+    t.notMatch(published.text, dir, 'nor in the errors of a published event');
+    const logged = lines.find((l) => l['msg'] === 'request failed');
+    t.match(JSON.stringify(logged), dir, 'the log keeps the detail: which file could not be written');
+
+    // Free the disk so the host drains, then stop everything before the tmpfs goes.
+    rmSync(filler);
+    await host.stop({ graceMs: 0 });
+    await server.close();
+    execFileSync('umount', [dir]);
+    mounted = false;
+  },
+);
 
 t.test('while the host stops: 503 SHUTTING_DOWN for new work, /health 200, /ready 503', async (t) => {
   const { host, request, of } = await startServer(t);

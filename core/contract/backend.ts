@@ -95,7 +95,7 @@ export interface Backend {
   listNotifications(query: NotificationQuery): Page<Notification>;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone. */
-  load(job: string): { active: number; running: number };
+  activeRuns(job: string): { active: number; running: number };
   /** Runs by where they wait, for stats and metrics. */
   depths(): Depths;
   stats(): BackendStats;

@@ -309,7 +309,7 @@ export class Host {
     const job = this.#jobs.get(name)?.job;
     if (!job) return undefined;
     const armed = job.enabled && this.#state !== 'stopping' && this.#state !== 'stopped';
-    const load = this.#backend.load(name);
+    const load = this.#backend.activeRuns(name);
     return jobView(job, this.#backend.jobState(name), { nextRun: armed ? this.#scheduler.next(name) : null, active: load.active, running: load.running });
   }
 

@@ -216,7 +216,7 @@ class LocalBackend implements Backend {
     return this.#store.listNotifications(query);
   }
 
-  load(job: string): { active: number; running: number } {
+  activeRuns(job: string): { active: number; running: number } {
     return { active: this.#runner.activeCount(job), running: this.#runner.runningCount(job) };
   }
 

@@ -120,7 +120,7 @@ t.test('an acknowledged add is on disk: a backend opened afresh on the directory
   await first.backend.close();
   const second = await open(t, dir, {});
   t.match(await second.backend.getRun(run.id), { id: run.id, status: 'queued', job: 'not-loaded-here' });
-  t.equal(second.backend.load('not-loaded-here').active, 1, 'it waits for a plugin that provides its job');
+  t.equal(second.backend.activeRuns('not-loaded-here').active, 1, 'it waits for a plugin that provides its job');
 });
 
 t.test('admission is checked with the add: a second add in the same tick sees the first', async (t) => {

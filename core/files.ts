@@ -65,13 +65,34 @@ export class DurableJsonFile<T> implements Adapter<T> {
   }
 }
 
+/** A line of an NDJSON file that did not load. */
+export interface BadLine {
+  /** 1-based line number. */
+  line: number;
+  /** The start of the line as it is on disk, to tell what it held. */
+  text: string;
+  /** After the last readable line: the torn tail an interrupted append leaves, not damage. */
+  torn: boolean;
+}
+
 export interface NdjsonRead<T> {
   items: T[];
-  /** Bytes up to the end of the last complete, parseable line. */
+  /** The 0-based line number of each item (items skip unreadable lines, line numbers do not). */
+  lines: number[];
+  /** Bytes up to the end of the last complete, readable line. */
   goodBytes: number;
-  /** Lines that did not parse (a torn tail from a crash, or damage). */
+  /** Lines within `goodBytes`. */
+  goodLines: number;
+  /** Lines that did not load (a torn tail from a crash, or damage). */
   badLines: number;
+  /** Each line that did not load, in order. */
+  bad: BadLine[];
+  /** Lines in the file, counting a last line without its newline. */
+  total: number;
 }
+
+/** Checks that a parsed line is a record of the file's kind (a zod schema's `safeParse(v).success`). */
+export type LineCheck = (value: unknown) => boolean;
 
 /**
  * A lowdb adapter for newline-delimited JSON: one record per line. Reading tolerates a torn last
@@ -81,11 +102,13 @@ export interface NdjsonRead<T> {
 export class NdjsonFile<T> implements Adapter<T[]> {
   readonly file: string;
   readonly #fsync: boolean;
-  last: NdjsonRead<T> = { items: [], goodBytes: 0, badLines: 0 };
+  readonly #check: LineCheck | undefined;
+  last: NdjsonRead<T> = { items: [], lines: [], goodBytes: 0, goodLines: 0, badLines: 0, bad: [], total: 0 };
 
-  constructor(file: string, options: { fsync: boolean }) {
+  constructor(file: string, options: { fsync: boolean; check?: LineCheck | undefined }) {
     this.file = file;
     this.#fsync = options.fsync;
+    this.#check = options.check;
   }
 
   async read(): Promise<T[] | null> {
@@ -96,7 +119,7 @@ export class NdjsonFile<T> implements Adapter<T[]> {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
-    this.last = parseNdjson<T>(buf);
+    this.last = parseNdjson<T>(buf, this.#check);
     return this.last.items;
   }
 
@@ -107,30 +130,55 @@ export class NdjsonFile<T> implements Adapter<T[]> {
   }
 }
 
-export function parseNdjson<T>(buf: Buffer): NdjsonRead<T> {
+/** How much of a bad line is kept to describe it: enough for a run's id, job and status. */
+const BAD_TEXT = 400;
+
+/**
+ * Parses NDJSON. A line that is not JSON, or fails `check`, is bad; bad lines after the last good
+ * one are the torn tail of an interrupted append (expected after a crash), any other is damage.
+ */
+export function parseNdjson<T>(buf: Buffer, check?: LineCheck): NdjsonRead<T> {
   const items: T[] = [];
+  const lines: number[] = [];
+  const bad: BadLine[] = [];
   let goodBytes = 0;
-  let badLines = 0;
+  let goodLines = 0;
   let start = 0;
+  let line = 0;
+  /** Bad lines from this index on have no good line after them (yet). */
+  let tornFrom = 0;
   while (start < buf.length) {
-    const end = buf.indexOf(10, start);
-    if (end === -1) {
-      badLines++; // torn tail: no newline, never acknowledged
-      break;
-    }
+    const nl = buf.indexOf(10, start);
+    const end = nl === -1 ? buf.length : nl;
     if (end > start) {
-      try {
-        items.push(JSON.parse(buf.toString('utf8', start, end)) as T);
-        goodBytes = end + 1;
-      } catch {
-        badLines++;
+      let value: unknown;
+      let ok = false;
+      if (nl !== -1) {
+        try {
+          value = JSON.parse(buf.toString('utf8', start, end));
+          ok = check === undefined || check(value);
+        } catch {
+          ok = false;
+        }
       }
-    } else {
+      if (ok) {
+        items.push(value as T);
+        lines.push(line);
+        goodBytes = end + 1;
+        goodLines = line + 1;
+        tornFrom = bad.length;
+      } else {
+        bad.push({ line: line + 1, text: buf.toString('utf8', start, Math.min(end, start + BAD_TEXT)), torn: false });
+      }
+    } else if (nl !== -1 && tornFrom === bad.length) {
       goodBytes = end + 1;
+      goodLines = line + 1;
     }
+    line++;
     start = end + 1;
   }
-  return { items, goodBytes, badLines };
+  for (let i = tornFrom; i < bad.length; i++) bad[i]!.torn = true;
+  return { items, lines, goodBytes, goodLines, badLines: bad.length, bad, total: line };
 }
 
 /** Undefined where the platform lacks it (Windows), whatever @types/node says. */

@@ -19,6 +19,8 @@ export interface HttpError {
   body: HttpErrorBody;
   /** True for a failure of ours (a 5xx): log it; the client only sees a generic message. */
   internal: boolean;
+  /** Headers that go with the answer (`Retry-After` for a temporary 503). */
+  headers?: Record<string, string>;
 }
 
 /** Fastify's own client-side failures, by status: what the client did wrong. */
@@ -61,7 +63,11 @@ function describeValidation(err: { validation: ValidationIssue[]; validationCont
 export function toHttpError(err: unknown): HttpError {
   if (isHostError(err)) {
     const body = errorBody(err.code, err.message, err.details);
-    return { statusCode: body.statusCode, body, internal: body.statusCode >= 500 && err.code !== 'SHUTTING_DOWN' && err.code !== 'NOT_STARTED' };
+    // A 503 is a temporary state the host already reports (stopping, a full disk), not a bug to log per request.
+    const answer: HttpError = { statusCode: body.statusCode, body, internal: body.statusCode >= 500 && body.statusCode !== 503 };
+    const retryAfter = err.details?.['retryAfter'];
+    if (typeof retryAfter === 'number') answer.headers = { 'retry-after': String(Math.max(1, Math.ceil(retryAfter))) };
+    return answer;
   }
   if (typeof err === 'object' && err !== null) {
     const e = err as { validation?: unknown; validationContext?: string; statusCode?: unknown; message?: unknown };

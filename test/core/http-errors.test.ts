@@ -9,7 +9,14 @@ t.test('HostErrors keep their code, status and details', async (t) => {
     internal: false,
   });
   t.equal(toHttpError(new HostError('SHUTTING_DOWN', 'stopping')).internal, false, 'a 503 while stopping is expected, not a bug');
-  t.equal(toHttpError(new HostError('STORE_WRITE_FAILED', 'disk full')).internal, true);
+  t.equal(toHttpError(new HostError('INTERNAL', 'bug')).internal, true);
+});
+
+t.test('a full disk is a temporary 503 with Retry-After, not a 500', async (t) => {
+  const answer = toHttpError(new HostError('STORE_WRITE_FAILED', 'the store cannot write (ENOSPC)', { retryAfter: 2, errno: 'ENOSPC' }));
+  t.match(answer, { statusCode: 503, internal: false, headers: { 'retry-after': '2' }, body: { code: 'STORE_WRITE_FAILED', error: 'Service Unavailable', retryAfter: 2, errno: 'ENOSPC' } });
+  t.same(toHttpError(new HostError('STORE_WRITE_FAILED', 'x', { retryAfter: 0.2 })).headers, { 'retry-after': '1' }, 'whole seconds, at least 1');
+  t.equal(toHttpError(new HostError('SHUTTING_DOWN', 'stopping')).headers, undefined);
 });
 
 t.test('details never override the four fields', async (t) => {

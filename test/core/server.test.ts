@@ -24,7 +24,7 @@ t.test('health, ready, 404 for GET / and for unknown routes, 405 for known ones'
   t.match((await request('GET', '/health')).json, { status: 'ok', state: 'running' });
   const ready = await request('GET', '/ready');
   t.equal(ready.status, 200);
-  t.same(readyResponse.parse(ready.json), { ready: true, status: 'ready', state: 'running', scheduler: { running: true, scheduledJobs: 0 }, jobs: { total: 0, enabled: 0, running: 0 }, stale: [] });
+  t.same(readyResponse.parse(ready.json), { ready: true, status: 'ready', state: 'running', scheduler: { running: true, scheduledJobs: 0 }, jobs: { total: 0, enabled: 0, running: 0 }, stale: [], store: { writable: true, error: null }, warnings: [] });
   isError(t, await request('GET', '/'), 404, 'NOT_FOUND');
   isError(t, await request('GET', '/jobs/x/y/z'), 404, 'NOT_FOUND');
   const wrong = await request('DELETE', '/jobs/x');
@@ -309,6 +309,7 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
     'get /health', 'get /ready', 'get /jobs', 'get /jobs/{name}', 'post /jobs/{name}/run', 'post /jobs/{name}/enable',
     'post /jobs/{name}/disable', 'post /events/{type}', 'get /runs', 'get /runs/{id}', 'post /runs/{id}/cancel',
     'post /runs/{id}/retry', 'get /stats', 'get /notifications', 'get /metrics', 'get /events', 'get /openapi.json',
+    'get /store/damage', 'post /store/damage/ack',
   ];
   const listed = Object.entries(doc.paths).flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m} ${p}`));
   for (const route of expected) t.ok(listed.includes(route), route);

@@ -417,6 +417,8 @@ export class Host {
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
   async publish(event: string, payload?: unknown): Promise<PublishResult> {
     this.#acceptingWork();
+    const writeError = this.#store.writeError;
+    if (writeError) throw storeUnavailable(writeError);
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
     for (const sub of this.#jobs.subscribers(event)) {
       try {

@@ -68,6 +68,7 @@ t.test('a full disk: triggers get 503 with Retry-After, /ready is 503, and both 
   t.match(again, { status: 503, json: { code: 'STORE_WRITE_FAILED' } });
   t.match(again.headers.get('retry-after'), /^[1-9]\d*$/);
   t.equal((await host.runs({ limit: 1000 })).items.length, before, 'no run was made');
+  t.match(await request('POST', '/events/thing.happened', { body: {} }), { status: 503, json: { code: 'STORE_WRITE_FAILED' } }, 'app events too');
 
   const ready = await request('GET', '/ready');
   t.equal(ready.status, 503);

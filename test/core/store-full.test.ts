@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { captureLogger, startHost, startServer, tempDir, until, type Tap } from '../helpers.js';
@@ -11,9 +11,8 @@ import { captureLogger, startHost, startServer, tempDir, until, type Tap } from 
 
 const notRoot = process.getuid?.() !== 0 && 'mounting a tmpfs for a real full disk needs root (CI runs the suite as root)';
 
-/** Mounts a small tmpfs on a fresh temp dir, unmounted when the test ends. */
-function mountTmpfs(t: Tap): string {
-  const dir = tempDir(t, 'jobhost-full-disk-');
+/** Mounts a small tmpfs on `dir` (default: a fresh temp dir), unmounted when the test ends. */
+function mountTmpfs(t: Tap, dir = tempDir(t, 'jobhost-full-disk-')): string {
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'pipe' });
   // Registered before the host starts, so it runs after the host's own teardown (last in, first out).
   t.teardown(() => execFileSync('umount', [dir]));
@@ -100,5 +99,52 @@ t.test('a full disk: triggers get 503 with Retry-After, /ready is 503, and both 
   const ids = lines.map((l) => (JSON.parse(l) as { id: string }).id);
   t.equal(new Set(ids).size, ids.length, 'no finished run was written twice by the retried commits');
   t.same(next.host.storeHealth().damage, [], 'and the store holds no damage');
+  await next.host.stop();
+});
+
+t.test('the journal full, the segments not: a finished run reaches its segment once, however often the commit is retried', { skip: notRoot }, async (t) => {
+  // The store on a full tmpfs, its segments on another with room: each commit's journal write
+  // fails while its segment write succeeds. A job with notifications puts a journal record
+  // (the notification) in the same commit as each finished run.
+  const dir = mountTmpfs(t);
+  const segments = path.join(dir, 'segments');
+  mkdirSync(segments);
+  mountTmpfs(t, segments);
+  const { host, clock } = await startServer(t, { dir });
+  host.register({ name: 'a', notify: { on: ['succeeded'] }, handler: () => 'done' });
+  const first = await host.trigger('a');
+  await host.wait(first.runId);
+  const filler = path.join(dir, 'filler');
+  fill(filler);
+
+  // The journal's last page may still have room: trigger until one is refused. Each run that
+  // finishes puts its final record in the segment and its notification in the journal, in
+  // one commit, so from then on that commit keeps half failing while the store retries it.
+  let refused: unknown;
+  for (let i = 0; i < 500 && refused === undefined; i++) {
+    await host.trigger('a').catch((err: unknown) => (refused = err));
+    await host.flush().catch(() => undefined);
+  }
+  t.match(refused, { code: 'STORE_WRITE_FAILED', details: { errno: 'ENOSPC' } });
+  // Let the store retry a few times against the full journal.
+  const retried = host.storeHealth().writeError!.retryAfter;
+  await until(() => host.storeHealth().writeError!.retryAfter > retried, 10_000, 'a few retries');
+
+  rmSync(filler);
+  await until(() => host.storeHealth().writeError === null, 20_000, 'the store writing again');
+  await host.stop();
+
+  await clock.advance(1000);
+  const next = await startHost(t, { dir, clock, start: false });
+  next.host.register({ name: 'a', notify: { on: ['succeeded'] }, handler: () => 'done' });
+  await next.host.start();
+  const ids = readdirSync(segments)
+    .filter((f) => f.endsWith('.ndjson'))
+    .flatMap((f) => readFileSync(path.join(segments, f), 'utf8').split('\n').filter(Boolean))
+    .map((l) => (JSON.parse(l) as { id: string }).id);
+  t.equal(new Set(ids).size, ids.length, 'no finished run was written to its segment twice');
+  t.ok(ids.includes(first.runId));
+  t.equal(next.host.job('a')!.counts.succeeded, ids.length, 'each run counted once');
+  t.equal(next.host.notifications({ limit: 1000 }).items.length, ids.length, 'and each notification kept once the journal had room');
   await next.host.stop();
 });

@@ -138,47 +138,78 @@ const BAD_TEXT = 400;
  * one are the torn tail of an interrupted append (expected after a crash), any other is damage.
  */
 export function parseNdjson<T>(buf: Buffer, check?: LineCheck): NdjsonRead<T> {
-  const items: T[] = [];
-  const lines: number[] = [];
-  const bad: BadLine[] = [];
-  let goodBytes = 0;
-  let goodLines = 0;
-  let start = 0;
-  let line = 0;
+  const parser = new NdjsonParser<T>(buf, check);
+  parser.run(Infinity);
+  return parser.result();
+}
+
+/** The same, a slice of lines at a time with the event loop free in between: for background reads. */
+export async function parseNdjsonInSlices<T>(buf: Buffer, check: LineCheck | undefined, linesPerSlice: number): Promise<NdjsonRead<T>> {
+  const parser = new NdjsonParser<T>(buf, check);
+  while (!parser.run(linesPerSlice)) await new Promise((resolve) => setImmediate(resolve));
+  return parser.result();
+}
+
+class NdjsonParser<T> {
+  readonly #buf: Buffer;
+  readonly #check: LineCheck | undefined;
+  readonly #items: T[] = [];
+  readonly #lines: number[] = [];
+  readonly #bad: BadLine[] = [];
+  #goodBytes = 0;
+  #goodLines = 0;
+  #start = 0;
+  #line = 0;
   /** Bad lines from this index on have no good line after them (yet). */
-  let tornFrom = 0;
-  while (start < buf.length) {
-    const nl = buf.indexOf(10, start);
-    const end = nl === -1 ? buf.length : nl;
-    if (end > start) {
-      let value: unknown;
-      let ok = false;
-      if (nl !== -1) {
-        try {
-          value = JSON.parse(buf.toString('utf8', start, end));
-          ok = check === undefined || check(value);
-        } catch {
-          ok = false;
-        }
-      }
-      if (ok) {
-        items.push(value as T);
-        lines.push(line);
-        goodBytes = end + 1;
-        goodLines = line + 1;
-        tornFrom = bad.length;
-      } else {
-        bad.push({ line: line + 1, text: buf.toString('utf8', start, Math.min(end, start + BAD_TEXT)), torn: false });
-      }
-    } else if (nl !== -1 && tornFrom === bad.length) {
-      goodBytes = end + 1;
-      goodLines = line + 1;
-    }
-    line++;
-    start = end + 1;
+  #tornFrom = 0;
+
+  constructor(buf: Buffer, check: LineCheck | undefined) {
+    this.#buf = buf;
+    this.#check = check;
   }
-  for (let i = tornFrom; i < bad.length; i++) bad[i]!.torn = true;
-  return { items, lines, goodBytes, goodLines, badLines: bad.length, bad, total: line };
+
+  /** Parses up to `maxLines` more lines; true once the whole buffer is done. */
+  run(maxLines: number): boolean {
+    const buf = this.#buf;
+    for (let n = 0; n < maxLines && this.#start < buf.length; n++) {
+      const start = this.#start;
+      const nl = buf.indexOf(10, start);
+      const end = nl === -1 ? buf.length : nl;
+      if (end > start) {
+        let value: unknown;
+        let ok = false;
+        if (nl !== -1) {
+          try {
+            value = JSON.parse(buf.toString('utf8', start, end));
+            ok = this.#check === undefined || this.#check(value);
+          } catch {
+            ok = false;
+          }
+        }
+        if (ok) {
+          this.#items.push(value as T);
+          this.#lines.push(this.#line);
+          this.#goodBytes = end + 1;
+          this.#goodLines = this.#line + 1;
+          this.#tornFrom = this.#bad.length;
+        } else {
+          this.#bad.push({ line: this.#line + 1, text: buf.toString('utf8', start, Math.min(end, start + BAD_TEXT)), torn: false });
+        }
+      } else if (nl !== -1 && this.#tornFrom === this.#bad.length) {
+        this.#goodBytes = end + 1;
+        this.#goodLines = this.#line + 1;
+      }
+      this.#line++;
+      this.#start = end + 1;
+    }
+    return this.#start >= buf.length;
+  }
+
+  result(): NdjsonRead<T> {
+    const bad = this.#bad;
+    for (let i = this.#tornFrom; i < bad.length; i++) bad[i]!.torn = true;
+    return { items: this.#items, lines: this.#lines, goodBytes: this.#goodBytes, goodLines: this.#goodLines, badLines: bad.length, bad, total: this.#line };
+  }
 }
 
 /** Undefined where the platform lacks it (Windows), whatever @types/node says. */

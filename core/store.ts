@@ -8,8 +8,8 @@ import { History, type SegmentInfo } from './history.js';
 import type { Logger } from './logger.js';
 import type { Notification } from './notify.js';
 import { isFinal, serializeRun, type Run, type RunStatus } from './run.js';
-import { copyAside, damageId, describeLine, describeReport, type DamageFound } from './store-damage.js';
-import { checkWith, damageReport, journalLine, type DamageReport } from './store-records.js';
+import { DamageLog, type DamageFound } from './store-damage.js';
+import { checkWith, journalLine, type DamageReport } from './store-records.js';
 
 export type { DamageReport, LostLine } from './store-records.js';
 
@@ -224,8 +224,7 @@ class SegmentedStore implements Store {
   readonly #retired: AppendFile[] = [];
   /** After a failed checkpoint (a full disk), none is tried before this real time, so commits do not each try. */
   #checkpointRetryAt = 0;
-  readonly #damage = new Map<string, DamageReport>();
-  #damagedLines = 0;
+  readonly #damage: DamageLog;
   #dirtyDamage: DamageReport[] = [];
   /** The background read of sealed history after a start (see History.scrub). */
   #scrub: Promise<void> | undefined;
@@ -245,6 +244,7 @@ class SegmentedStore implements Store {
       logger: options.logger,
       onDamage: (found) => this.#damaged(found, (id) => this.#live.has(id)),
     });
+    this.#damage = new DamageLog({ dir: options.dir, clock: options.clock, logger: options.logger });
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
@@ -292,11 +292,7 @@ class SegmentedStore implements Store {
     for (const [name, record] of Object.entries(doc.jobs)) this.#jobs.set(name, record);
     for (const run of doc.live) this.#live.set(run.id, run);
     this.#notifications = doc.notifications;
-    for (const raw of doc.damage ?? []) {
-      const parsed = damageReport.safeParse(raw);
-      if (parsed.success) this.#damage.set(parsed.data.id, parsed.data);
-      else this.#logger.warn({ code: 'STORE_CORRUPT' }, 'state.json holds a damage report that is not one; dropped');
-    }
+    this.#damage.restore(doc.damage ?? []);
 
     const journalDamage: DamageFound[] = [];
     const finishedIds = new Set<string>();
@@ -357,93 +353,29 @@ class SegmentedStore implements Store {
       if (rec.f.lastFireAt === null) delete record.lastFireAt;
       else record.lastFireAt = rec.f.lastFireAt;
     } else if ('n' in rec) this.#pushNotification(rec.n);
-    else if ('d' in rec) this.#damage.set(rec.d.id, rec.d);
+    else if ('d' in rec) this.#damage.apply(rec.d);
   }
 
   // ---------------------------------------------------------------- damage
 
-  /**
-   * Reports damage found in a file (see store-damage.ts): copied aside as found, logged at error
-   * with what was lost, counted, and kept until acknowledged. The same damage found again (a
-   * segment is read on each start, or again after it left the cache) is not reported twice.
-   */
+  /** Damage found in a file (store-damage.ts): found while loading, the load's checkpoint keeps it; later, it is journaled. */
   async #damaged(found: DamageFound, loadedElsewhere: (runId: string) => boolean): Promise<void> {
-    const lines = found.bad.map((b) => b.line);
-    const id = damageId(found.kind, found.n, lines, found.missing);
-    const known = this.#damage.get(id);
-    if (known) {
-      this.#logger.debug({ code: 'STORE_DAMAGED', damageId: id, acknowledged: known.acknowledgedAt !== null }, 'known store damage found again');
-      return;
+    const report = await this.#damage.found(found, loadedElsewhere);
+    if (report && this.#loaded) {
+      this.#dirtyDamage.push(report);
+      void this.#nextBatch();
     }
-    const dir = this.#dir as string;
-    const now = this.#clock.now();
-    let aside: string | null = null;
-    try {
-      aside = path.relative(dir, await copyAside(found.file, now));
-    } catch (err) {
-      this.#logger.error({ err, file: found.file }, 'could not copy a damaged store file aside');
-    }
-    const report: DamageReport = {
-      id,
-      kind: found.kind,
-      n: found.n,
-      file: path.relative(dir, found.file).split(path.sep).join('/'),
-      aside: aside === null ? null : aside.split(path.sep).join('/'),
-      foundAt: isoTime(now),
-      lines,
-      missing: found.missing,
-      lost: found.bad.map((b) => {
-        const d = describeLine(found.kind, b);
-        return { ...d, loadedElsewhere: d.runId !== null && loadedElsewhere(d.runId) };
-      }),
-      acknowledgedAt: null,
-    };
-    this.#damage.set(id, report);
-    this.#damagedLines += lines.length + found.missing;
-    this.#logger.error({ code: 'STORE_DAMAGED', damageId: id, file: found.file, lines, missing: found.missing, lost: report.lost, aside: report.aside }, describeReport(report));
-    // Found while loading, the load's checkpoint keeps it; found later, it is journaled.
-    if (this.#loaded) void this.#journalDamage(report);
-  }
-
-  #journalDamage(report: DamageReport): Promise<void> {
-    this.#dirtyDamage.push(report);
-    return this.#nextBatch();
   }
 
   damage(): { reports: DamageReport[]; damagedLines: number } {
-    return { reports: [...this.#damage.values()].map(clone), damagedLines: this.#damagedLines };
+    return { reports: this.#damage.list(), damagedLines: this.#damage.damagedLines };
   }
 
   async ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
-    const wanted = ids ?? [...this.#damage.values()].filter((r) => r.acknowledgedAt === null).map((r) => r.id);
-    const acknowledged: DamageReport[] = [];
-    const unknown: string[] = [];
-    let changed = false;
-    for (const id of new Set(wanted)) {
-      const report = this.#damage.get(id);
-      if (!report) {
-        unknown.push(id);
-        continue;
-      }
-      if (report.acknowledgedAt === null) {
-        report.acknowledgedAt = isoTime(this.#clock.now());
-        this.#dirtyDamage.push(report);
-        changed = true;
-      }
-      acknowledged.push(clone(report));
-    }
-    if (changed && this.#dir !== null) await this.#nextBatch();
+    const { acknowledged, unknown, changed } = this.#damage.acknowledge(ids);
+    this.#dirtyDamage.push(...changed);
+    if (changed.length > 0 && this.#dir !== null) await this.#nextBatch();
     return { acknowledged, unknown };
-  }
-
-  /** Reports the checkpoint keeps: unacknowledged ones, and acknowledged ones whose file may still be read. */
-  #keptDamage(): DamageReport[] {
-    const oldest = this.#history.oldestSegment;
-    for (const [id, r] of this.#damage) {
-      // A journal is deleted after its load; a segment older than the oldest kept is gone.
-      if (r.acknowledgedAt !== null && (r.kind === 'journal' || r.n < oldest)) this.#damage.delete(id);
-    }
-    return [...this.#damage.values()];
   }
 
   get writeError(): StoreWriteError | null {
@@ -635,7 +567,7 @@ class SegmentedStore implements Store {
       jobs: Object.fromEntries(this.#jobs),
       live: [...this.#live.values()],
       notifications: this.#notifications.slice(-NOTIFICATIONS_KEPT),
-      damage: this.#keptDamage(),
+      damage: this.#damage.kept(this.#history.oldestSegment),
     };
     try {
       await this.#db.write();

@@ -13,7 +13,7 @@ import { JobRegistry } from './registry.js';
 import { createIdGenerator, isFinal, type Run, type RunSource } from './run.js';
 import { Runner } from './runner.js';
 import { Scheduler } from './scheduler.js';
-import { createStore, type JobRecord, type Page, type RunQuery, type Store, type StoreOptions } from './store.js';
+import { createStore, storeUnavailable, type DamageReport, type JobRecord, type Page, type RunQuery, type Store, type StoreOptions, type StoreWriteError } from './store.js';
 import { buildRun, refusal, validateParams, type PublishResult, type TriggerOptions, type TriggerResult } from './triggers.js';
 import { jobView, runStats, staleness, type JobView, type StaleJob, type Stats } from './views.js';
 
@@ -399,6 +399,10 @@ export class Host {
 
   /** Builds the run, or refuses it: SKIPPED, with `run.skipped` emitted. */
   #admit(job: EffectiveJob, params: unknown, options: TriggerOptions, source: RunSource, extra: Partial<Run> | undefined): Run {
+    // While the store cannot write (a full disk), a run would only live in memory: refuse it
+    // with a time to retry rather than queue work that cannot be acknowledged.
+    const writeError = this.#store.writeError;
+    if (writeError) throw storeUnavailable(writeError);
     const now = this.clock.now();
     const run = buildRun(job, params, options, source, now, this.#newId(), extra);
     const refused = refusal(job, this.#record(job.name), this.#runner, run.key, now);
@@ -413,6 +417,8 @@ export class Host {
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
   async publish(event: string, payload?: unknown): Promise<PublishResult> {
     this.#acceptingWork();
+    const writeError = this.#store.writeError;
+    if (writeError) throw storeUnavailable(writeError);
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
     for (const sub of this.#jobs.subscribers(event)) {
       try {
@@ -597,6 +603,19 @@ export class Host {
       store: this.#store.stats(),
       events: { seq: this.bus.seq },
     };
+  }
+
+  /** The store's condition (readiness, metrics): why it cannot write, if so; damage found in its files. */
+  storeHealth(): { writeError: StoreWriteError | null; damage: DamageReport[]; damagedLines: number } {
+    const { reports, damagedLines } = this.#store.damage();
+    return { writeError: this.#store.writeError, damage: reports, damagedLines };
+  }
+
+  /** Acknowledges store damage reports (every unacknowledged one without `ids`): `/ready` stops listing them. */
+  async ackStoreDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
+    const result = await this.#store.ackDamage(ids);
+    if (result.acknowledged.length > 0) this.logger.info({ ids: result.acknowledged.map((r) => r.id) }, 'store damage acknowledged');
+    return result;
   }
 
   /** Whether the scheduler is armed (for readiness). */

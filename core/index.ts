@@ -18,7 +18,7 @@ export type { Notification } from './notify.js';
 export type { HostEvent, AnyHostEvent, EventType, EventDataMap, SkipReason } from './events.js';
 export { EVENT_TYPES } from './events.js';
 export type { EventFilter } from './bus.js';
-export type { Page, RunQuery } from './store.js';
+export type { Page, RunQuery, DamageReport, LostLine, StoreWriteError } from './store.js';
 export { parseConfig } from './config.js';
 export type { Config, ConfigInput } from './config.js';
 export { systemClock, createManualClock } from './clock.js';

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { createManualClock, type ManualClock } from '../core/clock.js';
 import type { AnyHostEvent, EventType } from '../core/events.js';
 import { createHost, type Host, type HostOptions } from '../core/host.js';
-import { silentLogger } from '../core/logger.js';
+import { pino } from 'pino';
+import { silentLogger, type Logger } from '../core/logger.js';
 import { createServer, type Server, type ServerOptions } from '../core/server.js';
 
 export interface Tap {
@@ -33,12 +34,12 @@ export interface TestHost {
  */
 export async function startHost(
   t: Tap,
-  options: Omit<HostOptions, 'clock' | 'logger'> & { clock?: ManualClock; dir?: string; start?: boolean } = {},
+  options: Omit<HostOptions, 'clock'> & { clock?: ManualClock; dir?: string; start?: boolean } = {},
 ): Promise<TestHost> {
   const dir = options.dir ?? tempDir(t);
   const clock = options.clock ?? createManualClock(Date.UTC(2026, 0, 5, 12, 0, 0));
   const config = { ...options.config, store: { dir, ...options.config?.store } };
-  const host = createHost({ random: () => 0.5, ...options, config, clock, logger: silentLogger() });
+  const host = createHost({ random: () => 0.5, ...options, config, clock, logger: options.logger ?? silentLogger() });
   const events: AnyHostEvent[] = [];
   host.on('*', (e) => events.push(e));
   if (options.start !== false) await host.start();
@@ -50,6 +51,13 @@ export async function startHost(
     events,
     of: <T extends EventType>(type: T) => events.filter((e): e is Extract<AnyHostEvent, { type: T }> => e.type === type),
   };
+}
+
+/** A pino logger that keeps every line it writes, parsed, for tests that check what was logged (by code and level). */
+export function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
 }
 
 /** Resolves with the first event matching, or rejects after `ms` of real time (a bound, not a sleep). */

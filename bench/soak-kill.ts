@@ -26,6 +26,7 @@ export async function soakKillBench(cycles = 100): Promise<void> {
   row('acknowledged runs missing', String(report.missing.length));
   row('acknowledged runs not final within 60 s', String(report.notFinal.length));
   row('restarts that failed to load the store', String(report.failedStarts.length));
+  row('store damage reported (a kill -9 should leave none)', String(report.damage.length));
   for (const f of report.failedStarts) console.log(`    ${f}`);
   remove();
 }

@@ -31,6 +31,7 @@ export type { Notification, NotifyPriority, NotifyStatus } from './contract/noti
 export type { HostReader, JobContext, NotifyOptions, ParamsSchema, PluginDefinition, RetryOptions } from './contract/plugin.js';
 export { definePlugin } from './contract/plugin.js';
 export type { Attempt, Page, Progress, Run, RunQuery, RunSource, RunStatus } from './contract/run.js';
+export type { BackendHealth, DamageReport, LostLine, StoreWriteError } from './contract/store-health.js';
 export type { BackendStats, HostState, JobStats, JobView, StaleJob, Stats } from './contract/views.js';
 export type { EventFilter } from './engine/bus.js';
 export type { HostOptions, PublishResult, TriggerOptions, TriggerResult } from './engine/host.js';

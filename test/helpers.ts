@@ -1,9 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import { createManualClock, type ManualClock } from '../core/contract/clock.js';
 import type { AnyHostEvent, EventType } from '../core/contract/events.js';
-import { silentLogger } from '../core/contract/logger.js';
+import { type Logger, silentLogger } from '../core/contract/logger.js';
 import { createHost, type Host, type HostOptions } from '../core/engine/host.js';
 import { createServer, type Server, type ServerOptions } from '../core/server/server.js';
 
@@ -31,14 +32,11 @@ export interface TestHost {
  * A started host on a manual clock and a real temp store, stopped when the test ends.
  * `random` defaults to 0.5, so jitter is zero and retry delays are exact.
  */
-export async function startHost(
-  t: Tap,
-  options: Omit<HostOptions, 'clock' | 'logger'> & { clock?: ManualClock; dir?: string; start?: boolean } = {},
-): Promise<TestHost> {
+export async function startHost(t: Tap, options: Omit<HostOptions, 'clock'> & { clock?: ManualClock; dir?: string; start?: boolean } = {}): Promise<TestHost> {
   const dir = options.dir ?? tempDir(t);
   const clock = options.clock ?? createManualClock(Date.UTC(2026, 0, 5, 12, 0, 0));
   const config = { ...options.config, store: { dir, ...options.config?.store } };
-  const host = createHost({ random: () => 0.5, ...options, config, clock, logger: silentLogger() });
+  const host = createHost({ random: () => 0.5, ...options, config, clock, logger: options.logger ?? silentLogger() });
   const events: AnyHostEvent[] = [];
   host.on('*', (e) => events.push(e));
   if (options.start !== false) await host.start();
@@ -50,6 +48,13 @@ export async function startHost(
     events,
     of: <T extends EventType>(type: T) => events.filter((e): e is Extract<AnyHostEvent, { type: T }> => e.type === type),
   };
+}
+
+/** A pino logger that keeps every line it writes, parsed, for tests that check what was logged (by code and level). */
+export function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
 }
 
 /** Resolves with the first event matching, or rejects after `ms` of real time (a bound, not a sleep). */

@@ -201,6 +201,32 @@ async function tailCommand(opts: TailOptions, command: Command): Promise<number>
   return 0;
 }
 
+async function damageCommand(opts: { json?: boolean }, command: Command): Promise<number> {
+  const reports = await (await clientOf(command)).damage();
+  if (opts.json) {
+    out(JSON.stringify(reports, null, 2));
+    return 0;
+  }
+  if (reports.length === 0) out('no damage found in the store');
+  for (const r of reports) {
+    const state = r.acknowledgedAt === null ? 'not acknowledged' : `acknowledged ${r.acknowledgedAt}`;
+    out(`${r.id}  ${r.file}  line${r.lines.length === 1 ? '' : 's'} ${r.lines.join(', ') || '-'}  found ${r.foundAt}  ${state}`);
+    out(`  ${r.message}`);
+  }
+  return 0;
+}
+
+async function ackDamageCommand(ids: string[], opts: { json?: boolean }, command: Command): Promise<number> {
+  const result = await (await clientOf(command)).ackDamage(ids.length > 0 ? ids : undefined);
+  if (opts.json) out(JSON.stringify(result, null, 2));
+  else {
+    if (result.acknowledged.length === 0 && result.unknown.length === 0) out('nothing to acknowledge');
+    for (const r of result.acknowledged) out(`acknowledged ${r.id}  ${r.file}`);
+  }
+  for (const id of result.unknown) err(`no damage report ${id} (jobhost store damage lists them)`);
+  return result.unknown.length > 0 ? 1 : 0;
+}
+
 interface NewOptions {
   dir: string;
   schedule?: string;
@@ -234,7 +260,7 @@ function buildCli(project: () => Promise<Project>): Command {
   const program = new Command('jobhost')
     .description('An event-driven plugin host for background jobs')
     .version(version, '-V, --version', 'print the version')
-    .addOption(new Option('--url <url>', "the host's API for list, run and tail").env('JOBHOST_URL').default('http://127.0.0.1:3000'))
+    .addOption(new Option('--url <url>', "the host's API for list, run, tail and store").env('JOBHOST_URL').default('http://127.0.0.1:3000'))
     .addOption(new Option('--token <token>', "the host's API token, if it has one").env('JOBHOST_TOKEN'))
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(add --help for usage)')
@@ -322,6 +348,20 @@ function buildCli(project: () => Promise<Project>): Command {
       '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',
     )
     .action(act(tailCommand));
+
+  const store = program.command('store').description('the store of a running host: damage found in its files (a torn tail from a crash is not damage)');
+  store
+    .command('damage')
+    .description('list damage found in the store files: the file, the lines, what was lost, where the copy is')
+    .option('--json', 'print the reports as JSON')
+    .action(act(damageCommand));
+  store
+    .command('ack-damage')
+    .description('acknowledge damage reports (all of them without ids), so /ready stops listing them; exits 1 for an unknown id')
+    .argument('[ids...]', 'report ids from `jobhost store damage`')
+    .option('--json', 'print the answer as JSON')
+    .addHelpText('after', '\nExamples:\n  jobhost store damage\n  jobhost store ack-damage\n  jobhost store ack-damage 3f9c0a1b2d4e')
+    .action(act(ackDamageCommand));
 
   program
     .command('new')

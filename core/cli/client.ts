@@ -75,11 +75,23 @@ const errorBody = z.looseObject({
   reason: z.string().optional(),
 });
 
+const damageReport = z.looseObject({
+  id: z.string(),
+  file: z.string(),
+  lines: z.array(z.number()),
+  foundAt: iso,
+  acknowledgedAt: iso.nullable(),
+  message: z.string().default(''),
+});
+const ackDamageResponse = z.looseObject({ acknowledged: z.array(damageReport), unknown: z.array(z.string()), remaining: z.number() });
+
 const triggerResponse = z.looseObject({ runId: z.string() });
 const healthResponse = z.looseObject({ status: z.string(), state: z.string() });
 
 export type Job = z.output<typeof jobSchema>;
 export type Run = z.output<typeof runSchema>;
+/** Damage found in the host's store files (`GET /store/damage`). */
+export type DamageReport = z.output<typeof damageReport>;
 
 /** The body of `POST /jobs/:name/run`. */
 export interface TriggerBody {
@@ -108,6 +120,10 @@ export interface Client {
   /** Resolves with the run id once the host has the run on disk (202). */
   trigger(job: string, body?: TriggerBody): Promise<string>;
   run(id: string): Promise<Run>;
+  /** Damage reports of the host's store, acknowledged or not. */
+  damage(): Promise<DamageReport[]>;
+  /** Acknowledges damage reports (every unacknowledged one without `ids`). */
+  ackDamage(ids?: readonly string[]): Promise<z.output<typeof ackDamageResponse>>;
 }
 
 export const FINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
@@ -212,5 +228,7 @@ export function createClient(options: ClientOptions): Client {
     jobs: async () => (await request('GET', '/jobs', z.looseObject({ items: z.array(jobSchema) }))).items,
     trigger: async (job, body = {}) => (await request('POST', `/jobs/${seg(job)}/run`, triggerResponse, body)).runId,
     run: (id) => request('GET', `/runs/${seg(id)}`, runSchema),
+    damage: async () => (await request('GET', '/store/damage', z.looseObject({ items: z.array(damageReport) }))).items,
+    ackDamage: (ids) => request('POST', '/store/damage/ack', ackDamageResponse, ids === undefined ? {} : { ids }),
   };
 }

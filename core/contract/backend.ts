@@ -4,6 +4,7 @@ import type { Notification, NotifyStatus } from './notification.js';
 import type { JobContext } from './plugin.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
+import type { BackendHealth, DamageReport, StoreWriteError } from './store-health.js';
 import type { BackendStats } from './views.js';
 
 /**
@@ -99,6 +100,15 @@ export interface Backend {
   /** Runs by where they wait, for stats and metrics. */
   depths(): Depths;
   stats(): BackendStats;
+  /**
+   * Set while writes fail (a full disk), cleared by the next write that succeeds: meanwhile the
+   * engine refuses new work with 503 and a time to retry. Cheap: read on every trigger.
+   */
+  readonly writeError: StoreWriteError | null;
+  /** `writeError` and damage found in its records, for `/ready` and `/metrics`. */
+  health(): BackendHealth;
+  /** Acknowledges damage reports (every unacknowledged one without `ids`); durable when it resolves. */
+  ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }>;
 }
 
 /** What a backend may call back into: the engine's side of the seam, handed over at `open`. */

@@ -50,8 +50,15 @@ export const ERROR_CODES = {
   UPGRADE_REQUIRED: { status: 426, text: 'GET /events is a WebSocket: the request must ask for an upgrade.' },
   INSECURE_BIND: { status: 500, text: 'Refusing to listen on a non-loopback address without a token.' },
   // store
-  STORE_CORRUPT: { status: 500, text: 'A store file is torn or unreadable; the part that loads is kept and the rest is set aside.' },
-  STORE_WRITE_FAILED: { status: 500, text: 'The store could not write or fsync (disk full, permissions); the trigger is not acknowledged.' },
+  STORE_CORRUPT: {
+    status: 500,
+    text: 'A store file has a torn tail (an interrupted write, expected after a crash) or is unreadable; the part that loads is kept and the rest is set aside.',
+  },
+  STORE_DAMAGED: {
+    status: 500,
+    text: 'A store file is damaged before its last line (changed from outside): every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
+  },
+  STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
   INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },
 } as const satisfies Record<string, { status: number; text: string }>;
 

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
+import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { type BackendTuning, createBackend } from './backends.js';
@@ -359,6 +360,18 @@ export class Host {
   stats(): Stats {
     const jobs = [...this.#jobs.entries()].map(([, e]) => e.job);
     return hostStats(this.#state, jobs, this.#backend.jobStates(), this.#backend.depths(), this.#backend.stats(), this.bus.seq);
+  }
+
+  /** The store's condition (readiness, metrics): why it cannot write, if so; damage found in its files. */
+  storeHealth(): BackendHealth {
+    return this.#backend.health();
+  }
+
+  /** Acknowledges store damage reports (every unacknowledged one without `ids`): `/ready` stops listing them. */
+  async ackStoreDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
+    const result = await this.#backend.ackDamage(ids);
+    if (result.acknowledged.length > 0) this.logger.info({ ids: result.acknowledged.map((r) => r.id) }, 'store damage acknowledged');
+    return result;
   }
 
   /** Whether the scheduler is armed (for readiness). */

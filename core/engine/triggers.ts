@@ -5,6 +5,7 @@ import { HostError, isHostError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import type { ParamsResult } from '../contract/plugin.js';
 import type { Run, RunSource } from '../contract/run.js';
+import { storeUnavailable } from '../contract/store-health.js';
 import type { Bus } from './bus.js';
 import type { EffectiveJob } from './jobs.js';
 import type { JobRegistry } from './registry.js';
@@ -156,6 +157,9 @@ export class Triggers {
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
     const checked = validateParams(job, options.params);
     const params = checked instanceof Promise ? await checked : checked;
+    // While the backend cannot write (a full disk), a run would only live in memory: refuse it
+    // with a time to retry rather than queue work that cannot be acknowledged.
+    this.#writable();
     const run = buildRun(job, params, options, source, this.#o.clock.now(), this.#o.newId(), extra);
     const refused = await this.#o.backend.add(run, job);
     if (refused) {
@@ -169,6 +173,7 @@ export class Triggers {
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
   async publish(event: string, payload?: unknown): Promise<PublishResult> {
     this.#o.accepting();
+    this.#writable();
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
     for (const sub of this.#o.registry.subscribers(event)) {
       try {
@@ -181,6 +186,11 @@ export class Triggers {
       }
     }
     return result;
+  }
+
+  #writable(): void {
+    const writeError = this.#o.backend.writeError;
+    if (writeError) throw storeUnavailable(writeError);
   }
 
   /** Replays a failed or canceled run as a new run (source `retry`). */

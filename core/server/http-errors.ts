@@ -19,6 +19,8 @@ export interface HttpError {
   body: HttpErrorBody;
   /** True for a failure of ours (a 5xx): log it; the client only sees a generic message. */
   internal: boolean;
+  /** Headers that go with the answer (`Retry-After` for a temporary 503). */
+  headers?: Record<string, string>;
 }
 
 /** Fastify's own client-side failures, by status: what the client did wrong. */
@@ -88,14 +90,23 @@ function systemCode(err: unknown): string | undefined {
 /** Maps anything thrown to the answer the client gets. */
 export function toHttpError(err: unknown): HttpError {
   if (isHostError(err)) {
+    let answer: HttpError;
     if (isServerSide(err.code)) {
       // The message and details of a failure of ours name files and directories: log them, answer with the meaning.
-      const cause = systemCode(err.cause);
-      const body = errorBody(err.code, cause === undefined ? ERROR_CODES[err.code].text : `${ERROR_CODES[err.code].text} (${cause})`);
-      return { statusCode: body.statusCode, body, internal: true };
+      const cause = systemCode(err.cause) ?? systemCode({ code: err.details?.['errno'] });
+      // What a client may know of a failure of ours: the system error code and when to retry.
+      const extra: Record<string, unknown> = cause === undefined ? {} : { errno: cause };
+      if (typeof err.details?.['retryAfter'] === 'number') extra['retryAfter'] = err.details['retryAfter'];
+      const body = errorBody(err.code, cause === undefined ? ERROR_CODES[err.code].text : `${ERROR_CODES[err.code].text} (${cause})`, extra);
+      // A 503 is a temporary state the host already reports (a full disk), not a bug to log per request.
+      answer = { statusCode: body.statusCode, body, internal: body.statusCode !== 503 };
+    } else {
+      const body = errorBody(err.code, err.message, err.details);
+      answer = { statusCode: body.statusCode, body, internal: body.statusCode >= 500 && body.statusCode !== 503 };
     }
-    const body = errorBody(err.code, err.message, err.details);
-    return { statusCode: body.statusCode, body, internal: false };
+    const retryAfter = err.details?.['retryAfter'];
+    if (typeof retryAfter === 'number') answer.headers = { 'retry-after': String(Math.max(1, Math.ceil(retryAfter))) };
+    return answer;
   }
   if (typeof err === 'object' && err !== null) {
     const e = err as { validation?: unknown; validationContext?: string; statusCode?: unknown; message?: unknown };

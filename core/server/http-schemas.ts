@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../contract/errors.js';
+import { damageReport } from '../contract/store-health.js';
 
 /**
  * The zod schemas of the HTTP API (SPEC §6): each one validates a request (through the type
@@ -162,6 +163,27 @@ export const readyResponse = z.object({
   scheduler: z.object({ running: z.boolean(), scheduledJobs: z.number() }),
   jobs: z.object({ total: z.number(), enabled: z.number(), running: z.number() }),
   stale: z.array(z.object({ job: z.string(), schedule: z.string(), periodMs: z.number(), lastSuccessAt: iso.nullable() })),
+  store: z.object({
+    writable: z.boolean().describe('false while the store cannot write (a full disk): triggers get 503 and /ready is 503'),
+    error: z.object({ code: z.string(), message: z.string(), since: iso, retryAfter: z.number() }).nullable(),
+  }),
+  warnings: z
+    .array(damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }))
+    .describe('store damage found and not yet acknowledged (`jobhost store ack-damage`); not a reason for 503'),
+});
+
+export const damageList = z.object({
+  items: z.array(damageReport.extend({ message: z.string().describe('the file, the lines, what was lost, where the copy is') })),
+});
+
+export const ackDamageBody = z
+  .strictObject({ ids: z.array(z.string().min(1).max(100)).max(1000).optional().describe('the reports to acknowledge; all when absent') })
+  .optional();
+
+export const ackDamageResponse = z.object({
+  acknowledged: z.array(damageReport),
+  unknown: z.array(z.string()).describe('ids given that name no report'),
+  remaining: z.number().describe('reports still unacknowledged'),
 });
 
 const perJob = z.object({

@@ -116,6 +116,31 @@ export function createMetrics(host: Host): Metrics {
       }
     },
   });
+  new Counter({
+    name: 'jobhost_store_damaged_lines_total',
+    help: 'Lines of store files found damaged (not a torn tail from a crash) since the process started',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(host.storeHealth().damagedLines);
+    },
+  });
+  new Gauge({
+    name: 'jobhost_store_damage_unacknowledged',
+    help: 'Store damage reports not yet acknowledged (jobhost store ack-damage)',
+    registers: [registry],
+    collect() {
+      this.set(host.storeHealth().damage.filter((r) => r.acknowledgedAt === null).length);
+    },
+  });
+  new Gauge({
+    name: 'jobhost_store_writable',
+    help: '0 while the store cannot write (a full disk) and triggers are refused with 503, else 1',
+    registers: [registry],
+    collect() {
+      this.set(host.storeHealth().writeError === null ? 1 : 0);
+    },
+  });
   new Gauge({
     name: 'jobhost_up',
     help: '1 while the host is running (not starting or stopping)',

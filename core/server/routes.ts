@@ -3,9 +3,13 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from 'fasti
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
+import { describeReport } from '../contract/store-health.js';
 import type { Host } from '../engine/host.js';
 import { clientMessage } from './http-errors.js';
 import {
+  ackDamageBody,
+  ackDamageResponse,
+  damageList,
   errors,
   eventParams,
   healthResponse,
@@ -29,7 +33,10 @@ export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, Serv
 
 type Readiness = z.output<typeof readyResponse>;
 
-/** `GET /ready`: ready when started and every schedule is armed; stale jobs are reported, not fatal. */
+/**
+ * `GET /ready`: ready when started, every schedule armed and the store able to write; stale jobs
+ * and store damage are reported, not fatal (taking the host out of service would fix neither).
+ */
 export function readiness(host: Host): Readiness {
   const state = host.state;
   const jobs = host.jobs();
@@ -46,12 +53,13 @@ export function readiness(host: Host): Readiness {
     if (job.nextRun === null) unarmed++;
   }
   const schedulerRunning = host.schedulerRunning;
+  const store = host.storeHealth();
   const status: Readiness['status'] =
     state === 'created' || state === 'starting'
       ? 'starting'
       : state === 'stopping' || state === 'stopped'
         ? 'stopping'
-        : !schedulerRunning || unarmed > 0
+        : !schedulerRunning || unarmed > 0 || store.writeError !== null
           ? 'degraded'
           : 'ready';
   return {
@@ -61,6 +69,8 @@ export function readiness(host: Host): Readiness {
     scheduler: { running: schedulerRunning, scheduledJobs: scheduled },
     jobs: { total: jobs.length, enabled, running },
     stale: state === 'running' ? host.staleJobs() : [],
+    store: { writable: store.writeError === null, error: store.writeError },
+    warnings: store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
   };
 }
 
@@ -86,6 +96,29 @@ export function registerRoutes(app: JobhostApp, host: Host): void {
     handler: async (_request, reply) => {
       const body = readiness(host);
       return reply.code(body.ready ? 200 : 503).send(body);
+    },
+  });
+
+  app.get('/store/damage', {
+    schema: {
+      summary: 'Damage found in the store files: unacknowledged reports, and acknowledged ones still kept',
+      tags: ['host'],
+      response: { 200: damageList, ...errors(401) },
+    },
+    handler: async () => ({ items: host.storeHealth().damage.map((r) => ({ ...r, message: describeReport(r) })) }),
+  });
+
+  app.post('/store/damage/ack', {
+    schema: {
+      summary: 'Acknowledge store damage reports (all unacknowledged ones without `ids`): /ready stops listing them',
+      tags: ['host'],
+      body: ackDamageBody,
+      response: { 200: ackDamageResponse, ...errors(400, 401, 413, 415, 503) },
+    },
+    handler: async (request) => {
+      const { acknowledged, unknown } = await host.ackStoreDamage(request.body?.ids);
+      const remaining = host.storeHealth().damage.filter((r) => r.acknowledgedAt === null).length;
+      return { acknowledged, unknown, remaining };
     },
   });
 

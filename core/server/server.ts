@@ -142,9 +142,10 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   });
 
   app.setErrorHandler((err, request, reply) => {
-    const { statusCode, body, internal } = toHttpError(err);
+    const { statusCode, body, internal, headers } = toHttpError(err);
     if (internal) request.log.error({ err, method: request.method, url: request.url }, 'request failed');
     if (statusCode === 401) void reply.header('www-authenticate', 'Bearer');
+    if (headers) void reply.headers(headers);
     return reply.code(statusCode).send(body);
   });
 

@@ -65,13 +65,34 @@ export class DurableJsonFile<T> implements Adapter<T> {
   }
 }
 
+/** A line of an NDJSON file that did not load. */
+export interface BadLine {
+  /** 1-based line number. */
+  line: number;
+  /** The start of the line as it is on disk, to tell what it held. */
+  text: string;
+  /** After the last readable line: the torn tail an interrupted append leaves, not damage. */
+  torn: boolean;
+}
+
 export interface NdjsonRead<T> {
   items: T[];
-  /** Bytes up to the end of the last complete, parseable line. */
+  /** The 0-based line number of each item (items skip unreadable lines, line numbers do not). */
+  lines: number[];
+  /** Bytes up to the end of the last complete, readable line. */
   goodBytes: number;
-  /** Lines that did not parse (a torn tail from a crash, or damage). */
+  /** Lines within `goodBytes`. */
+  goodLines: number;
+  /** Lines that did not load (a torn tail from a crash, or damage). */
   badLines: number;
+  /** Each line that did not load, in order. */
+  bad: BadLine[];
+  /** Lines in the file, counting a last line without its newline. */
+  total: number;
 }
+
+/** Checks that a parsed line is a record of the file's kind (a zod schema's `safeParse(v).success`). */
+export type LineCheck = (value: unknown) => boolean;
 
 /**
  * A lowdb adapter for newline-delimited JSON: one record per line. Reading tolerates a torn last
@@ -81,11 +102,13 @@ export interface NdjsonRead<T> {
 export class NdjsonFile<T> implements Adapter<T[]> {
   readonly file: string;
   readonly #fsync: boolean;
-  last: NdjsonRead<T> = { items: [], goodBytes: 0, badLines: 0 };
+  readonly #check: LineCheck | undefined;
+  last: NdjsonRead<T> = { items: [], lines: [], goodBytes: 0, goodLines: 0, badLines: 0, bad: [], total: 0 };
 
-  constructor(file: string, options: { fsync: boolean }) {
+  constructor(file: string, options: { fsync: boolean; check?: LineCheck | undefined }) {
     this.file = file;
     this.#fsync = options.fsync;
+    this.#check = options.check;
   }
 
   async read(): Promise<T[] | null> {
@@ -96,7 +119,7 @@ export class NdjsonFile<T> implements Adapter<T[]> {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
-    this.last = parseNdjson<T>(buf);
+    this.last = parseNdjson<T>(buf, this.#check);
     return this.last.items;
   }
 
@@ -107,30 +130,86 @@ export class NdjsonFile<T> implements Adapter<T[]> {
   }
 }
 
-export function parseNdjson<T>(buf: Buffer): NdjsonRead<T> {
-  const items: T[] = [];
-  let goodBytes = 0;
-  let badLines = 0;
-  let start = 0;
-  while (start < buf.length) {
-    const end = buf.indexOf(10, start);
-    if (end === -1) {
-      badLines++; // torn tail: no newline, never acknowledged
-      break;
-    }
-    if (end > start) {
-      try {
-        items.push(JSON.parse(buf.toString('utf8', start, end)) as T);
-        goodBytes = end + 1;
-      } catch {
-        badLines++;
-      }
-    } else {
-      goodBytes = end + 1;
-    }
-    start = end + 1;
+/** How much of a bad line is kept to describe it: enough for a run's id, job and status. */
+const BAD_TEXT = 400;
+
+/**
+ * Parses NDJSON. A line that is not JSON, or fails `check`, is bad; bad lines after the last good
+ * one are the torn tail of an interrupted append (expected after a crash), any other is damage.
+ */
+export function parseNdjson<T>(buf: Buffer, check?: LineCheck): NdjsonRead<T> {
+  const parser = new NdjsonParser<T>(buf, check);
+  parser.run(Infinity);
+  return parser.result();
+}
+
+/** The same, a slice of lines at a time with the event loop free in between: for background reads. */
+export async function parseNdjsonInSlices<T>(buf: Buffer, check: LineCheck | undefined, linesPerSlice: number): Promise<NdjsonRead<T>> {
+  const parser = new NdjsonParser<T>(buf, check);
+  while (!parser.run(linesPerSlice)) await new Promise((resolve) => setImmediate(resolve));
+  return parser.result();
+}
+
+class NdjsonParser<T> {
+  readonly #buf: Buffer;
+  readonly #check: LineCheck | undefined;
+  readonly #items: T[] = [];
+  readonly #lines: number[] = [];
+  readonly #bad: BadLine[] = [];
+  #goodBytes = 0;
+  #goodLines = 0;
+  #start = 0;
+  #line = 0;
+  /** Bad lines from this index on have no good line after them (yet). */
+  #tornFrom = 0;
+
+  constructor(buf: Buffer, check: LineCheck | undefined) {
+    this.#buf = buf;
+    this.#check = check;
   }
-  return { items, goodBytes, badLines };
+
+  /** Parses up to `maxLines` more lines; true once the whole buffer is done. */
+  run(maxLines: number): boolean {
+    const buf = this.#buf;
+    for (let n = 0; n < maxLines && this.#start < buf.length; n++) {
+      const start = this.#start;
+      const nl = buf.indexOf(10, start);
+      const end = nl === -1 ? buf.length : nl;
+      if (end > start) {
+        let value: unknown;
+        let ok = false;
+        if (nl !== -1) {
+          try {
+            value = JSON.parse(buf.toString('utf8', start, end));
+            ok = this.#check === undefined || this.#check(value);
+          } catch {
+            ok = false;
+          }
+        }
+        if (ok) {
+          this.#items.push(value as T);
+          this.#lines.push(this.#line);
+          this.#goodBytes = end + 1;
+          this.#goodLines = this.#line + 1;
+          this.#tornFrom = this.#bad.length;
+        } else {
+          this.#bad.push({ line: this.#line + 1, text: buf.toString('utf8', start, Math.min(end, start + BAD_TEXT)), torn: false });
+        }
+      } else if (nl !== -1 && this.#tornFrom === this.#bad.length) {
+        this.#goodBytes = end + 1;
+        this.#goodLines = this.#line + 1;
+      }
+      this.#line++;
+      this.#start = end + 1;
+    }
+    return this.#start >= buf.length;
+  }
+
+  result(): NdjsonRead<T> {
+    const bad = this.#bad;
+    for (let i = this.#tornFrom; i < bad.length; i++) bad[i]!.torn = true;
+    return { items: this.#items, lines: this.#lines, goodBytes: this.#goodBytes, goodLines: this.#goodLines, badLines: bad.length, bad, total: this.#line };
+  }
 }
 
 /** Undefined where the platform lacks it (Windows), whatever @types/node says. */

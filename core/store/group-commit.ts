@@ -1,5 +1,14 @@
 import { HostError } from '../contract/errors.js';
-import type { Logger } from '../contract/logger.js';
+
+/** The longest wait between retries of a failed commit. */
+export const MAX_BACKOFF = 5000;
+
+export interface GroupCommitHooks {
+  /** A commit succeeded. */
+  committed(): void;
+  /** A commit failed; returns what its waiters are rejected with. `backoffMs` is the wait before the retry. */
+  failed(err: unknown, backoffMs: number): unknown;
+}
 
 /**
  * Group commit: every save made before the next commit starts shares one promise, and one
@@ -8,15 +17,16 @@ import type { Logger } from '../contract/logger.js';
  */
 export class GroupCommit {
   readonly #commit: () => Promise<void>;
-  readonly #logger: Logger;
+  readonly #hooks: GroupCommitHooks;
   #batch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
   #committing = false;
   #scheduled = false;
   #closed = false;
+  #backoff = 50;
 
-  constructor(commit: () => Promise<void>, logger: Logger) {
+  constructor(commit: () => Promise<void>, hooks: GroupCommitHooks) {
     this.#commit = commit;
-    this.#logger = logger;
+    this.#hooks = hooks;
   }
 
   get committing(): boolean {
@@ -62,7 +72,6 @@ export class GroupCommit {
     this.#scheduled = false;
     if (this.#committing) return;
     this.#committing = true;
-    let backoff = 50;
     try {
       while (this.#batch) {
         const batch = this.#batch;
@@ -70,15 +79,15 @@ export class GroupCommit {
         try {
           await this.#commit();
           batch.resolve();
-          backoff = 50;
+          this.#backoff = 50;
+          this.#hooks.committed();
         } catch (err) {
-          this.#logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'store commit failed; its saves are not acknowledged and are retried');
-          batch.reject(err);
+          batch.reject(this.#hooks.failed(err, this.#backoff));
           if (this.#closed) break;
           // The dirty set was kept: retry it, backing off so a full disk is not a busy loop.
           void this.request();
-          await new Promise((r) => setTimeout(r, backoff));
-          backoff = Math.min(backoff * 2, 5000);
+          await new Promise((r) => setTimeout(r, this.#backoff));
+          this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF);
         }
       }
     } finally {

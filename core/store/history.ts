@@ -1,10 +1,11 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
-import { Low } from 'lowdb';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run, RunQuery, RunStatus } from '../contract/run.js';
-import { AppendFile, NdjsonFile } from './files.js';
+import { AppendFile, NdjsonFile, type NdjsonRead, parseNdjsonInSlices } from './files.js';
+import type { DamageFound } from './store-damage.js';
+import { checkWith, segmentLine } from './store-records.js';
 
 /**
  * Finished runs, in segments: `segments/<n>.ndjson`, one run per line, appended to the open
@@ -37,9 +38,14 @@ export interface HistoryOptions {
   keepDaysMs: number;
   clock: Clock;
   logger: Logger;
+  /** Called with damage found in a segment (not a torn tail), before the file is changed. */
+  onDamage(found: DamageFound): Promise<void>;
 }
 
 const SEGMENT_CACHE = 4;
+/** Lines checked per slice of the background read: ~100 × 4 µs, well under a millisecond. */
+const SCRUB_SLICE = 100;
+const checkSegmentLine = checkWith(segmentLine);
 
 function emptyInfo(n: number): SegmentInfo {
   return { n, count: 0, minId: '', maxId: '', maxEndedAt: '', jobs: {}, statuses: {} };
@@ -59,6 +65,8 @@ const newestFirst = (a: Run, b: Run): number => (a.id < b.id ? 1 : -1);
 export class History {
   readonly #o: HistoryOptions;
   #open: Segment = { info: emptyInfo(1), runs: [] };
+  /** Lines in the open segment's file, damaged ones included: where the next run's line goes. */
+  #openLines = 0;
   readonly #sealed: Segment[] = [];
   readonly #cache: Segment[] = [];
   /** Segments dropped by retention; deleted once a checkpoint no longer lists them. */
@@ -78,7 +86,7 @@ export class History {
 
   /** Where the next finished run goes: for a checkpoint's fold marker. */
   get position(): { segment: number; line: number } {
-    return { segment: this.#open.info.n, line: this.#open.info.count };
+    return { segment: this.#open.info.n, line: this.#openLines };
   }
 
   index(): SegmentInfo[] {
@@ -100,7 +108,8 @@ export class History {
   /**
    * Opens the history on disk: the segments in the checkpoint's index, plus any newer segment
    * file, which is read so `visit` sees each run in it (`afterMark`: it comes after the
-   * checkpoint's fold marker). A torn last line is dropped and truncated away.
+   * checkpoint's fold marker). A torn last line is dropped and truncated away; damage before it
+   * goes to `onDamage` first, while the file is as it was found.
    */
   async load(indexed: SegmentInfo[], mark: { segment: number; line: number } | undefined, visit: (run: Run, afterMark: boolean) => void): Promise<void> {
     const dir = path.join(this.#o.dir as string, 'segments');
@@ -120,24 +129,34 @@ export class History {
     for (const n of files) {
       if (known.has(n)) continue;
       const file = this.#path(n);
-      const adapter = new NdjsonFile<Run>(file, { fsync: this.#o.fsync });
+      const adapter = new NdjsonFile<Run>(file, { fsync: this.#o.fsync, check: checkSegmentLine });
       const runs = (await adapter.read()) ?? [];
-      if (adapter.last.badLines > 0) {
+      const read = adapter.last;
+      const damaged = read.bad.filter((b) => !b.torn);
+      if (damaged.length > 0) await this.#o.onDamage({ kind: 'segment', n, file, bad: damaged, missing: 0 });
+      const torn = read.bad.length - damaged.length;
+      if (torn > 0) {
         this.#o.logger.warn(
-          { code: 'STORE_CORRUPT', file, badLines: adapter.last.badLines },
-          'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)',
+          { code: 'STORE_CORRUPT', file, tornLines: torn },
+          'dropped a torn tail (an interrupted write; expected after a crash, never acknowledged)',
         );
       }
       const info = emptyInfo(n);
-      for (const [line, run] of runs.entries()) {
+      for (const [i, run] of runs.entries()) {
         addToInfo(info, run);
+        // By line in the file, as the marker counts: a damaged line before it still takes its place.
+        const line = read.lines[i]!;
         visit(run, n > from.segment || (n === from.segment && line >= from.line));
       }
       if (n === last && runs.length < this.#o.segmentSize) {
         this.#open = { info, runs };
+        this.#openLines = read.goodLines;
         this.#file = new AppendFile(file, { fsync: this.#o.fsync });
-        await this.#file.open(adapter.last.goodBytes);
+        await this.#file.open(read.goodBytes);
       } else if (runs.length > 0) {
+        // Sealed with a torn tail (its successor was already created): cut the tail now, or a
+        // later read of the indexed segment would take it for damage.
+        if (torn > 0) await truncate(file, read.goodBytes);
         this.#sealed.push({ info, runs: undefined });
       } else {
         await rm(file, { force: true });
@@ -147,10 +166,16 @@ export class History {
     if (!this.#file) {
       const n = Math.max(last ?? 0, this.#sealed.at(-1)?.info.n ?? 0) + 1;
       this.#open = { info: emptyInfo(n), runs: [] };
+      this.#openLines = 0;
       this.#file = new AppendFile(this.#path(n), { fsync: this.#o.fsync });
       await this.#file.open();
     }
     this.#applyRetention();
+  }
+
+  /** The oldest segment still kept (sealed or open): damage reports of older ones can go. */
+  get oldestSegment(): number {
+    return this.#sealed[0]?.info.n ?? this.#open.info.n;
   }
 
   /** Records runs whose final lines are durable in the open segment; seals it when full. */
@@ -159,6 +184,7 @@ export class History {
       this.#open.runs?.push(run);
       addToInfo(this.#open.info, run);
     }
+    this.#openLines += finished.length;
     // Half full: create the next file now (its directory entry fsynced), off the commit path.
     if (this.#o.dir !== null && !this.#next && this.#open.info.count * 2 >= this.#o.segmentSize) {
       const next = new AppendFile(this.#path(this.#open.info.n + 1), { fsync: this.#o.fsync });
@@ -195,6 +221,7 @@ export class History {
     this.#sealed.push(sealed);
     this.#remember(sealed);
     this.#open = { info: emptyInfo(n), runs: [] };
+    this.#openLines = 0;
     this.#applyRetention();
   }
 
@@ -270,11 +297,52 @@ export class History {
 
   async #runsOf(seg: Segment): Promise<Run[]> {
     if (seg.runs) return seg.runs;
-    const db = new Low<Run[]>(new NdjsonFile<Run>(this.#path(seg.info.n), { fsync: this.#o.fsync }), []);
-    await db.read();
-    seg.runs = db.data;
+    seg.runs = await this.#read(seg);
     this.#remember(seg);
     return seg.runs;
+  }
+
+  /** Reads a sealed segment; damage in it goes to `onDamage`. `sliced`: in the background, a slice of lines at a time. */
+  async #read(seg: Segment, sliced = false): Promise<Run[]> {
+    const file = this.#path(seg.info.n);
+    let read: NdjsonRead<Run>;
+    if (sliced) {
+      let buf: Buffer;
+      try {
+        buf = await readFile(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        buf = Buffer.alloc(0);
+      }
+      read = await parseNdjsonInSlices<Run>(buf, checkSegmentLine, SCRUB_SLICE);
+    } else {
+      const adapter = new NdjsonFile<Run>(file, { fsync: this.#o.fsync, check: checkSegmentLine });
+      await adapter.read();
+      read = adapter.last;
+    }
+    const runs = read.items;
+    // Every line of a sealed segment was durable when it was indexed: any bad or missing one is
+    // damage, a bad last line included. Not so for a segment retention dropped meanwhile.
+    const missing = Math.max(0, seg.info.count - runs.length - read.bad.length);
+    if ((read.bad.length > 0 || missing > 0) && this.#sealed.includes(seg)) {
+      await this.#o.onDamage({ kind: 'segment', n: seg.info.n, file, bad: read.bad, missing });
+    }
+    return runs;
+  }
+
+  /**
+   * Reads every sealed segment once, in the background after a start, so damage in history that
+   * no page has asked for yet is found and reported now, not when someone scrolls back to it.
+   * A slice of lines at a time (checking a line costs a few µs), so schedules and requests are
+   * never held up by more than a millisecond or two; `stop()` ends it early.
+   */
+  async scrub(stop: () => boolean): Promise<void> {
+    for (const seg of [...this.#sealed]) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (stop()) return;
+      if (seg.runs || !this.#sealed.includes(seg)) continue; // a cached segment was checked when it was read
+      await this.#read(seg, true);
+    }
   }
 
   /** Keeps a few sealed segments parsed in memory (all of them when there is no disk). */

@@ -4,6 +4,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { BackendHealth, DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { foldFinished } from './job-state.js';
 import { Runner } from './runner.js';
@@ -226,5 +227,18 @@ class LocalBackend implements Backend {
 
   stats(): BackendStats {
     return this.#store.stats();
+  }
+
+  get writeError(): StoreWriteError | null {
+    return this.#store.writeError;
+  }
+
+  health(): BackendHealth {
+    const { reports, damagedLines } = this.#store.damage();
+    return { writeError: this.#store.writeError, damage: reports, damagedLines };
+  }
+
+  ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
+    return this.#store.ackDamage(ids);
   }
 }

@@ -2,17 +2,20 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import type { JobState, NotificationQuery } from '../contract/backend.js';
-import type { Clock } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
+import { type DamageReport, type StoreWriteError, storeUnavailable } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { AppendFile, DurableJsonFile, NdjsonFile } from './files.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History, type SegmentInfo } from './history.js';
 import { foldFinished } from './job-state.js';
 import { NotificationLog } from './notification-log.js';
 import { serializeRun } from './serialize.js';
+import { type DamageFound, DamageLog } from './store-damage.js';
+import { checkWith, journalLine } from './store-records.js';
 
 /**
  * The run store. On disk (SPEC §4, §6):
@@ -48,6 +51,12 @@ export interface Store {
   getRun(id: string): Promise<Run | undefined>;
   listRuns(query: RunQuery): Promise<Page<Run>>;
   listNotifications(query: NotificationQuery): Page<Notification>;
+  /** Set while commits fail (a full disk): new work should be refused until it clears by itself. */
+  readonly writeError: StoreWriteError | null;
+  /** Damage found in the store's files: every report still kept, and the damaged lines this process found. */
+  damage(): { reports: DamageReport[]; damagedLines: number };
+  /** Acknowledges damage reports (all unacknowledged ones without `ids`); durable when it resolves. */
+  ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }>;
   /** Resolves when everything saved so far is durable. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -82,14 +91,38 @@ interface StateDoc {
   jobs: Record<string, JobState>;
   live: Run[];
   notifications: Notification[];
+  /** Damage reports: unacknowledged ones, and acknowledged ones while their file may be read again. */
+  damage?: unknown[];
 }
 
 type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
-type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification };
+type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport };
+
+const checkJournalLine = checkWith(journalLine);
 
 const DAY = 86_400_000;
 
 const clone = <T>(value: T): T => structuredClone(value);
+
+/** The errno code behind a failed write (`ENOSPC`), however deep the store wrapped it. */
+function errnoOf(err: unknown): string {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return 'STORE_WRITE_FAILED';
+}
+
+/** The system's message for a failed write, without the file's path. */
+function messageOf(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  const message = e instanceof Error ? e.message : String(e);
+  // "ENOSPC: no space left on device, write" — the path, when there is one, follows a comma.
+  return message.replace(/, (open|write|fsync|fdatasync|rename|mkdir|copyfile|ftruncate|close) .*$/, ', $1');
+}
 
 export function createStore(options: StoreOptions): Store {
   return new SegmentedStore(options);
@@ -121,6 +154,19 @@ class SegmentedStore implements Store {
   #commits = 0;
   #closed = false;
   #opened = false;
+  /** Set once the files are loaded: damage found after that is journaled, not left to the load's checkpoint. */
+  #loaded = false;
+  #writeError: StoreWriteError | null = null;
+  /** The number of the journal being appended to; ahead of #checkpointN after a failed checkpoint. */
+  #journalN = 0;
+  /** Journals switched away from, removed once a checkpoint that covers them is durable. */
+  readonly #retired: AppendFile[] = [];
+  /** After a failed checkpoint (a full disk), none is tried before this real time, so commits do not each try. */
+  #checkpointRetryAt = 0;
+  readonly #damage: DamageLog;
+  #dirtyDamage: DamageReport[] = [];
+  /** The background read of sealed history after a start (see History.scrub). */
+  #scrub: Promise<void> | undefined;
 
   constructor(options: StoreOptions) {
     this.#dir = options.dir;
@@ -135,12 +181,14 @@ class SegmentedStore implements Store {
       segmentSize: options.segmentSize ?? Math.min(2000, Math.max(100, Math.floor(keepRuns / 10))),
       clock: options.clock,
       logger: options.logger,
+      onDamage: (found) => this.#damaged(found, (id) => this.#live.has(id)),
     });
+    this.#damage = new DamageLog({ dir: options.dir, clock: options.clock, logger: options.logger });
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
     this.#logger = options.logger;
-    this.#group = new GroupCommit(() => this.#commitOnce(), options.logger);
+    this.#group = new GroupCommit(() => this.#commitOnce(), { committed: () => this.#committed(), failed: (err, ms) => this.#failed(err, ms) });
   }
 
   // ---------------------------------------------------------------- opening and recovery
@@ -151,7 +199,14 @@ class SegmentedStore implements Store {
     // State set in memory before opening (flags toggled before start) wins over what is loaded.
     const before = new Map(this.#jobs);
     this.#jobs.clear();
-    if (this.#dir !== null) await this.#load(this.#dir);
+    if (this.#dir !== null) {
+      await this.#load(this.#dir);
+      this.#scrub = this.#history
+        .scrub(() => this.#closed)
+        .catch((err: unknown) => {
+          this.#logger.error({ err }, 'could not read the history back to check it for damage');
+        });
+    }
     for (const [name, state] of before) this.#jobs.set(name, { ...this.#jobs.get(name), ...state });
     const runs = [...this.#live.values()].filter((r) => !isFinal(r.status)).sort((a, b) => (a.id < b.id ? -1 : 1));
     return { runs };
@@ -178,10 +233,14 @@ class SegmentedStore implements Store {
     }
     const doc = this.#db.data;
     this.#checkpointN = doc.checkpoint;
+    this.#journalN = doc.checkpoint;
     for (const [name, record] of Object.entries(doc.jobs)) this.#jobs.set(name, record);
     for (const run of doc.live) this.#live.set(run.id, run);
     this.#notifications.reset(doc.notifications);
+    this.#damage.restore(doc.damage ?? []);
 
+    const journalDamage: DamageFound[] = [];
+    const finishedIds = new Set<string>();
     const entries = await readdir(dir);
     const journals = entries
       .map((f) => /^journal-(\d+)\.ndjson$/.exec(f))
@@ -194,24 +253,37 @@ class SegmentedStore implements Store {
         await rm(file, { force: true }); // superseded by the checkpoint; left by a crash mid-cleanup
         continue;
       }
-      const adapter = new NdjsonFile<JournalRecord>(file, { fsync: this.#fsync });
+      const adapter = new NdjsonFile<JournalRecord>(file, { fsync: this.#fsync, check: checkJournalLine });
       const records = (await adapter.read()) ?? [];
-      this.#reportDamage(file, adapter.last.badLines);
+      const damaged = adapter.last.bad.filter((b) => !b.torn);
+      const torn = adapter.last.bad.length - damaged.length;
+      if (torn > 0) {
+        this.#logger.warn(
+          { code: 'STORE_CORRUPT', file, tornLines: torn },
+          'dropped a torn tail (an interrupted write; expected after a crash, never acknowledged)',
+        );
+      }
+      // Reported once everything is loaded (to tell whether another record of each run loaded),
+      // and before the checkpoint below deletes the journal.
+      if (damaged.length > 0) journalDamage.push({ kind: 'journal', n, file, bad: damaged, missing: 0 });
       for (const rec of records) this.#apply(rec);
     }
 
     // Segments: indexed ones come from the checkpoint; newer files are read.
     const folded = new Set(doc.foldSkip);
     await this.#history.load(doc.segments, doc.foldFrom, (run, afterMark) => {
+      if (journalDamage.length > 0) finishedIds.add(run.id);
       this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
       // Finished after the checkpoint: its job's aggregates do not include it yet.
       if (afterMark && !folded.has(run.id)) foldFinished(this.job(run.job), run);
     });
+    for (const found of journalDamage) await this.#damaged(found, (id) => this.#live.has(id) || finishedIds.has(id));
     // A run the journal has as finished but no segment holds: its final state goes to history now.
     for (const run of [...this.#live.values()]) {
       if (isFinal(run.status)) this.#dirtyRuns.add(run);
     }
     await this.#checkpoint();
+    this.#loaded = true;
     if (this.#dirtyRuns.size > 0) await this.flush();
   }
 
@@ -225,15 +297,33 @@ class SegmentedStore implements Store {
       if (rec.f.lastFireAt === null) delete record.lastFireAt;
       else record.lastFireAt = rec.f.lastFireAt;
     } else if ('n' in rec) this.#notifications.push(rec.n);
+    else if ('d' in rec) this.#damage.apply(rec.d);
   }
 
-  #reportDamage(file: string, badLines: number): void {
-    if (badLines > 0) {
-      this.#logger.warn(
-        { code: 'STORE_CORRUPT', file, badLines },
-        'skipped unreadable lines (a torn tail from an interrupted write is expected after a crash)',
-      );
+  // ---------------------------------------------------------------- damage
+
+  /** Damage found in a file (store-damage.ts): found while loading, the load's checkpoint keeps it; later, it is journaled. */
+  async #damaged(found: DamageFound, loadedElsewhere: (runId: string) => boolean): Promise<void> {
+    const report = await this.#damage.found(found, loadedElsewhere);
+    if (report && this.#loaded) {
+      this.#dirtyDamage.push(report);
+      void this.#group.request();
     }
+  }
+
+  damage(): { reports: DamageReport[]; damagedLines: number } {
+    return { reports: this.#damage.list(), damagedLines: this.#damage.damagedLines };
+  }
+
+  async ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
+    const { acknowledged, unknown, changed } = this.#damage.acknowledge(ids);
+    this.#dirtyDamage.push(...changed);
+    if (changed.length > 0 && this.#dir !== null) await this.#group.request();
+    return { acknowledged, unknown };
+  }
+
+  get writeError(): StoreWriteError | null {
+    return this.#writeError;
   }
 
   // ---------------------------------------------------------------- saving (group commit)
@@ -265,25 +355,54 @@ class SegmentedStore implements Store {
     return this.#group.request();
   }
 
+  #committed(): void {
+    if (this.#writeError) {
+      this.#logger.info({ failingSince: this.#writeError.since }, 'the store can write again');
+      this.#writeError = null;
+    }
+  }
+
+  /** A commit failed: note why (new work is refused meanwhile) and what its waiters are told. */
+  #failed(err: unknown, backoffMs: number): unknown {
+    const retryAfter = Math.max(1, Math.ceil(backoffMs / 1000));
+    const code = errnoOf(err);
+    if (this.#writeError === null) {
+      this.#writeError = { code, message: messageOf(err), since: isoTime(this.#clock.now()), retryAfter };
+      this.#logger.error(
+        { err, code: 'STORE_WRITE_FAILED' },
+        'store commit failed; its saves are not acknowledged and are retried; new work is refused until a commit succeeds',
+      );
+    } else {
+      this.#writeError = { ...this.#writeError, code, message: messageOf(err), retryAfter };
+      this.#logger.debug({ err, code: 'STORE_WRITE_FAILED' }, 'store commit failed again');
+    }
+    return storeUnavailable(this.#writeError, err);
+  }
+
   async #commitOnce(): Promise<void> {
     const runs = [...this.#dirtyRuns];
     const jobs = [...this.#dirtyJobs];
     const notifications = this.#dirtyNotifications;
+    const damage = this.#dirtyDamage;
     this.#dirtyRuns.clear();
     this.#dirtyJobs.clear();
     this.#dirtyNotifications = [];
+    this.#dirtyDamage = [];
 
-    const finished: Run[] = [];
+    let finished: Run[] = [];
+    const journaled: Run[] = [];
     const disk = this.#dir !== null;
     const journalFile = this.#journal as AppendFile;
     const segmentFile = this.#history.file as AppendFile;
     for (const run of runs) {
       const final = isFinal(run.status);
       if (final) finished.push(run);
+      else journaled.push(run);
       if (!disk) continue;
       if (final) segmentFile.append(serializeRun(run) + '\n');
       else journalFile.append('{"r":' + serializeRun(run) + '}\n');
     }
+    let failure: unknown;
     if (disk) {
       for (const name of jobs) {
         const r = this.#jobs.get(name);
@@ -291,38 +410,59 @@ class SegmentedStore implements Store {
         journalFile.append(JSON.stringify({ j: name, f }) + '\n');
       }
       for (const n of notifications) journalFile.append(JSON.stringify({ n }) + '\n');
-      try {
-        await Promise.all([journalFile.commit(), segmentFile.commit()]);
-      } catch (err) {
-        // Not durable: keep everything dirty for the next commit.
-        for (const run of runs) this.#dirtyRuns.add(run);
+      for (const d of damage) journalFile.append(JSON.stringify({ d }) + '\n');
+      // The two files fail apart (one may still have room): keep dirty only what did not reach
+      // its file, so a retry never appends a finished run to its segment twice.
+      const [journal, segment] = await Promise.allSettled([journalFile.commit(), segmentFile.commit()]);
+      if (journal.status === 'rejected') {
+        failure = journal.reason;
+        for (const run of journaled) this.#dirtyRuns.add(run);
         for (const name of jobs) this.#dirtyJobs.add(name);
         this.#dirtyNotifications.unshift(...notifications);
-        throw err;
+        this.#dirtyDamage.unshift(...damage);
+      }
+      if (segment.status === 'rejected') {
+        failure ??= segment.reason;
+        for (const run of finished) this.#dirtyRuns.add(run);
+        finished = [];
       }
     }
-    this.#commits++;
+    if (failure === undefined) this.#commits++;
     for (const run of finished) {
       // Only now, with the final record durable, does the run leave the live set.
       if (this.#live.get(run.id) === run) this.#live.delete(run.id);
     }
     await this.#history.add(finished);
     this.#finishedSinceCheckpoint += finished.length;
+    if (failure !== undefined) throw failure;
     // Checkpoints are few and cheap (they hold unfinished runs only): by journal size, or after
     // enough finished runs that a start-up never scans more than that many segment lines.
     if ((this.#journal && this.#journal.size > this.#checkpointBytes) || this.#finishedSinceCheckpoint >= this.#checkpointRuns) {
-      await this.#checkpoint();
+      if (Date.now() < this.#checkpointRetryAt) return;
+      try {
+        await this.#checkpoint();
+      } catch (err) {
+        // What this commit wrote is durable in the journal; the checkpoint only bounds the next
+        // start's reading. Try again later, not on every commit.
+        this.#checkpointRetryAt = Date.now() + MAX_BACKOFF;
+        this.#logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'could not write a checkpoint; the journal keeps everything; retrying later');
+      }
     }
   }
 
   /** Writes state.json from memory, then starts a new journal and drops the old ones. */
   async #checkpoint(): Promise<void> {
     if (this.#dir === null || !this.#db) return;
-    const previous = this.#journal;
     const n = this.#checkpointN + 1;
-    // Switch first: records saved from here on belong to the new journal.
-    this.#journal = new AppendFile(path.join(this.#dir, `journal-${n}.ndjson`), { fsync: this.#fsync });
-    await this.#journal.open();
+    // Switch first: records saved from here on belong to the new journal. After a failed
+    // checkpoint the switch is already done: journal n is kept, not opened a second time.
+    if (this.#journalN !== n || !this.#journal) {
+      const next = new AppendFile(path.join(this.#dir, `journal-${n}.ndjson`), { fsync: this.#fsync });
+      await next.open();
+      if (this.#journal) this.#retired.push(this.#journal);
+      this.#journal = next;
+      this.#journalN = n;
+    }
     this.#db.data = {
       version: 1,
       checkpoint: n,
@@ -334,12 +474,16 @@ class SegmentedStore implements Store {
       jobs: Object.fromEntries(this.#jobs),
       live: [...this.#live.values()],
       notifications: this.#notifications.recent(),
+      damage: this.#damage.kept(this.#history.oldestSegment),
     };
-    await this.#db.write();
-    this.#db.data.live = []; // do not pin the snapshot's array
+    try {
+      await this.#db.write();
+    } finally {
+      this.#db.data.live = []; // do not pin the snapshot's array
+    }
     this.#checkpointN = n;
     this.#finishedSinceCheckpoint = 0;
-    await previous?.remove();
+    for (const old of this.#retired.splice(0)) await old.remove();
     await this.#history.deleteExpired();
     // Journals older than n may survive a crash between the write above and here; #load drops them.
     for (const f of await readdir(this.#dir)) {
@@ -358,8 +502,15 @@ class SegmentedStore implements Store {
     this.#closed = true;
     this.#group.close();
     if (this.#dir !== null) {
+      await this.#scrub;
       while (this.#group.committing) await new Promise((r) => setImmediate(r));
-      await this.#checkpoint();
+      try {
+        await this.#checkpoint();
+      } catch (err) {
+        // A full disk at shutdown: the journal holds everything; the next start replays it.
+        this.#logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'could not write the closing checkpoint; the next start replays the journal');
+      }
+      for (const old of this.#retired.splice(0)) await old.close();
       await this.#journal?.close();
       await this.#history.close();
     }

@@ -67,7 +67,7 @@ async function waitFor(c: Child, stream: 'stdout' | 'stderr', pattern: RegExp, w
 }
 
 t.test('--help for every command, --version, usage errors exit 2', async (t) => {
-  const commands = ['start', 'validate', 'list', 'run', 'tail', 'new'];
+  const commands = ['start', 'validate', 'list', 'run', 'tail', 'new', 'store'];
   const [root, ver, unknown, ...helps] = await Promise.all([
     cli(t, ['--help']),
     cli(t, ['--version']),
@@ -89,6 +89,7 @@ t.test('--help for every command, --version, usage errors exit 2', async (t) => 
     run: [/Usage: jobhost run \[options\] <job>/, /--params <json>/, /--delay <duration>/, /--key <key>/, /--wait/, /--timeout <duration>/],
     tail: [/--job <name>/, /--type <type>/, /--since <seq>/, /--json/],
     new: [/Usage: jobhost new \[options\] <name>/, /--dir <dir>/, /--schedule <cron>/, /--force/],
+    store: [/damage\b/, /ack-damage \[options\] \[ids\.\.\.\]/],
   };
   commands.forEach((c, i) => {
     const help = helps[i]!;

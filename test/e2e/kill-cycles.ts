@@ -18,6 +18,8 @@ export interface KillReport {
   missing: string[];
   notFinal: string[];
   failedStarts: string[];
+  /** Damage reports the last start holds: a kill -9 leaves torn tails at most, never damage. */
+  damage: string[];
 }
 
 export const KILL_PLUGIN = `import { setTimeout as sleep } from 'node:timers/promises';
@@ -130,6 +132,7 @@ export async function killCycles(
   const missing: string[] = [];
   const notFinal: string[] = [];
   let finalized = 0;
+  const damage: string[] = [];
   let last: Child | undefined;
   try {
     last = await startChild(dir);
@@ -156,7 +159,9 @@ export async function killCycles(
       if (pending.size > 0) await new Promise((r) => setTimeout(r, 100));
     }
     notFinal.push(...pending);
+    const found = (await (await fetch(`${last.url}/store/damage`)).json()) as { items: Array<{ message: string }> };
+    damage.push(...found.items.map((d) => d.message));
     await last.stop();
   }
-  return { cycles: options.cycles, acknowledged: acknowledged.size, refusedOrCut, finalized, missing, notFinal, failedStarts };
+  return { cycles: options.cycles, acknowledged: acknowledged.size, refusedOrCut, finalized, missing, notFinal, failedStarts, damage };
 }

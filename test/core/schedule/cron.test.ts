@@ -1,6 +1,7 @@
 import t from 'tap';
 import { assertTimezone } from '../../../core/contract/schedule-syntax.js';
-import { cronSchedule, everySchedule } from '../../../core/schedule/cron.js';
+import { cronSchedule, everySchedule, isWildcardCron } from '../../../core/schedule/cron.js';
+import { DST_CASES } from './dst-cases.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 const fires = (expr: string, tz: string, from: string, n: number): Array<string | null> => {
@@ -42,41 +43,49 @@ t.test('timezone: fires on the zone wall clock', async (t) => {
   t.same(fires('30 8 * * *', 'Europe/Berlin', '2026-07-01T00:00:00Z', 1), ['2026-07-01T06:30:00.000Z']);
 });
 
-t.test('DST gap: a fire inside the skipped hour runs once, at the jump', async (t) => {
-  // America/New_York springs forward 2026-03-08 02:00 EST -> 03:00 EDT (07:00Z).
-  t.same(fires('30 2 * * *', 'America/New_York', '2026-03-07T12:00:00Z', 3), [
-    '2026-03-08T07:00:00.000Z', // 02:30 does not exist: runs at 03:00 EDT
-    '2026-03-09T06:30:00.000Z',
-    '2026-03-10T06:30:00.000Z',
-  ]);
-  // several fire times inside the gap collapse into one run at the jump
-  t.same(fires('*/20 2 * * *', 'America/New_York', '2026-03-08T06:00:00Z', 2), ['2026-03-08T07:00:00.000Z', '2026-03-09T06:00:00.000Z']);
-  // fires around the gap are untouched
-  t.same(fires('0 * * * *', 'America/New_York', '2026-03-08T05:30:00Z', 3), [
-    '2026-03-08T06:00:00.000Z',
-    '2026-03-08T07:00:00.000Z',
-    '2026-03-08T08:00:00.000Z',
+t.test('wildcard or fixed-time: a second, minute or hour field that starts with * makes a wildcard job', async (t) => {
+  for (const expr of ['*/30 * * * *', '0 * * * *', '*/10 * * * * *', '* * * * * *', '0 */2 * * *', '*/15 1 * * *', '0 0 * * * *', '@hourly', '0 ? * * *']) {
+    t.ok(isWildcardCron(expr), `${expr}: wildcard`);
+  }
+  for (const expr of ['30 1 * * *', '0 30 1 * * *', '0 0,12 * * *', '15 1-3 * * *', '0 9 * * 1-5', '@daily', '@weekly']) {
+    t.notOk(isWildcardCron(expr), `${expr}: fixed-time`);
+  }
+});
+
+t.test('daylight saving, fire by fire, in New York, London and Lord Howe (a 30-minute shift)', async (t) => {
+  for (const c of DST_CASES) {
+    t.same(fires(c.expr, c.zone, c.from, c.fires.length), c.fires, `${c.zone} ${c.transition}, ${c.kind} ${c.expr}: ${c.note}`);
+  }
+});
+
+t.test('an every-second job keeps firing every second through a fall-back', async (t) => {
+  // America/New_York, 2027-11-07 06:00Z: 01:59:59 EDT is followed by 01:00:00 EST.
+  const got = fires('* * * * * *', 'America/New_York', '2027-11-07T05:59:50Z', 20);
+  const want = Array.from({ length: 20 }, (_, i) => iso(Date.parse('2027-11-07T05:59:51Z') + i * 1000));
+  t.same(got, want);
+  // and every 10 seconds, the same
+  t.same(fires('*/10 * * * * *', 'America/New_York', '2027-11-07T05:59:35Z', 4), [
+    '2027-11-07T05:59:40.000Z',
+    '2027-11-07T05:59:50.000Z',
+    '2027-11-07T06:00:00.000Z',
+    '2027-11-07T06:00:10.000Z',
   ]);
 });
 
-t.test('DST fold: a fire inside the repeated hour runs once, not twice', async (t) => {
-  // America/New_York falls back 2026-11-01 02:00 EDT -> 01:00 EST (06:00Z): 01:xx happens twice.
-  t.same(fires('30 1 * * *', 'America/New_York', '2026-10-31T12:00:00Z', 2), ['2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z']);
-  t.same(fires('*/15 1 * * *', 'America/New_York', '2026-11-01T04:50:00Z', 5), [
-    '2026-11-01T05:00:00.000Z',
-    '2026-11-01T05:15:00.000Z',
-    '2026-11-01T05:30:00.000Z',
-    '2026-11-01T05:45:00.000Z',
+t.test('DST: asked from inside a fold, the next fire follows the rule of the job kind', async (t) => {
+  // 2026-11-01, America/New_York: 01:xx EDT (05:xxZ) then 01:xx EST (06:xxZ).
+  // A fixed-time job asked during the second pass waits for the next day: it already ran.
+  t.same(fires('30 1 * * *', 'America/New_York', '2026-11-01T06:20:00Z', 1), ['2026-11-02T06:30:00.000Z']);
+  // A wildcard job asked late in the first pass still fires in the second pass.
+  t.same(fires('*/15 1 * * *', 'America/New_York', '2026-11-01T05:50:00Z', 5), [
+    '2026-11-01T06:00:00.000Z',
+    '2026-11-01T06:15:00.000Z',
+    '2026-11-01T06:30:00.000Z',
+    '2026-11-01T06:45:00.000Z',
     '2026-11-02T06:00:00.000Z',
   ]);
-  // asked from inside the second pass, the next fire is after the fold
-  t.same(fires('*/15 1 * * *', 'America/New_York', '2026-11-01T06:20:00Z', 1), ['2026-11-02T06:00:00.000Z']);
-  // an hourly job still fires every real hour across the fold (01:00 EDT, 01:00 EST is the same wall time: once)
-  t.same(fires('0 * * * *', 'America/New_York', '2026-11-01T04:30:00Z', 3), [
-    '2026-11-01T05:00:00.000Z',
-    '2026-11-01T07:00:00.000Z',
-    '2026-11-01T08:00:00.000Z',
-  ]);
+  // A wildcard job whose next match is months away, inside a fold: its first pass comes first.
+  t.same(fires('* 1 1 11 *', 'America/New_York', '2026-01-01T00:00:00Z', 1), ['2026-11-01T05:00:00.000Z']);
 });
 
 t.test('invalid expressions throw INVALID_CRON naming the field and the expression', async (t) => {

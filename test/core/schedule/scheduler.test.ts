@@ -1,6 +1,7 @@
 import t from 'tap';
 import { createManualClock } from '../../../core/contract/clock.js';
 import { startHost } from '../../helpers.js';
+import { DST_CASES, type DstCase } from './dst-cases.js';
 
 const noop = (): undefined => undefined;
 
@@ -91,4 +92,44 @@ t.test('stop leaves no timer behind', async (t) => {
   t.equal(clock.pending(), 2, 'the schedule, and one timer for the earliest delayed run');
   await host.stop();
   t.equal(clock.pending(), 0);
+});
+
+t.test('daylight saving on the injected clock, fire by fire: New York, London, Lord Howe, both transitions, both kinds', async (t) => {
+  // One host per zone and transition, every job of that night registered at once.
+  const groups = new Map<string, DstCase[]>();
+  for (const c of DST_CASES) {
+    const key = `${c.zone} ${c.transition}`;
+    groups.set(key, [...(groups.get(key) ?? []), c]);
+  }
+  for (const [key, cases] of groups) {
+    const from = Math.min(...cases.map((c) => Date.parse(c.from)));
+    const until = Math.max(...cases.map((c) => Date.parse(c.fires.at(-1)!)));
+    const { host, clock, of } = await startHost(t, { clock: createManualClock(from) });
+    for (const [i, c] of cases.entries()) host.register({ name: `job-${i}`, schedule: c.expr, timezone: c.zone, handler: noop });
+    await clock.set(until);
+    cases.forEach((c, i) => {
+      // The host runs on to the group's last fire: look at this case's window only.
+      const window = (at: string): boolean => Date.parse(at) > Date.parse(c.from) && Date.parse(at) <= Date.parse(c.fires.at(-1)!);
+      const got = of('run.queued')
+        .filter((e) => e.data.job === `job-${i}` && window(e.at))
+        .map((e) => e.at);
+      t.same(got, c.fires, `${key}, ${c.kind} ${c.expr}: ${c.note}`);
+    });
+    await host.stop({ graceMs: 0 });
+  }
+});
+
+t.test('an every-second job keeps firing every second through a fall-back, on the injected clock', async (t) => {
+  // America/New_York, 2027-11-07 06:00Z: 01:59:59 EDT is followed by 01:00:00 EST.
+  const start = Date.parse('2027-11-07T05:59:00Z');
+  const { host, clock, of } = await startHost(t, { clock: createManualClock(start) });
+  host.register({ name: 'pulse', schedule: '* * * * * *', timezone: 'America/New_York', handler: noop });
+  await clock.set(start + 120_000);
+  const want = Array.from({ length: 120 }, (_, i) => new Date(start + (i + 1) * 1000).toISOString());
+  t.same(
+    of('run.queued').map((e) => e.at),
+    want,
+    'one fire per real second, none missing, none doubled',
+  );
+  t.equal(of('run.succeeded').length, 120);
 });

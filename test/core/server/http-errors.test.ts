@@ -9,7 +9,19 @@ t.test('HostErrors keep their code, status and details', async (t) => {
     internal: false,
   });
   t.equal(toHttpError(new HostError('SHUTTING_DOWN', 'stopping')).internal, false, 'a 503 while stopping is expected, not a bug');
-  t.equal(toHttpError(new HostError('STORE_WRITE_FAILED', 'disk full')).internal, true);
+  t.equal(toHttpError(new HostError('INTERNAL', 'bug')).internal, true);
+});
+
+t.test('a full disk is a temporary 503 with Retry-After, not a 500', async (t) => {
+  const answer = toHttpError(new HostError('STORE_WRITE_FAILED', 'the store cannot write (ENOSPC)', { retryAfter: 2, errno: 'ENOSPC' }));
+  t.match(answer, {
+    statusCode: 503,
+    internal: false,
+    headers: { 'retry-after': '2' },
+    body: { code: 'STORE_WRITE_FAILED', error: 'Service Unavailable', retryAfter: 2, errno: 'ENOSPC' },
+  });
+  t.same(toHttpError(new HostError('STORE_WRITE_FAILED', 'x', { retryAfter: 0.2 })).headers, { 'retry-after': '1' }, 'whole seconds, at least 1');
+  t.equal(toHttpError(new HostError('SHUTTING_DOWN', 'stopping')).headers, undefined);
 });
 
 t.test('details never override the four fields', async (t) => {
@@ -50,9 +62,15 @@ t.test("a failure of ours answers with the code's meaning: no message or details
     { cause },
   );
   const { statusCode, body, internal } = toHttpError(err);
-  t.equal(statusCode, 500);
-  t.equal(internal, true, 'logged, with the message and details');
-  t.same(body, { statusCode: 500, code: 'STORE_WRITE_FAILED', error: 'Internal Server Error', message: `${ERROR_CODES.STORE_WRITE_FAILED.text} (ENOSPC)` });
+  t.equal(statusCode, 503, 'a full disk is a temporary unavailability');
+  t.equal(internal, false, 'not logged per request: the store logs the failure, with the path, once');
+  t.same(body, {
+    statusCode: 503,
+    code: 'STORE_WRITE_FAILED',
+    error: 'Service Unavailable',
+    message: `${ERROR_CODES.STORE_WRITE_FAILED.text} (ENOSPC)`,
+    errno: 'ENOSPC',
+  });
   t.notMatch(JSON.stringify(body), '/srv/jobhost');
   t.equal(
     toHttpError(new HostError('CONFIG_READ', '/etc/jobhost.json: EACCES', { file: '/etc/jobhost.json' })).body.message,

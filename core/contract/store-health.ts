@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import { HostError } from './errors.js';
+
+/**
+ * The condition of where runs are recorded, as the engine, `/ready`, `/metrics` and the CLI see
+ * it: why the backend cannot write (a full disk), and damage found in its files. Shapes and
+ * wording shared by every part; finding damage is the backend's business.
+ */
+
+const iso = z.string().min(1);
+
+/** What a damaged line held, as far as its bytes still tell. */
+export const lostLine = z.object({
+  /** 1-based line number in the file. */
+  line: z.number().int().positive(),
+  record: z.enum(['finished run', 'unfinished run', 'run', 'job flags', 'notification', 'damage report', 'unknown']),
+  runId: z.string().nullable(),
+  job: z.string().nullable(),
+  status: z.string().nullable(),
+  /** Another record of the same run loaded (an earlier or later state of it): the run itself is not gone. */
+  loadedElsewhere: z.boolean(),
+});
+
+/** One damaged store file, as reported in the log, on `/ready` and kept in the checkpoint until acknowledged. */
+export const damageReport = z.object({
+  /** Stable for the same damage: the file and its damaged lines. */
+  id: z.string().min(1),
+  kind: z.enum(['journal', 'segment']),
+  /** The journal's or segment's number. */
+  n: z.number().int().nonnegative(),
+  /** Relative to the store directory. */
+  file: z.string(),
+  /** The copy of the file as it was found, relative to the store directory (null if the copy failed). */
+  aside: z.string().nullable(),
+  foundAt: iso,
+  /** 1-based line numbers of the lines that did not load. */
+  lines: z.array(z.number().int().positive()),
+  /** Lines the segment's index counts that the file no longer has (it was cut short). */
+  missing: z.number().int().nonnegative(),
+  lost: z.array(lostLine),
+  acknowledgedAt: iso.nullable(),
+});
+
+export type LostLine = z.output<typeof lostLine>;
+export type DamageReport = z.output<typeof damageReport>;
+
+/** Why the store cannot write (a full disk): set by a failed commit, cleared by the next that succeeds. */
+export interface StoreWriteError {
+  /** The errno code (`ENOSPC`, `EDQUOT`, `EIO`, ...), or `STORE_WRITE_FAILED` when there is none. */
+  code: string;
+  message: string;
+  /** When commits started failing. */
+  since: string;
+  /** Seconds until the store tries again. */
+  retryAfter: number;
+}
+
+/** The 503 a trigger gets while the store cannot write: no path in it, a time to retry. */
+export function storeUnavailable(e: StoreWriteError, cause?: unknown): HostError {
+  return new HostError(
+    'STORE_WRITE_FAILED',
+    `the store cannot write (${e.code}); nothing was acknowledged: retry after ${e.retryAfter}s`,
+    { retryAfter: e.retryAfter, errno: e.code },
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/** What a backend reports of its health. */
+export interface BackendHealth {
+  /** Set while writes fail (a full disk): new work is refused until it clears by itself. */
+  writeError: StoreWriteError | null;
+  /** Damage reports still kept: unacknowledged ones, and acknowledged ones while their file may be read again. */
+  damage: DamageReport[];
+  /** Damaged lines this process found. */
+  damagedLines: number;
+}
+
+function describeLost(l: LostLine): string {
+  const run = `run ${l.runId ?? '(id unreadable)'}${l.job ? ` of job ${l.job}` : ''}`;
+  switch (l.record) {
+    case 'finished run':
+      return `line ${l.line}: the final record of ${run}${l.loadedElsewhere ? ' (an earlier, unfinished state of it loaded: it is recovered as interrupted, and may run again)' : ' (gone from history)'}`;
+    case 'unfinished run':
+      return `line ${l.line}: acknowledged ${run}, ${l.status}, not finished${l.loadedElsewhere ? ' (another record of it loaded)' : ' (it will not run)'}`;
+    case 'run':
+      return `line ${l.line}: a record of ${run}${l.loadedElsewhere ? ' (another record of it loaded)' : ''}`;
+    case 'job flags':
+      return `line ${l.line}: the enabled/last-fire flags of job ${l.job ?? '(unreadable)'}`;
+    case 'notification':
+      return `line ${l.line}: a notification${l.runId ? ` of run ${l.runId}` : ''}`;
+    case 'damage report':
+      return `line ${l.line}: an earlier damage report`;
+    default:
+      return `line ${l.line}: an unreadable record`;
+  }
+}
+
+/** One line for the log and `/ready`: the file, the lines, what was lost, where the copy is. */
+export function describeReport(r: DamageReport): string {
+  const parts = r.lost.map(describeLost);
+  if (r.missing > 0) parts.push(`${r.missing} line${r.missing === 1 ? '' : 's'} the index counts are missing (the file was cut short)`);
+  const copy = r.aside ? `the file as found is copied to ${r.aside}` : 'the file could not be copied aside';
+  return `store file ${r.file} is damaged (not a torn tail from a crash): ${parts.join('; ')}; every readable line loaded; ${copy}`;
+}

@@ -1,0 +1,203 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, open } from 'node:fs/promises';
+import path from 'node:path';
+import { type Clock, isoTime } from '../contract/clock.js';
+import type { Logger } from '../contract/logger.js';
+import { type DamageReport, damageReport, describeReport, type LostLine } from '../contract/store-health.js';
+import { type BadLine, syncDir } from './files.js';
+
+/**
+ * Damage in the store's append-only files, told apart from the torn tail a crash leaves. A torn
+ * tail (unreadable lines after the last readable one) is one interrupted append, never
+ * acknowledged, and is dropped with a warning. An unreadable line with a readable one after it,
+ * or a line missing from a sealed segment, was durable once: something outside jobhost changed
+ * the file. Like Redis, which truncates a torn AOF tail but refuses a damaged middle, jobhost
+ * treats that as an operator's problem: it keeps a copy of the file as found, says what was lost,
+ * and reports it until acknowledged — but unlike Redis it still loads every readable line.
+ */
+
+/** Damage found by a reader, before it is described and reported. */
+export interface DamageFound {
+  kind: 'journal' | 'segment';
+  /** The journal's or segment's number. */
+  n: number;
+  /** Absolute path of the file. */
+  file: string;
+  /** The lines that did not load. */
+  bad: readonly BadLine[];
+  /** Lines a segment's index counts that the file no longer has. */
+  missing: number;
+}
+
+const RUN_ID = /"id":"([0-9a-z]{6,40})"/;
+const JOB = /"job":"([^"\\]{1,200})"/;
+const STATUS = /"status":"(queued|running|succeeded|failed|canceled)"/;
+const FINAL = new Set(['succeeded', 'failed', 'canceled']);
+
+/** What a damaged line held, read from what is left of its bytes. */
+export function describeLine(kind: DamageFound['kind'], bad: BadLine): Omit<LostLine, 'loadedElsewhere'> {
+  const text = bad.text;
+  const status = STATUS.exec(text)?.[1] ?? null;
+  const base = { line: bad.line, runId: RUN_ID.exec(text)?.[1] ?? null, job: JOB.exec(text)?.[1] ?? null, status };
+  if (kind === 'segment') return { ...base, record: 'finished run' };
+  if (text.startsWith('{"r":')) {
+    return { ...base, record: status === null ? 'run' : FINAL.has(status) ? 'finished run' : 'unfinished run' };
+  }
+  if (text.startsWith('{"j":')) return { ...base, record: 'job flags', runId: null, status: null, job: /^\{"j":"([^"\\]{1,200})"/.exec(text)?.[1] ?? null };
+  if (text.startsWith('{"n":')) return { ...base, record: 'notification', runId: /"runId":"([0-9a-z]{6,40})"/.exec(text)?.[1] ?? null, status: null };
+  if (text.startsWith('{"d":')) return { ...base, record: 'damage report', runId: null, job: null, status: null };
+  return { ...base, record: 'unknown' };
+}
+
+/** The same damage found again (the file is read on every start) gets the same id. */
+export function damageId(kind: DamageFound['kind'], n: number, lines: readonly number[], missing: number): string {
+  return createHash('sha256')
+    .update(`${kind}:${n}:${lines.join(',')}:${missing}`)
+    .digest('hex')
+    .slice(0, 12);
+}
+
+/**
+ * Copies `file` as it is to `<file>.damaged-<ms>` and syncs the copy, before anything truncates or
+ * deletes the original. Returns the copy's path.
+ */
+export async function copyAside(file: string, now: number): Promise<string> {
+  for (let i = 0; ; i++) {
+    const aside = `${file}.damaged-${now}${i === 0 ? '' : `-${i}`}`;
+    try {
+      await copyFile(file, aside, constants.COPYFILE_EXCL);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST' && i < 100) continue;
+      throw err;
+    }
+    const handle = await open(aside, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await syncDir(path.dirname(aside));
+    return aside;
+  }
+}
+
+/**
+ * The store's damage reports: found, reported once, kept (in the checkpoint and the journal,
+ * through `persist`) until acknowledged, and dropped once acknowledged and their file is gone.
+ */
+export class DamageLog {
+  readonly #dir: string | null;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #reports = new Map<string, DamageReport>();
+  #damagedLines = 0;
+
+  constructor(options: { dir: string | null; clock: Clock; logger: Logger }) {
+    this.#dir = options.dir;
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+  }
+
+  /** Lines found damaged by this process. */
+  get damagedLines(): number {
+    return this.#damagedLines;
+  }
+
+  /** Copies of every report kept, acknowledged or not. */
+  list(): DamageReport[] {
+    return [...this.#reports.values()].map((r) => structuredClone(r));
+  }
+
+  /** Reports as the checkpoint had them (checked: a state file is read back from disk). */
+  restore(raw: readonly unknown[]): void {
+    for (const item of raw) {
+      const parsed = damageReport.safeParse(item);
+      if (parsed.success) this.#reports.set(parsed.data.id, parsed.data);
+      else this.#logger.warn({ code: 'STORE_CORRUPT' }, 'state.json holds a damage report that is not one; dropped');
+    }
+  }
+
+  /** A report as journaled (new, or acknowledged): the later record wins. */
+  apply(report: DamageReport): void {
+    this.#reports.set(report.id, report);
+  }
+
+  /**
+   * Reports damage found in a file: copied aside as found, logged at error with what was lost,
+   * counted, and kept. Returns the new report, or null when the same damage was known already
+   * (a segment is read on each start, or again after it left the cache).
+   */
+  async found(found: DamageFound, loadedElsewhere: (runId: string) => boolean): Promise<DamageReport | null> {
+    const lines = found.bad.map((b) => b.line);
+    const id = damageId(found.kind, found.n, lines, found.missing);
+    const known = this.#reports.get(id);
+    if (known) {
+      this.#logger.debug({ code: 'STORE_DAMAGED', damageId: id, acknowledged: known.acknowledgedAt !== null }, 'known store damage found again');
+      return null;
+    }
+    const dir = this.#dir ?? path.dirname(found.file);
+    const relative = (p: string): string => path.relative(dir, p).split(path.sep).join('/');
+    const now = this.#clock.now();
+    let aside: string | null = null;
+    try {
+      aside = relative(await copyAside(found.file, now));
+    } catch (err) {
+      this.#logger.error({ err, file: found.file }, 'could not copy a damaged store file aside');
+    }
+    const report: DamageReport = {
+      id,
+      kind: found.kind,
+      n: found.n,
+      file: relative(found.file),
+      aside,
+      foundAt: isoTime(now),
+      lines,
+      missing: found.missing,
+      lost: found.bad.map((b) => {
+        const d = describeLine(found.kind, b);
+        return { ...d, loadedElsewhere: d.runId !== null && loadedElsewhere(d.runId) };
+      }),
+      acknowledgedAt: null,
+    };
+    this.#reports.set(id, report);
+    this.#damagedLines += lines.length + found.missing;
+    this.#logger.error(
+      { code: 'STORE_DAMAGED', damageId: id, file: found.file, lines, missing: found.missing, lost: report.lost, aside },
+      describeReport(report),
+    );
+    return report;
+  }
+
+  /** Marks reports acknowledged (every unacknowledged one without `ids`); `changed` are the ones to persist. */
+  acknowledge(ids: readonly string[] | undefined): { acknowledged: DamageReport[]; unknown: string[]; changed: DamageReport[] } {
+    const wanted = ids ?? [...this.#reports.values()].filter((r) => r.acknowledgedAt === null).map((r) => r.id);
+    const acknowledged: DamageReport[] = [];
+    const unknown: string[] = [];
+    const changed: DamageReport[] = [];
+    for (const id of new Set(wanted)) {
+      const report = this.#reports.get(id);
+      if (!report) {
+        unknown.push(id);
+        continue;
+      }
+      if (report.acknowledgedAt === null) {
+        report.acknowledgedAt = isoTime(this.#clock.now());
+        changed.push(report);
+      }
+      acknowledged.push(structuredClone(report));
+    }
+    return { acknowledged, unknown, changed };
+  }
+
+  /**
+   * The reports a checkpoint keeps: unacknowledged ones, and acknowledged ones whose file may be
+   * read again (a journal is deleted after its load; a segment older than `oldestSegment` is gone).
+   */
+  kept(oldestSegment: number): DamageReport[] {
+    for (const [id, r] of this.#reports) {
+      if (r.acknowledgedAt !== null && (r.kind === 'journal' || r.n < oldestSegment)) this.#reports.delete(id);
+    }
+    return [...this.#reports.values()];
+  }
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { damageReport } from '../contract/store-health.js';
+
+/**
+ * The shapes of the store's records as they are on disk, checked with zod when they are read
+ * back: a line that is valid JSON but not a record of its file's kind is damage too (bytes
+ * changed inside it), and an unfinished run that lacks its attempts would break recovery.
+ * Loose objects: fields added later pass through untouched.
+ */
+
+const iso = z.string().min(1);
+const runError = z.looseObject({ code: z.string(), message: z.string() });
+
+/** A run record (a journal's `r`, a segment's line). */
+export const storedRun = z.looseObject({
+  id: z.string().min(1),
+  job: z.string().min(1),
+  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']),
+  source: z.string(),
+  priority: z.number(),
+  key: z.string().nullable(),
+  queue: z.string(),
+  createdAt: iso,
+  runAt: iso,
+  startedAt: iso.nullable(),
+  endedAt: iso.nullable(),
+  durationMs: z.number().nullable(),
+  progress: z.looseObject({ fraction: z.number(), text: z.string().nullable() }),
+  attempts: z.array(z.looseObject({ n: z.number(), startedAt: iso, endedAt: iso.nullable(), error: runError.nullable() })),
+  maxAttempts: z.number(),
+  error: runError.nullable(),
+});
+
+/** A finished run, as a history segment holds it. */
+export const segmentLine = storedRun.extend({ status: z.enum(['succeeded', 'failed', 'canceled']) });
+
+const storedNotification = z.looseObject({
+  id: z.string().min(1),
+  job: z.string(),
+  runId: z.string(),
+  status: z.string(),
+  title: z.string(),
+  message: z.string(),
+  priority: z.string(),
+  tags: z.array(z.string()),
+  at: iso,
+});
+
+const jobFlags = z.object({ enabled: z.boolean().nullable(), lastFireAt: z.number().nullable() });
+
+/** A journal line: a run's state, a job's flags, a notification, or a damage report (new or acknowledged). */
+export const journalLine = z.union([
+  z.object({ r: storedRun }),
+  z.object({ j: z.string().min(1), f: jobFlags }),
+  z.object({ n: storedNotification }),
+  z.object({ d: damageReport }),
+]);
+
+/** A check for `NdjsonFile`: true when `value` is a record of the schema. */
+export function checkWith(schema: z.ZodType): (value: unknown) => boolean {
+  return (value) => schema.safeParse(value).success;
+}

@@ -1,0 +1,50 @@
+import t from 'tap';
+import { parseNdjson, parseNdjsonInSlices } from '../../../core/store/files.js';
+
+const buf = (s: string): Buffer => Buffer.from(s, 'utf8');
+const isRecord = (v: unknown): boolean => typeof v === 'object' && v !== null && 'id' in v;
+
+t.test('a torn tail: unreadable lines after the last readable one, cut off by goodBytes', async (t) => {
+  const r = parseNdjson(buf('{"id":1}\n{"id":2}\n{"id":3'));
+  t.same(r.items, [{ id: 1 }, { id: 2 }]);
+  t.same(
+    r.bad.map((b) => [b.line, b.torn]),
+    [[3, true]],
+  );
+  t.equal(r.goodBytes, 18);
+  t.equal(r.goodLines, 2);
+  t.equal(r.total, 3);
+  // a garbled last line that does end with a newline is still the tail
+  t.same(
+    parseNdjson(buf('{"id":1}\ngarbage\n\0\0\0')).bad.map((b) => [b.line, b.torn]),
+    [
+      [2, true],
+      [3, true],
+    ],
+  );
+});
+
+t.test('damage: an unreadable line with a readable one after it, or a line that is JSON but not a record', async (t) => {
+  const r = parseNdjson(buf('{"id":1}\n{"id":\0\0}\n{"id":3}\n[1,2]\n{"id":5}\n{"id":6'), isRecord);
+  t.same(r.items, [{ id: 1 }, { id: 3 }, { id: 5 }]);
+  t.same(r.lines, [0, 2, 4], 'each item keeps its line number');
+  t.same(
+    r.bad.map((b) => [b.line, b.torn, b.text]),
+    [
+      [2, false, '{"id":\0\0}'],
+      [4, false, '[1,2]'],
+      [6, true, '{"id":6'],
+    ],
+  );
+  t.equal(r.goodLines, 5, 'damaged lines before the last good one are counted in goodLines');
+});
+
+t.test('empty lines are skipped, never bad; nothing at all is an empty read', async (t) => {
+  t.match(parseNdjson(buf('{"id":1}\n\n{"id":2}\n')), { items: [{ id: 1 }, { id: 2 }], bad: [], goodLines: 3, total: 3 });
+  t.match(parseNdjson(buf('')), { items: [], bad: [], goodBytes: 0, total: 0 });
+});
+
+t.test('in slices: the same result as in one go', async (t) => {
+  const text = Array.from({ length: 1000 }, (_, i) => (i === 500 ? 'x' : JSON.stringify({ id: i }))).join('\n') + '\n{"id"';
+  t.same(await parseNdjsonInSlices(buf(text), isRecord, 7), parseNdjson(buf(text), isRecord));
+});

@@ -1,0 +1,254 @@
+import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { type DamageReport, describeReport } from '../../../core/contract/store-health.js';
+import { describeLine } from '../../../core/store/store-damage.js';
+import { captureLogger, gate, startHost, startServer, tempDir, until } from '../../helpers.js';
+
+const noop = (): undefined => undefined;
+
+/**
+ * Damages one line in place, as a bad disk or a stray write would: four NUL bytes over the
+ * `"source"` key, after the id, job and status, so the report can still say whose run it was.
+ * Returns the line's 1-based number.
+ */
+function damageLine(file: string, match: (line: string) => boolean): number {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const i = lines.findIndex(match);
+  if (i < 0) throw new Error(`no line matches in ${file}`);
+  const lineStart = Buffer.byteLength(
+    lines
+      .slice(0, i)
+      .map((l) => `${l}\n`)
+      .join(''),
+  );
+  const at = lineStart + Buffer.byteLength(lines[i]!.slice(0, lines[i]!.indexOf('"source"')));
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.alloc(4), 0, 4, at);
+  closeSync(fd);
+  return i + 1;
+}
+
+const damagedLogs = (lines: Array<Record<string, unknown>>): Array<Record<string, unknown>> =>
+  lines.filter((l) => l['code'] === 'STORE_DAMAGED' && l['level'] === 50);
+const metric = (text: string, name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+
+t.test('a damaged line in a sealed history segment: reported, copied aside, listed on /ready until acknowledged; the rest loads', async (t) => {
+  const dir = tempDir(t);
+  const store = { storeOptions: { segmentSize: 5 }, config: { store: { keepRuns: 1000 } } };
+  const a = await startHost(t, { dir, ...store });
+  a.host.register({ name: 'a', handler: noop });
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) ids.push((await a.host.wait((await a.host.trigger('a')).runId)).id);
+  await a.host.stop();
+  await a.clock.advance(1000); // the next host's run ids must not repeat these
+  // Segments 1 and 2 are sealed and in the checkpoint's index; the third run of segment 1 is hit.
+  const seg1 = path.join(dir, 'segments', '1.ndjson');
+  const line = damageLine(seg1, (l) => l.includes(ids[2]!));
+  t.equal(line, 3);
+  const asFound = readFileSync(seg1);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, ...store, logger, clock: a.clock });
+  b.host.register({ name: 'a', handler: noop });
+  // Found by the background read of history after the start, before any page asks for it.
+  await until(async () => ((await b.request('GET', '/ready')).json['warnings'] as unknown[]).length > 0, 5000, 'the damage on /ready');
+  const ready = await b.request('GET', '/ready');
+  t.equal(ready.status, 200, 'damage is reported, not a reason to take the host out of service');
+  const warnings = ready.json['warnings'] as Array<DamageReport & { code: string; message: string }>;
+  t.equal(warnings.length, 1);
+  t.match(warnings[0], {
+    code: 'STORE_DAMAGED',
+    kind: 'segment',
+    n: 1,
+    file: 'segments/1.ndjson',
+    lines: [3],
+    missing: 0,
+    lost: [{ line: 3, record: 'finished run', runId: ids[2], job: 'a', status: 'succeeded', loadedElsewhere: false }],
+    aside: /^segments\/1\.ndjson\.damaged-\d+$/,
+    acknowledgedAt: null,
+  });
+  t.notMatch(ready.text, dir, 'no file system path of the server in the answer');
+  t.same(readFileSync(path.join(dir, warnings[0]!.aside!)), asFound, 'the copy is the file as it was found');
+
+  const logged = damagedLogs(logs);
+  t.equal(logged.length, 1, 'one error log line');
+  t.match(logged[0], { file: seg1, lines: [3], damageId: warnings[0]!.id });
+  t.equal(logs.filter((l) => l['code'] === 'STORE_CORRUPT').length, 0, 'not taken for a torn tail');
+
+  // Every readable line loads; the damaged run is gone, and the host keeps running.
+  const page = await b.host.runs({ limit: 100 });
+  t.same(
+    page.items.map((r) => r.id),
+    ids.filter((id) => id !== ids[2]).reverse(),
+  );
+  t.equal(await b.host.run(ids[2]!), undefined);
+  t.equal(damagedLogs(logs).length, 1, 'reading the segment again does not report it again');
+  const next = await b.host.trigger('a');
+  t.equal((await b.host.wait(next.runId)).status, 'succeeded');
+
+  let metrics = await b.metrics();
+  t.equal(metric(metrics, 'jobhost_store_damaged_lines_total'), 1);
+  t.equal(metric(metrics, 'jobhost_store_damage_unacknowledged'), 1);
+  t.match((await b.request('GET', '/store/damage')).json, { items: [{ id: warnings[0]!.id, acknowledgedAt: null }] });
+
+  const ack = await b.request('POST', '/store/damage/ack', { body: {} });
+  t.equal(ack.status, 200);
+  t.match(ack.json, { acknowledged: [{ id: warnings[0]!.id, acknowledgedAt: /^\d{4}-/ }], unknown: [], remaining: 0 });
+  t.same((await b.request('GET', '/ready')).json['warnings'], []);
+  metrics = await b.metrics();
+  t.equal(metric(metrics, 'jobhost_store_damage_unacknowledged'), 0);
+  t.equal(metric(metrics, 'jobhost_store_damaged_lines_total'), 1, 'a counter: acknowledging does not take it back');
+  await b.host.stop();
+
+  // The acknowledgement is durable: the same damage, read again on the next start, stays quiet.
+  const again = captureLogger();
+  const c = await startServer(t, { dir, ...store, logger: again.logger, clock: a.clock });
+  await c.host.runs({ limit: 100 }); // reads every segment, the damaged one included
+  t.same((await c.request('GET', '/ready')).json['warnings'], []);
+  t.match((await c.request('GET', '/store/damage')).json, { items: [{ id: warnings[0]!.id, acknowledgedAt: /^\d{4}-/ }] });
+  t.equal(damagedLogs(again.lines).length, 0);
+  t.equal(readdirSync(path.join(dir, 'segments')).filter((f) => f.includes('.damaged-')).length, 1, 'no second copy');
+});
+
+t.test('a damaged journal line after a crash: the acknowledged run it held is named as lost; the journal is copied before it is deleted', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'later', handler: noop });
+  const r1 = await a.host.trigger('later', { delay: '1h' });
+  const r2 = await a.host.trigger('later', { delay: '1h' });
+  const r3 = await a.host.trigger('later', { delay: '1h' });
+  await a.host.flush();
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it: no closing checkpoint
+  const journalName = readdirSync(crashed).find((f) => /^journal-\d+\.ndjson$/.test(f))!;
+  const journal = path.join(crashed, journalName);
+  const line = damageLine(journal, (l) => l.includes(r2.runId));
+  // And a line that is JSON but no record of a journal: damage too.
+  writeFileSync(journal, readFileSync(journal, 'utf8').replace('\n', '\n{"hello":"world"}\n'));
+  const asFound = readFileSync(journal);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startHost(t, { dir: crashed, clock: a.clock, logger, start: false });
+  b.host.register({ name: 'later', handler: noop });
+  await b.host.start();
+  const [report] = b.host.storeHealth().damage;
+  t.match(report, {
+    kind: 'journal',
+    file: journalName,
+    lines: [2, line + 1],
+    lost: [
+      { line: 2, record: 'unknown', runId: null, loadedElsewhere: false },
+      { line: line + 1, record: 'unfinished run', runId: r2.runId, job: 'later', status: 'queued', loadedElsewhere: false },
+    ],
+  });
+  t.match(describeReport(report!), /acknowledged run \w+ of job later, queued, not finished \(it will not run\)/);
+  t.same(readFileSync(path.join(crashed, report!.aside!)), asFound, 'copied as found');
+  t.notOk(existsSync(journal), 'then the load checkpoint deleted the journal');
+  t.match(damagedLogs(logs), [{ file: journal, lines: [2, line + 1] }]);
+
+  // Every readable line loaded: the other two runs are there and run at their time.
+  t.equal(await b.host.run(r2.runId), undefined);
+  await b.clock.advance(3_600_000);
+  t.equal((await b.host.wait(r1.runId)).status, 'succeeded');
+  t.equal((await b.host.wait(r3.runId)).status, 'succeeded');
+  await b.host.stop();
+
+  // Still listed after a restart (the checkpoint kept it), until acknowledged.
+  const c = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(
+    c.host.storeHealth().damage.map((r) => r.id),
+    [report!.id],
+  );
+  t.match(await c.host.ackStoreDamage(['nope', report!.id]), { acknowledged: [{ id: report!.id }], unknown: ['nope'] });
+  await c.host.stop();
+  const d = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(d.host.storeHealth().damage, [], 'an acknowledged journal report is dropped: its journal is gone');
+});
+
+t.test('a damaged line in the open segment after a crash: the run is recovered from its journal record; the same damage is not reported twice', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const a = await startHost(t, { dir });
+  const hold = gate();
+  a.host.register({ name: 'w', concurrency: 3, handler: () => hold.promise });
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await a.host.trigger('w')).runId);
+  await a.host.flush(); // the journal has all three as running
+  hold.open();
+  for (const id of ids) await a.host.wait(id);
+  await a.host.flush(); // and the segment has them as succeeded
+  cpSync(dir, crashed, { recursive: true });
+  await a.clock.advance(1000); // the next host's run ids must not repeat these
+  const seg = path.join(crashed, 'segments', '1.ndjson');
+  t.equal(
+    damageLine(seg, (l) => l.includes(ids[1]!)),
+    2,
+  );
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startHost(t, { dir: crashed, clock: a.clock, logger });
+  t.match(b.host.storeHealth().damage, [{ kind: 'segment', n: 1, lines: [2], lost: [{ record: 'finished run', runId: ids[1], loadedElsewhere: true }] }]);
+  // The journal still had it as running: recovered as interrupted (no attempts left: failed).
+  t.match(await b.host.run(ids[1]!), { status: 'failed', error: { code: 'INTERRUPTED' } });
+  t.match(await b.host.run(ids[0]!), { status: 'succeeded' });
+  t.match(await b.host.run(ids[2]!), { status: 'succeeded' });
+  t.equal(damagedLogs(logs).length, 1);
+  // Appends go on after the damaged line; the fold marker counts it, so counts stay exact.
+  b.host.register({ name: 'w', handler: noop });
+  const more = await b.host.wait((await b.host.trigger('w')).runId);
+  t.equal(more.status, 'succeeded');
+  await b.host.stop();
+
+  const again = captureLogger();
+  const c = await startHost(t, { dir: crashed, clock: a.clock, logger: again.logger, start: false });
+  c.host.register({ name: 'w', handler: noop });
+  await c.host.start();
+  t.equal(damagedLogs(again.lines).length, 0, 'the open segment is read again on start: known damage, not a new report');
+  t.equal(c.host.storeHealth().damage.length, 1);
+  t.match(c.host.job('w')!.counts, { succeeded: 3, failed: 1 });
+  t.same((await c.host.runs()).items.map((r) => r.id).sort(), [...ids, more.id].sort());
+});
+
+t.test('a torn tail is not damage: a warning, no report, no copy', async (t) => {
+  const dir = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'a', handler: noop });
+  await a.host.wait((await a.host.trigger('a')).runId);
+  await a.host.stop();
+  const seg = path.join(dir, 'segments', '1.ndjson');
+  writeFileSync(seg, readFileSync(seg, 'utf8') + '{"id":"torn","job":"a","sta');
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, logger });
+  t.same(b.host.storeHealth().damage, []);
+  t.same((await b.request('GET', '/ready')).json['warnings'], []);
+  t.match(
+    logs.filter((l) => l['code'] === 'STORE_CORRUPT'),
+    [{ level: 40, tornLines: 1 }],
+  );
+  t.equal(damagedLogs(logs).length, 0);
+  t.same(
+    readdirSync(path.join(dir, 'segments')).filter((f) => f.includes('.damaged-')),
+    [],
+  );
+});
+
+t.test('describeLine tells what a damaged line held from what is left of it', async (t) => {
+  const bad = (text: string, line = 7): { line: number; text: string; torn: boolean } => ({ line, text, torn: false });
+  t.same(describeLine('segment', bad('{"id":"0mwt7yla80001ub5","job":"a","status":"failed",\0\0')), {
+    line: 7,
+    record: 'finished run',
+    runId: '0mwt7yla80001ub5',
+    job: 'a',
+    status: 'failed',
+  });
+  t.match(describeLine('journal', bad('{"r":{"id":"0mwt7yla80001ub5","job":"a","status":"running"')), { record: 'unfinished run', status: 'running' });
+  t.match(describeLine('journal', bad('{"r":{"id":"0mwt7yla80001ub5","jo\0\0')), { record: 'run', runId: '0mwt7yla80001ub5', job: null });
+  t.match(describeLine('journal', bad('{"j":"nightly","f":{"enab\0')), { record: 'job flags', job: 'nightly' });
+  t.match(describeLine('journal', bad('{"n":{"id":"0mwt7yla80002ub5","job":"a","runId":"0mwt7yla80001ub5"\0')), {
+    record: 'notification',
+    runId: '0mwt7yla80001ub5',
+  });
+  t.match(describeLine('journal', bad('{"d":{"id":"abc"\0')), { record: 'damage report' });
+  t.match(describeLine('journal', bad('\0\0\0\0')), { record: 'unknown', runId: null });
+});

@@ -1,0 +1,161 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { captureLogger, startHost, startServer, type Tap, tempDir, until } from '../../helpers.js';
+
+/**
+ * A real full disk: the store on a 4 MiB tmpfs that the test fills. Mounting needs root (CI runs
+ * as root); elsewhere the test is skipped and says why.
+ */
+
+const notRoot = process.getuid?.() !== 0 && 'mounting a tmpfs for a real full disk needs root (CI runs the suite as root)';
+
+/** Mounts a small tmpfs on `dir` (default: a fresh temp dir), unmounted when the test ends. */
+function mountTmpfs(t: Tap, dir = tempDir(t, 'jobhost-full-disk-')): string {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'pipe' });
+  // Registered before the host starts, so it runs after the host's own teardown (last in, first out).
+  t.teardown(() => execFileSync('umount', [dir]));
+  return dir;
+}
+
+/** Writes zeros into `file` until the filesystem has no room left. */
+function fill(file: string): void {
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(64 * 1024);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+t.test(
+  'a full disk: triggers get 503 with Retry-After, /ready is 503, and both recover by themselves; nothing acknowledged is lost',
+  { skip: notRoot },
+  async (t) => {
+    const mount = mountTmpfs(t);
+    const dir = path.join(mount, 'data');
+    const { logger, lines: logs } = captureLogger();
+    const { host, clock, request, metrics } = await startServer(t, { dir, logger });
+    host.register({ name: 'a', handler: () => 'done' });
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await request('POST', '/jobs/a/run', { body: {} });
+      t.equal(res.status, 202);
+      acknowledged.push(res.json['runId'] as string);
+    }
+    for (const id of acknowledged) await host.wait(id);
+
+    const filler = path.join(mount, 'filler');
+    fill(filler);
+    // The store's files may still have room in their last page: trigger until a commit fails.
+    let refused: Awaited<ReturnType<typeof request>> | undefined;
+    for (let i = 0; i < 500 && !refused; i++) {
+      const res = await request('POST', '/jobs/a/run', { body: {} });
+      if (res.status === 202) acknowledged.push(res.json['runId'] as string);
+      else refused = res;
+    }
+    t.ok(refused, 'a trigger was refused once the disk was full');
+    t.equal(refused!.status, 503);
+    t.match(refused!.json, { statusCode: 503, code: 'STORE_WRITE_FAILED', error: 'Service Unavailable', errno: 'ENOSPC', retryAfter: Number });
+    t.match(refused!.headers.get('retry-after'), /^[1-9]\d*$/);
+    t.notMatch(refused!.text, mount, 'no file system path in the answer');
+
+    // From now on, new work is refused at once, without creating a run.
+    const before = (await host.runs({ limit: 1000 })).items.length;
+    const again = await request('POST', '/jobs/a/run', { body: {} });
+    t.match(again, { status: 503, json: { code: 'STORE_WRITE_FAILED' } });
+    t.match(again.headers.get('retry-after'), /^[1-9]\d*$/);
+    t.equal((await host.runs({ limit: 1000 })).items.length, before, 'no run was made');
+    t.match(await request('POST', '/events/thing.happened', { body: {} }), { status: 503, json: { code: 'STORE_WRITE_FAILED' } }, 'app events too');
+
+    const ready = await request('GET', '/ready');
+    t.equal(ready.status, 503);
+    t.match(ready.json, { ready: false, status: 'degraded', state: 'running', store: { writable: false, error: { code: 'ENOSPC', retryAfter: Number } } });
+    t.equal((await request('GET', '/health')).status, 200, 'alive all along');
+    t.match(await metrics(), /^jobhost_store_writable 0$/m);
+
+    // Space comes back: the store's own retry finds it, with no one's help.
+    rmSync(filler);
+    await until(async () => (await request('GET', '/ready')).status === 200, 20_000, '/ready back to 200');
+    t.match((await request('GET', '/ready')).json, { ready: true, store: { writable: true, error: null } });
+    t.match(await metrics(), /^jobhost_store_writable 1$/m);
+    const after = await request('POST', '/jobs/a/run', { body: {} });
+    t.equal(after.status, 202);
+    acknowledged.push(after.json['runId'] as string);
+    for (const id of acknowledged) t.equal((await host.wait(id)).status, 'succeeded');
+
+    // A stop on a full disk still ends: the closing checkpoint fails, the journal keeps everything.
+    fill(filler);
+    await host.stop();
+    t.ok(
+      logs.some((l) => l['code'] === 'STORE_WRITE_FAILED' && /closing checkpoint/.test(String(l['msg']))),
+      'the failed checkpoint was logged',
+    );
+    rmSync(filler);
+
+    // Every run that was acknowledged is on disk, final, and in history once.
+    await clock.advance(1000);
+    const next = await startHost(t, { dir, clock });
+    for (const id of acknowledged) t.match(await next.host.run(id), { status: 'succeeded', result: 'done' }, id);
+    const lines = readdirSync(path.join(dir, 'segments')).flatMap((f) =>
+      readFileSync(path.join(dir, 'segments', f), 'utf8')
+        .split('\n')
+        .filter(Boolean),
+    );
+    const ids = lines.map((l) => (JSON.parse(l) as { id: string }).id);
+    t.equal(new Set(ids).size, ids.length, 'no finished run was written twice by the retried commits');
+    t.same(next.host.storeHealth().damage, [], 'and the store holds no damage');
+    await next.host.stop();
+  },
+);
+
+t.test('the journal full, the segments not: a finished run reaches its segment once, however often the commit is retried', { skip: notRoot }, async (t) => {
+  // The store on a full tmpfs, its segments on another with room: each commit's journal write
+  // fails while its segment write succeeds. A job with notifications puts a journal record
+  // (the notification) in the same commit as each finished run.
+  const dir = mountTmpfs(t);
+  const segments = path.join(dir, 'segments');
+  mkdirSync(segments);
+  mountTmpfs(t, segments);
+  const { host, clock } = await startServer(t, { dir });
+  host.register({ name: 'a', notify: { on: ['succeeded'] }, handler: () => 'done' });
+  const first = await host.trigger('a');
+  await host.wait(first.runId);
+  const filler = path.join(dir, 'filler');
+  fill(filler);
+
+  // The journal's last page may still have room: trigger until one is refused. Each run that
+  // finishes puts its final record in the segment and its notification in the journal, in
+  // one commit, so from then on that commit keeps half failing while the store retries it.
+  let refused: unknown;
+  for (let i = 0; i < 500 && refused === undefined; i++) {
+    await host.trigger('a').catch((err: unknown) => (refused = err));
+    await host.flush().catch(() => undefined);
+  }
+  t.match(refused, { code: 'STORE_WRITE_FAILED', details: { errno: 'ENOSPC' } });
+  // Let the store retry a few times against the full journal.
+  const retried = host.storeHealth().writeError!.retryAfter;
+  await until(() => host.storeHealth().writeError!.retryAfter > retried, 10_000, 'a few retries');
+
+  rmSync(filler);
+  await until(() => host.storeHealth().writeError === null, 20_000, 'the store writing again');
+  await host.stop();
+
+  await clock.advance(1000);
+  const next = await startHost(t, { dir, clock, start: false });
+  next.host.register({ name: 'a', notify: { on: ['succeeded'] }, handler: () => 'done' });
+  await next.host.start();
+  const ids = readdirSync(segments)
+    .filter((f) => f.endsWith('.ndjson'))
+    .flatMap((f) => readFileSync(path.join(segments, f), 'utf8').split('\n').filter(Boolean))
+    .map((l) => (JSON.parse(l) as { id: string }).id);
+  t.equal(new Set(ids).size, ids.length, 'no finished run was written to its segment twice');
+  t.ok(ids.includes(first.runId));
+  t.equal(next.host.job('a')!.counts.succeeded, ids.length, 'each run counted once');
+  t.equal(next.host.notifications({ limit: 1000 }).items.length, ids.length, 'and each notification kept once the journal had room');
+  await next.host.stop();
+});

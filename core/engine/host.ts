@@ -7,7 +7,7 @@ import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
-import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
+import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
@@ -18,7 +18,7 @@ import { Fires } from './fires.js';
 import { createIdGenerator } from './ids.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
-import { RunEvents } from './run-events.js';
+import { finalRun, RunEvents } from './run-events.js';
 import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
 import { hostStats, jobView, staleness } from './views.js';
 
@@ -324,33 +324,8 @@ export class Host {
   }
 
   /** Resolves with the run once it is final. */
-  async wait(id: string): Promise<Run> {
-    // Listen first, then look: a run that ends while the lookup is in flight is not missed.
-    let close = (): void => undefined;
-    const ended = new Promise<void>((resolve) => {
-      close = this.bus.on('*', (e: AnyHostEvent) => {
-        if (
-          e.data.job !== null &&
-          'runId' in e.data &&
-          e.data.runId === id &&
-          (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.canceled')
-        ) {
-          close();
-          resolve();
-        }
-      });
-    });
-    const run = await this.#backend.getRun(id);
-    if (!run) {
-      close();
-      throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
-    }
-    if (isFinal(run.status)) {
-      close();
-      return run;
-    }
-    await ended;
-    return (await this.run(id))!;
+  wait(id: string): Promise<Run> {
+    return finalRun(this.bus, this.#backend, id);
   }
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Page<Notification> {

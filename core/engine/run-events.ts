@@ -1,11 +1,11 @@
 import type { Backend, RunObserver } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
-import type { RunError } from '../contract/errors.js';
-import type { EventDataMap } from '../contract/events.js';
+import { HostError, type RunError } from '../contract/errors.js';
+import type { AnyHostEvent, EventDataMap } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { NotifySpec } from '../contract/plugin-schema.js';
-import type { Run } from '../contract/run.js';
+import { isFinal, type Run } from '../contract/run.js';
 import type { Bus } from './bus.js';
 import { buildNotification } from './notify.js';
 
@@ -76,4 +76,34 @@ export class RunEvents implements RunObserver {
     void this.#o.backend().addNotification(n);
     this.#o.bus.emit('notification', { ...n });
   }
+}
+
+/** Resolves with the run once it is final (`Host.wait`); RUN_NOT_FOUND for an unknown id. */
+export async function finalRun(bus: Bus, backend: Backend, id: string): Promise<Run> {
+  // Listen first, then look: a run that ends while the lookup is in flight is not missed.
+  let close = (): void => undefined;
+  const ended = new Promise<void>((resolve) => {
+    close = bus.on('*', (e: AnyHostEvent) => {
+      if (
+        e.data.job !== null &&
+        'runId' in e.data &&
+        e.data.runId === id &&
+        (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.canceled')
+      ) {
+        close();
+        resolve();
+      }
+    });
+  });
+  const run = await backend.getRun(id);
+  if (!run) {
+    close();
+    throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
+  }
+  if (isFinal(run.status)) {
+    close();
+    return run;
+  }
+  await ended;
+  return (await backend.getRun(id))!;
 }

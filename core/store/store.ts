@@ -1,21 +1,22 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Low } from 'lowdb';
+import type { Low } from 'lowdb';
 import type { JobState, NotificationQuery } from '../contract/backend.js';
-import { type Clock, isoTime } from '../contract/clock.js';
+import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
-import { type DamageReport, type StoreWriteError, storeUnavailable } from '../contract/store-health.js';
+import type { DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
-import { AppendFile, DurableJsonFile, NdjsonFile } from './files.js';
+import { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
-import { History, type SegmentInfo } from './history.js';
+import { History } from './history.js';
 import { foldFinished } from './job-state.js';
 import { NotificationLog } from './notification-log.js';
 import { serializeRun } from './serialize.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
-import { checkWith, journalLine } from './store-records.js';
+import { type JobFlags, readCheckpoint, readJournals, removeJournalsBefore, type StateDoc } from './store-files.js';
+import { WriteHealth } from './write-health.js';
 
 /**
  * The run store. On disk (SPEC §4, §6):
@@ -35,34 +36,6 @@ export interface LoadedState {
   runs: Run[];
 }
 
-export interface Store {
-  open(): Promise<LoadedState>;
-  /** Records the run's current state; resolves once that state (or a newer one) is durable. */
-  saveRun(run: Run): Promise<void>;
-  /**
-   * A job's state (created empty on first use; the store's own object, changed in place).
-   * Aggregates go into the next checkpoint; flags are journaled by `saveJob`.
-   */
-  job(name: string): JobState;
-  jobs(): ReadonlyMap<string, JobState>;
-  /** Journals a job's flags (`enabled`, `lastFireAt`); resolves once durable. */
-  saveJob(name: string): Promise<void>;
-  saveNotification(notification: Notification): Promise<void>;
-  getRun(id: string): Promise<Run | undefined>;
-  listRuns(query: RunQuery): Promise<Page<Run>>;
-  listNotifications(query: NotificationQuery): Page<Notification>;
-  /** Set while commits fail (a full disk): new work should be refused until it clears by itself. */
-  readonly writeError: StoreWriteError | null;
-  /** Damage found in the store's files: every report still kept, and the damaged lines this process found. */
-  damage(): { reports: DamageReport[]; damagedLines: number };
-  /** Acknowledges damage reports (all unacknowledged ones without `ids`); durable when it resolves. */
-  ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }>;
-  /** Resolves when everything saved so far is durable. */
-  flush(): Promise<void>;
-  close(): Promise<void>;
-  stats(): BackendStats;
-}
-
 export interface StoreOptions {
   /** Directory for the files; null keeps everything in memory (same behaviour, nothing durable). */
   dir: string | null;
@@ -79,56 +52,16 @@ export interface StoreOptions {
   logger: Logger;
 }
 
-interface StateDoc {
-  version: 1;
-  checkpoint: number;
-  openSegment: number;
-  /** Where the runs not yet folded into `jobs` start: a segment and a line in it. */
-  foldFrom?: { segment: number; line: number };
-  /** Runs after `foldFrom` that `jobs` already counts (finished, not yet written at the checkpoint). */
-  foldSkip?: string[];
-  segments: SegmentInfo[];
-  jobs: Record<string, JobState>;
-  live: Run[];
-  notifications: Notification[];
-  /** Damage reports: unacknowledged ones, and acknowledged ones while their file may be read again. */
-  damage?: unknown[];
-}
-
-type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
-type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport };
-
-const checkJournalLine = checkWith(journalLine);
-
 const DAY = 86_400_000;
 
 const clone = <T>(value: T): T => structuredClone(value);
 
-/** The errno code behind a failed write (`ENOSPC`), however deep the store wrapped it. */
-function errnoOf(err: unknown): string {
-  let e: unknown = err;
-  for (let depth = 0; depth < 4 && typeof e === 'object' && e !== null; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return 'STORE_WRITE_FAILED';
-}
-
-/** The system's message for a failed write, without the file's path. */
-function messageOf(err: unknown): string {
-  let e: unknown = err;
-  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
-  const message = e instanceof Error ? e.message : String(e);
-  // "ENOSPC: no space left on device, write" — the path, when there is one, follows a comma.
-  return message.replace(/, (open|write|fsync|fdatasync|rename|mkdir|copyfile|ftruncate|close) .*$/, ', $1');
-}
-
 export function createStore(options: StoreOptions): Store {
-  return new SegmentedStore(options);
+  return new Store(options);
 }
 
-class SegmentedStore implements Store {
+/** The journal store (see the top of this file). */
+export class Store {
   readonly #dir: string | null;
   readonly #fsync: boolean;
   readonly #checkpointBytes: number;
@@ -156,7 +89,7 @@ class SegmentedStore implements Store {
   #opened = false;
   /** Set once the files are loaded: damage found after that is journaled, not left to the load's checkpoint. */
   #loaded = false;
-  #writeError: StoreWriteError | null = null;
+  readonly #writes: WriteHealth;
   /** The number of the journal being appended to; ahead of #checkpointN after a failed checkpoint. */
   #journalN = 0;
   /** Journals switched away from, removed once a checkpoint that covers them is durable. */
@@ -188,7 +121,8 @@ class SegmentedStore implements Store {
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
     this.#logger = options.logger;
-    this.#group = new GroupCommit(() => this.#commitOnce(), { committed: () => this.#committed(), failed: (err, ms) => this.#failed(err, ms) });
+    this.#writes = new WriteHealth(options.clock, options.logger);
+    this.#group = new GroupCommit(() => this.#commitOnce(), this.#writes);
   }
 
   // ---------------------------------------------------------------- opening and recovery
@@ -214,23 +148,7 @@ class SegmentedStore implements Store {
 
   async #load(dir: string): Promise<void> {
     await mkdir(path.join(dir, 'segments'), { recursive: true });
-    this.#db = new Low<StateDoc>(new DurableJsonFile(path.join(dir, 'state.json'), { fsync: this.#fsync }), {
-      version: 1,
-      checkpoint: 0,
-      openSegment: 1,
-      segments: [],
-      jobs: {},
-      live: [],
-      notifications: [],
-    });
-    try {
-      await this.#db.read();
-    } catch (err) {
-      // Only outside damage gets here (the file is only ever replaced atomically): keep it aside.
-      const aside = path.join(dir, `state.json.corrupt-${this.#clock.now()}`);
-      this.#logger.error({ err, code: 'STORE_CORRUPT', aside }, 'state.json is unreadable; set aside, rebuilding from journals and segments');
-      await import('node:fs/promises').then((fs) => fs.rename(path.join(dir, 'state.json'), aside));
-    }
+    this.#db = await readCheckpoint(dir, this.#fsync, this.#clock, this.#logger);
     const doc = this.#db.data;
     this.#checkpointN = doc.checkpoint;
     this.#journalN = doc.checkpoint;
@@ -239,35 +157,15 @@ class SegmentedStore implements Store {
     this.#notifications.reset(doc.notifications);
     this.#damage.restore(doc.damage ?? []);
 
-    const journalDamage: DamageFound[] = [];
+    // Damage is reported once everything is loaded (to tell whether another record of each run
+    // loaded), and before the checkpoint below deletes the journal.
+    const journalDamage = await readJournals(dir, doc.checkpoint, this.#fsync, this.#logger, {
+      live: this.#live,
+      job: (name) => this.job(name),
+      notifications: this.#notifications,
+      damage: this.#damage,
+    });
     const finishedIds = new Set<string>();
-    const entries = await readdir(dir);
-    const journals = entries
-      .map((f) => /^journal-(\d+)\.ndjson$/.exec(f))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
-    for (const n of journals) {
-      const file = path.join(dir, `journal-${n}.ndjson`);
-      if (n < doc.checkpoint) {
-        await rm(file, { force: true }); // superseded by the checkpoint; left by a crash mid-cleanup
-        continue;
-      }
-      const adapter = new NdjsonFile<JournalRecord>(file, { fsync: this.#fsync, check: checkJournalLine });
-      const records = (await adapter.read()) ?? [];
-      const damaged = adapter.last.bad.filter((b) => !b.torn);
-      const torn = adapter.last.bad.length - damaged.length;
-      if (torn > 0) {
-        this.#logger.warn(
-          { code: 'STORE_CORRUPT', file, tornLines: torn },
-          'dropped a torn tail (an interrupted write; expected after a crash, never acknowledged)',
-        );
-      }
-      // Reported once everything is loaded (to tell whether another record of each run loaded),
-      // and before the checkpoint below deletes the journal.
-      if (damaged.length > 0) journalDamage.push({ kind: 'journal', n, file, bad: damaged, missing: 0 });
-      for (const rec of records) this.#apply(rec);
-    }
 
     // Segments: indexed ones come from the checkpoint; newer files are read.
     const folded = new Set(doc.foldSkip);
@@ -287,19 +185,6 @@ class SegmentedStore implements Store {
     if (this.#dirtyRuns.size > 0) await this.flush();
   }
 
-  #apply(rec: JournalRecord): void {
-    if ('r' in rec) this.#live.set(rec.r.id, rec.r);
-    else if ('j' in rec) {
-      let record = this.#jobs.get(rec.j);
-      if (!record) this.#jobs.set(rec.j, (record = {}));
-      if (rec.f.enabled === null) delete record.enabled;
-      else record.enabled = rec.f.enabled;
-      if (rec.f.lastFireAt === null) delete record.lastFireAt;
-      else record.lastFireAt = rec.f.lastFireAt;
-    } else if ('n' in rec) this.#notifications.push(rec.n);
-    else if ('d' in rec) this.#damage.apply(rec.d);
-  }
-
   // ---------------------------------------------------------------- damage
 
   /** Damage found in a file (store-damage.ts): found while loading, the load's checkpoint keeps it; later, it is journaled. */
@@ -311,10 +196,12 @@ class SegmentedStore implements Store {
     }
   }
 
+  /** Damage found in the store's files: every report still kept, and the damaged lines this process found. */
   damage(): { reports: DamageReport[]; damagedLines: number } {
     return { reports: this.#damage.list(), damagedLines: this.#damage.damagedLines };
   }
 
+  /** Acknowledges damage reports (all unacknowledged ones without `ids`); durable when it resolves. */
   async ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
     const { acknowledged, unknown, changed } = this.#damage.acknowledge(ids);
     this.#dirtyDamage.push(...changed);
@@ -322,18 +209,24 @@ class SegmentedStore implements Store {
     return { acknowledged, unknown };
   }
 
+  /** Set while commits fail (a full disk): new work should be refused until it clears by itself. */
   get writeError(): StoreWriteError | null {
-    return this.#writeError;
+    return this.#writes.error;
   }
 
   // ---------------------------------------------------------------- saving (group commit)
 
+  /** Records the run's current state; resolves once that state (or a newer one) is durable. */
   saveRun(run: Run): Promise<void> {
     this.#live.set(run.id, run);
     this.#dirtyRuns.add(run);
     return this.#group.request();
   }
 
+  /**
+   * A job's state (created empty on first use; the store's own object, changed in place).
+   * Aggregates go into the next checkpoint; flags are journaled by `saveJob`.
+   */
   job(name: string): JobState {
     let state = this.#jobs.get(name);
     if (!state) this.#jobs.set(name, (state = {}));
@@ -344,6 +237,7 @@ class SegmentedStore implements Store {
     return this.#jobs;
   }
 
+  /** Journals a job's flags (`enabled`, `lastFireAt`); resolves once durable. */
   saveJob(name: string): Promise<void> {
     this.#dirtyJobs.add(name);
     return this.#group.request();
@@ -353,30 +247,6 @@ class SegmentedStore implements Store {
     this.#notifications.push(notification);
     this.#dirtyNotifications.push(notification);
     return this.#group.request();
-  }
-
-  #committed(): void {
-    if (this.#writeError) {
-      this.#logger.info({ failingSince: this.#writeError.since }, 'the store can write again');
-      this.#writeError = null;
-    }
-  }
-
-  /** A commit failed: note why (new work is refused meanwhile) and what its waiters are told. */
-  #failed(err: unknown, backoffMs: number): unknown {
-    const retryAfter = Math.max(1, Math.ceil(backoffMs / 1000));
-    const code = errnoOf(err);
-    if (this.#writeError === null) {
-      this.#writeError = { code, message: messageOf(err), since: isoTime(this.#clock.now()), retryAfter };
-      this.#logger.error(
-        { err, code: 'STORE_WRITE_FAILED' },
-        'store commit failed; its saves are not acknowledged and are retried; new work is refused until a commit succeeds',
-      );
-    } else {
-      this.#writeError = { ...this.#writeError, code, message: messageOf(err), retryAfter };
-      this.#logger.debug({ err, code: 'STORE_WRITE_FAILED' }, 'store commit failed again');
-    }
-    return storeUnavailable(this.#writeError, err);
   }
 
   async #commitOnce(): Promise<void> {
@@ -486,12 +356,10 @@ class SegmentedStore implements Store {
     for (const old of this.#retired.splice(0)) await old.remove();
     await this.#history.deleteExpired();
     // Journals older than n may survive a crash between the write above and here; #load drops them.
-    for (const f of await readdir(this.#dir)) {
-      const m = /^journal-(\d+)\.ndjson$/.exec(f);
-      if (m && Number(m[1]) < n) await rm(path.join(this.#dir, f), { force: true });
-    }
+    await removeJournalsBefore(this.#dir, n);
   }
 
+  /** Resolves when everything saved so far is durable. */
   flush(): Promise<void> {
     return this.#group.flush();
   }

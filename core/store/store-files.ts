@@ -1,0 +1,121 @@
+import { readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Low } from 'lowdb';
+import type { JobState } from '../contract/backend.js';
+import type { Clock } from '../contract/clock.js';
+import type { Logger } from '../contract/logger.js';
+import type { Notification } from '../contract/notification.js';
+import type { Run } from '../contract/run.js';
+import type { DamageReport } from '../contract/store-health.js';
+import { DurableJsonFile, NdjsonFile } from './files.js';
+import type { SegmentInfo } from './history.js';
+import type { DamageFound } from './store-damage.js';
+import { checkWith, journalLine } from './store-records.js';
+
+/**
+ * The store's checkpoint (`state.json`, a lowdb document) and journals (`journal-<n>.ndjson`):
+ * reading them back on start, and dropping journals a durable checkpoint supersedes.
+ */
+
+export interface StateDoc {
+  version: 1;
+  checkpoint: number;
+  openSegment: number;
+  /** Where the runs not yet folded into `jobs` start: a segment and a line in it. */
+  foldFrom?: { segment: number; line: number };
+  /** Runs after `foldFrom` that `jobs` already counts (finished, not yet written at the checkpoint). */
+  foldSkip?: string[];
+  segments: SegmentInfo[];
+  jobs: Record<string, JobState>;
+  live: Run[];
+  notifications: Notification[];
+  /** Damage reports: unacknowledged ones, and acknowledged ones while their file may be read again. */
+  damage?: unknown[];
+}
+
+export type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
+type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport };
+
+const checkJournalLine = checkWith(journalLine);
+const JOURNAL = /^journal-(\d+)\.ndjson$/;
+
+/** The checkpoint document of `dir` (empty when there is none); a damaged one is set aside and the store rebuilds without it. */
+export async function readCheckpoint(dir: string, fsync: boolean, clock: Clock, logger: Logger): Promise<Low<StateDoc>> {
+  const db = new Low<StateDoc>(new DurableJsonFile(path.join(dir, 'state.json'), { fsync }), {
+    version: 1,
+    checkpoint: 0,
+    openSegment: 1,
+    segments: [],
+    jobs: {},
+    live: [],
+    notifications: [],
+  });
+  try {
+    await db.read();
+  } catch (err) {
+    // Only outside damage gets here (the file is only ever replaced atomically): keep it aside.
+    const aside = path.join(dir, `state.json.corrupt-${clock.now()}`);
+    logger.error({ err, code: 'STORE_CORRUPT', aside }, 'state.json is unreadable; set aside, rebuilding from journals and segments');
+    await rename(path.join(dir, 'state.json'), aside);
+  }
+  return db;
+}
+
+/**
+ * Applies every record of the journals from checkpoint `from` on, oldest first, and removes the
+ * older ones (left by a crash mid-cleanup). A torn tail is logged and dropped; damage before the
+ * last line is returned, to be reported once everything is loaded.
+ */
+export async function readJournals(dir: string, from: number, fsync: boolean, logger: Logger, into: JournalTarget): Promise<DamageFound[]> {
+  const damage: DamageFound[] = [];
+  const journals = (await readdir(dir))
+    .map((f) => JOURNAL.exec(f))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+  for (const n of journals) {
+    const file = path.join(dir, `journal-${n}.ndjson`);
+    if (n < from) {
+      await rm(file, { force: true }); // superseded by the checkpoint
+      continue;
+    }
+    const adapter = new NdjsonFile<JournalRecord>(file, { fsync, check: checkJournalLine });
+    const records = (await adapter.read()) ?? [];
+    const damaged = adapter.last.bad.filter((b) => !b.torn);
+    const torn = adapter.last.bad.length - damaged.length;
+    if (torn > 0) {
+      logger.warn({ code: 'STORE_CORRUPT', file, tornLines: torn }, 'dropped a torn tail (an interrupted write; expected after a crash, never acknowledged)');
+    }
+    if (damaged.length > 0) damage.push({ kind: 'journal', n, file, bad: damaged, missing: 0 });
+    for (const rec of records) applyRecord(rec, into);
+  }
+  return damage;
+}
+
+/** Where journal records are applied: the store's state in memory. */
+export interface JournalTarget {
+  live: Map<string, Run>;
+  job(name: string): JobState;
+  notifications: { push(n: Notification): void };
+  damage: { apply(report: DamageReport): void };
+}
+
+function applyRecord(rec: JournalRecord, into: JournalTarget): void {
+  if ('r' in rec) into.live.set(rec.r.id, rec.r);
+  else if ('j' in rec) {
+    const state = into.job(rec.j);
+    if (rec.f.enabled === null) delete state.enabled;
+    else state.enabled = rec.f.enabled;
+    if (rec.f.lastFireAt === null) delete state.lastFireAt;
+    else state.lastFireAt = rec.f.lastFireAt;
+  } else if ('n' in rec) into.notifications.push(rec.n);
+  else if ('d' in rec) into.damage.apply(rec.d);
+}
+
+/** Removes journals older than `n` (a crash between a checkpoint and its cleanup may leave some). */
+export async function removeJournalsBefore(dir: string, n: number): Promise<void> {
+  for (const f of await readdir(dir)) {
+    const m = JOURNAL.exec(f);
+    if (m && Number(m[1]) < n) await rm(path.join(dir, f), { force: true });
+  }
+}

@@ -270,9 +270,8 @@ export class Host {
    * Triggers a job. Resolves once the run is durable in the store; rejects with JOB_NOT_FOUND,
    * INVALID_PARAMS, SKIPPED (`details.reason`) or SHUTTING_DOWN.
    */
-  async trigger(name: string, options: TriggerOptions = {}): Promise<TriggerResult> {
-    const run = await this.#triggers.create(name, options, options.source ?? 'api');
-    return { runId: run.id };
+  trigger(name: string, options: TriggerOptions = {}): Promise<TriggerResult> {
+    return this.#triggers.create(name, options, options.source ?? 'api');
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */

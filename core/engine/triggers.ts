@@ -148,10 +148,12 @@ export class Triggers {
   }
 
   /**
-   * Creates a run of `name`; resolves once it is durable. Rejects with JOB_NOT_FOUND,
+   * Creates a run of `name`; resolves with its id once it is durable. Rejects with JOB_NOT_FOUND,
    * INVALID_PARAMS, INVALID_BODY, SKIPPED (`details.reason`, after `run.skipped`) or SHUTTING_DOWN.
+   * One async step from the caller to the backend's acknowledgement: a trigger is the hot path,
+   * and every promise pays for the async hooks that tie a handler's stray rejections to it.
    */
-  async create(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>): Promise<Run> {
+  async create(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>): Promise<TriggerResult> {
     this.#o.accepting();
     const job = this.#o.registry.get(name)?.job;
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
@@ -167,7 +169,7 @@ export class Triggers {
       this.#o.bus.emit('run.skipped', { job: job.name, reason: refused.reason, source, detail: refused.detail, ...runId });
       throw new HostError('SKIPPED', `${refused.reason}: ${refused.detail}`, { reason: refused.reason, job: job.name, ...runId });
     }
-    return run;
+    return { runId: run.id };
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
@@ -177,8 +179,8 @@ export class Triggers {
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
     for (const sub of this.#o.registry.subscribers(event)) {
       try {
-        const run = await this.create(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
-        result.enqueued.push(run.id);
+        const { runId } = await this.create(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
+        result.enqueued.push(runId);
       } catch (err) {
         if (isHostError(err) && err.code === 'SKIPPED') result.skipped.push({ job: sub.job, reason: err.details?.['reason'] as SkipReason });
         else if (isHostError(err)) result.errors.push({ job: sub.job, code: err.code, message: err.message });
@@ -200,7 +202,6 @@ export class Triggers {
     if (old.status !== 'failed' && old.status !== 'canceled') {
       throw new HostError('RUN_NOT_RETRYABLE', `run ${id} is ${old.status}; only failed or canceled runs can be retried`, { runId: id });
     }
-    const run = await this.create(old.job, { params: old.params, priority: old.priority, key: old.key ?? undefined }, 'retry', { retryOf: id });
-    return { runId: run.id };
+    return this.create(old.job, { params: old.params, priority: old.priority, key: old.key ?? undefined }, 'retry', { retryOf: id });
   }
 }

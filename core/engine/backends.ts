@@ -19,6 +19,8 @@ export interface BackendContext {
   clock: Clock;
   random: () => number;
   logger: Logger;
+  /** This host's id (`cluster.id`). */
+  hostId: string;
 }
 
 /** The backend the config asks for (today always the local one). */
@@ -34,5 +36,6 @@ export function createBackend(config: Config, context: BackendContext): Backend 
     clock: context.clock,
     random: context.random,
     logger: context.logger,
+    hostId: context.hostId,
   });
 }

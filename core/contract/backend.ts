@@ -145,6 +145,12 @@ export interface ExecutableJob {
   /** Per attempt; 0 = none. The backend aborts the attempt with `TIMEOUT` when it passes. */
   readonly timeoutMs: number;
   readonly retry: RetryPolicy;
+  /**
+   * A success must be on record before the run's end is visible (a backend that keeps the
+   * admission state apart from the runs writes it first): `once` and `cooldown` read it.
+   */
+  readonly once: boolean;
+  readonly cooldownMs: number;
 }
 
 /** State changes of runs, reported by the backend as they happen (see the ordering guarantee). */

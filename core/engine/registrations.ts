@@ -109,7 +109,11 @@ export class Registrations {
     const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
     // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
     for (const name of enabledEdited) {
-      if (backend.jobState(name).enabled !== undefined) void backend.setJobFlags(name, { enabled: null });
+      if (backend.jobState(name).enabled !== undefined) {
+        backend
+          .setJobFlags(name, { enabled: null })
+          .catch((err: unknown) => this.#o.logger.error({ err, job: name }, 'could not clear the run-time enabled flag'));
+      }
     }
     this.#o.setConfig(next);
     backend.setLimits(next.concurrency, next.queues);

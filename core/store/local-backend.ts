@@ -1,13 +1,13 @@
 import { refusal } from '../contract/admission.js';
 import type { AdmissionRules, Backend, BackendHooks, BackendOpened, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
+import type { HostError } from '../contract/errors.js';
+import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
-import type { HostError } from '../contract/errors.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
-import { foldFinished } from './job-state.js';
 import { Runner } from './runner.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
 

@@ -87,7 +87,7 @@ async function open(
   const observer = new RunEvents({ bus, clock, logger, newId: () => `n${++n}`, notifySpec: () => null, backend: () => backend });
   const job = (name: string): ExecutableJob | undefined => {
     const j = jobs[name];
-    return j && { name, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, ...j };
+    return j && { name, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, once: false, cooldownMs: 0, ...j };
   };
   before?.(backend);
   await backend.open({ job, executor, observer, flagsChanged: () => undefined });

@@ -194,6 +194,7 @@ export class Attempts {
 
   #settled(live: Live, result: unknown, error: RunError | null): void {
     if (!live.end) return;
+    this.#flushProgress(live);
     if (error) return this.#fail(live, 'failed', error.code, error.message);
     live.outcome = { ok: true, result };
     const end = live.end;
@@ -214,6 +215,7 @@ export class Attempts {
   #fail(live: Live, ending: Ending, code: string, message: string): void {
     const end = live.end;
     if (!end) return;
+    this.#flushProgress(live);
     const now = this.#o.clock.now();
     const retryable = ending === 'failed' || ending === 'timeout';
     const left = live.attempt < live.run.maxAttempts;
@@ -224,6 +226,19 @@ export class Attempts {
   #failure(live: Live, ending: Ending, record: Omit<AttemptRecord, 'jh'>): AttemptFailure {
     live.outcome = { ok: false, ending, record };
     return new AttemptFailure(record, encodeAttempt(record), ending === 'canceled');
+  }
+
+  /**
+   * A progress value still waiting for its throttled write goes out now, ahead of the run's end:
+   * both go through the worker's connection, so Redis has it before the end.
+   */
+  #flushProgress(live: Live): void {
+    if (!live.progressTimer) return;
+    live.progressTimer.cancel();
+    live.progressTimer = undefined;
+    live.bullJob
+      .updateProgress({ ...live.run.progress })
+      .catch((err: unknown) => this.#o.logger.debug({ err, runId: live.run.id }, 'could not write progress'));
   }
 
   #progress(live: Live, fraction: number, text: string | undefined): void {

@@ -51,6 +51,8 @@ export class Connections {
   readonly #logger: Logger;
   #down: { error: string; since: string } | null = null;
   #closed = false;
+  /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
+  #lastError: Error | undefined;
 
   constructor(url: string, name: string, logger: Logger) {
     this.target = redisTarget(url);
@@ -72,7 +74,7 @@ export class Connections {
     this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null });
     for (const c of [this.producer, this.commands, this.reader]) {
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
-      c.on('error', () => undefined);
+      c.on('error', (err: Error) => (this.#lastError = err));
     }
     this.producer.on('error', (err: Error) => this.#lost(err.message));
     this.producer.on('close', () => this.#lost('connection closed'));
@@ -96,7 +98,8 @@ export class Connections {
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
-      const reason = (err as { code?: string }).code ?? (err as Error).message;
+      const cause = this.#lastError ?? (err as Error);
+      const reason = (cause as { code?: string }).code ?? cause.message;
       throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target }, { cause: err });
     }
   }

@@ -2,6 +2,7 @@ import { type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/backend.js';
 import type { Logger } from '../contract/logger.js';
+import { CANCELED_REASON } from './keys.js';
 import type { AttemptRecord } from './run-records.js';
 
 /**
@@ -14,10 +15,13 @@ import type { AttemptRecord } from './run-records.js';
 export class AttemptFailure extends Error {
   readonly record: Omit<AttemptRecord, 'jh'>;
 
-  /** `final`: no retry whatever attempts remain (a cancel); BullMQ knows it by this name. */
-  constructor(record: Omit<AttemptRecord, 'jh'>, stack: string, final = false) {
-    super(record.m);
-    this.name = final ? 'UnrecoverableError' : 'AttemptFailure';
+  /**
+   * `canceled`: no retry whatever attempts remain (BullMQ knows it by the name), and the failed
+   * reason says canceled (history tells canceled from failed by it; the record keeps the message).
+   */
+  constructor(record: Omit<AttemptRecord, 'jh'>, stack: string, canceled = false) {
+    super(canceled ? CANCELED_REASON : record.m);
+    this.name = canceled ? 'UnrecoverableError' : 'AttemptFailure';
     this.record = record;
     // BullMQ appends `err.stack` to the job's stacktrace in the same write that fails or retries it.
     this.stack = stack;

@@ -9,7 +9,7 @@ import type { Run, RunStatus } from '../contract/run.js';
 import { AttemptFailure, type JobQueue, type Processor } from './job-queues.js';
 import { CANCELED_REASON, type ClusterKeys, SHUTDOWN_REASON } from './keys.js';
 import type { Mirror } from './mirror.js';
-import { type AttemptRecord, encodeAttempt, runFromJob } from './run-records.js';
+import { type AttemptRecord, attemptsOf, encodeAttempt, runFromJob } from './run-records.js';
 import type { ScriptedRedis } from './scripts.js';
 
 /**
@@ -54,6 +54,16 @@ export interface AttemptsOptions {
   logger: Logger;
   hooks(): BackendHooks;
   mirror: Mirror;
+}
+
+/**
+ * Attempts started but never ended, not yet recorded: BullMQ counts starts (\`ats\`) and ends
+ * (\`atm\`). Each recording of an interruption is itself a start and an end (it takes the run, then
+ * fails it INTERRUPTED), so starts = ended + interrupted + recordings + the current one.
+ */
+function unrecordedInterruptions(job: Job): number {
+  const recorded = attemptsOf(job.stacktrace).filter((r) => r.c === 'INTERRUPTED').length;
+  return job.attemptsStarted - 1 - job.attemptsMade - recorded;
 }
 
 export class Attempts {
@@ -132,7 +142,7 @@ export class Attempts {
     }
     // Started more often than ended: an earlier attempt's host died (or lost its lock) mid-run.
     // That attempt counts (SPEC §4): it ends INTERRUPTED, and BullMQ retries while attempts remain.
-    if (bullJob.attemptsStarted > bullJob.attemptsMade + 1) {
+    if (unrecordedInterruptions(bullJob) > 0) {
       const data = bullJob.data as { source?: string };
       if (data.source !== 'recovery') {
         await bullJob.updateData({ ...bullJob.data, origin: data.source, source: 'recovery' }).catch(() => undefined);

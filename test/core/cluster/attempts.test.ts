@@ -1,8 +1,9 @@
+import { Worker } from 'bullmq';
 import t from 'tap';
 import { z } from 'zod';
 import { isHostError } from '../../../core/contract/errors.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { finalOn, runWhen, startCluster } from '../../cluster.js';
+import { finalOn, freshPrefix, runWhen, startCluster } from '../../cluster.js';
 import { gate, until } from '../../helpers.js';
 import { startRedis } from '../../redis.js';
 
@@ -189,4 +190,47 @@ t.test('counts and stats on every host cover the runs of all hosts', async (t) =
     t.match(stats.totals, { runs: 9, succeeded: 6, failed: 3 }, `${host.id}: totals of the cluster`);
     t.equal(stats.perJob['counted']!.count, 9);
   }
+});
+
+t.test('a run whose host died mid-attempt: the attempt counts INTERRUPTED; with no attempt left the run fails, else it runs again', async (t) => {
+  const redis = await startRedis(t);
+  let ran = 0;
+  const plugins = [
+    definePlugin({ name: 'once-only', handler: () => void ran++ }),
+    definePlugin({ name: 'twice', retry: { attempts: 2 }, handler: () => void ran++ }),
+  ];
+  const prefix = freshPrefix();
+  const [trigger] = await startCluster(t, redis, 1, { prefix, plugins });
+  trigger!.host.pause();
+  const a = await trigger!.host.trigger('once-only');
+  const b = await trigger!.host.trigger('twice');
+  // A host that takes both runs with BullMQ and dies: no renewal, no end written.
+  for (const name of ['once-only', 'twice']) {
+    const dead = new Worker(name, null, { connection: redis.client(), prefix, lockDuration: 1000, name: 'dead-host' });
+    const job = await dead.getNextJob('dead-token');
+    t.ok(job, `the dead host took a run of ${name}`);
+    await dead.close(true);
+  }
+  const [survivor] = await startCluster(t, redis, 1, { prefix, plugins, first: 1 });
+  const failed = await finalOn(survivor!.host, a.runId);
+  t.match(failed, { status: 'failed', error: { code: 'INTERRUPTED' }, attempts: [{ n: 1, error: { code: 'INTERRUPTED' } }] });
+  const rerun = await finalOn(survivor!.host, b.runId);
+  t.match(rerun, { status: 'succeeded', source: 'recovery', origin: 'api', host: 'h1' });
+  t.same(
+    rerun.attempts.map((x) => [x.n, x.error?.code ?? null]),
+    [
+      [1, 'INTERRUPTED'],
+      [2, null],
+    ],
+  );
+  t.equal(ran, 1, 'only the rerun ran a handler');
+  t.same(
+    survivor!.of('run.queued').map((e) => e.data.runId),
+    [b.runId],
+    'the survivor announced the run queued again',
+  );
+  t.same(
+    survivor!.of('run.failed').map((e) => e.data.runId),
+    [a.runId],
+  );
 });

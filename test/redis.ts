@@ -44,12 +44,14 @@ async function waitForPing(port: number, child: ChildProcess, err: () => string)
   }
 }
 
-export async function startRedis(t: Tap, options: { appendfsync?: 'always' | 'everysec' } = {}): Promise<TestRedis> {
-  const dir = tempDir(t, 'jobhost-redis-');
+/** A redis-server in `dir` (the caller owns both): for benchmarks; tests use `startRedis`. */
+export async function spawnRedis(
+  dir: string,
+  options: { appendfsync?: 'always' | 'everysec' } = {},
+): Promise<Omit<TestRedis, 'client' | 'dir'> & { dir: string; close(): Promise<void> }> {
   const port = await closedPort();
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
-  const clients: Redis[] = [];
 
   const launch = async (): Promise<void> => {
     let stderr = '';
@@ -89,15 +91,6 @@ export async function startRedis(t: Tap, options: { appendfsync?: 'always' | 'ev
   };
 
   await launch();
-  t.teardown(async () => {
-    for (const c of clients) c.disconnect();
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child?.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-  });
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -108,8 +101,36 @@ export async function startRedis(t: Tap, options: { appendfsync?: 'always' | 'ev
     stop: () => signal('SIGTERM'),
     kill9: () => signal('SIGKILL'),
     restart: launch,
+    async close() {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child?.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+export async function startRedis(t: Tap, options: { appendfsync?: 'always' | 'everysec' } = {}): Promise<TestRedis> {
+  const server = await spawnRedis(tempDir(t, 'jobhost-redis-'), options);
+  const clients: Redis[] = [];
+  t.teardown(async () => {
+    for (const c of clients) c.disconnect();
+    await server.close();
+  });
+  return {
+    port: server.port,
+    url: server.url,
+    dir: server.dir,
+    get pid() {
+      return server.pid;
+    },
+    stop: server.stop,
+    kill9: server.kill9,
+    restart: server.restart,
     client() {
-      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null });
+      const c = new Redis({ port: server.port, host: '127.0.0.1', maxRetriesPerRequest: null });
       c.on('error', () => undefined);
       clients.push(c);
       return c;

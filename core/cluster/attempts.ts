@@ -15,8 +15,9 @@ import type { ScriptedRedis } from './scripts.js';
 /**
  * Runs this host's attempts: BullMQ's `processJob` around jobhost's processor, which hands the
  * attempt to the engine's executor, enforces the per-attempt timeout, throttles progress, turns a
- * cancel or a shutdown (BullMQ's signal) into the attempt's end, and records a success first when
- * `once` or `cooldown` read it. Once BullMQ has written the run's end, the engine hears of it
+ * cancel or a shutdown into the attempt's end, and records a success first when `once` or
+ * `cooldown` read it. The processor takes no signal from BullMQ (one AbortController per run, a
+ * measurable share of a no-op run): this class knows its attempts by run id and ends them itself. Once BullMQ has written the run's end, the engine hears of it
  * (`started`, `retrying`, `finished`, ...), so an event never announces what Redis does not hold.
  */
 
@@ -36,6 +37,8 @@ interface Live extends AttemptTask {
   /** Its attempt reached the engine's executor (`run.started` was reported). */
   started: boolean;
   startedMs: number;
+  /** When the run's first attempt started (ms), once it has. */
+  firstStartMs: number | null;
   outcome: { ok: true; result: unknown } | { ok: false; ending: Ending; record: Omit<AttemptRecord, 'jh'> } | undefined;
   handle: AttemptHandle | undefined;
   progressAt: number;
@@ -74,6 +77,10 @@ export class Attempts {
   readonly #reporter: AttemptReporter<Live>;
   /** BullMQ's processor for every job queue of this host. */
   readonly processor: Processor;
+  /** Deadlines of running attempts: one timer for the earliest, not a timer per attempt. */
+  readonly #deadlines = new Map<Live, number>();
+  #deadlineTimer: Timer | undefined;
+  #deadlineAt = Infinity;
 
   constructor(options: AttemptsOptions) {
     this.#o = options;
@@ -81,7 +88,7 @@ export class Attempts {
       settled: (live, result, error) => this.#settled(live, result, error),
       progress: (live, fraction, text) => this.#progress(live, fraction, text),
     };
-    this.processor = (job, _token, signal) => this.#process(job, signal);
+    this.processor = (job) => this.#process(job);
   }
 
   /** Runs currently in an attempt here. */
@@ -101,6 +108,7 @@ export class Attempts {
       processed: false,
       started: false,
       startedMs: bullJob.processedOn ?? this.#o.clock.now(),
+      firstStartMs: null,
       outcome: undefined,
       handle: undefined,
       progressAt: 0,
@@ -127,7 +135,7 @@ export class Attempts {
 
   // ---------------------------------------------------------------- the processor
 
-  async #process(bullJob: Job, signal: AbortSignal | undefined): Promise<unknown> {
+  async #process(bullJob: Job): Promise<unknown> {
     const id = bullJob.id ?? '';
     const live = this.#live.get(id);
     if (!live) throw new Error(`run ${id} was not fetched by this host`);
@@ -157,38 +165,58 @@ export class Attempts {
     if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) run.progress = { fraction: 0, text: null };
     run.attempts.push({ n, startedAt: isoTime(live.startedMs), endedAt: null, error: null });
     run.startedAt ??= isoTime(live.startedMs);
+    live.firstStartMs = run.attempts.length > 1 ? Date.parse(run.attempts[0]!.startedAt) : live.startedMs;
     const hooks = this.#o.hooks();
     live.started = true;
     this.#o.mirror.started(run.job);
     hooks.observer.started(run);
     return new Promise<unknown>((resolve, reject) => {
-      let timer: Timer | undefined;
-      const onAbort = (): void => this.#aborted(live, signal?.reason);
       live.end = (result, failure) => {
         live.end = undefined;
-        timer?.cancel();
-        signal?.removeEventListener('abort', onAbort);
+        this.#deadlines.delete(live);
         if (failure) reject(failure);
         else resolve(result);
       };
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const def = live.job;
-      if (def.timeoutMs > 0) {
-        timer = this.#o.clock.setTimer(def.timeoutMs, () => {
-          const err = new HostError('TIMEOUT', `attempt ${n} timed out after ${def.timeoutMs}ms`);
-          live.handle?.abort(err);
-          this.#fail(live, 'timeout', err.code, err.message);
-        });
-      }
+      if (live.job.timeoutMs > 0) this.#setDeadline(live, this.#o.clock.now() + live.job.timeoutMs);
       // A handler that settles synchronously has ended the attempt before its handle comes back:
       // aborting that handle later is a no-op (the ends above check \`live.end\`).
       live.handle = hooks.executor.execute(live, this.#reporter);
     });
   }
 
-  /** BullMQ's signal: a cancel request reached this host, or the shutdown grace ran out. */
-  #aborted(live: Live, reason: unknown): void {
+  #setDeadline(live: Live, at: number): void {
+    this.#deadlines.set(live, at);
+    if (at < this.#deadlineAt) this.#armDeadlines(at);
+  }
+
+  #armDeadlines(at: number): void {
+    this.#deadlineTimer?.cancel();
+    this.#deadlineAt = at;
+    this.#deadlineTimer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
+      this.#deadlineTimer = undefined;
+      this.#deadlineAt = Infinity;
+      const now = this.#o.clock.now();
+      let next = Infinity;
+      for (const [live, due] of this.#deadlines) {
+        if (due <= now) {
+          const err = new HostError('TIMEOUT', `attempt ${live.attempt} timed out after ${live.job.timeoutMs}ms`);
+          live.handle?.abort(err);
+          this.#fail(live, 'timeout', err.code, err.message);
+        } else if (due < next) next = due;
+      }
+      if (next < Infinity) this.#armDeadlines(next);
+    });
+  }
+
+  /** Stops the deadline timer (the host is closing). */
+  close(): void {
+    this.#deadlineTimer?.cancel();
+    this.#deadlineTimer = undefined;
+    this.#deadlineAt = Infinity;
+  }
+
+  /** A cancel request reached this host, or the shutdown grace ran out. */
+  #aborted(live: Live, reason: typeof CANCELED_REASON | typeof SHUTDOWN_REASON): void {
     if (!live.end) return;
     if (reason === SHUTDOWN_REASON) {
       const message = 'the host shut down before the attempt finished';
@@ -279,9 +307,11 @@ export class Attempts {
 
   /** A cancel request for `runId` reached this host: abort its attempt here, or remember it for a run fetched but not started. */
   cancel(jq: JobQueue | undefined, runId: string, message: string): void {
-    this.#cancelMessages.set(runId, message);
-    if (jq?.worker.cancelJob(runId, CANCELED_REASON)) return;
-    this.#cancelMessages.delete(runId);
+    const live = this.#live.get(runId);
+    if (live?.end) {
+      this.#cancelMessages.set(runId, message);
+      return this.#aborted(live, CANCELED_REASON);
+    }
     const now = this.#o.clock.now();
     for (const [id, p] of this.#pendingCancels) if (now - p.at > PENDING_CANCEL_MS) this.#pendingCancels.delete(id);
     if (jq) this.#pendingCancels.set(runId, { at: now, message });
@@ -289,7 +319,7 @@ export class Attempts {
 
   /** Shutdown past the grace: every attempt here is aborted (back to waiting while attempts remain). */
   abortAll(): void {
-    for (const live of this.#live.values()) live.jq.worker.cancelAllJobs(SHUTDOWN_REASON);
+    for (const live of this.#live.values()) this.#aborted(live, SHUTDOWN_REASON);
   }
 
   // ---------------------------------------------------------------- reports
@@ -315,7 +345,7 @@ export class Attempts {
     if (outcome?.ok) {
       if (last) last.endedAt = isoTime(ms);
       run.result = outcome.result;
-      return this.#finished(this.#ended(run, 'succeeded', ms), live.started);
+      return this.#finished(this.#ended(run, 'succeeded', ms, live.firstStartMs), live.started);
     }
     if (!outcome) return;
     const { record, ending } = outcome;
@@ -328,7 +358,7 @@ export class Attempts {
     }
     if (bullJob.finishedOn) {
       run.error = error;
-      return this.#finished(this.#ended(run, ending === 'canceled' ? 'canceled' : 'failed', ms), live.started);
+      return this.#finished(this.#ended(run, ending === 'canceled' ? 'canceled' : 'failed', ms, live.firstStartMs ?? record.s), live.started);
     }
     run.status = 'queued';
     if (live.started) this.#o.mirror.finished({ ...run, status: 'queued' }, true);
@@ -343,10 +373,10 @@ export class Attempts {
     this.#settle(run, 'retrying');
   }
 
-  #ended(run: Run, status: RunStatus, ms: number): Run {
+  #ended(run: Run, status: RunStatus, ms: number, firstStartMs: number | null): Run {
     run.status = status;
     run.endedAt = isoTime(ms);
-    run.durationMs = run.startedAt === null ? null : Math.max(0, ms - Date.parse(run.startedAt));
+    run.durationMs = firstStartMs === null ? null : Math.max(0, ms - firstStartMs);
     if (status !== 'succeeded') run.result = null;
     return run;
   }

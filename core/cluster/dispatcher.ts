@@ -138,6 +138,11 @@ export class Dispatcher {
 
   /** The weighted queue to serve next among those with ready jobs, then the job within it. */
   #pick(): string | null {
+    if (this.#ready.size === 1) {
+      // The usual case under load (one busy job): no weights to weigh.
+      const only = this.#ready.keys().next().value as string;
+      if (this.#o.job(only)) return only;
+    }
     const byQueue = new Map<string, string[]>();
     for (const name of this.#ready.keys()) {
       const jq = this.#o.job(name);

@@ -44,7 +44,8 @@ class ManualWorker extends Worker {
   }
 }
 
-export type Processor = (job: Job, token: string | undefined, signal: AbortSignal | undefined) => Promise<unknown>;
+/** Takes no signal: BullMQ then makes no AbortController per run (the host ends attempts itself). */
+export type Processor = (job: Job) => Promise<unknown>;
 
 export interface JobQueueSettings {
   prefix: string;

@@ -235,6 +235,7 @@ class RedisBackend implements Backend {
     if (this.#closed) return;
     this.#closed = true;
     this.#dispatcher.stop();
+    this.#attempts.close();
     this.#cancelDelayTimers();
     this.#sweepTimer?.cancel();
     await this.#mirror.stop();

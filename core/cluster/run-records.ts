@@ -78,6 +78,7 @@ function decodeAttempt(text: unknown): AttemptRecord | null {
 
 /** The ended attempts a job's `stacktrace` field holds (those jobhost wrote; BullMQ's own are skipped). */
 export function attemptsOf(stacktrace: unknown): AttemptRecord[] {
+  if (stacktrace === null || stacktrace === undefined || (Array.isArray(stacktrace) && stacktrace.length === 0)) return [];
   let list: unknown = stacktrace;
   if (typeof stacktrace === 'string') {
     try {
@@ -133,7 +134,10 @@ function parseJson(s: unknown): unknown {
 const progressShape = z.object({ fraction: z.number(), text: z.string().nullable() });
 
 function progressOf(s: unknown): Progress {
-  const parsed = progressShape.safeParse(parseJson(s));
+  const value = parseJson(s);
+  // A run that never reported progress has BullMQ's 0: no need for a failed parse (they are slow).
+  if (typeof value !== 'object' || value === null) return { fraction: 0, text: null };
+  const parsed = progressShape.safeParse(value);
   return parsed.success ? parsed.data : { fraction: 0, text: null };
 }
 
@@ -173,7 +177,8 @@ export function runFromFields(f: JobFields): Run {
   let runAt = data.runAt;
   if (f.delayedAt !== null) runAt = f.delayedAt;
   else if (last && last.d >= 0 && records.length > 0) runAt = last.e + last.d;
-  const firstStart = attempts[0] ? Date.parse(attempts[0].startedAt) : null;
+  const firstStart = records[0]?.s ?? (attempts[0] ? processedOn : null);
+  const createdAt = isoTime(createdMs);
   const final = f.status === 'succeeded' || f.status === 'failed' || f.status === 'canceled';
   const run: Run = {
     id: f.id,
@@ -184,9 +189,9 @@ export function runFromFields(f: JobFields): Run {
     priority: data.priority,
     key: data.key,
     queue: data.queue,
-    createdAt: isoTime(createdMs),
-    runAt: isoTime(runAt),
-    startedAt: firstStart === null ? null : isoTime(firstStart),
+    createdAt,
+    runAt: runAt === createdMs ? createdAt : isoTime(runAt),
+    startedAt: attempts[0]?.startedAt ?? null,
     endedAt: final && finishedOn !== null ? isoTime(finishedOn) : null,
     durationMs: final && finishedOn !== null && firstStart !== null ? Math.max(0, finishedOn - firstStart) : null,
     progress: progressOf(f.progress),

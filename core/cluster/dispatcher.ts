@@ -27,6 +27,8 @@ export interface DispatcherOptions {
   sweep(): void;
   /** Fetches in flight at once (each reserves a slot). */
   parallelFetch?: number;
+  /** Every slot is taken (true), or one is free again (false). */
+  full?(full: boolean): void;
 }
 
 /** Marks every loaded queue ready this often: a wake-up the stream missed is caught by then. */
@@ -54,6 +56,7 @@ export class Dispatcher {
   #sweep: Timer | undefined;
   #tokens = 0;
   readonly #tokenPrefix: string;
+  #full = false;
 
   constructor(options: DispatcherOptions, tokenPrefix: string) {
     this.#o = options;
@@ -186,6 +189,15 @@ export class Dispatcher {
       this.#fetching++;
       this.#track(this.#fetch(jq));
     }
+    this.#checkFull();
+  }
+
+  /** Tells whoever listens when the host goes from a free slot to none and back. */
+  #checkFull(): void {
+    const full = this.#slots >= this.#concurrency;
+    if (full === this.#full) return;
+    this.#full = full;
+    this.#o.full?.(full);
   }
 
   #track(p: Promise<void>): void {
@@ -208,6 +220,7 @@ export class Dispatcher {
       if (this.#ready.get(jq.name) === generation) this.#ready.delete(jq.name);
       this.#slots--;
       this.pump();
+      this.#checkFull();
       return;
     }
     this.pump();
@@ -224,6 +237,7 @@ export class Dispatcher {
     } finally {
       this.#slots--;
       this.pump();
+      this.#checkFull();
     }
   }
 

@@ -87,8 +87,8 @@ export class History {
   async addNotification(n: Notification): Promise<void> {
     await this.#writes
       .multi()
-      .lpush(this.#keys.notifications, JSON.stringify(n))
-      .ltrim(this.#keys.notifications, 0, NOTIFICATIONS_KEPT - 1)
+      .zadd(this.#keys.notifications, 0, `${n.id}\t${JSON.stringify(n)}`)
+      .zremrangebyrank(this.#keys.notifications, 0, -(NOTIFICATIONS_KEPT + 1))
       .exec();
   }
 

@@ -40,7 +40,7 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:tomb:${runId}`;
   }
 
-  /** Recent notifications, newest first (a list of JSON). */
+  /** Recent notifications: a sorted set of `<id>\t<json>`, ordered by id (time). */
   get notifications(): string {
     return `${this.prefix}:__jh:notifications`;
   }

@@ -124,6 +124,7 @@ class RedisBackend implements Backend {
           return jq && !jq.removed ? jq : undefined;
         },
         run: (jq, job, token, fetchNext) => this.#attempts.run(jq, job, token, fetchNext),
+        full: (full) => this.#reader.setBusy(full),
         sweep: () => {
           // Jobs whose set-up failed while Redis was out of reach are tried again here too.
           void this.#reconcile();
@@ -312,7 +313,8 @@ class RedisBackend implements Backend {
 
   #closeWhenIdle(jq: JobQueue): void {
     const check = (): void => {
-      if (!jq.removed) return;
+      // close() closes every loaded job itself.
+      if (!jq.removed || this.#closed) return;
       if (jq.running.size > 0) return void this.#clock.setTimer(100, check);
       if (this.#jobs.get(jq.name) === jq) this.#jobs.delete(jq.name);
       void jq.close();

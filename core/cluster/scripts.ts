@@ -222,24 +222,30 @@ end
 return {out, redis.call('ZCARD', prefix .. ':__jh:runs')}`;
 
 /**
- * Notifications, newest first. KEYS: the list. ARGV: limit, before (an id, or ''), job (or '').
- * Returns {items, more}.
+ * Notifications, newest first: a sorted set whose members are `<id>\t<json>` (ids sort by time
+ * whichever host minted them, so the order is by id, as `before` needs). KEYS: the set.
+ * ARGV: limit, before (an id, or ''), job (or ''). Returns {items, more}.
  */
 const NOTIFICATIONS = `
-local limit, before, job = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local out, more, i = {}, 0, 0
-while true do
-  local chunk = redis.call('LRANGE', KEYS[1], i, i + 99)
+local limit, job = tonumber(ARGV[1]), ARGV[3]
+local maxb = '+'
+if ARGV[2] ~= '' then maxb = '(' .. ARGV[2] end
+local out, more = {}, 0
+while more == 0 do
+  local chunk = redis.call('ZREVRANGEBYLEX', KEYS[1], maxb, '-', 'LIMIT', 0, 100)
   if #chunk == 0 then break end
-  for _, s in ipairs(chunk) do
-    local ok, n = pcall(cjson.decode, s)
-    if ok and type(n) == 'table' and (before == '' or n['id'] < before) and (job == '' or n['job'] == job) then
-      if #out == limit then more = 1 break end
-      out[#out + 1] = s
+  for _, m in ipairs(chunk) do
+    maxb = '(' .. m
+    local tab = string.find(m, '\t', 1, true)
+    if tab then
+      local json = string.sub(m, tab + 1)
+      local ok, n = pcall(cjson.decode, json)
+      if ok and type(n) == 'table' and (job == '' or n['job'] == job) then
+        if #out == limit then more = 1 break end
+        out[#out + 1] = json
+      end
     end
   end
-  if more == 1 then break end
-  i = i + 100
 end
 return {out, more}`;
 

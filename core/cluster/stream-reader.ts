@@ -19,6 +19,12 @@ type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
 /** How long one XREAD blocks; a change of the followed streams interrupts it (CLIENT UNBLOCK). */
 const BLOCK_MS = 5000;
+/**
+ * While every slot of the host is busy, the next read waits this long (or until a slot frees):
+ * the host needs no wake-ups then, and a read per event would cost Redis a reply to every host for
+ * every event. Entries wait in the stream and come in one batch.
+ */
+const BUSY_PAUSE_MS = 100;
 
 export class StreamReader {
   readonly #reader: Redis;
@@ -32,6 +38,8 @@ export class StreamReader {
   #closing = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  #busy = false;
+  #resume: (() => void) | undefined;
 
   constructor(reader: Redis, control: Redis, logger: Logger, onEntries: (entries: StreamEntry[]) => void) {
     this.#reader = reader;
@@ -65,6 +73,25 @@ export class StreamReader {
     this.#loop ??= this.#run();
   }
 
+  /** The host has no free slot (true) or has one again (false): see BUSY_PAUSE_MS. */
+  setBusy(busy: boolean): void {
+    this.#busy = busy;
+    if (!busy) this.#resume?.();
+  }
+
+  #pauseWhileBusy(): Promise<void> {
+    if (!this.#busy) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => done(), BUSY_PAUSE_MS);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#resume = undefined;
+        resolve();
+      };
+      this.#resume = done;
+    });
+  }
+
   /** The current read ends at once and the next one reads the new set of streams. */
   #interrupt(): void {
     this.#wake?.();
@@ -79,6 +106,8 @@ export class StreamReader {
         this.#wake = undefined;
         continue;
       }
+      await this.#pauseWhileBusy();
+      if (this.#closing) return;
       let reply: XReadReply;
       try {
         this.#reading = true;
@@ -113,6 +142,7 @@ export class StreamReader {
   async close(): Promise<void> {
     this.#closing = true;
     this.#wake?.();
+    this.#resume?.();
     this.#reader.disconnect();
     await this.#loop;
   }

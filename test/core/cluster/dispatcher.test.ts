@@ -161,3 +161,29 @@ t.test('weighted queues: a backed-up host serves them by weight', async (t) => {
   release.open();
   for (const { runId } of ids) await finalOn(host, runId);
 });
+
+t.test('a job removed from a host: its running run finishes there, its waiting runs stay in Redis until a host has the job again', async (t) => {
+  const redis = await startRedis(t);
+  const hold = gate();
+  const plugin = definePlugin({
+    name: 'removable',
+    handler: async (ctx) => {
+      if ((ctx.params as { hold?: boolean }).hold) await hold.promise;
+      return 'done';
+    },
+  });
+  const [a] = await startCluster(t, redis, 1, { plugins: [plugin] });
+  const host = a!.host;
+  const first = await host.trigger('removable', { params: { hold: true } });
+  await until(async () => (await host.run(first.runId))?.status === 'running', 5000, 'the first run to start');
+  const second = await host.trigger('removable', { params: {} });
+  // The second waits behind the first (concurrency 1) when the job goes away.
+  t.equal(host.unregister('removable'), true);
+  hold.open();
+  t.equal((await finalOn(host, first.runId)).status, 'succeeded', 'the running run finished on the old definition');
+  // Room for a wrong host to take it: the stream wakes hosts within milliseconds of the first run's end.
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal((await host.run(second.runId))?.status, 'queued', 'the waiting one stays queued: no host has the job');
+  host.register(plugin);
+  t.equal((await finalOn(host, second.runId)).status, 'succeeded', 'and runs once the job is back');
+});

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
@@ -19,6 +20,7 @@ import { createIdGenerator } from './ids.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { finalRun, RunEvents } from './run-events.js';
+import { RunLogs } from './run-logs.js';
 import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
 import { hostStats, jobView, staleness } from './views.js';
 
@@ -60,6 +62,7 @@ export class Host {
   readonly #backend: Backend;
   readonly #executor: InlineExecutor;
   readonly #observer: RunEvents;
+  readonly #logs: RunLogs;
   readonly #scheduler: Scheduler;
   readonly #jobs: JobRegistry;
   readonly #triggers: Triggers;
@@ -80,6 +83,7 @@ export class Host {
     const newId = createIdGenerator(() => this.clock.now(), random);
 
     this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
+    this.#logs = new RunLogs({ bus: this.bus, clock: this.clock, logger: this.logger, backend: () => this.#backend });
     this.#observer = new RunEvents({
       bus: this.bus,
       clock: this.clock,
@@ -87,6 +91,7 @@ export class Host {
       newId,
       notifySpec: (job) => this.#jobs.get(job)?.job.notify,
       backend: () => this.#backend,
+      logs: this.#logs,
     });
     for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
     const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
@@ -97,6 +102,7 @@ export class Host {
       publish: (event, payload, runId) => {
         this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
       },
+      log: (task, level, msg, fields) => this.#logs.line(task, level, msg, fields),
     });
     this.#jobs = new JobRegistry(
       (name) => this.#backend.jobState(name),
@@ -189,6 +195,7 @@ export class Host {
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#backend.drain(graceMs);
+    this.#logs.close();
     this.#executor.close();
     if (wasStarted) await this.#backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
@@ -320,6 +327,15 @@ export class Host {
 
   run(id: string): Promise<Run | undefined> {
     return this.#backend.getRun(id);
+  }
+
+  /** A run and its log: the last 500 lines / 256 KiB its handler wrote through `ctx.log`, and how many earlier ones were cut. */
+  async runLog(id: string): Promise<{ run: Run; log: RunLog }> {
+    const run = await this.#backend.getRun(id);
+    if (!run) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
+    // Lines still waiting for their batch go now: a read sees everything logged so far.
+    this.#logs.flush(id);
+    return { run, log: (await this.#backend.getLogs(id)) ?? { lines: [], dropped: 0 } };
   }
 
   /** Resolves with the run once it is final. */

@@ -62,9 +62,10 @@ export interface Backend {
    * Cancels a waiting or running run, on whichever host runs it: a running attempt's signal is
    * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored). The
    * canceled state is durable when the promise resolves. A finished run is returned unchanged
-   * with `canceled: false`; an unknown id gives undefined.
+   * with `canceled: false`; an unknown id gives undefined. With `waitingOnly`, a run that is
+   * running (it started meanwhile) is left alone and returned with `canceled: false` too.
    */
-  cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined>;
+  cancel(id: string, reason: string, options?: { waitingOnly?: boolean }): Promise<{ canceled: boolean; run: Run } | undefined>;
   /**
    * Stops starting runs, lets running attempts finish for `graceMs`, then aborts the rest with
    * `SHUTDOWN`: each such run waits again (durably, for the next start) while attempts remain,

@@ -10,19 +10,21 @@ import type { PluginDefinition } from '../contract/plugin.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
-import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
+import type { BulkFilter, BulkResult, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { type BackendTuning, createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
 import { InlineExecutor } from './executor.js';
+import { Insight } from './insight.js';
 import { Fires } from './fires.js';
 import { createIdGenerator } from './ids.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { finalRun, RunEvents } from './run-events.js';
 import { RunLogs } from './run-logs.js';
+
 import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
-import { hostStats, jobView, staleness } from './views.js';
+import { hostStats, jobView, staleJobs } from './views.js';
 
 export interface HostOptions {
   /** The config (same shape as config/jobhost.json); validated, defaults filled in. */
@@ -63,6 +65,7 @@ export class Host {
   readonly #executor: InlineExecutor;
   readonly #observer: RunEvents;
   readonly #logs: RunLogs;
+  readonly #insight: Insight;
   readonly #scheduler: Scheduler;
   readonly #jobs: JobRegistry;
   readonly #triggers: Triggers;
@@ -84,6 +87,15 @@ export class Host {
 
     this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
     this.#logs = new RunLogs({ bus: this.bus, clock: this.clock, logger: this.logger, backend: () => this.#backend });
+    this.#insight = new Insight({
+      bus: this.bus,
+      clock: this.clock,
+      logger: this.logger,
+      backend: () => this.#backend,
+      logs: this.#logs,
+      registered: (job) => this.#jobs.get(job) !== undefined,
+      retry: (id) => this.retry(id),
+    });
     this.#observer = new RunEvents({
       bus: this.bus,
       clock: this.clock,
@@ -163,6 +175,7 @@ export class Host {
     await this.#backend.open({ job: (name) => this.#jobs.get(name)?.job, executor: this.#executor, observer: this.#observer });
     // Jobs registered before start were resolved without their stored flags: resolve again.
     for (const name of this.#jobs.names()) this.#registrations.reresolve(name);
+    this.#insight.start(this.#jobs.names());
     this.#state = 'running';
     this.#executor.open();
     this.#backend.start();
@@ -196,6 +209,7 @@ export class Host {
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#backend.drain(graceMs);
     this.#logs.close();
+    await this.#insight.stop();
     this.#executor.close();
     if (wasStarted) await this.#backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
@@ -330,12 +344,26 @@ export class Host {
   }
 
   /** A run and its log: the last 500 lines / 256 KiB its handler wrote through `ctx.log`, and how many earlier ones were cut. */
-  async runLog(id: string): Promise<{ run: Run; log: RunLog }> {
-    const run = await this.#backend.getRun(id);
-    if (!run) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
-    // Lines still waiting for their batch go now: a read sees everything logged so far.
-    this.#logs.flush(id);
-    return { run, log: (await this.#backend.getLogs(id)) ?? { lines: [], dropped: 0 } };
+  runLog(id: string): Promise<{ run: Run; log: RunLog }> {
+    return this.#insight.runLog(id);
+  }
+
+  /**
+   * Runs per bucket over a window (`1h`, `24h`, `7d`), for the host or one job, from the index kept
+   * as runs finish; JOB_NOT_FOUND for a job neither registered nor ever run.
+   */
+  series(window: SeriesWindow, job?: string): Series {
+    return this.#insight.series(window, job);
+  }
+
+  /** Replays every failed run (of a job, or all) that ended in the range and was not replayed yet; `dryRun` only counts. */
+  retryFailed(filter: BulkFilter = {}): Promise<BulkResult> {
+    return this.#insight.retryFailed(filter);
+  }
+
+  /** Cancels every run (of a job, or all) created in the range that is still waiting; `dryRun` only counts. */
+  cancelQueued(filter: BulkFilter = {}): Promise<BulkResult> {
+    return this.#insight.cancelQueued(filter);
   }
 
   /** Resolves with the run once it is final. */
@@ -375,13 +403,7 @@ export class Host {
    * was registered in this process.
    */
   staleJobs(): StaleJob[] {
-    const now = this.clock.now();
-    const stale: StaleJob[] = [];
-    for (const [name, { job, registeredAt }] of this.#jobs.entries()) {
-      const s = staleness(job, this.#backend.jobState(name), registeredAt, now);
-      if (s) stale.push(s);
-    }
-    return stale;
+    return staleJobs(this.#jobs.entries(), (name) => this.#backend.jobState(name), this.clock.now());
   }
 
   // ------------------------------------------------------------------------ events

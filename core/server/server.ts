@@ -22,6 +22,7 @@ import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
+import { registerInsightRoutes } from './insight-routes.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
 
@@ -212,6 +213,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   });
   void app.register(async (scope: JobhostApp) => {
     registerRoutes(scope, host);
+    registerInsightRoutes(scope, host);
     stream = registerEventStream(scope, host, { ...options.ws, observer: metrics });
     scope.get('/metrics', {
       schema: {

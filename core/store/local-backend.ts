@@ -158,7 +158,9 @@ class LocalBackend implements Backend {
     return durable as Promise<undefined>;
   }
 
-  async cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined> {
+  async cancel(id: string, reason: string, options: { waitingOnly?: boolean } = {}): Promise<{ canceled: boolean; run: Run } | undefined> {
+    const live = this.#runner.get(id);
+    if (live && options.waitingOnly && live.status === 'running') return { canceled: false, run: structuredClone(live) };
     const run = this.#runner.cancel(id, reason);
     if (run) {
       await this.#store.flush();

@@ -39,7 +39,8 @@ export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) =
   return (event) => {
     if (jobs && (event.data.job === null || !jobs.has(event.data.job))) return false;
     if (runs && !('runId' in event.data && event.data.runId !== undefined && runs.has(event.data.runId))) return false;
-    if (event.type === 'run.log' && !logs) return false;
+    // Asked for, log lines come whatever the type filter says (`logs` means "these events, and their lines").
+    if (event.type === 'run.log') return logs;
     if (anyType || exact.has(event.type)) return true;
     for (const p of prefixes) if (event.type.startsWith(p)) return true;
     return false;

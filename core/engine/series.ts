@@ -54,7 +54,19 @@ interface Key {
 }
 
 function newSlot(idx: number): Slot {
-  return { idx, succeeded: 0, failed: 0, canceled: 0, exact: undefined, bins: undefined, timed: 0, min: Infinity, max: -Infinity, depthBefore: undefined, depthEnd: undefined };
+  return {
+    idx,
+    succeeded: 0,
+    failed: 0,
+    canceled: 0,
+    exact: undefined,
+    bins: undefined,
+    timed: 0,
+    min: Infinity,
+    max: -Infinity,
+    depthBefore: undefined,
+    depthEnd: undefined,
+  };
 }
 
 /** Durations kept exactly per bucket before it switches to the histogram. */

@@ -5,8 +5,8 @@ import type { Logger } from '../contract/logger.js';
 import type { Run } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BulkFilter, BulkResult, Series, SeriesWindow } from '../contract/views.js';
-import type { Bus } from './bus.js';
 import { cancelQueued, retryFailed } from './bulk.js';
+import type { Bus } from './bus.js';
 import type { RunLogs } from './run-logs.js';
 import { SeriesIndex } from './series.js';
 

@@ -23,7 +23,7 @@ const RESOLUTIONS = Object.values(SERIES_WINDOWS).map((w) => ({ bucketMs: w.buck
 /** The histogram bin of a duration: 0 for under 1 ms, then one bin per factor of 1.04. */
 const binOf = (ms: number): number => (ms < 1 ? 0 : 1 + Math.floor(Math.log(ms) / LOG_GAMMA));
 /** The middle (geometric) of a bin. */
-const valueOf = (bin: number): number => (bin === 0 ? 0 : GAMMA ** (bin - 0.5));
+const binMiddle = (bin: number): number => (bin === 0 ? 0 : GAMMA ** (bin - 0.5));
 
 interface Slot {
   /** Which bucket (time / bucketMs) the slot holds now. */
@@ -81,7 +81,7 @@ function percentileOf(slot: Slot, p: number): number | null {
   for (const bin of [...slot.bins.keys()].sort((a, b) => a - b)) {
     seen += slot.bins.get(bin)!;
     // The bin's middle, kept within what was seen: a lone run reports its exact duration.
-    if (seen >= rank) return Math.round(Math.min(slot.max, Math.max(slot.min, valueOf(bin))));
+    if (seen >= rank) return Math.round(Math.min(slot.max, Math.max(slot.min, binMiddle(bin))));
   }
   return slot.max;
 }

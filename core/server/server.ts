@@ -20,9 +20,9 @@ import type { Host } from '../engine/host.js';
 import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
+import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
-import { registerInsightRoutes } from './insight-routes.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
 

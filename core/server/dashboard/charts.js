@@ -2,9 +2,10 @@
 // failed and canceled stacked), duration p50/p95, and the backlog at each bucket's end. One set
 // for the whole host (on the jobs view) and one per job (on its page); they re-read the series
 // when the WebSocket says a run moved, so they follow along without a reload.
-import uPlot from './uPlot.esm.js';
+
 import { get, withQuery } from './api.js';
 import { duration, fill, h } from './dom.js';
+import uPlot from './uPlot.esm.js';
 
 export const WINDOWS = { '1h': 'last hour', '24h': 'last 24 hours', '7d': 'last 7 days' };
 
@@ -74,7 +75,15 @@ function durationChart(el, width, c, xScale) {
         {},
         // Points too: a bucket between empty ones has no line to draw.
         { label: 'p50', stroke: c.accent, width: 2, spanGaps: false, points: { show: true, size: 5 }, value: (_u, v) => (v === null ? '—' : duration(v)) },
-        { label: 'p95', stroke: c.warn, width: 2, dash: [6, 4], spanGaps: false, points: { show: true, size: 5 }, value: (_u, v) => (v === null ? '—' : duration(v)) },
+        {
+          label: 'p95',
+          stroke: c.warn,
+          width: 2,
+          dash: [6, 4],
+          spanGaps: false,
+          points: { show: true, size: 5 },
+          value: (_u, v) => (v === null ? '—' : duration(v)),
+        },
       ],
     },
     [[], [], []],

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { ERROR_CODES } from '../../../core/contract/errors.js';
+import type { ERROR_CODES } from '../../../core/contract/errors.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import { bulkResponse, runLogResponse, seriesResponse } from '../../../core/server/http-schemas.js';
 import { gate, startServer, type TestResponse, type TestServer } from '../../helpers.js';

@@ -355,7 +355,7 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--type <type>', 'only events of this type; run.* style globs work (repeatable)', collect)
     .option('--since <seq>', 'first replay the buffered events after this seq', parseInteger(0))
     .option('--json', 'print each event as one line of JSON')
-    .option('--logs', "also the lines handlers log (ctx.log), one line each, as they come")
+    .option('--logs', 'also the lines handlers log (ctx.log), one line each, as they come')
     .addHelpText(
       'after',
       '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --logs\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',

@@ -299,6 +299,8 @@ export function formatLogEvent(event: ClientEvent, lines: readonly LogLine[], c:
   const runId = (event.data.runId ?? '-').padEnd(16);
   const width = columns - (12 + 15 + 20 + 16 + 8);
   return lines.map((line) =>
-    [c.dim(clockTime(line.at)), statusPaint(event.type, c)(event.type.padEnd(15)), c.bold(job), c.gray(runId), formatLogLine(line, c, width)].join('  ').trimEnd(),
+    [c.dim(clockTime(line.at)), statusPaint(event.type, c)(event.type.padEnd(15)), c.bold(job), c.gray(runId), formatLogLine(line, c, width)]
+      .join('  ')
+      .trimEnd(),
   );
 }

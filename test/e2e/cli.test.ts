@@ -162,10 +162,10 @@ t.test('run --wait prints the lines the handler logs, as it runs; tail --logs sh
   await Promise.all([waitFor(plainTail, 'stderr', /following/, 'tail'), waitFor(logTail, 'stderr', /following/, 'tail --logs')]);
 
   const waiting = start(t, ['run', 'work', '--wait', '--params', '{"hold":true,"log":["reading the input","42 rows"]}', ...url]);
-  await waitFor(waiting, 'stderr', /info   42 rows \{"step":1\}/, 'the logged lines, while the run holds');
+  await waitFor(waiting, 'stderr', /info {3}42 rows \{"step":1\}/, 'the logged lines, while the run holds');
   t.match(
     waiting.stderr(),
-    /^started\n(progress 50% step 1 of 2\n)?info   reading the input \{"step":1\}\ninfo   42 rows \{"step":1\}\n/,
+    /^started\n(progress 50% step 1 of 2\n)?info {3}reading the input \{"step":1\}\ninfo {3}42 rows \{"step":1\}\n/,
     'in order, on stderr',
   );
   const runId = waiting.stdout().trim();

@@ -127,5 +127,5 @@ t.test('logged lines: one plain line each, above the live bar on a terminal, col
   l.log({ attempt: 1, i: 1, at: '2026-01-05T12:00:00.000Z', level: 'error', msg: 'x'.repeat(100) });
   l.end();
   const text = tty.text();
-  t.match(text, /^\r\x1b\[2K\[.*50% b\r\x1b\[2K\x1b\[31merror\x1b\[39m  x+…\n\r\x1b\[2K\[/, 'the line above the bar, red, cut to the width');
+  t.match(text, /^\r\x1b\[2K\[.*50% b\r\x1b\[2K\x1b\[31merror\x1b\[39m {2}x+…\n\r\x1b\[2K\[/, 'the line above the bar, red, cut to the width');
 });

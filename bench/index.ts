@@ -6,6 +6,7 @@ import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
 import { reloadBench } from './reload.js';
+import { seriesBench } from './series.js';
 import { soakKillBench } from './soak-kill.js';
 import { wsBench } from './ws.js';
 
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<void>> = {
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
   'soak-kill': () => soakKillBench(),
+  series: () => seriesBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -19,6 +19,7 @@ const GAMMA = 1.04;
 const LOG_GAMMA = Math.log(GAMMA);
 const ALL = '\u0000all';
 const RESOLUTIONS = Object.values(SERIES_WINDOWS).map((w) => ({ bucketMs: w.bucketMs, size: w.buckets + 1 }));
+const R = RESOLUTIONS.length;
 
 /** The histogram bin of a duration: 0 for under 1 ms, then one bin per factor of 1.04. */
 const binOf = (ms: number): number => (ms < 1 ? 0 : 1 + Math.floor(Math.log(ms) / LOG_GAMMA));
@@ -68,6 +69,13 @@ function newSlot(idx: number): Slot {
     depthEnd: undefined,
   };
 }
+
+/**
+ * Runs read back per turn of the event loop after a start. A history page costs about the same
+ * whatever its size (the local store parses a whole segment of 2,000 runs to serve it), so pages
+ * are large: fewer of them, less work in all.
+ */
+const BACKFILL_PAGE = 500;
 
 /** Durations kept exactly per bucket before it switches to the histogram. */
 const EXACT = 64;
@@ -144,7 +152,7 @@ export class SeriesIndex {
 
   #setDepth(key: Key, depth: number, now: number): void {
     if (depth === key.depth) return;
-    for (let r = 0; r < RESOLUTIONS.length; r++) {
+    for (let r = 0; r < R; r++) {
       const slot = this.#slot(key, r, Math.floor(now / RESOLUTIONS[r]!.bucketMs))!;
       slot.depthBefore ??= key.depth;
       slot.depthEnd = depth;
@@ -153,39 +161,48 @@ export class SeriesIndex {
   }
 
   /** A run of `job` was queued, started, retried or finished: its backlog (and the host's) may have moved. */
-  #changed(job: string): void {
+  #changed(job: string): Key {
     const key = this.#key(job);
     const depth = this.#o.waiting(job);
+    if (depth === key.depth) return key; // the common case when runs flow: nothing waits longer
     const now = this.#o.clock.now();
     const all = this.#key(ALL);
     this.#setDepth(all, all.depth + depth - key.depth, now);
     this.#setDepth(key, depth, now);
+    return key;
   }
 
   #finished(job: string, status: 'succeeded' | 'failed' | 'canceled', durationMs: number | null): void {
-    this.#changed(job);
-    this.#count(job, status, durationMs, this.#o.clock.now());
+    const key = this.#changed(job);
+    const now = this.#o.clock.now();
+    this.#add(key, status, durationMs, now);
+    this.#add(this.#key(ALL), status, durationMs, now);
   }
 
   #count(job: string, status: 'succeeded' | 'failed' | 'canceled', durationMs: number | null, at: number): void {
+    this.#add(this.#key(job), status, durationMs, at);
+    this.#add(this.#key(ALL), status, durationMs, at);
+  }
+
+  /** One finished run into the buckets of `key` that hold `at`, at every resolution. */
+  #add(key: Key, status: 'succeeded' | 'failed' | 'canceled', durationMs: number | null, at: number): void {
     const timed = status !== 'canceled' && durationMs !== null && Number.isFinite(durationMs);
-    const bin = timed ? binOf(durationMs!) : 0;
-    for (const key of [this.#key(job), this.#key(ALL)]) {
-      for (let r = 0; r < RESOLUTIONS.length; r++) {
-        const slot = this.#slot(key, r, Math.floor(at / RESOLUTIONS[r]!.bucketMs));
-        if (!slot) continue;
-        slot[status]++;
-        if (!timed) continue;
-        slot.timed++;
-        if (slot.timed <= EXACT) (slot.exact ??= []).push(durationMs!);
-        else {
-          slot.bins ??= binned(slot.exact ?? []);
-          slot.exact = undefined;
-          slot.bins.set(bin, (slot.bins.get(bin) ?? 0) + 1);
-        }
-        if (durationMs! < slot.min) slot.min = durationMs!;
-        if (durationMs! > slot.max) slot.max = durationMs!;
+    for (let r = 0; r < R; r++) {
+      const slot = this.#slot(key, r, Math.floor(at / RESOLUTIONS[r]!.bucketMs));
+      if (!slot) continue;
+      slot[status]++;
+      if (!timed) continue;
+      const ms = durationMs!;
+      slot.timed++;
+      if (slot.timed <= EXACT) (slot.exact ??= []).push(ms);
+      else {
+        slot.bins ??= binned(slot.exact ?? []);
+        slot.exact = undefined;
+        const bin = binOf(ms);
+        slot.bins.set(bin, (slot.bins.get(bin) ?? 0) + 1);
       }
+      if (ms < slot.min) slot.min = ms;
+      if (ms > slot.max) slot.max = ms;
     }
   }
 
@@ -245,7 +262,7 @@ export class SeriesIndex {
     let counted = 0;
     for (;;) {
       if (this.#closed) return counted;
-      const page = await list({ limit: 500, ...(before !== undefined && { before }) });
+      const page = await list({ limit: BACKFILL_PAGE, ...(before !== undefined && { before }) });
       for (const run of page.items) {
         if (!isFinal(run.status) || run.endedAt === null) continue;
         const at = Date.parse(run.endedAt);

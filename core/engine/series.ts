@@ -34,7 +34,8 @@ interface Slot {
   canceled: number;
   /** Exact durations while there are few (percentiles exact), then the histogram. */
   exact: number[] | undefined;
-  bins: Map<number, number> | undefined;
+  /** Counts by bin: an array indexed by bin (a few hundred at most), cheaper than a Map per run. */
+  bins: number[] | undefined;
   timed: number;
   min: number;
   max: number;
@@ -43,9 +44,12 @@ interface Slot {
   depthEnd: number | undefined;
 }
 
-function binned(values: readonly number[]): Map<number, number> {
-  const bins = new Map<number, number>();
-  for (const v of values) bins.set(binOf(v), (bins.get(binOf(v)) ?? 0) + 1);
+function binned(values: readonly number[]): number[] {
+  const bins: number[] = [];
+  for (const v of values) {
+    const bin = binOf(v);
+    bins[bin] = (bins[bin] ?? 0) + 1;
+  }
   return bins;
 }
 
@@ -86,8 +90,10 @@ function percentileOf(slot: Slot, p: number): number | null {
   if (slot.exact) return [...slot.exact].sort((a, b) => a - b)[rank - 1]!;
   if (!slot.bins) return null;
   let seen = 0;
-  for (const bin of [...slot.bins.keys()].sort((a, b) => a - b)) {
-    seen += slot.bins.get(bin)!;
+  for (let bin = 0; bin < slot.bins.length; bin++) {
+    const count = slot.bins[bin];
+    if (count === undefined) continue;
+    seen += count;
     // The bin's middle, kept within what was seen: a lone run reports its exact duration.
     if (seen >= rank) return Math.round(Math.min(slot.max, Math.max(slot.min, binMiddle(bin))));
   }
@@ -196,10 +202,10 @@ export class SeriesIndex {
       slot.timed++;
       if (slot.timed <= EXACT) (slot.exact ??= []).push(ms);
       else {
-        slot.bins ??= binned(slot.exact ?? []);
+        const bins = (slot.bins ??= binned(slot.exact ?? []));
         slot.exact = undefined;
         const bin = binOf(ms);
-        slot.bins.set(bin, (slot.bins.get(bin) ?? 0) + 1);
+        bins[bin] = (bins[bin] ?? 0) + 1;
       }
       if (ms < slot.min) slot.min = ms;
       if (ms > slot.max) slot.max = ms;

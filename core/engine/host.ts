@@ -95,6 +95,7 @@ export class Host {
       logs: this.#logs,
       registered: (job) => this.#jobs.get(job) !== undefined,
       retry: (id) => this.retry(id),
+      accepting: () => this.#acceptingWork(),
     });
     this.#observer = new RunEvents({
       bus: this.bus,

@@ -25,6 +25,8 @@ export interface InsightOptions {
   registered(job: string): boolean;
   /** Replays one failed run (`Host.retry`). */
   retry(id: string): Promise<{ runId: string }>;
+  /** Throws SHUTTING_DOWN / NOT_STARTED when the host takes no new work. */
+  accepting(): void;
 }
 
 export class Insight {
@@ -88,7 +90,9 @@ export class Insight {
     return { backend: this.#o.backend(), clock: this.#o.clock, retry: this.#o.retry };
   }
 
-  retryFailed(filter: BulkFilter): Promise<BulkResult> {
+  async retryFailed(filter: BulkFilter): Promise<BulkResult> {
+    // A stopping host would refuse every replay one by one: say it once, as a trigger would.
+    if (!filter.dryRun) this.#o.accepting();
     return retryFailed(this.#bulk(filter), filter);
   }
 

@@ -174,6 +174,8 @@ t.test('bulk retry from the dashboard says the count first and requeues exactly 
     'not the later failure',
   );
   for (const r of replays) await host.wait(r.id);
+  // The replays failed too (the job always does): the chart follows, 3 + 1 late + 3 replays.
+  await page.waitForFunction(() => window.jobhostDashboard.charts().job?.series.buckets.reduce((n, b) => n + b.failed, 0) === 7);
   await shot(page, 'bulk-retry-done', { fullPage: true });
 
   // Again: only the late failure and the three replays (they failed too) are left to retry; the first three are done.

@@ -7,6 +7,7 @@ import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
 import { reloadBench } from './reload.js';
 import { soakKillBench } from './soak-kill.js';
+import { startupBench } from './startup.js';
 import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<void>> = {
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
   'soak-kill': () => soakKillBench(),
+  startup: () => startupBench(),
 };
 
 const wanted = process.argv.slice(2);

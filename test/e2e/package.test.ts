@@ -88,6 +88,15 @@ console.log(JSON.stringify({ status: run.status, result: run.result, refused }))
     const res = await run(process.execPath, ['embed.mjs'], project, { timeoutMs: 60_000 });
     t.equal(res.code, 0, res.stderr);
     t.same(JSON.parse(res.stdout.trim()), { status: 'succeeded', result: { sum: 42 }, refused: 'INVALID_PARAMS' });
+
+    // The README's embedding example, with the server, on a free port, stopped at the end.
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const embed = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('useServer(host, { plugins: [dashboard] })'));
+    t.ok(embed, 'the README shows how to embed the host');
+    writeFiles(project, { 'readme-embed.mjs': `${embed!.replace('port: 3000', 'port: 0')}await host.stop();\n` });
+    const example = await run(process.execPath, ['readme-embed.mjs'], project, { timeoutMs: 60_000 });
+    t.equal(example.code, 0, example.stderr);
+    t.match(example.stdout, /^hi \S+$/m, 'prints the run result');
   });
 
   t.test('npx jobhost init writes a starter project that npx jobhost validate accepts; new writes a plugin importing jobhost', async (t) => {
@@ -205,6 +214,14 @@ const jobs: Job[] = await createClient({ url: 'http://127.0.0.1:3000' }).jobs();
 void run, jobs;
 `,
     });
+    // The README's plugin and client examples, as a user pastes them.
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const pluginBlock = blocks.find((b) => b.includes("name: 'sync-invoices'"));
+    const clientBlock = blocks.find((b) => b.includes("from 'jobhost/client'"));
+    t.ok(pluginBlock && clientBlock, 'the README shows a plugin and a client script');
+    writeFileSync(path.join(project, 'plugins', 'readme-example.ts'), pluginBlock!.replace("name: 'sync-invoices'", "name: 'readme-example'"));
+    writeFiles(project, { 'readme-client.mts': clientBlock! });
     const tsc = await run(process.execPath, [path.join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], project, { timeoutMs: 180_000 });
     t.equal(tsc.code, 0, tsc.stdout + tsc.stderr);
 

@@ -12,12 +12,13 @@ import { ROOT } from './project.js';
 /**
  * The environment of a user's shell: none of what `npm test` and tap put into ours. tap's
  * NODE_OPTIONS would load its TypeScript loader into every child (hiding a build that needs tsx),
- * and npm's own `npm_config_local_prefix` would point `npm install` back at this checkout.
+ * and the `npm_config_local_prefix` of `npm test` would point `npm install` back at this checkout.
+ * Other `npm_config_*` stay: a registry mirror or cache set for CI applies here too.
  */
 export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (/^(npm_|NODE_OPTIONS$|NODE_V8_COVERAGE$|TAP|_TAPJS)/i.test(key)) continue;
+    if (/^(npm_package_|npm_lifecycle_|npm_config_local_prefix$|npm_config_call$|NODE_OPTIONS$|NODE_V8_COVERAGE$|TAP|_TAPJS)/i.test(key)) continue;
     env[key] = value;
   }
   return { ...env, NO_COLOR: '1', ...extra };

@@ -1,5 +1,5 @@
 // `npm run build`: the package's JavaScript and type declarations in dist/, built from core/ with
-// tsconfig.build.json, plus every other file of core/ the runtime reads beside its modules (the
+// .ci/tsconfig.build.json, plus every other file of core/ the runtime reads beside its modules (the
 // dashboard's static files today). `npm pack` runs it first (prepack), so a tarball always carries
 // a fresh build; the development loop never needs it (tsx runs core/ as it is).
 import { execFileSync } from 'node:child_process';
@@ -15,7 +15,7 @@ const dist = path.join(root, 'dist');
 rmSync(dist, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 // Everything the build says goes to stderr: `npm pack --json` runs it and its stdout must stay JSON.
-execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')], { cwd: root, stdio: ['ignore', 2, 2] });
+execFileSync(process.execPath, [tsc, '-p', path.join(root, '.ci', 'tsconfig.build.json')], { cwd: root, stdio: ['ignore', 2, 2] });
 
 // Not a list of assets: whatever non-TypeScript file lands in core/ (a static file, a worker's
 // data) ships without anyone remembering to add it here. bin.mjs is the command itself and ships

@@ -59,7 +59,9 @@ function runsChart(el, width, c, xScale) {
       const ok = raw[0];
       const bad = ok.map((n, i) => n + raw[1][i]);
       const all = bad.map((n, i) => n + raw[2][i]);
-      u.setData([xs, all, bad, ok]);
+      // An empty bucket draws nothing (a 0-high bar would still draw its outline).
+      const drawn = (values) => values.map((v) => (v === 0 ? null : v));
+      u.setData([xs, drawn(all), drawn(bad), drawn(ok)]);
     },
   };
 }
@@ -99,7 +101,18 @@ function queueChart(el, width, c, xScale) {
       height: HEIGHT,
       scales: { x: xScale, y: { range: fromZero } },
       axes: axes(c, counts),
-      series: [{}, { label: 'waiting', stroke: c.text, fill: `${c.accent}33`, width: 2, paths: uPlot.paths.stepped({ align: 1 }), spanGaps: false }],
+      series: [
+        {},
+        {
+          label: 'waiting',
+          stroke: c.text,
+          fill: `${c.accent}33`,
+          width: 2,
+          paths: uPlot.paths.stepped({ align: 1 }),
+          points: { show: true, size: 4 },
+          spanGaps: false,
+        },
+      ],
     },
     [[], []],
     el,
@@ -140,13 +153,15 @@ export function createCharts(root, { onError }) {
   };
   fill(root, h('div', { class: 'chart-head' }, picker, summary), h('div', { class: 'charts' }, panels.runs, panels.durations, panels.queued));
 
+  /** Each chart as wide as its own panel (the runs chart spans two). */
+  const widthOf = (panel) => Math.max(240, panel.clientWidth - 18);
+
   function build() {
     const c = theme();
-    const width = Math.max(260, panels.runs.clientWidth - 4);
     charts = {
-      runs: runsChart(panels.runs, width, c, xScale),
-      durations: durationChart(panels.durations, width, c, xScale),
-      queued: queueChart(panels.queued, width, c, xScale),
+      runs: runsChart(panels.runs, widthOf(panels.runs), c, xScale),
+      durations: durationChart(panels.durations, widthOf(panels.durations), c, xScale),
+      queued: queueChart(panels.queued, widthOf(panels.queued), c, xScale),
     };
   }
 
@@ -177,8 +192,10 @@ export function createCharts(root, { onError }) {
 
   const resize = new ResizeObserver(() => {
     if (!charts) return;
-    const width = Math.max(260, panels.runs.clientWidth - 4);
-    for (const chart of Object.values(charts)) if (chart.u.width !== width) chart.u.setSize({ width, height: HEIGHT });
+    for (const [name, chart] of Object.entries(charts)) {
+      const width = widthOf(panels[name]);
+      if (chart.u.width !== width) chart.u.setSize({ width, height: HEIGHT });
+    }
   });
   resize.observe(root);
 

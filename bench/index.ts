@@ -7,7 +7,9 @@ import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
 import { reloadBench } from './reload.js';
+import { seriesBench } from './series.js';
 import { soakKillBench } from './soak-kill.js';
+import { startupBench } from './startup.js';
 import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
@@ -17,6 +19,8 @@ const benches: Record<string, () => Promise<void>> = {
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
   'soak-kill': () => soakKillBench(),
+  series: () => seriesBench(),
+  startup: () => startupBench(),
   cluster: () => clusterBench(),
 };
 

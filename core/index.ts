@@ -31,11 +31,27 @@ export type { Notification, NotifyPriority, NotifyStatus } from './contract/noti
 export type { HostReader, JobContext, NotifyOptions, ParamsSchema, PluginDefinition, RetryOptions } from './contract/plugin.js';
 export { definePlugin } from './contract/plugin.js';
 export type { Attempt, Page, Progress, Run, RunQuery, RunSource, RunStatus } from './contract/run.js';
+export type { LogLevel, LogLine, RunLog } from './contract/run-log.js';
+export { LOG_MAX_BYTES, LOG_MAX_LINES, LogTail } from './contract/run-log.js';
 export type { BackendHealth, DamageReport, LostLine, StoreWriteError } from './contract/store-health.js';
-export type { BackendStats, HostState, JobStats, JobView, StaleJob, Stats } from './contract/views.js';
+export type {
+  BackendStats,
+  BulkFilter,
+  BulkResult,
+  HostState,
+  JobStats,
+  JobView,
+  Series,
+  SeriesBucket,
+  SeriesWindow,
+  StaleJob,
+  Stats,
+} from './contract/views.js';
+export { SERIES_WINDOWS } from './contract/views.js';
 export type { EventFilter } from './engine/bus.js';
 export type { HostOptions, PublishResult, TriggerOptions, TriggerResult } from './engine/host.js';
 export { createHost, Host } from './engine/host.js';
+export { logArgs } from './engine/log-capture.js';
 export type { DashboardOptions } from './server/dashboard.js';
 export { createDashboard, dashboard } from './server/dashboard.js';
 export type { HttpErrorBody } from './server/http-errors.js';

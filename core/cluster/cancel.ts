@@ -33,18 +33,19 @@ export interface CancelContext {
 
 export type CancelResult = { canceled: boolean; run: Run } | undefined;
 
-export async function cancelRun(c: CancelContext, id: string, reason: string): Promise<CancelResult> {
+/** `waitingOnly`: a run that is running (or started meanwhile) is left alone (`canceled: false`). */
+export async function cancelRun(c: CancelContext, id: string, reason: string, waitingOnly = false): Promise<CancelResult> {
   try {
-    return await cancel(c, id, reason);
+    return await cancel(c, id, reason, waitingOnly);
   } catch (err) {
     throw c.connections.toHostError(err);
   }
 }
 
-async function cancel(c: CancelContext, id: string, reason: string): Promise<CancelResult> {
+async function cancel(c: CancelContext, id: string, reason: string, waitingOnly: boolean): Promise<CancelResult> {
   const run = await c.history.getRun(id);
   if (!run) return undefined;
-  if (isFinal(run.status)) return { canceled: false, run };
+  if (isFinal(run.status) || (waitingOnly && run.status === 'running')) return { canceled: false, run };
   if (run.status === 'queued') {
     const now = Date.now();
     const ended: Run = { ...run, status: 'canceled', endedAt: isoTime(now), durationMs: null, result: null, error: { code: 'CANCELED', message: reason } };
@@ -60,6 +61,10 @@ async function cancel(c: CancelContext, id: string, reason: string): Promise<Can
     }
     // A host took it meanwhile (BullMQ refuses to remove a locked job): cancel it as running.
     await c.producer.del(c.keys.tomb(id));
+    if (waitingOnly) {
+      const now = await c.history.getRun(id);
+      return now ? { canceled: false, run: now } : undefined;
+    }
   }
   const marked = await c.producer.jhMarkCanceled(c.keys.queue(run.job, id), CANCELED_REASON);
   if (marked !== 1) {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { NotificationQuery } from '../contract/backend.js';
 import { type Notification, PRIORITIES } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import { LOG_LEVELS, LOG_MAX_LINES, type LogLine, LogTail, type RunLog } from '../contract/run-log.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
 import { runFromItem } from './run-records.js';
@@ -30,6 +31,15 @@ const notificationShape = z.object({
   priority: z.enum(PRIORITIES),
   tags: z.array(z.string()),
   at: z.string(),
+});
+
+const logLine = z.object({
+  attempt: z.number(),
+  i: z.number(),
+  at: z.string(),
+  level: z.enum(LOG_LEVELS as [LogLine['level'], ...LogLine['level'][]]),
+  msg: z.string(),
+  fields: z.record(z.string(), z.unknown()).optional(),
 });
 
 export class History {
@@ -90,6 +100,53 @@ export class History {
       .zadd(this.#keys.notifications, 0, `${n.id}\t${JSON.stringify(n)}`)
       .zremrangebyrank(this.#keys.notifications, 0, -(NOTIFICATIONS_KEPT + 1))
       .exec();
+  }
+
+  /**
+   * Keeps a run's log lines (see `Backend.appendLogs`): the newest 500 in Redis, the byte bound
+   * applied when they are read. Waits for Redis rather than lose lines to an outage.
+   */
+  async appendLogs(runId: string, log: RunLog, ttlMs: number): Promise<void> {
+    if (log.lines.length === 0 && log.dropped === 0) return;
+    if (log.lines.length === 0) {
+      await this.#writes
+        .multi()
+        .incrby(`${this.#keys.log(runId)}:dropped`, log.dropped)
+        .pexpire(`${this.#keys.log(runId)}:dropped`, ttlMs)
+        .exec();
+      return;
+    }
+    const lines = log.lines.map((l) => JSON.stringify(l));
+    await this.#writes.jhAppendLog(
+      this.#keys.log(runId),
+      `${this.#keys.log(runId)}:dropped`,
+      String(LOG_MAX_LINES),
+      String(log.dropped),
+      String(ttlMs),
+      ...lines,
+    );
+  }
+
+  /** A run's kept log lines, bounded as a LogTail bounds them; undefined when none were kept. */
+  async getLogs(runId: string): Promise<RunLog | undefined> {
+    const [[, raw], [, dropped]] = (await this.#call(() =>
+      this.#reads
+        .multi()
+        .lrange(this.#keys.log(runId), 0, -1)
+        .get(`${this.#keys.log(runId)}:dropped`)
+        .exec(),
+    )) as [[unknown, string[]], [unknown, string | null]];
+    const lines = raw.flatMap((text) => {
+      try {
+        const parsed = logLine.safeParse(JSON.parse(text));
+        return parsed.success ? [parsed.data as LogLine] : [];
+      } catch {
+        return [];
+      }
+    });
+    const count = Number(dropped ?? 0) + (raw.length - lines.length);
+    if (lines.length === 0 && count === 0) return undefined;
+    return new LogTail({ lines, dropped: count }).toJSON();
   }
 
   /** Drops index entries of runs retention removed, from the oldest end; returns how many. */

@@ -45,6 +45,11 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:notifications`;
   }
 
+  /** A run's log lines (a list of JSON, the newest 500) and, beside it, how many were dropped. */
+  log(runId: string): string {
+    return `${this.prefix}:__jh:log:${runId}`;
+  }
+
   /** A counter each starting host increments: the node part of the ids it mints. */
   get hostSeq(): string {
     return `${this.prefix}:__jh:hostseq`;

@@ -6,6 +6,7 @@ import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
@@ -419,7 +420,7 @@ class RedisBackend implements Backend {
     return undefined;
   }
 
-  cancel(id: string, reason: string): Promise<CancelResult> {
+  cancel(id: string, reason: string, options: { waitingOnly?: boolean } = {}): Promise<CancelResult> {
     return cancelRun(
       {
         producer: this.#producer,
@@ -438,11 +439,23 @@ class RedisBackend implements Backend {
       },
       id,
       reason,
+      options.waitingOnly === true,
     );
   }
 
   getRun(id: string): Promise<Run | undefined> {
     return this.#history.getRun(id);
+  }
+
+  appendLogs(runId: string, log: RunLog): void {
+    if (this.#closed) return;
+    this.#history
+      .appendLogs(runId, log, Math.max(1, this.#o.keepDays) * 86_400_000)
+      .catch((err: unknown) => this.#logger.warn({ err, runId }, 'could not keep the run log lines'));
+  }
+
+  getLogs(runId: string): Promise<RunLog | undefined> {
+    return this.#history.getLogs(runId);
   }
 
   listRuns(query: RunQuery): Promise<Page<Run>> {

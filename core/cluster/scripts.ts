@@ -274,6 +274,20 @@ end
 if #chunk < budget then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], chunk[#chunk], 'PX', ARGV[3]) end
 return pruned`;
 
+/**
+ * Appends a run's log lines, keeping the newest LOG_MAX_LINES and counting the rest as dropped.
+ * KEYS: the list, its dropped counter. ARGV: max lines, dropped by the writer, TTL (ms), lines...
+ */
+const APPEND_LOG = `
+local n = redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+local over = n - tonumber(ARGV[1])
+if over > 0 then redis.call('LTRIM', KEYS[1], over, -1) else over = 0 end
+local dropped = over + tonumber(ARGV[2])
+if dropped > 0 then redis.call('INCRBY', KEYS[2], dropped) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return n - over`;
+
 /** The scripts, as ioredis commands on a connection (a MULTI made from it has them too). */
 export interface JobhostCommands {
   jhAdmit(state: string, jobKey: string, once: string, cooldownMs: string, configEnabled: string): Promise<[string, string]>;
@@ -293,6 +307,7 @@ export interface JobhostCommands {
   ): Promise<[string[], number]>;
   jhNotifications(list: string, limit: string, before: string, job: string): Promise<[string[], number]>;
   jhPruneIndex(runs: string, cursor: string, prefix: string, budget: string, cursorTtlMs: string): Promise<number>;
+  jhAppendLog(list: string, dropped: string, maxLines: string, droppedByWriter: string, ttlMs: string, ...lines: string[]): Promise<number>;
 }
 
 export type ScriptedRedis = Redis & JobhostCommands;
@@ -309,5 +324,6 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   define('jhStates', 2, STATES);
   define('jhNotifications', 1, NOTIFICATIONS);
   define('jhPruneIndex', 2, PRUNE_INDEX);
+  define('jhAppendLog', 2, APPEND_LOG);
   return redis as ScriptedRedis;
 }

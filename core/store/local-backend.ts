@@ -6,6 +6,7 @@ import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { Runner } from './runner.js';
@@ -163,7 +164,9 @@ class LocalBackend implements Backend {
     return durable as Promise<undefined>;
   }
 
-  async cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined> {
+  async cancel(id: string, reason: string, options: { waitingOnly?: boolean } = {}): Promise<{ canceled: boolean; run: Run } | undefined> {
+    const live = this.#runner.get(id);
+    if (live && options.waitingOnly && live.status === 'running') return { canceled: false, run: structuredClone(live) };
     const run = this.#runner.cancel(id, reason);
     if (run) {
       await this.#store.flush();
@@ -194,6 +197,14 @@ class LocalBackend implements Backend {
 
   listRuns(query: RunQuery): Promise<Page<Run>> {
     return this.#store.listRuns(query);
+  }
+
+  appendLogs(runId: string, log: RunLog): void {
+    this.#store.appendLogs(runId, log);
+  }
+
+  getLogs(runId: string): Promise<RunLog | undefined> {
+    return this.#store.getLogs(runId);
   }
 
   jobState(name: string): Readonly<JobState> {

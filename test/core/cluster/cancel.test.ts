@@ -33,6 +33,8 @@ t.test('a run running on one host is canceled through another: its signal is abo
   t.match(canceled, { status: 'canceled', host: 'h1', error: { code: 'CANCELED' } });
   t.equal(await aborted.promise, 'CANCELED', 'the handler on h1 saw its signal aborted with CANCELED');
   t.equal(canceled.attempts.length, 1, 'no retry although attempts remain');
+  // The answer comes once Redis has the end; the host that ran it tells its bus when BullMQ's write returns.
+  await until(() => hosts[1]!.of('run.canceled').length === 1, 5000, 'run.canceled on h1');
   t.same(
     hosts[1]!.of('run.canceled').map((e) => e.data.runId),
     [runId],

@@ -89,3 +89,36 @@ t.test('retention: keepRuns per job (BullMQ removeOnComplete/removeOnFail); the 
   t.equal(index, 3, 'and its index entries were dropped by the page that walked over them');
   await until(() => hosts[0]!.host.job('kept')!.counts.succeeded === 8, 5000, 'lifetime counts outlive retention');
 });
+
+t.test('run logs are kept in Redis: the lines a handler logged on one host are read on another, bounded', async (t) => {
+  const redis = await startRedis(t);
+  const hosts = await startCluster(t, redis, 2, {
+    plugins: [
+      definePlugin({
+        name: 'chatty',
+        handler: (ctx) => {
+          ctx.log.info({ step: 1 }, 'starting');
+          for (let i = 0; i < 600; i++) ctx.log.debug(`line ${i}`);
+          ctx.log.warn('done');
+          return 'ok';
+        },
+      }),
+    ],
+  });
+  hosts[1]!.host.pause();
+  const { runId } = await hosts[1]!.host.trigger('chatty');
+  await finalOn(hosts[1]!.host, runId);
+  let log: { lines: Array<{ msg: string; level: string; fields?: unknown }>; dropped: number } | undefined;
+  await until(
+    async () => {
+      log = (await hosts[1]!.host.runLog(runId))?.log;
+      return log !== undefined && log.lines.at(-1)?.msg === 'done';
+    },
+    5000,
+    'the log lines',
+  );
+  t.equal(log!.lines.length, 500, 'the newest 500 lines');
+  t.equal(log!.dropped, 102, 'the 102 older ones counted as dropped');
+  t.match(log!.lines.at(-1), { level: 'warn', msg: 'done', attempt: 1 });
+  await t.rejects(hosts[1]!.host.runLog('0000000000000zzz'), { code: 'RUN_NOT_FOUND' }, 'an unknown run');
+});

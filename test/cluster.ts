@@ -1,3 +1,4 @@
+import type { Clock } from '../core/contract/clock.js';
 import type { ConfigInput } from '../core/contract/config.js';
 import type { AnyHostEvent, EventType } from '../core/contract/events.js';
 import { silentLogger } from '../core/contract/logger.js';
@@ -34,6 +35,8 @@ export interface ClusterOptions {
   /** Per host: its own plugins (instead of `plugins`). */
   pluginsOf?: (i: number) => ReadonlyArray<PluginDefinition<never> | PluginDefinition | object>;
   start?: boolean;
+  /** Per host: its clock (the engine's: schedules, ids), e.g. one running behind. */
+  clockOf?: (i: number) => Clock;
   /** The first host's number (ids are `h<first>`, `h<first+1>`, ...; default 0). */
   first?: number;
 }
@@ -50,6 +53,7 @@ export async function startCluster(t: Tap, redis: TestRedis, n: number, options:
         cluster: { id: `h${(options.first ?? 0) + i}` },
       },
       logger: silentLogger(),
+      clock: options.clockOf?.(i),
       random: () => 0.5,
       plugins: (options.pluginsOf?.(i) ?? options.plugins ?? []) as PluginDefinition[],
     });

@@ -1,5 +1,5 @@
 import { Job, type JobsOptions, type Queue } from 'bullmq';
-import type { AdmissionRules, Refusal } from '../contract/backend.js';
+import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
@@ -57,6 +57,7 @@ export async function admit(
   keys: ClusterKeys,
   connections: Connections,
   retention: Retention,
+  fire?: ScheduleFire,
 ): Promise<Refusal | undefined> {
   const opts = jobOptions(run, rules, retention);
   const bullJob = new Job(queue, run.job, toJobData(run), opts, run.id);
@@ -68,7 +69,15 @@ export async function admit(
     const multi = client.multi() as unknown as { exec(): Promise<Reply[] | null> } & {
       [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown;
     };
-    multi.jhAdmit(keys.jobState(run.job), jobKey, rules.once ? '1' : '0', String(rules.cooldownMs), rules.configEnabled ? '1' : '0');
+    multi.jhAdmit(
+      keys.jobState(run.job),
+      jobKey,
+      rules.once ? '1' : '0',
+      String(rules.cooldownMs),
+      rules.configEnabled ? '1' : '0',
+      fire ? String(fire.at) : '',
+      fire ? String(fire.record) : '',
+    );
     // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
     bullJob.addJob(multi as never).catch(() => undefined);
     multi.jhAdmitted(jobKey, keys.runs, keys.runsOf(run.job), `${run.id}:${run.job}`, dedupKey, keys.queue(run.job, ''));
@@ -87,6 +96,7 @@ export async function admit(
 
 /** The refusal of the admission script, in the words the local backend uses. */
 function refusalOf([reason, info]: [string, string]): Refusal {
+  if (reason === 'fired') return { reason: 'fired', detail: `another host ran the fire (the job's last fire is ${new Date(Number(info)).toISOString()})` };
   if (reason === 'disabled') return { reason: 'disabled', detail: 'the job is disabled' };
   if (reason === 'once') return { reason: 'once', detail: 'the job may succeed once and already has', ...(info ? { runId: info } : {}) };
   if (reason === 'cooldown') return { reason: 'cooldown', detail: `cooling down until ${new Date(Number(info)).toISOString()}` };

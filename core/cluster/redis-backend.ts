@@ -1,5 +1,16 @@
 import { Queue } from 'bullmq';
-import type { AdmissionRules, Backend, BackendHooks, BackendOpened, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
+import type {
+  AdmissionRules,
+  Backend,
+  BackendHooks,
+  BackendOpened,
+  Depths,
+  JobFlags,
+  JobState,
+  NotificationQuery,
+  Refusal,
+  ScheduleFire,
+} from '../contract/backend.js';
 import { type Clock, systemClock, type Timer } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
@@ -55,6 +66,8 @@ const SWEEP_MS = 60_000;
 const ABORT_SETTLE_MS = 5000;
 
 class RedisBackend implements Backend {
+  /** Every host fires the schedules of its jobs; the add admits one run per fire time. */
+  readonly shared = true;
   readonly #o: RedisBackendOptions;
   readonly #clock: Clock = systemClock;
   readonly #logger: Logger;
@@ -408,8 +421,8 @@ class RedisBackend implements Backend {
     return q;
   }
 
-  async add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined> {
-    const refused = await admit(this.#queue(run.job), run, rules, this.#keys, this.#connections, this.#retention);
+  async add(run: Run, rules: AdmissionRules, fire?: ScheduleFire): Promise<Refusal | undefined> {
+    const refused = await admit(this.#queue(run.job), run, rules, this.#keys, this.#connections, this.#retention, fire);
     if (refused) return refused;
     this.#adds++;
     const delayed = run.runAt !== run.createdAt;
@@ -488,11 +501,13 @@ class RedisBackend implements Backend {
 
   async #writeFlags(name: string, flags: JobFlags): Promise<void> {
     const key = this.#keys.jobState(name);
-    const multi = this.#producer.multi();
+    // ioredis gives a MULTI the connection's scripts too; its typing does not know them.
+    const multi = this.#producer.multi() as ReturnType<ScriptedRedis['multi']> & { jhNoteFire(state: string, at: string): unknown };
     if (flags.enabled === null) multi.hdel(key, 'enabled');
     else if (flags.enabled !== undefined) multi.hset(key, 'enabled', flags.enabled ? '1' : '0');
+    // Hosts note fires on their own clocks: the latest wins, so a host behind never re-opens a fire.
     if (flags.lastFireAt === null) multi.hdel(key, 'lastFireAt');
-    else if (flags.lastFireAt !== undefined) multi.hset(key, 'lastFireAt', String(flags.lastFireAt));
+    else if (flags.lastFireAt !== undefined) multi.jhNoteFire(key, String(flags.lastFireAt));
     multi.sadd(this.#keys.jobs, name);
     await multi.exec();
   }

@@ -10,28 +10,52 @@ import { CANCELED_REASON } from './keys.js';
 
 /**
  * Admission, before BullMQ's add in the same MULTI. KEYS: the job's state hash, the new run's job
- * hash. ARGV: once (1/0), cooldown ms, enabled by config (1/0). A refusal writes a placeholder at
- * the run's job hash, so BullMQ's add that follows sees an existing id and adds nothing; `ADMITTED`
- * removes it. Times come from Redis (TIME), one clock for every host.
+ * hash. ARGV: once (1/0), cooldown ms, enabled by config (1/0), and for a schedule fire its time
+ * and the `lastFireAt` to record ('' otherwise). A fire at or before `lastFireAt` was made by
+ * another host: refused `fired` (checked first and recorded at once, so exactly one host goes on
+ * to the other rules and reports their refusal). A refusal marks the run's job hash so BullMQ's
+ * add that follows adds nothing (an existing hash: a fire's run another host added) and
+ * `ADMITTED` removes the mark. Times come from Redis (TIME), one clock for every host.
  */
 const ADMIT = `
-local st = redis.call('HMGET', KEYS[1], 'enabled', 'lastSuccessAt', 'succeededRun')
 local refused = nil
-if st[1] == '0' or (st[1] ~= '1' and ARGV[3] == '0') then
-  refused = {'disabled', ''}
-elseif ARGV[1] == '1' and st[3] then
-  refused = {'once', st[3]}
-elseif tonumber(ARGV[2]) > 0 and st[2] then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local untilMs = tonumber(st[2]) + tonumber(ARGV[2])
-  if now < untilMs then refused = {'cooldown', string.format('%.0f', untilMs)} end
+if ARGV[4] ~= '' then
+  local last = redis.call('HGET', KEYS[1], 'lastFireAt')
+  if last and tonumber(last) >= tonumber(ARGV[4]) then
+    refused = {'fired', last}
+  else
+    redis.call('HSET', KEYS[1], 'lastFireAt', ARGV[5])
+  end
+end
+if not refused then
+  local st = redis.call('HMGET', KEYS[1], 'enabled', 'lastSuccessAt', 'succeededRun')
+  if st[1] == '0' or (st[1] ~= '1' and ARGV[3] == '0') then
+    refused = {'disabled', ''}
+  elseif ARGV[1] == '1' and st[3] then
+    refused = {'once', st[3]}
+  elseif tonumber(ARGV[2]) > 0 and st[2] then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local untilMs = tonumber(st[2]) + tonumber(ARGV[2])
+    if now < untilMs then refused = {'cooldown', string.format('%.0f', untilMs)} end
+  end
 end
 if refused then
-  redis.call('HSET', KEYS[2], '__jh_refused', '1')
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HSET', KEYS[2], '__jh_refused_kept', '1')
+  else
+    redis.call('HSET', KEYS[2], '__jh_refused', '1')
+  end
   return refused
 end
 return {'ok', ''}`;
+
+/** Records a fire time as `lastFireAt` unless a later one is there: it only grows. KEYS: state. ARGV: ms. */
+const NOTE_FIRE = `
+local last = redis.call('HGET', KEYS[1], 'lastFireAt')
+if last and tonumber(last) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'lastFireAt', ARGV[1])
+return 1`;
 
 /**
  * After BullMQ's add, in the same MULTI. KEYS: the run's job hash, the global index, the job's
@@ -40,6 +64,10 @@ return {'ok', ''}`;
  * {2, holder, holderKey} when BullMQ's deduplication kept another run.
  */
 const ADMITTED = `
+if redis.call('HEXISTS', KEYS[1], '__jh_refused_kept') == 1 then
+  redis.call('HDEL', KEYS[1], '__jh_refused_kept')
+  return {0}
+end
 if redis.call('HEXISTS', KEYS[1], '__jh_refused') == 1 then
   redis.call('DEL', KEYS[1])
   return {0}
@@ -290,7 +318,16 @@ return n - over`;
 
 /** The scripts, as ioredis commands on a connection (a MULTI made from it has them too). */
 export interface JobhostCommands {
-  jhAdmit(state: string, jobKey: string, once: string, cooldownMs: string, configEnabled: string): Promise<[string, string]>;
+  jhAdmit(
+    state: string,
+    jobKey: string,
+    once: string,
+    cooldownMs: string,
+    configEnabled: string,
+    fireAt: string,
+    recordFireAt: string,
+  ): Promise<[string, string]>;
+  jhNoteFire(state: string, at: string): Promise<number>;
   jhAdmitted(jobKey: string, runs: string, runsOfJob: string, member: string, dedupKey: string, queueBase: string): Promise<[number, string?, string?]>;
   jhRecordSuccess(state: string, runId: string): Promise<string>;
   jhMarkCanceled(jobKey: string, reason: string): Promise<number>;
@@ -317,6 +354,7 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   const define = (name: string, numberOfKeys: number, lua: string): void => redis.defineCommand(name, { numberOfKeys, lua });
   define('jhAdmit', 2, ADMIT);
   define('jhAdmitted', 3, ADMITTED);
+  define('jhNoteFire', 1, NOTE_FIRE);
   define('jhRecordSuccess', 1, RECORD_SUCCESS);
   define('jhMarkCanceled', 1, MARK_CANCELED);
   define('jhPage', 2, PAGE);

@@ -58,7 +58,14 @@ export interface Backend {
    * records nothing) or, once the run is durable, with undefined. `observer.queued` is reported
    * when the run is admitted, which may be before the promise resolves.
    */
-  add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined>;
+  add(run: Run, rules: AdmissionRules, fire?: ScheduleFire): Promise<Refusal | undefined>;
+  /**
+   * Shared by several hosts (each arms the schedules of its own jobs): a schedule fire is handed
+   * to `add` with its time and gets an id derived from it, and `add` admits one run per job and
+   * fire time across the hosts (refusing the others with `fired`) while recording `lastFireAt` in
+   * the same step; `lastFireAt` only ever grows. A backend alone (false) ignores `fire`.
+   */
+  readonly shared: boolean;
   /**
    * Cancels a waiting or running run, on whichever host runs it: a running attempt's signal is
    * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored). The
@@ -232,8 +239,17 @@ export interface AdmissionRules {
   readonly overlap: 'skip' | 'queue' | 'allow';
 }
 
+/** A schedule fire, as `add` takes it on a shared backend. */
+export interface ScheduleFire {
+  /** The fire time (ms): admitted only while the job's `lastFireAt` is before it. */
+  readonly at: number;
+  /** What `lastFireAt` becomes when admitted (the fire time; for a catch-up, the time of the catch-up). */
+  readonly record: number;
+}
+
 export interface Refusal {
-  reason: SkipReason;
+  /** `fired`: another host already ran this fire (no `run.skipped`: nothing was refused to anyone). */
+  reason: SkipReason | 'fired';
   detail: string;
   /** The run that stands in the way, when there is one. */
   runId?: string;

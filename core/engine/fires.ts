@@ -1,4 +1,4 @@
-import type { Backend } from '../contract/backend.js';
+import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
@@ -14,8 +14,17 @@ export interface FiresOptions {
 }
 
 /**
+ * On a shared backend, a missed fire younger than this is left to the live hosts' own timers
+ * (one of them is about to make it, or a host whose clock is behind still will): only a fire
+ * older than this counts as missed while the whole cluster was down.
+ */
+export const CATCH_UP_GRACE_MS = 1500;
+
+/**
  * What a schedule fire does: note the fire in the job's state (for catch-up after downtime) and
  * trigger a run. On start, a fire missed while the host was down runs once with `catchUp`.
+ * On a shared backend every host fires the jobs it has loaded, and the backend's add admits one
+ * run per fire time (noting the fire in the same step), so there is no leader to fail over.
  */
 export class Fires {
   readonly #o: FiresOptions;
@@ -26,10 +35,15 @@ export class Fires {
 
   /** A schedule fired for `name`, due at `dueAt`. */
   fire(name: string, dueAt: number): void {
+    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: dueAt });
     this.#note(name, dueAt);
-    this.#o.triggers.create(name, {}, 'schedule').catch((err: unknown) => {
-      if (isHostError(err) && err.code === 'SKIPPED') return; // already emitted as run.skipped
-      this.#o.logger.error({ err, job: name }, 'scheduled trigger failed');
+    this.#trigger(name, 'schedule');
+  }
+
+  #trigger(name: string, source: 'schedule' | 'catch-up', fire?: ScheduleFire): void {
+    this.#o.triggers.create(name, {}, source, undefined, fire).catch((err: unknown) => {
+      if (isHostError(err) && err.code === 'SKIPPED') return; // emitted as run.skipped, or another host ran this fire
+      this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
     });
   }
 
@@ -40,7 +54,7 @@ export class Fires {
       .catch((err: unknown) => this.#o.logger.warn({ err, job: name }, 'could not record the schedule fire'));
   }
 
-  /** With catchUp, a fire missed while the host was down runs once; without, it is logged. */
+  /** With catchUp, a fire missed while the host (on a shared backend: every host) was down runs once; without, it is logged. */
   catchUp(name: string): void {
     const job = this.#o.registry.get(name)?.job;
     if (!job?.schedule || !job.enabled) return;
@@ -53,14 +67,16 @@ export class Fires {
       return;
     }
     const missed = job.schedule.next(lastFireAt);
-    if (missed === null || missed > now) return;
-    this.#note(name, now);
+    const grace = backend.shared ? CATCH_UP_GRACE_MS : 0;
+    if (missed === null || missed > now - grace) return;
     if (!job.catchUp) {
+      this.#note(name, now);
       this.#o.logger.info({ job: name, missed: isoTime(missed) }, 'schedule fires were missed while the host was down; catchUp is off');
       return;
     }
-    this.#o.triggers.create(name, {}, 'catch-up').catch((err: unknown) => {
-      if (!(isHostError(err) && err.code === 'SKIPPED')) this.#o.logger.error({ err, job: name }, 'catch-up trigger failed');
-    });
+    // Shared: the add notes `now` only if no host has fired since `missed`, so hosts starting together catch up once.
+    if (backend.shared) return this.#trigger(name, 'catch-up', { at: missed, record: now });
+    this.#note(name, now);
+    this.#trigger(name, 'catch-up');
   }
 }

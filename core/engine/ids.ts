@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Run ids sort by creation time (a 9-char base-36 millisecond stamp, then a counter), so a page of
  * history is a range of ids, and `before=<id>` is a stable cursor across restarts. The last three
@@ -31,4 +33,15 @@ export function createIdGenerator(now: () => number, random: () => number = Math
       node = value;
     },
   });
+}
+
+/**
+ * The run id of a schedule fire on a shared backend: the same on every host for one job and fire
+ * time, so hosts that fire together name one run. The counter part `0000` is one the generator
+ * never mints (it counts from 1); eight base-36 characters of the job name's hash follow, so fires
+ * of two jobs at one time differ.
+ */
+export function fireRunId(job: string, at: number): string {
+  const hash = Number.parseInt(createHash('sha1').update(job).digest('hex').slice(0, 10), 16) % 36 ** 8;
+  return `${at.toString(36).padStart(9, '0')}0000${hash.toString(36).padStart(8, '0')}`;
 }

@@ -1,4 +1,4 @@
-import type { Backend } from '../contract/backend.js';
+import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { type Duration, parseDuration } from '../contract/duration.js';
 import { HostError, isHostError } from '../contract/errors.js';
@@ -6,6 +6,7 @@ import type { SkipReason } from '../contract/events.js';
 import type { ParamsResult } from '../contract/plugin.js';
 import type { Run, RunSource } from '../contract/run.js';
 import type { Bus } from './bus.js';
+import { fireRunId } from './ids.js';
 import type { EffectiveJob } from './jobs.js';
 import type { JobRegistry } from './registry.js';
 
@@ -151,8 +152,10 @@ export class Triggers {
    * INVALID_PARAMS, INVALID_BODY, SKIPPED (`details.reason`, after `run.skipped`) or SHUTTING_DOWN.
    * One async step from the caller to the backend's acknowledgement: a trigger is the hot path,
    * and every promise pays for the async hooks that tie a handler's stray rejections to it.
+   * `fire` (a schedule fire on a shared backend): the run's id comes from the fire time, and a
+   * fire another host ran already rejects with SKIPPED (`details.reason` `fired`), no event.
    */
-  async create(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>): Promise<TriggerResult> {
+  async create(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>, fire?: ScheduleFire): Promise<TriggerResult> {
     this.#o.accepting();
     const job = this.#o.registry.get(name)?.job;
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
@@ -161,8 +164,10 @@ export class Triggers {
     // While the backend cannot write (a full disk, Redis out of reach), a run would only live in
     // memory: refuse it with a time to retry rather than queue work that cannot be acknowledged.
     this.#writable();
-    const run = buildRun(job, params, options, source, this.#o.clock.now(), this.#o.newId(), extra);
-    const refused = await this.#o.backend.add(run, job);
+    const id = fire ? fireRunId(job.name, fire.at) : this.#o.newId();
+    const run = buildRun(job, params, options, source, this.#o.clock.now(), id, extra);
+    const refused = await this.#o.backend.add(run, job, fire);
+    if (refused?.reason === 'fired') throw new HostError('SKIPPED', `fired: ${refused.detail}`, { reason: 'fired', job: job.name });
     if (refused) {
       const runId = refused.runId !== undefined ? { runId: refused.runId } : {};
       this.#o.bus.emit('run.skipped', { job: job.name, reason: refused.reason, source, detail: refused.detail, ...runId });

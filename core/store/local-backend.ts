@@ -45,6 +45,8 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
 }
 
 class LocalBackend implements Backend {
+  /** One host: its schedule fires need no agreement with others. */
+  readonly shared = false;
   readonly #store: Store;
   readonly #runner: Runner;
   readonly #clock: Clock;

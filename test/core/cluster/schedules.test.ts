@@ -1,0 +1,69 @@
+import t from 'tap';
+import { systemClock } from '../../../core/contract/clock.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import type { Run } from '../../../core/contract/run.js';
+import { fireRunId } from '../../../core/engine/ids.js';
+import { freshPrefix, startCluster } from '../../cluster.js';
+import { until } from '../../helpers.js';
+import { startRedis } from '../../redis.js';
+
+/**
+ * Schedule fires on the redis backend: every host fires the jobs it has loaded, and the add admits
+ * one run per job and fire time (the job's `lastFireAt` checked and set in the add's MULTI).
+ */
+
+const tick = (catchUp: boolean) => definePlugin({ name: 'tick', schedule: '* * * * * *', catchUp, handler: () => 1 });
+
+async function allRuns(host: { runs(q: { job: string; limit: number }): Promise<{ items: Run[] }> }): Promise<Run[]> {
+  return (await host.runs({ job: 'tick', limit: 1000 })).items;
+}
+
+t.test('catchUp after the whole cluster was down across three fires: two hosts start together, one catch-up run in all', async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  const [first] = await startCluster(t, redis, 1, { prefix, plugins: [tick(true)] });
+  await until(async () => (await allRuns(first!.host)).length >= 2, 10_000, 'two fires');
+  await first!.host.stop({ graceMs: 1000 });
+  const lastFire = Math.max(...(await redis.client().hmget(`${prefix}:__jh:job:tick`, 'lastFireAt')).map(Number));
+  t.ok(lastFire > 0, 'the last fire is on record');
+  // Three fires pass with no host up, and the grace after which a fire counts as missed.
+  await until(() => Date.now() >= lastFire + 3000 + 1600, 10_000, 'three fires missed');
+
+  const later = await startCluster(t, redis, 2, { prefix, plugins: [tick(true)], first: 1, start: false });
+  const startedAt = Date.now();
+  await Promise.all(later.map((h) => h.host.start()));
+  await until(async () => (await allRuns(later[0]!.host)).some((r) => Date.parse(r.createdAt) >= startedAt + 2000), 10_000, 'fires after the start');
+  const runs = await allRuns(later[1]!.host);
+  const catchUps = runs.filter((r) => r.source === 'catch-up');
+  t.equal(catchUps.length, 1, `one catch-up run: ${JSON.stringify(catchUps.map((r) => r.id))}`);
+  t.equal(catchUps[0]?.id, fireRunId('tick', lastFire + 1000), 'it stands for the first missed fire');
+  const ids = runs.map((r) => r.id);
+  t.equal(new Set(ids).size, ids.length, 'no run listed twice');
+  const missed = runs.filter((r) => r.source === 'schedule' && Date.parse(r.createdAt) > lastFire + 500 && Date.parse(r.createdAt) < startedAt);
+  t.same(missed, [], 'no schedule run for the fires while every host was down');
+  t.equal(later[0]!.of('run.skipped').length + later[1]!.of('run.skipped').length, 0, 'the host that lost the catch-up reported no skip');
+});
+
+t.test('a host whose clock is 2 s behind makes each fire after the run of it is gone (retention): not run again, no skip reported', async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  const ran: string[] = [];
+  const plugin = definePlugin({ name: 'tick', schedule: '* * * * * *', handler: (ctx) => void ran.push(ctx.runId) });
+  const behind = { now: () => Date.now() - 2000, setTimer: systemClock.setTimer.bind(systemClock) };
+  const hosts = await startCluster(t, redis, 2, {
+    prefix,
+    plugins: [plugin],
+    config: { store: { keepRuns: 1 } },
+    clockOf: (i) => (i === 1 ? behind : systemClock),
+  });
+  await until(() => ran.length >= 6, 15_000, 'six fires');
+  const seen = new Set<string>();
+  const twice = ran.filter((id) => seen.size === seen.add(id).size);
+  t.same(twice, [], `each fire ran once: ${ran.length} runs`);
+  t.ok(
+    ran.every((id) => id === fireRunId('tick', Number.parseInt(id.slice(0, 9), 36))),
+    'every run id is its fire time’s',
+  );
+  t.equal(hosts[0]!.of('run.skipped').length + hosts[1]!.of('run.skipped').length, 0, 'the late host reports no skip');
+  t.equal(hosts[1]!.of('run.queued').length, 0, 'the late host added none of them');
+});

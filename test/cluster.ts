@@ -1,6 +1,6 @@
 import type { Clock } from '../core/contract/clock.js';
 import type { ConfigInput } from '../core/contract/config.js';
-import type { AnyHostEvent, EventType } from '../core/contract/events.js';
+import { type AnyHostEvent, type EventType, eventHost } from '../core/contract/events.js';
 import { silentLogger } from '../core/contract/logger.js';
 import type { PluginDefinition } from '../core/contract/plugin.js';
 import type { Run } from '../core/contract/run.js';
@@ -16,7 +16,10 @@ import type { TestRedis } from './redis.js';
 
 export interface ClusterHost {
   host: Host;
+  /** The events this host emitted itself (not those it relays from other hosts). */
   events: AnyHostEvent[];
+  /** Every event on its bus: its own and the other hosts' (with `data.host`). */
+  all: AnyHostEvent[];
   of<T extends EventType>(type: T): Array<Extract<AnyHostEvent, { type: T }>>;
 }
 
@@ -58,11 +61,16 @@ export async function startCluster(t: Tap, redis: TestRedis, n: number, options:
       plugins: (options.pluginsOf?.(i) ?? options.plugins ?? []) as PluginDefinition[],
     });
     const events: AnyHostEvent[] = [];
-    host.on('*', (e) => events.push(e));
+    const all: AnyHostEvent[] = [];
+    host.on('*', (e) => {
+      all.push(e);
+      if (eventHost(e) === undefined) events.push(e);
+    });
     t.teardown(() => host.stop({ graceMs: 0 }));
     hosts.push({
       host,
       events,
+      all,
       of: <T extends EventType>(type: T) => events.filter((e): e is Extract<AnyHostEvent, { type: T }> => e.type === type),
     });
   }

@@ -3,7 +3,7 @@ import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
-import type { ClusterKeys } from './keys.js';
+import { CLUSTER_STREAM_MAXLEN, type ClusterKeys } from './keys.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
 
@@ -57,6 +57,7 @@ export async function admit(
   keys: ClusterKeys,
   connections: Connections,
   retention: Retention,
+  queued: { host: string; data: string },
   fire?: ScheduleFire,
 ): Promise<Refusal | undefined> {
   const opts = jobOptions(run, rules, retention);
@@ -80,7 +81,19 @@ export async function admit(
     );
     // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
     bullJob.addJob(multi as never).catch(() => undefined);
-    multi.jhAdmitted(jobKey, keys.runs, keys.runsOf(run.job), `${run.id}:${run.job}`, dedupKey, keys.queue(run.job, ''));
+    multi.jhAdmitted(
+      jobKey,
+      keys.runs,
+      keys.runsOf(run.job),
+      keys.clusterStream,
+      `${run.id}:${run.job}`,
+      dedupKey,
+      keys.queue(run.job, ''),
+      String(CLUSTER_STREAM_MAXLEN),
+      queued.host,
+      run.createdAt,
+      queued.data,
+    );
     replies = await multi.exec();
   } catch (err) {
     throw connections.toHostError(err);

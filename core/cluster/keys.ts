@@ -61,11 +61,22 @@ export class ClusterKeys {
   }
 
   /**
-   * The cluster stream: what hosts tell each other (a cancel request for a run on another host),
-   * laid out like a BullMQ events stream (`event` plus fields), trimmed to about 10,000 entries.
+   * The cluster stream: what hosts tell each other (every host's events, a cancel request for a
+   * run on another host), laid out like a BullMQ events stream (`event` plus fields), trimmed to
+   * about CLUSTER_STREAM_MAXLEN entries.
    */
   get clusterStream(): string {
     return `${this.prefix}:__cluster:events`;
+  }
+
+  /** A live host's heartbeat (JSON), expiring unless the host renews it. */
+  host(id: string): string {
+    return `${this.prefix}:__jh:host:${id}`;
+  }
+
+  /** The ids of hosts that have sent a heartbeat (those whose heartbeat expired are dropped by readers). */
+  get hosts(): string {
+    return `${this.prefix}:__jh:hosts`;
   }
 
   /** Set by the host that ran the last retention sweep, so hosts take turns. */
@@ -78,3 +89,9 @@ export class ClusterKeys {
 export const CANCELED_REASON = 'jobhost:canceled';
 /** The reason BullMQ's signal is aborted with when the host shuts down past its grace. */
 export const SHUTDOWN_REASON = 'jobhost:shutdown';
+
+/**
+ * Entries the cluster stream keeps (about: XADD's `MAXLEN ~`). A host whose read falls further
+ * behind than this loses the oldest (at 1,000 runs a second, some 4,000 events a second: ~12 s).
+ */
+export const CLUSTER_STREAM_MAXLEN = 50_000;

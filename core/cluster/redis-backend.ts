@@ -11,20 +11,23 @@ import type {
   Refusal,
   ScheduleFire,
 } from '../contract/backend.js';
-import { type Clock, systemClock, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime, systemClock, type Timer } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
+import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
-import type { BackendStats } from '../contract/views.js';
+import type { BackendStats, ClusterHost } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
 import { Attempts } from './attempts.js';
 import { type CancelResult, cancelRun } from './cancel.js';
 import { Connections } from './connections.js';
 import { Dispatcher } from './dispatcher.js';
+import { EventRelay, HOST_EVENT } from './event-relay.js';
+import { Heartbeat } from './heartbeat.js';
 import { History } from './history.js';
 import { JobQueue } from './job-queues.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
@@ -80,6 +83,8 @@ class RedisBackend implements Backend {
   readonly #dispatcher: Dispatcher;
   readonly #reader: StreamReader;
   readonly #history: History;
+  readonly #relay: EventRelay;
+  readonly #heartbeat: Heartbeat;
   readonly #retention: Retention;
   /** Jobs loaded on this host (a queue and a worker each). */
   readonly #jobs = new Map<string, JobQueue>();
@@ -96,6 +101,8 @@ class RedisBackend implements Backend {
   #adds = 0;
   #sweepTimer: Timer | undefined;
   #reconciling = false;
+  /** The run whose run.queued the add just put in the cluster stream (the engine emits it next, synchronously). */
+  #announced: string | undefined;
 
   constructor(options: RedisBackendOptions) {
     this.#o = options;
@@ -149,6 +156,15 @@ class RedisBackend implements Backend {
     );
     this.#reader = new StreamReader(this.#connections.reader, this.#producer, this.#logger, (entries) => this.#onEntries(entries));
     this.#history = new History(this.#producer, this.#commands, this.#keys, this.#connections);
+    this.#heartbeat = new Heartbeat({
+      redis: this.#producer,
+      keys: this.#keys,
+      hostId: options.hostId,
+      clock: this.#clock,
+      logger: this.#logger,
+      describe: () => ({ id: options.hostId, ...this.#engine.describe(), lastSeen: isoTime(this.#clock.now()), running: this.#attempts.size }),
+    });
+    this.#relay = new EventRelay(this.#connections.commands, this.#keys.clusterStream, options.hostId, this.#logger);
   }
 
   get #engine(): BackendHooks {
@@ -167,6 +183,7 @@ class RedisBackend implements Backend {
       for (const [name, flags] of this.#flagsBeforeOpen) await this.#writeFlags(name, flags);
       this.#flagsBeforeOpen.clear();
       await this.#mirror.refresh();
+      await this.#heartbeat.beat();
       await this.#reader.follow(this.#keys.clusterStream);
     } catch (err) {
       await this.#connections.close();
@@ -210,6 +227,7 @@ class RedisBackend implements Backend {
     this.#started = true;
     this.#reader.start();
     this.#mirror.start();
+    this.#heartbeat.start();
     this.#dispatcher.start();
     for (const name of this.#jobs.keys()) this.#dispatcher.markReady(name);
     this.#armSweep();
@@ -253,11 +271,23 @@ class RedisBackend implements Backend {
     this.#attempts.close();
     this.#cancelDelayTimers();
     this.#sweepTimer?.cancel();
+    this.#relay.close();
+    await this.#heartbeat.stop();
     await this.#mirror.stop();
     await this.#reader.close();
     for (const jq of this.#jobs.values()) await jq.close();
     for (const q of this.#foreign.values()) await q.close().catch(() => undefined);
     await this.#connections.close();
+  }
+
+  hosts(): readonly ClusterHost[] {
+    return this.#hooks ? this.#heartbeat.hosts() : [];
+  }
+
+  share(event: AnyHostEvent): void {
+    // The run.queued of a run this host added is in the stream already (see add).
+    if (event.type === 'run.queued' && event.data.runId === this.#announced) return void (this.#announced = undefined);
+    if (this.#opened) this.#relay.share(event);
   }
 
   /** Writes are acknowledged by Redis as they are made: nothing is held back to flush. */
@@ -342,7 +372,8 @@ class RedisBackend implements Backend {
     const prefix = `${this.#keys.prefix}:`;
     for (const { stream, fields } of entries) {
       if (stream === this.#keys.clusterStream) {
-        if (fields['event'] === 'cancel.request' && fields['runId']) {
+        if (fields['event'] === HOST_EVENT) this.#relay.receive(fields, this.#engine);
+        else if (fields['event'] === 'cancel.request' && fields['runId']) {
           const job = fields['job'] ?? '';
           this.#attempts.cancel(this.#jobs.get(job), fields['runId'], fields['reason'] ?? 'canceled by request');
         }
@@ -422,10 +453,13 @@ class RedisBackend implements Backend {
   }
 
   async add(run: Run, rules: AdmissionRules, fire?: ScheduleFire): Promise<Refusal | undefined> {
-    const refused = await admit(this.#queue(run.job), run, rules, this.#keys, this.#connections, this.#retention, fire);
+    const delayed = run.runAt !== run.createdAt;
+    // Its run.queued goes to the other hosts in the add's MULTI: before any host can start the run.
+    const queued = { host: this.#o.hostId, data: JSON.stringify(queuedData(run, delayed)) };
+    const refused = await admit(this.#queue(run.job), run, rules, this.#keys, this.#connections, this.#retention, queued, fire);
     if (refused) return refused;
     this.#adds++;
-    const delayed = run.runAt !== run.createdAt;
+    this.#announced = run.id;
     this.#mirror.added(run, delayed);
     this.#engine.observer.queued(run, delayed);
     // This host wakes without waiting for the stream to bring the news back.

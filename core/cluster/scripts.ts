@@ -59,9 +59,11 @@ return 1`;
 
 /**
  * After BullMQ's add, in the same MULTI. KEYS: the run's job hash, the global index, the job's
- * index. ARGV: the index member, the dedup key (or ''), the queue's key base. Returns {1} when the
- * run was added (and indexes it), {0} when ADMIT refused it (and drops the placeholder), or
- * {2, holder, holderKey} when BullMQ's deduplication kept another run.
+ * index, the cluster stream. ARGV: the index member, the dedup key (or ''), the queue's key base,
+ * and the run's `run.queued` for the other hosts (stream length, host, at, data JSON). Returns {1}
+ * when the run was added (and indexes it and appends its `run.queued` to the cluster stream, ahead
+ * of anything a host that starts it can append), {0} when ADMIT refused it (and drops the
+ * placeholder), or {2, holder, holderKey} when BullMQ's deduplication kept another run.
  */
 const ADMITTED = `
 if redis.call('HEXISTS', KEYS[1], '__jh_refused_kept') == 1 then
@@ -89,6 +91,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'event', 'host.event', 'host', ARGV[5], 'type', 'run.queued', 'at', ARGV[6], 'data', ARGV[7])
 return {1}`;
 
 /** A success, recorded before BullMQ marks the run completed (once, cooldown). KEYS: state. ARGV: run id. */
@@ -328,7 +331,19 @@ export interface JobhostCommands {
     recordFireAt: string,
   ): Promise<[string, string]>;
   jhNoteFire(state: string, at: string): Promise<number>;
-  jhAdmitted(jobKey: string, runs: string, runsOfJob: string, member: string, dedupKey: string, queueBase: string): Promise<[number, string?, string?]>;
+  jhAdmitted(
+    jobKey: string,
+    runs: string,
+    runsOfJob: string,
+    stream: string,
+    member: string,
+    dedupKey: string,
+    queueBase: string,
+    maxLen: string,
+    host: string,
+    at: string,
+    data: string,
+  ): Promise<[number, string?, string?]>;
   jhRecordSuccess(state: string, runId: string): Promise<string>;
   jhMarkCanceled(jobKey: string, reason: string): Promise<number>;
   jhPage(index: string, runs: string, prefix: string, before: string, limit: string, status: string, budget: string): Promise<[string[], string, number]>;
@@ -353,7 +368,7 @@ export type ScriptedRedis = Redis & JobhostCommands;
 export function defineScripts(redis: Redis): ScriptedRedis {
   const define = (name: string, numberOfKeys: number, lua: string): void => redis.defineCommand(name, { numberOfKeys, lua });
   define('jhAdmit', 2, ADMIT);
-  define('jhAdmitted', 3, ADMITTED);
+  define('jhAdmitted', 4, ADMITTED);
   define('jhNoteFire', 1, NOTE_FIRE);
   define('jhRecordSuccess', 1, RECORD_SUCCESS);
   define('jhMarkCanceled', 1, MARK_CANCELED);

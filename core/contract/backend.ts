@@ -1,12 +1,12 @@
 import type { HostError, RunError } from './errors.js';
-import type { SkipReason } from './events.js';
+import type { AnyHostEvent, EventType, SkipReason } from './events.js';
 import type { Notification, NotifyStatus } from './notification.js';
 import type { JobContext } from './plugin.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
 import type { RunLog } from './run-log.js';
 import type { BackendHealth, DamageReport } from './store-health.js';
-import type { BackendStats } from './views.js';
+import type { BackendStats, ClusterHost } from './views.js';
 
 /**
  * The one seam between the engine and where runs wait and are recorded. The engine (registry,
@@ -66,6 +66,16 @@ export interface Backend {
    * the same step; `lastFireAt` only ever grows. A backend alone (false) ignores `fire`.
    */
   readonly shared: boolean;
+  /**
+   * An event of this host (not one relayed from another), for the other hosts sharing the
+   * backend: each re-emits it with `data.host` (`BackendHooks.relay`). Ignored by a backend alone.
+   */
+  share(event: AnyHostEvent): void;
+  /**
+   * The live hosts sharing the backend, this one included, as each last announced itself (a
+   * host that stops announcing drops out after a bounded time); null for a backend alone.
+   */
+  hosts(): readonly ClusterHost[] | null;
   /**
    * Cancels a waiting or running run, on whichever host runs it: a running attempt's signal is
    * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored). The
@@ -156,6 +166,10 @@ export interface BackendHooks {
   readonly observer: RunObserver;
   /** A job's flags (`enabled`) were changed by another host: the engine resolves the job again. */
   flagsChanged(name: string): void;
+  /** This host as the other hosts see it (its id, running count and last-seen time are the backend's to fill in). */
+  describe(): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'>;
+  /** An event another host shared (`data.host` names it): the engine emits it on this host's bus. */
+  relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): void;
 }
 
 /** What a backend needs of a job to start and retry its runs. */

@@ -65,6 +65,10 @@ export const ERROR_CODES = {
     status: 503,
     text: 'Redis (the cluster backend) cannot be reached: nothing was acknowledged; retry after `Retry-After` seconds. At start: the host does not start.',
   },
+  CLUSTER_DRIFT: {
+    status: 409,
+    text: 'A warning on /ready, not an error: a job is loaded on several live hosts with different definitions (a config or plugin edit not yet on every host).',
+  },
   BACKEND_SETTINGS_MISMATCH: {
     status: 500,
     text: "backend.lockDuration or backend.stalledInterval differs from what the cluster's live hosts use; every host must use the same (the host does not start).",

@@ -1,17 +1,21 @@
 import type { RunError } from './errors.js';
-import type { RunSource } from './run.js';
+import type { Run, RunSource } from './run.js';
 import type { LogLine } from './run-log.js';
 
 /** Why a trigger was refused; a refused trigger creates no run. */
 export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate';
 
-interface HostData {
+/** Cluster mode: an event another host emitted carries that host's id (SPEC §11); this host's own carry none. */
+interface Origin {
+  host?: string;
+}
+interface HostData extends Origin {
   job: null;
 }
-interface JobData {
+interface JobData extends Origin {
   job: string;
 }
-interface RunData {
+interface RunData extends Origin {
   job: string;
   runId: string;
 }
@@ -49,7 +53,7 @@ export interface EventDataMap {
     priority: string;
     tags: string[];
   };
-  'plugin.error': { job: string | null; file: string; code: string; message: string };
+  'plugin.error': Origin & { job: string | null; file: string; code: string; message: string };
   'config.reloaded': HostData & { file: string | null; changed: string[]; restartRequired: string[] };
   'config.error': HostData & { file: string | null; code: string; path: string | null; message: string };
 }
@@ -90,3 +94,13 @@ export interface HostEvent<T extends EventType = EventType> {
 
 /** Any event, discriminated by `type`. */
 export type AnyHostEvent = { [T in EventType]: HostEvent<T> }[EventType];
+
+/** The id of the host an event came from, when another host emitted it (cluster mode); undefined for this host's own. */
+export function eventHost(event: AnyHostEvent): string | undefined {
+  return event.data.host;
+}
+
+/** `run.queued` for a run entering the queue: new, or back from an interrupted attempt. */
+export function queuedData(run: Run, delayed: boolean): EventDataMap['run.queued'] {
+  return { job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed };
+}

@@ -135,3 +135,25 @@ export interface BulkResult {
 
 /** The most runs one bulk action takes. */
 export const BULK_MAX = 10_000;
+
+/** A host as `GET /cluster` shows it (SPEC §11): as it last told the others (its heartbeat). */
+export interface ClusterHost {
+  id: string;
+  /** Its API's base URL, null before it listens (or when it serves no HTTP). */
+  url: string | null;
+  startedAt: string;
+  lastSeen: string;
+  /** Runs running on it now. */
+  running: number;
+  /** The jobs it has loaded, each with the version of its definition (a hash: equal means the same job). */
+  jobs: Array<{ name: string; version: string }>;
+}
+
+/** `GET /cluster`: the live hosts, and the jobs whose definition differs between them. */
+export interface ClusterView {
+  backend: 'local' | 'redis';
+  self: string;
+  hosts: ClusterHost[];
+  /** Jobs loaded on several live hosts with different definitions: `hosts` has them, `versions` each one's. */
+  drift: Array<{ job: string; hosts: string[]; versions: Record<string, string> }>;
+}

@@ -86,6 +86,19 @@ export class Bus {
   }
 
   /**
+   * An event another host emitted (cluster mode), with `data.host` naming it: numbered in this
+   * bus's own `seq` (so `since` replay works per connection as for local events) and kept for
+   * replay; its `at` stays the time it happened there.
+   */
+  relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): AnyHostEvent {
+    const event = { seq: ++this.#seq, type, at, data } as AnyHostEvent;
+    this.#ring[event.seq % this.#ring.length] = event;
+    (this.#emitter.emit as (t: string, e: unknown) => boolean)(type, event);
+    this.#emitter.emit('*', event);
+    return event;
+  }
+
+  /**
    * A `run.log` event: to its own listeners and to subscriptions that ask for logs, not to `'*'`;
    * not numbered (its seq is the last numbered event's, so `since=` is unaffected) and not kept
    * for replay, so a chatty handler never pushes state changes out of the replay buffer.

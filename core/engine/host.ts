@@ -1,17 +1,17 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../contract/backend.js';
-import { type Clock, systemClock } from '../contract/clock.js';
+import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import { type Config, type ConfigInput, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
-import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
+import { type AnyHostEvent, type EventType, eventHost, type HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
-import type { BulkFilter, BulkResult, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
+import type { BulkFilter, BulkResult, ClusterHost, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { type BackendTuning, createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
@@ -19,13 +19,14 @@ import { InlineExecutor } from './executor.js';
 import { Fires } from './fires.js';
 import { createIdGenerator, type IdGenerator } from './ids.js';
 import { Insight } from './insight.js';
+import { jobVersion } from './jobs.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { finalRun, RunEvents } from './run-events.js';
 import { RunLogs } from './run-logs.js';
 
 import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
-import { hostStats, jobView, staleJobs } from './views.js';
+import { clusterView, hostStats, jobView, staleJobs } from './views.js';
 
 export interface HostOptions {
   /** The config (same shape as config/jobhost.json); validated, defaults filled in. */
@@ -78,6 +79,8 @@ export class Host {
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   readonly #queues = new Set<string>();
   #stopping: Promise<void> | undefined;
+  #url: string | null = null;
+  #startedAt = '';
   /** Start/stop hooks of what plugs into the host (plugin loader, HTTP server). */
   readonly #services: Array<{ name: string; start(): Promise<void>; stop(): Promise<void> }> = [];
 
@@ -152,6 +155,8 @@ export class Host {
         for (const q of Object.keys(next.queues)) this.#queues.add(q);
       },
     });
+    // Other hosts sharing the backend see this host's events (its own, not those it relays).
+    if (this.#backend.shared) this.bus.on('*', (e) => (eventHost(e) === undefined ? this.#backend.share(e) : undefined));
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -168,6 +173,11 @@ export class Host {
     return path.resolve(this.cwd, p);
   }
 
+  /** The base URL of this host's API, as `GET /cluster` shows it to every host (the server sets it once it listens). */
+  advertise(url: string | null): void {
+    this.#url = url;
+  }
+
   /** Plugs a service (loader, server) into start/stop; services start in order and stop in reverse. */
   use(service: { name: string; start(): Promise<void>; stop(): Promise<void> }): void {
     this.#services.push(service);
@@ -179,11 +189,14 @@ export class Host {
   async start(): Promise<void> {
     if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = 'starting';
+    this.#startedAt = isoTime(this.clock.now());
     const opened = await this.#backend.open({
       job: (name) => this.#jobs.get(name)?.job,
       executor: this.#executor,
       observer: this.#observer,
       flagsChanged: (name) => this.#registrations.flagsChanged(name),
+      relay: (type, at, data) => this.bus.relay(type, at, data),
+      describe: () => this.#describe(),
     });
     if (opened.idNode !== undefined) this.#newId.setNode(opened.idNode);
     // Jobs registered before start were resolved without their stored flags: resolve again.
@@ -403,6 +416,21 @@ export class Host {
     const result = await this.#backend.ackDamage(ids);
     if (result.acknowledged.length > 0) this.logger.info({ ids: result.acknowledged.map((r) => r.id) }, 'store damage acknowledged');
     return result;
+  }
+
+  #describe(): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'> {
+    const jobs = [...this.#jobs.entries()].map(([name, e]) => ({ name, version: jobVersion(e.job) })).sort((a, b) => a.name.localeCompare(b.name));
+    return { url: this.#url, startedAt: this.#startedAt || isoTime(this.clock.now()), jobs };
+  }
+
+  /**
+   * The hosts sharing this host's backend, as they last announced themselves, and the jobs whose
+   * definition differs between them (`drift`); on the local backend, this host alone.
+   */
+  cluster(): ClusterView {
+    const shared = this.#backend.hosts();
+    const hosts = shared ?? [{ id: this.id, ...this.#describe(), lastSeen: isoTime(this.clock.now()), running: this.#backend.depths().running }];
+    return clusterView(this.#config.backend.kind, this.id, hosts);
   }
 
   /** Whether the scheduler is armed (for readiness). */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { AdmissionRules, ExecutableJob, JobState } from '../contract/backend.js';
 import type { Config, JobOverride } from '../contract/config.js';
@@ -119,4 +120,39 @@ export function changedFields(a: EffectiveJob, b: EffectiveJob): string[] {
   if (!same(a.notify, b.notify)) out.push('notify');
   if (a.file !== b.file) out.push('file');
   return out;
+}
+
+const versions = new WeakMap<EffectiveJob, string>();
+
+/**
+ * The version of a job's definition as this host runs it (plugin code and options, config
+ * overrides): a short hash, equal on two hosts when they run the same job. `GET /cluster` lists it
+ * per host; hosts that differ are `drift`. The run-time enabled flag is left out (it is shared).
+ */
+export function jobVersion(job: EffectiveJob): string {
+  let v = versions.get(job);
+  if (v === undefined) {
+    const definition = JSON.stringify([
+      job.description,
+      job.scheduleSpec,
+      job.timezone,
+      job.configEnabled,
+      job.paramDefaults,
+      job.retry,
+      job.timeoutMs,
+      job.cooldownMs,
+      job.once,
+      job.overlap,
+      job.concurrency,
+      job.queue,
+      job.catchUp,
+      job.notify,
+      job.on,
+      paramsJsonSchema(job.paramsSchema),
+      String(job.handler),
+    ]);
+    v = createHash('sha1').update(definition).digest('hex').slice(0, 12);
+    versions.set(job, v);
+  }
+  return v;
 }

@@ -1,7 +1,7 @@
 import type { Backend, RunObserver } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError, type RunError } from '../contract/errors.js';
-import type { AnyHostEvent, EventDataMap } from '../contract/events.js';
+import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { NotifySpec } from '../contract/plugin-schema.js';
@@ -9,11 +9,6 @@ import { isFinal, type Run } from '../contract/run.js';
 import type { Bus } from './bus.js';
 import { buildNotification } from './notify.js';
 import type { RunLogs } from './run-logs.js';
-
-/** `run.queued` for a run entering the queue: new, or back from an interrupted attempt. */
-export function queuedData(run: Run, delayed: boolean): EventDataMap['run.queued'] {
-  return { job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed };
-}
 
 export interface RunEventsOptions {
   bus: Bus;

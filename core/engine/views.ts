@@ -1,6 +1,6 @@
 import type { Depths, JobState } from '../contract/backend.js';
 import { isoTime } from '../contract/clock.js';
-import type { BackendStats, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
+import type { BackendStats, ClusterHost, ClusterView, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
 import { type EffectiveJob, paramsJsonSchema } from './jobs.js';
 
@@ -149,4 +149,15 @@ export function percentile(values: readonly number[], p: number): number | null 
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[rank - 1]!;
+}
+
+/** `GET /cluster` from the live hosts (SPEC §11): `drift` lists jobs whose version differs between the hosts that load them. */
+export function clusterView(backend: ClusterView['backend'], self: string, hosts: readonly ClusterHost[]): ClusterView {
+  const byJob = new Map<string, Record<string, string>>();
+  for (const h of hosts) for (const j of h.jobs) byJob.set(j.name, { ...byJob.get(j.name), [h.id]: j.version });
+  const drift: ClusterView['drift'] = [];
+  for (const [job, versions] of [...byJob].sort(([a], [b]) => a.localeCompare(b))) {
+    if (new Set(Object.values(versions)).size > 1) drift.push({ job, hosts: Object.keys(versions).sort(), versions });
+  }
+  return { backend, self, hosts: [...hosts], drift };
 }

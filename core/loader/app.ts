@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
-import type { AnyHostEvent } from '../contract/events.js';
+import { type AnyHostEvent, eventHost } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
 import { createHost, type Host } from '../engine/host.js';
@@ -51,7 +51,8 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const { file, explicit } = configPath(cwd, env);
   const config = await readConfigFile(file, env, { missingOk: !explicit });
   const host = createHost({ config, cwd, logger });
-  host.on('*', (e) => logEvent(logger, e));
+  // Another host's events (cluster mode) are in that host's log.
+  host.on('*', (e) => (eventHost(e) === undefined ? logEvent(logger, e) : undefined));
   usePluginDirectory(host, { dir: config.plugins.dir, watch: config.plugins.watch, importTimeoutMs: config.plugins.importTimeout });
   const hasFile = await readdir(path.dirname(file)).then(
     (names) => names.includes(path.basename(file)),

@@ -184,8 +184,33 @@ export const readyResponse = z.object({
     })
     .describe('whether the backend can be reached: Redis down means 503 here and for triggers'),
   warnings: z
-    .array(damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }))
-    .describe('store damage found and not yet acknowledged (`jobhost store ack-damage`); not a reason for 503'),
+    .array(
+      z.union([
+        damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }),
+        z.object({ code: z.literal('CLUSTER_DRIFT'), message: z.string(), job: z.string(), hosts: z.array(z.string()) }),
+      ]),
+    )
+    .describe(
+      'store damage found and not yet acknowledged (`jobhost store ack-damage`), and jobs whose definition differs between live hosts (cluster mode); neither is a reason for 503',
+    ),
+});
+
+const clusterHost = z.object({
+  id: z.string(),
+  url: z.string().nullable(),
+  startedAt: iso,
+  lastSeen: iso.describe('when the host last announced itself (every second; it drops out after 5 s of silence)'),
+  running: z.number().describe('runs running on it now'),
+  jobs: z.array(z.object({ name: z.string(), version: z.string().describe('a hash of its definition there') })),
+});
+
+export const clusterResponse = z.object({
+  backend: z.enum(['local', 'redis']),
+  self: z.string().describe("this host's id"),
+  hosts: z.array(clusterHost),
+  drift: z
+    .array(z.object({ job: z.string(), hosts: z.array(z.string()), versions: z.record(z.string(), z.string()) }))
+    .describe('jobs loaded on several live hosts with different definitions'),
 });
 
 export const damageList = z.object({

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { eventHost } from '../contract/events.js';
 import type { Host } from '../engine/host.js';
 
 /**
@@ -159,6 +160,8 @@ export function createMetrics(host: Host): Metrics {
   });
 
   const unsubscribe = host.on('*', (event) => {
+    // Each host counts what it did: another host's events (cluster mode) are counted by that host's metrics.
+    if (eventHost(event) !== undefined) return;
     countEvent(event.type);
     switch (event.type) {
       case 'run.succeeded':

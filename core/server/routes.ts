@@ -9,6 +9,7 @@ import { clientMessage } from './http-errors.js';
 import {
   ackDamageBody,
   ackDamageResponse,
+  clusterResponse,
   damageList,
   errors,
   eventParams,
@@ -72,7 +73,15 @@ export function readiness(host: Host): Readiness {
     stale: state === 'running' ? host.staleJobs() : [],
     store: { writable: store.writeError === null, error: store.writeError },
     backend: store.backend,
-    warnings: store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
+    warnings: [
+      ...store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
+      ...host.cluster().drift.map((d) => ({
+        code: 'CLUSTER_DRIFT' as const,
+        message: `job ${d.job} differs between hosts: ${d.hosts.map((h) => `${h} (${d.versions[h]})`).join(', ')}`,
+        job: d.job,
+        hosts: d.hosts,
+      })),
+    ],
   };
 }
 
@@ -221,6 +230,15 @@ export function registerRoutes(app: JobhostApp, host: Host): void {
       response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 503) },
     },
     handler: async (request, reply) => reply.code(202).send(await host.retry(request.params.id)),
+  });
+
+  app.get('/cluster', {
+    schema: {
+      summary: 'The live hosts sharing the backend (this one alone on the local backend) and the jobs whose definition differs between them',
+      tags: ['host'],
+      response: { 200: clusterResponse, ...errors(401) },
+    },
+    handler: async () => host.cluster(),
   });
 
   app.get('/stats', {

@@ -267,6 +267,7 @@ export function useServer(host: Host, options: ServerOptions = {}): Server {
     name: 'http',
     start: async () => {
       const { url } = await server.listen();
+      host.advertise(url);
       host.logger.info({ url }, `jobhost API listening on ${url}`);
     },
     stop: () => server.close(),

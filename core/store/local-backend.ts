@@ -47,6 +47,14 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
 class LocalBackend implements Backend {
   /** One host: its schedule fires need no agreement with others. */
   readonly shared = false;
+
+  /** No other host to tell. */
+  share(): void {}
+
+  /** Alone: the engine describes itself. */
+  hosts(): null {
+    return null;
+  }
   readonly #store: Store;
   readonly #runner: Runner;
   readonly #clock: Clock;

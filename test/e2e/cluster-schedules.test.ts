@@ -1,6 +1,8 @@
+import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { WebSocket } from 'ws';
 import { freshPrefix } from '../cluster.js';
 import { type Tap, tempDir, until } from '../helpers.js';
 import { startRedis, type TestRedis } from '../redis.js';
@@ -24,9 +26,14 @@ export default {
 `;
 }
 
+/** A job only some hosts load: it runs where it is loaded, and is triggered there. */
+const WORK_PLUGIN = `export default { name: 'work', concurrency: 20, handler: (ctx) => ({ on: process.env.HOST_ID }) };
+`;
+
 interface HostProcess extends Running {
   id: string;
   url: string;
+  dir: string;
   /** The host's clock minus the test's, from the time field of its start-up log line (ms). */
   skewMs: number;
 }
@@ -38,7 +45,15 @@ function libfaketime(): string | undefined {
     .find((p) => existsSync(p));
 }
 
-async function startHostProcess(t: Tap, redis: TestRedis, prefix: string, id: string, plugin: string, env: NodeJS.ProcessEnv = {}): Promise<HostProcess> {
+async function startHostProcess(
+  t: Tap,
+  redis: TestRedis,
+  prefix: string,
+  id: string,
+  plugin: string,
+  env: NodeJS.ProcessEnv = {},
+  more: Record<string, string> = {},
+): Promise<HostProcess> {
   // keepRuns 1: BullMQ removes each finished run at once, so a run id alone could not keep a fire from running twice.
   const config = {
     server: { port: 0 },
@@ -48,9 +63,10 @@ async function startHostProcess(t: Tap, redis: TestRedis, prefix: string, id: st
   };
   const dir = makeProject(t, config, { examples: false });
   writeFileSync(path.join(dir, 'plugins', 'tick.ts'), plugin);
+  for (const [name, text] of Object.entries(more)) writeFileSync(path.join(dir, 'plugins', name), text);
   const app = runCli(t, dir, ['start'], { LOG_LEVEL: 'info', HOST_ID: id, ...env });
   const line = await app.waitFor((l) => typeof l['url'] === 'string' && l.msg.startsWith('jobhost started'), `${id} started`, { ms: 60_000 });
-  return Object.assign(app, { id, url: line['url'] as string, skewMs: (line['time'] as number) - Date.now() });
+  return Object.assign(app, { id, dir, url: line['url'] as string, skewMs: (line['time'] as number) - Date.now() });
 }
 
 interface Fire {
@@ -77,6 +93,79 @@ function firstAttempts(all: Fire[], from: number, to: number): Map<number, numbe
   return out;
 }
 
+type Message = { type: string; seq: number; data: { job: string | null; runId?: string; host?: string; file?: string } };
+
+interface Client {
+  messages: Message[];
+  close(): void;
+}
+
+async function connect(url: string, query: string): Promise<Client> {
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/events${query}`);
+  const messages: Message[] = [];
+  socket.on('message', (raw) => {
+    const m = JSON.parse(String(raw)) as Message;
+    if (m.type !== 'hello') messages.push(m);
+  });
+  await once(socket, 'open');
+  return { messages, close: () => socket.terminate() };
+}
+
+/**
+ * A WebSocket client on a sees every lifecycle event of 200 runs that b and c trigger and run
+ * (a does not load their job), in order per run, with `data.host`; a's own `seq` numbers them, and
+ * `since` replays them; a host-local event of b (plugin.error) reaches a too.
+ */
+async function eventsFromOtherHosts(t: Test, a: HostProcess, b: HostProcess, c: HostProcess): Promise<void> {
+  const client = await connect(a.url, '?job=work&type=run.*');
+  const local = await connect(a.url, '?type=plugin.error');
+  const ids: string[] = [];
+  await Promise.all(
+    Array.from({ length: 10 }, async (_, w) => {
+      for (let i = 0; i < 20; i++) {
+        const on = (w + i) % 2 === 0 ? b : c;
+        const res = await fetch(`${on.url}/jobs/work/run`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+        ids.push(((await res.json()) as { runId: string }).runId);
+      }
+    }),
+  );
+  t.equal(new Set(ids).size, 200, '200 runs triggered on b and c');
+  const ended = (): number => client.messages.filter((m) => m.type === 'run.succeeded').length;
+  await until(() => ended() >= 200, 30_000, 'a to see 200 runs end');
+  const byRun = new Map<string, Message[]>();
+  for (const m of client.messages) byRun.set(m.data.runId!, [...(byRun.get(m.data.runId!) ?? []), m]);
+  t.same(new Set(byRun.keys()), new Set(ids), 'a saw events of every one of the 200 runs, and of no other');
+  const lifecycles = [...byRun.values()].map((list) => list.map((m) => m.type).join(' '));
+  t.same(
+    lifecycles.filter((l) => l !== 'run.queued run.started run.succeeded'),
+    [],
+    'each run: queued, started, succeeded, in order',
+  );
+  t.ok(
+    client.messages.every((m) => m.data.host === 'b' || m.data.host === 'c'),
+    'every event carries data.host (b or c)',
+  );
+  const hosts = new Set(client.messages.filter((m) => m.type === 'run.started').map((m) => m.data.host));
+  t.same([...hosts].sort(), ['b', 'c'], 'runs ran on both b and c');
+  const seqs = client.messages.map((m) => m.seq);
+  t.ok(
+    seqs.every((s, i) => i === 0 || s > seqs[i - 1]!),
+    "a's own seq numbers them, growing",
+  );
+  const half = client.messages[299]!.seq;
+  const replay = await connect(a.url, `?job=work&type=run.*&since=${half}`);
+  await until(() => replay.messages.length >= 300, 10_000, 'the replay');
+  t.same(
+    replay.messages.slice(0, 300).map((m) => m.seq),
+    seqs.slice(300),
+    'since= replays what came after, by a’s seq',
+  );
+  writeFileSync(path.join(b.dir, 'plugins', 'broken.js'), 'export default {');
+  await until(() => local.messages.length > 0, 10_000, "b's plugin.error on a");
+  t.match(local.messages[0], { type: 'plugin.error', data: { host: 'b' } }, "b's plugin.error reaches a's client, with data.host");
+  for (const c of [client, local, replay]) c.close();
+}
+
 t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 20 s; kill -9 of the fastest host leaves no gap', async (t) => {
   const faketime = libfaketime();
   if (!faketime) throw new Error('libfaketime is missing: install Debian\'s "faketime" package (.ci/deps does)');
@@ -86,8 +175,8 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
   const prefix = freshPrefix();
   const [a, b, c] = await Promise.all([
     startHostProcess(t, redis, prefix, 'a', tickPlugin(file)),
-    startHostProcess(t, redis, prefix, 'b', tickPlugin(file)),
-    startHostProcess(t, redis, prefix, 'c', tickPlugin(file), { LD_PRELOAD: faketime, FAKETIME: '+0.7' }),
+    startHostProcess(t, redis, prefix, 'b', tickPlugin(file), {}, { 'work.js': WORK_PLUGIN }),
+    startHostProcess(t, redis, prefix, 'c', tickPlugin(file), { LD_PRELOAD: faketime, FAKETIME: '+0.7' }, { 'work.js': WORK_PLUGIN }),
   ]);
   t.ok(c!.skewMs > 500 && c!.skewMs < 1500, `c's clock is ahead: ${c!.skewMs} ms (a: ${a!.skewMs} ms, b: ${b!.skewMs} ms)`);
   t.ok(Math.abs(a!.skewMs) < 400 && Math.abs(b!.skewMs) < 400, 'a and b keep the true time');
@@ -111,6 +200,8 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
   const byHost = new Map<string, number>();
   for (const f of fires(file)) if (f.at >= from && f.at < to) byHost.set(f.host, (byHost.get(f.host) ?? 0) + 1);
   t.comment(`runs by host: ${JSON.stringify([...byHost])}`);
+
+  await eventsFromOtherHosts(t, a!, b!, c!);
 
   // c fires first (its clock is ahead): killing it shows the others go on without a leader to replace.
   c!.child.kill('SIGKILL');

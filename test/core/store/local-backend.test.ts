@@ -90,7 +90,14 @@ async function open(
     return j && { name, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, once: false, cooldownMs: 0, ...j };
   };
   before?.(backend);
-  await backend.open({ job, executor, observer, flagsChanged: () => undefined });
+  await backend.open({
+    job,
+    executor,
+    observer,
+    flagsChanged: () => undefined,
+    relay: () => undefined,
+    describe: () => ({ url: null, startedAt: '', jobs: [] }),
+  });
   executor.open();
   backend.start();
   t.teardown(async () => {

@@ -1,0 +1,43 @@
+import t from 'tap';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { freshPrefix, startCluster } from '../../cluster.js';
+import { until } from '../../helpers.js';
+import { startRedis } from '../../redis.js';
+
+/** Events of every host on every host's bus (the cluster stream), with `data.host`. */
+
+t.test('a run triggered and run on h1 ends on h0’s bus too: h0.wait() resolves, every event tagged h1, numbered by h0', async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  const [h0, h1] = await startCluster(t, redis, 2, {
+    prefix,
+    pluginsOf: (i) => (i === 1 ? [definePlugin({ name: 'only-h1', handler: () => 'ok' })] : []),
+  });
+  const { runId } = await h1!.host.trigger('only-h1');
+  const run = await h0!.host.wait(runId);
+  t.equal(run.status, 'succeeded', 'h0 waited for the end of a run it neither triggered nor ran');
+  await until(() => h0!.all.some((e) => e.type === 'run.succeeded'), 5000, 'run.succeeded on h0');
+  const ofRun = h0!.all.filter((e) => 'runId' in e.data && e.data.runId === runId);
+  t.same(
+    ofRun.map((e) => [e.type, e.data.host]),
+    [
+      ['run.queued', 'h1'],
+      ['run.started', 'h1'],
+      ['run.succeeded', 'h1'],
+    ],
+    'queued, started, succeeded, each with data.host h1',
+  );
+  const seqs = h0!.all.map((e) => e.seq);
+  t.same(
+    seqs,
+    seqs.map((_, i) => i + 1),
+    'h0 numbers them in its own seq, one by one',
+  );
+  t.notOk(
+    h1!.all.some((e) => e.data.host !== undefined && e.data.host === 'h1'),
+    'a host never receives its own events back',
+  );
+  await h1!.host.disable('only-h1');
+  await until(() => h0!.all.some((e) => e.type === 'job.disabled' && e.data.host === 'h1'), 5000, "h1's job.disabled on h0");
+  t.pass("h1's host-local job.disabled reached h0, tagged");
+});

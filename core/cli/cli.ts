@@ -330,14 +330,22 @@ function buildCli(project: () => Promise<Project>): Command {
 
   program
     .command('list')
-    .description("list the host's jobs: schedule, enabled, next run, last run, run counts")
+    .description("list the host's jobs: schedule, enabled, next run, last run, run counts; in cluster mode, the live hosts too")
     .option('--json', 'print the jobs as JSON')
     .addHelpText('after', "\nExamples:\n  jobhost list\n  jobhost list --json | jq -r '.[].name'")
     .action(
       act(async (opts: { json?: boolean }, command: Command) => {
-        const { formatJobs, palette, useColor } = await import('./format.js');
-        const jobs = await (await clientOf(command)).jobs();
-        out(opts.json ? JSON.stringify(jobs, null, 2) : formatJobs(jobs, Date.now(), palette(useColor(process.stdout))));
+        const { formatHosts, formatJobs, palette, useColor } = await import('./format.js');
+        const client = await clientOf(command);
+        // A host older than GET /cluster answers 404: it is alone as far as this list can tell.
+        const [jobs, cluster] = await Promise.all([client.jobs(), client.cluster().catch(() => null)]);
+        if (opts.json) {
+          out(JSON.stringify(jobs, null, 2));
+          return 0;
+        }
+        const c = palette(useColor(process.stdout));
+        out(formatJobs(jobs, Date.now(), c));
+        if (cluster && cluster.hosts.length > 1) out(`\n${formatHosts(cluster, Date.now(), c)}`);
         return 0;
       }),
     );

@@ -96,6 +96,24 @@ export const logLineSchema = z.looseObject({
 });
 const runLogResponse = z.looseObject({ runId: z.string(), lines: z.array(logLineSchema), dropped: z.number(), note: z.string().nullable() });
 
+const clusterSchema = z.looseObject({
+  backend: z.string(),
+  self: z.string(),
+  hosts: z.array(
+    z.looseObject({
+      id: z.string(),
+      url: z.string().nullable(),
+      startedAt: iso,
+      lastSeen: iso,
+      running: z.number(),
+      jobs: z.array(z.looseObject({ name: z.string(), version: z.string() })),
+    }),
+  ),
+  drift: z.array(z.looseObject({ job: z.string(), hosts: z.array(z.string()) })),
+});
+/** `GET /cluster`: the live hosts and the jobs whose definition differs between them. */
+export type ClusterInfo = z.output<typeof clusterSchema>;
+
 const triggerResponse = z.looseObject({ runId: z.string() });
 const healthResponse = z.looseObject({ status: z.string(), state: z.string() });
 
@@ -129,6 +147,8 @@ export interface Client {
   readonly token: string | undefined;
   health(): Promise<z.output<typeof healthResponse>>;
   jobs(): Promise<Job[]>;
+  /** The hosts sharing the backend (one on the local backend) and the jobs that differ between them. */
+  cluster(): Promise<ClusterInfo>;
   /** Resolves with the run id once the host has the run on disk (202). */
   trigger(job: string, body?: TriggerBody): Promise<string>;
   run(id: string): Promise<Run>;
@@ -240,6 +260,7 @@ export function createClient(options: ClientOptions): Client {
     token,
     health: () => request('GET', '/health', healthResponse),
     jobs: async () => (await request('GET', '/jobs', z.looseObject({ items: z.array(jobSchema) }))).items,
+    cluster: () => request('GET', '/cluster', clusterSchema),
     trigger: async (job, body = {}) => (await request('POST', `/jobs/${seg(job)}/run`, triggerResponse, body)).runId,
     run: (id) => request('GET', `/runs/${seg(id)}`, runSchema),
     runLog: (id) => request('GET', `/runs/${seg(id)}/logs`, runLogResponse),

@@ -1,4 +1,4 @@
-import type { Job, LogLine } from './client.js';
+import type { ClusterInfo, Job, LogLine } from './client.js';
 import type { ClientEvent } from './client-stream.js';
 
 /**
@@ -158,6 +158,21 @@ export function formatJobs(jobs: readonly Job[], now: number, c: Palette = palet
     right: new Set([5, 6, 7, 8, 9]),
     color: c,
   });
+}
+
+/** `jobhost list` in cluster mode: one row per live host, then the jobs whose definition differs between hosts. */
+export function formatHosts(cluster: ClusterInfo, now: number, c: Palette = palette(false)): string {
+  const rows = cluster.hosts.map((h) => [
+    h.id === cluster.self ? c.bold(`${h.id} *`) : h.id,
+    h.url ?? c.dim('-'),
+    relativeTime(h.startedAt, now),
+    relativeTime(h.lastSeen, now),
+    String(h.running),
+    String(h.jobs.length),
+  ]);
+  const out = [table(['HOST', 'URL', 'STARTED', 'LAST SEEN', 'RUNNING', 'JOBS'], rows, { right: new Set([4, 5]), color: c })];
+  for (const d of cluster.drift) out.push(c.yellow(`drift: ${d.job} differs between ${d.hosts.join(', ')}`));
+  return out.join('\n');
 }
 
 /** `[██████░░░░░░]  45%`: `width` cells between the brackets. */

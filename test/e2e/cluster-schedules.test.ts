@@ -178,8 +178,9 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
     startHostProcess(t, redis, prefix, 'b', tickPlugin(file), {}, { 'work.js': WORK_PLUGIN }),
     startHostProcess(t, redis, prefix, 'c', tickPlugin(file), { LD_PRELOAD: faketime, FAKETIME: '+0.7' }, { 'work.js': WORK_PLUGIN }),
   ]);
-  t.ok(c!.skewMs > 500 && c!.skewMs < 1500, `c's clock is ahead: ${c!.skewMs} ms (a: ${a!.skewMs} ms, b: ${b!.skewMs} ms)`);
-  t.ok(Math.abs(a!.skewMs) < 400 && Math.abs(b!.skewMs) < 400, 'a and b keep the true time');
+  // The skew is read from a log line's time on arrival, so the line's way here (slower on a loaded machine) shortens it.
+  t.ok(c!.skewMs > 350 && c!.skewMs < 1500, `c's clock is ahead: ${c!.skewMs} ms (a: ${a!.skewMs} ms, b: ${b!.skewMs} ms)`);
+  t.ok(Math.abs(a!.skewMs) < 350 && Math.abs(b!.skewMs) < 350, 'a and b keep the true time');
 
   // 20 s of fires, counted from the next whole second once all three hosts fire.
   const from = Math.ceil(Date.now() / 1000) * 1000 + 1000;
@@ -202,6 +203,16 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
   t.comment(`runs by host: ${JSON.stringify([...byHost])}`);
 
   await eventsFromOtherHosts(t, a!, b!, c!);
+
+  // `jobhost list` shows the hosts when there is more than one.
+  const list = runCli(t, a!.dir, ['list', '--url', a!.url]);
+  t.equal(await list.exited, 0, 'jobhost list exits 0');
+  const listed = list.lines.map((l) => l.msg).join('\n');
+  t.match(listed, /HOST\s+URL\s+STARTED\s+LAST SEEN\s+RUNNING\s+JOBS/, 'jobhost list shows a hosts table');
+  for (const id of ['a *', 'b', 'c']) t.match(listed, new RegExp(`^${id.replace('*', '\\*')}\\s+http://`, 'm'), `with host ${id}`);
+  const hostIds = async (): Promise<string[]> =>
+    ((await (await fetch(`${a!.url}/cluster`)).json()) as { hosts: Array<{ id: string }> }).hosts.map((h) => h.id).sort();
+  t.same(await hostIds(), ['a', 'b', 'c'], 'GET /cluster on a lists the three hosts');
 
   // c fires first (its clock is ahead): killing it shows the others go on without a leader to replace.
   c!.child.kill('SIGKILL');
@@ -226,4 +237,7 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
     after.filter((f) => f.at > killedAt + 1000).every((f) => f.host !== 'c'),
     'c ran nothing after it died',
   );
+  await until(async () => !(await hostIds()).includes('c'), 15_000, 'c to drop out of GET /cluster');
+  const droppedAfter = Date.now() - killedAt;
+  t.ok(droppedAfter <= 6000 + 1500, `c dropped out of GET /cluster ${droppedAfter} ms after the kill (its heartbeat lives 5 s; checked every second)`);
 });

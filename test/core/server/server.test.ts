@@ -453,3 +453,27 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
   t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
   t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'logs', 'run', 'since', 'token', 'type']);
 });
+
+t.test('GET /cluster on the local backend: this host alone, its jobs with their versions, no drift', async (t) => {
+  const s = await startServer(t);
+  s.host.register({ name: 'a', handler: () => 1 });
+  s.host.register({ name: 'b', schedule: '0 * * * *', handler: () => 2 });
+  const res = await s.request('GET', '/cluster');
+  t.equal(res.status, 200);
+  t.match(res.json, { backend: 'local', self: s.host.id, drift: [] });
+  const hosts = res.json['hosts'] as Array<{ id: string; running: number; jobs: Array<{ name: string; version: string }> }>;
+  t.equal(hosts.length, 1, 'one host');
+  t.match(hosts[0], { id: s.host.id, running: 0, startedAt: String, lastSeen: String });
+  t.same(
+    hosts[0]!.jobs.map((j) => j.name),
+    ['a', 'b'],
+  );
+  t.ok(
+    hosts[0]!.jobs.every((j) => /^[0-9a-f]{12}$/.test(j.version)),
+    'each job has a version',
+  );
+  const before = hosts[0]!.jobs[1]!.version;
+  s.host.register({ name: 'b', schedule: '30 * * * *', handler: () => 2 });
+  const after = ((await s.request('GET', '/cluster')).json['hosts'] as typeof hosts)[0]!.jobs[1]!.version;
+  t.not(after, before, 'an edited schedule is another version');
+});

@@ -1,11 +1,12 @@
 // The dashboard: wires the views to the API and to the one WebSocket, and routes on the URL hash
-// (#/jobs, #/jobs/<name>, #/runs?job=x&status=failed, #/runs/<id>, #/notifications).
+// (#/jobs, #/jobs/<name>, #/runs?job=x&status=failed, #/runs/<id>, #/notifications, #/hosts).
 import { ApiError, eventsUrl, get, getToken, post, setToken, withQuery } from './api.js';
 import { createBulk } from './bulk.js';
 import { createCharts, WINDOWS } from './charts.js';
 import { coalescer, fill, h, tick } from './dom.js';
 import { createFeed } from './feed.js';
 import { renderStats } from './header.js';
+import { createHosts } from './hosts.js';
 import { createJobPage, windowStart } from './job-page.js';
 import { createJobsTable } from './jobs.js';
 import { createLive } from './live.js';
@@ -88,6 +89,7 @@ function refreshCharts() {
 const runs = createRunsList($('#view-runs'), { onError: showError });
 const detail = createRunDetail($('#view-run'), { onError: showError, navigate });
 const notes = createNotifications($('#view-notifications'), { onError: showError });
+const hosts = createHosts($('#view-hosts'), { onError: showError });
 const feed = createFeed($('#feed'));
 const runsFilter = $('#runs-filter');
 
@@ -128,6 +130,7 @@ function parseHash() {
   if (parts[0] === 'jobs' && parts[1]) return { view: 'job', name: decodeURIComponent(parts[1]) };
   if (parts[0] === 'runs') return { view: 'runs', job: q.get('job') ?? '', status: q.get('status') ?? '' };
   if (parts[0] === 'notifications') return { view: 'notifications' };
+  if (parts[0] === 'hosts') return { view: 'hosts' };
   return { view: 'jobs' };
 }
 
@@ -161,6 +164,8 @@ async function loadRoute() {
     await detail.show(route.id);
   } else if (route.view === 'notifications') {
     await notes.reload();
+  } else if (route.view === 'hosts') {
+    await hosts.reload();
   } else if (route.view === 'job') {
     await jobPage.show(route.name);
   } else {
@@ -302,6 +307,10 @@ async function boot() {
   // The last hundred events fill the feed; the hello that answers triggers the first full load.
   live.start(Math.max(0, stats.events.seq - 100));
   setInterval(() => tick(), 5000);
+  // Heartbeats come every second and are not events: the Hosts view reads them again while shown.
+  setInterval(() => {
+    if (route.view === 'hosts' && !document.hidden) void hosts.reload();
+  }, 2000);
 }
 
 void boot();

@@ -82,6 +82,8 @@ export function createFeed(root) {
         { class: 'ev-head' },
         h('span', { class: 'ev-type' }, e.type),
         e.data?.job ? [' · ', h('a', { href: `#/runs?job=${encodeURIComponent(e.data.job)}` }, e.data.job)] : null,
+        // Another host's event (cluster mode): which one.
+        e.data?.host ? h('span', { class: 'muted small', 'data-ev-host': '' }, ` on ${e.data.host}`) : null,
       ),
       e.data?.runId && e.type.startsWith('run.')
         ? h('a', { class: 'ev-text', href: `#/runs/${encodeURIComponent(e.data.runId)}` }, summary(e))

@@ -55,6 +55,7 @@ export function createRunsList(root, { onError }) {
         run.attempts.length > 1 ? h('span', { class: 'muted small' }, ` attempt ${run.attempts.length}/${run.maxAttempts}`) : null,
       ),
       h('td', { 'data-label': 'Source' }, run.source),
+      h('td', { 'data-label': 'Host', 'data-col': 'host' }, run.host ?? h('span', { class: 'muted' }, '—')),
       h('td', { 'data-label': 'Created' }, time(run.createdAt)),
       h('td', { 'data-label': 'Duration' }, duration(run.durationMs)),
       h('td', { 'data-label': 'Progress' }, progressBar(run, `rp-${run.id}`)),
@@ -103,7 +104,7 @@ export function createRunsList(root, { onError }) {
           return tr;
         }),
       );
-      if (page.items.length === 0) fill(tbody, h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No runs match.')));
+      if (page.items.length === 0) fill(tbody, h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No runs match.')));
       renderPager();
     } catch (err) {
       if (current === loading) onError(err);
@@ -212,6 +213,7 @@ export function createRunDetail(root, { onError, navigate }) {
           r.event ? ` (${r.event})` : null,
         ),
         field('Queue', `${r.queue}, priority ${r.priority}`),
+        field('Host', r.host ?? '—'),
         r.key ? field('Key', h('code', {}, r.key)) : null,
         field('Created', at(r.createdAt)),
         field('Run at', at(r.runAt)),

@@ -3,6 +3,7 @@
  * fail; ratios are against baselines measured in the same run, on the same machine.
  */
 import { clusterBench } from './cluster.js';
+import { clusterFiresBench } from './cluster-fires.js';
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
@@ -21,7 +22,11 @@ const benches: Record<string, () => Promise<void>> = {
   'soak-kill': () => soakKillBench(),
   series: () => seriesBench(),
   startup: () => startupBench(),
-  cluster: () => clusterBench(),
+  cluster: async () => {
+    await clusterBench();
+    await clusterFiresBench();
+  },
+  'cluster-fires': () => clusterFiresBench(),
 };
 
 const wanted = process.argv.slice(2);

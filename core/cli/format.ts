@@ -267,7 +267,7 @@ export function summarize(event: ClientEvent): string {
     case 'config.error':
       return `${str(d, 'code') ?? 'ERROR'}: ${str(d, 'message') ?? ''}`;
     default: {
-      const { job: _job, runId: _runId, ...rest } = d;
+      const { job: _job, runId: _runId, host: _host, ...rest } = d;
       return Object.keys(rest).length > 0 ? preview(rest, 100) : '';
     }
   }
@@ -286,7 +286,9 @@ export function formatEvent(event: ClientEvent, c: Palette = palette(false), col
   const job = event.data.job ?? '-';
   const runId = event.data.runId ?? '-';
   const head = `${clockTime(event.at)}  ${event.type.padEnd(15)}  ${job.padEnd(20)}  ${runId.padEnd(16)}`;
-  const summary = summarize(event).replace(/\s*\n\s*/g, ' ');
+  // Another host's event (cluster mode) says where it happened.
+  const host = typeof event.data['host'] === 'string' ? `[${event.data['host']}] ` : '';
+  const summary = host + summarize(event).replace(/\s*\n\s*/g, ' ');
   const text = truncate(summary, columns - head.length - 2);
   return [c.dim(clockTime(event.at)), statusPaint(event.type, c)(event.type.padEnd(15)), c.bold(job.padEnd(20)), c.gray(runId.padEnd(16)), text]
     .join('  ')

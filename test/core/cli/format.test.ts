@@ -200,6 +200,9 @@ t.test('event lines: time, type, job, run id, summary; colored by outcome', asyn
   t.equal(line, '08:30:01.250  run.succeeded    report                0mwt91n1z00019ws  12ms, result ok');
   const host = formatEvent(ev('host.stopped', { job: null, reason: 'SIGINT' }));
   t.equal(host, '08:30:01.250  host.stopped     -                     -                 SIGINT');
+  const other = formatEvent(ev('run.succeeded', { runId: '0mwt91n1z00019ws', durationMs: 12, result: 'ok', host: 'web-2' }));
+  t.equal(other, '08:30:01.250  run.succeeded    report                0mwt91n1z00019ws  [web-2] 12ms, result ok', "another host's event names it");
+  t.equal(summarize(ev('shipment.created', { orderId: 'o-1', host: 'web-2' })), '{"orderId":"o-1"}', 'host is not part of the summary');
   const cut = formatEvent(ev('run.failed', { runId: 'r', error: { code: 'E', message: 'x'.repeat(200) } }), palette(false), 100);
   t.equal(cut.length, 100, 'fits the terminal');
   const multiline = formatEvent(ev('run.failed', { runId: 'r', error: { code: 'E', message: 'a\n  b' } }));

@@ -105,7 +105,11 @@ async function initCommand(): Promise<number> {
   for (const file of result.created) out(`created ${file}`);
   for (const file of result.kept) out(`kept    ${file} (already there)`);
   if (result.script) out(`added the "${result.script}" script to package.json: jobhost start`);
-  err(`next: \`npx jobhost start\` runs the host and prints the URL of its dashboard; \`npx jobhost run ${result.job} --wait\` then runs the example job`);
+  if (result.dependencies.length > 0) out(`added ${result.dependencies.join(' and ')} to package.json's dependencies`);
+  const install = result.dependencies.length > 0 ? '`npm install`, then ' : '';
+  err(
+    `next: ${install}\`npx jobhost start\` runs the host and prints the URL of its dashboard; \`npx jobhost run ${result.job} --wait\` then runs the example job`,
+  );
   return 0;
 }
 

@@ -57,7 +57,7 @@ export const ERROR_CODES = {
   },
   STORE_DAMAGED: {
     status: 500,
-    text: 'A store file is damaged before its last line (changed from outside): every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
+    text: 'A store file is damaged (changed from outside, not a torn tail from a crash): every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
   },
   STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
   INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },

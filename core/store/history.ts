@@ -109,8 +109,8 @@ export class History {
   /**
    * Opens the history on disk: the segments in the checkpoint's index, plus any newer segment
    * file, which is read so `visit` sees each run in it (`afterMark`: it comes after the
-   * checkpoint's fold marker). A torn last line is dropped and truncated away; damage before it
-   * goes to `onDamage` first, while the file is as it was found.
+   * checkpoint's fold marker). A torn tail is dropped and truncated away; damage (a damaged last
+   * line included) goes to `onDamage` first, while the file is as it was found, and stays in it.
    */
   async load(indexed: SegmentInfo[], mark: { segment: number; line: number } | undefined, visit: (run: Run, afterMark: boolean) => void): Promise<void> {
     const dir = path.join(this.#o.dir as string, 'segments');

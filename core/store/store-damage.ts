@@ -9,10 +9,11 @@ import { type BadLine, syncDir } from './files.js';
 
 /**
  * Damage in the store's append-only files, told apart from the torn tail a crash leaves. A torn
- * tail (unreadable lines after the last readable one) is one interrupted append, never
- * acknowledged, and is dropped with a warning. An unreadable line with a readable one after it,
- * or a line missing from a sealed segment, was durable once: something outside jobhost changed
- * the file. Like Redis, which truncates a torn AOF tail but refuses a damaged middle, jobhost
+ * tail (unreadable lines after the last readable one that are unterminated or hold NUL bytes, see
+ * `parseNdjson`) is one interrupted append, never acknowledged, and is dropped with a warning. Any
+ * other unreadable line (a complete last line too), or a line missing from a sealed segment, was
+ * durable once: something outside jobhost changed the file. Like Redis, which truncates an
+ * incomplete last AOF entry but refuses a malformed one, jobhost
  * treats that as an operator's problem: it keeps a copy of the file as found, says what was lost,
  * and reports it until acknowledged — but unlike Redis it still loads every readable line.
  */

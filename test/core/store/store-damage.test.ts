@@ -8,11 +8,11 @@ import { captureLogger, gate, startHost, startServer, tempDir, until } from '../
 const noop = (): undefined => undefined;
 
 /**
- * Damages one line in place, as a bad disk or a stray write would: four NUL bytes over the
- * `"source"` key, after the id, job and status, so the report can still say whose run it was.
- * Returns the line's 1-based number.
+ * Damages one line in place, as a bad disk or a stray write would: four bytes (NUL unless told)
+ * over the `"source"` key, after the id, job and status, so the report can still say whose run it
+ * was. Returns the line's 1-based number.
  */
-function damageLine(file: string, match: (line: string) => boolean): number {
+function damageLine(file: string, match: (line: string) => boolean, bytes = Buffer.alloc(4)): number {
   const lines = readFileSync(file, 'utf8').split('\n');
   const i = lines.findIndex(match);
   if (i < 0) throw new Error(`no line matches in ${file}`);
@@ -24,7 +24,7 @@ function damageLine(file: string, match: (line: string) => boolean): number {
   );
   const at = lineStart + Buffer.byteLength(lines[i]!.slice(0, lines[i]!.indexOf('"source"')));
   const fd = openSync(file, 'r+');
-  writeSync(fd, Buffer.alloc(4), 0, 4, at);
+  writeSync(fd, bytes, 0, bytes.length, at);
   closeSync(fd);
   return i + 1;
 }
@@ -208,6 +208,119 @@ t.test('a damaged line in the open segment after a crash: the run is recovered f
   t.equal(c.host.storeHealth().damage.length, 1);
   t.match(c.host.job('w')!.counts, { succeeded: 3, failed: 1 });
   t.same((await c.host.runs()).items.map((r) => r.id).sort(), [...ids, more.id].sort());
+});
+
+t.test('a damaged last line of the newest journal (complete, no NUL bytes) is damage, not a tear: the acknowledged trigger it held is reported', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'later', handler: noop });
+  const r1 = await a.host.trigger('later', { delay: '1h' });
+  const r2 = await a.host.trigger('later', { delay: '1h' });
+  await a.host.flush();
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it
+  const journalName = readdirSync(crashed).find((f) => /^journal-\d+\.ndjson$/.test(f))!;
+  const journal = path.join(crashed, journalName);
+  const line = damageLine(journal, (l) => l.includes(r2.runId), Buffer.from('####'));
+  t.equal(line, readFileSync(journal, 'utf8').split('\n').length - 1, 'the last line, newline-terminated');
+  const asFound = readFileSync(journal);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir: crashed, clock: a.clock, logger });
+  b.host.register({ name: 'later', handler: noop });
+  const warnings = (await b.request('GET', '/ready')).json['warnings'] as DamageReport[];
+  t.match(warnings, [
+    {
+      kind: 'journal',
+      file: journalName,
+      lines: [line],
+      lost: [{ line, record: 'unfinished run', runId: r2.runId, job: 'later', status: 'queued', loadedElsewhere: false }],
+      aside: new RegExp(`^${journalName.replace('.', '\\.')}\\.damaged-\\d+$`),
+    },
+  ]);
+  t.same(readFileSync(path.join(crashed, warnings[0]!.aside!)), asFound, 'copied as found');
+  t.match(damagedLogs(logs), [{ file: journal, lines: [line] }]);
+  t.equal(logs.filter((l) => l['code'] === 'STORE_CORRUPT').length, 0, 'not called a torn tail');
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 1);
+  t.equal(await b.host.run(r2.runId), undefined);
+  await b.clock.advance(3_600_000);
+  t.equal((await b.host.wait(r1.runId)).status, 'succeeded', 'the line before it loaded');
+});
+
+t.test(
+  'a damaged last line of the open segment (complete, no NUL bytes): copied aside and reported before anything changes the file, and kept in it',
+  async (t) => {
+    const dir = tempDir(t);
+    const crashed = tempDir(t);
+    const a = await startHost(t, { dir });
+    const hold = gate();
+    a.host.register({ name: 'w', concurrency: 2, handler: () => hold.promise });
+    const ids = [(await a.host.trigger('w')).runId, (await a.host.trigger('w')).runId];
+    await a.host.flush(); // the journal has both as running
+    hold.open();
+    for (const id of ids) await a.host.wait(id);
+    await a.host.flush();
+    cpSync(dir, crashed, { recursive: true });
+    await a.clock.advance(1000);
+    const seg = path.join(crashed, 'segments', '1.ndjson');
+    const last = readFileSync(seg, 'utf8').split('\n').at(-2)!;
+    const victim = ids.find((id) => last.includes(id))!;
+    t.equal(
+      damageLine(seg, (l) => l.includes(victim), Buffer.from('####')),
+      2,
+    );
+    const asFound = readFileSync(seg);
+
+    const { logger, lines: logs } = captureLogger();
+    const b = await startServer(t, { dir: crashed, clock: a.clock, logger });
+    const [report] = (await b.request('GET', '/ready')).json['warnings'] as DamageReport[];
+    t.match(report, { kind: 'segment', n: 1, lines: [2], lost: [{ record: 'finished run', runId: victim, loadedElsewhere: true }] });
+    t.same(readFileSync(path.join(crashed, report!.aside!)), asFound, 'copied as found');
+    t.equal(damagedLogs(logs).length, 1);
+    t.equal(logs.filter((l) => l['code'] === 'STORE_CORRUPT').length, 0, 'not called a torn tail');
+    t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 1);
+    t.ok(readFileSync(seg).subarray(0, asFound.length).equals(asFound), 'not truncated: the damaged line stays where it was');
+    t.match(await b.host.run(victim), { status: 'failed', error: { code: 'INTERRUPTED' } });
+    b.host.register({ name: 'w', handler: noop });
+    const more = await b.host.wait((await b.host.trigger('w')).runId);
+    await b.host.stop();
+
+    // Found again at the next start: the same report, not a second one; counts stay exact.
+    const again = captureLogger();
+    const c = await startHost(t, { dir: crashed, clock: a.clock, logger: again.logger, start: false });
+    c.host.register({ name: 'w', handler: noop });
+    await c.host.start();
+    t.equal(damagedLogs(again.lines).length, 0);
+    t.same(
+      c.host.storeHealth().damage.map((r) => r.id),
+      [report!.id],
+    );
+    t.same((await c.host.runs()).items.map((r) => r.id).sort(), [...ids, more.id].sort());
+  },
+);
+
+t.test('zero-filled bytes at the end (a crash on ext4 mid-append) are a torn tail, newline or not: a warning, no report', async (t) => {
+  const dir = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'a', handler: noop });
+  const runs = [await a.host.wait((await a.host.trigger('a')).runId), await a.host.wait((await a.host.trigger('a')).runId)];
+  await a.host.stop();
+  const seg = path.join(dir, 'segments', '1.ndjson');
+  // The last record half zeros (its newline reached the disk), then a zero-filled block.
+  t.equal(
+    damageLine(seg, (l) => l.includes(runs[1]!.id)),
+    2,
+  );
+  writeFileSync(seg, Buffer.concat([readFileSync(seg), Buffer.alloc(4096)]));
+  const { logger, lines: logs } = captureLogger();
+  const b = await startHost(t, { dir, logger, clock: a.clock });
+  t.same(b.host.storeHealth().damage, []);
+  t.match(
+    logs.filter((l) => l['code'] === 'STORE_CORRUPT'),
+    [{ level: 40, tornLines: 2 }],
+  );
+  t.equal(damagedLogs(logs).length, 0);
+  t.match(await b.host.run(runs[0]!.id), { status: 'succeeded' });
 });
 
 t.test('a torn tail is not damage: a warning, no report, no copy', async (t) => {

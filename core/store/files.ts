@@ -56,7 +56,7 @@ export class DurableJsonFile<T> implements Adapter<T> {
     try {
       return JSON.parse(text) as T;
     } catch (err) {
-      throw new HostError('STORE_CORRUPT', `${this.file}: not valid JSON (${(err as Error).message})`, { file: this.file });
+      throw new HostError('STORE_DAMAGED', `${this.file}: not valid JSON (${(err as Error).message})`, { file: this.file });
     }
   }
 

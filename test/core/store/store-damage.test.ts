@@ -365,3 +365,70 @@ t.test('describeLine tells what a damaged line held from what is left of it', as
   t.match(describeLine('journal', bad('{"d":{"id":"abc"\0')), { record: 'damage report' });
   t.match(describeLine('journal', bad('\0\0\0\0')), { record: 'unknown', runId: null });
 });
+
+t.test('an unreadable state.json: set aside, rebuilt from journals and segments, reported as damage saying what only it held', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  // A checkpoint after every finished run: the delayed run and the flag below end up in it alone.
+  const a = await startHost(t, { dir, start: false, storeOptions: { checkpointRuns: 1 } });
+  a.host.register({ name: 'later', handler: noop });
+  a.host.register({ name: 'off', handler: noop });
+  await a.host.start();
+  await a.host.disable('off');
+  const before = await a.host.trigger('later', { delay: '1h' });
+  const done = await a.host.wait((await a.host.trigger('later')).runId);
+  await a.host.flush(); // its commit wrote checkpoint 2
+  const after = await a.host.trigger('later', { delay: '1h' });
+  await a.host.flush();
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it
+  t.same(
+    readdirSync(crashed).filter((f) => /^journal-/.test(f)),
+    ['journal-2.ndjson'],
+  );
+  await a.clock.advance(1000); // the next host's run ids must not repeat these
+  const state = path.join(crashed, 'state.json');
+  const fd = openSync(state, 'r+');
+  writeSync(fd, Buffer.from('####'), 0, 4, 10);
+  closeSync(fd);
+  const asFound = readFileSync(state);
+
+  const { logger, lines: logs } = captureLogger();
+  const c = await startServer(t, { dir: crashed, clock: a.clock, logger, start: false });
+  c.host.register({ name: 'later', handler: noop });
+  c.host.register({ name: 'off', handler: noop });
+  await c.host.start();
+  const warnings = (await c.request('GET', '/ready')).json['warnings'] as Array<DamageReport & { message: string }>;
+  t.match(warnings, [{ code: 'STORE_DAMAGED', kind: 'checkpoint', file: 'state.json', aside: /^state\.json\.damaged-\d+$/, lines: [], missing: 0, lost: [] }]);
+  t.match(warnings[0]!.message, /is lost and cannot be listed: runs queued, delayed or running at the last checkpoint/);
+  t.match(warnings[0]!.message, /kept: every finished run in the history segments/);
+  t.same(readFileSync(path.join(crashed, warnings[0]!.aside!)), asFound, 'the file as found, set aside');
+  t.match(damagedLogs(logs), [{ file: state, damageId: warnings[0]!.id, reason: /JSON/ }]);
+  const metrics = await c.metrics();
+  t.equal(metric(metrics, 'jobhost_store_damaged_lines_total'), 1);
+  t.equal(metric(metrics, 'jobhost_store_damage_unacknowledged'), 1);
+
+  // What the report says: the checkpoint's delayed run and flag are gone; history and what was
+  // journaled since are kept, and the job's counters are rebuilt from history.
+  t.equal(await c.host.run(before.runId), undefined);
+  t.equal(c.host.job('off')!.enabled, true);
+  t.match(await c.host.run(done.id), { status: 'succeeded' });
+  t.match(c.host.job('later')!.counts, { succeeded: 1 });
+  t.match(await c.host.run(after.runId), { status: 'queued' });
+  await c.host.stop();
+  t.same(
+    readdirSync(crashed).filter((f) => /^journal-/.test(f)),
+    ['journal-4.ndjson'],
+    'the journal it was rebuilt from is covered by the new checkpoints and removed, never appended to again',
+  );
+
+  // Kept until acknowledged, across restarts; then dropped (state.json is never read back as it was).
+  const d = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(
+    d.host.storeHealth().damage.map((r) => [r.id, r.acknowledgedAt]),
+    [[warnings[0]!.id, null]],
+  );
+  t.match(await d.host.ackStoreDamage(), { acknowledged: [{ id: warnings[0]!.id }] });
+  await d.host.stop();
+  const e = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(e.host.storeHealth().damage, []);
+});

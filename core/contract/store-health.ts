@@ -36,8 +36,10 @@ export const damageReport = z.object({
   foundAt: iso,
   /** 1-based line numbers of the lines that did not load. */
   lines: z.array(z.number().int().positive()),
-  /** Lines the segment's index counts that the file no longer has (it was cut short). */
+  /** Lines the segment's index counts that the file no longer has (it was cut short, or is gone). */
   missing: z.number().int().nonnegative(),
+  /** The file itself is gone (a sealed segment in the index): `missing` is every run it held. */
+  absent: z.boolean().default(false),
   lost: z.array(lostLine),
   acknowledgedAt: iso.nullable(),
 });
@@ -107,6 +109,10 @@ export function describeReport(r: DamageReport): string {
   if (r.kind === 'checkpoint') {
     const copy = r.aside ? `set aside as ${r.aside}` : 'could not be set aside';
     return `store file ${r.file} is unreadable (changed from outside: it is only ever replaced whole) and was ${copy}; the store was rebuilt from its journals and segments; ${CHECKPOINT_LOST}`;
+  }
+  if (r.absent) {
+    const runs = `${r.missing} finished run${r.missing === 1 ? '' : 's'}`;
+    return `store file ${r.file} is missing (deleted from outside: the checkpoint's index lists it): the ${runs} the index counted in it are gone from history (their jobs' counters still count them)`;
   }
   const parts = r.lost.map(describeLost);
   if (r.missing > 0) parts.push(`${r.missing} line${r.missing === 1 ? '' : 's'} the index counts are missing (the file was cut short)`);

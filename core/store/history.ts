@@ -123,7 +123,8 @@ export class History {
     const known = new Set(indexed.map((i) => i.n));
     for (const info of indexed) {
       if (onDisk.has(info.n)) this.#sealed.push({ info, runs: undefined });
-      else this.#o.logger.error({ code: 'STORE_CORRUPT', segment: info.n }, 'a segment in the index is missing; its runs are gone from history');
+      // Deleted from outside: reported as damage; the next checkpoint's index leaves it out.
+      else await this.#o.onDamage({ kind: 'segment', n: info.n, file: this.#path(info.n), bad: [], missing: info.count, absent: true });
     }
     const from = mark ?? { segment: Infinity, line: 0 };
     const last = files.at(-1);

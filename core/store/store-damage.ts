@@ -31,6 +31,8 @@ export interface DamageFound {
   missing: number;
   /** The whole file was already moved here (an unreadable state.json): nothing to copy. */
   movedTo?: string;
+  /** The file is gone (a sealed segment in the index): nothing to copy; `missing` counts its runs. */
+  absent?: boolean;
   /** Why the file did not load, when it is one error (state.json's JSON error). */
   reason?: string;
 }
@@ -71,9 +73,9 @@ export function describeLine(kind: DamageFound['kind'], bad: BadLine): Omit<Lost
  * The same damage found again (the file is read on every start) gets the same id. A file moved
  * aside whole is never found again: its copy's name tells one such damage from the next.
  */
-export function damageId(kind: DamageFound['kind'], n: number, lines: readonly number[], missing: number, movedTo?: string): string {
+export function damageId(kind: DamageFound['kind'], n: number, lines: readonly number[], missing: number, whole?: string): string {
   return createHash('sha256')
-    .update(`${kind}:${n}:${lines.join(',')}:${missing}${movedTo === undefined ? '' : `:${path.basename(movedTo)}`}`)
+    .update(`${kind}:${n}:${lines.join(',')}:${missing}${whole === undefined ? '' : `:${whole}`}`)
     .digest('hex')
     .slice(0, 12);
 }
@@ -152,7 +154,7 @@ export class DamageLog {
    */
   async found(found: DamageFound, loadedElsewhere: (runId: string) => boolean): Promise<DamageReport | null> {
     const lines = found.bad.map((b) => b.line);
-    const id = damageId(found.kind, found.n, lines, found.missing, found.movedTo);
+    const id = damageId(found.kind, found.n, lines, found.missing, found.absent ? 'absent' : found.movedTo && path.basename(found.movedTo));
     const known = this.#reports.get(id);
     if (known || this.#finding.has(id)) {
       this.#logger.debug(
@@ -176,7 +178,7 @@ export class DamageLog {
     const relative = (p: string): string => path.relative(dir, p).split(path.sep).join('/');
     const now = this.#clock.now();
     let aside: string | null = found.movedTo === undefined ? null : relative(found.movedTo);
-    if (found.movedTo === undefined) {
+    if (found.movedTo === undefined && !found.absent) {
       try {
         aside = relative(await copyAside(found.file, now));
       } catch (err) {
@@ -192,6 +194,7 @@ export class DamageLog {
       foundAt: isoTime(now),
       lines,
       missing: found.missing,
+      absent: found.absent ?? false,
       lost: found.bad.map((b) => {
         const d = describeLine(found.kind, b);
         return { ...d, loadedElsewhere: d.runId !== null && loadedElsewhere(d.runId) };
@@ -231,12 +234,12 @@ export class DamageLog {
 
   /**
    * The reports a checkpoint keeps: unacknowledged ones, and acknowledged ones whose file may be
-   * read again (a journal is deleted after its load, state.json replaced; a segment older than
-   * `oldestSegment` is gone).
+   * read again (a journal is deleted after its load, state.json replaced, a missing segment left
+   * out of the index; a segment older than `oldestSegment` is gone).
    */
   kept(oldestSegment: number): DamageReport[] {
     for (const [id, r] of this.#reports) {
-      if (r.acknowledgedAt !== null && (r.kind !== 'segment' || r.n < oldestSegment)) this.#reports.delete(id);
+      if (r.acknowledgedAt !== null && (r.kind !== 'segment' || r.absent || r.n < oldestSegment)) this.#reports.delete(id);
     }
     return [...this.#reports.values()];
   }

@@ -1,4 +1,4 @@
-import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { type DamageReport, describeReport } from '../../../core/contract/store-health.js';
@@ -431,4 +431,43 @@ t.test('an unreadable state.json: set aside, rebuilt from journals and segments,
   await d.host.stop();
   const e = await startHost(t, { dir: crashed, clock: a.clock });
   t.same(e.host.storeHealth().damage, []);
+});
+
+t.test('a sealed segment cut short: the lines the index counts and the file no longer has are reported as missing', async (t) => {
+  const dir = tempDir(t);
+  const store = { storeOptions: { segmentSize: 5 }, config: { store: { keepRuns: 1000 } } };
+  const a = await startHost(t, { dir, ...store });
+  a.host.register({ name: 'a', handler: noop });
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) ids.push((await a.host.wait((await a.host.trigger('a')).runId)).id);
+  await a.host.stop(); // segments 1 and 2 sealed and indexed, 5 runs each
+  await a.clock.advance(1000);
+  // Segment 1 cut inside its third line (after the run's id), segment 2 right after its fourth.
+  const seg1 = path.join(dir, 'segments', '1.ndjson');
+  const lines1 = readFileSync(seg1, 'utf8').split('\n');
+  truncateSync(seg1, Buffer.byteLength(`${lines1[0]}\n${lines1[1]}\n`) + lines1[2]!.indexOf('"job"'));
+  const seg2 = path.join(dir, 'segments', '2.ndjson');
+  const lines2 = readFileSync(seg2, 'utf8').split('\n');
+  truncateSync(seg2, Buffer.byteLength(lines2.slice(0, 4).join('\n') + '\n'));
+  const asFound = readFileSync(seg1);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, ...store, logger, clock: a.clock });
+  b.host.register({ name: 'a', handler: noop });
+  await until(async () => ((await b.request('GET', '/ready')).json['warnings'] as unknown[]).length === 2, 5000, 'both segments on /ready');
+  const warnings = ((await b.request('GET', '/ready')).json['warnings'] as Array<DamageReport & { message: string }>).sort((x, y) => x.n - y.n);
+  t.match(warnings, [
+    { kind: 'segment', n: 1, lines: [3], missing: 2, absent: false, lost: [{ line: 3, record: 'finished run', runId: ids[2] }] },
+    { kind: 'segment', n: 2, lines: [], missing: 1, absent: false, lost: [] },
+  ]);
+  t.match(warnings[0]!.message, /2 lines the index counts are missing \(the file was cut short\)/);
+  t.match(warnings[1]!.message, /1 line the index counts are missing \(the file was cut short\)/);
+  t.same(readFileSync(path.join(dir, warnings[0]!.aside!)), asFound, 'copied as found');
+  t.equal(damagedLogs(logs).length, 2);
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 4, 'a missing line counts as a damaged one');
+  t.same(
+    (await b.host.runs({ limit: 100 })).items.map((r) => r.id),
+    ids.filter((_, i) => ![2, 3, 4, 9].includes(i)).reverse(),
+    'every run still in the files loads',
+  );
 });

@@ -8,7 +8,7 @@
  * Run: `npm run bench -- cluster` (or `npx tsx bench/cluster.ts [runs] [rounds] [everysec|always]`).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Queue, Worker } from 'bullmq';
@@ -23,7 +23,22 @@ const CONCURRENCY = 10;
 const NOOP = "export default { name: 'noop', concurrency: 10000, handler: async () => undefined };\n";
 
 interface Proc {
+  pid: number;
   stop(): Promise<void>;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far (Linux /proc). */
+function processCpu(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Empties the queue with the processes up; returns the time it took and their CPU per run (µs). */
+async function measure(queue: Queue, procs: Proc[], runs: number): Promise<{ ms: number; cpuUs: number }> {
+  const cpu0 = procs.reduce((sum, p) => sum + processCpu(p.pid), 0);
+  const ms = await drain(queue);
+  const cpu1 = procs.reduce((sum, p) => sum + processCpu(p.pid), 0);
+  return { ms, cpuUs: ((cpu1 - cpu0) * 1e6) / runs };
 }
 
 /** A `jobhost start` process in a project of its own on the cluster's Redis; resolves once it serves. */
@@ -40,7 +55,7 @@ async function startHost(url: string, prefix: string, id: string): Promise<Proc>
       if (out.includes('jobhost started')) resolve();
     });
   });
-  return { stop: () => stopChild(child, 'SIGTERM').then(remove) };
+  return { pid: child.pid!, stop: () => stopChild(child, 'SIGTERM').then(remove) };
 }
 
 async function startBareWorker(url: string, prefix: string): Promise<Proc> {
@@ -52,6 +67,7 @@ async function startBareWorker(url: string, prefix: string): Promise<Proc> {
     child.once('message', () => resolve());
   });
   return {
+    pid: child.pid!,
     stop: () =>
       new Promise<void>((resolve) => {
         child.removeAllListeners('exit');
@@ -83,6 +99,8 @@ async function drain(queue: Queue): Promise<number> {
 interface Round {
   rate: number;
   adds: number;
+  /** CPU of the host (or bare worker) processes per run, in µs: steadier than runs/s on a shared machine. */
+  cpuUs: number;
 }
 
 /** `runs` triggers through a paused in-process host, then `hosts` host processes empty the queue. */
@@ -107,11 +125,11 @@ async function jobhostRound(url: string, prefix: string, hosts: number, runs: nu
   const adds = (runs / (performance.now() - a0)) * 1000;
   await producer.stop({ graceMs: 0 });
   const procs = await Promise.all(Array.from({ length: hosts }, (_, i) => startHost(url, prefix, `h${i}`)));
-  const ms = await drain(queue);
+  const { ms, cpuUs } = await measure(queue, procs, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds };
+  return { rate: (runs / ms) * 1000, adds, cpuUs };
 }
 
 /** `runs` jobs through `Queue.addBulk`, then `workers` bare Worker processes empty the queue. */
@@ -127,11 +145,11 @@ async function bareRound(url: string, prefix: string, workers: number, runs: num
   }
   const adds = (runs / (performance.now() - a0)) * 1000;
   const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
-  const ms = await drain(queue);
+  const { ms, cpuUs } = await measure(queue, procs, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds };
+  return { rate: (runs / ms) * 1000, adds, cpuUs };
 }
 
 /** trigger() → handler start on an idle one-host cluster, and Queue.add → processor start of a bare Worker (µs). */
@@ -221,6 +239,9 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
       row(`${k} process${k > 1 ? 'es' : ''}: bare BullMQ`, `${fmt(b)} jobs/s   (rounds: ${bare.map((x) => fmt(x.rate / 1000, 1)).join('/')}k)`);
       row(`${k} process${k > 1 ? 'es' : ''}: jobhost`, `${fmt(j)} runs/s   (rounds: ${jh.map((x) => fmt(x.rate / 1000, 1)).join('/')}k)`);
       row(`${k} process${k > 1 ? 'es' : ''}: jobhost / bare (goal ≥ 0.8)`, fmt(j / b, 2));
+      const bc = median(bare.map((x) => x.cpuUs));
+      const jc = median(jh.map((x) => x.cpuUs));
+      row(`${k} process${k > 1 ? 'es' : ''}: CPU per run, bare / jobhost`, `${fmt(bc)} µs / ${fmt(jc)} µs   (ratio ${fmt(bc / jc, 2)})`);
     }
     const bareAdds = median([...seen.entries()].filter(([k]) => k.startsWith('bare')).flatMap(([, v]) => v.map((x) => x.adds)));
     const jhAdds = median([...seen.entries()].filter(([k]) => k.startsWith('jobhost')).flatMap(([, v]) => v.map((x) => x.adds)));

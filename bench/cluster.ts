@@ -33,12 +33,14 @@ function processCpu(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** Empties the queue with the processes up; returns the time it took and their CPU per run (µs). */
-async function measure(queue: Queue, procs: Proc[], runs: number): Promise<{ ms: number; cpuUs: number }> {
+/** Empties the queue with the processes up; returns the time it took and their and Redis's CPU per run (µs). */
+async function measure(queue: Queue, procs: Proc[], redisPid: number, runs: number): Promise<{ ms: number; cpuUs: number; redisUs: number }> {
   const cpu0 = procs.reduce((sum, p) => sum + processCpu(p.pid), 0);
+  const redis0 = processCpu(redisPid);
   const ms = await drain(queue);
   const cpu1 = procs.reduce((sum, p) => sum + processCpu(p.pid), 0);
-  return { ms, cpuUs: ((cpu1 - cpu0) * 1e6) / runs };
+  const redis1 = processCpu(redisPid);
+  return { ms, cpuUs: ((cpu1 - cpu0) * 1e6) / runs, redisUs: ((redis1 - redis0) * 1e6) / runs };
 }
 
 /** A `jobhost start` process in a project of its own on the cluster's Redis; resolves once it serves. */
@@ -101,10 +103,12 @@ interface Round {
   adds: number;
   /** CPU of the host (or bare worker) processes per run, in µs: steadier than runs/s on a shared machine. */
   cpuUs: number;
+  /** redis-server's CPU per run meanwhile, in µs: with two cores shared by Redis and the processes, the other bound. */
+  redisUs: number;
 }
 
 /** `runs` triggers through a paused in-process host, then `hosts` host processes empty the queue. */
-async function jobhostRound(url: string, prefix: string, hosts: number, runs: number): Promise<Round> {
+async function jobhostRound(url: string, redisPid: number, prefix: string, hosts: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
@@ -125,15 +129,15 @@ async function jobhostRound(url: string, prefix: string, hosts: number, runs: nu
   const adds = (runs / (performance.now() - a0)) * 1000;
   await producer.stop({ graceMs: 0 });
   const procs = await Promise.all(Array.from({ length: hosts }, (_, i) => startHost(url, prefix, `h${i}`)));
-  const { ms, cpuUs } = await measure(queue, procs, runs);
+  const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds, cpuUs };
+  return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
 }
 
 /** `runs` jobs through `Queue.addBulk`, then `workers` bare Worker processes empty the queue. */
-async function bareRound(url: string, prefix: string, workers: number, runs: number): Promise<Round> {
+async function bareRound(url: string, redisPid: number, prefix: string, workers: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
@@ -145,11 +149,11 @@ async function bareRound(url: string, prefix: string, workers: number, runs: num
   }
   const adds = (runs / (performance.now() - a0)) * 1000;
   const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
-  const { ms, cpuUs } = await measure(queue, procs, runs);
+  const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds, cpuUs };
+  return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
 }
 
 /** trigger() → handler start on an idle one-host cluster, and Queue.add → processor start of a bare Worker (µs). */
@@ -214,13 +218,13 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
     let n = 0;
     // A short warm-up of both paths (JIT, Redis script cache), not counted.
     say('warm-up');
-    await bareRound(redis.url, `warm-bare`, 1, 2000);
-    await jobhostRound(redis.url, `warm-jobhost`, 1, 2000);
+    await bareRound(redis.url, redis.pid, `warm-bare`, 1, 2000);
+    await jobhostRound(redis.url, redis.pid, `warm-jobhost`, 1, 2000);
     for (let r = 0; r < rounds; r++) {
       for (const k of counts) {
         for (const kind of ['bare', 'jobhost'] as const) {
           const prefix = `b${++n}`;
-          const round = kind === 'bare' ? await bareRound(redis.url, prefix, k, runs) : await jobhostRound(redis.url, prefix, k, runs);
+          const round = kind === 'bare' ? await bareRound(redis.url, redis.pid, prefix, k, runs) : await jobhostRound(redis.url, redis.pid, prefix, k, runs);
           say(`round ${r + 1}, ${kind}, ${k}: ${fmt(round.rate)}/s, adds ${fmt(round.adds)}/s`);
           const key = `${kind}:${k}`;
           seen.set(key, [...(seen.get(key) ?? []), round]);
@@ -242,6 +246,9 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
       const bc = median(bare.map((x) => x.cpuUs));
       const jc = median(jh.map((x) => x.cpuUs));
       row(`${k} process${k > 1 ? 'es' : ''}: CPU per run, bare / jobhost`, `${fmt(bc)} µs / ${fmt(jc)} µs   (ratio ${fmt(bc / jc, 2)})`);
+      const br = median(bare.map((x) => x.redisUs));
+      const jr = median(jh.map((x) => x.redisUs));
+      row(`${k} process${k > 1 ? 'es' : ''}: Redis CPU per run, bare / jobhost`, `${fmt(br)} µs / ${fmt(jr)} µs   (ratio ${fmt(br / jr, 2)})`);
     }
     const bareAdds = median([...seen.entries()].filter(([k]) => k.startsWith('bare')).flatMap(([, v]) => v.map((x) => x.adds)));
     const jhAdds = median([...seen.entries()].filter(([k]) => k.startsWith('jobhost')).flatMap(([, v]) => v.map((x) => x.adds)));

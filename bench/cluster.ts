@@ -107,11 +107,16 @@ interface Round {
   redisUs: number;
 }
 
-/** `runs` triggers through a paused in-process host, then `hosts` host processes empty the queue. */
+/**
+ * `hosts` host processes start on a paused queue (so their start-up work, such as reading history
+ * back for the series index, is not counted), `runs` triggers go in through an in-process host,
+ * then the queue is resumed and the processes empty it.
+ */
 async function jobhostRound(url: string, redisPid: number, prefix: string, hosts: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
+  const procs = await Promise.all(Array.from({ length: hosts }, (_, i) => startHost(url, prefix, `h${i}`)));
   const producer = createHost({ config: { backend: { kind: 'redis', url, prefix }, cluster: { id: 'producer' } }, logger: silentLogger() });
   producer.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
   producer.pause();
@@ -128,7 +133,6 @@ async function jobhostRound(url: string, redisPid: number, prefix: string, hosts
   );
   const adds = (runs / (performance.now() - a0)) * 1000;
   await producer.stop({ graceMs: 0 });
-  const procs = await Promise.all(Array.from({ length: hosts }, (_, i) => startHost(url, prefix, `h${i}`)));
   const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
@@ -136,11 +140,12 @@ async function jobhostRound(url: string, redisPid: number, prefix: string, hosts
   return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
 }
 
-/** `runs` jobs through `Queue.addBulk`, then `workers` bare Worker processes empty the queue. */
+/** `workers` bare Worker processes start on a paused queue, `runs` jobs go in through `Queue.addBulk`, then they empty it. */
 async function bareRound(url: string, redisPid: number, prefix: string, workers: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
+  const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
   const a0 = performance.now();
   for (let i = 0; i < runs; i += 1000) {
     await queue.addBulk(
@@ -148,7 +153,6 @@ async function bareRound(url: string, redisPid: number, prefix: string, workers:
     );
   }
   const adds = (runs / (performance.now() - a0)) * 1000;
-  const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
   const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();

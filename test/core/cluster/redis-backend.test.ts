@@ -88,6 +88,9 @@ t.test(
     t.ok(Number(refused.headers.get('retry-after')) >= 1, 'Retry-After');
     t.match(await refused.json(), { code: 'BACKEND_UNAVAILABLE' });
     t.equal((await post('/events/thing.happened', {})).status, 503, 'app events too');
+    const bulk = await post('/runs/cancel', { job: 'work' });
+    t.equal(bulk.status, 503, 'a bulk action answers 503 once, not an error per run');
+    t.match(await bulk.json(), { code: 'BACKEND_UNAVAILABLE' });
     t.equal((await fetch(`${url}/runs`)).status, 503, 'reads of history answer 503 too');
     t.equal((await fetch(`${url}/jobs`)).status, 200, 'job views are served from the mirror');
 

@@ -101,8 +101,17 @@ t.test(
     acknowledged.push(((await after.json()) as { runId: string }).runId);
     host.resume();
     let ok = 0;
-    for (const id of acknowledged) if ((await finalOn(host, id)).status === 'succeeded') ok++;
-    t.equal(ok, acknowledged.length, `all ${acknowledged.length} acknowledged runs are there after the restart, and ran`);
+    const others: string[] = [];
+    for (const id of acknowledged) {
+      const run = await finalOn(host, id);
+      if (run.status === 'succeeded') ok++;
+      else others.push(`${id} ${run.status} ${JSON.stringify(run.attempts.at(-1)?.error ?? null)}`);
+    }
+    t.equal(
+      ok,
+      acknowledged.length,
+      `all ${acknowledged.length} acknowledged runs are there after the restart, and ran${others.length > 0 ? `; not: ${others.join('; ')}` : ''}`,
+    );
     t.equal(lines.filter((l) => /unhandled|uncaught/i.test(String(l['msg']))).length, 0, 'no unhandled rejection or uncaught exception');
   },
 );

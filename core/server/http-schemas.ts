@@ -104,6 +104,7 @@ export const runSchema = z.object({
   retryOf: z.string().nullable(),
   event: z.string().nullable(),
   origin: runSource.optional(),
+  host: z.string().nullable().optional().describe('the id of the host that ran (or runs) it; null before it started'),
 });
 
 const lastRun = z.object({ runId: z.string(), status: runStatus, at: iso }).nullable();
@@ -173,6 +174,15 @@ export const readyResponse = z.object({
     writable: z.boolean().describe('false while the store cannot write (a full disk): triggers get 503 and /ready is 503'),
     error: z.object({ code: z.string(), message: z.string(), since: iso, retryAfter: z.number() }).nullable(),
   }),
+  backend: z
+    .object({
+      kind: z.enum(['local', 'redis']),
+      available: z.boolean(),
+      target: z.string().nullable().describe('redis://host:port (never with credentials); null for the local backend'),
+      error: z.string().nullable(),
+      since: iso.nullable(),
+    })
+    .describe('whether the backend can be reached: Redis down means 503 here and for triggers'),
   warnings: z
     .array(damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }))
     .describe('store damage found and not yet acknowledged (`jobhost store ack-damage`); not a reason for 503'),

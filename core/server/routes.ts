@@ -34,7 +34,8 @@ export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, Serv
 type Readiness = z.output<typeof readyResponse>;
 
 /**
- * `GET /ready`: ready when started, every schedule armed and the store able to write; stale jobs
+ * `GET /ready`: ready when started, every schedule armed, the store able to write and the
+ * backend (Redis, in cluster mode) within reach; stale jobs
  * and store damage are reported, not fatal (taking the host out of service would fix neither).
  */
 export function readiness(host: Host): Readiness {
@@ -59,7 +60,7 @@ export function readiness(host: Host): Readiness {
       ? 'starting'
       : state === 'stopping' || state === 'stopped'
         ? 'stopping'
-        : !schedulerRunning || unarmed > 0 || store.writeError !== null
+        : !schedulerRunning || unarmed > 0 || store.writeError !== null || !store.backend.available
           ? 'degraded'
           : 'ready';
   return {
@@ -70,6 +71,7 @@ export function readiness(host: Host): Readiness {
     jobs: { total: jobs.length, enabled, running },
     stale: state === 'running' ? host.staleJobs() : [],
     store: { writable: store.writeError === null, error: store.writeError },
+    backend: store.backend,
     warnings: store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
   };
 }
@@ -235,7 +237,7 @@ export function registerRoutes(app: JobhostApp, host: Host): void {
     },
     handler: async (request) => {
       const { job, limit, before } = request.query;
-      return host.notifications({ ...(job !== undefined && { job }), ...(limit !== undefined && { limit }), ...(before !== undefined && { before }) });
+      return await host.notifications({ ...(job !== undefined && { job }), ...(limit !== undefined && { limit }), ...(before !== undefined && { before }) });
     },
   });
 }

@@ -43,8 +43,10 @@ t.test(
   async (t) => {
     const redis = await startRedis(t, { appendfsync: 'always' });
     const { logger, lines } = captureLogger();
+    // One host, no takeover to wait for: locks long enough that a loaded CI machine never lets one
+    // lapse (a lapsed lock counts as a stall, and a run stalled twice ends failed, not lost).
     const host = createHost({
-      config: { backend: { kind: 'redis', url: redis.url, prefix: freshPrefix(), lockDuration: 1000, stalledInterval: 500 }, cluster: { id: 'solo' } },
+      config: { backend: { kind: 'redis', url: redis.url, prefix: freshPrefix(), lockDuration: 30_000, stalledInterval: 15_000 }, cluster: { id: 'solo' } },
       logger,
       plugins: [
         definePlugin({ name: 'work', concurrency: 20, handler: () => 'done' }),

@@ -8,7 +8,7 @@
  * Run: `npm run bench -- cluster` (or `npx tsx bench/cluster.ts [runs] [rounds] [everysec|always]`).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Queue, Worker } from 'bullmq';
@@ -23,7 +23,24 @@ const CONCURRENCY = 10;
 const NOOP = "export default { name: 'noop', concurrency: 10000, handler: async () => undefined };\n";
 
 interface Proc {
+  pid: number;
   stop(): Promise<void>;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far (Linux /proc). */
+function processCpu(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Empties the queue with the processes up; returns the time it took and their and Redis's CPU per run (µs). */
+async function measure(queue: Queue, procs: Proc[], redisPid: number, runs: number): Promise<{ ms: number; cpuUs: number; redisUs: number }> {
+  const cpu0 = procs.reduce((sum, p) => sum + processCpu(p.pid), 0);
+  const redis0 = processCpu(redisPid);
+  const ms = await drain(queue);
+  const cpu1 = procs.reduce((sum, p) => sum + processCpu(p.pid), 0);
+  const redis1 = processCpu(redisPid);
+  return { ms, cpuUs: ((cpu1 - cpu0) * 1e6) / runs, redisUs: ((redis1 - redis0) * 1e6) / runs };
 }
 
 /** A `jobhost start` process in a project of its own on the cluster's Redis; resolves once it serves. */
@@ -40,7 +57,7 @@ async function startHost(url: string, prefix: string, id: string): Promise<Proc>
       if (out.includes('jobhost started')) resolve();
     });
   });
-  return { stop: () => stopChild(child, 'SIGTERM').then(remove) };
+  return { pid: child.pid!, stop: () => stopChild(child, 'SIGTERM').then(remove) };
 }
 
 async function startBareWorker(url: string, prefix: string): Promise<Proc> {
@@ -52,6 +69,7 @@ async function startBareWorker(url: string, prefix: string): Promise<Proc> {
     child.once('message', () => resolve());
   });
   return {
+    pid: child.pid!,
     stop: () =>
       new Promise<void>((resolve) => {
         child.removeAllListeners('exit');
@@ -83,13 +101,22 @@ async function drain(queue: Queue): Promise<number> {
 interface Round {
   rate: number;
   adds: number;
+  /** CPU of the host (or bare worker) processes per run, in µs: steadier than runs/s on a shared machine. */
+  cpuUs: number;
+  /** redis-server's CPU per run meanwhile, in µs: with two cores shared by Redis and the processes, the other bound. */
+  redisUs: number;
 }
 
-/** `runs` triggers through a paused in-process host, then `hosts` host processes empty the queue. */
-async function jobhostRound(url: string, prefix: string, hosts: number, runs: number): Promise<Round> {
+/**
+ * `hosts` host processes start on a paused queue (so their start-up work, such as reading history
+ * back for the series index, is not counted), `runs` triggers go in through an in-process host,
+ * then the queue is resumed and the processes empty it.
+ */
+async function jobhostRound(url: string, redisPid: number, prefix: string, hosts: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
+  const procs = await Promise.all(Array.from({ length: hosts }, (_, i) => startHost(url, prefix, `h${i}`)));
   const producer = createHost({ config: { backend: { kind: 'redis', url, prefix }, cluster: { id: 'producer' } }, logger: silentLogger() });
   producer.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
   producer.pause();
@@ -106,19 +133,19 @@ async function jobhostRound(url: string, prefix: string, hosts: number, runs: nu
   );
   const adds = (runs / (performance.now() - a0)) * 1000;
   await producer.stop({ graceMs: 0 });
-  const procs = await Promise.all(Array.from({ length: hosts }, (_, i) => startHost(url, prefix, `h${i}`)));
-  const ms = await drain(queue);
+  const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds };
+  return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
 }
 
-/** `runs` jobs through `Queue.addBulk`, then `workers` bare Worker processes empty the queue. */
-async function bareRound(url: string, prefix: string, workers: number, runs: number): Promise<Round> {
+/** `workers` bare Worker processes start on a paused queue, `runs` jobs go in through `Queue.addBulk`, then they empty it. */
+async function bareRound(url: string, redisPid: number, prefix: string, workers: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
+  const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
   const a0 = performance.now();
   for (let i = 0; i < runs; i += 1000) {
     await queue.addBulk(
@@ -126,12 +153,11 @@ async function bareRound(url: string, prefix: string, workers: number, runs: num
     );
   }
   const adds = (runs / (performance.now() - a0)) * 1000;
-  const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
-  const ms = await drain(queue);
+  const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds };
+  return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
 }
 
 /** trigger() → handler start on an idle one-host cluster, and Queue.add → processor start of a bare Worker (µs). */
@@ -196,13 +222,13 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
     let n = 0;
     // A short warm-up of both paths (JIT, Redis script cache), not counted.
     say('warm-up');
-    await bareRound(redis.url, `warm-bare`, 1, 2000);
-    await jobhostRound(redis.url, `warm-jobhost`, 1, 2000);
+    await bareRound(redis.url, redis.pid, `warm-bare`, 1, 2000);
+    await jobhostRound(redis.url, redis.pid, `warm-jobhost`, 1, 2000);
     for (let r = 0; r < rounds; r++) {
       for (const k of counts) {
         for (const kind of ['bare', 'jobhost'] as const) {
           const prefix = `b${++n}`;
-          const round = kind === 'bare' ? await bareRound(redis.url, prefix, k, runs) : await jobhostRound(redis.url, prefix, k, runs);
+          const round = kind === 'bare' ? await bareRound(redis.url, redis.pid, prefix, k, runs) : await jobhostRound(redis.url, redis.pid, prefix, k, runs);
           say(`round ${r + 1}, ${kind}, ${k}: ${fmt(round.rate)}/s, adds ${fmt(round.adds)}/s`);
           const key = `${kind}:${k}`;
           seen.set(key, [...(seen.get(key) ?? []), round]);
@@ -221,6 +247,12 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
       row(`${k} process${k > 1 ? 'es' : ''}: bare BullMQ`, `${fmt(b)} jobs/s   (rounds: ${bare.map((x) => fmt(x.rate / 1000, 1)).join('/')}k)`);
       row(`${k} process${k > 1 ? 'es' : ''}: jobhost`, `${fmt(j)} runs/s   (rounds: ${jh.map((x) => fmt(x.rate / 1000, 1)).join('/')}k)`);
       row(`${k} process${k > 1 ? 'es' : ''}: jobhost / bare (goal ≥ 0.8)`, fmt(j / b, 2));
+      const bc = median(bare.map((x) => x.cpuUs));
+      const jc = median(jh.map((x) => x.cpuUs));
+      row(`${k} process${k > 1 ? 'es' : ''}: CPU per run, bare / jobhost`, `${fmt(bc)} µs / ${fmt(jc)} µs   (ratio ${fmt(bc / jc, 2)})`);
+      const br = median(bare.map((x) => x.redisUs));
+      const jr = median(jh.map((x) => x.redisUs));
+      row(`${k} process${k > 1 ? 'es' : ''}: Redis CPU per run, bare / jobhost`, `${fmt(br)} µs / ${fmt(jr)} µs   (ratio ${fmt(br / jr, 2)})`);
     }
     const bareAdds = median([...seen.entries()].filter(([k]) => k.startsWith('bare')).flatMap(([, v]) => v.map((x) => x.adds)));
     const jhAdds = median([...seen.entries()].filter(([k]) => k.startsWith('jobhost')).flatMap(([, v]) => v.map((x) => x.adds)));

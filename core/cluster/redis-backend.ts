@@ -11,9 +11,9 @@ import type {
   Refusal,
   ScheduleFire,
 } from '../contract/backend.js';
-import { type Clock, isoTime, systemClock, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
-import { HostError } from '../contract/errors.js';
+import type { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
@@ -25,15 +25,18 @@ import { admit, type Retention } from './admission.js';
 import { Attempts } from './attempts.js';
 import { type CancelResult, cancelRun } from './cancel.js';
 import { Connections } from './connections.js';
+import { DelayTimers } from './delay-timers.js';
 import { Dispatcher } from './dispatcher.js';
 import { EventRelay, HOST_EVENT } from './event-relay.js';
 import { Heartbeat } from './heartbeat.js';
 import { History } from './history.js';
-import { JobQueue } from './job-queues.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
+import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
+import { claimSettings, SETTINGS_TTL_MS } from './settings.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
+import { Sweeper } from './sweep.js';
 
 /**
  * The `redis` backend (cluster mode, SPEC §11): runs are BullMQ jobs on one Redis shared by every
@@ -63,8 +66,6 @@ export function createRedisBackend(options: RedisBackendOptions): Backend {
 
 /** A cancel of a running run waits this long for its end before answering with the run as it is. */
 const CANCEL_WAIT_MS = 5000;
-/** Hosts take turns pruning the history index and ageing out runs of idle queues, this often. */
-const SWEEP_MS = 60_000;
 /** After a shutdown aborted the running attempts, their ends get this long to reach Redis. */
 const ABORT_SETTLE_MS = 5000;
 
@@ -87,20 +88,17 @@ class RedisBackend implements Backend {
   readonly #heartbeat: Heartbeat;
   readonly #retention: Retention;
   /** Jobs loaded on this host (a queue and a worker each). */
-  readonly #jobs = new Map<string, JobQueue>();
+  readonly #jobs: LoadedJobs;
   /** Queues of jobs not loaded here, for triggers and cancels (no worker). */
   readonly #foreign = new Map<string, Queue>();
-  /** Jobs to (re)load: registered before open, or whose last load failed (Redis out of reach). */
-  readonly #dirty = new Set<string>();
-  readonly #delayTimers = new Map<string, { at: number; timer: Timer }>();
+  readonly #delayTimers: DelayTimers;
+  readonly #sweeper: Sweeper;
   #flagsBeforeOpen = new Map<string, JobFlags>();
   #hooks: BackendHooks | undefined;
   #opened = false;
   #started = false;
   #closed = false;
   #adds = 0;
-  #sweepTimer: Timer | undefined;
-  #reconciling = false;
   /** The run whose run.queued the add just put in the cluster stream (the engine emits it next, synchronously). */
   #announced: string | undefined;
 
@@ -117,7 +115,7 @@ class RedisBackend implements Backend {
       keys: this.#keys,
       clock: this.#clock,
       logger: this.#logger,
-      settingsTtlMs: 60_000,
+      settingsTtlMs: SETTINGS_TTL_MS,
       lockDuration: options.config.lockDuration,
       stalledInterval: options.config.stalledInterval,
       flagsChanged: (name) => this.#hooks?.flagsChanged(name),
@@ -148,14 +146,50 @@ class RedisBackend implements Backend {
         full: (full) => this.#reader.setBusy(full),
         sweep: () => {
           // Jobs whose set-up failed while Redis was out of reach are tried again here too.
-          void this.#reconcile();
-          for (const name of this.#jobs.keys()) this.#dispatcher.markReady(name);
+          void this.#jobs.reconcile();
+          for (const name of this.#jobs.names()) this.#dispatcher.markReady(name);
         },
       },
       options.hostId,
     );
     this.#reader = new StreamReader(this.#connections.reader, this.#producer, this.#logger, (entries) => this.#onEntries(entries));
     this.#history = new History(this.#producer, this.#commands, this.#keys, this.#connections);
+    const { lockDuration, stalledInterval } = options.config;
+    this.#jobs = new LoadedJobs({
+      connections: this.#connections,
+      producer: this.#producer,
+      keys: this.#keys,
+      settings: { prefix: this.#keys.prefix, hostId: options.hostId, lockDuration, stalledInterval },
+      processor: this.#attempts.processor,
+      clock: this.#clock,
+      logger: this.#logger,
+      definition: (name) => this.#engine.job(name),
+      loaded: async (jq) => {
+        await this.#reader.follow(jq.queue.keys['events']!);
+        await this.#delayTimers.armNext(jq.name);
+        if (this.#started) this.#dispatcher.markReady(jq.name);
+      },
+      unloaded: (jq) => {
+        this.#dispatcher.forget(jq.name);
+        this.#reader.unfollow(jq.queue.keys['events']!);
+      },
+    });
+    this.#delayTimers = new DelayTimers(
+      this.#clock,
+      this.#producer,
+      (name) => this.#jobs.get(name)?.queue.keys['delayed'],
+      (name) => this.#dispatcher.markReady(name),
+    );
+    this.#sweeper = new Sweeper({
+      clock: this.#clock,
+      redis: this.#producer,
+      keys: this.#keys,
+      history: this.#history,
+      hostId: options.hostId,
+      keepDays: options.keepDays,
+      logger: this.#logger,
+      queues: () => [...this.#jobs.values()].map((jq) => jq.queue),
+    });
     this.#heartbeat = new Heartbeat({
       redis: this.#producer,
       keys: this.#keys,
@@ -179,7 +213,7 @@ class RedisBackend implements Backend {
     await this.#connections.open();
     let idNode: string;
     try {
-      idNode = await this.#claimSettings();
+      idNode = await claimSettings(this.#producer, this.#keys, this.#connections.target, this.#o.config);
       for (const [name, flags] of this.#flagsBeforeOpen) await this.#writeFlags(name, flags);
       this.#flagsBeforeOpen.clear();
       await this.#mirror.refresh();
@@ -190,36 +224,8 @@ class RedisBackend implements Backend {
       throw this.#connections.toHostError(err);
     }
     this.#opened = true;
-    await this.#reconcile();
+    await this.#jobs.reconcile();
     return { idNode };
-  }
-
-  /**
-   * Every host must use the same lock timing: BullMQ's stalled check is throttled cluster-wide by
-   * the interval of whichever host ran it last. The first host sets them; live hosts keep them
-   * alive; a host with other values does not start. Also takes this host's id node.
-   */
-  async #claimSettings(): Promise<string> {
-    const { lockDuration, stalledInterval } = this.#o.config;
-    const key = this.#keys.settings;
-    const replies = await this.#producer
-      .multi()
-      .hsetnx(key, 'lockDuration', String(lockDuration))
-      .hsetnx(key, 'stalledInterval', String(stalledInterval))
-      .hgetall(key)
-      .pexpire(key, 60_000)
-      .incr(this.#keys.hostSeq)
-      .exec();
-    const settings = (replies?.[2]?.[1] ?? {}) as Record<string, string>;
-    const seq = Number(replies?.[4]?.[1] ?? 0);
-    if (Number(settings['lockDuration']) !== lockDuration || Number(settings['stalledInterval']) !== stalledInterval) {
-      throw new HostError(
-        'BACKEND_SETTINGS_MISMATCH',
-        `backend.lockDuration ${lockDuration} ms / stalledInterval ${stalledInterval} ms differ from the cluster's (${settings['lockDuration']} ms / ${settings['stalledInterval']} ms, set by the hosts already running on ${this.#connections.target} under prefix "${this.#keys.prefix}"); every host must use the same`,
-        { redis: this.#connections.target },
-      );
-    }
-    return (seq % 36 ** 3).toString(36).padStart(3, '0');
   }
 
   start(): void {
@@ -229,8 +235,8 @@ class RedisBackend implements Backend {
     this.#mirror.start();
     this.#heartbeat.start();
     this.#dispatcher.start();
-    for (const name of this.#jobs.keys()) this.#dispatcher.markReady(name);
-    this.#armSweep();
+    for (const name of this.#jobs.names()) this.#dispatcher.markReady(name);
+    this.#sweeper.start();
   }
 
   pause(): void {
@@ -256,7 +262,7 @@ class RedisBackend implements Backend {
    */
   async drain(graceMs: number): Promise<void> {
     this.#dispatcher.halt();
-    this.#cancelDelayTimers();
+    this.#delayTimers.stop();
     if (await this.#dispatcher.idle(graceMs)) return;
     this.#attempts.abortAll();
     if (!(await this.#dispatcher.idle(ABORT_SETTLE_MS))) {
@@ -269,13 +275,13 @@ class RedisBackend implements Backend {
     this.#closed = true;
     this.#dispatcher.stop();
     this.#attempts.close();
-    this.#cancelDelayTimers();
-    this.#sweepTimer?.cancel();
+    this.#delayTimers.stop();
+    this.#sweeper.stop();
     this.#relay.close();
     await this.#heartbeat.stop();
     await this.#mirror.stop();
     await this.#reader.close();
-    for (const jq of this.#jobs.values()) await jq.close();
+    await this.#jobs.close();
     for (const q of this.#foreign.values()) await q.close().catch(() => undefined);
     await this.#connections.close();
   }
@@ -298,72 +304,8 @@ class RedisBackend implements Backend {
   // ---------------------------------------------------------------- jobs on this host
 
   jobChanged(name: string): void {
-    this.#dirty.add(name);
-    if (this.#opened && !this.#closed) void this.#reconcile();
-  }
-
-  /** Brings the loaded jobs in line with the engine's: load, update, unload; retried while Redis is out of reach. */
-  async #reconcile(): Promise<void> {
-    if (this.#reconciling) return;
-    this.#reconciling = true;
-    try {
-      while (this.#dirty.size > 0 && !this.#closed) {
-        const name = this.#dirty.values().next().value as string;
-        this.#dirty.delete(name);
-        try {
-          await this.#sync(name);
-        } catch (err) {
-          this.#dirty.add(name);
-          this.#logger.warn({ err: this.#connections.toHostError(err), job: name }, 'could not set up the job on Redis; retrying');
-          break;
-        }
-      }
-    } finally {
-      this.#reconciling = false;
-    }
-  }
-
-  async #sync(name: string): Promise<void> {
-    const def = this.#engine.job(name);
-    let jq = this.#jobs.get(name);
-    if (!def) {
-      if (!jq) return;
-      jq.removed = true;
-      this.#dispatcher.forget(name);
-      this.#reader.unfollow(jq.queue.keys['events']!);
-      if (jq.running.size > 0) return void this.#closeWhenIdle(jq);
-      this.#jobs.delete(name);
-      await jq.close();
-      return;
-    }
-    if (!jq) {
-      const { lockDuration, stalledInterval } = this.#o.config;
-      const settings = { prefix: this.#keys.prefix, hostId: this.#o.hostId, lockDuration, stalledInterval };
-      jq = new JobQueue(def, this.#connections, settings, this.#attempts.processor, this.#logger);
-      this.#jobs.set(name, jq);
-      jq.start();
-    }
-    jq.def = def;
-    jq.removed = false;
-    if (jq.concurrencySet !== def.concurrency) {
-      await this.#producer.sadd(this.#keys.jobs, name);
-      await jq.queue.setGlobalConcurrency(def.concurrency);
-      jq.concurrencySet = def.concurrency;
-    }
-    await this.#reader.follow(jq.queue.keys['events']!);
-    await this.#armNextDelayed(name);
-    if (this.#started) this.#dispatcher.markReady(name);
-  }
-
-  #closeWhenIdle(jq: JobQueue): void {
-    const check = (): void => {
-      // close() closes every loaded job itself.
-      if (!jq.removed || this.#closed) return;
-      if (jq.running.size > 0) return void this.#clock.setTimer(100, check);
-      if (this.#jobs.get(jq.name) === jq) this.#jobs.delete(jq.name);
-      void jq.close();
-    };
-    check();
+    this.#jobs.changed(name);
+    if (this.#opened && !this.#closed) void this.#jobs.reconcile();
   }
 
   // ---------------------------------------------------------------- wake-ups
@@ -381,60 +323,10 @@ class RedisBackend implements Backend {
       }
       const name = stream.slice(prefix.length, -':events'.length);
       const event = fields['event'];
-      if (event === 'delayed') this.#armDelayed(name, Number(fields['delay']));
+      if (event === 'delayed') this.#delayTimers.arm(name, Number(fields['delay']));
       // Anything but a start, a progress or a refused add may mean a run to take (added, back to
       // wait, a slot of a job at its limit freed).
       else if (event !== 'active' && event !== 'progress' && event !== 'duplicated' && event !== 'deduplicated') this.#dispatcher.markReady(name);
-    }
-  }
-
-  /** Wakes the dispatcher for `name` when its earliest delayed run is due. */
-  #armDelayed(name: string, at: number): void {
-    if (!Number.isFinite(at) || !this.#jobs.has(name) || this.#closed) return;
-    const existing = this.#delayTimers.get(name);
-    if (existing && existing.at <= at) return;
-    existing?.timer.cancel();
-    const timer = this.#clock.setTimer(Math.max(0, at - this.#clock.now()) + 1, () => {
-      this.#delayTimers.delete(name);
-      this.#dispatcher.markReady(name);
-      this.#armNextDelayed(name).catch(() => undefined);
-    });
-    this.#delayTimers.set(name, { at, timer });
-  }
-
-  /** Arms the timer for the earliest delayed run of `name` still in the future (BullMQ's delayed set). */
-  async #armNextDelayed(name: string): Promise<void> {
-    const jq = this.#jobs.get(name);
-    if (!jq) return;
-    const first = await this.#producer.zrange(jq.queue.keys['delayed']!, 0, 0, 'WITHSCORES');
-    if (first.length < 2) return;
-    // BullMQ scores a delayed job by its due time times 4096 (plus a counter).
-    const at = Math.floor(Number(first[1]) / 4096);
-    if (at > this.#clock.now()) this.#armDelayed(name, at);
-  }
-
-  #cancelDelayTimers(): void {
-    for (const { timer } of this.#delayTimers.values()) timer.cancel();
-    this.#delayTimers.clear();
-  }
-
-  #armSweep(): void {
-    this.#sweepTimer = this.#clock.setTimer(SWEEP_MS, () => {
-      this.#sweep().catch((err: unknown) => this.#logger.debug({ err }, 'retention sweep failed'));
-      if (!this.#closed) this.#armSweep();
-    });
-  }
-
-  /** One host a minute: index entries of removed runs go, and runs past keepDays leave idle queues too. */
-  async #sweep(): Promise<void> {
-    const won = await this.#producer.set(this.#keys.sweep, this.#o.hostId, 'PX', SWEEP_MS - 1000, 'NX');
-    if (won !== 'OK') return;
-    await this.#history.pruneIndex(1000);
-    if (this.#o.keepDays <= 0) return;
-    const ageMs = this.#o.keepDays * 86_400_000;
-    for (const jq of this.#jobs.values()) {
-      await jq.queue.clean(ageMs, 1000, 'completed');
-      await jq.queue.clean(ageMs, 1000, 'failed');
     }
   }
 

@@ -45,7 +45,10 @@ export const ERROR_CODES = {
   HOST_NOT_ALLOWED: { status: 403, text: 'On a loopback address, the Host header names neither loopback nor an entry of server.allowedHosts (DNS rebinding).' },
   NOT_FOUND: { status: 404, text: 'No such route.' },
   PAYLOAD_TOO_LARGE: { status: 413, text: 'The request body is larger than the limit.' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'A POST does not say content-type: application/json (with a body or without one), or its body is not JSON.' },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    text: 'A POST does not say content-type: application/json (with a body or without one); one that does but whose body is not valid JSON is 400 BAD_REQUEST.',
+  },
   METHOD_NOT_ALLOWED: { status: 405, text: 'The route does not accept that method.' },
   BAD_REQUEST: { status: 400, text: 'The request could not be understood (malformed JSON, bad headers).' },
   UPGRADE_REQUIRED: { status: 426, text: 'GET /events is a WebSocket: the request must ask for an upgrade.' },
@@ -53,11 +56,11 @@ export const ERROR_CODES = {
   // store
   STORE_CORRUPT: {
     status: 500,
-    text: 'A store file has a torn tail (an interrupted write, expected after a crash) or is unreadable; the part that loads is kept and the rest is set aside.',
+    text: 'A store file has a torn tail (an interrupted write, expected after a crash): it was never acknowledged, and is dropped.',
   },
   STORE_DAMAGED: {
     status: 500,
-    text: 'A store file is damaged before its last line (changed from outside): every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
+    text: 'A store file is damaged (changed from outside, not a torn tail from a crash), or state.json is unreadable: every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
   },
   STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
   // cluster mode (backend.kind: redis)

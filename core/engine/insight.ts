@@ -90,13 +90,25 @@ export class Insight {
     return { backend: this.#o.backend(), clock: this.#o.clock, retry: this.#o.retry };
   }
 
+  /**
+   * A stopping host, or one whose backend cannot take writes (a full disk, Redis out of reach),
+   * would refuse each run of a bulk action one by one: say it once, with a time to retry, as a
+   * trigger would.
+   */
+  #canAct(filter: BulkFilter): void {
+    if (filter.dryRun) return;
+    this.#o.accepting();
+    const unavailable = this.#o.backend().unavailable();
+    if (unavailable) throw unavailable;
+  }
+
   async retryFailed(filter: BulkFilter): Promise<BulkResult> {
-    // A stopping host would refuse every replay one by one: say it once, as a trigger would.
-    if (!filter.dryRun) this.#o.accepting();
+    this.#canAct(filter);
     return retryFailed(this.#bulk(filter), filter);
   }
 
-  cancelQueued(filter: BulkFilter): Promise<BulkResult> {
+  async cancelQueued(filter: BulkFilter): Promise<BulkResult> {
+    this.#canAct(filter);
     return cancelQueued(this.#bulk(filter), filter);
   }
 }

@@ -11,7 +11,10 @@ import { makeProject, type Running, runCli } from './project.js';
  * plugins directory), on one private redis-server.
  */
 
-/** A plugin that appends `<runId> <host> <attempt>` to a file for every attempt it starts, then sleeps `ms`. */
+/**
+ * A plugin that appends `<runId> <host> <attempt>` to a file for every attempt it starts, then
+ * sleeps `ms` (`firstMs` on the first attempt, to hold a run on the host that is to be killed).
+ */
 function countingPlugin(file: string): string {
   return `import { appendFileSync } from 'node:fs';
 export default {
@@ -20,7 +23,7 @@ export default {
   retry: { attempts: 3, delay: 10 },
   async handler(ctx) {
     appendFileSync(${JSON.stringify(file)}, ctx.runId + ' ' + process.env.HOST_ID + ' ' + ctx.attempt + '\\n');
-    const ms = ctx.params.ms ?? 0;
+    const ms = (ctx.attempt === 1 ? ctx.params.firstMs : undefined) ?? ctx.params.ms ?? 0;
     if (ms > 0) await new Promise((r) => setTimeout(r, ms));
     return { host: process.env.HOST_ID };
   },
@@ -100,7 +103,8 @@ t.test('kill -9 of a host mid-run: another host takes the run over once its lock
   writeFileSync(file, '');
   const prefix = freshPrefix();
   const b = await startHostProcess(t, redis, prefix, 'b', countingPlugin(file));
-  const res = await post(`${b.url}/jobs/count/run`, { params: { ms: 3000 } });
+  // Held far longer than starting host c can take on a loaded machine: b is killed while it runs.
+  const res = await post(`${b.url}/jobs/count/run`, { params: { firstMs: 120_000 } });
   const { runId } = (await res.json()) as { runId: string };
   await until(() => readFileSync(file, 'utf8').includes(`${runId} b 1`), 10_000, 'the run to start on b');
   const c = await startHostProcess(t, redis, prefix, 'c', countingPlugin(file));

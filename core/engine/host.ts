@@ -7,15 +7,16 @@ import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { type BackendTuning, createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
-import { InlineExecutor } from './executor.js';
 import { Fires } from './fires.js';
 import { createIdGenerator } from './ids.js';
+import { Executors } from './isolation.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { finalRun, RunEvents } from './run-events.js';
@@ -58,7 +59,7 @@ export class Host {
   #config: Config;
   #state: HostState = 'created';
   readonly #backend: Backend;
-  readonly #executor: InlineExecutor;
+  readonly #executor: Executors;
   readonly #observer: RunEvents;
   readonly #scheduler: Scheduler;
   readonly #jobs: JobRegistry;
@@ -91,8 +92,10 @@ export class Host {
     for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
     const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
     this.#backend = createBackend(this.#config, { dir, tuning: options.storeOptions, clock: this.clock, random, logger: this.logger });
-    this.#executor = new InlineExecutor({
+    this.#executor = new Executors({
       logger: this.logger,
+      clock: this.clock,
+      workers: this.#config.workers,
       reader: { runs: (query) => this.runs(query), run: (id) => this.run(id), stats: () => this.stats() },
       publish: (event, payload, runId) => {
         this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
@@ -189,7 +192,7 @@ export class Host {
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#backend.drain(graceMs);
-    this.#executor.close();
+    await this.#executor.close();
     if (wasStarted) await this.#backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
     for (const service of services) {
@@ -221,9 +224,11 @@ export class Host {
   /**
    * Registers a plugin (or replaces the job of the same name: runs in flight finish on the old
    * version, queued ones start on the new). Throws a HostError naming the field when invalid.
+   * `source` is the compiled plugin file a worker thread runs the handler from (the plugins
+   * directory passes it); without one the handler runs inline.
    */
-  register(plugin: unknown, options: { file?: string | null } = {}): JobView {
-    return this.#view(this.#registrations.register(plugin, options.file ?? null))!;
+  register(plugin: unknown, options: { file?: string | null; source?: HandlerSource | null } = {}): JobView {
+    return this.#view(this.#registrations.register(plugin, options.file ?? null, options.source ?? null))!;
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
@@ -346,6 +351,16 @@ export class Host {
     const result = await this.#backend.ackDamage(ids);
     if (result.acknowledged.length > 0) this.logger.info({ ids: result.acknowledged.map((r) => r.id) }, 'store damage acknowledged');
     return result;
+  }
+
+  /** The pool of worker threads handlers run in: its size, live threads, attempts in flight, threads replaced (by reason). */
+  workerStats(): { size: number; threads: number; running: number; restarts: Record<'grace' | 'exit' | 'memory' | 'crash', number> } {
+    return this.#executor.workerStats();
+  }
+
+  /** The heap in use of each worker thread, in bytes (benchmarks report it). */
+  workerMemory(): Promise<number[]> {
+    return this.#executor.workerMemory();
   }
 
   /** Whether the scheduler is armed (for readiness). */

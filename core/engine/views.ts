@@ -35,6 +35,7 @@ export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { n
     cooldownMs: job.cooldownMs,
     once: job.once,
     catchUp: job.catchUp,
+    isolation: job.isolation,
     on: job.on.map((o) => ({ ...o })),
     notify: job.notify ? structuredClone(job.notify) : null,
   };

@@ -124,6 +124,7 @@ export const jobSchema = z.object({
   cooldownMs: z.number(),
   once: z.boolean(),
   catchUp: z.boolean(),
+  isolation: z.enum(['worker', 'inline']).describe("where the handler runs: a worker thread, or the host's main thread"),
   on: z.array(z.object({ event: z.string(), delayMs: z.number() })),
   notify: z.unknown(),
 });

@@ -1,0 +1,401 @@
+import { SHARE_ENV, Worker } from 'node:worker_threads';
+import type { ErrorCode } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
+import { type BatchIn, type BatchOut, IN, OUT, type ReadMethod, type ThreadData, type ToWorker } from './protocol.js';
+import { threadScript } from './thread-script.js';
+
+/**
+ * The pool of worker threads handlers run in. A thread runs many attempts at once (handlers
+ * mostly wait on I/O); a new attempt goes to the thread with the fewest, skipping threads that
+ * have stopped reading their messages (a handler spinning on the CPU). Ops to and from threads
+ * are batched per turn of the event loop.
+ *
+ * A thread that dies takes its attempts with it. The one that caused it fails: the attempt
+ * whose grace ran out (`kill`), the one that called `process.exit()`, or the only attempt on a
+ * thread that ran out of memory or crashed. The others were bystanders: each is started once
+ * more on another thread (the same attempt; handlers run at least once, not exactly once), and
+ * fails only if that thread dies too. A dead thread is replaced at once.
+ */
+
+/** A thread that has not read a batch for this long is busy: new attempts go elsewhere. */
+const STALL_MS = 50;
+/** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
+const MAX_BOOT_FAILURES = 3;
+
+/** One attempt in the pool (the executor's attempt extends it). */
+export class PoolTask {
+  readonly id: number;
+  readonly source: HandlerSource;
+  readonly job: string;
+  readonly runId: string;
+  readonly attempt: number;
+  readonly params: unknown;
+  /** The thread it is on, while it runs. */
+  slot: Slot | undefined;
+  /** Already started again after its thread died under it. */
+  moved = false;
+
+  constructor(id: number, source: HandlerSource, job: string, runId: string, attempt: number, params: unknown) {
+    this.id = id;
+    this.source = source;
+    this.job = job;
+    this.runId = runId;
+    this.attempt = attempt;
+    this.params = params;
+  }
+}
+
+/** What the pool reports, from its threads. */
+export interface PoolEvents {
+  /** The handler settled: `code` null is a success with `text` its result's JSON (null: none); else `text` is the message. */
+  done(task: PoolTask, code: string | null, text: string | null): void;
+  /** The attempt's thread died and it cannot run again: it fails with `code`. */
+  lost(task: PoolTask, code: ErrorCode, message: string): void;
+  progress(task: PoolTask, fraction: number, text: string | undefined): void;
+  /** A `ctx.log` line (no task: a line of the thread itself). */
+  log(task: PoolTask | undefined, line: string): void;
+  emit(task: PoolTask, event: string, payload: string | undefined): void;
+  /** A `ctx.host` read: answer with `reply`. */
+  read(task: PoolTask, request: number, method: ReadMethod, arg: unknown): void;
+}
+
+export interface PoolOptions {
+  size: number;
+  maxMemoryMb: number;
+  logger: Logger;
+  /** URL of jobhost's `core/index` without extension (see `ThreadData.coreIndex`). */
+  coreIndex: string;
+  events: PoolEvents;
+}
+
+export type DeathReason = 'grace' | 'exit' | 'memory' | 'crash';
+
+/** A thread of the pool and what is in flight on it. */
+class Slot {
+  readonly n: number;
+  worker: Worker | undefined;
+  readonly tasks = new Map<number, PoolTask>();
+  /** The newest plugin version sent to the thread, per plugin file. */
+  readonly loaded = new Map<string, string>();
+  out: BatchIn = [0];
+  queued = false;
+  sent = 0;
+  acked = 0;
+  readonly sentAt = new Map<number, number>();
+  /** It has answered at least once (it started). */
+  answered = false;
+  killedFor: PoolTask | undefined;
+  error: (Error & { code?: string }) | undefined;
+  dead = false;
+  readonly exitSlot = new SharedArrayBuffer(4);
+
+  constructor(n: number) {
+    this.n = n;
+  }
+
+  stalled(now: number): boolean {
+    return this.sent > this.acked && now - (this.sentAt.get(this.acked + 1) ?? now) > STALL_MS;
+  }
+}
+
+export class WorkerPool {
+  readonly #o: PoolOptions;
+  readonly #data: Omit<ThreadData, 'exitSlot'>;
+  #slots: Slot[] = [];
+  #dirty: Slot[] = [];
+  #flushQueued = false;
+  #closing = false;
+  #spawned = 0;
+  #bootFailures = 0;
+  #nextRequest = 0;
+  readonly #memory = new Map<number, (heapUsed: number) => void>();
+  readonly #idle = new Set<() => void>();
+  readonly restarts: Record<DeathReason, number> = { grace: 0, exit: 0, memory: 0, crash: 0 };
+
+  constructor(options: PoolOptions) {
+    this.#o = options;
+    this.#data = { coreIndex: options.coreIndex, pinoUrl: import.meta.resolve('pino'), tsxUrl: resolveOrNull('tsx/esm/api'), logLevel: options.logger.level };
+  }
+
+  /** Threads alive, and attempts in flight on them. */
+  stats(): { size: number; threads: number; running: number; restarts: Record<DeathReason, number> } {
+    let running = 0;
+    for (const slot of this.#slots) running += slot.tasks.size;
+    return { size: this.#o.size, threads: this.#slots.length, running, restarts: { ...this.restarts } };
+  }
+
+  /** Starts an attempt on a thread. */
+  run(task: PoolTask): void {
+    if (this.#closing) return this.#o.events.lost(task, 'SHUTDOWN', 'the host is stopping: no new attempt starts in a worker thread');
+    const slot = this.#pick();
+    const { entry, key } = task.source;
+    if (slot.loaded.get(entry) !== key) {
+      slot.loaded.set(entry, key);
+      this.#queue(slot, [IN.load, task.source]);
+    }
+    slot.tasks.set(task.id, task);
+    task.slot = slot;
+    if (slot.tasks.size === 1) slot.worker?.ref();
+    this.#queue(slot, [IN.run, task.id, key, task.job, task.runId, task.attempt, task.params]);
+  }
+
+  /** Aborts the attempt's signal in its thread. */
+  abort(task: PoolTask, code: string, message: string): void {
+    if (task.slot) this.#queue(task.slot, [IN.abort, task.id, code, message]);
+  }
+
+  /** The attempt did not let go within its grace: its thread is terminated (and replaced). */
+  kill(task: PoolTask): void {
+    const slot = task.slot;
+    if (!slot || slot.killedFor || slot.dead) return;
+    slot.killedFor = task;
+    if (slot.worker) void slot.worker.terminate();
+    else this.#died(slot, 1);
+  }
+
+  /** Answers a `ctx.host` read. */
+  reply(task: PoolTask, request: number, ok: boolean, value: unknown): void {
+    if (task.slot) this.#queue(task.slot, [IN.reply, request, ok, value]);
+  }
+
+  /** The heap in use of each live thread, in bytes (for benchmarks). */
+  memory(): Promise<number[]> {
+    return Promise.all(
+      this.#slots
+        .filter((s) => s.worker && !s.dead)
+        .map((slot) => {
+          const id = ++this.#nextRequest;
+          const answer = new Promise<number>((resolve) => this.#memory.set(id, resolve));
+          this.#queue(slot, [IN.memory, id]);
+          return answer;
+        }),
+    );
+  }
+
+  /**
+   * Lets attempts in flight settle for up to `graceMs` (they have been aborted by then), then
+   * terminates every thread. Attempts still on a thread are lost with `SHUTDOWN`.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    if (this.#slots.some((s) => s.tasks.size > 0)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, graceMs);
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#idle.add(done);
+      });
+      this.#idle.clear();
+    }
+    const slots = [...this.#slots];
+    await Promise.all(slots.map((s) => s.worker?.terminate()));
+    for (const slot of slots) this.#died(slot, 0);
+  }
+
+  // ----------------------------------------------------------------------------- threads
+
+  #spawn(): Slot {
+    const slot = new Slot(++this.#spawned);
+    this.#slots.push(slot);
+    threadScript().then(
+      (url) => {
+        if (slot.dead) return;
+        const worker = new Worker(url, {
+          workerData: { ...this.#data, exitSlot: slot.exitSlot } satisfies ThreadData,
+          env: SHARE_ENV,
+          resourceLimits: { maxOldGenerationSizeMb: this.#o.maxMemoryMb },
+          // The main thread's loaders (tsx, a test runner's) are not the thread's: it starts from plain JS.
+          execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
+          stdout: false,
+          stderr: false,
+        });
+        slot.worker = worker;
+        worker.on('message', (batch: BatchOut) => this.#receive(slot, batch));
+        worker.on('error', (err) => {
+          slot.error = err;
+        });
+        worker.on('exit', (code) => this.#died(slot, code));
+        if (slot.tasks.size === 0) worker.unref();
+        if (slot.out.length > 1) this.#post(slot);
+      },
+      (err: unknown) => {
+        slot.error = err instanceof Error ? err : new Error(String(err));
+        this.#died(slot, 1);
+      },
+    );
+    return slot;
+  }
+
+  /** The thread for a new attempt: the least busy of those still reading their messages. */
+  #pick(): Slot {
+    if (this.#slots.length === 0) for (let i = 0; i < this.#o.size; i++) this.#spawn();
+    const now = performance.now();
+    let best: Slot | undefined;
+    let bestScore = Infinity;
+    for (const slot of this.#slots) {
+      if (slot.killedFor || slot.dead) continue;
+      const score = slot.tasks.size + (slot.stalled(now) ? 1_000_000 : 0);
+      if (score < bestScore) {
+        best = slot;
+        bestScore = score;
+      }
+    }
+    return best ?? this.#spawn();
+  }
+
+  #died(slot: Slot, exitCode: number): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    this.#slots = this.#slots.filter((s) => s !== slot);
+    if (!slot.answered && !slot.killedFor && !this.#closing) this.#bootFailures++;
+    const tasks = [...slot.tasks.values()];
+    slot.tasks.clear();
+    const { reason, code, message, culprit } = this.#cause(slot, exitCode, tasks);
+    if (!this.#closing) {
+      this.restarts[reason]++;
+      this.#o.logger.warn({ worker: slot.n, reason, runs: tasks.map((t) => t.runId), exitCode }, `worker thread ${slot.n} ended (${message}); replacing it`);
+    }
+    const again: PoolTask[] = [];
+    for (const task of tasks) {
+      task.slot = undefined;
+      if (task === culprit) this.#o.events.lost(task, code, message);
+      else if (this.#closing) this.#o.events.lost(task, 'SHUTDOWN', 'the host stopped while the attempt was running in a worker thread');
+      else if (task.moved) this.#o.events.lost(task, code, `${message}, while the run shared it`);
+      else {
+        task.moved = true;
+        again.push(task);
+      }
+    }
+    if (this.#closing) return this.#checkIdle();
+    if (this.#bootFailures >= MAX_BOOT_FAILURES) {
+      this.#o.logger.error({ err: slot.error }, 'worker threads fail to start; handlers with isolation "worker" fail until one starts');
+    } else if (this.#slots.length < this.#o.size) {
+      this.#spawn();
+    }
+    for (const task of again) this.run(task);
+  }
+
+  /** Why a thread died, the code its attempts fail with, and which attempt caused it (if one did). */
+  #cause(slot: Slot, exitCode: number, tasks: PoolTask[]): { reason: DeathReason; code: ErrorCode; message: string; culprit: PoolTask | undefined } {
+    const only = tasks.length === 1 ? tasks[0] : undefined;
+    if (slot.killedFor) {
+      return {
+        reason: 'grace',
+        code: 'WORKER_EXITED',
+        message: `run ${slot.killedFor.runId} did not let go within its grace after its abort`,
+        culprit: slot.killedFor,
+      };
+    }
+    if (slot.error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return {
+        reason: 'memory',
+        code: 'OUT_OF_MEMORY',
+        message: `the worker thread ran out of memory (workers.maxMemoryMb: ${this.#o.maxMemoryMb})`,
+        culprit: only,
+      };
+    }
+    const exitedBy = Atomics.load(new Int32Array(slot.exitSlot), 0);
+    if (exitedBy !== 0) {
+      const culprit = tasks.find((t) => t.id === exitedBy);
+      return { reason: 'exit', code: 'WORKER_EXITED', message: `the handler${culprit ? '' : ' of a finished run'} called process.exit(${exitCode})`, culprit };
+    }
+    const why = slot.error ? `the worker thread crashed: ${slot.error.message}` : `the worker thread stopped (exit code ${exitCode})`;
+    return { reason: 'crash', code: 'WORKER_EXITED', message: why, culprit: only };
+  }
+
+  // ----------------------------------------------------------------------------- messages
+
+  #queue(slot: Slot, op: ToWorker): void {
+    slot.out.push(op);
+    if (slot.queued) return;
+    slot.queued = true;
+    this.#dirty.push(slot);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#flushQueued = false;
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    for (const slot of dirty) {
+      slot.queued = false;
+      if (slot.worker && !slot.dead) this.#post(slot);
+    }
+  };
+
+  #post(slot: Slot): void {
+    const batch = slot.out;
+    slot.out = [0];
+    batch[0] = ++slot.sent;
+    slot.sentAt.set(slot.sent, performance.now());
+    slot.worker!.postMessage(batch);
+  }
+
+  #receive(slot: Slot, batch: BatchOut): void {
+    if (!slot.answered) {
+      slot.answered = true;
+      this.#bootFailures = 0;
+    }
+    for (let s = slot.acked + 1; s <= batch[0]; s++) slot.sentAt.delete(s);
+    slot.acked = batch[0];
+    const events = this.#o.events;
+    for (let i = 1; i < batch.length; i++) {
+      const op = batch[i] as BatchOut[1];
+      switch (op[0]) {
+        case OUT.done: {
+          const task = slot.tasks.get(op[1]);
+          if (!task) break;
+          slot.tasks.delete(op[1]);
+          task.slot = undefined;
+          if (slot.tasks.size === 0) {
+            slot.worker?.unref();
+            if (this.#closing) this.#checkIdle();
+          }
+          events.done(task, op[2], op[3]);
+          break;
+        }
+        case OUT.progress: {
+          const task = slot.tasks.get(op[1]);
+          if (task) events.progress(task, op[2], op[3]);
+          break;
+        }
+        case OUT.log:
+          events.log(slot.tasks.get(op[1]), op[2]);
+          break;
+        case OUT.emit: {
+          const task = slot.tasks.get(op[1]);
+          if (task) events.emit(task, op[2], op[3]);
+          break;
+        }
+        case OUT.read: {
+          const task = slot.tasks.get(op[2]);
+          if (task) events.read(task, op[1], op[3], op[4]);
+          break;
+        }
+        case OUT.memory:
+          this.#memory.get(op[1])?.(op[2]);
+          this.#memory.delete(op[1]);
+          break;
+      }
+    }
+  }
+
+  #checkIdle(): void {
+    if (this.#slots.some((s) => s.tasks.size > 0)) return;
+    for (const done of this.#idle) done();
+  }
+}
+
+function resolveOrNull(spec: string): string | null {
+  try {
+    return import.meta.resolve(spec);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,227 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { parentPort, workerData } from 'node:worker_threads';
+import { type ErrorCode, HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
+import { pluginApi } from './plugin-api.js';
+import { evaluateSource } from './plugin-code.js';
+import { type BatchIn, type BatchOut, type FromWorker, IN, OUT, type ThreadData } from './protocol.js';
+import { type ThreadChannel, ThreadContext } from './thread-context.js';
+
+/**
+ * A worker thread of the pool (`pool.ts` starts it): it evaluates plugin versions the main
+ * thread sends, runs handlers with a `ctx` that talks back to the main thread, and reports
+ * outcomes in batches. Stray rejections and throws from a handler's timers fail that attempt
+ * (the thread goes on); `process.exit()` from a handler is recorded as that attempt's before
+ * the thread exits, so the pool can tell who did it.
+ */
+
+const port = parentPort;
+if (!port) throw new Error('core/workers/thread.ts runs as a worker thread of the pool');
+const data = workerData as ThreadData;
+const exitSlot = new Int32Array(data.exitSlot);
+
+type PinoFactory = (options: object, stream: { write(line: string): void }) => Logger;
+// pino is loaded before the first batch is read, so `ctx.log` is there synchronously.
+const pinoModule = (await import(data.pinoUrl)) as { default?: PinoFactory; pino?: PinoFactory };
+const pino = (pinoModule.pino ?? pinoModule.default) as PinoFactory;
+
+// ------------------------------------------------------------------------------- batching out
+
+let out: BatchOut = [0];
+let flushing = false;
+
+function flush(): void {
+  flushing = false;
+  const batch = out;
+  out = [batch[0]];
+  port!.postMessage(batch);
+}
+
+/** Queues an op; everything queued in one turn of the event loop leaves as one message. */
+function send(op: FromWorker): void {
+  out.push(op);
+  if (!flushing) {
+    flushing = true;
+    setImmediate(flush);
+  }
+}
+
+// ------------------------------------------------------------------------------- plugin versions
+
+interface Version {
+  source: HandlerSource;
+  exports: Promise<Record<string, unknown>> | undefined;
+  /** Runs of this version in flight here. */
+  running: number;
+}
+
+const versions = new Map<string, Version>();
+/** The newest version of each plugin file: an older one is dropped once it has no run left. */
+const newest = new Map<string, string>();
+const coreIndex = data.coreIndex;
+let tsxRegistered = false;
+
+function load(source: HandlerSource): void {
+  if (versions.has(source.key)) return;
+  versions.set(source.key, { source, exports: undefined, running: 0 });
+  const previous = newest.get(source.entry);
+  newest.set(source.entry, source.key);
+  if (previous !== undefined) release(previous);
+}
+
+/** Drops a superseded version with no run in flight: its code and module objects become garbage. */
+function release(key: string): void {
+  const version = versions.get(key);
+  if (version && version.running === 0 && newest.get(version.source.entry) !== key) versions.delete(key);
+}
+
+/** Imports a module a plugin needs from outside its directory (jobhost's own index: the plugin API). */
+async function importModule(url: string): Promise<unknown> {
+  if (url.split('?')[0]!.replace(/\.(ts|js|mjs)$/, '') === coreIndex) return pluginApi();
+  try {
+    return await import(url);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (tsxRegistered || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;
+    // A TypeScript module from outside the plugins directory: this thread needs tsx too (once).
+    ((await import(data.tsxUrl)) as { register(): void }).register();
+    tsxRegistered = true;
+    return import(`${url}${url.includes('?') ? '&' : '?'}tsx`);
+  }
+}
+
+async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadContext) => unknown> {
+  version.exports ??= evaluateSource(version.source, importModule);
+  let exports: Record<string, unknown>;
+  try {
+    exports = await version.exports;
+  } catch (err) {
+    throw new HostError('PLUGIN_IMPORT_FAILED', `the plugin file failed to load in a worker thread: ${(err as Error)?.message ?? String(err)}`);
+  }
+  const plugin = exports['default'] as { name?: unknown; handler?: unknown } | undefined;
+  if (plugin?.name !== job || typeof plugin.handler !== 'function') {
+    throw new HostError('PLUGIN_INVALID', `the plugin file no longer exports a handler for job "${job}" in a worker thread`);
+  }
+  return plugin.handler as (ctx: ThreadContext) => unknown;
+}
+
+// ------------------------------------------------------------------------------- runs
+
+const running = new Map<number, ThreadContext>();
+const scope = new AsyncLocalStorage<ThreadContext>();
+let nextRequest = 0;
+const requests = new Map<number, { resolve(value: unknown): void; reject(err: Error): void }>();
+
+const channel: ThreadChannel = {
+  send,
+  read(task, method, arg) {
+    const id = ++nextRequest;
+    send([OUT.read, id, task, method, arg]);
+    return new Promise((resolve, reject) => requests.set(id, { resolve, reject }));
+  },
+  logger(task) {
+    return pino({ level: data.logLevel, base: null, timestamp: false }, { write: (line: string) => send([OUT.log, task, line]) });
+  },
+};
+
+function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCode): void {
+  if (ctx.settled) return;
+  ctx.settle(ok, value, stray);
+  running.delete(ctx.id);
+  const version = versions.get(ctx.key);
+  if (version) {
+    version.running--;
+    release(ctx.key);
+  }
+}
+
+async function start(ctx: ThreadContext): Promise<void> {
+  const version = versions.get(ctx.key);
+  if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.key} was never sent to this worker`));
+  version.running++;
+  let handler: (ctx: ThreadContext) => unknown;
+  try {
+    handler = await handlerOf(version, ctx.job);
+  } catch (err) {
+    return settle(ctx, false, err);
+  }
+  let result: unknown;
+  try {
+    result = scope.run(ctx, handler, ctx);
+  } catch (err) {
+    return settle(ctx, false, err);
+  }
+  if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+    (result as PromiseLike<unknown>).then(
+      (value) => settle(ctx, true, value),
+      (err: unknown) => settle(ctx, false, err),
+    );
+  } else {
+    settle(ctx, true, result);
+  }
+}
+
+// ------------------------------------------------------------------------------- messages in
+
+port.on('message', (batch: BatchIn) => {
+  out[0] = batch[0];
+  for (let i = 1; i < batch.length; i++) {
+    const op = batch[i] as BatchIn[1];
+    switch (op[0]) {
+      case IN.run: {
+        const ctx = new ThreadContext(channel, op[1], op[2], op[3], op[4], op[5], op[6]);
+        running.set(ctx.id, ctx);
+        void start(ctx);
+        break;
+      }
+      case IN.load:
+        load(op[1]);
+        break;
+      case IN.abort:
+        running.get(op[1])?.abort(op[2], op[3]);
+        break;
+      case IN.reply: {
+        const request = requests.get(op[1]);
+        requests.delete(op[1]);
+        if (op[2]) request?.resolve(op[3]);
+        else request?.reject(new Error(String(op[3])));
+        break;
+      }
+      case IN.memory:
+        send([OUT.memory, op[1], process.memoryUsage().heapUsed]);
+        break;
+    }
+  }
+  // Every batch is answered, so the pool knows this thread is reading.
+  if (!flushing) {
+    flushing = true;
+    setImmediate(flush);
+  }
+});
+
+// ------------------------------------------------------------------------------- guards
+
+/** A line of the thread itself (not of a run), for the host's log. */
+function threadLog(level: 'error' | 'warn', obj: object, msg: string): void {
+  channel.logger(0)[level](obj, msg);
+}
+
+process.on('unhandledRejection', (reason) => {
+  const ctx = scope.getStore();
+  if (ctx) return settle(ctx, false, reason, 'UNHANDLED_REJECTION');
+  threadLog('error', { err: reason }, 'unhandled promise rejection in a worker thread outside any run; ignored');
+});
+
+process.on('uncaughtException', (err) => {
+  const ctx = scope.getStore();
+  if (ctx) return settle(ctx, false, err, 'UNCAUGHT_EXCEPTION');
+  threadLog('error', { err }, 'uncaught exception in a worker thread outside any run; the thread carries on');
+});
+
+const exit = process.exit.bind(process);
+process.exit = ((code?: number | string | null) => {
+  // Written where the main thread reads it after the thread is gone: a message might not arrive.
+  Atomics.store(exitSlot, 0, scope.getStore()?.id ?? -1);
+  exit(code ?? undefined);
+}) as typeof process.exit;

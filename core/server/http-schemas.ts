@@ -168,6 +168,15 @@ export const readyResponse = z.object({
     writable: z.boolean().describe('false while the store cannot write (a full disk): triggers get 503 and /ready is 503'),
     error: z.object({ code: z.string(), message: z.string(), since: iso, retryAfter: z.number() }).nullable(),
   }),
+  eventLoop: z
+    .object({
+      p50Ms: z.number(),
+      p99Ms: z.number(),
+      maxMs: z.number(),
+      maxDelayMs: z.number().describe('the bound (config eventLoop.maxDelay; 0 = none)'),
+      slow: z.boolean().describe("true while the main thread's event-loop delay p99 has stayed above the bound: the host is degraded"),
+    })
+    .describe("the main thread's event-loop delay over the last window (1 s)"),
   warnings: z
     .array(damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }))
     .describe('store damage found and not yet acknowledged (`jobhost store ack-damage`); not a reason for 503'),

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
 import { describeReport } from '../contract/store-health.js';
 import type { Host } from '../engine/host.js';
+import type { EventLoopWatch } from './event-loop.js';
 import { clientMessage } from './http-errors.js';
 import {
   ackDamageBody,
@@ -34,10 +35,11 @@ export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, Serv
 type Readiness = z.output<typeof readyResponse>;
 
 /**
- * `GET /ready`: ready when started, every schedule armed and the store able to write; stale jobs
- * and store damage are reported, not fatal (taking the host out of service would fix neither).
+ * `GET /ready`: ready when started, every schedule armed, the store able to write and the main
+ * thread's event loop not staying slow; stale jobs and store damage are reported, not fatal
+ * (taking the host out of service would fix neither).
  */
-export function readiness(host: Host): Readiness {
+export function readiness(host: Host, loop: EventLoopWatch): Readiness {
   const state = host.state;
   const jobs = host.jobs();
   let enabled = 0;
@@ -54,12 +56,14 @@ export function readiness(host: Host): Readiness {
   }
   const schedulerRunning = host.schedulerRunning;
   const store = host.storeHealth();
+  const maxDelayMs = host.config.eventLoop.maxDelay;
+  const slow = loop.slow(maxDelayMs);
   const status: Readiness['status'] =
     state === 'created' || state === 'starting'
       ? 'starting'
       : state === 'stopping' || state === 'stopped'
         ? 'stopping'
-        : !schedulerRunning || unarmed > 0 || store.writeError !== null
+        : !schedulerRunning || unarmed > 0 || store.writeError !== null || slow
           ? 'degraded'
           : 'ready';
   return {
@@ -70,6 +74,7 @@ export function readiness(host: Host): Readiness {
     jobs: { total: jobs.length, enabled, running },
     stale: state === 'running' ? host.staleJobs() : [],
     store: { writable: store.writeError === null, error: store.writeError },
+    eventLoop: { ...loop.delay(), maxDelayMs, slow },
     warnings: store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
   };
 }
@@ -79,7 +84,7 @@ function notFoundJob(name: string): HostError {
 }
 
 /** The REST routes of SPEC §6 (the WebSocket, metrics and OpenAPI routes live beside the server). */
-export function registerRoutes(app: JobhostApp, host: Host): void {
+export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch): void {
   const startedAt = Date.now();
 
   app.get('/health', {
@@ -94,7 +99,7 @@ export function registerRoutes(app: JobhostApp, host: Host): void {
       response: { 200: readyResponse, 503: readyResponse, ...errors(401) },
     },
     handler: async (_request, reply) => {
-      const body = readiness(host);
+      const body = readiness(host, loop);
       return reply.code(body.ready ? 200 : 503).send(body);
     },
   });

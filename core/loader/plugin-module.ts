@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -162,7 +162,18 @@ class Build {
    * then from the plugin's location.
    */
   #externalUrl(from: string, spec: string): string {
-    if (spec.startsWith('.')) return pathToFileURL(path.resolve(path.dirname(from), spec)).href;
+    if (spec.startsWith('.')) {
+      // Canonical (symlinks resolved, as Node resolves imports): a worker thread tells jobhost's
+      // own index by its URL, and a project may link core/ in.
+      const target = path.resolve(path.dirname(from), spec);
+      let dir = path.dirname(target);
+      try {
+        dir = realpathSync(dir);
+      } catch {
+        // a folder that does not exist: the import fails later with its own error
+      }
+      return pathToFileURL(path.join(dir, path.basename(target))).href;
+    }
     try {
       return import.meta.resolve(spec);
     } catch (err) {

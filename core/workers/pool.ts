@@ -18,7 +18,11 @@ import { threadScript } from './thread-script.js';
  * fails only if that thread dies too. A dead thread is replaced at once.
  */
 
-/** A thread that has not read a batch for this long is busy: new attempts go elsewhere. */
+/**
+ * A thread that has not read a batch for this long is busy (a handler holds its CPU): new
+ * attempts go elsewhere. One that has runs in flight and has been silent this long is pinged,
+ * and passed over until it answers.
+ */
 const STALL_MS = 50;
 /** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
@@ -83,6 +87,8 @@ class Slot {
   sent = 0;
   acked = 0;
   readonly sentAt = new Map<number, number>();
+  /** When it last answered (performance.now()). */
+  heardAt = 0;
   /** It has answered at least once (it started). */
   answered = false;
   killedFor: PoolTask | undefined;
@@ -94,8 +100,14 @@ class Slot {
     this.n = n;
   }
 
+  /** Has not read a batch sent over `STALL_MS` ago. */
   stalled(now: number): boolean {
     return this.sent > this.acked && now - (this.sentAt.get(this.acked + 1) ?? now) > STALL_MS;
+  }
+
+  /** Has runs in flight and has said nothing for `STALL_MS`, with nothing unread: worth a ping. */
+  silent(now: number): boolean {
+    return this.tasks.size > 0 && this.sent === this.acked && now - this.heardAt > STALL_MS;
   }
 }
 
@@ -237,7 +249,12 @@ export class WorkerPool {
     let bestScore = Infinity;
     for (const slot of this.#slots) {
       if (slot.killedFor || slot.dead) continue;
-      const score = slot.tasks.size + (slot.stalled(now) ? 1_000_000 : 0);
+      let score = slot.tasks.size;
+      if (slot.stalled(now)) score += 2_000_000;
+      else if (slot.silent(now)) {
+        score += 1_000_000;
+        this.#ping(slot);
+      }
       if (score < bestScore) {
         best = slot;
         bestScore = score;
@@ -310,6 +327,11 @@ export class WorkerPool {
 
   #queue(slot: Slot, op: ToWorker): void {
     slot.out.push(op);
+    this.#ping(slot);
+  }
+
+  /** Marks the thread for the next flush; with no op queued, the batch is empty and only asks for an answer. */
+  #ping(slot: Slot): void {
     if (slot.queued) return;
     slot.queued = true;
     this.#dirty.push(slot);
@@ -338,6 +360,7 @@ export class WorkerPool {
   }
 
   #receive(slot: Slot, batch: BatchOut): void {
+    slot.heardAt = performance.now();
     if (!slot.answered) {
       slot.answered = true;
       this.#bootFailures = 0;

@@ -87,7 +87,7 @@ class Slot {
   sent = 0;
   acked = 0;
   readonly sentAt = new Map<number, number>();
-  /** When it last answered (performance.now()). */
+  /** When it last answered, or got work while idle (performance.now()). */
   heardAt = 0;
   /** It has answered at least once (it started). */
   answered = false;
@@ -105,9 +105,9 @@ class Slot {
     return this.sent > this.acked && now - (this.sentAt.get(this.acked + 1) ?? now) > STALL_MS;
   }
 
-  /** Has runs in flight and has said nothing for `STALL_MS`, with nothing unread: worth a ping. */
+  /** Has runs in flight and has said nothing for `STALL_MS`: passed over until it answers (a ping asks it to). */
   silent(now: number): boolean {
-    return this.tasks.size > 0 && this.sent === this.acked && now - this.heardAt > STALL_MS;
+    return this.tasks.size > 0 && now - this.heardAt > STALL_MS;
   }
 }
 
@@ -148,7 +148,11 @@ export class WorkerPool {
     }
     slot.tasks.set(task.id, task);
     task.slot = slot;
-    if (slot.tasks.size === 1) slot.worker?.ref();
+    if (slot.tasks.size === 1) {
+      slot.worker?.ref();
+      // An idle thread has no reason to talk: its silence counts from when it has work.
+      slot.heardAt = performance.now();
+    }
     this.#queue(slot, [IN.run, task.id, key, task.job, task.runId, task.attempt, task.params]);
   }
 
@@ -253,7 +257,7 @@ export class WorkerPool {
       if (slot.stalled(now)) score += 2_000_000;
       else if (slot.silent(now)) {
         score += 1_000_000;
-        this.#ping(slot);
+        if (slot.sent === slot.acked) this.#ping(slot);
       }
       if (score < bestScore) {
         best = slot;

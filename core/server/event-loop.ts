@@ -1,11 +1,15 @@
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { createHistogram } from 'node:perf_hooks';
 
 /**
- * Watches the main thread's event loop (`perf_hooks.monitorEventLoopDelay`): how late a timer
- * that should fire every 10 ms actually fires. Everything the API, the WebSocket and the
- * scheduler do waits that long. Read in windows (default 1 s): `/metrics` shows the last one,
- * and `/ready` is degraded while the p99 of each of the last few windows (default 3) is above
- * the bound: a loop that *stays* slow, not one late timer.
+ * Watches the main thread's event loop: how late a timer that should fire every 10 ms actually
+ * fires. Everything the API, the WebSocket and the scheduler do waits that long. Read in windows
+ * (default 1 s): `/metrics` shows the last one, and `/ready` is degraded while the p99 of each of
+ * the last few windows (default 3) is above the bound: a loop that *stays* slow, not one late
+ * timer.
+ *
+ * The timer is our own, recorded into a `perf_hooks` histogram: `monitorEventLoopDelay` does the
+ * same in C++, but its `reset()` (needed for windows) drops the next sample, the one that spans
+ * a stall begun around the reset; seen here on Node 20 with stalls of 120–300 ms gone missing.
  */
 
 export interface EventLoopOptions {
@@ -35,12 +39,17 @@ const RESOLUTION_MS = 10;
 export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
   const windowMs = options.windowMs ?? 1000;
   const windows = options.windows ?? 3;
-  const histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
-  histogram.enable();
+  // Delays in µs (the histogram takes integers ≥ 1).
+  const histogram = createHistogram();
   const recent: LoopDelay[] = [];
-  const ms = (ns: number): number => Math.max(0, ns / 1e6 - RESOLUTION_MS);
-  const timer = setInterval(() => {
-    // The histogram holds the timer's own period; what is above it is delay.
+  let last = performance.now();
+  const probe = setInterval(() => {
+    const now = performance.now();
+    histogram.record(Math.max(1, Math.round((now - last - RESOLUTION_MS) * 1000)));
+    last = now;
+  }, RESOLUTION_MS);
+  const ms = (us: number): number => (us <= 1 ? 0 : us / 1000);
+  const window = setInterval(() => {
     recent.push(
       histogram.count === 0
         ? { p50Ms: 0, p99Ms: 0, maxMs: 0 }
@@ -49,13 +58,14 @@ export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
     if (recent.length > windows) recent.shift();
     histogram.reset();
   }, windowMs);
-  timer.unref();
+  probe.unref();
+  window.unref();
   return {
     delay: () => recent.at(-1) ?? { p50Ms: 0, p99Ms: 0, maxMs: 0 },
     slow: (maxDelayMs) => maxDelayMs > 0 && recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs),
     stop: () => {
-      clearInterval(timer);
-      histogram.disable();
+      clearInterval(probe);
+      clearInterval(window);
     },
   };
 }

@@ -5,6 +5,7 @@
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
+import { isolationBench } from './isolation.js';
 import { reloadBench } from './reload.js';
 import { soakKillBench } from './soak-kill.js';
 import { wsBench } from './ws.js';
@@ -12,6 +13,7 @@ import { wsBench } from './ws.js';
 const benches: Record<string, () => Promise<void>> = {
   engine: () => engineBench(),
   http: () => httpBench(),
+  isolation: () => isolationBench(),
   ws: () => wsBench(),
   reload: () => reloadBench(),
   durability: () => durabilityBench(),

@@ -162,6 +162,7 @@ export class Host {
     for (const name of this.#jobs.names()) this.#registrations.reresolve(name);
     this.#state = 'running';
     this.#executor.open();
+    this.#warmWorkers();
     this.#backend.start();
     this.#scheduler.start();
     for (const name of this.#jobs.names()) this.#fires.catchUp(name);
@@ -228,7 +229,17 @@ export class Host {
    * directory passes it); without one the handler runs inline.
    */
   register(plugin: unknown, options: { file?: string | null; source?: HandlerSource | null } = {}): JobView {
-    return this.#view(this.#registrations.register(plugin, options.file ?? null, options.source ?? null))!;
+    const name = this.#registrations.register(plugin, options.file ?? null, options.source ?? null);
+    this.#warmWorkers();
+    return this.#view(name)!;
+  }
+
+  /** Threads start with the host, or with the first job that runs in one: a first run need not wait for them. */
+  #warmWorkers(): void {
+    if (this.#state !== 'running') return;
+    for (const [, { job }] of this.#jobs.entries()) {
+      if (job.isolation === 'worker') return this.#executor.warm();
+    }
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
@@ -247,7 +258,9 @@ export class Host {
    * those that only take effect after a restart. Throws (and changes nothing) when invalid.
    */
   applyConfig(input: unknown): { changed: string[]; restartRequired: string[] } {
-    return this.#registrations.applyConfig(input);
+    const changes = this.#registrations.applyConfig(input);
+    this.#warmWorkers();
+    return changes;
   }
 
   /** Enables or disables a job at run time; the flag survives restarts. */

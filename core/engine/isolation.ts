@@ -47,6 +47,11 @@ export class Executors implements AttemptExecutor {
     this.#inline.open();
   }
 
+  /** Starts the worker threads ahead of the first run (a job that runs in one is registered). */
+  warm(): void {
+    this.#workers.warm();
+  }
+
   /** After the backend drained: aborted handlers in threads get their grace, then the threads end. */
   async close(): Promise<void> {
     this.#inline.close();

@@ -137,6 +137,11 @@ export class WorkerPool {
     return { size: this.#o.size, threads: this.#slots.length, running, restarts: { ...this.restarts } };
   }
 
+  /** Starts the threads (if not yet), so the first run does not wait for them. */
+  warm(): void {
+    if (this.#slots.length === 0 && !this.#closing) for (let i = 0; i < this.#o.size; i++) this.#spawn();
+  }
+
   /** Starts an attempt on a thread. */
   run(task: PoolTask): void {
     if (this.#closing) return this.#o.events.lost(task, 'SHUTDOWN', 'the host is stopping: no new attempt starts in a worker thread');
@@ -247,7 +252,7 @@ export class WorkerPool {
 
   /** The thread for a new attempt: the least busy of those still reading their messages. */
   #pick(): Slot {
-    if (this.#slots.length === 0) for (let i = 0; i < this.#o.size; i++) this.#spawn();
+    this.warm();
     const now = performance.now();
     let best: Slot | undefined;
     let bestScore = Infinity;

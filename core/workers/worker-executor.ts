@@ -85,6 +85,11 @@ export class WorkerExecutor implements AttemptExecutor, PoolEvents {
     return this.#pool;
   }
 
+  /** Starts the pool's threads ahead of the first attempt. */
+  warm(): void {
+    this.#threads.warm();
+  }
+
   /** The pool's threads and attempts in flight (all zero before the first attempt). */
   stats(): { size: number; threads: number; running: number; restarts: Record<DeathReason, number> } {
     return this.#pool?.stats() ?? { size: this.#o.size, threads: 0, running: 0, restarts: { grace: 0, exit: 0, memory: 0, crash: 0 } };

@@ -2,7 +2,7 @@ import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import { type BatchIn, type BatchOut, IN, OUT, type ReadMethod, type ThreadData, type ToWorker } from './protocol.js';
+import { type Batch, IN, OUT, OUT_FIELDS, type ReadMethod, type ThreadData } from './protocol.js';
 import { threadScript } from './thread-script.js';
 
 /**
@@ -81,8 +81,8 @@ class Slot {
   worker: Worker | undefined;
   readonly tasks = new Map<number, PoolTask>();
   /** The newest plugin version sent to the thread, per plugin file. */
-  readonly loaded = new Map<string, string>();
-  out: BatchIn = [0];
+  readonly loaded = new Map<string, number>();
+  out: Batch = [0];
   queued = false;
   sent = 0;
   acked = 0;
@@ -122,6 +122,9 @@ export class WorkerPool {
   #bootFailures = 0;
   #nextRequest = 0;
   readonly #memory = new Map<number, (heapUsed: number) => void>();
+  /** Plugin versions by number: a run names its version with a small integer, not the source's key. */
+  readonly #versions = new WeakMap<HandlerSource, number>();
+  #nextVersion = 0;
   readonly #idle = new Set<() => void>();
   readonly restarts: Record<DeathReason, number> = { grace: 0, exit: 0, memory: 0, crash: 0 };
 
@@ -146,10 +149,12 @@ export class WorkerPool {
   run(task: PoolTask): void {
     if (this.#closing) return this.#o.events.lost(task, 'SHUTDOWN', 'the host is stopping: no new attempt starts in a worker thread');
     const slot = this.#pick();
-    const { entry, key } = task.source;
-    if (slot.loaded.get(entry) !== key) {
-      slot.loaded.set(entry, key);
-      this.#queue(slot, [IN.load, task.source]);
+    const source = task.source;
+    let version = this.#versions.get(source);
+    if (version === undefined) this.#versions.set(source, (version = ++this.#nextVersion));
+    if (slot.loaded.get(source.entry) !== version) {
+      slot.loaded.set(source.entry, version);
+      slot.out.push(IN.load, version, source);
     }
     slot.tasks.set(task.id, task);
     task.slot = slot;
@@ -158,12 +163,13 @@ export class WorkerPool {
       // An idle thread has no reason to talk: its silence counts from when it has work.
       slot.heardAt = performance.now();
     }
-    this.#queue(slot, [IN.run, task.id, key, task.job, task.runId, task.attempt, task.params]);
+    slot.out.push(IN.run, task.id, version, task.job, task.runId, task.attempt, task.params);
+    this.#ping(slot);
   }
 
   /** Aborts the attempt's signal in its thread. */
   abort(task: PoolTask, code: string, message: string): void {
-    if (task.slot) this.#queue(task.slot, [IN.abort, task.id, code, message]);
+    if (task.slot) this.#queue(task.slot, IN.abort, task.id, code, message);
   }
 
   /** The attempt did not let go within its grace: its thread is terminated (and replaced). */
@@ -177,7 +183,7 @@ export class WorkerPool {
 
   /** Answers a `ctx.host` read. */
   reply(task: PoolTask, request: number, ok: boolean, value: unknown): void {
-    if (task.slot) this.#queue(task.slot, [IN.reply, request, ok, value]);
+    if (task.slot) this.#queue(task.slot, IN.reply, request, ok, value);
   }
 
   /** The heap in use of each live thread, in bytes (for benchmarks). */
@@ -188,7 +194,7 @@ export class WorkerPool {
         .map((slot) => {
           const id = ++this.#nextRequest;
           const answer = new Promise<number>((resolve) => this.#memory.set(id, resolve));
-          this.#queue(slot, [IN.memory, id]);
+          this.#queue(slot, IN.memory, id);
           return answer;
         }),
     );
@@ -234,7 +240,7 @@ export class WorkerPool {
           stderr: false,
         });
         slot.worker = worker;
-        worker.on('message', (batch: BatchOut) => this.#receive(slot, batch));
+        worker.on('message', (batch: Batch) => this.#receive(slot, batch));
         worker.on('error', (err) => {
           slot.error = err;
         });
@@ -334,8 +340,8 @@ export class WorkerPool {
 
   // ----------------------------------------------------------------------------- messages
 
-  #queue(slot: Slot, op: ToWorker): void {
-    slot.out.push(op);
+  #queue(slot: Slot, ...op: unknown[]): void {
+    for (const field of op) slot.out.push(field);
     this.#ping(slot);
   }
 
@@ -368,51 +374,52 @@ export class WorkerPool {
     slot.worker!.postMessage(batch);
   }
 
-  #receive(slot: Slot, batch: BatchOut): void {
+  #receive(slot: Slot, batch: Batch): void {
     slot.heardAt = performance.now();
     if (!slot.answered) {
       slot.answered = true;
       this.#bootFailures = 0;
     }
-    for (let s = slot.acked + 1; s <= batch[0]; s++) slot.sentAt.delete(s);
-    slot.acked = batch[0];
+    const acked = batch[0] as number;
+    for (let s = slot.acked + 1; s <= acked; s++) slot.sentAt.delete(s);
+    slot.acked = acked;
     const events = this.#o.events;
-    for (let i = 1; i < batch.length; i++) {
-      const op = batch[i] as BatchOut[1];
-      switch (op[0]) {
+    for (let i = 1; i < batch.length; i += 1 + OUT_FIELDS[batch[i] as 0]) {
+      const a = batch[i + 1] as number;
+      switch (batch[i]) {
         case OUT.done: {
-          const task = slot.tasks.get(op[1]);
+          const task = slot.tasks.get(a);
           if (!task) break;
-          slot.tasks.delete(op[1]);
+          slot.tasks.delete(a);
           task.slot = undefined;
           if (slot.tasks.size === 0) {
             slot.worker?.unref();
             if (this.#closing) this.#checkIdle();
           }
-          events.done(task, op[2], op[3]);
+          events.done(task, batch[i + 2] as string | null, batch[i + 3] as string | null);
           break;
         }
         case OUT.progress: {
-          const task = slot.tasks.get(op[1]);
-          if (task) events.progress(task, op[2], op[3]);
+          const task = slot.tasks.get(a);
+          if (task) events.progress(task, batch[i + 2] as number, batch[i + 3] as string | undefined);
           break;
         }
         case OUT.log:
-          events.log(slot.tasks.get(op[1]), op[2]);
+          events.log(slot.tasks.get(a), batch[i + 2] as string);
           break;
         case OUT.emit: {
-          const task = slot.tasks.get(op[1]);
-          if (task) events.emit(task, op[2], op[3]);
+          const task = slot.tasks.get(a);
+          if (task) events.emit(task, batch[i + 2] as string, batch[i + 3] as string | undefined);
           break;
         }
         case OUT.read: {
-          const task = slot.tasks.get(op[2]);
-          if (task) events.read(task, op[1], op[3], op[4]);
+          const task = slot.tasks.get(batch[i + 2] as number);
+          if (task) events.read(task, a, batch[i + 3] as ReadMethod, batch[i + 4]);
           break;
         }
         case OUT.memory:
-          this.#memory.get(op[1])?.(op[2]);
-          this.#memory.delete(op[1]);
+          this.#memory.get(a)?.(batch[i + 2] as number);
+          this.#memory.delete(a);
           break;
       }
     }

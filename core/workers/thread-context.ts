@@ -3,7 +3,7 @@ import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
 import type { Page, Run } from '../contract/run.js';
 import type { Stats } from '../contract/views.js';
-import { type FromWorker, OUT, type ReadMethod } from './protocol.js';
+import { OUT, type ReadMethod } from './protocol.js';
 
 /**
  * A handler's `ctx` inside a worker thread: the same shape as inline. `params`, `runId`, `job`
@@ -15,7 +15,8 @@ import { type FromWorker, OUT, type ReadMethod } from './protocol.js';
 
 /** What a context needs of its thread. */
 export interface ThreadChannel {
-  send(op: FromWorker): void;
+  /** Queues an op (`OUT`) with its fields for the next batch to the main thread. */
+  send(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown): void;
   /** Asks the main thread; resolves with its answer. */
   read(task: number, method: ReadMethod, arg: unknown): Promise<unknown>;
   /** A pino logger whose lines go to `send` as task `task`'s. */
@@ -28,7 +29,8 @@ export class ThreadContext implements JobContext<never> {
   readonly job: string;
   readonly attempt: number;
   readonly params: never;
-  readonly key: string;
+  /** The plugin version it runs (numbered by the pool). */
+  readonly version: number;
   readonly #channel: ThreadChannel;
   #done = false;
   #controller: AbortController | undefined;
@@ -36,10 +38,10 @@ export class ThreadContext implements JobContext<never> {
   #log: Logger | undefined;
   #host: HostReader | undefined;
 
-  constructor(channel: ThreadChannel, id: number, key: string, job: string, runId: string, attempt: number, params: unknown) {
+  constructor(channel: ThreadChannel, id: number, version: number, job: string, runId: string, attempt: number, params: unknown) {
     this.#channel = channel;
     this.id = id;
-    this.key = key;
+    this.version = version;
     this.job = job;
     this.runId = runId;
     this.attempt = attempt;
@@ -69,7 +71,7 @@ export class ThreadContext implements JobContext<never> {
 
   progress(fraction: number, text?: string): void {
     if (this.#done) return;
-    this.#channel.send([OUT.progress, this.id, Number(fraction), text === undefined ? undefined : String(text)]);
+    this.#channel.send(OUT.progress, this.id, Number(fraction), text === undefined ? undefined : String(text));
   }
 
   emit(event: string, payload?: unknown): void {
@@ -81,7 +83,7 @@ export class ThreadContext implements JobContext<never> {
       this.log.error({ err, event }, 'ctx.emit failed: the payload cannot be sent as JSON');
       return;
     }
-    this.#channel.send([OUT.emit, this.id, String(event), json]);
+    this.#channel.send(OUT.emit, this.id, String(event), json);
   }
 
   /** The main thread aborted the attempt: the signal fires; nothing the handler reports counts any more. */
@@ -105,13 +107,13 @@ export class ThreadContext implements JobContext<never> {
       try {
         json = value === undefined || value === null ? undefined : JSON.stringify(value);
       } catch (err) {
-        return this.#channel.send([OUT.done, this.id, 'RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`]);
+        return this.#channel.send(OUT.done, this.id, 'RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
       }
-      return this.#channel.send([OUT.done, this.id, null, json ?? null]);
+      return this.#channel.send(OUT.done, this.id, null, json ?? null);
     }
     const error = toRunError(value, stray ?? 'HANDLER_ERROR');
     const code = stray !== undefined && !(value instanceof HostError) ? stray : error.code;
-    this.#channel.send([OUT.done, this.id, code, error.message]);
+    this.#channel.send(OUT.done, this.id, code, error.message);
   }
 
   #settled = false;

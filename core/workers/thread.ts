@@ -5,7 +5,7 @@ import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { pluginApi } from './plugin-api.js';
 import { evaluateSource } from './plugin-code.js';
-import { type BatchIn, type BatchOut, type FromWorker, IN, OUT, type ThreadData } from './protocol.js';
+import { type Batch, IN, IN_FIELDS, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
 import { type ThreadChannel, ThreadContext } from './thread-context.js';
 
 /**
@@ -28,7 +28,7 @@ const pino = (pinoModule.pino ?? pinoModule.default) as PinoFactory;
 
 // ------------------------------------------------------------------------------- batching out
 
-let out: BatchOut = [0];
+let out: Batch = [0];
 let flushing = false;
 
 function flush(): void {
@@ -38,9 +38,13 @@ function flush(): void {
   port!.postMessage(batch);
 }
 
-/** Queues an op; everything queued in one turn of the event loop leaves as one message. */
-function send(op: FromWorker): void {
-  out.push(op);
+/** Queues an op and its fields; everything queued in one turn of the event loop leaves as one message. */
+function send(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown): void {
+  const n = OUT_FIELDS[op as 0];
+  out.push(op, a);
+  if (n > 1) out.push(b);
+  if (n > 2) out.push(c);
+  if (n > 3) out.push(d);
   if (!flushing) {
     flushing = true;
     setImmediate(flush);
@@ -56,24 +60,24 @@ interface Version {
   running: number;
 }
 
-const versions = new Map<string, Version>();
+const versions = new Map<number, Version>();
 /** The newest version of each plugin file: an older one is dropped once it has no run left. */
-const newest = new Map<string, string>();
+const newest = new Map<string, number>();
 const coreIndex = data.coreIndex;
 let tsxRegistered = false;
 
-function load(source: HandlerSource): void {
-  if (versions.has(source.key)) return;
-  versions.set(source.key, { source, exports: undefined, running: 0 });
+/** A version sent by the pool becomes its file's newest (the pool sends one whenever its newest differs). */
+function load(id: number, source: HandlerSource): void {
+  if (!versions.has(id)) versions.set(id, { source, exports: undefined, running: 0 });
   const previous = newest.get(source.entry);
-  newest.set(source.entry, source.key);
-  if (previous !== undefined) release(previous);
+  newest.set(source.entry, id);
+  if (previous !== undefined && previous !== id) release(previous);
 }
 
 /** Drops a superseded version with no run in flight: its code and module objects become garbage. */
-function release(key: string): void {
-  const version = versions.get(key);
-  if (version && version.running === 0 && newest.get(version.source.entry) !== key) versions.delete(key);
+function release(id: number): void {
+  const version = versions.get(id);
+  if (version && version.running === 0 && newest.get(version.source.entry) !== id) versions.delete(id);
 }
 
 /** Imports a module a plugin needs from outside its directory (jobhost's own index: the plugin API). */
@@ -117,11 +121,11 @@ const channel: ThreadChannel = {
   send,
   read(task, method, arg) {
     const id = ++nextRequest;
-    send([OUT.read, id, task, method, arg]);
+    send(OUT.read, id, task, method, arg);
     return new Promise((resolve, reject) => requests.set(id, { resolve, reject }));
   },
   logger(task) {
-    return pino({ level: data.logLevel, base: null, timestamp: false }, { write: (line: string) => send([OUT.log, task, line]) });
+    return pino({ level: data.logLevel, base: null, timestamp: false }, { write: (line: string) => send(OUT.log, task, line) });
   },
 };
 
@@ -129,16 +133,16 @@ function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCo
   if (ctx.settled) return;
   ctx.settle(ok, value, stray);
   running.delete(ctx.id);
-  const version = versions.get(ctx.key);
+  const version = versions.get(ctx.version);
   if (version) {
     version.running--;
-    release(ctx.key);
+    release(ctx.version);
   }
 }
 
 async function start(ctx: ThreadContext): Promise<void> {
-  const version = versions.get(ctx.key);
-  if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.key} was never sent to this worker`));
+  const version = versions.get(ctx.version);
+  if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.version} was never sent to this worker`));
   version.running++;
   let handler: (ctx: ThreadContext) => unknown;
   try {
@@ -164,34 +168,41 @@ async function start(ctx: ThreadContext): Promise<void> {
 
 // ------------------------------------------------------------------------------- messages in
 
-port.on('message', (batch: BatchIn) => {
+port.on('message', (batch: Batch) => {
   out[0] = batch[0];
-  for (let i = 1; i < batch.length; i++) {
-    const op = batch[i] as BatchIn[1];
-    switch (op[0]) {
+  for (let i = 1; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {
+    switch (batch[i]) {
       case IN.run: {
-        const ctx = new ThreadContext(channel, op[1], op[2], op[3], op[4], op[5], op[6]);
+        const ctx = new ThreadContext(
+          channel,
+          batch[i + 1] as number,
+          batch[i + 2] as number,
+          batch[i + 3] as string,
+          batch[i + 4] as string,
+          batch[i + 5] as number,
+          batch[i + 6],
+        );
         running.set(ctx.id, ctx);
         void start(ctx);
         break;
       }
       case IN.load:
-        load(op[1]);
+        load(batch[i + 1] as number, batch[i + 2] as HandlerSource);
         break;
       case IN.abort:
-        running.get(op[1])?.abort(op[2], op[3]);
+        running.get(batch[i + 1] as number)?.abort(batch[i + 2] as string, batch[i + 3] as string);
         break;
       case IN.reply: {
-        const request = requests.get(op[1]);
-        requests.delete(op[1]);
-        if (op[2]) request?.resolve(op[3]);
-        else request?.reject(new Error(String(op[3])));
+        const request = requests.get(batch[i + 1] as number);
+        requests.delete(batch[i + 1] as number);
+        if (batch[i + 2]) request?.resolve(batch[i + 3]);
+        else request?.reject(new Error(String(batch[i + 3])));
         break;
       }
       case IN.memory:
         // A benchmark that exposed gc (a process-wide V8 flag) gets the heap after a collection.
         (globalThis as { gc?: () => void }).gc?.();
-        send([OUT.memory, op[1], process.memoryUsage().heapUsed]);
+        send(OUT.memory, batch[i + 1], process.memoryUsage().heapUsed);
         break;
     }
   }

@@ -58,18 +58,49 @@ async function load(url: string, pid: number, path: string, method: 'GET' | 'POS
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx, cpuUs };
 }
 
-/** HTTP trigger and /health under load while two handlers burn CPU, on a server in a child process. */
-async function underBurn(kind: 'burn-worker' | 'burn-inline', seconds: number): Promise<{ trigger: Load; health: Load }> {
+/** One request at a time for `seconds`: each request's latency (ms), sorted. What a client alone sees. */
+async function probe(url: string, path: string, method: 'GET' | 'POST', seconds: number): Promise<number[]> {
+  const out: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  const init = method === 'POST' ? { method, headers: { 'content-type': 'application/json' }, body: '{}' } : { method };
+  while (performance.now() < end) {
+    const t0 = performance.now();
+    const res = await fetch(url + path, init);
+    await res.arrayBuffer();
+    out.push(performance.now() - t0);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+interface Burn {
+  trigger: Load;
+  health: Load;
+  /** Sequential probes: one client alone. */
+  triggerAlone: number[];
+  healthAlone: number[];
+}
+
+/** HTTP trigger and /health while two handlers burn CPU, on a server in a child process: under load, and one client alone. */
+async function underBurn(kind: 'burn-worker' | 'burn-inline', seconds: number): Promise<Burn> {
   const server = await spawnServer(kind);
   try {
     await server.ask<{ burning: number }>({ cmd: 'burn', n: 2 });
+    const healthAlone = await probe(server.url, '/health', 'GET', seconds);
+    const triggerAlone = await probe(server.url, '/jobs/noop/run', 'POST', seconds);
+    // Inline, a loaded server answers nothing within autocannon's 10 s timeout: the probes say it all.
+    if (kind === 'burn-inline') return { trigger: NONE, health: NONE, triggerAlone, healthAlone };
     const trigger = await load(server.url, server.pid, '/jobs/noop/run', 'POST', seconds);
     const health = await load(server.url, server.pid, '/health', 'GET', seconds);
-    return { trigger, health };
+    return { trigger, health, triggerAlone, healthAlone };
   } finally {
     await server.stop();
   }
 }
+
+const NONE: Load = { rps: 0, p50: 0, p99: 0, errors: 0, cpuUs: 0 };
+
+const showAlone = (ms: number[]): string =>
+  `p50 ${fmt(percentile(ms, 50), 1)} ms   p99 ${fmt(percentile(ms, 99), 1)} ms   max ${fmt(ms.at(-1) ?? 0, 1)} ms   (${ms.length} requests, one at a time)`;
 
 async function triggerLoad(kind: string, seconds: number): Promise<Load> {
   const server = await spawnServer(kind);
@@ -103,10 +134,14 @@ export async function isolationBench(runs = 100_000, seconds = 10, rounds = 3): 
   row('trigger → start in a worker thread, p99', `${fmt(lat.p99)} µs`);
 
   for (const kind of ['burn-worker', 'burn-inline'] as const) {
-    const { trigger, health } = await underBurn(kind, seconds);
+    const burn = await underBurn(kind, seconds);
     const where = kind === 'burn-worker' ? 'in worker threads' : 'inline (as before)';
-    row(`2 handlers burning CPU ${where}: POST /jobs/noop/run`, show(trigger));
-    row(`2 handlers burning CPU ${where}: GET /health`, show(health));
+    row(`2 handlers burning CPU ${where}, one client: POST /jobs/noop/run`, showAlone(burn.triggerAlone));
+    row(`2 handlers burning CPU ${where}, one client: GET /health`, showAlone(burn.healthAlone));
+    if (kind === 'burn-worker') {
+      row(`2 handlers burning CPU ${where}, 50 connections: POST /jobs/noop/run`, show(burn.trigger));
+      row(`2 handlers burning CPU ${where}, 50 connections: GET /health`, show(burn.health));
+    }
   }
 
   const kinds = ['bare-http', 'jobhost-disk-worker', 'jobhost-disk'] as const;

@@ -120,10 +120,14 @@ export const configSchema = z.strictObject({
         .min(1)
         .max(256)
         .default(() => availableParallelism()),
+      // Threads at most, when every thread is held by a handler on the CPU (null: twice size).
+      max: z.number().int().min(1).max(512).nullable().default(null),
       // After a handler's signal is aborted (timeout, cancel, shutdown), how long it may take to settle before its worker is terminated.
       grace: durationSchema.default(5_000),
       // Old-generation heap limit of each worker (resourceLimits.maxOldGenerationSizeMb); past it the attempt fails with OUT_OF_MEMORY.
       maxMemoryMb: z.number().int().min(16).max(1_048_576).default(1024),
+      // Scheduling priority of the threads (Linux nice, 0–19): handlers yield the CPU to the API and the scheduler.
+      nice: z.number().int().min(0).max(19).default(10),
     })
     .prefault({}),
   // The main thread's event loop: /ready is degraded while its delay stays above maxDelay (0 = never).

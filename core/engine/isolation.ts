@@ -32,8 +32,10 @@ export class Executors implements AttemptExecutor {
     this.#workers = new WorkerExecutor({
       ...options,
       size: options.workers.size,
+      max: Math.max(options.workers.size, options.workers.max ?? 2 * options.workers.size),
       graceMs: options.workers.grace,
       maxMemoryMb: options.workers.maxMemoryMb,
+      nice: options.workers.nice,
       coreIndex: CORE_INDEX,
     });
   }

@@ -8,8 +8,10 @@ import { threadScript } from './thread-script.js';
 /**
  * The pool of worker threads handlers run in. A thread runs many attempts at once (handlers
  * mostly wait on I/O); a new attempt goes to the thread with the fewest, skipping threads that
- * have stopped reading their messages (a handler spinning on the CPU). Ops to and from threads
- * are batched per turn of the event loop.
+ * have stopped reading their messages (a handler spinning on the CPU). When every thread is held
+ * so, one more starts (up to `max`), so quick runs do not wait behind long computations; a
+ * thread beyond `size` ends once it has had no work for a while. Ops to and from threads are
+ * batched per turn of the event loop.
  *
  * A thread that dies takes its attempts with it. The one that caused it fails: the attempt
  * whose grace ran out (`kill`), the one that called `process.exit()`, or the only attempt on a
@@ -20,12 +22,16 @@ import { threadScript } from './thread-script.js';
 
 /**
  * A thread that has not read a batch for this long is busy (a handler holds its CPU): new
- * attempts go elsewhere. One that has runs in flight and has been silent this long is pinged,
- * and passed over until it answers.
+ * attempts go elsewhere. Threads with runs in flight are pinged every half of it, so one that
+ * stops reading is known within this bound even when nothing else is sent to it.
  */
 const STALL_MS = 50;
+/** What a stalled thread adds to its load when the pool picks one. */
+const STALLED = 1_000_000;
 /** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
+/** A thread started beyond `size` (every thread was busy) ends after this long without work. */
+const OVERFLOW_IDLE_MS = 10_000;
 
 /** One attempt in the pool (the executor's attempt extends it). */
 export class PoolTask {
@@ -66,7 +72,11 @@ export interface PoolEvents {
 
 export interface PoolOptions {
   size: number;
+  /** Threads at most: when every thread is held by a handler on the CPU, more start, up to this. */
+  max: number;
   maxMemoryMb: number;
+  /** Niceness of the threads (Linux). */
+  nice: number;
   logger: Logger;
   /** URL of jobhost's `core/index` without extension (see `ThreadData.coreIndex`). */
   coreIndex: string;
@@ -87,13 +97,14 @@ class Slot {
   sent = 0;
   acked = 0;
   readonly sentAt = new Map<number, number>();
-  /** When it last answered, or got work while idle (performance.now()). */
-  heardAt = 0;
   /** It has answered at least once (it started). */
   answered = false;
   killedFor: PoolTask | undefined;
   error: (Error & { code?: string }) | undefined;
   dead = false;
+  /** Ended for want of work (a thread beyond `size`): not a death. */
+  retired = false;
+  idleTimer: NodeJS.Timeout | undefined;
   readonly exitSlot = new SharedArrayBuffer(4);
 
   constructor(n: number) {
@@ -103,11 +114,6 @@ class Slot {
   /** Has not read a batch sent over `STALL_MS` ago. */
   stalled(now: number): boolean {
     return this.sent > this.acked && now - (this.sentAt.get(this.acked + 1) ?? now) > STALL_MS;
-  }
-
-  /** Has runs in flight and has said nothing for `STALL_MS`: passed over until it answers (a ping asks it to). */
-  silent(now: number): boolean {
-    return this.tasks.size > 0 && now - this.heardAt > STALL_MS;
   }
 }
 
@@ -127,10 +133,31 @@ export class WorkerPool {
   #nextVersion = 0;
   readonly #idle = new Set<() => void>();
   readonly restarts: Record<DeathReason, number> = { grace: 0, exit: 0, memory: 0, crash: 0 };
+  /** Pings threads with runs in flight (see `STALL_MS`); runs while any has. */
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  readonly #pingBusy = (): void => {
+    let busy = false;
+    for (const slot of this.#slots) {
+      if (slot.tasks.size === 0) continue;
+      busy = true;
+      if (slot.sent === slot.acked) this.#ping(slot);
+    }
+    if (!busy) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+    }
+  };
 
   constructor(options: PoolOptions) {
     this.#o = options;
-    this.#data = { coreIndex: options.coreIndex, pinoUrl: import.meta.resolve('pino'), tsxUrl: resolveOrNull('tsx/esm/api'), logLevel: options.logger.level };
+    this.#data = {
+      coreIndex: options.coreIndex,
+      pinoUrl: import.meta.resolve('pino'),
+      tsxUrl: resolveOrNull('tsx/esm/api'),
+      logLevel: options.logger.level,
+      nice: options.nice,
+    };
   }
 
   /** Threads alive, and attempts in flight on them. */
@@ -159,9 +186,9 @@ export class WorkerPool {
     slot.tasks.set(task.id, task);
     task.slot = slot;
     if (slot.tasks.size === 1) {
+      clearTimeout(slot.idleTimer);
       slot.worker?.ref();
-      // An idle thread has no reason to talk: its silence counts from when it has work.
-      slot.heardAt = performance.now();
+      this.#heartbeat ??= setInterval(this.#pingBusy, STALL_MS / 2).unref();
     }
     slot.out.push(IN.run, task.id, version, task.job, task.runId, task.attempt, task.params);
     this.#ping(slot);
@@ -217,6 +244,7 @@ export class WorkerPool {
       });
       this.#idle.clear();
     }
+    clearInterval(this.#heartbeat);
     const slots = [...this.#slots];
     await Promise.all(slots.map((s) => s.worker?.terminate()));
     for (const slot of slots) this.#died(slot, 0);
@@ -264,24 +292,35 @@ export class WorkerPool {
     let bestScore = Infinity;
     for (const slot of this.#slots) {
       if (slot.killedFor || slot.dead) continue;
-      let score = slot.tasks.size;
-      if (slot.stalled(now)) score += 2_000_000;
-      else if (slot.silent(now)) {
-        score += 1_000_000;
-        if (slot.sent === slot.acked) this.#ping(slot);
-      }
+      const score = slot.tasks.size + (slot.stalled(now) ? STALLED : 0);
       if (score < bestScore) {
         best = slot;
         bestScore = score;
       }
     }
-    return best ?? this.#spawn();
+    // Every thread is held by a handler on the CPU: one more, so other runs need not wait for them.
+    if (!best || (bestScore >= STALLED && this.#slots.length < this.#o.max)) return this.#spawn();
+    return best;
+  }
+
+  /** A thread beyond `size` that has run out of work ends after a while. */
+  #retireWhenIdle(slot: Slot): void {
+    if (this.#slots.length <= this.#o.size || this.#closing) return;
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = setTimeout(() => {
+      if (slot.tasks.size > 0 || slot.dead || this.#slots.length <= this.#o.size) return;
+      slot.retired = true;
+      void slot.worker?.terminate();
+    }, OVERFLOW_IDLE_MS);
+    slot.idleTimer.unref();
   }
 
   #died(slot: Slot, exitCode: number): void {
     if (slot.dead) return;
     slot.dead = true;
+    clearTimeout(slot.idleTimer);
     this.#slots = this.#slots.filter((s) => s !== slot);
+    if (slot.retired && slot.tasks.size === 0) return;
     if (!slot.answered && !slot.killedFor && !this.#closing) this.#bootFailures++;
     const tasks = [...slot.tasks.values()];
     slot.tasks.clear();
@@ -375,7 +414,6 @@ export class WorkerPool {
   }
 
   #receive(slot: Slot, batch: Batch): void {
-    slot.heardAt = performance.now();
     if (!slot.answered) {
       slot.answered = true;
       this.#bootFailures = 0;
@@ -395,6 +433,7 @@ export class WorkerPool {
           if (slot.tasks.size === 0) {
             slot.worker?.unref();
             if (this.#closing) this.#checkIdle();
+            else this.#retireWhenIdle(slot);
           }
           events.done(task, batch[i + 2] as string | null, batch[i + 3] as string | null);
           break;

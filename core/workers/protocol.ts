@@ -57,6 +57,8 @@ export interface ThreadData {
   tsxUrl: string | null;
   /** The host logger's level: lines below it are never made. */
   logLevel: string;
+  /** Niceness the thread gives itself (Linux; 0: as the process). */
+  nice: number;
   /** Int32 slot 0: the task that called `process.exit()`, written just before the thread exits. */
   exitSlot: SharedArrayBuffer;
 }

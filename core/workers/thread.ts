@@ -1,4 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type ErrorCode, HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
@@ -20,6 +22,16 @@ const port = parentPort;
 if (!port) throw new Error('core/workers/thread.ts runs as a worker thread of the pool');
 const data = workerData as ThreadData;
 const exitSlot = new Int32Array(data.exitSlot);
+
+// Handlers are background work: on Linux the thread lowers its own priority (a thread's id is a
+// pid to setpriority), so a CPU-bound handler leaves the main thread the CPU it needs to answer.
+if (data.nice > 0 && process.platform === 'linux') {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), data.nice);
+  } catch {
+    // not allowed, or no /proc: the thread keeps the process's priority
+  }
+}
 
 type PinoFactory = (options: object, stream: { write(line: string): void }) => Logger;
 // pino is loaded before the first batch is read, so `ctx.log` is there synchronously.

@@ -25,8 +25,11 @@ export interface WorkerExecutorOptions {
   /** `ctx.emit(event, payload)` from a handler of run `runId`. */
   publish(event: string, payload: unknown, runId: string): void;
   size: number;
+  /** Threads at most (see `PoolOptions.max`). */
+  max: number;
   graceMs: number;
   maxMemoryMb: number;
+  nice: number;
   /** URL of jobhost's `core/index` without extension. */
   coreIndex: string;
 }
@@ -81,7 +84,15 @@ export class WorkerExecutor implements AttemptExecutor, PoolEvents {
   }
 
   get #threads(): WorkerPool {
-    this.#pool ??= new WorkerPool({ size: this.#o.size, maxMemoryMb: this.#o.maxMemoryMb, logger: this.logger, coreIndex: this.#o.coreIndex, events: this });
+    this.#pool ??= new WorkerPool({
+      size: this.#o.size,
+      max: this.#o.max,
+      maxMemoryMb: this.#o.maxMemoryMb,
+      nice: this.#o.nice,
+      logger: this.logger,
+      coreIndex: this.#o.coreIndex,
+      events: this,
+    });
     return this.#pool;
   }
 

@@ -135,3 +135,17 @@ t.test('an edited plugin or helper runs its new code on the next run in every th
     'both threads run the edited helper',
   );
 });
+
+t.test('when every thread is held on the CPU, one more starts (up to workers.max) so other runs need not wait', async (t) => {
+  const quick = `import { threadId } from 'node:worker_threads';\nexport default { name: 'quick', handler: () => ({ threadId }) };\n`;
+  const h = await pluginHost(t, { 'spin.ts': spin, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
+  const spinning = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
+  const spinThread = Number(await h.marked('spin.1'));
+  // The precondition: the one thread has stopped reading (past the pool's 50 ms stall bound).
+  await new Promise((r) => setTimeout(r, 150));
+  const run = await h.host.wait((await h.host.trigger('quick')).runId);
+  t.match(run, { status: 'succeeded' });
+  t.not((run.result as { threadId: number }).threadId, spinThread, 'on a thread started for it');
+  t.equal(h.host.workerStats().threads, 2, 'no more than workers.max');
+  t.equal((await h.host.run(spinning.runId))!.status, 'running', 'while the handler still spins');
+});

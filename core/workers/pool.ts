@@ -28,6 +28,12 @@ import { threadScript } from './thread-script.js';
 const STALL_MS = 50;
 /** What a stalled thread adds to its load when the pool picks one. */
 const STALLED = 1_000_000;
+/**
+ * Every thread stalled this long: one more starts. Much longer than `STALL_MS`, so a pool that is
+ * merely saturated (its threads take a few ms to reach the next batch) does not grow: only one
+ * whose threads are all held by handlers on the CPU.
+ */
+const OVERFLOW_AFTER_MS = 1000;
 /** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
 /** A thread started beyond `size` (every thread was busy) ends after this long without work. */
@@ -111,9 +117,9 @@ class Slot {
     this.n = n;
   }
 
-  /** Has not read a batch sent over `STALL_MS` ago. */
-  stalled(now: number): boolean {
-    return this.sent > this.acked && now - (this.sentAt.get(this.acked + 1) ?? now) > STALL_MS;
+  /** How long the oldest batch it has not read has waited (0: it has read everything). */
+  stalledFor(now: number): number {
+    return this.sent > this.acked ? now - (this.sentAt.get(this.acked + 1) ?? now) : 0;
   }
 }
 
@@ -290,16 +296,19 @@ export class WorkerPool {
     const now = performance.now();
     let best: Slot | undefined;
     let bestScore = Infinity;
+    let leastStalled = Infinity;
     for (const slot of this.#slots) {
       if (slot.killedFor || slot.dead) continue;
-      const score = slot.tasks.size + (slot.stalled(now) ? STALLED : 0);
+      const stalled = slot.stalledFor(now);
+      if (stalled < leastStalled) leastStalled = stalled;
+      const score = slot.tasks.size + (stalled > STALL_MS ? STALLED : 0);
       if (score < bestScore) {
         best = slot;
         bestScore = score;
       }
     }
     // Every thread is held by a handler on the CPU: one more, so other runs need not wait for them.
-    if (!best || (bestScore >= STALLED && this.#slots.length < this.#o.max)) return this.#spawn();
+    if (!best || (leastStalled >= OVERFLOW_AFTER_MS && this.#slots.length < this.#o.max)) return this.#spawn();
     return best;
   }
 

@@ -141,8 +141,9 @@ t.test('when every thread is held on the CPU, one more starts (up to workers.max
   const h = await pluginHost(t, { 'spin.ts': spin, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
   const spinning = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
   const spinThread = Number(await h.marked('spin.1'));
-  // The precondition: the one thread has stopped reading (past the pool's 50 ms stall bound).
-  await new Promise((r) => setTimeout(r, 150));
+  // The precondition: the one thread has stopped reading for over a second (the pool's bound for
+  // starting another: a thread that is merely busy reads its messages within milliseconds).
+  await new Promise((r) => setTimeout(r, 1200));
   const run = await h.host.wait((await h.host.trigger('quick')).runId);
   t.match(run, { status: 'succeeded' });
   t.not((run.result as { threadId: number }).threadId, spinThread, 'on a thread started for it');

@@ -150,3 +150,16 @@ t.test('when every thread is held on the CPU, one more starts (up to workers.max
   t.equal(h.host.workerStats().threads, 2, 'no more than workers.max');
   t.equal((await h.host.run(spinning.runId))!.status, 'running', 'while the handler still spins');
 });
+
+t.test(
+  'threads lower their own scheduling priority (workers.nice), the main thread keeps its own',
+  { skip: process.platform !== 'linux' && 'Linux only' },
+  async (t) => {
+    const nice = `import { getPriority } from 'node:os';\nexport default { name: 'nice', handler: () => getPriority(0) };\n`;
+    const h = await pluginHost(t, { 'nice.ts': nice }, { config: { workers: { nice: 7 } } });
+    const main = (await import('node:os')).getPriority(0);
+    // Niceness is absolute; a process already nicer than 7 cannot lower it without privilege.
+    t.equal((await h.host.wait((await h.host.trigger('nice')).runId)).result, Math.max(main, 7));
+    t.equal((await import('node:os')).getPriority(0), main, 'the main thread is untouched');
+  },
+);

@@ -3,8 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ConfigInput } from '../core/contract/config.js';
 import { type PluginLoader, usePluginDirectory } from '../core/loader/plugin-directory.js';
-import type { ServerOptions } from '../core/server/server.js';
-import { startHost, startServer, type Tap, type TestHost, type TestServer, tempDir, until } from './helpers.js';
+import { startHost, type Tap, type TestHost, tempDir, until } from './helpers.js';
 
 /** jobhost's index as a plugin file in a temp dir imports it. */
 export const CORE = pathToFileURL(path.resolve(import.meta.dirname, '../core/index.ts')).href;
@@ -22,8 +21,6 @@ export interface PluginHost extends TestHost {
   marked(name: string, ms?: number): Promise<string>;
 }
 
-export type PluginServer = PluginHost & TestServer;
-
 /**
  * A started host (manual clock, real store) with a real plugins directory holding `files`, so
  * handlers run as plugin files do: in worker threads unless they say otherwise. Two threads by
@@ -36,17 +33,6 @@ export async function pluginHost(
 ): Promise<PluginHost> {
   const { dir, plugins } = project(t, files);
   const th = await startHost(t, { start: false, cwd: dir, config: withWorkers(options.config), ...(options.logger && { logger: options.logger }) });
-  return finish(th, dir, plugins);
-}
-
-/** The same with its HTTP server listening on 127.0.0.1. */
-export async function pluginServer(
-  t: Tap,
-  files: Record<string, string>,
-  options: { config?: ConfigInput; server?: ServerOptions } = {},
-): Promise<PluginServer> {
-  const { dir, plugins } = project(t, files);
-  const th = await startServer(t, { start: false, cwd: dir, config: withWorkers(options.config), ...(options.server && { server: options.server }) });
   return finish(th, dir, plugins);
 }
 

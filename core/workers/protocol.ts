@@ -1,5 +1,3 @@
-import type { HandlerSource } from '../contract/plugin-source.js';
-
 /**
  * What the main thread and a worker thread say to each other. Every message is one batch: what
  * one side produced in one turn of its event loop, so a thousand runs cost one `postMessage`

@@ -8,6 +8,7 @@ import { httpBench } from './http.js';
 import { isolationBench } from './isolation.js';
 import { reloadBench } from './reload.js';
 import { soakKillBench } from './soak-kill.js';
+import { startupBench } from './startup.js';
 import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<void>> = {
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
   'soak-kill': () => soakKillBench(),
+  startup: () => startupBench(),
 };
 
 const wanted = process.argv.slice(2);

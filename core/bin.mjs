@@ -1,8 +1,15 @@
 #!/usr/bin/env node
-// The `jobhost` command: registers tsx so the TypeScript sources run as they are, then runs the
-// CLI, handing it the loader's app for `start` and `validate` (the CLI imports nothing of the host).
-import { register } from 'tsx/esm/api';
+// The `jobhost` command, in a clone and in the installed package alike (package.json "bin").
+// Beside the TypeScript sources (a clone) it registers tsx and runs core/ as it is, so the
+// development loop has no build step; the package ships no sources, so there it runs the build in
+// dist/ and never loads tsx (a devDependency).
+import { existsSync } from 'node:fs';
 
-register();
-const { runCli } = await import('./cli/cli.ts');
-await runCli(process.argv, () => import('./loader/app.ts'));
+const source = new URL('./bin.ts', import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(source.href);
+} else {
+  await import(new URL('../dist/bin.js', import.meta.url).href);
+}

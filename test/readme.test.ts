@@ -13,7 +13,7 @@ t.test('every error code is documented in the README', async (t) => {
 });
 
 t.test("the README's example plugin, pasted into a script, runs and succeeds", async (t) => {
-  const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('definePlugin({'));
+  const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes("name: 'cleanup-temp-files'"));
   t.ok(block, 'the README has an example plugin');
   const dir = tempDir(t);
   // Pasted next to the project's modules, as a plugin file would be.
@@ -21,7 +21,7 @@ t.test("the README's example plugin, pasted into a script, runs and succeeds", a
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }');
   mkdirSync(path.join(dir, 'plugins'));
   const file = path.join(dir, 'plugins', 'example.ts');
-  writeFileSync(file, block!.replace("'../core/index.js'", JSON.stringify(pathToFileURL(path.join(root, 'core/index.ts')).href)));
+  writeFileSync(file, block!.replace("from 'jobhost'", `from ${JSON.stringify(pathToFileURL(path.join(root, 'core/index.ts')).href)}`));
   const plugin = ((await import(pathToFileURL(file).href)) as { default: unknown }).default;
 
   const { host, of } = await startHost(t);

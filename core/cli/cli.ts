@@ -7,8 +7,9 @@ import type { Client, ClientError, TriggerBody } from './client.js';
  * `jobhost <command>` (SPEC §8). `start` and `validate` work on the project in the working
  * directory; `list`, `run`, `tail` talk to a running host over its HTTP API and WebSocket only
  * (`--url`, `--token` or JOBHOST_URL, JOBHOST_TOKEN), so they load none of the host's modules;
- * `new` scaffolds a plugin file. Exit codes: 0 ok, 1 failed (an API error, a failed run, no
- * host), 2 usage (bad arguments, a refused `new`).
+ * `init` makes the working directory a project, `new` scaffolds a plugin file. Exit codes: 0 ok,
+ * 1 failed (an API error, a failed run, no host), 2 usage (bad arguments, a refused `new` or
+ * `init`).
  *
  * Each command imports what it needs when it runs: under tsx every module costs, and `--help`
  * should not pay for zod and ws (~0.4 s of a ~0.8 s start).
@@ -39,7 +40,7 @@ function report(error: unknown): number {
     if (error.issues.length > 1) for (const issue of error.issues) err(`  - ${issue.path || '(params)'}: ${issue.message}`);
     return 1;
   }
-  if (error instanceof Error && error.name === 'ScaffoldError') {
+  if (error instanceof Error && (error.name === 'ScaffoldError' || error.name === 'InitError')) {
     err(`error: ${error.message}`);
     return 2;
   }
@@ -242,6 +243,16 @@ async function newCommand(name: string, opts: NewOptions): Promise<number> {
   return 0;
 }
 
+async function initCommand(): Promise<number> {
+  const { initProject } = await import('./init.js');
+  const result = await initProject();
+  for (const file of result.created) out(`created ${file}`);
+  for (const file of result.kept) out(`kept    ${file} (already there)`);
+  if (result.script) out(`added the "${result.script}" script to package.json: jobhost start`);
+  err(`next: \`npx jobhost start\` runs the host and prints the URL of its dashboard; \`npx jobhost run ${result.job} --wait\` then runs the example job`);
+  return 0;
+}
+
 /**
  * What `start` and `validate` run: the loader's app, handed in by the entry point (`core/bin.mjs`)
  * so the CLI imports nothing of the host itself.
@@ -362,6 +373,12 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--json', 'print the answer as JSON')
     .addHelpText('after', '\nExamples:\n  jobhost store damage\n  jobhost store ack-damage\n  jobhost store ack-damage 3f9c0a1b2d4e')
     .action(act(ackDamageCommand));
+
+  program
+    .command('init')
+    .description('make this folder a jobhost project: config/jobhost.json, an example plugin, a start script; keeps files that exist')
+    .addHelpText('after', '\nExample:\n  npx jobhost init && npx jobhost start')
+    .action(act(initCommand));
 
   program
     .command('new')

@@ -23,7 +23,7 @@ export interface ScaffoldOptions {
   name: string;
   /** The plugins directory, relative to `cwd` (default `plugins`). */
   dir?: string | undefined;
-  /** The project root: where `core/` is (default the working directory). */
+  /** The project root: where `core/` or `node_modules/` is (default the working directory). */
   cwd?: string | undefined;
   /** A cron expression, or `every 15m`; none makes a trigger-only job. */
   schedule?: string | undefined;
@@ -44,6 +44,27 @@ function scheduleSource(schedule: string): { source: string; value: unknown } {
 export function coreImport(dir: string, coreDir: string): string {
   const rel = path.relative(dir, path.join(coreDir, 'index.js')).split(path.sep).join('/');
   return rel.startsWith('.') ? rel : `./${rel}`;
+}
+
+/** Whether a `node_modules/jobhost` sits in `dir` or a folder above it (the project installed it). */
+function installedAbove(dir: string): boolean {
+  for (let at = dir; ; at = path.dirname(at)) {
+    if (existsSync(path.join(at, 'node_modules', 'jobhost', 'package.json'))) return true;
+    if (path.dirname(at) === at) return false;
+  }
+}
+
+/**
+ * What a plugin in `dir` imports `definePlugin` from. In a clone (`core/index.ts` at the project
+ * root) the relative path to that core, as the example plugins do. Otherwise the package name,
+ * when the project has jobhost installed or this is the built package (whose host resolves
+ * `jobhost` to itself); else, running from a checkout's sources on a folder of its own, the
+ * relative path to that checkout's core, which is what will load the plugin.
+ */
+export function pluginImport(cwd: string, dir: string, built = !import.meta.url.endsWith('.ts')): string {
+  if (existsSync(path.join(cwd, 'core', 'index.ts'))) return coreImport(dir, path.join(cwd, 'core'));
+  if (built || installedAbove(dir)) return 'jobhost';
+  return coreImport(dir, path.dirname(import.meta.dirname));
 }
 
 /** The plugin file's text. */
@@ -99,12 +120,10 @@ export async function scaffoldPlugin(options: ScaffoldOptions): Promise<string> 
   const cwd = path.resolve(options.cwd ?? process.cwd());
   const dir = path.resolve(cwd, options.dir ?? 'plugins');
   const file = path.join(dir, `${name}.ts`);
-  // A project laid out like a clone has core/ at its root; elsewhere, point at this jobhost's core.
-  const coreDir = existsSync(path.join(cwd, 'core', 'index.ts')) ? path.join(cwd, 'core') : path.dirname(import.meta.dirname);
   // plugins/<name>.js beside a new .ts would declare the job twice.
   const twin = ['.js', '.mjs'].map((ext) => path.join(dir, name + ext)).find((f) => existsSync(f));
   if (twin) throw new ScaffoldError('FILE_EXISTS', `${path.relative(cwd, twin)} already exists: a plugin file named ${name} is there`);
-  const text = renderPlugin(name, coreImport(dir, coreDir), options.schedule);
+  const text = renderPlugin(name, pluginImport(cwd, dir), options.schedule);
   await mkdir(dir, { recursive: true });
   try {
     await writeFile(file, text, { flag: options.force ? 'w' : 'wx' });

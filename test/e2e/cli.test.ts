@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import path from 'node:path';
 import t, { type Test } from 'tap';
-import { until } from '../helpers.js';
+import { tempDir, until } from '../helpers.js';
 import { closedPort, startLiveHost } from '../live-host.js';
-import { BIN, childEnv, killAtTeardown, makeProject } from './project.js';
+import { BIN, childEnv, killAtTeardown, makeProject, ROOT } from './project.js';
 
 /**
  * The client commands as a user runs them: `node core/bin.mjs <command>` in a child process,
@@ -67,7 +69,7 @@ async function waitFor(c: Child, stream: 'stdout' | 'stderr', pattern: RegExp, w
 }
 
 t.test('--help for every command, --version, usage errors exit 2', async (t) => {
-  const commands = ['start', 'validate', 'list', 'run', 'tail', 'new', 'store'];
+  const commands = ['start', 'validate', 'list', 'run', 'tail', 'init', 'new', 'store'];
   const [root, ver, unknown, ...helps] = await Promise.all([
     cli(t, ['--help']),
     cli(t, ['--version']),
@@ -88,6 +90,7 @@ t.test('--help for every command, --version, usage errors exit 2', async (t) => 
     list: [/--json/, /Global Options:[\s\S]*--url/],
     run: [/Usage: jobhost run \[options\] <job>/, /--params <json>/, /--delay <duration>/, /--key <key>/, /--wait/, /--timeout <duration>/],
     tail: [/--job <name>/, /--type <type>/, /--since <seq>/, /--json/],
+    init: [/Usage: jobhost init/, /npx jobhost init && npx jobhost start/],
     new: [/Usage: jobhost new \[options\] <name>/, /--dir <dir>/, /--schedule <cron>/, /--force/],
     store: [/damage\b/, /ack-damage \[options\] \[ids\.\.\.\]/],
   };
@@ -264,6 +267,28 @@ t.test('new: a plugin file that validate accepts; bad names and existing files e
   t.match(bad.stderr, /^error: "Bad_Name" is not a job name: use kebab-case/);
   t.equal(exists.code, 2);
   t.match(exists.stderr, /^error: plugins\/on-demand\.ts already exists \(use --force to overwrite it\)/);
+});
+
+t.test('init: a project that validate accepts; a broken package.json exits 2 and nothing is written', async (t) => {
+  const dir = tempDir(t, 'jobhost-cli-init-');
+  const init = await cli(t, ['init'], { cwd: dir });
+  t.equal(init.code, 0, init.stderr);
+  t.equal(
+    init.stdout,
+    'created config/jobhost.json\ncreated plugins/hello.ts\ncreated package.json\nadded the "start" script to package.json: jobhost start\n',
+  );
+  t.match(init.stderr, /^next: `npx jobhost start` runs the host/);
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  const valid = await cli(t, ['validate'], { cwd: dir });
+  t.equal(valid.code, 0, valid.stdout + valid.stderr);
+  t.match(valid.stdout, 'ok: config and 1 plugin valid (hello)');
+
+  const broken = tempDir(t, 'jobhost-cli-init-');
+  writeFileSync(path.join(broken, 'package.json'), '{ "name": ');
+  const refused = await cli(t, ['init'], { cwd: broken });
+  t.equal(refused.code, 2);
+  t.match(refused.stderr, /^error: package\.json is not valid JSON/);
+  t.same(readdirSync(broken), ['package.json'], 'nothing written');
 });
 
 t.test('run --wait rides out a server restart', async (t) => {

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { coreImport, renderPlugin, scaffoldPlugin } from '../../../core/cli/scaffold.js';
+import { coreImport, pluginImport, renderPlugin, scaffoldPlugin } from '../../../core/cli/scaffold.js';
 import { tempDir } from '../../helpers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -73,4 +73,18 @@ t.test('outside a clone, the import points at this jobhost core', async (t) => {
   t.equal(coreImport('/p/plugins', '/p/plugins/core'), './core/index.js', 'a path that does not start with a dot gets ./');
   t.match(renderPlugin('x', '../core/index.js', undefined), 'jobhost run x --wait');
   t.match(renderPlugin('x', '../core/index.js', "it's\\"), "schedule: 'it\\'s\\\\',", 'quotes and backslashes escaped');
+});
+
+t.test("where jobhost is installed (or this is the built package), the import is 'jobhost'", async (t) => {
+  const cwd = tempDir(t, 'jobhost-new-installed-');
+  mkdirSync(path.join(cwd, 'node_modules', 'jobhost'), { recursive: true });
+  writeFileSync(path.join(cwd, 'node_modules', 'jobhost', 'package.json'), '{ "name": "jobhost" }');
+  const file = await scaffoldPlugin({ name: 'sync-invoices', cwd, dir: 'src/jobs' });
+  t.match(readFileSync(file, 'utf8'), "import { definePlugin } from 'jobhost';", 'found from a folder below');
+
+  const bare = tempDir(t, 'jobhost-new-bare-');
+  t.equal(pluginImport(bare, path.join(bare, 'plugins'), true), 'jobhost', 'the built package, in a folder without node_modules');
+  t.not(pluginImport(bare, path.join(bare, 'plugins'), false), 'jobhost', 'the sources, in the same folder');
+  const clone = project(t);
+  t.equal(pluginImport(clone, path.join(clone, 'plugins'), true), '../core/index.js', 'a clone keeps its relative import, built or not');
 });

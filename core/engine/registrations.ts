@@ -62,7 +62,8 @@ export class Registrations {
     }
     if (job.isolation !== job.requestedIsolation && !this.#inlineNoted.has(spec.name)) {
       this.#inlineNoted.add(spec.name);
-      this.#o.logger.info(
+      // Debug: embedders register in code all the time, and their stdout is theirs.
+      this.#o.logger.debug(
         { job: spec.name },
         `job "${spec.name}" runs inline: it was registered in code, and a worker thread has no file to load its handler from (isolation: 'inline' says so and silences this)`,
       );

@@ -43,7 +43,7 @@ t.test('a plugin registered in code runs inline, and the log says so once', asyn
   t.equal(host.job('coded')!.isolation, 'inline');
   t.equal((await host.wait((await host.trigger('coded')).runId)).result, true);
   const notes = lines.filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('runs inline'));
-  t.match(notes, [{ level: 30, job: 'coded' }], 'once for the job that asked for a worker, none for the one that said inline');
+  t.match(notes, [{ level: 20, job: 'coded' }], 'once (debug) for the job that asked for a worker, none for the one that said inline');
 });
 
 t.test('jobs.<name>.isolation and defaults.isolation in the config; an edit moves the job', async (t) => {

@@ -3,7 +3,7 @@ import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
-import type { DeathReason } from '../workers/pool.js';
+import type { DeathReason } from '../workers/slot.js';
 import { WorkerExecutor } from '../workers/worker-executor.js';
 import { InlineExecutor } from './executor.js';
 

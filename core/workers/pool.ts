@@ -3,6 +3,7 @@ import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { type Batch, IN, OUT, OUT_FIELDS, type ReadMethod, type ThreadData } from './protocol.js';
+import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
 import { threadScript } from './thread-script.js';
 
 /**
@@ -39,29 +40,6 @@ const MAX_BOOT_FAILURES = 3;
 /** A thread started beyond `size` (every thread was busy) ends after this long without work. */
 const OVERFLOW_IDLE_MS = 10_000;
 
-/** One attempt in the pool (the executor's attempt extends it). */
-export class PoolTask {
-  readonly id: number;
-  readonly source: HandlerSource;
-  readonly job: string;
-  readonly runId: string;
-  readonly attempt: number;
-  readonly params: unknown;
-  /** The thread it is on, while it runs. */
-  slot: Slot | undefined;
-  /** Already started again after its thread died under it. */
-  moved = false;
-
-  constructor(id: number, source: HandlerSource, job: string, runId: string, attempt: number, params: unknown) {
-    this.id = id;
-    this.source = source;
-    this.job = job;
-    this.runId = runId;
-    this.attempt = attempt;
-    this.params = params;
-  }
-}
-
 /** What the pool reports, from its threads. */
 export interface PoolEvents {
   /** The handler settled: `code` null is a success with `text` its result's JSON (null: none); else `text` is the message. */
@@ -87,40 +65,6 @@ export interface PoolOptions {
   /** URL of jobhost's `core/index` without extension (see `ThreadData.coreIndex`). */
   coreIndex: string;
   events: PoolEvents;
-}
-
-export type DeathReason = 'grace' | 'exit' | 'memory' | 'crash';
-
-/** A thread of the pool and what is in flight on it. */
-class Slot {
-  readonly n: number;
-  worker: Worker | undefined;
-  readonly tasks = new Map<number, PoolTask>();
-  /** The newest plugin version sent to the thread, per plugin file. */
-  readonly loaded = new Map<string, number>();
-  out: Batch = [0];
-  queued = false;
-  sent = 0;
-  acked = 0;
-  readonly sentAt = new Map<number, number>();
-  /** It has answered at least once (it started). */
-  answered = false;
-  killedFor: PoolTask | undefined;
-  error: (Error & { code?: string }) | undefined;
-  dead = false;
-  /** Ended for want of work (a thread beyond `size`): not a death. */
-  retired = false;
-  idleTimer: NodeJS.Timeout | undefined;
-  readonly exitSlot = new SharedArrayBuffer(4);
-
-  constructor(n: number) {
-    this.n = n;
-  }
-
-  /** How long the oldest batch it has not read has waited (0: it has read everything). */
-  stalledFor(now: number): number {
-    return this.sent > this.acked ? now - (this.sentAt.get(this.acked + 1) ?? now) : 0;
-  }
 }
 
 export class WorkerPool {
@@ -333,7 +277,7 @@ export class WorkerPool {
     if (!slot.answered && !slot.killedFor && !this.#closing) this.#bootFailures++;
     const tasks = [...slot.tasks.values()];
     slot.tasks.clear();
-    const { reason, code, message, culprit } = this.#cause(slot, exitCode, tasks);
+    const { reason, code, message, culprit } = deathCause(slot, exitCode, tasks, this.#o.maxMemoryMb);
     if (!this.#closing) {
       this.restarts[reason]++;
       this.#o.logger.warn({ worker: slot.n, reason, runs: tasks.map((t) => t.runId), exitCode }, `worker thread ${slot.n} ended (${message}); replacing it`);
@@ -356,34 +300,6 @@ export class WorkerPool {
       this.#spawn();
     }
     for (const task of again) this.run(task);
-  }
-
-  /** Why a thread died, the code its attempts fail with, and which attempt caused it (if one did). */
-  #cause(slot: Slot, exitCode: number, tasks: PoolTask[]): { reason: DeathReason; code: ErrorCode; message: string; culprit: PoolTask | undefined } {
-    const only = tasks.length === 1 ? tasks[0] : undefined;
-    if (slot.killedFor) {
-      return {
-        reason: 'grace',
-        code: 'WORKER_EXITED',
-        message: `run ${slot.killedFor.runId} did not let go within its grace after its abort`,
-        culprit: slot.killedFor,
-      };
-    }
-    if (slot.error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-      return {
-        reason: 'memory',
-        code: 'OUT_OF_MEMORY',
-        message: `the worker thread ran out of memory (workers.maxMemoryMb: ${this.#o.maxMemoryMb})`,
-        culprit: only,
-      };
-    }
-    const exitedBy = Atomics.load(new Int32Array(slot.exitSlot), 0);
-    if (exitedBy !== 0) {
-      const culprit = tasks.find((t) => t.id === exitedBy);
-      return { reason: 'exit', code: 'WORKER_EXITED', message: `the handler${culprit ? '' : ' of a finished run'} called process.exit(${exitCode})`, culprit };
-    }
-    const why = slot.error ? `the worker thread crashed: ${slot.error.message}` : `the worker thread stopped (exit code ${exitCode})`;
-    return { reason: 'crash', code: 'WORKER_EXITED', message: why, culprit: only };
   }
 
   // ----------------------------------------------------------------------------- messages

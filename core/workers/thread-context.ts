@@ -32,7 +32,10 @@ export class ThreadContext implements JobContext<never> {
   /** The plugin version it runs (numbered by the pool). */
   readonly version: number;
   readonly #channel: ThreadChannel;
+  /** Settled or aborted: progress is dropped from here on. */
   #done = false;
+  /** Its outcome was sent (once). */
+  #settled = false;
   #controller: AbortController | undefined;
   #abortReason: HostError | undefined;
   #log: Logger | undefined;
@@ -115,8 +118,6 @@ export class ThreadContext implements JobContext<never> {
     const code = stray !== undefined && !(value instanceof HostError) ? stray : error.code;
     this.#channel.send(OUT.done, this.id, code, error.message);
   }
-
-  #settled = false;
 
   get settled(): boolean {
     return this.#settled;

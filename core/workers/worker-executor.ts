@@ -5,8 +5,9 @@ import type { ErrorCode, HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import { type DeathReason, type PoolEvents, PoolTask, WorkerPool } from './pool.js';
+import { type PoolEvents, WorkerPool } from './pool.js';
 import type { ReadMethod } from './protocol.js';
+import { type DeathReason, PoolTask } from './slot.js';
 
 /**
  * Runs attempts in the pool of worker threads (`isolation: 'worker'`), behind the same

@@ -7,6 +7,7 @@ import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
 import { isolationBench } from './isolation.js';
 import { reloadBench } from './reload.js';
+import { seriesBench } from './series.js';
 import { soakKillBench } from './soak-kill.js';
 import { startupBench } from './startup.js';
 import { wsBench } from './ws.js';
@@ -19,6 +20,7 @@ const benches: Record<string, () => Promise<void>> = {
   reload: () => reloadBench(),
   durability: () => durabilityBench(),
   'soak-kill': () => soakKillBench(),
+  series: () => seriesBench(),
   startup: () => startupBench(),
 };
 

@@ -25,14 +25,30 @@ export type { ErrorCode, RunError } from './contract/errors.js';
 export { ERROR_CODES, HostError, isHostError } from './contract/errors.js';
 export type { AnyHostEvent, EventDataMap, EventType, HostEvent, SkipReason } from './contract/events.js';
 export { EVENT_TYPES } from './contract/events.js';
+export { logArgs } from './contract/log-capture.js';
 export type { Logger } from './contract/logger.js';
 export { createLogger, silentLogger } from './contract/logger.js';
 export type { Notification, NotifyPriority, NotifyStatus } from './contract/notification.js';
 export type { HostReader, JobContext, NotifyOptions, ParamsSchema, PluginDefinition, RetryOptions } from './contract/plugin.js';
 export { definePlugin } from './contract/plugin.js';
 export type { Attempt, Page, Progress, Run, RunQuery, RunSource, RunStatus } from './contract/run.js';
+export type { LogLevel, LogLine, RunLog } from './contract/run-log.js';
+export { LOG_MAX_BYTES, LOG_MAX_LINES, LogTail } from './contract/run-log.js';
 export type { BackendHealth, DamageReport, LostLine, StoreWriteError } from './contract/store-health.js';
-export type { BackendStats, HostState, JobStats, JobView, StaleJob, Stats } from './contract/views.js';
+export type {
+  BackendStats,
+  BulkFilter,
+  BulkResult,
+  HostState,
+  JobStats,
+  JobView,
+  Series,
+  SeriesBucket,
+  SeriesWindow,
+  StaleJob,
+  Stats,
+} from './contract/views.js';
+export { SERIES_WINDOWS } from './contract/views.js';
 export type { EventFilter } from './engine/bus.js';
 export type { HostOptions, PublishResult, TriggerOptions, TriggerResult } from './engine/host.js';
 export { createHost, Host } from './engine/host.js';

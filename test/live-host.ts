@@ -26,7 +26,7 @@ export interface LiveHost {
 }
 
 /**
- * `work`: progress `step i of n` for each step; with `hold`, waits after step 1 until `release()`;
+ * `work`: progress `step i of n` for each step, logging each `log` line at step 1 (and `logEnd` at the end); with `hold`, waits after step 1 until `release()`;
  * with `fail`, throws an error with code WORK_FAILED and that message. Returns `{ steps }`.
  */
 function workPlugin(held: () => Promise<void>) {
@@ -34,12 +34,20 @@ function workPlugin(held: () => Promise<void>) {
     name: 'work',
     description: 'test job',
     concurrency: 4,
-    params: z.object({ steps: z.number().int().min(1).max(100).default(2), hold: z.boolean().default(false), fail: z.string().optional() }),
+    params: z.object({
+      steps: z.number().int().min(1).max(100).default(2),
+      hold: z.boolean().default(false),
+      fail: z.string().optional(),
+      log: z.array(z.string()).default([]),
+      logEnd: z.array(z.string()).default([]),
+    }),
     async handler(ctx) {
       for (let i = 1; i <= ctx.params.steps; i++) {
         ctx.progress(i / ctx.params.steps, `step ${i} of ${ctx.params.steps}`);
+        if (i === 1) for (const line of ctx.params.log) ctx.log.info({ step: i }, line);
         if (i === 1 && ctx.params.hold) await held();
       }
+      for (const line of ctx.params.logEnd) ctx.log.info(line);
       if (ctx.params.fail !== undefined) throw Object.assign(new Error(ctx.params.fail), { code: 'WORK_FAILED' });
       return { steps: ctx.params.steps };
     },

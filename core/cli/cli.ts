@@ -152,6 +152,7 @@ async function runCommand(job: string, opts: RunOptions, command: Command): Prom
       if (!opts.json) out(id);
     },
     onEvent: (e) => reporter.event(e),
+    onLog: (line) => reporter.log(line),
     onRun: (r) => reporter.run(r),
     onNotice: (message) => reporter.notice(message),
   });
@@ -174,14 +175,19 @@ interface TailOptions {
   type?: string[];
   since?: number;
   json?: boolean;
+  logs?: boolean;
 }
 
 async function tailCommand(opts: TailOptions, command: Command): Promise<number> {
   const client = await clientOf(command);
-  const [{ openEventStream }, { formatEvent, palette, useColor }] = await Promise.all([import('./client-stream.js'), import('./format.js')]);
+  const [{ openEventStream }, { formatEvent, formatLogEvent, palette, useColor }, { logLineSchema }] = await Promise.all([
+    import('./client-stream.js'),
+    import('./format.js'),
+    import('./client.js'),
+  ]);
   const color = palette(useColor(process.stdout));
   const note = palette(useColor(process.stderr)).dim;
-  const stream = openEventStream({ url: client.url, token: client.token, job: opts.job, type: opts.type, since: opts.since });
+  const stream = openEventStream({ url: client.url, token: client.token, job: opts.job, type: opts.type, since: opts.since, logs: opts.logs });
   let first = true;
   stream.on('open', (hello) => {
     if (hello.gap)
@@ -196,7 +202,13 @@ async function tailCommand(opts: TailOptions, command: Command): Promise<number>
     first = false;
   });
   stream.on('drop', ({ code, reason }) => err(note(`connection lost (${code}${reason ? ` ${reason}` : ''}); reconnecting…`)));
-  stream.on('event', (e) => out(opts.json ? JSON.stringify(e) : formatEvent(e, color, process.stdout.isTTY ? process.stdout.columns || Infinity : Infinity)));
+  const columns = (): number => (process.stdout.isTTY ? process.stdout.columns || Infinity : Infinity);
+  stream.on('event', (e) => {
+    if (opts.json) return out(JSON.stringify(e));
+    const lines = e.type === 'run.log' ? logLineSchema.array().safeParse((e.data as { lines?: unknown }).lines) : undefined;
+    if (lines?.success) for (const text of formatLogEvent(e, lines.data, color, columns())) out(text);
+    else out(formatEvent(e, color, columns()));
+  });
   await stream.ready;
   await stream.done;
   return 0;
@@ -332,13 +344,13 @@ function buildCli(project: () => Promise<Project>): Command {
 
   program
     .command('run')
-    .description('trigger a job; prints the run id. With --wait, shows its progress and exits 0 on success, 1 on failure')
+    .description('trigger a job; prints the run id. With --wait, shows its progress and log lines and exits 0 on success, 1 on failure')
     .argument('<job>', 'the job name')
     .option('--params <json>', "the job's params, as JSON", parseJson)
     .option('--delay <duration>', "start no sooner than this from now: ms, or '30s', '5m'", parseMs)
     .option('--key <key>', 'dedup key: refused while a run with the same key is queued or running')
     .option('--priority <n>', 'lower runs first within its queue (default 0)', parseInteger(-1_000_000))
-    .option('--wait', 'follow the run to its end: progress on stderr, the result on stdout')
+    .option('--wait', 'follow the run to its end: progress and the lines it logs on stderr, the result on stdout')
     .option('--timeout <duration>', "with --wait: stop waiting after this long (exit 1; the run goes on): ms, or '90s', '5m'", parseMs)
     .option('--json', 'print JSON: { runId }, or with --wait the finished run')
     .addHelpText(
@@ -354,9 +366,10 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--type <type>', 'only events of this type; run.* style globs work (repeatable)', collect)
     .option('--since <seq>', 'first replay the buffered events after this seq', parseInteger(0))
     .option('--json', 'print each event as one line of JSON')
+    .option('--logs', 'also the lines handlers log (ctx.log), one line each, as they come')
     .addHelpText(
       'after',
-      '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',
+      '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --logs\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',
     )
     .action(act(tailCommand));
 

@@ -29,6 +29,8 @@ export interface StreamOptions {
   /** Only these jobs / event types (`run.*` globs), as the host filters them. */
   job?: readonly string[] | undefined;
   type?: readonly string[] | undefined;
+  /** Also `run.log` events: the lines handlers log (the host leaves them out unless asked). */
+  logs?: boolean | undefined;
   /** Replay buffered events after this seq first. */
   since?: number | undefined;
   /** First retry delay after a drop, doubled per failure up to `maxRetryDelayMs` (defaults 100 ms, 2 s). */
@@ -146,6 +148,7 @@ export class EventStream extends EventEmitter<StreamEvents> {
     const query = new URLSearchParams();
     for (const job of this.#options.job ?? []) query.append('job', job);
     for (const type of this.#options.type ?? []) query.append('type', type);
+    if (this.#options.logs) query.set('logs', 'true');
     if (this.#cursor !== undefined) query.set('since', String(this.#cursor));
     const qs = query.toString();
     return `${this.#base}/events${qs ? `?${qs}` : ''}`;

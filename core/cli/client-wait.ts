@@ -1,4 +1,4 @@
-import { type Client, ClientError, FINAL_STATUSES, type Run, type TriggerBody } from './client.js';
+import { type Client, ClientError, FINAL_STATUSES, type LogLine, logLineSchema, type Run, type TriggerBody } from './client.js';
 import { type ClientEvent, type EventStream, openEventStream, type StreamOptions } from './client-stream.js';
 
 /**
@@ -15,6 +15,11 @@ export interface WaitHooks {
   onTriggered?(runId: string): void;
   /** Every run event of this run, in order (`run.queued`, `run.started`, `run.progress`, ...). */
   onEvent?(event: ClientEvent): void;
+  /**
+   * Each line the run's handler logs, once: as it comes on the stream, and at the end any line the
+   * stream missed (it does not replay log lines after a drop), read from `GET /runs/:id/logs`.
+   */
+  onLog?(line: LogLine): void;
   /** The run as read over HTTP while it is not over (polling while the stream is down). */
   onRun?(run: Run): void;
   /** Connection news for the user: the stream dropped, came back, polling. */
@@ -36,7 +41,7 @@ const isDown = (err: unknown): boolean => err instanceof ClientError && (err.cod
 
 /** Subscribes to the job's run events, triggers the job, and resolves with the run once it is final. */
 export async function triggerAndWait(client: Client, job: string, body: TriggerBody, options: WaitOptions = {}): Promise<Run> {
-  const stream = openEventStream({ ...options.stream, url: client.url, token: client.token, job: [job], type: ['run.*'] });
+  const stream = openEventStream({ ...options.stream, url: client.url, token: client.token, job: [job], type: ['run.*'], logs: options.onLog !== undefined });
   const backlog: ClientEvent[] = [];
   const hold = (e: ClientEvent): number => backlog.push(e);
   stream.on('event', hold);
@@ -78,8 +83,28 @@ function follow(client: Client, stream: EventStream, runId: string, backlog: Cli
       stream.off('drop', onDrop);
       return true;
     };
+    const printed = new Set<string>();
+    const log = (line: LogLine): void => {
+      const key = `${line.attempt}:${line.i}`;
+      if (printed.has(key)) return;
+      printed.add(key);
+      options.onLog?.(line);
+    };
+    /** Lines the stream did not bring (it was down for a while), before the end is told. */
+    const catchUp = async (): Promise<void> => {
+      if (!options.onLog) return;
+      try {
+        const kept = await client.runLog(runId);
+        for (const line of kept.lines) log(line);
+      } catch {
+        // a host without run logs, or gone again: what was printed stands
+      }
+    };
     const done = (run: Run): void => {
-      if (settle()) resolve(run);
+      if (settled) return;
+      void catchUp().then(() => {
+        if (settle()) resolve(run);
+      });
     };
     function fail(err: unknown): void {
       if (settle()) reject(err);
@@ -128,6 +153,11 @@ function follow(client: Client, stream: EventStream, runId: string, backlog: Cli
     function onEvent(e: ClientEvent): void {
       lastContact = Date.now();
       if (e.data.runId !== runId || settled) return;
+      if (e.type === 'run.log') {
+        const lines = logLineSchema.array().safeParse((e.data as { lines?: unknown }).lines);
+        if (lines.success) for (const line of lines.data) log(line);
+        return;
+      }
       options.onEvent?.(e);
       if (FINAL_STATUSES.has(e.type.replace(/^run\./, ''))) {
         finalSeen = true;

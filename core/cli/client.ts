@@ -85,11 +85,23 @@ const damageReport = z.looseObject({
 });
 const ackDamageResponse = z.looseObject({ acknowledged: z.array(damageReport), unknown: z.array(z.string()), remaining: z.number() });
 
+/** A line a handler logged (`GET /runs/:id/logs`, `run.log` events). */
+export const logLineSchema = z.looseObject({
+  attempt: z.number(),
+  i: z.number(),
+  at: iso,
+  level: z.string(),
+  msg: z.string(),
+  fields: z.record(z.string(), z.unknown()).optional(),
+});
+const runLogResponse = z.looseObject({ runId: z.string(), lines: z.array(logLineSchema), dropped: z.number(), note: z.string().nullable() });
+
 const triggerResponse = z.looseObject({ runId: z.string() });
 const healthResponse = z.looseObject({ status: z.string(), state: z.string() });
 
 export type Job = z.output<typeof jobSchema>;
 export type Run = z.output<typeof runSchema>;
+export type LogLine = z.output<typeof logLineSchema>;
 /** Damage found in the host's store files (`GET /store/damage`). */
 export type DamageReport = z.output<typeof damageReport>;
 
@@ -120,6 +132,8 @@ export interface Client {
   /** Resolves with the run id once the host has the run on disk (202). */
   trigger(job: string, body?: TriggerBody): Promise<string>;
   run(id: string): Promise<Run>;
+  /** The lines the run's handler logged (the last 500 / 256 KiB) and how many earlier ones were cut. */
+  runLog(id: string): Promise<z.output<typeof runLogResponse>>;
   /** Damage reports of the host's store, acknowledged or not. */
   damage(): Promise<DamageReport[]>;
   /** Acknowledges damage reports (every unacknowledged one without `ids`). */
@@ -228,6 +242,7 @@ export function createClient(options: ClientOptions): Client {
     jobs: async () => (await request('GET', '/jobs', z.looseObject({ items: z.array(jobSchema) }))).items,
     trigger: async (job, body = {}) => (await request('POST', `/jobs/${seg(job)}/run`, triggerResponse, body)).runId,
     run: (id) => request('GET', `/runs/${seg(id)}`, runSchema),
+    runLog: (id) => request('GET', `/runs/${seg(id)}/logs`, runLogResponse),
     damage: async () => (await request('GET', '/store/damage', z.looseObject({ items: z.array(damageReport) }))).items,
     ackDamage: (ids) => request('POST', '/store/damage/ack', ackDamageResponse, ids === undefined ? {} : { ids }),
   };

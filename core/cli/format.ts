@@ -1,4 +1,4 @@
-import type { Job } from './client.js';
+import type { Job, LogLine } from './client.js';
 import type { ClientEvent } from './client-stream.js';
 
 /**
@@ -276,4 +276,31 @@ export function formatEvent(event: ClientEvent, c: Palette = palette(false), col
   return [c.dim(clockTime(event.at)), statusPaint(event.type, c)(event.type.padEnd(15)), c.bold(job.padEnd(20)), c.gray(runId.padEnd(16)), text]
     .join('  ')
     .trimEnd();
+}
+
+/** The color of a log level. */
+function levelPaint(level: string, c: Palette): Paint {
+  if (level === 'error' || level === 'fatal') return c.red;
+  if (level === 'warn') return c.yellow;
+  if (level === 'debug' || level === 'trace') return c.dim;
+  return (s) => s;
+}
+
+/** A logged line: level, message and the logged object, on one line (`info  read 3 rows {"rows":3}`). */
+export function formatLogLine(line: LogLine, c: Palette = palette(false), columns = Infinity): string {
+  const fields = line.fields ? ` ${JSON.stringify(line.fields)}` : '';
+  const text = truncate(`${line.msg}${fields}`.replace(/\s*\n\s*/g, ' '), columns - 7);
+  return `${levelPaint(line.level, c)(line.level.padEnd(5))}  ${text}`.trimEnd();
+}
+
+/** `jobhost tail --logs`: a `run.log` event is one line per logged line, each with the usual head. */
+export function formatLogEvent(event: ClientEvent, lines: readonly LogLine[], c: Palette = palette(false), columns = Infinity): string[] {
+  const job = (event.data.job ?? '-').padEnd(20);
+  const runId = (event.data.runId ?? '-').padEnd(16);
+  const width = columns - (12 + 15 + 20 + 16 + 8);
+  return lines.map((line) =>
+    [c.dim(clockTime(line.at)), statusPaint(event.type, c)(event.type.padEnd(15)), c.bold(job), c.gray(runId), formatLogLine(line, c, width)]
+      .join('  ')
+      .trimEnd(),
+  );
 }

@@ -1,6 +1,6 @@
-import type { Run } from './client.js';
+import type { LogLine, Run } from './client.js';
 import type { ClientEvent } from './client-stream.js';
-import { errorText, formatMs, type Palette, percent, progressLine } from './format.js';
+import { errorText, formatLogLine, formatMs, type Palette, percent, progressLine } from './format.js';
 
 /**
  * What `jobhost run --wait` shows while it waits. On a terminal: one live line with the bar and
@@ -17,6 +17,8 @@ export interface RunReporter {
   event(event: ClientEvent): void;
   /** The run as polled over HTTP. */
   run(run: Run): void;
+  /** A line the run's handler logged. */
+  log(line: LogLine): void;
   /** A line of connection news. */
   notice(message: string): void;
   /** Ends the live line (it stays on screen, as the last state); call before printing the outcome. */
@@ -94,6 +96,9 @@ export function createRunReporter(out: Output, options: ReporterOptions): RunRep
       if (run.status !== 'running') return;
       started(Math.max(1, run.attempts.length));
       if (run.progress.fraction > 0 || run.progress.text) progress(run.progress.fraction, run.progress.text);
+    },
+    log(logged) {
+      line(formatLogLine(logged, c, options.live ? columns() - 1 : Infinity));
     },
     notice(message) {
       line(c.dim(message));

@@ -5,6 +5,7 @@ import type { JobContext } from './plugin.js';
 import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
+import type { RunLog } from './run-log.js';
 import type { BackendHealth, DamageReport, StoreWriteError } from './store-health.js';
 import type { BackendStats } from './views.js';
 
@@ -62,9 +63,10 @@ export interface Backend {
    * Cancels a waiting or running run, on whichever host runs it: a running attempt's signal is
    * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored). The
    * canceled state is durable when the promise resolves. A finished run is returned unchanged
-   * with `canceled: false`; an unknown id gives undefined.
+   * with `canceled: false`; an unknown id gives undefined. With `waitingOnly`, a run that is
+   * running (it started meanwhile) is left alone and returned with `canceled: false` too.
    */
-  cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined>;
+  cancel(id: string, reason: string, options?: { waitingOnly?: boolean }): Promise<{ canceled: boolean; run: Run } | undefined>;
   /**
    * Stops starting runs, lets running attempts finish for `graceMs`, then aborts the rest with
    * `SHUTDOWN`: each such run waits again (durably, for the next start) while attempts remain,
@@ -80,6 +82,21 @@ export interface Backend {
   getRun(id: string): Promise<Run | undefined>;
   /** History, newest first by id (ids sort by creation time); `next` is the cursor for `before`. */
   listRuns(query: RunQuery): Promise<Page<Run>>;
+
+  /**
+   * Keeps lines a handler logged with its run, bounded as a `LogTail` bounds them (the last 500
+   * lines or 256 KiB; `log.dropped` adds to the run's count of cut lines). Not an acknowledged
+   * write: the lines become durable with the backend's next write (local: the next group commit),
+   * so a crash may lose the lines since then. The engine calls it while the run is unfinished and
+   * at the latest in the same turn of the event loop as `observer.finished`; lines for a run
+   * that finished before are dropped. Never rejects for a full disk: the lines wait for the next write.
+   */
+  appendLogs(runId: string, log: RunLog): void;
+  /**
+   * A run's kept lines, oldest first, with the count of lines the bound dropped; undefined when the
+   * backend keeps none for it (no lines, or a run retention removed). Kept as long as the run.
+   */
+  getLogs(runId: string): Promise<RunLog | undefined>;
 
   /**
    * The state kept for a job across restarts (a snapshot; empty for a job never seen). Read

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   SKIPPED: { status: 409, text: 'The trigger was refused: `reason` is disabled, overlap, cooldown, once or duplicate.' },
   RUN_FINISHED: { status: 409, text: 'The run has already finished, so it cannot be canceled.' },
   RUN_NOT_RETRYABLE: { status: 409, text: 'Only a failed or canceled run can be retried.' },
+  RUN_NOT_WAITING: { status: 409, text: 'A bulk cancel left this run alone: it started (or ended) after it was counted.' },
   SHUTTING_DOWN: { status: 503, text: 'The host is stopping and refuses new work.' },
   NOT_STARTED: { status: 503, text: 'The host has not started yet.' },
   // handler outcomes (recorded on attempts and runs)

@@ -1,5 +1,6 @@
 import type { RunError } from './errors.js';
 import type { RunSource } from './run.js';
+import type { LogLine } from './run-log.js';
 
 /** Why a trigger was refused; a refused trigger creates no run. */
 export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate';
@@ -32,6 +33,13 @@ export interface EventDataMap {
   'run.succeeded': RunData & { attempt: number; durationMs: number; result: unknown };
   'run.failed': RunData & { attempt: number; durationMs: number | null; error: RunError };
   'run.canceled': RunData & { reason: string };
+  /**
+   * Lines a handler wrote through `ctx.log`, batched (one event per run per ~50 ms at most).
+   * Sent only to listeners that ask for it, not numbered (its `seq` is the last numbered event's)
+   * and not replayed: `GET /runs/:id/logs` has every kept line. `dropped`: lines of this batch
+   * cut by the per-run bound before they were sent.
+   */
+  'run.log': RunData & { lines: LogLine[]; dropped: number };
   'run.skipped': JobData & { reason: SkipReason; source: RunSource; detail: string; runId?: string };
   notification: RunData & {
     id: string;
@@ -65,6 +73,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'run.failed',
   'run.canceled',
   'run.skipped',
+  'run.log',
   'notification',
   'plugin.error',
   'config.reloaded',

@@ -71,3 +71,69 @@ export interface StaleJob {
   periodMs: number;
   lastSuccessAt: string | null;
 }
+
+/** The windows of `GET /stats/series` and their buckets: 1 min for 1 h, 15 min for 24 h, 2 h for 7 d. */
+export const SERIES_WINDOWS = {
+  '1h': { bucketMs: 60_000, buckets: 60 },
+  '24h': { bucketMs: 900_000, buckets: 96 },
+  '7d': { bucketMs: 7_200_000, buckets: 84 },
+} as const;
+
+export type SeriesWindow = keyof typeof SERIES_WINDOWS;
+
+/** One bucket of a series: runs that finished in it, and the backlog at its end. */
+export interface SeriesBucket {
+  /** ISO start; the bucket ends where the next one starts (the last one is still filling). */
+  start: string;
+  succeeded: number;
+  failed: number;
+  canceled: number;
+  /** Duration percentiles of the succeeded and failed runs (within 2%); null without any. */
+  p50Ms: number | null;
+  p95Ms: number | null;
+  /** Runs waiting (queued or delayed) at the bucket's end; null before the host was watching. */
+  queued: number | null;
+}
+
+/** `GET /stats/series`: the buckets of a window, oldest first, for the host or one job. */
+export interface Series {
+  window: SeriesWindow;
+  job: string | null;
+  bucketMs: number;
+  /** Start of the first bucket and end of the last (now, rounded up to the bucket). */
+  from: string;
+  to: string;
+  /** From when the host has watched runs finish; earlier buckets come from history read back at start. */
+  watchingSince: string;
+  buckets: SeriesBucket[];
+}
+
+/** Which runs a bulk action takes: of one job or all, within a time range (ISO, both ends included). */
+export interface BulkFilter {
+  job?: string | undefined;
+  from?: string | undefined;
+  /** Default: now. The answer says which `to` it used, so a confirmation can repeat it exactly. */
+  to?: string | undefined;
+  /** Count and list the runs, touch nothing. */
+  dryRun?: boolean | undefined;
+}
+
+/** The answer of a bulk action: which runs it matched, which it touched, and why it left any. */
+export interface BulkResult {
+  action: 'retry' | 'cancel';
+  dryRun: boolean;
+  job: string | null;
+  from: string | null;
+  to: string;
+  /** Runs the filter matched (at most `BULK_MAX`; `truncated` when there were more). */
+  matched: number;
+  /** Runs retried (a new run each) or canceled; 0 for a dry run. */
+  touched: number;
+  runs: Array<{ runId: string; job: string; newRunId?: string }>;
+  /** Matched runs that were not touched: the code says why (SKIPPED, RUN_FINISHED, ...). */
+  errors: Array<{ runId: string; job: string; code: string; message: string }>;
+  truncated: boolean;
+}
+
+/** The most runs one bulk action takes. */
+export const BULK_MAX = 10_000;

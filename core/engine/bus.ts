@@ -3,11 +3,21 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { AnyHostEvent, EventDataMap, EventType, HostEvent } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 
-/** `job=` and `type=` filters as the WebSocket and `events()` take them; types may end in `.*`. */
+/** `job=`, `run=` and `type=` filters as the WebSocket and `events()` take them; types may end in `.*`. */
 export interface EventFilter {
   job?: readonly string[] | undefined;
+  /** Only events of these runs. */
+  run?: readonly string[] | undefined;
   type?: readonly string[] | undefined;
+  /**
+   * Also `run.log` events (log lines), which no filter matches unless asked for: here, or by naming
+   * `run.log` in `type`. They can come at ~20 a second per running run.
+   */
+  logs?: boolean | undefined;
 }
+
+/** Whether a filter asks for `run.log` events. */
+export const wantsLogs = (filter: EventFilter): boolean => filter.logs === true || (filter.type ?? []).includes('run.log');
 
 export type Listener<E> = (event: E) => void;
 
@@ -16,6 +26,8 @@ type EmitterMap = { [K in EventType]: [HostEvent<K>] } & { '*': [AnyHostEvent] }
 /** Compiles a filter once into a predicate; an empty filter matches everything. */
 export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) => boolean {
   const jobs = filter.job && filter.job.length > 0 ? new Set(filter.job) : null;
+  const runs = filter.run && filter.run.length > 0 ? new Set(filter.run) : null;
+  const logs = wantsLogs(filter);
   const exact = new Set<string>();
   const prefixes: string[] = [];
   for (const t of filter.type ?? []) {
@@ -26,6 +38,9 @@ export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) =
   const anyType = exact.size === 0 && prefixes.length === 0;
   return (event) => {
     if (jobs && (event.data.job === null || !jobs.has(event.data.job))) return false;
+    if (runs && !('runId' in event.data && event.data.runId !== undefined && runs.has(event.data.runId))) return false;
+    // Asked for, log lines come whatever the type filter says (`logs` means "these events, and their lines").
+    if (event.type === 'run.log') return logs;
     if (anyType || exact.has(event.type)) return true;
     for (const p of prefixes) if (event.type.startsWith(p)) return true;
     return false;
@@ -61,12 +76,23 @@ export class Bus {
     return this.#seq;
   }
 
-  emit<T extends EventType>(type: T, data: EventDataMap[T]): HostEvent<T> {
+  emit<T extends Exclude<EventType, 'run.log'>>(type: T, data: EventDataMap[T]): HostEvent<T> {
     const event = { seq: ++this.#seq, type, at: isoTime(this.#clock.now()), data } as HostEvent<T>;
     this.#ring[event.seq % this.#ring.length] = event as AnyHostEvent;
     // eventemitter3's typing cannot relate a generic T to its tuple; the map above keeps it honest.
     (this.#emitter.emit as (t: string, e: unknown) => boolean)(type, event);
     this.#emitter.emit('*', event as AnyHostEvent);
+    return event;
+  }
+
+  /**
+   * A `run.log` event: to its own listeners and to subscriptions that ask for logs, not to `'*'`;
+   * not numbered (its seq is the last numbered event's, so `since=` is unaffected) and not kept
+   * for replay, so a chatty handler never pushes state changes out of the replay buffer.
+   */
+  emitLog(data: EventDataMap['run.log']): HostEvent<'run.log'> {
+    const event: HostEvent<'run.log'> = { seq: this.#seq, type: 'run.log', at: isoTime(this.#clock.now()), data };
+    (this.#emitter.emit as (t: string, e: unknown) => boolean)('run.log', event);
     return event;
   }
 
@@ -102,10 +128,19 @@ export class Bus {
       gap = replay.gap;
       for (const event of replay.events) if (match(event)) listener(event);
     }
-    const close = this.on('*', (event) => {
+    const deliver = (event: AnyHostEvent): void => {
       if (match(event)) listener(event);
-    });
-    return { gap, close };
+    };
+    const closeAll = this.on('*', deliver);
+    if (!wantsLogs(filter)) return { gap, close: closeAll };
+    const closeLogs = this.on('run.log', deliver);
+    return {
+      gap,
+      close: () => {
+        closeAll();
+        closeLogs();
+      },
+    };
   }
 
   /** Buffered events with seq > `since`, oldest first. */

@@ -1,8 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
+import { capturingLogger } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
+import type { LogLevel } from '../contract/run-log.js';
 
 /**
  * The attempt executor: runs one attempt of a run in this thread. It builds the handler's `ctx`,
@@ -18,6 +20,12 @@ export interface ExecutorOptions {
   reader: HostReader;
   /** `ctx.emit(event, payload)` from a handler of run `runId`. */
   publish(event: string, payload: unknown, runId: string): void;
+  /**
+   * A line the handler wrote through `ctx.log` (any level), while its attempt is live: the run
+   * keeps it (`RunLogs.line`). An executor in another thread turns the call into the same three
+   * values with `logArgs()` and posts them here. Without it, lines only reach the logger.
+   */
+  log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
 }
 
 /** The attempt a piece of async code belongs to, so stray rejections fail the right attempt. */
@@ -66,7 +74,11 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
   }
 
   get log(): Logger {
-    return (this.#log ??= this.#executor.logger.child({ job: this.job, runId: this.runId, attempt: this.attempt }));
+    // Built on first use: most handlers never log, and the proxy costs an allocation or two.
+    this.#log ??= capturingLogger(this.#executor.logger.child({ job: this.job, runId: this.runId, attempt: this.attempt }), (level, msg, fields) => {
+      if (!this.#done) this.#executor.log(this.#task, level, msg, fields);
+    });
+    return this.#log;
   }
 
   progress(fraction: number, text?: string): void {
@@ -108,12 +120,14 @@ export class InlineExecutor implements AttemptExecutor {
   readonly logger: Logger;
   readonly reader: HostReader;
   readonly #publish: ExecutorOptions['publish'];
+  readonly log: NonNullable<ExecutorOptions['log']>;
   #open = false;
 
   constructor(options: ExecutorOptions) {
     this.logger = options.logger;
     this.reader = options.reader;
     this.#publish = options.publish;
+    this.log = options.log ?? (() => undefined);
   }
 
   publish(event: string, payload: unknown, runId: string): void {

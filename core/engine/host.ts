@@ -9,19 +9,23 @@ import type { Notification } from '../contract/notification.js';
 import type { PluginDefinition } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
-import type { HostState, JobView, StaleJob, Stats } from '../contract/views.js';
+import type { BulkFilter, BulkResult, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { type BackendTuning, createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
 import { Fires } from './fires.js';
 import { createIdGenerator } from './ids.js';
+import { Insight } from './insight.js';
 import { Executors } from './isolation.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { finalRun, RunEvents } from './run-events.js';
+import { RunLogs } from './run-logs.js';
+
 import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
-import { hostStats, jobView, staleness } from './views.js';
+import { hostStats, jobView, staleJobs } from './views.js';
 
 export interface HostOptions {
   /** The config (same shape as config/jobhost.json); validated, defaults filled in. */
@@ -61,6 +65,8 @@ export class Host {
   readonly #backend: Backend;
   readonly #executor: Executors;
   readonly #observer: RunEvents;
+  readonly #logs: RunLogs;
+  readonly #insight: Insight;
   readonly #scheduler: Scheduler;
   readonly #jobs: JobRegistry;
   readonly #triggers: Triggers;
@@ -81,6 +87,17 @@ export class Host {
     const newId = createIdGenerator(() => this.clock.now(), random);
 
     this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
+    this.#logs = new RunLogs({ bus: this.bus, clock: this.clock, logger: this.logger, backend: () => this.#backend });
+    this.#insight = new Insight({
+      bus: this.bus,
+      clock: this.clock,
+      logger: this.logger,
+      backend: () => this.#backend,
+      logs: this.#logs,
+      registered: (job) => this.#jobs.get(job) !== undefined,
+      retry: (id) => this.retry(id),
+      accepting: () => this.#acceptingWork(),
+    });
     this.#observer = new RunEvents({
       bus: this.bus,
       clock: this.clock,
@@ -88,6 +105,7 @@ export class Host {
       newId,
       notifySpec: (job) => this.#jobs.get(job)?.job.notify,
       backend: () => this.#backend,
+      logs: this.#logs,
     });
     for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
     const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
@@ -100,6 +118,7 @@ export class Host {
       publish: (event, payload, runId) => {
         this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
       },
+      log: (task, level, msg, fields) => this.#logs.line(task, level, msg, fields),
     });
     this.#jobs = new JobRegistry(
       (name) => this.#backend.jobState(name),
@@ -160,6 +179,7 @@ export class Host {
     await this.#backend.open({ job: (name) => this.#jobs.get(name)?.job, executor: this.#executor, observer: this.#observer });
     // Jobs registered before start were resolved without their stored flags: resolve again.
     for (const name of this.#jobs.names()) this.#registrations.reresolve(name);
+    this.#insight.start(this.#jobs.names());
     this.#state = 'running';
     this.#executor.open();
     this.#warmWorkers();
@@ -194,6 +214,8 @@ export class Host {
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#backend.drain(graceMs);
     await this.#executor.close();
+    this.#logs.close();
+    await this.#insight.stop();
     if (wasStarted) await this.#backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
     for (const service of services) {
@@ -340,6 +362,29 @@ export class Host {
     return this.#backend.getRun(id);
   }
 
+  /** A run and its log: the last 500 lines / 256 KiB its handler wrote through `ctx.log`, and how many earlier ones were cut. */
+  runLog(id: string): Promise<{ run: Run; log: RunLog }> {
+    return this.#insight.runLog(id);
+  }
+
+  /**
+   * Runs per bucket over a window (`1h`, `24h`, `7d`), for the host or one job, from the index kept
+   * as runs finish; JOB_NOT_FOUND for a job neither registered nor ever run.
+   */
+  series(window: SeriesWindow, job?: string): Series {
+    return this.#insight.series(window, job);
+  }
+
+  /** Replays every failed run (of a job, or all) that ended in the range and was not replayed yet; `dryRun` only counts. */
+  retryFailed(filter: BulkFilter = {}): Promise<BulkResult> {
+    return this.#insight.retryFailed(filter);
+  }
+
+  /** Cancels every run (of a job, or all) created in the range that is still waiting; `dryRun` only counts. */
+  cancelQueued(filter: BulkFilter = {}): Promise<BulkResult> {
+    return this.#insight.cancelQueued(filter);
+  }
+
   /** Resolves with the run once it is final. */
   wait(id: string): Promise<Run> {
     return finalRun(this.bus, this.#backend, id);
@@ -387,13 +432,7 @@ export class Host {
    * was registered in this process.
    */
   staleJobs(): StaleJob[] {
-    const now = this.clock.now();
-    const stale: StaleJob[] = [];
-    for (const [name, { job, registeredAt }] of this.#jobs.entries()) {
-      const s = staleness(job, this.#backend.jobState(name), registeredAt, now);
-      if (s) stale.push(s);
-    }
-    return stale;
+    return staleJobs(this.#jobs.entries(), (name) => this.#backend.jobState(name), this.clock.now());
   }
 
   // ------------------------------------------------------------------------ events

@@ -3,6 +3,7 @@ import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
+import type { LogLevel } from '../contract/run-log.js';
 import type { DeathReason } from '../workers/slot.js';
 import { WorkerExecutor } from '../workers/worker-executor.js';
 import { InlineExecutor } from './executor.js';
@@ -17,6 +18,8 @@ export interface ExecutorsOptions {
   clock: Clock;
   reader: HostReader;
   publish(event: string, payload: unknown, runId: string): void;
+  /** A `ctx.log` line of a live attempt, from either thread: the run keeps it. */
+  log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
   workers: Config['workers'];
 }
 

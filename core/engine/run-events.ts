@@ -8,6 +8,7 @@ import type { NotifySpec } from '../contract/plugin-schema.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { Bus } from './bus.js';
 import { buildNotification } from './notify.js';
+import type { RunLogs } from './run-logs.js';
 
 /** `run.queued` for a run entering the queue: new, or back from an interrupted attempt. */
 export function queuedData(run: Run, delayed: boolean): EventDataMap['run.queued'] {
@@ -22,6 +23,8 @@ export interface RunEventsOptions {
   /** The job's notification spec, if it has one. */
   notifySpec(job: string): NotifySpec | null | undefined;
   backend(): Backend;
+  /** Lines of a run still waiting to be sent go out before the run's state change (see RunLogs). */
+  logs?: RunLogs | undefined;
 }
 
 /**
@@ -36,6 +39,8 @@ export class RunEvents implements RunObserver {
   }
 
   queued(run: Run, delayed: boolean): void {
+    // Back in the queue after an attempt (a stop aborted it): that attempt's lines first.
+    if (run.attempts.length > 0) this.#o.logs?.ended(run.id, false);
     this.#o.bus.emit('run.queued', queuedData(run, delayed));
   }
 
@@ -48,10 +53,12 @@ export class RunEvents implements RunObserver {
   }
 
   retrying(run: Run, attempt: number, delayMs: number, error: RunError): void {
+    this.#o.logs?.ended(run.id, false);
     this.#o.bus.emit('run.retrying', { job: run.job, runId: run.id, attempt, nextAttempt: attempt + 1, runAt: run.runAt, delayMs, error });
   }
 
   finished(run: Run): void {
+    this.#o.logs?.ended(run.id, true);
     const bus = this.#o.bus;
     if (run.status === 'succeeded') {
       bus.emit('run.succeeded', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs ?? 0, result: run.result });

@@ -76,7 +76,7 @@ export function runStats(
  * Whether an enabled scheduled job has had no success within twice its period (the gap between
  * its next two fires); a job that never succeeded counts from `since`.
  */
-export function staleness(job: EffectiveJob, record: Readonly<JobState>, registeredAt: number, now: number): StaleJob | null {
+function staleness(job: EffectiveJob, record: Readonly<JobState>, registeredAt: number, now: number): StaleJob | null {
   if (!job.enabled || !job.schedule) return null;
   let periodMs: number;
   try {
@@ -90,6 +90,20 @@ export function staleness(job: EffectiveJob, record: Readonly<JobState>, registe
   const lastSuccessAt = record.lastSuccessAt ?? null;
   const since = lastSuccessAt !== null ? Date.parse(lastSuccessAt) : registeredAt;
   return now - since > 2 * periodMs ? { job: job.name, schedule: job.schedule.label, periodMs, lastSuccessAt } : null;
+}
+
+/** Every stale job among `jobs` (see `staleness`). */
+export function staleJobs(
+  jobs: Iterable<[string, { job: EffectiveJob; registeredAt: number }]>,
+  record: (name: string) => Readonly<JobState>,
+  now: number,
+): StaleJob[] {
+  const stale: StaleJob[] = [];
+  for (const [name, { job, registeredAt }] of jobs) {
+    const s = staleness(job, record(name), registeredAt, now);
+    if (s) stale.push(s);
+  }
+  return stale;
 }
 
 /** `GET /stats`: lifetime totals from the job states, live depths from the backend. */

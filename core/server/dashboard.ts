@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
@@ -49,17 +50,30 @@ const CSP = [
 const DEFAULT_DIR = path.join(import.meta.dirname, 'dashboard');
 
 /**
+ * Files served from packages, by the name the page asks for: uPlot (the charts), straight from
+ * node_modules, so there is still no build step and nothing comes from a CDN.
+ */
+const VENDOR: Readonly<Record<string, string>> = {
+  'uPlot.esm.js': 'uplot/dist/uPlot.esm.js',
+  'uPlot.min.css': 'uplot/dist/uPlot.min.css',
+};
+
+/**
  * Every file the dashboard serves, read once when the server starts: the set of names is fixed, so
  * a request can only ever name one of them (no path from a request reaches the file system).
  */
 async function loadAssets(dir: string): Promise<Map<string, Asset>> {
   const assets = new Map<string, Asset>();
+  const add = (name: string, body: Buffer, type: string): void => {
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+    assets.set(name, { body, type, etag });
+  };
+  const require = createRequire(import.meta.url);
+  for (const [name, specifier] of Object.entries(VENDOR)) add(name, await readFile(require.resolve(specifier)), TYPES[path.extname(name)]!);
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const type = TYPES[path.extname(entry.name)];
     if (!entry.isFile() || type === undefined || entry.name.startsWith('.')) continue;
-    const body = await readFile(path.join(dir, entry.name));
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-    assets.set(entry.name, { body, type, etag });
+    add(entry.name, await readFile(path.join(dir, entry.name)), type);
   }
   if (!assets.has('index.html')) throw new Error(`the dashboard folder ${dir} has no index.html`);
   return assets;

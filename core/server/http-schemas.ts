@@ -60,7 +60,13 @@ const repeatable = z
 
 export const eventsQuery = z.strictObject({
   job: repeatable.describe('only events of these jobs (repeatable)'),
+  run: repeatable.describe('only events of these runs (repeatable)'),
   type: repeatable.describe('only these event types; `run.*` globs (repeatable)'),
+  logs: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1')
+    .describe('also `run.log` events (log lines), which are left out unless asked for (here, or `type=run.log`)'),
   since: z.coerce.number().int().min(0).optional().describe('replay buffered events after this seq first'),
   token: z.string().max(1000).optional().describe('the API token, for clients that cannot set headers'),
 });
@@ -230,3 +236,71 @@ export const statsResponse = z.object({
 export function errors(...statuses: number[]): Record<number, typeof errorResponse> {
   return Object.fromEntries(statuses.map((s) => [s, errorResponse]));
 }
+
+export const seriesQuery = z.strictObject({
+  window: z.enum(['1h', '24h', '7d']).default('1h').describe('1h: 1-minute buckets; 24h: 15-minute buckets; 7d: 2-hour buckets'),
+  job: segment.optional().describe('one job; the whole host without it'),
+});
+
+export const seriesResponse = z.object({
+  window: z.enum(['1h', '24h', '7d']),
+  job: z.string().nullable(),
+  bucketMs: z.number(),
+  from: iso,
+  to: iso,
+  watchingSince: iso.describe('buckets before this come from history read back at start, without the backlog'),
+  buckets: z.array(
+    z.object({
+      start: iso,
+      succeeded: z.number(),
+      failed: z.number(),
+      canceled: z.number(),
+      p50Ms: z.number().nullable().describe('duration of succeeded and failed runs, within 2%'),
+      p95Ms: z.number().nullable(),
+      queued: z.number().nullable().describe('runs waiting (queued or delayed) at the end of the bucket'),
+    }),
+  ),
+});
+
+const logLine = z.object({
+  attempt: z.number(),
+  i: z.number().describe('1-based within the attempt'),
+  at: iso,
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
+  msg: z.string(),
+  fields: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const runLogResponse = z.object({
+  runId: z.string(),
+  job: z.string(),
+  status: runStatus,
+  lines: z.array(logLine).describe('oldest first: the last 500 lines or 256 KiB, whichever is smaller'),
+  dropped: z.number().describe('earlier lines cut by that bound'),
+  note: z.string().nullable().describe('says so when lines were cut'),
+});
+
+const time = z.iso.datetime({ offset: true }).describe('ISO 8601 time');
+
+export const bulkBody = z
+  .strictObject({
+    job: segment.optional().describe('one job; every job without it'),
+    from: time.optional().describe('retry: runs that ended at or after this; cancel: runs created at or after this'),
+    to: time.optional().describe('the same, at or before (default now; the answer says which it used)'),
+    dryRun: z.boolean().optional().describe('count and list the runs, touch nothing'),
+  })
+  .refine((b) => b.from === undefined || b.to === undefined || Date.parse(b.from) <= Date.parse(b.to), { message: 'from is after to', path: ['from'] })
+  .nullish();
+
+export const bulkResponse = z.object({
+  action: z.enum(['retry', 'cancel']),
+  dryRun: z.boolean(),
+  job: z.string().nullable(),
+  from: iso.nullable(),
+  to: iso,
+  matched: z.number().describe('runs the filter matched (at most 10,000)'),
+  touched: z.number().describe('runs retried or canceled'),
+  runs: z.array(z.object({ runId: z.string(), job: z.string(), newRunId: z.string().optional() })),
+  errors: z.array(z.object({ runId: z.string(), job: z.string(), code: z.string(), message: z.string() })),
+  truncated: z.boolean().describe('more runs matched than one action takes'),
+});

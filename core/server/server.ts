@@ -21,6 +21,7 @@ import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
 import { type EventLoopOptions, watchEventLoop } from './event-loop.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
+import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
@@ -216,6 +217,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   });
   void app.register(async (scope: JobhostApp) => {
     registerRoutes(scope, host, loop);
+    registerInsightRoutes(scope, host);
     stream = registerEventStream(scope, host, { ...options.ws, observer: metrics });
     scope.get('/metrics', {
       schema: {

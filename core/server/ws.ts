@@ -69,7 +69,10 @@ export function registerEventStream(app: JobhostApp, host: Host, options: EventS
   const sockets = new Set<WebSocket>();
   const encode = encoder();
 
-  const connect = (socket: WebSocket, query: { job?: string[] | undefined; type?: string[] | undefined; since?: number | undefined }): void => {
+  const connect = (
+    socket: WebSocket,
+    query: { job?: string[] | undefined; run?: string[] | undefined; type?: string[] | undefined; logs?: boolean; since?: number | undefined },
+  ): void => {
     sockets.add(socket);
     observer?.opened();
     let live = false;
@@ -105,7 +108,7 @@ export function registerEventStream(app: JobhostApp, host: Host, options: EventS
     };
 
     // Replay and subscription happen in one synchronous step (Bus.subscribe): no gap, no duplicate.
-    const subscription = host.bus.subscribe({ job: query.job, type: query.type }, deliver, query.since);
+    const subscription = host.bus.subscribe({ job: query.job, run: query.run, type: query.type, logs: query.logs }, deliver, query.since);
     const hello: HelloMessage = { type: 'hello', seq: host.bus.seq, since: query.since ?? null, gap: subscription.gap };
     socket.send(JSON.stringify(hello));
     for (const data of replay) {

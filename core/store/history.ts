@@ -4,6 +4,7 @@ import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run, RunQuery, RunStatus } from '../contract/run.js';
 import { AppendFile, NdjsonFile, type NdjsonRead, parseNdjsonInSlices } from './files.js';
+import { segmentLogsPath } from './run-logs.js';
 import type { DamageFound } from './store-damage.js';
 import { checkWith, segmentLine } from './store-records.js';
 
@@ -242,10 +243,12 @@ export class History {
     }
   }
 
-  /** Deletes expired segment files: call once a checkpoint without them is durable. */
+  /** Deletes expired segment files, and the logs of their runs: call once a checkpoint without them is durable. */
   async deleteExpired(): Promise<void> {
     for (const n of this.#expired.splice(0)) {
-      await rm(this.#path(n), { force: true }).catch((err: unknown) => this.#o.logger.warn({ err, segment: n }, 'could not delete an expired segment'));
+      for (const file of [this.#path(n), segmentLogsPath(this.#o.dir!, n)]) {
+        await rm(file, { force: true }).catch((err: unknown) => this.#o.logger.warn({ err, segment: n }, 'could not delete an expired segment'));
+      }
     }
   }
 
@@ -258,13 +261,22 @@ export class History {
   // ---------------------------------------------------------------- reading
 
   async find(id: string): Promise<Run | undefined> {
+    return (await this.#locate(id))?.run;
+  }
+
+  /** The number of the segment that holds run `id`, if any. */
+  async segmentOf(id: string): Promise<number | undefined> {
+    return (await this.#locate(id))?.n;
+  }
+
+  async #locate(id: string): Promise<{ run: Run; n: number } | undefined> {
     const open = this.#open.runs?.find((r) => r.id === id);
-    if (open) return open;
+    if (open) return { run: open, n: this.#open.info.n };
     for (let i = this.#sealed.length - 1; i >= 0; i--) {
       const seg = this.#sealed[i]!;
       if (id < seg.info.minId || id > seg.info.maxId) continue;
       const hit = (await this.#runsOf(seg)).find((r) => r.id === id);
-      if (hit) return hit;
+      if (hit) return { run: hit, n: seg.info.n };
     }
     return undefined;
   }

@@ -4,6 +4,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { foldFinished } from './job-state.js';
@@ -157,7 +158,9 @@ class LocalBackend implements Backend {
     return durable as Promise<undefined>;
   }
 
-  async cancel(id: string, reason: string): Promise<{ canceled: boolean; run: Run } | undefined> {
+  async cancel(id: string, reason: string, options: { waitingOnly?: boolean } = {}): Promise<{ canceled: boolean; run: Run } | undefined> {
+    const live = this.#runner.get(id);
+    if (live && options.waitingOnly && live.status === 'running') return { canceled: false, run: structuredClone(live) };
     const run = this.#runner.cancel(id, reason);
     if (run) {
       await this.#store.flush();
@@ -188,6 +191,14 @@ class LocalBackend implements Backend {
 
   listRuns(query: RunQuery): Promise<Page<Run>> {
     return this.#store.listRuns(query);
+  }
+
+  appendLogs(runId: string, log: RunLog): void {
+    this.#store.appendLogs(runId, log);
+  }
+
+  getLogs(runId: string): Promise<RunLog | undefined> {
+    return this.#store.getLogs(runId);
   }
 
   jobState(name: string): Readonly<JobState> {

@@ -91,6 +91,8 @@ export class DamageLog {
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #reports = new Map<string, DamageReport>();
+  /** Damage being reported now (its copy is being made): found again meanwhile, it is not reported twice. */
+  readonly #finding = new Set<string>();
   #damagedLines = 0;
 
   constructor(options: { dir: string | null; clock: Clock; logger: Logger }) {
@@ -132,10 +134,24 @@ export class DamageLog {
     const lines = found.bad.map((b) => b.line);
     const id = damageId(found.kind, found.n, lines, found.missing);
     const known = this.#reports.get(id);
-    if (known) {
-      this.#logger.debug({ code: 'STORE_DAMAGED', damageId: id, acknowledged: known.acknowledgedAt !== null }, 'known store damage found again');
+    if (known || this.#finding.has(id)) {
+      this.#logger.debug(
+        { code: 'STORE_DAMAGED', damageId: id, acknowledged: known ? known.acknowledgedAt !== null : false },
+        'known store damage found again',
+      );
       return null;
     }
+    // Two readers of one file at once (the background check and a history page) find it together:
+    // the first one reports it, while its copy is being made too.
+    this.#finding.add(id);
+    try {
+      return await this.#report(found, id, lines, loadedElsewhere);
+    } finally {
+      this.#finding.delete(id);
+    }
+  }
+
+  async #report(found: DamageFound, id: string, lines: number[], loadedElsewhere: (runId: string) => boolean): Promise<DamageReport> {
     const dir = this.#dir ?? path.dirname(found.file);
     const relative = (p: string): string => path.relative(dir, p).split(path.sep).join('/');
     const now = this.#clock.now();

@@ -31,10 +31,12 @@ export interface StateDoc {
   notifications: Notification[];
   /** Damage reports: unacknowledged ones, and acknowledged ones while their file may be read again. */
   damage?: unknown[];
+  /** The logs of unfinished runs (see run-logs.ts). */
+  logs?: Record<string, unknown>;
 }
 
 export type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
-type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport };
+type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport } | { l: string; log: unknown };
 
 const checkJournalLine = checkWith(journalLine);
 const JOURNAL = /^journal-(\d+)\.ndjson$/;
@@ -98,6 +100,7 @@ export interface JournalTarget {
   job(name: string): JobState;
   notifications: { push(n: Notification): void };
   damage: { apply(report: DamageReport): void };
+  logs: { apply(runId: string, log: unknown): void };
 }
 
 function applyRecord(rec: JournalRecord, into: JournalTarget): void {
@@ -110,6 +113,7 @@ function applyRecord(rec: JournalRecord, into: JournalTarget): void {
     else state.lastFireAt = rec.f.lastFireAt;
   } else if ('n' in rec) into.notifications.push(rec.n);
   else if ('d' in rec) into.damage.apply(rec.d);
+  else if ('l' in rec) into.logs.apply(rec.l, rec.log);
 }
 
 /** Removes journals older than `n` (a crash between a checkpoint and its cleanup may leave some). */

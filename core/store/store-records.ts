@@ -48,12 +48,16 @@ const storedNotification = z.looseObject({
 
 const jobFlags = z.object({ enabled: z.boolean().nullable(), lastFireAt: z.number().nullable() });
 
-/** A journal line: a run's state, a job's flags, a notification, or a damage report (new or acknowledged). */
+/** A batch of a run's log lines (each line is checked as it is applied: a bad one is skipped, not damage). */
+const logBatch = z.object({ l: z.string().min(1), log: z.looseObject({ lines: z.array(z.unknown()), dropped: z.number() }) });
+
+/** A journal line: a run's state, a job's flags, a notification, a damage report (new or acknowledged), or log lines. */
 export const journalLine = z.union([
   z.object({ r: storedRun }),
   z.object({ j: z.string().min(1), f: jobFlags }),
   z.object({ n: storedNotification }),
   z.object({ d: damageReport }),
+  logBatch,
 ]);
 
 /** A check for `NdjsonFile`: true when `value` is a record of the schema. */

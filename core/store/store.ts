@@ -6,6 +6,7 @@ import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
+import type { RunLog } from '../contract/run-log.js';
 import type { DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { AppendFile } from './files.js';
@@ -13,6 +14,7 @@ import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
 import { foldFinished } from './job-state.js';
 import { NotificationLog } from './notification-log.js';
+import { RunLogStore } from './run-logs.js';
 import { serializeRun } from './serialize.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
 import { type JobFlags, readCheckpoint, readJournals, removeJournalsBefore, type StateDoc } from './store-files.js';
@@ -79,6 +81,7 @@ export class Store {
   readonly #live = new Map<string, Run>();
   readonly #jobs = new Map<string, JobState>();
   readonly #notifications = new NotificationLog();
+  readonly #logs: RunLogStore;
 
   readonly #dirtyRuns = new Set<Run>();
   readonly #dirtyJobs = new Set<string>();
@@ -117,6 +120,7 @@ export class Store {
       onDamage: (found) => this.#damaged(found, (id) => this.#live.has(id)),
     });
     this.#damage = new DamageLog({ dir: options.dir, clock: options.clock, logger: options.logger });
+    this.#logs = new RunLogStore({ dir: options.dir, fsync: this.#fsync, keepRuns, logger: options.logger });
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#clock = options.clock;
@@ -156,6 +160,7 @@ export class Store {
     for (const run of doc.live) this.#live.set(run.id, run);
     this.#notifications.reset(doc.notifications);
     this.#damage.restore(doc.damage ?? []);
+    this.#logs.restore(doc.logs);
 
     // Damage is reported once everything is loaded (to tell whether another record of each run
     // loaded), and before the checkpoint below deletes the journal.
@@ -164,6 +169,7 @@ export class Store {
       job: (name) => this.job(name),
       notifications: this.#notifications,
       damage: this.#damage,
+      logs: this.#logs,
     });
     const finishedIds = new Set<string>();
 
@@ -176,6 +182,7 @@ export class Store {
       if (afterMark && !folded.has(run.id)) foldFinished(this.job(run.job), run);
     });
     for (const found of journalDamage) await this.#damaged(found, (id) => this.#live.has(id) || finishedIds.has(id));
+    this.#logs.keepOnly((id) => this.#live.has(id));
     // A run the journal has as finished but no segment holds: its final state goes to history now.
     for (const run of [...this.#live.values()]) {
       if (isFinal(run.status)) this.#dirtyRuns.add(run);
@@ -243,6 +250,18 @@ export class Store {
     return this.#group.request();
   }
 
+  /** Adds log lines to an unfinished run (see `Backend.appendLogs`); lines for a run no longer live are dropped. */
+  appendLogs(runId: string, log: RunLog): void {
+    if (!this.#live.has(runId) || this.#closed) return;
+    this.#logs.append(runId, log);
+    if (this.#dir !== null) void this.#group.request();
+  }
+
+  /** A run's kept log lines (see `Backend.getLogs`). */
+  getLogs(runId: string): Promise<RunLog | undefined> {
+    return this.#logs.get(runId, () => this.#history.segmentOf(runId));
+  }
+
   saveNotification(notification: Notification): Promise<void> {
     this.#notifications.push(notification);
     this.#dirtyNotifications.push(notification);
@@ -272,8 +291,18 @@ export class Store {
       if (final) segmentFile.append(serializeRun(run) + '\n');
       else journalFile.append('{"r":' + serializeRun(run) + '}\n');
     }
+    // A finished run's log goes beside its final record, to its segment's logs file.
+    this.#logs.finish(finished);
     let failure: unknown;
     if (disk) {
+      const logBatches = this.#logs.takeJournal();
+      for (const line of logBatches.lines) journalFile.append(line);
+      let logsCommit: () => Promise<void>;
+      try {
+        logsCommit = await this.#logs.stage(this.#history.position.segment);
+      } catch (err) {
+        logsCommit = () => Promise.reject(err);
+      }
       for (const name of jobs) {
         const r = this.#jobs.get(name);
         const f: JobFlags = { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null };
@@ -283,9 +312,10 @@ export class Store {
       for (const d of damage) journalFile.append(JSON.stringify({ d }) + '\n');
       // The two files fail apart (one may still have room): keep dirty only what did not reach
       // its file, so a retry never appends a finished run to its segment twice.
-      const [journal, segment] = await Promise.allSettled([journalFile.commit(), segmentFile.commit()]);
+      const [journal, segment, logs] = await Promise.allSettled([journalFile.commit(), segmentFile.commit(), logsCommit()]);
       if (journal.status === 'rejected') {
         failure = journal.reason;
+        this.#logs.requeue(logBatches.batches);
         for (const run of journaled) this.#dirtyRuns.add(run);
         for (const name of jobs) this.#dirtyJobs.add(name);
         this.#dirtyNotifications.unshift(...notifications);
@@ -296,6 +326,8 @@ export class Store {
         for (const run of finished) this.#dirtyRuns.add(run);
         finished = [];
       }
+      // Finished runs' logs that did not reach their file stay staged for the next commit.
+      if (logs.status === 'rejected') failure ??= logs.reason;
     }
     if (failure === undefined) this.#commits++;
     for (const run of finished) {
@@ -345,6 +377,7 @@ export class Store {
       live: [...this.#live.values()],
       notifications: this.#notifications.recent(),
       damage: this.#damage.kept(this.#history.oldestSegment),
+      logs: this.#logs.snapshot(),
     };
     try {
       await this.#db.write();
@@ -381,6 +414,7 @@ export class Store {
       for (const old of this.#retired.splice(0)) await old.close();
       await this.#journal?.close();
       await this.#history.close();
+      await this.#logs.close();
     }
   }
 

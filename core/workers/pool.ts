@@ -47,8 +47,8 @@ export interface PoolEvents {
   /** The attempt's thread died and it cannot run again: it fails with `code`. */
   lost(task: PoolTask, code: ErrorCode, message: string): void;
   progress(task: PoolTask, fraction: number, text: string | undefined): void;
-  /** A `ctx.log` line (no task: a line of the thread itself). */
-  log(task: PoolTask | undefined, line: string): void;
+  /** A `ctx.log` call (no task: a line of the thread itself). */
+  log(task: PoolTask | undefined, level: string, msg: string, fields: Record<string, unknown> | undefined): void;
   emit(task: PoolTask, event: string, payload: string | undefined): void;
   /** A `ctx.host` read: answer with `reply`. */
   read(task: PoolTask, request: number, method: ReadMethod, arg: unknown): void;
@@ -369,7 +369,7 @@ export class WorkerPool {
           break;
         }
         case OUT.log:
-          events.log(slot.tasks.get(a), batch[i + 2] as string);
+          events.log(slot.tasks.get(a), batch[i + 2] as string, batch[i + 3] as string, batch[i + 4] as Record<string, unknown> | undefined);
           break;
         case OUT.emit: {
           const task = slot.tasks.get(a);

@@ -30,7 +30,8 @@ export const IN_FIELDS = [2, 6, 3, 3, 1] as const;
  * - `done` task, code, text: the handler settled; `code` null is a success with `text` its
  *   result's JSON (null: none), else `text` is the error message;
  * - `progress` task, fraction, text (undefined: unchanged);
- * - `log` task, line: a pino line of `ctx.log` (task 0: the thread itself);
+ * - `log` task, level, msg, fields: a `ctx.log` call at any level, as `logArgs()` makes it
+ *   (task 0: the thread itself); the main thread keeps it with the run and writes it to its log;
  * - `emit` task, event, payload (JSON text, or undefined);
  * - `read` request, task, method, arg: a `ctx.host` read;
  * - `memory` request, heapUsed.
@@ -38,7 +39,7 @@ export const IN_FIELDS = [2, 6, 3, 3, 1] as const;
 export const OUT = { done: 0, progress: 1, log: 2, emit: 3, read: 4, memory: 5 } as const;
 
 /** How many fields follow each op from a worker. */
-export const OUT_FIELDS = [3, 3, 2, 3, 4, 2] as const;
+export const OUT_FIELDS = [3, 3, 4, 3, 4, 2] as const;
 
 export type ReadMethod = 'runs' | 'run' | 'stats';
 
@@ -49,11 +50,11 @@ export type Batch = unknown[];
 export interface ThreadData {
   /** The URL of jobhost's own `core/index` without its extension: a plugin's import of it gets `plugin-api.ts` in a worker. */
   coreIndex: string;
-  /** pino, for `ctx.log` (lines travel to the host's logger). */
+  /** pino, for the shape of `ctx.log` (its calls travel to the main thread, which writes them). */
   pinoUrl: string;
   /** tsx's API, registered in the thread the first time a plugin imports a TypeScript module from outside the plugins directory. */
   tsxUrl: string | null;
-  /** The host logger's level: lines below it are never made. */
+  /** The host logger's level, as `ctx.log.level` reads it (every call is still sent: the run keeps lines at any level). */
   logLevel: string;
   /** Niceness the thread gives itself (Linux; 0: as the process). */
   nice: number;

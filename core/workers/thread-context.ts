@@ -19,7 +19,7 @@ export interface ThreadChannel {
   send(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown): void;
   /** Asks the main thread; resolves with its answer. */
   read(task: number, method: ReadMethod, arg: unknown): Promise<unknown>;
-  /** A pino logger whose lines go to `send` as task `task`'s. */
+  /** A pino-shaped logger whose every call goes to `send` as task `task`'s. */
   logger(task: number): Logger;
 }
 

@@ -3,6 +3,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type ErrorCode, HostError } from '../contract/errors.js';
+import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { pluginApi } from './plugin-api.js';
@@ -34,9 +35,13 @@ if (data.nice > 0 && process.platform === 'linux') {
 }
 
 type PinoFactory = (options: object, stream: { write(line: string): void }) => Logger;
-// pino is loaded before the first batch is read, so `ctx.log` is there synchronously.
+// pino is loaded before the first batch is read, so `ctx.log` is there synchronously. It gives
+// `ctx.log` its shape (levels, child, isLevelEnabled) and writes nothing: every call is captured
+// (`capturingLogger`) as a level, a message and fields, posted, and the main thread both keeps it
+// with the run and writes it to the host's log, so a line is made once and crosses once.
 const pinoModule = (await import(data.pinoUrl)) as { default?: PinoFactory; pino?: PinoFactory };
 const pino = (pinoModule.pino ?? pinoModule.default) as PinoFactory;
+const mute = pino({ level: data.logLevel, base: null, timestamp: false, hooks: { logMethod() {} } }, { write() {} });
 
 // ------------------------------------------------------------------------------- batching out
 
@@ -137,7 +142,7 @@ const channel: ThreadChannel = {
     return new Promise((resolve, reject) => requests.set(id, { resolve, reject }));
   },
   logger(task) {
-    return pino({ level: data.logLevel, base: null, timestamp: false }, { write: (line: string) => send(OUT.log, task, line) });
+    return capturingLogger(mute, (level, msg, fields) => send(OUT.log, task, level, msg, fields));
   },
 };
 
@@ -229,7 +234,8 @@ port.on('message', (batch: Batch) => {
 
 /** A line of the thread itself (not of a run), for the host's log. */
 function threadLog(level: 'error' | 'warn', obj: object, msg: string): void {
-  channel.logger(0)[level](obj, msg);
+  const line = logArgs([obj, msg]);
+  send(OUT.log, 0, level, line.msg, line.fields);
 }
 
 process.on('unhandledRejection', (reason) => {

@@ -5,6 +5,7 @@ import type { ErrorCode, HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
+import { LOG_LEVELS, type LogLevel } from '../contract/run-log.js';
 import { type PoolEvents, WorkerPool } from './pool.js';
 import type { ReadMethod } from './protocol.js';
 import { type DeathReason, PoolTask } from './slot.js';
@@ -25,6 +26,8 @@ export interface WorkerExecutorOptions {
   reader: HostReader;
   /** `ctx.emit(event, payload)` from a handler of run `runId`. */
   publish(event: string, payload: unknown, runId: string): void;
+  /** A `ctx.log` call of a live attempt, for the run's log (`ExecutorOptions.log`). */
+  log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
   size: number;
   /** Threads at most (see `PoolOptions.max`). */
   max: number;
@@ -36,6 +39,8 @@ export interface WorkerExecutorOptions {
 }
 
 /** What a worker may ask through `ctx.host.runs(query)`: checked before it reaches the history. */
+const LEVELS: ReadonlySet<string> = new Set(LOG_LEVELS);
+
 const runsQuery = z.strictObject({
   job: z.string().optional(),
   status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),
@@ -167,18 +172,12 @@ export class WorkerExecutor implements AttemptExecutor, PoolEvents {
     if (!attempt.aborted) attempt.reporter.progress(attempt.task, fraction, text);
   }
 
-  log(task: PoolTask | undefined, line: string): void {
-    let record: Record<string, unknown>;
-    try {
-      record = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      record = { msg: line };
-    }
-    const { level, msg, ...fields } = record;
-    const logger = task ? (task as WorkerAttempt).log : this.logger;
-    const label = (typeof level === 'number' ? logger.levels.labels[level] : undefined) ?? 'info';
-    const write = (logger as unknown as Record<string, (obj: object, msg?: string) => void>)[label];
-    write?.call(logger, fields, typeof msg === 'string' ? msg : undefined);
+  log(task: PoolTask | undefined, level: string, msg: string, fields: Record<string, unknown> | undefined): void {
+    const label: LogLevel = LEVELS.has(level) ? (level as LogLevel) : 'info';
+    const attempt = task as WorkerAttempt | undefined;
+    // As inline: the run keeps what its handler logged while the attempt was live; the host's log gets every line.
+    if (attempt && !attempt.aborted && !attempt.ended) this.#o.log?.(attempt.task, label, msg, fields);
+    (attempt ? attempt.log : this.logger)[label](fields ?? {}, msg);
   }
 
   emit(task: PoolTask, event: string, payload: string | undefined): void {

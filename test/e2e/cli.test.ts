@@ -157,6 +157,32 @@ t.test('run prints the run id; --wait shows progress, the result and the exit co
   t.match(JSON.parse(json.stdout), { status: 'succeeded', result: { steps: 1 }, attempts: [{ n: 1 }] });
 });
 
+t.test('run --wait prints the lines the handler logs, as it runs; tail --logs shows them, tail alone does not', async (t) => {
+  const live = await startLiveHost(t);
+  const url = ['--url', live.url];
+  const plainTail = start(t, ['tail', '--job', 'work', ...url]);
+  const logTail = start(t, ['tail', '--job', 'work', '--logs', ...url]);
+  await Promise.all([waitFor(plainTail, 'stderr', /following/, 'tail'), waitFor(logTail, 'stderr', /following/, 'tail --logs')]);
+
+  const waiting = start(t, ['run', 'work', '--wait', '--params', '{"hold":true,"log":["reading the input","42 rows"]}', ...url]);
+  await waitFor(waiting, 'stderr', /info {3}42 rows \{"step":1\}/, 'the logged lines, while the run holds');
+  t.match(
+    waiting.stderr(),
+    /^started\n(progress 50% step 1 of 2\n)?info {3}reading the input \{"step":1\}\ninfo {3}42 rows \{"step":1\}\n/,
+    'in order, on stderr',
+  );
+  const runId = waiting.stdout().trim();
+  t.equal((await live.host.run(runId))?.status, 'running', 'printed while the run was running');
+  await waitFor(logTail, 'stdout', /42 rows/, 'tail --logs');
+  live.release();
+  t.equal(await waiting.exited, 0, waiting.stderr());
+  t.equal(waiting.stderr().match(/reading the input/g)?.length, 1, 'each line once');
+  t.match(logTail.stdout(), new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3}  run\\.log\\s+work\\s+${runId}  info   reading the input \\{"step":1\\}$`, 'm'));
+  await waitFor(plainTail, 'stdout', new RegExp(`run\\.succeeded\\s+work\\s+${runId}`), 'the end in tail');
+  await waitFor(logTail, 'stdout', new RegExp(`run\\.succeeded\\s+work\\s+${runId}`), 'the end in tail --logs');
+  t.notMatch(plainTail.stdout(), /run\.log|reading the input/, 'tail without --logs leaves them out');
+});
+
 t.test('errors: the API code and message, exit 1; bad arguments exit 2; no host', async (t) => {
   const live = await startLiveHost(t);
   const url = ['--url', live.url];

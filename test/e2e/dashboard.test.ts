@@ -274,7 +274,7 @@ t.test("runs: filter, paging, a run's detail with Retry and Cancel; notification
   await page.click(`#runs-table a:has-text("${failed}")`);
   await page.waitForSelector('[data-run-status="failed"]');
   t.match(await page.textContent('[data-run-error]'), /HANDLER_ERROR: boom/);
-  await page.click('button:has-text("Retry")');
+  await page.click('#view-run button:has-text("Retry")'); // the jobs view has a bulk "Retry failed runs…" too
   await page.waitForFunction((old) => !location.hash.endsWith(old) && document.querySelector('[data-run-status="failed"]') !== null, failed);
   t.match(await page.textContent('#view-run .facts'), new RegExp(`Source\\s*retry of ${failed}`));
 

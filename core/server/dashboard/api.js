@@ -75,7 +75,7 @@ export function withQuery(path, query) {
 }
 
 /** The WebSocket URL of the event stream; browsers cannot set headers there, so the token rides in the query. */
-export function eventsUrl(since) {
+export function eventsUrl(since, filter = {}) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}${withQuery('/events', { since, token: getToken() })}`;
+  return `${scheme}//${location.host}${withQuery('/events', { ...filter, since, token: getToken() })}`;
 }

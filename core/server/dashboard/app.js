@@ -1,9 +1,12 @@
 // The dashboard: wires the views to the API and to the one WebSocket, and routes on the URL hash
-// (#/jobs, #/runs?job=x&status=failed, #/runs/<id>, #/notifications).
+// (#/jobs, #/jobs/<name>, #/runs?job=x&status=failed, #/runs/<id>, #/notifications).
 import { ApiError, eventsUrl, get, getToken, post, setToken, withQuery } from './api.js';
+import { createBulk } from './bulk.js';
+import { createCharts, WINDOWS } from './charts.js';
 import { coalescer, fill, h, tick } from './dom.js';
 import { createFeed } from './feed.js';
 import { renderStats } from './header.js';
+import { createJobPage, windowStart } from './job-page.js';
 import { createJobsTable } from './jobs.js';
 import { createLive } from './live.js';
 import { createNotifications } from './notifications.js';
@@ -58,6 +61,30 @@ const navigate = (hash) => {
 const runDialog = createRunDialog($('#run-dialog'), { onQueued: (runId) => navigate(`#/runs/${encodeURIComponent(runId)}`) });
 for (const button of document.querySelectorAll('dialog [data-close]')) button.addEventListener('click', () => button.closest('dialog').close());
 
+const overviewStatus = $('.overview [data-bulk-status]');
+const bulk = createBulk($('#bulk-dialog'), {
+  onDone: (_result, text) => {
+    if (route.view === 'job') jobPage.said(text);
+    else overviewStatus.textContent = text;
+    later('charts', 100, refreshCharts);
+  },
+});
+const overview = createCharts($('[data-charts="overview"]'), { onError: showError });
+const jobPage = createJobPage($('#view-job'), { onError: showError, onRun: (job) => runDialog.open(job), bulk });
+$('[data-bulk="retry-all"]').addEventListener('click', async (e) => {
+  try {
+    await bulk.ask('retry', { from: windowStart(overview.window), label: `in the ${WINDOWS[overview.window]}` }, e.currentTarget);
+  } catch (err) {
+    showError(err);
+  }
+});
+
+/** The charts on screen read their series again (runs moved). */
+function refreshCharts() {
+  if (route.view === 'jobs') void overview.refresh();
+  else if (route.view === 'job') void jobPage.charts.refresh();
+}
+
 const runs = createRunsList($('#view-runs'), { onError: showError });
 const detail = createRunDetail($('#view-run'), { onError: showError, navigate });
 const notes = createNotifications($('#view-notifications'), { onError: showError });
@@ -98,6 +125,7 @@ function parseHash() {
   const parts = path.split('/').filter(Boolean);
   const q = new URLSearchParams(qs ?? '');
   if (parts[0] === 'runs' && parts[1]) return { view: 'run', id: decodeURIComponent(parts[1]) };
+  if (parts[0] === 'jobs' && parts[1]) return { view: 'job', name: decodeURIComponent(parts[1]) };
   if (parts[0] === 'runs') return { view: 'runs', job: q.get('job') ?? '', status: q.get('status') ?? '' };
   if (parts[0] === 'notifications') return { view: 'notifications' };
   return { view: 'jobs' };
@@ -107,12 +135,12 @@ function parseHash() {
 function showRoute(focus, load = true) {
   route = parseHash();
   for (const section of document.querySelectorAll('main [data-view]')) section.hidden = section.dataset.view !== route.view;
-  const tab = route.view === 'run' ? 'runs' : route.view;
+  const tab = route.view === 'run' ? 'runs' : route.view === 'job' ? 'jobs' : route.view;
   for (const link of document.querySelectorAll('[data-nav]')) {
     if (link.dataset.nav === tab) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  document.title = `${route.view === 'run' ? `Run ${route.id}` : tab[0].toUpperCase() + tab.slice(1)} · jobhost`;
+  document.title = `${route.view === 'run' ? `Run ${route.id}` : route.view === 'job' ? route.name : tab[0].toUpperCase() + tab.slice(1)} · jobhost`;
   if (route.view !== 'run') detail.hide();
   if (route.view === 'runs') {
     if (runsFilter.elements.job.value !== route.job && route.job) runsFilter.elements.job.append(h('option', { value: route.job }, route.job));
@@ -133,6 +161,10 @@ async function loadRoute() {
     await detail.show(route.id);
   } else if (route.view === 'notifications') {
     await notes.reload();
+  } else if (route.view === 'job') {
+    await jobPage.show(route.name);
+  } else {
+    await overview.show(null);
   }
 }
 
@@ -182,6 +214,7 @@ function apply(e) {
     case 'job.disabled':
       later(`job:${d.job}`, 50, () => refreshJob(d.job));
       later('stats', 300, refreshStats);
+      if (route.view === 'job' && route.name === d.job) later('job-page', 50, () => jobPage.refresh());
       break;
     case 'job.removed':
       jobs.remove(d.job);
@@ -200,6 +233,9 @@ function apply(e) {
     case 'run.canceled':
       later(`job:${d.job}`, 150, () => refreshJob(d.job));
       later('stats', 300, refreshStats);
+      // The charts count finished runs and the backlog: any of these moves them.
+      if (route.view === 'jobs' || (route.view === 'job' && route.name === d.job)) later('charts', 500, refreshCharts);
+      if (route.view === 'job' && route.name === d.job) later('job-page', 150, () => jobPage.refresh());
       if (route.view === 'runs') {
         if (runs.has(d.runId)) later(`run:${d.runId}`, 50, () => runs.refresh(d.runId));
         else if (e.type === 'run.queued' && runs.onFirstPage) later('runs', 150, () => runs.reload());
@@ -241,7 +277,7 @@ const live = createLive({
   },
 });
 // For people poking at the page from the console, and for the browser tests.
-window.jobhostDashboard = { live };
+window.jobhostDashboard = { live, charts: () => ({ overview: overview.read(), job: jobPage.charts.read() }) };
 
 // ---------------------------------------------------------------- start
 

@@ -20,7 +20,7 @@ export function createJobsTable(tbody, actions) {
       h(
         'th',
         { scope: 'row', 'data-label': 'Job', id },
-        h('a', { href: `#/runs?job=${encodeURIComponent(job.name)}`, class: 'job-name', title: `Runs of ${job.name}` }, job.name),
+        h('a', { href: `#/jobs/${encodeURIComponent(job.name)}`, class: 'job-name', title: `${job.name}: charts, runs and bulk actions` }, job.name),
         job.description ? h('div', { class: 'muted small' }, job.description) : null,
       ),
       h(

@@ -1,6 +1,7 @@
 // Runs: the history list (filters, paging) and one run's detail (progress, attempts, actions).
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
+import { createRunLog } from './run-log.js';
 
 export const PAGE_SIZE = 20;
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
@@ -151,6 +152,8 @@ export function createRunsList(root, { onError }) {
 export function createRunDetail(root, { onError, navigate }) {
   let run = null;
   let loading = null;
+  // The log panel outlives re-renders: its lines and its socket are kept while the run is shown.
+  const log = createRunLog();
 
   const field = (label, ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
   /** In the detail, the exact time matters as much as how long ago it was. */
@@ -172,6 +175,7 @@ export function createRunDetail(root, { onError, navigate }) {
   function render() {
     const focused = root.contains(document.activeElement) ? document.activeElement.getAttribute('data-focus') : null;
     draw();
+    log.show(run.id, run.status);
     if (focused) root.querySelector(`[data-focus="${focused}"]`)?.focus();
   }
 
@@ -221,6 +225,7 @@ export function createRunDetail(root, { onError, navigate }) {
       r.error
         ? [h('h3', {}, 'Error'), h('pre', { class: 'json error-text', 'data-run-error': '' }, `${r.error.code}: ${r.error.message}`)]
         : [h('h3', {}, 'Result'), h('pre', { class: 'json', 'data-run-result': '' }, FINAL.has(r.status) ? json(r.result) : '(not finished)')],
+      log.element,
       h('h3', {}, 'Attempts'),
       r.attempts.length === 0
         ? h('p', { class: 'muted' }, 'None yet.')
@@ -301,6 +306,7 @@ export function createRunDetail(root, { onError, navigate }) {
     hide() {
       run = null;
       loading = null;
+      log.hide();
     },
     progress(data) {
       if (!run || run.id !== data.runId || !run.status) return;

@@ -73,6 +73,34 @@ t.test('the stream drops mid-wait: it reconnects with since= and the run still e
   t.ok(r.notices.includes('event stream back'));
 });
 
+t.test('the lines the run logs come once each: from the stream, and those it missed (a drop) from GET /runs/:id/logs at the end', async (t) => {
+  const live = await startLiveHost(t);
+  const lines: string[] = [];
+  const r = recorder();
+  const hooks = { ...r.hooks, ...fast, onLog: (l: { msg: string }) => lines.push(l.msg) };
+  const first = await triggerAndWait(createClient({ url: live.url }), 'work', { params: { log: ['a', 'b'] } }, hooks);
+  t.equal(first.status, 'succeeded');
+  t.same(lines, ['a', 'b']);
+  t.notOk(
+    r.events.some((e) => e.type === 'run.log'),
+    'log events go to onLog, not onEvent',
+  );
+
+  // Lines logged while the stream is down are not replayed: the end reads them back.
+  lines.length = 0;
+  const held = triggerAndWait(createClient({ url: live.url }), 'work', { params: { hold: true, log: ['one'], logEnd: ['after the drop'] } }, hooks);
+  await until(() => lines.length === 1, 5000, 'the first line');
+  await live.down();
+  await until(() => r.notices.some((n) => n.startsWith('lost the event stream (1001')), 5000, 'the drop');
+  live.release(); // the run logs its last line and ends while no stream is there
+  const id = r.ids.at(-1)!;
+  await live.host.wait(id);
+  await live.up();
+  const run = await held;
+  t.equal(run.status, 'succeeded');
+  t.same(lines, ['one', 'after the drop'], 'each once; the one logged during the drop was read back');
+});
+
 t.test('when the stream gives up, polling over HTTP finds the end', async (t) => {
   const live = await startLiveHost(t);
   const r = recorder();

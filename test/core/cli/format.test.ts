@@ -5,6 +5,8 @@ import {
   clockTime,
   formatEvent,
   formatJobs,
+  formatLogEvent,
+  formatLogLine,
   formatMs,
   palette,
   percent,
@@ -212,4 +214,20 @@ t.test('event lines: time, type, job, run id, summary; colored by outcome', asyn
   t.match(formatEvent(ev('job.registered', {}), c), `${ESC}35mjob.registered`);
   t.match(formatEvent(ev('plugin.error', {}), c), `${ESC}31mplugin.error`);
   t.match(formatEvent(ev('host.stopped', {}), c), /\x1b\[2m08:30:01\.250\x1b\[22m {2}host\.stopped/, 'no color for a plain host event');
+});
+
+t.test('log lines: level, message and fields on one line; tail --logs gives each its own event line', async (t) => {
+  const at = '2026-01-05T08:30:02.500Z';
+  t.equal(formatLogLine({ attempt: 1, i: 1, at, level: 'info', msg: 'read', fields: { rows: 3 } }), 'info   read {"rows":3}');
+  t.equal(formatLogLine({ attempt: 1, i: 2, at, level: 'warn', msg: 'a\n  b' }), 'warn   a b', 'one line, always');
+  t.equal(formatLogLine({ attempt: 1, i: 3, at, level: 'debug', msg: 'x'.repeat(50) }, palette(false), 30).length, 30, 'fits');
+  t.match(formatLogLine({ attempt: 1, i: 4, at, level: 'error', msg: 'm' }, palette(true)), `${ESC}31merror`);
+  const lines = formatLogEvent(ev('run.log', { runId: '0mwt91n1z00019ws' }), [
+    { attempt: 1, i: 1, at, level: 'info', msg: 'one' },
+    { attempt: 1, i: 2, at, level: 'info', msg: 'two' },
+  ]);
+  t.same(lines, [
+    `${clockTime(at)}  run.log          report                0mwt91n1z00019ws  info   one`,
+    `${clockTime(at)}  run.log          report                0mwt91n1z00019ws  info   two`,
+  ]);
 });

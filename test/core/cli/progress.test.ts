@@ -111,3 +111,21 @@ t.test('colors follow the palette', async (t) => {
   t.match(out.text(), '\x1b[36mstarted\x1b[39m');
   t.match(out.text(), '\x1b[33mattempt 1 failed: E: m; retrying\x1b[39m');
 });
+
+t.test('logged lines: one plain line each, above the live bar on a terminal, colored by level', async (t) => {
+  const plain = capture();
+  const p = createRunReporter(plain, { live: false, color: palette(false) });
+  p.event(ev('run.started', { attempt: 1 }));
+  p.log({ attempt: 1, i: 1, at: '2026-01-05T12:00:00.000Z', level: 'info', msg: 'read', fields: { rows: 3 } });
+  p.log({ attempt: 1, i: 2, at: '2026-01-05T12:00:00.000Z', level: 'warn', msg: 'slow\ndisk' });
+  p.end();
+  t.equal(plain.text(), 'started\ninfo   read {"rows":3}\nwarn   slow disk\n');
+
+  const tty = capture();
+  const l = createRunReporter(tty, { live: true, color: palette(true), columns: () => 59 });
+  l.event(ev('run.progress', { fraction: 0.5, text: 'b' }));
+  l.log({ attempt: 1, i: 1, at: '2026-01-05T12:00:00.000Z', level: 'error', msg: 'x'.repeat(100) });
+  l.end();
+  const text = tty.text();
+  t.match(text, /^\r\x1b\[2K\[.*50% b\r\x1b\[2K\x1b\[31merror\x1b\[39m {2}x+…\n\r\x1b\[2K\[/, 'the line above the bar, red, cut to the width');
+});

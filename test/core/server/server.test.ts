@@ -452,5 +452,5 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
   }
   t.ok(doc.paths['/jobs/{name}/run']!['post']!.requestBody, 'the trigger body is documented');
   t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
-  t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'since', 'token', 'type']);
+  t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'logs', 'run', 'since', 'token', 'type']);
 });

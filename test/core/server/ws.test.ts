@@ -107,6 +107,39 @@ t.test('filters: job= and type= repeatable, run.* globs', async (t) => {
   );
 });
 
+t.test('run.log: only with logs=true or type=run.log; run= narrows to one run', async (t) => {
+  const s = await startServer(t);
+  s.host.register({ name: 'talk', handler: (ctx: { log: { info(m: string): void }; runId: string }) => ctx.log.info(`hi from ${ctx.runId}`) });
+  const plain = await connect(t, s);
+  const withLogs = await connect(t, s, '?logs=true&type=run.succeeded');
+  s.host.pause();
+  const first = (await s.host.trigger('talk')).runId;
+  const second = (await s.host.trigger('talk')).runId;
+  const oneRun = await connect(t, s, `?type=run.log&run=${second}`);
+  s.host.resume();
+  await s.host.wait(first);
+  await s.host.wait(second);
+  await withLogs.received(5);
+  await oneRun.received(2);
+  await plain.received(7);
+  t.same(
+    events(withLogs.messages).map((e) => `${e.type} ${'runId' in e.data ? e.data.runId : ''}`),
+    [`run.log ${first}`, `run.succeeded ${first}`, `run.log ${second}`, `run.succeeded ${second}`],
+    'lines first, then the outcome',
+  );
+  const line = events(withLogs.messages)[0]!;
+  t.match(line, { type: 'run.log', data: { job: 'talk', runId: first, lines: [{ attempt: 1, i: 1, level: 'info', msg: `hi from ${first}` }], dropped: 0 } });
+  t.same(
+    events(oneRun.messages).map((e) => [e.type, 'runId' in e.data && e.data.runId]),
+    [['run.log', second]],
+  );
+  t.notOk(
+    events(plain.messages).some((e) => e.type === 'run.log'),
+    'an unfiltered client does not get them',
+  );
+  t.equal(await refusedWith(s, '?logs=maybe'), 400);
+});
+
 t.test('since= replays buffered events, then streams live: no gap, no duplicate', async (t) => {
   const s = await startServer(t);
   s.host.register({ name: 'a', handler: noop });

@@ -64,6 +64,74 @@ t.test('ctx crosses into the thread: params, ids, progress, log lines, emit, hos
   t.same(listened.data.result, { from: runId }, 'ctx.emit published the payload');
 });
 
+/** The same plugin, in a thread or inline: what it logs is kept with its run alike. */
+const talker = (name: string, isolation: string): string => `
+export default {
+  name: '${name}',
+  isolation: '${isolation}',
+  async handler(ctx) {
+    ctx.log.info({ step: 1 }, 'hello %s', 'there');
+    ctx.log.trace('below the host level, kept all the same');
+    ctx.log.child({ part: 'inner' }).warn('a child line');
+    ctx.log.error(Object.assign(new Error('boom'), { code: 'E_TEST' }), 'it broke');
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    ctx.log.info('after a turn of the loop');
+    if (ctx.attempt === 1) throw new Error('again');
+    return 'ok';
+  },
+  retry: { attempts: 2, backoff: 'fixed', delay: '1s', jitter: 0 },
+};
+`;
+
+t.test('ctx.log lines of a handler in a thread are kept with its run, as inline: every level, fields, attempts', async (t) => {
+  const { logger, lines: hostLog } = captureLogger();
+  const h = await pluginHost(t, { 'talk-worker.js': talker('talk-worker', 'worker'), 'talk-inline.js': talker('talk-inline', 'inline') }, { logger });
+  t.equal(h.host.job('talk-worker')!.isolation, 'worker');
+  t.equal(h.host.job('talk-inline')!.isolation, 'inline');
+  const kept: Record<string, unknown[]> = {};
+  for (const job of ['talk-worker', 'talk-inline']) {
+    const { runId } = await h.host.trigger(job);
+    await until(() => h.of('run.retrying').some((e) => e.data.runId === runId), 10_000, `${job}'s first attempt failed`);
+    h.clock.advance(1000);
+    const run = await h.host.wait(runId);
+    t.equal(run.status, 'succeeded', JSON.stringify(run.error));
+    const { log } = await h.host.runLog(runId);
+    t.equal(log.dropped, 0);
+    kept[job] = log.lines.map(({ at: _at, ...line }) => ({ ...line, fields: strip(line.fields) }));
+  }
+  const one = [
+    { i: 1, level: 'info', msg: 'hello there', fields: { step: 1 } },
+    { i: 2, level: 'trace', msg: 'below the host level, kept all the same', fields: undefined },
+    { i: 3, level: 'warn', msg: 'a child line', fields: { part: 'inner' } },
+    { i: 4, level: 'error', msg: 'it broke', fields: { err: { type: 'Error', message: 'boom', code: 'E_TEST' } } },
+    { i: 5, level: 'info', msg: 'after a turn of the loop', fields: undefined },
+  ];
+  const expected = [...one.map((l) => ({ attempt: 1, ...l })), ...one.map((l) => ({ attempt: 2, ...l }))];
+  t.same(kept['talk-worker'], expected, "the thread's lines, both attempts, numbered per attempt, any level");
+  t.same(kept['talk-worker'], kept['talk-inline'], 'the same as the inline run keeps');
+  const written = hostLog.filter((l) => l['job'] === 'talk-worker');
+  t.match(
+    written.find((l) => l['msg'] === 'hello there'),
+    { level: 30, attempt: 1, step: 1 },
+    "the host's log gets the line too, with its run bound",
+  );
+  t.notOk(
+    written.some((l) => l['level'] === 10),
+    "a trace line is not written to a debug-level host's log",
+  );
+  const broke = written.find((l) => l['msg'] === 'it broke') as { err: { stack: string } };
+  t.match(broke.err.stack, /^Error: boom\n/, "a logged error keeps its stack in the host's log");
+  t.ok(broke.err.stack.length < 2000, "the thread's frames are named, not a data: URL");
+});
+
+/** A line's fields without the stack of a logged error (paths differ between the two files). */
+function strip(fields: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  const err = fields?.['err'] as Record<string, unknown> | undefined;
+  if (!err) return fields;
+  const { stack, ...rest } = err;
+  return { ...fields, err: typeof stack === 'string' ? rest : err };
+}
+
 const failLib = `
 export function fail(kind: string): unknown {
   switch (kind) {

@@ -1,48 +1,32 @@
 import path from 'node:path';
 import type { Backend } from '../contract/backend.js';
 import { type Clock, systemClock } from '../contract/clock.js';
-import { type Config, type ConfigInput, parseConfig } from '../contract/config.js';
+import { type Config, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
-import type { PluginDefinition } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import { Scheduler } from '../schedule/scheduler.js';
-import { type BackendTuning, createBackend } from './backends.js';
+import { createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
 import { Fires } from './fires.js';
+import type { HostOptions } from './host-options.js';
 import { createIdGenerator } from './ids.js';
 import { Insight } from './insight.js';
-import { Executors } from './isolation.js';
+import { Executors, type WorkerStats } from './isolation.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { finalRun, RunEvents } from './run-events.js';
 import { RunLogs } from './run-logs.js';
-
 import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
 import { hostStats, jobView, staleJobs } from './views.js';
 
-export interface HostOptions {
-  /** The config (same shape as config/jobhost.json); validated, defaults filled in. */
-  config?: ConfigInput | undefined;
-  /** Base for relative paths in the config (default: the working directory). */
-  cwd?: string | undefined;
-  /** `memory` keeps runs in memory only (nothing survives the process); default `disk`. */
-  store?: 'disk' | 'memory' | undefined;
-  /** Store tuning (segment size, checkpoint size), mostly for tests and benchmarks. */
-  storeOptions?: BackendTuning | undefined;
-  /** Plugins registered at creation, as if dropped into the plugins directory. */
-  plugins?: ReadonlyArray<PluginDefinition<never> | PluginDefinition> | undefined;
-  clock?: Clock | undefined;
-  /** Random source for jitter (default Math.random). */
-  random?: (() => number) | undefined;
-  logger?: Logger | undefined;
-}
+export type { HostOptions } from './host-options.js';
 
 export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 
@@ -258,10 +242,7 @@ export class Host {
 
   /** Threads start with the host, or with the first job that runs in one: a first run need not wait for them. */
   #warmWorkers(): void {
-    if (this.#state !== 'running') return;
-    for (const [, { job }] of this.#jobs.entries()) {
-      if (job.isolation === 'worker') return this.#executor.warm();
-    }
+    if (this.#state === 'running') this.#executor.warm([...this.#jobs.entries()].map(([, { job }]) => job));
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
@@ -412,7 +393,7 @@ export class Host {
   }
 
   /** The pool of worker threads handlers run in: its size, live threads, attempts in flight, threads replaced (by reason). */
-  workerStats(): { size: number; threads: number; running: number; restarts: Record<'grace' | 'exit' | 'memory' | 'crash', number> } {
+  workerStats(): WorkerStats {
     return this.#executor.workerStats();
   }
 

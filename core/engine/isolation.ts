@@ -1,4 +1,4 @@
-import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
+import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, ExecutableJob } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
@@ -21,6 +21,14 @@ export interface ExecutorsOptions {
   /** A `ctx.log` line of a live attempt, from either thread: the run keeps it. */
   log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
   workers: Config['workers'];
+}
+
+/** The worker pool: its size, live threads, attempts in flight, threads replaced since start (by reason). */
+export interface WorkerStats {
+  size: number;
+  threads: number;
+  running: number;
+  restarts: Record<DeathReason, number>;
 }
 
 /** jobhost's own `core/index` (without extension): a plugin's import of it gets the plugin API in a worker. */
@@ -52,9 +60,9 @@ export class Executors implements AttemptExecutor {
     this.#inline.open();
   }
 
-  /** Starts the worker threads ahead of the first run (a job that runs in one is registered). */
-  warm(): void {
-    this.#workers.warm();
+  /** Starts the worker threads ahead of the first run, once one of `jobs` runs in them. */
+  warm(jobs: Iterable<ExecutableJob>): void {
+    for (const job of jobs) if (job.isolation === 'worker' && job.source) return this.#workers.warm();
   }
 
   /** After the backend drained: aborted handlers in threads get their grace, then the threads end. */
@@ -64,7 +72,7 @@ export class Executors implements AttemptExecutor {
   }
 
   /** The worker pool: its threads, attempts in flight, and threads replaced since start (by reason). */
-  workerStats(): { size: number; threads: number; running: number; restarts: Record<DeathReason, number> } {
+  workerStats(): WorkerStats {
     return this.#workers.stats();
   }
 

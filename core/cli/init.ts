@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pluginImport } from './scaffold.js';
 
@@ -19,6 +20,8 @@ export interface InitResult {
   script: string | null;
   /** The example plugin's job name. */
   job: string;
+  /** Dependencies added to `package.json` (`jobhost`, `zod` when missing): `npm install` is then due. */
+  dependencies: string[];
 }
 
 /** A refused init: a `package.json` that is not a JSON object. The CLI exits 2. */
@@ -31,6 +34,10 @@ export class InitError extends Error {
 }
 
 const EXAMPLE_JOB = 'hello';
+
+const ours = createRequire(import.meta.url)('../../package.json') as { version: string; peerDependencies: Record<string, string> };
+/** What a project needs to run the host and type its plugins: this version of jobhost and the zod its schemas use. */
+const NEEDED: Record<string, string> = { jobhost: `^${ours.version}`, zod: ours.peerDependencies['zod'] ?? '^4' };
 
 /** Written as the file would be read: every value the host's defaults would give, to be edited. */
 const STARTER_CONFIG = {
@@ -84,14 +91,21 @@ async function writeNew(root: string, rel: string, text: string, result: InitRes
   }
 }
 
-type PackagePlan = { kind: 'create'; text: string } | { kind: 'update'; text: string; script: string } | { kind: 'keep' };
+type PackagePlan =
+  | { kind: 'create'; text: string; dependencies: string[] }
+  | { kind: 'update'; text: string; script: string | null; dependencies: string[] }
+  | { kind: 'keep' };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * What to do with `package.json`: create it in a folder that has none, add the start script, or
- * keep it (a script already runs `jobhost start`, or `start` and `jobhost` are both taken). Read
- * before anything is written, so a broken file stops init with nothing half done.
+ * What to do with `package.json`: create it in a folder that has none, or add to it the start
+ * script (unless a script already runs `jobhost start`, or `start` and `jobhost` are both taken)
+ * and the dependencies it lacks (so `npx jobhost init` in an empty folder, then `npm install`,
+ * gives a project that runs on its own). Read before anything is written, so a broken file stops
+ * init with nothing half done.
  */
-async function planPackage(root: string): Promise<PackagePlan> {
+async function planPackage(root: string, needed: Record<string, string>): Promise<PackagePlan> {
   const file = path.join(root, 'package.json');
   if (!existsSync(file)) {
     const name =
@@ -100,8 +114,15 @@ async function planPackage(root: string): Promise<PackagePlan> {
         .toLowerCase()
         .replace(/[^a-z0-9._-]+/g, '-')
         .replace(/^[._-]+/, '') || 'jobs';
-    const pkg = { name, version: '0.1.0', private: true, type: 'module', scripts: { start: 'jobhost start' } };
-    return { kind: 'create', text: `${JSON.stringify(pkg, null, 2)}\n` };
+    const pkg = {
+      name,
+      version: '0.1.0',
+      private: true,
+      type: 'module',
+      scripts: { start: 'jobhost start' },
+      ...(Object.keys(needed).length > 0 && { dependencies: needed }),
+    };
+    return { kind: 'create', text: `${JSON.stringify(pkg, null, 2)}\n`, dependencies: Object.keys(needed) };
   }
   const text = await readFile(file, 'utf8');
   let pkg: unknown;
@@ -110,34 +131,47 @@ async function planPackage(root: string): Promise<PackagePlan> {
   } catch (err) {
     throw new InitError(`package.json is not valid JSON (${(err as Error).message}); fix it, then run jobhost init again`);
   }
-  if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) throw new InitError('package.json is not a JSON object');
-  const record = pkg as Record<string, unknown>;
-  const scripts = record['scripts'] ?? {};
-  if (typeof scripts !== 'object' || scripts === null || Array.isArray(scripts)) throw new InitError('package.json "scripts" is not an object');
-  const current = scripts as Record<string, unknown>;
-  if (Object.values(current).includes('jobhost start')) return { kind: 'keep' };
+  if (!isObject(pkg)) throw new InitError('package.json is not a JSON object');
+  const scripts = pkg['scripts'] ?? {};
+  if (!isObject(scripts)) throw new InitError('package.json "scripts" is not an object');
+  const deps = pkg['dependencies'] ?? {};
+  if (!isObject(deps)) throw new InitError('package.json "dependencies" is not an object');
+  const dev = isObject(pkg['devDependencies']) ? pkg['devDependencies'] : {};
+  const missing = Object.keys(needed).filter((name) => deps[name] === undefined && dev[name] === undefined);
   // A start script of the project's own stays; ours goes beside it.
-  const script = current['start'] === undefined ? 'start' : current['jobhost'] === undefined ? 'jobhost' : null;
-  if (script === null) return { kind: 'keep' };
-  record['scripts'] = { ...current, [script]: 'jobhost start' };
-  // The file's own indentation, so the diff is one line.
+  const script = Object.values(scripts).includes('jobhost start')
+    ? null
+    : scripts['start'] === undefined
+      ? 'start'
+      : scripts['jobhost'] === undefined
+        ? 'jobhost'
+        : null;
+  if (script === null && missing.length === 0) return { kind: 'keep' };
+  if (script !== null) pkg['scripts'] = { ...scripts, [script]: 'jobhost start' };
+  if (missing.length > 0) pkg['dependencies'] = { ...deps, ...Object.fromEntries(missing.map((name) => [name, needed[name]])) };
+  // The file's own indentation, so the diff stays small.
   const indent = /^[ \t]+(?=")/m.exec(text)?.[0] ?? '  ';
-  return { kind: 'update', text: `${JSON.stringify(record, null, indent)}\n`, script };
+  return { kind: 'update', text: `${JSON.stringify(pkg, null, indent)}\n`, script, dependencies: missing };
 }
 
 /** Sets up `root` (default the working directory) as a jobhost project. */
 export async function initProject(options: { cwd?: string | undefined } = {}): Promise<InitResult> {
   const root = path.resolve(options.cwd ?? process.cwd());
-  const result: InitResult = { created: [], kept: [], script: null, job: EXAMPLE_JOB };
-  const plan = await planPackage(root);
+  const result: InitResult = { created: [], kept: [], script: null, job: EXAMPLE_JOB, dependencies: [] };
+  const importPath = pluginImport(root, path.join(root, 'plugins'));
+  // A project that imports jobhost by name needs it (and zod) installed; one that imports a
+  // checkout's core by path (run from a clone's sources) loads that checkout's.
+  const plan = await planPackage(root, importPath === 'jobhost' ? NEEDED : {});
   await writeNew(root, path.join('config', 'jobhost.json'), `${JSON.stringify(STARTER_CONFIG, null, 2)}\n`, result);
-  await writeNew(root, path.join('plugins', `${EXAMPLE_JOB}.ts`), renderExample(pluginImport(root, path.join(root, 'plugins'))), result);
+  await writeNew(root, path.join('plugins', `${EXAMPLE_JOB}.ts`), renderExample(importPath), result);
   if (plan.kind === 'create') {
     await writeNew(root, 'package.json', plan.text, result);
     result.script = 'start';
+    result.dependencies = plan.dependencies;
   } else if (plan.kind === 'update') {
     await writeFile(path.join(root, 'package.json'), plan.text);
     result.script = plan.script;
+    result.dependencies = plan.dependencies;
   } else {
     result.kept.push('package.json');
   }

@@ -53,7 +53,10 @@ export const ERROR_CODES = {
   HOST_NOT_ALLOWED: { status: 403, text: 'On a loopback address, the Host header names neither loopback nor an entry of server.allowedHosts (DNS rebinding).' },
   NOT_FOUND: { status: 404, text: 'No such route.' },
   PAYLOAD_TOO_LARGE: { status: 413, text: 'The request body is larger than the limit.' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, text: 'A POST does not say content-type: application/json (with a body or without one), or its body is not JSON.' },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    text: 'A POST does not say content-type: application/json (with a body or without one); one that does but whose body is not valid JSON is 400 BAD_REQUEST.',
+  },
   METHOD_NOT_ALLOWED: { status: 405, text: 'The route does not accept that method.' },
   BAD_REQUEST: { status: 400, text: 'The request could not be understood (malformed JSON, bad headers).' },
   UPGRADE_REQUIRED: { status: 426, text: 'GET /events is a WebSocket: the request must ask for an upgrade.' },

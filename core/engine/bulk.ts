@@ -56,28 +56,34 @@ async function* pages(backend: Backend, query: RunQuery): AsyncGenerator<Run> {
   }
 }
 
-/** Runs of `status` (of the job, or all) whose `time` falls in the range, oldest first; `truncated` past BULK_MAX. */
-async function matching(backend: Backend, range: Range, status: RunStatus, time: (run: Run) => string | null): Promise<{ runs: Run[]; truncated: boolean }> {
+/**
+ * Runs of `status` (of the job, or all) whose `time` falls in the range, oldest first, leaving
+ * out those `skip` names before counting: `truncated` past BULK_MAX, so a repeat reaches the rest.
+ */
+async function matching(
+  backend: Backend,
+  range: Range,
+  status: RunStatus,
+  time: (run: Run) => string | null,
+  skip: ReadonlySet<string> = new Set(),
+): Promise<{ runs: Run[]; truncated: boolean }> {
   const runs: Run[] = [];
   for await (const run of pages(backend, { status, ...(range.job !== null && { job: range.job }) })) {
     const at = time(run);
-    if (at === null || at > range.to || (range.from !== null && at < range.from)) continue;
+    if (at === null || at > range.to || (range.from !== null && at < range.from) || skip.has(run.id)) continue;
     if (runs.length === BULK_MAX) return { runs: runs.reverse(), truncated: true };
     runs.push(run);
   }
   return { runs: runs.reverse(), truncated: false };
 }
 
-/** Ids of the runs among `candidates` that a later run already replays. */
-async function replayed(backend: Backend, range: Range, candidates: Run[]): Promise<Set<string>> {
-  const wanted = new Set(candidates.map((r) => r.id));
-  const oldest = candidates[0]?.id;
+/** Ids of the runs that a run created since `from` (all runs without one) replays. */
+async function replayed(backend: Backend, range: Range): Promise<Set<string>> {
   const found = new Set<string>();
-  if (oldest === undefined) return found;
-  // A replay is created after the run it replays: only runs newer than the oldest candidate can be one.
+  // A replay is created after the run it replays ended, so after `from`: older runs cannot be one.
   for await (const run of pages(backend, range.job !== null ? { job: range.job } : {})) {
-    if (run.id <= oldest) break;
-    if (run.retryOf !== null && wanted.has(run.retryOf)) found.add(run.retryOf);
+    if (range.from !== null && run.createdAt < range.from) break;
+    if (run.retryOf !== null) found.add(run.retryOf);
   }
   return found;
 }
@@ -107,10 +113,9 @@ const failure = (run: Run, err: unknown): BulkResult['errors'][number] => ({
 /** Replays every failed run in the range that no run replays yet, oldest first. */
 export async function retryFailed(deps: BulkDeps, filter: BulkFilter): Promise<BulkResult> {
   const range = rangeOf(filter, deps.clock);
-  const found = await matching(deps.backend, range, 'failed', (r) => r.endedAt);
-  const done = await replayed(deps.backend, range, found.runs);
-  const runs = found.runs.filter((r) => !done.has(r.id));
-  const out = result('retry', filter.dryRun === true, range, runs, found.truncated);
+  const done = await replayed(deps.backend, range);
+  const { runs, truncated } = await matching(deps.backend, range, 'failed', (r) => r.endedAt, done);
+  const out = result('retry', filter.dryRun === true, range, runs, truncated);
   if (out.dryRun) return out;
   for (let i = 0; i < runs.length; i += CHUNK) {
     const chunk = runs.slice(i, i + CHUNK);

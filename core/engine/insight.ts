@@ -4,6 +4,7 @@ import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
+import { storeUnavailable } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, Series, SeriesWindow } from '../contract/views.js';
 import { cancelQueued, retryFailed } from './bulk.js';
 import type { Bus } from './bus.js';
@@ -90,13 +91,24 @@ export class Insight {
     return { backend: this.#o.backend(), clock: this.#o.clock, retry: this.#o.retry };
   }
 
+  /**
+   * A stopping host, or one that cannot write (a full disk), would refuse each run of a bulk
+   * action one by one: say it once, with a time to retry, as a trigger would.
+   */
+  #canAct(filter: BulkFilter): void {
+    if (filter.dryRun) return;
+    this.#o.accepting();
+    const writeError = this.#o.backend().writeError;
+    if (writeError) throw storeUnavailable(writeError);
+  }
+
   async retryFailed(filter: BulkFilter): Promise<BulkResult> {
-    // A stopping host would refuse every replay one by one: say it once, as a trigger would.
-    if (!filter.dryRun) this.#o.accepting();
+    this.#canAct(filter);
     return retryFailed(this.#bulk(filter), filter);
   }
 
-  cancelQueued(filter: BulkFilter): Promise<BulkResult> {
+  async cancelQueued(filter: BulkFilter): Promise<BulkResult> {
+    this.#canAct(filter);
     return cancelQueued(this.#bulk(filter), filter);
   }
 }

@@ -1,7 +1,15 @@
 import { LOG_MAX_BYTES, LOG_MAX_LINES } from '../contract/run-log.js';
+import type { BulkResult } from '../contract/views.js';
 import type { Host } from '../engine/host.js';
+import { clientMessage } from './http-errors.js';
 import { bulkBody, bulkResponse, errors, runLogResponse, runParams, seriesQuery, seriesResponse } from './http-schemas.js';
 import type { JobhostApp } from './routes.js';
+
+/** A bulk answer's per-run errors as a client may see them: a server-side failure's message is not passed on. */
+const safeMessages = (result: BulkResult): BulkResult => ({
+  ...result,
+  errors: result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) })),
+});
 
 /** Routes that look at runs over time: the series behind the charts, a run's log, bulk actions on history. */
 export function registerInsightRoutes(app: JobhostApp, host: Host): void {
@@ -44,7 +52,7 @@ export function registerInsightRoutes(app: JobhostApp, host: Host): void {
       body: bulkBody,
       response: { 200: bulkResponse, ...errors(400, 401, 404, 413, 415, 503) },
     },
-    handler: async (request) => host.retryFailed(request.body ?? {}),
+    handler: async (request) => safeMessages(await host.retryFailed(request.body ?? {})),
   });
 
   app.post('/runs/cancel', {
@@ -53,8 +61,8 @@ export function registerInsightRoutes(app: JobhostApp, host: Host): void {
       description: 'A run that started meanwhile is left running (RUN_NOT_WAITING in `errors`). With `dryRun` the answer counts and lists them.',
       tags: ['runs'],
       body: bulkBody,
-      response: { 200: bulkResponse, ...errors(400, 401, 404, 413, 415) },
+      response: { 200: bulkResponse, ...errors(400, 401, 404, 413, 415, 503) },
     },
-    handler: async (request) => host.cancelQueued(request.body ?? {}),
+    handler: async (request) => safeMessages(await host.cancelQueued(request.body ?? {})),
   });
 }

@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Low } from 'lowdb';
 import type { JobState, NotificationQuery } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
@@ -9,15 +8,16 @@ import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js'
 import type { RunLog } from '../contract/run-log.js';
 import type { DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
-import { AppendFile } from './files.js';
+import { Checkpoints } from './checkpoints.js';
+import { type Batch, writeBatch } from './commit-batch.js';
+import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
 import { foldFinished } from './job-state.js';
 import { NotificationLog } from './notification-log.js';
 import { RunLogStore } from './run-logs.js';
-import { serializeRun } from './serialize.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
-import { type JobFlags, readCheckpoint, readJournals, removeJournalsBefore, type StateDoc } from './store-files.js';
+import { readJournals } from './store-files.js';
 import { WriteHealth } from './write-health.js';
 
 /**
@@ -71,9 +71,7 @@ export class Store {
   readonly #clock: Clock;
   readonly #logger: Logger;
 
-  #db: Low<StateDoc> | undefined;
-  #checkpointN = 0;
-  #journal: AppendFile | undefined;
+  readonly #checkpoints: Checkpoints | undefined;
   readonly #history: History;
   #finishedSinceCheckpoint = 0;
 
@@ -93,10 +91,6 @@ export class Store {
   /** Set once the files are loaded: damage found after that is journaled, not left to the load's checkpoint. */
   #loaded = false;
   readonly #writes: WriteHealth;
-  /** The number of the journal being appended to; ahead of #checkpointN after a failed checkpoint. */
-  #journalN = 0;
-  /** Journals switched away from, removed once a checkpoint that covers them is durable. */
-  readonly #retired: AppendFile[] = [];
   /** After a failed checkpoint (a full disk), none is tried before this real time, so commits do not each try. */
   #checkpointRetryAt = 0;
   readonly #damage: DamageLog;
@@ -123,6 +117,7 @@ export class Store {
     this.#logs = new RunLogStore({ dir: options.dir, fsync: this.#fsync, keepRuns, logger: options.logger });
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
+    this.#checkpoints = options.dir === null ? undefined : new Checkpoints(options.dir, this.#fsync);
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#writes = new WriteHealth(options.clock, options.logger);
@@ -152,10 +147,7 @@ export class Store {
 
   async #load(dir: string): Promise<void> {
     await mkdir(path.join(dir, 'segments'), { recursive: true });
-    this.#db = await readCheckpoint(dir, this.#fsync, this.#clock, this.#logger);
-    const doc = this.#db.data;
-    this.#checkpointN = doc.checkpoint;
-    this.#journalN = doc.checkpoint;
+    const doc = await (this.#checkpoints as Checkpoints).read(this.#clock, this.#logger);
     for (const [name, record] of Object.entries(doc.jobs)) this.#jobs.set(name, record);
     for (const run of doc.live) this.#live.set(run.id, run);
     this.#notifications.reset(doc.notifications);
@@ -278,57 +270,37 @@ export class Store {
     this.#dirtyNotifications = [];
     this.#dirtyDamage = [];
 
-    let finished: Run[] = [];
-    const journaled: Run[] = [];
-    const disk = this.#dir !== null;
-    const journalFile = this.#journal as AppendFile;
-    const segmentFile = this.#history.file as AppendFile;
-    for (const run of runs) {
-      const final = isFinal(run.status);
-      if (final) finished.push(run);
-      else journaled.push(run);
-      if (!disk) continue;
-      if (final) segmentFile.append(serializeRun(run) + '\n');
-      else journalFile.append('{"r":' + serializeRun(run) + '}\n');
-    }
-    // A finished run's log goes beside its final record, to its segment's logs file.
-    this.#logs.finish(finished);
-    let failure: unknown;
-    if (disk) {
-      const logBatches = this.#logs.takeJournal();
-      for (const line of logBatches.lines) journalFile.append(line);
-      let logsCommit: () => Promise<void>;
-      try {
-        logsCommit = await this.#logs.stage(this.#history.position.segment);
-      } catch (err) {
-        logsCommit = () => Promise.reject(err);
-      }
-      for (const name of jobs) {
+    const batch: Batch = {
+      runs,
+      jobs: jobs.map((name) => {
         const r = this.#jobs.get(name);
-        const f: JobFlags = { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null };
-        journalFile.append(JSON.stringify({ j: name, f }) + '\n');
-      }
-      for (const n of notifications) journalFile.append(JSON.stringify({ n }) + '\n');
-      for (const d of damage) journalFile.append(JSON.stringify({ d }) + '\n');
-      // The two files fail apart (one may still have room): keep dirty only what did not reach
-      // its file, so a retry never appends a finished run to its segment twice.
-      const [journal, segment, logs] = await Promise.allSettled([journalFile.commit(), segmentFile.commit(), logsCommit()]);
-      if (journal.status === 'rejected') {
-        failure = journal.reason;
-        this.#logs.requeue(logBatches.batches);
-        for (const run of journaled) this.#dirtyRuns.add(run);
-        for (const name of jobs) this.#dirtyJobs.add(name);
-        this.#dirtyNotifications.unshift(...notifications);
-        this.#dirtyDamage.unshift(...damage);
-      }
-      if (segment.status === 'rejected') {
-        failure ??= segment.reason;
-        for (const run of finished) this.#dirtyRuns.add(run);
-        finished = [];
-      }
-      // Finished runs' logs that did not reach their file stay staged for the next commit.
-      if (logs.status === 'rejected') failure ??= logs.reason;
+        return [name, { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null }];
+      }),
+      notifications,
+      damage,
+    };
+    const files =
+      this.#dir === null
+        ? null
+        : { journal: this.#checkpoints?.journal as AppendFile, segment: this.#history.file as AppendFile, openSegment: this.#history.position.segment };
+    const written = await writeBatch(batch, { files, logs: this.#logs });
+    let finished = written.finished;
+    let failure: unknown;
+    if (written.journalFailed) {
+      failure = written.journalFailed.reason;
+      written.journalFailed.requeue();
+      for (const run of written.journaled) this.#dirtyRuns.add(run);
+      for (const name of jobs) this.#dirtyJobs.add(name);
+      this.#dirtyNotifications.unshift(...notifications);
+      this.#dirtyDamage.unshift(...damage);
     }
+    if (written.segmentFailed) {
+      failure ??= written.segmentFailed.reason;
+      for (const run of finished) this.#dirtyRuns.add(run);
+      finished = [];
+    }
+    // Finished runs' logs that did not reach their file stay staged for the next commit.
+    if (written.logsFailed) failure ??= written.logsFailed.reason;
     if (failure === undefined) this.#commits++;
     for (const run of finished) {
       // Only now, with the final record durable, does the run leave the live set.
@@ -339,7 +311,8 @@ export class Store {
     if (failure !== undefined) throw failure;
     // Checkpoints are few and cheap (they hold unfinished runs only): by journal size, or after
     // enough finished runs that a start-up never scans more than that many segment lines.
-    if ((this.#journal && this.#journal.size > this.#checkpointBytes) || this.#finishedSinceCheckpoint >= this.#checkpointRuns) {
+    const journal = this.#checkpoints?.journal;
+    if ((journal && journal.size > this.#checkpointBytes) || this.#finishedSinceCheckpoint >= this.#checkpointRuns) {
       if (Date.now() < this.#checkpointRetryAt) return;
       try {
         await this.#checkpoint();
@@ -352,22 +325,10 @@ export class Store {
     }
   }
 
-  /** Writes state.json from memory, then starts a new journal and drops the old ones. */
+  /** Writes state.json from memory (after switching to a new journal), then drops what it covers. */
   async #checkpoint(): Promise<void> {
-    if (this.#dir === null || !this.#db) return;
-    const n = this.#checkpointN + 1;
-    // Switch first: records saved from here on belong to the new journal. After a failed
-    // checkpoint the switch is already done: journal n is kept, not opened a second time.
-    if (this.#journalN !== n || !this.#journal) {
-      const next = new AppendFile(path.join(this.#dir, `journal-${n}.ndjson`), { fsync: this.#fsync });
-      await next.open();
-      if (this.#journal) this.#retired.push(this.#journal);
-      this.#journal = next;
-      this.#journalN = n;
-    }
-    this.#db.data = {
-      version: 1,
-      checkpoint: n,
+    if (!this.#checkpoints) return;
+    await this.#checkpoints.write(() => ({
       openSegment: this.#history.position.segment,
       foldFrom: this.#history.position,
       // Finished in memory (and folded) but not yet written: do not fold them twice on load.
@@ -378,18 +339,10 @@ export class Store {
       notifications: this.#notifications.recent(),
       damage: this.#damage.kept(this.#history.oldestSegment),
       logs: this.#logs.snapshot(),
-    };
-    try {
-      await this.#db.write();
-    } finally {
-      this.#db.data.live = []; // do not pin the snapshot's array
-    }
-    this.#checkpointN = n;
+    }));
     this.#finishedSinceCheckpoint = 0;
-    for (const old of this.#retired.splice(0)) await old.remove();
     await this.#history.deleteExpired();
-    // Journals older than n may survive a crash between the write above and here; #load drops them.
-    await removeJournalsBefore(this.#dir, n);
+    await this.#checkpoints.removeCovered();
   }
 
   /** Resolves when everything saved so far is durable. */
@@ -411,8 +364,7 @@ export class Store {
         // A full disk at shutdown: the journal holds everything; the next start replays it.
         this.#logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'could not write the closing checkpoint; the next start replays the journal');
       }
-      for (const old of this.#retired.splice(0)) await old.close();
-      await this.#journal?.close();
+      await this.#checkpoints?.close();
       await this.#history.close();
       await this.#logs.close();
     }

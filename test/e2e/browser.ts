@@ -1,4 +1,5 @@
 import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -46,22 +47,23 @@ export async function openPage(t: Tap, context: BrowserContext): Promise<Page & 
   return page;
 }
 
+/** Where the dashboard tests keep their screenshots: DASHBOARD_SHOTS, or a fixed folder under the OS temp dir. */
+export const SHOTS_DIR = process.env['DASHBOARD_SHOTS'] ?? path.join(os.tmpdir(), 'jobhost-dashboard-shots');
+
 /**
- * Screenshots go to the test's temp dir; with `DASHBOARD_SHOTS=/some/dir` a copy is kept there
- * too, for people to look at (the temp dir goes away with the test).
+ * Screenshots are taken in the test's temp dir and copied to SHOTS_DIR, which outlives the test
+ * (each run overwrites the previous one's), so people can look at them after the suite.
  */
 export function screenshots(dir: string): (page: Page, name: string, options?: { fullPage?: boolean }) => Promise<string> {
   const shots = path.join(dir, 'screenshots');
   mkdirSync(shots, { recursive: true });
-  const keep = process.env['DASHBOARD_SHOTS'];
+  mkdirSync(SHOTS_DIR, { recursive: true });
   return async (page, name, options = {}) => {
     const file = path.join(shots, `${name}.png`);
     await page.screenshot({ path: file, fullPage: options.fullPage ?? false });
-    if (keep) {
-      mkdirSync(keep, { recursive: true });
-      cpSync(file, path.join(keep, `${name}.png`));
-    }
-    return file;
+    const kept = path.join(SHOTS_DIR, `${name}.png`);
+    cpSync(file, kept);
+    return kept;
   };
 }
 

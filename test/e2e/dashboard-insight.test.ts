@@ -7,8 +7,8 @@ import { type DashboardHost, launchChromium, openPage, pluginSource, screenshots
 /**
  * The charts, run logs and bulk actions of the dashboard, in a real headless Chromium against a
  * real host (plugins directory, disk store, real clock, HTTP and WebSocket on 127.0.0.1). The
- * charts are checked by the data uPlot holds, not by pixels; screenshots are kept in the temp
- * dir (and in DASHBOARD_SHOTS when set) for people to look at.
+ * charts are checked by the data uPlot holds, not by pixels; screenshots are kept in SHOTS_DIR
+ * (DASHBOARD_SHOTS, or jobhost-dashboard-shots under the OS temp dir) for people to look at.
  */
 
 const OK = pluginSource(`{ name: 'ok-job', description: 'Always works', handler: () => ({ ok: true }) }`);

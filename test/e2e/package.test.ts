@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { tempDir, until } from '../helpers.js';
@@ -132,6 +132,26 @@ console.log(JSON.stringify({ status: run.status, result: run.result, refused }))
     rmSync(path.join(project, 'plugins', 'broken.ts'));
   });
 
+  t.test(
+    'jobhost init in an empty folder (as `npx jobhost init` runs it) adds jobhost and zod to the dependencies; installed, the project validates',
+    async (t) => {
+      const empty = tempDir(t, 'jobhost-empty-');
+      const bin = path.join(project, 'node_modules', 'jobhost', 'core', 'bin.mjs');
+      const init = await run(process.execPath, [bin, 'init'], empty, { timeoutMs: 60_000, env: userEnv() });
+      t.equal(init.code, 0, init.stderr);
+      const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+      t.match(readPackage(empty), { scripts: { start: 'jobhost start' }, dependencies: { jobhost: `^${version}`, zod: '^4.2.0' } });
+      t.match(init.stdout, /added jobhost and zod to package\.json's dependencies/);
+      t.match(init.stderr, /next: `npm install`, then `npx jobhost start`/);
+      t.match(readFileSync(path.join(empty, 'plugins', 'hello.ts'), 'utf8'), "import { definePlugin } from 'jobhost';");
+      // What `npm install` would then bring (jobhost is not on the registry): the packed one and its zod.
+      symlinkSync(path.join(project, 'node_modules'), path.join(empty, 'node_modules'));
+      const validate = await run(process.execPath, [bin, 'validate'], empty, { timeoutMs: 60_000, env: userEnv() });
+      t.equal(validate.code, 0, validate.stdout + validate.stderr);
+      t.match(validate.stdout, 'ok: config and 1 plugin valid (hello)');
+    },
+  );
+
   t.test('npx jobhost start serves /health and /ready, runs the example plugin, and stops on SIGTERM', async (t) => {
     const host = serve('npx', ['--no', '--', 'jobhost', 'start'], project, userEnv({ JOBHOST_PORT: '0' }));
     t.teardown(async () => {
@@ -145,6 +165,15 @@ console.log(JSON.stringify({ status: run.status, result: run.result, refused }))
     t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, host.stderr());
     t.equal((await fetch(`${url}/health`)).status, 200, '/health');
     await until200(`${url}/ready`, performance.now(), 30_000, () => !done);
+    // The dashboard from the package's dist/, and uPlot from the project's node_modules.
+    const page = await fetch(`${url}/`);
+    t.equal(page.status, 200, 'the dashboard');
+    t.match(await page.text(), /<title>[^<]*jobhost/i);
+    for (const asset of ['/assets/uPlot.esm.js', '/assets/uPlot.min.css', '/assets/charts.js']) {
+      const res = await fetch(`${url}${asset}`);
+      t.equal(res.status, 200, asset);
+      t.ok((await res.text()).length > 100, `${asset} has a body`);
+    }
     const jobs = (await (await fetch(`${url}/jobs`)).json()) as { items: Array<{ name: string }> };
     t.same(jobs.items.map((j) => j.name).sort(), ['hello', 'sync-invoices']);
 

@@ -14,7 +14,7 @@ const read = (dir: string, file: string): string => readFileSync(path.join(dir, 
 t.test('in an empty folder: a config, the example plugin and a package.json with the start script', async (t) => {
   const dir = tempDir(t, 'jobhost-init-');
   const result = await initProject({ cwd: dir });
-  t.same(result, { created: ['config/jobhost.json', 'plugins/hello.ts', 'package.json'], kept: [], script: 'start', job: 'hello' });
+  t.same(result, { created: ['config/jobhost.json', 'plugins/hello.ts', 'package.json'], kept: [], script: 'start', job: 'hello', dependencies: [] });
   const config = JSON.parse(read(dir, 'config/jobhost.json')) as unknown;
   t.doesNotThrow(() => parseConfig(config), 'the starter config passes the schema');
   t.match(config, { server: { host: '127.0.0.1', port: 3000 }, store: { dir: 'data' }, plugins: { dir: 'plugins' } });
@@ -49,7 +49,7 @@ t.test('keeps what is there: a second run writes nothing, an own start script st
   writeFileSync(path.join(dir, 'config/jobhost.json'), '{ "concurrency": 2 }\n');
   writeFileSync(path.join(dir, 'package.json'), '{\n    "name": "mine",\n    "scripts": { "start": "node server.js" }\n}\n');
   const first = await initProject({ cwd: dir });
-  t.same(first, { created: ['plugins/hello.ts'], kept: ['config/jobhost.json'], script: 'jobhost', job: 'hello' });
+  t.same(first, { created: ['plugins/hello.ts'], kept: ['config/jobhost.json'], script: 'jobhost', job: 'hello', dependencies: [] });
   t.equal(read(dir, 'config/jobhost.json'), '{ "concurrency": 2 }\n', 'the config is left alone');
   t.equal(
     read(dir, 'package.json'),
@@ -59,7 +59,7 @@ t.test('keeps what is there: a second run writes nothing, an own start script st
 
   writeFileSync(path.join(dir, 'plugins/hello.ts'), '// mine\n');
   const second = await initProject({ cwd: dir });
-  t.same(second, { created: [], kept: ['config/jobhost.json', 'plugins/hello.ts', 'package.json'], script: null, job: 'hello' });
+  t.same(second, { created: [], kept: ['config/jobhost.json', 'plugins/hello.ts', 'package.json'], script: null, job: 'hello', dependencies: [] });
   t.equal(read(dir, 'plugins/hello.ts'), '// mine\n', 'an edited example is not overwritten');
 });
 
@@ -82,12 +82,17 @@ t.test('the example imports jobhost where the project has it installed, and core
   const installed = tempDir(t, 'jobhost-init-');
   mkdirSync(path.join(installed, 'node_modules', 'jobhost'), { recursive: true });
   writeFileSync(path.join(installed, 'node_modules', 'jobhost', 'package.json'), '{ "name": "jobhost" }');
-  await initProject({ cwd: installed });
+  writeFileSync(path.join(installed, 'package.json'), '{ "name": "x", "devDependencies": { "zod": "^4.3.0" } }');
+  const result = await initProject({ cwd: installed });
   t.match(read(installed, 'plugins/hello.ts'), "import { definePlugin } from 'jobhost';");
+  // Importing jobhost by name, the project needs it in package.json; the zod it has stays as it is.
+  t.same(result.dependencies, ['jobhost']);
+  t.match(JSON.parse(read(installed, 'package.json')), { dependencies: { jobhost: /^\^\d+\.\d+\.\d+$/ }, devDependencies: { zod: '^4.3.0' } });
+  t.notOk((JSON.parse(read(installed, 'package.json')) as { dependencies: Record<string, string> }).dependencies['zod'], 'zod not added twice');
 
   const clone = tempDir(t, 'jobhost-init-');
   symlinkSync(path.join(ROOT, 'core'), path.join(clone, 'core'));
-  await initProject({ cwd: clone });
+  t.same((await initProject({ cwd: clone })).dependencies, [], 'a clone loads its own core: no dependency to add');
   t.match(read(clone, 'plugins/hello.ts'), "import { definePlugin } from '../core/index.js';");
   t.match(renderExample('jobhost'), /name: 'hello',[\s\S]*schedule: \{ every: '1h' \}/);
 });

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import type { ERROR_CODES } from '../../../core/contract/errors.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
+import { BULK_MAX } from '../../../core/contract/views.js';
 import { bulkResponse, runLogResponse, seriesResponse } from '../../../core/server/http-schemas.js';
 import { gate, startServer, type TestResponse, type TestServer } from '../../helpers.js';
 
@@ -254,6 +255,41 @@ t.test('POST /runs/retry: a dry run counts the failed runs in the range; the sam
   t.same(
     all.runs.map((r) => r.runId).sort(),
     [failed[0], late, ...done.runs.map((r) => r.newRunId), (await s.host.runs({ job: 'other' })).items[0]!.id].sort(),
+  );
+});
+
+t.test('POST /runs/retry past its cap of 10,000 runs: a repeat with the same filter reaches the runs left over', async (t) => {
+  const s = await startServer(t, { config: { store: { keepRuns: 30_000 } } });
+  s.host.register({
+    name: 'bad',
+    handler: () => {
+      throw new Error('broke');
+    },
+  });
+  const total = BULK_MAX + 5;
+  const ids: string[] = [];
+  for (let i = 0; i < total; i += 500) {
+    const batch = await Promise.all(Array.from({ length: Math.min(500, total - i) }, () => s.host.trigger('bad')));
+    ids.push(...batch.map((r) => r.runId));
+  }
+  for (const id of ids) await s.host.wait(id);
+
+  const dry = bulkResponse.parse((await s.request('POST', '/runs/retry', { body: { job: 'bad', dryRun: true } })).json);
+  t.match(dry, { matched: BULK_MAX, truncated: true });
+  // The replays end after `to`, so they are not candidates themselves.
+  await s.clock.advance(MINUTE);
+  const first = bulkResponse.parse((await s.request('POST', '/runs/retry', { body: { job: 'bad', to: dry.to } })).json);
+  t.match(first, { matched: BULK_MAX, touched: BULK_MAX, truncated: true, errors: [] });
+  t.same(
+    first.runs.map((r) => r.runId),
+    ids.slice(-BULK_MAX),
+    'the newest 10,000, oldest first',
+  );
+  const rest = bulkResponse.parse((await s.request('POST', '/runs/retry', { body: { job: 'bad', to: dry.to } })).json);
+  t.match(rest, { matched: 5, touched: 5, truncated: false }, 'the repeat leaves out what was replayed before counting');
+  t.same(
+    rest.runs.map((r) => r.runId),
+    ids.slice(0, 5),
   );
 });
 

@@ -71,6 +71,12 @@ t.test(
     t.match(again.headers.get('retry-after'), /^[1-9]\d*$/);
     t.equal((await host.runs({ limit: 1000 })).items.length, before, 'no run was made');
     t.match(await request('POST', '/events/thing.happened', { body: {} }), { status: 503, json: { code: 'STORE_WRITE_FAILED' } }, 'app events too');
+    for (const route of ['/runs/retry', '/runs/cancel']) {
+      const bulk = await request('POST', route, { body: {} });
+      t.match(bulk, { status: 503, json: { code: 'STORE_WRITE_FAILED', retryAfter: Number } }, `${route} too, once, not per run`);
+      t.match(bulk.headers.get('retry-after'), /^[1-9]\d*$/);
+      t.equal((await request('POST', route, { body: { dryRun: true } })).status, 200, `a dry run of ${route} still counts`);
+    }
 
     const ready = await request('GET', '/ready');
     t.equal(ready.status, 503);

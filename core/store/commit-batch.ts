@@ -1,0 +1,73 @@
+import type { Notification } from '../contract/notification.js';
+import { isFinal, type Run } from '../contract/run.js';
+import type { DamageReport } from '../contract/store-health.js';
+import type { AppendFile } from './files.js';
+import type { RunLogStore } from './run-logs.js';
+import { serializeRun } from './serialize.js';
+import type { JobFlags } from './store-files.js';
+
+/** The dirty records one commit takes from the store. */
+export interface Batch {
+  runs: Run[];
+  jobs: Array<[name: string, flags: JobFlags]>;
+  notifications: Notification[];
+  damage: DamageReport[];
+}
+
+/** Where a commit writes; no files keeps everything in memory. */
+export interface BatchTarget {
+  files: { journal: AppendFile; segment: AppendFile; openSegment: number } | null;
+  logs: RunLogStore;
+}
+
+/** How each file fared: the store keeps dirty exactly what did not reach its file. */
+export interface Written {
+  finished: Run[];
+  journaled: Run[];
+  /** Set when the journal write failed: runs not finished, flags, notifications, damage and these log batches are to be retried. */
+  journalFailed?: { reason: unknown; requeue: () => void };
+  /** Set when the segment write failed: the finished runs are to be retried. */
+  segmentFailed?: { reason: unknown };
+  /** Set when the finished runs' log file failed (its lines stay staged in the log store). */
+  logsFailed?: { reason: unknown };
+}
+
+/**
+ * Writes one commit: finished runs to the open segment, everything else to the journal, each
+ * file once, in parallel. The files fail apart (one may still have room on a full disk), so each
+ * one's failure is reported on its own and a retry never appends a finished run twice.
+ */
+export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written> {
+  const finished: Run[] = [];
+  const journaled: Run[] = [];
+  for (const run of batch.runs) {
+    const final = isFinal(run.status);
+    if (final) finished.push(run);
+    else journaled.push(run);
+    if (!to.files) continue;
+    if (final) to.files.segment.append(serializeRun(run) + '\n');
+    else to.files.journal.append('{"r":' + serializeRun(run) + '}\n');
+  }
+  // A finished run's log goes beside its final record, to its segment's logs file.
+  to.logs.finish(finished);
+  if (!to.files) return { finished, journaled };
+
+  const { journal: journalFile, segment: segmentFile } = to.files;
+  const logBatches = to.logs.takeJournal();
+  for (const line of logBatches.lines) journalFile.append(line);
+  let logsCommit: () => Promise<void>;
+  try {
+    logsCommit = await to.logs.stage(to.files.openSegment);
+  } catch (err) {
+    logsCommit = () => Promise.reject(err);
+  }
+  for (const [j, f] of batch.jobs) journalFile.append(JSON.stringify({ j, f }) + '\n');
+  for (const n of batch.notifications) journalFile.append(JSON.stringify({ n }) + '\n');
+  for (const d of batch.damage) journalFile.append(JSON.stringify({ d }) + '\n');
+  const [journal, segment, logs] = await Promise.allSettled([journalFile.commit(), segmentFile.commit(), logsCommit()]);
+  const written: Written = { finished, journaled };
+  if (journal.status === 'rejected') written.journalFailed = { reason: journal.reason, requeue: () => to.logs.requeue(logBatches.batches) };
+  if (segment.status === 'rejected') written.segmentFailed = { reason: segment.reason };
+  if (logs.status === 'rejected') written.logsFailed = { reason: logs.reason };
+  return written;
+}

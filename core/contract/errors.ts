@@ -64,11 +64,11 @@ export const ERROR_CODES = {
   // store
   STORE_CORRUPT: {
     status: 500,
-    text: 'A store file has a torn tail (an interrupted write, expected after a crash) or is unreadable; the part that loads is kept and the rest is set aside.',
+    text: 'A store file has a torn tail (an interrupted write, expected after a crash): it was never acknowledged, and is dropped.',
   },
   STORE_DAMAGED: {
     status: 500,
-    text: 'A store file is damaged before its last line (changed from outside): every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
+    text: 'A store file is damaged (changed from outside, not a torn tail from a crash), or state.json is unreadable: every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
   },
   STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
   INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },

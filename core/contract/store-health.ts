@@ -25,8 +25,9 @@ export const lostLine = z.object({
 export const damageReport = z.object({
   /** Stable for the same damage: the file and its damaged lines. */
   id: z.string().min(1),
-  kind: z.enum(['journal', 'segment']),
-  /** The journal's or segment's number. */
+  /** `checkpoint`: state.json did not load, and the store was rebuilt without it. */
+  kind: z.enum(['journal', 'segment', 'checkpoint']),
+  /** The journal's or segment's number (0 for the checkpoint). */
   n: z.number().int().nonnegative(),
   /** Relative to the store directory. */
   file: z.string(),
@@ -35,8 +36,10 @@ export const damageReport = z.object({
   foundAt: iso,
   /** 1-based line numbers of the lines that did not load. */
   lines: z.array(z.number().int().positive()),
-  /** Lines the segment's index counts that the file no longer has (it was cut short). */
+  /** Lines the segment's index counts that the file no longer has (it was cut short, or is gone). */
   missing: z.number().int().nonnegative(),
+  /** The file itself is gone (a sealed segment in the index): `missing` is every run it held. */
+  absent: z.boolean().default(false),
   lost: z.array(lostLine),
   acknowledgedAt: iso.nullable(),
 });
@@ -95,8 +98,22 @@ function describeLost(l: LostLine): string {
   }
 }
 
+/** What an unreadable state.json costs: what only the checkpoint held, which nothing left can list. */
+const CHECKPOINT_LOST =
+  'what only the checkpoint held is lost and cannot be listed: runs queued, delayed or running at the last checkpoint and not saved since (they will not run), ' +
+  'job flags (enabled/disabled, last schedule fire) not changed since, recent notifications before it, its unacknowledged damage reports and the logs of its unfinished runs; ' +
+  'kept: every finished run in the history segments (job counters, last success and so once and cooldown are rebuilt from them) and everything recorded since the checkpoint';
+
 /** One line for the log and `/ready`: the file, the lines, what was lost, where the copy is. */
 export function describeReport(r: DamageReport): string {
+  if (r.kind === 'checkpoint') {
+    const copy = r.aside ? `set aside as ${r.aside}` : 'could not be set aside';
+    return `store file ${r.file} is unreadable (changed from outside: it is only ever replaced whole) and was ${copy}; the store was rebuilt from its journals and segments; ${CHECKPOINT_LOST}`;
+  }
+  if (r.absent) {
+    const runs = `${r.missing} finished run${r.missing === 1 ? '' : 's'}`;
+    return `store file ${r.file} is missing (deleted from outside: the checkpoint's index lists it): the ${runs} the index counted in it are gone from history (their jobs' counters still count them)`;
+  }
   const parts = r.lost.map(describeLost);
   if (r.missing > 0) parts.push(`${r.missing} line${r.missing === 1 ? '' : 's'} the index counts are missing (the file was cut short)`);
   const copy = r.aside ? `the file as found is copied to ${r.aside}` : 'the file could not be copied aside';

@@ -119,7 +119,7 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
   });
   new Counter({
     name: 'jobhost_store_damaged_lines_total',
-    help: 'Lines of store files found damaged (not a torn tail from a crash) since the process started',
+    help: 'Lines of store files found damaged (not a torn tail from a crash; an unreadable state.json counts as one) since the process started',
     registers: [registry],
     collect() {
       this.reset();

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { Low } from 'lowdb';
 import type { Clock } from '../contract/clock.js';
-import type { Logger } from '../contract/logger.js';
 import { AppendFile } from './files.js';
-import { readCheckpoint, removeJournalsBefore, type StateDoc } from './store-files.js';
+import type { DamageFound } from './store-damage.js';
+import { newestJournal, readCheckpoint, removeJournalsBefore, type StateDoc } from './store-files.js';
 
 /** What a checkpoint holds besides its own number. */
 export type CheckpointContent = Omit<StateDoc, 'version' | 'checkpoint'>;
@@ -29,12 +29,16 @@ export class Checkpoints {
     this.#fsync = fsync;
   }
 
-  /** Reads state.json (or starts an empty one). */
-  async read(clock: Clock, logger: Logger): Promise<StateDoc> {
-    this.#db = await readCheckpoint(this.#dir, this.#fsync, clock, logger);
-    this.#n = this.#db.data.checkpoint;
+  /** Reads state.json (or starts an empty one); `lost`: it was unreadable, and is set aside. */
+  async read(clock: Clock): Promise<{ doc: StateDoc; lost: DamageFound | undefined }> {
+    const { db, lost } = await readCheckpoint(this.#dir, this.#fsync, clock);
+    this.#db = db;
+    // Without a checkpoint (none yet, or an unreadable one set aside) every journal is read; the
+    // next one must come after them all, so that it covers them and they are removed, never
+    // appended to again.
+    this.#n = db.data.checkpoint === 0 ? await newestJournal(this.#dir) : db.data.checkpoint;
     this.#journalN = this.#n;
-    return this.#db.data;
+    return { doc: db.data, lost };
   }
 
   /** The journal being appended to (none before the first checkpoint after a start). */

@@ -56,7 +56,7 @@ export class DurableJsonFile<T> implements Adapter<T> {
     try {
       return JSON.parse(text) as T;
     } catch (err) {
-      throw new HostError('STORE_CORRUPT', `${this.file}: not valid JSON (${(err as Error).message})`, { file: this.file });
+      throw new HostError('STORE_DAMAGED', `${this.file}: not valid JSON (${(err as Error).message})`, { file: this.file });
     }
   }
 
@@ -71,7 +71,10 @@ export interface BadLine {
   line: number;
   /** The start of the line as it is on disk, to tell what it held. */
   text: string;
-  /** After the last readable line: the torn tail an interrupted append leaves, not damage. */
+  /**
+   * Part of the torn tail an interrupted append leaves, not damage: after the last readable line,
+   * and either unterminated or holding NUL bytes (see `parseNdjson`).
+   */
   torn: boolean;
 }
 
@@ -79,7 +82,7 @@ export interface NdjsonRead<T> {
   items: T[];
   /** The 0-based line number of each item (items skip unreadable lines, line numbers do not). */
   lines: number[];
-  /** Bytes up to the end of the last complete, readable line. */
+  /** Bytes up to the torn tail: the end of the last complete line that is readable or damaged. */
   goodBytes: number;
   /** Lines within `goodBytes`. */
   goodLines: number;
@@ -95,8 +98,8 @@ export interface NdjsonRead<T> {
 export type LineCheck = (value: unknown) => boolean;
 
 /**
- * A lowdb adapter for newline-delimited JSON: one record per line. Reading tolerates a torn last
- * line (an interrupted append) and skips damaged lines, reporting both; writing replaces the
+ * A lowdb adapter for newline-delimited JSON: one record per line. Reading tolerates a torn tail
+ * (an interrupted append) and skips damaged lines, reporting both; writing replaces the
  * whole file atomically.
  */
 export class NdjsonFile<T> implements Adapter<T[]> {
@@ -134,8 +137,13 @@ export class NdjsonFile<T> implements Adapter<T[]> {
 const BAD_TEXT = 400;
 
 /**
- * Parses NDJSON. A line that is not JSON, or fails `check`, is bad; bad lines after the last good
- * one are the torn tail of an interrupted append (expected after a crash), any other is damage.
+ * Parses NDJSON. A line that is not JSON, or fails `check`, is bad. The torn tail of an
+ * interrupted append (expected after a crash) is the bad lines at the end of the file, after the
+ * last good one, that are unterminated or hold NUL bytes: an append is whole lines, so a crash
+ * can leave a line without its newline, or zero-filled blocks (ext4 and others extend the size
+ * before the data reaches the disk). Any other bad line is damage, wherever it is — a complete,
+ * newline-terminated last line too (as Redis: an incomplete last AOF entry is truncated, a
+ * malformed one is corruption). `goodBytes` keeps damaged lines, so only the tear is cut off.
  */
 export function parseNdjson<T>(buf: Buffer, check?: LineCheck): NdjsonRead<T> {
   const parser = new NdjsonParser<T>(buf, check);
@@ -162,6 +170,9 @@ class NdjsonParser<T> {
   #line = 0;
   /** Bad lines from this index on have no good line after them (yet). */
   #tornFrom = 0;
+  /** For each bad line: the offset after it (its newline included), and whether a crash can leave it (unterminated, or with NUL bytes). */
+  readonly #badEnd: number[] = [];
+  readonly #tearable: boolean[] = [];
 
   constructor(buf: Buffer, check: LineCheck | undefined) {
     this.#buf = buf;
@@ -194,6 +205,9 @@ class NdjsonParser<T> {
           this.#tornFrom = this.#bad.length;
         } else {
           this.#bad.push({ line: this.#line + 1, text: buf.toString('utf8', start, Math.min(end, start + BAD_TEXT)), torn: false });
+          this.#badEnd.push(nl === -1 ? end : end + 1);
+          const nul = buf.indexOf(0, start);
+          this.#tearable.push(nl === -1 || (nul !== -1 && nul < end));
         }
       } else if (nl !== -1 && this.#tornFrom === this.#bad.length) {
         this.#goodBytes = end + 1;
@@ -207,8 +221,18 @@ class NdjsonParser<T> {
 
   result(): NdjsonRead<T> {
     const bad = this.#bad;
-    for (let i = this.#tornFrom; i < bad.length; i++) bad[i]!.torn = true;
-    return { items: this.#items, lines: this.#lines, goodBytes: this.#goodBytes, goodLines: this.#goodLines, badLines: bad.length, bad, total: this.#line };
+    // The tear is the longest run of tearable lines at the very end; a complete line without NUL
+    // bytes before it (or last) is damage, and stays in the file up to `goodBytes`.
+    let from = bad.length;
+    while (from > this.#tornFrom && this.#tearable[from - 1]) from--;
+    for (let i = from; i < bad.length; i++) bad[i]!.torn = true;
+    let goodBytes = this.#goodBytes;
+    let goodLines = this.#goodLines;
+    if (from > this.#tornFrom) {
+      goodBytes = this.#badEnd[from - 1]!;
+      goodLines = bad[from - 1]!.line;
+    }
+    return { items: this.#items, lines: this.#lines, goodBytes, goodLines, badLines: bad.length, bad, total: this.#line };
   }
 }
 

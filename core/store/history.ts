@@ -109,8 +109,8 @@ export class History {
   /**
    * Opens the history on disk: the segments in the checkpoint's index, plus any newer segment
    * file, which is read so `visit` sees each run in it (`afterMark`: it comes after the
-   * checkpoint's fold marker). A torn last line is dropped and truncated away; damage before it
-   * goes to `onDamage` first, while the file is as it was found.
+   * checkpoint's fold marker). A torn tail is dropped and truncated away; damage (a damaged last
+   * line included) goes to `onDamage` first, while the file is as it was found, and stays in it.
    */
   async load(indexed: SegmentInfo[], mark: { segment: number; line: number } | undefined, visit: (run: Run, afterMark: boolean) => void): Promise<void> {
     const dir = path.join(this.#o.dir as string, 'segments');
@@ -123,7 +123,8 @@ export class History {
     const known = new Set(indexed.map((i) => i.n));
     for (const info of indexed) {
       if (onDisk.has(info.n)) this.#sealed.push({ info, runs: undefined });
-      else this.#o.logger.error({ code: 'STORE_CORRUPT', segment: info.n }, 'a segment in the index is missing; its runs are gone from history');
+      // Deleted from outside: reported as damage; the next checkpoint's index leaves it out.
+      else await this.#o.onDamage({ kind: 'segment', n: info.n, file: this.#path(info.n), bad: [], missing: info.count, absent: true });
     }
     const from = mark ?? { segment: Infinity, line: 0 };
     const last = files.at(-1);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, open } from 'node:fs/promises';
+import { copyFile, open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
@@ -9,18 +9,19 @@ import { type BadLine, syncDir } from './files.js';
 
 /**
  * Damage in the store's append-only files, told apart from the torn tail a crash leaves. A torn
- * tail (unreadable lines after the last readable one) is one interrupted append, never
- * acknowledged, and is dropped with a warning. An unreadable line with a readable one after it,
- * or a line missing from a sealed segment, was durable once: something outside jobhost changed
- * the file. Like Redis, which truncates a torn AOF tail but refuses a damaged middle, jobhost
+ * tail (unreadable lines after the last readable one that are unterminated or hold NUL bytes, see
+ * `parseNdjson`) is one interrupted append, never acknowledged, and is dropped with a warning. Any
+ * other unreadable line (a complete last line too), or a line missing from a sealed segment, was
+ * durable once: something outside jobhost changed the file. Like Redis, which truncates an
+ * incomplete last AOF entry but refuses a malformed one, jobhost
  * treats that as an operator's problem: it keeps a copy of the file as found, says what was lost,
  * and reports it until acknowledged — but unlike Redis it still loads every readable line.
  */
 
 /** Damage found by a reader, before it is described and reported. */
 export interface DamageFound {
-  kind: 'journal' | 'segment';
-  /** The journal's or segment's number. */
+  kind: DamageReport['kind'];
+  /** The journal's or segment's number (0 for the checkpoint). */
   n: number;
   /** Absolute path of the file. */
   file: string;
@@ -28,6 +29,24 @@ export interface DamageFound {
   bad: readonly BadLine[];
   /** Lines a segment's index counts that the file no longer has. */
   missing: number;
+  /** The whole file was already moved here (an unreadable state.json): nothing to copy. */
+  movedTo?: string;
+  /** The file is gone (a sealed segment in the index): nothing to copy; `missing` counts its runs. */
+  absent?: boolean;
+  /** Why the file did not load, when it is one error (state.json's JSON error). */
+  reason?: string;
+}
+
+/**
+ * An unreadable state.json: only ever replaced whole, so only outside damage gets here. It is
+ * moved aside (the store rebuilds it from the journals and segments) and reported as damage:
+ * what it alone held is gone (see `describeReport`).
+ */
+export async function setCheckpointAside(file: string, now: number, reason: string): Promise<DamageFound> {
+  const movedTo = `${file}.damaged-${now}`;
+  await rename(file, movedTo);
+  await syncDir(path.dirname(file));
+  return { kind: 'checkpoint', n: 0, file, bad: [], missing: 0, movedTo, reason };
 }
 
 const RUN_ID = /"id":"([0-9a-z]{6,40})"/;
@@ -50,10 +69,13 @@ export function describeLine(kind: DamageFound['kind'], bad: BadLine): Omit<Lost
   return { ...base, record: 'unknown' };
 }
 
-/** The same damage found again (the file is read on every start) gets the same id. */
-export function damageId(kind: DamageFound['kind'], n: number, lines: readonly number[], missing: number): string {
+/**
+ * The same damage found again (the file is read on every start) gets the same id. A file moved
+ * aside whole is never found again: its copy's name tells one such damage from the next.
+ */
+export function damageId(kind: DamageFound['kind'], n: number, lines: readonly number[], missing: number, whole?: string): string {
   return createHash('sha256')
-    .update(`${kind}:${n}:${lines.join(',')}:${missing}`)
+    .update(`${kind}:${n}:${lines.join(',')}:${missing}${whole === undefined ? '' : `:${whole}`}`)
     .digest('hex')
     .slice(0, 12);
 }
@@ -132,7 +154,7 @@ export class DamageLog {
    */
   async found(found: DamageFound, loadedElsewhere: (runId: string) => boolean): Promise<DamageReport | null> {
     const lines = found.bad.map((b) => b.line);
-    const id = damageId(found.kind, found.n, lines, found.missing);
+    const id = damageId(found.kind, found.n, lines, found.missing, found.absent ? 'absent' : found.movedTo && path.basename(found.movedTo));
     const known = this.#reports.get(id);
     if (known || this.#finding.has(id)) {
       this.#logger.debug(
@@ -155,11 +177,13 @@ export class DamageLog {
     const dir = this.#dir ?? path.dirname(found.file);
     const relative = (p: string): string => path.relative(dir, p).split(path.sep).join('/');
     const now = this.#clock.now();
-    let aside: string | null = null;
-    try {
-      aside = relative(await copyAside(found.file, now));
-    } catch (err) {
-      this.#logger.error({ err, file: found.file }, 'could not copy a damaged store file aside');
+    let aside: string | null = found.movedTo === undefined ? null : relative(found.movedTo);
+    if (found.movedTo === undefined && !found.absent) {
+      try {
+        aside = relative(await copyAside(found.file, now));
+      } catch (err) {
+        this.#logger.error({ err, file: found.file }, 'could not copy a damaged store file aside');
+      }
     }
     const report: DamageReport = {
       id,
@@ -170,6 +194,7 @@ export class DamageLog {
       foundAt: isoTime(now),
       lines,
       missing: found.missing,
+      absent: found.absent ?? false,
       lost: found.bad.map((b) => {
         const d = describeLine(found.kind, b);
         return { ...d, loadedElsewhere: d.runId !== null && loadedElsewhere(d.runId) };
@@ -177,9 +202,10 @@ export class DamageLog {
       acknowledgedAt: null,
     };
     this.#reports.set(id, report);
-    this.#damagedLines += lines.length + found.missing;
+    // state.json is one line (one JSON document).
+    this.#damagedLines += found.kind === 'checkpoint' ? 1 : lines.length + found.missing;
     this.#logger.error(
-      { code: 'STORE_DAMAGED', damageId: id, file: found.file, lines, missing: found.missing, lost: report.lost, aside },
+      { code: 'STORE_DAMAGED', damageId: id, file: found.file, lines, missing: found.missing, lost: report.lost, aside, reason: found.reason },
       describeReport(report),
     );
     return report;
@@ -208,11 +234,12 @@ export class DamageLog {
 
   /**
    * The reports a checkpoint keeps: unacknowledged ones, and acknowledged ones whose file may be
-   * read again (a journal is deleted after its load; a segment older than `oldestSegment` is gone).
+   * read again (a journal is deleted after its load, state.json replaced, a missing segment left
+   * out of the index; a segment older than `oldestSegment` is gone).
    */
   kept(oldestSegment: number): DamageReport[] {
     for (const [id, r] of this.#reports) {
-      if (r.acknowledgedAt !== null && (r.kind === 'journal' || r.n < oldestSegment)) this.#reports.delete(id);
+      if (r.acknowledgedAt !== null && (r.kind !== 'segment' || r.absent || r.n < oldestSegment)) this.#reports.delete(id);
     }
     return [...this.#reports.values()];
   }

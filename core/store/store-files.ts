@@ -1,4 +1,4 @@
-import { readdir, rename, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import type { JobState } from '../contract/backend.js';
@@ -9,8 +9,8 @@ import type { Run } from '../contract/run.js';
 import type { DamageReport } from '../contract/store-health.js';
 import { DurableJsonFile, NdjsonFile } from './files.js';
 import type { SegmentInfo } from './history.js';
-import type { DamageFound } from './store-damage.js';
-import { checkWith, journalLine } from './store-records.js';
+import { type DamageFound, setCheckpointAside } from './store-damage.js';
+import { checkpointDoc, checkWith, journalLine } from './store-records.js';
 
 /**
  * The store's checkpoint (`state.json`, a lowdb document) and journals (`journal-<n>.ndjson`):
@@ -41,9 +41,14 @@ type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification
 const checkJournalLine = checkWith(journalLine);
 const JOURNAL = /^journal-(\d+)\.ndjson$/;
 
-/** The checkpoint document of `dir` (empty when there is none); a damaged one is set aside and the store rebuilds without it. */
-export async function readCheckpoint(dir: string, fsync: boolean, clock: Clock, logger: Logger): Promise<Low<StateDoc>> {
-  const db = new Low<StateDoc>(new DurableJsonFile(path.join(dir, 'state.json'), { fsync }), {
+/**
+ * The checkpoint document of `dir` (empty when there is none). A damaged one (not JSON, or not a
+ * checkpoint) is set aside and returned as `lost`; the store rebuilds without it. With no
+ * checkpoint, every finished run in the segments is folded into its job's counters.
+ */
+export async function readCheckpoint(dir: string, fsync: boolean, clock: Clock): Promise<{ db: Low<StateDoc>; lost: DamageFound | undefined }> {
+  const file = path.join(dir, 'state.json');
+  const empty = (): StateDoc => ({
     version: 1,
     checkpoint: 0,
     openSegment: 1,
@@ -51,25 +56,36 @@ export async function readCheckpoint(dir: string, fsync: boolean, clock: Clock, 
     jobs: {},
     live: [],
     notifications: [],
+    foldFrom: { segment: 0, line: 0 },
   });
+  const db = new Low<StateDoc>(new DurableJsonFile(file, { fsync }), empty());
+  let reason: string | undefined;
   try {
     await db.read();
+    const shape = checkpointDoc.safeParse(db.data);
+    if (!shape.success) reason = `not a checkpoint (${shape.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
   } catch (err) {
-    // Only outside damage gets here (the file is only ever replaced atomically): keep it aside.
-    const aside = path.join(dir, `state.json.corrupt-${clock.now()}`);
-    logger.error({ err, code: 'STORE_CORRUPT', aside }, 'state.json is unreadable; set aside, rebuilding from journals and segments');
-    await rename(path.join(dir, 'state.json'), aside);
+    reason = (err as Error).message;
   }
-  return db;
+  if (reason === undefined) return { db, lost: undefined };
+  db.data = empty();
+  return { db, lost: await setCheckpointAside(file, clock.now(), reason) };
 }
 
 /**
  * Applies every record of the journals from checkpoint `from` on, oldest first, and removes the
- * older ones (left by a crash mid-cleanup). A torn tail is logged and dropped; damage before the
- * last line is returned, to be reported once everything is loaded.
+ * older ones (left by a crash mid-cleanup). A torn tail is logged and dropped; damage is returned
+ * after `lost` (an unreadable checkpoint), to be reported once everything is loaded.
  */
-export async function readJournals(dir: string, from: number, fsync: boolean, logger: Logger, into: JournalTarget): Promise<DamageFound[]> {
-  const damage: DamageFound[] = [];
+export async function readJournals(
+  dir: string,
+  from: number,
+  lost: DamageFound | undefined,
+  fsync: boolean,
+  logger: Logger,
+  into: JournalTarget,
+): Promise<DamageFound[]> {
+  const damage: DamageFound[] = lost ? [lost] : [];
   const journals = (await readdir(dir))
     .map((f) => JOURNAL.exec(f))
     .filter((m): m is RegExpExecArray => m !== null)
@@ -114,6 +130,16 @@ function applyRecord(rec: JournalRecord, into: JournalTarget): void {
   } else if ('n' in rec) into.notifications.push(rec.n);
   else if ('d' in rec) into.damage.apply(rec.d);
   else if ('l' in rec) into.logs.apply(rec.l, rec.log);
+}
+
+/** The highest journal number in `dir` (0 with none). */
+export async function newestJournal(dir: string): Promise<number> {
+  let newest = 0;
+  for (const f of await readdir(dir)) {
+    const m = JOURNAL.exec(f);
+    if (m) newest = Math.max(newest, Number(m[1]));
+  }
+  return newest;
 }
 
 /** Removes journals older than `n` (a crash between a checkpoint and its cleanup may leave some). */

@@ -60,6 +60,32 @@ export const journalLine = z.union([
   logBatch,
 ]);
 
+const position = z.object({ segment: z.number().int().nonnegative(), line: z.number().int().nonnegative() });
+const segmentInfo = z.looseObject({
+  n: z.number().int().positive(),
+  count: z.number().int().nonnegative(),
+  minId: z.string(),
+  maxId: z.string(),
+  maxEndedAt: z.string(),
+  jobs: z.record(z.string(), z.number()),
+  statuses: z.record(z.string(), z.number()),
+});
+
+/** state.json: JSON that is not this was changed from outside, as much as JSON that does not parse. */
+export const checkpointDoc = z.looseObject({
+  version: z.literal(1),
+  checkpoint: z.number().int().nonnegative(),
+  openSegment: z.number().int().nonnegative(),
+  foldFrom: position.optional(),
+  foldSkip: z.array(z.string()).optional(),
+  segments: z.array(segmentInfo),
+  jobs: z.record(z.string(), z.looseObject({})),
+  live: z.array(storedRun),
+  notifications: z.array(storedNotification),
+  damage: z.array(z.unknown()).optional(),
+  logs: z.record(z.string(), z.unknown()).optional(),
+});
+
 /** A check for `NdjsonFile`: true when `value` is a record of the schema. */
 export function checkWith(schema: z.ZodType): (value: unknown) => boolean {
   return (value) => schema.safeParse(value).success;

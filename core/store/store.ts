@@ -147,7 +147,7 @@ export class Store {
 
   async #load(dir: string): Promise<void> {
     await mkdir(path.join(dir, 'segments'), { recursive: true });
-    const doc = await (this.#checkpoints as Checkpoints).read(this.#clock, this.#logger);
+    const { doc, lost } = await (this.#checkpoints as Checkpoints).read(this.#clock);
     for (const [name, record] of Object.entries(doc.jobs)) this.#jobs.set(name, record);
     for (const run of doc.live) this.#live.set(run.id, run);
     this.#notifications.reset(doc.notifications);
@@ -156,7 +156,7 @@ export class Store {
 
     // Damage is reported once everything is loaded (to tell whether another record of each run
     // loaded), and before the checkpoint below deletes the journal.
-    const journalDamage = await readJournals(dir, doc.checkpoint, this.#fsync, this.#logger, {
+    const journalDamage = await readJournals(dir, doc.checkpoint, lost, this.#fsync, this.#logger, {
       live: this.#live,
       job: (name) => this.job(name),
       notifications: this.#notifications,

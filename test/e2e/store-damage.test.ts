@@ -1,10 +1,13 @@
-import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
-import { until } from '../helpers.js';
+import { captureLogger, startServer, tempDir, until } from '../helpers.js';
 import { addKillPlugin } from './kill-cycles.js';
 import { BIN, childEnv, makeProject, runCli } from './project.js';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * The issue's scenario with the real process: `jobhost start`, runs over HTTP, kill -9, a few
@@ -147,3 +150,61 @@ t.test(
     t.equal(await second.exited, 0);
   },
 );
+
+t.test('a sealed segment deleted from outside: a damage report naming how many finished runs it held, listed by `jobhost store damage`', async (t) => {
+  const dir = tempDir(t);
+  const store = { storeOptions: { segmentSize: 5 }, config: { store: { keepRuns: 1000 } } };
+  const a = await startServer(t, { dir, ...store });
+  a.host.register({ name: 'a', handler: () => undefined });
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) ids.push((await a.host.wait((await a.host.trigger('a')).runId)).id);
+  await a.host.stop(); // segments 1 and 2 are sealed and in the checkpoint's index
+  await a.clock.advance(1000);
+  rmSync(path.join(dir, 'segments', '1.ndjson'));
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, ...store, logger, clock: a.clock });
+  const ready = await b.request('GET', '/ready');
+  t.equal(ready.status, 200);
+  const warnings = ready.json['warnings'] as Array<{ id: string; message: string }>;
+  t.match(warnings, [{ code: 'STORE_DAMAGED', kind: 'segment', n: 1, file: 'segments/1.ndjson', absent: true, missing: 5, lines: [], lost: [], aside: null }]);
+  t.match(warnings[0]!.message, /segments\/1\.ndjson is missing .*the 5 finished runs the index counted in it are gone from history/);
+  t.match(
+    logs.filter((l) => l['code'] === 'STORE_DAMAGED'),
+    [{ level: 50, damageId: warnings[0]!.id, missing: 5 }],
+  );
+  t.match(await b.metrics(), /^jobhost_store_damaged_lines_total 5$/m);
+  t.same(
+    (await b.host.runs({ limit: 100 })).items.map((r) => r.id),
+    ids.slice(5).reverse(),
+    'the other segments load',
+  );
+  // Not spawnSync: this process serves the request the CLI makes.
+  const listed = await execFileAsync(process.execPath, [BIN, 'store', 'damage', '--url', b.url], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: childEnv({ JOBHOST_URL: undefined, JOBHOST_TOKEN: undefined }),
+    timeout: 60_000,
+  });
+  t.match(listed.stdout, new RegExp(`^${warnings[0]!.id}  segments/1\\.ndjson  lines -  found \\S+  not acknowledged$`, 'm'));
+  t.match(listed.stdout, /the 5 finished runs the index counted in it are gone from history/);
+  await b.host.stop();
+
+  // Kept across a restart (the new index no longer lists the segment, so it is not found again) until acknowledged.
+  const again = captureLogger();
+  const c = await startServer(t, { dir, ...store, logger: again.logger, clock: a.clock });
+  t.same(
+    c.host.storeHealth().damage.map((r) => [r.id, r.acknowledgedAt]),
+    [[warnings[0]!.id, null]],
+  );
+  t.equal(again.lines.filter((l) => l['code'] === 'STORE_DAMAGED').length, 0);
+  await c.host.ackStoreDamage();
+  await c.host.stop();
+  const d = await startServer(t, { dir, ...store, clock: a.clock });
+  t.same(d.host.storeHealth().damage, [], 'acknowledged, and its file is gone: dropped');
+  t.same(
+    readdirSync(path.join(dir, 'segments')).filter((f) => f.includes('.damaged-')),
+    [],
+    'nothing to copy',
+  );
+});

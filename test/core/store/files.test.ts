@@ -4,7 +4,7 @@ import { parseNdjson, parseNdjsonInSlices } from '../../../core/store/files.js';
 const buf = (s: string): Buffer => Buffer.from(s, 'utf8');
 const isRecord = (v: unknown): boolean => typeof v === 'object' && v !== null && 'id' in v;
 
-t.test('a torn tail: unreadable lines after the last readable one, cut off by goodBytes', async (t) => {
+t.test('a torn tail: an unterminated last line, cut off by goodBytes', async (t) => {
   const r = parseNdjson(buf('{"id":1}\n{"id":2}\n{"id":3'));
   t.same(r.items, [{ id: 1 }, { id: 2 }]);
   t.same(
@@ -14,13 +14,53 @@ t.test('a torn tail: unreadable lines after the last readable one, cut off by go
   t.equal(r.goodBytes, 18);
   t.equal(r.goodLines, 2);
   t.equal(r.total, 3);
-  // a garbled last line that does end with a newline is still the tail
+});
+
+t.test('a complete last line that does not load, without NUL bytes, is damage, not a tear: goodBytes keeps it', async (t) => {
+  const r = parseNdjson(buf('{"id":1}\n{"id":2,"x":####}\n'));
   t.same(
-    parseNdjson(buf('{"id":1}\ngarbage\n\0\0\0')).bad.map((b) => [b.line, b.torn]),
+    r.bad.map((b) => [b.line, b.torn]),
+    [[2, false]],
+  );
+  t.equal(r.goodBytes, 27, 'nothing is cut off');
+  t.equal(r.goodLines, 2);
+  // Followed by zero-filled bytes (a crash on ext4 mid-append): those are the tear, the line stays damage.
+  const z = parseNdjson(buf('{"id":1}\ngarbage\n\0\0\0'));
+  t.same(
+    z.bad.map((b) => [b.line, b.torn]),
+    [
+      [2, false],
+      [3, true],
+    ],
+  );
+  t.equal(z.goodBytes, 17);
+  t.equal(z.goodLines, 2);
+});
+
+t.test('NUL bytes in the tail are part of the tear, newline or not', async (t) => {
+  const r = parseNdjson(buf('{"id":1}\n{"id":2\0\0\0\0}\n\0\0\0\0\n\0\0'));
+  t.same(
+    r.bad.map((b) => [b.line, b.torn]),
     [
       [2, true],
       [3, true],
+      [4, true],
     ],
+  );
+  t.equal(r.goodBytes, 9);
+  t.equal(r.goodLines, 1);
+  // A zero-filled line before a complete line without NUL bytes: the tear is only what ends the file.
+  t.same(
+    parseNdjson(buf('{"id":1}\n\0\0\n{"id":\n')).bad.map((b) => [b.line, b.torn]),
+    [
+      [2, false],
+      [3, false],
+    ],
+  );
+  // In the middle, NUL bytes are damage like any other.
+  t.same(
+    parseNdjson(buf('{"id":1}\n{"id":\0\0}\n{"id":3}\n')).bad.map((b) => [b.line, b.torn]),
+    [[2, false]],
   );
 });
 

@@ -1,4 +1,4 @@
-import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { type DamageReport, describeReport } from '../../../core/contract/store-health.js';
@@ -8,11 +8,11 @@ import { captureLogger, gate, startHost, startServer, tempDir, until } from '../
 const noop = (): undefined => undefined;
 
 /**
- * Damages one line in place, as a bad disk or a stray write would: four NUL bytes over the
- * `"source"` key, after the id, job and status, so the report can still say whose run it was.
- * Returns the line's 1-based number.
+ * Damages one line in place, as a bad disk or a stray write would: four bytes (NUL unless told)
+ * over the `"source"` key, after the id, job and status, so the report can still say whose run it
+ * was. Returns the line's 1-based number.
  */
-function damageLine(file: string, match: (line: string) => boolean): number {
+function damageLine(file: string, match: (line: string) => boolean, bytes = Buffer.alloc(4)): number {
   const lines = readFileSync(file, 'utf8').split('\n');
   const i = lines.findIndex(match);
   if (i < 0) throw new Error(`no line matches in ${file}`);
@@ -24,7 +24,7 @@ function damageLine(file: string, match: (line: string) => boolean): number {
   );
   const at = lineStart + Buffer.byteLength(lines[i]!.slice(0, lines[i]!.indexOf('"source"')));
   const fd = openSync(file, 'r+');
-  writeSync(fd, Buffer.alloc(4), 0, 4, at);
+  writeSync(fd, bytes, 0, bytes.length, at);
   closeSync(fd);
   return i + 1;
 }
@@ -210,6 +210,119 @@ t.test('a damaged line in the open segment after a crash: the run is recovered f
   t.same((await c.host.runs()).items.map((r) => r.id).sort(), [...ids, more.id].sort());
 });
 
+t.test('a damaged last line of the newest journal (complete, no NUL bytes) is damage, not a tear: the acknowledged trigger it held is reported', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'later', handler: noop });
+  const r1 = await a.host.trigger('later', { delay: '1h' });
+  const r2 = await a.host.trigger('later', { delay: '1h' });
+  await a.host.flush();
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it
+  const journalName = readdirSync(crashed).find((f) => /^journal-\d+\.ndjson$/.test(f))!;
+  const journal = path.join(crashed, journalName);
+  const line = damageLine(journal, (l) => l.includes(r2.runId), Buffer.from('####'));
+  t.equal(line, readFileSync(journal, 'utf8').split('\n').length - 1, 'the last line, newline-terminated');
+  const asFound = readFileSync(journal);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir: crashed, clock: a.clock, logger });
+  b.host.register({ name: 'later', handler: noop });
+  const warnings = (await b.request('GET', '/ready')).json['warnings'] as DamageReport[];
+  t.match(warnings, [
+    {
+      kind: 'journal',
+      file: journalName,
+      lines: [line],
+      lost: [{ line, record: 'unfinished run', runId: r2.runId, job: 'later', status: 'queued', loadedElsewhere: false }],
+      aside: new RegExp(`^${journalName.replace('.', '\\.')}\\.damaged-\\d+$`),
+    },
+  ]);
+  t.same(readFileSync(path.join(crashed, warnings[0]!.aside!)), asFound, 'copied as found');
+  t.match(damagedLogs(logs), [{ file: journal, lines: [line] }]);
+  t.equal(logs.filter((l) => l['code'] === 'STORE_CORRUPT').length, 0, 'not called a torn tail');
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 1);
+  t.equal(await b.host.run(r2.runId), undefined);
+  await b.clock.advance(3_600_000);
+  t.equal((await b.host.wait(r1.runId)).status, 'succeeded', 'the line before it loaded');
+});
+
+t.test(
+  'a damaged last line of the open segment (complete, no NUL bytes): copied aside and reported before anything changes the file, and kept in it',
+  async (t) => {
+    const dir = tempDir(t);
+    const crashed = tempDir(t);
+    const a = await startHost(t, { dir });
+    const hold = gate();
+    a.host.register({ name: 'w', concurrency: 2, handler: () => hold.promise });
+    const ids = [(await a.host.trigger('w')).runId, (await a.host.trigger('w')).runId];
+    await a.host.flush(); // the journal has both as running
+    hold.open();
+    for (const id of ids) await a.host.wait(id);
+    await a.host.flush();
+    cpSync(dir, crashed, { recursive: true });
+    await a.clock.advance(1000);
+    const seg = path.join(crashed, 'segments', '1.ndjson');
+    const last = readFileSync(seg, 'utf8').split('\n').at(-2)!;
+    const victim = ids.find((id) => last.includes(id))!;
+    t.equal(
+      damageLine(seg, (l) => l.includes(victim), Buffer.from('####')),
+      2,
+    );
+    const asFound = readFileSync(seg);
+
+    const { logger, lines: logs } = captureLogger();
+    const b = await startServer(t, { dir: crashed, clock: a.clock, logger });
+    const [report] = (await b.request('GET', '/ready')).json['warnings'] as DamageReport[];
+    t.match(report, { kind: 'segment', n: 1, lines: [2], lost: [{ record: 'finished run', runId: victim, loadedElsewhere: true }] });
+    t.same(readFileSync(path.join(crashed, report!.aside!)), asFound, 'copied as found');
+    t.equal(damagedLogs(logs).length, 1);
+    t.equal(logs.filter((l) => l['code'] === 'STORE_CORRUPT').length, 0, 'not called a torn tail');
+    t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 1);
+    t.ok(readFileSync(seg).subarray(0, asFound.length).equals(asFound), 'not truncated: the damaged line stays where it was');
+    t.match(await b.host.run(victim), { status: 'failed', error: { code: 'INTERRUPTED' } });
+    b.host.register({ name: 'w', handler: noop });
+    const more = await b.host.wait((await b.host.trigger('w')).runId);
+    await b.host.stop();
+
+    // Found again at the next start: the same report, not a second one; counts stay exact.
+    const again = captureLogger();
+    const c = await startHost(t, { dir: crashed, clock: a.clock, logger: again.logger, start: false });
+    c.host.register({ name: 'w', handler: noop });
+    await c.host.start();
+    t.equal(damagedLogs(again.lines).length, 0);
+    t.same(
+      c.host.storeHealth().damage.map((r) => r.id),
+      [report!.id],
+    );
+    t.same((await c.host.runs()).items.map((r) => r.id).sort(), [...ids, more.id].sort());
+  },
+);
+
+t.test('zero-filled bytes at the end (a crash on ext4 mid-append) are a torn tail, newline or not: a warning, no report', async (t) => {
+  const dir = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'a', handler: noop });
+  const runs = [await a.host.wait((await a.host.trigger('a')).runId), await a.host.wait((await a.host.trigger('a')).runId)];
+  await a.host.stop();
+  const seg = path.join(dir, 'segments', '1.ndjson');
+  // The last record half zeros (its newline reached the disk), then a zero-filled block.
+  t.equal(
+    damageLine(seg, (l) => l.includes(runs[1]!.id)),
+    2,
+  );
+  writeFileSync(seg, Buffer.concat([readFileSync(seg), Buffer.alloc(4096)]));
+  const { logger, lines: logs } = captureLogger();
+  const b = await startHost(t, { dir, logger, clock: a.clock });
+  t.same(b.host.storeHealth().damage, []);
+  t.match(
+    logs.filter((l) => l['code'] === 'STORE_CORRUPT'),
+    [{ level: 40, tornLines: 2 }],
+  );
+  t.equal(damagedLogs(logs).length, 0);
+  t.match(await b.host.run(runs[0]!.id), { status: 'succeeded' });
+});
+
 t.test('a torn tail is not damage: a warning, no report, no copy', async (t) => {
   const dir = tempDir(t);
   const a = await startHost(t, { dir });
@@ -251,4 +364,110 @@ t.test('describeLine tells what a damaged line held from what is left of it', as
   });
   t.match(describeLine('journal', bad('{"d":{"id":"abc"\0')), { record: 'damage report' });
   t.match(describeLine('journal', bad('\0\0\0\0')), { record: 'unknown', runId: null });
+});
+
+t.test('an unreadable state.json: set aside, rebuilt from journals and segments, reported as damage saying what only it held', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  // A checkpoint after every finished run: the delayed run and the flag below end up in it alone.
+  const a = await startHost(t, { dir, start: false, storeOptions: { checkpointRuns: 1 } });
+  a.host.register({ name: 'later', handler: noop });
+  a.host.register({ name: 'off', handler: noop });
+  await a.host.start();
+  await a.host.disable('off');
+  const before = await a.host.trigger('later', { delay: '1h' });
+  const done = await a.host.wait((await a.host.trigger('later')).runId);
+  await a.host.flush(); // its commit wrote checkpoint 2
+  const after = await a.host.trigger('later', { delay: '1h' });
+  await a.host.flush();
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it
+  t.same(
+    readdirSync(crashed).filter((f) => /^journal-/.test(f)),
+    ['journal-2.ndjson'],
+  );
+  await a.clock.advance(1000); // the next host's run ids must not repeat these
+  const state = path.join(crashed, 'state.json');
+  const fd = openSync(state, 'r+');
+  writeSync(fd, Buffer.from('####'), 0, 4, 10);
+  closeSync(fd);
+  const asFound = readFileSync(state);
+
+  const { logger, lines: logs } = captureLogger();
+  const c = await startServer(t, { dir: crashed, clock: a.clock, logger, start: false });
+  c.host.register({ name: 'later', handler: noop });
+  c.host.register({ name: 'off', handler: noop });
+  await c.host.start();
+  const warnings = (await c.request('GET', '/ready')).json['warnings'] as Array<DamageReport & { message: string }>;
+  t.match(warnings, [{ code: 'STORE_DAMAGED', kind: 'checkpoint', file: 'state.json', aside: /^state\.json\.damaged-\d+$/, lines: [], missing: 0, lost: [] }]);
+  t.match(warnings[0]!.message, /is lost and cannot be listed: runs queued, delayed or running at the last checkpoint/);
+  t.match(warnings[0]!.message, /kept: every finished run in the history segments/);
+  t.same(readFileSync(path.join(crashed, warnings[0]!.aside!)), asFound, 'the file as found, set aside');
+  t.match(damagedLogs(logs), [{ file: state, damageId: warnings[0]!.id, reason: /JSON/ }]);
+  const metrics = await c.metrics();
+  t.equal(metric(metrics, 'jobhost_store_damaged_lines_total'), 1);
+  t.equal(metric(metrics, 'jobhost_store_damage_unacknowledged'), 1);
+
+  // What the report says: the checkpoint's delayed run and flag are gone; history and what was
+  // journaled since are kept, and the job's counters are rebuilt from history.
+  t.equal(await c.host.run(before.runId), undefined);
+  t.equal(c.host.job('off')!.enabled, true);
+  t.match(await c.host.run(done.id), { status: 'succeeded' });
+  t.match(c.host.job('later')!.counts, { succeeded: 1 });
+  t.match(await c.host.run(after.runId), { status: 'queued' });
+  await c.host.stop();
+  t.same(
+    readdirSync(crashed).filter((f) => /^journal-/.test(f)),
+    ['journal-4.ndjson'],
+    'the journal it was rebuilt from is covered by the new checkpoints and removed, never appended to again',
+  );
+
+  // Kept until acknowledged, across restarts; then dropped (state.json is never read back as it was).
+  const d = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(
+    d.host.storeHealth().damage.map((r) => [r.id, r.acknowledgedAt]),
+    [[warnings[0]!.id, null]],
+  );
+  t.match(await d.host.ackStoreDamage(), { acknowledged: [{ id: warnings[0]!.id }] });
+  await d.host.stop();
+  const e = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(e.host.storeHealth().damage, []);
+});
+
+t.test('a sealed segment cut short: the lines the index counts and the file no longer has are reported as missing', async (t) => {
+  const dir = tempDir(t);
+  const store = { storeOptions: { segmentSize: 5 }, config: { store: { keepRuns: 1000 } } };
+  const a = await startHost(t, { dir, ...store });
+  a.host.register({ name: 'a', handler: noop });
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) ids.push((await a.host.wait((await a.host.trigger('a')).runId)).id);
+  await a.host.stop(); // segments 1 and 2 sealed and indexed, 5 runs each
+  await a.clock.advance(1000);
+  // Segment 1 cut inside its third line (after the run's id), segment 2 right after its fourth.
+  const seg1 = path.join(dir, 'segments', '1.ndjson');
+  const lines1 = readFileSync(seg1, 'utf8').split('\n');
+  truncateSync(seg1, Buffer.byteLength(`${lines1[0]}\n${lines1[1]}\n`) + lines1[2]!.indexOf('"job"'));
+  const seg2 = path.join(dir, 'segments', '2.ndjson');
+  const lines2 = readFileSync(seg2, 'utf8').split('\n');
+  truncateSync(seg2, Buffer.byteLength(lines2.slice(0, 4).join('\n') + '\n'));
+  const asFound = readFileSync(seg1);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, ...store, logger, clock: a.clock });
+  b.host.register({ name: 'a', handler: noop });
+  await until(async () => ((await b.request('GET', '/ready')).json['warnings'] as unknown[]).length === 2, 5000, 'both segments on /ready');
+  const warnings = ((await b.request('GET', '/ready')).json['warnings'] as Array<DamageReport & { message: string }>).sort((x, y) => x.n - y.n);
+  t.match(warnings, [
+    { kind: 'segment', n: 1, lines: [3], missing: 2, absent: false, lost: [{ line: 3, record: 'finished run', runId: ids[2] }] },
+    { kind: 'segment', n: 2, lines: [], missing: 1, absent: false, lost: [] },
+  ]);
+  t.match(warnings[0]!.message, /2 lines the index counts are missing \(the file was cut short\)/);
+  t.match(warnings[1]!.message, /1 line the index counts are missing \(the file was cut short\)/);
+  t.same(readFileSync(path.join(dir, warnings[0]!.aside!)), asFound, 'copied as found');
+  t.equal(damagedLogs(logs).length, 2);
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 4, 'a missing line counts as a damaged one');
+  t.same(
+    (await b.host.runs({ limit: 100 })).items.map((r) => r.id),
+    ids.filter((_, i) => ![2, 3, 4, 9].includes(i)).reverse(),
+    'every run still in the files loads',
+  );
 });

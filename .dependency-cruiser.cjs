@@ -3,7 +3,8 @@
  *
  *   cli ──────────────► contract
  *   loader ─► server ─► engine ─► schedule ─► contract
- *     │                   ├─(backends.ts)─► store ─► contract
+ *     │                   ├─(backends.ts)─► store ───► contract
+ *     │                   │              └─► cluster ─► contract
  *     └───────────────────┴─► workers ─► contract
  *
  * Type-only imports count too (tsPreCompilationDeps): a type that points upward is a cycle
@@ -48,6 +49,13 @@ module.exports = {
       to: { path: '^core/', pathNot: '^core/(contract|workers)/' },
     },
     {
+      name: 'cluster-on-contract-only',
+      comment: 'cluster/ (the redis backend) implements contract/backend.ts like store/ and knows nothing of the engine, the edges or the local store.',
+      severity: 'error',
+      from: { path: '^core/cluster/' },
+      to: { path: '^core/', pathNot: '^core/(contract|cluster)/' },
+    },
+    {
       name: 'engine-below-the-edges',
       comment: 'engine/ never imports server/, loader/ or cli/.',
       severity: 'error',
@@ -59,21 +67,21 @@ module.exports = {
       comment: 'Only engine/backends.ts knows a backend implementation; the rest talks to contract/backend.ts.',
       severity: 'error',
       from: { path: '^core/engine/', pathNot: '^core/engine/backends\\.ts$' },
-      to: { path: '^core/store/' },
+      to: { path: '^core/(store|cluster)/' },
     },
     {
       name: 'server-on-the-engine',
       comment: 'server/ talks to the host (engine/) and contract/, never to a backend, the worker pool, the loader or the CLI.',
       severity: 'error',
       from: { path: '^core/server/' },
-      to: { path: '^core/(store|workers|loader|cli)/' },
+      to: { path: '^core/(store|cluster|workers|loader|cli)/' },
     },
     {
       name: 'loader-above-server',
       comment: 'loader/ wires a process: engine, server, workers (plugin code evaluation) and contract; not the CLI nor a backend.',
       severity: 'error',
       from: { path: '^core/loader/' },
-      to: { path: '^core/(store|cli)/' },
+      to: { path: '^core/(store|cluster|cli)/' },
     },
     {
       name: 'cli-on-contract-only',

@@ -2,6 +2,7 @@
  * `npm run bench [-- name...]`: runs the benchmarks and prints their figures. Benchmarks never
  * fail; ratios are against baselines measured in the same run, on the same machine.
  */
+import { clusterBench } from './cluster.js';
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<void>> = {
   'soak-kill': () => soakKillBench(),
   series: () => seriesBench(),
   startup: () => startupBench(),
+  cluster: () => clusterBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -6,7 +6,7 @@ import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
 import type { RunLog } from './run-log.js';
-import type { BackendHealth, DamageReport, StoreWriteError } from './store-health.js';
+import type { BackendHealth, DamageReport } from './store-health.js';
 import type { BackendStats } from './views.js';
 
 /**
@@ -39,8 +39,9 @@ export interface Backend {
   /**
    * Loads what was recorded, merges flags set in memory before (they win), and recovers runs
    * interrupted by a crash (reported through `hooks.observer`). Runs do not start before `start()`.
+   * Rejects with a HostError when the backend cannot be reached (`BACKEND_UNAVAILABLE`).
    */
-  open(hooks: BackendHooks): Promise<void>;
+  open(hooks: BackendHooks): Promise<BackendOpened>;
   /** Starts handing runs to the executor: from here on the backend decides when runs start. */
   start(): void;
   /** Holds starts (adds are still accepted and recorded); running attempts go on. Works before `start()`. */
@@ -49,7 +50,7 @@ export interface Backend {
   readonly paused: boolean;
   /** Global concurrency and queue weights (a config edit); applies to the next start. */
   setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void;
-  /** A job was registered, replaced or re-resolved: its definition (and limits) may have changed. */
+  /** A job was registered, replaced, re-resolved or removed (`hooks.job(name)` is then undefined). */
   jobChanged(name: string): void;
 
   /**
@@ -110,23 +111,33 @@ export interface Backend {
 
   /** Records a notification; durable when the promise resolves. */
   addNotification(notification: Notification): Promise<void>;
-  /** Notifications, newest first (the most recent 1,000 at least), read synchronously like `jobState`. */
-  listNotifications(query: NotificationQuery): Page<Notification>;
+  /** Notifications, newest first (the most recent 1,000 at least). */
+  listNotifications(query: NotificationQuery): Promise<Page<Notification>>;
 
-  /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone. */
+  /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number };
-  /** Runs by where they wait, for stats and metrics. */
+  /** Runs by where they wait, for stats and metrics (a distributed backend: from its mirror). */
   depths(): Depths;
   stats(): BackendStats;
   /**
-   * Set while writes fail (a full disk), cleared by the next write that succeeds: meanwhile the
-   * engine refuses new work with 503 and a time to retry. Cheap: read on every trigger.
+   * Why new work cannot be acknowledged now, as the error to refuse it with (503 with a time to
+   * retry: `STORE_WRITE_FAILED` on a full disk, `BACKEND_UNAVAILABLE` while Redis is out of
+   * reach), or null. Cleared by the backend itself when it recovers. Cheap: read on every trigger.
    */
-  readonly writeError: StoreWriteError | null;
-  /** `writeError` and damage found in its records, for `/ready` and `/metrics`. */
+  unavailable(): HostError | null;
+  /** Its reachability, write errors and damage found in its records, for `/ready` and `/metrics`. */
   health(): BackendHealth;
   /** Acknowledges damage reports (every unacknowledged one without `ids`); durable when it resolves. */
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }>;
+}
+
+/** What a backend tells the engine once it is open. */
+export interface BackendOpened {
+  /**
+   * The node part of ids minted on this host (run and notification ids), when the backend is
+   * shared with other hosts: unique among them, so two hosts never mint the same id.
+   */
+  idNode?: string;
 }
 
 /** What a backend may call back into: the engine's side of the seam, handed over at `open`. */
@@ -137,6 +148,8 @@ export interface BackendHooks {
   readonly executor: AttemptExecutor;
   /** Every state change of a run, in order; the engine turns them into events and notifications. */
   readonly observer: RunObserver;
+  /** A job's flags (`enabled`) were changed by another host: the engine resolves the job again. */
+  flagsChanged(name: string): void;
 }
 
 /** What a backend needs of a job to start and retry its runs. */
@@ -145,9 +158,17 @@ export interface ExecutableJob {
   readonly handler: (ctx: JobContext<never>) => unknown;
   /** Max simultaneous running runs (1 for `overlap: 'queue'`). */
   readonly concurrency: number;
+  /** The weighted queue its runs wait in (`queues` in the config). */
+  readonly queue: string;
   /** Per attempt; 0 = none. The backend aborts the attempt with `TIMEOUT` when it passes. */
   readonly timeoutMs: number;
   readonly retry: RetryPolicy;
+  /**
+   * A success must be on record before the run's end is visible (a backend that keeps the
+   * admission state apart from the runs writes it first): `once` and `cooldown` read it.
+   */
+  readonly once: boolean;
+  readonly cooldownMs: number;
   /**
    * Where the engine's executor runs the handler (absent: `inline`); a backend passes the job to
    * the executor as it got it and need not look at these two.
@@ -206,6 +227,11 @@ export interface AttemptExecutor {
 /** A job's rules for new runs, handed to `add` so the check and the add are one step. */
 export interface AdmissionRules {
   readonly enabled: boolean;
+  /**
+   * `enabled` as the plugin and the config say, without a run-time flag: a backend that keeps
+   * the flags elsewhere (Redis) checks its own copy of the flag and falls back to this.
+   */
+  readonly configEnabled: boolean;
   /** May succeed once ever; refused while a run is waiting or running, or after a success. */
   readonly once: boolean;
   /** After a success, refused for this long. */

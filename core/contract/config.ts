@@ -70,6 +70,45 @@ const hostEntry = z.string().transform((value, ctx) => {
   return parsed.port === null ? parsed.name : `${parsed.name}:${Number(parsed.port)}`;
 });
 
+/** `backend.url`: a redis:// or rediss:// URL (credentials allowed: they are never logged or shown). */
+const redisUrl = z.string().refine(
+  (value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '' && (url.pathname === '' || /^\/\d{0,2}$/.test(url.pathname));
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected a Redis URL such as redis://127.0.0.1:6379 (or rediss:// for TLS; a database number as the path: redis://host:6379/2)' },
+);
+
+/**
+ * `backend`: where runs wait and are recorded (SPEC §11). `local` is the JSON store of `store`;
+ * `redis` is cluster mode, runs as BullMQ jobs on one Redis shared by every host.
+ */
+export const backendSchema = z
+  .discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('local') }),
+    z.strictObject({
+      kind: z.literal('redis'),
+      url: redisUrl.default('redis://127.0.0.1:6379'),
+      // Every key jobhost and BullMQ write starts with it: several clusters can share one Redis.
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9_.{}-]{1,64}$/, 'expected 1 to 64 letters, digits, _ . - { }')
+        .default('jobhost'),
+      // How long a running run's lock lives without renewal: a host killed mid-run gives its runs
+      // up after at most this (plus one stalledInterval). The same on every host (checked at start).
+      lockDuration: durationSchema.default(30_000),
+      stalledInterval: durationSchema.default(30_000),
+    }),
+  ])
+  .default({ kind: 'local' });
+
+export type BackendConfig = z.output<typeof backendSchema>;
+export type RedisBackendConfig = Extract<BackendConfig, { kind: 'redis' }>;
+
 /** The config file's schema. Every key has a default, so `{}` is a valid config. */
 export const configSchema = z.strictObject({
   server: z
@@ -136,6 +175,9 @@ export const configSchema = z.strictObject({
   queues: z.record(queueNameSchema, z.number().int().min(1).max(1000)).default({ critical: 6, default: 2, low: 1 }),
   shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),
   events: z.strictObject({ buffer: z.number().int().min(100).max(1_000_000).default(10_000) }).prefault({}),
+  backend: backendSchema,
+  // `cluster.id` names this host in runs (`host`) and in the cluster; default `<hostname>:<pid>`.
+  cluster: z.strictObject({ id: z.string().min(1).max(200).optional() }).prefault({}),
   jobs: z.record(z.string().regex(JOB_NAME, 'expected a kebab-case job name'), jobOverrideSchema).default({}),
 });
 

@@ -71,6 +71,15 @@ export const ERROR_CODES = {
     text: 'A store file is damaged (changed from outside, not a torn tail from a crash), or state.json is unreadable: every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
   },
   STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
+  // cluster mode (backend.kind: redis)
+  BACKEND_UNAVAILABLE: {
+    status: 503,
+    text: 'Redis (the cluster backend) cannot be reached: nothing was acknowledged; retry after `Retry-After` seconds. At start: the host does not start.',
+  },
+  BACKEND_SETTINGS_MISMATCH: {
+    status: 500,
+    text: "backend.lockDuration or backend.stalledInterval differs from what the cluster's live hosts use; every host must use the same (the host does not start).",
+  },
   INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },
 } as const satisfies Record<string, { status: number; text: string }>;
 

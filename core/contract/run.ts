@@ -42,6 +42,8 @@ export interface Run {
   event: string | null;
   /** For a run re-queued after a crash (`source: 'recovery'`), the source it was created with. */
   origin?: RunSource;
+  /** The id of the host that ran (or runs) its latest attempt (`cluster.id`); null before it started. */
+  host?: string | null;
 }
 
 export function isFinal(status: RunStatus): boolean {

@@ -68,8 +68,20 @@ export function storeUnavailable(e: StoreWriteError, cause?: unknown): HostError
   );
 }
 
+/** Whether the backend can be reached (the local one always can; Redis may be down). */
+export interface BackendReach {
+  kind: 'local' | 'redis';
+  available: boolean;
+  /** Where it is: `redis://host:port` (never with credentials); null for the local backend. */
+  target: string | null;
+  /** Why it cannot be reached, since when (ISO), while it cannot. */
+  error: string | null;
+  since: string | null;
+}
+
 /** What a backend reports of its health. */
 export interface BackendHealth {
+  backend: BackendReach;
   /** Set while writes fail (a full disk): new work is refused until it clears by itself. */
   writeError: StoreWriteError | null;
   /** Damage reports still kept: unacknowledged ones, and acknowledged ones while their file may be read again. */

@@ -1,3 +1,4 @@
+import { createRedisBackend } from '../cluster/redis-backend.js';
 import type { Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
@@ -6,7 +7,7 @@ import { createLocalBackend, type LocalBackendOptions } from '../store/local-bac
 
 /**
  * Where the engine picks its backend: the one module of `engine/` that knows any implementation
- * (the layer rules allow `store/` here only). A second backend (cluster mode) is chosen here too.
+ * (the layer rules allow `store/` and `cluster/` here only): `backend.kind` in the config.
  */
 
 /** Store tuning (segment size, checkpoint size), mostly for tests and benchmarks. */
@@ -19,10 +20,24 @@ export interface BackendContext {
   clock: Clock;
   random: () => number;
   logger: Logger;
+  /** This host's id (`cluster.id`). */
+  hostId: string;
 }
 
-/** The backend the config asks for (today always the local one). */
+/** The backend the config asks for: the local store, or BullMQ on Redis (cluster mode). */
 export function createBackend(config: Config, context: BackendContext): Backend {
+  if (config.backend.kind === 'redis') {
+    return createRedisBackend({
+      config: config.backend,
+      hostId: context.hostId,
+      keepRuns: config.store.keepRuns,
+      keepDays: config.store.keepDays,
+      concurrency: config.concurrency,
+      queues: config.queues,
+      random: context.random,
+      logger: context.logger,
+    });
+  }
   return createLocalBackend({
     dir: context.dir,
     fsync: config.store.fsync,
@@ -34,5 +49,6 @@ export function createBackend(config: Config, context: BackendContext): Backend 
     clock: context.clock,
     random: context.random,
     logger: context.logger,
+    hostId: context.hostId,
   });
 }

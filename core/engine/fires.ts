@@ -26,11 +26,18 @@ export class Fires {
 
   /** A schedule fired for `name`, due at `dueAt`. */
   fire(name: string, dueAt: number): void {
-    void this.#o.backend.setJobFlags(name, { lastFireAt: dueAt });
+    this.#note(name, dueAt);
     this.#o.triggers.create(name, {}, 'schedule').catch((err: unknown) => {
       if (isHostError(err) && err.code === 'SKIPPED') return; // already emitted as run.skipped
       this.#o.logger.error({ err, job: name }, 'scheduled trigger failed');
     });
+  }
+
+  /** Records a fire for catch-up; a failed write (a full disk, Redis down) costs at most one catch-up run. */
+  #note(name: string, at: number): void {
+    this.#o.backend
+      .setJobFlags(name, { lastFireAt: at })
+      .catch((err: unknown) => this.#o.logger.warn({ err, job: name }, 'could not record the schedule fire'));
   }
 
   /** With catchUp, a fire missed while the host was down runs once; without, it is logged. */
@@ -42,12 +49,12 @@ export class Fires {
     const now = clock.now();
     if (lastFireAt === undefined) {
       // The baseline: fires after this moment count as missed if the host is down for them.
-      void backend.setJobFlags(name, { lastFireAt: now });
+      this.#note(name, now);
       return;
     }
     const missed = job.schedule.next(lastFireAt);
     if (missed === null || missed > now) return;
-    void backend.setJobFlags(name, { lastFireAt: now });
+    this.#note(name, now);
     if (!job.catchUp) {
       this.#o.logger.info({ job: name, missed: isoTime(missed) }, 'schedule fires were missed while the host was down; catchUp is off');
       return;

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../contract/backend.js';
 import { type Clock, systemClock } from '../contract/clock.js';
@@ -16,7 +17,7 @@ import { createBackend } from './backends.js';
 import { Bus, type EventFilter, type Listener } from './bus.js';
 import { Fires } from './fires.js';
 import type { HostOptions } from './host-options.js';
-import { createIdGenerator } from './ids.js';
+import { createIdGenerator, type IdGenerator } from './ids.js';
 import { Insight } from './insight.js';
 import { Executors, type WorkerStats } from './isolation.js';
 import { Registrations } from './registrations.js';
@@ -40,6 +41,8 @@ export function createHost(options: HostOptions = {}): Host {
  * the lifecycle. Where runs wait and are recorded is the backend's business (`contract/backend.ts`).
  */
 export class Host {
+  /** This host's id (`cluster.id`, default `<hostname>:<pid>`): recorded on the runs it starts. */
+  readonly id: string;
   readonly cwd: string;
   readonly logger: Logger;
   readonly clock: Clock;
@@ -56,6 +59,7 @@ export class Host {
   readonly #triggers: Triggers;
   readonly #fires: Fires;
   readonly #registrations: Registrations;
+  readonly #newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   readonly #queues = new Set<string>();
   #stopping: Promise<void> | undefined;
@@ -68,7 +72,9 @@ export class Host {
     this.clock = options.clock ?? systemClock;
     const random = options.random ?? Math.random;
     this.logger = options.logger ?? createLogger();
+    this.id = this.#config.cluster.id ?? `${os.hostname()}:${process.pid}`;
     const newId = createIdGenerator(() => this.clock.now(), random);
+    this.#newId = newId;
 
     this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
     this.#logs = new RunLogs({ bus: this.bus, clock: this.clock, logger: this.logger, backend: () => this.#backend });
@@ -93,7 +99,7 @@ export class Host {
     });
     for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
     const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
-    this.#backend = createBackend(this.#config, { dir, tuning: options.storeOptions, clock: this.clock, random, logger: this.logger });
+    this.#backend = createBackend(this.#config, { dir, tuning: options.storeOptions, clock: this.clock, random, logger: this.logger, hostId: this.id });
     this.#executor = new Executors({
       logger: this.logger,
       clock: this.clock,
@@ -160,7 +166,13 @@ export class Host {
   async start(): Promise<void> {
     if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = 'starting';
-    await this.#backend.open({ job: (name) => this.#jobs.get(name)?.job, executor: this.#executor, observer: this.#observer });
+    const opened = await this.#backend.open({
+      job: (name) => this.#jobs.get(name)?.job,
+      executor: this.#executor,
+      observer: this.#observer,
+      flagsChanged: (name) => this.#registrations.flagsChanged(name),
+    });
+    if (opened.idNode !== undefined) this.#newId.setNode(opened.idNode);
     // Jobs registered before start were resolved without their stored flags: resolve again.
     for (const name of this.#jobs.names()) this.#registrations.reresolve(name);
     this.#insight.start(this.#jobs.names());
@@ -371,7 +383,7 @@ export class Host {
     return finalRun(this.bus, this.#backend, id);
   }
 
-  notifications(query: { limit?: number; before?: string; job?: string } = {}): Page<Notification> {
+  notifications(query: { limit?: number; before?: string; job?: string } = {}): Promise<Page<Notification>> {
     return this.#backend.listNotifications(query);
   }
 

@@ -4,7 +4,6 @@ import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
-import { storeUnavailable } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, Series, SeriesWindow } from '../contract/views.js';
 import { cancelQueued, retryFailed } from './bulk.js';
 import type { Bus } from './bus.js';
@@ -92,14 +91,15 @@ export class Insight {
   }
 
   /**
-   * A stopping host, or one that cannot write (a full disk), would refuse each run of a bulk
-   * action one by one: say it once, with a time to retry, as a trigger would.
+   * A stopping host, or one whose backend cannot take writes (a full disk, Redis out of reach),
+   * would refuse each run of a bulk action one by one: say it once, with a time to retry, as a
+   * trigger would.
    */
   #canAct(filter: BulkFilter): void {
     if (filter.dryRun) return;
     this.#o.accepting();
-    const writeError = this.#o.backend().writeError;
-    if (writeError) throw storeUnavailable(writeError);
+    const unavailable = this.#o.backend().unavailable();
+    if (unavailable) throw unavailable;
   }
 
   async retryFailed(filter: BulkFilter): Promise<BulkResult> {

@@ -84,6 +84,7 @@ export function resolveJob(
     schedule,
     timezone,
     enabled: state.enabled ?? override?.enabled ?? spec.enabled,
+    configEnabled: override?.enabled ?? spec.enabled,
     paramsSchema: spec.params,
     paramDefaults: Object.freeze({ ...override?.params }),
     concurrency: spec.overlap === 'queue' ? 1 : spec.concurrency,

@@ -82,8 +82,19 @@ export class Registrations {
     const entry = this.#o.registry.delete(name);
     if (!entry) return false;
     this.#o.scheduler.set(name, null);
+    this.#o.backend.jobChanged(name);
     this.#o.bus.emit('job.removed', { job: name, file: entry.job.file });
     return true;
+  }
+
+  /** The backend saw a job's flags change on another host: resolve it again and announce a toggle. */
+  flagsChanged(name: string): void {
+    const entry = this.#o.registry.get(name);
+    if (!entry) return;
+    const was = entry.job.enabled;
+    this.reresolve(name);
+    const now = this.#o.registry.get(name)!.job.enabled;
+    if (was !== now) this.#o.bus.emit(now ? 'job.enabled' : 'job.disabled', { job: name });
   }
 
   /** Resolves a registered job again (config or flags changed); returns what changed. */
@@ -109,7 +120,11 @@ export class Registrations {
     const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
     // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
     for (const name of enabledEdited) {
-      if (backend.jobState(name).enabled !== undefined) void backend.setJobFlags(name, { enabled: null });
+      if (backend.jobState(name).enabled !== undefined) {
+        backend
+          .setJobFlags(name, { enabled: null })
+          .catch((err: unknown) => this.#o.logger.error({ err, job: name }, 'could not clear the run-time enabled flag'));
+      }
     }
     this.#o.setConfig(next);
     backend.setLimits(next.concurrency, next.queues);

@@ -80,7 +80,10 @@ export class RunEvents implements RunObserver {
       return;
     }
     if (!n) return;
-    void this.#o.backend().addNotification(n);
+    this.#o
+      .backend()
+      .addNotification(n)
+      .catch((err: unknown) => this.#o.logger.error({ err, job: run.job, runId: run.id }, 'could not record the notification'));
     this.#o.bus.emit('notification', { ...n });
   }
 }

@@ -5,7 +5,6 @@ import { HostError, isHostError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import type { ParamsResult } from '../contract/plugin.js';
 import type { Run, RunSource } from '../contract/run.js';
-import { storeUnavailable } from '../contract/store-health.js';
 import type { Bus } from './bus.js';
 import type { EffectiveJob } from './jobs.js';
 import type { JobRegistry } from './registry.js';
@@ -159,8 +158,8 @@ export class Triggers {
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
     const checked = validateParams(job, options.params);
     const params = checked instanceof Promise ? await checked : checked;
-    // While the backend cannot write (a full disk), a run would only live in memory: refuse it
-    // with a time to retry rather than queue work that cannot be acknowledged.
+    // While the backend cannot write (a full disk, Redis out of reach), a run would only live in
+    // memory: refuse it with a time to retry rather than queue work that cannot be acknowledged.
     this.#writable();
     const run = buildRun(job, params, options, source, this.#o.clock.now(), this.#o.newId(), extra);
     const refused = await this.#o.backend.add(run, job);
@@ -191,8 +190,8 @@ export class Triggers {
   }
 
   #writable(): void {
-    const writeError = this.#o.backend.writeError;
-    if (writeError) throw storeUnavailable(writeError);
+    const unavailable = this.#o.backend.unavailable();
+    if (unavailable) throw unavailable;
   }
 
   /** Replays a failed or canceled run as a new run (source `retry`). */

@@ -19,7 +19,10 @@ export function configPath(cwd: string, env: NodeJS.ProcessEnv): { file: string;
   return { file: path.resolve(cwd, fromEnv || DEFAULT_CONFIG_PATH), explicit: Boolean(fromEnv) };
 }
 
-/** `JOBHOST_PORT`, `JOBHOST_HOST`, `JOBHOST_TOKEN`, `JOBHOST_DATA_DIR` over the file's values. */
+/**
+ * `JOBHOST_PORT`, `JOBHOST_HOST`, `JOBHOST_TOKEN`, `JOBHOST_DATA_DIR` over the file's values;
+ * `JOBHOST_REDIS_URL` sets `backend.url` and with it `backend.kind: 'redis'` (SPEC §11).
+ */
 export function applyEnv(input: unknown, env: NodeJS.ProcessEnv): unknown {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return input;
   const out = { ...(input as Record<string, unknown>) };
@@ -34,6 +37,14 @@ export function applyEnv(input: unknown, env: NodeJS.ProcessEnv): unknown {
   if (env['JOBHOST_HOST']) section('server')['host'] = env['JOBHOST_HOST'];
   if (env['JOBHOST_TOKEN']) section('server')['token'] = env['JOBHOST_TOKEN'];
   if (env['JOBHOST_DATA_DIR']) section('store')['dir'] = env['JOBHOST_DATA_DIR'];
+  const redisUrl = env['JOBHOST_REDIS_URL'];
+  if (redisUrl) {
+    const backend = section('backend');
+    // The file's redis settings (prefix, lock timing) stay; a `local` section has none to keep.
+    if (backend['kind'] !== 'redis') for (const key of Object.keys(backend)) delete backend[key];
+    backend['kind'] = 'redis';
+    backend['url'] = redisUrl;
+  }
   return out;
 }
 

@@ -104,6 +104,7 @@ export const runSchema = z.object({
   retryOf: z.string().nullable(),
   event: z.string().nullable(),
   origin: runSource.optional(),
+  host: z.string().nullable().optional().describe('the id of the host that ran (or runs) it; null before it started'),
 });
 
 const lastRun = z.object({ runId: z.string(), status: runStatus, at: iso }).nullable();
@@ -183,6 +184,15 @@ export const readyResponse = z.object({
       slow: z.boolean().describe("true while the main thread's event-loop delay p99 has stayed above the bound: the host is degraded"),
     })
     .describe("the main thread's event-loop delay over the last window (1 s)"),
+  backend: z
+    .object({
+      kind: z.enum(['local', 'redis']),
+      available: z.boolean(),
+      target: z.string().nullable().describe('redis://host:port (never with credentials); null for the local backend'),
+      error: z.string().nullable(),
+      since: iso.nullable(),
+    })
+    .describe('whether the backend can be reached: Redis down means 503 here and for triggers'),
   warnings: z
     .array(damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }))
     .describe('store damage found and not yet acknowledged (`jobhost store ack-damage`); not a reason for 503'),

@@ -189,6 +189,14 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
     },
   });
   new Gauge({
+    name: 'jobhost_backend_available',
+    help: '0 while the backend (Redis, in cluster mode) cannot be reached and triggers are refused with 503, else 1',
+    registers: [registry],
+    collect() {
+      this.set(host.storeHealth().backend.available ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: 'jobhost_up',
     help: '1 while the host is running (not starting or stopping)',
     registers: [registry],

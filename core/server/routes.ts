@@ -35,9 +35,9 @@ export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, Serv
 type Readiness = z.output<typeof readyResponse>;
 
 /**
- * `GET /ready`: ready when started, every schedule armed, the store able to write and the main
- * thread's event loop not staying slow; stale jobs and store damage are reported, not fatal
- * (taking the host out of service would fix neither).
+ * `GET /ready`: ready when started, every schedule armed, the store able to write, the backend
+ * (Redis, in cluster mode) within reach and the main thread's event loop not staying slow; stale
+ * jobs and store damage are reported, not fatal (taking the host out of service would fix neither).
  */
 export function readiness(host: Host, loop: EventLoopWatch): Readiness {
   const state = host.state;
@@ -63,7 +63,7 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
       ? 'starting'
       : state === 'stopping' || state === 'stopped'
         ? 'stopping'
-        : !schedulerRunning || unarmed > 0 || store.writeError !== null || slow
+        : !schedulerRunning || unarmed > 0 || store.writeError !== null || !store.backend.available || slow
           ? 'degraded'
           : 'ready';
   return {
@@ -75,6 +75,7 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
     stale: state === 'running' ? host.staleJobs() : [],
     store: { writable: store.writeError === null, error: store.writeError },
     eventLoop: { ...loop.delay(), maxDelayMs, slow },
+    backend: store.backend,
     warnings: store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
   };
 }
@@ -240,7 +241,7 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
     },
     handler: async (request) => {
       const { job, limit, before } = request.query;
-      return host.notifications({ ...(job !== undefined && { job }), ...(limit !== undefined && { limit }), ...(before !== undefined && { before }) });
+      return await host.notifications({ ...(job !== undefined && { job }), ...(limit !== undefined && { limit }), ...(before !== undefined && { before }) });
     },
   });
 }

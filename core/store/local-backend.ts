@@ -1,13 +1,14 @@
 import { refusal } from '../contract/admission.js';
-import type { AdmissionRules, Backend, BackendHooks, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
+import type { AdmissionRules, Backend, BackendHooks, BackendOpened, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
+import type { HostError } from '../contract/errors.js';
+import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
-import type { BackendHealth, DamageReport, StoreWriteError } from '../contract/store-health.js';
+import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
-import { foldFinished } from './job-state.js';
 import { Runner } from './runner.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
 
@@ -34,6 +35,8 @@ export interface LocalBackendOptions {
   /** Random source for retry jitter. */
   random: () => number;
   logger: Logger;
+  /** This host's id, recorded on each run it starts (`run.host`). */
+  hostId: string;
 }
 
 /** Creates the local backend (see `Backend`). */
@@ -67,17 +70,20 @@ class LocalBackend implements Backend {
       random: options.random,
       concurrency: options.concurrency,
       queues: { ...options.queues },
+      hostId: options.hostId,
       save: (run) => this.#store.saveRun(run),
       settled: (run, outcome) => this.#settled(run, outcome),
     });
   }
 
-  async open(hooks: BackendHooks): Promise<void> {
+  async open(hooks: BackendHooks): Promise<BackendOpened> {
     this.#hooks = hooks;
     this.#runner.attach(hooks);
     const loaded = await this.#store.open();
     this.#open = true;
     this.#recover(loaded.runs);
+    // One process owns the directory: ids need no node part beyond the random one.
+    return {};
   }
 
   /** Waiting runs go back in as they were; runs found running get their attempt ended INTERRUPTED. */
@@ -224,8 +230,8 @@ class LocalBackend implements Backend {
     return this.#store.saveNotification(notification);
   }
 
-  listNotifications(query: NotificationQuery): Page<Notification> {
-    return this.#store.listNotifications(query);
+  listNotifications(query: NotificationQuery): Promise<Page<Notification>> {
+    return Promise.resolve(this.#store.listNotifications(query));
   }
 
   activeRuns(job: string): { active: number; running: number } {
@@ -240,13 +246,19 @@ class LocalBackend implements Backend {
     return this.#store.stats();
   }
 
-  get writeError(): StoreWriteError | null {
-    return this.#store.writeError;
+  unavailable(): HostError | null {
+    const writeError = this.#store.writeError;
+    return writeError === null ? null : storeUnavailable(writeError);
   }
 
   health(): BackendHealth {
     const { reports, damagedLines } = this.#store.damage();
-    return { writeError: this.#store.writeError, damage: reports, damagedLines };
+    return {
+      backend: { kind: 'local', available: true, target: null, error: null, since: null },
+      writeError: this.#store.writeError,
+      damage: reports,
+      damagedLines,
+    };
   }
 
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {

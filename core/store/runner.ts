@@ -24,6 +24,8 @@ export interface RunnerOptions {
   random: () => number;
   concurrency: number;
   queues: Record<string, number>;
+  /** This host's id, recorded on each run it starts. */
+  hostId: string;
   /** Records the run's current state; resolves once it is durable. */
   save(run: Run): Promise<void>;
   /** After `retrying` or a final state was reported: the backend folds the outcome, then the engine notifies. */
@@ -50,6 +52,7 @@ export class Runner {
   readonly #random: () => number;
   readonly #save: (run: Run) => Promise<void>;
   readonly #settled: (run: Run, outcome: NotifyStatus) => void;
+  readonly #hostId: string;
   #hooks: BackendHooks | undefined;
   /** Where the executor reports: one object per runner, not per attempt. */
   readonly #reporter: AttemptReporter<Running>;
@@ -69,6 +72,7 @@ export class Runner {
     this.#random = options.random;
     this.#save = options.save;
     this.#settled = options.settled;
+    this.#hostId = options.hostId;
     this.#dispatch = new Dispatcher<Entry>({
       clock: options.clock,
       concurrency: options.concurrency,
@@ -195,6 +199,7 @@ export class Runner {
     // A new attempt starts from zero; the last one's progress stays visible until then.
     if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) run.progress = { fraction: 0, text: null };
     run.attempts.push({ n, startedAt: iso, endedAt: null, error: null });
+    run.host = this.#hostId;
     entry.attempt = n;
     void this.#save(run);
     const engine = this.#engine;

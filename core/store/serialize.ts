@@ -54,6 +54,7 @@ export function serializeRun(r: Run): string {
     ',"retryOf":' + j(r.retryOf) +
     ',"event":' + j(r.event) +
     (r.origin !== undefined ? ',"origin":' + q(r.origin) : '') +
+    (r.host !== undefined ? ',"host":' + j(r.host) : '') +
     '}'
   );
 }

@@ -80,3 +80,26 @@ t.test('bad values and unknown keys name the path', async (t) => {
     t.throws(() => parseConfig(input), { code, message }, JSON.stringify(input));
   }
 });
+
+t.test('backend: local by default; redis with its defaults; bad values name their path', async (t) => {
+  const c = parseConfig({});
+  t.same(c.backend, { kind: 'local' });
+  t.same(c.cluster, {});
+  const redis = parseConfig({ backend: { kind: 'redis' }, cluster: { id: 'web-1' } });
+  t.same(redis.backend, { kind: 'redis', url: 'redis://127.0.0.1:6379', prefix: 'jobhost', lockDuration: 30_000, stalledInterval: 30_000 });
+  t.equal(redis.cluster.id, 'web-1');
+  const full = parseConfig({
+    backend: { kind: 'redis', url: 'rediss://u:p@redis.internal:6380/2', prefix: 'jobs-{eu}', lockDuration: '5s', stalledInterval: '2s' },
+  });
+  t.match(full.backend, { url: 'rediss://u:p@redis.internal:6380/2', prefix: 'jobs-{eu}', lockDuration: 5000, stalledInterval: 2000 });
+  t.throws(() => parseConfig({ backend: { kind: 'redis', url: 'http://example.com' } }), {
+    code: 'CONFIG_INVALID',
+    message: /^backend\.url: expected a Redis URL/,
+  });
+  t.throws(() => parseConfig({ backend: { kind: 'redis', url: 'redis://host/db/x' } }), { code: 'CONFIG_INVALID', message: /^backend\.url: / });
+  t.throws(() => parseConfig({ backend: { kind: 'redis', prefix: 'a:b' } }), { code: 'CONFIG_INVALID', message: /^backend\.prefix: / });
+  t.throws(() => parseConfig({ backend: { kind: 'redis', lockDuration: 'soon' } }), { code: 'INVALID_DURATION', message: /^backend\.lockDuration: / });
+  t.throws(() => parseConfig({ backend: { kind: 'postgres' } }), { code: 'CONFIG_INVALID', message: /^backend\.kind: / });
+  t.throws(() => parseConfig({ backend: { kind: 'local', url: 'redis://x' } }), { code: 'CONFIG_INVALID', message: /^backend: unknown key "url"/ });
+  t.throws(() => parseConfig({ cluster: { id: '' } }), { code: 'CONFIG_INVALID', message: /^cluster\.id: / });
+});

@@ -36,7 +36,7 @@ function runOf(params: unknown = {}): Run {
 }
 
 function taskOf(handler: (ctx: JobContext<never>) => unknown, params?: unknown): AttemptTask {
-  const job: ExecutableJob = { name: 'job-a', handler, concurrency: 1, timeoutMs: 0, retry: DEFAULT_RETRY };
+  const job: ExecutableJob = { name: 'job-a', handler, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, once: false, cooldownMs: 0 };
   return { run: runOf(params), job, attempt: 2 };
 }
 

@@ -163,7 +163,7 @@ t.test('notifications are emitted and kept, newest first', async (t) => {
     of('notification').map((e) => e.data),
     [{ job: 'cleanup', runId, status: 'succeeded', title: 'Temp files cleaned', message: 'Removed 3 files', priority: 'medium', tags: ['maintenance'] }],
   );
-  const list = host.notifications();
+  const list = await host.notifications();
   t.equal(list.items.length, 1);
   t.equal(list.items[0]!.runId, runId);
 });

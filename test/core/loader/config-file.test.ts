@@ -23,6 +23,24 @@ t.test('environment overrides', async (t) => {
   t.same(applyEnv({}, {}), {});
 });
 
+t.test("JOBHOST_REDIS_URL sets backend.url and with it cluster mode, keeping the file's redis settings", async (t) => {
+  const url = 'redis://10.0.0.5:6379';
+  t.same(parseConfig(applyEnv({}, { JOBHOST_REDIS_URL: url })).backend, {
+    kind: 'redis',
+    url,
+    prefix: 'jobhost',
+    lockDuration: 30_000,
+    stalledInterval: 30_000,
+  });
+  t.match(parseConfig(applyEnv({ backend: { kind: 'redis', url: 'redis://old:6379', prefix: 'mine' } }, { JOBHOST_REDIS_URL: url })).backend, {
+    url,
+    prefix: 'mine',
+  });
+  t.same(parseConfig(applyEnv({ backend: { kind: 'local' } }, { JOBHOST_REDIS_URL: url })).backend.kind, 'redis');
+  t.throws(() => parseConfig(applyEnv({}, { JOBHOST_REDIS_URL: 'localhost:6379' })), { code: 'CONFIG_INVALID', message: /^backend\.url: / });
+  t.same(parseConfig(applyEnv({}, { JOBHOST_REDIS_URL: '' })).backend, { kind: 'local' }, 'empty: unset');
+});
+
 t.test('reading the file: defaults when missing (unless named), and errors that say what and where', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'jobhost.json');

@@ -36,6 +36,7 @@ t.test('health, ready, 404 for GET / and for unknown routes, 405 for known ones'
     jobs: { total: 0, enabled: 0, running: 0 },
     stale: [],
     store: { writable: true, error: null },
+    backend: { kind: 'local', available: true, target: null, error: null, since: null },
     warnings: [],
   });
   t.match(eventLoop, { maxDelayMs: 500, slow: false });

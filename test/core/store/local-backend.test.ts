@@ -18,7 +18,7 @@ import { gate, type Tap, tempDir } from '../../helpers.js';
  */
 
 const T0 = Date.UTC(2026, 0, 5, 12, 0, 0);
-const ALLOW: AdmissionRules = { enabled: true, once: false, cooldownMs: 0, overlap: 'allow' };
+const ALLOW: AdmissionRules = { enabled: true, configEnabled: true, once: false, cooldownMs: 0, overlap: 'allow' };
 
 let seq = 0;
 function runOf(job: string, extra: Partial<Run> = {}): Run {
@@ -76,6 +76,7 @@ async function open(
     clock,
     random: () => 0.5,
     logger,
+    hostId: 'test-host',
   });
   const executor = new InlineExecutor({
     logger,
@@ -86,10 +87,10 @@ async function open(
   const observer = new RunEvents({ bus, clock, logger, newId: () => `n${++n}`, notifySpec: () => null, backend: () => backend });
   const job = (name: string): ExecutableJob | undefined => {
     const j = jobs[name];
-    return j && { name, concurrency: 1, timeoutMs: 0, retry: DEFAULT_RETRY, ...j };
+    return j && { name, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, once: false, cooldownMs: 0, ...j };
   };
   before?.(backend);
-  await backend.open({ job, executor, observer });
+  await backend.open({ job, executor, observer, flagsChanged: () => undefined });
   executor.open();
   backend.start();
   t.teardown(async () => {

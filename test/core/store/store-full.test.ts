@@ -162,6 +162,6 @@ t.test('the journal full, the segments not: a finished run reaches its segment o
   t.equal(new Set(ids).size, ids.length, 'no finished run was written to its segment twice');
   t.ok(ids.includes(first.runId));
   t.equal(next.host.job('a')!.counts.succeeded, ids.length, 'each run counted once');
-  t.equal(next.host.notifications({ limit: 1000 }).items.length, ids.length, 'and each notification kept once the journal had room');
+  t.equal((await next.host.notifications({ limit: 1000 })).items.length, ids.length, 'and each notification kept once the journal had room');
   await next.host.stop();
 });

@@ -1,5 +1,5 @@
-import type { JobState } from '../contract/backend.js';
-import type { Run } from '../contract/run.js';
+import type { JobState } from './backend.js';
+import type { Run } from './run.js';
 
 const DURATIONS_KEPT = 200;
 

@@ -1,0 +1,105 @@
+import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { AdmissionRules, Refusal } from '../contract/backend.js';
+import { HostError } from '../contract/errors.js';
+import type { Run } from '../contract/run.js';
+import type { Connections } from './connections.js';
+import type { ClusterKeys } from './keys.js';
+import { PRIORITY_OFFSET, toJobData } from './run-records.js';
+import type { JobhostCommands } from './scripts.js';
+
+/**
+ * A trigger: the job's rules checked and the run added as a BullMQ job in one MULTI, so no other
+ * host's add, start or end comes between the check and the add. `enabled`, `once` (after a
+ * success) and `cooldown` are checked against the job's state in Redis by a script; "a run is
+ * already waiting or running" (`once`, `overlap: 'skip'`, the dedup `key`) is BullMQ's own
+ * deduplication inside its add script, which also names the run that holds the place.
+ */
+
+export interface Retention {
+  keepRuns: number;
+  keepDays: number;
+}
+
+/** A job's deduplication id, when its rules need one: only one holder at a time, cluster-wide. */
+function dedupId(run: Run, rules: AdmissionRules): string | undefined {
+  if (rules.once) return 'once';
+  if (rules.overlap === 'skip') return 'overlap';
+  if (run.key !== null) return `key:${run.key}`;
+  return undefined;
+}
+
+/** BullMQ's options for a run's job: our id, time, priority, attempts, retention, deduplication. */
+export function jobOptions(run: Run, rules: AdmissionRules, retention: Retention): JobsOptions {
+  const created = Date.parse(run.createdAt);
+  const keep = { count: retention.keepRuns, ...(retention.keepDays > 0 ? { age: Math.round(retention.keepDays * 86_400) } : {}) };
+  const dedup = dedupId(run, rules);
+  return {
+    jobId: run.id,
+    timestamp: created,
+    delay: Math.max(0, Date.parse(run.runAt) - created),
+    priority: run.priority + PRIORITY_OFFSET,
+    attempts: run.maxAttempts,
+    // The delay is decided when an attempt fails (backoff, cap, jitter): see JobQueue's backoffStrategy.
+    backoff: { type: 'jobhost' },
+    removeOnComplete: keep,
+    removeOnFail: keep,
+    ...(dedup !== undefined ? { deduplication: { id: dedup } } : {}),
+  };
+}
+
+type Reply = [Error | null, unknown];
+
+/** Admits and adds `run`; resolves with the refusal, or undefined once Redis holds the run. */
+export async function admit(
+  queue: Queue,
+  run: Run,
+  rules: AdmissionRules,
+  keys: ClusterKeys,
+  connections: Connections,
+  retention: Retention,
+): Promise<Refusal | undefined> {
+  const opts = jobOptions(run, rules, retention);
+  const bullJob = new Job(queue, run.job, toJobData(run), opts, run.id);
+  const jobKey = keys.queue(run.job, run.id);
+  const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
+  let replies: Reply[] | null;
+  try {
+    const client = await queue.getBackend().client;
+    const multi = client.multi() as unknown as { exec(): Promise<Reply[] | null> } & {
+      [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown;
+    };
+    multi.jhAdmit(keys.jobState(run.job), jobKey, rules.once ? '1' : '0', String(rules.cooldownMs), rules.configEnabled ? '1' : '0');
+    // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
+    bullJob.addJob(multi as never).catch(() => undefined);
+    multi.jhAdmitted(jobKey, keys.runs, keys.runsOf(run.job), `${run.id}:${run.job}`, dedupKey, keys.queue(run.job, ''));
+    replies = await multi.exec();
+  } catch (err) {
+    throw connections.toHostError(err);
+  }
+  if (replies?.length !== 3) throw new HostError('INTERNAL', 'the add transaction was discarded');
+  for (const [err] of replies) if (err) throw connections.toHostError(err);
+  const verdict = replies[0]![1] as [string, string];
+  const added = replies[2]![1] as [number, string?, string?];
+  if (added[0] === 1) return undefined;
+  if (added[0] === 0) return refusalOf(verdict);
+  return dedupRefusal(run, rules, added[1] ?? '', added[2] ?? '');
+}
+
+/** The refusal of the admission script, in the words the local backend uses. */
+function refusalOf([reason, info]: [string, string]): Refusal {
+  if (reason === 'disabled') return { reason: 'disabled', detail: 'the job is disabled' };
+  if (reason === 'once') return { reason: 'once', detail: 'the job may succeed once and already has', ...(info ? { runId: info } : {}) };
+  if (reason === 'cooldown') return { reason: 'cooldown', detail: `cooling down until ${new Date(Number(info)).toISOString()}` };
+  throw new HostError('INTERNAL', `unexpected admission verdict "${reason}"`);
+}
+
+/** BullMQ kept another run (`holder`) in this run's place: which rule that was. */
+function dedupRefusal(run: Run, rules: AdmissionRules, holder: string, holderKey: string): Refusal {
+  const runId = holder ? { runId: holder } : {};
+  if (rules.once) return { reason: 'once', detail: 'a run of this once-only job is already queued or running', ...runId };
+  // With both `overlap: 'skip'` and a key, the single host tells a same-key holder as `duplicate` first.
+  if (run.key !== null && (rules.overlap !== 'skip' || holderKey === run.key)) {
+    return { reason: 'duplicate', detail: `run ${holder} with key "${run.key}" is already queued or running`, ...runId };
+  }
+  return { reason: 'overlap', detail: `run ${holder} is already queued or running`, ...runId };
+}

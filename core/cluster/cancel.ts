@@ -1,0 +1,108 @@
+import type { Queue } from 'bullmq';
+import { isoTime } from '../contract/clock.js';
+import { isFinal, type Run } from '../contract/run.js';
+import type { Connections } from './connections.js';
+import type { History } from './history.js';
+import { CANCELED_REASON, type ClusterKeys } from './keys.js';
+import type { ScriptedRedis } from './scripts.js';
+
+/**
+ * Cancel from any host. A waiting run (queued, delayed, waiting for a retry) is removed from its
+ * BullMQ queue, its final record kept as a tombstone written first (BullMQ keeps nothing of a
+ * removed job). A started run is marked with BullMQ's deferred failure (whoever starts it next
+ * fails it without running the handler: a takeover after a crash included) and a cancel request
+ * goes out on the cluster stream; the host running it aborts the attempt's signal, and BullMQ
+ * ends the run failed with the canceled reason, shown as `canceled`.
+ */
+
+export interface CancelContext {
+  producer: ScriptedRedis;
+  keys: ClusterKeys;
+  connections: Connections;
+  history: History;
+  hostId: string;
+  /** The queue of a job (loaded here or not). */
+  queue(job: string): Queue;
+  /** How long a tombstone is kept (ms). */
+  keepMs: number;
+  /** How long to wait for a running run to end once its cancel is requested. */
+  waitMs: number;
+  /** A waiting run this host canceled: the engine hears it ended. */
+  canceledWaiting(run: Run): void;
+}
+
+export type CancelResult = { canceled: boolean; run: Run } | undefined;
+
+/** `waitingOnly`: a run that is running (or started meanwhile) is left alone (`canceled: false`). */
+export async function cancelRun(c: CancelContext, id: string, reason: string, waitingOnly = false): Promise<CancelResult> {
+  try {
+    return await cancel(c, id, reason, waitingOnly);
+  } catch (err) {
+    throw c.connections.toHostError(err);
+  }
+}
+
+async function cancel(c: CancelContext, id: string, reason: string, waitingOnly: boolean): Promise<CancelResult> {
+  const run = await c.history.getRun(id);
+  if (!run) return undefined;
+  if (isFinal(run.status) || (waitingOnly && run.status === 'running')) return { canceled: false, run };
+  if (run.status === 'queued') {
+    const now = Date.now();
+    const ended: Run = { ...run, status: 'canceled', endedAt: isoTime(now), durationMs: null, result: null, error: { code: 'CANCELED', message: reason } };
+    // The tombstone first: a crash between the two leaves a run that history still shows (the
+    // job hash wins while it exists), never one that vanished.
+    await c.producer.set(c.keys.tomb(id), JSON.stringify(ended), 'PX', c.keepMs);
+    const removed = await c.queue(run.job).remove(id);
+    if (removed === 1) {
+      const state = c.keys.jobState(run.job);
+      await c.producer.multi().hincrby(state, 'canceled', 1).hset(state, 'lastCanceledRun', id, 'lastCanceledAt', String(now)).exec();
+      c.canceledWaiting(ended);
+      return { canceled: true, run: ended };
+    }
+    // A host took it meanwhile (BullMQ refuses to remove a locked job): cancel it as running.
+    await c.producer.del(c.keys.tomb(id));
+    if (waitingOnly) {
+      const now = await c.history.getRun(id);
+      return now ? { canceled: false, run: now } : undefined;
+    }
+  }
+  const marked = await c.producer.jhMarkCanceled(c.keys.queue(run.job, id), CANCELED_REASON);
+  if (marked !== 1) {
+    const now = await c.history.getRun(id);
+    return now ? { canceled: false, run: now } : undefined;
+  }
+  await c.producer.xadd(
+    c.keys.clusterStream,
+    'MAXLEN',
+    '~',
+    '10000',
+    '*',
+    'event',
+    'cancel.request',
+    'host',
+    c.hostId,
+    'job',
+    run.job,
+    'runId',
+    id,
+    'reason',
+    reason,
+  );
+  return waitForEnd(c, id);
+}
+
+/** Polls the run until it has ended (the host running it aborts within milliseconds), for at most `waitMs`. */
+async function waitForEnd(c: CancelContext, id: string): Promise<CancelResult> {
+  const deadline = Date.now() + c.waitMs;
+  let pause = 10;
+  for (;;) {
+    const run = await c.history.getRun(id);
+    if (!run) return undefined;
+    if (isFinal(run.status)) return { canceled: run.status === 'canceled', run };
+    // Its host may be gone: BullMQ's deferred failure ends it canceled once another host takes it
+    // over (after the lock expires). Meanwhile it is shown as it is.
+    if (Date.now() >= deadline) return { canceled: true, run };
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(pause * 2, 200);
+  }
+}

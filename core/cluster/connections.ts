@@ -1,0 +1,149 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { isoTime } from '../contract/clock.js';
+import { HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import type { BackendReach } from '../contract/store-health.js';
+
+/**
+ * A host's three Redis connections, whatever the number of jobs:
+ * - `producer` fails fast (no offline queue, no retry, a command timeout): triggers, cancels,
+ *   flags and reads go through it, so a request while Redis is out of reach gets 503 at once
+ *   instead of a hang or a 202 seconds later;
+ * - `commands` is patient (offline queue, retries): BullMQ's Workers and the writes that must
+ *   land once Redis is back (a run's end, a success record, a notification);
+ * - `reader` holds the one blocking XREAD over the streams the host follows.
+ * Each reconnects by itself; `reach()` says whether Redis can be reached now.
+ */
+
+/** Seconds a client is told to wait before trying again while Redis is out of reach. */
+const RETRY_AFTER_S = 2;
+/** A command on the fail-fast connection that gets no answer within this is given up (Redis frozen). */
+const COMMAND_TIMEOUT_MS = 10_000;
+
+/** `redis://host:port/db`, without the credentials a URL may carry: what logs and `/ready` show. */
+export function redisTarget(url: string): string {
+  const u = new URL(url);
+  const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
+  return `${u.protocol}//${u.hostname}:${u.port || '6379'}${db}`;
+}
+
+/** A Redis reply error that says the server cannot serve now (loading its AOF, busy, a replica). */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+/** What ioredis says when a command cannot reach the server (closed, not writable, no answer in time). */
+const UNREACHED = /Connection is closed|Stream isn't writeable|Command timed out|Connection (timed out|lost)|connect ETIMEDOUT/;
+
+/** True for a failure to reach Redis (as opposed to an error in what was asked). */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'ReplyError') return TRANSIENT_REPLY.test(err.message);
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  const code = (err as { code?: unknown }).code;
+  return (typeof code === 'string' && NETWORK_CODES.has(code)) || UNREACHED.test(err.message);
+}
+
+export class Connections {
+  readonly target: string;
+  readonly producer: Redis;
+  readonly commands: Redis;
+  readonly reader: Redis;
+  readonly #logger: Logger;
+  #down: { error: string; since: string } | null = null;
+  #closed = false;
+  /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
+  #lastError: Error | undefined;
+
+  constructor(url: string, name: string, logger: Logger) {
+    this.target = redisTarget(url);
+    this.#logger = logger;
+    const base: RedisOptions = {
+      lazyConnect: true,
+      // Forever, at most 2 s apart: Redis coming back is noticed within 2 s.
+      retryStrategy: (times) => Math.min(times * 100, 2000),
+      connectTimeout: 10_000,
+    };
+    this.producer = new Redis(url, {
+      ...base,
+      connectionName: `${name}:producer`,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+    });
+    this.commands = new Redis(url, { ...base, connectionName: `${name}:commands`, maxRetriesPerRequest: null });
+    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null });
+    for (const c of [this.producer, this.commands, this.reader]) {
+      // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
+      c.on('error', (err: Error) => (this.#lastError = err));
+    }
+    this.producer.on('error', (err: Error) => this.#lost(err.message));
+    this.producer.on('close', () => this.#lost('connection closed'));
+    this.producer.on('ready', () => {
+      if (this.#down) this.#logger.info({ redis: this.target, since: this.#down.since }, 'Redis reachable again');
+      this.#down = null;
+    });
+  }
+
+  #lost(reason: string): void {
+    if (this.#closed || this.#down) return;
+    this.#down = { error: reason, since: isoTime(Date.now()) };
+    this.#logger.error({ redis: this.target, code: 'BACKEND_UNAVAILABLE', reason }, 'Redis out of reach: triggers get 503 until it is back');
+  }
+
+  /** Connects all three; a Redis that cannot be reached is BACKEND_UNAVAILABLE, with nothing left open. */
+  async open(): Promise<void> {
+    try {
+      await Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]);
+      await this.producer.ping();
+    } catch (err) {
+      this.#closed = true;
+      for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
+      const cause = this.#lastError ?? (err as Error);
+      const reason = (cause as { code?: string }).code ?? cause.message;
+      throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target }, { cause: err });
+    }
+  }
+
+  /** Whether Redis can be reached now, for triggers, `/ready` and `/metrics`. */
+  reach(): BackendReach {
+    const available = this.#down === null && this.producer.status === 'ready';
+    return {
+      kind: 'redis',
+      available,
+      target: this.target,
+      error: available ? null : (this.#down?.error ?? this.producer.status),
+      since: available ? null : (this.#down?.since ?? null),
+    };
+  }
+
+  /** The 503 for new work while Redis is out of reach (null when it can be reached). */
+  unavailable(): HostError | null {
+    const reach = this.reach();
+    return reach.available ? null : this.refused(reach.error ?? 'not connected');
+  }
+
+  /** BACKEND_UNAVAILABLE for a command that could not reach Redis; anything else unchanged. */
+  toHostError(err: unknown): unknown {
+    if (!isConnectionError(err)) return err;
+    return this.refused((err as Error).message, err);
+  }
+
+  refused(reason: string, cause?: unknown): HostError {
+    return new HostError(
+      'BACKEND_UNAVAILABLE',
+      `Redis at ${this.target} cannot be reached (${reason}); nothing was acknowledged: retry after ${RETRY_AFTER_S}s`,
+      { retryAfter: RETRY_AFTER_S, redis: this.target },
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(
+      [this.producer, this.commands, this.reader].map(async (c) => {
+        if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
+        else c.disconnect();
+      }),
+    );
+  }
+}

@@ -1,0 +1,156 @@
+import { z } from 'zod';
+import type { NotificationQuery } from '../contract/backend.js';
+import { type Notification, PRIORITIES } from '../contract/notification.js';
+import type { Page, Run, RunQuery } from '../contract/run.js';
+import { LOG_LEVELS, LOG_MAX_LINES, type LogLine, LogTail, type RunLog } from '../contract/run-log.js';
+import type { Connections } from './connections.js';
+import type { ClusterKeys } from './keys.js';
+import { runFromItem } from './run-records.js';
+import type { ScriptedRedis } from './scripts.js';
+
+/**
+ * Runs and notifications of every host, read from Redis. The BullMQ job hashes are the records;
+ * a lex-ordered index of `<runId>:<job>` (written in the trigger's MULTI) gives pages newest
+ * first across jobs, one script per page. Retention is BullMQ's (`removeOnComplete` /
+ * `removeOnFail` by count and age, per job queue); index entries whose run it removed are dropped
+ * by the page that walks over them and by a periodic sweep.
+ */
+
+/** Index entries a page may walk before it answers (a status filter on a long history). */
+const PAGE_BUDGET = 5000;
+/** Notifications kept (newest), like the local store. */
+const NOTIFICATIONS_KEPT = 1000;
+
+const notificationShape = z.object({
+  id: z.string(),
+  job: z.string(),
+  runId: z.string(),
+  status: z.enum(['succeeded', 'failed', 'canceled', 'retrying']),
+  title: z.string(),
+  message: z.string(),
+  priority: z.enum(PRIORITIES),
+  tags: z.array(z.string()),
+  at: z.string(),
+});
+
+const logLine = z.object({
+  attempt: z.number(),
+  i: z.number(),
+  at: z.string(),
+  level: z.enum(LOG_LEVELS as [LogLine['level'], ...LogLine['level'][]]),
+  msg: z.string(),
+  fields: z.record(z.string(), z.unknown()).optional(),
+});
+
+export class History {
+  readonly #reads: ScriptedRedis;
+  readonly #writes: ScriptedRedis;
+  readonly #keys: ClusterKeys;
+  readonly #connections: Connections;
+
+  /** `reads` fail fast (a request gets 503 while Redis is out of reach); `writes` wait for Redis. */
+  constructor(reads: ScriptedRedis, writes: ScriptedRedis, keys: ClusterKeys, connections: Connections) {
+    this.#reads = reads;
+    this.#writes = writes;
+    this.#keys = keys;
+    this.#connections = connections;
+  }
+
+  async #call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.#connections.toHostError(err);
+    }
+  }
+
+  async getRun(id: string): Promise<Run | undefined> {
+    if (id.includes(':')) return undefined;
+    const item = await this.#call(() => this.#reads.jhGetRun(this.#keys.runs, this.#keys.prefix, id));
+    return item ? (runFromItem(item) ?? undefined) : undefined;
+  }
+
+  async listRuns(query: RunQuery): Promise<Page<Run>> {
+    const limit = Math.max(1, Math.min(query.limit ?? 50, 1000));
+    const index = query.job !== undefined ? this.#keys.runsOf(query.job) : this.#keys.runs;
+    const [items, next] = await this.#call(() =>
+      this.#reads.jhPage(index, this.#keys.runs, this.#keys.prefix, query.before ?? '', String(limit), query.status ?? '', String(PAGE_BUDGET)),
+    );
+    const page: Page<Run> = { items: items.map(runFromItem).filter((r): r is Run => r !== null) };
+    if (next) page.next = next;
+    return page;
+  }
+
+  async listNotifications(query: NotificationQuery): Promise<Page<Notification>> {
+    const limit = Math.max(1, Math.min(query.limit ?? 50, NOTIFICATIONS_KEPT));
+    const [items, more] = await this.#call(() => this.#reads.jhNotifications(this.#keys.notifications, String(limit), query.before ?? '', query.job ?? ''));
+    const list = items.flatMap((text) => {
+      const parsed = notificationShape.safeParse(JSON.parse(text));
+      return parsed.success ? [parsed.data] : [];
+    });
+    const page: Page<Notification> = { items: list };
+    if (Number(more) === 1 && list.length > 0) page.next = list.at(-1)!.id;
+    return page;
+  }
+
+  /** Durable when it resolves; waits for Redis rather than lose a notification to an outage. */
+  async addNotification(n: Notification): Promise<void> {
+    await this.#writes
+      .multi()
+      .zadd(this.#keys.notifications, 0, `${n.id}\t${JSON.stringify(n)}`)
+      .zremrangebyrank(this.#keys.notifications, 0, -(NOTIFICATIONS_KEPT + 1))
+      .exec();
+  }
+
+  /**
+   * Keeps a run's log lines (see `Backend.appendLogs`): the newest 500 in Redis, the byte bound
+   * applied when they are read. Waits for Redis rather than lose lines to an outage.
+   */
+  async appendLogs(runId: string, log: RunLog, ttlMs: number): Promise<void> {
+    if (log.lines.length === 0 && log.dropped === 0) return;
+    if (log.lines.length === 0) {
+      await this.#writes
+        .multi()
+        .incrby(`${this.#keys.log(runId)}:dropped`, log.dropped)
+        .pexpire(`${this.#keys.log(runId)}:dropped`, ttlMs)
+        .exec();
+      return;
+    }
+    const lines = log.lines.map((l) => JSON.stringify(l));
+    await this.#writes.jhAppendLog(
+      this.#keys.log(runId),
+      `${this.#keys.log(runId)}:dropped`,
+      String(LOG_MAX_LINES),
+      String(log.dropped),
+      String(ttlMs),
+      ...lines,
+    );
+  }
+
+  /** A run's kept log lines, bounded as a LogTail bounds them; undefined when none were kept. */
+  async getLogs(runId: string): Promise<RunLog | undefined> {
+    const [[, raw], [, dropped]] = (await this.#call(() =>
+      this.#reads
+        .multi()
+        .lrange(this.#keys.log(runId), 0, -1)
+        .get(`${this.#keys.log(runId)}:dropped`)
+        .exec(),
+    )) as [[unknown, string[]], [unknown, string | null]];
+    const lines = raw.flatMap((text) => {
+      try {
+        const parsed = logLine.safeParse(JSON.parse(text));
+        return parsed.success ? [parsed.data as LogLine] : [];
+      } catch {
+        return [];
+      }
+    });
+    const count = Number(dropped ?? 0) + (raw.length - lines.length);
+    if (lines.length === 0 && count === 0) return undefined;
+    return new LogTail({ lines, dropped: count }).toJSON();
+  }
+
+  /** Drops index entries of runs retention removed, from the oldest end; returns how many. */
+  pruneIndex(budget: number): Promise<number> {
+    return this.#reads.jhPruneIndex(this.#keys.runs, `${this.#keys.sweep}:cursor`, this.#keys.prefix, String(budget), String(3_600_000));
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Where cluster mode keeps things in Redis. BullMQ owns `<prefix>:<job>:*` (one queue per job:
+ * its job hashes, wait/prioritized/delayed/active/completed/failed sets, events stream, metrics);
+ * jobhost's own keys live under `<prefix>:__jh:*`, which no job name can reach (names are
+ * kebab-case), and the cluster stream at `<prefix>:__cluster:events`.
+ */
+export class ClusterKeys {
+  readonly prefix: string;
+
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+
+  /** A key of a job's BullMQ queue (`''` gives the base, `<prefix>:<job>:`). */
+  queue(job: string, suffix: string): string {
+    return `${this.prefix}:${job}:${suffix}`;
+  }
+
+  /** A job's admission state and flags: enabled, lastFireAt, lastSuccessAt, succeededRun, canceled counts. */
+  jobState(job: string): string {
+    return `${this.prefix}:__jh:job:${job}`;
+  }
+
+  /** Every job some host has loaded (their counts outlive the plugin files). */
+  get jobs(): string {
+    return `${this.prefix}:__jh:jobs`;
+  }
+
+  /** The history index: members `<runId>:<job>`, all scores 0, so run ids order it (newest last). */
+  get runs(): string {
+    return `${this.prefix}:__jh:runs`;
+  }
+
+  runsOf(job: string): string {
+    return `${this.prefix}:__jh:runs:${job}`;
+  }
+
+  /** The final record of a run canceled while it waited (BullMQ keeps nothing of a removed job). */
+  tomb(runId: string): string {
+    return `${this.prefix}:__jh:tomb:${runId}`;
+  }
+
+  /** Recent notifications: a sorted set of `<id>\t<json>`, ordered by id (time). */
+  get notifications(): string {
+    return `${this.prefix}:__jh:notifications`;
+  }
+
+  /** A run's log lines (a list of JSON, the newest 500) and, beside it, how many were dropped. */
+  log(runId: string): string {
+    return `${this.prefix}:__jh:log:${runId}`;
+  }
+
+  /** A counter each starting host increments: the node part of the ids it mints. */
+  get hostSeq(): string {
+    return `${this.prefix}:__jh:hostseq`;
+  }
+
+  /** Settings every host must share (lock timing), kept alive by live hosts. */
+  get settings(): string {
+    return `${this.prefix}:__jh:settings`;
+  }
+
+  /**
+   * The cluster stream: what hosts tell each other (a cancel request for a run on another host),
+   * laid out like a BullMQ events stream (`event` plus fields), trimmed to about 10,000 entries.
+   */
+  get clusterStream(): string {
+    return `${this.prefix}:__cluster:events`;
+  }
+
+  /** Set by the host that ran the last retention sweep, so hosts take turns. */
+  get sweep(): string {
+    return `${this.prefix}:__jh:sweep`;
+  }
+}
+
+/** `failedReason` of a run canceled while it ran (BullMQ's deferred failure carries it too). */
+export const CANCELED_REASON = 'jobhost:canceled';
+/** The reason BullMQ's signal is aborted with when the host shuts down past its grace. */
+export const SHUTDOWN_REASON = 'jobhost:shutdown';

@@ -1,0 +1,252 @@
+import { z } from 'zod';
+import type { Depths, JobFlags, JobState } from '../contract/backend.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { foldFinished } from '../contract/job-state.js';
+import type { Logger } from '../contract/logger.js';
+import type { Run } from '../contract/run.js';
+import type { ClusterKeys } from './keys.js';
+import type { ScriptedRedis } from './scripts.js';
+
+/**
+ * This host's copy of what the engine reads synchronously (job flags and counts, queue depths),
+ * for every job any host has loaded. One script reads it all from Redis every half second;
+ * what this host does itself (a run it finished, a flag it set) shows at once and is never
+ * undone by a read that started before it landed: counts only grow, the later `lastRun` wins.
+ */
+
+const REFRESH_MS = 500;
+/** Durations (for p50/p95) are read every this many refreshes: they cost a read per run. */
+const DURATIONS_EVERY = 10;
+
+const numeric = z.union([z.number(), z.string()]).transform((v) => (v === '' ? null : Number(v)));
+
+const mirrored = z.object({
+  name: z.string(),
+  enabled: z.string(),
+  lastFireAt: numeric,
+  lastSuccessAt: numeric,
+  succeededRun: z.string(),
+  canceled: z.number(),
+  canceledRunning: z.number(),
+  lastCanceledRun: z.string(),
+  lastCanceledAt: numeric,
+  completed: z.number(),
+  failed: z.number(),
+  lastCompleted: z.string(),
+  lastCompletedAt: numeric,
+  lastFailed: z.string(),
+  lastFailedAt: numeric,
+  lastFailedReason: z.string(),
+  waiting: z.number(),
+  delayed: z.number(),
+  active: z.number(),
+  durations: z.array(z.number()).optional(),
+});
+
+type Mirrored = z.output<typeof mirrored>;
+
+interface Live {
+  waiting: number;
+  delayed: number;
+  active: number;
+}
+
+export interface MirrorOptions {
+  redis: ScriptedRedis;
+  keys: ClusterKeys;
+  clock: Clock;
+  logger: Logger;
+  /** How long the shared settings outlive the last host that refreshes them (ms). */
+  settingsTtlMs: number;
+  /** This host's lock timing, asserted again should the shared settings have lapsed. */
+  lockDuration: number;
+  stalledInterval: number;
+  /** A job's `enabled` flag changed in Redis (another host toggled it). */
+  flagsChanged(name: string): void;
+  /** The weighted queue of a job loaded here (for depths by queue). */
+  queueOf(name: string): string | undefined;
+  /** Canceled runs counted as failed by BullMQ's metrics (see `canceledRunning`): the canceled reason. */
+  canceledReason: string;
+}
+
+export class Mirror {
+  readonly #o: MirrorOptions;
+  readonly #states = new Map<string, JobState>();
+  readonly #live = new Map<string, Live>();
+  /** Bumped by each local flag change, so a read that started before it does not undo it. */
+  readonly #flagVersions = new Map<string, number>();
+  #indexSize = 0;
+  #refreshes = 0;
+  #timer: Timer | undefined;
+  #refreshing: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(options: MirrorOptions) {
+    this.#o = options;
+  }
+
+  state(name: string): JobState {
+    let s = this.#states.get(name);
+    if (!s) this.#states.set(name, (s = {}));
+    return s;
+  }
+
+  states(): ReadonlyMap<string, JobState> {
+    return this.#states;
+  }
+
+  #liveOf(name: string): Live {
+    let l = this.#live.get(name);
+    if (!l) this.#live.set(name, (l = { waiting: 0, delayed: 0, active: 0 }));
+    return l;
+  }
+
+  /** A flag this host set: shown at once. */
+  setFlags(name: string, flags: JobFlags): void {
+    const state = this.state(name);
+    if (flags.enabled === null) delete state.enabled;
+    else if (flags.enabled !== undefined) state.enabled = flags.enabled;
+    if (flags.lastFireAt === null) delete state.lastFireAt;
+    else if (flags.lastFireAt !== undefined) state.lastFireAt = flags.lastFireAt;
+    this.#flagVersions.set(name, (this.#flagVersions.get(name) ?? 0) + 1);
+  }
+
+  /** A run this host added: counted until the next read has it. */
+  added(run: Run, delayed: boolean): void {
+    const live = this.#liveOf(run.job);
+    if (delayed) live.delayed++;
+    else live.waiting++;
+  }
+
+  started(job: string): void {
+    const live = this.#liveOf(job);
+    live.waiting = Math.max(0, live.waiting - 1);
+    live.active++;
+  }
+
+  /** A run this host ended (or a waiting run it canceled). */
+  finished(run: Run, wasRunning: boolean): void {
+    foldFinished(this.state(run.job), run);
+    const live = this.#liveOf(run.job);
+    if (wasRunning) live.active = Math.max(0, live.active - 1);
+    else live.waiting = Math.max(0, live.waiting - 1);
+  }
+
+  activeRuns(job: string): { active: number; running: number } {
+    const l = this.#live.get(job);
+    return l ? { active: l.waiting + l.delayed + l.active, running: l.active } : { active: 0, running: 0 };
+  }
+
+  depths(): Depths {
+    const queues: Record<string, number> = {};
+    let delayed = 0;
+    let ready = 0;
+    let running = 0;
+    for (const [name, l] of this.#live) {
+      const q = this.#o.queueOf(name) ?? 'default';
+      queues[q] = (queues[q] ?? 0) + l.waiting;
+      delayed += l.delayed;
+      ready += l.waiting;
+      running += l.active;
+    }
+    return { queues, delayed, ready, running, parked: 0 };
+  }
+
+  get indexSize(): number {
+    return this.#indexSize;
+  }
+
+  get liveRuns(): number {
+    let n = 0;
+    for (const l of this.#live.values()) n += l.waiting + l.delayed + l.active;
+    return n;
+  }
+
+  /** Reads every job's state from Redis (one script). Rejects when Redis cannot be reached. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#read().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #read(): Promise<void> {
+    const versions = new Map(this.#flagVersions);
+    const durations = this.#refreshes++ % DURATIONS_EVERY === 0;
+    const { redis, keys } = this.#o;
+    const [items, indexSize] = await redis.jhStates(
+      keys.jobs,
+      keys.settings,
+      keys.prefix,
+      String(this.#o.settingsTtlMs),
+      durations ? '1' : '0',
+      String(this.#o.lockDuration),
+      String(this.#o.stalledInterval),
+    );
+    this.#indexSize = Number(indexSize);
+    for (const text of items) {
+      const parsed = mirrored.safeParse(JSON.parse(text));
+      if (!parsed.success) continue;
+      const m = parsed.data;
+      const flagsSettled = (this.#flagVersions.get(m.name) ?? 0) === (versions.get(m.name) ?? 0);
+      this.#merge(m, flagsSettled);
+    }
+  }
+
+  #merge(m: Mirrored, flagsSettled: boolean): void {
+    const state = this.state(m.name);
+    if (flagsSettled) {
+      const enabled = m.enabled === '1' ? true : m.enabled === '0' ? false : undefined;
+      const changed = enabled !== state.enabled;
+      if (enabled === undefined) delete state.enabled;
+      else state.enabled = enabled;
+      if (m.lastFireAt === null) delete state.lastFireAt;
+      else state.lastFireAt = m.lastFireAt;
+      if (changed) this.#o.flagsChanged(m.name);
+    }
+    const counts = (state.counts ??= {});
+    const canceledAsFailed = m.canceledRunning;
+    counts.succeeded = Math.max(counts.succeeded ?? 0, m.completed);
+    counts.failed = Math.max(counts.failed ?? 0, m.failed - canceledAsFailed);
+    counts.canceled = Math.max(counts.canceled ?? 0, m.canceled);
+    const candidates: Array<{ runId: string; status: 'succeeded' | 'failed' | 'canceled'; ms: number }> = [];
+    if (m.lastCompleted && m.lastCompletedAt !== null) candidates.push({ runId: m.lastCompleted, status: 'succeeded', ms: m.lastCompletedAt });
+    if (m.lastFailed && m.lastFailedAt !== null) {
+      candidates.push({ runId: m.lastFailed, status: m.lastFailedReason === this.#o.canceledReason ? 'canceled' : 'failed', ms: m.lastFailedAt });
+    }
+    if (m.lastCanceledRun && m.lastCanceledAt !== null) candidates.push({ runId: m.lastCanceledRun, status: 'canceled', ms: m.lastCanceledAt });
+    const newest = candidates.sort((a, b) => b.ms - a.ms)[0];
+    if (newest) {
+      const at = isoTime(newest.ms);
+      if (!state.lastRun || state.lastRun.at < at) state.lastRun = { runId: newest.runId, status: newest.status, at };
+    }
+    const success = Math.max(m.lastSuccessAt ?? 0, m.lastCompletedAt ?? 0);
+    if (success > 0) {
+      const at = isoTime(success);
+      if (state.lastSuccessAt === undefined || state.lastSuccessAt < at) state.lastSuccessAt = at;
+    }
+    if (m.durations) state.durations = m.durations;
+    this.#live.set(m.name, { waiting: m.waiting, delayed: m.delayed, active: m.active });
+  }
+
+  /** Refreshes every half second until `stop()`; a failed read (Redis down) is tried again at the next tick. */
+  start(): void {
+    this.#stopped = false;
+    const tick = (): void => {
+      this.#timer = this.#o.clock.setTimer(REFRESH_MS, () => {
+        this.refresh().then(
+          () => (this.#stopped ? undefined : tick()),
+          (err: unknown) => {
+            this.#o.logger.debug({ err }, 'could not refresh the job states');
+            if (!this.#stopped) tick();
+          },
+        );
+      });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#timer?.cancel();
+    await this.#refreshing?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,149 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../contract/logger.js';
+
+/**
+ * The host's one blocking read: XREAD over the BullMQ events stream of every job it has loaded
+ * (a run added, delayed, finished: the dispatcher's wake-ups) and the cluster stream (cancel
+ * requests for runs on this host). One connection whatever the number of jobs. Streams are kept
+ * in Redis, so after a reconnect the read goes on from the last entry it saw and misses nothing
+ * still in the stream.
+ */
+
+export interface StreamEntry {
+  stream: string;
+  id: string;
+  fields: Record<string, string>;
+}
+
+type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
+
+/** How long one XREAD blocks; a change of the followed streams interrupts it (CLIENT UNBLOCK). */
+const BLOCK_MS = 5000;
+/**
+ * While every slot of the host is busy, the next read waits this long (or until a slot frees):
+ * the host needs no wake-ups then, and a read per event would cost Redis a reply to every host for
+ * every event. Entries wait in the stream and come in one batch.
+ */
+const BUSY_PAUSE_MS = 100;
+
+export class StreamReader {
+  readonly #reader: Redis;
+  readonly #control: Redis;
+  readonly #logger: Logger;
+  readonly #onEntries: (entries: StreamEntry[]) => void;
+  /** Followed streams and the id of the last entry seen in each. */
+  readonly #ids = new Map<string, string>();
+  #clientId: number | null = null;
+  #reading = false;
+  #closing = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #busy = false;
+  #resume: (() => void) | undefined;
+
+  constructor(reader: Redis, control: Redis, logger: Logger, onEntries: (entries: StreamEntry[]) => void) {
+    this.#reader = reader;
+    this.#control = control;
+    this.#logger = logger;
+    this.#onEntries = onEntries;
+    const learnId = (): void => {
+      this.#reader.client('ID').then(
+        (id) => (this.#clientId = Number(id)),
+        () => undefined,
+      );
+    };
+    reader.on('ready', learnId);
+    if (reader.status === 'ready') learnId();
+  }
+
+  /** Starts following `stream` from its current end (a literal `$` would lose entries between two reads). */
+  async follow(stream: string): Promise<void> {
+    if (this.#ids.has(stream)) return;
+    const last = (await this.#control.xrevrange(stream, '+', '-', 'COUNT', 1)) as Array<[string, string[]]>;
+    if (this.#ids.has(stream)) return;
+    this.#ids.set(stream, last[0]?.[0] ?? '0-0');
+    this.#interrupt();
+  }
+
+  unfollow(stream: string): void {
+    if (this.#ids.delete(stream)) this.#interrupt();
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** The host has no free slot (true) or has one again (false): see BUSY_PAUSE_MS. */
+  setBusy(busy: boolean): void {
+    this.#busy = busy;
+    if (!busy) this.#resume?.();
+  }
+
+  #pauseWhileBusy(): Promise<void> {
+    if (!this.#busy) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => done(), BUSY_PAUSE_MS);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#resume = undefined;
+        resolve();
+      };
+      this.#resume = done;
+    });
+  }
+
+  /** The current read ends at once and the next one reads the new set of streams. */
+  #interrupt(): void {
+    this.#wake?.();
+    if (this.#reading && this.#clientId !== null) this.#control.client('UNBLOCK', this.#clientId).catch(() => undefined);
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closing) {
+      const keys = [...this.#ids.keys()];
+      if (keys.length === 0) {
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = undefined;
+        continue;
+      }
+      await this.#pauseWhileBusy();
+      if (this.#closing) return;
+      let reply: XReadReply;
+      try {
+        this.#reading = true;
+        reply = (await this.#reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...keys.map((k) => this.#ids.get(k)!))) as XReadReply;
+      } catch (err) {
+        this.#reading = false;
+        if (this.#closing) return;
+        this.#logger.debug({ err }, 'stream read failed; retrying');
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      this.#reading = false;
+      if (!reply) continue;
+      const entries: StreamEntry[] = [];
+      for (const [stream, list] of reply) {
+        if (!this.#ids.has(stream) || list.length === 0) continue;
+        this.#ids.set(stream, list[list.length - 1]![0]);
+        for (const [id, flat] of list) {
+          const fields: Record<string, string> = {};
+          for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+          entries.push({ stream, id, fields });
+        }
+      }
+      try {
+        this.#onEntries(entries);
+      } catch (err) {
+        this.#logger.error({ err }, 'a stream entry handler failed');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#wake?.();
+    this.#resume?.();
+    this.#reader.disconnect();
+    await this.#loop;
+  }
+}

@@ -1,0 +1,93 @@
+import t from 'tap';
+import { isHostError } from '../../../core/contract/errors.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { finalOn, runWhen, startCluster } from '../../cluster.js';
+import { gate, until } from '../../helpers.js';
+import { startRedis } from '../../redis.js';
+
+/** Cancel from any host: a waiting run is removed, a run on another host has its signal aborted there. */
+
+t.test('a run running on one host is canceled through another: its signal is aborted there and it ends canceled at once', async (t) => {
+  const redis = await startRedis(t);
+  const aborted = gate<string>();
+  const hosts = await startCluster(t, redis, 2, {
+    plugins: [
+      definePlugin({
+        name: 'long',
+        retry: { attempts: 3 },
+        notify: { on: ['canceled'] },
+        // Ignores its signal on purpose: the slot is freed and the run ends anyway.
+        handler: (ctx) => {
+          ctx.signal.addEventListener('abort', () => aborted.open((ctx.signal.reason as { code: string }).code));
+          return new Promise(() => undefined);
+        },
+      }),
+    ],
+  });
+  hosts[0]!.host.pause();
+  const { runId } = await hosts[0]!.host.trigger('long');
+  await runWhen(hosts[0]!.host, runId, (r) => r.status === 'running', 5000, 'running on h1');
+  const t0 = Date.now();
+  const canceled = await hosts[0]!.host.cancel(runId);
+  t.ok(Date.now() - t0 < 3000, `answered in ${Date.now() - t0} ms`);
+  t.match(canceled, { status: 'canceled', host: 'h1', error: { code: 'CANCELED' } });
+  t.equal(await aborted.promise, 'CANCELED', 'the handler on h1 saw its signal aborted with CANCELED');
+  t.equal(canceled.attempts.length, 1, 'no retry although attempts remain');
+  // The answer comes once Redis has the end; the host that ran it tells its bus when BullMQ's write returns.
+  await until(() => hosts[1]!.of('run.canceled').length === 1, 5000, 'run.canceled on h1');
+  t.same(
+    hosts[1]!.of('run.canceled').map((e) => e.data.runId),
+    [runId],
+    'run.canceled on the host that ran it',
+  );
+  await until(async () => (await hosts[0]!.host.notifications()).items.length === 1, 5000, 'the notification');
+  const again = await hosts[1]!.host.cancel(runId).catch((e: unknown) => e);
+  t.ok(isHostError(again) && again.code === 'RUN_FINISHED', 'a second cancel: RUN_FINISHED');
+  await until(() => hosts[0]!.host.job('long')!.counts.canceled === 1, 5000, 'counted as canceled');
+  t.equal(hosts[0]!.host.job('long')!.counts.failed, 0, 'not as failed');
+});
+
+t.test('a waiting run (delayed) is canceled from another host: removed, kept as canceled in history, its key freed', async (t) => {
+  const redis = await startRedis(t);
+  let ran = 0;
+  const hosts = await startCluster(t, redis, 2, {
+    plugins: [
+      definePlugin({
+        name: 'later',
+        handler: () => {
+          ran++;
+          return 'ran';
+        },
+      }),
+    ],
+  });
+  const { runId } = await hosts[0]!.host.trigger('later', { delay: '1h', key: 'k' });
+  const canceled = await hosts[1]!.host.cancel(runId);
+  t.match(canceled, { id: runId, status: 'canceled', error: { code: 'CANCELED' }, attempts: [] });
+  t.match(await hosts[0]!.host.run(runId), { status: 'canceled' }, 'history keeps it on every host');
+  t.same(
+    (await hosts[0]!.host.runs({ status: 'canceled' })).items.map((r) => r.id),
+    [runId],
+  );
+  const next = await hosts[0]!.host.trigger('later', { key: 'k' });
+  t.equal((await finalOn(hosts[1]!.host, next.runId)).status, 'succeeded', 'the key was freed');
+  t.equal(ran, 1, 'the canceled run never ran');
+  t.same(
+    hosts[1]!.of('run.canceled').map((e) => e.data.runId),
+    [runId],
+    'run.canceled on the host that canceled it',
+  );
+  await until(() => hosts[0]!.host.job('later')!.counts.canceled === 1, 5000, 'counted');
+  t.match(hosts[0]!.host.job('later')!.lastRun, { status: 'succeeded' });
+});
+
+t.test('canceling an unknown run: RUN_NOT_FOUND; a finished one: RUN_FINISHED', async (t) => {
+  const redis = await startRedis(t);
+  const hosts = await startCluster(t, redis, 1, { plugins: [definePlugin({ name: 'quick', handler: () => 1 })] });
+  const missing = await hosts[0]!.host.cancel('0000000000000zzz').catch((e: unknown) => e);
+  t.ok(isHostError(missing) && missing.code === 'RUN_NOT_FOUND');
+  const { runId } = await hosts[0]!.host.trigger('quick');
+  await finalOn(hosts[0]!.host, runId);
+  const done = await hosts[0]!.host.cancel(runId).catch((e: unknown) => e);
+  t.ok(isHostError(done) && done.code === 'RUN_FINISHED');
+});

@@ -12,23 +12,15 @@ import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
-import { Scheduler } from '../schedule/scheduler.js';
-import { createBackend } from './backends.js';
-import { Bus, type EventFilter, type Listener } from './bus.js';
-import { Fires } from './fires.js';
+import type { Bus, EventFilter, Listener } from './bus.js';
 import type { HostOptions } from './host-options.js';
-import { createIdGenerator, type IdGenerator } from './ids.js';
-import { Insight } from './insight.js';
-import { Executors, type WorkerStats } from './isolation.js';
-import { Registrations } from './registrations.js';
-import { JobRegistry } from './registry.js';
-import { finalRun, RunEvents } from './run-events.js';
-import { RunLogs } from './run-logs.js';
-import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
+import type { WorkerStats } from './isolation.js';
+import { finalRun } from './run-events.js';
+import type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 import { hostStats, jobView, staleJobs } from './views.js';
+import { type HostParts, wireHost } from './wiring.js';
 
 export type { HostOptions } from './host-options.js';
-
 export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
@@ -50,18 +42,16 @@ export class Host {
   #config: Config;
   #state: HostState = 'created';
   readonly #backend: Backend;
-  readonly #executor: Executors;
-  readonly #observer: RunEvents;
-  readonly #logs: RunLogs;
-  readonly #insight: Insight;
-  readonly #scheduler: Scheduler;
-  readonly #jobs: JobRegistry;
-  readonly #triggers: Triggers;
-  readonly #fires: Fires;
-  readonly #registrations: Registrations;
-  readonly #newId: IdGenerator;
-  /** Queue names any config of this process has had (a dropped queue keeps its runs). */
-  readonly #queues = new Set<string>();
+  readonly #executor: HostParts['executor'];
+  readonly #observer: HostParts['observer'];
+  readonly #logs: HostParts['logs'];
+  readonly #insight: HostParts['insight'];
+  readonly #scheduler: HostParts['scheduler'];
+  readonly #jobs: HostParts['jobs'];
+  readonly #triggers: HostParts['triggers'];
+  readonly #fires: HostParts['fires'];
+  readonly #registrations: HostParts['registrations'];
+  readonly #newId: HostParts['newId'];
   #stopping: Promise<void> | undefined;
   /** Start/stop hooks of what plugs into the host (plugin loader, HTTP server). */
   readonly #services: Array<{ name: string; start(): Promise<void>; stop(): Promise<void> }> = [];
@@ -70,75 +60,41 @@ export class Host {
     this.cwd = options.cwd ?? process.cwd();
     this.#config = parseConfig(options.config ?? {});
     this.clock = options.clock ?? systemClock;
-    const random = options.random ?? Math.random;
     this.logger = options.logger ?? createLogger();
     this.id = this.#config.cluster.id ?? `${os.hostname()}:${process.pid}`;
-    const newId = createIdGenerator(() => this.clock.now(), random);
-    this.#newId = newId;
-
-    this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
-    this.#logs = new RunLogs({ bus: this.bus, clock: this.clock, logger: this.logger, backend: () => this.#backend });
-    this.#insight = new Insight({
-      bus: this.bus,
-      clock: this.clock,
-      logger: this.logger,
-      backend: () => this.#backend,
-      logs: this.#logs,
-      registered: (job) => this.#jobs.get(job) !== undefined,
-      retry: (id) => this.retry(id),
-      accepting: () => this.#acceptingWork(),
-    });
-    this.#observer = new RunEvents({
-      bus: this.bus,
-      clock: this.clock,
-      logger: this.logger,
-      newId,
-      notifySpec: (job) => this.#jobs.get(job)?.job.notify,
-      backend: () => this.#backend,
-      logs: this.#logs,
-    });
-    for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
-    const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
-    this.#backend = createBackend(this.#config, { dir, tuning: options.storeOptions, clock: this.clock, random, logger: this.logger, hostId: this.id });
-    this.#executor = new Executors({
-      logger: this.logger,
-      clock: this.clock,
-      workers: this.#config.workers,
-      reader: { runs: (query) => this.runs(query), run: (id) => this.run(id), stats: () => this.stats() },
-      publish: (event, payload, runId) => {
-        this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
+    const parts = wireHost(
+      {
+        id: this.id,
+        clock: this.clock,
+        logger: this.logger,
+        random: options.random ?? Math.random,
+        dir: options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir),
+        state: () => this.#state,
+        config: () => this.#config,
+        setConfig: (next) => {
+          this.#config = next;
+        },
+        accepting: () => this.#acceptingWork(),
+        retry: (id) => this.retry(id),
+        publish: (event, payload) => this.publish(event, payload),
+        runs: (query) => this.runs(query),
+        run: (id) => this.run(id),
+        stats: () => this.stats(),
       },
-      log: (task, level, msg, fields) => this.#logs.line(task, level, msg, fields),
-    });
-    this.#jobs = new JobRegistry(
-      (name) => this.#backend.jobState(name),
-      (q) => this.#queues.has(q),
+      options,
     );
-    this.#triggers = new Triggers({
-      bus: this.bus,
-      clock: this.clock,
-      registry: this.#jobs,
-      backend: this.#backend,
-      newId,
-      accepting: () => this.#acceptingWork(),
-    });
-    this.#scheduler = new Scheduler({ clock: this.clock, logger: this.logger, fire: (job, at) => this.#fires.fire(job, at) });
-    this.#fires = new Fires({ clock: this.clock, logger: this.logger, backend: this.#backend, registry: this.#jobs, triggers: this.#triggers });
-    this.#registrations = new Registrations({
-      registry: this.#jobs,
-      backend: this.#backend,
-      scheduler: this.#scheduler,
-      fires: this.#fires,
-      bus: this.bus,
-      clock: this.clock,
-      logger: this.logger,
-      state: () => this.#state,
-      config: () => this.#config,
-      setConfig: (next) => {
-        this.#config = next;
-        for (const q of Object.keys(next.queues)) this.#queues.add(q);
-      },
-    });
+    this.bus = parts.bus;
+    this.#backend = parts.backend;
+    this.#executor = parts.executor;
+    this.#observer = parts.observer;
+    this.#logs = parts.logs;
+    this.#insight = parts.insight;
+    this.#scheduler = parts.scheduler;
+    this.#jobs = parts.jobs;
+    this.#triggers = parts.triggers;
+    this.#fires = parts.fires;
+    this.#registrations = parts.registrations;
+    this.#newId = parts.newId;
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -427,8 +383,6 @@ export class Host {
   staleJobs(): StaleJob[] {
     return staleJobs(this.#jobs.entries(), (name) => this.#backend.jobState(name), this.clock.now());
   }
-
-  // ------------------------------------------------------------------------ events
 
   /** Listens to one event type, or `'*'` for all. Returns the unsubscribe function. */
   on<T extends EventType>(type: T, listener: Listener<HostEvent<T>>): () => void;

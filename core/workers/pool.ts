@@ -4,7 +4,7 @@ import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { type Batch, IN, OUT, OUT_FIELDS, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
-import { threadScript } from './thread-script.js';
+import { threadModules, threadScript } from './thread-script.js';
 
 /**
  * The pool of worker threads handlers run in. A thread runs many attempts at once (handlers
@@ -103,8 +103,7 @@ export class WorkerPool {
     this.#o = options;
     this.#data = {
       coreIndex: options.coreIndex,
-      pinoUrl: import.meta.resolve('pino'),
-      tsxUrl: resolveOrNull('tsx/esm/api'),
+      ...threadModules(),
       logLevel: options.logger.level,
       nice: options.nice,
     };
@@ -392,13 +391,5 @@ export class WorkerPool {
   #checkIdle(): void {
     if (this.#slots.some((s) => s.tasks.size > 0)) return;
     for (const done of this.#idle) done();
-  }
-}
-
-function resolveOrNull(spec: string): string | null {
-  try {
-    return import.meta.resolve(spec);
-  } catch {
-    return null;
   }
 }

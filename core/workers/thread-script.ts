@@ -15,6 +15,17 @@ let script: Promise<URL> | undefined;
 /** What stack traces call the bundle. */
 const SOURCE_NAME = 'jobhost:worker-thread.js';
 
+/** Modules a thread loads by URL, resolved from here: pino, and tsx where installed (a clone; null in the package). */
+export function threadModules(): { pinoUrl: string; tsxUrl: string | null } {
+  let tsxUrl: string | null = null;
+  try {
+    tsxUrl = import.meta.resolve('tsx/esm/api');
+  } catch {
+    // The installed package ships no tsx: plugins are compiled by esbuild alone.
+  }
+  return { pinoUrl: import.meta.resolve('pino'), tsxUrl };
+}
+
 /** The URL to start a worker thread from. */
 export function threadScript(): Promise<URL> {
   script ??= bundle();

@@ -3,8 +3,9 @@
  *
  *   cli ──────────────► contract
  *   loader ─► server ─► engine ─► schedule ─► contract
- *                         └─(backends.ts)─► store ───► contract
- *                                        └─► cluster ─► contract
+ *     │                   ├─(backends.ts)─► store ───► contract
+ *     │                   │              └─► cluster ─► contract
+ *     └───────────────────┴─► workers ─► contract
  *
  * Type-only imports count too (tsPreCompilationDeps): a type that points upward is a cycle
  * waiting to happen.
@@ -41,6 +42,13 @@ module.exports = {
       to: { path: '^core/', pathNot: '^core/(contract|store)/' },
     },
     {
+      name: 'workers-on-contract-only',
+      comment: 'workers/ (the thread pool, the thread, plugin code evaluation) builds on contract/ alone: a thread loads nothing of the host.',
+      severity: 'error',
+      from: { path: '^core/workers/' },
+      to: { path: '^core/', pathNot: '^core/(contract|workers)/' },
+    },
+    {
       name: 'cluster-on-contract-only',
       comment: 'cluster/ (the redis backend) implements contract/backend.ts like store/ and knows nothing of the engine, the edges or the local store.',
       severity: 'error',
@@ -63,14 +71,14 @@ module.exports = {
     },
     {
       name: 'server-on-the-engine',
-      comment: 'server/ talks to the host (engine/) and contract/, never to a backend, the loader or the CLI.',
+      comment: 'server/ talks to the host (engine/) and contract/, never to a backend, the worker pool, the loader or the CLI.',
       severity: 'error',
       from: { path: '^core/server/' },
-      to: { path: '^core/(store|cluster|loader|cli)/' },
+      to: { path: '^core/(store|cluster|workers|loader|cli)/' },
     },
     {
       name: 'loader-above-server',
-      comment: 'loader/ wires a process: engine, server and contract; not the CLI nor a backend.',
+      comment: 'loader/ wires a process: engine, server, workers (plugin code evaluation) and contract; not the CLI nor a backend.',
       severity: 'error',
       from: { path: '^core/loader/' },
       to: { path: '^core/(store|cluster|cli)/' },

@@ -40,7 +40,7 @@ export async function durabilityBench(history = 100_000): Promise<void> {
   await throughput('disk', 20_000);
   const memory = await throughput('memory', 100_000);
   const disk = benchDir();
-  const host = noopHost(disk.dir, 'disk');
+  const host = await noopHost(disk.dir, 'disk');
   await host.start();
   const empty = await pump(host, 100_000);
   row('persisted runs/s, empty store (fsync group commit)', `${fmt(empty)} runs/s (goal ≥ 50,000)`);

@@ -7,6 +7,7 @@ import { clusterFiresBench } from './cluster-fires.js';
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
+import { isolationBench } from './isolation.js';
 import { reloadBench } from './reload.js';
 import { seriesBench } from './series.js';
 import { soakKillBench } from './soak-kill.js';
@@ -16,6 +17,7 @@ import { wsBench } from './ws.js';
 const benches: Record<string, () => Promise<void>> = {
   engine: () => engineBench(),
   http: () => httpBench(),
+  isolation: () => isolationBench(),
   ws: () => wsBench(),
   reload: () => reloadBench(),
   durability: () => durabilityBench(),

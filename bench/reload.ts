@@ -1,6 +1,7 @@
 /**
  * Memory over plugin reloads (issue 4): edits one plugin file 1,000 times while the host runs,
- * waiting for each `job.updated`, and prints heap and RSS growth after garbage collection.
+ * waiting for each `job.updated`, and prints heap and RSS growth after garbage collection. Every
+ * 10th version runs in both worker threads, whose heaps are reported too (issue 17).
  * Goal: ≤20 MB. Run: `npm run bench -- reload` (or `npx tsx bench/reload.ts [reloads]`).
  */
 import { writeFileSync } from 'node:fs';
@@ -49,7 +50,7 @@ export async function reloadBench(reloads = 1000): Promise<void> {
   writeFileSync(path.join(plugins, 'lib/describe.ts'), 'export const describe = (v: number): string => `version ${v}`;\n');
   const file = path.join(plugins, 'reloaded.ts');
   writeFileSync(file, source(0));
-  const host = createHost({ cwd: dir, store: 'memory', logger: silentLogger() });
+  const host = createHost({ cwd: dir, store: 'memory', config: { workers: { size: 2 } }, logger: silentLogger() });
   usePluginDirectory(host, { dir: plugins, watch: true, importTimeoutMs: 10_000, debounceMs: 5, rescanMs: 0 });
   await host.start();
   const edit = async (version: number): Promise<void> => {
@@ -61,25 +62,37 @@ export async function reloadBench(reloads = 1000): Promise<void> {
     });
     writeFileSync(file, source(version));
     await updated;
+    // Every 10th version runs, twice at once, so each of the two worker threads loads it.
+    if (version % 10 === 0) {
+      const ids = await Promise.all([host.trigger('reloaded'), host.trigger('reloaded')]);
+      await Promise.all(ids.map((r) => host.wait(r.runId)));
+    }
+  };
+  const threadHeap = async (): Promise<number[]> => {
+    for (let i = 0; i < 3; i++) await host.workerMemory();
+    return (await host.workerMemory()).map((b) => b / 1e6);
   };
   // Warm-up: lets V8 size its young generation for this allocation rate first, so the figure
   // below is what reloads retain, not the nursery growing (bounded: ~6 MB with
   // --max-semi-space-size=1).
   for (let v = 1; v <= 200; v++) await edit(v);
   const before = memory();
+  const threadsBefore = await threadHeap();
   const t0 = performance.now();
   for (let v = 201; v < 201 + reloads; v++) await edit(v);
   const elapsed = performance.now() - t0;
   // Every reload is real: the newest version answers.
   const run = await host.wait((await host.trigger('reloaded', { params: { limit: 1 } })).runId);
   const after = memory();
+  const threadsAfter = await threadHeap();
   await host.stop();
   remove();
   row('reloads', `${fmt(reloads)} in ${fmt(elapsed / 1000, 1)} s (${fmt(elapsed / reloads, 1)} ms each)`);
   row('last version answered', JSON.stringify(run.result));
   row('heap growth after GC', `${fmt(after.heap - before.heap, 1)} MB`);
   row('heap total / external growth', `${fmt(after.total - before.total, 1)} MB / ${fmt(after.ext - before.ext, 1)} MB`);
-  row('RSS growth', `${fmt(after.rss - before.rss, 1)} MB (goal ≤ 20 MB)`);
+  row('RSS growth (the process: host and threads)', `${fmt(after.rss - before.rss, 1)} MB (goal ≤ 20 MB)`);
+  row('worker threads: heap after GC, before → after', threadsAfter.map((a, i) => `${fmt(threadsBefore[i] ?? Number.NaN, 1)} → ${fmt(a, 1)} MB`).join(', '));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -1,4 +1,7 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { createHost, type Host, silentLogger } from '../core/index.js';
+import { loadPluginModule } from '../core/loader/plugin-module.js';
 import { benchDir, percentile } from './util.js';
 
 /** Shared by the engine and durability benchmarks: a no-op host, a pump, a latency probe. */
@@ -6,10 +9,14 @@ import { benchDir, percentile } from './util.js';
 /** Triggers kept in flight by the pump: each producer awaits its acknowledgement (durable). */
 export const WINDOW = 1024;
 
-/** A host with one no-op job (`noop`), its store on disk or in memory, history kept. */
-export function noopHost(dir: string, store: 'disk' | 'memory'): Host {
+/**
+ * A host with one no-op job (`noop`), its store on disk or in memory, history kept. The job is
+ * registered in code (inline), or from a plugin file (`worker`: its handler runs in a thread).
+ */
+export async function noopHost(dir: string, store: 'disk' | 'memory', isolation: 'inline' | 'worker' = 'inline'): Promise<Host> {
   const host = createHost({ store, config: { store: { dir, keepRuns: 1_000_000 }, concurrency: 10_000 }, logger: silentLogger() });
-  host.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
+  if (isolation === 'worker') await registerFile(host, dir, 'noop', NOOP_FILE);
+  else host.register({ name: 'noop', concurrency: 10_000, handler: async () => undefined });
   return host;
 }
 
@@ -37,9 +44,9 @@ export async function pump(host: Host, runs: number): Promise<number> {
 }
 
 /** A fresh host, `runs` no-op runs, stopped and removed: runs/s. */
-export async function throughput(store: 'disk' | 'memory', runs: number): Promise<number> {
+export async function throughput(store: 'disk' | 'memory', runs: number, isolation: 'inline' | 'worker' = 'inline'): Promise<number> {
   const { dir, remove } = benchDir();
-  const host = noopHost(dir, store);
+  const host = await noopHost(dir, store, isolation);
   await host.start();
   const rate = await pump(host, runs);
   await host.stop();
@@ -76,3 +83,19 @@ export async function startLatency(samples: number): Promise<{ p50: number; p99:
   out.sort((a, b) => a - b);
   return { p50: percentile(out, 50), p99: percentile(out, 99) };
 }
+
+/**
+ * Registers `source` (a plugin file's text, written under `dir/plugins`) on `host` the way the
+ * plugins directory does: its handler runs in a worker thread unless the plugin says inline.
+ */
+export async function registerFile(host: Host, dir: string, name: string, source: string): Promise<void> {
+  const plugins = path.join(dir, 'plugins');
+  mkdirSync(plugins, { recursive: true });
+  const file = path.join(plugins, `${name}.mjs`);
+  writeFileSync(file, source);
+  const mod = await loadPluginModule(file, plugins, 10_000);
+  host.register(mod.exports['default'], { file: `plugins/${name}.mjs`, source: mod.source });
+}
+
+/** The no-op job as a plugin file: `noop` in a worker thread. */
+export const NOOP_FILE = "export default { name: 'noop', concurrency: 10000, handler: async () => undefined };\n";

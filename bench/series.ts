@@ -65,7 +65,7 @@ export async function seriesBench(history = 100_000): Promise<void> {
   row('index cost per finished run', `${fmt(cost.withIndex - cost.without)} ns`);
 
   const { dir, remove } = benchDir();
-  const host = noopHost(dir, 'disk');
+  const host = await noopHost(dir, 'disk');
   await host.start();
   await pump(host, history);
   row('runs in history', fmt(host.stats().store.historyRuns));

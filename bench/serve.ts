@@ -9,11 +9,37 @@
 import Fastify from 'fastify';
 import { WebSocketServer } from 'ws';
 import { createHost, createServer, type Host, silentLogger } from '../core/index.js';
+import { NOOP_FILE, registerFile } from './runs.js';
 import { benchDir } from './util.js';
 
-export type ServeKind = 'jobhost-disk' | 'jobhost-memory' | 'bare-http' | 'bare-trigger' | 'jobhost-ws' | 'bare-ws';
+export type ServeKind =
+  | 'jobhost-disk'
+  | 'jobhost-memory'
+  | 'jobhost-disk-worker'
+  | 'burn-worker'
+  | 'burn-inline'
+  | 'bare-http'
+  | 'bare-trigger'
+  | 'jobhost-ws'
+  | 'bare-ws';
 
-type Message = { cmd: 'emit'; n: number } | { cmd: 'stop' };
+type Message = { cmd: 'emit'; n: number } | { cmd: 'burn'; n: number } | { cmd: 'stop' };
+
+/** A handler that computes without end, a second at a time, until its signal is aborted (a long report). */
+const burnFile = (isolation: 'worker' | 'inline'): string => `export default {
+  name: 'burn',
+  concurrency: 8,
+  timeout: 0,
+  isolation: '${isolation}',
+  handler: async (ctx) => {
+    while (!ctx.signal.aborted) {
+      const end = Date.now() + 1000;
+      while (Date.now() < end) {}
+      await new Promise((r) => setImmediate(r));
+    }
+  },
+};
+`;
 
 const BATCH = 100;
 
@@ -31,22 +57,45 @@ async function paced(n: number, emit: (i: number) => void): Promise<void> {
   }
 }
 
-async function startHost(store: 'disk' | 'memory'): Promise<{ host: Host; remove: () => void }> {
+/** A host with the `noop` job: registered in code (inline) or from a plugin file (a worker thread); and `burn`. */
+async function startHost(
+  store: 'disk' | 'memory',
+  noop: 'inline' | 'worker' = 'inline',
+  burn?: 'inline' | 'worker',
+): Promise<{ host: Host; remove: () => void }> {
   const { dir, remove } = benchDir();
-  const host: Host = createHost({ store, config: { store: { dir, keepRuns: 10_000 }, concurrency: 64 }, logger: silentLogger() });
-  host.register({ name: 'noop', concurrency: 64, handler: async () => undefined });
+  const host: Host = createHost({ store, config: { store: { dir, keepRuns: 10_000 }, concurrency: 64, workers: { grace: '1s' } }, logger: silentLogger() });
+  if (noop === 'worker') await registerFile(host, dir, 'noop', NOOP_FILE);
+  else host.register({ name: 'noop', concurrency: 64, handler: async () => undefined });
+  if (burn) await registerFile(host, dir, 'burn', burnFile(burn));
   await host.start();
   return { host, remove };
 }
 
-async function jobhost(kind: ServeKind): Promise<{ url: string; emit?: (n: number) => Promise<void>; stop: () => Promise<void> }> {
-  const { host, remove } = await startHost(kind === 'jobhost-memory' ? 'memory' : 'disk');
+async function jobhost(
+  kind: ServeKind,
+): Promise<{ url: string; emit?: (n: number) => Promise<void>; burn?: (n: number) => Promise<void>; stop: () => Promise<void> }> {
+  const worker = kind === 'jobhost-disk-worker' || kind === 'burn-worker';
+  const burn = kind === 'burn-worker' ? 'worker' : kind === 'burn-inline' ? 'inline' : undefined;
+  const { host, remove } = await startHost(kind === 'jobhost-memory' ? 'memory' : 'disk', worker ? 'worker' : 'inline', burn);
   // A bound far above what paced emission reaches: the benchmark measures fan-out, not cutoffs.
   const server = createServer(host, { host: '127.0.0.1', port: 0, ws: { maxBuffered: 64 * 1024 * 1024 } });
   const { url } = await server.listen();
   return {
     url,
     emit: (n) => paced(n, (i) => host.bus.emit('run.progress', progress(i))),
+    // n burning runs, resolved once all have started.
+    burn: async (n) => {
+      let started = 0;
+      let all!: () => void;
+      const going = new Promise<void>((resolve) => (all = resolve));
+      const off = host.on('run.started', (e) => {
+        if (e.data.job === 'burn' && ++started === n) all();
+      });
+      for (let i = 0; i < n; i++) await host.trigger('burn');
+      await going;
+      off();
+    },
     stop: async () => {
       await server.close();
       await host.stop();
@@ -112,6 +161,8 @@ const server =
 process.on('message', (message: Message) => {
   if (message.cmd === 'emit') {
     void server.emit?.(message.n).then(() => process.send?.({ emitted: message.n }));
+  } else if (message.cmd === 'burn') {
+    void (server as { burn?: (n: number) => Promise<void> }).burn?.(message.n).then(() => process.send?.({ burning: message.n }));
   } else if (message.cmd === 'stop') {
     void server.stop().then(() => process.exit(0));
   }

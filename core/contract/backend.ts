@@ -2,6 +2,7 @@ import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
 import type { Notification, NotifyStatus } from './notification.js';
 import type { JobContext } from './plugin.js';
+import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
 import type { RunLog } from './run-log.js';
@@ -189,6 +190,13 @@ export interface ExecutableJob {
    */
   readonly once: boolean;
   readonly cooldownMs: number;
+  /**
+   * Where the engine's executor runs the handler (absent: `inline`); a backend passes the job to
+   * the executor as it got it and need not look at these two.
+   */
+  readonly isolation?: Isolation;
+  /** The compiled plugin file a worker thread evaluates (null for a plugin registered in code). */
+  readonly source?: HandlerSource | null;
 }
 
 /** State changes of runs, reported by the backend as they happen (see the ordering guarantee). */

@@ -1,6 +1,8 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { HostError } from './errors.js';
 import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
+import { ISOLATIONS } from './plugin-source.js';
 
 /** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */
 export const jobOverrideSchema = z.strictObject({
@@ -12,6 +14,7 @@ export const jobOverrideSchema = z.strictObject({
   timeout: durationSchema.optional(),
   cooldown: durationSchema.optional(),
   queue: queueNameSchema.optional(),
+  isolation: z.enum(ISOLATIONS).optional(),
   notify: notifySchema.optional(),
 });
 
@@ -144,8 +147,30 @@ export const configSchema = z.strictObject({
     .strictObject({
       timezone: timezoneSchema.default('UTC'),
       timeout: durationSchema.default(5 * 60_000),
+      isolation: z.enum(ISOLATIONS).default('worker'),
     })
     .prefault({}),
+  // The pool of worker threads handlers run in (isolation: 'worker').
+  workers: z
+    .strictObject({
+      size: z
+        .number()
+        .int()
+        .min(1)
+        .max(256)
+        .default(() => availableParallelism()),
+      // Threads at most, when every thread is held by a handler on the CPU (null: twice size).
+      max: z.number().int().min(1).max(512).nullable().default(null),
+      // After a handler's signal is aborted (timeout, cancel, shutdown), how long it may take to settle before its worker is terminated.
+      grace: durationSchema.default(5_000),
+      // Old-generation heap limit of each worker (resourceLimits.maxOldGenerationSizeMb); past it the attempt fails with OUT_OF_MEMORY.
+      maxMemoryMb: z.number().int().min(16).max(1_048_576).default(1024),
+      // Scheduling priority of the threads (Linux nice, 0–19): handlers yield the CPU to the API and the scheduler.
+      nice: z.number().int().min(0).max(19).default(10),
+    })
+    .prefault({}),
+  // The main thread's event loop: /ready is degraded while its delay stays above maxDelay (0 = never).
+  eventLoop: z.strictObject({ maxDelay: durationSchema.default(500) }).prefault({}),
   concurrency: z.number().int().min(1).max(100_000).default(8),
   queues: z.record(queueNameSchema, z.number().int().min(1).max(1000)).default({ critical: 6, default: 2, low: 1 }),
   shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),

@@ -39,6 +39,14 @@ export const ERROR_CODES = {
   CANCELED: { status: 409, text: 'The run was canceled; its signal was aborted.' },
   INTERRUPTED: { status: 500, text: 'The host stopped abruptly (crash, kill -9) while the attempt was running.' },
   SHUTDOWN: { status: 503, text: 'The attempt was aborted because the host shut down past its grace period.' },
+  OUT_OF_MEMORY: {
+    status: 500,
+    text: "The handler's worker thread ran past its memory limit (workers.maxMemoryMb); the worker was replaced and the attempt fails.",
+  },
+  WORKER_EXITED: {
+    status: 500,
+    text: 'The handler called process.exit(), or its worker thread stopped for another reason; the worker was replaced and the attempt fails.',
+  },
   // HTTP
   UNAUTHORIZED: { status: 401, text: 'A token is configured and the request did not carry it.' },
   ORIGIN_NOT_ALLOWED: { status: 403, text: "The request comes from a web page whose origin is neither the host's own nor in server.allowedOrigins." },

@@ -3,6 +3,7 @@ import { parseDuration } from './duration.js';
 import { type ErrorCode, HostError } from './errors.js';
 import { PRIORITIES } from './notification.js';
 import type { JobContext, ParamsSchema } from './plugin.js';
+import { ISOLATIONS, type Isolation } from './plugin-source.js';
 import { assertTimezone, cronPattern } from './schedule-syntax.js';
 
 /**
@@ -97,6 +98,7 @@ const pluginSchema = z.strictObject({
   queue: queueNameSchema.optional(),
   catchUp: z.boolean().optional(),
   enabled: z.boolean().optional(),
+  isolation: z.enum(ISOLATIONS).optional(),
   notify: notifySchema.optional(),
   handler: z.custom<(ctx: JobContext<never>) => unknown>((v) => typeof v === 'function', 'expected a function'),
 });
@@ -120,6 +122,8 @@ export interface JobSpec {
   readonly queue: string;
   readonly catchUp: boolean;
   readonly enabled: boolean;
+  /** As declared; undefined leaves it to the config (default `worker`). */
+  readonly isolation: Isolation | undefined;
   readonly notify: NotifySpec | null;
   readonly handler: (ctx: JobContext<never>) => unknown;
 }
@@ -175,6 +179,7 @@ export function parsePlugin(input: unknown): JobSpec {
     queue: p.queue ?? 'default',
     catchUp: p.catchUp ?? false,
     enabled: p.enabled ?? true,
+    isolation: p.isolation,
     notify: p.notify ? Object.freeze({ ...p.notify }) : null,
     handler: p.handler,
   });

@@ -1,6 +1,7 @@
 import type { Duration } from './duration.js';
 import type { Logger } from './logger.js';
 import type { NotifyPriority, NotifyStatus } from './notification.js';
+import type { Isolation } from './plugin-source.js';
 import type { Page, Run, RunStatus } from './run.js';
 import type { Stats } from './views.js';
 
@@ -23,11 +24,16 @@ export type ParamsResult<Out> =
 
 type InferParams<S> = S extends ParamsSchema<infer O> ? O : Record<string, unknown>;
 
-/** Read access to the host's history, for handlers that report on it (e.g. a daily digest). */
+/**
+ * Read access to the host's history, for handlers that report on it (e.g. a daily digest). In a
+ * worker thread every method answers asynchronously (the main thread holds the history): `await`
+ * each, which works inline too.
+ */
 export interface HostReader {
   runs(query?: { job?: string; status?: RunStatus; limit?: number; before?: string }): Promise<Page<Run>>;
   run(id: string): Promise<Run | undefined>;
-  stats(): Stats;
+  /** A promise in a worker thread; the value itself inline. */
+  stats(): Stats | Promise<Stats>;
 }
 
 /** What a handler receives for one attempt. */
@@ -90,6 +96,8 @@ export interface PluginDefinition<S extends ParamsSchema | undefined = ParamsSch
   queue?: string;
   catchUp?: boolean;
   enabled?: boolean;
+  /** `worker` (default): the handler runs in a worker thread; `inline`: in the host's main thread. */
+  isolation?: Isolation;
   notify?: NotifyOptions;
   handler: (ctx: JobContext<InferParams<S>>) => unknown;
 }

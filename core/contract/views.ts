@@ -28,6 +28,8 @@ export interface JobView {
   cooldownMs: number;
   once: boolean;
   catchUp: boolean;
+  /** Where its handler runs: `worker` (a worker thread) or `inline` (the host's main thread). */
+  isolation: 'worker' | 'inline';
   on: Array<{ event: string; delayMs: number }>;
   notify: unknown;
 }

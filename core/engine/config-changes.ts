@@ -1,7 +1,7 @@
 import type { Config } from '../contract/config.js';
 
 /** Keys that only take effect after a restart. */
-const RESTART_KEYS = new Set(['server', 'store', 'plugins', 'events', 'backend', 'cluster']);
+const RESTART_KEYS = new Set(['server', 'store', 'plugins', 'events', 'backend', 'cluster', 'workers']);
 
 /**
  * What a config edit changes: the top-level keys (and `jobs.<name>` entries) that differ, those

@@ -1,10 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
+import { capturingLogger } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
 import type { LogLevel } from '../contract/run-log.js';
-import { capturingLogger } from './log-capture.js';
 
 /**
  * The attempt executor: runs one attempt of a run in this thread. It builds the handler's `ctx`,

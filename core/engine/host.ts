@@ -2,49 +2,25 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../contract/backend.js';
 import { type Clock, isoTime, systemClock } from '../contract/clock.js';
-import { type Config, type ConfigInput, parseConfig } from '../contract/config.js';
+import { type Config, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, type EventType, eventHost, type HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
-import type { PluginDefinition } from '../contract/plugin.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
-import type { BulkFilter, BulkResult, ClusterHost, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
-import { Scheduler } from '../schedule/scheduler.js';
-import { type BackendTuning, createBackend } from './backends.js';
-import { Bus, type EventFilter, type Listener } from './bus.js';
-import { InlineExecutor } from './executor.js';
-import { Fires } from './fires.js';
-import { createIdGenerator, type IdGenerator } from './ids.js';
-import { Insight } from './insight.js';
-import { jobVersion } from './jobs.js';
-import { Registrations } from './registrations.js';
-import { JobRegistry } from './registry.js';
-import { finalRun, RunEvents } from './run-events.js';
-import { RunLogs } from './run-logs.js';
+import type { BulkFilter, BulkResult, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
+import type { Bus, EventFilter, Listener } from './bus.js';
+import type { HostOptions } from './host-options.js';
+import type { WorkerStats } from './isolation.js';
+import { finalRun } from './run-events.js';
+import type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
+import { clusterView, describeHost, hostStats, jobView, staleJobs } from './views.js';
+import { type HostParts, wireHost } from './wiring.js';
 
-import { type PublishResult, type TriggerOptions, type TriggerResult, Triggers } from './triggers.js';
-import { clusterView, hostStats, jobView, staleJobs } from './views.js';
-
-export interface HostOptions {
-  /** The config (same shape as config/jobhost.json); validated, defaults filled in. */
-  config?: ConfigInput | undefined;
-  /** Base for relative paths in the config (default: the working directory). */
-  cwd?: string | undefined;
-  /** `memory` keeps runs in memory only (nothing survives the process); default `disk`. */
-  store?: 'disk' | 'memory' | undefined;
-  /** Store tuning (segment size, checkpoint size), mostly for tests and benchmarks. */
-  storeOptions?: BackendTuning | undefined;
-  /** Plugins registered at creation, as if dropped into the plugins directory. */
-  plugins?: ReadonlyArray<PluginDefinition<never> | PluginDefinition> | undefined;
-  clock?: Clock | undefined;
-  /** Random source for jitter (default Math.random). */
-  random?: (() => number) | undefined;
-  logger?: Logger | undefined;
-}
-
+export type { HostOptions } from './host-options.js';
 export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
@@ -66,18 +42,16 @@ export class Host {
   #config: Config;
   #state: HostState = 'created';
   readonly #backend: Backend;
-  readonly #executor: InlineExecutor;
-  readonly #observer: RunEvents;
-  readonly #logs: RunLogs;
-  readonly #insight: Insight;
-  readonly #scheduler: Scheduler;
-  readonly #jobs: JobRegistry;
-  readonly #triggers: Triggers;
-  readonly #fires: Fires;
-  readonly #registrations: Registrations;
-  readonly #newId: IdGenerator;
-  /** Queue names any config of this process has had (a dropped queue keeps its runs). */
-  readonly #queues = new Set<string>();
+  readonly #executor: HostParts['executor'];
+  readonly #observer: HostParts['observer'];
+  readonly #logs: HostParts['logs'];
+  readonly #insight: HostParts['insight'];
+  readonly #scheduler: HostParts['scheduler'];
+  readonly #jobs: HostParts['jobs'];
+  readonly #triggers: HostParts['triggers'];
+  readonly #fires: HostParts['fires'];
+  readonly #registrations: HostParts['registrations'];
+  readonly #newId: HostParts['newId'];
   #stopping: Promise<void> | undefined;
   #url: string | null = null;
   #startedAt = '';
@@ -88,75 +62,41 @@ export class Host {
     this.cwd = options.cwd ?? process.cwd();
     this.#config = parseConfig(options.config ?? {});
     this.clock = options.clock ?? systemClock;
-    const random = options.random ?? Math.random;
     this.logger = options.logger ?? createLogger();
     this.id = this.#config.cluster.id ?? `${os.hostname()}:${process.pid}`;
-    const newId = createIdGenerator(() => this.clock.now(), random);
-    this.#newId = newId;
-
-    this.bus = new Bus({ clock: this.clock, logger: this.logger, capacity: this.#config.events.buffer });
-    this.#logs = new RunLogs({ bus: this.bus, clock: this.clock, logger: this.logger, backend: () => this.#backend });
-    this.#insight = new Insight({
-      bus: this.bus,
-      clock: this.clock,
-      logger: this.logger,
-      backend: () => this.#backend,
-      logs: this.#logs,
-      registered: (job) => this.#jobs.get(job) !== undefined,
-      retry: (id) => this.retry(id),
-      accepting: () => this.#acceptingWork(),
-    });
-    this.#observer = new RunEvents({
-      bus: this.bus,
-      clock: this.clock,
-      logger: this.logger,
-      newId,
-      notifySpec: (job) => this.#jobs.get(job)?.job.notify,
-      backend: () => this.#backend,
-      logs: this.#logs,
-    });
-    for (const q of Object.keys(this.#config.queues)) this.#queues.add(q);
-    const dir = options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir);
-    this.#backend = createBackend(this.#config, { dir, tuning: options.storeOptions, clock: this.clock, random, logger: this.logger, hostId: this.id });
-    this.#executor = new InlineExecutor({
-      logger: this.logger,
-      reader: { runs: (query) => this.runs(query), run: (id) => this.run(id), stats: () => this.stats() },
-      publish: (event, payload, runId) => {
-        this.publish(event, payload).catch((err: unknown) => this.logger.error({ err, event, runId }, 'ctx.emit failed'));
+    const parts = wireHost(
+      {
+        id: this.id,
+        clock: this.clock,
+        logger: this.logger,
+        random: options.random ?? Math.random,
+        dir: options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir),
+        state: () => this.#state,
+        config: () => this.#config,
+        setConfig: (next) => {
+          this.#config = next;
+        },
+        accepting: () => this.#acceptingWork(),
+        retry: (id) => this.retry(id),
+        publish: (event, payload) => this.publish(event, payload),
+        runs: (query) => this.runs(query),
+        run: (id) => this.run(id),
+        stats: () => this.stats(),
       },
-      log: (task, level, msg, fields) => this.#logs.line(task, level, msg, fields),
-    });
-    this.#jobs = new JobRegistry(
-      (name) => this.#backend.jobState(name),
-      (q) => this.#queues.has(q),
+      options,
     );
-    this.#triggers = new Triggers({
-      bus: this.bus,
-      clock: this.clock,
-      registry: this.#jobs,
-      backend: this.#backend,
-      newId,
-      accepting: () => this.#acceptingWork(),
-    });
-    this.#scheduler = new Scheduler({ clock: this.clock, logger: this.logger, fire: (job, at) => this.#fires.fire(job, at) });
-    this.#fires = new Fires({ clock: this.clock, logger: this.logger, backend: this.#backend, registry: this.#jobs, triggers: this.#triggers });
-    this.#registrations = new Registrations({
-      registry: this.#jobs,
-      backend: this.#backend,
-      scheduler: this.#scheduler,
-      fires: this.#fires,
-      bus: this.bus,
-      clock: this.clock,
-      logger: this.logger,
-      state: () => this.#state,
-      config: () => this.#config,
-      setConfig: (next) => {
-        this.#config = next;
-        for (const q of Object.keys(next.queues)) this.#queues.add(q);
-      },
-    });
-    // Other hosts sharing the backend see this host's events (its own, not those it relays).
-    if (this.#backend.shared) this.bus.on('*', (e) => (eventHost(e) === undefined ? this.#backend.share(e) : undefined));
+    this.bus = parts.bus;
+    this.#backend = parts.backend;
+    this.#executor = parts.executor;
+    this.#observer = parts.observer;
+    this.#logs = parts.logs;
+    this.#insight = parts.insight;
+    this.#scheduler = parts.scheduler;
+    this.#jobs = parts.jobs;
+    this.#triggers = parts.triggers;
+    this.#fires = parts.fires;
+    this.#registrations = parts.registrations;
+    this.#newId = parts.newId;
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -204,6 +144,7 @@ export class Host {
     this.#insight.start(this.#jobs.names());
     this.#state = 'running';
     this.#executor.open();
+    this.#warmWorkers();
     this.#backend.start();
     this.#scheduler.start();
     for (const name of this.#jobs.names()) this.#fires.catchUp(name);
@@ -234,9 +175,9 @@ export class Host {
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#backend.drain(graceMs);
+    await this.#executor.close();
     this.#logs.close();
     await this.#insight.stop();
-    this.#executor.close();
     if (wasStarted) await this.#backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
     for (const service of services) {
@@ -268,9 +209,18 @@ export class Host {
   /**
    * Registers a plugin (or replaces the job of the same name: runs in flight finish on the old
    * version, queued ones start on the new). Throws a HostError naming the field when invalid.
+   * `source` is the compiled plugin file a worker thread runs the handler from (the plugins
+   * directory passes it); without one the handler runs inline.
    */
-  register(plugin: unknown, options: { file?: string | null } = {}): JobView {
-    return this.#view(this.#registrations.register(plugin, options.file ?? null))!;
+  register(plugin: unknown, options: { file?: string | null; source?: HandlerSource | null } = {}): JobView {
+    const name = this.#registrations.register(plugin, options.file ?? null, options.source ?? null);
+    this.#warmWorkers();
+    return this.#view(name)!;
+  }
+
+  /** Threads start with the host, or with the first job that runs in one: a first run need not wait for them. */
+  #warmWorkers(): void {
+    if (this.#state === 'running') this.#executor.warm([...this.#jobs.entries()].map(([, { job }]) => job));
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
@@ -289,7 +239,9 @@ export class Host {
    * those that only take effect after a restart. Throws (and changes nothing) when invalid.
    */
   applyConfig(input: unknown): { changed: string[]; restartRequired: string[] } {
-    return this.#registrations.applyConfig(input);
+    const changes = this.#registrations.applyConfig(input);
+    this.#warmWorkers();
+    return changes;
   }
 
   /** Enables or disables a job at run time; the flag survives restarts. */
@@ -418,19 +370,27 @@ export class Host {
     return result;
   }
 
-  #describe(): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'> {
-    const jobs = [...this.#jobs.entries()].map(([name, e]) => ({ name, version: jobVersion(e.job) })).sort((a, b) => a.name.localeCompare(b.name));
-    return { url: this.#url, startedAt: this.#startedAt || isoTime(this.clock.now()), jobs };
-  }
-
   /**
    * The hosts sharing this host's backend, as they last announced themselves, and the jobs whose
    * definition differs between them (`drift`); on the local backend, this host alone.
    */
   cluster(): ClusterView {
-    const shared = this.#backend.hosts();
-    const hosts = shared ?? [{ id: this.id, ...this.#describe(), lastSeen: isoTime(this.clock.now()), running: this.#backend.depths().running }];
-    return clusterView(this.#config.backend.kind, this.id, hosts);
+    const self = { id: this.id, ...this.#describe(), lastSeen: isoTime(this.clock.now()), running: this.#backend.depths().running };
+    return clusterView(this.#config.backend.kind, this.id, this.#backend.hosts() ?? [self]);
+  }
+
+  #describe(): ReturnType<typeof describeHost> {
+    return describeHost(this.#jobs.entries(), this.#url, this.#startedAt || isoTime(this.clock.now()));
+  }
+
+  /** The pool of worker threads handlers run in: its size, live threads, attempts in flight, threads replaced (by reason). */
+  workerStats(): WorkerStats {
+    return this.#executor.workerStats();
+  }
+
+  /** The heap in use of each worker thread, in bytes (benchmarks report it). */
+  workerMemory(): Promise<number[]> {
+    return this.#executor.workerMemory();
   }
 
   /** Whether the scheduler is armed (for readiness). */
@@ -446,8 +406,6 @@ export class Host {
   staleJobs(): StaleJob[] {
     return staleJobs(this.#jobs.entries(), (name) => this.#backend.jobState(name), this.clock.now());
   }
-
-  // ------------------------------------------------------------------------ events
 
   /** Listens to one event type, or `'*'` for all. Returns the unsubscribe function. */
   on<T extends EventType>(type: T, listener: Listener<HostEvent<T>>): () => void;

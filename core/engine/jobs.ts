@@ -4,6 +4,7 @@ import type { AdmissionRules, ExecutableJob, JobState } from '../contract/backen
 import type { Config, JobOverride } from '../contract/config.js';
 import type { ParamsSchema } from '../contract/plugin.js';
 import type { JobSpec, NotifySpec, ScheduleSpec } from '../contract/plugin-schema.js';
+import type { HandlerSource, Isolation } from '../contract/plugin-source.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../contract/retry.js';
 import { cronSchedule, everySchedule, type Schedule } from '../schedule/cron.js';
 
@@ -14,6 +15,7 @@ import { cronSchedule, everySchedule, type Schedule } from '../schedule/cron.js'
 export interface EffectiveJob extends ExecutableJob, AdmissionRules {
   readonly spec: JobSpec;
   readonly file: string | null;
+  readonly source: HandlerSource | null;
   readonly description: string;
   readonly scheduleSpec: ScheduleSpec | null;
   readonly schedule: Schedule | null;
@@ -29,12 +31,22 @@ export interface EffectiveJob extends ExecutableJob, AdmissionRules {
   readonly notify: NotifySpec | null;
   readonly on: ReadonlyArray<{ event: string; delayMs: number }>;
   readonly maxAttempts: number;
+  /** Where the handler runs: `worker` only when asked for and the job has a file a worker can load. */
+  readonly isolation: Isolation;
+  /** What was asked for (plugin, `jobs.<name>`, `defaults`): differs from `isolation` for a job registered in code. */
+  readonly requestedIsolation: Isolation;
+}
+
+/** Where a job's definition came from: its plugin file (as shown) and the compiled code a worker runs. */
+export interface JobOrigin {
+  readonly file: string | null;
+  readonly source: HandlerSource | null;
 }
 
 /** Merges plugin, override and defaults. Throws INVALID_CRON/INVALID_TIMEZONE for a bad combination. */
 export function resolveJob(
   spec: JobSpec,
-  file: string | null,
+  origin: JobOrigin,
   override: JobOverride | undefined,
   config: Config,
   state: Readonly<JobState>,
@@ -59,10 +71,14 @@ export function resolveJob(
   };
   const queue = override?.queue ?? spec.queue;
   const notify = override?.notify ? { ...spec.notify, ...override.notify } : spec.notify;
+  const requestedIsolation = override?.isolation ?? spec.isolation ?? config.defaults.isolation;
   return Object.freeze({
     name: spec.name,
     spec,
-    file,
+    file: origin.file,
+    source: origin.source,
+    isolation: requestedIsolation === 'worker' && origin.source !== null ? 'worker' : 'inline',
+    requestedIsolation,
     description: spec.description,
     handler: spec.handler,
     scheduleSpec,
@@ -117,6 +133,7 @@ export function changedFields(a: EffectiveJob, b: EffectiveJob): string[] {
   if (a.timeoutMs !== b.timeoutMs) out.push('timeout');
   if (a.cooldownMs !== b.cooldownMs) out.push('cooldown');
   if (a.queue !== b.queue) out.push('queue');
+  if (a.isolation !== b.isolation) out.push('isolation');
   if (!same(a.notify, b.notify)) out.push('notify');
   if (a.file !== b.file) out.push('file');
   return out;

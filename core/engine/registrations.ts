@@ -4,6 +4,7 @@ import { type Config, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
 import type { HostState } from '../contract/views.js';
 import type { Scheduler } from '../schedule/scheduler.js';
 import type { Bus } from './bus.js';
@@ -33,13 +34,15 @@ export interface RegistrationsOptions {
  */
 export class Registrations {
   readonly #o: RegistrationsOptions;
+  /** Jobs already told to run inline for want of a file (said once per process). */
+  readonly #inlineNoted = new Set<string>();
 
   constructor(options: RegistrationsOptions) {
     this.#o = options;
   }
 
   /** See `Host.register`; returns the job's name. */
-  register(plugin: unknown, file: string | null): string {
+  register(plugin: unknown, file: string | null, source: HandlerSource | null): string {
     const { registry, bus } = this.#o;
     const config = this.#o.config();
     const spec = parsePlugin(plugin);
@@ -50,11 +53,19 @@ export class Registrations {
         files: [existing.job.file, file],
       });
     }
-    const job = registry.resolve(spec, file, config);
+    const job = registry.resolve(spec, { file, source }, config);
     if (job.queue !== (config.jobs[spec.name]?.queue ?? spec.queue)) {
       this.#o.logger.warn(
         { job: spec.name, queue: spec.queue },
         `job "${spec.name}": queue "${spec.queue}" is not in the config's queues; it runs in "default"`,
+      );
+    }
+    if (job.isolation !== job.requestedIsolation && !this.#inlineNoted.has(spec.name)) {
+      this.#inlineNoted.add(spec.name);
+      // Debug: embedders register in code all the time, and their stdout is theirs.
+      this.#o.logger.debug(
+        { job: spec.name },
+        `job "${spec.name}" runs inline: it was registered in code, and a worker thread has no file to load its handler from (isolation: 'inline' says so and silences this)`,
       );
     }
     registry.set(spec.name, job, this.#o.clock.now());
@@ -105,7 +116,7 @@ export class Registrations {
     const next = parseConfig(input);
     const previous = this.#o.config();
     // Check every job against the new config before touching anything: all or nothing.
-    for (const [, { job }] of registry.entries()) registry.resolve(job.spec, job.file, next, (q) => q in next.queues);
+    for (const [, { job }] of registry.entries()) registry.resolve(job.spec, job, next, (q) => q in next.queues);
     const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
     // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
     for (const name of enabledEdited) {

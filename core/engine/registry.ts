@@ -1,7 +1,7 @@
 import type { JobState } from '../contract/backend.js';
 import type { Config } from '../contract/config.js';
 import type { JobSpec } from '../contract/plugin-schema.js';
-import { changedFields, type EffectiveJob, resolveJob } from './jobs.js';
+import { changedFields, type EffectiveJob, type JobOrigin, resolveJob } from './jobs.js';
 
 /**
  * The registered jobs: each plugin's spec resolved against the config (and the job's stored
@@ -52,8 +52,8 @@ export class JobRegistry {
   }
 
   /** The effective job for a spec under `config` (throws INVALID_CRON/INVALID_TIMEZONE). */
-  resolve(spec: JobSpec, file: string | null, config: Config, hasQueue: (name: string) => boolean = this.#hasQueue): EffectiveJob {
-    return resolveJob(spec, file, config.jobs[spec.name], config, this.#state(spec.name), hasQueue);
+  resolve(spec: JobSpec, origin: JobOrigin, config: Config, hasQueue: (name: string) => boolean = this.#hasQueue): EffectiveJob {
+    return resolveJob(spec, origin, config.jobs[spec.name], config, this.#state(spec.name), hasQueue);
   }
 
   set(name: string, job: EffectiveJob, registeredAt: number): void {
@@ -76,7 +76,7 @@ export class JobRegistry {
     const entry = this.#jobs.get(name);
     if (!entry) return undefined;
     const was = entry.job;
-    entry.job = this.resolve(was.spec, was.file, config);
+    entry.job = this.resolve(was.spec, was, config);
     this.#index();
     return { job: entry.job, changed: changedFields(was, entry.job), was };
   }

@@ -2,7 +2,7 @@ import type { Depths, JobState } from '../contract/backend.js';
 import { isoTime } from '../contract/clock.js';
 import type { BackendStats, ClusterHost, ClusterView, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
-import { type EffectiveJob, paramsJsonSchema } from './jobs.js';
+import { type EffectiveJob, jobVersion, paramsJsonSchema } from './jobs.js';
 
 /** What the host shows of itself: job views (`GET /jobs`), stats (`GET /stats`), stale jobs (`/ready`). */
 
@@ -35,6 +35,7 @@ export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { n
     cooldownMs: job.cooldownMs,
     once: job.once,
     catchUp: job.catchUp,
+    isolation: job.isolation,
     on: job.on.map((o) => ({ ...o })),
     notify: job.notify ? structuredClone(job.notify) : null,
   };
@@ -160,4 +161,14 @@ export function clusterView(backend: ClusterView['backend'], self: string, hosts
     if (new Set(Object.values(versions)).size > 1) drift.push({ job, hosts: Object.keys(versions).sort(), versions });
   }
   return { backend, self, hosts: [...hosts], drift };
+}
+
+/** This host as it announces itself to the others (`GET /cluster`): its URL, start, and each loaded job's version. */
+export function describeHost(
+  jobs: Iterable<[string, { job: EffectiveJob }]>,
+  url: string | null,
+  startedAt: string,
+): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'> {
+  const list = [...jobs].map(([name, e]) => ({ name, version: jobVersion(e.job) })).sort((a, b) => a.name.localeCompare(b.name));
+  return { url, startedAt, jobs: list };
 }

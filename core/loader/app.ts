@@ -155,7 +155,7 @@ export async function validateProject(
       const owner = owners.get(spec.name);
       if (owner) throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${owner}; ${rel(pluginFile)} declares it too`);
       owners.set(spec.name, rel(pluginFile));
-      resolveJob(spec, rel(pluginFile), config.jobs[spec.name], config, {}, (q) => q in config.queues);
+      resolveJob(spec, { file: rel(pluginFile), source: null }, config.jobs[spec.name], config, {}, (q) => q in config.queues);
     } catch (err) {
       const e = isHostError(err) ? err : new HostError('PLUGIN_IMPORT_FAILED', String(err));
       problems.push({ file: rel(pluginFile), code: e.code, message: e.message });

@@ -243,7 +243,7 @@ export class PluginLoader {
       }
       state.duplicateOf = null;
       const previous = state.job;
-      this.#host.register(mod.exports['default'], { file: this.#display(file) });
+      this.#host.register(mod.exports['default'], { file: this.#display(file), source: mod.source });
       state.job = spec.name;
       if (previous !== null && previous !== spec.name) {
         // The file now declares another job: the old one goes.

@@ -1,21 +1,24 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import vm from 'node:vm';
 import { type Loader, transform } from 'esbuild';
 import { HostError } from '../contract/errors.js';
+import type { HandlerSource, SourceLink, SourceModule } from '../contract/plugin-source.js';
+import { evaluateSource, nativeUrl } from '../workers/plugin-code.js';
 
 /**
- * Evaluates a plugin file so that a reload really reloads and frees the old version.
+ * Loads a plugin file so that a reload really reloads and frees the old version.
  *
  * Node's ESM cache never evicts: `import(file + '?v=n')` keeps every version in memory (measured
  * here: ~8–11 MB of heap per 1,000 reloads) and still serves stale helper modules. So a plugin
  * file, and every helper it imports from inside the plugins directory, is compiled with esbuild
- * to a CommonJS-shaped function and run with `vm.compileFunction`: each load gets fresh helpers,
- * and a replaced version is garbage once its runs finish. Imports from outside the directory
- * (packages, `../core/index.js`) are real ES modules, loaded once and shared with the host.
+ * to a CommonJS-shaped function and evaluated (`workers/plugin-code.ts`): each load gets fresh
+ * helpers, and a replaced version is garbage once its runs finish. Imports from outside the
+ * directory (packages, `../core/index.js`) are real ES modules, loaded once and shared with the
+ * host. The compiled code is kept as the job's `HandlerSource`: worker threads evaluate that
+ * same code, so they run exactly the version the host registered.
  *
  * A file with top-level `await` cannot take that shape; it is imported as a native ES module
  * (with a version query), where its helpers do not reload and old versions stay in memory.
@@ -28,13 +31,16 @@ export interface PluginModule {
   files: string[];
   /** How it was loaded. */
   mode: 'compiled' | 'native';
+  /** What a worker thread evaluates to run the plugin's handler. */
+  source: HandlerSource;
 }
 
 const LOADERS: Record<string, Loader> = { '.ts': 'ts', '.mts': 'ts', '.cts': 'ts', '.js': 'js', '.mjs': 'js', '.cjs': 'js', '.json': 'json' };
 const RESOLVE_TRIES = ['', '.ts', '.js', '.mts', '.mjs', '/index.ts', '/index.js'];
 const REQUIRE_CALL = /\brequire\((["'])([^"'\n]+)\1\)/g;
 
-let nativeVersion = 0;
+/** Numbers each load, for its `HandlerSource.key`. */
+let loadCount = 0;
 
 /** Imports a plugin file within `timeoutMs`; `root` is the plugins directory (what counts as local). */
 export async function loadPluginModule(file: string, root: string, timeoutMs: number): Promise<PluginModule> {
@@ -58,37 +64,61 @@ function importFailed(file: string, err: unknown): HostError {
 /** One load of one plugin: its local files are compiled once each and shared within the load. */
 class Build {
   readonly #root: string;
-  readonly #modules = new Map<string, { exports: Record<string, unknown> }>();
-  readonly #externals = new Map<string, unknown>();
+  readonly #modules = new Map<string, SourceModule>();
 
   constructor(root: string) {
     this.#root = root;
   }
 
   async entry(file: string): Promise<PluginModule> {
-    let code: string;
+    const key = `${file}#${++loadCount}`;
     try {
-      code = await this.#compile(file);
+      await this.#add(file);
     } catch (err) {
-      if (err instanceof TopLevelAwait) return this.#native(file);
+      if (err instanceof TopLevelAwait) return this.#native(file, key);
       throw importFailed(file, err);
     }
-    const compiled = new Map<string, string>([[file, code]]);
-    await this.#collect(file, code, compiled);
+    const source: HandlerSource = { key, entry: file, mode: 'compiled', modules: [...this.#modules.values()] };
     try {
-      const exports = this.#require(file, compiled);
-      return { exports, files: [...compiled.keys()], mode: 'compiled' };
+      const exports = await evaluateSource(source, (url) => import(url));
+      return { exports, files: [...this.#modules.keys()], mode: 'compiled', source };
     } catch (err) {
       throw importFailed(file, err);
     }
   }
 
-  async #native(file: string): Promise<PluginModule> {
+  async #native(file: string, key: string): Promise<PluginModule> {
+    const source: HandlerSource = { key, entry: file, mode: 'native', modules: [] };
     try {
-      const exports = (await import(`${pathToFileURL(file).href}?v=${++nativeVersion}`)) as Record<string, unknown>;
-      return { exports, files: [file], mode: 'native' };
+      const exports = (await import(nativeUrl(source))) as Record<string, unknown>;
+      return { exports, files: [file], mode: 'native', source };
     } catch (err) {
       throw importFailed(file, err);
+    }
+  }
+
+  /** Compiles a local file and, through its `require()`s, every local file it reaches. */
+  async #add(file: string): Promise<void> {
+    const code = await this.#compile(file);
+    const links: Record<string, SourceLink> = {};
+    this.#modules.set(file, { file, code, links });
+    for (const match of code.matchAll(REQUIRE_CALL)) {
+      const spec = match[2]!;
+      if (spec in links) continue;
+      const local = this.#local(file, spec);
+      if (local === null) {
+        links[spec] = { url: this.#externalUrl(file, spec) };
+        continue;
+      }
+      links[spec] = { local };
+      if (this.#modules.has(local)) continue;
+      try {
+        await this.#add(local);
+      } catch (err) {
+        if (err instanceof TopLevelAwait)
+          throw new HostError('PLUGIN_IMPORT_FAILED', `${path.relative(this.#root, local)}: a helper module cannot use top-level await`, { file });
+        throw importFailed(local, err);
+      }
     }
   }
 
@@ -114,29 +144,6 @@ class Build {
     }
   }
 
-  /** Finds every `require()` of the compiled files: local files are compiled, the rest imported. */
-  async #collect(file: string, code: string, compiled: Map<string, string>): Promise<void> {
-    for (const match of code.matchAll(REQUIRE_CALL)) {
-      const spec = match[2]!;
-      const local = this.#local(file, spec);
-      if (local !== null) {
-        if (compiled.has(local)) continue;
-        let sub: string;
-        try {
-          sub = await this.#compile(local);
-        } catch (err) {
-          if (err instanceof TopLevelAwait)
-            throw new HostError('PLUGIN_IMPORT_FAILED', `${path.relative(this.#root, local)}: a helper module cannot use top-level await`, { file });
-          throw importFailed(local, err);
-        }
-        compiled.set(local, sub);
-        await this.#collect(local, sub, compiled);
-      } else if (!this.#externals.has(this.#externalKey(file, spec))) {
-        this.#externals.set(this.#externalKey(file, spec), await this.#importExternal(file, spec));
-      }
-    }
-  }
-
   /** The absolute path of a relative import inside the plugins directory, or null. */
   #local(from: string, spec: string): string | null {
     if (!spec.startsWith('./') && !spec.startsWith('../')) return null;
@@ -149,57 +156,30 @@ class Build {
     throw new HostError('PLUGIN_IMPORT_FAILED', `cannot find module "${spec}" imported from ${path.relative(this.#root, from)}`);
   }
 
-  #externalKey(from: string, spec: string): string {
-    return spec.startsWith('.') ? path.resolve(path.dirname(from), spec) : spec;
-  }
-
   /**
-   * Imports a module from outside the plugins directory as a real ES module. Packages resolve
-   * from the host's own node_modules first (so plugins share the host's zod), then from the
-   * plugin's location.
+   * The URL of a module from outside the plugins directory, imported as a real ES module.
+   * Packages resolve from the host's own node_modules first (so plugins share the host's zod),
+   * then from the plugin's location.
    */
-  async #importExternal(from: string, spec: string): Promise<unknown> {
-    let ns: Record<string, unknown>;
+  #externalUrl(from: string, spec: string): string {
     if (spec.startsWith('.')) {
-      ns = (await import(pathToFileURL(path.resolve(path.dirname(from), spec)).href)) as Record<string, unknown>;
-    } else {
+      // Canonical (symlinks resolved, as Node resolves imports): a worker thread tells jobhost's
+      // own index by its URL, and a project may link core/ in.
+      const target = path.resolve(path.dirname(from), spec);
+      let dir = path.dirname(target);
       try {
-        ns = (await import(spec)) as Record<string, unknown>;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
-        ns = (await import(pathToFileURL(createRequire(from).resolve(spec)).href)) as Record<string, unknown>;
+        dir = realpathSync(dir);
+      } catch {
+        // a folder that does not exist: the import fails later with its own error
       }
+      return pathToFileURL(path.join(dir, path.basename(target))).href;
     }
-    // esbuild's interop reads `__esModule` to map `import x from` to `default`, as ESM does.
-    return Object.assign(Object.create(null) as object, ns, { __esModule: true });
-  }
-
-  #require(file: string, compiled: Map<string, string>): Record<string, unknown> {
-    const cached = this.#modules.get(file);
-    if (cached) return cached.exports; // a cycle, or a helper shared by two files of this plugin
-    const module = { exports: {} as Record<string, unknown> };
-    this.#modules.set(file, module);
-    const code = compiled.get(file)!;
-    const fn = vm.compileFunction(code, ['exports', 'require', 'module', '__filename', '__dirname', '__jobhostImportMeta'], {
-      filename: file,
-      // Only when the code has a dynamic import(): the option prints an experimental warning.
-      ...(code.includes('import(') ? { importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER } : {}),
-    });
-    const requireFn = (spec: string): unknown => {
-      const local = this.#local(file, spec);
-      if (local !== null) return this.#require(local, compiled);
-      const key = this.#externalKey(file, spec);
-      if (this.#externals.has(key)) return this.#externals.get(key);
-      throw new HostError('PLUGIN_IMPORT_FAILED', `cannot load "${spec}" from ${file}`);
-    };
-    const meta = {
-      url: pathToFileURL(file).href,
-      filename: file,
-      dirname: path.dirname(file),
-      resolve: (s: string) => pathToFileURL(path.resolve(path.dirname(file), s)).href,
-    };
-    fn(module.exports, requireFn, module, file, path.dirname(file), meta);
-    return module.exports;
+    try {
+      return import.meta.resolve(spec);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+      return pathToFileURL(createRequire(from).resolve(spec)).href;
+    }
   }
 }
 

@@ -131,6 +131,7 @@ export const jobSchema = z.object({
   cooldownMs: z.number(),
   once: z.boolean(),
   catchUp: z.boolean(),
+  isolation: z.enum(['worker', 'inline']).describe("where the handler runs: a worker thread, or the host's main thread"),
   on: z.array(z.object({ event: z.string(), delayMs: z.number() })),
   notify: z.unknown(),
 });
@@ -174,6 +175,15 @@ export const readyResponse = z.object({
     writable: z.boolean().describe('false while the store cannot write (a full disk): triggers get 503 and /ready is 503'),
     error: z.object({ code: z.string(), message: z.string(), since: iso, retryAfter: z.number() }).nullable(),
   }),
+  eventLoop: z
+    .object({
+      p50Ms: z.number(),
+      p99Ms: z.number(),
+      maxMs: z.number(),
+      maxDelayMs: z.number().describe('the bound (config eventLoop.maxDelay; 0 = none)'),
+      slow: z.boolean().describe("true while the main thread's event-loop delay p99 has stayed above the bound: the host is degraded"),
+    })
+    .describe("the main thread's event-loop delay over the last window (1 s)"),
   backend: z
     .object({
       kind: z.enum(['local', 'redis']),

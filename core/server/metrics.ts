@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { eventHost } from '../contract/events.js';
 import type { Host } from '../engine/host.js';
+import type { EventLoopWatch } from './event-loop.js';
 
 /**
  * `GET /metrics`: a prom-client registry of its own (never the global one, so two hosts in one
@@ -57,7 +58,7 @@ function tallied(registry: Registry, name: string, help: string, labelNames: rea
   };
 }
 
-export function createMetrics(host: Host): Metrics {
+export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
   const registry = new Registry();
   const countRun = tallied(registry, 'jobhost_runs_total', 'Finished runs by job and final status', ['job', 'status']);
   const countSkip = tallied(registry, 'jobhost_triggers_skipped_total', 'Refused triggers by job and reason (no run was created)', ['job', 'reason']);
@@ -140,6 +141,52 @@ export function createMetrics(host: Host): Metrics {
     registers: [registry],
     collect() {
       this.set(host.storeHealth().writeError === null ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'jobhost_event_loop_delay_seconds',
+    help: "The main thread's event-loop delay over the last window (1 s), by quantile (0.5, 0.99, 1 = max)",
+    labelNames: ['quantile'] as const,
+    registers: [registry],
+    collect() {
+      const d = loop.delay();
+      this.set({ quantile: '0.5' }, d.p50Ms / 1000);
+      this.set({ quantile: '0.99' }, d.p99Ms / 1000);
+      this.set({ quantile: '1' }, d.maxMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'jobhost_event_loop_slow',
+    help: "1 while the main thread's event-loop delay p99 stays above eventLoop.maxDelay (/ready is degraded), else 0",
+    registers: [registry],
+    collect() {
+      this.set(loop.slow(host.config.eventLoop.maxDelay) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'jobhost_worker_threads',
+    help: 'Live worker threads in the pool handlers run in (0 until the first run with isolation "worker")',
+    registers: [registry],
+    collect() {
+      this.set(host.workerStats().threads);
+    },
+  });
+  new Gauge({
+    name: 'jobhost_worker_runs',
+    help: 'Attempts running in worker threads',
+    registers: [registry],
+    collect() {
+      this.set(host.workerStats().running);
+    },
+  });
+  new Counter({
+    name: 'jobhost_worker_restarts_total',
+    help: 'Worker threads replaced, by reason: grace (a handler did not let go after its abort), exit (process.exit), memory (workers.maxMemoryMb), crash',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(host.workerStats().restarts)) this.inc({ reason }, n);
     },
   });
   new Gauge({

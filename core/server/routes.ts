@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
 import { describeReport } from '../contract/store-health.js';
 import type { Host } from '../engine/host.js';
+import type { EventLoopWatch } from './event-loop.js';
 import { clientMessage } from './http-errors.js';
 import {
   ackDamageBody,
@@ -35,11 +36,11 @@ export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, Serv
 type Readiness = z.output<typeof readyResponse>;
 
 /**
- * `GET /ready`: ready when started, every schedule armed, the store able to write and the
- * backend (Redis, in cluster mode) within reach; stale jobs
- * and store damage are reported, not fatal (taking the host out of service would fix neither).
+ * `GET /ready`: ready when started, every schedule armed, the store able to write, the backend
+ * (Redis, in cluster mode) within reach and the main thread's event loop not staying slow; stale
+ * jobs and store damage are reported, not fatal (taking the host out of service would fix neither).
  */
-export function readiness(host: Host): Readiness {
+export function readiness(host: Host, loop: EventLoopWatch): Readiness {
   const state = host.state;
   const jobs = host.jobs();
   let enabled = 0;
@@ -56,12 +57,14 @@ export function readiness(host: Host): Readiness {
   }
   const schedulerRunning = host.schedulerRunning;
   const store = host.storeHealth();
+  const maxDelayMs = host.config.eventLoop.maxDelay;
+  const slow = loop.slow(maxDelayMs);
   const status: Readiness['status'] =
     state === 'created' || state === 'starting'
       ? 'starting'
       : state === 'stopping' || state === 'stopped'
         ? 'stopping'
-        : !schedulerRunning || unarmed > 0 || store.writeError !== null || !store.backend.available
+        : !schedulerRunning || unarmed > 0 || store.writeError !== null || !store.backend.available || slow
           ? 'degraded'
           : 'ready';
   return {
@@ -72,6 +75,7 @@ export function readiness(host: Host): Readiness {
     jobs: { total: jobs.length, enabled, running },
     stale: state === 'running' ? host.staleJobs() : [],
     store: { writable: store.writeError === null, error: store.writeError },
+    eventLoop: { ...loop.delay(), maxDelayMs, slow },
     backend: store.backend,
     warnings: [
       ...store.damage.filter((r) => r.acknowledgedAt === null).map((r) => ({ code: 'STORE_DAMAGED' as const, message: describeReport(r), ...r })),
@@ -90,7 +94,7 @@ function notFoundJob(name: string): HostError {
 }
 
 /** The REST routes of SPEC §6 (the WebSocket, metrics and OpenAPI routes live beside the server). */
-export function registerRoutes(app: JobhostApp, host: Host): void {
+export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch): void {
   const startedAt = Date.now();
 
   app.get('/health', {
@@ -105,7 +109,7 @@ export function registerRoutes(app: JobhostApp, host: Host): void {
       response: { 200: readyResponse, 503: readyResponse, ...errors(401) },
     },
     handler: async (_request, reply) => {
-      const body = readiness(host);
+      const body = readiness(host, loop);
       return reply.code(body.ready ? 200 : 503).send(body);
     },
   });

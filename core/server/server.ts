@@ -18,6 +18,7 @@ import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Host } from '../engine/host.js';
 import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
+import { type EventLoopOptions, watchEventLoop } from './event-loop.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
 import { registerInsightRoutes } from './insight-routes.js';
@@ -63,6 +64,8 @@ export interface ServerOptions {
   ws?: { maxBuffered?: number | undefined; cutoffGraceMs?: number | undefined } | undefined;
   /** Extra routes, e.g. the dashboard. */
   plugins?: readonly ServerPlugin[] | undefined;
+  /** How the main thread's event loop is watched for `/ready` and `/metrics` (default windows of 1 s, 3 in a row). */
+  eventLoop?: EventLoopOptions | undefined;
 }
 
 export interface Server {
@@ -165,7 +168,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     throw new HostError('NOT_FOUND', `no route ${request.method} ${shown}`);
   });
 
-  const metrics = createMetrics(host);
+  const loop = watchEventLoop(options.eventLoop);
+  const metrics = createMetrics(host, loop);
   let stream: EventStream | undefined;
 
   void app.register(websocket, {
@@ -212,7 +216,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     transform: jsonSchemaTransform,
   });
   void app.register(async (scope: JobhostApp) => {
-    registerRoutes(scope, host);
+    registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);
     stream = registerEventStream(scope, host, { ...options.ws, observer: metrics });
     scope.get('/metrics', {
@@ -246,6 +250,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       closing ??= (async () => {
         await stream?.closeAll('the host is stopping');
         metrics.close();
+        loop.stop();
         // A client that holds a request open (slowloris) must not hold up the host's exit.
         const force = setTimeout(() => app.server.closeAllConnections(), 5000);
         await app.close();

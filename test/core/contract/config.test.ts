@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import t from 'tap';
 import { parseConfig } from '../../../core/contract/config.js';
 
@@ -6,7 +7,9 @@ t.test('{} is a valid config with every default filled in', async (t) => {
   t.same(c.server, { host: '127.0.0.1', port: 3000, token: null, bodyLimit: 1024 * 1024, allowedOrigins: [], allowedHosts: [] });
   t.same(c.store, { dir: 'data', keepRuns: 1000, keepDays: 30, fsync: true });
   t.same(c.plugins, { dir: 'plugins', watch: true, importTimeout: 10_000 });
-  t.same(c.defaults, { timezone: 'UTC', timeout: 300_000 });
+  t.same(c.defaults, { timezone: 'UTC', timeout: 300_000, isolation: 'worker' });
+  t.same(c.workers, { size: availableParallelism(), max: null, grace: 5_000, maxMemoryMb: 1024, nice: 10 });
+  t.same(c.eventLoop, { maxDelay: 500 });
   t.equal(c.concurrency, 8);
   t.same(c.queues, { critical: 6, default: 2, low: 1 });
   t.same(c.shutdown, { grace: 30_000 });

@@ -1,8 +1,8 @@
 import t from 'tap';
 import type { AnyHostEvent, HostEvent } from '../../../core/contract/events.js';
+import { logArgs } from '../../../core/contract/log-capture.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import { LOG_MAX_FIELDS, LOG_MAX_MSG } from '../../../core/contract/run-log.js';
-import { logArgs } from '../../../core/engine/log-capture.js';
 import { captureLogger, gate, startHost } from '../../helpers.js';
 
 /**

@@ -1,6 +1,6 @@
 import { format } from 'node:util';
-import type { Logger } from '../contract/logger.js';
-import { LOG_LEVELS, LOG_MAX_FIELDS, LOG_MAX_MSG, type LogLevel } from '../contract/run-log.js';
+import type { Logger } from './logger.js';
+import { LOG_LEVELS, LOG_MAX_FIELDS, LOG_MAX_MSG, type LogLevel } from './run-log.js';
 
 /**
  * `ctx.log` keeps what a handler logs with its run: the handler gets the host's pino child logger

@@ -1,0 +1,83 @@
+import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, ExecutableJob } from '../contract/backend.js';
+import type { Clock } from '../contract/clock.js';
+import type { Config } from '../contract/config.js';
+import type { Logger } from '../contract/logger.js';
+import type { HostReader } from '../contract/plugin.js';
+import type { LogLevel } from '../contract/run-log.js';
+import type { DeathReason } from '../workers/slot.js';
+import { WorkerExecutor } from '../workers/worker-executor.js';
+import { InlineExecutor } from './executor.js';
+
+/**
+ * The engine's attempt executor: each attempt runs where its job says (`EffectiveJob.isolation`),
+ * in a worker thread or inline. A backend sees one `AttemptExecutor` either way.
+ */
+
+export interface ExecutorsOptions {
+  logger: Logger;
+  clock: Clock;
+  reader: HostReader;
+  publish(event: string, payload: unknown, runId: string): void;
+  /** A `ctx.log` line of a live attempt, from either thread: the run keeps it. */
+  log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
+  workers: Config['workers'];
+}
+
+/** The worker pool: its size, live threads, attempts in flight, threads replaced since start (by reason). */
+export interface WorkerStats {
+  size: number;
+  threads: number;
+  running: number;
+  restarts: Record<DeathReason, number>;
+}
+
+/** jobhost's own `core/index` (without extension): a plugin's import of it gets the plugin API in a worker. */
+const CORE_INDEX = new URL('../index', import.meta.url).href;
+
+export class Executors implements AttemptExecutor {
+  readonly #inline: InlineExecutor;
+  readonly #workers: WorkerExecutor;
+
+  constructor(options: ExecutorsOptions) {
+    this.#inline = new InlineExecutor(options);
+    this.#workers = new WorkerExecutor({
+      ...options,
+      size: options.workers.size,
+      max: Math.max(options.workers.size, options.workers.max ?? 2 * options.workers.size),
+      graceMs: options.workers.grace,
+      maxMemoryMb: options.workers.maxMemoryMb,
+      nice: options.workers.nice,
+      coreIndex: CORE_INDEX,
+    });
+  }
+
+  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle {
+    if (task.job.isolation === 'worker' && task.job.source) return this.#workers.execute(task, reporter);
+    return this.#inline.execute(task, reporter);
+  }
+
+  open(): void {
+    this.#inline.open();
+  }
+
+  /** Starts the worker threads ahead of the first run, once one of `jobs` runs in them. */
+  warm(jobs: Iterable<ExecutableJob>): void {
+    for (const job of jobs) if (job.isolation === 'worker' && job.source) return this.#workers.warm();
+  }
+
+  /** After the backend drained: aborted handlers in threads get their grace, then the threads end. */
+  async close(): Promise<void> {
+    this.#inline.close();
+    await this.#workers.close();
+  }
+
+  /** The worker pool: its threads, attempts in flight, and threads replaced since start (by reason). */
+  workerStats(): WorkerStats {
+    return this.#workers.stats();
+  }
+
+  /** The heap in use of each worker thread, in bytes. */
+  workerMemory(): Promise<number[]> {
+    return this.#workers.memory();
+  }
+}

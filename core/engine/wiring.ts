@@ -1,0 +1,118 @@
+import type { Backend } from '../contract/backend.js';
+import type { Clock } from '../contract/clock.js';
+import type { Config } from '../contract/config.js';
+import { eventHost } from '../contract/events.js';
+import type { Logger } from '../contract/logger.js';
+import type { Page, Run, RunQuery } from '../contract/run.js';
+import type { HostState, Stats } from '../contract/views.js';
+import { Scheduler } from '../schedule/scheduler.js';
+import { createBackend } from './backends.js';
+import { Bus } from './bus.js';
+import { Fires } from './fires.js';
+import type { HostOptions } from './host-options.js';
+import { createIdGenerator, type IdGenerator } from './ids.js';
+import { Insight } from './insight.js';
+import { Executors } from './isolation.js';
+import { Registrations } from './registrations.js';
+import { JobRegistry } from './registry.js';
+import { RunEvents } from './run-events.js';
+import { RunLogs } from './run-logs.js';
+import { type PublishResult, type TriggerResult, Triggers } from './triggers.js';
+
+/** The parts a host is made of, wired to each other. */
+export interface HostParts {
+  bus: Bus;
+  backend: Backend;
+  executor: Executors;
+  observer: RunEvents;
+  logs: RunLogs;
+  insight: Insight;
+  scheduler: Scheduler;
+  jobs: JobRegistry;
+  triggers: Triggers;
+  fires: Fires;
+  registrations: Registrations;
+  newId: IdGenerator;
+  /** Queue names any config of this process has had (a dropped queue keeps its runs). */
+  queues: Set<string>;
+}
+
+/** What the parts need of the host itself: its identity, and the calls that go through it. */
+export interface HostSide {
+  id: string;
+  clock: Clock;
+  logger: Logger;
+  random: () => number;
+  /** The store's directory, or null for an in-memory store. */
+  dir: string | null;
+  state(): HostState;
+  config(): Config;
+  setConfig(next: Config): void;
+  accepting(): void;
+  retry(id: string): Promise<TriggerResult>;
+  publish(event: string, payload?: unknown): Promise<PublishResult>;
+  runs(query: RunQuery): Promise<Page<Run>>;
+  run(id: string): Promise<Run | undefined>;
+  stats(): Stats;
+}
+
+/**
+ * Builds the parts of a host (bus, backend, executor, registry, triggers, scheduler and what
+ * watches runs) and ties them together; the host owns their lifecycle. Parts that need one built
+ * later reach it through a closure, called only once everything exists.
+ */
+export function wireHost(host: HostSide, options: HostOptions): HostParts {
+  const { clock, logger } = host;
+  const config = host.config();
+  const newId = createIdGenerator(() => clock.now(), host.random);
+  const queues = new Set(Object.keys(config.queues));
+  const bus = new Bus({ clock, logger, capacity: config.events.buffer });
+  const backend = createBackend(config, { dir: host.dir, tuning: options.storeOptions, clock, random: host.random, logger, hostId: host.id });
+  // Other hosts sharing the backend see this host's events (its own, not those it relays).
+  if (backend.shared) bus.on('*', (e) => (eventHost(e) === undefined ? backend.share(e) : undefined));
+  const jobs = new JobRegistry(
+    (name) => backend.jobState(name),
+    (q) => queues.has(q),
+  );
+  const logs = new RunLogs({ bus, clock, logger, backend: () => backend });
+  const insight = new Insight({
+    bus,
+    clock,
+    logger,
+    backend: () => backend,
+    logs,
+    registered: (job) => jobs.get(job) !== undefined,
+    retry: (id) => host.retry(id),
+    accepting: () => host.accepting(),
+  });
+  const observer = new RunEvents({ bus, clock, logger, newId, notifySpec: (job) => jobs.get(job)?.job.notify, backend: () => backend, logs });
+  const executor = new Executors({
+    logger,
+    clock,
+    workers: config.workers,
+    reader: { runs: (query) => host.runs(query ?? {}), run: (id) => host.run(id), stats: () => host.stats() },
+    publish: (event, payload, runId) => {
+      host.publish(event, payload).catch((err: unknown) => logger.error({ err, event, runId }, 'ctx.emit failed'));
+    },
+    log: (task, level, msg, fields) => logs.line(task, level, msg, fields),
+  });
+  const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting: () => host.accepting() });
+  const fires = new Fires({ clock, logger, backend, registry: jobs, triggers });
+  const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
+  const registrations = new Registrations({
+    registry: jobs,
+    backend,
+    scheduler,
+    fires,
+    bus,
+    clock,
+    logger,
+    state: () => host.state(),
+    config: () => host.config(),
+    setConfig: (next) => {
+      host.setConfig(next);
+      for (const q of Object.keys(next.queues)) queues.add(q);
+    },
+  });
+  return { bus, backend, executor, observer, logs, insight, scheduler, jobs, triggers, fires, registrations, newId, queues };
+}

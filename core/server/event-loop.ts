@@ -1,0 +1,71 @@
+import { createHistogram } from 'node:perf_hooks';
+
+/**
+ * Watches the main thread's event loop: how late a timer that should fire every 10 ms actually
+ * fires. Everything the API, the WebSocket and the scheduler do waits that long. Read in windows
+ * (default 1 s): `/metrics` shows the last one, and `/ready` is degraded while the p99 of each of
+ * the last few windows (default 3) is above the bound: a loop that *stays* slow, not one late
+ * timer.
+ *
+ * The timer is our own, recorded into a `perf_hooks` histogram: `monitorEventLoopDelay` does the
+ * same in C++, but its `reset()` (needed for windows) drops the next sample, the one that spans
+ * a stall begun around the reset; seen here on Node 20 with stalls of 120–300 ms gone missing.
+ */
+
+export interface EventLoopOptions {
+  /** Length of one window (default 1000 ms). */
+  windowMs?: number | undefined;
+  /** Windows in a row above the bound that make the loop count as slow (default 3). */
+  windows?: number | undefined;
+}
+
+/** The last window's delays, in ms. */
+export interface LoopDelay {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface EventLoopWatch {
+  /** The last complete window (zeros before the first). */
+  delay(): LoopDelay;
+  /** Whether the p99 of each of the last windows was above `maxDelayMs` (never when it is 0). */
+  slow(maxDelayMs: number): boolean;
+  stop(): void;
+}
+
+const RESOLUTION_MS = 10;
+
+export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
+  const windowMs = options.windowMs ?? 1000;
+  const windows = options.windows ?? 3;
+  // Delays in µs (the histogram takes integers ≥ 1).
+  const histogram = createHistogram();
+  const recent: LoopDelay[] = [];
+  let last = performance.now();
+  const probe = setInterval(() => {
+    const now = performance.now();
+    histogram.record(Math.max(1, Math.round((now - last - RESOLUTION_MS) * 1000)));
+    last = now;
+  }, RESOLUTION_MS);
+  const ms = (us: number): number => (us <= 1 ? 0 : us / 1000);
+  const window = setInterval(() => {
+    recent.push(
+      histogram.count === 0
+        ? { p50Ms: 0, p99Ms: 0, maxMs: 0 }
+        : { p50Ms: ms(histogram.percentile(50)), p99Ms: ms(histogram.percentile(99)), maxMs: ms(histogram.max) },
+    );
+    if (recent.length > windows) recent.shift();
+    histogram.reset();
+  }, windowMs);
+  probe.unref();
+  window.unref();
+  return {
+    delay: () => recent.at(-1) ?? { p50Ms: 0, p99Ms: 0, maxMs: 0 },
+    slow: (maxDelayMs) => maxDelayMs > 0 && recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs),
+    stop: () => {
+      clearInterval(probe);
+      clearInterval(window);
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import vm from 'node:vm';
+import type { HandlerSource, SourceModule } from '../contract/plugin-source.js';
+
+/**
+ * Evaluates a compiled plugin file (see `loader/plugin-module.ts`, which compiles it): the one
+ * code path the main thread uses when it loads a plugin and a worker thread uses when it runs
+ * one, so both see the same modules. Each evaluation gets fresh local files (a reload is real,
+ * and an old version is garbage once nothing holds it); imports from outside the plugins
+ * directory are ES modules by URL, loaded by `load` (each thread keeps its own).
+ */
+
+/** Imports an ES module by URL (the caller decides how, e.g. with a TypeScript loader). */
+export type LoadModule = (url: string) => Promise<unknown>;
+
+/** The plugin file's exports. */
+export async function evaluateSource(source: HandlerSource, load: LoadModule): Promise<Record<string, unknown>> {
+  if (source.mode === 'native') return (await load(nativeUrl(source))) as Record<string, unknown>;
+  const externals = new Map<string, unknown>();
+  for (const mod of source.modules) {
+    for (const link of Object.values(mod.links)) {
+      if ('url' in link && !externals.has(link.url)) externals.set(link.url, esModuleShape(await load(link.url)));
+    }
+  }
+  return new Evaluation(source.modules, externals).require(source.entry);
+}
+
+/** A native (top-level await) plugin's URL for one load: the query makes each load a new module instance. */
+export function nativeUrl(source: HandlerSource): string {
+  return `${pathToFileURL(source.entry).href}?v=${encodeURIComponent(source.key)}`;
+}
+
+/** Marks a namespace a `LoadModule` made in CommonJS interop shape already: used as it is. */
+export const READY_SHAPE = Symbol('jobhost.readyShape');
+
+/** An ES module namespace as esbuild's CommonJS interop reads it: `import x from` maps to `default`. */
+function esModuleShape(ns: unknown): unknown {
+  if (typeof ns === 'object' && ns !== null && READY_SHAPE in ns) return ns;
+  return Object.assign(Object.create(null) as object, ns, { __esModule: true });
+}
+
+class Evaluation {
+  readonly #files: Map<string, SourceModule>;
+  readonly #externals: Map<string, unknown>;
+  readonly #done = new Map<string, { exports: Record<string, unknown> }>();
+
+  constructor(modules: readonly SourceModule[], externals: Map<string, unknown>) {
+    this.#files = new Map(modules.map((m) => [m.file, m]));
+    this.#externals = externals;
+  }
+
+  require(file: string): Record<string, unknown> {
+    const cached = this.#done.get(file);
+    if (cached) return cached.exports; // a cycle, or a helper shared by two files of this plugin
+    const mod = this.#files.get(file);
+    if (!mod) throw new Error(`the compiled plugin has no module ${file}`);
+    const module = { exports: {} as Record<string, unknown> };
+    this.#done.set(file, module);
+    const fn = vm.compileFunction(mod.code, ['exports', 'require', 'module', '__filename', '__dirname', '__jobhostImportMeta'], {
+      filename: file,
+      // Only when the code has a dynamic import(): the option prints an experimental warning.
+      ...(mod.code.includes('import(') ? { importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER } : {}),
+    });
+    const requireFn = (spec: string): unknown => {
+      const link = mod.links[spec];
+      if (link === undefined) throw new Error(`cannot load "${spec}" from ${file}: not seen when the file was compiled`);
+      return 'local' in link ? this.require(link.local) : this.#externals.get(link.url);
+    };
+    const meta = {
+      url: pathToFileURL(file).href,
+      filename: file,
+      dirname: path.dirname(file),
+      resolve: (s: string) => pathToFileURL(path.resolve(path.dirname(file), s)).href,
+    };
+    fn(module.exports, requireFn, module, file, path.dirname(file), meta);
+    return module.exports;
+  }
+}

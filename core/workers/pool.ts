@@ -1,0 +1,395 @@
+import { SHARE_ENV, Worker } from 'node:worker_threads';
+import type { ErrorCode } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
+import { type Batch, IN, OUT, OUT_FIELDS, type ReadMethod, type ThreadData } from './protocol.js';
+import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
+import { threadModules, threadScript } from './thread-script.js';
+
+/**
+ * The pool of worker threads handlers run in. A thread runs many attempts at once (handlers
+ * mostly wait on I/O); a new attempt goes to the thread with the fewest, skipping threads that
+ * have stopped reading their messages (a handler spinning on the CPU). When every thread is held
+ * so, one more starts (up to `max`), so quick runs do not wait behind long computations; a
+ * thread beyond `size` ends once it has had no work for a while. Ops to and from threads are
+ * batched per turn of the event loop.
+ *
+ * A thread that dies takes its attempts with it. The one that caused it fails: the attempt
+ * whose grace ran out (`kill`), the one that called `process.exit()`, or the only attempt on a
+ * thread that ran out of memory or crashed. The others were bystanders: each is started once
+ * more on another thread (the same attempt; handlers run at least once, not exactly once), and
+ * fails only if that thread dies too. A dead thread is replaced at once.
+ */
+
+/**
+ * A thread that has not read a batch for this long is busy (a handler holds its CPU): new
+ * attempts go elsewhere. Threads with runs in flight are pinged every half of it, so one that
+ * stops reading is known within this bound even when nothing else is sent to it.
+ */
+const STALL_MS = 50;
+/** What a stalled thread adds to its load when the pool picks one. */
+const STALLED = 1_000_000;
+/**
+ * Every thread stalled this long: one more starts. Much longer than `STALL_MS`, so a pool that is
+ * merely saturated (its threads take a few ms to reach the next batch) does not grow: only one
+ * whose threads are all held by handlers on the CPU.
+ */
+const OVERFLOW_AFTER_MS = 1000;
+/** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
+const MAX_BOOT_FAILURES = 3;
+/** A thread started beyond `size` (every thread was busy) ends after this long without work. */
+const OVERFLOW_IDLE_MS = 10_000;
+
+/** What the pool reports, from its threads. */
+export interface PoolEvents {
+  /** The handler settled: `code` null is a success with `text` its result's JSON (null: none); else `text` is the message. */
+  done(task: PoolTask, code: string | null, text: string | null): void;
+  /** The attempt's thread died and it cannot run again: it fails with `code`. */
+  lost(task: PoolTask, code: ErrorCode, message: string): void;
+  progress(task: PoolTask, fraction: number, text: string | undefined): void;
+  /** A `ctx.log` call (no task: a line of the thread itself). */
+  log(task: PoolTask | undefined, level: string, msg: string, fields: Record<string, unknown> | undefined): void;
+  emit(task: PoolTask, event: string, payload: string | undefined): void;
+  /** A `ctx.host` read: answer with `reply`. */
+  read(task: PoolTask, request: number, method: ReadMethod, arg: unknown): void;
+}
+
+export interface PoolOptions {
+  size: number;
+  /** Threads at most: when every thread is held by a handler on the CPU, more start, up to this. */
+  max: number;
+  maxMemoryMb: number;
+  /** Niceness of the threads (Linux). */
+  nice: number;
+  logger: Logger;
+  /** URL of jobhost's `core/index` without extension (see `ThreadData.coreIndex`). */
+  coreIndex: string;
+  events: PoolEvents;
+}
+
+export class WorkerPool {
+  readonly #o: PoolOptions;
+  readonly #data: Omit<ThreadData, 'exitSlot'>;
+  #slots: Slot[] = [];
+  #dirty: Slot[] = [];
+  #flushQueued = false;
+  #closing = false;
+  #spawned = 0;
+  #bootFailures = 0;
+  #nextRequest = 0;
+  readonly #memory = new Map<number, (heapUsed: number) => void>();
+  /** Plugin versions by number: a run names its version with a small integer, not the source's key. */
+  readonly #versions = new WeakMap<HandlerSource, number>();
+  #nextVersion = 0;
+  readonly #idle = new Set<() => void>();
+  readonly restarts: Record<DeathReason, number> = { grace: 0, exit: 0, memory: 0, crash: 0 };
+  /** Pings threads with runs in flight (see `STALL_MS`); runs while any has. */
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  readonly #pingBusy = (): void => {
+    let busy = false;
+    for (const slot of this.#slots) {
+      if (slot.tasks.size === 0) continue;
+      busy = true;
+      if (slot.sent === slot.acked) this.#ping(slot);
+    }
+    if (!busy) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+    }
+  };
+
+  constructor(options: PoolOptions) {
+    this.#o = options;
+    this.#data = {
+      coreIndex: options.coreIndex,
+      ...threadModules(),
+      logLevel: options.logger.level,
+      nice: options.nice,
+    };
+  }
+
+  /** Threads alive, and attempts in flight on them. */
+  stats(): { size: number; threads: number; running: number; restarts: Record<DeathReason, number> } {
+    let running = 0;
+    for (const slot of this.#slots) running += slot.tasks.size;
+    return { size: this.#o.size, threads: this.#slots.length, running, restarts: { ...this.restarts } };
+  }
+
+  /** Starts the threads (if not yet), so the first run does not wait for them. */
+  warm(): void {
+    if (this.#slots.length === 0 && !this.#closing) for (let i = 0; i < this.#o.size; i++) this.#spawn();
+  }
+
+  /** Starts an attempt on a thread. */
+  run(task: PoolTask): void {
+    if (this.#closing) return this.#o.events.lost(task, 'SHUTDOWN', 'the host is stopping: no new attempt starts in a worker thread');
+    const slot = this.#pick();
+    const source = task.source;
+    let version = this.#versions.get(source);
+    if (version === undefined) this.#versions.set(source, (version = ++this.#nextVersion));
+    if (slot.loaded.get(source.entry) !== version) {
+      slot.loaded.set(source.entry, version);
+      slot.out.push(IN.load, version, source);
+    }
+    slot.tasks.set(task.id, task);
+    task.slot = slot;
+    if (slot.tasks.size === 1) {
+      clearTimeout(slot.idleTimer);
+      slot.worker?.ref();
+      this.#heartbeat ??= setInterval(this.#pingBusy, STALL_MS / 2).unref();
+    }
+    slot.out.push(IN.run, task.id, version, task.job, task.runId, task.attempt, task.params);
+    this.#ping(slot);
+  }
+
+  /** Aborts the attempt's signal in its thread. */
+  abort(task: PoolTask, code: string, message: string): void {
+    if (task.slot) this.#queue(task.slot, IN.abort, task.id, code, message);
+  }
+
+  /** The attempt did not let go within its grace: its thread is terminated (and replaced). */
+  kill(task: PoolTask): void {
+    const slot = task.slot;
+    if (!slot || slot.killedFor || slot.dead) return;
+    slot.killedFor = task;
+    if (slot.worker) void slot.worker.terminate();
+    else this.#died(slot, 1);
+  }
+
+  /** Answers a `ctx.host` read. */
+  reply(task: PoolTask, request: number, ok: boolean, value: unknown): void {
+    if (task.slot) this.#queue(task.slot, IN.reply, request, ok, value);
+  }
+
+  /** The heap in use of each live thread, in bytes (for benchmarks). */
+  memory(): Promise<number[]> {
+    return Promise.all(
+      this.#slots
+        .filter((s) => s.worker && !s.dead)
+        .map((slot) => {
+          const id = ++this.#nextRequest;
+          const answer = new Promise<number>((resolve) => this.#memory.set(id, resolve));
+          this.#queue(slot, IN.memory, id);
+          return answer;
+        }),
+    );
+  }
+
+  /**
+   * Lets attempts in flight settle for up to `graceMs` (they have been aborted by then), then
+   * terminates every thread. Attempts still on a thread are lost with `SHUTDOWN`.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    if (this.#slots.some((s) => s.tasks.size > 0)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, graceMs);
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#idle.add(done);
+      });
+      this.#idle.clear();
+    }
+    clearInterval(this.#heartbeat);
+    const slots = [...this.#slots];
+    await Promise.all(slots.map((s) => s.worker?.terminate()));
+    for (const slot of slots) this.#died(slot, 0);
+  }
+
+  // ----------------------------------------------------------------------------- threads
+
+  #spawn(): Slot {
+    const slot = new Slot(++this.#spawned);
+    this.#slots.push(slot);
+    threadScript().then(
+      (url) => {
+        if (slot.dead) return;
+        const worker = new Worker(url, {
+          workerData: { ...this.#data, exitSlot: slot.exitSlot } satisfies ThreadData,
+          env: SHARE_ENV,
+          resourceLimits: { maxOldGenerationSizeMb: this.#o.maxMemoryMb },
+          // The main thread's loaders (tsx, a test runner's) are not the thread's: it starts from plain JS.
+          execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
+          stdout: false,
+          stderr: false,
+        });
+        slot.worker = worker;
+        worker.on('message', (batch: Batch) => this.#receive(slot, batch));
+        worker.on('error', (err) => {
+          slot.error = err;
+        });
+        worker.on('exit', (code) => this.#died(slot, code));
+        if (slot.tasks.size === 0) worker.unref();
+        if (slot.out.length > 1) this.#post(slot);
+      },
+      (err: unknown) => {
+        slot.error = err instanceof Error ? err : new Error(String(err));
+        this.#died(slot, 1);
+      },
+    );
+    return slot;
+  }
+
+  /** The thread for a new attempt: the least busy of those still reading their messages. */
+  #pick(): Slot {
+    this.warm();
+    const now = performance.now();
+    let best: Slot | undefined;
+    let bestScore = Infinity;
+    let leastStalled = Infinity;
+    for (const slot of this.#slots) {
+      if (slot.killedFor || slot.dead) continue;
+      const stalled = slot.stalledFor(now);
+      if (stalled < leastStalled) leastStalled = stalled;
+      const score = slot.tasks.size + (stalled > STALL_MS ? STALLED : 0);
+      if (score < bestScore) {
+        best = slot;
+        bestScore = score;
+      }
+    }
+    // Every thread is held by a handler on the CPU: one more, so other runs need not wait for them.
+    if (!best || (leastStalled >= OVERFLOW_AFTER_MS && this.#slots.length < this.#o.max)) return this.#spawn();
+    return best;
+  }
+
+  /** A thread beyond `size` that has run out of work ends after a while. */
+  #retireWhenIdle(slot: Slot): void {
+    if (this.#slots.length <= this.#o.size || this.#closing) return;
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = setTimeout(() => {
+      if (slot.tasks.size > 0 || slot.dead || this.#slots.length <= this.#o.size) return;
+      slot.retired = true;
+      void slot.worker?.terminate();
+    }, OVERFLOW_IDLE_MS);
+    slot.idleTimer.unref();
+  }
+
+  #died(slot: Slot, exitCode: number): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    clearTimeout(slot.idleTimer);
+    this.#slots = this.#slots.filter((s) => s !== slot);
+    if (slot.retired && slot.tasks.size === 0) return;
+    if (!slot.answered && !slot.killedFor && !this.#closing) this.#bootFailures++;
+    const tasks = [...slot.tasks.values()];
+    slot.tasks.clear();
+    const { reason, code, message, culprit } = deathCause(slot, exitCode, tasks, this.#o.maxMemoryMb);
+    if (!this.#closing) {
+      this.restarts[reason]++;
+      this.#o.logger.warn({ worker: slot.n, reason, runs: tasks.map((t) => t.runId), exitCode }, `worker thread ${slot.n} ended (${message}); replacing it`);
+    }
+    const again: PoolTask[] = [];
+    for (const task of tasks) {
+      task.slot = undefined;
+      if (task === culprit) this.#o.events.lost(task, code, message);
+      else if (this.#closing) this.#o.events.lost(task, 'SHUTDOWN', 'the host stopped while the attempt was running in a worker thread');
+      else if (task.moved) this.#o.events.lost(task, code, `${message}, while the run shared it`);
+      else {
+        task.moved = true;
+        again.push(task);
+      }
+    }
+    if (this.#closing) return this.#checkIdle();
+    if (this.#bootFailures >= MAX_BOOT_FAILURES) {
+      this.#o.logger.error({ err: slot.error }, 'worker threads fail to start; handlers with isolation "worker" fail until one starts');
+    } else if (this.#slots.length < this.#o.size) {
+      this.#spawn();
+    }
+    for (const task of again) this.run(task);
+  }
+
+  // ----------------------------------------------------------------------------- messages
+
+  #queue(slot: Slot, ...op: unknown[]): void {
+    for (const field of op) slot.out.push(field);
+    this.#ping(slot);
+  }
+
+  /** Marks the thread for the next flush; with no op queued, the batch is empty and only asks for an answer. */
+  #ping(slot: Slot): void {
+    if (slot.queued) return;
+    slot.queued = true;
+    this.#dirty.push(slot);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#flushQueued = false;
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    for (const slot of dirty) {
+      slot.queued = false;
+      if (slot.worker && !slot.dead) this.#post(slot);
+    }
+  };
+
+  #post(slot: Slot): void {
+    const batch = slot.out;
+    slot.out = [0];
+    batch[0] = ++slot.sent;
+    slot.sentAt.set(slot.sent, performance.now());
+    slot.worker!.postMessage(batch);
+  }
+
+  #receive(slot: Slot, batch: Batch): void {
+    if (!slot.answered) {
+      slot.answered = true;
+      this.#bootFailures = 0;
+    }
+    const acked = batch[0] as number;
+    for (let s = slot.acked + 1; s <= acked; s++) slot.sentAt.delete(s);
+    slot.acked = acked;
+    const events = this.#o.events;
+    for (let i = 1; i < batch.length; i += 1 + OUT_FIELDS[batch[i] as 0]) {
+      const a = batch[i + 1] as number;
+      switch (batch[i]) {
+        case OUT.done: {
+          const task = slot.tasks.get(a);
+          if (!task) break;
+          slot.tasks.delete(a);
+          task.slot = undefined;
+          if (slot.tasks.size === 0) {
+            slot.worker?.unref();
+            if (this.#closing) this.#checkIdle();
+            else this.#retireWhenIdle(slot);
+          }
+          events.done(task, batch[i + 2] as string | null, batch[i + 3] as string | null);
+          break;
+        }
+        case OUT.progress: {
+          const task = slot.tasks.get(a);
+          if (task) events.progress(task, batch[i + 2] as number, batch[i + 3] as string | undefined);
+          break;
+        }
+        case OUT.log:
+          events.log(slot.tasks.get(a), batch[i + 2] as string, batch[i + 3] as string, batch[i + 4] as Record<string, unknown> | undefined);
+          break;
+        case OUT.emit: {
+          const task = slot.tasks.get(a);
+          if (task) events.emit(task, batch[i + 2] as string, batch[i + 3] as string | undefined);
+          break;
+        }
+        case OUT.read: {
+          const task = slot.tasks.get(batch[i + 2] as number);
+          if (task) events.read(task, a, batch[i + 3] as ReadMethod, batch[i + 4]);
+          break;
+        }
+        case OUT.memory:
+          this.#memory.get(a)?.(batch[i + 2] as number);
+          this.#memory.delete(a);
+          break;
+      }
+    }
+  }
+
+  #checkIdle(): void {
+    if (this.#slots.some((s) => s.tasks.size > 0)) return;
+    for (const done of this.#idle) done();
+  }
+}

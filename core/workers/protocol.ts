@@ -1,0 +1,63 @@
+/**
+ * What the main thread and a worker thread say to each other. Every message is one batch: what
+ * one side produced in one turn of its event loop, so a thousand runs cost one `postMessage`
+ * each way, not a thousand. A batch is one flat array, an op code followed by its fields, op
+ * after op (no array per op: cloning and collecting them cost more than the runs themselves).
+ * What a handler hands back (its result, log lines, emitted payloads) crosses as JSON text,
+ * made once in the worker, which is also the check that it survives JSON.
+ *
+ * A batch to a worker starts with its sequence number; every batch from a worker starts with
+ * the last sequence number it has read, so the pool sees a worker that has stopped reading
+ * (a handler spinning on the CPU) and sends new runs elsewhere.
+ */
+
+/**
+ * Ops to a worker thread, and their fields:
+ * - `load` version, source: a plugin version (numbered by the pool), evaluated on its first run
+ *   in the thread, dropped once superseded and idle;
+ * - `run` task, version, job, runId, attempt, params;
+ * - `abort` task, code, message: the attempt's signal is aborted with a HostError of that code;
+ * - `reply` request, ok, value: the answer to a `ctx.host` read (`ok` false: an error message);
+ * - `memory` request: the thread's heap in use.
+ */
+export const IN = { load: 0, run: 1, abort: 2, reply: 3, memory: 4 } as const;
+
+/** How many fields follow each op to a worker. */
+export const IN_FIELDS = [2, 6, 3, 3, 1] as const;
+
+/**
+ * Ops from a worker thread, and their fields:
+ * - `done` task, code, text: the handler settled; `code` null is a success with `text` its
+ *   result's JSON (null: none), else `text` is the error message;
+ * - `progress` task, fraction, text (undefined: unchanged);
+ * - `log` task, level, msg, fields: a `ctx.log` call at any level, as `logArgs()` makes it
+ *   (task 0: the thread itself); the main thread keeps it with the run and writes it to its log;
+ * - `emit` task, event, payload (JSON text, or undefined);
+ * - `read` request, task, method, arg: a `ctx.host` read;
+ * - `memory` request, heapUsed.
+ */
+export const OUT = { done: 0, progress: 1, log: 2, emit: 3, read: 4, memory: 5 } as const;
+
+/** How many fields follow each op from a worker. */
+export const OUT_FIELDS = [3, 3, 4, 3, 4, 2] as const;
+
+export type ReadMethod = 'runs' | 'run' | 'stats';
+
+/** A batch either way: its sequence number (to a worker) or the last one read (from one), then ops. */
+export type Batch = unknown[];
+
+/** What a worker thread is started with. */
+export interface ThreadData {
+  /** The URL of jobhost's own `core/index` without its extension: a plugin's import of it gets `plugin-api.ts` in a worker. */
+  coreIndex: string;
+  /** pino, for the shape of `ctx.log` (its calls travel to the main thread, which writes them). */
+  pinoUrl: string;
+  /** tsx's API, registered in the thread the first time a plugin imports a TypeScript module from outside the plugins directory. */
+  tsxUrl: string | null;
+  /** The host logger's level, as `ctx.log.level` reads it (every call is still sent: the run keeps lines at any level). */
+  logLevel: string;
+  /** Niceness the thread gives itself (Linux; 0: as the process). */
+  nice: number;
+  /** Int32 slot 0: the task that called `process.exit()`, written just before the thread exits. */
+  exitSlot: SharedArrayBuffer;
+}

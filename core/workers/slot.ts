@@ -1,0 +1,96 @@
+import type { Worker } from 'node:worker_threads';
+import type { ErrorCode } from '../contract/errors.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
+import type { Batch } from './protocol.js';
+
+/** The pool's bookkeeping: an attempt in it, a thread and what is in flight on it, why a thread died. */
+
+/** One attempt in the pool (the executor's attempt extends it). */
+export class PoolTask {
+  readonly id: number;
+  readonly source: HandlerSource;
+  readonly job: string;
+  readonly runId: string;
+  readonly attempt: number;
+  readonly params: unknown;
+  /** The thread it is on, while it runs. */
+  slot: Slot | undefined;
+  /** Already started again after its thread died under it. */
+  moved = false;
+
+  constructor(id: number, source: HandlerSource, job: string, runId: string, attempt: number, params: unknown) {
+    this.id = id;
+    this.source = source;
+    this.job = job;
+    this.runId = runId;
+    this.attempt = attempt;
+    this.params = params;
+  }
+}
+
+export type DeathReason = 'grace' | 'exit' | 'memory' | 'crash';
+
+/** A thread of the pool and what is in flight on it. */
+export class Slot {
+  readonly n: number;
+  worker: Worker | undefined;
+  readonly tasks = new Map<number, PoolTask>();
+  /** The newest plugin version sent to the thread, per plugin file. */
+  readonly loaded = new Map<string, number>();
+  out: Batch = [0];
+  queued = false;
+  sent = 0;
+  acked = 0;
+  readonly sentAt = new Map<number, number>();
+  /** It has answered at least once (it started). */
+  answered = false;
+  killedFor: PoolTask | undefined;
+  error: (Error & { code?: string }) | undefined;
+  dead = false;
+  /** Ended for want of work (a thread beyond `size`): not a death. */
+  retired = false;
+  idleTimer: NodeJS.Timeout | undefined;
+  readonly exitSlot = new SharedArrayBuffer(4);
+
+  constructor(n: number) {
+    this.n = n;
+  }
+
+  /** How long the oldest batch it has not read has waited (0: it has read everything). */
+  stalledFor(now: number): number {
+    return this.sent > this.acked ? now - (this.sentAt.get(this.acked + 1) ?? now) : 0;
+  }
+}
+
+/** Why a thread died, the code its attempts fail with, and which attempt caused it (if one did). */
+export function deathCause(
+  slot: Slot,
+  exitCode: number,
+  tasks: PoolTask[],
+  maxMemoryMb: number,
+): { reason: DeathReason; code: ErrorCode; message: string; culprit: PoolTask | undefined } {
+  const only = tasks.length === 1 ? tasks[0] : undefined;
+  if (slot.killedFor) {
+    return {
+      reason: 'grace',
+      code: 'WORKER_EXITED',
+      message: `run ${slot.killedFor.runId} did not let go within its grace after its abort`,
+      culprit: slot.killedFor,
+    };
+  }
+  if (slot.error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    return {
+      reason: 'memory',
+      code: 'OUT_OF_MEMORY',
+      message: `the worker thread ran out of memory (workers.maxMemoryMb: ${maxMemoryMb})`,
+      culprit: only,
+    };
+  }
+  const exitedBy = Atomics.load(new Int32Array(slot.exitSlot), 0);
+  if (exitedBy !== 0) {
+    const culprit = tasks.find((t) => t.id === exitedBy);
+    return { reason: 'exit', code: 'WORKER_EXITED', message: `the handler${culprit ? '' : ' of a finished run'} called process.exit(${exitCode})`, culprit };
+  }
+  const why = slot.error ? `the worker thread crashed: ${slot.error.message}` : `the worker thread stopped (exit code ${exitCode})`;
+  return { reason: 'crash', code: 'WORKER_EXITED', message: why, culprit: only };
+}

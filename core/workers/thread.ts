@@ -1,0 +1,258 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import { type ErrorCode, HostError } from '../contract/errors.js';
+import { capturingLogger, logArgs } from '../contract/log-capture.js';
+import type { Logger } from '../contract/logger.js';
+import type { HandlerSource } from '../contract/plugin-source.js';
+import { pluginApi } from './plugin-api.js';
+import { evaluateSource } from './plugin-code.js';
+import { type Batch, IN, IN_FIELDS, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
+import { type ThreadChannel, ThreadContext } from './thread-context.js';
+
+/**
+ * A worker thread of the pool (`pool.ts` starts it): it evaluates plugin versions the main
+ * thread sends, runs handlers with a `ctx` that talks back to the main thread, and reports
+ * outcomes in batches. Stray rejections and throws from a handler's timers fail that attempt
+ * (the thread goes on); `process.exit()` from a handler is recorded as that attempt's before
+ * the thread exits, so the pool can tell who did it.
+ */
+
+const port = parentPort;
+if (!port) throw new Error('core/workers/thread.ts runs as a worker thread of the pool');
+const data = workerData as ThreadData;
+const exitSlot = new Int32Array(data.exitSlot);
+
+// Handlers are background work: on Linux the thread lowers its own priority (a thread's id is a
+// pid to setpriority), so a CPU-bound handler leaves the main thread the CPU it needs to answer.
+if (data.nice > 0 && process.platform === 'linux') {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), data.nice);
+  } catch {
+    // not allowed, or no /proc: the thread keeps the process's priority
+  }
+}
+
+type PinoFactory = (options: object, stream: { write(line: string): void }) => Logger;
+// pino is loaded before the first batch is read, so `ctx.log` is there synchronously. It gives
+// `ctx.log` its shape (levels, child, isLevelEnabled) and writes nothing: every call is captured
+// (`capturingLogger`) as a level, a message and fields, posted, and the main thread both keeps it
+// with the run and writes it to the host's log, so a line is made once and crosses once.
+const pinoModule = (await import(data.pinoUrl)) as { default?: PinoFactory; pino?: PinoFactory };
+const pino = (pinoModule.pino ?? pinoModule.default) as PinoFactory;
+const mute = pino({ level: data.logLevel, base: null, timestamp: false, hooks: { logMethod() {} } }, { write() {} });
+
+// ------------------------------------------------------------------------------- batching out
+
+let out: Batch = [0];
+let flushing = false;
+
+function flush(): void {
+  flushing = false;
+  const batch = out;
+  out = [batch[0]];
+  port!.postMessage(batch);
+}
+
+/** Queues an op and its fields; everything queued in one turn of the event loop leaves as one message. */
+function send(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown): void {
+  const n = OUT_FIELDS[op as 0];
+  out.push(op, a);
+  if (n > 1) out.push(b);
+  if (n > 2) out.push(c);
+  if (n > 3) out.push(d);
+  if (!flushing) {
+    flushing = true;
+    setImmediate(flush);
+  }
+}
+
+// ------------------------------------------------------------------------------- plugin versions
+
+interface Version {
+  source: HandlerSource;
+  exports: Promise<Record<string, unknown>> | undefined;
+  /** Runs of this version in flight here. */
+  running: number;
+}
+
+const versions = new Map<number, Version>();
+/** The newest version of each plugin file: an older one is dropped once it has no run left. */
+const newest = new Map<string, number>();
+const coreIndex = data.coreIndex;
+let tsxRegistered = false;
+
+/** A version sent by the pool becomes its file's newest (the pool sends one whenever its newest differs). */
+function load(id: number, source: HandlerSource): void {
+  if (!versions.has(id)) versions.set(id, { source, exports: undefined, running: 0 });
+  const previous = newest.get(source.entry);
+  newest.set(source.entry, id);
+  if (previous !== undefined && previous !== id) release(previous);
+}
+
+/** Drops a superseded version with no run in flight: its code and module objects become garbage. */
+function release(id: number): void {
+  const version = versions.get(id);
+  if (version && version.running === 0 && newest.get(version.source.entry) !== id) versions.delete(id);
+}
+
+/** Imports a module a plugin needs from outside its directory (jobhost's own index: the plugin API). */
+async function importModule(url: string): Promise<unknown> {
+  if (url.split('?')[0]!.replace(/\.(ts|js|mjs)$/, '') === coreIndex) return pluginApi();
+  try {
+    return await import(url);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (tsxRegistered || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;
+    // A TypeScript module from outside the plugins directory: this thread needs tsx too (once).
+    ((await import(data.tsxUrl)) as { register(): void }).register();
+    tsxRegistered = true;
+    return import(`${url}${url.includes('?') ? '&' : '?'}tsx`);
+  }
+}
+
+async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadContext) => unknown> {
+  version.exports ??= evaluateSource(version.source, importModule);
+  let exports: Record<string, unknown>;
+  try {
+    exports = await version.exports;
+  } catch (err) {
+    throw new HostError('PLUGIN_IMPORT_FAILED', `the plugin file failed to load in a worker thread: ${(err as Error)?.message ?? String(err)}`);
+  }
+  const plugin = exports['default'] as { name?: unknown; handler?: unknown } | undefined;
+  if (plugin?.name !== job || typeof plugin.handler !== 'function') {
+    throw new HostError('PLUGIN_INVALID', `the plugin file no longer exports a handler for job "${job}" in a worker thread`);
+  }
+  return plugin.handler as (ctx: ThreadContext) => unknown;
+}
+
+// ------------------------------------------------------------------------------- runs
+
+const running = new Map<number, ThreadContext>();
+const scope = new AsyncLocalStorage<ThreadContext>();
+let nextRequest = 0;
+const requests = new Map<number, { resolve(value: unknown): void; reject(err: Error): void }>();
+
+const channel: ThreadChannel = {
+  send,
+  read(task, method, arg) {
+    const id = ++nextRequest;
+    send(OUT.read, id, task, method, arg);
+    return new Promise((resolve, reject) => requests.set(id, { resolve, reject }));
+  },
+  logger(task) {
+    return capturingLogger(mute, (level, msg, fields) => send(OUT.log, task, level, msg, fields));
+  },
+};
+
+function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCode): void {
+  if (ctx.settled) return;
+  ctx.settle(ok, value, stray);
+  running.delete(ctx.id);
+  const version = versions.get(ctx.version);
+  if (version) {
+    version.running--;
+    release(ctx.version);
+  }
+}
+
+async function start(ctx: ThreadContext): Promise<void> {
+  const version = versions.get(ctx.version);
+  if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.version} was never sent to this worker`));
+  version.running++;
+  let handler: (ctx: ThreadContext) => unknown;
+  try {
+    handler = await handlerOf(version, ctx.job);
+  } catch (err) {
+    return settle(ctx, false, err);
+  }
+  let result: unknown;
+  try {
+    result = scope.run(ctx, handler, ctx);
+  } catch (err) {
+    return settle(ctx, false, err);
+  }
+  if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+    (result as PromiseLike<unknown>).then(
+      (value) => settle(ctx, true, value),
+      (err: unknown) => settle(ctx, false, err),
+    );
+  } else {
+    settle(ctx, true, result);
+  }
+}
+
+// ------------------------------------------------------------------------------- messages in
+
+port.on('message', (batch: Batch) => {
+  out[0] = batch[0];
+  for (let i = 1; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {
+    switch (batch[i]) {
+      case IN.run: {
+        const ctx = new ThreadContext(
+          channel,
+          batch[i + 1] as number,
+          batch[i + 2] as number,
+          batch[i + 3] as string,
+          batch[i + 4] as string,
+          batch[i + 5] as number,
+          batch[i + 6],
+        );
+        running.set(ctx.id, ctx);
+        void start(ctx);
+        break;
+      }
+      case IN.load:
+        load(batch[i + 1] as number, batch[i + 2] as HandlerSource);
+        break;
+      case IN.abort:
+        running.get(batch[i + 1] as number)?.abort(batch[i + 2] as string, batch[i + 3] as string);
+        break;
+      case IN.reply: {
+        const request = requests.get(batch[i + 1] as number);
+        requests.delete(batch[i + 1] as number);
+        if (batch[i + 2]) request?.resolve(batch[i + 3]);
+        else request?.reject(new Error(String(batch[i + 3])));
+        break;
+      }
+      case IN.memory:
+        // A benchmark that exposed gc (a process-wide V8 flag) gets the heap after a collection.
+        (globalThis as { gc?: () => void }).gc?.();
+        send(OUT.memory, batch[i + 1], process.memoryUsage().heapUsed);
+        break;
+    }
+  }
+  // Every batch is answered, so the pool knows this thread is reading.
+  if (!flushing) {
+    flushing = true;
+    setImmediate(flush);
+  }
+});
+
+// ------------------------------------------------------------------------------- guards
+
+/** A line of the thread itself (not of a run), for the host's log. */
+function threadLog(level: 'error' | 'warn', obj: object, msg: string): void {
+  const line = logArgs([obj, msg]);
+  send(OUT.log, 0, level, line.msg, line.fields);
+}
+
+process.on('unhandledRejection', (reason) => {
+  const ctx = scope.getStore();
+  if (ctx) return settle(ctx, false, reason, 'UNHANDLED_REJECTION');
+  threadLog('error', { err: reason }, 'unhandled promise rejection in a worker thread outside any run; ignored');
+});
+
+process.on('uncaughtException', (err) => {
+  const ctx = scope.getStore();
+  if (ctx) return settle(ctx, false, err, 'UNCAUGHT_EXCEPTION');
+  threadLog('error', { err }, 'uncaught exception in a worker thread outside any run; the thread carries on');
+});
+
+const exit = process.exit.bind(process);
+process.exit = ((code?: number | string | null) => {
+  // Written where the main thread reads it after the thread is gone: a message might not arrive.
+  Atomics.store(exitSlot, 0, scope.getStore()?.id ?? -1);
+  exit(code ?? undefined);
+}) as typeof process.exit;

@@ -1,0 +1,165 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { nextEvent, until } from '../../helpers.js';
+import { pluginHost } from '../../plugin-host.js';
+
+/**
+ * The pool of threads: where a run goes, what becomes of runs that share a thread with a
+ * handler that had to be terminated, and plugin versions reaching every thread.
+ */
+
+const spin = `
+import { writeFileSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
+export default {
+  name: 'spin',
+  timeout: '1s',
+  handler: (ctx: { attempt: number; params: { mark: string } }) => {
+    writeFileSync(ctx.params.mark + '.' + ctx.attempt, String(threadId));
+    const end = Date.now() + 60_000;
+    while (Date.now() < end) {}
+    return 'spun';
+  },
+};
+`;
+
+/** Waits for a release mark, then answers with its version and thread. */
+const held = (label: string): string => `
+import { existsSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
+import { label } from './lib/label.js';
+export default {
+  name: 'held',
+  concurrency: 10,
+  handler: (ctx: { params: { release: string } }) => new Promise((resolve) => {
+    const poll = setInterval(() => {
+      if (existsSync(ctx.params.release)) { clearInterval(poll); resolve({ version: '${label}', helper: label(), threadId }); }
+    }, 5);
+  }),
+};
+`;
+
+t.test('a burst of runs passes over a thread whose handler holds its CPU', async (t) => {
+  const quick = `import { threadId } from 'node:worker_threads';\nexport default { name: 'quick', concurrency: 20, handler: async () => ({ threadId }) };\n`;
+  const h = await pluginHost(t, { 'spin.ts': spin, 'quick.ts': quick }, { config: { workers: { grace: 200 } } });
+  // Both threads have loaded what the burst runs, so no run waits on an import.
+  await h.host.wait((await h.host.trigger('quick')).runId);
+  const { runId } = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
+  const spinThread = Number(await h.marked('spin.1'));
+  // The precondition: the spinning thread has been silent past the pool's stall bound (50 ms).
+  await new Promise((r) => setTimeout(r, 150));
+  const burst = await Promise.all(Array.from({ length: 8 }, () => h.host.trigger('quick')));
+  const runs = await Promise.all(burst.map((b) => h.host.wait(b.runId)));
+  t.ok(
+    runs.every((r) => r.status === 'succeeded' && (r.result as { threadId: number }).threadId !== spinThread),
+    'every run of the burst ran, on the other thread',
+  );
+  t.equal((await h.host.run(runId))!.status, 'running', 'while the handler still spins');
+});
+
+t.test('a run that shared a thread with a handler that had to be terminated starts again on a fresh one', async (t) => {
+  const patient = `
+import { appendFileSync, readFileSync } from 'node:fs';
+export default {
+  name: 'patient',
+  handler: (ctx: { params: { mark: string } }) => {
+    appendFileSync(ctx.params.mark, 'start;');
+    const starts = readFileSync(ctx.params.mark, 'utf8').split(';').length - 1;
+    // The first start waits for ever: only a second start can finish the run.
+    return starts === 1 ? new Promise(() => {}) : { starts };
+  },
+};
+`;
+  const h = await pluginHost(t, { 'spin.ts': spin, 'patient.ts': patient }, { config: { workers: { size: 1 } } });
+  const waiting = await h.host.trigger('patient', { params: { mark: h.mark('patient') } });
+  await h.marked('patient');
+  const spinning = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
+  await h.marked('spin.1');
+  await h.clock.advance(1000);
+  t.match(await h.host.wait(spinning.runId), { status: 'failed', error: { code: 'TIMEOUT' } });
+  await h.clock.advance(1000);
+  const run = await h.host.wait(waiting.runId);
+  t.match(run, { status: 'succeeded', result: { starts: 2 } }, 'the bystander ran again and finished');
+  t.equal(run.attempts.length, 1, 'as the same attempt: it did nothing wrong');
+  t.match(h.host.workerStats(), { threads: 1, restarts: { grace: 1 } });
+});
+
+t.test('an edited plugin or helper runs its new code on the next run in every thread', async (t) => {
+  const h = await pluginHost(t, { 'held.ts': held('v1'), 'lib/label.ts': `export const label = (): string => 'helper 1';\n` });
+  let round = 0;
+  /** Two runs at once, so each thread takes one. */
+  const pair = async (): Promise<Array<{ version: string; helper: string; threadId: number }>> => {
+    const release = h.mark(`release-${++round}`);
+    const ids = await Promise.all([h.host.trigger('held', { params: { release } }), h.host.trigger('held', { params: { release } })]);
+    await until(() => h.host.workerStats().running === 2, 5000, 'both runs in threads');
+    writeFileSync(release, 'go');
+    const runs = await Promise.all(ids.map((r) => h.host.wait(r.runId)));
+    return runs.map((r) => r.result as { version: string; helper: string; threadId: number });
+  };
+  const first = await pair();
+  const threads = new Set(first.map((r) => r.threadId));
+  t.equal(threads.size, 2, 'the two runs took both threads');
+  t.same(
+    first.map((r) => [r.version, r.helper]),
+    [
+      ['v1', 'helper 1'],
+      ['v1', 'helper 1'],
+    ],
+  );
+
+  let updated = nextEvent(h.host, (e) => e.type === 'job.updated' && e.data.job === 'held');
+  writeFileSync(path.join(h.plugins, 'held.ts'), held('v2'));
+  await updated;
+  const second = await pair();
+  t.same(
+    second.map((r) => [r.version, r.helper]),
+    [
+      ['v2', 'helper 1'],
+      ['v2', 'helper 1'],
+    ],
+    'both threads run the edited file',
+  );
+  t.same(new Set(second.map((r) => r.threadId)), threads, 'on the same threads: a reload restarts none');
+
+  updated = nextEvent(h.host, (e) => e.type === 'job.updated' && e.data.job === 'held');
+  writeFileSync(path.join(h.plugins, 'lib/label.ts'), `export const label = (): string => 'helper 2';\n`);
+  await updated;
+  const third = await pair();
+  t.same(
+    third.map((r) => [r.version, r.helper]),
+    [
+      ['v2', 'helper 2'],
+      ['v2', 'helper 2'],
+    ],
+    'both threads run the edited helper',
+  );
+});
+
+t.test('when every thread is held on the CPU, one more starts (up to workers.max) so other runs need not wait', async (t) => {
+  const quick = `import { threadId } from 'node:worker_threads';\nexport default { name: 'quick', handler: () => ({ threadId }) };\n`;
+  const h = await pluginHost(t, { 'spin.ts': spin, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
+  const spinning = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
+  const spinThread = Number(await h.marked('spin.1'));
+  // The precondition: the one thread has stopped reading for over a second (the pool's bound for
+  // starting another: a thread that is merely busy reads its messages within milliseconds).
+  await new Promise((r) => setTimeout(r, 1200));
+  const run = await h.host.wait((await h.host.trigger('quick')).runId);
+  t.match(run, { status: 'succeeded' });
+  t.not((run.result as { threadId: number }).threadId, spinThread, 'on a thread started for it');
+  t.equal(h.host.workerStats().threads, 2, 'no more than workers.max');
+  t.equal((await h.host.run(spinning.runId))!.status, 'running', 'while the handler still spins');
+});
+
+t.test(
+  'threads lower their own scheduling priority (workers.nice), the main thread keeps its own',
+  { skip: process.platform !== 'linux' && 'Linux only' },
+  async (t) => {
+    const nice = `import { getPriority } from 'node:os';\nexport default { name: 'nice', handler: () => getPriority(0) };\n`;
+    const h = await pluginHost(t, { 'nice.ts': nice }, { config: { workers: { nice: 7 } } });
+    const main = (await import('node:os')).getPriority(0);
+    // Niceness is absolute; a process already nicer than 7 cannot lower it without privilege.
+    t.equal((await h.host.wait((await h.host.trigger('nice')).runId)).result, Math.max(main, 7));
+    t.equal((await import('node:os')).getPriority(0), main, 'the main thread is untouched');
+  },
+);

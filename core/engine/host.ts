@@ -1,10 +1,9 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { Backend } from '../contract/backend.js';
 import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import { type Config, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
-import { type AnyHostEvent, type EventType, eventHost, type HostEvent } from '../contract/events.js';
+import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
@@ -41,17 +40,8 @@ export class Host {
   readonly bus: Bus;
   #config: Config;
   #state: HostState = 'created';
-  readonly #backend: Backend;
-  readonly #executor: HostParts['executor'];
-  readonly #observer: HostParts['observer'];
-  readonly #logs: HostParts['logs'];
-  readonly #insight: HostParts['insight'];
-  readonly #scheduler: HostParts['scheduler'];
-  readonly #jobs: HostParts['jobs'];
-  readonly #triggers: HostParts['triggers'];
-  readonly #fires: HostParts['fires'];
-  readonly #registrations: HostParts['registrations'];
-  readonly #newId: HostParts['newId'];
+  /** What the host is made of (`wiring.ts`). */
+  readonly #p: HostParts;
   #stopping: Promise<void> | undefined;
   #url: string | null = null;
   #startedAt = '';
@@ -76,7 +66,6 @@ export class Host {
         setConfig: (next) => {
           this.#config = next;
         },
-        accepting: () => this.#acceptingWork(),
         retry: (id) => this.retry(id),
         publish: (event, payload) => this.publish(event, payload),
         runs: (query) => this.runs(query),
@@ -86,17 +75,7 @@ export class Host {
       options,
     );
     this.bus = parts.bus;
-    this.#backend = parts.backend;
-    this.#executor = parts.executor;
-    this.#observer = parts.observer;
-    this.#logs = parts.logs;
-    this.#insight = parts.insight;
-    this.#scheduler = parts.scheduler;
-    this.#jobs = parts.jobs;
-    this.#triggers = parts.triggers;
-    this.#fires = parts.fires;
-    this.#registrations = parts.registrations;
-    this.#newId = parts.newId;
+    this.#p = parts;
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -130,24 +109,24 @@ export class Host {
     if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = 'starting';
     this.#startedAt = isoTime(this.clock.now());
-    const opened = await this.#backend.open({
-      job: (name) => this.#jobs.get(name)?.job,
-      executor: this.#executor,
-      observer: this.#observer,
-      flagsChanged: (name) => this.#registrations.flagsChanged(name),
+    const opened = await this.#p.backend.open({
+      job: (name) => this.#p.jobs.get(name)?.job,
+      executor: this.#p.executor,
+      observer: this.#p.observer,
+      flagsChanged: (name) => this.#p.registrations.flagsChanged(name),
       relay: (type, at, data) => this.bus.relay(type, at, data),
       describe: () => this.#describe(),
     });
-    if (opened.idNode !== undefined) this.#newId.setNode(opened.idNode);
+    if (opened.idNode !== undefined) this.#p.newId.setNode(opened.idNode);
     // Jobs registered before start were resolved without their stored flags: resolve again.
-    for (const name of this.#jobs.names()) this.#registrations.reresolve(name);
-    this.#insight.start(this.#jobs.names());
+    for (const name of this.#p.jobs.names()) this.#p.registrations.reresolve(name);
+    this.#p.insight.start(this.#p.jobs.names());
     this.#state = 'running';
-    this.#executor.open();
+    this.#p.executor.open();
     this.#warmWorkers();
-    this.#backend.start();
-    this.#scheduler.start();
-    for (const name of this.#jobs.names()) this.#fires.catchUp(name);
+    this.#p.backend.start();
+    this.#p.scheduler.start();
+    for (const name of this.#p.jobs.names()) this.#p.fires.catchUp(name);
     try {
       for (const service of this.#services) await service.start();
     } catch (err) {
@@ -155,7 +134,7 @@ export class Host {
       await this.stop({ reason: 'start failed', graceMs: 0 });
       throw err;
     }
-    this.bus.emit('host.started', { job: null, pid: process.pid, jobs: this.#jobs.size });
+    this.bus.emit('host.started', { job: null, pid: process.pid, jobs: this.#p.jobs.size });
   }
 
   /**
@@ -171,14 +150,14 @@ export class Host {
     const wasStarted = this.#state === 'running' || this.#state === 'starting';
     this.#state = 'stopping';
     this.bus.emit('host.stopping', { job: null, reason, graceMs });
-    this.#scheduler.stop();
+    this.#p.scheduler.stop();
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
-    await this.#backend.drain(graceMs);
-    await this.#executor.close();
-    this.#logs.close();
-    await this.#insight.stop();
-    if (wasStarted) await this.#backend.close();
+    await this.#p.backend.drain(graceMs);
+    await this.#p.executor.close();
+    this.#p.logs.close();
+    await this.#p.insight.stop();
+    if (wasStarted) await this.#p.backend.close();
     this.bus.emit('host.stopped', { job: null, reason });
     for (const service of services) {
       await service.stop().catch((err: unknown) => this.logger.error({ err, service: service.name }, 'service failed to stop'));
@@ -188,20 +167,20 @@ export class Host {
 
   /** Resolves when everything recorded so far is durable in the store. */
   flush(): Promise<void> {
-    return this.#backend.flush();
+    return this.#p.backend.flush();
   }
 
   /** Pauses dispatch: triggers are still accepted and queued; running runs go on. */
   pause(): void {
-    this.#backend.pause();
+    this.#p.backend.pause();
   }
 
   resume(): void {
-    this.#backend.resume();
+    this.#p.backend.resume();
   }
 
   get paused(): boolean {
-    return this.#backend.paused;
+    return this.#p.backend.paused;
   }
 
   // ------------------------------------------------------------------------ jobs
@@ -213,24 +192,24 @@ export class Host {
    * directory passes it); without one the handler runs inline.
    */
   register(plugin: unknown, options: { file?: string | null; source?: HandlerSource | null } = {}): JobView {
-    const name = this.#registrations.register(plugin, options.file ?? null, options.source ?? null);
+    const name = this.#p.registrations.register(plugin, options.file ?? null, options.source ?? null);
     this.#warmWorkers();
     return this.#view(name)!;
   }
 
   /** Threads start with the host, or with the first job that runs in one: a first run need not wait for them. */
   #warmWorkers(): void {
-    if (this.#state === 'running') this.#executor.warm([...this.#jobs.entries()].map(([, { job }]) => job));
+    if (this.#state === 'running') this.#p.executor.warm([...this.#p.jobs.entries()].map(([, { job }]) => job));
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */
   unregister(name: string): boolean {
-    return this.#registrations.unregister(name);
+    return this.#p.registrations.unregister(name);
   }
 
   /** The file a job came from (null for code-registered jobs), or undefined for no such job. */
   fileOf(name: string): string | null | undefined {
-    return this.#jobs.get(name)?.job.file;
+    return this.#p.jobs.get(name)?.job.file;
   }
 
   /**
@@ -239,14 +218,14 @@ export class Host {
    * those that only take effect after a restart. Throws (and changes nothing) when invalid.
    */
   applyConfig(input: unknown): { changed: string[]; restartRequired: string[] } {
-    const changes = this.#registrations.applyConfig(input);
+    const changes = this.#p.registrations.applyConfig(input);
     this.#warmWorkers();
     return changes;
   }
 
   /** Enables or disables a job at run time; the flag survives restarts. */
   async setEnabled(name: string, enabled: boolean): Promise<JobView> {
-    await this.#registrations.setEnabled(name, enabled);
+    await this.#p.registrations.setEnabled(name, enabled);
     return this.#view(name)!;
   }
 
@@ -260,27 +239,22 @@ export class Host {
 
   // ------------------------------------------------------------------------ triggers
 
-  #acceptingWork(): void {
-    if (this.#state === 'stopping' || this.#state === 'stopped') throw new HostError('SHUTTING_DOWN', 'the host is shutting down');
-    if (this.#state !== 'running') throw new HostError('NOT_STARTED', 'the host has not started');
-  }
-
   /**
    * Triggers a job. Resolves once the run is durable in the store; rejects with JOB_NOT_FOUND,
    * INVALID_PARAMS, SKIPPED (`details.reason`) or SHUTTING_DOWN.
    */
   trigger(name: string, options: TriggerOptions = {}): Promise<TriggerResult> {
-    return this.#triggers.create(name, options, options.source ?? 'api');
+    return this.#p.triggers.create(name, options, options.source ?? 'api');
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
   publish(event: string, payload?: unknown): Promise<PublishResult> {
-    return this.#triggers.publish(event, payload);
+    return this.#p.triggers.publish(event, payload);
   }
 
   /** Cancels a queued or running run; RUN_FINISHED if it already ended. */
   async cancel(id: string): Promise<Run> {
-    const result = await this.#backend.cancel(id, 'canceled by request');
+    const result = await this.#p.backend.cancel(id, 'canceled by request');
     if (!result) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
     if (!result.canceled) throw new HostError('RUN_FINISHED', `run ${id} already ${result.run.status}`, { runId: id, status: result.run.status });
     return result.run;
@@ -288,13 +262,13 @@ export class Host {
 
   /** Replays a failed or canceled run as a new run (source `retry`). */
   retry(id: string): Promise<TriggerResult> {
-    return this.#triggers.retry(id);
+    return this.#p.triggers.retry(id);
   }
 
   // ------------------------------------------------------------------------ reads
 
   jobs(): JobView[] {
-    return this.#jobs
+    return this.#p.jobs
       .names()
       .sort()
       .map((name) => this.#view(name)!);
@@ -305,25 +279,25 @@ export class Host {
   }
 
   #view(name: string): JobView | undefined {
-    const job = this.#jobs.get(name)?.job;
+    const job = this.#p.jobs.get(name)?.job;
     if (!job) return undefined;
     const armed = job.enabled && this.#state !== 'stopping' && this.#state !== 'stopped';
-    const load = this.#backend.activeRuns(name);
-    return jobView(job, this.#backend.jobState(name), { nextRun: armed ? this.#scheduler.next(name) : null, active: load.active, running: load.running });
+    const load = this.#p.backend.activeRuns(name);
+    return jobView(job, this.#p.backend.jobState(name), { nextRun: armed ? this.#p.scheduler.next(name) : null, active: load.active, running: load.running });
   }
 
   /** History, newest first, across segments; `next` is the cursor for `before`. */
   runs(query: RunQuery = {}): Promise<Page<Run>> {
-    return this.#backend.listRuns(query);
+    return this.#p.backend.listRuns(query);
   }
 
   run(id: string): Promise<Run | undefined> {
-    return this.#backend.getRun(id);
+    return this.#p.backend.getRun(id);
   }
 
   /** A run and its log: the last 500 lines / 256 KiB its handler wrote through `ctx.log`, and how many earlier ones were cut. */
   runLog(id: string): Promise<{ run: Run; log: RunLog }> {
-    return this.#insight.runLog(id);
+    return this.#p.insight.runLog(id);
   }
 
   /**
@@ -331,41 +305,41 @@ export class Host {
    * as runs finish; JOB_NOT_FOUND for a job neither registered nor ever run.
    */
   series(window: SeriesWindow, job?: string): Series {
-    return this.#insight.series(window, job);
+    return this.#p.insight.series(window, job);
   }
 
   /** Replays every failed run (of a job, or all) that ended in the range and was not replayed yet; `dryRun` only counts. */
   retryFailed(filter: BulkFilter = {}): Promise<BulkResult> {
-    return this.#insight.retryFailed(filter);
+    return this.#p.insight.retryFailed(filter);
   }
 
   /** Cancels every run (of a job, or all) created in the range that is still waiting; `dryRun` only counts. */
   cancelQueued(filter: BulkFilter = {}): Promise<BulkResult> {
-    return this.#insight.cancelQueued(filter);
+    return this.#p.insight.cancelQueued(filter);
   }
 
   /** Resolves with the run once it is final. */
   wait(id: string): Promise<Run> {
-    return finalRun(this.bus, this.#backend, id);
+    return finalRun(this.bus, this.#p.backend, id);
   }
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Promise<Page<Notification>> {
-    return this.#backend.listNotifications(query);
+    return this.#p.backend.listNotifications(query);
   }
 
   stats(): Stats {
-    const jobs = [...this.#jobs.entries()].map(([, e]) => e.job);
-    return hostStats(this.#state, jobs, this.#backend.jobStates(), this.#backend.depths(), this.#backend.stats(), this.bus.seq);
+    const jobs = [...this.#p.jobs.entries()].map(([, e]) => e.job);
+    return hostStats(this.#state, jobs, this.#p.backend.jobStates(), this.#p.backend.depths(), this.#p.backend.stats(), this.bus.seq);
   }
 
   /** The store's condition (readiness, metrics): why it cannot write, if so; damage found in its files. */
   storeHealth(): BackendHealth {
-    return this.#backend.health();
+    return this.#p.backend.health();
   }
 
   /** Acknowledges store damage reports (every unacknowledged one without `ids`): `/ready` stops listing them. */
   async ackStoreDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
-    const result = await this.#backend.ackDamage(ids);
+    const result = await this.#p.backend.ackDamage(ids);
     if (result.acknowledged.length > 0) this.logger.info({ ids: result.acknowledged.map((r) => r.id) }, 'store damage acknowledged');
     return result;
   }
@@ -375,27 +349,27 @@ export class Host {
    * definition differs between them (`drift`); on the local backend, this host alone.
    */
   cluster(): ClusterView {
-    const self = { id: this.id, ...this.#describe(), lastSeen: isoTime(this.clock.now()), running: this.#backend.depths().running };
-    return clusterView(this.#config.backend.kind, this.id, this.#backend.hosts() ?? [self]);
+    const self = { id: this.id, ...this.#describe(), lastSeen: isoTime(this.clock.now()), running: this.#p.backend.depths().running };
+    return clusterView(this.#config.backend.kind, this.id, this.#p.backend.hosts() ?? [self]);
   }
 
   #describe(): ReturnType<typeof describeHost> {
-    return describeHost(this.#jobs.entries(), this.#url, this.#startedAt || isoTime(this.clock.now()));
+    return describeHost(this.#p.jobs.entries(), this.#url, this.#startedAt || isoTime(this.clock.now()));
   }
 
   /** The pool of worker threads handlers run in: its size, live threads, attempts in flight, threads replaced (by reason). */
   workerStats(): WorkerStats {
-    return this.#executor.workerStats();
+    return this.#p.executor.workerStats();
   }
 
   /** The heap in use of each worker thread, in bytes (benchmarks report it). */
   workerMemory(): Promise<number[]> {
-    return this.#executor.workerMemory();
+    return this.#p.executor.workerMemory();
   }
 
   /** Whether the scheduler is armed (for readiness). */
   get schedulerRunning(): boolean {
-    return this.#scheduler.running;
+    return this.#p.scheduler.running;
   }
 
   /**
@@ -404,7 +378,7 @@ export class Host {
    * was registered in this process.
    */
   staleJobs(): StaleJob[] {
-    return staleJobs(this.#jobs.entries(), (name) => this.#backend.jobState(name), this.clock.now());
+    return staleJobs(this.#p.jobs.entries(), (name) => this.#p.backend.jobState(name), this.clock.now());
   }
 
   /** Listens to one event type, or `'*'` for all. Returns the unsubscribe function. */

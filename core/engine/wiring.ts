@@ -1,6 +1,7 @@
 import type { Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
+import { HostError } from '../contract/errors.js';
 import { eventHost } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
@@ -48,7 +49,6 @@ export interface HostSide {
   state(): HostState;
   config(): Config;
   setConfig(next: Config): void;
-  accepting(): void;
   retry(id: string): Promise<TriggerResult>;
   publish(event: string, payload?: unknown): Promise<PublishResult>;
   runs(query: RunQuery): Promise<Page<Run>>;
@@ -63,6 +63,12 @@ export interface HostSide {
  */
 export function wireHost(host: HostSide, options: HostOptions): HostParts {
   const { clock, logger } = host;
+  // New work (a trigger, an event, a bulk action) is taken only while running.
+  const accepting = (): void => {
+    const state = host.state();
+    if (state === 'stopping' || state === 'stopped') throw new HostError('SHUTTING_DOWN', 'the host is shutting down');
+    if (state !== 'running') throw new HostError('NOT_STARTED', 'the host has not started');
+  };
   const config = host.config();
   const newId = createIdGenerator(() => clock.now(), host.random);
   const queues = new Set(Object.keys(config.queues));
@@ -83,7 +89,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     logs,
     registered: (job) => jobs.get(job) !== undefined,
     retry: (id) => host.retry(id),
-    accepting: () => host.accepting(),
+    accepting,
   });
   const observer = new RunEvents({ bus, clock, logger, newId, notifySpec: (job) => jobs.get(job)?.job.notify, backend: () => backend, logs });
   const executor = new Executors({
@@ -96,7 +102,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     },
     log: (task, level, msg, fields) => logs.line(task, level, msg, fields),
   });
-  const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting: () => host.accepting() });
+  const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting });
   const fires = new Fires({ clock, logger, backend, registry: jobs, triggers });
   const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
   const registrations = new Registrations({

@@ -11,8 +11,7 @@ import type {
   Refusal,
   ScheduleFire,
 } from '../contract/backend.js';
-import { type Clock, isoTime, systemClock } from '../contract/clock.js';
-import type { RedisBackendConfig } from '../contract/config.js';
+import { type Clock, systemClock } from '../contract/clock.js';
 import type { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
@@ -22,21 +21,12 @@ import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BackendStats, ClusterHost } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
-import { Attempts } from './attempts.js';
 import { type CancelResult, cancelRun } from './cancel.js';
-import { Connections } from './connections.js';
-import { DelayTimers } from './delay-timers.js';
-import { Dispatcher } from './dispatcher.js';
-import { EventRelay, HOST_EVENT } from './event-relay.js';
-import { Heartbeat } from './heartbeat.js';
-import { History } from './history.js';
-import { CANCELED_REASON, ClusterKeys } from './keys.js';
-import { LoadedJobs } from './loaded-jobs.js';
-import { Mirror } from './mirror.js';
-import { defineScripts, type ScriptedRedis } from './scripts.js';
-import { claimSettings, SETTINGS_TTL_MS } from './settings.js';
-import { type StreamEntry, StreamReader } from './stream-reader.js';
-import { Sweeper } from './sweep.js';
+import { HOST_EVENT } from './event-relay.js';
+import type { ScriptedRedis } from './scripts.js';
+import { claimSettings } from './settings.js';
+import type { StreamEntry } from './stream-reader.js';
+import { type RedisBackendOptions, type RedisParts, wireRedisBackend } from './wiring.js';
 
 /**
  * The `redis` backend (cluster mode, SPEC §11): runs are BullMQ jobs on one Redis shared by every
@@ -47,17 +37,7 @@ import { Sweeper } from './sweep.js';
  * check). It keeps time by the real clock (Redis and BullMQ do).
  */
 
-export interface RedisBackendOptions {
-  config: RedisBackendConfig;
-  hostId: string;
-  keepRuns: number;
-  keepDays: number;
-  concurrency: number;
-  queues: Readonly<Record<string, number>>;
-  /** Random source for retry jitter. */
-  random: () => number;
-  logger: Logger;
-}
+export type { RedisBackendOptions } from './wiring.js';
 
 /** Creates the redis backend (see `Backend`). */
 export function createRedisBackend(options: RedisBackendOptions): Backend {
@@ -75,24 +55,11 @@ class RedisBackend implements Backend {
   readonly #o: RedisBackendOptions;
   readonly #clock: Clock = systemClock;
   readonly #logger: Logger;
-  readonly #keys: ClusterKeys;
-  readonly #connections: Connections;
-  readonly #producer: ScriptedRedis;
-  readonly #commands: ScriptedRedis;
-  readonly #mirror: Mirror;
-  readonly #attempts: Attempts;
-  readonly #dispatcher: Dispatcher;
-  readonly #reader: StreamReader;
-  readonly #history: History;
-  readonly #relay: EventRelay;
-  readonly #heartbeat: Heartbeat;
   readonly #retention: Retention;
-  /** Jobs loaded on this host (a queue and a worker each). */
-  readonly #jobs: LoadedJobs;
+  /** Its parts (`wiring.ts`); `jobs` are the jobs loaded on this host, a queue and a worker each. */
+  readonly #p: RedisParts;
   /** Queues of jobs not loaded here, for triggers and cancels (no worker). */
   readonly #foreign = new Map<string, Queue>();
-  readonly #delayTimers: DelayTimers;
-  readonly #sweeper: Sweeper;
   #flagsBeforeOpen = new Map<string, JobFlags>();
   #hooks: BackendHooks | undefined;
   #opened = false;
@@ -105,100 +72,13 @@ class RedisBackend implements Backend {
   constructor(options: RedisBackendOptions) {
     this.#o = options;
     this.#logger = options.logger;
-    this.#keys = new ClusterKeys(options.config.prefix);
-    this.#connections = new Connections(options.config.url, `jobhost:${options.hostId}`, options.logger);
-    this.#producer = defineScripts(this.#connections.producer);
-    this.#commands = defineScripts(this.#connections.commands);
     this.#retention = { keepRuns: options.keepRuns, keepDays: options.keepDays };
-    this.#mirror = new Mirror({
-      redis: this.#producer,
-      keys: this.#keys,
-      clock: this.#clock,
-      logger: this.#logger,
-      settingsTtlMs: SETTINGS_TTL_MS,
-      lockDuration: options.config.lockDuration,
-      stalledInterval: options.config.stalledInterval,
-      flagsChanged: (name) => this.#hooks?.flagsChanged(name),
-      queueOf: (name) => this.#jobs.get(name)?.def.queue,
-      canceledReason: CANCELED_REASON,
+    this.#p = wireRedisBackend(options, this.#clock, {
+      hooks: () => this.#hooks,
+      engine: () => this.#engine,
+      started: () => this.#started,
+      onEntries: (entries) => this.#onEntries(entries),
     });
-    this.#attempts = new Attempts({
-      hostId: options.hostId,
-      keys: this.#keys,
-      commands: this.#commands,
-      clock: this.#clock,
-      random: options.random,
-      logger: this.#logger,
-      hooks: () => this.#engine,
-      mirror: this.#mirror,
-    });
-    this.#dispatcher = new Dispatcher(
-      {
-        clock: this.#clock,
-        logger: this.#logger,
-        concurrency: options.concurrency,
-        weights: options.queues,
-        job: (name) => {
-          const jq = this.#jobs.get(name);
-          return jq && !jq.removed ? jq : undefined;
-        },
-        run: (jq, job, token, fetchNext) => this.#attempts.run(jq, job, token, fetchNext),
-        full: (full) => this.#reader.setBusy(full),
-        sweep: () => {
-          // Jobs whose set-up failed while Redis was out of reach are tried again here too.
-          void this.#jobs.reconcile();
-          for (const name of this.#jobs.names()) this.#dispatcher.markReady(name);
-        },
-      },
-      options.hostId,
-    );
-    this.#reader = new StreamReader(this.#connections.reader, this.#producer, this.#logger, (entries) => this.#onEntries(entries));
-    this.#history = new History(this.#producer, this.#commands, this.#keys, this.#connections);
-    const { lockDuration, stalledInterval } = options.config;
-    this.#jobs = new LoadedJobs({
-      connections: this.#connections,
-      producer: this.#producer,
-      keys: this.#keys,
-      settings: { prefix: this.#keys.prefix, hostId: options.hostId, lockDuration, stalledInterval },
-      processor: this.#attempts.processor,
-      clock: this.#clock,
-      logger: this.#logger,
-      definition: (name) => this.#engine.job(name),
-      loaded: async (jq) => {
-        await this.#reader.follow(jq.queue.keys['events']!);
-        await this.#delayTimers.armNext(jq.name);
-        if (this.#started) this.#dispatcher.markReady(jq.name);
-      },
-      unloaded: (jq) => {
-        this.#dispatcher.forget(jq.name);
-        this.#reader.unfollow(jq.queue.keys['events']!);
-      },
-    });
-    this.#delayTimers = new DelayTimers(
-      this.#clock,
-      this.#producer,
-      (name) => this.#jobs.get(name)?.queue.keys['delayed'],
-      (name) => this.#dispatcher.markReady(name),
-    );
-    this.#sweeper = new Sweeper({
-      clock: this.#clock,
-      redis: this.#producer,
-      keys: this.#keys,
-      history: this.#history,
-      hostId: options.hostId,
-      keepDays: options.keepDays,
-      logger: this.#logger,
-      queues: () => [...this.#jobs.values()].map((jq) => jq.queue),
-    });
-    this.#heartbeat = new Heartbeat({
-      redis: this.#producer,
-      keys: this.#keys,
-      hostId: options.hostId,
-      clock: this.#clock,
-      logger: this.#logger,
-      describe: () => ({ id: options.hostId, ...this.#engine.describe(), lastSeen: isoTime(this.#clock.now()), running: this.#attempts.size }),
-    });
-    this.#relay = new EventRelay(this.#connections.commands, this.#keys.clusterStream, options.hostId, this.#logger);
   }
 
   get #engine(): BackendHooks {
@@ -210,49 +90,49 @@ class RedisBackend implements Backend {
 
   async open(hooks: BackendHooks): Promise<BackendOpened> {
     this.#hooks = hooks;
-    await this.#connections.open();
+    await this.#p.connections.open();
     let idNode: string;
     try {
-      idNode = await claimSettings(this.#producer, this.#keys, this.#connections.target, this.#o.config);
+      idNode = await claimSettings(this.#p.producer, this.#p.keys, this.#p.connections.target, this.#o.config);
       for (const [name, flags] of this.#flagsBeforeOpen) await this.#writeFlags(name, flags);
       this.#flagsBeforeOpen.clear();
-      await this.#mirror.refresh();
-      await this.#heartbeat.beat();
-      await this.#reader.follow(this.#keys.clusterStream);
+      await this.#p.mirror.refresh();
+      await this.#p.heartbeat.beat();
+      await this.#p.reader.follow(this.#p.keys.clusterStream);
     } catch (err) {
-      await this.#connections.close();
-      throw this.#connections.toHostError(err);
+      await this.#p.connections.close();
+      throw this.#p.connections.toHostError(err);
     }
     this.#opened = true;
-    await this.#jobs.reconcile();
+    await this.#p.jobs.reconcile();
     return { idNode };
   }
 
   start(): void {
     if (this.#started || !this.#opened) return;
     this.#started = true;
-    this.#reader.start();
-    this.#mirror.start();
-    this.#heartbeat.start();
-    this.#dispatcher.start();
-    for (const name of this.#jobs.names()) this.#dispatcher.markReady(name);
-    this.#sweeper.start();
+    this.#p.reader.start();
+    this.#p.mirror.start();
+    this.#p.heartbeat.start();
+    this.#p.dispatcher.start();
+    for (const name of this.#p.jobs.names()) this.#p.dispatcher.markReady(name);
+    this.#p.sweeper.start();
   }
 
   pause(): void {
-    this.#dispatcher.pause();
+    this.#p.dispatcher.pause();
   }
 
   resume(): void {
-    this.#dispatcher.resume();
+    this.#p.dispatcher.resume();
   }
 
   get paused(): boolean {
-    return this.#dispatcher.paused;
+    return this.#p.dispatcher.paused;
   }
 
   setLimits(concurrency: number, queues: Readonly<Record<string, number>>): void {
-    this.#dispatcher.setLimits(concurrency, queues);
+    this.#p.dispatcher.setLimits(concurrency, queues);
   }
 
   /**
@@ -261,39 +141,39 @@ class RedisBackend implements Backend {
    * wait at once (for any host) while attempts remain, else ends it failed.
    */
   async drain(graceMs: number): Promise<void> {
-    this.#dispatcher.halt();
-    this.#delayTimers.stop();
-    if (await this.#dispatcher.idle(graceMs)) return;
-    this.#attempts.abortAll();
-    if (!(await this.#dispatcher.idle(ABORT_SETTLE_MS))) {
-      this.#logger.warn({ running: this.#attempts.size }, 'aborted runs did not reach Redis in time; another host takes them over once their locks expire');
+    this.#p.dispatcher.halt();
+    this.#p.delayTimers.stop();
+    if (await this.#p.dispatcher.idle(graceMs)) return;
+    this.#p.attempts.abortAll();
+    if (!(await this.#p.dispatcher.idle(ABORT_SETTLE_MS))) {
+      this.#logger.warn({ running: this.#p.attempts.size }, 'aborted runs did not reach Redis in time; another host takes them over once their locks expire');
     }
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#dispatcher.stop();
-    this.#attempts.close();
-    this.#delayTimers.stop();
-    this.#sweeper.stop();
-    this.#relay.close();
-    await this.#heartbeat.stop();
-    await this.#mirror.stop();
-    await this.#reader.close();
-    await this.#jobs.close();
+    this.#p.dispatcher.stop();
+    this.#p.attempts.close();
+    this.#p.delayTimers.stop();
+    this.#p.sweeper.stop();
+    this.#p.relay.close();
+    await this.#p.heartbeat.stop();
+    await this.#p.mirror.stop();
+    await this.#p.reader.close();
+    await this.#p.jobs.close();
     for (const q of this.#foreign.values()) await q.close().catch(() => undefined);
-    await this.#connections.close();
+    await this.#p.connections.close();
   }
 
   hosts(): readonly ClusterHost[] {
-    return this.#hooks ? this.#heartbeat.hosts() : [];
+    return this.#hooks ? this.#p.heartbeat.hosts() : [];
   }
 
   share(event: AnyHostEvent): void {
     // The run.queued of a run this host added is in the stream already (see add).
     if (event.type === 'run.queued' && event.data.runId === this.#announced) return void (this.#announced = undefined);
-    if (this.#opened) this.#relay.share(event);
+    if (this.#opened) this.#p.relay.share(event);
   }
 
   /** Writes are acknowledged by Redis as they are made: nothing is held back to flush. */
@@ -304,40 +184,40 @@ class RedisBackend implements Backend {
   // ---------------------------------------------------------------- jobs on this host
 
   jobChanged(name: string): void {
-    this.#jobs.changed(name);
-    if (this.#opened && !this.#closed) void this.#jobs.reconcile();
+    this.#p.jobs.changed(name);
+    if (this.#opened && !this.#closed) void this.#p.jobs.reconcile();
   }
 
   // ---------------------------------------------------------------- wake-ups
 
   #onEntries(entries: StreamEntry[]): void {
-    const prefix = `${this.#keys.prefix}:`;
+    const prefix = `${this.#p.keys.prefix}:`;
     for (const { stream, fields } of entries) {
-      if (stream === this.#keys.clusterStream) {
-        if (fields['event'] === HOST_EVENT) this.#relay.receive(fields, this.#engine);
+      if (stream === this.#p.keys.clusterStream) {
+        if (fields['event'] === HOST_EVENT) this.#p.relay.receive(fields, this.#engine);
         else if (fields['event'] === 'cancel.request' && fields['runId']) {
           const job = fields['job'] ?? '';
-          this.#attempts.cancel(this.#jobs.get(job), fields['runId'], fields['reason'] ?? 'canceled by request');
+          this.#p.attempts.cancel(this.#p.jobs.get(job), fields['runId'], fields['reason'] ?? 'canceled by request');
         }
         continue;
       }
       const name = stream.slice(prefix.length, -':events'.length);
       const event = fields['event'];
-      if (event === 'delayed') this.#delayTimers.arm(name, Number(fields['delay']));
+      if (event === 'delayed') this.#p.delayTimers.arm(name, Number(fields['delay']));
       // Anything but a start, a progress or a refused add may mean a run to take (added, back to
       // wait, a slot of a job at its limit freed).
-      else if (event !== 'active' && event !== 'progress' && event !== 'duplicated' && event !== 'deduplicated') this.#dispatcher.markReady(name);
+      else if (event !== 'active' && event !== 'progress' && event !== 'duplicated' && event !== 'deduplicated') this.#p.dispatcher.markReady(name);
     }
   }
 
   // ---------------------------------------------------------------- runs
 
   #queue(job: string): Queue {
-    const jq = this.#jobs.get(job);
+    const jq = this.#p.jobs.get(job);
     if (jq) return jq.queue;
     let q = this.#foreign.get(job);
     if (!q) {
-      q = new Queue(job, { connection: this.#connections.producer, prefix: this.#keys.prefix });
+      q = new Queue(job, { connection: this.#p.connections.producer, prefix: this.#p.keys.prefix });
       q.on('error', () => undefined);
       this.#foreign.set(job, q);
     }
@@ -348,30 +228,30 @@ class RedisBackend implements Backend {
     const delayed = run.runAt !== run.createdAt;
     // Its run.queued goes to the other hosts in the add's MULTI: before any host can start the run.
     const queued = { host: this.#o.hostId, data: JSON.stringify(queuedData(run, delayed)) };
-    const refused = await admit(this.#queue(run.job), run, rules, this.#keys, this.#connections, this.#retention, queued, fire);
+    const refused = await admit(this.#queue(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
     if (refused) return refused;
     this.#adds++;
     this.#announced = run.id;
-    this.#mirror.added(run, delayed);
+    this.#p.mirror.added(run, delayed);
     this.#engine.observer.queued(run, delayed);
     // This host wakes without waiting for the stream to bring the news back.
-    if (!delayed && this.#jobs.has(run.job)) this.#dispatcher.markReady(run.job);
+    if (!delayed && this.#p.jobs.has(run.job)) this.#p.dispatcher.markReady(run.job);
     return undefined;
   }
 
   cancel(id: string, reason: string, options: { waitingOnly?: boolean } = {}): Promise<CancelResult> {
     return cancelRun(
       {
-        producer: this.#producer,
-        keys: this.#keys,
-        connections: this.#connections,
-        history: this.#history,
+        producer: this.#p.producer,
+        keys: this.#p.keys,
+        connections: this.#p.connections,
+        history: this.#p.history,
         hostId: this.#o.hostId,
         queue: (job) => this.#queue(job),
         keepMs: Math.max(1, this.#o.keepDays) * 86_400_000,
         waitMs: CANCEL_WAIT_MS,
         canceledWaiting: (run) => {
-          this.#mirror.finished(run, false);
+          this.#p.mirror.finished(run, false);
           this.#engine.observer.finished(run);
           this.#engine.observer.settled(run, 'canceled');
         },
@@ -383,36 +263,36 @@ class RedisBackend implements Backend {
   }
 
   getRun(id: string): Promise<Run | undefined> {
-    return this.#history.getRun(id);
+    return this.#p.history.getRun(id);
   }
 
   appendLogs(runId: string, log: RunLog): void {
     if (this.#closed) return;
-    this.#history
+    this.#p.history
       .appendLogs(runId, log, Math.max(1, this.#o.keepDays) * 86_400_000)
       .catch((err: unknown) => this.#logger.warn({ err, runId }, 'could not keep the run log lines'));
   }
 
   getLogs(runId: string): Promise<RunLog | undefined> {
-    return this.#history.getLogs(runId);
+    return this.#p.history.getLogs(runId);
   }
 
   listRuns(query: RunQuery): Promise<Page<Run>> {
-    return this.#history.listRuns(query);
+    return this.#p.history.listRuns(query);
   }
 
   // ---------------------------------------------------------------- job state
 
   jobState(name: string): Readonly<JobState> {
-    return this.#mirror.state(name);
+    return this.#p.mirror.state(name);
   }
 
   jobStates(): ReadonlyMap<string, Readonly<JobState>> {
-    return this.#mirror.states();
+    return this.#p.mirror.states();
   }
 
   async setJobFlags(name: string, flags: JobFlags): Promise<void> {
-    this.#mirror.setFlags(name, flags);
+    this.#p.mirror.setFlags(name, flags);
     if (!this.#opened) {
       this.#flagsBeforeOpen.set(name, { ...this.#flagsBeforeOpen.get(name), ...flags });
       return;
@@ -421,49 +301,49 @@ class RedisBackend implements Backend {
     try {
       await this.#writeFlags(name, flags);
     } catch (err) {
-      throw this.#connections.toHostError(err);
+      throw this.#p.connections.toHostError(err);
     }
   }
 
   async #writeFlags(name: string, flags: JobFlags): Promise<void> {
-    const key = this.#keys.jobState(name);
+    const key = this.#p.keys.jobState(name);
     // ioredis gives a MULTI the connection's scripts too; its typing does not know them.
-    const multi = this.#producer.multi() as ReturnType<ScriptedRedis['multi']> & { jhNoteFire(state: string, at: string): unknown };
+    const multi = this.#p.producer.multi() as ReturnType<ScriptedRedis['multi']> & { jhNoteFire(state: string, at: string): unknown };
     if (flags.enabled === null) multi.hdel(key, 'enabled');
     else if (flags.enabled !== undefined) multi.hset(key, 'enabled', flags.enabled ? '1' : '0');
     // Hosts note fires on their own clocks: the latest wins, so a host behind never re-opens a fire.
     if (flags.lastFireAt === null) multi.hdel(key, 'lastFireAt');
     else if (flags.lastFireAt !== undefined) multi.jhNoteFire(key, String(flags.lastFireAt));
-    multi.sadd(this.#keys.jobs, name);
+    multi.sadd(this.#p.keys.jobs, name);
     await multi.exec();
   }
 
   addNotification(notification: Notification): Promise<void> {
-    return this.#history.addNotification(notification);
+    return this.#p.history.addNotification(notification);
   }
 
   listNotifications(query: NotificationQuery): Promise<Page<Notification>> {
-    return this.#history.listNotifications(query);
+    return this.#p.history.listNotifications(query);
   }
 
   activeRuns(job: string): { active: number; running: number } {
-    return this.#mirror.activeRuns(job);
+    return this.#p.mirror.activeRuns(job);
   }
 
   depths(): Depths {
-    return this.#mirror.depths();
+    return this.#p.mirror.depths();
   }
 
   stats(): BackendStats {
-    return { liveRuns: this.#mirror.liveRuns, historyRuns: this.#mirror.indexSize, segments: 0, commits: this.#adds };
+    return { liveRuns: this.#p.mirror.liveRuns, historyRuns: this.#p.mirror.indexSize, segments: 0, commits: this.#adds };
   }
 
   unavailable(): HostError | null {
-    return this.#connections.unavailable();
+    return this.#p.connections.unavailable();
   }
 
   health(): BackendHealth {
-    return { backend: this.#connections.reach(), writeError: null, damage: [], damagedLines: 0 };
+    return { backend: this.#p.connections.reach(), writeError: null, damage: [], damagedLines: 0 };
   }
 
   /** Redis keeps no store files of jobhost's: there is no damage to acknowledge. */

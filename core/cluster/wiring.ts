@@ -1,0 +1,166 @@
+import type { BackendHooks } from '../contract/backend.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import type { RedisBackendConfig } from '../contract/config.js';
+import type { Logger } from '../contract/logger.js';
+import { Attempts } from './attempts.js';
+import { Connections } from './connections.js';
+import { DelayTimers } from './delay-timers.js';
+import { Dispatcher } from './dispatcher.js';
+import { EventRelay } from './event-relay.js';
+import { Heartbeat } from './heartbeat.js';
+import { History } from './history.js';
+import { CANCELED_REASON, ClusterKeys } from './keys.js';
+import { LoadedJobs } from './loaded-jobs.js';
+import { Mirror } from './mirror.js';
+import { defineScripts, type ScriptedRedis } from './scripts.js';
+import { SETTINGS_TTL_MS } from './settings.js';
+import { type StreamEntry, StreamReader } from './stream-reader.js';
+import { Sweeper } from './sweep.js';
+
+/** What the redis backend is made from. */
+export interface RedisBackendOptions {
+  config: RedisBackendConfig;
+  hostId: string;
+  keepRuns: number;
+  keepDays: number;
+  concurrency: number;
+  queues: Readonly<Record<string, number>>;
+  /** Random source for retry jitter. */
+  random: () => number;
+  logger: Logger;
+}
+
+/** The parts of the redis backend, wired to each other. */
+export interface RedisParts {
+  keys: ClusterKeys;
+  connections: Connections;
+  producer: ScriptedRedis;
+  commands: ScriptedRedis;
+  mirror: Mirror;
+  attempts: Attempts;
+  dispatcher: Dispatcher;
+  reader: StreamReader;
+  history: History;
+  jobs: LoadedJobs;
+  delayTimers: DelayTimers;
+  sweeper: Sweeper;
+  heartbeat: Heartbeat;
+  relay: EventRelay;
+}
+
+/** What the parts need of the backend itself. */
+export interface BackendSide {
+  /** The engine's hooks, once opened (undefined before). */
+  hooks(): BackendHooks | undefined;
+  /** The same, for parts that only run once opened (throws before). */
+  engine(): BackendHooks;
+  /** Whether dispatch has started. */
+  started(): boolean;
+  /** Entries read from the streams this host follows (BullMQ's queue events, the cluster stream). */
+  onEntries(entries: StreamEntry[]): void;
+}
+
+/**
+ * Builds the redis backend's parts (connections, the mirror of job state, attempts, dispatch,
+ * stream reading, history, the loaded jobs, delay wake-ups, the retention sweep, heartbeats and
+ * the event relay) and ties them together; the backend owns their lifecycle. Parts built later
+ * are reached through closures, called only once everything exists.
+ */
+export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: BackendSide): RedisParts {
+  const logger = o.logger;
+
+  const keys = new ClusterKeys(o.config.prefix);
+  const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger);
+  const producer = defineScripts(connections.producer);
+  const commands = defineScripts(connections.commands);
+  const mirror: Mirror = new Mirror({
+    redis: producer,
+    keys,
+    clock,
+    logger,
+    settingsTtlMs: SETTINGS_TTL_MS,
+    lockDuration: o.config.lockDuration,
+    stalledInterval: o.config.stalledInterval,
+    flagsChanged: (name) => side.hooks()?.flagsChanged(name),
+    queueOf: (name) => jobs.get(name)?.def.queue,
+    canceledReason: CANCELED_REASON,
+  });
+  const attempts: Attempts = new Attempts({
+    hostId: o.hostId,
+    keys,
+    commands,
+    clock,
+    random: o.random,
+    logger,
+    hooks: () => side.engine(),
+    mirror,
+  });
+  const dispatcher = new Dispatcher(
+    {
+      clock,
+      logger,
+      concurrency: o.concurrency,
+      weights: o.queues,
+      job: (name) => {
+        const jq = jobs.get(name);
+        return jq && !jq.removed ? jq : undefined;
+      },
+      run: (jq, job, token, fetchNext) => attempts.run(jq, job, token, fetchNext),
+      full: (full) => reader.setBusy(full),
+      sweep: () => {
+        // Jobs whose set-up failed while Redis was out of reach are tried again here too.
+        void jobs.reconcile();
+        for (const name of jobs.names()) dispatcher.markReady(name);
+      },
+    },
+    o.hostId,
+  );
+  const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries));
+  const history = new History(producer, commands, keys, connections);
+  const { lockDuration, stalledInterval } = o.config;
+  const jobs: LoadedJobs = new LoadedJobs({
+    connections,
+    producer,
+    keys,
+    settings: { prefix: keys.prefix, hostId: o.hostId, lockDuration, stalledInterval },
+    processor: attempts.processor,
+    clock,
+    logger,
+    definition: (name) => side.engine().job(name),
+    loaded: async (jq) => {
+      await reader.follow(jq.queue.keys['events']!);
+      await delayTimers.armNext(jq.name);
+      if (side.started()) dispatcher.markReady(jq.name);
+    },
+    unloaded: (jq) => {
+      dispatcher.forget(jq.name);
+      reader.unfollow(jq.queue.keys['events']!);
+    },
+  });
+  const delayTimers = new DelayTimers(
+    clock,
+    producer,
+    (name) => jobs.get(name)?.queue.keys['delayed'],
+    (name) => dispatcher.markReady(name),
+  );
+  const sweeper = new Sweeper({
+    clock,
+    redis: producer,
+    keys,
+    history,
+    hostId: o.hostId,
+    keepDays: o.keepDays,
+    logger,
+    queues: () => [...jobs.values()].map((jq) => jq.queue),
+  });
+  const heartbeat = new Heartbeat({
+    redis: producer,
+    keys,
+    hostId: o.hostId,
+    clock,
+    logger,
+    describe: () => ({ id: o.hostId, ...side.engine().describe(), lastSeen: isoTime(clock.now()), running: attempts.size }),
+  });
+  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger);
+  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay };
+}

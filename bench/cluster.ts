@@ -20,7 +20,12 @@ import { benchDir, fmt, header, percentile, row } from './util.js';
 
 /** Slots per process, for jobhost hosts and bare workers alike. */
 const CONCURRENCY = 10;
-const NOOP = "export default { name: 'noop', concurrency: 10000, handler: async () => undefined };\n";
+/**
+ * Inline, like the bare Worker's processor (it runs in its process's own thread): the comparison
+ * is of the host's layer over BullMQ. The hop to a worker thread costs the same on either backend
+ * and `npm run bench -- isolation` measures it.
+ */
+const NOOP = "export default { name: 'noop', concurrency: 10000, isolation: 'inline', handler: async () => undefined };\n";
 
 interface Proc {
   pid: number;

@@ -181,7 +181,8 @@ export function createCharts(root, { onError }) {
       return;
     }
     if (current !== loading) return;
-    last = series;
+    // What is drawn, read back by read(): the window and job asked for may already be newer.
+    last = { series, window, job };
     if (!charts) build();
     const xs = series.buckets.map((b) => Date.parse(b.start) / 1000);
     halfBucket = series.bucketMs / 2000;
@@ -212,7 +213,7 @@ export function createCharts(root, { onError }) {
     /** The series last drawn and the data each chart holds. */
     read() {
       if (!charts || !last) return null;
-      return { window, job, series: last, data: Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.u.data])) };
+      return { window: last.window, job: last.job, series: last.series, data: Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.u.data])) };
     },
   };
 }

@@ -53,7 +53,9 @@ async function startHost(url: string, prefix: string, id: string): Promise<Proc>
   const { dir, remove } = benchDir('jobhost-bench-cluster-');
   createProject(dir, { server: { port: 0 }, concurrency: CONCURRENCY, backend: { kind: 'redis', url, prefix }, cluster: { id } }, { examples: false });
   writeFileSync(path.join(dir, 'plugins', 'noop.ts'), NOOP);
-  const child = spawn(process.execPath, [BIN, 'start'], { cwd: dir, env: childEnv({ LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'inherit'] });
+  // BENCH_HOST_ARGS: node flags for the host processes, e.g. '--cpu-prof --cpu-prof-dir=/tmp/p'.
+  const nodeArgs = process.env['BENCH_HOST_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'start'], { cwd: dir, env: childEnv({ LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.once('exit', (code) => reject(new Error(`host ${id} exited with ${code}`)));

@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import type { Clock, Timer } from '../contract/clock.js';
+import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { ClusterHost } from '../contract/views.js';
+import { Every } from './every.js';
 import type { ClusterKeys } from './keys.js';
 import type { ScriptedRedis } from './scripts.js';
 
@@ -39,12 +40,12 @@ export interface HeartbeatOptions {
 export class Heartbeat {
   readonly #o: HeartbeatOptions;
   #hosts: ClusterHost[] = [];
-  #timer: Timer | undefined;
   #beating: Promise<void> | undefined;
-  #stopped = false;
+  readonly #beats: Every;
 
   constructor(options: HeartbeatOptions) {
     this.#o = options;
+    this.#beats = new Every(options.clock, HEARTBEAT_MS, () => this.beat(), options.logger, 'heartbeat failed');
   }
 
   /** Live hosts as last read, this one first with what it is now. */
@@ -86,30 +87,17 @@ export class Heartbeat {
       }
     }
     if (gone.length > 0) await redis.zrem(keys.hosts, ...gone);
-    if (!this.#stopped) this.#hosts = live.sort((a, b) => a.id.localeCompare(b.id));
+    if (!this.#beats.stopped) this.#hosts = live.sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** Beats every HEARTBEAT_MS until `stop()`; a failed beat (Redis down) is tried again at the next tick. */
   start(): void {
-    this.#stopped = false;
-    const tick = (): void => {
-      this.#timer = this.#o.clock.setTimer(HEARTBEAT_MS, () => {
-        this.beat().then(
-          () => (this.#stopped ? undefined : tick()),
-          (err: unknown) => {
-            this.#o.logger.debug({ err }, 'heartbeat failed');
-            if (!this.#stopped) tick();
-          },
-        );
-      });
-    };
-    tick();
+    this.#beats.start();
   }
 
   /** Stops beating and leaves the list at once (best effort: otherwise the key expires). */
   async stop(): Promise<void> {
-    this.#stopped = true;
-    this.#timer?.cancel();
+    this.#beats.stop();
     await this.#beating?.catch(() => undefined);
     const { redis, keys, hostId } = this.#o;
     await redis

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import type { Depths, JobFlags, JobState } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run } from '../contract/run.js';
+import { Every } from './every.js';
 import type { ClusterKeys } from './keys.js';
 import type { ScriptedRedis } from './scripts.js';
 
@@ -77,12 +78,12 @@ export class Mirror {
   readonly #flagVersions = new Map<string, number>();
   #indexSize = 0;
   #refreshes = 0;
-  #timer: Timer | undefined;
   #refreshing: Promise<void> | undefined;
-  #stopped = false;
+  readonly #refreshLoop: Every;
 
   constructor(options: MirrorOptions) {
     this.#o = options;
+    this.#refreshLoop = new Every(options.clock, REFRESH_MS, () => this.refresh(), options.logger, 'could not refresh the job states');
   }
 
   state(name: string): JobState {
@@ -229,24 +230,11 @@ export class Mirror {
 
   /** Refreshes every half second until `stop()`; a failed read (Redis down) is tried again at the next tick. */
   start(): void {
-    this.#stopped = false;
-    const tick = (): void => {
-      this.#timer = this.#o.clock.setTimer(REFRESH_MS, () => {
-        this.refresh().then(
-          () => (this.#stopped ? undefined : tick()),
-          (err: unknown) => {
-            this.#o.logger.debug({ err }, 'could not refresh the job states');
-            if (!this.#stopped) tick();
-          },
-        );
-      });
-    };
-    tick();
+    this.#refreshLoop.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    this.#timer?.cancel();
+    this.#refreshLoop.stop();
     await this.#refreshing?.catch(() => undefined);
   }
 }

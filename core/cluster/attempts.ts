@@ -6,6 +6,7 @@ import type { Logger } from '../contract/logger.js';
 import type { NotifyStatus } from '../contract/notification.js';
 import { retryDelay } from '../contract/retry.js';
 import type { Run, RunStatus } from '../contract/run.js';
+import { Deadlines } from './deadlines.js';
 import { AttemptFailure, type JobQueue, type Processor } from './job-queues.js';
 import { CANCELED_REASON, type ClusterKeys, SHUTDOWN_REASON } from './keys.js';
 import type { Mirror } from './mirror.js';
@@ -78,9 +79,7 @@ export class Attempts {
   /** BullMQ's processor for every job queue of this host. */
   readonly processor: Processor;
   /** Deadlines of running attempts: one timer for the earliest, not a timer per attempt. */
-  readonly #deadlines = new Map<Live, number>();
-  #deadlineTimer: Timer | undefined;
-  #deadlineAt = Infinity;
+  readonly #deadlines: Deadlines<Live>;
 
   constructor(options: AttemptsOptions) {
     this.#o = options;
@@ -89,6 +88,11 @@ export class Attempts {
       progress: (live, fraction, text) => this.#progress(live, fraction, text),
     };
     this.processor = (job) => this.#process(job);
+    this.#deadlines = new Deadlines(options.clock, (live) => {
+      const err = new HostError('TIMEOUT', `attempt ${live.attempt} timed out after ${live.job.timeoutMs}ms`);
+      live.handle?.abort(err);
+      this.#fail(live, 'timeout', err.code, err.message);
+    });
   }
 
   /** Runs currently in an attempt here. */
@@ -177,42 +181,16 @@ export class Attempts {
         if (failure) reject(failure);
         else resolve(result);
       };
-      if (live.job.timeoutMs > 0) this.#setDeadline(live, this.#o.clock.now() + live.job.timeoutMs);
+      if (live.job.timeoutMs > 0) this.#deadlines.set(live, this.#o.clock.now() + live.job.timeoutMs);
       // A handler that settles synchronously has ended the attempt before its handle comes back:
       // aborting that handle later is a no-op (the ends above check \`live.end\`).
       live.handle = hooks.executor.execute(live, this.#reporter);
     });
   }
 
-  #setDeadline(live: Live, at: number): void {
-    this.#deadlines.set(live, at);
-    if (at < this.#deadlineAt) this.#armDeadlines(at);
-  }
-
-  #armDeadlines(at: number): void {
-    this.#deadlineTimer?.cancel();
-    this.#deadlineAt = at;
-    this.#deadlineTimer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
-      this.#deadlineTimer = undefined;
-      this.#deadlineAt = Infinity;
-      const now = this.#o.clock.now();
-      let next = Infinity;
-      for (const [live, due] of this.#deadlines) {
-        if (due <= now) {
-          const err = new HostError('TIMEOUT', `attempt ${live.attempt} timed out after ${live.job.timeoutMs}ms`);
-          live.handle?.abort(err);
-          this.#fail(live, 'timeout', err.code, err.message);
-        } else if (due < next) next = due;
-      }
-      if (next < Infinity) this.#armDeadlines(next);
-    });
-  }
-
   /** Stops the deadline timer (the host is closing). */
   close(): void {
-    this.#deadlineTimer?.cancel();
-    this.#deadlineTimer = undefined;
-    this.#deadlineAt = Infinity;
+    this.#deadlines.close();
   }
 
   /** A cancel request reached this host, or the shutdown grace ran out. */

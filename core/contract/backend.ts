@@ -1,6 +1,6 @@
 import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
-import type { Notification, NotifyStatus } from './notification.js';
+import type { Delivery, DeliveryError, Notification, NotifyStatus } from './notification.js';
 import type { JobContext } from './plugin.js';
 import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
@@ -126,10 +126,28 @@ export interface Backend {
   /** Sets (a value) or clears (null) a job's flags; durable when the promise resolves (memory only before `open`). */
   setJobFlags(name: string, flags: JobFlags): Promise<void>;
 
-  /** Records a notification; durable when the promise resolves. */
+  /**
+   * Records a notification with its deliveries (each `pending`, see `Delivery`) and queues them;
+   * durable when the promise resolves. The backend then hands each delivery to
+   * `hooks.deliver` once at a time, on one host of those sharing it, until it is delivered or
+   * dead, recording each outcome (durably, before the next attempt) and reporting it to
+   * `hooks.deliveryChanged`. Deliveries never hold a run, a trigger or an event: they have
+   * their own concurrency (`notifications.concurrency` per host), and a kill or restart resumes
+   * the open ones (at least once: an attempt cut short is made again, under the same id).
+   */
   addNotification(notification: Notification): Promise<void>;
-  /** Notifications, newest first (the most recent 1,000 at least). */
+  /** One notification (a copy) with its deliveries; undefined when unknown. */
+  getNotification(id: string): Promise<Notification | undefined>;
+  /** Notifications, newest first (the most recent 1,000 at least, and every one with an open delivery). */
   listNotifications(query: NotificationQuery): Promise<Page<Notification>>;
+  /**
+   * Queues the deliveries of notification `id` again (all of them, or the one to `destination`)
+   * as a new series of attempts under the same ids, whatever their state; durable when it
+   * resolves. Undefined for an unknown id (or one with no delivery to `destination`).
+   */
+  redeliver(id: string, destination?: string): Promise<Notification | undefined>;
+  /** Deliveries waiting for an attempt (pending or retrying), on every host sharing the backend. */
+  openDeliveries(): number;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number };
@@ -169,6 +187,13 @@ export interface BackendHooks {
   flagsChanged(name: string): void;
   /** This host as the other hosts see it (its id, running count and last-seen time are the backend's to fill in). */
   describe(): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'>;
+  /**
+   * Makes one attempt of a delivery and says what became of it; never rejects. `signal` is
+   * aborted when the backend closes (the attempt is then made again after the next start).
+   */
+  deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome>;
+  /** A delivery's new state is recorded (after each attempt, or a redeliver): the engine emits and counts it. */
+  deliveryChanged(notification: Notification, delivery: Delivery): void;
   /** An event another host shared (`data.host` names it): the engine emits it on this host's bus. */
   relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): void;
 }
@@ -244,6 +269,23 @@ export interface AttemptHandle {
 export interface AttemptExecutor {
   execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle;
 }
+
+/** One attempt of one delivery, as `BackendHooks.deliver` gets it. */
+export interface DeliveryAttempt {
+  readonly notification: Notification;
+  readonly delivery: Delivery;
+  /** 1-based, within the delivery's current series. */
+  readonly attempt: number;
+}
+
+/**
+ * What became of an attempt: `retrying` after `delayMs` (the engine applies the retry policy,
+ * `Retry-After` and the attempt limit), or final.
+ */
+export type DeliveryOutcome =
+  | { status: 'delivered' }
+  | { status: 'retrying'; delayMs: number; error: DeliveryError }
+  | { status: 'dead'; error: DeliveryError };
 
 /** A job's rules for new runs, handed to `add` so the check and the add are one step. */
 export interface AdmissionRules {

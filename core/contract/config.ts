@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { HostError } from './errors.js';
 import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
+import { notificationsSchema } from './notify-config.js';
 import { ISOLATIONS } from './plugin-source.js';
 
 /** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */
@@ -126,6 +127,12 @@ export const configSchema = z.strictObject({
       allowedOrigins: z.array(originEntry).default([]),
       // Host names served on a loopback bind besides loopback ones (a reverse proxy that keeps Host).
       allowedHosts: z.array(hostEntry).default([]),
+      // Where people reach this host (a reverse proxy's URL): notifications link to their run under it.
+      publicUrl: z
+        .url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL' })
+        .transform((v) => v.replace(/\/+$/, ''))
+        .nullable()
+        .default(null),
     })
     .prefault({}),
   store: z
@@ -176,6 +183,7 @@ export const configSchema = z.strictObject({
   shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),
   events: z.strictObject({ buffer: z.number().int().min(100).max(1_000_000).default(10_000) }).prefault({}),
   backend: backendSchema,
+  notifications: notificationsSchema,
   // `cluster.id` names this host in runs (`host`) and in the cluster; default `<hostname>:<pid>`.
   cluster: z.strictObject({ id: z.string().min(1).max(200).optional() }).prefault({}),
   jobs: z.record(z.string().regex(JOB_NAME, 'expected a kebab-case job name'), jobOverrideSchema).default({}),

@@ -1,4 +1,5 @@
 import type { RunError } from './errors.js';
+import type { Delivery, DeliveryError } from './notification.js';
 import type { Run, RunSource } from './run.js';
 import type { LogLine } from './run-log.js';
 
@@ -52,7 +53,12 @@ export interface EventDataMap {
     message: string;
     priority: string;
     tags: string[];
+    deliveries: Delivery[];
   };
+  /** A delivery reached its receiver. */
+  'notification.delivered': RunData & { id: string; destination: string; deliveryId: string; attempts: number };
+  /** A delivery is dead: no attempt left, or an answer that retrying cannot change. */
+  'notification.failed': RunData & { id: string; destination: string; deliveryId: string; attempts: number; error: DeliveryError };
   'plugin.error': Origin & { job: string | null; file: string; code: string; message: string };
   'config.reloaded': HostData & { file: string | null; changed: string[]; restartRequired: string[] };
   'config.error': HostData & { file: string | null; code: string; path: string | null; message: string };
@@ -79,6 +85,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   'run.skipped',
   'run.log',
   'notification',
+  'notification.delivered',
+  'notification.failed',
   'plugin.error',
   'config.reloaded',
   'config.error',

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { type ErrorCode, HostError } from './errors.js';
-import { PRIORITIES } from './notification.js';
+import { DESTINATION_NAME, PRIORITIES } from './notification.js';
 import type { JobContext, ParamsSchema } from './plugin.js';
 import { ISOLATIONS, type Isolation } from './plugin-source.js';
 import { assertTimezone, cronPattern } from './schedule-syntax.js';
@@ -67,6 +67,8 @@ export const notifySchema = z.strictObject({
   failurePriority: z.enum(PRIORITIES).optional(),
   tags: z.array(z.string().max(100)).max(50).optional(),
   on: z.array(z.enum(['succeeded', 'failed', 'canceled', 'retrying'])).optional(),
+  // Destinations (notifications.destinations) each notification of the job goes to, besides the routes that match it.
+  to: z.array(z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)')).max(50).optional(),
 });
 
 export const queueNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a queue name (letters, digits, - and _)');

@@ -66,6 +66,8 @@ export interface NotifyOptions {
   failurePriority?: NotifyPriority;
   tags?: string[];
   on?: NotifyStatus[];
+  /** Destinations (config `notifications.destinations`) every notification of the job goes to, besides matching routes. */
+  to?: string[];
 }
 
 export interface RetryOptions {

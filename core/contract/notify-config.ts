@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import { DESTINATION_NAME, PRIORITIES } from './notification.js';
+import { durationSchema, retrySchema } from './plugin-schema.js';
+import type { RetryPolicy } from './retry.js';
+
+/**
+ * `notifications` in the config file (SPEC §12): named destinations, routes that pick them, and
+ * how deliveries are retried. Destination fields may say `${NAME}`: read from the environment
+ * when the config loads; a secret never leaves the host except towards its own receiver.
+ */
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** A string with `${NAME}` read from the environment; an unset variable is an error naming it (never the value). */
+const envString = z.string().transform((value, ctx) => {
+  let missing: string | undefined;
+  const out = value.replace(ENV_REF, (_, name: string) => {
+    const v = process.env[name];
+    if (v === undefined) missing ??= name;
+    return v ?? '';
+  });
+  if (missing !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `environment variable ${missing} is not set` });
+    return z.NEVER;
+  }
+  return out;
+});
+
+/** An http(s) URL; the message never repeats the value (it may hold a token). */
+const httpUrl = envString.pipe(
+  z.string().refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    { message: 'expected an http:// or https:// URL' },
+  ),
+);
+
+const smtpUrl = envString.pipe(
+  z.string().refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'smtp:' || u.protocol === 'smtps:') && u.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    { message: 'expected an smtp:// or smtps:// URL such as smtp://user:pass@mail.example.com:587' },
+  ),
+);
+
+// Standard Webhooks secrets: `whsec_` and base64 of at least 24 bytes (the `standardwebhooks` libraries accept it with or without the prefix).
+const whsec = envString.pipe(z.string().regex(/^(whsec_)?[A-Za-z0-9+/]{32,}={0,2}$/, 'expected a secret like whsec_<base64 of 24 to 64 bytes>'));
+
+const address = envString.pipe(z.string().regex(/^[^\s@<>]+@[^\s@<>]+$|^.*<[^\s@<>]+@[^\s@<>]+>$/, 'expected an email address'));
+
+export const destinationSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('webhook'), url: httpUrl, secret: whsec.optional(), headers: z.record(z.string(), envString).optional() }),
+  z.strictObject({ kind: z.literal('slack'), url: httpUrl }),
+  z.strictObject({ kind: z.literal('discord'), url: httpUrl }),
+  z.strictObject({ kind: z.literal('email'), smtp: smtpUrl, from: address, to: z.array(address).min(1).max(100) }),
+  z.strictObject({
+    kind: z.literal('pagerduty'),
+    routingKey: envString.pipe(z.string().min(1, 'expected a routing key')),
+    url: httpUrl.default('https://events.pagerduty.com/v2/enqueue'),
+  }),
+]);
+
+export type Destination = z.output<typeof destinationSchema>;
+export type DestinationKind = Destination['kind'];
+
+const destinationName = z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)');
+const NOTIFY_OUTCOMES = ['succeeded', 'failed', 'canceled', 'retrying'] as const;
+
+/** A route: every field given must match (a list matches any of its values; `jobs` and `tags` take `*` globs). */
+const routeSchema = z.strictObject({
+  to: z.array(destinationName).min(1),
+  jobs: z.array(z.string().min(1).max(200)).optional(),
+  tags: z.array(z.string().min(1).max(100)).optional(),
+  priority: z.array(z.enum(PRIORITIES)).optional(),
+  status: z.array(z.enum(NOTIFY_OUTCOMES)).optional(),
+});
+
+export type NotificationRoute = z.output<typeof routeSchema>;
+
+/** How deliveries are retried when `notifications.retry` says nothing: about an hour. */
+export const DEFAULT_DELIVERY_RETRY: RetryPolicy = { attempts: 12, backoff: 'exponential', delayMs: 5_000, maxDelayMs: 15 * 60_000, jitter: 0.2 };
+
+export const notificationsSchema = z
+  .strictObject({
+    destinations: z.record(destinationName, destinationSchema).default({}),
+    routes: z.array(routeSchema).max(1000).default([]),
+    retry: retrySchema.optional(),
+    // Per attempt: a receiver that has not answered by then is tried again later.
+    timeout: durationSchema.default(10_000),
+    // Deliveries in flight at once on this host.
+    concurrency: z.number().int().min(1).max(1000).default(16),
+  })
+  .prefault({})
+  .superRefine((n, ctx) => {
+    n.routes.forEach((route, i) => {
+      route.to.forEach((name, j) => {
+        if (!Object.hasOwn(n.destinations, name)) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'to', j], message: `no destination "${name}" in notifications.destinations` });
+        }
+      });
+    });
+  });
+
+export type NotificationsConfig = z.output<typeof notificationsSchema>;
+
+/** `notifications.retry` over the defaults. */
+export function deliveryRetry(config: NotificationsConfig): RetryPolicy {
+  const r = config.retry;
+  const d = DEFAULT_DELIVERY_RETRY;
+  return {
+    attempts: r?.attempts ?? d.attempts,
+    backoff: r?.backoff ?? d.backoff,
+    delayMs: r?.delay ?? d.delayMs,
+    maxDelayMs: r?.maxDelay ?? d.maxDelayMs,
+    jitter: r?.jitter ?? d.jitter,
+  };
+}

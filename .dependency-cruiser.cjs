@@ -3,6 +3,7 @@
  *
  *   cli ──────────────► contract
  *   loader ─► server ─► engine ─► schedule ─► contract
+ *                         ├─► notify ───────► contract
  *     │                   ├─(backends.ts)─► store ───► contract
  *     │                   │              └─► cluster ─► contract
  *     └───────────────────┴─► workers ─► contract
@@ -49,6 +50,13 @@ module.exports = {
       to: { path: '^core/', pathNot: '^core/(contract|workers)/' },
     },
     {
+      name: 'notify-on-contract-only',
+      comment: 'notify/ (destinations, what a receiver gets, one attempt and its meaning) builds on contract/ alone: it records nothing and knows no backend, no route.',
+      severity: 'error',
+      from: { path: '^core/notify/' },
+      to: { path: '^core/', pathNot: '^core/(contract|notify)/' },
+    },
+    {
       name: 'cluster-on-contract-only',
       comment: 'cluster/ (the redis backend) implements contract/backend.ts like store/ and knows nothing of the engine, the edges or the local store.',
       severity: 'error',
@@ -74,7 +82,7 @@ module.exports = {
       comment: 'server/ talks to the host (engine/) and contract/, never to a backend, the worker pool, the loader or the CLI.',
       severity: 'error',
       from: { path: '^core/server/' },
-      to: { path: '^core/(store|cluster|workers|loader|cli)/' },
+      to: { path: '^core/(store|cluster|workers|notify|loader|cli)/' },
     },
     {
       name: 'loader-above-server',

@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { HostError } from './errors.js';
-import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
 import { notificationsSchema } from './notify-config.js';
+import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
 import { ISOLATIONS } from './plugin-source.js';
 
 /** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */

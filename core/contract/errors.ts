@@ -47,6 +47,24 @@ export const ERROR_CODES = {
     status: 500,
     text: 'The handler called process.exit(), or its worker thread stopped for another reason; the worker was replaced and the attempt fails.',
   },
+  // notifications (SPEC §12); the last four are delivery errors, kept on a delivery's `lastError`
+  NOTIFICATION_NOT_FOUND: { status: 404, text: 'No notification with that id is known.' },
+  DESTINATION_NOT_FOUND: {
+    status: 404,
+    text: 'No destination of that name in notifications.destinations; a delivery to it is dead at once, and `jobhost validate` names the plugin and the destination.',
+  },
+  RECEIVER_UNREACHABLE: { status: 502, text: 'A delivery could not reach its receiver (connection refused or reset, DNS, TLS); it is tried again.' },
+  RECEIVER_TIMEOUT: { status: 504, text: 'A receiver did not answer within notifications.timeout (10 s); the delivery is tried again.' },
+  RECEIVER_ERROR: {
+    status: 502,
+    text: 'A receiver answered 5xx, 408 or 429 (or an SMTP 4xx); the delivery is tried again, after its Retry-After when it gives one.',
+  },
+  RECEIVER_REJECTED: {
+    status: 502,
+    text: 'A receiver refused a delivery for good (another 4xx, a redirect, an SMTP 5xx): the delivery is dead at once; the message has the status and the start of the answer.',
+  },
+  DELIVERY_ABORTED: { status: 503, text: 'The host stopped during a delivery attempt; the delivery is made again after the next start.' },
+  DELIVERY_FAILED: { status: 500, text: 'A delivery attempt failed inside the host; it is tried again.' },
   // HTTP
   UNAUTHORIZED: { status: 401, text: 'A token is configured and the request did not carry it.' },
   ORIGIN_NOT_ALLOWED: { status: 403, text: "The request comes from a web page whose origin is neither the host's own nor in server.allowedOrigins." },

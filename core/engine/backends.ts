@@ -50,5 +50,6 @@ export function createBackend(config: Config, context: BackendContext): Backend 
     random: context.random,
     logger: context.logger,
     hostId: context.hostId,
+    deliveryConcurrency: config.notifications.concurrency,
   });
 }

@@ -12,6 +12,7 @@ import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import type { Bus, EventFilter, Listener } from './bus.js';
+import type { Deliveries } from './deliveries.js';
 import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
 import { finalRun } from './run-events.js';
@@ -116,6 +117,8 @@ export class Host {
       flagsChanged: (name) => this.#p.registrations.flagsChanged(name),
       relay: (type, at, data) => this.bus.relay(type, at, data),
       describe: () => this.#describe(),
+      deliver: (attempt, signal) => this.#p.deliveries.deliver(attempt, signal),
+      deliveryChanged: (n, d) => this.#p.deliveries.changed(n, d),
     });
     if (opened.idNode !== undefined) this.#p.newId.setNode(opened.idNode);
     // Jobs registered before start were resolved without their stored flags: resolve again.
@@ -158,6 +161,7 @@ export class Host {
     this.#p.logs.close();
     await this.#p.insight.stop();
     if (wasStarted) await this.#p.backend.close();
+    this.#p.notifier.close();
     this.bus.emit('host.stopped', { job: null, reason });
     for (const service of services) {
       await service.stop().catch((err: unknown) => this.logger.error({ err, service: service.name }, 'service failed to stop'));
@@ -325,6 +329,11 @@ export class Host {
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Promise<Page<Notification>> {
     return this.#p.backend.listNotifications(query);
+  }
+
+  /** Delivered notifications: one notification, redeliver, destinations (no secrets), test messages, counts. */
+  get deliveries(): Deliveries {
+    return this.#p.deliveries;
   }
 
   stats(): Stats {

@@ -81,5 +81,6 @@ export function buildNotification(spec: NotifySpec, run: Run, status: NotifyStat
     priority: failing ? (spec.failurePriority ?? 'high') : (spec.priority ?? 'medium'),
     tags: [...(spec.tags ?? [])],
     at,
+    deliveries: [],
   };
 }

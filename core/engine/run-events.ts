@@ -3,7 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError, type RunError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
-import type { Notification, NotifyStatus } from '../contract/notification.js';
+import type { Delivery, Notification, NotifyStatus } from '../contract/notification.js';
 import type { NotifySpec } from '../contract/plugin-schema.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { Bus } from './bus.js';
@@ -17,6 +17,8 @@ export interface RunEventsOptions {
   newId: () => string;
   /** The job's notification spec, if it has one. */
   notifySpec(job: string): NotifySpec | null | undefined;
+  /** The deliveries of a new notification (its job's `notify.to` and the routes). */
+  deliveriesFor(n: Notification, to: readonly string[] | undefined): Delivery[];
   backend(): Backend;
   /** Lines of a run still waiting to be sent go out before the run's state change (see RunLogs). */
   logs?: RunLogs | undefined;
@@ -75,6 +77,7 @@ export class RunEvents implements RunObserver {
       return;
     }
     if (!n) return;
+    n.deliveries = this.#o.deliveriesFor(n, spec.to);
     this.#o
       .backend()
       .addNotification(n)

@@ -6,9 +6,11 @@ import { eventHost } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { HostState, Stats } from '../contract/views.js';
+import { Notifier } from '../notify/notifier.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { createBackend } from './backends.js';
 import { Bus } from './bus.js';
+import { Deliveries } from './deliveries.js';
 import { Fires } from './fires.js';
 import type { HostOptions } from './host-options.js';
 import { createIdGenerator, type IdGenerator } from './ids.js';
@@ -33,6 +35,8 @@ export interface HostParts {
   triggers: Triggers;
   fires: Fires;
   registrations: Registrations;
+  notifier: Notifier;
+  deliveries: Deliveries;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -91,7 +95,18 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     retry: (id) => host.retry(id),
     accepting,
   });
-  const observer = new RunEvents({ bus, clock, logger, newId, notifySpec: (job) => jobs.get(job)?.job.notify, backend: () => backend, logs });
+  const notifier = new Notifier({ config: () => host.config(), clock, random: host.random, logger, hostId: host.id });
+  const deliveries = new Deliveries({ bus, notifier, backend: () => backend });
+  const observer = new RunEvents({
+    bus,
+    clock,
+    logger,
+    newId,
+    notifySpec: (job) => jobs.get(job)?.job.notify,
+    deliveriesFor: (n, to) => notifier.deliveriesFor(n, to),
+    backend: () => backend,
+    logs,
+  });
   const executor = new Executors({
     logger,
     clock,
@@ -120,5 +135,5 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
       for (const q of Object.keys(next.queues)) queues.add(q);
     },
   });
-  return { bus, backend, executor, observer, logs, insight, scheduler, jobs, triggers, fires, registrations, newId, queues };
+  return { bus, backend, executor, observer, logs, insight, scheduler, jobs, triggers, fires, registrations, notifier, deliveries, newId, queues };
 }

@@ -80,6 +80,26 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
     registers: [registry],
   });
 
+  new Counter({
+    name: 'jobhost_notification_deliveries_total',
+    help: 'Delivery attempts of notifications made on this host, by destination and outcome (delivered, retrying, dead)',
+    labelNames: ['destination', 'outcome'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [destination, counts] of Object.entries(host.deliveries.counts())) {
+        for (const [outcome, n] of Object.entries(counts)) this.inc({ destination, outcome }, n);
+      }
+    },
+  });
+  new Gauge({
+    name: 'jobhost_notification_deliveries_open',
+    help: 'Deliveries of notifications waiting for an attempt (pending or retrying)',
+    registers: [registry],
+    collect() {
+      this.set(host.deliveries.open());
+    },
+  });
   new Gauge({
     name: 'jobhost_queue_depth',
     help: 'Runs ready to start, by queue',

@@ -23,6 +23,7 @@ import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
 import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { registerNotifyRoutes } from './notify-routes.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
@@ -218,6 +219,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   void app.register(async (scope: JobhostApp) => {
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);
+    registerNotifyRoutes(scope, host);
     stream = registerEventStream(scope, host, { ...options.ws, observer: metrics });
     scope.get('/metrics', {
       schema: {

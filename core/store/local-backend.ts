@@ -9,6 +9,7 @@ import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
+import { Outbox } from './outbox.js';
 import { Runner } from './runner.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
 
@@ -37,6 +38,8 @@ export interface LocalBackendOptions {
   logger: Logger;
   /** This host's id, recorded on each run it starts (`run.host`). */
   hostId: string;
+  /** Delivery attempts in flight at once (`notifications.concurrency`). */
+  deliveryConcurrency?: number;
 }
 
 /** Creates the local backend (see `Backend`). */
@@ -57,6 +60,7 @@ class LocalBackend implements Backend {
   }
   readonly #store: Store;
   readonly #runner: Runner;
+  readonly #outbox: Outbox;
   readonly #clock: Clock;
   readonly #logger: Logger;
   #hooks: BackendHooks | undefined;
@@ -84,14 +88,17 @@ class LocalBackend implements Backend {
       save: (run) => this.#store.saveRun(run),
       settled: (run, outcome) => this.#settled(run, outcome),
     });
+    this.#outbox = new Outbox({ clock: options.clock, logger: options.logger, concurrency: options.deliveryConcurrency ?? 16, store: this.#store });
   }
 
   async open(hooks: BackendHooks): Promise<BackendOpened> {
     this.#hooks = hooks;
     this.#runner.attach(hooks);
+    this.#outbox.attach(hooks);
     const loaded = await this.#store.open();
     this.#open = true;
     this.#recover(loaded.runs);
+    for (const n of this.#store.openNotifications()) this.#outbox.add(n);
     // One process owns the directory: ids need no node part beyond the random one.
     return {};
   }
@@ -141,6 +148,7 @@ class LocalBackend implements Backend {
 
   start(): void {
     this.#runner.dispatch.start();
+    this.#outbox.start();
   }
 
   pause(): void {
@@ -191,6 +199,7 @@ class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    await this.#outbox.close();
     if (this.#open && !this.#closed) await this.#store.close();
     this.#closed = true;
   }
@@ -236,8 +245,28 @@ class LocalBackend implements Backend {
     return this.#open && !this.#closed ? this.#store.saveJob(name) : Promise.resolve();
   }
 
-  addNotification(notification: Notification): Promise<void> {
-    return this.#store.saveNotification(notification);
+  async addNotification(notification: Notification): Promise<void> {
+    await this.#store.saveNotification(notification);
+    // Recorded first: a delivery is never attempted before it would survive a crash.
+    this.#outbox.add(notification);
+  }
+
+  getNotification(id: string): Promise<Notification | undefined> {
+    const n = this.#store.notification(id);
+    return Promise.resolve(n && structuredClone(n));
+  }
+
+  async redeliver(id: string, destination?: string): Promise<Notification | undefined> {
+    const n = this.#store.notification(id);
+    if (!n || !this.#outbox.redeliver(n, destination)) return undefined;
+    await this.#store.saveNotification(n);
+    this.#outbox.add(n);
+    for (const d of n.deliveries) if (destination === undefined || d.destination === destination) this.#hooks!.deliveryChanged(structuredClone(n), { ...d });
+    return structuredClone(n);
+  }
+
+  openDeliveries(): number {
+    return this.#outbox.size;
   }
 
   listNotifications(query: NotificationQuery): Promise<Page<Notification>> {

@@ -254,9 +254,10 @@ export class Store {
     return this.#logs.get(runId, () => this.#history.segmentOf(runId));
   }
 
+  /** Records a notification, or its new state (same id): durable when it resolves. */
   saveNotification(notification: Notification): Promise<void> {
     this.#notifications.push(notification);
-    this.#dirtyNotifications.push(notification);
+    if (this.#dirtyNotifications.at(-1) !== notification) this.#dirtyNotifications.push(notification);
     return this.#group.request();
   }
 
@@ -395,5 +396,15 @@ export class Store {
 
   listNotifications(query: NotificationQuery): Page<Notification> {
     return this.#notifications.list(query);
+  }
+
+  /** The live record of a notification (the outbox updates it, then saves it again). */
+  notification(id: string): Notification | undefined {
+    return this.#notifications.get(id);
+  }
+
+  /** Notifications with open deliveries, oldest first. */
+  openNotifications(): Notification[] {
+    return this.#notifications.open();
   }
 }

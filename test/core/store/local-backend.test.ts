@@ -84,7 +84,7 @@ async function open(
     publish: () => undefined,
   });
   let n = 0;
-  const observer = new RunEvents({ bus, clock, logger, newId: () => `n${++n}`, notifySpec: () => null, backend: () => backend });
+  const observer = new RunEvents({ bus, clock, logger, newId: () => `n${++n}`, notifySpec: () => null, deliveriesFor: () => [], backend: () => backend });
   const job = (name: string): ExecutableJob | undefined => {
     const j = jobs[name];
     return j && { name, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, once: false, cooldownMs: 0, ...j };
@@ -97,6 +97,8 @@ async function open(
     flagsChanged: () => undefined,
     relay: () => undefined,
     describe: () => ({ url: null, startedAt: '', jobs: [] }),
+    deliver: () => Promise.resolve({ status: 'delivered' }),
+    deliveryChanged: () => undefined,
   });
   executor.open();
   backend.start();

@@ -1,0 +1,78 @@
+import type { Backend, DeliveryAttempt, DeliveryOutcome } from '../contract/backend.js';
+import { HostError } from '../contract/errors.js';
+import type { Delivery, DeliveryStatus, Notification } from '../contract/notification.js';
+import type { DestinationView, Notifier, TestResult } from '../notify/notifier.js';
+import type { Bus } from './bus.js';
+
+export type { DestinationView, TestResult } from '../notify/notifier.js';
+
+export interface DeliveriesOptions {
+  bus: Bus;
+  notifier: Notifier;
+  backend(): Backend;
+}
+
+/** Outcomes of attempts so far on this host, by destination (for `/metrics`). */
+export type DeliveryCounts = Record<string, Partial<Record<Exclude<DeliveryStatus, 'pending'>, number>>>;
+
+/**
+ * The host's side of delivered notifications: hands each attempt the backend schedules to the
+ * notifier, turns recorded outcomes into events (`notification.delivered`, `notification.failed`)
+ * and counts, and serves what the API shows (a notification, redeliver, destinations, a test).
+ */
+export class Deliveries {
+  readonly #o: DeliveriesOptions;
+  readonly #counts: DeliveryCounts = Object.create(null);
+
+  constructor(options: DeliveriesOptions) {
+    this.#o = options;
+  }
+
+  /** `BackendHooks.deliver`. */
+  deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
+    return this.#o.notifier.deliver(attempt, signal);
+  }
+
+  /** `BackendHooks.deliveryChanged`: an attempt's outcome (or a redeliver) is on record. */
+  changed(n: Notification, d: Delivery): void {
+    if (d.status === 'pending') return;
+    const counts = (this.#counts[d.destination] ??= {});
+    counts[d.status] = (counts[d.status] ?? 0) + 1;
+    const data = { job: n.job, runId: n.runId, id: n.id, destination: d.destination, deliveryId: d.id, attempts: d.attempts };
+    if (d.status === 'delivered') this.#o.bus.emit('notification.delivered', data);
+    else if (d.status === 'dead') this.#o.bus.emit('notification.failed', { ...data, error: d.lastError ?? { code: 'DELIVERY_FAILED', message: 'failed' } });
+  }
+
+  counts(): DeliveryCounts {
+    return this.#counts;
+  }
+
+  /** Deliveries waiting for an attempt (every host's, in cluster mode). */
+  open(): number {
+    return this.#o.backend().openDeliveries();
+  }
+
+  async get(id: string): Promise<Notification> {
+    const n = await this.#o.backend().getNotification(id);
+    if (!n) throw new HostError('NOTIFICATION_NOT_FOUND', `no notification with id "${id}"`, { id });
+    return n;
+  }
+
+  /** Queues the deliveries of a notification again (all, or the one to `destination`). */
+  async redeliver(id: string, destination?: string): Promise<Notification> {
+    const n = await this.#o.backend().redeliver(id, destination);
+    if (n) return n;
+    await this.get(id);
+    throw new HostError('DESTINATION_NOT_FOUND', `notification "${id}" has no delivery to destination "${destination}"`, { id });
+  }
+
+  destinations(): DestinationView[] {
+    return this.#o.notifier.destinations();
+  }
+
+  async test(name: string): Promise<TestResult> {
+    const result = await this.#o.notifier.test(name);
+    if (!result) throw new HostError('DESTINATION_NOT_FOUND', `no destination "${name}" in notifications.destinations`, { destination: name });
+    return result;
+  }
+}

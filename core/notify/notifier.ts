@@ -1,0 +1,203 @@
+import type { DeliveryAttempt, DeliveryOutcome } from '../contract/backend.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import type { Config } from '../contract/config.js';
+import type { Logger } from '../contract/logger.js';
+import type { Delivery, DeliveryError, Notification } from '../contract/notification.js';
+import { type Destination, deliveryRetry } from '../contract/notify-config.js';
+import { retryDelay } from '../contract/retry.js';
+import { outgoing } from './payloads.js';
+import { destinationsFor } from './routing.js';
+import { MailTransports, type SendResult, send } from './send.js';
+
+/**
+ * Delivery of notifications, the engine's side (SPEC §12): which destinations a notification
+ * goes to, one attempt of a delivery and what its answer means under `notifications.retry`,
+ * test messages, and destinations as they may be shown (no secret). The backend records the
+ * deliveries and decides when and on which host each attempt is made.
+ */
+
+export interface NotifierOptions {
+  /** The config in force (live edits apply to the next attempt). */
+  config(): Config;
+  clock: Clock;
+  random: () => number;
+  logger: Logger;
+  /** This host's id (PagerDuty's `source`). */
+  hostId: string;
+}
+
+/** A destination as the API and the dashboard show it: where it points, without any secret. */
+export interface DestinationView {
+  name: string;
+  kind: Destination['kind'];
+  target: string;
+}
+
+/** What `jobhost notify test` prints: the receiver's answer. */
+export interface TestResult extends DestinationView {
+  ok: boolean;
+  status: number | null;
+  body: string | null;
+  error: DeliveryError | null;
+  durationMs: number;
+}
+
+/** A Retry-After longer than this is capped: a receiver cannot park a delivery for days. */
+const MAX_RETRY_AFTER = 3_600_000;
+
+function shortUrl(value: string): string {
+  try {
+    const u = new URL(value);
+    // A path may hold a token (Slack, Discord and most webhook URLs do): the host alone.
+    return u.pathname === '/' || u.pathname === '' ? `${u.protocol}//${u.host}` : `${u.protocol}//${u.host}/…`;
+  } catch {
+    return '…';
+  }
+}
+
+/** Where a destination points, fit to show. */
+export function describeDestination(name: string, d: Destination): DestinationView {
+  let target: string;
+  if (d.kind === 'email') {
+    const u = new URL(d.smtp);
+    target = `${u.protocol}//${u.host} → ${d.to.join(', ')}`;
+  } else target = shortUrl(d.url);
+  return { name, kind: d.kind, target };
+}
+
+/** Every value of a destination that must never be shown: secret, routing key, URL (slack, discord, webhook), SMTP password, header values. */
+function secretsOf(d: Destination): string[] {
+  const out: string[] = [];
+  if (d.kind === 'email') {
+    const u = new URL(d.smtp);
+    if (u.password) out.push(u.password, decodeURIComponent(u.password));
+  } else {
+    out.push(d.url);
+    const u = new URL(d.url);
+    if (u.password) out.push(u.password);
+    if (u.pathname.length > 1) out.push(u.pathname, u.pathname.slice(1));
+    if (u.search) out.push(u.search.slice(1));
+  }
+  if (d.kind === 'webhook') {
+    if (d.secret) out.push(d.secret, d.secret.replace(/^whsec_/, ''));
+    for (const v of Object.values(d.headers ?? {})) out.push(v);
+  }
+  if (d.kind === 'pagerduty') out.push(d.routingKey);
+  // Short ones would cut ordinary words.
+  return out.filter((s) => s.length >= 6);
+}
+
+/** `text` with every secret of every destination cut out (a receiver may echo anything it was ever sent). */
+export function redact(text: string, destinations: Readonly<Record<string, Destination>>): string {
+  let out = text;
+  for (const s of Object.values(destinations)
+    .flatMap(secretsOf)
+    .sort((a, b) => b.length - a.length))
+    out = out.split(s).join('…');
+  return out;
+}
+
+export class Notifier {
+  readonly #o: NotifierOptions;
+  readonly #mail = new MailTransports();
+  readonly #closing = new AbortController();
+
+  constructor(options: NotifierOptions) {
+    this.#o = options;
+  }
+
+  /** The deliveries of a new notification: one `pending` per destination its job's `notify.to` and the routes name. */
+  deliveriesFor(n: Omit<Notification, 'deliveries'>, to: readonly string[] | undefined): Delivery[] {
+    const names = destinationsFor(n, to, this.#o.config().notifications.routes);
+    return names.map((destination, i) => ({
+      // Standard Webhooks' message id: the same over every attempt and every host.
+      id: `msg_${n.id}_${i}`,
+      destination,
+      status: 'pending',
+      attempts: 0,
+      lastError: null,
+      deliveredAt: null,
+      nextAt: n.at,
+    }));
+  }
+
+  /** One attempt (`BackendHooks.deliver`): sends, then reads the answer against `notifications.retry`. */
+  async deliver({ notification, delivery, attempt }: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
+    const config = this.#o.config();
+    const d = Object.hasOwn(config.notifications.destinations, delivery.destination) ? config.notifications.destinations[delivery.destination] : undefined;
+    if (!d) {
+      const error = { code: 'DESTINATION_NOT_FOUND', message: `no destination "${delivery.destination}" in notifications.destinations` };
+      this.#o.logger.warn(
+        { code: error.code, job: notification.job, notification: notification.id, destination: delivery.destination },
+        'notification not delivered',
+      );
+      return { status: 'dead', error };
+    }
+    const sent = await this.#send(d, notification, delivery.id, signal);
+    if (sent.ok) return { status: 'delivered' };
+    const error = { ...sent.error!, message: redact(sent.error!.message, config.notifications.destinations) };
+    const policy = deliveryRetry(config.notifications);
+    const log = { job: notification.job, notification: notification.id, destination: delivery.destination, attempt, error };
+    if (!sent.retry || attempt >= policy.attempts) {
+      this.#o.logger.warn(log, 'notification delivery is dead');
+      return { status: 'dead', error };
+    }
+    const delayMs = sent.retryAfterMs !== null ? Math.min(sent.retryAfterMs, MAX_RETRY_AFTER) : retryDelay(policy, attempt, this.#o.random);
+    this.#o.logger.info({ ...log, delayMs }, 'notification delivery failed; trying again');
+    return { status: 'retrying', delayMs, error };
+  }
+
+  /** Sends a test message to one destination now (nothing recorded) and reports the receiver's answer; undefined for an unknown name. */
+  async test(name: string): Promise<TestResult | undefined> {
+    const destinations = this.#o.config().notifications.destinations;
+    const d = Object.hasOwn(destinations, name) ? destinations[name] : undefined;
+    if (!d) return undefined;
+    const now = this.#o.clock.now();
+    const id = `test_${now.toString(36)}_${Math.floor(this.#o.random() * 36 ** 6).toString(36)}`;
+    const n: Notification = {
+      id,
+      job: 'jobhost-test',
+      runId: '',
+      status: 'succeeded',
+      title: 'jobhost test message',
+      message: `A test message from jobhost (host ${this.#o.hostId}) to destination "${name}".`,
+      priority: 'low',
+      tags: ['test'],
+      at: isoTime(now),
+      deliveries: [],
+    };
+    const sent = await this.#send(d, n, `msg_${id}`, this.#closing.signal);
+    return {
+      ...describeDestination(name, d),
+      ok: sent.ok,
+      status: sent.status,
+      body: sent.body === null ? null : redact(sent.body, destinations),
+      error: sent.error && { ...sent.error, message: redact(sent.error.message, destinations) },
+      durationMs: sent.durationMs,
+    };
+  }
+
+  /** The configured destinations, fit to show. */
+  destinations(): DestinationView[] {
+    return Object.entries(this.#o.config().notifications.destinations).map(([name, d]) => describeDestination(name, d));
+  }
+
+  /** Ends test messages in flight and closes SMTP connections. */
+  close(): void {
+    this.#closing.abort();
+    this.#mail.close();
+  }
+
+  #send(d: Destination, n: Notification, id: string, signal: AbortSignal): Promise<SendResult> {
+    const config = this.#o.config();
+    return send(d, outgoing(n, config.server.publicUrl), {
+      id,
+      // Wall time, not the injected clock: receivers check the signed timestamp against theirs.
+      now: Date.now(),
+      timeoutMs: config.notifications.timeout,
+      signal: AbortSignal.any([signal, this.#closing.signal]),
+      source: this.#o.hostId,
+      transports: this.#mail,
+    });
+  }
+}

@@ -1,0 +1,98 @@
+import type { Notification } from '../contract/notification.js';
+import type { Destination } from '../contract/notify-config.js';
+
+/**
+ * What each kind of destination receives for a notification: the notification itself for a
+ * webhook, the incoming-webhook JSON of Slack and Discord, an Events API v2 event for PagerDuty,
+ * a mail's subject and text for email. Pure: no I/O, no secrets besides PagerDuty's routing key.
+ */
+
+/** A notification as it leaves the host: without its delivery records, with a link to its run. */
+export interface OutgoingNotification extends Omit<Notification, 'deliveries'> {
+  /** The run's page on the dashboard, when `server.publicUrl` is set. */
+  url: string | null;
+}
+
+export function outgoing(n: Notification, publicUrl: string | null): OutgoingNotification {
+  const { deliveries: _, ...rest } = n;
+  return { ...rest, url: publicUrl && n.runId ? `${publicUrl}/#/runs/${encodeURIComponent(n.runId)}` : null };
+}
+
+const FAILING = new Set(['failed', 'retrying', 'canceled']);
+const COLOR: Record<string, number> = { succeeded: 0x2e7d32, failed: 0xc62828, retrying: 0xef6c00, canceled: 0x757575 };
+
+function slack(n: OutgoingNotification): unknown {
+  const link = n.url ? ` · <${n.url}|run ${n.runId}>` : n.runId ? ` · run ${n.runId}` : '';
+  return {
+    text: `${n.title}: ${n.message}`,
+    blocks: [
+      { type: 'header', text: { type: 'plain_text', text: n.title.slice(0, 150), emoji: false } },
+      { type: 'section', text: { type: 'mrkdwn', text: n.message.slice(0, 3000) } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `*${n.job}* · ${n.status} · ${n.priority}${link}` }] },
+    ],
+  };
+}
+
+function discord(n: OutgoingNotification): unknown {
+  return {
+    embeds: [
+      {
+        title: n.title.slice(0, 256),
+        description: n.message.slice(0, 4096),
+        ...(n.url && { url: n.url }),
+        color: COLOR[n.status] ?? 0x1565c0,
+        timestamp: n.at,
+        fields: [
+          { name: 'Job', value: n.job, inline: true },
+          { name: 'Status', value: n.status, inline: true },
+          ...(n.runId ? [{ name: 'Run', value: n.runId, inline: true }] : []),
+        ],
+      },
+    ],
+    allowed_mentions: { parse: [] },
+  };
+}
+
+const SEVERITY: Record<string, string> = { critical: 'critical', high: 'error', medium: 'warning', low: 'info' };
+
+/**
+ * PagerDuty Events API v2: a failure opens (or adds to) the incident of its job (`dedup_key` =
+ * the job); a success resolves it.
+ */
+function pagerduty(n: OutgoingNotification, routingKey: string, source: string): unknown {
+  if (!FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: n.job };
+  return {
+    routing_key: routingKey,
+    event_action: 'trigger',
+    dedup_key: n.job,
+    payload: {
+      summary: `${n.title}: ${n.message}`.slice(0, 1024),
+      source,
+      severity: SEVERITY[n.priority] ?? 'error',
+      timestamp: n.at,
+      component: n.job,
+      custom_details: { job: n.job, runId: n.runId, status: n.status, notification: n.id, tags: n.tags },
+    },
+    ...(n.url && { links: [{ href: n.url, text: `run ${n.runId}` }] }),
+  };
+}
+
+/** The JSON body of an HTTP destination (every kind but email). */
+export function httpBody(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingNotification, source: string): unknown {
+  switch (d.kind) {
+    case 'webhook':
+      return n;
+    case 'slack':
+      return slack(n);
+    case 'discord':
+      return discord(n);
+    case 'pagerduty':
+      return pagerduty(n, d.routingKey, source);
+  }
+}
+
+/** A mail: the subject is the title; the text is the message and where to see the run. */
+export function mail(n: OutgoingNotification): { subject: string; text: string } {
+  const where = n.url ? `Run: ${n.url}` : n.runId ? `Run: ${n.runId} (job ${n.job})` : `Job: ${n.job}`;
+  return { subject: n.title.replace(/[\r\n]+/g, ' ').slice(0, 998), text: `${n.message}\n\n${where}\nStatus: ${n.status} · priority ${n.priority}\n` };
+}

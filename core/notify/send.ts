@@ -1,0 +1,203 @@
+import { createTransport, type Transporter } from 'nodemailer';
+import { Webhook } from 'standardwebhooks';
+import type { DeliveryError } from '../contract/notification.js';
+import type { Destination } from '../contract/notify-config.js';
+import { httpBody, mail, type OutgoingNotification } from './payloads.js';
+
+/**
+ * One attempt to hand a notification to a receiver, over HTTP (webhook, Slack, Discord,
+ * PagerDuty) or SMTP (email), and what the answer means: delivered, worth another attempt
+ * (network errors, time-outs, 5xx, 408, 429, SMTP 4xx, garbage), or refused for good (other
+ * 4xx, 3xx, SMTP 5xx). Messages name no URL and no credential.
+ */
+
+export interface SendResult {
+  ok: boolean;
+  /** Worth another attempt (meaningless when ok). */
+  retry: boolean;
+  error: DeliveryError | null;
+  /** The receiver's HTTP status (or SMTP reply code), when it answered. */
+  status: number | null;
+  /** The start of the receiver's answer (at most 1,000 characters). */
+  body: string | null;
+  /** What the receiver asked for in `Retry-After`, in ms. */
+  retryAfterMs: number | null;
+  durationMs: number;
+}
+
+export interface SendContext {
+  /** The delivery's id: `webhook-id`, and the mail's Message-ID. */
+  id: string;
+  /** Time of this attempt (ms), signed into `webhook-timestamp`. */
+  now: number;
+  timeoutMs: number;
+  /** Aborted when the host closes. */
+  signal: AbortSignal;
+  /** Who sends (the host id), for PagerDuty's `source`. */
+  source: string;
+  transports: MailTransports;
+}
+
+const EXCERPT = 1000;
+
+/** SMTP transports by URL, reused across deliveries; closed with the notifier. */
+export class MailTransports {
+  readonly #transports = new Map<string, Transporter>();
+
+  get(smtp: string, timeoutMs: number): Transporter {
+    let t = this.#transports.get(smtp);
+    if (!t) {
+      const url = new URL(smtp);
+      const secure = url.protocol === 'smtps:';
+      t = createTransport({
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port ? Number(url.port) : secure ? 465 : 587,
+        secure,
+        ...(url.username && { auth: { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } }),
+        connectionTimeout: timeoutMs,
+        greetingTimeout: timeoutMs,
+        socketTimeout: timeoutMs,
+      });
+      this.#transports.set(smtp, t);
+    }
+    return t;
+  }
+
+  close(): void {
+    for (const t of this.#transports.values()) t.close();
+    this.#transports.clear();
+  }
+}
+
+function result(start: number, fields: Partial<SendResult>): SendResult {
+  return { ok: false, retry: false, error: null, status: null, body: null, retryAfterMs: null, durationMs: Date.now() - start, ...fields };
+}
+
+/** `Retry-After`: seconds or an HTTP date; null when absent or unreadable. */
+export function retryAfter(value: string | null, now: number): number | null {
+  if (value === null || value.trim() === '') return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.round(seconds * 1000) : null;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/** Reads at most EXCERPT characters of a response body, then lets the rest go. */
+async function excerpt(res: Response): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  try {
+    while (text.length < EXCERPT) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    reader.cancel().catch(() => undefined);
+  }
+  return text.slice(0, EXCERPT);
+}
+
+/** What went wrong on the way, without the URL undici puts in some messages. */
+function networkError(err: unknown, timedOut: boolean, closing: boolean): DeliveryError {
+  if (closing) return { code: 'DELIVERY_ABORTED', message: 'the host stopped during the attempt' };
+  if (timedOut) return { code: 'RECEIVER_TIMEOUT', message: 'the receiver did not answer in time' };
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  const code = typeof cause?.code === 'string' ? cause.code : typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : null;
+  const reason = code ?? (typeof cause?.message === 'string' ? cause.message : 'network error');
+  return { code: 'RECEIVER_UNREACHABLE', message: `could not reach the receiver (${reason})` };
+}
+
+async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
+  const start = Date.now();
+  const payload = JSON.stringify(httpBody(d, n, ctx.source));
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'jobhost' };
+  if (d.kind === 'webhook') {
+    Object.assign(headers, d.headers);
+    // Standard Webhooks: the id stays the same over every attempt; the timestamp is this attempt's.
+    const timestamp = new Date(ctx.now);
+    headers['webhook-id'] = ctx.id;
+    headers['webhook-timestamp'] = String(Math.floor(ctx.now / 1000));
+    if (d.secret) headers['webhook-signature'] = new Webhook(d.secret).sign(ctx.id, timestamp, payload);
+  }
+  const timeout = AbortSignal.timeout(ctx.timeoutMs);
+  let res: Response;
+  try {
+    res = await fetch(d.url, { method: 'POST', headers, body: payload, redirect: 'manual', signal: AbortSignal.any([ctx.signal, timeout]) });
+  } catch (err) {
+    return result(start, { retry: true, error: networkError(err, timeout.aborted, ctx.signal.aborted) });
+  }
+  let body: string;
+  try {
+    body = await excerpt(res);
+  } catch (err) {
+    // The receiver sent a status and then broke off (or took too long with the body): try again.
+    return result(start, { retry: true, status: res.status, error: networkError(err, timeout.aborted, ctx.signal.aborted) });
+  }
+  const status = res.status;
+  if (status >= 200 && status < 300) return result(start, { ok: true, status, body });
+  const short = body.replace(/\s+/g, ' ').trim().slice(0, 200);
+  const said = short ? `: ${short}` : '';
+  if (status >= 500 || status === 408 || status === 429) {
+    return result(start, {
+      retry: true,
+      status,
+      body,
+      retryAfterMs: retryAfter(res.headers.get('retry-after'), Date.now()),
+      error: { code: 'RECEIVER_ERROR', message: `the receiver answered ${status}${said}`, status },
+    });
+  }
+  if (status >= 300 && status < 400) {
+    return result(start, {
+      status,
+      body,
+      error: { code: 'RECEIVER_REJECTED', message: `the receiver answered ${status} (a redirect; redirects are not followed)`, status },
+    });
+  }
+  return result(start, { status, body, error: { code: 'RECEIVER_REJECTED', message: `the receiver answered ${status}${said}`, status } });
+}
+
+async function sendMail(d: Extract<Destination, { kind: 'email' }>, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
+  const start = Date.now();
+  const { subject, text } = mail(n);
+  const transport = ctx.transports.get(d.smtp, ctx.timeoutMs);
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(Object.assign(new Error('aborted'), { code: 'ABORTED' }));
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    const info = await Promise.race([
+      transport.sendMail({ from: d.from, to: d.to, subject, text, messageId: `<${ctx.id}@jobhost>`, headers: { 'X-Jobhost-Job': n.job } }),
+      aborted,
+    ]);
+    return result(start, { ok: true, status: 250, body: String(info.response ?? '').slice(0, EXCERPT) });
+  } catch (err) {
+    const e = err as { code?: string; responseCode?: number; response?: string; message?: string };
+    if (ctx.signal.aborted) return result(start, { retry: true, error: networkError(err, false, true) });
+    if (typeof e.responseCode === 'number') {
+      // SMTP: 4xx is a temporary failure, 5xx a permanent one.
+      const reply = String(e.response ?? '').slice(0, 200);
+      const error = {
+        code: e.responseCode >= 500 ? 'RECEIVER_REJECTED' : 'RECEIVER_ERROR',
+        message: `the mail server answered ${reply || e.responseCode}`,
+        status: e.responseCode,
+      };
+      return result(start, { retry: e.responseCode < 500, status: e.responseCode, body: reply, error });
+    }
+    if (e.code === 'EAUTH' || e.code === 'EENVELOPE') {
+      return result(start, { error: { code: 'RECEIVER_REJECTED', message: `the mail server refused it (${e.code})` } });
+    }
+    const timedOut = e.code === 'ETIMEDOUT' || /timeout/i.test(e.message ?? '');
+    return result(start, { retry: true, error: networkError({ cause: { code: e.code ?? 'ECONNECTION' } }, timedOut, false) });
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** One attempt; never rejects. */
+export function send(d: Destination, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
+  return d.kind === 'email' ? sendMail(d, n, ctx) : sendHttp(d, n, ctx);
+}

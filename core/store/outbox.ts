@@ -1,0 +1,175 @@
+import type { BackendHooks, DeliveryOutcome } from '../contract/backend.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { DueHeap } from '../contract/due-heap.js';
+import type { Logger } from '../contract/logger.js';
+import { deliveryOpen, type Notification } from '../contract/notification.js';
+
+/** What the outbox needs of the store: the live records, and saving one again. */
+export interface OutboxStore {
+  notification(id: string): Notification | undefined;
+  saveNotification(n: Notification): Promise<void>;
+}
+
+export interface OutboxOptions {
+  clock: Clock;
+  logger: Logger;
+  /** Attempts in flight at once. */
+  concurrency: number;
+  store: OutboxStore;
+}
+
+interface Due {
+  nid: string;
+  did: string;
+  /** The series it belongs to: a redeliver starts a new one, and the old one's entries are dropped. */
+  series: number;
+}
+
+/**
+ * The local backend's deliveries: every open delivery of the recorded notifications waits in a
+ * heap by due time, under one timer; at most `concurrency` attempts run at once, apart from
+ * runs. Each outcome is saved (the notification record again, durable) before the next attempt
+ * is queued, so a kill -9 resumes every open delivery at its `nextAt` on the next start.
+ */
+export class Outbox {
+  readonly #o: OutboxOptions;
+  readonly #heap = new DueHeap<Due>();
+  /** Open deliveries by id → their current series. */
+  readonly #open = new Map<string, number>();
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #abort = new AbortController();
+  #hooks: BackendHooks | undefined;
+  #series = 0;
+  #running = 0;
+  #timer: Timer | undefined;
+  #timerAt = Infinity;
+  #started = false;
+  #closed = false;
+
+  constructor(options: OutboxOptions) {
+    this.#o = options;
+  }
+
+  /** Deliveries waiting for an attempt or in one. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  attach(hooks: BackendHooks): void {
+    this.#hooks = hooks;
+  }
+
+  /** Queues every open delivery of `n` at its `nextAt` (a new notification, or one loaded at open). */
+  add(n: Notification): void {
+    const now = this.#o.clock.now();
+    for (const d of n.deliveries) {
+      if (!deliveryOpen(d)) continue;
+      const series = ++this.#series;
+      this.#open.set(d.id, series);
+      this.#heap.push(d.nextAt === null ? now : Date.parse(d.nextAt), { nid: n.id, did: d.id, series });
+    }
+    this.#pump();
+  }
+
+  /** Puts the deliveries of `n` (or the one to `destination`) back to pending, as a new series; false when none matched. */
+  redeliver(n: Notification, destination?: string): boolean {
+    const now = isoTime(this.#o.clock.now());
+    let any = false;
+    for (const d of n.deliveries) {
+      if (destination !== undefined && d.destination !== destination) continue;
+      Object.assign(d, { status: 'pending', attempts: 0, nextAt: now, deliveredAt: null });
+      any = true;
+    }
+    return any;
+  }
+
+  /** Starts making attempts. */
+  start(): void {
+    this.#started = true;
+    this.#pump();
+  }
+
+  /** Stops: no new attempt; one in flight is aborted (and made again after the next start). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#abort.abort();
+    await Promise.allSettled([...this.#inFlight]);
+    this.#heap.clear();
+  }
+
+  #pump(): void {
+    if (!this.#started || this.#closed) return;
+    const now = this.#o.clock.now();
+    while (this.#running < this.#o.concurrency) {
+      const due = this.#heap.popDue(now);
+      if (!due) break;
+      if (this.#open.get(due.did) === due.series) this.#attempt(due);
+    }
+    this.#arm();
+  }
+
+  #arm(): void {
+    // A full set of attempts in flight: the next one to end pumps again.
+    if (this.#running >= this.#o.concurrency) return;
+    const at = this.#heap.peek();
+    if (at === Infinity || at >= this.#timerAt) return;
+    this.#timer?.cancel();
+    this.#timerAt = at;
+    this.#timer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      this.#pump();
+    });
+  }
+
+  #attempt(due: Due): void {
+    const n = this.#o.store.notification(due.nid);
+    const d = n?.deliveries.find((x) => x.id === due.did);
+    if (!n || !d || !deliveryOpen(d)) {
+      this.#open.delete(due.did);
+      return;
+    }
+    this.#running++;
+    const made = this.#make(n, d.id, d.attempts + 1, due).finally(() => {
+      this.#running--;
+      this.#inFlight.delete(made);
+      this.#pump();
+    });
+    this.#inFlight.add(made);
+  }
+
+  async #make(n: Notification, did: string, attempt: number, due: Due): Promise<void> {
+    const hooks = this.#hooks!;
+    const d = n.deliveries.find((x) => x.id === did)!;
+    let outcome: DeliveryOutcome;
+    try {
+      outcome = await hooks.deliver({ notification: structuredClone(n), delivery: { ...d }, attempt }, this.#abort.signal);
+    } catch (err) {
+      this.#o.logger.error({ err, notification: n.id, destination: d.destination }, 'a delivery attempt threw; trying again later');
+      outcome = { status: 'retrying', delayMs: 60_000, error: { code: 'DELIVERY_FAILED', message: 'the attempt failed inside the host' } };
+    }
+    // A redeliver meanwhile started a new series; a stop cut the attempt short (made again after the next start).
+    if (this.#open.get(did) !== due.series || this.#closed) return;
+    const now = this.#o.clock.now();
+    d.attempts = attempt;
+    if (outcome.status === 'delivered') {
+      Object.assign(d, { status: 'delivered', deliveredAt: isoTime(now), nextAt: null });
+      this.#open.delete(did);
+    } else if (outcome.status === 'dead') {
+      Object.assign(d, { status: 'dead', lastError: outcome.error, nextAt: null });
+      this.#open.delete(did);
+    } else {
+      Object.assign(d, { status: 'retrying', lastError: outcome.error, nextAt: isoTime(now + outcome.delayMs) });
+    }
+    try {
+      await this.#o.store.saveNotification(n);
+    } catch (err) {
+      // The store retries the write itself; the state above stands in memory meanwhile.
+      this.#o.logger.error({ err, notification: n.id, destination: d.destination }, 'could not record a delivery outcome yet');
+    }
+    hooks.deliveryChanged(structuredClone(n), { ...d });
+    if (outcome.status === 'retrying' && !this.#closed) this.#heap.push(now + outcome.delayMs, due);
+  }
+}

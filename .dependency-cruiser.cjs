@@ -51,7 +51,8 @@ module.exports = {
     },
     {
       name: 'notify-on-contract-only',
-      comment: 'notify/ (destinations, what a receiver gets, one attempt and its meaning) builds on contract/ alone: it records nothing and knows no backend, no route.',
+      comment:
+        'notify/ (destinations, what a receiver gets, one attempt and its meaning) builds on contract/ alone: it records nothing and knows no backend, no route.',
       severity: 'error',
       from: { path: '^core/notify/' },
       to: { path: '^core/', pathNot: '^core/(contract|notify)/' },

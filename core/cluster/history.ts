@@ -1,6 +1,4 @@
 import { z } from 'zod';
-import type { NotificationQuery } from '../contract/backend.js';
-import { type Notification, PRIORITIES } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import { LOG_LEVELS, LOG_MAX_LINES, type LogLine, LogTail, type RunLog } from '../contract/run-log.js';
 import type { Connections } from './connections.js';
@@ -9,7 +7,7 @@ import { runFromItem } from './run-records.js';
 import type { ScriptedRedis } from './scripts.js';
 
 /**
- * Runs and notifications of every host, read from Redis. The BullMQ job hashes are the records;
+ * Runs of every host and their log lines, read from Redis (notifications: `notification-records.ts`). The BullMQ job hashes are the records;
  * a lex-ordered index of `<runId>:<job>` (written in the trigger's MULTI) gives pages newest
  * first across jobs, one script per page. Retention is BullMQ's (`removeOnComplete` /
  * `removeOnFail` by count and age, per job queue); index entries whose run it removed are dropped
@@ -18,20 +16,6 @@ import type { ScriptedRedis } from './scripts.js';
 
 /** Index entries a page may walk before it answers (a status filter on a long history). */
 const PAGE_BUDGET = 5000;
-/** Notifications kept (newest), like the local store. */
-const NOTIFICATIONS_KEPT = 1000;
-
-const notificationShape = z.object({
-  id: z.string(),
-  job: z.string(),
-  runId: z.string(),
-  status: z.enum(['succeeded', 'failed', 'canceled', 'retrying']),
-  title: z.string(),
-  message: z.string(),
-  priority: z.enum(PRIORITIES),
-  tags: z.array(z.string()),
-  at: z.string(),
-});
 
 const logLine = z.object({
   attempt: z.number(),
@@ -79,27 +63,6 @@ export class History {
     const page: Page<Run> = { items: items.map(runFromItem).filter((r): r is Run => r !== null) };
     if (next) page.next = next;
     return page;
-  }
-
-  async listNotifications(query: NotificationQuery): Promise<Page<Notification>> {
-    const limit = Math.max(1, Math.min(query.limit ?? 50, NOTIFICATIONS_KEPT));
-    const [items, more] = await this.#call(() => this.#reads.jhNotifications(this.#keys.notifications, String(limit), query.before ?? '', query.job ?? ''));
-    const list = items.flatMap((text) => {
-      const parsed = notificationShape.safeParse(JSON.parse(text));
-      return parsed.success ? [parsed.data] : [];
-    });
-    const page: Page<Notification> = { items: list };
-    if (Number(more) === 1 && list.length > 0) page.next = list.at(-1)!.id;
-    return page;
-  }
-
-  /** Durable when it resolves; waits for Redis rather than lose a notification to an outage. */
-  async addNotification(n: Notification): Promise<void> {
-    await this.#writes
-      .multi()
-      .zadd(this.#keys.notifications, 0, `${n.id}\t${JSON.stringify(n)}`)
-      .zremrangebyrank(this.#keys.notifications, 0, -(NOTIFICATIONS_KEPT + 1))
-      .exec();
   }
 
   /**

@@ -40,9 +40,24 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:tomb:${runId}`;
   }
 
-  /** Recent notifications: a sorted set of `<id>\t<json>`, ordered by id (time). */
+  /** Recent notifications: a sorted set of ids (all scores 0), ordered by id (time). Older hosts wrote `<id>\t<json>` members. */
   get notifications(): string {
     return `${this.prefix}:__jh:notifications`;
+  }
+
+  /** A notification and the state of each of its deliveries (a hash, see `notification-records.ts`). */
+  notification(id: string): string {
+    return `${this.notificationBase}${id}`;
+  }
+
+  /** What `notification(id)` puts before the id (for scripts that derive the hashes from the index). */
+  get notificationBase(): string {
+    return `${this.prefix}:__jh:notification:`;
+  }
+
+  /** The ids of deliveries waiting for an attempt (pending or retrying), of every host. */
+  get openDeliveries(): string {
+    return `${this.prefix}:__jh:deliveries:open`;
   }
 
   /** A run's log lines (a list of JSON, the newest 500) and, beside it, how many were dropped. */
@@ -84,6 +99,12 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:sweep`;
   }
 }
+
+/**
+ * The BullMQ queue of deliveries (one for the cluster, `<prefix>:__deliveries:*`): no job name
+ * can be it (names are kebab-case).
+ */
+export const DELIVERY_QUEUE = '__deliveries';
 
 /** `failedReason` of a run canceled while it ran (BullMQ's deferred failure carries it too). */
 export const CANCELED_REASON = 'jobhost:canceled';

@@ -117,6 +117,7 @@ class RedisBackend implements Backend {
     this.#p.dispatcher.start();
     for (const name of this.#p.jobs.names()) this.#p.dispatcher.markReady(name);
     this.#p.sweeper.start();
+    this.#p.deliveries.start();
   }
 
   pause(): void {
@@ -158,6 +159,7 @@ class RedisBackend implements Backend {
     this.#p.delayTimers.stop();
     this.#p.sweeper.stop();
     this.#p.relay.close();
+    await this.#p.deliveries.close();
     await this.#p.heartbeat.stop();
     await this.#p.mirror.stop();
     await this.#p.reader.close();
@@ -318,12 +320,26 @@ class RedisBackend implements Backend {
     await multi.exec();
   }
 
+  // ---------------------------------------------------------------- notifications (deliveries.ts)
+
   addNotification(notification: Notification): Promise<void> {
-    return this.#p.history.addNotification(notification);
+    return this.#p.deliveries.add(notification);
+  }
+
+  getNotification(id: string): Promise<Notification | undefined> {
+    return this.#p.deliveries.get(id);
   }
 
   listNotifications(query: NotificationQuery): Promise<Page<Notification>> {
-    return this.#p.history.listNotifications(query);
+    return this.#p.deliveries.list(query);
+  }
+
+  redeliver(id: string, destination?: string): Promise<Notification | undefined> {
+    return this.#p.deliveries.redeliver(id, destination);
+  }
+
+  openDeliveries(): number {
+    return this.#p.deliveries.open;
   }
 
   activeRuns(job: string): { active: number; running: number } {

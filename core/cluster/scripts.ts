@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { type DeliveryCommands, defineDeliveryScripts } from './delivery-scripts.js';
 import { CANCELED_REASON } from './keys.js';
 
 /**
@@ -253,34 +254,6 @@ end
 return {out, redis.call('ZCARD', prefix .. ':__jh:runs')}`;
 
 /**
- * Notifications, newest first: a sorted set whose members are `<id>\t<json>` (ids sort by time
- * whichever host minted them, so the order is by id, as `before` needs). KEYS: the set.
- * ARGV: limit, before (an id, or ''), job (or ''). Returns {items, more}.
- */
-const NOTIFICATIONS = `
-local limit, job = tonumber(ARGV[1]), ARGV[3]
-local maxb = '+'
-if ARGV[2] ~= '' then maxb = '(' .. ARGV[2] end
-local out, more = {}, 0
-while more == 0 do
-  local chunk = redis.call('ZREVRANGEBYLEX', KEYS[1], maxb, '-', 'LIMIT', 0, 100)
-  if #chunk == 0 then break end
-  for _, m in ipairs(chunk) do
-    maxb = '(' .. m
-    local tab = string.find(m, '\t', 1, true)
-    if tab then
-      local json = string.sub(m, tab + 1)
-      local ok, n = pcall(cjson.decode, json)
-      if ok and type(n) == 'table' and (job == '' or n['job'] == job) then
-        if #out == limit then more = 1 break end
-        out[#out + 1] = json
-      end
-    end
-  end
-end
-return {out, more}`;
-
-/**
  * Drops index entries whose run retention removed, walking from the oldest end and resuming where
  * the last sweep stopped. KEYS: global index, the cursor key. ARGV: prefix, budget, cursor TTL (ms).
  */
@@ -357,14 +330,13 @@ export interface JobhostCommands {
     lockDuration: string,
     stalledInterval: string,
   ): Promise<[string[], number]>;
-  jhNotifications(list: string, limit: string, before: string, job: string): Promise<[string[], number]>;
   jhPruneIndex(runs: string, cursor: string, prefix: string, budget: string, cursorTtlMs: string): Promise<number>;
   jhAppendLog(list: string, dropped: string, maxLines: string, droppedByWriter: string, ttlMs: string, ...lines: string[]): Promise<number>;
 }
 
-export type ScriptedRedis = Redis & JobhostCommands;
+export type ScriptedRedis = Redis & JobhostCommands & DeliveryCommands;
 
-/** Defines jobhost's scripts on a connection (EVALSHA, loaded on first use per connection). */
+/** Defines jobhost's scripts (the delivery ones too) on a connection (EVALSHA, loaded on first use per connection). */
 export function defineScripts(redis: Redis): ScriptedRedis {
   const define = (name: string, numberOfKeys: number, lua: string): void => redis.defineCommand(name, { numberOfKeys, lua });
   define('jhAdmit', 2, ADMIT);
@@ -375,8 +347,8 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   define('jhPage', 2, PAGE);
   define('jhGetRun', 1, GET_RUN);
   define('jhStates', 2, STATES);
-  define('jhNotifications', 1, NOTIFICATIONS);
   define('jhPruneIndex', 2, PRUNE_INDEX);
   define('jhAppendLog', 2, APPEND_LOG);
+  defineDeliveryScripts(redis);
   return redis as ScriptedRedis;
 }

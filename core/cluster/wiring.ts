@@ -5,6 +5,7 @@ import type { Logger } from '../contract/logger.js';
 import { Attempts } from './attempts.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
+import { Deliveries } from './deliveries.js';
 import { Dispatcher } from './dispatcher.js';
 import { EventRelay } from './event-relay.js';
 import { Heartbeat } from './heartbeat.js';
@@ -25,6 +26,8 @@ export interface RedisBackendOptions {
   keepDays: number;
   concurrency: number;
   queues: Readonly<Record<string, number>>;
+  /** Deliveries of notifications in flight at once on this host (`notifications.concurrency`; default 16). */
+  deliveryConcurrency?: number;
   /** Random source for retry jitter. */
   random: () => number;
   logger: Logger;
@@ -46,6 +49,7 @@ export interface RedisParts {
   sweeper: Sweeper;
   heartbeat: Heartbeat;
   relay: EventRelay;
+  deliveries: Deliveries;
 }
 
 /** What the parts need of the backend itself. */
@@ -62,8 +66,8 @@ export interface BackendSide {
 
 /**
  * Builds the redis backend's parts (connections, the mirror of job state, attempts, dispatch,
- * stream reading, history, the loaded jobs, delay wake-ups, the retention sweep, heartbeats and
- * the event relay) and ties them together; the backend owns their lifecycle. Parts built later
+ * stream reading, history, the loaded jobs, delay wake-ups, the retention sweep, heartbeats, the
+ * event relay and the delivery of notifications) and ties them together; the backend owns their lifecycle. Parts built later
  * are reached through closures, called only once everything exists.
  */
 export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: BackendSide): RedisParts {
@@ -162,5 +166,18 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     describe: () => ({ id: o.hostId, ...side.engine().describe(), lastSeen: isoTime(clock.now()), running: attempts.size }),
   });
   const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger);
-  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay };
+  const deliveries = new Deliveries({
+    keys,
+    connections,
+    producer,
+    commands,
+    clock,
+    logger,
+    hostId: o.hostId,
+    concurrency: o.deliveryConcurrency ?? 16,
+    lockDuration,
+    stalledInterval,
+    hooks: () => side.engine(),
+  });
+  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay, deliveries };
 }

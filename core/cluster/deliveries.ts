@@ -1,0 +1,294 @@
+import { DelayedError, Job, type JobsOptions, Queue, Worker } from 'bullmq';
+import type { BackendHooks, DeliveryOutcome, NotificationQuery } from '../contract/backend.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import type { Logger } from '../contract/logger.js';
+import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';
+import type { Page } from '../contract/run.js';
+import type { Connections } from './connections.js';
+import { Every } from './every.js';
+import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
+import { NotificationRecords, recordFromHash } from './notification-records.js';
+import type { ScriptedRedis } from './scripts.js';
+
+/**
+ * Delivery of notifications in cluster mode: one BullMQ queue of deliveries for the cluster
+ * (`<prefix>:__deliveries`), a Worker on every host (its own concurrency, apart from the runs'
+ * dispatcher, so a slow receiver holds no run). A BullMQ job is one series of attempts of one
+ * delivery, its id `<delivery id>.<series>`, so a repeated add is a no-op and each attempt is made
+ * by one host. Each attempt's outcome is recorded (`NotificationRecords.update`) before the job
+ * moves on: `retrying` fails the attempt with the engine's delay (the Worker's backoffStrategy
+ * returns it), `delivered` and `dead` complete the job. A host killed mid-attempt loses its lock;
+ * BullMQ's stalled check hands the job to another host, which makes the attempt again (same id).
+ */
+
+/** After the attempts were aborted at close, the worker gets this long to hand its jobs back. */
+const CLOSE_SETTLE_MS = 5000;
+/** How often the count of open deliveries (read synchronously, for metrics) is refreshed. */
+const OPEN_REFRESH_MS = 1000;
+/** A job that failed for another reason than its attempt (Redis out of reach while recording) is tried again this soon. */
+const ERROR_RETRY_MS = 1000;
+/** A job found early (a stalled retry taken over before its time) waits unless it is due within this. */
+const EARLY_SLACK_MS = 1000;
+/** BullMQ's attempts of a delivery's job: unbounded in practice; the engine says when it is dead. */
+const JOB_ATTEMPTS = 1_000_000;
+
+/** What a delivery's BullMQ job carries: the notification, the delivery and the series it belongs to. */
+interface DeliveryJobData {
+  n: string;
+  d: string;
+  s: string;
+}
+
+/** An attempt failed and is to be made again after `delayMs` (0: at once, by any host). */
+class RetryLater extends Error {
+  readonly delayMs: number;
+
+  constructor(delayMs: number, message: string) {
+    super(message);
+    this.name = 'RetryLater';
+    this.delayMs = delayMs;
+    // BullMQ keeps the stack in the job's stacktrace: the message says enough.
+    this.stack = message;
+  }
+}
+
+export interface DeliveriesOptions {
+  keys: ClusterKeys;
+  connections: Connections;
+  /** Fail-fast: reads and the checks of a request. */
+  producer: ScriptedRedis;
+  /** Patient: adds, records and BullMQ's Worker. */
+  commands: ScriptedRedis;
+  clock: Clock;
+  logger: Logger;
+  hostId: string;
+  /** Attempts in flight at once on this host (`notifications.concurrency`). */
+  concurrency: number;
+  lockDuration: number;
+  stalledInterval: number;
+  hooks: () => BackendHooks;
+}
+
+/** A delivery's BullMQ job id: BullMQ refuses `:` in ids. */
+function jobId(deliveryId: string, series: string): string {
+  return `${deliveryId.replaceAll(':', '_')}.${series}`;
+}
+
+/** A delivery as an outcome leaves it, after attempt `attempt`. */
+function afterAttempt(d: Delivery, outcome: DeliveryOutcome, attempt: number, now: number): Delivery {
+  if (outcome.status === 'delivered') return { ...d, status: 'delivered', attempts: attempt, deliveredAt: isoTime(now), nextAt: null };
+  if (outcome.status === 'retrying')
+    return { ...d, status: 'retrying', attempts: attempt, lastError: outcome.error, nextAt: isoTime(now + Math.max(0, outcome.delayMs)) };
+  return { ...d, status: 'dead', attempts: attempt, lastError: outcome.error, nextAt: null };
+}
+
+type Reply = [Error | null, unknown];
+type Transaction = ScriptedRedis & { exec(): Promise<Reply[] | null> };
+
+export class Deliveries {
+  readonly #o: DeliveriesOptions;
+  readonly records: NotificationRecords;
+  readonly #refresh: Every;
+  #queue: Queue | undefined;
+  #worker: Worker<DeliveryJobData> | undefined;
+  /** The attempts in flight here, aborted at close. */
+  readonly #inFlight = new Set<AbortController>();
+  #open = 0;
+  #closed = false;
+
+  constructor(options: DeliveriesOptions) {
+    this.#o = options;
+    this.records = new NotificationRecords(options.producer, options.keys, options.connections);
+    this.#refresh = new Every(options.clock, OPEN_REFRESH_MS, () => this.refreshOpen(), options.logger, 'could not count the open deliveries');
+  }
+
+  /** Deliveries waiting for an attempt on every host, as last read (every second). */
+  get open(): number {
+    return this.#open;
+  }
+
+  async refreshOpen(): Promise<void> {
+    this.#open = await this.records.openCount();
+  }
+
+  /** The queue of deliveries, on the patient connection (made on first use, after the connections opened). */
+  get #q(): Queue {
+    if (!this.#queue) {
+      this.#queue = new Queue(DELIVERY_QUEUE, { connection: this.#o.commands, prefix: this.#o.keys.prefix });
+      this.#queue.on('error', (err) => this.#o.logger.debug({ err }, 'BullMQ delivery queue error'));
+    }
+    return this.#queue;
+  }
+
+  /** Starts this host's delivery worker and the count of open deliveries. */
+  start(): void {
+    if (this.#worker || this.#closed) return;
+    const o = this.#o;
+    const worker = new Worker<DeliveryJobData>(DELIVERY_QUEUE, (job, token) => this.#process(job, token), {
+      connection: o.commands,
+      prefix: o.keys.prefix,
+      autorun: false,
+      name: o.hostId,
+      concurrency: o.concurrency,
+      lockDuration: o.lockDuration,
+      stalledInterval: o.stalledInterval,
+      // A host killed mid-attempt is not a reason to give up a delivery: the engine's retry policy is.
+      maxStalledCount: 1000,
+      runRetryDelay: ERROR_RETRY_MS,
+      settings: {
+        // The engine decided the delay (its policy, jitter, Retry-After) when the attempt failed.
+        backoffStrategy: (_made: number, _type?: string, err?: Error) => (err instanceof RetryLater ? err.delayMs : ERROR_RETRY_MS),
+      },
+    });
+    worker.on('error', (err) => o.logger.debug({ err }, 'BullMQ delivery worker error'));
+    this.#worker = worker;
+    worker.run().catch((err: unknown) => o.logger.warn({ err }, 'the delivery worker stopped'));
+    void this.refreshOpen().catch(() => undefined);
+    this.#refresh.start();
+  }
+
+  /** BullMQ's options for one series of a delivery: its id, when, and retries decided by the engine. */
+  #jobOptions(d: Delivery, series: string): JobsOptions {
+    const due = d.nextAt ? Date.parse(d.nextAt) : Number.NaN;
+    return {
+      jobId: jobId(d.id, series),
+      delay: Number.isFinite(due) ? Math.max(0, due - this.#o.clock.now()) : 0,
+      attempts: JOB_ATTEMPTS,
+      backoff: { type: 'delivery' },
+      stackTraceLimit: 1,
+      // The state lives in the notification's record; BullMQ's finished jobs are not needed.
+      removeOnComplete: true,
+      removeOnFail: { count: 1000 },
+    };
+  }
+
+  /** Queues BullMQ jobs for `deliveries` (open ones) in `series` on `multi`. */
+  #queueJobs(multi: Transaction, notificationId: string, deliveries: readonly Delivery[], series: string): void {
+    for (const d of deliveries) {
+      if (!deliveryOpen(d)) continue;
+      const data: DeliveryJobData = { n: notificationId, d: d.id, s: series };
+      const opts = this.#jobOptions(d, series);
+      // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read there).
+      new Job(this.#q, 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
+    }
+  }
+
+  async #exec(multi: Transaction): Promise<Reply[]> {
+    const replies = await multi.exec();
+    if (!replies) throw new Error('the delivery transaction was discarded');
+    for (const [err] of replies) if (err) throw err;
+    return replies;
+  }
+
+  /** Records `n` with its deliveries and queues them, in one MULTI; waits for Redis rather than lose it. */
+  async add(n: Notification): Promise<void> {
+    const client = (await this.#q.getBackend().client) as unknown as ScriptedRedis;
+    const multi = client.multi() as unknown as Transaction;
+    this.records.add(multi, n);
+    this.#queueJobs(multi, n.id, n.deliveries, '0');
+    await this.#exec(multi);
+  }
+
+  get(id: string): Promise<Notification | undefined> {
+    return this.records.get(id).then((r) => r?.notification);
+  }
+
+  list(query: NotificationQuery): Promise<Page<Notification>> {
+    return this.records.list(query);
+  }
+
+  /** See `Backend.redeliver`: a new series of each chosen delivery, recorded and queued in one MULTI. */
+  async redeliver(id: string, destination?: string): Promise<Notification | undefined> {
+    const found = await this.records.get(id);
+    const chosen = found?.notification.deliveries.filter((d) => destination === undefined || d.destination === destination) ?? [];
+    if (!found || chosen.length === 0) return undefined;
+    const series = await this.records.nextSeries(id);
+    const now = isoTime(this.#o.clock.now());
+    const fresh = chosen.map((d): Delivery => ({ ...d, status: 'pending', attempts: 0, lastError: null, deliveredAt: null, nextAt: now }));
+    const refused = this.#o.connections.unavailable();
+    if (refused) throw refused;
+    let replies: Reply[];
+    try {
+      const client = (await this.#q.getBackend().client) as unknown as ScriptedRedis;
+      const multi = client.multi() as unknown as Transaction;
+      this.records.redeliver(multi, id, series, fresh);
+      this.#queueJobs(multi, id, fresh, series);
+      replies = await this.#exec(multi);
+    } catch (err) {
+      throw this.#o.connections.toHostError(err);
+    }
+    const hash = replies[0]![1] as string[] | null;
+    const notification = hash ? recordFromHash(hash)?.notification : undefined;
+    if (!notification) return undefined;
+    // The jobs of the series just ended are stale: drop those not in flight (one in flight records nothing).
+    for (const d of chosen) {
+      const old = found.series.get(d.id);
+      if (old !== undefined) await this.#q.remove(jobId(d.id, old)).catch(() => undefined);
+    }
+    const hooks = this.#o.hooks();
+    for (const d of notification.deliveries) if (fresh.some((f) => f.id === d.id)) this.#changed(hooks, notification, d);
+    return notification;
+  }
+
+  #changed(hooks: BackendHooks, n: Notification, d: Delivery): void {
+    try {
+      hooks.deliveryChanged(n, d);
+    } catch (err) {
+      this.#o.logger.warn({ err, notification: n.id, delivery: d.id }, 'deliveryChanged threw');
+    }
+  }
+
+  /** One attempt of one delivery (a BullMQ job's turn), its outcome recorded before the job moves on. */
+  async #process(job: Job<DeliveryJobData>, token?: string): Promise<void> {
+    const { n: notificationId, d: deliveryId, s: series } = job.data;
+    const o = this.#o;
+    const found = await this.records.get(notificationId, o.commands);
+    const current = found?.notification.deliveries.find((d) => d.id === deliveryId);
+    // Gone, overtaken by a redeliver, or already ended (its end recorded just before a crash): nothing to do.
+    if (!found || !current || found.series.get(deliveryId) !== series || !deliveryOpen(current)) return;
+    const due = current.status === 'retrying' && current.nextAt ? Date.parse(current.nextAt) : 0;
+    if (due - o.clock.now() > EARLY_SLACK_MS && token !== undefined) {
+      // A retry whose job was taken over (stalled) before BullMQ delayed it: wait for its time.
+      await job.moveToDelayed(due, token);
+      throw new DelayedError();
+    }
+    const attempt = current.attempts + 1;
+    const controller = new AbortController();
+    this.#inFlight.add(controller);
+    let outcome: DeliveryOutcome | undefined;
+    try {
+      outcome = await Promise.race([
+        o.hooks().deliver({ notification: found.notification, delivery: current, attempt }, controller.signal),
+        new Promise<undefined>((resolve) => controller.signal.addEventListener('abort', () => resolve(undefined), { once: true })),
+      ]);
+    } finally {
+      this.#inFlight.delete(controller);
+    }
+    // Cut short by this host's close: back to waiting at once, for any host (the attempt is made again).
+    if (!outcome || (controller.signal.aborted && outcome.status !== 'delivered')) throw new RetryLater(0, 'the host closed during the attempt');
+    const next = afterAttempt(current, outcome, attempt, o.clock.now());
+    const recorded = await this.records.update(o.commands, notificationId, series, next);
+    if (!recorded) return;
+    const mine = recorded.deliveries.find((d) => d.id === deliveryId) ?? next;
+    this.#changed(o.hooks(), recorded, mine);
+    if (outcome.status === 'retrying') throw new RetryLater(outcome.delayMs, `${outcome.error.code}: ${outcome.error.message}`);
+  }
+
+  /** Aborts the attempts in flight (their jobs go back to waiting), closes the worker (bounded) and the queue. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#refresh.stop();
+    for (const c of this.#inFlight) c.abort();
+    if (this.#worker) {
+      let timer: Timer | undefined;
+      const settled = await Promise.race([
+        this.#worker.close().then(() => true),
+        new Promise<boolean>((resolve) => (timer = this.#o.clock.setTimer(CLOSE_SETTLE_MS, () => resolve(false)))),
+      ]).catch(() => false);
+      timer?.cancel();
+      if (!settled) this.#o.logger.warn({}, 'the delivery worker did not close in time; its deliveries go to another host once their locks expire');
+    }
+    await this.#queue?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,184 @@
+import { z } from 'zod';
+import type { NotificationQuery } from '../contract/backend.js';
+import { DELIVERY_STATUSES, type Delivery, type DeliveryError, deliveryOpen, type Notification, PRIORITIES } from '../contract/notification.js';
+import type { Page } from '../contract/run.js';
+import type { Connections } from './connections.js';
+import type { ClusterKeys } from './keys.js';
+import type { ScriptedRedis } from './scripts.js';
+
+/**
+ * Notifications of every host and the state of their deliveries, in Redis. Each notification is
+ * a hash, `<prefix>:__jh:notification:<id>`:
+ * - `n`: the notification as added (JSON, its deliveries as they were then), `job`: its job;
+ * - per delivery `d:<id>` (its current state, JSON), `s:<id>` (its series: which BullMQ job may
+ *   record its attempts; a redeliver starts a new one), `o:<id>` (1 while open);
+ * - `open`: how many of its deliveries are open, `seq`: the last series number handed out.
+ * An index (a sorted set of ids) orders them; the newest NOTIFICATIONS_KEPT are kept, plus every
+ * one with an open delivery until its last delivery ends. The scripts are in `delivery-scripts.ts`.
+ */
+
+/** Notifications kept (newest), like the local store; more while some have open deliveries. */
+export const NOTIFICATIONS_KEPT = 1000;
+/** Old index entries an add looks at for trimming (those with open deliveries are skipped). */
+const TRIM_BUDGET = 1000;
+
+const errorShape = z
+  .object({ code: z.string(), message: z.string(), status: z.number().optional() })
+  .transform((e): DeliveryError => ({ code: e.code, message: e.message, ...(e.status !== undefined ? { status: e.status } : {}) }));
+
+const deliveryShape = z.object({
+  id: z.string(),
+  destination: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
+  attempts: z.number(),
+  lastError: errorShape.nullable(),
+  deliveredAt: z.string().nullable(),
+  nextAt: z.string().nullable(),
+});
+
+const notificationShape = z.object({
+  id: z.string(),
+  job: z.string(),
+  runId: z.string(),
+  status: z.enum(['succeeded', 'failed', 'canceled', 'retrying']),
+  title: z.string(),
+  message: z.string(),
+  priority: z.enum(PRIORITIES),
+  tags: z.array(z.string()),
+  at: z.string(),
+  // Older hosts recorded notifications without deliveries.
+  deliveries: z.array(deliveryShape).default([]),
+});
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A notification as its hash holds it, with the series of each delivery. */
+export interface NotificationRecord {
+  notification: Notification;
+  series: ReadonlyMap<string, string>;
+}
+
+/** A notification's hash (HGETALL, as a flat list or an object) as a record; null when it is not one. */
+export function recordFromHash(hash: readonly string[] | Readonly<Record<string, string>>): NotificationRecord | null {
+  let fields: Record<string, string>;
+  if (Array.isArray(hash)) {
+    fields = {};
+    for (let i = 0; i + 1 < hash.length; i += 2) fields[hash[i]!] = hash[i + 1]!;
+  } else fields = { ...(hash as Record<string, string>) };
+  // An entry of the older `<id>\t<json>` form of the index.
+  if (fields['L'] !== undefined) fields = { n: fields['L'] };
+  const parsed = notificationShape.safeParse(parseJson(fields['n']));
+  if (!parsed.success) return null;
+  const series = new Map<string, string>();
+  const deliveries = parsed.data.deliveries.map((d): Delivery => {
+    const s = fields[`s:${d.id}`];
+    if (s !== undefined) series.set(d.id, s);
+    const now = deliveryShape.safeParse(parseJson(fields[`d:${d.id}`]));
+    return now.success ? now.data : d;
+  });
+  return { notification: { ...parsed.data, deliveries }, series };
+}
+
+/** The fields a delivery adds to an add's script call: id, state, series, open. */
+function deliveryArgs(d: Delivery, series: string): string[] {
+  return [d.id, JSON.stringify(d), series, deliveryOpen(d) ? '1' : '0'];
+}
+
+export class NotificationRecords {
+  readonly #reads: ScriptedRedis;
+  readonly #keys: ClusterKeys;
+  readonly #connections: Connections;
+
+  /** `reads` fail fast: a request gets 503 while Redis is out of reach. */
+  constructor(reads: ScriptedRedis, keys: ClusterKeys, connections: Connections) {
+    this.#reads = reads;
+    this.#keys = keys;
+    this.#connections = connections;
+  }
+
+  async #call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.#connections.toHostError(err);
+    }
+  }
+
+  async list(query: NotificationQuery): Promise<Page<Notification>> {
+    const limit = Math.max(1, Math.min(query.limit ?? 50, NOTIFICATIONS_KEPT));
+    const [items, more] = await this.#call(() =>
+      this.#reads.jhNotifications(this.#keys.notifications, String(limit), query.before ?? '', query.job ?? '', this.#keys.notificationBase),
+    );
+    const list = items.flatMap((hash) => {
+      const record = recordFromHash(hash);
+      return record ? [record.notification] : [];
+    });
+    const page: Page<Notification> = { items: list };
+    if (Number(more) === 1 && list.length > 0) page.next = list.at(-1)!.id;
+    return page;
+  }
+
+  /** One notification with its deliveries' series; undefined when unknown. `via` defaults to the fail-fast reads. */
+  async get(id: string, via: ScriptedRedis = this.#reads): Promise<NotificationRecord | undefined> {
+    const hash = await this.#call(() => via.hgetall(this.#keys.notification(id)));
+    return recordFromHash(hash) ?? undefined;
+  }
+
+  /** Queues the add of `n` (each delivery in series '0') on a MULTI. */
+  add(multi: Pick<ScriptedRedis, 'jhAddNotification'>, n: Notification): void {
+    multi.jhAddNotification(
+      this.#keys.notification(n.id),
+      this.#keys.notifications,
+      this.#keys.openDeliveries,
+      n.id,
+      JSON.stringify(n),
+      n.job,
+      String(NOTIFICATIONS_KEPT),
+      String(TRIM_BUDGET),
+      this.#keys.notificationBase,
+      ...n.deliveries.flatMap((d) => deliveryArgs(d, '0')),
+    );
+  }
+
+  /**
+   * Records a delivery's new state (atomic, other deliveries untouched) if `series` is still its
+   * series; resolves with the notification as recorded, or undefined when the attempt was
+   * overtaken (a redeliver) or the notification is gone. Waits for Redis (`writes`).
+   */
+  async update(writes: ScriptedRedis, notificationId: string, series: string, d: Delivery): Promise<Notification | undefined> {
+    const hash = await writes.jhUpdateDelivery(
+      this.#keys.notification(notificationId),
+      this.#keys.notifications,
+      this.#keys.openDeliveries,
+      notificationId,
+      d.id,
+      series,
+      JSON.stringify(d),
+      deliveryOpen(d) ? '1' : '0',
+      String(NOTIFICATIONS_KEPT),
+    );
+    return hash ? (recordFromHash(hash)?.notification ?? undefined) : undefined;
+  }
+
+  /** A new series number for a redeliver of the notification (unique: a counter in its hash). */
+  async nextSeries(notificationId: string): Promise<string> {
+    return String(await this.#call(() => this.#reads.hincrby(this.#keys.notification(notificationId), 'seq', 1)));
+  }
+
+  /** Queues the restart of `deliveries` (pending again) in `series` on a MULTI. */
+  redeliver(multi: Pick<ScriptedRedis, 'jhRedeliver'>, notificationId: string, series: string, deliveries: readonly Delivery[]): void {
+    multi.jhRedeliver(this.#keys.notification(notificationId), this.#keys.openDeliveries, series, ...deliveries.flatMap((d) => [d.id, JSON.stringify(d)]));
+  }
+
+  /** Open deliveries of every host. */
+  openCount(): Promise<number> {
+    return this.#reads.scard(this.#keys.openDeliveries);
+  }
+}

@@ -1,0 +1,279 @@
+import t from 'tap';
+import { createRedisBackend } from '../../../core/cluster/redis-backend.js';
+import type { Backend, BackendHooks, DeliveryAttempt, DeliveryOutcome, RunObserver } from '../../../core/contract/backend.js';
+import { parseConfig, type RedisBackendConfig } from '../../../core/contract/config.js';
+import { silentLogger } from '../../../core/contract/logger.js';
+import type { Delivery, Notification } from '../../../core/contract/notification.js';
+import { freshPrefix } from '../../cluster.js';
+import { type Tap, until } from '../../helpers.js';
+import { startRedis, type TestRedis } from '../../redis.js';
+
+/**
+ * Deliveries in cluster mode, at the backend: the test is the engine (its `deliver` says what
+ * became of each attempt). One BullMQ queue for the cluster: each attempt is made by one host;
+ * states recorded in Redis before the next attempt, the same from every host.
+ */
+
+interface Seen {
+  host: string;
+  attempt: DeliveryAttempt;
+  at: number;
+}
+
+interface Hosts {
+  backends: Backend[];
+  seen: Seen[];
+  changed: Array<{ host: string; notification: Notification; delivery: Delivery }>;
+}
+
+type Deliver = (host: string, attempt: DeliveryAttempt, signal: AbortSignal) => Promise<DeliveryOutcome>;
+
+/** `n` opened and started redis backends on one prefix, closed when the test ends. */
+async function openBackends(t: Tap, redis: TestRedis, n: number, deliver: Deliver, prefix = freshPrefix()): Promise<Hosts> {
+  const config = parseConfig({ backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500 } }).backend as RedisBackendConfig;
+  const out: Hosts = { backends: [], seen: [], changed: [] };
+  for (let i = 0; i < n; i++) {
+    const host = `d${i}`;
+    const backend = createRedisBackend({
+      config,
+      hostId: host,
+      keepRuns: 100,
+      keepDays: 1,
+      concurrency: 4,
+      queues: { default: 1 },
+      deliveryConcurrency: 4,
+      random: () => 0.5,
+      logger: silentLogger(),
+    });
+    const hooks: BackendHooks = {
+      job: () => undefined,
+      executor: { execute: () => Promise.reject(new Error('no runs here')) as never },
+      // No runs are added here: nothing is observed.
+      observer: {} as RunObserver,
+      flagsChanged: () => undefined,
+      relay: () => undefined,
+      describe: () => ({ url: null, startedAt: new Date().toISOString(), jobs: [] }),
+      deliver: (attempt, signal) => {
+        out.seen.push({ host, attempt, at: Date.now() });
+        return deliver(host, attempt, signal);
+      },
+      deliveryChanged: (notification, delivery) => void out.changed.push({ host, notification, delivery }),
+    };
+    await backend.open(hooks);
+    backend.start();
+    t.teardown(async () => {
+      await backend.drain(0);
+      await backend.close();
+    });
+    out.backends.push(backend);
+  }
+  return out;
+}
+
+let ids = 0;
+/** A notification with one pending delivery per destination; ids sort by creation. */
+function notification(destinations: string[], job = 'job-a'): Notification {
+  const id = `${Date.now().toString(36)}${String(++ids).padStart(5, '0')}`;
+  const at = new Date().toISOString();
+  return {
+    id,
+    job,
+    runId: `r${id}`,
+    status: 'failed',
+    title: `${job} failed`,
+    message: 'x',
+    priority: 'high',
+    tags: [],
+    at,
+    deliveries: destinations.map((destination, i) => ({
+      id: `${id}-${i}`,
+      destination,
+      status: 'pending',
+      attempts: 0,
+      lastError: null,
+      deliveredAt: null,
+      nextAt: at,
+    })),
+  };
+}
+
+const ERR = { code: 'DELIVERY_HTTP_STATUS', message: 'the receiver answered 503', status: 503 };
+
+/** The engine's side: `flaky` fails twice (retry in 200 ms), `gone` is dead at once, the rest are delivered. */
+const scripted: Deliver = (_host, { delivery: d, attempt }) => {
+  if (d.destination === 'flaky' && attempt < 3) return Promise.resolve({ status: 'retrying', delayMs: 200, error: ERR });
+  if (d.destination === 'gone')
+    return Promise.resolve({ status: 'dead', error: { code: 'DELIVERY_HTTP_STATUS', message: 'the receiver answered 410', status: 410 } });
+  return Promise.resolve({ status: 'delivered' });
+};
+
+const finished = (n: Notification | undefined): boolean => n !== undefined && n.deliveries.every((d) => d.status === 'delivered' || d.status === 'dead');
+
+t.test('three hosts, one queue: each attempt made once, retries after the engine delay, states the same from every host', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const { backends, seen, changed } = await openBackends(t, redis, 3, scripted);
+  const added: Notification[] = [];
+  for (let i = 0; i < 6; i++) {
+    const n = notification(['ok', 'flaky', 'gone']);
+    added.push(n);
+    await backends[i % 3]!.addNotification(n);
+  }
+  // A repeated add (the engine retrying a write) changes nothing and queues nothing more.
+  await backends[1]!.addNotification(added[0]!);
+  for (const n of added) await until(async () => finished(await backends[2]!.getNotification(n.id)), 15_000, `deliveries of ${n.id}`);
+
+  const perDelivery = new Map<string, number[]>();
+  for (const s of seen) perDelivery.set(s.attempt.delivery.id, [...(perDelivery.get(s.attempt.delivery.id) ?? []), s.attempt.attempt]);
+  t.equal(perDelivery.size, 18, 'every delivery attempted');
+  for (const n of added) {
+    t.same(perDelivery.get(`${n.id}-0`), [1], 'ok: one attempt');
+    t.same(perDelivery.get(`${n.id}-1`), [1, 2, 3], 'flaky: three attempts, numbered in their series');
+    t.same(perDelivery.get(`${n.id}-2`), [1], 'gone: one attempt');
+  }
+  const flaky = seen.filter((s) => s.attempt.delivery.id === `${added[0]!.id}-1`);
+  t.ok(flaky[1]!.at - flaky[0]!.at >= 190 && flaky[2]!.at - flaky[1]!.at >= 190, 'the next attempt waits the delay the engine gave');
+  t.same(flaky[1]!.attempt.delivery.status, 'retrying', 'the attempt sees the recorded state (retrying, one attempt made)');
+  t.equal(flaky[1]!.attempt.delivery.attempts, 1);
+  t.ok(new Set(seen.map((s) => s.host)).size > 1, 'attempts were spread over the hosts');
+
+  const lists = await Promise.all(backends.map((b) => b.listNotifications({ limit: 100 })));
+  for (const list of lists) t.same(list, lists[0], 'every host lists the same notifications and delivery states');
+  t.same(
+    lists[0]!.items.map((n) => n.id),
+    added.map((n) => n.id).reverse(),
+    'newest first',
+  );
+  const one = lists[0]!.items.at(-1)!;
+  t.match(one.deliveries[0], { id: `${one.id}-0`, destination: 'ok', status: 'delivered', attempts: 1, lastError: null, nextAt: null });
+  t.ok(one.deliveries[0]!.deliveredAt);
+  t.match(one.deliveries[1], { destination: 'flaky', status: 'delivered', attempts: 3, lastError: ERR, nextAt: null });
+  t.match(one.deliveries[2], { destination: 'gone', status: 'dead', attempts: 1, lastError: { status: 410 }, deliveredAt: null, nextAt: null });
+
+  // deliveryChanged after each recorded attempt: 1 + 3 + 1 per notification, with the updated copy.
+  t.equal(changed.length, 6 * 5);
+  const retry = changed.find((c) => c.delivery.status === 'retrying')!;
+  t.ok(retry.delivery.nextAt && Date.parse(retry.delivery.nextAt) > Date.parse(retry.notification.at), 'retrying carries when it is due');
+  t.same(
+    retry.notification.deliveries.find((d) => d.id === retry.delivery.id),
+    retry.delivery,
+    'the copy holds the new state',
+  );
+  await until(() => backends.every((b) => b.openDeliveries() === 0), 5000, 'no open deliveries');
+  t.equal((await backends[0]!.listNotifications({ job: 'job-b' })).items.length, 0, 'job filter');
+});
+
+t.test('redeliver from a host that did not make the delivery: a new series under the same id', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const { backends, seen, changed } = await openBackends(t, redis, 3, scripted);
+  const n = notification(['ok', 'gone']);
+  await backends[0]!.addNotification(n);
+  await until(async () => finished(await backends[0]!.getNotification(n.id)), 10_000, 'first series');
+  const first = seen.find((s) => s.attempt.delivery.destination === 'gone')!;
+  const other = backends.find((_, i) => `d${i}` !== first.host)!;
+  t.equal(await other.redeliver('unknown-id'), undefined, 'an unknown notification');
+  t.equal(await other.redeliver(n.id, 'nowhere'), undefined, 'no delivery to that destination');
+  const before = changed.length;
+  const again = await other.redeliver(n.id, 'gone');
+  t.match(again?.deliveries[1], { id: `${n.id}-1`, destination: 'gone', status: 'pending', attempts: 0, lastError: null });
+  t.match(again?.deliveries[0], { destination: 'ok', status: 'delivered' }, 'the other delivery is left alone');
+  t.match(changed[before]?.delivery, { id: `${n.id}-1`, status: 'pending' }, 'deliveryChanged for the redelivered one');
+  await until(async () => (await backends[2]!.getNotification(n.id))?.deliveries[1]?.status === 'dead', 10_000, 'second series');
+  const gone = seen.filter((s) => s.attempt.delivery.id === `${n.id}-1`);
+  t.same(
+    gone.map((s) => s.attempt.attempt),
+    [1, 1],
+    'the new series counts from 1 again',
+  );
+  t.equal(seen.filter((s) => s.attempt.delivery.id === `${n.id}-0`).length, 1, 'ok was not sent again');
+  const all = await backends[1]!.redeliver(n.id);
+  t.same(
+    all?.deliveries.map((d) => d.status),
+    ['pending', 'pending'],
+    'without a destination: all of them',
+  );
+  await until(async () => finished(await backends[1]!.getNotification(n.id)), 10_000, 'third series');
+  t.equal(seen.length, 5);
+});
+
+t.test('a redeliver while a retry waits: the old series records nothing and is not attempted again', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  let calls = 0;
+  const { backends, seen } = await openBackends(t, redis, 2, (_host, { attempt }) => {
+    calls++;
+    // The first series keeps retrying after 700 ms; the second is delivered.
+    if (calls === 1) return Promise.resolve({ status: 'retrying', delayMs: 700, error: ERR });
+    return Promise.resolve(attempt === 1 ? { status: 'delivered' } : { status: 'dead', error: ERR });
+  });
+  const n = notification(['hook']);
+  await backends[0]!.addNotification(n);
+  await until(async () => (await backends[1]!.getNotification(n.id))?.deliveries[0]?.status === 'retrying', 5000, 'retrying');
+  await backends[1]!.redeliver(n.id);
+  await until(async () => finished(await backends[0]!.getNotification(n.id)), 5000, 'delivered');
+  await new Promise((r) => setTimeout(r, 1000));
+  t.same(
+    seen.map((s) => s.attempt.attempt),
+    [1, 1],
+    'two attempts, each the first of its series',
+  );
+  t.match((await backends[0]!.getNotification(n.id))?.deliveries[0], { status: 'delivered', attempts: 1 });
+});
+
+t.test('a host closing mid-attempt: its attempt is aborted and made again by another host (same id)', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const prefix = freshPrefix();
+  const aborted: string[] = [];
+  const a = await openBackends(
+    t,
+    redis,
+    1,
+    (host, _attempt, signal) =>
+      new Promise((resolve) => {
+        signal.addEventListener('abort', () => {
+          aborted.push(host);
+          resolve({ status: 'retrying', delayMs: 60_000, error: { code: 'ABORTED', message: 'aborted' } });
+        });
+      }),
+    prefix,
+  );
+  const n = notification(['hook']);
+  await a.backends[0]!.addNotification(n);
+  await until(() => a.seen.length === 1, 5000, 'the first attempt');
+  const b = await openBackends(t, redis, 1, () => Promise.resolve({ status: 'delivered' }), prefix);
+  const started = Date.now();
+  await a.backends[0]!.drain(0);
+  await a.backends[0]!.close();
+  t.ok(Date.now() - started < 3000, 'the close is bounded');
+  t.same(aborted, ['d0'], 'the attempt in flight saw its signal aborted');
+  await until(async () => finished(await b.backends[0]!.getNotification(n.id)), 5000, 'delivered by the other host');
+  t.equal(b.seen.length, 1);
+  t.match(b.seen[0]!.attempt, { attempt: 1, delivery: { id: `${n.id}-0`, status: 'pending' } }, 'the cut attempt is made again, same id');
+});
+
+t.test('open deliveries keep their notification past the newest 1,000; it goes once they end', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const { backends } = await openBackends(t, redis, 1, async (_host, { delivery }) => {
+    if (delivery.destination === 'slow') await held;
+    return { status: 'delivered' };
+  });
+  const old = notification(['slow']);
+  await backends[0]!.addNotification(old);
+  const early = notification([]);
+  await backends[0]!.addNotification(early);
+  for (let i = 0; i < 1000; i++) await backends[0]!.addNotification(notification([], 'job-b'));
+  t.equal(await backends[0]!.getNotification(early.id), undefined, 'past the newest 1,000: trimmed');
+  t.ok(await backends[0]!.getNotification(old.id), 'an open delivery keeps it');
+  const page = await backends[0]!.listNotifications({ job: 'job-a', limit: 10 });
+  t.same(
+    page.items.map((n) => n.id),
+    [old.id],
+    'and it is listed',
+  );
+  await until(() => backends[0]!.openDeliveries() === 1, 5000, 'one open delivery counted');
+  release();
+  await until(async () => (await backends[0]!.getNotification(old.id)) === undefined, 5000, 'dropped once delivered');
+  const client = redis.client();
+  t.equal((await backends[0]!.listNotifications({ limit: 1000 })).items.length, 1000);
+  t.equal(await client.scard(`${(await client.keys('*:__jh:deliveries:open'))[0] ?? 'none'}`), 0);
+});

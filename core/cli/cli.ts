@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../contract/duration.js';
 import type { ClientError } from './client.js';
-import { ackDamageCommand, clientOf, damageCommand, err, exit, out, runCommand, tailCommand } from './remote.js';
+import { ackDamageCommand, clientOf, damageCommand, destinationsCommand, err, exit, notifyTestCommand, out, runCommand, tailCommand } from './remote.js';
 
 /**
  * `jobhost <command>` (SPEC §8). `start` and `validate` work on the project in the working
@@ -242,6 +242,20 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--json', 'print the answer as JSON')
     .addHelpText('after', '\nExamples:\n  jobhost store damage\n  jobhost store ack-damage\n  jobhost store ack-damage 3f9c0a1b2d4e')
     .action(act(ackDamageCommand));
+
+  const notify = program.command('notify').description('notification destinations of a running host (notifications.destinations)');
+  notify
+    .command('test')
+    .description("send a test message to a destination now and print the receiver's answer; exits 1 unless it took it")
+    .argument('<destination>', 'a name from notifications.destinations')
+    .option('--json', 'print the answer as JSON')
+    .addHelpText('after', '\nExample:\n  jobhost notify test ops-slack')
+    .action(act(notifyTestCommand));
+  notify
+    .command('destinations')
+    .description('list the destinations (without secrets) and how many deliveries wait')
+    .option('--json', 'print them as JSON')
+    .action(act(destinationsCommand));
 
   program
     .command('init')

@@ -83,6 +83,16 @@ const damageReport = z.looseObject({
   acknowledgedAt: iso.nullable(),
   message: z.string().default(''),
 });
+const destinationView = z.looseObject({ name: z.string(), kind: z.string(), target: z.string() });
+const destinationsResponse = z.looseObject({ items: z.array(destinationView), open: z.number() });
+const testResponse = destinationView.extend({
+  ok: z.boolean(),
+  status: z.number().nullable(),
+  body: z.string().nullable(),
+  error: z.looseObject({ code: z.string(), message: z.string() }).nullable(),
+  durationMs: z.number(),
+});
+
 const ackDamageResponse = z.looseObject({ acknowledged: z.array(damageReport), unknown: z.array(z.string()), remaining: z.number() });
 
 /** A line a handler logged (`GET /runs/:id/logs`, `run.log` events). */
@@ -158,6 +168,10 @@ export interface Client {
   damage(): Promise<DamageReport[]>;
   /** Acknowledges damage reports (every unacknowledged one without `ids`). */
   ackDamage(ids?: readonly string[]): Promise<z.output<typeof ackDamageResponse>>;
+  /** The notification destinations (no secrets) and how many deliveries wait. */
+  destinations(): Promise<z.output<typeof destinationsResponse>>;
+  /** Sends a test message to a destination; resolves with the receiver's answer. */
+  testDestination(name: string): Promise<z.output<typeof testResponse>>;
 }
 
 export const FINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
@@ -266,5 +280,7 @@ export function createClient(options: ClientOptions): Client {
     runLog: (id) => request('GET', `/runs/${seg(id)}/logs`, runLogResponse),
     damage: async () => (await request('GET', '/store/damage', z.looseObject({ items: z.array(damageReport) }))).items,
     ackDamage: (ids) => request('POST', '/store/damage/ack', ackDamageResponse, ids === undefined ? {} : { ids }),
+    destinations: () => request('GET', '/notifications/destinations', destinationsResponse),
+    testDestination: (name) => request('POST', `/notifications/destinations/${seg(name)}/test`, testResponse),
   };
 }

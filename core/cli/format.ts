@@ -257,6 +257,10 @@ export function summarize(event: ClientEvent): string {
       const message = str(d, 'message');
       return `${priority ? `[${priority}] ` : ''}${str(d, 'title') ?? ''}${message ? ` — ${message}` : ''}`;
     }
+    case 'notification.delivered':
+      return `to ${str(d, 'destination') ?? '?'} after ${num(d, 'attempts') ?? '?'} attempt${num(d, 'attempts') === 1 ? '' : 's'}`;
+    case 'notification.failed':
+      return `to ${str(d, 'destination') ?? '?'} dead after ${num(d, 'attempts') ?? '?'} attempt${num(d, 'attempts') === 1 ? '' : 's'}: ${errorText(d['error'])}`;
     case 'plugin.error':
       return `${str(d, 'file') ?? '?'}: ${str(d, 'code') ?? 'ERROR'}: ${str(d, 'message') ?? ''}`;
     case 'config.reloaded':

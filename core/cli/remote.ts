@@ -169,3 +169,27 @@ export async function ackDamageCommand(ids: string[], opts: { json?: boolean }, 
   for (const id of result.unknown) err(`no damage report ${id} (jobhost store damage lists them)`);
   return result.unknown.length > 0 ? 1 : 0;
 }
+
+/** `jobhost notify test <destination>`: a test message, and what the receiver answered; exits 1 unless it took it. */
+export async function notifyTestCommand(name: string, opts: { json?: boolean }, command: Command): Promise<number> {
+  const r = await (await clientOf(command)).testDestination(name);
+  if (opts.json) out(JSON.stringify(r, null, 2));
+  else {
+    out(`${r.ok ? 'delivered' : 'not delivered'}: ${r.name} (${r.kind}, ${r.target}) in ${r.durationMs} ms`);
+    if (r.status !== null) out(`  the receiver answered ${r.status}${r.body ? `: ${r.body.replace(/\s+/g, ' ').trim().slice(0, 500)}` : ''}`);
+    if (r.error) out(`  ${r.error.code}: ${r.error.message}`);
+  }
+  return r.ok ? 0 : 1;
+}
+
+/** `jobhost notify destinations`: where notifications can go (no secrets), and how many deliveries wait. */
+export async function destinationsCommand(opts: { json?: boolean }, command: Command): Promise<number> {
+  const d = await (await clientOf(command)).destinations();
+  if (opts.json) out(JSON.stringify(d, null, 2));
+  else {
+    if (d.items.length === 0) out('no destinations (notifications.destinations in the config file)');
+    for (const x of d.items) out(`${x.name}  ${x.kind}  ${x.target}`);
+    out(`${d.open} deliver${d.open === 1 ? 'y' : 'ies'} waiting`);
+  }
+  return 0;
+}

@@ -223,6 +223,15 @@ export function parseConfig(input: unknown): Config {
       throw new HostError('CONFIG_INVALID', `${path}: unknown queue "${job.queue}" (queues: ${Object.keys(config.queues).join(', ')})`, { path });
     }
   }
+  // A job's notifications naming a destination the same file does not define: a typo, caught here.
+  for (const [name, job] of Object.entries(config.jobs)) {
+    for (const [i, to] of (job.notify?.to ?? []).entries()) {
+      if (!Object.hasOwn(config.notifications.destinations, to)) {
+        const path = `jobs.${name}.notify.to.${i}`;
+        throw new HostError('CONFIG_INVALID', `${path}: no destination "${to}" in notifications.destinations`, { path });
+      }
+    }
+  }
   Object.defineProperty(config, PARSED, { value: true });
   return deepFreeze(config);
 }

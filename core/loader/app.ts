@@ -155,7 +155,16 @@ export async function validateProject(
       const owner = owners.get(spec.name);
       if (owner) throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${owner}; ${rel(pluginFile)} declares it too`);
       owners.set(spec.name, rel(pluginFile));
-      resolveJob(spec, { file: rel(pluginFile), source: null }, config.jobs[spec.name], config, {}, (q) => q in config.queues);
+      const job = resolveJob(spec, { file: rel(pluginFile), source: null }, config.jobs[spec.name], config, {}, (q) => q in config.queues);
+      // A destination the config lacks: at run time its deliveries would be dead (DESTINATION_NOT_FOUND).
+      for (const [i, to] of (job.notify?.to ?? []).entries()) {
+        if (!Object.hasOwn(config.notifications.destinations, to)) {
+          throw new HostError(
+            'DESTINATION_NOT_FOUND',
+            `notify.to.${i}: job "${spec.name}" names destination "${to}", which ${rel(file)} does not define in notifications.destinations`,
+          );
+        }
+      }
     } catch (err) {
       const e = isHostError(err) ? err : new HostError('PLUGIN_IMPORT_FAILED', String(err));
       problems.push({ file: rel(pluginFile), code: e.code, message: e.message });

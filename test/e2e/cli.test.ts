@@ -69,7 +69,7 @@ async function waitFor(c: Child, stream: 'stdout' | 'stderr', pattern: RegExp, w
 }
 
 t.test('--help for every command, --version, usage errors exit 2', async (t) => {
-  const commands = ['start', 'validate', 'list', 'run', 'tail', 'init', 'new', 'store'];
+  const commands = ['start', 'validate', 'list', 'run', 'tail', 'init', 'new', 'store', 'notify'];
   const [root, ver, unknown, ...helps] = await Promise.all([
     cli(t, ['--help']),
     cli(t, ['--version']),
@@ -93,6 +93,7 @@ t.test('--help for every command, --version, usage errors exit 2', async (t) => 
     init: [/Usage: jobhost init/, /npx jobhost init && npx jobhost start/],
     new: [/Usage: jobhost new \[options\] <name>/, /--dir <dir>/, /--schedule <cron>/, /--force/],
     store: [/damage\b/, /ack-damage \[options\] \[ids\.\.\.\]/],
+    notify: [/test \[options\] <destination>/, /destinations \[options\]/],
   };
   commands.forEach((c, i) => {
     const help = helps[i]!;

@@ -184,6 +184,12 @@ t.test('one summary per event type', async (t) => {
     ['run.canceled', { runId: 'r', reason: 'api' }, 'api'],
     ['run.skipped', { reason: 'overlap', detail: 'run x is running' }, 'overlap, run x is running'],
     ['notification', { runId: 'r', priority: 'high', title: 'Report Failed', message: 'it broke' }, '[high] Report Failed — it broke'],
+    ['notification.delivered', { runId: 'r', destination: 'ops-hook', attempts: 1 }, 'to ops-hook after 1 attempt'],
+    [
+      'notification.failed',
+      { runId: 'r', destination: 'ops-hook', attempts: 3, error: { code: 'RECEIVER_REJECTED', message: 'the receiver answered 400' } },
+      'to ops-hook dead after 3 attempts: RECEIVER_REJECTED: the receiver answered 400',
+    ],
     ['plugin.error', { file: 'plugins/x.ts', code: 'INVALID_CRON', message: 'schedule: bad' }, 'plugins/x.ts: INVALID_CRON: schedule: bad'],
     ['config.reloaded', { job: null, changed: ['concurrency'], restartRequired: ['server'] }, 'changed concurrency, restart required for server'],
     ['config.reloaded', { job: null, changed: [], restartRequired: [] }, 'no change'],

@@ -204,7 +204,8 @@ export class Deliveries {
     if (!found || chosen.length === 0) return undefined;
     const series = await this.records.nextSeries(id);
     const now = isoTime(this.#o.clock.now());
-    const fresh = chosen.map((d): Delivery => ({ ...d, status: 'pending', attempts: 0, lastError: null, deliveredAt: null, nextAt: now }));
+    // The last failure stays on record (as the local backend keeps it) until an attempt of the new series says otherwise.
+    const fresh = chosen.map((d): Delivery => ({ ...d, status: 'pending', attempts: 0, deliveredAt: null, nextAt: now }));
     const refused = this.#o.connections.unavailable();
     if (refused) throw refused;
     let replies: Reply[];

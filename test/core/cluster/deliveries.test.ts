@@ -1,11 +1,13 @@
 import t from 'tap';
 import { createRedisBackend } from '../../../core/cluster/redis-backend.js';
 import type { Backend, BackendHooks, DeliveryAttempt, DeliveryOutcome, RunObserver } from '../../../core/contract/backend.js';
-import { parseConfig, type RedisBackendConfig } from '../../../core/contract/config.js';
+import { type ConfigInput, parseConfig, type RedisBackendConfig } from '../../../core/contract/config.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import type { Delivery, Notification } from '../../../core/contract/notification.js';
-import { freshPrefix } from '../../cluster.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { freshPrefix, startCluster } from '../../cluster.js';
 import { type Tap, until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
 import { startRedis, type TestRedis } from '../../redis.js';
 
 /**
@@ -107,7 +109,7 @@ const scripted: Deliver = (_host, { delivery: d, attempt }) => {
   return Promise.resolve({ status: 'delivered' });
 };
 
-const finished = (n: Notification | undefined): boolean => n !== undefined && n.deliveries.every((d) => d.status === 'delivered' || d.status === 'dead');
+const finished = (n: Notification | undefined): boolean => n?.deliveries.every((d) => d.status === 'delivered' || d.status === 'dead') === true;
 
 t.test('three hosts, one queue: each attempt made once, retries after the engine delay, states the same from every host', async (t) => {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
@@ -174,7 +176,7 @@ t.test('redeliver from a host that did not make the delivery: a new series under
   t.equal(await other.redeliver(n.id, 'nowhere'), undefined, 'no delivery to that destination');
   const before = changed.length;
   const again = await other.redeliver(n.id, 'gone');
-  t.match(again?.deliveries[1], { id: `${n.id}-1`, destination: 'gone', status: 'pending', attempts: 0, lastError: null });
+  t.match(again?.deliveries[1], { id: `${n.id}-1`, destination: 'gone', status: 'pending', attempts: 0, deliveredAt: null, lastError: { status: 410 } });
   t.match(again?.deliveries[0], { destination: 'ok', status: 'delivered' }, 'the other delivery is left alone');
   t.match(changed[before]?.delivery, { id: `${n.id}-1`, status: 'pending' }, 'deliveryChanged for the redelivered one');
   await until(async () => (await backends[2]!.getNotification(n.id))?.deliveries[1]?.status === 'dead', 10_000, 'second series');
@@ -276,4 +278,82 @@ t.test('open deliveries keep their notification past the newest 1,000; it goes o
   const client = redis.client();
   t.equal((await backends[0]!.listNotifications({ limit: 1000 })).items.length, 1000);
   t.equal(await client.scard(`${(await client.keys('*:__jh:deliveries:open'))[0] ?? 'none'}`), 0);
+});
+
+t.test('acceptance: three cluster hosts, a webhook receiver: each delivery reaches it once; 503 twice then 200 is three requests under one id', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  hook.script({ status: 503 }, { status: 503 });
+  const hosts = await startCluster(t, redis, 3, {
+    config: {
+      notifications: {
+        destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } },
+        retry: { attempts: 5, backoff: 'fixed', delay: '150ms', jitter: 0 },
+      },
+    } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'breaks',
+        isolation: 'inline',
+        concurrency: 10,
+        notify: { on: ['failed'], to: ['hook'] },
+        handler: () => {
+          throw new Error('x');
+        },
+      }),
+    ],
+  });
+  const delivered = async (runId: string): Promise<Notification> => {
+    let n: Notification | undefined;
+    await until(
+      async () => {
+        n = (await hosts[0]!.host.notifications({ limit: 1000 })).items.find((i) => i.runId === runId);
+        return n?.deliveries[0]?.status === 'delivered';
+      },
+      15_000,
+      `the delivery of ${runId}`,
+    );
+    return n!;
+  };
+
+  const first = await hosts[1]!.host.trigger('breaks');
+  const n1 = await delivered(first.runId);
+  t.equal(hook.received.length, 3, 'three requests');
+  t.same(new Set(hook.received.map((r) => r.headers['webhook-id'])), new Set([n1.deliveries[0]!.id]), 'one webhook-id over the three attempts');
+  t.match(n1.deliveries[0], { destination: 'hook', status: 'delivered', attempts: 3, lastError: { status: 503 }, nextAt: null });
+
+  const runs: string[] = [];
+  for (let i = 0; i < 30; i++) runs.push((await hosts[i % 3]!.host.trigger('breaks')).runId);
+  const all = [n1];
+  for (const runId of runs) all.push(await delivered(runId));
+  await new Promise((r) => setTimeout(r, 500));
+  const byId = new Map<string, number>();
+  for (const r of hook.received) byId.set(String(r.headers['webhook-id']), (byId.get(String(r.headers['webhook-id'])) ?? 0) + 1);
+  t.equal(byId.size, 31, 'one id per delivery');
+  t.equal(hook.received.length, 33, 'each delivery reached the receiver once (the first one three times)');
+  t.same(
+    [...byId.values()].filter((c) => c !== 1),
+    [3],
+  );
+  const makers = new Set(hosts.flatMap((h, i) => (h.of('notification.delivered').length > 0 ? [i] : [])));
+  t.ok(makers.size > 1, 'the hosts shared the deliveries');
+  const events = hosts.flatMap((h) => h.of('notification.delivered'));
+  t.equal(events.length, 31, 'notification.delivered once per delivery, by the host that made it');
+
+  const views = await Promise.all(hosts.map((h) => h.host.notifications({ limit: 1000 })));
+  for (const v of views) t.same(v.items, views[0]!.items, 'every host shows the same delivery states');
+  // Read every second from Redis (metrics read it synchronously).
+  await until(() => hosts.every((h) => h.host.deliveries.open() === 0), 5000, 'no open deliveries on any host');
+
+  // Redeliver from a host that did not make the delivery.
+  const target = all[5]!;
+  const maker = hosts.findIndex((h) => h.of('notification.delivered').some((e) => e.data.id === target.id));
+  const other = hosts[(maker + 1) % 3]!;
+  const again = await other.host.deliveries.redeliver(target.id, 'hook');
+  t.match(again.deliveries[0], { id: target.deliveries[0]!.id, status: 'pending', attempts: 0 });
+  await until(async () => (await hosts[maker]!.host.deliveries.get(target.id)).deliveries[0]?.status === 'delivered', 10_000, 'redelivered');
+  t.equal(hook.received.length, 34);
+  t.equal(hook.received.at(-1)!.headers['webhook-id'], target.deliveries[0]!.id, 'under the same webhook-id');
+  const views2 = await Promise.all(hosts.map((h) => h.host.deliveries.get(target.id)));
+  for (const v of views2) t.same(v, views2[0], 'the redelivery is the same from every host');
 });

@@ -251,6 +251,10 @@ function apply(e) {
     case 'notification':
       notes.add({ ...d, at: e.at });
       break;
+    case 'notification.delivered':
+    case 'notification.failed':
+      notes.changed(d);
+      break;
     case 'host.started':
     case 'config.reloaded':
       later('all', 100, loadAll);

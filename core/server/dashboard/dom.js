@@ -41,7 +41,20 @@ export function swap(old, next) {
   if (focused) next.querySelector(`[data-focus="${CSS.escape(focused)}"]`)?.focus();
 }
 
-const ICONS = { queued: '◷', running: '▶', succeeded: '✓', failed: '✕', canceled: '⊘', disabled: '⏸', enabled: '●' };
+const ICONS = {
+  queued: '◷',
+  running: '▶',
+  succeeded: '✓',
+  failed: '✕',
+  canceled: '⊘',
+  disabled: '⏸',
+  enabled: '●',
+  // deliveries of notifications
+  pending: '◷',
+  retrying: '↻',
+  delivered: '✓',
+  dead: '✕',
+};
 
 /** A status as text plus colour plus a glyph (the text alone carries the meaning). */
 export function badge(status, label = status) {

@@ -26,6 +26,10 @@ export function summary(e) {
       return `skipped: ${d.reason}${d.detail ? ` (${d.detail})` : ''}`;
     case 'notification':
       return `[${d.priority}] ${d.title}`;
+    case 'notification.delivered':
+      return `${d.destination}: delivered (attempt ${d.attempts})`;
+    case 'notification.failed':
+      return `${d.destination}: dead after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'} (${d.error?.code}${d.error?.status ? ` HTTP ${d.error.status}` : ''})`;
     case 'job.registered':
     case 'job.updated':
     case 'job.removed':
@@ -47,9 +51,9 @@ export function summary(e) {
 }
 
 const tone = (type) =>
-  type === 'run.failed' || type.endsWith('.error')
+  type === 'run.failed' || type === 'notification.failed' || type.endsWith('.error')
     ? 'bad'
-    : type === 'run.succeeded'
+    : type === 'run.succeeded' || type === 'notification.delivered'
       ? 'good'
       : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled'
         ? 'warn'

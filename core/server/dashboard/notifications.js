@@ -1,11 +1,111 @@
-// Notifications, newest first, with priority and tags; new ones arrive over the WebSocket.
-import { get, withQuery } from './api.js';
-import { badge, fill, h, time } from './dom.js';
+// Notifications, newest first, each with its deliveries (where it went and how that went), and the
+// destinations with a test button. New notifications arrive over the WebSocket; a delivery's
+// outcome event re-reads the one notification it names.
+import { ApiError, get, post, withQuery } from './api.js';
+import { badge, coalescer, fill, h, swap, time } from './dom.js';
+
+/** What went wrong, for a line on the page. */
+const describe = (err) => (err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `could not reach the host (${err.message})`);
+
+const BODY_SHOWN = 300;
+const dash = () => h('span', { class: 'muted' }, '—');
+
+/** A delivery's or a test's error: the code, the HTTP status when there was an answer, the message. */
+function errorText(e, withStatus = true) {
+  return h(
+    'span',
+    { class: 'delivery-error' },
+    h('code', {}, e.code),
+    withStatus && e.status !== undefined && e.status !== null ? h('span', { class: 'http' }, ` HTTP ${e.status}`) : null,
+    h('span', { class: 'msg' }, e.message),
+  );
+}
 
 export function createNotifications(root, { onError }) {
-  const list = root.querySelector('ol');
+  const list = root.querySelector('ol.notes');
   const more = root.querySelector('[data-more]');
+  const destinations = root.querySelector('#destinations-table tbody');
+  const open = root.querySelector('[data-open]');
+  const later = coalescer();
+  /** What the last action on a notification said, kept when the notification is drawn again. */
+  const said = new Map();
+  /** The last test answer per destination, kept when the destinations are drawn again. */
+  const tests = new Map();
+  /**
+   * Notifications with deliveries still waiting are read again now and then: the host sends an
+   * event when a delivery is delivered or dead, but none when it only moves to `retrying`.
+   */
+  const watches = new Map();
+  let shownDestinations = null;
   let next;
+
+  // ------------------------------------------------------------ notifications
+
+  function delivery(n, d) {
+    return h(
+      'tr',
+      { 'data-delivery': d.id, 'data-destination': d.destination, 'data-status': d.status },
+      h('th', { scope: 'row', 'data-label': 'Destination' }, d.destination),
+      h('td', { 'data-label': 'Status', 'data-col': 'status' }, badge(d.status)),
+      h('td', { 'data-label': 'Attempts', 'data-col': 'attempts' }, String(d.attempts)),
+      h(
+        'td',
+        { 'data-label': 'Last error', 'data-col': 'error' },
+        // A delivery keeps its last error once delivered (a retry or a redeliver that then worked): history, not a fault.
+        d.lastError
+          ? d.status === 'delivered'
+            ? h('div', { class: 'earlier', 'data-earlier': '' }, 'before: ', errorText(d.lastError))
+            : errorText(d.lastError)
+          : dash(),
+      ),
+      h('td', { 'data-label': 'Next attempt', 'data-col': 'next' }, d.status === 'retrying' && d.nextAt ? time(d.nextAt) : dash()),
+      h('td', { 'data-label': 'Delivered', 'data-col': 'delivered' }, time(d.deliveredAt)),
+      h(
+        'td',
+        { class: 'actions' },
+        h(
+          'button',
+          {
+            type: 'button',
+            'data-focus': `redeliver:${d.id}`,
+            'aria-label': `Redeliver to ${d.destination}`,
+            // A pending delivery is about to be tried anyway.
+            disabled: d.status === 'pending',
+            onclick: (e) => redeliver(n, d.destination, e.currentTarget),
+          },
+          'Redeliver',
+        ),
+      ),
+    );
+  }
+
+  function deliveries(n) {
+    if (n.deliveries.length === 0) return h('p', { class: 'small muted', 'data-no-deliveries': '' }, 'Sent to no destination.');
+    return h(
+      'div',
+      { class: 'table-wrap' },
+      h(
+        'table',
+        { class: 'cards deliveries' },
+        h('caption', { class: 'sr-only' }, `Deliveries of ${n.title}`),
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            ['Destination', 'Status', 'Attempts', 'Last error', 'Next attempt', 'Delivered'].map((c) => h('th', { scope: 'col' }, c)),
+            h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')),
+          ),
+        ),
+        h(
+          'tbody',
+          {},
+          n.deliveries.map((d) => delivery(n, d)),
+        ),
+      ),
+    );
+  }
 
   function item(n) {
     return h(
@@ -14,11 +114,20 @@ export function createNotifications(root, { onError }) {
       h(
         'div',
         { class: 'note-head' },
-        h('span', { class: `prio p-${n.priority}` }, `${n.priority} priority`),
-        ' ',
-        badge(n.status),
-        ' ',
-        h('strong', {}, n.title),
+        h('div', {}, h('span', { class: `prio p-${n.priority}` }, `${n.priority} priority`), ' ', badge(n.status), ' ', h('strong', {}, n.title)),
+        n.deliveries.length > 0
+          ? h(
+              'button',
+              {
+                type: 'button',
+                'data-focus': 'redeliver-all',
+                'data-redeliver-all': '',
+                disabled: n.deliveries.every((d) => d.status === 'pending'),
+                onclick: (e) => redeliver(n, undefined, e.currentTarget),
+              },
+              'Redeliver all',
+            )
+          : null,
       ),
       h('p', {}, n.message),
       h(
@@ -38,15 +147,94 @@ export function createNotifications(root, { onError }) {
             ]
           : null,
       ),
+      deliveries(n),
+      h('p', { class: 'small said', role: 'status', 'data-said': '' }, said.get(n.id) ?? ''),
     );
+  }
+
+  const shown = (id) => list.querySelector(`li[data-notification="${CSS.escape(id)}"]`);
+
+  /** Draws one notification again (or first, at the top), and watches it while deliveries wait. */
+  function show(n, where = 'top') {
+    const fresh = { ...n, deliveries: n.deliveries ?? [] };
+    const old = shown(fresh.id);
+    if (old) swap(old, item(fresh));
+    else {
+      list.querySelector('[data-empty]')?.remove();
+      if (where === 'top') list.prepend(item(fresh));
+      else list.append(item(fresh));
+    }
+    watch(fresh);
+  }
+
+  function unwatch(id) {
+    clearTimeout(watches.get(id)?.timer);
+    watches.delete(id);
+  }
+
+  /**
+   * Pending: read again after 1 s, 2 s, 4 s … (at most 30 s) until it moves. Retrying: read again
+   * just after its next attempt is due. Nothing waiting: no timer.
+   */
+  function watch(n) {
+    const prev = watches.get(n.id);
+    clearTimeout(prev?.timer);
+    const waiting = n.deliveries.filter((d) => d.status === 'pending' || d.status === 'retrying');
+    if (waiting.length === 0) return void watches.delete(n.id);
+    let delay;
+    let tries = 0;
+    if (waiting.some((d) => d.status === 'pending')) {
+      tries = (prev?.tries ?? 0) + 1;
+      delay = Math.min(30_000, 1000 * 2 ** Math.min(tries - 1, 5));
+    } else {
+      const due = Math.min(...waiting.map((d) => (d.nextAt ? Date.parse(d.nextAt) : Date.now())));
+      delay = Math.max(1000, due - Date.now() + 1000);
+    }
+    const timer = setTimeout(() => {
+      watches.delete(n.id);
+      // Hidden, or scrolled off by a reload: showing the view again reads everything afresh.
+      if (root.hidden || !shown(n.id)) return;
+      void refresh(n.id);
+    }, delay);
+    watches.set(n.id, { timer, tries });
+  }
+
+  async function refresh(id) {
+    try {
+      show(await get(`/notifications/${encodeURIComponent(id)}`));
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'NOTIFICATION_NOT_FOUND') {
+        unwatch(id);
+        shown(id)?.remove();
+      } else onError(err);
+    }
+  }
+
+  async function redeliver(n, destination, button) {
+    button.disabled = true;
+    const to = destination ?? 'every destination';
+    try {
+      const updated = await post(`/notifications/${encodeURIComponent(n.id)}/redeliver`, destination ? { destination } : {});
+      said.set(n.id, `Redelivery to ${to} queued.`);
+      show(updated);
+      later('open', 300, loadDestinations);
+    } catch (err) {
+      said.set(n.id, `Could not redeliver to ${to}: ${describe(err)}`);
+      const out = shown(n.id)?.querySelector('[data-said]');
+      if (out) out.textContent = said.get(n.id);
+      button.disabled = false;
+    }
   }
 
   async function load(append) {
     try {
       const page = await get(withQuery('/notifications', { limit: 50, before: append ? next : undefined }));
       next = page.next;
-      if (append) list.append(...page.items.map(item));
-      else fill(list, page.items.map(item));
+      if (!append) {
+        for (const id of [...watches.keys()]) unwatch(id);
+        fill(list);
+      }
+      for (const n of page.items) show(n, 'bottom');
       if (list.childElementCount === 0) fill(list, h('li', { class: 'muted', 'data-empty': '' }, 'No notifications yet.'));
       more.hidden = !next;
     } catch (err) {
@@ -56,12 +244,93 @@ export function createNotifications(root, { onError }) {
 
   more.addEventListener('click', () => load(true));
 
+  // ------------------------------------------------------------ destinations
+
+  function testResult(name) {
+    const r = tests.get(name);
+    if (r === undefined) return h('span', { class: 'muted' }, 'not tested');
+    if (r === 'sending') return h('span', { class: 'muted' }, 'Sending…');
+    if (r instanceof Error) return h('span', { class: 'error-text' }, `Could not test: ${describe(r)}`);
+    return h(
+      'div',
+      { class: 'test-result', 'data-ok': String(r.ok) },
+      h(
+        'div',
+        {},
+        badge(r.ok ? 'delivered' : 'dead', r.ok ? 'ok' : 'not ok'),
+        r.status !== null ? h('span', { 'data-test-status': '' }, ` ${r.kind === 'email' ? 'SMTP' : 'HTTP'} ${r.status}`) : null,
+        h('span', { class: 'muted' }, ` in ${Math.round(r.durationMs)} ms`),
+      ),
+      // The status is on the line above.
+      r.error ? h('div', { 'data-test-error': '' }, errorText(r.error, r.status === null)) : null,
+      r.body ? h('pre', { class: 'answer', 'data-test-body': '' }, r.body.length > BODY_SHOWN ? `${r.body.slice(0, BODY_SHOWN)}…` : r.body) : null,
+    );
+  }
+
+  async function sendTest(dest, button) {
+    const cell = button.closest('tr').querySelector('[data-col="test"]');
+    button.disabled = true;
+    tests.set(dest.name, 'sending');
+    fill(cell, testResult(dest.name));
+    try {
+      tests.set(dest.name, await post(`/notifications/destinations/${encodeURIComponent(dest.name)}/test`, {}));
+    } catch (err) {
+      tests.set(dest.name, err);
+    }
+    fill(cell, testResult(dest.name));
+    button.disabled = false;
+  }
+
+  function destinationRow(dest) {
+    return h(
+      'tr',
+      { 'data-destination': dest.name },
+      h('th', { scope: 'row', 'data-label': 'Destination' }, dest.name),
+      h('td', { 'data-label': 'Kind', 'data-col': 'kind' }, dest.kind),
+      h('td', { 'data-label': 'Target', 'data-col': 'target', class: 'mono' }, dest.target),
+      h('td', { 'data-label': 'Last test', 'data-col': 'test', role: 'status' }, testResult(dest.name)),
+      h(
+        'td',
+        { class: 'actions' },
+        h('button', { type: 'button', 'aria-label': `Send a test to ${dest.name}`, onclick: (e) => sendTest(dest, e.currentTarget) }, 'Send test'),
+      ),
+    );
+  }
+
+  async function loadDestinations() {
+    try {
+      const view = await get('/notifications/destinations');
+      open.textContent =
+        view.open === 0 ? 'No delivery waiting.' : `${view.open} deliver${view.open === 1 ? 'y' : 'ies'} waiting for an attempt (pending or retrying).`;
+      open.dataset.open = String(view.open);
+      // Drawn again only when they changed (a config reload): a redraw would drop the focus on a button.
+      const key = JSON.stringify(view.items);
+      if (key === shownDestinations) return;
+      shownDestinations = key;
+      for (const name of tests.keys()) if (!view.items.some((d) => d.name === name)) tests.delete(name);
+      fill(
+        destinations,
+        view.items.length
+          ? view.items.map(destinationRow)
+          : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No destinations: add them under notifications.destinations in the config file.')),
+      );
+    } catch (err) {
+      onError(err);
+    }
+  }
+
   return {
-    reload: () => load(false),
-    /** A `notification` event: its data is the notification. */
+    reload: () => Promise.all([load(false), loadDestinations()]),
+    /** A `notification` event: its data is the notification, its deliveries pending. */
     add(data) {
-      list.querySelector('[data-empty]')?.remove();
-      list.prepend(item({ ...data, job: data.job, at: data.at ?? new Date().toISOString() }));
+      show({ ...data, at: data.at ?? new Date().toISOString() });
+      if (!root.hidden) later('open', 300, loadDestinations);
+    },
+    /** A `notification.delivered` or `notification.failed` event: that notification is read again. */
+    changed(data) {
+      if (root.hidden) return;
+      if (shown(data.id)) later(`note:${data.id}`, 100, () => refresh(data.id));
+      later('open', 300, loadDestinations);
     },
   };
 }

@@ -148,6 +148,20 @@ export interface Backend {
   redeliver(id: string, destination?: string): Promise<Notification | undefined>;
   /** Deliveries waiting for an attempt (pending or retrying), on every host sharing the backend. */
   openDeliveries(): number;
+  /**
+   * Storm control (`notifications.throttle`): when no window of `key` is open, opens one for
+   * `ms` and answers true (send); else counts `status` as held back in the open window and
+   * answers false. Shared by every host on a shared backend; not a durable write.
+   */
+  throttle(key: string, ms: number, status: NotifyStatus): Promise<boolean>;
+  /** What was held back in the window of `key`, cleared (the window's end: its digest). */
+  takeHeld(key: string): Promise<HeldCounts>;
+  /**
+   * The `missed` rule: moves the job's `missedThrough` up to `fireAt` and answers true when
+   * this call moved it (the caller sends the alert), false when it was already there (another
+   * host, or before a restart, did). Durable when it resolves.
+   */
+  claimMissed(job: string, fireAt: number): Promise<boolean>;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number };
@@ -333,6 +347,12 @@ export interface JobState {
   counts?: Partial<Record<RunStatus, number>>;
   /** Durations (ms) of the most recent finished runs, for p50/p95. */
   durations?: number[];
+  /** Failed runs since the last success (canceled ones do not count either way). */
+  failStreak?: number;
+  /** The failStreak the last success ended (0 when it followed a success): `recovered` reads it. */
+  endedStreak?: number;
+  /** Schedule fires up to this time (ms) are accounted for by the `missed` rule (see `claimMissed`). */
+  missedThrough?: number;
 }
 
 /** Flags to set (a value), clear (null) or leave alone (absent). */
@@ -340,6 +360,9 @@ export interface JobFlags {
   enabled?: boolean | null;
   lastFireAt?: number | null;
 }
+
+/** Held back in a storm-control window, by status. */
+export type HeldCounts = Partial<Record<NotifyStatus, number>>;
 
 export interface NotificationQuery {
   limit?: number | undefined;

@@ -18,6 +18,12 @@ export function foldFinished(record: JobState, run: Run): void {
     last.at = at;
   }
   if (run.status === 'succeeded' && (record.lastSuccessAt === undefined || record.lastSuccessAt < at)) record.lastSuccessAt = at;
+  // Consecutive failures, for `after: N` and `recovered`: a success ends the streak and keeps its length.
+  if (run.status === 'failed') record.failStreak = (record.failStreak ?? 0) + 1;
+  else if (run.status === 'succeeded') {
+    record.endedStreak = record.failStreak ?? 0;
+    record.failStreak = 0;
+  }
   if (run.durationMs !== null && run.status !== 'canceled') {
     const durations = (record.durations ??= []);
     durations.push(run.durationMs);

@@ -1,5 +1,13 @@
-/** The outcomes a job may be notified of. */
-export type NotifyStatus = 'succeeded' | 'failed' | 'canceled' | 'retrying';
+/**
+ * What a notification is about: a run's outcome (`failed` after its last attempt, `retrying`
+ * after one that is retried), or an alert rule (SPEC §12): `recovered` (the first success after
+ * a notified failure), `slow` (still running past `slowerThan`), `missed` (a schedule fire that
+ * started no run in time). Host alerts use `failed` when a degradation starts, `recovered` when it ends.
+ */
+export const NOTIFY_STATUSES = ['succeeded', 'failed', 'canceled', 'retrying', 'recovered', 'slow', 'missed'] as const;
+export type NotifyStatus = (typeof NOTIFY_STATUSES)[number];
+/** Which rule sent a notification: a `notify.on` entry, a digest of what storm control held back, or a host alert. */
+export type NotifyRule = NotifyStatus | 'digest' | 'host';
 export const PRIORITIES = ['low', 'medium', 'high', 'critical'] as const;
 export type NotifyPriority = (typeof PRIORITIES)[number];
 
@@ -38,8 +46,17 @@ export interface Notification {
   priority: NotifyPriority;
   tags: string[];
   at: string;
+  /** Which rule sent it. */
+  rule: NotifyRule;
   /** One per destination it was routed to (empty when none). */
   deliveries: Delivery[];
+  /** Destinations storm control held it back from (counted into their next digest). */
+  throttled?: string[];
+  /** A digest: how many notifications were held back in the window, by status, and the window. */
+  held?: { count: number; statuses: Partial<Record<NotifyStatus, number>>; from: string; to: string };
+  /** A host alert: the host, and the degradation (`store-not-writable`, `backend-unavailable`, ...). */
+  host?: string;
+  condition?: string;
 }
 
 /** Whether a delivery still has attempts to make. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DESTINATION_NAME, PRIORITIES } from './notification.js';
+import { DESTINATION_NAME, NOTIFY_STATUSES, PRIORITIES } from './notification.js';
 import { durationSchema, retrySchema } from './plugin-schema.js';
 import type { RetryPolicy } from './retry.js';
 
@@ -76,7 +76,6 @@ export type Destination = z.output<typeof destinationSchema>;
 export type DestinationKind = Destination['kind'];
 
 const destinationName = z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)');
-const NOTIFY_OUTCOMES = ['succeeded', 'failed', 'canceled', 'retrying'] as const;
 
 /** A route: every field given must match (a list matches any of its values; `jobs` and `tags` take `*` globs). */
 const routeSchema = z.strictObject({
@@ -84,7 +83,7 @@ const routeSchema = z.strictObject({
   jobs: z.array(z.string().min(1).max(200)).optional(),
   tags: z.array(z.string().min(1).max(100)).optional(),
   priority: z.array(z.enum(PRIORITIES)).optional(),
-  status: z.array(z.enum(NOTIFY_OUTCOMES)).optional(),
+  status: z.array(z.enum(NOTIFY_STATUSES)).optional(),
 });
 
 export type NotificationRoute = z.output<typeof routeSchema>;
@@ -101,9 +100,19 @@ export const notificationsSchema = z
     timeout: durationSchema.default(10_000),
     // Deliveries in flight at once on this host.
     concurrency: z.number().int().min(1).max(1000).default(16),
+    // Storm control: at most one message per job and destination per window (0: off); the rest are counted into a digest.
+    throttle: durationSchema.default(60_000),
+    // Host alerts: the host's own degradations (what /ready reports) go here when each starts and ends.
+    host: z.strictObject({ to: z.array(destinationName).max(50).default([]) }).prefault({}),
+    // Stall watchdog: runs waiting with free capacity this long mean the dispatcher stopped taking work.
+    stallAfter: durationSchema.default(30_000),
   })
   .prefault({})
   .superRefine((n, ctx) => {
+    n.host.to.forEach((name, j) => {
+      if (!Object.hasOwn(n.destinations, name))
+        ctx.addIssue({ code: 'custom', path: ['host', 'to', j], message: `no destination "${name}" in notifications.destinations` });
+    });
     n.routes.forEach((route, i) => {
       route.to.forEach((name, j) => {
         if (!Object.hasOwn(n.destinations, name)) {

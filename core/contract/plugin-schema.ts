@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { type ErrorCode, HostError } from './errors.js';
-import { DESTINATION_NAME, PRIORITIES } from './notification.js';
+import { DESTINATION_NAME, NOTIFY_STATUSES, PRIORITIES } from './notification.js';
 import type { JobContext, ParamsSchema } from './plugin.js';
 import { ISOLATIONS, type Isolation } from './plugin-source.js';
 import { assertTimezone, cronPattern } from './schedule-syntax.js';
@@ -66,7 +66,13 @@ export const notifySchema = z.strictObject({
   priority: z.enum(PRIORITIES).optional(),
   failurePriority: z.enum(PRIORITIES).optional(),
   tags: z.array(z.string().max(100)).max(50).optional(),
-  on: z.array(z.enum(['succeeded', 'failed', 'canceled', 'retrying'])).optional(),
+  on: z.array(z.enum(NOTIFY_STATUSES)).optional(),
+  // `slow`: a run still running this long after it started.
+  slowerThan: durationSchema.optional(),
+  // `missed`: a schedule fire that started no run within this (default: one period, at most 1h).
+  missedAfter: durationSchema.optional(),
+  // Failure notifications only from the N-th consecutive failed run on.
+  after: z.number().int().min(1, 'expected 1 or more (failure notifications from the N-th consecutive failed run on)').max(1_000_000).optional(),
   // Destinations (notifications.destinations) each notification of the job goes to, besides the routes that match it.
   to: z.array(z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)')).max(50).optional(),
 });

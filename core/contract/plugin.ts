@@ -68,6 +68,12 @@ export interface NotifyOptions {
   on?: NotifyStatus[];
   /** Destinations (config `notifications.destinations`) every notification of the job goes to, besides matching routes. */
   to?: string[];
+  /** With `on: ['slow']`: a run still running this long after it started is notified, once. */
+  slowerThan?: Duration;
+  /** With `on: ['missed']`: a schedule fire that started no run within this (default: one period, at most 1h). */
+  missedAfter?: Duration;
+  /** Failure notifications only from the N-th consecutive failed run on. */
+  after?: number;
 }
 
 export interface RetryOptions {

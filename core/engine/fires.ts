@@ -2,6 +2,7 @@ import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import type { Missed } from './missed.js';
 import type { JobRegistry } from './registry.js';
 import type { Triggers } from './triggers.js';
 
@@ -11,7 +12,12 @@ export interface FiresOptions {
   backend: Backend;
   registry: JobRegistry;
   triggers: Triggers;
+  /** The `missed` rule: told what each fire made, and of fires missed while the host was down. */
+  missed?: Pick<Missed, 'fired' | 'downtime'> | undefined;
 }
+
+/** Refusals that are the job's own choice, not a fire gone missing. */
+const MEANT: ReadonlySet<string> = new Set(['disabled', 'once', 'cooldown', 'fired']);
 
 /**
  * On a shared backend, a missed fire younger than this is left to the live hosts' own timers
@@ -35,16 +41,26 @@ export class Fires {
 
   /** A schedule fired for `name`, due at `dueAt`. */
   fire(name: string, dueAt: number): void {
-    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: dueAt });
+    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: dueAt }, dueAt);
     this.#note(name, dueAt);
-    this.#trigger(name, 'schedule');
+    this.#trigger(name, 'schedule', undefined, dueAt);
   }
 
-  #trigger(name: string, source: 'schedule' | 'catch-up', fire?: ScheduleFire): void {
-    this.#o.triggers.create(name, {}, source, undefined, fire).catch((err: unknown) => {
-      if (isHostError(err) && err.code === 'SKIPPED') return; // emitted as run.skipped, or another host ran this fire
-      this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
-    });
+  #trigger(name: string, source: 'schedule' | 'catch-up', fire?: ScheduleFire, dueAt?: number): void {
+    const missed = dueAt === undefined ? undefined : this.#o.missed;
+    this.#o.triggers.create(name, {}, source, undefined, fire).then(
+      ({ runId }) => missed?.fired(name, dueAt!, runId, ''),
+      (err: unknown) => {
+        if (isHostError(err) && err.code === 'SKIPPED') {
+          // Emitted as run.skipped, or another host ran this fire.
+          const reason = String(err.details?.['reason'] ?? 'skipped');
+          if (!MEANT.has(reason)) missed?.fired(name, dueAt!, null, `the fire was refused (${err.message})`);
+          return;
+        }
+        missed?.fired(name, dueAt!, null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
+        this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
+      },
+    );
   }
 
   /** Records a fire for catch-up; a failed write (a full disk, Redis down) costs at most one catch-up run. */
@@ -68,6 +84,7 @@ export class Fires {
     }
     const missed = job.schedule.next(lastFireAt);
     const grace = backend.shared ? CATCH_UP_GRACE_MS : 0;
+    this.#o.missed?.downtime(name, lastFireAt);
     if (missed === null || missed > now - grace) return;
     if (!job.catchUp) {
       this.#note(name, now);

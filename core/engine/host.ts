@@ -154,6 +154,8 @@ export class Host {
     this.#state = 'stopping';
     this.bus.emit('host.stopping', { job: null, reason, graceMs });
     this.#p.scheduler.stop();
+    this.#p.alerts.stop();
+    this.#p.missed.stop();
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#p.backend.drain(graceMs);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { AdmissionRules, ExecutableJob, JobState } from '../contract/backend.js';
 import type { Config, JobOverride } from '../contract/config.js';
+import { HostError } from '../contract/errors.js';
 import type { ParamsSchema } from '../contract/plugin.js';
 import type { JobSpec, NotifySpec, ScheduleSpec } from '../contract/plugin-schema.js';
 import type { HandlerSource, Isolation } from '../contract/plugin-source.js';
@@ -43,6 +44,19 @@ export interface JobOrigin {
   readonly source: HandlerSource | null;
 }
 
+/** Alert rules that cannot work as given: `slow` without `slowerThan`, `missed` without a schedule. */
+function checkAlertRules(notify: NotifySpec | null, scheduled: boolean, path: string): void {
+  const on = notify?.on ?? [];
+  if (on.includes('slow') && notify?.slowerThan === undefined) {
+    throw new HostError('PLUGIN_INVALID', `${path}.slowerThan: required when ${path}.on has 'slow' (a duration such as '10m')`, {
+      field: `${path}.slowerThan`,
+    });
+  }
+  if (on.includes('missed') && !scheduled) {
+    throw new HostError('PLUGIN_INVALID', `${path}.on: 'missed' needs a schedule, and the job has none`, { field: `${path}.on` });
+  }
+}
+
 /** Merges plugin, override and defaults. Throws INVALID_CRON/INVALID_TIMEZONE for a bad combination. */
 export function resolveJob(
   spec: JobSpec,
@@ -71,6 +85,7 @@ export function resolveJob(
   };
   const queue = override?.queue ?? spec.queue;
   const notify = override?.notify ? { ...spec.notify, ...override.notify } : spec.notify;
+  checkAlertRules(notify, schedule !== null, override?.notify ? `jobs.${spec.name}.notify` : 'notify');
   const requestedIsolation = override?.isolation ?? spec.isolation ?? config.defaults.isolation;
   return Object.freeze({
     name: spec.name,

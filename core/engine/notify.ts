@@ -1,9 +1,19 @@
+import { formatDuration } from '../contract/duration.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { NotifySpec } from '../contract/plugin-schema.js';
 import type { Run } from '../contract/run.js';
 
 const DEFAULT_ON: readonly NotifyStatus[] = ['succeeded', 'failed'];
-const SUFFIX: Record<NotifyStatus, string> = { succeeded: 'Completed', failed: 'Failed', canceled: 'Canceled', retrying: 'Retrying' };
+const SUFFIX: Record<NotifyStatus, string> = {
+  succeeded: 'Completed',
+  failed: 'Failed',
+  canceled: 'Canceled',
+  retrying: 'Retrying',
+  recovered: 'Recovered',
+  slow: 'Slow',
+  missed: 'Missed',
+};
+const FAILING: ReadonlySet<NotifyStatus> = new Set(['failed', 'retrying', 'slow', 'missed']);
 
 function lookup(root: Record<string, unknown>, path: string): unknown {
   let value: unknown = root;
@@ -35,52 +45,92 @@ export function titleCase(name: string): string {
   return name.replace(/(^|-)(\w)/g, (_, dash: string, c: string) => (dash ? ' ' : '') + c.toUpperCase());
 }
 
+/** Whether the job's `notify.on` asks for `status`. */
+export function wants(spec: NotifySpec, status: NotifyStatus): boolean {
+  return (spec.on ?? DEFAULT_ON).includes(status);
+}
+
+/** What an alert rule adds to a notification's template variables and default sentence. */
+export interface AlertDetail {
+  /** `recovered`: the failed runs the success ended. */
+  streak?: number;
+  /** `slow`: how long the run has been running. */
+  elapsedMs?: number;
+  /** `missed`: the fire time (ISO) and why it started no run. */
+  fireAt?: string;
+  reason?: string;
+}
+
+/** The default sentence of each status, around the rendered template (or the result / error when there is none). */
+function defaultMessage(status: NotifyStatus, spec: NotifySpec, job: string, runId: string, vars: Record<string, unknown>, result: unknown): string {
+  const run = `Job ${job} run ${runId}`;
+  switch (status) {
+    case 'succeeded':
+      return `${run} completed successfully: ${spec.message !== undefined ? renderTemplate(spec.message, vars) : text(result ?? null)}`;
+    case 'failed':
+      return `${run} failed: ${vars['error']}`;
+    case 'canceled':
+      return `${run} was canceled: ${vars['error']}`;
+    case 'retrying':
+      return `${run} attempt ${vars['attempt']} failed, retrying: ${vars['error']}`;
+    case 'recovered':
+      return `${run} succeeded after ${vars['streak']} failed run${vars['streak'] === 1 ? '' : 's'}: ${text(result ?? null)}`;
+    case 'slow':
+      return `${run} is still running after ${formatDuration(Number(vars['elapsedMs']))} (slower than ${formatDuration(spec.slowerThan ?? 0)})`;
+    case 'missed':
+      return `Job ${job} started no run for its schedule fire at ${vars['fireAt']}: ${vars['reason']}`;
+  }
+}
+
 /**
- * The notification for a run reaching `status`, or null when the job's `notify.on` leaves it out.
- * Without the custom flags the title gets a status suffix ("Backup Completed") and the message
- * is the default sentence around the rendered template (or the result / error when no template).
+ * The notification of `status` for a run (or, for `missed`, for a job's fire: `run` null), or
+ * null when the job's `notify.on` leaves it out. Without the custom flags the title gets a status
+ * suffix ("Backup Completed") and the message is the default sentence around the rendered
+ * template (or the result / error when no template).
  */
-export function buildNotification(spec: NotifySpec, run: Run, status: NotifyStatus, at: string, id: string): Notification | null {
-  if (!(spec.on ?? DEFAULT_ON).includes(status)) return null;
-  const error = run.error ?? run.attempts.at(-1)?.error ?? null;
-  const vars = {
-    job: run.job,
-    runId: run.id,
+export function buildNotification(
+  spec: NotifySpec,
+  subject: { job: string; run: Run | null },
+  status: NotifyStatus,
+  at: string,
+  id: string,
+  detail: AlertDetail = {},
+): Notification | null {
+  if (!wants(spec, status)) return null;
+  const { job, run } = subject;
+  const error = run ? (run.error ?? run.attempts.at(-1)?.error ?? null) : null;
+  const runId = run?.id ?? '';
+  const vars: Record<string, unknown> = {
+    job,
+    runId,
     status,
-    durationMs: run.durationMs,
-    attempt: run.attempts.length,
-    result: run.result,
-    params: run.params,
+    durationMs: run?.durationMs ?? null,
+    attempt: run?.attempts.length ?? 0,
+    result: run?.result,
+    params: run?.params,
     error: error?.message ?? '',
     errorCode: error?.code ?? '',
+    streak: detail.streak ?? 0,
+    elapsedMs: detail.elapsedMs ?? 0,
+    fireAt: detail.fireAt ?? '',
+    reason: detail.reason ?? '',
   };
-  const renderedTitle = renderTemplate(spec.title ?? titleCase(run.job), vars);
+  const renderedTitle = renderTemplate(spec.title ?? titleCase(job), vars);
   const title = spec.customTitle ? renderedTitle : `${renderedTitle} ${SUFFIX[status]}`;
-
-  let message: string;
-  if (spec.customMessage) {
-    message = renderTemplate(spec.message ?? (status === 'succeeded' ? '{{result}}' : '{{error}}'), vars);
-  } else if (status === 'succeeded') {
-    const detail = spec.message !== undefined ? renderTemplate(spec.message, vars) : text(run.result ?? null);
-    message = `Job ${run.job} run ${run.id} completed successfully: ${detail}`;
-  } else if (status === 'failed') {
-    message = `Job ${run.job} run ${run.id} failed: ${vars.error}`;
-  } else if (status === 'canceled') {
-    message = `Job ${run.job} run ${run.id} was canceled: ${vars.error}`;
-  } else {
-    message = `Job ${run.job} run ${run.id} attempt ${vars.attempt} failed, retrying: ${vars.error}`;
-  }
-  const failing = status === 'failed' || status === 'retrying';
+  const message = spec.customMessage
+    ? renderTemplate(spec.message ?? (status === 'succeeded' || status === 'recovered' ? '{{result}}' : '{{error}}'), vars)
+    : defaultMessage(status, spec, job, runId, vars, run?.result);
   return {
     id,
-    job: run.job,
-    runId: run.id,
+    job,
+    runId,
     status,
     title,
     message,
-    priority: failing ? (spec.failurePriority ?? 'high') : (spec.priority ?? 'medium'),
+    priority: FAILING.has(status) ? (spec.failurePriority ?? 'high') : (spec.priority ?? 'medium'),
     tags: [...(spec.tags ?? [])],
     at,
+    rule: status,
     deliveries: [],
   };
 }

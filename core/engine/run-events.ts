@@ -1,32 +1,29 @@
 import type { Backend, RunObserver } from '../contract/backend.js';
-import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError, type RunError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
-import type { Logger } from '../contract/logger.js';
-import type { Delivery, Notification, NotifyStatus } from '../contract/notification.js';
-import type { NotifySpec } from '../contract/plugin-schema.js';
+import type { NotifyStatus } from '../contract/notification.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { Bus } from './bus.js';
-import { buildNotification } from './notify.js';
 import type { RunLogs } from './run-logs.js';
+
+/** What watches runs for alerts (`Alerts`, the `missed` rule): told of each start, end and settled outcome. */
+export interface RunWatch {
+  started(run: Run): void;
+  finished(run: Run): void;
+  settled(run: Run, outcome: NotifyStatus): void;
+}
 
 export interface RunEventsOptions {
   bus: Bus;
-  clock: Clock;
-  logger: Logger;
-  newId: () => string;
-  /** The job's notification spec, if it has one. */
-  notifySpec(job: string): NotifySpec | null | undefined;
-  /** The deliveries of a new notification (its job's `notify.to` and the routes). */
-  deliveriesFor(n: Notification, to: readonly string[] | undefined): Delivery[];
-  backend(): Backend;
+  /** Alert rules; none in tests that look at events alone. */
+  watch?: RunWatch | undefined;
   /** Lines of a run still waiting to be sent go out before the run's state change (see RunLogs). */
   logs?: RunLogs | undefined;
 }
 
 /**
  * The engine's side of a backend's reports: each state change of a run becomes its bus event
- * (SPEC §5), and each outcome the job's `notify` asks for becomes a stored `notification`.
+ * (SPEC §5), and goes on to the alert rules, which turn outcomes into notifications.
  */
 export class RunEvents implements RunObserver {
   readonly #o: RunEventsOptions;
@@ -43,6 +40,7 @@ export class RunEvents implements RunObserver {
 
   started(run: Run): void {
     this.#o.bus.emit('run.started', { job: run.job, runId: run.id, attempt: run.attempts.length });
+    this.#o.watch?.started(run);
   }
 
   progress(run: Run): void {
@@ -64,25 +62,11 @@ export class RunEvents implements RunObserver {
     } else {
       bus.emit('run.canceled', { job: run.job, runId: run.id, reason: run.error?.message ?? 'canceled' });
     }
+    this.#o.watch?.finished(run);
   }
 
   settled(run: Run, outcome: NotifyStatus): void {
-    const spec = this.#o.notifySpec(run.job);
-    if (!spec) return;
-    let n: Notification | null;
-    try {
-      n = buildNotification(spec, run, outcome, isoTime(this.#o.clock.now()), this.#o.newId());
-    } catch (err) {
-      this.#o.logger.error({ err, job: run.job }, 'could not build the notification');
-      return;
-    }
-    if (!n) return;
-    n.deliveries = this.#o.deliveriesFor(n, spec.to);
-    this.#o
-      .backend()
-      .addNotification(n)
-      .catch((err: unknown) => this.#o.logger.error({ err, job: run.job, runId: run.id }, 'could not record the notification'));
-    this.#o.bus.emit('notification', { ...n });
+    this.#o.watch?.settled(run, outcome);
   }
 }
 

@@ -8,6 +8,7 @@ import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { HostState, Stats } from '../contract/views.js';
 import { Notifier } from '../notify/notifier.js';
 import { Scheduler } from '../schedule/scheduler.js';
+import { Alerts } from './alerts.js';
 import { createBackend } from './backends.js';
 import { Bus } from './bus.js';
 import { Deliveries } from './deliveries.js';
@@ -16,9 +17,10 @@ import type { HostOptions } from './host-options.js';
 import { createIdGenerator, type IdGenerator } from './ids.js';
 import { Insight } from './insight.js';
 import { Executors } from './isolation.js';
+import { Missed } from './missed.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
-import { RunEvents } from './run-events.js';
+import { RunEvents, type RunWatch } from './run-events.js';
 import { RunLogs } from './run-logs.js';
 import { type PublishResult, type TriggerResult, Triggers } from './triggers.js';
 
@@ -37,6 +39,8 @@ export interface HostParts {
   registrations: Registrations;
   notifier: Notifier;
   deliveries: Deliveries;
+  alerts: Alerts;
+  missed: Missed;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -97,16 +101,24 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   });
   const notifier = new Notifier({ config: () => host.config(), clock, random: host.random, logger, hostId: host.id });
   const deliveries = new Deliveries({ bus, notifier, backend: () => backend });
-  const observer = new RunEvents({
-    bus,
+  const notifySpec = (job: string) => jobs.get(job)?.job.notify;
+  const alerts = new Alerts({ bus, clock, logger, newId, config: () => host.config(), backend: () => backend, notifier, notifySpec });
+  const missed = new Missed({
     clock,
     logger,
-    newId,
-    notifySpec: (job) => jobs.get(job)?.job.notify,
-    deliveriesFor: (n, to) => notifier.deliveriesFor(n, to),
     backend: () => backend,
-    logs,
+    job: (name) => jobs.get(name)?.job,
+    alert: (job, fireAt, reason) => alerts.missed(job, fireAt, reason),
   });
+  const watch: RunWatch = {
+    started: (run) => {
+      missed.started(run.id);
+      alerts.started(run);
+    },
+    finished: (run) => alerts.finished(run),
+    settled: (run, outcome) => alerts.settled(run, outcome),
+  };
+  const observer = new RunEvents({ bus, watch, logs });
   const executor = new Executors({
     logger,
     clock,
@@ -118,7 +130,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     log: (task, level, msg, fields) => logs.line(task, level, msg, fields),
   });
   const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting });
-  const fires = new Fires({ clock, logger, backend, registry: jobs, triggers });
+  const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed });
   const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
   const registrations = new Registrations({
     registry: jobs,
@@ -135,5 +147,23 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
       for (const q of Object.keys(next.queues)) queues.add(q);
     },
   });
-  return { bus, backend, executor, observer, logs, insight, scheduler, jobs, triggers, fires, registrations, notifier, deliveries, newId, queues };
+  return {
+    bus,
+    backend,
+    executor,
+    observer,
+    logs,
+    insight,
+    scheduler,
+    jobs,
+    triggers,
+    fires,
+    registrations,
+    notifier,
+    deliveries,
+    alerts,
+    missed,
+    newId,
+    queues,
+  };
 }

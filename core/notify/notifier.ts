@@ -106,9 +106,13 @@ export class Notifier {
     this.#o = options;
   }
 
-  /** The deliveries of a new notification: one `pending` per destination its job's `notify.to` and the routes name. */
-  deliveriesFor(n: Omit<Notification, 'deliveries'>, to: readonly string[] | undefined): Delivery[] {
-    const names = destinationsFor(n, to, this.#o.config().notifications.routes);
+  /** The destinations a new notification goes to: its job's `notify.to`, then the routes that match it. */
+  destinationsFor(n: Omit<Notification, 'deliveries'>, to: readonly string[] | undefined): string[] {
+    return destinationsFor(n, to, this.#o.config().notifications.routes);
+  }
+
+  /** One `pending` delivery per destination, due at once. */
+  deliveries(n: Omit<Notification, 'deliveries'>, names: readonly string[]): Delivery[] {
     return names.map((destination, i) => ({
       // Standard Webhooks' message id: the same over every attempt and every host.
       id: `msg_${n.id}_${i}`,
@@ -164,6 +168,7 @@ export class Notifier {
       priority: 'low',
       tags: ['test'],
       at: isoTime(now),
+      rule: 'succeeded',
       deliveries: [],
     };
     const sent = await this.#send(d, n, `msg_${id}`, this.#closing.signal);

@@ -1,5 +1,16 @@
 import { refusal } from '../contract/admission.js';
-import type { AdmissionRules, Backend, BackendHooks, BackendOpened, Depths, JobFlags, JobState, NotificationQuery, Refusal } from '../contract/backend.js';
+import type {
+  AdmissionRules,
+  Backend,
+  BackendHooks,
+  BackendOpened,
+  Depths,
+  HeldCounts,
+  JobFlags,
+  JobState,
+  NotificationQuery,
+  Refusal,
+} from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { HostError } from '../contract/errors.js';
 import { foldFinished } from '../contract/job-state.js';
@@ -8,6 +19,7 @@ import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
+import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
 import { Outbox } from './outbox.js';
 import { Runner } from './runner.js';
@@ -61,6 +73,7 @@ class LocalBackend implements Backend {
   readonly #store: Store;
   readonly #runner: Runner;
   readonly #outbox: Outbox;
+  readonly #storm = new StormWindows();
   readonly #clock: Clock;
   readonly #logger: Logger;
   #hooks: BackendHooks | undefined;
@@ -267,6 +280,22 @@ class LocalBackend implements Backend {
 
   openDeliveries(): number {
     return this.#outbox.size;
+  }
+
+  throttle(key: string, ms: number, status: NotifyStatus): Promise<boolean> {
+    return Promise.resolve(this.#storm.throttle(key, ms, status, this.#clock.now()));
+  }
+
+  takeHeld(key: string): Promise<HeldCounts> {
+    return Promise.resolve(this.#storm.take(key, this.#clock.now()));
+  }
+
+  async claimMissed(job: string, fireAt: number): Promise<boolean> {
+    const state = this.#store.job(job);
+    if ((state.missedThrough ?? -Infinity) >= fireAt) return false;
+    state.missedThrough = fireAt;
+    if (this.#open && !this.#closed) await this.#store.saveJob(job);
+    return true;
   }
 
   listNotifications(query: NotificationQuery): Promise<Page<Notification>> {

@@ -35,7 +35,7 @@ export interface StateDoc {
   logs?: Record<string, unknown>;
 }
 
-export type JobFlags = { enabled: boolean | null; lastFireAt: number | null };
+export type JobFlags = { enabled: boolean | null; lastFireAt: number | null; missedThrough?: number | null };
 type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport } | { l: string; log: unknown };
 
 const checkJournalLine = checkWith(journalLine);
@@ -127,6 +127,8 @@ function applyRecord(rec: JournalRecord, into: JournalTarget): void {
     else state.enabled = rec.f.enabled;
     if (rec.f.lastFireAt === null) delete state.lastFireAt;
     else state.lastFireAt = rec.f.lastFireAt;
+    // Absent in records written before the `missed` rule.
+    if (typeof rec.f.missedThrough === 'number') state.missedThrough = rec.f.missedThrough;
   } else if ('n' in rec) into.notifications.push(rec.n);
   else if ('d' in rec) into.damage.apply(rec.d);
   else if ('l' in rec) into.logs.apply(rec.l, rec.log);

@@ -46,7 +46,7 @@ const storedNotification = z.looseObject({
   at: iso,
 });
 
-const jobFlags = z.object({ enabled: z.boolean().nullable(), lastFireAt: z.number().nullable() });
+const jobFlags = z.object({ enabled: z.boolean().nullable(), lastFireAt: z.number().nullable(), missedThrough: z.number().nullable().optional() });
 
 /** A batch of a run's log lines (each line is checked as it is applied: a bad one is skipped, not damage). */
 const logBatch = z.object({ l: z.string().min(1), log: z.looseObject({ lines: z.array(z.unknown()), dropped: z.number() }) });

@@ -275,7 +275,7 @@ export class Store {
       runs,
       jobs: jobs.map((name) => {
         const r = this.#jobs.get(name);
-        return [name, { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null }];
+        return [name, { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null, missedThrough: r?.missedThrough ?? null }];
       }),
       notifications,
       damage,

@@ -28,6 +28,8 @@ const run = (patch: Partial<Run> = {}): Run => ({
 const at = '2026-01-01T00:00:02.000Z';
 const failed = run({ status: 'failed', result: null, error: { code: 'EACCES', message: 'permission denied' } });
 
+const sub = (r: Run) => ({ job: r.job, run: r });
+
 t.test('templates: placeholders, dotted paths, unknown paths empty', async (t) => {
   t.equal(
     renderTemplate('{{job}} {{runId}} {{ status }} {{durationMs}}ms {{result.count}} {{result.nested.deep}} [{{result.missing}}] [{{nope.x}}]', {
@@ -44,35 +46,35 @@ t.test('templates: placeholders, dotted paths, unknown paths empty', async (t) =
 });
 
 t.test('default title and message when the custom flags are off', async (t) => {
-  const ok = buildNotification({ title: 'Temp files cleaned' }, run(), 'succeeded', at, 'n1')!;
+  const ok = buildNotification({ title: 'Temp files cleaned' }, sub(run()), 'succeeded', at, 'n1')!;
   t.equal(ok.title, 'Temp files cleaned Completed');
   t.equal(ok.message, 'Job cleanup-temp-files run r1 completed successfully: {"count":3,"nested":{"deep":"yes"}}');
-  const bad = buildNotification({ title: 'Temp files cleaned' }, failed, 'failed', at, 'n2')!;
+  const bad = buildNotification({ title: 'Temp files cleaned' }, sub(failed), 'failed', at, 'n2')!;
   t.equal(bad.title, 'Temp files cleaned Failed');
   t.equal(bad.message, 'Job cleanup-temp-files run r1 failed: permission denied');
   // no title at all: the job name, title-cased
-  t.equal(buildNotification({}, run(), 'succeeded', at, 'n3')!.title, 'Cleanup Temp Files Completed');
+  t.equal(buildNotification({}, sub(run()), 'succeeded', at, 'n3')!.title, 'Cleanup Temp Files Completed');
   // a message template without customMessage fills the <result> part of the default sentence
   t.equal(
-    buildNotification({ message: 'Removed {{result.count}} files' }, run(), 'succeeded', at, 'n4')!.message,
+    buildNotification({ message: 'Removed {{result.count}} files' }, sub(run()), 'succeeded', at, 'n4')!.message,
     'Job cleanup-temp-files run r1 completed successfully: Removed 3 files',
   );
 });
 
 t.test('customTitle and customMessage use the templates as rendered', async (t) => {
   const spec = { title: '{{job}}: cleaned', message: 'Removed {{result.count}} files ({{error}})', customTitle: true, customMessage: true };
-  const n = buildNotification(spec, run(), 'succeeded', at, 'n1')!;
+  const n = buildNotification(spec, sub(run()), 'succeeded', at, 'n1')!;
   t.equal(n.title, 'cleanup-temp-files: cleaned');
   t.equal(n.message, 'Removed 3 files ()');
-  const f = buildNotification(spec, failed, 'failed', at, 'n2')!;
+  const f = buildNotification(spec, sub(failed), 'failed', at, 'n2')!;
   t.equal(f.title, 'cleanup-temp-files: cleaned');
   t.equal(f.message, 'Removed  files (permission denied)');
-  t.equal(buildNotification({ customMessage: true }, failed, 'failed', at, 'n3')!.message, 'permission denied');
+  t.equal(buildNotification({ customMessage: true }, sub(failed), 'failed', at, 'n3')!.message, 'permission denied');
 });
 
 t.test('priority vs failurePriority, tags, and the on filter', async (t) => {
   const spec = { priority: 'low' as const, failurePriority: 'critical' as const, tags: ['maintenance'] };
-  t.match(buildNotification(spec, run(), 'succeeded', at, 'n1'), {
+  t.match(buildNotification(spec, sub(run()), 'succeeded', at, 'n1'), {
     priority: 'low',
     tags: ['maintenance'],
     status: 'succeeded',
@@ -81,10 +83,10 @@ t.test('priority vs failurePriority, tags, and the on filter', async (t) => {
     at,
     id: 'n1',
   });
-  t.match(buildNotification(spec, failed, 'failed', at, 'n2'), { priority: 'critical' });
-  t.match(buildNotification({}, run(), 'succeeded', at, 'n3'), { priority: 'medium', tags: [] });
-  t.match(buildNotification({}, failed, 'failed', at, 'n4'), { priority: 'high' });
-  t.equal(buildNotification({ on: ['failed'] }, run(), 'succeeded', at, 'n5'), null);
-  t.equal(buildNotification({}, run(), 'retrying', at, 'n6'), null, 'retrying is opt-in');
-  t.match(buildNotification({ on: ['retrying'] }, failed, 'retrying', at, 'n7'), { title: 'Cleanup Temp Files Retrying', priority: 'high' });
+  t.match(buildNotification(spec, sub(failed), 'failed', at, 'n2'), { priority: 'critical' });
+  t.match(buildNotification({}, sub(run()), 'succeeded', at, 'n3'), { priority: 'medium', tags: [] });
+  t.match(buildNotification({}, sub(failed), 'failed', at, 'n4'), { priority: 'high' });
+  t.equal(buildNotification({ on: ['failed'] }, sub(run()), 'succeeded', at, 'n5'), null);
+  t.equal(buildNotification({}, sub(run()), 'retrying', at, 'n6'), null, 'retrying is opt-in');
+  t.match(buildNotification({ on: ['retrying'] }, sub(failed), 'retrying', at, 'n7'), { title: 'Cleanup Temp Files Retrying', priority: 'high' });
 });

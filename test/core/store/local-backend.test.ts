@@ -83,8 +83,7 @@ async function open(
     reader: { runs: (q) => backend.listRuns(q ?? {}), run: (id) => backend.getRun(id), stats: () => ({}) as never },
     publish: () => undefined,
   });
-  let n = 0;
-  const observer = new RunEvents({ bus, clock, logger, newId: () => `n${++n}`, notifySpec: () => null, deliveriesFor: () => [], backend: () => backend });
+  const observer = new RunEvents({ bus });
   const job = (name: string): ExecutableJob | undefined => {
     const j = jobs[name];
     return j && { name, concurrency: 1, queue: 'default', timeoutMs: 0, retry: DEFAULT_RETRY, once: false, cooldownMs: 0, ...j };

@@ -1,0 +1,33 @@
+import type { HeldCounts } from './backend.js';
+import type { NotifyStatus } from './notification.js';
+
+/**
+ * Storm-control windows in one process (`Backend.throttle` / `takeHeld` of a backend alone): per
+ * key, when the open window ends and what was held back in it. One entry per job and destination
+ * with a window open, whatever the burst: counts, never the notifications themselves.
+ */
+export class StormWindows {
+  readonly #windows = new Map<string, { until: number; held: HeldCounts }>();
+
+  /** True (a window opens until now + ms) when none is open; else the status is counted as held back. */
+  throttle(key: string, ms: number, status: NotifyStatus, now: number): boolean {
+    const w = this.#windows.get(key);
+    if (w && w.until > now) {
+      w.held[status] = (w.held[status] ?? 0) + 1;
+      return false;
+    }
+    // A closed window's counts were taken by its digest (or there were none).
+    this.#windows.set(key, { until: now + ms, held: w?.held ?? {} });
+    return true;
+  }
+
+  /** What was held back under `key`, cleared; a window whose time is up is dropped (the map keeps the live ones only). */
+  take(key: string, now: number): HeldCounts {
+    const w = this.#windows.get(key);
+    if (!w) return {};
+    const held = w.held;
+    if (w.until <= now) this.#windows.delete(key);
+    else w.held = {};
+    return held;
+  }
+}

@@ -1,0 +1,241 @@
+import type { Backend, HeldCounts } from '../contract/backend.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import type { Config } from '../contract/config.js';
+import { DueHeap } from '../contract/due-heap.js';
+import { formatDuration } from '../contract/duration.js';
+import type { Logger } from '../contract/logger.js';
+import type { Notification, NotifyStatus } from '../contract/notification.js';
+import type { NotifySpec } from '../contract/plugin-schema.js';
+import type { Run } from '../contract/run.js';
+import type { Notifier } from '../notify/notifier.js';
+import type { Bus } from './bus.js';
+import { type AlertDetail, buildNotification, titleCase, wants } from './notify.js';
+
+export interface AlertsOptions {
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  newId: () => string;
+  config(): Config;
+  backend(): Backend;
+  notifier: Notifier;
+  /** The job's notify spec now (undefined: no such job, or it notifies nothing). */
+  notifySpec(job: string): NotifySpec | null | undefined;
+}
+
+/** Most telling first: a digest is labelled with the worst status it holds. */
+const SEVERITY: readonly NotifyStatus[] = ['failed', 'missed', 'slow', 'retrying', 'canceled', 'recovered', 'succeeded'];
+
+/** How many runs the `slow` rule remembers as notified (a bound; entries go as runs finish). */
+const SLOW_SENT_MAX = 100_000;
+
+/**
+ * Alert rules and storm control (SPEC §12), between what happens and what is sent: run outcomes
+ * with `after: N` and `recovered`, the `slow` rule's timers, and the path every notification
+ * takes out (destinations, the throttle per job and destination, a digest at the end of each
+ * window, the record, the `notification` event). Kept state is bounded: timers of running
+ * runs, and one window per job and destination.
+ */
+export class Alerts {
+  readonly #o: AlertsOptions;
+  readonly #slowHeap = new DueHeap<string>();
+  /** Running runs with a `slow` timer: run id → due time. */
+  readonly #slowDue = new Map<string, number>();
+  readonly #slowSent = new Set<string>();
+  #slowTimer: Timer | undefined;
+  #slowAt = Infinity;
+  /** Digest timers of the windows this host opened. */
+  readonly #digests = new Map<string, Timer>();
+  #stopped = false;
+
+  constructor(options: AlertsOptions) {
+    this.#o = options;
+  }
+
+  // ---------------------------------------------------------------- run rules
+
+  /** A run's outcome is counted in its job's state: `failed` from the N-th consecutive failure on, `recovered` after a notified streak. */
+  settled(run: Run, outcome: NotifyStatus): void {
+    const spec = this.#o.notifySpec(run.job);
+    if (!spec) return;
+    const state = this.#o.backend().jobState(run.job);
+    const threshold = spec.after ?? 1;
+    // A backend that keeps no streak (undefined) holds nothing back.
+    if (outcome !== 'failed' || (state.failStreak ?? Infinity) >= threshold) this.#notify(spec, run.job, run, outcome);
+    // A streak long enough to have been notified, ended by this success.
+    const ended = state.endedStreak ?? 0;
+    if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) this.#notify(spec, run.job, run, 'recovered', { streak: ended });
+  }
+
+  /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
+  started(run: Run): void {
+    const spec = this.#o.notifySpec(run.job);
+    if (!spec?.slowerThan || !wants(spec, 'slow') || this.#slowDue.has(run.id) || this.#slowSent.has(run.id)) return;
+    const due = Date.parse(run.startedAt ?? isoTime(this.#o.clock.now())) + spec.slowerThan;
+    this.#slowDue.set(run.id, due);
+    this.#slowHeap.push(due, run.id);
+    this.#armSlow();
+  }
+
+  finished(run: Run): void {
+    this.#slowDue.delete(run.id);
+    this.#slowSent.delete(run.id);
+  }
+
+  #armSlow(): void {
+    const at = this.#slowHeap.peek();
+    if (this.#stopped || at === Infinity || at >= this.#slowAt) return;
+    this.#slowTimer?.cancel();
+    this.#slowAt = at;
+    this.#slowTimer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
+      this.#slowTimer = undefined;
+      this.#slowAt = Infinity;
+      const now = this.#o.clock.now();
+      for (let id = this.#slowHeap.popDue(now); id !== undefined; id = this.#slowHeap.popDue(now)) {
+        if (this.#slowDue.get(id) === undefined) continue;
+        this.#slowDue.delete(id);
+        if (this.#slowSent.size >= SLOW_SENT_MAX) this.#slowSent.clear();
+        this.#slowSent.add(id);
+        void this.#slow(id);
+      }
+      this.#armSlow();
+    });
+  }
+
+  async #slow(id: string): Promise<void> {
+    try {
+      const run = await this.#o.backend().getRun(id);
+      if (run?.status !== 'running') return;
+      const spec = this.#o.notifySpec(run.job);
+      if (!spec || !wants(spec, 'slow')) return;
+      const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
+      this.#notify(spec, run.job, run, 'slow', { elapsedMs });
+    } catch (err) {
+      this.#o.logger.error({ err, runId: id }, 'could not check a slow run');
+    }
+  }
+
+  /** `missed`: a schedule fire of `job` at `fireAt` started no run in time. */
+  missed(job: string, fireAt: number, reason: string): void {
+    const spec = this.#o.notifySpec(job);
+    if (spec) this.#notify(spec, job, null, 'missed', { fireAt: isoTime(fireAt), reason });
+  }
+
+  #notify(spec: NotifySpec, job: string, run: Run | null, status: NotifyStatus, detail?: AlertDetail): void {
+    let n: Notification | null;
+    try {
+      n = buildNotification(spec, { job, run }, status, isoTime(this.#o.clock.now()), this.#o.newId(), detail);
+    } catch (err) {
+      this.#o.logger.error({ err, job }, 'could not build the notification');
+      return;
+    }
+    if (n) this.send(n, this.#o.notifier.destinationsFor(n, spec.to));
+  }
+
+  // ---------------------------------------------------------------- the way out
+
+  /**
+   * Sends a notification to `names`: each destination whose window (job and destination) is
+   * open gets a delivery; the others count it into their digest. Then it is recorded (deliveries
+   * and all) and emitted. Host alerts and digests pass the throttle by (`throttle: false`).
+   */
+  send(n: Notification, names: readonly string[], options: { throttle?: boolean } = {}): void {
+    const ms = this.#o.config().notifications.throttle;
+    if (ms === 0 || options.throttle === false || names.length === 0) {
+      this.#record(n, names, []);
+      return;
+    }
+    const backend = this.#o.backend();
+    Promise.all(
+      names.map((name) =>
+        backend.throttle(windowKey(n.job, name), ms, n.status).then(
+          (open) => {
+            if (open) this.#armDigest(n.job, name, ms);
+            return open;
+          },
+          // Storm control out of reach (Redis): send rather than lose the message.
+          () => true,
+        ),
+      ),
+    )
+      .then((open) =>
+        this.#record(
+          n,
+          names.filter((_, i) => open[i]),
+          names.filter((_, i) => !open[i]),
+        ),
+      )
+      .catch((err: unknown) => this.#o.logger.error({ err, job: n.job }, 'could not send the notification'));
+  }
+
+  #record(n: Notification, names: readonly string[], throttled: readonly string[]): void {
+    n.deliveries = this.#o.notifier.deliveries(n, names);
+    if (throttled.length > 0) n.throttled = [...throttled];
+    this.#o
+      .backend()
+      .addNotification(n)
+      .catch((err: unknown) => this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification'));
+    this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
+  }
+
+  #armDigest(job: string, destination: string, ms: number): void {
+    const key = windowKey(job, destination);
+    if (this.#stopped || this.#digests.has(key)) return;
+    const from = this.#o.clock.now();
+    this.#digests.set(
+      key,
+      this.#o.clock.setTimer(ms, () => {
+        this.#digests.delete(key);
+        this.#digest(job, destination, from, ms).catch((err: unknown) => this.#o.logger.error({ err, job, destination }, 'could not send a digest'));
+      }),
+    );
+  }
+
+  /** The end of a window: what was held back in it goes out as one digest, which opens the next window itself. */
+  async #digest(job: string, destination: string, from: number, ms: number): Promise<void> {
+    const backend = this.#o.backend();
+    const held = await backend.takeHeld(windowKey(job, destination));
+    const count = Object.values(held).reduce((a, b) => a + (b ?? 0), 0);
+    if (count === 0 || this.#stopped) return;
+    const status = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
+    const spec = this.#o.notifySpec(job) ?? {};
+    const now = this.#o.clock.now();
+    const n: Notification = {
+      id: this.#o.newId(),
+      job,
+      runId: '',
+      status,
+      title: `${spec.title && !spec.title.includes('{{') ? spec.title : titleCase(job)}: ${count} notification${count === 1 ? '' : 's'} held back`,
+      message: `Storm control held back ${count} notification${count === 1 ? '' : 's'} of job ${job} for ${destination} in the last ${formatDuration(ms)}: ${describeHeld(held)}.`,
+      priority:
+        status === 'failed' || status === 'missed' || status === 'slow' || status === 'retrying'
+          ? (spec.failurePriority ?? 'high')
+          : (spec.priority ?? 'medium'),
+      tags: [...(spec.tags ?? [])],
+      at: isoTime(now),
+      rule: 'digest',
+      deliveries: [],
+      held: { count, statuses: held, from: isoTime(from), to: isoTime(now) },
+    };
+    // The digest is the window's one message: it takes the next window (counted there if another message got it first).
+    if (await backend.throttle(windowKey(job, destination), ms, status).catch(() => true)) this.#armDigest(job, destination, ms);
+    this.#record(n, [destination], []);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#slowTimer?.cancel();
+    for (const t of this.#digests.values()) t.cancel();
+    this.#digests.clear();
+  }
+}
+
+function windowKey(job: string, destination: string): string {
+  return `${job}:${destination}`;
+}
+
+function describeHeld(held: HeldCounts): string {
+  return SEVERITY.filter((s) => (held[s] ?? 0) > 0)
+    .map((s) => `${held[s]} ${s}`)
+    .join(', ');
+}

@@ -1,0 +1,144 @@
+import type { Backend } from '../contract/backend.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { DueHeap } from '../contract/due-heap.js';
+import { formatDuration } from '../contract/duration.js';
+import type { Logger } from '../contract/logger.js';
+import type { Schedule } from '../schedule/cron.js';
+import type { EffectiveJob } from './jobs.js';
+import { wants } from './notify.js';
+
+export interface MissedOptions {
+  clock: Clock;
+  logger: Logger;
+  backend(): Backend;
+  job(name: string): EffectiveJob | undefined;
+  /** Sends the `missed` notification of a fire. */
+  alert(job: string, fireAt: number, reason: string): void;
+}
+
+/** The default `missedAfter`: one period of the schedule at the fire, at most an hour. */
+const MAX_DEFAULT_MS = 3_600_000;
+/** Fires found missed at start are notified one by one up to this many per job; the rest are summed up in the last. */
+const DOWNTIME_MAX = 20;
+
+interface Watch {
+  job: string;
+  fireAt: number;
+  /** The fire's run, until it starts; null when the fire made none. */
+  runId: string | null;
+  reason: string;
+}
+
+/** How long after `fireAt` a fire of `job` may take to start its run. */
+export function missedAfter(job: EffectiveJob, schedule: Schedule, fireAt: number): number {
+  if (job.notify?.missedAfter !== undefined) return job.notify.missedAfter;
+  const next = schedule.next(fireAt);
+  return Math.min(next === null ? MAX_DEFAULT_MS : Math.max(1000, next - fireAt), MAX_DEFAULT_MS);
+}
+
+/**
+ * The `missed` rule (SPEC §12): each schedule fire of a job that asks for it is watched until
+ * its run starts; a fire that made no run (refused by overlap, no room to record it) or whose
+ * run has not started `missedAfter` after the fire time is missed, once per fire (the backend's
+ * `claimMissed` says which host, and whether a restart already told). Fires the host (or every
+ * host) was down for are found at start. A disabled job is never missed.
+ */
+export class Missed {
+  readonly #o: MissedOptions;
+  readonly #heap = new DueHeap<Watch>();
+  /** Watches whose run has not started, by run id. */
+  readonly #byRun = new Map<string, Watch>();
+  #timer: Timer | undefined;
+  #timerAt = Infinity;
+  #stopped = false;
+
+  constructor(options: MissedOptions) {
+    this.#o = options;
+  }
+
+  /** A schedule fire of `name` at `fireAt` made run `runId`, or none (`runId` null, with why). */
+  fired(name: string, fireAt: number, runId: string | null, reason: string): void {
+    const job = this.#watched(name);
+    if (!job?.schedule) return;
+    const w: Watch = { job: name, fireAt, runId, reason };
+    if (runId !== null) this.#byRun.set(runId, w);
+    this.#heap.push(fireAt + missedAfter(job, job.schedule, fireAt), w);
+    this.#arm();
+  }
+
+  /** A run started: its fire is not missed. */
+  started(runId: string): void {
+    const w = this.#byRun.get(runId);
+    if (!w) return;
+    this.#byRun.delete(runId);
+    w.runId = null;
+    w.reason = '';
+  }
+
+  /**
+   * At start: the fires of `name` after `since` (the last fire recorded) that are past their
+   * `missedAfter` now were missed while the host was down.
+   */
+  downtime(name: string, since: number): void {
+    const job = this.#watched(name);
+    if (!job?.schedule) return;
+    const now = this.#o.clock.now();
+    const fires: number[] = [];
+    let more = 0;
+    for (let at = job.schedule.next(since); at !== null && at + missedAfter(job, job.schedule, at) <= now; at = job.schedule.next(at)) {
+      if (fires.length < DOWNTIME_MAX) fires.push(at);
+      else more++;
+      if (more > 1_000_000) break;
+    }
+    fires.forEach((at, i) => {
+      const rest = i === fires.length - 1 && more > 0 ? ` (and ${more} later fire${more === 1 ? '' : 's'})` : '';
+      this.#claim(name, at, `the host was down${rest}`);
+    });
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#timer?.cancel();
+    this.#heap.clear();
+    this.#byRun.clear();
+  }
+
+  /** The job, when it asks for `missed` and is enabled. */
+  #watched(name: string): EffectiveJob | undefined {
+    const job = this.#o.job(name);
+    return job?.enabled && job.notify && wants(job.notify, 'missed') ? job : undefined;
+  }
+
+  #arm(): void {
+    const at = this.#heap.peek();
+    if (this.#stopped || at === Infinity || at >= this.#timerAt) return;
+    this.#timer?.cancel();
+    this.#timerAt = at;
+    this.#timer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+      const now = this.#o.clock.now();
+      for (let w = this.#heap.popDue(now); w !== undefined; w = this.#heap.popDue(now)) this.#due(w);
+      this.#arm();
+    });
+  }
+
+  #due(w: Watch): void {
+    const started = w.runId === null && w.reason === '';
+    if (w.runId !== null) this.#byRun.delete(w.runId);
+    const job = this.#watched(w.job);
+    if (started || !job?.schedule) return;
+    const waited = formatDuration(missedAfter(job, job.schedule, w.fireAt));
+    this.#claim(w.job, w.fireAt, w.runId !== null ? `its run ${w.runId} had not started ${waited} after the fire` : w.reason);
+  }
+
+  #claim(job: string, fireAt: number, reason: string): void {
+    this.#o
+      .backend()
+      .claimMissed(job, fireAt)
+      .then((mine) => {
+        if (mine && !this.#stopped) this.#o.alert(job, fireAt, reason);
+      })
+      .catch((err: unknown) => this.#o.logger.warn({ err, job, fireAt: isoTime(fireAt) }, 'could not record a missed fire'));
+  }
+}

@@ -36,11 +36,15 @@ const deliveryShape = z.object({
   nextAt: z.string().nullable(),
 });
 
-const notificationShape = z.object({
+/**
+ * What a host relies on in a recorded notification; the rest is kept as written (loose), so a
+ * field or an outcome a newer host records is served as it is, not dropped.
+ */
+const notificationShape = z.looseObject({
   id: z.string(),
   job: z.string(),
   runId: z.string(),
-  status: z.enum(['succeeded', 'failed', 'canceled', 'retrying']),
+  status: z.string(),
   title: z.string(),
   message: z.string(),
   priority: z.enum(PRIORITIES),
@@ -83,7 +87,8 @@ export function recordFromHash(hash: readonly string[] | Readonly<Record<string,
     const now = deliveryShape.safeParse(parseJson(fields[`d:${d.id}`]));
     return now.success ? now.data : d;
   });
-  return { notification: { ...parsed.data, deliveries }, series };
+  // Written by a host from its own (typed) Notification: the checked fields above, the rest as it was.
+  return { notification: { ...parsed.data, deliveries } as Notification, series };
 }
 
 /** The fields a delivery adds to an add's script call: id, state, series, open. */

@@ -7,7 +7,7 @@ import { definePlugin } from '../../core/contract/plugin.js';
 import { createHost } from '../../core/engine/host.js';
 import { dashboard } from '../../core/server/dashboard.js';
 import { useServer } from '../../core/server/server.js';
-import { tempDir } from '../helpers.js';
+import { type Tap, tempDir } from '../helpers.js';
 import { httpReceiver, newSecret } from '../receivers.js';
 import { launchChromium, openPage, screenshots } from './browser.js';
 
@@ -20,35 +20,19 @@ import { launchChromium, openPage, screenshots } from './browser.js';
 // Page code is passed as functions the test compiles without the DOM's types: declare the little they touch.
 declare const document: { querySelectorAll(selector: string): { length: number } };
 
-t.test('Notifications view: a dead delivery with its error, Redeliver makes it delivered, Send test shows the answer', async (t) => {
+/** A real host with the dashboard and `destinations`, and a job that fails and notifies them all; stopped when the test ends. */
+async function startNotifyHost(t: Tap, destinations: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   const dir = tempDir(t, 'jobhost-dash-notify-');
   mkdirSync(path.join(dir, 'data'));
-  const context = await launchChromium(t, dir);
-  const shot = screenshots(dir);
-
-  const hook = await httpReceiver(t);
-  hook.fallback = { status: 400, body: 'unknown hook: register it first' };
-  const chat = await httpReceiver(t);
-  const secret = newSecret();
-  // The whole Slack URL is a secret: the page may show where it points, never the path.
-  const slackPath = '/services/T0SECRET/B0SECRET/xoxSecretToken42';
   const host = createHost({
     cwd: dir,
     logger: silentLogger(),
-    config: {
-      store: { dir: 'data' },
-      notifications: {
-        destinations: {
-          'ops-hook': { kind: 'webhook', url: `${hook.url}/in`, secret },
-          'ops-slack': { kind: 'slack', url: `${chat.url}${slackPath}` },
-        },
-      },
-    } as ConfigInput,
+    config: { store: { dir: 'data' }, notifications: { destinations, ...extra } } as ConfigInput,
     plugins: [
       definePlugin({
         name: 'nightly-export',
         isolation: 'inline',
-        notify: { title: 'Nightly export', on: ['failed'], to: ['ops-hook', 'ops-slack'], tags: ['ops'] },
+        notify: { title: 'Nightly export', on: ['failed'], to: Object.keys(destinations), tags: ['ops'] },
         handler: () => {
           throw new Error('disk on fire');
         },
@@ -58,10 +42,26 @@ t.test('Notifications view: a dead delivery with its error, Redeliver makes it d
   const server = useServer(host, { host: '127.0.0.1', port: 0, plugins: [dashboard] });
   await host.start();
   t.teardown(() => host.stop({ graceMs: 0 }));
-
+  const context = await launchChromium(t, dir);
   const page = await openPage(t, context);
   await page.goto(`${server.url!}/#/notifications`);
   await page.waitForSelector('#conn[data-state="live"]');
+  return { host, page, shot: screenshots(dir) };
+}
+
+const note = '#view-notifications li[data-notification]';
+
+t.test('Notifications view: a dead delivery with its error, Redeliver makes it delivered, Send test shows the answer', async (t) => {
+  const hook = await httpReceiver(t);
+  hook.fallback = { status: 400, body: 'unknown hook: register it first' };
+  const chat = await httpReceiver(t);
+  const secret = newSecret();
+  // The whole Slack URL is a secret: the page may show where it points, never the path.
+  const slackPath = '/services/T0SECRET/B0SECRET/xoxSecretToken42';
+  const { host, page, shot } = await startNotifyHost(t, {
+    'ops-hook': { kind: 'webhook', url: `${hook.url}/in`, secret },
+    'ops-slack': { kind: 'slack', url: `${chat.url}${slackPath}` },
+  });
   await page.waitForSelector('#destinations-table tr[data-destination="ops-hook"]');
   t.same(
     await page.$$eval('#destinations-table tbody tr[data-destination]', (rows) => rows.map((r) => r.getAttribute('data-destination'))),
@@ -76,7 +76,6 @@ t.test('Notifications view: a dead delivery with its error, Redeliver makes it d
   // The run fails while the page is open: the notification arrives over the WebSocket, then the
   // outcome events of its deliveries make the page read it again.
   const { runId } = await host.trigger('nightly-export');
-  const note = '#view-notifications li[data-notification]';
   const hookRow = `${note} tr[data-destination="ops-hook"]`;
   const slackRow = `${note} tr[data-destination="ops-slack"]`;
   await page.waitForSelector(`${hookRow}[data-status="dead"]`);
@@ -141,5 +140,30 @@ t.test('Notifications view: a dead delivery with its error, Redeliver makes it d
   t.notOk(html.includes(secret.slice(6)), 'no webhook secret on the page');
   t.notOk(html.includes('xoxSecretToken42') || html.includes('T0SECRET'), 'no Slack URL path on the page');
   await shot(page, 'notifications-delivered', { fullPage: true });
+
+  // On a phone the tables become cards: nothing wider than the screen.
+  await page.setViewportSize({ width: 375, height: 812 });
+  await page.waitForFunction(() => document.querySelectorAll('#view-notifications tr[data-status="delivered"]').length === 2);
+  t.ok(await page.evaluate<boolean>('document.documentElement.scrollWidth <= window.innerWidth'), 'narrow: nothing wider than the screen');
+  await shot(page, 'notifications-narrow', { fullPage: true });
+  t.same(page.errors, [], 'no page errors');
+});
+
+t.test('a retrying delivery shows its next attempt, and becomes delivered on its own', async (t) => {
+  const hook = await httpReceiver(t);
+  hook.script({ status: 503, body: 'down for maintenance' });
+  const { host, page } = await startNotifyHost(t, { 'ops-hook': { kind: 'webhook', url: hook.url } }, { retry: { attempts: 3, delay: '5s', jitter: 0 } });
+  await host.trigger('nightly-export');
+  const row = `${note} tr[data-destination="ops-hook"]`;
+  // No event says "retrying": the page reads a notification with a pending delivery again by itself.
+  await page.waitForSelector(`${row}[data-status="retrying"]`);
+  t.match(await page.textContent(`${row} [data-col="status"]`), /retrying/);
+  t.equal(await page.textContent(`${row} [data-col="attempts"]`), '1');
+  t.match(await page.textContent(`${row} [data-col="error"]`), /RECEIVER_ERROR\s*HTTP 503\s*the receiver answered 503: down for maintenance/);
+  t.match(await page.textContent(`${row} [data-col="next"] time`), /^in \ds$/, 'when the next attempt is due');
+  t.equal(await page.textContent(`${row} [data-col="delivered"]`), '—');
+  await page.waitForSelector(`${row}[data-status="delivered"]`, { timeout: 15_000 });
+  t.equal(await page.textContent(`${row} [data-col="attempts"]`), '2');
+  t.equal(await page.textContent(`${row} [data-col="next"]`), '—');
   t.same(page.errors, [], 'no page errors');
 });

@@ -191,9 +191,9 @@ export function createNotifications(root, { onError }) {
       delay = Math.max(1000, due - Date.now() + 1000);
     }
     const timer = setTimeout(() => {
-      watches.delete(n.id);
-      // Hidden, or scrolled off by a reload: showing the view again reads everything afresh.
-      if (root.hidden || !shown(n.id)) return;
+      // Hidden, or gone with a reload: showing the view again reads everything afresh.
+      if (root.hidden || !shown(n.id)) return void watches.delete(n.id);
+      // The entry stays until the answer is drawn, so the next delay of a pending one grows.
       void refresh(n.id);
     }, delay);
     watches.set(n.id, { timer, tries });
@@ -232,6 +232,7 @@ export function createNotifications(root, { onError }) {
       next = page.next;
       if (!append) {
         for (const id of [...watches.keys()]) unwatch(id);
+        said.clear();
         fill(list);
       }
       for (const n of page.items) show(n, 'bottom');

@@ -8,6 +8,7 @@ import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
 import { isolationBench } from './isolation.js';
+import { notifyBench } from './notify.js';
 import { reloadBench } from './reload.js';
 import { seriesBench } from './series.js';
 import { soakKillBench } from './soak-kill.js';
@@ -24,6 +25,7 @@ const benches: Record<string, () => Promise<void>> = {
   'soak-kill': () => soakKillBench(),
   series: () => seriesBench(),
   startup: () => startupBench(),
+  notify: () => notifyBench(),
   cluster: async () => {
     await clusterBench();
     await clusterFiresBench();

@@ -32,6 +32,19 @@ export interface JobView {
   isolation: 'worker' | 'inline';
   on: Array<{ event: string; delayMs: number }>;
   notify: unknown;
+  /** Where its alert rules stand (SPEC §12). */
+  alert: JobAlertState;
+}
+
+/** A job's alert state: its failure streak, whether an incident is open (a notified streak not yet recovered), its last missed fire. */
+export interface JobAlertState {
+  failStreak: number;
+  /** The streak reached `after` (1 by default) with `failed` notified: a `recovered` is due at the next success. */
+  open: boolean;
+  /** The streak the last success ended. */
+  lastRecoveredStreak: number;
+  /** The latest schedule fire the `missed` rule accounted for (notified, or part of a disabled stretch). */
+  missedThrough: string | null;
 }
 
 export interface JobStats {

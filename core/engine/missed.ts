@@ -20,6 +20,8 @@ export interface MissedOptions {
 const MAX_DEFAULT_MS = 3_600_000;
 /** Fires found missed at start are notified one by one up to this many per job; the rest are summed up in the last. */
 const DOWNTIME_MAX = 20;
+/** Starts remembered for a fire whose watch is not set yet: far more than one turn of the event loop starts. */
+const EARLY_MAX = 10_000;
 
 interface Watch {
   job: string;
@@ -48,6 +50,8 @@ export class Missed {
   readonly #heap = new DueHeap<Watch>();
   /** Watches whose run has not started, by run id. */
   readonly #byRun = new Map<string, Watch>();
+  /** Runs that started before their fire's watch was set (a start can come before the add's promise resolves); bounded. */
+  #early = new Set<string>();
   #timer: Timer | undefined;
   #timerAt = Infinity;
   #stopped = false;
@@ -60,6 +64,7 @@ export class Missed {
   fired(name: string, fireAt: number, runId: string | null, reason: string): void {
     const job = this.#watched(name);
     if (!job?.schedule) return;
+    if (runId !== null && this.#early.delete(runId)) return;
     const w: Watch = { job: name, fireAt, runId, reason };
     if (runId !== null) this.#byRun.set(runId, w);
     this.#heap.push(fireAt + missedAfter(job, job.schedule, fireAt), w);
@@ -69,7 +74,11 @@ export class Missed {
   /** A run started: its fire is not missed. */
   started(runId: string): void {
     const w = this.#byRun.get(runId);
-    if (!w) return;
+    if (!w) {
+      if (this.#early.size >= EARLY_MAX) this.#early = new Set();
+      this.#early.add(runId);
+      return;
+    }
     this.#byRun.delete(runId);
     w.runId = null;
     w.reason = '';
@@ -94,6 +103,16 @@ export class Missed {
       const rest = i === fires.length - 1 && more > 0 ? ` (and ${more} later fire${more === 1 ? '' : 's'})` : '';
       this.#claim(name, at, `the host was down${rest}`);
     });
+  }
+
+  /** A job was enabled: the fires of its disabled stretch were never due, so none of them is missed. */
+  enabled(name: string): void {
+    const job = this.#watched(name);
+    if (!job) return;
+    this.#o
+      .backend()
+      .claimMissed(name, this.#o.clock.now())
+      .catch((err: unknown) => this.#o.logger.warn({ err, job: name }, 'could not record where missed fires start again'));
   }
 
   stop(): void {

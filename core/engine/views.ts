@@ -3,6 +3,7 @@ import { isoTime } from '../contract/clock.js';
 import type { BackendStats, ClusterHost, ClusterView, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
 import { type EffectiveJob, jobVersion, paramsJsonSchema } from './jobs.js';
+import { wants } from './notify.js';
 
 /** What the host shows of itself: job views (`GET /jobs`), stats (`GET /stats`), stale jobs (`/ready`). */
 
@@ -38,6 +39,12 @@ export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { n
     isolation: job.isolation,
     on: job.on.map((o) => ({ ...o })),
     notify: job.notify ? structuredClone(job.notify) : null,
+    alert: {
+      failStreak: record.failStreak ?? 0,
+      open: (record.failStreak ?? 0) >= (job.notify?.after ?? 1) && job.notify !== null && wants(job.notify, 'failed'),
+      lastRecoveredStreak: record.endedStreak ?? 0,
+      missedThrough: record.missedThrough === undefined ? null : isoTime(record.missedThrough),
+    },
   };
 }
 

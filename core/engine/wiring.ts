@@ -110,6 +110,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     job: (name) => jobs.get(name)?.job,
     alert: (job, fireAt, reason) => alerts.missed(job, fireAt, reason),
   });
+  bus.on('job.enabled', (e) => missed.enabled(e.data.job));
   const watch: RunWatch = {
     started: (run) => {
       missed.started(run.id);

@@ -134,6 +134,14 @@ export const jobSchema = z.object({
   isolation: z.enum(['worker', 'inline']).describe("where the handler runs: a worker thread, or the host's main thread"),
   on: z.array(z.object({ event: z.string(), delayMs: z.number() })),
   notify: z.unknown(),
+  alert: z
+    .object({
+      failStreak: z.number().describe('failed runs since the last success'),
+      open: z.boolean().describe('a notified failure streak not yet recovered'),
+      lastRecoveredStreak: z.number(),
+      missedThrough: iso.nullable().describe('the latest schedule fire the missed rule accounted for'),
+    })
+    .describe('where its alert rules stand'),
 });
 
 const deliveryError = z.object({ code: z.string(), message: z.string(), status: z.number().optional() });

@@ -1,0 +1,219 @@
+import t from 'tap';
+import type { ConfigInput } from '../../../core/contract/config.js';
+import type { Notification } from '../../../core/contract/notification.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { gate, startServer, type TestServer, until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
+
+/** Alert rules and storm control (SPEC §12) on one host, with the host's clock injected and a real receiver. */
+
+async function notified(s: TestServer, count: number, what: string): Promise<Notification[]> {
+  let items: Notification[] = [];
+  await until(
+    async () => {
+      items = (await s.host.notifications({ limit: 1000 })).items;
+      return items.length >= count;
+    },
+    10_000,
+    what,
+  );
+  return items.reverse();
+}
+
+const notifications = (extra: Record<string, unknown> = {}) =>
+  ({ destinations: { hook: { kind: 'webhook', url: 'http://127.0.0.1:1/' } }, ...extra }) as ConfigInput['notifications'];
+
+t.test('after: 3 notifies from the third consecutive failure on; one recovered per recovery; the streak survives a restart', async (t) => {
+  let fail = true;
+  const plugin = () =>
+    definePlugin({
+      name: 'flaky',
+      isolation: 'inline',
+      notify: { on: ['failed', 'recovered'], after: 3, to: ['hook'] },
+      handler: () => {
+        if (fail) throw new Error('nope');
+        return 'fine';
+      },
+    });
+  const config = { notifications: notifications({ throttle: 0 }) };
+  const first = await startServer(t, { config, plugins: [plugin()] });
+  for (let i = 0; i < 2; i++) await first.host.wait((await first.host.trigger('flaky')).runId);
+  t.equal((await first.host.notifications({})).items.length, 0, 'the first two failures are held back');
+  await first.host.stop({ graceMs: 0 });
+
+  const s = await startServer(t, { dir: first.dir, clock: first.clock, config, plugins: [plugin()] });
+  for (let i = 0; i < 2; i++) await s.host.wait((await s.host.trigger('flaky')).runId);
+  let items = await notified(s, 2, 'the 3rd and 4th failures notified');
+  t.same(
+    items.map((n) => [n.rule, n.status]),
+    [
+      ['failed', 'failed'],
+      ['failed', 'failed'],
+    ],
+  );
+  fail = false;
+  const ok = (await s.host.trigger('flaky')).runId;
+  await s.host.wait(ok);
+  await s.host.wait((await s.host.trigger('flaky')).runId);
+  items = await notified(s, 3, 'recovered');
+  t.equal(items.length, 3, 'one recovered, not one per success');
+  t.match(items[2], {
+    rule: 'recovered',
+    status: 'recovered',
+    runId: ok,
+    title: 'Flaky Recovered',
+    message: /succeeded after 4 failed runs/,
+    priority: 'medium',
+  });
+  const view = await s.request('GET', '/jobs/flaky');
+  t.match(view.json['alert'], { failStreak: 0, open: false });
+
+  // A streak shorter than `after` was never notified: its end is no recovery.
+  fail = true;
+  await s.host.wait((await s.host.trigger('flaky')).runId);
+  t.match((await s.request('GET', '/jobs/flaky')).json['alert'], { failStreak: 1, open: false });
+  fail = false;
+  await s.host.wait((await s.host.trigger('flaky')).runId);
+  t.equal((await s.host.notifications({})).items.length, 3, 'no recovered after an unnotified failure');
+});
+
+t.test('slow: sent once while the run is still running, slowerThan after its start', async (t) => {
+  const release = gate();
+  const s = await startServer(t, {
+    config: { notifications: notifications() },
+    plugins: [
+      definePlugin({
+        name: 'long-haul',
+        isolation: 'inline',
+        timeout: '2h',
+        notify: { on: ['slow'], slowerThan: '10m', to: ['hook'] },
+        handler: () => release.promise,
+      }),
+    ],
+  });
+  const { runId } = await s.host.trigger('long-haul');
+  await until(() => s.of('run.started').length === 1, 5000, 'started');
+  await s.clock.advance(10 * 60_000 - 1);
+  t.equal((await s.host.notifications({})).items.length, 0, 'not before its time');
+  await s.clock.advance(1);
+  const [slow] = await notified(s, 1, 'slow');
+  t.match(slow, { rule: 'slow', runId, title: 'Long Haul Slow', message: /is still running after 10m \(slower than 10m\)/, priority: 'high' });
+  await s.clock.advance(60 * 60_000);
+  release.open();
+  await s.host.wait(runId);
+  t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
+});
+
+t.test('missed: a fire refused by overlap, a run stuck queued, fires missed while the host was down; never for a disabled job', async (t) => {
+  const release = gate();
+  const plugin = () =>
+    definePlugin({
+      name: 'every-two',
+      isolation: 'inline',
+      schedule: '*/2 * * * * *',
+      overlap: 'skip',
+      notify: { on: ['missed'], to: ['hook'] },
+      handler: () => release.promise,
+    });
+  const config = { notifications: notifications({ throttle: 0 }) };
+  const s = await startServer(t, { config, plugins: [plugin()] });
+  await s.clock.advance(2000);
+  await until(() => s.of('run.started').length === 1, 5000, 'the first fire started');
+  await s.clock.advance(2000);
+  await until(() => s.of('run.skipped').length === 1, 5000, 'the second fire refused by overlap');
+  // missedAfter defaults to one period (2 s).
+  await s.clock.advance(2000);
+  const [missed] = await notified(s, 1, 'the refused fire is missed');
+  t.match(missed, {
+    rule: 'missed',
+    job: 'every-two',
+    runId: '',
+    title: 'Every Two Missed',
+    message: /started no run for its schedule fire at .*the fire was refused \(overlap/,
+  });
+  release.open();
+  await until(() => s.of('run.succeeded').length >= 1, 5000, 'released');
+  const before = (await s.host.notifications({ limit: 1000 })).items.length;
+
+  await s.host.setEnabled('every-two', false);
+  await s.clock.advance(10_000);
+  t.equal((await s.host.notifications({ limit: 1000 })).items.length, before, 'a disabled job is never missed');
+  await s.host.setEnabled('every-two', true);
+  await s.host.stop({ graceMs: 0 });
+
+  // Down for three fires and past their missedAfter (one period): found at start, each once.
+  await s.clock.advance(8000);
+  const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+  const items = await notified(again, before + 3, 'the three fires missed while down');
+  t.same(
+    items.slice(before).map((n) => n.rule),
+    ['missed', 'missed', 'missed'],
+  );
+  t.match(items.at(-1)!.message, /the host was down/);
+  await again.host.stop({ graceMs: 0 });
+  const third = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+  await third.clock.advance(0);
+  t.equal((await third.host.notifications({ limit: 1000 })).items.length, before + 3, 'a restart does not tell them again');
+});
+
+t.test('storm control: 10,000 failures become one message and one digest with the count; memory holds counts only', async (t) => {
+  const hook = await httpReceiver(t);
+  const s = await startServer(t, {
+    config: { concurrency: 64, notifications: { destinations: { hook: { kind: 'webhook', url: hook.url } } } },
+    plugins: [
+      definePlugin({
+        name: 'storm',
+        isolation: 'inline',
+        concurrency: 64,
+        notify: { title: 'Storm', on: ['failed'], to: ['hook'] },
+        handler: () => {
+          throw new Error('down');
+        },
+      }),
+    ],
+  });
+  const ids: string[] = [];
+  for (let i = 0; i < 10_000; i++) ids.push((await s.host.trigger('storm')).runId);
+  await until(async () => (await s.host.run(ids.at(-1)!))?.status === 'failed', 60_000, 'all failed');
+  await until(() => s.of('notification').length === 10_000, 10_000, '10,000 notifications');
+  await hook.count(1);
+  t.equal(hook.received.length, 1, 'one message in the window');
+  const throttled = s.of('notification').filter((e) => (e.data as unknown as Notification).throttled?.includes('hook'));
+  t.equal(throttled.length, 9_999, 'the rest held back, and said so');
+  await s.clock.advance(60_000);
+  await hook.count(2);
+  const digest = hook.received[1]!.json as Notification;
+  t.match(digest, {
+    rule: 'digest',
+    job: 'storm',
+    status: 'failed',
+    title: 'Storm: 9999 notifications held back',
+    held: { count: 9_999, statuses: { failed: 9_999 } },
+  });
+  t.match(digest.message, /held back 9999 notifications of job storm for hook in the last 1m: 9999 failed/);
+  await s.clock.advance(60_000);
+  t.equal(hook.received.length, 2, 'a quiet window sends nothing');
+  const stored = await s.host.notifications({ limit: 1000 });
+  t.ok(stored.items.length <= 1000, 'the log keeps the recent ones');
+});
+
+t.test('bad rules are plugin or config errors naming the field', async (t) => {
+  const s = await startServer(t, { config: { notifications: notifications() } });
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ on: ['slow'] }, /^notify\.slowerThan: required when notify\.on has 'slow'/],
+    [{ on: ['slow'], slowerThan: 'soon' }, /^notify\.slowerThan: invalid duration/],
+    [{ on: ['missed'] }, /^notify\.on: 'missed' needs a schedule/],
+    [{ on: ['failed'], after: 0 }, /^notify\.after: expected 1 or more/],
+    [{ on: ['missed'], missedAfter: -5, to: ['hook'] }, /^notify\.missedAfter: invalid duration/],
+  ];
+  for (const [notify, message] of bad) {
+    t.throws(() => s.host.register(definePlugin({ name: 'x', notify: notify as never, handler: () => 1 })), { message }, JSON.stringify(notify));
+  }
+  s.host.register(definePlugin({ name: 'y', notify: { on: ['failed'] }, handler: () => 1 }));
+  t.throws(() => s.host.applyConfig({ notifications: notifications(), jobs: { y: { notify: { on: ['missed'] } } } }), {
+    message: /^jobs\.y\.notify\.on: 'missed' needs a schedule/,
+  });
+  t.throws(() => s.host.applyConfig({ notifications: notifications({ host: { to: ['nope'] } }) }), {
+    message: /^notifications\.host\.to\.0: no destination "nope"/,
+  });
+});

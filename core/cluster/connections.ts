@@ -12,7 +12,8 @@ import type { BackendReach } from '../contract/store-health.js';
  * - `commands` is patient (offline queue, retries): BullMQ's Workers and the writes that must
  *   land once Redis is back (a run's end, a success record, a notification);
  * - `reader` holds the one blocking XREAD over the streams the host follows.
- * Each reconnects by itself; `reach()` says whether Redis can be reached now.
+ * The delivery worker (`deliveries.ts`) adds a fourth, BullMQ's blocking duplicate of `commands`:
+ * it waits for deliveries on its own, apart from the runs. Each reconnects by itself; `reach()` says whether Redis can be reached now.
  */
 
 /** Seconds a client is told to wait before trying again while Redis is out of reach. */

@@ -87,7 +87,7 @@ type Transaction = ScriptedRedis & { exec(): Promise<Reply[] | null> };
 
 export class Deliveries {
   readonly #o: DeliveriesOptions;
-  readonly records: NotificationRecords;
+  readonly #records: NotificationRecords;
   readonly #refresh: Every;
   #queue: Queue | undefined;
   #worker: Worker<DeliveryJobData> | undefined;
@@ -98,7 +98,7 @@ export class Deliveries {
 
   constructor(options: DeliveriesOptions) {
     this.#o = options;
-    this.records = new NotificationRecords(options.producer, options.keys, options.connections);
+    this.#records = new NotificationRecords(options.producer, options.keys, options.connections);
     this.#refresh = new Every(options.clock, OPEN_REFRESH_MS, () => this.refreshOpen(), options.logger, 'could not count the open deliveries');
   }
 
@@ -108,7 +108,7 @@ export class Deliveries {
   }
 
   async refreshOpen(): Promise<void> {
-    this.#open = await this.records.openCount();
+    this.#open = await this.#records.openCount();
   }
 
   /** The queue of deliveries, on the patient connection (made on first use, after the connections opened). */
@@ -184,25 +184,25 @@ export class Deliveries {
   async add(n: Notification): Promise<void> {
     const client = (await this.#q.getBackend().client) as unknown as ScriptedRedis;
     const multi = client.multi() as unknown as Transaction;
-    this.records.add(multi, n);
+    this.#records.add(multi, n);
     this.#queueJobs(multi, n.id, n.deliveries, '0');
     await this.#exec(multi);
   }
 
   get(id: string): Promise<Notification | undefined> {
-    return this.records.get(id).then((r) => r?.notification);
+    return this.#records.get(id).then((r) => r?.notification);
   }
 
   list(query: NotificationQuery): Promise<Page<Notification>> {
-    return this.records.list(query);
+    return this.#records.list(query);
   }
 
   /** See `Backend.redeliver`: a new series of each chosen delivery, recorded and queued in one MULTI. */
   async redeliver(id: string, destination?: string): Promise<Notification | undefined> {
-    const found = await this.records.get(id);
+    const found = await this.#records.get(id);
     const chosen = found?.notification.deliveries.filter((d) => destination === undefined || d.destination === destination) ?? [];
     if (!found || chosen.length === 0) return undefined;
-    const series = await this.records.nextSeries(id);
+    const series = await this.#records.nextSeries(id);
     const now = isoTime(this.#o.clock.now());
     // The last failure stays on record (as the local backend keeps it) until an attempt of the new series says otherwise.
     const fresh = chosen.map((d): Delivery => ({ ...d, status: 'pending', attempts: 0, deliveredAt: null, nextAt: now }));
@@ -212,7 +212,7 @@ export class Deliveries {
     try {
       const client = (await this.#q.getBackend().client) as unknown as ScriptedRedis;
       const multi = client.multi() as unknown as Transaction;
-      this.records.redeliver(multi, id, series, fresh);
+      this.#records.redeliver(multi, id, series, fresh);
       this.#queueJobs(multi, id, fresh, series);
       replies = await this.#exec(multi);
     } catch (err) {
@@ -243,7 +243,7 @@ export class Deliveries {
   async #process(job: Job<DeliveryJobData>, token?: string): Promise<void> {
     const { n: notificationId, d: deliveryId, s: series } = job.data;
     const o = this.#o;
-    const found = await this.records.get(notificationId, o.commands);
+    const found = await this.#records.get(notificationId, o.commands);
     const current = found?.notification.deliveries.find((d) => d.id === deliveryId);
     // Gone, overtaken by a redeliver, or already ended (its end recorded just before a crash): nothing to do.
     if (!found || !current || found.series.get(deliveryId) !== series || !deliveryOpen(current)) return;
@@ -268,7 +268,7 @@ export class Deliveries {
     // Cut short by this host's close: back to waiting at once, for any host (the attempt is made again).
     if (!outcome || (controller.signal.aborted && outcome.status !== 'delivered')) throw new RetryLater(0, 'the host closed during the attempt');
     const next = afterAttempt(current, outcome, attempt, o.clock.now());
-    const recorded = await this.records.update(o.commands, notificationId, series, next);
+    const recorded = await this.#records.update(o.commands, notificationId, series, next);
     if (!recorded) return;
     const mine = recorded.deliveries.find((d) => d.id === deliveryId) ?? next;
     this.#changed(o.hooks(), recorded, mine);

@@ -16,7 +16,7 @@ export class ClusterKeys {
     return `${this.prefix}:${job}:${suffix}`;
   }
 
-  /** A job's admission state and flags: enabled, lastFireAt, lastSuccessAt, succeededRun, canceled counts. */
+  /** A job's admission state and flags: enabled, lastFireAt, lastSuccessAt, succeededRun, canceled counts, missedThrough. */
   jobState(job: string): string {
     return `${this.prefix}:__jh:job:${job}`;
   }
@@ -58,6 +58,16 @@ export class ClusterKeys {
   /** The ids of deliveries waiting for an attempt (pending or retrying), of every host. */
   get openDeliveries(): string {
     return `${this.prefix}:__jh:deliveries:open`;
+  }
+
+  /** A storm-control window of a key (job and destination): exists while the window is open. */
+  stormWindow(key: string): string {
+    return `${this.prefix}:__jh:storm:${key}`;
+  }
+
+  /** What storm control held back under a key, by status (a hash of counts). */
+  stormHeld(key: string): string {
+    return `${this.prefix}:__jh:held:${key}`;
   }
 
   /** A run's log lines (a list of JSON, the newest 500) and, beside it, how many were dropped. */

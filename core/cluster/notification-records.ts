@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { NotificationQuery } from '../contract/backend.js';
-import { DELIVERY_STATUSES, type Delivery, type DeliveryError, deliveryOpen, type Notification, PRIORITIES } from '../contract/notification.js';
+import { DELIVERY_STATUSES, type Delivery, type DeliveryError, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
@@ -47,7 +47,7 @@ const notificationShape = z.looseObject({
   status: z.string(),
   title: z.string(),
   message: z.string(),
-  priority: z.enum(PRIORITIES),
+  priority: z.string(),
   tags: z.array(z.string()),
   at: z.string(),
   // Older hosts recorded notifications without deliveries.

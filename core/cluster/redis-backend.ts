@@ -310,12 +310,12 @@ class RedisBackend implements Backend {
   async #writeFlags(name: string, flags: JobFlags): Promise<void> {
     const key = this.#p.keys.jobState(name);
     // ioredis gives a MULTI the connection's scripts too; its typing does not know them.
-    const multi = this.#p.producer.multi() as ReturnType<ScriptedRedis['multi']> & { jhNoteFire(state: string, at: string): unknown };
+    const multi = this.#p.producer.multi() as ReturnType<ScriptedRedis['multi']> & { jhRaise(state: string, field: string, at: string): unknown };
     if (flags.enabled === null) multi.hdel(key, 'enabled');
     else if (flags.enabled !== undefined) multi.hset(key, 'enabled', flags.enabled ? '1' : '0');
     // Hosts note fires on their own clocks: the latest wins, so a host behind never re-opens a fire.
     if (flags.lastFireAt === null) multi.hdel(key, 'lastFireAt');
-    else if (flags.lastFireAt !== undefined) multi.jhNoteFire(key, String(flags.lastFireAt));
+    else if (flags.lastFireAt !== undefined) multi.jhRaise(key, 'lastFireAt', String(flags.lastFireAt));
     multi.sadd(this.#p.keys.jobs, name);
     await multi.exec();
   }
@@ -340,6 +340,24 @@ class RedisBackend implements Backend {
 
   openDeliveries(): number {
     return this.#p.deliveries.open;
+  }
+
+  /** Storm control, one window per key for the cluster (a key with a TTL; counts beside it). */
+  async throttle(key: string, ms: number, status: string): Promise<boolean> {
+    const k = this.#p.keys;
+    return (await this.#p.producer.jhThrottle(k.stormWindow(key), k.stormHeld(key), String(Math.max(1, Math.round(ms))), status)) === 1;
+  }
+
+  async takeHeld(key: string): Promise<Record<string, number>> {
+    const flat = await this.#p.producer.jhTakeHeld(this.#p.keys.stormHeld(key));
+    const held: Record<string, number> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) held[flat[i]!] = Number(flat[i + 1]);
+    return held;
+  }
+
+  /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */
+  async claimMissed(job: string, fireAt: number): Promise<boolean> {
+    return (await this.#p.commands.jhRaise(this.#p.keys.jobState(job), 'missedThrough', String(fireAt))) === 1;
   }
 
   activeRuns(job: string): { active: number; running: number } {

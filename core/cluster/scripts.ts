@@ -51,12 +51,32 @@ if refused then
 end
 return {'ok', ''}`;
 
-/** Records a fire time as `lastFireAt` unless a later one is there: it only grows. KEYS: state. ARGV: ms. */
-const NOTE_FIRE = `
-local last = redis.call('HGET', KEYS[1], 'lastFireAt')
-if last and tonumber(last) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'lastFireAt', ARGV[1])
+/**
+ * Raises a time field of a job's state (`lastFireAt`, `missedThrough`) unless a later one is
+ * there: it only grows. KEYS: state. ARGV: field, ms. Returns 1 when this call raised it.
+ */
+const RAISE = `
+local last = redis.call('HGET', KEYS[1], ARGV[1])
+if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
+
+/**
+ * Storm control (`Backend.throttle`): opens the window of a key when none is open (1), else counts
+ * the status as held back (0). KEYS: the window, the held counts. ARGV: window ms, status. The
+ * counts outlive the window by an hour at most (a digest takes them at its end).
+ */
+const THROTTLE = `
+if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then return 1 end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) + 3600000)
+return 0`;
+
+/** What was held back under a key, cleared. KEYS: the held counts. Returns HGETALL. */
+const TAKE_HELD = `
+local held = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return held`;
 
 /**
  * After BullMQ's add, in the same MULTI. KEYS: the run's job hash, the global index, the job's
@@ -303,7 +323,9 @@ export interface JobhostCommands {
     fireAt: string,
     recordFireAt: string,
   ): Promise<[string, string]>;
-  jhNoteFire(state: string, at: string): Promise<number>;
+  jhRaise(state: string, field: string, at: string): Promise<number>;
+  jhThrottle(window: string, held: string, ms: string, status: string): Promise<number>;
+  jhTakeHeld(held: string): Promise<string[]>;
   jhAdmitted(
     jobKey: string,
     runs: string,
@@ -341,7 +363,9 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   const define = (name: string, numberOfKeys: number, lua: string): void => redis.defineCommand(name, { numberOfKeys, lua });
   define('jhAdmit', 2, ADMIT);
   define('jhAdmitted', 4, ADMITTED);
-  define('jhNoteFire', 1, NOTE_FIRE);
+  define('jhRaise', 1, RAISE);
+  define('jhThrottle', 2, THROTTLE);
+  define('jhTakeHeld', 1, TAKE_HELD);
   define('jhRecordSuccess', 1, RECORD_SUCCESS);
   define('jhMarkCanceled', 1, MARK_CANCELED);
   define('jhPage', 2, PAGE);

@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import t from 'tap';
 import { createRedisBackend } from '../../../core/cluster/redis-backend.js';
 import type { Backend, BackendHooks, DeliveryAttempt, DeliveryOutcome, RunObserver } from '../../../core/contract/backend.js';
@@ -294,17 +295,17 @@ t.test('acceptance: three cluster hosts, a webhook receiver: each delivery reach
         retry: { attempts: 5, backoff: 'fixed', delay: '150ms', jitter: 0 },
       },
     } as ConfigInput,
-    plugins: [
+    // One job per failure: storm control (one message per job and destination per window) lets each through.
+    plugins: Array.from({ length: 31 }, (_, i) =>
       definePlugin({
-        name: 'breaks',
+        name: `breaks-${i}`,
         isolation: 'inline',
-        concurrency: 10,
         notify: { on: ['failed'], to: ['hook'] },
         handler: () => {
           throw new Error('x');
         },
       }),
-    ],
+    ),
   });
   const delivered = async (runId: string): Promise<Notification> => {
     let n: Notification | undefined;
@@ -321,14 +322,14 @@ t.test('acceptance: three cluster hosts, a webhook receiver: each delivery reach
     return n!;
   };
 
-  const first = await hosts[1]!.host.trigger('breaks');
+  const first = await hosts[1]!.host.trigger('breaks-0');
   const n1 = await delivered(first.runId);
   t.equal(hook.received.length, 3, 'three requests');
   t.same(new Set(hook.received.map((r) => r.headers['webhook-id'])), new Set([n1.deliveries[0]!.id]), 'one webhook-id over the three attempts');
   t.match(n1.deliveries[0], { destination: 'hook', status: 'delivered', attempts: 3, lastError: { status: 503 }, nextAt: null });
 
   const runs: string[] = [];
-  for (let i = 0; i < 30; i++) runs.push((await hosts[i % 3]!.host.trigger('breaks')).runId);
+  for (let i = 1; i <= 30; i++) runs.push((await hosts[i % 3]!.host.trigger(`breaks-${i}`)).runId);
   const all = [n1];
   for (const runId of runs) all.push(await delivered(runId));
   await new Promise((r) => setTimeout(r, 500));
@@ -361,4 +362,48 @@ t.test('acceptance: three cluster hosts, a webhook receiver: each delivery reach
   t.equal(hook.received.at(-1)!.headers['webhook-id'], target.deliveries[0]!.id, 'under the same webhook-id');
   const views2 = await Promise.all(hosts.map((h) => h.host.deliveries.get(target.id)));
   for (const v of views2) t.same(v, views2[0], 'the redelivery is the same from every host');
+});
+
+t.test('a retry taken before its time (as after a crash between the record and the delay) waits for the recorded time', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const prefix = freshPrefix();
+  const { backends, seen } = await openBackends(t, redis, 2, () => Promise.resolve({ status: 'retrying', delayMs: 30_000, error: ERR }), prefix);
+  const n = notification(['hook']);
+  await backends[0]!.addNotification(n);
+  await until(async () => (await backends[1]!.getNotification(n.id))?.deliveries[0]?.status === 'retrying', 5000, 'retrying');
+  const queue = new Queue('__deliveries', { connection: redis.client(), prefix });
+  t.teardown(() => queue.close());
+  await until(async () => (await queue.getJob(`${n.id}-0.0`).then((j) => j?.isDelayed())) === true, 5000, 'delayed by BullMQ');
+  // Moved to wait now, as a stalled job of a host killed before BullMQ delayed it would be.
+  await (await queue.getJob(`${n.id}-0.0`))!.promote();
+  await until(async () => (await queue.getJob(`${n.id}-0.0`).then((j) => j?.isDelayed())) === true, 5000, 'delayed again');
+  t.equal(seen.length, 1, 'no attempt before the recorded time');
+  const recorded = Date.parse((await backends[0]!.getNotification(n.id))!.deliveries[0]!.nextAt!);
+  const score = Number(await redis.client().zscore(`${prefix}:__deliveries:delayed`, `${n.id}-0.0`));
+  t.ok(Math.abs(Math.floor(score / 4096) - recorded) < 50, 'delayed until the recorded nextAt');
+});
+
+/** What storm control and the `missed` rule ask of a backend (Backend.throttle, takeHeld, claimMissed). */
+interface AlertSide {
+  throttle(key: string, ms: number, status: string): Promise<boolean>;
+  takeHeld(key: string): Promise<Record<string, number>>;
+  claimMissed(job: string, fireAt: number): Promise<boolean>;
+}
+
+t.test('storm-control windows and the missed claim are one for the cluster', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const { backends } = await openBackends(t, redis, 2, () => Promise.resolve({ status: 'delivered' }));
+  const [a, b] = backends as unknown as [AlertSide, AlertSide];
+  t.equal(await a.throttle('job-a\thook', 400, 'failed'), true, 'the first message opens the window');
+  t.equal(await b.throttle('job-a\thook', 400, 'failed'), false, 'held back on another host too');
+  t.equal(await a.throttle('job-a\thook', 400, 'retrying'), false);
+  t.equal(await b.throttle('job-b\thook', 400, 'failed'), true, 'windows are per key');
+  t.same(await b.takeHeld('job-a\thook'), { failed: 1, retrying: 1 }, 'what was held back, from any host');
+  t.same(await a.takeHeld('job-a\thook'), {}, 'taken once');
+  await new Promise((r) => setTimeout(r, 450));
+  t.equal(await b.throttle('job-a\thook', 400, 'failed'), true, 'a new window once the last one ended');
+  t.equal(await a.claimMissed('daily', 1000), true, 'one host claims a missed fire');
+  t.equal(await b.claimMissed('daily', 1000), false, 'the other does not');
+  t.equal(await b.claimMissed('daily', 500), false, 'nor an earlier one');
+  t.equal(await b.claimMissed('daily', 2000), true);
 });

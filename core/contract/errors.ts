@@ -94,6 +94,14 @@ export const ERROR_CODES = {
     status: 503,
     text: 'Redis (the cluster backend) cannot be reached: nothing was acknowledged; retry after `Retry-After` seconds. At start: the host does not start.',
   },
+  DISPATCH_STALLED: {
+    status: 200,
+    text: 'A /ready warning and a host alert: runs have waited with free capacity longer than notifications.stallAfter (30 s) and none started; it clears once runs start.',
+  },
+  SCHEDULER_STALLED: {
+    status: 200,
+    text: 'A /ready warning and a host alert: an armed schedule is more than one period past its fire time; it clears once it fires.',
+  },
   CLUSTER_DRIFT: {
     status: 409,
     text: 'A warning on /ready, not an error: a job is loaded on several live hosts with different definitions (a config or plugin edit not yet on every host).',

@@ -13,6 +13,7 @@ import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import type { Bus, EventFilter, Listener } from './bus.js';
 import type { Deliveries } from './deliveries.js';
+import type { HostAlerts } from './host-alerts.js';
 import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
 import { finalRun } from './run-events.js';
@@ -72,6 +73,7 @@ export class Host {
         runs: (query) => this.runs(query),
         run: (id) => this.run(id),
         stats: () => this.stats(),
+        cluster: () => this.cluster(),
       },
       options,
     );
@@ -130,6 +132,7 @@ export class Host {
     this.#p.backend.start();
     this.#p.scheduler.start();
     for (const name of this.#p.jobs.names()) this.#p.fires.catchUp(name);
+    this.#p.hostAlerts.start();
     try {
       for (const service of this.#services) await service.start();
     } catch (err) {
@@ -156,6 +159,7 @@ export class Host {
     this.#p.scheduler.stop();
     this.#p.alerts.stop();
     this.#p.missed.stop();
+    this.#p.hostAlerts.stop();
     const services = [...this.#services].reverse();
     // Services that take requests stop accepting first (they see `stopping`); they close last.
     await this.#p.backend.drain(graceMs);
@@ -336,6 +340,11 @@ export class Host {
   /** Delivered notifications: one notification, redeliver, destinations (no secrets), test messages, counts. */
   get deliveries(): Deliveries {
     return this.#p.deliveries;
+  }
+
+  /** The host's degradations and stalls as the watchdog last saw them (`/ready`), and where others add theirs. */
+  get conditions(): Pick<HostAlerts, 'active' | 'source'> {
+    return this.#p.hostAlerts;
   }
 
   stats(): Stats {

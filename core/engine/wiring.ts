@@ -5,7 +5,7 @@ import { HostError } from '../contract/errors.js';
 import { eventHost } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
-import type { HostState, Stats } from '../contract/views.js';
+import type { ClusterView, HostState, Stats } from '../contract/views.js';
 import { Notifier } from '../notify/notifier.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { Alerts } from './alerts.js';
@@ -13,6 +13,7 @@ import { createBackend } from './backends.js';
 import { Bus } from './bus.js';
 import { Deliveries } from './deliveries.js';
 import { Fires } from './fires.js';
+import { HostAlerts } from './host-alerts.js';
 import type { HostOptions } from './host-options.js';
 import { createIdGenerator, type IdGenerator } from './ids.js';
 import { Insight } from './insight.js';
@@ -41,6 +42,7 @@ export interface HostParts {
   deliveries: Deliveries;
   alerts: Alerts;
   missed: Missed;
+  hostAlerts: HostAlerts;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -62,6 +64,7 @@ export interface HostSide {
   runs(query: RunQuery): Promise<Page<Run>>;
   run(id: string): Promise<Run | undefined>;
   stats(): Stats;
+  cluster(): ClusterView;
 }
 
 /**
@@ -111,8 +114,23 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     alert: (job, fireAt, reason) => alerts.missed(job, fireAt, reason),
   });
   bus.on('job.enabled', (e) => missed.enabled(e.data.job));
+  // A closure: the scheduler is built below.
+  const hostAlerts = new HostAlerts({
+    clock,
+    logger,
+    newId,
+    hostId: host.id,
+    config: () => host.config(),
+    backend: () => backend,
+    alerts,
+    registry: jobs,
+    nextFire: (job) => scheduler.next(job),
+    cluster: () => host.cluster(),
+    paused: () => backend.paused,
+  });
   const watch: RunWatch = {
     started: (run) => {
+      hostAlerts.started();
       missed.started(run.id);
       alerts.started(run);
     },
@@ -164,6 +182,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     deliveries,
     alerts,
     missed,
+    hostAlerts,
     newId,
     queues,
   };

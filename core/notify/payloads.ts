@@ -18,7 +18,7 @@ export function outgoing(n: Notification, publicUrl: string | null): OutgoingNot
   return { ...rest, url: publicUrl && n.runId ? `${publicUrl}/#/runs/${encodeURIComponent(n.runId)}` : null };
 }
 
-const FAILING = new Set(['failed', 'retrying', 'canceled']);
+const FAILING = new Set(['failed', 'retrying', 'canceled', 'slow', 'missed']);
 const COLOR: Record<string, number> = { succeeded: 0x2e7d32, failed: 0xc62828, retrying: 0xef6c00, canceled: 0x757575 };
 
 function slack(n: OutgoingNotification): unknown {
@@ -56,22 +56,24 @@ function discord(n: OutgoingNotification): unknown {
 const SEVERITY: Record<string, string> = { critical: 'critical', high: 'error', medium: 'warning', low: 'info' };
 
 /**
- * PagerDuty Events API v2: a failure opens (or adds to) the incident of its job (`dedup_key` =
- * the job); a success resolves it.
+ * PagerDuty Events API v2: a failure (slow, missed, a host alert starting) opens or adds to the
+ * incident of its job (`dedup_key` = the job; a host alert's is `<host>:<condition>`); a success
+ * or `recovered` resolves it.
  */
 function pagerduty(n: OutgoingNotification, routingKey: string, source: string): unknown {
-  if (!FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: n.job };
+  const dedupKey = n.condition ? `${n.host}:${n.condition}` : n.job;
+  if (!FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
   return {
     routing_key: routingKey,
     event_action: 'trigger',
-    dedup_key: n.job,
+    dedup_key: dedupKey,
     payload: {
       summary: `${n.title}: ${n.message}`.slice(0, 1024),
       source,
       severity: SEVERITY[n.priority] ?? 'error',
       timestamp: n.at,
-      component: n.job,
-      custom_details: { job: n.job, runId: n.runId, status: n.status, notification: n.id, tags: n.tags },
+      component: n.job || n.condition,
+      custom_details: { job: n.job, runId: n.runId, status: n.status, rule: n.rule, notification: n.id, tags: n.tags, ...(n.held && { held: n.held }) },
     },
     ...(n.url && { links: [{ href: n.url, text: `run ${n.runId}` }] }),
   };

@@ -85,6 +85,11 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
         job: d.job,
         hosts: d.hosts,
       })),
+      // The stall watchdog (SPEC §12): work that silently stopped; clears itself when work flows again.
+      ...host.conditions
+        .active()
+        .filter((c) => c.id === 'dispatch-stalled' || c.id === 'scheduler-stalled')
+        .map((c) => ({ code: c.id === 'dispatch-stalled' ? ('DISPATCH_STALLED' as const) : ('SCHEDULER_STALLED' as const), message: c.message })),
     ],
   };
 }

@@ -170,6 +170,13 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   });
 
   const loop = watchEventLoop(options.eventLoop);
+  // A host alert too while the loop stays slow (the same rule as /ready's `degraded`).
+  host.conditions.source(() => {
+    const max = host.config.eventLoop.maxDelay;
+    return loop.slow(max)
+      ? { id: 'event-loop-stalled', message: `the event loop's p99 delay stayed above ${max} ms (last window ${loop.delay().p99Ms} ms)` }
+      : null;
+  });
   const metrics = createMetrics(host, loop);
   let stream: EventStream | undefined;
 

@@ -217,3 +217,28 @@ t.test('bad rules are plugin or config errors naming the field', async (t) => {
     message: /^notifications\.host\.to\.0: no destination "nope"/,
   });
 });
+
+t.test('PagerDuty: a failure triggers the incident of its job, recovered resolves it (same dedup_key)', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.fallback = { status: 202, body: '{"status":"success"}' };
+  let fail = true;
+  const s = await startServer(t, {
+    config: { notifications: { destinations: { pager: { kind: 'pagerduty', routingKey: 'rk-0123456789', url: pd.url } }, throttle: 0 } },
+    plugins: [
+      definePlugin({
+        name: 'billing-sync',
+        isolation: 'inline',
+        notify: { on: ['failed', 'recovered'], to: ['pager'] },
+        handler: () => {
+          if (fail) throw new Error('card processor down');
+        },
+      }),
+    ],
+  });
+  await s.host.wait((await s.host.trigger('billing-sync')).runId);
+  fail = false;
+  await s.host.wait((await s.host.trigger('billing-sync')).runId);
+  await pd.count(2);
+  t.match(pd.received[0]!.json, { event_action: 'trigger', dedup_key: 'billing-sync', payload: { summary: /card processor down/ } });
+  t.match(pd.received[1]!.json, { event_action: 'resolve', dedup_key: 'billing-sync' });
+});

@@ -89,6 +89,10 @@ export const ERROR_CODES = {
     text: 'A store file is damaged (changed from outside, not a torn tail from a crash), or state.json is unreadable: every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
   },
   STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
+  STORE_LOCKED: {
+    status: 409,
+    text: 'Another process (another host, or this one) owns the store directory: the host does not start; the message names the pid and host holding it.',
+  },
   // cluster mode (backend.kind: redis)
   BACKEND_UNAVAILABLE: {
     status: 503,

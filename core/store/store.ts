@@ -14,6 +14,7 @@ import { type Batch, writeBatch } from './commit-batch.js';
 import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
+import { lockStore, type StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
 import { RunLogStore } from './run-logs.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
@@ -97,6 +98,8 @@ export class Store {
   #dirtyDamage: DamageReport[] = [];
   /** The background read of sealed history after a start (see History.scrub). */
   #scrub: Promise<void> | undefined;
+  /** Held from open to close: one writer per directory (lock.ts). */
+  #lock: StoreLock | undefined;
 
   constructor(options: StoreOptions) {
     this.#dir = options.dir;
@@ -133,7 +136,14 @@ export class Store {
     const before = new Map(this.#jobs);
     this.#jobs.clear();
     if (this.#dir !== null) {
-      await this.#load(this.#dir);
+      // Before reading anything: a second writer would append over the first one's lines.
+      this.#lock = await lockStore(this.#dir, { clock: this.#clock, logger: this.#logger });
+      try {
+        await this.#load(this.#dir);
+      } catch (err) {
+        await this.#releaseLock();
+        throw err;
+      }
       this.#scrub = this.#history
         .scrub(() => this.#closed)
         .catch((err: unknown) => {
@@ -356,7 +366,8 @@ export class Store {
     await this.flush().catch(() => undefined);
     this.#closed = true;
     this.#group.close();
-    if (this.#dir !== null) {
+    if (this.#dir === null) return;
+    try {
       await this.#scrub;
       while (this.#group.committing) await new Promise((r) => setImmediate(r));
       try {
@@ -368,7 +379,16 @@ export class Store {
       await this.#checkpoints?.close();
       await this.#history.close();
       await this.#logs.close();
+    } finally {
+      // Only once nothing of this store writes any more.
+      await this.#releaseLock();
     }
+  }
+
+  async #releaseLock(): Promise<void> {
+    const lock = this.#lock;
+    this.#lock = undefined;
+    await lock?.release();
   }
 
   // ---------------------------------------------------------------- reading

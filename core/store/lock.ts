@@ -1,0 +1,140 @@
+import { constants } from 'node:fs';
+import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { type Clock, isoTime } from '../contract/clock.js';
+import { HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+
+/**
+ * One writer per store directory (SPEC §3): `jobhost.lock` in the directory, held with a kernel
+ * lock on an open file description (Linux `F_OFD_SETLK`, flock on macOS, LockFileEx on Windows,
+ * through fs-native-extensions). The kernel drops it when the holder's process ends, however it
+ * ends (kill -9 too), so a crash never leaves a stale lock; taking it is one atomic call, so two
+ * processes starting at once cannot both win; and nothing refreshes it, so a blocked event loop
+ * cannot let another process take it away. Two stores in one process conflict too (the lock
+ * belongs to the open file, not to the process).
+ *
+ * The file's text only names the holder (pid, host, start time) for the refusal message; the
+ * kernel lock alone decides. The file is never deleted: removing it while a process waits on the
+ * old inode would let two processes each lock a different file.
+ */
+
+export const LOCK_FILE = 'jobhost.lock';
+
+/** Who holds a store's lock, as the holder wrote it. */
+export interface LockHolder {
+  pid: number;
+  host: string;
+  startedAt: string;
+}
+
+/** A held lock; `release()` lets the next process take the directory. */
+export interface StoreLock {
+  release(): Promise<void>;
+}
+
+interface NativeLocks {
+  tryLock(fd: number): boolean;
+  unlock(fd: number): void;
+}
+
+let native: NativeLocks | Error | undefined;
+
+function nativeLocks(): NativeLocks | Error {
+  if (native === undefined) {
+    try {
+      native = createRequire(import.meta.url)('fs-native-extensions') as NativeLocks;
+    } catch (err) {
+      // No prebuilt addon for this platform (musl, an unusual CPU).
+      native = err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  return native;
+}
+
+/** The directory as a message shows it: relative to the working directory when inside it. */
+function display(dir: string): string {
+  const rel = path.relative(process.cwd(), dir);
+  if (rel === '') return '.';
+  return rel.startsWith('..') || path.isAbsolute(rel) ? dir : rel;
+}
+
+function parseHolder(text: string): LockHolder | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<LockHolder> | null;
+    if (v && typeof v.pid === 'number' && typeof v.host === 'string' && typeof v.startedAt === 'string') {
+      return { pid: v.pid, host: v.host, startedAt: v.startedAt };
+    }
+  } catch {
+    // empty or partly written: the holder is between taking the lock and saying who it is
+  }
+  return undefined;
+}
+
+/** Who holds the lock of `file`; the holder writes its name just after locking, so a short wait covers that gap. */
+async function readHolder(file: string): Promise<LockHolder | undefined> {
+  for (let i = 0; i < 10; i++) {
+    const holder = parseHolder(await readFile(file, 'utf8').catch(() => ''));
+    if (holder) return holder;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return undefined;
+}
+
+/**
+ * Takes the lock of store directory `dir` (created if missing), or throws `STORE_LOCKED` naming
+ * the holder. Where the platform has no lock addon, logs a warning and returns a lock that holds
+ * nothing, so the host still starts.
+ */
+export async function lockStore(dir: string, options: { clock: Clock; logger: Logger }): Promise<StoreLock> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, LOCK_FILE);
+  const locks = nativeLocks();
+  if (locks instanceof Error) {
+    options.logger.warn(
+      { err: locks, dir },
+      `cannot lock the store directory ${display(dir)} on this platform: nothing stops a second host from writing to it`,
+    );
+    return { release: async () => undefined };
+  }
+  // Never O_TRUNC: the holder's name stays readable until the lock is ours.
+  const handle: FileHandle = await open(file, constants.O_RDWR | constants.O_CREAT, 0o644);
+  let locked: boolean;
+  try {
+    locked = locks.tryLock(handle.fd);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  if (!locked) {
+    await handle.close();
+    const holder = await readHolder(file);
+    const who = holder ? `pid ${holder.pid} on host ${holder.host} (since ${holder.startedAt})` : 'another process (it has not written its name yet)';
+    throw new HostError('STORE_LOCKED', `the store directory ${display(dir)} is in use by ${who}; one host owns a store directory`, {
+      dir,
+      ...holder,
+    });
+  }
+  const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: isoTime(options.clock.now()) };
+  try {
+    await handle.truncate(0);
+    await handle.write(`${JSON.stringify(me)}\n`, 0);
+  } catch (err) {
+    locks.unlock(handle.fd);
+    await handle.close();
+    throw err;
+  }
+  let released = false;
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      // Emptied, so a name left behind never points at a process that has let go.
+      await handle.truncate(0).catch(() => undefined);
+      locks.unlock(handle.fd);
+      await handle.close();
+    },
+  };
+}

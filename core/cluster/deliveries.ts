@@ -266,6 +266,8 @@ export class Deliveries {
       this.#inFlight.delete(controller);
     }
     // Cut short by this host's close: back to waiting at once, for any host (the attempt is made again).
+    // An outcome other than delivered that arrives once the signal is aborted is the abort's doing
+    // (a deliver ends its request and answers retrying), not the receiver's: it is not recorded.
     if (!outcome || (controller.signal.aborted && outcome.status !== 'delivered')) throw new RetryLater(0, 'the host closed during the attempt');
     const next = afterAttempt(current, outcome, attempt, o.clock.now());
     const recorded = await this.#records.update(o.commands, notificationId, series, next);

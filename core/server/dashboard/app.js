@@ -250,6 +250,14 @@ function apply(e) {
       break;
     case 'notification':
       notes.add({ ...d, at: e.at });
+      // An alert rule moved the job's alert state (`missed` moves missedThrough; runs move the rest).
+      if (d.job) {
+        later(`job:${d.job}`, 150, () => refreshJob(d.job));
+        if (route.view === 'job' && route.name === d.job) {
+          jobPage.noted({ ...d, at: d.at ?? e.at });
+          later('job-page', 150, () => jobPage.refresh());
+        }
+      }
       break;
     case 'notification.delivered':
     case 'notification.failed':

@@ -54,6 +54,11 @@ const ICONS = {
   retrying: '↻',
   delivered: '✓',
   dead: '✕',
+  // alert rules
+  alert: '⚠',
+  recovered: '↺',
+  slow: '⏱',
+  missed: '⌛',
 };
 
 /** A status as text plus colour plus a glyph (the text alone carries the meaning). */

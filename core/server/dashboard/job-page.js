@@ -1,7 +1,9 @@
-// A job's page (#/jobs/<name>): what it is, its charts over time, and its bulk actions.
+// A job's page (#/jobs/<name>): what it is, where its alert rules stand, its charts over time, and
+// its bulk actions.
+import { alertBadge, failures, recoveredStreak } from './alert.js';
 import { ApiError, get, withQuery } from './api.js';
 import { createCharts, WINDOWS } from './charts.js';
-import { badge, fill, h, time } from './dom.js';
+import { absolute, badge, fill, h, time } from './dom.js';
 
 /** Where the chart window starts, as the `from` of a bulk action. */
 export const windowStart = (window) => new Date(Date.now() - { '1h': 3_600_000, '24h': 86_400_000, '7d': 604_800_000 }[window]).toISOString();
@@ -12,6 +14,8 @@ export function createJobPage(root, { onError, onRun, bulk }) {
   const charts = createCharts(chartsRoot, { onError });
   const status = h('p', { class: 'small', role: 'status', 'data-bulk-status': '' });
   let job = null;
+  /** The newest `recovered` notification of the job (among its newest 50), or null. */
+  let recovery = null;
 
   const act = (action) => async (e) => {
     const button = e.currentTarget;
@@ -26,12 +30,58 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     }
   };
 
+  /** The newest `recovered` notification of `name` among its newest 50 notifications. */
+  async function readRecovery(name) {
+    const page = await get(withQuery('/notifications', { job: name, limit: 50 }));
+    return page.items.find((n) => n.rule === 'recovered') ?? null;
+  }
+
+  /** The alert facts: in alert or not, the last recovery, the last missed fire. */
+  function alertFacts(j) {
+    const a = j.alert;
+    if (!a) return null;
+    const streak = recovery ? recoveredStreak(j, recovery) : null;
+    return [
+      h('dt', {}, 'Alert'),
+      h(
+        'dd',
+        { 'data-alert-state': a.open ? 'open' : 'closed' },
+        a.open
+          ? alertBadge(j)
+          : a.failStreak > 0
+            ? `not in alert · ${a.failStreak.toLocaleString('en-US')} failed in a row`
+            : h('span', { class: 'muted' }, 'not in alert'),
+      ),
+      recovery
+        ? [
+            h('dt', {}, 'Last recovery'),
+            h(
+              'dd',
+              { 'data-recovered': '' },
+              badge('recovered', 'recovered'),
+              ' ',
+              time(recovery.at),
+              streak !== null ? ` after ${failures(streak)}` : null,
+              recovery.runId ? [' · ', h('a', { href: `#/runs/${encodeURIComponent(recovery.runId)}` }, recovery.runId)] : null,
+            ),
+          ]
+        : null,
+      a.missedThrough
+        ? [
+            h('dt', {}, 'Last missed fire'),
+            // The latest fire the `missed` rule accounted for: notified, or a fire of a stretch the job was disabled.
+            h('dd', { 'data-missed': '' }, badge('missed', absolute(a.missedThrough)), ' ', time(a.missedThrough)),
+          ]
+        : null,
+    ];
+  }
+
   function render() {
     const j = job;
     fill(
       head,
       h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
-      h('h2', { tabindex: '-1' }, j.name, j.enabled ? null : [' ', badge('disabled')]),
+      h('h2', { tabindex: '-1' }, j.name, j.enabled ? null : [' ', badge('disabled')], j.alert?.open ? [' ', alertBadge(j)] : null),
       j.description ? h('p', { class: 'muted' }, j.description) : null,
       h(
         'dl',
@@ -52,6 +102,7 @@ export function createJobPage(root, { onError, onRun, bulk }) {
           { 'data-job-counts': '' },
           `${j.counts.succeeded} succeeded · ${j.counts.failed} failed · ${j.counts.canceled} canceled · ${j.counts.running} running · ${j.counts.queued} queued`,
         ),
+        alertFacts(j),
       ),
       h(
         'div',
@@ -75,11 +126,12 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     async show(name) {
       if (job?.name !== name) {
         job = null;
+        recovery = null;
         status.textContent = '';
         fill(head, h('p', { class: 'muted' }, 'Loading…'));
       }
       try {
-        job = await get(`/jobs/${encodeURIComponent(name)}`);
+        [job, recovery] = await Promise.all([get(`/jobs/${encodeURIComponent(name)}`), readRecovery(name)]);
       } catch (err) {
         if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND')
           return void fill(head, h('h2', {}, 'No such job'), h('p', {}, `The host has no job ${name}.`));
@@ -97,6 +149,13 @@ export function createJobPage(root, { onError, onRun, bulk }) {
       } catch (err) {
         if (!(err instanceof ApiError && err.code === 'JOB_NOT_FOUND')) onError(err);
       }
+    },
+    /** A `notification` event of this job: a `recovered` one is the last recovery (no request needed). */
+    noted(n) {
+      if (!job || n.job !== job.name || n.rule !== 'recovered') return;
+      if (recovery && recovery.at > n.at) return;
+      recovery = n;
+      render();
     },
     said(text) {
       status.textContent = text;

@@ -1,4 +1,5 @@
 // The jobs table: one row per job, updated in place from events.
+import { alertBadge } from './alert.js';
 import { badge, fill, h, swap, time } from './dom.js';
 
 /**
@@ -21,6 +22,7 @@ export function createJobsTable(tbody, actions) {
         'th',
         { scope: 'row', 'data-label': 'Job', id },
         h('a', { href: `#/jobs/${encodeURIComponent(job.name)}`, class: 'job-name', title: `${job.name}: charts, runs and bulk actions` }, job.name),
+        job.alert?.open ? [' ', alertBadge(job)] : null,
         job.description ? h('div', { class: 'muted small' }, job.description) : null,
       ),
       h(

@@ -2,7 +2,7 @@
 // destinations with a test button. New notifications arrive over the WebSocket; a delivery's
 // outcome event re-reads the one notification it names.
 import { ApiError, get, post, withQuery } from './api.js';
-import { badge, coalescer, fill, h, swap, time } from './dom.js';
+import { absolute, badge, coalescer, fill, h, swap, time } from './dom.js';
 
 /** What went wrong, for a line on the page. */
 const describe = (err) => (err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `could not reach the host (${err.message})`);
@@ -18,6 +18,38 @@ function errorText(e, withStatus = true) {
     h('code', {}, e.code),
     withStatus && e.status !== undefined && e.status !== null ? h('span', { class: 'http' }, ` HTTP ${e.status}`) : null,
     h('span', { class: 'msg' }, e.message),
+  );
+}
+
+/** The alert rules worth a label: the plain outcomes (succeeded, failed, ...) say it with their badge. */
+const RULES = {
+  recovered: ['recovered', 'the first success after notified failures'],
+  slow: ['slow', 'a run still running past its slowerThan'],
+  missed: ['missed', 'a schedule fire that started no run in time'],
+  digest: ['digest', 'what storm control held back in one window'],
+  host: ['host alert', "the host's own degradation, when it starts and when it ends"],
+};
+
+function ruleLabel(rule) {
+  const r = RULES[rule];
+  return r ? [h('span', { class: `rule r-${rule}`, 'data-rule-label': rule, title: r[1] }, r[0]), ' '] : null;
+}
+
+const n0 = (n) => Number(n).toLocaleString('en-US');
+
+/** A digest's counts: "9,999 held back: 9,990 failed, 9 retrying", and the window. */
+function heldLine(held) {
+  const statuses = Object.entries(held.statuses ?? {})
+    .filter(([, c]) => c > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([s, c]) => `${n0(c)} ${s}`)
+    .join(', ');
+  return h(
+    'p',
+    { class: 'small held', 'data-held': '' },
+    h('strong', {}, `${n0(held.count)} held back`),
+    statuses ? `: ${statuses}` : null,
+    held.from && held.to ? h('span', { class: 'muted' }, ` · from ${absolute(held.from)} to ${absolute(held.to)}`) : null,
   );
 }
 
@@ -108,13 +140,23 @@ export function createNotifications(root, { onError }) {
   }
 
   function item(n) {
+    const isHost = n.rule === 'host';
     return h(
       'li',
-      { class: `note p-${n.priority}`, 'data-notification': n.id },
+      { class: `note p-${n.priority}`, 'data-notification': n.id, 'data-rule': n.rule ?? null },
       h(
         'div',
         { class: 'note-head' },
-        h('div', {}, h('span', { class: `prio p-${n.priority}` }, `${n.priority} priority`), ' ', badge(n.status), ' ', h('strong', {}, n.title)),
+        h(
+          'div',
+          {},
+          h('span', { class: `prio p-${n.priority}` }, `${n.priority} priority`),
+          ' ',
+          badge(n.status),
+          ' ',
+          ruleLabel(n.rule),
+          h('strong', {}, n.title),
+        ),
         n.deliveries.length > 0
           ? h(
               'button',
@@ -130,10 +172,24 @@ export function createNotifications(root, { onError }) {
           : null,
       ),
       h('p', {}, n.message),
+      n.held ? heldLine(n.held) : null,
+      n.throttled?.length
+        ? h(
+            'p',
+            { class: 'small throttled', 'data-throttled': '' },
+            `held back from: ${n.throttled.join(', ')} (storm control)`,
+            h('span', { class: 'muted' }, ' · counted into their next digest'),
+          )
+        : null,
       h(
         'div',
         { class: 'small muted' },
-        h('a', { href: `#/runs/${encodeURIComponent(n.runId)}` }, `${n.job} · ${n.runId}`),
+        isHost
+          ? h('span', { 'data-host-alert': '' }, 'host ', h('code', {}, n.host ?? '?'), ' · ', h('code', {}, n.condition ?? '?'))
+          : n.runId
+            ? h('a', { href: `#/runs/${encodeURIComponent(n.runId)}` }, `${n.job} · ${n.runId}`)
+            : // A digest or a missed fire is about the job, not one run.
+              h('a', { href: `#/jobs/${encodeURIComponent(n.job)}` }, n.job),
         ' · ',
         time(n.at),
         n.tags.length

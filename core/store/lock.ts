@@ -95,7 +95,7 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
   if (locks instanceof Error) {
     options.logger.warn(
       { err: locks, dir },
-      `cannot lock the store directory ${display(dir)} on this platform: nothing stops a second host from writing to it`,
+      `cannot lock the store directory ${JSON.stringify(display(dir))} on this platform: nothing stops a second host from writing to it`,
     );
     return { release: async () => undefined };
   }
@@ -112,7 +112,7 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
     await handle.close();
     const holder = await readHolder(file);
     const who = holder ? `pid ${holder.pid} on host ${holder.host} (since ${holder.startedAt})` : 'another process (it has not written its name yet)';
-    throw new HostError('STORE_LOCKED', `the store directory ${display(dir)} is in use by ${who}; one host owns a store directory`, {
+    throw new HostError('STORE_LOCKED', `the store directory ${JSON.stringify(display(dir))} is in use by ${who}; one host owns a store directory`, {
       dir,
       ...holder,
     });

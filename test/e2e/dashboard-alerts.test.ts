@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import type { ConfigInput } from '../../core/contract/config.js';
@@ -158,6 +158,47 @@ t.test('storm control: the notifications held back name their destination, and t
   await hook.count(2);
   t.equal((hook.received[1]!.json as { rule: string }).rule, 'digest', 'the receiver got one message and one digest');
   await shot(page, 'alerts-notifications-digest', { fullPage: true });
+  t.same(page.errors, [], 'no page errors');
+});
+
+t.test('a host alert shows the host and its condition instead of a job, when it starts and when it ends', async (t) => {
+  const hook = await httpReceiver(t);
+  const dir = tempDir(t, 'jobhost-dash-host-alert-');
+  const data = path.join(dir, 'data');
+  mkdirSync(data);
+  const config = {
+    store: { dir: 'data' },
+    notifications: { destinations: { pager: { kind: 'webhook', url: hook.url } }, host: { to: ['pager'] } },
+  } as ConfigInput;
+  const plugin = definePlugin({ name: 'x', isolation: 'inline', handler: () => 1 });
+  // A store with a run, then a torn line in its journal: the next start finds the damage.
+  const first = createHost({ cwd: dir, logger: silentLogger(), config, plugins: [plugin] });
+  await first.start();
+  await first.wait((await first.trigger('x')).runId);
+  await first.stop({ graceMs: 0 });
+  const journal = readdirSync(data).find((f) => /^journal-\d+\.ndjson$/.test(f))!;
+  appendFileSync(path.join(data, journal), '{"r":{"id":"broken"\n');
+
+  const host = createHost({ cwd: dir, logger: silentLogger(), config, plugins: [plugin] });
+  const server = useServer(host, { host: '127.0.0.1', port: 0, plugins: [dashboard] });
+  await host.start();
+  t.teardown(() => host.stop({ graceMs: 0 }));
+  const page = await openPage(t, await launchChromium(t, dir));
+  await page.goto(`${server.url!}/#/notifications`);
+  await page.waitForSelector('#conn[data-state="live"]');
+  const started = '#view-notifications li[data-rule="host"]:has(.s-failed)';
+  await page.waitForSelector(started);
+  t.equal(await page.textContent(`${started} [data-rule-label]`), 'host alert');
+  t.equal(await page.textContent(`${started} [data-host-alert]`), `host ${host.id} · store-damaged`, 'the host and the condition');
+  t.equal(await page.locator(`${started} a[href^="#/runs/"], ${started} a[href^="#/jobs/"]`).count(), 0, 'no job or run link');
+
+  // Acknowledged: the end of it arrives live.
+  await host.ackStoreDamage();
+  const ended = '#view-notifications li[data-rule="host"]:has(.s-recovered)';
+  await page.waitForSelector(ended);
+  t.equal(await page.textContent(`${ended} [data-host-alert]`), `host ${host.id} · store-damaged`);
+  await page.waitForFunction(() => document.querySelectorAll('#view-notifications li[data-rule="host"] tr[data-status="delivered"]').length === 2);
+  await screenshots(dir)(page, 'alerts-notifications-host', { fullPage: true });
   t.same(page.errors, [], 'no page errors');
 });
 

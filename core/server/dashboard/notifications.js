@@ -112,7 +112,9 @@ export function createNotifications(root, { onError }) {
   }
 
   function deliveries(n) {
-    if (n.deliveries.length === 0) return h('p', { class: 'small muted', 'data-no-deliveries': '' }, 'Sent to no destination.');
+    if (n.deliveries.length === 0)
+      // Held back from every destination it was routed to: the line above says so.
+      return n.throttled?.length ? null : h('p', { class: 'small muted', 'data-no-deliveries': '' }, 'Sent to no destination.');
     return h(
       'div',
       { class: 'table-wrap' },

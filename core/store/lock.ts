@@ -1,6 +1,5 @@
 import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { type Clock, isoTime } from '../contract/clock.js';
@@ -40,17 +39,14 @@ interface NativeLocks {
   unlock(fd: number): void;
 }
 
-let native: NativeLocks | Error | undefined;
+let native: Promise<NativeLocks | Error> | undefined;
 
-function nativeLocks(): NativeLocks | Error {
-  if (native === undefined) {
-    try {
-      native = createRequire(import.meta.url)('fs-native-extensions') as NativeLocks;
-    } catch (err) {
-      // No prebuilt addon for this platform (musl, an unusual CPU).
-      native = err instanceof Error ? err : new Error(String(err));
-    }
-  }
+/** The lock addon, loaded once; an Error where it has no build for this platform (musl, an unusual CPU). */
+function nativeLocks(): Promise<NativeLocks | Error> {
+  native ??= import('fs-native-extensions').then(
+    (mod): NativeLocks => ({ tryLock: (fd) => mod.tryLock(fd), unlock: (fd) => mod.unlock(fd) }),
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
   return native;
 }
 
@@ -91,7 +87,7 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
 export async function lockStore(dir: string, options: { clock: Clock; logger: Logger }): Promise<StoreLock> {
   await mkdir(dir, { recursive: true });
   const file = path.join(dir, LOCK_FILE);
-  const locks = nativeLocks();
+  const locks = await nativeLocks();
   if (locks instanceof Error) {
     options.logger.warn(
       { err: locks, dir },

@@ -204,6 +204,8 @@ export interface BackendHooks {
   /**
    * Makes one attempt of a delivery and says what became of it; never rejects. `signal` is
    * aborted when the backend closes (the attempt is then made again after the next start).
+   * The records handed over may be the backend's own: the engine reads them and keeps nothing
+   * (likewise in `deliveryChanged`).
    */
   deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome>;
   /** A delivery's new state is recorded (after each attempt, or a redeliver): the engine emits and counts it. */

@@ -73,7 +73,6 @@ export const destinationSchema = z.discriminatedUnion('kind', [
 ]);
 
 export type Destination = z.output<typeof destinationSchema>;
-export type DestinationKind = Destination['kind'];
 
 const destinationName = z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)');
 

@@ -36,6 +36,7 @@ export function createBackend(config: Config, context: BackendContext): Backend 
       queues: config.queues,
       random: context.random,
       logger: context.logger,
+      deliveryConcurrency: config.notifications.concurrency,
     });
   }
   return createLocalBackend({

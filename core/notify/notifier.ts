@@ -200,7 +200,7 @@ export class Notifier {
       // Wall time, not the injected clock: receivers check the signed timestamp against theirs.
       now: Date.now(),
       timeoutMs: config.notifications.timeout,
-      signal: AbortSignal.any([signal, this.#closing.signal]),
+      signal,
       source: this.#o.hostId,
       transports: this.#mail,
     });

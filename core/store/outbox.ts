@@ -145,7 +145,8 @@ export class Outbox {
     const d = n.deliveries.find((x) => x.id === did)!;
     let outcome: DeliveryOutcome;
     try {
-      outcome = await hooks.deliver({ notification: structuredClone(n), delivery: { ...d }, attempt }, this.#abort.signal);
+      // The live records, not copies: the engine reads them and keeps nothing (see BackendHooks.deliver).
+      outcome = await hooks.deliver({ notification: n, delivery: d, attempt }, this.#abort.signal);
     } catch (err) {
       this.#o.logger.error({ err, notification: n.id, destination: d.destination }, 'a delivery attempt threw; trying again later');
       outcome = { status: 'retrying', delayMs: 60_000, error: { code: 'DELIVERY_FAILED', message: 'the attempt failed inside the host' } };
@@ -169,7 +170,7 @@ export class Outbox {
       // The store retries the write itself; the state above stands in memory meanwhile.
       this.#o.logger.error({ err, notification: n.id, destination: d.destination }, 'could not record a delivery outcome yet');
     }
-    hooks.deliveryChanged(structuredClone(n), { ...d });
+    hooks.deliveryChanged(n, d);
     if (outcome.status === 'retrying' && !this.#closed) this.#heap.push(now + outcome.delayMs, due);
   }
 }

@@ -306,6 +306,11 @@ export class Attempts {
   #report(live: Live, madeBefore: number, deferred: string | undefined): void {
     const { bullJob, run } = live;
     const observer = this.#o.hooks().observer;
+    // The streaks the write that ended the run left (none when no end was written here): the
+    // mirror shows them before the engine hears of the end, so the alert rules count this run.
+    const fold = live.jq.folds.get(run.id);
+    live.jq.folds.delete(run.id);
+    if (fold) this.#o.mirror.folded(run.job, fold);
     if (!live.processed) {
       // BullMQ ended it without the processor: a cancel that reached it while no host ran it.
       if (!bullJob.finishedOn) return;

@@ -2,7 +2,7 @@ import { type Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/backend.js';
 import type { Logger } from '../contract/logger.js';
-import { CANCELED_REASON } from './keys.js';
+import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import type { AttemptRecord } from './run-records.js';
 
 /**
@@ -34,14 +34,75 @@ export class AttemptFailure extends Error {
  * `createBackend`/`lockManager` (protected, pinned to the 6.7 minor; a test covers this path).
  */
 class ManualWorker extends Worker {
+  /** Folds each run's end into its job's state in the MULTI that writes the end (set once the worker is built). */
+  folding: Folding | undefined;
+
   protected override createBackend(): void {
     this.backend = this.backendFactory(this.name, this.opts, { withBlockingConnection: false });
+    // BullMQ's `moveToFinished` (a run's final end, on whichever host ends it) goes through
+    // `execCommand`: it is queued on a MULTI with jobhost's fold, so the end and the job's
+    // failure streak are one write. Relies on the 6.7 backend's `execCommand(client, name, args)`
+    // and `moveToFinished`'s arguments (14 keys: [10] the finished set, [11] the job hash; then
+    // id, timestamp, property, value, target); a test covers this path.
+    const backend = this.backend as unknown as { execCommand(client: Transactional, name: string, args: unknown[]): Promise<unknown> };
+    const exec = backend.execCommand.bind(backend);
+    backend.execCommand = (client, name, args) => {
+      const folding = this.folding;
+      if (name !== 'moveToFinished' || !folding) return exec(client, name, args);
+      return foldedEnd(folding, exec, client, args);
+    };
   }
 
   /** BullMQ renews the locks of the jobs this worker processes; its `run()` would start this. */
   startLockRenewal(): void {
     this.lockManager.start();
   }
+}
+
+/** What a job's worker needs to fold each end: the job's state key and where the new streak goes. */
+export interface Folding {
+  stateKey: string;
+  /** The fold's answer for run `id` (the job's streaks with this end counted), before BullMQ returns. */
+  folded(id: string, fold: Fold): void;
+}
+
+/** The job's streaks as the fold left them; `folds` orders them (each counted end adds one). */
+export interface Fold {
+  failStreak: number;
+  endedStreak: number;
+  folds: number;
+}
+
+/** BullMQ's client (its ioredis wrapper): a MULTI from it takes BullMQ's commands and, from the connection, jobhost's scripts. */
+interface Transactional {
+  multi(): Transaction;
+}
+
+type Transaction = { exec(): Promise<Array<[Error | null, unknown]> | null> } & {
+  jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): unknown;
+};
+
+async function foldedEnd(
+  folding: Folding,
+  exec: (client: Transactional, name: string, args: unknown[]) => Promise<unknown>,
+  client: Transactional,
+  args: unknown[],
+): Promise<unknown> {
+  const [finishedSet, jobKey, id, , , value, target] = [args[10], args[11], args[14], args[15], args[16], args[17], args[18]].map(String);
+  const outcome = target === 'completed' ? 'succeeded' : value === CANCELED_REASON ? 'canceled' : 'failed';
+  const multi = client.multi();
+  // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
+  void exec(multi as unknown as Transactional, 'moveToFinished', args);
+  multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', id ?? '', outcome);
+  const replies = await multi.exec();
+  if (replies?.length !== 2) throw new Error('the transaction ending the run was discarded');
+  const [[endErr, end], [foldErr, fold]] = replies as [[Error | null, unknown], [Error | null, unknown]];
+  if (endErr) throw endErr;
+  if (!foldErr && Array.isArray(fold)) {
+    const [, failStreak, endedStreak, folds] = fold.map(Number);
+    folding.folded(id ?? '', { failStreak: failStreak ?? 0, endedStreak: endedStreak ?? 0, folds: folds ?? 0 });
+  }
+  return end;
 }
 
 /** Takes no signal: BullMQ then makes no AbortController per run (the host ends attempts itself). */
@@ -68,6 +129,8 @@ export class JobQueue {
   removed = false;
   /** Runs of this job running here, by id. */
   readonly running = new Set<string>();
+  /** The job's streaks as the write that ended each run here left them, by run id, until the run is reported. */
+  readonly folds = new Map<string, Fold>();
 
   constructor(def: ExecutableJob, connections: { producer: Redis; commands: Redis }, settings: JobQueueSettings, processor: Processor, logger: Logger) {
     this.name = def.name;
@@ -92,6 +155,7 @@ export class JobQueue {
         backoffStrategy: (_made: number, _type?: string, err?: Error) => (err instanceof AttemptFailure ? err.record.d : 0),
       },
     });
+    this.worker.folding = { stateKey: new ClusterKeys(settings.prefix).jobState(def.name), folded: (id, fold) => this.folds.set(id, fold) };
     // Without listeners BullMQ prints every reconnect error; the connections report the outage once.
     this.queue.on('error', (err) => logger.debug({ err, job: def.name }, 'BullMQ queue error'));
     this.worker.on('error', (err) => logger.debug({ err, job: def.name }, 'BullMQ worker error'));

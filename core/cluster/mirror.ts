@@ -42,6 +42,10 @@ const mirrored = z.object({
   delayed: z.number(),
   active: z.number(),
   durations: z.array(z.number()).optional(),
+  failStreak: z.number(),
+  endedStreak: z.number(),
+  folds: z.number(),
+  missedThrough: numeric,
 });
 
 type Mirrored = z.output<typeof mirrored>;
@@ -76,6 +80,8 @@ export class Mirror {
   readonly #live = new Map<string, Live>();
   /** Bumped by each local flag change, so a read that started before it does not undo it. */
   readonly #flagVersions = new Map<string, number>();
+  /** Per job, the count of ends folded into the streaks this mirror shows (see `folded`): an older read does not undo a newer fold. */
+  readonly #folds = new Map<string, number>();
   #indexSize = 0;
   #refreshes = 0;
   #refreshing: Promise<void> | undefined;
@@ -127,10 +133,37 @@ export class Mirror {
 
   /** A run this host ended (or a waiting run it canceled). */
   finished(run: Run, wasRunning: boolean): void {
-    foldFinished(this.state(run.job), run);
+    const state = this.state(run.job);
+    const { failStreak, endedStreak } = state;
+    foldFinished(state, run);
+    // The streaks are Redis's (the fold in the write that ended the run, see `folded`): runs of
+    // other hosts come between, so this host's own ends alone would count them wrong.
+    if (failStreak === undefined) delete state.failStreak;
+    else state.failStreak = failStreak;
+    if (endedStreak === undefined) delete state.endedStreak;
+    else state.endedStreak = endedStreak;
     const live = this.#liveOf(run.job);
     if (wasRunning) live.active = Math.max(0, live.active - 1);
     else live.waiting = Math.max(0, live.waiting - 1);
+  }
+
+  /**
+   * The job's streaks as the write that ended a run here left them (the run counted): shown at
+   * once, so the alert rules read them before the next refresh. A read or fold that counted
+   * fewer ends than one applied before is older and changes nothing.
+   */
+  folded(job: string, fold: { failStreak: number; endedStreak: number; folds: number }): void {
+    if (fold.folds < (this.#folds.get(job) ?? 0)) return;
+    this.#folds.set(job, fold.folds);
+    const state = this.state(job);
+    state.failStreak = fold.failStreak;
+    state.endedStreak = fold.endedStreak;
+  }
+
+  /** The job's `missedThrough` this host raised (it only grows). */
+  missed(job: string, through: number): void {
+    const state = this.state(job);
+    if (state.missedThrough === undefined || state.missedThrough < through) state.missedThrough = through;
   }
 
   activeRuns(job: string): { active: number; running: number } {
@@ -225,6 +258,8 @@ export class Mirror {
       if (state.lastSuccessAt === undefined || state.lastSuccessAt < at) state.lastSuccessAt = at;
     }
     if (m.durations) state.durations = m.durations;
+    if (m.folds > 0) this.folded(m.name, m);
+    if (m.missedThrough !== null) this.missed(m.name, m.missedThrough);
     this.#live.set(m.name, { waiting: m.waiting, delayed: m.delayed, active: m.active });
   }
 

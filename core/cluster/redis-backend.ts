@@ -357,7 +357,10 @@ class RedisBackend implements Backend {
 
   /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */
   async claimMissed(job: string, fireAt: number): Promise<boolean> {
-    return (await this.#p.commands.jhRaise(this.#p.keys.jobState(job), 'missedThrough', String(fireAt))) === 1;
+    const claimed = (await this.#p.commands.jhRaise(this.#p.keys.jobState(job), 'missedThrough', String(fireAt))) === 1;
+    // Shown at once here (GET /jobs/:name's alert.missedThrough); other hosts read it at their next refresh.
+    if (claimed) this.#p.mirror.missed(job, fireAt);
+    return claimed;
   }
 
   activeRuns(job: string): { active: number; running: number } {

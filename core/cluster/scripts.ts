@@ -123,6 +123,29 @@ redis.call('HSET', KEYS[1], 'lastSuccessAt', string.format('%.0f', now), 'succee
 return string.format('%.0f', now)`;
 
 /**
+ * The alert rules' failure streak, folded in the MULTI that holds BullMQ's moveToFinished (see
+ * JobQueue): the run's end and its count are one step, whichever host ends it. KEYS: the job's
+ * state, the run's job hash, the finished set BullMQ moved it to. ARGV: run id, outcome
+ * (`succeeded`, `failed`, `canceled`: counts neither way). Counted only when the run is in that
+ * set (BullMQ's move went through) and once per run (a mark on its hash: a repeated end after a
+ * lost reply counts nothing). A success keeps the streak it ended as `endedStreak`. Returns
+ * {counted, failStreak, endedStreak, folds}: `folds` grows with each counted end, so a mirror
+ * read older than a fold this host applied is told apart.
+ */
+const FOLD = `
+local function num(field) return tonumber(redis.call('HGET', KEYS[1], field) or '0') end
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('HSETNX', KEYS[2], 'jhFolded', '1') == 0 then
+  return {0, num('failStreak'), num('endedStreak'), num('folds')}
+end
+if ARGV[2] == 'failed' then
+  redis.call('HINCRBY', KEYS[1], 'failStreak', 1)
+elseif ARGV[2] == 'succeeded' then
+  redis.call('HSET', KEYS[1], 'endedStreak', num('failStreak'), 'failStreak', 0)
+end
+redis.call('HINCRBY', KEYS[1], 'folds', 1)
+return {1, num('failStreak'), num('endedStreak'), num('folds')}`;
+
+/**
  * Marks a started run canceled for whoever holds it: BullMQ's deferred failure (\`defa\`) fails it
  * at its next start without running the handler. KEYS: the job hash. Returns 0 when the run is
  * gone, -1 when it has finished, 1 when marked.
@@ -247,7 +270,7 @@ end
 for _, name in ipairs(names) do
   local q = prefix .. ':' .. name .. ':'
   local st = redis.call('HMGET', prefix .. ':__jh:job:' .. name, 'enabled', 'lastFireAt', 'lastSuccessAt', 'succeededRun',
-    'canceled', 'canceledRunning', 'lastCanceledRun', 'lastCanceledAt')
+    'canceled', 'canceledRunning', 'lastCanceledRun', 'lastCanceledAt', 'failStreak', 'endedStreak', 'folds', 'missedThrough')
   local lc = redis.call('ZREVRANGE', q .. 'completed', 0, 0, 'WITHSCORES')
   local lf = redis.call('ZREVRANGE', q .. 'failed', 0, 0, 'WITHSCORES')
   local lfReason = ''
@@ -256,6 +279,8 @@ for _, name in ipairs(names) do
     name = name, enabled = st[1] or '', lastFireAt = st[2] or '', lastSuccessAt = st[3] or '', succeededRun = st[4] or '',
     canceled = tonumber(st[5] or '0'), canceledRunning = tonumber(st[6] or '0'),
     lastCanceledRun = st[7] or '', lastCanceledAt = st[8] or '',
+    failStreak = tonumber(st[9] or '0'), endedStreak = tonumber(st[10] or '0'), folds = tonumber(st[11] or '0'),
+    missedThrough = st[12] or '',
     completed = tonumber(redis.call('HGET', q .. 'metrics:completed', 'count') or '0'),
     failed = tonumber(redis.call('HGET', q .. 'metrics:failed', 'count') or '0'),
     lastCompleted = lc[1] or '', lastCompletedAt = lc[2] or '',
@@ -340,6 +365,7 @@ export interface JobhostCommands {
     data: string,
   ): Promise<[number, string?, string?]>;
   jhRecordSuccess(state: string, runId: string): Promise<string>;
+  jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): Promise<[number, number, number, number]>;
   jhMarkCanceled(jobKey: string, reason: string): Promise<number>;
   jhPage(index: string, runs: string, prefix: string, before: string, limit: string, status: string, budget: string): Promise<[string[], string, number]>;
   jhGetRun(runs: string, prefix: string, id: string): Promise<string | null>;
@@ -367,6 +393,7 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   define('jhThrottle', 2, THROTTLE);
   define('jhTakeHeld', 1, TAKE_HELD);
   define('jhRecordSuccess', 1, RECORD_SUCCESS);
+  define('jhFold', 3, FOLD);
   define('jhMarkCanceled', 1, MARK_CANCELED);
   define('jhPage', 2, PAGE);
   define('jhGetRun', 1, GET_RUN);

@@ -1,0 +1,171 @@
+import t from 'tap';
+import type { ConfigInput } from '../../../core/contract/config.js';
+import { eventHost } from '../../../core/contract/events.js';
+import type { Notification } from '../../../core/contract/notification.js';
+import { definePlugin } from '../../../core/contract/plugin.js';
+import { type ClusterHost, finalOn, startCluster } from '../../cluster.js';
+import { gate, until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
+import { startRedis } from '../../redis.js';
+
+/**
+ * The alert rules in cluster mode (SPEC §12), with real hosts on one redis-server and a webhook
+ * receiver: the failure streak is the cluster's (folded in the write that ends each run, on
+ * whichever host ends it), so `after: N` and `recovered` count runs of every host as one streak,
+ * and a `missed` fire is told once for the cluster.
+ */
+
+/** Only host `i` takes runs: the others are paused (their starts held). */
+function onlyOn(hosts: ClusterHost[], i: number): void {
+  for (const [j, h] of hosts.entries()) {
+    if (j === i) h.host.resume();
+    else h.host.pause();
+  }
+}
+
+interface Body {
+  status: string;
+  rule: string;
+  runId: string | null;
+}
+
+t.test('after: 2 and recovered across three hosts: one streak, one message each, one recovered', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const hosts = await startCluster(t, redis, 3, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'flaky',
+        isolation: 'inline',
+        notify: { on: ['failed', 'recovered'], after: 2, to: ['hook'] },
+        handler: (ctx) => {
+          if ((ctx.params as { ok?: boolean } | undefined)?.ok) return 'fine';
+          throw new Error('boom');
+        },
+      }),
+    ],
+  });
+  const bodies = (): Body[] => hook.received.map((r) => r.json as Body);
+  const listed = async (status: string): Promise<Notification[]> =>
+    (await hosts[0]!.host.notifications({ limit: 1000, job: 'flaky' })).items.filter((n) => n.status === status);
+  /** Runs `flaky` on host `i` (triggered from another host) and waits for its end. */
+  const runOn = async (i: number, ok: boolean): Promise<void> => {
+    onlyOn(hosts, i);
+    const { runId } = await hosts[(i + 1) % 3]!.host.trigger('flaky', { params: { ok } });
+    const run = await finalOn(hosts[i]!.host, runId);
+    t.equal(run.status, ok ? 'succeeded' : 'failed');
+    t.equal(run.host, `h${i}`, `run on h${i}`);
+  };
+  const streakEverywhere = (n: number, what: string): Promise<void> => until(() => hosts.every((h) => h.host.job('flaky')?.alert.failStreak === n), 5000, what);
+
+  await runOn(0, false);
+  await streakEverywhere(1, 'every host sees a streak of 1');
+  await new Promise((r) => setTimeout(r, 400));
+  t.equal(hook.received.length, 0, 'the first failure is not told');
+  t.equal((await listed('failed')).length, 0, 'nor recorded');
+
+  await runOn(1, false);
+  await hook.count(1);
+  t.match(bodies()[0], { status: 'failed', rule: 'failed' }, 'the second failure, on another host, is told');
+  await streakEverywhere(2, 'every host sees a streak of 2');
+  for (const h of hosts) t.match(h.host.job('flaky')!.alert, { failStreak: 2, open: true });
+
+  await runOn(2, false);
+  await hook.count(2);
+  t.equal((await listed('failed')).length, 2, 'each failure from the second on: once for the cluster');
+
+  await runOn(0, true);
+  await hook.count(3);
+  await runOn(1, true);
+  await new Promise((r) => setTimeout(r, 800));
+  const recovered = bodies().filter((b) => b.status === 'recovered');
+  t.equal(recovered.length, 1, 'one recovered for the recovery');
+  t.equal(new Set(hook.received.filter((r) => (r.json as Body).status === 'recovered').map((r) => r.headers['webhook-id'])).size, 1);
+  t.equal((await listed('recovered')).length, 1, 'one recovered notification recorded');
+  t.equal(hook.received.length, 3, 'two failures and one recovery told, nothing else');
+  const ids = hook.received.map((r) => r.headers['webhook-id']);
+  t.equal(new Set(ids).size, ids.length, 'each message once');
+  await streakEverywhere(0, 'every host sees the streak ended');
+  for (const h of hosts) t.match(h.host.job('flaky')!.alert, { failStreak: 0, open: false });
+  // The second success ended an empty streak: `lastRecoveredStreak` is the one the last success ended.
+  t.equal(hosts[2]!.host.job('flaky')!.alert.lastRecoveredStreak, 0);
+});
+
+t.test('the host that ends a run reads the streak with it counted (no wait for its mirror)', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const hosts = await startCluster(t, redis, 2, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'breaks',
+        isolation: 'inline',
+        notify: { on: ['failed'], after: 3, to: ['hook'] },
+        handler: () => {
+          throw new Error('boom');
+        },
+      }),
+    ],
+  });
+  const streaks: number[] = [];
+  for (const h of hosts) {
+    // Its own ends only (a run another host ended is relayed here too, ahead of this mirror's refresh).
+    h.host.on('run.failed', (e) => {
+      if (eventHost(e) === undefined) streaks.push(h.host.job('breaks')!.alert.failStreak);
+    });
+  }
+  // Back to back, alternating hosts: faster than the mirrors' half-second refresh.
+  for (let i = 0; i < 6; i++) {
+    onlyOn(hosts, i % 2);
+    const { runId } = await hosts[0]!.host.trigger('breaks');
+    await finalOn(hosts[i % 2]!.host, runId);
+  }
+  t.same(streaks, [1, 2, 3, 4, 5, 6], 'the host ending each run sees the cluster streak, this run counted');
+  await hook.count(4);
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(hook.received.length, 4, 'failures 3 to 6 told, once each');
+});
+
+t.test('missed: a fire refused by overlap on a held run is told once for the cluster', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const hold = gate();
+  let started = 0;
+  const hosts = await startCluster(t, redis, 3, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'ticks',
+        isolation: 'inline',
+        schedule: '*/2 * * * * *',
+        overlap: 'skip',
+        notify: { on: ['missed'], missedAfter: '1s', to: ['hook'] },
+        handler: async () => {
+          started++;
+          await hold.promise;
+        },
+      }),
+    ],
+  });
+  await until(() => started === 1, 10_000, 'the first fire runs');
+  // Held: the next fires are refused by overlap, each missed.
+  await until(() => hook.received.length >= 2, 15_000, 'two missed fires told');
+  hold.open();
+  await new Promise((r) => setTimeout(r, 1500));
+  const bodies = hook.received.map((r) => r.json as Body & { message: string; title: string });
+  t.ok(
+    bodies.every((b) => b.status === 'missed' || b.rule === 'missed'),
+    'only missed',
+  );
+  const missed = (await hosts[0]!.host.notifications({ limit: 1000, job: 'ticks' })).items.filter((n) => n.rule === 'missed');
+  t.equal(missed.length, hook.received.length, 'each missed notification delivered once');
+  const messages = missed.map((n) => n.message);
+  t.equal(new Set(messages).size, messages.length, 'one notification per fire, not one per host');
+  await until(() => hosts.every((h) => h.host.job('ticks')?.alert.missedThrough != null), 5000, 'every host shows missedThrough');
+  const through = hosts.map((h) => h.host.job('ticks')!.alert.missedThrough);
+  t.ok(
+    through.every((v) => typeof v === 'string'),
+    `missedThrough on every host: ${JSON.stringify(through)}`,
+  );
+});

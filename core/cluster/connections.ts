@@ -1,8 +1,9 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { isoTime } from '../contract/clock.js';
+import { isoTime, systemClock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach } from '../contract/store-health.js';
+import { settlesWithin } from './settles.js';
 
 /**
  * A host's three Redis connections, whatever the number of jobs:
@@ -20,6 +21,8 @@ import type { BackendReach } from '../contract/store-health.js';
 const RETRY_AFTER_S = 2;
 /** A command on the fail-fast connection that gets no answer within this is given up (Redis frozen). */
 const COMMAND_TIMEOUT_MS = 10_000;
+/** At close, Redis gets this long to answer a connection's QUIT (what was sent before it lands first). */
+const QUIT_MS = 1000;
 
 /** `redis://host:port/db`, without the credentials a URL may carry: what logs and `/ready` show. */
 export function redisTarget(url: string): string {
@@ -138,12 +141,17 @@ export class Connections {
     );
   }
 
-  async close(): Promise<void> {
+  /**
+   * Ends the three connections: a QUIT while Redis answers (within `quitMs`: a QUIT waits for a
+   * reply that never comes from a Redis killed or cut off), then a disconnect in every case, which
+   * also stops the reconnect attempts. Commands still waiting are given up.
+   */
+  async close(quitMs = QUIT_MS): Promise<void> {
     this.#closed = true;
     await Promise.all(
       [this.producer, this.commands, this.reader].map(async (c) => {
-        if (c.status === 'ready') await c.quit().catch(() => c.disconnect());
-        else c.disconnect();
+        if (c.status === 'ready') await settlesWithin(systemClock, quitMs, c.quit());
+        c.disconnect();
       }),
     );
   }

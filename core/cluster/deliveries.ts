@@ -1,6 +1,6 @@
 import { DelayedError, Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import type { BackendHooks, DeliveryOutcome, NotificationQuery } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
@@ -9,6 +9,7 @@ import { Every } from './every.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
 import { NotificationRecords, recordFromHash } from './notification-records.js';
 import type { ScriptedRedis } from './scripts.js';
+import { settlesWithin } from './settles.js';
 
 /**
  * Delivery of notifications in cluster mode: one BullMQ queue of deliveries for the cluster
@@ -21,7 +22,7 @@ import type { ScriptedRedis } from './scripts.js';
  * BullMQ's stalled check hands the job to another host, which makes the attempt again (same id).
  */
 
-/** After the attempts were aborted at close, the worker gets this long to hand its jobs back. */
+/** After the attempts were aborted at close, the worker gets this long to hand its jobs back (unless told otherwise). */
 const CLOSE_SETTLE_MS = 5000;
 /** How often the count of open deliveries (read synchronously, for metrics) is refreshed. */
 const OPEN_REFRESH_MS = 1000;
@@ -91,8 +92,8 @@ export class Deliveries {
   readonly #refresh: Every;
   #queue: Queue | undefined;
   #worker: Worker<DeliveryJobData> | undefined;
-  /** The attempts in flight here, aborted at close. */
-  readonly #inFlight = new Set<AbortController>();
+  /** The attempts in flight here (their delivery's id), aborted at close. */
+  readonly #inFlight = new Map<AbortController, string>();
   #open = 0;
   #closed = false;
 
@@ -255,7 +256,7 @@ export class Deliveries {
     }
     const attempt = current.attempts + 1;
     const controller = new AbortController();
-    this.#inFlight.add(controller);
+    this.#inFlight.set(controller, deliveryId);
     let outcome: DeliveryOutcome | undefined;
     try {
       outcome = await Promise.race([
@@ -277,21 +278,32 @@ export class Deliveries {
     if (outcome.status === 'retrying') throw new RetryLater(outcome.delayMs, `${outcome.error.code}: ${outcome.error.message}`);
   }
 
-  /** Aborts the attempts in flight (their jobs go back to waiting), closes the worker (bounded) and the queue. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Aborts the attempts in flight (their jobs go back to waiting), closes the worker and the queue
+   * within `ms`. Resolves with the ids of the deliveries in flight that could not be handed back
+   * (Redis out of reach): their jobs go to another host once their locks expire.
+   */
+  async close(ms = CLOSE_SETTLE_MS): Promise<string[]> {
+    if (this.#closed) return [];
     this.#closed = true;
     this.#refresh.stop();
-    for (const c of this.#inFlight) c.abort();
-    if (this.#worker) {
-      let timer: Timer | undefined;
-      const settled = await Promise.race([
-        this.#worker.close().then(() => true),
-        new Promise<boolean>((resolve) => (timer = this.#o.clock.setTimer(CLOSE_SETTLE_MS, () => resolve(false)))),
-      ]).catch(() => false);
-      timer?.cancel();
-      if (!settled) this.#o.logger.warn({}, 'the delivery worker did not close in time; its deliveries go to another host once their locks expire');
-    }
-    await this.#queue?.close().catch(() => undefined);
+    const aborted = [...this.#inFlight.values()];
+    for (const c of this.#inFlight.keys()) c.abort();
+    const worker = this.#worker;
+    const queue = this.#queue;
+    const closing = (async () => {
+      await worker?.close().catch(() => undefined);
+      await queue?.close().catch(() => undefined);
+    })();
+    if (await settlesWithin(this.#o.clock, ms, closing)) return [];
+    // BullMQ's own blocking connection would wait for Redis (and retry) forever: ended here. The
+    // patient connection it shares is the backend's, ended by it.
+    const blocking = worker?.getBackend().blockingClient;
+    blocking?.then(
+      (c) => c.disconnect(),
+      () => undefined,
+    );
+    this.#o.logger.warn({ deliveries: aborted }, 'the delivery worker did not close in time; its deliveries go to another host once their locks expire');
+    return aborted;
   }
 }

@@ -2,6 +2,7 @@ import type { Job } from 'bullmq';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { JobQueue } from './job-queues.js';
+import { settlesWithin } from './settles.js';
 
 /**
  * When this host takes runs from Redis: one slot per run it may run at once (`concurrency`),
@@ -106,15 +107,10 @@ export class Dispatcher {
   /** Resolves once no slot is busy, or after `ms` (the real time a drain grants). */
   async idle(ms: number): Promise<boolean> {
     if (this.#inflight.size === 0) return true;
-    let timer: Timer | undefined;
-    const timeout = new Promise<false>((resolve) => (timer = this.#o.clock.setTimer(ms, () => resolve(false))));
     const all = (async () => {
       while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
-      return true;
     })();
-    const done = await Promise.race([all, timeout]);
-    timer?.cancel();
-    return done;
+    return settlesWithin(this.#o.clock, ms, all);
   }
 
   /** The queue of `name` may have work (a stream event, a timer, a load). */

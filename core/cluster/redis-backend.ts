@@ -11,20 +11,21 @@ import type {
   Refusal,
   ScheduleFire,
 } from '../contract/backend.js';
-import { type Clock, systemClock } from '../contract/clock.js';
+import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import type { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
-import type { BackendHealth, DamageReport } from '../contract/store-health.js';
+import type { BackendHealth, DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats, ClusterHost } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
 import { type CancelResult, cancelRun } from './cancel.js';
 import { HOST_EVENT } from './event-relay.js';
 import type { ScriptedRedis } from './scripts.js';
 import { claimSettings } from './settings.js';
+import { settlesWithin } from './settles.js';
 import type { StreamEntry } from './stream-reader.js';
 import { type RedisBackendOptions, type RedisParts, wireRedisBackend } from './wiring.js';
 
@@ -48,6 +49,12 @@ export function createRedisBackend(options: RedisBackendOptions): Backend {
 const CANCEL_WAIT_MS = 5000;
 /** After a shutdown aborted the running attempts, their ends get this long to reach Redis. */
 const ABORT_SETTLE_MS = 5000;
+/**
+ * At close, the parts that wait on Redis (the delivery worker handing its jobs back, the heartbeat
+ * leaving the list, the job workers, the stream read) get this long together; then the
+ * connections are ended whatever is still pending (SPEC §9: a stop is bounded).
+ */
+const CLOSE_MS = 5000;
 
 class RedisBackend implements Backend {
   /** Every host fires the schedules of its jobs; the add admits one run per fire time. */
@@ -65,6 +72,8 @@ class RedisBackend implements Backend {
   #opened = false;
   #started = false;
   #closed = false;
+  /** Set by a close that could not hand everything back to Redis (`health().writeError` from then on). */
+  #leftBehind: StoreWriteError | null = null;
   #adds = 0;
   /** The run whose run.queued the add just put in the cluster stream (the engine emits it next, synchronously). */
   #announced: string | undefined;
@@ -147,10 +156,24 @@ class RedisBackend implements Backend {
     if (await this.#p.dispatcher.idle(graceMs)) return;
     this.#p.attempts.abortAll();
     if (!(await this.#p.dispatcher.idle(ABORT_SETTLE_MS))) {
-      this.#logger.warn({ running: this.#p.attempts.size }, 'aborted runs did not reach Redis in time; another host takes them over once their locks expire');
+      const runs = this.#runningHere();
+      this.#logger.warn(
+        { running: runs.length, runs, redis: this.#p.connections.target },
+        'aborted runs did not reach Redis in time; another host takes them over once their locks expire',
+      );
     }
   }
 
+  /** Runs whose attempt here has not ended in Redis (its end not written yet). */
+  #runningHere(): string[] {
+    return [...this.#p.jobs.values()].flatMap((jq) => [...jq.running]);
+  }
+
+  /**
+   * Bounded (CLOSE_MS, then a short QUIT): what could not be handed back to Redis by then (runs
+   * whose end was not written, deliveries in flight) is left to the other hosts' stalled-job
+   * recovery, logged, and reported by `health().writeError`.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -159,13 +182,27 @@ class RedisBackend implements Backend {
     this.#p.delayTimers.stop();
     this.#p.sweeper.stop();
     this.#p.relay.close();
-    await this.#p.deliveries.close();
-    await this.#p.heartbeat.stop();
-    await this.#p.mirror.stop();
-    await this.#p.reader.close();
-    await this.#p.jobs.close();
-    for (const q of this.#foreign.values()) await q.close().catch(() => undefined);
+    let deliveries: string[] = [];
+    const parts = [
+      this.#p.deliveries.close(CLOSE_MS).then((left) => void (deliveries = left)),
+      this.#p.heartbeat.stop(),
+      this.#p.mirror.stop(),
+      this.#p.reader.close(),
+      this.#p.jobs.close(),
+      ...[...this.#foreign.values()].map((q) => q.close()),
+    ];
+    // Past the deadline the connections are ended under whatever still waits: it never settles then.
+    const closed = await settlesWithin(this.#clock, CLOSE_MS + 500, Promise.allSettled(parts));
+    if (!closed) this.#logger.debug({ redis: this.#p.connections.target }, 'parts of the redis backend did not close in time; ending its connections');
     await this.#p.connections.close();
+    const runs = this.#runningHere();
+    if (runs.length === 0 && deliveries.length === 0) return;
+    const message = `${runs.length} run(s) and ${deliveries.length} deliveries could not be handed back to Redis; other hosts take them over once their locks expire`;
+    this.#leftBehind = { code: 'BACKEND_UNAVAILABLE', message, since: isoTime(this.#clock.now()), retryAfter: 0 };
+    this.#logger.warn(
+      { code: 'BACKEND_UNAVAILABLE', redis: this.#p.connections.target, leftToOtherHosts: { runs, deliveries } },
+      'stopped without handing everything back to Redis: other hosts take these over once their locks expire',
+    );
   }
 
   hosts(): readonly ClusterHost[] {
@@ -380,7 +417,7 @@ class RedisBackend implements Backend {
   }
 
   health(): BackendHealth {
-    return { backend: this.#p.connections.reach(), writeError: null, damage: [], damagedLines: 0 };
+    return { backend: this.#p.connections.reach(), writeError: this.#leftBehind, damage: [], damagedLines: 0 };
   }
 
   /** Redis keeps no store files of jobhost's: there is no damage to acknowledge. */

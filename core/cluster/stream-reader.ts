@@ -41,6 +41,9 @@ export class StreamReader {
   #wake: (() => void) | undefined;
   #busy = false;
   #resume: (() => void) | undefined;
+  /** Resolves at close: a read that ioredis never settles (disconnected while reconnecting) does not hold the loop. */
+  #closed!: () => void;
+  readonly #closedSignal = new Promise<null>((resolve) => (this.#closed = () => resolve(null)));
 
   constructor(reader: Redis, control: Redis, logger: Logger, onEntries: (entries: StreamEntry[]) => void) {
     this.#reader = reader;
@@ -112,7 +115,8 @@ export class StreamReader {
       let reply: XReadReply;
       try {
         this.#reading = true;
-        reply = (await this.#reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...keys.map((k) => this.#ids.get(k)!))) as XReadReply;
+        const read = this.#reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...keys.map((k) => this.#ids.get(k)!)) as Promise<XReadReply>;
+        reply = await Promise.race([read, this.#closedSignal]);
       } catch (err) {
         this.#reading = false;
         if (this.#closing) return;
@@ -121,6 +125,7 @@ export class StreamReader {
         continue;
       }
       this.#reading = false;
+      if (this.#closing) return;
       if (!reply) continue;
       const entries: StreamEntry[] = [];
       for (const [stream, list] of reply) {
@@ -142,6 +147,7 @@ export class StreamReader {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#closed();
     this.#wake?.();
     this.#resume?.();
     this.#reader.disconnect();

@@ -161,18 +161,39 @@ export class Host {
     this.#p.missed.stop();
     this.#p.hostAlerts.stop();
     const services = [...this.#services].reverse();
-    // Services that take requests stop accepting first (they see `stopping`); they close last.
-    await this.#p.backend.drain(graceMs);
-    await this.#p.executor.close();
-    this.#p.logs.close();
-    await this.#p.insight.stop();
-    if (wasStarted) await this.#p.backend.close();
-    this.#p.notifier.close();
-    this.bus.emit('host.stopped', { job: null, reason });
-    for (const service of services) {
-      await service.stop().catch((err: unknown) => this.logger.error({ err, service: service.name }, 'service failed to stop'));
+    const stopping = (async () => {
+      // Services that take requests stop accepting first (they see `stopping`); they close last.
+      await this.#p.backend.drain(graceMs);
+      await this.#p.executor.close();
+      this.#p.logs.close();
+      await this.#p.insight.stop();
+      if (wasStarted) await this.#p.backend.close();
+      this.#p.notifier.close();
+      this.bus.emit('host.stopped', { job: null, reason });
+      for (const service of services) {
+        await service.stop().catch((err: unknown) => this.logger.error({ err, service: service.name }, 'service failed to stop'));
+      }
+    })();
+    // A stop is bounded (the backend bounds its own waits; this catches any other): past the grace
+    // and this much more it gives up on what still waits, and says so by rejecting. Real time, not
+    // the host's clock: this watches for a hang, whatever clock runs the jobs.
+    const boundMs = graceMs + 30_000;
+    let overdue: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        stopping,
+        new Promise<never>((_, reject) => {
+          overdue = setTimeout(
+            () => reject(new Error(`the host did not stop within ${boundMs} ms (grace ${graceMs} ms); giving up on what still waits`)),
+            boundMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(overdue);
+      stopping.catch(() => undefined);
+      this.#state = 'stopped';
     }
-    this.#state = 'stopped';
   }
 
   /** Resolves when everything recorded so far is durable in the store. */

@@ -83,7 +83,11 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   return app;
 }
 
-/** SIGINT/SIGTERM stop gracefully and exit 0; a second signal exits at once. */
+/**
+ * SIGINT/SIGTERM stop gracefully and exit 0, or 1 when the stop could not make everything durable
+ * or hand it back (the backend says so in `writeError`: a cluster host cut off from Redis leaves
+ * its runs to the other hosts); a second signal exits at once.
+ */
 function installSignals(app: App, logger: Logger): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -94,7 +98,7 @@ function installSignals(app: App, logger: Logger): void {
     stopping = true;
     logger.info({ signal }, 'stopping: finishing running jobs');
     app.stop(signal).then(
-      () => process.exit(0),
+      () => process.exit(app.host.storeHealth().writeError === null ? 0 : 1),
       (err: unknown) => {
         logger.error({ err }, 'stop failed');
         process.exit(1);

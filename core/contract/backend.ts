@@ -91,7 +91,13 @@ export interface Backend {
    * else ends `failed`. Waiting and delayed runs stay waiting.
    */
   drain(graceMs: number): Promise<void>;
-  /** Makes everything durable and releases files, timers and connections. */
+  /**
+   * Makes everything durable and releases files, timers and connections, in a bounded time
+   * whether or not the backend can be reached. What it could not make durable or hand back by
+   * then (a cluster host cut off from Redis: runs whose end was not written, deliveries in flight)
+   * is left to recovery (the other hosts' stalled-run checks, or the next start), and from then on
+   * `health().writeError` says so: `jobhost start` exits non-zero on it.
+   */
   close(): Promise<void>;
   /** Resolves once everything recorded so far is durable. */
   flush(): Promise<void>;

@@ -43,8 +43,15 @@ let native: Promise<NativeLocks | Error> | undefined;
 
 /** The lock addon, loaded once; an Error where it has no build for this platform (musl, an unusual CPU). */
 function nativeLocks(): Promise<NativeLocks | Error> {
-  native ??= import('fs-native-extensions').then(
-    (mod): NativeLocks => ({ tryLock: (fd) => mod.tryLock(fd), unlock: (fd) => mod.unlock(fd) }),
+  native ??= import(
+    // @ts-expect-error: the package ships no types; what it exports is checked below
+    'fs-native-extensions'
+  ).then(
+    (mod: Partial<Record<keyof NativeLocks, unknown>>): NativeLocks | Error => {
+      const { tryLock, unlock } = mod;
+      if (typeof tryLock !== 'function' || typeof unlock !== 'function') return new Error('fs-native-extensions has no tryLock/unlock');
+      return { tryLock: (fd) => tryLock(fd) === true, unlock: (fd) => void unlock(fd) };
+    },
     (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
   );
   return native;

@@ -26,34 +26,22 @@ const envString = z.string().transform((value, ctx) => {
   return out;
 });
 
-/** An http(s) URL; the message never repeats the value (it may hold a token). */
-const httpUrl = envString.pipe(
-  z.string().refine(
-    (v) => {
+/** A URL with one of `protocols` and a host; the message never repeats the value (it may hold a token). */
+function urlOf(protocols: readonly string[], message: string) {
+  return envString.pipe(
+    z.string().refine((v) => {
       try {
         const u = new URL(v);
-        return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+        return protocols.includes(u.protocol) && u.hostname !== '';
       } catch {
         return false;
       }
-    },
-    { message: 'expected an http:// or https:// URL' },
-  ),
-);
+    }, message),
+  );
+}
 
-const smtpUrl = envString.pipe(
-  z.string().refine(
-    (v) => {
-      try {
-        const u = new URL(v);
-        return (u.protocol === 'smtp:' || u.protocol === 'smtps:') && u.hostname !== '';
-      } catch {
-        return false;
-      }
-    },
-    { message: 'expected an smtp:// or smtps:// URL such as smtp://user:pass@mail.example.com:587' },
-  ),
-);
+const httpUrl = urlOf(['http:', 'https:'], 'expected an http:// or https:// URL');
+const smtpUrl = urlOf(['smtp:', 'smtps:'], 'expected an smtp:// or smtps:// URL such as smtp://user:pass@mail.example.com:587');
 
 // Standard Webhooks secrets: `whsec_` and base64 of at least 24 bytes (the `standardwebhooks` libraries accept it with or without the prefix).
 const whsec = envString.pipe(z.string().regex(/^(whsec_)?[A-Za-z0-9+/]{32,}={0,2}$/, 'expected a secret like whsec_<base64 of 24 to 64 bytes>'));

@@ -110,7 +110,8 @@ export class HostAlerts {
     if (health.writeError !== null) add({ id: 'store-not-writable', message: `the store cannot write: ${health.writeError.code}` });
     if (!health.backend.available)
       add({ id: 'backend-unavailable', message: `${health.backend.kind} backend out of reach: ${health.backend.error ?? 'unreachable'}` });
-    const drift = this.#o.cluster().drift;
+    // Alone, there is nobody to differ from (and the view hashes every job's definition).
+    const drift = this.#o.backend().shared ? this.#o.cluster().drift : [];
     if (drift.length > 0) add({ id: 'cluster-drift', message: `jobs that differ between hosts: ${drift.map((d) => d.job).join(', ')}` });
     for (const s of this.#sources) add(s());
     add(this.#dispatch(now));

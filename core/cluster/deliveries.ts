@@ -83,6 +83,20 @@ function afterAttempt(d: Delivery, outcome: DeliveryOutcome, attempt: number, no
   return { ...d, status: 'dead', attempts: attempt, lastError: outcome.error, nextAt: null };
 }
 
+/**
+ * BullMQ's Worker, able to stop its timers when its close cannot finish: a graceful close waits
+ * for the jobs in flight to be handed back, which never happens while Redis is out of reach, and
+ * until then its lock renewal re-arms for ever. Relies on BullMQ's `lockManager` (protected,
+ * pinned to the 6.7 minor, as `job-queues.ts`'s worker does).
+ */
+class DeliveryWorker extends Worker<DeliveryJobData> {
+  /** Stops lock renewal and the stalled check (no Redis needed); the jobs' locks then lapse for another host. */
+  halt(): void {
+    void this.lockManager.close();
+    void this.pause(true).catch(() => undefined);
+  }
+}
+
 type Reply = [Error | null, unknown];
 type Transaction = ScriptedRedis & { exec(): Promise<Reply[] | null> };
 
@@ -91,7 +105,7 @@ export class Deliveries {
   readonly #records: NotificationRecords;
   readonly #refresh: Every;
   #queue: Queue | undefined;
-  #worker: Worker<DeliveryJobData> | undefined;
+  #worker: DeliveryWorker | undefined;
   /** The attempts in flight here (their delivery's id), aborted at close. */
   readonly #inFlight = new Map<AbortController, string>();
   #open = 0;
@@ -125,7 +139,7 @@ export class Deliveries {
   start(): void {
     if (this.#worker || this.#closed) return;
     const o = this.#o;
-    const worker = new Worker<DeliveryJobData>(DELIVERY_QUEUE, (job, token) => this.#process(job, token), {
+    const worker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.#process(job, token), {
       connection: o.commands,
       prefix: o.keys.prefix,
       autorun: false,
@@ -296,8 +310,9 @@ export class Deliveries {
       await queue?.close().catch(() => undefined);
     })();
     if (await settlesWithin(this.#o.clock, ms, closing)) return [];
-    // BullMQ's own blocking connection would wait for Redis (and retry) forever: ended here. The
-    // patient connection it shares is the backend's, ended by it.
+    // BullMQ's own blocking connection would wait for Redis (and retry) forever: ended here, with
+    // the worker's timers. The patient connection it shares is the backend's, ended by it.
+    worker?.halt();
     const blocking = worker?.getBackend().blockingClient;
     blocking?.then(
       (c) => c.disconnect(),

@@ -55,6 +55,8 @@ const ABORT_SETTLE_MS = 5000;
  * connections are ended whatever is still pending (SPEC §9: a stop is bounded).
  */
 const CLOSE_MS = 5000;
+/** The same, once Redis already let the aborted runs' ends wait ABORT_SETTLE_MS in vain: a stop is not made to wait twice as long. */
+const CLOSE_AFTER_SILENCE_MS = 2000;
 
 class RedisBackend implements Backend {
   /** Every host fires the schedules of its jobs; the add admits one run per fire time. */
@@ -74,6 +76,8 @@ class RedisBackend implements Backend {
   #closed = false;
   /** Set by a close that could not hand everything back to Redis (`health().writeError` from then on). */
   #leftBehind: StoreWriteError | null = null;
+  /** The drain's aborted runs did not reach Redis in time. */
+  #silent = false;
   #adds = 0;
   /** The run whose run.queued the add just put in the cluster stream (the engine emits it next, synchronously). */
   #announced: string | undefined;
@@ -157,6 +161,7 @@ class RedisBackend implements Backend {
     this.#p.attempts.abortAll();
     if (!(await this.#p.dispatcher.idle(ABORT_SETTLE_MS))) {
       const runs = this.#runningHere();
+      this.#silent = true;
       this.#logger.warn(
         { running: runs.length, runs, redis: this.#p.connections.target },
         'aborted runs did not reach Redis in time; another host takes them over once their locks expire',
@@ -170,7 +175,7 @@ class RedisBackend implements Backend {
   }
 
   /**
-   * Bounded (CLOSE_MS, then a short QUIT): what could not be handed back to Redis by then (runs
+   * Bounded (CLOSE_MS, or CLOSE_AFTER_SILENCE_MS, then a short QUIT): what could not be handed back to Redis by then (runs
    * whose end was not written, deliveries in flight) is left to the other hosts' stalled-job
    * recovery, logged, and reported by `health().writeError`.
    */
@@ -182,9 +187,10 @@ class RedisBackend implements Backend {
     this.#p.delayTimers.stop();
     this.#p.sweeper.stop();
     this.#p.relay.close();
+    const closeMs = this.#silent ? CLOSE_AFTER_SILENCE_MS : CLOSE_MS;
     let deliveries: string[] = [];
     const parts = [
-      this.#p.deliveries.close(CLOSE_MS).then((left) => void (deliveries = left)),
+      this.#p.deliveries.close(closeMs).then((left) => void (deliveries = left)),
       this.#p.heartbeat.stop(),
       this.#p.mirror.stop(),
       this.#p.reader.close(),
@@ -192,7 +198,7 @@ class RedisBackend implements Backend {
       ...[...this.#foreign.values()].map((q) => q.close()),
     ];
     // Past the deadline the connections are ended under whatever still waits: it never settles then.
-    const closed = await settlesWithin(this.#clock, CLOSE_MS + 500, Promise.allSettled(parts));
+    const closed = await settlesWithin(this.#clock, closeMs + 500, Promise.allSettled(parts));
     if (!closed) this.#logger.debug({ redis: this.#p.connections.target }, 'parts of the redis backend did not close in time; ending its connections');
     await this.#p.connections.close();
     const runs = this.#runningHere();

@@ -81,6 +81,24 @@ t.test('SIGTERM while Redis is gone (kill -9): the host exits within the grace a
   );
 });
 
+t.test('SIGTERM while Redis is frozen (SIGSTOP: connections up, no replies, as in a network fault): the host exits within the bound, non-zero', async (t) => {
+  const redis = await startRedis(t);
+  const app = await startHost(t, redis);
+  const runId = await hangingRun(app.url);
+
+  process.kill(redis.pid, 'SIGSTOP');
+  // Before the teardown's SIGTERM, which a stopped process would not act on.
+  t.teardown(() => void process.kill(redis.pid, 'SIGCONT'));
+  const from = app.lines.length;
+  const t0 = Date.now();
+  app.child.kill('SIGTERM');
+  const code = await exitWithin(app, t0, BOUND_MS);
+  t.not(code, 'still running', `exited by itself within ${BOUND_MS} ms of SIGTERM (took ${Date.now() - t0} ms)`);
+  t.ok(typeof code === 'number' && code !== 0, `a non-zero exit code (${code})`);
+  const left = app.lines.slice(from).find((l) => l['leftToOtherHosts'] !== undefined);
+  t.match(left, { leftToOtherHosts: { runs: [runId] } }, 'the hanging run is named as left to the other hosts');
+});
+
 t.test('SIGTERM with Redis up: the aborted run goes back to Redis and the host exits 0 as before', async (t) => {
   const redis = await startRedis(t);
   const app = await startHost(t, redis);

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { BackendHooks, DeliveryOutcome } from '../contract/backend.js';
 import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import { DueHeap } from '../contract/due-heap.js';
@@ -48,6 +49,8 @@ export class Outbox {
 
   constructor(options: OutboxOptions) {
     this.#o = options;
+    // Every attempt in flight listens on it (and lets go when it settles): as many as `concurrency`.
+    setMaxListeners(0, this.#abort.signal);
   }
 
   /** Deliveries waiting for an attempt or in one. */

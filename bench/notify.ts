@@ -418,6 +418,47 @@ async function latencyPart(samples: number, gapMs: number): Promise<void> {
   await new Promise((r) => server.close(r));
 }
 
+// ---------------------------------------------------------------------------------------------
+// 4. Storm control: a burst of failing runs with the default 1-minute throttle.
+
+/** One host per variant, `runs` failing runs; the storm variant notifies with `notifications.throttle` 1m (the default). */
+async function stormPart(runs: number): Promise<void> {
+  const receiver = await spawnReceiver();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const rss = (): number => {
+    gc?.();
+    return process.memoryUsage().rss / 1e6;
+  };
+  try {
+    const round = async (notify: boolean): Promise<{ runsPerSec: number; rssGrowth: number; received: number }> => {
+      const { dir, remove } = benchDir();
+      const host = failHost(dir, receiver.url, notify, { throttle: 60_000 });
+      await host.start();
+      const before = await receiver.count();
+      const rss0 = rss();
+      const runsPerSec = await pumpFailed(host, 'fail', runs);
+      // The window's one message is on its way; give it a moment to land (bounded).
+      if (notify) await until(() => outcomes(host, 'delivered') >= 1, 5_000);
+      const rssGrowth = rss() - rss0;
+      const received = (await receiver.count()) - before;
+      await host.stop();
+      remove();
+      return { runsPerSec, rssGrowth, received };
+    };
+    await round(false);
+    await round(true);
+    const none = await round(false);
+    const storm = await round(true);
+    row(`${fmt(runs)} failing runs/s, no notifications`, `${fmt(none.runsPerSec)} runs/s   (RSS ${fmt(none.rssGrowth, 1)} MB)`);
+    row(`${fmt(runs)} failing runs/s, each notifying, throttle 1m`, `${fmt(storm.runsPerSec)} runs/s   (RSS ${fmt(storm.rssGrowth, 1)} MB)`);
+    row('storm: notify / none', `${fmt(storm.runsPerSec / none.runsPerSec, 2)}   (goal ≥ 0.9)`);
+    row('storm: messages sent during the burst', `${fmt(storm.received)}   (the rest counted into the window's digest)`);
+    row('storm: rss growth (MB)', `${fmt(storm.rssGrowth, 1)}   (without notifications: ${fmt(none.rssGrowth, 1)})`);
+  } finally {
+    await receiver.stop();
+  }
+}
+
 export async function notifyBench(runs = 20_000, pending = 100_000): Promise<void> {
   header(`notify: ${fmt(runs)} failing runs each notifying a webhook, ${WINDOW} in flight, disk store, inline`);
   await throughputPart(runs, 3);
@@ -425,11 +466,14 @@ export async function notifyBench(runs = 20_000, pending = 100_000): Promise<voi
   await pendingPart(pending, 3);
   header('notify: notification → request at a local receiver');
   await latencyPart(2000, 2);
+  header(`notify: storm control, ${fmt(pending)} failing runs, throttle 1m`);
+  await stormPart(pending);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const [mode, a, b, c] = process.argv.slice(2);
   if (mode === 'receiver') await receiverChild();
   else if (mode === 'pending') await pendingChild(a === 'notify', Number(b), Number(c));
+  else if (mode === 'storm') await stormPart(Number(a ?? 100_000));
   else await notifyBench(Number(mode ?? 20_000), Number(a ?? 100_000));
 }

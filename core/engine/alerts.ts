@@ -137,7 +137,9 @@ export class Alerts {
   /**
    * Sends a notification to `names`: each destination whose window (job and destination) is
    * open gets a delivery; the others count it into their digest. Then it is recorded (deliveries
-   * and all) and emitted. Host alerts and digests pass the throttle by (`throttle: false`).
+   * and all, `throttled` naming the destinations it was held back from) and emitted, unless it
+   * was held back from every destination: then the counts are all that is kept of it. Host
+   * alerts and digests pass the throttle by (`throttle: false`).
    */
   send(n: Notification, names: readonly string[], options: { throttle?: boolean } = {}): void {
     const ms = this.#o.config().notifications.throttle;
@@ -158,13 +160,16 @@ export class Alerts {
         ),
       ),
     )
-      .then((open) =>
+      .then((open) => {
+        // Held back from every destination it had: counted into their digests, and that is all.
+        // A storm of 10,000 failures is then 10,000 counts, not 10,000 records and events.
+        if (!open.includes(true)) return;
         this.#record(
           n,
           names.filter((_, i) => open[i]),
           names.filter((_, i) => !open[i]),
-        ),
-      )
+        );
+      })
       .catch((err: unknown) => this.#o.logger.error({ err, job: n.job }, 'could not send the notification'));
   }
 

@@ -44,8 +44,8 @@ export class Alerts {
   readonly #slowSent = new Set<string>();
   #slowTimer: Timer | undefined;
   #slowAt = Infinity;
-  /** Digest timers of the windows this host opened. */
-  readonly #digests = new Map<string, Timer>();
+  /** Digest timers of the windows this host opened, with what their digest needs. */
+  readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number }>();
   #stopped = false;
 
   constructor(options: AlertsOptions) {
@@ -129,7 +129,8 @@ export class Alerts {
       this.#o.logger.error({ err, job }, 'could not build the notification');
       return;
     }
-    if (n) this.send(n, this.#o.notifier.destinationsFor(n, spec.to));
+    // A recovery is never held back: it is what closes the incident the failures opened.
+    if (n) this.send(n, this.#o.notifier.destinationsFor(n, spec.to), { throttle: status !== 'recovered' });
   }
 
   // ---------------------------------------------------------------- the way out
@@ -187,21 +188,22 @@ export class Alerts {
     const key = windowKey(job, destination);
     if (this.#stopped || this.#digests.has(key)) return;
     const from = this.#o.clock.now();
-    this.#digests.set(
-      key,
-      this.#o.clock.setTimer(ms, () => {
-        this.#digests.delete(key);
-        this.#digest(job, destination, from, ms).catch((err: unknown) => this.#o.logger.error({ err, job, destination }, 'could not send a digest'));
-      }),
-    );
+    const timer = this.#o.clock.setTimer(ms, () => {
+      this.#digests.delete(key);
+      this.#digest(job, destination, from, ms, false).catch((err: unknown) => this.#o.logger.error({ err, job, destination }, 'could not send a digest'));
+    });
+    this.#digests.set(key, { timer, job, destination, from, ms });
   }
 
-  /** The end of a window: what was held back in it goes out as one digest, which opens the next window itself. */
-  async #digest(job: string, destination: string, from: number, ms: number): Promise<void> {
+  /**
+   * The end of a window: what was held back in it goes out as one digest, which opens the next
+   * window itself (unless `last`: the host is stopping, and the digest goes before the window ends).
+   */
+  async #digest(job: string, destination: string, from: number, ms: number, last: boolean): Promise<void> {
     const backend = this.#o.backend();
     const held = await backend.takeHeld(windowKey(job, destination));
     const count = Object.values(held).reduce((a, b) => a + (b ?? 0), 0);
-    if (count === 0 || this.#stopped) return;
+    if (count === 0 || (this.#stopped && !last)) return;
     const status = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
     const spec = this.#o.notifySpec(job) ?? {};
     const now = this.#o.clock.now();
@@ -223,15 +225,32 @@ export class Alerts {
       held: { count, statuses: held, from: isoTime(from), to: isoTime(now) },
     };
     // The digest is the window's one message: it takes the next window (counted there if another message got it first).
-    if (await backend.throttle(windowKey(job, destination), ms, status).catch(() => true)) this.#armDigest(job, destination, ms);
+    if (!last && (await backend.throttle(windowKey(job, destination), ms, status).catch(() => true))) this.#armDigest(job, destination, ms);
     this.#record(n, [destination], []);
   }
 
+  /** Stops the timers: no `slow` and no new window from now on (the open windows' digests wait for `flushDigests`). */
   stop(): void {
     this.#stopped = true;
     this.#slowTimer?.cancel();
-    for (const t of this.#digests.values()) t.cancel();
+    for (const d of this.#digests.values()) d.timer.cancel();
+  }
+
+  /**
+   * The host is stopping, its runs done: the windows it opened send their digests now, so a
+   * stop in the middle of a storm does not lose what was held back (recorded here, delivered
+   * after the next start if not before).
+   */
+  async flushDigests(): Promise<void> {
+    const open = [...this.#digests.values()];
     this.#digests.clear();
+    await Promise.all(
+      open.map((d) =>
+        this.#digest(d.job, d.destination, d.from, d.ms, true).catch((err: unknown) =>
+          this.#o.logger.error({ err, job: d.job, destination: d.destination }, 'could not send a digest at stop'),
+        ),
+      ),
+    );
   }
 }
 

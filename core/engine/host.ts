@@ -167,6 +167,7 @@ export class Host {
       await this.#p.executor.close();
       this.#p.logs.close();
       await this.#p.insight.stop();
+      await this.#p.alerts.flushDigests();
       if (wasStarted) await this.#p.backend.close();
       this.#p.notifier.close();
       this.bus.emit('host.stopped', { job: null, reason });

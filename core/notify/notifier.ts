@@ -7,7 +7,7 @@ import { type Destination, deliveryRetry } from '../contract/notify-config.js';
 import { retryDelay } from '../contract/retry.js';
 import { outgoing } from './payloads.js';
 import { destinationsFor } from './routing.js';
-import { MailTransports, type SendResult, send } from './send.js';
+import { type SendResult, send } from './send.js';
 
 /**
  * Delivery of notifications, the engine's side (SPEC §12): which destinations a notification
@@ -87,19 +87,29 @@ function secretsOf(d: Destination): string[] {
   return out.filter((s) => s.length >= 6);
 }
 
-/** `text` with every secret of every destination cut out (a receiver may echo anything it was ever sent). */
+/**
+ * `text` with every secret of every destination cut out (a receiver may echo anything it was ever
+ * sent), and a tail that is the start of a secret too (the text may have been cut short in one).
+ */
 export function redact(text: string, destinations: Readonly<Record<string, Destination>>): string {
-  let out = text;
-  for (const s of Object.values(destinations)
+  const secrets = Object.values(destinations)
     .flatMap(secretsOf)
-    .sort((a, b) => b.length - a.length))
-    out = out.split(s).join('…');
+    .sort((a, b) => b.length - a.length);
+  let out = text;
+  for (const s of secrets) out = out.split(s).join('…');
+  for (const s of secrets) {
+    for (let k = Math.min(s.length - 1, out.length); k >= 4; k--) {
+      if (out.endsWith(s.slice(0, k))) {
+        out = `${out.slice(0, out.length - k)}…`;
+        break;
+      }
+    }
+  }
   return out;
 }
 
 export class Notifier {
   readonly #o: NotifierOptions;
-  readonly #mail = new MailTransports();
   readonly #closing = new AbortController();
 
   constructor(options: NotifierOptions) {
@@ -187,10 +197,9 @@ export class Notifier {
     return Object.entries(this.#o.config().notifications.destinations).map(([name, d]) => describeDestination(name, d));
   }
 
-  /** Ends test messages in flight and closes SMTP connections. */
+  /** Ends test messages in flight (each attempt closes its own SMTP connection). */
   close(): void {
     this.#closing.abort();
-    this.#mail.close();
   }
 
   #send(d: Destination, n: Notification, id: string, signal: AbortSignal): Promise<SendResult> {
@@ -202,7 +211,7 @@ export class Notifier {
       timeoutMs: config.notifications.timeout,
       signal,
       source: this.#o.hostId,
-      transports: this.#mail,
+      redact: (text) => redact(text, config.notifications.destinations),
     });
   }
 }

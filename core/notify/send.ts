@@ -37,38 +37,30 @@ export interface SendContext {
   signal: AbortSignal;
   /** Who sends (the host id), for PagerDuty's `source`. */
   source: string;
-  transports: MailTransports;
+  /** Cuts secrets out of a receiver's answer; applied before anything is shortened, so no secret is cut in two. */
+  redact(text: string): string;
 }
 
 const EXCERPT = 1000;
 
-/** SMTP transports by URL, reused across deliveries; closed with the notifier. */
-export class MailTransports {
-  readonly #transports = new Map<string, Transporter>();
-
-  get(smtp: string, timeoutMs: number): Transporter {
-    let t = this.#transports.get(smtp);
-    if (!t) {
-      const url = new URL(smtp);
-      const secure = url.protocol === 'smtps:';
-      t = createTransport({
-        host: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port ? Number(url.port) : secure ? 465 : 587,
-        secure,
-        ...(url.username && { auth: { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } }),
-        connectionTimeout: timeoutMs,
-        greetingTimeout: timeoutMs,
-        socketTimeout: timeoutMs,
-      });
-      this.#transports.set(smtp, t);
-    }
-    return t;
-  }
-
-  close(): void {
-    for (const t of this.#transports.values()) t.close();
-    this.#transports.clear();
-  }
+/**
+ * An SMTP transport for one attempt: pooled with one connection, so that `close()` ends that
+ * connection (a transport without a pool has no handle on it), whatever the server is doing.
+ */
+function mailTransport(smtp: string, timeoutMs: number): Transporter {
+  const url = new URL(smtp);
+  const secure = url.protocol === 'smtps:';
+  return createTransport({
+    pool: true,
+    maxConnections: 1,
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: url.port ? Number(url.port) : secure ? 465 : 587,
+    secure,
+    ...(url.username && { auth: { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } }),
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
+  });
 }
 
 function result(start: number, fields: Partial<SendResult>): SendResult {
@@ -166,7 +158,8 @@ async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingN
     // Refused, reset, not HTTP, or broke off in the middle of its answer: try again.
     return result(start, { retry: true, error: networkError(err, (err as { timedOut?: boolean }).timedOut === true, ctx.signal.aborted) });
   }
-  const { status, body } = answer;
+  const status = answer.status;
+  const body = ctx.redact(answer.body);
   if (status >= 200 && status < 300) return result(start, { ok: true, status, body });
   const short = body.replace(/\s+/g, ' ').trim().slice(0, 200);
   const said = short ? `: ${short}` : '';
@@ -192,24 +185,27 @@ async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingN
 async function sendMail(d: Extract<Destination, { kind: 'email' }>, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
   const start = Date.now();
   const { subject, text } = mail(n);
-  const transport = ctx.transports.get(d.smtp, ctx.timeoutMs);
+  const transport = mailTransport(d.smtp, ctx.timeoutMs);
+  let timer: NodeJS.Timeout | undefined;
   let onAbort = (): void => undefined;
-  const aborted = new Promise<never>((_, reject) => {
+  // The whole attempt is bounded, not only an idle line: a server that drips its replies holds no slot for longer.
+  const cut = new Promise<never>((_, reject) => {
     onAbort = () => reject(Object.assign(new Error('aborted'), { code: 'ABORTED' }));
     ctx.signal.addEventListener('abort', onAbort, { once: true });
+    timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), ctx.timeoutMs);
   });
   try {
     const info = await Promise.race([
       transport.sendMail({ from: d.from, to: d.to, subject, text, messageId: `<${ctx.id}@jobhost>`, headers: { 'X-Jobhost-Job': n.job } }),
-      aborted,
+      cut,
     ]);
-    return result(start, { ok: true, status: 250, body: String(info.response ?? '').slice(0, EXCERPT) });
+    return result(start, { ok: true, status: 250, body: ctx.redact(String(info.response ?? '')).slice(0, EXCERPT) });
   } catch (err) {
     const e = err as { code?: string; responseCode?: number; response?: string; message?: string };
     if (ctx.signal.aborted) return result(start, { retry: true, error: networkError(err, false, true) });
     if (typeof e.responseCode === 'number') {
       // SMTP: 4xx is a temporary failure, 5xx a permanent one.
-      const reply = String(e.response ?? '').slice(0, 200);
+      const reply = ctx.redact(String(e.response ?? '')).slice(0, 200);
       const error = {
         code: e.responseCode >= 500 ? 'RECEIVER_REJECTED' : 'RECEIVER_ERROR',
         message: `the mail server answered ${reply || e.responseCode}`,
@@ -221,9 +217,12 @@ async function sendMail(d: Extract<Destination, { kind: 'email' }>, n: OutgoingN
       return result(start, { error: { code: 'RECEIVER_REJECTED', message: `the mail server refused it (${e.code})` } });
     }
     const timedOut = e.code === 'ETIMEDOUT' || /timeout/i.test(e.message ?? '');
-    return result(start, { retry: true, error: networkError({ cause: { code: e.code ?? 'ECONNECTION' } }, timedOut, false) });
+    return result(start, { retry: true, error: networkError({ code: e.code ?? 'ECONNECTION' }, timedOut, false) });
   } finally {
+    clearTimeout(timer);
     ctx.signal.removeEventListener('abort', onAbort);
+    cut.catch(() => undefined);
+    transport.close();
   }
 }
 

@@ -259,9 +259,28 @@ class LocalBackend implements Backend {
   }
 
   async addNotification(notification: Notification): Promise<void> {
-    await this.#store.saveNotification(notification);
+    try {
+      await this.#store.saveNotification(notification);
+    } catch (err) {
+      // The store keeps the record and writes it once it can (a full disk): queue it then. A
+      // host alert goes at once, from memory: it may be the news that the store cannot write.
+      if (notification.rule === 'host') this.#outbox.add(notification);
+      else this.#whenWritten(notification);
+      throw err;
+    }
     // Recorded first: a delivery is never attempted before it would survive a crash.
     this.#outbox.add(notification);
+  }
+
+  /** Queues `n`'s deliveries once the store has written it (retried every second until then, or until close). */
+  #whenWritten(n: Notification): void {
+    this.#clock.setTimer(1000, () => {
+      if (this.#closed) return;
+      this.#store.flush().then(
+        () => this.#outbox.add(n),
+        () => this.#whenWritten(n),
+      );
+    });
   }
 
   getNotification(id: string): Promise<Notification | undefined> {

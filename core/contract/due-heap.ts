@@ -1,3 +1,5 @@
+import type { Clock, Timer } from './clock.js';
+
 /**
  * Items ordered by a due time (ms), earliest first: a binary heap, so adding and taking stay
  * O(log n) with any number waiting (a dead receiver can leave 100,000 deliveries waiting).
@@ -68,5 +70,53 @@ export class DueHeap<T> {
     [this.#at[a], this.#at[b]] = [this.#at[b]!, this.#at[a]!];
     [this.#seq[a], this.#seq[b]] = [this.#seq[b]!, this.#seq[a]!];
     [this.#items[a], this.#items[b]] = [this.#items[b]!, this.#items[a]!];
+  }
+}
+
+/**
+ * Items due at given times, each handed to `due` once its time has come, under one timer armed
+ * for the earliest (not a timer per item), on the host's clock. What the engine's timed rules
+ * (`slow`, `missed`) share.
+ */
+export class DueTimer<T> {
+  readonly #clock: Clock;
+  readonly #due: (item: T) => void;
+  readonly #heap = new DueHeap<T>();
+  #timer: Timer | undefined;
+  #at = Infinity;
+  #closed = false;
+
+  constructor(clock: Clock, due: (item: T) => void) {
+    this.#clock = clock;
+    this.#due = due;
+  }
+
+  /** Hands `item` to `due` at `at` (ms), or at the next turn of the timer if that is past. */
+  push(at: number, item: T): void {
+    if (this.#closed) return;
+    this.#heap.push(at, item);
+    this.#arm();
+  }
+
+  /** Drops every item and the timer. */
+  close(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#heap.clear();
+  }
+
+  #arm(): void {
+    const at = this.#heap.peek();
+    if (this.#closed || at === Infinity || at >= this.#at) return;
+    this.#timer?.cancel();
+    this.#at = at;
+    this.#timer = this.#clock.setTimer(Math.max(0, at - this.#clock.now()), () => {
+      this.#timer = undefined;
+      this.#at = Infinity;
+      const now = this.#clock.now();
+      for (let item = this.#heap.popDue(now); item !== undefined && !this.#closed; item = this.#heap.popDue(now)) this.#due(item);
+      this.#arm();
+    });
   }
 }

@@ -1,7 +1,7 @@
 import type { Backend, HeldCounts } from '../contract/backend.js';
 import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
-import { DueHeap } from '../contract/due-heap.js';
+import { DueTimer } from '../contract/due-heap.js';
 import { formatDuration } from '../contract/duration.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
@@ -38,18 +38,17 @@ const SLOW_SENT_MAX = 100_000;
  */
 export class Alerts {
   readonly #o: AlertsOptions;
-  readonly #slowHeap = new DueHeap<string>();
+  readonly #slowTimer: DueTimer<string>;
   /** Running runs with a `slow` timer: run id → due time. */
   readonly #slowDue = new Map<string, number>();
   readonly #slowSent = new Set<string>();
-  #slowTimer: Timer | undefined;
-  #slowAt = Infinity;
   /** Digest timers of the windows this host opened, with what their digest needs. */
   readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number }>();
   #stopped = false;
 
   constructor(options: AlertsOptions) {
     this.#o = options;
+    this.#slowTimer = new DueTimer(options.clock, (id) => this.#slowDueNow(id));
   }
 
   // ---------------------------------------------------------------- run rules
@@ -73,8 +72,7 @@ export class Alerts {
     if (!spec?.slowerThan || !wants(spec, 'slow') || this.#slowDue.has(run.id) || this.#slowSent.has(run.id)) return;
     const due = Date.parse(run.startedAt ?? isoTime(this.#o.clock.now())) + spec.slowerThan;
     this.#slowDue.set(run.id, due);
-    this.#slowHeap.push(due, run.id);
-    this.#armSlow();
+    this.#slowTimer.push(due, run.id);
   }
 
   finished(run: Run): void {
@@ -82,24 +80,13 @@ export class Alerts {
     this.#slowSent.delete(run.id);
   }
 
-  #armSlow(): void {
-    const at = this.#slowHeap.peek();
-    if (this.#stopped || at === Infinity || at >= this.#slowAt) return;
-    this.#slowTimer?.cancel();
-    this.#slowAt = at;
-    this.#slowTimer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
-      this.#slowTimer = undefined;
-      this.#slowAt = Infinity;
-      const now = this.#o.clock.now();
-      for (let id = this.#slowHeap.popDue(now); id !== undefined; id = this.#slowHeap.popDue(now)) {
-        if (this.#slowDue.get(id) === undefined) continue;
-        this.#slowDue.delete(id);
-        if (this.#slowSent.size >= SLOW_SENT_MAX) this.#slowSent.clear();
-        this.#slowSent.add(id);
-        void this.#slow(id);
-      }
-      this.#armSlow();
-    });
+  /** A run's `slowerThan` has passed: unless it finished meanwhile, it is checked (once). */
+  #slowDueNow(id: string): void {
+    if (this.#slowDue.get(id) === undefined) return;
+    this.#slowDue.delete(id);
+    if (this.#slowSent.size >= SLOW_SENT_MAX) this.#slowSent.clear();
+    this.#slowSent.add(id);
+    void this.#slow(id);
   }
 
   async #slow(id: string): Promise<void> {
@@ -232,7 +219,7 @@ export class Alerts {
   /** Stops the timers: no `slow` and no new window from now on (the open windows' digests wait for `flushDigests`). */
   stop(): void {
     this.#stopped = true;
-    this.#slowTimer?.cancel();
+    this.#slowTimer.close();
     for (const d of this.#digests.values()) d.timer.cancel();
   }
 

@@ -1,6 +1,6 @@
 import type { Backend } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
-import { DueHeap } from '../contract/due-heap.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import { DueTimer } from '../contract/due-heap.js';
 import { formatDuration } from '../contract/duration.js';
 import type { Logger } from '../contract/logger.js';
 import type { Schedule } from '../schedule/cron.js';
@@ -47,17 +47,16 @@ export function missedAfter(job: EffectiveJob, schedule: Schedule, fireAt: numbe
  */
 export class Missed {
   readonly #o: MissedOptions;
-  readonly #heap = new DueHeap<Watch>();
+  readonly #timer: DueTimer<Watch>;
   /** Watches whose run has not started, by run id. */
   readonly #byRun = new Map<string, Watch>();
   /** Runs that started before their fire's watch was set (a start can come before the add's promise resolves); bounded. */
   #early = new Set<string>();
-  #timer: Timer | undefined;
-  #timerAt = Infinity;
   #stopped = false;
 
   constructor(options: MissedOptions) {
     this.#o = options;
+    this.#timer = new DueTimer(options.clock, (w) => this.#due(w));
   }
 
   /** A schedule fire of `name` at `fireAt` made run `runId`, or none (`runId` null, with why). */
@@ -67,8 +66,7 @@ export class Missed {
     if (runId !== null && this.#early.delete(runId)) return;
     const w: Watch = { job: name, fireAt, runId, reason };
     if (runId !== null) this.#byRun.set(runId, w);
-    this.#heap.push(fireAt + missedAfter(job, job.schedule, fireAt), w);
-    this.#arm();
+    this.#timer.push(fireAt + missedAfter(job, job.schedule, fireAt), w);
   }
 
   /** A run started: its fire is not missed. */
@@ -118,8 +116,7 @@ export class Missed {
 
   stop(): void {
     this.#stopped = true;
-    this.#timer?.cancel();
-    this.#heap.clear();
+    this.#timer.close();
     this.#byRun.clear();
   }
 
@@ -127,20 +124,6 @@ export class Missed {
   #watched(name: string): EffectiveJob | undefined {
     const job = this.#o.job(name);
     return job?.enabled && job.notify && wants(job.notify, 'missed') ? job : undefined;
-  }
-
-  #arm(): void {
-    const at = this.#heap.peek();
-    if (this.#stopped || at === Infinity || at >= this.#timerAt) return;
-    this.#timer?.cancel();
-    this.#timerAt = at;
-    this.#timer = this.#o.clock.setTimer(Math.max(0, at - this.#o.clock.now()), () => {
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-      const now = this.#o.clock.now();
-      for (let w = this.#heap.popDue(now); w !== undefined; w = this.#heap.popDue(now)) this.#due(w);
-      this.#arm();
-    });
   }
 
   #due(w: Watch): void {

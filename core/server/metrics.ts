@@ -165,14 +165,15 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
   });
   new Gauge({
     name: 'jobhost_event_loop_delay_seconds',
-    help: "The main thread's event-loop delay over the last window (1 s), by quantile (0.5, 0.99, 1 = max)",
-    labelNames: ['quantile'] as const,
+    // `stat`, not `quantile`: only a summary may have a quantile label (promtool check metrics).
+    help: "The main thread's event-loop delay over the last window (1 s), by stat (p50, p99, max)",
+    labelNames: ['stat'] as const,
     registers: [registry],
     collect() {
       const d = loop.delay();
-      this.set({ quantile: '0.5' }, d.p50Ms / 1000);
-      this.set({ quantile: '0.99' }, d.p99Ms / 1000);
-      this.set({ quantile: '1' }, d.maxMs / 1000);
+      this.set({ stat: 'p50' }, d.p50Ms / 1000);
+      this.set({ stat: 'p99' }, d.p99Ms / 1000);
+      this.set({ stat: 'max' }, d.maxMs / 1000);
     },
   });
   new Gauge({

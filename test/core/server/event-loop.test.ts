@@ -39,7 +39,7 @@ t.test('/ready is degraded while the event loop stays slow; /metrics shows the d
   const families = parse(await metrics());
   const family = (name: string) => families.find((f) => f.name === name);
   t.match(family('jobhost_event_loop_slow')?.metrics, [{ value: '1' }]);
-  const p99 = family('jobhost_event_loop_delay_seconds')?.metrics.find((m) => 'labels' in m && m.labels?.['quantile'] === '0.99');
+  const p99 = family('jobhost_event_loop_delay_seconds')?.metrics.find((m) => 'labels' in m && m.labels?.['stat'] === 'p99');
   t.ok(p99 && 'value' in p99 && Number(p99.value) > 0.05, 'the p99 delay in seconds');
   await until(async () => (await request('GET', '/ready')).status === 200, 5000, 'ready again once the loop is quick');
 });

@@ -100,3 +100,33 @@ t.test('metrics stop following the bus once the server closes', async (t) => {
   await s.server.close();
   t.equal(s.host.bus.listenerCount(), before - 1);
 });
+
+t.test('GET /metrics passes promtool check metrics (Debian prometheus), notification metrics included', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const hook = await import('../../receivers.js').then((r) => r.httpReceiver(t));
+  const s = await startServer(t, {
+    config: { notifications: { destinations: { hook: { kind: 'webhook', url: hook.url } } } },
+    plugins: [
+      {
+        name: 'bad',
+        isolation: 'inline',
+        notify: { on: ['failed'], to: ['hook'] },
+        handler: () => {
+          throw new Error('x');
+        },
+      },
+    ],
+  });
+  await s.host.wait((await s.host.trigger('bad')).runId);
+  await hook.count(1);
+  await until(async () => /jobhost_notification_deliveries_total\{destination="hook",outcome="delivered"\} 1/.test(await s.metrics()), 5000, 'counted');
+  const text = await s.metrics();
+  const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  child.stdin.end(text);
+  const [code] = (await once(child, 'close')) as [number];
+  t.equal(code, 0, `promtool: ${out.trim() || 'clean'}`);
+  t.notMatch(out, /quantile/, 'no gauge with a quantile label');
+});

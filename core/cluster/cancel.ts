@@ -35,11 +35,7 @@ export type CancelResult = { canceled: boolean; run: Run } | undefined;
 
 /** `waitingOnly`: a run that is running (or started meanwhile) is left alone (`canceled: false`). */
 export async function cancelRun(c: CancelContext, id: string, reason: string, waitingOnly = false): Promise<CancelResult> {
-  try {
-    return await cancel(c, id, reason, waitingOnly);
-  } catch (err) {
-    throw c.connections.toHostError(err);
-  }
+  return c.connections.call(() => cancel(c, id, reason, waitingOnly));
 }
 
 async function cancel(c: CancelContext, id: string, reason: string, waitingOnly: boolean): Promise<CancelResult> {

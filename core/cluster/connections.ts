@@ -126,6 +126,15 @@ export class Connections {
     return reach.available ? null : this.refused(reach.error ?? 'not connected');
   }
 
+  /** Runs Redis commands; one that could not reach Redis rejects with BACKEND_UNAVAILABLE (see toHostError). */
+  async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.toHostError(err);
+    }
+  }
+
   /** BACKEND_UNAVAILABLE for a command that could not reach Redis; anything else unchanged. */
   toHostError(err: unknown): unknown {
     if (!isConnectionError(err)) return err;

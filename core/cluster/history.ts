@@ -40,24 +40,16 @@ export class History {
     this.#connections = connections;
   }
 
-  async #call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw this.#connections.toHostError(err);
-    }
-  }
-
   async getRun(id: string): Promise<Run | undefined> {
     if (id.includes(':')) return undefined;
-    const item = await this.#call(() => this.#reads.jhGetRun(this.#keys.runs, this.#keys.prefix, id));
+    const item = await this.#connections.call(() => this.#reads.jhGetRun(this.#keys.runs, this.#keys.prefix, id));
     return item ? (runFromItem(item) ?? undefined) : undefined;
   }
 
   async listRuns(query: RunQuery): Promise<Page<Run>> {
     const limit = Math.max(1, Math.min(query.limit ?? 50, 1000));
     const index = query.job !== undefined ? this.#keys.runsOf(query.job) : this.#keys.runs;
-    const [items, next] = await this.#call(() =>
+    const [items, next] = await this.#connections.call(() =>
       this.#reads.jhPage(index, this.#keys.runs, this.#keys.prefix, query.before ?? '', String(limit), query.status ?? '', String(PAGE_BUDGET)),
     );
     const page: Page<Run> = { items: items.map(runFromItem).filter((r): r is Run => r !== null) };
@@ -92,7 +84,7 @@ export class History {
 
   /** A run's kept log lines, bounded as a LogTail bounds them; undefined when none were kept. */
   async getLogs(runId: string): Promise<RunLog | undefined> {
-    const [[, raw], [, dropped]] = (await this.#call(() =>
+    const [[, raw], [, dropped]] = (await this.#connections.call(() =>
       this.#reads
         .multi()
         .lrange(this.#keys.log(runId), 0, -1)

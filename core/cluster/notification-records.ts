@@ -108,17 +108,9 @@ export class NotificationRecords {
     this.#connections = connections;
   }
 
-  async #call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw this.#connections.toHostError(err);
-    }
-  }
-
   async list(query: NotificationQuery): Promise<Page<Notification>> {
     const limit = Math.max(1, Math.min(query.limit ?? 50, NOTIFICATIONS_KEPT));
-    const [items, more] = await this.#call(() =>
+    const [items, more] = await this.#connections.call(() =>
       this.#reads.jhNotifications(this.#keys.notifications, String(limit), query.before ?? '', query.job ?? '', this.#keys.notificationBase),
     );
     const list = items.flatMap((hash) => {
@@ -132,7 +124,7 @@ export class NotificationRecords {
 
   /** One notification with its deliveries' series; undefined when unknown. `via` defaults to the fail-fast reads. */
   async get(id: string, via: ScriptedRedis = this.#reads): Promise<NotificationRecord | undefined> {
-    const hash = await this.#call(() => via.hgetall(this.#keys.notification(id)));
+    const hash = await this.#connections.call(() => via.hgetall(this.#keys.notification(id)));
     return recordFromHash(hash) ?? undefined;
   }
 
@@ -174,7 +166,7 @@ export class NotificationRecords {
 
   /** A new series number for a redeliver of the notification (unique: a counter in its hash). */
   async nextSeries(notificationId: string): Promise<string> {
-    return String(await this.#call(() => this.#reads.hincrby(this.#keys.notification(notificationId), 'seq', 1)));
+    return String(await this.#connections.call(() => this.#reads.hincrby(this.#keys.notification(notificationId), 'seq', 1)));
   }
 
   /** Queues the restart of `deliveries` (pending again) in `series` on a MULTI. */

@@ -121,6 +121,8 @@ t.test('the host that ends a run reads the streak with it counted (no wait for i
     const { runId } = await hosts[0]!.host.trigger('breaks');
     await finalOn(hosts[i % 2]!.host, runId);
   }
+  // finalOn reads Redis, where a run's end lands just before its host emits run.failed: wait for the sixth event.
+  await until(() => streaks.length >= 6, 5000, 'the run.failed of each run on its own host');
   t.same(streaks, [1, 2, 3, 4, 5, 6], 'the host ending each run sees the cluster streak, this run counted');
   await hook.count(4);
   await new Promise((r) => setTimeout(r, 500));

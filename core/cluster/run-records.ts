@@ -29,6 +29,7 @@ const jobData = z.object({
   retryOf: z.string().nullable(),
   event: z.string().nullable(),
   origin: runSource.optional(),
+  traceparent: z.string().optional(),
 });
 
 export type JobData = z.output<typeof jobData>;
@@ -45,6 +46,7 @@ export function toJobData(run: Run): JobData {
     event: run.event,
   };
   if (run.origin !== undefined) data.origin = run.origin;
+  if (run.traceparent !== undefined) data.traceparent = run.traceparent;
   return data;
 }
 
@@ -204,6 +206,10 @@ export function runFromFields(f: JobFields): Run {
     host: f.processedBy,
   };
   if (data.origin !== undefined) run.origin = data.origin;
+  if (data.traceparent !== undefined) {
+    run.traceId = data.traceparent.slice(3, 35);
+    run.traceparent = data.traceparent;
+  }
   return run;
 }
 

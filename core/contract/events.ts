@@ -19,6 +19,8 @@ interface JobData extends Origin {
 interface RunData extends Origin {
   job: string;
   runId: string;
+  /** The run's trace (SPEC §15), when tracing is set up. */
+  traceId?: string;
 }
 
 /** The `data` of every event type the host emits (SPEC §5). Every payload carries `job`. */
@@ -110,5 +112,16 @@ export function eventHost(event: AnyHostEvent): string | undefined {
 
 /** `run.queued` for a run entering the queue: new, or back from an interrupted attempt. */
 export function queuedData(run: Run, delayed: boolean): EventDataMap['run.queued'] {
-  return { job: run.job, runId: run.id, source: run.source, queue: run.queue, priority: run.priority, key: run.key, runAt: run.runAt, delayed };
+  const data: EventDataMap['run.queued'] = {
+    job: run.job,
+    runId: run.id,
+    source: run.source,
+    queue: run.queue,
+    priority: run.priority,
+    key: run.key,
+    runAt: run.runAt,
+    delayed,
+  };
+  if (run.traceId !== undefined) data.traceId = run.traceId;
+  return data;
 }

@@ -44,6 +44,10 @@ export interface Run {
   origin?: RunSource;
   /** The id of the host that ran (or runs) its latest attempt (`cluster.id`); null before it started. */
   host?: string | null;
+  /** The trace the run belongs to (SPEC §15), when tracing is set up: its trigger's trace id. */
+  traceId?: string;
+  /** The W3C `traceparent` of the run's span: each attempt's span is its child. */
+  traceparent?: string;
 }
 
 export function isFinal(status: RunStatus): boolean {

@@ -75,7 +75,7 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
 
   get log(): Logger {
     // Built on first use: most handlers never log, and the proxy costs an allocation or two.
-    this.#log ??= capturingLogger(this.#executor.logger.child({ job: this.job, runId: this.runId, attempt: this.attempt }), (level, msg, fields) => {
+    this.#log ??= capturingLogger(this.#executor.logger.child(attemptBindings(this.#task)), (level, msg, fields) => {
       if (!this.#done) this.#executor.log(this.#task, level, msg, fields);
     });
     return this.#log;
@@ -202,6 +202,13 @@ function removeGuards(logger: Logger): void {
     process.off('unhandledRejection', onUnhandledRejection);
     process.off('uncaughtException', onUncaughtException);
   }
+}
+
+/** What an attempt's log lines carry: its job, run, attempt, and its trace when it has one (SPEC §15). */
+function attemptBindings(task: AttemptTask): Record<string, unknown> {
+  const bindings: Record<string, unknown> = { job: task.run.job, runId: task.run.id, attempt: task.attempt };
+  if (task.run.traceId !== undefined) bindings['traceId'] = task.run.traceId;
+  return bindings;
 }
 
 /** The JSON copy of a handler's result: what is stored is what was returned, whatever it mutates later. */

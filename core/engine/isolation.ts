@@ -1,9 +1,11 @@
 import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, ExecutableJob } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
+import { toRunError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { LogLevel } from '../contract/run-log.js';
+import { startAttemptSpan, within } from '../contract/tracing.js';
 import type { DeathReason } from '../workers/slot.js';
 import { WorkerExecutor } from '../workers/worker-executor.js';
 import { InlineExecutor } from './executor.js';
@@ -52,8 +54,26 @@ export class Executors implements AttemptExecutor {
   }
 
   execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle {
-    if (task.job.isolation === 'worker' && task.job.source) return this.#workers.execute(task, reporter);
-    return this.#inline.execute(task, reporter);
+    const span = startAttemptSpan(task.run.job, task.run.id, task.attempt, task.run.traceparent, task.run.host);
+    const inWorker = task.job.isolation === 'worker' && Boolean(task.job.source);
+    // Nothing traces (no SDK): no wrapping, the attempt runs as it would without tracing.
+    if (span.traceparent === undefined) return inWorker ? this.#workers.execute(task, reporter) : this.#inline.execute(task, reporter);
+    const traced: AttemptReporter<T> = {
+      settled(t, result, error) {
+        span.end(error);
+        reporter.settled(t, result, error);
+      },
+      progress: (t, fraction, text) => reporter.progress(t, fraction, text),
+    };
+    // The handler runs inside the attempt's span: inline through the context manager, in a worker
+    // thread from the span's traceparent.
+    const handle = inWorker ? this.#workers.execute(task, traced, span.traceparent) : within(span.context, () => this.#inline.execute(task, traced));
+    return {
+      abort(reason) {
+        span.end(toRunError(reason));
+        handle.abort(reason);
+      },
+    };
   }
 
   open(): void {

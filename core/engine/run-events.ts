@@ -21,6 +21,12 @@ export interface RunEventsOptions {
   logs?: RunLogs | undefined;
 }
 
+/** An event's data with the run's trace id, when it has one (SPEC §15). */
+function traced<D extends object>(run: Run, data: D): D {
+  if (run.traceId !== undefined) (data as { traceId?: string }).traceId = run.traceId;
+  return data;
+}
+
 /**
  * The engine's side of a backend's reports: each state change of a run becomes its bus event
  * (SPEC §5), and goes on to the alert rules, which turn outcomes into notifications.
@@ -39,28 +45,31 @@ export class RunEvents implements RunObserver {
   }
 
   started(run: Run): void {
-    this.#o.bus.emit('run.started', { job: run.job, runId: run.id, attempt: run.attempts.length });
+    this.#o.bus.emit('run.started', traced(run, { job: run.job, runId: run.id, attempt: run.attempts.length }));
     this.#o.watch?.started(run);
   }
 
   progress(run: Run): void {
-    this.#o.bus.emit('run.progress', { job: run.job, runId: run.id, fraction: run.progress.fraction, text: run.progress.text });
+    this.#o.bus.emit('run.progress', traced(run, { job: run.job, runId: run.id, fraction: run.progress.fraction, text: run.progress.text }));
   }
 
   retrying(run: Run, attempt: number, delayMs: number, error: RunError): void {
     this.#o.logs?.ended(run.id, false);
-    this.#o.bus.emit('run.retrying', { job: run.job, runId: run.id, attempt, nextAttempt: attempt + 1, runAt: run.runAt, delayMs, error });
+    this.#o.bus.emit('run.retrying', traced(run, { job: run.job, runId: run.id, attempt, nextAttempt: attempt + 1, runAt: run.runAt, delayMs, error }));
   }
 
   finished(run: Run): void {
     this.#o.logs?.ended(run.id, true);
     const bus = this.#o.bus;
     if (run.status === 'succeeded') {
-      bus.emit('run.succeeded', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs ?? 0, result: run.result });
+      bus.emit(
+        'run.succeeded',
+        traced(run, { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs ?? 0, result: run.result }),
+      );
     } else if (run.status === 'failed') {
-      bus.emit('run.failed', { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error: run.error! });
+      bus.emit('run.failed', traced(run, { job: run.job, runId: run.id, attempt: run.attempts.length, durationMs: run.durationMs, error: run.error! }));
     } else {
-      bus.emit('run.canceled', { job: run.job, runId: run.id, reason: run.error?.message ?? 'canceled' });
+      bus.emit('run.canceled', traced(run, { job: run.job, runId: run.id, reason: run.error?.message ?? 'canceled' }));
     }
     this.#o.watch?.finished(run);
   }

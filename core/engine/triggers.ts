@@ -1,10 +1,11 @@
 import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { type Duration, parseDuration } from '../contract/duration.js';
-import { HostError, isHostError } from '../contract/errors.js';
+import { HostError, isHostError, toRunError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import type { ParamsResult } from '../contract/plugin.js';
 import type { Run, RunSource } from '../contract/run.js';
+import { startTriggerSpan } from '../contract/tracing.js';
 import type { Bus } from './bus.js';
 import { fireRunId } from './ids.js';
 import type { EffectiveJob } from './jobs.js';
@@ -165,15 +166,25 @@ export class Triggers {
     // memory: refuse it with a time to retry rather than queue work that cannot be acknowledged.
     this.#writable();
     const id = fire ? fireRunId(job.name, fire.at) : this.#o.newId();
-    const run = buildRun(job, params, options, source, this.#o.clock.now(), id, extra);
-    const refused = await this.#o.backend.add(run, job, fire);
+    // The run's span (SPEC §15), under the caller's context: its attempts' spans are its children.
+    const span = startTriggerSpan(job.name, id, source, undefined);
+    let refused: Awaited<ReturnType<Backend['add']>>;
+    try {
+      const traced = span.fields.traceparent === undefined ? extra : { ...extra, ...span.fields };
+      const run = buildRun(job, params, options, source, this.#o.clock.now(), id, traced);
+      refused = await this.#o.backend.add(run, job, fire);
+    } catch (err) {
+      span.end(toRunError(err));
+      throw err;
+    }
+    span.end(refused ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
     if (refused?.reason === 'fired') throw new HostError('SKIPPED', `fired: ${refused.detail}`, { reason: 'fired', job: job.name });
     if (refused) {
       const runId = refused.runId !== undefined ? { runId: refused.runId } : {};
       this.#o.bus.emit('run.skipped', { job: job.name, reason: refused.reason, source, detail: refused.detail, ...runId });
       throw new HostError('SKIPPED', `${refused.reason}: ${refused.detail}`, { reason: refused.reason, job: job.name, ...runId });
     }
-    return { runId: run.id };
+    return { runId: id };
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */

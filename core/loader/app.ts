@@ -4,6 +4,7 @@ import type { Config } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import { type AnyHostEvent, eventHost } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
+import { otelRequested, startOtel } from '../contract/otel-sdk.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
 import { createHost, type Host } from '../engine/host.js';
 import { resolveJob } from '../engine/jobs.js';
@@ -50,6 +51,9 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger({ pretty: Boolean(process.stdout.isTTY) });
   const { file, explicit } = configPath(cwd, env);
   const config = await readConfigFile(file, env, { missingOk: !explicit });
+  // Tracing (SPEC §15): the SDK reads its exporter, endpoint and sampler from the process' OTEL_*.
+  const otel = otelRequested(process.env) ? await startOtel() : undefined;
+  if (otel) logger.info('OpenTelemetry tracing on (OTEL_* environment)');
   const host = createHost({ config, cwd, logger });
   // Another host's events (cluster mode) are in that host's log.
   host.on('*', (e) => (eventHost(e) === undefined ? logEvent(logger, e) : undefined));
@@ -77,7 +81,13 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
     config,
     configFile: hasFile ? file : null,
     url,
-    stop: (reason = 'stop') => host.stop({ reason }),
+    stop: async (reason = 'stop') => {
+      try {
+        await host.stop({ reason });
+      } finally {
+        await otel?.shutdown(5000);
+      }
+    },
   };
   if (options.signals !== false) installSignals(app, logger);
   return app;

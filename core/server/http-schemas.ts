@@ -105,6 +105,8 @@ export const runSchema = z.object({
   event: z.string().nullable(),
   origin: runSource.optional(),
   host: z.string().nullable().optional().describe('the id of the host that ran (or runs) it; null before it started'),
+  traceId: z.string().optional().describe('the trace the run belongs to, when tracing is set up (OpenTelemetry)'),
+  traceparent: z.string().optional().describe("the W3C traceparent of the run's span; each attempt's span is its child"),
 });
 
 const lastRun = z.object({ runId: z.string(), status: runStatus, at: iso }).nullable();

@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
 import { describeReport } from '../contract/store-health.js';
+import { extractContext, within } from '../contract/tracing.js';
 import type { Host } from '../engine/host.js';
 import type { EventLoopWatch } from './event-loop.js';
 import { clientMessage } from './http-errors.js';
@@ -94,6 +95,12 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
   };
 }
 
+/** Runs a trigger in the caller's trace when its headers carry one (`traceparent`, SPEC §15). */
+function callerContext<T>(headers: IncomingMessage['headers'], fn: () => T): T {
+  const ctx = extractContext(headers);
+  return ctx === undefined ? fn() : within(ctx, fn);
+}
+
 function notFoundJob(name: string): HostError {
   return new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
 }
@@ -167,14 +174,16 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
     },
     handler: async (request, reply) => {
       const body = request.body ?? {};
-      const result = await host.trigger(request.params.name, {
-        params: body.params,
-        delay: body.delay,
-        runAt: body.runAt,
-        key: body.key,
-        priority: body.priority,
-        source: 'http',
-      });
+      const result = await callerContext(request.headers, () =>
+        host.trigger(request.params.name, {
+          params: body.params,
+          delay: body.delay,
+          runAt: body.runAt,
+          key: body.key,
+          priority: body.priority,
+          source: 'http',
+        }),
+      );
       return reply.code(202).send(result);
     },
   });
@@ -200,7 +209,7 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       response: { 202: publishResponse, ...errors(400, 401, 413, 415, 503) },
     },
     handler: async (request, reply) => {
-      const result = await host.publish(request.params.type, request.body);
+      const result = await callerContext(request.headers, () => host.publish(request.params.type, request.body));
       // A failure of ours (STORE_WRITE_FAILED) names files in its message; the client gets its meaning.
       const failures = result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) }));
       return reply.code(202).send({ ...result, errors: failures });
@@ -238,7 +247,7 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       params: runParams,
       response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 503) },
     },
-    handler: async (request, reply) => reply.code(202).send(await host.retry(request.params.id)),
+    handler: async (request, reply) => reply.code(202).send(await callerContext(request.headers, () => host.retry(request.params.id))),
   });
 
   app.get('/cluster', {

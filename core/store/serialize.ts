@@ -55,6 +55,7 @@ export function serializeRun(r: Run): string {
     ',"event":' + j(r.event) +
     (r.origin !== undefined ? ',"origin":' + q(r.origin) : '') +
     (r.host !== undefined ? ',"host":' + j(r.host) : '') +
+    (r.traceparent !== undefined ? ',"traceId":' + q(r.traceId ?? null) + ',"traceparent":' + q(r.traceparent) : '') +
     '}'
   );
 }

@@ -17,6 +17,8 @@ export class PoolTask {
   slot: Slot | undefined;
   /** Already started again after its thread died under it. */
   moved = false;
+  /** The attempt's span, when something traces: the handler runs inside it in its thread. */
+  traceparent: string | undefined;
 
   constructor(id: number, source: HandlerSource, job: string, runId: string, attempt: number, params: unknown) {
     this.id = id;

@@ -5,7 +5,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { type ErrorCode, HostError } from '../contract/errors.js';
 import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
+import { otelRequested, startThreadOtel } from '../contract/otel-sdk.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
+import { contextOf, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
 import { evaluateSource } from './plugin-code.js';
 import { type Batch, IN, IN_FIELDS, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
@@ -127,6 +129,27 @@ async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadCon
   return plugin.handler as (ctx: ThreadContext) => unknown;
 }
 
+// ------------------------------------------------------------------------------- tracing
+
+/**
+ * The thread's own OpenTelemetry SDK, when the environment asks for one as it does `jobhost start`
+ * (SPEC §15): spans a handler makes in this thread are exported from here, children of its
+ * attempt's span. A thread ended by the pool (`terminate()`) exports nothing more, so what a
+ * traced attempt leaves is flushed shortly after it settles.
+ */
+// A failed start leaves the thread untraced; the main thread's SDK reports the same failure.
+const otel = otelRequested(process.env) ? startThreadOtel().catch(() => undefined) : undefined;
+let flushDue = false;
+
+function flushSoon(): void {
+  if (flushDue) return;
+  flushDue = true;
+  setTimeout(() => {
+    flushDue = false;
+    void otel?.then((o) => o?.flush()).catch(() => undefined);
+  }, 50);
+}
+
 // ------------------------------------------------------------------------------- runs
 
 const running = new Map<number, ThreadContext>();
@@ -150,6 +173,7 @@ function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCo
   if (ctx.settled) return;
   ctx.settle(ok, value, stray);
   running.delete(ctx.id);
+  if (otel) flushSoon();
   const version = versions.get(ctx.version);
   if (version) {
     version.running--;
@@ -157,7 +181,7 @@ function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCo
   }
 }
 
-async function start(ctx: ThreadContext): Promise<void> {
+async function start(ctx: ThreadContext, traceparent: string | undefined): Promise<void> {
   const version = versions.get(ctx.version);
   if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.version} was never sent to this worker`));
   version.running++;
@@ -169,7 +193,13 @@ async function start(ctx: ThreadContext): Promise<void> {
   }
   let result: unknown;
   try {
-    result = scope.run(ctx, handler, ctx);
+    if (traceparent !== undefined && otel) {
+      // The handler runs inside its attempt's span, so its own instrumented calls join the trace.
+      await otel;
+      result = within(contextOf(traceparent), () => scope.run(ctx, handler, ctx));
+    } else {
+      result = scope.run(ctx, handler, ctx);
+    }
   } catch (err) {
     return settle(ctx, false, err);
   }
@@ -200,7 +230,7 @@ port.on('message', (batch: Batch) => {
           batch[i + 6],
         );
         running.set(ctx.id, ctx);
-        void start(ctx);
+        void start(ctx, batch[i + 7] as string | undefined);
         break;
       }
       case IN.load:

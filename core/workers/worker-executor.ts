@@ -68,7 +68,12 @@ class WorkerAttempt extends PoolTask implements AttemptHandle {
   }
 
   get log(): Logger {
-    return (this.#log ??= this.#executor.logger.child({ job: this.job, runId: this.runId, attempt: this.attempt }));
+    const run = this.task.run;
+    return (this.#log ??= this.#executor.logger.child(
+      run.traceId === undefined
+        ? { job: this.job, runId: this.runId, attempt: this.attempt }
+        : { job: this.job, runId: this.runId, attempt: this.attempt, traceId: run.traceId },
+    ));
   }
 
   abort(reason: HostError): void {
@@ -117,10 +122,12 @@ export class WorkerExecutor implements AttemptExecutor, PoolEvents {
     return this.#pool?.memory() ?? Promise.resolve([]);
   }
 
-  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle {
+  /** `traceparent`: the attempt's span, which the handler runs inside in its thread (SPEC §15). */
+  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>, traceparent?: string): AttemptHandle {
     const source = task.job.source;
     if (!source) throw new Error(`job "${task.job.name}" has no plugin file a worker thread can load`);
     const attempt = new WorkerAttempt(this, ++this.#nextId, source, task, reporter as unknown as AttemptReporter<AttemptTask>);
+    attempt.traceparent = traceparent;
     this.#threads.run(attempt);
     return attempt;
   }

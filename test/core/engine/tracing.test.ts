@@ -1,0 +1,182 @@
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
+import t from 'tap';
+import type { Run } from '../../../core/contract/run.js';
+import { finalOn, startCluster } from '../../cluster.js';
+import { captureLogger, startServer, until } from '../../helpers.js';
+import { startRedis } from '../../redis.js';
+
+/**
+ * Tracing (SPEC §15) in process, with the real OpenTelemetry Node SDK and an in-memory exporter:
+ * an HTTP trigger continues the caller's trace, a run and each attempt are spans, the handler
+ * runs inside its attempt's span, the run records its trace id and its events and log lines
+ * carry it, on one host and across a cluster. The first test runs before any SDK is set up.
+ */
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const CALLER = '00f067aa0ba902b7';
+const TRACEPARENT = `00-${TRACE}-${CALLER}-01`;
+
+const jobs = (marks: string[]): object[] => [
+  {
+    name: 'traced',
+    isolation: 'inline',
+    handler: async (ctx: { log: { info(msg: string): void } }) => {
+      await trace.getTracer('app').startActiveSpan('handler-work', async (span) => {
+        ctx.log.info('inside the handler');
+        await new Promise((r) => setImmediate(r));
+        span.end();
+      });
+      marks.push('ran');
+      return { ok: true };
+    },
+  },
+  {
+    name: 'flaky',
+    isolation: 'inline',
+    retry: { attempts: 2, delay: '1ms' },
+    handler: (ctx: { attempt: number }) => {
+      if (ctx.attempt === 1) throw new Error('first attempt fails');
+      return 'second time lucky';
+    },
+  },
+];
+
+const byName = (spans: ReadableSpan[], name: string): ReadableSpan[] => spans.filter((s) => s.name === name);
+
+t.test('without an SDK a run carries no trace fields, whatever the caller sends', async (t) => {
+  const s = await startServer(t, { plugins: jobs([]) as never });
+  const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
+  t.equal(res.status, 202);
+  const runId = res.json['runId'] as string;
+  await until(async () => (await s.host.run(runId))?.status === 'succeeded', 5000, 'the run to succeed');
+  const run = (await s.host.run(runId))!;
+  t.notOk('traceId' in run, 'no traceId');
+  t.notOk('traceparent' in run, 'no traceparent');
+  t.notOk(
+    s.events.some((e) => 'traceId' in e.data),
+    'no event carries a traceId',
+  );
+});
+
+const exporter = new InMemorySpanExporter();
+let sdk: NodeSDK | undefined;
+
+/** The SDK, from the second test on (tap runs the tests of a file in order). */
+function withSdk(): void {
+  if (sdk) return exporter.reset();
+  sdk = new NodeSDK({ spanProcessors: [new SimpleSpanProcessor({ exporter })], instrumentations: [], metricReaders: [], logRecordProcessors: [] });
+  sdk.start();
+  t.teardown(() => sdk?.shutdown());
+}
+
+t.test("an HTTP trigger continues the caller's trace: run span, attempt span, the handler's own span", async (t) => {
+  withSdk();
+  const marks: string[] = [];
+  const { logger, lines } = captureLogger();
+  const s = await startServer(t, { plugins: jobs(marks) as never, logger });
+  const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
+  t.equal(res.status, 202);
+  const runId = res.json['runId'] as string;
+  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.attempt traced').length === 1, 5000, 'the attempt span');
+
+  const spans = exporter.getFinishedSpans();
+  const [runSpan] = byName(spans, 'jobhost.run traced');
+  const [attempt] = byName(spans, 'jobhost.attempt traced');
+  const [work] = byName(spans, 'handler-work');
+  t.ok(runSpan && attempt && work, 'three spans');
+  t.equal(runSpan!.spanContext().traceId, TRACE, "the run span is in the caller's trace");
+  t.equal(runSpan!.parentSpanContext?.spanId, CALLER, "its parent is the caller's span");
+  t.equal(runSpan!.kind, SpanKind.PRODUCER);
+  t.equal(runSpan!.attributes['jobhost.run.id'], runId);
+  t.equal(attempt!.spanContext().traceId, TRACE);
+  t.equal(attempt!.parentSpanContext?.spanId, runSpan!.spanContext().spanId, "the attempt is the run span's child");
+  t.equal(attempt!.kind, SpanKind.CONSUMER);
+  t.equal(attempt!.attributes['jobhost.attempt'], 1);
+  t.equal(work!.parentSpanContext?.spanId, attempt!.spanContext().spanId, "the handler's span is the attempt's child");
+  t.equal(work!.spanContext().traceId, TRACE);
+
+  const run = (await s.request('GET', `/runs/${runId}`)).json as unknown as Run;
+  t.equal(run.traceId, TRACE, 'GET /runs/:id shows the trace id');
+  t.equal(run.traceparent, `00-${TRACE}-${runSpan!.spanContext().spanId}-01`, "and the run span's traceparent");
+
+  const runEvents = s.events.filter((e) => e.type.startsWith('run.') && 'runId' in e.data && e.data.runId === runId);
+  t.same(
+    runEvents.map((e) => [e.type, (e.data as { traceId?: string }).traceId]),
+    [
+      ['run.queued', TRACE],
+      ['run.started', TRACE],
+      ['run.succeeded', TRACE],
+    ],
+    'every run event carries the trace id',
+  );
+  const line = lines.find((l) => l['msg'] === 'inside the handler');
+  t.equal(line?.['traceId'], TRACE, "the handler's log line carries it");
+});
+
+t.test('a trigger without a caller starts a trace; a failed attempt is an error span, the retry another child', async (t) => {
+  withSdk();
+  const s = await startServer(t, { plugins: jobs([]) as never });
+  const { runId } = await s.host.trigger('flaky');
+  await until(
+    async () => {
+      await s.clock.advance(1);
+      return (await s.host.run(runId))?.status === 'succeeded';
+    },
+    5000,
+    'the retried run to succeed',
+  );
+  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.attempt flaky').length === 2, 5000, 'two attempt spans');
+  const spans = exporter.getFinishedSpans();
+  const [runSpan] = byName(spans, 'jobhost.run flaky');
+  t.equal(runSpan?.parentSpanContext, undefined, 'a root span');
+  const attempts = byName(spans, 'jobhost.attempt flaky').sort((a, b) => Number(a.attributes['jobhost.attempt']) - Number(b.attributes['jobhost.attempt']));
+  t.same(
+    attempts.map((a) => [a.attributes['jobhost.attempt'], a.parentSpanContext?.spanId, a.status.code]),
+    [
+      [1, runSpan!.spanContext().spanId, SpanStatusCode.ERROR],
+      [2, runSpan!.spanContext().spanId, SpanStatusCode.UNSET],
+    ],
+  );
+  t.equal(attempts[0]!.attributes['jobhost.error.code'], 'HANDLER_ERROR');
+  t.equal((await s.host.run(runId))?.traceId, runSpan!.spanContext().traceId);
+});
+
+t.test('a refused trigger ends its span with an error and records nothing', async (t) => {
+  withSdk();
+  const s = await startServer(t, { plugins: jobs([]) as never });
+  await s.host.disable('traced');
+  const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
+  t.equal(res.status, 409);
+  const [span] = byName(exporter.getFinishedSpans(), 'jobhost.run traced');
+  t.equal(span?.status.code, SpanStatusCode.ERROR);
+  t.match(span?.status.message, /^SKIPPED: disabled/);
+});
+
+t.test('cluster: the attempt is a child of the run span, through the run record in Redis', async (t) => {
+  withSdk();
+  const redis = await startRedis(t);
+  const marks: string[] = [];
+  const [h0, h1] = await startCluster(t, redis, 2, { plugins: jobs(marks) as never });
+  const { runId } = await trace.getTracer('app').startActiveSpan('caller', (span) => {
+    const result = h0!.host.trigger('traced');
+    span.end();
+    return result;
+  });
+  const run = await finalOn(h1!.host, runId);
+  t.equal(run.status, 'succeeded');
+  t.match(run.traceId, /^[0-9a-f]{32}$/, 'the run came back from Redis with its trace');
+  await until(() => byName(exporter.getFinishedSpans(), 'handler-work').length === 1, 5000, 'the handler span');
+  const spans = exporter.getFinishedSpans();
+  const [callerSpan] = spans.filter((s) => s.name === 'caller' && s.spanContext().traceId === run.traceId);
+  const [runSpan] = byName(spans, 'jobhost.run traced');
+  const [attempt] = byName(spans, 'jobhost.attempt traced');
+  const [work] = byName(spans, 'handler-work');
+  t.ok(callerSpan, "the run is in the caller's trace");
+  t.equal(runSpan?.parentSpanContext?.spanId, callerSpan?.spanContext().spanId);
+  t.equal(attempt?.parentSpanContext?.spanId, runSpan?.spanContext().spanId, "the attempt (its run read from Redis) is the run span's child");
+  t.equal(attempt?.attributes['jobhost.host'], run.host, 'on the host that ran it');
+  t.equal(work?.parentSpanContext?.spanId, attempt?.spanContext().spanId);
+  t.equal((await h0!.host.run(runId))?.traceId, run.traceId, 'both hosts show the trace id');
+});

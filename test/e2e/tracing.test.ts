@@ -1,0 +1,99 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { until } from '../helpers.js';
+import { httpReceiver } from '../receivers.js';
+import { makeProject, runCli } from './project.js';
+
+/**
+ * `jobhost start` with the standard OTEL_* variables (SPEC §15): it sets up the Node SDK and the
+ * OTLP exporter itself, an HTTP trigger continues the caller's trace, and the handler, in its
+ * worker thread (the default isolation), runs inside its attempt's span, so a span it makes with
+ * `@opentelemetry/api` is exported as that attempt's child. The collector is a local HTTP
+ * receiver taking OTLP/JSON.
+ */
+
+const PLUGIN = `import { trace } from '@opentelemetry/api';
+export default {
+  name: 'traced',
+  async handler(ctx) {
+    await trace.getTracer('plugin').startActiveSpan('thread-work', async (span) => {
+      ctx.log.info('working');
+      span.end();
+    });
+    return 'done';
+  },
+};
+`;
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const CALLER = '00f067aa0ba902b7';
+
+interface OtlpSpan {
+  name: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+}
+
+interface OtlpBody {
+  resourceSpans?: Array<{
+    resource?: { attributes?: Array<{ key: string; value: { stringValue?: string } }> };
+    scopeSpans?: Array<{ spans?: OtlpSpan[] }>;
+  }>;
+}
+
+t.test('jobhost start exports the trace of an HTTP trigger, the worker thread included', async (t) => {
+  const collector = await httpReceiver(t);
+  collector.fallback = { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' };
+  const dir = makeProject(t, { server: { port: 0 } }, { examples: false });
+  writeFileSync(path.join(dir, 'plugins/traced.mjs'), PLUGIN);
+  const app = runCli(t, dir, ['start'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_SERVICE_NAME: 'jobhost-e2e',
+  });
+  const started = await app.waitFor((l) => l.msg.startsWith('jobhost started'), 'the started line');
+  t.ok(
+    app.lines.some((l) => l.msg === 'OpenTelemetry tracing on (OTEL_* environment)'),
+    'the host says tracing is on',
+  );
+  const url = started['url'] as string;
+  const res = await fetch(`${url}/jobs/traced/run`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', traceparent: `00-${TRACE}-${CALLER}-01` },
+    body: '{}',
+  });
+  t.equal(res.status, 202);
+  const { runId } = (await res.json()) as { runId: string };
+
+  const spans = (): OtlpSpan[] =>
+    collector.received.flatMap((r) => ((r.json as OtlpBody).resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? [])));
+  const named = (name: string): OtlpSpan | undefined => spans().find((s) => s.name === name);
+  // A worker thread loads its tracer on its first traced attempt: allow for a loaded machine.
+  await until(() => ['jobhost.run traced', 'jobhost.attempt traced', 'thread-work'].every((n) => named(n)), 60_000, 'the three spans at the collector');
+  t.ok(
+    collector.received.every((r) => r.path === '/v1/traces'),
+    'OTLP traces path',
+  );
+  const run = named('jobhost.run traced')!;
+  const attempt = named('jobhost.attempt traced')!;
+  const work = named('thread-work')!;
+  t.same([run.traceId, attempt.traceId, work.traceId], [TRACE, TRACE, TRACE], "one trace, the caller's");
+  t.equal(run.parentSpanId, CALLER, "the run span's parent is the caller's span");
+  t.equal(attempt.parentSpanId, run.spanId, "the attempt's parent is the run span");
+  t.equal(work.parentSpanId, attempt.spanId, "the handler's span, made in its worker thread, is the attempt's child");
+  const services = collector.received.flatMap((r) =>
+    ((r.json as OtlpBody).resourceSpans ?? []).map((rs) => rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue),
+  );
+  t.same([...new Set(services)], ['jobhost-e2e'], 'service.name from OTEL_SERVICE_NAME, in both threads');
+
+  const stored = (await (await fetch(`${url}/runs/${runId}`)).json()) as { traceId?: string; status: string };
+  t.equal(stored.traceId, TRACE, 'the run records the trace id');
+  const line = app.lines.find((l) => l.msg === 'working');
+  t.equal(line?.['traceId'], TRACE, "the handler's log line carries it");
+
+  app.child.kill('SIGTERM');
+  t.equal(await app.exited, 0, 'a clean stop with the SDK shut down');
+});

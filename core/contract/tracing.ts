@@ -20,11 +20,13 @@ import type { RunError } from './errors.js';
  * trace fields and pays a few property reads.
  *
  * The shape of a trace (the way BullMQ's own telemetry and OTel's messaging conventions draw a
- * queue): a trigger is a `jobhost.run <job>` span (kind producer) under the caller's context,
+ * queue): a trigger is a `jobhost.trigger <job>` span (kind producer) under the caller's context,
  * ended once the run is acknowledged; its context travels with the run as a W3C `traceparent`
- * (in the run record, so through a restart and to another cluster host); each attempt is a
- * `jobhost.attempt <job>` span (kind consumer) whose parent is that run span, and the handler
- * runs inside it, in a worker thread too.
+ * (in the run record, so through a restart and to another cluster host). Each attempt is a
+ * `jobhost.attempt <job>` span (kind consumer), the trigger's child, and the handler runs inside
+ * it, in a worker thread too. When the run ends, the host that ends it records the run as one
+ * `jobhost.run <job>` span from its creation to its end, also the trigger's child: a span cannot
+ * stay open across a restart or pass from host to host, so it is written once its times are known.
  */
 
 const tracer = trace.getTracer('jobhost');
@@ -75,12 +77,16 @@ export interface TriggerSpan {
 
 const NO_FIELDS: RunTrace = Object.freeze({});
 
-/** Opens the span of a trigger of `job` (run `runId`) under `parent` (default: the active context). */
-export function startTriggerSpan(job: string, runId: string, source: string, parent: Context | undefined): TriggerSpan {
+/**
+ * Opens the span of a trigger of `job` (run `runId`) under the active context: the caller's. A
+ * schedule fire starts a trace of its own, and never joins the request that happened to arm its
+ * timer.
+ */
+export function startTriggerSpan(job: string, runId: string, source: string): TriggerSpan {
   const span = tracer.startSpan(
-    `jobhost.run ${job}`,
+    `jobhost.trigger ${job}`,
     { kind: SpanKind.PRODUCER, attributes: { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.run.source': source } },
-    parent ?? context.active(),
+    source === 'schedule' || source === 'catch-up' ? ROOT_CONTEXT : context.active(),
   );
   const sc = span.spanContext();
   // No SDK (or nothing sampled this far up and no trace to continue): the no-op span's context is
@@ -125,6 +131,46 @@ export function startAttemptSpan(job: string, runId: string, attempt: number, tr
       span.end();
     },
   };
+}
+
+/** A run that ended, as its span records it. */
+interface EndedRun {
+  id: string;
+  job: string;
+  source: string;
+  status: string;
+  createdAt: string;
+  endedAt: string | null;
+  host?: string | null | undefined;
+  traceparent?: string | undefined;
+  error: RunError | null;
+}
+
+/** Records an ended run as its `jobhost.run` span (created → ended), under its trigger's span. */
+export function recordRunSpan(run: EndedRun): void {
+  if (run.traceparent === undefined) return;
+  const attributes: Record<string, string> = {
+    'jobhost.job': run.job,
+    'jobhost.run.id': run.id,
+    'jobhost.run.source': run.source,
+    'jobhost.run.status': run.status,
+  };
+  if (run.host) attributes['jobhost.host'] = run.host;
+  const span = tracer.startSpan(
+    `jobhost.run ${run.job}`,
+    { kind: SpanKind.INTERNAL, attributes, startTime: Date.parse(run.createdAt) },
+    contextOf(run.traceparent),
+  );
+  if (run.status !== 'succeeded' && run.error) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: `${run.error.code}: ${run.error.message}` });
+    span.setAttribute('jobhost.error.code', run.error.code);
+  }
+  span.end(run.endedAt === null ? undefined : Date.parse(run.endedAt));
+}
+
+/** Log line fields of a span: `trace_id` and `span_id`, as OpenTelemetry's log correlation names them. */
+export function logFields(traceparent: string | undefined): { trace_id: string; span_id: string } | undefined {
+  return traceparent === undefined ? undefined : { trace_id: traceparent.slice(3, 35), span_id: traceparent.slice(36, 52) };
 }
 
 /** Runs `fn` inside `ctx` (a no-op wrapper without a context manager). */

@@ -5,6 +5,7 @@ import { capturingLogger } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
 import type { LogLevel } from '../contract/run-log.js';
+import { logFields } from '../contract/tracing.js';
 
 /**
  * The attempt executor: runs one attempt of a run in this thread. It builds the handler's `ctx`,
@@ -47,6 +48,8 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
   #controller: AbortController | undefined;
   #abortReason: unknown;
   #log: Logger | undefined;
+  /** The attempt's span, when something traces: its log lines carry its ids. */
+  traceparent: string | undefined;
 
   constructor(executor: InlineExecutor, task: AttemptTask, reporter: AttemptReporter<AttemptTask>) {
     this.#executor = executor;
@@ -75,7 +78,7 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
 
   get log(): Logger {
     // Built on first use: most handlers never log, and the proxy costs an allocation or two.
-    this.#log ??= capturingLogger(this.#executor.logger.child(attemptBindings(this.#task)), (level, msg, fields) => {
+    this.#log ??= capturingLogger(this.#executor.logger.child(attemptBindings(this.#task, this.traceparent)), (level, msg, fields) => {
       if (!this.#done) this.#executor.log(this.#task, level, msg, fields);
     });
     return this.#log;
@@ -145,8 +148,10 @@ export class InlineExecutor implements AttemptExecutor {
     this.#open = false;
   }
 
-  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>): AttemptHandle {
+  /** `traceparent`: the attempt's span (SPEC §15), for its log lines; the caller runs this inside it. */
+  execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>, traceparent?: string): AttemptHandle {
     const ctx = new AttemptContext(this, task, reporter as unknown as AttemptReporter<AttemptTask>);
+    ctx.traceparent = traceparent;
     invoke(ctx, task.job.handler);
     return ctx;
   }
@@ -204,11 +209,10 @@ function removeGuards(logger: Logger): void {
   }
 }
 
-/** What an attempt's log lines carry: its job, run, attempt, and its trace when it has one (SPEC §15). */
-function attemptBindings(task: AttemptTask): Record<string, unknown> {
-  const bindings: Record<string, unknown> = { job: task.run.job, runId: task.run.id, attempt: task.attempt };
-  if (task.run.traceId !== undefined) bindings['traceId'] = task.run.traceId;
-  return bindings;
+/** What an attempt's log lines carry: its job, run, attempt, and its span when it has one (SPEC §15). */
+function attemptBindings(task: AttemptTask, traceparent: string | undefined): Record<string, unknown> {
+  const bindings = { job: task.run.job, runId: task.run.id, attempt: task.attempt };
+  return traceparent === undefined ? bindings : { ...bindings, ...logFields(traceparent) };
 }
 
 /** The JSON copy of a handler's result: what is stored is what was returned, whatever it mutates later. */

@@ -67,7 +67,9 @@ export class Executors implements AttemptExecutor {
     };
     // The handler runs inside the attempt's span: inline through the context manager, in a worker
     // thread from the span's traceparent.
-    const handle = inWorker ? this.#workers.execute(task, traced, span.traceparent) : within(span.context, () => this.#inline.execute(task, traced));
+    const handle = inWorker
+      ? this.#workers.execute(task, traced, span.traceparent)
+      : within(span.context, () => this.#inline.execute(task, traced, span.traceparent));
     return {
       abort(reason) {
         span.end(toRunError(reason));

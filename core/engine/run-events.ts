@@ -3,6 +3,7 @@ import { HostError, type RunError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { NotifyStatus } from '../contract/notification.js';
 import { isFinal, type Run } from '../contract/run.js';
+import { recordRunSpan } from '../contract/tracing.js';
 import type { Bus } from './bus.js';
 import type { RunLogs } from './run-logs.js';
 
@@ -71,6 +72,7 @@ export class RunEvents implements RunObserver {
     } else {
       bus.emit('run.canceled', traced(run, { job: run.job, runId: run.id, reason: run.error?.message ?? 'canceled' }));
     }
+    recordRunSpan(run);
     this.#o.watch?.finished(run);
   }
 

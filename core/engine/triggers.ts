@@ -167,7 +167,7 @@ export class Triggers {
     this.#writable();
     const id = fire ? fireRunId(job.name, fire.at) : this.#o.newId();
     // The run's span (SPEC §15), under the caller's context: its attempts' spans are its children.
-    const span = startTriggerSpan(job.name, id, source, undefined);
+    const span = startTriggerSpan(job.name, id, source);
     let refused: Awaited<ReturnType<Backend['add']>>;
     try {
       const traced = span.fields.traceparent === undefined ? extra : { ...extra, ...span.fields };

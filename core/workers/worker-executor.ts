@@ -6,6 +6,7 @@ import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { LOG_LEVELS, type LogLevel } from '../contract/run-log.js';
+import { logFields } from '../contract/tracing.js';
 import { type PoolEvents, WorkerPool } from './pool.js';
 import type { ReadMethod } from './protocol.js';
 import { type DeathReason, PoolTask } from './slot.js';
@@ -68,12 +69,7 @@ class WorkerAttempt extends PoolTask implements AttemptHandle {
   }
 
   get log(): Logger {
-    const run = this.task.run;
-    return (this.#log ??= this.#executor.logger.child(
-      run.traceId === undefined
-        ? { job: this.job, runId: this.runId, attempt: this.attempt }
-        : { job: this.job, runId: this.runId, attempt: this.attempt, traceId: run.traceId },
-    ));
+    return (this.#log ??= this.#executor.logger.child({ job: this.job, runId: this.runId, attempt: this.attempt, ...logFields(this.traceparent) }));
   }
 
   abort(reason: HostError): void {

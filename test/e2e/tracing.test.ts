@@ -72,17 +72,22 @@ t.test('jobhost start exports the trace of an HTTP trigger, the worker thread in
     collector.received.flatMap((r) => ((r.json as OtlpBody).resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? [])));
   const named = (name: string): OtlpSpan | undefined => spans().find((s) => s.name === name);
   // A worker thread loads its tracer on its first traced attempt: allow for a loaded machine.
-  await until(() => ['jobhost.run traced', 'jobhost.attempt traced', 'thread-work'].every((n) => named(n)), 60_000, 'the three spans at the collector');
+  await until(
+    () => ['jobhost.trigger traced', 'jobhost.attempt traced', 'thread-work', 'jobhost.run traced'].every((n) => named(n)),
+    60_000,
+    'the spans at the collector',
+  );
   t.ok(
     collector.received.every((r) => r.path === '/v1/traces'),
     'OTLP traces path',
   );
-  const run = named('jobhost.run traced')!;
+  const run = named('jobhost.trigger traced')!;
   const attempt = named('jobhost.attempt traced')!;
   const work = named('thread-work')!;
   t.same([run.traceId, attempt.traceId, work.traceId], [TRACE, TRACE, TRACE], "one trace, the caller's");
-  t.equal(run.parentSpanId, CALLER, "the run span's parent is the caller's span");
-  t.equal(attempt.parentSpanId, run.spanId, "the attempt's parent is the run span");
+  t.equal(run.parentSpanId, CALLER, "the trigger span's parent is the caller's span");
+  t.equal(attempt.parentSpanId, run.spanId, "the attempt's parent is the trigger span");
+  t.equal(named('jobhost.run traced')!.parentSpanId, run.spanId, 'so is the run span');
   t.equal(work.parentSpanId, attempt.spanId, "the handler's span, made in its worker thread, is the attempt's child");
   const services = collector.received.flatMap((r) =>
     ((r.json as OtlpBody).resourceSpans ?? []).map((rs) => rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue),
@@ -92,7 +97,11 @@ t.test('jobhost start exports the trace of an HTTP trigger, the worker thread in
   const stored = (await (await fetch(`${url}/runs/${runId}`)).json()) as { traceId?: string; status: string };
   t.equal(stored.traceId, TRACE, 'the run records the trace id');
   const line = app.lines.find((l) => l.msg === 'working');
-  t.equal(line?.['traceId'], TRACE, "the handler's log line carries it");
+  t.same(
+    [line?.['trace_id'], line?.['span_id']],
+    [TRACE, attempt.spanId],
+    "the handler's log line (written in its thread) carries the trace and the attempt span",
+  );
 
   app.child.kill('SIGTERM');
   t.equal(await app.exited, 0, 'a clean stop with the SDK shut down');

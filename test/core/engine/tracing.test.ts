@@ -1,6 +1,7 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
+import { BatchSpanProcessor, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
 import t from 'tap';
 import type { Run } from '../../../core/contract/run.js';
 import { finalOn, startCluster } from '../../cluster.js';
@@ -66,12 +67,21 @@ let sdk: NodeSDK | undefined;
 /** The SDK, from the second test on (tap runs the tests of a file in order). */
 function withSdk(): void {
   if (sdk) return exporter.reset();
-  sdk = new NodeSDK({ spanProcessors: [new SimpleSpanProcessor({ exporter })], instrumentations: [], metricReaders: [], logRecordProcessors: [] });
+  // Beside the in-memory exporter, a batch exporter to a collector nobody listens on: no test may
+  // be slowed or failed by it (an unreachable collector never touches a run).
+  const dead = new OTLPTraceExporter({ url: 'http://127.0.0.1:9/v1/traces' });
+  sdk = new NodeSDK({
+    spanProcessors: [new SimpleSpanProcessor({ exporter }), new BatchSpanProcessor({ exporter: dead, scheduledDelayMillis: 10 })],
+    instrumentations: [],
+    metricReaders: [],
+    logRecordProcessors: [],
+  });
   sdk.start();
-  t.teardown(() => sdk?.shutdown());
+  // Its last export to the dead collector fails: that is the point.
+  t.teardown(() => sdk?.shutdown().catch(() => undefined));
 }
 
-t.test("an HTTP trigger continues the caller's trace: run span, attempt span, the handler's own span", async (t) => {
+t.test("an HTTP trigger continues the caller's trace: trigger, attempt and run spans, the handler's own span", async (t) => {
   withSdk();
   const marks: string[] = [];
   const { logger, lines } = captureLogger();
@@ -79,19 +89,20 @@ t.test("an HTTP trigger continues the caller's trace: run span, attempt span, th
   const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
   t.equal(res.status, 202);
   const runId = res.json['runId'] as string;
-  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.attempt traced').length === 1, 5000, 'the attempt span');
+  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.run traced').length === 1, 5000, 'the run span');
 
   const spans = exporter.getFinishedSpans();
-  const [runSpan] = byName(spans, 'jobhost.run traced');
+  const [trigger] = byName(spans, 'jobhost.trigger traced');
   const [attempt] = byName(spans, 'jobhost.attempt traced');
   const [work] = byName(spans, 'handler-work');
-  t.ok(runSpan && attempt && work, 'three spans');
-  t.equal(runSpan!.spanContext().traceId, TRACE, "the run span is in the caller's trace");
-  t.equal(runSpan!.parentSpanContext?.spanId, CALLER, "its parent is the caller's span");
-  t.equal(runSpan!.kind, SpanKind.PRODUCER);
-  t.equal(runSpan!.attributes['jobhost.run.id'], runId);
+  const [runSpan] = byName(spans, 'jobhost.run traced');
+  t.ok(trigger && attempt && work && runSpan, 'four spans');
+  t.equal(trigger!.spanContext().traceId, TRACE, "the trigger span is in the caller's trace");
+  t.equal(trigger!.parentSpanContext?.spanId, CALLER, "its parent is the caller's span");
+  t.equal(trigger!.kind, SpanKind.PRODUCER);
+  t.equal(trigger!.attributes['jobhost.run.id'], runId);
   t.equal(attempt!.spanContext().traceId, TRACE);
-  t.equal(attempt!.parentSpanContext?.spanId, runSpan!.spanContext().spanId, "the attempt is the run span's child");
+  t.equal(attempt!.parentSpanContext?.spanId, trigger!.spanContext().spanId, "the attempt is the trigger's child");
   t.equal(attempt!.kind, SpanKind.CONSUMER);
   t.equal(attempt!.attributes['jobhost.attempt'], 1);
   t.equal(work!.parentSpanContext?.spanId, attempt!.spanContext().spanId, "the handler's span is the attempt's child");
@@ -99,7 +110,15 @@ t.test("an HTTP trigger continues the caller's trace: run span, attempt span, th
 
   const run = (await s.request('GET', `/runs/${runId}`)).json as unknown as Run;
   t.equal(run.traceId, TRACE, 'GET /runs/:id shows the trace id');
-  t.equal(run.traceparent, `00-${TRACE}-${runSpan!.spanContext().spanId}-01`, "and the run span's traceparent");
+  t.equal(run.traceparent, `00-${TRACE}-${trigger!.spanContext().spanId}-01`, "and the trigger span's traceparent");
+  t.equal(runSpan!.parentSpanContext?.spanId, trigger!.spanContext().spanId, "the run span is the trigger's child too");
+  t.same(
+    [runSpan!.attributes['jobhost.run.id'], runSpan!.attributes['jobhost.run.status'], runSpan!.attributes['jobhost.run.source']],
+    [runId, 'succeeded', 'http'],
+  );
+  const ms = (hr: [number, number]): number => hr[0] * 1000 + hr[1] / 1e6;
+  t.equal(Math.round(ms(runSpan!.startTime)), Date.parse(run.createdAt), 'the run span starts when the run was created');
+  t.equal(Math.round(ms(runSpan!.endTime)), Date.parse(run.endedAt!), 'and ends when it ended');
 
   const runEvents = s.events.filter((e) => e.type.startsWith('run.') && 'runId' in e.data && e.data.runId === runId);
   t.same(
@@ -112,7 +131,19 @@ t.test("an HTTP trigger continues the caller's trace: run span, attempt span, th
     'every run event carries the trace id',
   );
   const line = lines.find((l) => l['msg'] === 'inside the handler');
-  t.equal(line?.['traceId'], TRACE, "the handler's log line carries it");
+  t.same([line?.['trace_id'], line?.['span_id']], [TRACE, attempt!.spanContext().spanId], "the handler's log line carries the trace and the attempt span");
+});
+
+t.test('a malformed traceparent is ignored: the run starts a trace of its own', async (t) => {
+  withSdk();
+  const s = await startServer(t, { plugins: jobs([]) as never });
+  const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: `00-${TRACE}-zz-01` } });
+  t.equal(res.status, 202);
+  const run = (await s.host.run(res.json['runId'] as string))!;
+  t.match(run.traceId, /^[0-9a-f]{32}$/);
+  t.not(run.traceId, TRACE);
+  const [trigger] = byName(exporter.getFinishedSpans(), 'jobhost.trigger traced');
+  t.equal(trigger?.parentSpanContext, undefined, 'a root span');
 });
 
 t.test('a trigger without a caller starts a trace; a failed attempt is an error span, the retry another child', async (t) => {
@@ -129,7 +160,7 @@ t.test('a trigger without a caller starts a trace; a failed attempt is an error 
   );
   await until(() => byName(exporter.getFinishedSpans(), 'jobhost.attempt flaky').length === 2, 5000, 'two attempt spans');
   const spans = exporter.getFinishedSpans();
-  const [runSpan] = byName(spans, 'jobhost.run flaky');
+  const [runSpan] = byName(spans, 'jobhost.trigger flaky');
   t.equal(runSpan?.parentSpanContext, undefined, 'a root span');
   const attempts = byName(spans, 'jobhost.attempt flaky').sort((a, b) => Number(a.attributes['jobhost.attempt']) - Number(b.attributes['jobhost.attempt']));
   t.same(
@@ -149,12 +180,12 @@ t.test('a refused trigger ends its span with an error and records nothing', asyn
   await s.host.disable('traced');
   const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
   t.equal(res.status, 409);
-  const [span] = byName(exporter.getFinishedSpans(), 'jobhost.run traced');
+  const [span] = byName(exporter.getFinishedSpans(), 'jobhost.trigger traced');
   t.equal(span?.status.code, SpanStatusCode.ERROR);
   t.match(span?.status.message, /^SKIPPED: disabled/);
 });
 
-t.test('cluster: the attempt is a child of the run span, through the run record in Redis', async (t) => {
+t.test('cluster: the attempt is a child of the trigger span, through the run record in Redis', async (t) => {
   withSdk();
   const redis = await startRedis(t);
   const marks: string[] = [];
@@ -170,12 +201,12 @@ t.test('cluster: the attempt is a child of the run span, through the run record 
   await until(() => byName(exporter.getFinishedSpans(), 'handler-work').length === 1, 5000, 'the handler span');
   const spans = exporter.getFinishedSpans();
   const [callerSpan] = spans.filter((s) => s.name === 'caller' && s.spanContext().traceId === run.traceId);
-  const [runSpan] = byName(spans, 'jobhost.run traced');
+  const [runSpan] = byName(spans, 'jobhost.trigger traced');
   const [attempt] = byName(spans, 'jobhost.attempt traced');
   const [work] = byName(spans, 'handler-work');
   t.ok(callerSpan, "the run is in the caller's trace");
   t.equal(runSpan?.parentSpanContext?.spanId, callerSpan?.spanContext().spanId);
-  t.equal(attempt?.parentSpanContext?.spanId, runSpan?.spanContext().spanId, "the attempt (its run read from Redis) is the run span's child");
+  t.equal(attempt?.parentSpanContext?.spanId, runSpan?.spanContext().spanId, "the attempt (its run read from Redis) is the trigger span's child");
   t.equal(attempt?.attributes['jobhost.host'], run.host, 'on the host that ran it');
   t.equal(work?.parentSpanContext?.spanId, attempt?.spanContext().spanId);
   t.equal((await h0!.host.run(runId))?.traceId, run.traceId, 'both hosts show the trace id');

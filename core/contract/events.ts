@@ -103,6 +103,19 @@ export interface HostEvent<T extends EventType = EventType> {
 /** Any event, discriminated by `type`. */
 export type AnyHostEvent = { [T in EventType]: HostEvent<T> }[EventType];
 
+/** The first message on every `GET /events` connection (SPEC §6): where the stream starts. */
+export interface HelloMessage {
+  type: 'hello';
+  /** The seq of the newest event at connect time: live events follow it. */
+  seq: number;
+  since: number | null;
+  /** True when events after `since` had already left the replay buffer (the replay is incomplete). */
+  gap: boolean;
+}
+
+/** A message of the event stream: the hello, then events. */
+export type StreamMessage = HelloMessage | AnyHostEvent;
+
 /** The id of the host an event came from, when another host emitted it (cluster mode); undefined for this host's own. */
 export function eventHost(event: AnyHostEvent): string | undefined {
   return event.data.host;

@@ -1,5 +1,5 @@
 import type { RunError } from './errors.js';
-import type { Delivery, DeliveryError } from './notification.js';
+import type { DeliveryError, Notification } from './notification.js';
 import type { Run, RunSource } from './run.js';
 import type { LogLine } from './run-log.js';
 
@@ -46,15 +46,8 @@ export interface EventDataMap {
    */
   'run.log': RunData & { lines: LogLine[]; dropped: number };
   'run.skipped': JobData & { reason: SkipReason; source: RunSource; detail: string; runId?: string };
-  notification: RunData & {
-    id: string;
-    status: string;
-    title: string;
-    message: string;
-    priority: string;
-    tags: string[];
-    deliveries: Delivery[];
-  };
+  /** The notification as recorded (its deliveries pending); `host` is the host alert's host when `rule` is `host`. */
+  notification: RunData & Notification;
   /** A delivery reached its receiver. */
   'notification.delivered': RunData & { id: string; destination: string; deliveryId: string; attempts: number };
   /** A delivery is dead: no attempt left, or an answer that retrying cannot change. */

@@ -22,7 +22,8 @@ execFileSync(process.execPath, [tsc, '-p', path.join(root, '.ci', 'tsconfig.buil
 // from core/ (package.json "files").
 let copied = 0;
 for (const entry of readdirSync(core, { recursive: true, withFileTypes: true })) {
-  if (!entry.isFile() || entry.name.endsWith('.ts')) continue;
+  // tsconfig.json: the dashboard's type-check settings (`npm run lint`), nothing the runtime reads.
+  if (!entry.isFile() || entry.name.endsWith('.ts') || entry.name === 'tsconfig.json') continue;
   const rel = path.relative(core, path.join(entry.parentPath, entry.name));
   if (rel === 'bin.mjs') continue;
   mkdirSync(path.join(dist, path.dirname(rel)), { recursive: true });

@@ -119,6 +119,20 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * An error answer of the HTTP API, in fastify's shape: `{ statusCode, code, error, message }`
+ * plus extra fields, e.g. `issues` (INVALID_PARAMS, INVALID_BODY) and `reason` (SKIPPED).
+ */
+export interface HttpErrorBody {
+  statusCode: number;
+  code: ErrorCode;
+  error: string;
+  message: string;
+  /** What was invalid, field by field (INVALID_PARAMS, INVALID_BODY). */
+  issues?: Array<{ path: string; message: string }>;
+  [extra: string]: unknown;
+}
+
 /** The one error type jobhost throws: a stable `code`, a message, and optional structured details. */
 export class HostError extends Error {
   readonly code: ErrorCode;

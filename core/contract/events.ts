@@ -1,5 +1,5 @@
 import type { RunError } from './errors.js';
-import type { Delivery, DeliveryError } from './notification.js';
+import type { DeliveryError, Notification } from './notification.js';
 import type { Run, RunSource } from './run.js';
 import type { LogLine } from './run-log.js';
 
@@ -48,15 +48,8 @@ export interface EventDataMap {
    */
   'run.log': RunData & { lines: LogLine[]; dropped: number };
   'run.skipped': JobData & { reason: SkipReason; source: RunSource; detail: string; runId?: string };
-  notification: RunData & {
-    id: string;
-    status: string;
-    title: string;
-    message: string;
-    priority: string;
-    tags: string[];
-    deliveries: Delivery[];
-  };
+  /** The notification as recorded (its deliveries pending); `host` is the host alert's host when `rule` is `host`. */
+  notification: RunData & Notification;
   /** A delivery reached its receiver. */
   'notification.delivered': RunData & { id: string; destination: string; deliveryId: string; attempts: number };
   /** A delivery is dead: no attempt left, or an answer that retrying cannot change. */
@@ -104,6 +97,19 @@ export interface HostEvent<T extends EventType = EventType> {
 
 /** Any event, discriminated by `type`. */
 export type AnyHostEvent = { [T in EventType]: HostEvent<T> }[EventType];
+
+/** The first message on every `GET /events` connection (SPEC §6): where the stream starts. */
+export interface HelloMessage {
+  type: 'hello';
+  /** The seq of the newest event at connect time: live events follow it. */
+  seq: number;
+  since: number | null;
+  /** True when events after `since` had already left the replay buffer (the replay is incomplete). */
+  gap: boolean;
+}
+
+/** A message of the event stream: the hello, then events. */
+export type StreamMessage = HelloMessage | AnyHostEvent;
 
 /** The id of the host an event came from, when another host emitted it (cluster mode); undefined for this host's own. */
 export function eventHost(event: AnyHostEvent): string | undefined {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DESTINATION_NAME, NOTIFY_STATUSES, PRIORITIES } from './notification.js';
+import { DESTINATION_NAME, type DeliveryError, NOTIFY_STATUSES, PRIORITIES } from './notification.js';
 import { durationSchema, retrySchema } from './plugin-schema.js';
 import type { RetryPolicy } from './retry.js';
 
@@ -61,6 +61,28 @@ export const destinationSchema = z.discriminatedUnion('kind', [
 ]);
 
 export type Destination = z.output<typeof destinationSchema>;
+
+/** A destination as the API and the dashboard show it: where it points, without any secret. */
+export interface DestinationView {
+  name: string;
+  kind: Destination['kind'];
+  target: string;
+}
+
+/** `GET /notifications/destinations`: the destinations, and how many deliveries wait for an attempt. */
+export interface DestinationsView {
+  items: DestinationView[];
+  open: number;
+}
+
+/** What a test message to a destination got (`jobhost notify test`, the dashboard's "Send test"): the receiver's answer. */
+export interface TestResult extends DestinationView {
+  ok: boolean;
+  status: number | null;
+  body: string | null;
+  error: DeliveryError | null;
+  durationMs: number;
+}
 
 const destinationName = z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)');
 

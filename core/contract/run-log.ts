@@ -4,6 +4,8 @@
  * is counted, so readers can say so. Every backend keeps a run's log with a `LogTail`.
  */
 
+import type { RunStatus } from './run.js';
+
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 
 export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
@@ -24,6 +26,14 @@ export interface LogLine {
 export interface RunLog {
   lines: LogLine[];
   dropped: number;
+}
+
+/** `GET /runs/:id/logs`: the run's kept lines with the run's status, and a sentence when lines were cut. */
+export interface RunLogView extends RunLog {
+  runId: string;
+  job: string;
+  status: RunStatus;
+  note: string | null;
 }
 
 /** The most lines kept per run. */

@@ -62,6 +62,11 @@ export interface RunQuery {
   before?: string | undefined;
 }
 
+/** The answer to a trigger (`POST /jobs/:name/run`, `POST /runs/:id/retry`): the run it created. */
+export interface TriggerResult {
+  runId: string;
+}
+
 /** A page of a list, newest first; `next` is the cursor for the page after it. */
 export interface Page<T> {
   items: T[];

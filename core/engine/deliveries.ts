@@ -1,10 +1,11 @@
 import type { Backend, DeliveryAttempt, DeliveryOutcome } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Delivery, DeliveryStatus, Notification } from '../contract/notification.js';
-import type { DestinationView, Notifier, TestResult } from '../notify/notifier.js';
+import type { DestinationView, TestResult } from '../contract/notify-config.js';
+import type { Notifier } from '../notify/notifier.js';
 import type { Bus } from './bus.js';
 
-export type { DestinationView, TestResult } from '../notify/notifier.js';
+export type { DestinationView, TestResult } from '../contract/notify-config.js';
 
 export interface DeliveriesOptions {
   bus: Bus;

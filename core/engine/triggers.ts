@@ -4,7 +4,7 @@ import { type Duration, parseDuration } from '../contract/duration.js';
 import { HostError, isHostError, toRunError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import type { ParamsResult } from '../contract/plugin.js';
-import type { Run, RunSource } from '../contract/run.js';
+import type { Run, RunSource, TriggerResult } from '../contract/run.js';
 import { startTriggerSpan } from '../contract/tracing.js';
 import type { Bus } from './bus.js';
 import { fireRunId } from './ids.js';
@@ -30,9 +30,7 @@ export interface TriggerOptions {
   source?: RunSource | undefined;
 }
 
-export interface TriggerResult {
-  runId: string;
-}
+export type { TriggerResult };
 
 export interface PublishResult {
   enqueued: string[];

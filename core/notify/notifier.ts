@@ -2,8 +2,8 @@ import type { DeliveryAttempt, DeliveryOutcome } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
-import type { Delivery, DeliveryError, Notification } from '../contract/notification.js';
-import { type Destination, deliveryRetry } from '../contract/notify-config.js';
+import type { Delivery, Notification } from '../contract/notification.js';
+import { type Destination, type DestinationView, deliveryRetry, type TestResult } from '../contract/notify-config.js';
 import { retryDelay } from '../contract/retry.js';
 import { outgoing } from './payloads.js';
 import { destinationsFor } from './routing.js';
@@ -24,22 +24,6 @@ export interface NotifierOptions {
   logger: Logger;
   /** This host's id (PagerDuty's `source`). */
   hostId: string;
-}
-
-/** A destination as the API and the dashboard show it: where it points, without any secret. */
-export interface DestinationView {
-  name: string;
-  kind: Destination['kind'];
-  target: string;
-}
-
-/** What `jobhost notify test` prints: the receiver's answer. */
-export interface TestResult extends DestinationView {
-  ok: boolean;
-  status: number | null;
-  body: string | null;
-  error: DeliveryError | null;
-  durationMs: number;
 }
 
 /** A Retry-After longer than this is capped: a receiver cannot park a delivery for days. */

@@ -1,18 +1,12 @@
 import { STATUS_CODES } from 'node:http';
-import { ERROR_CODES, type ErrorCode, isHostError } from '../contract/errors.js';
+import { ERROR_CODES, type ErrorCode, type HttpErrorBody, isHostError } from '../contract/errors.js';
 
 /**
  * The one place where anything thrown while serving a request becomes an HTTP answer in fastify's
  * shape, `{ statusCode, code, error, message }`, with a stable code from `errors.ts`.
  */
 
-export interface HttpErrorBody {
-  statusCode: number;
-  code: ErrorCode;
-  error: string;
-  message: string;
-  [extra: string]: unknown;
-}
+export type { HttpErrorBody };
 
 export interface HttpError {
   statusCode: number;

@@ -1,6 +1,6 @@
 import type { WebSocket } from 'ws';
 import { HostError } from '../contract/errors.js';
-import type { AnyHostEvent } from '../contract/events.js';
+import type { AnyHostEvent, HelloMessage } from '../contract/events.js';
 import type { Host } from '../engine/host.js';
 import { errors, eventsQuery } from './http-schemas.js';
 import type { StreamObserver } from './metrics.js';
@@ -29,16 +29,6 @@ export interface EventStream {
    * does not answer the close within `graceMs` (default 1 s) has its socket destroyed.
    */
   closeAll(reason: string, graceMs?: number): Promise<void>;
-}
-
-/** The first message on every connection. */
-export interface HelloMessage {
-  type: 'hello';
-  /** The seq of the newest event at connect time: live events follow it. */
-  seq: number;
-  since: number | null;
-  /** True when events after `since` had already left the replay buffer (the replay is incomplete). */
-  gap: boolean;
 }
 
 const OPEN = 1;

@@ -1,3 +1,4 @@
+// @ts-check
 // The dashboard: wires the views to the API and to the one WebSocket, and routes on the URL hash
 // (#/jobs, #/jobs/<name>, #/runs?job=x&status=failed, #/runs/<id>, #/notifications, #/hosts).
 import { ApiError, eventsUrl, get, getToken, post, setToken, withQuery } from './api.js';
@@ -15,13 +16,25 @@ import { createRunDialog } from './params.js';
 import { createRunDetail, createRunsList } from './runs.js';
 import { createTokenPrompt } from './token.js';
 
-const $ = (selector) => document.querySelector(selector);
+/** @import { AnyHostEvent } from '../../contract/events.js' */
+/** @import { Page } from '../../contract/run.js' */
+/** @import { JobView, Stats } from '../../contract/views.js' */
+
+/**
+ * What the URL hash shows.
+ * @typedef {{ view: 'jobs' } | { view: 'job', name: string } | { view: 'runs', job: string, status: string } | { view: 'run', id: string } | { view: 'notifications' } | { view: 'hosts' }} Route
+ */
+
+/** An element of the page shell (index.html), which has every one this file asks for. */
+const $ = (/** @type {string} */ selector) => /** @type {HTMLElement} */ (document.querySelector(selector));
 const later = coalescer();
 const banner = $('#page-error');
 
+/** @param {unknown} err */
 function showError(err) {
   if (err instanceof ApiError && err.status === 401) return; // the token prompt deals with it
-  banner.textContent = err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `Cannot reach the host (${err.message}). Retrying…`;
+  banner.textContent =
+    err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `Cannot reach the host (${/** @type {Error} */ (err).message}). Retrying…`;
   banner.hidden = false;
 }
 const clearError = () => {
@@ -31,7 +44,7 @@ const clearError = () => {
 // ---------------------------------------------------------------- token
 
 const forget = $('#forget-token');
-const token = createTokenPrompt($('#token-dialog'), {
+const token = createTokenPrompt(/** @type {HTMLDialogElement} */ ($('#token-dialog')), {
   onUnlocked: () => {
     forget.hidden = false;
     live.retryNow();
@@ -45,25 +58,27 @@ forget.addEventListener('click', () => {
 
 // ---------------------------------------------------------------- views
 
-const jobs = createJobsTable($('#jobs-table tbody'), {
+const jobs = createJobsTable(/** @type {HTMLTableSectionElement} */ ($('#jobs-table tbody')), {
   onRun: (job) => runDialog.open(job),
   onToggle: async (job, enabled, input) => {
     try {
-      jobs.upsert(await post(`/jobs/${encodeURIComponent(job.name)}/${enabled ? 'enable' : 'disable'}`));
+      jobs.upsert(/** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(job.name)}/${enabled ? 'enable' : 'disable'}`)));
     } catch (err) {
       input.checked = !enabled;
       showError(err);
     }
   },
 });
-const navigate = (hash) => {
+const navigate = (/** @type {string} */ hash) => {
   location.hash = hash;
 };
-const runDialog = createRunDialog($('#run-dialog'), { onQueued: (runId) => navigate(`#/runs/${encodeURIComponent(runId)}`) });
-for (const button of document.querySelectorAll('dialog [data-close]')) button.addEventListener('click', () => button.closest('dialog').close());
+const runDialog = createRunDialog(/** @type {HTMLDialogElement} */ ($('#run-dialog')), {
+  onQueued: (runId) => navigate(`#/runs/${encodeURIComponent(runId)}`),
+});
+for (const button of document.querySelectorAll('dialog [data-close]')) button.addEventListener('click', () => button.closest('dialog')?.close());
 
 const overviewStatus = $('.overview [data-bulk-status]');
-const bulk = createBulk($('#bulk-dialog'), {
+const bulk = createBulk(/** @type {HTMLDialogElement} */ ($('#bulk-dialog')), {
   onDone: (_result, text) => {
     if (route.view === 'job') jobPage.said(text);
     else overviewStatus.textContent = text;
@@ -74,7 +89,7 @@ const overview = createCharts($('[data-charts="overview"]'), { onError: showErro
 const jobPage = createJobPage($('#view-job'), { onError: showError, onRun: (job) => runDialog.open(job), bulk });
 $('[data-bulk="retry-all"]').addEventListener('click', async (e) => {
   try {
-    await bulk.ask('retry', { from: windowStart(overview.window), label: `in the ${WINDOWS[overview.window]}` }, e.currentTarget);
+    await bulk.ask('retry', { from: windowStart(overview.window), label: `in the ${WINDOWS[overview.window]}` }, /** @type {HTMLElement} */ (e.currentTarget));
   } catch (err) {
     showError(err);
   }
@@ -91,13 +106,15 @@ const detail = createRunDetail($('#view-run'), { onError: showError, navigate })
 const notes = createNotifications($('#view-notifications'), { onError: showError });
 const hosts = createHosts($('#view-hosts'), { onError: showError });
 const feed = createFeed($('#feed'));
-const runsFilter = $('#runs-filter');
+/** The runs filter: a form with a `job` and a `status` select. */
+const runsFilter = /** @type {HTMLFormElement & { elements: { job: HTMLSelectElement, status: HTMLSelectElement } }} */ ($('#runs-filter'));
 
 runsFilter.addEventListener('change', () => {
   const data = new FormData(runsFilter);
   navigate(withQuery('#/runs', { job: data.get('job'), status: data.get('status') }));
 });
 
+/** @type {string | null} */
 let shownNames = null;
 
 /** The job pickers (runs filter, feed filter) list the jobs there are now. */
@@ -120,8 +137,10 @@ function syncJobNames() {
 
 // ---------------------------------------------------------------- routing
 
+/** @type {Route} */
 let route = { view: 'jobs' };
 
+/** @returns {Route} */
 function parseHash() {
   const [path, qs] = (location.hash.slice(1) || '/jobs').split('?');
   const parts = path.split('/').filter(Boolean);
@@ -134,13 +153,16 @@ function parseHash() {
   return { view: 'jobs' };
 }
 
-/** Shows the view the hash names; loads its data unless the first full load is still to come. */
+/**
+ * Shows the view the hash names; loads its data unless the first full load is still to come.
+ * @param {boolean} focus
+ */
 function showRoute(focus, load = true) {
   route = parseHash();
-  for (const section of document.querySelectorAll('main [data-view]')) section.hidden = section.dataset.view !== route.view;
+  for (const section of document.querySelectorAll('main [data-view]')) if (section instanceof HTMLElement) section.hidden = section.dataset.view !== route.view;
   const tab = route.view === 'run' ? 'runs' : route.view === 'job' ? 'jobs' : route.view;
   for (const link of document.querySelectorAll('[data-nav]')) {
-    if (link.dataset.nav === tab) link.setAttribute('aria-current', 'page');
+    if (link.getAttribute('data-nav') === tab) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
   document.title = `${route.view === 'run' ? `Run ${route.id}` : route.view === 'job' ? route.name : tab[0].toUpperCase() + tab.slice(1)} · jobhost`;
@@ -153,7 +175,7 @@ function showRoute(focus, load = true) {
   if (!load) return;
   loadRoute().then(() => {
     // Moving focus to the new view's heading tells screen readers the page changed.
-    if (focus) document.querySelector(`main [data-view="${route.view}"] h2`)?.focus();
+    if (focus) /** @type {HTMLElement | null} */ (document.querySelector(`main [data-view="${route.view}"] h2`))?.focus();
   });
 }
 
@@ -179,15 +201,16 @@ window.addEventListener('hashchange', () => showRoute(true));
 
 async function refreshStats() {
   try {
-    renderStats($('#stats'), await get('/stats'));
+    renderStats($('#stats'), /** @type {Stats} */ (await get('/stats')));
   } catch (err) {
     showError(err);
   }
 }
 
+/** @param {string} name */
 async function refreshJob(name) {
   try {
-    jobs.upsert(await get(`/jobs/${encodeURIComponent(name)}`));
+    jobs.upsert(/** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(name)}`)));
   } catch (err) {
     if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND') jobs.remove(name);
     else showError(err);
@@ -198,7 +221,7 @@ async function refreshJob(name) {
 /** Everything over HTTP: on start, after a gap in the event stream, after the host restarted. */
 async function loadAll() {
   try {
-    const [list, stats] = await Promise.all([get('/jobs'), get('/stats')]);
+    const [list, stats] = await Promise.all([/** @type {Promise<Page<JobView>>} */ (get('/jobs')), /** @type {Promise<Stats>} */ (get('/stats'))]);
     jobs.setAll(list.items);
     syncJobNames();
     renderStats($('#stats'), stats);
@@ -209,10 +232,14 @@ async function loadAll() {
   await loadRoute();
 }
 
-/** What one event changes on the page; replayed events a reload already covers only go to the feed. */
+/**
+ * What one event changes on the page; replayed events a reload already covers only go to the feed.
+ * @param {AnyHostEvent} e
+ */
 function apply(e) {
-  const d = e.data ?? {};
-  switch (e.type) {
+  // Destructured together, `data` narrows with each `case` of `type`.
+  const { type, data: d } = e;
+  switch (type) {
     case 'job.registered':
     case 'job.updated':
     case 'job.enabled':
@@ -243,7 +270,7 @@ function apply(e) {
       if (route.view === 'job' && route.name === d.job) later('job-page', 150, () => jobPage.refresh());
       if (route.view === 'runs') {
         if (runs.has(d.runId)) later(`run:${d.runId}`, 50, () => runs.refresh(d.runId));
-        else if (e.type === 'run.queued' && runs.onFirstPage) later('runs', 150, () => runs.reload());
+        else if (type === 'run.queued' && runs.onFirstPage) later('runs', 150, () => runs.reload());
       } else {
       }
       if (detail.id === d.runId) later('detail', 50, () => detail.refresh());
@@ -277,6 +304,7 @@ function apply(e) {
 }
 
 const conn = $('#conn');
+/** @type {Readonly<Record<string, string>>} */
 const CONN_TEXT = { connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…' };
 
 const live = createLive({
@@ -294,16 +322,20 @@ const live = createLive({
   },
 });
 // For people poking at the page from the console, and for the browser tests.
-window.jobhostDashboard = { live, charts: () => ({ overview: overview.read(), job: jobPage.charts.read() }) };
+/** @type {Window & { jobhostDashboard?: unknown }} */ (window).jobhostDashboard = {
+  live,
+  charts: () => ({ overview: overview.read(), job: jobPage.charts.read() }),
+};
 
 // ---------------------------------------------------------------- start
 
 async function boot() {
   showRoute(false, false);
+  /** @type {Stats} */
   let stats;
   for (let attempt = 0; ; attempt++) {
     try {
-      stats = await get('/stats');
+      stats = /** @type {Stats} */ (await get('/stats'));
       break;
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {

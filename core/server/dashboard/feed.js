@@ -1,13 +1,20 @@
+// @ts-check
 // The live event feed: every event from the WebSocket, newest first, filterable by job and type.
 import { absolute, fill, h } from './dom.js';
+
+/** @import { AnyHostEvent } from '../../contract/events.js' */
 
 const KEEP = 500;
 const SHOWN = 150;
 
-/** One line of words for an event's data. */
+/**
+ * One line of words for an event's data.
+ * @param {AnyHostEvent} e
+ */
 export function summary(e) {
-  const d = e.data ?? {};
-  switch (e.type) {
+  // Destructured together, `data` narrows with each `case` of `type`.
+  const { type, data: d } = e;
+  switch (type) {
     case 'run.queued':
       return `${d.runId} queued (${d.source})${d.delayed ? ` for ${absolute(d.runAt)}` : ''}`;
     case 'run.started':
@@ -33,7 +40,7 @@ export function summary(e) {
     case 'job.registered':
     case 'job.updated':
     case 'job.removed':
-      return `${d.file ?? 'registered in code'}${d.changed?.length ? `: ${d.changed.join(', ')}` : ''}`;
+      return `${d.file ?? 'registered in code'}${'changed' in d && d.changed?.length ? `: ${d.changed.join(', ')}` : ''}`;
     case 'plugin.error':
       return `${d.file}: ${d.code} ${d.message}`;
     case 'config.reloaded':
@@ -50,7 +57,7 @@ export function summary(e) {
   }
 }
 
-const tone = (type) =>
+const tone = (/** @type {string} */ type) =>
   type === 'run.failed' || type === 'notification.failed' || type.endsWith('.error')
     ? 'bad'
     : type === 'run.succeeded' || type === 'notification.delivered'
@@ -59,7 +66,11 @@ const tone = (type) =>
         ? 'warn'
         : '';
 
-/** The type filter: a value is an exact type, a `prefix.*`, `all`, or `all-but-progress`. */
+/**
+ * The type filter: a value is an exact type, a `prefix.*`, `all`, or `all-but-progress`.
+ * @param {string} filter
+ * @param {string} type
+ */
 function matchesType(filter, type) {
   if (filter === 'all') return true;
   if (filter === 'all-but-progress') return type !== 'run.progress';
@@ -67,15 +78,18 @@ function matchesType(filter, type) {
   return type === filter;
 }
 
+/** @param {HTMLElement} root */
 export function createFeed(root) {
-  const list = root.querySelector('ol');
-  const jobSelect = root.querySelector('select[name=job]');
-  const typeSelect = root.querySelector('select[name=type]');
-  const count = root.querySelector('[data-feed-count]');
+  const list = /** @type {HTMLOListElement} */ (root.querySelector('ol'));
+  const jobSelect = /** @type {HTMLSelectElement} */ (root.querySelector('select[name=job]'));
+  const typeSelect = /** @type {HTMLSelectElement} */ (root.querySelector('select[name=type]'));
+  const count = /** @type {HTMLElement} */ (root.querySelector('[data-feed-count]'));
+  /** @type {AnyHostEvent[]} */
   const events = [];
 
-  const matches = (e) => (!jobSelect.value || e.data?.job === jobSelect.value) && matchesType(typeSelect.value, e.type);
+  const matches = (/** @type {AnyHostEvent} */ e) => (!jobSelect.value || e.data?.job === jobSelect.value) && matchesType(typeSelect.value, e.type);
 
+  /** @param {AnyHostEvent} e */
   function item(e) {
     return h(
       'li',
@@ -89,7 +103,7 @@ export function createFeed(root) {
         // Another host's event (cluster mode): which one.
         e.data?.host ? h('span', { class: 'muted small', 'data-ev-host': '' }, ` on ${e.data.host}`) : null,
       ),
-      e.data?.runId && e.type.startsWith('run.')
+      'runId' in e.data && e.data.runId && e.type.startsWith('run.')
         ? h('a', { class: 'ev-text', href: `#/runs/${encodeURIComponent(e.data.runId)}` }, summary(e))
         : h('span', { class: 'ev-text' }, summary(e)),
     );
@@ -105,6 +119,7 @@ export function createFeed(root) {
   typeSelect.addEventListener('change', render);
 
   return {
+    /** @param {AnyHostEvent} e */
     add(e) {
       events.push(e);
       if (events.length > KEEP) events.splice(0, events.length - KEEP);
@@ -113,10 +128,13 @@ export function createFeed(root) {
         return;
       }
       list.prepend(item(e));
-      while (list.childElementCount > SHOWN) list.lastElementChild.remove();
+      while (list.childElementCount > SHOWN) list.lastElementChild?.remove();
       count.textContent = `${list.childElementCount} shown of ${events.length} received`;
     },
-    /** Keeps the job filter's options in step with the jobs. */
+    /**
+     * Keeps the job filter's options in step with the jobs.
+     * @param {readonly string[]} names
+     */
     setJobs(names) {
       const current = jobSelect.value;
       fill(

@@ -1,12 +1,22 @@
+// @ts-check
 // The summary in the page header: host state, jobs, running runs, success rate, queue depths.
 import { fill, h } from './dom.js';
 
-const percent = (rate) => (rate === null || rate === undefined ? '—' : `${(rate * 100).toFixed(rate === 1 ? 0 : 1)}%`);
+/** @import { Stats } from '../../contract/views.js' */
+/** @import { Child } from './dom.js' */
 
-/** Renders `GET /stats` into the `<dl>`. */
+const percent = (/** @type {number | null | undefined} */ rate) => (rate === null || rate === undefined ? '—' : `${(rate * 100).toFixed(rate === 1 ? 0 : 1)}%`);
+
+/**
+ * Renders `GET /stats` into the `<dl>`.
+ * @param {Element} dl
+ * @param {Stats} stats
+ */
 export function renderStats(dl, stats) {
   const queues = Object.entries(stats.queues ?? {});
-  const item = (label, value, extra = {}) => [h('div', extra, h('dt', {}, label), h('dd', {}, value))];
+  const item = (/** @type {string} */ label, /** @type {Child} */ value, /** @type {Record<string, string>} */ extra = {}) => [
+    h('div', extra, h('dt', {}, label), h('dd', {}, value)),
+  ];
   fill(
     dl,
     item('Host', h('span', { class: `state st-${stats.state}` }, stats.state), { 'data-stat': 'state' }),

@@ -1,13 +1,24 @@
+// @ts-check
 // Hosts: the hosts sharing this host's backend (GET /cluster), their heartbeats and running
 // runs, and the jobs whose definition differs between them (drift). One host on the local backend.
 import { get } from './api.js';
 import { fill, h, time } from './dom.js';
 
-export function createHosts(root, { onError }) {
-  const tbody = root.querySelector('tbody');
-  const summary = root.querySelector('[data-hosts-summary]');
-  const drift = root.querySelector('[data-drift]');
+/** @import { ClusterHost, ClusterView } from '../../contract/views.js' */
 
+/**
+ * @param {HTMLElement} root
+ * @param {{ onError: (err: unknown) => void }} options
+ */
+export function createHosts(root, { onError }) {
+  const tbody = /** @type {HTMLTableSectionElement} */ (root.querySelector('tbody'));
+  const summary = /** @type {HTMLElement} */ (root.querySelector('[data-hosts-summary]'));
+  const drift = /** @type {HTMLElement} */ (root.querySelector('[data-drift]'));
+
+  /**
+   * @param {ClusterHost} host
+   * @param {string} self
+   */
   function row(host, self) {
     const versions = host.jobs.map((j) => `${j.name} ${j.version}`).join(', ');
     return h(
@@ -24,7 +35,7 @@ export function createHosts(root, { onError }) {
 
   async function load() {
     try {
-      const view = await get('/cluster');
+      const view = /** @type {ClusterView} */ (await get('/cluster'));
       fill(
         tbody,
         view.hosts.map((host) => row(host, view.self)),

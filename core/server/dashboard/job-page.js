@@ -1,3 +1,4 @@
+// @ts-check
 // A job's page (#/jobs/<name>): what it is, where its alert rules stand, its charts over time, and
 // its bulk actions.
 import { alertBadge, failures, recoveredStreak } from './alert.js';
@@ -5,24 +6,40 @@ import { ApiError, get, withQuery } from './api.js';
 import { createCharts, WINDOWS } from './charts.js';
 import { absolute, badge, fill, h, time } from './dom.js';
 
-/** Where the chart window starts, as the `from` of a bulk action. */
-export const windowStart = (window) => new Date(Date.now() - { '1h': 3_600_000, '24h': 86_400_000, '7d': 604_800_000 }[window]).toISOString();
+/** @import { Notification } from '../../contract/notification.js' */
+/** @import { Page } from '../../contract/run.js' */
+/** @import { JobView, SeriesWindow } from '../../contract/views.js' */
+/** @import { createBulk } from './bulk.js' */
 
+/** Where the chart window starts, as the `from` of a bulk action. */
+export const windowStart = (/** @type {SeriesWindow} */ window) =>
+  new Date(Date.now() - { '1h': 3_600_000, '24h': 86_400_000, '7d': 604_800_000 }[window]).toISOString();
+
+/**
+ * @param {HTMLElement} root
+ * @param {{ onError: (err: unknown) => void, onRun: (job: JobView) => void, bulk: ReturnType<typeof createBulk> }} options
+ */
 export function createJobPage(root, { onError, onRun, bulk }) {
   const head = h('div', { 'data-job-head': '' });
   const chartsRoot = h('div', { class: 'chart-block', 'data-charts': 'job' });
   const charts = createCharts(chartsRoot, { onError });
   const status = h('p', { class: 'small', role: 'status', 'data-bulk-status': '' });
+  /** @type {JobView | null} */
   let job = null;
-  /** The newest `recovered` notification of the job (among its newest 50), or null. */
+  /**
+   * The newest `recovered` notification of the job (among its newest 50), or null.
+   * @type {Pick<Notification, 'job' | 'rule' | 'at' | 'runId' | 'message'> | null}
+   */
   let recovery = null;
 
+  /** @type {(action: 'retry' | 'cancel') => (e: MouseEvent & { currentTarget: HTMLButtonElement }) => Promise<void>} */
   const act = (action) => async (e) => {
     const button = e.currentTarget;
     try {
+      const name = /** @type {JobView} */ (job).name;
       await bulk.ask(
         action,
-        action === 'retry' ? { job: job.name, from: windowStart(charts.window), label: `in the ${WINDOWS[charts.window]}` } : { job: job.name, label: 'now' },
+        action === 'retry' ? { job: name, from: windowStart(charts.window), label: `in the ${WINDOWS[charts.window]}` } : { job: name, label: 'now' },
         button,
       );
     } catch (err) {
@@ -30,13 +47,19 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     }
   };
 
-  /** The newest `recovered` notification of `name` among its newest 50 notifications. */
+  /**
+   * The newest `recovered` notification of `name` among its newest 50 notifications.
+   * @param {string} name
+   */
   async function readRecovery(name) {
-    const page = await get(withQuery('/notifications', { job: name, limit: 50 }));
+    const page = /** @type {Page<Notification>} */ (await get(withQuery('/notifications', { job: name, limit: 50 })));
     return page.items.find((n) => n.rule === 'recovered') ?? null;
   }
 
-  /** The alert facts: in alert or not, the last recovery, the last missed fire. */
+  /**
+   * The alert facts: in alert or not, the last recovery, the last missed fire.
+   * @param {JobView} j
+   */
   function alertFacts(j) {
     const a = j.alert;
     if (!a) return null;
@@ -77,7 +100,7 @@ export function createJobPage(root, { onError, onRun, bulk }) {
   }
 
   function render() {
-    const j = job;
+    const j = /** @type {JobView} */ (job);
     fill(
       head,
       h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
@@ -123,6 +146,7 @@ export function createJobPage(root, { onError, onRun, bulk }) {
       return job?.name ?? null;
     },
     charts,
+    /** @param {string} name */
     async show(name) {
       if (job?.name !== name) {
         job = null;
@@ -131,7 +155,7 @@ export function createJobPage(root, { onError, onRun, bulk }) {
         fill(head, h('p', { class: 'muted' }, 'Loading…'));
       }
       try {
-        [job, recovery] = await Promise.all([get(`/jobs/${encodeURIComponent(name)}`), readRecovery(name)]);
+        [job, recovery] = await Promise.all([/** @type {Promise<JobView>} */ (get(`/jobs/${encodeURIComponent(name)}`)), readRecovery(name)]);
       } catch (err) {
         if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND')
           return void fill(head, h('h2', {}, 'No such job'), h('p', {}, `The host has no job ${name}.`));
@@ -144,19 +168,23 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     async refresh() {
       if (!job) return;
       try {
-        job = await get(`/jobs/${encodeURIComponent(job.name)}`);
+        job = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(job.name)}`));
         render();
       } catch (err) {
         if (!(err instanceof ApiError && err.code === 'JOB_NOT_FOUND')) onError(err);
       }
     },
-    /** A `notification` event of this job: a `recovered` one is the last recovery (no request needed). */
+    /**
+     * A `notification` event of this job: a `recovered` one is the last recovery (no request needed).
+     * @param {Pick<Notification, 'job' | 'rule' | 'at' | 'runId' | 'message'>} n
+     */
     noted(n) {
       if (!job || n.job !== job.name || n.rule !== 'recovered') return;
       if (recovery && recovery.at > n.at) return;
       recovery = n;
       render();
     },
+    /** @param {string} text */
     said(text) {
       status.textContent = text;
     },

@@ -1,14 +1,19 @@
+// @ts-check
 // The jobs table: one row per job, updated in place from events.
 import { alertBadge } from './alert.js';
 import { badge, fill, h, swap, time } from './dom.js';
 
+/** @import { JobView } from '../../contract/views.js' */
+
 /**
  * @param {HTMLTableSectionElement} tbody
- * @param {{ onRun: (job) => void, onToggle: (job, enabled: boolean, input: HTMLInputElement) => void }} actions
+ * @param {{ onRun: (job: JobView) => void, onToggle: (job: JobView, enabled: boolean, input: HTMLInputElement) => void }} actions
  */
 export function createJobsTable(tbody, actions) {
+  /** @type {Map<string, { job: JobView, tr: HTMLTableRowElement }>} */
   const rows = new Map();
 
+  /** @param {JobView} job */
   function row(job) {
     const id = `job-${job.name}`;
     const last = job.lastRun;
@@ -73,7 +78,10 @@ export function createJobsTable(tbody, actions) {
   }
 
   return {
-    /** Replaces every row (sorted by name). */
+    /**
+     * Replaces every row (sorted by name).
+     * @param {readonly JobView[]} jobs
+     */
     setAll(jobs) {
       rows.clear();
       const list = [...jobs].sort((a, b) => a.name.localeCompare(b.name));
@@ -87,7 +95,10 @@ export function createJobsTable(tbody, actions) {
       );
       if (list.length === 0) fill(tbody, h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No jobs yet: drop a plugin file into the plugins directory.')));
     },
-    /** Adds or updates one job's row. */
+    /**
+     * Adds or updates one job's row.
+     * @param {JobView} job
+     */
     upsert(job) {
       const existing = rows.get(job.name);
       const tr = row(job);
@@ -95,15 +106,17 @@ export function createJobsTable(tbody, actions) {
       else {
         if (rows.size === 0) tbody.replaceChildren();
         const after = [...rows.keys()].sort().find((name) => name.localeCompare(job.name) > 0);
-        tbody.insertBefore(tr, after ? rows.get(after).tr : null);
+        tbody.insertBefore(tr, after ? (rows.get(after)?.tr ?? null) : null);
       }
       rows.set(job.name, { job, tr });
     },
+    /** @param {string} name */
     remove(name) {
       rows.get(name)?.tr.remove();
       rows.delete(name);
       if (rows.size === 0) this.setAll([]);
     },
+    /** @param {string} name */
     get(name) {
       return rows.get(name)?.job;
     },

@@ -1,30 +1,43 @@
+// @ts-check
 // One WebSocket to /events for the whole page. It reconnects with backoff and `since=<last seq>`,
 // so a dropped connection misses nothing the host still buffers; when it did miss something
 // (`gap`, or the host restarted) the page reloads its state over HTTP.
+import { parseMessage } from './api.js';
+
+/** @import { AnyHostEvent, HelloMessage } from '../../contract/events.js' */
 
 /**
  * @param {{
  *   url: (since: number | null) => string,
- *   onEvent: (event: object, covered: boolean) => void,
- *   onHello: (hello: object, reload: boolean) => void,
+ *   onEvent: (event: AnyHostEvent, covered: boolean) => void,
+ *   onHello: (hello: HelloMessage, reload: boolean) => void,
  *   onState: (state: 'connecting' | 'live' | 'reconnecting') => void,
  * }} options  `covered` is true for replayed events that a reload already accounts for.
  */
 export function createLive({ url, onEvent, onHello, onState }) {
+  /** @type {WebSocket | null} */
   let socket = null;
+  /** @type {number | null} */
   let lastSeq = null;
   let coveredUpTo = -1;
   let failures = 0;
-  let timer = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
   let stopped = true;
 
   const live = {
-    /** The last `hello`, for the curious (and the browser tests). */
+    /**
+     * The last `hello`, for the curious (and the browser tests).
+     * @type {HelloMessage | null}
+     */
     hello: null,
     get lastSeq() {
       return lastSeq;
     },
-    /** Connects; `since` asks for buffered history first (shown in the feed, not re-applied). */
+    /**
+     * Connects; `since` asks for buffered history first (shown in the feed, not re-applied).
+     * @param {number | null} [since]
+     */
     start(since = null) {
       stopped = false;
       connect(since);
@@ -46,18 +59,15 @@ export function createLive({ url, onEvent, onHello, onState }) {
     },
   };
 
+  /** @param {number | null} since */
   function connect(since) {
     onState(failures === 0 ? 'connecting' : 'reconnecting');
     const ws = new WebSocket(url(since));
     socket = ws;
     let first = lastSeq === null;
     ws.onmessage = (message) => {
-      let msg;
-      try {
-        msg = JSON.parse(message.data);
-      } catch {
-        return;
-      }
+      const msg = parseMessage(message);
+      if (!msg) return;
       if (msg.type === 'hello') {
         failures = 0;
         live.hello = msg;

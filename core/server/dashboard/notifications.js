@@ -1,16 +1,29 @@
+// @ts-check
 // Notifications, newest first, each with its deliveries (where it went and how that went), and the
 // destinations with a test button. New notifications arrive over the WebSocket; a delivery's
 // outcome event re-reads the one notification it names.
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, coalescer, fill, h, swap, time } from './dom.js';
 
-/** What went wrong, for a line on the page. */
-const describe = (err) => (err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `could not reach the host (${err.message})`);
+/** @import { EventDataMap } from '../../contract/events.js' */
+/** @import { Delivery, DeliveryError, Notification } from '../../contract/notification.js' */
+/** @import { DestinationsView, DestinationView, TestResult } from '../../contract/notify-config.js' */
+/** @import { Page } from '../../contract/run.js' */
+
+/**
+ * What went wrong, for a line on the page.
+ * @param {unknown} err
+ */
+const describe = (err) =>
+  err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `could not reach the host (${/** @type {Error} */ (err).message})`;
 
 const BODY_SHOWN = 300;
 const dash = () => h('span', { class: 'muted' }, '—');
 
-/** A delivery's or a test's error: the code, the HTTP status when there was an answer, the message. */
+/**
+ * A delivery's or a test's error: the code, the HTTP status when there was an answer, the message.
+ * @param {DeliveryError} e
+ */
 function errorText(e, withStatus = true) {
   return h(
     'span',
@@ -21,7 +34,10 @@ function errorText(e, withStatus = true) {
   );
 }
 
-/** The alert rules worth a label: the plain outcomes (succeeded, failed, ...) say it with their badge. */
+/**
+ * The alert rules worth a label: the plain outcomes (succeeded, failed, ...) say it with their badge.
+ * @type {Readonly<Record<string, [string, string]>>}
+ */
 const RULES = {
   recovered: ['recovered', 'the first success after notified failures'],
   slow: ['slow', 'a run still running past its slowerThan'],
@@ -30,16 +46,20 @@ const RULES = {
   host: ['host alert', "the host's own degradation, when it starts and when it ends"],
 };
 
+/** @param {Notification['rule']} rule */
 function ruleLabel(rule) {
   const r = RULES[rule];
   return r ? [h('span', { class: `rule r-${rule}`, 'data-rule-label': rule, title: r[1] }, r[0]), ' '] : null;
 }
 
-const n0 = (n) => Number(n).toLocaleString('en-US');
+const n0 = (/** @type {number} */ n) => Number(n).toLocaleString('en-US');
 
-/** A digest's counts: "9,999 held back: 9,990 failed, 9 retrying", and the window. */
+/**
+ * A digest's counts: "9,999 held back: 9,990 failed, 9 retrying", and the window.
+ * @param {NonNullable<Notification['held']>} held
+ */
 function heldLine(held) {
-  const statuses = Object.entries(held.statuses ?? {})
+  const statuses = /** @type {Array<[string, number]>} */ (Object.entries(held.statuses ?? {}))
     .filter(([, c]) => c > 0)
     .sort((a, b) => b[1] - a[1])
     .map(([s, c]) => `${n0(c)} ${s}`)
@@ -53,26 +73,43 @@ function heldLine(held) {
   );
 }
 
+/**
+ * @param {HTMLElement} root
+ * @param {{ onError: (err: unknown) => void }} options
+ */
 export function createNotifications(root, { onError }) {
-  const list = root.querySelector('ol.notes');
-  const more = root.querySelector('[data-more]');
-  const destinations = root.querySelector('#destinations-table tbody');
-  const open = root.querySelector('[data-open]');
+  const list = /** @type {HTMLOListElement} */ (root.querySelector('ol.notes'));
+  const more = /** @type {HTMLButtonElement} */ (root.querySelector('[data-more]'));
+  const destinations = /** @type {HTMLTableSectionElement} */ (root.querySelector('#destinations-table tbody'));
+  const open = /** @type {HTMLElement} */ (root.querySelector('[data-open]'));
   const later = coalescer();
-  /** What the last action on a notification said, kept when the notification is drawn again. */
+  /**
+   * What the last action on a notification said, kept when the notification is drawn again.
+   * @type {Map<string, string>}
+   */
   const said = new Map();
-  /** The last test answer per destination, kept when the destinations are drawn again. */
+  /**
+   * The last test answer per destination, kept when the destinations are drawn again.
+   * @type {Map<string, TestResult | 'sending' | Error>}
+   */
   const tests = new Map();
   /**
    * Notifications with deliveries still waiting are read again now and then: the host sends an
    * event when a delivery is delivered or dead, but none when it only moves to `retrying`.
+   * @type {Map<string, { timer: ReturnType<typeof setTimeout>, tries: number }>}
    */
   const watches = new Map();
+  /** @type {string | null} */
   let shownDestinations = null;
+  /** @type {string | undefined} */
   let next;
 
   // ------------------------------------------------------------ notifications
 
+  /**
+   * @param {Notification} n
+   * @param {Delivery} d
+   */
   function delivery(n, d) {
     return h(
       'tr',
@@ -111,6 +148,7 @@ export function createNotifications(root, { onError }) {
     );
   }
 
+  /** @param {Notification} n */
   function deliveries(n) {
     if (n.deliveries.length === 0)
       // Held back from every destination it was routed to: the line above says so.
@@ -141,6 +179,7 @@ export function createNotifications(root, { onError }) {
     );
   }
 
+  /** @param {Notification} n */
   function item(n) {
     const isHost = n.rule === 'host';
     return h(
@@ -210,9 +249,12 @@ export function createNotifications(root, { onError }) {
     );
   }
 
-  const shown = (id) => list.querySelector(`li[data-notification="${CSS.escape(id)}"]`);
+  const shown = (/** @type {string} */ id) => list.querySelector(`li[data-notification="${CSS.escape(id)}"]`);
 
-  /** Draws one notification again (or first, at the top), and watches it while deliveries wait. */
+  /**
+   * Draws one notification again (or first, at the top), and watches it while deliveries wait.
+   * @param {Notification} n
+   */
   function show(n, where = 'top') {
     const fresh = { ...n, deliveries: n.deliveries ?? [] };
     const old = shown(fresh.id);
@@ -225,6 +267,7 @@ export function createNotifications(root, { onError }) {
     watch(fresh);
   }
 
+  /** @param {string} id */
   function unwatch(id) {
     clearTimeout(watches.get(id)?.timer);
     watches.delete(id);
@@ -233,6 +276,7 @@ export function createNotifications(root, { onError }) {
   /**
    * Pending: read again after 1 s, 2 s, 4 s … (at most 30 s) until it moves. Retrying: read again
    * just after its next attempt is due. Nothing waiting: no timer.
+   * @param {Notification} n
    */
   function watch(n) {
     const prev = watches.get(n.id);
@@ -257,9 +301,10 @@ export function createNotifications(root, { onError }) {
     watches.set(n.id, { timer, tries });
   }
 
+  /** @param {string} id */
   async function refresh(id) {
     try {
-      show(await get(`/notifications/${encodeURIComponent(id)}`));
+      show(/** @type {Notification} */ (await get(`/notifications/${encodeURIComponent(id)}`)));
     } catch (err) {
       if (err instanceof ApiError && err.code === 'NOTIFICATION_NOT_FOUND') {
         unwatch(id);
@@ -268,25 +313,31 @@ export function createNotifications(root, { onError }) {
     }
   }
 
+  /**
+   * @param {Notification} n
+   * @param {string | undefined} destination
+   * @param {HTMLButtonElement} button
+   */
   async function redeliver(n, destination, button) {
     button.disabled = true;
     const to = destination ?? 'every destination';
     try {
-      const updated = await post(`/notifications/${encodeURIComponent(n.id)}/redeliver`, destination ? { destination } : {});
+      const updated = /** @type {Notification} */ (await post(`/notifications/${encodeURIComponent(n.id)}/redeliver`, destination ? { destination } : {}));
       said.set(n.id, `Redelivery to ${to} queued.`);
       show(updated);
       later('open', 300, loadDestinations);
     } catch (err) {
       said.set(n.id, `Could not redeliver to ${to}: ${describe(err)}`);
       const out = shown(n.id)?.querySelector('[data-said]');
-      if (out) out.textContent = said.get(n.id);
+      if (out) out.textContent = said.get(n.id) ?? '';
       button.disabled = false;
     }
   }
 
+  /** @param {boolean} append */
   async function load(append) {
     try {
-      const page = await get(withQuery('/notifications', { limit: 50, before: append ? next : undefined }));
+      const page = /** @type {Page<Notification>} */ (await get(withQuery('/notifications', { limit: 50, before: append ? next : undefined })));
       next = page.next;
       if (!append) {
         for (const id of [...watches.keys()]) unwatch(id);
@@ -305,6 +356,7 @@ export function createNotifications(root, { onError }) {
 
   // ------------------------------------------------------------ destinations
 
+  /** @param {string} name */
   function testResult(name) {
     const r = tests.get(name);
     if (r === undefined) return h('span', { class: 'muted' }, 'not tested');
@@ -326,20 +378,25 @@ export function createNotifications(root, { onError }) {
     );
   }
 
+  /**
+   * @param {DestinationView} dest
+   * @param {HTMLButtonElement} button
+   */
   async function sendTest(dest, button) {
-    const cell = button.closest('tr').querySelector('[data-col="test"]');
+    const cell = /** @type {HTMLElement} */ (button.closest('tr')?.querySelector('[data-col="test"]'));
     button.disabled = true;
     tests.set(dest.name, 'sending');
     fill(cell, testResult(dest.name));
     try {
-      tests.set(dest.name, await post(`/notifications/destinations/${encodeURIComponent(dest.name)}/test`, {}));
+      tests.set(dest.name, /** @type {TestResult} */ (await post(`/notifications/destinations/${encodeURIComponent(dest.name)}/test`, {})));
     } catch (err) {
-      tests.set(dest.name, err);
+      tests.set(dest.name, /** @type {Error} */ (err));
     }
     fill(cell, testResult(dest.name));
     button.disabled = false;
   }
 
+  /** @param {DestinationView} dest */
   function destinationRow(dest) {
     return h(
       'tr',
@@ -358,7 +415,7 @@ export function createNotifications(root, { onError }) {
 
   async function loadDestinations() {
     try {
-      const view = await get('/notifications/destinations');
+      const view = /** @type {DestinationsView} */ (await get('/notifications/destinations'));
       open.textContent =
         view.open === 0 ? 'No delivery waiting.' : `${view.open} deliver${view.open === 1 ? 'y' : 'ies'} waiting for an attempt (pending or retrying).`;
       open.dataset.open = String(view.open);
@@ -380,12 +437,18 @@ export function createNotifications(root, { onError }) {
 
   return {
     reload: () => Promise.all([load(false), loadDestinations()]),
-    /** A `notification` event: its data is the notification, its deliveries pending. */
+    /**
+     * A `notification` event: its data is the notification, its deliveries pending.
+     * @param {EventDataMap['notification']} data
+     */
     add(data) {
       show({ ...data, at: data.at ?? new Date().toISOString() });
       if (!root.hidden) later('open', 300, loadDestinations);
     },
-    /** A `notification.delivered` or `notification.failed` event: that notification is read again. */
+    /**
+     * A `notification.delivered` or `notification.failed` event: that notification is read again.
+     * @param {EventDataMap['notification.delivered' | 'notification.failed']} data
+     */
     changed(data) {
       if (root.hidden) return;
       if (shown(data.id)) later(`note:${data.id}`, 100, () => refresh(data.id));

@@ -1,9 +1,39 @@
+// @ts-check
 // The Run dialog: a JSON editor for a job's params, pre-filled from its JSON Schema, that shows the
 // server's answer (INVALID_PARAMS issues, a SKIPPED reason) next to the editor.
 import { ApiError, post } from './api.js';
 import { fill, h } from './dom.js';
 
-/** A value to start from for a field without a default: the first example, else an empty value of its type. */
+/** @import { TriggerResult } from '../../contract/run.js' */
+/** @import { JobView } from '../../contract/views.js' */
+
+/**
+ * The parts of a JSON Schema (a job's `paramsSchema`, as zod writes it) that the dialog reads.
+ * The host sends any schema its plugins declare: each part is checked before it is used.
+ * @typedef {{
+ *   type?: string | string[],
+ *   properties?: Record<string, JsonSchema>,
+ *   required?: unknown,
+ *   const?: unknown,
+ *   default?: unknown,
+ *   examples?: unknown,
+ *   enum?: unknown[],
+ *   anyOf?: JsonSchema[],
+ *   oneOf?: JsonSchema[],
+ *   minimum?: number,
+ *   maximum?: number,
+ *   minLength?: number,
+ *   pattern?: string,
+ *   format?: string,
+ *   description?: string,
+ * }} JsonSchema
+ */
+
+/**
+ * A value to start from for a field without a default: the first example, else an empty value of its type.
+ * @param {JsonSchema | undefined} schema
+ * @returns {unknown}
+ */
 function placeholder(schema) {
   if (!schema || typeof schema !== 'object') return null;
   if ('const' in schema) return schema.const;
@@ -32,8 +62,11 @@ function placeholder(schema) {
 /**
  * The params a form starts with: each field's default, or its first example, or (when required)
  * an empty value of its type; then the config's `jobs.<name>.params` on top, as the host merges them.
+ * @param {JsonSchema | null | undefined} schema
+ * @param {Record<string, unknown>} [defaults]
  */
 export function skeleton(schema, defaults = {}) {
+  /** @type {Record<string, unknown>} */
   const out = {};
   const required = new Set(Array.isArray(schema?.required) ? schema.required : []);
   for (const [key, field] of Object.entries(schema?.properties ?? {})) {
@@ -44,7 +77,10 @@ export function skeleton(schema, defaults = {}) {
   return { ...out, ...defaults };
 }
 
-/** One line per field: name, type, required, constraints, description. */
+/**
+ * One line per field: name, type, required, constraints, description.
+ * @param {JsonSchema} schema
+ */
 function fieldHelp(schema) {
   const required = new Set(Array.isArray(schema?.required) ? schema.required : []);
   return Object.entries(schema?.properties ?? {}).map(([key, f]) => {
@@ -74,17 +110,24 @@ function fieldHelp(schema) {
 
 /**
  * Wires the `<dialog id="run-dialog">`. `open(job)` shows it; `onQueued(runId)` is called after a 202.
+ * @param {HTMLDialogElement} dialog
+ * @param {{ onQueued: (runId: string, job: JobView) => void }} options
  */
 export function createRunDialog(dialog, { onQueued }) {
-  const form = dialog.querySelector('form');
-  const title = dialog.querySelector('[data-run-title]');
-  const note = dialog.querySelector('[data-run-note]');
-  const help = dialog.querySelector('[data-run-help]');
-  const textarea = dialog.querySelector('textarea');
-  const errors = dialog.querySelector('[data-run-errors]');
-  const submit = dialog.querySelector('button[type=submit]');
-  let job = null;
+  const form = /** @type {HTMLFormElement} */ (dialog.querySelector('form'));
+  const title = /** @type {HTMLElement} */ (dialog.querySelector('[data-run-title]'));
+  const note = /** @type {HTMLElement} */ (dialog.querySelector('[data-run-note]'));
+  const help = /** @type {HTMLElement} */ (dialog.querySelector('[data-run-help]'));
+  const textarea = /** @type {HTMLTextAreaElement} */ (dialog.querySelector('textarea'));
+  const errors = /** @type {HTMLElement} */ (dialog.querySelector('[data-run-errors]'));
+  const submit = /** @type {HTMLButtonElement} */ (dialog.querySelector('button[type=submit]'));
+  /** @type {JobView} */
+  let job;
 
+  /**
+   * @param {string} message
+   * @param {ReadonlyArray<{ path: string, message: string }>} [issues]
+   */
   const showErrors = (message, issues = []) => {
     textarea.setAttribute('aria-invalid', 'true');
     fill(
@@ -108,36 +151,37 @@ export function createRunDialog(dialog, { onQueued }) {
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    if (e.submitter?.value === 'cancel') return dialog.close();
+    if (/** @type {HTMLButtonElement | null} */ (e.submitter)?.value === 'cancel') return dialog.close();
     clearErrors();
     let params;
     try {
       params = textarea.value.trim() === '' ? undefined : JSON.parse(textarea.value);
     } catch (err) {
-      return showErrors(`The params are not valid JSON: ${err.message}`);
+      return showErrors(`The params are not valid JSON: ${/** @type {Error} */ (err).message}`);
     }
     submit.disabled = true;
     try {
-      const { runId } = await post(`/jobs/${encodeURIComponent(job.name)}/run`, params === undefined ? {} : { params });
+      const { runId } = /** @type {TriggerResult} */ (await post(`/jobs/${encodeURIComponent(job.name)}/run`, params === undefined ? {} : { params }));
       dialog.close();
       onQueued(runId, job);
     } catch (err) {
       if (err instanceof ApiError && err.code === 'SKIPPED') showErrors(`Not run (${err.body.reason}): ${err.message}`);
       else if (err instanceof ApiError) showErrors(`${err.code ?? err.status}: ${err.message}`, err.body.issues ?? []);
-      else showErrors(`Could not reach the host: ${err.message}`);
+      else showErrors(`Could not reach the host: ${/** @type {Error} */ (err).message}`);
     } finally {
       submit.disabled = false;
     }
   });
 
   return {
+    /** @param {JobView} target */
     open(target) {
       job = target;
       clearErrors();
       title.textContent = `Run ${job.name}`;
       note.textContent = job.enabled ? '' : 'This job is disabled: the host will refuse the run until it is enabled.';
       note.hidden = job.enabled;
-      const schema = job.paramsSchema;
+      const schema = /** @type {JsonSchema | null | undefined} */ (job.paramsSchema);
       fill(
         help,
         schema?.properties

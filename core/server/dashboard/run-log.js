@@ -1,29 +1,40 @@
+// @ts-check
 // A run's log in its detail view: the lines kept with the run (GET /runs/:id/logs), then each new
 // line as it arrives. The page's main socket leaves log lines out (they would flood it); this panel
 // opens its own, for this one run (`type=run.log&run=<id>`), and reads the kept lines again after
 // each (re)connect, merging by line key, so a drop loses nothing.
-import { eventsUrl, get } from './api.js';
+import { eventsUrl, get, parseMessage } from './api.js';
 import { absolute, fill, h } from './dom.js';
 
+/** @import { RunStatus } from '../../contract/run.js' */
+/** @import { LogLine, RunLogView } from '../../contract/run-log.js' */
+
+/** @type {ReadonlySet<RunStatus | null>} */
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
 /** Lines shown at most (what a run keeps). */
 const SHOWN = 500;
 
-const key = (line) => `${line.attempt}:${line.i}`;
-const order = (a, b) => a.attempt - b.attempt || a.i - b.i;
+const key = (/** @type {LogLine} */ line) => `${line.attempt}:${line.i}`;
+const order = (/** @type {LogLine} */ a, /** @type {LogLine} */ b) => a.attempt - b.attempt || a.i - b.i;
 
 /** The panel: an element that the run detail places in its view and keeps across re-renders. */
 export function createRunLog() {
   const list = h('ol', { class: 'log', 'data-log': '', 'aria-label': 'Log lines, oldest first' });
   const note = h('p', { class: 'small muted', 'data-log-note': '' });
   const panel = h('section', { class: 'run-log', 'aria-labelledby': 'run-log-heading' }, h('h3', { id: 'run-log-heading' }, 'Log'), note, list);
+  /** @type {Map<string, LogLine>} */
   const lines = new Map();
+  /** @type {string | null} */
   let runId = null;
+  /** @type {WebSocket | null} */
   let socket = null;
   let dropped = 0;
-  let retry = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let retry;
+  /** @type {RunStatus | null} */
   let status = null;
 
+  /** @param {LogLine} line */
   function item(line) {
     return h(
       'li',
@@ -53,15 +64,20 @@ export function createRunLog() {
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
+  /**
+   * @param {readonly LogLine[]} batch
+   * @param {number} [cutCount]
+   */
   function add(batch, cutCount = 0) {
     for (const line of batch) lines.set(key(line), line);
     dropped = Math.max(dropped, cutCount);
     render();
   }
 
+  /** @param {string} id */
   async function reload(id) {
     try {
-      const log = await get(`/runs/${encodeURIComponent(id)}/logs`);
+      const log = /** @type {RunLogView} */ (await get(`/runs/${encodeURIComponent(id)}/logs`));
       if (runId !== id) return;
       status = log.status;
       dropped = log.dropped;
@@ -71,16 +87,13 @@ export function createRunLog() {
     }
   }
 
+  /** @param {string} id */
   function connect(id) {
     const ws = new WebSocket(eventsUrl(undefined, { type: 'run.log', run: id }));
     socket = ws;
     ws.onmessage = (message) => {
-      let msg;
-      try {
-        msg = JSON.parse(message.data);
-      } catch {
-        return;
-      }
+      const msg = parseMessage(message);
+      if (!msg) return;
       if (msg.type === 'hello') return void reload(id);
       if (msg.type === 'run.log' && msg.data?.runId === id) add(msg.data.lines, 0);
     };
@@ -100,7 +113,12 @@ export function createRunLog() {
 
   return {
     element: panel,
-    /** Follows run `id` (its status tells whether more lines can come). */
+    /**
+     * Follows run `id` (its status tells whether more lines can come).
+     * @param {string} id
+     * @param {RunStatus} runStatus
+     * @returns {void}
+     */
     show(id, runStatus) {
       if (runId === id) return this.status(runStatus);
       stop();
@@ -112,13 +130,16 @@ export function createRunLog() {
       if (FINAL.has(runStatus)) void reload(id);
       else connect(id);
     },
-    /** The run's status changed: once it is final, one last read and the socket closes. */
+    /**
+     * The run's status changed: once it is final, one last read and the socket closes.
+     * @param {RunStatus} runStatus
+     */
     status(runStatus) {
       const was = status;
       status = runStatus;
       if (FINAL.has(runStatus) && !FINAL.has(was)) {
         stop();
-        void reload(runId);
+        void reload(/** @type {string} */ (runId));
       } else render();
     },
     hide() {

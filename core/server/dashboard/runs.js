@@ -1,12 +1,21 @@
+// @ts-check
 // Runs: the history list (filters, paging) and one run's detail (progress, attempts, actions).
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
 import { createRunLog } from './run-log.js';
 
+/** @import { EventDataMap } from '../../contract/events.js' */
+/** @import { Page, Run, RunStatus, TriggerResult } from '../../contract/run.js' */
+/** @import { Child } from './dom.js' */
+
 export const PAGE_SIZE = 20;
+/** @type {ReadonlySet<RunStatus>} */
 const FINAL = new Set(['succeeded', 'failed', 'canceled']);
 
-/** The bar and its words: a succeeded run is complete whatever its handler last reported. */
+/**
+ * The bar and its words: a succeeded run is complete whatever its handler last reported.
+ * @param {Pick<Run, 'status' | 'progress'>} run
+ */
 function progressOf(run) {
   const fraction = run.status === 'succeeded' ? 1 : (run.progress?.fraction ?? 0);
   const pct = Math.round(fraction * 100);
@@ -14,6 +23,10 @@ function progressOf(run) {
   return { fraction, label: `${pct}%${text ? ` · ${text}` : ''}` };
 }
 
+/**
+ * @param {Pick<Run, 'status' | 'progress'>} run
+ * @param {string} id
+ */
 function progressBar(run, id) {
   const { fraction, label } = progressOf(run);
   return h(
@@ -24,24 +37,38 @@ function progressBar(run, id) {
   );
 }
 
-/** Updates a progress block in place (events come up to 10 times a second). */
+/**
+ * Updates a progress block in place (events come up to 10 times a second).
+ * @param {Element | null} block
+ * @param {Pick<Run, 'status' | 'progress'>} run
+ */
 function setProgress(block, run) {
   if (!block) return;
   const { fraction, label } = progressOf(run);
-  block.querySelector('progress').value = fraction;
-  block.querySelector('span').textContent = label;
+  /** @type {HTMLProgressElement} */ (block.querySelector('progress')).value = fraction;
+  /** @type {HTMLSpanElement} */ (block.querySelector('span')).textContent = label;
 }
 
-/** The runs list. `query` is `{ job, status }`; the cursor stack gives "newer" and "older" pages. */
+/**
+ * The runs list. `query` is `{ job, status }`; the cursor stack gives "newer" and "older" pages.
+ * @param {HTMLElement} root
+ * @param {{ onError: (err: unknown) => void }} options
+ */
 export function createRunsList(root, { onError }) {
-  const tbody = root.querySelector('tbody');
-  const pager = root.querySelector('[data-pager]');
+  const tbody = /** @type {HTMLTableSectionElement} */ (root.querySelector('tbody'));
+  const pager = /** @type {HTMLElement} */ (root.querySelector('[data-pager]'));
+  /** @type {Map<string, { run: Run, tr: HTMLTableRowElement }>} */
   const rows = new Map();
+  /** @type {{ job?: string | undefined, status?: string | undefined }} */
   let query = {};
+  /** @type {Array<string | undefined>} */
   let cursors = [undefined];
+  /** @type {string | undefined} */
   let next;
+  /** @type {Promise<unknown> | null} */
   let loading = null;
 
+  /** @param {Run} run */
   function row(run) {
     return h(
       'tr',
@@ -83,6 +110,7 @@ export function createRunsList(root, { onError }) {
     );
   }
 
+  /** @param {number} index */
   function go(index) {
     cursors = cursors.slice(0, Math.max(1, index + 1));
     load();
@@ -92,7 +120,7 @@ export function createRunsList(root, { onError }) {
     const cursor = cursors.at(-1);
     const current = (loading = get(withQuery('/runs', { ...query, limit: PAGE_SIZE, before: cursor })));
     try {
-      const page = await current;
+      const page = /** @type {Page<Run>} */ (await current);
       if (current !== loading) return; // a newer load is under way
       next = page.next;
       rows.clear();
@@ -112,7 +140,10 @@ export function createRunsList(root, { onError }) {
   }
 
   return {
-    /** Sets the filters and shows their first page. */
+    /**
+     * Sets the filters and shows their first page.
+     * @param {{ job: string, status: string }} filters
+     */
     show(filters) {
       query = { job: filters.job || undefined, status: filters.status || undefined };
       cursors = [undefined];
@@ -122,21 +153,26 @@ export function createRunsList(root, { onError }) {
     get onFirstPage() {
       return cursors.length === 1;
     },
+    /** @param {string} id */
     has(id) {
       return rows.has(id);
     },
-    /** A run event for a shown run: progress in place; anything else re-reads the row. */
+    /**
+     * A run event for a shown run: progress in place; anything else re-reads the row.
+     * @param {EventDataMap['run.progress']} data
+     */
     progress(data) {
       const entry = rows.get(data.runId);
       if (!entry) return;
       entry.run = { ...entry.run, progress: { fraction: data.fraction, text: data.text } };
       setProgress(entry.tr.querySelector('[data-progress]'), entry.run);
     },
+    /** @param {string} id */
     async refresh(id) {
       const entry = rows.get(id);
       if (!entry) return;
       try {
-        const run = await get(`/runs/${encodeURIComponent(id)}`);
+        const run = /** @type {Run} */ (await get(`/runs/${encodeURIComponent(id)}`));
         const current = rows.get(id);
         if (!current) return;
         const tr = row(run);
@@ -149,39 +185,53 @@ export function createRunsList(root, { onError }) {
   };
 }
 
-/** One run's detail view, kept live by `progress()` and `refresh()`. */
+/**
+ * One run's detail view, kept live by `progress()` and `refresh()`.
+ * @param {HTMLElement} root
+ * @param {{ onError: (err: unknown) => void, navigate: (hash: string) => void }} options
+ */
 export function createRunDetail(root, { onError, navigate }) {
+  /**
+   * The run shown; only its id while its first read is under way.
+   * @type {Run | { id: string, status?: undefined } | null}
+   */
   let run = null;
+  /** @type {Promise<unknown> | null} */
   let loading = null;
   // The log panel outlives re-renders: its lines and its socket are kept while the run is shown.
   const log = createRunLog();
 
-  const field = (label, ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
+  const field = (/** @type {string} */ label, /** @type {Child[]} */ ...value) => [h('dt', {}, label), h('dd', {}, ...value)];
   /** In the detail, the exact time matters as much as how long ago it was. */
-  const at = (iso) => (iso ? [time(iso), h('span', { class: 'muted small' }, ` · ${absolute(iso)}`)] : time(iso));
+  const at = (/** @type {string | null} */ iso) => (iso ? [time(iso), h('span', { class: 'muted small' }, ` · ${absolute(iso)}`)] : time(iso));
 
+  /**
+   * @param {'cancel' | 'retry'} action
+   * @param {HTMLButtonElement} button
+   */
   async function act(action, button) {
     const out = root.querySelector('[data-run-message]');
     button.disabled = true;
     try {
-      const res = await post(`/runs/${encodeURIComponent(run.id)}/${action}`);
-      if (action === 'retry') return navigate(`#/runs/${encodeURIComponent(res.runId)}`);
+      const res = await post(`/runs/${encodeURIComponent(/** @type {Run} */ (run).id)}/${action}`);
+      if (action === 'retry') return navigate(`#/runs/${encodeURIComponent(/** @type {TriggerResult} */ (res).runId)}`);
       await refresh();
     } catch (err) {
-      if (out) fill(out, err instanceof ApiError ? `${err.code}: ${err.message}` : `Could not reach the host: ${err.message}`);
+      if (out) fill(out, err instanceof ApiError ? `${err.code}: ${err.message}` : `Could not reach the host: ${/** @type {Error} */ (err).message}`);
       button.disabled = false;
     }
   }
 
   function render() {
-    const focused = root.contains(document.activeElement) ? document.activeElement.getAttribute('data-focus') : null;
-    draw();
-    log.show(run.id, run.status);
-    if (focused) root.querySelector(`[data-focus="${focused}"]`)?.focus();
+    const focused = root.contains(document.activeElement) ? document.activeElement?.getAttribute('data-focus') : null;
+    const r = /** @type {Run} */ (run);
+    draw(r);
+    log.show(r.id, r.status);
+    if (focused) /** @type {HTMLElement | null} */ (root.querySelector(`[data-focus="${focused}"]`))?.focus();
   }
 
-  function draw() {
-    const r = run;
+  /** @param {Run} r */
+  function draw(r) {
     const canCancel = r.status === 'queued' || r.status === 'running';
     const canRetry = r.status === 'failed' || r.status === 'canceled';
     const delayed = r.status === 'queued' && r.runAt !== r.createdAt;
@@ -277,7 +327,7 @@ export function createRunDetail(root, { onError, navigate }) {
     const id = run.id;
     const current = (loading = get(`/runs/${encodeURIComponent(id)}`));
     try {
-      const fresh = await current;
+      const fresh = /** @type {Run} */ (await current);
       if (current !== loading || run?.id !== id) return;
       run = fresh;
       render();
@@ -290,12 +340,13 @@ export function createRunDetail(root, { onError, navigate }) {
     get id() {
       return run?.id ?? null;
     },
+    /** @param {string} id */
     async show(id) {
       run = { id };
       fill(root, h('p', { class: 'muted' }, 'Loading…'));
       const current = (loading = get(`/runs/${encodeURIComponent(id)}`));
       try {
-        const fresh = await current;
+        const fresh = /** @type {Run} */ (await current);
         if (current !== loading) return;
         run = fresh;
         render();
@@ -310,6 +361,7 @@ export function createRunDetail(root, { onError, navigate }) {
       loading = null;
       log.hide();
     },
+    /** @param {EventDataMap['run.progress']} data */
     progress(data) {
       if (!run || run.id !== data.runId || !run.status) return;
       run = { ...run, progress: { fraction: data.fraction, text: data.text } };

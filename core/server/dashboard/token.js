@@ -1,14 +1,21 @@
+// @ts-check
 // The token prompt: shown on the first 401 (however many requests were refused at once), it
 // resolves once a token works; the token is then kept for the tab by api.js.
 import { ApiError, get, getToken, onUnauthorized, setToken } from './api.js';
 
-/** Wires the `<dialog id="token-dialog">`; `onUnlocked` runs after a token has been accepted. */
+/**
+ * Wires the `<dialog id="token-dialog">`; `onUnlocked` runs after a token has been accepted.
+ * @param {HTMLDialogElement} dialog
+ * @param {{ onUnlocked: () => unknown }} options
+ */
 export function createTokenPrompt(dialog, { onUnlocked }) {
-  const form = dialog.querySelector('form');
-  const input = dialog.querySelector('input');
-  const error = dialog.querySelector('#token-error');
+  const form = /** @type {HTMLFormElement} */ (dialog.querySelector('form'));
+  const input = /** @type {HTMLInputElement} */ (dialog.querySelector('input'));
+  const error = /** @type {HTMLElement} */ (dialog.querySelector('#token-error'));
+  /** @type {Promise<void> | null} */
   let waiting = null;
 
+  /** @param {string} message */
   function ask(message) {
     waiting ??= new Promise((resolve) => {
       error.textContent = message;
@@ -28,7 +35,7 @@ export function createTokenPrompt(dialog, { onUnlocked }) {
             error.textContent = 'That token is not valid.';
             input.select();
           } else {
-            error.textContent = `Cannot reach the host: ${err.message}`;
+            error.textContent = `Cannot reach the host: ${/** @type {Error} */ (err).message}`;
           }
           return;
         }

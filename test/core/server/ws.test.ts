@@ -5,8 +5,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t, { type Test } from 'tap';
 import { WebSocket } from 'ws';
-import type { AnyHostEvent } from '../../../core/contract/events.js';
-import type { HelloMessage } from '../../../core/server/ws.js';
+import type { AnyHostEvent, HelloMessage } from '../../../core/contract/events.js';
 import { startServer, type Tap, type TestServer, until } from '../../helpers.js';
 
 const noop = (): undefined => undefined;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { until } from '../helpers.js';
 import { httpReceiver } from '../receivers.js';
+import { launchChromium, openPage } from './browser.js';
 import { makeProject, runCli } from './project.js';
 
 /**
@@ -102,6 +103,12 @@ t.test('jobhost start exports the trace of an HTTP trigger, the worker thread in
     [TRACE, attempt.spanId],
     "the handler's log line (written in its thread) carries the trace and the attempt span",
   );
+
+  // The run page shows the trace id, for a search in the tracing backend.
+  const page = await openPage(t, await launchChromium(t, dir));
+  await page.goto(`${url}/#/runs/${runId}`);
+  t.equal(await page.textContent('[data-run-trace]'), TRACE, 'the dashboard run page shows the trace id');
+  t.same(page.errors, []);
 
   app.child.kill('SIGTERM');
   t.equal(await app.exited, 0, 'a clean stop with the SDK shut down');

@@ -265,6 +265,7 @@ export function createRunDetail(root, { onError, navigate }) {
         field('Queue', `${r.queue}, priority ${r.priority}`),
         field('Host', r.host ?? '—'),
         r.key ? field('Key', h('code', {}, r.key)) : null,
+        r.traceId ? field('Trace', h('code', { 'data-run-trace': '', title: 'OpenTelemetry trace id: search your tracing backend for it' }, r.traceId)) : null,
         field('Created', at(r.createdAt)),
         field('Run at', at(r.runAt)),
         field('Started', at(r.startedAt)),

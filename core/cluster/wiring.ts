@@ -2,6 +2,7 @@ import type { BackendHooks } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
+import type { ClusterFaults } from '../contract/store-health.js';
 import { Attempts } from './attempts.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
@@ -11,6 +12,7 @@ import { EventRelay } from './event-relay.js';
 import { Heartbeat } from './heartbeat.js';
 import { History } from './history.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
+import { LateFinishes } from './late-finishes.js';
 import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
@@ -50,6 +52,9 @@ export interface RedisParts {
   heartbeat: Heartbeat;
   relay: EventRelay;
   deliveries: Deliveries;
+  late: LateFinishes;
+  /** What cuts from Redis cost this host (`health().faults`). */
+  faults(): ClusterFaults;
 }
 
 /** What the parts need of the backend itself. */
@@ -89,6 +94,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     queueOf: (name) => jobs.get(name)?.def.queue,
     canceledReason: CANCELED_REASON,
   });
+  const late = new LateFinishes({ hostId: o.hostId, keys, commands, logger });
   const attempts: Attempts = new Attempts({
     hostId: o.hostId,
     keys,
@@ -98,6 +104,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     logger,
     hooks: () => side.engine(),
     mirror,
+    late: (run, attempt, code) => late.refused(run, attempt, code),
   });
   const dispatcher = new Dispatcher(
     {
@@ -111,6 +118,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
       },
       run: (jq, job, token, fetchNext) => attempts.run(jq, job, token, fetchNext),
       full: (full) => reader.setBusy(full),
+      reachable: () => connections.reach().available,
       sweep: () => {
         // Jobs whose set-up failed while Redis was out of reach are tried again here too.
         void jobs.reconcile();
@@ -119,6 +127,8 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     },
     o.hostId,
   );
+  // Cut off, the dispatcher fetched nothing (SPEC §11, partitions): it takes runs again once Redis answers.
+  connections.producer.on('ready', () => dispatcher.pump());
   const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries));
   const history = new History(producer, commands, keys, connections);
   const { lockDuration, stalledInterval } = o.config;
@@ -179,5 +189,23 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
   });
-  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay, deliveries };
+  return {
+    keys,
+    connections,
+    producer,
+    commands,
+    mirror,
+    attempts,
+    dispatcher,
+    reader,
+    history,
+    jobs,
+    delayTimers,
+    sweeper,
+    heartbeat,
+    relay,
+    deliveries,
+    late,
+    faults: () => ({ lateFinishes: late.count, eventGaps: 0, eventsLost: 0, lastGap: null }),
+  };
 }

@@ -17,6 +17,7 @@ import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
 import { SETTINGS_TTL_MS } from './settings.js';
+import { GapWatch } from './stream-gaps.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
 import { Sweeper } from './sweep.js';
 
@@ -78,7 +79,7 @@ export interface BackendSide {
 export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: BackendSide): RedisParts {
   const logger = o.logger;
 
-  const keys = new ClusterKeys(o.config.prefix);
+  const keys = new ClusterKeys(o.config.prefix, o.config.streamLength);
   const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger);
   const producer = defineScripts(connections.producer);
   const commands = defineScripts(connections.commands);
@@ -129,7 +130,14 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   );
   // Cut off, the dispatcher fetched nothing (SPEC §11, partitions): it takes runs again once Redis answers.
   connections.producer.on('ready', () => dispatcher.pump());
-  const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries));
+  const gaps = new GapWatch(keys.clusterStream, (gap) => {
+    logger.warn(
+      { code: 'EVENTS_LOST', host: o.hostId, redis: connections.target, ...gap },
+      'events of other hosts were lost: this host fell behind the cluster stream by more than it keeps (backend.streamLength); its WebSocket clients are told to reload (events.gap)',
+    );
+    side.hooks()?.eventsLost?.(gap);
+  });
+  const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries), gaps);
   const history = new History(producer, commands, keys, connections);
   const { lockDuration, stalledInterval } = o.config;
   const jobs: LoadedJobs = new LoadedJobs({
@@ -175,7 +183,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     logger,
     describe: () => ({ id: o.hostId, ...side.engine().describe(), lastSeen: isoTime(clock.now()), running: attempts.size }),
   });
-  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger);
+  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger, keys.streamLength);
   const deliveries = new Deliveries({
     keys,
     connections,
@@ -206,6 +214,6 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     relay,
     deliveries,
     late,
-    faults: () => ({ lateFinishes: late.count, eventGaps: 0, eventsLost: 0, lastGap: null }),
+    faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
   };
 }

@@ -45,6 +45,8 @@ export function summary(e) {
       return d.reason ?? '';
     case 'host.started':
       return `${d.jobs} jobs`;
+    case 'events.gap':
+      return `${d.lost ?? 'some'} entries of other hosts' events lost: reloaded`;
     default:
       return '';
   }
@@ -55,7 +57,7 @@ const tone = (type) =>
     ? 'bad'
     : type === 'run.succeeded' || type === 'notification.delivered'
       ? 'good'
-      : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled'
+      : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled' || type === 'events.gap'
         ? 'warn'
         : '';
 

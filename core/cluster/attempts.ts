@@ -267,6 +267,18 @@ export class Attempts {
     if (jq) this.#pendingCancels.set(runId, { at: now, message });
   }
 
+  /**
+   * After a gap in the cluster stream (`stream-gaps.ts`): cancel requests for runs running here may
+   * be among the lost entries. BullMQ's deferred-failure mark on each run's job says which were canceled.
+   */
+  async recheckCancels(): Promise<void> {
+    for (const live of [...this.#live.values()]) {
+      if (!live.end) continue;
+      const mark = await this.#o.commands.hget(live.jq.queue.toKey(live.run.id), 'defa').catch(() => null);
+      if (mark === CANCELED_REASON) this.cancel(live.jq, live.run.id, 'canceled by request');
+    }
+  }
+
   /** Shutdown past the grace: every attempt here is aborted (back to waiting while attempts remain). */
   abortAll(): void {
     for (const live of this.#live.values()) this.#aborted(live, SHUTDOWN_REASON);

@@ -136,6 +136,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
       'events of other hosts were lost: this host fell behind the cluster stream by more than it keeps (backend.streamLength); its WebSocket clients are told to reload (events.gap)',
     );
     side.hooks()?.eventsLost?.(gap);
+    void attempts.recheckCancels();
   });
   const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries), gaps);
   const history = new History(producer, commands, keys, connections);

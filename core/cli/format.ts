@@ -270,6 +270,8 @@ export function summarize(event: ClientEvent): string {
       );
     case 'config.error':
       return `${str(d, 'code') ?? 'ERROR'}: ${str(d, 'message') ?? ''}`;
+    case 'events.gap':
+      return `${num(d, 'lost') ?? 'some'} stream entries of other hosts' events lost (${str(d, 'from') ?? '?'} to ${str(d, 'to') ?? '?'})`;
     default: {
       const { job: _job, runId: _runId, host: _host, ...rest } = d;
       return Object.keys(rest).length > 0 ? preview(rest, 100) : '';

@@ -3,7 +3,7 @@ import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
-import { CLUSTER_STREAM_MAXLEN, type ClusterKeys } from './keys.js';
+import type { ClusterKeys } from './keys.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
 
@@ -89,7 +89,7 @@ export async function admit(
       `${run.id}:${run.job}`,
       dedupKey,
       keys.queue(run.job, ''),
-      String(CLUSTER_STREAM_MAXLEN),
+      String(keys.streamLength),
       queued.host,
       run.createdAt,
       queued.data,

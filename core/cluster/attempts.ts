@@ -10,6 +10,7 @@ import { Deadlines } from './deadlines.js';
 import { AttemptFailure, type JobQueue, type Processor } from './job-queues.js';
 import { CANCELED_REASON, type ClusterKeys, SHUTDOWN_REASON } from './keys.js';
 import type { Mirror } from './mirror.js';
+import { lockKey, RunProgress } from './run-progress.js';
 import { type AttemptRecord, attemptsOf, encodeAttempt, runFromJob } from './run-records.js';
 import type { ScriptedRedis } from './scripts.js';
 
@@ -22,8 +23,6 @@ import type { ScriptedRedis } from './scripts.js';
  * (`started`, `retrying`, `finished`, ...), so an event never announces what Redis does not hold.
  */
 
-/** `run.progress` per run at most this often; the newest value is always written. */
-const PROGRESS_INTERVAL_MS = 100;
 /** A cancel request that found no attempt here is kept this long, for a run fetched but not yet started. */
 const PENDING_CANCEL_MS = 60_000;
 
@@ -32,6 +31,8 @@ type Ending = 'failed' | 'canceled' | 'shutdown' | 'interrupted' | 'timeout';
 interface Live extends AttemptTask {
   jq: JobQueue;
   bullJob: Job;
+  /** BullMQ's lock token this host holds the run with: writes outside BullMQ's scripts check it (`owned-writes.ts`). */
+  token: string;
   run: Run;
   /** The processor took the run (false: BullMQ ended it without calling it, e.g. a deferred cancel). */
   processed: boolean;
@@ -58,6 +59,8 @@ export interface AttemptsOptions {
   logger: Logger;
   hooks(): BackendHooks;
   mirror: Mirror;
+  /** BullMQ refused an end made here: another host holds the run now (`late-finishes.ts`). */
+  late(run: Run, attempt: number, code: number): void;
 }
 
 /**
@@ -80,14 +83,16 @@ export class Attempts {
   readonly processor: Processor;
   /** Deadlines of running attempts: one timer for the earliest, not a timer per attempt. */
   readonly #deadlines: Deadlines<Live>;
+  readonly #progress: RunProgress;
 
   constructor(options: AttemptsOptions) {
     this.#o = options;
     this.#reporter = {
       settled: (live, result, error) => this.#settled(live, result, error),
-      progress: (live, fraction, text) => this.#progress(live, fraction, text),
+      progress: (live, fraction, text) => this.#progress.report(live, fraction, text),
     };
     this.processor = (job) => this.#process(job);
+    this.#progress = new RunProgress({ ...options, observer: () => options.hooks().observer });
     this.#deadlines = new Deadlines(options.clock, (live) => {
       const err = new HostError('TIMEOUT', `attempt ${live.attempt} timed out after ${live.job.timeoutMs}ms`);
       live.handle?.abort(err);
@@ -106,6 +111,7 @@ export class Attempts {
     const live: Live = {
       jq,
       bullJob,
+      token,
       job: jq.def,
       attempt: bullJob.attemptsMade + 1,
       run: runFromJob(bullJob, 'queued'),
@@ -133,7 +139,9 @@ export class Attempts {
       jq.running.delete(id);
       live.progressTimer?.cancel();
     }
-    this.#report(live, made, deferred);
+    const lost = jq.lost.get(id);
+    jq.lost.delete(id);
+    this.#report(live, made, deferred, lost);
     return next;
   }
 
@@ -210,7 +218,7 @@ export class Attempts {
 
   #settled(live: Live, result: unknown, error: RunError | null): void {
     if (!live.end) return;
-    this.#flushProgress(live);
+    this.#progress.flush(live);
     if (error) return this.#fail(live, 'failed', error.code, error.message);
     live.outcome = { ok: true, result };
     const end = live.end;
@@ -218,8 +226,9 @@ export class Attempts {
     const def = live.job;
     if (!def.once && def.cooldownMs <= 0) return end(result, null);
     // Written before BullMQ marks the run completed (and releases its dedup key): a trigger that
-    // comes between sees the success, so `once` and `cooldown` hold across hosts.
-    this.#o.commands.jhRecordSuccess(this.#o.keys.jobState(live.run.job), live.run.id).then(
+    // comes between sees the success, so `once` and `cooldown` hold across hosts. Only while this
+    // host holds the run: a late success (the run taken over meanwhile) records nothing.
+    this.#o.commands.jhOwnedSuccess(this.#o.keys.jobState(live.run.job), lockKey(this.#o.keys, live.run.job, live.run.id), live.run.id, live.token).then(
       () => end(result, null),
       (err: unknown) => {
         this.#o.logger.error({ err, job: live.run.job, runId: live.run.id }, 'could not record the success');
@@ -231,7 +240,7 @@ export class Attempts {
   #fail(live: Live, ending: Ending, code: string, message: string): void {
     const end = live.end;
     if (!end) return;
-    this.#flushProgress(live);
+    this.#progress.flush(live);
     const now = this.#o.clock.now();
     const retryable = ending === 'failed' || ending === 'timeout';
     const left = live.attempt < live.run.maxAttempts;
@@ -242,43 +251,6 @@ export class Attempts {
   #failure(live: Live, ending: Ending, record: Omit<AttemptRecord, 'jh'>): AttemptFailure {
     live.outcome = { ok: false, ending, record };
     return new AttemptFailure(record, encodeAttempt(record), ending === 'canceled');
-  }
-
-  /**
-   * A progress value still waiting for its throttled write goes out now, ahead of the run's end:
-   * both go through the worker's connection, so Redis has it before the end.
-   */
-  #flushProgress(live: Live): void {
-    if (!live.progressTimer) return;
-    live.progressTimer.cancel();
-    live.progressTimer = undefined;
-    live.bullJob
-      .updateProgress({ ...live.run.progress })
-      .catch((err: unknown) => this.#o.logger.debug({ err, runId: live.run.id }, 'could not write progress'));
-  }
-
-  #progress(live: Live, fraction: number, text: string | undefined): void {
-    if (!live.end) return;
-    const run = live.run;
-    const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
-    run.progress = { fraction: f, text: text === undefined ? run.progress.text : String(text).slice(0, 1000) };
-    if (live.progressTimer) return; // a trailing write is due and carries the newest value
-    const wait = live.progressAt + PROGRESS_INTERVAL_MS - this.#o.clock.now();
-    if (wait <= 0) this.#writeProgress(live);
-    else {
-      live.progressTimer = this.#o.clock.setTimer(wait, () => {
-        live.progressTimer = undefined;
-        if (live.end) this.#writeProgress(live);
-      });
-    }
-  }
-
-  #writeProgress(live: Live): void {
-    live.progressAt = this.#o.clock.now();
-    const progress = { ...live.run.progress };
-    // BullMQ stores it on the run's hash (every host's GET /runs/:id shows it) and streams it.
-    live.bullJob.updateProgress(progress).catch((err: unknown) => this.#o.logger.debug({ err, runId: live.run.id }, 'could not write progress'));
-    this.#o.hooks().observer.progress(live.run);
   }
 
   // ---------------------------------------------------------------- cancel requests
@@ -295,6 +267,18 @@ export class Attempts {
     if (jq) this.#pendingCancels.set(runId, { at: now, message });
   }
 
+  /**
+   * After a gap in the cluster stream (`stream-gaps.ts`): cancel requests for runs running here may
+   * be among the lost entries. BullMQ's deferred-failure mark on each run's job says which were canceled.
+   */
+  async recheckCancels(): Promise<void> {
+    for (const live of [...this.#live.values()]) {
+      if (!live.end) continue;
+      const mark = await this.#o.commands.hget(live.jq.queue.toKey(live.run.id), 'defa').catch(() => null);
+      if (mark === CANCELED_REASON) this.cancel(live.jq, live.run.id, 'canceled by request');
+    }
+  }
+
   /** Shutdown past the grace: every attempt here is aborted (back to waiting while attempts remain). */
   abortAll(): void {
     for (const live of this.#live.values()) this.#aborted(live, SHUTDOWN_REASON);
@@ -303,7 +287,7 @@ export class Attempts {
   // ---------------------------------------------------------------- reports
 
   /** What BullMQ wrote, told to the engine (and this host's mirror). */
-  #report(live: Live, madeBefore: number, deferred: string | undefined): void {
+  #report(live: Live, madeBefore: number, deferred: string | undefined, lost: number | undefined): void {
     const { bullJob, run } = live;
     const observer = this.#o.hooks().observer;
     // The streaks the write that ended the run left (none when no end was written here): the
@@ -318,8 +302,10 @@ export class Attempts {
       return this.#finished(ended, false);
     }
     if (bullJob.attemptsMade === madeBefore) {
-      // The end was not written: the lock was lost (another host took the run over as stalled).
-      this.#o.logger.warn({ job: run.job, runId: run.id }, 'the run was taken over by another host before its end was written');
+      // The end was not written: BullMQ refused it (the lock lapsed, another host took the run
+      // over as stalled: a late finish), or the worker closed before writing it.
+      if (lost !== undefined) this.#o.late(run, live.attempt, lost);
+      else this.#o.logger.warn({ job: run.job, runId: run.id, host: this.#o.hostId }, 'the end of the attempt was not written (the host closed first)');
       return;
     }
     const outcome = live.outcome;

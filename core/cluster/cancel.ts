@@ -3,7 +3,7 @@ import { isoTime } from '../contract/clock.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { History } from './history.js';
-import { CANCELED_REASON, CLUSTER_STREAM_MAXLEN, type ClusterKeys } from './keys.js';
+import { CANCELED_REASON, type ClusterKeys } from './keys.js';
 import type { ScriptedRedis } from './scripts.js';
 
 /**
@@ -71,7 +71,7 @@ async function cancel(c: CancelContext, id: string, reason: string, waitingOnly:
     c.keys.clusterStream,
     'MAXLEN',
     '~',
-    String(CLUSTER_STREAM_MAXLEN),
+    String(c.keys.streamLength),
     '*',
     'event',
     'cancel.request',

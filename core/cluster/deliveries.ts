@@ -285,8 +285,17 @@ export class Deliveries {
     // (a deliver ends its request and answers retrying), not the receiver's: it is not recorded.
     if (!outcome || (controller.signal.aborted && outcome.status !== 'delivered')) throw new RetryLater(0, 'the host closed during the attempt');
     const next = afterAttempt(current, outcome, attempt, o.clock.now());
-    const recorded = await this.#records.update(o.commands, notificationId, series, next);
-    if (!recorded) return;
+    // Only while this host holds the job: once its lock lapsed (cut off from Redis), the host that
+    // took the job over makes the attempt again, and this late outcome must not overwrite its own.
+    const lock = token === undefined ? undefined : { key: o.keys.queue(DELIVERY_QUEUE, `${job.id}:lock`), token };
+    const recorded = await this.#records.update(o.commands, notificationId, series, next, lock);
+    if (!recorded) {
+      o.logger.info(
+        { notification: notificationId, delivery: deliveryId, host: o.hostId },
+        'the outcome of the delivery attempt was not recorded: a redeliver overtook it, or another host took its job over (its lock lapsed)',
+      );
+      return;
+    }
     const mine = recorded.deliveries.find((d) => d.id === deliveryId) ?? next;
     this.#changed(o.hooks(), recorded, mine);
     if (outcome.status === 'retrying') throw new RetryLater(outcome.delayMs, `${outcome.error.code}: ${outcome.error.message}`);

@@ -55,14 +55,18 @@ end
 return 1`;
 
 /**
- * Records a delivery's new state if its series is still `series`. KEYS: the notification's hash,
- * the index, the set of open deliveries. ARGV: notification id, delivery id, series, delivery
- * JSON, open (1/0), kept. Returns the hash (HGETALL) after the write, or nil when the
- * notification is gone or a redeliver started another series. A notification past the kept ones
- * whose last open delivery ended here is dropped.
+ * Records a delivery's new state if its series is still `series` and, with a token, the attempt's
+ * BullMQ job is still held with it (a host cut off from Redis past the lock records nothing once
+ * back: the host that took the job over made the attempt again). KEYS: the notification's hash,
+ * the index, the set of open deliveries, the job's lock. ARGV: notification id, delivery id,
+ * series, delivery JSON, open (1/0), kept, token ('' for none). Returns the hash (HGETALL) after
+ * the write, or nil when the notification is gone, a redeliver started another series or the
+ * lock is not the token's. A notification past the kept ones whose last open delivery ended here
+ * is dropped.
  */
 const UPDATE = `
 if redis.call('HGET', KEYS[1], 's:' .. ARGV[2]) ~= ARGV[3] then return false end
+if ARGV[7] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[7] then return false end
 local was = redis.call('HGET', KEYS[1], 'o:' .. ARGV[2])
 redis.call('HSET', KEYS[1], 'd:' .. ARGV[2], ARGV[4], 'o:' .. ARGV[2], ARGV[5])
 local open = tonumber(redis.call('HGET', KEYS[1], 'open') or '0')
@@ -150,12 +154,14 @@ export interface DeliveryCommands {
     hash: string,
     index: string,
     open: string,
+    lock: string,
     id: string,
     deliveryId: string,
     series: string,
     json: string,
     isOpen: string,
     kept: string,
+    token: string,
   ): Promise<string[] | null>;
   jhRedeliver(hash: string, open: string, series: string, ...pairs: string[]): Promise<string[] | null>;
   jhNotifications(index: string, limit: string, before: string, job: string, hashPrefix: string): Promise<[string[][], number]>;
@@ -164,7 +170,7 @@ export interface DeliveryCommands {
 /** Defines the delivery scripts on a connection (EVALSHA, loaded on first use per connection). */
 export function defineDeliveryScripts(redis: Redis): void {
   redis.defineCommand('jhAddNotification', { numberOfKeys: 3, lua: ADD });
-  redis.defineCommand('jhUpdateDelivery', { numberOfKeys: 3, lua: UPDATE });
+  redis.defineCommand('jhUpdateDelivery', { numberOfKeys: 4, lua: UPDATE });
   redis.defineCommand('jhRedeliver', { numberOfKeys: 2, lua: REDELIVER });
   redis.defineCommand('jhNotifications', { numberOfKeys: 1, lua: LIST });
 }

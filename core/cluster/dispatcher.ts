@@ -30,6 +30,12 @@ export interface DispatcherOptions {
   parallelFetch?: number;
   /** Every slot is taken (true), or one is free again (false). */
   full?(full: boolean): void;
+  /**
+   * Whether Redis can be reached now. While it cannot (a partition), no run is fetched or taken
+   * over in an end's write: a fetch would wait in the connection's queue and start a run at some
+   * later moment. Call `pump()` once it can again.
+   */
+  reachable?(): boolean;
 }
 
 /** Marks every loaded queue ready this often: a wake-up the stream missed is caught by then. */
@@ -173,7 +179,7 @@ export class Dispatcher {
 
   /** Fills free slots: a fetch per free slot, at most `parallelFetch` at once. */
   pump(): void {
-    if (!this.#started || this.#paused || this.#halted) return;
+    if (!this.#started || this.#paused || this.#halted || this.#o.reachable?.() === false) return;
     const parallel = this.#o.parallelFetch ?? 4;
     while (this.#fetching < parallel && this.#slots < this.#concurrency) {
       const name = this.#nextPick ?? this.#pick();
@@ -239,7 +245,7 @@ export class Dispatcher {
 
   /** Asked by BullMQ as a run ends: take the next run of the same job in the same write? */
   #wantNext(jq: JobQueue): boolean {
-    if (this.#paused || this.#halted || jq.removed || this.#slots > this.#concurrency) return false;
+    if (this.#paused || this.#halted || jq.removed || this.#slots > this.#concurrency || this.#o.reachable?.() === false) return false;
     const pick = this.#nextPick ?? this.#pick();
     this.#nextPick = null;
     if (pick === jq.name) return true;

@@ -3,7 +3,6 @@ import { z } from 'zod';
 import type { BackendHooks } from '../contract/backend.js';
 import { type AnyHostEvent, EVENT_TYPES, type EventType } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
-import { CLUSTER_STREAM_MAXLEN } from './keys.js';
 
 /**
  * Events from every host to every host (SPEC §11): each host appends its own events to the
@@ -17,7 +16,9 @@ import { CLUSTER_STREAM_MAXLEN } from './keys.js';
 /** The `event` field of a shared event's stream entry (cancel requests share the stream). */
 export const HOST_EVENT = 'host.event';
 
-const relayable = new Set<string>(EVENT_TYPES.filter((t) => t !== 'run.log'));
+/** Every host's own: its log lines (kept with the run), its gaps (what it alone missed). */
+const local = new Set<string>(['run.log', 'events.gap']);
+const relayable = new Set<string>(EVENT_TYPES.filter((t) => !local.has(t)));
 
 const relayableType = z.string().refine((t) => relayable.has(t));
 const eventData = z.looseObject({ job: z.string().nullable() });
@@ -33,10 +34,12 @@ export class EventRelay {
   readonly #stream: string;
   readonly #hostId: string;
   readonly #logger: Logger;
+  readonly #maxLen: string;
   #pending: Array<[string, string, unknown]> = [];
   #closed = false;
 
-  constructor(redis: Redis, stream: string, hostId: string, logger: Logger) {
+  constructor(redis: Redis, stream: string, hostId: string, logger: Logger, maxLen: number) {
+    this.#maxLen = String(maxLen);
     this.#redis = redis;
     this.#stream = stream;
     this.#hostId = hostId;
@@ -45,7 +48,7 @@ export class EventRelay {
 
   /** Appends one of this host's events to the stream (with those of the same turn, in one pipeline). */
   share(event: AnyHostEvent): void {
-    if (this.#closed || event.type === 'run.log') return;
+    if (this.#closed || local.has(event.type)) return;
     if (this.#pending.length === 0) queueMicrotask(() => this.#flush());
     this.#pending.push([event.type, event.at, event.data]);
   }
@@ -55,7 +58,7 @@ export class EventRelay {
     this.#pending = [];
     // The patient connection queues it while Redis is out of reach; it is sent once it is back.
     this.#redis
-      .xadd(this.#stream, 'MAXLEN', '~', String(CLUSTER_STREAM_MAXLEN), '*', 'event', HOST_EVENT, 'host', this.#hostId, 'events', JSON.stringify(events))
+      .xadd(this.#stream, 'MAXLEN', '~', this.#maxLen, '*', 'event', HOST_EVENT, 'host', this.#hostId, 'events', JSON.stringify(events))
       .catch((err: unknown) => this.#logger.warn({ err, events: events.length }, 'could not share events with the other hosts'));
   }
 

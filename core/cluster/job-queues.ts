@@ -1,4 +1,4 @@
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, Queue, type Span, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/backend.js';
 import type { Logger } from '../contract/logger.js';
@@ -53,11 +53,35 @@ class ManualWorker extends Worker {
     };
   }
 
+  /**
+   * BullMQ refused the end of an attempt here (see `LOST_RUN_CODES`): recorded before BullMQ
+   * swallows the error (it only emits it), so the attempt's report can say the run was taken over.
+   */
+  protected override async handleFailed(err: Error, job: Job, token: string, fetchNext?: () => boolean, span?: Span): Promise<Job> {
+    try {
+      return await super.handleFailed(err, job, token, fetchNext, span);
+    } catch (refusal) {
+      const code = (refusal as { code?: unknown }).code;
+      if (typeof code === 'number' && LOST_RUN_CODES.has(code)) this.lost?.(job.id ?? '', code);
+      throw refusal;
+    }
+  }
+
+  /** A run whose end BullMQ refused here: the lock was not this host's any more (set once the worker is built). */
+  lost: ((id: string, code: number) => void) | undefined;
+
   /** BullMQ renews the locks of the jobs this worker processes; its `run()` would start this. */
   startLockRenewal(): void {
     this.lockManager.start();
   }
 }
+
+/**
+ * BullMQ's answers to an end written with a token that no longer holds the run: the job is gone
+ * (-1), its lock is gone (-2: it lapsed), it is not active (-3: moved back to wait as stalled),
+ * or the lock is another worker's (-6: taken over). Each means the end arrived late.
+ */
+const LOST_RUN_CODES = new Set([-1, -2, -3, -6]);
 
 /** What a job's worker needs to fold each end: the job's state key and where the new streak goes. */
 export interface Folding {
@@ -131,6 +155,8 @@ export class JobQueue {
   readonly running = new Set<string>();
   /** The job's streaks as the write that ended each run here left them, by run id, until the run is reported. */
   readonly folds = new Map<string, Fold>();
+  /** Runs whose end BullMQ refused here (the BullMQ code), by run id, until the run is reported. */
+  readonly lost = new Map<string, number>();
 
   constructor(def: ExecutableJob, connections: { producer: Redis; commands: Redis }, settings: JobQueueSettings, processor: Processor, logger: Logger) {
     this.name = def.name;
@@ -156,6 +182,7 @@ export class JobQueue {
       },
     });
     this.worker.folding = { stateKey: new ClusterKeys(settings.prefix).jobState(def.name), folded: (id, fold) => this.folds.set(id, fold) };
+    this.worker.lost = (id, code) => this.lost.set(id, code);
     // Without listeners BullMQ prints every reconnect error; the connections report the outage once.
     this.queue.on('error', (err) => logger.debug({ err, job: def.name }, 'BullMQ queue error'));
     this.worker.on('error', (err) => logger.debug({ err, job: def.name }, 'BullMQ worker error'));

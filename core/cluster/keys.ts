@@ -6,9 +6,12 @@
  */
 export class ClusterKeys {
   readonly prefix: string;
+  /** Entries the cluster stream keeps (`backend.streamLength`; about: XADD's `MAXLEN ~`). */
+  readonly streamLength: number;
 
-  constructor(prefix: string) {
+  constructor(prefix: string, streamLength = CLUSTER_STREAM_MAXLEN) {
     this.prefix = prefix;
+    this.streamLength = streamLength;
   }
 
   /** A key of a job's BullMQ queue (`''` gives the base, `<prefix>:<job>:`). */
@@ -88,7 +91,7 @@ export class ClusterKeys {
   /**
    * The cluster stream: what hosts tell each other (every host's events, a cancel request for a
    * run on another host), laid out like a BullMQ events stream (`event` plus fields), trimmed to
-   * about CLUSTER_STREAM_MAXLEN entries.
+   * about `streamLength` entries.
    */
   get clusterStream(): string {
     return `${this.prefix}:__cluster:events`;
@@ -122,7 +125,8 @@ export const CANCELED_REASON = 'jobhost:canceled';
 export const SHUTDOWN_REASON = 'jobhost:shutdown';
 
 /**
- * Entries the cluster stream keeps (about: XADD's `MAXLEN ~`). A host whose read falls further
- * behind than this loses the oldest (at 1,000 runs a second, some 4,000 events a second: ~12 s).
+ * Entries the cluster stream keeps by default (about: XADD's `MAXLEN ~`). A host whose read falls
+ * further behind than this loses the oldest (at 1,000 runs a second, some 4,000 events a second:
+ * ~12 s); it finds out and says so (`stream-gaps.ts`).
  */
 export const CLUSTER_STREAM_MAXLEN = 50_000;

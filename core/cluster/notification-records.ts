@@ -146,20 +146,29 @@ export class NotificationRecords {
 
   /**
    * Records a delivery's new state (atomic, other deliveries untouched) if `series` is still its
-   * series; resolves with the notification as recorded, or undefined when the attempt was
-   * overtaken (a redeliver) or the notification is gone. Waits for Redis (`writes`).
+   * series and `lock` (its BullMQ job's lock key and token) still holds; resolves with the
+   * notification as recorded, or undefined when the attempt was overtaken (a redeliver, or another
+   * host took its job over) or the notification is gone. Waits for Redis (`writes`).
    */
-  async update(writes: ScriptedRedis, notificationId: string, series: string, d: Delivery): Promise<Notification | undefined> {
+  async update(
+    writes: ScriptedRedis,
+    notificationId: string,
+    series: string,
+    d: Delivery,
+    lock?: { key: string; token: string },
+  ): Promise<Notification | undefined> {
     const hash = await writes.jhUpdateDelivery(
       this.#keys.notification(notificationId),
       this.#keys.notifications,
       this.#keys.openDeliveries,
+      lock?.key ?? this.#keys.notification(notificationId),
       notificationId,
       d.id,
       series,
       JSON.stringify(d),
       deliveryOpen(d) ? '1' : '0',
       String(NOTIFICATIONS_KEPT),
+      lock?.token ?? '',
     );
     return hash ? (recordFromHash(hash)?.notification ?? undefined) : undefined;
   }

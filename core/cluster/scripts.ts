@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { type DeliveryCommands, defineDeliveryScripts } from './delivery-scripts.js';
 import { CANCELED_REASON } from './keys.js';
+import { defineOwnedWriteScripts, type OwnedWriteCommands } from './owned-writes.js';
 
 /**
  * jobhost's own Lua scripts, next to BullMQ's. Each runs atomically in Redis; together with
@@ -114,13 +115,6 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'event', 'host.event', 'host', ARGV[5], 'type', 'run.queued', 'at', ARGV[6], 'data', ARGV[7])
 return {1}`;
-
-/** A success, recorded before BullMQ marks the run completed (once, cooldown). KEYS: state. ARGV: run id. */
-const RECORD_SUCCESS = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'lastSuccessAt', string.format('%.0f', now), 'succeededRun', ARGV[1])
-return string.format('%.0f', now)`;
 
 /**
  * The alert rules' failure streak, folded in the MULTI that holds BullMQ's moveToFinished (see
@@ -364,7 +358,6 @@ export interface JobhostCommands {
     at: string,
     data: string,
   ): Promise<[number, string?, string?]>;
-  jhRecordSuccess(state: string, runId: string): Promise<string>;
   jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): Promise<[number, number, number, number]>;
   jhMarkCanceled(jobKey: string, reason: string): Promise<number>;
   jhPage(index: string, runs: string, prefix: string, before: string, limit: string, status: string, budget: string): Promise<[string[], string, number]>;
@@ -382,9 +375,9 @@ export interface JobhostCommands {
   jhAppendLog(list: string, dropped: string, maxLines: string, droppedByWriter: string, ttlMs: string, ...lines: string[]): Promise<number>;
 }
 
-export type ScriptedRedis = Redis & JobhostCommands & DeliveryCommands;
+export type ScriptedRedis = Redis & JobhostCommands & DeliveryCommands & OwnedWriteCommands;
 
-/** Defines jobhost's scripts (the delivery ones too) on a connection (EVALSHA, loaded on first use per connection). */
+/** Defines jobhost's scripts (the delivery and owned-write ones too) on a connection (EVALSHA, loaded on first use per connection). */
 export function defineScripts(redis: Redis): ScriptedRedis {
   const define = (name: string, numberOfKeys: number, lua: string): void => redis.defineCommand(name, { numberOfKeys, lua });
   define('jhAdmit', 2, ADMIT);
@@ -392,7 +385,6 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   define('jhRaise', 1, RAISE);
   define('jhThrottle', 2, THROTTLE);
   define('jhTakeHeld', 1, TAKE_HELD);
-  define('jhRecordSuccess', 1, RECORD_SUCCESS);
   define('jhFold', 3, FOLD);
   define('jhMarkCanceled', 1, MARK_CANCELED);
   define('jhPage', 2, PAGE);
@@ -401,5 +393,6 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   define('jhPruneIndex', 2, PRUNE_INDEX);
   define('jhAppendLog', 2, APPEND_LOG);
   defineDeliveryScripts(redis);
+  defineOwnedWriteScripts(redis);
   return redis as ScriptedRedis;
 }

@@ -2,6 +2,7 @@ import type { BackendHooks } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
+import type { ClusterFaults } from '../contract/store-health.js';
 import { Attempts } from './attempts.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
@@ -11,10 +12,12 @@ import { EventRelay } from './event-relay.js';
 import { Heartbeat } from './heartbeat.js';
 import { History } from './history.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
+import { LateFinishes } from './late-finishes.js';
 import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
 import { SETTINGS_TTL_MS } from './settings.js';
+import { GapWatch } from './stream-gaps.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
 import { Sweeper } from './sweep.js';
 
@@ -50,6 +53,9 @@ export interface RedisParts {
   heartbeat: Heartbeat;
   relay: EventRelay;
   deliveries: Deliveries;
+  late: LateFinishes;
+  /** What cuts from Redis cost this host (`health().faults`). */
+  faults(): ClusterFaults;
 }
 
 /** What the parts need of the backend itself. */
@@ -73,7 +79,7 @@ export interface BackendSide {
 export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: BackendSide): RedisParts {
   const logger = o.logger;
 
-  const keys = new ClusterKeys(o.config.prefix);
+  const keys = new ClusterKeys(o.config.prefix, o.config.streamLength);
   const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger);
   const producer = defineScripts(connections.producer);
   const commands = defineScripts(connections.commands);
@@ -89,6 +95,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     queueOf: (name) => jobs.get(name)?.def.queue,
     canceledReason: CANCELED_REASON,
   });
+  const late = new LateFinishes({ hostId: o.hostId, keys, commands, logger });
   const attempts: Attempts = new Attempts({
     hostId: o.hostId,
     keys,
@@ -98,6 +105,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     logger,
     hooks: () => side.engine(),
     mirror,
+    late: (run, attempt, code) => late.refused(run, attempt, code),
   });
   const dispatcher = new Dispatcher(
     {
@@ -111,6 +119,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
       },
       run: (jq, job, token, fetchNext) => attempts.run(jq, job, token, fetchNext),
       full: (full) => reader.setBusy(full),
+      reachable: () => connections.reach().available,
       sweep: () => {
         // Jobs whose set-up failed while Redis was out of reach are tried again here too.
         void jobs.reconcile();
@@ -119,7 +128,17 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     },
     o.hostId,
   );
-  const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries));
+  // Cut off, the dispatcher fetched nothing (SPEC §11, partitions): it takes runs again once Redis answers.
+  connections.producer.on('ready', () => dispatcher.pump());
+  const gaps = new GapWatch(keys.clusterStream, (gap) => {
+    logger.warn(
+      { code: 'EVENTS_LOST', host: o.hostId, redis: connections.target, ...gap },
+      'events of other hosts were lost: this host fell behind the cluster stream by more than it keeps (backend.streamLength); its WebSocket clients are told to reload (events.gap)',
+    );
+    side.hooks()?.eventsLost?.(gap);
+    void attempts.recheckCancels();
+  });
+  const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries), gaps);
   const history = new History(producer, commands, keys, connections);
   const { lockDuration, stalledInterval } = o.config;
   const jobs: LoadedJobs = new LoadedJobs({
@@ -165,7 +184,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     logger,
     describe: () => ({ id: o.hostId, ...side.engine().describe(), lastSeen: isoTime(clock.now()), running: attempts.size }),
   });
-  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger);
+  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger, keys.streamLength);
   const deliveries = new Deliveries({
     keys,
     connections,
@@ -179,5 +198,23 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
   });
-  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay, deliveries };
+  return {
+    keys,
+    connections,
+    producer,
+    commands,
+    mirror,
+    attempts,
+    dispatcher,
+    reader,
+    history,
+    jobs,
+    delayTimers,
+    sweeper,
+    heartbeat,
+    relay,
+    deliveries,
+    late,
+    faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
+  };
 }

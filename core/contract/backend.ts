@@ -6,7 +6,7 @@ import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
 import type { RunLog } from './run-log.js';
-import type { BackendHealth, DamageReport } from './store-health.js';
+import type { BackendHealth, DamageReport, EventGap } from './store-health.js';
 import type { BackendStats, ClusterHost } from './views.js';
 
 /**
@@ -218,6 +218,8 @@ export interface BackendHooks {
   deliveryChanged(notification: Notification, delivery: Delivery): void;
   /** An event another host shared (`data.host` names it): the engine emits it on this host's bus. */
   relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): void;
+  /** Shared events this host never received (it fell behind the cluster stream): the engine emits `events.gap`. */
+  eventsLost?(gap: EventGap): void;
 }
 
 /** What a backend needs of a job to start and retry its runs. */

@@ -103,6 +103,9 @@ export const backendSchema = z
       // up after at most this (plus one stalledInterval). The same on every host (checked at start).
       lockDuration: durationSchema.default(30_000),
       stalledInterval: durationSchema.default(30_000),
+      // Entries the cluster event stream keeps (about): a host cut off or stalled for longer than
+      // the other hosts take to write this many loses the oldest of their events (events.gap).
+      streamLength: z.number().int().min(10).max(10_000_000).default(50_000),
     }),
   ])
   .default({ kind: 'local' });

@@ -57,6 +57,14 @@ export interface EventDataMap {
   'plugin.error': Origin & { job: string | null; file: string; code: string; message: string };
   'config.reloaded': HostData & { file: string | null; changed: string[]; restartRequired: string[] };
   'config.error': HostData & { file: string | null; code: string; path: string | null; message: string };
+  /**
+   * Cluster mode: events of other hosts this host never received (it fell behind the cluster
+   * stream by more than `backend.streamLength`, e.g. cut off from Redis): what a client shows may
+   * be stale, reload it. `lost`: stream entries (each one event or more of one host); null when
+   * Redis cannot count them. `from`/`to`: the last entry read and the oldest one left. Every
+   * filter lets it through; it is never shared with other hosts.
+   */
+  'events.gap': HostData & { lost: number | null; from: string; to: string };
 }
 
 export type EventType = keyof EventDataMap;
@@ -85,6 +93,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'plugin.error',
   'config.reloaded',
   'config.error',
+  'events.gap',
 ];
 
 /** One event as the bus, the WebSocket and `jobhost tail` carry it. */

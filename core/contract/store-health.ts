@@ -79,6 +79,27 @@ export interface BackendReach {
   since: string | null;
 }
 
+/** Events from the other hosts this host never received: its reading fell behind the cluster stream by more than the stream keeps. */
+export interface EventGap {
+  /** When the gap was found (ISO). */
+  at: string;
+  /** How many events (stream entries) were lost; null when Redis cannot tell. */
+  lost: number | null;
+  /** The last stream entry read before the gap, and the oldest one still there after it. */
+  from: string;
+  to: string;
+}
+
+/** Cluster mode: what cuts from Redis cost this host since it started (README, Cluster mode: partitions). */
+export interface ClusterFaults {
+  /** Ends of attempts made here that BullMQ refused because another host had taken the run over (late finishes). */
+  lateFinishes: number;
+  /** Gaps in the events received from the other hosts, and the stream entries lost in them. */
+  eventGaps: number;
+  eventsLost: number;
+  lastGap: EventGap | null;
+}
+
 /** What a backend reports of its health. */
 export interface BackendHealth {
   backend: BackendReach;
@@ -88,6 +109,8 @@ export interface BackendHealth {
   damage: DamageReport[];
   /** Damaged lines this process found. */
   damagedLines: number;
+  /** Cluster mode only. */
+  faults?: ClusterFaults;
 }
 
 function describeLost(l: LostLine): string {

@@ -37,6 +37,8 @@ export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) =
   }
   const anyType = exact.size === 0 && prefixes.length === 0;
   return (event) => {
+    // Whatever a client filters, some of what it asked for may be among the lost events: it reloads.
+    if (event.type === 'events.gap') return true;
     if (jobs && (event.data.job === null || !jobs.has(event.data.job))) return false;
     if (runs && !('runId' in event.data && event.data.runId !== undefined && runs.has(event.data.runId))) return false;
     // Asked for, log lines come whatever the type filter says (`logs` means "these events, and their lines").

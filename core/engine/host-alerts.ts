@@ -10,7 +10,7 @@ import type { JobRegistry } from './registry.js';
 
 /** A degradation the host reports about itself: `/ready` shows it, and `notifications.host.to` hears when it starts and ends. */
 export interface HostCondition {
-  /** Stable: `store-damaged`, `store-not-writable`, `backend-unavailable`, `cluster-drift`, `event-loop-stalled`, `dispatch-stalled`, `scheduler-stalled`. */
+  /** Stable: `store-damaged`, `store-not-writable`, `backend-unavailable`, `cluster-drift`, `event-loop-stalled`, `dispatch-stalled`, `scheduler-stalled`, `events-lost`. */
   id: string;
   message: string;
 }
@@ -41,7 +41,11 @@ const WORDS: Record<string, [string, string]> = {
   'event-loop-stalled': ['the event loop is stalled', 'the event loop keeps up again'],
   'dispatch-stalled': ['runs wait with free capacity', 'runs start again'],
   'scheduler-stalled': ['a schedule is overdue', 'schedules fire again'],
+  'events-lost': ['events of other hosts were lost', 'no events lost lately'],
 };
+
+/** After a gap in the events from other hosts (cluster mode), `/ready` names it this long. */
+const EVENTS_LOST_MS = 10 * 60_000;
 
 /**
  * Host alerts and the stall watchdog (SPEC §12): once a second, the host's own degradations
@@ -113,6 +117,15 @@ export class HostAlerts {
     // Alone, there is nobody to differ from (and the view hashes every job's definition).
     const drift = this.#o.backend().shared ? this.#o.cluster().drift : [];
     if (drift.length > 0) add({ id: 'cluster-drift', message: `jobs that differ between hosts: ${drift.map((d) => d.job).join(', ')}` });
+    const gap = health.faults?.lastGap;
+    if (gap && now - Date.parse(gap.at) < EVENTS_LOST_MS) {
+      const { eventGaps, eventsLost } = health.faults!;
+      const lost = gap.lost === null ? 'events' : `${gap.lost} stream entr${gap.lost === 1 ? 'y' : 'ies'} of events`;
+      add({
+        id: 'events-lost',
+        message: `${lost} of other hosts lost at ${gap.at} (stream ${gap.from} to ${gap.to}): this host fell behind the cluster stream by more than backend.streamLength; ${eventGaps} gap(s), ${eventsLost} entries lost since start`,
+      });
+    }
     for (const s of this.#sources) add(s());
     add(this.#dispatch(now));
     add(this.#schedules(now));

@@ -118,6 +118,7 @@ export class Host {
       observer: this.#p.observer,
       flagsChanged: (name) => this.#p.registrations.flagsChanged(name),
       relay: (type, at, data) => this.bus.relay(type, at, data),
+      eventsLost: ({ lost, from, to }) => this.bus.emit('events.gap', { job: null, lost, from, to }),
       describe: () => this.#describe(),
       deliver: (attempt, signal) => this.#p.deliveries.deliver(attempt, signal),
       deliveryChanged: (n, d) => this.#p.deliveries.changed(n, d),

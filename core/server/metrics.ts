@@ -218,6 +218,34 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
       this.set(host.storeHealth().backend.available ? 1 : 0);
     },
   });
+  // Cluster mode: what a cut from Redis cost (zero on one host).
+  new Counter({
+    name: 'jobhost_late_finishes_total',
+    help: 'Ends of attempts made on this host after another host had taken the run over (its lock lapsed while this host was cut off from Redis), refused by BullMQ',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(host.storeHealth().faults?.lateFinishes ?? 0);
+    },
+  });
+  new Counter({
+    name: 'jobhost_event_gaps_total',
+    help: "Times this host's reading of the cluster event stream fell behind by more than the stream keeps (events.gap)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(host.storeHealth().faults?.eventGaps ?? 0);
+    },
+  });
+  new Counter({
+    name: 'jobhost_events_lost_total',
+    help: 'Entries of the cluster event stream (events of other hosts) this host never received, over all gaps',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(host.storeHealth().faults?.eventsLost ?? 0);
+    },
+  });
   new Gauge({
     name: 'jobhost_up',
     help: '1 while the host is running (not starting or stopping)',

@@ -36,6 +36,9 @@ export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, Serv
 
 type Readiness = z.output<typeof readyResponse>;
 
+/** Host conditions `/ready` lists as warnings (not a reason for 503): the stall watchdog, and events lost in cluster mode. */
+const WATCHED = { 'dispatch-stalled': 'DISPATCH_STALLED', 'scheduler-stalled': 'SCHEDULER_STALLED', 'events-lost': 'EVENTS_LOST' } as const;
+
 /**
  * `GET /ready`: ready when started, every schedule armed, the store able to write, the backend
  * (Redis, in cluster mode) within reach and the main thread's event loop not staying slow; stale
@@ -87,10 +90,7 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
         hosts: d.hosts,
       })),
       // The stall watchdog (SPEC §12): work that silently stopped; clears itself when work flows again.
-      ...host.conditions
-        .active()
-        .filter((c) => c.id === 'dispatch-stalled' || c.id === 'scheduler-stalled')
-        .map((c) => ({ code: c.id === 'dispatch-stalled' ? ('DISPATCH_STALLED' as const) : ('SCHEDULER_STALLED' as const), message: c.message })),
+      ...host.conditions.active().flatMap((c) => (c.id in WATCHED ? [{ code: WATCHED[c.id as keyof typeof WATCHED], message: c.message }] : [])),
     ],
   };
 }

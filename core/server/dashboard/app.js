@@ -292,6 +292,8 @@ function apply(e) {
       break;
     case 'host.started':
     case 'config.reloaded':
+    // Events of other hosts were lost on their way here: what the page shows may be stale.
+    case 'events.gap':
       later('all', 100, loadAll);
       break;
     case 'host.stopping':

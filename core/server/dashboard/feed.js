@@ -52,6 +52,8 @@ export function summary(e) {
       return d.reason ?? '';
     case 'host.started':
       return `${d.jobs} jobs`;
+    case 'events.gap':
+      return `${d.lost ?? 'some'} entries of other hosts' events lost: reloaded`;
     default:
       return '';
   }
@@ -62,7 +64,7 @@ const tone = (/** @type {string} */ type) =>
     ? 'bad'
     : type === 'run.succeeded' || type === 'notification.delivered'
       ? 'good'
-      : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled'
+      : type === 'run.skipped' || type === 'run.retrying' || type === 'run.canceled' || type === 'events.gap'
         ? 'warn'
         : '';
 

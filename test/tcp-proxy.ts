@@ -1,0 +1,88 @@
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import type { Tap } from './helpers.js';
+
+/**
+ * A TCP proxy on 127.0.0.1 between one client (a host's Redis connections) and a server: a
+ * network partition for tests. `cut()` destroys every connection through it and stops listening
+ * (new connections are refused: ECONNREFUSED); `restore()` listens again on the same port.
+ * The other side (Redis) sees the connections drop, as it would when the link goes.
+ */
+export interface TcpProxy {
+  port: number;
+  /** `redis://127.0.0.1:<port>`: the proxied Redis URL. */
+  url: string;
+  /** Connections open through the proxy now. */
+  readonly open: number;
+  readonly cutOff: boolean;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Starts a proxy to `targetPort` on 127.0.0.1; closed when the test ends. */
+export async function startTcpProxy(t: Tap, targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let cutOff = false;
+  let closed = false;
+
+  const track = (s: Socket): void => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+  };
+
+  const server: Server = createServer((client) => {
+    track(client);
+    if (cutOff || closed) return void client.destroy();
+    const upstream = tcpConnect(targetPort, '127.0.0.1');
+    track(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+
+  const listen = (port: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  const stopListening = (): Promise<void> => new Promise<void>((resolve) => server.close(() => resolve()));
+
+  await listen(0);
+  const port = (server.address() as { port: number }).port;
+
+  const proxy: TcpProxy = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get open() {
+      return sockets.size;
+    },
+    get cutOff() {
+      return cutOff;
+    },
+    async cut() {
+      if (cutOff || closed) return;
+      cutOff = true;
+      const stopped = stopListening();
+      for (const s of sockets) s.destroy();
+      await stopped;
+    },
+    async restore() {
+      if (!cutOff || closed) return;
+      cutOff = false;
+      await listen(port);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const s of sockets) s.destroy();
+      if (server.listening) await stopListening();
+    },
+  };
+  t.teardown(() => proxy.close());
+  return proxy;
+}

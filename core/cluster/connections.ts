@@ -4,6 +4,7 @@ import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach } from '../contract/store-health.js';
 import { settlesWithin } from './settles.js';
+import { BLOCK_MS } from './stream-reader.js';
 
 /**
  * A host's three Redis connections, whatever the number of jobs:
@@ -15,12 +16,25 @@ import { settlesWithin } from './settles.js';
  * - `reader` holds the one blocking XREAD over the streams the host follows.
  * The delivery worker (`deliveries.ts`) adds a fourth, BullMQ's blocking duplicate of `commands`:
  * it waits for deliveries on its own, apart from the runs. Each reconnects by itself; `reach()` says whether Redis can be reached now.
+ *
+ * A black-holed network (packets dropped, no reset: the socket looks open for the ~15 min of TCP's
+ * retransmissions) must hang neither a request nor a stop. The producer's commands fail after
+ * `commandTimeout`. Every connection also has ioredis' `socketTimeout`: a socket that has a
+ * command outstanding and hears nothing for that long is destroyed, and the connection is made
+ * again, so the producer is reported down (503 at once from then on) and the patient connection
+ * sends its queued commands again once Redis answers (it keeps them: a timeout there would reject
+ * a write that must land). Not `commandTimeout` on the blocking connections: ioredis applies it to
+ * blocking commands too, so it would fail every XREAD/BZPOPMIN that blocks longer. Their socket
+ * timeout is longer than their longest block instead: the reader's XREAD (BLOCK_MS), and BullMQ's
+ * delivery worker, whose blocking connection is a `duplicate()` of `commands` and so inherits its
+ * options (BZPOPMIN for at most BULLMQ_MAX_BLOCK_MS, plus BullMQ's own 1 s watchdog).
  */
+
+/** BullMQ 6.7's longest BZPOPMIN (`maximumBlockTimeout`, 10 s) plus its watchdog's second (bullmq-internals test). */
+export const BULLMQ_MAX_BLOCK_MS = 11_000;
 
 /** Seconds a client is told to wait before trying again while Redis is out of reach. */
 const RETRY_AFTER_S = 2;
-/** A command on the fail-fast connection that gets no answer within this is given up (Redis frozen). */
-const COMMAND_TIMEOUT_MS = 10_000;
 /** At close, Redis gets this long to answer a connection's QUIT (what was sent before it lands first). */
 const QUIT_MS = 1000;
 
@@ -58,7 +72,8 @@ export class Connections {
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
 
-  constructor(url: string, name: string, logger: Logger) {
+  /** `commandTimeout`: ms (see the top of this file; `backend.commandTimeout`, default 10 s). */
+  constructor(url: string, name: string, logger: Logger, commandTimeout = 10_000) {
     this.target = redisTarget(url);
     this.#logger = logger;
     const base: RedisOptions = {
@@ -72,10 +87,16 @@ export class Connections {
       connectionName: `${name}:producer`,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: COMMAND_TIMEOUT_MS,
+      commandTimeout,
+      socketTimeout: commandTimeout,
     });
-    this.commands = new Redis(url, { ...base, connectionName: `${name}:commands`, maxRetriesPerRequest: null });
-    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null });
+    this.commands = new Redis(url, {
+      ...base,
+      connectionName: `${name}:commands`,
+      maxRetriesPerRequest: null,
+      socketTimeout: commandTimeout + BULLMQ_MAX_BLOCK_MS,
+    });
+    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null, socketTimeout: commandTimeout + BLOCK_MS });
     for (const c of [this.producer, this.commands, this.reader]) {
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
       c.on('error', (err: Error) => (this.#lastError = err));

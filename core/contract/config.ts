@@ -103,6 +103,9 @@ export const backendSchema = z
       // up after at most this (plus one stalledInterval). The same on every host (checked at start).
       lockDuration: durationSchema.default(30_000),
       stalledInterval: durationSchema.default(30_000),
+      // A request's Redis command that gets no answer within this fails (503), and a connection
+      // that hears nothing back for about this long is dropped and made again (a black-holed network).
+      commandTimeout: durationSchema.refine((ms) => ms > 0, 'expected more than 0').default(10_000),
     }),
   ])
   .default({ kind: 'local' });

@@ -104,8 +104,12 @@ export class History {
     return new LogTail({ lines, dropped: count }).toJSON();
   }
 
-  /** Drops index entries of runs retention removed, from the oldest end; returns how many. */
-  pruneIndex(budget: number): Promise<number> {
-    return this.#reads.jhPruneIndex(this.#keys.runs, `${this.#keys.sweep}:cursor`, this.#keys.prefix, String(budget), String(3_600_000));
+  /**
+   * Drops index entries of runs retention removed: the next `budget` entries of a walk from the
+   * oldest (it goes on where the last call stopped); `done` once the walk reached the newest.
+   */
+  async pruneIndex(budget: number): Promise<{ pruned: number; done: boolean }> {
+    const [pruned, done] = await this.#reads.jhPruneIndex(this.#keys.runs, `${this.#keys.sweep}:cursor`, this.#keys.prefix, String(budget), String(3_600_000));
+    return { pruned, done: done === 1 };
   }
 }

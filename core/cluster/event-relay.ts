@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { BackendHooks } from '../contract/backend.js';
 import { type AnyHostEvent, EVENT_TYPES, type EventType } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
+import type { RelayBacklog } from './backlog.js';
 import { CLUSTER_STREAM_MAXLEN } from './keys.js';
 
 /**
@@ -36,8 +37,11 @@ export class EventRelay {
   #pending: Array<[string, string, unknown]> = [];
   #closed = false;
 
-  constructor(redis: Redis, stream: string, hostId: string, logger: Logger) {
+  readonly #backlog: RelayBacklog;
+
+  constructor(redis: Redis, stream: string, hostId: string, logger: Logger, backlog: RelayBacklog) {
     this.#redis = redis;
+    this.#backlog = backlog;
     this.#stream = stream;
     this.#hostId = hostId;
     this.#logger = logger;
@@ -53,10 +57,13 @@ export class EventRelay {
   #flush(): void {
     const events = this.#pending;
     this.#pending = [];
-    // The patient connection queues it while Redis is out of reach; it is sent once it is back.
+    // The patient connection queues it while Redis is out of reach (it is sent once it is back),
+    // up to the backlog's bound.
+    if (!this.#backlog.take(events.length)) return;
     this.#redis
       .xadd(this.#stream, 'MAXLEN', '~', String(CLUSTER_STREAM_MAXLEN), '*', 'event', HOST_EVENT, 'host', this.#hostId, 'events', JSON.stringify(events))
-      .catch((err: unknown) => this.#logger.warn({ err, events: events.length }, 'could not share events with the other hosts'));
+      .catch((err: unknown) => this.#logger.warn({ err, events: events.length }, 'could not share events with the other hosts'))
+      .finally(() => this.#backlog.settle(events.length));
   }
 
   /** Shared events read from the stream: another host's go to the engine, in order; this host's own are skipped. */

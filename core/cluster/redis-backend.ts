@@ -415,7 +415,7 @@ class RedisBackend implements Backend {
   }
 
   stats(): BackendStats {
-    return { liveRuns: this.#p.mirror.liveRuns, historyRuns: this.#p.mirror.indexSize, segments: 0, commits: this.#adds };
+    return { liveRuns: this.#p.mirror.liveRuns, historyRuns: this.#p.mirror.indexSize, segments: 0, commits: this.#adds, ...this.#p.backlog.stats() };
   }
 
   unavailable(): HostError | null {

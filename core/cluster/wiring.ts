@@ -3,6 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import { Attempts } from './attempts.js';
+import { RelayBacklog } from './backlog.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
 import { Deliveries } from './deliveries.js';
@@ -49,6 +50,8 @@ export interface RedisParts {
   sweeper: Sweeper;
   heartbeat: Heartbeat;
   relay: EventRelay;
+  /** Events and log lines waiting for Redis (bounded). */
+  backlog: RelayBacklog;
   deliveries: Deliveries;
 }
 
@@ -120,7 +123,8 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     o.hostId,
   );
   const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries));
-  const history = new History(producer, commands, keys, connections);
+  const backlog = new RelayBacklog(logger);
+  const history = new History(producer, commands, keys, connections, backlog);
   const { lockDuration, stalledInterval } = o.config;
   const jobs: LoadedJobs = new LoadedJobs({
     connections,
@@ -165,7 +169,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     logger,
     describe: () => ({ id: o.hostId, ...side.engine().describe(), lastSeen: isoTime(clock.now()), running: attempts.size }),
   });
-  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger);
+  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger, backlog);
   const deliveries = new Deliveries({
     keys,
     connections,
@@ -179,5 +183,22 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
   });
-  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay, deliveries };
+  return {
+    keys,
+    connections,
+    producer,
+    commands,
+    mirror,
+    attempts,
+    dispatcher,
+    reader,
+    history,
+    jobs,
+    delayTimers,
+    sweeper,
+    heartbeat,
+    relay,
+    backlog,
+    deliveries,
+  };
 }

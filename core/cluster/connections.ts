@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { isoTime, systemClock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
-import type { BackendReach } from '../contract/store-health.js';
+import type { BackendReach, BackendWarning } from '../contract/store-health.js';
 import { settlesWithin } from './settles.js';
 import { BLOCK_MS } from './stream-reader.js';
 
@@ -69,6 +69,7 @@ export class Connections {
   readonly #logger: Logger;
   #down: { error: string; since: string } | null = null;
   #closed = false;
+  #warnings: BackendWarning[] = [];
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
 
@@ -120,6 +121,7 @@ export class Connections {
     try {
       await Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]);
       await this.producer.ping();
+      await this.#checkEviction();
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
@@ -127,6 +129,25 @@ export class Connections {
       const reason = (cause as { code?: string }).code ?? cause.message;
       throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target }, { cause: err });
     }
+  }
+
+  /**
+   * BullMQ requires `maxmemory-policy noeviction`: under another policy a Redis short of memory
+   * evicts keys — a waiting run's job hash, a lock, jobhost's own state — and runs vanish
+   * silently. Read from INFO (CONFIG may be renamed or denied on managed Redis) at connect; said
+   * loudly, and kept for /ready's warnings.
+   */
+  async #checkEviction(): Promise<void> {
+    const policy = /^maxmemory_policy:(\S+)/m.exec(await this.producer.info('memory'))?.[1];
+    if (policy === undefined || policy === 'noeviction') return;
+    const message = `Redis at ${this.target} has maxmemory-policy ${policy}, not noeviction: when it runs short of memory it may evict waiting runs, their locks and jobhost's state; set maxmemory-policy noeviction (BullMQ requires it)`;
+    this.#warnings = [{ code: 'REDIS_MAXMEMORY_POLICY', message }];
+    this.#logger.warn({ code: 'REDIS_MAXMEMORY_POLICY', redis: this.target, policy }, message);
+  }
+
+  /** Conditions for /ready's warnings, found at connect. */
+  warnings(): BackendWarning[] {
+    return this.#warnings;
   }
 
   /** Whether Redis can be reached now, for triggers, `/ready` and `/metrics`. */

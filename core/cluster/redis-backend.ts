@@ -423,7 +423,7 @@ class RedisBackend implements Backend {
   }
 
   health(): BackendHealth {
-    return { backend: this.#p.connections.reach(), writeError: this.#leftBehind, damage: [], damagedLines: 0 };
+    return { backend: this.#p.connections.reach(), warnings: this.#p.connections.warnings(), writeError: this.#leftBehind, damage: [], damagedLines: 0 };
   }
 
   /** Redis keeps no store files of jobhost's: there is no damage to acknowledge. */

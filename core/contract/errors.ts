@@ -118,6 +118,10 @@ export const ERROR_CODES = {
     status: 500,
     text: "backend.lockDuration or backend.stalledInterval differs from what the cluster's live hosts use; every host must use the same (the host does not start).",
   },
+  REDIS_MAXMEMORY_POLICY: {
+    status: 200,
+    text: "A warning at start (logged) and on /ready, not an error: Redis' maxmemory-policy is not noeviction, so under memory pressure Redis may evict the keys of waiting runs and their locks (BullMQ requires noeviction).",
+  },
   BACKEND_SCHEMA_UNSUPPORTED: {
     status: 500,
     text: 'The Redis prefix holds keys of a newer jobhost (`<prefix>:schema` is newer than this version knows): the host does not start, rather than write beside them.',

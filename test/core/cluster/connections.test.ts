@@ -1,6 +1,7 @@
 import t from 'tap';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { createHost } from '../../../core/engine/host.js';
+import { createServer } from '../../../core/server/server.js';
 import { freshPrefix } from '../../cluster.js';
 import { captureLogger, gate, type Tap, until } from '../../helpers.js';
 import { startRedis, type TestRedis } from '../../redis.js';
@@ -85,4 +86,40 @@ t.test('a stop while Redis is frozen ends within its bounds', async (t) => {
   const started = Date.now();
   await host.stop({ graceMs: 0 });
   t.ok(Date.now() - started < 15_000, `stopped in ${Date.now() - started} ms`);
+});
+
+t.test('a Redis whose maxmemory-policy is not noeviction: a warning at start and on /ready; none with noeviction', async (t) => {
+  const redis = await startRedis(t);
+  await redis.client().config('SET', 'maxmemory-policy', 'allkeys-lru');
+  const { logger, lines } = captureLogger();
+  const host = createHost({
+    config: { backend: { kind: 'redis', url: redis.url, prefix: freshPrefix(), lockDuration: 1000, stalledInterval: 500 }, cluster: { id: 'lru' } },
+    logger,
+  });
+  await host.start();
+  t.teardown(() => host.stop({ graceMs: 0 }));
+  t.match(
+    lines.filter((l) => l['code'] === 'REDIS_MAXMEMORY_POLICY'),
+    [{ level: 40, policy: 'allkeys-lru' }],
+    'logged at warn',
+  );
+  const server = createServer(host, { host: '127.0.0.1', port: 0 });
+  const { url } = await server.listen();
+  t.teardown(() => server.close());
+  const ready = (await (await fetch(`${url}/ready`)).json()) as { warnings: Array<{ code: string; message: string }> };
+  t.match(ready.warnings, [{ code: 'REDIS_MAXMEMORY_POLICY', message: /allkeys-lru/ }]);
+
+  await redis.client().config('SET', 'maxmemory-policy', 'noeviction');
+  const { logger: quiet, lines: none } = captureLogger();
+  const other = createHost({
+    config: { backend: { kind: 'redis', url: redis.url, prefix: freshPrefix(), lockDuration: 1000, stalledInterval: 500 }, cluster: { id: 'ok' } },
+    logger: quiet,
+  });
+  await other.start();
+  t.teardown(() => other.stop({ graceMs: 0 }));
+  t.same(
+    none.filter((l) => l['code'] === 'REDIS_MAXMEMORY_POLICY'),
+    [],
+  );
+  t.same(other.storeHealth().warnings, []);
 });

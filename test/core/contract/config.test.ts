@@ -86,7 +86,14 @@ t.test('backend: local by default; redis with its defaults; bad values name thei
   t.same(c.backend, { kind: 'local' });
   t.same(c.cluster, {});
   const redis = parseConfig({ backend: { kind: 'redis' }, cluster: { id: 'web-1' } });
-  t.same(redis.backend, { kind: 'redis', url: 'redis://127.0.0.1:6379', prefix: 'jobhost', lockDuration: 30_000, stalledInterval: 30_000, commandTimeout: 10_000 });
+  t.same(redis.backend, {
+    kind: 'redis',
+    url: 'redis://127.0.0.1:6379',
+    prefix: 'jobhost',
+    lockDuration: 30_000,
+    stalledInterval: 30_000,
+    commandTimeout: 10_000,
+  });
   t.equal(redis.cluster.id, 'web-1');
   const full = parseConfig({
     backend: { kind: 'redis', url: 'rediss://u:p@redis.internal:6380/2', prefix: 'jobs-{eu}', lockDuration: '5s', stalledInterval: '2s' },

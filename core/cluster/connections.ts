@@ -3,6 +3,7 @@ import { isoTime, systemClock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
+import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
 import { settlesWithin } from './settles.js';
 import { BLOCK_MS } from './stream-reader.js';
 
@@ -29,9 +30,6 @@ import { BLOCK_MS } from './stream-reader.js';
  * delivery worker, whose blocking connection is a `duplicate()` of `commands` and so inherits its
  * options (BZPOPMIN for at most BULLMQ_MAX_BLOCK_MS, plus BullMQ's own 1 s watchdog).
  */
-
-/** BullMQ 6.7's longest BZPOPMIN (`maximumBlockTimeout`, 10 s) plus its watchdog's second (bullmq-internals test). */
-export const BULLMQ_MAX_BLOCK_MS = 11_000;
 
 /** Seconds a client is told to wait before trying again while Redis is out of reach. */
 const RETRY_AFTER_S = 2;

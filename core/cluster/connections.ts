@@ -2,8 +2,10 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { isoTime, systemClock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
-import type { BackendReach } from '../contract/store-health.js';
+import type { BackendReach, BackendWarning } from '../contract/store-health.js';
+import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
 import { settlesWithin } from './settles.js';
+import { BLOCK_MS } from './stream-reader.js';
 
 /**
  * A host's three Redis connections, whatever the number of jobs:
@@ -15,12 +17,22 @@ import { settlesWithin } from './settles.js';
  * - `reader` holds the one blocking XREAD over the streams the host follows.
  * The delivery worker (`deliveries.ts`) adds a fourth, BullMQ's blocking duplicate of `commands`:
  * it waits for deliveries on its own, apart from the runs. Each reconnects by itself; `reach()` says whether Redis can be reached now.
+ *
+ * A black-holed network (packets dropped, no reset: the socket looks open for the ~15 min of TCP's
+ * retransmissions) must hang neither a request nor a stop. The producer's commands fail after
+ * `commandTimeout`. Every connection also has ioredis' `socketTimeout`: a socket that has a
+ * command outstanding and hears nothing for that long is destroyed, and the connection is made
+ * again, so the producer is reported down (503 at once from then on) and the patient connection
+ * sends its queued commands again once Redis answers (it keeps them: a timeout there would reject
+ * a write that must land). Not `commandTimeout` on the blocking connections: ioredis applies it to
+ * blocking commands too, so it would fail every XREAD/BZPOPMIN that blocks longer. Their socket
+ * timeout is longer than their longest block instead: the reader's XREAD (BLOCK_MS), and BullMQ's
+ * delivery worker, whose blocking connection is a `duplicate()` of `commands` and so inherits its
+ * options (BZPOPMIN for at most BULLMQ_MAX_BLOCK_MS, plus BullMQ's own 1 s watchdog).
  */
 
 /** Seconds a client is told to wait before trying again while Redis is out of reach. */
 const RETRY_AFTER_S = 2;
-/** A command on the fail-fast connection that gets no answer within this is given up (Redis frozen). */
-const COMMAND_TIMEOUT_MS = 10_000;
 /** At close, Redis gets this long to answer a connection's QUIT (what was sent before it lands first). */
 const QUIT_MS = 1000;
 
@@ -55,10 +67,12 @@ export class Connections {
   readonly #logger: Logger;
   #down: { error: string; since: string } | null = null;
   #closed = false;
+  #warnings: BackendWarning[] = [];
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
 
-  constructor(url: string, name: string, logger: Logger) {
+  /** `commandTimeout`: ms (see the top of this file; `backend.commandTimeout`, default 10 s). */
+  constructor(url: string, name: string, logger: Logger, commandTimeout = 10_000) {
     this.target = redisTarget(url);
     this.#logger = logger;
     const base: RedisOptions = {
@@ -72,10 +86,16 @@ export class Connections {
       connectionName: `${name}:producer`,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: COMMAND_TIMEOUT_MS,
+      commandTimeout,
+      socketTimeout: commandTimeout,
     });
-    this.commands = new Redis(url, { ...base, connectionName: `${name}:commands`, maxRetriesPerRequest: null });
-    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null });
+    this.commands = new Redis(url, {
+      ...base,
+      connectionName: `${name}:commands`,
+      maxRetriesPerRequest: null,
+      socketTimeout: commandTimeout + BULLMQ_MAX_BLOCK_MS,
+    });
+    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null, socketTimeout: commandTimeout + BLOCK_MS });
     for (const c of [this.producer, this.commands, this.reader]) {
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
       c.on('error', (err: Error) => (this.#lastError = err));
@@ -99,6 +119,7 @@ export class Connections {
     try {
       await Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]);
       await this.producer.ping();
+      await this.#checkEviction();
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
@@ -106,6 +127,25 @@ export class Connections {
       const reason = (cause as { code?: string }).code ?? cause.message;
       throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target }, { cause: err });
     }
+  }
+
+  /**
+   * BullMQ requires `maxmemory-policy noeviction`: under another policy a Redis short of memory
+   * evicts keys — a waiting run's job hash, a lock, jobhost's own state — and runs vanish
+   * silently. Read from INFO (CONFIG may be renamed or denied on managed Redis) at connect; said
+   * loudly, and kept for /ready's warnings.
+   */
+  async #checkEviction(): Promise<void> {
+    const policy = /^maxmemory_policy:(\S+)/m.exec(await this.producer.info('memory'))?.[1];
+    if (policy === undefined || policy === 'noeviction') return;
+    const message = `Redis at ${this.target} has maxmemory-policy ${policy}, not noeviction: when it runs short of memory it may evict waiting runs, their locks and jobhost's state; set maxmemory-policy noeviction (BullMQ requires it)`;
+    this.#warnings = [{ code: 'REDIS_MAXMEMORY_POLICY', message }];
+    this.#logger.warn({ code: 'REDIS_MAXMEMORY_POLICY', redis: this.target, policy }, message);
+  }
+
+  /** Conditions for /ready's warnings, found at connect. */
+  warnings(): BackendWarning[] {
+    return this.#warnings;
   }
 
   /** Whether Redis can be reached now, for triggers, `/ready` and `/metrics`. */

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { BackendHooks } from '../contract/backend.js';
 import { type AnyHostEvent, EVENT_TYPES, type EventType } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
+import type { RelayBacklog } from './backlog.js';
 
 /**
  * Events from every host to every host (SPEC §11): each host appends its own events to the
@@ -38,9 +39,12 @@ export class EventRelay {
   #pending: Array<[string, string, unknown]> = [];
   #closed = false;
 
-  constructor(redis: Redis, stream: string, hostId: string, logger: Logger, maxLen: number) {
+  readonly #backlog: RelayBacklog;
+
+  constructor(redis: Redis, stream: string, hostId: string, logger: Logger, maxLen: number, backlog: RelayBacklog) {
     this.#maxLen = String(maxLen);
     this.#redis = redis;
+    this.#backlog = backlog;
     this.#stream = stream;
     this.#hostId = hostId;
     this.#logger = logger;
@@ -56,10 +60,13 @@ export class EventRelay {
   #flush(): void {
     const events = this.#pending;
     this.#pending = [];
-    // The patient connection queues it while Redis is out of reach; it is sent once it is back.
+    // The patient connection queues it while Redis is out of reach (it is sent once it is back),
+    // up to the backlog's bound.
+    if (!this.#backlog.take(events.length)) return;
     this.#redis
       .xadd(this.#stream, 'MAXLEN', '~', this.#maxLen, '*', 'event', HOST_EVENT, 'host', this.#hostId, 'events', JSON.stringify(events))
-      .catch((err: unknown) => this.#logger.warn({ err, events: events.length }, 'could not share events with the other hosts'));
+      .catch((err: unknown) => this.#logger.warn({ err, events: events.length }, 'could not share events with the other hosts'))
+      .finally(() => this.#backlog.settle(events.length));
   }
 
   /** Shared events read from the stream: another host's go to the engine, in order; this host's own are skipped. */

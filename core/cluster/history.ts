@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import { LOG_LEVELS, LOG_MAX_LINES, type LogLine, LogTail, type RunLog } from '../contract/run-log.js';
+import type { RelayBacklog } from './backlog.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
 import { runFromItem } from './run-records.js';
@@ -31,9 +32,11 @@ export class History {
   readonly #writes: ScriptedRedis;
   readonly #keys: ClusterKeys;
   readonly #connections: Connections;
+  readonly #backlog: RelayBacklog;
 
-  /** `reads` fail fast (a request gets 503 while Redis is out of reach); `writes` wait for Redis. */
-  constructor(reads: ScriptedRedis, writes: ScriptedRedis, keys: ClusterKeys, connections: Connections) {
+  /** `reads` fail fast (a request gets 503 while Redis is out of reach); `writes` wait for Redis, within `backlog`. */
+  constructor(reads: ScriptedRedis, writes: ScriptedRedis, keys: ClusterKeys, connections: Connections, backlog: RelayBacklog) {
+    this.#backlog = backlog;
     this.#reads = reads;
     this.#writes = writes;
     this.#keys = keys;
@@ -59,10 +62,21 @@ export class History {
 
   /**
    * Keeps a run's log lines (see `Backend.appendLogs`): the newest 500 in Redis, the byte bound
-   * applied when they are read. Waits for Redis rather than lose lines to an outage.
+   * applied when they are read. Waits for Redis rather than lose lines to a short outage; past
+   * the relay backlog's bound (a long one), new lines are dropped and counted.
    */
   async appendLogs(runId: string, log: RunLog, ttlMs: number): Promise<void> {
     if (log.lines.length === 0 && log.dropped === 0) return;
+    const items = Math.max(1, log.lines.length);
+    if (!this.#backlog.take(items)) return;
+    try {
+      await this.#append(runId, log, ttlMs);
+    } finally {
+      this.#backlog.settle(items);
+    }
+  }
+
+  async #append(runId: string, log: RunLog, ttlMs: number): Promise<void> {
     if (log.lines.length === 0) {
       await this.#writes
         .multi()
@@ -104,8 +118,12 @@ export class History {
     return new LogTail({ lines, dropped: count }).toJSON();
   }
 
-  /** Drops index entries of runs retention removed, from the oldest end; returns how many. */
-  pruneIndex(budget: number): Promise<number> {
-    return this.#reads.jhPruneIndex(this.#keys.runs, `${this.#keys.sweep}:cursor`, this.#keys.prefix, String(budget), String(3_600_000));
+  /**
+   * Drops index entries of runs retention removed: the next `budget` entries of a walk from the
+   * oldest (it goes on where the last call stopped); `done` once the walk reached the newest.
+   */
+  async pruneIndex(budget: number): Promise<{ pruned: number; done: boolean }> {
+    const [pruned, done] = await this.#reads.jhPruneIndex(this.#keys.runs, `${this.#keys.sweep}:cursor`, this.#keys.prefix, String(budget), String(3_600_000));
+    return { pruned, done: done === 1 };
   }
 }

@@ -2,6 +2,7 @@ import { type Job, Queue, type Span, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/backend.js';
 import type { Logger } from '../contract/logger.js';
+import { MOVE_TO_FINISHED } from './bullmq-internals.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import type { AttemptRecord } from './run-records.js';
 
@@ -112,7 +113,8 @@ async function foldedEnd(
   client: Transactional,
   args: unknown[],
 ): Promise<unknown> {
-  const [finishedSet, jobKey, id, , , value, target] = [args[10], args[11], args[14], args[15], args[16], args[17], args[18]].map(String);
+  const at = MOVE_TO_FINISHED;
+  const [finishedSet, jobKey, id, value, target] = [args[at.finishedSet], args[at.jobHash], args[at.id], args[at.value], args[at.target]].map(String);
   const outcome = target === 'completed' ? 'succeeded' : value === CANCELED_REASON ? 'canceled' : 'failed';
   const multi = client.multi();
   // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.

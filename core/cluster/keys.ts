@@ -19,6 +19,11 @@ export class ClusterKeys {
     return `${this.prefix}:${job}:${suffix}`;
   }
 
+  /** The version of this key layout (`schema.ts`): outside `__jh` and no queue's key, so any version finds it. */
+  get schema(): string {
+    return `${this.prefix}:schema`;
+  }
+
   /** A job's admission state and flags: enabled, lastFireAt, lastSuccessAt, succeededRun, canceled counts, missedThrough. */
   jobState(job: string): string {
     return `${this.prefix}:__jh:job:${job}`;

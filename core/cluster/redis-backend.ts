@@ -415,7 +415,7 @@ class RedisBackend implements Backend {
   }
 
   stats(): BackendStats {
-    return { liveRuns: this.#p.mirror.liveRuns, historyRuns: this.#p.mirror.indexSize, segments: 0, commits: this.#adds };
+    return { liveRuns: this.#p.mirror.liveRuns, historyRuns: this.#p.mirror.indexSize, segments: 0, commits: this.#adds, ...this.#p.backlog.stats() };
   }
 
   unavailable(): HostError | null {
@@ -423,7 +423,14 @@ class RedisBackend implements Backend {
   }
 
   health(): BackendHealth {
-    return { backend: this.#p.connections.reach(), writeError: this.#leftBehind, damage: [], damagedLines: 0, faults: this.#p.faults() };
+    return {
+      backend: this.#p.connections.reach(),
+      warnings: this.#p.connections.warnings(),
+      writeError: this.#leftBehind,
+      damage: [],
+      damagedLines: 0,
+      faults: this.#p.faults(),
+    };
   }
 
   /** Redis keeps no store files of jobhost's: there is no damage to acknowledge. */

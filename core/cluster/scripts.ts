@@ -315,7 +315,7 @@ for _, m in ipairs(chunk) do
   end
 end
 if #chunk < budget then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], chunk[#chunk], 'PX', ARGV[3]) end
-return pruned`;
+if #chunk < budget then return {pruned, 1} else return {pruned, 0} end`;
 
 /**
  * Appends a run's log lines, keeping the newest LOG_MAX_LINES and counting the rest as dropped.
@@ -371,7 +371,7 @@ export interface JobhostCommands {
     lockDuration: string,
     stalledInterval: string,
   ): Promise<[string[], number]>;
-  jhPruneIndex(runs: string, cursor: string, prefix: string, budget: string, cursorTtlMs: string): Promise<number>;
+  jhPruneIndex(runs: string, cursor: string, prefix: string, budget: string, cursorTtlMs: string): Promise<[number, number]>;
   jhAppendLog(list: string, dropped: string, maxLines: string, droppedByWriter: string, ttlMs: string, ...lines: string[]): Promise<number>;
 }
 

@@ -1,5 +1,6 @@
 import { HostError } from '../contract/errors.js';
 import type { ClusterKeys } from './keys.js';
+import { claimSchema } from './schema.js';
 import type { ScriptedRedis } from './scripts.js';
 
 /** How long the settings record outlives the last live host that refreshed it (ms). */
@@ -9,7 +10,8 @@ export const SETTINGS_TTL_MS = 60_000;
  * Every host must use the same lock timing: BullMQ's stalled check is throttled cluster-wide by
  * the interval of whichever host ran it last. The first host sets them; live hosts keep them
  * alive; a host with other values does not start (BACKEND_SETTINGS_MISMATCH). Also takes this
- * host's id node (three base-36 digits from a counter every starting host increments).
+ * host's id node (three base-36 digits from a counter every starting host increments). First of
+ * all, checks the prefix's key schema (`schema.ts`).
  */
 export async function claimSettings(
   redis: ScriptedRedis,
@@ -17,6 +19,7 @@ export async function claimSettings(
   target: string,
   timing: { lockDuration: number; stalledInterval: number },
 ): Promise<string> {
+  await claimSchema(redis, keys, target); // before anything else is written under the prefix
   const { lockDuration, stalledInterval } = timing;
   const key = keys.settings;
   const replies = await redis

@@ -19,7 +19,7 @@ export interface StreamEntry {
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
 /** How long one XREAD blocks; a change of the followed streams interrupts it (CLIENT UNBLOCK). */
-const BLOCK_MS = 5000;
+export const BLOCK_MS = 5000;
 /**
  * While every slot of the host is busy, the next read waits this long (or until a slot frees):
  * the host needs no wake-ups then, and a read per event would cost Redis a reply to every host for

@@ -4,6 +4,7 @@ import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { ClusterFaults } from '../contract/store-health.js';
 import { Attempts } from './attempts.js';
+import { RelayBacklog } from './backlog.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
 import { Deliveries } from './deliveries.js';
@@ -52,6 +53,8 @@ export interface RedisParts {
   sweeper: Sweeper;
   heartbeat: Heartbeat;
   relay: EventRelay;
+  /** Events and log lines waiting for Redis (bounded). */
+  backlog: RelayBacklog;
   deliveries: Deliveries;
   late: LateFinishes;
   /** What cuts from Redis cost this host (`health().faults`). */
@@ -80,7 +83,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   const logger = o.logger;
 
   const keys = new ClusterKeys(o.config.prefix, o.config.streamLength);
-  const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger);
+  const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger, o.config.commandTimeout);
   const producer = defineScripts(connections.producer);
   const commands = defineScripts(connections.commands);
   const mirror: Mirror = new Mirror({
@@ -139,7 +142,8 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     void attempts.recheckCancels();
   });
   const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries), gaps);
-  const history = new History(producer, commands, keys, connections);
+  const backlog = new RelayBacklog(logger);
+  const history = new History(producer, commands, keys, connections, backlog);
   const { lockDuration, stalledInterval } = o.config;
   const jobs: LoadedJobs = new LoadedJobs({
     connections,
@@ -184,7 +188,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     logger,
     describe: () => ({ id: o.hostId, ...side.engine().describe(), lastSeen: isoTime(clock.now()), running: attempts.size }),
   });
-  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger, keys.streamLength);
+  const relay = new EventRelay(connections.commands, keys.clusterStream, o.hostId, logger, keys.streamLength, backlog);
   const deliveries = new Deliveries({
     keys,
     connections,
@@ -213,6 +217,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     sweeper,
     heartbeat,
     relay,
+    backlog,
     deliveries,
     late,
     faults: () => ({ lateFinishes: late.count, ...gaps.tally }),

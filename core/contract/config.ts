@@ -106,6 +106,9 @@ export const backendSchema = z
       // Entries the cluster event stream keeps (about): a host cut off or stalled for longer than
       // the other hosts take to write this many loses the oldest of their events (events.gap).
       streamLength: z.number().int().min(10).max(10_000_000).default(50_000),
+      // A request's Redis command that gets no answer within this fails (503), and a connection
+      // that hears nothing back for about this long is dropped and made again (a black-holed network).
+      commandTimeout: durationSchema.refine((ms) => ms > 0, 'expected more than 0').default(10_000),
     }),
   ])
   .default({ kind: 'local' });

@@ -93,6 +93,10 @@ export const ERROR_CODES = {
     status: 409,
     text: 'Another process (another host, or this one) owns the store directory: the host does not start; the message names the pid and host holding it.',
   },
+  STORE_VERSION_UNSUPPORTED: {
+    status: 500,
+    text: 'The store directory was written by a newer jobhost (its `format` is newer than this version reads): the host does not start, and leaves every file as it was.',
+  },
   // cluster mode (backend.kind: redis)
   BACKEND_UNAVAILABLE: {
     status: 503,
@@ -113,6 +117,14 @@ export const ERROR_CODES = {
   BACKEND_SETTINGS_MISMATCH: {
     status: 500,
     text: "backend.lockDuration or backend.stalledInterval differs from what the cluster's live hosts use; every host must use the same (the host does not start).",
+  },
+  REDIS_MAXMEMORY_POLICY: {
+    status: 200,
+    text: "A warning at start (logged) and on /ready, not an error: Redis' maxmemory-policy is not noeviction, so under memory pressure Redis may evict the keys of waiting runs and their locks (BullMQ requires noeviction).",
+  },
+  BACKEND_SCHEMA_UNSUPPORTED: {
+    status: 500,
+    text: 'The Redis prefix holds keys of a newer jobhost (`<prefix>:schema` is newer than this version knows): the host does not start, rather than write beside them.',
   },
   INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },
 } as const satisfies Record<string, { status: number; text: string }>;

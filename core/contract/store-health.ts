@@ -100,9 +100,17 @@ export interface ClusterFaults {
   lastGap: EventGap | null;
 }
 
+/** A condition of the backend worth a /ready warning (not a reason for 503). */
+export interface BackendWarning {
+  code: 'REDIS_MAXMEMORY_POLICY';
+  message: string;
+}
+
 /** What a backend reports of its health. */
 export interface BackendHealth {
   backend: BackendReach;
+  /** Conditions for /ready's warnings (cluster mode: a Redis that may evict keys). */
+  warnings?: BackendWarning[];
   /** Set while writes fail (a full disk): new work is refused until it clears by itself. */
   writeError: StoreWriteError | null;
   /** Damage reports still kept: unacknowledged ones, and acknowledged ones while their file may be read again. */

@@ -64,6 +64,8 @@ export interface BackendStats {
   historyRuns: number;
   segments: number;
   commits: number;
+  /** Cluster mode: events and log lines dropped while Redis did not take them (a bounded backlog). */
+  relayDropped?: number;
 }
 
 export interface Stats {

@@ -241,11 +241,11 @@ export const readyResponse = z.object({
       z.union([
         damageReport.extend({ code: z.literal('STORE_DAMAGED'), message: z.string() }),
         z.object({ code: z.literal('CLUSTER_DRIFT'), message: z.string(), job: z.string(), hosts: z.array(z.string()) }),
-        z.object({ code: z.enum(['DISPATCH_STALLED', 'SCHEDULER_STALLED', 'EVENTS_LOST']), message: z.string() }),
+        z.object({ code: z.enum(['DISPATCH_STALLED', 'SCHEDULER_STALLED', 'EVENTS_LOST', 'REDIS_MAXMEMORY_POLICY']), message: z.string() }),
       ]),
     )
     .describe(
-      'store damage found and not yet acknowledged (`jobhost store ack-damage`), jobs whose definition differs between live hosts (cluster mode), the stall watchdog: runs waiting with free capacity past notifications.stallAfter, or a schedule more than one period overdue, and events of other hosts lost in the last 10 minutes (cluster mode: this host fell behind the cluster stream); none is a reason for 503',
+      'store damage found and not yet acknowledged (`jobhost store ack-damage`), jobs whose definition differs between live hosts (cluster mode), the stall watchdog: runs waiting with free capacity past notifications.stallAfter, or a schedule more than one period overdue, events of other hosts lost in the last 10 minutes (cluster mode: this host fell behind the cluster stream), and (cluster mode) a Redis whose maxmemory-policy is not noeviction; none is a reason for 503',
     ),
 });
 

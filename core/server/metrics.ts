@@ -147,6 +147,15 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
       this.inc(host.storeHealth().damagedLines);
     },
   });
+  new Counter({
+    name: 'jobhost_relay_dropped_total',
+    help: 'Cluster mode: events and log lines dropped because Redis had not taken the ones before (an outage past the bounded backlog) since the process started',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(host.stats().store.relayDropped ?? 0);
+    },
+  });
   new Gauge({
     name: 'jobhost_store_damage_unacknowledged',
     help: 'Store damage reports not yet acknowledged (jobhost store ack-damage)',

@@ -89,6 +89,7 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
         job: d.job,
         hosts: d.hosts,
       })),
+      ...(store.warnings ?? []),
       // The stall watchdog (SPEC §12): work that silently stopped; clears itself when work flows again.
       ...host.conditions.active().flatMap((c) => (c.id in WATCHED ? [{ code: WATCHED[c.id as keyof typeof WATCHED], message: c.message }] : [])),
     ],

@@ -4,6 +4,7 @@ import type { Clock } from '../contract/clock.js';
 import { AppendFile } from './files.js';
 import type { DamageFound } from './store-damage.js';
 import { newestJournal, readCheckpoint, removeJournalsBefore, type StateDoc } from './store-files.js';
+import { stampStoreFormat } from './store-format.js';
 
 /** What a checkpoint holds besides its own number. */
 export type CheckpointContent = Omit<StateDoc, 'version' | 'checkpoint'>;
@@ -32,6 +33,7 @@ export class Checkpoints {
   /** Reads state.json (or starts an empty one); `lost`: it was unreadable, and is set aside. */
   async read(clock: Clock): Promise<{ doc: StateDoc; lost: DamageFound | undefined }> {
     const { db, lost } = await readCheckpoint(this.#dir, this.#fsync, clock);
+    await stampStoreFormat(this.#dir, this.#fsync);
     this.#db = db;
     // Without a checkpoint (none yet, or an unreadable one set aside) every journal is read; the
     // next one must come after them all, so that it covers them and they are removed, never

@@ -10,6 +10,7 @@ import type { DamageReport } from '../contract/store-health.js';
 import { DurableJsonFile, NdjsonFile } from './files.js';
 import type { SegmentInfo } from './history.js';
 import { type DamageFound, setCheckpointAside } from './store-damage.js';
+import { refuseNewer } from './store-format.js';
 import { checkpointDoc, checkWith, journalLine } from './store-records.js';
 
 /**
@@ -62,10 +63,15 @@ export async function readCheckpoint(dir: string, fsync: boolean, clock: Clock):
   let reason: string | undefined;
   try {
     await db.read();
-    const shape = checkpointDoc.safeParse(db.data);
-    if (!shape.success) reason = `not a checkpoint (${shape.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
   } catch (err) {
     reason = (err as Error).message;
+  }
+  // A checkpoint of a newer format is not damage: refused as it is, never set aside.
+  const version: unknown = reason === undefined ? (db.data as { version?: unknown } | null)?.version : undefined;
+  if (typeof version === 'number') refuseNewer(dir, version);
+  if (reason === undefined) {
+    const shape = checkpointDoc.safeParse(db.data);
+    if (!shape.success) reason = `not a checkpoint (${shape.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
   }
   if (reason === undefined) return { db, lost: undefined };
   db.data = empty();

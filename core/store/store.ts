@@ -14,11 +14,12 @@ import { type Batch, writeBatch } from './commit-batch.js';
 import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
-import { lockStore, type StoreLock } from './lock.js';
+import type { StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
 import { RunLogStore } from './run-logs.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
 import { readJournals } from './store-files.js';
+import { lockSupported } from './store-format.js';
 import { WriteHealth } from './write-health.js';
 
 /**
@@ -56,7 +57,6 @@ export interface StoreOptions {
 }
 
 const DAY = 86_400_000;
-
 const clone = <T>(value: T): T => structuredClone(value);
 
 export function createStore(options: StoreOptions): Store {
@@ -136,8 +136,8 @@ export class Store {
     const before = new Map(this.#jobs);
     this.#jobs.clear();
     if (this.#dir !== null) {
-      // Before reading anything: a second writer would append over the first one's lines.
-      this.#lock = await lockStore(this.#dir, { clock: this.#clock, logger: this.#logger });
+      // Before reading anything: a second writer would append over the first one's lines; a store of a newer format is refused untouched.
+      this.#lock = await lockSupported(this.#dir, { clock: this.#clock, logger: this.#logger });
       try {
         await this.#load(this.#dir);
       } catch (err) {

@@ -93,6 +93,7 @@ t.test('backend: local by default; redis with its defaults; bad values name thei
     lockDuration: 30_000,
     stalledInterval: 30_000,
     streamLength: 50_000,
+    commandTimeout: 10_000,
   });
   t.equal(redis.cluster.id, 'web-1');
   const full = parseConfig({

@@ -31,6 +31,7 @@ t.test("JOBHOST_REDIS_URL sets backend.url and with it cluster mode, keeping the
     prefix: 'jobhost',
     lockDuration: 30_000,
     stalledInterval: 30_000,
+    commandTimeout: 10_000,
   });
   t.match(parseConfig(applyEnv({ backend: { kind: 'redis', url: 'redis://old:6379', prefix: 'mine' } }, { JOBHOST_REDIS_URL: url })).backend, {
     url,

@@ -13,6 +13,7 @@ import { reloadBench } from './reload.js';
 import { seriesBench } from './series.js';
 import { soakKillBench } from './soak-kill.js';
 import { startupBench } from './startup.js';
+import { tracingBench } from './tracing.js';
 import { wsBench } from './ws.js';
 
 const benches: Record<string, () => Promise<void>> = {
@@ -26,6 +27,7 @@ const benches: Record<string, () => Promise<void>> = {
   series: () => seriesBench(),
   startup: () => startupBench(),
   notify: () => notifyBench(),
+  tracing: () => tracingBench(),
   cluster: async () => {
     await clusterBench();
     await clusterFiresBench();

@@ -139,7 +139,7 @@ export class WorkerPool {
       slot.worker?.ref();
       this.#heartbeat ??= setInterval(this.#pingBusy, STALL_MS / 2).unref();
     }
-    slot.out.push(IN.run, task.id, version, task.job, task.runId, task.attempt, task.params);
+    slot.out.push(IN.run, task.id, version, task.job, task.runId, task.attempt, task.params, task.limits.maxResultBytes, task.limits.maxEventBytes);
     this.#ping(slot);
   }
 

@@ -83,7 +83,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   const config = host.config();
   const newId = createIdGenerator(() => clock.now(), host.random);
   const queues = new Set(Object.keys(config.queues));
-  const bus = new Bus({ clock, logger, capacity: config.events.buffer });
+  const bus = new Bus({ clock, logger, capacity: config.events.buffer, maxBytes: config.events.bufferBytes });
   const backend = createBackend(config, { dir: host.dir, tuning: options.storeOptions, clock, random: host.random, logger, hostId: host.id });
   // Other hosts sharing the backend see this host's events (its own, not those it relays).
   if (backend.shared) bus.on('*', (e) => (eventHost(e) === undefined ? backend.share(e) : undefined));

@@ -14,6 +14,7 @@ import { type Batch, writeBatch } from './commit-batch.js';
 import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
+import { LiveRuns } from './live-runs.js';
 import { lockStore, type StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
 import { RunLogStore } from './run-logs.js';
@@ -77,7 +78,7 @@ export class Store {
   #finishedSinceCheckpoint = 0;
 
   /** Runs not yet durably finished: the source of recovery and of the newest history page. */
-  readonly #live = new Map<string, Run>();
+  readonly #live = new LiveRuns();
   readonly #jobs = new Map<string, JobState>();
   readonly #notifications = new NotificationLog();
   readonly #logs: RunLogStore;
@@ -408,7 +409,7 @@ export class Store {
   }
 
   async listRuns(query: RunQuery): Promise<Page<Run>> {
-    const { items, more } = await this.#history.page(this.#live.values(), query);
+    const { items, more } = await this.#history.page(this.#live.newest(query.before), query);
     const page: Page<Run> = { items: items.map(clone) };
     if (more && items.length > 0) page.next = items.at(-1)!.id;
     return page;

@@ -340,18 +340,29 @@ export class Store {
   /** Writes state.json from memory (after switching to a new journal), then drops what it covers. */
   async #checkpoint(): Promise<void> {
     if (!this.#checkpoints) return;
-    await this.#checkpoints.write(() => ({
-      openSegment: this.#history.position.segment,
-      foldFrom: this.#history.position,
-      // Finished in memory (and folded) but not yet written: do not fold them twice on load.
-      foldSkip: [...this.#live.values()].filter((r) => isFinal(r.status)).map((r) => r.id),
-      segments: this.#history.index(),
-      jobs: Object.fromEntries(this.#jobs),
-      live: [...this.#live.values()],
-      notifications: this.#notifications.recent(),
-      damage: this.#damage.kept(this.#history.oldestSegment),
-      logs: this.#logs.snapshot(),
-    }));
+    // No commit runs meanwhile (this is called from one, or with none left): the live runs only
+    // change in memory while their slices are written, and what changed is dirty.
+    await this.#checkpoints.write({
+      runs: () => [...this.#live.values()],
+      finish: (writtenFinal) => {
+        // Finished while the slices were written (and folded into `jobs`): written again, final.
+        const again = [...this.#dirtyRuns].filter((r) => isFinal(r.status) && !writtenFinal.has(r.id) && this.#live.get(r.id) === r);
+        return {
+          again,
+          content: {
+            openSegment: this.#history.position.segment,
+            foldFrom: this.#history.position,
+            // Finished in memory (and folded) but not yet written: do not fold them twice on load.
+            foldSkip: [...writtenFinal, ...again.map((r) => r.id)],
+            segments: this.#history.index(),
+            jobs: Object.fromEntries(this.#jobs),
+            notifications: this.#notifications.recent(),
+            damage: this.#damage.kept(this.#history.oldestSegment),
+            logs: this.#logs.snapshot(),
+          },
+        };
+      },
+    });
     this.#finishedSinceCheckpoint = 0;
     await this.#history.deleteExpired();
     await this.#checkpoints.removeCovered();

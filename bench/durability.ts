@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createHost, silentLogger } from '../core/index.js';
+import { backlogBench } from './backlog.js';
 import { noopHost, pump, startLatency, throughput } from './runs.js';
 import { benchDir, fmt, header, percentile, row } from './util.js';
 
@@ -68,6 +69,8 @@ export async function durabilityBench(history = 100_000): Promise<void> {
     `cron lateness under 1,000 runs/s (${late.length} fires), p50 / p99 / max`,
     `${fmt(percentile(late, 50))} / ${fmt(percentile(late, 99))} / ${fmt(late.at(-1) ?? NaN)} ms (goal p99 ≤ 10 ms)`,
   );
+
+  await backlogBench(100_000);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

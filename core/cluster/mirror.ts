@@ -186,6 +186,13 @@ export class Mirror {
     return { queues, delayed, ready, running, parked: 0 };
   }
 
+  /** Waiting and delayed runs of every job, cluster-wide, as last read (plus this host's adds since): for `limits.maxQueued`. */
+  waiting(): number {
+    let n = 0;
+    for (const l of this.#live.values()) n += l.waiting + l.delayed;
+    return n;
+  }
+
   get indexSize(): number {
     return this.#indexSize;
   }

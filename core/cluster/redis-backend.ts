@@ -414,6 +414,10 @@ class RedisBackend implements Backend {
     return this.#p.mirror.depths();
   }
 
+  waiting(): number {
+    return this.#p.mirror.waiting();
+  }
+
   stats(): BackendStats {
     return { liveRuns: this.#p.mirror.liveRuns, historyRuns: this.#p.mirror.indexSize, segments: 0, commits: this.#adds, ...this.#p.backlog.stats() };
   }

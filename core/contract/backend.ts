@@ -173,6 +173,12 @@ export interface Backend {
   activeRuns(job: string): { active: number; running: number };
   /** Runs by where they wait, for stats and metrics (a distributed backend: from its mirror). */
   depths(): Depths;
+  /**
+   * Runs waiting (queued or delayed, not running), for `limits.maxQueued`: read on every trigger,
+   * so O(1) or close. A distributed backend answers from its mirror: every host's waiting runs as
+   * last read, plus this host's adds since.
+   */
+  waiting(): number;
   stats(): BackendStats;
   /**
    * Why new work cannot be acknowledged now, as the error to refuse it with (503 with a time to

@@ -23,6 +23,13 @@ export type JobOverride = z.output<typeof jobOverrideSchema>;
 
 const port = z.number().int().min(0).max(65_535);
 
+/** A size limit in bytes (of JSON text, UTF-8): 1 KiB to 1 GiB. */
+const bytes = z
+  .number()
+  .int()
+  .min(1024)
+  .max(1024 * 1024 * 1024);
+
 // A Host header or an allowedHosts entry: a name or an IPv4 address, or an IPv6 one in brackets,
 // and an optional port. Underscores appear in container and compose service names.
 const HOST_PATTERN = /^(\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?)(?::(\d{1,5}))?$/i;
@@ -187,7 +194,27 @@ export const configSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(100_000).default(8),
   queues: z.record(queueNameSchema, z.number().int().min(1).max(1000)).default({ critical: 6, default: 2, low: 1 }),
   shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),
-  events: z.strictObject({ buffer: z.number().int().min(100).max(1_000_000).default(10_000) }).prefault({}),
+  events: z
+    .strictObject({
+      buffer: z.number().int().min(100).max(1_000_000).default(10_000),
+      // The replay buffer's bound in bytes (an estimate of the events' JSON size): results make events large.
+      bufferBytes: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .max(4 * 1024 * 1024 * 1024)
+        .default(16 * 1024 * 1024),
+    })
+    .prefault({}),
+  // What a client or a plugin may hand the host (SPEC §3): nothing it sends grows memory without bound.
+  limits: z
+    .strictObject({
+      maxParamsBytes: bytes.default(256 * 1024),
+      maxResultBytes: bytes.default(1024 * 1024),
+      maxEventBytes: bytes.default(256 * 1024),
+      maxQueued: z.number().int().min(1).max(100_000_000).default(100_000),
+    })
+    .prefault({}),
   backend: backendSchema,
   notifications: notificationsSchema,
   // `cluster.id` names this host in runs (`host`) and in the cluster; default `<hostname>:<pid>`.

@@ -21,10 +21,26 @@ export const ERROR_CODES = {
   RUN_NOT_FOUND: { status: 404, text: 'No run with that id is known.' },
   INVALID_PARAMS: { status: 400, text: "The params fail the job's params schema; `issues` lists each problem." },
   INVALID_BODY: { status: 400, text: 'The request body, query or path fails its schema.' },
-  SKIPPED: { status: 409, text: 'The trigger was refused: `reason` is disabled, overlap, cooldown, once or duplicate.' },
+  SKIPPED: {
+    status: 409,
+    text: 'The trigger was refused: `reason` is disabled, overlap, cooldown, once or duplicate (queue-full: a schedule fire past limits.maxQueued).',
+  },
   RUN_FINISHED: { status: 409, text: 'The run has already finished, so it cannot be canceled.' },
   RUN_NOT_RETRYABLE: { status: 409, text: 'Only a failed or canceled run can be retried.' },
   RUN_NOT_WAITING: { status: 409, text: 'A bulk cancel left this run alone: it started (or ended) after it was counted.' },
+  PARAMS_TOO_LARGE: { status: 413, text: "A trigger's params are larger as JSON than limits.maxParamsBytes (256 KiB by default)." },
+  EVENT_TOO_LARGE: {
+    status: 413,
+    text: "An app event's payload (POST /events/:type, host.publish, ctx.emit) is larger as JSON than limits.maxEventBytes (256 KiB by default).",
+  },
+  QUEUE_FULL: {
+    status: 503,
+    text: 'limits.maxQueued runs are already waiting: the trigger is not acknowledged; retry after `Retry-After` seconds. A schedule fire is skipped (`run.skipped`, reason queue-full).',
+  },
+  EVENTS_OVERFLOW: {
+    status: 503,
+    text: "An events() iterator's consumer fell behind by more than its bound: the iterator ends with this error (details.seq: the last event it gave); resume with events({ since: seq }).",
+  },
   SHUTTING_DOWN: { status: 503, text: 'The host is stopping and refuses new work.' },
   NOT_STARTED: { status: 503, text: 'The host has not started yet.' },
   // handler outcomes (recorded on attempts and runs)
@@ -36,6 +52,7 @@ export const ERROR_CODES = {
   UNHANDLED_REJECTION: { status: 500, text: 'The handler left a promise rejection unhandled; the attempt fails.' },
   UNCAUGHT_EXCEPTION: { status: 500, text: 'Code started by the handler threw outside any await (e.g. in a timer); the attempt fails.' },
   RESULT_NOT_SERIALIZABLE: { status: 500, text: "The handler's result cannot be stored as JSON (BigInt, circular reference)." },
+  RESULT_TOO_LARGE: { status: 500, text: "The handler's result is larger as JSON than limits.maxResultBytes (1 MiB by default); the attempt fails." },
   CANCELED: { status: 409, text: 'The run was canceled; its signal was aborted.' },
   INTERRUPTED: { status: 500, text: 'The host stopped abruptly (crash, kill -9) while the attempt was running.' },
   SHUTDOWN: { status: 503, text: 'The attempt was aborted because the host shut down past its grace period.' },

@@ -2,6 +2,10 @@ import { EventEmitter } from 'eventemitter3';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { AnyHostEvent, EventDataMap, EventType, HostEvent } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
+import { eventIterator, type IteratorBounds } from './event-iterator.js';
+import { EventRing } from './event-ring.js';
+
+export type { IteratorBounds } from './event-iterator.js';
 
 /** `job=`, `run=` and `type=` filters as the WebSocket and `events()` take them; types may end in `.*`. */
 export interface EventFilter {
@@ -54,23 +58,25 @@ export interface BusOptions {
   logger: Logger;
   /** How many recent events are kept for replay by seq (default 10,000). */
   capacity?: number;
+  /** Their estimated JSON bytes at most (default 16 MiB): the oldest leave first. */
+  maxBytes?: number;
 }
 
 /**
  * The typed event bus: wraps every payload as `{ seq, type, at, data }`, keeps the newest events
- * in a ring for `since` replay, and isolates listeners so one that throws never breaks another.
+ * in a ring for `since` replay (bounded in count and bytes), and isolates listeners so one that throws never breaks another.
  */
 export class Bus {
   readonly #emitter = new EventEmitter<EmitterMap>();
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #ring: (AnyHostEvent | undefined)[];
+  readonly #ring: EventRing;
   #seq = 0;
 
   constructor(options: BusOptions) {
     this.#clock = options.clock;
     this.#logger = options.logger;
-    this.#ring = new Array<AnyHostEvent | undefined>(Math.max(1, options.capacity ?? 10_000));
+    this.#ring = new EventRing(options.capacity ?? 10_000, options.maxBytes ?? 16 * 1024 * 1024);
   }
 
   /** The seq of the newest event (0 before the first). */
@@ -80,7 +86,7 @@ export class Bus {
 
   emit<T extends Exclude<EventType, 'run.log'>>(type: T, data: EventDataMap[T]): HostEvent<T> {
     const event = { seq: ++this.#seq, type, at: isoTime(this.#clock.now()), data } as HostEvent<T>;
-    this.#ring[event.seq % this.#ring.length] = event as AnyHostEvent;
+    this.#ring.push(event as AnyHostEvent);
     // eventemitter3's typing cannot relate a generic T to its tuple; the map above keeps it honest.
     (this.#emitter.emit as (t: string, e: unknown) => boolean)(type, event);
     this.#emitter.emit('*', event as AnyHostEvent);
@@ -94,7 +100,7 @@ export class Bus {
    */
   relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): AnyHostEvent {
     const event = { seq: ++this.#seq, type, at, data } as AnyHostEvent;
-    this.#ring[event.seq % this.#ring.length] = event;
+    this.#ring.push(event);
     (this.#emitter.emit as (t: string, e: unknown) => boolean)(type, event);
     this.#emitter.emit('*', event);
     return event;
@@ -160,47 +166,34 @@ export class Bus {
 
   /** Buffered events with seq > `since`, oldest first. */
   since(since: number): { events: AnyHostEvent[]; gap: boolean } {
-    const oldest = Math.max(1, this.#seq - this.#ring.length + 1);
+    const oldest = this.#ring.first;
     // A seq from the future (the host restarted and counts from 1 again) replays the whole buffer.
     const from = since > this.#seq ? oldest : Math.max(since + 1, oldest);
     const gap = since > this.#seq || since + 1 < oldest;
     const events: AnyHostEvent[] = [];
     for (let s = from; s <= this.#seq; s++) {
-      const event = this.#ring[s % this.#ring.length];
-      if (event && event.seq === s) events.push(event);
+      const event = this.#ring.get(s);
+      if (event) events.push(event);
     }
     return { events, gap };
   }
 
-  /** Matching events as an async iterator, after replaying those since `since`. */
-  iterate(filter: EventFilter, since?: number): AsyncIterableIterator<AnyHostEvent> {
-    const buffer: AnyHostEvent[] = [];
-    let wake: (() => void) | undefined;
-    let closed = false;
-    const sub = this.subscribe(
-      filter,
-      (e) => {
-        buffer.push(e);
-        wake?.();
-      },
-      since,
+  /** What the replay buffer holds: events and their estimated bytes. */
+  get buffered(): { events: number; bytes: number } {
+    return this.#ring.stats;
+  }
+
+  /**
+   * Matching events as an async iterator, after replaying those since `since`. A consumer that
+   * falls behind by more than `bounds` ends with EVENTS_OVERFLOW (see `event-iterator.ts`).
+   */
+  iterate(filter: EventFilter, since?: number, bounds?: IteratorBounds): AsyncIterableIterator<AnyHostEvent> {
+    return eventIterator(
+      (listener) => this.subscribe(filter, listener, since),
+      (event) => this.#ring.sizeOf(event),
+      since ?? this.#seq,
+      bounds,
     );
-    const iterator: AsyncIterableIterator<AnyHostEvent> = {
-      next: async () => {
-        while (buffer.length === 0 && !closed) await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-        const value = buffer.shift();
-        return value ? { value, done: false } : { value: undefined, done: true };
-      },
-      return: async () => {
-        closed = true;
-        sub.close();
-        wake?.();
-        return { value: undefined, done: true };
-      },
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    return iterator;
   }
 
   listenerCount(): number {

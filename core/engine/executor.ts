@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
+import { emitTooLarge, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import { capturingLogger } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
@@ -19,8 +20,10 @@ export interface ExecutorOptions {
   logger: Logger;
   /** `ctx.host`: read access to history. */
   reader: HostReader;
-  /** `ctx.emit(event, payload)` from a handler of run `runId`. */
+  /** `ctx.emit(event, payload)` from a handler of run `runId` (its payload checked against `maxEventBytes`). */
   publish(event: string, payload: unknown, runId: string): void;
+  /** `limits.maxResultBytes` and `maxEventBytes` in effect, read as each attempt starts (default: none). */
+  limits?(): HandlerLimits;
   /**
    * A line the handler wrote through `ctx.log` (any level), while its attempt is live: the run
    * keeps it (`RunLogs.line`). An executor in another thread turns the call into the same three
@@ -28,6 +31,8 @@ export interface ExecutorOptions {
    */
   log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
 }
+
+const UNLIMITED: HandlerLimits = { maxResultBytes: Number.POSITIVE_INFINITY, maxEventBytes: Number.POSITIVE_INFINITY };
 
 /** The attempt a piece of async code belongs to, so stray rejections fail the right attempt. */
 const attemptScope = new AsyncLocalStorage<AttemptContext>();
@@ -50,9 +55,11 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
   #log: Logger | undefined;
   /** The attempt's span, when something traces: its log lines carry its ids. */
   traceparent: string | undefined;
+  readonly #limits: HandlerLimits;
 
   constructor(executor: InlineExecutor, task: AttemptTask, reporter: AttemptReporter<AttemptTask>) {
     this.#executor = executor;
+    this.#limits = executor.limits();
     this.#task = task;
     this.#reporter = reporter;
     this.runId = task.run.id;
@@ -89,6 +96,15 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
   }
 
   emit(event: string, payload?: unknown): void {
+    let json: string | undefined;
+    try {
+      json = payload === undefined ? undefined : JSON.stringify(payload);
+    } catch (err) {
+      // As in a worker thread, where the payload has to cross as JSON: logged, and the handler goes on.
+      this.log.error({ err, event }, 'ctx.emit failed: the payload cannot be sent as JSON');
+      return;
+    }
+    if (json !== undefined && overBytes(json, this.#limits.maxEventBytes)) throw emitTooLarge(String(event), json, this.#limits.maxEventBytes);
     this.#executor.publish(event, payload, this.runId);
   }
 
@@ -106,7 +122,7 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
     if (ok) {
       let result: unknown;
       try {
-        result = snapshotResult(value);
+        result = snapshotResult(value, this.#limits.maxResultBytes);
       } catch (err) {
         return this.#reporter.settled(this.#task, null, toRunError(err));
       }
@@ -124,6 +140,7 @@ export class InlineExecutor implements AttemptExecutor {
   readonly reader: HostReader;
   readonly #publish: ExecutorOptions['publish'];
   readonly log: NonNullable<ExecutorOptions['log']>;
+  readonly limits: () => HandlerLimits;
   #open = false;
 
   constructor(options: ExecutorOptions) {
@@ -131,6 +148,7 @@ export class InlineExecutor implements AttemptExecutor {
     this.reader = options.reader;
     this.#publish = options.publish;
     this.log = options.log ?? (() => undefined);
+    this.limits = options.limits ?? (() => UNLIMITED);
   }
 
   publish(event: string, payload: unknown, runId: string): void {
@@ -215,16 +233,30 @@ function attemptBindings(task: AttemptTask, traceparent: string | undefined): Re
   return traceparent === undefined ? bindings : { ...bindings, ...logFields(traceparent) };
 }
 
-/** The JSON copy of a handler's result: what is stored is what was returned, whatever it mutates later. */
-function snapshotResult(result: unknown): unknown {
+/**
+ * The JSON copy of a handler's result: what is stored is what was returned, whatever it mutates
+ * later. The one JSON text made of it is also what is measured against `maxBytes`.
+ */
+function snapshotResult(result: unknown, maxBytes: number): unknown {
   if (result === undefined || result === null) return null;
   const t = typeof result;
-  if (t === 'string' || t === 'number' || t === 'boolean') return result;
+  if (t === 'number' || t === 'boolean') return result;
+  if (t === 'string') {
+    // A string's JSON is itself plus quotes and escapes: measured as stored.
+    const text = result as string;
+    if (text.length * 3 + 2 > maxBytes) {
+      const json = JSON.stringify(text);
+      if (overBytes(json, maxBytes)) throw resultTooLarge(json, maxBytes);
+    }
+    return result;
+  }
   let json: string | undefined;
   try {
     json = JSON.stringify(result);
   } catch (err) {
     throw new HostError('RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
   }
-  return json === undefined ? null : JSON.parse(json);
+  if (json === undefined) return null;
+  if (overBytes(json, maxBytes)) throw resultTooLarge(json, maxBytes);
+  return JSON.parse(json);
 }

@@ -11,7 +11,7 @@ import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
-import type { Bus, EventFilter, Listener } from './bus.js';
+import type { Bus, EventFilter, IteratorBounds, Listener } from './bus.js';
 import type { Deliveries } from './deliveries.js';
 import type { HostAlerts } from './host-alerts.js';
 import type { HostOptions } from './host-options.js';
@@ -431,8 +431,8 @@ export class Host {
     return this.bus.on(type as '*', listener as Listener<AnyHostEvent>);
   }
 
-  /** Events as an async iterator, with the WebSocket's filters and `since` replay. */
-  events(filter: EventFilter & { since?: number } = {}): AsyncIterableIterator<AnyHostEvent> {
-    return this.bus.iterate(filter, filter.since);
+  /** Events as an async iterator, with the WebSocket's filters and `since` replay; a consumer too far behind gets EVENTS_OVERFLOW. */
+  events(filter: EventFilter & IteratorBounds & { since?: number } = {}): AsyncIterableIterator<AnyHostEvent> {
+    return this.bus.iterate(filter, filter.since, filter);
   }
 }

@@ -2,6 +2,7 @@ import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, Exec
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import { toRunError } from '../contract/errors.js';
+import type { HandlerLimits } from '../contract/limits.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { LogLevel } from '../contract/run-log.js';
@@ -20,6 +21,8 @@ export interface ExecutorsOptions {
   clock: Clock;
   reader: HostReader;
   publish(event: string, payload: unknown, runId: string): void;
+  /** `limits.maxResultBytes` and `maxEventBytes` in effect, read as each attempt starts. */
+  limits(): HandlerLimits;
   /** A `ctx.log` line of a live attempt, from either thread: the run keeps it. */
   log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
   workers: Config['workers'];

@@ -1,8 +1,10 @@
 import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
+import type { Config } from '../contract/config.js';
 import { type Duration, parseDuration } from '../contract/duration.js';
 import { HostError, isHostError, toRunError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
+import { overBytes, tooLarge } from '../contract/limits.js';
 import type { ParamsResult } from '../contract/plugin.js';
 import type { Run, RunSource, TriggerResult } from '../contract/run.js';
 import { startTriggerSpan } from '../contract/tracing.js';
@@ -38,8 +40,11 @@ export interface PublishResult {
   errors: Array<{ job: string; code: string; message: string }>;
 }
 
-/** The validated params of a trigger, or INVALID_PARAMS listing every issue. */
-function checkedParams(result: ParamsResult<unknown>): unknown {
+/** How long a client refused with QUEUE_FULL is told to wait (`Retry-After`, seconds). */
+const QUEUE_FULL_RETRY_S = 5;
+
+/** The validated params of a trigger, or INVALID_PARAMS listing every issue (PARAMS_TOO_LARGE past `maxBytes`). */
+function checkedParams(result: ParamsResult<unknown>, maxBytes: number): unknown {
   if (result.issues) {
     const issues = result.issues.map((i) => ({
       path: (i.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p)).join('.'),
@@ -50,12 +55,15 @@ function checkedParams(result: ParamsResult<unknown>): unknown {
   }
   const params = result.value;
   if (params === undefined) return {};
+  let json: string | undefined;
   try {
     // Runs are stored as JSON: refuse what would not survive it, before it is acknowledged.
-    JSON.stringify(params);
+    json = JSON.stringify(params);
   } catch (err) {
     throw new HostError('INVALID_PARAMS', `params: not JSON-serializable (${(err as Error).message})`, { issues: [] });
   }
+  // The same text measures the params: what a run keeps in memory and on disk is bounded.
+  if (json !== undefined && overBytes(json, maxBytes)) throw tooLarge('PARAMS_TOO_LARGE', 'params', json, maxBytes, 'limits.maxParamsBytes');
   return params;
 }
 
@@ -63,7 +71,7 @@ function checkedParams(result: ParamsResult<unknown>): unknown {
  * Params merged over the job's config defaults and checked by its schema. A promise only when
  * the schema validates asynchronously, so the common path stays synchronous.
  */
-export function validateParams(job: EffectiveJob, input: unknown): unknown {
+export function validateParams(job: EffectiveJob, input: unknown, maxBytes = Number.POSITIVE_INFINITY): unknown {
   let params = input;
   const isObject = typeof params === 'object' && params !== null && !Array.isArray(params);
   if (params !== undefined && !isObject && !job.paramsSchema) {
@@ -74,10 +82,21 @@ export function validateParams(job: EffectiveJob, input: unknown): unknown {
   }
   if (job.paramsSchema) {
     const result = job.paramsSchema['~standard'].validate(params ?? {});
-    if (result instanceof Promise) return result.then(checkedParams);
-    return checkedParams(result);
+    if (result instanceof Promise) return result.then((r) => checkedParams(r, maxBytes));
+    return checkedParams(result, maxBytes);
   }
-  return checkedParams({ value: params });
+  return checkedParams({ value: params }, maxBytes);
+}
+
+/** EVENT_TOO_LARGE when an app event's payload is larger as JSON than `maxBytes`; one that is not JSON is left to each run's params check. */
+function checkEventSize(payload: unknown, maxBytes: number): void {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch {
+    return;
+  }
+  if (json !== undefined && overBytes(json, maxBytes)) throw tooLarge('EVENT_TOO_LARGE', 'the event payload', json, maxBytes, 'limits.maxEventBytes');
 }
 
 /** The latest `runAt` accepted: the last millisecond an ISO time with a 4-digit year can show. */
@@ -135,6 +154,8 @@ export interface TriggersOptions {
   registry: JobRegistry;
   backend: Backend;
   newId: () => string;
+  /** `limits` of the config in effect (read on each trigger: an edit applies to the next one). */
+  limits(): Config['limits'];
   /** Throws SHUTTING_DOWN or NOT_STARTED unless the host takes new work. */
   accepting(): void;
 }
@@ -148,7 +169,8 @@ export class Triggers {
 
   /**
    * Creates a run of `name`; resolves with its id once it is durable. Rejects with JOB_NOT_FOUND,
-   * INVALID_PARAMS, INVALID_BODY, SKIPPED (`details.reason`, after `run.skipped`) or SHUTTING_DOWN.
+   * INVALID_PARAMS, PARAMS_TOO_LARGE, INVALID_BODY, SKIPPED (`details.reason`, after `run.skipped`),
+   * QUEUE_FULL (a schedule fire past `limits.maxQueued` is SKIPPED `queue-full` instead) or SHUTTING_DOWN.
    * One async step from the caller to the backend's acknowledgement: a trigger is the hot path,
    * and every promise pays for the async hooks that tie a handler's stray rejections to it.
    * `fire` (a schedule fire on a shared backend): the run's id comes from the fire time, and a
@@ -158,7 +180,10 @@ export class Triggers {
     this.#o.accepting();
     const job = this.#o.registry.get(name)?.job;
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
-    const checked = validateParams(job, options.params);
+    const limits = this.#o.limits();
+    // Before the params are checked: a full queue refuses at the cost of one read.
+    if (this.#o.backend.waiting() >= limits.maxQueued) this.#queueFull(job.name, source, limits.maxQueued);
+    const checked = validateParams(job, options.params, limits.maxParamsBytes);
     const params = checked instanceof Promise ? await checked : checked;
     // While the backend cannot write (a full disk, Redis out of reach), a run would only live in
     // memory: refuse it with a time to retry rather than queue work that cannot be acknowledged.
@@ -185,12 +210,21 @@ export class Triggers {
     return { runId: id };
   }
 
-  /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
-  async publish(event: string, payload?: unknown): Promise<PublishResult> {
+  /**
+   * Publishes an app event: every job with a matching `on` is triggered with the payload as params.
+   * Rejects with EVENT_TOO_LARGE past `limits.maxEventBytes` (`measured`: `ctx.emit` checked it where
+   * the payload became JSON) and QUEUE_FULL when a subscriber's run would pass `limits.maxQueued`.
+   */
+  async publish(event: string, payload?: unknown, measured = false): Promise<PublishResult> {
     this.#o.accepting();
     this.#writable();
+    const limits = this.#o.limits();
+    if (!measured) checkEventSize(payload, limits.maxEventBytes);
+    const subscribers = this.#o.registry.subscribers(event);
+    // The whole event is refused, not each of its runs: nothing was enqueued, the client retries it.
+    if (subscribers.length > 0 && this.#o.backend.waiting() >= limits.maxQueued) this.#queueFull(subscribers[0]!.job, 'event', limits.maxQueued);
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
-    for (const sub of this.#o.registry.subscribers(event)) {
+    for (const sub of subscribers) {
       try {
         const { runId } = await this.create(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
         result.enqueued.push(runId);
@@ -201,6 +235,16 @@ export class Triggers {
       }
     }
     return result;
+  }
+
+  /** Refuses a trigger past `limits.maxQueued`: a schedule fire is skipped (it comes again), anything else gets a 503 to retry. */
+  #queueFull(job: string, source: RunSource, max: number): never {
+    const detail = `${max} runs are waiting (limits.maxQueued)`;
+    if (source === 'schedule' || source === 'catch-up') {
+      this.#o.bus.emit('run.skipped', { job, reason: 'queue-full', source, detail });
+      throw new HostError('SKIPPED', `queue-full: ${detail}`, { reason: 'queue-full', job });
+    }
+    throw new HostError('QUEUE_FULL', `the host's queue is full: ${detail}; retry later`, { job, maxQueued: max, retryAfter: QUEUE_FULL_RETRY_S });
   }
 
   #writable(): void {

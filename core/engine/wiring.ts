@@ -83,7 +83,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   const config = host.config();
   const newId = createIdGenerator(() => clock.now(), host.random);
   const queues = new Set(Object.keys(config.queues));
-  const bus = new Bus({ clock, logger, capacity: config.events.buffer });
+  const bus = new Bus({ clock, logger, capacity: config.events.buffer, maxBytes: config.events.bufferBytes });
   const backend = createBackend(config, { dir: host.dir, tuning: options.storeOptions, clock, random: host.random, logger, hostId: host.id });
   // Other hosts sharing the backend see this host's events (its own, not those it relays).
   if (backend.shared) bus.on('*', (e) => (eventHost(e) === undefined ? backend.share(e) : undefined));
@@ -143,12 +143,14 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     clock,
     workers: config.workers,
     reader: { runs: (query) => host.runs(query ?? {}), run: (id) => host.run(id), stats: () => host.stats() },
+    // The payload was measured where it became JSON (ctx.emit): not measured again.
     publish: (event, payload, runId) => {
-      host.publish(event, payload).catch((err: unknown) => logger.error({ err, event, runId }, 'ctx.emit failed'));
+      triggers.publish(event, payload, true).catch((err: unknown) => logger.error({ err, event, runId }, 'ctx.emit failed'));
     },
+    limits: () => host.config().limits,
     log: (task, level, msg, fields) => logs.line(task, level, msg, fields),
   });
-  const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting });
+  const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting, limits: () => host.config().limits });
   const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed });
   const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
   const registrations = new Registrations({

@@ -54,7 +54,7 @@ function describeValidation(err: { validation: ValidationIssue[]; validationCont
 }
 
 /** 5xx codes that describe the host's state to the client (retry later), not a failure inside it. */
-const STATE_CODES: ReadonlySet<ErrorCode> = new Set(['SHUTTING_DOWN', 'NOT_STARTED']);
+const STATE_CODES: ReadonlySet<ErrorCode> = new Set(['SHUTTING_DOWN', 'NOT_STARTED', 'QUEUE_FULL', 'EVENTS_OVERFLOW']);
 
 /**
  * True for a code whose message describes the server's inside (a file path, a stack of causes):

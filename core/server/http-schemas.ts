@@ -10,7 +10,7 @@ import { damageReport } from '../contract/store-health.js';
 
 const runStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
 const runSource = z.enum(['schedule', 'http', 'event', 'retry', 'recovery', 'catch-up', 'api']);
-const skipReason = z.enum(['disabled', 'overlap', 'cooldown', 'once', 'duplicate']);
+const skipReason = z.enum(['disabled', 'overlap', 'cooldown', 'once', 'duplicate', 'queue-full']);
 const iso = z.string().describe('ISO 8601 time');
 const runError = z.object({ code: z.string(), message: z.string() });
 

@@ -246,7 +246,7 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       summary: 'Replay a failed or canceled run as a new run',
       tags: ['runs'],
       params: runParams,
-      response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 503) },
+      response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 413, 503) },
     },
     handler: async (request, reply) => reply.code(202).send(await callerContext(request.headers, () => host.retry(request.params.id))),
   });

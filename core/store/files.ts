@@ -35,6 +35,24 @@ export async function writeFileDurable(file: string, text: string, fsync: boolea
   if (fsync) await syncDir(path.dirname(file));
 }
 
+/**
+ * Writes the text `parts` yields to `file`, atomically and durably as `writeFileDurable`, a part
+ * at a time: a large document (a checkpoint with 100,000 waiting runs) is never one string, and
+ * between parts the event loop serves everything else.
+ */
+export async function writePartsDurable(file: string, parts: AsyncIterable<string>, fsync: boolean): Promise<void> {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const handle = await open(temp, 'w');
+  try {
+    for await (const part of parts) await handle.write(part, null, 'utf8');
+    if (fsync) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+  if (fsync) await syncDir(path.dirname(file));
+}
+
 /** A lowdb adapter for one JSON document, written atomically with fsync (lowdb's JSONFile has no fsync). */
 export class DurableJsonFile<T> implements Adapter<T> {
   readonly file: string;

@@ -4,6 +4,7 @@ import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run, RunQuery, RunStatus } from '../contract/run.js';
 import { AppendFile, NdjsonFile, type NdjsonRead, parseNdjsonInSlices } from './files.js';
+import { Newest } from './live-runs.js';
 import { segmentLogsPath } from './run-logs.js';
 import type { DamageFound } from './store-damage.js';
 import { checkWith, segmentLine } from './store-records.js';
@@ -60,8 +61,6 @@ function addToInfo(info: SegmentInfo, run: Run): void {
   info.jobs[run.job] = (info.jobs[run.job] ?? 0) + 1;
   info.statuses[run.status] = (info.statuses[run.status] ?? 0) + 1;
 }
-
-const newestFirst = (a: Run, b: Run): number => (a.id < b.id ? 1 : -1);
 
 export class History {
   readonly #o: HistoryOptions;
@@ -282,30 +281,38 @@ export class History {
     return undefined;
   }
 
-  /** A page of runs, newest first by id, from `live` (unfinished runs) and every segment. */
+  /**
+   * A page of runs, newest first by id, from `live` (unfinished runs before the cursor, newest
+   * first: read only until the page is full) and the segments that can hold it.
+   */
   async page(live: Iterable<Run>, query: RunQuery): Promise<{ items: Run[]; more: boolean }> {
     const limit = Math.max(1, Math.min(query.limit ?? 50, 1000));
     const { before, job, status } = query;
     const match = (r: Run): boolean =>
       (before === undefined || r.id < before) && (job === undefined || r.job === job) && (status === undefined || r.status === status);
     // Keep the `limit + 1` newest matches; the extra one tells whether a next page exists.
-    let best: Run[] = [];
+    const best = new Newest(limit + 1);
+    let fromLive = 0;
+    for (const r of live) {
+      if (!match(r)) continue;
+      best.add(r);
+      if (++fromLive > limit) break;
+    }
     const consider = (runs: Iterable<Run>): void => {
-      for (const r of runs) if (match(r)) best.push(r);
-      if (best.length > limit + 1) best = best.sort(newestFirst).slice(0, limit + 1);
+      for (const r of runs) if (match(r)) best.add(r);
     };
-    consider(live);
     consider(this.#open.runs ?? []);
     // Newest segments first; stop once no older segment can hold a run newer than the page's last.
     for (const seg of [...this.#sealed].sort((a, b) => (a.info.maxId < b.info.maxId ? 1 : -1))) {
-      if (best.length > limit && seg.info.maxId < best.sort(newestFirst)[limit]!.id) break;
+      const floor = best.floor();
+      if (floor !== undefined && seg.info.maxId < floor) break;
       if (before !== undefined && seg.info.minId >= before) continue;
       if (job !== undefined && !seg.info.jobs[job]) continue;
       if (status !== undefined && !seg.info.statuses[status]) continue;
       consider(await this.#runsOf(seg));
     }
-    best.sort(newestFirst);
-    return { items: best.slice(0, limit), more: best.length > limit };
+    const items = best.items();
+    return { items: items.slice(0, limit), more: items.length > limit };
   }
 
   async #runsOf(seg: Segment): Promise<Run[]> {

@@ -329,6 +329,10 @@ class LocalBackend implements Backend {
     return this.#runner.depths();
   }
 
+  waiting(): number {
+    return this.#runner.waiting();
+  }
+
   stats(): BackendStats {
     return this.#store.stats();
   }

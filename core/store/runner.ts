@@ -150,6 +150,11 @@ export class Runner {
     return this.#dispatch.depths(this.#entries.values());
   }
 
+  /** Unfinished runs not running: ready, parked or delayed (O(1): `depths()` walks every entry). */
+  waiting(): number {
+    return this.#entries.size - this.#dispatch.running;
+  }
+
   // ------------------------------------------------------------------- adding runs
 
   /**

@@ -14,6 +14,7 @@ import { type Batch, writeBatch } from './commit-batch.js';
 import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
+import { LiveRuns } from './live-runs.js';
 import type { StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
 import { RunLogStore } from './run-logs.js';
@@ -77,7 +78,7 @@ export class Store {
   #finishedSinceCheckpoint = 0;
 
   /** Runs not yet durably finished: the source of recovery and of the newest history page. */
-  readonly #live = new Map<string, Run>();
+  readonly #live = new LiveRuns();
   readonly #jobs = new Map<string, JobState>();
   readonly #notifications = new NotificationLog();
   readonly #logs: RunLogStore;
@@ -339,18 +340,29 @@ export class Store {
   /** Writes state.json from memory (after switching to a new journal), then drops what it covers. */
   async #checkpoint(): Promise<void> {
     if (!this.#checkpoints) return;
-    await this.#checkpoints.write(() => ({
-      openSegment: this.#history.position.segment,
-      foldFrom: this.#history.position,
-      // Finished in memory (and folded) but not yet written: do not fold them twice on load.
-      foldSkip: [...this.#live.values()].filter((r) => isFinal(r.status)).map((r) => r.id),
-      segments: this.#history.index(),
-      jobs: Object.fromEntries(this.#jobs),
-      live: [...this.#live.values()],
-      notifications: this.#notifications.recent(),
-      damage: this.#damage.kept(this.#history.oldestSegment),
-      logs: this.#logs.snapshot(),
-    }));
+    // No commit runs meanwhile (this is called from one, or with none left): the live runs only
+    // change in memory while their slices are written, and what changed is dirty.
+    await this.#checkpoints.write({
+      runs: () => [...this.#live.values()],
+      finish: (writtenFinal) => {
+        // Finished while the slices were written (and folded into `jobs`): written again, final.
+        const again = [...this.#dirtyRuns].filter((r) => isFinal(r.status) && !writtenFinal.has(r.id) && this.#live.get(r.id) === r);
+        return {
+          again,
+          content: {
+            openSegment: this.#history.position.segment,
+            foldFrom: this.#history.position,
+            // Finished in memory (and folded) but not yet written: do not fold them twice on load.
+            foldSkip: [...writtenFinal, ...again.map((r) => r.id)],
+            segments: this.#history.index(),
+            jobs: Object.fromEntries(this.#jobs),
+            notifications: this.#notifications.recent(),
+            damage: this.#damage.kept(this.#history.oldestSegment),
+            logs: this.#logs.snapshot(),
+          },
+        };
+      },
+    });
     this.#finishedSinceCheckpoint = 0;
     await this.#history.deleteExpired();
     await this.#checkpoints.removeCovered();
@@ -408,7 +420,7 @@ export class Store {
   }
 
   async listRuns(query: RunQuery): Promise<Page<Run>> {
-    const { items, more } = await this.#history.page(this.#live.values(), query);
+    const { items, more } = await this.#history.page(this.#live.newest(query.before), query);
     const page: Page<Run> = { items: items.map(clone) };
     if (more && items.length > 0) page.next = items.at(-1)!.id;
     return page;

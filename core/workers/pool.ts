@@ -139,7 +139,18 @@ export class WorkerPool {
       slot.worker?.ref();
       this.#heartbeat ??= setInterval(this.#pingBusy, STALL_MS / 2).unref();
     }
-    slot.out.push(IN.run, task.id, version, task.job, task.runId, task.attempt, task.params, task.traceparent);
+    slot.out.push(
+      IN.run,
+      task.id,
+      version,
+      task.job,
+      task.runId,
+      task.attempt,
+      task.params,
+      task.limits.maxResultBytes,
+      task.limits.maxEventBytes,
+      task.traceparent,
+    );
     this.#ping(slot);
   }
 

@@ -15,7 +15,9 @@
  * Ops to a worker thread, and their fields:
  * - `load` version, source: a plugin version (numbered by the pool), evaluated on its first run
  *   in the thread, dropped once superseded and idle;
- * - `run` task, version, job, runId, attempt, params, traceparent (undefined: nothing traces);
+ * - `run` task, version, job, runId, attempt, params, maxResultBytes, maxEventBytes (the
+ *   limits the thread checks the result and emitted payloads against, as it makes their JSON),
+ *   traceparent (the attempt's span; undefined: nothing traces);
  * - `abort` task, code, message: the attempt's signal is aborted with a HostError of that code;
  * - `reply` request, ok, value: the answer to a `ctx.host` read (`ok` false: an error message);
  * - `memory` request: the thread's heap in use.
@@ -23,7 +25,7 @@
 export const IN = { load: 0, run: 1, abort: 2, reply: 3, memory: 4 } as const;
 
 /** How many fields follow each op to a worker. */
-export const IN_FIELDS = [2, 7, 3, 3, 1] as const;
+export const IN_FIELDS = [2, 9, 3, 3, 1] as const;
 
 /**
  * Ops from a worker thread, and their fields:

@@ -1,5 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../contract/errors.js';
+import type { HandlerLimits } from '../contract/limits.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import type { Batch } from './protocol.js';
 
@@ -13,6 +14,8 @@ export class PoolTask {
   readonly runId: string;
   readonly attempt: number;
   readonly params: unknown;
+  /** What its result and emitted payloads may weigh, checked in the thread where they become JSON. */
+  readonly limits: HandlerLimits;
   /** The thread it is on, while it runs. */
   slot: Slot | undefined;
   /** Already started again after its thread died under it. */
@@ -20,13 +23,14 @@ export class PoolTask {
   /** The attempt's span, when something traces: the handler runs inside it in its thread. */
   traceparent: string | undefined;
 
-  constructor(id: number, source: HandlerSource, job: string, runId: string, attempt: number, params: unknown) {
+  constructor(id: number, source: HandlerSource, job: string, runId: string, attempt: number, params: unknown, limits: HandlerLimits) {
     this.id = id;
     this.source = source;
     this.job = job;
     this.runId = runId;
     this.attempt = attempt;
     this.params = params;
+    this.limits = limits;
   }
 }
 

@@ -1,4 +1,5 @@
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
+import { emitTooLarge, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
 import type { Page, Run } from '../contract/run.js';
@@ -31,6 +32,7 @@ export class ThreadContext implements JobContext<never> {
   readonly params: never;
   /** The plugin version it runs (numbered by the pool). */
   readonly version: number;
+  readonly #limits: HandlerLimits;
   readonly #channel: ThreadChannel;
   /** Settled or aborted: progress is dropped from here on. */
   #done = false;
@@ -41,8 +43,9 @@ export class ThreadContext implements JobContext<never> {
   #log: Logger | undefined;
   #host: HostReader | undefined;
 
-  constructor(channel: ThreadChannel, id: number, version: number, job: string, runId: string, attempt: number, params: unknown) {
+  constructor(channel: ThreadChannel, id: number, version: number, job: string, runId: string, attempt: number, params: unknown, limits: HandlerLimits) {
     this.#channel = channel;
+    this.#limits = limits;
     this.id = id;
     this.version = version;
     this.job = job;
@@ -86,6 +89,8 @@ export class ThreadContext implements JobContext<never> {
       this.log.error({ err, event }, 'ctx.emit failed: the payload cannot be sent as JSON');
       return;
     }
+    // Thrown in the handler, as inline: the payload never leaves the thread.
+    if (json !== undefined && overBytes(json, this.#limits.maxEventBytes)) throw emitTooLarge(String(event), json, this.#limits.maxEventBytes);
     this.#channel.send(OUT.emit, this.id, String(event), json);
   }
 
@@ -111,6 +116,11 @@ export class ThreadContext implements JobContext<never> {
         json = value === undefined || value === null ? undefined : JSON.stringify(value);
       } catch (err) {
         return this.#channel.send(OUT.done, this.id, 'RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
+      }
+      // Measured here, on the one JSON text made of it: a result past the limit never crosses to the main thread.
+      if (json !== undefined && overBytes(json, this.#limits.maxResultBytes)) {
+        const error = resultTooLarge(json, this.#limits.maxResultBytes);
+        return this.#channel.send(OUT.done, this.id, error.code, error.message);
       }
       return this.#channel.send(OUT.done, this.id, null, json ?? null);
     }

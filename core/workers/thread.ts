@@ -228,9 +228,10 @@ port.on('message', (batch: Batch) => {
           batch[i + 4] as string,
           batch[i + 5] as number,
           batch[i + 6],
+          { maxResultBytes: batch[i + 7] as number, maxEventBytes: batch[i + 8] as number },
         );
         running.set(ctx.id, ctx);
-        void start(ctx, batch[i + 7] as string | undefined);
+        void start(ctx, batch[i + 9] as string | undefined);
         break;
       }
       case IN.load:

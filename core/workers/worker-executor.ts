@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { ErrorCode, HostError } from '../contract/errors.js';
+import type { HandlerLimits } from '../contract/limits.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
@@ -27,6 +28,8 @@ export interface WorkerExecutorOptions {
   reader: HostReader;
   /** `ctx.emit(event, payload)` from a handler of run `runId`. */
   publish(event: string, payload: unknown, runId: string): void;
+  /** The limits each attempt starts under (read per attempt). */
+  limits(): HandlerLimits;
   /** A `ctx.log` call of a live attempt, for the run's log (`ExecutorOptions.log`). */
   log?(task: AttemptTask, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void;
   size: number;
@@ -61,8 +64,8 @@ class WorkerAttempt extends PoolTask implements AttemptHandle {
   grace: Timer | undefined;
   #log: Logger | undefined;
 
-  constructor(executor: WorkerExecutor, id: number, source: HandlerSource, task: AttemptTask, reporter: AttemptReporter<AttemptTask>) {
-    super(id, source, task.run.job, task.run.id, task.attempt, task.run.params);
+  constructor(executor: WorkerExecutor, id: number, source: HandlerSource, task: AttemptTask, reporter: AttemptReporter<AttemptTask>, limits: HandlerLimits) {
+    super(id, source, task.run.job, task.run.id, task.attempt, task.run.params, limits);
     this.#executor = executor;
     this.task = task;
     this.reporter = reporter;
@@ -122,7 +125,7 @@ export class WorkerExecutor implements AttemptExecutor, PoolEvents {
   execute<T extends AttemptTask>(task: T, reporter: AttemptReporter<T>, traceparent?: string): AttemptHandle {
     const source = task.job.source;
     if (!source) throw new Error(`job "${task.job.name}" has no plugin file a worker thread can load`);
-    const attempt = new WorkerAttempt(this, ++this.#nextId, source, task, reporter as unknown as AttemptReporter<AttemptTask>);
+    const attempt = new WorkerAttempt(this, ++this.#nextId, source, task, reporter as unknown as AttemptReporter<AttemptTask>, this.#o.limits());
     attempt.traceparent = traceparent;
     this.#threads.run(attempt);
     return attempt;

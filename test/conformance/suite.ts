@@ -3,7 +3,7 @@ import type { ConfigInput } from '../../core/contract/config.js';
 import { isHostError } from '../../core/contract/errors.js';
 import type { AnyHostEvent, EventType } from '../../core/contract/events.js';
 import type { PluginDefinition } from '../../core/contract/plugin.js';
-import { isFinal, type Run } from '../../core/contract/run.js';
+import type { Run } from '../../core/contract/run.js';
 import type { Host } from '../../core/engine/host.js';
 import { gate } from '../helpers.js';
 

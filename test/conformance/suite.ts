@@ -37,12 +37,12 @@ export interface BackendUnderTest {
   /** A started host with `plugins` on a fresh store (a temp dir, a Redis prefix); stopped when `t` ends. */
   start(t: Test, plugins: PluginDefinition[], options?: SubjectOptions): Promise<Subject>;
   /**
-   * A crash mid-run: a host with `plugins(true)` takes a run of `job` (triggered with no params) and
-   * dies while it runs (nothing written after the start; the local backend calls the handler, the
-   * redis one may not). Resolves with a host started afterwards with `plugins(false)`, the one
-   * that finds the run, and the run's id.
+   * A crash mid-run: a host with `plugins(true)` takes a run of each of `jobs` (triggered with no
+   * params) and dies while they run (nothing written after their start; the local backend calls
+   * the handlers, the redis one may not). Resolves with a host started afterwards with
+   * `plugins(false)`, the one that finds the runs, and the runs' ids in the order of `jobs`.
    */
-  crashed(t: Test, plugins: (dying: boolean) => PluginDefinition[], job: string): Promise<{ subject: Subject; runId: string }>;
+  crashed(t: Test, plugins: (dying: boolean) => PluginDefinition[], jobs: string[]): Promise<{ subject: Subject; runIds: string[] }>;
 }
 
 /** The run once it is final (waits on the host's events, letting the backend's time pass). */
@@ -209,4 +209,155 @@ export function conformance(t: Test, backend: BackendUnderTest): void {
       ['TIMEOUT'],
     );
   });
+
+  t.test(`${backend.name}: admission: disabled, overlap skip, dedup key, once and cooldown refuse with run.skipped and create no run`, async (t) => {
+    const hold = gate();
+    const s = await backend.start(t, [
+      { name: 'single', overlap: 'skip', handler: () => hold.promise },
+      { name: 'keyed', concurrency: 2, handler: () => hold.promise },
+      { name: 'first', once: true, handler: () => 'done' },
+      { name: 'cool', cooldown: 300, handler: () => 'done' },
+      { name: 'off', handler: () => 'done' },
+    ]);
+    await s.host.disable('off');
+    await t.rejects(s.host.trigger('off'), { code: 'SKIPPED', details: { reason: 'disabled' } });
+    const single = await s.host.trigger('single');
+    await t.rejects(s.host.trigger('single'), { code: 'SKIPPED', details: { reason: 'overlap' } });
+    const keyed = await s.host.trigger('keyed', { key: 'k' });
+    await t.rejects(s.host.trigger('keyed', { key: 'k' }), { code: 'SKIPPED', details: { reason: 'duplicate' } });
+    const other = await s.host.trigger('keyed', { key: 'other' });
+    hold.open();
+    for (const id of [single.runId, keyed.runId, other.runId]) t.equal((await final(s, id)).status, 'succeeded');
+    t.equal((await final(s, (await s.host.trigger('keyed', { key: 'k' })).runId)).status, 'succeeded', 'the key is free once its run ended');
+    t.equal((await final(s, (await s.host.trigger('single')).runId)).status, 'succeeded', 'so is the job with overlap skip');
+
+    const first = await final(s, (await s.host.trigger('first')).runId);
+    await t.rejects(s.host.trigger('first'), { code: 'SKIPPED', details: { reason: 'once' } });
+    const cooled = await final(s, (await s.host.trigger('cool')).runId);
+    await t.rejects(s.host.trigger('cool'), { code: 'SKIPPED', details: { reason: 'cooldown' } });
+    await s.until(() => s.now() > ms(cooled.endedAt) + 300, 'the cooldown to pass');
+    t.equal((await final(s, (await s.host.trigger('cool')).runId)).status, 'succeeded', 'admitted once the cooldown passed');
+
+    t.same(
+      s.of('run.skipped').map((e) => [e.data.job, e.data.reason]),
+      [
+        ['off', 'disabled'],
+        ['single', 'overlap'],
+        ['keyed', 'duplicate'],
+        ['first', 'once'],
+        ['cool', 'cooldown'],
+      ],
+    );
+    t.same(
+      s.of('run.skipped').map((e) => e.data.runId ?? null),
+      [null, single.runId, keyed.runId, first.id, null],
+      'a refusal names the run standing in its way (once: the success)',
+    );
+    t.equal(s.of('run.queued').length, 8, 'no run for a refused trigger');
+  });
+
+  t.test(`${backend.name}: ordering: lower priority first, FIFO within a priority`, async (t) => {
+    const order: string[] = [];
+    const s = await backend.start(t, [{ name: 'ranked', concurrency: 1, handler: (ctx) => void order.push((ctx.params as { tag: string }).tag) }], {
+      config: { concurrency: 1 },
+    });
+    s.host.pause();
+    const ids: string[] = [];
+    const ranks: Array<[number, string]> = [
+      [5, 'a'],
+      [0, 'b'],
+      [-3, 'c'],
+      [0, 'd'],
+      [1_000_000, 'e'],
+      [-3, 'f'],
+      [0, 'g'],
+      [-1_000_000, 'h'],
+    ];
+    for (const [priority, tag] of ranks) ids.push((await s.host.trigger('ranked', { priority, params: { tag } })).runId);
+    s.host.resume();
+    for (const id of ids) await final(s, id);
+    t.same(order, ['h', 'c', 'f', 'b', 'd', 'g', 'a', 'e']);
+  });
+
+  t.test(`${backend.name}: ordering: a delayed run never starts before its runAt, and a ready one is not held up by it`, async (t) => {
+    const order: string[] = [];
+    const s = await backend.start(t, [{ name: 'timed', concurrency: 3, handler: (ctx) => void order.push((ctx.params as { tag: string }).tag) }]);
+    const late = await s.host.trigger('timed', { delay: 300, params: { tag: 'late' } });
+    const at = s.now() + 150;
+    const sooner = await s.host.trigger('timed', { runAt: new Date(at), params: { tag: 'sooner' } });
+    const now = await s.host.trigger('timed', { params: { tag: 'now' } });
+    const runs = [];
+    for (const { runId } of [late, sooner, now]) runs.push(await final(s, runId));
+    t.same(order, ['now', 'sooner', 'late']);
+    const [lateRun, soonerRun] = runs;
+    t.equal(lateRun!.runAt, new Date(ms(lateRun!.createdAt) + 300).toISOString(), 'delay: runAt recorded');
+    t.equal(soonerRun!.runAt, new Date(at).toISOString(), 'runAt recorded');
+    for (const run of runs) t.ok(ms(run.attempts[0]!.startedAt) >= ms(run.runAt), `${run.id}: started at or after its runAt`);
+    t.same(
+      s.of('run.queued').map((e) => e.data.delayed),
+      [true, true, false],
+      'run.queued says which runs wait for their time',
+    );
+  });
+
+  t.test(`${backend.name}: progress is throttled per run: the first report at once, a burst as one trailing report with the newest value`, async (t) => {
+    const release = gate();
+    const s = await backend.start(t, [
+      {
+        name: 'busy',
+        handler: async (ctx) => {
+          for (let i = 1; i <= 5; i++) ctx.progress(i / 10, `step ${i}`);
+          await release.promise;
+          ctx.progress(1, 'done');
+          return 'ok';
+        },
+      },
+    ]);
+    const { runId } = await s.host.trigger('busy');
+    await s.until(() => s.of('run.progress').length >= 2, 'the trailing progress report');
+    const reports = s.of('run.progress');
+    t.same(
+      reports.map((e) => [e.data.fraction, e.data.text]),
+      [
+        [0.1, 'step 1'],
+        [0.5, 'step 5'],
+      ],
+    );
+    t.ok(ms(reports[1]!.at) - ms(reports[0]!.at) >= 90, `reports ${ms(reports[1]!.at) - ms(reports[0]!.at)} ms apart (at most ~10 a second)`);
+    t.match(await s.host.run(runId), { status: 'running', progress: { fraction: 0.5, text: 'step 5' } }, 'read back: the newest value');
+    release.open();
+    const run = await final(s, runId);
+    t.match(run, { status: 'succeeded', progress: { fraction: 1, text: 'done' } }, 'the last value is kept with the end');
+    t.ok(s.of('run.progress').length <= 3, 'no report after the end');
+  });
+
+  t.test(
+    `${backend.name}: a run found running after a crash is recovered: the attempt counts INTERRUPTED, it runs again while attempts remain, else fails`,
+    async (t) => {
+      let ran = 0;
+      const plugins = (dying: boolean): PluginDefinition[] => {
+        const handler = dying ? () => new Promise(() => undefined) : () => ++ran;
+        return [
+          { name: 'again', retry: { attempts: 2 }, handler },
+          { name: 'spent', handler },
+        ];
+      };
+      const { subject: s, runIds } = await backend.crashed(t, plugins, ['again', 'spent']);
+      const [again, spent] = await Promise.all(runIds.map((id) => final(s, id)));
+      t.match(again, { status: 'succeeded', source: 'recovery', result: 1 });
+      t.same(
+        again!.attempts.map((a) => [a.n, a.error?.code ?? null]),
+        [
+          [1, 'INTERRUPTED'],
+          [2, null],
+        ],
+      );
+      t.match(spent, { status: 'failed', error: { code: 'INTERRUPTED' }, attempts: [{ n: 1, error: { code: 'INTERRUPTED' } }] });
+      t.equal(ran, 1, 'only the recovered run with an attempt left ran again');
+      t.ok(
+        s.of('run.queued').some((e) => e.data.runId === again!.id),
+        'the recovering host announced it queued again',
+      );
+    },
+  );
 }

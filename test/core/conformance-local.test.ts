@@ -31,16 +31,17 @@ async function subject(t: Tap, plugins: PluginDefinition[], options: SubjectOpti
 conformance(t, {
   name: 'local',
   start: (t, plugins, options) => subject(t, plugins, options),
-  async crashed(t, plugins, job) {
+  async crashed(t, plugins, jobs) {
     const dir = tempDir(t);
     const clock = createManualClock(Date.UTC(2026, 0, 5, 12, 0, 0));
     const dead = await subject(t, plugins(true), { dir, clock });
-    const { runId } = await dead.host.trigger(job);
-    await dead.until(() => dead.of('run.started').length === 1, 'the run to start');
+    const runIds: string[] = [];
+    for (const job of jobs) runIds.push((await dead.host.trigger(job)).runId);
+    await dead.until(() => dead.of('run.started').length === jobs.length, 'the runs to start');
     await dead.host.flush();
     // What a kill -9 leaves: the store as it is now, no closing checkpoint.
     const crashed = tempDir(t);
     cpSync(dir, crashed, { recursive: true });
-    return { subject: await subject(t, plugins(false), { dir: crashed, clock }), runId };
+    return { subject: await subject(t, plugins(false), { dir: crashed, clock }), runIds };
   },
 });

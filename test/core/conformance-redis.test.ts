@@ -29,17 +29,20 @@ conformance(t, {
     const [h] = await startCluster(t, redis, 1, { plugins, ...(options.config && { config: options.config }) });
     return subject(h!);
   },
-  async crashed(t, plugins, job) {
+  async crashed(t, plugins, jobs) {
     const prefix = freshPrefix();
     const [first] = await startCluster(t, redis, 1, { prefix, plugins: plugins(true) });
     first!.host.pause();
-    const { runId } = await first!.host.trigger(job);
-    // A host that takes the run with BullMQ and dies: no lock renewal, no end written.
-    const dead = new Worker(job, null, { connection: redis.client(), prefix, lockDuration: 1000, name: 'dead-host' });
-    if (!(await dead.getNextJob('dead-token'))) throw new Error('the dead host found no run to take');
-    await dead.close(true);
+    const runIds: string[] = [];
+    for (const job of jobs) runIds.push((await first!.host.trigger(job)).runId);
+    // A host that takes the runs with BullMQ and dies: no lock renewal, no end written.
+    for (const job of jobs) {
+      const dead = new Worker(job, null, { connection: redis.client(), prefix, lockDuration: 1000, name: 'dead-host' });
+      if (!(await dead.getNextJob('dead-token'))) throw new Error(`the dead host found no run of ${job} to take`);
+      await dead.close(true);
+    }
     await first!.host.stop({ graceMs: 0 });
     const [next] = await startCluster(t, redis, 1, { prefix, plugins: plugins(false), first: 1 });
-    return { subject: subject(next!), runId };
+    return { subject: subject(next!), runIds };
   },
 });

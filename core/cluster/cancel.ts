@@ -86,7 +86,9 @@ async function cancel(c: CancelContext, id: string, reason: string, waitingOnly:
 async function removeWaiting(c: CancelContext, run: Run, reason: string): Promise<Run | undefined> {
   const id = run.id;
   const now = Date.now();
-  const ended: Run = { ...run, status: 'canceled', endedAt: isoTime(now), durationMs: null, result: null, error: { code: 'CANCELED', message: reason } };
+  // A run waiting for a retry has started: its duration runs from its first start, as on one host.
+  const durationMs = run.startedAt === null ? null : Math.max(0, now - Date.parse(run.startedAt));
+  const ended: Run = { ...run, status: 'canceled', endedAt: isoTime(now), durationMs, result: null, error: { code: 'CANCELED', message: reason } };
   // The tombstone first: a crash between the two leaves a run that history still shows (the
   // job hash wins while it exists), never one that vanished.
   await c.producer.set(c.keys.tomb(id), JSON.stringify(ended), 'PX', c.keepMs);

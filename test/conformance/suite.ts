@@ -132,6 +132,34 @@ export function conformance(t: Test, backend: BackendUnderTest): void {
     t.equal(s.host.job('long')!.counts.failed, 0, 'not as failed');
   });
 
+  t.test(`${backend.name}: cancel of a run waiting for its retry: canceled, its failed attempt kept, no attempt after`, async (t) => {
+    let calls = 0;
+    const s = await backend.start(t, [
+      {
+        name: 'retried',
+        retry: { attempts: 3, delay: '1h' },
+        handler: () => {
+          calls++;
+          throw new Error('first go fails');
+        },
+      },
+    ]);
+    const { runId } = await s.host.trigger('retried');
+    await s.until(() => s.of('run.retrying').length === 1, 'the retry to be scheduled');
+    const waiting = await s.host.run(runId);
+    t.match(waiting, { status: 'queued' });
+    const canceled = await s.host.cancel(runId);
+    t.match(canceled, { status: 'canceled', error: { code: 'CANCELED' }, startedAt: waiting!.startedAt });
+    t.same(
+      canceled.attempts.map((a) => a.error?.message),
+      ['first go fails'],
+      'the failed attempt is kept',
+    );
+    t.equal(canceled.durationMs, ms(canceled.endedAt) - ms(canceled.startedAt), 'its duration runs from its first start to the cancel');
+    t.match(await s.host.run(runId), { status: 'canceled', durationMs: canceled.durationMs }, 'read back the same');
+    t.equal(calls, 1);
+  });
+
   t.test(`${backend.name}: retries with exponential backoff (capped): each attempt recorded, none before its time`, async (t) => {
     const s = await backend.start(t, [
       {

@@ -147,6 +147,13 @@ export class Attempts {
     const now = this.#o.clock.now();
     const n = live.attempt;
     const base = { n, s: live.startedMs, e: now, h: this.#o.hostId, d: 0 };
+    const run = live.run;
+    // A new attempt starts from zero, in Redis too (every host reads it there), before it is
+    // announced; the last attempt's progress stayed visible until now.
+    if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) {
+      run.progress = { fraction: 0, text: null };
+      await bullJob.updateProgress(run.progress).catch((err: unknown) => this.#o.logger.debug({ err, runId: id }, 'could not write progress'));
+    }
     const pending = this.#pendingCancels.get(id);
     if (pending) {
       this.#pendingCancels.delete(id);
@@ -163,10 +170,8 @@ export class Attempts {
       }
       throw this.#failure(live, 'interrupted', { ...base, c: 'INTERRUPTED', m: 'the host running the attempt stopped (crash, kill -9) or lost its lock' });
     }
-    const run = live.run;
     run.status = 'running';
     run.host = this.#o.hostId;
-    if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) run.progress = { fraction: 0, text: null };
     run.attempts.push({ n, startedAt: isoTime(live.startedMs), endedAt: null, error: null });
     run.startedAt ??= isoTime(live.startedMs);
     live.firstStartMs = run.attempts.length > 1 ? Date.parse(run.attempts[0]!.startedAt) : live.startedMs;

@@ -359,6 +359,31 @@ export function conformance(t: Test, backend: BackendUnderTest): void {
     t.ok(s.of('run.progress').length <= 3, 'no report after the end');
   });
 
+  t.test(`${backend.name}: progress of a failed attempt stays visible while the retry waits; the next attempt starts from zero`, async (t) => {
+    const second = gate();
+    const s = await backend.start(t, [
+      {
+        name: 'twice',
+        retry: { attempts: 2, delay: 200 },
+        handler: async (ctx) => {
+          if (ctx.attempt === 1) {
+            ctx.progress(0.7, 'most of it');
+            throw new Error('then it broke');
+          }
+          await second.promise;
+          return 'ok';
+        },
+      },
+    ]);
+    const { runId } = await s.host.trigger('twice');
+    await s.until(() => s.of('run.retrying').length === 1, 'the retry');
+    t.match(await s.host.run(runId), { status: 'queued', progress: { fraction: 0.7, text: 'most of it' } }, 'kept while waiting');
+    await s.until(() => s.of('run.started').length === 2, 'the second attempt');
+    t.match(await s.host.run(runId), { status: 'running', progress: { fraction: 0, text: null } }, 'reset when the next attempt starts');
+    second.open();
+    t.match(await final(s, runId), { status: 'succeeded', progress: { fraction: 0, text: null } });
+  });
+
   t.test(
     `${backend.name}: a run found running after a crash is recovered: the attempt counts INTERRUPTED, it runs again while attempts remain, else fails`,
     async (t) => {

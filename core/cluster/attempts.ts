@@ -1,12 +1,13 @@
 import type { Job } from 'bullmq';
 import type { AttemptHandle, AttemptReporter, AttemptTask, BackendHooks } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import { Deadlines, type HeapItem } from '../contract/deadlines.js';
 import { HostError, type RunError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { NotifyStatus } from '../contract/notification.js';
+import { nextProgress, type ProgressThrottle, throttleProgress } from '../contract/progress.js';
 import { retryDelay } from '../contract/retry.js';
 import type { Run, RunStatus } from '../contract/run.js';
-import { Deadlines } from './deadlines.js';
 import { AttemptFailure, type JobQueue, type Processor } from './job-queues.js';
 import { CANCELED_REASON, type ClusterKeys, SHUTDOWN_REASON } from './keys.js';
 import type { Mirror } from './mirror.js';
@@ -22,14 +23,12 @@ import type { ScriptedRedis } from './scripts.js';
  * (`started`, `retrying`, `finished`, ...), so an event never announces what Redis does not hold.
  */
 
-/** `run.progress` per run at most this often; the newest value is always written. */
-const PROGRESS_INTERVAL_MS = 100;
 /** A cancel request that found no attempt here is kept this long, for a run fetched but not yet started. */
 const PENDING_CANCEL_MS = 60_000;
 
 type Ending = 'failed' | 'canceled' | 'shutdown' | 'interrupted' | 'timeout';
 
-interface Live extends AttemptTask {
+interface Live extends AttemptTask, HeapItem, ProgressThrottle {
   jq: JobQueue;
   bullJob: Job;
   run: Run;
@@ -42,8 +41,6 @@ interface Live extends AttemptTask {
   firstStartMs: number | null;
   outcome: { ok: true; result: unknown } | { ok: false; ending: Ending; record: Omit<AttemptRecord, 'jh'> } | undefined;
   handle: AttemptHandle | undefined;
-  progressAt: number;
-  progressTimer: Timer | undefined;
   /** Ends the processor's promise (once). */
   end: ((result: unknown, failure: AttemptFailure | null) => void) | undefined;
 }
@@ -115,6 +112,8 @@ export class Attempts {
       firstStartMs: null,
       outcome: undefined,
       handle: undefined,
+      heapKey: 0,
+      heapIndex: -1,
       progressAt: 0,
       progressTimer: undefined,
       end: undefined,
@@ -264,22 +263,13 @@ export class Attempts {
 
   #progress(live: Live, fraction: number, text: string | undefined): void {
     if (!live.end) return;
-    const run = live.run;
-    const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
-    run.progress = { fraction: f, text: text === undefined ? run.progress.text : String(text).slice(0, 1000) };
-    if (live.progressTimer) return; // a trailing write is due and carries the newest value
-    const wait = live.progressAt + PROGRESS_INTERVAL_MS - this.#o.clock.now();
-    if (wait <= 0) this.#writeProgress(live);
-    else {
-      live.progressTimer = this.#o.clock.setTimer(wait, () => {
-        live.progressTimer = undefined;
-        if (live.end) this.#writeProgress(live);
-      });
-    }
+    live.run.progress = nextProgress(live.run.progress, fraction, text);
+    throttleProgress(this.#o.clock, live, () => {
+      if (live.end) this.#writeProgress(live);
+    });
   }
 
   #writeProgress(live: Live): void {
-    live.progressAt = this.#o.clock.now();
     const progress = { ...live.run.progress };
     // BullMQ stores it on the run's hash (every host's GET /runs/:id shows it) and streams it.
     live.bullJob.updateProgress(progress).catch((err: unknown) => this.#o.logger.debug({ err, runId: live.run.id }, 'could not write progress'));

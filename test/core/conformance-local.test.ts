@@ -2,7 +2,8 @@ import { cpSync } from 'node:fs';
 import t from 'tap';
 import { createManualClock, type ManualClock } from '../../core/contract/clock.js';
 import type { PluginDefinition } from '../../core/contract/plugin.js';
-import { conformance, type Subject, type SubjectOptions } from '../conformance/suite.js';
+import type { Subject, SubjectOptions } from '../conformance/subject.js';
+import { conformance } from '../conformance/suite.js';
 import { startHost, type Tap, tempDir } from '../helpers.js';
 
 /** The conformance suite (test/conformance/suite.ts) on the local backend: a temp store dir, a manual clock. */

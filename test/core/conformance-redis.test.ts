@@ -2,7 +2,8 @@ import { Worker } from 'bullmq';
 import t from 'tap';
 import type { ClusterHost } from '../cluster.js';
 import { freshPrefix, startCluster } from '../cluster.js';
-import { conformance, type Subject } from '../conformance/suite.js';
+import type { Subject } from '../conformance/subject.js';
+import { conformance } from '../conformance/suite.js';
 import { until } from '../helpers.js';
 import { startRedis } from '../redis.js';
 

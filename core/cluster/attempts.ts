@@ -1,12 +1,13 @@
 import type { Job } from 'bullmq';
 import type { AttemptHandle, AttemptReporter, AttemptTask, BackendHooks } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import { Deadlines, type HeapItem } from '../contract/deadlines.js';
 import { HostError, type RunError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { NotifyStatus } from '../contract/notification.js';
+import type { ProgressThrottle } from '../contract/progress.js';
 import { retryDelay } from '../contract/retry.js';
 import type { Run, RunStatus } from '../contract/run.js';
-import { Deadlines } from './deadlines.js';
 import { AttemptFailure, type JobQueue, type Processor } from './job-queues.js';
 import { CANCELED_REASON, type ClusterKeys, SHUTDOWN_REASON } from './keys.js';
 import type { Mirror } from './mirror.js';
@@ -28,7 +29,7 @@ const PENDING_CANCEL_MS = 60_000;
 
 type Ending = 'failed' | 'canceled' | 'shutdown' | 'interrupted' | 'timeout';
 
-interface Live extends AttemptTask {
+interface Live extends AttemptTask, HeapItem, ProgressThrottle {
   jq: JobQueue;
   bullJob: Job;
   /** BullMQ's lock token this host holds the run with: writes outside BullMQ's scripts check it (`owned-writes.ts`). */
@@ -43,8 +44,6 @@ interface Live extends AttemptTask {
   firstStartMs: number | null;
   outcome: { ok: true; result: unknown } | { ok: false; ending: Ending; record: Omit<AttemptRecord, 'jh'> } | undefined;
   handle: AttemptHandle | undefined;
-  progressAt: number;
-  progressTimer: Timer | undefined;
   /** Ends the processor's promise (once). */
   end: ((result: unknown, failure: AttemptFailure | null) => void) | undefined;
 }
@@ -121,6 +120,8 @@ export class Attempts {
       firstStartMs: null,
       outcome: undefined,
       handle: undefined,
+      heapKey: 0,
+      heapIndex: -1,
       progressAt: 0,
       progressTimer: undefined,
       end: undefined,
@@ -155,6 +156,13 @@ export class Attempts {
     const now = this.#o.clock.now();
     const n = live.attempt;
     const base = { n, s: live.startedMs, e: now, h: this.#o.hostId, d: 0 };
+    const run = live.run;
+    // A new attempt starts from zero, in Redis too (every host reads it there), before it is
+    // announced; the last attempt's progress stayed visible until now.
+    if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) {
+      run.progress = { fraction: 0, text: null };
+      await bullJob.updateProgress(run.progress).catch((err: unknown) => this.#o.logger.debug({ err, runId: id }, 'could not write progress'));
+    }
     const pending = this.#pendingCancels.get(id);
     if (pending) {
       this.#pendingCancels.delete(id);
@@ -171,10 +179,8 @@ export class Attempts {
       }
       throw this.#failure(live, 'interrupted', { ...base, c: 'INTERRUPTED', m: 'the host running the attempt stopped (crash, kill -9) or lost its lock' });
     }
-    const run = live.run;
     run.status = 'running';
     run.host = this.#o.hostId;
-    if (n > 1 && (run.progress.fraction !== 0 || run.progress.text !== null)) run.progress = { fraction: 0, text: null };
     run.attempts.push({ n, startedAt: isoTime(live.startedMs), endedAt: null, error: null });
     run.startedAt ??= isoTime(live.startedMs);
     live.firstStartMs = run.attempts.length > 1 ? Date.parse(run.attempts[0]!.startedAt) : live.startedMs;

@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
 import { isoTime } from '../contract/clock.js';
+import { HostError } from '../contract/errors.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { History } from './history.js';
@@ -13,6 +14,11 @@ import type { ScriptedRedis } from './scripts.js';
  * fails it without running the handler: a takeover after a crash included) and a cancel request
  * goes out on the cluster stream; the host running it aborts the attempt's signal, and BullMQ
  * ends the run failed with the canceled reason, shown as `canceled`.
+ *
+ * The answer is the `Backend` contract's, as on one host: `canceled: true` comes with the run's
+ * end `canceled` in Redis, never with a run still running. A host that does not end its run
+ * within `waitMs` (it died, or is cut off from Redis) leaves the cancel recorded but not done:
+ * that is CANCEL_PENDING, not a success.
  */
 
 export interface CancelContext {
@@ -25,7 +31,7 @@ export interface CancelContext {
   queue(job: string): Queue;
   /** How long a tombstone is kept (ms). */
   keepMs: number;
-  /** How long to wait for a running run to end once its cancel is requested. */
+  /** How long to wait for a running run to end once its cancel is requested (then CANCEL_PENDING). */
   waitMs: number;
   /** A waiting run this host canceled: the engine hears it ended. */
   canceledWaiting(run: Run): void;
@@ -43,20 +49,9 @@ async function cancel(c: CancelContext, id: string, reason: string, waitingOnly:
   if (!run) return undefined;
   if (isFinal(run.status) || (waitingOnly && run.status === 'running')) return { canceled: false, run };
   if (run.status === 'queued') {
-    const now = Date.now();
-    const ended: Run = { ...run, status: 'canceled', endedAt: isoTime(now), durationMs: null, result: null, error: { code: 'CANCELED', message: reason } };
-    // The tombstone first: a crash between the two leaves a run that history still shows (the
-    // job hash wins while it exists), never one that vanished.
-    await c.producer.set(c.keys.tomb(id), JSON.stringify(ended), 'PX', c.keepMs);
-    const removed = await c.queue(run.job).remove(id);
-    if (removed === 1) {
-      const state = c.keys.jobState(run.job);
-      await c.producer.multi().hincrby(state, 'canceled', 1).hset(state, 'lastCanceledRun', id, 'lastCanceledAt', String(now)).exec();
-      c.canceledWaiting(ended);
-      return { canceled: true, run: ended };
-    }
+    const ended = await removeWaiting(c, run, reason);
+    if (ended) return { canceled: true, run: ended };
     // A host took it meanwhile (BullMQ refuses to remove a locked job): cancel it as running.
-    await c.producer.del(c.keys.tomb(id));
     if (waitingOnly) {
       const now = await c.history.getRun(id);
       return now ? { canceled: false, run: now } : undefined;
@@ -84,20 +79,53 @@ async function cancel(c: CancelContext, id: string, reason: string, waitingOnly:
     'reason',
     reason,
   );
-  return waitForEnd(c, id);
+  return waitForEnd(c, id, reason);
 }
 
-/** Polls the run until it has ended (the host running it aborts within milliseconds), for at most `waitMs`. */
-async function waitForEnd(c: CancelContext, id: string): Promise<CancelResult> {
+/** Removes a waiting run from its queue, keeping it as canceled; undefined when a host holds it (it is not waiting). */
+async function removeWaiting(c: CancelContext, run: Run, reason: string): Promise<Run | undefined> {
+  const id = run.id;
+  const now = Date.now();
+  // A run waiting for a retry has started: its duration runs from its first start, as on one host.
+  const durationMs = run.startedAt === null ? null : Math.max(0, now - Date.parse(run.startedAt));
+  const ended: Run = { ...run, status: 'canceled', endedAt: isoTime(now), durationMs, result: null, error: { code: 'CANCELED', message: reason } };
+  // The tombstone first: a crash between the two leaves a run that history still shows (the
+  // job hash wins while it exists), never one that vanished.
+  await c.producer.set(c.keys.tomb(id), JSON.stringify(ended), 'PX', c.keepMs);
+  const removed = await c.queue(run.job).remove(id);
+  if (removed !== 1) {
+    await c.producer.del(c.keys.tomb(id));
+    return undefined;
+  }
+  const state = c.keys.jobState(run.job);
+  await c.producer.multi().hincrby(state, 'canceled', 1).hset(state, 'lastCanceledRun', id, 'lastCanceledAt', String(now)).exec();
+  c.canceledWaiting(ended);
+  return ended;
+}
+
+/**
+ * Polls the run until it has ended (the host running it aborts within milliseconds), for at most
+ * `waitMs`. A run its dead host's lock handed back to waiting (BullMQ's stalled check) is removed
+ * like any waiting run; one still held past the bound is CANCEL_PENDING.
+ */
+async function waitForEnd(c: CancelContext, id: string, reason: string): Promise<CancelResult> {
   const deadline = Date.now() + c.waitMs;
   let pause = 10;
   for (;;) {
     const run = await c.history.getRun(id);
     if (!run) return undefined;
     if (isFinal(run.status)) return { canceled: run.status === 'canceled', run };
-    // Its host may be gone: BullMQ's deferred failure ends it canceled once another host takes it
-    // over (after the lock expires). Meanwhile it is shown as it is.
-    if (Date.now() >= deadline) return { canceled: true, run };
+    if (run.status === 'queued') {
+      const ended = await removeWaiting(c, run, reason);
+      if (ended) return { canceled: true, run: ended };
+    }
+    if (Date.now() >= deadline) {
+      throw new HostError(
+        'CANCEL_PENDING',
+        `run ${id} is marked canceled, but its host${run.host ? ` (${run.host})` : ''} did not end it within ${c.waitMs} ms; it ends canceled, without running again, once another host takes it over`,
+        { runId: id, host: run.host },
+      );
+    }
     await new Promise((r) => setTimeout(r, pause));
     pause = Math.min(pause * 2, 200);
   }

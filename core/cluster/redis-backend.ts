@@ -45,7 +45,7 @@ export function createRedisBackend(options: RedisBackendOptions): Backend {
   return new RedisBackend(options);
 }
 
-/** A cancel of a running run waits this long for its end before answering with the run as it is. */
+/** A cancel of a running run waits this long for its end (written by the host running it), then answers CANCEL_PENDING. */
 const CANCEL_WAIT_MS = 5000;
 /** After a shutdown aborted the running attempts, their ends get this long to reach Redis. */
 const ABORT_SETTLE_MS = 5000;

@@ -1,6 +1,7 @@
 import type { RunObserver } from '../contract/backend.js';
-import type { Clock, Timer } from '../contract/clock.js';
+import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
+import { nextProgress, type ProgressThrottle, throttleProgress } from '../contract/progress.js';
 import type { Run } from '../contract/run.js';
 import type { JobQueue } from './job-queues.js';
 import type { ClusterKeys } from './keys.js';
@@ -13,17 +14,12 @@ import type { ScriptedRedis } from './scripts.js';
  * Redis never overwrites, once back, the progress of the host that took the run over.
  */
 
-/** `run.progress` per run at most this often; the newest value is always written. */
-const PROGRESS_INTERVAL_MS = 100;
-
 /** What the progress of one attempt needs: its run, where it is kept, and its throttle state. */
-export interface ProgressOf {
+export interface ProgressOf extends ProgressThrottle {
   readonly run: Run;
   readonly jq: JobQueue;
   /** BullMQ's lock token the attempt's host holds the run with. */
   readonly token: string;
-  progressAt: number;
-  progressTimer: Timer | undefined;
   /** Set while the attempt is live. */
   readonly end: unknown;
 }
@@ -49,21 +45,13 @@ export class RunProgress {
     this.#o = options;
   }
 
-  /** The handler reported progress: kept now, or by the trailing write the throttle has due. */
+  /** The handler reported progress: kept now, or by the trailing write the throttle has due (the throttle both backends share). */
   report(live: ProgressOf, fraction: number, text: string | undefined): void {
     if (!live.end) return;
-    const run = live.run;
-    const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
-    run.progress = { fraction: f, text: text === undefined ? run.progress.text : String(text).slice(0, 1000) };
-    if (live.progressTimer) return; // a trailing write is due and carries the newest value
-    const wait = live.progressAt + PROGRESS_INTERVAL_MS - this.#o.clock.now();
-    if (wait <= 0) this.#write(live);
-    else {
-      live.progressTimer = this.#o.clock.setTimer(wait, () => {
-        live.progressTimer = undefined;
-        if (live.end) this.#write(live);
-      });
-    }
+    live.run.progress = nextProgress(live.run.progress, fraction, text);
+    throttleProgress(this.#o.clock, live, () => {
+      if (live.end) this.#write(live);
+    });
   }
 
   /**
@@ -78,7 +66,6 @@ export class RunProgress {
   }
 
   #write(live: ProgressOf): void {
-    live.progressAt = this.#o.clock.now();
     this.#store(live);
     this.#o.observer().progress(live.run);
   }

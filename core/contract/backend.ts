@@ -79,9 +79,12 @@ export interface Backend {
   hosts(): readonly ClusterHost[] | null;
   /**
    * Cancels a waiting or running run, on whichever host runs it: a running attempt's signal is
-   * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored). The
-   * canceled state is durable when the promise resolves. A finished run is returned unchanged
-   * with `canceled: false`; an unknown id gives undefined. With `waitingOnly`, a run that is
+   * aborted with `CANCELED` and the run ends `canceled` at once (a late result is ignored, no
+   * retry follows). Resolves with `canceled: true` only once the run's `canceled` end is durable,
+   * and the run handed back is that end (never a run still running); a backend whose running run
+   * is out of its reach (a cluster host that died or is cut off) rejects after a bounded wait
+   * with `CANCEL_PENDING`, the cancel recorded for whoever takes the run over. A finished run is
+   * returned unchanged with `canceled: false`; an unknown id gives undefined. With `waitingOnly`, a run that is
    * running (it started meanwhile) is left alone and returned with `canceled: false` too.
    */
   cancel(id: string, reason: string, options?: { waitingOnly?: boolean }): Promise<{ canceled: boolean; run: Run } | undefined>;

@@ -26,6 +26,10 @@ export const ERROR_CODES = {
     text: 'The trigger was refused: `reason` is disabled, overlap, cooldown, once or duplicate (queue-full: a schedule fire past limits.maxQueued).',
   },
   RUN_FINISHED: { status: 409, text: 'The run has already finished, so it cannot be canceled.' },
+  CANCEL_PENDING: {
+    status: 504,
+    text: "Cluster mode: the run's cancel is recorded, but the host running it did not end it within 5 s (it stopped, or is cut off from Redis); it ends canceled, without running its handler again, once another host takes it over.",
+  },
   RUN_NOT_RETRYABLE: { status: 409, text: 'Only a failed or canceled run can be retried.' },
   RUN_NOT_WAITING: { status: 409, text: 'A bulk cancel left this run alone: it started (or ended) after it was counted.' },
   PARAMS_TOO_LARGE: { status: 413, text: "A trigger's params are larger as JSON than limits.maxParamsBytes (256 KiB by default)." },

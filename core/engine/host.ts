@@ -285,7 +285,7 @@ export class Host {
     return this.#p.triggers.publish(event, payload);
   }
 
-  /** Cancels a queued or running run; RUN_FINISHED if it already ended. */
+  /** Cancels a queued or running run, resolving once its `canceled` end is recorded; RUN_FINISHED if it already ended, CANCEL_PENDING (cluster) if its host does not answer. */
   async cancel(id: string): Promise<Run> {
     const result = await this.#p.backend.cancel(id, 'canceled by request');
     if (!result) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });

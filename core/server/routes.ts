@@ -233,10 +233,11 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
 
   app.post('/runs/:id/cancel', {
     schema: {
-      summary: 'Cancel a queued or running run; 409 RUN_FINISHED when it already ended',
+      summary:
+        'Cancel a queued or running run; answers once its canceled end is recorded; 409 RUN_FINISHED when it already ended; 504 CANCEL_PENDING (cluster) when its host does not answer',
       tags: ['runs'],
       params: runParams,
-      response: { 200: runSchema, ...errors(400, 401, 404, 409) },
+      response: { 200: runSchema, ...errors(400, 401, 404, 409, 503, 504) },
     },
     handler: async (request) => host.cancel(request.params.id),
   });

@@ -1,7 +1,7 @@
 import type { Depths, ExecutableJob } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { Run } from '../contract/run.js';
-import { Deque, type HeapItem, TimeHeap, WeightedQueues } from './queue.js';
+import { Deque, TimeHeap, WeightedQueues } from './queue.js';
 
 /**
  * Where the local backend's runs wait, and when one may start: delayed runs in a time heap with
@@ -12,7 +12,7 @@ import { Deque, type HeapItem, TimeHeap, WeightedQueues } from './queue.js';
 export type EntryState = 'delayed' | 'ready' | 'parked' | 'running' | 'done';
 
 /** A run as the dispatcher holds it. */
-export interface Waiting extends HeapItem {
+export interface Waiting {
   run: Run;
   state: EntryState;
   runAtMs: number;

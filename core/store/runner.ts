@@ -1,14 +1,12 @@
 import type { AttemptHandle, AttemptReporter, BackendHooks, Depths, ExecutableJob } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime } from '../contract/clock.js';
+import { Deadlines, type HeapItem } from '../contract/deadlines.js';
 import { HostError, type RunError, toRunError } from '../contract/errors.js';
 import type { NotifyStatus } from '../contract/notification.js';
+import { nextProgress, type ProgressThrottle, throttleProgress } from '../contract/progress.js';
 import { retryDelay } from '../contract/retry.js';
 import type { Run } from '../contract/run.js';
 import { Dispatcher, type Waiting } from './dispatcher.js';
-import { IndexedHeap } from './queue.js';
-
-/** `run.progress` reports per run are at most one per this interval (~10 per second). */
-const PROGRESS_INTERVAL_MS = 100;
 
 /**
  * The local backend's runner: the life of a run from its add to its end. Its `Dispatcher` decides
@@ -32,15 +30,13 @@ export interface RunnerOptions {
   settled(run: Run, outcome: NotifyStatus): void;
 }
 
-interface Entry extends Waiting {
+/** The attempt's deadline (ms) is `heapKey` in the deadlines, at `heapIndex` (-1: none). */
+interface Entry extends Waiting, HeapItem, ProgressThrottle {
   startedMs: number;
   /** The current attempt (1-based) and its handle while it runs. */
   attempt: number;
   handle: AttemptHandle | undefined;
-  /** The attempt's deadline (ms) is `heapKey` in the timeout heap, at `heapIndex` (-1: none). */
   timeoutMs: number;
-  progressTimer: Timer | undefined;
-  progressAt: number;
   job: ExecutableJob | undefined;
 }
 
@@ -59,9 +55,7 @@ export class Runner {
 
   readonly #dispatch: Dispatcher<Entry>;
   /** Deadlines of running attempts: one timer for the earliest instead of one per attempt. */
-  readonly #deadlines = new IndexedHeap<Entry>();
-  #deadlineTimer: Timer | undefined;
-  #deadlineTimerAt = Infinity;
+  readonly #deadlines: Deadlines<Entry>;
 
   readonly #entries = new Map<string, Entry>();
   readonly #keys = new Map<string, Map<string, Entry>>();
@@ -84,6 +78,12 @@ export class Runner {
       settled: (entry, result, error) => this.#settle(entry, result, error),
       progress: (entry, fraction, text) => this.#progress(entry, fraction, text),
     };
+    this.#deadlines = new Deadlines<Entry>(options.clock, (entry) => {
+      if (entry.state !== 'running') return;
+      const err = new HostError('TIMEOUT', `attempt ${entry.attempt} timed out after ${entry.timeoutMs}ms`);
+      entry.handle?.abort(err);
+      this.#settle(entry, null, toRunError(err));
+    });
   }
 
   /** The engine's side, from the backend's `open`. */
@@ -111,9 +111,7 @@ export class Runner {
       if (entry.state === 'running') this.#abortForShutdown(entry);
       entry.progressTimer?.cancel();
     }
-    this.#deadlineTimer?.cancel();
-    this.#deadlineTimer = undefined;
-    this.#deadlineTimerAt = Infinity;
+    this.#deadlines.close();
     // A retry scheduled by an attempt that failed during the grace re-armed the delay timer; the
     // run stays queued with its runAt for the next start, and no timer may keep the process alive.
     this.#dispatch.stopped();
@@ -211,9 +209,7 @@ export class Runner {
     engine.observer.started(run);
     if (job.timeoutMs > 0) {
       entry.timeoutMs = job.timeoutMs;
-      entry.heapKey = now + job.timeoutMs;
-      this.#deadlines.push(entry);
-      if (entry.heapKey < this.#deadlineTimerAt) this.#armDeadlines();
+      this.#deadlines.set(entry, now + job.timeoutMs);
     }
     // The handle is set before the handler can settle: a synchronous handler reports at once.
     entry.handle = NO_HANDLE;
@@ -221,47 +217,15 @@ export class Runner {
     if (entry.handle === NO_HANDLE) entry.handle = handle;
   }
 
-  /** Arms the one timeout timer for the earliest deadline; fires every attempt that is due. */
-  #armDeadlines(): void {
-    this.#deadlineTimer?.cancel();
-    const first = this.#deadlines.peek();
-    if (!first) {
-      this.#deadlineTimer = undefined;
-      this.#deadlineTimerAt = Infinity;
-      return;
-    }
-    this.#deadlineTimerAt = first.heapKey;
-    this.#deadlineTimer = this.#clock.setTimer(Math.max(0, first.heapKey - this.#clock.now()), () => {
-      const now = this.#clock.now();
-      for (let due = this.#deadlines.peek(); due && due.heapKey <= now; due = this.#deadlines.peek()) {
-        this.#deadlines.remove(due);
-        if (due.state !== 'running') continue;
-        const err = new HostError('TIMEOUT', `attempt ${due.attempt} timed out after ${due.timeoutMs}ms`);
-        due.handle?.abort(err);
-        this.#settle(due, null, toRunError(err));
-      }
-      this.#armDeadlines();
+  #progress(entry: Entry, fraction: number, text: string | undefined): void {
+    if (entry.state !== 'running') return;
+    entry.run.progress = nextProgress(entry.run.progress, fraction, text);
+    throttleProgress(this.#clock, entry, () => {
+      if (entry.state === 'running') this.#reportProgress(entry);
     });
   }
 
-  #progress(entry: Entry, fraction: number, text: string | undefined): void {
-    if (entry.state !== 'running') return;
-    const run = entry.run;
-    const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
-    run.progress = { fraction: f, text: text === undefined ? run.progress.text : String(text).slice(0, 1000) };
-    if (entry.progressTimer) return; // a trailing report is due and will carry the newest value
-    const wait = entry.progressAt + PROGRESS_INTERVAL_MS - this.#clock.now();
-    if (wait <= 0) this.#reportProgress(entry);
-    else {
-      entry.progressTimer = this.#clock.setTimer(wait, () => {
-        entry.progressTimer = undefined;
-        if (entry.state === 'running') this.#reportProgress(entry);
-      });
-    }
-  }
-
   #reportProgress(entry: Entry): void {
-    entry.progressAt = this.#clock.now();
     void this.#save(entry.run);
     this.#engine.observer.progress(entry.run);
   }
@@ -276,9 +240,7 @@ export class Runner {
   }
 
   #endAttempt(entry: Entry, error: RunError | null): void {
-    // Leaving the heap is enough: the timer stays armed (re-arming it per attempt would cost what
-    // one timer per attempt costs), fires, finds nothing due, and re-arms or stops; drain() ends it.
-    this.#deadlines.remove(entry);
+    this.#deadlines.delete(entry);
     entry.progressTimer?.cancel();
     entry.progressTimer = undefined;
     entry.handle = undefined;

@@ -1,7 +1,8 @@
+import { Worker } from 'bullmq';
 import t from 'tap';
 import { isHostError } from '../../../core/contract/errors.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { finalOn, runWhen, startCluster } from '../../cluster.js';
+import { finalOn, freshPrefix, runWhen, startCluster } from '../../cluster.js';
 import { gate, until } from '../../helpers.js';
 import { startRedis } from '../../redis.js';
 
@@ -91,3 +92,56 @@ t.test('canceling an unknown run: RUN_NOT_FOUND; a finished one: RUN_FINISHED', 
   const done = await hosts[0]!.host.cancel(runId).catch((e: unknown) => e);
   t.ok(isHostError(done) && done.code === 'RUN_FINISHED');
 });
+
+/** A run taken by a host that then dies (no lock renewal, no end written): what a kill -9 leaves. */
+async function takenByDeadHost(redis: Awaited<ReturnType<typeof startRedis>>, prefix: string, job: string): Promise<void> {
+  const dead = new Worker(job, null, { connection: redis.client(), prefix, lockDuration: 1000, name: 'dead-host' });
+  if (!(await dead.getNextJob('dead-token'))) throw new Error('the dead host found no run to take');
+  await dead.close(true);
+}
+
+t.test('a run whose host died: the cancel waits for its lock to lapse, removes it from waiting and answers canceled; it never runs', async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  let ran = 0;
+  const [h0] = await startCluster(t, redis, 1, { prefix, plugins: [definePlugin({ name: 'orphan', handler: () => void ran++ })] });
+  h0!.host.pause();
+  const { runId } = await h0!.host.trigger('orphan');
+  await takenByDeadHost(redis, prefix, 'orphan');
+  t.match(await h0!.host.run(runId), { status: 'running' });
+  const canceled = await h0!.host.cancel(runId);
+  t.match(canceled, { id: runId, status: 'canceled', error: { code: 'CANCELED' } });
+  t.match(await h0!.host.run(runId), { status: 'canceled' }, 'read back: canceled');
+  h0!.host.resume();
+  const probe = await h0!.host.trigger('orphan');
+  await finalOn(h0!.host, probe.runId);
+  t.equal(ran, 1, 'only the later run ran a handler');
+});
+
+t.test(
+  'a run whose host died and no host can take over: the cancel is recorded but answers CANCEL_PENDING, never canceled: true for a running run',
+  async (t) => {
+    const redis = await startRedis(t);
+    const prefix = freshPrefix();
+    let ran = 0;
+    const plugins = [definePlugin({ name: 'stranded', handler: () => void ran++ })];
+    const [h0] = await startCluster(t, redis, 1, { prefix, plugins });
+    h0!.host.pause();
+    const { runId } = await h0!.host.trigger('stranded');
+    await takenByDeadHost(redis, prefix, 'stranded');
+    await h0!.host.stop({ graceMs: 0 });
+    // h1 has no plugin for the job: nothing here can take the run over.
+    const [h1] = await startCluster(t, redis, 1, { prefix, first: 1 });
+    const t0 = Date.now();
+    const pending = await h1!.host.cancel(runId).catch((e: unknown) => e);
+    const took = Date.now() - t0;
+    t.ok(isHostError(pending) && pending.code === 'CANCEL_PENDING', `CANCEL_PENDING (${String(pending)})`);
+    t.ok(took >= 5000 && took < 8000, `after the 5 s bound (${took} ms)`);
+    t.match(await h1!.host.run(runId), { status: 'running' }, 'shown as it is');
+    // A host with the job comes: it takes the run over and ends it canceled without running it.
+    const [h2] = await startCluster(t, redis, 1, { prefix, plugins, first: 2 });
+    const ended = await finalOn(h2!.host, runId);
+    t.match(ended, { status: 'canceled', error: { code: 'CANCELED' } });
+    t.equal(ran, 0, 'the handler never ran');
+  },
+);

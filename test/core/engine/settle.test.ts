@@ -1,6 +1,10 @@
+import http from 'node:http';
+import net from 'node:net';
 import t from 'tap';
+import { createManualClock, type ManualClock } from '../../../core/contract/clock.js';
+import type { ConfigInput } from '../../../core/contract/config.js';
 import { silentLogger } from '../../../core/contract/logger.js';
-import { createHost } from '../../../core/engine/host.js';
+import { createHost, type Host } from '../../../core/engine/host.js';
 import { createServer } from '../../../core/server/server.js';
 import { startHost, type Tap, tempDir } from '../../helpers.js';
 
@@ -86,4 +90,81 @@ t.test('cancels racing a stop: each answer is either a cancel that is on disk or
     if (answer.status === 200) t.equal(run?.status, 'canceled', `${id}: answered canceled, canceled on disk`);
     else t.equal(run?.status, 'queued', `${id}: refused, still queued`);
   }
+});
+
+/** A host not yet started whose stop may fail (startHost's teardown would take the rejection for the test's). */
+function bareHost(t: Tap, options: { config: ConfigInput }): { host: Host; clock: ManualClock; of: (type: string) => unknown[] } {
+  const clock = createManualClock(Date.UTC(2026, 0, 5, 12, 0, 0));
+  const config = { ...options.config, store: { dir: tempDir(t), ...options.config.store } };
+  const host = createHost({ config, clock, logger: silentLogger(), plugins: [{ name: 'later', handler: () => 'x' }] });
+  const events: Array<{ type: string }> = [];
+  host.on('*', (e) => void events.push(e));
+  t.teardown(() => host.stop({ graceMs: 0 }).catch(() => undefined));
+  return { host, clock, of: (type) => events.filter((e) => e.type === type) };
+}
+
+/** An application's own HTTP server, plugged into the host's lifecycle: a client holding a connection open keeps its close() from ever finishing. */
+async function heldServer(t: Tap): Promise<{ server: http.Server; client: net.Socket }> {
+  const server = http.createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  const client = net.connect(port, '127.0.0.1');
+  await new Promise((resolve) => client.once('connect', resolve));
+  // An idle keep-alive connection with a request half sent: close() waits for it.
+  client.write('GET / HTTP/1.1\r\nHost: x\r\n');
+  t.teardown(() => {
+    client.destroy();
+    server.closeAllConnections();
+  });
+  return { server, client };
+}
+
+t.test('a stop with a part that never closes still ends at grace + margin, the rest closed, and says so', async (t) => {
+  const { server: appServer } = await heldServer(t);
+  const { host, of } = bareHost(t, { config: { shutdown: { grace: 0, margin: 300 } } });
+  host.use({
+    name: 'app-server',
+    start: () => Promise.resolve(),
+    stop: () => new Promise<void>((resolve, reject) => appServer.close((err) => (err ? reject(err) : resolve()))),
+  });
+  const api = createServer(host, { host: '127.0.0.1', port: 0 });
+  // Registered last, so it stops first: the hang comes after it.
+  host.use({ name: 'http', start: async () => void (await api.listen()), stop: () => api.close() });
+  await host.start();
+  const { runId } = await host.trigger('later', { delay: 3_600_000 });
+
+  const t0 = Date.now();
+  const err = await host.stop().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const took = Date.now() - t0;
+  t.match(err, { code: 'STOP_INCOMPLETE', details: { overdue: 'app-server', failed: [], deadlineMs: 300 } }, 'rejects, naming the part it gave up on');
+  t.ok(took >= 300 && took < 300 + 2000, `ended at its deadline (${took} ms)`);
+  t.equal(host.state, 'stopped');
+  t.equal(of('host.stopped').length, 1, 'host.stopped was emitted');
+  t.equal(api.url, null, 'the API server (stopped before the hang) is closed');
+  await t.rejects(host.cancel(runId), { code: 'SHUTTING_DOWN' });
+});
+
+t.test('a part whose close throws: the stop goes on with the rest and rejects with STOP_INCOMPLETE naming it', async (t) => {
+  const dir = tempDir(t);
+  const { host, clock, of } = bareHost(t, { config: { store: { dir } } });
+  // Closing a server that never listened throws ERR_SERVER_NOT_RUNNING.
+  const never = http.createServer();
+  host.use({
+    name: 'never-listened',
+    start: () => Promise.resolve(),
+    stop: () => new Promise<void>((resolve, reject) => never.close((err) => (err ? reject(err) : resolve()))),
+  });
+  await host.start();
+  const { runId } = await host.trigger('later', { delay: 3_600_000 });
+  await t.rejects(host.stop({ graceMs: 0 }), { code: 'STOP_INCOMPLETE', details: { failed: ['never-listened'], overdue: null } });
+  t.equal(host.state, 'stopped');
+  t.equal(of('host.stopped').length, 1);
+  // The store was closed (its lock released): a new host opens it and finds the run.
+  const again = createHost({ config: { store: { dir } }, clock, logger: silentLogger(), plugins: [{ name: 'later', handler: () => 'x' }] });
+  await again.start();
+  t.teardown(() => again.stop({ graceMs: 0 }));
+  t.match(await again.run(runId), { status: 'queued' });
 });

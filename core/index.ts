@@ -50,7 +50,7 @@ export type {
 } from './contract/views.js';
 export { SERIES_WINDOWS } from './contract/views.js';
 export type { EventFilter } from './engine/bus.js';
-export type { HostOptions, PublishResult, TriggerOptions, TriggerResult } from './engine/host.js';
+export type { HostOptions, PublishResult, TriggerOptions, TriggerResult, WaitOptions } from './engine/host.js';
 export { createHost, Host } from './engine/host.js';
 export type { FatalOrigin, ProcessHandlersOption } from './engine/process-handlers.js';
 export type { DashboardOptions } from './server/dashboard.js';

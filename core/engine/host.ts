@@ -17,14 +17,15 @@ import type { HostAlerts } from './host-alerts.js';
 import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
 import { installProcessHandlers } from './process-handlers.js';
-import { finalRun } from './run-events.js';
 import { type Service, stopHost } from './shutdown.js';
 import type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 import { clusterView, describeHost, hostStats, jobView, staleJobs } from './views.js';
+import type { WaitOptions } from './waits.js';
 import { type HostParts, wireHost } from './wiring.js';
 
 export type { HostOptions } from './host-options.js';
 export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
+export type { WaitOptions } from './waits.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {
@@ -343,9 +344,12 @@ export class Host {
     return this.#p.insight.cancelQueued(filter);
   }
 
-  /** Resolves with the run once it is final. */
-  wait(id: string): Promise<Run> {
-    return finalRun(this.bus, this.#p.backend, id);
+  /**
+   * Resolves with the run once it is final. Rejects with RUN_NOT_FOUND, WAIT_TIMEOUT (`timeout` ms
+   * passed), the signal's reason (`signal` aborted), or SHUTTING_DOWN (the host stopped first).
+   */
+  wait(id: string, options: WaitOptions = {}): Promise<Run> {
+    return this.#p.waits.wait(id, options);
   }
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Promise<Page<Notification>> {

@@ -41,6 +41,8 @@ export async function stopHost(plan: StopPlan): Promise<void> {
   const { parts, reason, graceMs } = plan;
   const steps: Step[] = [
     { name: 'drain', run: () => parts.backend.drain(graceMs) },
+    // What did not end within the grace will not end in this process: its waiters hear SHUTTING_DOWN.
+    { name: 'waits', run: () => parts.waits.close() },
     { name: 'executor', run: () => parts.executor.close() },
     { name: 'run logs', run: () => parts.logs.close() },
     { name: 'insight', run: () => parts.insight.stop() },

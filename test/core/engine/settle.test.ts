@@ -168,3 +168,62 @@ t.test('a part whose close throws: the stop goes on with the rest and rejects wi
   t.teardown(() => again.stop({ graceMs: 0 }));
   t.match(await again.run(runId), { status: 'queued' });
 });
+
+t.test('host.wait: timeout (the host clock) and signal settle it, one bus listener serves every waiter, and the run goes on', async (t) => {
+  const { host, clock } = await startHost(t, { plugins: [{ name: 'later', handler: () => 'ran' }] });
+  const { runId } = await host.trigger('later', { delay: 60_000 });
+  const listeners = host.bus.listenerCount();
+  const controller = new AbortController();
+  const waits = [...Array.from({ length: 50 }, () => host.wait(runId)), host.wait(runId, { timeout: 1000 }), host.wait(runId, { signal: controller.signal })];
+  t.equal(host.bus.listenerCount(), listeners + 1, '52 waiters, one listener');
+  const others = Promise.all(waits.slice(0, 50));
+  const timedOut = t.rejects(waits[50]!, { code: 'WAIT_TIMEOUT', details: { runId, timeoutMs: 1000 } });
+  controller.abort(new Error('the caller went away'));
+  await t.rejects(waits[51]!, { message: 'the caller went away' }, 'the signal: its reason');
+  await clock.advance(1000);
+  await timedOut;
+  await clock.advance(59_000);
+  const runs = await others;
+  t.ok(
+    runs.every((r) => r.status === 'succeeded' && r.result === 'ran'),
+    'the others resolve with the final run',
+  );
+  t.equal(host.bus.listenerCount(), listeners, 'no listener left behind');
+  await t.rejects(host.wait('no-such-run'), { code: 'RUN_NOT_FOUND' });
+  await t.rejects(host.wait(runId, { signal: AbortSignal.abort(new Error('already')) }), { message: 'already' });
+});
+
+t.test(
+  'a host stopped while host.wait() and a cancel are pending: the wait rejects SHUTTING_DOWN, the cancel answers 503, nothing is left unhandled',
+  async (t) => {
+    const rejections = watchRejections(t);
+    const { host } = bareHost(t, { config: {} });
+    const api = createServer(host, { host: '127.0.0.1', port: 0 });
+    host.use({ name: 'http', start: async () => void (await api.listen()), stop: () => api.close() });
+    await host.start();
+    const url = api.url!;
+    const { runId } = await host.trigger('later', { delay: 60_000 });
+    const waiting = host.wait(runId).then(
+      (run) => ({ run }),
+      (err: unknown) => ({ err }),
+    );
+    const stopping = new Promise<void>((resolve) => host.on('host.stopping', () => resolve()));
+    const stopped = host.stop({ graceMs: 0 }).catch((err: unknown) => err);
+    await stopping;
+    // The server is still up until the engine has stopped; a cancel sent now is answered after the backend began closing or before.
+    const res = await fetch(`${url}/runs/${runId}/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    const body = (await res.json()) as Record<string, unknown>;
+    t.equal(await stopped, undefined, 'the stop itself succeeded');
+    const outcome = await waiting;
+    if (res.status === 200) {
+      t.match(outcome, { run: { status: 'canceled' } }, 'the cancel came before the backend closed: the wait saw it');
+    } else {
+      t.equal(res.status, 503);
+      t.match(body, { statusCode: 503, code: 'SHUTTING_DOWN', error: 'Service Unavailable' });
+      t.match(outcome, { err: { code: 'SHUTTING_DOWN', details: { runId } } }, 'the wait rejects SHUTTING_DOWN');
+    }
+    if (res.status !== 200) await t.rejects(host.wait(runId), { code: 'SHUTTING_DOWN' }, 'a wait after the stop settles too');
+    await settleLoop();
+    t.same(rejections(), [], 'no unhandled rejection');
+  },
+);

@@ -1,12 +1,15 @@
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import t from 'tap';
 import { createManualClock, type ManualClock } from '../../../core/contract/clock.js';
 import type { ConfigInput } from '../../../core/contract/config.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import { createHost, type Host } from '../../../core/engine/host.js';
 import { createServer } from '../../../core/server/server.js';
-import { startHost, type Tap, tempDir } from '../../helpers.js';
+import { startHost, type Tap, tempDir, until } from '../../helpers.js';
+import { pluginHost } from '../../plugin-host.js';
 
 /** Counts unhandled rejections while a test runs (tap's own listener stays; this one only counts). */
 function watchRejections(t: Tap): () => unknown[] {
@@ -227,3 +230,24 @@ t.test(
     t.same(rejections(), [], 'no unhandled rejection');
   },
 );
+
+t.test('reading the worker threads memory settles when a thread dies before it answers', async (t) => {
+  const files = {
+    // A handler that holds its thread: the thread cannot answer a memory read until it is terminated.
+    'spin.ts': `import { writeFileSync } from 'node:fs';\nexport default { name: 'spin', handler: () => { writeFileSync(${JSON.stringify('MARK')}, 'in'); for (;;) {} } };\n`,
+  };
+  const ph = await pluginHost(t, {}, { config: { workers: { size: 2, grace: 300 } } });
+  writeFileSync(path.join(ph.plugins, 'spin.ts'), files['spin.ts'].replace('MARK', ph.mark('spinning').replaceAll('\\', '/')));
+  await until(() => ph.host.job('spin') !== undefined, 10_000, 'spin loaded');
+  const { runId } = await ph.host.trigger('spin');
+  await ph.marked('spinning');
+  const threads = ph.host.workerStats().threads;
+  const reading = ph.host.workerMemory();
+  // The cancel aborts the handler; it does not let go, so its thread is terminated after the grace (the host's clock).
+  await ph.host.cancel(runId);
+  await ph.clock.advance(300);
+  const heaps = await Promise.race([reading, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000).unref())]);
+  t.not(heaps, 'hung', 'the read settled');
+  t.ok(Array.isArray(heaps) && heaps.length < threads, `the dead thread is left out (${JSON.stringify(heaps)} of ${threads} threads)`);
+  t.ok(Array.isArray(heaps) && heaps.every((n) => n > 0), 'the live ones answered');
+});

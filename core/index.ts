@@ -50,8 +50,9 @@ export type {
 } from './contract/views.js';
 export { SERIES_WINDOWS } from './contract/views.js';
 export type { EventFilter } from './engine/bus.js';
-export type { HostOptions, PublishResult, TriggerOptions, TriggerResult } from './engine/host.js';
+export type { HostOptions, PublishResult, TriggerOptions, TriggerResult, WaitOptions } from './engine/host.js';
 export { createHost, Host } from './engine/host.js';
+export type { FatalOrigin, ProcessHandlersOption } from './engine/process-handlers.js';
 export type { DashboardOptions } from './server/dashboard.js';
 export { createDashboard, dashboard } from './server/dashboard.js';
 export type { HttpErrorBody } from './server/http-errors.js';

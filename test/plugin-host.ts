@@ -29,10 +29,16 @@ export interface PluginHost extends TestHost {
 export async function pluginHost(
   t: Tap,
   files: Record<string, string>,
-  options: { config?: ConfigInput; logger?: import('../core/contract/logger.js').Logger } = {},
+  options: { config?: ConfigInput; logger?: import('../core/contract/logger.js').Logger; processHandlers?: boolean } = {},
 ): Promise<PluginHost> {
   const { dir, plugins } = project(t, files);
-  const th = await startHost(t, { start: false, cwd: dir, config: withWorkers(options.config), ...(options.logger && { logger: options.logger }) });
+  const th = await startHost(t, {
+    start: false,
+    cwd: dir,
+    config: withWorkers(options.config),
+    processHandlers: options.processHandlers,
+    ...(options.logger && { logger: options.logger }),
+  });
   return finish(th, dir, plugins);
 }
 

@@ -193,7 +193,8 @@ export const configSchema = z.strictObject({
   eventLoop: z.strictObject({ maxDelay: durationSchema.default(500) }).prefault({}),
   concurrency: z.number().int().min(1).max(100_000).default(8),
   queues: z.record(queueNameSchema, z.number().int().min(1).max(1000)).default({ critical: 6, default: 2, low: 1 }),
-  shutdown: z.strictObject({ grace: durationSchema.default(30_000) }).prefault({}),
+  // A stop ends grace + margin after it began, whatever part still hangs (engine/shutdown.ts).
+  shutdown: z.strictObject({ grace: durationSchema.default(30_000), margin: durationSchema.default(30_000) }).prefault({}),
   events: z
     .strictObject({
       buffer: z.number().int().min(100).max(1_000_000).default(10_000),

@@ -47,6 +47,11 @@ export const ERROR_CODES = {
   },
   SHUTTING_DOWN: { status: 503, text: 'The host is stopping and refuses new work.' },
   NOT_STARTED: { status: 503, text: 'The host has not started yet.' },
+  WAIT_TIMEOUT: { status: 504, text: '`host.wait(runId, { timeout })` gave up: the run did not end in time; it goes on.' },
+  STOP_INCOMPLETE: {
+    status: 500,
+    text: 'A stop ended without closing every part: one failed to close, or the stop passed its deadline (shutdown.grace + shutdown.margin); `details.failed` and `details.overdue` name them. `jobhost start` then exits 1.',
+  },
   // handler outcomes (recorded on attempts and runs)
   TIMEOUT: { status: 500, text: "An attempt ran past the job's timeout; its signal was aborted and a late result is ignored." },
   HANDLER_ERROR: {

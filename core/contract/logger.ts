@@ -25,3 +25,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * Writes out what the logger still buffers, synchronously: before a process ends without its exit
+ * hooks (SIGKILL), and in place of `logger.flush(cb)`, whose callback pino's default stream calls
+ * at once, before the lines are written. Best effort: a stream that cannot is left as it is.
+ */
+export function flushLogSync(logger: Logger): void {
+  const stream = (logger as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym];
+  try {
+    stream?.flushSync?.();
+  } catch {
+    // not ready, or destroyed: nothing more can be written
+  }
+}

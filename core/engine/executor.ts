@@ -10,9 +10,10 @@ import { logFields } from '../contract/tracing.js';
 
 /**
  * The attempt executor: runs one attempt of a run in this thread. It builds the handler's `ctx`,
- * calls the handler so that whatever it does wrong (throw, reject, leave a stray rejection or
- * throw in a timer) ends this attempt and never the host, and reports the JSON copy of the
- * result or the error. A backend decides when to call it and aborts it (cancel, timeout,
+ * calls the handler so that whatever it does wrong (throw, reject) ends this attempt and never the
+ * host, and reports the JSON copy of the result or the error. A stray rejection or a throw in a
+ * timer reaches the process; `attributeStray` ties it to its attempt where the process's handlers
+ * ask (`process-handlers.ts`, installed only when the host is told to). A backend decides when to call it and aborts it (cancel, timeout,
  * shutdown); this is the one module a pool of worker threads would replace.
  */
 
@@ -115,22 +116,25 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
     this.#controller?.abort(reason);
   }
 
-  /** Ends the attempt once with the handler's outcome; `code` marks a stray failure. */
-  settle(ok: boolean, value: unknown, code?: ErrorCode): void {
-    if (this.#done) return;
+  /** Ends the attempt once with the handler's outcome; `code` marks a stray failure. False when it had ended already. */
+  settle(ok: boolean, value: unknown, code?: ErrorCode): boolean {
+    if (this.#done) return false;
     this.#done = true;
     if (ok) {
       let result: unknown;
       try {
         result = snapshotResult(value, this.#limits.maxResultBytes);
       } catch (err) {
-        return this.#reporter.settled(this.#task, null, toRunError(err));
+        this.#reporter.settled(this.#task, null, toRunError(err));
+        return true;
       }
-      return this.#reporter.settled(this.#task, result, null);
+      this.#reporter.settled(this.#task, result, null);
+      return true;
     }
     let error = toRunError(value, code === undefined ? 'HANDLER_ERROR' : code);
     if (code !== undefined && !(value instanceof HostError)) error = { code, message: error.message };
     this.#reporter.settled(this.#task, null, error);
+    return true;
   }
 }
 
@@ -141,7 +145,6 @@ export class InlineExecutor implements AttemptExecutor {
   readonly #publish: ExecutorOptions['publish'];
   readonly log: NonNullable<ExecutorOptions['log']>;
   readonly limits: () => HandlerLimits;
-  #open = false;
 
   constructor(options: ExecutorOptions) {
     this.logger = options.logger;
@@ -153,17 +156,6 @@ export class InlineExecutor implements AttemptExecutor {
 
   publish(event: string, payload: unknown, runId: string): void {
     this.#publish(event, payload, runId);
-  }
-
-  /** Installs the process guards that tie stray rejections and throws to their attempt. */
-  open(): void {
-    if (!this.#open) installGuards(this.logger);
-    this.#open = true;
-  }
-
-  close(): void {
-    if (this.#open) removeGuards(this.logger);
-    this.#open = false;
   }
 
   /** `traceparent`: the attempt's span (SPEC §15), for its log lines; the caller runs this inside it. */
@@ -194,37 +186,24 @@ function invoke(ctx: AttemptContext, handler: (ctx: JobContext<never>) => unknow
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Process guards: a handler's stray rejection or throw fails its attempt and never the host.
+/** What a stray failure was traced to: the attempt whose code left it behind (see `attributeStray`). */
+export interface StrayOwner {
+  job: string;
+  runId: string;
+  attempt: number;
+  /** True when the stray ended the attempt; false when the attempt had already ended (its outcome stands). */
+  failed: boolean;
+}
 
-const guardedLoggers = new Set<Logger>();
-
-function onUnhandledRejection(reason: unknown): void {
+/**
+ * Traces a stray rejection or throw (`process`'s unhandledRejection / uncaughtException) to the
+ * inline attempt whose code left it, by its async context, and fails that attempt with `code`.
+ * Undefined when no attempt's code is on the stack: the failure is the process's, not a run's.
+ */
+export function attributeStray(reason: unknown, code: 'UNHANDLED_REJECTION' | 'UNCAUGHT_EXCEPTION'): StrayOwner | undefined {
   const scope = attemptScope.getStore();
-  if (scope) return scope.settle(false, reason, 'UNHANDLED_REJECTION');
-  for (const logger of guardedLoggers) logger.error({ err: reason }, 'unhandled promise rejection outside any run; ignored');
-}
-
-function onUncaughtException(err: unknown): void {
-  const scope = attemptScope.getStore();
-  if (scope) return scope.settle(false, err, 'UNCAUGHT_EXCEPTION');
-  for (const logger of guardedLoggers) logger.error({ err }, 'uncaught exception outside any run; the host carries on');
-}
-
-function installGuards(logger: Logger): void {
-  if (guardedLoggers.size === 0) {
-    process.on('unhandledRejection', onUnhandledRejection);
-    process.on('uncaughtException', onUncaughtException);
-  }
-  guardedLoggers.add(logger);
-}
-
-function removeGuards(logger: Logger): void {
-  guardedLoggers.delete(logger);
-  if (guardedLoggers.size === 0) {
-    process.off('unhandledRejection', onUnhandledRejection);
-    process.off('uncaughtException', onUncaughtException);
-  }
+  if (!scope) return undefined;
+  return { job: scope.job, runId: scope.runId, attempt: scope.attempt, failed: scope.settle(false, reason, code) };
 }
 
 /** What an attempt's log lines carry: its job, run, attempt, and its span when it has one (SPEC §15). */

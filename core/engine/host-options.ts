@@ -3,6 +3,7 @@ import type { ConfigInput } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { PluginDefinition } from '../contract/plugin.js';
 import type { BackendTuning } from './backends.js';
+import type { ProcessHandlersOption } from './process-handlers.js';
 
 /** What `createHost()` takes (SPEC §10). */
 export interface HostOptions {
@@ -20,4 +21,11 @@ export interface HostOptions {
   /** Random source for jitter (default Math.random). */
   random?: (() => number) | undefined;
   logger?: Logger | undefined;
+  /**
+   * Process-wide uncaughtException / unhandledRejection handlers, from `start()` to the end of
+   * `stop()` (default false: the host installs none and leaves the process's policy to you). true:
+   * a stray from an inline handler fails its attempt; one outside any run is logged fatal, the
+   * store is flushed and the process exits 1 (what `jobhost start` does). `{ fatal }` replaces that exit.
+   */
+  processHandlers?: ProcessHandlersOption | undefined;
 }

@@ -16,13 +16,16 @@ import type { Deliveries } from './deliveries.js';
 import type { HostAlerts } from './host-alerts.js';
 import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
-import { finalRun } from './run-events.js';
+import { installProcessHandlers } from './process-handlers.js';
+import { type Service, stopHost } from './shutdown.js';
 import type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 import { clusterView, describeHost, hostStats, jobView, staleJobs } from './views.js';
+import type { WaitOptions } from './waits.js';
 import { type HostParts, wireHost } from './wiring.js';
 
 export type { HostOptions } from './host-options.js';
 export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
+export type { WaitOptions } from './waits.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {
@@ -48,9 +51,15 @@ export class Host {
   #url: string | null = null;
   #startedAt = '';
   /** Start/stop hooks of what plugs into the host (plugin loader, HTTP server). */
-  readonly #services: Array<{ name: string; start(): Promise<void>; stop(): Promise<void> }> = [];
+  readonly #services: Service[] = [];
+  /** The backend is closing (late in a stop): cancels are refused rather than half written. */
+  #closing = false;
+  readonly #options: HostOptions;
+  /** Removes the process handlers (`HostOptions.processHandlers`) installed at start. */
+  #unguard = (): void => undefined;
 
   constructor(options: HostOptions) {
+    this.#options = options;
     this.cwd = options.cwd ?? process.cwd();
     this.#config = parseConfig(options.config ?? {});
     this.clock = options.clock ?? systemClock;
@@ -101,7 +110,7 @@ export class Host {
   }
 
   /** Plugs a service (loader, server) into start/stop; services start in order and stop in reverse. */
-  use(service: { name: string; start(): Promise<void>; stop(): Promise<void> }): void {
+  use(service: Service): void {
     this.#services.push(service);
   }
 
@@ -128,7 +137,7 @@ export class Host {
     for (const name of this.#p.jobs.names()) this.#p.registrations.reresolve(name);
     this.#p.insight.start(this.#p.jobs.names());
     this.#state = 'running';
-    this.#p.executor.open();
+    this.#unguard = installProcessHandlers(this.#options.processHandlers, { logger: this.logger, flush: () => this.#p.backend.flush() });
     this.#warmWorkers();
     this.#p.backend.start();
     this.#p.scheduler.start();
@@ -138,7 +147,9 @@ export class Host {
       for (const service of this.#services) await service.start();
     } catch (err) {
       // A service that cannot start (the port is taken) must not leave the engine running.
-      await this.stop({ reason: 'start failed', graceMs: 0 });
+      await this.stop({ reason: 'start failed', graceMs: 0 }).catch((stopErr: unknown) =>
+        this.logger.error({ err: stopErr }, 'the failed start did not stop cleanly'),
+      );
       throw err;
     }
     this.bus.emit('host.started', { job: null, pid: process.pid, jobs: this.#p.jobs.size });
@@ -147,6 +158,8 @@ export class Host {
   /**
    * Graceful stop (SPEC §9): refuse new triggers, stop schedules, let running attempts finish
    * within the grace, abort the rest (back to queued while attempts remain), flush the store.
+   * Ends within `graceMs + shutdown.margin` whatever hangs; rejects with STOP_INCOMPLETE (the host
+   * is `stopped` all the same) when a part failed to close or the deadline passed.
    */
   stop(options: { reason?: string; graceMs?: number } = {}): Promise<void> {
     this.#stopping ??= this.#stop(options.reason ?? 'stop', options.graceMs ?? this.#config.shutdown.grace);
@@ -154,47 +167,27 @@ export class Host {
   }
 
   async #stop(reason: string, graceMs: number): Promise<void> {
-    const wasStarted = this.#state === 'running' || this.#state === 'starting';
+    const opened = this.#state === 'running' || this.#state === 'starting';
     this.#state = 'stopping';
     this.bus.emit('host.stopping', { job: null, reason, graceMs });
     this.#p.scheduler.stop();
     this.#p.alerts.stop();
     this.#p.missed.stop();
     this.#p.hostAlerts.stop();
-    const services = [...this.#services].reverse();
-    const stopping = (async () => {
-      // Services that take requests stop accepting first (they see `stopping`); they close last.
-      await this.#p.backend.drain(graceMs);
-      await this.#p.executor.close();
-      this.#p.logs.close();
-      await this.#p.insight.stop();
-      await this.#p.alerts.flushDigests();
-      if (wasStarted) await this.#p.backend.close();
-      this.#p.notifier.close();
-      this.bus.emit('host.stopped', { job: null, reason });
-      for (const service of services) {
-        await service.stop().catch((err: unknown) => this.logger.error({ err, service: service.name }, 'service failed to stop'));
-      }
-    })();
-    // A stop is bounded (the backend bounds its own waits; this catches any other): past the grace
-    // and this much more it gives up on what still waits, and says so by rejecting. Real time, not
-    // the host's clock: this watches for a hang, whatever clock runs the jobs.
-    const boundMs = graceMs + 30_000;
-    let overdue: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        stopping,
-        new Promise<never>((_, reject) => {
-          overdue = setTimeout(
-            () => reject(new Error(`the host did not stop within ${boundMs} ms (grace ${graceMs} ms); giving up on what still waits`)),
-            boundMs,
-          );
-        }),
-      ]);
+      await stopHost({
+        parts: this.#p,
+        services: this.#services,
+        logger: this.logger,
+        reason,
+        graceMs,
+        marginMs: this.#config.shutdown.margin,
+        opened,
+        closing: () => void (this.#closing = true),
+      });
     } finally {
-      clearTimeout(overdue);
-      stopping.catch(() => undefined);
       this.#state = 'stopped';
+      this.#unguard();
     }
   }
 
@@ -287,6 +280,7 @@ export class Host {
 
   /** Cancels a queued or running run, resolving once its `canceled` end is recorded; RUN_FINISHED if it already ended, CANCEL_PENDING (cluster) if its host does not answer. */
   async cancel(id: string): Promise<Run> {
+    if (this.#closing) throw new HostError('SHUTTING_DOWN', 'the host is shutting down: the run was not canceled', { runId: id });
     const result = await this.#p.backend.cancel(id, 'canceled by request');
     if (!result) throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
     if (!result.canceled) throw new HostError('RUN_FINISHED', `run ${id} already ${result.run.status}`, { runId: id, status: result.run.status });
@@ -351,9 +345,12 @@ export class Host {
     return this.#p.insight.cancelQueued(filter);
   }
 
-  /** Resolves with the run once it is final. */
-  wait(id: string): Promise<Run> {
-    return finalRun(this.bus, this.#p.backend, id);
+  /**
+   * Resolves with the run once it is final. Rejects with RUN_NOT_FOUND, WAIT_TIMEOUT (`timeout` ms
+   * passed), the signal's reason (`signal` aborted), or SHUTTING_DOWN (the host stopped first).
+   */
+  wait(id: string, options: WaitOptions = {}): Promise<Run> {
+    return this.#p.waits.wait(id, options);
   }
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Promise<Page<Notification>> {

@@ -81,10 +81,6 @@ export class Executors implements AttemptExecutor {
     };
   }
 
-  open(): void {
-    this.#inline.open();
-  }
-
   /** Starts the worker threads ahead of the first run, once one of `jobs` runs in them. */
   warm(jobs: Iterable<ExecutableJob>): void {
     for (const job of jobs) if (job.isolation === 'worker' && job.source) return this.#workers.warm();
@@ -92,7 +88,6 @@ export class Executors implements AttemptExecutor {
 
   /** After the backend drained: aborted handlers in threads get their grace, then the threads end. */
   async close(): Promise<void> {
-    this.#inline.close();
     await this.#workers.close();
   }
 

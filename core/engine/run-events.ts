@@ -1,8 +1,8 @@
-import type { Backend, RunObserver } from '../contract/backend.js';
-import { HostError, type RunError } from '../contract/errors.js';
-import { type AnyHostEvent, queuedData } from '../contract/events.js';
+import type { RunObserver } from '../contract/backend.js';
+import type { RunError } from '../contract/errors.js';
+import { queuedData } from '../contract/events.js';
 import type { NotifyStatus } from '../contract/notification.js';
-import { isFinal, type Run } from '../contract/run.js';
+import type { Run } from '../contract/run.js';
 import { recordRunSpan } from '../contract/tracing.js';
 import type { Bus } from './bus.js';
 import type { RunLogs } from './run-logs.js';
@@ -79,34 +79,4 @@ export class RunEvents implements RunObserver {
   settled(run: Run, outcome: NotifyStatus): void {
     this.#o.watch?.settled(run, outcome);
   }
-}
-
-/** Resolves with the run once it is final (`Host.wait`); RUN_NOT_FOUND for an unknown id. */
-export async function finalRun(bus: Bus, backend: Backend, id: string): Promise<Run> {
-  // Listen first, then look: a run that ends while the lookup is in flight is not missed.
-  let close = (): void => undefined;
-  const ended = new Promise<void>((resolve) => {
-    close = bus.on('*', (e: AnyHostEvent) => {
-      if (
-        e.data.job !== null &&
-        'runId' in e.data &&
-        e.data.runId === id &&
-        (e.type === 'run.succeeded' || e.type === 'run.failed' || e.type === 'run.canceled')
-      ) {
-        close();
-        resolve();
-      }
-    });
-  });
-  const run = await backend.getRun(id);
-  if (!run) {
-    close();
-    throw new HostError('RUN_NOT_FOUND', `no run with id "${id}"`, { runId: id });
-  }
-  if (isFinal(run.status)) {
-    close();
-    return run;
-  }
-  await ended;
-  return (await backend.getRun(id))!;
 }

@@ -24,6 +24,7 @@ import { JobRegistry } from './registry.js';
 import { RunEvents, type RunWatch } from './run-events.js';
 import { RunLogs } from './run-logs.js';
 import { type PublishResult, type TriggerResult, Triggers } from './triggers.js';
+import { RunWaits } from './waits.js';
 
 /** The parts a host is made of, wired to each other. */
 export interface HostParts {
@@ -43,6 +44,8 @@ export interface HostParts {
   alerts: Alerts;
   missed: Missed;
   hostAlerts: HostAlerts;
+  /** Everyone in `host.wait`. */
+  waits: RunWaits;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -185,6 +188,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     alerts,
     missed,
     hostAlerts,
+    waits: new RunWaits({ bus, backend, clock }),
     newId,
     queues,
   };

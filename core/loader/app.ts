@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Config } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import { type AnyHostEvent, eventHost } from '../contract/events.js';
-import { createLogger, type Logger } from '../contract/logger.js';
+import { createLogger, flushLogSync, type Logger } from '../contract/logger.js';
 import { otelRequested, startOtel } from '../contract/otel-sdk.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
 import { createHost, type Host } from '../engine/host.js';
@@ -54,7 +54,8 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   // Tracing (SPEC §15): the SDK reads its exporter, endpoint and sampler from the process' OTEL_*.
   const otel = otelRequested(process.env) ? await startOtel() : undefined;
   if (otel) logger.info('OpenTelemetry tracing on (OTEL_* environment)');
-  const host = createHost({ config, cwd, logger });
+  // The process is the host's: a stray outside any run is fatal (logged, flushed, exit 1 for the supervisor).
+  const host = createHost({ config, cwd, logger, processHandlers: true });
   // Another host's events (cluster mode) are in that host's log.
   host.on('*', (e) => (eventHost(e) === undefined ? logEvent(logger, e) : undefined));
   usePluginDirectory(host, { dir: config.plugins.dir, watch: config.plugins.watch, importTimeoutMs: config.plugins.importTimeout });
@@ -96,27 +97,38 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
 /**
  * SIGINT/SIGTERM stop gracefully and exit 0, or 1 when the stop could not make everything durable
  * or hand it back (the backend says so in `writeError`: a cluster host cut off from Redis leaves
- * its runs to the other hosts); a second signal exits at once.
+ * its runs to the other hosts) or a part failed to close or the stop passed its deadline
+ * (STOP_INCOMPLETE); a second signal exits at once.
  */
 function installSignals(app: App, logger: Logger): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now (acknowledged runs are on disk)');
-      process.exit(1);
+      return exitProcess(logger, 1);
     }
     stopping = true;
     logger.info({ signal }, 'stopping: finishing running jobs');
     app.stop(signal).then(
-      () => process.exit(app.host.storeHealth().writeError === null ? 0 : 1),
+      () => exitProcess(logger, app.host.storeHealth().writeError === null ? 0 : 1),
       (err: unknown) => {
-        logger.error({ err }, 'stop failed');
-        process.exit(1);
+        logger.error({ err, code: isHostError(err) ? err.code : undefined }, 'the stop did not close everything');
+        // Node's exit waits for a worker thread it was told to terminate, and one blocked in a
+        // system call (a read of a pipe nobody writes) never ends: past the deadline on the worker
+        // threads the process is ended by SIGKILL instead (exit status 137).
+        exitProcess(logger, 1, isHostError(err) && err.details?.['overdue'] === 'executor');
       },
     );
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+}
+
+/** Exits with `code` once the log is written. */
+function exitProcess(logger: Logger, code: number, kill = false): void {
+  flushLogSync(logger);
+  if (kill) process.kill(process.pid, 'SIGKILL');
+  else process.exit(code);
 }
 
 export interface Problem {

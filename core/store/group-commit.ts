@@ -35,7 +35,12 @@ export class GroupCommit {
 
   /** The promise of the next commit, which every save made before it starts shares. */
   request(): Promise<void> {
-    if (this.#closed) return Promise.reject(new HostError('SHUTTING_DOWN', 'the store is closed'));
+    if (this.#closed) {
+      // Like a failed batch: the caller that awaits it hears SHUTTING_DOWN; a `void` save must not crash the process.
+      const refused = Promise.reject(new HostError('SHUTTING_DOWN', 'the store is closed'));
+      refused.catch(() => undefined);
+      return refused;
+    }
     if (!this.#batch) {
       let resolve!: () => void;
       let reject!: (err: unknown) => void;

@@ -12,7 +12,7 @@ import type {
   Refusal,
 } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
-import type { HostError } from '../contract/errors.js';
+import { HostError } from '../contract/errors.js';
 import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
@@ -78,6 +78,8 @@ class LocalBackend implements Backend {
   readonly #logger: Logger;
   #hooks: BackendHooks | undefined;
   #open = false;
+  /** Set as `close()` begins: from then on a cancel is refused rather than written to a store that is closing. */
+  #closing = false;
   #closed = false;
 
   constructor(options: LocalBackendOptions) {
@@ -196,11 +198,14 @@ class LocalBackend implements Backend {
   }
 
   async cancel(id: string, reason: string, options: { waitingOnly?: boolean } = {}): Promise<{ canceled: boolean; run: Run } | undefined> {
+    // Refused before anything changes: a cancel the closing store cannot write is not claimed.
+    if (this.#closing) throw new HostError('SHUTTING_DOWN', 'the host is shutting down: the run was not canceled', { runId: id });
     const live = this.#runner.get(id);
     if (live && options.waitingOnly && live.status === 'running') return { canceled: false, run: structuredClone(live) };
     const run = this.#runner.cancel(id, reason);
     if (run) {
-      await this.#store.flush();
+      // The save of this very state (the batch the runner's save joined): a failed write rejects here.
+      await this.#store.saveRun(run);
       return { canceled: true, run: structuredClone(run) };
     }
     const stored = await this.#store.getRun(id);
@@ -212,6 +217,7 @@ class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await this.#outbox.close();
     if (this.#open && !this.#closed) await this.#store.close();
     this.#closed = true;

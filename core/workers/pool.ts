@@ -77,7 +77,8 @@ export class WorkerPool {
   #spawned = 0;
   #bootFailures = 0;
   #nextRequest = 0;
-  readonly #memory = new Map<number, (heapUsed: number) => void>();
+  /** Memory reads in flight, by request id; a thread that dies answers its own with null. */
+  readonly #memory = new Map<number, { slot: Slot; answer: (heapUsed: number | null) => void }>();
   /** Plugin versions by number: a run names its version with a small integer, not the source's key. */
   readonly #versions = new WeakMap<HandlerSource, number>();
   #nextVersion = 0;
@@ -173,18 +174,17 @@ export class WorkerPool {
     if (task.slot) this.#queue(task.slot, IN.reply, request, ok, value);
   }
 
-  /** The heap in use of each live thread, in bytes (for benchmarks). */
-  memory(): Promise<number[]> {
-    return Promise.all(
-      this.#slots
-        .filter((s) => s.worker && !s.dead)
-        .map((slot) => {
-          const id = ++this.#nextRequest;
-          const answer = new Promise<number>((resolve) => this.#memory.set(id, resolve));
-          this.#queue(slot, IN.memory, id);
-          return answer;
-        }),
-    );
+  /** The heap in use of each live thread, in bytes (for benchmarks); a thread that dies meanwhile is left out. */
+  async memory(): Promise<number[]> {
+    const answers = this.#slots
+      .filter((s) => s.worker && !s.dead)
+      .map((slot) => {
+        const id = ++this.#nextRequest;
+        const answer = new Promise<number | null>((resolve) => this.#memory.set(id, { slot, answer: resolve }));
+        this.#queue(slot, IN.memory, id);
+        return answer;
+      });
+    return (await Promise.all(answers)).filter((n) => n !== null);
   }
 
   /**
@@ -282,6 +282,11 @@ export class WorkerPool {
     if (slot.dead) return;
     slot.dead = true;
     clearTimeout(slot.idleTimer);
+    for (const [id, read] of this.#memory) {
+      if (read.slot !== slot) continue;
+      this.#memory.delete(id);
+      read.answer(null);
+    }
     this.#slots = this.#slots.filter((s) => s !== slot);
     if (slot.retired && slot.tasks.size === 0) return;
     if (!slot.answered && !slot.killedFor && !this.#closing) this.#bootFailures++;
@@ -392,7 +397,7 @@ export class WorkerPool {
           break;
         }
         case OUT.memory:
-          this.#memory.get(a)?.(batch[i + 2] as number);
+          this.#memory.get(a)?.answer(batch[i + 2] as number);
           this.#memory.delete(a);
           break;
       }

@@ -6,6 +6,7 @@ import type { JobContext } from '../../../core/contract/plugin.js';
 import { DEFAULT_RETRY } from '../../../core/contract/retry.js';
 import type { Run } from '../../../core/contract/run.js';
 import { InlineExecutor } from '../../../core/engine/executor.js';
+import { installProcessHandlers } from '../../../core/engine/process-handlers.js';
 import { gate } from '../../helpers.js';
 
 /** The attempt executor through the interface a backend uses: `execute(task, reporter)` and the handle. */
@@ -175,10 +176,9 @@ t.test('a signal first read after the abort is already aborted', async (t) => {
   t.equal((signal.reason as HostError).code, 'SHUTDOWN');
 });
 
-t.test('with its guards open, a stray rejection fails the attempt that left it', async (t) => {
+t.test('with the process handlers installed, a stray rejection fails the attempt that left it', async (t) => {
   const ex = executor();
-  ex.open();
-  t.teardown(() => ex.close());
+  t.teardown(installProcessHandlers(true, { logger: silentLogger(), flush: () => Promise.resolve() }));
   const { reporter, settled } = recorder();
   ex.execute(
     taskOf(() => {

@@ -99,11 +99,9 @@ async function open(
     deliver: () => Promise.resolve({ status: 'delivered' }),
     deliveryChanged: () => undefined,
   });
-  executor.open();
   backend.start();
   t.teardown(async () => {
     await backend.drain(0);
-    executor.close();
     await backend.close();
   });
   const types = (runId: string): string[] => events.filter((e) => 'runId' in e.data && e.data.runId === runId).map((e) => e.type);

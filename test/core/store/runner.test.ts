@@ -406,7 +406,8 @@ t.test('progress: clamped to 0..1, run.progress throttled to ~10 per second per 
 });
 
 t.test('handler misbehaviour fails the attempt and never stops the host', async (t) => {
-  const { host, clock } = await startHost(t);
+  // Strays (a rejection nobody awaited, a throw in a timer) reach the process: its handlers trace them to their attempt.
+  const { host, clock } = await startHost(t, { processHandlers: true });
   const cases: Array<[string, (ctx: JobContext) => unknown, string, RegExp]> = [
     [
       'throws',

@@ -153,7 +153,12 @@ const failPlugin = (name: string, isolation: string): string =>
   `import { fail } from './lib/fail.js';\nexport default { name: '${name}', isolation: '${isolation}', handler: (ctx: { params: { kind: string } }) => fail(ctx.params.kind) };\n`;
 
 t.test('outcomes are the same in a thread as inline: throws, rejections, strays, results JSON cannot hold', async (t) => {
-  const h = await pluginHost(t, { 'lib/fail.ts': failLib, 'fails.ts': failPlugin('fails', 'worker'), 'fails-inline.ts': failPlugin('fails-inline', 'inline') });
+  // Inline, strays reach the process: the host's process handlers trace them to their attempt (as under jobhost start).
+  const h = await pluginHost(
+    t,
+    { 'lib/fail.ts': failLib, 'fails.ts': failPlugin('fails', 'worker'), 'fails-inline.ts': failPlugin('fails-inline', 'inline') },
+    { processHandlers: true },
+  );
   t.equal(h.host.job('fails')!.isolation, 'worker');
   t.equal(h.host.job('fails-inline')!.isolation, 'inline');
   const outcome = (run: Run) => ({ status: run.status, result: run.result, error: run.error });

@@ -3,6 +3,7 @@ import { isoTime, systemClock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach } from '../contract/store-health.js';
+import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './connection-options.js';
 import { settlesWithin } from './settles.js';
 
 /**
@@ -21,15 +22,10 @@ import { settlesWithin } from './settles.js';
 const RETRY_AFTER_S = 2;
 /** A command on the fail-fast connection that gets no answer within this is given up (Redis frozen). */
 const COMMAND_TIMEOUT_MS = 10_000;
+/** A start that reaches no Redis (no Sentinel answers, no master) within this fails. */
+const OPEN_MS = 10_000;
 /** At close, Redis gets this long to answer a connection's QUIT (what was sent before it lands first). */
 const QUIT_MS = 1000;
-
-/** `redis://host:port/db`, without the credentials a URL may carry: what logs and `/ready` show. */
-export function redisTarget(url: string): string {
-  const u = new URL(url);
-  const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
-  return `${u.protocol}//${u.hostname}:${u.port || '6379'}${db}`;
-}
 
 /** A Redis reply error that says the server cannot serve now (loading its AOF, busy, a replica). */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
@@ -58,29 +54,37 @@ export class Connections {
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
 
-  constructor(url: string, name: string, logger: Logger) {
-    this.target = redisTarget(url);
+  /** `backend.waitReplicas` and `waitTimeout`: what an acknowledged write waits for (see `replication.ts`). */
+  readonly replicas: { count: number; timeoutMs: number };
+
+  constructor(config: ReachConfig & { waitReplicas?: number; waitTimeout?: number }, name: string, logger: Logger) {
+    const reach = reachOf(config);
+    this.target = reach.target;
+    this.replicas = { count: config.waitReplicas ?? 0, timeoutMs: config.waitTimeout ?? 1000 };
     this.#logger = logger;
     const base: RedisOptions = {
+      ...reach.options,
       lazyConnect: true,
       // Forever, at most 2 s apart: Redis coming back is noticed within 2 s.
       retryStrategy: (times) => Math.min(times * 100, 2000),
       connectTimeout: 10_000,
     };
-    this.producer = new Redis(url, {
+    this.producer = new Redis({
       ...base,
       connectionName: `${name}:producer`,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       commandTimeout: COMMAND_TIMEOUT_MS,
     });
-    this.commands = new Redis(url, { ...base, connectionName: `${name}:commands`, maxRetriesPerRequest: null });
-    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null });
+    this.commands = new Redis({ ...base, connectionName: `${name}:commands`, maxRetriesPerRequest: null });
+    this.reader = new Redis({ ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null });
     for (const c of [this.producer, this.commands, this.reader]) {
+      // First of all listeners: an AUTH error carries the password until scrubbed.
+      c.prependListener('error', scrubCredentials);
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
       c.on('error', (err: Error) => (this.#lastError = err));
     }
-    this.producer.on('error', (err: Error) => this.#lost(err.message));
+    this.producer.on('error', (err: Error) => this.#lost(connectFailure(err)));
     this.producer.on('close', () => this.#lost('connection closed'));
     this.producer.on('ready', () => {
       if (this.#down) this.#logger.info({ redis: this.target, since: this.#down.since }, 'Redis reachable again');
@@ -89,22 +93,30 @@ export class Connections {
   }
 
   #lost(reason: string): void {
-    if (this.#closed || this.#down) return;
+    if (this.#closed) return;
+    // While down, a reconnect's own error (WRONGPASS, a certificate) says more than "closed": shown, not logged again.
+    if (this.#down) return void (reason !== 'connection closed' && (this.#down.error = reason));
     this.#down = { error: reason, since: isoTime(Date.now()) };
     this.#logger.error({ redis: this.target, code: 'BACKEND_UNAVAILABLE', reason }, 'Redis out of reach: triggers get 503 until it is back');
   }
 
   /** Connects all three; a Redis that cannot be reached is BACKEND_UNAVAILABLE, with nothing left open. */
   async open(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    // Through Sentinel, ioredis retries on its own while no Sentinel answers: bounded here.
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${OPEN_MS / 1000} s`)), OPEN_MS);
+    });
     try {
-      await Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]);
-      await this.producer.ping();
+      await Promise.race([Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]).then(() => this.producer.ping()), deadline]);
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
-      const cause = this.#lastError ?? (err as Error);
-      const reason = (cause as { code?: string }).code ?? cause.message;
-      throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target }, { cause: err });
+      const reason = connectFailure(this.#lastError ?? (err as Error));
+      // No cause: ioredis's error may hold the AUTH command's arguments.
+      throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target });
+    } finally {
+      clearTimeout(timer);
     }
   }
 

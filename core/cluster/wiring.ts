@@ -74,7 +74,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   const logger = o.logger;
 
   const keys = new ClusterKeys(o.config.prefix);
-  const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger);
+  const connections = new Connections(o.config, `jobhost:${o.hostId}`, o.logger);
   const producer = defineScripts(connections.producer);
   const commands = defineScripts(connections.commands);
   const mirror: Mirror = new Mirror({

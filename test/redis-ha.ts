@@ -146,6 +146,29 @@ export async function startTlsRedis(t: Tap, certs: Certs, users: string[], probe
   return spawnServer(t, [conf], port, { tls, ...probe });
 }
 
+/** A replica of the Redis on `masterPort` (AOF everysec), once in sync with it. */
+export async function startReplica(t: Tap, masterPort: number): Promise<ServerProcess> {
+  const dir = tempDir(t, 'jobhost-replica-');
+  const port = await closedPort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'];
+  const replica = await spawnServer(t, [...args, '--loglevel', 'warning', '--replicaof', '127.0.0.1', String(masterPort)], port);
+  await until(async () => (await infoOf(port)).includes('master_link_status:up'), 20_000, 'the replica in sync');
+  return replica;
+}
+
+async function infoOf(port: number): Promise<string> {
+  const c = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    return await c.info('replication');
+  } catch {
+    return '';
+  } finally {
+    c.disconnect();
+  }
+}
+
 // ------------------------------------------------------------------ Sentinel
 
 export interface SentinelSet {
@@ -240,16 +263,7 @@ export async function startSentinelSet(t: Tap): Promise<SentinelSet> {
         const m = fieldsOf(await sentinelCommand(s.port, 'MASTER', name));
         if (m['num-slaves'] !== '2' || m['num-other-sentinels'] !== '2') return false;
       }
-      for (const r of replicas) {
-        const c = new Redis({ host: '127.0.0.1', port: r.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-        c.on('error', () => undefined);
-        try {
-          await c.connect();
-          if (!(await c.info('replication')).includes('master_link_status:up')) return false;
-        } finally {
-          c.disconnect();
-        }
-      }
+      for (const r of replicas) if (!(await infoOf(r.port)).includes('master_link_status:up')) return false;
       return true;
     },
     30_000,

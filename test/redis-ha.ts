@@ -179,8 +179,8 @@ export interface SentinelSet {
   replicas: ServerProcess[];
   /** The address Sentinel gives for the master now. */
   masterPort(): Promise<number>;
-  /** A client that follows the master through the Sentinels (closed at teardown). */
-  client(): Redis;
+  /** `SENTINEL <args>` on the first Sentinel. */
+  sentinelCommand(...args: string[]): Promise<unknown>;
 }
 
 async function sentinelCommand(port: number, ...args: string[]): Promise<unknown> {
@@ -269,24 +269,15 @@ export async function startSentinelSet(t: Tap): Promise<SentinelSet> {
     30_000,
     'Sentinels to see both replicas and each other',
   );
-  const clients: Redis[] = [];
-  t.teardown(() => {
-    for (const c of clients) c.disconnect();
-  });
   return {
     name,
     sentinels,
     master,
     replicas,
+    sentinelCommand: (...args) => sentinelCommand(sentinels[0]!.port, ...args),
     async masterPort() {
       const [, port] = (await sentinelCommand(sentinels[0]!.port, 'GET-MASTER-ADDR-BY-NAME', name)) as [string, string];
       return Number(port);
-    },
-    client() {
-      const c = new Redis({ sentinels, name, maxRetriesPerRequest: null, failoverDetector: true });
-      c.on('error', () => undefined);
-      clients.push(c);
-      return c;
     },
   };
 }

@@ -4,6 +4,7 @@
  */
 import { clusterBench } from './cluster.js';
 import { clusterFiresBench } from './cluster-fires.js';
+import { clusterReplicasBench } from './cluster-replicas.js';
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
 import { httpBench } from './http.js';
@@ -31,8 +32,10 @@ const benches: Record<string, () => Promise<void>> = {
   cluster: async () => {
     await clusterBench();
     await clusterFiresBench();
+    await clusterReplicasBench();
   },
   'cluster-fires': () => clusterFiresBench(),
+  'cluster-replicas': () => clusterReplicasBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -42,17 +42,19 @@ export interface ClusterOptions {
   clockOf?: (i: number) => Clock;
   /** The first host's number (ids are `h<first>`, `h<first+1>`, ...; default 0). */
   first?: number;
+  /** More of `backend` (sentinels, waitReplicas, ...). */
+  backend?: Record<string, unknown>;
 }
 
 /** `n` started hosts (`h0`, `h1`, ...) on one Redis; stopped when the test ends. */
-export async function startCluster(t: Tap, redis: TestRedis, n: number, options: ClusterOptions = {}): Promise<ClusterHost[]> {
+export async function startCluster(t: Tap, redis: Pick<TestRedis, 'url'>, n: number, options: ClusterOptions = {}): Promise<ClusterHost[]> {
   const prefix = options.prefix ?? freshPrefix();
   const hosts: ClusterHost[] = [];
   for (let i = 0; i < n; i++) {
     const host = createHost({
       config: {
         ...options.config,
-        backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500 },
+        backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500, ...options.backend },
         cluster: { id: `h${(options.first ?? 0) + i}` },
       },
       logger: silentLogger(),

@@ -1,9 +1,11 @@
 import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
+import { replicated } from './replication.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
 
@@ -65,8 +67,9 @@ export async function admit(
   const jobKey = keys.queue(run.job, run.id);
   const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
   let replies: Reply[] | null;
+  let client: Awaited<ReturnType<Queue['getBackend']>['client']>;
   try {
-    const client = await queue.getBackend().client;
+    client = await queue.getBackend().client;
     const multi = client.multi() as unknown as { exec(): Promise<Reply[] | null> } & {
       [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown;
     };
@@ -102,7 +105,11 @@ export async function admit(
   for (const [err] of replies) if (err) throw connections.toHostError(err);
   const verdict = replies[0]![1] as [string, string];
   const added = replies[2]![1] as [number, string?, string?];
-  if (added[0] === 1) return undefined;
+  if (added[0] === 1) {
+    // The 202 waits for the replicas backend.waitReplicas asks for (a refusal acknowledges nothing).
+    await replicated(connections, client as unknown as Redis);
+    return undefined;
+  }
   if (added[0] === 0) return refusalOf(verdict);
   return dedupRefusal(run, rules, added[1] ?? '', added[2] ?? '');
 }

@@ -5,6 +5,7 @@ import { isFinal, type Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { History } from './history.js';
 import { CANCELED_REASON, type ClusterKeys } from './keys.js';
+import { replicated } from './replication.js';
 import type { ScriptedRedis } from './scripts.js';
 
 /**
@@ -79,6 +80,7 @@ async function cancel(c: CancelContext, id: string, reason: string, waitingOnly:
     'reason',
     reason,
   );
+  await replicated(c.connections, c.producer);
   return waitForEnd(c, id, reason);
 }
 
@@ -99,6 +101,8 @@ async function removeWaiting(c: CancelContext, run: Run, reason: string): Promis
   }
   const state = c.keys.jobState(run.job);
   await c.producer.multi().hincrby(state, 'canceled', 1).hset(state, 'lastCanceledRun', id, 'lastCanceledAt', String(now)).exec();
+  // Acknowledged (canceled: true) once the replicas have the removal.
+  await replicated(c.connections, c.producer);
   c.canceledWaiting(ended);
   return ended;
 }

@@ -4,6 +4,7 @@ import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
 import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
+import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './connection-options.js';
 import { settlesWithin } from './settles.js';
 import { BLOCK_MS } from './stream-reader.js';
 
@@ -33,15 +34,10 @@ import { BLOCK_MS } from './stream-reader.js';
 
 /** Seconds a client is told to wait before trying again while Redis is out of reach. */
 const RETRY_AFTER_S = 2;
+/** A start that reaches no Redis (no Sentinel answers, no master) within this fails. */
+const OPEN_MS = 10_000;
 /** At close, Redis gets this long to answer a connection's QUIT (what was sent before it lands first). */
 const QUIT_MS = 1000;
-
-/** `redis://host:port/db`, without the credentials a URL may carry: what logs and `/ready` show. */
-export function redisTarget(url: string): string {
-  const u = new URL(url);
-  const db = u.pathname && u.pathname !== '/' ? u.pathname : '';
-  return `${u.protocol}//${u.hostname}:${u.port || '6379'}${db}`;
-}
 
 /** A Redis reply error that says the server cannot serve now (loading its AOF, busy, a replica). */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
@@ -71,17 +67,24 @@ export class Connections {
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
 
+  /** `backend.waitReplicas` and `waitTimeout`: what an acknowledged write waits for (see `replication.ts`). */
+  readonly replicas: { count: number; timeoutMs: number };
+
   /** `commandTimeout`: ms (see the top of this file; `backend.commandTimeout`, default 10 s). */
-  constructor(url: string, name: string, logger: Logger, commandTimeout = 10_000) {
-    this.target = redisTarget(url);
+  constructor(config: ReachConfig & { waitReplicas?: number; waitTimeout?: number; commandTimeout?: number }, name: string, logger: Logger) {
+    const reach = reachOf(config);
+    const commandTimeout = config.commandTimeout ?? 10_000;
+    this.target = reach.target;
+    this.replicas = { count: config.waitReplicas ?? 0, timeoutMs: config.waitTimeout ?? 1000 };
     this.#logger = logger;
     const base: RedisOptions = {
+      ...reach.options,
       lazyConnect: true,
       // Forever, at most 2 s apart: Redis coming back is noticed within 2 s.
       retryStrategy: (times) => Math.min(times * 100, 2000),
       connectTimeout: 10_000,
     };
-    this.producer = new Redis(url, {
+    this.producer = new Redis({
       ...base,
       connectionName: `${name}:producer`,
       enableOfflineQueue: false,
@@ -89,18 +92,20 @@ export class Connections {
       commandTimeout,
       socketTimeout: commandTimeout,
     });
-    this.commands = new Redis(url, {
+    this.commands = new Redis({
       ...base,
       connectionName: `${name}:commands`,
       maxRetriesPerRequest: null,
       socketTimeout: commandTimeout + BULLMQ_MAX_BLOCK_MS,
     });
-    this.reader = new Redis(url, { ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null, socketTimeout: commandTimeout + BLOCK_MS });
+    this.reader = new Redis({ ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null, socketTimeout: commandTimeout + BLOCK_MS });
     for (const c of [this.producer, this.commands, this.reader]) {
+      // First of all listeners: an AUTH error carries the password until scrubbed.
+      c.prependListener('error', scrubCredentials);
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
       c.on('error', (err: Error) => (this.#lastError = err));
     }
-    this.producer.on('error', (err: Error) => this.#lost(err.message));
+    this.producer.on('error', (err: Error) => this.#lost(connectFailure(err)));
     this.producer.on('close', () => this.#lost('connection closed'));
     this.producer.on('ready', () => {
       if (this.#down) this.#logger.info({ redis: this.target, since: this.#down.since }, 'Redis reachable again');
@@ -109,23 +114,31 @@ export class Connections {
   }
 
   #lost(reason: string): void {
-    if (this.#closed || this.#down) return;
+    if (this.#closed) return;
+    // While down, a reconnect's own error (WRONGPASS, a certificate) says more than "closed": shown, not logged again.
+    if (this.#down) return void (reason !== 'connection closed' && (this.#down.error = reason));
     this.#down = { error: reason, since: isoTime(Date.now()) };
     this.#logger.error({ redis: this.target, code: 'BACKEND_UNAVAILABLE', reason }, 'Redis out of reach: triggers get 503 until it is back');
   }
 
   /** Connects all three; a Redis that cannot be reached is BACKEND_UNAVAILABLE, with nothing left open. */
   async open(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    // Through Sentinel, ioredis retries on its own while no Sentinel answers: bounded here.
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${OPEN_MS / 1000} s`)), OPEN_MS);
+    });
     try {
-      await Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]);
-      await this.producer.ping();
+      await Promise.race([Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]).then(() => this.producer.ping()), deadline]);
       await this.#checkEviction();
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
-      const cause = this.#lastError ?? (err as Error);
-      const reason = (cause as { code?: string }).code ?? cause.message;
-      throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target }, { cause: err });
+      const reason = connectFailure(this.#lastError ?? (err as Error));
+      // No cause: ioredis's error may hold the AUTH command's arguments.
+      throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target });
+    } finally {
+      clearTimeout(timer);
     }
   }
 

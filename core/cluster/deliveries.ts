@@ -8,6 +8,7 @@ import type { Connections } from './connections.js';
 import { Every } from './every.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
 import { NotificationRecords, recordFromHash } from './notification-records.js';
+import { replicated } from './replication.js';
 import type { ScriptedRedis } from './scripts.js';
 import { settlesWithin } from './settles.js';
 
@@ -202,6 +203,7 @@ export class Deliveries {
     this.#records.add(multi, n);
     this.#queueJobs(multi, n.id, n.deliveries, '0');
     await this.#exec(multi);
+    await replicated(this.#o.connections, client);
   }
 
   get(id: string): Promise<Notification | undefined> {
@@ -230,6 +232,7 @@ export class Deliveries {
       this.#records.redeliver(multi, id, series, fresh);
       this.#queueJobs(multi, id, fresh, series);
       replies = await this.#exec(multi);
+      await replicated(this.#o.connections, client);
     } catch (err) {
       throw this.#o.connections.toHostError(err);
     }

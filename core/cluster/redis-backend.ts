@@ -23,7 +23,7 @@ import type { BackendStats, ClusterHost } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
 import { type CancelResult, cancelRun } from './cancel.js';
 import { HOST_EVENT } from './event-relay.js';
-import type { ScriptedRedis } from './scripts.js';
+import { writeFlags } from './job-flags.js';
 import { claimSettings } from './settings.js';
 import { settlesWithin } from './settles.js';
 import type { StreamEntry } from './stream-reader.js';
@@ -107,7 +107,7 @@ class RedisBackend implements Backend {
     let idNode: string;
     try {
       idNode = await claimSettings(this.#p.producer, this.#p.keys, this.#p.connections.target, this.#o.config);
-      for (const [name, flags] of this.#flagsBeforeOpen) await this.#writeFlags(name, flags);
+      for (const [name, flags] of this.#flagsBeforeOpen) await writeFlags(this.#p, name, flags);
       this.#flagsBeforeOpen.clear();
       await this.#p.mirror.refresh();
       await this.#p.heartbeat.beat();
@@ -344,23 +344,10 @@ class RedisBackend implements Backend {
     }
     if (this.#closed) return;
     try {
-      await this.#writeFlags(name, flags);
+      await writeFlags(this.#p, name, flags);
     } catch (err) {
       throw this.#p.connections.toHostError(err);
     }
-  }
-
-  async #writeFlags(name: string, flags: JobFlags): Promise<void> {
-    const key = this.#p.keys.jobState(name);
-    // ioredis gives a MULTI the connection's scripts too; its typing does not know them.
-    const multi = this.#p.producer.multi() as ReturnType<ScriptedRedis['multi']> & { jhRaise(state: string, field: string, at: string): unknown };
-    if (flags.enabled === null) multi.hdel(key, 'enabled');
-    else if (flags.enabled !== undefined) multi.hset(key, 'enabled', flags.enabled ? '1' : '0');
-    // Hosts note fires on their own clocks: the latest wins, so a host behind never re-opens a fire.
-    if (flags.lastFireAt === null) multi.hdel(key, 'lastFireAt');
-    else if (flags.lastFireAt !== undefined) multi.jhRaise(key, 'lastFireAt', String(flags.lastFireAt));
-    multi.sadd(this.#p.keys.jobs, name);
-    await multi.exec();
   }
 
   // ---------------------------------------------------------------- notifications (deliveries.ts)

@@ -83,7 +83,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   const logger = o.logger;
 
   const keys = new ClusterKeys(o.config.prefix, o.config.streamLength);
-  const connections = new Connections(o.config.url, `jobhost:${o.hostId}`, o.logger, o.config.commandTimeout);
+  const connections = new Connections(o.config, `jobhost:${o.hostId}`, o.logger);
   const producer = defineScripts(connections.producer);
   const commands = defineScripts(connections.commands);
   const mirror: Mirror = new Mirror({

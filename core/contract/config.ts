@@ -116,8 +116,39 @@ export const backendSchema = z
       // A request's Redis command that gets no answer within this fails (503), and a connection
       // that hears nothing back for about this long is dropped and made again (a black-holed network).
       commandTimeout: durationSchema.refine((ms) => ms > 0, 'expected more than 0').default(10_000),
+      // High availability: the master is found through Redis Sentinel (`url` then gives only the
+      // scheme, credentials and database; its host and port are not used).
+      sentinels: z
+        .array(z.strictObject({ host: z.string().min(1), port: port.min(1) }))
+        .min(1)
+        .optional(),
+      name: z.string().min(1).optional(),
+      // Credentials of the Sentinels themselves (`requirepass` / an ACL user in their conf).
+      sentinelUsername: z.string().min(1).optional(),
+      sentinelPassword: z.string().min(1).optional(),
+      // rediss:// only: files read at start (a private CA; a client certificate and its key).
+      tls: z
+        .strictObject({ ca: z.string().min(1).optional(), cert: z.string().min(1).optional(), key: z.string().min(1).optional() })
+        .refine((tls) => (tls.cert === undefined) === (tls.key === undefined), { message: 'cert and key go together' })
+        .optional(),
+      // An acknowledgement (202 and the like) waits until this many replicas have the write (Redis WAIT).
+      waitReplicas: z.number().int().min(0).max(32).default(0),
+      waitTimeout: durationSchema.default(1000),
     }),
   ])
+  .superRefine((backend, ctx) => {
+    if (backend.kind !== 'redis') return;
+    if ((backend.sentinels === undefined) !== (backend.name === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [backend.name === undefined ? 'name' : 'sentinels'],
+        message: 'sentinels and name (the master name Sentinel monitors) go together',
+      });
+    }
+    if (backend.tls !== undefined && !backend.url.startsWith('rediss:')) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'TLS needs a rediss:// url' });
+    }
+  })
   .default({ kind: 'local' });
 
 export type BackendConfig = z.output<typeof backendSchema>;

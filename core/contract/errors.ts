@@ -128,6 +128,10 @@ export const ERROR_CODES = {
     status: 503,
     text: 'Redis (the cluster backend) cannot be reached: nothing was acknowledged; retry after `Retry-After` seconds. At start: the host does not start.',
   },
+  BACKEND_NOT_REPLICATED: {
+    status: 503,
+    text: 'Redis took the write but fewer replicas than backend.waitReplicas had it within backend.waitTimeout: not acknowledged (a failover may lose it, or it may still take effect); retry after `Retry-After` seconds (a trigger with a `key` is safe to retry).',
+  },
   DISPATCH_STALLED: {
     status: 200,
     text: 'A /ready warning and a host alert: runs have waited with free capacity longer than notifications.stallAfter (30 s) and none started; it clears once runs start.',

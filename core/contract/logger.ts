@@ -9,16 +9,23 @@ export interface LoggerOptions {
   pretty?: boolean;
 }
 
+/**
+ * Redis clients put a failed command's arguments on the error (`err.command.args`): for AUTH that
+ * is a password. Never logged, whichever module logs the error.
+ */
+const redact = { paths: ['err.command.args', 'err.cause.command.args', '*.command.args'], censor: '[redacted]' };
+
 /** pino at `level` (default `info`, or `LOG_LEVEL`); pretty through pino-pretty when asked. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env['LOG_LEVEL'] ?? 'info';
   if (options.pretty) {
     return pino({
       level,
+      redact,
       transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } },
     });
   }
-  return pino({ level });
+  return pino({ level, redact });
 }
 
 /** A logger that drops everything, for embedding and tests that assert on events instead. */

@@ -32,3 +32,18 @@ t.test("the README's example plugin, pasted into a script, runs and succeeds", a
   t.match(of('notification')[0]!.data, { title: 'Temp files cleaned', message: 'Removed 3 files', priority: 'medium', tags: ['maintenance'] });
   t.equal(host.job('cleanup-temp-files')!.schedule, '0 */6 * * *');
 });
+
+t.test("the README opens with a contents list that links every section, in order, before 'Use it in your project'", async (t) => {
+  const anchor = (h: string): string =>
+    h
+      .trim()
+      .toLowerCase()
+      .replace(/[^\w\- ]/g, '')
+      .replaceAll(' ', '-');
+  const sections = [...readme.matchAll(/^## (.+)$/gm)].map((m) => m[1]!).filter((h) => h !== 'Contents');
+  const contents = /^## Contents\n\n(.+)\n/m.exec(readme)?.[1] ?? '';
+  const links = [...contents.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1]);
+  t.same(links, sections.map(anchor), 'one link per section, in order');
+  t.ok(readme.indexOf('## Contents') < readme.indexOf('## Use it in your project'), 'before the first section');
+  t.equal(sections[0], 'Use it in your project', '"Use it in your project" stays first');
+});

@@ -1,4 +1,4 @@
-import { context, type ProxyTracerProvider, propagation, trace } from '@opentelemetry/api';
+import { context, DiagLogLevel, diag, type ProxyTracerProvider, propagation, trace } from '@opentelemetry/api';
 
 /**
  * The OpenTelemetry SDK, for `jobhost start` (and its worker threads) when the environment asks
@@ -14,6 +14,33 @@ export function otelRequested(env: NodeJS.ProcessEnv): boolean {
   return Boolean(env['OTEL_EXPORTER_OTLP_ENDPOINT'] || env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
 }
 
+let problems = 0;
+
+/** What the SDK reported as going wrong since start (exports that failed, spans dropped): `jobhost_trace_export_problems_total`. */
+export function traceExportProblems(): number {
+  return problems;
+}
+
+/**
+ * The SDK's own diagnostics (a collector out of reach, spans dropped from a full queue) go to
+ * `warn` and are counted: a run never waits for, nor fails with, its spans' export. Each kind of
+ * message is logged once a minute at most, so a collector down for an hour is not a log flood.
+ */
+function routeDiagnostics(warn: (msg: string) => void): void {
+  const last = new Map<string, number>();
+  const report = (message: string, ...args: unknown[]): void => {
+    problems++;
+    const now = Date.now();
+    const key = message.slice(0, 80);
+    if ((last.get(key) ?? 0) > now - 60_000) return;
+    last.set(key, now);
+    const detail = args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : '')).filter(Boolean);
+    warn([message, ...detail].join(' '));
+  };
+  const quiet = (): void => undefined;
+  diag.setLogger({ error: report, warn: report, info: quiet, debug: quiet, verbose: quiet }, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
+}
+
 export interface Otel {
   /** Exports the spans ended so far. */
   flush(): Promise<void>;
@@ -26,7 +53,7 @@ export interface Otel {
  * propagators all come from `OTEL_*`), traces only: jobhost's metrics are Prometheus' and its
  * logs pino's. `service.name` defaults to `jobhost`.
  */
-export async function startOtel(): Promise<Otel> {
+export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   const sdk = new NodeSDK({
     serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'jobhost',
@@ -35,6 +62,7 @@ export async function startOtel(): Promise<Otel> {
     logRecordProcessors: [],
   });
   sdk.start();
+  if (warn) routeDiagnostics(warn);
   const provider = (): { forceFlush?(): Promise<void> } => (trace.getTracerProvider() as ProxyTracerProvider).getDelegate() as { forceFlush?(): Promise<void> };
   return {
     flush: async () => {

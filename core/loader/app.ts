@@ -52,7 +52,9 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const { file, explicit } = configPath(cwd, env);
   const config = await readConfigFile(file, env, { missingOk: !explicit });
   // Tracing (SPEC §15): the SDK reads its exporter, endpoint and sampler from the process' OTEL_*.
-  const otel = otelRequested(process.env) ? await startOtel() : undefined;
+  const otel = otelRequested(process.env)
+    ? await startOtel((msg) => logger.warn({ code: 'TRACE_EXPORT' }, `OpenTelemetry: ${msg} (runs are not affected)`))
+    : undefined;
   if (otel) logger.info('OpenTelemetry tracing on (OTEL_* environment)');
   // The process is the host's: a stray outside any run is fatal (logged, flushed, exit 1 for the supervisor).
   const host = createHost({ config, cwd, logger, processHandlers: true });

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { eventHost } from '../contract/events.js';
+import { traceExportProblems } from '../contract/otel-sdk.js';
 import type { Host } from '../engine/host.js';
 import type { EventLoopWatch } from './event-loop.js';
 
@@ -225,6 +226,15 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
     registers: [registry],
     collect() {
       this.set(host.storeHealth().backend.available ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'jobhost_trace_export_problems_total',
+    help: 'Problems the OpenTelemetry SDK reported (spans that could not be exported, or were dropped from a full queue); zero without tracing',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(traceExportProblems());
     },
   });
   // Cluster mode: what a cut from Redis cost (zero on one host).

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { until } from '../helpers.js';
+import { closedPort } from '../live-host.js';
 import { httpReceiver } from '../receivers.js';
 import { launchChromium, openPage } from './browser.js';
 import { makeProject, runCli } from './project.js';
@@ -112,4 +113,26 @@ t.test('jobhost start exports the trace of an HTTP trigger, the worker thread in
 
   app.child.kill('SIGTERM');
   t.equal(await app.exited, 0, 'a clean stop with the SDK shut down');
+});
+
+t.test('a collector out of reach never touches a run: the export failures are a counted warning', async (t) => {
+  const dir = makeProject(t, { server: { port: 0 } }, { examples: false });
+  writeFileSync(path.join(dir, 'plugins/traced.mjs'), PLUGIN);
+  const app = runCli(t, dir, ['start'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await closedPort()}`,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '50',
+  });
+  const url = (await app.waitFor((l) => l.msg.startsWith('jobhost started'), 'the started line'))['url'] as string;
+  const res = await fetch(`${url}/jobs/traced/run`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const { runId } = (await res.json()) as { runId: string };
+  await until(async () => ((await (await fetch(`${url}/runs/${runId}`)).json()) as { status: string }).status === 'succeeded', 60_000, 'the run to succeed');
+  const warning = await app.waitFor((l) => l['code'] === 'TRACE_EXPORT', 'the export warning');
+  t.equal(warning.level, 40, 'a warning');
+  t.match(warning.msg, /^OpenTelemetry: .*\(runs are not affected\)$/);
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const problems = Number(/^jobhost_trace_export_problems_total (\d+)/m.exec(metrics)?.[1] ?? 0);
+  t.ok(problems >= 1, `counted (${problems})`);
+  app.child.kill('SIGTERM');
+  t.equal(await app.exited, 0, 'and the stop is not held up by the collector');
 });

@@ -3,6 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import { Attempts } from './attempts.js';
+import { RedisAudit } from './audit-records.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
 import { Deliveries } from './deliveries.js';
@@ -15,6 +16,7 @@ import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
 import { SETTINGS_TTL_MS } from './settings.js';
+import { StormControl } from './storm.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
 import { Sweeper } from './sweep.js';
 
@@ -50,6 +52,8 @@ export interface RedisParts {
   heartbeat: Heartbeat;
   relay: EventRelay;
   deliveries: Deliveries;
+  storm: StormControl;
+  audit: RedisAudit;
 }
 
 /** What the parts need of the backend itself. */
@@ -67,7 +71,7 @@ export interface BackendSide {
 /**
  * Builds the redis backend's parts (connections, the mirror of job state, attempts, dispatch,
  * stream reading, history, the loaded jobs, delay wake-ups, the retention sweep, heartbeats, the
- * event relay and the delivery of notifications) and ties them together; the backend owns their lifecycle. Parts built later
+ * event relay, the delivery of notifications, storm control and the audit trail) and ties them together; the backend owns their lifecycle. Parts built later
  * are reached through closures, called only once everything exists.
  */
 export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: BackendSide): RedisParts {
@@ -179,5 +183,25 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
   });
-  return { keys, connections, producer, commands, mirror, attempts, dispatcher, reader, history, jobs, delayTimers, sweeper, heartbeat, relay, deliveries };
+  const storm = new StormControl(producer, keys);
+  const audit = new RedisAudit({ redis: connections.commands, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
+  return {
+    keys,
+    connections,
+    producer,
+    commands,
+    mirror,
+    attempts,
+    dispatcher,
+    reader,
+    history,
+    jobs,
+    delayTimers,
+    sweeper,
+    heartbeat,
+    relay,
+    deliveries,
+    storm,
+    audit,
+  };
 }

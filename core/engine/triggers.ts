@@ -37,6 +37,13 @@ export interface PublishResult {
   enqueued: string[];
   skipped: Array<{ job: string; reason: SkipReason }>;
   errors: Array<{ job: string; code: string; message: string }>;
+  /** Jobs listening to the event that `allow` left out (a token limited to other jobs published it). */
+  excluded?: string[];
+}
+
+export interface PublishOptions {
+  /** Only jobs this allows are triggered; the others are listed in `excluded`. */
+  allow?: ((job: string) => boolean) | undefined;
 }
 
 /** The validated params of a trigger, or INVALID_PARAMS listing every issue. */
@@ -177,11 +184,15 @@ export class Triggers {
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
-  async publish(event: string, payload?: unknown): Promise<PublishResult> {
+  async publish(event: string, payload?: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     this.#o.accepting();
     this.#writable();
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
     for (const sub of this.#o.registry.subscribers(event)) {
+      if (options.allow && !options.allow(sub.job)) {
+        (result.excluded ??= []).push(sub.job);
+        continue;
+      }
       try {
         const { runId } = await this.create(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
         result.enqueued.push(runId);

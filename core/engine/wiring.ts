@@ -9,6 +9,7 @@ import type { ClusterView, HostState, Stats } from '../contract/views.js';
 import { Notifier } from '../notify/notifier.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { Alerts } from './alerts.js';
+import { Audit } from './audit.js';
 import { createBackend } from './backends.js';
 import { Bus } from './bus.js';
 import { Deliveries } from './deliveries.js';
@@ -43,6 +44,7 @@ export interface HostParts {
   alerts: Alerts;
   missed: Missed;
   hostAlerts: HostAlerts;
+  audit: Audit;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -183,6 +185,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     alerts,
     missed,
     hostAlerts,
+    audit: new Audit({ backend: () => backend, clock, newId, hostId: host.id }),
     newId,
     queues,
   };

@@ -6,6 +6,7 @@ import type { AuditOutcome } from '../contract/audit.js';
 import type { Config } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import { matchesAny } from '../contract/glob.js';
+import type { Logger } from '../contract/logger.js';
 import type { Host } from '../engine/host.js';
 import { isLoopback } from './auth.js';
 import { type RouteAccess, routeAccess, type TargetKind } from './route-roles.js';
@@ -63,6 +64,7 @@ export interface AccessOptions {
   /** An embedder's admin token (`ServerOptions.token`): over `server.token`; null: none. */
   token?: string | null | undefined;
   bearer(header: string | undefined): string | undefined;
+  logger: Logger;
 }
 
 export class Access {
@@ -216,7 +218,7 @@ export class Access {
       t.jobs?.forEach((pattern, j) => {
         if (!names.some((name) => matchesAny([pattern], name))) {
           const path = `server.tokens.${i}.jobs.${j}`;
-          this.#o.host.logger.warn({ path, glob: pattern, token: t.name }, `${path}: "${pattern}" matches no job`);
+          this.#o.logger.warn({ path, glob: pattern, token: t.name }, `${path}: "${pattern}" matches no job`);
         }
       });
     });

@@ -159,7 +159,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     return reply.code(statusCode).send(body);
   });
 
-  const access = new Access({ host, bindHost, token: options.token, bearer: bearerToken });
+  const access = new Access({ host, bindHost, token: options.token, bearer: bearerToken, logger });
   const routes: Array<{ methods: string[]; pattern: RegExp }> = [];
   app.addHook('onRoute', (route) => {
     access.onRoute(route);

@@ -99,7 +99,6 @@ export const auditRecordSchema = z.looseObject({
   code: z.string().nullable().optional(),
 });
 const auditPage = z.looseObject({ items: z.array(auditRecordSchema), next: z.string().optional() });
-export type AuditEntry = z.output<typeof auditRecordSchema>;
 /** `GET /audit`'s filters. */
 export type AuditFilter = Partial<Record<'token' | 'action' | 'target' | 'outcome' | 'before', string>> & { limit?: number };
 const testResponse = destinationView.extend({

@@ -251,7 +251,7 @@ t.test('the WebSocket with each role; a token removed by a config edit closes it
   // The operator's token goes; the others stay.
   const reloaded = nextEvent(s.host, (e) => e.type === 'config.reloaded');
   writeFileSync(file, JSON.stringify({ ...config, server: { tokens: tokensConfig.filter((x) => x.name !== 'ops') } }));
-  await reloaded;
+  t.match((await reloaded).data, { changed: ['server.tokens'], restartRequired: [] }, 'tokens need no restart');
   t.equal(await sockets.get('operator')!.closed, 1008, 'the removed token’s socket is closed (1008)');
   t.equal(sockets.get('viewer')!.ws.readyState, WebSocket.OPEN);
   t.equal(sockets.get('admin')!.ws.readyState, WebSocket.OPEN);

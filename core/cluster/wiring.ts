@@ -184,7 +184,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     hooks: () => side.engine(),
   });
   const storm = new StormControl(producer, keys);
-  const audit = new RedisAudit({ redis: connections.commands, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
+  const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
   return {
     keys,
     connections,

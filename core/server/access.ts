@@ -187,12 +187,14 @@ export class Access {
     }
     const outcome: AuditOutcome = status < 400 ? 'ok' : code === 'FORBIDDEN' ? 'forbidden' : 'error';
     const entry = { token: who.name, action: access.action, target: targetOf(access.target, request), ip: request.ip, outcome, status, code };
-    try {
-      await this.#o.host.audit.record(entry);
-    } catch (err) {
+    const health = this.#o.host.storeHealth();
+    const written = this.#o.host.audit.record(entry).catch((err: unknown) => {
       // Not lost silently: the log keeps it (the store retries the write itself on a full disk).
       request.log.error({ err, audit: entry }, 'could not record the audit entry');
-    }
+    });
+    // While the backend cannot write (Redis out of reach, a full disk) the answer, most likely a 503,
+    // does not wait for the record: it follows once the backend can write again.
+    if (health.backend.available && health.writeError === null) await written;
   }
 
   /** A WebSocket just opened: closed later if a config edit removes its token. */

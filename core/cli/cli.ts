@@ -2,7 +2,20 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../contract/duration.js';
 import type { ClientError } from './client.js';
-import { ackDamageCommand, clientOf, damageCommand, destinationsCommand, err, exit, notifyTestCommand, out, runCommand, tailCommand } from './remote.js';
+import {
+  ackDamageCommand,
+  auditCommand,
+  clientOf,
+  damageCommand,
+  destinationsCommand,
+  err,
+  exit,
+  notifyTestCommand,
+  out,
+  runCommand,
+  tailCommand,
+  whoamiCommand,
+} from './remote.js';
 
 /**
  * `jobhost <command>` (SPEC §8). `start` and `validate` work on the project in the working
@@ -228,6 +241,25 @@ function buildCli(project: () => Promise<Project>): Command {
       '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --logs\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',
     )
     .action(act(tailCommand));
+
+  program
+    .command('whoami')
+    .description("print the token's name and role (and the jobs an operator is limited to)")
+    .option('--json', 'print it as JSON')
+    .action(act(whoamiCommand));
+
+  program
+    .command('audit')
+    .description('print the audit trail, newest first: every change asked of the API, made or refused')
+    .option('--by <name>', 'only records of this token name (--token is the API token to ask with)')
+    .option('--action <action>', 'only this action, or a * glob (job.*)')
+    .option('--target <target>', 'only this target, or a * glob (job:deploy-*)')
+    .option('--outcome <outcome>', 'ok, forbidden or error')
+    .option('--limit <n>', 'records per page (default 50)', parseInteger(1))
+    .option('--before <id>', 'cursor: records older than this id')
+    .option('--json', 'print the page as JSON')
+    .addHelpText('after', '\nExamples:\n  jobhost audit\n  jobhost audit --outcome forbidden\n  jobhost audit --by ci --target "job:deploy-*"')
+    .action(act(auditCommand));
 
   const store = program.command('store').description('the store of a running host: damage found in its files (a torn tail from a crash is not damage)');
   store

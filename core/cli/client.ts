@@ -85,6 +85,22 @@ const damageReport = z.looseObject({
 });
 const destinationView = z.looseObject({ name: z.string(), kind: z.string(), target: z.string() });
 const destinationsResponse = z.looseObject({ items: z.array(destinationView), open: z.number() });
+
+const whoamiResponse = z.looseObject({ name: z.string(), role: z.string(), jobs: z.array(z.string()).nullable() });
+export const auditRecordSchema = z.looseObject({
+  id: z.string(),
+  at: z.string(),
+  token: z.string(),
+  action: z.string(),
+  target: z.string(),
+  ip: z.string(),
+  outcome: z.string(),
+  status: z.number().optional(),
+  code: z.string().nullable().optional(),
+});
+const auditPage = z.looseObject({ items: z.array(auditRecordSchema), next: z.string().optional() });
+/** `GET /audit`'s filters. */
+export type AuditFilter = Partial<Record<'token' | 'action' | 'target' | 'outcome' | 'before', string>> & { limit?: number };
 const testResponse = destinationView.extend({
   ok: z.boolean(),
   status: z.number().nullable(),
@@ -172,6 +188,10 @@ export interface Client {
   destinations(): Promise<z.output<typeof destinationsResponse>>;
   /** Sends a test message to a destination; resolves with the receiver's answer. */
   testDestination(name: string): Promise<z.output<typeof testResponse>>;
+  /** The token's name, role and jobs. */
+  whoami(): Promise<z.output<typeof whoamiResponse>>;
+  /** A page of the audit trail, newest first. */
+  audit(filter?: AuditFilter): Promise<z.output<typeof auditPage>>;
 }
 
 export const FINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
@@ -282,5 +302,12 @@ export function createClient(options: ClientOptions): Client {
     ackDamage: (ids) => request('POST', '/store/damage/ack', ackDamageResponse, ids === undefined ? {} : { ids }),
     destinations: () => request('GET', '/notifications/destinations', destinationsResponse),
     testDestination: (name) => request('POST', `/notifications/destinations/${seg(name)}/test`, testResponse),
+    whoami: () => request('GET', '/whoami', whoamiResponse),
+    audit: (filter = {}) => {
+      const query = new URLSearchParams(
+        Object.entries(filter).flatMap(([k, v]): Array<[string, string]> => (v === undefined ? [] : [[k, String(v)]])),
+      ).toString();
+      return request('GET', `/audit${query ? `?${query}` : ''}`, auditPage);
+    },
   };
 }

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import type { Client, TriggerBody } from './client.js';
+import type { AuditFilter, Client, TriggerBody } from './client.js';
 
 /**
  * The commands that talk to a running host over its HTTP API and WebSocket (`run`, `tail`,
- * `store damage`, `store ack-damage`), and the terminal plumbing they share with cli.ts.
+ * `store damage`, `store ack-damage`, `whoami`, `audit`), and the terminal plumbing they share with cli.ts.
  */
 
 interface Globals {
@@ -191,5 +191,27 @@ export async function destinationsCommand(opts: { json?: boolean }, command: Com
     for (const x of d.items) out(`${x.name}  ${x.kind}  ${x.target}`);
     out(`${d.open} deliver${d.open === 1 ? 'y' : 'ies'} waiting`);
   }
+  return 0;
+}
+
+/** `jobhost whoami`: the token's name and role (and an operator's jobs). */
+export async function whoamiCommand(opts: { json?: boolean }, command: Command): Promise<number> {
+  const me = await (await clientOf(command)).whoami();
+  if (opts.json) out(JSON.stringify(me, null, 2));
+  else out(`${me.name}  ${me.role}${me.jobs ? `  jobs: ${me.jobs.join(', ')}` : ''}`);
+  return 0;
+}
+
+/** `jobhost audit`: the audit trail, newest first, one line per record. */
+export async function auditCommand(opts: Omit<AuditFilter, 'token'> & { by?: string; json?: boolean }, command: Command): Promise<number> {
+  const { json, by, ...filter } = opts;
+  const page = await (await clientOf(command)).audit({ ...filter, ...(by !== undefined && { token: by }) });
+  if (json) {
+    out(JSON.stringify(page, null, 2));
+    return 0;
+  }
+  if (page.items.length === 0) out('no audit records');
+  for (const r of page.items) out([r.at, r.token, r.action, r.target, r.outcome + (r.code ? ` ${r.code}` : ''), r.ip].join('  '));
+  if (page.next) err(`more: --before ${page.next}`);
   return 0;
 }

@@ -78,6 +78,11 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:held:${key}`;
   }
 
+  /** The audit trail of every host: members `<id>\t<json>`, all scores 0, ordered by id (time); see `audit-records.ts`. */
+  get audit(): string {
+    return `${this.prefix}:__jh:audit`;
+  }
+
   /** A run's log lines (a list of JSON, the newest 500) and, beside it, how many were dropped. */
   log(runId: string): string {
     return `${this.prefix}:__jh:log:${runId}`;

@@ -350,6 +350,11 @@ class RedisBackend implements Backend {
     }
   }
 
+  /** The audit trail of every host (`audit-records.ts`); storm control below is `storm.ts`. */
+  get audit() {
+    return this.#p.audit;
+  }
+
   // ---------------------------------------------------------------- notifications (deliveries.ts)
 
   addNotification(notification: Notification): Promise<void> {
@@ -372,17 +377,12 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.open;
   }
 
-  /** Storm control, one window per key for the cluster (a key with a TTL; counts beside it). */
-  async throttle(key: string, ms: number, status: string): Promise<boolean> {
-    const k = this.#p.keys;
-    return (await this.#p.producer.jhThrottle(k.stormWindow(key), k.stormHeld(key), String(Math.max(1, Math.round(ms))), status)) === 1;
+  throttle(key: string, ms: number, status: string): Promise<boolean> {
+    return this.#p.storm.throttle(key, ms, status);
   }
 
-  async takeHeld(key: string): Promise<Record<string, number>> {
-    const flat = await this.#p.producer.jhTakeHeld(this.#p.keys.stormHeld(key));
-    const held: Record<string, number> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) held[flat[i]!] = Number(flat[i + 1]);
-    return held;
+  takeHeld(key: string): Promise<Record<string, number>> {
+    return this.#p.storm.takeHeld(key);
   }
 
   /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */

@@ -4,6 +4,7 @@ import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { ClusterFaults } from '../contract/store-health.js';
 import { Attempts } from './attempts.js';
+import { RedisAudit } from './audit-records.js';
 import { RelayBacklog } from './backlog.js';
 import { Connections } from './connections.js';
 import { DelayTimers } from './delay-timers.js';
@@ -18,6 +19,7 @@ import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
 import { SETTINGS_TTL_MS } from './settings.js';
+import { StormControl } from './storm.js';
 import { GapWatch } from './stream-gaps.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
 import { Sweeper } from './sweep.js';
@@ -59,6 +61,8 @@ export interface RedisParts {
   late: LateFinishes;
   /** What cuts from Redis cost this host (`health().faults`). */
   faults(): ClusterFaults;
+  storm: StormControl;
+  audit: RedisAudit;
 }
 
 /** What the parts need of the backend itself. */
@@ -76,7 +80,7 @@ export interface BackendSide {
 /**
  * Builds the redis backend's parts (connections, the mirror of job state, attempts, dispatch,
  * stream reading, history, the loaded jobs, delay wake-ups, the retention sweep, heartbeats, the
- * event relay and the delivery of notifications) and ties them together; the backend owns their lifecycle. Parts built later
+ * event relay, the delivery of notifications, storm control and the audit trail) and ties them together; the backend owns their lifecycle. Parts built later
  * are reached through closures, called only once everything exists.
  */
 export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: BackendSide): RedisParts {
@@ -202,6 +206,8 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
   });
+  const storm = new StormControl(producer, keys);
+  const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
   return {
     keys,
     connections,
@@ -221,5 +227,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     deliveries,
     late,
     faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
+    storm,
+    audit,
   };
 }

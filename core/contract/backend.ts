@@ -1,3 +1,4 @@
+import type { AuditStore } from './audit.js';
 import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
 import type { Delivery, DeliveryError, Notification, NotifyStatus } from './notification.js';
@@ -193,6 +194,8 @@ export interface Backend {
   health(): BackendHealth;
   /** Acknowledges damage reports (every unacknowledged one without `ids`); durable when it resolves. */
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }>;
+  /** The audit trail (SPEC §14): an append is durable when it resolves, like an add; shared by every host sharing the backend. */
+  readonly audit: AuditStore;
 }
 
 /** What a backend tells the engine once it is open. */

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { checkTokens, tokenEntrySchema } from './access.js';
 import { HostError } from './errors.js';
 import { notificationsSchema } from './notify-config.js';
 import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
@@ -161,6 +162,8 @@ export const configSchema = z.strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: port.default(3000),
       token: z.string().min(8, 'a token needs at least 8 characters').nullable().default(null),
+      // Named tokens with roles (SPEC §14), beside or instead of `token` (which is `admin`).
+      tokens: z.array(tokenEntrySchema).max(1000).default([]),
       bodyLimit: z
         .number()
         .int()
@@ -177,6 +180,9 @@ export const configSchema = z.strictObject({
         .transform((v) => v.replace(/\/+$/, ''))
         .nullable()
         .default(null),
+    })
+    .superRefine((server, ctx) => {
+      for (const issue of checkTokens(server.token, server.tokens)) ctx.addIssue({ code: 'custom', ...issue });
     })
     .prefault({}),
   store: z

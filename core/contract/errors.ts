@@ -93,6 +93,10 @@ export const ERROR_CODES = {
   DELIVERY_FAILED: { status: 500, text: 'A delivery attempt failed inside the host; it is tried again.' },
   // HTTP
   UNAUTHORIZED: { status: 401, text: 'A token is configured and the request did not carry it.' },
+  FORBIDDEN: {
+    status: 403,
+    text: "The token is valid but its role may not do this (or an operator's `jobs` leave the job out); `role` names the role needed. Audited.",
+  },
   ORIGIN_NOT_ALLOWED: { status: 403, text: "The request comes from a web page whose origin is neither the host's own nor in server.allowedOrigins." },
   HOST_NOT_ALLOWED: { status: 403, text: 'On a loopback address, the Host header names neither loopback nor an entry of server.allowedHosts (DNS rebinding).' },
   NOT_FOUND: { status: 404, text: 'No such route.' },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { envString } from './env.js';
 import { DESTINATION_NAME, type DeliveryError, NOTIFY_STATUSES, PRIORITIES } from './notification.js';
 import { durationSchema, retrySchema } from './plugin-schema.js';
 import type { RetryPolicy } from './retry.js';
@@ -8,23 +9,6 @@ import type { RetryPolicy } from './retry.js';
  * how deliveries are retried. Destination fields may say `${NAME}`: read from the environment
  * when the config loads; a secret never leaves the host except towards its own receiver.
  */
-
-const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-
-/** A string with `${NAME}` read from the environment; an unset variable is an error naming it (never the value). */
-const envString = z.string().transform((value, ctx) => {
-  let missing: string | undefined;
-  const out = value.replace(ENV_REF, (_, name: string) => {
-    const v = process.env[name];
-    if (v === undefined) missing ??= name;
-    return v ?? '';
-  });
-  if (missing !== undefined) {
-    ctx.addIssue({ code: 'custom', message: `environment variable ${missing} is not set` });
-    return z.NEVER;
-  }
-  return out;
-});
 
 /** A URL with one of `protocols` and a host; the message never repeats the value (it may hold a token). */
 function urlOf(protocols: readonly string[], message: string) {

@@ -131,6 +131,8 @@ export interface BulkFilter {
   to?: string | undefined;
   /** Count and list the runs, touch nothing. */
   dryRun?: boolean | undefined;
+  /** Only runs of jobs this allows (a token limited to some jobs); the others are counted in `excluded`. */
+  allow?: ((job: string) => boolean) | undefined;
 }
 
 /** The answer of a bulk action: which runs it matched, which it touched, and why it left any. */
@@ -148,6 +150,8 @@ export interface BulkResult {
   /** Matched runs that were not touched: the code says why (SKIPPED, RUN_FINISHED, ...). */
   errors: Array<{ runId: string; job: string; code: string; message: string }>;
   truncated: boolean;
+  /** Runs the filter matched but `allow` left out, and their jobs (with `allow` only). */
+  excluded?: { runs: number; jobs: string[] };
 }
 
 /** The most runs one bulk action takes. */

@@ -27,6 +27,7 @@ interface Range {
   job: string | null;
   from: string | null;
   to: string;
+  allow: ((job: string) => boolean) | undefined;
 }
 
 /** An ISO time as history writes them (UTC, ms), so ranges compare as strings. */
@@ -42,7 +43,7 @@ function rangeOf(filter: BulkFilter, clock: Clock): Range {
   const from = filter.from === undefined ? null : normal(filter.from, 'from');
   if (from !== null && from > to)
     throw new HostError('INVALID_BODY', `from (${from}) is after to (${to})`, { issues: [{ path: 'body.from', message: 'after to' }] });
-  return { job: filter.job ?? null, from, to };
+  return { job: filter.job ?? null, from, to, allow: filter.allow };
 }
 
 /** Every run of `query`, newest first, a page at a time, while `more(run)` says go on. */
@@ -66,15 +67,20 @@ async function matching(
   status: RunStatus,
   time: (run: Run) => string | null,
   skip: ReadonlySet<string> = new Set(),
-): Promise<{ runs: Run[]; truncated: boolean }> {
+): Promise<{ runs: Run[]; truncated: boolean; excluded: Map<string, number> }> {
   const runs: Run[] = [];
+  const excluded = new Map<string, number>();
   for await (const run of pages(backend, { status, ...(range.job !== null && { job: range.job }) })) {
     const at = time(run);
     if (at === null || at > range.to || (range.from !== null && at < range.from) || skip.has(run.id)) continue;
-    if (runs.length === BULK_MAX) return { runs: runs.reverse(), truncated: true };
+    if (range.allow && !range.allow(run.job)) {
+      excluded.set(run.job, (excluded.get(run.job) ?? 0) + 1);
+      continue;
+    }
+    if (runs.length === BULK_MAX) return { runs: runs.reverse(), truncated: true, excluded };
     runs.push(run);
   }
-  return { runs: runs.reverse(), truncated: false };
+  return { runs: runs.reverse(), truncated: false, excluded };
 }
 
 /** Ids of the runs that a run created since `from` (all runs without one) replays. */
@@ -88,8 +94,9 @@ async function replayed(backend: Backend, range: Range): Promise<Set<string>> {
   return found;
 }
 
-function result(action: BulkResult['action'], dryRun: boolean, range: Range, matched: Run[], truncated: boolean): BulkResult {
-  return {
+function result(action: BulkResult['action'], dryRun: boolean, range: Range, found: Awaited<ReturnType<typeof matching>>): BulkResult {
+  const { runs: matched, truncated, excluded } = found;
+  const out: BulkResult = {
     action,
     dryRun,
     job: range.job,
@@ -101,6 +108,8 @@ function result(action: BulkResult['action'], dryRun: boolean, range: Range, mat
     errors: [],
     truncated,
   };
+  if (range.allow) out.excluded = { runs: [...excluded.values()].reduce((a, b) => a + b, 0), jobs: [...excluded.keys()].sort() };
+  return out;
 }
 
 const failure = (run: Run, err: unknown): BulkResult['errors'][number] => ({
@@ -114,8 +123,9 @@ const failure = (run: Run, err: unknown): BulkResult['errors'][number] => ({
 export async function retryFailed(deps: BulkDeps, filter: BulkFilter): Promise<BulkResult> {
   const range = rangeOf(filter, deps.clock);
   const done = await replayed(deps.backend, range);
-  const { runs, truncated } = await matching(deps.backend, range, 'failed', (r) => r.endedAt, done);
-  const out = result('retry', filter.dryRun === true, range, runs, truncated);
+  const found = await matching(deps.backend, range, 'failed', (r) => r.endedAt, done);
+  const runs = found.runs;
+  const out = result('retry', filter.dryRun === true, range, found);
   if (out.dryRun) return out;
   for (let i = 0; i < runs.length; i += CHUNK) {
     const chunk = runs.slice(i, i + CHUNK);
@@ -134,7 +144,7 @@ export async function retryFailed(deps: BulkDeps, filter: BulkFilter): Promise<B
 export async function cancelQueued(deps: BulkDeps, filter: BulkFilter): Promise<BulkResult> {
   const range = rangeOf(filter, deps.clock);
   const found = await matching(deps.backend, range, 'queued', (r) => r.createdAt);
-  const out = result('cancel', filter.dryRun === true, range, found.runs, found.truncated);
+  const out = result('cancel', filter.dryRun === true, range, found);
   if (out.dryRun) return out;
   for (let i = 0; i < found.runs.length; i += CHUNK) {
     const chunk = found.runs.slice(i, i + CHUNK);

@@ -15,6 +15,12 @@ export function configChanges(previous: Config, next: Config): { changed: string
       for (const name of names) {
         if (JSON.stringify(previous.jobs[name]) !== JSON.stringify(next.jobs[name])) changed.push(`jobs.${name}`);
       }
+    } else if (key === 'server') {
+      // Tokens apply at once (the server reads them per request); the rest of `server` on restart.
+      const { token: t0, tokens: ts0, ...rest0 } = previous.server;
+      const { token: t1, tokens: ts1, ...rest1 } = next.server;
+      if (JSON.stringify(rest0) !== JSON.stringify(rest1)) changed.push('server');
+      if (t0 !== t1 || JSON.stringify(ts0) !== JSON.stringify(ts1)) changed.push('server.tokens');
     } else if (JSON.stringify(previous[key]) !== JSON.stringify(next[key])) {
       changed.push(key);
     }

@@ -18,13 +18,13 @@ import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
 import { installProcessHandlers } from './process-handlers.js';
 import { type Service, stopHost } from './shutdown.js';
-import type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
-import { clusterView, describeHost, hostStats, jobView, staleJobs } from './views.js';
+import type { PublishOptions, PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
+import { clusterView, describeHost, hostStats, liveJobView, staleJobs } from './views.js';
 import type { WaitOptions } from './waits.js';
 import { type HostParts, wireHost } from './wiring.js';
 
 export type { HostOptions } from './host-options.js';
-export type { PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
+export type { PublishOptions, PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 export type { WaitOptions } from './waits.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
@@ -274,8 +274,8 @@ export class Host {
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
-  publish(event: string, payload?: unknown): Promise<PublishResult> {
-    return this.#p.triggers.publish(event, payload);
+  publish(event: string, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {
+    return this.#p.triggers.publish(event, payload, options);
   }
 
   /** Cancels a queued or running run, resolving once its `canceled` end is recorded; RUN_FINISHED if it already ended, CANCEL_PENDING (cluster) if its host does not answer. */
@@ -307,10 +307,7 @@ export class Host {
 
   #view(name: string): JobView | undefined {
     const job = this.#p.jobs.get(name)?.job;
-    if (!job) return undefined;
-    const armed = job.enabled && this.#state !== 'stopping' && this.#state !== 'stopped';
-    const load = this.#p.backend.activeRuns(name);
-    return jobView(job, this.#p.backend.jobState(name), { nextRun: armed ? this.#p.scheduler.next(name) : null, active: load.active, running: load.running });
+    return job && liveJobView(job, this.#state, this.#p.backend, this.#p.scheduler);
   }
 
   /** History, newest first, across segments; `next` is the cursor for `before`. */
@@ -327,10 +324,7 @@ export class Host {
     return this.#p.insight.runLog(id);
   }
 
-  /**
-   * Runs per bucket over a window (`1h`, `24h`, `7d`), for the host or one job, from the index kept
-   * as runs finish; JOB_NOT_FOUND for a job neither registered nor ever run.
-   */
+  /** Runs per bucket over a window (`1h`, `24h`, `7d`), for the host or one job; JOB_NOT_FOUND for a job neither registered nor ever run. */
   series(window: SeriesWindow, job?: string): Series {
     return this.#p.insight.series(window, job);
   }
@@ -360,6 +354,11 @@ export class Host {
   /** Delivered notifications: one notification, redeliver, destinations (no secrets), test messages, counts. */
   get deliveries(): Deliveries {
     return this.#p.deliveries;
+  }
+
+  /** The audit trail of changes asked of the API (SPEC §14), as durable as runs. */
+  get audit() {
+    return this.#p.audit;
   }
 
   /** The host's degradations and stalls as the watchdog last saw them (`/ready`), and where others add theirs. */

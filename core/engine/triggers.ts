@@ -38,6 +38,15 @@ export interface PublishResult {
   enqueued: string[];
   skipped: Array<{ job: string; reason: SkipReason }>;
   errors: Array<{ job: string; code: string; message: string }>;
+  /** Jobs listening to the event that `allow` left out (a token limited to other jobs published it). */
+  excluded?: string[];
+}
+
+export interface PublishOptions {
+  /** Only jobs this allows are triggered; the others are listed in `excluded`. */
+  allow?: ((job: string) => boolean) | undefined;
+  /** The payload was measured already where it became JSON (`ctx.emit`): not measured again. */
+  measured?: boolean | undefined;
 }
 
 /** How long a client refused with QUEUE_FULL is told to wait (`Retry-After`, seconds). */
@@ -212,19 +221,24 @@ export class Triggers {
 
   /**
    * Publishes an app event: every job with a matching `on` is triggered with the payload as params.
-   * Rejects with EVENT_TOO_LARGE past `limits.maxEventBytes` (`measured`: `ctx.emit` checked it where
-   * the payload became JSON) and QUEUE_FULL when a subscriber's run would pass `limits.maxQueued`.
+   * Rejects with EVENT_TOO_LARGE past `limits.maxEventBytes` (`options.measured`: `ctx.emit` checked
+   * it where the payload became JSON) and QUEUE_FULL when a subscriber's run would pass
+   * `limits.maxQueued`. `options.allow`: the jobs the caller may trigger (the others are `excluded`).
    */
-  async publish(event: string, payload?: unknown, measured = false): Promise<PublishResult> {
+  async publish(event: string, payload?: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     this.#o.accepting();
     this.#writable();
     const limits = this.#o.limits();
-    if (!measured) checkEventSize(payload, limits.maxEventBytes);
+    if (!options.measured) checkEventSize(payload, limits.maxEventBytes);
     const subscribers = this.#o.registry.subscribers(event);
     // The whole event is refused, not each of its runs: nothing was enqueued, the client retries it.
     if (subscribers.length > 0 && this.#o.backend.waiting() >= limits.maxQueued) this.#queueFull(subscribers[0]!.job, 'event', limits.maxQueued);
     const result: PublishResult = { enqueued: [], skipped: [], errors: [] };
     for (const sub of subscribers) {
+      if (options.allow && !options.allow(sub.job)) {
+        (result.excluded ??= []).push(sub.job);
+        continue;
+      }
       try {
         const { runId } = await this.create(sub.job, { params: payload, delay: sub.delayMs }, 'event', { event });
         result.enqueued.push(runId);

@@ -1,4 +1,4 @@
-import type { Depths, JobState } from '../contract/backend.js';
+import type { Backend, Depths, JobState } from '../contract/backend.js';
 import { isoTime } from '../contract/clock.js';
 import type { BackendStats, ClusterHost, ClusterView, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
@@ -6,6 +6,13 @@ import { type EffectiveJob, jobVersion, paramsJsonSchema } from './jobs.js';
 import { wants } from './notify.js';
 
 /** What the host shows of itself: job views (`GET /jobs`), stats (`GET /stats`), stale jobs (`/ready`). */
+
+/** A registered job as `GET /jobs` shows it now: its next fire while the host keeps it armed, its load from the backend. */
+export function liveJobView(job: EffectiveJob, state: HostState, backend: Backend, scheduler: { next(name: string): number | null }): JobView {
+  const armed = job.enabled && state !== 'stopping' && state !== 'stopped';
+  const load = backend.activeRuns(job.name);
+  return jobView(job, backend.jobState(job.name), { nextRun: armed ? scheduler.next(job.name) : null, active: load.active, running: load.running });
+}
 
 export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { nextRun: number | null; active: number; running: number }): JobView {
   return {

@@ -9,6 +9,7 @@ import type { ClusterView, HostState, Stats } from '../contract/views.js';
 import { Notifier } from '../notify/notifier.js';
 import { Scheduler } from '../schedule/scheduler.js';
 import { Alerts } from './alerts.js';
+import { Audit } from './audit.js';
 import { createBackend } from './backends.js';
 import { Bus } from './bus.js';
 import { Deliveries } from './deliveries.js';
@@ -46,6 +47,7 @@ export interface HostParts {
   hostAlerts: HostAlerts;
   /** Everyone in `host.wait`. */
   waits: RunWaits;
+  audit: Audit;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -148,7 +150,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     reader: { runs: (query) => host.runs(query ?? {}), run: (id) => host.run(id), stats: () => host.stats() },
     // The payload was measured where it became JSON (ctx.emit): not measured again.
     publish: (event, payload, runId) => {
-      triggers.publish(event, payload, true).catch((err: unknown) => logger.error({ err, event, runId }, 'ctx.emit failed'));
+      triggers.publish(event, payload, { measured: true }).catch((err: unknown) => logger.error({ err, event, runId }, 'ctx.emit failed'));
     },
     limits: () => host.config().limits,
     log: (task, level, msg, fields) => logs.line(task, level, msg, fields),
@@ -189,6 +191,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     missed,
     hostAlerts,
     waits: new RunWaits({ bus, backend, clock }),
+    audit: new Audit({ backend: () => backend, clock, newId, hostId: host.id }),
     newId,
     queues,
   };

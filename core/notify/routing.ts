@@ -1,25 +1,9 @@
+import { glob, matchesAny } from '../contract/glob.js';
 import type { Notification } from '../contract/notification.js';
 import type { NotificationRoute } from '../contract/notify-config.js';
 
-const globs = new Map<string, RegExp>();
-
-/** `*` matches any run of characters; everything else is literal. */
-function glob(pattern: string): RegExp {
-  let re = globs.get(pattern);
-  if (!re) {
-    re = new RegExp(
-      `^${pattern
-        .split('*')
-        .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-        .join('.*')}$`,
-    );
-    if (globs.size < 10_000) globs.set(pattern, re);
-  }
-  return re;
-}
-
 function matches(route: NotificationRoute, n: Pick<Notification, 'job' | 'tags' | 'priority' | 'status'>): boolean {
-  if (route.jobs && !route.jobs.some((p) => glob(p).test(n.job))) return false;
+  if (route.jobs && !matchesAny(route.jobs, n.job)) return false;
   if (route.tags && !route.tags.some((p) => n.tags.some((tag) => glob(p).test(tag)))) return false;
   if (route.priority && !route.priority.includes(n.priority)) return false;
   if (route.status && !route.status.includes(n.status)) return false;

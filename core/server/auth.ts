@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { HostError } from '../contract/errors.js';
 
@@ -24,17 +23,6 @@ export function assertSafeBind(host: string, token: string | null | undefined): 
       { host },
     );
   }
-}
-
-const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
-
-/**
- * A constant-time token check. Both sides are hashed first so the comparison runs on equal-length
- * buffers and its time says nothing about the token's length or content.
- */
-export function tokenChecker(token: string): (presented: string | undefined) => boolean {
-  const expected = digest(token);
-  return (presented) => presented !== undefined && timingSafeEqual(digest(presented), expected);
 }
 
 /** The token of an `Authorization: Bearer <token>` header, if that is what it carries. */

@@ -201,6 +201,7 @@ export const publishResponse = z.object({
   enqueued: z.array(z.string()).describe('ids of the runs created'),
   skipped: z.array(z.object({ job: z.string(), reason: skipReason })),
   errors: z.array(z.object({ job: z.string(), code: z.string(), message: z.string() })),
+  excluded: z.array(z.string()).optional().describe("jobs listening to the event that the token's `jobs` leave out: not triggered"),
 });
 
 const hostState = z.enum(['created', 'starting', 'running', 'stopping', 'stopped']);
@@ -382,4 +383,8 @@ export const bulkResponse = z.object({
   runs: z.array(z.object({ runId: z.string(), job: z.string(), newRunId: z.string().optional() })),
   errors: z.array(z.object({ runId: z.string(), job: z.string(), code: z.string(), message: z.string() })),
   truncated: z.boolean().describe('more runs matched than one action takes'),
+  excluded: z
+    .object({ runs: z.number(), jobs: z.array(z.string()) })
+    .optional()
+    .describe("runs the filter matched that the token's `jobs` leave out, and their jobs: not touched"),
 });

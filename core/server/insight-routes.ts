@@ -1,6 +1,7 @@
 import { LOG_MAX_BYTES, LOG_MAX_LINES } from '../contract/run-log.js';
 import type { BulkResult } from '../contract/views.js';
 import type { Host } from '../engine/host.js';
+import { allowedJobs } from './access.js';
 import { clientMessage } from './http-errors.js';
 import { bulkBody, bulkResponse, errors, runLogResponse, runParams, seriesQuery, seriesResponse } from './http-schemas.js';
 import type { JobhostApp } from './routes.js';
@@ -52,7 +53,7 @@ export function registerInsightRoutes(app: JobhostApp, host: Host): void {
       body: bulkBody,
       response: { 200: bulkResponse, ...errors(400, 401, 404, 413, 415, 503) },
     },
-    handler: async (request) => safeMessages(await host.retryFailed(request.body ?? {})),
+    handler: async (request) => safeMessages(await host.retryFailed({ ...request.body, allow: allowedJobs(request) })),
   });
 
   app.post('/runs/cancel', {
@@ -63,6 +64,6 @@ export function registerInsightRoutes(app: JobhostApp, host: Host): void {
       body: bulkBody,
       response: { 200: bulkResponse, ...errors(400, 401, 404, 413, 415, 503) },
     },
-    handler: async (request) => safeMessages(await host.cancelQueued(request.body ?? {})),
+    handler: async (request) => safeMessages(await host.cancelQueued({ ...request.body, allow: allowedJobs(request) })),
   });
 }

@@ -6,6 +6,7 @@ import { HostError } from '../contract/errors.js';
 import { describeReport } from '../contract/store-health.js';
 import { extractContext, within } from '../contract/tracing.js';
 import type { Host } from '../engine/host.js';
+import { allowedJobs } from './access.js';
 import type { EventLoopWatch } from './event-loop.js';
 import { clientMessage } from './http-errors.js';
 import {
@@ -210,7 +211,8 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       response: { 202: publishResponse, ...errors(400, 401, 413, 415, 503) },
     },
     handler: async (request, reply) => {
-      const result = await callerContext(request.headers, () => host.publish(request.params.type, request.body));
+      // An operator limited to some jobs triggers those only (`excluded` lists the others).
+      const result = await callerContext(request.headers, () => host.publish(request.params.type, request.body, { allow: allowedJobs(request) }));
       // A failure of ours (STORE_WRITE_FAILED) names files in its message; the client gets its meaning.
       const failures = result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) }));
       return reply.code(202).send({ ...result, errors: failures });

@@ -17,7 +17,9 @@ import { parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Host } from '../engine/host.js';
-import { assertSafeBind, bearerToken, tokenChecker } from './auth.js';
+import { Access } from './access.js';
+import { registerAccessRoutes } from './access-routes.js';
+import { assertSafeBind, bearerToken } from './auth.js';
 import { type EventLoopOptions, watchEventLoop } from './event-loop.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
@@ -25,6 +27,7 @@ import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { registerNotifyRoutes } from './notify-routes.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
+import { describeRole } from './route-roles.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
 
@@ -49,7 +52,7 @@ export interface ServerOptions {
   host?: string | undefined;
   /** Port (default `server.port`; 0 picks a free one). */
   port?: number | undefined;
-  /** With a token, every route but `/health` needs `Authorization: Bearer <token>` (default `server.token`). */
+  /** The admin token (default `server.token`; `server.tokens` add named ones): with any, every route but `/health` needs `Authorization: Bearer <token>`. */
   token?: string | null | undefined;
   /** Largest request body in bytes; larger ones get 413 (default `server.bodyLimit`, 1 MiB). */
   bodyLimit?: number | undefined;
@@ -72,6 +75,8 @@ export interface ServerOptions {
 export interface Server {
   readonly app: JobhostApp;
   readonly metrics: Metrics;
+  /** Who may do what (`route-roles.ts`), and the audit of changes. */
+  readonly access: Access;
   /** The base URL once listening (`http://127.0.0.1:3000`), else null. */
   readonly url: string | null;
   listen(): Promise<{ url: string }>;
@@ -108,7 +113,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   const bindHost = options.host ?? settings.host;
   const port = options.port ?? settings.port;
   const token = options.token === undefined ? settings.token : options.token;
-  assertSafeBind(bindHost, token);
+  assertSafeBind(bindHost, token || settings.tokens.length > 0 ? 'set' : null);
   const logger = options.logger ?? host.logger;
   // An embedder's lists pass the config file's schema too: the same errors, the same canonical forms.
   const lists =
@@ -148,14 +153,16 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
 
   app.setErrorHandler((err, request, reply) => {
     const { statusCode, body, internal, headers } = toHttpError(err);
-    if (internal) request.log.error({ err, method: request.method, url: request.url }, 'request failed');
+    if (internal) request.log.error({ err, method: request.method, url: request.url.replace(/([?&]token=)[^&]*/g, '$1[redacted]') }, 'request failed');
     if (statusCode === 401) void reply.header('www-authenticate', 'Bearer');
     if (headers) void reply.headers(headers);
     return reply.code(statusCode).send(body);
   });
 
+  const access = new Access({ host, bindHost, token: options.token, bearer: bearerToken, logger });
   const routes: Array<{ methods: string[]; pattern: RegExp }> = [];
   app.addHook('onRoute', (route) => {
+    access.onRoute(route);
     routes.push({ methods: [route.method].flat(), pattern: pathPattern(route.url) });
   });
   app.setNotFoundHandler(async (request, reply) => {
@@ -191,27 +198,19 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   // Registered after the WebSocket plugin (like the token check below), so a refused upgrade never
   // reaches the socket: the 403 goes out on the raw connection, which is then closed.
   void app.register(originGuard(guard));
-  if (token) {
-    const check = tokenChecker(token);
-    // Registered after the WebSocket plugin, so its onRequest hook marks upgrade requests first and a
-    // refused upgrade still gets its socket closed after the 401.
-    void app.register(
-      fp(async (scope) => {
-        scope.addHook('onRequest', async (request) => {
-          const route = request.routeOptions.url;
-          if (route === '/health' || request.routeOptions.config.public === true) return;
-          let presented = bearerToken(request.headers.authorization);
-          if (presented === undefined && route === '/events') {
-            const query = request.query as Record<string, unknown>;
-            if (typeof query['token'] === 'string') presented = query['token'];
-          }
-          if (!check(presented)) {
-            throw new HostError('UNAUTHORIZED', presented === undefined ? 'this host needs a token: Authorization: Bearer <token>' : 'the token is not valid');
-          }
-        });
-      }),
-    );
-  }
+  // Registered after the WebSocket plugin, so its onRequest hook marks upgrade requests first and a
+  // refused upgrade still gets its socket closed after the 401 or 403.
+  void app.register(
+    fp(async (scope) => {
+      scope.decorateRequest('principal', undefined);
+      scope.addHook('onRequest', (request) => access.check(request));
+      scope.addHook('preHandler', (request) => access.checkScope(request));
+      scope.addHook('onSend', async (request, reply, payload) => {
+        await access.audit(request, reply, payload);
+        return payload;
+      });
+    }),
+  );
   // After the token check: who is asking comes before what they sent.
   void app.register(jsonPostsOnly);
   void app.register(swagger, {
@@ -219,15 +218,16 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       openapi: '3.0.3',
       info: { title: 'jobhost', description: 'HTTP API of the jobhost background-job host (SPEC §6)', version },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: token ? [{ bearer: [] }] : [],
+      security: token || settings.tokens.length > 0 ? [{ bearer: [] }] : [],
     },
-    transform: jsonSchemaTransform,
+    transform: (input) => describeRole(jsonSchemaTransform(input), input.route.method, input.url),
   });
   void app.register(async (scope: JobhostApp) => {
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);
     registerNotifyRoutes(scope, host);
-    stream = registerEventStream(scope, host, { ...options.ws, observer: metrics });
+    registerAccessRoutes(scope, host);
+    stream = registerEventStream(scope, host, { ...options.ws, observer: metrics, opened: (socket, request) => access.track(socket, request) });
     scope.get('/metrics', {
       schema: {
         summary: 'Prometheus metrics (text exposition format)',
@@ -248,6 +248,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   return {
     app,
     metrics,
+    access,
     get url() {
       return url;
     },
@@ -258,6 +259,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     close() {
       closing ??= (async () => {
         await stream?.closeAll('the host is stopping');
+        access.close();
         metrics.close();
         loop.stop();
         // A client that holds a request open (slowloris) must not hold up the host's exit.
@@ -281,6 +283,7 @@ export function useServer(host: Host, options: ServerOptions = {}): Server {
     name: 'http',
     start: async () => {
       const { url } = await server.listen();
+      server.access.warnUnmatched();
       host.advertise(url);
       host.logger.info({ url }, `jobhost API listening on ${url}`);
     },

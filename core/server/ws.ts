@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent, HelloMessage } from '../contract/events.js';
@@ -19,6 +20,8 @@ export interface EventStreamOptions {
   /** After the close frame, how long a cut-off client has before its socket is destroyed (default 2 s). */
   cutoffGraceMs?: number | undefined;
   observer?: StreamObserver | undefined;
+  /** Each socket as it opens, with its upgrade request (access control tracks whose token it uses). */
+  opened?: ((socket: WebSocket, request: FastifyRequest) => void) | undefined;
 }
 
 export interface EventStream {
@@ -132,7 +135,10 @@ export function registerEventStream(app: JobhostApp, host: Host, options: EventS
     handler: async () => {
       throw new HostError('UPGRADE_REQUIRED', 'GET /events is a WebSocket: connect with a WebSocket client');
     },
-    wsHandler: (socket, request) => connect(socket, request.query),
+    wsHandler: (socket, request) => {
+      options.opened?.(socket, request);
+      connect(socket, request.query);
+    },
   });
 
   return {

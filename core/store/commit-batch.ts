@@ -1,3 +1,4 @@
+import type { AuditRecord } from '../contract/audit.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { DamageReport } from '../contract/store-health.js';
@@ -12,6 +13,7 @@ export interface Batch {
   jobs: Array<[name: string, flags: JobFlags]>;
   notifications: Notification[];
   damage: DamageReport[];
+  audit: AuditRecord[];
 }
 
 /** Where a commit writes; no files keeps everything in memory. */
@@ -24,7 +26,7 @@ export interface BatchTarget {
 export interface Written {
   finished: Run[];
   journaled: Run[];
-  /** Set when the journal write failed: runs not finished, flags, notifications, damage and these log batches are to be retried. */
+  /** Set when the journal write failed: runs not finished, flags, notifications, damage, audit records and these log batches are to be retried. */
   journalFailed?: { reason: unknown; requeue: () => void };
   /** Set when the segment write failed: the finished runs are to be retried. */
   segmentFailed?: { reason: unknown };
@@ -64,6 +66,7 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
   for (const [j, f] of batch.jobs) journalFile.append(JSON.stringify({ j, f }) + '\n');
   for (const n of batch.notifications) journalFile.append(JSON.stringify({ n }) + '\n');
   for (const d of batch.damage) journalFile.append(JSON.stringify({ d }) + '\n');
+  for (const a of batch.audit) journalFile.append(JSON.stringify({ a }) + '\n');
   const [journal, segment, logs] = await Promise.allSettled([journalFile.commit(), segmentFile.commit(), logsCommit()]);
   const written: Written = { finished, journaled };
   if (journal.status === 'rejected') written.journalFailed = { reason: journal.reason, requeue: () => to.logs.requeue(logBatches.batches) };

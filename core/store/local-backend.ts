@@ -1,4 +1,5 @@
 import { refusal } from '../contract/admission.js';
+import type { AuditStore } from '../contract/audit.js';
 import type {
   AdmissionRules,
   Backend,
@@ -360,5 +361,10 @@ class LocalBackend implements Backend {
 
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
     return this.#store.ackDamage(ids);
+  }
+
+  /** The audit trail, journaled with the runs (`audit-log.ts`). */
+  get audit(): AuditStore {
+    return this.#store.audit;
   }
 }

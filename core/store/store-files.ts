@@ -1,6 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
+import type { AuditRecord } from '../contract/audit.js';
 import type { JobState } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
@@ -34,10 +35,12 @@ export interface StateDoc {
   damage?: unknown[];
   /** The logs of unfinished runs (see run-logs.ts). */
   logs?: Record<string, unknown>;
+  /** The audit trail, as retention keeps it. */
+  audit?: AuditRecord[];
 }
 
 export type JobFlags = { enabled: boolean | null; lastFireAt: number | null; missedThrough?: number | null };
-type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport } | { l: string; log: unknown };
+type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport } | { l: string; log: unknown } | { a: AuditRecord };
 
 const checkJournalLine = checkWith(journalLine);
 const JOURNAL = /^journal-(\d+)\.ndjson$/;
@@ -123,6 +126,7 @@ export interface JournalTarget {
   notifications: { push(n: Notification): void };
   damage: { apply(report: DamageReport): void };
   logs: { apply(runId: string, log: unknown): void };
+  audit: { apply(record: AuditRecord): void };
 }
 
 function applyRecord(rec: JournalRecord, into: JournalTarget): void {
@@ -138,6 +142,7 @@ function applyRecord(rec: JournalRecord, into: JournalTarget): void {
   } else if ('n' in rec) into.notifications.push(rec.n);
   else if ('d' in rec) into.damage.apply(rec.d);
   else if ('l' in rec) into.logs.apply(rec.l, rec.log);
+  else if ('a' in rec) into.audit.apply(rec.a);
 }
 
 /** The highest journal number in `dir` (0 with none). */

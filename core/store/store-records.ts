@@ -51,13 +51,25 @@ const jobFlags = z.object({ enabled: z.boolean().nullable(), lastFireAt: z.numbe
 /** A batch of a run's log lines (each line is checked as it is applied: a bad one is skipped, not damage). */
 const logBatch = z.object({ l: z.string().min(1), log: z.looseObject({ lines: z.array(z.unknown()), dropped: z.number() }) });
 
-/** A journal line: a run's state, a job's flags, a notification, a damage report (new or acknowledged), or log lines. */
+/** An audit record (SPEC §14). */
+const storedAudit = z.looseObject({
+  id: z.string().min(1),
+  at: iso,
+  token: z.string(),
+  action: z.string(),
+  target: z.string(),
+  ip: z.string(),
+  outcome: z.enum(['ok', 'forbidden', 'error']),
+});
+
+/** A journal line: a run's state, a job's flags, a notification, a damage report (new or acknowledged), log lines, or an audit record. */
 export const journalLine = z.union([
   z.object({ r: storedRun }),
   z.object({ j: z.string().min(1), f: jobFlags }),
   z.object({ n: storedNotification }),
   z.object({ d: damageReport }),
   logBatch,
+  z.object({ a: storedAudit }),
 ]);
 
 const position = z.object({ segment: z.number().int().nonnegative(), line: z.number().int().nonnegative() });
@@ -84,6 +96,7 @@ export const checkpointDoc = z.looseObject({
   notifications: z.array(storedNotification),
   damage: z.array(z.unknown()).optional(),
   logs: z.record(z.string(), z.unknown()).optional(),
+  audit: z.array(storedAudit).optional(),
 });
 
 /** A check for `NdjsonFile`: true when `value` is a record of the schema. */

@@ -9,6 +9,7 @@ import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js'
 import type { RunLog } from '../contract/run-log.js';
 import type { DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
+import { AuditLog } from './audit-log.js';
 import { Checkpoints } from './checkpoints.js';
 import { type Batch, writeBatch } from './commit-batch.js';
 import type { AppendFile } from './files.js';
@@ -17,6 +18,7 @@ import { History } from './history.js';
 import { LiveRuns } from './live-runs.js';
 import type { StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
+import { Pending } from './pending.js';
 import { RunLogStore } from './run-logs.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
 import { readJournals } from './store-files.js';
@@ -27,7 +29,7 @@ import { WriteHealth } from './write-health.js';
  * The run store. On disk (SPEC §4, §6):
  *
  *   state.json            checkpoint (a lowdb document): job records, unfinished runs, recent
- *                         notifications, the index of sealed segments
+ *                         notifications, the audit trail, the index of sealed segments
  *   journal-<n>.ndjson    everything saved since checkpoint n, appended with group commit
  *   segments/<n>.ndjson   finished runs, one per line; immutable once sealed
  *
@@ -84,8 +86,9 @@ export class Store {
   readonly #logs: RunLogStore;
 
   readonly #dirtyRuns = new Set<Run>();
-  readonly #dirtyJobs = new Set<string>();
-  #dirtyNotifications: Notification[] = [];
+  /** Flags, notifications, damage and audit records the next commit journals. */
+  readonly #pending = new Pending();
+  readonly #audit: AuditLog;
   readonly #group: GroupCommit;
   #commits = 0;
   #closed = false;
@@ -96,7 +99,6 @@ export class Store {
   /** After a failed checkpoint (a full disk), none is tried before this real time, so commits do not each try. */
   #checkpointRetryAt = 0;
   readonly #damage: DamageLog;
-  #dirtyDamage: DamageReport[] = [];
   /** The background read of sealed history after a start (see History.scrub). */
   #scrub: Promise<void> | undefined;
   /** Held from open to close: one writer per directory (lock.ts). */
@@ -119,6 +121,7 @@ export class Store {
     });
     this.#damage = new DamageLog({ dir: options.dir, clock: options.clock, logger: options.logger });
     this.#logs = new RunLogStore({ dir: options.dir, fsync: this.#fsync, keepRuns, logger: options.logger });
+    this.#audit = new AuditLog({ keepRuns, keepDays: options.keepDays ?? 30, clock: options.clock }, this.#pending, () => this.#group.request());
     this.#checkpointBytes = options.checkpointBytes ?? 16 * 1024 * 1024;
     this.#checkpointRuns = options.checkpointRuns ?? 20_000;
     this.#checkpoints = options.dir === null ? undefined : new Checkpoints(options.dir, this.#fsync);
@@ -164,6 +167,7 @@ export class Store {
     this.#notifications.reset(doc.notifications);
     this.#damage.restore(doc.damage ?? []);
     this.#logs.restore(doc.logs);
+    this.#audit.restore(doc.audit ?? []);
 
     // Damage is reported once everything is loaded (to tell whether another record of each run
     // loaded), and before the checkpoint below deletes the journal.
@@ -173,6 +177,7 @@ export class Store {
       notifications: this.#notifications,
       damage: this.#damage,
       logs: this.#logs,
+      audit: this.#audit,
     });
     const finishedIds = new Set<string>();
 
@@ -201,7 +206,7 @@ export class Store {
   async #damaged(found: DamageFound, loadedElsewhere: (runId: string) => boolean): Promise<void> {
     const report = await this.#damage.found(found, loadedElsewhere);
     if (report && this.#loaded) {
-      this.#dirtyDamage.push(report);
+      this.#pending.damage(report);
       void this.#group.request();
     }
   }
@@ -214,7 +219,7 @@ export class Store {
   /** Acknowledges damage reports (all unacknowledged ones without `ids`); durable when it resolves. */
   async ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
     const { acknowledged, unknown, changed } = this.#damage.acknowledge(ids);
-    this.#dirtyDamage.push(...changed);
+    this.#pending.damage(...changed);
     if (changed.length > 0 && this.#dir !== null) await this.#group.request();
     return { acknowledged, unknown };
   }
@@ -249,7 +254,7 @@ export class Store {
 
   /** Journals a job's flags (`enabled`, `lastFireAt`); resolves once durable. */
   saveJob(name: string): Promise<void> {
-    this.#dirtyJobs.add(name);
+    this.#pending.job(name);
     return this.#group.request();
   }
 
@@ -268,29 +273,15 @@ export class Store {
   /** Records a notification, or its new state (same id): durable when it resolves. */
   saveNotification(notification: Notification): Promise<void> {
     this.#notifications.push(notification);
-    if (this.#dirtyNotifications.at(-1) !== notification) this.#dirtyNotifications.push(notification);
+    this.#pending.notification(notification);
     return this.#group.request();
   }
 
   async #commitOnce(): Promise<void> {
     const runs = [...this.#dirtyRuns];
-    const jobs = [...this.#dirtyJobs];
-    const notifications = this.#dirtyNotifications;
-    const damage = this.#dirtyDamage;
     this.#dirtyRuns.clear();
-    this.#dirtyJobs.clear();
-    this.#dirtyNotifications = [];
-    this.#dirtyDamage = [];
-
-    const batch: Batch = {
-      runs,
-      jobs: jobs.map((name) => {
-        const r = this.#jobs.get(name);
-        return [name, { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null, missedThrough: r?.missedThrough ?? null }];
-      }),
-      notifications,
-      damage,
-    };
+    const taken = this.#pending.take((name) => this.#jobs.get(name));
+    const batch: Batch = { runs, ...taken };
     const files =
       this.#dir === null
         ? null
@@ -302,9 +293,7 @@ export class Store {
       failure = written.journalFailed.reason;
       written.journalFailed.requeue();
       for (const run of written.journaled) this.#dirtyRuns.add(run);
-      for (const name of jobs) this.#dirtyJobs.add(name);
-      this.#dirtyNotifications.unshift(...notifications);
-      this.#dirtyDamage.unshift(...damage);
+      this.#pending.putBack(taken);
     }
     if (written.segmentFailed) {
       failure ??= written.segmentFailed.reason;
@@ -359,6 +348,7 @@ export class Store {
             notifications: this.#notifications.recent(),
             damage: this.#damage.kept(this.#history.oldestSegment),
             logs: this.#logs.snapshot(),
+            audit: this.#audit.kept(),
           },
         };
       },
@@ -366,6 +356,11 @@ export class Store {
     this.#finishedSinceCheckpoint = 0;
     await this.#history.deleteExpired();
     await this.#checkpoints.removeCovered();
+  }
+
+  /** The audit trail: an append is durable (journaled with this tick's commit) when it resolves. */
+  get audit(): AuditLog {
+    return this.#audit;
   }
 
   /** Resolves when everything saved so far is durable. */

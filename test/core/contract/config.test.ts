@@ -4,7 +4,7 @@ import { parseConfig } from '../../../core/contract/config.js';
 
 t.test('{} is a valid config with every default filled in', async (t) => {
   const c = parseConfig({});
-  t.same(c.server, { host: '127.0.0.1', port: 3000, token: null, bodyLimit: 1024 * 1024, allowedOrigins: [], allowedHosts: [], publicUrl: null });
+  t.same(c.server, { host: '127.0.0.1', port: 3000, token: null, tokens: [], bodyLimit: 1024 * 1024, allowedOrigins: [], allowedHosts: [], publicUrl: null });
   t.same(c.store, { dir: 'data', keepRuns: 1000, keepDays: 30, fsync: true });
   t.same(c.plugins, { dir: 'plugins', watch: true, importTimeout: 10_000 });
   t.same(c.defaults, { timezone: 'UTC', timeout: 300_000, isolation: 'worker' });

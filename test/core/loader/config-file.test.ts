@@ -17,7 +17,16 @@ t.test('config path: JOBHOST_CONFIG, else config/jobhost.json, relative to the w
 t.test('environment overrides', async (t) => {
   const env = { JOBHOST_PORT: '4000', JOBHOST_HOST: '0.0.0.0', JOBHOST_TOKEN: 'secret-token-1', JOBHOST_DATA_DIR: '/var/lib/jobhost' };
   const c = parseConfig(applyEnv({ server: { port: 3000 }, store: { keepRuns: 5 } }, env));
-  t.same(c.server, { host: '0.0.0.0', port: 4000, token: 'secret-token-1', bodyLimit: 1024 * 1024, allowedOrigins: [], allowedHosts: [], publicUrl: null });
+  t.same(c.server, {
+    host: '0.0.0.0',
+    port: 4000,
+    token: 'secret-token-1',
+    tokens: [],
+    bodyLimit: 1024 * 1024,
+    allowedOrigins: [],
+    allowedHosts: [],
+    publicUrl: null,
+  });
   t.same(c.store, { dir: '/var/lib/jobhost', keepRuns: 5, keepDays: 30, fsync: true });
   t.throws(() => parseConfig(applyEnv({}, { JOBHOST_PORT: 'http' })), { code: 'CONFIG_INVALID', message: /^server\.port: / });
   t.same(applyEnv({}, {}), {});

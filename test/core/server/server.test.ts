@@ -398,8 +398,9 @@ t.test('useServer: listens when the host starts, closes after it stops', async (
 
 t.test('extra plugins add routes beside the API, behind the same auth and errors', async (t) => {
   const dashboard: ServerPlugin = async (app, { host }) => {
-    app.get('/', async (_request, reply) => reply.type('text/html').send(`<h1>${host.jobs().length} jobs</h1>`));
-    app.get('/broken', async () => {
+    // Every route declares the role it needs (SPEC §14): an embedder's own routes too.
+    app.get('/', { config: { role: 'viewer' } }, async (_request, reply) => reply.type('text/html').send(`<h1>${host.jobs().length} jobs</h1>`));
+    app.get('/broken', { config: { role: 'viewer' } }, async () => {
       throw new TypeError('a bug of ours');
     });
     app.get('/shell', { config: { public: true } }, async () => ({ shell: true }));

@@ -1,0 +1,261 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import type { WebSocket } from 'ws';
+import { ADMIN_TOKEN_NAME, ANONYMOUS, type Role, roleAllows, tokenDigest } from '../contract/access.js';
+import type { AuditOutcome } from '../contract/audit.js';
+import type { Config } from '../contract/config.js';
+import { HostError } from '../contract/errors.js';
+import { matchesAny } from '../contract/glob.js';
+import type { Logger } from '../contract/logger.js';
+import type { Host } from '../engine/host.js';
+import { isLoopback } from './auth.js';
+import { type RouteAccess, routeAccess, type TargetKind } from './route-roles.js';
+
+/**
+ * Access control (SPEC §7, §14) from one table (`route-roles.ts`): who a request's token is, whether
+ * its role may call the route, whether an operator's `jobs` admit the job a change acts on, and an
+ * audit record of every change asked, made or refused. Tokens are read from the host's config on
+ * each request (an edit applies at once); a socket whose token an edit removed is closed.
+ */
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The role a route of an embedder's plugin needs, when the table does not list it. */
+    role?: Role | 'public';
+  }
+  interface FastifyRequest {
+    /** Who sent the request, once its token is checked (undefined on public routes and before). */
+    principal: Principal | undefined;
+  }
+}
+
+/** Who a request comes from: a token's name, role and, for an operator, the jobs it may act on. */
+export interface Principal {
+  readonly name: string;
+  readonly role: Role;
+  /** `*` globs; null: every job. */
+  readonly jobs: readonly string[] | null;
+}
+
+interface Credential extends Principal {
+  readonly digest: Buffer;
+}
+
+const ANONYMOUS_ADMIN: Principal = Object.freeze({ name: ANONYMOUS, role: 'admin', jobs: null });
+/** WebSocket close code for a policy violation: here, a token that no longer admits the socket. */
+const CLOSE_POLICY = 1008;
+
+const digestOf = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+
+/** `Authorization: Bearer <token>`'s token; on the WebSocket route also `?token=`. */
+function presentedToken(request: FastifyRequest, header: (value: string | undefined) => string | undefined): string | undefined {
+  const bearer = header(request.headers.authorization);
+  if (bearer !== undefined || request.routeOptions.url !== '/events') return bearer;
+  const query = request.query as Record<string, unknown>;
+  return typeof query['token'] === 'string' ? query['token'] : undefined;
+}
+
+/** A request value as the audit names it: a string, bounded. */
+const shown = (value: unknown): string => (typeof value === 'string' ? value : (JSON.stringify(value) ?? '')).slice(0, 200);
+
+export interface AccessOptions {
+  host: Host;
+  bindHost: string;
+  /** An embedder's admin token (`ServerOptions.token`): over `server.token`; null: none. */
+  token?: string | null | undefined;
+  bearer(header: string | undefined): string | undefined;
+  logger: Logger;
+}
+
+export class Access {
+  readonly #o: AccessOptions;
+  #cache: { config: Config; credentials: Credential[] } | undefined;
+  readonly #routes = new Map<string, RouteAccess>();
+  readonly #sockets = new Map<WebSocket, Buffer | null>();
+  readonly #unsubscribe: () => void;
+
+  constructor(options: AccessOptions) {
+    this.#o = options;
+    this.#unsubscribe = options.host.bus.on('config.reloaded', () => {
+      this.closeRevoked();
+      this.warnUnmatched();
+    });
+  }
+
+  /** The tokens of the config in force (cached per config: an edit makes a new config object). */
+  #credentials(): Credential[] {
+    const config = this.#o.host.config;
+    if (this.#cache?.config === config) return this.#cache.credentials;
+    const credentials: Credential[] = [];
+    const admin = this.#o.token === undefined ? config.server.token : this.#o.token;
+    if (admin) credentials.push({ name: ADMIN_TOKEN_NAME, role: 'admin', jobs: null, digest: digestOf(admin) });
+    for (const t of config.server.tokens) credentials.push({ name: t.name, role: t.role, jobs: t.jobs ?? null, digest: tokenDigest(t.token) });
+    this.#cache = { config, credentials };
+    return credentials;
+  }
+
+  /**
+   * Who holds the token of this digest (null: no token presented): the anonymous admin when no
+   * token is configured on a loopback bind; null when refused. Every credential is compared, in
+   * constant time each, so the answer's timing says nothing of which one matched.
+   */
+  #identify(digest: Buffer | null): Principal | null {
+    const credentials = this.#credentials();
+    if (credentials.length === 0) return isLoopback(this.#o.bindHost) ? ANONYMOUS_ADMIN : null;
+    if (digest === null) return null;
+    let found: Credential | undefined;
+    for (const c of credentials) if (timingSafeEqual(c.digest, digest) && found === undefined) found = c;
+    return found ? { name: found.name, role: found.role, jobs: found.jobs } : null;
+  }
+
+  /** `onRoute`: every route must have a role (the table's, or its own `config.role`/`public`); a change must have an action. */
+  onRoute(route: RouteOptions): void {
+    const own = route.config?.role ?? (route.config?.public === true ? 'public' : undefined);
+    for (const method of [route.method].flat()) {
+      const access = routeAccess(method, route.url) ?? (own === undefined ? undefined : { role: own });
+      if (!access) throw new Error(`${method} ${route.url} declares no role: add it to core/server/route-roles.ts (or set config.role)`);
+      if (method !== 'GET' && method !== 'HEAD' && access.role !== 'public' && access.action === undefined) {
+        throw new Error(`${method} ${route.url} changes something but names no audit action in core/server/route-roles.ts`);
+      }
+      this.#routes.set(`${method} ${route.url}`, access);
+    }
+  }
+
+  #access(request: FastifyRequest): RouteAccess | undefined {
+    const url = request.routeOptions.url;
+    return url === undefined ? undefined : this.#routes.get(`${request.method} ${url}`);
+  }
+
+  /** `onRequest`: the token (an unknown route too: its 404 is for token holders), then the role. */
+  async check(request: FastifyRequest): Promise<void> {
+    const access = this.#access(request);
+    if (access?.role === 'public') return;
+    const presented = presentedToken(request, this.#o.bearer);
+    const who = this.#identify(presented === undefined ? null : digestOf(presented));
+    if (!who) {
+      if (this.#credentials().length === 0)
+        throw new HostError('UNAUTHORIZED', 'no token is configured for a host bound to a public address: every request is refused');
+      throw new HostError('UNAUTHORIZED', presented === undefined ? 'this host needs a token: Authorization: Bearer <token>' : 'the token is not valid');
+    }
+    request.principal = who;
+    if (access && !roleAllows(who.role, access.role as Role)) {
+      throw new HostError('FORBIDDEN', `${request.method} ${request.routeOptions.url} needs the ${access.role} role; token "${who.name}" is ${who.role}`, {
+        role: access.role,
+        token: who.name,
+      });
+    }
+  }
+
+  /** `preHandler` (the body parsed): an operator's `jobs` must admit the job a change acts on. */
+  async checkScope(request: FastifyRequest): Promise<void> {
+    const access = this.#access(request);
+    const jobs = request.principal?.jobs;
+    if (!access?.target || !jobs) return;
+    const job = await this.#jobOf(access.target, request);
+    if (job !== undefined && !matchesAny(jobs, job)) {
+      throw new HostError('FORBIDDEN', `token "${request.principal!.name}" may act on jobs ${jobs.join(', ')} only; not on "${job}"`, {
+        role: 'operator',
+        token: request.principal!.name,
+        job,
+      });
+    }
+  }
+
+  /** The one job a change names (a bulk action or an event names none: they are filtered by `allowedJobs`). */
+  async #jobOf(kind: TargetKind, request: FastifyRequest): Promise<string | undefined> {
+    const params = request.params as Record<string, string>;
+    if (kind === 'job') return params['name'];
+    if (kind === 'runs') return (request.body as { job?: string } | undefined)?.job;
+    if (kind === 'run') return (await this.#o.host.run(params['id']!))?.job;
+    if (kind === 'notification') return (await this.#o.host.deliveries.get(params['id']!).catch(() => undefined))?.job;
+    return undefined;
+  }
+
+  /** `onSend`: a change's audit record, durable before the answer goes out. */
+  async audit(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
+    const access = this.#access(request);
+    const who = request.principal;
+    if (!access?.action || !access.target || !who) return;
+    const status = reply.statusCode;
+    let code: string | null = null;
+    if (status >= 400 && typeof payload === 'string') {
+      try {
+        code = String((JSON.parse(payload) as { code?: unknown }).code ?? 'ERROR');
+      } catch {
+        code = 'ERROR';
+      }
+    }
+    const outcome: AuditOutcome = status < 400 ? 'ok' : code === 'FORBIDDEN' ? 'forbidden' : 'error';
+    const entry = { token: who.name, action: access.action, target: targetOf(access.target, request), ip: request.ip, outcome, status, code };
+    const health = this.#o.host.storeHealth();
+    const written = this.#o.host.audit.record(entry).catch((err: unknown) => {
+      // Not lost silently: the log keeps it (the store retries the write itself on a full disk).
+      request.log.error({ err, audit: entry }, 'could not record the audit entry');
+    });
+    // While the backend cannot write (Redis out of reach, a full disk) the answer, most likely a 503,
+    // does not wait for the record: it follows once the backend can write again.
+    if (health.backend.available && health.writeError === null) await written;
+  }
+
+  /** A WebSocket just opened: closed later if a config edit removes its token. */
+  track(socket: WebSocket, request: FastifyRequest): void {
+    const presented = presentedToken(request, this.#o.bearer);
+    this.#sockets.set(socket, presented === undefined ? null : digestOf(presented));
+    socket.once('close', () => this.#sockets.delete(socket));
+  }
+
+  /** Closes (1008) every socket whose token no longer admits it. */
+  closeRevoked(): void {
+    for (const [socket, digest] of this.#sockets) {
+      if (this.#identify(digest) !== null) continue;
+      this.#sockets.delete(socket);
+      socket.close(CLOSE_POLICY, 'the token of this connection was removed');
+    }
+  }
+
+  /** Logs each `server.tokens[i].jobs` glob that matches no registered job (a typo, or a job not loaded yet). */
+  warnUnmatched(): void {
+    const names = this.#o.host.jobs().map((j) => j.name);
+    this.#o.host.config.server.tokens.forEach((t, i) => {
+      t.jobs?.forEach((pattern, j) => {
+        if (!names.some((name) => matchesAny([pattern], name))) {
+          const path = `server.tokens.${i}.jobs.${j}`;
+          this.#o.logger.warn({ path, glob: pattern, token: t.name }, `${path}: "${pattern}" matches no job`);
+        }
+      });
+    });
+  }
+
+  close(): void {
+    this.#unsubscribe();
+  }
+}
+
+/** The jobs a request's token may act on, as a filter for bulk actions and events; undefined: all. */
+export function allowedJobs(request: FastifyRequest): ((job: string) => boolean) | undefined {
+  const jobs = request.principal?.jobs;
+  return jobs ? (job) => matchesAny(jobs, job) : undefined;
+}
+
+/** What a change acts on, as the audit names it. */
+function targetOf(kind: TargetKind, request: FastifyRequest): string {
+  const params = request.params as Record<string, unknown>;
+  switch (kind) {
+    case 'job':
+      return `job:${shown(params['name'])}`;
+    case 'run':
+      return `run:${shown(params['id'])}`;
+    case 'notification':
+      return `notification:${shown(params['id'])}`;
+    case 'event':
+      return `event:${shown(params['type'])}`;
+    case 'destination':
+      return `destination:${shown(params['name'])}`;
+    case 'runs': {
+      const job = (request.body as { job?: unknown } | undefined)?.job;
+      return job === undefined ? 'runs' : `job:${shown(job)}`;
+    }
+    case 'store':
+      return 'store';
+  }
+}

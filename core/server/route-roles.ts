@@ -1,0 +1,82 @@
+import type { Role } from '../contract/access.js';
+
+/**
+ * The one table of who may call what (SPEC §14): every route of the server, the role it needs,
+ * and for a change the action the audit records and what it acts on. A route missing here (and
+ * declaring no `config.role` of its own, as an embedder's plugin may) fails at registration, so a
+ * new route cannot ship without a role.
+ */
+
+/**
+ * What a change acts on, named in the audit (`job:<name>`, `run:<id>`, ...). Changes of jobs
+ * (`job`, `run`, `notification`, `event`, `runs`) are limited by an operator's `jobs` globs.
+ */
+export type TargetKind = 'job' | 'run' | 'notification' | 'event' | 'runs' | 'destination' | 'store';
+
+export interface RouteAccess {
+  /** `public`: served without a token (nothing of the host's data). */
+  readonly role: Role | 'public';
+  /** A change: the action the audit records (every non-GET route has one). */
+  readonly action?: string;
+  readonly target?: TargetKind;
+}
+
+const viewer: RouteAccess = { role: 'viewer' };
+const change = (role: Role, action: string, target: TargetKind): RouteAccess => ({ role, action, target });
+
+/** `METHOD /url` as fastify declares it → what it needs. HEAD routes follow their GET. */
+export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
+  // The dashboard's page shell and assets (dashboard.ts) say `config: { public: true }` themselves.
+  'GET /health': { role: 'public' },
+
+  'GET /ready': viewer,
+  'GET /metrics': viewer,
+  'GET /openapi.json': viewer,
+  'GET /cluster': viewer,
+  'GET /stats': viewer,
+  'GET /stats/series': viewer,
+  'GET /jobs': viewer,
+  'GET /jobs/:name': viewer,
+  'GET /runs': viewer,
+  'GET /runs/:id': viewer,
+  'GET /runs/:id/logs': viewer,
+  'GET /notifications': viewer,
+  'GET /notifications/:id': viewer,
+  'GET /notifications/destinations': viewer,
+  'GET /store/damage': viewer,
+  'GET /events': viewer,
+  'GET /audit': viewer,
+  'GET /whoami': viewer,
+
+  'POST /jobs/:name/run': change('operator', 'job.run', 'job'),
+  'POST /jobs/:name/enable': change('operator', 'job.enable', 'job'),
+  'POST /jobs/:name/disable': change('operator', 'job.disable', 'job'),
+  'POST /events/:type': change('operator', 'event.publish', 'event'),
+  'POST /runs/:id/cancel': change('operator', 'run.cancel', 'run'),
+  'POST /runs/:id/retry': change('operator', 'run.retry', 'run'),
+  'POST /runs/retry': change('operator', 'runs.retry', 'runs'),
+  'POST /runs/cancel': change('operator', 'runs.cancel', 'runs'),
+  'POST /notifications/:id/redeliver': change('operator', 'notification.redeliver', 'notification'),
+  'POST /notifications/destinations/:name/test': change('operator', 'destination.test', 'destination'),
+
+  'POST /store/damage/ack': change('admin', 'store.damage.ack', 'store'),
+};
+
+/** The table's entry for a route (HEAD as its GET), or undefined. */
+export function routeAccess(method: string, url: string): RouteAccess | undefined {
+  return ROUTE_ACCESS[`${method === 'HEAD' ? 'GET' : method} ${url}`];
+}
+
+/** An OpenAPI operation (what @fastify/swagger's transform returns) with the role it needs at the end of its description. */
+export function describeRole<T extends { schema: unknown }>(out: T, method: string | string[], url: string): T {
+  const access = routeAccess([method].flat()[0] ?? 'GET', url);
+  const schema = out.schema as { description?: string; security?: unknown[] } | undefined;
+  if (!access || !schema) return out;
+  const note = access.role === 'public' ? 'Needs no token.' : `Needs the \`${access.role}\` role${access.action ? ` (audited as \`${access.action}\`)` : ''}.`;
+  const described = {
+    ...schema,
+    description: schema.description ? `${schema.description}\n\n${note}` : note,
+    ...(access.role === 'public' && { security: [] }),
+  };
+  return { ...out, schema: described };
+}

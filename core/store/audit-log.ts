@@ -1,0 +1,83 @@
+import { type AuditQuery, type AuditRecord, type AuditStore, auditCutoff, auditLimit, auditMatches } from '../contract/audit.js';
+import type { Clock } from '../contract/clock.js';
+import type { Page } from '../contract/run.js';
+
+export interface AuditLogOptions {
+  keepRuns: number;
+  keepDays: number;
+  clock: Clock;
+}
+
+/**
+ * The local audit trail: records in memory, oldest first, written through the store's journal
+ * (a `{"a":…}` line, group-committed with the runs of the same tick) and kept in each checkpoint,
+ * so an answered request's record survives a kill -9 like its run does. Retention is the runs':
+ * the newest `keepRuns` records, none older than `keepDays`.
+ */
+export class AuditLog implements AuditStore {
+  readonly #o: AuditLogOptions;
+  /** Where the store's next commit finds what it journals. */
+  readonly #pending: { audit(record: AuditRecord): void };
+  /** The store's group commit: resolves once what is pending is durable. */
+  readonly #commit: () => Promise<void>;
+  #items: AuditRecord[] = [];
+  readonly #ids = new Set<string>();
+
+  constructor(options: AuditLogOptions, pending: { audit(record: AuditRecord): void }, commit: () => Promise<void>) {
+    this.#o = options;
+    this.#pending = pending;
+    this.#commit = commit;
+  }
+
+  /** Loads a checkpoint's records, then the journal's (`apply`). */
+  restore(items: readonly AuditRecord[]): void {
+    this.#items = [];
+    this.#ids.clear();
+    for (const r of items) this.apply(r);
+  }
+
+  /** A record read back from a journal. */
+  apply(record: AuditRecord): void {
+    if (this.#ids.has(record.id)) return;
+    this.#items.push(record);
+    this.#ids.add(record.id);
+  }
+
+  append(record: AuditRecord): Promise<void> {
+    this.apply(record);
+    // Trimmed in bulk, so an append stays O(1).
+    if (this.#items.length > this.#o.keepRuns * 2) {
+      this.#items = this.kept();
+      this.#ids.clear();
+      for (const r of this.#items) this.#ids.add(r.id);
+    }
+    this.#pending.audit(record);
+    return this.#commit();
+  }
+
+  /** What retention keeps (for a checkpoint). */
+  kept(): AuditRecord[] {
+    const cutoff = auditCutoff(this.#o.clock.now(), this.#o.keepDays);
+    return this.#items.slice(-this.#o.keepRuns).filter((r) => r.id >= cutoff);
+  }
+
+  list(query: AuditQuery): Promise<Page<AuditRecord>> {
+    const limit = auditLimit(query);
+    const cutoff = auditCutoff(this.#o.clock.now(), this.#o.keepDays);
+    const items: AuditRecord[] = [];
+    let more = false;
+    for (let i = this.#items.length - 1; i >= Math.max(0, this.#items.length - this.#o.keepRuns); i--) {
+      const r = this.#items[i]!;
+      if (r.id < cutoff) break;
+      if ((query.before !== undefined && r.id >= query.before) || !auditMatches(r, query)) continue;
+      if (items.length === limit) {
+        more = true;
+        break;
+      }
+      items.push({ ...r });
+    }
+    const page: Page<AuditRecord> = { items };
+    if (more) page.next = items.at(-1)!.id;
+    return Promise.resolve(page);
+  }
+}

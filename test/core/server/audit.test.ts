@@ -1,0 +1,116 @@
+import t from 'tap';
+import type { AuditRecord } from '../../../core/contract/audit.js';
+import { silentLogger } from '../../../core/contract/logger.js';
+import { createHost } from '../../../core/engine/host.js';
+import { createServer } from '../../../core/server/server.js';
+import { startServer, tempDir } from '../../helpers.js';
+
+const VIEWER = 'viewer-token-0123456789abcdef';
+const OPERATOR = 'operator-token-0123456789abcdef';
+const tokens = [
+  { name: 'dash', token: VIEWER, role: 'viewer' as const },
+  { name: 'ops', token: OPERATOR, role: 'operator' as const },
+];
+const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+const items = (json: Record<string, unknown>): AuditRecord[] => json['items'] as AuditRecord[];
+
+t.test('every change is audited: made (ok), refused for rights (forbidden), failed (error); reads are not', async (t) => {
+  const s = await startServer(t, { config: { server: { tokens } } });
+  s.host.register({ name: 'deploy', handler: () => 'ok' });
+  const ok = await s.request('POST', '/jobs/deploy/run', { headers: bearer(OPERATOR), body: {} });
+  t.equal(ok.status, 202);
+  t.equal((await s.request('POST', '/jobs/deploy/disable', { headers: bearer(VIEWER) })).status, 403);
+  t.equal((await s.request('POST', '/jobs/nope/run', { headers: bearer(OPERATOR) })).status, 404);
+  t.equal((await s.request('POST', '/store/damage/ack', { headers: bearer(OPERATOR), body: {} })).status, 403);
+  await s.request('GET', '/jobs', { headers: bearer(VIEWER) });
+  t.equal((await s.request('POST', '/jobs/deploy/run', { headers: bearer('wrong-token') })).status, 401);
+
+  const page = await s.request('GET', '/audit', { headers: bearer(VIEWER) });
+  t.equal(page.status, 200);
+  const records = items(page.json);
+  t.same(
+    records.map((r) => [r.token, r.action, r.target, r.outcome, r.status, r.code]),
+    [
+      ['ops', 'store.damage.ack', 'store', 'forbidden', 403, 'FORBIDDEN'],
+      ['ops', 'job.run', 'job:nope', 'error', 404, 'JOB_NOT_FOUND'],
+      ['dash', 'job.disable', 'job:deploy', 'forbidden', 403, 'FORBIDDEN'],
+      ['ops', 'job.run', 'job:deploy', 'ok', 202, null],
+    ],
+    'newest first; a read and a request without a valid token are not changes of anyone',
+  );
+  for (const r of records) {
+    t.match(r, { id: String, at: String, ip: '127.0.0.1', host: s.host.id });
+    t.notMatch(JSON.stringify(r), OPERATOR, 'no token value in a record');
+  }
+  t.ok(records[0]!.id > records[1]!.id, 'ids sort by time');
+});
+
+t.test('GET /audit: filters token, action (glob), target (glob), outcome; a cursor; limit', async (t) => {
+  const s = await startServer(t, { config: { server: { tokens } } });
+  for (const name of ['a-1', 'a-2', 'b-1']) s.host.register({ name, handler: () => 'ok' });
+  for (const name of ['a-1', 'a-2', 'b-1', 'a-1']) await s.request('POST', `/jobs/${name}/run`, { headers: bearer(OPERATOR) });
+  await s.request('POST', '/jobs/a-1/disable', { headers: bearer(OPERATOR) });
+  await s.request('POST', '/jobs/a-2/enable', { headers: bearer(VIEWER) });
+  const get = async (query: string): Promise<Record<string, unknown>> => (await s.request('GET', `/audit?${query}`, { headers: bearer(VIEWER) })).json;
+  t.same(
+    items(await get('target=job:a-*&action=job.run')).map((r) => r.target),
+    ['job:a-1', 'job:a-2', 'job:a-1'],
+  );
+  t.same(
+    items(await get('token=dash')).map((r) => r.action),
+    ['job.enable'],
+  );
+  t.same(
+    items(await get('outcome=forbidden')).map((r) => r.target),
+    ['job:a-2'],
+  );
+  t.same(
+    items(await get('action=job.*&target=job:a-1')).map((r) => r.action),
+    ['job.disable', 'job.run', 'job.run'],
+  );
+  const first = await get('limit=2');
+  t.equal(items(first).length, 2);
+  t.type(first['next'], 'string');
+  const second = await get(`limit=2&before=${String(first['next'])}`);
+  const third = await get(`limit=2&before=${String(second['next'])}`);
+  const all = [...items(first), ...items(second), ...items(third)].map((r) => r.id);
+  t.equal(new Set(all).size, 6, 'the pages do not overlap and cover the six records');
+  t.notOk('next' in third, 'the last page has no cursor');
+  t.match(await s.request('GET', '/audit?limit=0', { headers: bearer(VIEWER) }), { status: 400, json: { code: 'INVALID_BODY' } });
+});
+
+t.test('no token configured: recorded as anonymous', async (t) => {
+  const s = await startServer(t);
+  s.host.register({ name: 'x', handler: () => 'ok' });
+  await s.request('POST', '/jobs/x/run');
+  t.match(items((await s.request('GET', '/audit')).json), [{ token: 'anonymous', action: 'job.run', target: 'job:x', outcome: 'ok' }]);
+});
+
+t.test('records survive a restart of the store, and are kept by keepRuns', async (t) => {
+  const dir = tempDir(t);
+  const config = { server: { tokens }, store: { dir, keepRuns: 3 } };
+  const first = createHost({ config, logger: silentLogger() });
+  first.register({ name: 'j', handler: () => 'ok' });
+  await first.start();
+  const server = createServer(first, { host: '127.0.0.1', port: 0 });
+  const { url } = await server.listen();
+  for (let i = 0; i < 5; i++) {
+    const res = await fetch(`${url}/jobs/j/${i % 2 === 0 ? 'disable' : 'enable'}`, {
+      method: 'POST',
+      headers: { ...bearer(OPERATOR), 'content-type': 'application/json' },
+    });
+    t.equal(res.status, 200);
+  }
+  await server.close();
+  await first.stop({ graceMs: 0 });
+
+  const second = createHost({ config, logger: silentLogger() });
+  await second.start();
+  t.teardown(() => second.stop({ graceMs: 0 }));
+  const page = await second.audit.list({});
+  t.same(
+    page.items.map((r) => r.action),
+    ['job.disable', 'job.enable', 'job.disable'],
+    'the newest keepRuns (3) records, newest first',
+  );
+});

@@ -1,4 +1,7 @@
-import { context, DiagLogLevel, diag, type ProxyTracerProvider, propagation, trace } from '@opentelemetry/api';
+import { DiagLogLevel, diag, type ProxyTracerProvider, trace } from '@opentelemetry/api';
+import type { Otel, ThreadOtelModules } from './otel-thread.js';
+
+export type { Otel } from './otel-thread.js';
 
 /**
  * The OpenTelemetry SDK, for `jobhost start` (and its worker threads) when the environment asks
@@ -41,13 +44,6 @@ function routeDiagnostics(warn: (msg: string) => void): void {
   diag.setLogger({ error: report, warn: report, info: quiet, debug: quiet, verbose: quiet }, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
 }
 
-export interface Otel {
-  /** Exports the spans ended so far. */
-  flush(): Promise<void>;
-  /** Exports what is left and stops; bounded by `timeoutMs`. */
-  shutdown(timeoutMs: number): Promise<void>;
-}
-
 /**
  * Starts the Node SDK from the environment (exporter, endpoint, protocol, sampler, resource and
  * propagators all come from `OTEL_*`), traces only: jobhost's metrics are Prometheus' and its
@@ -83,49 +79,26 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
 }
 
 /** The span exporter module of the OTLP protocol `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` names (http/protobuf by default, as the SDK's). */
-function exporterModule(env: NodeJS.ProcessEnv): Promise<{ OTLPTraceExporter: new () => import('@opentelemetry/sdk-trace').SpanExporter }> {
+function exporterModule(env: NodeJS.ProcessEnv): string {
   const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? env['OTEL_EXPORTER_OTLP_PROTOCOL'] ?? 'http/protobuf').trim();
-  if (protocol === 'http/json') return import('@opentelemetry/exporter-trace-otlp-http');
-  if (protocol === 'grpc') return import('@opentelemetry/exporter-trace-otlp-grpc');
-  return import('@opentelemetry/exporter-trace-otlp-proto');
+  if (protocol === 'http/json') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-http');
+  if (protocol === 'grpc') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-grpc');
+  return import.meta.resolve('@opentelemetry/exporter-trace-otlp-proto');
 }
 
 /**
- * A worker thread's tracer: the trace SDK, an OTLP exporter, the context manager and the W3C
- * propagator, without the rest of the Node SDK (its metrics, logs and every exporter kind would
- * cost each thread more than a second and tens of MB). The exporter reads its endpoint, headers
- * and protocol from the same `OTEL_*` as the main thread's; the resource from `OTEL_SERVICE_NAME`
- * and `OTEL_RESOURCE_ATTRIBUTES`. Spans a handler makes are children of its attempt's span (the
- * thread is handed its `traceparent`), so the thread needs no sampler of its own: parent-based.
+ * The URLs of the modules a worker thread's tracer needs, resolved here in the main thread: a
+ * thread runs from an esbuild bundle (a `data:` URL) that can neither resolve a package name nor
+ * carry the SDK's CommonJS modules, so it imports them by URL. Undefined when nothing asks for
+ * tracing.
  */
-export async function startThreadOtel(env: NodeJS.ProcessEnv = process.env): Promise<Otel> {
-  const [{ TracerProvider, BatchSpanProcessor }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, resources, { OTLPTraceExporter }] =
-    await Promise.all([
-      import('@opentelemetry/sdk-trace'),
-      import('@opentelemetry/context-async-hooks'),
-      import('@opentelemetry/core'),
-      import('@opentelemetry/resources'),
-      exporterModule(env),
-    ]);
-  const resource = resources
-    .resourceFromAttributes({ 'service.name': env['OTEL_SERVICE_NAME'] ?? 'jobhost' })
-    .merge(resources.detectResources({ detectors: [resources.envDetector] }));
-  const provider = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })] });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  trace.setGlobalTracerProvider(provider);
+export function threadOtelModules(env: NodeJS.ProcessEnv = process.env): ThreadOtelModules | undefined {
+  if (!otelRequested(env)) return undefined;
   return {
-    flush: () => provider.forceFlush(),
-    shutdown: async (timeoutMs) => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        provider.shutdown().catch(() => undefined),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, timeoutMs);
-          timer.unref();
-        }),
-      ]);
-      clearTimeout(timer);
-    },
+    sdkTrace: import.meta.resolve('@opentelemetry/sdk-trace'),
+    contextAsyncHooks: import.meta.resolve('@opentelemetry/context-async-hooks'),
+    core: import.meta.resolve('@opentelemetry/core'),
+    resources: import.meta.resolve('@opentelemetry/resources'),
+    exporter: exporterModule(env),
   };
 }

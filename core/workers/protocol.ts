@@ -54,6 +54,8 @@ export interface ThreadData {
   coreIndex: string;
   /** pino, for the shape of `ctx.log` (its calls travel to the main thread, which writes them). */
   pinoUrl: string;
+  /** The tracer's modules, when `OTEL_*` asks for tracing (`threadOtelModules`). */
+  otel: import('../contract/otel-thread.js').ThreadOtelModules | undefined;
   /** tsx's API, registered in the thread the first time a plugin imports a TypeScript module from outside the plugins directory. */
   tsxUrl: string | null;
   /** The host logger's level, as `ctx.log.level` reads it (every call is still sent: the run keeps lines at any level). */

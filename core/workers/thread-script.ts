@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { threadOtelModules } from '../contract/otel-sdk.js';
+import type { ThreadOtelModules } from '../contract/otel-thread.js';
 
 /**
  * The code a worker thread starts from: `thread.ts` and what it imports of core, bundled by
@@ -16,14 +18,14 @@ let script: Promise<URL> | undefined;
 const SOURCE_NAME = 'jobhost:worker-thread.js';
 
 /** Modules a thread loads by URL, resolved from here: pino, and tsx where installed (a clone; null in the package). */
-export function threadModules(): { pinoUrl: string; tsxUrl: string | null } {
+export function threadModules(): { pinoUrl: string; tsxUrl: string | null; otel: ThreadOtelModules | undefined } {
   let tsxUrl: string | null = null;
   try {
     tsxUrl = import.meta.resolve('tsx/esm/api');
   } catch {
     // The installed package ships no tsx: plugins are compiled by esbuild alone.
   }
-  return { pinoUrl: import.meta.resolve('pino'), tsxUrl };
+  return { pinoUrl: import.meta.resolve('pino'), tsxUrl, otel: threadOtelModules() };
 }
 
 /** The URL to start a worker thread from. */

@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { type ErrorCode, HostError } from '../contract/errors.js';
 import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
-import { otelRequested, startThreadOtel } from '../contract/otel-sdk.js';
+import { startThreadOtel } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { contextOf, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
@@ -138,7 +138,7 @@ async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadCon
  * traced attempt leaves is flushed shortly after it settles.
  */
 // A failed start leaves the thread untraced; the main thread's SDK reports the same failure.
-const otel = otelRequested(process.env) ? startThreadOtel().catch(() => undefined) : undefined;
+const otel = data.otel ? startThreadOtel(data.otel).catch(() => undefined) : undefined;
 let flushDue = false;
 
 function flushSoon(): void {

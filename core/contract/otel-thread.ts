@@ -1,0 +1,63 @@
+import { context, propagation, trace } from '@opentelemetry/api';
+
+/**
+ * A worker thread's side of tracing (SPEC §15): the thread runs from an esbuild bundle, so this
+ * module imports nothing of the SDK by name — the main thread resolves the modules' URLs
+ * (`threadOtelModules` in `otel-sdk.ts`) and hands them over in the thread's data.
+ */
+
+export interface Otel {
+  /** Exports the spans ended so far. */
+  flush(): Promise<void>;
+  /** Exports what is left and stops; bounded by `timeoutMs`. */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+/** Where a worker thread loads its tracer's modules from (`startThreadOtel`). */
+export interface ThreadOtelModules {
+  sdkTrace: string;
+  contextAsyncHooks: string;
+  core: string;
+  resources: string;
+  exporter: string;
+}
+
+/**
+ * A worker thread's tracer: the trace SDK, an OTLP exporter, the context manager and the W3C
+ * propagator, without the rest of the Node SDK (its metrics, logs and every exporter kind would
+ * cost each thread more than a second and tens of MB). The exporter reads its endpoint, headers
+ * and protocol from the same `OTEL_*` as the main thread's; the resource from `OTEL_SERVICE_NAME`
+ * and `OTEL_RESOURCE_ATTRIBUTES`. Spans a handler makes are children of its attempt's span (the
+ * thread is handed its `traceparent`), so the thread needs no sampler of its own: parent-based.
+ */
+export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.ProcessEnv = process.env): Promise<Otel> {
+  const [{ TracerProvider, BatchSpanProcessor }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, resources, { OTLPTraceExporter }] =
+    await Promise.all([
+      import(modules.sdkTrace) as Promise<typeof import('@opentelemetry/sdk-trace')>,
+      import(modules.contextAsyncHooks) as Promise<typeof import('@opentelemetry/context-async-hooks')>,
+      import(modules.core) as Promise<typeof import('@opentelemetry/core')>,
+      import(modules.resources) as Promise<typeof import('@opentelemetry/resources')>,
+      import(modules.exporter) as Promise<{ OTLPTraceExporter: new () => import('@opentelemetry/sdk-trace').SpanExporter }>,
+    ]);
+  const resource = resources
+    .resourceFromAttributes({ 'service.name': env['OTEL_SERVICE_NAME'] ?? 'jobhost' })
+    .merge(resources.detectResources({ detectors: [resources.envDetector] }));
+  const provider = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })] });
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  trace.setGlobalTracerProvider(provider);
+  return {
+    flush: () => provider.forceFlush(),
+    shutdown: async (timeoutMs) => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        provider.shutdown().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+    },
+  };
+}

@@ -12,7 +12,7 @@ t.test('{} is a valid config with every default filled in', async (t) => {
   t.same(c.eventLoop, { maxDelay: 500 });
   t.equal(c.concurrency, 8);
   t.same(c.queues, { critical: 6, default: 2, low: 1 });
-  t.same(c.shutdown, { grace: 30_000 });
+  t.same(c.shutdown, { grace: 30_000, margin: 30_000 });
   t.same(c.jobs, {});
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.server) && Object.isFrozen(c.queues));
   t.same(parseConfig(undefined), c);
@@ -94,6 +94,8 @@ t.test('backend: local by default; redis with its defaults; bad values name thei
     stalledInterval: 30_000,
     streamLength: 50_000,
     commandTimeout: 10_000,
+    waitReplicas: 0,
+    waitTimeout: 1000,
   });
   t.equal(redis.cluster.id, 'web-1');
   const full = parseConfig({

@@ -41,6 +41,9 @@ t.test("JOBHOST_REDIS_URL sets backend.url and with it cluster mode, keeping the
     lockDuration: 30_000,
     stalledInterval: 30_000,
     commandTimeout: 10_000,
+    streamLength: 50_000,
+    waitReplicas: 0,
+    waitTimeout: 1000,
   });
   t.match(parseConfig(applyEnv({ backend: { kind: 'redis', url: 'redis://old:6379', prefix: 'mine' } }, { JOBHOST_REDIS_URL: url })).backend, {
     url,

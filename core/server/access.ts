@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
-import type { WebSocket } from 'ws';
 import { ADMIN_TOKEN_NAME, ANONYMOUS, type Role, roleAllows, tokenDigest } from '../contract/access.js';
 import type { AuditOutcome } from '../contract/audit.js';
 import type { Config } from '../contract/config.js';
@@ -42,6 +41,15 @@ interface Credential extends Principal {
 }
 
 const ANONYMOUS_ADMIN: Principal = Object.freeze({ name: ANONYMOUS, role: 'admin', jobs: null });
+/**
+ * What access control needs of an open WebSocket: its close. Structural, so the package's types
+ * do not make users install `@types/ws`.
+ */
+export interface TrackedSocket {
+  once(event: 'close', listener: () => void): unknown;
+  close(code: number, reason: string): void;
+}
+
 /** WebSocket close code for a policy violation: here, a token that no longer admits the socket. */
 const CLOSE_POLICY = 1008;
 
@@ -71,7 +79,7 @@ export class Access {
   readonly #o: AccessOptions;
   #cache: { config: Config; credentials: Credential[] } | undefined;
   readonly #routes = new Map<string, RouteAccess>();
-  readonly #sockets = new Map<WebSocket, Buffer | null>();
+  readonly #sockets = new Map<TrackedSocket, Buffer | null>();
   readonly #unsubscribe: () => void;
 
   constructor(options: AccessOptions) {
@@ -198,7 +206,7 @@ export class Access {
   }
 
   /** A WebSocket just opened: closed later if a config edit removes its token. */
-  track(socket: WebSocket, request: FastifyRequest): void {
+  track(socket: TrackedSocket, request: FastifyRequest): void {
     const presented = presentedToken(request, this.#o.bearer);
     this.#sockets.set(socket, presented === undefined ? null : digestOf(presented));
     socket.once('close', () => this.#sockets.delete(socket));

@@ -3,6 +3,7 @@ import type { WebSocket } from 'ws';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent, HelloMessage } from '../contract/events.js';
 import type { Host } from '../engine/host.js';
+import type { TrackedSocket } from './access.js';
 import { errors, eventsQuery } from './http-schemas.js';
 import type { StreamObserver } from './metrics.js';
 import type { JobhostApp } from './routes.js';
@@ -21,7 +22,7 @@ export interface EventStreamOptions {
   cutoffGraceMs?: number | undefined;
   observer?: StreamObserver | undefined;
   /** Each socket as it opens, with its upgrade request (access control tracks whose token it uses). */
-  opened?: ((socket: WebSocket, request: FastifyRequest) => void) | undefined;
+  opened?: ((socket: TrackedSocket, request: FastifyRequest) => void) | undefined;
 }
 
 export interface EventStream {

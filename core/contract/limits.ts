@@ -1,4 +1,5 @@
 import { type ErrorCode, HostError } from './errors.js';
+import type { Logger } from './logger.js';
 
 /**
  * Byte limits on what clients and plugins hand the host (`limits` in the config). What is
@@ -34,6 +35,23 @@ export function resultTooLarge(json: string, max: number): HostError {
 }
 
 /** The error `ctx.emit` throws for a payload past its limit. */
-export function emitTooLarge(event: string, json: string, max: number): HostError {
+function emitTooLarge(event: string, json: string, max: number): HostError {
   return tooLarge('EVENT_TOO_LARGE', `the payload of ctx.emit("${event.slice(0, 100)}")`, json, max, 'limits.maxEventBytes');
+}
+
+/**
+ * `ctx.emit`'s payload as the JSON it is sent and measured as, in either thread: undefined for
+ * none, null when it cannot be JSON (logged on `log`: the handler goes on). Throws
+ * EVENT_TOO_LARGE past `maxBytes`, in the handler: the payload goes nowhere.
+ */
+export function emitPayload(event: string, payload: unknown, maxBytes: number, log: Logger): string | undefined | null {
+  let json: string | undefined;
+  try {
+    json = payload === undefined ? undefined : JSON.stringify(payload);
+  } catch (err) {
+    log.error({ err, event }, 'ctx.emit failed: the payload cannot be sent as JSON');
+    return null;
+  }
+  if (json !== undefined && overBytes(json, maxBytes)) throw emitTooLarge(String(event), json, maxBytes);
+  return json;
 }

@@ -1,18 +1,10 @@
-import type { AuditOutcome, AuditQuery, AuditRecord } from '../contract/audit.js';
+import type { AuditQuery, AuditRecord } from '../contract/audit.js';
 import type { Backend } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Page } from '../contract/run.js';
 
 /** What the API tells the audit of one request (the host adds id, time and itself). */
-export interface AuditEntry {
-  token: string;
-  action: string;
-  target: string;
-  ip: string;
-  outcome: AuditOutcome;
-  status: number;
-  code: string | null;
-}
+export type AuditEntry = Omit<AuditRecord, 'id' | 'at' | 'host'>;
 
 export interface AuditOptions {
   backend(): Backend;

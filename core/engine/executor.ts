@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
-import { emitTooLarge, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
+import { emitPayload, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import { capturingLogger } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
@@ -97,15 +97,8 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
   }
 
   emit(event: string, payload?: unknown): void {
-    let json: string | undefined;
-    try {
-      json = payload === undefined ? undefined : JSON.stringify(payload);
-    } catch (err) {
-      // As in a worker thread, where the payload has to cross as JSON: logged, and the handler goes on.
-      this.log.error({ err, event }, 'ctx.emit failed: the payload cannot be sent as JSON');
-      return;
-    }
-    if (json !== undefined && overBytes(json, this.#limits.maxEventBytes)) throw emitTooLarge(String(event), json, this.#limits.maxEventBytes);
+    // Measured as in a worker thread, where the payload has to cross as JSON.
+    if (emitPayload(event, payload, this.#limits.maxEventBytes, this.log) === null) return;
     this.#executor.publish(event, payload, this.runId);
   }
 

@@ -1,5 +1,5 @@
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
-import { emitTooLarge, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
+import { emitPayload, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
 import type { Page, Run } from '../contract/run.js';
@@ -81,17 +81,9 @@ export class ThreadContext implements JobContext<never> {
   }
 
   emit(event: string, payload?: unknown): void {
-    let json: string | undefined;
-    try {
-      json = payload === undefined ? undefined : JSON.stringify(payload);
-    } catch (err) {
-      // As inline, where a failed emit is logged and the handler goes on.
-      this.log.error({ err, event }, 'ctx.emit failed: the payload cannot be sent as JSON');
-      return;
-    }
-    // Thrown in the handler, as inline: the payload never leaves the thread.
-    if (json !== undefined && overBytes(json, this.#limits.maxEventBytes)) throw emitTooLarge(String(event), json, this.#limits.maxEventBytes);
-    this.#channel.send(OUT.emit, this.id, String(event), json);
+    // Too large: thrown in the handler, as inline; the payload never leaves the thread.
+    const json = emitPayload(event, payload, this.#limits.maxEventBytes, this.log);
+    if (json !== null) this.#channel.send(OUT.emit, this.id, String(event), json);
   }
 
   /** The main thread aborted the attempt: the signal fires; nothing the handler reports counts any more. */

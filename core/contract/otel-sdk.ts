@@ -1,5 +1,5 @@
 import { DiagLogLevel, diag, type ProxyTracerProvider, trace } from '@opentelemetry/api';
-import type { Otel, ThreadOtelModules } from './otel-thread.js';
+import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
 
@@ -64,17 +64,7 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
     flush: async () => {
       await provider().forceFlush?.();
     },
-    shutdown: async (timeoutMs) => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        sdk.shutdown().catch(() => undefined),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, timeoutMs);
-          timer.unref();
-        }),
-      ]);
-      clearTimeout(timer);
-    },
+    shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown(), timeoutMs),
   };
 }
 

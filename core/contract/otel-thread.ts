@@ -13,6 +13,19 @@ export interface Otel {
   shutdown(timeoutMs: number): Promise<void>;
 }
 
+/** An SDK's shutdown (its last export), waited for at most `timeoutMs`; its failure is not the caller's. */
+export async function boundedShutdown(shutdown: () => Promise<void>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    shutdown().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** Where a worker thread loads its tracer's modules from (`startThreadOtel`). */
 export interface ThreadOtelModules {
   sdkTrace: string;
@@ -48,16 +61,6 @@ export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.Pr
   trace.setGlobalTracerProvider(provider);
   return {
     flush: () => provider.forceFlush(),
-    shutdown: async (timeoutMs) => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        provider.shutdown().catch(() => undefined),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, timeoutMs);
-          timer.unref();
-        }),
-      ]);
-      clearTimeout(timer);
-    },
+    shutdown: (timeoutMs) => boundedShutdown(() => provider.shutdown(), timeoutMs),
   };
 }

@@ -119,7 +119,8 @@ export function startAttemptSpan(job: string, runId: string, attempt: number, tr
   const valid = isSpanContextValid(sc);
   let ended = false;
   return {
-    context: trace.setSpan(ROOT_CONTEXT, span),
+    // Only a traced attempt runs inside its span: nothing is built for the no-op one.
+    context: valid ? trace.setSpan(ROOT_CONTEXT, span) : ROOT_CONTEXT,
     traceparent: valid ? traceparentOf(sc) : undefined,
     end(error) {
       if (ended) return;

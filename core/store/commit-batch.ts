@@ -74,3 +74,31 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
   if (logs.status === 'rejected') written.logsFailed = { reason: logs.reason };
   return written;
 }
+
+/**
+ * What did not reach its file goes back to be written by the next commit: the journal's runs
+ * and pending records, or the segment's finished runs. Answers the runs now durable as
+ * finished, and the first failure (undefined when everything was written).
+ */
+export function requeueUnwritten(
+  written: Written,
+  taken: Omit<Batch, 'runs'>,
+  to: { dirtyRuns: Set<Run>; putBack: (taken: Omit<Batch, 'runs'>) => void },
+): { finished: Run[]; failure: unknown } {
+  let finished = written.finished;
+  let failure: unknown;
+  if (written.journalFailed) {
+    failure = written.journalFailed.reason;
+    written.journalFailed.requeue();
+    for (const run of written.journaled) to.dirtyRuns.add(run);
+    to.putBack(taken);
+  }
+  if (written.segmentFailed) {
+    failure ??= written.segmentFailed.reason;
+    for (const run of finished) to.dirtyRuns.add(run);
+    finished = [];
+  }
+  // Finished runs' logs that did not reach their file stay staged for the next commit.
+  if (written.logsFailed) failure ??= written.logsFailed.reason;
+  return { finished, failure };
+}

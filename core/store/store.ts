@@ -1,8 +1,5 @@
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import type { JobState, NotificationQuery } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
-import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
@@ -10,18 +7,20 @@ import type { RunLog } from '../contract/run-log.js';
 import type { DamageReport, StoreWriteError } from '../contract/store-health.js';
 import type { BackendStats } from '../contract/views.js';
 import { AuditLog } from './audit-log.js';
+import { checkpointSource, type StoreParts } from './checkpoint-source.js';
+import type { CheckpointSource } from './checkpoints.js';
 import { Checkpoints } from './checkpoints.js';
-import { type Batch, writeBatch } from './commit-batch.js';
+import { type Batch, requeueUnwritten, writeBatch } from './commit-batch.js';
 import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
 import { LiveRuns } from './live-runs.js';
+import { loadFiles } from './load-files.js';
 import type { StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
 import { Pending } from './pending.js';
 import { RunLogStore } from './run-logs.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
-import { readJournals } from './store-files.js';
 import { lockSupported } from './store-format.js';
 import { WriteHealth } from './write-health.js';
 
@@ -103,6 +102,9 @@ export class Store {
   #scrub: Promise<void> | undefined;
   /** Held from open to close: one writer per directory (lock.ts). */
   #lock: StoreLock | undefined;
+  /** The in-memory parts a load fills and a checkpoint writes (checkpoint-source.ts). */
+  readonly #parts: StoreParts;
+  readonly #source: CheckpointSource;
 
   constructor(options: StoreOptions) {
     this.#dir = options.dir;
@@ -129,6 +131,17 @@ export class Store {
     this.#logger = options.logger;
     this.#writes = new WriteHealth(options.clock, options.logger);
     this.#group = new GroupCommit(() => this.#commitOnce(), this.#writes);
+    this.#parts = {
+      live: this.#live,
+      dirtyRuns: this.#dirtyRuns,
+      history: this.#history,
+      jobs: this.#jobs,
+      notifications: this.#notifications,
+      damage: this.#damage,
+      logs: this.#logs,
+      audit: this.#audit,
+    };
+    this.#source = checkpointSource(this.#parts);
   }
 
   // ---------------------------------------------------------------- opening and recovery
@@ -160,41 +173,17 @@ export class Store {
   }
 
   async #load(dir: string): Promise<void> {
-    await mkdir(path.join(dir, 'segments'), { recursive: true });
-    const { doc, lost } = await (this.#checkpoints as Checkpoints).read(this.#clock);
-    for (const [name, record] of Object.entries(doc.jobs)) this.#jobs.set(name, record);
-    for (const run of doc.live) this.#live.set(run.id, run);
-    this.#notifications.reset(doc.notifications);
-    this.#damage.restore(doc.damage ?? []);
-    this.#logs.restore(doc.logs);
-    this.#audit.restore(doc.audit ?? []);
-
-    // Damage is reported once everything is loaded (to tell whether another record of each run
-    // loaded), and before the checkpoint below deletes the journal.
-    const journalDamage = await readJournals(dir, doc.checkpoint, lost, this.#fsync, this.#logger, {
-      live: this.#live,
+    await loadFiles(dir, {
+      ...this.#parts,
+      jobs: this.#jobs,
+      dirtyRuns: this.#dirtyRuns,
+      checkpoints: this.#checkpoints as Checkpoints,
+      clock: this.#clock,
+      fsync: this.#fsync,
+      logger: this.#logger,
       job: (name) => this.job(name),
-      notifications: this.#notifications,
-      damage: this.#damage,
-      logs: this.#logs,
-      audit: this.#audit,
+      damaged: (found, loadedElsewhere) => this.#damaged(found, loadedElsewhere),
     });
-    const finishedIds = new Set<string>();
-
-    // Segments: indexed ones come from the checkpoint; newer files are read.
-    const folded = new Set(doc.foldSkip);
-    await this.#history.load(doc.segments, doc.foldFrom, (run, afterMark) => {
-      if (journalDamage.length > 0) finishedIds.add(run.id);
-      this.#live.delete(run.id); // the finished record wins over a journaled queued/running one
-      // Finished after the checkpoint: its job's aggregates do not include it yet.
-      if (afterMark && !folded.has(run.id)) foldFinished(this.job(run.job), run);
-    });
-    for (const found of journalDamage) await this.#damaged(found, (id) => this.#live.has(id) || finishedIds.has(id));
-    this.#logs.keepOnly((id) => this.#live.has(id));
-    // A run the journal has as finished but no segment holds: its final state goes to history now.
-    for (const run of [...this.#live.values()]) {
-      if (isFinal(run.status)) this.#dirtyRuns.add(run);
-    }
     await this.#checkpoint();
     this.#loaded = true;
     if (this.#dirtyRuns.size > 0) await this.flush();
@@ -287,21 +276,7 @@ export class Store {
         ? null
         : { journal: this.#checkpoints?.journal as AppendFile, segment: this.#history.file as AppendFile, openSegment: this.#history.position.segment };
     const written = await writeBatch(batch, { files, logs: this.#logs });
-    let finished = written.finished;
-    let failure: unknown;
-    if (written.journalFailed) {
-      failure = written.journalFailed.reason;
-      written.journalFailed.requeue();
-      for (const run of written.journaled) this.#dirtyRuns.add(run);
-      this.#pending.putBack(taken);
-    }
-    if (written.segmentFailed) {
-      failure ??= written.segmentFailed.reason;
-      for (const run of finished) this.#dirtyRuns.add(run);
-      finished = [];
-    }
-    // Finished runs' logs that did not reach their file stay staged for the next commit.
-    if (written.logsFailed) failure ??= written.logsFailed.reason;
+    const { finished, failure } = requeueUnwritten(written, taken, { dirtyRuns: this.#dirtyRuns, putBack: (t) => this.#pending.putBack(t) });
     if (failure === undefined) this.#commits++;
     for (const run of finished) {
       // Only now, with the final record durable, does the run leave the live set.
@@ -329,30 +304,7 @@ export class Store {
   /** Writes state.json from memory (after switching to a new journal), then drops what it covers. */
   async #checkpoint(): Promise<void> {
     if (!this.#checkpoints) return;
-    // No commit runs meanwhile (this is called from one, or with none left): the live runs only
-    // change in memory while their slices are written, and what changed is dirty.
-    await this.#checkpoints.write({
-      runs: () => [...this.#live.values()],
-      finish: (writtenFinal) => {
-        // Finished while the slices were written (and folded into `jobs`): written again, final.
-        const again = [...this.#dirtyRuns].filter((r) => isFinal(r.status) && !writtenFinal.has(r.id) && this.#live.get(r.id) === r);
-        return {
-          again,
-          content: {
-            openSegment: this.#history.position.segment,
-            foldFrom: this.#history.position,
-            // Finished in memory (and folded) but not yet written: do not fold them twice on load.
-            foldSkip: [...writtenFinal, ...again.map((r) => r.id)],
-            segments: this.#history.index(),
-            jobs: Object.fromEntries(this.#jobs),
-            notifications: this.#notifications.recent(),
-            damage: this.#damage.kept(this.#history.oldestSegment),
-            logs: this.#logs.snapshot(),
-            audit: this.#audit.kept(),
-          },
-        };
-      },
-    });
+    await this.#checkpoints.write(this.#source);
     this.#finishedSinceCheckpoint = 0;
     await this.#history.deleteExpired();
     await this.#checkpoints.removeCovered();

@@ -38,7 +38,9 @@ const whoamiResponse = z.object({
   name: z.string().describe('`admin` for server.token; `anonymous` when the host has no token'),
   role: z.enum(ROLES),
   jobs: z.array(z.string()).nullable().describe('the `*` globs of the jobs an operator may act on; null: every job'),
-  actions: z.array(z.string()).describe("the audit actions the token's role may ask (`jobs` still limits those on a job): what the dashboard shows buttons for"),
+  actions: z
+    .array(z.string())
+    .describe("the audit actions the token's role may ask (`jobs` still limits those on a job): what the dashboard shows buttons for"),
 });
 
 /** `GET /whoami` and `GET /audit` (SPEC §14). */

@@ -105,8 +105,7 @@ t.test('a route with no role fails at registration', async (t) => {
 
 t.test('whoami: name, role, jobs and the actions the role may ask; server.token is admin; no token at all is anonymous', async (t) => {
   const s = await startServer(t, { config: { server: { token: 'the-admin-token', tokens: tokensConfig } } });
-  const actionsOf = (role: Role) =>
-    Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(role, a.role) ? [a.action] : []));
+  const actionsOf = (role: Role) => Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(role, a.role) ? [a.action] : []));
   const admin = (await s.request('GET', '/whoami', { headers: bearer('the-admin-token') })).json as unknown as WhoAmI;
   t.same(admin, { name: 'admin', role: 'admin', jobs: null, actions: actionsOf('admin') });
   t.ok(admin.actions.includes('store.damage.ack'), 'an admin may ack store damage');

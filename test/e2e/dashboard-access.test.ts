@@ -1,5 +1,6 @@
 import type { Page } from 'playwright-core';
 import t from 'tap';
+import { matchesAny } from '../../core/contract/glob.js';
 import { tempDir } from '../helpers.js';
 import { launchChromium, openPage, pluginSource, screenshots, startDashboardHost } from './browser.js';
 
@@ -175,9 +176,34 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
   await page.goto(`${url}/#/runs/${deployRun}`);
   await page.waitForSelector('[data-focus="cancel"]');
   t.pass("deploy-web's queued run: Cancel");
+  // can() of the page matches `jobs` globs as the host does (core/contract/glob.ts), special characters too.
+  const names = ['deploy-web', 'deploy-', 'deploy-a.b+c', 'deploy-(1)', 'deploy', 'xdeploy-web', 'Deploy-web', 'deploy-web\nx'];
+  const inPage = await page.evaluate(async (names) => {
+    // The module the page already runs (same URL): its token's whoami is loaded.
+    const url: string = '/assets/access.js';
+    const access = (await import(url)) as { can(action: string, job?: string): boolean };
+    return { run: names.map((n) => access.can('job.run', n)), ack: access.can('store.damage.ack'), anyRun: access.can('job.run') };
+  }, names);
+  t.same(
+    inPage.run,
+    names.map((n) => matchesAny(['deploy-*'], n)),
+    'the same jobs as the host',
+  );
+  t.same([inPage.ack, inPage.anyRun], [false, true], 'not what needs an admin');
   const other = (await host.trigger('cleanup', { delay: HOUR })).runId;
   await page.goto(`${url}/#/runs/${other}`);
   await page.waitForSelector('[data-run-status="queued"]');
   t.same(await actionsShown(page), [], "cleanup's queued run: no Cancel");
+
+  // A config edit moves the token to other jobs: the open page reads GET /whoami again and follows.
+  const tokens = host.config.server.tokens.map((tk) => (tk.name === 'ci' ? { ...tk, jobs: ['cleanup'] } : tk));
+  const { changed, restartRequired } = host.applyConfig({ ...host.config, server: { ...host.config.server, tokens } });
+  t.same(changed, ['server.tokens']);
+  // What the config file watcher (core/loader/config-file.ts) announces after it applied an edit; this host has no file.
+  host.bus.emit('config.reloaded', { job: null, file: 'config/jobhost.json', changed, restartRequired });
+  await page.goto(`${url}/#/jobs`);
+  await page.waitForSelector(`${row('cleanup')} button:has-text("Run…")`);
+  t.equal(await page.locator(`${row('deploy-web')} button`).count(), 0, 'no Run… for deploy-web any more');
+  t.match(await page.textContent('#who'), 'ci · operator (jobs cleanup)');
   t.same(page.errors, [], 'no page errors');
 });

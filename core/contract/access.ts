@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { envString } from './env.js';
+import { matchesAny } from './glob.js';
 
 /**
  * Who may do what (SPEC §14): API tokens with a name and a role, an operator's optional `jobs`
@@ -15,6 +16,16 @@ export type Role = (typeof ROLES)[number];
 /** True when a token of role `has` may do what needs `needs`. */
 export function roleAllows(has: Role, needs: Role): boolean {
   return ROLES.indexOf(has) >= ROLES.indexOf(needs);
+}
+
+/** `GET /whoami`: who the request's token is, and what it may ask. */
+export interface WhoAmI {
+  name: string;
+  role: Role;
+  /** The `*` globs of the jobs an operator may act on; null: every job. */
+  jobs: string[] | null;
+  /** The audit actions (`job.run`, `run.cancel`, ...) the role may ask; `jobs` still limits those on a job. */
+  actions: string[];
 }
 
 /** The name `server.token` is known by (in the audit, `GET /whoami`). */
@@ -87,4 +98,29 @@ export function checkTokens(adminToken: string | null, tokens: readonly TokenEnt
     }
   });
   return issues;
+}
+
+/** A `server.tokens[i].jobs` glob that matches none of the jobs loaded. */
+export interface UnmatchedGlob {
+  /** `server.tokens.1.jobs.0`, as config errors name paths. */
+  path: string;
+  glob: string;
+  token: string;
+  /** The warning, alike in `jobhost validate` and the host's log. */
+  message: string;
+}
+
+/**
+ * The `jobs` globs of operator tokens that match no job of `names`: a typo, or a job not loaded
+ * yet. A warning, not an error (`jobhost validate` prints it; the host logs it at start and at
+ * each config edit), since a plugin may arrive later.
+ */
+export function unmatchedJobGlobs(tokens: readonly TokenEntry[], names: readonly string[]): UnmatchedGlob[] {
+  return tokens.flatMap((t, i) =>
+    (t.jobs ?? []).flatMap((glob, j) => {
+      if (names.some((name) => matchesAny([glob], name))) return [];
+      const path = `server.tokens.${i}.jobs.${j}`;
+      return [{ path, glob, token: t.name, message: `${path}: "${glob}" (token "${t.name}") matches no job` }];
+    }),
+  );
 }

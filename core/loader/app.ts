@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { unmatchedJobGlobs } from '../contract/access.js';
 import type { Config } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import { type AnyHostEvent, eventHost } from '../contract/events.js';
@@ -201,6 +202,10 @@ export async function validateProject(
   // An override may come before its plugin file: a warning, not an error.
   for (const job of Object.keys(config.jobs)) {
     if (!owners.has(job)) warnings.push({ file: rel(file), code: 'JOB_NOT_FOUND', message: `jobs.${job}: no plugin defines this job (yet)` });
+  }
+  // What the running host logs at start and on each config edit, the same way.
+  for (const u of unmatchedJobGlobs(config.server.tokens, [...owners.keys()])) {
+    warnings.push({ file: rel(file), code: 'JOB_NOT_FOUND', message: u.message });
   }
   return { problems, warnings, jobs: [...owners.keys()] };
 }

@@ -1,8 +1,9 @@
 import { z } from 'zod';
-import { ROLES } from '../contract/access.js';
+import { ROLES, roleAllows, type WhoAmI } from '../contract/access.js';
 import { AUDIT_MAX_LIMIT, AUDIT_OUTCOMES } from '../contract/audit.js';
 import type { Host } from '../engine/host.js';
 import { errors, page } from './http-schemas.js';
+import { ROUTE_ACCESS } from './route-roles.js';
 import type { JobhostApp } from './routes.js';
 
 const text = z.string().min(1).max(200);
@@ -37,15 +38,20 @@ const whoamiResponse = z.object({
   name: z.string().describe('`admin` for server.token; `anonymous` when the host has no token'),
   role: z.enum(ROLES),
   jobs: z.array(z.string()).nullable().describe('the `*` globs of the jobs an operator may act on; null: every job'),
+  actions: z
+    .array(z.string())
+    .describe("the audit actions the token's role may ask (`jobs` still limits those on a job): what the dashboard shows buttons for"),
 });
 
 /** `GET /whoami` and `GET /audit` (SPEC §14). */
 export function registerAccessRoutes(app: JobhostApp, host: Host): void {
   app.get('/whoami', {
     schema: { summary: "The request's token: its name, role and jobs", tags: ['access'], response: { 200: whoamiResponse, ...errors(401) } },
-    handler: async (request) => {
+    handler: async (request): Promise<WhoAmI> => {
       const who = request.principal!;
-      return { name: who.name, role: who.role, jobs: who.jobs === null ? null : [...who.jobs] };
+      // From the one table of routes and roles, so a client (the dashboard) keeps no copy of it.
+      const actions = Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(who.role, a.role) ? [a.action] : []));
+      return { name: who.name, role: who.role, jobs: who.jobs === null ? null : [...who.jobs], actions: [...new Set(actions)] };
     },
   });
 

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
-import { ADMIN_TOKEN_NAME, ANONYMOUS, type Role, roleAllows, tokenDigest } from '../contract/access.js';
+import { ADMIN_TOKEN_NAME, ANONYMOUS, type Role, roleAllows, tokenDigest, unmatchedJobGlobs } from '../contract/access.js';
 import type { AuditOutcome } from '../contract/audit.js';
 import type { Config } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
@@ -224,14 +224,7 @@ export class Access {
   /** Logs each `server.tokens[i].jobs` glob that matches no registered job (a typo, or a job not loaded yet). */
   warnUnmatched(): void {
     const names = this.#o.host.jobs().map((j) => j.name);
-    this.#o.host.config.server.tokens.forEach((t, i) => {
-      t.jobs?.forEach((pattern, j) => {
-        if (!names.some((name) => matchesAny([pattern], name))) {
-          const path = `server.tokens.${i}.jobs.${j}`;
-          this.#o.logger.warn({ path, glob: pattern, token: t.name }, `${path}: "${pattern}" matches no job`);
-        }
-      });
-    });
+    for (const { message, ...where } of unmatchedJobGlobs(this.#o.host.config.server.tokens, names)) this.#o.logger.warn(where, message);
   }
 
   close(): void {

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Role } from '../../core/contract/access.js';
 import { silentLogger } from '../../core/contract/logger.js';
 import { createHost, type Host } from '../../core/engine/host.js';
 import { usePluginDirectory } from '../../core/loader/plugin-directory.js';
@@ -87,7 +88,12 @@ export interface DashboardHost {
 export async function startDashboardHost(
   t: Tap,
   files: Record<string, string>,
-  options: { token?: string; allowedOrigins?: string[]; allowedHosts?: string[] } = {},
+  options: {
+    token?: string;
+    tokens?: Array<{ name: string; token: string; role: Role; jobs?: string[] }>;
+    allowedOrigins?: string[];
+    allowedHosts?: string[];
+  } = {},
 ): Promise<DashboardHost> {
   const dir = tempDir(t, 'jobhost-dash-');
   const pluginsDir = path.join(dir, 'plugins');
@@ -102,6 +108,7 @@ export async function startDashboardHost(
       plugins: { dir: 'plugins' },
       server: {
         token: options.token ?? null,
+        ...(options.tokens && { tokens: options.tokens }),
         ...(options.allowedOrigins && { allowedOrigins: options.allowedOrigins }),
         ...(options.allowedHosts && { allowedHosts: options.allowedHosts }),
       },

@@ -202,6 +202,10 @@ t.test('with a token the page asks for it once, keeps it for the tab, and then w
   await page.waitForSelector('#token-error:has-text("not valid")');
   await page.fill('#token-input', token);
   await page.press('#token-input', 'Enter');
+  // The prompt says whose token it took (server.token: the admin token) until the user goes on.
+  await page.waitForSelector('[data-token-who]:visible');
+  t.match(await page.textContent('[data-token-who]'), /token “admin”, role admin/);
+  await page.keyboard.press('Enter');
   await page.waitForSelector('#token-dialog', { state: 'hidden' });
   await live(page);
   await page.waitForSelector(row('nightly'));

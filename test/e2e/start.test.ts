@@ -8,9 +8,10 @@ const ev = (type: string, job?: string) => (l: { event?: string; job?: unknown }
 
 t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped file, applies a config edit, stops on SIGTERM', async (t) => {
   const config = {
-    server: { port: 0 },
     // every second here, so the test sees a scheduled run without waiting hours
     jobs: { 'cleanup-temp-files': { schedule: '* * * * * *', params: { dir: 'data/tmp' } } },
+    // A jobs glob that matches no job: warned at load and again at each config edit.
+    server: { port: 0, tokens: [{ name: 'ci', token: 'ci-token-0123456789abcdefghij', role: 'operator', jobs: ['deploi-*'] }] },
   };
   const dir = makeProject(t, config);
   const app = runCli(t, dir, ['start']);
@@ -26,6 +27,9 @@ t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped
   t.equal(page.status, 200, 'the printed URL serves the dashboard');
   t.match(await page.text(), /<title>jobhost<\/title>/);
 
+  const unmatched = (l: { path?: unknown; level?: number }) => l.level === 40 && l.path === 'server.tokens.0.jobs.0';
+  const warnedAtLoad = await app.waitFor(unmatched, 'the unmatched glob warned at load');
+  t.match(warnedAtLoad, { msg: 'server.tokens.0.jobs.0: "deploi-*" (token "ci") matches no job', glob: 'deploi-*', token: 'ci' });
   const ran = await app.waitFor((l) => l.event === 'run.succeeded' && l.job === 'cleanup-temp-files', 'a scheduled run');
   t.ok(ran, 'the schedule fired and the run succeeded');
 
@@ -40,6 +44,7 @@ t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped
   writeFileSync(file, JSON.stringify(edited));
   const reloaded = await app.waitFor(ev('config.reloaded'), 'config.reloaded', { from });
   t.same(reloaded['changed'], ['jobs.cleanup-temp-files']);
+  await app.waitFor(unmatched, 'the unmatched glob warned again at the config edit', { from });
   const updated = await app.waitFor(ev('job.updated', 'cleanup-temp-files'), 'job.updated', { from });
   t.same(updated['changed'], ['schedule']);
   t.equal(updated['schedule'], '0 4 * * *');
@@ -51,10 +56,15 @@ t.test('jobhost start: loads the example plugins, runs schedules, adds a dropped
 });
 
 t.test('jobhost validate: ok for the examples, non-zero with reasons for bad files and config', async (t) => {
-  const good = makeProject(t, {});
+  // A token's jobs glob that matches no plugin's job is a warning naming its path; one that matches is not.
+  const operator = (jobs: string[], name: string) => ({ name, token: `${name}-token-0123456789abcdefgh`, role: 'operator', jobs });
+  const good = makeProject(t, { server: { tokens: [operator(['url-*'], 'web'), operator(['daily-digest', 'deploi-*'], 'ci')] } });
   const ok = spawnSync(process.execPath, [BIN, 'validate'], { cwd: good, encoding: 'utf8', env: childEnv() });
   t.equal(ok.status, 0, ok.stdout + ok.stderr);
   t.match(ok.stdout, /ok: config and 4 plugins valid/);
+  const warned = ok.stdout.split('\n').filter((l) => l.startsWith('warning'));
+  t.same(warned.length, 1, warned.join('\n'));
+  t.match(warned[0], /^warning\s+config\/jobhost\.json\s+JOB_NOT_FOUND\s+server\.tokens\.1\.jobs\.1: "deploi-\*" \(token "ci"\) matches no job$/);
 
   const bad = makeProject(t, { jobs: { ghost: { enabled: false } } });
   writeFileSync(path.join(bad, 'plugins', 'broken.ts'), 'export default { name: "broken", schedule: "61 * * * *", handler: () => 1 };\n');

@@ -1,7 +1,10 @@
 // @ts-check
 // The dashboard: wires the views to the API and to the one WebSocket, and routes on the URL hash
-// (#/jobs, #/jobs/<name>, #/runs?job=x&status=failed, #/runs/<id>, #/notifications, #/hosts).
+// (#/jobs, #/jobs/<name>, #/runs?job=x&status=failed, #/runs/<id>, #/notifications, #/hosts, #/audit).
+// What changes something is drawn only when the token may do it: see `can()` in access.js.
+import { can, loadWhoami, showWho } from './access.js';
 import { ApiError, eventsUrl, get, getToken, post, setToken, withQuery } from './api.js';
+import { createAudit } from './audit.js';
 import { createBulk } from './bulk.js';
 import { createCharts, WINDOWS } from './charts.js';
 import { coalescer, fill, h, tick } from './dom.js';
@@ -17,12 +20,13 @@ import { createRunDetail, createRunsList } from './runs.js';
 import { createTokenPrompt } from './token.js';
 
 /** @import { AnyHostEvent } from '../../contract/events.js' */
+/** @import { AuditFilters } from './audit.js' */
 /** @import { Page } from '../../contract/run.js' */
 /** @import { JobView, Stats } from '../../contract/views.js' */
 
 /**
  * What the URL hash shows.
- * @typedef {{ view: 'jobs' } | { view: 'job', name: string } | { view: 'runs', job: string, status: string } | { view: 'run', id: string } | { view: 'notifications' } | { view: 'hosts' }} Route
+ * @typedef {{ view: 'jobs' } | { view: 'job', name: string } | { view: 'runs', job: string, status: string } | { view: 'run', id: string } | { view: 'notifications' } | { view: 'hosts' } | ({ view: 'audit' } & AuditFilters)} Route
  */
 
 /** An element of the page shell (index.html), which has every one this file asks for. */
@@ -87,13 +91,21 @@ const bulk = createBulk(/** @type {HTMLDialogElement} */ ($('#bulk-dialog')), {
 });
 const overview = createCharts($('[data-charts="overview"]'), { onError: showError });
 const jobPage = createJobPage($('#view-job'), { onError: showError, onRun: (job) => runDialog.open(job), bulk });
-$('[data-bulk="retry-all"]').addEventListener('click', async (e) => {
-  try {
-    await bulk.ask('retry', { from: windowStart(overview.window), label: `in the ${WINDOWS[overview.window]}` }, /** @type {HTMLElement} */ (e.currentTarget));
-  } catch (err) {
-    showError(err);
-  }
-});
+/** The overview's buttons: "Retry failed runs…" of every job, for a token that may. */
+function renderOverviewActions() {
+  /** @param {MouseEvent & { currentTarget: HTMLButtonElement }} e */
+  const retryAll = async (e) => {
+    try {
+      await bulk.ask('retry', { from: windowStart(overview.window), label: `in the ${WINDOWS[overview.window]}` }, e.currentTarget);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  fill(
+    $('[data-overview-actions]'),
+    can('runs.retry') ? h('button', { type: 'button', 'data-bulk': 'retry-all', onclick: retryAll }, 'Retry failed runs…') : null,
+  );
+}
 
 /** The charts on screen read their series again (runs moved). */
 function refreshCharts() {
@@ -105,6 +117,7 @@ const runs = createRunsList($('#view-runs'), { onError: showError });
 const detail = createRunDetail($('#view-run'), { onError: showError, navigate });
 const notes = createNotifications($('#view-notifications'), { onError: showError });
 const hosts = createHosts($('#view-hosts'), { onError: showError });
+const audit = createAudit($('#view-audit'), { onError: showError, navigate });
 const feed = createFeed($('#feed'));
 /** The runs filter: a form with a `job` and a `status` select. */
 const runsFilter = /** @type {HTMLFormElement & { elements: { job: HTMLSelectElement, status: HTMLSelectElement } }} */ ($('#runs-filter'));
@@ -150,6 +163,8 @@ function parseHash() {
   if (parts[0] === 'runs') return { view: 'runs', job: q.get('job') ?? '', status: q.get('status') ?? '' };
   if (parts[0] === 'notifications') return { view: 'notifications' };
   if (parts[0] === 'hosts') return { view: 'hosts' };
+  if (parts[0] === 'audit')
+    return { view: 'audit', token: q.get('token') ?? '', action: q.get('action') ?? '', target: q.get('target') ?? '', outcome: q.get('outcome') ?? '' };
   return { view: 'jobs' };
 }
 
@@ -188,6 +203,8 @@ async function loadRoute() {
     await notes.reload();
   } else if (route.view === 'hosts') {
     await hosts.reload();
+  } else if (route.view === 'audit') {
+    await audit.show(route);
   } else if (route.view === 'job') {
     await jobPage.show(route.name);
   } else {
@@ -221,7 +238,15 @@ async function refreshJob(name) {
 /** Everything over HTTP: on start, after a gap in the event stream, after the host restarted. */
 async function loadAll() {
   try {
-    const [list, stats] = await Promise.all([/** @type {Promise<Page<JobView>>} */ (get('/jobs')), /** @type {Promise<Stats>} */ (get('/stats'))]);
+    // Who the token is first: every button drawn below asks can(). Read again each time, since a
+    // config edit may have changed the token's role or jobs.
+    const [list, stats, me] = await Promise.all([
+      /** @type {Promise<Page<JobView>>} */ (get('/jobs')),
+      /** @type {Promise<Stats>} */ (get('/stats')),
+      loadWhoami(),
+    ]);
+    showWho($('#who'), me);
+    renderOverviewActions();
     jobs.setAll(list.items);
     syncJobNames();
     renderStats($('#stats'), stats);

@@ -1,6 +1,7 @@
 // @ts-check
 // A job's page (#/jobs/<name>): what it is, where its alert rules stand, its charts over time, and
 // its bulk actions.
+import { can } from './access.js';
 import { alertBadge, failures, recoveredStreak } from './alert.js';
 import { ApiError, get, withQuery } from './api.js';
 import { createCharts, WINDOWS } from './charts.js';
@@ -130,9 +131,9 @@ export function createJobPage(root, { onError, onRun, bulk }) {
       h(
         'div',
         { class: 'buttons' },
-        h('button', { type: 'button', class: 'primary', onclick: () => onRun(j) }, 'Run…'),
-        h('button', { type: 'button', 'data-bulk': 'retry', onclick: act('retry') }, 'Retry failed runs…'),
-        h('button', { type: 'button', 'data-bulk': 'cancel', onclick: act('cancel') }, 'Cancel queued runs…'),
+        can('job.run', j.name) ? h('button', { type: 'button', class: 'primary', onclick: () => onRun(j) }, 'Run…') : null,
+        can('runs.retry', j.name) ? h('button', { type: 'button', 'data-bulk': 'retry', onclick: act('retry') }, 'Retry failed runs…') : null,
+        can('runs.cancel', j.name) ? h('button', { type: 'button', 'data-bulk': 'cancel', onclick: act('cancel') }, 'Cancel queued runs…') : null,
         h('a', { class: 'button-link', href: withQuery('#/runs', { job: j.name }) }, 'Runs of this job →'),
       ),
       status,

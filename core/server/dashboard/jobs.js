@@ -1,5 +1,6 @@
 // @ts-check
 // The jobs table: one row per job, updated in place from events.
+import { can } from './access.js';
 import { alertBadge } from './alert.js';
 import { badge, fill, h, swap, time } from './dom.js';
 
@@ -60,20 +61,29 @@ export function createJobsTable(tbody, actions) {
       h(
         'td',
         { 'data-label': 'Enabled', 'data-col': 'enabled' },
-        h(
-          'label',
-          { class: 'toggle' },
-          h('input', {
-            type: 'checkbox',
-            checked: job.enabled,
-            'data-focus': 'toggle',
-            'aria-describedby': id,
-            onchange: (e) => actions.onToggle(job, e.target.checked, e.target),
-          }),
-          h('span', { 'data-enabled-text': '' }, job.enabled ? 'enabled' : 'disabled'),
-        ),
+        // A token that may not toggle the job sees its state, not a switch.
+        can(job.enabled ? 'job.disable' : 'job.enable', job.name)
+          ? h(
+              'label',
+              { class: 'toggle' },
+              h('input', {
+                type: 'checkbox',
+                checked: job.enabled,
+                'data-focus': 'toggle',
+                'aria-describedby': id,
+                onchange: (e) => actions.onToggle(job, e.target.checked, e.target),
+              }),
+              h('span', { 'data-enabled-text': '' }, job.enabled ? 'enabled' : 'disabled'),
+            )
+          : h('span', { 'data-enabled-text': '' }, job.enabled ? 'enabled' : 'disabled'),
       ),
-      h('td', { class: 'actions' }, h('button', { type: 'button', 'data-focus': 'run', 'aria-describedby': id, onclick: () => actions.onRun(job) }, 'Run…')),
+      h(
+        'td',
+        { class: 'actions' },
+        can('job.run', job.name)
+          ? h('button', { type: 'button', 'data-focus': 'run', 'aria-describedby': id, onclick: () => actions.onRun(job) }, 'Run…')
+          : null,
+      ),
     );
   }
 

@@ -2,6 +2,7 @@
 // Notifications, newest first, each with its deliveries (where it went and how that went), and the
 // destinations with a test button. New notifications arrive over the WebSocket; a delivery's
 // outcome event re-reads the one notification it names.
+import { can } from './access.js';
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, coalescer, fill, h, swap, time } from './dom.js';
 
@@ -132,18 +133,19 @@ export function createNotifications(root, { onError }) {
       h(
         'td',
         { class: 'actions' },
-        h(
-          'button',
-          {
-            type: 'button',
-            'data-focus': `redeliver:${d.id}`,
-            'aria-label': `Redeliver to ${d.destination}`,
-            // A pending delivery is about to be tried anyway.
-            disabled: d.status === 'pending',
-            onclick: (e) => redeliver(n, d.destination, e.currentTarget),
-          },
-          'Redeliver',
-        ),
+        can('notification.redeliver', n.job) &&
+          h(
+            'button',
+            {
+              type: 'button',
+              'data-focus': `redeliver:${d.id}`,
+              'aria-label': `Redeliver to ${d.destination}`,
+              // A pending delivery is about to be tried anyway.
+              disabled: d.status === 'pending',
+              onclick: (e) => redeliver(n, d.destination, e.currentTarget),
+            },
+            'Redeliver',
+          ),
       ),
     );
   }
@@ -198,7 +200,7 @@ export function createNotifications(root, { onError }) {
           ruleLabel(n.rule),
           h('strong', {}, n.title),
         ),
-        n.deliveries.length > 0
+        n.deliveries.length > 0 && can('notification.redeliver', n.job)
           ? h(
               'button',
               {
@@ -408,7 +410,9 @@ export function createNotifications(root, { onError }) {
       h(
         'td',
         { class: 'actions' },
-        h('button', { type: 'button', 'aria-label': `Send a test to ${dest.name}`, onclick: (e) => sendTest(dest, e.currentTarget) }, 'Send test'),
+        can('destination.test')
+          ? h('button', { type: 'button', 'aria-label': `Send a test to ${dest.name}`, onclick: (e) => sendTest(dest, e.currentTarget) }, 'Send test')
+          : null,
       ),
     );
   }
@@ -420,7 +424,7 @@ export function createNotifications(root, { onError }) {
         view.open === 0 ? 'No delivery waiting.' : `${view.open} deliver${view.open === 1 ? 'y' : 'ies'} waiting for an attempt (pending or retrying).`;
       open.dataset.open = String(view.open);
       // Drawn again only when they changed (a config reload): a redraw would drop the focus on a button.
-      const key = JSON.stringify(view.items);
+      const key = JSON.stringify([view.items, can('destination.test')]);
       if (key === shownDestinations) return;
       shownDestinations = key;
       for (const name of tests.keys()) if (!view.items.some((d) => d.name === name)) tests.delete(name);

@@ -1,5 +1,6 @@
 // @ts-check
 // Runs: the history list (filters, paging) and one run's detail (progress, attempts, actions).
+import { can } from './access.js';
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
 import { createRunLog } from './run-log.js';
@@ -232,8 +233,8 @@ export function createRunDetail(root, { onError, navigate }) {
 
   /** @param {Run} r */
   function draw(r) {
-    const canCancel = r.status === 'queued' || r.status === 'running';
-    const canRetry = r.status === 'failed' || r.status === 'canceled';
+    const canCancel = (r.status === 'queued' || r.status === 'running') && can('run.cancel', r.job);
+    const canRetry = (r.status === 'failed' || r.status === 'canceled') && can('run.retry', r.job);
     const delayed = r.status === 'queued' && r.runAt !== r.createdAt;
     fill(
       root,

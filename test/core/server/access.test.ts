@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { WebSocket } from 'ws';
-import { ROLES, type Role, roleAllows } from '../../../core/contract/access.js';
+import { ROLES, type Role, roleAllows, type WhoAmI } from '../../../core/contract/access.js';
 import { parseConfig } from '../../../core/contract/config.js';
 import { ConfigWatcher } from '../../../core/loader/config-file.js';
 import { ROUTE_ACCESS, routeAccess } from '../../../core/server/route-roles.js';
@@ -103,21 +103,27 @@ t.test('a route with no role fails at registration', async (t) => {
   t.match(await s2.request('GET', '/mine', { headers: bearer(TOKENS.operator) }), { status: 200, json: { mine: true } });
 });
 
-t.test('whoami: name, role and jobs; server.token is admin; no token at all is anonymous', async (t) => {
+t.test('whoami: name, role, jobs and the actions the role may ask; server.token is admin; no token at all is anonymous', async (t) => {
   const s = await startServer(t, { config: { server: { token: 'the-admin-token', tokens: tokensConfig } } });
-  t.same((await s.request('GET', '/whoami', { headers: bearer('the-admin-token') })).json, { name: 'admin', role: 'admin', jobs: null });
-  t.same((await s.request('GET', '/whoami', { headers: bearer(TOKENS.deployer) })).json, { name: 'ci', role: 'operator', jobs: ['deploy-*'] });
-  t.same((await s.request('GET', '/whoami', { headers: bearer(TOKENS.viewer) })).json, { name: 'dash', role: 'viewer', jobs: null });
+  const actionsOf = (role: Role) => Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(role, a.role) ? [a.action] : []));
+  const admin = (await s.request('GET', '/whoami', { headers: bearer('the-admin-token') })).json as unknown as WhoAmI;
+  t.same(admin, { name: 'admin', role: 'admin', jobs: null, actions: actionsOf('admin') });
+  t.ok(admin.actions.includes('store.damage.ack'), 'an admin may ack store damage');
+  const ci = (await s.request('GET', '/whoami', { headers: bearer(TOKENS.deployer) })).json as unknown as WhoAmI;
+  t.same(ci, { name: 'ci', role: 'operator', jobs: ['deploy-*'], actions: actionsOf('operator') });
+  t.ok(ci.actions.includes('run.cancel') && ci.actions.includes('job.run'), 'an operator may trigger and cancel');
+  t.notOk(ci.actions.includes('store.damage.ack'), 'not ack store damage');
+  t.same((await s.request('GET', '/whoami', { headers: bearer(TOKENS.viewer) })).json, { name: 'dash', role: 'viewer', jobs: null, actions: [] });
   t.match(await s.request('GET', '/whoami'), { status: 401, json: { code: 'UNAUTHORIZED' } });
   const open = await startServer(t);
-  t.same((await open.request('GET', '/whoami')).json, { name: 'anonymous', role: 'admin', jobs: null });
+  t.same((await open.request('GET', '/whoami')).json, { name: 'anonymous', role: 'admin', jobs: null, actions: actionsOf('admin') });
 });
 
 t.test('sha256 tokens: the config holds the digest; the token works, the digest itself does not', async (t) => {
   const plain = 'a-token-only-its-holder-knows-1234';
   const stored = `sha256:${createHash('sha256').update(plain).digest('hex')}`;
   const s = await startServer(t, { config: { server: { tokens: [{ name: 'hashed', token: stored, role: 'viewer' }] } } });
-  t.same((await s.request('GET', '/whoami', { headers: bearer(plain) })).json, { name: 'hashed', role: 'viewer', jobs: null });
+  t.same((await s.request('GET', '/whoami', { headers: bearer(plain) })).json, { name: 'hashed', role: 'viewer', jobs: null, actions: [] });
   t.match(await s.request('GET', '/whoami', { headers: bearer(stored) }), { status: 401 });
   t.match(await s.request('GET', '/whoami', { headers: bearer(stored.slice(7)) }), { status: 401 });
   t.match(await s.request('GET', '/whoami', { headers: bearer(`${plain}x`) }), { status: 401 });

@@ -2,6 +2,7 @@
  * `npm run bench [-- name...]`: runs the benchmarks and prints their figures. Benchmarks never
  * fail; ratios are against baselines measured in the same run, on the same machine.
  */
+import { compareBench } from './ab.js';
 import { clusterBench } from './cluster.js';
 import { clusterFiresBench } from './cluster-fires.js';
 import { clusterReplicasBench } from './cluster-replicas.js';
@@ -29,6 +30,11 @@ const benches: Record<string, () => Promise<void>> = {
   startup: () => startupBench(),
   notify: () => notifyBench(),
   tracing: () => tracingBench(),
+  // BENCH_BEFORE=<ref> [BENCH_AFTER=<ref>]: engine and HTTP of after (default: this tree) over before.
+  compare: async () => {
+    if (process.env['BENCH_BEFORE']) await compareBench(process.env['BENCH_BEFORE'], process.env['BENCH_AFTER']);
+    else console.log('\n## compare: skipped (set BENCH_BEFORE=<git ref>, and BENCH_AFTER, default: this working tree)');
+  },
   cluster: async () => {
     await clusterBench();
     await clusterFiresBench();

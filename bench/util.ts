@@ -31,14 +31,18 @@ export interface ChildServer {
   stop(): Promise<void>;
 }
 
-/** Starts `bench/serve.ts <kind>` in a child process (same tsx loader) and waits for its URL. */
-export async function spawnServer(kind: string): Promise<ChildServer> {
+/**
+ * Starts `bench/serve.ts <kind>` in a child process (same tsx loader) and waits for its URL.
+ * `options`: another tree's serve.ts (bench/ab.ts), node flags and environment for this server.
+ */
+export async function spawnServer(kind: string, options: { script?: string; execArgv?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ChildServer> {
   const { fork } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
   // BENCH_SERVER_ARGS adds node flags to the server only, e.g. '--cpu-prof --cpu-prof-dir=/tmp/p'.
   const extra = process.env['BENCH_SERVER_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const child = fork(fileURLToPath(new URL('./serve.ts', import.meta.url)), [kind], {
-    execArgv: [...process.execArgv, ...extra],
+  const child = fork(options.script ?? fileURLToPath(new URL('./serve.ts', import.meta.url)), [kind], {
+    execArgv: [...process.execArgv, ...extra, ...(options.execArgv ?? [])],
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const next = <T>(): Promise<T> =>

@@ -31,19 +31,27 @@ import type { RunError } from './errors.js';
 
 const tracer = trace.getTracer('jobhost');
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const INVALID_TRACE_ID = '0'.repeat(32);
+const INVALID_SPAN_ID = '0'.repeat(16);
 
 /** The W3C `traceparent` of a span context. */
 export function traceparentOf(sc: SpanContext): string {
-  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+  const flags = sc.traceFlags === 1 ? '01' : sc.traceFlags === 0 ? '00' : (sc.traceFlags & 0xff).toString(16).padStart(2, '0');
+  return `00-${sc.traceId}-${sc.spanId}-${flags}`;
 }
 
-/** The remote span context a `traceparent` names; undefined for anything else. */
+/**
+ * The remote span context a `traceparent` names; undefined for anything else (an all-zero id
+ * too). Every attempt and every ended run reads one, so it is read with one regex test and
+ * fixed slices, no capture groups.
+ */
 export function parseTraceparent(value: string | undefined): SpanContext | undefined {
-  const m = value === undefined ? null : TRACEPARENT.exec(value);
-  if (!m) return undefined;
-  const sc: SpanContext = { traceId: m[1]!, spanId: m[2]!, traceFlags: Number.parseInt(m[3]!, 16), isRemote: true };
-  return isSpanContextValid(sc) ? sc : undefined;
+  if (value === undefined || value.length !== 55 || !TRACEPARENT.test(value)) return undefined;
+  const traceId = value.slice(3, 35);
+  const spanId = value.slice(36, 52);
+  if (traceId === INVALID_TRACE_ID || spanId === INVALID_SPAN_ID) return undefined;
+  return { traceId, spanId, traceFlags: Number.parseInt(value.slice(53), 16), isRemote: true };
 }
 
 /** The context a stored `traceparent` continues (the root context when there is none). */

@@ -39,6 +39,25 @@ const UNLIMITED: HandlerLimits = { maxResultBytes: Number.POSITIVE_INFINITY, max
 const attemptScope = new AsyncLocalStorage<AttemptContext>();
 
 /**
+ * Hosts of this process whose process handlers read `attemptScope` (`traceStrays`). With none,
+ * attempts run outside it: on Node 20 the first `AsyncLocalStorage.run` turns on promise hooks
+ * that tax every promise of the process (~6% of a disk-store HTTP trigger's CPU), for a lookup
+ * that no one would make.
+ */
+let strayReaders = 0;
+
+/** Attempts started from now on run in their scope, for `attributeStray`; returns the undo. */
+export function traceStrays(): () => void {
+  strayReaders++;
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    strayReaders--;
+  };
+}
+
+/**
  * The `ctx` of one attempt, and its handle. A class rather than closures: one allocation per
  * attempt on the hot path, and the AbortController is only made when the handler reads `signal`.
  */
@@ -164,7 +183,7 @@ export class InlineExecutor implements AttemptExecutor {
 function invoke(ctx: AttemptContext, handler: (ctx: JobContext<never>) => unknown): void {
   let out: unknown;
   try {
-    out = attemptScope.run(ctx, handler, ctx);
+    out = strayReaders > 0 ? attemptScope.run(ctx, handler, ctx) : handler(ctx);
   } catch (err) {
     ctx.settle(false, err);
     return;

@@ -1,5 +1,5 @@
 import { flushLogSync, type Logger } from '../contract/logger.js';
-import { attributeStray } from './executor.js';
+import { attributeStray, traceStrays } from './executor.js';
 
 /**
  * Process-wide `uncaughtException` / `unhandledRejection` handlers: installed only for a host told
@@ -39,7 +39,9 @@ export function installProcessHandlers(option: ProcessHandlersOption | undefined
     process.on('uncaughtException', onUncaughtException);
   }
   registered.add(registration);
+  const untrace = traceStrays();
   return () => {
+    untrace();
     if (!registered.delete(registration) || registered.size > 0) return;
     process.off('unhandledRejection', onUnhandledRejection);
     process.off('uncaughtException', onUncaughtException);

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type Loader, transform } from 'esbuild';
+import type { Loader } from 'esbuild';
 import { HostError } from '../contract/errors.js';
 import type { HandlerSource, SourceLink, SourceModule } from '../contract/plugin-source.js';
 import { evaluateSource, nativeUrl } from '../workers/plugin-code.js';
@@ -127,6 +127,8 @@ class Build {
     const loader = LOADERS[path.extname(file)] ?? 'js';
     if (loader === 'json') return `module.exports = ${JSON.stringify(JSON.parse(source))};`;
     try {
+      // esbuild is loaded by the first plugin file to compile, not by every start of the process.
+      const { transform } = await import('esbuild');
       const out = await transform(source, {
         loader,
         format: 'cjs',

@@ -1,7 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { createTransport, type Transporter } from 'nodemailer';
-import { Webhook } from 'standardwebhooks';
+import type { Transporter } from 'nodemailer';
 import type { DeliveryError } from '../contract/notification.js';
 import type { Destination } from '../contract/notify-config.js';
 import { httpBody, mail, type OutgoingNotification } from './payloads.js';
@@ -47,7 +46,9 @@ const EXCERPT = 1000;
  * An SMTP transport for one attempt: pooled with one connection, so that `close()` ends that
  * connection (a transport without a pool has no handle on it), whatever the server is doing.
  */
-function mailTransport(smtp: string, timeoutMs: number): Transporter {
+async function mailTransport(smtp: string, timeoutMs: number): Promise<Transporter> {
+  // Loaded on the first mail: most hosts never send one, and nodemailer is a large part of a start-up.
+  const { createTransport } = await import('nodemailer');
   const url = new URL(smtp);
   const secure = url.protocol === 'smtps:';
   return createTransport({
@@ -62,6 +63,9 @@ function mailTransport(smtp: string, timeoutMs: number): Transporter {
     socketTimeout: timeoutMs,
   });
 }
+
+/** Standard Webhooks' signer, loaded on the first signed delivery (not at start-up). */
+const signer = async (): Promise<typeof import('standardwebhooks').Webhook> => (await import('standardwebhooks')).Webhook;
 
 function result(start: number, fields: Partial<SendResult>): SendResult {
   return { ok: false, retry: false, error: null, status: null, body: null, retryAfterMs: null, durationMs: Date.now() - start, ...fields };
@@ -149,7 +153,7 @@ async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingN
     const timestamp = new Date(ctx.now);
     headers['webhook-id'] = ctx.id;
     headers['webhook-timestamp'] = String(Math.floor(ctx.now / 1000));
-    if (d.secret) headers['webhook-signature'] = new Webhook(d.secret).sign(ctx.id, timestamp, payload);
+    if (d.secret) headers['webhook-signature'] = new (await signer())(d.secret).sign(ctx.id, timestamp, payload);
   }
   let answer: Answer;
   try {
@@ -185,7 +189,7 @@ async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingN
 async function sendMail(d: Extract<Destination, { kind: 'email' }>, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
   const start = Date.now();
   const { subject, text } = mail(n);
-  const transport = mailTransport(d.smtp, ctx.timeoutMs);
+  const transport = await mailTransport(d.smtp, ctx.timeoutMs);
   let timer: NodeJS.Timeout | undefined;
   let onAbort = (): void => undefined;
   // The whole attempt is bounded, not only an idle line: a server that drips its replies holds no slot for longer.

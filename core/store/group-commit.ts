@@ -86,6 +86,9 @@ export class GroupCommit {
           batch.resolve();
           this.#backoff = 50;
           this.#hooks.committed();
+          // What the waiters do next (a run dispatched and started, an HTTP answer's audit record)
+          // joins the next commit rather than the one after it: one disk trip less per request.
+          if (this.#batch) await new Promise((r) => setImmediate(r));
         } catch (err) {
           batch.reject(this.#hooks.failed(err, this.#backoff));
           if (this.#closed) break;

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { threadOtelModules } from '../contract/otel-sdk.js';
 import type { ThreadOtelModules } from '../contract/otel-thread.js';
 
@@ -36,6 +35,8 @@ export function threadScript(): Promise<URL> {
 
 async function bundle(): Promise<URL> {
   const here = fileURLToPath(import.meta.url);
+  // Loaded with the first worker thread: a host whose handlers run inline never needs it.
+  const { build } = await import('esbuild');
   const out = await build({
     entryPoints: [path.join(path.dirname(here), `thread${path.extname(here)}`)],
     bundle: true,

@@ -1,4 +1,4 @@
-import type { AfterHooks } from './after.js';
+import type { AfterEnd } from './after.js';
 import type { AuditStore } from './audit.js';
 import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
@@ -233,8 +233,11 @@ export interface BackendHooks {
   deliveryChanged(notification: Notification, delivery: Delivery): void;
   /** An event another host shared (`data.host` names it): the engine emits it on this host's bus. */
   relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): void;
-  /** Builds the runs a run's end triggers (`after`), for a backend that `chains`. */
-  readonly after?: AfterHooks;
+  /** For a backend that `chains`: builds the runs an end triggers (ids, checked params), and hears how their add went. */
+  readonly after?: {
+    build(end: AfterEnd): Promise<Array<{ run: Run; rules: AdmissionRules }>>;
+    added(run: Run, refused: Refusal | undefined): void;
+  };
   /** Shared events this host never received (it fell behind the cluster stream): the engine emits `events.gap`. */
   eventsLost?(gap: EventGap): void;
 }

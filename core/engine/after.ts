@@ -1,5 +1,5 @@
-import type { AfterEnd, ChainedRun } from '../contract/after.js';
-import type { Backend } from '../contract/backend.js';
+import type { AfterEnd } from '../contract/after.js';
+import type { AdmissionRules, Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
@@ -148,8 +148,8 @@ export class After {
    * backend that adds them in the write that records the end. A dependent whose params are
    * refused, or that is not registered here, is left out (and logged).
    */
-  async build(end: AfterEnd): Promise<ChainedRun[]> {
-    const out: ChainedRun[] = [];
+  async build(end: AfterEnd): Promise<Array<{ run: Run; rules: AdmissionRules }>> {
+    const out: Array<{ run: Run; rules: AdmissionRules }> = [];
     for (const dep of this.#o.registry.dependents(end.job)) {
       if (!matches(dep.statuses, end.status)) continue;
       const job = this.#o.registry.get(dep.job)?.job;

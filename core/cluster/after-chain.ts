@@ -83,7 +83,11 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
   for (const child of built) {
     const queue = o.queue(child.run.job);
     if (queue) children.push({ ...child, queue });
-    else o.logger.error({ job: child.run.job, after: end.job, runId: end.id }, `after: job "${child.run.job}" has no queue on this host yet; the end of run ${end.id} did not trigger it`);
+    else
+      o.logger.error(
+        { job: child.run.job, after: end.job, runId: end.id },
+        `after: job "${child.run.job}" has no queue on this host yet; the end of run ${end.id} did not trigger it`,
+      );
   }
   if (children.length === 0) return undefined;
   return {
@@ -113,19 +117,22 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
       }
     },
     read(replies) {
-      children.forEach(({ run, rules }, i) => {
-        const [admitted, gate, , added] = replies.slice(i * 4, i * 4 + 4);
-        const err = admitted?.[0] ?? gate?.[0] ?? added?.[0];
-        if (err) return void o.logger.error({ err, job: run.job, after: end.job, runId: end.id }, `after: the end of run ${end.id} did not add its "${run.job}" run`);
+      for (const [i, { run, rules }] of children.entries()) {
+        const [admitted, gate, bullAdd, added] = replies.slice(i * 4, i * 4 + 4);
+        const err = admitted?.[0] ?? gate?.[0] ?? bullAdd?.[0] ?? added?.[0];
+        if (err) {
+          o.logger.error({ err, job: run.job, after: end.job, runId: end.id }, `after: the end of run ${end.id} did not add its "${run.job}" run`);
+          continue;
+        }
         // Not this end's to report: BullMQ refused the end here, or an earlier write of it added the children.
-        if (Number(gate![1]) !== 1) return;
+        if (Number(gate![1]) !== 1) continue;
         const verdict = added![1] as [number, string?, string?];
         let refused: Refusal | undefined;
         if (verdict[0] === 0) refused = refusalOf(admitted![1] as [string, string]);
         else if (verdict[0] === 2) refused = dedupRefusal(run, rules, verdict[1] ?? '', verdict[2] ?? '');
         if (!refused) o.added(run, run.runAt !== run.createdAt);
         o.hooks()?.added(run, refused);
-      });
+      }
     },
   };
 }

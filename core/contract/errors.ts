@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   PLUGIN_DUPLICATE: { status: 409, text: 'Two plugin files declare the same job name; the message names both files.' },
   AFTER_CYCLE: {
     status: 400,
-    text: "`after` would make a cycle between jobs (a run of each would trigger the next forever); the message names the jobs of the cycle, and the plugin (or config edit) that closes it is refused.",
+    text: '`after` would make a cycle between jobs (a run of each would trigger the next forever); the message names the jobs of the cycle, and the plugin (or config edit) that closes it is refused.',
   },
   INVALID_CRON: { status: 400, text: 'A schedule is not a valid 5- or 6-field cron expression.' },
   INVALID_TIMEZONE: { status: 400, text: 'A timezone is not a valid IANA zone.' },

@@ -97,7 +97,11 @@ export const afterSchema = z
     ]),
   )
   .max(100)
-  .transform((list) => list.map((a): { job: string; status: AfterStatus } => (typeof a === 'string' ? { job: a, status: 'succeeded' } : { job: a.job, status: a.status ?? 'succeeded' })));
+  .transform((list) =>
+    list.map((a): { job: string; status: AfterStatus } =>
+      typeof a === 'string' ? { job: a, status: 'succeeded' } : { job: a.job, status: a.status ?? 'succeeded' },
+    ),
+  );
 
 export type AfterSpec = z.output<typeof afterSchema>;
 

@@ -1,12 +1,11 @@
 import type { AfterEnd } from '../contract/after.js';
-import type { AdmissionRules, Backend } from '../contract/backend.js';
+import type { AdmissionRules, Backend, Refusal } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { AfterSpec, AfterStatus } from '../contract/plugin-schema.js';
 import type { Run, RunStatus } from '../contract/run.js';
-import type { Refusal } from '../contract/backend.js';
 import type { HostState } from '../contract/views.js';
 import type { Bus } from './bus.js';
 import { afterRunId } from './ids.js';
@@ -106,7 +105,10 @@ export class After {
     for (const a of this.#o.registry.get(name)?.job.after ?? []) {
       if (this.#o.registry.has(a.job) || a.job === name || this.#missing.has(a.job)) continue;
       this.#missing.add(a.job);
-      this.#o.logger.warn({ job: name, after: a.job }, `job "${name}" runs after job "${a.job}", which no plugin defines (yet): nothing triggers it until one does`);
+      this.#o.logger.warn(
+        { job: name, after: a.job },
+        `job "${name}" runs after job "${a.job}", which no plugin defines (yet): nothing triggers it until one does`,
+      );
     }
   }
 

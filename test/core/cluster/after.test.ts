@@ -55,7 +55,11 @@ t.test('two hosts: each end adds its children once, in the write that records it
   // The refusal is reported once, by the host whose write ended the parent.
   await until(() => hosts.reduce((sum, h) => sum + h.of('run.skipped').filter((e) => e.data.job === 'off').length, 0) === 8, 5000, 'eight skips of off');
   // Every host hears of each child once: the end's write shared its run.queued.
-  await until(() => hosts.every((h) => h.all.filter((e) => e.type === 'run.queued' && e.data.job === 'load').length === 7), 5000, 'run.queued of every load on both hosts');
+  await until(
+    () => hosts.every((h) => h.all.filter((e) => e.type === 'run.queued' && e.data.job === 'load').length === 7),
+    5000,
+    'run.queued of every load on both hosts',
+  );
 });
 
 t.test('the gate: a child is added only when its parent is in the finished set, and once per parent', async (t) => {
@@ -72,10 +76,18 @@ t.test('the gate: a child is added only when its parent is in the finished set, 
   const prefix = (h0.config.backend as { prefix: string }).prefix;
   const childHash = `${prefix}:load:${afterRunId(runId, 'load')}`;
   const gate = (client as unknown as { jhAfterGate(...a: string[]): Promise<number> }).jhAfterGate.bind(client);
-  t.equal(await gate(`${prefix}:extract:completed`, childHash, `${prefix}:extract:${runId}`, runId, 'jhAfter:load'), 2, 'a second write of the end finds the mark');
+  t.equal(
+    await gate(`${prefix}:extract:completed`, childHash, `${prefix}:extract:${runId}`, runId, 'jhAfter:load'),
+    2,
+    'a second write of the end finds the mark',
+  );
   t.equal(await client.hexists(childHash, '__jh_refused_kept'), 1, "the existing child is marked so BullMQ's add and ADMITTED leave it as it is");
   await client.hdel(childHash, '__jh_refused_kept');
-  t.equal(await gate(`${prefix}:extract:completed`, `${prefix}:load:nope`, `${prefix}:extract:nope`, 'nope', 'jhAfter:load'), 0, 'a parent not in the finished set adds nothing');
+  t.equal(
+    await gate(`${prefix}:extract:completed`, `${prefix}:load:nope`, `${prefix}:extract:nope`, 'nope', 'jhAfter:load'),
+    0,
+    'a parent not in the finished set adds nothing',
+  );
   t.equal(await client.hexists(`${prefix}:load:nope`, '__jh_refused'), 1);
   t.equal((await allRuns(h0, 'load')).length, 1);
 });

@@ -16,10 +16,14 @@ async function runsOf(host: { runs(q: { job: string }): Promise<{ items: Run[] }
 
 t.test('after: each status triggers the jobs waiting for it, with the end as params', async (t) => {
   const { host, of } = await startHost(t);
-  host.register({ name: 'extract', retry: { attempts: 1 }, handler: (ctx: { params: { fail?: boolean; slow?: boolean; signal?: AbortSignal } }) => {
-    if (ctx.params.fail) fail();
-    return { rows: 3 };
-  } });
+  host.register({
+    name: 'extract',
+    retry: { attempts: 1 },
+    handler: (ctx: { params: { fail?: boolean; slow?: boolean; signal?: AbortSignal } }) => {
+      if (ctx.params.fail) fail();
+      return { rows: 3 };
+    },
+  });
   host.register({ name: 'on-success', after: [{ job: 'extract' }], handler: () => 'ok' });
   host.register({ name: 'on-failure', after: [{ job: 'extract', status: 'failed' }], handler: () => 'ok' });
   host.register({ name: 'on-cancel', after: [{ job: 'extract', status: 'canceled' }], handler: () => 'ok' });
@@ -47,7 +51,10 @@ t.test('after: each status triggers the jobs waiting for it, with the end as par
 
   await until(async () => (await runsOf(host, 'on-end')).length === 3, 5000, 'three on-end runs');
   // One run per end however many entries of the job's `after` match it.
-  t.same((await runsOf(host, 'on-end')).map((r) => (r.params as { status: string }).status), ['succeeded', 'failed', 'canceled']);
+  t.same(
+    (await runsOf(host, 'on-end')).map((r) => (r.params as { status: string }).status),
+    ['succeeded', 'failed', 'canceled'],
+  );
   t.same((await runsOf(host, 'on-success')).length, 1, 'no run of on-success for the failed or canceled ends');
   t.same((await runsOf(host, 'on-failure')).length, 1);
   t.same((await runsOf(host, 'on-cancel')).length, 1);

@@ -114,8 +114,10 @@ export class After {
 
   /** A run ended (the engine's observer): trigger what waits for it, unless the backend does it in the end's own write. */
   finished(run: Run): void {
-    if (this.#o.backend.chains || this.#o.registry.dependents(run.job).length === 0) return;
+    if (this.#o.backend.chains) return;
+    // Jobs from the plugins directory are registered after the backend's recovery: wait for them.
     if (this.#early && this.#o.state() === 'starting') return void this.#early.push(run);
+    if (this.#o.registry.dependents(run.job).length === 0) return;
     // A run whose attempt a crash cut short may have ended before without its end being recorded
     // (and its children's adds with it, or not: two files): the add waits for a look first.
     const replay = run.attempts.some((a) => a.error?.code === 'INTERRUPTED');

@@ -43,7 +43,7 @@ export interface Run {
   /** The event that created the run, when `source` is `event`. */
   event: string | null;
   /** For a run created by the end of another (`source: 'after'`, SPEC §13): that run and its job. */
-  after?: RunLink | null;
+  after?: RunLink;
   /** For a run re-queued after a crash (`source: 'recovery'`), the source it was created with. */
   origin?: RunSource;
   /** The id of the host that ran (or runs) its latest attempt (`cluster.id`); null before it started. */

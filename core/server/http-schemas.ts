@@ -106,7 +106,6 @@ export const runSchema = z.object({
   event: z.string().nullable(),
   after: z
     .object({ runId: z.string(), job: z.string() })
-    .nullable()
     .optional()
     .describe("for a run created by the end of another (source `after`): that run's id and job"),
   origin: runSource.optional(),

@@ -37,7 +37,11 @@ t.test('kill -9 at the end of a parent, of a child, and of a last attempt: each 
   // mode 'child': the child is killed at the end of its first attempt, its parent's end long recorded.
   writeFileSync(
     path.join(plugins, 'load.ts'),
-    plugin('load', `if (ctx.params.result?.n === 8) kill(${marker('child')});\n    return (ctx.params.result?.n ?? 0) * 10;`, "after: [{ job: 'extract' }], retry: { attempts: 3, delay: 0 },"),
+    plugin(
+      'load',
+      `if (ctx.params.result?.n === 8) kill(${marker('child')});\n    return (ctx.params.result?.n ?? 0) * 10;`,
+      "after: [{ job: 'extract' }], retry: { attempts: 3, delay: 0 },",
+    ),
   );
   writeFileSync(path.join(plugins, 'on-fail.ts'), plugin('on-fail', 'return 1;', "after: [{ job: 'last', status: 'failed' }],"));
   // extract: mode 'parent' is killed at the end of its first attempt; mode 'child' returns n = 8.
@@ -60,7 +64,8 @@ t.test('kill -9 at the end of a parent, of a child, and of a last attempt: each 
     t.equal(res.status, 202, `trigger ${job}`);
     return ((await res.json()) as { runId: string }).runId;
   };
-  const runs = async (url: string, job: string): Promise<Run[]> => ((await (await fetch(`${url}/runs?job=${job}&limit=1000`)).json()) as { items: Run[] }).items;
+  const runs = async (url: string, job: string): Promise<Run[]> =>
+    ((await (await fetch(`${url}/runs?job=${job}&limit=1000`)).json()) as { items: Run[] }).items;
 
   const parents: Record<string, string> = {};
   for (const mode of ['parent', 'child', 'last'] as const) {
@@ -81,10 +86,16 @@ t.test('kill -9 at the end of a parent, of a child, and of a last attempt: each 
     t.equal(child?.id, afterRunId(parents[mode]!, 'load'));
   }
   // The killed attempt is on record as INTERRUPTED, or not at all when the kill beat its start's commit.
-  t.match(loads.find((r) => r.after?.runId === parents['child']), { status: 'succeeded', result: 80 });
+  t.match(
+    loads.find((r) => r.after?.runId === parents['child']),
+    { status: 'succeeded', result: 80 },
+  );
   const extract = (await runs(url, 'extract')).find((r) => r.id === parents['parent']);
   t.match(extract, { status: 'succeeded', result: { n: 7 } }, 'the parent ran again after the kill');
-  t.ok(['parent', 'child', 'last'].every((m) => existsSync(path.join(dir, m))), 'every kill happened');
+  t.ok(
+    ['parent', 'child', 'last'].every((m) => existsSync(path.join(dir, m))),
+    'every kill happened',
+  );
   const onFail = await runs(url, 'on-fail');
   t.equal(onFail.length, 1, 'the last attempt that recovery failed triggered its failed child once');
   t.match(onFail[0], { id: afterRunId(parents['last']!, 'on-fail'), params: { status: 'failed', runId: parents['last'] } });

@@ -115,7 +115,7 @@ export async function admit(
 }
 
 /** The refusal of the admission script, in the words the local backend uses. */
-function refusalOf([reason, info]: [string, string]): Refusal {
+export function refusalOf([reason, info]: [string, string]): Refusal {
   if (reason === 'fired') return { reason: 'fired', detail: `another host ran the fire (the job's last fire is ${new Date(Number(info)).toISOString()})` };
   if (reason === 'disabled') return { reason: 'disabled', detail: 'the job is disabled' };
   if (reason === 'once') return { reason: 'once', detail: 'the job may succeed once and already has', ...(info ? { runId: info } : {}) };
@@ -124,7 +124,7 @@ function refusalOf([reason, info]: [string, string]): Refusal {
 }
 
 /** BullMQ kept another run (`holder`) in this run's place: which rule that was. */
-function dedupRefusal(run: Run, rules: AdmissionRules, holder: string, holderKey: string): Refusal {
+export function dedupRefusal(run: Run, rules: AdmissionRules, holder: string, holderKey: string): Refusal {
   const runId = holder ? { runId: holder } : {};
   if (rules.once) return { reason: 'once', detail: 'a run of this once-only job is already queued or running', ...runId };
   // With both `overlap: 'skip'` and a key, the single host tells a same-key holder as `duplicate` first.

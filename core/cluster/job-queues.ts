@@ -2,6 +2,7 @@ import { type Job, Queue, type Span, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/backend.js';
 import type { Logger } from '../contract/logger.js';
+import type { BullEnd, ChainStep, ChainTransaction } from './after-chain.js';
 import { MOVE_TO_FINISHED } from './bullmq-internals.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import type { AttemptRecord } from './run-records.js';
@@ -86,7 +87,10 @@ const LOST_RUN_CODES = new Set([-1, -2, -3, -6]);
 
 /** What a job's worker needs to fold each end: the job's state key and where the new streak goes. */
 export interface Folding {
+  job: string;
   stateKey: string;
+  /** The runs an end triggers (`after`), added in the MULTI that writes the end (after-chain.ts). */
+  chain?: ((end: BullEnd) => Promise<ChainStep | undefined>) | undefined;
   /** The fold's answer for run `id` (the job's streaks with this end counted), before BullMQ returns. */
   folded(id: string, fold: Fold): void;
 }
@@ -116,12 +120,15 @@ async function foldedEnd(
   const at = MOVE_TO_FINISHED;
   const [finishedSet, jobKey, id, value, target] = [args[at.finishedSet], args[at.jobHash], args[at.id], args[at.value], args[at.target]].map(String);
   const outcome = target === 'completed' ? 'succeeded' : value === CANCELED_REASON ? 'canceled' : 'failed';
+  const chain = await folding.chain?.({ job: folding.job, id, finishedSet, jobHash: jobKey, target, value, canceledReason: CANCELED_REASON } as BullEnd);
   const multi = client.multi();
   // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
   void exec(multi as unknown as Transactional, 'moveToFinished', args);
   multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', id ?? '', outcome);
+  chain?.queue(multi as unknown as ChainTransaction);
   const replies = await multi.exec();
-  if (replies?.length !== 2) throw new Error('the transaction ending the run was discarded');
+  if (replies?.length !== 2 + (chain?.count ?? 0)) throw new Error('the transaction ending the run was discarded');
+  chain?.read(replies.slice(2));
   const [[endErr, end], [foldErr, fold]] = replies as [[Error | null, unknown], [Error | null, unknown]];
   if (endErr) throw endErr;
   if (!foldErr && Array.isArray(fold)) {
@@ -136,6 +143,8 @@ export type Processor = (job: Job) => Promise<unknown>;
 
 export interface JobQueueSettings {
   prefix: string;
+  /** What an end of the job's runs triggers (`after`), by job (see `Folding.chain`). */
+  chain?: (job: string) => Folding['chain'];
   /** The host id: BullMQ records it on each job it starts (`processedBy`). */
   hostId: string;
   lockDuration: number;
@@ -183,7 +192,12 @@ export class JobQueue {
         backoffStrategy: (_made: number, _type?: string, err?: Error) => (err instanceof AttemptFailure ? err.record.d : 0),
       },
     });
-    this.worker.folding = { stateKey: new ClusterKeys(settings.prefix).jobState(def.name), folded: (id, fold) => this.folds.set(id, fold) };
+    this.worker.folding = {
+      job: def.name,
+      stateKey: new ClusterKeys(settings.prefix).jobState(def.name),
+      chain: settings.chain?.(def.name),
+      folded: (id, fold) => this.folds.set(id, fold),
+    };
     this.worker.lost = (id, code) => this.lost.set(id, code);
     // Without listeners BullMQ prints every reconnect error; the connections report the outage once.
     this.queue.on('error', (err) => logger.debug({ err, job: def.name }, 'BullMQ queue error'));

@@ -61,6 +61,8 @@ const CLOSE_AFTER_SILENCE_MS = 2000;
 class RedisBackend implements Backend {
   /** Every host fires the schedules of its jobs; the add admits one run per fire time. */
   readonly shared = true;
+  /** The runs `after` triggers are added in the MULTI that records their parent's end (after-chain.ts). */
+  readonly chains = true;
   readonly #o: RedisBackendOptions;
   readonly #clock: Clock = systemClock;
   readonly #logger: Logger;
@@ -216,8 +218,9 @@ class RedisBackend implements Backend {
   }
 
   share(event: AnyHostEvent): void {
-    // The run.queued of a run this host added is in the stream already (see add).
+    // The run.queued of a run this host added is in the stream already (see add, and after-chain.ts).
     if (event.type === 'run.queued' && event.data.runId === this.#announced) return void (this.#announced = undefined);
+    if (event.type === 'run.queued' && this.#p.chained.delete(event.data.runId)) return;
     if (this.#opened) this.#p.relay.share(event);
   }
 

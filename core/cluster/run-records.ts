@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import { z } from 'zod';
 import { isoTime } from '../contract/clock.js';
 import type { RunError } from '../contract/errors.js';
-import type { Attempt, Progress, Run, RunStatus } from '../contract/run.js';
+import { type Attempt, type Progress, RUN_SOURCES, type Run, type RunStatus } from '../contract/run.js';
 import { CANCELED_REASON } from './keys.js';
 
 /**
@@ -16,7 +16,7 @@ import { CANCELED_REASON } from './keys.js';
 /** BullMQ's priority is 1..2,097,151 and 0 means "before every prioritized job": ours moves up by this. */
 export const PRIORITY_OFFSET = 1_000_001;
 
-const runSource = z.enum(['schedule', 'http', 'event', 'retry', 'recovery', 'catch-up', 'api']);
+const runSource = z.enum(RUN_SOURCES);
 
 /** The `data` of a run's BullMQ job. */
 const jobData = z.object({
@@ -29,6 +29,7 @@ const jobData = z.object({
   retryOf: z.string().nullable(),
   event: z.string().nullable(),
   origin: runSource.optional(),
+  after: z.object({ runId: z.string(), job: z.string() }).optional(),
   traceparent: z.string().optional(),
 });
 
@@ -46,6 +47,7 @@ export function toJobData(run: Run): JobData {
     event: run.event,
   };
   if (run.origin !== undefined) data.origin = run.origin;
+  if (run.after) data.after = run.after;
   if (run.traceparent !== undefined) data.traceparent = run.traceparent;
   return data;
 }
@@ -206,6 +208,7 @@ export function runFromFields(f: JobFields): Run {
     host: f.processedBy,
   };
   if (data.origin !== undefined) run.origin = data.origin;
+  if (data.after !== undefined) run.after = data.after;
   if (data.traceparent !== undefined) {
     run.traceId = data.traceparent.slice(3, 35);
     run.traceparent = data.traceparent;

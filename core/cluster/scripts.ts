@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { defineAfterScripts } from './after-scripts.js';
 import { type DeliveryCommands, defineDeliveryScripts } from './delivery-scripts.js';
 import { CANCELED_REASON } from './keys.js';
 import { defineOwnedWriteScripts, type OwnedWriteCommands } from './owned-writes.js';
@@ -394,5 +395,6 @@ export function defineScripts(redis: Redis): ScriptedRedis {
   define('jhAppendLog', 2, APPEND_LOG);
   defineDeliveryScripts(redis);
   defineOwnedWriteScripts(redis);
+  defineAfterScripts(redis);
   return redis as ScriptedRedis;
 }

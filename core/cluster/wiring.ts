@@ -3,6 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { ClusterFaults } from '../contract/store-health.js';
+import { type AfterChainOptions, chainStep } from './after-chain.js';
 import { Attempts } from './attempts.js';
 import { RedisAudit } from './audit-records.js';
 import { RelayBacklog } from './backlog.js';
@@ -55,6 +56,8 @@ export interface RedisParts {
   sweeper: Sweeper;
   heartbeat: Heartbeat;
   relay: EventRelay;
+  /** Runs `after` added in their parent's end, whose run.queued the end's write shared already. */
+  chained: Set<string>;
   /** Events and log lines waiting for Redis (bounded). */
   backlog: RelayBacklog;
   deliveries: Deliveries;
@@ -148,12 +151,28 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   const reader = new StreamReader(connections.reader, producer, logger, (entries) => side.onEntries(entries), gaps);
   const backlog = new RelayBacklog(logger);
   const history = new History(producer, commands, keys, connections, backlog);
+  const chained = new Set<string>();
+  const chain: AfterChainOptions = {
+    hostId: o.hostId,
+    keys,
+    retention: { keepRuns: o.keepRuns, keepDays: o.keepDays },
+    logger,
+    hooks: () => side.hooks()?.after,
+    queue: (job) => jobs.get(job)?.queue,
+    added: (run, delayed) => {
+      // Its run.queued went to the other hosts in the end's write: not shared again (see `chained`).
+      chained.add(run.id);
+      mirror.added(run, delayed);
+      side.engine().observer.queued(run, delayed);
+      if (!delayed && jobs.has(run.job)) dispatcher.markReady(run.job);
+    },
+  };
   const { lockDuration, stalledInterval } = o.config;
   const jobs: LoadedJobs = new LoadedJobs({
     connections,
     producer,
     keys,
-    settings: { prefix: keys.prefix, hostId: o.hostId, lockDuration, stalledInterval },
+    settings: { prefix: keys.prefix, hostId: o.hostId, lockDuration, stalledInterval, chain: (job) => (end) => chainStep(chain, { ...end, job }) },
     processor: attempts.processor,
     clock,
     logger,
@@ -229,5 +248,6 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
     storm,
     audit,
+    chained,
   };
 }

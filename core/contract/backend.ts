@@ -1,3 +1,4 @@
+import type { AfterEnd } from './after.js';
 import type { AuditStore } from './audit.js';
 import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
@@ -68,6 +69,8 @@ export interface Backend {
    * the same step; `lastFireAt` only ever grows. A backend alone (false) ignores `fire`.
    */
   readonly shared: boolean;
+  /** Adds the runs `after` triggers in the write that records their parent's end (`BackendHooks.after`); else the engine triggers them. */
+  readonly chains?: boolean;
   /**
    * An event of this host (not one relayed from another), for the other hosts sharing the
    * backend: each re-emits it with `data.host` (`BackendHooks.relay`). Ignored by a backend alone.
@@ -230,6 +233,11 @@ export interface BackendHooks {
   deliveryChanged(notification: Notification, delivery: Delivery): void;
   /** An event another host shared (`data.host` names it): the engine emits it on this host's bus. */
   relay(type: Exclude<EventType, 'run.log'>, at: string, data: AnyHostEvent['data'] & { host: string }): void;
+  /** For a backend that `chains`: builds the runs an end triggers (ids, checked params), and hears how their add went. */
+  readonly after?: {
+    build(end: AfterEnd): Promise<Array<{ run: Run; rules: AdmissionRules }>>;
+    added(run: Run, refused: Refusal | undefined): void;
+  };
   /** Shared events this host never received (it fell behind the cluster stream): the engine emits `events.gap`. */
   eventsLost?(gap: EventGap): void;
 }

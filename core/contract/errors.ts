@@ -9,6 +9,10 @@ export const ERROR_CODES = {
   PLUGIN_IMPORT_TIMEOUT: { status: 400, text: 'A plugin file did not finish importing within the time limit.' },
   PLUGIN_NO_EXPORT: { status: 400, text: 'A plugin file has no default export.' },
   PLUGIN_DUPLICATE: { status: 409, text: 'Two plugin files declare the same job name; the message names both files.' },
+  AFTER_CYCLE: {
+    status: 400,
+    text: '`after` would make a cycle between jobs (a run of each would trigger the next forever); the message names the jobs of the cycle, and the plugin (or config edit) that closes it is refused.',
+  },
   INVALID_CRON: { status: 400, text: 'A schedule is not a valid 5- or 6-field cron expression.' },
   INVALID_TIMEZONE: { status: 400, text: 'A timezone is not a valid IANA zone.' },
   INVALID_DURATION: { status: 400, text: "A duration is not a number of ms or a string like '250ms', '30s', '5m', '2h', '1d'." },

@@ -84,6 +84,27 @@ export const eventNameSchema = z
   .regex(/^[A-Za-z0-9][\w.:-]*$/, 'expected an event name like shipment.created')
   .max(200);
 
+/** The end statuses an `after` entry waits for: `finished` is any of the three (SPEC §13). */
+export const AFTER_STATUSES = ['succeeded', 'failed', 'canceled', 'finished'] as const;
+export type AfterStatus = (typeof AFTER_STATUSES)[number];
+
+/** `after: [{ job, status }]` (a job name alone waits for `succeeded`); also `jobs.<name>.after`. */
+export const afterSchema = z
+  .array(
+    z.union([
+      z.string().regex(JOB_NAME, 'expected a job name'),
+      z.strictObject({ job: z.string().max(100).regex(JOB_NAME, 'expected a kebab-case job name'), status: z.enum(AFTER_STATUSES).optional() }),
+    ]),
+  )
+  .max(100)
+  .transform((list) =>
+    list.map((a): { job: string; status: AfterStatus } =>
+      typeof a === 'string' ? { job: a, status: 'succeeded' } : { job: a.job, status: a.status ?? 'succeeded' },
+    ),
+  );
+
+export type AfterSpec = z.output<typeof afterSchema>;
+
 function isParamsSchema(v: unknown): v is ParamsSchema {
   if (typeof v !== 'object' || v === null) return false;
   const std = (v as { '~standard'?: { validate?: unknown } })['~standard'];
@@ -105,6 +126,7 @@ const pluginSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(10_000).optional(),
   queue: queueNameSchema.optional(),
   catchUp: z.boolean().optional(),
+  after: afterSchema.optional(),
   enabled: z.boolean().optional(),
   isolation: z.enum(ISOLATIONS).optional(),
   notify: notifySchema.optional(),
@@ -129,6 +151,8 @@ export interface JobSpec {
   readonly concurrency: number;
   readonly queue: string;
   readonly catchUp: boolean;
+  /** The runs whose end triggers this job (SPEC §13); empty for none. */
+  readonly after: AfterSpec;
   readonly enabled: boolean;
   /** As declared; undefined leaves it to the config (default `worker`). */
   readonly isolation: Isolation | undefined;
@@ -186,6 +210,7 @@ export function parsePlugin(input: unknown): JobSpec {
     concurrency: p.concurrency ?? 1,
     queue: p.queue ?? 'default',
     catchUp: p.catchUp ?? false,
+    after: p.after ?? [],
     enabled: p.enabled ?? true,
     isolation: p.isolation,
     notify: p.notify ? Object.freeze({ ...p.notify }) : null,

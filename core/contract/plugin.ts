@@ -103,6 +103,8 @@ export interface PluginDefinition<S extends ParamsSchema | undefined = ParamsSch
   concurrency?: number;
   queue?: string;
   catchUp?: boolean;
+  /** Runs when a run of another job ends with a status (`succeeded` default; `failed`, `canceled`, `finished` = any), with params `{ runId, job, status, result }` of that run (SPEC §13). */
+  after?: Array<string | { job: string; status?: 'succeeded' | 'failed' | 'canceled' | 'finished' }>;
   enabled?: boolean;
   /** `worker` (default): the handler runs in a worker thread; `inline`: in the host's main thread. */
   isolation?: Isolation;

@@ -1,7 +1,9 @@
 import type { RunError } from './errors.js';
 
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-export type RunSource = 'schedule' | 'http' | 'event' | 'retry' | 'recovery' | 'catch-up' | 'api';
+/** Every way a run is created (`after`: the end of another run, SPEC §13). */
+export const RUN_SOURCES = ['schedule', 'http', 'event', 'retry', 'recovery', 'catch-up', 'api', 'after'] as const;
+export type RunSource = (typeof RUN_SOURCES)[number];
 export const FINAL_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'canceled']);
 
 export interface Attempt {
@@ -40,6 +42,8 @@ export interface Run {
   retryOf: string | null;
   /** The event that created the run, when `source` is `event`. */
   event: string | null;
+  /** For a run created by the end of another (`source: 'after'`, SPEC §13): that run and its job. */
+  after?: RunLink;
   /** For a run re-queued after a crash (`source: 'recovery'`), the source it was created with. */
   origin?: RunSource;
   /** The id of the host that ran (or runs) its latest attempt (`cluster.id`); null before it started. */
@@ -48,6 +52,12 @@ export interface Run {
   traceId?: string;
   /** The W3C `traceparent` of the run's span: each attempt's span is its child. */
   traceparent?: string;
+}
+
+/** A run another run points at (`Run.after`). */
+export interface RunLink {
+  runId: string;
+  job: string;
 }
 
 export function isFinal(status: RunStatus): boolean {

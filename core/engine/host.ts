@@ -131,6 +131,7 @@ export class Host {
       describe: () => this.#describe(),
       deliver: (attempt, signal) => this.#p.deliveries.deliver(attempt, signal),
       deliveryChanged: (n, d) => this.#p.deliveries.changed(n, d),
+      after: this.#p.after,
     });
     if (opened.idNode !== undefined) this.#p.newId.setNode(opened.idNode);
     // Jobs registered before start were resolved without their stored flags: resolve again.

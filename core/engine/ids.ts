@@ -42,6 +42,20 @@ export function createIdGenerator(now: () => number, random: () => number = Math
  * of two jobs at one time differ.
  */
 export function fireRunId(job: string, at: number): string {
+  return `${at.toString(36).padStart(9, '0')}0000${jobHash(job)}`;
+}
+
+/**
+ * The id of the run of `job` that the end of run `parentId` triggers (`after`, SPEC §13): the
+ * same whenever that end is recorded (twice, after a crash between the end and its record), so
+ * the trigger is idempotent on it. It sorts right after its parent's id.
+ */
+export function afterRunId(parentId: string, job: string): string {
+  return `${parentId}${jobHash(job)}`;
+}
+
+/** Eight base-36 characters of a job name's hash. */
+function jobHash(job: string): string {
   const hash = Number.parseInt(createHash('sha1').update(job).digest('hex').slice(0, 10), 16) % 36 ** 8;
-  return `${at.toString(36).padStart(9, '0')}0000${hash.toString(36).padStart(8, '0')}`;
+  return hash.toString(36).padStart(8, '0');
 }

@@ -4,7 +4,7 @@ import type { AdmissionRules, ExecutableJob, JobState } from '../contract/backen
 import type { Config, JobOverride } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { ParamsSchema } from '../contract/plugin.js';
-import type { JobSpec, NotifySpec, ScheduleSpec } from '../contract/plugin-schema.js';
+import type { AfterSpec, JobSpec, NotifySpec, ScheduleSpec } from '../contract/plugin-schema.js';
 import type { HandlerSource, Isolation } from '../contract/plugin-source.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../contract/retry.js';
 import { cronSchedule, everySchedule, type Schedule } from '../schedule/cron.js';
@@ -31,6 +31,8 @@ export interface EffectiveJob extends ExecutableJob, AdmissionRules {
   readonly catchUp: boolean;
   readonly notify: NotifySpec | null;
   readonly on: ReadonlyArray<{ event: string; delayMs: number }>;
+  /** The runs whose end triggers this job (`after`; `jobs.<name>.after` replaces the plugin's). */
+  readonly after: AfterSpec;
   readonly maxAttempts: number;
   /** Where the handler runs: `worker` only when asked for and the job has a file a worker can load. */
   readonly isolation: Isolation;
@@ -114,6 +116,7 @@ export function resolveJob(
     catchUp: spec.catchUp,
     notify,
     on: spec.on,
+    after: override?.after ?? spec.after,
   });
 }
 
@@ -150,6 +153,7 @@ export function changedFields(a: EffectiveJob, b: EffectiveJob): string[] {
   if (a.queue !== b.queue) out.push('queue');
   if (a.isolation !== b.isolation) out.push('isolation');
   if (!same(a.notify, b.notify)) out.push('notify');
+  if (!same(a.after, b.after)) out.push('after');
   if (a.file !== b.file) out.push('file');
   return out;
 }
@@ -180,6 +184,7 @@ export function jobVersion(job: EffectiveJob): string {
       job.catchUp,
       job.notify,
       job.on,
+      job.after,
       paramsJsonSchema(job.paramsSchema),
       String(job.handler),
     ]);

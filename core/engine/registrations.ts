@@ -3,10 +3,12 @@ import type { Clock } from '../contract/clock.js';
 import { type Config, parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import type { AfterSpec } from '../contract/plugin-schema.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import type { HostState } from '../contract/views.js';
 import type { Scheduler } from '../schedule/scheduler.js';
+import { afterGraph, checkAfterCycles } from './after.js';
 import type { Bus } from './bus.js';
 import { configChanges } from './config-changes.js';
 import type { Fires } from './fires.js';
@@ -68,6 +70,7 @@ export class Registrations {
         `job "${spec.name}" runs inline: it was registered in code, and a worker thread has no file to load its handler from (isolation: 'inline' says so and silences this)`,
       );
     }
+    if (job.after.length > 0) checkAfterCycles(afterGraph(registry, new Map([[spec.name, job.after]])));
     registry.set(spec.name, job, this.#o.clock.now());
     this.#changed(spec.name, job);
     const data = { job: spec.name, file, schedule: job.schedule?.label ?? null, enabled: job.enabled };
@@ -116,7 +119,9 @@ export class Registrations {
     const next = parseConfig(input);
     const previous = this.#o.config();
     // Check every job against the new config before touching anything: all or nothing.
-    for (const [, { job }] of registry.entries()) registry.resolve(job.spec, job, next, (q) => q in next.queues);
+    const after = new Map<string, AfterSpec>();
+    for (const [name, { job }] of registry.entries()) after.set(name, registry.resolve(job.spec, job, next, (q) => q in next.queues).after);
+    checkAfterCycles(after);
     const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
     // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
     for (const name of enabledEdited) {

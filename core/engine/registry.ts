@@ -1,6 +1,6 @@
 import type { JobState } from '../contract/backend.js';
 import type { Config } from '../contract/config.js';
-import type { JobSpec } from '../contract/plugin-schema.js';
+import type { AfterStatus, JobSpec } from '../contract/plugin-schema.js';
 import { changedFields, type EffectiveJob, type JobOrigin, resolveJob } from './jobs.js';
 
 /**
@@ -20,9 +20,16 @@ export interface Subscription {
   delayMs: number;
 }
 
+/** A job triggered by the end of another's runs (`after`), and the ends it waits for (one run per end however many match). */
+export interface Dependent {
+  job: string;
+  statuses: AfterStatus[];
+}
+
 export class JobRegistry {
   readonly #jobs = new Map<string, JobEntry>();
   #subscriptions = new Map<string, Subscription[]>();
+  #dependents = new Map<string, Dependent[]>();
   readonly #state: (name: string) => Readonly<JobState>;
   readonly #hasQueue: (name: string) => boolean;
 
@@ -86,9 +93,22 @@ export class JobRegistry {
     return this.#subscriptions.get(event) ?? [];
   }
 
+  /** The jobs whose `after` names `job` (disabled ones too: their trigger is refused as `disabled`). */
+  dependents(job: string): readonly Dependent[] {
+    return this.#dependents.get(job) ?? [];
+  }
+
   #index(): void {
     const subs = new Map<string, Subscription[]>();
+    const deps = new Map<string, Dependent[]>();
     for (const { job } of this.#jobs.values()) {
+      for (const a of job.after) {
+        const list = deps.get(a.job) ?? [];
+        const dep = list.find((d) => d.job === job.name);
+        if (dep) dep.statuses.push(a.status);
+        else list.push({ job: job.name, statuses: [a.status] });
+        deps.set(a.job, list);
+      }
       for (const on of job.on) {
         const list = subs.get(on.event) ?? [];
         list.push({ job: job.name, delayMs: on.delayMs });
@@ -96,5 +116,6 @@ export class JobRegistry {
       }
     }
     this.#subscriptions = subs;
+    this.#dependents = deps;
   }
 }

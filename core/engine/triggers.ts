@@ -186,7 +186,8 @@ export class Triggers {
    * fire another host ran already rejects with SKIPPED (`details.reason` `fired`), no event.
    */
   async create(name: string, options: TriggerOptions, source: RunSource, extra?: Partial<Run>, fire?: ScheduleFire): Promise<TriggerResult> {
-    this.#o.accepting();
+    // A run `after` triggers is part of its parent's end, which a stop lets finish (after.ts).
+    if (source !== 'after') this.#o.accepting();
     const job = this.#o.registry.get(name)?.job;
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
     const limits = this.#o.limits();
@@ -197,7 +198,7 @@ export class Triggers {
     // While the backend cannot write (a full disk, Redis out of reach), a run would only live in
     // memory: refuse it with a time to retry rather than queue work that cannot be acknowledged.
     this.#writable();
-    const id = fire ? fireRunId(job.name, fire.at) : this.#o.newId();
+    const id = fire ? fireRunId(job.name, fire.at) : (extra?.id ?? this.#o.newId());
     // The run's span (SPEC §15), under the caller's context: its attempts' spans are its children.
     const span = startTriggerSpan(job.name, id, source);
     let refused: Awaited<ReturnType<Backend['add']>>;

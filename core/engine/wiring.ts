@@ -8,6 +8,7 @@ import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { ClusterView, HostState, Stats } from '../contract/views.js';
 import { Notifier } from '../notify/notifier.js';
 import { Scheduler } from '../schedule/scheduler.js';
+import { After } from './after.js';
 import { Alerts } from './alerts.js';
 import { Audit } from './audit.js';
 import { createBackend } from './backends.js';
@@ -45,6 +46,8 @@ export interface HostParts {
   alerts: Alerts;
   missed: Missed;
   hostAlerts: HostAlerts;
+  /** Chaining (`after`): what a run's end triggers. */
+  after: After;
   /** Everyone in `host.wait`. */
   waits: RunWaits;
   audit: Audit;
@@ -139,7 +142,10 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
       missed.started(run.id);
       alerts.started(run);
     },
-    finished: (run) => alerts.finished(run),
+    finished: (run) => {
+      alerts.finished(run);
+      after.finished(run);
+    },
     settled: (run, outcome) => alerts.settled(run, outcome),
   };
   const observer = new RunEvents({ bus, watch, logs });
@@ -156,6 +162,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     log: (task, level, msg, fields) => logs.line(task, level, msg, fields),
   });
   const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting, limits: () => host.config().limits });
+  const after = new After({ registry: jobs, triggers, backend, bus, clock, logger, state: () => host.state(), limits: () => host.config().limits });
   const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed });
   const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
   const registrations = new Registrations({
@@ -190,6 +197,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     alerts,
     missed,
     hostAlerts,
+    after,
     waits: new RunWaits({ bus, backend, clock }),
     audit: new Audit({ backend: () => backend, clock, newId, hostId: host.id }),
     newId,

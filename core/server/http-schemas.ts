@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../contract/errors.js';
+import { RUN_SOURCES } from '../contract/run.js';
 import { damageReport } from '../contract/store-health.js';
 
 /**
@@ -9,7 +10,7 @@ import { damageReport } from '../contract/store-health.js';
  */
 
 const runStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
-const runSource = z.enum(['schedule', 'http', 'event', 'retry', 'recovery', 'catch-up', 'api']);
+const runSource = z.enum(RUN_SOURCES);
 const skipReason = z.enum(['disabled', 'overlap', 'cooldown', 'once', 'duplicate', 'queue-full']);
 const iso = z.string().describe('ISO 8601 time');
 const runError = z.object({ code: z.string(), message: z.string() });
@@ -103,6 +104,10 @@ export const runSchema = z.object({
   error: runError.nullable(),
   retryOf: z.string().nullable(),
   event: z.string().nullable(),
+  after: z
+    .object({ runId: z.string(), job: z.string() })
+    .optional()
+    .describe("for a run created by the end of another (source `after`): that run's id and job"),
   origin: runSource.optional(),
   host: z.string().nullable().optional().describe('the id of the host that ran (or runs) it; null before it started'),
   traceId: z.string().optional().describe('the trace the run belongs to, when tracing is set up (OpenTelemetry)'),

@@ -53,6 +53,7 @@ export function serializeRun(r: Run): string {
     ',"error":' + j(r.error) +
     ',"retryOf":' + j(r.retryOf) +
     ',"event":' + j(r.event) +
+    (r.after ? ',"after":{"runId":' + q(r.after.runId) + ',"job":' + q(r.after.job) + '}' : '') +
     (r.origin !== undefined ? ',"origin":' + q(r.origin) : '') +
     (r.host !== undefined ? ',"host":' + j(r.host) : '') +
     (r.traceparent !== undefined ? ',"traceId":' + q(r.traceId ?? null) + ',"traceparent":' + q(r.traceparent) : '') +

@@ -3,6 +3,7 @@
 import { can } from './access.js';
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
+import { afterLink, childList, childrenOf } from './run-links.js';
 import { createRunLog } from './run-log.js';
 
 /** @import { EventDataMap } from '../../contract/events.js' */
@@ -223,9 +224,23 @@ export function createRunDetail(root, { onError, navigate }) {
     }
   }
 
+  /** The runs the shown run's end triggered, once read (after its end). @type {{ id: string, runs: Run[] } | null} */
+  let children = null;
+
   function render() {
     const focused = root.contains(document.activeElement) ? document.activeElement?.getAttribute('data-focus') : null;
     const r = /** @type {Run} */ (run);
+    if (FINAL.has(r.status) && children?.id !== r.id) {
+      children = { id: r.id, runs: [] };
+      childrenOf(r.id).then(
+        (runs) => {
+          if (run?.id !== r.id) return;
+          children = { id: r.id, runs };
+          if (runs.length > 0) render();
+        },
+        () => undefined,
+      );
+    }
     draw(r);
     log.show(r.id, r.status);
     if (focused) /** @type {HTMLElement | null} */ (root.querySelector(`[data-focus="${focused}"]`))?.focus();
@@ -262,6 +277,7 @@ export function createRunDetail(root, { onError, navigate }) {
           r.source,
           r.retryOf ? [' of ', h('a', { href: `#/runs/${encodeURIComponent(r.retryOf)}`, class: 'mono' }, r.retryOf)] : null,
           r.event ? ` (${r.event})` : null,
+          afterLink(r),
         ),
         field('Queue', `${r.queue}, priority ${r.priority}`),
         field('Host', r.host ?? '—'),
@@ -280,6 +296,7 @@ export function createRunDetail(root, { onError, navigate }) {
         ? [h('h3', {}, 'Error'), h('pre', { class: 'json error-text', 'data-run-error': '' }, `${r.error.code}: ${r.error.message}`)]
         : [h('h3', {}, 'Result'), h('pre', { class: 'json', 'data-run-result': '' }, FINAL.has(r.status) ? json(r.result) : '(not finished)')],
       log.element,
+      children?.id === r.id ? childList(children.runs) : null,
       h('h3', {}, 'Attempts'),
       r.attempts.length === 0
         ? h('p', { class: 'muted' }, 'None yet.')

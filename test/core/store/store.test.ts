@@ -249,6 +249,7 @@ t.test('serializeRun matches JSON.stringify for runs with every field set', asyn
     error: { code: 'TIMEOUT', message: 'late' },
     retryOf: '0mwt7yla80001ub4',
     event: 'shipment.created',
+    after: { runId: '0mwt7yla70001ub4', job: 'extract' },
     origin: 'http',
   };
   t.equal(serializeRun(run), JSON.stringify(run));

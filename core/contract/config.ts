@@ -3,7 +3,18 @@ import { z } from 'zod';
 import { checkTokens, tokenEntrySchema } from './access.js';
 import { HostError } from './errors.js';
 import { notificationsSchema } from './notify-config.js';
-import { describeIssue, durationSchema, JOB_NAME, notifySchema, queueNameSchema, retrySchema, scheduleSchema, timezoneSchema } from './plugin-schema.js';
+import {
+  debounceSchema,
+  describeIssue,
+  durationSchema,
+  JOB_NAME,
+  notifySchema,
+  queueNameSchema,
+  rateLimitSchema,
+  retrySchema,
+  scheduleSchema,
+  timezoneSchema,
+} from './plugin-schema.js';
 import { ISOLATIONS } from './plugin-source.js';
 
 /** `jobs.<name>`: what the config file may override of a plugin's declaration (SPEC §3). */
@@ -18,6 +29,9 @@ export const jobOverrideSchema = z.strictObject({
   queue: queueNameSchema.optional(),
   isolation: z.enum(ISOLATIONS).optional(),
   notify: notifySchema.optional(),
+  // null turns the plugin's own off.
+  rateLimit: z.union([z.null(), rateLimitSchema]).optional(),
+  debounce: z.union([z.null(), debounceSchema]).optional(),
 });
 
 export type JobOverride = z.output<typeof jobOverrideSchema>;

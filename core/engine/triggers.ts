@@ -210,6 +210,8 @@ export class Triggers {
       throw err;
     }
     span.end(refused ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
+    // Merged into the job's waiting debounced run: accepted, answered with that run's id.
+    if (refused?.reason === 'debounced') return { runId: refused.runId ?? id };
     if (refused?.reason === 'fired') throw new HostError('SKIPPED', `fired: ${refused.detail}`, { reason: 'fired', job: job.name });
     if (refused) {
       const runId = refused.runId !== undefined ? { runId: refused.runId } : {};

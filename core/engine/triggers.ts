@@ -131,6 +131,8 @@ export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOpt
   } else if (options.delay !== undefined) {
     runAtMs = now + parseDuration(options.delay, 'delay');
   }
+  // A debounced run waits out its window (a later trigger of its key moves it on: SPEC §13).
+  if (job.debounceMs) runAtMs = Math.max(runAtMs, now + job.debounceMs);
   const createdAt = isoTime(now);
   return {
     id,

@@ -1,5 +1,4 @@
 import type { AdmissionRules, Refusal } from '../contract/backend.js';
-import { isoTime } from '../contract/clock.js';
 import type { Run } from '../contract/run.js';
 
 /**
@@ -28,20 +27,18 @@ export class Debouncer {
 
   /**
    * Merges `run` into the waiting run of its job and key: resolves with the `debounced` answer
-   * once the merge is durable. Undefined when no window is open: `run` is then made to wait out
-   * a window of its own (the caller adds it, then calls `opened`).
+   * once the merge is durable. Undefined when no window is open: the caller adds `run` (it waits
+   * out a window of its own), then calls `opened`.
    */
   merge(run: Run, rules: AdmissionRules, now: number): Promise<Refusal> | undefined {
     const windowMs = rules.debounceMs ?? 0;
     const slot = `${run.job}\n${run.key ?? ''}`;
     const holder = this.#open.get(slot);
-    const runAtMs = Math.max(now + windowMs, Date.parse(run.runAt));
-    if (holder !== undefined) {
-      const merged = this.#runs.postpone(holder, run.params, runAtMs);
-      if (merged) return merged.then(() => ({ reason: 'debounced', detail: `merged into run ${holder}`, runId: holder }));
-      this.#open.delete(slot);
-    }
-    run.runAt = isoTime(runAtMs);
+    if (holder === undefined) return undefined;
+    // The trigger's run waits out a window already (buildRun): its time is the holder's new one.
+    const merged = this.#runs.postpone(holder, run.params, Math.max(now + windowMs, Date.parse(run.runAt)));
+    if (merged) return merged.then(() => ({ reason: 'debounced', detail: `merged into run ${holder}`, runId: holder }));
+    this.#open.delete(slot);
     return undefined;
   }
 

@@ -2,6 +2,7 @@
 // Runs: the history list (filters, paging) and one run's detail (progress, attempts, actions).
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
+import { rateLimitedNote } from './flow.js';
 import { createRunLog } from './run-log.js';
 
 /** @import { EventDataMap } from '../../contract/events.js' */
@@ -242,7 +243,7 @@ export function createRunDetail(root, { onError, navigate }) {
       h(
         'div',
         { class: 'run-head' },
-        h('span', { 'data-run-status': r.status, role: 'status' }, badge(r.status), delayed ? [' until ', time(r.runAt)] : null),
+        h('span', { 'data-run-status': r.status, role: 'status' }, badge(r.status), delayed ? [' until ', time(r.runAt)] : null, rateLimitedNote(r, render)),
         h(
           'div',
           { class: 'buttons' },

@@ -74,7 +74,7 @@ t.test('rateLimit: each attempt is a start (a retry waits for the window like a 
 t.test('rateLimit: a config edit that lifts the limit starts the held runs at once; canceled held runs never start', async (t) => {
   const h = await startHost(t);
   const started: unknown[] = [];
-  h.host.register({ name: 'held', concurrency: 10, rateLimit: { max: 1, per: '1h' }, handler: (ctx) => void started.push(ctx.params) });
+  h.host.register({ name: 'held', concurrency: 10, rateLimit: { max: 1, per: '1h' }, handler: (ctx: { params: unknown }) => void started.push(ctx.params) });
   await h.host.trigger('held', { params: { n: 1 } });
   const second = await h.host.trigger('held', { params: { n: 2 } });
   await h.host.trigger('held', { params: { n: 3 } });
@@ -91,7 +91,7 @@ t.test('rateLimit: a config edit that lifts the limit starts the held runs at on
 t.test('debounce: triggers within the window become one run with the last params, started once the window is quiet', async (t) => {
   const h = await startHost(t);
   const got: unknown[] = [];
-  h.host.register({ name: 'settles', debounce: '30s', handler: (ctx) => void got.push(ctx.params) });
+  h.host.register({ name: 'settles', debounce: '30s', handler: (ctx: { params: unknown }) => void got.push(ctx.params) });
   const a = await h.host.trigger('settles', { params: { v: 1 } });
   await h.clock.advance(20_000);
   const b = await h.host.trigger('settles', { params: { v: 2 } });
@@ -116,7 +116,7 @@ t.test('debounce: triggers within the window become one run with the last params
 t.test('debounce: each key has its own window; a disabled job refuses as usual', async (t) => {
   const h = await startHost(t);
   const got: unknown[] = [];
-  h.host.register({ name: 'keyed', debounce: '10s', overlap: 'allow', handler: (ctx) => void got.push(ctx.params) });
+  h.host.register({ name: 'keyed', debounce: '10s', overlap: 'allow', handler: (ctx: { params: unknown }) => void got.push(ctx.params) });
   const a1 = await h.host.trigger('keyed', { key: 'a', params: { k: 'a', n: 1 } });
   const b1 = await h.host.trigger('keyed', { key: 'b', params: { k: 'b', n: 1 } });
   const a2 = await h.host.trigger('keyed', { key: 'a', params: { k: 'a', n: 2 } });

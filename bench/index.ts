@@ -7,6 +7,7 @@ import { clusterFiresBench } from './cluster-fires.js';
 import { clusterReplicasBench } from './cluster-replicas.js';
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
+import { flowBench } from './flow.js';
 import { httpBench } from './http.js';
 import { isolationBench } from './isolation.js';
 import { notifyBench } from './notify.js';
@@ -29,6 +30,7 @@ const benches: Record<string, () => Promise<void>> = {
   startup: () => startupBench(),
   notify: () => notifyBench(),
   tracing: () => tracingBench(),
+  flow: () => flowBench(),
   cluster: async () => {
     await clusterBench();
     await clusterFiresBench();

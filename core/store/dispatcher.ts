@@ -259,7 +259,10 @@ export class Dispatcher<E extends Waiting> {
           slots.parked.push(entry);
           continue;
         }
-        if (job.rateLimit !== undefined && !this.#limits.admit(entry, job.rateLimit)) continue;
+        if (job.rateLimit !== undefined && !this.#limits.admit(entry, job.rateLimit)) {
+          entry.state = 'parked';
+          continue;
+        }
         slots.running++;
         this.#running++;
         this.#o.start(entry, job);

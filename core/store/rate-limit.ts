@@ -1,6 +1,11 @@
 import type { Clock, Timer } from '../contract/clock.js';
 import type { RateLimit } from '../contract/plugin-schema.js';
-import type { Waiting } from './dispatcher.js';
+
+/** A waiting run as the dispatcher holds it (its `Waiting`): the dispatcher parks it when `admit` says no. */
+interface Limited {
+  readonly run: { readonly job: string };
+  readonly state: string;
+}
 
 /**
  * `rateLimit` on the local backend (SPEC §13), counted the way BullMQ's limiter counts: the
@@ -16,7 +21,7 @@ interface Window<E> {
   timer: Timer | undefined;
 }
 
-export class RateWindows<E extends Waiting> {
+export class RateWindows<E extends Limited> {
   readonly #clock: Clock;
   readonly #release: (held: E[]) => void;
   readonly #windows = new Map<string, Window<E>>();
@@ -28,7 +33,7 @@ export class RateWindows<E extends Waiting> {
     this.#release = release;
   }
 
-  /** Counts a start of `entry` and answers true, or parks it until the window closes and answers false. */
+  /** Counts a start of `entry` and answers true, or holds it (the caller parks it) until the window closes and answers false. */
   admit(entry: E, limit: RateLimit): boolean {
     const job = entry.run.job;
     const now = this.#clock.now();
@@ -40,7 +45,6 @@ export class RateWindows<E extends Waiting> {
       w.count++;
       return true;
     }
-    entry.state = 'parked';
     w.held.push(entry);
     this.#arm(job, w);
     return false;

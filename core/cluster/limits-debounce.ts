@@ -19,7 +19,9 @@ import type { Run } from '../contract/run.js';
 
 /** BullMQ's deduplication for a debounced run (its key, or none, names the window). */
 export function debounceDedup(run: Run, rules: AdmissionRules): DeduplicationOptions {
-  return { id: `debounce:${run.key ?? ''}`, ttl: rules.debounceMs ?? 0, extend: true, reschedule: true };
+  // The window lasts until the run is due: a `delay` past the debounce keeps it open that long too.
+  const ttl = Math.max(rules.debounceMs ?? 0, Date.parse(run.runAt) - Date.parse(run.createdAt));
+  return { id: `debounce:${run.key ?? ''}`, ttl, extend: true, reschedule: true };
 }
 
 /**

@@ -211,7 +211,7 @@ export class Triggers {
       span.end(toRunError(err));
       throw err;
     }
-    span.end(refused ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
+    span.end(refused && refused.reason !== 'debounced' ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
     // Merged into the job's waiting debounced run: accepted, answered with that run's id.
     if (refused?.reason === 'debounced') return { runId: refused.runId ?? id };
     if (refused?.reason === 'fired') throw new HostError('SKIPPED', `fired: ${refused.detail}`, { reason: 'fired', job: job.name });

@@ -1,5 +1,6 @@
 import type { Clock } from '../contract/clock.js';
 import type { RateLimit } from '../contract/plugin-schema.js';
+import { WORKER_LIMIT_UNTIL } from './bullmq-internals.js';
 import type { JobQueue } from './job-queues.js';
 
 /**
@@ -29,7 +30,7 @@ export async function syncRateLimit(jq: JobQueue, limit: RateLimit | undefined):
 /** How long (ms) this host's worker of `jq` still holds off because its queue is at its limit; 0 when it is not. */
 export function rateLimitWait(jq: JobQueue): number {
   if (jq.def.rateLimit === undefined) return 0;
-  const until = (jq.worker as unknown as { limitUntil?: number }).limitUntil ?? 0;
+  const until = (jq.worker as unknown as Record<typeof WORKER_LIMIT_UNTIL, number | undefined>)[WORKER_LIMIT_UNTIL] ?? 0;
   return Math.max(0, until - Date.now());
 }
 

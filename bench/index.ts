@@ -8,6 +8,7 @@ import { clusterFiresBench } from './cluster-fires.js';
 import { clusterReplicasBench } from './cluster-replicas.js';
 import { durabilityBench } from './durability.js';
 import { engineBench } from './engine.js';
+import { flowBench } from './flow.js';
 import { httpBench } from './http.js';
 import { isolationBench } from './isolation.js';
 import { notifyBench } from './notify.js';
@@ -35,6 +36,7 @@ const benches: Record<string, () => Promise<void>> = {
     if (process.env['BENCH_BEFORE']) await compareBench(process.env['BENCH_BEFORE'], process.env['BENCH_AFTER']);
     else console.log('\n## compare: skipped (set BENCH_BEFORE=<git ref>, and BENCH_AFTER, default: this working tree)');
   },
+  flow: () => flowBench(),
   cluster: async () => {
     await clusterBench();
     await clusterFiresBench();

@@ -5,6 +5,7 @@ import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
+import { debounceDedup, debounceVerdict, queueDebounced } from './limits-debounce.js';
 import { replicated } from './replication.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
@@ -45,7 +46,7 @@ export function jobOptions(run: Run, rules: AdmissionRules, retention: Retention
     backoff: { type: 'jobhost' },
     removeOnComplete: keep,
     removeOnFail: keep,
-    ...(dedup !== undefined ? { deduplication: { id: dedup } } : {}),
+    ...(rules.debounceMs ? { deduplication: debounceDedup(run, rules) } : dedup !== undefined ? { deduplication: { id: dedup } } : {}),
   };
 }
 
@@ -61,6 +62,7 @@ export async function admit(
   retention: Retention,
   queued: { host: string; data: string },
   fire?: ScheduleFire,
+  again = true,
 ): Promise<Refusal | undefined> {
   const opts = jobOptions(run, rules, retention);
   const bullJob = new Job(queue, run.job, toJobData(run), opts, run.id);
@@ -84,6 +86,7 @@ export async function admit(
     );
     // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
     bullJob.addJob(multi as never).catch(() => undefined);
+    if (rules.debounceMs) queueDebounced(multi, jobKey, dedupKey, queue.keys['delayed']!, keys.queue(run.job, ''), JSON.stringify(bullJob.data));
     multi.jhAdmitted(
       jobKey,
       keys.runs,
@@ -101,13 +104,16 @@ export async function admit(
   } catch (err) {
     throw connections.toHostError(err);
   }
-  if (replies?.length !== 3) throw new HostError('INTERNAL', 'the add transaction was discarded');
+  if (replies?.length !== (rules.debounceMs ? 4 : 3)) throw new HostError('INTERNAL', 'the add transaction was discarded');
   for (const [err] of replies) if (err) throw connections.toHostError(err);
   const verdict = replies[0]![1] as [string, string];
-  const added = replies[2]![1] as [number, string?, string?];
-  if (added[0] === 1) {
+  const added = replies.at(-1)![1] as [number, string?, string?];
+  const debounced = rules.debounceMs ? debounceVerdict(replies[2]![1]) : 'added';
+  if (debounced === 'again' && again) return admit(queue, run, rules, keys, connections, retention, queued, fire, false);
+  if (typeof debounced === 'object' || added[0] === 1) {
     // The 202 waits for the replicas backend.waitReplicas asks for (a refusal acknowledges nothing).
     await replicated(connections, client as unknown as Redis);
+    if (typeof debounced === 'object') return debounced;
     return undefined;
   }
   if (added[0] === 0) return refusalOf(verdict);

@@ -10,7 +10,8 @@
  * - scripts.ts's Lua reads BullMQ's keys (`<prefix>:<job>:<suffix>`, QUEUE_KEYS, and the
  *   `count` field of METRICS_KEYS) and fields of its job hashes (`<prefix>:<job>:<id>`,
  *   JOB_HASH_FIELDS); admission reads the deduplication key (`<prefix>:<job>:de:<id>`);
- * - connections.ts sizes the blocking connections' socket timeout by BULLMQ_MAX_BLOCK_MS.
+ * - connections.ts sizes the blocking connections' socket timeout by BULLMQ_MAX_BLOCK_MS;
+ * - limits-rate.ts reads when a rate-limited worker may fetch again (WORKER_LIMIT_UNTIL).
  */
 
 /** The BullMQ minor these facts were checked against (package.json pins `~6.7.0`). */
@@ -33,3 +34,6 @@ export const MOVE_TO_FINISHED = { finishedSet: 10, jobHash: 11, id: 14, value: 1
 
 /** BullMQ's longest BZPOPMIN (a Worker's `maximumBlockTimeout`, 10 s) plus the 1 s its watchdog adds. */
 export const BULLMQ_MAX_BLOCK_MS = 11_000;
+
+/** The private Worker field holding when its queue's rate limit lets it fetch again (epoch ms; 0: not limited). */
+export const WORKER_LIMIT_UNTIL = 'limitUntil';

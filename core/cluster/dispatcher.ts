@@ -28,6 +28,8 @@ export interface DispatcherOptions {
   sweep(): void;
   /** Fetches in flight at once (each reserves a slot). */
   parallelFetch?: number;
+  /** A fetch of `jq` came back empty (the wiring wakes a rate-limited job when its window closes). */
+  empty?(jq: JobQueue): void;
   /** Every slot is taken (true), or one is free again (false). */
   full?(full: boolean): void;
   /**
@@ -220,6 +222,7 @@ export class Dispatcher {
     if (!job) {
       // Nothing there (or at its limit): no more fetches until a stream event says otherwise.
       if (this.#ready.get(jq.name) === generation) this.#ready.delete(jq.name);
+      this.#o.empty?.(jq);
       this.#slots--;
       this.pump();
       this.#checkFull();

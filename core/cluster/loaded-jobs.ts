@@ -4,6 +4,7 @@ import type { Logger } from '../contract/logger.js';
 import type { Connections } from './connections.js';
 import { JobQueue, type JobQueueSettings, type Processor } from './job-queues.js';
 import type { ClusterKeys } from './keys.js';
+import { syncRateLimit } from './limits-rate.js';
 import type { ScriptedRedis } from './scripts.js';
 
 interface LoadedJobsOptions {
@@ -106,6 +107,7 @@ export class LoadedJobs {
       await jq.queue.setGlobalConcurrency(def.concurrency);
       jq.concurrencySet = def.concurrency;
     }
+    await syncRateLimit(jq, def.rateLimit);
     await this.#o.loaded(jq);
   }
 

@@ -166,9 +166,9 @@ export class Mirror {
     if (state.missedThrough === undefined || state.missedThrough < through) state.missedThrough = through;
   }
 
-  activeRuns(job: string): { active: number; running: number } {
+  activeRuns(job: string): { active: number; running: number; waiting: number } {
     const l = this.#live.get(job);
-    return l ? { active: l.waiting + l.delayed + l.active, running: l.active } : { active: 0, running: 0 };
+    return l ? { active: l.waiting + l.delayed + l.active, running: l.active, waiting: l.waiting } : { active: 0, running: 0, waiting: 0 };
   }
 
   depths(): Depths {

@@ -24,6 +24,7 @@ import { admit, type Retention } from './admission.js';
 import { type CancelResult, cancelRun } from './cancel.js';
 import { HOST_EVENT } from './event-relay.js';
 import { writeFlags } from './job-flags.js';
+import { withRateLimited } from './limits-rate.js';
 import { claimSettings } from './settings.js';
 import { settlesWithin } from './settles.js';
 import type { StreamEntry } from './stream-reader.js';
@@ -396,8 +397,8 @@ class RedisBackend implements Backend {
     return claimed;
   }
 
-  activeRuns(job: string): { active: number; running: number } {
-    return this.#p.mirror.activeRuns(job);
+  activeRuns(job: string): { active: number; running: number; rateLimited?: number } {
+    return withRateLimited(this.#p.mirror.activeRuns(job), this.#p.jobs.get(job));
   }
 
   depths(): Depths {

@@ -16,6 +16,7 @@ import { Heartbeat } from './heartbeat.js';
 import { History } from './history.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import { LateFinishes } from './late-finishes.js';
+import { wakeAfterLimit } from './limits-rate.js';
 import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
@@ -129,6 +130,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
       },
       run: (jq, job, token, fetchNext) => attempts.run(jq, job, token, fetchNext),
       full: (full) => reader.setBusy(full),
+      empty: (jq) => wakeAfterLimit(jq, clock, delayTimers),
       reachable: () => connections.reach().available,
       sweep: () => {
         // Jobs whose set-up failed while Redis was out of reach are tried again here too.

@@ -4,6 +4,7 @@ import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
 import type { Delivery, DeliveryError, Notification, NotifyStatus } from './notification.js';
 import type { JobContext } from './plugin.js';
+import type { RateLimit } from './plugin-schema.js';
 import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
 import type { Page, Run, RunQuery, RunStatus } from './run.js';
@@ -177,7 +178,7 @@ export interface Backend {
   claimMissed(job: string, fireAt: number): Promise<boolean>;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
-  activeRuns(job: string): { active: number; running: number };
+  activeRuns(job: string): { active: number; running: number; rateLimited?: number }; // rateLimited: waiting runs its rateLimit holds
   /** Runs by where they wait, for stats and metrics (a distributed backend: from its mirror). */
   depths(): Depths;
   /**
@@ -259,6 +260,7 @@ export interface ExecutableJob {
    */
   readonly once: boolean;
   readonly cooldownMs: number;
+  readonly rateLimit?: RateLimit | undefined; // SPEC §13: at most `max` attempt starts per window; the others wait
   /**
    * Where the engine's executor runs the handler (absent: `inline`); a backend passes the job to
    * the executor as it got it and need not look at these two.
@@ -345,6 +347,7 @@ export interface AdmissionRules {
   readonly cooldownMs: number;
   /** `skip`: refused while a run of the job is waiting or running. */
   readonly overlap: 'skip' | 'queue' | 'allow';
+  readonly debounceMs?: number; // SPEC §13: > 0 merges a trigger into the waiting run of its key (Refusal `debounced`)
 }
 
 /** A schedule fire, as `add` takes it on a shared backend. */
@@ -356,8 +359,8 @@ export interface ScheduleFire {
 }
 
 export interface Refusal {
-  /** `fired`: another host already ran this fire (no `run.skipped`: nothing was refused to anyone). */
-  reason: SkipReason | 'fired';
+  /** `fired`: another host already ran this fire (no `run.skipped`: nothing was refused to anyone); `debounced`: merged into `runId` (accepted). */
+  reason: SkipReason | 'fired' | 'debounced';
   detail: string;
   /** The run that stands in the way, when there is one. */
   runId?: string;

@@ -5,11 +5,13 @@ import { HostError } from './errors.js';
 import { notificationsSchema } from './notify-config.js';
 import {
   afterSchema,
+  debounceSchema,
   describeIssue,
   durationSchema,
   JOB_NAME,
   notifySchema,
   queueNameSchema,
+  rateLimitSchema,
   retrySchema,
   scheduleSchema,
   timezoneSchema,
@@ -29,6 +31,9 @@ export const jobOverrideSchema = z.strictObject({
   isolation: z.enum(ISOLATIONS).optional(),
   notify: notifySchema.optional(),
   after: afterSchema.optional(),
+  // null turns the plugin's own off.
+  rateLimit: z.union([z.null(), rateLimitSchema]).optional(),
+  debounce: z.union([z.null(), debounceSchema]).optional(),
 });
 
 export type JobOverride = z.output<typeof jobOverrideSchema>;

@@ -77,6 +77,20 @@ export const notifySchema = z.strictObject({
   to: z.array(z.string().regex(DESTINATION_NAME, 'expected a destination name (letters, digits, _ . -)')).max(50).optional(),
 });
 
+/** `rateLimit` (SPEC §13): at most `max` starts per window of `per`; `per` is kept in ms. */
+export const rateLimitSchema = z.strictObject({
+  max: z.number().int().min(1, 'expected 1 or more (starts per window)').max(1_000_000),
+  per: durationSchema.refine((ms) => ms >= 1, 'expected a window of 1ms or more'),
+});
+
+/** `debounce` (SPEC §13): the quiet time after the last trigger before the merged run starts. */
+export const debounceSchema = durationSchema.refine((ms) => ms >= 1, 'expected a window of 1ms or more');
+
+export interface RateLimit {
+  readonly max: number;
+  readonly perMs: number;
+}
+
 export const queueNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a queue name (letters, digits, - and _)');
 export const JOB_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 export const eventNameSchema = z
@@ -130,6 +144,8 @@ const pluginSchema = z.strictObject({
   enabled: z.boolean().optional(),
   isolation: z.enum(ISOLATIONS).optional(),
   notify: notifySchema.optional(),
+  rateLimit: rateLimitSchema.optional(),
+  debounce: debounceSchema.optional(),
   handler: z.custom<(ctx: JobContext<never>) => unknown>((v) => typeof v === 'function', 'expected a function'),
 });
 
@@ -157,6 +173,9 @@ export interface JobSpec {
   /** As declared; undefined leaves it to the config (default `worker`). */
   readonly isolation: Isolation | undefined;
   readonly notify: NotifySpec | null;
+  readonly rateLimit: RateLimit | undefined;
+  /** 0: no debounce. */
+  readonly debounceMs: number;
   readonly handler: (ctx: JobContext<never>) => unknown;
 }
 
@@ -214,6 +233,8 @@ export function parsePlugin(input: unknown): JobSpec {
     enabled: p.enabled ?? true,
     isolation: p.isolation,
     notify: p.notify ? Object.freeze({ ...p.notify }) : null,
+    rateLimit: p.rateLimit && Object.freeze({ max: p.rateLimit.max, perMs: p.rateLimit.per }),
+    debounceMs: p.debounce ?? 0,
     handler: p.handler,
   });
 }

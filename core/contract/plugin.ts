@@ -109,6 +109,10 @@ export interface PluginDefinition<S extends ParamsSchema | undefined = ParamsSch
   /** `worker` (default): the handler runs in a worker thread; `inline`: in the host's main thread. */
   isolation?: Isolation;
   notify?: NotifyOptions;
+  /** At most `max` runs start per window of `per`; the others wait (SPEC §13). */
+  rateLimit?: { max: number; per: Duration };
+  /** Triggers of one key within this quiet time become one run, with the last trigger's params (SPEC §13). */
+  debounce?: Duration;
   handler: (ctx: JobContext<InferParams<S>>) => unknown;
 }
 

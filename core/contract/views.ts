@@ -32,6 +32,10 @@ export interface JobView {
   isolation: 'worker' | 'inline';
   on: Array<{ event: string; delayMs: number }>;
   notify: unknown;
+  /** SPEC §13: its limit and the waiting runs it holds back now (`waiting`); null: none. */
+  rateLimit: { max: number; perMs: number; waiting: number } | null;
+  /** SPEC §13: null when triggers are not debounced. */
+  debounceMs: number | null;
   /** Where its alert rules stand (SPEC §12). */
   alert: JobAlertState;
 }

@@ -171,7 +171,7 @@ export class After {
 
   /** A run `build` gave, as the backend's write left it: queued (the backend reported it) or refused. */
   added(run: Run, refused: Refusal | undefined): void {
-    if (!refused || refused.reason === 'fired') return;
+    if (!refused || refused.reason === 'fired' || refused.reason === 'debounced') return;
     const runId = refused.runId !== undefined ? { runId: refused.runId } : {};
     this.#o.bus.emit('run.skipped', { job: run.job, reason: refused.reason, source: 'after', detail: refused.detail, ...runId });
   }

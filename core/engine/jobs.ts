@@ -8,6 +8,7 @@ import type { AfterSpec, JobSpec, NotifySpec, ScheduleSpec } from '../contract/p
 import type { HandlerSource, Isolation } from '../contract/plugin-source.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../contract/retry.js';
 import { cronSchedule, everySchedule, type Schedule } from '../schedule/cron.js';
+import { flowControl } from './flow-control.js';
 
 /**
  * A job as the host runs it: the plugin's declaration, overridden by `jobs.<name>` in the config,
@@ -88,6 +89,7 @@ export function resolveJob(
   const queue = override?.queue ?? spec.queue;
   const notify = override?.notify ? { ...spec.notify, ...override.notify } : spec.notify;
   checkAlertRules(notify, schedule !== null, override?.notify ? `jobs.${spec.name}.notify` : 'notify');
+  const flow = flowControl(spec, override);
   const requestedIsolation = override?.isolation ?? spec.isolation ?? config.defaults.isolation;
   return Object.freeze({
     name: spec.name,
@@ -117,6 +119,7 @@ export function resolveJob(
     notify,
     on: spec.on,
     after: override?.after ?? spec.after,
+    ...flow,
   });
 }
 
@@ -154,6 +157,8 @@ export function changedFields(a: EffectiveJob, b: EffectiveJob): string[] {
   if (a.isolation !== b.isolation) out.push('isolation');
   if (!same(a.notify, b.notify)) out.push('notify');
   if (!same(a.after, b.after)) out.push('after');
+  if (!same(a.rateLimit, b.rateLimit)) out.push('rateLimit');
+  if (a.debounceMs !== b.debounceMs) out.push('debounce');
   if (a.file !== b.file) out.push('file');
   return out;
 }
@@ -184,9 +189,11 @@ export function jobVersion(job: EffectiveJob): string {
       job.catchUp,
       job.notify,
       job.on,
-      job.after,
       paramsJsonSchema(job.paramsSchema),
       String(job.handler),
+      // Only when set: the versions of jobs without them stay what they were.
+      ...(job.rateLimit || job.debounceMs ? [job.rateLimit, job.debounceMs] : []),
+      ...(job.after?.length ? [job.after] : []),
     ]);
     v = createHash('sha1').update(definition).digest('hex').slice(0, 12);
     versions.set(job, v);

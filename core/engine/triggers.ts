@@ -131,6 +131,8 @@ export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOpt
   } else if (options.delay !== undefined) {
     runAtMs = now + parseDuration(options.delay, 'delay');
   }
+  // A debounced run waits out its window (a later trigger of its key moves it on: SPEC §13).
+  if (job.debounceMs) runAtMs = Math.max(runAtMs, now + job.debounceMs);
   const createdAt = isoTime(now);
   return {
     id,
@@ -210,7 +212,9 @@ export class Triggers {
       span.end(toRunError(err));
       throw err;
     }
-    span.end(refused ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
+    span.end(refused && refused.reason !== 'debounced' ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
+    // Merged into the job's waiting debounced run: accepted, answered with that run's id.
+    if (refused?.reason === 'debounced') return { runId: refused.runId ?? id };
     if (refused?.reason === 'fired') throw new HostError('SKIPPED', `fired: ${refused.detail}`, { reason: 'fired', job: job.name });
     if (refused) {
       const runId = refused.runId !== undefined ? { runId: refused.runId } : {};

@@ -11,10 +11,19 @@ import { wants } from './notify.js';
 export function liveJobView(job: EffectiveJob, state: HostState, backend: Backend, scheduler: { next(name: string): number | null }): JobView {
   const armed = job.enabled && state !== 'stopping' && state !== 'stopped';
   const load = backend.activeRuns(job.name);
-  return jobView(job, backend.jobState(job.name), { nextRun: armed ? scheduler.next(job.name) : null, active: load.active, running: load.running });
+  return jobView(job, backend.jobState(job.name), {
+    nextRun: armed ? scheduler.next(job.name) : null,
+    active: load.active,
+    running: load.running,
+    rateLimited: load.rateLimited ?? 0,
+  });
 }
 
-export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { nextRun: number | null; active: number; running: number }): JobView {
+export function jobView(
+  job: EffectiveJob,
+  record: Readonly<JobState>,
+  live: { nextRun: number | null; active: number; running: number; rateLimited?: number },
+): JobView {
   return {
     name: job.name,
     description: job.description,
@@ -46,6 +55,8 @@ export function jobView(job: EffectiveJob, record: Readonly<JobState>, live: { n
     isolation: job.isolation,
     on: job.on.map((o) => ({ ...o })),
     notify: job.notify ? structuredClone(job.notify) : null,
+    rateLimit: job.rateLimit ? { max: job.rateLimit.max, perMs: job.rateLimit.perMs, waiting: live.rateLimited ?? 0 } : null,
+    debounceMs: job.debounceMs || null,
     alert: {
       failStreak: record.failStreak ?? 0,
       open: (record.failStreak ?? 0) >= (job.notify?.after ?? 1) && job.notify !== null && wants(job.notify, 'failed'),

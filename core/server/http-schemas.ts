@@ -141,6 +141,11 @@ export const jobSchema = z.object({
   isolation: z.enum(['worker', 'inline']).describe("where the handler runs: a worker thread, or the host's main thread"),
   on: z.array(z.object({ event: z.string(), delayMs: z.number() })),
   notify: z.unknown(),
+  rateLimit: z
+    .object({ max: z.number(), perMs: z.number(), waiting: z.number().describe('waiting runs the limit holds back now') })
+    .nullable()
+    .describe('at most max starts per window of perMs (SPEC §13); null: none'),
+  debounceMs: z.number().nullable().describe('triggers within this quiet time become one run; null: none'),
   alert: z
     .object({
       failStreak: z.number().describe('failed runs since the last success'),

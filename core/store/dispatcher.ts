@@ -2,6 +2,7 @@ import type { Depths, ExecutableJob } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { Run } from '../contract/run.js';
 import { Deque, TimeHeap, WeightedQueues } from './queue.js';
+import { RateWindows } from './rate-limit.js';
 
 /**
  * Where the local backend's runs wait, and when one may start: delayed runs in a time heap with
@@ -49,9 +50,11 @@ export class Dispatcher<E extends Waiting> {
   #userPaused = false;
   #started = false;
   #idleWaiters: (() => void)[] = [];
+  readonly #limits: RateWindows<E>;
 
   constructor(options: DispatcherOptions<E>) {
     this.#o = options;
+    this.#limits = new RateWindows<E>(options.clock, (held) => this.#unpark(held));
     this.#concurrency = options.concurrency;
     this.#queues = new WeightedQueues<E>(options.queues);
   }
@@ -59,6 +62,7 @@ export class Dispatcher<E extends Waiting> {
   start(): void {
     this.#started = true;
     this.#paused = this.#userPaused;
+    this.#limits.resume();
     this.#armDelayTimer();
     this.#schedulePump();
   }
@@ -83,6 +87,7 @@ export class Dispatcher<E extends Waiting> {
   /** Starts nothing more; no timer is left to keep the process alive. */
   halt(): void {
     this.#paused = true;
+    this.#limits.halt();
     this.#cancelDelayTimer();
   }
 
@@ -108,6 +113,11 @@ export class Dispatcher<E extends Waiting> {
 
   runningCount(job: string): number {
     return this.#slots.get(job)?.running ?? 0;
+  }
+
+  /** Runs of `job` ready but held by its `rateLimit` until the window closes. */
+  rateLimited(job: string): number {
+    return this.#limits.held(job);
   }
 
   /** Resolves once nothing runs, or after `graceMs` on the clock. */
@@ -161,7 +171,7 @@ export class Dispatcher<E extends Waiting> {
     this.#running--;
     const slots = this.#slotsOf(entry.run.job);
     slots.running--;
-    if (slots.parked.length > 0) this.jobChanged(entry.run.job);
+    if (slots.parked.length > 0) this.#slotFreed(entry.run.job);
     if (this.#running === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -172,6 +182,11 @@ export class Dispatcher<E extends Waiting> {
 
   /** A job was (re)registered or its limits changed: parked runs get another chance. */
   jobChanged(name: string): void {
+    this.#limits.releaseJob(name);
+    this.#slotFreed(name);
+  }
+
+  #slotFreed(name: string): void {
     const slots = this.#slots.get(name);
     if (!slots) return;
     const job = this.#o.job(name);
@@ -185,7 +200,11 @@ export class Dispatcher<E extends Waiting> {
       back.push(entry);
       free--;
     }
-    // Back at the front of their queues, newest first so the oldest ends up first.
+    this.#unpark(back);
+  }
+
+  /** Back at the front of their queues, newest first so the oldest ends up first. */
+  #unpark(back: E[]): void {
     for (let i = back.length - 1; i >= 0; i--) this.enqueue(back[i]!, true);
   }
 
@@ -238,6 +257,10 @@ export class Dispatcher<E extends Waiting> {
         if (!job || slots.running >= job.concurrency) {
           entry.state = 'parked';
           slots.parked.push(entry);
+          continue;
+        }
+        if (job.rateLimit !== undefined && !this.#limits.admit(entry, job.rateLimit)) {
+          entry.state = 'parked';
           continue;
         }
         slots.running++;

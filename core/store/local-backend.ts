@@ -22,6 +22,7 @@ import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
 import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
+import { Debouncer } from './debounce.js';
 import { Outbox } from './outbox.js';
 import { Runner } from './runner.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
@@ -73,6 +74,7 @@ class LocalBackend implements Backend {
   }
   readonly #store: Store;
   readonly #runner: Runner;
+  readonly #debounce: Debouncer;
   readonly #outbox: Outbox;
   readonly #storm = new StormWindows();
   readonly #clock: Clock;
@@ -104,6 +106,7 @@ class LocalBackend implements Backend {
       save: (run) => this.#store.saveRun(run),
       settled: (run, outcome) => this.#settled(run, outcome),
     });
+    this.#debounce = new Debouncer(this.#runner);
     this.#outbox = new Outbox({ clock: options.clock, logger: options.logger, concurrency: options.deliveryConcurrency ?? 16, store: this.#store });
   }
 
@@ -189,8 +192,12 @@ class LocalBackend implements Backend {
 
   add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined> {
     const now = this.#clock.now();
-    const refused = refusal(run.job, rules, this.#store.job(run.job), this.#runner, run.key, now);
+    const debounced = rules.debounceMs ? rules.enabled && this.#debounce.merge(run, rules, now) : undefined;
+    if (debounced) return debounced;
+    // A debounced job's key names its window, not a run to refuse a duplicate of.
+    const refused = refusal(run.job, rules, this.#store.job(run.job), this.#runner, rules.debounceMs ? null : run.key, now);
     if (refused) return Promise.resolve(refused);
+    if (rules.debounceMs) this.#debounce.opened(run);
     // A new run's runAt is either its creation time (now) or later: the clock has the number.
     const durable = this.#runner.add(run, run.runAt === run.createdAt ? now : Date.parse(run.runAt));
     this.#hooks!.observer.queued(run, run.runAt !== run.createdAt);
@@ -328,8 +335,8 @@ class LocalBackend implements Backend {
     return Promise.resolve(this.#store.listNotifications(query));
   }
 
-  activeRuns(job: string): { active: number; running: number } {
-    return { active: this.#runner.activeCount(job), running: this.#runner.runningCount(job) };
+  activeRuns(job: string): { active: number; running: number; rateLimited?: number } {
+    return { active: this.#runner.activeCount(job), running: this.#runner.runningCount(job), rateLimited: this.#runner.dispatch.rateLimited(job) };
   }
 
   depths(): Depths {

@@ -186,6 +186,22 @@ export class Runner {
     return this.#save(run);
   }
 
+  /**
+   * A debounced run takes a later trigger's params and waits until `runAtMs` (never earlier than
+   * it waited); the promise of that being durable, or undefined when the run no longer waits for its time.
+   */
+  postpone(id: string, params: unknown, runAtMs: number): Promise<void> | undefined {
+    const entry = this.#entries.get(id);
+    if (entry?.state !== 'delayed') return undefined;
+    entry.run.params = params;
+    // The time heap still holds the old time: at it the entry is put back for this one.
+    if (runAtMs > entry.runAtMs) {
+      entry.runAtMs = runAtMs;
+      entry.run.runAt = isoTime(runAtMs);
+    }
+    return this.#save(entry.run);
+  }
+
   /** The dispatcher gave `entry` a slot: its next attempt starts. */
   #start(entry: Entry, job: ExecutableJob): void {
     const run = entry.run;

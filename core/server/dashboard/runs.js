@@ -4,6 +4,7 @@ import { can } from './access.js';
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
 import { afterLink, childList, childrenOf } from './run-links.js';
+import { rateLimitedNote } from './flow.js';
 import { createRunLog } from './run-log.js';
 
 /** @import { EventDataMap } from '../../contract/events.js' */
@@ -258,7 +259,7 @@ export function createRunDetail(root, { onError, navigate }) {
       h(
         'div',
         { class: 'run-head' },
-        h('span', { 'data-run-status': r.status, role: 'status' }, badge(r.status), delayed ? [' until ', time(r.runAt)] : null),
+        h('span', { 'data-run-status': r.status, role: 'status' }, badge(r.status), delayed ? [' until ', time(r.runAt)] : null, rateLimitedNote(r, render)),
         h(
           'div',
           { class: 'buttons' },

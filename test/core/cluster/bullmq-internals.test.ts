@@ -10,6 +10,7 @@ import {
   METRICS_KEYS,
   MOVE_TO_FINISHED,
   QUEUE_KEYS,
+  WORKER_LIMIT_UNTIL,
   type WORKER_PROTECTED,
 } from '../../../core/cluster/bullmq-internals.js';
 import { type Tap, until } from '../../helpers.js';
@@ -132,4 +133,22 @@ t.test("a worker's longest block (BZPOPMIN) plus its watchdog's second is BULLMQ
   t.teardown(() => worker.close(true));
   const max = (worker as unknown as { maximumBlockTimeout: number }).maximumBlockTimeout;
   t.equal(max * 1000 + 1000, BULLMQ_MAX_BLOCK_MS);
+});
+
+t.test('a worker whose queue is at its global rate limit keeps when it may fetch again in WORKER_LIMIT_UNTIL', async (t) => {
+  const { conn } = await setUp(t);
+  const queue = new Queue('rl', { connection: conn, prefix: 'bi' });
+  const worker = new Worker('rl', null, { connection: conn, prefix: 'bi', autorun: false });
+  t.teardown(async () => {
+    await worker.close(true);
+    await queue.close();
+  });
+  await queue.setGlobalRateLimit(1, 5000);
+  await queue.add('a', {});
+  await queue.add('b', {});
+  t.ok(await worker.getNextJob('tok-1', { block: false }), 'the first start is within the limit');
+  const before = Date.now();
+  t.equal(await worker.getNextJob('tok-2', { block: false }), undefined, 'the second is held');
+  const until = (worker as unknown as Record<typeof WORKER_LIMIT_UNTIL, number>)[WORKER_LIMIT_UNTIL];
+  t.ok(until > before && until <= Date.now() + 5000, `limitUntil ${until - before} ms ahead`);
 });

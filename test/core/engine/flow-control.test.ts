@@ -1,0 +1,179 @@
+import t from 'tap';
+import { parseConfig } from '../../../core/contract/config.js';
+import { startHost } from '../../helpers.js';
+
+/**
+ * `rateLimit` and `debounce` (SPEC §13) on the local backend, on the injected clock: starts per
+ * window counted as BullMQ's limiter counts them, held runs started when the window closes, and
+ * triggers merged into one debounced run with the last trigger's params.
+ */
+
+const codeOf = (fn: () => unknown): { code?: string; message?: string; details?: Record<string, unknown> } => {
+  try {
+    fn();
+  } catch (err) {
+    return err as { code?: string; message?: string };
+  }
+  return {};
+};
+
+t.test('rateLimit: at most max starts per window; the others wait and start when the window closes', async (t) => {
+  const h = await startHost(t);
+  const started: number[] = [];
+  h.host.register({ name: 'limited', concurrency: 100, rateLimit: { max: 2, per: '10s' }, handler: () => void started.push(h.clock.now()) });
+  const t0 = h.clock.now();
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push((await h.host.trigger('limited', { params: { i } })).runId);
+  await h.clock.advance(0);
+  t.equal(started.length, 2, 'two start in the first window');
+  t.equal(h.of('run.skipped').length, 0, 'none is refused');
+  const view = h.host.job('limited')!;
+  t.same(view.rateLimit, { max: 2, perMs: 10_000, waiting: 3 }, 'GET /jobs/:name shows the limit and the runs it holds');
+  await h.clock.advance(9_999);
+  t.equal(started.length, 2, 'nothing more before the window closes');
+  await h.clock.advance(1);
+  t.equal(started.length, 4, 'the window closed: the next two start');
+  t.same(
+    started.map((at) => at - t0),
+    [0, 0, 10_000, 10_000],
+  );
+  await h.clock.advance(10_000);
+  t.equal(started.length, 5);
+  for (const id of ids) t.equal((await h.host.wait(id)).status, 'succeeded');
+  t.equal(h.host.job('limited')!.rateLimit!.waiting, 0);
+  // A window opens at the first start after the last one closed: a start 25 s later opens a new one.
+  await h.clock.advance(25_000);
+  await h.host.trigger('limited');
+  await h.clock.advance(0);
+  t.equal(started.length, 6);
+});
+
+t.test('rateLimit: each attempt is a start (a retry waits for the window like a new run)', async (t) => {
+  const h = await startHost(t);
+  let calls = 0;
+  h.host.register({
+    name: 'flaky',
+    rateLimit: { max: 1, per: '1m' },
+    retry: { attempts: 2, delay: '1s', backoff: 'fixed', jitter: 0 },
+    handler: () => {
+      calls++;
+      if (calls === 1) throw new Error('first fails');
+      return null;
+    },
+  });
+  const { runId } = await h.host.trigger('flaky');
+  await h.clock.advance(0);
+  t.equal(calls, 1);
+  await h.clock.advance(30_000);
+  t.equal(calls, 1, 'the retry is due after 1s but the window holds it');
+  await h.clock.advance(30_000);
+  t.equal(calls, 2, 'it starts when the window closes');
+  t.equal((await h.host.wait(runId)).status, 'succeeded');
+});
+
+t.test('rateLimit: a config edit that lifts the limit starts the held runs at once; canceled held runs never start', async (t) => {
+  const h = await startHost(t);
+  const started: unknown[] = [];
+  h.host.register({ name: 'held', concurrency: 10, rateLimit: { max: 1, per: '1h' }, handler: (ctx: { params: unknown }) => void started.push(ctx.params) });
+  await h.host.trigger('held', { params: { n: 1 } });
+  const second = await h.host.trigger('held', { params: { n: 2 } });
+  await h.host.trigger('held', { params: { n: 3 } });
+  await h.clock.advance(0);
+  t.equal(started.length, 1);
+  await h.host.cancel(second.runId);
+  t.equal(h.host.job('held')!.rateLimit!.waiting, 1, 'the canceled run is not counted');
+  h.host.applyConfig({ jobs: { held: { rateLimit: null } } });
+  await h.clock.advance(0);
+  t.same(started, [{ n: 1 }, { n: 3 }], 'the held run starts once the limit is gone; the canceled one never');
+  t.equal(h.host.job('held')!.rateLimit, null);
+});
+
+t.test('debounce: triggers within the window become one run with the last params, started once the window is quiet', async (t) => {
+  const h = await startHost(t);
+  const got: unknown[] = [];
+  h.host.register({ name: 'settles', debounce: '30s', handler: (ctx: { params: unknown }) => void got.push(ctx.params) });
+  const a = await h.host.trigger('settles', { params: { v: 1 } });
+  await h.clock.advance(20_000);
+  const b = await h.host.trigger('settles', { params: { v: 2 } });
+  await h.clock.advance(20_000);
+  const c = await h.host.trigger('settles', { params: { v: 3 } });
+  t.equal(b.runId, a.runId, 'every trigger answers with the same run');
+  t.equal(c.runId, a.runId);
+  t.equal(h.of('run.queued').length, 1, 'run.queued once');
+  await h.clock.advance(29_999);
+  t.same(got, [], 'not before the window has been quiet for 30s');
+  await h.clock.advance(1);
+  t.same(got, [{ v: 3 }], 'one run, with the last trigger params');
+  const run = await h.host.wait(a.runId);
+  t.equal(run.status, 'succeeded');
+  // The window closed with that start: the next trigger opens a new one.
+  const d = await h.host.trigger('settles', { params: { v: 4 } });
+  t.not(d.runId, a.runId);
+  await h.clock.advance(30_000);
+  t.same(got, [{ v: 3 }, { v: 4 }]);
+});
+
+t.test('debounce: each key has its own window; a disabled job refuses as usual', async (t) => {
+  const h = await startHost(t);
+  const got: unknown[] = [];
+  h.host.register({ name: 'keyed', debounce: '10s', overlap: 'allow', handler: (ctx: { params: unknown }) => void got.push(ctx.params) });
+  const a1 = await h.host.trigger('keyed', { key: 'a', params: { k: 'a', n: 1 } });
+  const b1 = await h.host.trigger('keyed', { key: 'b', params: { k: 'b', n: 1 } });
+  const a2 = await h.host.trigger('keyed', { key: 'a', params: { k: 'a', n: 2 } });
+  t.equal(a2.runId, a1.runId);
+  t.not(b1.runId, a1.runId);
+  await h.clock.advance(10_000);
+  t.same(
+    got.sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y))),
+    [
+      { k: 'a', n: 2 },
+      { k: 'b', n: 1 },
+    ],
+  );
+  await h.host.trigger('keyed', { key: 'a' });
+  await h.host.disable('keyed');
+  await t.rejects(h.host.trigger('keyed', { key: 'a' }), { code: 'SKIPPED', details: { reason: 'disabled' } });
+});
+
+t.test('bad input: the plugin error and the config error name the field', async (t) => {
+  const h = await startHost(t);
+  t.match(
+    codeOf(() => h.host.register({ name: 'zero', rateLimit: { max: 0, per: '1s' }, handler: () => null })),
+    {
+      code: 'PLUGIN_INVALID',
+      message: /^rateLimit\.max: /,
+    },
+  );
+  t.match(
+    codeOf(() => h.host.register({ name: 'badper', rateLimit: { max: 1, per: 'soon' }, handler: () => null })),
+    {
+      code: 'INVALID_DURATION',
+      message: /^rateLimit\.per: /,
+    },
+  );
+  t.match(
+    codeOf(() => h.host.register({ name: 'baddeb', debounce: '5 minutes', handler: () => null })),
+    { code: 'INVALID_DURATION', message: /^debounce: / },
+  );
+  t.match(
+    codeOf(() => h.host.register({ name: 'skips', debounce: '5s', overlap: 'skip', handler: () => null })),
+    {
+      code: 'PLUGIN_INVALID',
+      message: /^debounce: cannot be combined with overlap: 'skip'/,
+    },
+  );
+  t.match(
+    codeOf(() => parseConfig({ jobs: { x: { rateLimit: { max: 0.5, per: '1s' } } } })),
+    { message: /^jobs\.x\.rateLimit\.max: / },
+  );
+  t.match(
+    codeOf(() => parseConfig({ jobs: { x: { debounce: 'later' } } })),
+    { code: 'INVALID_DURATION', message: /^jobs\.x\.debounce: / },
+  );
+  t.match(
+    codeOf(() => parseConfig({ jobs: { x: { rateLimit: { max: 1, per: '1s', burst: 2 } } } })),
+    { message: /^jobs\.x\.rateLimit: unknown key "burst"/ },
+  );
+  const c = parseConfig({ jobs: { x: { rateLimit: { max: 3, per: '1m' }, debounce: '2s' } } });
+  t.same(c.jobs['x'], { rateLimit: { max: 3, per: 60_000 }, debounce: 2000 });
+});

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
+import { JOB_FIELD } from './bullmq-internals.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
 import { replicated } from './replication.js';
@@ -89,9 +90,9 @@ export async function admit(
       keys.runs,
       keys.runsOf(run.job),
       keys.clusterStream,
+      dedupKey || jobKey,
       `${run.id}:${run.job}`,
-      dedupKey,
-      keys.queue(run.job, ''),
+      dedupKey ? '1' : '0',
       String(keys.streamLength),
       queued.host,
       run.createdAt,
@@ -104,14 +105,37 @@ export async function admit(
   if (replies?.length !== 3) throw new HostError('INTERNAL', 'the add transaction was discarded');
   for (const [err] of replies) if (err) throw connections.toHostError(err);
   const verdict = replies[0]![1] as [string, string];
-  const added = replies[2]![1] as [number, string?, string?];
+  const added = replies[2]![1] as [number, string?];
   if (added[0] === 1) {
     // The 202 waits for the replicas backend.waitReplicas asks for (a refusal acknowledges nothing).
     await replicated(connections, client as unknown as Redis);
     return undefined;
   }
   if (added[0] === 0) return refusalOf(verdict);
-  return dedupRefusal(run, rules, added[1] ?? '', added[2] ?? '');
+  const holder = added[1] ?? '';
+  // Only `overlap: 'skip'` with a key asks whose key the holder has: a read after the MULTI (the script may touch only keys it is given).
+  const holderKey = holder && needsHolderKey(run, rules) ? await keyOfRun(client as unknown as Redis, keys.queue(run.job, holder), connections) : '';
+  return dedupRefusal(run, rules, holder, holderKey);
+}
+
+function needsHolderKey(run: Run, rules: AdmissionRules): boolean {
+  return !rules.once && run.key !== null && rules.overlap === 'skip';
+}
+
+/** The `key` a run was triggered with, from its job hash's data ('' when it is gone or has none). */
+async function keyOfRun(client: Redis, jobHash: string, connections: Connections): Promise<string> {
+  let data: string | null;
+  try {
+    data = await client.hget(jobHash, JOB_FIELD.data);
+  } catch (err) {
+    throw connections.toHostError(err);
+  }
+  try {
+    const key = (JSON.parse(data ?? 'null') as { key?: unknown } | null)?.key;
+    return typeof key === 'string' ? key : '';
+  } catch {
+    return '';
+  }
 }
 
 /** The refusal of the admission script, in the words the local backend uses. */

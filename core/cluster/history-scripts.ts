@@ -115,7 +115,14 @@ export function readItems(redis: Redis & HistoryCommands, keys: ClusterKeys, mem
 }
 
 /** Drops the entries of `members` whose run is gone, and keeps `cursor` ('' for none) for the next sweep (see PRUNE). */
-export function pruneEntries(redis: Redis & HistoryCommands, keys: ClusterKeys, cursorKey: string, members: readonly string[], cursor: string, ttlMs: number): Promise<number> {
+export function pruneEntries(
+  redis: Redis & HistoryCommands,
+  keys: ClusterKeys,
+  cursorKey: string,
+  members: readonly string[],
+  cursor: string,
+  ttlMs: number,
+): Promise<number> {
   const k = [keys.runs, cursorKey, ...entryKeys(keys, members)];
   return redis.jhPrune(k.length, ...k, cursor, String(ttlMs), ...members);
 }

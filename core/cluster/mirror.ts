@@ -11,7 +11,8 @@ import { StateReader } from './state-scripts.js';
 
 /**
  * This host's copy of what the engine reads synchronously (job flags and counts, queue depths),
- * for every job any host has loaded. One script reads it all from Redis every half second (see `state-scripts.ts`);
+ * for every job any host has loaded. One script reads it all from Redis every half second
+ * (`state-scripts.ts`: the jobs and their keys known from the last read, checked by the script);
  * what this host does itself (a run it finished, a flag it set) shows at once and is never
  * undone by a read that started before it landed: counts only grow, the later `lastRun` wins.
  */
@@ -206,7 +207,7 @@ export class Mirror {
     return n;
   }
 
-  /** Reads every job's state from Redis (one script). Rejects when Redis cannot be reached. */
+  /** Reads every job's state from Redis (`StateReader`). Rejects when Redis cannot be reached. */
   refresh(): Promise<void> {
     this.#refreshing ??= this.#read().finally(() => (this.#refreshing = undefined));
     return this.#refreshing;

@@ -167,7 +167,13 @@ export class NotificationRecords {
   async trim(writes: ScriptedRedis, added: readonly unknown[]): Promise<void> {
     const ids = added.slice(1).map(String);
     if (ids.length === 0) return;
-    await writes.jhTrimNotifications(1 + ids.length, this.#keys.notifications, ...ids.map((id) => this.#keys.notification(id)), String(NOTIFICATIONS_KEPT), ...ids);
+    await writes.jhTrimNotifications(
+      1 + ids.length,
+      this.#keys.notifications,
+      ...ids.map((id) => this.#keys.notification(id)),
+      String(NOTIFICATIONS_KEPT),
+      ...ids,
+    );
   }
 
   /**

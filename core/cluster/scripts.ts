@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { AUDIT_SCRIPTS } from './audit-records.js';
 import { JOB_FIELD as F } from './bullmq-internals.js';
-import { type DeliveryCommands, DELIVERY_SCRIPTS } from './delivery-scripts.js';
+import { DELIVERY_SCRIPTS, type DeliveryCommands } from './delivery-scripts.js';
 import { HISTORY_SCRIPTS, type HistoryCommands } from './history-scripts.js';
 import { OWNED_WRITE_SCRIPTS, type OwnedWriteCommands } from './owned-writes.js';
 import { STATE_SCRIPTS, type StateCommands } from './state-scripts.js';

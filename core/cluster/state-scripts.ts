@@ -154,7 +154,15 @@ export class StateReader {
     const k = this.#keys;
     const keys = [k.jobs, k.settings, k.runs, ...this.#jobs.flatMap((job) => jobKeys(k, job))];
     const o = this.#o;
-    return this.#redis.jhStates(keys.length, ...keys, String(o.settingsTtlMs), durations ? '1' : '0', String(o.lockDuration), String(o.stalledInterval), ...this.#jobs);
+    return this.#redis.jhStates(
+      keys.length,
+      ...keys,
+      String(o.settingsTtlMs),
+      durations ? '1' : '0',
+      String(o.lockDuration),
+      String(o.stalledInterval),
+      ...this.#jobs,
+    );
   }
 
   /** Fills in `lastFailedReason` (read again only for a new last failure) and, with durations, `durations`. */

@@ -3,9 +3,10 @@ import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
+import { JOB_FIELD } from './bullmq-internals.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
-import { debounceDedup, debounceVerdict, queueDebounced } from './limits-debounce.js';
+import { debounceDedup, debounceHolder, debounceVerdict, queueDebounced } from './limits-debounce.js';
 import { replicated } from './replication.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
@@ -72,6 +73,8 @@ export async function admit(
   let client: Awaited<ReturnType<Queue['getBackend']>['client']>;
   try {
     client = await queue.getBackend().client;
+    // Debounced: the run holding the window now, whose job hash the merge script is given.
+    const holder = rules.debounceMs ? await debounceHolder(client as unknown as Redis, dedupKey) : '';
     const multi = client.multi() as unknown as { exec(): Promise<Reply[] | null> } & {
       [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown;
     };
@@ -86,15 +89,18 @@ export async function admit(
     );
     // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
     bullJob.addJob(multi as never).catch(() => undefined);
-    if (rules.debounceMs) queueDebounced(multi, jobKey, dedupKey, queue.keys['delayed']!, keys.queue(run.job, ''), JSON.stringify(bullJob.data));
+    if (rules.debounceMs) {
+      const holderKey = holder ? keys.queue(run.job, holder) : jobKey;
+      queueDebounced(multi, { jobKey, dedupKey, delayed: queue.keys['delayed']!, holderKey }, holder, JSON.stringify(bullJob.data));
+    }
     multi.jhAdmitted(
       jobKey,
       keys.runs,
       keys.runsOf(run.job),
       keys.clusterStream,
+      dedupKey || jobKey,
       `${run.id}:${run.job}`,
-      dedupKey,
-      keys.queue(run.job, ''),
+      dedupKey ? '1' : '0',
       String(keys.streamLength),
       queued.host,
       run.createdAt,
@@ -107,7 +113,7 @@ export async function admit(
   if (replies?.length !== (rules.debounceMs ? 4 : 3)) throw new HostError('INTERNAL', 'the add transaction was discarded');
   for (const [err] of replies) if (err) throw connections.toHostError(err);
   const verdict = replies[0]![1] as [string, string];
-  const added = replies.at(-1)![1] as [number, string?, string?];
+  const added = replies.at(-1)![1] as [number, string?];
   const debounced = rules.debounceMs ? debounceVerdict(replies[2]![1]) : 'added';
   if (debounced === 'again' && again) return admit(queue, run, rules, keys, connections, retention, queued, fire, false);
   if (typeof debounced === 'object' || added[0] === 1) {
@@ -117,7 +123,30 @@ export async function admit(
     return undefined;
   }
   if (added[0] === 0) return refusalOf(verdict);
-  return dedupRefusal(run, rules, added[1] ?? '', added[2] ?? '');
+  const holder = added[1] ?? '';
+  // Only `overlap: 'skip'` with a key asks whose key the holder has: a read after the MULTI (the script may touch only keys it is given).
+  const holderKey = holder && needsHolderKey(run, rules) ? await keyOfRun(client as unknown as Redis, keys.queue(run.job, holder), connections) : '';
+  return dedupRefusal(run, rules, holder, holderKey);
+}
+
+function needsHolderKey(run: Run, rules: AdmissionRules): boolean {
+  return !rules.once && run.key !== null && rules.overlap === 'skip';
+}
+
+/** The `key` a run was triggered with, from its job hash's data ('' when it is gone or has none). */
+async function keyOfRun(client: Redis, jobHash: string, connections: Connections): Promise<string> {
+  let data: string | null;
+  try {
+    data = await client.hget(jobHash, JOB_FIELD.data);
+  } catch (err) {
+    throw connections.toHostError(err);
+  }
+  try {
+    const key = (JSON.parse(data ?? 'null') as { key?: unknown } | null)?.key;
+    return typeof key === 'string' ? key : '';
+  } catch {
+    return '';
+  }
 }
 
 /** The refusal of the admission script, in the words the local backend uses. */

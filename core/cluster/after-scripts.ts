@@ -1,5 +1,3 @@
-import type { Redis } from 'ioredis';
-
 /** jobhost's script for chaining (`after`) in cluster mode; how it is used: after-chain.ts. */
 
 /**
@@ -19,7 +17,7 @@ if go ~= 1 and redis.call('HEXISTS', KEYS[2], '__jh_refused') == 0 and redis.cal
 end
 return go`;
 
-/** Defines AFTER_GATE on a connection (EVALSHA, loaded on first use per connection). */
-export function defineAfterScripts(redis: Redis): void {
-  redis.defineCommand('jhAfterGate', { numberOfKeys: 3, lua: AFTER_GATE });
-}
+/** The chaining scripts, by command name (scripts.ts defines them with the others). */
+export const AFTER_SCRIPTS = {
+  jhAfterGate: { keys: 3, lua: AFTER_GATE },
+};

@@ -23,6 +23,8 @@ if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
 if ARGV[3] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[1], '-', '(' .. ARGV[3]) end
 return 1`;
 
+export const AUDIT_SCRIPTS = { jhAuditAppend: { keys: 1, lua: APPEND } };
+
 /** Members read per round trip while filtering. */
 const CHUNK = 500;
 
@@ -55,7 +57,7 @@ export class RedisAudit implements AuditStore {
 
   constructor(options: RedisAuditOptions) {
     this.#o = options;
-    options.redis.defineCommand('jhAuditAppend', { numberOfKeys: 1, lua: APPEND });
+    options.redis.defineCommand('jhAuditAppend', { numberOfKeys: AUDIT_SCRIPTS.jhAuditAppend.keys, lua: APPEND });
     this.#redis = options.redis as Redis & AuditCommands;
   }
 

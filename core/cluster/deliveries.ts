@@ -202,7 +202,8 @@ export class Deliveries {
     const multi = client.multi() as unknown as Transaction;
     this.#records.add(multi, n);
     this.#queueJobs(multi, n.id, n.deliveries, '0');
-    await this.#exec(multi);
+    const [[, added]] = (await this.#exec(multi)) as [Reply, ...Reply[]];
+    await this.#records.trim(client, added as unknown[]);
     await replicated(this.#o.connections, client);
   }
 

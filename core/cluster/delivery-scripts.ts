@@ -1,26 +1,26 @@
-import type { Redis } from 'ioredis';
-
 /**
  * The Lua scripts that keep notifications and the state of their deliveries (see
  * `notification-records.ts` for the layout). Each runs atomically, so updating one delivery never
  * loses a concurrent update of another delivery of the same notification (each is its own hash
  * field), and an attempt that ends after a redeliver started a new series records nothing (its
- * series no longer matches). Trimming derives the hashes of old notifications from the prefix,
- * like the history scripts do (fine on one Redis, not Redis Cluster).
+ * series no longer matches). Each touches only the keys in its KEYS: an add names the old
+ * notifications past the kept ones, and the caller hands their hashes to TRIM, which checks
+ * again that each is still past them.
  */
 
 /**
- * Records a notification unless it exists (a repeated add changes nothing), then trims the index
- * to `kept`, skipping notifications with open deliveries (they go once their last one ends).
- * KEYS: its hash, the index, the set of open deliveries. ARGV: id, notification JSON, job,
- * kept, trim budget, hash key prefix, then (delivery id, delivery JSON, series, open 1/0) per
- * delivery. Returns 1 when recorded, 0 when it was there already.
+ * Records a notification unless it exists (a repeated add changes nothing), then names the
+ * oldest entries of the index past `kept` (at most the trim budget) for TRIM: entries of the
+ * older `<id>\t<json>` form, which have no hash, are dropped here at once. KEYS: its hash, the
+ * index, the set of open deliveries. ARGV: id, notification JSON, job, kept, trim budget, then
+ * (delivery id, delivery JSON, series, open 1/0) per delivery. Returns {1, ids to trim...} when
+ * recorded, {0} when it was there already.
  */
 const ADD = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local fields = {'n', ARGV[2], 'job', ARGV[3], 'seq', '0'}
 local open = 0
-for i = 7, #ARGV, 4 do
+for i = 6, #ARGV, 4 do
   local d = ARGV[i]
   fields[#fields + 1] = 'd:' .. d
   fields[#fields + 1] = ARGV[i + 1]
@@ -37,22 +37,31 @@ fields[#fields + 1] = 'open'
 fields[#fields + 1] = tostring(open)
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+local out = {1}
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if excess > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, math.min(excess, tonumber(ARGV[5])) - 1)
-  for _, m in ipairs(oldest) do
-    if string.find(m, '\t', 1, true) then
-      redis.call('ZREM', KEYS[2], m)
-    else
-      local h = ARGV[6] .. m
-      if tonumber(redis.call('HGET', h, 'open') or '0') == 0 then
-        redis.call('DEL', h)
-        redis.call('ZREM', KEYS[2], m)
-      end
-    end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, math.min(excess, tonumber(ARGV[5])) - 1)) do
+    if string.find(m, '\t', 1, true) then redis.call('ZREM', KEYS[2], m) else out[#out + 1] = m end
   end
 end
-return 1`;
+return out`;
+
+/**
+ * Drops old notifications that have no open delivery, each only if it is still past the newest
+ * `kept` of the index. KEYS: the index, then each notification's hash. ARGV: kept, then the ids.
+ * Returns how many were dropped.
+ */
+const TRIM = `
+local dropped = 0
+for i = 2, #ARGV do
+  local rank = redis.call('ZRANK', KEYS[1], ARGV[i])
+  if rank and rank < redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1]) and tonumber(redis.call('HGET', KEYS[i], 'open') or '0') == 0 then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    dropped = dropped + 1
+  end
+end
+return dropped`;
 
 /**
  * Records a delivery's new state if its series is still `series` and, with a token, the attempt's
@@ -110,46 +119,10 @@ for i = 2, #ARGV, 2 do
 end
 return redis.call('HGETALL', KEYS[1])`;
 
-/**
- * Notifications, newest first: the index is a sorted set of ids (all scores 0, so ids order it,
- * and ids sort by time whichever host minted them, as `before` needs). KEYS: the index. ARGV:
- * limit, before (an id, or ''), job (or ''), hash key prefix. Returns {items, more}: each item is
- * a notification's hash (HGETALL), or {'L', json} for an entry of the older `<id>\t<json>` form.
- */
-const LIST = `
-local limit, job = tonumber(ARGV[1]), ARGV[3]
-local maxb = '+'
-if ARGV[2] ~= '' then maxb = '(' .. ARGV[2] end
-local out, more = {}, 0
-while more == 0 do
-  local chunk = redis.call('ZREVRANGEBYLEX', KEYS[1], maxb, '-', 'LIMIT', 0, 100)
-  if #chunk == 0 then break end
-  for _, m in ipairs(chunk) do
-    maxb = '(' .. m
-    local item = nil
-    local tab = string.find(m, '\t', 1, true)
-    if tab then
-      local json = string.sub(m, tab + 1)
-      local ok, n = pcall(cjson.decode, json)
-      if ok and type(n) == 'table' and (job == '' or n['job'] == job) then item = {'L', json} end
-    else
-      local h = ARGV[4] .. m
-      if job == '' or redis.call('HGET', h, 'job') == job then
-        local all = redis.call('HGETALL', h)
-        if #all > 0 then item = all end
-      end
-    end
-    if item then
-      if #out == limit then more = 1 break end
-      out[#out + 1] = item
-    end
-  end
-end
-return {out, more}`;
-
 /** The scripts, as ioredis commands on a connection (a MULTI made from it has them too). */
 export interface DeliveryCommands {
-  jhAddNotification(hash: string, index: string, open: string, ...args: string[]): Promise<number>;
+  jhAddNotification(hash: string, index: string, open: string, ...args: string[]): Promise<[number, ...string[]]>;
+  jhTrimNotifications(numKeys: number, ...keysThenArgs: string[]): Promise<number>;
   jhUpdateDelivery(
     hash: string,
     index: string,
@@ -164,13 +137,11 @@ export interface DeliveryCommands {
     token: string,
   ): Promise<string[] | null>;
   jhRedeliver(hash: string, open: string, series: string, ...pairs: string[]): Promise<string[] | null>;
-  jhNotifications(index: string, limit: string, before: string, job: string, hashPrefix: string): Promise<[string[][], number]>;
 }
 
-/** Defines the delivery scripts on a connection (EVALSHA, loaded on first use per connection). */
-export function defineDeliveryScripts(redis: Redis): void {
-  redis.defineCommand('jhAddNotification', { numberOfKeys: 3, lua: ADD });
-  redis.defineCommand('jhUpdateDelivery', { numberOfKeys: 4, lua: UPDATE });
-  redis.defineCommand('jhRedeliver', { numberOfKeys: 2, lua: REDELIVER });
-  redis.defineCommand('jhNotifications', { numberOfKeys: 1, lua: LIST });
-}
+export const DELIVERY_SCRIPTS = {
+  jhAddNotification: { keys: 3, lua: ADD },
+  jhTrimNotifications: { keys: undefined, lua: TRIM },
+  jhUpdateDelivery: { keys: 4, lua: UPDATE },
+  jhRedeliver: { keys: 2, lua: REDELIVER },
+};

@@ -55,12 +55,7 @@ export class ClusterKeys {
 
   /** A notification and the state of each of its deliveries (a hash, see `notification-records.ts`). */
   notification(id: string): string {
-    return `${this.notificationBase}${id}`;
-  }
-
-  /** What `notification(id)` puts before the id (for scripts that derive the hashes from the index). */
-  get notificationBase(): string {
-    return `${this.prefix}:__jh:notification:`;
+    return `${this.prefix}:__jh:notification:${id}`;
   }
 
   /** The ids of deliveries waiting for an attempt (pending or retrying), of every host. */

@@ -1,6 +1,8 @@
 import type { DeduplicationOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal } from '../contract/backend.js';
 import type { Run } from '../contract/run.js';
+import { JOB_FIELD } from './bullmq-internals.js';
 
 /**
  * `debounce` in cluster mode (SPEC §13), on BullMQ's deduplication: the run is a delayed job
@@ -26,26 +28,44 @@ export function debounceDedup(run: Run, rules: AdmissionRules): DeduplicationOpt
 
 /**
  * After BullMQ's add in the same MULTI. KEYS: the new run's job hash, the deduplication key, the
- * queue's delayed set. ARGV: the queue's key prefix (`<prefix>:<job>:`), the new run's data.
+ * queue's delayed set, the job hash of the run read as holding the key before the MULTI (the new
+ * run's own when none). ARGV: that holder's id ('' for none), the new run's data.
  * {0}: the run was added (no window was open). {1, holder}: merged, the holder has the new data.
- * {2}: deduplicated into a run that no longer waits for its time; the key is dropped (add again).
+ * {2}: deduplicated into a run other than the one read, or into one that no longer waits for its
+ * time (then the key is dropped): add again.
  */
 const DEBOUNCED = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {2} end
 if holder and redis.call('ZSCORE', KEYS[3], holder) then
-  redis.call('HSET', ARGV[1] .. holder, 'data', ARGV[2])
+  redis.call('HSET', KEYS[4], '${JOB_FIELD.data}', ARGV[2])
   return {1, holder}
 end
 if holder then redis.call('DEL', KEYS[2]) end
 return {2}`;
 
+/** The debounce script, by command name (scripts.ts defines it with the others). */
+export const DEBOUNCE_SCRIPTS = {
+  jhDebounced: { keys: 4, lua: DEBOUNCED },
+};
+
 /**
- * Queues the script on the add's MULTI, after BullMQ's add. An EVAL (Redis caches the compiled
- * script): only debounced adds send it, and jobhost's script table stays as it is.
+ * The run holding a window's deduplication key, read before the add's MULTI so that the script
+ * can be given its job hash (a script touches only the keys it is given).
  */
-export function queueDebounced(multi: unknown, jobKey: string, dedupKey: string, delayed: string, queueBase: string, data: string): void {
-  (multi as { eval(script: string, keys: number, ...args: string[]): unknown }).eval(DEBOUNCED, 3, jobKey, dedupKey, delayed, queueBase, data);
+export async function debounceHolder(client: Redis, dedupKey: string): Promise<string> {
+  return (await client.get(dedupKey)) ?? '';
+}
+
+/** Queues the script on the add's MULTI, after BullMQ's add (only debounced adds send it). */
+export function queueDebounced(
+  multi: unknown,
+  keys: { jobKey: string; dedupKey: string; delayed: string; holderKey: string },
+  holder: string,
+  data: string,
+): void {
+  (multi as { jhDebounced(...args: string[]): unknown }).jhDebounced(keys.jobKey, keys.dedupKey, keys.delayed, keys.holderKey, holder, data);
 }
 
 /** What the script's reply means for the trigger: its answer, or `again` (add it as a new window). */

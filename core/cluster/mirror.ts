@@ -7,10 +7,12 @@ import type { Run } from '../contract/run.js';
 import { Every } from './every.js';
 import type { ClusterKeys } from './keys.js';
 import type { ScriptedRedis } from './scripts.js';
+import { StateReader } from './state-scripts.js';
 
 /**
  * This host's copy of what the engine reads synchronously (job flags and counts, queue depths),
- * for every job any host has loaded. One script reads it all from Redis every half second;
+ * for every job any host has loaded. One script reads it all from Redis every half second
+ * (`state-scripts.ts`: the jobs and their keys known from the last read, checked by the script);
  * what this host does itself (a run it finished, a flag it set) shows at once and is never
  * undone by a read that started before it landed: counts only grow, the later `lastRun` wins.
  */
@@ -76,6 +78,7 @@ export interface MirrorOptions {
 
 export class Mirror {
   readonly #o: MirrorOptions;
+  readonly #reader: StateReader;
   readonly #states = new Map<string, JobState>();
   readonly #live = new Map<string, Live>();
   /** Bumped by each local flag change, so a read that started before it does not undo it. */
@@ -89,6 +92,7 @@ export class Mirror {
 
   constructor(options: MirrorOptions) {
     this.#o = options;
+    this.#reader = new StateReader(options.redis, options.keys, options);
     this.#refreshLoop = new Every(options.clock, REFRESH_MS, () => this.refresh(), options.logger, 'could not refresh the job states');
   }
 
@@ -203,7 +207,7 @@ export class Mirror {
     return n;
   }
 
-  /** Reads every job's state from Redis (one script). Rejects when Redis cannot be reached. */
+  /** Reads every job's state from Redis (`StateReader`). Rejects when Redis cannot be reached. */
   refresh(): Promise<void> {
     this.#refreshing ??= this.#read().finally(() => (this.#refreshing = undefined));
     return this.#refreshing;
@@ -212,19 +216,10 @@ export class Mirror {
   async #read(): Promise<void> {
     const versions = new Map(this.#flagVersions);
     const durations = this.#refreshes++ % DURATIONS_EVERY === 0;
-    const { redis, keys } = this.#o;
-    const [items, indexSize] = await redis.jhStates(
-      keys.jobs,
-      keys.settings,
-      keys.prefix,
-      String(this.#o.settingsTtlMs),
-      durations ? '1' : '0',
-      String(this.#o.lockDuration),
-      String(this.#o.stalledInterval),
-    );
-    this.#indexSize = Number(indexSize);
-    for (const text of items) {
-      const parsed = mirrored.safeParse(JSON.parse(text));
+    const { items, indexSize } = await this.#reader.read(durations);
+    this.#indexSize = indexSize;
+    for (const item of items) {
+      const parsed = mirrored.safeParse(item);
       if (!parsed.success) continue;
       const m = parsed.data;
       const flagsSettled = (this.#flagVersions.get(m.name) ?? 0) === (versions.get(m.name) ?? 0);

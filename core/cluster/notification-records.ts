@@ -21,6 +21,8 @@ import type { ScriptedRedis } from './scripts.js';
 export const NOTIFICATIONS_KEPT = 1000;
 /** Old index entries an add looks at for trimming (those with open deliveries are skipped). */
 const TRIM_BUDGET = 1000;
+/** Index entries a list reads per round trip. */
+const LIST_CHUNK = 100;
 
 const errorShape = z
   .object({ code: z.string(), message: z.string(), status: z.number().optional() })
@@ -108,18 +110,36 @@ export class NotificationRecords {
     this.#connections = connections;
   }
 
+  /** Newest first from `before`: a chunk of the index, then its notifications' hashes, until the page is full. */
   async list(query: NotificationQuery): Promise<Page<Notification>> {
     const limit = Math.max(1, Math.min(query.limit ?? 50, NOTIFICATIONS_KEPT));
-    const [items, more] = await this.#connections.call(() =>
-      this.#reads.jhNotifications(this.#keys.notifications, String(limit), query.before ?? '', query.job ?? '', this.#keys.notificationBase),
-    );
-    const list = items.flatMap((hash) => {
-      const record = recordFromHash(hash);
-      return record ? [record.notification] : [];
+    const items: Notification[] = [];
+    let max = query.before ? `(${query.before}` : '+';
+    for (;;) {
+      const chunk = await this.#connections.call(() => this.#reads.zrevrangebylex(this.#keys.notifications, max, '-', 'LIMIT', 0, LIST_CHUNK));
+      const hashes = chunk.filter((m) => !m.includes('\t'));
+      const read = hashes.length === 0 ? [] : await this.#connections.call(() => this.#hashes(hashes));
+      const byId = new Map(hashes.map((id, i) => [id, read[i]]));
+      for (const m of chunk) {
+        const tab = m.indexOf('\t');
+        const record = tab >= 0 ? recordFromHash({ L: m.slice(tab + 1) }) : recordFromHash(byId.get(m) ?? {});
+        if (!record || (query.job !== undefined && query.job !== '' && record.notification.job !== query.job)) continue;
+        if (items.length === limit) return { items, next: items.at(-1)!.id };
+        items.push(record.notification);
+      }
+      if (chunk.length < LIST_CHUNK) return { items };
+      max = `(${chunk.at(-1)!}`;
+    }
+  }
+
+  async #hashes(ids: readonly string[]): Promise<Record<string, string>[]> {
+    const pipeline = this.#reads.pipeline();
+    for (const id of ids) pipeline.hgetall(this.#keys.notification(id));
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([err, hash]) => {
+      if (err) throw err;
+      return hash as Record<string, string>;
     });
-    const page: Page<Notification> = { items: list };
-    if (Number(more) === 1 && list.length > 0) page.next = list.at(-1)!.id;
-    return page;
   }
 
   /** One notification with its deliveries' series; undefined when unknown. `via` defaults to the fail-fast reads. */
@@ -128,7 +148,7 @@ export class NotificationRecords {
     return recordFromHash(hash) ?? undefined;
   }
 
-  /** Queues the add of `n` (each delivery in series '0') on a MULTI. */
+  /** Queues the add of `n` (each delivery in series '0') on a MULTI; its reply goes to `trim`. */
   add(multi: Pick<ScriptedRedis, 'jhAddNotification'>, n: Notification): void {
     multi.jhAddNotification(
       this.#keys.notification(n.id),
@@ -139,8 +159,20 @@ export class NotificationRecords {
       n.job,
       String(NOTIFICATIONS_KEPT),
       String(TRIM_BUDGET),
-      this.#keys.notificationBase,
       ...n.deliveries.flatMap((d) => deliveryArgs(d, '0')),
+    );
+  }
+
+  /** After an add (`added`: its reply), drops the old notifications it named past the kept ones, unless an open delivery keeps them. */
+  async trim(writes: ScriptedRedis, added: readonly unknown[]): Promise<void> {
+    const ids = added.slice(1).map(String);
+    if (ids.length === 0) return;
+    await writes.jhTrimNotifications(
+      1 + ids.length,
+      this.#keys.notifications,
+      ...ids.map((id) => this.#keys.notification(id)),
+      String(NOTIFICATIONS_KEPT),
+      ...ids,
     );
   }
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { EVENTS_MAXLEN_FIELD, JOB_FIELD } from './bullmq-internals.js';
 
 /**
  * Writes an attempt makes outside BullMQ's own scripts while it runs (the success record `once`
@@ -25,8 +25,8 @@ return string.format('%.0f', now)`;
  */
 const OWNED_PROGRESS = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local maxEvents = redis.call('HGET', KEYS[4], 'opts.maxLenEvents') or 10000
-redis.call('HSET', KEYS[1], 'progress', ARGV[3])
+local maxEvents = redis.call('HGET', KEYS[4], '${EVENTS_MAXLEN_FIELD}') or 10000
+redis.call('HSET', KEYS[1], '${JOB_FIELD.progress}', ARGV[3])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxEvents, '*', 'event', 'progress', 'jobId', ARGV[2], 'data', ARGV[3])
 return 1`;
 
@@ -36,8 +36,7 @@ export interface OwnedWriteCommands {
   jhOwnedProgress(jobKey: string, lock: string, events: string, meta: string, token: string, runId: string, progress: string): Promise<number>;
 }
 
-/** Defines the owned-write scripts on a connection (EVALSHA, loaded on first use per connection). */
-export function defineOwnedWriteScripts(redis: Redis): void {
-  redis.defineCommand('jhOwnedSuccess', { numberOfKeys: 2, lua: OWNED_SUCCESS });
-  redis.defineCommand('jhOwnedProgress', { numberOfKeys: 4, lua: OWNED_PROGRESS });
-}
+export const OWNED_WRITE_SCRIPTS = {
+  jhOwnedSuccess: { keys: 2, lua: OWNED_SUCCESS },
+  jhOwnedProgress: { keys: 4, lua: OWNED_PROGRESS },
+};

@@ -6,10 +6,14 @@ import t from 'tap';
 import {
   BULLMQ_MAX_BLOCK_MS,
   BULLMQ_MINOR,
+  EVENTS_MAXLEN_FIELD,
+  JOB_FIELD,
   JOB_HASH_FIELDS,
+  METRICS_COUNT,
   METRICS_KEYS,
   MOVE_TO_FINISHED,
   QUEUE_KEYS,
+  queueKey,
   WORKER_LIMIT_UNTIL,
   type WORKER_PROTECTED,
 } from '../../../core/cluster/bullmq-internals.js';
@@ -94,7 +98,7 @@ t.test("the queue's keys, its metrics counts and the job hash fields jobhost's L
   const { conn, prefix } = await setUp(t);
   const queue = new Queue('keys', { connection: conn, prefix });
   t.teardown(() => queue.close());
-  for (const suffix of QUEUE_KEYS) t.equal(queue.keys[suffix], `${prefix}:keys:${suffix}`, `key ${suffix}`);
+  for (const suffix of QUEUE_KEYS) t.equal(queue.keys[suffix], queueKey(prefix, 'keys', suffix), `key ${suffix}`);
 
   await queue.add('d', { key: 'k1' }, { jobId: 'd1', delay: 60_000 });
   t.ok(await conn.zscore(`${prefix}:keys:delayed`, 'd1'), 'a delayed job is in `delayed`');
@@ -114,7 +118,7 @@ t.test("the queue's keys, its metrics counts and the job hash fields jobhost's L
   );
   t.teardown(() => worker.close(true));
   await until(async () => (await conn.zcard(`${prefix}:keys:completed`)) === 1 && (await conn.zcard(`${prefix}:keys:failed`)) === 1, 10_000, 'ended');
-  const [completed, failed] = await Promise.all(METRICS_KEYS.map((k) => conn.hget(`${prefix}:keys:${k}`, 'count')));
+  const [completed, failed] = await Promise.all(METRICS_KEYS.map((k) => conn.hget(queueKey(prefix, 'keys', k), METRICS_COUNT)));
   t.same([completed, failed], ['1', '1'], 'metrics counts');
   const fields = (id: string) => conn.hmget(`${prefix}:keys:${id}`, ...JOB_HASH_FIELDS);
   const ok = await fields('p1');
@@ -125,6 +129,35 @@ t.test("the queue's keys, its metrics counts and the job hash fields jobhost's L
   t.same(JSON.parse(ok[at('returnvalue')]!), { n: 1 });
   t.equal(bad[at('failedReason')], 'nope');
   t.match(JSON.parse(bad[at('stacktrace')]!), [/nope/]);
+  t.equal(ok[at('ats')], '1', 'ats counts the attempts started');
+});
+
+t.test("a job's progress, its events stream bound, the worker that took it (pb) and a deferred failure (defa)", async (t) => {
+  const { conn, prefix } = await setUp(t);
+  const queue = new Queue('defer', { connection: conn, prefix });
+  t.teardown(() => queue.close());
+  await queue.add('p', {}, { jobId: 'p1' });
+  await queue.add('x', {}, { jobId: 'x1' });
+  // What jobhost's cancel does to a run another host holds: BullMQ fails it at its next start, without running it.
+  await conn.hset(`${prefix}:defer:x1`, JOB_FIELD.defa, 'jobhost:canceled');
+  const ran: string[] = [];
+  const worker = new Worker(
+    'defer',
+    async (job: Job) => {
+      ran.push(job.id!);
+      await job.updateProgress({ at: 1 });
+    },
+    { connection: conn, prefix, name: 'w-1' },
+  );
+  t.teardown(() => worker.close(true));
+  await until(async () => (await conn.zcard(`${prefix}:defer:completed`)) === 1 && (await conn.zcard(`${prefix}:defer:failed`)) === 1, 10_000, 'ended');
+  t.same(ran, ['p1'], 'the deferred failure did not run');
+  const [progress, pb] = await conn.hmget(`${prefix}:defer:p1`, JOB_FIELD.progress, JOB_FIELD.pb);
+  t.same(JSON.parse(progress!), { at: 1 });
+  t.equal(pb, 'w-1');
+  t.equal(await conn.hget(`${prefix}:defer:x1`, JOB_FIELD.failedReason), 'jobhost:canceled');
+  t.equal(await conn.hexists(`${prefix}:defer:p1`, JOB_FIELD.finishedOn), 1);
+  t.match(await conn.hget(queueKey(prefix, 'defer', 'meta'), EVENTS_MAXLEN_FIELD), /^\d+$/, 'the events bound BullMQ keeps in the meta hash');
 });
 
 t.test("a worker's longest block (BZPOPMIN) plus its watchdog's second is BULLMQ_MAX_BLOCK_MS", async (t) => {

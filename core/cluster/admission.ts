@@ -3,9 +3,9 @@ import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
+import type { AddBatch } from './add-batch.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
-import { replicated } from './replication.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
 
@@ -49,10 +49,9 @@ export function jobOptions(run: Run, rules: AdmissionRules, retention: Retention
   };
 }
 
-type Reply = [Error | null, unknown];
-
-/** Admits and adds `run`; resolves with the refusal, or undefined once Redis holds the run. */
-export async function admit(
+/** Admits and adds `run` in this turn's MULTI (`add-batch.ts`); resolves with the refusal, or undefined once Redis holds the run. */
+export function admit(
+  batch: AddBatch,
   queue: Queue,
   run: Run,
   rules: AdmissionRules,
@@ -66,52 +65,47 @@ export async function admit(
   const bullJob = new Job(queue, run.job, toJobData(run), opts, run.id);
   const jobKey = keys.queue(run.job, run.id);
   const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
-  let replies: Reply[] | null;
-  let client: Awaited<ReturnType<Queue['getBackend']>['client']>;
-  try {
-    client = await queue.getBackend().client;
-    const multi = client.multi() as unknown as { exec(): Promise<Reply[] | null> } & {
-      [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown;
-    };
-    multi.jhAdmit(
-      keys.jobState(run.job),
-      jobKey,
-      rules.once ? '1' : '0',
-      String(rules.cooldownMs),
-      rules.configEnabled ? '1' : '0',
-      fire ? String(fire.at) : '',
-      fire ? String(fire.record) : '',
-    );
-    // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
-    bullJob.addJob(multi as never).catch(() => undefined);
-    multi.jhAdmitted(
-      jobKey,
-      keys.runs,
-      keys.runsOf(run.job),
-      keys.clusterStream,
-      `${run.id}:${run.job}`,
-      dedupKey,
-      keys.queue(run.job, ''),
-      String(keys.streamLength),
-      queued.host,
-      run.createdAt,
-      queued.data,
-    );
-    replies = await multi.exec();
-  } catch (err) {
-    throw connections.toHostError(err);
-  }
-  if (replies?.length !== 3) throw new HostError('INTERNAL', 'the add transaction was discarded');
-  for (const [err] of replies) if (err) throw connections.toHostError(err);
-  const verdict = replies[0]![1] as [string, string];
-  const added = replies[2]![1] as [number, string?, string?];
-  if (added[0] === 1) {
+  return batch.add<Refusal | undefined>({
+    client: queue.getBackend().client as unknown as Promise<Redis>,
+    stage: (transaction) => {
+      const multi = transaction as unknown as { [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown };
+      multi.jhAdmit(
+        keys.jobState(run.job),
+        jobKey,
+        rules.once ? '1' : '0',
+        String(rules.cooldownMs),
+        rules.configEnabled ? '1' : '0',
+        fire ? String(fire.at) : '',
+        fire ? String(fire.record) : '',
+      );
+      // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
+      bullJob.addJob(multi as never).catch(() => undefined);
+      multi.jhAdmitted(
+        jobKey,
+        keys.runs,
+        keys.runsOf(run.job),
+        keys.clusterStream,
+        `${run.id}:${run.job}`,
+        dedupKey,
+        keys.queue(run.job, ''),
+        String(keys.streamLength),
+        queued.host,
+        run.createdAt,
+        queued.data,
+      );
+    },
+    read: (replies) => {
+      if (replies.length !== 3) throw new HostError('INTERNAL', 'the add transaction was discarded');
+      for (const [err] of replies) if (err) throw connections.toHostError(err);
+      const verdict = replies[0]![1] as [string, string];
+      const added = replies[2]![1] as [number, string?, string?];
+      if (added[0] === 1) return undefined;
+      if (added[0] === 0) return refusalOf(verdict);
+      return dedupRefusal(run, rules, added[1] ?? '', added[2] ?? '');
+    },
     // The 202 waits for the replicas backend.waitReplicas asks for (a refusal acknowledges nothing).
-    await replicated(connections, client as unknown as Redis);
-    return undefined;
-  }
-  if (added[0] === 0) return refusalOf(verdict);
-  return dedupRefusal(run, rules, added[1] ?? '', added[2] ?? '');
+    wrote: (refusal) => refusal === undefined,
+  });
 }
 
 /** The refusal of the admission script, in the words the local backend uses. */

@@ -3,6 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { ClusterFaults } from '../contract/store-health.js';
+import { AddBatch } from './add-batch.js';
 import { Attempts } from './attempts.js';
 import { RedisAudit } from './audit-records.js';
 import { RelayBacklog } from './backlog.js';
@@ -63,6 +64,8 @@ export interface RedisParts {
   faults(): ClusterFaults;
   storm: StormControl;
   audit: RedisAudit;
+  /** The adds of one event-loop turn, one MULTI (`add-batch.ts`). */
+  adds: AddBatch;
 }
 
 /** What the parts need of the backend itself. */
@@ -229,5 +232,6 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
     storm,
     audit,
+    adds: new AddBatch(connections),
   };
 }

@@ -250,7 +250,9 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
         for (const kind of ['bare', 'jobhost'] as const) {
           const prefix = `b${++n}`;
           const round = kind === 'bare' ? await bareRound(redis.url, redis.pid, prefix, k, runs) : await jobhostRound(redis.url, redis.pid, prefix, k, runs);
-          say(`round ${r + 1}, ${kind}, ${k}: ${fmt(round.rate)}/s, adds ${fmt(round.adds)}/s`);
+          say(
+            `round ${r + 1}, ${kind}, ${k}: ${fmt(round.rate)}/s, adds ${fmt(round.adds)}/s${round.singleAdds ? `, Queue.add ${fmt(round.singleAdds)}/s` : ''}`,
+          );
           const key = `${kind}:${k}`;
           seen.set(key, [...(seen.get(key) ?? []), round]);
           // Keep Redis small between rounds: a round's keys are not needed again.

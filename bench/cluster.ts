@@ -108,6 +108,8 @@ async function drain(queue: Queue): Promise<number> {
 interface Round {
   rate: number;
   adds: number;
+  /** Bare rounds: `Queue.add` with 256 in flight, one job a call (jobs/s). */
+  singleAdds?: number;
   /** CPU of the host (or bare worker) processes per run, in µs: steadier than runs/s on a shared machine. */
   cpuUs: number;
   /** redis-server's CPU per run meanwhile, in µs: with two cores shared by Redis and the processes, the other bound. */
@@ -147,24 +149,36 @@ async function jobhostRound(url: string, redisPid: number, prefix: string, hosts
   return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
 }
 
-/** `workers` bare Worker processes start on a paused queue, `runs` jobs go in through `Queue.addBulk`, then they empty it. */
+/** `workers` bare Worker processes start on a paused queue, `runs` jobs go in through `Queue.add` and `Queue.addBulk`, then they empty it. */
 async function bareRound(url: string, redisPid: number, prefix: string, workers: number, runs: number): Promise<Round> {
   const connection = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue('noop', { connection, prefix });
   await queue.pause();
   const procs = await Promise.all(Array.from({ length: workers }, () => startBareWorker(url, prefix)));
+  const opts = { removeOnComplete: 1000, removeOnFail: 1000 };
+  // The first half one `Queue.add` each with 256 in flight (the baseline of `host.trigger()`), the rest through `addBulk`.
+  const half = Math.floor(runs / 2);
+  const s0 = performance.now();
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: 256 }, async () => {
+      while (sent < half) {
+        sent++;
+        await queue.add('noop', {}, opts);
+      }
+    }),
+  );
+  const singleAdds = (half / (performance.now() - s0)) * 1000;
   const a0 = performance.now();
-  for (let i = 0; i < runs; i += 1000) {
-    await queue.addBulk(
-      Array.from({ length: Math.min(1000, runs - i) }, () => ({ name: 'noop', data: {}, opts: { removeOnComplete: 1000, removeOnFail: 1000 } })),
-    );
+  for (let i = half; i < runs; i += 1000) {
+    await queue.addBulk(Array.from({ length: Math.min(1000, runs - i) }, () => ({ name: 'noop', data: {}, opts })));
   }
-  const adds = (runs / (performance.now() - a0)) * 1000;
+  const adds = ((runs - half) / (performance.now() - a0)) * 1000;
   const { ms, cpuUs, redisUs } = await measure(queue, procs, redisPid, runs);
   await Promise.all(procs.map((p) => p.stop()));
   await queue.close();
   connection.disconnect();
-  return { rate: (runs / ms) * 1000, adds, cpuUs, redisUs };
+  return { rate: (runs / ms) * 1000, adds, singleAdds, cpuUs, redisUs };
 }
 
 /** trigger() → handler start on an idle one-host cluster, and Queue.add → processor start of a bare Worker (µs). */
@@ -236,7 +250,9 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
         for (const kind of ['bare', 'jobhost'] as const) {
           const prefix = `b${++n}`;
           const round = kind === 'bare' ? await bareRound(redis.url, redis.pid, prefix, k, runs) : await jobhostRound(redis.url, redis.pid, prefix, k, runs);
-          say(`round ${r + 1}, ${kind}, ${k}: ${fmt(round.rate)}/s, adds ${fmt(round.adds)}/s`);
+          say(
+            `round ${r + 1}, ${kind}, ${k}: ${fmt(round.rate)}/s, adds ${fmt(round.adds)}/s${round.singleAdds ? `, Queue.add ${fmt(round.singleAdds)}/s` : ''}`,
+          );
           const key = `${kind}:${k}`;
           seen.set(key, [...(seen.get(key) ?? []), round]);
           // Keep Redis small between rounds: a round's keys are not needed again.
@@ -263,8 +279,11 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
     }
     const bareAdds = median([...seen.entries()].filter(([k]) => k.startsWith('bare')).flatMap(([, v]) => v.map((x) => x.adds)));
     const jhAdds = median([...seen.entries()].filter(([k]) => k.startsWith('jobhost')).flatMap(([, v]) => v.map((x) => x.adds)));
+    const singleAdds = median([...seen.entries()].filter(([k]) => k.startsWith('bare')).flatMap(([, v]) => v.map((x) => x.singleAdds ?? 0)));
     row('adds: Queue.addBulk (1,000 a call)', `${fmt(bareAdds)} jobs/s`);
-    row('adds: host.trigger(), 256 in flight', `${fmt(jhAdds)} runs/s (each its own MULTI: admission + add + index)`);
+    row('adds: Queue.add, 256 in flight', `${fmt(singleAdds)} jobs/s`);
+    row('adds: host.trigger(), 256 in flight', `${fmt(jhAdds)} runs/s (admission + add + index; one MULTI per event-loop turn)`);
+    row('adds: host.trigger() / Queue.add (goal ≥ 1.0)', fmt(jhAdds / singleAdds, 2));
     const lat = await latencies(redis.url, 500);
     row(
       'trigger → handler start, idle, p50 / p99',

@@ -3,11 +3,11 @@ import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Run } from '../contract/run.js';
+import type { AddBatch } from './add-batch.js';
 import { JOB_FIELD } from './bullmq-internals.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
 import { debounceDedup, debounceHolder, debounceVerdict, queueDebounced } from './limits-debounce.js';
-import { replicated } from './replication.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
 
@@ -51,10 +51,17 @@ export function jobOptions(run: Run, rules: AdmissionRules, retention: Retention
   };
 }
 
-type Reply = [Error | null, unknown];
+/** What an add's replies say: its refusal, a deduplicating holder to name, or add again (debounce). */
+interface Admitted {
+  refusal?: Refusal;
+  holder?: string;
+  again?: true;
+  wrote: boolean;
+}
 
-/** Admits and adds `run`; resolves with the refusal, or undefined once Redis holds the run. */
+/** Admits and adds `run` in this turn's MULTI (`add-batch.ts`); resolves with the refusal, or undefined once Redis holds the run. */
 export async function admit(
+  batch: AddBatch,
   queue: Queue,
   run: Run,
   rules: AdmissionRules,
@@ -69,64 +76,62 @@ export async function admit(
   const bullJob = new Job(queue, run.job, toJobData(run), opts, run.id);
   const jobKey = keys.queue(run.job, run.id);
   const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
-  let replies: Reply[] | null;
-  let client: Awaited<ReturnType<Queue['getBackend']>['client']>;
-  try {
-    client = await queue.getBackend().client;
-    // Debounced: the run holding the window now, whose job hash the merge script is given.
-    const holder = rules.debounceMs ? await debounceHolder(client as unknown as Redis, dedupKey) : '';
-    const multi = client.multi() as unknown as { exec(): Promise<Reply[] | null> } & {
-      [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown;
-    };
-    multi.jhAdmit(
-      keys.jobState(run.job),
-      jobKey,
-      rules.once ? '1' : '0',
-      String(rules.cooldownMs),
-      rules.configEnabled ? '1' : '0',
-      fire ? String(fire.at) : '',
-      fire ? String(fire.record) : '',
-    );
-    // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
-    bullJob.addJob(multi as never).catch(() => undefined);
-    if (rules.debounceMs) {
-      const holderKey = holder ? keys.queue(run.job, holder) : jobKey;
-      queueDebounced(multi, { jobKey, dedupKey, delayed: queue.keys['delayed']!, holderKey }, holder, JSON.stringify(bullJob.data));
-    }
-    multi.jhAdmitted(
-      jobKey,
-      keys.runs,
-      keys.runsOf(run.job),
-      keys.clusterStream,
-      dedupKey || jobKey,
-      `${run.id}:${run.job}`,
-      dedupKey ? '1' : '0',
-      String(keys.streamLength),
-      queued.host,
-      run.createdAt,
-      queued.data,
-    );
-    replies = await multi.exec();
-  } catch (err) {
-    throw connections.toHostError(err);
-  }
-  if (replies?.length !== (rules.debounceMs ? 4 : 3)) throw new HostError('INTERNAL', 'the add transaction was discarded');
-  for (const [err] of replies) if (err) throw connections.toHostError(err);
-  const verdict = replies[0]![1] as [string, string];
-  const added = replies.at(-1)![1] as [number, string?];
-  const debounced = rules.debounceMs ? debounceVerdict(replies[2]![1]) : 'added';
-  if (debounced === 'again' && again) return admit(queue, run, rules, keys, connections, retention, queued, fire, false);
-  if (typeof debounced === 'object' || added[0] === 1) {
+  const client = queue.getBackend().client as unknown as Promise<Redis>;
+  // Debounced: the run holding the window now, whose job hash the merge script is given.
+  const holder = rules.debounceMs ? await debounceHolder(await client, dedupKey).catch((err: unknown) => Promise.reject(connections.toHostError(err))) : '';
+  const out = await batch.add<Admitted>({
+    client,
+    stage: (transaction) => {
+      const multi = transaction as unknown as { [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown };
+      multi.jhAdmit(
+        keys.jobState(run.job),
+        jobKey,
+        rules.once ? '1' : '0',
+        String(rules.cooldownMs),
+        rules.configEnabled ? '1' : '0',
+        fire ? String(fire.at) : '',
+        fire ? String(fire.record) : '',
+      );
+      // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
+      bullJob.addJob(multi as never).catch(() => undefined);
+      if (rules.debounceMs) {
+        const holderKey = holder ? keys.queue(run.job, holder) : jobKey;
+        queueDebounced(multi, { jobKey, dedupKey, delayed: queue.keys['delayed']!, holderKey }, holder, JSON.stringify(bullJob.data));
+      }
+      multi.jhAdmitted(
+        jobKey,
+        keys.runs,
+        keys.runsOf(run.job),
+        keys.clusterStream,
+        dedupKey || jobKey,
+        `${run.id}:${run.job}`,
+        dedupKey ? '1' : '0',
+        String(keys.streamLength),
+        queued.host,
+        run.createdAt,
+        queued.data,
+      );
+    },
+    read: (replies) => {
+      if (replies.length !== (rules.debounceMs ? 4 : 3)) throw new HostError('INTERNAL', 'the add transaction was discarded');
+      for (const [err] of replies) if (err) throw connections.toHostError(err);
+      const verdict = replies[0]![1] as [string, string];
+      const added = replies.at(-1)![1] as [number, string?];
+      const debounced = rules.debounceMs ? debounceVerdict(replies[2]![1]) : 'added';
+      if (debounced === 'again' && again) return { again: true, wrote: false };
+      if (typeof debounced === 'object') return { refusal: debounced, wrote: true };
+      if (added[0] === 1) return { wrote: true };
+      if (added[0] === 0) return { refusal: refusalOf(verdict), wrote: false };
+      return { holder: added[1] ?? '', wrote: false };
+    },
     // The 202 waits for the replicas backend.waitReplicas asks for (a refusal acknowledges nothing).
-    await replicated(connections, client as unknown as Redis);
-    if (typeof debounced === 'object') return debounced;
-    return undefined;
-  }
-  if (added[0] === 0) return refusalOf(verdict);
-  const holder = added[1] ?? '';
+    wrote: (admitted) => admitted.wrote,
+  });
+  if (out.again) return admit(batch, queue, run, rules, keys, connections, retention, queued, fire, false);
+  if (out.holder === undefined) return out.refusal;
   // Only `overlap: 'skip'` with a key asks whose key the holder has: a read after the MULTI (the script may touch only keys it is given).
-  const holderKey = holder && needsHolderKey(run, rules) ? await keyOfRun(client as unknown as Redis, keys.queue(run.job, holder), connections) : '';
-  return dedupRefusal(run, rules, holder, holderKey);
+  const holderKey = out.holder && needsHolderKey(run, rules) ? await keyOfRun(await client, keys.queue(run.job, out.holder), connections) : '';
+  return dedupRefusal(run, rules, out.holder, holderKey);
 }
 
 function needsHolderKey(run: Run, rules: AdmissionRules): boolean {

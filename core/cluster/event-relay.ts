@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import { z } from 'zod';
 import type { BackendHooks } from '../contract/backend.js';
 import { type AnyHostEvent, EVENT_TYPES, type EventType } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
@@ -21,14 +20,19 @@ export const HOST_EVENT = 'host.event';
 const local = new Set<string>(['run.log', 'events.gap']);
 const relayable = new Set<string>(EVENT_TYPES.filter((t) => !local.has(t)));
 
-const relayableType = z.string().refine((t) => relayable.has(t));
-const eventData = z.looseObject({ job: z.string().nullable() });
-
-/** One event as the add's script writes it (`run.queued`, in the add's MULTI). */
-const single = z.object({ host: z.string().min(1), type: relayableType, at: z.string(), data: z.string() });
-/** The events of one turn of a host, in order: `events` is a JSON array of `[type, at, data]`. */
-const batch = z.object({ host: z.string().min(1), events: z.string() });
-const batchEvent = z.tuple([relayableType, z.string(), eventData]);
+/**
+ * The checks of what another host wrote, by hand: every host reads every other's events, and a
+ * schema library's parse (with its copy of each payload) cost a share of a host's CPU per run.
+ */
+const isRelayable = (t: unknown): t is string => typeof t === 'string' && relayable.has(t);
+const nonEmpty = (s: unknown): s is string => typeof s === 'string' && s.length > 0;
+type EventData = Record<string, unknown> & { job: string | null };
+/** An event's data: an object whose `job` is a string or null (it is spread into a new object, not kept). */
+function eventData(d: unknown): EventData | undefined {
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) return undefined;
+  const job = (d as { job?: unknown }).job;
+  return job === null || typeof job === 'string' ? (d as EventData) : undefined;
+}
 
 export class EventRelay {
   readonly #redis: Redis;
@@ -71,36 +75,41 @@ export class EventRelay {
 
   /** Shared events read from the stream: another host's go to the engine, in order; this host's own are skipped. */
   receive(fields: Record<string, string>, hooks: BackendHooks): void {
-    if (fields['host'] === this.#hostId) return;
-    const many = batch.safeParse(fields);
-    if (many.success) {
+    const host = fields['host'];
+    if (host === this.#hostId || !nonEmpty(host)) return;
+    // The events of one turn of a host, in order: `events` is a JSON array of `[type, at, data]`.
+    const events = fields['events'];
+    if (typeof events === 'string') {
       let parsed: unknown;
       try {
-        parsed = JSON.parse(many.data.events);
+        parsed = JSON.parse(events);
       } catch {
         return;
       }
       if (!Array.isArray(parsed)) return;
       // Each on its own: one event a newer host knows and this one does not leaves the others.
       for (const item of parsed) {
-        const event = batchEvent.safeParse(item);
-        if (event.success) this.#relay(hooks, many.data.host, ...event.data);
+        if (!Array.isArray(item) || item.length !== 3) continue;
+        const [type, at, raw] = item as [unknown, unknown, unknown];
+        const data = eventData(raw);
+        if (isRelayable(type) && typeof at === 'string' && data) this.#relay(hooks, host, type, at, data);
       }
       return;
     }
-    const one = single.safeParse(fields);
-    if (!one.success) return;
+    // One event as the add's script writes it (`run.queued`, in the add's MULTI).
+    const { type, at, data: text } = fields;
+    if (!isRelayable(type) || typeof at !== 'string' || typeof text !== 'string') return;
     let data: unknown;
     try {
-      data = JSON.parse(one.data.data);
+      data = JSON.parse(text);
     } catch {
       return;
     }
-    const checked = eventData.safeParse(data);
-    if (checked.success) this.#relay(hooks, one.data.host, one.data.type, one.data.at, checked.data);
+    const checked = eventData(data);
+    if (checked) this.#relay(hooks, host, type, at, checked);
   }
 
-  #relay(hooks: BackendHooks, host: string, type: string, at: string, data: z.output<typeof eventData>): void {
+  #relay(hooks: BackendHooks, host: string, type: string, at: string, data: EventData): void {
     hooks.relay(type as Exclude<EventType, 'run.log'>, at, { ...data, host } as AnyHostEvent['data'] & { host: string });
   }
 

@@ -4,6 +4,7 @@ import type { ExecutableJob } from '../contract/backend.js';
 import type { Logger } from '../contract/logger.js';
 import type { BullEnd, ChainStep, ChainTransaction } from './after-chain.js';
 import { MOVE_TO_FINISHED } from './bullmq-internals.js';
+import { EndBatch } from './end-batch.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import type { AttemptRecord } from './run-records.js';
 
@@ -111,6 +112,9 @@ type Transaction = { exec(): Promise<Array<[Error | null, unknown]> | null> } & 
   jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): unknown;
 };
 
+/** The ends of one turn, one MULTI per connection. */
+const ends = new EndBatch<Transactional>();
+
 async function foldedEnd(
   folding: Folding,
   exec: (client: Transactional, name: string, args: unknown[]) => Promise<unknown>,
@@ -121,13 +125,15 @@ async function foldedEnd(
   const [finishedSet, jobKey, id, value, target] = [args[at.finishedSet], args[at.jobHash], args[at.id], args[at.value], args[at.target]].map(String);
   const outcome = target === 'completed' ? 'succeeded' : value === CANCELED_REASON ? 'canceled' : 'failed';
   const chain = await folding.chain?.({ job: folding.job, id, finishedSet, jobHash: jobKey, target, value, canceledReason: CANCELED_REASON } as BullEnd);
-  const multi = client.multi();
-  // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
-  void exec(multi as unknown as Transactional, 'moveToFinished', args);
-  multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', id ?? '', outcome);
-  chain?.queue(multi as unknown as ChainTransaction);
-  const replies = await multi.exec();
-  if (replies?.length !== 2 + (chain?.count ?? 0)) throw new Error('the transaction ending the run was discarded');
+  // In this turn's MULTI with the other ends (end-batch.ts); its children's adds right after it.
+  const replies = await ends.end(client, (transaction) => {
+    const multi = transaction as unknown as ReturnType<Transactional['multi']>;
+    // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
+    void exec(multi as unknown as Transactional, 'moveToFinished', args);
+    multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', id ?? '', outcome);
+    chain?.queue(multi as unknown as ChainTransaction);
+  });
+  if (replies.length !== 2 + (chain?.count ?? 0)) throw new Error('the transaction ending the run was discarded');
   chain?.read(replies.slice(2));
   const [[endErr, end], [foldErr, fold]] = replies as [[Error | null, unknown], [Error | null, unknown]];
   if (endErr) throw endErr;

@@ -277,7 +277,7 @@ class RedisBackend implements Backend {
     const delayed = run.runAt !== run.createdAt;
     // Its run.queued goes to the other hosts in the add's MULTI: before any host can start the run.
     const queued = { host: this.#o.hostId, data: JSON.stringify(queuedData(run, delayed)) };
-    const refused = await admit(this.#queue(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
+    const refused = await admit(this.#p.adds, this.#queue(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
     if (refused) return refused;
     this.#adds++;
     this.#announced = run.id;

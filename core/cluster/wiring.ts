@@ -3,6 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import type { RedisBackendConfig } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';
 import type { ClusterFaults } from '../contract/store-health.js';
+import { AddBatch } from './add-batch.js';
 import { type AfterChainOptions, chainStep } from './after-chain.js';
 import { Attempts } from './attempts.js';
 import { RedisAudit } from './audit-records.js';
@@ -67,6 +68,8 @@ export interface RedisParts {
   faults(): ClusterFaults;
   storm: StormControl;
   audit: RedisAudit;
+  /** The adds of one event-loop turn, one MULTI (`add-batch.ts`). */
+  adds: AddBatch;
 }
 
 /** What the parts need of the backend itself. */
@@ -251,5 +254,6 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     storm,
     audit,
     chained,
+    adds: new AddBatch(connections),
   };
 }

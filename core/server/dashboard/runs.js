@@ -3,8 +3,8 @@
 import { can } from './access.js';
 import { ApiError, get, post, withQuery } from './api.js';
 import { absolute, badge, duration, fill, h, json, swap, time } from './dom.js';
-import { afterLink, childList, childrenOf } from './run-links.js';
 import { rateLimitedNote } from './flow.js';
+import { afterLink, childList, childrenOf } from './run-links.js';
 import { createRunLog } from './run-log.js';
 
 /** @import { EventDataMap } from '../../contract/events.js' */

@@ -41,3 +41,31 @@ t.test('a run triggered and run on h1 ends on h0’s bus too: h0.wait() resolves
   await until(() => h0!.all.some((e) => e.type === 'job.disabled' && e.data.host === 'h1'), 5000, "h1's job.disabled on h0");
   t.pass("h1's host-local job.disabled reached h0, tagged");
 });
+
+t.test('entries another host wrote are checked one event at a time: malformed ones are left, the rest relayed', async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  const [h0] = await startCluster(t, redis, 1, { prefix });
+  const { Redis } = await import('ioredis');
+  const client = new Redis(redis.url);
+  t.teardown(() => client.disconnect());
+  const stream = `${prefix}:__cluster:events`;
+  const at = new Date().toISOString();
+  const ok = (job: string) => ['job.enabled', at, { job }];
+  const events = [ok('a'), ['no.such.type', at, { job: 'x' }], ['job.enabled', 5, { job: 'x' }], ['job.enabled', at, { job: 5 }], ['job.enabled', at], ok('b')];
+  await client.xadd(stream, '*', 'event', 'host.event', 'host', 'hx', 'events', JSON.stringify(events));
+  await client.xadd(stream, '*', 'event', 'host.event', 'host', 'hx', 'events', '{not json');
+  await client.xadd(stream, '*', 'event', 'host.event', 'host', '', 'events', JSON.stringify([ok('no-host')]));
+  await client.xadd(stream, '*', 'event', 'host.event', 'host', 'hx', 'type', 'job.enabled', 'at', at, 'data', JSON.stringify({ job: 'c' }));
+  await client.xadd(stream, '*', 'event', 'host.event', 'host', 'hx', 'type', 'job.enabled', 'at', at, 'data', '[1]');
+  await until(() => h0!.all.some((e) => e.data.job === 'c'), 5000, 'the single entry relayed');
+  t.same(
+    h0!.all.filter((e) => e.data.host === 'hx').map((e) => [e.type, e.data.job]),
+    [
+      ['job.enabled', 'a'],
+      ['job.enabled', 'b'],
+      ['job.enabled', 'c'],
+    ],
+    'the well-formed events, in order, and nothing else',
+  );
+});

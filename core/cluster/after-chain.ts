@@ -96,6 +96,7 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
       for (const { run, rules, queue } of children) {
         const opts = jobOptions(run, rules, o.retention);
         const jobKey = o.keys.queue(run.job, run.id);
+        const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
         const delayed = run.runAt !== run.createdAt;
         multi.jhAdmit(o.keys.jobState(run.job), jobKey, rules.once ? '1' : '0', String(rules.cooldownMs), rules.configEnabled ? '1' : '0', '', '');
         multi.jhAfterGate(end.finishedSet, jobKey, end.jobHash, end.id, `jhAfter:${run.job}`);
@@ -106,9 +107,9 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
           o.keys.runs,
           o.keys.runsOf(run.job),
           o.keys.clusterStream,
+          dedupKey || jobKey,
           `${run.id}:${run.job}`,
-          opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '',
-          o.keys.queue(run.job, ''),
+          dedupKey ? '1' : '0',
           String(o.keys.streamLength),
           o.hostId,
           run.createdAt,
@@ -126,10 +127,11 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
         }
         // Not this end's to report: BullMQ refused the end here, or an earlier write of it added the children.
         if (Number(gate![1]) !== 1) continue;
-        const verdict = added![1] as [number, string?, string?];
+        const verdict = added![1] as [number, string?];
         let refused: Refusal | undefined;
         if (verdict[0] === 0) refused = refusalOf(admitted![1] as [string, string]);
-        else if (verdict[0] === 2) refused = dedupRefusal(run, rules, verdict[1] ?? '', verdict[2] ?? '');
+        // The holder's own key is not read here (a script touches only the keys it is given): the refusal names the holder.
+        else if (verdict[0] === 2) refused = dedupRefusal(run, rules, verdict[1] ?? '', '');
         if (!refused) o.added(run, run.runAt !== run.createdAt);
         o.hooks()?.added(run, refused);
       }

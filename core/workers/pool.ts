@@ -1,10 +1,10 @@
-import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { type Batch, IN, OUT, OUT_FIELDS, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
-import { threadModules, threadScript } from './thread-script.js';
+import { threadModules } from './thread-script.js';
+import { startThread, type ThreadHooks } from './thread-start.js';
 
 /**
  * The pool of worker threads handlers run in. A thread runs many attempts at once (handlers
@@ -84,6 +84,11 @@ export class WorkerPool {
   #nextVersion = 0;
   readonly #idle = new Set<() => void>();
   readonly restarts: Record<DeathReason, number> = { grace: 0, exit: 0, memory: 0, crash: 0 };
+  readonly #hooks: ThreadHooks = {
+    receive: (slot, batch) => this.#receive(slot, batch),
+    died: (slot, code) => this.#died(slot, code),
+    post: (slot) => this.#post(slot),
+  };
   /** Pings threads with runs in flight (see `STALL_MS`); runs while any has. */
   #heartbeat: NodeJS.Timeout | undefined;
 
@@ -215,32 +220,7 @@ export class WorkerPool {
   #spawn(): Slot {
     const slot = new Slot(++this.#spawned);
     this.#slots.push(slot);
-    threadScript().then(
-      (url) => {
-        if (slot.dead) return;
-        const worker = new Worker(url, {
-          workerData: { ...this.#data, exitSlot: slot.exitSlot } satisfies ThreadData,
-          env: SHARE_ENV,
-          resourceLimits: { maxOldGenerationSizeMb: this.#o.maxMemoryMb },
-          // The main thread's loaders (tsx, a test runner's) are not the thread's: it starts from plain JS.
-          execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
-          stdout: false,
-          stderr: false,
-        });
-        slot.worker = worker;
-        worker.on('message', (batch: Batch) => this.#receive(slot, batch));
-        worker.on('error', (err) => {
-          slot.error = err;
-        });
-        worker.on('exit', (code) => this.#died(slot, code));
-        if (slot.tasks.size === 0) worker.unref();
-        if (slot.out.length > 1) this.#post(slot);
-      },
-      (err: unknown) => {
-        slot.error = err instanceof Error ? err : new Error(String(err));
-        this.#died(slot, 1);
-      },
-    );
+    startThread(slot, { ...this.#data, exitSlot: slot.exitSlot }, this.#o.maxMemoryMb, this.#hooks);
     return slot;
   }
 

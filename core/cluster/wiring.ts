@@ -17,6 +17,7 @@ import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import { LateFinishes } from './late-finishes.js';
 import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
+import { ClusterPauses } from './pause.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
 import { SETTINGS_TTL_MS } from './settings.js';
 import { StormControl } from './storm.js';
@@ -63,6 +64,7 @@ export interface RedisParts {
   faults(): ClusterFaults;
   storm: StormControl;
   audit: RedisAudit;
+  pauses: ClusterPauses;
 }
 
 /** What the parts need of the backend itself. */
@@ -122,7 +124,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
       weights: o.queues,
       job: (name) => {
         const jq = jobs.get(name);
-        return jq && !jq.removed ? jq : undefined;
+        return jq && !jq.removed && !pauses.holds(name, jq.def.queue) ? jq : undefined;
       },
       run: (jq, job, token, fetchNext) => attempts.run(jq, job, token, fetchNext),
       full: (full) => reader.setBusy(full),
@@ -208,6 +210,16 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   });
   const storm = new StormControl(producer, keys);
   const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
+  const pauses: ClusterPauses = new ClusterPauses({
+    redis: producer,
+    keys,
+    connections,
+    clock,
+    logger,
+    queueOf: (name) => jobs.get(name)?.queue,
+    loaded: () => [...jobs.values()].map((jq) => ({ name: jq.name, queue: jq.def.queue })),
+    wake: (name) => dispatcher.markReady(name),
+  });
   return {
     keys,
     connections,
@@ -229,5 +241,6 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
     storm,
     audit,
+    pauses,
   };
 }

@@ -23,6 +23,7 @@ import { type BackendHealth, type DamageReport, storeUnavailable } from '../cont
 import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
 import { Outbox } from './outbox.js';
+import { LocalPauses } from './pauses.js';
 import { Runner } from './runner.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
 
@@ -72,6 +73,7 @@ class LocalBackend implements Backend {
     return null;
   }
   readonly #store: Store;
+  readonly pauses: LocalPauses;
   readonly #runner: Runner;
   readonly #outbox: Outbox;
   readonly #storm = new StormWindows();
@@ -103,7 +105,9 @@ class LocalBackend implements Backend {
       hostId: options.hostId,
       save: (run) => this.#store.saveRun(run),
       settled: (run, outcome) => this.#settled(run, outcome),
+      held: (job, queue) => this.pauses.holds(job, queue),
     });
+    this.pauses = new LocalPauses({ dir: options.dir, fsync: options.fsync, logger: options.logger, resumed: () => this.#runner.dispatch.unparkAll() });
     this.#outbox = new Outbox({ clock: options.clock, logger: options.logger, concurrency: options.deliveryConcurrency ?? 16, store: this.#store });
   }
 
@@ -112,6 +116,7 @@ class LocalBackend implements Backend {
     this.#runner.attach(hooks);
     this.#outbox.attach(hooks);
     const loaded = await this.#store.open();
+    await this.pauses.load();
     this.#open = true;
     this.#recover(loaded.runs);
     for (const n of this.#store.openNotifications()) this.#outbox.add(n);

@@ -55,13 +55,17 @@ export class ClusterPauses implements PauseStore {
     return this.#o.keys.pauses;
   }
 
-  /** Reads the records, pauses BullMQ's queue of every job recorded paused (see above), and keeps reading. */
+  /** Reads the records and pauses BullMQ's queue of every job recorded paused (see above). */
   async open(): Promise<void> {
     await this.#refresh();
     for (const job of this.#sets.jobs) {
       const queue = this.#queue(job);
       if (!(await queue.isPaused())) await queue.pause();
     }
+  }
+
+  /** Reads the records again every `REFRESH_MS` until `close()`. */
+  start(): void {
     this.#loop.start();
   }
 

@@ -130,6 +130,7 @@ class RedisBackend implements Backend {
     this.#started = true;
     this.#p.reader.start();
     this.#p.mirror.start();
+    this.#p.pauses.start();
     this.#p.heartbeat.start();
     this.#p.dispatcher.start();
     for (const name of this.#p.jobs.names()) this.#p.dispatcher.markReady(name);

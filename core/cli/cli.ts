@@ -12,6 +12,7 @@ import {
   exit,
   notifyTestCommand,
   out,
+  pauseCommand,
   runCommand,
   tailCommand,
   whoamiCommand,
@@ -241,6 +242,22 @@ function buildCli(project: () => Promise<Project>): Command {
       '\nExamples:\n  jobhost tail\n  jobhost tail --job cleanup-temp-files --logs\n  jobhost tail --job cleanup-temp-files --type run.*\n  jobhost tail --type run.failed --json | jq .data.error',
     )
     .action(act(tailCommand));
+
+  for (const paused of [true, false]) {
+    const verb = paused ? 'pause' : 'resume';
+    program
+      .command(verb)
+      .description(
+        paused
+          ? 'pause a job (or a queue): triggers and schedule fires are still recorded, no run starts; running runs finish; kept across restarts'
+          : 'resume a paused job (or queue): its waiting runs start',
+      )
+      .argument('[job]', 'the job name')
+      .option('--queue <name>', `${verb} this queue (config queues) instead of a job`)
+      .option('--json', 'print the answer as JSON')
+      .addHelpText('after', `\nExamples:\n  jobhost ${verb} nightly-report\n  jobhost ${verb} --queue low`)
+      .action(act((job: string | undefined, opts: { queue?: string; json?: boolean }, command: Command) => pauseCommand(paused, job, opts, command)));
+  }
 
   program
     .command('whoami')

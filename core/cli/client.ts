@@ -192,6 +192,8 @@ export interface Client {
   whoami(): Promise<z.output<typeof whoamiResponse>>;
   /** A page of the audit trail, newest first. */
   audit(filter?: AuditFilter): Promise<z.output<typeof auditPage>>;
+  /** Pauses (true) or resumes a job or a queue (SPEC §13); answers whether it is paused now. */
+  setPaused(kind: 'job' | 'queue', name: string, paused: boolean): Promise<{ paused: boolean }>;
 }
 
 export const FINAL_STATUSES: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
@@ -309,5 +311,7 @@ export function createClient(options: ClientOptions): Client {
       ).toString();
       return request('GET', `/audit${query ? `?${query}` : ''}`, auditPage);
     },
+    setPaused: (kind, name, paused) =>
+      request('POST', `/${kind === 'job' ? 'jobs' : 'queues'}/${seg(name)}/${paused ? 'pause' : 'resume'}`, z.looseObject({ paused: z.boolean() })),
   };
 }

@@ -194,6 +194,20 @@ export async function destinationsCommand(opts: { json?: boolean }, command: Com
   return 0;
 }
 
+/** `jobhost pause <job>` / `jobhost resume <job>`, or with `--queue <name>` a queue (SPEC §13). */
+export async function pauseCommand(paused: boolean, job: string | undefined, opts: { queue?: string; json?: boolean }, command: Command): Promise<number> {
+  if ((job === undefined) === (opts.queue === undefined)) {
+    err(`jobhost ${paused ? 'pause' : 'resume'}: name a job, or a queue with --queue <name> (not both)`);
+    return 2;
+  }
+  const [kind, name] = opts.queue !== undefined ? (['queue', opts.queue] as const) : (['job', job!] as const);
+  const answer = await (await clientOf(command)).setPaused(kind, name, paused);
+  if (opts.json) out(JSON.stringify(answer, null, 2));
+  else if (paused) out(`${kind} ${name} paused: triggers are recorded, no run starts until \`jobhost resume${kind === 'queue' ? ' --queue' : ''} ${name}\``);
+  else out(`${kind} ${name} resumed${answer.paused ? ' (still held: its queue is paused)' : ''}`);
+  return 0;
+}
+
 /** `jobhost whoami`: the token's name and role (and an operator's jobs). */
 export async function whoamiCommand(opts: { json?: boolean }, command: Command): Promise<number> {
   const me = await (await clientOf(command)).whoami();

@@ -29,6 +29,11 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:job:${job}`;
   }
 
+  /** What is paused (SPEC §13): fields `job:<name>` and `queue:<name>` (`pause.ts`). */
+  get pauses(): string {
+    return `${this.prefix}:__jh:pauses`;
+  }
+
   /** Every job some host has loaded (their counts outlive the plugin files). */
   get jobs(): string {
     return `${this.prefix}:__jh:jobs`;

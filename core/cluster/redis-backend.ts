@@ -16,6 +16,7 @@ import type { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
+import type { PauseStore } from '../contract/pause.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import type { BackendHealth, DamageReport, StoreWriteError } from '../contract/store-health.js';
@@ -70,6 +71,7 @@ class RedisBackend implements Backend {
   readonly #retention: Retention;
   /** Its parts (`wiring.ts`); `jobs` are the jobs loaded on this host, a queue and a worker each. */
   readonly #p: RedisParts;
+  readonly pauses: PauseStore;
   /** Queues of jobs not loaded here, for triggers and cancels (no worker). */
   readonly #foreign = new Map<string, Queue>();
   #flagsBeforeOpen = new Map<string, JobFlags>();
@@ -95,6 +97,7 @@ class RedisBackend implements Backend {
       started: () => this.#started,
       onEntries: (entries) => this.#onEntries(entries),
     });
+    this.pauses = this.#p.pauses;
   }
 
   get #engine(): BackendHooks {
@@ -113,6 +116,7 @@ class RedisBackend implements Backend {
       for (const [name, flags] of this.#flagsBeforeOpen) await writeFlags(this.#p, name, flags);
       this.#flagsBeforeOpen.clear();
       await this.#p.mirror.refresh();
+      await this.#p.pauses.open();
       await this.#p.heartbeat.beat();
       await this.#p.reader.follow(this.#p.keys.clusterStream);
     } catch (err) {
@@ -129,6 +133,7 @@ class RedisBackend implements Backend {
     this.#started = true;
     this.#p.reader.start();
     this.#p.mirror.start();
+    this.#p.pauses.start();
     this.#p.heartbeat.start();
     this.#p.dispatcher.start();
     for (const name of this.#p.jobs.names()) this.#p.dispatcher.markReady(name);
@@ -196,6 +201,7 @@ class RedisBackend implements Backend {
       this.#p.deliveries.close(closeMs).then((left) => void (deliveries = left)),
       this.#p.heartbeat.stop(),
       this.#p.mirror.stop(),
+      this.#p.pauses.close(),
       this.#p.reader.close(),
       this.#p.jobs.close(),
       ...[...this.#foreign.values()].map((q) => q.close()),

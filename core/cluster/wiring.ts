@@ -20,6 +20,7 @@ import { LateFinishes } from './late-finishes.js';
 import { wakeAfterLimit } from './limits-rate.js';
 import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
+import { ClusterPauses } from './pause.js';
 import { defineScripts, type ScriptedRedis } from './scripts.js';
 import { SETTINGS_TTL_MS } from './settings.js';
 import { StormControl } from './storm.js';
@@ -70,6 +71,7 @@ export interface RedisParts {
   audit: RedisAudit;
   /** The adds of one event-loop turn, one MULTI (`add-batch.ts`). */
   adds: AddBatch;
+  pauses: ClusterPauses;
 }
 
 /** What the parts need of the backend itself. */
@@ -129,7 +131,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
       weights: o.queues,
       job: (name) => {
         const jq = jobs.get(name);
-        return jq && !jq.removed ? jq : undefined;
+        return jq && !jq.removed && !pauses.holds(name, jq.def.queue) ? jq : undefined;
       },
       run: (jq, job, token, fetchNext) => attempts.run(jq, job, token, fetchNext),
       full: (full) => reader.setBusy(full),
@@ -232,6 +234,16 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
   });
   const storm = new StormControl(producer, keys);
   const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
+  const pauses: ClusterPauses = new ClusterPauses({
+    redis: producer,
+    keys,
+    connections,
+    clock,
+    logger,
+    queueOf: (name) => jobs.get(name)?.queue,
+    loaded: () => [...jobs.values()].map((jq) => ({ name: jq.name, queue: jq.def.queue })),
+    wake: (name) => dispatcher.markReady(name),
+  });
   return {
     keys,
     connections,
@@ -255,5 +267,6 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     audit,
     chained,
     adds: new AddBatch(connections),
+    pauses,
   };
 }

@@ -3,6 +3,7 @@ import type { AuditStore } from './audit.js';
 import type { HostError, RunError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
 import type { Delivery, DeliveryError, Notification, NotifyStatus } from './notification.js';
+import type { PauseStore } from './pause.js';
 import type { JobContext } from './plugin.js';
 import type { RateLimit } from './plugin-schema.js';
 import type { HandlerSource, Isolation } from './plugin-source.js';
@@ -200,6 +201,8 @@ export interface Backend {
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }>;
   /** The audit trail (SPEC §14): an append is durable when it resolves, like an add; shared by every host sharing the backend. */
   readonly audit: AuditStore;
+  /** What is paused (SPEC §13): held runs wait, recorded as ever; kept across restarts, shared by every host sharing the backend. */
+  readonly pauses: PauseStore;
 }
 
 /** What a backend tells the engine once it is open. */

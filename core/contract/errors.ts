@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   // triggers and runs
   JOB_NOT_FOUND: { status: 404, text: 'No job with that name is registered.' },
   RUN_NOT_FOUND: { status: 404, text: 'No run with that id is known.' },
+  QUEUE_NOT_FOUND: { status: 404, text: 'No queue of that name in the config (`queues`); `POST /queues/:name/pause` and `/resume` take those names.' },
   INVALID_PARAMS: { status: 400, text: "The params fail the job's params schema; `issues` lists each problem." },
   INVALID_BODY: { status: 400, text: 'The request body, query or path fails its schema.' },
   SKIPPED: {

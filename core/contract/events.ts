@@ -33,6 +33,12 @@ export interface EventDataMap {
   'job.removed': JobData & { file: string | null };
   'job.enabled': JobData;
   'job.disabled': JobData;
+  /** SPEC §13: the job starts no run until resumed (triggers are still recorded). */
+  'job.paused': JobData;
+  'job.resumed': JobData;
+  /** SPEC §13: no run of a job in the queue starts until resumed. */
+  'queue.paused': HostData & { queue: string };
+  'queue.resumed': HostData & { queue: string };
   'run.queued': RunData & { source: RunSource; queue: string; priority: number; key: string | null; runAt: string; delayed: boolean };
   'run.started': RunData & { attempt: number };
   'run.progress': RunData & { fraction: number; text: string | null };
@@ -78,6 +84,10 @@ export const EVENT_TYPES: readonly EventType[] = [
   'job.removed',
   'job.enabled',
   'job.disabled',
+  'job.paused',
+  'job.resumed',
+  'queue.paused',
+  'queue.resumed',
   'run.queued',
   'run.started',
   'run.progress',

@@ -13,6 +13,9 @@ export interface JobView {
   scheduleText: string | null;
   timezone: string;
   enabled: boolean;
+  /** Its runs are held (SPEC §13): the job or its queue is paused; `pause` says which. */
+  paused: boolean;
+  pause: { job: boolean; queue: boolean };
   file: string | null;
   nextRun: string | null;
   lastRun: { runId: string; status: RunStatus; at: string } | null;

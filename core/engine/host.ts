@@ -16,6 +16,7 @@ import type { Deliveries } from './deliveries.js';
 import type { HostAlerts } from './host-alerts.js';
 import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
+import type { Pauses } from './pause.js';
 import { installProcessHandlers } from './process-handlers.js';
 import { type Service, stopHost } from './shutdown.js';
 import type { PublishOptions, PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
@@ -360,6 +361,11 @@ export class Host {
   /** The audit trail of changes asked of the API (SPEC §14), as durable as runs. */
   get audit() {
     return this.#p.audit;
+  }
+
+  /** Pause and resume of jobs and queues (SPEC §13), kept across restarts. */
+  get pauses(): Pauses {
+    return this.#p.pauses;
   }
 
   /** The host's degradations and stalls as the watchdog last saw them (`/ready`), and where others add theirs. */

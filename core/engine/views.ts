@@ -11,19 +11,24 @@ import { wants } from './notify.js';
 export function liveJobView(job: EffectiveJob, state: HostState, backend: Backend, scheduler: { next(name: string): number | null }): JobView {
   const armed = job.enabled && state !== 'stopping' && state !== 'stopped';
   const load = backend.activeRuns(job.name);
-  return jobView(job, backend.jobState(job.name), {
-    nextRun: armed ? scheduler.next(job.name) : null,
-    active: load.active,
-    running: load.running,
-    rateLimited: load.rateLimited ?? 0,
-  });
+  const pause = { job: backend.pauses.isPaused('job', job.name), queue: backend.pauses.isPaused('queue', job.queue) };
+  return {
+    ...jobView(job, backend.jobState(job.name), {
+      nextRun: armed ? scheduler.next(job.name) : null,
+      active: load.active,
+      running: load.running,
+      rateLimited: load.rateLimited ?? 0,
+    }),
+    paused: pause.job || pause.queue,
+    pause,
+  };
 }
 
 export function jobView(
   job: EffectiveJob,
   record: Readonly<JobState>,
   live: { nextRun: number | null; active: number; running: number; rateLimited?: number },
-): JobView {
+): Omit<JobView, 'paused' | 'pause'> {
   return {
     name: job.name,
     description: job.description,

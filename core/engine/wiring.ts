@@ -21,6 +21,7 @@ import { createIdGenerator, type IdGenerator } from './ids.js';
 import { Insight } from './insight.js';
 import { Executors } from './isolation.js';
 import { Missed } from './missed.js';
+import { Pauses } from './pause.js';
 import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { RunEvents, type RunWatch } from './run-events.js';
@@ -51,6 +52,7 @@ export interface HostParts {
   /** Everyone in `host.wait`. */
   waits: RunWaits;
   audit: Audit;
+  pauses: Pauses;
   newId: IdGenerator;
   /** Queue names any config of this process has had (a dropped queue keeps its runs). */
   queues: Set<string>;
@@ -118,7 +120,8 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     clock,
     logger,
     backend: () => backend,
-    job: (name) => jobs.get(name)?.job,
+    // A paused job's fires wait on purpose: not missed (SPEC §13).
+    job: (name) => (backend.pauses.isPaused('job', name) ? undefined : jobs.get(name)?.job),
     alert: (job, fireAt, reason) => alerts.missed(job, fireAt, reason),
   });
   bus.on('job.enabled', (e) => missed.enabled(e.data.job));
@@ -134,7 +137,8 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     registry: jobs,
     nextFire: (job) => scheduler.next(job),
     cluster: () => host.cluster(),
-    paused: () => backend.paused,
+    // Runs held by a pause wait with free capacity on purpose (SPEC §13).
+    paused: () => backend.paused || backend.pauses.list().jobs.length + backend.pauses.list().queues.length > 0,
   });
   const watch: RunWatch = {
     started: (run) => {
@@ -200,6 +204,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     after,
     waits: new RunWaits({ bus, backend, clock }),
     audit: new Audit({ backend: () => backend, clock, newId, hostId: host.id }),
+    pauses: new Pauses({ bus, backend, registry: jobs, config: () => host.config(), state: () => host.state() }),
     newId,
     queues,
   };

@@ -24,9 +24,9 @@ const auditRecord = z.object({
   action: z
     .string()
     .describe(
-      'job.run, job.enable, job.disable, event.publish, run.cancel, run.retry, runs.retry, runs.cancel, notification.redeliver, destination.test, store.damage.ack',
+      'job.run, job.enable, job.disable, job.pause, job.resume, queue.pause, queue.resume, event.publish, run.cancel, run.retry, runs.retry, runs.cancel, notification.redeliver, destination.test, store.damage.ack',
     ),
-  target: z.string().describe('job:<name>, run:<id>, notification:<id>, event:<type>, destination:<name>, runs, store'),
+  target: z.string().describe('job:<name>, queue:<name>, run:<id>, notification:<id>, event:<type>, destination:<name>, runs, store'),
   ip: z.string(),
   outcome: z.enum(AUDIT_OUTCOMES),
   status: z.number().describe('the HTTP status of the answer'),

@@ -159,6 +159,12 @@ export class Access {
     const access = this.#access(request);
     const jobs = request.principal?.jobs;
     if (!access?.target || !jobs) return;
+    if (access.target === 'queue') {
+      throw new HostError('FORBIDDEN', `token "${request.principal!.name}" may act on jobs ${jobs.join(', ')} only; a queue holds others too`, {
+        role: 'operator',
+        token: request.principal!.name,
+      });
+    }
     const job = await this.#jobOf(access.target, request);
     if (job !== undefined && !matchesAny(jobs, job)) {
       throw new HostError('FORBIDDEN', `token "${request.principal!.name}" may act on jobs ${jobs.join(', ')} only; not on "${job}"`, {
@@ -258,5 +264,7 @@ function targetOf(kind: TargetKind, request: FastifyRequest): string {
     }
     case 'store':
       return 'store';
+    case 'queue':
+      return `queue:${shown(params['name'])}`;
   }
 }

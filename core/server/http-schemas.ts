@@ -123,6 +123,8 @@ export const jobSchema = z.object({
   scheduleText: z.string().nullable().describe('the schedule in words, e.g. "At 07:00" or "Every 15 minutes"'),
   timezone: z.string(),
   enabled: z.boolean(),
+  paused: z.boolean().describe('its runs are held (SPEC §13): the job or its queue is paused; triggers are still recorded and wait'),
+  pause: z.object({ job: z.boolean().describe('the job itself is paused'), queue: z.boolean().describe('its queue is paused') }),
   file: z.string().nullable(),
   nextRun: iso.nullable(),
   lastRun,
@@ -225,6 +227,9 @@ export const readyResponse = z.object({
   scheduler: z.object({ running: z.boolean(), scheduledJobs: z.number() }),
   jobs: z.object({ total: z.number(), enabled: z.number(), running: z.number() }),
   stale: z.array(z.object({ job: z.string(), schedule: z.string(), periodMs: z.number(), lastSuccessAt: iso.nullable() })),
+  paused: z
+    .object({ jobs: z.array(z.string()), queues: z.array(z.string()) })
+    .describe('jobs and queues paused (SPEC §13): their runs wait; not a reason for 503'),
   store: z.object({
     writable: z.boolean().describe('false while the store cannot write (a full disk): triggers get 503 and /ready is 503'),
     error: z.object({ code: z.string(), message: z.string(), since: iso, retryAfter: z.number() }).nullable(),

@@ -11,7 +11,7 @@ import type { Role } from '../contract/access.js';
  * What a change acts on, named in the audit (`job:<name>`, `run:<id>`, ...). Changes of jobs
  * (`job`, `run`, `notification`, `event`, `runs`) are limited by an operator's `jobs` globs.
  */
-export type TargetKind = 'job' | 'run' | 'notification' | 'event' | 'runs' | 'destination' | 'store';
+export type TargetKind = 'job' | 'run' | 'notification' | 'event' | 'runs' | 'destination' | 'store' | 'queue';
 
 export interface RouteAccess {
   /** `public`: served without a token (nothing of the host's data). */
@@ -51,6 +51,11 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'POST /jobs/:name/run': change('operator', 'job.run', 'job'),
   'POST /jobs/:name/enable': change('operator', 'job.enable', 'job'),
   'POST /jobs/:name/disable': change('operator', 'job.disable', 'job'),
+  'POST /jobs/:name/pause': change('operator', 'job.pause', 'job'),
+  'POST /jobs/:name/resume': change('operator', 'job.resume', 'job'),
+  // A queue holds jobs beyond any `jobs` globs: an operator limited to some jobs may not pause one (access.ts).
+  'POST /queues/:name/pause': change('operator', 'queue.pause', 'queue'),
+  'POST /queues/:name/resume': change('operator', 'queue.resume', 'queue'),
   'POST /events/:type': change('operator', 'event.publish', 'event'),
   'POST /runs/:id/cancel': change('operator', 'run.cancel', 'run'),
   'POST /runs/:id/retry': change('operator', 'run.retry', 'run'),

@@ -79,6 +79,7 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
     scheduler: { running: schedulerRunning, scheduledJobs: scheduled },
     jobs: { total: jobs.length, enabled, running },
     stale: state === 'running' ? host.staleJobs() : [],
+    paused: host.pauses.list(),
     store: { writable: store.writeError === null, error: store.writeError },
     eventLoop: { ...loop.delay(), maxDelayMs, slow },
     backend: store.backend,

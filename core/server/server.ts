@@ -27,6 +27,7 @@ import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { registerNotifyRoutes } from './notify-routes.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
+import { registerPauseRoutes } from './pause-routes.js';
 import { describeRole } from './route-roles.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
@@ -227,6 +228,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     registerInsightRoutes(scope, host);
     registerNotifyRoutes(scope, host);
     registerAccessRoutes(scope, host);
+    registerPauseRoutes(scope, host);
     stream = registerEventStream(scope, host, { ...options.ws, observer: metrics, opened: (socket, request) => access.track(socket, request) });
     scope.get('/metrics', {
       schema: {

@@ -208,6 +208,11 @@ export class Dispatcher<E extends Waiting> {
     for (let i = back.length - 1; i >= 0; i--) this.enqueue(back[i]!, true);
   }
 
+  /** Every job's parked runs get another chance (a pause lifted). */
+  unparkAll(): void {
+    for (const name of this.#slots.keys()) this.jobChanged(name);
+  }
+
   #cancelDelayTimer(): void {
     this.#delayTimer?.cancel();
     this.#delayTimer = undefined;

@@ -24,6 +24,7 @@ import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
 import { Debouncer } from './debounce.js';
 import { Outbox } from './outbox.js';
+import { LocalPauses } from './pauses.js';
 import { Runner } from './runner.js';
 import { createStore, type Store, type StoreOptions } from './store.js';
 
@@ -73,6 +74,7 @@ class LocalBackend implements Backend {
     return null;
   }
   readonly #store: Store;
+  readonly pauses: LocalPauses;
   readonly #runner: Runner;
   readonly #debounce: Debouncer;
   readonly #outbox: Outbox;
@@ -105,8 +107,10 @@ class LocalBackend implements Backend {
       hostId: options.hostId,
       save: (run) => this.#store.saveRun(run),
       settled: (run, outcome) => this.#settled(run, outcome),
+      held: (job, queue) => this.pauses.holds(job, queue),
     });
     this.#debounce = new Debouncer(this.#runner);
+    this.pauses = new LocalPauses({ dir: options.dir, fsync: options.fsync, logger: options.logger, resumed: () => this.#runner.dispatch.unparkAll() });
     this.#outbox = new Outbox({ clock: options.clock, logger: options.logger, concurrency: options.deliveryConcurrency ?? 16, store: this.#store });
   }
 
@@ -115,6 +119,7 @@ class LocalBackend implements Backend {
     this.#runner.attach(hooks);
     this.#outbox.attach(hooks);
     const loaded = await this.#store.open();
+    await this.pauses.load();
     this.#open = true;
     this.#recover(loaded.runs);
     for (const n of this.#store.openNotifications()) this.#outbox.add(n);

@@ -28,6 +28,8 @@ export interface RunnerOptions {
   save(run: Run): Promise<void>;
   /** After `retrying` or a final state was reported: the backend folds the outcome, then the engine notifies. */
   settled(run: Run, outcome: NotifyStatus): void;
+  /** Whether runs of the job (in that queue) are held (SPEC §13 pause): they park until `dispatch.unparkAll()`. */
+  held?(job: string, queue: string): boolean;
 }
 
 /** The attempt's deadline (ms) is `heapKey` in the deadlines, at `heapIndex` (-1: none). */
@@ -71,7 +73,10 @@ export class Runner {
       clock: options.clock,
       concurrency: options.concurrency,
       queues: options.queues,
-      job: (name) => this.#engine.job(name),
+      job: (name) => {
+        const job = this.#engine.job(name);
+        return job && options.held?.(name, job.queue) ? undefined : job;
+      },
       start: (entry, job) => this.#start(entry, job),
     });
     this.#reporter = {

@@ -79,7 +79,7 @@ t.test('--help for every command, --version, usage errors exit 2', async (t) => 
   t.equal(root!.code, 0);
   for (const c of commands) t.match(root!.stdout, new RegExp(`^\\s+${c}\\b`, 'm'), `root help lists ${c}`);
   t.match(root!.stdout, /--url <url>[\s\S]*env: JOBHOST_URL\)/);
-  t.match(root!.stdout, /--token <token>[\s\S]*env: JOBHOST_TOKEN\)/);
+  t.match(root!.stdout, /--token <token>[\s\S]*env:\s+JOBHOST_TOKEN\)/, 'help wraps at the widest command');
   t.equal(ver!.code, 0);
   t.equal(ver!.stdout.trim(), version);
   t.equal(unknown!.code, 2);
@@ -341,4 +341,34 @@ t.test('Ctrl-C stops waiting, not the run', async (t) => {
   t.match(waiting.stderr(), new RegExp(`stopped waiting; run ${runId} goes on \\(jobhost tail --job work\\)\\n$`));
   t.match(await live.host.run(runId), { status: 'running' });
   live.release();
+});
+
+t.test('pause and resume: a job, or a queue with --queue; unknown names exit 1 with the code; neither or both exit 2', async (t) => {
+  const live = await startLiveHost(t);
+  const url = ['--url', live.url];
+  const paused = await cli(t, ['pause', 'work', ...url]);
+  t.equal(paused.code, 0, paused.stderr);
+  t.match(paused.stdout, /^job work paused/);
+  t.same(live.host.pauses.list(), { jobs: ['work'], queues: [] });
+  const queue = await cli(t, ['pause', '--queue', 'default', '--json', ...url]);
+  t.equal(queue.code, 0, queue.stderr);
+  t.match(JSON.parse(queue.stdout), { queue: 'default', paused: true });
+  const held = await cli(t, ['resume', 'work', ...url]);
+  t.match(held.stdout, /^job work resumed \(still held: its queue is paused\)/);
+  t.equal((await cli(t, ['resume', '--queue', 'default', ...url])).code, 0);
+  t.same(live.host.pauses.list(), { jobs: [], queues: [] });
+  const help = await cli(t, ['pause', '--help']);
+  t.match(help.stdout, /Usage: jobhost pause \[options\] \[job\][\s\S]*--queue <name>/);
+  const [unknownJob, unknownQueue, neither, both] = await Promise.all([
+    cli(t, ['pause', 'nope', ...url]),
+    cli(t, ['resume', '--queue', 'nope', ...url]),
+    cli(t, ['pause', ...url]),
+    cli(t, ['pause', 'work', '--queue', 'default', ...url]),
+  ]);
+  t.equal(unknownJob.code, 1);
+  t.match(unknownJob.stderr, /JOB_NOT_FOUND/);
+  t.equal(unknownQueue.code, 1);
+  t.match(unknownQueue.stderr, /QUEUE_NOT_FOUND/);
+  t.equal(neither.code, 2);
+  t.equal(both.code, 2);
 });

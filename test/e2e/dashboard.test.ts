@@ -329,3 +329,25 @@ t.test('narrow screen: no sideways scrolling, everything reachable by keyboard',
   await shot(page, 'narrow-run', { fullPage: true });
   t.same(page.errors, []);
 });
+
+t.test("a job's page pauses and resumes it; the paused badge follows a pause made elsewhere, live", async (t) => {
+  const { host, url, page } = await openDashboard(t);
+  await mark(page);
+  await page.goto(`${url}#/jobs/nightly`);
+  await page.click('[data-pause="pause"]');
+  await page.waitForSelector('[data-job-head] [data-paused]:has-text("paused")');
+  await page.waitForSelector('[data-pause="resume"]:has-text("Resume")');
+  t.same(host.pauses.list(), { jobs: ['nightly'], queues: [] });
+  await page.click('[data-pause="resume"]');
+  await page.waitForSelector('[data-pause="pause"]');
+  t.equal(await page.$('[data-job-head] [data-paused]'), null, 'no badge once resumed');
+  t.same(host.pauses.list(), { jobs: [], queues: [] });
+
+  // A queue paused through the API: the page hears queue.paused and shows the job held by its queue.
+  await host.pauses.queue('default', true);
+  await page.waitForSelector('[data-job-head] [data-paused]:has-text("queue paused")');
+  await page.goto(`${url}#/jobs`);
+  await page.waitForSelector(`${row('nightly')} .s-paused`);
+  t.ok(await marked(page), 'no reload');
+  t.same(page.errors, []);
+});

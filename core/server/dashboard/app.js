@@ -269,9 +269,16 @@ function apply(e) {
     case 'job.updated':
     case 'job.enabled':
     case 'job.disabled':
+    case 'job.paused':
+    case 'job.resumed':
       later(`job:${d.job}`, 50, () => refreshJob(d.job));
       later('stats', 300, refreshStats);
       if (route.view === 'job' && route.name === d.job) later('job-page', 50, () => jobPage.refresh());
+      break;
+    case 'queue.paused':
+    case 'queue.resumed':
+      // Every job of the queue shows it: read them all again.
+      later('jobs', 100, loadAll);
       break;
     case 'job.removed':
       jobs.remove(d.job);

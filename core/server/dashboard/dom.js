@@ -86,6 +86,7 @@ const ICONS = {
   failed: '✕',
   canceled: '⊘',
   disabled: '⏸',
+  paused: '⏸',
   enabled: '●',
   // deliveries of notifications
   pending: '◷',

@@ -3,7 +3,7 @@
 // its bulk actions.
 import { can } from './access.js';
 import { alertBadge, failures, recoveredStreak } from './alert.js';
-import { ApiError, get, withQuery } from './api.js';
+import { ApiError, get, post, withQuery } from './api.js';
 import { createCharts, WINDOWS } from './charts.js';
 import { absolute, badge, fill, h, time } from './dom.js';
 
@@ -44,6 +44,20 @@ export function createJobPage(root, { onError, onRun, bulk }) {
         button,
       );
     } catch (err) {
+      onError(err);
+    }
+  };
+
+  /** Pauses or resumes the job itself (SPEC §13): its runs wait, triggers are still recorded. */
+  const togglePause = async (/** @type {MouseEvent & { currentTarget: HTMLButtonElement }} */ e) => {
+    const button = e.currentTarget;
+    const j = /** @type {JobView} */ (job);
+    button.disabled = true;
+    try {
+      job = /** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(j.name)}/${j.pause?.job ? 'resume' : 'pause'}`));
+      render();
+    } catch (err) {
+      button.disabled = false;
       onError(err);
     }
   };
@@ -105,7 +119,14 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     fill(
       head,
       h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
-      h('h2', { tabindex: '-1' }, j.name, j.enabled ? null : [' ', badge('disabled')], j.alert?.open ? [' ', alertBadge(j)] : null),
+      h(
+        'h2',
+        { tabindex: '-1' },
+        j.name,
+        j.enabled ? null : [' ', badge('disabled')],
+        j.paused ? [' ', h('span', { 'data-paused': '' }, badge('paused', j.pause?.job ? 'paused' : 'queue paused'))] : null,
+        j.alert?.open ? [' ', alertBadge(j)] : null,
+      ),
       j.description ? h('p', { class: 'muted' }, j.description) : null,
       h(
         'dl',
@@ -134,6 +155,9 @@ export function createJobPage(root, { onError, onRun, bulk }) {
         can('job.run', j.name) ? h('button', { type: 'button', class: 'primary', onclick: () => onRun(j) }, 'Run…') : null,
         can('runs.retry', j.name) ? h('button', { type: 'button', 'data-bulk': 'retry', onclick: act('retry') }, 'Retry failed runs…') : null,
         can('runs.cancel', j.name) ? h('button', { type: 'button', 'data-bulk': 'cancel', onclick: act('cancel') }, 'Cancel queued runs…') : null,
+        can(j.pause?.job ? 'job.resume' : 'job.pause', j.name)
+          ? h('button', { type: 'button', 'data-pause': j.pause?.job ? 'resume' : 'pause', onclick: togglePause }, j.pause?.job ? 'Resume' : 'Pause')
+          : null,
         h('a', { class: 'button-link', href: withQuery('#/runs', { job: j.name }) }, 'Runs of this job →'),
       ),
       status,

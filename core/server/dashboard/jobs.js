@@ -29,6 +29,7 @@ export function createJobsTable(tbody, actions) {
         { scope: 'row', 'data-label': 'Job', id },
         h('a', { href: `#/jobs/${encodeURIComponent(job.name)}`, class: 'job-name', title: `${job.name}: charts, runs and bulk actions` }, job.name),
         job.alert?.open ? [' ', alertBadge(job)] : null,
+        job.paused ? [' ', badge('paused')] : null,
         job.description ? h('div', { class: 'muted small' }, job.description) : null,
       ),
       h(

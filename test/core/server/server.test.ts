@@ -35,6 +35,7 @@ t.test('health, ready, 404 for GET / and for unknown routes, 405 for known ones'
     scheduler: { running: true, scheduledJobs: 0 },
     jobs: { total: 0, enabled: 0, running: 0 },
     stale: [],
+    paused: { jobs: [], queues: [] },
     store: { writable: true, error: null },
     backend: { kind: 'local', available: true, target: null, error: null, since: null },
     warnings: [],

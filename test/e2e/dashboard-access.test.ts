@@ -139,7 +139,7 @@ t.test('an operator: every action is on the page, and its cancel shows up in the
   t.equal(await page.locator('[data-bulk="retry-all"]').count(), 1, 'the bulk retry of every job');
   await page.goto(`${url}/#/jobs/cleanup`);
   await page.waitForSelector('#view-job [data-bulk="cancel"]');
-  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…']);
+  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…', 'Pause']);
 
   await page.goto(`${url}/#/runs/${cleanupRun}`);
   await page.click('[data-focus="cancel"]');
@@ -172,7 +172,7 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
   t.same(await actionsShown(page), [], "cleanup's page: nothing");
   await page.goto(`${url}/#/jobs/deploy-web`);
   await page.waitForSelector('#view-job [data-bulk="cancel"]');
-  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…'], "deploy-web's page: all of them");
+  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…', 'Pause'], "deploy-web's page: all of them");
   await page.goto(`${url}/#/runs/${deployRun}`);
   await page.waitForSelector('[data-focus="cancel"]');
   t.pass("deploy-web's queued run: Cancel");

@@ -1,20 +1,7 @@
 /** jobhost's public API: one explicit export list. */
 
-export type {
-  AdmissionRules,
-  AttemptExecutor,
-  AttemptHandle,
-  AttemptReporter,
-  AttemptTask,
-  Backend,
-  BackendHooks,
-  Depths,
-  ExecutableJob,
-  JobFlags,
-  JobState,
-  Refusal,
-  RunObserver,
-} from './contract/backend.js';
+export type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, ExecutableJob, RunObserver } from './contract/attempt.js';
+export type { AdmissionRules, Backend, BackendHooks, Depths, JobFlags, JobState, Refusal } from './contract/backend.js';
 export type { Clock, ManualClock, Timer } from './contract/clock.js';
 export { createManualClock, systemClock } from './contract/clock.js';
 export type { Config, ConfigInput } from './contract/config.js';

@@ -1,5 +1,6 @@
 import type { Job } from 'bullmq';
-import type { AttemptHandle, AttemptReporter, AttemptTask, BackendHooks } from '../contract/backend.js';
+import type { AttemptHandle, AttemptReporter, AttemptTask } from '../contract/attempt.js';
+import type { BackendHooks } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { Deadlines, type HeapItem } from '../contract/deadlines.js';
 import { HostError, type RunError } from '../contract/errors.js';

@@ -1,5 +1,6 @@
 import { DelayedError, Job, type JobsOptions, Queue, Worker } from 'bullmq';
-import type { BackendHooks, DeliveryOutcome, NotificationQuery } from '../contract/backend.js';
+import type { DeliveryOutcome } from '../contract/attempt.js';
+import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';

@@ -1,6 +1,6 @@
 import { type Job, Queue, type Span, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { ExecutableJob } from '../contract/backend.js';
+import type { ExecutableJob } from '../contract/attempt.js';
 import type { Logger } from '../contract/logger.js';
 import type { BullEnd, ChainStep, ChainTransaction } from './after-chain.js';
 import { MOVE_TO_FINISHED } from './bullmq-internals.js';

@@ -1,4 +1,4 @@
-import type { ExecutableJob } from '../contract/backend.js';
+import type { ExecutableJob } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Connections } from './connections.js';

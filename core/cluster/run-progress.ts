@@ -1,4 +1,4 @@
-import type { RunObserver } from '../contract/backend.js';
+import type { RunObserver } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { nextProgress, type ProgressThrottle, throttleProgress } from '../contract/progress.js';

@@ -1,4 +1,5 @@
-import type { Backend, DeliveryAttempt, DeliveryOutcome } from '../contract/backend.js';
+import type { DeliveryAttempt, DeliveryOutcome } from '../contract/attempt.js';
+import type { Backend } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
 import type { Delivery, DeliveryStatus, Notification } from '../contract/notification.js';
 import type { DestinationView, TestResult } from '../contract/notify-config.js';

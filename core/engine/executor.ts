@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
+import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/attempt.js';
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
 import { emitPayload, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import { capturingLogger } from '../contract/log-capture.js';

@@ -1,4 +1,4 @@
-import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, ExecutableJob } from '../contract/backend.js';
+import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask, ExecutableJob } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import { toRunError } from '../contract/errors.js';

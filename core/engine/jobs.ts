@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { AdmissionRules, ExecutableJob, JobState } from '../contract/backend.js';
+import type { ExecutableJob } from '../contract/attempt.js';
+import type { AdmissionRules, JobState } from '../contract/backend.js';
 import type { Config, JobOverride } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { ParamsSchema } from '../contract/plugin.js';

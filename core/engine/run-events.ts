@@ -1,4 +1,4 @@
-import type { RunObserver } from '../contract/backend.js';
+import type { RunObserver } from '../contract/attempt.js';
 import type { RunError } from '../contract/errors.js';
 import { queuedData } from '../contract/events.js';
 import type { NotifyStatus } from '../contract/notification.js';

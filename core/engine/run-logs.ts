@@ -1,4 +1,5 @@
-import type { AttemptTask, Backend } from '../contract/backend.js';
+import type { AttemptTask } from '../contract/attempt.js';
+import type { Backend } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type LogLevel, LogTail } from '../contract/run-log.js';

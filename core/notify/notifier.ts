@@ -1,4 +1,4 @@
-import type { DeliveryAttempt, DeliveryOutcome } from '../contract/backend.js';
+import type { DeliveryAttempt, DeliveryOutcome } from '../contract/attempt.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import type { Logger } from '../contract/logger.js';

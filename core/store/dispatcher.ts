@@ -1,4 +1,5 @@
-import type { Depths, ExecutableJob } from '../contract/backend.js';
+import type { ExecutableJob } from '../contract/attempt.js';
+import type { Depths } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { Run } from '../contract/run.js';
 import { Deque, TimeHeap, WeightedQueues } from './queue.js';

@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
-import type { BackendHooks, DeliveryOutcome } from '../contract/backend.js';
+import type { DeliveryOutcome } from '../contract/attempt.js';
+import type { BackendHooks } from '../contract/backend.js';
 import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import { DueHeap } from '../contract/due-heap.js';
 import type { Logger } from '../contract/logger.js';

@@ -1,4 +1,5 @@
-import type { AttemptHandle, AttemptReporter, BackendHooks, Depths, ExecutableJob } from '../contract/backend.js';
+import type { AttemptHandle, AttemptReporter, ExecutableJob } from '../contract/attempt.js';
+import type { BackendHooks, Depths } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { Deadlines, type HeapItem } from '../contract/deadlines.js';
 import { HostError, type RunError, toRunError } from '../contract/errors.js';

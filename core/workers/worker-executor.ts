@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/backend.js';
+import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/attempt.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { ErrorCode, HostError } from '../contract/errors.js';
 import type { HandlerLimits } from '../contract/limits.js';

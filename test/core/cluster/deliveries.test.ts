@@ -1,7 +1,8 @@
 import { Queue } from 'bullmq';
 import t from 'tap';
 import { createRedisBackend } from '../../../core/cluster/redis-backend.js';
-import type { Backend, BackendHooks, DeliveryAttempt, DeliveryOutcome, RunObserver } from '../../../core/contract/backend.js';
+import type { DeliveryAttempt, DeliveryOutcome, RunObserver } from '../../../core/contract/attempt.js';
+import type { Backend, BackendHooks } from '../../../core/contract/backend.js';
 import { type ConfigInput, parseConfig, type RedisBackendConfig } from '../../../core/contract/config.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import type { Delivery, Notification } from '../../../core/contract/notification.js';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { AttemptReporter, AttemptTask, ExecutableJob } from '../../../core/contract/backend.js';
+import type { AttemptReporter, AttemptTask, ExecutableJob } from '../../../core/contract/attempt.js';
 import { HostError, type RunError } from '../../../core/contract/errors.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import type { JobContext } from '../../../core/contract/plugin.js';

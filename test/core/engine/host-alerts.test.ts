@@ -1,7 +1,7 @@
 import { appendFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import type { ExecutableJob } from '../../../core/contract/backend.js';
+import type { ExecutableJob } from '../../../core/contract/attempt.js';
 import { createManualClock } from '../../../core/contract/clock.js';
 import { parseConfig } from '../../../core/contract/config.js';
 import { silentLogger } from '../../../core/contract/logger.js';

@@ -1,5 +1,6 @@
 import t from 'tap';
-import type { AdmissionRules, Backend, ExecutableJob } from '../../../core/contract/backend.js';
+import type { ExecutableJob } from '../../../core/contract/attempt.js';
+import type { AdmissionRules, Backend } from '../../../core/contract/backend.js';
 import { createManualClock, isoTime } from '../../../core/contract/clock.js';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import { silentLogger } from '../../../core/contract/logger.js';

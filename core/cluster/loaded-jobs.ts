@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import type { ExecutableJob } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
@@ -32,6 +33,8 @@ interface LoadedJobsOptions {
 export class LoadedJobs {
   readonly #o: LoadedJobsOptions;
   readonly #jobs = new Map<string, JobQueue>();
+  /** Queues of jobs not loaded here, for triggers and cancels (no worker). */
+  readonly #foreign = new Map<string, Queue>();
   /** Jobs to (re)load: registered before open, or whose last load failed (Redis out of reach). */
   readonly #dirty = new Set<string>();
   #reconciling = false;
@@ -55,6 +58,19 @@ export class LoadedJobs {
 
   values(): IterableIterator<JobQueue> {
     return this.#jobs.values();
+  }
+
+  /** The BullMQ queue of a job, loaded here or not (a job of other hosts gets a queue without a worker). */
+  queueOf(job: string): Queue {
+    const jq = this.#jobs.get(job);
+    if (jq) return jq.queue;
+    let q = this.#foreign.get(job);
+    if (!q) {
+      q = new Queue(job, { connection: this.#o.connections.producer, prefix: this.#o.keys.prefix });
+      q.on('error', () => undefined);
+      this.#foreign.set(job, q);
+    }
+    return q;
   }
 
   /** Marks `name` to be brought in line on the next `reconcile()`. */
@@ -122,9 +138,12 @@ export class LoadedJobs {
     check();
   }
 
-  /** Closes every loaded job's worker and queue. */
+  /** Closes every loaded job's worker and queue, and the queues of other jobs. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const jq of this.#jobs.values()) await jq.close();
+    const loaded = async (): Promise<void> => {
+      for (const jq of this.#jobs.values()) await jq.close();
+    };
+    await Promise.all([Promise.allSettled([...this.#foreign.values()].map((q) => q.close())), loaded()]);
   }
 }

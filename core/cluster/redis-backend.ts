@@ -1,4 +1,3 @@
-import { Queue } from 'bullmq';
 import type {
   AdmissionRules,
   Backend,
@@ -23,12 +22,11 @@ import type { BackendHealth, DamageReport, StoreWriteError } from '../contract/s
 import type { BackendStats, ClusterHost } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
 import { type CancelResult, cancelRun } from './cancel.js';
-import { HOST_EVENT } from './event-relay.js';
 import { writeFlags } from './job-flags.js';
 import { withRateLimited } from './limits-rate.js';
 import { claimSettings } from './settings.js';
-import { settlesWithin } from './settles.js';
-import type { StreamEntry } from './stream-reader.js';
+import { leftBehind, settlesWithin } from './settles.js';
+import { onStreamEntries } from './wake-ups.js';
 import { type RedisBackendOptions, type RedisParts, wireRedisBackend } from './wiring.js';
 
 /**
@@ -72,8 +70,6 @@ class RedisBackend implements Backend {
   /** Its parts (`wiring.ts`); `jobs` are the jobs loaded on this host, a queue and a worker each. */
   readonly #p: RedisParts;
   readonly pauses: PauseStore;
-  /** Queues of jobs not loaded here, for triggers and cancels (no worker). */
-  readonly #foreign = new Map<string, Queue>();
   #flagsBeforeOpen = new Map<string, JobFlags>();
   #hooks: BackendHooks | undefined;
   #opened = false;
@@ -95,7 +91,7 @@ class RedisBackend implements Backend {
       hooks: () => this.#hooks,
       engine: () => this.#engine,
       started: () => this.#started,
-      onEntries: (entries) => this.#onEntries(entries),
+      onEntries: (entries) => onStreamEntries(this.#p, this.#engine, entries),
     });
     this.pauses = this.#p.pauses;
   }
@@ -204,20 +200,12 @@ class RedisBackend implements Backend {
       this.#p.pauses.close(),
       this.#p.reader.close(),
       this.#p.jobs.close(),
-      ...[...this.#foreign.values()].map((q) => q.close()),
     ];
     // Past the deadline the connections are ended under whatever still waits: it never settles then.
     const closed = await settlesWithin(this.#clock, closeMs + 500, Promise.allSettled(parts));
     if (!closed) this.#logger.debug({ redis: this.#p.connections.target }, 'parts of the redis backend did not close in time; ending its connections');
     await this.#p.connections.close();
-    const runs = this.#runningHere();
-    if (runs.length === 0 && deliveries.length === 0) return;
-    const message = `${runs.length} run(s) and ${deliveries.length} deliveries could not be handed back to Redis; other hosts take them over once their locks expire`;
-    this.#leftBehind = { code: 'BACKEND_UNAVAILABLE', message, since: isoTime(this.#clock.now()), retryAfter: 0 };
-    this.#logger.warn(
-      { code: 'BACKEND_UNAVAILABLE', redis: this.#p.connections.target, leftToOtherHosts: { runs, deliveries } },
-      'stopped without handing everything back to Redis: other hosts take these over once their locks expire',
-    );
+    this.#leftBehind = leftBehind(this.#runningHere(), deliveries, isoTime(this.#clock.now()), this.#logger, this.#p.connections.target);
   }
 
   hosts(): readonly ClusterHost[] {
@@ -243,47 +231,13 @@ class RedisBackend implements Backend {
     if (this.#opened && !this.#closed) void this.#p.jobs.reconcile();
   }
 
-  // ---------------------------------------------------------------- wake-ups
-
-  #onEntries(entries: StreamEntry[]): void {
-    const prefix = `${this.#p.keys.prefix}:`;
-    for (const { stream, fields } of entries) {
-      if (stream === this.#p.keys.clusterStream) {
-        if (fields['event'] === HOST_EVENT) this.#p.relay.receive(fields, this.#engine);
-        else if (fields['event'] === 'cancel.request' && fields['runId']) {
-          const job = fields['job'] ?? '';
-          this.#p.attempts.cancel(this.#p.jobs.get(job), fields['runId'], fields['reason'] ?? 'canceled by request');
-        }
-        continue;
-      }
-      const name = stream.slice(prefix.length, -':events'.length);
-      const event = fields['event'];
-      if (event === 'delayed') this.#p.delayTimers.arm(name, Number(fields['delay']));
-      // Anything but a start, a progress or a refused add may mean a run to take (added, back to
-      // wait, a slot of a job at its limit freed).
-      else if (event !== 'active' && event !== 'progress' && event !== 'duplicated' && event !== 'deduplicated') this.#p.dispatcher.markReady(name);
-    }
-  }
-
   // ---------------------------------------------------------------- runs
-
-  #queue(job: string): Queue {
-    const jq = this.#p.jobs.get(job);
-    if (jq) return jq.queue;
-    let q = this.#foreign.get(job);
-    if (!q) {
-      q = new Queue(job, { connection: this.#p.connections.producer, prefix: this.#p.keys.prefix });
-      q.on('error', () => undefined);
-      this.#foreign.set(job, q);
-    }
-    return q;
-  }
 
   async add(run: Run, rules: AdmissionRules, fire?: ScheduleFire): Promise<Refusal | undefined> {
     const delayed = run.runAt !== run.createdAt;
     // Its run.queued goes to the other hosts in the add's MULTI: before any host can start the run.
     const queued = { host: this.#o.hostId, data: JSON.stringify(queuedData(run, delayed)) };
-    const refused = await admit(this.#p.adds, this.#queue(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
+    const refused = await admit(this.#p.adds, this.#p.jobs.queueOf(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
     if (refused) return refused;
     this.#adds++;
     this.#announced = run.id;
@@ -302,7 +256,7 @@ class RedisBackend implements Backend {
         connections: this.#p.connections,
         history: this.#p.history,
         hostId: this.#o.hostId,
-        queue: (job) => this.#queue(job),
+        queue: (job) => this.#p.jobs.queueOf(job),
         keepMs: Math.max(1, this.#o.keepDays) * 86_400_000,
         waitMs: CANCEL_WAIT_MS,
         canceledWaiting: (run) => {

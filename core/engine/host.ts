@@ -19,6 +19,7 @@ import type { WorkerStats } from './isolation.js';
 import type { Pauses } from './pause.js';
 import { installProcessHandlers } from './process-handlers.js';
 import { type Service, stopHost } from './shutdown.js';
+import { openBackend, startEngine } from './startup.js';
 import type { PublishOptions, PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 import { clusterView, describeHost, hostStats, liveJobView, staleJobs } from './views.js';
 import type { WaitOptions } from './waits.js';
@@ -78,12 +79,7 @@ export class Host {
         setConfig: (next) => {
           this.#config = next;
         },
-        retry: (id) => this.retry(id),
-        publish: (event, payload) => this.publish(event, payload),
-        runs: (query) => this.runs(query),
-        run: (id) => this.run(id),
-        stats: () => this.stats(),
-        cluster: () => this.cluster(),
+        calls: this,
       },
       options,
     );
@@ -122,29 +118,11 @@ export class Host {
     if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
     this.#state = 'starting';
     this.#startedAt = isoTime(this.clock.now());
-    const opened = await this.#p.backend.open({
-      job: (name) => this.#p.jobs.get(name)?.job,
-      executor: this.#p.executor,
-      observer: this.#p.observer,
-      flagsChanged: (name) => this.#p.registrations.flagsChanged(name),
-      relay: (type, at, data) => this.bus.relay(type, at, data),
-      eventsLost: ({ lost, from, to }) => this.bus.emit('events.gap', { job: null, lost, from, to }),
-      describe: () => this.#describe(),
-      deliver: (attempt, signal) => this.#p.deliveries.deliver(attempt, signal),
-      deliveryChanged: (n, d) => this.#p.deliveries.changed(n, d),
-      after: this.#p.after,
-    });
-    if (opened.idNode !== undefined) this.#p.newId.setNode(opened.idNode);
-    // Jobs registered before start were resolved without their stored flags: resolve again.
-    for (const name of this.#p.jobs.names()) this.#p.registrations.reresolve(name);
-    this.#p.insight.start(this.#p.jobs.names());
+    await openBackend(this.#p, () => this.#describe());
     this.#state = 'running';
     this.#unguard = installProcessHandlers(this.#options.processHandlers, { logger: this.logger, flush: () => this.#p.backend.flush() });
     this.#warmWorkers();
-    this.#p.backend.start();
-    this.#p.scheduler.start();
-    for (const name of this.#p.jobs.names()) this.#p.fires.catchUp(name);
-    this.#p.hostAlerts.start();
+    startEngine(this.#p);
     try {
       for (const service of this.#services) await service.start();
     } catch (err) {
@@ -171,11 +149,6 @@ export class Host {
   async #stop(reason: string, graceMs: number): Promise<void> {
     const opened = this.#state === 'running' || this.#state === 'starting';
     this.#state = 'stopping';
-    this.bus.emit('host.stopping', { job: null, reason, graceMs });
-    this.#p.scheduler.stop();
-    this.#p.alerts.stop();
-    this.#p.missed.stop();
-    this.#p.hostAlerts.stop();
     try {
       await stopHost({
         parts: this.#p,

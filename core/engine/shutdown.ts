@@ -1,5 +1,6 @@
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import { stopEngine } from './startup.js';
 import type { HostParts } from './wiring.js';
 
 /**
@@ -36,9 +37,11 @@ interface Step {
   run(): unknown;
 }
 
-/** Runs the stop's steps; resolves when all are done, rejects with STOP_INCOMPLETE when one failed or the deadline passed. */
+/** Announces the stop, stops fires and alert rounds, then runs the stop's steps; resolves when all are done, rejects with STOP_INCOMPLETE when one failed or the deadline passed. */
 export async function stopHost(plan: StopPlan): Promise<void> {
   const { parts, reason, graceMs } = plan;
+  parts.bus.emit('host.stopping', { job: null, reason, graceMs });
+  stopEngine(parts);
   const steps: Step[] = [
     { name: 'drain', run: () => parts.backend.drain(graceMs) },
     // What did not end within the grace will not end in this process: its waiters hear SHUTTING_DOWN.

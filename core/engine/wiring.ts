@@ -26,7 +26,7 @@ import { Registrations } from './registrations.js';
 import { JobRegistry } from './registry.js';
 import { RunEvents, type RunWatch } from './run-events.js';
 import { RunLogs } from './run-logs.js';
-import { type PublishResult, type TriggerResult, Triggers } from './triggers.js';
+import { type TriggerResult, Triggers } from './triggers.js';
 import { RunWaits } from './waits.js';
 
 /** The parts a host is made of, wired to each other. */
@@ -69,8 +69,13 @@ export interface HostSide {
   state(): HostState;
   config(): Config;
   setConfig(next: Config): void;
+  /** The host's own API, for the parts that call back into it (the host itself). */
+  calls: HostCalls;
+}
+
+/** The calls of the host's API its parts make. */
+export interface HostCalls {
   retry(id: string): Promise<TriggerResult>;
-  publish(event: string, payload?: unknown): Promise<PublishResult>;
   runs(query: RunQuery): Promise<Page<Run>>;
   run(id: string): Promise<Run | undefined>;
   stats(): Stats;
@@ -109,7 +114,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     backend: () => backend,
     logs,
     registered: (job) => jobs.get(job) !== undefined,
-    retry: (id) => host.retry(id),
+    retry: (id) => host.calls.retry(id),
     accepting,
   });
   const notifier = new Notifier({ config: () => host.config(), clock, random: host.random, logger, hostId: host.id });
@@ -136,7 +141,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     alerts,
     registry: jobs,
     nextFire: (job) => scheduler.next(job),
-    cluster: () => host.cluster(),
+    cluster: () => host.calls.cluster(),
     // Runs held by a pause wait with free capacity on purpose (SPEC §13).
     paused: () => backend.paused || backend.pauses.list().jobs.length + backend.pauses.list().queues.length > 0,
   });
@@ -157,7 +162,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     logger,
     clock,
     workers: config.workers,
-    reader: { runs: (query) => host.runs(query ?? {}), run: (id) => host.run(id), stats: () => host.stats() },
+    reader: { runs: (query) => host.calls.runs(query ?? {}), run: (id) => host.calls.run(id), stats: () => host.calls.stats() },
     // The payload was measured where it became JSON (ctx.emit): not measured again.
     publish: (event, payload, runId) => {
       triggers.publish(event, payload, { measured: true }).catch((err: unknown) => logger.error({ err, event, runId }, 'ctx.emit failed'));

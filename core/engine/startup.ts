@@ -1,0 +1,44 @@
+import type { ClusterHost } from '../contract/views.js';
+import type { HostParts } from './wiring.js';
+
+/** This host as `GET /cluster` shows it (url, start, jobs and their versions). */
+type Describe = () => Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'>;
+
+/**
+ * Opens the backend with the engine's hooks (the backend recovers unfinished runs meanwhile),
+ * then brings the engine up to date with what it holds: ids continue its node, jobs registered
+ * before start are resolved again with their stored flags, the charts' index is built.
+ */
+export async function openBackend(p: HostParts, describe: Describe): Promise<void> {
+  const opened = await p.backend.open({
+    job: (name) => p.jobs.get(name)?.job,
+    executor: p.executor,
+    observer: p.observer,
+    flagsChanged: (name) => p.registrations.flagsChanged(name),
+    relay: (type, at, data) => p.bus.relay(type, at, data),
+    eventsLost: ({ lost, from, to }) => p.bus.emit('events.gap', { job: null, lost, from, to }),
+    describe,
+    deliver: (attempt, signal) => p.deliveries.deliver(attempt, signal),
+    deliveryChanged: (n, d) => p.deliveries.changed(n, d),
+    after: p.after,
+  });
+  if (opened.idNode !== undefined) p.newId.setNode(opened.idNode);
+  for (const name of p.jobs.names()) p.registrations.reresolve(name);
+  p.insight.start(p.jobs.names());
+}
+
+/** Starts what goes on by itself once the host runs: dispatch, schedules (with their catch-up), the watchdog. */
+export function startEngine(p: HostParts): void {
+  p.backend.start();
+  p.scheduler.start();
+  for (const name of p.jobs.names()) p.fires.catchUp(name);
+  p.hostAlerts.start();
+}
+
+/** The first step of a stop: no more fires, alert evaluations or watchdog rounds. */
+export function stopEngine(p: HostParts): void {
+  p.scheduler.stop();
+  p.alerts.stop();
+  p.missed.stop();
+  p.hostAlerts.stop();
+}

@@ -67,7 +67,11 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
   for (const n of batch.notifications) journalFile.append(JSON.stringify({ n }) + '\n');
   for (const d of batch.damage) journalFile.append(JSON.stringify({ d }) + '\n');
   for (const a of batch.audit) journalFile.append(JSON.stringify({ a }) + '\n');
-  const [journal, segment, logs] = await Promise.allSettled([journalFile.commit(), segmentFile.commit(), logsCommit()]);
+  // A child `after` triggered is durable before its parent's end (SPEC §13): a crash between the two
+  // writes keeps the child without the end, and the parent's second end finds the child by its id.
+  const chained = journaled.some((run) => run.after !== undefined) && finished.length > 0;
+  const first = chained ? await Promise.allSettled([journalFile.commit()]) : undefined;
+  const [journal, segment, logs] = await Promise.allSettled([first ? settled(first[0]) : journalFile.commit(), segmentFile.commit(), logsCommit()]);
   const written: Written = { finished, journaled };
   if (journal.status === 'rejected') written.journalFailed = { reason: journal.reason, requeue: () => to.logs.requeue(logBatches.batches) };
   if (segment.status === 'rejected') written.segmentFailed = { reason: segment.reason };
@@ -101,4 +105,9 @@ export function requeueUnwritten(
   // Finished runs' logs that did not reach their file stay staged for the next commit.
   if (written.logsFailed) failure ??= written.logsFailed.reason;
   return { finished, failure };
+}
+
+/** A settled result as a promise again (rejected when it was). */
+function settled<T>(result: PromiseSettledResult<T>): Promise<T> {
+  return result.status === 'fulfilled' ? Promise.resolve(result.value) : Promise.reject(result.reason);
 }

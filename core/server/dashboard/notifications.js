@@ -1,39 +1,18 @@
 // @ts-check
 // Notifications, newest first, each with its deliveries (where it went and how that went), and the
 // destinations with a test button. New notifications arrive over the WebSocket; a delivery's
-// outcome event re-reads the one notification it names.
+// outcome event re-reads the one notification it names. The destinations: destinations.js.
 import { can } from './access.js';
 import { ApiError, get, post, withQuery } from './api.js';
+import { describe, errorText } from './delivery-errors.js';
+import { createDestinations } from './destinations.js';
 import { absolute, badge, coalescer, fill, h, swap, time } from './dom.js';
 
 /** @import { EventDataMap } from '../../contract/events.js' */
-/** @import { Delivery, DeliveryError, Notification } from '../../contract/notification.js' */
-/** @import { DestinationsView, DestinationView, TestResult } from '../../contract/notify-config.js' */
+/** @import { Delivery, Notification } from '../../contract/notification.js' */
 /** @import { Page } from '../../contract/run.js' */
 
-/**
- * What went wrong, for a line on the page.
- * @param {unknown} err
- */
-const describe = (err) =>
-  err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `could not reach the host (${/** @type {Error} */ (err).message})`;
-
-const BODY_SHOWN = 300;
 const dash = () => h('span', { class: 'muted' }, '—');
-
-/**
- * A delivery's or a test's error: the code, the HTTP status when there was an answer, the message.
- * @param {DeliveryError} e
- */
-function errorText(e, withStatus = true) {
-  return h(
-    'span',
-    { class: 'delivery-error' },
-    h('code', {}, e.code),
-    withStatus && e.status !== undefined && e.status !== null ? h('span', { class: 'http' }, ` HTTP ${e.status}`) : null,
-    h('span', { class: 'msg' }, e.message),
-  );
-}
 
 /**
  * The alert rules worth a label: the plain outcomes (succeeded, failed, ...) say it with their badge.
@@ -81,8 +60,7 @@ function heldLine(held) {
 export function createNotifications(root, { onError }) {
   const list = /** @type {HTMLOListElement} */ (root.querySelector('ol.notes'));
   const more = /** @type {HTMLButtonElement} */ (root.querySelector('[data-more]'));
-  const destinations = /** @type {HTMLTableSectionElement} */ (root.querySelector('#destinations-table tbody'));
-  const open = /** @type {HTMLElement} */ (root.querySelector('[data-open]'));
+  const loadDestinations = createDestinations(root, { onError });
   const later = coalescer();
   /**
    * What the last action on a notification said, kept when the notification is drawn again.
@@ -90,18 +68,11 @@ export function createNotifications(root, { onError }) {
    */
   const said = new Map();
   /**
-   * The last test answer per destination, kept when the destinations are drawn again.
-   * @type {Map<string, TestResult | 'sending' | Error>}
-   */
-  const tests = new Map();
-  /**
    * Notifications with deliveries still waiting are read again now and then: the host sends an
    * event when a delivery is delivered or dead, but none when it only moves to `retrying`.
    * @type {Map<string, { timer: ReturnType<typeof setTimeout>, tries: number }>}
    */
   const watches = new Map();
-  /** @type {string | null} */
-  let shownDestinations = null;
   /** @type {string | undefined} */
   let next;
 
@@ -355,89 +326,6 @@ export function createNotifications(root, { onError }) {
   }
 
   more.addEventListener('click', () => load(true));
-
-  // ------------------------------------------------------------ destinations
-
-  /** @param {string} name */
-  function testResult(name) {
-    const r = tests.get(name);
-    if (r === undefined) return h('span', { class: 'muted' }, 'not tested');
-    if (r === 'sending') return h('span', { class: 'muted' }, 'Sending…');
-    if (r instanceof Error) return h('span', { class: 'error-text' }, `Could not test: ${describe(r)}`);
-    return h(
-      'div',
-      { class: 'test-result', 'data-ok': String(r.ok) },
-      h(
-        'div',
-        {},
-        badge(r.ok ? 'delivered' : 'dead', r.ok ? 'ok' : 'not ok'),
-        r.status !== null ? h('span', { 'data-test-status': '' }, ` ${r.kind === 'email' ? 'SMTP' : 'HTTP'} ${r.status}`) : null,
-        h('span', { class: 'muted' }, ` in ${Math.round(r.durationMs)} ms`),
-      ),
-      // The status is on the line above.
-      r.error ? h('div', { 'data-test-error': '' }, errorText(r.error, r.status === null)) : null,
-      r.body ? h('pre', { class: 'answer', 'data-test-body': '' }, r.body.length > BODY_SHOWN ? `${r.body.slice(0, BODY_SHOWN)}…` : r.body) : null,
-    );
-  }
-
-  /**
-   * @param {DestinationView} dest
-   * @param {HTMLButtonElement} button
-   */
-  async function sendTest(dest, button) {
-    const cell = /** @type {HTMLElement} */ (button.closest('tr')?.querySelector('[data-col="test"]'));
-    button.disabled = true;
-    tests.set(dest.name, 'sending');
-    fill(cell, testResult(dest.name));
-    try {
-      tests.set(dest.name, /** @type {TestResult} */ (await post(`/notifications/destinations/${encodeURIComponent(dest.name)}/test`, {})));
-    } catch (err) {
-      tests.set(dest.name, /** @type {Error} */ (err));
-    }
-    fill(cell, testResult(dest.name));
-    button.disabled = false;
-  }
-
-  /** @param {DestinationView} dest */
-  function destinationRow(dest) {
-    return h(
-      'tr',
-      { 'data-destination': dest.name },
-      h('th', { scope: 'row', 'data-label': 'Destination' }, dest.name),
-      h('td', { 'data-label': 'Kind', 'data-col': 'kind' }, dest.kind),
-      h('td', { 'data-label': 'Target', 'data-col': 'target', class: 'mono' }, dest.target),
-      h('td', { 'data-label': 'Last test', 'data-col': 'test', role: 'status' }, testResult(dest.name)),
-      h(
-        'td',
-        { class: 'actions' },
-        can('destination.test')
-          ? h('button', { type: 'button', 'aria-label': `Send a test to ${dest.name}`, onclick: (e) => sendTest(dest, e.currentTarget) }, 'Send test')
-          : null,
-      ),
-    );
-  }
-
-  async function loadDestinations() {
-    try {
-      const view = /** @type {DestinationsView} */ (await get('/notifications/destinations'));
-      open.textContent =
-        view.open === 0 ? 'No delivery waiting.' : `${view.open} deliver${view.open === 1 ? 'y' : 'ies'} waiting for an attempt (pending or retrying).`;
-      open.dataset.open = String(view.open);
-      // Drawn again only when they changed (a config reload): a redraw would drop the focus on a button.
-      const key = JSON.stringify([view.items, can('destination.test')]);
-      if (key === shownDestinations) return;
-      shownDestinations = key;
-      for (const name of tests.keys()) if (!view.items.some((d) => d.name === name)) tests.delete(name);
-      fill(
-        destinations,
-        view.items.length
-          ? view.items.map(destinationRow)
-          : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No destinations: add them under notifications.destinations in the config file.')),
-      );
-    } catch (err) {
-      onError(err);
-    }
-  }
 
   return {
     reload: () => Promise.all([load(false), loadDestinations()]),

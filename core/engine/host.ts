@@ -18,8 +18,8 @@ import type { HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
 import type { Pauses } from './pause.js';
 import { installProcessHandlers } from './process-handlers.js';
-import { type Service, stopHost } from './shutdown.js';
-import { openBackend, startEngine } from './startup.js';
+import { stopHost } from './shutdown.js';
+import { openBackend, type Service, startEngine, startServices } from './startup.js';
 import type { PublishOptions, PublishResult, TriggerOptions, TriggerResult } from './triggers.js';
 import { clusterView, describeHost, hostStats, liveJobView, staleJobs } from './views.js';
 import type { WaitOptions } from './waits.js';
@@ -67,7 +67,7 @@ export class Host {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? createLogger();
     this.id = this.#config.cluster.id ?? `${os.hostname()}:${process.pid}`;
-    const parts = wireHost(
+    this.#p = wireHost(
       {
         id: this.id,
         clock: this.clock,
@@ -76,15 +76,12 @@ export class Host {
         dir: options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir),
         state: () => this.#state,
         config: () => this.#config,
-        setConfig: (next) => {
-          this.#config = next;
-        },
+        setConfig: (next) => void (this.#config = next),
         calls: this,
       },
       options,
     );
-    this.bus = parts.bus;
-    this.#p = parts;
+    this.bus = this.#p.bus;
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -123,16 +120,7 @@ export class Host {
     this.#unguard = installProcessHandlers(this.#options.processHandlers, { logger: this.logger, flush: () => this.#p.backend.flush() });
     this.#warmWorkers();
     startEngine(this.#p);
-    try {
-      for (const service of this.#services) await service.start();
-    } catch (err) {
-      // A service that cannot start (the port is taken) must not leave the engine running.
-      await this.stop({ reason: 'start failed', graceMs: 0 }).catch((stopErr: unknown) =>
-        this.logger.error({ err: stopErr }, 'the failed start did not stop cleanly'),
-      );
-      throw err;
-    }
-    this.bus.emit('host.started', { job: null, pid: process.pid, jobs: this.#p.jobs.size });
+    await startServices(this.#p, this.#services, () => this.stop({ reason: 'start failed', graceMs: 0 }), this.logger);
   }
 
   /**
@@ -195,7 +183,7 @@ export class Host {
   register(plugin: unknown, options: { file?: string | null; source?: HandlerSource | null } = {}): JobView {
     const name = this.#p.registrations.register(plugin, options.file ?? null, options.source ?? null);
     this.#warmWorkers();
-    return this.#view(name)!;
+    return this.job(name)!;
   }
 
   /** Threads start with the host, or with the first job that runs in one: a first run need not wait for them. */
@@ -227,7 +215,7 @@ export class Host {
   /** Enables or disables a job at run time; the flag survives restarts. */
   async setEnabled(name: string, enabled: boolean): Promise<JobView> {
     await this.#p.registrations.setEnabled(name, enabled);
-    return this.#view(name)!;
+    return this.job(name)!;
   }
 
   enable(name: string): Promise<JobView> {
@@ -270,17 +258,11 @@ export class Host {
   // ------------------------------------------------------------------------ reads
 
   jobs(): JobView[] {
-    return this.#p.jobs
-      .names()
-      .sort()
-      .map((name) => this.#view(name)!);
+    const names = this.#p.jobs.names().sort();
+    return names.map((name) => this.job(name)!);
   }
 
   job(name: string): JobView | undefined {
-    return this.#view(name);
-  }
-
-  #view(name: string): JobView | undefined {
     const job = this.#p.jobs.get(name)?.job;
     return job && liveJobView(job, this.#state, this.#p.backend, this.#p.scheduler);
   }

@@ -1,6 +1,6 @@
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
-import { stopEngine } from './startup.js';
+import { type Service, stopEngine } from './startup.js';
 import type { HostParts } from './wiring.js';
 
 /**
@@ -9,13 +9,6 @@ import type { HostParts } from './wiring.js';
  * runs the jobs: it watches for a hang), past which the stop ends anyway. Either way the stop
  * rejects with STOP_INCOMPLETE naming what failed, and the host is `stopped`.
  */
-
-/** What plugs into the host's start and stop (plugin loader, config watcher, HTTP server). */
-export interface Service {
-  name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
 
 export interface StopPlan {
   parts: HostParts;

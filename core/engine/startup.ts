@@ -1,5 +1,13 @@
+import type { Logger } from '../contract/logger.js';
 import type { ClusterHost } from '../contract/views.js';
 import type { HostParts } from './wiring.js';
+
+/** What plugs into the host's start and stop (plugin loader, config watcher, HTTP server). */
+export interface Service {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
 
 /** This host as `GET /cluster` shows it (url, start, jobs and their versions). */
 type Describe = () => Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'>;
@@ -33,6 +41,21 @@ export function startEngine(p: HostParts): void {
   p.scheduler.start();
   for (const name of p.jobs.names()) p.fires.catchUp(name);
   p.hostAlerts.start();
+}
+
+/**
+ * Starts the services (loader, config watcher, HTTP server) in order, then announces the host.
+ * A service that cannot start (the port is taken) must not leave the engine running: the host
+ * is stopped and the start rejects with that service's error.
+ */
+export async function startServices(p: HostParts, services: readonly Service[], stop: () => Promise<void>, logger: Logger): Promise<void> {
+  try {
+    for (const service of services) await service.start();
+  } catch (err) {
+    await stop().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'the failed start did not stop cleanly'));
+    throw err;
+  }
+  p.bus.emit('host.started', { job: null, pid: process.pid, jobs: p.jobs.size });
 }
 
 /** The first step of a stop: no more fires, alert evaluations or watchdog rounds. */

@@ -1,5 +1,6 @@
 import type { Host } from '../engine/host.js';
-import { destinationParams, destinationsResponse, errors, notificationParams, notificationSchema, redeliverBody, testResponse } from './http-schemas.js';
+import { errors } from './http-schemas.js';
+import { destinationParams, destinationsResponse, notificationParams, notificationSchema, redeliverBody, testResponse } from './notification-schemas.js';
 import type { JobhostApp } from './routes.js';
 
 /** Routes of delivered notifications (SPEC §12): one notification, redeliver, destinations and a test message. */

@@ -19,7 +19,6 @@ import {
   healthResponse,
   jobParams,
   jobSchema,
-  notificationSchema,
   notificationsQuery,
   page,
   publishResponse,
@@ -31,6 +30,7 @@ import {
   triggerBody,
   triggerResponse,
 } from './http-schemas.js';
+import { notificationSchema } from './notification-schemas.js';
 
 /** The fastify instance jobhost serves with: zod schemas through the type provider. */
 export type JobhostApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;

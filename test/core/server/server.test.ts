@@ -7,7 +7,8 @@ import t, { type Test } from 'tap';
 import { z } from 'zod';
 import { ERROR_CODES } from '../../../core/contract/errors.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { jobSchema, notificationSchema, page, readyResponse, runSchema, statsResponse } from '../../../core/server/http-schemas.js';
+import { jobSchema, page, readyResponse, runSchema, statsResponse } from '../../../core/server/http-schemas.js';
+import { notificationSchema } from '../../../core/server/notification-schemas.js';
 import { createServer, type ServerPlugin, useServer } from '../../../core/server/server.js';
 import { gate, startHost, startServer, type TestResponse, tempDir } from '../../helpers.js';
 

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { iso, segment } from './http-schemas.js';
+
+/** The zod schemas of the notification routes (SPEC §12), as http-schemas.ts has the others'. */
+
+const deliveryError = z.object({ code: z.string(), message: z.string(), status: z.number().optional() });
+
+export const deliverySchema = z.object({
+  id: z.string().describe('the same over every attempt: the webhook-id header'),
+  destination: z.string(),
+  status: z.enum(['pending', 'delivered', 'retrying', 'dead']),
+  attempts: z.number().describe('attempts made in the current series (a redeliver starts a new one)'),
+  lastError: deliveryError.nullable(),
+  deliveredAt: iso.nullable(),
+  nextAt: iso.nullable().describe('when the next attempt is due'),
+});
+
+export const notificationSchema = z.object({
+  id: z.string(),
+  job: z.string(),
+  runId: z.string(),
+  status: z.string(),
+  title: z.string(),
+  message: z.string(),
+  priority: z.string(),
+  tags: z.array(z.string()),
+  at: iso,
+  deliveries: z.array(deliverySchema),
+});
+
+export const notificationParams = z.strictObject({ id: segment.describe('notification id') });
+export const destinationParams = z.strictObject({ name: segment.describe('destination name (notifications.destinations)') });
+export const redeliverBody = z.strictObject({ destination: segment.optional().describe('only the delivery to this destination') }).nullish();
+
+const destinationView = z.object({
+  name: z.string(),
+  kind: z.enum(['webhook', 'slack', 'discord', 'email', 'pagerduty']),
+  target: z.string().describe('where it points, without secrets (hooks.slack.com/…)'),
+});
+
+export const destinationsResponse = z.object({ items: z.array(destinationView), open: z.number().describe('deliveries waiting for an attempt') });
+
+export const testResponse = destinationView.extend({
+  ok: z.boolean(),
+  status: z.number().nullable().describe("the receiver's HTTP status (or SMTP reply code)"),
+  body: z.string().nullable().describe("the start of the receiver's answer"),
+  error: deliveryError.nullable(),
+  durationMs: z.number(),
+});

@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type PausedSet, type PauseKind, PauseSets, type PauseStore } from '../contract/pause.js';
@@ -31,8 +31,8 @@ export interface ClusterPausesOptions {
   connections: Connections;
   clock: Clock;
   logger: Logger;
-  /** The BullMQ queue of a job loaded here, if it is. */
-  queueOf(job: string): Queue | undefined;
+  /** The BullMQ queue of a job, loaded here or not (`LoadedJobs.queueOf`). */
+  queueOf(job: string): Queue;
   /** The jobs loaded here, with their weighted queue. */
   loaded(): Iterable<{ name: string; queue: string }>;
   /** A job's runs may be taken again (something holding it was lifted). */
@@ -43,8 +43,6 @@ export class ClusterPauses implements PauseStore {
   readonly #o: ClusterPausesOptions;
   readonly #sets = new PauseSets();
   readonly #loop: Every;
-  /** Queues of jobs not loaded here, opened for a pause and closed with the backend. */
-  readonly #foreign = new Map<string, Queue>();
 
   constructor(options: ClusterPausesOptions) {
     this.#o = options;
@@ -59,7 +57,7 @@ export class ClusterPauses implements PauseStore {
   async open(): Promise<void> {
     await this.#refresh();
     for (const job of this.#sets.jobs) {
-      const queue = this.#queue(job);
+      const queue = this.#o.queueOf(job);
       if (!(await queue.isPaused())) await queue.pause();
     }
   }
@@ -71,7 +69,6 @@ export class ClusterPauses implements PauseStore {
 
   async close(): Promise<void> {
     this.#loop.stop();
-    await Promise.allSettled([...this.#foreign.values()].map((q) => q.close()));
   }
 
   holds(job: string, queue: string): boolean {
@@ -92,9 +89,9 @@ export class ClusterPauses implements PauseStore {
     let changed: number;
     if (paused) {
       changed = await connections.call(() => redis.hset(this.#key, field, '1'));
-      if (kind === 'job') await connections.call(() => this.#queue(name).pause());
+      if (kind === 'job') await connections.call(() => this.#o.queueOf(name).pause());
     } else {
-      if (kind === 'job') await connections.call(() => this.#queue(name).resume());
+      if (kind === 'job') await connections.call(() => this.#o.queueOf(name).resume());
       changed = await connections.call(() => redis.hdel(this.#key, field));
     }
     await replicated(connections, redis);
@@ -128,17 +125,5 @@ export class ClusterPauses implements PauseStore {
     for (const jq of this.#o.loaded()) {
       if ((kind === 'job' ? jq.name === name : jq.queue === name) && !this.#sets.holds(jq.name, jq.queue)) this.#o.wake(jq.name);
     }
-  }
-
-  #queue(job: string): Queue {
-    const loaded = this.#o.queueOf(job);
-    if (loaded) return loaded;
-    let q = this.#foreign.get(job);
-    if (!q) {
-      q = new Queue(job, { connection: this.#o.connections.producer, prefix: this.#o.keys.prefix });
-      q.on('error', (err) => this.#o.logger.debug({ err, job }, 'BullMQ queue error'));
-      this.#foreign.set(job, q);
-    }
-    return q;
   }
 }

@@ -240,7 +240,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     connections,
     clock,
     logger,
-    queueOf: (name) => jobs.get(name)?.queue,
+    queueOf: (name) => jobs.queueOf(name),
     loaded: () => [...jobs.values()].map((jq) => ({ name: jq.name, queue: jq.def.queue })),
     wake: (name) => dispatcher.markReady(name),
   });

@@ -91,6 +91,24 @@ function traffic(hosts: Host[], lanes: number): Traffic {
   return state;
 }
 
+/**
+ * SENTINEL FAILOVER, asked again while Sentinel answers INPROG: the failover before it (the
+ * killed master's) is still being completed, its replicas reconfigured, for a while after the new
+ * master is named.
+ */
+async function plannedFailover(set: SentinelSet): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await set.sentinelCommand('FAILOVER', set.name);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline || !/^INPROG/.test((err as Error).message)) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 async function failover(t: Test, set: SentinelSet, hosts: ClusterHost[], how: 'kill' | 'planned'): Promise<void> {
   const before = await set.masterPort();
   const load = traffic(
@@ -101,7 +119,7 @@ async function failover(t: Test, set: SentinelSet, hosts: ClusterHost[], how: 'k
   try {
     await until(() => load.acked.length >= 100, 20_000, '100 acknowledged triggers before the failover');
     if (how === 'kill') await set.master.kill9();
-    else await set.sentinelCommand('FAILOVER', set.name);
+    else await plannedFailover(set);
     const ackedBefore = load.acked.length;
     await until(async () => (await set.masterPort()) !== before, 30_000, 'Sentinel to name a new master');
     await until(

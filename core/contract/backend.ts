@@ -238,6 +238,8 @@ export interface BackendHooks {
   readonly after?: {
     build(end: AfterEnd): Promise<Array<{ run: Run; rules: AdmissionRules }>>;
     added(run: Run, refused: Refusal | undefined): void;
+    /** An end recorded outside the chaining write (a waiting run canceled): the engine triggers its children itself. */
+    ended(run: Run): void;
   };
   /** Shared events this host never received (it fell behind the cluster stream): the engine emits `events.gap`. */
   eventsLost?(gap: EventGap): void;

@@ -90,7 +90,7 @@ export class After {
     options.bus.on('host.started', () => {
       const early = this.#early ?? [];
       this.#early = undefined;
-      for (const run of early) this.finished(run);
+      for (const run of early) this.ended(run);
     });
     options.bus.on('job.registered', (e) => {
       const name = e.data.job;
@@ -115,6 +115,15 @@ export class After {
   /** A run ended (the engine's observer): trigger what waits for it, unless the backend does it in the end's own write. */
   finished(run: Run): void {
     if (this.#o.backend.chains) return;
+    this.ended(run);
+  }
+
+  /**
+   * `BackendHooks.after.ended`: an end that a chaining backend records outside the write that
+   * chains (a waiting run canceled in cluster mode: BullMQ removes the job, nothing finishes it).
+   * Its children are triggered as on the local backend, their ids derived from the parent's.
+   */
+  ended(run: Run): void {
     // Jobs from the plugins directory are registered after the backend's recovery: wait for them.
     if (this.#early && this.#o.state() === 'starting') return void this.#early.push(run);
     if (this.#o.registry.dependents(run.job).length === 0) return;

@@ -29,6 +29,7 @@ const plugins = [
   }),
   definePlugin({ name: 'on-failure', after: [{ job: 'extract', status: 'failed' }], handler: () => 'noted' }),
   definePlugin({ name: 'off', enabled: false, after: [{ job: 'extract', status: 'finished' }], handler: () => 'never' }),
+  definePlugin({ name: 'on-cancel', after: [{ job: 'extract', status: 'canceled' }], handler: (ctx) => ctx.params }),
 ];
 
 async function allRuns(host: { runs(q: { job: string; limit: number }): Promise<{ items: Run[] }> }, job: string): Promise<Run[]> {
@@ -90,4 +91,21 @@ t.test('the gate: a child is added only when its parent is in the finished set, 
   );
   t.equal(await client.hexists(`${prefix}:load:nope`, '__jh_refused'), 1);
   t.equal((await allRuns(h0, 'load')).length, 1);
+});
+
+t.test('a waiting run canceled (BullMQ removes its job, nothing finishes it) still triggers what waits for its cancel, once', async (t) => {
+  const redis = await startRedis(t);
+  const hosts = await startCluster(t, redis, 2, { plugins });
+  const [h0, h1] = [hosts[0]!.host, hosts[1]!.host];
+  const { runId } = await h0.trigger('extract', { params: { n: 3 }, delay: '1h' });
+  t.match(await h1.cancel(runId), { status: 'canceled' }, 'canceled by the other host');
+  const child = await finalOn(h0, afterRunId(runId, 'on-cancel'));
+  t.match(child, {
+    status: 'succeeded',
+    source: 'after',
+    after: { runId, job: 'extract' },
+    result: { runId, job: 'extract', status: 'canceled', result: null },
+  });
+  t.equal((await allRuns(h0, 'on-cancel')).length, 1, 'one run, cluster-wide');
+  t.equal((await allRuns(h0, 'load')).length, 0, 'a cancel is not a success');
 });

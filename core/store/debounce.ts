@@ -6,7 +6,8 @@ import type { Run } from '../contract/run.js';
  * adds a run that waits `debounceMs`; a trigger of the same job and key while that run still
  * waits for its time is merged into it (its params replace the run's, its time moves to
  * `debounceMs` from now) instead of adding a run. Once the run's time has come (the window was
- * quiet) the next trigger opens a new window.
+ * quiet) the next trigger opens a new window. After a restart, the recovered runs that wait for
+ * their time hold the windows again (only a debounced job's triggers look at them).
  */
 
 /** The runner's side: a waiting run postponed with new params (undefined: it no longer waits for its time). */

@@ -135,6 +135,8 @@ class LocalBackend implements Backend {
     for (const run of runs) {
       if (run.status !== 'running') {
         void this.#runner.add(run);
+        // A run that never started and waits for its time may hold a debounce window: a trigger of its job and key merges into it, as before the stop.
+        if (run.attempts.length === 0 && Date.parse(run.runAt) > now) this.#debounce.opened(run);
         continue;
       }
       const attempt = run.attempts.at(-1);

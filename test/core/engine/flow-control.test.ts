@@ -135,6 +135,26 @@ t.test('debounce: each key has its own window; a disabled job refuses as usual',
   await t.rejects(h.host.trigger('keyed', { key: 'a' }), { code: 'SKIPPED', details: { reason: 'disabled' } });
 });
 
+t.test('debounce: a window outlives a restart; the trigger after it merges into the waiting run', async (t) => {
+  const first = await startHost(t);
+  const plugin = { name: 'settles', debounce: '30s', handler: (ctx: { params: unknown }) => ctx.params };
+  first.host.register(plugin);
+  const a = await first.host.trigger('settles', { key: 'k', params: { v: 1 } });
+  const other = await first.host.trigger('settles', { key: 'other', params: { v: 0 } });
+  await first.host.stop({ graceMs: 0 });
+  const h = await startHost(t, { dir: first.dir, clock: first.clock });
+  h.host.register(plugin);
+  await h.clock.advance(10_000);
+  const b = await h.host.trigger('settles', { key: 'k', params: { v: 2 } });
+  t.equal(b.runId, a.runId, 'merged into the run the window opened before the restart');
+  t.equal(h.of('run.queued').length, 0, 'no new run');
+  await h.clock.advance(29_999);
+  t.equal((await h.host.run(a.runId))?.status, 'queued', 'its time moved: 30s from the last trigger');
+  await h.clock.advance(1);
+  t.match(await h.host.wait(a.runId), { status: 'succeeded', result: { v: 2 } }, 'one run, with the last params');
+  t.match(await h.host.wait(other.runId), { status: 'succeeded', result: { v: 0 } }, 'the other key kept its own run');
+});
+
 t.test('bad input: the plugin error and the config error name the field', async (t) => {
   const h = await startHost(t);
   t.match(

@@ -75,13 +75,16 @@ export class AddBatch {
     // One MULTI per connection (every queue shares the producer's, so one in practice).
     const clients = await Promise.allSettled(all.map((p) => p.add.client));
     const byConnection = new Map<Redis, Pending[]>();
-    all.forEach((p, i) => {
+    for (const [i, p] of all.entries()) {
       const client = clients[i]!;
-      if (client.status === 'rejected') return p.reject(this.#connections.toHostError(client.reason));
+      if (client.status === 'rejected') {
+        p.reject(this.#connections.toHostError(client.reason));
+        continue;
+      }
       const list = byConnection.get(p.add.connection);
       if (list) list.push(p);
       else byConnection.set(p.add.connection, [p]);
-    });
+    }
     // Each MULTI is written as it is staged (`#exec` runs synchronously up to its EXEC's reply).
     for (const [connection, list] of byConnection) {
       for (let i = 0; i < list.length; i += MAX_BATCH) void this.#exec(connection, list.slice(i, i + MAX_BATCH));

@@ -5,8 +5,8 @@ import type { Logger } from '../contract/logger.js';
 import type { BullEnd, ChainStep, ChainTransaction } from './after-chain.js';
 import { MOVE_TO_FINISHED } from './bullmq-internals.js';
 import { EndBatch } from './end-batch.js';
-import { leanMulti } from './lean-multi.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
+import { leanMulti } from './lean-multi.js';
 import type { AttemptRecord } from './run-records.js';
 
 /**

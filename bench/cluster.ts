@@ -282,7 +282,7 @@ export async function clusterBench(runs = 20_000, rounds = 3, appendfsync: 'ever
     const singleAdds = median([...seen.entries()].filter(([k]) => k.startsWith('bare')).flatMap(([, v]) => v.map((x) => x.singleAdds ?? 0)));
     row('adds: Queue.addBulk (1,000 a call)', `${fmt(bareAdds)} jobs/s`);
     row('adds: Queue.add, 256 in flight', `${fmt(singleAdds)} jobs/s`);
-    row('adds: host.trigger(), 256 in flight', `${fmt(jhAdds)} runs/s (admission + add + index; one MULTI per event-loop turn)`);
+    row('adds: host.trigger(), 256 in flight', `${fmt(jhAdds)} runs/s (admission + add + index; a turn's adds in MULTIs of up to 32)`);
     row('adds: host.trigger() / Queue.add (goal ≥ 1.0)', fmt(jhAdds / singleAdds, 2));
     const lat = await latencies(redis.url, 500);
     row(

@@ -1,11 +1,12 @@
 import type { Redis } from 'ioredis';
 import { HostError } from '../contract/errors.js';
 import type { Connections } from './connections.js';
+import { leanMulti } from './lean-multi.js';
 import { replicated } from './replication.js';
 
 /**
- * The adds of one event-loop turn go to Redis in one MULTI, as BullMQ's `addBulk` does: a trigger
- * costs a round trip and an EXEC per turn instead of one each (issue 26). Each add keeps its own
+ * The adds of one event-loop turn go to Redis in MULTIs (of up to MAX_BATCH adds), as BullMQ's
+ * `addBulk` does: a trigger costs a share of a round trip and an EXEC instead of one each (issue 26). Each add keeps its own
  * commands (admission, BullMQ's add, the index) in its own order, so the MULTI is the same as the
  * adds' MULTIs one after the other, with nothing between them; each add reads its own replies,
  * so a refusal or a script error stays that add's. The batch is acknowledged once EXEC returned
@@ -23,8 +24,10 @@ export interface Transaction {
 
 /** One add: puts its commands on the MULTI (synchronously), then reads its own replies. */
 export interface StagedAdd<T> {
-  /** The connection whose MULTI takes the commands (its scripts are defined on it). */
-  client: Promise<Redis>;
+  /** BullMQ's client of the queue, resolved once its scripts are defined on `connection`. */
+  client: Promise<unknown>;
+  /** The connection whose MULTI takes the commands (BullMQ's client wraps it). */
+  connection: Redis;
   stage(multi: Transaction): void;
   read(replies: Reply[]): T;
   /** True when the replies say the add wrote something the acknowledgement has to wait replicas for. */
@@ -37,8 +40,13 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-/** At most this many adds in one MULTI (as many as BullMQ's bench adds a call); the rest go in the next. */
-const MAX_BATCH = 1000;
+/**
+ * At most this many adds in one MULTI; the rest go in the next ones, sent as each is staged. One
+ * MULTI for a whole turn made Redis wait while the host staged every add, and the host wait while
+ * Redis ran them all: in smaller MULTIs, Redis runs the first while the host stages the next
+ * (as it does for separate `Queue.add` calls), at an EXEC per this many adds.
+ */
+const MAX_BATCH = 32;
 
 export class AddBatch {
   readonly #connections: Connections;
@@ -56,33 +64,31 @@ export class AddBatch {
       if (this.#scheduled) return;
       this.#scheduled = true;
       // After the poll phase: the triggers of every request and reply read in this turn join it.
-      setImmediate(() => this.#flush());
+      setImmediate(() => void this.#flush());
     });
   }
 
-  #flush(): void {
+  async #flush(): Promise<void> {
     this.#scheduled = false;
     const all = this.#pending;
     this.#pending = [];
-    for (let i = 0; i < all.length; i += MAX_BATCH) void this.#send(all.slice(i, i + MAX_BATCH));
-  }
-
-  async #send(batch: Pending[]): Promise<void> {
     // One MULTI per connection (every queue shares the producer's, so one in practice).
-    const byClient = new Map<Redis, Pending[]>();
-    for (const p of batch) {
-      let client: Redis;
-      try {
-        client = await p.add.client;
-      } catch (err) {
-        p.reject(this.#connections.toHostError(err));
+    const clients = await Promise.allSettled(all.map((p) => p.add.client));
+    const byConnection = new Map<Redis, Pending[]>();
+    for (const [i, p] of all.entries()) {
+      const client = clients[i]!;
+      if (client.status === 'rejected') {
+        p.reject(this.#connections.toHostError(client.reason));
         continue;
       }
-      const list = byClient.get(client);
+      const list = byConnection.get(p.add.connection);
       if (list) list.push(p);
-      else byClient.set(client, [p]);
+      else byConnection.set(p.add.connection, [p]);
     }
-    await Promise.all([...byClient].map(([client, list]) => this.#exec(client, list)));
+    // Each MULTI is written as it is staged (`#exec` runs synchronously up to its EXEC's reply).
+    for (const [connection, list] of byConnection) {
+      for (let i = 0; i < list.length; i += MAX_BATCH) void this.#exec(connection, list.slice(i, i + MAX_BATCH));
+    }
   }
 
   async #exec(client: Redis, list: Pending[]): Promise<void> {
@@ -91,7 +97,7 @@ export class AddBatch {
     // An add that cannot be staged (BullMQ refusing its options) is refused alone; the MULTI that
     // holds its first commands is dropped unsent and the others are staged on a fresh one.
     for (;;) {
-      multi = client.multi() as unknown as Transaction;
+      multi = leanMulti(client) as unknown as Transaction;
       staged = [];
       let failed: Pending | undefined;
       for (const p of list) {

@@ -81,6 +81,7 @@ export async function admit(
   const holder = rules.debounceMs ? await debounceHolder(await client, dedupKey).catch((err: unknown) => Promise.reject(connections.toHostError(err))) : '';
   const out = await batch.add<Admitted>({
     client,
+    connection: connections.producer,
     stage: (transaction) => {
       const multi = transaction as unknown as { [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown };
       multi.jhAdmit(

@@ -4,6 +4,7 @@
  * than it looks (ioredis copies every script defined on the connection, BullMQ's and ours, onto
  * each one). Each end keeps its two commands in order and reads its own two replies, so the
  * MULTI is the ends' own MULTIs one after the other; a refused end (a lost lock) stays that end's.
+ * The MULTI is made by `lean-multi.ts`, which skips that copy.
  */
 
 export type EndReply = [Error | null, unknown];
@@ -20,9 +21,15 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-export class EndBatch<C extends { multi(): unknown }> {
+export class EndBatch<C> {
   readonly #pending = new Map<C, Pending[]>();
+  readonly #multi: (client: C) => EndTransaction;
   #scheduled = false;
+
+  /** `multi`: a MULTI on that connection (`lean-multi.ts`). */
+  constructor(multi: (client: C) => EndTransaction) {
+    this.#multi = multi;
+  }
 
   /** Queues an end on this turn's MULTI of `client`; resolves with its own replies once EXEC returned. */
   end(client: C, stage: (multi: EndTransaction) => void): Promise<EndReply[]> {
@@ -44,7 +51,7 @@ export class EndBatch<C extends { multi(): unknown }> {
   }
 
   async #exec(client: C, list: Pending[]): Promise<void> {
-    const multi = client.multi() as EndTransaction;
+    const multi = this.#multi(client);
     const staged: { p: Pending; from: number; to: number }[] = [];
     for (const p of list) {
       const from = multi.length;

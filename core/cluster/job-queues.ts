@@ -6,6 +6,7 @@ import type { BullEnd, ChainStep, ChainTransaction } from './after-chain.js';
 import { MOVE_TO_FINISHED } from './bullmq-internals.js';
 import { EndBatch } from './end-batch.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
+import { leanMulti } from './lean-multi.js';
 import type { AttemptRecord } from './run-records.js';
 
 /**
@@ -52,7 +53,7 @@ class ManualWorker extends Worker {
     backend.execCommand = (client, name, args) => {
       const folding = this.folding;
       if (name !== 'moveToFinished' || !folding) return exec(client, name, args);
-      return foldedEnd(folding, exec, client, args);
+      return foldedEnd(folding, exec, args);
     };
   }
 
@@ -94,6 +95,8 @@ export interface Folding {
   chain?: ((end: BullEnd) => Promise<ChainStep | undefined>) | undefined;
   /** The fold's answer for run `id` (the job's streaks with this end counted), before BullMQ returns. */
   folded(id: string, fold: Fold): void;
+  /** The connection the worker writes ends on (BullMQ's client wraps it). */
+  connection: Redis;
 }
 
 /** The job's streaks as the fold left them; `folds` orders them (each counted end adds one). */
@@ -112,13 +115,12 @@ type Transaction = { exec(): Promise<Array<[Error | null, unknown]> | null> } & 
   jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): unknown;
 };
 
-/** The ends of one turn, one MULTI per connection. */
-const ends = new EndBatch<Transactional>();
+/** The ends of one turn, one MULTI per connection (the worker's own: every job's worker shares it). */
+const ends = new EndBatch<Redis>(leanMulti);
 
 async function foldedEnd(
   folding: Folding,
   exec: (client: Transactional, name: string, args: unknown[]) => Promise<unknown>,
-  client: Transactional,
   args: unknown[],
 ): Promise<unknown> {
   const at = MOVE_TO_FINISHED;
@@ -126,7 +128,7 @@ async function foldedEnd(
   const outcome = target === 'completed' ? 'succeeded' : value === CANCELED_REASON ? 'canceled' : 'failed';
   const chain = await folding.chain?.({ job: folding.job, id, finishedSet, jobHash: jobKey, target, value, canceledReason: CANCELED_REASON } as BullEnd);
   // In this turn's MULTI with the other ends (end-batch.ts); its children's adds right after it.
-  const replies = await ends.end(client, (transaction) => {
+  const replies = await ends.end(folding.connection, (transaction) => {
     const multi = transaction as unknown as ReturnType<Transactional['multi']>;
     // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
     void exec(multi as unknown as Transactional, 'moveToFinished', args);
@@ -203,6 +205,7 @@ export class JobQueue {
       stateKey: new ClusterKeys(settings.prefix).jobState(def.name),
       chain: settings.chain?.(def.name),
       folded: (id, fold) => this.folds.set(id, fold),
+      connection: connections.commands,
     };
     this.worker.lost = (id, code) => this.lost.set(id, code);
     // Without listeners BullMQ prints every reconnect error; the connections report the outage once.

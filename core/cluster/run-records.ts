@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import { z } from 'zod';
 import { isoTime } from '../contract/clock.js';
 import type { RunError } from '../contract/errors.js';
-import { type Attempt, type Progress, RUN_SOURCES, type Run, type RunStatus } from '../contract/run.js';
+import { type Attempt, type Progress, RUN_SOURCES, type Run, type RunSource, type RunStatus } from '../contract/run.js';
 import { CANCELED_REASON } from './keys.js';
 
 /**
@@ -16,24 +16,53 @@ import { CANCELED_REASON } from './keys.js';
 /** BullMQ's priority is 1..2,097,151 and 0 means "before every prioritized job": ours moves up by this. */
 export const PRIORITY_OFFSET = 1_000_001;
 
-const runSource = z.enum(RUN_SOURCES);
-
 /** The `data` of a run's BullMQ job. */
-const jobData = z.object({
-  params: z.unknown(),
-  source: runSource,
-  key: z.string().nullable(),
-  queue: z.string(),
-  priority: z.number(),
-  runAt: z.number(),
-  retryOf: z.string().nullable(),
-  event: z.string().nullable(),
-  origin: runSource.optional(),
-  after: z.object({ runId: z.string(), job: z.string() }).optional(),
-  traceparent: z.string().optional(),
-});
+export interface JobData {
+  params: unknown;
+  source: RunSource;
+  key: string | null;
+  queue: string;
+  priority: number;
+  runAt: number;
+  retryOf: string | null;
+  event: string | null;
+  origin?: RunSource;
+  after?: { runId: string; job: string };
+  traceparent?: string;
+}
 
-export type JobData = z.output<typeof jobData>;
+const sources = new Set<unknown>(RUN_SOURCES);
+const isSource = (v: unknown): v is RunSource => sources.has(v);
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const stringOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
+
+/**
+ * A job's `data` checked by hand, not by a schema library: every run a host fetches is read back
+ * through here, and a schema's parse (with its copy of the object) was a measurable share of a
+ * run's CPU (issue 26). Keeps the known fields only; undefined when one is not what a host writes.
+ */
+function jobDataOf(value: unknown): JobData | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const d = value as Record<string, unknown>;
+  const { source, key, queue, priority, runAt, retryOf, event, origin, after, traceparent } = d;
+  if (!isSource(source) || !stringOrNull(key) || typeof queue !== 'string' || !isNumber(priority) || !isNumber(runAt)) return undefined;
+  if (!stringOrNull(retryOf) || !stringOrNull(event)) return undefined;
+  const data: JobData = { params: d['params'], source, key, queue, priority, runAt, retryOf, event };
+  if (origin !== undefined) {
+    if (!isSource(origin)) return undefined;
+    data.origin = origin;
+  }
+  if (after !== undefined) {
+    const a = after as { runId?: unknown; job?: unknown } | null;
+    if (typeof a !== 'object' || a === null || typeof a.runId !== 'string' || typeof a.job !== 'string') return undefined;
+    data.after = { runId: a.runId, job: a.job };
+  }
+  if (traceparent !== undefined) {
+    if (typeof traceparent !== 'string') return undefined;
+    data.traceparent = traceparent;
+  }
+  return data;
+}
 
 export function toJobData(run: Run): JobData {
   const data: JobData = {
@@ -153,10 +182,16 @@ function foreignError(reason: string | null): RunError {
 
 /** The run a BullMQ job hash describes. */
 export function runFromFields(f: JobFields): Run {
-  const parsed = jobData.safeParse(parseJson(f.data));
-  const data: JobData = parsed.success
-    ? parsed.data
-    : { params: null, source: 'api', key: null, queue: 'default', priority: 0, runAt: num(f.timestamp) ?? 0, retryOf: null, event: null };
+  const data: JobData = jobDataOf(parseJson(f.data)) ?? {
+    params: null,
+    source: 'api',
+    key: null,
+    queue: 'default',
+    priority: 0,
+    runAt: num(f.timestamp) ?? 0,
+    retryOf: null,
+    event: null,
+  };
   const opts = parseJson(f.opts) as { attempts?: unknown } | null;
   const maxAttempts = typeof opts?.attempts === 'number' ? opts.attempts : 1;
   const records = attemptsOf(f.stacktrace);

@@ -11,6 +11,9 @@ import type { RedisParts } from './wiring.js';
  */
 export function onStreamEntries(p: RedisParts, engine: BackendHooks, entries: readonly StreamEntry[]): void {
   const prefix = `${p.keys.prefix}:`;
+  // A job's wake-up once per read, not once per entry: a busy job's stream brings a start and an
+  // end for every run, and each wake-up is a pass of the dispatcher.
+  let ready: Set<string> | undefined;
   for (const { stream, fields } of entries) {
     if (stream === p.keys.clusterStream) {
       if (fields['event'] === HOST_EVENT) p.relay.receive(fields, engine);
@@ -24,6 +27,7 @@ export function onStreamEntries(p: RedisParts, engine: BackendHooks, entries: re
     const event = fields['event'];
     if (event === 'delayed') p.delayTimers.arm(name, Number(fields['delay']));
     // Anything but a start, a progress or a refused add may mean a run to take.
-    else if (event !== 'active' && event !== 'progress' && event !== 'duplicated' && event !== 'deduplicated') p.dispatcher.markReady(name);
+    else if (event !== 'active' && event !== 'progress' && event !== 'duplicated' && event !== 'deduplicated') (ready ??= new Set()).add(name);
   }
+  if (ready) for (const name of ready) p.dispatcher.markReady(name);
 }

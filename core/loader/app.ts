@@ -43,7 +43,8 @@ function logEvent(logger: Logger, e: AnyHostEvent): void {
   const quiet = e.type === 'run.queued' || e.type === 'run.started' || e.type === 'run.progress' || e.type === 'run.succeeded' || e.type === 'notification';
   if (e.type === 'plugin.error' || e.type === 'config.error') return; // logged where they happen, with detail
   const level = quiet ? 'debug' : e.type === 'run.failed' ? 'warn' : 'info';
-  logger[level]({ event: e.type, seq: e.seq, ...e.data }, e.type);
+  // Not even the line's object when the level is off: two events a run, each a copy of its data.
+  if (logger.isLevelEnabled(level)) logger[level]({ event: e.type, seq: e.seq, ...e.data }, e.type);
 }
 
 export async function startApp(options: AppOptions = {}): Promise<App> {

@@ -2,6 +2,7 @@ import {
   type Context,
   context,
   isSpanContextValid,
+  ProxyTracerProvider,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -30,6 +31,22 @@ import type { RunError } from './errors.js';
  */
 
 const tracer = trace.getTracer('jobhost');
+
+/**
+ * Whether a tracer provider (an SDK) is registered behind the API. Until one is, `tracer` is the
+ * API's proxy answering with the no-op tracer, and a span under the root context is certain to be
+ * an invalid no-op one: the trigger and attempt paths skip building it (a name, attributes, a
+ * span object, the validity regexes) for every run. Cached once true (a delegate is never taken
+ * back); until then two property reads, so an SDK started after this module loaded is seen. A
+ * provider this API copy does not know (another copy registered first) counts as one.
+ */
+const proxy = trace.getTracerProvider();
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
+let providerSeen = false;
+function tracingActive(): boolean {
+  if (!providerSeen) providerSeen = !(proxy instanceof ProxyTracerProvider) || proxy.getDelegate() !== NOOP_PROVIDER;
+  return providerSeen;
+}
 
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const INVALID_TRACE_ID = '0'.repeat(32);
@@ -84,6 +101,7 @@ export interface TriggerSpan {
 }
 
 const NO_FIELDS: RunTrace = Object.freeze({});
+const UNTRACED_TRIGGER: TriggerSpan = Object.freeze({ fields: NO_FIELDS, end: () => undefined });
 
 /**
  * Opens the span of a trigger of `job` (run `runId`) under the active context: the caller's. A
@@ -91,10 +109,13 @@ const NO_FIELDS: RunTrace = Object.freeze({});
  * timer.
  */
 export function startTriggerSpan(job: string, runId: string, source: string): TriggerSpan {
+  const parent = source === 'schedule' || source === 'catch-up' ? ROOT_CONTEXT : context.active();
+  // No SDK and no caller's trace in the context: the no-op tracer's span would be invalid.
+  if (parent === ROOT_CONTEXT && !tracingActive()) return UNTRACED_TRIGGER;
   const span = tracer.startSpan(
     `jobhost.trigger ${job}`,
     { kind: SpanKind.PRODUCER, attributes: { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.run.source': source } },
-    source === 'schedule' || source === 'catch-up' ? ROOT_CONTEXT : context.active(),
+    parent,
   );
   const sc = span.spanContext();
   // No SDK (or nothing sampled this far up and no trace to continue): the no-op span's context is
@@ -118,8 +139,12 @@ export interface AttemptSpan {
   end(error: RunError | null): void;
 }
 
+const UNTRACED_ATTEMPT: AttemptSpan = Object.freeze({ context: ROOT_CONTEXT, traceparent: undefined, end: () => undefined });
+
 /** Opens the span of attempt `attempt` of run `runId`, under the run's stored trace. */
 export function startAttemptSpan(job: string, runId: string, attempt: number, traceparent: string | undefined, host?: string | null): AttemptSpan {
+  // No SDK and no stored trace to continue: the no-op tracer's span would be invalid.
+  if (traceparent === undefined && !tracingActive()) return UNTRACED_ATTEMPT;
   const attributes: Record<string, string | number> = { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.attempt': attempt };
   if (host) attributes['jobhost.host'] = host;
   const span: Span = tracer.startSpan(`jobhost.attempt ${job}`, { kind: SpanKind.CONSUMER, attributes }, contextOf(traceparent));

@@ -3,6 +3,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import { DueTimer } from '../contract/due-heap.js';
 import { formatDuration } from '../contract/duration.js';
 import type { Logger } from '../contract/logger.js';
+import type { RunSource } from '../contract/run.js';
 import type { Schedule } from '../schedule/cron.js';
 import type { EffectiveJob } from './jobs.js';
 import { wants } from './notify.js';
@@ -69,10 +70,14 @@ export class Missed {
     this.#timer.push(fireAt + missedAfter(job, job.schedule, fireAt), w);
   }
 
-  /** A run started: its fire is not missed. */
-  started(runId: string): void {
+  /**
+   * A run started: its fire is not missed. Only a schedule's runs are kept for a watch set later
+   * (a start is the hot path; a debounced fire's run waits out its window, so its watch is set first).
+   */
+  started(runId: string, source: RunSource): void {
     const w = this.#byRun.get(runId);
     if (!w) {
+      if (source !== 'schedule' && source !== 'catch-up') return;
       if (this.#early.size >= EARLY_MAX) this.#early = new Set();
       this.#early.add(runId);
       return;

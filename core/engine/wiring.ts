@@ -148,7 +148,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   const watch: RunWatch = {
     started: (run) => {
       hostAlerts.started();
-      missed.started(run.id);
+      missed.started(run.id, run.source);
       alerts.started(run);
     },
     finished: (run) => {

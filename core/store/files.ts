@@ -3,6 +3,7 @@ import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Adapter } from 'lowdb';
 import { HostError } from '../contract/errors.js';
+import { AppendBuffer, rest } from './append-buffer.js';
 
 /**
  * The store's file primitives: lowdb adapters that fsync, and an append-only file with group
@@ -261,16 +262,14 @@ const O_DSYNC = constants.O_DSYNC as number | undefined;
  * An append-only file. `append()` only encodes into a buffer; `commit()` writes everything
  * appended in one synced write, which is how many callers share one disk flush
  * (group commit). A failed write is truncated back, so a retry never leaves a torn record in
- * the middle. Two buffers alternate, so appends go on while a commit is on the disk.
+ * the middle. Appends made while a commit is on the disk go to fresh chunks (append-buffer.ts).
  */
 export class AppendFile {
   readonly file: string;
   readonly #fsync: boolean;
   #handle: FileHandle | undefined;
   #size = 0;
-  #buf: Buffer = Buffer.allocUnsafe(64 * 1024);
-  #len = 0;
-  #spare: Buffer | undefined;
+  readonly #pending = new AppendBuffer();
 
   constructor(file: string, options: { fsync: boolean }) {
     this.file = file;
@@ -279,11 +278,11 @@ export class AppendFile {
 
   /** Bytes on disk plus bytes appended and not yet committed. */
   get size(): number {
-    return this.#size + this.#len;
+    return this.#size + this.#pending.length;
   }
 
   get pending(): boolean {
-    return this.#len > 0;
+    return this.#pending.length > 0;
   }
 
   /** Opens for appending; `truncateTo` drops a torn tail found when reading the file. */
@@ -311,30 +310,19 @@ export class AppendFile {
   }
 
   append(text: string): void {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    const need = this.#len + text.length * 3;
-    if (need > this.#buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
-      this.#buf.copy(bigger, 0, 0, this.#len);
-      this.#buf = bigger;
-    }
-    this.#len += this.#buf.write(text, this.#len);
+    this.#pending.append(text);
   }
 
   /** Writes and syncs what was appended. */
   async commit(): Promise<void> {
-    if (this.#len === 0) return;
+    if (this.#pending.length === 0) return;
     const handle = this.#handle;
     if (!handle) throw new HostError('STORE_WRITE_FAILED', `${this.file}: not open`);
-    const data = this.#buf;
-    const length = this.#len;
-    this.#buf = this.#spare && this.#spare.length >= 64 * 1024 ? this.#spare : Buffer.allocUnsafe(64 * 1024);
-    this.#spare = undefined;
-    this.#len = 0;
+    const { buffers, length, release } = this.#pending.take();
     try {
       let written = 0;
       while (written < length) {
-        const { bytesWritten } = await handle.write(data, written, length - written, this.#size + written);
+        const { bytesWritten } = await handle.writev(written === 0 ? buffers : rest(buffers, written), this.#size + written);
         written += bytesWritten;
       }
       // With O_DSYNC the write was durable on return; otherwise sync it now.
@@ -344,8 +332,7 @@ export class AppendFile {
       await handle.truncate(this.#size).catch(() => undefined);
       throw new HostError('STORE_WRITE_FAILED', `${this.file}: ${(err as Error).message}`, { file: this.file }, { cause: err });
     } finally {
-      // Keep one buffer for reuse, unless it grew huge for a one-off burst.
-      if (data.length <= 16 * 1024 * 1024) this.#spare = data;
+      release();
     }
   }
 

@@ -216,8 +216,11 @@ export class History {
         })();
       this.#next = undefined;
       const file = await next; // a failure leaves the open segment open, to be retried
-      await this.#file?.close();
+      const old = this.#file;
       this.#file = file;
+      // Closed off the commit's path (its acknowledgements wait for this): every write to it is
+      // done, commits never overlap, and segments are read by path, not through this handle.
+      old?.close().catch((err: unknown) => this.#o.logger.warn({ err, file: old.file }, 'could not close a sealed history segment'));
     }
     this.#sealed.push(sealed);
     this.#remember(sealed);

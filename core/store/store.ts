@@ -222,6 +222,8 @@ export class Store {
 
   /** Records the run's current state; resolves once that state (or a newer one) is durable. */
   saveRun(run: Run): Promise<void> {
+    // Saved again before the commit (queued, started, ended in one tick): live already (a commit clears dirty first).
+    if (this.#dirtyRuns.has(run)) return this.#group.request();
     this.#live.set(run.id, run);
     this.#dirtyRuns.add(run);
     return this.#group.request();

@@ -1,4 +1,4 @@
-import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AdmissionRules, Refusal, ScheduleFire } from '../contract/backend.js';
 import { HostError } from '../contract/errors.js';
@@ -7,6 +7,7 @@ import type { AddBatch } from './add-batch.js';
 import { JOB_FIELD } from './bullmq-internals.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
+import { bullmq } from './libraries.js';
 import { debounceDedup, debounceHolder, debounceVerdict, queueDebounced } from './limits-debounce.js';
 import { PRIORITY_OFFSET, toJobData } from './run-records.js';
 import type { JobhostCommands } from './scripts.js';
@@ -73,7 +74,7 @@ export async function admit(
   again = true,
 ): Promise<Refusal | undefined> {
   const opts = jobOptions(run, rules, retention);
-  const bullJob = new Job(queue, run.job, toJobData(run), opts, run.id);
+  const bullJob = new (bullmq().Job)(queue, run.job, toJobData(run), opts, run.id);
   const jobKey = keys.queue(run.job, run.id);
   const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
   const client = queue.getBackend().client as unknown as Promise<Redis>;

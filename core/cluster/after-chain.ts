@@ -1,4 +1,4 @@
-import { Job, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { AfterEnd } from '../contract/after.js';
 import type { AdmissionRules, BackendHooks, Refusal } from '../contract/backend.js';
 import { queuedData } from '../contract/events.js';
@@ -6,6 +6,7 @@ import type { Logger } from '../contract/logger.js';
 import type { Run, RunStatus } from '../contract/run.js';
 import { dedupRefusal, jobOptions, type Retention, refusalOf } from './admission.js';
 import type { ClusterKeys } from './keys.js';
+import { bullmq } from './libraries.js';
 import { toJobData } from './run-records.js';
 
 /**
@@ -101,7 +102,7 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
         multi.jhAdmit(o.keys.jobState(run.job), jobKey, rules.once ? '1' : '0', String(rules.cooldownMs), rules.configEnabled ? '1' : '0', '', '');
         multi.jhAfterGate(end.finishedSet, jobKey, end.jobHash, end.id, `jhAfter:${run.job}`);
         // Queued on the MULTI synchronously; its own promise settles with the EXEC (replies are read below).
-        new Job(queue, run.job, toJobData(run), opts, run.id).addJob(multi as never).catch(() => undefined);
+        new (bullmq().Job)(queue, run.job, toJobData(run), opts, run.id).addJob(multi as never).catch(() => undefined);
         multi.jhAdmitted(
           jobKey,
           o.keys.runs,

@@ -1,10 +1,11 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { isoTime, systemClock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
 import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
 import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './connection-options.js';
+import { ioredis } from './libraries.js';
 import { settlesWithin } from './settles.js';
 import { BLOCK_MS } from './stream-reader.js';
 
@@ -84,6 +85,7 @@ export class Connections {
       retryStrategy: (times) => Math.min(times * 100, 2000),
       connectTimeout: 10_000,
     };
+    const { Redis } = ioredis();
     this.producer = new Redis({
       ...base,
       connectionName: `${name}:producer`,

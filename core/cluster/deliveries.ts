@@ -1,4 +1,4 @@
-import { DelayedError, Job, type JobsOptions, Queue, Worker } from 'bullmq';
+import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
@@ -8,6 +8,7 @@ import type { Page } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import { Every } from './every.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
+import { bullmq } from './libraries.js';
 import { NotificationRecords, recordFromHash } from './notification-records.js';
 import { replicated } from './replication.js';
 import type { ScriptedRedis } from './scripts.js';
@@ -91,13 +92,33 @@ function afterAttempt(d: Delivery, outcome: DeliveryOutcome, attempt: number, no
  * until then its lock renewal re-arms for ever. Relies on BullMQ's `lockManager` (protected,
  * pinned to the 6.7 minor, as `job-queues.ts`'s worker does).
  */
-class DeliveryWorker extends Worker<DeliveryJobData> {
-  /** Stops lock renewal and the stalled check (no Redis needed); the jobs' locks then lapse for another host. */
-  halt(): void {
-    void this.lockManager.close();
-    void this.pause(true).catch(() => undefined);
-  }
+function deliveryWorkerClass(): new (
+  name: string,
+  processor: (job: Job<DeliveryJobData>, token?: string) => Promise<void>,
+  opts: WorkerOptions,
+) => DeliveryWorker {
+  // Defined on first use, once the backend has loaded BullMQ (`libraries.ts`).
+  deliveryWorker ??= class extends bullmq().Worker<DeliveryJobData> {
+    halt(): void {
+      void this.lockManager.close();
+      void this.pause(true).catch(() => undefined);
+    }
+  };
+  return deliveryWorker;
 }
+
+type DeliveryWorker = Worker<DeliveryJobData> & {
+  /** Stops lock renewal and the stalled check (no Redis needed); the jobs' locks then lapse for another host. */
+  halt(): void;
+};
+
+let deliveryWorker:
+  | (new (
+      name: string,
+      processor: (job: Job<DeliveryJobData>, token?: string) => Promise<void>,
+      opts: WorkerOptions,
+    ) => DeliveryWorker)
+  | undefined;
 
 type Reply = [Error | null, unknown];
 type Transaction = ScriptedRedis & { exec(): Promise<Reply[] | null> };
@@ -131,7 +152,7 @@ export class Deliveries {
   /** The queue of deliveries, on the patient connection (made on first use, after the connections opened). */
   get #q(): Queue {
     if (!this.#queue) {
-      this.#queue = new Queue(DELIVERY_QUEUE, { connection: this.#o.commands, prefix: this.#o.keys.prefix });
+      this.#queue = new (bullmq().Queue)(DELIVERY_QUEUE, { connection: this.#o.commands, prefix: this.#o.keys.prefix });
       this.#queue.on('error', (err) => this.#o.logger.debug({ err }, 'BullMQ delivery queue error'));
     }
     return this.#queue;
@@ -141,7 +162,7 @@ export class Deliveries {
   start(): void {
     if (this.#worker || this.#closed) return;
     const o = this.#o;
-    const worker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.#process(job, token), {
+    const worker = new (deliveryWorkerClass())(DELIVERY_QUEUE, (job, token) => this.#process(job, token), {
       connection: o.commands,
       prefix: o.keys.prefix,
       autorun: false,
@@ -186,7 +207,7 @@ export class Deliveries {
       const data: DeliveryJobData = { n: notificationId, d: d.id, s: series };
       const opts = this.#jobOptions(d, series);
       // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read there).
-      new Job(this.#q, 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
+      new (bullmq().Job)(this.#q, 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
     }
   }
 
@@ -271,7 +292,7 @@ export class Deliveries {
     if (due - o.clock.now() > EARLY_SLACK_MS && token !== undefined) {
       // A retry whose job was taken over (stalled) before BullMQ delayed it: wait for its time.
       await job.moveToDelayed(due, token);
-      throw new DelayedError();
+      throw new (bullmq().DelayedError)();
     }
     const attempt = current.attempts + 1;
     const controller = new AbortController();

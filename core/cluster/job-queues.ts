@@ -1,4 +1,4 @@
-import { type Job, Queue, type Span, Worker } from 'bullmq';
+import type { Job, Queue, Span, Worker, WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/attempt.js';
 import type { Logger } from '../contract/logger.js';
@@ -7,6 +7,7 @@ import { MOVE_TO_FINISHED } from './bullmq-internals.js';
 import { EndBatch } from './end-batch.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import { leanMulti } from './lean-multi.js';
+import { bullmq } from './libraries.js';
 import type { AttemptRecord } from './run-records.js';
 
 /**
@@ -32,52 +33,65 @@ export class AttemptFailure extends Error {
   }
 }
 
+/** What the host uses of its worker beyond BullMQ's (the class is `manualWorkerClass()`). */
+type ManualWorker = Worker & {
+  folding: Folding | undefined;
+  lost: ((id: string, code: number) => void) | undefined;
+  startLockRenewal(): void;
+};
+
+let manualWorker: (new (name: string, processor: Processor, opts: WorkerOptions) => ManualWorker) | undefined;
+
 /**
  * A BullMQ Worker driven by the host's dispatcher (`getNextJob` + `processJob`) instead of its own
  * main loop: it never blocks, so it opens no blocking connection. Relies on BullMQ's
  * `createBackend`/`lockManager` (protected, pinned to the 6.7 minor; a test covers this path).
+ * Defined on first use, once the backend has loaded BullMQ (`libraries.ts`).
  */
-class ManualWorker extends Worker {
-  /** Folds each run's end into its job's state in the MULTI that writes the end (set once the worker is built). */
-  folding: Folding | undefined;
+function manualWorkerClass(): new (name: string, processor: Processor, opts: WorkerOptions) => ManualWorker {
+  manualWorker ??= class extends bullmq().Worker {
+    /** Folds each run's end into its job's state in the MULTI that writes the end (set once the worker is built). */
+    folding: Folding | undefined;
 
-  protected override createBackend(): void {
-    this.backend = this.backendFactory(this.name, this.opts, { withBlockingConnection: false });
-    // BullMQ's `moveToFinished` (a run's final end, on whichever host ends it) goes through
-    // `execCommand`: it is queued on a MULTI with jobhost's fold, so the end and the job's
-    // failure streak are one write. Relies on the 6.7 backend's `execCommand(client, name, args)`
-    // and `moveToFinished`'s arguments (14 keys: [10] the finished set, [11] the job hash; then
-    // id, timestamp, property, value, target); a test covers this path.
-    const backend = this.backend as unknown as { execCommand(client: Transactional, name: string, args: unknown[]): Promise<unknown> };
-    const exec = backend.execCommand.bind(backend);
-    backend.execCommand = (client, name, args) => {
-      const folding = this.folding;
-      if (name !== 'moveToFinished' || !folding) return exec(client, name, args);
-      return foldedEnd(folding, exec, args);
-    };
-  }
-
-  /**
-   * BullMQ refused the end of an attempt here (see `LOST_RUN_CODES`): recorded before BullMQ
-   * swallows the error (it only emits it), so the attempt's report can say the run was taken over.
-   */
-  protected override async handleFailed(err: Error, job: Job, token: string, fetchNext?: () => boolean, span?: Span): Promise<Job> {
-    try {
-      return await super.handleFailed(err, job, token, fetchNext, span);
-    } catch (refusal) {
-      const code = (refusal as { code?: unknown }).code;
-      if (typeof code === 'number' && LOST_RUN_CODES.has(code)) this.lost?.(job.id ?? '', code);
-      throw refusal;
+    protected override createBackend(): void {
+      this.backend = this.backendFactory(this.name, this.opts, { withBlockingConnection: false });
+      // BullMQ's `moveToFinished` (a run's final end, on whichever host ends it) goes through
+      // `execCommand`: it is queued on a MULTI with jobhost's fold, so the end and the job's
+      // failure streak are one write. Relies on the 6.7 backend's `execCommand(client, name, args)`
+      // and `moveToFinished`'s arguments (14 keys: [10] the finished set, [11] the job hash; then
+      // id, timestamp, property, value, target); a test covers this path.
+      const backend = this.backend as unknown as { execCommand(client: Transactional, name: string, args: unknown[]): Promise<unknown> };
+      const exec = backend.execCommand.bind(backend);
+      backend.execCommand = (client, name, args) => {
+        const folding = this.folding;
+        if (name !== 'moveToFinished' || !folding) return exec(client, name, args);
+        return foldedEnd(folding, exec, args);
+      };
     }
-  }
 
-  /** A run whose end BullMQ refused here: the lock was not this host's any more (set once the worker is built). */
-  lost: ((id: string, code: number) => void) | undefined;
+    /**
+     * BullMQ refused the end of an attempt here (see `LOST_RUN_CODES`): recorded before BullMQ
+     * swallows the error (it only emits it), so the attempt's report can say the run was taken over.
+     */
+    protected override async handleFailed(err: Error, job: Job, token: string, fetchNext?: () => boolean, span?: Span): Promise<Job> {
+      try {
+        return await super.handleFailed(err, job, token, fetchNext, span);
+      } catch (refusal) {
+        const code = (refusal as { code?: unknown }).code;
+        if (typeof code === 'number' && LOST_RUN_CODES.has(code)) this.lost?.(job.id ?? '', code);
+        throw refusal;
+      }
+    }
 
-  /** BullMQ renews the locks of the jobs this worker processes; its `run()` would start this. */
-  startLockRenewal(): void {
-    this.lockManager.start();
-  }
+    /** A run whose end BullMQ refused here: the lock was not this host's any more (set once the worker is built). */
+    lost: ((id: string, code: number) => void) | undefined;
+
+    /** BullMQ renews the locks of the jobs this worker processes; its `run()` would start this. */
+    startLockRenewal(): void {
+      this.lockManager.start();
+    }
+  };
+  return manualWorker;
 }
 
 /**
@@ -180,8 +194,8 @@ export class JobQueue {
   constructor(def: ExecutableJob, connections: { producer: Redis; commands: Redis }, settings: JobQueueSettings, processor: Processor, logger: Logger) {
     this.name = def.name;
     this.def = def;
-    this.queue = new Queue(def.name, { connection: connections.producer, prefix: settings.prefix });
-    this.worker = new ManualWorker(def.name, processor, {
+    this.queue = new (bullmq().Queue)(def.name, { connection: connections.producer, prefix: settings.prefix });
+    this.worker = new (manualWorkerClass())(def.name, processor, {
       connection: connections.commands,
       prefix: settings.prefix,
       autorun: false,

@@ -1,10 +1,11 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { ExecutableJob } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Connections } from './connections.js';
 import { JobQueue, type JobQueueSettings, type Processor } from './job-queues.js';
 import type { ClusterKeys } from './keys.js';
+import { bullmq } from './libraries.js';
 import { syncRateLimit } from './limits-rate.js';
 import type { ScriptedRedis } from './scripts.js';
 
@@ -66,7 +67,7 @@ export class LoadedJobs {
     if (jq) return jq.queue;
     let q = this.#foreign.get(job);
     if (!q) {
-      q = new Queue(job, { connection: this.#o.connections.producer, prefix: this.#o.keys.prefix });
+      q = new (bullmq().Queue)(job, { connection: this.#o.connections.producer, prefix: this.#o.keys.prefix });
       q.on('error', () => undefined);
       this.#foreign.set(job, q);
     }

@@ -23,6 +23,7 @@ import type { BackendStats, ClusterHost } from '../contract/views.js';
 import { admit, type Retention } from './admission.js';
 import { type CancelResult, cancelRun } from './cancel.js';
 import { writeFlags } from './job-flags.js';
+import { loadBullMQ } from './libraries.js';
 import { withRateLimited } from './limits-rate.js';
 import { claimSettings } from './settings.js';
 import { leftBehind, settlesWithin } from './settles.js';
@@ -104,6 +105,7 @@ class RedisBackend implements Backend {
   // ---------------------------------------------------------------- lifecycle
 
   async open(hooks: BackendHooks): Promise<BackendOpened> {
+    await loadBullMQ();
     this.#hooks = hooks;
     await this.#p.connections.open();
     let idNode: string;

@@ -165,6 +165,10 @@ export const ERROR_CODES = {
     status: 500,
     text: 'The Redis prefix holds keys of a newer jobhost (`<prefix>:schema` is newer than this version knows): the host does not start, rather than write beside them.',
   },
+  DEPENDENCY_UNAVAILABLE: {
+    status: 500,
+    text: 'A package jobhost loads only when it is needed (BullMQ and ioredis, for backend.kind "redis") could not be loaded: the host does not start; reinstall jobhost.',
+  },
   INTERNAL: { status: 500, text: 'An unexpected error inside jobhost.' },
 } as const satisfies Record<string, { status: number; text: string }>;
 

@@ -1,4 +1,4 @@
-import cronstrue from 'cronstrue';
+import { createRequire } from 'node:module';
 import type { ScheduleSpec } from '../contract/plugin-schema.js';
 
 /**
@@ -7,6 +7,15 @@ import type { ScheduleSpec } from '../contract/plugin-schema.js';
  */
 
 const texts = new WeakMap<ScheduleSpec, string>();
+
+type Cronstrue = typeof import('cronstrue').default;
+let cronstrue: Cronstrue | undefined;
+
+/** cronstrue (CommonJS), required by the first cron schedule put in words: a start with none never loads it (issue 26). */
+function describer(): Cronstrue {
+  cronstrue ??= createRequire(import.meta.url)('cronstrue') as Cronstrue;
+  return cronstrue;
+}
 
 const UNITS: ReadonlyArray<[ms: number, one: string]> = [
   [86_400_000, 'day'],
@@ -33,7 +42,7 @@ export function scheduleText(spec: ScheduleSpec | null): string | null {
       text = everyText(spec.ms, spec.label);
     } else {
       try {
-        text = cronstrue.toString(spec.expr, { use24HourTimeFormat: true, verbose: false });
+        text = describer().toString(spec.expr, { use24HourTimeFormat: true, verbose: false });
       } catch {
         // croner accepts a few forms cronstrue cannot read: fall back to the expression itself.
         text = spec.expr;

@@ -125,11 +125,17 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
         }).server;
   const guard = requestGuard({ bindHost, allowedOrigins: lists.allowedOrigins, allowedHosts: lists.allowedHosts });
 
+  // Responses are typed by their schemas at compile time; writing them needs no second check.
+  const writeJson = () => (data: unknown) => JSON.stringify(data);
   const app: JobhostApp = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: !options.requestLogging }),
     bodyLimit: options.bodyLimit ?? settings.bodyLimit,
     routerOptions: { maxParamLength: 200 },
+    // zod validates and responses are written as JSON (below): without these factories fastify
+    // would also load its default compilers (ajv, fast-json-stringify) that nothing here uses (issue 26).
+    // (Their types are ajv's, what fastify expects of its defaults; fastify calls each factory once and uses the compiler it returns.)
+    schemaController: { compilersFactory: { buildValidator: (() => validatorCompiler) as never, buildSerializer: (() => writeJson) as never } },
     clientErrorHandler: clientError,
     frameworkErrors: (err: unknown, _request: FastifyRequest, reply: FastifyReply) => {
       const { statusCode, body } = toHttpError(err);
@@ -138,8 +144,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   }).withTypeProvider<ZodTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
-  // Responses are typed by their schemas at compile time; writing them needs no second check.
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.setSerializerCompiler(writeJson);
   // JSON in and out: a text/plain body is refused with 415 rather than handed to a route as a string.
   app.removeContentTypeParser('text/plain');
   // POSTs must say application/json even without a body (see the media-type hook below), so an

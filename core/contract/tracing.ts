@@ -116,8 +116,10 @@ export function contextOf(traceparent: string | undefined): Context {
 /**
  * The parent contexts of runs triggered here, by their `traceparent`, from the trigger to the
  * run's span: the attempt and the ended run find theirs without parsing the text back. A run
- * read from elsewhere (after a restart, another cluster host's) is parsed as before; so is every
- * run once this many wait at once (the map is emptied rather than grown).
+ * read from elsewhere (after a restart, another cluster host's) is parsed as before. Entries that
+ * no run end here takes out (a debounced trigger merged into a waiting run, a run another cluster
+ * host ends) stay until the map holds this many, when it is emptied rather than grown: runs still
+ * waiting then parse their text, as before.
  */
 const parents = new Map<string, Context>();
 const MAX_PARENTS = 16_384;

@@ -55,7 +55,8 @@ export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.Pr
   const resource = resources
     .resourceFromAttributes({ 'service.name': env['OTEL_SERVICE_NAME'] ?? 'jobhost' })
     .merge(resources.detectResources({ detectors: [resources.envDetector] }));
-  const provider = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter() })] });
+  const processor = new BatchSpanProcessor({ exporter: new OTLPTraceExporter(), ...batchOptions(env) });
+  const provider = new TracerProvider({ resource, spanProcessors: [processor] });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   trace.setGlobalTracerProvider(provider);
@@ -63,4 +64,33 @@ export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.Pr
     flush: () => provider.forceFlush(),
     shutdown: (timeoutMs) => boundedShutdown(() => provider.shutdown(), timeoutMs),
   };
+}
+
+/**
+ * The batch processor's `OTEL_BSP_*` sizes and delays, as the main thread's Node SDK reads them
+ * (a positive number, else the default): the SDK's BatchSpanProcessor itself reads no variable, so
+ * a thread would otherwise drop spans past 2,048 queued where its main thread keeps them.
+ */
+function batchOptions(env: NodeJS.ProcessEnv): {
+  maxQueueSize?: number;
+  maxExportBatchSize?: number;
+  scheduledDelayMillis?: number;
+  exportTimeoutMillis?: number;
+} {
+  const options: ReturnType<typeof batchOptions> = {};
+  const read = (name: string): number | undefined => {
+    const value = Number(env[name]?.trim() || Number.NaN);
+    return value > 0 ? value : undefined;
+  };
+  const entries = [
+    ['maxQueueSize', 'OTEL_BSP_MAX_QUEUE_SIZE'],
+    ['maxExportBatchSize', 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'],
+    ['scheduledDelayMillis', 'OTEL_BSP_SCHEDULE_DELAY'],
+    ['exportTimeoutMillis', 'OTEL_BSP_EXPORT_TIMEOUT'],
+  ] as const;
+  for (const [option, name] of entries) {
+    const value = read(name);
+    if (value !== undefined) options[option] = value;
+  }
+  return options;
 }

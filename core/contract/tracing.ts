@@ -1,6 +1,7 @@
 import {
   type Context,
   context,
+  createContextKey,
   isSpanContextValid,
   ProxyTracerProvider,
   propagation,
@@ -48,6 +49,58 @@ function tracingActive(): boolean {
   return providerSeen;
 }
 
+/** The span names of a job, made once per job rather than three strings per run (each kept until its span is exported). */
+interface SpanNames {
+  trigger: string;
+  attempt: string;
+  run: string;
+}
+const names = new Map<string, SpanNames>();
+function namesOf(job: string): SpanNames {
+  let n = names.get(job);
+  if (n === undefined) {
+    n = { trigger: `jobhost.trigger ${job}`, attempt: `jobhost.attempt ${job}`, run: `jobhost.run ${job}` };
+    if (names.size < 10_000) names.set(job, n);
+  }
+  return n;
+}
+
+/** The API's key of the active span (`createContextKey` is `Symbol.for`): checked below before it is relied on. */
+const SPAN_KEY = createContextKey('OpenTelemetry Context Key SPAN');
+
+/**
+ * A context that holds one span and nothing else: what a span made from a stored `traceparent`
+ * has as its parent, and what an inline handler runs in. The API's own context copies a Map for
+ * each value set; three of those per run showed in the traced engine's allocations (and so in its
+ * GC). Setting a value on it gives the API's context with the span and that value.
+ */
+class SpanContextOnly implements Context {
+  readonly #span: Span;
+  constructor(span: Span) {
+    this.#span = span;
+  }
+  getValue(key: symbol): unknown {
+    return key === SPAN_KEY ? this.#span : undefined;
+  }
+  setValue(key: symbol, value: unknown): Context {
+    return trace.setSpan(ROOT_CONTEXT, this.#span).setValue(key, value);
+  }
+  deleteValue(key: symbol): Context {
+    return key === SPAN_KEY ? ROOT_CONTEXT : this;
+  }
+}
+
+/** Whether the API finds a span in a SpanContextOnly (the key is what the API uses); if not, its own context is used. */
+const LIGHT = (() => {
+  const probe = trace.wrapSpanContext({ traceId: '1'.repeat(32), spanId: '1'.repeat(16), traceFlags: 1 });
+  return trace.getSpan(new SpanContextOnly(probe)) === probe;
+})();
+
+/** The root context with `span` in it. */
+function withSpan(span: Span): Context {
+  return LIGHT ? new SpanContextOnly(span) : trace.setSpan(ROOT_CONTEXT, span);
+}
+
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const INVALID_TRACE_ID = '0'.repeat(32);
 const INVALID_SPAN_ID = '0'.repeat(16);
@@ -74,7 +127,22 @@ export function parseTraceparent(value: string | undefined): SpanContext | undef
 /** The context a stored `traceparent` continues (the root context when there is none). */
 export function contextOf(traceparent: string | undefined): Context {
   const sc = parseTraceparent(traceparent);
-  return sc ? trace.setSpanContext(ROOT_CONTEXT, sc) : ROOT_CONTEXT;
+  return sc ? withSpan(trace.wrapSpanContext(sc)) : ROOT_CONTEXT;
+}
+
+/**
+ * The parent contexts of runs triggered here, by their `traceparent`, from the trigger to the
+ * run's span: the attempt and the ended run find theirs without parsing the text back. A run
+ * read from elsewhere (after a restart, another cluster host's) is parsed as before. Entries that
+ * no run end here takes out (a debounced trigger merged into a waiting run, a run another cluster
+ * host ends) stay until the map holds this many, when it is emptied rather than grown: runs still
+ * waiting then parse their text, as before.
+ */
+const parents = new Map<string, Context>();
+const MAX_PARENTS = 16_384;
+
+function parentOf(traceparent: string | undefined): Context {
+  return (traceparent !== undefined && parents.get(traceparent)) || contextOf(traceparent);
 }
 
 /**
@@ -113,21 +181,36 @@ export function startTriggerSpan(job: string, runId: string, source: string): Tr
   // No SDK and no caller's trace in the context: the no-op tracer's span would be invalid.
   if (parent === ROOT_CONTEXT && !tracingActive()) return UNTRACED_TRIGGER;
   const span = tracer.startSpan(
-    `jobhost.trigger ${job}`,
+    namesOf(job).trigger,
     { kind: SpanKind.PRODUCER, attributes: { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.run.source': source } },
     parent,
   );
   const sc = span.spanContext();
   // No SDK (or nothing sampled this far up and no trace to continue): the no-op span's context is
   // invalid, and the run carries no trace fields.
-  const fields = isSpanContextValid(sc) ? { traceId: sc.traceId, traceparent: traceparentOf(sc) } : NO_FIELDS;
-  return {
-    fields,
-    end(error) {
-      if (error) span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
-      span.end();
-    },
-  };
+  if (!isSpanContextValid(sc)) return new Trigger(span, NO_FIELDS);
+  const traceparent = traceparentOf(sc);
+  if (parents.size >= MAX_PARENTS) parents.clear();
+  // As the text would read back: a remote parent (the attempt may as well run on another host).
+  parents.set(traceparent, withSpan(trace.wrapSpanContext({ traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags, isRemote: true })));
+  return new Trigger(span, { traceId: sc.traceId, traceparent });
+}
+
+class Trigger implements TriggerSpan {
+  readonly #span: Span;
+  readonly fields: RunTrace;
+  constructor(span: Span, fields: RunTrace) {
+    this.#span = span;
+    this.fields = fields;
+  }
+  end(error?: { code: string; message: string }): void {
+    if (error) {
+      this.#span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
+      // A refused run never ends here: nothing will ask for its parent.
+      if (this.fields.traceparent !== undefined) parents.delete(this.fields.traceparent);
+    }
+    this.#span.end();
+  }
 }
 
 /** An attempt's span: the context the handler runs in, and its end. */
@@ -145,26 +228,35 @@ const UNTRACED_ATTEMPT: AttemptSpan = Object.freeze({ context: ROOT_CONTEXT, tra
 export function startAttemptSpan(job: string, runId: string, attempt: number, traceparent: string | undefined, host?: string | null): AttemptSpan {
   // No SDK and no stored trace to continue: the no-op tracer's span would be invalid.
   if (traceparent === undefined && !tracingActive()) return UNTRACED_ATTEMPT;
-  const attributes: Record<string, string | number> = { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.attempt': attempt };
-  if (host) attributes['jobhost.host'] = host;
-  const span: Span = tracer.startSpan(`jobhost.attempt ${job}`, { kind: SpanKind.CONSUMER, attributes }, contextOf(traceparent));
-  const sc = span.spanContext();
-  const valid = isSpanContextValid(sc);
-  let ended = false;
-  return {
+  const attributes = host
+    ? { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.attempt': attempt, 'jobhost.host': host }
+    : { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.attempt': attempt };
+  return new Attempt(tracer.startSpan(namesOf(job).attempt, { kind: SpanKind.CONSUMER, attributes }, parentOf(traceparent)));
+}
+
+/** One object per attempt: its context is built only for a traced attempt, and only when asked for (an inline handler). */
+class Attempt implements AttemptSpan {
+  readonly #span: Span;
+  readonly traceparent: string | undefined;
+  #ended = false;
+  constructor(span: Span) {
+    this.#span = span;
+    const sc = span.spanContext();
+    this.traceparent = isSpanContextValid(sc) ? traceparentOf(sc) : undefined;
+  }
+  get context(): Context {
     // Only a traced attempt runs inside its span: nothing is built for the no-op one.
-    context: valid ? trace.setSpan(ROOT_CONTEXT, span) : ROOT_CONTEXT,
-    traceparent: valid ? traceparentOf(sc) : undefined,
-    end(error) {
-      if (ended) return;
-      ended = true;
-      if (error) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
-        span.setAttribute('jobhost.error.code', error.code);
-      }
-      span.end();
-    },
-  };
+    return this.traceparent === undefined ? ROOT_CONTEXT : withSpan(this.#span);
+  }
+  end(error: RunError | null): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (error) {
+      this.#span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
+      this.#span.setAttribute('jobhost.error.code', error.code);
+    }
+    this.#span.end();
+  }
 }
 
 /** A run that ended, as its span records it. */
@@ -183,18 +275,11 @@ interface EndedRun {
 /** Records an ended run as its `jobhost.run` span (created → ended), under its trigger's span. */
 export function recordRunSpan(run: EndedRun): void {
   if (run.traceparent === undefined) return;
-  const attributes: Record<string, string> = {
-    'jobhost.job': run.job,
-    'jobhost.run.id': run.id,
-    'jobhost.run.source': run.source,
-    'jobhost.run.status': run.status,
-  };
-  if (run.host) attributes['jobhost.host'] = run.host;
-  const span = tracer.startSpan(
-    `jobhost.run ${run.job}`,
-    { kind: SpanKind.INTERNAL, attributes, startTime: Date.parse(run.createdAt) },
-    contextOf(run.traceparent),
-  );
+  const attributes = run.host
+    ? { 'jobhost.job': run.job, 'jobhost.run.id': run.id, 'jobhost.run.source': run.source, 'jobhost.run.status': run.status, 'jobhost.host': run.host }
+    : { 'jobhost.job': run.job, 'jobhost.run.id': run.id, 'jobhost.run.source': run.source, 'jobhost.run.status': run.status };
+  const span = tracer.startSpan(namesOf(run.job).run, { kind: SpanKind.INTERNAL, attributes, startTime: Date.parse(run.createdAt) }, parentOf(run.traceparent));
+  parents.delete(run.traceparent);
   if (run.status !== 'succeeded' && run.error) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: `${run.error.code}: ${run.error.message}` });
     span.setAttribute('jobhost.error.code', run.error.code);

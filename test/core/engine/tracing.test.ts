@@ -42,6 +42,19 @@ const jobs = (marks: string[]): object[] => [
       return 'second time lucky';
     },
   },
+  {
+    name: 'stuck',
+    isolation: 'inline',
+    timeout: '1s',
+    handler: (ctx: { signal: AbortSignal }) =>
+      new Promise((_, reject) => {
+        marks.push('started');
+        ctx.signal.addEventListener('abort', () => {
+          marks.push('aborted');
+          reject(ctx.signal.reason);
+        });
+      }),
+  },
 ];
 
 const byName = (spans: ReadableSpan[], name: string): ReadableSpan[] => spans.filter((s) => s.name === name);
@@ -172,6 +185,29 @@ t.test('a trigger without a caller starts a trace; a failed attempt is an error 
   );
   t.equal(attempts[0]!.attributes['jobhost.error.code'], 'HANDLER_ERROR');
   t.equal((await s.host.run(runId))?.traceId, runSpan!.spanContext().traceId);
+});
+
+t.test("an attempt that times out ends its span with the error, and its handler's signal is aborted", async (t) => {
+  withSdk();
+  const marks: string[] = [];
+  const s = await startServer(t, { plugins: jobs(marks) as never });
+  const { runId } = await s.host.trigger('stuck');
+  await until(() => marks.includes('started'), 5000, 'the handler to start');
+  await until(
+    async () => {
+      await s.clock.advance(1000);
+      return (await s.host.run(runId))?.status === 'failed';
+    },
+    5000,
+    'the run to time out',
+  );
+  t.ok(marks.includes('aborted'), "the abort reached the handler's signal through the traced attempt");
+  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.attempt stuck').length === 1, 5000, 'the attempt span');
+  const [attempt] = byName(exporter.getFinishedSpans(), 'jobhost.attempt stuck');
+  t.equal(attempt!.status.code, SpanStatusCode.ERROR);
+  t.equal(attempt!.attributes['jobhost.error.code'], 'TIMEOUT');
+  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.run stuck').length === 1, 5000, 'the run span');
+  t.equal(byName(exporter.getFinishedSpans(), 'jobhost.run stuck')[0]!.attributes['jobhost.error.code'], 'TIMEOUT');
 });
 
 t.test('a refused trigger ends its span with an error and records nothing', async (t) => {

@@ -101,7 +101,8 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
   // the log, and an operator behind a proxy still learns what to allow.
   const logged = new Set<string>();
   const plugin: FastifyPluginAsync = async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
+    // A callback hook (a throw reaches fastify's error handling): no promise per request.
+    scope.addHook('onRequest', (request, reply, done) => {
       void reply.header('x-content-type-options', 'nosniff').header('cross-origin-resource-policy', 'same-origin');
       const { host, origin } = request.headers;
       try {
@@ -118,6 +119,7 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
         }
         throw err;
       }
+      done();
     });
   };
   return fp(plugin);
@@ -128,10 +130,10 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
  * what a cross-site form or no-cors fetch sends without a CORS preflight, so none reaches a handler.
  */
 export const jsonPostsOnly: FastifyPluginAsync = fp(async (scope) => {
-  scope.addHook('onRequest', async (request) => {
-    if (request.method !== 'POST' || request.routeOptions.url === undefined) return;
-    if (!isJsonContentType(request.headers['content-type'])) {
+  scope.addHook('onRequest', (request, _reply, done) => {
+    if (request.method === 'POST' && request.routeOptions.url !== undefined && !isJsonContentType(request.headers['content-type'])) {
       throw new HostError('UNSUPPORTED_MEDIA_TYPE', 'a POST must say content-type: application/json, with a JSON body or none');
     }
+    done();
   });
 });

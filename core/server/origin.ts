@@ -56,11 +56,16 @@ export function requestGuard(options: RequestGuardOptions): (headers: GuardedHea
   }
   const origins = new Set(options.allowedOrigins.map((o) => canonicalOrigin(o)).filter((o): o is string => o !== null));
 
+  // The Host values admitted so far: a client sends the same one on every request, so the parse
+  // runs once per value. Bounded, so distinct values cannot grow it without end.
+  const admitted = new Set<string>();
   const hostAllowed = (header: string): boolean => {
+    if (admitted.has(header)) return true;
     const parsed = parseHost(header);
     if (!parsed) return false;
-    if (isLoopback(parsed.name) || hostNames.has(parsed.name)) return true;
-    return parsed.port !== null && hostPairs.has(`${parsed.name}:${Number(parsed.port)}`);
+    const ok = isLoopback(parsed.name) || hostNames.has(parsed.name) || (parsed.port !== null && hostPairs.has(`${parsed.name}:${Number(parsed.port)}`));
+    if (ok && admitted.size < 64) admitted.add(header);
+    return ok;
   };
 
   return ({ host, origin }) => {

@@ -58,7 +58,11 @@ const CLOSE_POLICY = 1008;
 const digestOf = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
 /** `Authorization: Bearer <token>`'s token; on the WebSocket route also `?token=`. */
-function presentedToken(request: FastifyRequest, header: (value: string | undefined) => string | undefined, url = request.routeOptions.url): string | undefined {
+function presentedToken(
+  request: FastifyRequest,
+  header: (value: string | undefined) => string | undefined,
+  url = request.routeOptions.url,
+): string | undefined {
   const bearer = header(request.headers.authorization);
   if (bearer !== undefined || url !== '/events') return bearer;
   const query = request.query as Record<string, unknown>;

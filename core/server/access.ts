@@ -25,6 +25,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Who sent the request, once its token is checked (undefined on public routes and before). */
     principal: Principal | undefined;
+    /** The route's line of the table, found once by the token check (the hooks after it reuse it). */
+    routeAccess: RouteAccess | undefined;
   }
 }
 
@@ -56,9 +58,13 @@ const CLOSE_POLICY = 1008;
 const digestOf = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
 /** `Authorization: Bearer <token>`'s token; on the WebSocket route also `?token=`. */
-function presentedToken(request: FastifyRequest, header: (value: string | undefined) => string | undefined): string | undefined {
+function presentedToken(
+  request: FastifyRequest,
+  header: (value: string | undefined) => string | undefined,
+  url = request.routeOptions.url,
+): string | undefined {
   const bearer = header(request.headers.authorization);
-  if (bearer !== undefined || request.routeOptions.url !== '/events') return bearer;
+  if (bearer !== undefined || url !== '/events') return bearer;
   const query = request.query as Record<string, unknown>;
   return typeof query['token'] === 'string' ? query['token'] : undefined;
 }
@@ -81,9 +87,12 @@ export class Access {
   readonly #routes = new Map<string, RouteAccess>();
   readonly #sockets = new Map<TrackedSocket, Buffer | null>();
   readonly #unsubscribe: () => void;
+  /** The bind address is loopback: without tokens, every request is the anonymous admin. */
+  readonly #loopback: boolean;
 
   constructor(options: AccessOptions) {
     this.#o = options;
+    this.#loopback = isLoopback(options.bindHost);
     this.#unsubscribe = options.host.bus.on('config.reloaded', () => {
       this.closeRevoked();
       this.warnUnmatched();
@@ -109,7 +118,7 @@ export class Access {
    */
   #identify(digest: Buffer | null): Principal | null {
     const credentials = this.#credentials();
-    if (credentials.length === 0) return isLoopback(this.#o.bindHost) ? ANONYMOUS_ADMIN : null;
+    if (credentials.length === 0) return this.#loopback ? ANONYMOUS_ADMIN : null;
     if (digest === null) return null;
     let found: Credential | undefined;
     for (const c of credentials) if (timingSafeEqual(c.digest, digest) && found === undefined) found = c;
@@ -129,16 +138,24 @@ export class Access {
     }
   }
 
-  #access(request: FastifyRequest): RouteAccess | undefined {
-    const url = request.routeOptions.url;
+  /**
+   * The route's line of the table. Looked up once, by the token check (fastify's `routeOptions`
+   * builds a new object on each read), and kept on the request for the scope check and the audit.
+   */
+  #access(request: FastifyRequest, url = request.routeOptions.url): RouteAccess | undefined {
     return url === undefined ? undefined : this.#routes.get(`${request.method} ${url}`);
   }
 
-  /** `onRequest`: the token (an unknown route too: its 404 is for token holders), then the role. */
-  async check(request: FastifyRequest): Promise<void> {
-    const access = this.#access(request);
+  /**
+   * `onRequest`: the token (an unknown route too: its 404 is for token holders), then the role.
+   * Synchronous (it throws): the hot path pays no promise for it.
+   */
+  check(request: FastifyRequest): void {
+    const url = request.routeOptions.url;
+    const access = this.#access(request, url);
+    request.routeAccess = access;
     if (access?.role === 'public') return;
-    const presented = presentedToken(request, this.#o.bearer);
+    const presented = presentedToken(request, this.#o.bearer, url);
     const who = this.#identify(presented === undefined ? null : digestOf(presented));
     if (!who) {
       if (this.#credentials().length === 0)
@@ -154,18 +171,26 @@ export class Access {
     }
   }
 
-  /** `preHandler` (the body parsed): an operator's `jobs` must admit the job a change acts on. */
-  async checkScope(request: FastifyRequest): Promise<void> {
-    const access = this.#access(request);
+  /**
+   * `preHandler` (the body parsed): an operator's `jobs` must admit the job a change acts on.
+   * Undefined when there is nothing to check (every token but an operator's with `jobs`), else
+   * the check's promise.
+   */
+  checkScope(request: FastifyRequest): Promise<void> | undefined {
+    const access = request.routeAccess;
     const jobs = request.principal?.jobs;
-    if (!access?.target || !jobs) return;
-    if (access.target === 'queue') {
+    if (!access?.target || !jobs) return undefined;
+    return this.#checkJobs(request, access.target, jobs);
+  }
+
+  async #checkJobs(request: FastifyRequest, target: TargetKind, jobs: readonly string[]): Promise<void> {
+    if (target === 'queue') {
       throw new HostError('FORBIDDEN', `token "${request.principal!.name}" may act on jobs ${jobs.join(', ')} only; a queue holds others too`, {
         role: 'operator',
         token: request.principal!.name,
       });
     }
-    const job = await this.#jobOf(access.target, request);
+    const job = await this.#jobOf(target, request);
     if (job !== undefined && !matchesAny(jobs, job)) {
       throw new HostError('FORBIDDEN', `token "${request.principal!.name}" may act on jobs ${jobs.join(', ')} only; not on "${job}"`, {
         role: 'operator',
@@ -185,11 +210,14 @@ export class Access {
     return undefined;
   }
 
-  /** `onSend`: a change's audit record, durable before the answer goes out. */
-  async audit(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> {
-    const access = this.#access(request);
+  /**
+   * `onSend`: a change's audit record, durable before the answer goes out: the promise to wait
+   * for, or undefined when there is none (a read, a public route, a refused token).
+   */
+  audit(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> | undefined {
+    const access = request.routeAccess;
     const who = request.principal;
-    if (!access?.action || !access.target || !who) return;
+    if (!access?.action || !access.target || !who) return undefined;
     const status = reply.statusCode;
     let code: string | null = null;
     if (status >= 400 && typeof payload === 'string') {
@@ -202,13 +230,16 @@ export class Access {
     const outcome: AuditOutcome = status < 400 ? 'ok' : code === 'FORBIDDEN' ? 'forbidden' : 'error';
     const entry = { token: who.name, action: access.action, target: targetOf(access.target, request), ip: request.ip, outcome, status, code };
     const health = this.#o.host.storeHealth();
-    const written = this.#o.host.audit.record(entry).catch((err: unknown) => {
-      // Not lost silently: the log keeps it (the store retries the write itself on a full disk).
-      request.log.error({ err, audit: entry }, 'could not record the audit entry');
-    });
+    const written = this.#o.host.audit.record(entry).then(
+      () => undefined,
+      (err: unknown) => {
+        // Not lost silently: the log keeps it (the store retries the write itself on a full disk).
+        request.log.error({ err, audit: entry }, 'could not record the audit entry');
+      },
+    );
     // While the backend cannot write (Redis out of reach, a full disk) the answer, most likely a 503,
     // does not wait for the record: it follows once the backend can write again.
-    if (health.backend.available && health.writeError === null) await written;
+    return health.backend.available && health.writeError === null ? written : undefined;
   }
 
   /** A WebSocket just opened: closed later if a config edit removes its token. */

@@ -56,11 +56,16 @@ export function requestGuard(options: RequestGuardOptions): (headers: GuardedHea
   }
   const origins = new Set(options.allowedOrigins.map((o) => canonicalOrigin(o)).filter((o): o is string => o !== null));
 
+  // The Host values admitted so far: a client sends the same one on every request, so the parse
+  // runs once per value. Bounded, so distinct values cannot grow it without end.
+  const admitted = new Set<string>();
   const hostAllowed = (header: string): boolean => {
+    if (admitted.has(header)) return true;
     const parsed = parseHost(header);
     if (!parsed) return false;
-    if (isLoopback(parsed.name) || hostNames.has(parsed.name)) return true;
-    return parsed.port !== null && hostPairs.has(`${parsed.name}:${Number(parsed.port)}`);
+    const ok = isLoopback(parsed.name) || hostNames.has(parsed.name) || (parsed.port !== null && hostPairs.has(`${parsed.name}:${Number(parsed.port)}`));
+    if (ok && admitted.size < 64) admitted.add(header);
+    return ok;
   };
 
   return ({ host, origin }) => {
@@ -101,7 +106,8 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
   // the log, and an operator behind a proxy still learns what to allow.
   const logged = new Set<string>();
   const plugin: FastifyPluginAsync = async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
+    // A callback hook (a throw reaches fastify's error handling): no promise per request.
+    scope.addHook('onRequest', (request, reply, done) => {
       void reply.header('x-content-type-options', 'nosniff').header('cross-origin-resource-policy', 'same-origin');
       const { host, origin } = request.headers;
       try {
@@ -118,6 +124,7 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
         }
         throw err;
       }
+      done();
     });
   };
   return fp(plugin);
@@ -128,10 +135,10 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
  * what a cross-site form or no-cors fetch sends without a CORS preflight, so none reaches a handler.
  */
 export const jsonPostsOnly: FastifyPluginAsync = fp(async (scope) => {
-  scope.addHook('onRequest', async (request) => {
-    if (request.method !== 'POST' || request.routeOptions.url === undefined) return;
-    if (!isJsonContentType(request.headers['content-type'])) {
+  scope.addHook('onRequest', (request, _reply, done) => {
+    if (request.method === 'POST' && request.routeOptions.url !== undefined && !isJsonContentType(request.headers['content-type'])) {
       throw new HostError('UNSUPPORTED_MEDIA_TYPE', 'a POST must say content-type: application/json, with a JSON body or none');
     }
+    done();
   });
 });

@@ -209,11 +209,22 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   void app.register(
     fp(async (scope) => {
       scope.decorateRequest('principal', undefined);
-      scope.addHook('onRequest', (request) => access.check(request));
-      scope.addHook('preHandler', (request) => access.checkScope(request));
-      scope.addHook('onSend', async (request, reply, payload) => {
-        await access.audit(request, reply, payload);
-        return payload;
+      scope.decorateRequest('routeAccess', undefined);
+      // Callback hooks, not async ones: a request with nothing to wait for pays no promise and no
+      // microtask hop per hook (a throw reaches fastify's error handling like a rejection).
+      scope.addHook('onRequest', (request, _reply, done) => {
+        access.check(request);
+        done();
+      });
+      scope.addHook('preHandler', (request, _reply, done) => {
+        const scoped = access.checkScope(request);
+        if (scoped === undefined) done();
+        else scoped.then(() => done(), done);
+      });
+      scope.addHook('onSend', (request, reply, payload, done) => {
+        const written = access.audit(request, reply, payload);
+        if (written === undefined) done(null, payload);
+        else written.then(() => done(null, payload), done);
       });
     }),
   );

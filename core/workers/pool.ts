@@ -304,14 +304,14 @@ export class WorkerPool {
     this.#ping(slot);
   }
 
-  /** Marks the thread for the next flush; with no op queued, the batch is empty and only asks for an answer. */
+  /** Marks the thread for the flush at the end of this event-loop turn (one message per turn, not per I/O callback); with no op queued, it asks for an answer. */
   #ping(slot: Slot): void {
     if (slot.queued) return;
     slot.queued = true;
     this.#dirty.push(slot);
     if (!this.#flushQueued) {
       this.#flushQueued = true;
-      queueMicrotask(this.#flush);
+      setImmediate(this.#flush);
     }
   }
 

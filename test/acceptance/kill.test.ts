@@ -1,6 +1,6 @@
 import t from 'tap';
-import { addKillPlugin, killCycles } from './kill-cycles.js';
-import { makeProject } from './project.js';
+import { addKillPlugin, killCycles } from '../e2e/kill-cycles.js';
+import { makeProject } from '../e2e/project.js';
 
 t.test('kill -9 at random moments, 20 times: every acknowledged run survives and finishes; the store always loads', async (t) => {
   const dir = makeProject(t, { server: { port: 0 }, store: { keepRuns: 100_000 } }, { examples: false });

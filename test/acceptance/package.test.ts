@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { installProject, type Packed, packCheckout, readPackage, registryReachable, run, serve, until200, userEnv, writeFiles } from '../e2e/packed.js';
+import { ROOT } from '../e2e/project.js';
 import { tempDir, until } from '../helpers.js';
-import { installProject, type Packed, packCheckout, readPackage, registryReachable, run, serve, until200, userEnv, writeFiles } from './packed.js';
-import { ROOT } from './project.js';
 
 /**
  * The checkout as a package (issue 18): `npm pack`, then a second project that installs the

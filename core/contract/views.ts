@@ -39,6 +39,8 @@ export interface JobView {
   rateLimit: { max: number; perMs: number; waiting: number } | null;
   /** SPEC §13: null when triggers are not debounced. */
   debounceMs: number | null;
+  /** SPEC §13: the ends that trigger a run of this job (the plugin's list, or the config's in its place). */
+  after: Array<{ job: string; status: 'succeeded' | 'failed' | 'canceled' | 'finished' }>;
   /** Where its alert rules stand (SPEC §12). */
   alert: JobAlertState;
 }

@@ -62,6 +62,7 @@ export function jobView(
     notify: job.notify ? structuredClone(job.notify) : null,
     rateLimit: job.rateLimit ? { max: job.rateLimit.max, perMs: job.rateLimit.perMs, waiting: live.rateLimited ?? 0 } : null,
     debounceMs: job.debounceMs || null,
+    after: job.after.map((a) => ({ job: a.job, status: a.status })),
     alert: {
       failStreak: record.failStreak ?? 0,
       open: (record.failStreak ?? 0) >= (job.notify?.after ?? 1) && job.notify !== null && wants(job.notify, 'failed'),

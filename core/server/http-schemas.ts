@@ -148,6 +148,9 @@ export const jobSchema = z.object({
     .nullable()
     .describe('at most max starts per window of perMs (SPEC §13); null: none'),
   debounceMs: z.number().nullable().describe('triggers within this quiet time become one run; null: none'),
+  after: z
+    .array(z.object({ job: z.string(), status: z.enum(['succeeded', 'failed', 'canceled', 'finished']) }))
+    .describe('a run of this job is triggered when a run of `job` ends with `status` (SPEC §13)'),
   alert: z
     .object({
       failStreak: z.number().describe('failed runs since the last success'),

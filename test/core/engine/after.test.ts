@@ -74,12 +74,14 @@ t.test('after: a params schema reshapes the end; config jobs.<name>.after replac
       handler: (ctx) => ctx.params.file,
     }),
   );
+  t.same(host.job('load')!.after, [{ job: 'extract', status: 'succeeded' }], 'the job view lists what it waits for');
   const parent = await host.trigger('extract');
   const child = await host.wait(afterRunId(parent.runId, 'load'));
   t.same(child.params, { file: 'a.csv', from: parent.runId });
   t.equal(child.result, 'a.csv');
 
   host.applyConfig({ jobs: { load: { after: [{ job: 'other' }] } } });
+  t.same(host.job('load')!.after, [{ job: 'other', status: 'succeeded' }], 'the config list in its place');
   const first = await host.trigger('extract');
   const second = await host.trigger('other');
   await host.wait(first.runId);

@@ -35,7 +35,14 @@ export interface BuiltRegistry {
 const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
 /** A counter with one or two labels whose tallies are kept in a plain map (a labelled inc() hashes its labels on every call). */
-function tallied(prom: PromClient, registry: Registry, name: string, help: string, labelNames: readonly [string] | readonly [string, string], tallies: Tallies): void {
+function tallied(
+  prom: PromClient,
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly [string] | readonly [string, string],
+  tallies: Tallies,
+): void {
   new prom.Counter({
     name,
     help,

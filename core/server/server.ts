@@ -231,15 +231,19 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   );
   // After the token check: who is asking comes before what they sent.
   void app.register(jsonPostsOnly);
-  const openapi = lazyOpenApi(app, {
-    openapi: {
-      openapi: '3.0.3',
-      info: { title: 'jobhost', description: 'HTTP API of the jobhost background-job host (SPEC §6)', version },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: token || settings.tokens.length > 0 ? [{ bearer: [] }] : [],
+  const openapi = lazyOpenApi(
+    app,
+    {
+      openapi: {
+        openapi: '3.0.3',
+        info: { title: 'jobhost', description: 'HTTP API of the jobhost background-job host (SPEC §6)', version },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+        security: token || settings.tokens.length > 0 ? [{ bearer: [] }] : [],
+      },
+      transform: (input) => describeRole(jsonSchemaTransform(input), input.route.method, input.url),
     },
-    transform: (input) => describeRole(jsonSchemaTransform(input), input.route.method, input.url),
-  }, compilers);
+    compilers,
+  );
   void app.register(async (scope: JobhostApp) => {
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);

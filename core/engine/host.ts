@@ -54,6 +54,7 @@ export class Host {
   #startedAt = '';
   /** Start/stop hooks of what plugs into the host (plugin loader, HTTP server). */
   readonly #services: Service[] = [];
+  #servicesUp = false;
   /** The backend is closing (late in a stop): cancels are refused rather than half written. */
   #closing = false;
   readonly #options: HostOptions;
@@ -118,9 +119,10 @@ export class Host {
     await openBackend(this.#p, () => this.#describe());
     this.#state = 'running';
     this.#unguard = installProcessHandlers(this.#options.processHandlers, { logger: this.logger, flush: () => this.#p.backend.flush() });
-    this.#warmWorkers();
     startEngine(this.#p);
     await startServices(this.#p, this.#services, () => this.stop({ reason: 'start failed', graceMs: 0 }), this.logger);
+    this.#servicesUp = true;
+    this.#warmWorkers();
   }
 
   /**
@@ -186,9 +188,9 @@ export class Host {
     return this.job(name)!;
   }
 
-  /** Threads start with the host, or with the first job that runs in one: a first run need not wait for them. */
+  /** Threads start once the host and its services are up (not holding up plugins and listen, issue 26), or with the first job that runs in one. */
   #warmWorkers(): void {
-    if (this.#state === 'running') this.#p.executor.warm([...this.#p.jobs.entries()].map(([, { job }]) => job));
+    if (this.#state === 'running' && this.#servicesUp) this.#p.executor.warm([...this.#p.jobs.entries()].map(([, { job }]) => job));
   }
 
   /** Removes a job: its schedule stops; runs in flight finish; queued runs wait for it to return. */

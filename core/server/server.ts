@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, {
   type FastifyBaseLogger,
@@ -26,6 +25,7 @@ import { errors } from './http-schemas.js';
 import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { registerNotifyRoutes } from './notify-routes.js';
+import { lazyOpenApi } from './openapi.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
 import { registerPauseRoutes } from './pause-routes.js';
 import { describeRole } from './route-roles.js';
@@ -127,6 +127,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
 
   // Responses are typed by their schemas at compile time; writing them needs no second check.
   const writeJson = () => (data: unknown) => JSON.stringify(data);
+  const compilers = { compilersFactory: { buildValidator: (() => validatorCompiler) as never, buildSerializer: (() => writeJson) as never } };
   const app: JobhostApp = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: !options.requestLogging }),
@@ -135,7 +136,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     // zod validates and responses are written as JSON (below): without these factories fastify
     // would also load its default compilers (ajv, fast-json-stringify) that nothing here uses (issue 26).
     // (Their types are ajv's, what fastify expects of its defaults; fastify calls each factory once and uses the compiler it returns.)
-    schemaController: { compilersFactory: { buildValidator: (() => validatorCompiler) as never, buildSerializer: (() => writeJson) as never } },
+    schemaController: compilers,
     clientErrorHandler: clientError,
     frameworkErrors: (err: unknown, _request: FastifyRequest, reply: FastifyReply) => {
       const { statusCode, body } = toHttpError(err);
@@ -230,15 +231,19 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   );
   // After the token check: who is asking comes before what they sent.
   void app.register(jsonPostsOnly);
-  void app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: { title: 'jobhost', description: 'HTTP API of the jobhost background-job host (SPEC §6)', version },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: token || settings.tokens.length > 0 ? [{ bearer: [] }] : [],
+  const openapi = lazyOpenApi(
+    app,
+    {
+      openapi: {
+        openapi: '3.0.3',
+        info: { title: 'jobhost', description: 'HTTP API of the jobhost background-job host (SPEC §6)', version },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+        security: token || settings.tokens.length > 0 ? [{ bearer: [] }] : [],
+      },
+      transform: (input) => describeRole(jsonSchemaTransform(input), input.route.method, input.url),
     },
-    transform: (input) => describeRole(jsonSchemaTransform(input), input.route.method, input.url),
-  });
+    compilers,
+  );
   void app.register(async (scope: JobhostApp) => {
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);
@@ -256,7 +261,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     });
     scope.get('/openapi.json', {
       schema: { summary: 'This OpenAPI document', tags: ['host'], response: { 200: z.unknown().describe('OpenAPI 3.0 document'), ...errors(401) } },
-      handler: async () => app.swagger(),
+      handler: () => openapi(),
     });
   });
   for (const plugin of options.plugins ?? []) void app.register(plugin, { host });

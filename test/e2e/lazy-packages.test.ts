@@ -17,10 +17,11 @@ const TRACK = pathToFileURL(path.resolve(import.meta.dirname, '../fixtures/track
 const CLUSTER_PACKAGES = ['bullmq', 'ioredis'];
 /**
  * Loaded only when needed: ajv, for fastify's default validator compiler (zod's replaces it;
- * fastify's own error serializer still loads a part of fast-json-stringify), and cronstrue (a
- * cron schedule put in words).
+ * fastify's own error serializer still loads a part of fast-json-stringify), cronstrue (a
+ * cron schedule put in words), prom-client (the first scrape of /metrics or the first run's
+ * duration), and @fastify/swagger with yaml (the first GET /openapi.json).
  */
-const NOT_AT_START = [...CLUSTER_PACKAGES, 'ajv', 'cronstrue'];
+const NOT_AT_START = [...CLUSTER_PACKAGES, 'ajv', 'cronstrue', 'prom-client', '@fastify/swagger', 'yaml'];
 
 /** Starts `jobhost start` in `dir` until host.started, stops it: its exit code and the packages it loaded. */
 async function packagesOfStart(t: Tap, dir: string): Promise<{ code: number | null; loaded: Set<string> }> {
@@ -46,6 +47,7 @@ t.test('a local-backend start loads neither BullMQ nor ioredis, nor what nothing
   // What every start loads shows the record works: the HTTP server, and esbuild for the plugin.
   t.ok(loaded.has('fastify'), 'fastify recorded');
   t.ok(loaded.has('esbuild'), 'esbuild recorded (a dynamic import)');
+  t.ok(loaded.has('@fastify/websocket'), '@fastify/websocket recorded (a CommonJS package)');
   t.same(
     NOT_AT_START.filter((p) => loaded.has(p)),
     [],

@@ -1,0 +1,46 @@
+import type { SwaggerOptions } from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, type RouteOptions } from 'fastify';
+
+/**
+ * `GET /openapi.json` without @fastify/swagger at start (issue 26: it loads yaml and a schema
+ * resolver, ~90 modules, for a document only this route serves). The API's routes are recorded
+ * as they are declared, as the plugin's own `onRoute` hook does; the first request builds the
+ * document once, by handing those routes to @fastify/swagger in a server of its own that never
+ * listens, with the same options: the same document, built the same way, on first use.
+ */
+
+type Compilers = NonNullable<FastifyServerOptions['schemaController']>;
+
+/** Records the routes of `app` from here on; returns what builds (once) and serves the document. */
+export function lazyOpenApi(app: FastifyInstance, options: SwaggerOptions, compilers: Compilers): () => Promise<unknown> {
+  const routes: RouteOptions[] = [];
+  // HEAD routes are left out, as @fastify/swagger leaves them out (no `exposeHeadRoutes` here).
+  app.addHook('onRoute', (route) => {
+    if (route.method !== 'HEAD') routes.push(route);
+  });
+  let document: Promise<unknown> | undefined;
+  return () => {
+    document ??= build(routes, options, compilers).catch((err: unknown) => {
+      document = undefined; // a failed build is tried again on the next request
+      throw err;
+    });
+    return document;
+  };
+}
+
+async function build(routes: readonly RouteOptions[], options: SwaggerOptions, compilers: Compilers): Promise<unknown> {
+  const { default: swagger } = await import('@fastify/swagger');
+  const doc = Fastify({ logger: false, routerOptions: { maxParamLength: 200 }, schemaController: compilers, exposeHeadRoutes: false });
+  try {
+    await doc.register(swagger, options);
+    await doc.register(async (scope) => {
+      for (const { method, url, schema, config, links } of routes) {
+        scope.route({ method, url, schema, config, links, handler: async () => null } as RouteOptions);
+      }
+    });
+    await doc.ready();
+    return doc.swagger();
+  } finally {
+    await doc.close();
+  }
+}

@@ -42,7 +42,6 @@ function messages(t: Test): string[] {
   return seen;
 }
 
-
 t.test('the thread exports what the SDK exports, span for span', async (t) => {
   const viaThread = await httpReceiver(t);
   const viaSdk = await httpReceiver(t);
@@ -73,7 +72,11 @@ t.test('the thread exports what the SDK exports, span for span', async (t) => {
   trigger.addEvent('acknowledged', { 'jobhost.store': 'disk' });
   trigger.end();
   const parent = trace.setSpan(context.active(), trigger);
-  const attempt = tracer.startSpan('jobhost.attempt noop', { kind: SpanKind.CONSUMER, links: [{ context: trigger.spanContext(), attributes: { why: 'retry' } }] }, parent);
+  const attempt = tracer.startSpan(
+    'jobhost.attempt noop',
+    { kind: SpanKind.CONSUMER, links: [{ context: trigger.spanContext(), attributes: { why: 'retry' } }] },
+    parent,
+  );
   attempt.setStatus({ code: SpanStatusCode.ERROR, message: 'E_HANDLER: boom' });
   attempt.setAttribute('jobhost.error.code', 'E_HANDLER');
   attempt.end();
@@ -81,7 +84,11 @@ t.test('the thread exports what the SDK exports, span for span', async (t) => {
   other.startSpan('handler work', {}, trace.setSpan(context.active(), attempt)).end();
   // Not sampled: neither processor sends it.
   tracer
-    .startSpan('unsampled', {}, trace.setSpanContext(context.active(), { traceId: '1'.repeat(32), spanId: '2'.repeat(16), traceFlags: TraceFlags.NONE, isRemote: true }))
+    .startSpan(
+      'unsampled',
+      {},
+      trace.setSpanContext(context.active(), { traceId: '1'.repeat(32), spanId: '2'.repeat(16), traceFlags: TraceFlags.NONE, isRemote: true }),
+    )
     .end();
   await provider.forceFlush();
   await until(() => spansOf(viaThread).length >= 4 && spansOf(viaSdk).length >= 4, 10_000, 'both exports');
@@ -95,7 +102,10 @@ t.test('the thread exports what the SDK exports, span for span', async (t) => {
   );
   const attemptSpan = got.find((s) => s['name'] === 'jobhost.attempt noop')!;
   t.match(attemptSpan, { status: { code: 2, message: 'E_HANDLER: boom' }, links: [{ traceId: '4bf92f3577b34da6a3ce929d0e0e4736' }] }, 'status and link kept');
-  t.match(got.find((s) => s['name'] === 'jobhost.trigger noop'), { parentSpanId: '00f067aa0ba902b7', traceState: 'vendor=abc,other=1' });
+  t.match(
+    got.find((s) => s['name'] === 'jobhost.trigger noop'),
+    { parentSpanId: '00f067aa0ba902b7', traceState: 'vendor=abc,other=1' },
+  );
 });
 
 t.test('a full queue drops spans past it, with the SDK warning', async (t) => {
@@ -103,7 +113,9 @@ t.test('a full queue drops spans past it, with the SDK warning', async (t) => {
   const collector = await httpReceiver(t);
   process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = `${collector.url}/v1/traces`;
   t.teardown(() => delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
-  const provider = new TracerProvider({ spanProcessors: [new ThreadBatchSpanProcessor({ exporter: JSON_EXPORTER, maxQueueSize: 4, scheduledDelayMillis: 20 })] });
+  const provider = new TracerProvider({
+    spanProcessors: [new ThreadBatchSpanProcessor({ exporter: JSON_EXPORTER, maxQueueSize: 4, scheduledDelayMillis: 20 })],
+  });
   t.teardown(() => provider.shutdown());
   const tracer = provider.getTracer('jobhost');
   // Ended in one turn: the first four go to the thread, which cannot have taken them yet.

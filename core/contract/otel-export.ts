@@ -61,7 +61,9 @@ export class ThreadBatchSpanProcessor implements SpanProcessor {
     this.#maxQueue = options.maxQueueSize ?? 2048;
     this.#batch = Math.min(options.maxExportBatchSize ?? 512, this.#maxQueue);
     this.#delay = Math.min(options.scheduledDelayMillis ?? 5000, 100);
-    this.#worker = new Worker(new URL('./otel-export-worker.mjs', import.meta.url), { workerData: options });
+    // No execArgv of the process: its `--import` preloads (one that starts this very SDK, a
+    // TypeScript loader) are not the export thread's to run; it is plain JavaScript.
+    this.#worker = new Worker(new URL('./otel-export-worker.mjs', import.meta.url), { workerData: options, execArgv: [] });
     this.#worker.unref();
     this.#worker.on('message', (m: Reply) => this.#reply(m));
     this.#worker.on('error', (e) => {

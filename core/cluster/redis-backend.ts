@@ -1,3 +1,4 @@
+import type { AuditRecord } from '../contract/audit.js';
 import type {
   AdmissionRules,
   Backend,
@@ -235,11 +236,12 @@ class RedisBackend implements Backend {
 
   // ---------------------------------------------------------------- runs
 
-  async add(run: Run, rules: AdmissionRules, fire?: ScheduleFire): Promise<Refusal | undefined> {
+  async add(run: Run, rules: AdmissionRules, fire?: ScheduleFire, audit?: AuditRecord): Promise<Refusal | undefined> {
     const delayed = run.runAt !== run.createdAt;
     // Its run.queued goes to the other hosts in the add's MULTI: before any host can start the run.
     const queued = { host: this.#o.hostId, data: JSON.stringify(queuedData(run, delayed)) };
     const refused = await admit(this.#p.adds, this.#p.jobs.queueOf(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
+    if (audit && (!refused || refused.reason === 'debounced')) await this.#p.audit.append(audit);
     if (refused) return refused;
     this.#adds++;
     this.#announced = run.id;

@@ -1,6 +1,6 @@
 import type { AfterEnd } from './after.js';
 import type { AttemptExecutor, DeliveryAttempt, DeliveryOutcome, ExecutableJob, RunObserver } from './attempt.js';
-import type { AuditStore } from './audit.js';
+import type { AuditRecord, AuditStore } from './audit.js';
 import type { HostError } from './errors.js';
 import type { AnyHostEvent, EventType, SkipReason } from './events.js';
 import type { Delivery, Notification, NotifyStatus } from './notification.js';
@@ -58,9 +58,11 @@ export interface Backend {
    * Admits and records a new run: checks `rules` against the job's state and its waiting and
    * running runs, then records the run, in one atomic step. Resolves with the refusal (and
    * records nothing) or, once the run is durable, with undefined. `observer.queued` is reported
-   * when the run is admitted, which may be before the promise resolves.
+   * when the run is admitted, which may be before the promise resolves. `audit`: the request's
+   * record (SPEC §14), kept only when the run is accepted (a `debounced` merge is) and durable
+   * when the promise resolves, in the run's own write where the backend can (one fsync for both).
    */
-  add(run: Run, rules: AdmissionRules, fire?: ScheduleFire): Promise<Refusal | undefined>;
+  add(run: Run, rules: AdmissionRules, fire?: ScheduleFire, audit?: AuditRecord): Promise<Refusal | undefined>;
   /**
    * Shared by several hosts (each arms the schedules of its own jobs): a schedule fire is handed
    * to `add` with its time and gets an id derived from it, and `add` admits one run per job and

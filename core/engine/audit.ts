@@ -25,11 +25,18 @@ export class Audit {
     this.#o = options;
   }
 
-  /** Records an entry; resolves with the record once it is durable. */
-  async record(entry: AuditEntry): Promise<AuditRecord> {
-    const record: AuditRecord = { id: this.#o.newId(), at: isoTime(this.#o.clock.now()), ...entry, host: this.#o.hostId };
+  /** Records an entry; resolves with the record once it is durable. `id`: the one stamped ahead (`stamp`), whose record this replaces. */
+  async record(entry: AuditEntry, id?: string): Promise<AuditRecord> {
+    const record = this.stamp(entry, id);
     await this.#o.backend().audit.append(record);
     return record;
+  }
+
+  /** The record of an entry, not yet kept: for a change that carries it into its own write (a trigger's `audit`). */
+  stamp(entry: AuditEntry, id = this.#o.newId()): AuditRecord {
+    // Field by field, not a spread: a spread in a literal copies through V8's slow generic path (one per trigger).
+    const { token, action, target, ip, outcome, status, code } = entry;
+    return { id, at: isoTime(this.#o.clock.now()), token, action, target, ip, outcome, status, code, host: this.#o.hostId };
   }
 
   /** Newest first, filtered; `next` is the cursor for `before`. */

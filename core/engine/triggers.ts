@@ -1,3 +1,4 @@
+import type { AuditRecord } from '../contract/audit.js';
 import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
@@ -30,6 +31,8 @@ export interface TriggerOptions {
   /** Lower runs first within a queue (default 0). */
   priority?: number | undefined;
   source?: RunSource | undefined;
+  /** The request's audit record (SPEC §14): kept with the run, in its write, only when the run is accepted. */
+  audit?: AuditRecord | undefined;
 }
 
 export type { TriggerResult };
@@ -208,7 +211,7 @@ export class Triggers {
     try {
       const traced = span.fields.traceparent === undefined ? extra : { ...extra, ...span.fields };
       const run = buildRun(job, params, options, source, this.#o.clock.now(), id, traced);
-      refused = await this.#o.backend.add(run, job, fire);
+      refused = await this.#o.backend.add(run, job, fire, options.audit);
     } catch (err) {
       span.end(toRunError(err));
       throw err;

@@ -1,11 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { ADMIN_TOKEN_NAME, ANONYMOUS, type Role, roleAllows, tokenDigest, unmatchedJobGlobs } from '../contract/access.js';
-import type { AuditOutcome } from '../contract/audit.js';
+import type { AuditOutcome, AuditRecord } from '../contract/audit.js';
 import type { Config } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import { matchesAny } from '../contract/glob.js';
 import type { Logger } from '../contract/logger.js';
+import type { AuditEntry } from '../engine/audit.js';
 import type { Host } from '../engine/host.js';
 import { isLoopback } from './auth.js';
 import { type RouteAccess, routeAccess, type TargetKind } from './route-roles.js';
@@ -27,6 +28,10 @@ declare module 'fastify' {
     principal: Principal | undefined;
     /** The route's line of the table, found once by the token check (the hooks after it reuse it). */
     routeAccess: RouteAccess | undefined;
+    /** The id of the request's record when stamped ahead (`auditAhead`): a refusal's record replaces the one carried. */
+    auditId: string | undefined;
+    /** The change carried its `ok` audit record into its own write (`auditAhead`): `onSend` records none. */
+    auditCarried: boolean;
   }
 }
 
@@ -215,22 +220,12 @@ export class Access {
    * for, or undefined when there is none (a read, a public route, a refused token).
    */
   audit(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> | undefined {
-    const access = request.routeAccess;
-    const who = request.principal;
-    if (!access?.action || !access.target || !who) return undefined;
+    if (request.auditCarried || request.principal === undefined) return undefined;
     const status = reply.statusCode;
-    let code: string | null = null;
-    if (status >= 400 && typeof payload === 'string') {
-      try {
-        code = String((JSON.parse(payload) as { code?: unknown }).code ?? 'ERROR');
-      } catch {
-        code = 'ERROR';
-      }
-    }
-    const outcome: AuditOutcome = status < 400 ? 'ok' : code === 'FORBIDDEN' ? 'forbidden' : 'error';
-    const entry = { token: who.name, action: access.action, target: targetOf(access.target, request), ip: request.ip, outcome, status, code };
+    const entry = auditEntry(request, status, status >= 400 ? errorCode(payload) : null);
+    if (!entry) return undefined;
     const health = this.#o.host.storeHealth();
-    const written = this.#o.host.audit.record(entry).then(
+    const written = this.#o.host.audit.record(entry, request.auditId).then(
       () => undefined,
       (err: unknown) => {
         // Not lost silently: the log keeps it (the store retries the write itself on a full disk).
@@ -273,6 +268,40 @@ export class Access {
 export function allowedJobs(request: FastifyRequest): ((job: string) => boolean) | undefined {
   const jobs = request.principal?.jobs;
   return jobs ? (job) => matchesAny(jobs, job) : undefined;
+}
+
+/** The error code of a refusal's JSON body (`ERROR` when it names none; null for a body not yet text). */
+function errorCode(payload: unknown): string | null {
+  if (typeof payload !== 'string') return null;
+  try {
+    return String((JSON.parse(payload) as { code?: unknown }).code ?? 'ERROR');
+  } catch {
+    return 'ERROR';
+  }
+}
+
+/** What the audit records of a change answered `status` (`code`: its error's), or undefined when it records nothing. */
+function auditEntry(request: FastifyRequest, status: number, code: string | null): AuditEntry | undefined {
+  const access = request.routeAccess;
+  const who = request.principal;
+  if (!access?.action || !access.target || !who) return undefined;
+  const outcome: AuditOutcome = status < 400 ? 'ok' : code === 'FORBIDDEN' ? 'forbidden' : 'error';
+  return { token: who.name, action: access.action, target: targetOf(access.target, request), ip: request.ip, outcome, status, code };
+}
+
+/**
+ * The record of a change that will be answered `status` (< 400), stamped now, for the change to
+ * carry into its own write (a trigger: one commit makes the run and its record durable). The
+ * route sets `request.auditCarried` once the change is made; a change refused or failed is
+ * recorded by `onSend` as ever, under the same id (it replaces the record a failed write may
+ * still have kept). Undefined when the request is not audited.
+ */
+export function auditAhead(request: FastifyRequest, host: Host, status: number): AuditRecord | undefined {
+  const entry = auditEntry(request, status, null);
+  if (!entry) return undefined;
+  const record = host.audit.stamp(entry);
+  request.auditId = record.id;
+  return record;
 }
 
 /** What a change acts on, as the audit names it. */

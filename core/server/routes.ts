@@ -6,7 +6,7 @@ import { HostError } from '../contract/errors.js';
 import { describeReport } from '../contract/store-health.js';
 import { extractContext, within } from '../contract/tracing.js';
 import type { Host } from '../engine/host.js';
-import { allowedJobs } from './access.js';
+import { allowedJobs, auditAhead } from './access.js';
 import type { EventLoopWatch } from './event-loop.js';
 import { clientMessage } from './http-errors.js';
 import {
@@ -177,6 +177,8 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
     },
     handler: async (request, reply) => {
       const body = request.body ?? {};
+      // The 202's audit record rides in the run's write: one commit (one fsync) for both.
+      const audit = auditAhead(request, host, 202);
       const result = await callerContext(request.headers, () =>
         host.trigger(request.params.name, {
           params: body.params,
@@ -185,8 +187,10 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
           key: body.key,
           priority: body.priority,
           source: 'http',
+          audit,
         }),
       );
+      request.auditCarried = audit !== undefined;
       return reply.code(202).send(result);
     },
   });

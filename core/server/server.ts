@@ -211,6 +211,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     fp(async (scope) => {
       scope.decorateRequest('principal', undefined);
       scope.decorateRequest('routeAccess', undefined);
+      scope.decorateRequest('auditId', undefined);
+      scope.decorateRequest('auditCarried', false);
       // Callback hooks, not async ones: a request with nothing to wait for pays no promise and no
       // microtask hop per hook (a throw reaches fastify's error handling like a rejection).
       scope.addHook('onRequest', (request, _reply, done) => {

@@ -36,9 +36,16 @@ export class AuditLog implements AuditStore {
     for (const r of items) this.apply(r);
   }
 
-  /** A record read back from a journal. */
+  /**
+   * A record read back from a journal, or appended. One of an id already kept replaces it: a
+   * request's refusal replaces the `ok` record its failed trigger carried (the last line wins).
+   */
   apply(record: AuditRecord): void {
-    if (this.#ids.has(record.id)) return;
+    if (this.#ids.has(record.id)) {
+      const i = this.#items.findLastIndex((r) => r.id === record.id);
+      if (i >= 0) this.#items[i] = record;
+      return;
+    }
     this.#items.push(record);
     this.#ids.add(record.id);
   }

@@ -1,5 +1,5 @@
 import { refusal } from '../contract/admission.js';
-import type { AuditStore } from '../contract/audit.js';
+import type { AuditRecord, AuditStore } from '../contract/audit.js';
 import type {
   AdmissionRules,
   Backend,
@@ -11,6 +11,7 @@ import type {
   JobState,
   NotificationQuery,
   Refusal,
+  ScheduleFire,
 } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
@@ -197,10 +198,14 @@ class LocalBackend implements Backend {
     this.#runner.dispatch.jobChanged(name);
   }
 
-  add(run: Run, rules: AdmissionRules): Promise<Refusal | undefined> {
+  add(run: Run, rules: AdmissionRules, _fire?: ScheduleFire, audit?: AuditRecord): Promise<Refusal | undefined> {
     const now = this.#clock.now();
     const debounced = rules.debounceMs ? rules.enabled && this.#debounce.merge(run, rules, now) : undefined;
-    if (debounced) return debounced;
+    if (debounced) {
+      // The request's record joins the same commit as the merge (one fsync for both).
+      if (audit) void this.#store.audit.append(audit);
+      return debounced;
+    }
     // A debounced job's key names its window, not a run to refuse a duplicate of.
     const refused = refusal(run.job, rules, this.#store.job(run.job), this.#runner, rules.debounceMs ? null : run.key, now);
     if (refused) return Promise.resolve(refused);
@@ -208,6 +213,8 @@ class LocalBackend implements Backend {
     // A new run's runAt is either its creation time (now) or later: the clock has the number.
     const durable = this.#runner.add(run, run.runAt === run.createdAt ? now : Date.parse(run.runAt));
     this.#hooks!.observer.queued(run, run.runAt !== run.createdAt);
+    // Appended in the same tick as the run's save: the request's record joins its commit.
+    if (audit) void this.#store.audit.append(audit);
     // The store's batch promise resolves with nothing: "durable, not refused".
     return durable as Promise<undefined>;
   }

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import type { AuditRecord } from '../../core/contract/audit.js';
 import { BIN, childEnv, makeProject, runCli } from './project.js';
@@ -52,7 +54,10 @@ t.test('kill -9 while changes are answered: every answered change has its audit 
     },
     { examples: false },
   );
+  writeFileSync(path.join(dir, 'plugins/later.mjs'), "export default { name: 'later', isolation: 'inline', handler: () => 'ok' };\n");
   const answered = new Map<string, 'ok' | 'forbidden'>();
+  // Triggers answered 202: each one's run, and its ok record (carried in the run's commit).
+  const triggered: string[] = [];
   let n = 0;
   for (let cycle = 0; cycle < 3; cycle++) {
     const host = await startHost(t, dir);
@@ -71,6 +76,12 @@ t.test('kill -9 while changes are answered: every answered change has its audit 
         const target = `k${cycle}-${i}`;
         const token = i % 4 === 0 ? VIEWER : OPERATOR;
         try {
+          if (i % 4 === 2) {
+            const res = await fetch(`${host.url}/jobs/later/run`, { method: 'POST', headers: auth(OPERATOR), body: '{}' });
+            const body = (await res.json()) as { runId?: string };
+            if (res.status === 202) triggered.push(body.runId!);
+            continue;
+          }
           const res = await fetch(`${host.url}/events/${target}`, { method: 'POST', headers: auth(token), body: '{}' });
           await res.arrayBuffer();
           if (res.status === 202) answered.set(`event:${target}`, 'ok');
@@ -97,6 +108,13 @@ t.test('kill -9 while changes are answered: every answered change has its audit 
   const missing = [...answered].filter(([target, outcome]) => !records.some((r) => r.target === target && r.outcome === outcome));
   t.ok(answered.size >= 600, `${answered.size} changes answered`);
   t.same(missing, [], 'no answered change is missing from the audit');
+  // One record per request at most: fewer ok job.run records than 202s would mean an answered trigger lost its record.
+  const okTriggers = records.filter((r) => r.action === 'job.run' && r.target === 'job:later' && r.outcome === 'ok').length;
+  t.ok(triggered.length >= 100, `${triggered.length} triggers answered 202`);
+  t.ok(okTriggers >= triggered.length, `${okTriggers} ok trigger records for ${triggered.length} answered triggers`);
+  const lost: string[] = [];
+  for (const id of triggered) if ((await fetch(`${last.url}/runs/${id}`, { headers: auth(VIEWER) })).status !== 200) lost.push(id);
+  t.same(lost, [], 'every answered trigger has its run');
   t.ok(
     records.some((r) => r.outcome === 'forbidden' && r.token === 'dash'),
     'refusals are recorded too',

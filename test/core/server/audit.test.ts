@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import type { AuditRecord } from '../../../core/contract/audit.js';
 import { silentLogger } from '../../../core/contract/logger.js';
@@ -112,5 +114,58 @@ t.test('records survive a restart of the store, and are kept by keepRuns', async
     page.items.map((r) => r.action),
     ['job.disable', 'job.enable', 'job.disable'],
     'the newest keepRuns (3) records, newest first',
+  );
+});
+
+/** The journal lines on disk under the store's directory (every journal file, in no particular order). */
+function journalLines(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.startsWith('journal-'))
+    .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n'))
+    .filter(Boolean);
+}
+
+t.test("a trigger's 202 waits for ONE commit: its run and its audit record are written together, before the answer", async (t) => {
+  const s = await startServer(t, { config: { server: { tokens } } });
+  // The run waits an hour (a manual clock): nothing but the trigger itself writes.
+  s.host.register({ name: 'later', handler: () => 'ok' });
+  await s.host.flush();
+  for (let i = 0; i < 3; i++) {
+    const before = s.host.stats().store.commits;
+    const res = await s.request('POST', '/jobs/later/run', { headers: bearer(OPERATOR), body: { delay: '1h' } });
+    t.equal(res.status, 202);
+    const runId = res.json['runId'] as string;
+    // Read before anything else happens: what the 202 promised is in the journal already.
+    const lines = journalLines(s.dir);
+    t.equal(s.host.stats().store.commits - before, 1, `trigger ${i}: one commit for the run and its audit record`);
+    t.ok(
+      lines.some((l) => l.includes(runId)),
+      'the run is on disk',
+    );
+    const audits = lines.filter((l) => l.startsWith('{"a":')).map((l) => (JSON.parse(l) as { a: AuditRecord }).a);
+    t.equal(audits.filter((r) => r.action === 'job.run' && r.outcome === 'ok').length, i + 1, 'its audit record too (one per request)');
+  }
+  t.equal(items((await s.request('GET', '/audit?action=job.run', { headers: bearer(VIEWER) })).json).length, 3, 'one record per 202, none twice');
+});
+
+t.test('a refused trigger records its refusal only; a debounced one (merged, 202) its ok', async (t) => {
+  const s = await startServer(t, { config: { server: { tokens } } });
+  s.host.register({ name: 'off', handler: () => 'ok' });
+  s.host.register({ name: 'calm', debounce: '1m', handler: () => 'ok' });
+  t.equal((await s.request('POST', '/jobs/off/disable', { headers: bearer(OPERATOR) })).status, 200);
+  t.match(await s.request('POST', '/jobs/off/run', { headers: bearer(OPERATOR), body: {} }), { status: 409, json: { code: 'SKIPPED' } });
+  const first = await s.request('POST', '/jobs/calm/run', { headers: bearer(OPERATOR), body: { params: { n: 1 } } });
+  const merged = await s.request('POST', '/jobs/calm/run', { headers: bearer(OPERATOR), body: { params: { n: 2 } } });
+  t.equal(first.status, 202);
+  t.equal(merged.status, 202);
+  t.equal(merged.json['runId'], first.json['runId'], 'merged into the waiting run');
+  const records = items((await s.request('GET', '/audit?action=job.run', { headers: bearer(VIEWER) })).json);
+  t.same(
+    records.map((r) => [r.target, r.outcome, r.status, r.code]),
+    [
+      ['job:calm', 'ok', 202, null],
+      ['job:calm', 'ok', 202, null],
+      ['job:off', 'error', 409, 'SKIPPED'],
+    ],
   );
 });

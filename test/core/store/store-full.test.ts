@@ -93,6 +93,17 @@ t.test(
     t.equal(after.status, 202);
     acknowledged.push(after.json['runId'] as string);
     for (const id of acknowledged) t.equal((await host.wait(id)).status, 'succeeded');
+    // A 202's audit record rides in its run's commit: the trigger whose commit failed (503) has its
+    // refusal recorded, under the id of the ok record it carried, which it replaces (a commit may
+    // fail after the journal took that record, when only the segment is full).
+    const audited = async (h: typeof host): Promise<Array<[string, number]>> =>
+      (await h.audit.list({ action: 'job.run', limit: 1000 })).items.map((r) => [r.outcome, r.status]);
+    const records = await audited(host);
+    t.equal(records.filter(([o]) => o === 'ok').length, acknowledged.length, 'one ok record per 202, none for a failed commit');
+    t.ok(
+      records.some(([o, status]) => o === 'error' && status === 503),
+      'the 503 is recorded',
+    );
 
     // A stop on a full disk still ends: the closing checkpoint fails, the journal keeps everything.
     fill(filler);
@@ -107,6 +118,7 @@ t.test(
     await clock.advance(1000);
     const next = await startHost(t, { dir, clock });
     for (const id of acknowledged) t.match(await next.host.run(id), { status: 'succeeded', result: 'done' }, id);
+    t.same(await audited(next.host), records, 'the same records after a restart');
     const lines = readdirSync(path.join(dir, 'segments')).flatMap((f) =>
       readFileSync(path.join(dir, 'segments', f), 'utf8')
         .split('\n')

@@ -84,30 +84,49 @@ export async function admit(
     client,
     connection: connections.producer,
     stage: (transaction) => {
-      const multi = transaction as unknown as { [K in keyof JobhostCommands]: (...args: Parameters<JobhostCommands[K]>) => unknown };
-      multi.jhAdmit(
-        keys.jobState(run.job),
-        jobKey,
+      const multi = transaction as unknown as Pick<JobhostCommands, 'jhAdmit' | 'jhAdmitted'>;
+      const admission = [
         rules.once ? '1' : '0',
         String(rules.cooldownMs),
         rules.configEnabled ? '1' : '0',
         fire ? String(fire.at) : '',
         fire ? String(fire.record) : '',
-      );
+      ] as const;
+      const member = `${run.id}:${run.job}`;
+      if (!dedupKey) {
+        // Without a dedup id BullMQ's add adds unless the hash is there: admitted, indexed and announced before it.
+        void multi.jhAdmit(
+          '5',
+          keys.jobState(run.job),
+          jobKey,
+          keys.runs,
+          keys.runsOf(run.job),
+          keys.clusterStream,
+          ...admission,
+          member,
+          String(keys.streamLength),
+          queued.host,
+          run.createdAt,
+          queued.data,
+        );
+        bullJob.addJob(multi as never).catch(() => undefined);
+        return;
+      }
+      void multi.jhAdmit('2', keys.jobState(run.job), jobKey, ...admission);
       // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read below).
       bullJob.addJob(multi as never).catch(() => undefined);
       if (rules.debounceMs) {
         const holderKey = holder ? keys.queue(run.job, holder) : jobKey;
         queueDebounced(multi, { jobKey, dedupKey, delayed: queue.keys['delayed']!, holderKey }, holder, JSON.stringify(bullJob.data));
       }
-      multi.jhAdmitted(
+      void multi.jhAdmitted(
         jobKey,
         keys.runs,
         keys.runsOf(run.job),
         keys.clusterStream,
-        dedupKey || jobKey,
-        `${run.id}:${run.job}`,
-        dedupKey ? '1' : '0',
+        dedupKey,
+        member,
+        '1',
         String(keys.streamLength),
         queued.host,
         run.createdAt,
@@ -115,9 +134,10 @@ export async function admit(
       );
     },
     read: (replies) => {
-      if (replies.length !== (rules.debounceMs ? 4 : 3)) throw new HostError('INTERNAL', 'the add transaction was discarded');
+      if (replies.length !== (!dedupKey ? 2 : rules.debounceMs ? 4 : 3)) throw new HostError('INTERNAL', 'the add transaction was discarded');
       for (const [err] of replies) if (err) throw connections.toHostError(err);
       const verdict = replies[0]![1] as [string, string];
+      if (!dedupKey) return verdict[0] === 'ok' ? { wrote: true } : { refusal: refusalOf(verdict), wrote: false };
       const added = replies.at(-1)![1] as [number, string?];
       const debounced = rules.debounceMs ? debounceVerdict(replies[2]![1]) : 'added';
       if (debounced === 'again' && again) return { again: true, wrote: false };

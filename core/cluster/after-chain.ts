@@ -99,7 +99,7 @@ export async function chainStep(o: AfterChainOptions, end: BullEnd): Promise<Cha
         const jobKey = o.keys.queue(run.job, run.id);
         const dedupKey = opts.deduplication ? `${queue.keys['de']}:${opts.deduplication.id}` : '';
         const delayed = run.runAt !== run.createdAt;
-        multi.jhAdmit(o.keys.jobState(run.job), jobKey, rules.once ? '1' : '0', String(rules.cooldownMs), rules.configEnabled ? '1' : '0', '', '');
+        multi.jhAdmit('2', o.keys.jobState(run.job), jobKey, rules.once ? '1' : '0', String(rules.cooldownMs), rules.configEnabled ? '1' : '0', '', '');
         multi.jhAfterGate(end.finishedSet, jobKey, end.jobHash, end.id, `jhAfter:${run.job}`);
         // Queued on the MULTI synchronously; its own promise settles with the EXEC (replies are read below).
         new (bullmq().Job)(queue, run.job, toJobData(run), opts, run.id).addJob(multi as never).catch(() => undefined);

@@ -5,15 +5,15 @@ import { CANCELED_REASON, type ClusterKeys } from './keys.js';
 /**
  * The history's scripts over index entries (`<runId>:<job>`, see `history.ts`). An entry names
  * its run and job, so the keys a script reads for it come from the index: the caller reads a
- * chunk of the index first, then passes every key of those entries in KEYS (ITEM_KEYS per entry,
- * `entryKeys`). The scripts check again what they act on (a run dropped from the index only when
+ * chunk of the index first, then passes the keys of those entries in KEYS (ITEM_KEYS per entry
+ * for ITEMS, `entryKeys`; PRUNE_KEYS for PRUNE, `pruneKeys`). The scripts check again what they act on (a run dropped from the index only when
  * its job hash and tombstone are both gone), so an entry changed between the two steps is right.
  */
 
 /** Keys per index entry: its job hash, its queue's completed, failed, active and delayed, its tombstone, its job's index. */
 const ITEM_KEYS = 7;
 
-/** The keys of the index entries `members`, ITEM_KEYS each, in ITEMS' and PRUNE's order. */
+/** The keys of the index entries `members`, ITEM_KEYS each, in ITEMS' order. */
 export function entryKeys(keys: ClusterKeys, members: readonly string[]): string[] {
   return members.flatMap((m) => {
     const sep = m.indexOf(':');
@@ -78,19 +78,35 @@ for i = 3, #ARGV do
 end
 return out`;
 
+/** Keys per entry PRUNE reads: its job hash, its tombstone, its job's index. */
+const PRUNE_KEYS = 3;
+
+/** The keys of the index entries `members`, PRUNE_KEYS each, in PRUNE's order. */
+function pruneKeys(keys: ClusterKeys, members: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const m of members) {
+    const sep = m.indexOf(':');
+    const id = sep < 0 ? m : m.slice(0, sep);
+    const job = sep < 0 ? '' : m.slice(sep + 1);
+    out.push(keys.queue(job, id), keys.tomb(id), keys.runsOf(job));
+  }
+  return out;
+}
+
 /**
  * Drops index entries whose run retention removed (job hash and tombstone both gone), and moves
- * the sweep's cursor. KEYS: the global index, the cursor key, then ITEM_KEYS per entry. ARGV:
- * the cursor to keep ('' when the walk reached the newest), its TTL (ms), then the entries.
- * Returns how many were dropped.
+ * the sweep's cursor. KEYS: the global index, the cursor key, then PRUNE_KEYS per entry (not
+ * ITEMS' seven: a pass walks every entry of the index, the queued runs' too, about once per
+ * PRUNE_AFTER adds, so each key less is one less per entry walked). ARGV: the cursor to keep (''
+ * when the walk reached the newest), its TTL (ms), then the entries. Returns how many were dropped.
  */
 const PRUNE = `
 local pruned = 0
 for i = 3, #ARGV do
-  local b = 2 + (i - 3) * ${ITEM_KEYS}
-  if redis.call('EXISTS', KEYS[b + 1]) == 0 and redis.call('EXISTS', KEYS[b + 6]) == 0 then
+  local b = 2 + (i - 3) * ${PRUNE_KEYS}
+  if redis.call('EXISTS', KEYS[b + 1]) == 0 and redis.call('EXISTS', KEYS[b + 2]) == 0 then
     pruned = pruned + redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('ZREM', KEYS[b + 7], ARGV[i])
+    redis.call('ZREM', KEYS[b + 3], ARGV[i])
   end
 end
 if ARGV[1] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
@@ -123,6 +139,6 @@ export function pruneEntries(
   cursor: string,
   ttlMs: number,
 ): Promise<number> {
-  const k = [keys.runs, cursorKey, ...entryKeys(keys, members)];
+  const k = [keys.runs, cursorKey, ...pruneKeys(keys, members)];
   return redis.jhPrune(k.length, ...k, cursor, String(ttlMs), ...members);
 }

@@ -24,14 +24,26 @@ export interface LuaScript {
 }
 
 /**
- * Admission, before BullMQ's add in the same MULTI. KEYS: the job's state hash, the new run's job
- * hash. ARGV: once (1/0), cooldown ms, enabled by config (1/0), and for a schedule fire its time
- * and the `lastFireAt` to record ('' otherwise). A fire at or before `lastFireAt` was made by
+ * Admission, before BullMQ's add in the same MULTI; the caller passes the number of keys first.
+ * KEYS: the job's state hash, the new run's job hash. ARGV: once (1/0), cooldown ms, enabled by
+ * config (1/0), and for a schedule fire its time and the `lastFireAt` to record ('' otherwise). A fire at or before `lastFireAt` was made by
  * another host: refused `fired` (checked first and recorded at once, so exactly one host goes on
  * to the other rules and reports their refusal). A refusal marks the run's job hash so BullMQ's
  * add that follows adds nothing (an existing hash: a fire's run another host added) and
  * `ADMITTED` removes the mark. Times come from Redis (TIME), one clock for every host.
+ *
+ * With five keys it also does ADMITTED's work, for a run without a deduplication id (issue 26:
+ * two scripts per add instead of three). Without a dedup id or a parent, BullMQ's add script has
+ * one outcome besides adding, a job hash already there left as it is (`handleDuplicatedJob`), so
+ * whether the run is added is known before the add. KEYS 3–5: the global index, the job's index,
+ * the cluster stream; ARGV 6–10: the index member, the stream length, and the run's `run.queued`
+ * (host, at, data). Admitted: indexed and its `run.queued` appended, as ADMITTED does once the add
+ * went through (or found the hash there). Refused: a run with no hash yet gets a placeholder, so
+ * BullMQ's add adds nothing, and the placeholder expires by itself after REFUSED_TTL_MS (long past
+ * the MULTI that holds it) instead of ADMITTED's DEL, which would be a third script; a hash there
+ * already is left untouched.
  */
+const REFUSED_TTL_MS = 10_000;
 const ADMIT = `
 local refused = nil
 if ARGV[4] ~= '' then
@@ -55,14 +67,27 @@ if not refused then
     if now < untilMs then refused = {'cooldown', string.format('%.0f', untilMs)} end
   end
 end
+if #KEYS == 2 then
+  if refused then
+    if redis.call('EXISTS', KEYS[2]) == 1 then
+      redis.call('HSET', KEYS[2], '__jh_refused_kept', '1')
+    else
+      redis.call('HSET', KEYS[2], '__jh_refused', '1')
+    end
+    return refused
+  end
+  return {'ok', ''}
+end
 if refused then
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('HSET', KEYS[2], '__jh_refused_kept', '1')
-  else
+  if redis.call('EXISTS', KEYS[2]) == 0 then
     redis.call('HSET', KEYS[2], '__jh_refused', '1')
+    redis.call('PEXPIRE', KEYS[2], ${REFUSED_TTL_MS})
   end
   return refused
 end
+redis.call('ZADD', KEYS[3], 0, ARGV[6])
+redis.call('ZADD', KEYS[4], 0, ARGV[6])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'event', 'host.event', 'host', ARGV[8], 'type', 'run.queued', 'at', ARGV[9], 'data', ARGV[10])
 return {'ok', ''}`;
 
 /**
@@ -128,20 +153,29 @@ return {1}`;
  * set (BullMQ's move went through) and once per run (a mark on its hash: a repeated end after a
  * lost reply counts nothing). A success keeps the streak it ended as `endedStreak`. Returns
  * {counted, failStreak, endedStreak, folds}: `folds` grows with each counted end, so a mirror
- * read older than a fold this host applied is told apart.
+ * read older than a fold this host applied is told apart. Five Redis calls for a success (it was
+ * eight: every field read back one HGET at a time), once per run end.
  */
 const FOLD = `
-local function num(field) return tonumber(redis.call('HGET', KEYS[1], field) or '0') end
+local function streaks()
+  local s = redis.call('HMGET', KEYS[1], 'failStreak', 'endedStreak')
+  return tonumber(s[1] or '0'), tonumber(s[2] or '0')
+end
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('HSETNX', KEYS[2], 'jhFolded', '1') == 0 then
-  return {0, num('failStreak'), num('endedStreak'), num('folds')}
+  local fail, ended = streaks()
+  return {0, fail, ended, tonumber(redis.call('HGET', KEYS[1], 'folds') or '0')}
 end
-if ARGV[2] == 'failed' then
-  redis.call('HINCRBY', KEYS[1], 'failStreak', 1)
-elseif ARGV[2] == 'succeeded' then
-  redis.call('HSET', KEYS[1], 'endedStreak', num('failStreak'), 'failStreak', 0)
+local fail, ended
+if ARGV[2] == 'succeeded' then
+  ended, fail = tonumber(redis.call('HGET', KEYS[1], 'failStreak') or '0'), 0
+  redis.call('HSET', KEYS[1], 'endedStreak', ended, 'failStreak', 0)
+elseif ARGV[2] == 'failed' then
+  fail = redis.call('HINCRBY', KEYS[1], 'failStreak', 1)
+  ended = tonumber(redis.call('HGET', KEYS[1], 'endedStreak') or '0')
+else
+  fail, ended = streaks()
 end
-redis.call('HINCRBY', KEYS[1], 'folds', 1)
-return {1, num('failStreak'), num('endedStreak'), num('folds')}`;
+return {1, fail, ended, redis.call('HINCRBY', KEYS[1], 'folds', 1)}`;
 
 /**
  * Marks a started run canceled for whoever holds it: BullMQ's deferred failure (\`defa\`) fails it
@@ -171,6 +205,7 @@ return n - over`;
 /** The scripts, as ioredis commands on a connection (a MULTI made from it has them too). */
 export interface JobhostCommands {
   jhAdmit(
+    numKeys: '2',
     state: string,
     jobKey: string,
     once: string,
@@ -178,6 +213,24 @@ export interface JobhostCommands {
     configEnabled: string,
     fireAt: string,
     recordFireAt: string,
+  ): Promise<[string, string]>;
+  jhAdmit(
+    numKeys: '5',
+    state: string,
+    jobKey: string,
+    runs: string,
+    runsOfJob: string,
+    stream: string,
+    once: string,
+    cooldownMs: string,
+    configEnabled: string,
+    fireAt: string,
+    recordFireAt: string,
+    member: string,
+    maxLen: string,
+    host: string,
+    at: string,
+    data: string,
   ): Promise<[string, string]>;
   jhRaise(state: string, field: string, at: string): Promise<number>;
   jhThrottle(window: string, held: string, ms: string, status: string): Promise<number>;
@@ -204,7 +257,7 @@ export type ScriptedRedis = Redis & JobhostCommands & DeliveryCommands & OwnedWr
 
 /** Every Lua script jobhost defines, by command name (BullMQ's own are BullMQ's). */
 export const JOBHOST_SCRIPTS: Readonly<Record<string, LuaScript>> = {
-  jhAdmit: { keys: 2, lua: ADMIT },
+  jhAdmit: { keys: undefined, lua: ADMIT },
   jhAdmitted: { keys: 5, lua: ADMITTED },
   jhRaise: { keys: 1, lua: RAISE },
   jhThrottle: { keys: 2, lua: THROTTLE },

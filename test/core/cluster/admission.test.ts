@@ -127,6 +127,19 @@ t.test('enable/disable is cluster-wide, persisted in Redis, and announced on the
   await hosts[0]!.host.disable('toggled');
   const refused = await hosts[1]!.host.trigger('toggled').catch((e: unknown) => e);
   t.ok(isHostError(refused) && refused.details!['reason'] === 'disabled', 'the other host refuses at once (the check is in Redis)');
+  // Admission and index are one script before BullMQ's add: the refused run left no job, no index
+  // entry, and only a placeholder hash that expires by itself.
+  const client = redis.client();
+  const prefix = (hosts[0]!.host.config.backend as { prefix: string }).prefix;
+  const [, jobKeys] = await client.scan('0', 'MATCH', `${prefix}:toggled:*`, 'COUNT', 1000);
+  const placeholders: string[] = [];
+  for (const key of jobKeys) if ((await client.type(key)) === 'hash' && (await client.hexists(key, '__jh_refused')) === 1) placeholders.push(key);
+  t.equal(placeholders.length, 1, 'one placeholder for the refused run');
+  const ttl = await client.pttl(placeholders[0]!);
+  t.ok(ttl > 0 && ttl <= 10_000, `the placeholder expires by itself (${ttl} ms left)`);
+  t.same(await client.hkeys(placeholders[0]!), ['__jh_refused'], "BullMQ's add wrote nothing into it");
+  t.equal(await client.zcard(`${prefix}:__jh:runs`), 0, 'no index entry');
+  t.equal((await client.zcard(`${prefix}:toggled:prioritized`)) + (await client.llen(`${prefix}:toggled:wait`)), 0, 'nothing queued');
   await until(() => hosts[1]!.of('job.disabled').length === 1, 5000, 'job.disabled on the other host');
   t.equal(hosts[1]!.host.job('toggled')!.enabled, false, "the other host's view says disabled");
 

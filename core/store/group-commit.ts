@@ -21,6 +21,8 @@ export interface GroupCommitHooks {
 }
 
 interface Slice {
+  /** Saves it answers. */
+  saves: number;
   promise: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -41,7 +43,7 @@ function slice(): Slice {
   });
   // A failed batch is reported to each waiter; an unobserved one must not crash the process.
   promise.catch(() => undefined);
-  return { promise, resolve, reject };
+  return { saves: 0, promise, resolve, reject };
 }
 
 /**
@@ -66,6 +68,8 @@ export class GroupCommit {
   #batch: Batch | undefined;
   /** Committed slices not yet answered, oldest first. */
   readonly #durable: Slice[] = [];
+  /** Saves the committed slices not yet answered hold. */
+  #durableSaves = 0;
   /** A commit is on the disk. */
   #writing = false;
   /** A failed commit waits for its retry. */
@@ -100,6 +104,7 @@ export class GroupCommit {
     if (!batch) this.#batch = batch = { slices: [slice()], saves: 0 };
     if (batch.saves > 0 && batch.saves % SLICE === 0) batch.slices.push(slice());
     batch.saves++;
+    batch.slices[batch.slices.length - 1]!.saves++;
     // setImmediate, not a microtask: every trigger of this tick (and its I/O phase) joins the batch.
     if (!this.#writing && !this.#backingOff) this.#queueTurn();
     return batch.slices[batch.slices.length - 1]!.promise;
@@ -127,16 +132,31 @@ export class GroupCommit {
   }
 
   /**
-   * One turn either starts the next commit (the disk is free) or answers the oldest committed
-   * slice. Not both: the commit's first awaits would wait behind the slice's work in the
-   * microtask queue, and its write would reach the disk only once that work is done.
+   * One turn either starts the next commit or answers the oldest committed slice. Not both: the
+   * commit's first awaits would wait behind the slice's work in the microtask queue, and its
+   * write would reach the disk only once that work is done.
+   *
+   * The next commit starts once the disk is free and it holds at least as many saves as are
+   * still to be answered (or nothing is): a closed loop settles into two halves, one on the disk
+   * while the other's waiters are answered and do their next work. Starting at every free turn
+   * would write many small commits when the disk is fast, and a commit costs the process
+   * ~0.3–0.9 ms of CPU whatever its size on this VM (measured: 85 runs a commit took twice the
+   * CPU per run of 1,024).
    */
   readonly #turn = (): void => {
     this.#turnQueued = false;
-    if (this.#batch && !this.#writing && !this.#backingOff) void this.#write(this.#batch);
-    else this.#durable.shift()?.resolve();
-    if (this.#durable.length > 0) this.#queueTurn();
+    const batch = this.#batch;
+    if (batch && !this.#writing && !this.#backingOff && batch.saves >= this.#durableSaves) void this.#write(batch);
+    else this.#answer();
+    if (this.#durable.length > 0 || (this.#batch && !this.#writing && !this.#backingOff)) this.#queueTurn();
   };
+
+  #answer(): void {
+    const next = this.#durable.shift();
+    if (!next) return;
+    this.#durableSaves -= next.saves;
+    next.resolve();
+  }
 
   async #write(batch: Batch): Promise<void> {
     this.#batch = undefined;
@@ -169,9 +189,10 @@ export class GroupCommit {
     this.#backoff = 50;
     this.#hooks.committed();
     this.#durable.push(...batch.slices);
+    this.#durableSaves += batch.saves;
     // The oldest slice at once: what its waiters do next (a run dispatched and started, an HTTP
     // answer's audit record) joins the commit the next turn starts rather than the one after it.
-    this.#durable.shift()!.resolve();
+    this.#answer();
     if (this.#durable.length > 0 || this.#batch) this.#queueTurn();
   }
 }

@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { AppendFile } from '../../../core/store/files.js';
 import { GroupCommit } from '../../../core/store/group-commit.js';
@@ -7,16 +7,17 @@ import { GroupCommit } from '../../../core/store/group-commit.js';
  * The child of group-commit.test.ts's kill test: a closed loop of `producers` saves in flight
  * (each awaits its save's acknowledgement, then saves the next item, as the engine benchmark's
  * triggers do) through the real GroupCommit onto a real O_DSYNC AppendFile. It logs every step
- * to stdout with synchronous writes (what the parent reads is what happened before the kill),
+ * to a file with synchronous writes (what the parent reads is what happened before the kill),
  * and kills itself with SIGKILL at the first acknowledgement of commit k delivered while commit
  * k + 1 is on the disk: the moment the overlap creates. Exits 3 if that moment never comes.
+ * The log goes to a file (`<file>.log`): a pipe to a busy parent could refuse a write (EAGAIN).
  *
  * Log lines: `start <k> <item,item,...>`, `end <k>`, `ack <item>`, `kill <item>`.
  */
 
 export type ChildLine = { kind: 'start'; commit: number; items: number[] } | { kind: 'end'; commit: number } | { kind: 'ack' | 'kill'; item: number };
 
-/** The child's stdout, line by line. */
+/** The child's log, line by line. */
 export function parseChildLog(text: string): ChildLine[] {
   const out: ChildLine[] = [];
   for (const line of text.split('\n')) {
@@ -29,7 +30,8 @@ export function parseChildLog(text: string): ChildLine[] {
 }
 
 async function main(file: string, producers: number, max: number): Promise<void> {
-  const log = (line: string): void => void writeSync(1, line + '\n');
+  const fd = openSync(`${file}.log`, 'a');
+  const log = (line: string): void => void writeSync(fd, line + '\n');
   const out = new AppendFile(file, { fsync: true });
   await out.open();
   let dirty: number[] = [];

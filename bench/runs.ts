@@ -45,13 +45,29 @@ export async function pump(host: Host, runs: number): Promise<number> {
 
 /** A fresh host, `runs` no-op runs, stopped and removed: runs/s. */
 export async function throughput(store: 'disk' | 'memory', runs: number, isolation: 'inline' | 'worker' = 'inline'): Promise<number> {
+  return (await pumpCost(store, runs, isolation)).rate;
+}
+
+/** What a pump cost: runs/s, the process's CPU per run (µs), and the share of the pump's time the event loop sat idle (waiting for the disk, or for nothing). */
+export interface PumpCost {
+  rate: number;
+  cpuUs: number;
+  idle: number;
+}
+
+/** As `throughput`, with the pump's CPU per run and event-loop idle share. */
+export async function pumpCost(store: 'disk' | 'memory', runs: number, isolation: 'inline' | 'worker' = 'inline'): Promise<PumpCost> {
   const { dir, remove } = benchDir();
   const host = await noopHost(dir, store, isolation);
   await host.start();
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
   const rate = await pump(host, runs);
+  const elu = performance.eventLoopUtilization(elu0);
+  const cpu = process.cpuUsage(cpu0);
   await host.stop();
   remove();
-  return rate;
+  return { rate, cpuUs: (cpu.user + cpu.system) / runs, idle: 1 - elu.utilization };
 }
 
 /** trigger() → handler start on an idle host (the store flushed between samples), in µs. */

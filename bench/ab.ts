@@ -41,8 +41,6 @@ export interface Round {
   rate: number;
   /** CPU per run or request, in µs: the whole process's (engine), the server's main thread's (HTTP). */
   cpuUs: number;
-  /** The main thread's share of `cpuUs` (engine rounds): the rest ran in other threads, span export's among them. */
-  mainUs?: number;
 }
 
 /** One engine round of `tree` in a fresh process (bench/engine-round.ts); `env` adds variables (OTEL_*). */

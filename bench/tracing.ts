@@ -94,10 +94,6 @@ export async function tracingBench(runs = 30_000, seconds = 5, rounds = 3): Prom
     row('engine: Node SDK, batch OTLP exporter', figures(engine['on']!, 'runs/s'));
     row('engine: spans received / expected', `${fmt(engineSpans)} / ${fmt(3 * (warm + runs) * rounds)}`);
     row('engine: CPU per run, tracing on − off', `${fmt(median(engine['on']!.map((r) => r.cpuUs)) - median(engine['off']!.map((r) => r.cpuUs)), 1)} µs`);
-    // The export runs in a thread of its own (core/contract/otel-export.ts): the process's CPU above
-    // counts it, the engine's thread does not pay it.
-    const mainUs = (k: string): number => median(engine[k]!.map((r) => r.mainUs ?? 0));
-    row('engine: main thread CPU per run, off / on', `${fmt(mainUs('off'), 1)} / ${fmt(mainUs('on'), 1)} µs`);
     row("SDK alone: a run's 3 spans made and exported", `${fmt(median(floor.map((r) => r.cpuUs)), 1)} µs CPU per run   (${fmt(floorSpans)} spans received)`);
     if (http['before']) row('http: before tracing', figures(http['before'], 'req/s'));
     row('http: no SDK (no-op tracer)', figures(http['off']!, 'req/s'));

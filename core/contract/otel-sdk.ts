@@ -1,6 +1,5 @@
 import { DiagLogLevel, diag, type ProxyTracerProvider, trace } from '@opentelemetry/api';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace';
-import { batchOptions, boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
+import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
 
@@ -57,7 +56,6 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
     instrumentations: [],
     metricReaders: [],
     logRecordProcessors: [],
-    ...(await otlpInThread(process.env)),
   });
   sdk.start();
   if (warn) routeDiagnostics(warn);
@@ -68,19 +66,6 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
     },
     shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown(), timeoutMs),
   };
-}
-
-/**
- * With OTLP the one exporter asked for (the default), its batches are serialized and sent from a
- * thread of their own (`ThreadBatchSpanProcessor`); any other exporter, or several, are the SDK's
- * as it sets them up from the environment.
- */
-async function otlpInThread(env: NodeJS.ProcessEnv): Promise<{ spanProcessors?: SpanProcessor[] }> {
-  const exporters = new Set((env['OTEL_TRACES_EXPORTER'] ?? '').split(',').map((e) => e.trim()));
-  exporters.delete('');
-  if (exporters.size > 1 || (exporters.size === 1 && !exporters.has('otlp'))) return {};
-  const { ThreadBatchSpanProcessor } = await import('./otel-export.js');
-  return { spanProcessors: [new ThreadBatchSpanProcessor({ exporter: exporterModule(env), ...batchOptions(env) })] };
 }
 
 /** The span exporter module of the OTLP protocol `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` names (http/protobuf by default, as the SDK's). */

@@ -71,7 +71,7 @@ export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.Pr
  * (a positive number, else the default): the SDK's BatchSpanProcessor itself reads no variable, so
  * a thread would otherwise drop spans past 2,048 queued where its main thread keeps them.
  */
-export function batchOptions(env: NodeJS.ProcessEnv): {
+function batchOptions(env: NodeJS.ProcessEnv): {
   maxQueueSize?: number;
   maxExportBatchSize?: number;
   scheduledDelayMillis?: number;

@@ -25,8 +25,10 @@ function project(t: Parameters<typeof runCli>[0], grace: string): string {
   const dir = makeProject(t, { server: { port: 0 }, shutdown: { grace } }, { examples: false });
   writeFileSync(
     path.join(dir, 'plugins', 'quick-finish.ts'),
-    // 2.5 s: long enough to be still in flight at SIGTERM on a loaded machine, well inside a 4 s grace.
-    "export default { name: 'quick-finish', handler: () => new Promise((r) => setTimeout(() => r('done in time'), 2500)) };\n",
+    // 2.5 s from the handler's own start (it says when, below): still in flight at SIGTERM on a
+    // loaded machine, well inside a 4 s grace. A run is `running` from its dispatch, which can be
+    // before a worker thread warming up after the start has begun the handler.
+    "export default { name: 'quick-finish', handler: (ctx: { log: { info(m: string): void } }) => { ctx.log.info('quick-finish began'); return new Promise((r) => setTimeout(() => r('done in time'), 2500)); } };\n",
   );
   writeFileSync(
     path.join(dir, 'plugins', 'too-long.ts'),
@@ -42,6 +44,7 @@ t.test('SIGTERM: runs finish within the grace, longer ones go back to queued, ne
   const long = ((await (await post(`${app.url}/jobs/too-long/run`)).json()) as { runId: string }).runId;
   await until(async () => (await runOf(app.url, quick)).status !== 'queued', 10_000, 'quick-finish started');
   await until(async () => (await runOf(app.url, long)).status === 'running', 10_000, 'too-long running');
+  await app.waitFor((l) => l.msg === 'quick-finish began', 'the quick handler begun', { ms: 10_000 });
 
   app.child.kill('SIGTERM');
   const stopping = await app.waitFor((l) => l.event === 'host.stopping', 'host.stopping');

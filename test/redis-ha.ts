@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { type Tap, tempDir, until } from './helpers.js';
@@ -171,6 +172,29 @@ async function infoOf(port: number): Promise<string> {
 
 // ------------------------------------------------------------------ Sentinel
 
+/** A TCP proxy to `target` on 127.0.0.1 that holds every chunk from it for `delayMs`: a slow server. */
+async function slowProxy(t: Tap, target: number, delayMs: number): Promise<number> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = tcpConnect(target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => setTimeout(() => client.destroyed || client.write(chunk), delayMs));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => setTimeout(() => client.destroy(), delayMs));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return (server.address() as { port: number }).port;
+}
+
 export interface SentinelSet {
   /** The master's name Sentinel monitors. */
   name: string;
@@ -206,7 +230,7 @@ function fieldsOf(flat: unknown): Record<string, string> {
  * failover timeout 5 s), each on its own free port; resolves once every Sentinel sees both
  * replicas and the two other Sentinels, and both replicas are in sync.
  */
-export async function startSentinelSet(t: Tap): Promise<SentinelSet> {
+export async function startSentinelSet(t: Tap, options: { slowMs?: number } = {}): Promise<SentinelSet> {
   const name = 'jh-master';
   const dir = tempDir(t, 'jobhost-sentinel-');
   const redisArgs = (port: number, sub: string): string[] => {
@@ -236,8 +260,12 @@ export async function startSentinelSet(t: Tap): Promise<SentinelSet> {
     replicas.push(await spawnServer(t, [...redisArgs(port, sub), '--replicaof', '127.0.0.1', String(masterPort)], port));
   }
   const sentinels: Array<{ host: string; port: number }> = [];
+  // Slow: clients (and the other Sentinels) reach each Sentinel through a proxy that holds its replies, the address it announces.
+  const reached: Array<{ host: string; port: number }> = [];
   for (const sub of ['s1', 's2', 's3']) {
     const port = await closedPort();
+    const via = options.slowMs ? await slowProxy(t, port, options.slowMs) : port;
+    reached.push({ host: '127.0.0.1', port: via });
     execFileSync('mkdir', ['-p', path.join(dir, sub)]);
     const conf = path.join(dir, sub, 'sentinel.conf');
     writeFileSync(
@@ -247,6 +275,7 @@ export async function startSentinelSet(t: Tap): Promise<SentinelSet> {
         'bind 127.0.0.1',
         `dir ${path.join(dir, sub)}`,
         'loglevel warning',
+        ...(options.slowMs ? ['sentinel announce-ip 127.0.0.1', `sentinel announce-port ${via}`] : []),
         `sentinel monitor ${name} 127.0.0.1 ${masterPort} 2`,
         `sentinel down-after-milliseconds ${name} 1000`,
         `sentinel failover-timeout ${name} 5000`,
@@ -271,7 +300,7 @@ export async function startSentinelSet(t: Tap): Promise<SentinelSet> {
   );
   return {
     name,
-    sentinels,
+    sentinels: reached,
     master,
     replicas,
     sentinelCommand: (...args) => sentinelCommand(sentinels[0]!.port, ...args),

@@ -5,6 +5,7 @@ import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
 import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
 import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './connection-options.js';
+import { keepConnected } from './keep-connected.js';
 import { ioredis } from './libraries.js';
 import { settlesWithin } from './settles.js';
 import { BLOCK_MS } from './stream-reader.js';
@@ -106,6 +107,13 @@ export class Connections {
       c.prependListener('error', scrubCredentials);
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
       c.on('error', (err: Error) => (this.#lastError = err));
+    }
+    for (const [c, role] of [
+      [this.producer, 'producer'],
+      [this.commands, 'commands'],
+      [this.reader, 'reader'],
+    ] as const) {
+      keepConnected(c, () => !this.#closed, logger, `${name}:${role}`);
     }
     this.producer.on('error', (err: Error) => this.#lost(connectFailure(err)));
     this.producer.on('close', () => this.#lost('connection closed'));

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../contract/logger.js';
+import { release } from './keep-connected.js';
 import { type GapWatch, streamInfo } from './stream-gaps.js';
 
 /**
@@ -190,6 +191,7 @@ export class StreamReader {
     this.#closed();
     this.#wake?.();
     this.#resume?.();
+    release(this.#reader);
     this.#reader.disconnect();
     await this.#loop;
   }

@@ -1,0 +1,36 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../contract/logger.js';
+
+/**
+ * A connection ioredis ended on its own, made again. Through Sentinel, ioredis 5 ends a
+ * connection for good ("Connection is closed." to every command, no reconnect) when Sentinel's
+ * `+switch-master` reaches its failover detector while a reconnect is asking a Sentinel for the
+ * master: the detector's `connector.disconnect()` makes that connect fail, and a failed connect
+ * sets the status `end` (redis/ioredis#1683 is the symptom). Seen here after a killed master: a
+ * host answered 503 for ever while the other took triggers again. `end` is otherwise only what
+ * a deliberate close leaves (our retry strategies always retry), so while the owner still wants
+ * the connection it is connected again.
+ */
+
+/** A revived connection is connected again this long after it ended (the next `end` schedules another). */
+const REVIVE_MS = 200;
+
+/** Connections their user closed on purpose before their owner's close (the stream reader's, at stop). */
+const released = new WeakSet<Redis>();
+
+/** Says `client` is being closed on purpose: it is not connected again. */
+export function release(client: Redis): void {
+  released.add(client);
+}
+
+/** Connects `client` again whenever it ends while `wanted()` holds and it was not released. */
+export function keepConnected(client: Redis, wanted: () => boolean, logger: Logger, name: string): void {
+  const revive = (): boolean => wanted() && !released.has(client);
+  client.on('end', () => {
+    if (!revive()) return;
+    logger.warn({ connection: name }, 'the Redis connection was ended without a close (a failover raced its reconnect): connecting it again');
+    setTimeout(() => {
+      if (revive() && client.status === 'end') client.connect().catch(() => undefined);
+    }, REVIVE_MS).unref();
+  });
+}

@@ -83,14 +83,23 @@ export async function startCluster(t: Tap, redis: Pick<TestRedis, 'url'>, n: num
 /** Reads the run from `host` until `check` holds (bounded, real time). */
 export async function runWhen(host: Host, id: string, check: (run: Run) => boolean, ms = 15_000, what = `run ${id}`): Promise<Run> {
   let last: Run | undefined;
-  await until(
-    async () => {
-      last = await host.run(id);
-      return last !== undefined && check(last);
-    },
-    ms,
-    what,
-  );
+  try {
+    await until(
+      async () => {
+        last = await host.run(id);
+        return last !== undefined && check(last);
+      },
+      ms,
+      what,
+    );
+  } catch (err) {
+    // A read that failed (Redis out of reach) is the caller's to retry, as it was.
+    if (!/^timed out after/.test((err as Error).message)) throw err;
+    // Say what the run was last seen as: a lost run and a stuck one are different bugs.
+    const seen =
+      last === undefined ? 'not found' : JSON.stringify({ status: last.status, attempts: last.attempts, runAt: last.runAt, createdAt: last.createdAt });
+    throw new Error(`${(err as Error).message}; last seen: ${seen}`);
+  }
   return last!;
 }
 

@@ -1,5 +1,4 @@
 import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
@@ -8,7 +7,6 @@ import { type Delivery, deliveryOpen, type Notification } from '../contract/noti
 import type { Page } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import { Every } from './every.js';
-import { keepConnected } from './keep-connected.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
 import { NotificationRecords, recordFromHash } from './notification-records.js';
@@ -181,9 +179,6 @@ export class Deliveries {
       },
     });
     worker.on('error', (err) => o.logger.debug({ err }, 'BullMQ delivery worker error'));
-    // BullMQ's blocking duplicate can be ended by a failover as ours can (keep-connected.ts).
-    const blocking = worker.getBackend().blockingClient as Promise<Redis> | undefined;
-    blocking?.then((c) => keepConnected(c, () => !this.#closed, o.logger, `${o.hostId}:deliveries`)).catch(() => undefined);
     this.#worker = worker;
     worker.run().catch((err: unknown) => o.logger.warn({ err }, 'the delivery worker stopped'));
     void this.refreshOpen().catch(() => undefined);

@@ -5,7 +5,7 @@ import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
 import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
 import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './connection-options.js';
-import { keepConnected } from './keep-connected.js';
+import { endForGood, keepConnected } from './keep-connected.js';
 import { ioredis } from './libraries.js';
 import { settlesWithin } from './settles.js';
 import { BLOCK_MS } from './stream-reader.js';
@@ -223,7 +223,7 @@ export class Connections {
     await Promise.all(
       [this.producer, this.commands, this.reader].map(async (c) => {
         if (c.status === 'ready') await settlesWithin(systemClock, quitMs, c.quit());
-        c.disconnect();
+        await endForGood(c, quitMs);
       }),
     );
   }

@@ -34,3 +34,26 @@ export function keepConnected(client: Redis, wanted: () => boolean, logger: Logg
     }, REVIVE_MS).unref();
   });
 }
+
+/**
+ * Ends `client` for good. ioredis 5 starts a Sentinel connection's failover detector when its
+ * socket connects, even when a disconnect came while it was connecting: that detector's own
+ * Sentinel clients then reconnect every minute for ever (and keep the process alive after a stop;
+ * seen when a host stopped during a failover). A connect in flight is let end (within `ms`), and a
+ * second disconnect cleans up the detector it started.
+ */
+export async function endForGood(client: Redis, ms: number): Promise<void> {
+  release(client);
+  client.disconnect();
+  if (client.status !== 'connecting' && client.status !== 'connect') return;
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      client.off('end', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.once('end', done);
+  });
+  client.disconnect();
+}

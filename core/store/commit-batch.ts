@@ -47,8 +47,8 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
     if (final) finished.push(run);
     else journaled.push(run);
     if (!to.files) continue;
-    if (final) to.files.segment.append(serializeRun(run) + '\n');
-    else to.files.journal.append('{"r":' + serializeRun(run) + '}\n');
+    if (final) to.files.segment.append(serializeRun(run, '\n'));
+    else to.files.journal.append('{"r":' + serializeRun(run, '}\n'));
   }
   // A finished run's log goes beside its final record, to its segment's logs file.
   to.logs.finish(finished);

@@ -11,10 +11,13 @@ import type { Attempt, Run } from '../contract/run.js';
 // flattens the whole tree: so quotes and null fields are folded into the literals around them
 // (a run's line is ~30 pieces, not ~60), which with the flattening halves the cost per line.
 
-const j = (v: unknown): string => (v === null || v === undefined ? 'null' : (JSON.stringify(v) ?? 'null'));
-const num = (n: number | null): string => (n === null || !Number.isFinite(n) ? 'null' : String(n));
+/** A JSON value or null (`JSON.stringify`, 'null' for null and undefined). */
+export const j = (v: unknown): string => (v === null || v === undefined ? 'null' : (JSON.stringify(v) ?? 'null'));
+/** A number as JSON writes it ('null' for null and non-finite). */
+export const num = (n: number | null): string => (n === null || !Number.isFinite(n) ? 'null' : String(n));
 
-function value(v: unknown): string {
+/** A params or result value as JSON (an empty object without calling JSON.stringify). */
+export function value(v: unknown): string {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'object' && !Array.isArray(v)) {
     for (const _ in v) return JSON.stringify(v);

@@ -42,17 +42,34 @@ export class AppendBuffer {
 
   append(text: string): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    const most = text.length * 3;
-    if (this.#len + most > this.#buf.length) {
-      if (this.#len > 0) {
-        this.#full.push(this.#buf);
-        this.#fullLens.push(this.#len);
-        this.#fullBytes += this.#len;
-      } else if (this.#buf !== EMPTY) give(this.#buf);
-      this.#buf = take(most);
-      this.#len = 0;
-    }
+    this.#room(text.length * 3);
     this.#len += this.#buf.write(text, this.#len);
+  }
+
+  /**
+   * Appends what `encode` writes straight into the chunk (from `at`; it returns where it stopped),
+   * with no string in between. `most` bytes are made free first; an `encode` that needs more
+   * returns past the chunk's end (bytes beyond it are dropped by the typed array), and then
+   * nothing is kept and this returns false: the caller appends the line as a string instead.
+   */
+  appendEncoded<A>(most: number, encode: (buf: Buffer, at: number, arg: A) => number, arg: A): boolean {
+    this.#room(most);
+    const end = encode(this.#buf, this.#len, arg);
+    if (end > this.#buf.length) return false;
+    this.#len = end;
+    return true;
+  }
+
+  /** Makes `most` bytes free in the current chunk. */
+  #room(most: number): void {
+    if (this.#len + most <= this.#buf.length) return;
+    if (this.#len > 0) {
+      this.#full.push(this.#buf);
+      this.#fullLens.push(this.#len);
+      this.#fullBytes += this.#len;
+    } else if (this.#buf !== EMPTY) give(this.#buf);
+    this.#buf = take(most);
+    this.#len = 0;
   }
 
   /** Takes everything appended so far; later appends go to fresh chunks while these are written. */

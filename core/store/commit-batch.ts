@@ -2,9 +2,9 @@ import type { AuditRecord } from '../contract/audit.js';
 import type { Notification } from '../contract/notification.js';
 import { isFinal, type Run } from '../contract/run.js';
 import type { DamageReport } from '../contract/store-health.js';
+import { appendRun } from './encode-run.js';
 import type { AppendFile } from './files.js';
 import type { RunLogStore } from './run-logs.js';
-import { serializeRun } from './serialize.js';
 import type { JobFlags } from './store-files.js';
 
 /** The dirty records one commit takes from the store. */
@@ -47,8 +47,8 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
     if (final) finished.push(run);
     else journaled.push(run);
     if (!to.files) continue;
-    if (final) to.files.segment.append(serializeRun(run) + '\n');
-    else to.files.journal.append('{"r":' + serializeRun(run) + '}\n');
+    if (final) appendRun(to.files.segment, run, false);
+    else appendRun(to.files.journal, run, true);
   }
   // A finished run's log goes beside its final record, to its segment's logs file.
   to.logs.finish(finished);

@@ -313,6 +313,11 @@ export class AppendFile {
     this.#pending.append(text);
   }
 
+  /** Appends bytes `encode` writes into the buffer directly; false when they did not fit in `most` (see AppendBuffer). */
+  appendEncoded<A>(most: number, encode: (buf: Buffer, at: number, arg: A) => number, arg: A): boolean {
+    return this.#pending.appendEncoded(most, encode, arg);
+  }
+
   /** Writes and syncs what was appended. */
   async commit(): Promise<void> {
     if (this.#pending.length === 0) return;

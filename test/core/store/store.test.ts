@@ -271,5 +271,20 @@ t.test('serializeRun matches JSON.stringify for runs with every field set', asyn
   t.equal(serializeRun(empty), JSON.stringify(empty));
   t.equal(serializeRun({ ...empty, result: 'text' }), JSON.stringify({ ...empty, result: 'text' }));
   t.equal(serializeRun({ ...empty, result: 0 }), JSON.stringify({ ...empty, result: 0 }));
+  // Each part the serializer folds into its literals, set alone; and the line's end.
+  const mixed: Run[] = [
+    { ...empty, error: { code: 'X', message: 'm' } },
+    { ...empty, retryOf: '0mwt7yla80001ub4' },
+    { ...empty, event: 'e.x' },
+    { ...empty, key: 'k' },
+    { ...empty, startedAt: run.startedAt },
+    { ...empty, endedAt: run.endedAt, durationMs: 5 },
+    { ...empty, progress: { fraction: 1, text: 't' } },
+    { ...empty, attempts: [{ n: 1, startedAt: run.runAt, endedAt: null, error: { code: 'Y', message: '"' } }] },
+    { ...empty, host: null },
+    { ...empty, host: 'vm:1', traceId: 'ab', traceparent: '00-ab-cd-01' },
+  ];
+  for (const m of mixed) t.equal(serializeRun(m), JSON.stringify(m));
+  t.equal(serializeRun(run, '}\n'), `${JSON.stringify(run)}}\n`);
   writeFileSync(path.join(tempDir(t), 'x.json'), serializeRun(run));
 });

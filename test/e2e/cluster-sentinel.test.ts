@@ -160,8 +160,10 @@ async function failover(t: Test, set: SentinelSet, hosts: ClusterHost[], how: 'k
     await load.stop();
   }
   const window = load.window!;
+  // A planned failover refuses while the demoted master resyncs (BACKEND_NOT_REPLICATED): 15-22 s
+  // here, 32 s once on a machine at load 14; a kill, 2-4 s. Bounds that still tell a window from an outage.
   t.ok(
-    window.to - window.from < 30_000,
+    window.to - window.from < (how === 'kill' ? 30_000 : 45_000),
     `${how}: triggers were refused from the first refusal to the last for ${window.to - window.from} ms, then acknowledged again`,
   );
   t.same(

@@ -32,27 +32,39 @@ if (!reach.ok) {
     packed = await packCheckout(packDir);
     const files = new Set(packed.files);
     t.notOk(files.has('dist/stale-module.js'), 'a stale file in dist/ is not packed');
-    for (const f of ['package.json', 'README.md', 'core/bin.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/client.js', 'dist/client.d.ts', 'dist/bin.js']) {
+    for (const f of [
+      'package.json',
+      'README.md',
+      'core/bin.mjs',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/client.js',
+      'dist/client.d.ts',
+      'dist/bin.js',
+      'dist/workers/thread.js',
+    ]) {
       t.ok(files.has(f), f);
     }
-    // Every module and asset of core/ has its built counterpart: a new runtime entry (a worker's
-    // file, a static asset) cannot be left out of the package unnoticed.
+    // Every module of core/ has its type declaration and every asset its copy: a new static file
+    // cannot be left out of the package unnoticed. The JavaScript is bundled (.ci/build.mjs).
     const missing: string[] = [];
     for (const entry of readdirSync(path.join(ROOT, 'core'), { recursive: true, withFileTypes: true })) {
       if (!entry.isFile()) continue;
       const rel = path.relative(path.join(ROOT, 'core'), path.join(entry.parentPath, entry.name)).split(path.sep).join('/');
       // What only the type-check reads (the dashboard's tsconfig.json, a declaration file) has no built counterpart.
       const checkOnly = rel.endsWith('.d.ts') || rel.endsWith('tsconfig.json');
-      const want = checkOnly
-        ? []
-        : rel === 'bin.mjs'
-          ? ['core/bin.mjs']
-          : rel.endsWith('.ts')
-            ? [`dist/${rel.slice(0, -3)}.js`, `dist/${rel.slice(0, -3)}.d.ts`]
-            : [`dist/${rel}`];
+      const want = checkOnly ? [] : rel === 'bin.mjs' ? ['core/bin.mjs'] : rel.endsWith('.ts') ? [`dist/${rel.slice(0, -3)}.d.ts`] : [`dist/${rel}`];
       missing.push(...want.filter((f) => !files.has(f)));
     }
     t.same(missing, [], 'every file of core/ is in the package, built');
+    // Bundled: the three entries, their shared chunks and the worker thread's script, not a module
+    // per source file (loading those was most of the start-up, issue 26).
+    const modules = packed.files.filter((f) => f.endsWith('.js') && !f.startsWith('dist/server/dashboard/'));
+    t.same(
+      modules.filter((f) => !/^dist\/(index|client|bin|chunks\/[^/]+|workers\/thread)\.js$/.test(f)),
+      [],
+      'the JavaScript is bundled',
+    );
     const strays = packed.files.filter(
       (f) => (f.endsWith('.ts') && !f.endsWith('.d.ts')) || /^(test|bench|plugins|config|scripts)\//.test(f) || (f.startsWith('core/') && f !== 'core/bin.mjs'),
     );

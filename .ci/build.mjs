@@ -22,7 +22,12 @@ const root = path.resolve(import.meta.dirname, '..');
 const core = path.join(root, 'core');
 const dist = path.join(root, 'dist');
 
-/** Dependencies loaded at every start, pure JavaScript, that read no file of their own: inlined. */
+/**
+ * Dependencies loaded at every start, pure JavaScript, that read no file of their own: inlined.
+ * Not `@opentelemetry/api`: the OTel SDK, loaded later from its package, sets its tracer provider
+ * as the delegate of the proxy in its own copy of the API, so a tracer the host took from another
+ * copy before that would stay a no-op (measured: the host's spans went missing).
+ */
 const INLINE = new Set([
   'fastify',
   'fastify-plugin',
@@ -33,10 +38,6 @@ const INLINE = new Set([
   'lowdb',
   'commander',
   'eventemitter3',
-  // Its state is process-wide (a global keyed by its major version), not per copy: the OTel SDK
-  // packages, loaded later with their own copy of it, register into the same tracer, context and
-  // diagnostics as this one. The worker thread's script has always inlined it the same way.
-  '@opentelemetry/api',
 ]);
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 const external = Object.keys({ ...pkg.dependencies, ...pkg.peerDependencies })

@@ -4,6 +4,7 @@ import t from 'tap';
 import { installProject, type Packed, packCheckout, readPackage, registryReachable, run, serve, until200, userEnv, writeFiles } from '../e2e/packed.js';
 import { ROOT } from '../e2e/project.js';
 import { tempDir, until } from '../helpers.js';
+import { httpReceiver } from '../receivers.js';
 
 /**
  * The checkout as a package (issue 18): `npm pack`, then a second project that installs the
@@ -217,6 +218,39 @@ console.log(JSON.stringify(jobs.map((j) => [j.name, j.lastRun?.status ?? null]).
     host.signal('SIGTERM');
     await host.closed;
     t.match(host.stdout(), /"msg":"host\.stopped"/, 'a graceful stop');
+  });
+
+  t.test("with OTEL_* the installed host exports its own spans: one copy of @opentelemetry/api, the SDK's, beside the bundle", async (t) => {
+    const collector = await httpReceiver(t);
+    collector.fallback = { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' };
+    const env = { JOBHOST_PORT: '0', OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100' };
+    const host = serve(process.execPath, [path.join(project, 'node_modules', 'jobhost', 'core', 'bin.mjs'), 'start'], project, userEnv(env));
+    t.teardown(async () => {
+      host.signal('SIGKILL');
+      await host.closed;
+    });
+    let done = false;
+    void host.closed.then(() => (done = true));
+    await until(() => /dashboard and API at (http:\/\/\S+?)"/.test(host.stdout()) || done, 60_000, 'the host to print its URL');
+    const url = /dashboard and API at (http:\/\/\S+?)"/.exec(host.stdout())?.[1] ?? '';
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const res = await fetch(`${url}/jobs/hello/run`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${trace}-00f067aa0ba902b7-01` },
+      body: '{}',
+    });
+    t.equal(res.status, 202, host.stderr());
+    type Span = { name: string; traceId: string; spanId: string; parentSpanId?: string };
+    type Body = { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Span[] }> }> };
+    const spans = (): Span[] =>
+      collector.received.flatMap((r) => ((r.json as Body).resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? [])));
+    const named = (name: string): Span | undefined => spans().find((s) => s.name === name);
+    await until(() => Boolean(named('jobhost.trigger hello') && named('jobhost.attempt hello')) || done, 60_000, "the host's spans at the collector");
+    const trigger = named('jobhost.trigger hello');
+    t.equal(trigger?.traceId, trace, "the trigger span continues the caller's trace");
+    t.equal(named('jobhost.attempt hello')?.parentSpanId, trigger?.spanId, "the attempt span is the trigger span's child");
+    host.signal('SIGTERM');
+    await host.closed;
   });
 
   t.test('a TypeScript consumer type-checks against the shipped types: ctx.params inferred from a zod schema', async (t) => {

@@ -28,17 +28,7 @@ const dist = path.join(root, 'dist');
  * as the delegate of the proxy in its own copy of the API, so a tracer the host took from another
  * copy before that would stay a no-op (measured: the host's spans went missing).
  */
-const INLINE = new Set([
-  'fastify',
-  'fastify-plugin',
-  'fastify-type-provider-zod',
-  '@fastify/websocket',
-  'ws',
-  'croner',
-  'lowdb',
-  'commander',
-  'eventemitter3',
-]);
+const INLINE = new Set(['fastify', 'fastify-plugin', 'fastify-type-provider-zod', '@fastify/websocket', 'ws', 'croner', 'lowdb', 'commander', 'eventemitter3']);
 const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 const external = Object.keys({ ...pkg.dependencies, ...pkg.peerDependencies })
   .filter((name) => !INLINE.has(name))

@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../contract/duration.js';
+import { packageJson } from '../contract/package-root.js';
 import type { ClientError } from './client.js';
 import {
   ackDamageCommand,
@@ -30,7 +30,7 @@ import {
  * should not pay for zod and ws (~0.4 s of a ~0.8 s start).
  */
 
-const version = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+const version = packageJson().version;
 
 /** By name: client.ts is loaded only by the commands that talk to a host. */
 const isClientError = (error: unknown): error is ClientError => error instanceof Error && error.name === 'ClientError';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
+import { packageJson } from '../contract/package-root.js';
 import { pluginImport } from './scaffold.js';
 
 /**
@@ -35,7 +35,7 @@ export class InitError extends Error {
 
 const EXAMPLE_JOB = 'hello';
 
-const ours = createRequire(import.meta.url)('../../package.json') as { version: string; peerDependencies: Record<string, string> };
+const ours = packageJson();
 /** What a project needs to run the host and type its plugins: this version of jobhost and the zod its schemas use. */
 const NEEDED: Record<string, string> = { jobhost: `^${ours.version}`, zod: ours.peerDependencies['zod'] ?? '^4' };
 

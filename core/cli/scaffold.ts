@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { BUILT, CODE_DIR } from '../contract/package-root.js';
 import { JOB_NAME, scheduleSchema } from '../contract/plugin-schema.js';
 
 /**
@@ -61,10 +62,10 @@ function installedAbove(dir: string): boolean {
  * `jobhost` to itself); else, running from a checkout's sources on a folder of its own, the
  * relative path to that checkout's core, which is what will load the plugin.
  */
-export function pluginImport(cwd: string, dir: string, built = !import.meta.url.endsWith('.ts')): string {
+export function pluginImport(cwd: string, dir: string, built = BUILT): string {
   if (existsSync(path.join(cwd, 'core', 'index.ts'))) return coreImport(dir, path.join(cwd, 'core'));
   if (built || installedAbove(dir)) return 'jobhost';
-  return coreImport(dir, path.dirname(import.meta.dirname));
+  return coreImport(dir, CODE_DIR);
 }
 
 /** The plugin file's text. */

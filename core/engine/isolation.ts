@@ -4,6 +4,7 @@ import type { Config } from '../contract/config.js';
 import { type HostError, type RunError, toRunError } from '../contract/errors.js';
 import type { HandlerLimits } from '../contract/limits.js';
 import type { Logger } from '../contract/logger.js';
+import { CORE_INDEX_URL } from '../contract/package-root.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { LogLevel } from '../contract/run-log.js';
 import { type AttemptSpan, startAttemptSpan, within } from '../contract/tracing.js';
@@ -37,7 +38,7 @@ export interface WorkerStats {
 }
 
 /** jobhost's own `core/index` (without extension): a plugin's import of it gets the plugin API in a worker. */
-const CORE_INDEX = new URL('../index', import.meta.url).href;
+const CORE_INDEX = CORE_INDEX_URL;
 
 export class Executors implements AttemptExecutor {
   readonly #inline: InlineExecutor;

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
+import { CODE_DIR } from '../contract/package-root.js';
 import type { ServerPlugin } from './server.js';
 
 /**
@@ -47,7 +48,7 @@ const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const DEFAULT_DIR = path.join(import.meta.dirname, 'dashboard');
+const DEFAULT_DIR = path.join(CODE_DIR, 'server', 'dashboard');
 
 /**
  * Files served from packages, by the name the page asks for: uPlot (the charts), straight from

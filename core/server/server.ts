@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
 import Fastify, {
@@ -15,6 +14,7 @@ import { z } from 'zod';
 import { parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import { packageJson } from '../contract/package-root.js';
 import type { Host } from '../engine/host.js';
 import { Access } from './access.js';
 import { registerAccessRoutes } from './access-routes.js';
@@ -85,7 +85,7 @@ export interface Server {
   close(): Promise<void>;
 }
 
-const version = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+const version = packageJson().version;
 
 /** `/jobs/:name/run` → a regex for the concrete path, to tell 405 from 404. */
 function pathPattern(url: string): RegExp {

@@ -1,14 +1,15 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { threadOtelModules } from '../contract/otel-sdk.js';
 import type { ThreadOtelModules } from '../contract/otel-thread.js';
+import { BUILT, CODE_DIR } from '../contract/package-root.js';
 
 /**
  * The code a worker thread starts from: `thread.ts` and what it imports of core, bundled by
  * esbuild into one ES module (a `data:` URL). A thread started from the TypeScript sources
  * would need a TypeScript loader registered in it first (tsx: ~130 ms and ~10 MB more per
  * thread); the bundle starts in ~25 ms and imports nothing but Node's own modules. Built once
- * per process, from `.ts` sources or compiled `.js` alike.
+ * per process from the `.ts` sources; the built package ships it prebuilt (`dist/workers/thread.js`).
  */
 
 let script: Promise<URL> | undefined;
@@ -34,11 +35,20 @@ export function threadScript(): Promise<URL> {
 }
 
 async function bundle(): Promise<URL> {
-  const here = fileURLToPath(import.meta.url);
+  // Built, the package ships the thread's bundle itself (`.ci/build.mjs`, the same options as below).
+  const text = BUILT ? await readFile(path.join(CODE_DIR, 'workers', 'thread.js'), 'utf8') : await bundleSources();
+  // Named, so a stack through the thread's own frames (in an error a handler logs or throws) shows
+  // this name rather than the whole data: URL, ~40 KB of base64 in every frame.
+  const code = `${text}\n//# sourceURL=${SOURCE_NAME}\n`;
+  return new URL(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`);
+}
+
+/** From the TypeScript sources: `thread.ts` bundled by esbuild. */
+async function bundleSources(): Promise<string> {
   // Loaded with the first worker thread: a host whose handlers run inline never needs it.
   const { build } = await import('esbuild');
   const out = await build({
-    entryPoints: [path.join(path.dirname(here), `thread${path.extname(here)}`)],
+    entryPoints: [path.join(CODE_DIR, 'workers', 'thread.ts')],
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -46,8 +56,5 @@ async function bundle(): Promise<URL> {
     write: false,
     logLevel: 'silent',
   });
-  // Named, so a stack through the thread's own frames (in an error a handler logs or throws) shows
-  // this name rather than the whole data: URL, ~40 KB of base64 in every frame.
-  const code = `${out.outputFiles[0]!.text}\n//# sourceURL=${SOURCE_NAME}\n`;
-  return new URL(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`);
+  return out.outputFiles[0]!.text;
 }

@@ -4,6 +4,7 @@ import t from 'tap';
 import { installProject, type Packed, packCheckout, readPackage, registryReachable, run, serve, until200, userEnv, writeFiles } from '../e2e/packed.js';
 import { ROOT } from '../e2e/project.js';
 import { tempDir, until } from '../helpers.js';
+import { httpReceiver } from '../receivers.js';
 
 /**
  * The checkout as a package (issue 18): `npm pack`, then a second project that installs the
@@ -32,27 +33,39 @@ if (!reach.ok) {
     packed = await packCheckout(packDir);
     const files = new Set(packed.files);
     t.notOk(files.has('dist/stale-module.js'), 'a stale file in dist/ is not packed');
-    for (const f of ['package.json', 'README.md', 'core/bin.mjs', 'dist/index.js', 'dist/index.d.ts', 'dist/client.js', 'dist/client.d.ts', 'dist/bin.js']) {
+    for (const f of [
+      'package.json',
+      'README.md',
+      'core/bin.mjs',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/client.js',
+      'dist/client.d.ts',
+      'dist/bin.js',
+      'dist/workers/thread.js',
+    ]) {
       t.ok(files.has(f), f);
     }
-    // Every module and asset of core/ has its built counterpart: a new runtime entry (a worker's
-    // file, a static asset) cannot be left out of the package unnoticed.
+    // Every module of core/ has its type declaration and every asset its copy: a new static file
+    // cannot be left out of the package unnoticed. The JavaScript is bundled (.ci/build.mjs).
     const missing: string[] = [];
     for (const entry of readdirSync(path.join(ROOT, 'core'), { recursive: true, withFileTypes: true })) {
       if (!entry.isFile()) continue;
       const rel = path.relative(path.join(ROOT, 'core'), path.join(entry.parentPath, entry.name)).split(path.sep).join('/');
       // What only the type-check reads (the dashboard's tsconfig.json, a declaration file) has no built counterpart.
       const checkOnly = rel.endsWith('.d.ts') || rel.endsWith('tsconfig.json');
-      const want = checkOnly
-        ? []
-        : rel === 'bin.mjs'
-          ? ['core/bin.mjs']
-          : rel.endsWith('.ts')
-            ? [`dist/${rel.slice(0, -3)}.js`, `dist/${rel.slice(0, -3)}.d.ts`]
-            : [`dist/${rel}`];
+      const want = checkOnly ? [] : rel === 'bin.mjs' ? ['core/bin.mjs'] : rel.endsWith('.ts') ? [`dist/${rel.slice(0, -3)}.d.ts`] : [`dist/${rel}`];
       missing.push(...want.filter((f) => !files.has(f)));
     }
     t.same(missing, [], 'every file of core/ is in the package, built');
+    // Bundled: the three entries, their shared chunks and the worker thread's script, not a module
+    // per source file (loading those was most of the start-up, issue 26).
+    const modules = packed.files.filter((f) => f.endsWith('.js') && !f.startsWith('dist/server/dashboard/'));
+    t.same(
+      modules.filter((f) => !/^dist\/(index|client|bin|chunks\/[^/]+|workers\/thread)\.js$/.test(f)),
+      [],
+      'the JavaScript is bundled',
+    );
     const strays = packed.files.filter(
       (f) => (f.endsWith('.ts') && !f.endsWith('.d.ts')) || /^(test|bench|plugins|config|scripts)\//.test(f) || (f.startsWith('core/') && f !== 'core/bin.mjs'),
     );
@@ -205,6 +218,39 @@ console.log(JSON.stringify(jobs.map((j) => [j.name, j.lastRun?.status ?? null]).
     host.signal('SIGTERM');
     await host.closed;
     t.match(host.stdout(), /"msg":"host\.stopped"/, 'a graceful stop');
+  });
+
+  t.test("with OTEL_* the installed host exports its own spans: one copy of @opentelemetry/api, the SDK's, beside the bundle", async (t) => {
+    const collector = await httpReceiver(t);
+    collector.fallback = { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' };
+    const env = { JOBHOST_PORT: '0', OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100' };
+    const host = serve(process.execPath, [path.join(project, 'node_modules', 'jobhost', 'core', 'bin.mjs'), 'start'], project, userEnv(env));
+    t.teardown(async () => {
+      host.signal('SIGKILL');
+      await host.closed;
+    });
+    let done = false;
+    void host.closed.then(() => (done = true));
+    await until(() => /dashboard and API at (http:\/\/\S+?)"/.test(host.stdout()) || done, 60_000, 'the host to print its URL');
+    const url = /dashboard and API at (http:\/\/\S+?)"/.exec(host.stdout())?.[1] ?? '';
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const res = await fetch(`${url}/jobs/hello/run`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${trace}-00f067aa0ba902b7-01` },
+      body: '{}',
+    });
+    t.equal(res.status, 202, host.stderr());
+    type Span = { name: string; traceId: string; spanId: string; parentSpanId?: string };
+    type Body = { resourceSpans?: Array<{ scopeSpans?: Array<{ spans?: Span[] }> }> };
+    const spans = (): Span[] =>
+      collector.received.flatMap((r) => ((r.json as Body).resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? [])));
+    const named = (name: string): Span | undefined => spans().find((s) => s.name === name);
+    await until(() => Boolean(named('jobhost.trigger hello') && named('jobhost.attempt hello')) || done, 60_000, "the host's spans at the collector");
+    const trigger = named('jobhost.trigger hello');
+    t.equal(trigger?.traceId, trace, "the trigger span continues the caller's trace");
+    t.equal(named('jobhost.attempt hello')?.parentSpanId, trigger?.spanId, "the attempt span is the trigger span's child");
+    host.signal('SIGTERM');
+    await host.closed;
   });
 
   t.test('a TypeScript consumer type-checks against the shipped types: ctx.params inferred from a zod schema', async (t) => {

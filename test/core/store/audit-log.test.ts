@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { AuditRecord } from '../../../core/contract/audit.js';
 import type { AuditEntry } from '../../../core/engine/audit.js';
 import { startHost, tempDir } from '../../helpers.js';
 
@@ -32,7 +33,7 @@ t.test('the local trail: a record of a kept id replaces it in place, any other i
   t.equal((await a.host.audit.list()).items.length, 3);
 
   // New records after the replacements (the index of ids now exists), then past the trim (keepRuns × 2).
-  const later = [];
+  const later: AuditRecord[] = [];
   for (let i = 0; i < 45; i++) later.push(await a.host.audit.record(entry(`job:n${i}`)));
   await a.host.audit.record(entry('job:n44', 'error'), later[44]!.id);
   await a.host.audit.record(entry('job:n30', 'error'), later[30]!.id);

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { AuditRecord } from '../../../core/contract/audit.js';
 import type { AuditEntry } from '../../../core/engine/audit.js';
+import { auditLine } from '../../../core/store/serialize.js';
 import { startHost, tempDir } from '../../helpers.js';
 
 const entry = (target: string, outcome: AuditEntry['outcome'] = 'ok'): AuditEntry => ({
@@ -63,4 +64,22 @@ t.test('the local trail: a record of a kept id replaces it in place, any other i
   const after = (await b.host.audit.list({ limit: 1000 })).items;
   t.match(after[0], { id: stray, target: 'job:stray', outcome: 'error' });
   t.equal(after.filter((r) => r.id === stray).length, 1);
+});
+
+t.test('an audit line is JSON.stringify({ a: record }) and a newline, free text escaped', async (t) => {
+  const base: AuditRecord = {
+    id: '0mwt7yla80001ub5',
+    at: '2026-01-01T00:00:00.000Z',
+    token: 'ops "night" \\ shift',
+    action: 'job.run',
+    target: 'job:quote " backslash \\ newline \n unicode ✓ \u2028 lone \ud800',
+    ip: '::ffff:127.0.0.1',
+    outcome: 'error',
+    status: 503,
+    code: 'STORE_WRITE_FAILED',
+    host: 'h-1\t',
+  };
+  for (const record of [base, { ...base, outcome: 'ok' as const, status: 202, code: null }, { ...base, status: Number.NaN }]) {
+    t.equal(auditLine(record), `${JSON.stringify({ a: record })}\n`);
+  }
 });

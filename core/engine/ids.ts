@@ -18,14 +18,18 @@ export function createIdGenerator(now: () => number, random: () => number = Math
     .padStart(3, '0');
   let last = 0;
   let counter = 0;
+  // The millisecond part is written once per millisecond, not once per id: under load many ids
+  // share one (a trigger over HTTP mints two, its run's and its audit record's).
+  let stamp = (0).toString(36).padStart(9, '0');
   const next = (): string => {
     const t = Math.max(now(), last);
     if (t !== last) {
       last = t;
       counter = 0;
+      stamp = t.toString(36).padStart(9, '0');
     }
     counter++;
-    return `${t.toString(36).padStart(9, '0')}${counter.toString(36).padStart(4, '0')}${node}`;
+    return stamp + (counter < 36 ? '000' : counter < 1296 ? '00' : '') + (counter < 1296 ? counter.toString(36) : counter.toString(36).padStart(4, '0')) + node;
   };
   return Object.assign(next, {
     setNode(value: string): void {

@@ -89,7 +89,8 @@ export interface AccessOptions {
 export class Access {
   readonly #o: AccessOptions;
   #cache: { config: Config; credentials: Credential[] } | undefined;
-  readonly #routes = new Map<string, RouteAccess>();
+  /** The table's line of each route, by URL pattern then method (no key string built per request). */
+  readonly #routes = new Map<string, Map<string, RouteAccess>>();
   readonly #sockets = new Map<TrackedSocket, Buffer | null>();
   readonly #unsubscribe: () => void;
   /** The bind address is loopback: without tokens, every request is the anonymous admin. */
@@ -139,7 +140,9 @@ export class Access {
       if (method !== 'GET' && method !== 'HEAD' && access.role !== 'public' && access.action === undefined) {
         throw new Error(`${method} ${route.url} changes something but names no audit action in core/server/route-roles.ts`);
       }
-      this.#routes.set(`${method} ${route.url}`, access);
+      let byMethod = this.#routes.get(route.url);
+      if (!byMethod) this.#routes.set(route.url, (byMethod = new Map()));
+      byMethod.set(method, access);
     }
   }
 
@@ -148,7 +151,7 @@ export class Access {
    * builds a new object on each read), and kept on the request for the scope check and the audit.
    */
   #access(request: FastifyRequest, url = request.routeOptions.url): RouteAccess | undefined {
-    return url === undefined ? undefined : this.#routes.get(`${request.method} ${url}`);
+    return url === undefined ? undefined : this.#routes.get(url)?.get(request.method);
   }
 
   /**

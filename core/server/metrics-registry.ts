@@ -1,11 +1,12 @@
-import type { Histogram, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { traceExportProblems } from '../contract/otel-sdk.js';
 import type { Host } from '../engine/host.js';
 import type { EventLoopWatch } from './event-loop.js';
+import { type DurationTallies, registerDurations } from './run-durations.js';
 
 /**
- * The prom-client side of `GET /metrics` (metrics.ts keeps the counts): built on the first scrape
- * or the first run's duration, so a start never loads prom-client (~30 modules, issue 26). Every
+ * The prom-client side of `GET /metrics` (metrics.ts keeps the counts): built on the first scrape,
+ * so a start never loads prom-client (~30 modules, issue 26). Every
  * metric reads its value at scrape time from the plain counts `MetricCounts` holds, which were
  * kept from the host's start; the order below is the exposition's order.
  */
@@ -25,14 +26,13 @@ export interface MetricCounts {
   configErrors: number;
   wsClients: number;
   wsCutoffs: number;
+  /** Run durations by job, in their histogram's buckets. */
+  durations: DurationTallies;
 }
 
 export interface BuiltRegistry {
   registry: Registry;
-  duration: Histogram<'job'>;
 }
-
-const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
 /** A counter with one or two labels whose tallies are kept in a plain map (a labelled inc() hashes its labels on every call). */
 function tallied(
@@ -62,13 +62,7 @@ export function buildRegistry(prom: PromClient, host: Host, loop: EventLoopWatch
   tallied(prom, registry, 'jobhost_triggers_skipped_total', 'Refused triggers by job and reason (no run was created)', ['job', 'reason'], counts.skips);
   tallied(prom, registry, 'jobhost_run_retries_total', 'Failed attempts that were retried, by job', ['job'], counts.retries);
   tallied(prom, registry, 'jobhost_events_total', 'Bus events by type', ['type'], counts.events);
-  const duration = new prom.Histogram({
-    name: 'jobhost_run_duration_seconds',
-    help: 'Run duration (first start to end) of succeeded and failed runs, by job',
-    labelNames: ['job'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [registry],
-  });
+  registerDurations(registry, counts.durations);
   new prom.Counter({
     name: 'jobhost_plugin_errors_total',
     help: 'Plugin files that failed to load',
@@ -298,5 +292,5 @@ export function buildRegistry(prom: PromClient, host: Host, loop: EventLoopWatch
     },
   });
 
-  return { registry, duration };
+  return { registry };
 }

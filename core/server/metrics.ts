@@ -3,12 +3,14 @@ import { eventHost } from '../contract/events.js';
 import type { Host } from '../engine/host.js';
 import type { EventLoopWatch } from './event-loop.js';
 import type { BuiltRegistry, MetricCounts, Tallies } from './metrics-registry.js';
+import { observeDuration } from './run-durations.js';
 
 /**
  * `GET /metrics`: counts fed from bus events from the host's start, in plain maps and numbers;
  * gauges that mirror the host's state are read from it at scrape time instead of being kept in
  * step by hand. prom-client, which writes the exposition (`metrics-registry.ts`), loads with the
- * first scrape or the first run's duration to observe: never on the way to `/ready` (issue 26).
+ * first scrape: never on the way to `/ready` (issue 26). Run durations are counted into their
+ * histogram's buckets here too (`run-durations.ts`).
  */
 
 /** What the WebSocket stream reports to the metrics. */
@@ -60,23 +62,14 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
     configErrors: 0,
     wsClients: 0,
     wsCutoffs: 0,
+    durations: new Map(),
   };
-  let built: BuiltRegistry | undefined;
   let loading: Promise<BuiltRegistry> | undefined;
-  // Durations observed before prom-client has loaded (a few: it loads with the first one).
-  const early: Array<[job: string, seconds: number]> = [];
   const load = (): Promise<BuiltRegistry> => {
-    loading ??= Promise.all([import('prom-client'), import('./metrics-registry.js')]).then(([prom, { buildRegistry }]) => {
-      built = buildRegistry(prom, host, loop, counts);
-      for (const [job, seconds] of early.splice(0)) built.duration.observe({ job }, seconds);
-      return built;
-    });
+    loading ??= Promise.all([import('prom-client'), import('./metrics-registry.js')]).then(([prom, { buildRegistry }]) =>
+      buildRegistry(prom, host, loop, counts),
+    );
     return loading;
-  };
-  const observe = (job: string, seconds: number): void => {
-    if (built) return built.duration.observe({ job }, seconds);
-    early.push([job, seconds]);
-    void load();
   };
 
   const unsubscribe = host.on('*', (event) => {
@@ -87,7 +80,7 @@ export function createMetrics(host: Host, loop: EventLoopWatch): Metrics {
       case 'run.succeeded':
       case 'run.failed': {
         tally(counts.runs, RUN_LABELS, event.data.job, event.type === 'run.succeeded' ? 'succeeded' : 'failed');
-        if (event.data.durationMs !== null) observe(event.data.job, event.data.durationMs / 1000);
+        if (event.data.durationMs !== null) observeDuration(counts.durations, event.data.job, event.data.durationMs / 1000);
         break;
       }
       case 'run.canceled':

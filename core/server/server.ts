@@ -9,7 +9,7 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import fp from 'fastify-plugin';
-import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { parseConfig } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
@@ -20,6 +20,7 @@ import { Access } from './access.js';
 import { registerAccessRoutes } from './access-routes.js';
 import { assertSafeBind, bearerToken } from './auth.js';
 import { type EventLoopOptions, watchEventLoop } from './event-loop.js';
+import { validatorCompiler } from './fast-validate.js';
 import { errorBody, toHttpError } from './http-errors.js';
 import { errors } from './http-schemas.js';
 import { registerInsightRoutes } from './insight-routes.js';

@@ -5,6 +5,7 @@ import type { DamageReport } from '../contract/store-health.js';
 import { appendRun } from './encode-run.js';
 import type { AppendFile } from './files.js';
 import type { RunLogStore } from './run-logs.js';
+import { auditLine } from './serialize.js';
 import type { JobFlags } from './store-files.js';
 
 /** The dirty records one commit takes from the store. */
@@ -66,7 +67,7 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
   for (const [j, f] of batch.jobs) journalFile.append(JSON.stringify({ j, f }) + '\n');
   for (const n of batch.notifications) journalFile.append(JSON.stringify({ n }) + '\n');
   for (const d of batch.damage) journalFile.append(JSON.stringify({ d }) + '\n');
-  for (const a of batch.audit) journalFile.append(JSON.stringify({ a }) + '\n');
+  for (const a of batch.audit) journalFile.append(auditLine(a));
   // A child `after` triggered is durable before its parent's end (SPEC §13): a crash between the two
   // writes keeps the child without the end, and the parent's second end finds the child by its id.
   const chained = journaled.some((run) => run.after !== undefined) && finished.length > 0;

@@ -1,3 +1,4 @@
+import type { AuditRecord } from '../contract/audit.js';
 import type { Attempt, Run } from '../contract/run.js';
 
 // Serialization. JSON.stringify of a run costs ~5µs on Node 20; writing the known shape by hand
@@ -74,5 +75,30 @@ export function serializeRun(r: Run, end = ''): string {
       ? ',"traceId":' + (r.traceId === undefined ? 'null' : '"' + r.traceId + '"') + ',"traceparent":"' + r.traceparent + '"'
       : '') +
     '}' + end
+  );
+}
+
+/**
+ * A journal's audit line, `JSON.stringify({ a: record }) + '\n'`, about three times faster: every
+ * HTTP change journals one (a trigger's rides in its run's commit). Free text is escaped by
+ * JSON.stringify; the id and time are the host's own (base-36, ISO), the outcome an enum.
+ */
+/** A string that needs no escaping, quoted ('null' for null). */
+const q = (s: string | null): string => (s === null ? 'null' : '"' + s + '"');
+
+// biome-ignore format: one field a line, as the JSON it writes
+export function auditLine(a: AuditRecord): string {
+  return (
+    '{"a":{"id":' + q(a.id) +
+    ',"at":' + q(a.at) +
+    ',"token":' + j(a.token) +
+    ',"action":' + j(a.action) +
+    ',"target":' + j(a.target) +
+    ',"ip":' + j(a.ip) +
+    ',"outcome":' + q(a.outcome) +
+    ',"status":' + num(a.status) +
+    ',"code":' + j(a.code) +
+    ',"host":' + j(a.host) +
+    '}}\n'
   );
 }

@@ -18,8 +18,8 @@ const CLUSTER_PACKAGES = ['bullmq', 'ioredis'];
 /**
  * Loaded only when needed: ajv, for fastify's default validator compiler (zod's replaces it;
  * fastify's own error serializer still loads a part of fast-json-stringify), cronstrue (a
- * cron schedule put in words), prom-client (the first scrape of /metrics or the first run's
- * duration), and @fastify/swagger with yaml (the first GET /openapi.json).
+ * cron schedule put in words), prom-client (the first scrape of /metrics; run durations are counted
+ * without it), and @fastify/swagger with yaml (the first GET /openapi.json).
  */
 const NOT_AT_START = [...CLUSTER_PACKAGES, 'ajv', 'cronstrue', 'prom-client', '@fastify/swagger', 'yaml'];
 

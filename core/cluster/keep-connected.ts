@@ -46,14 +46,18 @@ export async function endForGood(client: Redis, ms: number): Promise<void> {
   release(client);
   client.disconnect();
   if (client.status !== 'connecting' && client.status !== 'connect') return;
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
+  const ended = await new Promise<boolean>((resolve) => {
+    const done = (end: boolean): void => {
       clearTimeout(timer);
-      client.off('end', done);
-      resolve();
+      client.off('end', onEnd);
+      resolve(end);
     };
-    const timer = setTimeout(done, ms);
-    client.once('end', done);
+    const onEnd = (): void => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    client.once('end', onEnd);
   });
+  // Still connecting (a slow handshake): an ended socket would still connect, and start a
+  // detector, until ioredis destroys it (disconnectTimeout, 2 s); a destroyed one never connects.
+  if (!ended) client.stream?.destroy();
   client.disconnect();
 }

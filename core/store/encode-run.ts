@@ -144,7 +144,7 @@ function encodeRun(buf: Buffer, p: number, r: Run): number {
     p = c(buf, p, L34); p = w(buf, p, lastHostJson);
   }
   if (r.traceparent !== undefined) {
-    if (r.traceId === undefined) p = c(buf, p, L35);
+    if (r.traceId == null) p = c(buf, p, L35);
     else { p = c(buf, p, L36); p = w(buf, p, r.traceId); p = c(buf, p, L13); }
     p = c(buf, p, L37); p = w(buf, p, r.traceparent); p = c(buf, p, L13);
   }

@@ -72,7 +72,7 @@ export function serializeRun(r: Run, end = ''): string {
     (r.origin !== undefined ? ',"origin":"' + r.origin + '"' : '') +
     (r.host !== undefined ? ',"host":' + j(r.host) : '') +
     (r.traceparent !== undefined
-      ? ',"traceId":' + (r.traceId === undefined ? 'null' : '"' + r.traceId + '"') + ',"traceparent":"' + r.traceparent + '"'
+      ? ',"traceId":' + (r.traceId == null ? 'null' : '"' + r.traceId + '"') + ',"traceparent":"' + r.traceparent + '"'
       : '') +
     '}' + end
   );

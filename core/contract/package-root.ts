@@ -39,11 +39,11 @@ function findRoot(from: string): string {
 /** The package folder: the clone's root, or `node_modules/jobhost`. */
 export const PACKAGE_ROOT = findRoot(path.dirname(here));
 
-/** The folder of jobhost's modules and runtime files: `core/` from the TypeScript sources, `dist/` built. */
-export const CODE_DIR = path.join(PACKAGE_ROOT, here.endsWith('.ts') ? 'core' : 'dist');
-
 /** True when running the built package (JavaScript in `dist/`), false from the sources. */
 export const BUILT = !here.endsWith('.ts');
+
+/** The folder of jobhost's modules and runtime files: `core/` from the TypeScript sources, `dist/` built. */
+export const CODE_DIR = path.join(PACKAGE_ROOT, BUILT ? 'dist' : 'core');
 
 /** The URL of jobhost's library entry (`index.ts`/`index.js`) without its extension. */
 export const CORE_INDEX_URL = pathToFileURL(path.join(CODE_DIR, 'index')).href;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { installProject, type Packed, packCheckout, readPackage, registryReachable, run, serve, until200, userEnv, writeFiles } from '../e2e/packed.js';
 import { ROOT } from '../e2e/project.js';
-import { tempDir, until } from '../helpers.js';
+import { type Tap, tempDir, until } from '../helpers.js';
 import { httpReceiver } from '../receivers.js';
 
 /**
@@ -25,6 +25,19 @@ if (!reach.ok) {
   let packed: Packed | undefined;
   const npx = (args: string[], env: NodeJS.ProcessEnv = {}) =>
     run('npx', ['--no', '--', 'jobhost', ...args], project, { timeoutMs: 120_000, env: userEnv(env) });
+  const URL_LINE = /dashboard and API at (http:\/\/\S+?)"/;
+  /** Starts an installed host in the project (killed when the test ends) and reads its URL from its log. */
+  const started = async (t: Tap, cmd: string, args: string[], env: NodeJS.ProcessEnv) => {
+    const host = serve(cmd, args, project, userEnv(env));
+    t.teardown(async () => {
+      host.signal('SIGKILL');
+      await host.closed;
+    });
+    let done = false;
+    void host.closed.then(() => (done = true));
+    await until(() => URL_LINE.test(host.stdout()) || done, 60_000, 'the host to print its URL');
+    return { host, url: URL_LINE.exec(host.stdout())?.[1] ?? '', exited: () => done };
+  };
 
   t.test('npm pack builds afresh and ships the JavaScript, the types, every runtime file and the command; no sources, no tests', async (t) => {
     // Left over from an older build: prepack must start dist/ from scratch.
@@ -173,18 +186,10 @@ console.log(JSON.stringify({ status: run.status, result: run.result, refused }))
   );
 
   t.test('npx jobhost start serves /health and /ready, runs the example plugin, and stops on SIGTERM', async (t) => {
-    const host = serve('npx', ['--no', '--', 'jobhost', 'start'], project, userEnv({ JOBHOST_PORT: '0' }));
-    t.teardown(async () => {
-      host.signal('SIGKILL');
-      await host.closed;
-    });
-    let done = false;
-    void host.closed.then(() => (done = true));
-    await until(() => /dashboard and API at (http:\/\/\S+?)"/.test(host.stdout()) || done, 60_000, 'the host to print its URL');
-    const url = /dashboard and API at (http:\/\/\S+?)"/.exec(host.stdout())?.[1] ?? '';
+    const { host, url, exited } = await started(t, 'npx', ['--no', '--', 'jobhost', 'start'], { JOBHOST_PORT: '0' });
     t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, host.stderr());
     t.equal((await fetch(`${url}/health`)).status, 200, '/health');
-    await until200(`${url}/ready`, performance.now(), 30_000, () => !done);
+    await until200(`${url}/ready`, performance.now(), 30_000, () => !exited());
     // The dashboard from the package's dist/, and uPlot from the project's node_modules.
     const page = await fetch(`${url}/`);
     t.equal(page.status, 200, 'the dashboard');
@@ -224,15 +229,7 @@ console.log(JSON.stringify(jobs.map((j) => [j.name, j.lastRun?.status ?? null]).
     const collector = await httpReceiver(t);
     collector.fallback = { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' };
     const env = { JOBHOST_PORT: '0', OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100' };
-    const host = serve(process.execPath, [path.join(project, 'node_modules', 'jobhost', 'core', 'bin.mjs'), 'start'], project, userEnv(env));
-    t.teardown(async () => {
-      host.signal('SIGKILL');
-      await host.closed;
-    });
-    let done = false;
-    void host.closed.then(() => (done = true));
-    await until(() => /dashboard and API at (http:\/\/\S+?)"/.test(host.stdout()) || done, 60_000, 'the host to print its URL');
-    const url = /dashboard and API at (http:\/\/\S+?)"/.exec(host.stdout())?.[1] ?? '';
+    const { host, url, exited } = await started(t, process.execPath, [path.join(project, 'node_modules', 'jobhost', 'core', 'bin.mjs'), 'start'], env);
     const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
     const res = await fetch(`${url}/jobs/hello/run`, {
       method: 'POST',
@@ -245,7 +242,7 @@ console.log(JSON.stringify(jobs.map((j) => [j.name, j.lastRun?.status ?? null]).
     const spans = (): Span[] =>
       collector.received.flatMap((r) => ((r.json as Body).resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? [])));
     const named = (name: string): Span | undefined => spans().find((s) => s.name === name);
-    await until(() => Boolean(named('jobhost.trigger hello') && named('jobhost.attempt hello')) || done, 60_000, "the host's spans at the collector");
+    await until(() => Boolean(named('jobhost.trigger hello') && named('jobhost.attempt hello')) || exited(), 60_000, "the host's spans at the collector");
     const trigger = named('jobhost.trigger hello');
     t.equal(trigger?.traceId, trace, "the trigger span continues the caller's trace");
     t.equal(named('jobhost.attempt hello')?.parentSpanId, trigger?.spanId, "the attempt span is the trigger span's child");

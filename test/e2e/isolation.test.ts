@@ -10,12 +10,15 @@ import { makeProject, runCli } from './project.js';
  */
 
 const spin = (mark: string): string => `
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 export default {
   name: 'spin',
   timeout: '1s',
   handler: () => {
-    writeFileSync(${JSON.stringify(mark)}, 'spinning');
+    // Written whole, then renamed: the test waits for the file to exist, then reads it, and a file
+    // seen between its creation and its write would read empty.
+    writeFileSync(${JSON.stringify(mark + '.tmp')}, 'spinning');
+    renameSync(${JSON.stringify(mark + '.tmp')}, ${JSON.stringify(mark)});
     const end = Date.now() + 60_000;
     while (Date.now() < end) {}
     return 'spun';

@@ -321,7 +321,7 @@ export class Attempts {
     if (outcome?.ok) {
       if (last) last.endedAt = isoTime(ms);
       run.result = outcome.result;
-      return this.#finished(this.#ended(run, 'succeeded', ms, live.firstStartMs), live.started);
+      return this.#finished(this.#ended(run, 'succeeded', ms, live.firstStartMs), live.started, fold?.folds);
     }
     if (!outcome) return;
     const { record, ending } = outcome;
@@ -334,7 +334,13 @@ export class Attempts {
     }
     if (bullJob.finishedOn) {
       run.error = error;
-      return this.#finished(this.#ended(run, ending === 'canceled' ? 'canceled' : 'failed', ms, live.firstStartMs ?? record.s), live.started);
+      // A cancel's count is written after this end (`#countCanceled`), so its fold does not say the count has it.
+      const canceled = ending === 'canceled';
+      return this.#finished(
+        this.#ended(run, canceled ? 'canceled' : 'failed', ms, live.firstStartMs ?? record.s),
+        live.started,
+        canceled ? undefined : fold?.folds,
+      );
     }
     run.status = 'queued';
     if (live.started) this.#o.mirror.finished({ ...run, status: 'queued' }, true);
@@ -357,9 +363,9 @@ export class Attempts {
     return run;
   }
 
-  #finished(run: Run, wasRunning: boolean): void {
+  #finished(run: Run, wasRunning: boolean, folds?: number): void {
     if (run.status === 'canceled') this.#countCanceled(run);
-    this.#o.mirror.finished(run, wasRunning);
+    this.#o.mirror.finished(run, wasRunning, folds);
     this.#o.hooks().observer.finished(run);
     this.#settle(run, run.status as NotifyStatus);
   }

@@ -14,7 +14,8 @@ import { StateReader } from './state-scripts.js';
  * for every job any host has loaded. One script reads it all from Redis every half second
  * (`state-scripts.ts`: the jobs and their keys known from the last read, checked by the script);
  * what this host does itself (a run it finished, a flag it set) shows at once and is never
- * undone by a read that started before it landed: counts only grow, the later `lastRun` wins.
+ * undone by a read that started before it landed: the later `lastRun` wins, and a run this host
+ * ended is counted on top of a read until a read has it (see `#pending`).
  */
 
 const REFRESH_MS = 500;
@@ -58,6 +59,17 @@ interface Live {
   active: number;
 }
 
+type Counted = 'succeeded' | 'failed' | 'canceled';
+
+/** A run this host ended, counted on top of the reads until one has it. */
+interface PendingEnd {
+  status: Counted;
+  /** How many reads had been sent when the end was told here: a read sent after it has the end. */
+  reads: number;
+  /** Where the end stands in the job's counted ends (the fold's `folds`), when known. */
+  folds: number | undefined;
+}
+
 export interface MirrorOptions {
   redis: ScriptedRedis;
   keys: ClusterKeys;
@@ -85,6 +97,18 @@ export class Mirror {
   readonly #flagVersions = new Map<string, number>();
   /** Per job, the count of ends folded into the streaks this mirror shows (see `folded`): an older read does not undo a newer fold. */
   readonly #folds = new Map<string, number>();
+  /**
+   * Per job, the runs this host ended that the last read may not have counted. Counts are the
+   * read's plus these: the end of a run is written, then told here, so a read sent after that has
+   * it; one sent before may have it too (its reply can come first), which the end's place among
+   * the job's counted ends (`folds`, written in the same MULTI as BullMQ's count) settles. Taking
+   * the larger of the two counts instead counted such a run twice, for good.
+   */
+  readonly #pending = new Map<string, PendingEnd[]>();
+  /** Per job, `folds` as the last read found it: an end at or below it is in the counts read. */
+  readonly #readFolds = new Map<string, number>();
+  /** Reads sent so far. */
+  #reads = 0;
   #indexSize = 0;
   #refreshes = 0;
   #refreshing: Promise<void> | undefined;
@@ -135,11 +159,25 @@ export class Mirror {
     live.active++;
   }
 
-  /** A run this host ended (or a waiting run it canceled). */
-  finished(run: Run, wasRunning: boolean): void {
+  /**
+   * A run this host ended (or a waiting run it canceled), after the write that ended it; `folds`
+   * is that end's place among the job's counted ends, when the write said.
+   */
+  finished(run: Run, wasRunning: boolean, folds?: number): void {
     const state = this.state(run.job);
     const { failStreak, endedStreak } = state;
     foldFinished(state, run);
+    const status = run.status;
+    if (status === 'succeeded' || status === 'failed' || status === 'canceled') {
+      if (folds !== undefined && folds <= (this.#readFolds.get(run.job) ?? 0)) {
+        // A read already counted it (its reply came before this end was told).
+        state.counts![status]!--;
+      } else {
+        let pending = this.#pending.get(run.job);
+        if (!pending) this.#pending.set(run.job, (pending = []));
+        pending.push({ status, reads: this.#reads, folds });
+      }
+    }
     // The streaks are Redis's (the fold in the write that ended the run, see `folded`): runs of
     // other hosts come between, so this host's own ends alone would count them wrong.
     if (failStreak === undefined) delete state.failStreak;
@@ -216,6 +254,7 @@ export class Mirror {
   async #read(): Promise<void> {
     const versions = new Map(this.#flagVersions);
     const durations = this.#refreshes++ % DURATIONS_EVERY === 0;
+    const sent = ++this.#reads;
     const { items, indexSize } = await this.#reader.read(durations);
     this.#indexSize = indexSize;
     for (const item of items) {
@@ -223,11 +262,11 @@ export class Mirror {
       if (!parsed.success) continue;
       const m = parsed.data;
       const flagsSettled = (this.#flagVersions.get(m.name) ?? 0) === (versions.get(m.name) ?? 0);
-      this.#merge(m, flagsSettled);
+      this.#merge(m, flagsSettled, sent);
     }
   }
 
-  #merge(m: Mirrored, flagsSettled: boolean): void {
+  #merge(m: Mirrored, flagsSettled: boolean, sent: number): void {
     const state = this.state(m.name);
     if (flagsSettled) {
       const enabled = m.enabled === '1' ? true : m.enabled === '0' ? false : undefined;
@@ -239,10 +278,18 @@ export class Mirror {
       if (changed) this.#o.flagsChanged(m.name);
     }
     const counts = (state.counts ??= {});
-    const canceledAsFailed = m.canceledRunning;
-    counts.succeeded = Math.max(counts.succeeded ?? 0, m.completed);
-    counts.failed = Math.max(counts.failed ?? 0, m.failed - canceledAsFailed);
-    counts.canceled = Math.max(counts.canceled ?? 0, m.canceled);
+    counts.succeeded = m.completed;
+    counts.failed = m.failed - m.canceledRunning;
+    counts.canceled = m.canceled;
+    this.#readFolds.set(m.name, m.folds);
+    const pending = this.#pending.get(m.name);
+    if (pending) {
+      // Ends told before this read was sent are in it, and so are those whose fold it counted.
+      const left = pending.filter((e) => e.reads >= sent && (e.folds === undefined || e.folds > m.folds));
+      for (const e of left) counts[e.status] = (counts[e.status] ?? 0) + 1;
+      if (left.length > 0) this.#pending.set(m.name, left);
+      else this.#pending.delete(m.name);
+    }
     const candidates: Array<{ runId: string; status: 'succeeded' | 'failed' | 'canceled'; ms: number }> = [];
     if (m.lastCompleted && m.lastCompletedAt !== null) candidates.push({ runId: m.lastCompleted, status: 'succeeded', ms: m.lastCompletedAt });
     if (m.lastFailed && m.lastFailedAt !== null) {

@@ -364,8 +364,8 @@ export class Attempts {
   }
 
   #finished(run: Run, wasRunning: boolean, folds?: number): void {
-    if (run.status === 'canceled') this.#countCanceled(run);
-    this.#o.mirror.finished(run, wasRunning, folds);
+    const counted = run.status === 'canceled' ? this.#countCanceled(run) : undefined;
+    this.#o.mirror.finished(run, wasRunning, folds, counted);
     this.#o.hooks().observer.finished(run);
     this.#settle(run, run.status as NotifyStatus);
   }
@@ -374,15 +374,17 @@ export class Attempts {
     this.#o.hooks().observer.settled(run, outcome);
   }
 
-  /** BullMQ counts a run canceled while running among its failures: kept apart so counts say canceled. */
-  #countCanceled(run: Run): void {
+  /** BullMQ counts a run canceled while running among its failures: kept apart so counts say canceled. Rejects when the count is not written. */
+  #countCanceled(run: Run): Promise<unknown> {
     const key = this.#o.keys.jobState(run.job);
-    this.#o.commands
+    const written = this.#o.commands
       .multi()
       .hincrby(key, 'canceled', 1)
       .hincrby(key, 'canceledRunning', 1)
       .hset(key, 'lastCanceledRun', run.id, 'lastCanceledAt', String(Date.parse(run.endedAt ?? run.createdAt)))
-      .exec()
-      .catch((err: unknown) => this.#o.logger.error({ err, runId: run.id }, 'could not count the canceled run'));
+      .exec();
+    written.catch((err: unknown) => this.#o.logger.error({ err, runId: run.id }, 'could not count the canceled run'));
+    // Settles when the count is in Redis (the mirror counts the run on top of its reads until then).
+    return written;
   }
 }

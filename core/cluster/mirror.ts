@@ -161,9 +161,10 @@ export class Mirror {
 
   /**
    * A run this host ended (or a waiting run it canceled), after the write that ended it; `folds`
-   * is that end's place among the job's counted ends, when the write said.
+   * is that end's place among the job's counted ends, when the write said. `counted` is a write
+   * of the run's count still under way (a cancel's): until it lands, no read has the run.
    */
-  finished(run: Run, wasRunning: boolean, folds?: number): void {
+  finished(run: Run, wasRunning: boolean, folds?: number, counted?: Promise<unknown>): void {
     const state = this.state(run.job);
     const { failStreak, endedStreak } = state;
     foldFinished(state, run);
@@ -175,7 +176,13 @@ export class Mirror {
       } else {
         let pending = this.#pending.get(run.job);
         if (!pending) this.#pending.set(run.job, (pending = []));
-        pending.push({ status, reads: this.#reads, folds });
+        const end: PendingEnd = { status, reads: counted ? Number.POSITIVE_INFINITY : this.#reads, folds };
+        pending.push(end);
+        // Reads sent once the count has landed have it; one that failed never lands (it was logged).
+        counted?.then(
+          () => (end.reads = this.#reads),
+          () => undefined,
+        );
       }
     }
     // The streaks are Redis's (the fold in the write that ended the run, see `folded`): runs of
@@ -257,13 +264,17 @@ export class Mirror {
     const sent = ++this.#reads;
     const { items, indexSize } = await this.#reader.read(durations);
     this.#indexSize = indexSize;
+    const merged = new Set<string>();
     for (const item of items) {
       const parsed = mirrored.safeParse(item);
       if (!parsed.success) continue;
       const m = parsed.data;
       const flagsSettled = (this.#flagVersions.get(m.name) ?? 0) === (versions.get(m.name) ?? 0);
       this.#merge(m, flagsSettled, sent);
+      merged.add(m.name);
     }
+    // A job no longer in Redis's set (removed everywhere) has no counts to add its ends to.
+    for (const job of this.#pending.keys()) if (!merged.has(job)) this.#pending.delete(job);
   }
 
   #merge(m: Mirrored, flagsSettled: boolean, sent: number): void {

@@ -5,7 +5,7 @@ import { Mirror } from '../../../core/cluster/mirror.js';
 import { defineScripts } from '../../../core/cluster/scripts.js';
 import { createManualClock } from '../../../core/contract/clock.js';
 import type { Run } from '../../../core/contract/run.js';
-import { captureLogger } from '../../helpers.js';
+import { captureLogger, gate } from '../../helpers.js';
 import { startRedis } from '../../redis.js';
 
 /**
@@ -86,12 +86,14 @@ t.test('a run this host ended is counted once, whichever comes first: its end to
   await mirror.refresh();
   t.equal(counts().succeeded, 2, 'the read sent after it has it: still 2');
 
-  // A read sent before the end was written, its reply after the end was told: the end stays on top.
+  // A read sent before the end was written (on the same connection, so Redis runs it first), its
+  // reply after the end was told: the end stays on top.
   const older = mirror.refresh();
+  const write = written(3);
   mirror.finished(ended('r3', 'succeeded'), true, 3);
   await older;
   t.equal(counts().succeeded, 3, 'a read older than the end does not undo it');
-  await written(3);
+  await write;
   await mirror.refresh();
   t.equal(counts().succeeded, 3, 'the next read has it: 3, not 4');
 
@@ -111,8 +113,20 @@ t.test('a run this host ended is counted once, whichever comes first: its end to
   await mirror.refresh();
   t.equal(counts().failed, 2, 'the read sent after it settles the count');
 
+  // A run canceled while it ran: its count is a write of its own after the end, and until that
+  // lands no read has it, however late the read.
+  const canceled = gate();
+  mirror.finished({ ...ended('r6', 'failed'), status: 'canceled' } as Run, true, undefined, canceled.promise);
+  await mirror.refresh();
+  t.equal(counts().canceled, 1, 'a read sent while the count is under way does not drop the run');
+  await client.hset(keys.jobState(JOB), 'canceled', 1);
+  canceled.open();
+  await canceled.promise;
+  await mirror.refresh();
+  t.equal(counts().canceled, 1, 'once the count landed, the next read has it: 1, not 2');
+
   // Another host's ends come only from the reads.
   await written(10, 2);
   await mirror.refresh();
-  t.same(counts(), { succeeded: 10, failed: 2, canceled: 0 }, "other hosts' ends, as read");
+  t.same(counts(), { succeeded: 10, failed: 2, canceled: 1 }, "other hosts' ends, as read");
 });

@@ -28,6 +28,7 @@ const DAY = 24 * HOUR;
 
 /** The wall-clock reading of `instant` in `timezone`, as a naive UTC timestamp (whole seconds). */
 function wallOf(instant: number, timezone: string): number {
+  if (timezone === 'UTC') return Math.floor(instant / 1000) * 1000;
   const p: Record<string, number> = {};
   for (const part of zoneFormatter(timezone).formatToParts(instant)) {
     if (part.type !== 'literal') p[part.type] = Number(part.value);

@@ -7,6 +7,7 @@ import type { Loader } from 'esbuild';
 import { HostError } from '../contract/errors.js';
 import type { HandlerSource, SourceLink, SourceModule } from '../contract/plugin-source.js';
 import { evaluateSource, nativeUrl } from '../workers/plugin-code.js';
+import { type CompileCache, compileCacheFor, compileKey } from './compile-cache.js';
 
 /**
  * Loads a plugin file so that a reload really reloads and frees the old version.
@@ -42,6 +43,15 @@ const REQUIRE_CALL = /\brequire\((["'])([^"'\n]+)\1\)/g;
 /** Numbers each load, for its `HandlerSource.key`. */
 let loadCount = 0;
 
+/** The compile cache of each plugins directory (`compile-cache.ts`), found once. */
+const caches = new Map<string, CompileCache | null>();
+
+function cacheFor(root: string): CompileCache | null {
+  let cache = caches.get(root);
+  if (cache === undefined) caches.set(root, (cache = compileCacheFor(root)));
+  return cache;
+}
+
 /** Imports a plugin file within `timeoutMs`; `root` is the plugins directory (what counts as local). */
 export async function loadPluginModule(file: string, root: string, timeoutMs: number): Promise<PluginModule> {
   let timer: NodeJS.Timeout | undefined;
@@ -65,9 +75,11 @@ function importFailed(file: string, err: unknown): HostError {
 class Build {
   readonly #root: string;
   readonly #modules = new Map<string, SourceModule>();
+  readonly #cache: CompileCache | null;
 
   constructor(root: string) {
     this.#root = root;
+    this.#cache = cacheFor(root);
   }
 
   async entry(file: string): Promise<PluginModule> {
@@ -126,6 +138,9 @@ class Build {
     const source = await readFile(file, 'utf8');
     const loader = LOADERS[path.extname(file)] ?? 'js';
     if (loader === 'json') return `module.exports = ${JSON.stringify(JSON.parse(source))};`;
+    const key = this.#cache ? compileKey(file, loader, source) : '';
+    const kept = await this.#cache?.get(key);
+    if (kept !== undefined) return kept;
     try {
       // esbuild is loaded by the first plugin file to compile, not by every start of the process.
       const { transform } = await import('esbuild');
@@ -139,6 +154,7 @@ class Build {
         define: { 'import.meta': '__jobhostImportMeta' },
         logLevel: 'silent',
       });
+      void this.#cache?.put(key, out.code);
       return out.code;
     } catch (err) {
       if (/Top-level await is currently not supported/.test((err as Error).message)) throw new TopLevelAwait();

@@ -1,4 +1,4 @@
-import { DiagLogLevel, diag, type ProxyTracerProvider, trace } from '@opentelemetry/api';
+import type { ProxyTracerProvider } from '@opentelemetry/api';
 import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
@@ -29,7 +29,8 @@ export function traceExportProblems(): number {
  * `warn` and are counted: a run never waits for, nor fails with, its spans' export. Each kind of
  * message is logged once a minute at most, so a collector down for an hour is not a log flood.
  */
-function routeDiagnostics(warn: (msg: string) => void): void {
+function routeDiagnostics(api: typeof import('@opentelemetry/api'), warn: (msg: string) => void): void {
+  const { diag, DiagLogLevel } = api;
   const last = new Map<string, number>();
   const report = (message: string, ...args: unknown[]): void => {
     problems++;
@@ -50,7 +51,8 @@ function routeDiagnostics(warn: (msg: string) => void): void {
  * logs pino's. `service.name` defaults to `jobhost`.
  */
 export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
-  const { NodeSDK } = await import('@opentelemetry/sdk-node');
+  // The API too is loaded only here (and by `tracing.ts` once something is set up): a start without tracing loads none of it.
+  const [api, { NodeSDK }] = await Promise.all([import('@opentelemetry/api'), import('@opentelemetry/sdk-node')]);
   const sdk = new NodeSDK({
     serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'jobhost',
     instrumentations: [],
@@ -58,8 +60,9 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
     logRecordProcessors: [],
   });
   sdk.start();
-  if (warn) routeDiagnostics(warn);
-  const provider = (): { forceFlush?(): Promise<void> } => (trace.getTracerProvider() as ProxyTracerProvider).getDelegate() as { forceFlush?(): Promise<void> };
+  if (warn) routeDiagnostics(api, warn);
+  const provider = (): { forceFlush?(): Promise<void> } =>
+    (api.trace.getTracerProvider() as ProxyTracerProvider).getDelegate() as { forceFlush?(): Promise<void> };
   return {
     flush: async () => {
       await provider().forceFlush?.();

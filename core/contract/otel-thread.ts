@@ -1,10 +1,10 @@
-import { context, propagation, trace } from '@opentelemetry/api';
-
 /**
  * A worker thread's side of tracing (SPEC §15): the thread runs from an esbuild bundle, so this
  * module imports nothing of the SDK by name — the main thread resolves the modules' URLs
  * (`threadOtelModules` in `otel-sdk.ts`) and hands them over in the thread's data.
  */
+
+type Api = typeof import('@opentelemetry/api');
 
 export interface Otel {
   /** Exports the spans ended so far. */
@@ -43,9 +43,11 @@ export interface ThreadOtelModules {
  * and `OTEL_RESOURCE_ATTRIBUTES`. Spans a handler makes are children of its attempt's span (the
  * thread is handed its `traceparent`), so the thread needs no sampler of its own: parent-based.
  */
-export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.ProcessEnv = process.env): Promise<Otel> {
-  const [{ TracerProvider, BatchSpanProcessor }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, resources, { OTLPTraceExporter }] =
+export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.ProcessEnv = process.env): Promise<Otel & { api: Api }> {
+  const [api, { TracerProvider, BatchSpanProcessor }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, resources, { OTLPTraceExporter }] =
     await Promise.all([
+      // The API the thread's bundle carries (loaded now, not with the thread): the copy the tracer is registered in.
+      import('@opentelemetry/api'),
       import(modules.sdkTrace) as Promise<typeof import('@opentelemetry/sdk-trace')>,
       import(modules.contextAsyncHooks) as Promise<typeof import('@opentelemetry/context-async-hooks')>,
       import(modules.core) as Promise<typeof import('@opentelemetry/core')>,
@@ -57,10 +59,11 @@ export async function startThreadOtel(modules: ThreadOtelModules, env: NodeJS.Pr
     .merge(resources.detectResources({ detectors: [resources.envDetector] }));
   const processor = new BatchSpanProcessor({ exporter: new OTLPTraceExporter(), ...batchOptions(env) });
   const provider = new TracerProvider({ resource, spanProcessors: [processor] });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  trace.setGlobalTracerProvider(provider);
+  api.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  api.trace.setGlobalTracerProvider(provider);
   return {
+    api,
     flush: () => provider.forceFlush(),
     shutdown: (timeoutMs) => boundedShutdown(() => provider.shutdown(), timeoutMs),
   };

@@ -1,17 +1,5 @@
-import {
-  type Context,
-  context,
-  createContextKey,
-  isSpanContextValid,
-  ProxyTracerProvider,
-  propagation,
-  ROOT_CONTEXT,
-  type Span,
-  type SpanContext,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
+import { createRequire } from 'node:module';
+import type { Context, ProxyTracerProvider, Span, SpanContext, Tracer, TracerProvider } from '@opentelemetry/api';
 import type { RunError } from './errors.js';
 
 /**
@@ -29,23 +17,92 @@ import type { RunError } from './errors.js';
  * it, in a worker thread too. When the run ends, the host that ends it records the run as one
  * `jobhost.run <job>` span from its creation to its end, also the trigger's child: a span cannot
  * stay open across a restart or pass from host to host, so it is written once its times are known.
+ *
+ * The API itself is loaded the first time something needs it: once anything in the process has
+ * set OpenTelemetry up (every copy of the API keeps what is registered under one global symbol),
+ * or a run carries a stored `traceparent`. Until then nothing can trace, and a start does not pay
+ * for loading it (~25 ms: its ~60 CommonJS files).
  */
 
-const tracer = trace.getTracer('jobhost');
+type Api = typeof import('@opentelemetry/api');
+
+/** Where every copy of the API (major version 1) keeps what was registered: a provider, a propagator, a context manager. */
+const API_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
+interface Loaded {
+  api: Api;
+  tracer: Tracer;
+  /** The global provider as the API hands it out: its proxy, until an SDK gives it a delegate. */
+  proxy: TracerProvider;
+  /** What the proxy delegates to while no SDK is registered. */
+  noopProvider: TracerProvider;
+  /** The key the API keeps the active span under (`createContextKey` is `Symbol.for`; `light` checks it). */
+  spanKey: symbol;
+  /** Whether the API finds a span in a SpanContextOnly; if not, its own context is used. */
+  light: boolean;
+}
+
+let loaded: Loaded | undefined;
+/** The API a worker thread's bundle carries (`provideOtelApi`), used instead of loading the package. */
+let provided: Api | undefined;
+
+/** Hands this module the API to use: a worker thread's bundle has its own copy, and no file to load one from. */
+export function provideOtelApi(api: Api): void {
+  provided = api;
+}
+
+function otel(): Loaded {
+  if (loaded) return loaded;
+  const api = provided ?? (createRequire(import.meta.url)('@opentelemetry/api') as Api);
+  const { trace } = api;
+  loaded = {
+    api,
+    tracer: trace.getTracer('jobhost'),
+    proxy: trace.getTracerProvider(),
+    noopProvider: new api.ProxyTracerProvider().getDelegate(),
+    spanKey: api.createContextKey('OpenTelemetry Context Key SPAN'),
+    light: false,
+  };
+  const probe = trace.wrapSpanContext({ traceId: '1'.repeat(32), spanId: '1'.repeat(16), traceFlags: 1 });
+  loaded.light = trace.getSpan(new SpanContextOnly(probe)) === probe;
+  return loaded;
+}
+
+/** Whether anything has set OpenTelemetry up in this process, through any copy of the API (or this module loaded it already). */
+function apiInUse(): boolean {
+  return loaded !== undefined || (globalThis as Record<symbol, unknown>)[API_GLOBAL] !== undefined;
+}
 
 /**
- * Whether a tracer provider (an SDK) is registered behind the API. Until one is, `tracer` is the
+ * The root context while the API is not loaded: a context with nothing in it. `within` runs a
+ * function in it as in the API's root context; setting a value on it loads the API.
+ */
+const NO_CONTEXT: Context = Object.freeze({
+  getValue: () => undefined,
+  setValue: (key: symbol, value: unknown): Context => otel().api.ROOT_CONTEXT.setValue(key, value),
+  deleteValue: (): Context => NO_CONTEXT,
+});
+
+/** The API's root context, or its stand-in while the API is not loaded. */
+function rootContext(): Context {
+  return loaded ? loaded.api.ROOT_CONTEXT : NO_CONTEXT;
+}
+
+/**
+ * Whether a tracer provider (an SDK) is registered behind the API. Until one is, the tracer is the
  * API's proxy answering with the no-op tracer, and a span under the root context is certain to be
  * an invalid no-op one: the trigger and attempt paths skip building it (a name, attributes, a
  * span object, the validity regexes) for every run. Cached once true (a delegate is never taken
- * back); until then two property reads, so an SDK started after this module loaded is seen. A
- * provider this API copy does not know (another copy registered first) counts as one.
+ * back); until then a global read, and two property reads once the API is in use, so an SDK
+ * started after this module loaded is seen. A provider this API copy does not know (another copy
+ * registered first) counts as one.
  */
-const proxy = trace.getTracerProvider();
-const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
 let providerSeen = false;
 function tracingActive(): boolean {
-  if (!providerSeen) providerSeen = !(proxy instanceof ProxyTracerProvider) || proxy.getDelegate() !== NOOP_PROVIDER;
+  if (!providerSeen && apiInUse()) {
+    const { api, proxy, noopProvider } = otel();
+    providerSeen = !(proxy instanceof api.ProxyTracerProvider) || (proxy as ProxyTracerProvider).getDelegate() !== noopProvider;
+  }
   return providerSeen;
 }
 
@@ -65,14 +122,12 @@ function namesOf(job: string): SpanNames {
   return n;
 }
 
-/** The API's key of the active span (`createContextKey` is `Symbol.for`): checked below before it is relied on. */
-const SPAN_KEY = createContextKey('OpenTelemetry Context Key SPAN');
-
 /**
  * A context that holds one span and nothing else: what a span made from a stored `traceparent`
  * has as its parent, and what an inline handler runs in. The API's own context copies a Map for
  * each value set; three of those per run showed in the traced engine's allocations (and so in its
- * GC). Setting a value on it gives the API's context with the span and that value.
+ * GC). Setting a value on it gives the API's context with the span and that value. Made only
+ * once the API is loaded.
  */
 class SpanContextOnly implements Context {
   readonly #span: Span;
@@ -80,25 +135,21 @@ class SpanContextOnly implements Context {
     this.#span = span;
   }
   getValue(key: symbol): unknown {
-    return key === SPAN_KEY ? this.#span : undefined;
+    return key === loaded!.spanKey ? this.#span : undefined;
   }
   setValue(key: symbol, value: unknown): Context {
-    return trace.setSpan(ROOT_CONTEXT, this.#span).setValue(key, value);
+    const { api } = loaded!;
+    return api.trace.setSpan(api.ROOT_CONTEXT, this.#span).setValue(key, value);
   }
   deleteValue(key: symbol): Context {
-    return key === SPAN_KEY ? ROOT_CONTEXT : this;
+    return key === loaded!.spanKey ? loaded!.api.ROOT_CONTEXT : this;
   }
 }
 
-/** Whether the API finds a span in a SpanContextOnly (the key is what the API uses); if not, its own context is used. */
-const LIGHT = (() => {
-  const probe = trace.wrapSpanContext({ traceId: '1'.repeat(32), spanId: '1'.repeat(16), traceFlags: 1 });
-  return trace.getSpan(new SpanContextOnly(probe)) === probe;
-})();
-
 /** The root context with `span` in it. */
 function withSpan(span: Span): Context {
-  return LIGHT ? new SpanContextOnly(span) : trace.setSpan(ROOT_CONTEXT, span);
+  const { api, light } = otel();
+  return light ? new SpanContextOnly(span) : api.trace.setSpan(api.ROOT_CONTEXT, span);
 }
 
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -127,7 +178,7 @@ export function parseTraceparent(value: string | undefined): SpanContext | undef
 /** The context a stored `traceparent` continues (the root context when there is none). */
 export function contextOf(traceparent: string | undefined): Context {
   const sc = parseTraceparent(traceparent);
-  return sc ? withSpan(trace.wrapSpanContext(sc)) : ROOT_CONTEXT;
+  return sc ? withSpan(otel().api.trace.wrapSpanContext(sc)) : rootContext();
 }
 
 /**
@@ -151,6 +202,9 @@ function parentOf(traceparent: string | undefined): Context {
  * active context instead.
  */
 export function extractContext(headers: Record<string, string | string[] | undefined>): Context | undefined {
+  // Nothing registered a propagator (nor anything else): the API's would read nothing.
+  if (!apiInUse()) return undefined;
+  const { propagation, ROOT_CONTEXT } = otel().api;
   if (headers['traceparent'] === undefined && propagation.fields().every((f) => headers[f] === undefined)) return undefined;
   return propagation.extract(ROOT_CONTEXT, headers);
 }
@@ -177,7 +231,11 @@ const UNTRACED_TRIGGER: TriggerSpan = Object.freeze({ fields: NO_FIELDS, end: ()
  * timer.
  */
 export function startTriggerSpan(job: string, runId: string, source: string): TriggerSpan {
-  const parent = source === 'schedule' || source === 'catch-up' ? ROOT_CONTEXT : context.active();
+  // Nothing has set OpenTelemetry up: no SDK, and no context manager to hold a caller's trace.
+  if (!apiInUse()) return UNTRACED_TRIGGER;
+  const { api, tracer } = otel();
+  const { ROOT_CONTEXT, SpanKind, trace } = api;
+  const parent = source === 'schedule' || source === 'catch-up' ? ROOT_CONTEXT : api.context.active();
   // No SDK and no caller's trace in the context: the no-op tracer's span would be invalid.
   if (parent === ROOT_CONTEXT && !tracingActive()) return UNTRACED_TRIGGER;
   const span = tracer.startSpan(
@@ -188,7 +246,7 @@ export function startTriggerSpan(job: string, runId: string, source: string): Tr
   const sc = span.spanContext();
   // No SDK (or nothing sampled this far up and no trace to continue): the no-op span's context is
   // invalid, and the run carries no trace fields.
-  if (!isSpanContextValid(sc)) return new Trigger(span, NO_FIELDS);
+  if (!api.isSpanContextValid(sc)) return new Trigger(span, NO_FIELDS);
   const traceparent = traceparentOf(sc);
   if (parents.size >= MAX_PARENTS) parents.clear();
   // As the text would read back: a remote parent (the attempt may as well run on another host).
@@ -205,7 +263,7 @@ class Trigger implements TriggerSpan {
   }
   end(error?: { code: string; message: string }): void {
     if (error) {
-      this.#span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
+      this.#span.setStatus({ code: loaded!.api.SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
       // A refused run never ends here: nothing will ask for its parent.
       if (this.fields.traceparent !== undefined) parents.delete(this.fields.traceparent);
     }
@@ -222,7 +280,13 @@ export interface AttemptSpan {
   end(error: RunError | null): void;
 }
 
-const UNTRACED_ATTEMPT: AttemptSpan = Object.freeze({ context: ROOT_CONTEXT, traceparent: undefined, end: () => undefined });
+const UNTRACED_ATTEMPT: AttemptSpan = Object.freeze({
+  get context(): Context {
+    return rootContext();
+  },
+  traceparent: undefined,
+  end: () => undefined,
+});
 
 /** Opens the span of attempt `attempt` of run `runId`, under the run's stored trace. */
 export function startAttemptSpan(job: string, runId: string, attempt: number, traceparent: string | undefined, host?: string | null): AttemptSpan {
@@ -231,7 +295,8 @@ export function startAttemptSpan(job: string, runId: string, attempt: number, tr
   const attributes = host
     ? { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.attempt': attempt, 'jobhost.host': host }
     : { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.attempt': attempt };
-  return new Attempt(tracer.startSpan(namesOf(job).attempt, { kind: SpanKind.CONSUMER, attributes }, parentOf(traceparent)));
+  const { api, tracer } = otel();
+  return new Attempt(tracer.startSpan(namesOf(job).attempt, { kind: api.SpanKind.CONSUMER, attributes }, parentOf(traceparent)));
 }
 
 /** One object per attempt: its context is built only for a traced attempt, and only when asked for (an inline handler). */
@@ -242,17 +307,17 @@ class Attempt implements AttemptSpan {
   constructor(span: Span) {
     this.#span = span;
     const sc = span.spanContext();
-    this.traceparent = isSpanContextValid(sc) ? traceparentOf(sc) : undefined;
+    this.traceparent = loaded!.api.isSpanContextValid(sc) ? traceparentOf(sc) : undefined;
   }
   get context(): Context {
     // Only a traced attempt runs inside its span: nothing is built for the no-op one.
-    return this.traceparent === undefined ? ROOT_CONTEXT : withSpan(this.#span);
+    return this.traceparent === undefined ? rootContext() : withSpan(this.#span);
   }
   end(error: RunError | null): void {
     if (this.#ended) return;
     this.#ended = true;
     if (error) {
-      this.#span.setStatus({ code: SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
+      this.#span.setStatus({ code: loaded!.api.SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
       this.#span.setAttribute('jobhost.error.code', error.code);
     }
     this.#span.end();
@@ -274,14 +339,20 @@ interface EndedRun {
 
 /** Records an ended run as its `jobhost.run` span (created → ended), under its trigger's span. */
 export function recordRunSpan(run: EndedRun): void {
-  if (run.traceparent === undefined) return;
+  // Nothing has set OpenTelemetry up: the no-op tracer would record nothing.
+  if (run.traceparent === undefined || !apiInUse()) return;
   const attributes = run.host
     ? { 'jobhost.job': run.job, 'jobhost.run.id': run.id, 'jobhost.run.source': run.source, 'jobhost.run.status': run.status, 'jobhost.host': run.host }
     : { 'jobhost.job': run.job, 'jobhost.run.id': run.id, 'jobhost.run.source': run.source, 'jobhost.run.status': run.status };
-  const span = tracer.startSpan(namesOf(run.job).run, { kind: SpanKind.INTERNAL, attributes, startTime: Date.parse(run.createdAt) }, parentOf(run.traceparent));
+  const { api, tracer } = otel();
+  const span = tracer.startSpan(
+    namesOf(run.job).run,
+    { kind: api.SpanKind.INTERNAL, attributes, startTime: Date.parse(run.createdAt) },
+    parentOf(run.traceparent),
+  );
   parents.delete(run.traceparent);
   if (run.status !== 'succeeded' && run.error) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: `${run.error.code}: ${run.error.message}` });
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message: `${run.error.code}: ${run.error.message}` });
     span.setAttribute('jobhost.error.code', run.error.code);
   }
   span.end(run.endedAt === null ? undefined : Date.parse(run.endedAt));
@@ -294,5 +365,6 @@ export function logFields(traceparent: string | undefined): { trace_id: string; 
 
 /** Runs `fn` inside `ctx` (a no-op wrapper without a context manager). */
 export function within<T>(ctx: Context, fn: () => T): T {
-  return context.with(ctx, fn);
+  if (loaded === undefined) return fn();
+  return loaded.api.context.with(ctx === NO_CONTEXT ? loaded.api.ROOT_CONTEXT : ctx, fn);
 }

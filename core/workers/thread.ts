@@ -7,7 +7,7 @@ import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
 import { startThreadOtel } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import { contextOf, within } from '../contract/tracing.js';
+import { contextOf, provideOtelApi, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
 import { evaluateSource } from './plugin-code.js';
 import { type Batch, IN, IN_FIELDS, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
@@ -138,7 +138,15 @@ async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadCon
  * traced attempt leaves is flushed shortly after it settles.
  */
 // A failed start leaves the thread untraced; the main thread's SDK reports the same failure.
-const otel = data.otel ? startThreadOtel(data.otel).catch(() => undefined) : undefined;
+// Tracing here uses the API the tracer was registered in: the thread's bundle has its own copy, and no file to load one from.
+const otel = data.otel
+  ? startThreadOtel(data.otel)
+      .then((o) => {
+        provideOtelApi(o.api);
+        return o;
+      })
+      .catch(() => undefined)
+  : undefined;
 let flushDue = false;
 
 function flushSoon(): void {
@@ -193,9 +201,9 @@ async function start(ctx: ThreadContext, traceparent: string | undefined): Promi
   }
   let result: unknown;
   try {
-    if (traceparent !== undefined && otel) {
-      // The handler runs inside its attempt's span, so its own instrumented calls join the trace.
-      await otel;
+    // The handler runs inside its attempt's span, so its own instrumented calls join the trace
+    // (unless the thread's tracer could not start).
+    if (traceparent !== undefined && otel && (await otel)) {
       result = within(contextOf(traceparent), () => scope.run(ctx, handler, ctx));
     } else {
       result = scope.run(ctx, handler, ctx);

@@ -21,7 +21,7 @@ const CLUSTER_PACKAGES = ['bullmq', 'ioredis'];
  * cron schedule put in words), prom-client (the first scrape of /metrics; run durations are counted
  * without it), and @fastify/swagger with yaml (the first GET /openapi.json).
  */
-const NOT_AT_START = [...CLUSTER_PACKAGES, 'ajv', 'cronstrue', 'prom-client', '@fastify/swagger', 'yaml'];
+const NOT_AT_START = [...CLUSTER_PACKAGES, 'ajv', 'cronstrue', 'prom-client', '@fastify/swagger', 'yaml', '@opentelemetry/api'];
 
 /** Starts `jobhost start` in `dir` until host.started, stops it: its exit code and the packages it loaded. */
 async function packagesOfStart(t: Tap, dir: string): Promise<{ code: number | null; loaded: Set<string> }> {

@@ -70,12 +70,19 @@ async function loadAssets(dir: string): Promise<Map<string, Asset>> {
     assets.set(name, { body, type, etag });
   };
   const require = createRequire(import.meta.url);
-  for (const [name, specifier] of Object.entries(VENDOR)) add(name, await readFile(require.resolve(specifier)), TYPES[path.extname(name)]!);
+  const files: Array<{ name: string; file: string; type: string }> = Object.entries(VENDOR).map(([name, specifier]) => ({
+    name,
+    file: require.resolve(specifier),
+    type: TYPES[path.extname(name)]!,
+  }));
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const type = TYPES[path.extname(entry.name)];
     if (!entry.isFile() || type === undefined || entry.name.startsWith('.')) continue;
-    add(entry.name, await readFile(path.join(dir, entry.name)), type);
+    files.push({ name: entry.name, file: path.join(dir, entry.name), type });
   }
+  // Read together, not one after the other: each waits for the disk, and the server waits for all (part of every start).
+  const bodies = await Promise.all(files.map((f) => readFile(f.file)));
+  files.forEach((f, i) => add(f.name, bodies[i]!, f.type));
   if (!assets.has('index.html')) throw new Error(`the dashboard folder ${dir} has no index.html`);
   return assets;
 }

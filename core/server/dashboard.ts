@@ -82,7 +82,7 @@ async function loadAssets(dir: string): Promise<Map<string, Asset>> {
   }
   // Read together, not one after the other: each waits for the disk, and the server waits for all (part of every start).
   const bodies = await Promise.all(files.map((f) => readFile(f.file)));
-  files.forEach((f, i) => add(f.name, bodies[i]!, f.type));
+  for (const [i, f] of files.entries()) add(f.name, bodies[i]!, f.type);
   if (!assets.has('index.html')) throw new Error(`the dashboard folder ${dir} has no index.html`);
   return assets;
 }

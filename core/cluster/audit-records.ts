@@ -14,9 +14,13 @@ import type { Connections } from './connections.js';
 
 /**
  * KEYS: the set. ARGV: member, keepRuns, the id prefix below which records are too old ('' for
- * no age limit).
+ * no age limit), the record's id. A record of an id already kept replaces it (as the local
+ * store's trail does: a request's record stamped ahead, then its refusal): the members of that id
+ * are those from the id and a tab up to, not including, the id and a newline (the byte after).
  */
 const APPEND = `
+local same = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[4] .. '\\t', '(' .. ARGV[4] .. '\\n')
+if #same > 0 then redis.call('ZREM', KEYS[1], unpack(same)) end
 redis.call('ZADD', KEYS[1], 0, ARGV[1])
 local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
@@ -29,7 +33,7 @@ export const AUDIT_SCRIPTS = { jhAuditAppend: { keys: 1, lua: APPEND } };
 const CHUNK = 500;
 
 interface AuditCommands {
-  jhAuditAppend(set: string, member: string, keepRuns: string, cutoff: string): Promise<number>;
+  jhAuditAppend(set: string, member: string, keepRuns: string, cutoff: string, id: string): Promise<number>;
 }
 
 function parse(member: string): AuditRecord | undefined {
@@ -63,7 +67,9 @@ export class RedisAudit implements AuditStore {
 
   async append(record: AuditRecord): Promise<void> {
     const cutoff = auditCutoff(this.#o.clock.now(), this.#o.keepDays);
-    await this.#o.connections.call(() => this.#redis.jhAuditAppend(this.#o.key, `${record.id}\t${JSON.stringify(record)}`, String(this.#o.keepRuns), cutoff));
+    await this.#o.connections.call(() =>
+      this.#redis.jhAuditAppend(this.#o.key, `${record.id}\t${JSON.stringify(record)}`, String(this.#o.keepRuns), cutoff, record.id),
+    );
   }
 
   /** Newest first; reads the set in chunks from the cursor down until the page is full. */

@@ -61,6 +61,18 @@ t.test('changes taken by three hosts land in one trail, read the same from each;
     'the pages follow each other',
   );
 
+  // A record of a kept id replaces it, as in one host's trail (a request's record stamped ahead,
+  // then its refusal), whichever host writes it.
+  const entry = { token: 'ops', action: 'job.run', target: 'job:replaced', ip: '127.0.0.1', outcome: 'ok' as const, status: 202, code: null };
+  const stamped = await hosts[0]!.host.audit.record(entry);
+  await hosts[1]!.host.audit.record({ ...entry, outcome: 'error', status: 503, code: 'BACKEND_UNAVAILABLE' }, stamped.id);
+  const replaced = ((await (await fetch(`${urls[2]}/audit?target=job:replaced`, { headers: auth(VIEWER) })).json()) as { items: AuditRecord[] }).items;
+  t.same(
+    replaced.map((r) => ({ id: r.id, outcome: r.outcome, code: r.code, host: r.host })),
+    [{ id: stamped.id, outcome: 'error', code: 'BACKEND_UNAVAILABLE', host: 'h1' }],
+    'one record of the id: the last written',
+  );
+
   // Retention: the newest keepRuns (20) records of the cluster.
   for (let i = 12; i < 30; i++) await fetch(`${urls[i % 3]}/jobs/work/run`, { method: 'POST', headers: auth(OPERATOR), body: '{}' });
   const kept = (await (await fetch(`${urls[1]}/audit?limit=1000`, { headers: auth(VIEWER) })).json()) as { items: AuditRecord[] };

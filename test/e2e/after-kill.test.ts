@@ -91,7 +91,12 @@ t.test('kill -9 at the end of a parent, of a child, and of a last attempt: each 
     { status: 'succeeded', result: 80 },
   );
   const extract = (await runs(url, 'extract')).find((r) => r.id === parents['parent']);
-  t.match(extract, { status: 'succeeded', result: { n: 7 } }, 'the parent ran again after the kill');
+  // What the run says, should it not match: its attempts and error tell a kill from a recovery that went wrong.
+  t.match(
+    extract,
+    { status: 'succeeded', result: { n: 7 } },
+    `the parent ran again after the kill (${JSON.stringify({ attempts: extract?.attempts, error: extract?.error })})`,
+  );
   t.ok(
     ['parent', 'child', 'last'].every((m) => existsSync(path.join(dir, m))),
     'every kill happened',

@@ -8,6 +8,7 @@ import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './c
 import { endForGood, keepConnected } from './keep-connected.js';
 import { ioredis } from './libraries.js';
 import { settlesWithin } from './settles.js';
+import { clearSocketTimeoutOnClose } from './socket-timeout.js';
 import { BLOCK_MS } from './stream-reader.js';
 
 /**
@@ -107,6 +108,7 @@ export class Connections {
       c.prependListener('error', scrubCredentials);
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
       c.on('error', (err: Error) => (this.#lastError = err));
+      clearSocketTimeoutOnClose(c);
     }
     for (const [c, role] of [
       [this.producer, 'producer'],

@@ -63,7 +63,9 @@ async function finish<T extends TestHost>(th: T, dir: string, plugins: string): 
   const loader = usePluginDirectory(th.host, { dir: plugins, watch: true, importTimeoutMs: 10_000, debounceMs: 30, rescanMs: 0 });
   await th.host.start();
   const mark = (name: string): string => path.join(dir, 'marks', name);
-  const read = (name: string): string | null => (existsSync(mark(name)) ? readFileSync(mark(name), 'utf8') : null);
+  // A mark is written by writeFileSync in a handler: between its open (the file is there, empty)
+  // and its write, a read finds nothing yet. Every mark says something, so empty means not yet.
+  const read = (name: string): string | null => (existsSync(mark(name)) ? readFileSync(mark(name), 'utf8') || null : null);
   return {
     ...th,
     dir,

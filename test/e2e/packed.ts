@@ -21,7 +21,10 @@ export function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     if (/^(npm_package_|npm_lifecycle_|npm_config_local_prefix$|npm_config_call$|NODE_OPTIONS$|NODE_V8_COVERAGE$|TAP|_TAPJS)/i.test(key)) continue;
     env[key] = value;
   }
-  return { ...env, NO_COLOR: '1', ...extra };
+  // A warm cache, as a user who has installed packages before has: npm takes the metadata it
+  // holds instead of asking the registry again for every package (~13 s of each install here).
+  // A package it has never seen is still fetched.
+  return { npm_config_prefer_offline: 'true', ...env, NO_COLOR: '1', ...extra };
 }
 
 export interface Done {

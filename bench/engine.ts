@@ -5,13 +5,26 @@
  * - trigger() → handler start latency on an idle host.
  * Run: `npm run bench -- engine` (or `npx tsx bench/engine.ts [runs] [rounds]`).
  */
-import { pathToFileURL } from 'node:url';
+import { fork } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type PumpCost, pumpCost, startLatency, throughput, WINDOW } from './runs.js';
 import { fmt, header, row } from './util.js';
 
 /** The round with the median throughput. */
 function medianOf(costs: PumpCost[]): PumpCost {
   return [...costs].sort((a, b) => a.rate - b.rate)[Math.floor(costs.length / 2)]!;
+}
+
+/** One measured round in a fresh process: the JIT warmed up there (20,000 runs of each kind), then `runs` on a fresh host. */
+function roundInChild(store: 'disk' | 'memory', runs: number): Promise<PumpCost> {
+  const child = fork(fileURLToPath(import.meta.url), ['--round', store, String(runs)], {
+    execArgv: process.execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise<PumpCost>((resolve, reject) => {
+    child.once('message', (cost) => resolve(cost as PumpCost));
+    child.once('exit', (code) => reject(new Error(`engine round (${store}) exited with ${code} before its figure`)));
+  });
 }
 
 async function bareLoop(runs: number): Promise<number> {
@@ -22,17 +35,17 @@ async function bareLoop(runs: number): Promise<number> {
 }
 
 export async function engineBench(runs = 100_000, rounds = 3): Promise<void> {
-  header(`engine: ${fmt(runs)} no-op runs, trigger → succeeded, ${WINDOW} in flight, median of ${rounds} interleaved rounds`);
-  // Warm-up of both paths, so neither figure below pays for the JIT.
-  await throughput('memory', 20_000);
-  await throughput('disk', 20_000);
-  // Interleaved rounds, a fresh host each, and the median of each kind: one round of each moved
-  // the ratio by ±0.1 from run to run (the order, the heap the previous host left, the machine).
+  header(`engine: ${fmt(runs)} no-op runs, trigger → succeeded, ${WINDOW} in flight, median of ${rounds} interleaved rounds, each in a process of its own`);
+  // Interleaved rounds, each in a process of its own (warmed up there), and the median of each
+  // kind. Rounds in one process measured each other: an in-memory host keeps every run it made,
+  // and the major collections of those, once it had stopped, landed in the next (disk) round,
+  // while an in-memory round after a disk one found the heap grown; one round of each so moved
+  // the ratio by ±0.1 from run to run.
   const disks: PumpCost[] = [];
   const memories: PumpCost[] = [];
   for (let r = 0; r < rounds; r++) {
-    disks.push(await pumpCost('disk', runs));
-    memories.push(await pumpCost('memory', runs));
+    disks.push(await roundInChild('disk', runs));
+    memories.push(await roundInChild('memory', runs));
   }
   const diskCost = medianOf(disks);
   const memoryCost = medianOf(memories);
@@ -54,6 +67,12 @@ export async function engineBench(runs = 100_000, rounds = 3): Promise<void> {
   row('trigger → handler start, idle host, p99', `${fmt(lat.p99)} µs`);
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.argv[2] === '--round') {
+  const store = process.argv[3] as 'disk' | 'memory';
+  await throughput('memory', 20_000);
+  await throughput('disk', 20_000);
+  const cost = await pumpCost(store, Number(process.argv[4]));
+  process.send!(cost, () => process.exit(0));
+} else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   await engineBench(Number(process.argv[2] ?? 100_000), Number(process.argv[3] ?? 3));
 }

@@ -67,12 +67,14 @@ export async function engineBench(runs = 100_000, rounds = 3): Promise<void> {
   row('trigger → handler start, idle host, p99', `${fmt(lat.p99)} µs`);
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.argv[2] === '--round') {
-  const store = process.argv[3] as 'disk' | 'memory';
-  await throughput('memory', 20_000);
-  await throughput('disk', 20_000);
-  const cost = await pumpCost(store, Number(process.argv[4]));
-  process.send!(cost, () => process.exit(0));
-} else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  await engineBench(Number(process.argv[2] ?? 100_000), Number(process.argv[3] ?? 3));
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  if (process.argv[2] === '--round') {
+    // One round of `roundInChild`: warmed up here, then measured, and its figure sent back.
+    await throughput('memory', 20_000);
+    await throughput('disk', 20_000);
+    const cost = await pumpCost(process.argv[3] as 'disk' | 'memory', Number(process.argv[4]));
+    process.send!(cost, () => process.exit(0));
+  } else {
+    await engineBench(Number(process.argv[2] ?? 100_000), Number(process.argv[3] ?? 3));
+  }
 }

@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
  * This clears the timer when `redis` closes, as 6.0 does, and does the same for every connection
  * duplicated from it (BullMQ's Worker duplicates the connection it is given for its blocking
  * commands). Relies on the private `socketTimeoutTimer` of ioredis 5.x (pinned to the minor in
- * package.json); `test/core/cluster/socket-timeout.test.ts` covers it.
+ * package.json); `test/core/cluster/stop-exits.test.ts` covers it.
  */
 export function clearSocketTimeoutOnClose(redis: Redis): void {
   redis.on('close', () => {

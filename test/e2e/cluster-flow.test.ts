@@ -154,44 +154,55 @@ t.test('three host processes on one private redis-server', async (t) => {
   const hosts = await Promise.all(['a', 'b', 'c'].map((id) => startHostProcess(cluster, redis, prefix, id, plugins)));
 
   await t.test('a rateLimit holds across them (never more than max starts per window), and no run is refused', async (t) => {
-    const statuses = await Promise.all(Array.from({ length: RUNS }, async (_, i) => (await post(`${hosts[i % 3]!.url}/jobs/limited/run`)).status));
-    t.ok(
-      statuses.every((s) => s === 202),
-      'every trigger is accepted (runs over the limit wait, they are not refused)',
-    );
-    await until(
-      async () => {
-        const job = (await (await fetch(`${hosts[1]!.url}/jobs/limited`)).json()) as { rateLimit: { max: number; perMs: number; waiting: number } | null };
-        return job.rateLimit?.max === MAX && job.rateLimit.perMs === PER_MS && job.rateLimit.waiting > 0;
-      },
-      10_000,
-      'GET /jobs/limited to show the limit and runs waiting on it',
-    );
+    // Which host takes a window's runs is whichever wakes first: on a loaded machine one host can
+    // win every window of a batch. The limit is checked in every batch; another batch (3 at most)
+    // runs only while no batch has started runs on more than one host, the precondition of the test.
+    const seenHosts = new Set<string>();
+    for (let batch = 1; batch <= 3 && seenHosts.size < 2; batch++) {
+      writeFileSync(file, '');
+      const statuses = await Promise.all(Array.from({ length: RUNS }, async (_, i) => (await post(`${hosts[i % 3]!.url}/jobs/limited/run`)).status));
+      t.ok(
+        statuses.every((s) => s === 202),
+        'every trigger is accepted (runs over the limit wait, they are not refused)',
+      );
+      await until(
+        async () => {
+          const job = (await (await fetch(`${hosts[1]!.url}/jobs/limited`)).json()) as { rateLimit: { max: number; perMs: number; waiting: number } | null };
+          return job.rateLimit?.max === MAX && job.rateLimit.perMs === PER_MS && job.rateLimit.waiting > 0;
+        },
+        10_000,
+        'GET /jobs/limited to show the limit and runs waiting on it',
+      );
 
-    await until(() => readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).length >= RUNS, 60_000, `all ${RUNS} runs to start`);
-    const lines = readFileSync(file, 'utf8').trim().split('\n');
-    await until(
-      async () => {
-        const stats = (await (await fetch(`${hosts[0]!.url}/stats`)).json()) as { totals: { succeeded: number } };
-        return stats.totals.succeeded >= RUNS;
-      },
-      20_000,
-      'every run to succeed',
-    );
-    // When BullMQ started each run (its processedOn, the run's first attempt): a handler's own clock
-    // read comes after a worker thread's hand-over, late by a varying amount on a loaded machine.
-    const page = (await (await fetch(`${hosts[2]!.url}/runs?job=limited&limit=100`)).json()) as { items: Array<{ attempts: Array<{ startedAt: string }> }> };
-    t.equal(page.items.length, RUNS);
-    const starts = page.items.map((r) => Date.parse(r.attempts[0]!.startedAt));
-    const counts = windows(starts, PER_MS, 300);
-    t.ok(
-      counts.every((n) => n <= MAX),
-      `at most ${MAX} starts in each window of ${PER_MS} ms, over all hosts: ${JSON.stringify(counts)}`,
-    );
-    const span = Math.max(...starts) - Math.min(...starts);
-    t.ok(span >= (RUNS / MAX - 1) * PER_MS - 300, `${RUNS} starts at ${MAX} per ${PER_MS} ms took ${span} ms`);
-    t.ok(new Set(lines.map((l) => l.split(' ')[1])).size >= 2, 'runs started on more than one host');
-    t.equal(readFileSync(file, 'utf8').trim().split('\n').length, RUNS, 'each run started once');
+      await until(() => readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).length >= RUNS, 60_000, `all ${RUNS} runs to start`);
+      const lines = readFileSync(file, 'utf8').trim().split('\n');
+      await until(
+        async () => {
+          const stats = (await (await fetch(`${hosts[0]!.url}/stats`)).json()) as { totals: { succeeded: number } };
+          return stats.totals.succeeded >= RUNS * batch;
+        },
+        20_000,
+        'every run to succeed',
+      );
+      // When BullMQ started each run (its processedOn, the run's first attempt): a handler's own clock
+      // read comes after a worker thread's hand-over, late by a varying amount on a loaded machine.
+      // Newest first: this batch's runs are the RUNS newest (each batch is triggered after the last one ended).
+      const page = (await (await fetch(`${hosts[2]!.url}/runs?job=limited&limit=100`)).json()) as { items: Array<{ attempts: Array<{ startedAt: string }> }> };
+      t.equal(page.items.length, RUNS * batch);
+      const starts = page.items.slice(0, RUNS).map((r) => Date.parse(r.attempts[0]!.startedAt));
+      const counts = windows(starts, PER_MS, 300);
+      t.ok(
+        counts.every((n) => n <= MAX),
+        `at most ${MAX} starts in each window of ${PER_MS} ms, over all hosts: ${JSON.stringify(counts)}`,
+      );
+      const span = Math.max(...starts) - Math.min(...starts);
+      t.ok(span >= (RUNS / MAX - 1) * PER_MS - 300, `${RUNS} starts at ${MAX} per ${PER_MS} ms took ${span} ms`);
+      t.equal(readFileSync(file, 'utf8').trim().split('\n').length, RUNS, 'each run started once');
+      const batchHosts = new Set(lines.map((l) => l.split(' ')[1]!));
+      if (batchHosts.size >= 2) for (const h of batchHosts) seenHosts.add(h);
+      else t.comment(`batch ${batch}: every run started on host ${[...batchHosts].join()}`);
+    }
+    t.ok(seenHosts.size >= 2, 'runs of one batch started on more than one host');
   });
 
   await t.test('a pause asked on one host holds on every host, outlives a host restart, and a resume on another starts the runs', async (t) => {

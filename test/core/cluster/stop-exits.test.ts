@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { freshPrefix } from '../../cluster.js';
+import { childEnv } from '../../e2e/project.js';
 import { startRedis } from '../../redis.js';
 
 /**
@@ -15,9 +16,9 @@ t.test('a process whose cluster host has stopped exits by itself, well before it
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./stop-exits-child.ts', import.meta.url)), redis.url, freshPrefix()], {
     cwd: fileURLToPath(new URL('../../../', import.meta.url)),
-    // No coverage from the child: tsx minifies what it loads, and merging that with the suite's
-    // own coverage of the same files garbles the report (as `childEnv` in test/e2e/project.ts does).
-    env: { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' },
+    // No coverage from the child (childEnv): tsx minifies what it loads, and merging that with the
+    // suite's own coverage of the same files garbles the report.
+    env: childEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -65,9 +65,23 @@ interface ManualTimer {
   live: boolean;
 }
 
-/** Lets queued promise callbacks and immediate I/O completions run. */
-export async function settle(rounds = 5): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+/**
+ * Lets queued promise callbacks and immediate I/O completions run: `rounds` turns of the event
+ * loop, each ended by an immediate (microtasks drain after each). One promise for all of them, not
+ * one a turn: a manual clock settles after every timer it fires, and under a test runner's async
+ * hooks (tap's async-hook-domain tracks every promise's destruction) a promise a turn made a
+ * simulated day of once-a-second timers cost seconds.
+ */
+export function settle(rounds = 5): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let left = rounds;
+    const turn = (): void => {
+      if (--left <= 0) resolve();
+      else setImmediate(turn);
+    };
+    if (left <= 0) resolve();
+    else setImmediate(turn);
+  });
 }
 
 export function createManualClock(start: number | Date = Date.UTC(2026, 0, 1)): ManualClock {

@@ -29,12 +29,25 @@ import { startThread, type ThreadHooks } from './thread-start.js';
 const STALL_MS = 50;
 /** What a stalled thread adds to its load when the pool picks one. */
 const STALLED = 1_000_000;
+/** What a thread held recently (see `HELD_RECENTLY_MS`) adds: it reads its messages now, so it beats a stalled one. */
+const HELD = 1000;
 /**
  * Every thread stalled this long: one more starts. Much longer than `STALL_MS`, so a pool that is
  * merely saturated (its threads take a few ms to reach the next batch) does not grow: only one
- * whose threads are all held by handlers on the CPU.
+ * whose threads are all held by handlers on the CPU. And shorter than the slices a long
+ * computation is commonly cut into: a handler that computes for a second, yields, and computes
+ * again reads its messages between slices, so its thread was never stalled a whole second, and
+ * with a bound of one second quick runs queued on it for good (measured: two such handlers on a
+ * pool of two let ~30 no-op runs a second through, each waiting ~2 s).
  */
-const OVERFLOW_AFTER_MS = 1000;
+const OVERFLOW_AFTER_MS = 250;
+/**
+ * A thread held that long, this recently, is held still. A handler that computes in slices reads
+ * its messages between them, and that is when its runs end and new ones are placed: a thread
+ * judged only by its stall then looked free at every pick, and quick runs went back behind the
+ * next slice.
+ */
+const HELD_RECENTLY_MS = 3000;
 /** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
 /** A thread started beyond `size` (every thread was busy) ends after this long without work. */
@@ -230,19 +243,21 @@ export class WorkerPool {
     const now = performance.now();
     let best: Slot | undefined;
     let bestScore = Infinity;
-    let leastStalled = Infinity;
+    let allHeld = true;
     for (const slot of this.#slots) {
       if (slot.killedFor || slot.dead) continue;
       const stalled = slot.stalledFor(now);
-      if (stalled < leastStalled) leastStalled = stalled;
-      const score = slot.tasks.size + (stalled > STALL_MS ? STALLED : 0);
+      // A thread that has not answered yet is starting: not held.
+      const recently = slot.answered && now - slot.heldAt < HELD_RECENTLY_MS;
+      if (!(slot.answered && stalled >= OVERFLOW_AFTER_MS) && !recently) allHeld = false;
+      const score = slot.tasks.size + (stalled > STALL_MS ? STALLED : recently ? HELD : 0);
       if (score < bestScore) {
         best = slot;
         bestScore = score;
       }
     }
     // Every thread is held by a handler on the CPU: one more, so other runs need not wait for them.
-    if (!best || (leastStalled >= OVERFLOW_AFTER_MS && this.#slots.length < this.#o.max)) return this.#spawn();
+    if (!best || (allHeld && this.#slots.length < this.#o.max)) return this.#spawn();
     return best;
   }
 
@@ -335,8 +350,15 @@ export class WorkerPool {
 
   #receive(slot: Slot, batch: Batch): void {
     if (!slot.answered) {
+      // The thread's first batch says it has started: what was sent to it before waits from now.
       slot.answered = true;
       this.#bootFailures = 0;
+      const now = performance.now();
+      for (const seq of slot.sentAt.keys()) slot.sentAt.set(seq, now);
+    } else {
+      // How long it had not read, now that it has: what runs on it held it on the CPU that long.
+      const now = performance.now();
+      if (slot.stalledFor(now) >= OVERFLOW_AFTER_MS) slot.heldAt = now;
     }
     const acked = batch[0] as number;
     for (let s = slot.acked + 1; s <= acked; s++) slot.sentAt.delete(s);

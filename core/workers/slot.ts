@@ -50,6 +50,8 @@ export class Slot {
   readonly sentAt = new Map<number, number>();
   /** It has answered at least once (it started). */
   answered = false;
+  /** When it last read its messages after a handler had held it on the CPU for long (`performance.now()`; never while it started). */
+  heldAt = Number.NEGATIVE_INFINITY;
   killedFor: PoolTask | undefined;
   error: (Error & { code?: string }) | undefined;
   dead = false;

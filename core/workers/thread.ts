@@ -223,6 +223,9 @@ async function start(ctx: ThreadContext, traceparent: string | undefined): Promi
 
 // ------------------------------------------------------------------------------- messages in
 
+// Started: an empty batch before reading any, so the pool tells the time this thread took to
+// start from the time a handler then holds it.
+port.postMessage([0]);
 port.on('message', (batch: Batch) => {
   out[0] = batch[0];
   for (let i = 1; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {

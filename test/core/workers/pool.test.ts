@@ -160,14 +160,57 @@ t.test('when every thread is held on the CPU, one more starts (up to workers.max
   const h = await pluginHost(t, { 'spin.ts': spin, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
   const spinning = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
   const spinThread = Number(await h.marked('spin.1'));
-  // The precondition: the one thread has stopped reading for over a second (the pool's bound for
-  // starting another: a thread that is merely busy reads its messages within milliseconds).
-  await new Promise((r) => setTimeout(r, 1200));
+  // The precondition: the one thread has stopped reading for over a quarter of a second (the
+  // pool's bound for starting another: a thread that is merely busy reads its messages within
+  // milliseconds).
+  await new Promise((r) => setTimeout(r, 400));
   const run = await h.host.wait((await h.host.trigger('quick')).runId);
   t.match(run, { status: 'succeeded' });
   t.not((run.result as { threadId: number }).threadId, spinThread, 'on a thread started for it');
   t.equal(h.host.workerStats().threads, 2, 'no more than workers.max');
   t.equal((await h.host.run(spinning.runId))!.status, 'running', 'while the handler still spins');
+});
+
+t.test('a handler that computes in slices, yielding between them, holds its thread too: a quick run starts on another', async (t) => {
+  // Slices of 800 ms: the thread reads its messages between slices, so it is never stalled a whole
+  // second (the bound this pool once had, under which quick runs queued behind the slices for good).
+  const slices = `
+import { renameSync, writeFileSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
+export default {
+  name: 'slices',
+  timeout: 0,
+  handler: async (ctx: { signal: AbortSignal; params: { mark: string } }) => {
+    while (!ctx.signal.aborted) {
+      writeFileSync(ctx.params.mark + '.tmp', threadId + ' ' + Date.now());
+      renameSync(ctx.params.mark + '.tmp', ctx.params.mark);
+      const end = Date.now() + 800;
+      while (Date.now() < end) {}
+      await new Promise((r) => setImmediate(r));
+    }
+  },
+};
+`;
+  const quick = `import { threadId } from 'node:worker_threads';\nexport default { name: 'quick', handler: () => ({ threadId }) };\n`;
+  const h = await pluginHost(t, { 'slices.ts': slices, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
+  await h.host.trigger('slices', { params: { mark: h.mark('slices') } });
+  await h.marked('slices');
+  // The trigger goes in while a slice is 350-600 ms old: the thread has not read for that long.
+  let sliceThread = 0;
+  await until(
+    () => {
+      const [thread, at] = h.read('slices')!.split(' ').map(Number) as [number, number];
+      sliceThread = thread;
+      const age = Date.now() - at;
+      return age >= 350 && age <= 600;
+    },
+    10_000,
+    'a slice 350-600 ms old',
+  );
+  const run = await h.host.wait((await h.host.trigger('quick')).runId);
+  t.match(run, { status: 'succeeded' });
+  t.not((run.result as { threadId: number }).threadId, sliceThread, 'on a thread started for it, not queued behind the slices');
+  t.equal(h.host.workerStats().threads, 2);
 });
 
 t.test(

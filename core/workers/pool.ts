@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import { type Batch, IN, OUT, OUT_FIELDS, type ReadMethod, type ThreadData } from './protocol.js';
+import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
 import { threadModules } from './thread-script.js';
 import { startThread, type ThreadHooks } from './thread-start.js';
@@ -29,24 +29,25 @@ import { startThread, type ThreadHooks } from './thread-start.js';
 const STALL_MS = 50;
 /** What a stalled thread adds to its load when the pool picks one. */
 const STALLED = 1_000_000;
-/** What a thread held recently (see `HELD_RECENTLY_MS`) adds: it reads its messages now, so it beats a stalled one. */
+/** What a thread held recently (see `HELD_MS`) adds: it reads its messages now, so it beats a stalled one. */
 const HELD = 1000;
 /**
- * Every thread stalled this long: one more starts. Much longer than `STALL_MS`, so a pool that is
- * merely saturated (its threads take a few ms to reach the next batch) does not grow: only one
- * whose threads are all held by handlers on the CPU. And shorter than the slices a long
- * computation is commonly cut into: a handler that computes for a second, yields, and computes
- * again reads its messages between slices, so its thread was never stalled a whole second, and
- * with a bound of one second quick runs queued on it for good (measured: two such handlers on a
+ * Every thread stalled this long, as the main thread sees it: one more starts. Much longer than
+ * `STALL_MS`, so a pool that is merely saturated (its threads take a few ms to reach the next
+ * batch), or a main thread that was itself busy for a while, does not grow: only one whose
+ * threads are all held by handlers on the CPU.
+ */
+const OVERFLOW_AFTER_MS = 1000;
+/**
+ * A batch that waited this long unread in its thread (as the thread's own read time says) means
+ * what runs there held it: that thread counts as held for `HELD_RECENTLY_MS` after, is passed
+ * over while another is not, and when every thread is held one more starts. A handler that
+ * computes in slices reads its messages between them, and that is when its runs end and new ones
+ * are placed: judged by its stall alone, its thread looked free at every pick, and quick runs
+ * went back behind the next slice for good (measured: two handlers computing in 1 s slices on a
  * pool of two let ~30 no-op runs a second through, each waiting ~2 s).
  */
-const OVERFLOW_AFTER_MS = 250;
-/**
- * A thread held that long, this recently, is held still. A handler that computes in slices reads
- * its messages between them, and that is when its runs end and new ones are placed: a thread
- * judged only by its stall then looked free at every pick, and quick runs went back behind the
- * next slice.
- */
+const HELD_MS = 500;
 const HELD_RECENTLY_MS = 3000;
 /** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
@@ -245,11 +246,11 @@ export class WorkerPool {
     let bestScore = Infinity;
     let allHeld = true;
     for (const slot of this.#slots) {
-      if (slot.killedFor || slot.dead) continue;
-      const stalled = slot.stalledFor(now);
-      // A thread that has not answered yet is starting: not held.
-      const recently = slot.answered && now - slot.heldAt < HELD_RECENTLY_MS;
-      if (!(slot.answered && stalled >= OVERFLOW_AFTER_MS) && !recently) allHeld = false;
+      if (slot.killedFor || slot.dead || slot.retired) continue;
+      // A thread still starting is neither stalled nor held: it has run nothing yet.
+      const stalled = slot.started ? slot.stalledFor(now) : 0;
+      const recently = now - slot.heldAt < HELD_RECENTLY_MS;
+      if (stalled < OVERFLOW_AFTER_MS && !recently) allHeld = false;
       const score = slot.tasks.size + (stalled > STALL_MS ? STALLED : recently ? HELD : 0);
       if (score < bestScore) {
         best = slot;
@@ -342,29 +343,36 @@ export class WorkerPool {
 
   #post(slot: Slot): void {
     const batch = slot.out;
-    slot.out = [0];
+    slot.out = [0, 0];
     batch[0] = ++slot.sent;
-    slot.sentAt.set(slot.sent, performance.now());
+    const now = performance.now();
+    batch[1] = performance.timeOrigin + now;
+    slot.sentAt.set(slot.sent, now);
     slot.worker!.postMessage(batch);
   }
 
   #receive(slot: Slot, batch: Batch): void {
-    if (!slot.answered) {
-      // The thread's first batch says it has started: what was sent to it before waits from now.
-      slot.answered = true;
-      this.#bootFailures = 0;
+    const acked = batch[0] as number;
+    if (!slot.started) {
+      // Its first batch says the thread has started: what was posted to it before waits from now.
+      slot.started = true;
       const now = performance.now();
       for (const seq of slot.sentAt.keys()) slot.sentAt.set(seq, now);
-    } else {
-      // How long it had not read, now that it has: what runs on it held it on the CPU that long.
-      const now = performance.now();
-      if (slot.stalledFor(now) >= OVERFLOW_AFTER_MS) slot.heldAt = now;
     }
-    const acked = batch[0] as number;
+    if (acked > slot.acked) {
+      if (!slot.answered) {
+        slot.answered = true;
+        this.#bootFailures = 0;
+      }
+      // How long the oldest batch it had not read waited there, by the thread's own read time.
+      const sent = slot.sentAt.get(slot.acked + 1);
+      const readAt = (batch[1] as number) - performance.timeOrigin;
+      if (sent !== undefined && readAt - sent >= HELD_MS) slot.heldAt = performance.now();
+    }
     for (let s = slot.acked + 1; s <= acked; s++) slot.sentAt.delete(s);
     slot.acked = acked;
     const events = this.#o.events;
-    for (let i = 1; i < batch.length; i += 1 + OUT_FIELDS[batch[i] as 0]) {
+    for (let i = OUT_HEADER; i < batch.length; i += 1 + OUT_FIELDS[batch[i] as 0]) {
       const a = batch[i + 1] as number;
       switch (batch[i]) {
         case OUT.done: {

@@ -6,9 +6,12 @@
  * What a handler hands back (its result, log lines, emitted payloads) crosses as JSON text,
  * made once in the worker, which is also the check that it survives JSON.
  *
- * A batch to a worker starts with its sequence number; every batch from a worker starts with
- * the last sequence number it has read, so the pool sees a worker that has stopped reading
- * (a handler spinning on the CPU) and sends new runs elsewhere.
+ * A batch to a worker starts with its sequence number and when it was posted; every batch from a
+ * worker starts with the last sequence number it has read and when it read it (both times
+ * `performance.timeOrigin + now()`, ms: the threads' clocks share an origin in wall time), so the
+ * pool sees a worker that has stopped reading (a handler spinning on the CPU), and how long it
+ * was held, and sends new runs elsewhere. A worker's first batch, sent once it has started and
+ * before it reads any, is `[0, 0]`.
  */
 
 /**
@@ -43,9 +46,15 @@ export const OUT = { done: 0, progress: 1, log: 2, emit: 3, read: 4, memory: 5 }
 /** How many fields follow each op from a worker. */
 export const OUT_FIELDS = [3, 3, 4, 3, 4, 2] as const;
 
+/** Where the ops of a batch to a worker begin: after its sequence number and the time it was posted. */
+export const IN_HEADER = 2;
+
+/** Where the ops of a batch from a worker begin: after the last sequence number read and its time. */
+export const OUT_HEADER = 2;
+
 export type ReadMethod = 'runs' | 'run' | 'stats';
 
-/** A batch either way: its sequence number (to a worker) or the last one read (from one), then ops. */
+/** A batch either way: its sequence number and when it was posted (to a worker), or the last one read and when (from one); then ops. */
 export type Batch = unknown[];
 
 /** What a worker thread is started with. */

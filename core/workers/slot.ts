@@ -43,14 +43,17 @@ export class Slot {
   readonly tasks = new Map<number, PoolTask>();
   /** The newest plugin version sent to the thread, per plugin file. */
   readonly loaded = new Map<string, number>();
-  out: Batch = [0];
+  out: Batch = [0, 0];
   queued = false;
   sent = 0;
   acked = 0;
+  /** When each batch not yet read was posted (`performance.now()`; from the thread's start for those posted before). */
   readonly sentAt = new Map<number, number>();
-  /** It has answered at least once (it started). */
+  /** Its thread has started (its first, empty batch came). */
+  started = false;
+  /** It has read a batch and answered (a thread that dies before never ran anything: a boot failure). */
   answered = false;
-  /** When it last read its messages after a handler had held it on the CPU for long (`performance.now()`; never while it started). */
+  /** When it last read its messages after what runs on it had held it on the CPU for long (`performance.now()`). */
   heldAt = Number.NEGATIVE_INFINITY;
   killedFor: PoolTask | undefined;
   error: (Error & { code?: string }) | undefined;

@@ -1,5 +1,5 @@
 import { SHARE_ENV, Worker } from 'node:worker_threads';
-import type { Batch, ThreadData } from './protocol.js';
+import { type Batch, IN_HEADER, type ThreadData } from './protocol.js';
 import type { Slot } from './slot.js';
 import { threadScript } from './thread-script.js';
 
@@ -35,7 +35,7 @@ export function startThread(slot: Slot, data: ThreadData, maxMemoryMb: number, h
       });
       worker.on('exit', (code) => hooks.died(slot, code));
       if (slot.tasks.size === 0) worker.unref();
-      if (slot.out.length > 1) hooks.post(slot);
+      if (slot.out.length > IN_HEADER) hooks.post(slot);
     },
     (err: unknown) => {
       slot.error = err instanceof Error ? err : new Error(String(err));

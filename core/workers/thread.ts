@@ -10,7 +10,7 @@ import type { HandlerSource } from '../contract/plugin-source.js';
 import { contextOf, provideOtelApi, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
 import { evaluateSource } from './plugin-code.js';
-import { type Batch, IN, IN_FIELDS, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
+import { type Batch, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
 import { type ThreadChannel, ThreadContext } from './thread-context.js';
 
 /**
@@ -47,13 +47,15 @@ const mute = pino({ level: data.logLevel, base: null, timestamp: false, hooks: {
 
 // ------------------------------------------------------------------------------- batching out
 
-let out: Batch = [0];
+let out: Batch = [0, 0];
 let flushing = false;
+/** A batch that waited this long unread: its answer goes out at once (see the reader below). */
+const ANSWER_NOW_MS = 100;
 
 function flush(): void {
   flushing = false;
   const batch = out;
-  out = [batch[0]];
+  out = [batch[0], batch[1]];
   port!.postMessage(batch);
 }
 
@@ -225,10 +227,17 @@ async function start(ctx: ThreadContext, traceparent: string | undefined): Promi
 
 // Started: an empty batch before reading any, so the pool tells the time this thread took to
 // start from the time a handler then holds it.
-port.postMessage([0]);
+port.postMessage([0, 0]);
 port.on('message', (batch: Batch) => {
+  // What this thread read last, and when: how long a batch waited unread here (what runs here held
+  // the thread that long), whenever the answer itself gets out.
+  const readAt = performance.timeOrigin + performance.now();
   out[0] = batch[0];
-  for (let i = 1; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {
+  out[1] = readAt;
+  // Held that long, and a handler may well hold it again at once (one computing in slices resumes
+  // from an immediate queued before the answer's): the answer goes out now, before it does.
+  const held = readAt - (batch[1] as number) >= ANSWER_NOW_MS;
+  for (let i = IN_HEADER; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {
     switch (batch[i]) {
       case IN.run: {
         const ctx = new ThreadContext(
@@ -266,7 +275,8 @@ port.on('message', (batch: Batch) => {
     }
   }
   // Every batch is answered, so the pool knows this thread is reading.
-  if (!flushing) {
+  if (held) flush();
+  else if (!flushing) {
     flushing = true;
     setImmediate(flush);
   }

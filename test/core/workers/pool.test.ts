@@ -160,10 +160,10 @@ t.test('when every thread is held on the CPU, one more starts (up to workers.max
   const h = await pluginHost(t, { 'spin.ts': spin, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
   const spinning = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });
   const spinThread = Number(await h.marked('spin.1'));
-  // The precondition: the one thread has stopped reading for over a quarter of a second (the
-  // pool's bound for starting another: a thread that is merely busy reads its messages within
-  // milliseconds).
-  await new Promise((r) => setTimeout(r, 400));
+  // The precondition: the one thread has stopped reading for over a second (the pool's bound for
+  // starting another while a thread reads nothing at all: a thread that is merely busy reads its
+  // messages within milliseconds).
+  await new Promise((r) => setTimeout(r, 1200));
   const run = await h.host.wait((await h.host.trigger('quick')).runId);
   t.match(run, { status: 'succeeded' });
   t.not((run.result as { threadId: number }).threadId, spinThread, 'on a thread started for it');
@@ -171,9 +171,9 @@ t.test('when every thread is held on the CPU, one more starts (up to workers.max
   t.equal((await h.host.run(spinning.runId))!.status, 'running', 'while the handler still spins');
 });
 
-t.test('a handler that computes in slices, yielding between them, holds its thread too: a quick run starts on another', async (t) => {
-  // Slices of 800 ms: the thread reads its messages between slices, so it is never stalled a whole
-  // second (the bound this pool once had, under which quick runs queued behind the slices for good).
+t.test('a handler that computes in slices, reading its messages between them, holds its thread too: a quick run starts on another', async (t) => {
+  // Slices of 800 ms. The pool once judged a thread only by how long it had not read: between
+  // slices this one reads, so at a slice's start it looked free and quick runs went behind the slice.
   const slices = `
 import { renameSync, writeFileSync } from 'node:fs';
 import { threadId } from 'node:worker_threads';
@@ -181,8 +181,8 @@ export default {
   name: 'slices',
   timeout: 0,
   handler: async (ctx: { signal: AbortSignal; params: { mark: string } }) => {
-    while (!ctx.signal.aborted) {
-      writeFileSync(ctx.params.mark + '.tmp', threadId + ' ' + Date.now());
+    for (let n = 1; !ctx.signal.aborted; n++) {
+      writeFileSync(ctx.params.mark + '.tmp', threadId + ' ' + n + ' ' + Date.now());
       renameSync(ctx.params.mark + '.tmp', ctx.params.mark);
       const end = Date.now() + 800;
       while (Date.now() < end) {}
@@ -194,23 +194,21 @@ export default {
   const quick = `import { threadId } from 'node:worker_threads';\nexport default { name: 'quick', handler: () => ({ threadId }) };\n`;
   const h = await pluginHost(t, { 'slices.ts': slices, 'quick.ts': quick }, { config: { workers: { size: 1, max: 2, grace: 200 } } });
   await h.host.trigger('slices', { params: { mark: h.mark('slices') } });
-  await h.marked('slices');
-  // The trigger goes in while a slice is 350-600 ms old: the thread has not read for that long.
+  // The trigger goes in just after a slice began (the second or later): the thread has just read.
   let sliceThread = 0;
   await until(
     () => {
-      const [thread, at] = h.read('slices')!.split(' ').map(Number) as [number, number];
-      sliceThread = thread;
-      const age = Date.now() - at;
-      return age >= 350 && age <= 600;
+      const [thread, n, at] = h.read('slices')?.split(' ').map(Number) ?? [0, 0, 0];
+      sliceThread = thread!;
+      return n! >= 2 && Date.now() - at! <= 150;
     },
-    10_000,
-    'a slice 350-600 ms old',
+    15_000,
+    'a slice (the second or later) begun up to 150 ms ago',
   );
   const run = await h.host.wait((await h.host.trigger('quick')).runId);
   t.match(run, { status: 'succeeded' });
-  t.not((run.result as { threadId: number }).threadId, sliceThread, 'on a thread started for it, not queued behind the slices');
-  t.equal(h.host.workerStats().threads, 2);
+  t.not((run.result as { threadId: number }).threadId, sliceThread, 'on a thread started for it, not queued behind the next slice');
+  t.equal(h.host.workerStats().threads, 2, 'one more thread, no more than workers.max');
 });
 
 t.test(

@@ -49,7 +49,7 @@ const OVERFLOW_AFTER_MS = 1000;
  */
 const HELD_MS = 500;
 const HELD_RECENTLY_MS = 3000;
-/** Threads that die before they ever answer, in a row, after which the pool stops replacing them. */
+/** Threads that die before they ever start (reach their message loop), in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
 /** A thread started beyond `size` (every thread was busy) ends after this long without work. */
 const OVERFLOW_IDLE_MS = 10_000;
@@ -262,12 +262,20 @@ export class WorkerPool {
     return best;
   }
 
+  /** Threads that will go on: not ending (retired, or terminated for a handler that would not let go). */
+  #staying(): number {
+    let n = 0;
+    for (const slot of this.#slots) if (!slot.retired && !slot.killedFor && !slot.dead) n++;
+    return n;
+  }
+
   /** A thread beyond `size` that has run out of work ends after a while. */
   #retireWhenIdle(slot: Slot): void {
-    if (this.#slots.length <= this.#o.size || this.#closing) return;
+    if (this.#staying() <= this.#o.size || this.#closing) return;
     clearTimeout(slot.idleTimer);
     slot.idleTimer = setTimeout(() => {
-      if (slot.tasks.size > 0 || slot.dead || this.#slots.length <= this.#o.size) return;
+      // Counted again: others may have retired meanwhile, and the pool keeps `size` threads.
+      if (slot.tasks.size > 0 || slot.dead || slot.retired || this.#staying() <= this.#o.size) return;
       slot.retired = true;
       void slot.worker?.terminate();
     }, OVERFLOW_IDLE_MS);
@@ -285,7 +293,8 @@ export class WorkerPool {
     }
     this.#slots = this.#slots.filter((s) => s !== slot);
     if (slot.retired && slot.tasks.size === 0) return;
-    if (!slot.answered && !slot.killedFor && !this.#closing) this.#bootFailures++;
+    // It never reached its message loop: its start failed (not a handler that ended it at once).
+    if (!slot.started && !slot.killedFor && !this.#closing) this.#bootFailures++;
     const tasks = [...slot.tasks.values()];
     slot.tasks.clear();
     const { reason, code, message, culprit } = deathCause(slot, exitCode, tasks, this.#o.maxMemoryMb);
@@ -356,14 +365,11 @@ export class WorkerPool {
     if (!slot.started) {
       // Its first batch says the thread has started: what was posted to it before waits from now.
       slot.started = true;
+      this.#bootFailures = 0;
       const now = performance.now();
       for (const seq of slot.sentAt.keys()) slot.sentAt.set(seq, now);
     }
     if (acked > slot.acked) {
-      if (!slot.answered) {
-        slot.answered = true;
-        this.#bootFailures = 0;
-      }
       // How long the oldest batch it had not read waited there, by the thread's own read time.
       const sent = slot.sentAt.get(slot.acked + 1);
       const readAt = (batch[1] as number) - performance.timeOrigin;

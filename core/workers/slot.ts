@@ -49,10 +49,8 @@ export class Slot {
   acked = 0;
   /** When each batch not yet read was posted (`performance.now()`; from the thread's start for those posted before). */
   readonly sentAt = new Map<number, number>();
-  /** Its thread has started (its first, empty batch came). */
+  /** Its thread has started: it reached its message loop (its first, empty batch came). */
   started = false;
-  /** It has read a batch and answered (a thread that dies before never ran anything: a boot failure). */
-  answered = false;
   /** When it last read its messages after what runs on it had held it on the CPU for long (`performance.now()`). */
   heldAt = Number.NEGATIVE_INFINITY;
   killedFor: PoolTask | undefined;

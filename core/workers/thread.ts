@@ -48,12 +48,15 @@ const mute = pino({ level: data.logLevel, base: null, timestamp: false, hooks: {
 // ------------------------------------------------------------------------------- batching out
 
 let out: Batch = [0, 0];
-let flushing = false;
+/** The flush at the end of this turn, once something is queued. */
+let flushing: NodeJS.Immediate | undefined;
 /** A batch that waited this long unread: its answer goes out at once (see the reader below). */
 const ANSWER_NOW_MS = 100;
 
 function flush(): void {
-  flushing = false;
+  // Called early (an answer that goes out at once), the one queued for the turn's end is not needed.
+  clearImmediate(flushing);
+  flushing = undefined;
   const batch = out;
   out = [batch[0], batch[1]];
   port!.postMessage(batch);
@@ -66,10 +69,7 @@ function send(op: number, a: unknown, b?: unknown, c?: unknown, d?: unknown): vo
   if (n > 1) out.push(b);
   if (n > 2) out.push(c);
   if (n > 3) out.push(d);
-  if (!flushing) {
-    flushing = true;
-    setImmediate(flush);
-  }
+  flushing ??= setImmediate(flush);
 }
 
 // ------------------------------------------------------------------------------- plugin versions
@@ -276,10 +276,7 @@ port.on('message', (batch: Batch) => {
   }
   // Every batch is answered, so the pool knows this thread is reading.
   if (held) flush();
-  else if (!flushing) {
-    flushing = true;
-    setImmediate(flush);
-  }
+  else flushing ??= setImmediate(flush);
 });
 
 // ------------------------------------------------------------------------------- guards

@@ -308,6 +308,22 @@ export default {
   t.equal(h.read('waiter'), 'started;', 'the waiting handler was never disturbed');
 });
 
+t.test('handlers that end their thread at once, on threads that never ran anything before, are not threads failing to start', async (t) => {
+  // Each quit lands on a thread that had started but read nothing yet (a warm one, or the one that
+  // replaced the last): the pool once counted those deaths as failed starts, and after three in a
+  // row stopped replacing threads.
+  const quit = `export default { name: 'quit', handler: () => { process.exit(3); } };\n`;
+  const hello = `export default { name: 'hello', handler: () => 'hello' };\n`;
+  const h = await pluginHost(t, { 'quit.ts': quit, 'hello.ts': hello });
+  for (let i = 0; i < 4; i++) {
+    const run = await h.host.wait((await h.host.trigger('quit')).runId);
+    t.match(run, { status: 'failed', error: { code: 'WORKER_EXITED' } }, `quit ${i + 1}`);
+  }
+  t.equal(h.host.workerStats().restarts.exit, 4);
+  await until(() => h.host.workerStats().threads === 2, 10_000, 'every dead thread replaced: the pool back at its size');
+  t.match(await h.host.wait((await h.host.trigger('hello')).runId), { status: 'succeeded', result: 'hello' });
+});
+
 t.test('shutdown aborts a spinning handler with SHUTDOWN and ends its thread within the grace', async (t) => {
   const h = await pluginHost(t, { 'spin.ts': spin.replace('attempts: 2', 'attempts: 1') }, { config: { workers: { grace: 300 } } });
   const { runId } = await h.host.trigger('spin', { params: { mark: h.mark('spin') } });

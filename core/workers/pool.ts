@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
+import { markHeld, place, STALL_MS } from './placement.js';
 import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
 import { threadModules } from './thread-script.js';
@@ -21,34 +22,6 @@ import { startThread, type ThreadHooks } from './thread-start.js';
  * fails only if that thread dies too. A dead thread is replaced at once.
  */
 
-/**
- * A thread that has not read a batch for this long is busy (a handler holds its CPU): new
- * attempts go elsewhere. Threads with runs in flight are pinged every half of it, so one that
- * stops reading is known within this bound even when nothing else is sent to it.
- */
-const STALL_MS = 50;
-/** What a stalled thread adds to its load when the pool picks one. */
-const STALLED = 1_000_000;
-/** What a thread held recently (see `HELD_MS`) adds: it reads its messages now, so it beats a stalled one. */
-const HELD = 1000;
-/**
- * Every thread stalled this long, as the main thread sees it: one more starts. Much longer than
- * `STALL_MS`, so a pool that is merely saturated (its threads take a few ms to reach the next
- * batch), or a main thread that was itself busy for a while, does not grow: only one whose
- * threads are all held by handlers on the CPU.
- */
-const OVERFLOW_AFTER_MS = 1000;
-/**
- * A batch that waited this long unread in its thread (as the thread's own read time says) means
- * what runs there held it: that thread counts as held for `HELD_RECENTLY_MS` after, is passed
- * over while another is not, and when every thread is held one more starts. A handler that
- * computes in slices reads its messages between them, and that is when its runs end and new ones
- * are placed: judged by its stall alone, its thread looked free at every pick, and quick runs
- * went back behind the next slice for good (measured: two handlers computing in 1 s slices on a
- * pool of two let ~30 no-op runs a second through, each waiting ~2 s).
- */
-const HELD_MS = 500;
-const HELD_RECENTLY_MS = 3000;
 /** Threads that die before they ever start (reach their message loop), in a row, after which the pool stops replacing them. */
 const MAX_BOOT_FAILURES = 3;
 /** A thread started beyond `size` (every thread was busy) ends after this long without work. */
@@ -238,25 +211,10 @@ export class WorkerPool {
     return slot;
   }
 
-  /** The thread for a new attempt: the least busy of those still reading their messages. */
+  /** The thread for a new attempt: the least busy of those still reading their messages (`placement.ts`). */
   #pick(): Slot {
     this.warm();
-    const now = performance.now();
-    let best: Slot | undefined;
-    let bestScore = Infinity;
-    let allHeld = true;
-    for (const slot of this.#slots) {
-      if (slot.killedFor || slot.dead || slot.retired) continue;
-      // A thread still starting is neither stalled nor held: it has run nothing yet.
-      const stalled = slot.started ? slot.stalledFor(now) : 0;
-      const recently = now - slot.heldAt < HELD_RECENTLY_MS;
-      if (stalled < OVERFLOW_AFTER_MS && !recently) allHeld = false;
-      const score = slot.tasks.size + (stalled > STALL_MS ? STALLED : recently ? HELD : 0);
-      if (score < bestScore) {
-        best = slot;
-        bestScore = score;
-      }
-    }
+    const { best, allHeld } = place(this.#slots, performance.now());
     // Every thread is held by a handler on the CPU: one more, so other runs need not wait for them.
     if (!best || (allHeld && this.#slots.length < this.#o.max)) return this.#spawn();
     return best;
@@ -369,12 +327,7 @@ export class WorkerPool {
       const now = performance.now();
       for (const seq of slot.sentAt.keys()) slot.sentAt.set(seq, now);
     }
-    if (acked > slot.acked) {
-      // How long the oldest batch it had not read waited there, by the thread's own read time.
-      const sent = slot.sentAt.get(slot.acked + 1);
-      const readAt = (batch[1] as number) - performance.timeOrigin;
-      if (sent !== undefined && readAt - sent >= HELD_MS) slot.heldAt = performance.now();
-    }
+    if (acked > slot.acked) markHeld(slot, batch[1] as number);
     for (let s = slot.acked + 1; s <= acked; s++) slot.sentAt.delete(s);
     slot.acked = acked;
     const events = this.#o.events;

@@ -45,7 +45,7 @@ export function place(slots: readonly Slot[], now: number): { best: Slot | undef
   let bestScore = Infinity;
   let allHeld = true;
   for (const slot of slots) {
-    if (slot.killedFor || slot.dead || slot.retired) continue;
+    if (slot.ending) continue;
     // A thread still starting is neither stalled nor held: it has run nothing yet.
     const stalled = slot.started ? slot.stalledFor(now) : 0;
     const recently = now - slot.heldAt < HELD_RECENTLY_MS;

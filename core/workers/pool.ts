@@ -220,10 +220,10 @@ export class WorkerPool {
     return best;
   }
 
-  /** Threads that will go on: not ending (retired, or terminated for a handler that would not let go). */
+  /** Threads that will go on (not ending). */
   #staying(): number {
     let n = 0;
-    for (const slot of this.#slots) if (!slot.retired && !slot.killedFor && !slot.dead) n++;
+    for (const slot of this.#slots) if (!slot.ending) n++;
     return n;
   }
 

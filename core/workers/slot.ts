@@ -65,6 +65,11 @@ export class Slot {
     this.n = n;
   }
 
+  /** It is ending: dead, retired, or being terminated for a handler that would not let go. */
+  get ending(): boolean {
+    return this.killedFor !== undefined || this.dead || this.retired;
+  }
+
   /** How long the oldest batch it has not read has waited (0: it has read everything). */
   stalledFor(now: number): number {
     return this.sent > this.acked ? now - (this.sentAt.get(this.acked + 1) ?? now) : 0;

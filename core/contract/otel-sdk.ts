@@ -1,4 +1,5 @@
 import type { ProxyTracerProvider } from '@opentelemetry/api';
+import { exportThreadScript, ThreadSpanExporter } from './otel-export.js';
 import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
@@ -53,8 +54,16 @@ function routeDiagnostics(api: typeof import('@opentelemetry/api'), warn: (msg: 
 export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
   // The API too is loaded only here (and by `tracing.ts` once something is set up): a start without tracing loads none of it.
   const [api, { NodeSDK }] = await Promise.all([import('@opentelemetry/api'), import('@opentelemetry/sdk-node')]);
+  // OTLP alone (the default): serialized and sent from a thread of its own (`otel-export.ts`),
+  // behind the batch processor the SDK builds from `OTEL_BSP_*` as for its own exporter.
+  const traceExporter = otlpOnly(process.env)
+    ? new ThreadSpanExporter(await exportThreadScript(), { api: import.meta.resolve('@opentelemetry/api'), exporter: exporterModule(process.env) }, (message) =>
+        api.diag.warn(message),
+      )
+    : undefined;
   const sdk = new NodeSDK({
     serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'jobhost',
+    ...(traceExporter ? { traceExporter } : {}),
     instrumentations: [],
     metricReaders: [],
     logRecordProcessors: [],
@@ -69,6 +78,20 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
     },
     shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown(), timeoutMs),
   };
+}
+
+/**
+ * Whether `OTEL_TRACES_EXPORTER` asks for OTLP and nothing else (unset means OTLP), read as the
+ * SDK reads it; another exporter in the list (console, zipkin) leaves the SDK to build them all.
+ */
+function otlpOnly(env: NodeJS.ProcessEnv): boolean {
+  const names = new Set(
+    (env['OTEL_TRACES_EXPORTER'] ?? '')
+      .split(',')
+      .map((n) => n.trim())
+      .filter((n) => n !== '' && n !== 'null'),
+  );
+  return names.size === 0 || (names.size === 1 && names.has('otlp'));
 }
 
 /** The span exporter module of the OTLP protocol `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` names (http/protobuf by default, as the SDK's). */

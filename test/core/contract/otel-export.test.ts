@@ -1,0 +1,195 @@
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { TraceState } from '@opentelemetry/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import t from 'tap';
+import { exportThreadScript, ThreadSpanExporter } from '../../../core/contract/otel-export.js';
+import { type Tap, tempDir } from '../../helpers.js';
+import { closedPort } from '../../live-host.js';
+
+/**
+ * The span export thread of `jobhost start` (`otel-export.ts`): what the SDK's OTLP exporter sends
+ * from the thread is byte for byte what it sends from the main thread, for spans with everything
+ * a span can carry; a collector out of reach fails the batch (the batch processor counts it); a
+ * thread that dies fails only what it held, and after three deaths the main thread exports.
+ */
+
+const API = import.meta.resolve('@opentelemetry/api');
+const HTTP_JSON = import.meta.resolve('@opentelemetry/exporter-trace-otlp-http');
+const HTTP_PROTOBUF = import.meta.resolve('@opentelemetry/exporter-trace-otlp-proto');
+
+type ExportResult = { code: number; error?: Error };
+
+/** A collector that keeps each request's raw body. */
+async function collector(t: Tap): Promise<{ url: string; bodies: Buffer[] }> {
+  const bodies: Buffer[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      bodies.push(Buffer.concat(chunks));
+      res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/json' }).end(req.headers['content-type']?.includes('json') ? '{}' : '');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`, bodies };
+}
+
+/** Spans with every field an exporter reads: kinds, a remote parent with a trace state, a local parent, links, events, error status, dropped counts, two scopes, a resource with a schema URL. */
+function spans(): ReadableSpan[] {
+  const memory = new InMemorySpanExporter();
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes(
+      { 'service.name': 'export-test', 'host.name': 'h1', 'deployment.tier': 3 },
+      { schemaUrl: 'https://opentelemetry.io/schemas/1.30.0' },
+    ),
+    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
+    spanLimits: { attributeCountLimit: 4 },
+  });
+  const jobs = provider.getTracer('jobhost', '1.2.3');
+  const app = provider.getTracer('app');
+  const remote = trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    spanId: '00f067aa0ba902b7',
+    traceFlags: 1,
+    isRemote: true,
+    traceState: new TraceState('vendor=value,other=x'),
+  });
+  const trigger = jobs.startSpan(
+    'jobhost.trigger noop',
+    { kind: SpanKind.PRODUCER, attributes: { 'jobhost.job': 'noop', 'jobhost.run.id': 'r1', list: [1, 2, 3] } },
+    remote,
+  );
+  const attempt = jobs.startSpan(
+    'jobhost.attempt noop',
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: { 'jobhost.attempt': 2, ok: false, ratio: 0.5, a: 'a', b: 'b', c: 'c' },
+      links: [{ context: trigger.spanContext(), attributes: { why: 'retry' } }, { context: trace.getSpanContext(remote)! }],
+    },
+    trace.setSpan(ROOT_CONTEXT, trigger),
+  );
+  attempt.addEvent('exception', { 'exception.message': 'boom' });
+  attempt.addEvent('plain');
+  attempt.setStatus({ code: SpanStatusCode.ERROR, message: 'HANDLER_ERROR: boom' });
+  attempt.end();
+  app.startSpan('handler-work', { startTime: [1_700_000_000, 999_999_999] }, trace.setSpan(ROOT_CONTEXT, attempt)).end([1_700_000_001, 1]);
+  trigger.setStatus({ code: SpanStatusCode.OK });
+  trigger.end();
+  app.startSpan('root').end();
+  return memory.getFinishedSpans();
+}
+
+function exportVia(exporter: { export(spans: ReadableSpan[], done: (r: ExportResult) => void): void }, batch: ReadableSpan[]): Promise<ExportResult> {
+  return new Promise((resolve) => exporter.export(batch, resolve));
+}
+
+for (const [protocol, module] of [
+  ['http/json', HTTP_JSON],
+  ['http/protobuf', HTTP_PROTOBUF],
+] as const) {
+  t.test(`${protocol}: the thread sends exactly what the SDK's exporter sends from the main thread`, async (t) => {
+    const { url, bodies } = await collector(t);
+    const batch = spans();
+    t.equal(batch.length, 4);
+    const { OTLPTraceExporter } = (await import(module)) as { OTLPTraceExporter: new (c: { url: string }) => ThreadSpanExporter };
+    const direct = new OTLPTraceExporter({ url });
+    t.same(await exportVia(direct, batch), { code: 0 }, 'sent from the main thread');
+    process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = url;
+    t.teardown(() => delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
+    const diag: string[] = [];
+    const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: module }, (m) => diag.push(m));
+    t.teardown(() => threaded.shutdown());
+    t.same(await exportVia(threaded, batch), { code: 0 }, 'sent from the thread');
+    // The same spans again: the resource and scopes are named by number now, not sent again.
+    t.same(await exportVia(threaded, batch.slice(1)), { code: 0 });
+    t.equal(bodies.length, 3);
+    t.ok(bodies[0]!.length > 200, `a real body (${bodies[0]!.length} bytes)`);
+    t.ok(bodies[0]!.equals(bodies[1]!), 'byte for byte the same request');
+    t.ok(bodies[2]!.length > 100 && bodies[2]!.length < bodies[1]!.length, 'the second batch, three spans');
+    if (protocol === 'http/json') {
+      const sent = JSON.parse(bodies[2]!.toString()) as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string }> }; schemaUrl?: string }> };
+      t.same(
+        sent.resourceSpans[0]!.resource.attributes.map((a) => a.key),
+        ['service.name', 'host.name', 'deployment.tier'],
+      );
+      t.equal(sent.resourceSpans[0]!.schemaUrl, 'https://opentelemetry.io/schemas/1.30.0');
+    }
+    t.same(diag, []);
+  });
+}
+
+t.test('a collector out of reach fails the batch with the reason, and the next batch is tried again', async (t) => {
+  process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = `http://127.0.0.1:${await closedPort()}/v1/traces`;
+  process.env['OTEL_EXPORTER_OTLP_TIMEOUT'] = '2000';
+  t.teardown(() => {
+    delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
+    delete process.env['OTEL_EXPORTER_OTLP_TIMEOUT'];
+  });
+  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: HTTP_JSON }, () => undefined);
+  t.teardown(() => threaded.shutdown());
+  for (let i = 0; i < 2; i++) {
+    const result = await exportVia(threaded, spans());
+    t.equal(result.code, 1, 'failed');
+    t.match(result.error?.message, /ECONNREFUSED|connect|Export/i, `why: ${result.error?.message}`);
+  }
+  await threaded.forceFlush();
+});
+
+t.test('a thread that dies fails what it held; another starts; after three deaths the main thread exports', async (t) => {
+  const dir = tempDir(t);
+  // An exporter that ends its thread on every batch, and in the main thread keeps what it gets.
+  const file = path.join(dir, 'dying-exporter.mjs');
+  writeFileSync(
+    file,
+    `import { isMainThread } from 'node:worker_threads';
+export class OTLPTraceExporter {
+  export(spans, done) {
+    if (!isMainThread) process.exit(7);
+    (globalThis.__exportedInMain ??= []).push(...spans.map((s) => s.name));
+    done({ code: 0 });
+  }
+  shutdown() { return Promise.resolve(); }
+}
+`,
+  );
+  const diag: string[] = [];
+  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: pathToFileURL(file).href }, (m) => diag.push(m));
+  t.teardown(() => threaded.shutdown());
+  for (let death = 1; death <= 3; death++) {
+    const result = await exportVia(threaded, spans());
+    t.equal(result.code, 1, `batch ${death} failed with its thread`);
+    t.match(result.error?.message, /the span export thread stopped \(exit code 7\)/);
+  }
+  t.match(diag, [/stopped .*the next batch starts another/, /stopped .*the next batch starts another/, /stopped 3 times .*exporting in the main thread/]);
+  const batch = spans();
+  t.same(await exportVia(threaded, batch), { code: 0 }, 'exported in the main thread');
+  t.same(
+    (globalThis as { __exportedInMain?: string[] }).__exportedInMain,
+    batch.map((s) => s.name),
+  );
+  await threaded.shutdown();
+  t.equal((await exportVia(threaded, batch)).code, 1, 'nothing is exported once shut down');
+});
+
+t.test('shutdown lets the thread finish what it is sending, and forceFlush waits for every batch handed over', async (t) => {
+  const { url, bodies } = await collector(t);
+  process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = url;
+  t.teardown(() => delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
+  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: HTTP_JSON }, () => undefined);
+  const results: ExportResult[] = [];
+  for (let i = 0; i < 3; i++) threaded.export(spans(), (r) => results.push(r));
+  await threaded.forceFlush();
+  t.equal(results.length, 3, 'every batch answered before forceFlush resolved');
+  t.equal(bodies.length, 3);
+  threaded.export(spans(), (r) => results.push(r));
+  await threaded.shutdown();
+  t.equal(bodies.length, 4, 'the batch handed over before shutdown was sent');
+  t.same(results.at(-1), { code: 0 });
+});

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import { type ExportThreadData, F, type FromThread, LINK_FIELDS, SPAN_FIELDS, type ToThread } from './otel-export-wire.js';
+import { type ExportThreadData, F, type FromThread, LINK_FIELDS, SPAN_FIELDS, type ThreadError, type ToThread } from './otel-export-wire.js';
 
 /**
  * The span export thread (`otel-export.ts`): it turns the batches the main thread's batch span
@@ -38,9 +38,20 @@ const exporter = load(workerData as ExportThreadData);
 const resources = new Map<number, Resource>();
 const scopes = new Map<number, Scope>();
 
-/** A serialized trace state, as the exporters read it. */
-function traceState(text: string): { serialize(): string } | undefined {
-  return text === '' ? undefined : { serialize: () => text };
+/** A serialized trace state, as the exporters read it (`null`: the span has none). */
+function traceState(text: string | null): { serialize(): string } | undefined {
+  return text === null ? undefined : { serialize: () => text };
+}
+
+/** What crosses of an exporter's error: an OTLPExporterError's HTTP status and the collector's answer too. */
+function threadError(error: Error): ThreadError {
+  const { code, data } = error as Error & { code?: unknown; data?: unknown };
+  return {
+    message: error.message,
+    name: error.name,
+    ...(typeof code === 'number' || typeof code === 'string' ? { code } : {}),
+    ...(typeof data === 'string' ? { data } : {}),
+  };
 }
 
 /** The links of a span, from their flat values. */
@@ -48,7 +59,7 @@ function links(values: unknown[] | 0): ReadableSpan['links'] {
   if (values === 0) return [];
   const out: ReadableSpan['links'] = [];
   for (let at = 0; at < values.length; at += LINK_FIELDS) {
-    const state = traceState(values[at + 4] as string);
+    const state = traceState(values[at + 4] as string | null);
     out.push({
       context: {
         traceId: values[at] as string,
@@ -73,7 +84,7 @@ function unpack(values: unknown[]): ReadableSpan[] {
       traceId: v(F.traceId) as string,
       spanId: v(F.spanId) as string,
       traceFlags: v(F.traceFlags) as number,
-      traceState: traceState(v(F.traceState) as string),
+      traceState: traceState(v(F.traceState) as string | null),
     };
     const parent = v(F.parentSpanId) as string;
     const start: [number, number] = [v(F.startSeconds) as number, v(F.startNanos) as number];
@@ -115,9 +126,15 @@ port.on('message', (message: ToThread) => {
     for (const [id, scope] of message.scopes) scopes.set(id, scope);
     const spans = unpack(message.spans);
     exporter.then(
-      (e) => e.export(spans, (result) => post({ type: 'result', id: message.id, code: result.code, ...(result.error ? { error: result.error.message } : {}) })),
+      (e) =>
+        e.export(spans, (result) => post({ type: 'result', id: message.id, code: result.code, ...(result.error ? { error: threadError(result.error) } : {}) })),
       (err: unknown) =>
-        post({ type: 'result', id: message.id, code: 1, error: `the OTLP exporter did not load: ${err instanceof Error ? err.message : String(err)}` }),
+        post({
+          type: 'result',
+          id: message.id,
+          code: 1,
+          error: { message: `the OTLP exporter did not load: ${err instanceof Error ? err.message : String(err)}` },
+        }),
     );
   } else {
     exporter
@@ -126,3 +143,4 @@ port.on('message', (message: ToThread) => {
       .finally(() => post({ type: 'shut' }));
   }
 });
+post({ type: 'ready' });

@@ -8,7 +8,7 @@
 
 /**
  * Where each value of one span sits in `ExportRequest.spans`: the trace state is its serialized
- * text or `''`, the parent span id `''` for a root span, the events the SDK's own plain data or
+ * text (which may be `''`) or `null` for none, the parent span id `''` for a root span, the events the SDK's own plain data or
  * `0` for none, the links `LINK_FIELDS` values each or `0` for none.
  */
 export const F = {
@@ -37,7 +37,7 @@ export const F = {
 } as const;
 export const SPAN_FIELDS = F.droppedLinks + 1;
 
-/** A link: trace id, span id, trace flags, is remote, serialized trace state (or `''`), attributes, dropped attributes. */
+/** A link: trace id, span id, trace flags, is remote, serialized trace state (or `null`), attributes, dropped attributes. */
 export const LINK_FIELDS = 7;
 
 /** A resource the thread has not seen yet: its number, attributes and schema URL. */
@@ -49,8 +49,20 @@ export type ScopeDefinition = [id: number, scope: { name: string; version?: stri
 /** Main → thread. */
 export type ToThread = { type: 'export'; id: number; resources: ResourceDefinition[]; scopes: ScopeDefinition[]; spans: unknown[] } | { type: 'shutdown' };
 
-/** Thread → main. `code` is the SDK's `ExportResultCode` (0 success, 1 failed). */
-export type FromThread = { type: 'result'; id: number; code: number; error?: string } | { type: 'diag'; message: string } | { type: 'shut' };
+/** Thread → main. `code` is the SDK's `ExportResultCode` (0 success, 1 failed); `ready` is sent once the thread's script runs. */
+export type FromThread =
+  | { type: 'ready' }
+  | { type: 'result'; id: number; code: number; error?: ThreadError }
+  | { type: 'diag'; message: string }
+  | { type: 'shut' };
+
+/** An exporter's error, with what the SDK's diagnostics print of it (an HTTP status as `code`, the collector's answer as `data`). */
+export interface ThreadError {
+  message: string;
+  name?: string;
+  code?: number | string;
+  data?: string;
+}
 
 /** What the thread is started with: the URLs of the modules it loads (it runs from a bundle that can resolve no package name). */
 export interface ExportThreadData {

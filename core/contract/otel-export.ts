@@ -3,7 +3,8 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import type { ExportThreadData, FromThread, ResourceDefinition, ScopeDefinition, ToThread } from './otel-export-wire.js';
+import { bundleSources } from './bundle.js';
+import type { ExportThreadData, FromThread, ResourceDefinition, ScopeDefinition, ThreadError, ToThread } from './otel-export-wire.js';
 import { BUILT, CODE_DIR } from './package-root.js';
 
 /**
@@ -15,34 +16,59 @@ import { BUILT, CODE_DIR } from './package-root.js';
  * now pays for making its spans and copying them out.
  *
  * A thread that dies fails the batches it held (the processor counts them) and the next batch
- * starts another; after three deaths with no export answered between, the exporter gives up on
- * threads and exports in the main thread, as the SDK alone would.
+ * starts another; one that holds a batch past its deadline (the exporter's own timeout and a
+ * margin) is ended the same way. After three deaths with no export answered between, or a thread
+ * that fails to start at all, the exporter exports in the main thread, as the SDK alone would.
  */
 
 const FAILED = 1; // ExportResultCode.FAILED
 const GIVE_UP_AFTER_DEATHS = 3;
+/** Past the exporter's own timeout, how long a batch may stay unanswered before its thread is ended. */
+const DEADLINE_MARGIN_MS = 1000;
+
+interface Pending {
+  done: (result: ExportResult) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** The exporter's error as the thread sent it, with the fields the SDK's diagnostics print (an HTTP status, the collector's answer). */
+function rebuild(e: ThreadError | undefined): Error {
+  const error = new Error(e?.message ?? 'span export failed');
+  if (e?.name) error.name = e.name;
+  if (e?.code !== undefined) Object.assign(error, { code: e.code });
+  if (e?.data !== undefined) Object.assign(error, { data: e.data });
+  return error;
+}
 
 /** The main thread's side: a `SpanExporter` whose `export` posts its batch to the thread. */
 export class ThreadSpanExporter implements SpanExporter {
   readonly #script: URL;
   readonly #data: ExportThreadData;
   readonly #diag: (message: string) => void;
+  readonly #deadlineMs: number;
   #worker: Worker | undefined;
   /** The resources and scopes the current thread knows, by identity (the SDK keeps one object each). */
   readonly #resources = new Map<object, number>();
   readonly #scopes = new Map<object, number>();
   #nextId = 0;
-  readonly #pending = new Map<number, (result: ExportResult) => void>();
-  #idle: Array<() => void> = [];
+  readonly #pending = new Map<number, Pending>();
+  /** `forceFlush` callers, each waiting for the batches pending when it was called. */
+  #flushes: Array<{ ids: Set<number>; resolve: () => void }> = [];
   #deaths = 0;
+  /** Why this exporter ended its thread (a batch past its deadline), for the death's report. */
+  #ended: string | undefined;
   #fallback: Promise<SpanExporter> | undefined;
   #shutdown: Promise<void> | undefined;
 
-  /** `diag` reports what the thread's exporter warns about, and a thread's death. */
-  constructor(script: URL, data: ExportThreadData, diag: (message: string) => void) {
+  /**
+   * `diag` reports what the thread's exporter warns about, and a thread's death; `exportTimeoutMs`
+   * is the OTLP exporter's own timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+   */
+  constructor(script: URL, data: ExportThreadData, diag: (message: string) => void, exportTimeoutMs = 10_000) {
     this.#script = script;
     this.#data = data;
     this.#diag = diag;
+    this.#deadlineMs = exportTimeoutMs + DEADLINE_MARGIN_MS;
   }
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
@@ -56,19 +82,29 @@ export class ThreadSpanExporter implements SpanExporter {
     }
     const worker = this.#thread();
     const id = ++this.#nextId;
-    this.#pending.set(id, done);
+    const resources: Array<[object, ResourceDefinition]> = [];
+    const scopes: Array<[object, ScopeDefinition]> = [];
+    try {
+      const values = pack(spans, this.#resources, this.#scopes, resources, scopes);
+      const message: ToThread = { type: 'export', id, resources: resources.map(([, d]) => d), scopes: scopes.map(([, d]) => d), spans: values };
+      worker.postMessage(message);
+    } catch (err) {
+      // Not sent: what was marked as sent with it is not known to the thread.
+      for (const [key] of resources) this.#resources.delete(key);
+      for (const [key] of scopes) this.#scopes.delete(key);
+      return done({ code: FAILED, error: err instanceof Error ? err : new Error(String(err)) });
+    }
+    const timer = setTimeout(() => this.#overdue(worker, id), this.#deadlineMs);
+    timer.unref();
+    this.#pending.set(id, { done, timer });
     // Held while it holds a batch, as the SDK's own exporter's request would hold the process.
     worker.ref();
-    const resources: ResourceDefinition[] = [];
-    const scopes: ScopeDefinition[] = [];
-    const values = pack(spans, this.#resources, this.#scopes, resources, scopes);
-    worker.postMessage({ type: 'export', id, resources, scopes, spans: values } satisfies ToThread);
   }
 
-  /** Resolves once every batch handed over has been answered (sent, or failed). */
+  /** Resolves once every batch handed over before the call has been answered (sent, or failed). */
   forceFlush(): Promise<void> {
     if (this.#pending.size === 0) return this.#fallback ? this.#fallback.then((e) => e.forceFlush?.()) : Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
+    return new Promise((resolve) => this.#flushes.push({ ids: new Set(this.#pending.keys()), resolve }));
   }
 
   /** Lets the thread's exporter finish what it sends, then ends the thread. The caller bounds the wait (`boundedShutdown`). */
@@ -99,8 +135,13 @@ export class ThreadSpanExporter implements SpanExporter {
     });
     // Idle, the thread never keeps the process alive: the SDK's shutdown flushes what is left.
     worker.unref();
-    worker.on('message', (m: FromThread) => this.#receive(m));
+    worker.on('message', (m: FromThread) => {
+      if (m.type === 'ready') online = true;
+      else this.#receive(m);
+    });
     let error: Error | undefined;
+    // Started: its script ran (a thread's 'online' comes before its script has even loaded).
+    let online = false;
     worker.on('error', (err) => {
       error = err;
     });
@@ -110,10 +151,12 @@ export class ThreadSpanExporter implements SpanExporter {
       this.#resources.clear();
       this.#scopes.clear();
       if (this.#shutdown) return this.#fail(new Error('the span export thread stopped'));
-      const why = error?.message ?? `exit code ${code}`;
+      const why = error?.message ?? this.#ended ?? `exit code ${code}`;
+      this.#ended = undefined;
       this.#fail(new Error(`the span export thread stopped (${why})`));
-      if (++this.#deaths >= GIVE_UP_AFTER_DEATHS) {
-        this.#diag(`the span export thread stopped ${this.#deaths} times (${why}): exporting in the main thread from now on`);
+      if (!online || ++this.#deaths >= GIVE_UP_AFTER_DEATHS) {
+        const what = online ? `stopped ${this.#deaths} times` : 'did not start';
+        this.#diag(`the span export thread ${what} (${why}): exporting in the main thread from now on`);
         this.#fallback = import(this.#data.exporter).then((m: { OTLPTraceExporter: new () => SpanExporter }) => new m.OTLPTraceExporter());
       } else {
         this.#diag(`the span export thread stopped (${why}); the next batch starts another`);
@@ -126,41 +169,49 @@ export class ThreadSpanExporter implements SpanExporter {
   #receive(m: FromThread): void {
     if (m.type === 'diag') return this.#diag(m.message);
     if (m.type !== 'result') return;
-    const done = this.#pending.get(m.id);
-    if (!done) return;
-    this.#pending.delete(m.id);
+    const pending = this.#pending.get(m.id);
+    if (!pending) return;
     this.#deaths = 0;
-    done(m.code === FAILED ? { code: FAILED, error: new Error(m.error ?? 'span export failed') } : { code: m.code });
-    this.#settled();
+    this.#settle(m.id, pending, m.code === FAILED ? { code: FAILED, error: rebuild(m.error) } : { code: m.code });
+  }
+
+  /** A batch unanswered past its deadline: its thread is ended (a death, failing what it held). */
+  #overdue(worker: Worker, id: number): void {
+    if (!this.#pending.has(id) || this.#worker !== worker) return;
+    this.#ended = `a batch unanswered after ${this.#deadlineMs} ms`;
+    void worker.terminate();
   }
 
   /** Fails every batch the thread held. */
   #fail(error: Error): void {
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const done of pending) done({ code: FAILED, error });
-    this.#settled();
+    for (const [id, pending] of [...this.#pending]) this.#settle(id, pending, { code: FAILED, error });
   }
 
-  #settled(): void {
-    if (this.#pending.size > 0) return;
-    this.#worker?.unref();
-    const idle = this.#idle;
-    this.#idle = [];
-    for (const resolve of idle) resolve();
+  #settle(id: number, pending: Pending, result: ExportResult): void {
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    pending.done(result);
+    if (this.#pending.size === 0) this.#worker?.unref();
+    this.#flushes = this.#flushes.filter((flush) => {
+      flush.ids.delete(id);
+      if (flush.ids.size > 0) return true;
+      flush.resolve();
+      return false;
+    });
   }
 }
 
 /**
  * A batch of spans as flat values (`F` in `otel-export-wire.ts`), with the definitions of the
- * resources and scopes the thread does not know yet added to `newResources` and `newScopes`.
+ * resources and scopes the thread does not know yet (and the objects they define) added to
+ * `newResources` and `newScopes`.
  */
 function pack(
   spans: ReadableSpan[],
   resourceIds: Map<object, number>,
   scopeIds: Map<object, number>,
-  newResources: ResourceDefinition[],
-  newScopes: ScopeDefinition[],
+  newResources: Array<[object, ResourceDefinition]>,
+  newScopes: Array<[object, ScopeDefinition]>,
 ): unknown[] {
   const out: unknown[] = [];
   for (const span of spans) {
@@ -168,13 +219,13 @@ function pack(
     if (resource === undefined) {
       resource = resourceIds.size + 1;
       resourceIds.set(span.resource, resource);
-      newResources.push([resource, { ...span.resource.attributes }, span.resource.schemaUrl]);
+      newResources.push([span.resource, [resource, { ...span.resource.attributes }, span.resource.schemaUrl]]);
     }
     let scope = scopeIds.get(span.instrumentationScope);
     if (scope === undefined) {
       scope = scopeIds.size + 1;
       scopeIds.set(span.instrumentationScope, scope);
-      newScopes.push([scope, { ...span.instrumentationScope }]);
+      newScopes.push([span.instrumentationScope, [scope, { ...span.instrumentationScope }]]);
     }
     const ctx = span.spanContext();
     const parent = span.parentSpanContext;
@@ -186,7 +237,7 @@ function pack(
       ctx.traceId,
       ctx.spanId,
       ctx.traceFlags,
-      ctx.traceState?.serialize() ?? '',
+      ctx.traceState ? ctx.traceState.serialize() : null,
       parent?.spanId ?? '',
       parent?.isRemote,
       span.startTime[0],
@@ -210,7 +261,7 @@ function packLinks(links: ReadableSpan['links']): unknown[] {
   const out: unknown[] = [];
   for (const link of links) {
     const c = link.context;
-    out.push(c.traceId, c.spanId, c.traceFlags, c.isRemote, c.traceState?.serialize() ?? '', link.attributes, link.droppedAttributesCount ?? 0);
+    out.push(c.traceId, c.spanId, c.traceFlags, c.isRemote, c.traceState ? c.traceState.serialize() : null, link.attributes, link.droppedAttributesCount ?? 0);
   }
   return out;
 }
@@ -219,19 +270,10 @@ let script: Promise<URL> | undefined;
 
 /** The URL to start the export thread from: the package's prebuilt bundle, or `otel-export-thread.ts` bundled by esbuild (once per process). */
 export function exportThreadScript(): Promise<URL> {
-  script ??= (async () => {
-    if (BUILT) return pathToFileURL(path.join(CODE_DIR, 'contract', 'otel-export-thread.js'));
-    const { build } = await import('esbuild');
-    const out = await build({
-      entryPoints: [path.join(CODE_DIR, 'contract', 'otel-export-thread.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      write: false,
-      logLevel: 'silent',
-    });
-    return new URL(`data:text/javascript;base64,${Buffer.from(out.outputFiles[0]!.text).toString('base64')}`);
-  })();
+  script ??= BUILT
+    ? Promise.resolve(pathToFileURL(path.join(CODE_DIR, 'contract', 'otel-export-thread.js')))
+    : bundleSources(path.join('contract', 'otel-export-thread.ts')).then(
+        (text) => new URL(`data:text/javascript;base64,${Buffer.from(text).toString('base64')}`),
+      );
   return script;
 }

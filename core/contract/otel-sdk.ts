@@ -57,8 +57,11 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
   // OTLP alone (the default): serialized and sent from a thread of its own (`otel-export.ts`),
   // behind the batch processor the SDK builds from `OTEL_BSP_*` as for its own exporter.
   const traceExporter = otlpOnly(process.env)
-    ? new ThreadSpanExporter(await exportThreadScript(), { api: import.meta.resolve('@opentelemetry/api'), exporter: exporterModule(process.env) }, (message) =>
-        api.diag.warn(message),
+    ? new ThreadSpanExporter(
+        await exportThreadScript(),
+        { api: import.meta.resolve('@opentelemetry/api'), exporter: exporterModule(process.env) },
+        (message) => api.diag.warn(message),
+        otlpTimeoutMs(process.env),
       )
     : undefined;
   const sdk = new NodeSDK({
@@ -70,21 +73,26 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
   });
   sdk.start();
   if (warn) routeDiagnostics(api, warn);
+  const protocol = otlpProtocol(process.env);
+  if (traceExporter && !PROTOCOLS.has(protocol)) api.diag.warn(`Unsupported OTLP traces protocol: ${protocol}. Using http/protobuf.`);
   const provider = (): { forceFlush?(): Promise<void> } =>
     (api.trace.getTracerProvider() as ProxyTracerProvider).getDelegate() as { forceFlush?(): Promise<void> };
   return {
     flush: async () => {
       await provider().forceFlush?.();
     },
-    shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown(), timeoutMs),
+    // The batch processor shuts its exporter down only when its last batches were sent: the
+    // export thread is ended here either way.
+    shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown().finally(() => traceExporter?.shutdown()), timeoutMs),
   };
 }
 
 /**
  * Whether `OTEL_TRACES_EXPORTER` asks for OTLP and nothing else (unset means OTLP), read as the
- * SDK reads it; another exporter in the list (console, zipkin) leaves the SDK to build them all.
+ * SDK reads it; another exporter in the list (console, zipkin, or `none` beside others) leaves
+ * the SDK to build them all.
  */
-function otlpOnly(env: NodeJS.ProcessEnv): boolean {
+export function otlpOnly(env: NodeJS.ProcessEnv): boolean {
   const names = new Set(
     (env['OTEL_TRACES_EXPORTER'] ?? '')
       .split(',')
@@ -94,9 +102,30 @@ function otlpOnly(env: NodeJS.ProcessEnv): boolean {
   return names.size === 0 || (names.size === 1 && names.has('otlp'));
 }
 
-/** The span exporter module of the OTLP protocol `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` names (http/protobuf by default, as the SDK's). */
+const PROTOCOLS = new Set(['http/protobuf', 'http/json', 'grpc']);
+
+/** A variable as the SDK reads a string one: unset when empty or blank. */
+function envString(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  return env[name]?.trim() || undefined;
+}
+
+/** The OTLP protocol for traces, as the SDK picks it: `..._TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`. */
+export function otlpProtocol(env: NodeJS.ProcessEnv): string {
+  return envString(env, 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? envString(env, 'OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
+}
+
+/** The OTLP exporter's timeout for traces (ms), as it reads it: `..._TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s. */
+function otlpTimeoutMs(env: NodeJS.ProcessEnv): number {
+  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT']) {
+    const value = Number(envString(env, name) ?? Number.NaN);
+    if (value > 0) return value;
+  }
+  return 10_000;
+}
+
+/** The span exporter module of the OTLP protocol `otlpProtocol` reads (http/protobuf for one it does not know, as the SDK). */
 function exporterModule(env: NodeJS.ProcessEnv): string {
-  const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? env['OTEL_EXPORTER_OTLP_PROTOCOL'] ?? 'http/protobuf').trim();
+  const protocol = otlpProtocol(env);
   if (protocol === 'http/json') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-http');
   if (protocol === 'grpc') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-grpc');
   return import.meta.resolve('@opentelemetry/exporter-trace-otlp-proto');

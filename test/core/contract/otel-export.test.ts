@@ -9,6 +9,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
 import { exportThreadScript, ThreadSpanExporter } from '../../../core/contract/otel-export.js';
+import { otlpOnly, otlpProtocol } from '../../../core/contract/otel-sdk.js';
 import { type Tap, tempDir } from '../../helpers.js';
 import { closedPort } from '../../live-host.js';
 
@@ -25,15 +26,17 @@ const HTTP_PROTOBUF = import.meta.resolve('@opentelemetry/exporter-trace-otlp-pr
 
 type ExportResult = { code: number; error?: Error };
 
-/** A collector that keeps each request's raw body. */
-async function collector(t: Tap): Promise<{ url: string; bodies: Buffer[] }> {
+/** A collector that keeps each request's raw body, and answers 200 (or `status` with `body`). */
+async function collector(t: Tap, status = 200, body?: string): Promise<{ url: string; bodies: Buffer[] }> {
   const bodies: Buffer[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       bodies.push(Buffer.concat(chunks));
-      res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/json' }).end(req.headers['content-type']?.includes('json') ? '{}' : '');
+      res
+        .writeHead(status, { 'content-type': req.headers['content-type'] ?? 'application/json' })
+        .end(body ?? (req.headers['content-type']?.includes('json') ? '{}' : ''));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -83,6 +86,8 @@ function spans(): ReadableSpan[] {
   trigger.setStatus({ code: SpanStatusCode.OK });
   trigger.end();
   app.startSpan('root').end();
+  // A caller's trace state that serializes to nothing stays an (empty) trace state.
+  app.startSpan('empty-state', {}, trace.setSpanContext(ROOT_CONTEXT, { ...trace.getSpanContext(remote)!, traceState: new TraceState('') })).end();
   return memory.getFinishedSpans();
 }
 
@@ -97,10 +102,11 @@ for (const [protocol, module] of [
   t.test(`${protocol}: the thread sends exactly what the SDK's exporter sends from the main thread`, async (t) => {
     const { url, bodies } = await collector(t);
     const batch = spans();
-    t.equal(batch.length, 4);
+    t.equal(batch.length, 5);
     const { OTLPTraceExporter } = (await import(module)) as { OTLPTraceExporter: new (c: { url: string }) => ThreadSpanExporter };
     const direct = new OTLPTraceExporter({ url });
     t.same(await exportVia(direct, batch), { code: 0 }, 'sent from the main thread');
+    t.same(await exportVia(direct, batch.slice(1)), { code: 0 });
     process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = url;
     t.teardown(() => delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
     const diag: string[] = [];
@@ -109,17 +115,18 @@ for (const [protocol, module] of [
     t.same(await exportVia(threaded, batch), { code: 0 }, 'sent from the thread');
     // The same spans again: the resource and scopes are named by number now, not sent again.
     t.same(await exportVia(threaded, batch.slice(1)), { code: 0 });
-    t.equal(bodies.length, 3);
+    t.equal(bodies.length, 4);
     t.ok(bodies[0]!.length > 200, `a real body (${bodies[0]!.length} bytes)`);
-    t.ok(bodies[0]!.equals(bodies[1]!), 'byte for byte the same request');
-    t.ok(bodies[2]!.length > 100 && bodies[2]!.length < bodies[1]!.length, 'the second batch, three spans');
+    t.ok(bodies[2]!.equals(bodies[0]!), 'byte for byte the same request');
+    t.ok(bodies[3]!.equals(bodies[1]!), 'and the next batch too, its resource and scopes named by number');
     if (protocol === 'http/json') {
-      const sent = JSON.parse(bodies[2]!.toString()) as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string }> }; schemaUrl?: string }> };
+      const sent = JSON.parse(bodies[3]!.toString()) as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string }> }; schemaUrl?: string }> };
       t.same(
         sent.resourceSpans[0]!.resource.attributes.map((a) => a.key),
         ['service.name', 'host.name', 'deployment.tier'],
       );
       t.equal(sent.resourceSpans[0]!.schemaUrl, 'https://opentelemetry.io/schemas/1.30.0');
+      t.match(bodies[3]!.toString(), /"traceState":""/, 'the empty trace state kept');
     }
     t.same(diag, []);
   });
@@ -132,14 +139,28 @@ t.test('a collector out of reach fails the batch with the reason, and the next b
     delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
     delete process.env['OTEL_EXPORTER_OTLP_TIMEOUT'];
   });
-  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: HTTP_JSON }, () => undefined);
+  const diag: string[] = [];
+  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: HTTP_JSON }, (m) => diag.push(m));
   t.teardown(() => threaded.shutdown());
   for (let i = 0; i < 2; i++) {
     const result = await exportVia(threaded, spans());
     t.equal(result.code, 1, 'failed');
-    t.match(result.error?.message, /ECONNREFUSED|connect|Export/i, `why: ${result.error?.message}`);
+    t.match(result.error?.message, /ECONNREFUSED/, `why: ${result.error?.message}`);
   }
   await threaded.forceFlush();
+  t.same(diag, [], 'a failed export is the batch processor to count, not a thread problem');
+});
+
+t.test("a collector that refuses a batch: its status and its answer reach the main thread's diagnostics", async (t) => {
+  const { url, bodies } = await collector(t, 400, '{"message":"resource attribute too long"}');
+  process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = url;
+  t.teardown(() => delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
+  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: HTTP_JSON }, () => undefined);
+  t.teardown(() => threaded.shutdown());
+  const result = await exportVia(threaded, spans());
+  t.equal(bodies.length, 1);
+  t.equal(result.code, 1);
+  t.match(result.error, { name: 'OTLPExporterError', code: 400, data: /resource attribute too long/ });
 });
 
 t.test('a thread that dies fails what it held; another starts; after three deaths the main thread exports', async (t) => {
@@ -178,7 +199,66 @@ export class OTLPTraceExporter {
   t.equal((await exportVia(threaded, batch)).code, 1, 'nothing is exported once shut down');
 });
 
-t.test('shutdown lets the thread finish what it is sending, and forceFlush waits for every batch handed over', async (t) => {
+t.test('a thread that holds a batch past its deadline is ended: the batch fails, and the next goes to another thread', async (t) => {
+  const dir = tempDir(t);
+  // An exporter that never answers in a thread (a collector that never ends its answer, past the exporter's own timeout).
+  const file = path.join(dir, 'hung-exporter.mjs');
+  writeFileSync(
+    file,
+    `import { isMainThread, threadId } from 'node:worker_threads';
+export class OTLPTraceExporter {
+  export(spans, done) { if (isMainThread) done({ code: 0 }); }
+  shutdown() { return Promise.resolve(); }
+}
+`,
+  );
+  const diag: string[] = [];
+  const threaded = new ThreadSpanExporter(await exportThreadScript(), { api: API, exporter: pathToFileURL(file).href }, (m) => diag.push(m), 200);
+  t.teardown(() => threaded.shutdown());
+  const t0 = performance.now();
+  const flushed = threaded.forceFlush();
+  const result = await exportVia(threaded, spans());
+  const waited = performance.now() - t0;
+  t.equal(result.code, 1);
+  t.match(result.error?.message, /the span export thread stopped \(a batch unanswered after 1200 ms\)/);
+  t.ok(waited >= 1100 && waited < 10_000, `failed at its deadline (${Math.round(waited)} ms)`);
+  t.match(diag, [/the next batch starts another/]);
+  await flushed;
+  const second = exportVia(threaded, spans());
+  const flushing = threaded.forceFlush();
+  t.equal((await second).code, 1, 'the next batch went to a new thread (which holds it too)');
+  await flushing;
+  t.equal(diag.length, 2);
+});
+
+t.test('a thread that cannot start at all: the main thread exports from the first batch on', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'exporter.mjs');
+  writeFileSync(
+    file,
+    `export class OTLPTraceExporter {
+  export(spans, done) { (globalThis.__exportedAtOnce ??= []).push(...spans.map((s) => s.name)); done({ code: 0 }); }
+  shutdown() { return Promise.resolve(); }
+}
+`,
+  );
+  const diag: string[] = [];
+  const broken = new URL('data:text/javascript,this is not a script');
+  const threaded = new ThreadSpanExporter(broken, { api: API, exporter: pathToFileURL(file).href }, (m) => diag.push(m));
+  t.teardown(() => threaded.shutdown());
+  const first = await exportVia(threaded, spans());
+  t.equal(first.code, 1, 'the batch handed to the thread that never started failed');
+  t.match(diag, [/the span export thread did not start .*exporting in the main thread from now on/]);
+  const batch = spans();
+  t.same(await exportVia(threaded, batch), { code: 0 });
+  t.same(
+    (globalThis as { __exportedAtOnce?: string[] }).__exportedAtOnce,
+    batch.map((s) => s.name),
+    'exported in the main thread',
+  );
+});
+
+t.test('shutdown lets the thread finish what it is sending, and forceFlush waits for the batches handed over before it', async (t) => {
   const { url, bodies } = await collector(t);
   process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] = url;
   t.teardown(() => delete process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
@@ -192,4 +272,23 @@ t.test('shutdown lets the thread finish what it is sending, and forceFlush waits
   await threaded.shutdown();
   t.equal(bodies.length, 4, 'the batch handed over before shutdown was sent');
   t.same(results.at(-1), { code: 0 });
+});
+
+t.test('jobhost start hands the export to the thread only when OTLP is the sole exporter, with the protocol read as the SDK reads it', async (t) => {
+  const cases: Array<[string | undefined, boolean]> = [
+    [undefined, true],
+    ['', true],
+    ['otlp', true],
+    [' otlp , ', true],
+    ['null', true],
+    ['otlp,otlp', true],
+    ['otlp,none', false],
+    ['console', false],
+    ['otlp,zipkin', false],
+  ];
+  for (const [value, thread] of cases) t.equal(otlpOnly(value === undefined ? {} : { OTEL_TRACES_EXPORTER: value }), thread, `OTEL_TRACES_EXPORTER=${value}`);
+  t.equal(otlpProtocol({}), 'http/protobuf');
+  t.equal(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), 'grpc');
+  t.equal(otlpProtocol({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: '  ', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), 'grpc', 'a blank variable is unset');
+  t.equal(otlpProtocol({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: ' http/json ', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), 'http/json');
 });

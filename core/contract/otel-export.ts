@@ -23,8 +23,8 @@ import { BUILT, CODE_DIR } from './package-root.js';
 
 const FAILED = 1; // ExportResultCode.FAILED
 const GIVE_UP_AFTER_DEATHS = 3;
-/** Past the exporter's own timeout, how long a batch may stay unanswered before its thread is ended. */
-const DEADLINE_MARGIN_MS = 1000;
+/** Past the exporter's own timeout (its retries included), what a batch may also take: the thread's start, the exporter's import. */
+export const DEADLINE_MARGIN_MS = 5000;
 
 interface Pending {
   done: (result: ExportResult) => void;
@@ -55,20 +55,19 @@ export class ThreadSpanExporter implements SpanExporter {
   /** `forceFlush` callers, each waiting for the batches pending when it was called. */
   #flushes: Array<{ ids: Set<number>; resolve: () => void }> = [];
   #deaths = 0;
-  /** Why this exporter ended its thread (a batch past its deadline), for the death's report. */
-  #ended: string | undefined;
   #fallback: Promise<SpanExporter> | undefined;
   #shutdown: Promise<void> | undefined;
 
   /**
-   * `diag` reports what the thread's exporter warns about, and a thread's death; `exportTimeoutMs`
-   * is the OTLP exporter's own timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+   * `diag` reports what the thread's exporter warns about, and a thread's death; `deadlineMs` is
+   * how long a batch may stay unanswered before its thread is ended (`startOtel`: the OTLP
+   * exporter's timeout and `DEADLINE_MARGIN_MS`).
    */
-  constructor(script: URL, data: ExportThreadData, diag: (message: string) => void, exportTimeoutMs = 10_000) {
+  constructor(script: URL, data: ExportThreadData, diag: (message: string) => void, deadlineMs: number) {
     this.#script = script;
     this.#data = data;
     this.#diag = diag;
-    this.#deadlineMs = exportTimeoutMs + DEADLINE_MARGIN_MS;
+    this.#deadlineMs = Math.min(deadlineMs, 2 ** 31 - 1);
   }
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
@@ -133,8 +132,6 @@ export class ThreadSpanExporter implements SpanExporter {
       // The main thread's loaders (tsx, a test runner's) are not the thread's: it starts from plain JS.
       execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
     });
-    // Idle, the thread never keeps the process alive: the SDK's shutdown flushes what is left.
-    worker.unref();
     worker.on('message', (m: FromThread) => {
       if (m.type === 'ready') online = true;
       else this.#receive(m);
@@ -146,22 +143,13 @@ export class ThreadSpanExporter implements SpanExporter {
       error = err;
     });
     worker.on('exit', (code) => {
-      if (this.#worker !== worker) return;
-      this.#worker = undefined;
-      this.#resources.clear();
-      this.#scopes.clear();
-      if (this.#shutdown) return this.#fail(new Error('the span export thread stopped'));
-      const why = error?.message ?? this.#ended ?? `exit code ${code}`;
-      this.#ended = undefined;
-      this.#fail(new Error(`the span export thread stopped (${why})`));
-      if (!online || ++this.#deaths >= GIVE_UP_AFTER_DEATHS) {
-        const what = online ? `stopped ${this.#deaths} times` : 'did not start';
-        this.#diag(`the span export thread ${what} (${why}): exporting in the main thread from now on`);
-        this.#fallback = import(this.#data.exporter).then((m: { OTLPTraceExporter: new () => SpanExporter }) => new m.OTLPTraceExporter());
-      } else {
-        this.#diag(`the span export thread stopped (${why}); the next batch starts another`);
-      }
+      if (this.#worker !== worker) return; // replaced already (ended past a deadline)
+      // A thread that never ran its script cannot start; a later death is one of three.
+      this.#died(error?.message ?? `exit code ${code}`, !online);
     });
+    // Idle, the thread never keeps the process alive: the SDK's shutdown flushes what is left.
+    // (After the listeners: adding a 'message' listener refs the thread's port again.)
+    worker.unref();
     this.#worker = worker;
     return worker;
   }
@@ -175,11 +163,30 @@ export class ThreadSpanExporter implements SpanExporter {
     this.#settle(m.id, pending, m.code === FAILED ? { code: FAILED, error: rebuild(m.error) } : { code: m.code });
   }
 
-  /** A batch unanswered past its deadline: its thread is ended (a death, failing what it held). */
+  /**
+   * A batch unanswered past its deadline: its thread is let go at once (the next batch starts
+   * another) and ended, and the batches it held fail. A thread still starting counts as any death.
+   */
   #overdue(worker: Worker, id: number): void {
     if (!this.#pending.has(id) || this.#worker !== worker) return;
-    this.#ended = `a batch unanswered after ${this.#deadlineMs} ms`;
+    this.#died(`a batch unanswered after ${this.#deadlineMs} ms`, false);
     void worker.terminate();
+  }
+
+  /** The current thread is gone: what it held fails, and the next batch goes to another thread, or (`cannotStart`, or the third death in a row) to the main thread. */
+  #died(why: string, cannotStart: boolean): void {
+    this.#worker = undefined;
+    this.#resources.clear();
+    this.#scopes.clear();
+    if (this.#shutdown) return this.#fail(new Error('the span export thread stopped'));
+    this.#fail(new Error(`the span export thread stopped (${why})`));
+    if (cannotStart || ++this.#deaths >= GIVE_UP_AFTER_DEATHS) {
+      const what = cannotStart ? 'did not start' : `stopped ${this.#deaths} times`;
+      this.#diag(`the span export thread ${what} (${why}): exporting in the main thread from now on`);
+      this.#fallback = import(this.#data.exporter).then((m: { OTLPTraceExporter: new () => SpanExporter }) => new m.OTLPTraceExporter());
+    } else {
+      this.#diag(`the span export thread stopped (${why}); the next batch starts another`);
+    }
   }
 
   /** Fails every batch the thread held. */

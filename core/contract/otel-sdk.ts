@@ -1,5 +1,5 @@
 import type { ProxyTracerProvider } from '@opentelemetry/api';
-import { exportThreadScript, ThreadSpanExporter } from './otel-export.js';
+import { DEADLINE_MARGIN_MS, exportThreadScript, ThreadSpanExporter } from './otel-export.js';
 import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
@@ -61,7 +61,7 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
         await exportThreadScript(),
         { api: import.meta.resolve('@opentelemetry/api'), exporter: exporterModule(process.env) },
         (message) => api.diag.warn(message),
-        otlpTimeoutMs(process.env),
+        otlpTimeoutMs(process.env) + DEADLINE_MARGIN_MS,
       )
     : undefined;
   const sdk = new NodeSDK({
@@ -104,9 +104,10 @@ export function otlpOnly(env: NodeJS.ProcessEnv): boolean {
 
 const PROTOCOLS = new Set(['http/protobuf', 'http/json', 'grpc']);
 
-/** A variable as the SDK reads a string one: unset when empty or blank. */
+/** A variable as the SDK reads a string one: unset when empty or blank, else as it is (not trimmed). */
 function envString(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  return env[name]?.trim() || undefined;
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? undefined : raw;
 }
 
 /** The OTLP protocol for traces, as the SDK picks it: `..._TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`. */
@@ -114,11 +115,11 @@ export function otlpProtocol(env: NodeJS.ProcessEnv): string {
   return envString(env, 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? envString(env, 'OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
 }
 
-/** The OTLP exporter's timeout for traces (ms), as it reads it: `..._TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s. */
-function otlpTimeoutMs(env: NodeJS.ProcessEnv): number {
+/** The OTLP exporter's timeout for traces (ms), as it reads it: `..._TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (a finite positive number), else 10 s. */
+export function otlpTimeoutMs(env: NodeJS.ProcessEnv): number {
   for (const name of ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT']) {
     const value = Number(envString(env, name) ?? Number.NaN);
-    if (value > 0) return value;
+    if (Number.isFinite(value) && value > 0) return value;
   }
   return 10_000;
 }

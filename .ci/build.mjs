@@ -79,13 +79,6 @@ const bundled = await build({
 // The worker thread's script: one file that imports nothing but Node's own modules.
 // No source map: a thread loads it as a `data:` URL, against which the map's relative URL is invalid (the thread crashed).
 await build({ ...NODE, sourcemap: false, entryPoints: [path.join(core, 'workers', 'thread.ts')], outfile: path.join(dist, 'workers', 'thread.js') });
-// The span export thread's script (`jobhost start` with OTEL_*): the same, started from its file.
-await build({
-  ...NODE,
-  sourcemap: false,
-  entryPoints: [path.join(core, 'contract', 'otel-export-thread.ts')],
-  outfile: path.join(dist, 'contract', 'otel-export-thread.js'),
-});
 
 // Not a list of assets: whatever non-TypeScript file lands in core/ (a static file, a worker's
 // data) ships without anyone remembering to add it here. bin.mjs is the command itself and ships
@@ -101,4 +94,4 @@ for (const entry of readdirSync(core, { recursive: true, withFileTypes: true }))
   copied++;
 }
 const files = Object.keys(bundled.metafile.outputs).length;
-console.error(`built dist/ (${files} bundled files, the worker thread's and the span export thread's scripts, ${copied} asset files copied)`);
+console.error(`built dist/ (${files} bundled files, the worker thread's script, ${copied} asset files copied)`);

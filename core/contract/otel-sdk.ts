@@ -1,5 +1,4 @@
 import type { ProxyTracerProvider } from '@opentelemetry/api';
-import { DEADLINE_MARGIN_MS, exportThreadScript, ThreadSpanExporter } from './otel-export.js';
 import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
@@ -54,79 +53,27 @@ function routeDiagnostics(api: typeof import('@opentelemetry/api'), warn: (msg: 
 export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
   // The API too is loaded only here (and by `tracing.ts` once something is set up): a start without tracing loads none of it.
   const [api, { NodeSDK }] = await Promise.all([import('@opentelemetry/api'), import('@opentelemetry/sdk-node')]);
-  // OTLP alone (the default): serialized and sent from a thread of its own (`otel-export.ts`),
-  // behind the batch processor the SDK builds from `OTEL_BSP_*` as for its own exporter.
-  const traceExporter = otlpOnly(process.env)
-    ? new ThreadSpanExporter(
-        await exportThreadScript(),
-        { api: import.meta.resolve('@opentelemetry/api'), exporter: exporterModule(process.env) },
-        (message) => api.diag.warn(message),
-        otlpTimeoutMs(process.env) + DEADLINE_MARGIN_MS,
-      )
-    : undefined;
   const sdk = new NodeSDK({
     serviceName: process.env['OTEL_SERVICE_NAME'] ?? 'jobhost',
-    ...(traceExporter ? { traceExporter } : {}),
     instrumentations: [],
     metricReaders: [],
     logRecordProcessors: [],
   });
   sdk.start();
   if (warn) routeDiagnostics(api, warn);
-  const protocol = otlpProtocol(process.env);
-  if (traceExporter && !PROTOCOLS.has(protocol)) api.diag.warn(`Unsupported OTLP traces protocol: ${protocol}. Using http/protobuf.`);
   const provider = (): { forceFlush?(): Promise<void> } =>
     (api.trace.getTracerProvider() as ProxyTracerProvider).getDelegate() as { forceFlush?(): Promise<void> };
   return {
     flush: async () => {
       await provider().forceFlush?.();
     },
-    // The batch processor shuts its exporter down only when its last batches were sent: the
-    // export thread is ended here either way.
-    shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown().finally(() => traceExporter?.shutdown()), timeoutMs),
+    shutdown: (timeoutMs) => boundedShutdown(() => sdk.shutdown(), timeoutMs),
   };
 }
 
-/**
- * Whether `OTEL_TRACES_EXPORTER` asks for OTLP and nothing else (unset means OTLP), read as the
- * SDK reads it; another exporter in the list (console, zipkin, or `none` beside others) leaves
- * the SDK to build them all.
- */
-export function otlpOnly(env: NodeJS.ProcessEnv): boolean {
-  const names = new Set(
-    (env['OTEL_TRACES_EXPORTER'] ?? '')
-      .split(',')
-      .map((n) => n.trim())
-      .filter((n) => n !== '' && n !== 'null'),
-  );
-  return names.size === 0 || (names.size === 1 && names.has('otlp'));
-}
-
-const PROTOCOLS = new Set(['http/protobuf', 'http/json', 'grpc']);
-
-/** A variable as the SDK reads a string one: unset when empty or blank, else as it is (not trimmed). */
-function envString(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const raw = env[name];
-  return raw === undefined || raw.trim() === '' ? undefined : raw;
-}
-
-/** The OTLP protocol for traces, as the SDK picks it: `..._TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`. */
-export function otlpProtocol(env: NodeJS.ProcessEnv): string {
-  return envString(env, 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? envString(env, 'OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
-}
-
-/** The OTLP exporter's timeout for traces (ms), as it reads it: `..._TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (a finite positive number), else 10 s. */
-export function otlpTimeoutMs(env: NodeJS.ProcessEnv): number {
-  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT']) {
-    const value = Number(envString(env, name) ?? Number.NaN);
-    if (Number.isFinite(value) && value > 0) return value;
-  }
-  return 10_000;
-}
-
-/** The span exporter module of the OTLP protocol `otlpProtocol` reads (http/protobuf for one it does not know, as the SDK). */
+/** The span exporter module of the OTLP protocol `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` names (http/protobuf by default, as the SDK's). */
 function exporterModule(env: NodeJS.ProcessEnv): string {
-  const protocol = otlpProtocol(env);
+  const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? env['OTEL_EXPORTER_OTLP_PROTOCOL'] ?? 'http/protobuf').trim();
   if (protocol === 'http/json') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-http');
   if (protocol === 'grpc') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-grpc');
   return import.meta.resolve('@opentelemetry/exporter-trace-otlp-proto');

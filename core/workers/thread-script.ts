@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { bundleSources } from '../contract/bundle.js';
 import { threadOtelModules } from '../contract/otel-sdk.js';
 import type { ThreadOtelModules } from '../contract/otel-thread.js';
 import { BUILT, CODE_DIR } from '../contract/package-root.js';
@@ -37,9 +36,25 @@ export function threadScript(): Promise<URL> {
 
 async function bundle(): Promise<URL> {
   // Built, the package ships the thread's bundle itself (`.ci/build.mjs`, the same options as below).
-  const text = BUILT ? await readFile(path.join(CODE_DIR, 'workers', 'thread.js'), 'utf8') : await bundleSources(path.join('workers', 'thread.ts'));
+  const text = BUILT ? await readFile(path.join(CODE_DIR, 'workers', 'thread.js'), 'utf8') : await bundleSources();
   // Named, so a stack through the thread's own frames (in an error a handler logs or throws) shows
   // this name rather than the whole data: URL, ~40 KB of base64 in every frame.
   const code = `${text}\n//# sourceURL=${SOURCE_NAME}\n`;
   return new URL(`data:text/javascript;base64,${Buffer.from(code).toString('base64')}`);
+}
+
+/** From the TypeScript sources: `thread.ts` bundled by esbuild. */
+async function bundleSources(): Promise<string> {
+  // Loaded with the first worker thread: a host whose handlers run inline never needs it.
+  const { build } = await import('esbuild');
+  const out = await build({
+    entryPoints: [path.join(CODE_DIR, 'workers', 'thread.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    logLevel: 'silent',
+  });
+  return out.outputFiles[0]!.text;
 }

@@ -71,11 +71,11 @@ if (!reach.ok) {
       missing.push(...want.filter((f) => !files.has(f)));
     }
     t.same(missing, [], 'every file of core/ is in the package, built');
-    // Bundled: the three entries, their shared chunks and the two threads' scripts (a worker's, the
-    // span export's), not a module per source file (loading those was most of the start-up, issue 26).
+    // Bundled: the three entries, their shared chunks and the worker thread's script, not a module
+    // per source file (loading those was most of the start-up, issue 26).
     const modules = packed.files.filter((f) => f.endsWith('.js') && !f.startsWith('dist/server/dashboard/'));
     t.same(
-      modules.filter((f) => !/^dist\/(index|client|bin|chunks\/[^/]+|workers\/thread|contract\/otel-export-thread)\.js$/.test(f)),
+      modules.filter((f) => !/^dist\/(index|client|bin|chunks\/[^/]+|workers\/thread)\.js$/.test(f)),
       [],
       'the JavaScript is bundled',
     );

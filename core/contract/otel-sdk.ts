@@ -71,9 +71,24 @@ export async function startOtel(warn?: (msg: string) => void): Promise<Otel> {
   };
 }
 
-/** The span exporter module of the OTLP protocol `OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL` names (http/protobuf by default, as the SDK's). */
+/** A variable as the SDK reads a string one: unset when empty or blank, else as it is (not trimmed). */
+function envString(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? undefined : raw;
+}
+
+/**
+ * The OTLP protocol for traces as the Node SDK picks it for the main thread, so that worker
+ * threads export the same way: `..._TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL` (a blank
+ * one is unset), else `http/protobuf`.
+ */
+export function otlpProtocol(env: NodeJS.ProcessEnv): string {
+  return envString(env, 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL') ?? envString(env, 'OTEL_EXPORTER_OTLP_PROTOCOL') ?? 'http/protobuf';
+}
+
+/** The span exporter module of the protocol `otlpProtocol` reads (http/protobuf for one it does not know, as the SDK). */
 function exporterModule(env: NodeJS.ProcessEnv): string {
-  const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? env['OTEL_EXPORTER_OTLP_PROTOCOL'] ?? 'http/protobuf').trim();
+  const protocol = otlpProtocol(env);
   if (protocol === 'http/json') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-http');
   if (protocol === 'grpc') return import.meta.resolve('@opentelemetry/exporter-trace-otlp-grpc');
   return import.meta.resolve('@opentelemetry/exporter-trace-otlp-proto');

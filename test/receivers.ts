@@ -132,13 +132,28 @@ export interface SmtpReceiver {
   count(n: number, ms?: number): Promise<void>;
 }
 
-/** A real SMTP server (smtp-server) on a free port; no TLS, no auth. */
-export async function smtpReceiver(t: Tap): Promise<SmtpReceiver> {
+export interface SmtpOptions {
+  /** Offer STARTTLS with smtp-server's own self-signed certificate, as a default smtp-server does. */
+  starttls?: boolean;
+  /** Require AUTH with these credentials (over STARTTLS when offered). */
+  auth?: { user: string; pass: string };
+}
+
+/** A real SMTP server (smtp-server) on a free port; by default no TLS, no auth. */
+export async function smtpReceiver(t: Tap, options: SmtpOptions = {}): Promise<SmtpReceiver> {
   const mails: Mail[] = [];
   const refusals: number[] = [];
+  const { auth } = options;
   const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
+    authOptional: !auth,
+    disabledCommands: [...(options.starttls ? [] : ['STARTTLS']), ...(auth ? [] : ['AUTH'])],
+    ...(auth && {
+      allowInsecureAuth: !options.starttls,
+      onAuth(a, _session, callback) {
+        if (a.username === auth.user && a.password === auth.pass) callback(null, { user: a.username });
+        else callback(Object.assign(new Error('bad credentials'), { responseCode: 535 }));
+      },
+    }),
     logger: false,
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];

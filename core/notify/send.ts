@@ -45,23 +45,21 @@ const EXCERPT = 1000;
 /**
  * An SMTP transport for one attempt: pooled with one connection, so that `close()` ends that
  * connection (a transport without a pool has no handle on it), whatever the server is doing.
+ * The URL is read as nodemailer reads a connection URL, so its query options apply as they do in
+ * any nodemailer project (`?ignoreTLS=true`, `?requireTLS=true`, `?tls.rejectUnauthorized=false`
+ * for a server with a self-signed certificate); they win over the defaults below.
  */
 async function mailTransport(smtp: string, timeoutMs: number): Promise<Transporter> {
   // Loaded on the first mail: most hosts never send one, and nodemailer is a large part of a start-up.
   const { createTransport } = await import('nodemailer');
-  const url = new URL(smtp);
-  const secure = url.protocol === 'smtps:';
   return createTransport({
+    url: smtp,
     pool: true,
     maxConnections: 1,
-    host: url.hostname.replace(/^\[|\]$/g, ''),
-    port: url.port ? Number(url.port) : secure ? 465 : 587,
-    secure,
-    ...(url.username && { auth: { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } }),
     connectionTimeout: timeoutMs,
     greetingTimeout: timeoutMs,
     socketTimeout: timeoutMs,
-  });
+  } as Parameters<typeof createTransport>[0]);
 }
 
 /** Standard Webhooks' signer, loaded on the first signed delivery (not at start-up). */

@@ -197,6 +197,22 @@ t.test('SMTP: a 4xx reply is retried, a 5xx is dead', async (t) => {
   t.match(n.deliveries[0]!.lastError, { code: 'RECEIVER_REJECTED', status: 550 });
 });
 
+t.test("SMTP: the URL's nodemailer options apply (a self-signed STARTTLS server); credentials are decoded", async (t) => {
+  const smtp = await smtpReceiver(t, { starttls: true, auth: { user: 'jobs@example.com', pass: 'p@ss:w/rd' } });
+  const url = smtp.url.replace('smtp://', `smtp://${encodeURIComponent('jobs@example.com')}:${encodeURIComponent('p@ss:w/rd')}@`);
+  const s = await hostWith(t, {
+    strict: { kind: 'email', smtp: url, from: 'a@example.com', to: ['b@example.com'] },
+    lenient: { kind: 'email', smtp: `${url}?tls.rejectUnauthorized=false`, from: 'a@example.com', to: ['c@example.com'] },
+  });
+  await s.host.trigger('nightly-export');
+  await smtp.count(1);
+  t.same(smtp.mails[0]!.to, ['c@example.com'], 'sent over STARTTLS, the certificate accepted as the URL says');
+  const n = await notification(s, (x) => x.deliveries.some((d) => d.destination === 'strict' && d.status === 'retrying'), 'the strict one retried');
+  const strict = n.deliveries.find((d) => d.destination === 'strict')!;
+  t.match(strict.lastError, { code: 'RECEIVER_UNREACHABLE' }, "without the option the self-signed certificate is refused, as nodemailer's default");
+  t.notMatch(JSON.stringify(n), 'p@ss', 'no password in the record');
+});
+
 t.test('routes pick destinations by job, tag, priority and status; notify.to adds its own; each once', async (t) => {
   const a = await httpReceiver(t);
   const b = await httpReceiver(t);

@@ -41,23 +41,24 @@ export class Fires {
 
   /** A schedule fired for `name`, due at `dueAt`. */
   fire(name: string, dueAt: number): void {
-    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: dueAt }, dueAt);
+    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: dueAt }, [dueAt]);
     this.#note(name, dueAt);
-    this.#trigger(name, 'schedule', undefined, dueAt);
+    this.#trigger(name, 'schedule', undefined, [dueAt]);
   }
 
-  #trigger(name: string, source: 'schedule' | 'catch-up', fire?: ScheduleFire, dueAt?: number): void {
-    const missed = dueAt === undefined ? undefined : this.#o.missed;
+  /** Triggers the run of a fire (or a catch-up run) and tells the `missed` rule what came of `dueAts`, the fires it stands for. */
+  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[]): void {
+    const missed = dueAts.length === 0 ? undefined : this.#o.missed;
     this.#o.triggers.create(name, {}, source, undefined, fire).then(
-      ({ runId }) => missed?.fired(name, dueAt!, runId, ''),
+      ({ runId }) => missed?.fired(name, dueAts, runId, ''),
       (err: unknown) => {
         if (isHostError(err) && err.code === 'SKIPPED') {
           // Emitted as run.skipped, or another host ran this fire.
           const reason = String(err.details?.['reason'] ?? 'skipped');
-          if (!MEANT.has(reason)) missed?.fired(name, dueAt!, null, `the fire was refused (${err.message})`);
+          if (!MEANT.has(reason)) missed?.fired(name, dueAts, null, `the fire was refused (${err.message})`);
           return;
         }
-        missed?.fired(name, dueAt!, null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
+        missed?.fired(name, dueAts, null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
         this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
       },
     );
@@ -84,16 +85,18 @@ export class Fires {
     }
     const missed = job.schedule.next(lastFireAt);
     const grace = backend.shared ? CATCH_UP_GRACE_MS : 0;
-    this.#o.missed?.downtime(name, lastFireAt);
+    // Fires of the downtime whose `missedAfter` has not run out yet: a catch-up run stands for them, or they are missed at their time.
+    const pending = this.#o.missed?.downtime(name, lastFireAt, now - grace) ?? [];
     if (missed === null || missed > now - grace) return;
     if (!job.catchUp) {
+      this.#o.missed?.fired(name, pending, null, 'the host was down');
       this.#note(name, now);
       this.#o.logger.info({ job: name, missed: isoTime(missed) }, 'schedule fires were missed while the host was down; catchUp is off');
       return;
     }
     // Shared: the add notes `now` only if no host has fired since `missed`, so hosts starting together catch up once.
-    if (backend.shared) return this.#trigger(name, 'catch-up', { at: missed, record: now });
+    if (backend.shared) return this.#trigger(name, 'catch-up', { at: missed, record: now }, pending);
     this.#note(name, now);
-    this.#trigger(name, 'catch-up');
+    this.#trigger(name, 'catch-up', undefined, pending);
   }
 }

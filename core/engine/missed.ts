@@ -50,7 +50,7 @@ export class Missed {
   readonly #o: MissedOptions;
   readonly #timer: DueTimer<Watch>;
   /** Watches whose run has not started, by run id. */
-  readonly #byRun = new Map<string, Watch>();
+  readonly #byRun = new Map<string, Watch[]>();
   /** Runs that started before their fire's watch was set (a start can come before the add's promise resolves); bounded. */
   #early = new Set<string>();
   #stopped = false;
@@ -60,14 +60,18 @@ export class Missed {
     this.#timer = new DueTimer(options.clock, (w) => this.#due(w));
   }
 
-  /** A schedule fire of `name` at `fireAt` made run `runId`, or none (`runId` null, with why). */
-  fired(name: string, fireAt: number, runId: string | null, reason: string): void {
+  /**
+   * A schedule fire of `name` at `fireAt` made run `runId`, or none (`runId` null, with why). A
+   * catch-up run stands for every fire the host was down for that is not missed yet: it names them all.
+   */
+  fired(name: string, fireAt: number | readonly number[], runId: string | null, reason: string): void {
     const job = this.#watched(name);
     if (!job?.schedule) return;
     if (runId !== null && this.#early.delete(runId)) return;
-    const w: Watch = { job: name, fireAt, runId, reason };
-    if (runId !== null) this.#byRun.set(runId, w);
-    this.#timer.push(fireAt + missedAfter(job, job.schedule, fireAt), w);
+    const watches = (typeof fireAt === 'number' ? [fireAt] : fireAt).map((at): Watch => ({ job: name, fireAt: at, runId, reason }));
+    if (watches.length === 0) return;
+    if (runId !== null) this.#byRun.set(runId, watches);
+    for (const w of watches) this.#timer.push(w.fireAt + missedAfter(job, job.schedule, w.fireAt), w);
   }
 
   /**
@@ -75,38 +79,48 @@ export class Missed {
    * (a start is the hot path; a debounced fire's run waits out its window, so its watch is set first).
    */
   started(runId: string, source: RunSource): void {
-    const w = this.#byRun.get(runId);
-    if (!w) {
+    const watches = this.#byRun.get(runId);
+    if (!watches) {
       if (source !== 'schedule' && source !== 'catch-up') return;
       if (this.#early.size >= EARLY_MAX) this.#early = new Set();
       this.#early.add(runId);
       return;
     }
     this.#byRun.delete(runId);
-    w.runId = null;
-    w.reason = '';
+    for (const w of watches) {
+      w.runId = null;
+      w.reason = '';
+    }
   }
 
   /**
-   * At start: the fires of `name` after `since` (the last fire recorded) that are past their
-   * `missedAfter` now were missed while the host was down.
+   * At start: the fires of `name` after `since` (the last fire recorded) up to `through` came
+   * while the host was down. Those past their `missedAfter` now were missed; the others are
+   * returned, to be watched like any fire once the caller knows whether a catch-up run stands for
+   * them (`fired`).
    */
-  downtime(name: string, since: number): void {
+  downtime(name: string, since: number, through: number): number[] {
     const job = this.#watched(name);
-    if (!job?.schedule) return;
+    if (!job?.schedule) return [];
     const now = this.#o.clock.now();
     const fires: number[] = [];
+    const pending: number[] = [];
     let more = 0;
-    for (let at = job.schedule.next(since); at !== null && at + missedAfter(job, job.schedule, at) <= now; at = job.schedule.next(at)) {
-      if (fires.length < DOWNTIME_MAX) fires.push(at);
-      else more++;
+    let seen = 0;
+    for (let at = job.schedule.next(since); at !== null && at <= through; at = job.schedule.next(at)) {
       // A every-second job down for days: the count stops here rather than hold up the start.
-      if (more >= 10_000) break;
+      if (++seen > 10_000) break;
+      if (at + missedAfter(job, job.schedule, at) > now) {
+        if (pending.length < DOWNTIME_MAX) pending.push(at);
+      } else if (fires.length < DOWNTIME_MAX) fires.push(at);
+      else more++;
     }
+    const atLeast = seen > 10_000 ? 'at least ' : '';
     fires.forEach((at, i) => {
-      const rest = i === fires.length - 1 && more > 0 ? ` (and ${more >= 10_000 ? 'at least 10000' : more} later fire${more === 1 ? '' : 's'})` : '';
+      const rest = i === fires.length - 1 && more > 0 ? ` (and ${atLeast}${more} later fire${more === 1 ? '' : 's'})` : '';
       this.#claim(name, at, `the host was down${rest}`);
     });
+    return pending;
   }
 
   /** A job was enabled: the fires of its disabled stretch were never due, so none of them is missed. */
@@ -133,7 +147,12 @@ export class Missed {
 
   #due(w: Watch): void {
     const started = w.runId === null && w.reason === '';
-    if (w.runId !== null) this.#byRun.delete(w.runId);
+    if (w.runId !== null) {
+      // A catch-up run's later fires stay watched: the run may still start before their time.
+      const rest = this.#byRun.get(w.runId)?.filter((x) => x !== w);
+      if (rest?.length) this.#byRun.set(w.runId, rest);
+      else this.#byRun.delete(w.runId);
+    }
     const job = this.#watched(w.job);
     if (started || !job?.schedule) return;
     const waited = formatDuration(missedAfter(job, job.schedule, w.fireAt));

@@ -156,6 +156,43 @@ t.test('missed: a fire refused by overlap, a run stuck queued, fires missed whil
   t.equal((await third.host.notifications({ limit: 1000 })).items.length, before + 3, 'a restart does not tell them again');
 });
 
+t.test('missed: a fire of the downtime whose missedAfter runs out after the restart is missed then, unless a catch-up run stands for it', async (t) => {
+  const plugin = (catchUp: boolean) =>
+    definePlugin({
+      name: 'every-two',
+      isolation: 'inline',
+      schedule: '*/2 * * * * *',
+      catchUp,
+      notify: { on: ['missed'], missedAfter: '5s', to: ['hook'] },
+      handler: () => 'ok',
+    });
+  const config = { notifications: notifications({ throttle: 0 }) };
+  for (const catchUp of [false, true]) {
+    const s = await startServer(t, { config, plugins: [plugin(catchUp)] });
+    await s.clock.advance(2000);
+    await until(() => s.of('run.succeeded').length === 1, 5000, 'a fire ran');
+    await s.host.stop({ graceMs: 0 });
+    // Down for one fire (3 s, fires every 2 s): at the restart its 5 s have not run out.
+    await s.clock.advance(3000);
+    const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin(catchUp)] });
+    await again.clock.advance(0);
+    t.equal((await again.host.notifications({})).items.length, 0, `catchUp ${catchUp}: not missed before its time`);
+    await again.clock.advance(5000);
+    await until(() => again.of('run.succeeded').length >= 2, 5000, 'the restarted host fires');
+    if (catchUp) {
+      t.equal(again.of('run.queued').filter((e) => e.data['source'] === 'catch-up').length, 1, 'one catch-up run');
+      await again.clock.advance(0);
+      t.equal((await again.host.notifications({})).items.length, 0, 'the catch-up run started in time: nothing missed');
+    } else {
+      const [missed] = await notified(again, 1, 'the fire of the downtime is missed at its time');
+      t.match(missed, { rule: 'missed', job: 'every-two', message: /the host was down/ });
+      await again.clock.advance(10_000);
+      t.equal((await again.host.notifications({})).items.length, 1, 'once, and the fires after the restart are not missed');
+    }
+    await again.host.stop({ graceMs: 0 });
+  }
+});
+
 t.test('storm control: 10,000 failures become one message and one digest with the count; memory holds counts only', async (t) => {
   const hook = await httpReceiver(t);
   const s = await startServer(t, {

@@ -42,6 +42,8 @@ export class Alerts {
   /** Running runs with a `slow` timer: run id → due time. */
   readonly #slowDue = new Map<string, number>();
   readonly #slowSent = new Set<string>();
+  /** Runs whose `slowerThan` passed while they waited between attempts: told when the next attempt starts (bounded like `#slowSent`). */
+  #slowParked = new Set<string>();
   /** Digest timers of the windows this host opened, with what their digest needs. */
   readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number }>();
   #stopped = false;
@@ -68,6 +70,13 @@ export class Alerts {
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
   started(run: Run): void {
+    if (this.#slowParked.delete(run.id)) {
+      // Its `slowerThan` passed while it waited for this attempt: it is slow now that it runs again.
+      this.#slowSent.delete(run.id);
+      this.#slowDue.set(run.id, this.#o.clock.now());
+      this.#slowTimer.push(this.#o.clock.now(), run.id);
+      return;
+    }
     const spec = this.#o.notifySpec(run.job);
     if (!spec?.slowerThan || !wants(spec, 'slow') || this.#slowDue.has(run.id) || this.#slowSent.has(run.id)) return;
     const due = Date.parse(run.startedAt ?? isoTime(this.#o.clock.now())) + spec.slowerThan;
@@ -78,6 +87,7 @@ export class Alerts {
   finished(run: Run): void {
     this.#slowDue.delete(run.id);
     this.#slowSent.delete(run.id);
+    this.#slowParked.delete(run.id);
   }
 
   /** A run's `slowerThan` has passed: unless it finished meanwhile, it is checked (once). */
@@ -92,6 +102,12 @@ export class Alerts {
   async #slow(id: string): Promise<void> {
     try {
       const run = await this.#o.backend().getRun(id);
+      if (run?.status === 'queued' && run.attempts.length > 0) {
+        // Between two attempts (a retry's delay): still unfinished, so still slow once it runs again.
+        if (this.#slowParked.size >= SLOW_SENT_MAX) this.#slowParked = new Set();
+        this.#slowParked.add(id);
+        return;
+      }
       if (run?.status !== 'running') return;
       const spec = this.#o.notifySpec(run.job);
       if (!spec || !wants(spec, 'slow')) return;

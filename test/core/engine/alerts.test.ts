@@ -104,6 +104,45 @@ t.test('slow: sent once while the run is still running, slowerThan after its sta
   t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
 });
 
+t.test('slow: a run whose slowerThan passes while it waits for a retry is told when its next attempt starts, once', async (t) => {
+  const first = gate();
+  const second = gate();
+  const s = await startServer(t, {
+    config: { notifications: notifications() },
+    plugins: [
+      definePlugin({
+        name: 'long-haul',
+        isolation: 'inline',
+        timeout: '2h',
+        retry: { attempts: 2, backoff: 'fixed', delay: '2m', jitter: 0 },
+        notify: { on: ['slow'], slowerThan: '10m', to: ['hook'] },
+        handler: async (ctx) => {
+          if (ctx.attempt === 1) {
+            await first.promise;
+            throw new Error('flaky');
+          }
+          await second.promise;
+        },
+      }),
+    ],
+  });
+  const { runId } = await s.host.trigger('long-haul');
+  await until(() => s.of('run.started').length === 1, 5000, 'started');
+  await s.clock.advance(9 * 60_000);
+  first.open();
+  await until(() => s.of('run.retrying').length === 1, 5000, 'the first attempt failed');
+  await s.clock.advance(60_000 + 1);
+  t.equal((await s.host.notifications({})).items.length, 0, 'waiting for its retry: not running, nothing sent yet');
+  await s.clock.advance(60_000);
+  await until(() => s.of('run.started').length === 2, 5000, 'the second attempt started');
+  const [slow] = await notified(s, 1, 'slow once it runs again');
+  t.match(slow, { rule: 'slow', runId });
+  await s.clock.advance(60 * 60_000);
+  second.open();
+  await s.host.wait(runId);
+  t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
+});
+
 t.test('missed: a fire refused by overlap, a run stuck queued, fires missed while the host was down; never for a disabled job', async (t) => {
   const release = gate();
   const plugin = () =>

@@ -132,8 +132,37 @@ export class Alerts {
       this.#o.logger.error({ err, job }, 'could not build the notification');
       return;
     }
-    // A recovery is never held back: it is what closes the incident the failures opened.
-    if (n) this.send(n, this.#o.notifier.destinationsFor(n, spec.to), { throttle: status !== 'recovered' });
+    if (!n) return;
+    const names = this.#o.notifier.destinationsFor(n, spec.to);
+    if (status !== 'recovered') {
+      this.send(n, names);
+      return;
+    }
+    // A recovery is never held back: it is what closes the incident the failures opened. What its
+    // windows held before it goes with it, not in a digest after it (a failing digest after the
+    // recovery would open the incident again, on PagerDuty, for a job that is healthy).
+    const recovered = n;
+    this.#foldHeld(job, names)
+      .then((held) => {
+        if (held) recovered.message += ` Storm control held back ${held.count} notification${held.count === 1 ? '' : 's'} before it: ${held.text}.`;
+      })
+      .catch((err: unknown) => this.#o.logger.warn({ err, job }, 'could not read what storm control held back'))
+      .finally(() => this.send(recovered, names, { throttle: false }));
+  }
+
+  /** Takes what the windows of `job` to `names` hold (their digests then have nothing to send), the largest count of each status. */
+  async #foldHeld(job: string, names: readonly string[]): Promise<{ count: number; text: string } | undefined> {
+    if (this.#o.config().notifications.throttle === 0 || names.length === 0) return undefined;
+    const backend = this.#o.backend();
+    const all = await Promise.all(names.map((name) => backend.takeHeld(windowKey(job, name))));
+    const merged: HeldCounts = {};
+    for (const held of all) {
+      for (const [status, count] of Object.entries(held) as [NotifyStatus, number | undefined][]) {
+        merged[status] = Math.max(merged[status] ?? 0, count ?? 0);
+      }
+    }
+    const count = Object.values(merged).reduce((a, b) => a + (b ?? 0), 0);
+    return count === 0 ? undefined : { count, text: describeHeld(merged) };
   }
 
   // ---------------------------------------------------------------- the way out

@@ -318,38 +318,47 @@ t.test('PagerDuty: a failure triggers the incident of its job, recovered resolve
   t.match(pd.received[1]!.json, { event_action: 'resolve', dedup_key: 'billing-sync' });
 });
 
-t.test('storm control never holds back a recovery, and a stop sends the digest of what its windows held', async (t) => {
-  const pd = await httpReceiver(t);
-  pd.fallback = { status: 202, body: '{"status":"success"}' };
-  let fail = true;
-  const plugin = () =>
-    definePlugin({
-      name: 'ledger',
-      isolation: 'inline',
-      notify: { on: ['failed', 'recovered'], to: ['pager'] },
-      handler: () => {
-        if (fail) throw new Error('ledger locked');
-      },
-    });
-  // The default 1m throttle: the second failure and the recovery fall in the first one's window.
-  const config = { notifications: { destinations: { pager: { kind: 'pagerduty' as const, routingKey: 'rk-0123456789', url: pd.url } } } };
-  const s = await startServer(t, { config, plugins: [plugin()] });
-  for (let i = 0; i < 2; i++) await s.host.wait((await s.host.trigger('ledger')).runId);
-  fail = false;
-  await s.host.wait((await s.host.trigger('ledger')).runId);
-  await pd.count(2);
-  t.same(
-    pd.received.map((r) => (r.json as { event_action: string }).event_action),
-    ['trigger', 'resolve'],
-    'the recovery resolves the incident at once',
-  );
-  // A stop in the window: the held failure goes out as the window's digest before the host ends.
-  await s.host.stop({ graceMs: 0 });
-  const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
-  // At least once: a delivery cut short by the stop may come again; the digest comes once.
-  await until(() => pd.received.some((r) => /held back/.test(JSON.stringify(r.json))), 10_000, 'the digest');
-  const digests = pd.received.filter((r) => /held back/.test(JSON.stringify(r.json)));
-  t.equal(digests.length, 1);
-  t.match(digests[0]!.json, { event_action: 'trigger', payload: { summary: /1 notification held back/ } });
-  t.equal((await again.host.notifications({ limit: 10 })).items.filter((n) => n.rule === 'digest').length, 1, 'one digest, recorded');
-});
+t.test(
+  'storm control never holds back a recovery; what its window held goes with it, not as a trigger after it; a stop sends the digest of what its windows held',
+  async (t) => {
+    const pd = await httpReceiver(t);
+    pd.fallback = { status: 202, body: '{"status":"success"}' };
+    let fail = true;
+    const plugin = () =>
+      definePlugin({
+        name: 'ledger',
+        isolation: 'inline',
+        notify: { on: ['failed', 'recovered'], to: ['pager'] },
+        handler: () => {
+          if (fail) throw new Error('ledger locked');
+        },
+      });
+    // The default 1m throttle: the second failure and the recovery fall in the first one's window.
+    const config = { notifications: { destinations: { pager: { kind: 'pagerduty' as const, routingKey: 'rk-0123456789', url: pd.url } } } };
+    const s = await startServer(t, { config, plugins: [plugin()] });
+    const actions = () => pd.received.map((r) => (r.json as { event_action: string }).event_action);
+    for (let i = 0; i < 2; i++) await s.host.wait((await s.host.trigger('ledger')).runId);
+    fail = false;
+    await s.host.wait((await s.host.trigger('ledger')).runId);
+    await pd.count(2);
+    t.same(actions(), ['trigger', 'resolve'], 'the recovery resolves the incident at once');
+    const recovered = (await s.host.notifications({})).items.find((n) => n.rule === 'recovered');
+    t.match(recovered?.message, /Storm control held back 1 notification before it: 1 failed\./, 'the held failure is told with the recovery');
+    await s.clock.advance(60_000);
+    await s.clock.advance(60_000);
+    t.same(actions(), ['trigger', 'resolve'], 'no failing digest after the recovery: the incident stays resolved');
+
+    // A stop in a window that holds a failure: it goes out as the window's digest before the host ends.
+    fail = true;
+    for (let i = 0; i < 2; i++) await s.host.wait((await s.host.trigger('ledger')).runId);
+    await pd.count(3);
+    await s.host.stop({ graceMs: 0 });
+    const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+    // At least once: a delivery cut short by the stop may come again; the digest comes once.
+    await until(() => pd.received.some((r) => /held back/.test(JSON.stringify(r.json))), 10_000, 'the digest');
+    const digests = pd.received.filter((r) => /held back/.test(JSON.stringify(r.json)));
+    t.equal(digests.length, 1);
+    t.match(digests[0]!.json, { event_action: 'trigger', payload: { summary: /1 notification held back/ } });
+    t.equal((await again.host.notifications({ limit: 10 })).items.filter((n) => n.rule === 'digest').length, 1, 'one digest, recorded');
+  },
+);

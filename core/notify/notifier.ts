@@ -49,26 +49,42 @@ export function describeDestination(name: string, d: Destination): DestinationVi
   return { name, kind: d.kind, target };
 }
 
-/** Every value of a destination that must never be shown: secret, routing key, URL (slack, discord, webhook), SMTP password, header values. */
+/**
+ * Every value of a destination that must never be shown: secret, routing key, URL (slack, discord,
+ * webhook), SMTP password, header values. A receiver may echo a part of a URL alone, so each path
+ * segment and query value is one too. Short values would cut ordinary words: a value given as a
+ * secret counts from 4 characters, one read out of a URL from 6, a path segment from 9 (`services`,
+ * `webhooks` and the like are shorter than the ids and tokens beside them).
+ */
 function secretsOf(d: Destination): string[] {
-  const out: string[] = [];
+  const given: string[] = [];
+  const fromUrl: string[] = [];
+  const segments: string[] = [];
+  const both = (s: string): string[] => {
+    try {
+      return [s, decodeURIComponent(s)];
+    } catch {
+      return [s];
+    }
+  };
   if (d.kind === 'email') {
     const u = new URL(d.smtp);
-    if (u.password) out.push(u.password, decodeURIComponent(u.password));
+    if (u.password) given.push(...both(u.password));
   } else {
-    out.push(d.url);
+    fromUrl.push(d.url);
     const u = new URL(d.url);
-    if (u.password) out.push(u.password);
-    if (u.pathname.length > 1) out.push(u.pathname, u.pathname.slice(1));
-    if (u.search) out.push(u.search.slice(1));
+    if (u.password) given.push(...both(u.password));
+    if (u.pathname.length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));
+    for (const segment of u.pathname.split('/')) segments.push(...both(segment));
+    if (u.search) fromUrl.push(u.search.slice(1));
+    for (const value of u.searchParams.values()) fromUrl.push(value);
   }
   if (d.kind === 'webhook') {
-    if (d.secret) out.push(d.secret, d.secret.replace(/^whsec_/, ''));
-    for (const v of Object.values(d.headers ?? {})) out.push(v);
+    if (d.secret) given.push(d.secret, d.secret.replace(/^whsec_/, ''));
+    for (const v of Object.values(d.headers ?? {})) given.push(v);
   }
-  if (d.kind === 'pagerduty') out.push(d.routingKey);
-  // Short ones would cut ordinary words.
-  return out.filter((s) => s.length >= 6);
+  if (d.kind === 'pagerduty') given.push(d.routingKey);
+  return [...given.filter((s) => s.length >= 4), ...fromUrl.filter((s) => s.length >= 6), ...segments.filter((s) => s.length >= 9)];
 }
 
 /**

@@ -1,6 +1,6 @@
 // @ts-check
 // A job's page (#/jobs/<name>): what it is, where its alert rules stand, its charts over time, and
-// its bulk actions.
+// its bulk actions, its pause and its queue's.
 import { can } from './access.js';
 import { alertBadge, failures, recoveredStreak } from './alert.js';
 import { ApiError, get, post, withQuery } from './api.js';
@@ -55,6 +55,27 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     button.disabled = true;
     try {
       job = /** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(j.name)}/${j.pause?.job ? 'resume' : 'pause'}`));
+      render();
+    } catch (err) {
+      button.disabled = false;
+      onError(err);
+    }
+  };
+
+  /**
+   * Pauses or resumes the job's queue (SPEC §13): the runs of every job in it wait. The host answers
+   * with the queue, not the job, so the job is read again (the `queue.paused` event reloads it too).
+   */
+  const toggleQueuePause = async (/** @type {MouseEvent & { currentTarget: HTMLButtonElement }} */ e) => {
+    const button = e.currentTarget;
+    const j = /** @type {JobView} */ (job);
+    button.disabled = true;
+    try {
+      await post(`/queues/${encodeURIComponent(j.queue)}/${j.pause?.queue ? 'resume' : 'pause'}`);
+      const next = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(j.name)}`));
+      // The page may have moved on to another job meanwhile.
+      if (job?.name !== j.name) return;
+      job = next;
       render();
     } catch (err) {
       button.disabled = false;
@@ -146,6 +167,24 @@ export function createJobPage(root, { onError, onRun, bulk }) {
           'dd',
           { 'data-job-counts': '' },
           `${j.counts.succeeded} succeeded · ${j.counts.failed} failed · ${j.counts.canceled} canceled · ${j.counts.running} running · ${j.counts.queued} queued`,
+        ),
+        h('dt', {}, 'Queue'),
+        h(
+          'dd',
+          { 'data-queue': j.queue },
+          j.queue,
+          j.pause?.queue ? [' ', badge('paused')] : null,
+          // A queue holds other jobs too: the host refuses it to an operator limited by `jobs`, and can() says no for them.
+          can(j.pause?.queue ? 'queue.resume' : 'queue.pause')
+            ? [
+                ' ',
+                h(
+                  'button',
+                  { type: 'button', 'data-queue-pause': j.pause?.queue ? 'resume' : 'pause', onclick: toggleQueuePause },
+                  j.pause?.queue ? 'Resume queue' : 'Pause queue',
+                ),
+              ]
+            : null,
         ),
         alertFacts(j),
       ),

@@ -32,6 +32,12 @@ export function createJobPage(root, { onError, onRun, bulk }) {
    * @type {Pick<Notification, 'job' | 'rule' | 'at' | 'runId' | 'message'> | null}
    */
   let recovery = null;
+  /**
+   * Reads of the job, counted: an answer is drawn only when no read started after it. A pause
+   * answered, then the reload its event asks for 100 ms later, race the page's own read: the older
+   * answer landing last would draw the job as it was before the click.
+   */
+  let reads = 0;
 
   /** @type {(action: 'retry' | 'cancel') => (e: MouseEvent & { currentTarget: HTMLButtonElement }) => Promise<void>} */
   const act = (action) => async (e) => {
@@ -54,7 +60,11 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     const j = /** @type {JobView} */ (job);
     button.disabled = true;
     try {
-      job = /** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(j.name)}/${j.pause?.job ? 'resume' : 'pause'}`));
+      const next = /** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(j.name)}/${j.pause?.job ? 'resume' : 'pause'}`));
+      // Newer than any read still on its way.
+      reads++;
+      if (job?.name !== j.name) return;
+      job = next;
       render();
     } catch (err) {
       button.disabled = false;
@@ -72,9 +82,10 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     button.disabled = true;
     try {
       await post(`/queues/${encodeURIComponent(j.queue)}/${j.pause?.queue ? 'resume' : 'pause'}`);
+      const n = ++reads;
       const next = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(j.name)}`));
-      // The page may have moved on to another job meanwhile.
-      if (job?.name !== j.name) return;
+      // A newer read (the page moved on to another job, or the event's reload) draws instead.
+      if (n !== reads || job?.name !== j.name) return;
       job = next;
       render();
     } catch (err) {
@@ -218,21 +229,31 @@ export function createJobPage(root, { onError, onRun, bulk }) {
         status.textContent = '';
         fill(head, h('p', { class: 'muted' }, 'Loading…'));
       }
+      const n = ++reads;
       try {
-        [job, recovery] = await Promise.all([/** @type {Promise<JobView>} */ (get(`/jobs/${encodeURIComponent(name)}`)), readRecovery(name)]);
+        const [next, found] = await Promise.all([/** @type {Promise<JobView>} */ (get(`/jobs/${encodeURIComponent(name)}`)), readRecovery(name)]);
+        if (n === reads) job = next;
+        // Superseded by a newer read of the same job: that one drew the job; the recovery is still news.
+        if (job?.name === name) {
+          recovery = found;
+          render();
+        }
       } catch (err) {
         if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND')
           return void fill(head, h('h2', {}, 'No such job'), h('p', {}, `The host has no job ${name}.`));
         return onError(err);
       }
-      render();
       await charts.show(name);
     },
     /** The job changed (an event): its facts are read again. */
     async refresh() {
       if (!job) return;
+      const { name } = job;
+      const n = ++reads;
       try {
-        job = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(job.name)}`));
+        const next = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(name)}`));
+        if (n !== reads || job?.name !== name) return;
+        job = next;
         render();
       } catch (err) {
         if (!(err instanceof ApiError && err.code === 'JOB_NOT_FOUND')) onError(err);

@@ -192,7 +192,7 @@ function buildCli(project: () => Promise<Project>): Command {
 
   program
     .command('list')
-    .description("list the host's jobs: schedule, enabled, next run, last run, run counts; in cluster mode, the live hosts too")
+    .description("list the host's jobs: schedule, enabled, paused (the job or its queue), next run, last run, run counts; in cluster mode, the live hosts too")
     .option('--json', 'print the jobs as JSON')
     .addHelpText('after', "\nExamples:\n  jobhost list\n  jobhost list --json | jq -r '.[].name'")
     .action(

@@ -43,6 +43,9 @@ export const jobSchema = z.looseObject({
   description: z.string().default(''),
   schedule: z.string().nullable(),
   enabled: z.boolean(),
+  // SPEC §13: which of the job and its queue is paused (a host from before pauses says neither).
+  pause: z.looseObject({ job: z.boolean(), queue: z.boolean() }).default({ job: false, queue: false }),
+  queue: z.string().default('default'),
   nextRun: iso.nullable(),
   lastRun: z.looseObject({ runId: z.string(), status: runStatus, at: iso }).nullable(),
   counts: z.looseObject({

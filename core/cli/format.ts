@@ -136,6 +136,12 @@ export function statusPaint(status: string, c: Palette): Paint {
   return (s) => s;
 }
 
+/** The PAUSED cell: `yes` (the job's own pause), `queue <name>` (its queue's), both, or `-`; what `jobhost resume` takes. */
+function pausedCell(job: Job, c: Palette): string {
+  const held = [job.pause.job && 'yes', job.pause.queue && `queue ${job.queue}`].filter((p): p is string => Boolean(p));
+  return held.length === 0 ? c.dim('-') : c.yellow(held.join(', '));
+}
+
 /** `jobhost list`: one row per job. */
 export function formatJobs(jobs: readonly Job[], now: number, c: Palette = palette(false)): string {
   if (jobs.length === 0) return 'no jobs registered';
@@ -146,6 +152,7 @@ export function formatJobs(jobs: readonly Job[], now: number, c: Palette = palet
       c.bold(job.name),
       job.schedule ?? dash,
       job.enabled ? 'yes' : c.yellow('no'),
+      pausedCell(job, c),
       job.nextRun && job.enabled ? relativeTime(job.nextRun, now) : dash,
       job.lastRun ? `${statusPaint(job.lastRun.status, c)(job.lastRun.status)} ${relativeTime(job.lastRun.at, now)}` : dash,
       String(job.counts.succeeded),
@@ -154,8 +161,8 @@ export function formatJobs(jobs: readonly Job[], now: number, c: Palette = palet
       job.counts.running > 0 ? c.cyan(String(job.counts.running)) : '0',
       String(job.counts.queued),
     ]);
-  return table(['NAME', 'SCHEDULE', 'ENABLED', 'NEXT RUN', 'LAST RUN', 'OK', 'FAILED', 'CANCELED', 'RUNNING', 'QUEUED'], rows, {
-    right: new Set([5, 6, 7, 8, 9]),
+  return table(['NAME', 'SCHEDULE', 'ENABLED', 'PAUSED', 'NEXT RUN', 'LAST RUN', 'OK', 'FAILED', 'CANCELED', 'RUNNING', 'QUEUED'], rows, {
+    right: new Set([6, 7, 8, 9, 10]),
     color: c,
   });
 }

@@ -24,7 +24,7 @@ export interface WhoAmI {
   role: Role;
   /** The `*` globs of the jobs an operator may act on; null: every job. */
   jobs: string[] | null;
-  /** The audit actions (`job.run`, `run.cancel`, ...) the role may ask; `jobs` still limits those on a job. */
+  /** The audit actions (`job.run`, `run.cancel`, ...) the token may ask; `jobs` still limits those on a job, and leaves out those on a queue. */
   actions: string[];
 }
 

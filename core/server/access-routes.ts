@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { ROLES, roleAllows, type WhoAmI } from '../contract/access.js';
+import { ROLES, type WhoAmI } from '../contract/access.js';
 import { AUDIT_MAX_LIMIT, AUDIT_OUTCOMES } from '../contract/audit.js';
 import type { Host } from '../engine/host.js';
 import { errors, page } from './http-schemas.js';
-import { ROUTE_ACCESS } from './route-roles.js';
+import { actionsOf } from './route-roles.js';
 import type { JobhostApp } from './routes.js';
 
 const text = z.string().min(1).max(200);
@@ -40,7 +40,9 @@ const whoamiResponse = z.object({
   jobs: z.array(z.string()).nullable().describe('the `*` globs of the jobs an operator may act on; null: every job'),
   actions: z
     .array(z.string())
-    .describe("the audit actions the token's role may ask (`jobs` still limits those on a job): what the dashboard shows buttons for"),
+    .describe(
+      'the audit actions the token may ask (`jobs` still limits those on a job, and leaves out those on a queue): what the dashboard shows buttons for',
+    ),
 });
 
 /** `GET /whoami` and `GET /audit` (SPEC §14). */
@@ -50,8 +52,7 @@ export function registerAccessRoutes(app: JobhostApp, host: Host): void {
     handler: async (request): Promise<WhoAmI> => {
       const who = request.principal!;
       // From the one table of routes and roles, so a client (the dashboard) keeps no copy of it.
-      const actions = Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(who.role, a.role) ? [a.action] : []));
-      return { name: who.name, role: who.role, jobs: who.jobs === null ? null : [...who.jobs], actions: [...new Set(actions)] };
+      return { name: who.name, role: who.role, jobs: who.jobs === null ? null : [...who.jobs], actions: actionsOf(who.role, who.jobs) };
     },
   });
 

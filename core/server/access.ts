@@ -9,7 +9,7 @@ import type { Logger } from '../contract/logger.js';
 import type { AuditEntry } from '../engine/audit.js';
 import type { Host } from '../engine/host.js';
 import { isLoopback } from './auth.js';
-import { type RouteAccess, routeAccess, type TargetKind } from './route-roles.js';
+import { type RouteAccess, routeAccess, type TargetKind, UNSCOPED_TARGETS } from './route-roles.js';
 
 /**
  * Access control (SPEC §7, §14) from one table (`route-roles.ts`): who a request's token is, whether
@@ -192,7 +192,7 @@ export class Access {
   }
 
   async #checkJobs(request: FastifyRequest, target: TargetKind, jobs: readonly string[]): Promise<void> {
-    if (target === 'queue') {
+    if (UNSCOPED_TARGETS.has(target)) {
       throw new HostError('FORBIDDEN', `token "${request.principal!.name}" may act on jobs ${jobs.join(', ')} only; a queue holds others too`, {
         role: 'operator',
         token: request.principal!.name,

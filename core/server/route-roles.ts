@@ -1,4 +1,4 @@
-import type { Role } from '../contract/access.js';
+import { type Role, roleAllows } from '../contract/access.js';
 
 /**
  * The one table of who may call what (SPEC §14): every route of the server, the role it needs,
@@ -20,6 +20,13 @@ export interface RouteAccess {
   readonly action?: string;
   readonly target?: TargetKind;
 }
+
+/**
+ * What a token limited by `jobs` globs may never act on, whatever its globs: a queue holds jobs
+ * beyond them. `access.ts` refuses such a change (403) and `GET /whoami` leaves its actions out,
+ * so the dashboard draws no button for it.
+ */
+export const UNSCOPED_TARGETS: ReadonlySet<TargetKind> = new Set<TargetKind>(['queue']);
 
 const viewer: RouteAccess = { role: 'viewer' };
 const change = (role: Role, action: string, target: TargetKind): RouteAccess => ({ role, action, target });
@@ -70,6 +77,13 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
 /** The table's entry for a route (HEAD as its GET), or undefined. */
 export function routeAccess(method: string, url: string): RouteAccess | undefined {
   return ROUTE_ACCESS[`${method === 'HEAD' ? 'GET' : method} ${url}`];
+}
+
+/** The audit actions a token of `role`, limited to `jobs` (null: every job), may ask: what `GET /whoami` lists. */
+export function actionsOf(role: Role, jobs: readonly string[] | null): string[] {
+  const scoped = (a: RouteAccess): boolean => jobs === null || a.target === undefined || !UNSCOPED_TARGETS.has(a.target);
+  const actions = Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(role, a.role) && scoped(a) ? [a.action] : []));
+  return [...new Set(actions)];
 }
 
 /** An OpenAPI operation (what @fastify/swagger's transform returns) with the role it needs at the end of its description. */

@@ -102,9 +102,12 @@ t.test('--help for every command, --version, usage errors exit 2', async (t) => 
   });
 });
 
-t.test('list: a table of jobs, --json, colors when forced', async (t) => {
+t.test('list: a table of jobs with what is paused, --json, colors when forced', async (t) => {
   const live = await startLiveHost(t);
   await live.host.wait((await live.host.trigger('work', { params: { steps: 1 } })).runId);
+  // work paused by itself and by its queue; quick by its queue only.
+  await live.host.pauses.job('work', true);
+  await live.host.pauses.queue('default', true);
   const url = ['--url', live.url];
   // (NO_COLOR and the rest of the color rules are unit-tested in cli-format.test.ts)
   const [table, json, forced] = await Promise.all([
@@ -114,9 +117,9 @@ t.test('list: a table of jobs, --json, colors when forced', async (t) => {
   ]);
   t.equal(table.code, 0, table.stderr);
   const lines = table.stdout.trimEnd().split('\n');
-  t.match(lines[0], /^NAME\s+SCHEDULE\s+ENABLED\s+NEXT RUN\s+LAST RUN\s+OK\s+FAILED\s+CANCELED\s+RUNNING\s+QUEUED$/);
-  t.match(lines[1], /^quick\s+0 3 \* \* \*\s+yes\s+(in \d+[hms]\S*|now)\s+-\s+0\s+0\s+0\s+0\s+0$/);
-  t.match(lines[2], /^work\s+-\s+yes\s+-\s+succeeded (now|\d+\S* ago)\s+1\s+0\s+0\s+0\s+0$/);
+  t.match(lines[0], /^NAME\s+SCHEDULE\s+ENABLED\s+PAUSED\s+NEXT RUN\s+LAST RUN\s+OK\s+FAILED\s+CANCELED\s+RUNNING\s+QUEUED$/);
+  t.match(lines[1], /^quick\s+0 3 \* \* \*\s+yes\s+queue default\s+(in \d+[hms]\S*|now)\s+-\s+0\s+0\s+0\s+0\s+0$/);
+  t.match(lines[2], /^work\s+-\s+yes\s+yes, queue default\s+-\s+succeeded (now|\d+\S* ago)\s+1\s+0\s+0\s+0\s+0$/);
   t.notMatch(table.stdout, /\x1b\[/, 'no colors in a pipe');
   t.equal(json.code, 0);
   const jobs = JSON.parse(json.stdout) as Array<{ name: string; counts: { succeeded: number }; paramsSchema: unknown }>;

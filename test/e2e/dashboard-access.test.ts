@@ -7,8 +7,8 @@ import { launchChromium, openPage, pluginSource, screenshots, startDashboardHost
 /**
  * The dashboard per role (SPEC §14), in a real headless Chromium against one host with three named
  * tokens: a viewer sees no button that would be refused, an operator sees them and its cancel is in
- * the Audit view, an operator limited to `deploy-*` sees buttons for those jobs only, and the token
- * prompt says which token and role it took.
+ * the Audit view, an operator limited to `deploy-*` sees buttons for those jobs only (and none for
+ * their queue, which holds other jobs too), and the token prompt says which token and role it took.
  */
 
 declare const document: { querySelectorAll(selector: string): { length: number } };
@@ -82,6 +82,8 @@ t.test('a viewer: the prompt says so, no action is on the page, and the Audit vi
   await page.goto(`${url}/#/jobs/deploy-web`);
   await page.waitForSelector('#view-job [data-job-counts]');
   t.same(await actionsShown(page), [], "a job's page: no Run…, no bulk actions");
+  t.equal(await page.textContent('#view-job [data-queue="default"]'), 'default', 'its queue is shown, with no Pause queue');
+  t.equal(await page.locator('[data-queue-pause]').count(), 0);
   await page.goto(`${url}/#/runs/${cleanupRun}`);
   await page.waitForSelector('[data-run-status="queued"]');
   t.same(await actionsShown(page), [], 'a queued run: no Cancel');
@@ -139,7 +141,8 @@ t.test('an operator: every action is on the page, and its cancel shows up in the
   t.equal(await page.locator('[data-bulk="retry-all"]').count(), 1, 'the bulk retry of every job');
   await page.goto(`${url}/#/jobs/cleanup`);
   await page.waitForSelector('#view-job [data-bulk="cancel"]');
-  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…', 'Pause']);
+  t.same(await actionsShown(page), ['Pause queue', 'Run…', 'Retry failed runs…', 'Cancel queued runs…', 'Pause'], 'Pause queue beside the queue it pauses');
+  t.equal(await page.locator('#view-job [data-queue="default"] [data-queue-pause="pause"]').count(), 1);
 
   await page.goto(`${url}/#/runs/${cleanupRun}`);
   await page.click('[data-focus="cancel"]');
@@ -172,7 +175,11 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
   t.same(await actionsShown(page), [], "cleanup's page: nothing");
   await page.goto(`${url}/#/jobs/deploy-web`);
   await page.waitForSelector('#view-job [data-bulk="cancel"]');
-  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…', 'Pause'], "deploy-web's page: all of them");
+  t.same(await actionsShown(page), ['Run…', 'Retry failed runs…', 'Cancel queued runs…', 'Pause'], "deploy-web's page: all of them but Pause queue");
+  // Its queue holds cleanup too: the host refuses it the queue, and the page offers no button for it.
+  t.equal(await page.textContent('#view-job [data-queue="default"]'), 'default');
+  t.equal(await page.locator('[data-queue-pause]').count(), 0, 'no Pause queue');
+  t.equal((await post('/queues/default/pause', TOKENS.deployer)).status, 403);
   await page.goto(`${url}/#/runs/${deployRun}`);
   await page.waitForSelector('[data-focus="cancel"]');
   t.pass("deploy-web's queued run: Cancel");
@@ -182,7 +189,12 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
     // The module the page already runs (same URL): its token's whoami is loaded.
     const url: string = '/assets/access.js';
     const access = (await import(url)) as { can(action: string, job?: string): boolean };
-    return { run: names.map((n) => access.can('job.run', n)), ack: access.can('store.damage.ack'), anyRun: access.can('job.run') };
+    return {
+      run: names.map((n) => access.can('job.run', n)),
+      ack: access.can('store.damage.ack'),
+      anyRun: access.can('job.run'),
+      queue: access.can('queue.pause') || access.can('queue.resume'),
+    };
   }, names);
   t.same(
     inPage.run,
@@ -190,6 +202,7 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
     'the same jobs as the host',
   );
   t.same([inPage.ack, inPage.anyRun], [false, true], 'not what needs an admin');
+  t.equal(inPage.queue, false, 'not a queue');
   const other = (await host.trigger('cleanup', { delay: HOUR })).runId;
   await page.goto(`${url}/#/runs/${other}`);
   await page.waitForSelector('[data-run-status="queued"]');

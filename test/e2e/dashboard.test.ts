@@ -330,7 +330,7 @@ t.test('narrow screen: no sideways scrolling, everything reachable by keyboard',
   t.same(page.errors, []);
 });
 
-t.test("a job's page pauses and resumes it; the paused badge follows a pause made elsewhere, live", async (t) => {
+t.test("a job's page pauses and resumes it and its queue; the paused badge follows a pause made elsewhere, live", async (t) => {
   const { host, url, page } = await openDashboard(t);
   await mark(page);
   await page.goto(`${url}#/jobs/nightly`);
@@ -343,9 +343,26 @@ t.test("a job's page pauses and resumes it; the paused badge follows a pause mad
   t.equal(await page.$('[data-job-head] [data-paused]'), null, 'no badge once resumed');
   t.same(host.pauses.list(), { jobs: [], queues: [] });
 
+  // The job's queue, from the same page: POST /queues/default/pause, then /resume.
+  const ready = async () => ((await (await fetch(`${url}/ready`)).json()) as { paused: { jobs: string[]; queues: string[] } }).paused;
+  t.equal(await page.textContent('[data-queue="default"]'), 'default Pause queue', 'the Queue fact names it, with its button');
+  await page.click('[data-queue-pause="pause"]');
+  await page.waitForSelector('[data-job-head] [data-paused]:has-text("queue paused")');
+  await page.waitForSelector('[data-queue="default"] [data-queue-pause="resume"]:has-text("Resume queue")');
+  t.match(await page.textContent('[data-queue="default"]'), /paused/);
+  t.same(await ready(), { jobs: [], queues: ['default'] }, 'GET /ready lists the queue paused');
+  const held = (await (await fetch(`${url}/jobs/progress-job`)).json()) as { paused: boolean; pause: { job: boolean; queue: boolean } };
+  t.match(held, { paused: true, pause: { job: false, queue: true } }, 'another job of the queue is held by it');
+  await page.click('[data-queue-pause="resume"]');
+  await page.waitForSelector('[data-queue="default"] [data-queue-pause="pause"]:has-text("Pause queue")');
+  t.equal(await page.$('[data-job-head] [data-paused]'), null, 'no badge once the queue resumed');
+  t.same(await ready(), { jobs: [], queues: [] }, 'GET /ready lists nothing paused');
+
   // A queue paused through the API: the page hears queue.paused and shows the job held by its queue.
   await host.pauses.queue('default', true);
   await page.waitForSelector('[data-job-head] [data-paused]:has-text("queue paused")');
+  await page.waitForSelector('[data-queue-pause="resume"]');
+  t.pass('the queue button follows: Resume queue');
   await page.goto(`${url}#/jobs`);
   await page.waitForSelector(`${row('nightly')} .s-paused`);
   t.ok(await marked(page), 'no reload');

@@ -2,7 +2,7 @@
 // Who the page's token is (GET /whoami) and what it may do (SPEC §14: the dashboard hides what a
 // token may not do). Every button that changes something asks `can()` before it is drawn, and is
 // left out when the answer is no: a viewer sees no button that would be refused, not buttons that
-// fail. The host says which actions the role may ask (`actions` of GET /whoami, from its one table
+// fail. The host says which actions the token may ask (`actions` of GET /whoami, from its one table
 // of routes and roles, core/server/route-roles.ts), so this module keeps no copy of that table.
 //
 // How a button uses it (`action` is the audit action of the route the button calls):
@@ -13,6 +13,9 @@
 //   can('runs.retry')                                             // on no one job: a bulk action
 //                                                                 //   over every job (the host
 //                                                                 //   keeps to the token's jobs)
+//   can('queue.pause')                                            // on a queue: GET /whoami leaves
+//                                                                 //   it out for a token limited
+//                                                                 //   by `jobs` (the host refuses it)
 //
 // A new route's button needs nothing here: Pause/Resume on a job is can('job.pause', name) /
 // can('job.resume', name) once the route is in route-roles.ts. An operator limited by `jobs`

@@ -1,6 +1,6 @@
 // @ts-check
 // A job's page (#/jobs/<name>): what it is, where its alert rules stand, its charts over time, and
-// its bulk actions.
+// its bulk actions, its pause and its queue's.
 import { can } from './access.js';
 import { alertBadge, failures, recoveredStreak } from './alert.js';
 import { ApiError, get, post, withQuery } from './api.js';
@@ -32,6 +32,12 @@ export function createJobPage(root, { onError, onRun, bulk }) {
    * @type {Pick<Notification, 'job' | 'rule' | 'at' | 'runId' | 'message'> | null}
    */
   let recovery = null;
+  /**
+   * Reads of the job, counted: an answer is drawn only when no read started after it. A pause
+   * answered, then the reload its event asks for 100 ms later, race the page's own read: the older
+   * answer landing last would draw the job as it was before the click.
+   */
+  let reads = 0;
 
   /** @type {(action: 'retry' | 'cancel') => (e: MouseEvent & { currentTarget: HTMLButtonElement }) => Promise<void>} */
   const act = (action) => async (e) => {
@@ -54,7 +60,33 @@ export function createJobPage(root, { onError, onRun, bulk }) {
     const j = /** @type {JobView} */ (job);
     button.disabled = true;
     try {
-      job = /** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(j.name)}/${j.pause?.job ? 'resume' : 'pause'}`));
+      const next = /** @type {JobView} */ (await post(`/jobs/${encodeURIComponent(j.name)}/${j.pause?.job ? 'resume' : 'pause'}`));
+      // Newer than any read still on its way.
+      reads++;
+      if (job?.name !== j.name) return;
+      job = next;
+      render();
+    } catch (err) {
+      button.disabled = false;
+      onError(err);
+    }
+  };
+
+  /**
+   * Pauses or resumes the job's queue (SPEC §13): the runs of every job in it wait. The host answers
+   * with the queue, not the job, so the job is read again (the `queue.paused` event reloads it too).
+   */
+  const toggleQueuePause = async (/** @type {MouseEvent & { currentTarget: HTMLButtonElement }} */ e) => {
+    const button = e.currentTarget;
+    const j = /** @type {JobView} */ (job);
+    button.disabled = true;
+    try {
+      await post(`/queues/${encodeURIComponent(j.queue)}/${j.pause?.queue ? 'resume' : 'pause'}`);
+      const n = ++reads;
+      const next = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(j.name)}`));
+      // A newer read (the page moved on to another job, or the event's reload) draws instead.
+      if (n !== reads || job?.name !== j.name) return;
+      job = next;
       render();
     } catch (err) {
       button.disabled = false;
@@ -147,6 +179,24 @@ export function createJobPage(root, { onError, onRun, bulk }) {
           { 'data-job-counts': '' },
           `${j.counts.succeeded} succeeded · ${j.counts.failed} failed · ${j.counts.canceled} canceled · ${j.counts.running} running · ${j.counts.queued} queued`,
         ),
+        h('dt', {}, 'Queue'),
+        h(
+          'dd',
+          { 'data-queue': j.queue },
+          j.queue,
+          j.pause?.queue ? [' ', badge('paused')] : null,
+          // A queue holds other jobs too: the host refuses it to an operator limited by `jobs`, and can() says no for them.
+          can(j.pause?.queue ? 'queue.resume' : 'queue.pause')
+            ? [
+                ' ',
+                h(
+                  'button',
+                  { type: 'button', 'data-queue-pause': j.pause?.queue ? 'resume' : 'pause', onclick: toggleQueuePause },
+                  j.pause?.queue ? 'Resume queue' : 'Pause queue',
+                ),
+              ]
+            : null,
+        ),
         alertFacts(j),
       ),
       h(
@@ -179,21 +229,31 @@ export function createJobPage(root, { onError, onRun, bulk }) {
         status.textContent = '';
         fill(head, h('p', { class: 'muted' }, 'Loading…'));
       }
+      const n = ++reads;
       try {
-        [job, recovery] = await Promise.all([/** @type {Promise<JobView>} */ (get(`/jobs/${encodeURIComponent(name)}`)), readRecovery(name)]);
+        const [next, found] = await Promise.all([/** @type {Promise<JobView>} */ (get(`/jobs/${encodeURIComponent(name)}`)), readRecovery(name)]);
+        if (n === reads) job = next;
+        // Superseded by a newer read of the same job: that one drew the job; the recovery is still news.
+        if (job?.name === name) {
+          recovery = found;
+          render();
+        }
       } catch (err) {
         if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND')
           return void fill(head, h('h2', {}, 'No such job'), h('p', {}, `The host has no job ${name}.`));
         return onError(err);
       }
-      render();
       await charts.show(name);
     },
     /** The job changed (an event): its facts are read again. */
     async refresh() {
       if (!job) return;
+      const { name } = job;
+      const n = ++reads;
       try {
-        job = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(job.name)}`));
+        const next = /** @type {JobView} */ (await get(`/jobs/${encodeURIComponent(name)}`));
+        if (n !== reads || job?.name !== name) return;
+        job = next;
         render();
       } catch (err) {
         if (!(err instanceof ApiError && err.code === 'JOB_NOT_FOUND')) onError(err);

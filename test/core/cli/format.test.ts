@@ -96,6 +96,8 @@ const job = (over: Partial<Job>): Job => ({
   description: '',
   schedule: null,
   enabled: true,
+  pause: { job: false, queue: false },
+  queue: 'default',
   nextRun: null,
   lastRun: null,
   counts: { succeeded: 0, failed: 0, canceled: 0, queued: 0, running: 0 },
@@ -113,17 +115,26 @@ t.test('the jobs table', async (t) => {
       counts: { succeeded: 3, failed: 1, canceled: 0, queued: 2, running: 1 },
     }),
     job({ name: 'alpha', enabled: false, schedule: 'every 5m', nextRun: '2026-01-05T12:05:00.000Z' }),
+    job({ name: 'held', pause: { job: true, queue: false } }),
+    job({ name: 'low-1', queue: 'low', pause: { job: false, queue: true } }),
+    job({ name: 'low-2', queue: 'low', pause: { job: true, queue: true } }),
   ];
   const plain = formatJobs(jobs, NOW);
-  const [header, first, second] = plain.split('\n');
-  t.match(header, /^NAME\s+SCHEDULE\s+ENABLED\s+NEXT RUN\s+LAST RUN\s+OK\s+FAILED\s+CANCELED\s+RUNNING\s+QUEUED$/);
-  t.match(first, /^alpha\s+every 5m\s+no\s+-\s+-\s+0\s+0\s+0\s+0\s+0$/, 'sorted by name; a disabled job has no next run');
-  t.match(second, /^zeta\s+0 \* \* \* \*\s+yes\s+in 1h\s+failed 2m ago\s+3\s+1\s+0\s+1\s+2$/);
+  const [header, first, held, low1, low2, last] = plain.split('\n');
+  t.match(header, /^NAME\s+SCHEDULE\s+ENABLED\s+PAUSED\s+NEXT RUN\s+LAST RUN\s+OK\s+FAILED\s+CANCELED\s+RUNNING\s+QUEUED$/);
+  t.match(first, /^alpha\s+every 5m\s+no\s+-\s+-\s+-\s+0\s+0\s+0\s+0\s+0$/, 'sorted by name; a disabled job has no next run; not paused');
+  t.match(held, /^held\s+-\s+yes\s+yes\s+-\s+-\s+0\s+0\s+0\s+0\s+0$/, "the job's own pause");
+  t.match(low1, /^low-1\s+-\s+yes\s+queue low\s+-\s+-\s+0/, 'held by its queue, named as `jobhost resume --queue` takes it');
+  t.match(low2, /^low-2\s+-\s+yes\s+yes, queue low\s+-\s+-\s+0/, 'both');
+  t.match(last, /^zeta\s+0 \* \* \* \*\s+yes\s+-\s+in 1h\s+failed 2m ago\s+3\s+1\s+0\s+1\s+2$/);
+  t.equal(low1!.indexOf('queue low'), header!.indexOf('PAUSED'), 'under its header');
+  t.equal(last!.indexOf('in 1h'), header!.indexOf('NEXT RUN'), 'the widest PAUSED cell pads the column');
   t.notMatch(plain, /\x1b/, 'no color codes by default');
 
   const colored = formatJobs(jobs, NOW, palette(true));
   t.match(colored, `${ESC}31mfailed${ESC}39m 2m ago`, 'the last status in its color');
   t.match(colored, `${ESC}33mno${ESC}39m`);
+  t.match(colored, `${ESC}33myes, queue low${ESC}39m`, 'paused in yellow, like disabled');
 });
 
 t.test('the progress bar', async (t) => {

@@ -62,6 +62,11 @@ t.test('the role x route matrix: every route of the OpenAPI document, with every
     ...ROLES.map((role) => ({ role, token: TOKENS[role] })),
     { role: 'operator', token: TOKENS.deployer, limited: true },
   ];
+  // What GET /whoami lists for each token: the dashboard draws a button exactly for those.
+  const listed = new Map<string | null, string[]>();
+  for (const w of who) {
+    if (w.token) listed.set(w.token, ((await s.request('GET', '/whoami', { headers: bearer(w.token) })).json as unknown as WhoAmI).actions);
+  }
   let checked = 0;
   for (const route of routes) {
     const access = routeAccess(route.method, route.url);
@@ -81,6 +86,8 @@ t.test('the role x route matrix: every route of the OpenAPI document, with every
         t.match(res.json, { code: 'FORBIDDEN', role: access.role, message: new RegExp(`needs the ${access.role} role`) }, label);
       } else if (w.limited && access.target === 'queue') t.equal(res.status, 403, `${label} (a queue holds jobs beyond its globs)`);
       else t.ok(res.status !== 401 && res.status !== 403, label);
+      if (access.action && w.token)
+        t.equal(listed.get(w.token)?.includes(access.action), res.status !== 403, `${label}: whoami lists ${access.action} iff allowed`);
       checked++;
     }
   }
@@ -104,16 +111,22 @@ t.test('a route with no role fails at registration', async (t) => {
   t.match(await s2.request('GET', '/mine', { headers: bearer(TOKENS.operator) }), { status: 200, json: { mine: true } });
 });
 
-t.test('whoami: name, role, jobs and the actions the role may ask; server.token is admin; no token at all is anonymous', async (t) => {
+t.test('whoami: name, role, jobs and the actions the token may ask; server.token is admin; no token at all is anonymous', async (t) => {
   const s = await startServer(t, { config: { server: { token: 'the-admin-token', tokens: tokensConfig } } });
   const actionsOf = (role: Role) => Object.values(ROUTE_ACCESS).flatMap((a) => (a.action && a.role !== 'public' && roleAllows(role, a.role) ? [a.action] : []));
   const admin = (await s.request('GET', '/whoami', { headers: bearer('the-admin-token') })).json as unknown as WhoAmI;
   t.same(admin, { name: 'admin', role: 'admin', jobs: null, actions: actionsOf('admin') });
   t.ok(admin.actions.includes('store.damage.ack'), 'an admin may ack store damage');
+  const ops = (await s.request('GET', '/whoami', { headers: bearer(TOKENS.operator) })).json as unknown as WhoAmI;
+  t.same(ops, { name: 'ops', role: 'operator', jobs: null, actions: actionsOf('operator') });
+  t.ok(ops.actions.includes('queue.pause') && ops.actions.includes('queue.resume'), 'an operator of every job may pause a queue');
   const ci = (await s.request('GET', '/whoami', { headers: bearer(TOKENS.deployer) })).json as unknown as WhoAmI;
-  t.same(ci, { name: 'ci', role: 'operator', jobs: ['deploy-*'], actions: actionsOf('operator') });
-  t.ok(ci.actions.includes('run.cancel') && ci.actions.includes('job.run'), 'an operator may trigger and cancel');
+  const queueActions = ['queue.pause', 'queue.resume'];
+  t.same(ci, { name: 'ci', role: 'operator', jobs: ['deploy-*'], actions: actionsOf('operator').filter((a) => !queueActions.includes(a)) });
+  t.ok(ci.actions.includes('run.cancel') && ci.actions.includes('job.run') && ci.actions.includes('job.pause'), 'an operator may trigger, cancel, pause a job');
   t.notOk(ci.actions.includes('store.damage.ack'), 'not ack store damage');
+  // The host refuses a queue to a token limited by `jobs` (a queue holds other jobs too): not listed, so no button for it.
+  t.notOk(ci.actions.includes('queue.pause') || ci.actions.includes('queue.resume'), 'not pause or resume a queue');
   t.same((await s.request('GET', '/whoami', { headers: bearer(TOKENS.viewer) })).json, { name: 'dash', role: 'viewer', jobs: null, actions: [] });
   t.match(await s.request('GET', '/whoami'), { status: 401, json: { code: 'UNAUTHORIZED' } });
   const open = await startServer(t);

@@ -2,6 +2,7 @@ import { HostError } from './errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const PATTERN = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/;
+const ZERO = /^\s*0+(?:\.0+)?\s*$/;
 
 /** The longest duration accepted: 100 years. Longer ones would push times past what a Date holds. */
 export const MAX_DURATION_MS = 36_500 * 86_400_000;
@@ -17,6 +18,8 @@ export function parseDuration(value: unknown, field = 'duration'): number {
   } else if (typeof value === 'string') {
     const m = PATTERN.exec(value);
     if (m) ms = Math.round(Number(m[1]) * UNITS[m[2] as string]!);
+    // Zero needs no unit (`"throttle": "0"`); any other number in a string does.
+    else if (ZERO.test(value)) ms = 0;
   }
   if (ms > MAX_DURATION_MS) {
     throw new HostError('INVALID_DURATION', `${field}: ${JSON.stringify(value)} is longer than the limit of 36500d`, { field });

@@ -27,8 +27,17 @@ function urlOf(protocols: readonly string[], message: string) {
 const httpUrl = urlOf(['http:', 'https:'], 'expected an http:// or https:// URL');
 const smtpUrl = urlOf(['smtp:', 'smtps:'], 'expected an smtp:// or smtps:// URL such as smtp://user:pass@mail.example.com:587');
 
-// Standard Webhooks secrets: `whsec_` and base64 of at least 24 bytes (the `standardwebhooks` libraries accept it with or without the prefix).
-const whsec = envString.pipe(z.string().regex(/^(whsec_)?[A-Za-z0-9+/]{32,}={0,2}$/, 'expected a secret like whsec_<base64 of 24 to 64 bytes>'));
+// Standard Webhooks secrets: `whsec_` and padded base64 (the `standardwebhooks` libraries accept it with
+// or without the prefix, of any length; the specification recommends 24 to 64 bytes, which
+// `whsec_` + `openssl rand -base64 32` gives). Padding is checked: the libraries refuse a secret without it.
+const whsec = envString.pipe(
+  z
+    .string()
+    .regex(
+      /^(whsec_)?(?=[A-Za-z0-9+/=]{4})(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/,
+      'expected a secret like whsec_<base64>, padded (whsec_ and `openssl rand -base64 32`)',
+    ),
+);
 
 const address = envString.pipe(z.string().regex(/^[^\s@<>]+@[^\s@<>]+$|^.*<[^\s@<>]+@[^\s@<>]+>$/, 'expected an email address'));
 

@@ -10,10 +10,12 @@ t.test('parses every unit and plain milliseconds', async (t) => {
   t.equal(parseDuration('1.5s'), 1500);
   t.equal(parseDuration(1234), 1234);
   t.equal(parseDuration(' 10 s '), 10_000);
+  t.equal(parseDuration('0'), 0, 'zero needs no unit ("throttle": "0")');
+  t.equal(parseDuration('0s'), 0);
 });
 
 t.test('rejects what is not a duration with INVALID_DURATION naming the field', async (t) => {
-  for (const bad of ['5 minutes', '-1s', '', 'ms', -5, Number.NaN, Infinity, null, {}, '1w']) {
+  for (const bad of ['5 minutes', '-1s', '', 'ms', '5', '0x', -5, Number.NaN, Infinity, null, {}, '1w']) {
     t.throws(() => parseDuration(bad, 'retry.delay'), { code: 'INVALID_DURATION', message: /^retry\.delay: / }, String(bad));
   }
 });

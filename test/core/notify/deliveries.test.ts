@@ -343,11 +343,23 @@ t.test('config: bad destinations are errors naming the path; a live edit applies
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the config's own ${NAME} syntax
     [{ x: { kind: 'slack', url: '${JH_NOT_SET_ANYWHERE}' } }, /^notifications\.destinations\.x\.url: environment variable JH_NOT_SET_ANYWHERE is not set/],
     [{ x: { kind: 'webhook', url: 'http://a', secret: 'short' } }, /^notifications\.destinations\.x\.secret/],
+    // Unpadded base64: the standardwebhooks libraries could not sign with it.
+    [
+      { x: { kind: 'webhook', url: 'http://a', secret: `whsec_${'A'.repeat(33)}` } },
+      /^notifications\.destinations\.x\.secret: expected a secret like whsec_<base64>/,
+    ],
     [{ x: { kind: 'email', smtp: 'http://a', from: 'a@b', to: ['c@d'] } }, /^notifications\.destinations\.x\.smtp/],
   ];
   for (const [destinations, path] of bad) {
     t.throws(() => s.host.applyConfig({ notifications: { destinations } }), { code: 'CONFIG_INVALID', message: path });
   }
+  // Any padded base64 is a secret the libraries sign with, 16 bytes as well as 32.
+  const short = `whsec_${Buffer.alloc(16, 7).toString('base64')}`;
+  t.doesNotThrow(() =>
+    s.host.applyConfig({
+      notifications: { destinations: { hook: { kind: 'webhook', url: 'http://127.0.0.1:1/', secret: short } }, retry: { delay: '1s', jitter: 0 } },
+    }),
+  );
   t.throws(() => s.host.applyConfig({ notifications: { routes: [{ to: ['nope'] }] } }), {
     message: /^notifications\.routes\.0\.to\.0: no destination "nope"/,
   });

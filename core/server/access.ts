@@ -111,7 +111,8 @@ export class Access {
     if (this.#cache?.config === config) return this.#cache.credentials;
     const credentials: Credential[] = [];
     const admin = this.#o.token === undefined ? config.server.token : this.#o.token;
-    if (admin) credentials.push({ name: ADMIN_TOKEN_NAME, role: 'admin', jobs: null, digest: digestOf(admin) });
+    // Read as `server.tokens` entries are (and as config validation reads it): `sha256:<hex>` is a stored digest.
+    if (admin) credentials.push({ name: ADMIN_TOKEN_NAME, role: 'admin', jobs: null, digest: tokenDigest(admin) });
     for (const t of config.server.tokens) credentials.push({ name: t.name, role: t.role, jobs: t.jobs ?? null, digest: tokenDigest(t.token) });
     this.#cache = { config, credentials };
     return credentials;

@@ -54,7 +54,7 @@ export interface ServerOptions {
   host?: string | undefined;
   /** Port (default `server.port`; 0 picks a free one). */
   port?: number | undefined;
-  /** The admin token (default `server.token`; `server.tokens` add named ones): with any, every route but `/health` needs `Authorization: Bearer <token>`. */
+  /** The admin token, or `sha256:<hex>` of it (default `server.token`; `server.tokens` add named ones): with any, every route but `/health` needs `Authorization: Bearer <token>`. */
   token?: string | null | undefined;
   /** Largest request body in bytes; larger ones get 413 (default `server.bodyLimit`, 1 MiB). */
   bodyLimit?: number | undefined;

@@ -5,7 +5,7 @@ import t from 'tap';
 import { WebSocket } from 'ws';
 import { ROLES, type Role, roleAllows, type WhoAmI } from '../../../core/contract/access.js';
 import { parseConfig } from '../../../core/contract/config.js';
-import { ConfigWatcher } from '../../../core/loader/config-file.js';
+import { ConfigWatcher, readConfigFile } from '../../../core/loader/config-file.js';
 import { ROUTE_ACCESS, routeAccess } from '../../../core/server/route-roles.js';
 import { createServer, type ServerPlugin } from '../../../core/server/server.js';
 import { captureLogger, nextEvent, startServer, type Tap, type TestServer, tempDir, until } from '../../helpers.js';
@@ -129,6 +129,24 @@ t.test('sha256 tokens: the config holds the digest; the token works, the digest 
   t.match(await s.request('GET', '/whoami', { headers: bearer(stored.slice(7)) }), { status: 401 });
   t.match(await s.request('GET', '/whoami', { headers: bearer(`${plain}x`) }), { status: 401 });
 });
+
+t.test(
+  'server.token stored as sha256 (in the file or JOBHOST_TOKEN): the token is the admin over HTTP and the WebSocket; the digest text is refused',
+  async (t) => {
+    const plain = 'the-admin-token-only-its-holder-knows';
+    const stored = `sha256:${createHash('sha256').update(plain).digest('hex')}`;
+    const fromEnv = await readConfigFile(path.join(tempDir(t), 'none.json'), { JOBHOST_TOKEN: stored }, { missingOk: true });
+    t.equal(fromEnv.server.token, stored, 'JOBHOST_TOKEN sets server.token');
+    const s = await startServer(t, { config: { server: { token: fromEnv.server.token } } });
+    t.match(await s.request('GET', '/whoami', { headers: bearer(plain) }), { status: 200, json: { name: 'admin', role: 'admin', jobs: null } });
+    t.equal((await s.request('POST', '/store/damage/ack', { headers: bearer(plain), body: {} })).status, 200, 'an admin change');
+    t.match(await s.request('GET', '/whoami', { headers: bearer(stored) }), { status: 401, json: { code: 'UNAUTHORIZED' } });
+    t.match(await s.request('GET', '/whoami', { headers: bearer(stored.slice(7)) }), { status: 401 });
+    const { ws } = await socket(t, s, plain);
+    t.equal(ws.readyState, WebSocket.OPEN, 'the WebSocket with ?token= of the token');
+    await t.rejects(socket(t, s, stored), { message: 'refused 401' }, 'not with the digest text');
+  },
+);
 
 t.test('bad tokens config: errors name the path and never show the token', async (t) => {
   const bad = (tokens: unknown[], server: Record<string, unknown> = {}): Error => {

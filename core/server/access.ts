@@ -181,9 +181,9 @@ export class Access {
   }
 
   /**
-   * `preHandler` (the body parsed): an operator's `jobs` must admit the job a change acts on.
-   * Undefined when there is nothing to check (every token but an operator's with `jobs`), else
-   * the check's promise.
+   * `preValidation` (the body parsed, not yet validated): an operator's `jobs` must admit the job
+   * a change acts on. Undefined when there is nothing to check (every token but an operator's with
+   * `jobs`), else the check's promise.
    */
   checkScope(request: FastifyRequest): Promise<void> | undefined {
     const access = request.routeAccess;
@@ -209,11 +209,18 @@ export class Access {
     }
   }
 
-  /** The one job a change names (a bulk action or an event names none: they are filtered by `allowedJobs`). */
+  /**
+   * The one job a change names (a bulk action or an event names none: they are filtered by
+   * `allowedJobs`). Read before validation: a bulk body's `job` that is not a string names none,
+   * and validation refuses it.
+   */
   async #jobOf(kind: TargetKind, request: FastifyRequest): Promise<string | undefined> {
     const params = request.params as Record<string, string>;
     if (kind === 'job') return params['name'];
-    if (kind === 'runs') return (request.body as { job?: string } | undefined)?.job;
+    if (kind === 'runs') {
+      const job = (request.body as { job?: unknown } | null | undefined)?.job;
+      return typeof job === 'string' ? job : undefined;
+    }
     if (kind === 'run') return (await this.#o.host.run(params['id']!))?.job;
     if (kind === 'notification') return (await this.#o.host.deliveries.get(params['id']!).catch(() => undefined))?.job;
     return undefined;

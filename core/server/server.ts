@@ -220,7 +220,9 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
         access.check(request);
         done();
       });
-      scope.addHook('preHandler', (request, _reply, done) => {
+      // Before validation (the body is parsed by then): a job outside an operator's `jobs` is 403
+      // FORBIDDEN, audited `forbidden`, whatever the body, as the role check refuses before it too.
+      scope.addHook('preValidation', (request, _reply, done) => {
         const scoped = access.checkScope(request);
         if (scoped === undefined) done();
         else scoped.then(() => done(), done);

@@ -244,6 +244,39 @@ t.test('an operator limited to jobs: its jobs only; bulk actions and events say 
   s.host.resume();
 });
 
+t.test('an operator limited to jobs is refused a job outside them before its body is read: 403 and audited forbidden, whatever the body', async (t) => {
+  const s = await teamServer(t);
+  const ci = bearer(TOKENS.deployer);
+  s.host.pause();
+  const waiting = await s.host.trigger('cleanup');
+  const asked: Array<[string, string, unknown]> = [
+    ['/jobs/cleanup/run', 'job:cleanup', { bogus: 1 }],
+    ['/runs/cancel', 'job:cleanup', { job: 'cleanup', bogus: 1 }],
+    [`/runs/${waiting.runId}/retry`, `run:${waiting.runId}`, { bogus: 1 }],
+  ];
+  for (const [url, , body] of asked) {
+    t.match(await s.request('POST', url, { headers: ci, body }), { status: 403, json: { code: 'FORBIDDEN', role: 'operator', job: 'cleanup' } }, url);
+  }
+  // Its own jobs' bad bodies are still bad bodies; a job that is not a name is for validation to refuse.
+  t.match(await s.request('POST', '/jobs/deploy-web/run', { headers: ci, body: { bogus: 1 } }), { status: 400, json: { code: 'INVALID_BODY' } });
+  t.match(await s.request('POST', '/runs/cancel', { headers: ci, body: { job: 7 } }), { status: 400, json: { code: 'INVALID_BODY' } });
+  // The role check still comes first.
+  t.match(await s.request('POST', '/jobs/cleanup/run', { headers: bearer(TOKENS.viewer), body: { bogus: 1 } }), {
+    status: 403,
+    json: { code: 'FORBIDDEN', role: 'operator', token: 'dash' },
+  });
+  const records = (await s.host.audit.list({ token: 'ci' })).items.reverse();
+  t.same(
+    records.map((r) => [r.target, r.outcome, r.status, r.code]),
+    [
+      ...asked.map(([, target]) => [target, 'forbidden', 403, 'FORBIDDEN']),
+      ['job:deploy-web', 'error', 400, 'INVALID_BODY'],
+      ['job:7', 'error', 400, 'INVALID_BODY'],
+    ],
+  );
+  s.host.resume();
+});
+
 async function socket(t: Tap, s: TestServer, token: string | null, how: 'query' | 'header' = 'query'): Promise<{ ws: WebSocket; closed: Promise<number> }> {
   const base = `${s.url.replace('http', 'ws')}/events`;
   const ws = new WebSocket(token && how === 'query' ? `${base}?token=${token}` : base, { headers: token && how === 'header' ? bearer(token) : {} });

@@ -6,7 +6,8 @@ import { HostError, isHostError } from '../contract/errors.js';
 import { type AnyHostEvent, eventHost } from '../contract/events.js';
 import { createLogger, flushLogSync, type Logger } from '../contract/logger.js';
 import { otelRequested, startOtel } from '../contract/otel-sdk.js';
-import { parsePlugin } from '../contract/plugin-schema.js';
+import { type AfterSpec, parsePlugin } from '../contract/plugin-schema.js';
+import { checkAfterCycles } from '../engine/after.js';
 import { createHost, type Host } from '../engine/host.js';
 import { resolveJob } from '../engine/jobs.js';
 import { dashboard } from '../server/dashboard.js';
@@ -176,6 +177,10 @@ export async function validateProject(
     return { problems, warnings, jobs: [] };
   }
   const owners = new Map<string, string>();
+  // The `after` lists of the jobs start would register, in the order it loads their files (by
+  // name): a job that closes a cycle is refused there (plugin.error AFTER_CYCLE), so it is no
+  // edge of the cycles the files after it are checked for.
+  const after = new Map<string, AfterSpec>();
   for (const name of names) {
     const pluginFile = path.join(dir, name);
     try {
@@ -186,6 +191,9 @@ export async function validateProject(
       if (owner) throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${owner}; ${rel(pluginFile)} declares it too`);
       owners.set(spec.name, rel(pluginFile));
       const job = resolveJob(spec, { file: rel(pluginFile), source: null }, config.jobs[spec.name], config, {}, (q) => q in config.queues);
+      // As `Host.register` checks it: the job's effective `after` (`jobs.<name>.after` applied) against those before it.
+      if (job.after.length > 0) checkAfterCycles(new Map([...after, [spec.name, job.after]]));
+      after.set(spec.name, job.after);
       // A destination the config lacks: at run time its deliveries would be dead (DESTINATION_NOT_FOUND).
       for (const [i, to] of (job.notify?.to ?? []).entries()) {
         if (!Object.hasOwn(config.notifications.destinations, to)) {

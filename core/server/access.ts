@@ -111,7 +111,8 @@ export class Access {
     if (this.#cache?.config === config) return this.#cache.credentials;
     const credentials: Credential[] = [];
     const admin = this.#o.token === undefined ? config.server.token : this.#o.token;
-    if (admin) credentials.push({ name: ADMIN_TOKEN_NAME, role: 'admin', jobs: null, digest: digestOf(admin) });
+    // Read as `server.tokens` entries are (and as config validation reads it): `sha256:<hex>` is a stored digest.
+    if (admin) credentials.push({ name: ADMIN_TOKEN_NAME, role: 'admin', jobs: null, digest: tokenDigest(admin) });
     for (const t of config.server.tokens) credentials.push({ name: t.name, role: t.role, jobs: t.jobs ?? null, digest: tokenDigest(t.token) });
     this.#cache = { config, credentials };
     return credentials;
@@ -180,9 +181,9 @@ export class Access {
   }
 
   /**
-   * `preHandler` (the body parsed): an operator's `jobs` must admit the job a change acts on.
-   * Undefined when there is nothing to check (every token but an operator's with `jobs`), else
-   * the check's promise.
+   * `preValidation` (the body parsed, not yet validated): an operator's `jobs` must admit the job
+   * a change acts on. Undefined when there is nothing to check (every token but an operator's with
+   * `jobs`), else the check's promise.
    */
   checkScope(request: FastifyRequest): Promise<void> | undefined {
     const access = request.routeAccess;
@@ -208,11 +209,18 @@ export class Access {
     }
   }
 
-  /** The one job a change names (a bulk action or an event names none: they are filtered by `allowedJobs`). */
+  /**
+   * The one job a change names (a bulk action or an event names none: they are filtered by
+   * `allowedJobs`). Read before validation: a bulk body's `job` that is not a string names none,
+   * and validation refuses it.
+   */
   async #jobOf(kind: TargetKind, request: FastifyRequest): Promise<string | undefined> {
     const params = request.params as Record<string, string>;
     if (kind === 'job') return params['name'];
-    if (kind === 'runs') return (request.body as { job?: string } | undefined)?.job;
+    if (kind === 'runs') {
+      const job = (request.body as { job?: unknown } | null | undefined)?.job;
+      return typeof job === 'string' ? job : undefined;
+    }
     if (kind === 'run') return (await this.#o.host.run(params['id']!))?.job;
     if (kind === 'notification') return (await this.#o.host.deliveries.get(params['id']!).catch(() => undefined))?.job;
     return undefined;

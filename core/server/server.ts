@@ -54,7 +54,7 @@ export interface ServerOptions {
   host?: string | undefined;
   /** Port (default `server.port`; 0 picks a free one). */
   port?: number | undefined;
-  /** The admin token (default `server.token`; `server.tokens` add named ones): with any, every route but `/health` needs `Authorization: Bearer <token>`. */
+  /** The admin token, or `sha256:<hex>` of it (default `server.token`; `server.tokens` add named ones): with any, every route but `/health` needs `Authorization: Bearer <token>`. */
   token?: string | null | undefined;
   /** Largest request body in bytes; larger ones get 413 (default `server.bodyLimit`, 1 MiB). */
   bodyLimit?: number | undefined;
@@ -220,7 +220,9 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
         access.check(request);
         done();
       });
-      scope.addHook('preHandler', (request, _reply, done) => {
+      // Before validation (the body is parsed by then): a job outside an operator's `jobs` is 403
+      // FORBIDDEN, audited `forbidden`, whatever the body, as the role check refuses before it too.
+      scope.addHook('preValidation', (request, _reply, done) => {
         const scoped = access.checkScope(request);
         if (scoped === undefined) done();
         else scoped.then(() => done(), done);

@@ -9,7 +9,7 @@ export interface AuditLogOptions {
 }
 
 /**
- * The local audit trail: records in memory, oldest first, written through the store's journal
+ * The local audit trail: records in memory in id order (oldest first), written through the store's journal
  * (a `{"a":…}` line, group-committed with the runs of the same tick) and kept in each checkpoint,
  * so an answered request's record survives a kill -9 like its run does. Retention is the runs':
  * the newest `keepRuns` records, none older than `keepDays`.
@@ -20,15 +20,8 @@ export class AuditLog implements AuditStore {
   readonly #pending: { audit(record: AuditRecord): void };
   /** The store's group commit: resolves once what is pending is durable. */
   readonly #commit: () => Promise<void>;
+  /** Sorted by id, one record per id: `list` walks it back from the newest and `before` cuts by id. */
   #items: AuditRecord[] = [];
-  /** No kept id is greater: ids sort by time, so a new record's is, and it needs no lookup. */
-  #maxId = '';
-  /**
-   * The kept ids, built only once a record comes whose id is not past `#maxId` (a replacement, or
-   * an id from another clock); dropped at the next trim. A Set add per record cost ~1 µs per HTTP
-   * trigger on a loaded machine (hashing a fresh string into a table of 10,000-20,000).
-   */
-  #ids: Set<string> | undefined;
 
   constructor(options: AuditLogOptions, pending: { audit(record: AuditRecord): void }, commit: () => Promise<void>) {
     this.#o = options;
@@ -39,41 +32,41 @@ export class AuditLog implements AuditStore {
   /** Loads a checkpoint's records, then the journal's (`apply`). */
   restore(items: readonly AuditRecord[]): void {
     this.#items = [];
-    this.#maxId = '';
-    this.#ids = undefined;
     for (const r of items) this.apply(r);
   }
 
   /**
-   * A record read back from a journal, or appended. One of an id already kept replaces it: a
-   * request's refusal replaces the `ok` record its failed trigger carried (the last line wins).
+   * A record read back from a journal, or appended, put at its id's place. One of an id already
+   * kept replaces it: a request's refusal replaces the `ok` record its failed trigger carried (the
+   * last line wins). A record comes after one of a greater id when it was stamped as its request
+   * began (a trigger's, `auditAhead`) and kept once its run was written, with changes recorded in
+   * between; the journal keeps them in that order, so a replay sorts them the same way here.
    */
   apply(record: AuditRecord): void {
+    const items = this.#items;
     const id = record.id;
-    if (id > this.#maxId) {
-      // Past every kept id: not one of them.
-      this.#maxId = id;
-      this.#items.push(record);
-      this.#ids?.add(id);
+    // The newest, as nearly every record is: no search.
+    if (items.length === 0 || items[items.length - 1]!.id < id) {
+      items.push(record);
       return;
     }
-    this.#ids ??= new Set(this.#items.map((r) => r.id));
-    if (this.#ids.has(id)) {
-      const i = this.#items.findLastIndex((r) => r.id === id);
-      if (i >= 0) this.#items[i] = record;
-      return;
+    // A late one, or a replacement: a binary search, so that even ids from a clock set back across
+    // a restart (below every kept one until it catches up) cost a log, not a walk of the trail.
+    let lo = 0;
+    let hi = items.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (items[mid]!.id < id) lo = mid + 1;
+      else hi = mid;
     }
-    this.#items.push(record);
-    this.#ids.add(id);
+    if (items[lo]!.id === id) items[lo] = record;
+    else items.splice(lo, 0, record);
   }
 
   append(record: AuditRecord): Promise<void> {
     this.apply(record);
     // Trimmed in bulk, so an append stays O(1).
-    if (this.#items.length > this.#o.keepRuns * 2) {
-      this.#items = this.kept();
-      this.#ids = undefined;
-    }
+    if (this.#items.length > this.#o.keepRuns * 2) this.#items = this.kept();
     this.#pending.audit(record);
     return this.#commit();
   }

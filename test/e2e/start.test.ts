@@ -76,6 +76,36 @@ t.test('jobhost validate: ok for the examples, non-zero with reasons for bad fil
   t.match(res.stdout, /warning\s+config\/jobhost\.json\s+JOB_NOT_FOUND\s+jobs\.ghost/);
   t.match(res.stdout, /2 problems found/);
 
+  // `after` cycles, as start finds them: file by file in name order, each job against those
+  // registered before it (a job refused is not one of them), with `jobs.<name>.after` applied.
+  const cycles = makeProject(t, { server: { port: 0 }, jobs: { delta: { after: ['epsilon'] } } }, { examples: false });
+  const plugin = (name: string, after: string[]) =>
+    writeFileSync(path.join(cycles, 'plugins', `${name}.ts`), `export default { name: '${name}', after: ${JSON.stringify(after)}, handler: () => null };\n`);
+  plugin('alpha', ['beta']);
+  plugin('beta', ['alpha']);
+  plugin('gamma', ['gamma']);
+  plugin('delta', []);
+  plugin('epsilon', ['delta']);
+  plugin('zeta', ['beta']);
+  const cyc = spawnSync(process.execPath, [BIN, 'validate'], { cwd: cycles, encoding: 'utf8', env: childEnv() });
+  t.equal(cyc.status, 1, cyc.stdout + cyc.stderr);
+  const refused = cyc.stdout.split('\n').filter((l) => /\bAFTER_CYCLE\b/.test(l));
+  t.same(refused, [
+    'error    plugins/beta.ts  AFTER_CYCLE  after: the jobs alpha → beta → alpha would trigger each other in a cycle',
+    'error    plugins/epsilon.ts  AFTER_CYCLE  after: the jobs delta → epsilon → delta would trigger each other in a cycle',
+    'error    plugins/gamma.ts  AFTER_CYCLE  after: the jobs gamma → gamma would trigger each other in a cycle',
+  ]);
+  t.match(cyc.stdout, /3 problems found/);
+  const started = runCli(t, cycles, ['start']);
+  await started.waitFor(ev('host.started'), 'host.started');
+  t.same(
+    started.lines.filter((l) => l.code === 'AFTER_CYCLE').map((l) => `error    ${String(l['file'])}  AFTER_CYCLE  ${l.msg.replace(/^plugin \S+: /, '')}`),
+    refused,
+    'what start refuses, file and message',
+  );
+  started.child.kill('SIGTERM');
+  t.equal(await started.exited, 0);
+
   const badConfig = makeProject(t, { concurrency: 'lots' });
   const cfg = spawnSync(process.execPath, [BIN, 'validate'], { cwd: badConfig, encoding: 'utf8', env: childEnv() });
   t.equal(cfg.status, 1);

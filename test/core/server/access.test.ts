@@ -5,7 +5,7 @@ import t from 'tap';
 import { WebSocket } from 'ws';
 import { ROLES, type Role, roleAllows, type WhoAmI } from '../../../core/contract/access.js';
 import { parseConfig } from '../../../core/contract/config.js';
-import { ConfigWatcher } from '../../../core/loader/config-file.js';
+import { ConfigWatcher, readConfigFile } from '../../../core/loader/config-file.js';
 import { ROUTE_ACCESS, routeAccess } from '../../../core/server/route-roles.js';
 import { createServer, type ServerPlugin } from '../../../core/server/server.js';
 import { captureLogger, nextEvent, startServer, type Tap, type TestServer, tempDir, until } from '../../helpers.js';
@@ -143,6 +143,24 @@ t.test('sha256 tokens: the config holds the digest; the token works, the digest 
   t.match(await s.request('GET', '/whoami', { headers: bearer(`${plain}x`) }), { status: 401 });
 });
 
+t.test(
+  'server.token stored as sha256 (in the file or JOBHOST_TOKEN): the token is the admin over HTTP and the WebSocket; the digest text is refused',
+  async (t) => {
+    const plain = 'the-admin-token-only-its-holder-knows';
+    const stored = `sha256:${createHash('sha256').update(plain).digest('hex')}`;
+    const fromEnv = await readConfigFile(path.join(tempDir(t), 'none.json'), { JOBHOST_TOKEN: stored }, { missingOk: true });
+    t.equal(fromEnv.server.token, stored, 'JOBHOST_TOKEN sets server.token');
+    const s = await startServer(t, { config: { server: { token: fromEnv.server.token } } });
+    t.match(await s.request('GET', '/whoami', { headers: bearer(plain) }), { status: 200, json: { name: 'admin', role: 'admin', jobs: null } });
+    t.equal((await s.request('POST', '/store/damage/ack', { headers: bearer(plain), body: {} })).status, 200, 'an admin change');
+    t.match(await s.request('GET', '/whoami', { headers: bearer(stored) }), { status: 401, json: { code: 'UNAUTHORIZED' } });
+    t.match(await s.request('GET', '/whoami', { headers: bearer(stored.slice(7)) }), { status: 401 });
+    const { ws } = await socket(t, s, plain);
+    t.equal(ws.readyState, WebSocket.OPEN, 'the WebSocket with ?token= of the token');
+    await t.rejects(socket(t, s, stored), { message: 'refused 401' }, 'not with the digest text');
+  },
+);
+
 t.test('bad tokens config: errors name the path and never show the token', async (t) => {
   const bad = (tokens: unknown[], server: Record<string, unknown> = {}): Error => {
     try {
@@ -236,6 +254,39 @@ t.test('an operator limited to jobs: its jobs only; bulk actions and events say 
   t.equal(event.status, 202);
   t.match(event.json, { excluded: ['cleanup'] });
   t.equal((event.json['enqueued'] as string[]).length, 1);
+  s.host.resume();
+});
+
+t.test('an operator limited to jobs is refused a job outside them before its body is read: 403 and audited forbidden, whatever the body', async (t) => {
+  const s = await teamServer(t);
+  const ci = bearer(TOKENS.deployer);
+  s.host.pause();
+  const waiting = await s.host.trigger('cleanup');
+  const asked: Array<[string, string, unknown]> = [
+    ['/jobs/cleanup/run', 'job:cleanup', { bogus: 1 }],
+    ['/runs/cancel', 'job:cleanup', { job: 'cleanup', bogus: 1 }],
+    [`/runs/${waiting.runId}/retry`, `run:${waiting.runId}`, { bogus: 1 }],
+  ];
+  for (const [url, , body] of asked) {
+    t.match(await s.request('POST', url, { headers: ci, body }), { status: 403, json: { code: 'FORBIDDEN', role: 'operator', job: 'cleanup' } }, url);
+  }
+  // Its own jobs' bad bodies are still bad bodies; a job that is not a name is for validation to refuse.
+  t.match(await s.request('POST', '/jobs/deploy-web/run', { headers: ci, body: { bogus: 1 } }), { status: 400, json: { code: 'INVALID_BODY' } });
+  t.match(await s.request('POST', '/runs/cancel', { headers: ci, body: { job: 7 } }), { status: 400, json: { code: 'INVALID_BODY' } });
+  // The role check still comes first.
+  t.match(await s.request('POST', '/jobs/cleanup/run', { headers: bearer(TOKENS.viewer), body: { bogus: 1 } }), {
+    status: 403,
+    json: { code: 'FORBIDDEN', role: 'operator', token: 'dash' },
+  });
+  const records = (await s.host.audit.list({ token: 'ci' })).items.reverse();
+  t.same(
+    records.map((r) => [r.target, r.outcome, r.status, r.code]),
+    [
+      ...asked.map(([, target]) => [target, 'forbidden', 403, 'FORBIDDEN']),
+      ['job:deploy-web', 'error', 400, 'INVALID_BODY'],
+      ['job:7', 'error', 400, 'INVALID_BODY'],
+    ],
+  );
   s.host.resume();
 });
 

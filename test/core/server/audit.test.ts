@@ -1,11 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { z } from 'zod';
 import type { AuditRecord } from '../../../core/contract/audit.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import { createHost } from '../../../core/engine/host.js';
 import { createServer } from '../../../core/server/server.js';
-import { startServer, tempDir } from '../../helpers.js';
+import { gate, startServer, tempDir } from '../../helpers.js';
 
 const VIEWER = 'viewer-token-0123456789abcdef';
 const OPERATOR = 'operator-token-0123456789abcdef';
@@ -79,6 +80,61 @@ t.test('GET /audit: filters token, action (glob), target (glob), outcome; a curs
   t.equal(new Set(all).size, 6, 'the pages do not overlap and cover the six records');
   t.notOk('next' in third, 'the last page has no cursor');
   t.match(await s.request('GET', '/audit?limit=0', { headers: bearer(VIEWER) }), { status: 400, json: { code: 'INVALID_BODY' } });
+});
+
+t.test("a trigger's record, stamped when its request began and kept once its run is written, takes its place by id", async (t) => {
+  const dir = tempDir(t);
+  const s = await startServer(t, { dir, config: { server: { tokens } } });
+  // The params check holds the trigger between its stamp (routes.ts, auditAhead) and its write.
+  const checking = gate();
+  const release = gate();
+  const params = z.object({ a: z.number() }).refine(async () => {
+    checking.open();
+    await release.promise;
+    return true;
+  });
+  s.host.register({ name: 'slow', params, handler: () => null });
+  s.host.register({ name: 'other', handler: () => null });
+  const trigger = s.request('POST', '/jobs/slow/run', { headers: bearer(OPERATOR), body: { params: { a: 1 } } });
+  await checking.promise;
+  t.equal((await s.request('POST', '/jobs/other/disable', { headers: bearer(OPERATOR) })).status, 200);
+  t.equal((await s.request('POST', '/jobs/other/enable', { headers: bearer(OPERATOR) })).status, 200);
+  release.open();
+  t.equal((await trigger).status, 202);
+
+  const expected = ['job.enable', 'job.disable', 'job.run'];
+  const records = items((await s.request('GET', '/audit', { headers: bearer(VIEWER) })).json);
+  t.same(
+    records.map((r) => r.action),
+    expected,
+    'newest first: the trigger began before the other two',
+  );
+  t.ok(
+    records.every((r, i) => i === 0 || records[i - 1]!.id > r.id),
+    'ids descending',
+  );
+  // One record a page: the cursor skips nothing.
+  const paged: string[] = [];
+  let before: string | undefined;
+  for (let i = 0; i < 5; i++) {
+    const page = (await s.request('GET', `/audit?limit=1${before ? `&before=${before}` : ''}`, { headers: bearer(VIEWER) })).json;
+    paged.push(...items(page).map((r) => r.action));
+    before = page['next'] as string | undefined;
+    if (before === undefined) break;
+  }
+  t.same(paged, expected, 'paging with before returns every record once');
+
+  // The journal has them in the order they were written; read back, they are in id order too.
+  await s.server.close();
+  await s.host.stop({ graceMs: 0 });
+  const again = createHost({ config: { server: { tokens }, store: { dir } }, clock: s.clock, logger: silentLogger() });
+  await again.start();
+  t.teardown(() => again.stop({ graceMs: 0 }));
+  t.same(
+    (await again.audit.list({})).items.map((r) => r.action),
+    expected,
+    'the same order after a restart',
+  );
 });
 
 t.test('no token configured: recorded as anonymous', async (t) => {

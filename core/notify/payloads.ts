@@ -93,8 +93,11 @@ export function httpBody(d: Exclude<Destination, { kind: 'email' }>, n: Outgoing
   }
 }
 
-/** A mail: the subject is the title; the text is the message and where to see the run. */
+/**
+ * A mail: the subject is the title; the text is the message and where to see the run. Nothing of
+ * its own outside ASCII, so a mail whose message is ASCII goes as plain 7-bit text, not quoted-printable.
+ */
 export function mail(n: OutgoingNotification): { subject: string; text: string } {
   const where = n.url ? `Run: ${n.url}` : n.runId ? `Run: ${n.runId} (job ${n.job})` : `Job: ${n.job}`;
-  return { subject: n.title.replace(/[\r\n]+/g, ' ').slice(0, 998), text: `${n.message}\n\n${where}\nStatus: ${n.status} · priority ${n.priority}\n` };
+  return { subject: n.title.replace(/[\r\n]+/g, ' ').slice(0, 998), text: `${n.message}\n\n${where}\nStatus: ${n.status}, priority ${n.priority}\n` };
 }

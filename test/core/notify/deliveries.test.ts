@@ -180,6 +180,8 @@ t.test('Slack, Discord and PagerDuty get their own JSON; email goes over SMTP', 
   t.same(smtp.mails[0]!.to, ['ops@example.com', 'b@example.com']);
   t.match(smtp.mails[0]!.raw, link);
   t.match(smtp.mails[0]!.raw, /failed: disk on fire/);
+  t.match(smtp.mails[0]!.raw, /^Content-Transfer-Encoding: 7bit/m, 'an ASCII message goes as plain text');
+  t.match(smtp.mails[0]!.raw, /\nStatus: failed, priority high\r?\n/);
   await notification(s, (n) => n.deliveries.length === 4 && n.deliveries.every((d) => d.status === 'delivered'), 'all four delivered');
 });
 

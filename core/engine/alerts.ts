@@ -61,8 +61,11 @@ export class Alerts {
     if (!spec) return;
     const state = this.#o.backend().jobState(run.job);
     const threshold = spec.after ?? 1;
-    // A backend that keeps no streak (undefined) holds nothing back.
-    if (outcome !== 'failed' || (state.failStreak ?? Infinity) >= threshold) this.#notify(spec, run.job, run, outcome);
+    // A backend that keeps no streak (undefined) holds nothing back. The streak counts ended runs:
+    // a `failed` run is in it already, a `retrying` one would be the next (it is a failure notification too).
+    // A job with no ended run yet has no streak: its first run's retry is the first failure.
+    const held = outcome === 'failed' ? (state.failStreak ?? Infinity) < threshold : outcome === 'retrying' && (state.failStreak ?? 0) + 1 < threshold;
+    if (!held) this.#notify(spec, run.job, run, outcome);
     // A streak long enough to have been notified, ended by this success.
     const ended = state.endedStreak ?? 0;
     if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) this.#notify(spec, run.job, run, 'recovered', { streak: ended });

@@ -77,6 +77,35 @@ t.test('after: 3 notifies from the third consecutive failure on; one recovered p
   t.equal((await s.host.notifications({})).items.length, 3, 'no recovered after an unnotified failure');
 });
 
+t.test('after: N holds retrying notifications back too, until the run that would be the N-th failure', async (t) => {
+  const s = await startServer(t, {
+    config: { notifications: notifications({ throttle: 0 }) },
+    plugins: [
+      definePlugin({
+        name: 'flaky',
+        isolation: 'inline',
+        retry: { attempts: 2, delay: 0, jitter: 0 },
+        notify: { on: ['failed', 'retrying'], after: 2, to: ['hook'] },
+        handler: () => {
+          throw new Error('nope');
+        },
+      }),
+    ],
+  });
+  await s.host.wait((await s.host.trigger('flaky')).runId);
+  t.equal((await s.host.notifications({})).items.length, 0, 'the first failing run, its retry included, is held back');
+  const second = (await s.host.trigger('flaky')).runId;
+  await s.host.wait(second);
+  const items = await notified(s, 2, 'the second failing run');
+  t.same(
+    items.map((n) => [n.status, n.runId]),
+    [
+      ['retrying', second],
+      ['failed', second],
+    ],
+  );
+});
+
 t.test('slow: sent once while the run is still running, slowerThan after its start', async (t) => {
   const release = gate();
   const s = await startServer(t, {

@@ -1,6 +1,7 @@
 import type { AttemptTask } from '../contract/attempt.js';
 import type { Backend } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
+import type { EventDataMap } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import { type LogLevel, LogTail } from '../contract/run-log.js';
 import type { Bus } from './bus.js';
@@ -28,6 +29,8 @@ export interface RunLogsOptions {
 
 interface Pending {
   job: string;
+  /** The run's trace, carried by its `run.log` events as by its other events (SPEC §15). */
+  traceId: string | undefined;
   tail: LogTail;
 }
 
@@ -54,7 +57,7 @@ export class RunLogs {
     if (!counter || counter.attempt !== task.attempt) this.#counters.set(runId, (counter = { attempt: task.attempt, next: 1 }));
     const line = { attempt: task.attempt, i: counter.next++, at: isoTime(this.#o.clock.now()), level, msg, ...(fields && { fields }) };
     let pending = this.#pending.get(runId);
-    if (!pending) this.#pending.set(runId, (pending = { job: task.run.job, tail: new LogTail() }));
+    if (!pending) this.#pending.set(runId, (pending = { job: task.run.job, traceId: task.run.traceId ?? undefined, tail: new LogTail() }));
     pending.tail.add([line]);
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
@@ -81,7 +84,9 @@ export class RunLogs {
     } catch (err) {
       this.#o.logger.error({ err, runId }, 'could not keep log lines of a run');
     }
-    this.#o.bus.emitLog({ job: pending.job, runId, lines: log.lines, dropped: log.dropped });
+    const data: EventDataMap['run.log'] = { job: pending.job, runId, lines: log.lines, dropped: log.dropped };
+    if (pending.traceId !== undefined) data.traceId = pending.traceId;
+    this.#o.bus.emitLog(data);
   }
 
   /** The run's attempt ended (it waits again or finished): its lines go out now, before its state change is told. */

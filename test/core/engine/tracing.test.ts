@@ -99,6 +99,8 @@ t.test("an HTTP trigger continues the caller's trace: trigger, attempt and run s
   const marks: string[] = [];
   const { logger, lines } = captureLogger();
   const s = await startServer(t, { plugins: jobs(marks) as never, logger });
+  const logEvents: { traceId?: string; lines: { msg: string }[] }[] = [];
+  s.host.on('run.log', (e) => logEvents.push(e.data));
   const res = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
   t.equal(res.status, 202);
   const runId = res.json['runId'] as string;
@@ -142,6 +144,11 @@ t.test("an HTTP trigger continues the caller's trace: trigger, attempt and run s
       ['run.succeeded', TRACE],
     ],
     'every run event carries the trace id',
+  );
+  t.same(
+    logEvents.map((d) => [d.traceId, d.lines.map((l) => l.msg)]),
+    [[TRACE, ['inside the handler']]],
+    'its run.log event carries the trace id too',
   );
   const line = lines.find((l) => l['msg'] === 'inside the handler');
   t.same([line?.['trace_id'], line?.['span_id']], [TRACE, attempt!.spanContext().spanId], "the handler's log line carries the trace and the attempt span");

@@ -76,6 +76,7 @@ export class Host {
         random: options.random ?? Math.random,
         dir: options.store === 'memory' ? null : this.resolvePath(this.#config.store.dir),
         state: () => this.#state,
+        url: () => this.#url,
         config: () => this.#config,
         setConfig: (next) => void (this.#config = next),
         calls: this,

@@ -67,6 +67,8 @@ export interface HostSide {
   /** The store's directory, or null for an in-memory store. */
   dir: string | null;
   state(): HostState;
+  /** Where the host serves its API and dashboard while it listens, else null. */
+  url(): string | null;
   config(): Config;
   setConfig(next: Config): void;
   /** The host's own API, for the parts that call back into it (the host itself). */
@@ -117,7 +119,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     retry: (id) => host.calls.retry(id),
     accepting,
   });
-  const notifier = new Notifier({ config: () => host.config(), clock, random: host.random, logger, hostId: host.id });
+  const notifier = new Notifier({ config: () => host.config(), clock, random: host.random, logger, hostId: host.id, servedAt: () => host.url() });
   const deliveries = new Deliveries({ bus, notifier, backend: () => backend });
   const notifySpec = (job: string) => jobs.get(job)?.job.notify;
   const alerts = new Alerts({ bus, clock, logger, newId, config: () => host.config(), backend: () => backend, notifier, notifySpec });

@@ -24,6 +24,8 @@ export interface NotifierOptions {
   logger: Logger;
   /** This host's id (PagerDuty's `source`). */
   hostId: string;
+  /** Where this host serves its dashboard, while it listens: the runs' links when `server.publicUrl` is unset. */
+  servedAt?: () => string | null;
 }
 
 /** A Retry-After longer than this is capped: a receiver cannot park a delivery for days. */
@@ -204,7 +206,8 @@ export class Notifier {
 
   #send(d: Destination, n: Notification, id: string, signal: AbortSignal): Promise<SendResult> {
     const config = this.#o.config();
-    return send(d, outgoing(n, config.server.publicUrl), {
+    const base = config.server.publicUrl ?? this.#o.servedAt?.()?.replace(/\/+$/, '') ?? null;
+    return send(d, outgoing(n, base), {
       id,
       // Wall time, not the injected clock: receivers check the signed timestamp against theirs.
       now: Date.now(),

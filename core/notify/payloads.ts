@@ -9,7 +9,7 @@ import type { Destination } from '../contract/notify-config.js';
 
 /** A notification as it leaves the host: without its delivery records, with a link to its run. */
 export interface OutgoingNotification extends Omit<Notification, 'deliveries'> {
-  /** The run's page on the dashboard, when `server.publicUrl` is set. */
+  /** The run's page on the dashboard: under `server.publicUrl`, else where the host listens (null for a host without its server). */
   url: string | null;
 }
 

@@ -76,6 +76,10 @@ t.test('receiver down across a kill -9 of the host: the delivery is made after t
     10_000,
     'delivered after the restart',
   );
+  // A notification made while the host listens links to the run there (no server.publicUrl set).
+  const second = ((await (await post(`${again.url}/jobs/nightly-export/run`)).json()) as { runId: string }).runId;
+  await hook.count(2, 20_000);
+  t.equal((hook.received[1]!.json as { url?: string }).url, `${again.url}/#/runs/${second}`, 'the link is where the host listens');
   t.notOk(JSON.stringify(again.lines).includes(secret.slice(6)), 'the secret is in no log line');
   again.child.kill('SIGTERM');
   t.equal(await again.exited, 0);

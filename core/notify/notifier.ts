@@ -154,6 +154,12 @@ export class Notifier {
     const error = { ...sent.error!, message: redact(sent.error!.message, config.notifications.destinations) };
     const policy = deliveryRetry(config.notifications);
     const log = { job: notification.job, notification: notification.id, destination: delivery.destination, attempt, error };
+    if (error.code === 'DELIVERY_ABORTED') {
+      // Cut short by the host's stop, not by the receiver: never dead for it (its last attempt
+      // included), and no warning per delivery in flight; it goes again after the next start.
+      this.#o.logger.debug(log, 'notification delivery cut short by the stop');
+      return { status: 'retrying', delayMs: 0, error };
+    }
     if (!sent.retry || attempt >= policy.attempts) {
       this.#o.logger.warn(log, 'notification delivery is dead');
       return { status: 'dead', error };

@@ -1,5 +1,5 @@
 import type { ProxyTracerProvider } from '@opentelemetry/api';
-import { boundedShutdown, type Otel, type ThreadOtelModules } from './otel-thread.js';
+import { boundedShutdown, type ForwardModules, type Otel, type ThreadOtelModules } from './otel-thread.js';
 
 export type { Otel } from './otel-thread.js';
 
@@ -108,5 +108,18 @@ export function threadOtelModules(env: NodeJS.ProcessEnv = process.env): ThreadO
     core: import.meta.resolve('@opentelemetry/core'),
     resources: import.meta.resolve('@opentelemetry/resources'),
     exporter: exporterModule(env),
+  };
+}
+
+/**
+ * The URLs of the modules a worker thread needs to make its handler's spans and hand them to the
+ * main thread (`startThreadForwarding`): for an application that set up the SDK in code, which a
+ * thread cannot share, and which no `OTEL_*` describes for the thread to build its own.
+ */
+export function threadForwardModules(): ForwardModules {
+  return {
+    sdkTrace: import.meta.resolve('@opentelemetry/sdk-trace'),
+    contextAsyncHooks: import.meta.resolve('@opentelemetry/context-async-hooks'),
+    core: import.meta.resolve('@opentelemetry/core'),
   };
 }

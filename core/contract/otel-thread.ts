@@ -97,3 +97,100 @@ function batchOptions(env: NodeJS.ProcessEnv): {
   }
   return options;
 }
+
+/** Where a worker thread loads what it needs to hand its spans to the main thread (`startThreadForwarding`). */
+export type ForwardModules = Pick<ThreadOtelModules, 'sdkTrace' | 'contextAsyncHooks' | 'core'>;
+
+/** A span context as it crosses between threads. */
+export interface FlatSpanContext {
+  traceId: string;
+  spanId: string;
+  traceFlags: number;
+  /** The W3C `tracestate`, serialized. */
+  traceState?: string;
+  isRemote?: boolean;
+}
+
+type Attributes = Record<string, unknown>;
+
+/**
+ * A span a worker thread made, flat for the trip to the main thread, where `acceptThreadSpans`
+ * (`tracing.ts`) gives it to the application's SDK as if made there: the same ids, times,
+ * attributes, events and links.
+ */
+export interface ThreadSpan {
+  name: string;
+  kind: number;
+  context: FlatSpanContext;
+  parent: FlatSpanContext | undefined;
+  startTime: [number, number];
+  endTime: [number, number];
+  duration: [number, number];
+  status: { code: number; message?: string };
+  attributes: Attributes;
+  links: { context: FlatSpanContext; attributes?: Attributes; droppedAttributesCount?: number }[];
+  events: { name: string; time: [number, number]; attributes?: Attributes; droppedAttributesCount?: number }[];
+  scope: { name: string; version?: string; schemaUrl?: string };
+  droppedAttributesCount: number;
+  droppedEventsCount: number;
+  droppedLinksCount: number;
+}
+
+type ReadableSpan = import('@opentelemetry/sdk-trace').ReadableSpan;
+
+function flatContext(sc: import('@opentelemetry/api').SpanContext): FlatSpanContext {
+  const flat: FlatSpanContext = { traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags };
+  const state = sc.traceState?.serialize();
+  if (state) flat.traceState = state;
+  if (sc.isRemote !== undefined) flat.isRemote = sc.isRemote;
+  return flat;
+}
+
+/** A finished span as plain data (attribute values are primitives and arrays of them: they clone). */
+export function flatSpan(span: ReadableSpan): ThreadSpan {
+  return {
+    name: span.name,
+    kind: span.kind,
+    context: flatContext(span.spanContext()),
+    parent: span.parentSpanContext ? flatContext(span.parentSpanContext) : undefined,
+    startTime: [span.startTime[0], span.startTime[1]],
+    endTime: [span.endTime[0], span.endTime[1]],
+    duration: [span.duration[0], span.duration[1]],
+    status: { ...span.status },
+    attributes: { ...span.attributes },
+    links: span.links.map((l) => ({ ...l, context: flatContext(l.context), ...(l.attributes && { attributes: { ...l.attributes } }) })),
+    events: span.events.map((e) => ({ ...e, time: [e.time[0], e.time[1]], ...(e.attributes && { attributes: { ...e.attributes } }) })),
+    scope: { ...span.instrumentationScope },
+    droppedAttributesCount: span.droppedAttributesCount,
+    droppedEventsCount: span.droppedEventsCount,
+    droppedLinksCount: span.droppedLinksCount,
+  };
+}
+
+/**
+ * A worker thread's tracer when the application set up the SDK in code (no `OTEL_*` asks for an
+ * exporter the thread could build itself): the trace SDK makes the handler's spans here, children
+ * of the attempt's span, and each sampled one is handed to `post` as it ends, for the main thread
+ * to give to the application's SDK. Nothing is exported from the thread.
+ */
+export async function startThreadForwarding(modules: ForwardModules, post: (span: ThreadSpan) => void): Promise<Otel & { api: Api }> {
+  const [api, { TracerProvider }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }] = await Promise.all([
+    import('@opentelemetry/api'),
+    import(modules.sdkTrace) as Promise<typeof import('@opentelemetry/sdk-trace')>,
+    import(modules.contextAsyncHooks) as Promise<typeof import('@opentelemetry/context-async-hooks')>,
+    import(modules.core) as Promise<typeof import('@opentelemetry/core')>,
+  ]);
+  const forward: import('@opentelemetry/sdk-trace').SpanProcessor = {
+    onStart: () => undefined,
+    onEnd: (span) => {
+      if ((span.spanContext().traceFlags & api.TraceFlags.SAMPLED) !== 0) post(flatSpan(span));
+    },
+    forceFlush: () => Promise.resolve(),
+    shutdown: () => Promise.resolve(),
+  };
+  const provider = new TracerProvider({ spanProcessors: [forward] });
+  api.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  api.trace.setGlobalTracerProvider(provider);
+  return { api, flush: () => Promise.resolve(), shutdown: () => Promise.resolve() };
+}

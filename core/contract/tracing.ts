@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Context, ProxyTracerProvider, Span, SpanContext, Tracer, TracerProvider } from '@opentelemetry/api';
 import type { RunError } from './errors.js';
+import type { FlatSpanContext, ThreadSpan } from './otel-thread.js';
 
 /**
  * Tracing through `@opentelemetry/api` (SPEC §15). jobhost only ever talks to the API: whoever
@@ -367,4 +368,91 @@ export function logFields(traceparent: string | undefined): { trace_id: string; 
 export function within<T>(ctx: Context, fn: () => T): T {
   if (loaded === undefined) return fn();
   return loaded.api.context.with(ctx === NO_CONTEXT ? loaded.api.ROOT_CONTEXT : ctx, fn);
+}
+
+/**
+ * Whether an SDK is set up behind the API in this process (an application's, or `jobhost
+ * start`'s): what worker threads are started with decides on it (`WorkerPool`).
+ */
+export function tracingSetUp(): boolean {
+  return tracingActive();
+}
+
+/** What jobhost reaches of an SDK's tracer provider to hand it spans made elsewhere (its own fields: there is no API for it). */
+interface SdkProvider {
+  /** SDK 1.x. */
+  getActiveSpanProcessor?(): SpanSink | undefined;
+  /** SDK 2.x. */
+  _activeSpanProcessor?: SpanSink;
+  _resource?: unknown;
+  resource?: unknown;
+}
+interface SpanSink {
+  onEnd(span: unknown): void;
+}
+
+let sink: { processor: SpanSink; resource: unknown } | null | undefined;
+let sinkProvider: unknown;
+
+/** The processor and resource of the SDK set up here; null when the provider is none jobhost knows how to reach. */
+function spanSink(): { processor: SpanSink; resource: unknown } | null {
+  const { api, proxy } = otel();
+  const provider = (proxy instanceof api.ProxyTracerProvider ? (proxy as ProxyTracerProvider).getDelegate() : proxy) as SdkProvider;
+  if (sink !== undefined && sinkProvider === provider) return sink;
+  sinkProvider = provider;
+  const processor = provider.getActiveSpanProcessor?.() ?? provider._activeSpanProcessor;
+  const resource = provider._resource ?? provider.resource;
+  sink = typeof processor?.onEnd === 'function' && resource ? { processor, resource } : null;
+  return sink;
+}
+
+let unreachableWarned = false;
+
+/**
+ * Spans a worker thread's handler made (`startThreadForwarding`), given to the application's SDK
+ * as if made here: its span processors (batching, exporting) see them with their own ids, times
+ * and parent (the attempt's span), under the application's resource. A provider jobhost cannot
+ * reach (not the OpenTelemetry JS SDK) drops them, with one warning.
+ */
+export function acceptThreadSpans(spans: readonly ThreadSpan[], warn?: (msg: string) => void): void {
+  if (!tracingActive()) return;
+  const target = spanSink();
+  if (!target) {
+    if (!unreachableWarned && warn) warn("a worker thread's spans were dropped: the tracer provider set up in this process is not the OpenTelemetry SDK's");
+    unreachableWarned = true;
+    return;
+  }
+  const { api } = otel();
+  const context = (c: FlatSpanContext): SpanContext => ({
+    traceId: c.traceId,
+    spanId: c.spanId,
+    traceFlags: c.traceFlags,
+    ...(c.traceState !== undefined && { traceState: api.createTraceState(c.traceState) }),
+    ...(c.isRemote !== undefined && { isRemote: c.isRemote }),
+  });
+  for (const s of spans) {
+    const sc = context(s.context);
+    const parent = s.parent ? context(s.parent) : undefined;
+    target.processor.onEnd({
+      name: s.name,
+      kind: s.kind,
+      spanContext: () => sc,
+      parentSpanContext: parent,
+      parentSpanId: parent?.spanId,
+      startTime: s.startTime,
+      endTime: s.endTime,
+      duration: s.duration,
+      status: s.status,
+      attributes: s.attributes,
+      links: s.links.map((l) => ({ ...l, context: context(l.context) })),
+      events: s.events,
+      ended: true,
+      resource: target.resource,
+      instrumentationScope: s.scope,
+      instrumentationLibrary: s.scope,
+      droppedAttributesCount: s.droppedAttributesCount,
+      droppedEventsCount: s.droppedEventsCount,
+      droppedLinksCount: s.droppedLinksCount,
+    });
+  }
 }

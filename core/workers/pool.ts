@@ -1,6 +1,8 @@
 import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import type { ThreadSpan } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
+import { acceptThreadSpans } from '../contract/tracing.js';
 import { markHeld, place, STALL_MS } from './placement.js';
 import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
@@ -368,6 +370,9 @@ export class WorkerPool {
         case OUT.memory:
           this.#memory.get(a)?.answer(batch[i + 2] as number);
           this.#memory.delete(a);
+          break;
+        case OUT.span:
+          acceptThreadSpans([batch[i + 1] as ThreadSpan], (msg) => this.#o.logger.warn(msg));
           break;
       }
     }

@@ -39,12 +39,14 @@ export const IN_FIELDS = [2, 9, 3, 3, 1] as const;
  *   (task 0: the thread itself); the main thread keeps it with the run and writes it to its log;
  * - `emit` task, event, payload (JSON text, or undefined);
  * - `read` request, task, method, arg: a `ctx.host` read;
- * - `memory` request, heapUsed.
+ * - `memory` request, heapUsed;
+ * - `span` span: a span the handler made, ended, for the application's SDK (`ThreadSpan`; only
+ *   when the thread forwards its spans, see `ThreadData.otelForward`).
  */
-export const OUT = { done: 0, progress: 1, log: 2, emit: 3, read: 4, memory: 5 } as const;
+export const OUT = { done: 0, progress: 1, log: 2, emit: 3, read: 4, memory: 5, span: 6 } as const;
 
 /** How many fields follow each op from a worker. */
-export const OUT_FIELDS = [3, 3, 4, 3, 4, 2] as const;
+export const OUT_FIELDS = [3, 3, 4, 3, 4, 2, 1] as const;
 
 /** Where the ops of a batch to a worker begin: after its sequence number and the time it was posted. */
 export const IN_HEADER = 2;
@@ -65,6 +67,11 @@ export interface ThreadData {
   pinoUrl: string;
   /** The tracer's modules, when `OTEL_*` asks for tracing (`threadOtelModules`). */
   otel: import('../contract/otel-thread.js').ThreadOtelModules | undefined;
+  /**
+   * Without `otel`, while the application has set up an SDK in code: the modules the thread makes
+   * its handler's spans with, sent back as `span` ops for that SDK (`startThreadForwarding`).
+   */
+  otelForward?: import('../contract/otel-thread.js').ForwardModules | undefined;
   /** tsx's API, registered in the thread the first time a plugin imports a TypeScript module from outside the plugins directory. */
   tsxUrl: string | null;
   /** The host logger's level, as `ctx.log.level` reads it (every call is still sent: the run keeps lines at any level). */

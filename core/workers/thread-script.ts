@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { threadOtelModules } from '../contract/otel-sdk.js';
-import type { ThreadOtelModules } from '../contract/otel-thread.js';
+import { threadForwardModules, threadOtelModules } from '../contract/otel-sdk.js';
+import type { ForwardModules, ThreadOtelModules } from '../contract/otel-thread.js';
 import { BUILT, CODE_DIR } from '../contract/package-root.js';
+import { tracingSetUp } from '../contract/tracing.js';
 
 /**
  * The code a worker thread starts from: `thread.ts` and what it imports of core, bundled by
@@ -17,15 +18,26 @@ let script: Promise<URL> | undefined;
 /** What stack traces call the bundle. */
 const SOURCE_NAME = 'jobhost:worker-thread.js';
 
-/** Modules a thread loads by URL, resolved from here: pino, and tsx where installed (a clone; null in the package). */
-export function threadModules(): { pinoUrl: string; tsxUrl: string | null; otel: ThreadOtelModules | undefined } {
+/**
+ * Modules a thread loads by URL, resolved from here: pino, tsx where installed (a clone; null in
+ * the package), and a tracer's: its own exporter's when `OTEL_*` asks for one, else, when an SDK is
+ * set up in this process (an application's, in code) by the time the pool starts, what the thread
+ * needs to hand its spans to that SDK.
+ */
+export function threadModules(): {
+  pinoUrl: string;
+  tsxUrl: string | null;
+  otel: ThreadOtelModules | undefined;
+  otelForward: ForwardModules | undefined;
+} {
   let tsxUrl: string | null = null;
   try {
     tsxUrl = import.meta.resolve('tsx/esm/api');
   } catch {
     // The installed package ships no tsx: plugins are compiled by esbuild alone.
   }
-  return { pinoUrl: import.meta.resolve('pino'), tsxUrl, otel: threadOtelModules() };
+  const otel = threadOtelModules();
+  return { pinoUrl: import.meta.resolve('pino'), tsxUrl, otel, otelForward: otel === undefined && tracingSetUp() ? threadForwardModules() : undefined };
 }
 
 /** The URL to start a worker thread from. */

@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { type ErrorCode, HostError } from '../contract/errors.js';
 import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
-import { startThreadOtel } from '../contract/otel-thread.js';
+import { startThreadForwarding, startThreadOtel } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { contextOf, provideOtelApi, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
@@ -141,14 +141,18 @@ async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadCon
  */
 // A failed start leaves the thread untraced; the main thread's SDK reports the same failure.
 // Tracing here uses the API the tracer was registered in: the thread's bundle has its own copy, and no file to load one from.
-const otel = data.otel
+// Without `OTEL_*`, an application's SDK set up in code gets the handler's spans from here, through the main thread.
+const otelStart = data.otel
   ? startThreadOtel(data.otel)
-      .then((o) => {
-        provideOtelApi(o.api);
-        return o;
-      })
-      .catch(() => undefined)
-  : undefined;
+  : data.otelForward
+    ? startThreadForwarding(data.otelForward, (span) => send(OUT.span, span))
+    : undefined;
+const otel = otelStart
+  ?.then((o) => {
+    provideOtelApi(o.api);
+    return o;
+  })
+  .catch(() => undefined);
 let flushDue = false;
 
 function flushSoon(): void {

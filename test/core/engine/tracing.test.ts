@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
@@ -6,6 +6,7 @@ import t from 'tap';
 import type { Run } from '../../../core/contract/run.js';
 import { finalOn, startCluster } from '../../cluster.js';
 import { captureLogger, startServer, until } from '../../helpers.js';
+import { pluginHost } from '../../plugin-host.js';
 import { startRedis } from '../../redis.js';
 
 /**
@@ -154,36 +155,41 @@ t.test("an HTTP trigger continues the caller's trace: trigger, attempt and run s
   t.same([line?.['trace_id'], line?.['span_id']], [TRACE, attempt!.spanContext().spanId], "the handler's log line carries the trace and the attempt span");
 });
 
+const THREADED = `export default {
+  name: 'threaded',
+  async handler() {
+    // What a plugin's import of '@opentelemetry/api' reaches: the API's global registry (a plugin
+    // file in a temp dir has no node_modules to import it from).
+    const api = globalThis[Symbol.for('opentelemetry.js.api.1')];
+    if (!api?.trace) throw new Error('no tracer in this thread');
+    const tracer = api.trace.getTracer('plugin');
+    await tracer.startActiveSpan('thread-work', async (outer) => {
+      outer.setAttribute('rows', 42);
+      outer.addEvent('halfway', { at: 'half' });
+      await tracer.startActiveSpan('thread-inner', async (inner) => inner.end());
+      outer.end();
+    });
+    return 'ok';
+  },
+};
+`;
+
 t.test("a handler in a worker thread: its spans reach the application's SDK, children of the attempt, with their ids and attributes", async (t) => {
   withSdk();
-  const s = await startServer(t, {
-    plugins: [
-      {
-        name: 'threaded',
-        // The default isolation: a worker thread, which cannot share the SDK this test set up in code.
-        async handler() {
-          // What a plugin's `import { trace } from '@opentelemetry/api'` reaches: the API's global registry.
-          const api = (globalThis as Record<symbol, { trace: { getTracer(n: string): ThreadTracer } }>)[Symbol.for('opentelemetry.js.api.1')]!;
-          await api.trace.getTracer('plugin').startActiveSpan('thread-work', async (outer) => {
-            outer.setAttribute('rows', 42);
-            outer.addEvent('halfway', { at: 'half' });
-            await api.trace.getTracer('plugin').startActiveSpan('thread-inner', async (inner) => inner.end());
-            outer.end();
-          });
-          return 'ok';
-        },
-      },
-    ] as never,
-  });
-  const res = await s.request('POST', '/jobs/threaded/run', { headers: { traceparent: TRACEPARENT } });
-  t.equal(res.status, 202);
-  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.run threaded').length === 1, 10_000, 'the run span');
+  // A plugin file: the default isolation, a worker thread, which cannot share the SDK this test set up in code.
+  const h = await pluginHost(t, { 'threaded.mjs': THREADED });
+  const caller = trace.getTracer('test').startSpan('caller');
+  const { runId } = await context.with(trace.setSpan(context.active(), caller), () => h.host.trigger('threaded'));
+  caller.end();
+  const run = await h.host.wait(runId);
+  t.equal(run.status, 'succeeded', 'the handler found a tracer in its thread');
   await until(() => byName(exporter.getFinishedSpans(), 'thread-work').length === 1, 5000, "the thread's span");
   const spans = exporter.getFinishedSpans();
   const [attempt] = byName(spans, 'jobhost.attempt threaded');
   const [work] = byName(spans, 'thread-work');
   const [inner] = byName(spans, 'thread-inner');
-  t.equal(work!.spanContext().traceId, TRACE, "in the caller's trace");
+  t.equal(attempt!.attributes['jobhost.run.id'], runId);
+  t.equal(work!.spanContext().traceId, caller.spanContext().traceId, "in the caller's trace");
   t.equal(work!.parentSpanContext?.spanId, attempt!.spanContext().spanId, "the attempt's child");
   t.equal(inner!.parentSpanContext?.spanId, work!.spanContext().spanId, 'and its own child, by the ids made in the thread');
   t.equal(work!.attributes['rows'], 42);
@@ -195,15 +201,6 @@ t.test("a handler in a worker thread: its spans reach the application's SDK, chi
   t.same(work!.resource.attributes, attempt!.resource.attributes, "under the application's resource");
   t.ok(work!.endTime[0] > 0 && work!.duration[0] >= 0, 'with its times');
 });
-
-interface ThreadSpanHandle {
-  setAttribute(k: string, v: unknown): void;
-  addEvent(n: string, a?: Record<string, unknown>): void;
-  end(): void;
-}
-interface ThreadTracer {
-  startActiveSpan<T>(name: string, fn: (span: ThreadSpanHandle) => Promise<T>): Promise<T>;
-}
 
 t.test('a malformed traceparent is ignored: the run starts a trace of its own', async (t) => {
   withSdk();

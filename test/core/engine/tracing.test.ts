@@ -35,6 +35,12 @@ const jobs = (marks: string[]): object[] => [
     },
   },
   {
+    name: 'on-event',
+    isolation: 'inline',
+    on: ['order.placed'],
+    handler: () => 'seen',
+  },
+  {
     name: 'flaky',
     isolation: 'inline',
     retry: { attempts: 2, delay: '1ms' },
@@ -200,6 +206,20 @@ t.test("a handler in a worker thread: its spans reach the application's SDK, chi
   t.equal(work!.instrumentationScope.name, 'plugin');
   t.same(work!.resource.attributes, attempt!.resource.attributes, "under the application's resource");
   t.ok(work!.endTime[0] > 0 && work!.duration[0] >= 0, 'with its times');
+});
+
+t.test("an app event over HTTP continues the caller's trace in the runs it enqueues", async (t) => {
+  withSdk();
+  const s = await startServer(t, { plugins: jobs([]) as never });
+  const res = await s.request('POST', '/events/order.placed', { headers: { traceparent: TRACEPARENT }, body: { id: 7 } });
+  t.equal(res.status, 202);
+  const [runId] = res.json['enqueued'] as string[];
+  t.ok(runId, 'a run enqueued');
+  await s.host.wait(runId!);
+  t.equal((await s.host.run(runId!))?.traceId, TRACE, "the run is in the caller's trace");
+  await until(() => byName(exporter.getFinishedSpans(), 'jobhost.run on-event').length === 1, 5000, 'the run span');
+  const [trigger] = byName(exporter.getFinishedSpans(), 'jobhost.trigger on-event');
+  t.equal(trigger!.parentSpanContext?.spanId, CALLER, "the trigger span's parent is the caller's span");
 });
 
 t.test('a malformed traceparent is ignored: the run starts a trace of its own', async (t) => {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { BIN, childEnv, makeProject, runCli } from './project.js';
@@ -117,4 +117,38 @@ t.test('jobhost start refuses an invalid config with a clear message and exit co
   const app = runCli(t, dir, ['start']);
   t.equal(await app.exited, 1);
   t.match(app.stderr(), /cannot start: INVALID_CRON jobs\.x\.schedule: invalid cron "nope"/);
+});
+
+t.test('jobhost start reads JOBHOST_CONFIG, JOBHOST_HOST, JOBHOST_PORT, JOBHOST_TOKEN and JOBHOST_DATA_DIR', async (t) => {
+  const dir = makeProject(t, { server: { port: 1 } }, { examples: false });
+  // The config named by JOBHOST_CONFIG, not config/jobhost.json (whose port 1 would fail the start).
+  writeFileSync(path.join(dir, 'other.json'), JSON.stringify({ jobs: {} }));
+  writeFileSync(path.join(dir, 'plugins/hello.mjs'), "export default { name: 'hello', isolation: 'inline', handler: () => 'hi' };\n");
+  const token = 'env-token-0123456789';
+  const app = runCli(t, dir, ['start'], {
+    JOBHOST_CONFIG: 'other.json',
+    JOBHOST_HOST: '127.0.0.1',
+    JOBHOST_PORT: '0',
+    JOBHOST_TOKEN: token,
+    JOBHOST_DATA_DIR: 'elsewhere',
+  });
+  const started = await app.waitFor((l) => typeof l['url'] === 'string' && l.msg.startsWith('jobhost started'), 'the started line');
+  const url = started['url'] as string;
+  t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, 'bound where JOBHOST_HOST and JOBHOST_PORT say');
+  t.equal((await fetch(`${url}/jobs`)).status, 401, 'JOBHOST_TOKEN is required');
+  const auth = { authorization: `Bearer ${token}` };
+  const res = await fetch(`${url}/jobs/hello/run`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });
+  t.equal(res.status, 202);
+  const { runId } = (await res.json()) as { runId: string };
+  const run = (await (await fetch(`${url}/runs/${runId}`, { headers: auth })).json()) as { id: string };
+  t.equal(run.id, runId);
+  app.child.kill('SIGTERM');
+  t.equal(await app.exited, 0);
+  const store = path.join(dir, 'elsewhere');
+  const files = readdirSync(store, { recursive: true, withFileTypes: true }).filter((f) => f.isFile());
+  t.ok(
+    files.some((f) => readFileSync(path.join(f.parentPath, f.name), 'utf8').includes(runId)),
+    'the run is in the store under JOBHOST_DATA_DIR',
+  );
+  t.notOk(existsSync(path.join(dir, 'data')), 'not in the default data/');
 });

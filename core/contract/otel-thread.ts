@@ -167,23 +167,54 @@ export function flatSpan(span: ReadableSpan): ThreadSpan {
   };
 }
 
+/** At most this many spans a second go from one thread to the main thread; the rest are dropped and counted (as a batch processor's full queue drops them). */
+export const FORWARD_MAX_PER_SECOND = 2048;
+
 /**
  * A worker thread's tracer when the application set up the SDK in code (no `OTEL_*` asks for an
  * exporter the thread could build itself): the trace SDK makes the handler's spans here, children
  * of the attempt's span, and each sampled one is handed to `post` as it ends, for the main thread
- * to give to the application's SDK. Nothing is exported from the thread.
+ * to give to the application's SDK. Nothing is exported from the thread. A handler making spans in
+ * a loop cannot flood the main thread: past `FORWARD_MAX_PER_SECOND` they are dropped, and
+ * `dropped` is told how many at the end of that second.
  */
-export async function startThreadForwarding(modules: ForwardModules, post: (span: ThreadSpan) => void): Promise<Otel & { api: Api }> {
+export async function startThreadForwarding(
+  modules: ForwardModules,
+  post: (span: ThreadSpan) => void,
+  dropped: (count: number) => void,
+): Promise<Otel & { api: Api }> {
   const [api, { TracerProvider }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }] = await Promise.all([
     import('@opentelemetry/api'),
     import(modules.sdkTrace) as Promise<typeof import('@opentelemetry/sdk-trace')>,
     import(modules.contextAsyncHooks) as Promise<typeof import('@opentelemetry/context-async-hooks')>,
     import(modules.core) as Promise<typeof import('@opentelemetry/core')>,
   ]);
+  let windowStart = 0;
+  let sent = 0;
+  let lost = 0;
   const forward: import('@opentelemetry/sdk-trace').SpanProcessor = {
     onStart: () => undefined,
     onEnd: (span) => {
-      if ((span.spanContext().traceFlags & api.TraceFlags.SAMPLED) !== 0) post(flatSpan(span));
+      if ((span.spanContext().traceFlags & api.TraceFlags.SAMPLED) === 0) return;
+      const now = Date.now();
+      if (now - windowStart >= 1000) {
+        windowStart = now;
+        sent = 0;
+      }
+      if (sent < FORWARD_MAX_PER_SECOND) {
+        sent++;
+        post(flatSpan(span));
+        return;
+      }
+      if (lost++ === 0) {
+        setTimeout(
+          () => {
+            dropped(lost);
+            lost = 0;
+          },
+          1000 - (now - windowStart),
+        ).unref();
+      }
     },
     forceFlush: () => Promise.resolve(),
     shutdown: () => Promise.resolve(),

@@ -47,13 +47,14 @@ const EXCERPT = 1000;
  * connection (a transport without a pool has no handle on it), whatever the server is doing.
  * The URL is read as nodemailer reads a connection URL, so its query options apply as they do in
  * any nodemailer project (`?ignoreTLS=true`, `?requireTLS=true`, `?tls.rejectUnauthorized=false`
- * for a server with a self-signed certificate); they win over the defaults below.
+ * for a server with a self-signed certificate), except the pool and the time limits, which are the
+ * host's (`notifications.timeout`): a stop must be able to end the connection.
  */
 async function mailTransport(smtp: string, timeoutMs: number): Promise<Transporter> {
   // Loaded on the first mail: most hosts never send one, and nodemailer is a large part of a start-up.
-  const { createTransport } = await import('nodemailer');
+  const [{ createTransport }, { parseConnectionUrl }] = await Promise.all([import('nodemailer'), import('nodemailer/lib/shared')]);
   return createTransport({
-    url: smtp,
+    ...parseConnectionUrl(smtp),
     pool: true,
     maxConnections: 1,
     connectionTimeout: timeoutMs,

@@ -6,7 +6,7 @@ import { acceptThreadSpans } from '../contract/tracing.js';
 import { markHeld, place, STALL_MS } from './placement.js';
 import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
-import { threadModules } from './thread-script.js';
+import { threadForwarding, threadModules } from './thread-script.js';
 import { startThread, type ThreadHooks } from './thread-start.js';
 
 /**
@@ -209,7 +209,10 @@ export class WorkerPool {
   #spawn(): Slot {
     const slot = new Slot(++this.#spawned);
     this.#slots.push(slot);
-    startThread(slot, { ...this.#data, exitSlot: slot.exitSlot }, this.#o.maxMemoryMb, this.#hooks);
+    // Whether the thread hands its spans to an SDK set up in code is decided as it starts: an SDK
+    // started after the host (or after this pool) is found by the threads started from then on.
+    const otelForward = this.#data.otel === undefined ? threadForwarding() : undefined;
+    startThread(slot, { ...this.#data, otelForward, exitSlot: slot.exitSlot }, this.#o.maxMemoryMb, this.#hooks);
     return slot;
   }
 

@@ -20,24 +20,28 @@ const SOURCE_NAME = 'jobhost:worker-thread.js';
 
 /**
  * Modules a thread loads by URL, resolved from here: pino, tsx where installed (a clone; null in
- * the package), and a tracer's: its own exporter's when `OTEL_*` asks for one, else, when an SDK is
- * set up in this process (an application's, in code) by the time the pool starts, what the thread
- * needs to hand its spans to that SDK.
+ * the package), and its tracer's when `OTEL_*` asks for one it exports itself.
  */
-export function threadModules(): {
-  pinoUrl: string;
-  tsxUrl: string | null;
-  otel: ThreadOtelModules | undefined;
-  otelForward: ForwardModules | undefined;
-} {
+export function threadModules(): { pinoUrl: string; tsxUrl: string | null; otel: ThreadOtelModules | undefined } {
   let tsxUrl: string | null = null;
   try {
     tsxUrl = import.meta.resolve('tsx/esm/api');
   } catch {
     // The installed package ships no tsx: plugins are compiled by esbuild alone.
   }
-  const otel = threadOtelModules();
-  return { pinoUrl: import.meta.resolve('pino'), tsxUrl, otel, otelForward: otel === undefined && tracingSetUp() ? threadForwardModules() : undefined };
+  return { pinoUrl: import.meta.resolve('pino'), tsxUrl, otel: threadOtelModules() };
+}
+
+let forwarding: ForwardModules | undefined;
+
+/**
+ * For a thread starting now, without `OTEL_*` of its own: what it needs to hand its handler's spans
+ * to the SDK set up in this process (an application's, in code), once one is.
+ */
+export function threadForwarding(): ForwardModules | undefined {
+  if (!tracingSetUp()) return undefined;
+  forwarding ??= threadForwardModules();
+  return forwarding;
 }
 
 /** The URL to start a worker thread from. */

@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { type ErrorCode, HostError } from '../contract/errors.js';
 import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
-import { startThreadForwarding, startThreadOtel } from '../contract/otel-thread.js';
+import { FORWARD_MAX_PER_SECOND, startThreadForwarding, startThreadOtel } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { contextOf, provideOtelApi, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
@@ -145,7 +145,12 @@ async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadCon
 const otelStart = data.otel
   ? startThreadOtel(data.otel)
   : data.otelForward
-    ? startThreadForwarding(data.otelForward, (span) => send(OUT.span, span))
+    ? startThreadForwarding(
+        data.otelForward,
+        (span) => send(OUT.span, span),
+        (count) =>
+          send(OUT.log, 0, 'warn', `${count} spans of this worker thread's handlers were dropped: more than ${FORWARD_MAX_PER_SECOND} a second`, undefined),
+      )
     : undefined;
 const otel = otelStart
   ?.then((o) => {

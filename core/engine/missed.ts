@@ -156,7 +156,21 @@ export class Missed {
     const job = this.#watched(w.job);
     if (started || !job?.schedule) return;
     const waited = formatDuration(missedAfter(job, job.schedule, w.fireAt));
-    this.#claim(w.job, w.fireAt, w.runId !== null ? `its run ${w.runId} had not started ${waited} after the fire` : w.reason);
+    if (w.runId === null) return this.#claim(w.job, w.fireAt, w.reason);
+    // This host sees only its own starts: on a shared backend the run may have started on another
+    // host (or started here unseen), so the run itself says.
+    const runId = w.runId;
+    this.#o
+      .backend()
+      .getRun(runId)
+      .then(
+        (run) => {
+          if (run && (run.startedAt !== null || run.attempts.length > 0)) return;
+          this.#claim(w.job, w.fireAt, `its run ${runId} had not started ${waited} after the fire`);
+        },
+        // Out of reach (Redis down): told as the watch says rather than lost.
+        () => this.#claim(w.job, w.fireAt, `its run ${runId} had not started ${waited} after the fire`),
+      );
   }
 
   #claim(job: string, fireAt: number, reason: string): void {

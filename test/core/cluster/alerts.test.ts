@@ -171,3 +171,33 @@ t.test('missed: a fire refused by overlap on a held run is told once for the clu
     `missedThrough on every host: ${JSON.stringify(through)}`,
   );
 });
+
+t.test('missed: a fire whose run starts on another host is not missed', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const ticks = (schedule: boolean) =>
+    definePlugin({
+      name: 'ticks',
+      isolation: 'inline',
+      ...(schedule && { schedule: '*/2 * * * * *' }),
+      notify: schedule ? { on: ['missed'], missedAfter: '1s', to: ['hook'] } : { on: ['failed'], to: ['hook'] },
+      handler: () => 'ok',
+    });
+  // h0 alone fires the schedule (so it watches every fire), and takes no runs: h1 starts them all.
+  const hosts = await startCluster(t, redis, 2, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    pluginsOf: (i) => [ticks(i === 0)],
+  });
+  onlyOn(hosts, 1);
+  const ran = async (): Promise<Notification['runId'][]> =>
+    (await hosts[1]!.host.runs({ job: 'ticks', limit: 100 })).items.filter((r) => r.status === 'succeeded' && r.host === 'h1').map((r) => r.id);
+  let done: string[] = [];
+  await until(async () => (done = await ran()).length >= 3, 20_000, 'three fires run on h1');
+  // The first fire's watch ran out (1s) two fires ago; a told one would have reached the hook by now.
+  await until(async () => (await ran()).length >= 4, 10_000, 'a fourth');
+  t.same(
+    hook.received.map((r) => (r.json as Body).rule),
+    [],
+    `no fire missed: each started on h1 (${done.length} runs) within its second`,
+  );
+});

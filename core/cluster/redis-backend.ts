@@ -31,6 +31,9 @@ import { leftBehind, settlesWithin } from './settles.js';
 import { onStreamEntries } from './wake-ups.js';
 import { type RedisBackendOptions, type RedisParts, wireRedisBackend } from './wiring.js';
 
+/** How long a run's `slow` mark is kept (`claimSlow`). */
+const SLOW_MARK_MS = 7 * 24 * 3_600_000;
+
 /**
  * The `redis` backend (cluster mode, SPEC §11): runs are BullMQ jobs on one Redis shared by every
  * host, each host both producer and worker. Guarantees, on top of the `Backend` contract: an add
@@ -352,6 +355,11 @@ class RedisBackend implements Backend {
 
   takeHeld(key: string): Promise<Record<string, number>> {
     return this.#p.storm.takeHeld(key);
+  }
+
+  /** The `slow` rule's claim: the first host to set the run's mark tells it (the mark outlives any run's retries: a week). */
+  async claimSlow(runId: string): Promise<boolean> {
+    return (await this.#p.commands.set(this.#p.keys.slowTold(runId), '1', 'PX', SLOW_MARK_MS, 'NX')) === 'OK';
   }
 
   /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */

@@ -176,6 +176,11 @@ export interface Backend {
    * host, or before a restart, did). Durable when it resolves.
    */
   claimMissed(job: string, fireAt: number): Promise<boolean>;
+  /**
+   * The `slow` rule: answers true once per run (the caller sends the alert), false after that: a
+   * run whose retry or takeover starts on another host is told once for the cluster.
+   */
+  claimSlow(runId: string): Promise<boolean>;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number; rateLimited?: number }; // rateLimited: waiting runs its rateLimit holds

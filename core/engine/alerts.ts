@@ -114,6 +114,8 @@ export class Alerts {
       if (run?.status !== 'running') return;
       const spec = this.#o.notifySpec(run.job);
       if (!spec || !wants(spec, 'slow')) return;
+      // Once per run for the cluster: its retry (or a takeover) may have run on another host, which told it.
+      if (!(await this.#o.backend().claimSlow(id))) return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
       this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {

@@ -201,3 +201,43 @@ t.test('missed: a fire whose run starts on another host is not missed', async (t
     `no fire missed: each started on h1 (${done.length} runs) within its second`,
   );
 });
+
+t.test('slow: told once for the cluster when the retry runs on another host', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const first = gate();
+  const hosts = await startCluster(t, redis, 2, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'sluggish',
+        isolation: 'inline',
+        retry: { attempts: 2, delay: '1ms', backoff: 'fixed', jitter: 0 },
+        notify: { on: ['slow'], slowerThan: '500ms', to: ['hook'] },
+        handler: async (ctx) => {
+          if (ctx.attempt === 1) {
+            await first.promise;
+            throw new Error('first attempt fails');
+          }
+          // The retry is slow work too: long enough for its host to tell it slow, were it to.
+          await new Promise((r) => setTimeout(r, 600));
+          return 'ok';
+        },
+      }),
+    ],
+  });
+  onlyOn(hosts, 0);
+  const { runId } = await hosts[0]!.host.trigger('sluggish');
+  await hook.count(1);
+  // Told by h0 during attempt 1; attempt 2 starts on h1, its slowerThan long past since the first start.
+  onlyOn(hosts, 1);
+  first.open();
+  const run = await finalOn(hosts[1]!.host, runId, 20_000);
+  t.same(
+    run.attempts.map((a) => a.n),
+    [1, 2],
+  );
+  await until(async () => (await hosts[1]!.host.runs({ job: 'sluggish' })).items[0]?.host === 'h1', 5000, 'h1 ran the retry');
+  const slow = (await hosts[0]!.host.notifications({ limit: 100, job: 'sluggish' })).items.filter((n) => n.rule === 'slow');
+  t.equal(slow.length, 1, 'slow once per run cluster-wide');
+});

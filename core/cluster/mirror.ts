@@ -84,6 +84,8 @@ export interface MirrorOptions {
   flagsChanged(name: string): void;
   /** The weighted queue of a job loaded here (for depths by queue). */
   queueOf(name: string): string | undefined;
+  /** The job's cluster-wide `concurrency` as loaded here; undefined for a job this host does not run. */
+  concurrencyOf(name: string): number | undefined;
   /** Canceled runs counted as failed by BullMQ's metrics (see `canceledRunning`): the canceled reason. */
   canceledReason: string;
 }
@@ -225,14 +227,20 @@ export class Mirror {
     let delayed = 0;
     let ready = 0;
     let running = 0;
+    let parked = 0;
     for (const [name, l] of this.#live) {
       const q = this.#o.queueOf(name) ?? 'default';
       queues[q] = (queues[q] ?? 0) + l.waiting;
       delayed += l.delayed;
-      ready += l.waiting;
       running += l.active;
+      // As on one host: runs the job's concurrency holds back (cluster-wide: its running runs on
+      // every host), and runs of a job this host does not run, are parked, not ready.
+      const limit = this.#o.concurrencyOf(name);
+      const startable = limit === undefined ? 0 : Math.max(0, Math.min(l.waiting, limit - l.active));
+      ready += startable;
+      parked += l.waiting - startable;
     }
-    return { queues, delayed, ready, running, parked: 0 };
+    return { queues, delayed, ready, running, parked };
   }
 
   /** Waiting and delayed runs of every job, cluster-wide, as last read (plus this host's adds since): for `limits.maxQueued`. */

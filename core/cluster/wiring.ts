@@ -109,6 +109,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval: o.config.stalledInterval,
     flagsChanged: (name) => side.hooks()?.flagsChanged(name),
     queueOf: (name) => jobs.get(name)?.def.queue,
+    concurrencyOf: (name) => jobs.get(name)?.def.concurrency,
     canceledReason: CANCELED_REASON,
   });
   const late = new LateFinishes({ hostId: o.hostId, keys, commands, logger });

@@ -51,6 +51,7 @@ t.test('a run this host ended is counted once, whichever comes first: its end to
     stalledInterval: 15_000,
     flagsChanged: () => undefined,
     queueOf: () => undefined,
+    concurrencyOf: () => undefined,
     canceledReason: 'canceled',
   });
   t.teardown(() => mirror.stop());
@@ -129,4 +130,39 @@ t.test('a run this host ended is counted once, whichever comes first: its end to
   await written(10, 2);
   await mirror.refresh();
   t.same(counts(), { succeeded: 10, failed: 2, canceled: 1 }, "other hosts' ends, as read");
+});
+
+t.test("depths: runs the job's cluster concurrency holds back, or of a job this host does not run, are parked, not ready", async (t) => {
+  const redis = await startRedis(t);
+  const client = defineScripts(redis.client());
+  const keys = new ClusterKeys(`depths-${process.pid}`);
+  const limits: Record<string, number> = { 'one-at-a-time': 1, wide: 4 };
+  const mirror = new Mirror({
+    redis: client,
+    keys,
+    clock: createManualClock(),
+    logger: captureLogger().logger,
+    settingsTtlMs: 60_000,
+    lockDuration: 30_000,
+    stalledInterval: 15_000,
+    flagsChanged: () => undefined,
+    queueOf: () => undefined,
+    concurrencyOf: (name) => limits[name],
+    canceledReason: 'canceled',
+  });
+  t.teardown(() => mirror.stop());
+  await client.sadd(keys.jobs, 'one-at-a-time', 'wide', 'elsewhere');
+  // Three waiting runs of each job; one running of the first (on some host).
+  for (const job of ['one-at-a-time', 'wide', 'elsewhere']) await client.lpush(queueKey(keys.prefix, job, 'wait'), 'a', 'b', 'c');
+  await client.lpush(queueKey(keys.prefix, 'one-at-a-time', 'active'), 'r');
+  await mirror.refresh();
+  await mirror.refresh();
+  t.match(
+    mirror.depths(),
+    { ready: 3, parked: 6, running: 1 },
+    "wide's three are ready; one-at-a-time's wait for its running one; elsewhere's are not this host's",
+  );
+  await client.del(queueKey(keys.prefix, 'one-at-a-time', 'active'));
+  await mirror.refresh();
+  t.match(mirror.depths(), { ready: 4, parked: 5, running: 0 }, 'its run ended: one of its three may start');
 });

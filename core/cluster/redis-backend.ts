@@ -349,7 +349,7 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.open;
   }
 
-  throttle(key: string, ms: number, status: string): Promise<boolean> {
+  throttle(key: string, ms: number, status: string): Promise<number | null> {
     return this.#p.storm.throttle(key, ms, status);
   }
 

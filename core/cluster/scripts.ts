@@ -101,15 +101,16 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
 
 /**
- * Storm control (`Backend.throttle`): opens the window of a key when none is open (1), else counts
- * the status as held back (0). KEYS: the window, the held counts. ARGV: window ms, status. The
- * counts outlive the window by an hour at most (a digest takes them at its end).
+ * Storm control (`Backend.throttle`): opens the window of a key when none is open (-1), else counts
+ * the status as held back and answers the ms left in the window (0 or more). KEYS: the window, the
+ * held counts. ARGV: window ms, status. The counts outlive the window by an hour at most (a digest
+ * takes them at its end).
  */
 const THROTTLE = `
-if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then return 1 end
+if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then return -1 end
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) + 3600000)
-return 0`;
+return math.max(redis.call('PTTL', KEYS[1]), 0)`;
 
 /** What was held back under a key, cleared. KEYS: the held counts. Returns HGETALL. */
 const TAKE_HELD = `

@@ -11,8 +11,10 @@ export class StormControl {
     this.#keys = keys;
   }
 
-  async throttle(key: string, ms: number, status: string): Promise<boolean> {
-    return (await this.#redis.jhThrottle(this.#keys.stormWindow(key), this.#keys.stormHeld(key), String(Math.max(1, Math.round(ms))), status)) === 1;
+  /** Null when this call opened the window; else the ms left in the open one. */
+  async throttle(key: string, ms: number, status: string): Promise<number | null> {
+    const left = Number(await this.#redis.jhThrottle(this.#keys.stormWindow(key), this.#keys.stormHeld(key), String(Math.max(1, Math.round(ms))), status));
+    return left < 0 ? null : left;
   }
 
   async takeHeld(key: string): Promise<Record<string, number>> {

@@ -164,10 +164,11 @@ export interface Backend {
   openDeliveries(): number;
   /**
    * Storm control (`notifications.throttle`): when no window of `key` is open, opens one for
-   * `ms` and answers true (send); else counts `status` as held back in the open window and
-   * answers false. Shared by every host on a shared backend; not a durable write.
+   * `ms` and answers null (send); else counts `status` as held back in the open window and
+   * answers the ms left in it (whoever holds one back can see to its digest: the host that opened
+   * the window may be gone). Shared by every host on a shared backend; not a durable write.
    */
-  throttle(key: string, ms: number, status: NotifyStatus): Promise<boolean>;
+  throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null>;
   /** What was held back in the window of `key`, cleared (the window's end: its digest). */
   takeHeld(key: string): Promise<HeldCounts>;
   /**

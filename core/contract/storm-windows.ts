@@ -9,16 +9,16 @@ import type { NotifyStatus } from './notification.js';
 export class StormWindows {
   readonly #windows = new Map<string, { until: number; held: HeldCounts }>();
 
-  /** True (a window opens until now + ms) when none is open; else the status is counted as held back. */
-  throttle(key: string, ms: number, status: NotifyStatus, now: number): boolean {
+  /** Null (a window opens until now + ms) when none is open; else the status is counted as held back, and the ms left in the window. */
+  throttle(key: string, ms: number, status: NotifyStatus, now: number): number | null {
     const w = this.#windows.get(key);
     if (w && w.until > now) {
       w.held[status] = (w.held[status] ?? 0) + 1;
-      return false;
+      return w.until - now;
     }
     // A closed window's counts were taken by its digest (or there were none).
     this.#windows.set(key, { until: now + ms, held: w?.held ?? {} });
-    return true;
+    return null;
   }
 
   /** What was held back under `key`, cleared; a window whose time is up is dropped (the map keeps the live ones only). */

@@ -26,6 +26,12 @@ export interface AlertsOptions {
 /** Most telling first: a digest is labelled with the worst status it holds. */
 const SEVERITY: readonly NotifyStatus[] = ['failed', 'missed', 'slow', 'retrying', 'canceled', 'recovered', 'succeeded'];
 
+/**
+ * A host that held a message back in a window another host opened looks for its digest this long
+ * after the window's end: the opener, on time, takes the counts first, and this host finds none.
+ */
+const HELD_DIGEST_LAG_MS = 250;
+
 /** How many runs the `slow` rule remembers as notified (a bound; entries go as runs finish). */
 const SLOW_SENT_MAX = 100_000;
 
@@ -189,9 +195,11 @@ export class Alerts {
     Promise.all(
       names.map((name) =>
         backend.throttle(windowKey(n.job, name), ms, n.status).then(
-          (open) => {
-            if (open) this.#armDigest(n.job, name, ms);
-            return open;
+          (left) => {
+            // Opened here, or held back here: either way this host sees to the window's digest (the
+            // host that opened it may be gone by its end, a stop or a kill; one digest takes the counts).
+            this.#armDigest(n.job, name, ms, left === null ? ms : left + HELD_DIGEST_LAG_MS);
+            return left === null;
           },
           // Storm control out of reach (Redis): send rather than lose the message.
           () => true,
@@ -221,11 +229,12 @@ export class Alerts {
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
   }
 
-  #armDigest(job: string, destination: string, ms: number): void {
+  /** A timer for the digest of the window of `job` and `destination`, which ends in `left` ms (unless this host has one already). */
+  #armDigest(job: string, destination: string, ms: number, left: number): void {
     const key = windowKey(job, destination);
     if (this.#stopped || this.#digests.has(key)) return;
-    const from = this.#o.clock.now();
-    const timer = this.#o.clock.setTimer(ms, () => {
+    const from = this.#o.clock.now() - (ms - left);
+    const timer = this.#o.clock.setTimer(left, () => {
       this.#digests.delete(key);
       this.#digest(job, destination, from, ms, false).catch((err: unknown) => this.#o.logger.error({ err, job, destination }, 'could not send a digest'));
     });
@@ -262,7 +271,10 @@ export class Alerts {
       held: { count, statuses: held, from: isoTime(from), to: isoTime(now) },
     };
     // The digest is the window's one message: it takes the next window (counted there if another message got it first).
-    if (!last && (await backend.throttle(windowKey(job, destination), ms, status).catch(() => true))) this.#armDigest(job, destination, ms);
+    if (!last) {
+      const left = await backend.throttle(windowKey(job, destination), ms, status).catch(() => null);
+      this.#armDigest(job, destination, ms, left ?? ms);
+    }
     this.#record(n, [destination], []);
   }
 

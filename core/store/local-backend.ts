@@ -329,7 +329,7 @@ class LocalBackend implements Backend {
     return this.#outbox.size;
   }
 
-  throttle(key: string, ms: number, status: NotifyStatus): Promise<boolean> {
+  throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null> {
     return Promise.resolve(this.#storm.throttle(key, ms, status, this.#clock.now()));
   }
 

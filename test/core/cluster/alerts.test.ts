@@ -241,3 +241,32 @@ t.test('slow: told once for the cluster when the retry runs on another host', as
   const slow = (await hosts[0]!.host.notifications({ limit: 100, job: 'sluggish' })).items.filter((n) => n.rule === 'slow');
   t.equal(slow.length, 1, 'slow once per run cluster-wide');
 });
+
+t.test('storm control: a window whose opener stops still gets the digest of what other hosts held back in it', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const hosts = await startCluster(t, redis, 2, {
+    config: { notifications: { throttle: '2s', destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'breaks',
+        isolation: 'inline',
+        notify: { on: ['failed'], to: ['hook'] },
+        handler: () => {
+          throw new Error('boom');
+        },
+      }),
+    ],
+  });
+  onlyOn(hosts, 0);
+  for (let i = 0; i < 3; i++) await finalOn(hosts[0]!.host, (await hosts[0]!.host.trigger('breaks')).runId);
+  // h0 opened the window (one message, two held); its stop sends the digest of those two.
+  await hosts[0]!.host.stop({ graceMs: 0 });
+  onlyOn(hosts.slice(1), 0);
+  for (let i = 0; i < 5; i++) await finalOn(hosts[1]!.host, (await hosts[1]!.host.trigger('breaks')).runId);
+  const heldTold = (): number => hook.received.reduce((a, r) => a + ((r.json as { held?: { count: number } }).held?.count ?? 0), 0);
+  // The five h1 held back in the same window: told in a digest at the window's end, by h1.
+  await until(() => heldTold() >= 7, 10_000, 'every held-back failure counted in a digest');
+  t.equal(heldTold(), 7, '2 from h0 and 5 from h1, each once');
+  t.equal(hook.received.filter((r) => (r.json as Body).rule === 'failed').length, 1, 'one message in the window');
+});

@@ -54,14 +54,17 @@ export function describeDestination(name: string, d: Destination): DestinationVi
 /**
  * Every value of a destination that must never be shown: secret, routing key, URL (slack, discord,
  * webhook), SMTP password, header values. A receiver may echo a part of a URL alone, so each path
- * segment and query value is one too. Short values would cut ordinary words: a value given as a
- * secret counts from 4 characters, one read out of a URL from 6, a path segment from 9 (`services`,
- * `webhooks` and the like are shorter than the ids and tokens beside them).
+ * segment and query value that looks like a token is one too. Short or plain values would cut
+ * ordinary words out of a receiver's answer: a password, routing key or secret counts from 4
+ * characters, a header value from 8, the URL's path and query as a whole from 6, and one segment
+ * or query value when it looks generated (8 characters with a digit, or 16): `notifications`,
+ * `services` or `production` are words; `T0A1B2C3D`, a Slack token or a Discord id are not.
  */
 function secretsOf(d: Destination): string[] {
   const given: string[] = [];
+  const headers: string[] = [];
   const fromUrl: string[] = [];
-  const segments: string[] = [];
+  const parts: string[] = [];
   const both = (s: string): string[] => {
     try {
       return [s, decodeURIComponent(s)];
@@ -77,16 +80,17 @@ function secretsOf(d: Destination): string[] {
     const u = new URL(d.url);
     if (u.password) given.push(...both(u.password));
     if (u.pathname.length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));
-    for (const segment of u.pathname.split('/')) segments.push(...both(segment));
+    for (const segment of u.pathname.split('/')) parts.push(...both(segment));
     if (u.search) fromUrl.push(u.search.slice(1));
-    for (const value of u.searchParams.values()) fromUrl.push(value);
+    for (const value of u.searchParams.values()) parts.push(value);
   }
   if (d.kind === 'webhook') {
     if (d.secret) given.push(d.secret, d.secret.replace(/^whsec_/, ''));
-    for (const v of Object.values(d.headers ?? {})) given.push(v);
+    for (const v of Object.values(d.headers ?? {})) headers.push(v);
   }
   if (d.kind === 'pagerduty') given.push(d.routingKey);
-  return [...given.filter((s) => s.length >= 4), ...fromUrl.filter((s) => s.length >= 6), ...segments.filter((s) => s.length >= 9)];
+  const generated = (s: string): boolean => s.length >= 16 || (s.length >= 8 && /\d/.test(s));
+  return [...given.filter((s) => s.length >= 4), ...headers.filter((s) => s.length >= 8), ...fromUrl.filter((s) => s.length >= 6), ...parts.filter(generated)];
 }
 
 /**
@@ -98,15 +102,17 @@ export function redact(text: string, destinations: Readonly<Record<string, Desti
     .flatMap(secretsOf)
     .sort((a, b) => b.length - a.length);
   let out = text;
-  for (const s of secrets) out = out.split(s).join('…');
-  for (const s of secrets) {
-    for (let k = Math.min(s.length - 1, out.length); k >= 4; k--) {
+  // The tail first, longest secret first: a URL or path cut short is cut whole, before its parts
+  // break it up. A tail of 8 characters at least: shorter ones end ordinary words too.
+  tail: for (const s of secrets) {
+    for (let k = Math.min(s.length - 1, out.length); k >= 8; k--) {
       if (out.endsWith(s.slice(0, k))) {
         out = `${out.slice(0, out.length - k)}…`;
-        break;
+        break tail;
       }
     }
   }
+  for (const s of secrets) out = out.split(s).join('…');
   return out;
 }
 

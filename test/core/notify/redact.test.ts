@@ -11,7 +11,11 @@ const config = parseConfig({
       chat: { kind: 'discord', url: 'https://chat.example.com/api/webhooks/T0SECRET99/abc' },
       pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY0123456789' },
       short: { kind: 'pagerduty', routingKey: 'rk12' },
-      hook: { kind: 'webhook', url: 'https://ops.example.com/jobhost?token=S3CRETVALUE42', headers: { 'x-api-key': 'k9z4' } },
+      hook: {
+        kind: 'webhook',
+        url: 'https://ops.example.com/notifications/integration?token=S3CRETVALUE42',
+        headers: { 'x-api-key': 'k9z4-key-0', 'x-env': 'test' },
+      },
       mail: { kind: 'email', smtp: 'smtp://me:sm7pPassWord@mail.example.com:587', from: 'a@example.com', to: ['b@example.com'] },
     },
   },
@@ -27,8 +31,10 @@ t.test('every secret of every destination is cut, whole or as the tail of a shor
   t.equal(redact('cut short: R0UTINGKEY01', d), 'cut short: …');
   t.equal(redact('nothing secret here', d), 'nothing secret here');
   t.equal(redact('401 invalid token S3CRETVALUE42', d), '401 invalid token …', 'a query value alone');
-  t.equal(redact('token xyzSECRETtoken unknown', d), 'token … unknown', 'a path segment alone');
-  t.equal(redact('bad routing_key rk12, bad key k9z4', d), 'bad routing_key …, bad key …', 'a short routing key or header value');
+  t.equal(redact('token B1SECRET unknown', d), 'token … unknown', 'a path segment alone');
+  t.equal(redact('notifications are off for this integration', d), 'notifications are off for this integration', 'plain words of a URL are not secrets');
+  t.equal(redact('bad routing_key rk12, bad key k9z4-key-0', d), 'bad routing_key …, bad key …', 'a short routing key, a header value');
+  t.equal(redact('a test message', d), 'a test message', 'a header value as short as a word is not cut from words');
   t.equal(redact('see /services/ and the webhooks docs', d), 'see /services/ and the webhooks docs', 'short path segments are words, not secrets');
   t.same(describeDestination('slack', d['slack']!), { name: 'slack', kind: 'slack', target: 'https://hooks.example.com/…' });
   t.match(describeDestination('mail', d['mail']!), { target: 'smtp://mail.example.com:587 → b@example.com' });

@@ -29,11 +29,6 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:job:${job}`;
   }
 
-  /** The mark of a run told `slow` (SPEC §12: once per run, whichever hosts run its attempts). */
-  slowTold(runId: string): string {
-    return `${this.prefix}:__jh:slow:${runId}`;
-  }
-
   /** What is paused (SPEC §13): fields `job:<name>` and `queue:<name>` (`pause.ts`). */
   get pauses(): string {
     return `${this.prefix}:__jh:pauses`;

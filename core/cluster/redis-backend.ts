@@ -31,9 +31,6 @@ import { leftBehind, settlesWithin } from './settles.js';
 import { onStreamEntries } from './wake-ups.js';
 import { type RedisBackendOptions, type RedisParts, wireRedisBackend } from './wiring.js';
 
-/** How long a run's `slow` mark is kept (`claimSlow`). */
-const SLOW_MARK_MS = 7 * 24 * 3_600_000;
-
 /**
  * The `redis` backend (cluster mode, SPEC §11): runs are BullMQ jobs on one Redis shared by every
  * host, each host both producer and worker. Guarantees, on top of the `Backend` contract: an add
@@ -357,9 +354,13 @@ class RedisBackend implements Backend {
     return this.#p.storm.takeHeld(key);
   }
 
-  /** The `slow` rule's claim: the first host to set the run's mark tells it (the mark outlives any run's retries: a week). */
-  async claimSlow(runId: string): Promise<boolean> {
-    return (await this.#p.commands.set(this.#p.keys.slowTold(runId), '1', 'PX', SLOW_MARK_MS, 'NX')) === 'OK';
+  takeEnded(key: string): Promise<Record<string, number> | number> {
+    return this.#p.storm.takeEnded(key);
+  }
+
+  /** The `slow` rule's claim: the first host to mark the run's job hash tells it (the mark goes with the run). */
+  async claimSlow(job: string, runId: string): Promise<boolean> {
+    return (await this.#p.commands.jhSlowMark(this.#p.keys.queue(job, runId))) === 1;
   }
 
   /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */

@@ -112,6 +112,27 @@ redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) + 3600000)
 return math.max(redis.call('PTTL', KEYS[1]), 0)`;
 
+/**
+ * What was held back in a window that has ended, cleared (a digest's take). KEYS: the held counts,
+ * the window. Returns HGETALL, or {PTTL} while the window is still open: the counts are then the
+ * open window's, which its own digest takes at its end (a host late to an ended window's digest
+ * must not take the next window's first counts).
+ */
+const TAKE_ENDED = `
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return {left} end
+local held = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return held`;
+
+/**
+ * The `slow` rule's claim on a run (`Backend.claimSlow`): a mark on its BullMQ job hash, so it
+ * goes with the run. KEYS: the job hash. Returns 1 when this call set it (or the run is gone).
+ */
+const SLOW_MARK = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+return redis.call('HSETNX', KEYS[1], 'jhSlow', '1')`;
+
 /** What was held back under a key, cleared. KEYS: the held counts. Returns HGETALL. */
 const TAKE_HELD = `
 local held = redis.call('HGETALL', KEYS[1])
@@ -236,6 +257,8 @@ export interface JobhostCommands {
   jhRaise(state: string, field: string, at: string): Promise<number>;
   jhThrottle(window: string, held: string, ms: string, status: string): Promise<number>;
   jhTakeHeld(held: string): Promise<string[]>;
+  jhSlowMark(jobHash: string): Promise<number>;
+  jhTakeEnded(held: string, window: string): Promise<Array<string | number>>;
   jhAdmitted(
     jobKey: string,
     runs: string,
@@ -263,6 +286,8 @@ export const JOBHOST_SCRIPTS: Readonly<Record<string, LuaScript>> = {
   jhRaise: { keys: 1, lua: RAISE },
   jhThrottle: { keys: 2, lua: THROTTLE },
   jhTakeHeld: { keys: 1, lua: TAKE_HELD },
+  jhSlowMark: { keys: 1, lua: SLOW_MARK },
+  jhTakeEnded: { keys: 2, lua: TAKE_ENDED },
   jhFold: { keys: 3, lua: FOLD },
   jhMarkCanceled: { keys: 1, lua: MARK_CANCELED },
   jhAppendLog: { keys: 2, lua: APPEND_LOG },

@@ -18,9 +18,18 @@ export class StormControl {
   }
 
   async takeHeld(key: string): Promise<Record<string, number>> {
-    const flat = await this.#redis.jhTakeHeld(this.#keys.stormHeld(key));
-    const held: Record<string, number> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) held[flat[i]!] = Number(flat[i + 1]);
-    return held;
+    return counts(await this.#redis.jhTakeHeld(this.#keys.stormHeld(key)));
   }
+
+  /** What the ended window of `key` held, cleared; the ms left while it is still open. */
+  async takeEnded(key: string): Promise<Record<string, number> | number> {
+    const reply = await this.#redis.jhTakeEnded(this.#keys.stormHeld(key), this.#keys.stormWindow(key));
+    return reply.length === 1 ? Number(reply[0]) : counts(reply as string[]);
+  }
+}
+
+function counts(flat: readonly string[]): Record<string, number> {
+  const held: Record<string, number> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) held[flat[i]!] = Number(flat[i + 1]);
+  return held;
 }

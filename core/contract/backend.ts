@@ -169,8 +169,10 @@ export interface Backend {
    * the window may be gone). Shared by every host on a shared backend; not a durable write.
    */
   throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null>;
-  /** What was held back in the window of `key`, cleared (the window's end: its digest). */
+  /** What was held back in the window of `key`, cleared, open or not (a recovery, a stop's last digests). */
   takeHeld(key: string): Promise<HeldCounts>;
+  /** The same once the window has ended (its digest); while it is open, the ms left in it, and nothing is taken. */
+  takeEnded(key: string): Promise<HeldCounts | number>;
   /**
    * The `missed` rule: moves the job's `missedThrough` up to `fireAt` and answers true when
    * this call moved it (the caller sends the alert), false when it was already there (another
@@ -181,7 +183,7 @@ export interface Backend {
    * The `slow` rule: answers true once per run (the caller sends the alert), false after that: a
    * run whose retry or takeover starts on another host is told once for the cluster.
    */
-  claimSlow(runId: string): Promise<boolean>;
+  claimSlow(job: string, runId: string): Promise<boolean>;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number; rateLimited?: number }; // rateLimited: waiting runs its rateLimit holds

@@ -21,6 +21,13 @@ export class StormWindows {
     return null;
   }
 
+  /** What the ended window of `key` held, cleared; the ms left while it is open. */
+  takeEnded(key: string, now: number): HeldCounts | number {
+    const w = this.#windows.get(key);
+    if (w && w.until > now) return w.until - now;
+    return this.take(key, now);
+  }
+
   /** What was held back under `key`, cleared; a window whose time is up is dropped (the map keeps the live ones only). */
   take(key: string, now: number): HeldCounts {
     const w = this.#windows.get(key);

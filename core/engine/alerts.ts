@@ -51,7 +51,8 @@ export class Alerts {
   /** Runs whose `slowerThan` passed while they waited between attempts: told when the next attempt starts (bounded like `#slowSent`). */
   #slowParked = new Set<string>();
   /** Digest timers of the windows this host opened, with what their digest needs. */
-  readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number }>();
+  /** Digest timers, one per job and destination: of a window this host opened (`opened`), or one it held a message back in. */
+  readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number; opened: boolean }>();
   #stopped = false;
 
   constructor(options: AlertsOptions) {
@@ -121,7 +122,7 @@ export class Alerts {
       const spec = this.#o.notifySpec(run.job);
       if (!spec || !wants(spec, 'slow')) return;
       // Once per run for the cluster: its retry (or a takeover) may have run on another host, which told it.
-      if (!(await this.#o.backend().claimSlow(id))) return;
+      if (!(await this.#o.backend().claimSlow(run.job, id))) return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
       this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {
@@ -198,7 +199,8 @@ export class Alerts {
           (left) => {
             // Opened here, or held back here: either way this host sees to the window's digest (the
             // host that opened it may be gone by its end, a stop or a kill; one digest takes the counts).
-            this.#armDigest(n.job, name, ms, left === null ? ms : left + HELD_DIGEST_LAG_MS);
+            if (left === null) this.#armDigest(n.job, name, ms, ms, true);
+            else this.#armDigest(n.job, name, ms, left, false, HELD_DIGEST_LAG_MS);
             return left === null;
           },
           // Storm control out of reach (Redis): send rather than lose the message.
@@ -229,25 +231,41 @@ export class Alerts {
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
   }
 
-  /** A timer for the digest of the window of `job` and `destination`, which ends in `left` ms (unless this host has one already). */
-  #armDigest(job: string, destination: string, ms: number, left: number): void {
+  /**
+   * A timer for the digest of the window of `job` and `destination`, which ends in `left` ms
+   * (`lag` later: a host that did not open it lets the opener take the counts first), unless this
+   * host has one already for that key (which then counts as its own if it opened this window).
+   */
+  #armDigest(job: string, destination: string, ms: number, left: number, opened: boolean, lag = 0): void {
     const key = windowKey(job, destination);
-    if (this.#stopped || this.#digests.has(key)) return;
+    const armed = this.#digests.get(key);
+    if (armed) armed.opened ||= opened;
+    if (this.#stopped || armed) return;
     const from = this.#o.clock.now() - (ms - left);
-    const timer = this.#o.clock.setTimer(left, () => {
+    const timer = this.#o.clock.setTimer(left + lag, () => {
+      const d = this.#digests.get(key);
       this.#digests.delete(key);
-      this.#digest(job, destination, from, ms, false).catch((err: unknown) => this.#o.logger.error({ err, job, destination }, 'could not send a digest'));
+      this.#digest(job, destination, from, ms, false, d?.opened ?? opened).catch((err: unknown) =>
+        this.#o.logger.error({ err, job, destination }, 'could not send a digest'),
+      );
     });
-    this.#digests.set(key, { timer, job, destination, from, ms });
+    this.#digests.set(key, { timer, job, destination, from, ms, opened });
   }
 
   /**
    * The end of a window: what was held back in it goes out as one digest, which opens the next
    * window itself (unless `last`: the host is stopping, and the digest goes before the window ends).
    */
-  async #digest(job: string, destination: string, from: number, ms: number, last: boolean): Promise<void> {
+  async #digest(job: string, destination: string, from: number, ms: number, last: boolean, opened = true): Promise<void> {
     const backend = this.#o.backend();
-    const held = await backend.takeHeld(windowKey(job, destination));
+    // At a window's end: only once it has ended (a timer a little early, or late to a window that
+    // another host's digest already followed with the next one, looks again at that one's end).
+    const taken = last ? await backend.takeHeld(windowKey(job, destination)) : await backend.takeEnded(windowKey(job, destination));
+    if (typeof taken === 'number') {
+      this.#armDigest(job, destination, ms, taken, opened, HELD_DIGEST_LAG_MS);
+      return;
+    }
+    const held = taken;
     const count = Object.values(held).reduce((a, b) => a + (b ?? 0), 0);
     if (count === 0 || (this.#stopped && !last)) return;
     const status = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
@@ -273,7 +291,8 @@ export class Alerts {
     // The digest is the window's one message: it takes the next window (counted there if another message got it first).
     if (!last) {
       const left = await backend.throttle(windowKey(job, destination), ms, status).catch(() => null);
-      this.#armDigest(job, destination, ms, left ?? ms);
+      if (left === null) this.#armDigest(job, destination, ms, ms, true);
+      else this.#armDigest(job, destination, ms, left, false, HELD_DIGEST_LAG_MS);
     }
     this.#record(n, [destination], []);
   }
@@ -291,7 +310,8 @@ export class Alerts {
    * after the next start if not before).
    */
   async flushDigests(): Promise<void> {
-    const open = [...this.#digests.values()];
+    // Not the windows it only held messages back in: their opener (or a host after it) tells them.
+    const open = [...this.#digests.values()].filter((d) => d.opened);
     this.#digests.clear();
     await Promise.all(
       open.map((d) =>

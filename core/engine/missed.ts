@@ -160,16 +160,21 @@ export class Missed {
     // This host sees only its own starts: on a shared backend the run may have started on another
     // host (or started here unseen), so the run itself says.
     const runId = w.runId;
+    const deadline = w.fireAt + missedAfter(job, job.schedule, w.fireAt);
+    const tell = (): void => {
+      if (!this.#stopped) this.#claim(w.job, w.fireAt, `its run ${runId} had not started ${waited} after the fire`);
+    };
     this.#o
       .backend()
       .getRun(runId)
       .then(
         (run) => {
-          if (run && (run.startedAt !== null || run.attempts.length > 0)) return;
-          this.#claim(w.job, w.fireAt, `its run ${runId} had not started ${waited} after the fire`);
+          // Started in time (a start after the deadline, while this look was on its way, is still late).
+          if (run?.startedAt && Date.parse(run.startedAt) <= deadline) return;
+          tell();
         },
         // Out of reach (Redis down): told as the watch says rather than lost.
-        () => this.#claim(w.job, w.fireAt, `its run ${runId} had not started ${waited} after the fire`),
+        tell,
       );
   }
 

@@ -56,9 +56,9 @@ export function describeDestination(name: string, d: Destination): DestinationVi
  * webhook), SMTP password, header values. A receiver may echo a part of a URL alone, so each path
  * segment and query value that looks like a token is one too. Short or plain values would cut
  * ordinary words out of a receiver's answer: a password, routing key or secret counts from 4
- * characters, a header value from 8, the URL's path and query as a whole from 6, and one segment
- * or query value when it looks generated (8 characters with a digit, or 16): `notifications`,
- * `services` or `production` are words; `T0A1B2C3D`, a Slack token or a Discord id are not.
+ * characters, a header value from 8, the URL's path and query as a whole and each query value from
+ * 6, and one path segment when it looks generated (8 characters with a digit, or 16):
+ * `notifications` or `services` are words; `T0A1B2C3D`, a Slack token or a Discord id are not.
  */
 function secretsOf(d: Destination): string[] {
   const given: string[] = [];
@@ -82,7 +82,8 @@ function secretsOf(d: Destination): string[] {
     if (u.pathname.length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));
     for (const segment of u.pathname.split('/')) parts.push(...both(segment));
     if (u.search) fromUrl.push(u.search.slice(1));
-    for (const value of u.searchParams.values()) parts.push(value);
+    // A query value is a parameter's, most often a key or a token: from 6 characters, whatever it looks like.
+    for (const value of u.searchParams.values()) fromUrl.push(value);
   }
   if (d.kind === 'webhook') {
     if (d.secret) given.push(d.secret, d.secret.replace(/^whsec_/, ''));
@@ -98,22 +99,34 @@ function secretsOf(d: Destination): string[] {
  * sent), and a tail that is the start of a secret too (the text may have been cut short in one).
  */
 export function redact(text: string, destinations: Readonly<Record<string, Destination>>): string {
-  const secrets = Object.values(destinations)
-    .flatMap(secretsOf)
-    .sort((a, b) => b.length - a.length);
-  let out = text;
-  // The tail first, longest secret first: a URL or path cut short is cut whole, before its parts
-  // break it up. A tail of 8 characters at least: shorter ones end ordinary words too.
-  tail: for (const s of secrets) {
-    for (let k = Math.min(s.length - 1, out.length); k >= 8; k--) {
-      if (out.endsWith(s.slice(0, k))) {
-        out = `${out.slice(0, out.length - k)}…`;
-        break tail;
+  const secrets = Object.values(destinations).flatMap(secretsOf);
+  // Every place a secret stands in the text, or starts at its end (cut short), as spans; spans that
+  // overlap (a URL and its parts) become one cut, so a secret inside another is cut with it.
+  const spans: [number, number][] = [];
+  for (const s of secrets) {
+    for (let i = text.indexOf(s); i >= 0; i = text.indexOf(s, i + 1)) spans.push([i, i + s.length]);
+    for (let k = Math.min(s.length - 1, text.length); k >= 4; k--) {
+      if (text.endsWith(s.slice(0, k))) {
+        spans.push([text.length - k, text.length]);
+        break;
       }
     }
   }
-  for (const s of secrets) out = out.split(s).join('…');
-  return out;
+  if (spans.length === 0) return text;
+  spans.sort((a, b) => a[0] - b[0]);
+  let out = '';
+  let at = 0;
+  let [from, to] = spans[0]!;
+  for (const [a, b] of spans) {
+    if (a <= to) {
+      to = Math.max(to, b);
+      continue;
+    }
+    out += `${text.slice(at, from)}…`;
+    at = to;
+    [from, to] = [a, b];
+  }
+  return `${out}${text.slice(at, from)}…${text.slice(to)}`;
 }
 
 export class Notifier {

@@ -337,6 +337,10 @@ class LocalBackend implements Backend {
     return Promise.resolve(this.#storm.take(key, this.#clock.now()));
   }
 
+  takeEnded(key: string): Promise<HeldCounts | number> {
+    return Promise.resolve(this.#storm.takeEnded(key, this.#clock.now()));
+  }
+
   /** One host: the alert rules' own marks already tell each run once. */
   claimSlow(): Promise<boolean> {
     return Promise.resolve(true);

@@ -246,7 +246,8 @@ t.test('storm control: a window whose opener stops still gets the digest of what
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   const hook = await httpReceiver(t);
   const hosts = await startCluster(t, redis, 2, {
-    config: { notifications: { throttle: '2s', destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    // A window long enough for both hosts' runs to fall in it on a loaded machine.
+    config: { notifications: { throttle: '5s', destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
     plugins: [
       definePlugin({
         name: 'breaks',
@@ -269,4 +270,38 @@ t.test('storm control: a window whose opener stops still gets the digest of what
   await until(() => heldTold() >= 7, 10_000, 'every held-back failure counted in a digest');
   t.equal(heldTold(), 7, '2 from h0 and 5 from h1, each once');
   t.equal(hook.received.filter((r) => (r.json as Body).rule === 'failed').length, 1, 'one message in the window');
+});
+
+t.test("storm control: a host that held a message back does not take the next window's counts at the end of the last one", async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const THROTTLE_MS = 2000;
+  const hosts = await startCluster(t, redis, 2, {
+    config: { notifications: { throttle: THROTTLE_MS, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'breaks',
+        isolation: 'inline',
+        notify: { on: ['failed'], to: ['hook'] },
+        handler: () => {
+          throw new Error('boom');
+        },
+      }),
+    ],
+  });
+  const failOn = async (i: number): Promise<void> => {
+    onlyOn(hosts, i);
+    await finalOn(hosts[i]!.host, (await hosts[i]!.host.trigger('breaks')).runId);
+  };
+  // h0 opens the window; h1 holds one back in it (and looks for its digest a little after its end).
+  await failOn(0);
+  await failOn(1);
+  await hook.count(2, 10_000);
+  const digestAt = Date.now();
+  t.match(hook.received[1]!.json, { rule: 'digest', held: { count: 1 } }, "h0's digest at the window's end, which opens the next");
+  // At once, in the next window: held back there, told by that window's digest, not by h1 taking it early.
+  await failOn(1);
+  await hook.count(3, 10_000);
+  t.match(hook.received[2]!.json, { rule: 'digest', held: { count: 1 } });
+  t.ok(Date.now() - digestAt >= THROTTLE_MS - 200, `one message a window: the next digest ${Date.now() - digestAt} ms after the last`);
 });

@@ -27,7 +27,8 @@ t.test('every secret of every destination is cut, whole or as the tail of a shor
   t.equal(redact('echo https://hooks.example.com/services/T0SECRET/B1SECRET/xyzSECRETtoken', d), 'echo …');
   t.equal(redact('login failed for sm7pPassWord', d), 'login failed for …');
   t.equal(redact('cut short: /services/T0SECRET/B1SEC', d), 'cut short: …', 'a tail that starts a secret');
-  t.equal(redact('cut short: /services/T0SECRET99/B1SEC', d), 'cut short: /services/…/B1SEC', 'a segment alone; the tail starts no secret of its own');
+  t.equal(redact('see /services/T0SECRET99/done', d), 'see /services/…/done', 'a segment alone, in the middle of other text');
+  t.equal(redact('bad token xyzS3CRET in ?token=S3CRETVALUE42', d), 'bad token xyzS3CRET in ?…', 'nested secrets (the query and its value) make one cut');
   t.equal(redact('cut short: R0UTINGKEY01', d), 'cut short: …');
   t.equal(redact('nothing secret here', d), 'nothing secret here');
   t.equal(redact('401 invalid token S3CRETVALUE42', d), '401 invalid token …', 'a query value alone');

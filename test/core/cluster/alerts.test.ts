@@ -4,7 +4,7 @@ import { eventHost } from '../../../core/contract/events.js';
 import type { Notification } from '../../../core/contract/notification.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { type ClusterHost, finalOn, startCluster } from '../../cluster.js';
-import { gate, until } from '../../helpers.js';
+import { gate, type Tap, until } from '../../helpers.js';
 import { httpReceiver } from '../../receivers.js';
 import { startRedis } from '../../redis.js';
 
@@ -242,12 +242,12 @@ t.test('slow: told once for the cluster when the retry runs on another host', as
   t.equal(slow.length, 1, 'slow once per run cluster-wide');
 });
 
-t.test('storm control: a window whose opener stops still gets the digest of what other hosts held back in it', async (t) => {
+/** Two hosts with a job that always fails, notifying a webhook receiver under a storm-control window of `throttleMs`. */
+async function failingPair(t: Tap, throttleMs: number) {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   const hook = await httpReceiver(t);
   const hosts = await startCluster(t, redis, 2, {
-    // A window long enough for both hosts' runs to fall in it on a loaded machine.
-    config: { notifications: { throttle: '5s', destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    config: { notifications: { throttle: throttleMs, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
     plugins: [
       definePlugin({
         name: 'breaks',
@@ -259,6 +259,12 @@ t.test('storm control: a window whose opener stops still gets the digest of what
       }),
     ],
   });
+  return { hosts, hook };
+}
+
+t.test('storm control: a window whose opener stops still gets the digest of what other hosts held back in it', async (t) => {
+  // A window long enough for both hosts' runs to fall in it on a loaded machine.
+  const { hosts, hook } = await failingPair(t, 5000);
   onlyOn(hosts, 0);
   for (let i = 0; i < 3; i++) await finalOn(hosts[0]!.host, (await hosts[0]!.host.trigger('breaks')).runId);
   // h0 opened the window (one message, two held); its stop sends the digest of those two.
@@ -273,22 +279,8 @@ t.test('storm control: a window whose opener stops still gets the digest of what
 });
 
 t.test("storm control: a host that held a message back does not take the next window's counts at the end of the last one", async (t) => {
-  const redis = await startRedis(t, { appendfsync: 'everysec' });
-  const hook = await httpReceiver(t);
   const THROTTLE_MS = 2000;
-  const hosts = await startCluster(t, redis, 2, {
-    config: { notifications: { throttle: THROTTLE_MS, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
-    plugins: [
-      definePlugin({
-        name: 'breaks',
-        isolation: 'inline',
-        notify: { on: ['failed'], to: ['hook'] },
-        handler: () => {
-          throw new Error('boom');
-        },
-      }),
-    ],
-  });
+  const { hosts, hook } = await failingPair(t, THROTTLE_MS);
   const failOn = async (i: number): Promise<void> => {
     onlyOn(hosts, i);
     await finalOn(hosts[i]!.host, (await hosts[i]!.host.trigger('breaks')).runId);

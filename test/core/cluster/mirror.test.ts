@@ -2,10 +2,10 @@ import t from 'tap';
 import { METRICS_COUNT, queueKey } from '../../../core/cluster/bullmq-internals.js';
 import { ClusterKeys } from '../../../core/cluster/keys.js';
 import { Mirror } from '../../../core/cluster/mirror.js';
-import { defineScripts } from '../../../core/cluster/scripts.js';
+import { defineScripts, type ScriptedRedis } from '../../../core/cluster/scripts.js';
 import { createManualClock } from '../../../core/contract/clock.js';
 import type { Run } from '../../../core/contract/run.js';
-import { captureLogger, gate } from '../../helpers.js';
+import { captureLogger, gate, type Tap } from '../../helpers.js';
 import { startRedis } from '../../redis.js';
 
 /**
@@ -37,10 +37,8 @@ function ended(id: string, status: 'succeeded' | 'failed'): Run {
   } as unknown as Run;
 }
 
-t.test('a run this host ended is counted once, whichever comes first: its end told here or a read that has it', async (t) => {
-  const redis = await startRedis(t);
-  const client = defineScripts(redis.client());
-  const keys = new ClusterKeys(`mirror-${process.pid}`);
+/** A mirror reading `keys` through `client`, stopped when the test ends. */
+function mirrorOn(t: Tap, client: ScriptedRedis, keys: ClusterKeys, concurrencyOf: (name: string) => number | undefined = () => undefined): Mirror {
   const mirror = new Mirror({
     redis: client,
     keys,
@@ -51,10 +49,18 @@ t.test('a run this host ended is counted once, whichever comes first: its end to
     stalledInterval: 15_000,
     flagsChanged: () => undefined,
     queueOf: () => undefined,
-    concurrencyOf: () => undefined,
+    concurrencyOf,
     canceledReason: 'canceled',
   });
   t.teardown(() => mirror.stop());
+  return mirror;
+}
+
+t.test('a run this host ended is counted once, whichever comes first: its end told here or a read that has it', async (t) => {
+  const redis = await startRedis(t);
+  const client = defineScripts(redis.client());
+  const keys = new ClusterKeys(`mirror-${process.pid}`);
+  const mirror = mirrorOn(t, client, keys);
   await client.sadd(keys.jobs, JOB);
   /** What the MULTI ending a run leaves in Redis: BullMQ's count and our fold's, in one step. */
   const written = async (completed: number, failed = 0): Promise<void> => {
@@ -137,20 +143,7 @@ t.test("depths: runs the job's cluster concurrency holds back, or of a job this 
   const client = defineScripts(redis.client());
   const keys = new ClusterKeys(`depths-${process.pid}`);
   const limits: Record<string, number> = { 'one-at-a-time': 1, wide: 4 };
-  const mirror = new Mirror({
-    redis: client,
-    keys,
-    clock: createManualClock(),
-    logger: captureLogger().logger,
-    settingsTtlMs: 60_000,
-    lockDuration: 30_000,
-    stalledInterval: 15_000,
-    flagsChanged: () => undefined,
-    queueOf: () => undefined,
-    concurrencyOf: (name) => limits[name],
-    canceledReason: 'canceled',
-  });
-  t.teardown(() => mirror.stop());
+  const mirror = mirrorOn(t, client, keys, (name) => limits[name]);
   await client.sadd(keys.jobs, 'one-at-a-time', 'wide', 'elsewhere');
   // Three waiting runs of each job; one running of the first (on some host).
   for (const job of ['one-at-a-time', 'wide', 'elsewhere']) await client.lpush(queueKey(keys.prefix, job, 'wait'), 'a', 'b', 'c');

@@ -84,7 +84,7 @@ export interface MirrorOptions {
   flagsChanged(name: string): void;
   /** The weighted queue of a job loaded here (for depths by queue). */
   queueOf(name: string): string | undefined;
-  /** The job's cluster-wide `concurrency` as loaded here; undefined for a job this host does not run. */
+  /** The job's cluster-wide `concurrency` as loaded here (0 while its rateLimit window holds its runs back); undefined for a job this host does not run. */
   concurrencyOf(name: string): number | undefined;
   /** Canceled runs counted as failed by BullMQ's metrics (see `canceledRunning`): the canceled reason. */
   canceledReason: string;

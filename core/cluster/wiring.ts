@@ -17,7 +17,7 @@ import { Heartbeat } from './heartbeat.js';
 import { History } from './history.js';
 import { CANCELED_REASON, ClusterKeys } from './keys.js';
 import { LateFinishes } from './late-finishes.js';
-import { wakeAfterLimit } from './limits-rate.js';
+import { rateLimitWait, wakeAfterLimit } from './limits-rate.js';
 import { LoadedJobs } from './loaded-jobs.js';
 import { Mirror } from './mirror.js';
 import { ClusterPauses } from './pause.js';
@@ -109,7 +109,11 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval: o.config.stalledInterval,
     flagsChanged: (name) => side.hooks()?.flagsChanged(name),
     queueOf: (name) => jobs.get(name)?.def.queue,
-    concurrencyOf: (name) => jobs.get(name)?.def.concurrency,
+    // While its rateLimit window is full, none of a job's waiting runs may start: parked, as on one host.
+    concurrencyOf: (name) => {
+      const jq = jobs.get(name);
+      return jq === undefined ? undefined : rateLimitWait(jq) > 0 ? 0 : jq.def.concurrency;
+    },
     canceledReason: CANCELED_REASON,
   });
   const late = new LateFinishes({ hostId: o.hostId, keys, commands, logger });

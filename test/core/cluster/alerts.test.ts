@@ -297,3 +297,28 @@ t.test("storm control: a host that held a message back does not take the next wi
   t.match(hook.received[2]!.json, { rule: 'digest', held: { count: 1 } });
   t.ok(Date.now() - digestAt >= THROTTLE_MS - 200, `one message a window: the next digest ${Date.now() - digestAt} ms after the last`);
 });
+
+t.test("host alerts: runs that a job's concurrency or its rateLimit holds back are no stall", async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const hold = gate();
+  const hosts = await startCluster(t, redis, 2, {
+    config: {
+      notifications: { stallAfter: '1s', host: { to: ['hook'] }, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } },
+    } as ConfigInput,
+    plugins: [
+      definePlugin({ name: 'one-at-a-time', isolation: 'inline', concurrency: 1, handler: () => hold.promise }),
+      definePlugin({ name: 'paced', isolation: 'inline', rateLimit: { max: 1, per: '2500ms' }, handler: () => 'ok' }),
+    ],
+  });
+  for (let i = 0; i < 3; i++) await hosts[0]!.host.trigger('one-at-a-time');
+  for (let i = 0; i < 3; i++) await hosts[0]!.host.trigger('paced');
+  // The second paced run starts once the first window of 2.5 s closes: well past stallAfter and a host alert's look each second.
+  await until(async () => (await hosts[0]!.host.runs({ job: 'paced' })).items.filter((r) => r.status === 'succeeded').length >= 2, 15_000, 'two paced runs');
+  hold.open();
+  t.same(
+    hook.received.map((r) => (r.json as { message: string }).message),
+    [],
+    'no dispatch-stalled alert: every waiting run was held by its own job, not by a stalled dispatcher',
+  );
+});

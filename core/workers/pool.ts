@@ -2,7 +2,7 @@ import type { ErrorCode } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { ThreadSpan } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import { acceptThreadSpans } from '../contract/tracing.js';
+import { acceptThreadSpans } from '../contract/thread-spans.js';
 import { markHeld, place, STALL_MS } from './placement.js';
 import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';

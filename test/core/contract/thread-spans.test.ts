@@ -2,7 +2,7 @@ import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
 import type { ThreadSpan } from '../../../core/contract/otel-thread.js';
-import { acceptThreadSpans } from '../../../core/contract/tracing.js';
+import { acceptThreadSpans } from '../../../core/contract/thread-spans.js';
 
 /**
  * Spans a worker thread hands over (`acceptThreadSpans`) reach the SDK set up in this process,

@@ -80,7 +80,8 @@ export class Alerts {
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
   started(run: Run): void {
-    if (this.#slowParked.delete(run.id)) {
+    // Every start passes here: the set is read only while it holds a run (a retry's delay outlived `slowerThan`).
+    if (this.#slowParked.size > 0 && this.#slowParked.delete(run.id)) {
       // Its `slowerThan` passed while it waited for this attempt: it is slow now that it runs again.
       this.#slowSent.delete(run.id);
       this.#slowDue.set(run.id, this.#o.clock.now());
@@ -97,7 +98,7 @@ export class Alerts {
   finished(run: Run): void {
     this.#slowDue.delete(run.id);
     this.#slowSent.delete(run.id);
-    this.#slowParked.delete(run.id);
+    if (this.#slowParked.size > 0) this.#slowParked.delete(run.id);
   }
 
   /** A run's `slowerThan` has passed: unless it finished meanwhile, it is checked (once). */

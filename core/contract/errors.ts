@@ -24,7 +24,10 @@ export const ERROR_CODES = {
   JOB_NOT_FOUND: { status: 404, text: 'No job with that name is registered.' },
   RUN_NOT_FOUND: { status: 404, text: 'No run with that id is known.' },
   QUEUE_NOT_FOUND: { status: 404, text: 'No queue of that name in the config (`queues`); `POST /queues/:name/pause` and `/resume` take those names.' },
-  INVALID_PARAMS: { status: 400, text: "The params fail the job's params schema; `issues` lists each problem." },
+  INVALID_PARAMS: {
+    status: 400,
+    text: "The params fail the job's params schema (or the schema threw), or hold a function, which is not data; `issues` lists each problem.",
+  },
   INVALID_BODY: { status: 400, text: 'The request body, query or path fails its schema.' },
   SKIPPED: {
     status: 409,
@@ -73,6 +76,10 @@ export const ERROR_CODES = {
   OUT_OF_MEMORY: {
     status: 500,
     text: "The handler's worker thread ran past its memory limit (workers.maxMemoryMb); the worker was replaced and the attempt fails.",
+  },
+  PARAMS_NOT_TRANSFERABLE: {
+    status: 500,
+    text: "The run's params hold a value a worker thread cannot receive (a function, from an app event's payload or a params schema's transform): the attempt fails. Pass plain data, or run the job inline.",
   },
   WORKER_EXITED: {
     status: 500,

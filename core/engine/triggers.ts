@@ -76,7 +76,26 @@ function checkedParams(result: ParamsResult<unknown>, maxBytes: number): unknown
   }
   // The same text measures the params: what a run keeps in memory and on disk is bounded.
   if (json !== undefined && overBytes(json, maxBytes)) throw tooLarge('PARAMS_TOO_LARGE', 'params', json, maxBytes, 'limits.maxParamsBytes');
+  // JSON drops a function (or a symbol) without a word, and the structured clone that copies a run
+  // (reads, a worker thread) refuses it: from an app's own objects, an event payload or a transform.
+  const notData = typeof params === 'object' && params !== null ? codeIn(params, 'params') : undefined;
+  if (notData)
+    throw new HostError('INVALID_PARAMS', `${notData}: a function is not data`, { issues: [{ path: notData.slice(7), message: 'a function is not data' }] });
   return params;
+}
+
+/** The path of the first function or symbol in `value` (JSON already walked it, so it has no cycles but behind a toJSON), or undefined. */
+function codeIn(value: object, at: string): string | undefined {
+  for (const key in value) {
+    const v = (value as Record<string, unknown>)[key];
+    if (typeof v === 'function' || typeof v === 'symbol') return `${at}.${key}`;
+    // What has its own toJSON is stored as that says (a Date; a class of the app's, which may hold cycles).
+    if (typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON !== 'function') {
+      const found = codeIn(v, `${at}.${key}`);
+      if (found) return found;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -93,11 +112,29 @@ export function validateParams(job: EffectiveJob, input: unknown, maxBytes = Num
     params = { ...job.paramDefaults, ...(params as object | undefined) };
   }
   if (job.paramsSchema) {
-    const result = job.paramsSchema['~standard'].validate(params ?? {});
-    if (result instanceof Promise) return result.then((r) => checkedParams(r, maxBytes));
+    let result: ReturnType<(typeof job.paramsSchema)['~standard']['validate']>;
+    try {
+      result = job.paramsSchema['~standard'].validate(params ?? {});
+    } catch (err) {
+      throw schemaThrew(err);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (r) => checkedParams(r, maxBytes),
+        (err: unknown) => {
+          throw schemaThrew(err);
+        },
+      );
+    }
     return checkedParams(result, maxBytes);
   }
   return checkedParams({ value: params }, maxBytes);
+}
+
+/** A params schema that throws (a refine or transform of the plugin's) refuses the params: the trigger is a 400, not a 500. */
+function schemaThrew(err: unknown): HostError {
+  const message = (err instanceof Error ? err.message : String(err)).slice(0, 500);
+  return new HostError('INVALID_PARAMS', `params: the params schema threw: ${message}`, { issues: [{ path: '', message }] });
 }
 
 /** EVENT_TOO_LARGE when an app event's payload is larger as JSON than `maxBytes`; one that is not JSON is left to each run's params check. */

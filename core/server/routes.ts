@@ -216,8 +216,9 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       response: { 202: publishResponse, ...errors(400, 401, 413, 415, 503) },
     },
     handler: async (request, reply) => {
-      // An operator limited to some jobs triggers those only (`excluded` lists the others).
-      const result = await callerContext(request.headers, () => host.publish(request.params.type, request.body, { allow: allowedJobs(request) }));
+      // An operator limited to some jobs triggers those only (`excluded` lists the others). No body
+      // (or `null`) is no payload: the runs get their params as a trigger without any does.
+      const result = await callerContext(request.headers, () => host.publish(request.params.type, request.body ?? undefined, { allow: allowedJobs(request) }));
       // A failure of ours (STORE_WRITE_FAILED) names files in its message; the client gets its meaning.
       const failures = result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) }));
       return reply.code(202).send({ ...result, errors: failures });

@@ -4,7 +4,7 @@ import type { ThreadSpan } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { acceptThreadSpans } from '../contract/thread-spans.js';
 import { markHeld, place, STALL_MS } from './placement.js';
-import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
+import { type Batch, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
 import { threadForwarding, threadModules } from './thread-script.js';
 import { startThread, type ThreadHooks } from './thread-start.js';
@@ -320,7 +320,50 @@ export class WorkerPool {
     const now = performance.now();
     batch[1] = performance.timeOrigin + now;
     slot.sentAt.set(slot.sent, now);
-    slot.worker!.postMessage(batch);
+    try {
+      slot.worker!.postMessage(batch);
+    } catch (err) {
+      // A value the structured clone refuses (a function in a run's params, from an app event or
+      // a schema's transform) would throw out of the flush and end the process.
+      slot.worker!.postMessage(this.#sendable(slot, batch, err));
+    }
+  }
+
+  /**
+   * The batch without the ops that cannot cross to a thread: each attempt whose params the
+   * structured clone refuses fails with PARAMS_NOT_TRANSFERABLE; a `ctx.host` answer that cannot
+   * cross is answered with an error instead. Only after a `postMessage` threw: cloning op by op
+   * costs, and params from HTTP or the store are plain JSON.
+   */
+  #sendable(slot: Slot, batch: Batch, err: unknown): Batch {
+    const out: Batch = [batch[0], batch[1]];
+    for (let i = IN_HEADER; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {
+      const op = batch.slice(i, i + 1 + IN_FIELDS[batch[i] as 0]);
+      try {
+        structuredClone(op);
+        out.push(...op);
+        continue;
+      } catch {}
+      if (op[0] === IN.run) {
+        const task = slot.tasks.get(op[1] as number);
+        if (!task) continue;
+        slot.tasks.delete(task.id);
+        task.slot = undefined;
+        if (slot.tasks.size === 0) slot.worker?.unref();
+        if (this.#closing) this.#checkIdle();
+        const why = (err as Error).message.split('\n')[0]!.slice(0, 200);
+        this.#o.events.lost(
+          task,
+          'PARAMS_NOT_TRANSFERABLE',
+          `the params cannot be sent to a worker thread (${why}); pass plain JSON data, or run the job inline`,
+        );
+      } else if (op[0] === IN.reply) {
+        out.push(IN.reply, op[1], false, 'the answer cannot be sent to a worker thread');
+      } else {
+        this.#o.logger.error({ err, op: op[0] }, 'a message to a worker thread could not be sent; dropped');
+      }
+    }
+    return out;
   }
 
   #receive(slot: Slot, batch: Batch): void {

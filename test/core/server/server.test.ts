@@ -155,6 +155,44 @@ t.test('POST /events/:type: 202 with the runs enqueued, skipped and failed', asy
   const partial = await request('POST', '/events/order.placed', { body: { wrong: 1 } });
   t.match(partial.json, { enqueued: [String], errors: [{ job: 'ship', code: 'INVALID_PARAMS' }], skipped: [] });
   t.same((await request('POST', '/events/nobody.listens')).json, { enqueued: [], skipped: [], errors: [] });
+  // No body (content-type and all) or a JSON null is no payload: the runs get the params a trigger without any gets.
+  for (const body of [undefined, null]) {
+    const bare = await request('POST', '/events/order.placed', { ...(body === null && { body: null }) });
+    t.equal(bare.status, 202);
+    t.match(bare.json, { enqueued: [String], errors: [{ job: 'ship', code: 'INVALID_PARAMS' }] }, 'audit runs; ship needs its orderId');
+    t.same((await host.run((bare.json['enqueued'] as string[])[0]!))?.params, {});
+  }
+});
+
+t.test('a params schema that throws refuses the trigger 400 INVALID_PARAMS (not a 500); a function in params is not data', async (t) => {
+  const { host, request } = await startServer(t);
+  const boom = (): never => {
+    throw new Error('refine blew up');
+  };
+  host.register(definePlugin({ name: 'sync-throw', params: z.object({ a: z.string() }).refine(boom), handler: noop }));
+  // (An async refine that throws is one zod itself leaves unhandled: it runs it once synchronously first.)
+  host.register(definePlugin({ name: 'transform-throw', params: z.object({ a: z.string() }).transform(boom), handler: noop }));
+  for (const job of ['sync-throw', 'transform-throw']) {
+    const res = await request('POST', `/jobs/${job}/run`, { body: { params: { a: 'x' } } });
+    isError(t, res, 400, 'INVALID_PARAMS');
+    t.match(res.json['message'], /the params schema threw: refine blew up/, job);
+  }
+  host.register(
+    definePlugin({ name: 'wraps', params: z.object({ a: z.string() }).transform((p) => ({ ...p, nested: { format: () => p.a } })), handler: noop }),
+  );
+  const res = await request('POST', '/jobs/wraps/run', { body: { params: { a: 'x' } } });
+  isError(t, res, 400, 'INVALID_PARAMS');
+  t.match(res.json['message'], 'params.nested.format: a function is not data');
+  await t.rejects(host.trigger('sync-throw', { params: { a: 'x', f: Symbol('s') } }), { code: 'INVALID_PARAMS' });
+  host.register({ name: 'plain', handler: noop });
+  await t.rejects(host.trigger('plain', { params: { deep: [{ f: () => 1 }] } }), {
+    code: 'INVALID_PARAMS',
+    message: 'params.deep.0.f: a function is not data',
+  });
+  // A Date (its own toJSON) is data, as JSON stores it.
+  const { runId } = await host.trigger('plain', { params: { at: new Date(0) } });
+  t.equal((await host.wait(runId)).status, 'succeeded');
+  t.same((await request('GET', '/runs')).status, 200, 'runs read as ever');
 });
 
 t.test('runs: list with filters and cursor, one, cancel, retry', async (t) => {

@@ -223,3 +223,21 @@ t.test(
     t.equal((await import('node:os')).getPriority(0), main, 'the main thread is untouched');
   },
 );
+
+t.test('params a thread cannot receive fail that attempt only: the batch it shared goes on, the host stays up', async (t) => {
+  const echo = `export default { name: 'echo', retry: { attempts: 1 }, handler: (ctx: { params: unknown }) => ctx.params };\n`;
+  const h = await pluginHost(t, { 'echo.ts': echo });
+  // A function is refused at the trigger (INVALID_PARAMS); what JSON takes but the structured clone
+  // refuses (a WeakMap, from an app's own objects) reaches the pool. Both are triggered in one
+  // turn, so both attempts go out in the same flush.
+  const failed = nextEvent(h.host, (e) => e.type === 'run.failed');
+  const [bad, good] = await Promise.all([h.host.trigger('echo', { params: { n: 1, cache: new WeakMap() } }), h.host.trigger('echo', { params: { n: 2 } })]);
+  const event = await failed;
+  t.equal((event.data as { runId?: string }).runId, bad.runId);
+  t.match(event.data, { error: { code: 'PARAMS_NOT_TRANSFERABLE', message: /cannot be sent to a worker thread/ } });
+  const goodRun = await h.host.wait(good.runId);
+  t.equal(goodRun.status, 'succeeded');
+  t.same(goodRun.result, { n: 2 });
+  // The host goes on: the next run of the job runs.
+  t.equal((await h.host.wait((await h.host.trigger('echo', { params: { n: 3 } })).runId)).status, 'succeeded');
+});

@@ -39,9 +39,9 @@ export function applyEnv(input: unknown, env: NodeJS.ProcessEnv): unknown {
   if (env['JOBHOST_DATA_DIR']) section('store')['dir'] = env['JOBHOST_DATA_DIR'];
   const redisUrl = env['JOBHOST_REDIS_URL'];
   if (redisUrl) {
+    // The file's redis settings (prefix, lock timing, sentinels, tls) stay, with or without a `kind`
+    // of their own (a section without one was emptied: the host joined another prefix, silently).
     const backend = section('backend');
-    // The file's redis settings (prefix, lock timing) stay; a `local` section has none to keep.
-    if (backend['kind'] !== 'redis') for (const key of Object.keys(backend)) delete backend[key];
     backend['kind'] = 'redis';
     backend['url'] = redisUrl;
   }
@@ -55,15 +55,21 @@ export async function readConfigFile(file: string, env: NodeJS.ProcessEnv, optio
     text = await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.missingOk) return parseConfig(applyEnv({}, env));
-    throw new HostError('CONFIG_READ', `${file}: ${(err as Error).message}`, { file });
+    throw new HostError('CONFIG_READ', `${shown(file)}: ${(err as Error).message.replaceAll(file, shown(file))}`, { file });
   }
   let input: unknown;
   try {
     input = JSON.parse(text);
   } catch (err) {
-    throw new HostError('CONFIG_PARSE', `${file}: not valid JSON (${(err as Error).message})`, { file, path: null });
+    throw new HostError('CONFIG_PARSE', `${shown(file)}: not valid JSON (${(err as Error).message})`, { file, path: null });
   }
   return parseConfig(applyEnv(input, env));
+}
+
+/** The config file as messages name it (they reach `config.error` events): relative to where the host runs when under it. */
+function shown(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
 }
 
 export interface ConfigWatcherOptions {

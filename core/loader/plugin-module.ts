@@ -67,8 +67,9 @@ export async function loadPluginModule(file: string, root: string, timeoutMs: nu
 
 function importFailed(file: string, err: unknown): HostError {
   if (err instanceof HostError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new HostError('PLUGIN_IMPORT_FAILED', message.replace(/^Transform failed with \d+ errors?:\n/, ''), { file }, { cause: err });
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^Transform failed with \d+ errors?:\n/, '');
+  // Files under the project as the event's `file` names them (plugins/x.ts:1:16), not the server's absolute paths.
+  return new HostError('PLUGIN_IMPORT_FAILED', message.replaceAll(process.cwd() + path.sep, ''), { file }, { cause: err });
 }
 
 /** One load of one plugin: its local files are compiled once each and shared within the load. */

@@ -1,9 +1,10 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { parseConfig } from '../../../core/contract/config.js';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import { applyEnv, ConfigWatcher, configPath, readConfigFile } from '../../../core/loader/config-file.js';
+import { loadPluginModule } from '../../../core/loader/plugin-module.js';
 import { nextEvent, startHost, tempDir } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -50,6 +51,18 @@ t.test("JOBHOST_REDIS_URL sets backend.url and with it cluster mode, keeping the
     prefix: 'mine',
   });
   t.same(parseConfig(applyEnv({ backend: { kind: 'local' } }, { JOBHOST_REDIS_URL: url })).backend.kind, 'redis');
+  // A section without a kind of its own, which only the variable makes valid, keeps its settings too.
+  t.match(
+    parseConfig(applyEnv({ backend: { prefix: 'acc', lockDuration: '4s', stalledInterval: '2s', waitReplicas: 1 } }, { JOBHOST_REDIS_URL: url })).backend,
+    {
+      kind: 'redis',
+      url,
+      prefix: 'acc',
+      lockDuration: 4000,
+      stalledInterval: 2000,
+      waitReplicas: 1,
+    },
+  );
   t.throws(() => parseConfig(applyEnv({}, { JOBHOST_REDIS_URL: 'localhost:6379' })), { code: 'CONFIG_INVALID', message: /^backend\.url: / });
   t.same(parseConfig(applyEnv({}, { JOBHOST_REDIS_URL: '' })).backend, { kind: 'local' }, 'empty: unset');
 });
@@ -65,6 +78,25 @@ t.test('reading the file: defaults when missing (unless named), and errors that 
   await t.rejects(readConfigFile(file, {}), { code: 'INVALID_CRON', message: /^jobs\.nightly\.schedule: invalid cron/ });
   writeFileSync(file, JSON.stringify({ concurrency: 3 }));
   t.equal((await readConfigFile(file, { JOBHOST_PORT: '1234' })).server.port, 1234);
+});
+
+t.test('errors name the file as it stands under the directory the host runs in, not by its absolute path', async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(path.join(dir, 'config'));
+  const file = path.join(dir, 'config', 'jobhost.json');
+  writeFileSync(file, '{ "concurrency": 4, ');
+  const cwd = process.cwd();
+  process.chdir(dir);
+  t.teardown(() => process.chdir(cwd));
+  const err = (await readConfigFile(file, {}).catch((e: unknown) => e)) as Error;
+  t.match(err, { code: 'CONFIG_PARSE', message: /^config\/jobhost\.json: not valid JSON/ });
+  t.notMatch(err.message, dir);
+  const missing = (await readConfigFile(path.join(dir, 'config', 'other.json'), {}).catch((e: unknown) => e)) as Error;
+  t.match(missing, { code: 'CONFIG_READ', message: /^config\/other\.json: / });
+  t.notMatch(missing.message, dir);
+  // Outside it, the path is the only name there is.
+  process.chdir(cwd);
+  t.match(await readConfigFile(file, {}).catch((e: unknown) => e as Error), { message: new RegExp(`^${file.replaceAll('/', '\\/')}`) });
 });
 
 async function watched(t: Test, initial: object, env: NodeJS.ProcessEnv = {}) {
@@ -151,4 +183,18 @@ t.test('a run-time toggle holds until the config itself changes the flag', async
   await w.edit({ concurrency: 5, jobs: { other: { enabled: false } } }, 'config.reloaded');
   await w.edit({ concurrency: 5, jobs: { other: { enabled: true } } }, 'config.reloaded');
   t.equal(w.host.job('other')!.enabled, true, 'an edit of the flag itself is the newest word');
+});
+
+t.test("a plugin file's import error names it under the directory the host runs in, not by its absolute path", async (t) => {
+  const dir = tempDir(t);
+  const plugins = path.join(dir, 'plugins');
+  mkdirSync(plugins);
+  const file = path.join(plugins, 'syn.ts');
+  writeFileSync(file, 'export default { name: "syn", handler: () => { ;\n');
+  const cwd = process.cwd();
+  process.chdir(dir);
+  t.teardown(() => process.chdir(cwd));
+  const err = (await loadPluginModule(file, plugins, 10_000).catch((e: unknown) => e)) as Error;
+  t.match(err, { code: 'PLUGIN_IMPORT_FAILED', message: /^plugins\/syn\.ts:\d+:\d+: ERROR: / });
+  t.notMatch(err.message, dir);
 });

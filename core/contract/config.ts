@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { checkTokens, tokenEntrySchema } from './access.js';
-import { HostError } from './errors.js';
+import { type ErrorCode, HostError } from './errors.js';
 import { notificationsSchema } from './notify-config.js';
 import {
   afterSchema,
   debounceSchema,
-  describeIssue,
+  describeIssues,
   durationSchema,
   JOB_NAME,
   notifySchema,
@@ -289,6 +289,22 @@ function deepFreeze<T>(value: T): T {
 
 const PARSED = Symbol('jobhost.config');
 
+interface ConfigIssue {
+  path: string;
+  message: string;
+  code: ErrorCode | undefined;
+}
+
+/**
+ * The error for a config with problems: its message and code are the first one's (`jobs.x.schedule:
+ * ...`), `details.issues` lists every one, so `jobhost validate` reports them all at once.
+ */
+function configError(problems: ConfigIssue[]): HostError {
+  const [first] = problems as [ConfigIssue];
+  const issues = problems.map((p) => ({ path: p.path, code: p.code ?? 'CONFIG_INVALID', message: p.message }));
+  return new HostError(first.code ?? 'CONFIG_INVALID', `${first.path}: ${first.message}`, { path: first.path, issues });
+}
+
 /**
  * Validates a config object into a frozen, fully defaulted Config (a Config passes through).
  * Throws CONFIG_INVALID (or the field's own code) with a message naming the path: `jobs.x.schedule: ...`.
@@ -296,29 +312,28 @@ const PARSED = Symbol('jobhost.config');
 export function parseConfig(input: unknown): Config {
   if (typeof input === 'object' && input !== null && PARSED in input) return input as unknown as Config;
   const parsed = configSchema.safeParse(input ?? {});
-  if (!parsed.success) {
-    const { path, message, code } = describeIssue(parsed.error);
-    throw new HostError(code ?? 'CONFIG_INVALID', `${path}: ${message}`, { path });
-  }
+  if (!parsed.success) throw configError(describeIssues(parsed.error));
   const config = parsed.data;
   // The default queue always exists: plugins that name no queue land there.
   if (config.queues['default'] === undefined) config.queues['default'] = 1;
-  // An override naming a queue the same file does not define is a typo, not a fallback.
+  const problems: ConfigIssue[] = [];
   for (const [name, job] of Object.entries(config.jobs)) {
+    // An override naming a queue the same file does not define is a typo, not a fallback.
     if (job.queue !== undefined && config.queues[job.queue] === undefined) {
-      const path = `jobs.${name}.queue`;
-      throw new HostError('CONFIG_INVALID', `${path}: unknown queue "${job.queue}" (queues: ${Object.keys(config.queues).join(', ')})`, { path });
+      problems.push({
+        path: `jobs.${name}.queue`,
+        message: `unknown queue "${job.queue}" (queues: ${Object.keys(config.queues).join(', ')})`,
+        code: undefined,
+      });
     }
-  }
-  // A job's notifications naming a destination the same file does not define: a typo, caught here.
-  for (const [name, job] of Object.entries(config.jobs)) {
+    // A job's notifications naming a destination the same file does not define: a typo, caught here.
     for (const [i, to] of (job.notify?.to ?? []).entries()) {
       if (!Object.hasOwn(config.notifications.destinations, to)) {
-        const path = `jobs.${name}.notify.to.${i}`;
-        throw new HostError('CONFIG_INVALID', `${path}: no destination "${to}" in notifications.destinations`, { path });
+        problems.push({ path: `jobs.${name}.notify.to.${i}`, message: `no destination "${to}" in notifications.destinations`, code: undefined });
       }
     }
   }
+  if (problems.length > 0) throw configError(problems);
   Object.defineProperty(config, PARSED, { value: true });
   return deepFreeze(config);
 }

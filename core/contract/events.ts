@@ -3,8 +3,12 @@ import type { DeliveryError, Notification } from './notification.js';
 import type { Run, RunSource } from './run.js';
 import type { LogLine } from './run-log.js';
 
-/** Why a trigger was refused; a refused trigger creates no run. `queue-full`: a schedule fire past `limits.maxQueued`. */
-export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate' | 'queue-full';
+/**
+ * Why a trigger was refused; a refused trigger creates no run. `queue-full`: a schedule fire past
+ * `limits.maxQueued`; `invalid-params`: a schedule fire whose params (`jobs.<name>.params`, the
+ * defaults) the job's params schema refuses (a trigger with a caller gets 400 INVALID_PARAMS instead).
+ */
+export type SkipReason = 'disabled' | 'overlap' | 'cooldown' | 'once' | 'duplicate' | 'queue-full' | 'invalid-params';
 
 /** Cluster mode: an event another host emitted carries that host's id (SPEC §11); this host's own carry none. */
 interface Origin {

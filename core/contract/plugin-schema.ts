@@ -180,9 +180,18 @@ export interface JobSpec {
 }
 
 /** `field: message` for the first issue of a zod error, with the path joined by dots. */
-export function describeIssue(err: z.ZodError, prefix = ''): { path: string; message: string; code: ErrorCode | undefined } {
-  let issue: z.core.$ZodIssue | undefined = err.issues[0];
-  if (!issue) return { path: prefix, message: 'invalid', code: undefined };
+function describeIssue(err: z.ZodError, prefix = ''): { path: string; message: string; code: ErrorCode | undefined } {
+  const first = err.issues[0];
+  return first ? describeOne(first, prefix) : { path: prefix, message: 'invalid', code: undefined };
+}
+
+/** `describeIssue` for every issue of the error, in zod's order. */
+export function describeIssues(err: z.ZodError, prefix = ''): Array<{ path: string; message: string; code: ErrorCode | undefined }> {
+  return err.issues.map((issue) => describeOne(issue, prefix));
+}
+
+function describeOne(first: z.core.$ZodIssue, prefix: string): { path: string; message: string; code: ErrorCode | undefined } {
+  let issue = first;
   let segments = issue.path.map(String);
   // A union reports every branch; the telling one is the branch that got furthest (a custom
   // check, or a nested path), not "expected null" from a branch that never applied.

@@ -236,8 +236,18 @@ export class Triggers {
     const limits = this.#o.limits();
     // Before the params are checked: a full queue refuses at the cost of one read.
     if (this.#o.backend.waiting() >= limits.maxQueued) this.#queueFull(job.name, source, limits.maxQueued);
-    const checked = validateParams(job, options.params, limits.maxParamsBytes);
-    const params = checked instanceof Promise ? await checked : checked;
+    let params: unknown;
+    try {
+      const checked = validateParams(job, options.params, limits.maxParamsBytes);
+      params = checked instanceof Promise ? await checked : checked;
+    } catch (err) {
+      // A fire has no caller to answer: its refusal is an event the WebSocket and dashboard show (a
+      // `jobs.<name>.params` the schema refuses fails every fire the same way).
+      if ((source === 'schedule' || source === 'catch-up') && isHostError(err) && err.code === 'INVALID_PARAMS') {
+        this.#o.bus.emit('run.skipped', { job: job.name, reason: 'invalid-params', source, detail: err.message });
+      }
+      throw err;
+    }
     // While the backend cannot write (a full disk, Redis out of reach), a run would only live in
     // memory: refuse it with a time to retry rather than queue work that cannot be acknowledged.
     this.#writable();

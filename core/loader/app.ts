@@ -10,6 +10,7 @@ import { type AfterSpec, parsePlugin } from '../contract/plugin-schema.js';
 import { checkAfterCycles } from '../engine/after.js';
 import { createHost, type Host } from '../engine/host.js';
 import { resolveJob } from '../engine/jobs.js';
+import { validateParams } from '../engine/triggers.js';
 import { dashboard } from '../server/dashboard.js';
 import { type Server, useServer } from '../server/server.js';
 import { ConfigWatcher, configPath, readConfigFile } from './config-file.js';
@@ -160,7 +161,10 @@ export async function validateProject(
     config = await readConfigFile(file, env, { missingOk: !explicit });
   } catch (err) {
     const e = isHostError(err) ? err : new HostError('CONFIG_INVALID', String(err));
-    problems.push({ file: rel(file), code: e.code, message: e.message });
+    // Every problem of the file at once, not one per run of validate.
+    const issues = (e.details?.['issues'] as Array<{ path: string; code: string; message: string }> | undefined) ?? [];
+    for (const issue of issues) problems.push({ file: rel(file), code: issue.code, message: `${issue.path}: ${issue.message}` });
+    if (problems.length === 0) problems.push({ file: rel(file), code: e.code, message: e.message });
     return { problems, warnings, jobs: [] };
   }
   const dir = path.resolve(cwd, config.plugins.dir);
@@ -191,6 +195,16 @@ export async function validateProject(
       if (owner) throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${owner}; ${rel(pluginFile)} declares it too`);
       owners.set(spec.name, rel(pluginFile));
       const job = resolveJob(spec, { file: rel(pluginFile), source: null }, config.jobs[spec.name], config, {}, (q) => q in config.queues);
+      // A schedule fires with the params the config gives (no caller adds any): the schema must take them.
+      if (job.schedule && job.paramsSchema) {
+        try {
+          await validateParams(job, undefined);
+        } catch (err) {
+          if (!isHostError(err) || err.code !== 'INVALID_PARAMS') throw err;
+          const from = config.jobs[spec.name]?.params ? `jobs.${spec.name}.params in ${rel(file)}` : 'no params';
+          throw new HostError('INVALID_PARAMS', `job "${spec.name}" is scheduled, and its fires (with ${from}) fail its params schema: ${err.message}`);
+        }
+      }
       // As `Host.register` checks it: the job's effective `after` (`jobs.<name>.after` applied) against those before it.
       if (job.after.length > 0) checkAfterCycles(new Map([...after, [spec.name, job.after]]));
       after.set(spec.name, job.after);

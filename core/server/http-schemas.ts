@@ -11,7 +11,7 @@ import { damageReport } from '../contract/store-health.js';
 
 const runStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']);
 const runSource = z.enum(RUN_SOURCES);
-const skipReason = z.enum(['disabled', 'overlap', 'cooldown', 'once', 'duplicate', 'queue-full']);
+const skipReason = z.enum(['disabled', 'overlap', 'cooldown', 'once', 'duplicate', 'queue-full', 'invalid-params']);
 export const iso = z.string().describe('ISO 8601 time');
 const runError = z.object({ code: z.string(), message: z.string() });
 

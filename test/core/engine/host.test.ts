@@ -78,6 +78,21 @@ t.test('params: validated on every trigger, merged over config defaults', async 
   await t.rejects(host.trigger('nope'), { code: 'JOB_NOT_FOUND' });
 });
 
+t.test('a schedule fire whose params (jobs.<name>.params) the schema refuses is run.skipped invalid-params, not only a log line', async (t) => {
+  const { host, clock, of } = await startHost(t, { config: { jobs: { nightly: { params: { dir: 5 } } } } });
+  host.register(definePlugin({ name: 'nightly', schedule: '* * * * *', params: z.object({ dir: z.string() }), handler: noop }));
+  await clock.advance(60_000);
+  await host.flush();
+  t.match(
+    of('run.skipped').map((e) => e.data),
+    [{ job: 'nightly', reason: 'invalid-params', source: 'schedule', detail: /^params\.dir: / }],
+  );
+  t.equal((await host.runs({ job: 'nightly' })).items.length, 0, 'the fire made no run');
+  // A caller's trigger is answered instead: no event for it.
+  await t.rejects(host.trigger('nightly'), { code: 'INVALID_PARAMS' });
+  t.equal(of('run.skipped').length, 1);
+});
+
 t.test('disabled jobs refuse triggers; the flag is emitted and shown', async (t) => {
   const { host, of } = await startHost(t);
   host.register({ name: 'job', handler: noop });

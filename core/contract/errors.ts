@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   },
   SHUTTING_DOWN: { status: 503, text: 'The host is stopping and refuses new work.' },
   NOT_STARTED: { status: 503, text: 'The host has not started yet.' },
+  ALREADY_STARTED: { status: 409, text: '`host.start()` on a host that has been started (running, stopping or stopped): a host starts once; create another.' },
   WAIT_TIMEOUT: { status: 504, text: '`host.wait(runId, { timeout })` gave up: the run did not end in time; it goes on.' },
   STOP_INCOMPLETE: {
     status: 500,

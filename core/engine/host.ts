@@ -114,7 +114,8 @@ export class Host {
 
   /** Opens the backend (which recovers unfinished runs), starts dispatching and schedules, then services. */
   async start(): Promise<void> {
-    if (this.#state !== 'created') throw new Error(`cannot start a host that is ${this.#state}`);
+    if (this.#state !== 'created')
+      throw new HostError('ALREADY_STARTED', `cannot start a host that is ${this.#state}: a host starts once (create another)`, { state: this.#state });
     this.#state = 'starting';
     this.#startedAt = isoTime(this.clock.now());
     await openBackend(this.#p, () => this.#describe());

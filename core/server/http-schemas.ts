@@ -328,6 +328,7 @@ export const runLogResponse = z.object({
   runId: z.string(),
   job: z.string(),
   status: runStatus,
+  traceId: z.string().nullable().describe("the run's trace (SPEC §15): every line was written inside it; null when nothing traces"),
   lines: z.array(logLine).describe('oldest first: the last 500 lines or 256 KiB, whichever is smaller'),
   dropped: z.number().describe('earlier lines cut by that bound'),
   note: z.string().nullable().describe('says so when lines were cut'),

@@ -39,7 +39,7 @@ export function registerInsightRoutes(app: JobhostApp, host: Host): void {
         log.dropped > 0
           ? `the first ${log.dropped} line${log.dropped === 1 ? ' was' : 's were'} cut: a run keeps its last ${LOG_MAX_LINES} lines or ${LOG_MAX_BYTES / 1024} KiB of them, whichever is smaller`
           : null;
-      return { runId: run.id, job: run.job, status: run.status, lines: log.lines, dropped: log.dropped, note };
+      return { runId: run.id, job: run.job, status: run.status, traceId: run.traceId ?? null, lines: log.lines, dropped: log.dropped, note };
     },
   });
 

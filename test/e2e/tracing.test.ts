@@ -104,6 +104,8 @@ t.test('jobhost start exports the trace of an HTTP trigger, the worker thread in
     [TRACE, attempt.spanId],
     "the handler's log line (written in its thread) carries the trace and the attempt span",
   );
+  const kept = (await (await fetch(`${url}/runs/${runId}/logs`)).json()) as { traceId?: string; lines: Array<{ msg: string }> };
+  t.same([kept.traceId, kept.lines.map((l) => l.msg)], [TRACE, ['working']], 'the lines the run keeps name its trace too');
 
   // The run page shows the trace id, for a search in the tracing backend.
   const page = await openPage(t, await launchChromium(t, dir));

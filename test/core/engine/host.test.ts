@@ -258,10 +258,11 @@ t.test('lifecycle: triggers before start and after stop are refused; stop is ide
   host.register({ name: 'a', handler: noop });
   await t.rejects(host.trigger('a'), { code: 'NOT_STARTED' });
   await host.start();
-  await t.rejects(host.start(), /cannot start/);
+  await t.rejects(host.start(), { code: 'ALREADY_STARTED', message: /cannot start a host that is running/ });
   await host.stop();
   await host.stop();
   await t.rejects(host.trigger('a'), { code: 'SHUTTING_DOWN' });
+  await t.rejects(host.start(), { code: 'ALREADY_STARTED', message: /that is stopped/ });
   t.same(of('host.started').length, 1);
   t.same(of('host.stopped').length, 1);
   t.equal(host.state, 'stopped');

@@ -124,6 +124,7 @@ t.test('GET /runs/:id/logs: the lines a handler logged, with level, fields and a
   await new Promise((r) => setImmediate(r));
   const mid = runLogResponse.parse((await s.request('GET', `/runs/${runId}/logs`)).json);
   t.equal(mid.status, 'running');
+  t.equal(mid.traceId, null, 'nothing traces here');
   t.same(
     mid.lines.map((l) => [l.attempt, l.i, l.level, l.msg]),
     [

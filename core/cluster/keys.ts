@@ -68,6 +68,11 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:deliveries:open`;
   }
 
+  /** The `missed` rule's watches of a job's fires (`Backend.keepMissedWatch`): JSON members scored by deadline. */
+  missedWatches(job: string): string {
+    return `${this.prefix}:__jh:missed:${job}`;
+  }
+
   /** A storm-control window of a key (job and destination): exists while the window is open. */
   stormWindow(key: string): string {
     return `${this.prefix}:__jh:storm:${key}`;

@@ -1,15 +1,17 @@
 import type { AuditRecord } from '../contract/audit.js';
-import type {
-  AdmissionRules,
-  Backend,
-  BackendHooks,
-  BackendOpened,
-  Depths,
-  JobFlags,
-  JobState,
-  NotificationQuery,
-  Refusal,
-  ScheduleFire,
+import {
+  type AdmissionRules,
+  type Backend,
+  type BackendHooks,
+  type BackendOpened,
+  type Depths,
+  type JobFlags,
+  type JobState,
+  MISSED_WATCHES_MAX,
+  type MissedWatch,
+  type NotificationQuery,
+  type Refusal,
+  type ScheduleFire,
 } from '../contract/backend.js';
 import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import type { HostError } from '../contract/errors.js';
@@ -371,6 +373,26 @@ class RedisBackend implements Backend {
     return claimed;
   }
 
+  /** Any host may write a job's watches (the one whose add a fire made): a sorted set, so no host's write loses another's. */
+  async keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
+    const key = this.#p.keys.missedWatches(job);
+    await this.#p.producer
+      .multi()
+      .zadd(key, watch.deadline, JSON.stringify(watch))
+      .zremrangebyscore(key, '-inf', `(${now}`)
+      .zremrangebyrank(key, 0, -(MISSED_WATCHES_MAX + 1))
+      .exec();
+  }
+
+  async missedWatches(job: string): Promise<MissedWatch[]> {
+    const byFire = new Map<number, MissedWatch>();
+    for (const member of await this.#p.producer.zrange(this.#p.keys.missedWatches(job), 0, -1)) {
+      const w = parseMissedWatch(member);
+      if (w) byFire.set(w.fireAt, w);
+    }
+    return [...byFire.values()].sort((a, b) => a.fireAt - b.fireAt);
+  }
+
   activeRuns(job: string): { active: number; running: number; rateLimited?: number } {
     return withRateLimited(this.#p.mirror.activeRuns(job), this.#p.jobs.get(job));
   }
@@ -406,4 +428,19 @@ class RedisBackend implements Backend {
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
     return Promise.resolve({ acknowledged: [], unknown: [...(ids ?? [])] });
   }
+}
+
+/** A member of a job's missed watches, narrowed once; anything else (changed from outside) is skipped. */
+function parseMissedWatch(member: string): MissedWatch | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(member);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { fireAt, deadline, runId, reason } = v as Record<string, unknown>;
+  if (typeof fireAt !== 'number' || typeof deadline !== 'number' || typeof reason !== 'string') return undefined;
+  if (runId !== null && typeof runId !== 'string') return undefined;
+  return { fireAt, deadline, runId, reason };
 }

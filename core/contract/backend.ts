@@ -180,6 +180,14 @@ export interface Backend {
    */
   claimMissed(job: string, fireAt: number): Promise<boolean>;
   /**
+   * The `missed` rule: keeps the watch on a fire across a crash or restart (it lives in memory
+   * otherwise), dropping the job's watches whose deadline is before `now` (the host that kept
+   * them was up to see them due) and all but the latest MISSED_WATCHES_MAX. Durable when it resolves.
+   */
+  keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void>;
+  /** The watches kept for `job` (read at start: those a stop or crash left open), oldest fire first. */
+  missedWatches(job: string): Promise<MissedWatch[]>;
+  /**
    * The `slow` rule: answers true once per run (the caller sends the alert), false after that: a
    * run whose retry or takeover starts on another host is told once for the cluster.
    */
@@ -308,7 +316,23 @@ export interface JobState {
   endedStreak?: number;
   /** Schedule fires up to this time (ms) are accounted for by the `missed` rule (see `claimMissed`). */
   missedThrough?: number;
+  /** The `missed` rule's watches a restart takes up again (see `keepMissedWatch`); the local backend's. */
+  missedWatches?: MissedWatch[];
 }
+
+/** A schedule fire the `missed` rule watches (`Backend.keepMissedWatch`). */
+export interface MissedWatch {
+  /** The fire time (ms). */
+  fireAt: number;
+  /** When the fire is missed unless its run has started (ms): `fireAt` plus its `missedAfter`. */
+  deadline: number;
+  /** The fire's run; null when it made none (then `reason` says why). */
+  runId: string | null;
+  reason: string;
+}
+
+/** Watches a backend keeps per job (`keepMissedWatch`): far more than `missedAfter` over the period of any sane schedule. */
+export const MISSED_WATCHES_MAX = 1000;
 
 /** Flags to set (a value), clear (null) or leave alone (absent). */
 export interface JobFlags {

@@ -1,4 +1,4 @@
-import type { Backend } from '../contract/backend.js';
+import type { Backend, MissedWatch } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { DueTimer } from '../contract/due-heap.js';
 import { formatDuration } from '../contract/duration.js';
@@ -27,6 +27,7 @@ const EARLY_MAX = 10_000;
 interface Watch {
   job: string;
   fireAt: number;
+  deadline: number;
   /** The fire's run, until it starts; null when the fire made none. */
   runId: string | null;
   reason: string;
@@ -43,8 +44,10 @@ export function missedAfter(job: EffectiveJob, schedule: Schedule, fireAt: numbe
  * The `missed` rule (SPEC §12): each schedule fire of a job that asks for it is watched until
  * its run starts; a fire that made no run (refused by overlap, no room to record it) or whose
  * run has not started `missedAfter` after the fire time is missed, once per fire (the backend's
- * `claimMissed` says which host, and whether a restart already told). Fires the host (or every
- * host) was down for are found at start. A disabled job is never missed.
+ * `claimMissed` says which host, and whether a restart already told). Each watch is also kept by
+ * the backend, so the fires still watched when the host stopped or was killed are watched again
+ * at start (`downtime`), as are the fires the host (or every host) was down for. A disabled job is
+ * never missed.
  */
 export class Missed {
   readonly #o: MissedOptions;
@@ -53,6 +56,8 @@ export class Missed {
   readonly #byRun = new Map<string, Watch[]>();
   /** Runs that started before their fire's watch was set (a start can come before the add's promise resolves); bounded. */
   #early = new Set<string>();
+  /** Per job, the look at the watches a restart found open: other claims of the job wait for it (they must come in fire order). */
+  readonly #resuming = new Map<string, Promise<void>>();
   #stopped = false;
 
   constructor(options: MissedOptions) {
@@ -68,10 +73,21 @@ export class Missed {
     const job = this.#watched(name);
     if (!job?.schedule) return;
     if (runId !== null && this.#early.delete(runId)) return;
-    const watches = (typeof fireAt === 'number' ? [fireAt] : fireAt).map((at): Watch => ({ job: name, fireAt: at, runId, reason }));
+    const schedule = job.schedule;
+    const watches = (typeof fireAt === 'number' ? [fireAt] : fireAt).map(
+      (at): Watch => ({ job: name, fireAt: at, deadline: at + missedAfter(job, schedule, at), runId, reason }),
+    );
     if (watches.length === 0) return;
     if (runId !== null) this.#byRun.set(runId, watches);
-    for (const w of watches) this.#timer.push(w.fireAt + missedAfter(job, job.schedule, w.fireAt), w);
+    const now = this.#o.clock.now();
+    for (const w of watches) {
+      this.#timer.push(w.deadline, w);
+      // Kept by the backend too: a crash before the deadline must not take the watch with it.
+      this.#o
+        .backend()
+        .keepMissedWatch(name, { fireAt: w.fireAt, deadline: w.deadline, runId, reason }, now)
+        .catch((err: unknown) => this.#o.logger.warn({ err, job: name, fireAt: isoTime(w.fireAt) }, 'could not keep the watch on a schedule fire'));
+    }
   }
 
   /**
@@ -102,6 +118,7 @@ export class Missed {
   downtime(name: string, since: number, through: number): number[] {
     const job = this.#watched(name);
     if (!job?.schedule) return [];
+    this.#resume(name, since);
     const now = this.#o.clock.now();
     const fires: number[] = [];
     const pending: number[] = [];
@@ -133,6 +150,52 @@ export class Missed {
       .catch((err: unknown) => this.#o.logger.warn({ err, job: name }, 'could not record where missed fires start again'));
   }
 
+  /**
+   * At start: the watches the backend kept for fires up to `since` (the last fire recorded) that
+   * were still open when the host stopped or was killed: a fire that made no run, or whose run had
+   * not started. Each is missed now if its deadline has passed (a run that started after it is
+   * late), else watched again. A fire told before the restart is not told again (`claimMissed`).
+   */
+  #resume(name: string, since: number): void {
+    const backend = this.#o.backend();
+    const done = backend
+      .missedWatches(name)
+      .then(async (kept) => {
+        // Oldest first, each claim awaited: `missedThrough` only grows, so a later fire claimed first would hide an earlier one.
+        for (const w of kept) {
+          if (this.#stopped) return;
+          if (w.fireAt > since || w.fireAt <= (backend.jobState(name).missedThrough ?? -Infinity)) continue;
+          await this.#resumeWatch(name, w);
+        }
+      })
+      .catch((err: unknown) => this.#o.logger.warn({ err, job: name }, 'could not read the watches on schedule fires kept before the restart'))
+      .finally(() => this.#resuming.delete(name));
+    this.#resuming.set(name, done);
+  }
+
+  async #resumeWatch(name: string, kept: MissedWatch): Promise<void> {
+    const { fireAt, deadline, runId } = kept;
+    const waited = formatDuration(deadline - fireAt);
+    if (runId !== null) {
+      // Out of reach (Redis down): taken as not started, as a due watch does.
+      const run = await this.#o
+        .backend()
+        .getRun(runId)
+        .catch(() => undefined);
+      if (run?.startedAt) {
+        if (Date.parse(run.startedAt) > deadline) await this.#tell(name, fireAt, `its run ${runId} started more than ${waited} after the fire`);
+        return;
+      }
+    }
+    const reason = runId === null ? kept.reason : `its run ${runId} had not started ${waited} after the fire`;
+    if (deadline <= this.#o.clock.now()) return this.#tell(name, fireAt, reason);
+    // Started while this look was on its way: before the deadline.
+    if (runId !== null && this.#early.delete(runId)) return;
+    const w: Watch = { job: name, fireAt, deadline, runId, reason: runId === null ? kept.reason : '' };
+    if (runId !== null) this.#byRun.set(runId, [...(this.#byRun.get(runId) ?? []), w]);
+    this.#timer.push(deadline, w);
+  }
+
   stop(): void {
     this.#stopped = true;
     this.#timer.close();
@@ -155,12 +218,12 @@ export class Missed {
     }
     const job = this.#watched(w.job);
     if (started || !job?.schedule) return;
-    const waited = formatDuration(missedAfter(job, job.schedule, w.fireAt));
+    const waited = formatDuration(w.deadline - w.fireAt);
     if (w.runId === null) return this.#claim(w.job, w.fireAt, w.reason);
     // This host sees only its own starts: on a shared backend the run may have started on another
     // host (or started here unseen), so the run itself says.
     const runId = w.runId;
-    const deadline = w.fireAt + missedAfter(job, job.schedule, w.fireAt);
+    const deadline = w.deadline;
     const tell = (): void => {
       if (!this.#stopped) this.#claim(w.job, w.fireAt, `its run ${runId} had not started ${waited} after the fire`);
     };
@@ -178,8 +241,15 @@ export class Missed {
       );
   }
 
+  /** Tells a missed fire once; after the look at the job's kept watches, when one is on its way (they are earlier fires). */
   #claim(job: string, fireAt: number, reason: string): void {
-    this.#o
+    const resuming = this.#resuming.get(job);
+    if (resuming) void resuming.then(() => this.#tell(job, fireAt, reason));
+    else void this.#tell(job, fireAt, reason);
+  }
+
+  #tell(job: string, fireAt: number, reason: string): Promise<void> {
+    return this.#o
       .backend()
       .claimMissed(job, fireAt)
       .then((mine) => {

@@ -1,17 +1,19 @@
 import { refusal } from '../contract/admission.js';
 import type { AuditRecord, AuditStore } from '../contract/audit.js';
-import type {
-  AdmissionRules,
-  Backend,
-  BackendHooks,
-  BackendOpened,
-  Depths,
-  HeldCounts,
-  JobFlags,
-  JobState,
-  NotificationQuery,
-  Refusal,
-  ScheduleFire,
+import {
+  type AdmissionRules,
+  type Backend,
+  type BackendHooks,
+  type BackendOpened,
+  type Depths,
+  type HeldCounts,
+  type JobFlags,
+  type JobState,
+  MISSED_WATCHES_MAX,
+  type MissedWatch,
+  type NotificationQuery,
+  type Refusal,
+  type ScheduleFire,
 } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
@@ -352,6 +354,19 @@ class LocalBackend implements Backend {
     state.missedThrough = fireAt;
     if (this.#open && !this.#closed) await this.#store.saveJob(job);
     return true;
+  }
+
+  async keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
+    const state = this.#store.job(job);
+    const kept = (state.missedWatches ?? []).filter((w) => w.deadline >= now && w.fireAt !== watch.fireAt);
+    kept.push({ ...watch });
+    kept.sort((a, b) => a.fireAt - b.fireAt);
+    state.missedWatches = kept.slice(-MISSED_WATCHES_MAX);
+    if (this.#open && !this.#closed) await this.#store.saveJob(job);
+  }
+
+  missedWatches(job: string): Promise<MissedWatch[]> {
+    return Promise.resolve((this.#store.job(job).missedWatches ?? []).map((w) => ({ ...w })));
   }
 
   listNotifications(query: NotificationQuery): Promise<Page<Notification>> {

@@ -37,7 +37,15 @@ export class Pending {
     const taken: Omit<Batch, 'runs'> = {
       jobs: [...this.#jobs].map((name) => {
         const r = state(name);
-        return [name, { enabled: r?.enabled ?? null, lastFireAt: r?.lastFireAt ?? null, missedThrough: r?.missedThrough ?? null }];
+        return [
+          name,
+          {
+            enabled: r?.enabled ?? null,
+            lastFireAt: r?.lastFireAt ?? null,
+            missedThrough: r?.missedThrough ?? null,
+            ...(r?.missedWatches && { missedWatches: r.missedWatches }),
+          },
+        ];
       }),
       notifications: this.#notifications,
       damage: this.#damage,

@@ -2,7 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Low } from 'lowdb';
 import type { AuditRecord } from '../contract/audit.js';
-import type { JobState } from '../contract/backend.js';
+import type { JobState, MissedWatch } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification } from '../contract/notification.js';
@@ -39,7 +39,7 @@ export interface StateDoc {
   audit?: AuditRecord[];
 }
 
-export type JobFlags = { enabled: boolean | null; lastFireAt: number | null; missedThrough?: number | null };
+export type JobFlags = { enabled: boolean | null; lastFireAt: number | null; missedThrough?: number | null; missedWatches?: MissedWatch[] };
 type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport } | { l: string; log: unknown } | { a: AuditRecord };
 
 const checkJournalLine = checkWith(journalLine);
@@ -139,6 +139,7 @@ function applyRecord(rec: JournalRecord, into: JournalTarget): void {
     else state.lastFireAt = rec.f.lastFireAt;
     // Absent in records written before the `missed` rule.
     if (typeof rec.f.missedThrough === 'number') state.missedThrough = rec.f.missedThrough;
+    if (rec.f.missedWatches) state.missedWatches = rec.f.missedWatches;
   } else if ('n' in rec) into.notifications.push(rec.n);
   else if ('d' in rec) into.damage.apply(rec.d);
   else if ('l' in rec) into.logs.apply(rec.l, rec.log);

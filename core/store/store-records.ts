@@ -46,7 +46,13 @@ const storedNotification = z.looseObject({
   at: iso,
 });
 
-const jobFlags = z.object({ enabled: z.boolean().nullable(), lastFireAt: z.number().nullable(), missedThrough: z.number().nullable().optional() });
+const missedWatch = z.object({ fireAt: z.number(), deadline: z.number(), runId: z.string().nullable(), reason: z.string() });
+const jobFlags = z.object({
+  enabled: z.boolean().nullable(),
+  lastFireAt: z.number().nullable(),
+  missedThrough: z.number().nullable().optional(),
+  missedWatches: z.array(missedWatch).optional(),
+});
 
 /** A batch of a run's log lines (each line is checked as it is applied: a bad one is skipped, not damage). */
 const logBatch = z.object({ l: z.string().min(1), log: z.looseObject({ lines: z.array(z.unknown()), dropped: z.number() }) });

@@ -261,6 +261,102 @@ t.test('missed: a fire of the downtime whose missedAfter runs out after the rest
   }
 });
 
+t.test('missed: a fire still watched when the host stops is told after the restart, once, and one told before it is not told again', async (t) => {
+  const release = gate();
+  const plugin = () =>
+    definePlugin({
+      name: 'every-three',
+      isolation: 'inline',
+      schedule: '*/3 * * * * *',
+      overlap: 'skip',
+      notify: { on: ['missed'], missedAfter: '5s', to: ['hook'] },
+      handler: () => release.promise,
+    });
+  const config = { notifications: notifications({ throttle: 0 }) };
+  const s = await startServer(t, { config, plugins: [plugin()] });
+  const t0 = s.clock.now();
+  await s.clock.advance(3000);
+  await until(() => s.of('run.started').length === 1, 5000, 'the first fire started');
+  await s.clock.advance(3000);
+  await until(() => s.of('run.skipped').length === 1, 5000, 'the second fire refused by overlap');
+  // Stopped (as by kill -9: the watch in memory goes) before the refused fire's 5 s ran out.
+  await s.host.stop({ graceMs: 0 });
+  await s.clock.advance(1000);
+
+  const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+  await again.clock.advance(3999);
+  t.equal((await again.host.notifications({})).items.length, 0, 'not before its time');
+  await again.clock.advance(1);
+  const [missed] = await notified(again, 1, 'the refused fire is missed after the restart');
+  t.match(missed, { rule: 'missed', job: 'every-three', message: new RegExp(`fire at ${new Date(t0 + 6000).toISOString()}: the fire was refused \\(overlap`) });
+  // The stop ended the first fire's run: the fire at 9 s started one, which refuses the fire at 12 s.
+  await until(() => again.of('run.started').length === 1, 5000, 'the fire at 9 s started');
+  await again.clock.advance(1000);
+  await until(() => again.of('run.skipped').length === 1, 5000, 'the fire at 12 s refused');
+  await again.host.stop({ graceMs: 0 });
+  await again.clock.advance(1000);
+
+  // The fire told before this restart is not told again; the one still watched is told at its time.
+  const third = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+  await third.clock.advance(0);
+  t.equal((await third.host.notifications({})).items.length, 1, 'the fire at 6 s is not told twice');
+  await third.clock.advance(3999);
+  t.equal((await third.host.notifications({})).items.length, 1, 'the fire at 12 s not before its time');
+  await third.clock.advance(1);
+  const items = await notified(third, 2, 'the fire at 12 s is missed at 17 s');
+  t.match(items[1]!.message, new RegExp(`fire at ${new Date(t0 + 12_000).toISOString()}: the fire was refused`));
+  await third.clock.advance(0);
+  t.equal((await third.host.notifications({})).items.length, 2, 'each fire once');
+  release.open();
+});
+
+t.test('missed: a fire whose run was queued when the host stopped is missed if the run starts late after the restart, not if it starts in time', async (t) => {
+  for (const late of [true, false]) {
+    let hold = true;
+    const release = gate();
+    const plugin = () =>
+      definePlugin({
+        name: 'every-three',
+        isolation: 'inline',
+        schedule: '*/3 * * * * *',
+        concurrency: 1,
+        overlap: 'allow',
+        notify: { on: ['missed'], missedAfter: '5s', to: ['hook'] },
+        handler: () => (hold ? release.promise : 'ok'),
+      });
+    const config = { notifications: notifications({ throttle: 0 }) };
+    const s = await startServer(t, { config, plugins: [plugin()] });
+    await s.clock.advance(3000);
+    await until(() => s.of('run.started').length === 1, 5000, 'the first fire started');
+    await s.clock.advance(3000);
+    await until(() => s.of('run.queued').length === 2, 5000, 'the second fire queued behind it');
+    const queued = s.of('run.queued')[1]!.data['runId'] as string;
+    await s.host.stop({ graceMs: 0 });
+    // Back after the queued run's 5 s ran out (late) or before; either way it starts at once.
+    await s.clock.advance(late ? 6000 : 1000);
+    hold = false;
+    const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+    await until(() => again.of('run.started').some((e) => e.data['runId'] === queued), 5000, 'the queued run started');
+    if (late) {
+      const [missed] = await notified(again, 1, 'its fire is missed');
+      t.match(missed, { rule: 'missed', message: new RegExp(`its run ${queued} (started more than|had not started) 5s after the fire`) });
+    }
+    // Past every watch's deadline (the fires of the restarted host start at once).
+    await again.clock.advance(5000);
+    await until(() => again.of('run.succeeded').length >= 2, 5000, 'the restarted host runs its fires');
+    const items = (await again.host.notifications({ limit: 1000 })).items;
+    t.equal(items.filter((n) => n.message.includes(queued)).length, late ? 1 : 0, late ? 'once' : 'started in time: not missed');
+    // Down from 6 s to 12 s (late): the others are fires of the downtime.
+    t.match(
+      items.filter((n) => !n.message.includes(queued)),
+      items.filter((n) => !n.message.includes(queued)).map(() => ({ message: /the host was down$/ })),
+      'nothing else',
+    );
+    release.open();
+    await again.host.stop({ graceMs: 0 });
+  }
+});
+
 t.test('storm control: 10,000 failures become one message and one digest with the count; memory holds counts only', async (t) => {
   const hook = await httpReceiver(t);
   const s = await startServer(t, {

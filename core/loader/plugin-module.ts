@@ -52,16 +52,24 @@ function cacheFor(root: string): CompileCache | null {
   return cache;
 }
 
-/** Imports a plugin file within `timeoutMs`; `root` is the plugins directory (what counts as local). */
-export async function loadPluginModule(file: string, root: string, timeoutMs: number): Promise<PluginModule> {
+/**
+ * Imports a plugin file within `timeoutMs`; `root` is the plugins directory (what counts as local).
+ * An aborted `signal` stops the wait at once (an import itself cannot be stopped; its result is dropped).
+ */
+export async function loadPluginModule(file: string, root: string, timeoutMs: number, signal?: AbortSignal): Promise<PluginModule> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new HostError('PLUGIN_IMPORT_TIMEOUT', `import did not finish within ${timeoutMs}ms`, { file })), timeoutMs);
+    onAbort = () => reject(new HostError('PLUGIN_IMPORT_FAILED', 'the plugin loader stopped before the import finished', { file }));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
     return await Promise.race([new Build(path.resolve(root)).entry(path.resolve(file)), timeout]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -159,6 +159,13 @@ t.test('bad files emit plugin.error with file, code and message; every other job
       'PLUGIN_IMPORT_FAILED',
       /cannot find module "\.\/nope\.js"/,
     ],
+    [
+      'missing-package.mjs',
+      "import x from 'no-such-package';\nawait 0;\nexport default { name: 'missing-package', handler: () => x };\n",
+      'PLUGIN_IMPORT_FAILED',
+      /cannot find module "no-such-package" imported from missing-package\.mjs/,
+    ],
+    ['tla-syntax.mjs', 'await 0;\nexport default { name: "tla-syntax", handler: () => { ;\n', 'PLUGIN_IMPORT_FAILED', /Expected|Unexpected/],
   ];
   for (const [name, body, code, message] of cases) {
     const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === name);

@@ -27,7 +27,10 @@ export interface HandlerSource {
   readonly key: string;
   /** The plugin file (absolute path). */
   readonly entry: string;
-  /** `compiled`: `modules` hold the code; `native` (a file with top-level await): imported by URL. */
+  /**
+   * `compiled`: `modules` hold the code in CommonJS shape; `native` (a file with top-level await):
+   * `modules` holds the one file as an ES module with absolute imports, imported from a `data:` URL.
+   */
   readonly mode: 'compiled' | 'native';
   readonly modules: readonly SourceModule[];
 }

@@ -13,6 +13,13 @@ import { loadPluginModule } from './plugin-module.js';
  * re-read from disk, so editors that save by rename, bursts of saves and half-written files all
  * settle in the right state. A bad file never stops the host: it emits `plugin.error`, and an
  * edit that breaks a loaded plugin leaves its last good version running.
+ *
+ * Files load independently: an import that takes long (up to `importTimeoutMs`) holds only its own
+ * file. What used to come from one serial queue holds this way instead: a file's state is read
+ * from disk one request at a time, so its newest text claims it last, and only the newest claim
+ * (a load, or the removal) applies; registering (duplicate names, `after` cycles) happens in one
+ * synchronous step after a load, never interleaved with another file's; and the first scan loads
+ * files one by one in name order, as `jobhost validate` does.
  */
 
 export interface LoaderOptions {
@@ -46,6 +53,14 @@ interface FileState {
   wanted: string | null;
   /** Set while the file is refused as a duplicate of another file's job. */
   duplicateOf: string | null;
+  /** Counts the loads and the removal this file's requests started: only the newest one applies. */
+  claims: number;
+}
+
+/** A load a request started: it applies only while it is still its file's newest claim. */
+interface Claim {
+  state: FileState;
+  n: number;
 }
 
 export class PluginLoader {
@@ -59,7 +74,13 @@ export class PluginLoader {
    *  chokidar's per-file watchers) lose a file replaced by rename, how many editors save. */
   readonly #watchers = new Map<string, FSWatcher>();
   #rescan: NodeJS.Timeout | undefined;
-  #queue: Promise<void> = Promise.resolve();
+  #scanning = false;
+  /** Per file, the end of its latest disk read (see `#request`). */
+  readonly #reads = new Map<string, Promise<unknown>>();
+  /** Every request in flight, for `idle()` and `stop()`. */
+  readonly #work = new Set<Promise<void>>();
+  /** Aborts the loads in flight at `stop()`: a stuck import does not hold the host's stop. */
+  readonly #stopping = new AbortController();
   #stopped = false;
 
   constructor(host: Host, options: LoaderOptions) {
@@ -73,19 +94,12 @@ export class PluginLoader {
   }
 
   async start(): Promise<void> {
-    await this.#enqueue(() => this.#scan());
+    await this.#scan(true);
     if (!this.#options.watch) return;
     await this.#watchDirs();
     const every = this.#options.rescanMs ?? 2000;
     if (every > 0) {
-      this.#rescan = setInterval(
-        () =>
-          void this.#enqueue(async () => {
-            await this.#scan();
-            await this.#watchDirs();
-          }),
-        every,
-      );
+      this.#rescan = setInterval(() => void this.#rescanOnce(), every);
       this.#rescan.unref();
     }
   }
@@ -97,12 +111,28 @@ export class PluginLoader {
     clearInterval(this.#rescan);
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
-    await this.#queue;
+    this.#stopping.abort();
+    await this.idle();
   }
 
   /** Resolves when every change seen so far has been applied (for tests and `validate`). */
-  idle(): Promise<void> {
-    return this.#queue;
+  async idle(): Promise<void> {
+    // Work can start more work (a freed job name retries its duplicates): wait until none is left.
+    while (this.#work.size > 0) await Promise.all(this.#work);
+  }
+
+  /** A rescan requests what changed and does not wait for the loads: one stuck file holds nothing. */
+  async #rescanOnce(): Promise<void> {
+    if (this.#scanning) return;
+    this.#scanning = true;
+    try {
+      await this.#scan(false);
+      await this.#watchDirs();
+    } catch (err) {
+      this.#host.logger.error({ err }, 'plugin rescan failed');
+    } finally {
+      this.#scanning = false;
+    }
   }
 
   /** Watches the plugins directory and every folder below it (helpers live there). */
@@ -149,10 +179,25 @@ export class PluginLoader {
     return path.relative(this.#host.cwd, file) || file;
   }
 
-  /** Work on files runs one piece at a time, so two events for one file never interleave. */
-  #enqueue(work: () => Promise<void>): Promise<void> {
-    this.#queue = this.#queue.then(work).catch((err: unknown) => this.#host.logger.error({ err }, 'plugin loader failed'));
-    return this.#queue;
+  /**
+   * Brings one file's job in line with what is on disk, independently of every other file. The
+   * disk is read (stat, hash) one request of the file at a time, so requests claim the file in the
+   * order of the texts they read: the newest text claims last, and an older load still in flight
+   * (a slow or stuck import) finds itself superseded when it ends and applies nothing.
+   */
+  #request(file: string): Promise<void> {
+    const read = (this.#reads.get(file) ?? Promise.resolve()).then(() => this.#claim(file));
+    const tail = read.catch(() => undefined);
+    this.#reads.set(file, tail);
+    void tail.then(() => {
+      if (this.#reads.get(file) === tail) this.#reads.delete(file);
+    });
+    const work = read
+      .then((claim) => (claim ? this.#load(file, claim) : undefined))
+      .catch((err: unknown) => this.#host.logger.error({ err, file: this.#display(file) }, 'plugin loader failed'))
+      .finally(() => this.#work.delete(work));
+    this.#work.add(work);
+    return work;
   }
 
   #changed(file: string): void {
@@ -167,13 +212,14 @@ export class PluginLoader {
         target,
         setTimeout(() => {
           this.#timers.delete(target);
-          void this.#enqueue(() => this.#sync(target));
+          void this.#request(target);
         }, this.#options.debounceMs ?? 100),
       );
     }
   }
 
-  async #scan(): Promise<void> {
+  /** `ordered` (the first scan): one file at a time, by name, each load awaited (see the class doc). */
+  async #scan(ordered: boolean): Promise<void> {
     let names: string[];
     try {
       names = (await readdir(this.#dir, { withFileTypes: true })).filter((d) => d.isFile() && isPluginFile(d.name)).map((d) => d.name);
@@ -182,11 +228,15 @@ export class PluginLoader {
       names = [];
     }
     const present = new Set(names.sort().map((n) => path.join(this.#dir, n)));
-    for (const file of present) await this.#sync(file);
-    for (const file of [...this.#files.keys()]) if (!present.has(file)) await this.#sync(file);
+    const sync = async (file: string): Promise<void> => {
+      const work = this.#request(file);
+      if (ordered) await work;
+    };
+    for (const file of present) await sync(file);
+    for (const file of [...this.#files.keys()]) if (!present.has(file)) await sync(file);
     // Helpers can change with no event for the plugin itself.
     for (const [file, state] of this.#files) {
-      if (state.deps.length > 1 && (await this.#hashOf(file, state.deps)) !== state.hash) await this.#sync(file);
+      if (state.deps.length > 1 && (await this.#hashOf(file, state.deps)) !== state.hash) await sync(file);
     }
   }
 
@@ -202,30 +252,45 @@ export class PluginLoader {
     return hash.digest('hex');
   }
 
-  /** Brings one file's job in line with what is on disk now. */
-  async #sync(file: string): Promise<void> {
-    if (this.#stopped) return;
-    const state = this.#files.get(file) ?? { hash: null, job: null, deps: [file], wanted: null, duplicateOf: null };
+  /** Reads a file's state from disk: a removal applies here; a new text claims the file for a load. */
+  async #claim(file: string): Promise<Claim | null> {
+    if (this.#stopped) return null;
     const exists = await stat(file).then(
       (s) => s.isFile(),
       () => false,
     );
+    const known = this.#files.get(file);
     if (!exists) {
-      if (this.#files.delete(file) && state.job !== null) {
-        this.#host.unregister(state.job);
-        await this.#retryDuplicatesOf(state.job);
+      if (!known) return null;
+      known.claims++; // a load still in flight applies nothing now
+      this.#files.delete(file);
+      if (known.job !== null) {
+        this.#host.unregister(known.job);
+        this.#retryDuplicatesOf(known.job);
       }
-      return;
+      return null;
     }
+    const state = known ?? { hash: null, job: null, deps: [file], wanted: null, duplicateOf: null, claims: 0 };
     const hash = await this.#hashOf(file, state.deps);
-    if (hash === null || hash === state.hash) return;
+    // Unchanged since the newest load began (or ended): nothing to do.
+    if (hash === null || hash === state.hash || this.#stopped) return null;
     this.#files.set(file, state);
     state.hash = hash;
+    return { state, n: ++state.claims };
+  }
+
+  /** Loads a claimed text and, if no newer claim came meanwhile, registers it (one synchronous step). */
+  async #load(file: string, claim: Claim): Promise<void> {
+    const { state } = claim;
+    const newest = (): boolean => !this.#stopped && state.claims === claim.n && this.#files.get(file) === state;
     let name: string | null = null;
     try {
-      const mod = await loadPluginModule(file, this.#dir, this.#options.importTimeoutMs);
+      const mod = await loadPluginModule(file, this.#dir, this.#options.importTimeoutMs, this.#stopping.signal);
+      if (!newest()) return;
+      const hash = await this.#hashOf(file, mod.files);
+      if (!newest()) return;
       state.deps = mod.files;
-      state.hash = await this.#hashOf(file, mod.files);
+      state.hash = hash;
       if (!('default' in mod.exports) || mod.exports['default'] === undefined) {
         throw new HostError('PLUGIN_NO_EXPORT', 'the file has no default export (export default definePlugin({...}))');
       }
@@ -248,9 +313,11 @@ export class PluginLoader {
       if (previous !== null && previous !== spec.name) {
         // The file now declares another job: the old one goes.
         this.#host.unregister(previous);
-        await this.#retryDuplicatesOf(previous);
+        this.#retryDuplicatesOf(previous);
       }
     } catch (err) {
+      // A superseded text's failure (a stuck import cut off at its timeout, say) is no news.
+      if (!newest()) return;
       const error = isHostError(err) ? err : new HostError('PLUGIN_IMPORT_FAILED', (err as Error)?.message ?? String(err));
       // The job this error is about: the one the file declared, even when its definition fails.
       const declared = typeof error.details?.['job'] === 'string' ? error.details['job'] : null;
@@ -269,14 +336,23 @@ export class PluginLoader {
     return null;
   }
 
-  /** A job name was freed: a file refused as its duplicate gets another try. */
-  async #retryDuplicatesOf(job: string): Promise<void> {
-    for (const [file, state] of this.#files) {
-      if (state.duplicateOf !== null && state.wanted === job && this.#ownerOf(job) === null) {
-        state.hash = null;
-        await this.#sync(file);
+  /**
+   * A job name was freed: a file refused as its duplicate gets another try, one file at a time
+   * (the first that registers takes the name; the rest stay refused without a new error).
+   * Tracked as work (`idle()` waits for it), awaited by no one: a slow retry holds no other file.
+   */
+  #retryDuplicatesOf(job: string): void {
+    const retry = (async () => {
+      for (const [file, state] of [...this.#files]) {
+        if (state.duplicateOf !== null && state.wanted === job && this.#ownerOf(job) === null && this.#files.get(file) === state) {
+          state.hash = null;
+          await this.#request(file);
+        }
       }
-    }
+    })()
+      .catch((err: unknown) => this.#host.logger.error({ err, job }, 'plugin loader failed'))
+      .finally(() => this.#work.delete(retry));
+    this.#work.add(retry);
   }
 }
 

@@ -1,9 +1,9 @@
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Loader } from 'esbuild';
+import type { Loader, Message, Plugin } from 'esbuild';
 import { HostError } from '../contract/errors.js';
 import type { HandlerSource, SourceLink, SourceModule } from '../contract/plugin-source.js';
 import { evaluateSource, nativeUrl } from '../workers/plugin-code.js';
@@ -21,8 +21,11 @@ import { type CompileCache, compileCacheFor, compileKey } from './compile-cache.
  * host. The compiled code is kept as the job's `HandlerSource`: worker threads evaluate that
  * same code, so they run exactly the version the host registered.
  *
- * A file with top-level `await` cannot take that shape; it is imported as a native ES module
- * (with a version query), where its helpers do not reload and old versions stay in memory.
+ * A file with top-level `await` cannot take that shape. It is bundled as one ES module of its own
+ * whose imports are absolute URLs (its helpers stay real ES modules: they do not reload), and that
+ * text is imported from a `data:` URL, by the main thread and by every worker thread alike, so a
+ * thread runs the version the host loaded even after the file on disk changed. Each version stays
+ * in memory (the ESM cache never evicts).
  */
 
 export interface PluginModule {
@@ -52,22 +55,33 @@ function cacheFor(root: string): CompileCache | null {
   return cache;
 }
 
-/** Imports a plugin file within `timeoutMs`; `root` is the plugins directory (what counts as local). */
-export async function loadPluginModule(file: string, root: string, timeoutMs: number): Promise<PluginModule> {
+/**
+ * Imports a plugin file within `timeoutMs`; `root` is the plugins directory (what counts as local).
+ * An aborted `signal` stops the wait at once (an import itself cannot be stopped; its result is dropped).
+ */
+export async function loadPluginModule(file: string, root: string, timeoutMs: number, signal?: AbortSignal): Promise<PluginModule> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new HostError('PLUGIN_IMPORT_TIMEOUT', `import did not finish within ${timeoutMs}ms`, { file })), timeoutMs);
+    onAbort = () => reject(new HostError('PLUGIN_IMPORT_FAILED', 'the plugin loader stopped before the import finished', { file }));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
     return await Promise.race([new Build(path.resolve(root)).entry(path.resolve(file)), timeout]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
 
 function importFailed(file: string, err: unknown): HostError {
   if (err instanceof HostError) return err;
-  const message = (err instanceof Error ? err.message : String(err)).replace(/^Transform failed with \d+ errors?:\n/, '');
+  // What an import hook of ours threw inside an esbuild build (a package that cannot be found).
+  const detail = (err as { errors?: Message[] }).errors?.[0]?.detail as unknown;
+  if (detail instanceof HostError) return detail;
+  const message = (err instanceof Error ? err.message : String(err)).replace(/^(Transform|Build) failed with \d+ errors?:\n/, '');
   // Files under the project as the event's `file` names them (plugins/x.ts:1:16), not the server's absolute paths.
   return new HostError('PLUGIN_IMPORT_FAILED', message.replaceAll(process.cwd() + path.sep, ''), { file }, { cause: err });
 }
@@ -100,13 +114,63 @@ class Build {
     }
   }
 
+  /** A file with top-level await: its text as an ES module with absolute imports, imported by a `data:` URL. */
   async #native(file: string, key: string): Promise<PluginModule> {
-    const source: HandlerSource = { key, entry: file, mode: 'native', modules: [] };
     try {
+      const source: HandlerSource = { key, entry: file, mode: 'native', modules: [{ file, code: await this.#esm(file, key), links: {} }] };
       const exports = (await import(nativeUrl(source))) as Record<string, unknown>;
       return { exports, files: [file], mode: 'native', source };
     } catch (err) {
       throw importFailed(file, err);
+    }
+  }
+
+  /**
+   * The file as one ES module that runs from any URL: every import is made absolute (a helper by
+   * its file URL, a package as compiled plugins resolve it, Node's modules as they are), and
+   * `import.meta` is the file's own. A `data:` module cannot resolve a relative or bare specifier.
+   */
+  async #esm(file: string, key: string): Promise<string> {
+    const url = pathToFileURL(file).href;
+    const absolute: Plugin = {
+      name: 'jobhost-absolute-imports',
+      setup: (build) => {
+        build.onResolve({ filter: /.*/ }, (args) => ({ path: isBuiltin(args.path) ? args.path : this.#importUrl(file, args.path), external: true }));
+      },
+    };
+    const { build } = await import('esbuild');
+    const out = await build({
+      stdin: { contents: await readFile(file, 'utf8'), sourcefile: file, resolveDir: path.dirname(file), loader: LOADERS[path.extname(file)] ?? 'js' },
+      bundle: true,
+      write: false,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      sourcemap: 'inline',
+      logLevel: 'silent',
+      plugins: [absolute],
+      define: { 'import.meta': '__jobhostImportMeta' },
+      banner: {
+        // The key makes each load a module instance of its own, as a file's version query did.
+        js: `// jobhost plugin ${JSON.stringify(key)}\nconst __jobhostImportMeta = { url: ${JSON.stringify(url)}, filename: ${JSON.stringify(file)}, dirname: ${JSON.stringify(path.dirname(file))}, resolve: (s) => new URL(s, ${JSON.stringify(url)}).href };`,
+      },
+      // Stack traces name the plugin file, not the data: URL.
+      footer: { js: `//# sourceURL=${file}` },
+    });
+    return out.outputFiles[0]!.text;
+  }
+
+  /** `#externalUrl`, failing as a missing local file does (a HostError the build hands back as it is). */
+  #importUrl(from: string, spec: string): string {
+    try {
+      return this.#externalUrl(from, spec);
+    } catch (err) {
+      throw new HostError(
+        'PLUGIN_IMPORT_FAILED',
+        `cannot find module "${spec}" imported from ${path.relative(this.#root, from)}`,
+        { file: from },
+        { cause: err },
+      );
     }
   }
 

@@ -26,9 +26,12 @@ export async function evaluateSource(source: HandlerSource, load: LoadModule): P
   return new Evaluation(source.modules, externals).require(source.entry);
 }
 
-/** A native (top-level await) plugin's URL for one load: the query makes each load a new module instance. */
+/**
+ * A native (top-level await) plugin's URL for one load: its text, as the main thread built it (see
+ * `loader/plugin-module.ts`), so a thread imports that version and never the file as it is on disk now.
+ */
 export function nativeUrl(source: HandlerSource): string {
-  return `${pathToFileURL(source.entry).href}?v=${encodeURIComponent(source.key)}`;
+  return `data:text/javascript;charset=utf-8,${encodeURIComponent(source.modules[0]?.code ?? '')}`;
 }
 
 /** Marks a namespace a `LoadModule` made in CommonJS interop shape already: used as it is. */

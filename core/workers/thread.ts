@@ -104,16 +104,29 @@ function release(id: number): void {
 /** Imports a module a plugin needs from outside its directory (jobhost's own index: the plugin API). */
 async function importModule(url: string): Promise<unknown> {
   if (url.split('?')[0]!.replace(/\.(ts|js|mjs)$/, '') === coreIndex) return pluginApi();
+  // A native plugin's text (a data: URL) imports its modules by absolute URL, and a TypeScript one
+  // that failed to load stays failed under its URL in this thread, whatever is retried: tsx first.
+  if (url.startsWith('data:') && data.tsxUrl !== null) await registerTsx(data.tsxUrl);
   try {
     return await import(url);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (tsxRegistered || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;
     // A TypeScript module from outside the plugins directory: this thread needs tsx too (once).
-    ((await import(data.tsxUrl)) as { register(): void }).register();
-    tsxRegistered = true;
+    await registerTsx(data.tsxUrl);
     return import(`${url}${url.includes('?') ? '&' : '?'}tsx`);
   }
+}
+
+let tsxRegistering: Promise<void> | undefined;
+
+/** Registers tsx in this thread, once however many imports ask at the same time. */
+function registerTsx(tsxUrl: string): Promise<void> {
+  tsxRegistering ??= import(tsxUrl).then((tsx: { register(): void }) => {
+    tsx.register();
+    tsxRegistered = true;
+  });
+  return tsxRegistering;
 }
 
 async function handlerOf(version: Version, job: string): Promise<(ctx: ThreadContext) => unknown> {

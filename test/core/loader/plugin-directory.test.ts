@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import { isPluginFile, type PluginLoader, usePluginDirectory } from '../../../core/loader/plugin-directory.js';
-import { nextEvent, startHost, type TestHost, tempDir } from '../../helpers.js';
+import { gate, nextEvent, startHost, type TestHost, tempDir, until } from '../../helpers.js';
 
 const core = pathToFileURL(path.resolve(import.meta.dirname, '../../../core/index.ts')).href;
 
@@ -159,6 +159,13 @@ t.test('bad files emit plugin.error with file, code and message; every other job
       'PLUGIN_IMPORT_FAILED',
       /cannot find module "\.\/nope\.js"/,
     ],
+    [
+      'missing-package.mjs',
+      "import x from 'no-such-package';\nawait 0;\nexport default { name: 'missing-package', handler: () => x };\n",
+      'PLUGIN_IMPORT_FAILED',
+      /cannot find module "no-such-package" imported from missing-package\.mjs/,
+    ],
+    ['tla-syntax.mjs', 'await 0;\nexport default { name: "tla-syntax", handler: () => { ;\n', 'PLUGIN_IMPORT_FAILED', /Expected|Unexpected/],
   ];
   for (const [name, body, code, message] of cases) {
     const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === name);
@@ -194,6 +201,72 @@ t.test('a file that never finishes importing is cut off at importTimeoutMs with 
   t.match(e.data.message, /did not finish within 300ms/);
   t.same(th.host.jobs(), []);
   t.equal(th.host.state, 'running');
+});
+
+/**
+ * A plugin file whose import the test holds: its top-level code reports that it started (the load
+ * is in flight) and awaits `release` (never, when null). Top-level await: a native ES module
+ * evaluated in this process, so it reaches the test through `globalThis`.
+ */
+function heldImport(t: Test, key: string, job: string, result: string, release: Promise<void> | null): { text: string; started: () => boolean } {
+  let started = false;
+  const g = globalThis as Record<string, unknown>;
+  g[key] = { started: () => (started = true), release: release ?? new Promise(() => {}) };
+  t.teardown(() => delete g[key]);
+  const text = `globalThis.${key}.started();\nawait globalThis.${key}.release;\nexport default { name: '${job}', handler: () => ${JSON.stringify(result)} };\n`;
+  return { text, started: () => started };
+}
+
+t.test('an import that never finishes holds only its own file; a newer save of that file applies at once', async (t) => {
+  // The timeout is far off: what applies below applies while the stuck import is still in flight.
+  const th = await setup(t, { 'a.mjs': `export default { name: 'a', handler: () => 'v1' };\n` }, { importTimeoutMs: 60_000 });
+  const stuck = heldImport(t, '__jobhostTestStuck', 'hangs', 'never', null);
+  writeFileSync(path.join(th.dir, 'hangs.mjs'), stuck.text);
+  await until(stuck.started, 5000, 'the stuck import to start');
+  const updated = nextEvent(th.host, isType('job.updated', 'a'));
+  const registered = nextEvent(th.host, isType('job.registered', 'b'));
+  writeFileSync(path.join(th.dir, 'a.mjs'), `export default { name: 'a', handler: () => 'v2' };\n`);
+  writeFileSync(path.join(th.dir, 'b.mjs'), `export default { name: 'b', handler: () => 'b' };\n`);
+  await updated;
+  await registered;
+  t.equal(await resultOf(th, 'a'), 'v2', 'an edit of another file applied');
+  t.equal(await resultOf(th, 'b'), 'b', 'a new file registered');
+  // The stuck file's next save is not queued behind its own stuck import either.
+  const fixed = nextEvent(th.host, isType('job.registered', 'hangs'));
+  writeFileSync(path.join(th.dir, 'hangs.mjs'), `export default { name: 'hangs', handler: () => 'fixed' };\n`);
+  await fixed;
+  t.equal(await resultOf(th, 'hangs'), 'fixed');
+  t.same(th.of('plugin.error'), [], 'no error: the stuck import is superseded, not failed');
+});
+
+t.test("edits of one file apply in order: a slow older load that ends last is dropped; so is one the file's removal overtook", async (t) => {
+  const th = await setup(t, { 'slow.mjs': plugin('slow', 'v1') });
+  const file = path.join(th.dir, 'slow.mjs');
+  const release2 = gate();
+  const v2 = heldImport(t, '__jobhostTestSlow2', 'slow', 'v2', release2.promise);
+  writeFileSync(file, v2.text);
+  await until(v2.started, 5000, 'the v2 import to start');
+  const updated = nextEvent(th.host, isType('job.updated', 'slow'));
+  writeFileSync(file, plugin('slow', 'v3'));
+  await updated;
+  t.equal(await resultOf(th, 'slow'), 'v3', 'the newer save applied while the older load was in flight');
+  release2.open();
+  await th.loader.idle();
+  t.equal(await resultOf(th, 'slow'), 'v3', 'the older load ended last and applied nothing');
+  t.equal(th.of('job.updated').length, 1);
+  // A removal while a load is in flight: the load ends after it and registers nothing.
+  const release4 = gate();
+  const v4 = heldImport(t, '__jobhostTestSlow4', 'slow', 'v4', release4.promise);
+  writeFileSync(file, v4.text);
+  await until(v4.started, 5000, 'the v4 import to start');
+  const removed = nextEvent(th.host, isType('job.removed', 'slow'));
+  rmSync(file);
+  await removed;
+  release4.open();
+  await th.loader.idle();
+  t.equal(th.host.job('slow'), undefined, 'the removed file stays removed');
+  t.equal(th.of('job.registered').filter((e) => e.data.job === 'slow').length, 1, 'registered once, at start');
+  t.same(th.of('plugin.error'), []);
 });
 
 t.test('an edit that breaks a loaded plugin keeps the last good version; fixing the file recovers it', async (t) => {

@@ -1,8 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { nextEvent, until } from '../../helpers.js';
-import { pluginHost } from '../../plugin-host.js';
+import { CORE, pluginHost } from '../../plugin-host.js';
 
 /**
  * The pool of threads: where a run goes, what becomes of runs that share a thread with a
@@ -153,6 +154,35 @@ t.test('an edited plugin or helper runs its new code on the next run in every th
     ],
     'both threads run the edited helper',
   );
+});
+
+/** A plugin with top-level await, a helper and jobhost's index: it says what it awaited, got and where it is. */
+const tla = (word: string): string => `import { threadId } from 'node:worker_threads';
+import { definePlugin } from '${CORE}';
+import { label } from './lib/label.mjs';
+const awaited = await Promise.resolve('${word}');
+export default definePlugin({ name: 'tla', handler: () => ({ awaited, helper: label(), url: import.meta.url, threadId }) });
+`;
+
+t.test('a plugin with top-level await runs in a thread the version the host loaded, not the file on disk', async (t) => {
+  const h = await pluginHost(t, { 'tla.mjs': tla('good'), 'lib/label.mjs': `export const label = () => 'helper';\n` }, { config: { workers: { size: 1 } } });
+  const file = path.join(h.plugins, 'tla.mjs');
+  // Broken before any thread ran the good version: a thread that read the file now would fail.
+  const errored = nextEvent(h.host, (e) => e.type === 'plugin.error' && e.data.file === 'plugins/tla.mjs');
+  writeFileSync(file, tla('broken').slice(0, -5));
+  t.match((await errored).data, { code: 'PLUGIN_IMPORT_FAILED', message: /Expected|Unexpected/ });
+  let run = await h.host.wait((await h.host.trigger('tla')).runId);
+  t.match(
+    run,
+    { status: 'succeeded', result: { awaited: 'good', helper: 'helper', url: pathToFileURL(file).href } },
+    'the last good version, with its helper and its own import.meta',
+  );
+  t.not((run.result as { threadId: number } | null)?.threadId, 0, 'in a worker thread');
+  const updated = nextEvent(h.host, (e) => e.type === 'job.updated' && e.data.job === 'tla');
+  writeFileSync(file, tla('fixed'));
+  await updated;
+  run = await h.host.wait((await h.host.trigger('tla')).runId);
+  t.match(run, { status: 'succeeded', result: { awaited: 'fixed', helper: 'helper' } }, 'the fixed file runs once it is loaded');
 });
 
 t.test('when every thread is held on the CPU, one more starts (up to workers.max) so other runs need not wait', async (t) => {

@@ -96,15 +96,19 @@ function secretsOf(d: Destination): string[] {
 
 /**
  * `text` with every secret of every destination cut out (a receiver may echo anything it was ever
- * sent), and a tail that is the start of a secret too (the text may have been cut short in one).
+ * sent), and, unless told the text is whole (`cutShort: false`), a tail that is the start of a
+ * secret too (a text cut short may have been cut in one). Only an answer actually cut short
+ * should lose its tail: on a whole one the rule cuts plain words that start a URL's path.
  */
-export function redact(text: string, destinations: Readonly<Record<string, Destination>>): string {
+export function redact(text: string, destinations: Readonly<Record<string, Destination>>, options: { cutShort?: boolean } = {}): string {
   const secrets = Object.values(destinations).flatMap(secretsOf);
+  const cutShort = options.cutShort ?? true;
   // Every place a secret stands in the text, or starts at its end (cut short), as spans; spans that
   // overlap (a URL and its parts) become one cut, so a secret inside another is cut with it.
   const spans: [number, number][] = [];
   for (const s of secrets) {
     for (let i = text.indexOf(s); i >= 0; i = text.indexOf(s, i + 1)) spans.push([i, i + s.length]);
+    if (!cutShort) continue;
     for (let k = Math.min(s.length - 1, text.length); k >= 4; k--) {
       if (text.endsWith(s.slice(0, k))) {
         spans.push([text.length - k, text.length]);
@@ -170,7 +174,8 @@ export class Notifier {
     }
     const sent = await this.#send(d, notification, delivery.id, signal);
     if (sent.ok) return { status: 'delivered' };
-    const error = { ...sent.error!, message: redact(sent.error!.message, config.notifications.destinations) };
+    // Made of the answer redacted already (send.ts knew whether it was cut short): whole from here on.
+    const error = { ...sent.error!, message: redact(sent.error!.message, config.notifications.destinations, { cutShort: false }) };
     const policy = deliveryRetry(config.notifications);
     const log = { job: notification.job, notification: notification.id, destination: delivery.destination, attempt, error };
     if (error.code === 'DELIVERY_ABORTED') {
@@ -213,8 +218,8 @@ export class Notifier {
       ...describeDestination(name, d),
       ok: sent.ok,
       status: sent.status,
-      body: sent.body === null ? null : redact(sent.body, destinations),
-      error: sent.error && { ...sent.error, message: redact(sent.error.message, destinations) },
+      body: sent.body === null ? null : redact(sent.body, destinations, { cutShort: false }),
+      error: sent.error && { ...sent.error, message: redact(sent.error.message, destinations, { cutShort: false }) },
       durationMs: sent.durationMs,
     };
   }
@@ -239,7 +244,7 @@ export class Notifier {
       timeoutMs: config.notifications.timeout,
       signal,
       source: this.#o.hostId,
-      redact: (text) => redact(text, config.notifications.destinations),
+      redact: (text, cutShort) => redact(text, config.notifications.destinations, { cutShort }),
     });
   }
 }

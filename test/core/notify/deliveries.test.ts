@@ -393,3 +393,24 @@ t.test('a restart resumes open deliveries at their time, under the same ids', as
   t.equal(after.id, n.id);
   t.equal(hook.received[1]!.headers['webhook-id'], n.deliveries[0]!.id);
 });
+
+t.test("a receiver's whole answer is shown whole (plain words of the URL stay); one cut short loses a tail that starts a secret", async (t) => {
+  const hook = await httpReceiver(t);
+  hook.fallback = { status: 404, body: 'this receiver takes no notifications' };
+  const { logger, lines } = captureLogger();
+  const s = await startServer(t, {
+    logger,
+    config: { notifications: { destinations: { hook: { kind: 'webhook', url: `${hook.url}/notifications/inbox` } } } },
+    plugins: [failing(['hook'])],
+  });
+  await s.host.trigger('nightly-export');
+  const n = await notification(s, deliveryIs('dead'), 'dead after the 404');
+  t.equal(n.deliveries[0]!.lastError?.message, 'the receiver answered 404: this receiver takes no notifications', 'lastError');
+  t.match(JSON.stringify(lines), /the receiver answered 404: this receiver takes no notifications/, 'the log line');
+  const tested = await s.request('POST', '/notifications/destinations/hook/test');
+  t.match(tested.json, { ok: false, status: 404, body: 'this receiver takes no notifications' }, 'notify test');
+  // Longer than the 1,000 characters kept: the kept start ends inside the URL's path, cut out.
+  hook.fallback = { status: 404, body: `${'x'.repeat(994)}/notifications/inbox and more` };
+  const cut = await s.request('POST', '/notifications/destinations/hook/test');
+  t.equal(cut.json.body, `${'x'.repeat(994)}…`);
+});

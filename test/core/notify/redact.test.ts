@@ -40,3 +40,11 @@ t.test('every secret of every destination is cut, whole or as the tail of a shor
   t.same(describeDestination('slack', d['slack']!), { name: 'slack', kind: 'slack', target: 'https://hooks.example.com/…' });
   t.match(describeDestination('mail', d['mail']!), { target: 'smtp://mail.example.com:587 → b@example.com' });
 });
+
+t.test('a whole text keeps a tail that only starts a secret; a text cut short loses it', async (t) => {
+  const inbox = parseConfig({ notifications: { destinations: { hook: { kind: 'webhook', url: 'https://ops.example.com/notifications/inbox' } } } });
+  const hook = inbox.notifications.destinations;
+  t.equal(redact('this receiver takes no notifications', hook, { cutShort: false }), 'this receiver takes no notifications');
+  t.equal(redact('this receiver takes no notifications', hook, { cutShort: true }), 'this receiver takes no …', 'cut short, it may have been cut in the path');
+  t.equal(redact('wrong path /notifications/inbox', hook, { cutShort: false }), 'wrong path …', 'a secret whole is cut all the same');
+});

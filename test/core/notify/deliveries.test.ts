@@ -414,3 +414,22 @@ t.test("a receiver's whole answer is shown whole (plain words of the URL stay); 
   const cut = await s.request('POST', '/notifications/destinations/hook/test');
   t.equal(cut.json.body, `${'x'.repeat(994)}…`);
 });
+
+t.test('a routing key echoed in part is cut from the delivery, its events, the log and the test result', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.fallback = { status: 400, body: '{"status":"invalid event","errors":["Routing key R0UT1NGKEY is invalid"]}' };
+  const { logger, lines } = captureLogger();
+  const s = await startServer(t, {
+    logger,
+    config: { notifications: { destinations: { pager: { kind: 'pagerduty', routingKey: 'R0UT1NGKEYsecret123', url: pd.url } } } },
+    plugins: [failing(['pager'])],
+  });
+  await s.host.trigger('nightly-export');
+  const n = await notification(s, deliveryIs('dead'), 'dead after the 400');
+  t.equal(n.deliveries[0]!.lastError?.message, 'the receiver answered 400: {"status":"invalid event","errors":["Routing key … is invalid"]}');
+  await until(() => s.of('notification.failed').length === 1, 5000, 'notification.failed');
+  const tested = await s.request('POST', '/notifications/destinations/pager/test');
+  t.match(tested.json, { ok: false, status: 400, body: /Routing key … is invalid/ });
+  const everything = [tested.text, (await s.request('GET', '/notifications')).text, JSON.stringify(s.events), JSON.stringify(lines)].join('\n');
+  t.notOk(everything.includes('R0UT1NGKEY'), 'the part of the key appears nowhere');
+});

@@ -275,7 +275,7 @@ export class Notifier {
       rule: 'succeeded',
       deliveries: [],
     };
-    const sent = await this.#send(d, n, `msg_${id}`, this.#closing.signal);
+    const sent = await this.#send(d, n, `msg_${id}`, this.#closing.signal, true);
     return {
       ...describeDestination(name, d),
       ok: sent.ok,
@@ -296,7 +296,7 @@ export class Notifier {
     this.#closing.abort();
   }
 
-  #send(d: Destination, n: Notification, id: string, signal: AbortSignal): Promise<SendResult> {
+  #send(d: Destination, n: Notification, id: string, signal: AbortSignal, test = false): Promise<SendResult> {
     const config = this.#o.config();
     const base = config.server.publicUrl ?? this.#o.servedAt?.()?.replace(/\/+$/, '') ?? null;
     return send(d, outgoing(n, base), {
@@ -306,6 +306,7 @@ export class Notifier {
       timeoutMs: config.notifications.timeout,
       signal,
       source: this.#o.hostId,
+      test,
       redact: (text, cutShort) => redact(text, config.notifications.destinations, { cutShort }),
     });
   }

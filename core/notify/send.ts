@@ -36,6 +36,8 @@ export interface SendContext {
   signal: AbortSignal;
   /** Who sends (the host id), for PagerDuty's `source`. */
   source: string;
+  /** A test message (`jobhost notify test`): PagerDuty gets a trigger of its own, not a resolve. */
+  test?: boolean;
   /**
    * Cuts secrets out of a receiver's answer; applied before anything is shortened, so no secret
    * is cut in two. `cutShort`: the answer itself was cut (only its start was kept), so a tail
@@ -153,7 +155,7 @@ function networkError(err: unknown, timedOut: boolean, closing: boolean): Delive
 
 async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
   const start = Date.now();
-  const payload = JSON.stringify(httpBody(d, n, ctx.source));
+  const payload = JSON.stringify(httpBody(d, n, ctx.source, ctx.test === true));
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'jobhost' };
   if (d.kind === 'webhook') {
     Object.assign(headers, d.headers);

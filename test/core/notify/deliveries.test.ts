@@ -433,3 +433,23 @@ t.test('a routing key echoed in part is cut from the delivery, its events, the l
   const everything = [tested.text, (await s.request('GET', '/notifications')).text, JSON.stringify(s.events), JSON.stringify(lines)].join('\n');
   t.notOk(everything.includes('R0UT1NGKEY'), 'the part of the key appears nowhere');
 });
+
+t.test('a test message to PagerDuty is a trigger of its own (severity info, a dedup_key naming a jobhost test), so someone sees it', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.fallback = { status: 202, body: '{"status":"success"}' };
+  const s = await hostWith(t, { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: `${pd.url}/v2/enqueue` } });
+  for (let i = 0; i < 2; i++) {
+    t.match((await s.request('POST', '/notifications/destinations/pager/test')).json, { ok: true, status: 202 });
+    // A test's id is made of the time and a random part (the host's random is fixed here).
+    await s.clock.advance(1000);
+  }
+  const [first, second] = pd.received.map((r) => r.json as { dedup_key: string });
+  t.match(first, {
+    routing_key: 'R0UTINGKEY123456',
+    event_action: 'trigger',
+    dedup_key: /^jobhost-test:/,
+    payload: { severity: 'info', source: s.host.id, summary: /^jobhost test message: A test message from jobhost/ },
+  });
+  t.not(first!.dedup_key, second!.dedup_key, 'each test an alert of its own: a second is not folded into the first');
+  t.same((await s.host.notifications({})).items, [], 'nothing recorded');
+});

@@ -2,7 +2,7 @@ import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
-import { type Clock, isoTime } from '../contract/clock.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
@@ -37,6 +37,8 @@ const BLOCKING_END_MS = 1000;
 const ERROR_RETRY_MS = 1000;
 /** A job found early (a stalled retry taken over before its time) waits unless it is due within this. */
 const EARLY_SLACK_MS = 1000;
+/** How often a stopping host reads whether the deliveries it waits for have had their attempt. */
+const SETTLE_POLL_MS = 50;
 /** BullMQ's attempts of a delivery's job: unbounded in practice; the engine says when it is dead. */
 const JOB_ATTEMPTS = 1_000_000;
 
@@ -329,6 +331,33 @@ export class Deliveries {
     const mine = recorded.deliveries.find((d) => d.id === deliveryId) ?? next;
     this.#changed(o.hooks(), recorded, mine);
     if (outcome.status === 'retrying') throw new RetryLater(outcome.delayMs, `${outcome.error.code}: ${outcome.error.message}`);
+  }
+
+  /**
+   * The host is stopping (`Backend.settleDeliveries`): waits until this host has no attempt in
+   * flight and each delivery of `notifications` has had an attempt, by whichever host took its
+   * job (this host's worker still runs, so a host alone makes it itself), or until `signal`
+   * aborts. Their records are read every SETTLE_POLL_MS; a record out of reach (Redis) is waited
+   * for no longer.
+   */
+  async settle(notifications: readonly string[], signal: AbortSignal): Promise<void> {
+    const aborted = new Promise<undefined>((resolve) => {
+      if (signal.aborted) resolve(undefined);
+      else signal.addEventListener('abort', () => resolve(undefined), { once: true });
+    });
+    const waiting = new Set(notifications);
+    while (!signal.aborted && !this.#closed) {
+      for (const id of [...waiting]) {
+        const n = await Promise.race([this.#records.get(id).catch(() => undefined), aborted]);
+        if (signal.aborted) return;
+        const attempted = n?.notification.deliveries.every((d) => d.attempts > 0 || !deliveryOpen(d)) ?? true;
+        if (attempted) waiting.delete(id);
+      }
+      if (waiting.size === 0 && this.#inFlight.size === 0) return;
+      let timer: Timer | undefined;
+      await Promise.race([new Promise<void>((resolve) => (timer = this.#o.clock.setTimer(SETTLE_POLL_MS, resolve))), aborted]);
+      timer?.cancel();
+    }
   }
 
   /**

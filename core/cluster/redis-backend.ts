@@ -348,6 +348,10 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.open;
   }
 
+  settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void> {
+    return this.#p.deliveries.settle(notifications, signal);
+  }
+
   throttle(key: string, ms: number, status: string): Promise<number | null> {
     return this.#p.storm.throttle(key, ms, status);
   }

@@ -163,6 +163,15 @@ export interface Backend {
   /** Deliveries waiting for an attempt (pending or retrying), on every host sharing the backend. */
   openDeliveries(): number;
   /**
+   * The host is stopping, just before `close`: gives the deliveries due now one attempt (on a
+   * shared backend: this host's attempts in flight, and the deliveries of `notifications`, which
+   * the stop itself recorded, by whichever host takes them) and resolves once they are made, or
+   * when `signal` aborts (the stop's bound): what is still in flight then is left to `close`
+   * (aborted, made again after the next start or by another host). A retry an attempt asks for
+   * waits for later. Never rejects.
+   */
+  settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void>;
+  /**
    * Storm control (`notifications.throttle`): when no window of `key` is open, opens one for
    * `ms` and answers null (send); else counts `status` as held back in the open window and
    * answers the ms left in it (whoever holds one back can see to its digest: the host that opened

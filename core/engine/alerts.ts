@@ -190,7 +190,7 @@ export class Alerts {
   send(n: Notification, names: readonly string[], options: { throttle?: boolean } = {}): void {
     const ms = this.#o.config().notifications.throttle;
     if (ms === 0 || options.throttle === false || names.length === 0) {
-      this.#record(n, names, []);
+      void this.#record(n, names, []);
       return;
     }
     const backend = this.#o.backend();
@@ -213,7 +213,7 @@ export class Alerts {
         // Held back from every destination it had: counted into their digests, and that is all.
         // A storm of 10,000 failures is then 10,000 counts, not 10,000 records and events.
         if (!open.includes(true)) return;
-        this.#record(
+        void this.#record(
           n,
           names.filter((_, i) => open[i]),
           names.filter((_, i) => !open[i]),
@@ -222,14 +222,16 @@ export class Alerts {
       .catch((err: unknown) => this.#o.logger.error({ err, job: n.job }, 'could not send the notification'));
   }
 
-  #record(n: Notification, names: readonly string[], throttled: readonly string[]): void {
+  /** Records `n` and emits it; resolves (never rejects) once the record is durable, or failed. */
+  #record(n: Notification, names: readonly string[], throttled: readonly string[]): Promise<void> {
     n.deliveries = this.#o.notifier.deliveries(n, names);
     if (throttled.length > 0) n.throttled = [...throttled];
-    this.#o
+    const recorded = this.#o
       .backend()
       .addNotification(n)
       .catch((err: unknown) => this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification'));
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
+    return recorded;
   }
 
   /**
@@ -256,19 +258,20 @@ export class Alerts {
   /**
    * The end of a window: what was held back in it goes out as one digest, which opens the next
    * window itself (unless `last`: the host is stopping, and the digest goes before the window ends).
+   * Resolves with the digest's id once it is recorded (undefined: nothing was held back).
    */
-  async #digest(job: string, destination: string, from: number, ms: number, last: boolean, opened = true): Promise<void> {
+  async #digest(job: string, destination: string, from: number, ms: number, last: boolean, opened = true): Promise<string | undefined> {
     const backend = this.#o.backend();
     // At a window's end: only once it has ended (a timer a little early, or late to a window that
     // another host's digest already followed with the next one, looks again at that one's end).
     const taken = last ? await backend.takeHeld(windowKey(job, destination)) : await backend.takeEnded(windowKey(job, destination));
     if (typeof taken === 'number') {
       this.#armDigest(job, destination, ms, taken, opened, HELD_DIGEST_LAG_MS);
-      return;
+      return undefined;
     }
     const held = taken;
     const count = Object.values(held).reduce((a, b) => a + (b ?? 0), 0);
-    if (count === 0 || (this.#stopped && !last)) return;
+    if (count === 0 || (this.#stopped && !last)) return undefined;
     const status = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
     const spec = this.#o.notifySpec(job) ?? {};
     const now = this.#o.clock.now();
@@ -295,7 +298,8 @@ export class Alerts {
       if (left === null) this.#armDigest(job, destination, ms, ms, true);
       else this.#armDigest(job, destination, ms, left, false, HELD_DIGEST_LAG_MS);
     }
-    this.#record(n, [destination], []);
+    await this.#record(n, [destination], []);
+    return n.id;
   }
 
   /** Stops the timers: no `slow` and no new window from now on (the open windows' digests wait for `flushDigests`). */
@@ -306,21 +310,25 @@ export class Alerts {
   }
 
   /**
-   * The host is stopping, its runs done: the windows it opened send their digests now, so a
-   * stop in the middle of a storm does not lose what was held back (recorded here, delivered
-   * after the next start if not before).
+   * The host is stopping, its runs done: the windows it opened record their digests now, so a
+   * stop in the middle of a storm does not lose what was held back. Resolves with the ids of
+   * the digests recorded (durable by then): the stop gives their deliveries an attempt before
+   * the backend closes (`Backend.settleDeliveries`); what that bound cuts short goes after the
+   * next start.
    */
-  async flushDigests(): Promise<void> {
+  async flushDigests(): Promise<string[]> {
     // Not the windows it only held messages back in: their opener (or a host after it) tells them.
     const open = [...this.#digests.values()].filter((d) => d.opened);
     this.#digests.clear();
-    await Promise.all(
+    const ids = await Promise.all(
       open.map((d) =>
-        this.#digest(d.job, d.destination, d.from, d.ms, true).catch((err: unknown) =>
-          this.#o.logger.error({ err, job: d.job, destination: d.destination }, 'could not send a digest at stop'),
-        ),
+        this.#digest(d.job, d.destination, d.from, d.ms, true).catch((err: unknown) => {
+          this.#o.logger.error({ err, job: d.job, destination: d.destination }, 'could not send a digest at stop');
+          return undefined;
+        }),
       ),
     );
+    return ids.filter((id): id is string => id !== undefined);
   }
 }
 

@@ -149,6 +149,7 @@ export class Host {
         reason,
         graceMs,
         marginMs: this.#config.shutdown.margin,
+        deliveryTimeoutMs: this.#config.notifications.timeout,
         opened,
         closing: () => void (this.#closing = true),
       });

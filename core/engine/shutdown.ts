@@ -19,6 +19,8 @@ export interface StopPlan {
   graceMs: number;
   /** The stop ends `graceMs + marginMs` after it began, whatever still waits. */
   marginMs: number;
+  /** `notifications.timeout`: the longest one delivery attempt takes, the most the stop waits for its last attempts. */
+  deliveryTimeoutMs: number;
   /** False for a host that never opened its backend (nothing to close there). */
   opened: boolean;
   /** Just before the backend closes: from then on cancels are refused (SHUTTING_DOWN), not half written. */
@@ -33,8 +35,11 @@ interface Step {
 /** Announces the stop, stops fires and alert rounds, then runs the stop's steps; resolves when all are done, rejects with STOP_INCOMPLETE when one failed or the deadline passed. */
 export async function stopHost(plan: StopPlan): Promise<void> {
   const { parts, reason, graceMs } = plan;
+  const deadlineMs = graceMs + plan.marginMs;
+  const endsAt = Date.now() + deadlineMs;
   parts.bus.emit('host.stopping', { job: null, reason, graceMs });
   stopEngine(parts);
+  let digests: string[] = [];
   const steps: Step[] = [
     { name: 'drain', run: () => parts.backend.drain(graceMs) },
     // What did not end within the grace will not end in this process: its waiters hear SHUTTING_DOWN.
@@ -42,7 +47,10 @@ export async function stopHost(plan: StopPlan): Promise<void> {
     { name: 'executor', run: () => parts.executor.close() },
     { name: 'run logs', run: () => parts.logs.close() },
     { name: 'insight', run: () => parts.insight.stop() },
-    { name: 'digests', run: () => parts.alerts.flushDigests() },
+    { name: 'digests', run: async () => void (digests = await parts.alerts.flushDigests()) },
+    // The digests just recorded (and whatever else is due) get one attempt before the backend
+    // closes, which would abort it: a stop tells what it held back (README, Storm control).
+    { name: 'deliveries', run: () => (plan.opened ? lastAttempts(parts, digests, endsAt, plan.deliveryTimeoutMs) : undefined) },
     {
       name: 'backend',
       run: () => {
@@ -54,7 +62,6 @@ export async function stopHost(plan: StopPlan): Promise<void> {
     { name: 'host.stopped', run: () => parts.bus.emit('host.stopped', { job: null, reason }) },
     ...[...plan.services].reverse().map((s) => ({ name: s.name, run: () => s.stop() })),
   ];
-  const deadlineMs = graceMs + plan.marginMs;
   const { failed, overdue } = await runSteps(steps, deadlineMs, plan.logger);
   if (failed.length === 0 && overdue === null) return;
   const parts_ = failed.map((f) => f.step);
@@ -63,6 +70,22 @@ export async function stopHost(plan: StopPlan): Promise<void> {
       ? `the host stopped, but ${parts_.join(', ')} failed to close`
       : `the host did not stop within ${deadlineMs} ms (shutdown.grace ${graceMs} ms + shutdown.margin ${plan.marginMs} ms): gave up waiting for ${overdue}${parts_.length > 0 ? `; ${parts_.join(', ')} failed` : ''}`;
   throw new HostError('STOP_INCOMPLETE', message, { failed: parts_, overdue, deadlineMs }, { cause: failed[0]?.err });
+}
+
+/**
+ * The stop's last delivery attempts, bounded by one attempt's timeout and by half of what is left
+ * of the stop's deadline (the other half is the backend's, the server's and the rest's to close):
+ * a receiver that hangs costs the stop that bound, never its deadline. Real time, like the deadline.
+ */
+async function lastAttempts(parts: HostParts, digests: readonly string[], endsAt: number, timeoutMs: number): Promise<void> {
+  const ms = Math.max(0, Math.min(timeoutMs, (endsAt - Date.now()) / 2));
+  const bound = new AbortController();
+  const timer = setTimeout(() => bound.abort(), ms);
+  try {
+    await parts.backend.settleDeliveries(digests, bound.signal);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

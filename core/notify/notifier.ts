@@ -59,8 +59,9 @@ export function describeDestination(name: string, d: Destination): DestinationVi
  * characters, a header value from 8, the URL's path and query as a whole and each query value from
  * 6, and one path segment when it looks generated (8 characters with a digit, or 16):
  * `notifications` or `services` are words; `T0A1B2C3D`, a Slack token or a Discord id are not.
+ * `keys`: the values a receiver may echo in part (a routing key, a webhook secret, a password).
  */
-function secretsOf(d: Destination): string[] {
+function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
   const given: string[] = [];
   const headers: string[] = [];
   const fromUrl: string[] = [];
@@ -91,20 +92,85 @@ function secretsOf(d: Destination): string[] {
   }
   if (d.kind === 'pagerduty') given.push(d.routingKey);
   const generated = (s: string): boolean => s.length >= 16 || (s.length >= 8 && /\d/.test(s));
-  return [...given.filter((s) => s.length >= 4), ...headers.filter((s) => s.length >= 8), ...fromUrl.filter((s) => s.length >= 6), ...parts.filter(generated)];
+  const whole = [
+    ...given.filter((s) => s.length >= 4),
+    ...headers.filter((s) => s.length >= 8),
+    ...fromUrl.filter((s) => s.length >= 6),
+    ...parts.filter(generated),
+  ];
+  return { whole, keys: given.filter((s) => s.length >= FRAGMENT) };
+}
+
+/** The shortest part of a routing key, webhook secret or password that is cut on its own. */
+const FRAGMENT = 8;
+
+/** A run of a key this long is cut whatever it looks like; a shorter one unless it is a plain word. */
+const FRAGMENT_ANY = 16;
+
+/** Letters only, and no capital after a small letter: `Password`, `ROUTING`, not `R0UT1NG` nor `HeBYgEtb`. */
+const plainWord = (s: string): boolean => /^[A-Za-z]+$/.test(s) && !/[a-z][A-Z]/.test(s);
+
+interface Secrets {
+  whole: string[];
+  /** Every FRAGMENT-character part of a key. */
+  grams: Set<string>;
+}
+
+/** Per destinations object (a config's, frozen; a live edit brings a new one): redact runs on every failed attempt. */
+const secretsCache = new WeakMap<object, Secrets>();
+
+function secretsIn(destinations: Readonly<Record<string, Destination>>): Secrets {
+  let found = secretsCache.get(destinations);
+  if (found) return found;
+  const each = Object.values(destinations).map(secretsOf);
+  const grams = new Set<string>();
+  for (const key of each.flatMap((e) => e.keys)) for (let i = 0; i + FRAGMENT <= key.length; i++) grams.add(key.slice(i, i + FRAGMENT));
+  found = { whole: each.flatMap((e) => e.whole), grams };
+  secretsCache.set(destinations, found);
+  return found;
+}
+
+/**
+ * The runs of `text` made of FRAGMENT-character parts of a key (a receiver that echoes a key in
+ * part, "Routing key R0UT1NGKEY is invalid"), as spans; a run that is a plain word shorter than
+ * FRAGMENT_ANY stays, so a key made of words does not cut those words from every answer. One look-up
+ * per character of the text: answers are short (at most 1,000 characters kept).
+ */
+function fragments(text: string, grams: ReadonlySet<string>, spans: [number, number][]): void {
+  if (grams.size === 0) return;
+  let from = -1;
+  let to = -1;
+  const close = (): void => {
+    if (from >= 0 && (to - from >= FRAGMENT_ANY || !plainWord(text.slice(from, to)))) spans.push([from, to]);
+  };
+  for (let i = 0; i + FRAGMENT <= text.length; i++) {
+    if (!grams.has(text.slice(i, i + FRAGMENT))) continue;
+    if (i > to) {
+      close();
+      from = i;
+    }
+    to = i + FRAGMENT;
+  }
+  close();
 }
 
 /**
  * `text` with every secret of every destination cut out (a receiver may echo anything it was ever
- * sent), and a tail that is the start of a secret too (the text may have been cut short in one).
+ * sent), every run of 8 characters or more of a key (see `fragments`), and, unless told the text is whole (`cutShort: false`), a tail that is the start of a
+ * secret too (a text cut short may have been cut in one). Only an answer actually cut short
+ * should lose its tail: on a whole one the rule cuts plain words that start a URL's path.
  */
-export function redact(text: string, destinations: Readonly<Record<string, Destination>>): string {
-  const secrets = Object.values(destinations).flatMap(secretsOf);
-  // Every place a secret stands in the text, or starts at its end (cut short), as spans; spans that
-  // overlap (a URL and its parts) become one cut, so a secret inside another is cut with it.
+export function redact(text: string, destinations: Readonly<Record<string, Destination>>, options: { cutShort?: boolean } = {}): string {
+  const { whole, grams } = secretsIn(destinations);
+  const cutShort = options.cutShort ?? true;
+  // Every place a secret stands in the text, or a part of a key, or a secret starts at its end (cut
+  // short), as spans; spans that overlap (a URL and its parts) become one cut, so a secret inside
+  // another is cut with it.
   const spans: [number, number][] = [];
-  for (const s of secrets) {
+  fragments(text, grams, spans);
+  for (const s of whole) {
     for (let i = text.indexOf(s); i >= 0; i = text.indexOf(s, i + 1)) spans.push([i, i + s.length]);
+    if (!cutShort) continue;
     for (let k = Math.min(s.length - 1, text.length); k >= 4; k--) {
       if (text.endsWith(s.slice(0, k))) {
         spans.push([text.length - k, text.length]);
@@ -170,7 +236,8 @@ export class Notifier {
     }
     const sent = await this.#send(d, notification, delivery.id, signal);
     if (sent.ok) return { status: 'delivered' };
-    const error = { ...sent.error!, message: redact(sent.error!.message, config.notifications.destinations) };
+    // Made of the answer redacted already (send.ts knew whether it was cut short): whole from here on.
+    const error = { ...sent.error!, message: redact(sent.error!.message, config.notifications.destinations, { cutShort: false }) };
     const policy = deliveryRetry(config.notifications);
     const log = { job: notification.job, notification: notification.id, destination: delivery.destination, attempt, error };
     if (error.code === 'DELIVERY_ABORTED') {
@@ -208,13 +275,13 @@ export class Notifier {
       rule: 'succeeded',
       deliveries: [],
     };
-    const sent = await this.#send(d, n, `msg_${id}`, this.#closing.signal);
+    const sent = await this.#send(d, n, `msg_${id}`, this.#closing.signal, true);
     return {
       ...describeDestination(name, d),
       ok: sent.ok,
       status: sent.status,
-      body: sent.body === null ? null : redact(sent.body, destinations),
-      error: sent.error && { ...sent.error, message: redact(sent.error.message, destinations) },
+      body: sent.body === null ? null : redact(sent.body, destinations, { cutShort: false }),
+      error: sent.error && { ...sent.error, message: redact(sent.error.message, destinations, { cutShort: false }) },
       durationMs: sent.durationMs,
     };
   }
@@ -229,7 +296,7 @@ export class Notifier {
     this.#closing.abort();
   }
 
-  #send(d: Destination, n: Notification, id: string, signal: AbortSignal): Promise<SendResult> {
+  #send(d: Destination, n: Notification, id: string, signal: AbortSignal, test = false): Promise<SendResult> {
     const config = this.#o.config();
     const base = config.server.publicUrl ?? this.#o.servedAt?.()?.replace(/\/+$/, '') ?? null;
     return send(d, outgoing(n, base), {
@@ -239,7 +306,8 @@ export class Notifier {
       timeoutMs: config.notifications.timeout,
       signal,
       source: this.#o.hostId,
-      redact: (text) => redact(text, config.notifications.destinations),
+      test,
+      redact: (text, cutShort) => redact(text, config.notifications.destinations, { cutShort }),
     });
   }
 }

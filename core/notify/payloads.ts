@@ -58,11 +58,13 @@ const SEVERITY: Record<string, string> = { critical: 'critical', high: 'error', 
 /**
  * PagerDuty Events API v2: a failure (slow, missed, a host alert starting) opens or adds to the
  * incident of its job (`dedup_key` = the job; a host alert's is `<host>:<condition>`); a success
- * or `recovered` resolves it.
+ * or `recovered` resolves it. A test message is a trigger of its own (`jobhost-test:<id>`,
+ * severity info): a resolve of nothing open is accepted and shown to nobody, and a key shared by
+ * every test would fold a second test into the first one's alert.
  */
-function pagerduty(n: OutgoingNotification, routingKey: string, source: string): unknown {
-  const dedupKey = n.condition ? `${n.host}:${n.condition}` : n.job;
-  if (!FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
+function pagerduty(n: OutgoingNotification, routingKey: string, source: string, test: boolean): unknown {
+  const dedupKey = test ? `jobhost-test:${n.id}` : n.condition ? `${n.host}:${n.condition}` : n.job;
+  if (!test && !FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
   return {
     routing_key: routingKey,
     event_action: 'trigger',
@@ -70,7 +72,7 @@ function pagerduty(n: OutgoingNotification, routingKey: string, source: string):
     payload: {
       summary: `${n.title}: ${n.message}`.slice(0, 1024),
       source,
-      severity: SEVERITY[n.priority] ?? 'error',
+      severity: test ? 'info' : (SEVERITY[n.priority] ?? 'error'),
       timestamp: n.at,
       component: n.job || n.condition,
       custom_details: { job: n.job, runId: n.runId, status: n.status, rule: n.rule, notification: n.id, tags: n.tags, ...(n.held && { held: n.held }) },
@@ -79,8 +81,8 @@ function pagerduty(n: OutgoingNotification, routingKey: string, source: string):
   };
 }
 
-/** The JSON body of an HTTP destination (every kind but email). */
-export function httpBody(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingNotification, source: string): unknown {
+/** The JSON body of an HTTP destination (every kind but email); `test`: a test message (`jobhost notify test`). */
+export function httpBody(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingNotification, source: string, test = false): unknown {
   switch (d.kind) {
     case 'webhook':
       return n;
@@ -89,7 +91,7 @@ export function httpBody(d: Exclude<Destination, { kind: 'email' }>, n: Outgoing
     case 'discord':
       return discord(n);
     case 'pagerduty':
-      return pagerduty(n, d.routingKey, source);
+      return pagerduty(n, d.routingKey, source, test);
   }
 }
 

@@ -36,8 +36,14 @@ export interface SendContext {
   signal: AbortSignal;
   /** Who sends (the host id), for PagerDuty's `source`. */
   source: string;
-  /** Cuts secrets out of a receiver's answer; applied before anything is shortened, so no secret is cut in two. */
-  redact(text: string): string;
+  /** A test message (`jobhost notify test`): PagerDuty gets a trigger of its own, not a resolve. */
+  test?: boolean;
+  /**
+   * Cuts secrets out of a receiver's answer; applied before anything is shortened, so no secret
+   * is cut in two. `cutShort`: the answer itself was cut (only its start was kept), so a tail
+   * that starts a secret is cut too.
+   */
+  redact(text: string, cutShort: boolean): string;
 }
 
 const EXCERPT = 1000;
@@ -84,6 +90,8 @@ interface Answer {
   status: number;
   retryAfter: string | null;
   body: string;
+  /** The body was longer than what `body` kept. */
+  cut: boolean;
 }
 
 // Keep-alive: a receiver that takes many deliveries is reached over a few open connections.
@@ -112,14 +120,17 @@ function post(url: URL, headers: Record<string, string>, payload: string, timeou
       { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(payload) }, agent: agents[url.protocol as 'http:' | 'https:'] },
       (res) => {
         let body = '';
+        let cut = false;
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
           if (body.length < EXCERPT) body += chunk;
+          else cut = true;
         });
         res.on('end', () => {
           done();
           const ra = res.headers['retry-after'];
-          resolve({ status: res.statusCode ?? 0, retryAfter: typeof ra === 'string' ? ra : null, body: body.slice(0, EXCERPT) });
+          cut ||= body.length > EXCERPT;
+          resolve({ status: res.statusCode ?? 0, retryAfter: typeof ra === 'string' ? ra : null, body: body.slice(0, EXCERPT), cut });
         });
         res.on('error', fail);
         res.on('aborted', () => fail(Object.assign(new Error('the receiver broke off its answer'), { code: 'ECONNRESET' })));
@@ -144,7 +155,7 @@ function networkError(err: unknown, timedOut: boolean, closing: boolean): Delive
 
 async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingNotification, ctx: SendContext): Promise<SendResult> {
   const start = Date.now();
-  const payload = JSON.stringify(httpBody(d, n, ctx.source));
+  const payload = JSON.stringify(httpBody(d, n, ctx.source, ctx.test === true));
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'jobhost' };
   if (d.kind === 'webhook') {
     Object.assign(headers, d.headers);
@@ -162,7 +173,7 @@ async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingN
     return result(start, { retry: true, error: networkError(err, (err as { timedOut?: boolean }).timedOut === true, ctx.signal.aborted) });
   }
   const status = answer.status;
-  const body = ctx.redact(answer.body);
+  const body = ctx.redact(answer.body, answer.cut);
   if (status >= 200 && status < 300) return result(start, { ok: true, status, body });
   const short = body.replace(/\s+/g, ' ').trim().slice(0, 200);
   const said = short ? `: ${short}` : '';
@@ -202,13 +213,13 @@ async function sendMail(d: Extract<Destination, { kind: 'email' }>, n: OutgoingN
       transport.sendMail({ from: d.from, to: d.to, subject, text, messageId: `<${ctx.id}@jobhost>`, headers: { 'X-Jobhost-Job': n.job } }),
       cut,
     ]);
-    return result(start, { ok: true, status: 250, body: ctx.redact(String(info.response ?? '')).slice(0, EXCERPT) });
+    return result(start, { ok: true, status: 250, body: ctx.redact(String(info.response ?? ''), false).slice(0, EXCERPT) });
   } catch (err) {
     const e = err as { code?: string; responseCode?: number; response?: string; message?: string };
     if (ctx.signal.aborted) return result(start, { retry: true, error: networkError(err, false, true) });
     if (typeof e.responseCode === 'number') {
       // SMTP: 4xx is a temporary failure, 5xx a permanent one.
-      const reply = ctx.redact(String(e.response ?? '')).slice(0, 200);
+      const reply = ctx.redact(String(e.response ?? ''), false).slice(0, 200);
       const error = {
         code: e.responseCode >= 500 ? 'RECEIVER_REJECTED' : 'RECEIVER_ERROR',
         message: `the mail server answered ${reply || e.responseCode}`,

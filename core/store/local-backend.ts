@@ -331,6 +331,11 @@ class LocalBackend implements Backend {
     return this.#outbox.size;
   }
 
+  settleDeliveries(_notifications: readonly string[], signal: AbortSignal): Promise<void> {
+    // The stop's own notifications are in the outbox already (queued when their record was durable).
+    return this.#outbox.settle(signal);
+  }
+
   throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null> {
     return Promise.resolve(this.#storm.throttle(key, ms, status, this.#clock.now()));
   }

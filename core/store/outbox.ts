@@ -47,6 +47,8 @@ export class Outbox {
   #timerAt = Infinity;
   #started = false;
   #closed = false;
+  /** Stopping (`settle`): attempts go on, the retries they ask for wait for the next start. */
+  #settling = false;
 
   constructor(options: OutboxOptions) {
     this.#o = options;
@@ -91,6 +93,24 @@ export class Outbox {
   start(): void {
     this.#started = true;
     this.#pump();
+  }
+
+  /**
+   * The host is stopping: every delivery due now gets one attempt (`concurrency` at a time), and
+   * this resolves once none is in flight, or when `signal` aborts (the stop's bound). A retry
+   * they ask for waits for the next start: one attempt each, not a retry loop inside the stop.
+   */
+  async settle(signal: AbortSignal): Promise<void> {
+    this.#settling = true;
+    this.#pump();
+    const bound = new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    // Each attempt that ends pumps the next due one into the set before its promise settles.
+    while (this.#inFlight.size > 0 && !signal.aborted) {
+      await Promise.race([...[...this.#inFlight].map((p) => p.catch(() => undefined)), bound]);
+    }
   }
 
   /** Stops: no new attempt; one in flight is aborted (and made again after the next start). */
@@ -175,6 +195,6 @@ export class Outbox {
       this.#o.logger.error({ err, notification: n.id, destination: d.destination }, 'could not record a delivery outcome yet');
     }
     hooks.deliveryChanged(n, d);
-    if (outcome.status === 'retrying' && !this.#closed) this.#heap.push(now + outcome.delayMs, due);
+    if (outcome.status === 'retrying' && !this.#closed && !this.#settling) this.#heap.push(now + outcome.delayMs, due);
   }
 }

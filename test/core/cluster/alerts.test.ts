@@ -243,11 +243,11 @@ t.test('slow: told once for the cluster when the retry runs on another host', as
 });
 
 /** Two hosts with a job that always fails, notifying a webhook receiver under a storm-control window of `throttleMs`. */
-async function failingPair(t: Tap, throttleMs: number) {
+async function failingPair(t: Tap, throttleMs: number, extra: ConfigInput = {}) {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   const hook = await httpReceiver(t);
   const hosts = await startCluster(t, redis, 2, {
-    config: { notifications: { throttle: throttleMs, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    config: { ...extra, notifications: { throttle: throttleMs, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
     plugins: [
       definePlugin({
         name: 'breaks',
@@ -321,4 +321,33 @@ t.test("host alerts: runs that a job's concurrency or its rateLimit holds back a
     [],
     'no dispatch-stalled alert: every waiting run was held by its own job, not by a stalled dispatcher',
   );
+});
+
+t.test('storm control: a host alone in the cluster that stops sends the digest of its window before it ends, within its deadline', async (t) => {
+  /** h0 alone (h1 left first: no one else would take the digest's delivery), one message sent and two held back. */
+  const alone = async (): Promise<Awaited<ReturnType<typeof failingPair>>> => {
+    // grace 0 + margin 2 s: the stop's deadline; half of what is left of it bounds the last attempts.
+    const pair = await failingPair(t, 30_000, { shutdown: { margin: '2s' } });
+    await pair.hosts[1]!.host.stop({ graceMs: 0 });
+    for (let i = 0; i < 3; i++) await finalOn(pair.hosts[0]!.host, (await pair.hosts[0]!.host.trigger('breaks')).runId);
+    await pair.hook.count(1);
+    return pair;
+  };
+  const { hosts, hook } = await alone();
+  await hosts[0]!.host.stop({ graceMs: 0 });
+  t.equal(hook.received.length, 2, 'the digest reached the receiver before stop() resolved');
+  t.match(hook.received[1]?.json, { rule: 'digest', held: { count: 2, statuses: { failed: 2 } } });
+  t.equal(hosts[0]!.of('notification.delivered').length, 2, 'recorded delivered by the stopping host');
+
+  // A receiver that hangs on the digest: the stop ends within its deadline all the same (the
+  // attempt is cut at the bound and its job handed back), not after the close's own wait for it.
+  const hung = await alone();
+  hung.hook.script('hang');
+  const began = Date.now();
+  await hung.hosts[0]!.host.stop({ graceMs: 0 });
+  const took = Date.now() - began;
+  t.ok(took < 2000, `the stop ended within its deadline (${took} ms), with no STOP_INCOMPLETE`);
+  // At least 2: the attempt the bound cut short goes back to the queue, and the closing worker may take it once more.
+  t.ok(hung.hook.received.length >= 2, 'the digest was attempted');
+  t.match(hung.hook.received[1]?.json, { rule: 'digest' });
 });

@@ -487,3 +487,42 @@ t.test(
     t.equal((await again.host.notifications({ limit: 10 })).items.filter((n) => n.rule === 'digest').length, 1, 'one digest, recorded');
   },
 );
+
+t.test('a stop sends the digests of the windows it opened before it ends; a receiver that hangs holds it no longer than its bound', async (t) => {
+  const hook = await httpReceiver(t);
+  const plugin = () =>
+    definePlugin({
+      name: 'breaks',
+      isolation: 'inline',
+      notify: { title: 'Breaks', on: ['failed'], to: ['hook'] },
+      handler: () => {
+        throw new Error('down');
+      },
+    });
+  // grace 0 + margin 2 s: the stop's deadline; what is left of it bounds the last attempts.
+  const config = { shutdown: { margin: '2s' }, notifications: { destinations: { hook: { kind: 'webhook' as const, url: hook.url } }, throttle: '30s' } };
+  const s = await startServer(t, { config, plugins: [plugin()] });
+  for (let i = 0; i < 3; i++) await s.host.wait((await s.host.trigger('breaks')).runId);
+  await hook.count(1);
+  await s.host.stop({ graceMs: 0 });
+  t.equal(hook.received.length, 2, 'the digest reached the receiver before stop() resolved');
+  t.match(hook.received[1]?.json, { rule: 'digest', held: { count: 2, statuses: { failed: 2 } } });
+  t.equal(s.of('notification.delivered').length, 2, 'and was recorded delivered: the next start does not send it again');
+
+  // Again, with a receiver that hangs on the digest: the stop ends within its deadline anyway, and
+  // the digest, cut short, is made again after the next start under the same id.
+  const again = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+  await s.clock.advance(30_000);
+  for (let i = 0; i < 2; i++) await again.host.wait((await again.host.trigger('breaks')).runId);
+  await hook.count(3);
+  hook.script('hang');
+  const began = Date.now();
+  await again.host.stop({ graceMs: 0 });
+  const took = Date.now() - began;
+  t.ok(took < 2000, `the stop ended within its deadline (${took} ms), with no STOP_INCOMPLETE`);
+  t.equal(hook.received.length, 4, 'the digest was attempted');
+  const third = await startServer(t, { dir: s.dir, clock: s.clock, config, plugins: [plugin()] });
+  await hook.count(5);
+  t.equal(hook.received[4]!.headers['webhook-id'], hook.received[3]!.headers['webhook-id'], 'made again after the next start, same id');
+  await until(() => third.of('notification.delivered').length === 1, 5000, 'delivered after the restart');
+});

@@ -393,3 +393,63 @@ t.test('a restart resumes open deliveries at their time, under the same ids', as
   t.equal(after.id, n.id);
   t.equal(hook.received[1]!.headers['webhook-id'], n.deliveries[0]!.id);
 });
+
+t.test("a receiver's whole answer is shown whole (plain words of the URL stay); one cut short loses a tail that starts a secret", async (t) => {
+  const hook = await httpReceiver(t);
+  hook.fallback = { status: 404, body: 'this receiver takes no notifications' };
+  const { logger, lines } = captureLogger();
+  const s = await startServer(t, {
+    logger,
+    config: { notifications: { destinations: { hook: { kind: 'webhook', url: `${hook.url}/notifications/inbox` } } } },
+    plugins: [failing(['hook'])],
+  });
+  await s.host.trigger('nightly-export');
+  const n = await notification(s, deliveryIs('dead'), 'dead after the 404');
+  t.equal(n.deliveries[0]!.lastError?.message, 'the receiver answered 404: this receiver takes no notifications', 'lastError');
+  t.match(JSON.stringify(lines), /the receiver answered 404: this receiver takes no notifications/, 'the log line');
+  const tested = await s.request('POST', '/notifications/destinations/hook/test');
+  t.match(tested.json, { ok: false, status: 404, body: 'this receiver takes no notifications' }, 'notify test');
+  // Longer than the 1,000 characters kept: the kept start ends inside the URL's path, cut out.
+  hook.fallback = { status: 404, body: `${'x'.repeat(994)}/notifications/inbox and more` };
+  const cut = await s.request('POST', '/notifications/destinations/hook/test');
+  t.equal(cut.json.body, `${'x'.repeat(994)}…`);
+});
+
+t.test('a routing key echoed in part is cut from the delivery, its events, the log and the test result', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.fallback = { status: 400, body: '{"status":"invalid event","errors":["Routing key R0UT1NGKEY is invalid"]}' };
+  const { logger, lines } = captureLogger();
+  const s = await startServer(t, {
+    logger,
+    config: { notifications: { destinations: { pager: { kind: 'pagerduty', routingKey: 'R0UT1NGKEYsecret123', url: pd.url } } } },
+    plugins: [failing(['pager'])],
+  });
+  await s.host.trigger('nightly-export');
+  const n = await notification(s, deliveryIs('dead'), 'dead after the 400');
+  t.equal(n.deliveries[0]!.lastError?.message, 'the receiver answered 400: {"status":"invalid event","errors":["Routing key … is invalid"]}');
+  await until(() => s.of('notification.failed').length === 1, 5000, 'notification.failed');
+  const tested = await s.request('POST', '/notifications/destinations/pager/test');
+  t.match(tested.json, { ok: false, status: 400, body: /Routing key … is invalid/ });
+  const everything = [tested.text, (await s.request('GET', '/notifications')).text, JSON.stringify(s.events), JSON.stringify(lines)].join('\n');
+  t.notOk(everything.includes('R0UT1NGKEY'), 'the part of the key appears nowhere');
+});
+
+t.test('a test message to PagerDuty is a trigger of its own (severity info, a dedup_key naming a jobhost test), so someone sees it', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.fallback = { status: 202, body: '{"status":"success"}' };
+  const s = await hostWith(t, { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: `${pd.url}/v2/enqueue` } });
+  for (let i = 0; i < 2; i++) {
+    t.match((await s.request('POST', '/notifications/destinations/pager/test')).json, { ok: true, status: 202 });
+    // A test's id is made of the time and a random part (the host's random is fixed here).
+    await s.clock.advance(1000);
+  }
+  const [first, second] = pd.received.map((r) => r.json as { dedup_key: string });
+  t.match(first, {
+    routing_key: 'R0UTINGKEY123456',
+    event_action: 'trigger',
+    dedup_key: /^jobhost-test:/,
+    payload: { severity: 'info', source: s.host.id, summary: /^jobhost test message: A test message from jobhost/ },
+  });
+  t.not(first!.dedup_key, second!.dedup_key, 'each test an alert of its own: a second is not folded into the first');
+  t.same((await s.host.notifications({})).items, [], 'nothing recorded');
+});

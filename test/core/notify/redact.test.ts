@@ -40,3 +40,32 @@ t.test('every secret of every destination is cut, whole or as the tail of a shor
   t.same(describeDestination('slack', d['slack']!), { name: 'slack', kind: 'slack', target: 'https://hooks.example.com/…' });
   t.match(describeDestination('mail', d['mail']!), { target: 'smtp://mail.example.com:587 → b@example.com' });
 });
+
+t.test('a whole text keeps a tail that only starts a secret; a text cut short loses it', async (t) => {
+  const inbox = parseConfig({ notifications: { destinations: { hook: { kind: 'webhook', url: 'https://ops.example.com/notifications/inbox' } } } });
+  const hook = inbox.notifications.destinations;
+  t.equal(redact('this receiver takes no notifications', hook, { cutShort: false }), 'this receiver takes no notifications');
+  t.equal(redact('this receiver takes no notifications', hook, { cutShort: true }), 'this receiver takes no …', 'cut short, it may have been cut in the path');
+  t.equal(redact('wrong path /notifications/inbox', hook, { cutShort: false }), 'wrong path …', 'a secret whole is cut all the same');
+});
+
+t.test('a part of a routing key, webhook secret or password is cut from 8 characters; plain words are not', async (t) => {
+  const keys = parseConfig({
+    notifications: {
+      destinations: {
+        pager: { kind: 'pagerduty', routingKey: 'R0UT1NGKEYsecret123' },
+        hook: { kind: 'webhook', url: 'https://ops.example.com/in', secret: 'whsec_rn9CdC/HeBYgEtbCW26P2/OL1b33fVcA' },
+        mail: { kind: 'email', smtp: 'smtp://me:correct-horse-Password@mail.example.com:587', from: 'a@example.com', to: ['b@example.com'] },
+      },
+    },
+  }).notifications.destinations;
+  const cut = (text: string) => redact(text, keys, { cutShort: false });
+  t.equal(cut('{"errors":["Routing key R0UT1NGKEY is invalid"]}'), '{"errors":["Routing key … is invalid"]}', 'the start of a routing key');
+  t.equal(cut('unknown key secret123'), 'unknown key …', 'its end');
+  t.equal(cut('bad signature for CW26P2/OL1b'), 'bad signature for …', 'the middle of a webhook secret');
+  t.equal(cut('no such user me / HeBYgEtb'), 'no such user me / …', 'a part of letters alone that is no word (a capital after a small letter)');
+  t.equal(cut('login correct-horse refused'), 'login … refused', 'a part of a password with a dash');
+  t.equal(cut('R0UT1NG is short'), 'R0UT1NG is short', 'under 8 characters: not cut');
+  t.equal(cut('the Password is wrong'), 'the Password is wrong', 'a plain word of a password stays');
+  t.equal(cut('routing key is invalid: secret routing keys are not accepted'), 'routing key is invalid: secret routing keys are not accepted');
+});

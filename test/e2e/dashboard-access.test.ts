@@ -17,6 +17,7 @@ const TOKENS = {
   viewer: 'viewer-token-0123456789abcdef',
   operator: 'operator-token-0123456789abcdef',
   deployer: 'deployer-token-0123456789abcdef',
+  temp: 'temporary-token-0123456789abcdef',
 };
 const FILES = {
   'deploy-web.ts': pluginSource(`{ name: 'deploy-web', description: 'Deploys the site', handler: () => 'deployed' }`),
@@ -32,6 +33,7 @@ const { host, url } = await startDashboardHost(t, FILES, {
     { name: 'dash', token: TOKENS.viewer, role: 'viewer' },
     { name: 'ops', token: TOKENS.operator, role: 'operator' },
     { name: 'ci', token: TOKENS.deployer, role: 'operator', jobs: ['deploy-*'] },
+    { name: 'temp', token: TOKENS.temp, role: 'operator' },
   ],
 });
 // Runs that stay queued for an hour: each run page would offer to cancel them.
@@ -218,5 +220,24 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
   await page.waitForSelector(`${row('cleanup')} button:has-text("Run…")`);
   t.equal(await page.locator(`${row('deploy-web')} button`).count(), 0, 'no Run… for deploy-web any more');
   t.match(await page.textContent('#who'), 'ci · operator (jobs cleanup)');
+  t.same(page.errors, [], 'no page errors');
+});
+
+t.test('a token removed while its page is open: the page asks for a token again (it reconnected in silence before)', async (t) => {
+  const { page } = await signIn(TOKENS.temp);
+  t.match(await page.textContent('#who'), 'temp · operator');
+  // The host closes the token's WebSocket (1008); the page had no HTTP request to be refused.
+  const tokens = host.config.server.tokens.filter((tk) => tk.name !== 'temp');
+  const { changed, restartRequired } = host.applyConfig({ ...host.config, server: { ...host.config.server, tokens } });
+  t.same(changed, ['server.tokens']);
+  host.bus.emit('config.reloaded', { job: null, file: 'config/jobhost.json', changed, restartRequired });
+  await page.waitForSelector('#token-dialog[open]', { timeout: 15_000 });
+  // Another token unlocks it, and the page goes live again as that token.
+  await page.fill('#token-input', TOKENS.viewer);
+  await page.press('#token-input', 'Enter');
+  await page.waitForSelector('[data-token-who]:visible');
+  await page.click('#token-dialog button[type=submit]');
+  await page.waitForSelector('#conn[data-state="live"]');
+  t.match(await page.textContent('#who'), 'dash · viewer');
   t.same(page.errors, [], 'no page errors');
 });

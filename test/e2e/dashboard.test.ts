@@ -274,6 +274,12 @@ t.test("runs: filter, paging, a run's detail with Retry and Cancel; notification
   await page.selectOption('#runs-filter select[name=status]', 'failed');
   await page.waitForFunction(() => document.querySelectorAll('#runs-table tbody tr[data-run]').length === 1);
   t.match(await page.textContent('#runs-table tbody tr[data-run]'), /flaky.*failed/s);
+  // A run that reaches the filtered status joins the list live: at its run.queued it was still
+  // queued, and the filter left it out (no scheduled job here reloads the list meanwhile).
+  const again = (await host.trigger('flaky')).runId;
+  await host.wait(again);
+  await page.waitForSelector(`#runs-table tbody tr[data-run="${again}"]`, { timeout: 10_000 });
+  t.equal(await page.locator('#runs-table tbody tr[data-run]').count(), 2, 'failed runs only, the new one live');
   await shot(page, 'runs', { fullPage: true });
   await page.click(`#runs-table a:has-text("${failed}")`);
   await page.waitForSelector('[data-run-status="failed"]');

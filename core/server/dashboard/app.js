@@ -302,7 +302,7 @@ function apply(e) {
       if (route.view === 'job' && route.name === d.job) later('job-page', 150, () => jobPage.refresh());
       if (route.view === 'runs') {
         if (runs.has(d.runId)) later(`run:${d.runId}`, 50, () => runs.refresh(d.runId));
-        else if (type === 'run.queued' && runs.onFirstPage) later('runs', 150, () => runs.reload());
+        else if (runs.wants(type, d.job)) later('runs', 150, () => runs.reload());
       } else {
       }
       if (detail.id === d.runId) later('detail', 50, () => detail.refresh());
@@ -354,6 +354,9 @@ const live = createLive({
     feed.add(e);
     if (!covered) apply(e);
   },
+  // Any request answered 401 asks for the token again; one that fails otherwise (the host is
+  // down) changes nothing, and the reconnect goes on.
+  onRefused: () => void loadWhoami().catch(() => undefined),
 });
 // For people poking at the page from the console, and for the browser tests.
 /** @type {Window & { jobhostDashboard?: unknown }} */ (window).jobhostDashboard = {

@@ -12,9 +12,12 @@ import { parseMessage } from './api.js';
  *   onEvent: (event: AnyHostEvent, covered: boolean) => void,
  *   onHello: (hello: HelloMessage, reload: boolean) => void,
  *   onState: (state: 'connecting' | 'live' | 'reconnecting') => void,
+ *   onRefused?: () => void,
  * }} options  `covered` is true for replayed events that a reload already accounts for.
+ *   `onRefused`: the connection was refused or closed for its token (a WebSocket says no more
+ *   than that: the page asks over HTTP, whose 401 brings up the token prompt).
  */
-export function createLive({ url, onEvent, onHello, onState }) {
+export function createLive({ url, onEvent, onHello, onState, onRefused }) {
   /** @type {WebSocket | null} */
   let socket = null;
   /** @type {number | null} */
@@ -65,10 +68,12 @@ export function createLive({ url, onEvent, onHello, onState }) {
     const ws = new WebSocket(url(since));
     socket = ws;
     let first = lastSeq === null;
+    let greeted = false;
     ws.onmessage = (message) => {
       const msg = parseMessage(message);
       if (!msg) return;
       if (msg.type === 'hello') {
+        greeted = true;
         failures = 0;
         live.hello = msg;
         const reload = first || msg.gap;
@@ -85,10 +90,13 @@ export function createLive({ url, onEvent, onHello, onState }) {
       if (lastSeq === null || msg.seq > lastSeq) lastSeq = msg.seq;
       onEvent(msg, msg.seq <= coveredUpTo);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = null;
       if (stopped) return;
+      // 1008: the host closed it for its token (removed or changed in the config). An upgrade
+      // refused (a 401 for a token rotated while the host was down) never says hello.
+      if (event.code === 1008 || !greeted) onRefused?.();
       failures++;
       onState('reconnecting');
       // 0.5 s, 1 s, 2 s ... capped at 10 s, with some spread so many tabs do not return at once.

@@ -52,6 +52,16 @@ function setProgress(block, run) {
   /** @type {HTMLSpanElement} */ (block.querySelector('span')).textContent = label;
 }
 
+/** The status a run event leaves its run in. @type {Readonly<Record<string, string>>} */
+const REACHES = {
+  'run.queued': 'queued',
+  'run.retrying': 'queued',
+  'run.started': 'running',
+  'run.succeeded': 'succeeded',
+  'run.failed': 'failed',
+  'run.canceled': 'canceled',
+};
+
 /**
  * The runs list. `query` is `{ job, status }`; the cursor stack gives "newer" and "older" pages.
  * @param {HTMLElement} root
@@ -153,8 +163,17 @@ export function createRunsList(root, { onError }) {
       return load();
     },
     reload: load,
-    get onFirstPage() {
-      return cursors.length === 1;
+    /**
+     * Whether a run not shown may belong on the first page now that `type` happened to it: it
+     * reached the filtered status (a list of failed runs gains one at `run.failed`, not at its
+     * `run.queued`, when the filter still left it out), or, without a status filter, it is new.
+     * @param {string} type
+     * @param {string} job
+     */
+    wants(type, job) {
+      if (cursors.length !== 1 || (query.job && query.job !== job)) return false;
+      if (!query.status) return type === 'run.queued';
+      return REACHES[type] === query.status;
     },
     /** @param {string} id */
     has(id) {

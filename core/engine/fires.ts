@@ -64,6 +64,16 @@ export class Fires {
     );
   }
 
+  /**
+   * A job was enabled (on this host): its schedule counts from now. A disabled job is not armed, so
+   * no fire of its disabled stretch moved `lastFireAt`: a restart before its next fire took those
+   * fires for downtime (a catch-up run, `missed` alerts) though the host was up and they were
+   * never due.
+   */
+  enabled(name: string): void {
+    if (this.#o.registry.get(name)?.job.schedule) this.#note(name, this.#o.clock.now());
+  }
+
   /** Records a fire for catch-up; a failed write (a full disk, Redis down) costs at most one catch-up run. */
   #note(name: string, at: number): void {
     this.#o.backend

@@ -124,7 +124,9 @@ export class Missed {
     const pending: number[] = [];
     let more = 0;
     let seen = 0;
-    for (let at = job.schedule.next(since); at !== null && at <= through; at = job.schedule.next(at)) {
+    // Fires up to missedThrough are accounted for (told, or in a disabled stretch): the count starts after them.
+    const from = Math.max(since, this.#o.backend().jobState(name).missedThrough ?? since);
+    for (let at = job.schedule.next(from); at !== null && at <= through; at = job.schedule.next(at)) {
       // A every-second job down for days: the count stops here rather than hold up the start.
       if (++seen > 10_000) break;
       if (at + missedAfter(job, job.schedule, at) > now) {

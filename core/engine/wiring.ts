@@ -175,6 +175,10 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting, limits: () => host.config().limits });
   const after = new After({ registry: jobs, triggers, backend, bus, clock, logger, state: () => host.state(), limits: () => host.config().limits });
   const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed });
+  // This host's own enable (another host's, relayed, was noted there).
+  bus.on('job.enabled', (e) => {
+    if (e.data.host === undefined) fires.enabled(e.data.job);
+  });
   const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
   const registrations = new Registrations({
     registry: jobs,

@@ -57,6 +57,33 @@ t.test('a catch-up also happens for a job registered after start (a plugin file 
   );
 });
 
+t.test('a disabled stretch is not downtime: enabled, then restarted before the next fire, no catch-up run', async (t) => {
+  const dir = tempDir(t);
+  const clock = createManualClock(Date.parse('2026-01-05T10:30:00Z'));
+  const plugin = { name: 'hourly', schedule: '0 * * * *', catchUp: true, handler: noop };
+  const a = await startHost(t, { dir, clock, plugins: [plugin] });
+  await clock.set(Date.parse('2026-01-05T11:00:00Z'));
+  t.equal(a.of('run.succeeded').length, 1, 'fired at 11:00');
+  await a.host.disable('hourly');
+  // Disabled (the host up) over the 12:00 to 15:00 fires, enabled at 15:30, stopped at 15:45.
+  await clock.set(Date.parse('2026-01-05T15:30:00Z'));
+  await a.host.enable('hourly');
+  await clock.set(Date.parse('2026-01-05T15:45:00Z'));
+  await a.host.stop();
+  const b = await startHost(t, { dir, clock, plugins: [plugin] });
+  await clock.advance(0);
+  t.equal(b.of('run.queued').length, 0, 'the fires of the disabled stretch were never due');
+  // Down from 15:45 to 17:10: the 16:00 and 17:00 fires are downtime, caught up once.
+  await b.host.stop();
+  await clock.set(Date.parse('2026-01-05T17:10:00Z'));
+  const c = await startHost(t, { dir, clock, plugins: [plugin] });
+  await clock.advance(0);
+  t.same(
+    c.of('run.queued').map((e) => e.data.source),
+    ['catch-up'],
+  );
+});
+
 t.test('once and cooldown hold across restarts', async (t) => {
   const dir = tempDir(t);
   const clock = createManualClock(Date.parse('2026-01-05T10:00:00Z'));

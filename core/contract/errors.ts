@@ -143,7 +143,8 @@ export const ERROR_CODES = {
   // cluster mode (backend.kind: redis)
   BACKEND_UNAVAILABLE: {
     status: 503,
-    text: 'Redis (the cluster backend) cannot be reached: nothing was acknowledged; retry after `Retry-After` seconds. At start: the host does not start.',
+    // The answer to a request carries this text: it says nothing of starts (the README's table does).
+    text: 'Redis (the cluster backend) cannot be reached: nothing was acknowledged; retry after `Retry-After` seconds.',
   },
   BACKEND_NOT_REPLICATED: {
     status: 503,

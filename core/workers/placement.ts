@@ -22,9 +22,10 @@ const HELD = 1000;
  * Every thread stalled this long, as the main thread sees it: one more starts. Much longer than
  * `STALL_MS`, so a pool that is merely saturated (its threads take a few ms to reach the next
  * batch), or a main thread that was itself busy for a while, does not grow: only one whose
- * threads are all held by handlers on the CPU.
+ * threads are all held by handlers on the CPU. A thread silent this long also gives up the
+ * attempts placed on it that have not started (`WorkerPool`, see `CLAIM`).
  */
-const OVERFLOW_AFTER_MS = 1000;
+export const OVERFLOW_AFTER_MS = 1000;
 /**
  * A batch that waited this long unread in its thread (as the thread's own read time says) means
  * what runs there held it: that thread counts as held for `HELD_RECENTLY_MS` after, is passed

@@ -3,8 +3,8 @@ import type { Logger } from '../contract/logger.js';
 import type { ThreadSpan } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { acceptThreadSpans } from '../contract/thread-spans.js';
-import { markHeld, place, STALL_MS } from './placement.js';
-import { type Batch, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
+import { markHeld, OVERFLOW_AFTER_MS, place, STALL_MS } from './placement.js';
+import { type Batch, CLAIM, claimTag, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
 import { threadForwarding, threadModules } from './thread-script.js';
 import { startThread, type ThreadHooks } from './thread-start.js';
@@ -58,7 +58,7 @@ export interface PoolOptions {
 
 export class WorkerPool {
   readonly #o: PoolOptions;
-  readonly #data: Omit<ThreadData, 'exitSlot'>;
+  readonly #data: Omit<ThreadData, 'exitSlot' | 'claims'>;
   #slots: Slot[] = [];
   #dirty: Slot[] = [];
   #flushQueued = false;
@@ -83,10 +83,12 @@ export class WorkerPool {
 
   readonly #pingBusy = (): void => {
     let busy = false;
-    for (const slot of this.#slots) {
+    const now = performance.now();
+    for (const slot of [...this.#slots]) {
       if (slot.tasks.size === 0) continue;
       busy = true;
       if (slot.sent === slot.acked) this.#ping(slot);
+      else if (slot.started && !slot.ending && slot.stalledFor(now) > OVERFLOW_AFTER_MS) this.#takeBack(slot, now);
     }
     if (!busy) {
       clearInterval(this.#heartbeat);
@@ -129,6 +131,8 @@ export class WorkerPool {
     }
     slot.tasks.set(task.id, task);
     task.slot = slot;
+    task.cell = slot.takeCell();
+    if (task.cell >= 0) Atomics.store(slot.claimCells, task.cell, claimTag(task.id) + CLAIM.placed);
     if (slot.tasks.size === 1) {
       clearTimeout(slot.idleTimer);
       slot.worker?.ref();
@@ -145,8 +149,41 @@ export class WorkerPool {
       task.limits.maxResultBytes,
       task.limits.maxEventBytes,
       task.traceparent,
+      task.cell,
     );
     this.#ping(slot);
+  }
+
+  /**
+   * `slot` has not answered for a second (a handler holds its CPU): the attempts placed there
+   * whose handler has not started go to another thread (see `CLAIM`) rather than wait out the
+   * computation: one that answers, or one more (up to `max`) when every other is held too. A
+   * second, not `STALL_MS`: a machine that is merely busy delays answers by tens of ms, and moving
+   * runs between threads that are all slow would gain nothing.
+   */
+  #takeBack(slot: Slot, now: number): void {
+    const others = this.#slots.filter((s) => s !== slot && !s.ending);
+    const answering = others.some((s) => !s.started || s.stalledFor(now) <= STALL_MS);
+    const allHeld = others.every((s) => s.started && s.stalledFor(now) > OVERFLOW_AFTER_MS);
+    if (!answering && !(allHeld && this.#slots.length < this.#o.max)) return;
+    const back: PoolTask[] = [];
+    for (const task of slot.tasks.values()) {
+      if (task.cell < 0) continue;
+      const placed = claimTag(task.id) + CLAIM.placed;
+      if (Atomics.compareExchange(slot.claimCells, task.cell, placed, placed - CLAIM.placed + CLAIM.revoked) === placed) back.push(task);
+    }
+    if (back.length === 0) return;
+    for (const task of back) {
+      slot.tasks.delete(task.id);
+      slot.freeCell(task);
+      task.slot = undefined;
+    }
+    if (slot.tasks.size === 0) slot.worker?.unref();
+    this.#o.logger.debug(
+      { worker: slot.n, runs: back.map((t) => t.runId) },
+      `worker thread ${slot.n} is held by a handler: its runs not started yet go to another`,
+    );
+    for (const task of back) this.run(task);
   }
 
   /** Aborts the attempt's signal in its thread. */
@@ -212,7 +249,7 @@ export class WorkerPool {
     // Whether the thread hands its spans to an SDK set up in code is decided as it starts: an SDK
     // started after the host (or after this pool) is found by the threads started from then on.
     const otelForward = this.#data.otel === undefined ? threadForwarding() : undefined;
-    startThread(slot, { ...this.#data, otelForward, exitSlot: slot.exitSlot }, this.#o.maxMemoryMb, this.#hooks);
+    startThread(slot, { ...this.#data, otelForward, exitSlot: slot.exitSlot, claims: slot.claims }, this.#o.maxMemoryMb, this.#hooks);
     return slot;
   }
 
@@ -348,6 +385,7 @@ export class WorkerPool {
         const task = slot.tasks.get(op[1] as number);
         if (!task) continue;
         slot.tasks.delete(task.id);
+        slot.freeCell(task);
         task.slot = undefined;
         if (slot.tasks.size === 0) slot.worker?.unref();
         if (this.#closing) this.#checkIdle();
@@ -386,6 +424,7 @@ export class WorkerPool {
           const task = slot.tasks.get(a);
           if (!task) break;
           slot.tasks.delete(a);
+          slot.freeCell(task);
           task.slot = undefined;
           if (slot.tasks.size === 0) {
             slot.worker?.unref();

@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../contract/errors.js';
 import type { HandlerLimits } from '../contract/limits.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import type { Batch } from './protocol.js';
+import { type Batch, CLAIM_CELLS } from './protocol.js';
 
 /** The pool's bookkeeping: an attempt in it, a thread and what is in flight on it, why a thread died. */
 
@@ -20,6 +20,8 @@ export class PoolTask {
   slot: Slot | undefined;
   /** Already started again after its thread died under it. */
   moved = false;
+  /** Its claim cell on its thread (`CLAIM`), -1: none. */
+  cell = -1;
   /** The attempt's span, when something traces: the handler runs inside it in its thread. */
   traceparent: string | undefined;
 
@@ -60,6 +62,9 @@ export class Slot {
   retired = false;
   idleTimer: NodeJS.Timeout | undefined;
   readonly exitSlot = new SharedArrayBuffer(4);
+  readonly claims = new SharedArrayBuffer(4 * CLAIM_CELLS);
+  readonly claimCells = new Int32Array(this.claims);
+  #freeCells: number[] | undefined;
 
   constructor(n: number) {
     this.n = n;
@@ -68,6 +73,18 @@ export class Slot {
   /** It is ending: dead, retired, or being terminated for a handler that would not let go. */
   get ending(): boolean {
     return this.killedFor !== undefined || this.dead || this.retired;
+  }
+
+  /** A free claim cell for an attempt placed here (-1: all taken). */
+  takeCell(): number {
+    this.#freeCells ??= Array.from({ length: CLAIM_CELLS }, (_, i) => CLAIM_CELLS - 1 - i);
+    return this.#freeCells.pop() ?? -1;
+  }
+
+  /** The attempt in `task`'s cell has left this thread (ended, lost or taken back). */
+  freeCell(task: PoolTask): void {
+    if (task.cell >= 0) this.#freeCells?.push(task.cell);
+    task.cell = -1;
   }
 
   /** How long the oldest batch it has not read has waited (0: it has read everything). */

@@ -10,7 +10,7 @@ import type { HandlerSource } from '../contract/plugin-source.js';
 import { contextOf, provideOtelApi, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
 import { evaluateSource } from './plugin-code.js';
-import { type Batch, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
+import { type Batch, CLAIM, claimTag, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
 import { type ThreadChannel, ThreadContext } from './thread-context.js';
 
 /**
@@ -25,6 +25,14 @@ const port = parentPort;
 if (!port) throw new Error('core/workers/thread.ts runs as a worker thread of the pool');
 const data = workerData as ThreadData;
 const exitSlot = new Int32Array(data.exitSlot);
+const claims = new Int32Array(data.claims);
+
+/** Claims the attempt in `cell` for this thread (see `CLAIM`): false when the pool took it back to run it elsewhere. */
+function claimed(task: number, cell: number): boolean {
+  if (cell < 0) return true;
+  const placed = claimTag(task) + CLAIM.placed;
+  return Atomics.compareExchange(claims, cell, placed, placed - CLAIM.placed + CLAIM.claimed) === placed;
+}
 
 // Handlers are background work: on Linux the thread lowers its own priority (a thread's id is a
 // pid to setpriority), so a CPU-bound handler leaves the main thread the CPU it needs to answer.
@@ -213,7 +221,7 @@ function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCo
   }
 }
 
-async function start(ctx: ThreadContext, traceparent: string | undefined): Promise<void> {
+async function start(ctx: ThreadContext, traceparent: string | undefined, cell: number): Promise<void> {
   const version = versions.get(ctx.version);
   if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.version} was never sent to this worker`));
   version.running++;
@@ -223,11 +231,20 @@ async function start(ctx: ThreadContext, traceparent: string | undefined): Promi
   } catch (err) {
     return settle(ctx, false, err);
   }
+  const traced = traceparent !== undefined && otel !== undefined && (await otel) !== undefined;
+  // Last, just before the handler runs: until then a handler on this thread's CPU (one placed
+  // before it) may hold it, and the pool may have moved it to another thread meanwhile.
+  if (!claimed(ctx.id, cell)) {
+    running.delete(ctx.id);
+    version.running--;
+    release(ctx.version);
+    return;
+  }
   let result: unknown;
   try {
     // The handler runs inside its attempt's span, so its own instrumented calls join the trace
     // (unless the thread's tracer could not start).
-    if (traceparent !== undefined && otel && (await otel)) {
+    if (traced) {
       result = within(contextOf(traceparent), () => scope.run(ctx, handler, ctx));
     } else {
       result = scope.run(ctx, handler, ctx);
@@ -273,7 +290,7 @@ port.on('message', (batch: Batch) => {
           { maxResultBytes: batch[i + 7] as number, maxEventBytes: batch[i + 8] as number },
         );
         running.set(ctx.id, ctx);
-        void start(ctx, batch[i + 9] as string | undefined);
+        void start(ctx, batch[i + 9] as string | undefined, batch[i + 10] as number);
         break;
       }
       case IN.load:

@@ -59,6 +59,47 @@ t.test('a burst of runs passes over a thread whose handler holds its CPU', async
   t.equal((await h.host.run(runId))!.status, 'running', 'while the handler still spins');
 });
 
+t.test('runs placed on a thread just as its handler went on the CPU move to another thread, not wait behind it', async (t) => {
+  const spinFor = `import { writeFileSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
+export default {
+  name: 'spin-for',
+  concurrency: 10,
+  handler: (ctx: { params: { ms: number; mark?: string } }) => {
+    if (ctx.params.mark) writeFileSync(ctx.params.mark, String(threadId));
+    const end = Date.now() + ctx.params.ms;
+    while (Date.now() < end) {}
+    return threadId;
+  },
+};
+`;
+  const quick = `import { threadId } from 'node:worker_threads';\nexport default { name: 'quick', concurrency: 20, handler: async () => ({ threadId }) };\n`;
+  const h = await pluginHost(t, { 'spin-for.ts': spinFor, 'quick.ts': quick }, { config: { jobs: { 'spin-for': { timeout: '30s' } } } });
+  // Both threads have both plugins loaded: a run starts there in the turn its batch is read.
+  const warm = await Promise.all([
+    h.host.trigger('spin-for', { params: { ms: 0 } }),
+    h.host.trigger('spin-for', { params: { ms: 0 } }),
+    h.host.trigger('quick'),
+    h.host.trigger('quick'),
+  ]);
+  await Promise.all(warm.map((w) => h.host.wait(w.runId)));
+  // In one go, as a schedule firing several jobs at once places them: before the pool can know the
+  // spinning thread is held, some quick runs go to it (it has the fewest), behind the spin.
+  const [spinning, ...burst] = await Promise.all([
+    h.host.trigger('spin-for', { params: { ms: 30_000, mark: h.mark('spin') } }),
+    ...Array.from({ length: 6 }, () => h.host.trigger('quick')),
+  ]);
+  await h.marked('spin');
+  // Bounded far below the spin (30 s): a run held behind it would not end in time. (The pool
+  // gives them up once the thread has not answered for a second.)
+  const runs = await Promise.all(burst.map((b) => h.host.wait(b.runId, { timeout: 10_000 })));
+  t.same(
+    runs.map((r) => r.status),
+    Array(6).fill('succeeded'),
+  );
+  t.equal((await h.host.run(spinning!.runId))!.status, 'running', 'while the handler still spins');
+});
+
 t.test('a run that shared a thread with a handler that had to be terminated starts again on a fresh one', async (t) => {
   const patient = `
 import { appendFileSync, readFileSync } from 'node:fs';

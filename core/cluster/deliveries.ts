@@ -346,17 +346,19 @@ export class Deliveries {
       else signal.addEventListener('abort', () => resolve(undefined), { once: true });
     });
     const waiting = new Set(notifications);
-    while (!signal.aborted && !this.#closed) {
+    // Only the stop's own digests are waited for: with none, a stop does not wait on a receiver that hangs.
+    while (waiting.size > 0 && !signal.aborted && !this.#closed) {
       for (const id of [...waiting]) {
         const n = await Promise.race([this.#records.get(id).catch(() => undefined), aborted]);
         if (signal.aborted) return;
         const attempted = n?.notification.deliveries.every((d) => d.attempts > 0 || !deliveryOpen(d)) ?? true;
         if (attempted) waiting.delete(id);
       }
-      if (waiting.size === 0 && this.#inFlight.size === 0) return;
-      let timer: Timer | undefined;
-      await Promise.race([new Promise<void>((resolve) => (timer = this.#o.clock.setTimer(SETTLE_POLL_MS, resolve))), aborted]);
-      timer?.cancel();
+      if (waiting.size === 0) return;
+      // Real time, as the stop's bound is (an injected clock may never move during a stop).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_POLL_MS))), aborted]);
+      clearTimeout(timer);
     }
   }
 

@@ -163,12 +163,12 @@ export interface Backend {
   /** Deliveries waiting for an attempt (pending or retrying), on every host sharing the backend. */
   openDeliveries(): number;
   /**
-   * The host is stopping, just before `close`: gives the deliveries due now one attempt (on a
-   * shared backend: this host's attempts in flight, and the deliveries of `notifications`, which
-   * the stop itself recorded, by whichever host takes them) and resolves once they are made, or
-   * when `signal` aborts (the stop's bound): what is still in flight then is left to `close`
-   * (aborted, made again after the next start or by another host). A retry an attempt asks for
-   * waits for later. Never rejects.
+   * The host is stopping, just before `close`: the deliveries of `notifications` (the digests the
+   * stop itself recorded) get their first attempt (on a shared backend, by whichever host takes
+   * them), and this resolves once they have had it, at once with none, or when `signal` aborts
+   * (the stop's bound): what is still in flight then is left to `close` (aborted, made again
+   * after the next start or by another host). A retry an attempt asks for waits for later. Never
+   * rejects.
    */
   settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void>;
   /**

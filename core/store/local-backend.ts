@@ -331,9 +331,9 @@ class LocalBackend implements Backend {
     return this.#outbox.size;
   }
 
-  settleDeliveries(_notifications: readonly string[], signal: AbortSignal): Promise<void> {
+  settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void> {
     // The stop's own notifications are in the outbox already (queued when their record was durable).
-    return this.#outbox.settle(signal);
+    return this.#outbox.settle(notifications, signal);
   }
 
   throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null> {

@@ -96,19 +96,22 @@ export class Outbox {
   }
 
   /**
-   * The host is stopping: every delivery due now gets one attempt (`concurrency` at a time), and
-   * this resolves once none is in flight, or when `signal` aborts (the stop's bound). A retry
-   * they ask for waits for the next start: one attempt each, not a retry loop inside the stop.
+   * The host is stopping: the deliveries of `ids` (the digests the stop recorded) get their first
+   * attempt, and this resolves once each has had it, or when `signal` aborts (the stop's bound).
+   * Nothing else is waited for: with no digest, a stop does not wait on a receiver that hangs. A
+   * retry an attempt asks for waits for the next start: one attempt, not a retry loop in a stop.
    */
-  async settle(signal: AbortSignal): Promise<void> {
+  async settle(ids: readonly string[], signal: AbortSignal): Promise<void> {
+    if (ids.length === 0) return;
     this.#settling = true;
     this.#pump();
     const bound = new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
       else signal.addEventListener('abort', () => resolve(), { once: true });
     });
+    const unattempted = (): boolean => ids.some((id) => this.#o.store.notification(id)?.deliveries.some((d) => deliveryOpen(d) && d.attempts === 0));
     // Each attempt that ends pumps the next due one into the set before its promise settles.
-    while (this.#inFlight.size > 0 && !signal.aborted) {
+    while (unattempted() && this.#inFlight.size > 0 && !signal.aborted) {
       await Promise.race([...[...this.#inFlight].map((p) => p.catch(() => undefined)), bound]);
     }
   }

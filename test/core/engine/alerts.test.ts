@@ -527,3 +527,29 @@ t.test('a stop sends the digests of the windows it opened before it ends; a rece
   t.equal(hook.received[4]!.headers['webhook-id'], hook.received[3]!.headers['webhook-id'], 'made again after the next start, same id');
   await until(() => third.of('notification.delivered').length === 1, 5000, 'delivered after the restart');
 });
+
+t.test('a stop with no digest to send waits on no delivery: a receiver that hangs does not hold it', async (t) => {
+  const hook = await httpReceiver(t);
+  hook.script('hang');
+  const plugin = definePlugin({
+    name: 'breaks',
+    isolation: 'inline',
+    notify: { title: 'Breaks', on: ['failed'], to: ['hook'] },
+    handler: () => {
+      throw new Error('down');
+    },
+  });
+  // A long delivery timeout and stop deadline: a stop that waited on the hanging delivery would take seconds.
+  const config = {
+    shutdown: { margin: '60s' },
+    notifications: { destinations: { hook: { kind: 'webhook' as const, url: hook.url } }, throttle: 0, timeout: '60s' },
+  };
+  const s = await startServer(t, { config, plugins: [plugin] });
+  await s.host.wait((await s.host.trigger('breaks')).runId);
+  await hook.count(1);
+  const stopped = s.host.stop({ graceMs: 0 }).then(() => 'stopped');
+  let timer: NodeJS.Timeout | undefined;
+  const waiting = new Promise((resolve) => (timer = setTimeout(resolve, 5000, 'still waiting after 5 s')));
+  t.equal(await Promise.race([stopped, waiting]), 'stopped');
+  clearTimeout(timer);
+});

@@ -385,6 +385,8 @@ class RedisBackend implements Backend {
       .zadd(key, watch.deadline, JSON.stringify(watch))
       .zremrangebyscore(key, '-inf', `(${now}`)
       .zremrangebyrank(key, 0, -(MISSED_WATCHES_MAX + 1))
+      // Gone a day after the deadline of the newest watch (a job removed, or the rule dropped).
+      .pexpireat(key, watch.deadline + 86_400_000)
       .exec();
   }
 

@@ -340,8 +340,13 @@ export interface MissedWatch {
   reason: string;
 }
 
-/** Watches a backend keeps per job (`keepMissedWatch`): far more than `missedAfter` over the period of any sane schedule. */
-export const MISSED_WATCHES_MAX = 1000;
+/**
+ * Watches a backend keeps per job (`keepMissedWatch`): the newest, as many as a start tells fires
+ * one by one. Each keep rewrites the job's list (on the local store, a line of the job's flags):
+ * a job whose runs stay queued for its whole `missedAfter` has that many open at once, and a
+ * thousand made every fire write ~100 KB.
+ */
+export const MISSED_WATCHES_MAX = 20;
 
 /** Flags to set (a value), clear (null) or leave alone (absent). */
 export interface JobFlags {

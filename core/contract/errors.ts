@@ -26,7 +26,7 @@ export const ERROR_CODES = {
   QUEUE_NOT_FOUND: { status: 404, text: 'No queue of that name in the config (`queues`); `POST /queues/:name/pause` and `/resume` take those names.' },
   INVALID_PARAMS: {
     status: 400,
-    text: "The params fail the job's params schema (or the schema threw), or hold a function, which is not data; `issues` lists each problem.",
+    text: "The params fail the job's params schema (or the schema threw); `issues` lists each problem.",
   },
   INVALID_BODY: { status: 400, text: 'The request body, query or path fails its schema.' },
   SKIPPED: {

@@ -71,7 +71,10 @@ export class Fires {
    * never due.
    */
   enabled(name: string): void {
-    if (this.#o.registry.get(name)?.job.schedule) this.#note(name, this.#o.clock.now());
+    // On a shared backend the add refuses a fire at or before `lastFireAt` (another host made it):
+    // this host's clock there could refuse the next fire of a host whose clock is behind.
+    if (this.#o.backend.shared || !this.#o.registry.get(name)?.job.schedule) return;
+    this.#note(name, this.#o.clock.now());
   }
 
   /** Records a fire for catch-up; a failed write (a full disk, Redis down) costs at most one catch-up run. */

@@ -76,26 +76,7 @@ function checkedParams(result: ParamsResult<unknown>, maxBytes: number): unknown
   }
   // The same text measures the params: what a run keeps in memory and on disk is bounded.
   if (json !== undefined && overBytes(json, maxBytes)) throw tooLarge('PARAMS_TOO_LARGE', 'params', json, maxBytes, 'limits.maxParamsBytes');
-  // JSON drops a function (or a symbol) without a word, and the structured clone that copies a run
-  // (reads, a worker thread) refuses it: from an app's own objects, an event payload or a transform.
-  const notData = typeof params === 'object' && params !== null ? codeIn(params, 'params') : undefined;
-  if (notData)
-    throw new HostError('INVALID_PARAMS', `${notData}: a function is not data`, { issues: [{ path: notData.slice(7), message: 'a function is not data' }] });
   return params;
-}
-
-/** The path of the first function or symbol in `value` (JSON already walked it, so it has no cycles but behind a toJSON), or undefined. */
-function codeIn(value: object, at: string): string | undefined {
-  for (const key in value) {
-    const v = (value as Record<string, unknown>)[key];
-    if (typeof v === 'function' || typeof v === 'symbol') return `${at}.${key}`;
-    // What has its own toJSON is stored as that says (a Date; a class of the app's, which may hold cycles).
-    if (typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON !== 'function') {
-      const found = codeIn(v, `${at}.${key}`);
-      if (found) return found;
-    }
-  }
-  return undefined;
 }
 
 /**
@@ -242,8 +223,9 @@ export class Triggers {
       params = checked instanceof Promise ? await checked : checked;
     } catch (err) {
       // A fire has no caller to answer: its refusal is an event the WebSocket and dashboard show (a
-      // `jobs.<name>.params` the schema refuses fails every fire the same way).
-      if ((source === 'schedule' || source === 'catch-up') && isHostError(err) && err.code === 'INVALID_PARAMS') {
+      // `jobs.<name>.params` the schema refuses fails every fire the same way). On a shared backend
+      // every host fires every schedule, and each would tell it: there the log line says it.
+      if ((source === 'schedule' || source === 'catch-up') && !this.#o.backend.shared && isHostError(err) && err.code === 'INVALID_PARAMS') {
         this.#o.bus.emit('run.skipped', { job: job.name, reason: 'invalid-params', source, detail: err.message });
       }
       throw err;

@@ -29,7 +29,7 @@ import { Debouncer } from './debounce.js';
 import { Outbox } from './outbox.js';
 import { LocalPauses } from './pauses.js';
 import { Runner } from './runner.js';
-import { createStore, type Store, type StoreOptions } from './store.js';
+import { clone, createStore, type Store, type StoreOptions } from './store.js';
 
 /**
  * The `local` backend: runs wait in this process's queues (`Runner`) and are recorded in the
@@ -225,12 +225,12 @@ class LocalBackend implements Backend {
     // Refused before anything changes: a cancel the closing store cannot write is not claimed.
     if (this.#closing) throw new HostError('SHUTTING_DOWN', 'the host is shutting down: the run was not canceled', { runId: id });
     const live = this.#runner.get(id);
-    if (live && options.waitingOnly && live.status === 'running') return { canceled: false, run: structuredClone(live) };
+    if (live && options.waitingOnly && live.status === 'running') return { canceled: false, run: clone(live) };
     const run = this.#runner.cancel(id, reason);
     if (run) {
       // The save of this very state (the batch the runner's save joined): a failed write rejects here.
       await this.#store.saveRun(run);
-      return { canceled: true, run: structuredClone(run) };
+      return { canceled: true, run: clone(run) };
     }
     const stored = await this.#store.getRun(id);
     return stored && { canceled: false, run: stored };
@@ -253,7 +253,7 @@ class LocalBackend implements Backend {
 
   async getRun(id: string): Promise<Run | undefined> {
     const live = this.#runner.get(id);
-    if (live) return structuredClone(live);
+    if (live) return clone(live);
     return this.#store.getRun(id);
   }
 

@@ -298,14 +298,18 @@ t.test(
 t.test('params a thread cannot receive fail that attempt only: the batch it shared goes on, the host stays up', async (t) => {
   const echo = `export default { name: 'echo', retry: { attempts: 1 }, handler: (ctx: { params: unknown }) => ctx.params };\n`;
   const h = await pluginHost(t, { 'echo.ts': echo });
-  // A function is refused at the trigger (INVALID_PARAMS); what JSON takes but the structured clone
-  // refuses (a WeakMap, from an app's own objects) reaches the pool. Both are triggered in one
-  // turn, so both attempts go out in the same flush.
+  // What JSON takes (dropping it) but the structured clone refuses: a function, a WeakMap (an app's
+  // own objects, an event's payload, a schema's transform). Both triggered in one turn, so both
+  // attempts go out in the same flush.
   const failed = nextEvent(h.host, (e) => e.type === 'run.failed');
-  const [bad, good] = await Promise.all([h.host.trigger('echo', { params: { n: 1, cache: new WeakMap() } }), h.host.trigger('echo', { params: { n: 2 } })]);
+  const [bad, good] = await Promise.all([
+    h.host.trigger('echo', { params: { n: 1, format: () => '#1', cache: new WeakMap() } }),
+    h.host.trigger('echo', { params: { n: 2 } }),
+  ]);
   const event = await failed;
   t.equal((event.data as { runId?: string }).runId, bad.runId);
   t.match(event.data, { error: { code: 'PARAMS_NOT_TRANSFERABLE', message: /cannot be sent to a worker thread/ } });
+  t.match(await h.host.wait(bad.runId), { status: 'failed', params: { n: 1, cache: {} } }, 'read back as JSON keeps it');
   const goodRun = await h.host.wait(good.runId);
   t.equal(goodRun.status, 'succeeded');
   t.same(goodRun.result, { n: 2 });

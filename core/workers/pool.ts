@@ -71,6 +71,7 @@ export class WorkerPool {
   /** Plugin versions by number: a run names its version with a small integer, not the source's key. */
   readonly #versions = new WeakMap<HandlerSource, number>();
   #nextVersion = 0;
+  #placements = 0;
   readonly #idle = new Set<() => void>();
   readonly restarts: Record<DeathReason, number> = { grace: 0, exit: 0, memory: 0, crash: 0 };
   readonly #hooks: ThreadHooks = {
@@ -121,6 +122,9 @@ export class WorkerPool {
   /** Starts an attempt on a thread. */
   run(task: PoolTask): void {
     if (this.#closing) return this.#o.events.lost(task, 'SHUTDOWN', 'the host is stopping: no new attempt starts in a worker thread');
+    // Placed again (taken back from a held thread, or a bystander of one that died) after its
+    // abort: its handler has no reason to start, and the abort went to the thread it left.
+    if (task.abortedWith) return this.#o.events.lost(task, task.abortedWith.code as ErrorCode, task.abortedWith.message);
     const slot = this.#pick();
     const source = task.source;
     let version = this.#versions.get(source);
@@ -132,7 +136,8 @@ export class WorkerPool {
     slot.tasks.set(task.id, task);
     task.slot = slot;
     task.cell = slot.takeCell();
-    if (task.cell >= 0) Atomics.store(slot.claimCells, task.cell, claimTag(task.id) + CLAIM.placed);
+    task.placement = ++this.#placements;
+    if (task.cell >= 0) Atomics.store(slot.claimCells, task.cell, claimTag(task.placement) + CLAIM.placed);
     if (slot.tasks.size === 1) {
       clearTimeout(slot.idleTimer);
       slot.worker?.ref();
@@ -150,6 +155,7 @@ export class WorkerPool {
       task.limits.maxEventBytes,
       task.traceparent,
       task.cell,
+      task.placement,
     );
     this.#ping(slot);
   }
@@ -169,7 +175,7 @@ export class WorkerPool {
     const back: PoolTask[] = [];
     for (const task of slot.tasks.values()) {
       if (task.cell < 0) continue;
-      const placed = claimTag(task.id) + CLAIM.placed;
+      const placed = claimTag(task.placement) + CLAIM.placed;
       if (Atomics.compareExchange(slot.claimCells, task.cell, placed, placed - CLAIM.placed + CLAIM.revoked) === placed) back.push(task);
     }
     if (back.length === 0) return;
@@ -188,6 +194,7 @@ export class WorkerPool {
 
   /** Aborts the attempt's signal in its thread. */
   abort(task: PoolTask, code: string, message: string): void {
+    task.abortedWith ??= { code, message };
     if (task.slot) this.#queue(task.slot, IN.abort, task.id, code, message);
   }
 

@@ -21,7 +21,7 @@
  * - `run` task, version, job, runId, attempt, params, maxResultBytes, maxEventBytes (the
  *   limits the thread checks the result and emitted payloads against, as it makes their JSON),
  *   traceparent (the attempt's span; undefined: nothing traces), cell (the attempt's claim cell
- *   in `ThreadData.claims`, -1: none; see `CLAIM`);
+ *   in `ThreadData.claims`, -1: none; see `CLAIM`), placement (what the cell's tag is made of);
  * - `abort` task, code, message: the attempt's signal is aborted with a HostError of that code;
  * - `reply` request, ok, value: the answer to a `ctx.host` read (`ok` false: an error message);
  * - `memory` request: the thread's heap in use.
@@ -29,7 +29,7 @@
 export const IN = { load: 0, run: 1, abort: 2, reply: 3, memory: 4 } as const;
 
 /** How many fields follow each op to a worker. */
-export const IN_FIELDS = [2, 10, 3, 3, 1] as const;
+export const IN_FIELDS = [2, 11, 3, 3, 1] as const;
 
 /**
  * An attempt placed on a thread can be taken back until the thread starts its handler: a handler
@@ -37,13 +37,14 @@ export const IN_FIELDS = [2, 10, 3, 3, 1] as const;
  * the thread stops answering (`STALL_MS`), after it may have placed more there. Each placed
  * attempt has a cell of the thread's `claims` holding `claimTag(task) + placed`; the thread swaps
  * it for `claimed` just before it runs the handler, the pool for `revoked` when it moves the
- * attempt to another thread. One compare-and-swap each, so exactly one of them wins. The tag (the
- * task's id) keeps a cell the pool has reused from being claimed for the attempt it held before.
+ * attempt to another thread. One compare-and-swap each, so exactly one of them wins. The tag (a
+ * number per placement, not the attempt's id: a run taken back may come back to the same thread)
+ * keeps a cell the pool has reused from being claimed for the placement it held before.
  */
 export const CLAIM = { placed: 1, claimed: 2, revoked: 3 } as const;
 /** Claim cells a thread has: attempts placed beyond this many at once cannot be taken back. */
 export const CLAIM_CELLS = 4096;
-export const claimTag = (task: number): number => (task % 0x1fffffff) * 4;
+export const claimTag = (placement: number): number => (placement % 0x1fffffff) * 4;
 
 /**
  * Ops from a worker thread, and their fields:

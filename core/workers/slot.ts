@@ -20,8 +20,11 @@ export class PoolTask {
   slot: Slot | undefined;
   /** Already started again after its thread died under it. */
   moved = false;
-  /** Its claim cell on its thread (`CLAIM`), -1: none. */
+  /** Its claim cell on its thread (`CLAIM`), -1: none, and the placement its tag is made of. */
   cell = -1;
+  placement = 0;
+  /** Its signal was aborted (cancel, timeout, stop): a placement after that starts no handler. */
+  abortedWith: { code: string; message: string } | undefined;
   /** The attempt's span, when something traces: the handler runs inside it in its thread. */
   traceparent: string | undefined;
 

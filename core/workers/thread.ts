@@ -28,9 +28,9 @@ const exitSlot = new Int32Array(data.exitSlot);
 const claims = new Int32Array(data.claims);
 
 /** Claims the attempt in `cell` for this thread (see `CLAIM`): false when the pool took it back to run it elsewhere. */
-function claimed(task: number, cell: number): boolean {
+function claimed(placement: number, cell: number): boolean {
   if (cell < 0) return true;
-  const placed = claimTag(task) + CLAIM.placed;
+  const placed = claimTag(placement) + CLAIM.placed;
   return Atomics.compareExchange(claims, cell, placed, placed - CLAIM.placed + CLAIM.claimed) === placed;
 }
 
@@ -221,7 +221,7 @@ function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCo
   }
 }
 
-async function start(ctx: ThreadContext, traceparent: string | undefined, cell: number): Promise<void> {
+async function start(ctx: ThreadContext, traceparent: string | undefined, cell: number, placement: number): Promise<void> {
   const version = versions.get(ctx.version);
   if (!version) return settle(ctx, false, new HostError('INTERNAL', `plugin version ${ctx.version} was never sent to this worker`));
   version.running++;
@@ -234,8 +234,9 @@ async function start(ctx: ThreadContext, traceparent: string | undefined, cell: 
   const traced = traceparent !== undefined && otel !== undefined && (await otel) !== undefined;
   // Last, just before the handler runs: until then a handler on this thread's CPU (one placed
   // before it) may hold it, and the pool may have moved it to another thread meanwhile.
-  if (!claimed(ctx.id, cell)) {
-    running.delete(ctx.id);
+  if (!claimed(placement, cell)) {
+    // Only its own entry: the run may have come back to this thread, and that copy runs.
+    if (running.get(ctx.id) === ctx) running.delete(ctx.id);
     version.running--;
     release(ctx.version);
     return;
@@ -290,7 +291,7 @@ port.on('message', (batch: Batch) => {
           { maxResultBytes: batch[i + 7] as number, maxEventBytes: batch[i + 8] as number },
         );
         running.set(ctx.id, ctx);
-        void start(ctx, batch[i + 9] as string | undefined, batch[i + 10] as number);
+        void start(ctx, batch[i + 9] as string | undefined, batch[i + 10] as number, batch[i + 11] as number);
         break;
       }
       case IN.load:

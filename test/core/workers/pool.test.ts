@@ -100,6 +100,41 @@ export default {
   t.equal((await h.host.run(spinning!.runId))!.status, 'running', 'while the handler still spins');
 });
 
+t.test('a run canceled while it waits behind a handler on the CPU does not start when the pool moves it', async (t) => {
+  const spinFor = `export default { name: 'spin-for', concurrency: 10, handler: (ctx: { params: { ms: number } }) => { const end = Date.now() + ctx.params.ms; while (Date.now() < end) {} return 1; } };\n`;
+  // Writes when its handler starts, and whether its signal was aborted by then.
+  const victim = `import { appendFileSync } from 'node:fs';
+export default {
+  name: 'victim',
+  concurrency: 20,
+  handler: (ctx: { runId: string; params: { log?: string }; signal: AbortSignal }) => new Promise((resolve, reject) => {
+    if (!ctx.params.log) return resolve(0);
+    appendFileSync(ctx.params.log, JSON.stringify({ runId: ctx.runId, aborted: ctx.signal.aborted, at: Date.now() }) + '\\n');
+    const timer = setTimeout(() => resolve(1), 4000);
+    ctx.signal.addEventListener('abort', () => { clearTimeout(timer); reject(ctx.signal.reason); });
+  }),
+};
+`;
+  // One thread (and room for one more): every run of the burst waits behind the spin there.
+  const h = await pluginHost(
+    t,
+    { 'spin-for.ts': spinFor, 'victim.ts': victim },
+    { config: { workers: { size: 1, max: 2 }, jobs: { 'spin-for': { timeout: '30s' } } } },
+  );
+  for (const job of ['spin-for', 'victim']) await h.host.wait((await h.host.trigger(job, { params: job === 'spin-for' ? { ms: 0 } : {} })).runId);
+  const log = h.mark('victims');
+  const [, ...victims] = await Promise.all([
+    h.host.trigger('spin-for', { params: { ms: 30_000 } }),
+    ...Array.from({ length: 4 }, () => h.host.trigger('victim', { params: { log } })),
+  ]);
+  await until(() => h.host.workerStats().running === 5, 5000, 'all in threads');
+  for (const v of victims) t.equal((await h.host.cancel(v.runId)).status, 'canceled');
+  // Once the pool gives them up (a second without an answer from that thread), they end there
+  // without a start: their abort went to the thread they leave.
+  await until(() => h.host.workerStats().running === 1, 15_000, 'only the spin left in threads');
+  t.equal(h.read('victims'), null, 'no handler of a canceled run started');
+});
+
 t.test('a run that shared a thread with a handler that had to be terminated starts again on a fresh one', async (t) => {
   const patient = `
 import { appendFileSync, readFileSync } from 'node:fs';

@@ -71,10 +71,14 @@ export class Fires {
    * never due.
    */
   enabled(name: string): void {
+    if (!this.#o.registry.get(name)?.job.schedule) return;
+    const { backend, clock } = this.#o;
     // On a shared backend the add refuses a fire at or before `lastFireAt` (another host made it):
-    // this host's clock there could refuse the next fire of a host whose clock is behind.
-    if (this.#o.backend.shared || !this.#o.registry.get(name)?.job.schedule) return;
-    this.#note(name, this.#o.clock.now());
+    // the mark stays CATCH_UP_GRACE_MS behind this host's clock, the skew the cluster allows, so a
+    // host whose clock is behind still makes its next fire. It only ever moves forward.
+    const at = backend.shared ? clock.now() - CATCH_UP_GRACE_MS : clock.now();
+    if ((backend.jobState(name).lastFireAt ?? Number.NEGATIVE_INFINITY) >= at) return;
+    this.#note(name, at);
   }
 
   /** Records a fire for catch-up; a failed write (a full disk, Redis down) costs at most one catch-up run. */

@@ -1,7 +1,8 @@
 import t from 'tap';
-import { systemClock } from '../../../core/contract/clock.js';
+import { createManualClock, systemClock } from '../../../core/contract/clock.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import type { Run } from '../../../core/contract/run.js';
+import { CATCH_UP_GRACE_MS } from '../../../core/engine/fires.js';
 import { fireRunId } from '../../../core/engine/ids.js';
 import { freshPrefix, startCluster } from '../../cluster.js';
 import { until } from '../../helpers.js';
@@ -66,4 +67,32 @@ t.test('a host whose clock is 2 s behind makes each fire after the run of it is 
   );
   t.equal(hosts[0]!.of('run.skipped').length + hosts[1]!.of('run.skipped').length, 0, 'the late host reports no skip');
   t.equal(hosts[1]!.of('run.queued').length, 0, 'the late host added none of them');
+});
+
+t.test('enabling a job marks its schedule as counting from then: a restart before its next fire makes no catch-up for its disabled stretch', async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  const clock = createManualClock(Date.parse('2026-01-05T10:30:00Z'));
+  const hourly = { name: 'hourly', schedule: '0 * * * *', catchUp: true, handler: () => 1 };
+  const marker = { name: 'marker', handler: () => 1 };
+  const [a] = await startCluster(t, redis, 1, { prefix, plugins: [hourly, marker], clockOf: () => clock });
+  await clock.set(Date.parse('2026-01-05T11:00:00Z'));
+  await until(() => a!.of('run.succeeded').length === 1, 10_000, 'fired at 11:00');
+  await a!.host.disable('hourly');
+  // Disabled over the 12:00 to 15:00 fires (the host up), enabled at 15:30.
+  await clock.set(Date.parse('2026-01-05T15:30:00Z'));
+  await a!.host.enable('hourly');
+  const lastFireAt = async (): Promise<number> => Number(await redis.client().hget(`${prefix}:__jh:job:hourly`, 'lastFireAt'));
+  // A grace behind the enabling host's clock: a host whose clock is behind by less still makes its next fire.
+  await until(async () => (await lastFireAt()) === Date.parse('2026-01-05T15:30:00Z') - CATCH_UP_GRACE_MS, 10_000, 'the mark');
+  await clock.set(Date.parse('2026-01-05T15:45:00Z'));
+  await a!.host.stop({ graceMs: 500 });
+  const [b] = await startCluster(t, redis, 1, { prefix, plugins: [hourly, marker], clockOf: () => clock, first: 1 });
+  // The start made its catch-up add, if any, before it resolved; a run triggered after it ends after it.
+  await b!.host.wait((await b!.host.trigger('marker')).runId);
+  t.same(
+    b!.of('run.queued').map((e) => e.data.job),
+    ['marker'],
+    'no catch-up run: the fires of the disabled stretch were never due',
+  );
 });

@@ -9,6 +9,7 @@ import {
   type JobState,
   MISSED_WATCHES_MAX,
   type MissedWatch,
+  missedWatchText,
   type NotificationQuery,
   type Refusal,
   type ScheduleFire,
@@ -382,12 +383,16 @@ class RedisBackend implements Backend {
     const key = this.#p.keys.missedWatches(job);
     await this.#p.producer
       .multi()
-      .zadd(key, watch.deadline, JSON.stringify(watch))
+      .zadd(key, watch.deadline, missedWatchText(watch))
       .zremrangebyscore(key, '-inf', `(${now}`)
       .zremrangebyrank(key, 0, -(MISSED_WATCHES_MAX + 1))
       // Gone a day after the deadline of the newest watch (a job removed, or the rule dropped).
       .pexpireat(key, watch.deadline + 86_400_000)
       .exec();
+  }
+
+  async dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
+    await this.#p.producer.zrem(this.#p.keys.missedWatches(job), missedWatchText(watch));
   }
 
   async missedWatches(job: string): Promise<MissedWatch[]> {

@@ -194,6 +194,8 @@ export interface Backend {
    * them was up to see them due) and all but the latest MISSED_WATCHES_MAX. Durable when it resolves.
    */
   keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void>;
+  /** The watch's run started in time: it is no longer kept (`watch` as it was kept). */
+  dropMissedWatch(job: string, watch: MissedWatch): Promise<void>;
   /** The watches kept for `job` (read at start: those a stop or crash left open), oldest fire first. */
   missedWatches(job: string): Promise<MissedWatch[]>;
   /**
@@ -341,12 +343,17 @@ export interface MissedWatch {
 }
 
 /**
- * Watches a backend keeps per job (`keepMissedWatch`): the newest, as many as a start tells fires
- * one by one. Each keep rewrites the job's list (on the local store, a line of the job's flags):
- * a job whose runs stay queued for its whole `missedAfter` has that many open at once, and a
- * thousand made every fire write ~100 KB.
+ * Watches a backend keeps per job (`keepMissedWatch`), the newest: a watch goes once its run
+ * starts (`dropMissedWatch`) or its deadline passes, so only a job whose fires stay unstarted has
+ * many at once (an hour of every-minute fires). Each keep rewrites the job's list (on the local
+ * store, a line of the job's flags): a thousand made every fire of such a job write ~100 KB.
  */
-export const MISSED_WATCHES_MAX = 20;
+export const MISSED_WATCHES_MAX = 60;
+
+/** A watch as a backend keeps it: the same text for the same watch, so a drop names what a keep wrote. */
+export function missedWatchText(w: MissedWatch): string {
+  return JSON.stringify({ fireAt: w.fireAt, deadline: w.deadline, runId: w.runId, reason: w.reason });
+}
 
 /** Flags to set (a value), clear (null) or leave alone (absent). */
 export interface JobFlags {

@@ -104,6 +104,12 @@ export class Missed {
     }
     this.#byRun.delete(runId);
     for (const w of watches) {
+      // Started in time: no longer kept against a restart (as it was kept, so the backend finds it).
+      const kept: MissedWatch = { fireAt: w.fireAt, deadline: w.deadline, runId, reason: w.reason };
+      this.#o
+        .backend()
+        .dropMissedWatch(w.job, kept)
+        .catch((err: unknown) => this.#o.logger.debug({ err, job: w.job }, 'could not drop the watch on a schedule fire'));
       w.runId = null;
       w.reason = '';
     }

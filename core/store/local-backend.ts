@@ -370,6 +370,13 @@ class LocalBackend implements Backend {
     if (this.#open && !this.#closed) await this.#store.saveJob(job);
   }
 
+  async dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
+    const state = this.#store.job(job);
+    if (!state.missedWatches?.some((w) => w.fireAt === watch.fireAt)) return;
+    state.missedWatches = state.missedWatches.filter((w) => w.fireAt !== watch.fireAt);
+    if (this.#open && !this.#closed) await this.#store.saveJob(job);
+  }
+
   missedWatches(job: string): Promise<MissedWatch[]> {
     return Promise.resolve((this.#store.job(job).missedWatches ?? []).map((w) => ({ ...w })));
   }

@@ -3,7 +3,7 @@ import type { ConfigInput } from '../../../core/contract/config.js';
 import { eventHost } from '../../../core/contract/events.js';
 import type { Notification } from '../../../core/contract/notification.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { type ClusterHost, finalOn, startCluster } from '../../cluster.js';
+import { type ClusterHost, finalOn, freshPrefix, startCluster } from '../../cluster.js';
 import { gate, type Tap, until } from '../../helpers.js';
 import { httpReceiver } from '../../receivers.js';
 import { startRedis } from '../../redis.js';
@@ -350,4 +350,26 @@ t.test('storm control: a host alone in the cluster that stops sends the digest o
   // At least 2: the attempt the bound cut short goes back to the queue, and the closing worker may take it once more.
   t.ok(hung.hook.received.length >= 2, 'the digest was attempted');
   t.match(hung.hook.received[1]?.json, { rule: 'digest' });
+});
+
+t.test("missed: a fire's watch kept in Redis goes once its run starts", async (t) => {
+  const redis = await startRedis(t);
+  const prefix = freshPrefix();
+  let runs = 0;
+  const hosts = await startCluster(t, redis, 1, {
+    prefix,
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: 'http://127.0.0.1:9/in' } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'ticks',
+        isolation: 'inline',
+        schedule: '* * * * * *',
+        notify: { on: ['missed'], missedAfter: '1h', to: ['hook'] },
+        handler: () => ++runs,
+      }),
+    ],
+  });
+  await until(async () => (await hosts[0]!.host.runs({ job: 'ticks', status: 'succeeded' })).items.length >= 3, 15_000, 'three fires ran');
+  // Each fire's watch (deadline an hour on) was kept, then dropped as its run started: at most the newest fire's is left.
+  t.ok((await redis.client().zcard(`${prefix}:__jh:missed:ticks`)) <= 1);
 });

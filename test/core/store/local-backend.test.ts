@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { ExecutableJob } from '../../../core/contract/attempt.js';
-import type { AdmissionRules, Backend } from '../../../core/contract/backend.js';
+import { type AdmissionRules, type Backend, MISSED_WATCHES_MAX } from '../../../core/contract/backend.js';
 import { createManualClock, isoTime } from '../../../core/contract/clock.js';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import { silentLogger } from '../../../core/contract/logger.js';
@@ -210,4 +210,27 @@ t.test('job flags: set before open they win over what is loaded; set after open 
   t.same(second.backend.jobState('a'), { enabled: true, lastFireAt: 123 });
   await second.backend.setJobFlags('a', { enabled: null });
   t.same(second.backend.jobState('a'), { lastFireAt: 123 }, 'null clears a flag');
+});
+
+t.test("the missed rule's watches: kept past a reopen, the newest MISSED_WATCHES_MAX, dropped as their runs start, pruned once due", async (t) => {
+  const dir = tempDir(t);
+  const watch = (i: number, runId: string | null = `run-${i}`) => ({
+    fireAt: T0 + i * 1000,
+    deadline: T0 + i * 1000 + 3_600_000,
+    runId,
+    reason: runId ? '' : 'refused',
+  });
+  const a = await open(t, dir, {});
+  for (let i = 0; i < MISSED_WATCHES_MAX + 5; i++) await a.backend.keepMissedWatch('tick', watch(i), T0 + i * 1000);
+  await a.backend.dropMissedWatch('tick', watch(MISSED_WATCHES_MAX + 4));
+  const kept = await a.backend.missedWatches('tick');
+  t.equal(kept.length, MISSED_WATCHES_MAX - 1, 'the newest, less the one whose run started');
+  t.same(kept[0], watch(5));
+  await a.backend.drain(0);
+  await a.backend.close();
+  const b = await open(t, dir, {});
+  t.same(await b.backend.missedWatches('tick'), kept, 'as kept, after a reopen');
+  // A keep past every deadline prunes the ones due: the host that kept them was up to see them.
+  await b.backend.keepMissedWatch('tick', watch(9999, null), T0 + 9999 * 1000);
+  t.same(await b.backend.missedWatches('tick'), [watch(9999, null)]);
 });

@@ -334,10 +334,9 @@ export class Deliveries {
   }
 
   /**
-   * The host is stopping (`Backend.settleDeliveries`): waits until this host has no attempt in
-   * flight and each delivery of `notifications` has had an attempt, by whichever host took its
-   * job (this host's worker still runs, so a host alone makes it itself), or until `signal`
-   * aborts. Their records are read every SETTLE_POLL_MS; a record out of reach (Redis) is waited
+   * The host is stopping (`Backend.settleDeliveries`): waits until each delivery of
+   * `notifications` (at once with none) has had an attempt, by whichever host took its job (this
+   * host's worker still runs, so a host alone makes it itself), or until `signal` aborts. Their records are read every SETTLE_POLL_MS; a record out of reach (Redis) is waited
    * for no longer.
    */
   async settle(notifications: readonly string[], signal: AbortSignal): Promise<void> {

@@ -386,8 +386,9 @@ class RedisBackend implements Backend {
       .zadd(key, watch.deadline, missedWatchText(watch))
       .zremrangebyscore(key, '-inf', `(${now}`)
       .zremrangebyrank(key, 0, -(MISSED_WATCHES_MAX + 1))
-      // Gone a day after the deadline of the newest watch (a job removed, or the rule dropped).
-      .pexpireat(key, watch.deadline + 86_400_000)
+      // Gone a week after the deadline of the watch kept last (a job removed, or the rule dropped):
+      // the week covers a watch kept before it with a later deadline (a missedAfter shortened).
+      .pexpireat(key, Math.max(watch.deadline, now) + 7 * 86_400_000)
       .exec();
   }
 

@@ -184,7 +184,11 @@ export class WorkerPool {
       slot.freeCell(task);
       task.slot = undefined;
     }
-    if (slot.tasks.size === 0) slot.worker?.unref();
+    if (slot.tasks.size === 0) {
+      slot.worker?.unref();
+      if (this.#closing) this.#checkIdle();
+      else this.#retireWhenIdle(slot);
+    }
     this.#o.logger.debug(
       { worker: slot.n, runs: back.map((t) => t.runId) },
       `worker thread ${slot.n} is held by a handler: its runs not started yet go to another`,
@@ -312,8 +316,13 @@ export class WorkerPool {
     const again: PoolTask[] = [];
     for (const task of tasks) {
       task.slot = undefined;
+      // A run its thread never started (its claim still `placed`: nothing races for it now) did
+      // not share the death: placed again, it is not counted as moved.
+      const placed = task.cell >= 0 ? claimTag(task.placement) + CLAIM.placed : -1;
+      const unstarted = placed !== -1 && Atomics.compareExchange(slot.claimCells, task.cell, placed, placed - CLAIM.placed + CLAIM.revoked) === placed;
       if (task === culprit) this.#o.events.lost(task, code, message);
       else if (this.#closing) this.#o.events.lost(task, 'SHUTDOWN', 'the host stopped while the attempt was running in a worker thread');
+      else if (unstarted) again.push(task);
       else if (task.moved) this.#o.events.lost(task, code, `${message}, while the run shared it`);
       else {
         task.moved = true;

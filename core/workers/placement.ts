@@ -69,3 +69,16 @@ export function markHeld(slot: Slot, readAt: number): void {
   const sent = slot.sentAt.get(slot.acked + 1);
   if (sent !== undefined && readAt - performance.timeOrigin - sent >= HELD_MS) slot.heldAt = performance.now();
 }
+
+/**
+ * Whether the unstarted attempts of `held` (silent past OVERFLOW_AFTER_MS) may move: to a thread
+ * that answers, or to one more (up to `max`) when every other is held too. Not after `STALL_MS`:
+ * a machine that is merely busy delays answers by tens of ms, and moving runs between threads that
+ * are all slow would gain nothing; and not between threads all held at `max`, where a move would
+ * only put them behind another computation.
+ */
+export function mayTakeBack(slots: readonly Slot[], held: Slot, now: number, max: number): boolean {
+  const others = slots.filter((s) => s !== held && !s.ending);
+  if (others.some((s) => !s.started || s.stalledFor(now) <= STALL_MS)) return true;
+  return slots.length < max && others.every((s) => s.started && s.stalledFor(now) > OVERFLOW_AFTER_MS);
+}

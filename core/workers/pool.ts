@@ -3,11 +3,12 @@ import type { Logger } from '../contract/logger.js';
 import type { ThreadSpan } from '../contract/otel-thread.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { acceptThreadSpans } from '../contract/thread-spans.js';
-import { markHeld, OVERFLOW_AFTER_MS, place, STALL_MS } from './placement.js';
-import { type Batch, CLAIM, claimTag, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
+import { markHeld, mayTakeBack, OVERFLOW_AFTER_MS, place, STALL_MS } from './placement.js';
+import { type Batch, IN, OUT, OUT_FIELDS, OUT_HEADER, type ReadMethod, type ThreadData } from './protocol.js';
 import { type DeathReason, deathCause, type PoolTask, Slot } from './slot.js';
 import { threadForwarding, threadModules } from './thread-script.js';
 import { startThread, type ThreadHooks } from './thread-start.js';
+import { sendableBatch } from './unsendable.js';
 
 /**
  * The pool of worker threads handlers run in. A thread runs many attempts at once (handlers
@@ -135,9 +136,7 @@ export class WorkerPool {
     }
     slot.tasks.set(task.id, task);
     task.slot = slot;
-    task.cell = slot.takeCell();
-    task.placement = ++this.#placements;
-    if (task.cell >= 0) Atomics.store(slot.claimCells, task.cell, claimTag(task.placement) + CLAIM.placed);
+    slot.place(task, ++this.#placements);
     if (slot.tasks.size === 1) {
       clearTimeout(slot.idleTimer);
       slot.worker?.ref();
@@ -162,33 +161,13 @@ export class WorkerPool {
 
   /**
    * `slot` has not answered for a second (a handler holds its CPU): the attempts placed there
-   * whose handler has not started go to another thread (see `CLAIM`) rather than wait out the
-   * computation: one that answers, or one more (up to `max`) when every other is held too. A
-   * second, not `STALL_MS`: a machine that is merely busy delays answers by tens of ms, and moving
-   * runs between threads that are all slow would gain nothing.
+   * whose handler has not started go to another thread (see `CLAIM`, and `mayTakeBack` for where).
    */
   #takeBack(slot: Slot, now: number): void {
-    const others = this.#slots.filter((s) => s !== slot && !s.ending);
-    const answering = others.some((s) => !s.started || s.stalledFor(now) <= STALL_MS);
-    const allHeld = others.every((s) => s.started && s.stalledFor(now) > OVERFLOW_AFTER_MS);
-    if (!answering && !(allHeld && this.#slots.length < this.#o.max)) return;
-    const back: PoolTask[] = [];
-    for (const task of slot.tasks.values()) {
-      if (task.cell < 0) continue;
-      const placed = claimTag(task.placement) + CLAIM.placed;
-      if (Atomics.compareExchange(slot.claimCells, task.cell, placed, placed - CLAIM.placed + CLAIM.revoked) === placed) back.push(task);
-    }
+    if (!mayTakeBack(this.#slots, slot, now, this.#o.max)) return;
+    const back = [...slot.tasks.values()].filter((task) => slot.revoke(task));
     if (back.length === 0) return;
-    for (const task of back) {
-      slot.tasks.delete(task.id);
-      slot.freeCell(task);
-      task.slot = undefined;
-    }
-    if (slot.tasks.size === 0) {
-      slot.worker?.unref();
-      if (this.#closing) this.#checkIdle();
-      else this.#retireWhenIdle(slot);
-    }
+    for (const task of back) this.#leave(slot, task);
     this.#o.logger.debug(
       { worker: slot.n, runs: back.map((t) => t.runId) },
       `worker thread ${slot.n} is held by a handler: its runs not started yet go to another`,
@@ -318,8 +297,7 @@ export class WorkerPool {
       task.slot = undefined;
       // A run its thread never started (its claim still `placed`: nothing races for it now) did
       // not share the death: placed again, it is not counted as moved.
-      const placed = task.cell >= 0 ? claimTag(task.placement) + CLAIM.placed : -1;
-      const unstarted = placed !== -1 && Atomics.compareExchange(slot.claimCells, task.cell, placed, placed - CLAIM.placed + CLAIM.revoked) === placed;
+      const unstarted = slot.revoke(task);
       if (task === culprit) this.#o.events.lost(task, code, message);
       else if (this.#closing) this.#o.events.lost(task, 'SHUTDOWN', 'the host stopped while the attempt was running in a worker thread');
       else if (unstarted) again.push(task);
@@ -378,46 +356,22 @@ export class WorkerPool {
     } catch (err) {
       // A value the structured clone refuses (a function in a run's params, from an app event or
       // a schema's transform) would throw out of the flush and end the process.
-      slot.worker!.postMessage(this.#sendable(slot, batch, err));
+      const sendable = sendableBatch(batch, (op) => {
+        const task = op[0] === IN.run ? slot.tasks.get(op[1] as number) : undefined;
+        if (task) {
+          this.#leave(slot, task);
+          const why = (err as Error).message.split('\n')[0]!.slice(0, 200);
+          this.#o.events.lost(
+            task,
+            'PARAMS_NOT_TRANSFERABLE',
+            `the params cannot be sent to a worker thread (${why}); pass plain JSON data, or run the job inline`,
+          );
+        } else if (op[0] !== IN.run && op[0] !== IN.reply) {
+          this.#o.logger.error({ err, op: op[0] }, 'a message to a worker thread could not be sent; dropped');
+        }
+      });
+      slot.worker!.postMessage(sendable);
     }
-  }
-
-  /**
-   * The batch without the ops that cannot cross to a thread: each attempt whose params the
-   * structured clone refuses fails with PARAMS_NOT_TRANSFERABLE; a `ctx.host` answer that cannot
-   * cross is answered with an error instead. Only after a `postMessage` threw: cloning op by op
-   * costs, and params from HTTP or the store are plain JSON.
-   */
-  #sendable(slot: Slot, batch: Batch, err: unknown): Batch {
-    const out: Batch = [batch[0], batch[1]];
-    for (let i = IN_HEADER; i < batch.length; i += 1 + IN_FIELDS[batch[i] as 0]) {
-      const op = batch.slice(i, i + 1 + IN_FIELDS[batch[i] as 0]);
-      try {
-        structuredClone(op);
-        out.push(...op);
-        continue;
-      } catch {}
-      if (op[0] === IN.run) {
-        const task = slot.tasks.get(op[1] as number);
-        if (!task) continue;
-        slot.tasks.delete(task.id);
-        slot.freeCell(task);
-        task.slot = undefined;
-        if (slot.tasks.size === 0) slot.worker?.unref();
-        if (this.#closing) this.#checkIdle();
-        const why = (err as Error).message.split('\n')[0]!.slice(0, 200);
-        this.#o.events.lost(
-          task,
-          'PARAMS_NOT_TRANSFERABLE',
-          `the params cannot be sent to a worker thread (${why}); pass plain JSON data, or run the job inline`,
-        );
-      } else if (op[0] === IN.reply) {
-        out.push(IN.reply, op[1], false, 'the answer cannot be sent to a worker thread');
-      } else {
-        this.#o.logger.error({ err, op: op[0] }, 'a message to a worker thread could not be sent; dropped');
-      }
-    }
-    return out;
   }
 
   #receive(slot: Slot, batch: Batch): void {
@@ -439,14 +393,7 @@ export class WorkerPool {
         case OUT.done: {
           const task = slot.tasks.get(a);
           if (!task) break;
-          slot.tasks.delete(a);
-          slot.freeCell(task);
-          task.slot = undefined;
-          if (slot.tasks.size === 0) {
-            slot.worker?.unref();
-            if (this.#closing) this.#checkIdle();
-            else this.#retireWhenIdle(slot);
-          }
+          this.#leave(slot, task);
           events.done(task, batch[i + 2] as string | null, batch[i + 3] as string | null);
           break;
         }
@@ -477,6 +424,17 @@ export class WorkerPool {
           break;
       }
     }
+  }
+
+  /** `task` leaves `slot` (ended, lost, taken back): a thread with no work left lets the process go, and may retire. */
+  #leave(slot: Slot, task: PoolTask): void {
+    slot.tasks.delete(task.id);
+    slot.freeCell(task);
+    task.slot = undefined;
+    if (slot.tasks.size > 0) return;
+    slot.worker?.unref();
+    if (this.#closing) this.#checkIdle();
+    else this.#retireWhenIdle(slot);
   }
 
   #checkIdle(): void {

@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../contract/errors.js';
 import type { HandlerLimits } from '../contract/limits.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
-import { type Batch, CLAIM_CELLS } from './protocol.js';
+import { type Batch, CLAIM, CLAIM_CELLS, claimTag } from './protocol.js';
 
 /** The pool's bookkeeping: an attempt in it, a thread and what is in flight on it, why a thread died. */
 
@@ -78,10 +78,22 @@ export class Slot {
     return this.killedFor !== undefined || this.dead || this.retired;
   }
 
-  /** A free claim cell for an attempt placed here (-1: all taken). */
-  takeCell(): number {
+  /** `task` is placed here as `placement`: a free claim cell holds its claim (none when all are taken: it cannot be taken back). */
+  place(task: PoolTask, placement: number): void {
     this.#freeCells ??= Array.from({ length: CLAIM_CELLS }, (_, i) => CLAIM_CELLS - 1 - i);
-    return this.#freeCells.pop() ?? -1;
+    task.placement = placement;
+    task.cell = this.#freeCells.pop() ?? -1;
+    if (task.cell >= 0) Atomics.store(this.claimCells, task.cell, claimTag(placement) + CLAIM.placed);
+  }
+
+  /**
+   * Takes `task` back if its handler has not started here (its claim still `placed`): true when
+   * it never will (see `CLAIM`), false when it has started or has no cell.
+   */
+  revoke(task: PoolTask): boolean {
+    if (task.cell < 0) return false;
+    const placed = claimTag(task.placement) + CLAIM.placed;
+    return Atomics.compareExchange(this.claimCells, task.cell, placed, placed - CLAIM.placed + CLAIM.revoked) === placed;
   }
 
   /** The attempt in `task`'s cell has left this thread (ended, lost or taken back). */

@@ -1,18 +1,16 @@
 import type { AuditRecord } from '../contract/audit.js';
-import {
-  type AdmissionRules,
-  type Backend,
-  type BackendHooks,
-  type BackendOpened,
-  type Depths,
-  type JobFlags,
-  type JobState,
-  MISSED_WATCHES_MAX,
-  type MissedWatch,
-  missedWatchText,
-  type NotificationQuery,
-  type Refusal,
-  type ScheduleFire,
+import type {
+  AdmissionRules,
+  Backend,
+  BackendHooks,
+  BackendOpened,
+  Depths,
+  JobFlags,
+  JobState,
+  MissedWatch,
+  NotificationQuery,
+  Refusal,
+  ScheduleFire,
 } from '../contract/backend.js';
 import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import type { HostError } from '../contract/errors.js';
@@ -29,6 +27,7 @@ import { type CancelResult, cancelRun } from './cancel.js';
 import { writeFlags } from './job-flags.js';
 import { loadBullMQ } from './libraries.js';
 import { withRateLimited } from './limits-rate.js';
+import { dropWatch, keepWatch, readWatches } from './missed-watches.js';
 import { claimSettings } from './settings.js';
 import { leftBehind, settlesWithin } from './settles.js';
 import { onStreamEntries } from './wake-ups.js';
@@ -378,31 +377,17 @@ class RedisBackend implements Backend {
     return claimed;
   }
 
-  /** Any host may write a job's watches (the one whose add a fire made): a sorted set, so no host's write loses another's. */
-  async keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
-    const key = this.#p.keys.missedWatches(job);
-    await this.#p.producer
-      .multi()
-      .zadd(key, watch.deadline, missedWatchText(watch))
-      .zremrangebyscore(key, '-inf', `(${now}`)
-      .zremrangebyrank(key, 0, -(MISSED_WATCHES_MAX + 1))
-      // Gone a week after the deadline of the watch kept last (a job removed, or the rule dropped):
-      // the week covers a watch kept before it with a later deadline (a missedAfter shortened).
-      .pexpireat(key, Math.max(watch.deadline, now) + 7 * 86_400_000)
-      .exec();
+  /** Any host may write a job's watches (the one whose add a fire made): see missed-watches.ts. */
+  keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
+    return keepWatch(this.#p.producer, this.#p.keys.missedWatches(job), watch, now);
   }
 
-  async dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
-    await this.#p.producer.zrem(this.#p.keys.missedWatches(job), missedWatchText(watch));
+  dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
+    return dropWatch(this.#p.producer, this.#p.keys.missedWatches(job), watch);
   }
 
-  async missedWatches(job: string): Promise<MissedWatch[]> {
-    const byFire = new Map<number, MissedWatch>();
-    for (const member of await this.#p.producer.zrange(this.#p.keys.missedWatches(job), 0, -1)) {
-      const w = parseMissedWatch(member);
-      if (w) byFire.set(w.fireAt, w);
-    }
-    return [...byFire.values()].sort((a, b) => a.fireAt - b.fireAt);
+  missedWatches(job: string): Promise<MissedWatch[]> {
+    return readWatches(this.#p.producer, this.#p.keys.missedWatches(job));
   }
 
   activeRuns(job: string): { active: number; running: number; rateLimited?: number } {
@@ -440,19 +425,4 @@ class RedisBackend implements Backend {
   ackDamage(ids?: readonly string[]): Promise<{ acknowledged: DamageReport[]; unknown: string[] }> {
     return Promise.resolve({ acknowledged: [], unknown: [...(ids ?? [])] });
   }
-}
-
-/** A member of a job's missed watches, narrowed once; anything else (changed from outside) is skipped. */
-function parseMissedWatch(member: string): MissedWatch | undefined {
-  let v: unknown;
-  try {
-    v = JSON.parse(member);
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const { fireAt, deadline, runId, reason } = v as Record<string, unknown>;
-  if (typeof fireAt !== 'number' || typeof deadline !== 'number' || typeof reason !== 'string') return undefined;
-  if (runId !== null && typeof runId !== 'string') return undefined;
-  return { fireAt, deadline, runId, reason };
 }

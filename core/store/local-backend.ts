@@ -283,8 +283,11 @@ class LocalBackend implements Backend {
     else if (flags.enabled !== undefined) state.enabled = flags.enabled;
     if (flags.lastFireAt === null) delete state.lastFireAt;
     else if (flags.lastFireAt !== undefined) state.lastFireAt = flags.lastFireAt;
-    // Before open the flag lives in memory and wins over what is loaded (see Store.open); after
-    // close it lives in memory only.
+    return this.#saveJob(name);
+  }
+
+  /** Before open a job's state lives in memory and wins over what is loaded (see Store.open); after close it lives in memory only. */
+  #saveJob(name: string): Promise<void> {
     return this.#open && !this.#closed ? this.#store.saveJob(name) : Promise.resolve();
   }
 
@@ -357,24 +360,25 @@ class LocalBackend implements Backend {
     const state = this.#store.job(job);
     if ((state.missedThrough ?? -Infinity) >= fireAt) return false;
     state.missedThrough = fireAt;
-    if (this.#open && !this.#closed) await this.#store.saveJob(job);
+    await this.#saveJob(job);
     return true;
   }
 
-  async keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
+  /** The job's watches are in its state (journal lines of its flags, and checkpoints): the newest MISSED_WATCHES_MAX not yet due. */
+  keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
     const state = this.#store.job(job);
     const kept = (state.missedWatches ?? []).filter((w) => w.deadline >= now && w.fireAt !== watch.fireAt);
     kept.push({ ...watch });
     kept.sort((a, b) => a.fireAt - b.fireAt);
     state.missedWatches = kept.slice(-MISSED_WATCHES_MAX);
-    if (this.#open && !this.#closed) await this.#store.saveJob(job);
+    return this.#saveJob(job);
   }
 
   async dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
     const state = this.#store.job(job);
     if (!state.missedWatches?.some((w) => w.fireAt === watch.fireAt)) return;
     state.missedWatches = state.missedWatches.filter((w) => w.fireAt !== watch.fireAt);
-    if (this.#open && !this.#closed) await this.#store.saveJob(job);
+    await this.#saveJob(job);
   }
 
   missedWatches(job: string): Promise<MissedWatch[]> {

@@ -25,11 +25,12 @@ import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
 import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
+import { clone } from './copy.js';
 import { Debouncer } from './debounce.js';
 import { Outbox } from './outbox.js';
 import { LocalPauses } from './pauses.js';
 import { Runner } from './runner.js';
-import { clone, createStore, type Store, type StoreOptions } from './store.js';
+import { createStore, type Store, type StoreOptions } from './store.js';
 
 /**
  * The `local` backend: runs wait in this process's queues (`Runner`) and are recorded in the

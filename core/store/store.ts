@@ -11,6 +11,7 @@ import { checkpointSource, type StoreParts } from './checkpoint-source.js';
 import type { CheckpointSource } from './checkpoints.js';
 import { Checkpoints } from './checkpoints.js';
 import { type Batch, requeueUnwritten, writeBatch } from './commit-batch.js';
+import { clone } from './copy.js';
 import type { AppendFile } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
@@ -59,18 +60,6 @@ export interface StoreOptions {
 }
 
 const DAY = 86_400_000;
-/**
- * A copy for a reader. A run's params stay in memory as the trigger gave them, and an app's own
- * objects may hold what the structured clone refuses (a function, a promise): that run is then
- * copied as its JSON, which is what the store keeps of it, rather than fail every read of the list.
- */
-export const clone = <T>(value: T): T => {
-  try {
-    return structuredClone(value);
-  } catch {
-    return JSON.parse(JSON.stringify(value)) as T;
-  }
-};
 
 export function createStore(options: StoreOptions): Store {
   return new Store(options);

@@ -131,7 +131,6 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     job: (name) => (backend.pauses.isPaused('job', name) ? undefined : jobs.get(name)?.job),
     alert: (job, fireAt, reason) => alerts.missed(job, fireAt, reason),
   });
-  bus.on('job.enabled', (e) => missed.enabled(e.data.job));
   // A closure: the scheduler is built below.
   const hostAlerts = new HostAlerts({
     clock,
@@ -175,8 +174,10 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting, limits: () => host.config().limits });
   const after = new After({ registry: jobs, triggers, backend, bus, clock, logger, state: () => host.state(), limits: () => host.config().limits });
   const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed });
-  // This host's own enable (another host's, relayed, was noted there).
+  // A job enabled: its disabled stretch is neither missed nor downtime. The fire baseline moves on
+  // this host's own enable only (another host's, relayed, was noted there).
   bus.on('job.enabled', (e) => {
+    missed.enabled(e.data.job);
     if (e.data.host === undefined) fires.enabled(e.data.job);
   });
   const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });

@@ -111,6 +111,16 @@ t.test(
     t.match(line, { level: 40, runId, job: 'long', host: 'h0', owner: 'h1', attempt: 1 }, 'logged as a warning naming the run, this host and the new owner');
 
     // Nothing of h0's late finish landed: the run, its progress and the job's success record are h1's.
+    // (h0's connections come back one by one: a read may still answer BACKEND_UNAVAILABLE for a moment.)
+    await until(
+      () =>
+        h0.run(runId).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+      "h0's reads back",
+    );
     for (const host of [h0, h1]) {
       const run = await host.run(runId);
       t.match(run, { status: 'succeeded', host: 'h1', result: { by: 'h1' }, progress: { fraction: 1, text: 'h1 done' } });

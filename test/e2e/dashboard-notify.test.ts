@@ -117,6 +117,8 @@ t.test('Notifications view: a dead delivery with its error, Redeliver makes it d
   await hook.count(3);
   await chat.count(2);
   await page.waitForFunction(() => document.querySelectorAll('#view-notifications tr[data-status="delivered"]').length === 2);
+  // The receivers can have both before the page has the answer to its click (both rows were delivered already).
+  await page.waitForSelector(`${note} [data-said]:has-text("Redelivery to every destination queued.")`);
   t.match(await page.textContent(`${note} [data-said]`), 'Redelivery to every destination queued.');
   await page.waitForSelector('#view-notifications [data-open="0"]');
 

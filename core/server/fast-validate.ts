@@ -1,7 +1,7 @@
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
-import { eventParams, jobParams, runParams, triggerBody } from './http-schemas.js';
+import { eventParams, jobParams, noBody, noQuery, runParams, triggerBody } from './http-schemas.js';
 
 /**
  * fastify's validator compiler: zod's (fastify-type-provider-zod), with a hand-written check in
@@ -63,8 +63,17 @@ function isTriggerBody(data: unknown): boolean {
   return true;
 }
 
+/** A plain object without keys (`noQuery`: a request without a query string has `{}`). */
+function isEmptyObject(data: unknown): boolean {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false;
+  for (const _ in data) return false;
+  return true;
+}
+
 const checks = new Map<z.ZodType, Check>([
   [triggerBody, isTriggerBody],
+  [noQuery, isEmptyObject],
+  [noBody, (data) => data === null || data === undefined || isEmptyObject(data)],
   [jobParams, oneSegment('name')],
   [runParams, oneSegment('id')],
   [eventParams, oneSegment('type')],

@@ -22,6 +22,13 @@ export const jobParams = z.strictObject({ name: segment.describe('job name') });
 export const runParams = z.strictObject({ id: segment.describe('run id') });
 export const eventParams = z.strictObject({ type: segment.describe('app event name, e.g. shipment.created') });
 
+/**
+ * What a route that declares no body or query string checks (server.ts adds them): unknown keys
+ * are refused there as on every other route. No body, an empty JSON body or `null` is no body.
+ */
+export const noBody = z.strictObject({}).nullish();
+export const noQuery = z.strictObject({});
+
 export const triggerBody = z
   .strictObject({
     params: z.unknown().optional().describe("the job's params, checked against its schema"),
@@ -247,7 +254,7 @@ export const damageList = z.object({
 
 export const ackDamageBody = z
   .strictObject({ ids: z.array(z.string().min(1).max(100)).max(1000).optional().describe('the reports to acknowledge; all when absent') })
-  .optional();
+  .nullish();
 
 export const ackDamageResponse = z.object({
   acknowledged: z.array(damageReport),

@@ -22,7 +22,7 @@ import { assertSafeBind, bearerToken } from './auth.js';
 import { type EventLoopOptions, watchEventLoop } from './event-loop.js';
 import { validatorCompiler } from './fast-validate.js';
 import { errorBody, toHttpError } from './http-errors.js';
-import { errors } from './http-schemas.js';
+import { errors, noBody, noQuery } from './http-schemas.js';
 import { registerInsightRoutes } from './insight-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { registerNotifyRoutes } from './notify-routes.js';
@@ -250,6 +250,14 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     compilers,
   );
   void app.register(async (scope: JobhostApp) => {
+    // Every API route checks its whole request (SPEC §6): one that declares no body or query
+    // string refuses unknown keys there too, rather than ignoring them.
+    scope.addHook('onRoute', (route) => {
+      const schema = route.schema ?? {};
+      const posts = [route.method].flat().includes('POST');
+      if (schema.querystring !== undefined && (schema.body !== undefined || !posts)) return;
+      route.schema = { ...schema, querystring: schema.querystring ?? noQuery, ...(posts ? { body: schema.body ?? noBody } : {}) };
+    });
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);
     registerNotifyRoutes(scope, host);

@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import t, { type Test } from 'tap';
 import type { z } from 'zod';
 import { fastCheck } from '../../../core/server/fast-validate.js';
-import { eventParams, jobParams, runParams, triggerBody } from '../../../core/server/http-schemas.js';
+import { eventParams, jobParams, noBody, noQuery, runParams, triggerBody } from '../../../core/server/http-schemas.js';
 import { startServer } from '../../helpers.js';
 
 /** A deterministic stream of numbers in [0, 1) (a seeded LCG): the same cases on every run. */
@@ -107,6 +107,9 @@ t.test('each fast check admits only what its zod schema admits, unchanged', asyn
   const bodies = Array.from({ length: 20_000 }, () => body(random));
   bodies.push(null, undefined, {}, { params: { source: 'bench' } }, { params: null }, { delay: '30s', key: 'k', priority: 3, runAt: '2027-01-01T00:00:00Z' });
   holds(t, triggerBody, bodies);
+  // A route without a body or query of its own (server.ts): nothing, or an empty object.
+  holds(t, noBody, bodies);
+  holds(t, noQuery, bodies);
   for (const [schema, key] of [
     [jobParams, 'name'],
     [runParams, 'id'],
@@ -122,6 +125,7 @@ t.test('each fast check admits only what its zod schema admits, unchanged', asyn
   const check = fastCheck(triggerBody)!;
   t.ok(check({ params: { source: 'bench' } }) && check(null) && check({}) && check({ delay: 1000, key: 'k', priority: -3, runAt: 0 }));
   t.ok(fastCheck(jobParams)!({ name: 'noop' }));
+  t.ok(fastCheck(noQuery)!(Object.create(null)), "a request's query without keys (fastify's has no prototype)");
 });
 
 t.test('a trigger refused for its body or its name gets the same 400 as before the fast checks', async (t) => {

@@ -524,3 +524,29 @@ t.test('GET /cluster on the local backend: this host alone, its jobs with their 
   const after = ((await s.request('GET', '/cluster')).json['hosts'] as typeof hosts)[0]!.jobs[1]!.version;
   t.not(after, before, 'an edited schedule is another version');
 });
+
+t.test('every route refuses unknown query and body keys; no body, an empty JSON body or null is no body', async (t) => {
+  const { host, request } = await startServer(t);
+  host.register({ name: 'job', handler: noop });
+  const doc = (await request('GET', '/openapi.json')).json as { paths: Record<string, Record<string, unknown>> };
+  const routes = Object.entries(doc.paths).flatMap(([p, methods]) =>
+    Object.keys(methods).map((m) => ({ method: m.toUpperCase(), url: p.replace(/\{\w+\}/g, 'x') })),
+  );
+  t.ok(routes.length > 30, `${routes.length} routes`);
+  for (const { method, url } of routes) {
+    if (url === '/openapi.json') continue; // served by the documentation plugin, not the API
+    if (url === '/events' && method === 'GET') continue; // the WebSocket: its own query schema, tested in ws.test.ts
+    isError(t, await request(method as 'GET', `${url}?zzz=1`), 400, 'INVALID_BODY');
+    if (method !== 'POST' || url.startsWith('/events/')) continue; // an app event's body is its payload: any JSON
+    for (const body of [{ zzz: 1 }, [], '"x"', 5]) {
+      const res = await request('POST', url, { body });
+      t.equal(res.status, 400, `POST ${url} ${String(body)}: 400`);
+      t.equal(res.json['code'], 'INVALID_BODY', `POST ${url} ${String(body)}: INVALID_BODY`);
+    }
+  }
+  // No body at all (content-type JSON, as the README's curl sends), and `null`: what the route does without one.
+  for (const body of [undefined, null]) {
+    t.equal((await request('POST', '/store/damage/ack', { body })).status, 200, `ack with ${String(body)} body`);
+    t.equal((await request('POST', '/jobs/job/disable', { body })).status, 200, `disable with ${String(body)} body`);
+  }
+});

@@ -56,16 +56,19 @@ export function describeDestination(name: string, d: Destination): DestinationVi
  * webhook), SMTP password, header values. A receiver may echo a part of a URL alone, so each path
  * segment and query value that looks like a token is one too. Short or plain values would cut
  * ordinary words out of a receiver's answer: a password, routing key or secret counts from 4
- * characters, a header value from 8, the URL's path and query as a whole and each query value from
- * 6, and one path segment when it looks generated (8 characters with a digit, or 16):
- * `notifications` or `services` are words; `T0A1B2C3D`, a Slack token or a Discord id are not.
- * `keys`: the values a receiver may echo in part (a routing key, a webhook secret, a password).
+ * characters, a header value from 8 (and each of its parts that is no plain word from 6), the
+ * URL's path and query as a whole and each query value from 6, and one path segment when it looks
+ * generated (8 characters with a digit, or 16): `notifications` or `services` are words;
+ * `T0A1B2C3D`, a Slack token or a Discord id are not. `keys`: the values a receiver may echo in
+ * part (a routing key, a webhook secret, a password, a header value's token, a query value).
  */
 function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
   const given: string[] = [];
   const headers: string[] = [];
   const fromUrl: string[] = [];
   const parts: string[] = [];
+  /** Tokens: a header value's parts (`Bearer <token>`), a query value; echoed whole or in part. */
+  const tokens: string[] = [];
   const both = (s: string): string[] => {
     try {
       return [s, decodeURIComponent(s)];
@@ -84,11 +87,18 @@ function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
     for (const segment of u.pathname.split('/')) parts.push(...both(segment));
     if (u.search) fromUrl.push(u.search.slice(1));
     // A query value is a parameter's, most often a key or a token: from 6 characters, whatever it looks like.
-    for (const value of u.searchParams.values()) fromUrl.push(value);
+    for (const value of u.searchParams.values()) {
+      fromUrl.push(value);
+      tokens.push(value);
+    }
   }
   if (d.kind === 'webhook') {
     if (d.secret) given.push(d.secret, d.secret.replace(/^whsec_/, ''));
-    for (const v of Object.values(d.headers ?? {})) headers.push(v);
+    for (const v of Object.values(d.headers ?? {})) {
+      headers.push(v);
+      // A receiver refusing `Authorization: Bearer tok_…` echoes the token, not the whole value.
+      for (const part of v.split(/[\s,;=]+/)) if (part.length >= FRAGMENT_ANY || !plainWord(part)) tokens.push(part);
+    }
   }
   if (d.kind === 'pagerduty') given.push(d.routingKey);
   const generated = (s: string): boolean => s.length >= 16 || (s.length >= 8 && /\d/.test(s));
@@ -97,8 +107,9 @@ function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
     ...headers.filter((s) => s.length >= 8),
     ...fromUrl.filter((s) => s.length >= 6),
     ...parts.filter(generated),
+    ...tokens.filter((s) => s.length >= 6),
   ];
-  return { whole, keys: given.filter((s) => s.length >= FRAGMENT) };
+  return { whole, keys: [...given, ...tokens].filter((s) => s.length >= FRAGMENT) };
 }
 
 /** The shortest part of a routing key, webhook secret or password that is cut on its own. */

@@ -69,3 +69,18 @@ t.test('a part of a routing key, webhook secret or password is cut from 8 charac
   t.equal(cut('the Password is wrong'), 'the Password is wrong', 'a plain word of a password stays');
   t.equal(cut('routing key is invalid: secret routing keys are not accepted'), 'routing key is invalid: secret routing keys are not accepted');
 });
+
+t.test("a header value's token and a query value are cut whole and in part; the header's plain words are not", async (t) => {
+  const hooks = parseConfig({
+    notifications: {
+      destinations: {
+        api: { kind: 'webhook', url: 'https://api.example.com/in?token=QtokSECRETq9x8', headers: { authorization: 'Bearer tok_SuperSecret123' } },
+      },
+    },
+  }).notifications.destinations;
+  const cut = (text: string) => redact(text, hooks, { cutShort: false });
+  t.equal(cut('the receiver answered 401: invalid token tok_SuperSecret123'), 'the receiver answered 401: invalid token …', 'the token alone');
+  t.equal(cut('unknown key SuperSecret'), 'unknown key …', 'a part of the token');
+  t.equal(cut('bad token okSECRETq9x8'), 'bad token …', 'a part of a query value');
+  t.equal(cut('Bearer authentication required'), 'Bearer authentication required', "the scheme's word stays");
+});

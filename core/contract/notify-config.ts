@@ -41,8 +41,20 @@ const whsec = envString.pipe(
 
 const address = envString.pipe(z.string().regex(/^[^\s@<>]+@[^\s@<>]+$|^.*<[^\s@<>]+@[^\s@<>]+>$/, 'expected an email address'));
 
+/** Headers the host writes itself: the body's length and framing, and the Standard Webhooks signature. */
+const RESERVED_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'host', 'webhook-id', 'webhook-timestamp', 'webhook-signature']);
+
+// A header's name is an HTTP token; its value has no line break or control character (Node refuses
+// either at every attempt, which would retry a delivery that can never be sent). Neither message
+// repeats the value: it may hold a token.
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "expected an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)")
+  .refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), 'the host writes this header itself');
+const headerValue = envString.pipe(z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'expected a header value without line breaks or control characters'));
+
 export const destinationSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('webhook'), url: httpUrl, secret: whsec.optional(), headers: z.record(z.string(), envString).optional() }),
+  z.strictObject({ kind: z.literal('webhook'), url: httpUrl, secret: whsec.optional(), headers: z.record(headerName, headerValue).optional() }),
   z.strictObject({ kind: z.literal('slack'), url: httpUrl }),
   z.strictObject({ kind: z.literal('discord'), url: httpUrl }),
   z.strictObject({ kind: z.literal('email'), smtp: smtpUrl, from: address, to: z.array(address).min(1).max(100) }),
@@ -99,7 +111,7 @@ export const notificationsSchema = z
     routes: z.array(routeSchema).max(1000).default([]),
     retry: retrySchema.optional(),
     // Per attempt: a receiver that has not answered by then is tried again later.
-    timeout: durationSchema.default(10_000),
+    timeout: durationSchema.refine((ms) => ms > 0, 'expected more than 0: a receiver needs time to answer').default(10_000),
     // Deliveries in flight at once on this host.
     concurrency: z.number().int().min(1).max(1000).default(16),
     // Storm control: at most one message per job and destination per window (0: off); the rest are counted into a digest.

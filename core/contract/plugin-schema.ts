@@ -204,6 +204,8 @@ function describeOne(first: z.core.$ZodIssue, prefix: string): { path: string; m
     segments = [...segments, ...inner.path.map(String)];
     issue = inner;
   }
+  // A record's key refused ("Invalid key in record"): the key's own check says why; the path ends at the key.
+  if (issue.code === 'invalid_key' && issue.issues[0]) issue = issue.issues[0];
   const path = [prefix, ...segments].filter((p) => p !== '').join('.');
   const code = (issue as { params?: { code?: ErrorCode } }).params?.code;
   let message = issue.message;

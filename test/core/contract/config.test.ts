@@ -113,3 +113,28 @@ t.test('backend: local by default; redis with its defaults; bad values name thei
   t.throws(() => parseConfig({ backend: { kind: 'local', url: 'redis://x' } }), { code: 'CONFIG_INVALID', message: /^backend: unknown key "url"/ });
   t.throws(() => parseConfig({ cluster: { id: '' } }), { code: 'CONFIG_INVALID', message: /^cluster\.id: / });
 });
+
+t.test('webhook headers: a name is an HTTP token, a value has no line break, the host keeps its own; notifications.timeout is more than 0', async (t) => {
+  const hook = (headers: Record<string, string>) => ({ notifications: { destinations: { hook: { kind: 'webhook', url: 'http://127.0.0.1:9/in', headers } } } });
+  t.same(parseConfig(hook({ authorization: 'Bearer tok_1', 'X-Api-Key': 'k\tv é' })).notifications.destinations['hook'], {
+    kind: 'webhook',
+    url: 'http://127.0.0.1:9/in',
+    headers: { authorization: 'Bearer tok_1', 'X-Api-Key': 'k\tv é' },
+  });
+  const cases: Array<[unknown, RegExp]> = [
+    [hook({ 'X Bad Name': 'v' }), /^notifications\.destinations\.hook\.headers\.X Bad Name: expected an HTTP header name/],
+    [hook({ 'x-token': 'secret-value\r\nx-evil: 1' }), /^notifications\.destinations\.hook\.headers\.x-token: expected a header value without line breaks/],
+    [hook({ 'Content-Length': '5' }), /^notifications\.destinations\.hook\.headers\.Content-Length: the host writes this header itself/],
+    [hook({ 'webhook-signature': 'v1,x' }), /: the host writes this header itself/],
+    [{ notifications: { timeout: '0s' } }, /^notifications\.timeout: expected more than 0/],
+    [{ notifications: { timeout: 0 } }, /^notifications\.timeout: expected more than 0/],
+  ];
+  for (const [input, message] of cases) {
+    t.throws(() => parseConfig(input), { code: 'CONFIG_INVALID', message }, JSON.stringify(input));
+    try {
+      parseConfig(input);
+    } catch (err) {
+      t.notMatch((err as Error).message, /secret-value/, 'the message never repeats a value');
+    }
+  }
+});

@@ -21,29 +21,38 @@ export function outgoing(n: Notification, publicUrl: string | null): OutgoingNot
 const FAILING = new Set(['failed', 'retrying', 'canceled', 'slow', 'missed']);
 const COLOR: Record<string, number> = { succeeded: 0x2e7d32, failed: 0xc62828, retrying: 0xef6c00, canceled: 0x757575 };
 
+/** What a notification is about, for a message whose title and message both rendered empty. */
+const about = (n: OutgoingNotification): string => `${n.job || n.condition || 'jobhost'} ${n.status}`;
+
+// Slack's blocks and Discord's fields refuse empty text (a 400, so a dead delivery): a custom
+// title or message that renders empty leaves its block or field out.
 function slack(n: OutgoingNotification): unknown {
   const link = n.url ? ` · <${n.url}|run ${n.runId}>` : n.runId ? ` · run ${n.runId}` : '';
+  const title = n.title.trim();
+  const message = n.message.trim();
   return {
-    text: `${n.title}: ${n.message}`,
+    text: title && message ? `${n.title}: ${n.message}` : title || message || about(n),
     blocks: [
-      { type: 'header', text: { type: 'plain_text', text: n.title.slice(0, 150), emoji: false } },
-      { type: 'section', text: { type: 'mrkdwn', text: n.message.slice(0, 3000) } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `*${n.job}* · ${n.status} · ${n.priority}${link}` }] },
+      ...(title ? [{ type: 'header', text: { type: 'plain_text', text: n.title.slice(0, 150), emoji: false } }] : []),
+      ...(message ? [{ type: 'section', text: { type: 'mrkdwn', text: n.message.slice(0, 3000) } }] : []),
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `${n.job ? `*${n.job}* · ` : ''}${n.status} · ${n.priority}${link}` }] },
     ],
   };
 }
 
 function discord(n: OutgoingNotification): unknown {
+  const title = n.title.trim();
+  const message = n.message.trim();
   return {
     embeds: [
       {
-        title: n.title.slice(0, 256),
-        description: n.message.slice(0, 4096),
+        ...(title || !message ? { title: (title ? n.title : about(n)).slice(0, 256) } : {}),
+        ...(message && { description: n.message.slice(0, 4096) }),
         ...(n.url && { url: n.url }),
         color: COLOR[n.status] ?? 0x1565c0,
         timestamp: n.at,
         fields: [
-          { name: 'Job', value: n.job, inline: true },
+          ...(n.job ? [{ name: 'Job', value: n.job, inline: true }] : []),
           { name: 'Status', value: n.status, inline: true },
           ...(n.runId ? [{ name: 'Run', value: n.runId, inline: true }] : []),
         ],

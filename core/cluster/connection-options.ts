@@ -103,6 +103,7 @@ export function connectFailure(err: Error): string {
   const word = typeof code === 'string' ? code : (/^([A-Z]+)\b/.exec(err.message)?.[1] ?? '');
   const explained = EXPLAINED[word];
   if (explained) return `${word}: ${explained}`;
+  if (/DB index is out of range/.test(err.message)) return `${err.message}: this Redis has no database of the URL's number (its \`databases\` setting)`;
   return typeof code === 'string' ? code : err.message;
 }
 

@@ -1,6 +1,6 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { isoTime, systemClock } from '../contract/clock.js';
-import { HostError } from '../contract/errors.js';
+import { HostError, isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
 import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
@@ -142,6 +142,10 @@ export class Connections {
     });
     try {
       await Promise.race([Promise.all([this.producer.connect(), this.commands.connect(), this.reader.connect()]).then(() => this.producer.ping()), deadline]);
+      // ioredis SELECTs the URL's database as it connects, and a Redis without it leaves the
+      // connection on database 0 with no more than an error event: SELECT again, to fail here.
+      const db = this.producer.options.db ?? 0;
+      if (db > 0) await Promise.all([this.producer, this.commands, this.reader].map((c) => c.select(db)));
       await this.#checkEviction();
     } catch (err) {
       this.#closed = true;
@@ -198,6 +202,20 @@ export class Connections {
     } catch (err) {
       throw this.toHostError(err);
     }
+  }
+
+  /**
+   * What a start says when Redis answered jobhost's set-up with a refusal (a user without a
+   * permission, a transaction aborted by one): BACKEND_UNAVAILABLE with Redis's reason, as a
+   * failed connect says it. Anything else as `toHostError` makes it.
+   */
+  setUpRefused(err: unknown): unknown {
+    const e = err as { name?: unknown; message?: unknown; previousErrors?: unknown } | null;
+    if (isHostError(err) || e?.name !== 'ReplyError' || typeof e.message !== 'string') return this.toHostError(err);
+    // EXECABORT says only that a command of the MULTI was refused: the refusal itself says why.
+    const first = Array.isArray(e.previousErrors) ? (e.previousErrors[0] as Error | undefined) : undefined;
+    const reason = connectFailure(first instanceof Error ? first : (err as Error));
+    return new HostError('BACKEND_UNAVAILABLE', `Redis at ${this.target} refused jobhost's set-up (${reason})`, { redis: this.target });
   }
 
   /** BACKEND_UNAVAILABLE for a command that could not reach Redis; anything else unchanged. */

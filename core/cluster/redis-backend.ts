@@ -122,7 +122,7 @@ class RedisBackend implements Backend {
       await this.#p.reader.follow(this.#p.keys.clusterStream);
     } catch (err) {
       await this.#p.connections.close();
-      throw this.#p.connections.toHostError(err);
+      throw this.#p.connections.setUpRefused(err);
     }
     this.#opened = true;
     await this.#p.jobs.reconcile();

@@ -163,3 +163,36 @@ t.test('graceful shutdown: a stopping host lets runs finish within the grace, ha
   );
   await b.host.cancel(slow.runId);
 });
+
+t.test('a database number Redis does not have, and a user without the permissions jobhost needs: the start fails, saying why', async (t) => {
+  const redis = await startRedis(t);
+  const start = async (url: string): Promise<unknown> => {
+    const host = createHost({ config: { backend: { kind: 'redis', url, prefix: freshPrefix() } }, logger: captureLogger().logger });
+    const err = await host.start().catch((e: unknown) => e);
+    await host.stop({ graceMs: 0 });
+    return err;
+  };
+  // A Redis has 16 databases unless told otherwise: /99 is none of them (it used to go on in database 0).
+  const noDb = await start(`${redis.url}/99`);
+  t.ok(isHostError(noDb) && noDb.code === 'BACKEND_UNAVAILABLE', 'BACKEND_UNAVAILABLE');
+  t.match((noDb as Error).message, /cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+\/99 \(ERR DB index is out of range: this Redis has no database/);
+  const admin = redis.client();
+  t.equal(await admin.dbsize(), 0, 'nothing written to database 0');
+
+  await admin.call('ACL', 'SETUSER', 'keyless', 'on', '>keyless-pw', '~other:*', '&*', '+@all');
+  await admin.call('ACL', 'SETUSER', 'noeval', 'on', '>noeval-pw', '~*', '&*', '+@all', '-eval', '-evalsha');
+  const port = new URL(redis.url).port;
+  for (const [user, pw] of [
+    ['keyless', 'keyless-pw'],
+    ['noeval', 'noeval-pw'],
+  ] as const) {
+    const err = await start(`redis://${user}:${pw}@127.0.0.1:${port}`);
+    t.ok(isHostError(err) && err.code === 'BACKEND_UNAVAILABLE', `${user}: BACKEND_UNAVAILABLE`);
+    t.match(
+      (err as Error).message,
+      /Redis at redis:\/\/127\.0\.0\.1:\d+ refused jobhost's set-up \(NOPERM: the Redis user lacks a permission jobhost needs/,
+      user,
+    );
+    t.notMatch((err as Error).message, new RegExp(pw), 'no password');
+  }
+});

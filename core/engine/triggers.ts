@@ -143,6 +143,7 @@ export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOpt
     throw new HostError('INVALID_BODY', 'priority: expected an integer between -1000000 and 1000000');
   }
   let runAtMs = now;
+  if (options.runAt !== undefined && options.delay !== undefined) throw new HostError('INVALID_BODY', 'delay and runAt: give one or the other');
   if (options.runAt !== undefined) {
     const at = options.runAt;
     runAtMs = at instanceof Date ? at.getTime() : typeof at === 'number' ? at : Date.parse(at);

@@ -93,6 +93,9 @@ t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', as
   t.match(await host.run(runId(at)), { runAt: '2030-01-01T00:00:00.000Z' });
   isError(t, await request('POST', '/jobs/job/run', { body: { delay: 'soon' } }), 400, 'INVALID_DURATION');
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 'never' } }), 400, 'INVALID_BODY');
+  const both = await request('POST', '/jobs/job/run', { body: { delay: '30s', runAt: '2030-01-01T00:00:00.000Z' } });
+  isError(t, both, 400, 'INVALID_BODY');
+  t.match(both.json, { message: 'delay and runAt: give one or the other' }, 'both: refused, not one silently winning');
   // times a Date cannot hold are the client's mistake (400), never a 500
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 1e20 } }), 400, 'INVALID_BODY');
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: '+275760-09-13T00:00:00.000Z' } }), 400, 'INVALID_BODY');

@@ -306,12 +306,14 @@ function configError(problems: ConfigIssue[]): HostError {
 }
 
 /**
- * Validates a config object into a frozen, fully defaulted Config (a Config passes through).
+ * Validates a config object into a frozen, fully defaulted Config (a Config passes through;
+ * `undefined`, no config given, is the defaults).
  * Throws CONFIG_INVALID (or the field's own code) with a message naming the path: `jobs.x.schedule: ...`.
  */
 export function parseConfig(input: unknown): Config {
   if (typeof input === 'object' && input !== null && PARSED in input) return input as unknown as Config;
-  const parsed = configSchema.safeParse(input ?? {});
+  // Only undefined: `null` is what a file says (JSON has no undefined), and is no object, as `[]` is not.
+  const parsed = configSchema.safeParse(input === undefined ? {} : input);
   if (!parsed.success) throw configError(describeIssues(parsed.error));
   const config = parsed.data;
   // The default queue always exists: plugins that name no queue land there.

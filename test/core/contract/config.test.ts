@@ -75,6 +75,7 @@ t.test('bad values and unknown keys name the path', async (t) => {
     [{ defaults: { timeout: true } }, 'INVALID_DURATION', /^defaults\.timeout: /],
     [{ surprise: 1 }, 'CONFIG_INVALID', /^\(root\): unknown key "surprise"/],
     [[], 'CONFIG_INVALID', /^\(root\): /],
+    [null, 'CONFIG_INVALID', /^\(root\): .*expected object, received null/],
   ];
   for (const [input, code, message] of cases) {
     t.throws(() => parseConfig(input), { code, message }, JSON.stringify(input));

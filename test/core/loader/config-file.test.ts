@@ -78,6 +78,15 @@ t.test('reading the file: defaults when missing (unless named), and errors that 
   await t.rejects(readConfigFile(file, {}), { code: 'INVALID_CRON', message: /^jobs\.nightly\.schedule: invalid cron/ });
   writeFileSync(file, JSON.stringify({ concurrency: 3 }));
   t.equal((await readConfigFile(file, { JOBHOST_PORT: '1234' })).server.port, 1234);
+  // Only a missing file means the defaults: a file saying `null` is no object, as `[]` is not.
+  for (const text of ['null', '[]']) {
+    writeFileSync(file, text);
+    await t.rejects(
+      readConfigFile(file, { JOBHOST_PORT: '1234' }, { missingOk: true }),
+      { code: 'CONFIG_INVALID', message: /^\(root\): .*expected object/ },
+      text,
+    );
+  }
 });
 
 t.test('errors name the file as it stands under the directory the host runs in, not by its absolute path', async (t) => {
@@ -165,6 +174,16 @@ t.test('an invalid edit is refused whole with config.error naming the path; the 
   await w.edit(full, 'config.reloaded');
   t.equal(w.host.config.concurrency, 6);
   t.equal(w.host.job('nightly')!.schedule, '15 3 * * *');
+});
+
+t.test('an edit to `null` is refused like `[]`: the overrides in force stay', async (t) => {
+  const w = await watched(t, { concurrency: 4, jobs: { other: { enabled: false } } });
+  for (const text of ['null', '[]']) {
+    const e = await w.edit(text, 'config.error');
+    t.match(e.data, { code: 'CONFIG_INVALID', path: '(root)', message: /expected object/ }, text);
+  }
+  t.equal(w.host.job('other')!.enabled, false, 'the disabled job stays disabled');
+  t.equal(w.host.config.concurrency, 4);
 });
 
 t.test('environment overrides hold across reloads', async (t) => {

@@ -34,6 +34,15 @@ t.test('every problem of the config file at once, each naming its path', async (
   );
 });
 
+t.test('a config file saying `null` is a problem, not the defaults', async (t) => {
+  const dir = project(t, null);
+  const { problems } = await validateProject({ cwd: dir, env: {} });
+  t.same(
+    problems.map((p) => [p.file, p.code, p.message]),
+    [['config/jobhost.json', 'CONFIG_INVALID', '(root): Invalid input: expected object, received null']],
+  );
+});
+
 t.test(
   "a scheduled job whose fires would fail its params schema (jobs.<name>.params) is a problem; a trigger-only one's params come from its callers",
   async (t) => {

@@ -57,6 +57,11 @@ export async function readConfigFile(file: string, env: NodeJS.ProcessEnv, optio
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.missingOk) return parseConfig(applyEnv({}, env));
     throw new HostError('CONFIG_READ', `${shown(file)}: ${(err as Error).message.replaceAll(file, shown(file))}`, { file });
   }
+  return parseConfigText(file, text, env);
+}
+
+/** Parses and validates the config file's text with env overrides. Throws CONFIG_PARSE / CONFIG_INVALID. */
+function parseConfigText(file: string, text: string, env: NodeJS.ProcessEnv): Config {
   let input: unknown;
   try {
     input = JSON.parse(text);
@@ -87,7 +92,12 @@ export class ConfigWatcher {
   readonly #debounceMs: number;
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #lastText: string | null = null;
+  /** The text of the config in force, as read from the file. */
+  #applied: string | null = null;
+  /** The text last read, applied or refused. */
+  #seen: string | null = null;
+  /** An event of the pending batch named the file itself (a save, even of the same text). */
+  #named = false;
   #queue: Promise<void> = Promise.resolve();
 
   constructor(host: Host, options: ConfigWatcherOptions) {
@@ -98,12 +108,15 @@ export class ConfigWatcher {
   }
 
   async start(): Promise<void> {
-    this.#lastText = await readFile(this.#file, 'utf8').catch(() => null);
+    this.#applied = this.#seen = await readFile(this.#file, 'utf8').catch(() => null);
     // Watch the directory, not the file: editors and `mv` replace the file, which would end a
-    // watch on the file itself.
+    // watch on the file itself. Every entry's events count, not only the file's: the file may be
+    // a symlink through another entry (a Kubernetes ConfigMap swaps `..data`, and the file's own
+    // name sees no event); a re-read whose text did not change does nothing.
     try {
       this.#watcher = watch(path.dirname(this.#file), (_event, filename) => {
-        if (filename && filename.toString() === path.basename(this.#file)) this.#schedule();
+        if (filename === null || filename.toString() === path.basename(this.#file)) this.#named = true;
+        this.#schedule();
       });
       this.#watcher.on('error', (err) => this.#host.logger.error({ err }, 'config watcher failed'));
     } catch (err) {
@@ -125,18 +138,26 @@ export class ConfigWatcher {
   #schedule(): void {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      this.#queue = this.#queue.then(() => this.#reload());
+      const named = this.#named;
+      this.#named = false;
+      this.#queue = this.#queue.then(() => this.#reload(named));
     }, this.#debounceMs);
   }
 
-  async #reload(): Promise<void> {
+  async #reload(named: boolean): Promise<void> {
     const text = await readFile(this.#file, 'utf8').catch(() => null);
-    if (text === null || text === this.#lastText) return; // deleted mid-save, or no real change
+    if (text === null) return; // deleted, or mid-save
+    const again = text === this.#seen;
+    this.#seen = text;
+    // No real change; or a text refused already, which only a save of the file itself reports again
+    // (another entry of the directory changing is no news about it).
+    if (text === this.#applied || (again && !named)) return;
     const display = path.relative(this.#host.cwd, this.#file) || this.#file;
     try {
-      const config = await readConfigFile(this.#file, this.#env);
+      // The text compared is the text applied: no second read that could see a later version.
+      const config = parseConfigText(this.#file, text, this.#env);
       const { changed, restartRequired } = this.#host.applyConfig(config);
-      this.#lastText = text;
+      this.#applied = text;
       if (restartRequired.length > 0) {
         this.#host.logger.warn({ keys: restartRequired }, `config: ${restartRequired.join(', ')} changed; restart the host to apply`);
       }

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { parseConfig } from '../../../core/contract/config.js';
@@ -178,7 +178,8 @@ t.test('an invalid edit is refused whole with config.error naming the path; the 
 
 t.test('an edit to `null` is refused like `[]`: the overrides in force stay', async (t) => {
   const w = await watched(t, { concurrency: 4, jobs: { other: { enabled: false } } });
-  for (const text of ['null', '[]']) {
+  // `null` twice: a save of the file itself reports a refused text again.
+  for (const text of ['null', 'null', '[]']) {
     const e = await w.edit(text, 'config.error');
     t.match(e.data, { code: 'CONFIG_INVALID', path: '(root)', message: /expected object/ }, text);
   }
@@ -202,6 +203,64 @@ t.test('a run-time toggle holds until the config itself changes the flag', async
   await w.edit({ concurrency: 5, jobs: { other: { enabled: false } } }, 'config.reloaded');
   await w.edit({ concurrency: 5, jobs: { other: { enabled: true } } }, 'config.reloaded');
   t.equal(w.host.job('other')!.enabled, true, 'an edit of the flag itself is the newest word');
+});
+
+t.test('a Kubernetes ConfigMap update applies: the file is a symlink through `..data`, which is swapped whole', async (t) => {
+  const dir = tempDir(t);
+  const configDir = path.join(dir, 'config');
+  const file = path.join(configDir, 'jobhost.json');
+  // kubelet's layout: a folder per version, `..data` a symlink to the current one, the file a
+  // symlink through `..data`; an update renames a new `..data` over the old and removes the old folder.
+  const version = (name: string, schedule: string): object => {
+    const config = { jobs: { nightly: { schedule } }, store: { dir: path.join(dir, 'data') } };
+    mkdirSync(path.join(configDir, name), { recursive: true });
+    writeFileSync(path.join(configDir, name, 'jobhost.json'), JSON.stringify(config));
+    return config;
+  };
+  const swap = (name: string, old: string): void => {
+    symlinkSync(name, path.join(configDir, '..data_tmp'));
+    renameSync(path.join(configDir, '..data_tmp'), path.join(configDir, '..data'));
+    rmSync(path.join(configDir, old), { recursive: true });
+  };
+  const initial = version('..2026_01_05_v1', '0 3 * * *');
+  symlinkSync('..2026_01_05_v1', path.join(configDir, '..data'));
+  symlinkSync('..data/jobhost.json', file);
+  const th = await startHost(t, { start: false, config: initial, cwd: dir, dir: path.join(dir, 'data') });
+  th.host.register({ name: 'nightly', schedule: '0 3 * * *', handler: noop });
+  th.host.use(new ConfigWatcher(th.host, { file, env: {}, debounceMs: 20 }));
+  await th.host.start();
+  const configEvent = () => nextEvent(th.host, (e) => e.type === 'config.reloaded' || e.type === 'config.error');
+
+  // Another file of the directory changing is no edit: whenever its events are read, the text of
+  // the config is the same, and nothing is emitted for it.
+  writeFileSync(path.join(configDir, 'notes.txt'), 'not the config');
+  version('..2026_01_05_v2', '30 12 * * *');
+  let seen = configEvent();
+  swap('..2026_01_05_v2', '..2026_01_05_v1');
+  let e = await seen;
+  t.match(e, { type: 'config.reloaded', data: { changed: ['jobs.nightly'] } });
+  t.equal(th.host.job('nightly')!.schedule, '30 12 * * *');
+
+  writeFileSync(path.join(configDir, 'notes.txt'), 'still not the config');
+  version('..2026_01_05_v3', '45 6 * * *');
+  seen = configEvent();
+  swap('..2026_01_05_v3', '..2026_01_05_v2');
+  e = await seen;
+  t.match(e, { type: 'config.reloaded', data: { changed: ['jobs.nightly'] } }, 'the next config event is the swap, not the other file');
+  t.equal(th.host.job('nightly')!.schedule, '45 6 * * *');
+
+  // A refused version is reported once, not again at each change of another entry.
+  version('..2026_01_05_v4', '99 * * * *');
+  seen = configEvent();
+  swap('..2026_01_05_v4', '..2026_01_05_v3');
+  t.match(await seen, { type: 'config.error', data: { code: 'INVALID_CRON', path: 'jobs.nightly.schedule' } });
+  writeFileSync(path.join(configDir, 'notes.txt'), 'the config is refused');
+  version('..2026_01_05_v5', '15 9 * * *');
+  seen = configEvent();
+  swap('..2026_01_05_v5', '..2026_01_05_v4');
+  t.match(await seen, { type: 'config.reloaded', data: { changed: ['jobs.nightly'] } });
+  t.equal(th.host.job('nightly')!.schedule, '15 9 * * *');
+  t.equal(th.events.filter((x) => x.type.startsWith('config.')).length, 4, 'one event per update');
 });
 
 t.test("a plugin file's import error names it under the directory the host runs in, not by its absolute path", async (t) => {

@@ -69,8 +69,9 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
     (names) => names.includes(path.basename(file)),
     () => false,
   );
-  if (hasFile) host.use(new ConfigWatcher(host, { file, env }));
-  else logger.warn({ file }, 'no config file; running on defaults');
+  // Watched with or without a file: one made later applies as an edit would (SPEC §3).
+  host.use(new ConfigWatcher(host, { file, env }));
+  if (!hasFile) logger.warn({ file }, `no config file; running on defaults until ${path.relative(cwd, file) || file} is created`);
   const server = useServer(host, { plugins: [dashboard] });
 
   await host.start();

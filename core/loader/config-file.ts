@@ -1,4 +1,4 @@
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Config, parseConfig } from '../contract/config.js';
@@ -91,6 +91,7 @@ export class ConfigWatcher {
   readonly #env: NodeJS.ProcessEnv;
   readonly #debounceMs: number;
   #watcher: FSWatcher | undefined;
+  #stopped = false;
   #timer: NodeJS.Timeout | undefined;
   /** The text of the config in force, as read from the file. */
   #applied: string | null = null;
@@ -108,23 +109,63 @@ export class ConfigWatcher {
   }
 
   async start(): Promise<void> {
+    // No file yet is a config to come: the host runs on the defaults until it is made.
     this.#applied = this.#seen = await readFile(this.#file, 'utf8').catch(() => null);
-    // Watch the directory, not the file: editors and `mv` replace the file, which would end a
-    // watch on the file itself. Every entry's events count, not only the file's: the file may be
-    // a symlink through another entry (a Kubernetes ConfigMap swaps `..data`, and the file's own
-    // name sees no event); a re-read whose text did not change does nothing.
-    try {
-      this.#watcher = watch(path.dirname(this.#file), (_event, filename) => {
-        if (filename === null || filename.toString() === path.basename(this.#file)) this.#named = true;
-        this.#schedule();
-      });
+    this.#arm();
+  }
+
+  /**
+   * Watches the file's directory, not the file: editors and `mv` replace the file, which would end
+   * a watch on the file itself. While the directory does not exist, watches the nearest folder
+   * above it that does, for the next folder on the way, so a `config/` made after the start is
+   * seen (and the file in it). Run again at each batch of events, before the file is read: a
+   * watched folder may have been removed or replaced since (a watch ends with its folder, and a
+   * folder made anew can have the old one's inode number, so there is no telling it apart).
+   */
+  #arm(): void {
+    let dir = path.dirname(this.#file);
+    let awaiting: string | null = null;
+    for (;;) {
+      const stats = statSync(dir, { throwIfNoEntry: false });
+      if (!stats?.isDirectory()) {
+        const parent = path.dirname(dir);
+        if (parent === dir) return; // not even the root: nothing to watch
+        awaiting = path.basename(dir);
+        dir = parent;
+        continue;
+      }
+      this.#watcher?.close();
+      const waitingFor = awaiting;
+      try {
+        this.#watcher = watch(dir, (_event, filename) => this.#onEvent(waitingFor, filename));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue; // gone since the stat: look again
+        this.#watcher = undefined;
+        this.#host.logger.error({ err, file: this.#file }, 'cannot watch the config file; edits need a restart');
+        return;
+      }
       this.#watcher.on('error', (err) => this.#host.logger.error({ err }, 'config watcher failed'));
-    } catch (err) {
-      this.#host.logger.error({ err, file: this.#file }, 'cannot watch the config file; edits need a restart');
+      return;
     }
   }
 
+  #onEvent(awaiting: string | null, filename: string | Buffer | null): void {
+    const name = filename === null ? null : filename.toString();
+    if (awaiting !== null) {
+      // A folder above the file's: only the next one on the way matters.
+      if (name === null || name === awaiting) this.#schedule();
+      return;
+    }
+    // Every entry's events count, not only the file's: the file may be a symlink through another
+    // entry (a Kubernetes ConfigMap swaps `..data`, and the file's own name sees no event); a
+    // re-read whose text did not change does nothing.
+    if (name === null || name === path.basename(this.#file)) this.#named = true;
+    this.#schedule();
+  }
+
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.#watcher?.close();
     clearTimeout(this.#timer);
     await this.#queue;
@@ -140,7 +181,11 @@ export class ConfigWatcher {
     this.#timer = setTimeout(() => {
       const named = this.#named;
       this.#named = false;
-      this.#queue = this.#queue.then(() => this.#reload(named));
+      this.#queue = this.#queue.then(async () => {
+        if (this.#stopped) return;
+        this.#arm();
+        await this.#reload(named);
+      });
     }, this.#debounceMs);
   }
 

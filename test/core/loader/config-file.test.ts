@@ -205,6 +205,40 @@ t.test('a run-time toggle holds until the config itself changes the flag', async
   t.equal(w.host.job('other')!.enabled, true, 'an edit of the flag itself is the newest word');
 });
 
+/** A host whose config file, `file` under a temp dir, does not exist when it starts. */
+async function watchedAbsent(t: Test, file: string) {
+  const dir = tempDir(t);
+  const store = { dir: path.join(dir, 'data') };
+  const th = await startHost(t, { start: false, config: { store }, cwd: dir, dir: store.dir });
+  th.host.register({ name: 'nightly', schedule: '0 3 * * *', handler: noop });
+  const at = path.join(dir, file);
+  th.host.use(new ConfigWatcher(th.host, { file: at, env: {}, debounceMs: 20 }));
+  await th.host.start();
+  const configEvent = () => nextEvent(th.host, (e) => e.type === 'config.reloaded' || e.type === 'config.error');
+  const write = async (config: object | string): Promise<AnyHostEvent> => {
+    const seen = configEvent();
+    mkdirSync(path.dirname(at), { recursive: true });
+    writeFileSync(at, typeof config === 'string' ? config : JSON.stringify({ ...config, store }));
+    return seen;
+  };
+  return { ...th, file: at, write };
+}
+
+t.test("a config file's folders made after the start are watched for it, and again when removed and made anew", async (t) => {
+  const w = await watchedAbsent(t, 'etc/jobhost/jobhost.json');
+  t.match(await w.write({ jobs: { nightly: { schedule: '30 12 * * *' } } }), {
+    type: 'config.reloaded',
+    data: { changed: ['jobs.nightly'], file: path.join('etc', 'jobhost', 'jobhost.json') },
+  });
+  t.equal(w.host.job('nightly')!.schedule, '30 12 * * *');
+  // Removing the folder changes nothing (the last good config stays); a new one is watched.
+  rmSync(path.dirname(w.file), { recursive: true });
+  t.match(await w.write({ jobs: { nightly: { schedule: '45 6 * * *' } } }), { type: 'config.reloaded', data: { changed: ['jobs.nightly'] } });
+  t.equal(w.host.job('nightly')!.schedule, '45 6 * * *');
+  t.match(await w.write({ jobs: { nightly: { schedule: '15 9 * * *' } } }), { type: 'config.reloaded' }, 'and its edits');
+  t.equal(w.host.job('nightly')!.schedule, '15 9 * * *');
+});
+
 t.test('a Kubernetes ConfigMap update applies: the file is a symlink through `..data`, which is swapped whole', async (t) => {
   const dir = tempDir(t);
   const configDir = path.join(dir, 'config');

@@ -13,7 +13,7 @@ import { resolveJob } from '../engine/jobs.js';
 import { validateParams } from '../engine/triggers.js';
 import { dashboard } from '../server/dashboard.js';
 import { type Server, useServer } from '../server/server.js';
-import { ConfigWatcher, configPath, readConfigFile } from './config-file.js';
+import { ConfigWatcher, configPath, loadConfigFile, readConfigFile } from './config-file.js';
 import { isPluginFile, usePluginDirectory } from './plugin-directory.js';
 import { loadPluginModule } from './plugin-module.js';
 
@@ -54,7 +54,8 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createLogger({ pretty: Boolean(process.stdout.isTTY) });
   const { file, explicit } = configPath(cwd, env);
-  const config = await readConfigFile(file, env, { missingOk: !explicit });
+  const { config, text } = await loadConfigFile(file, env, { missingOk: !explicit });
+  const hasFile = text !== null;
   // Tracing (SPEC §15): the SDK reads its exporter, endpoint and sampler from the process' OTEL_*.
   const otel = otelRequested(process.env)
     ? await startOtel((msg) => logger.warn({ code: 'TRACE_EXPORT' }, `OpenTelemetry: ${msg} (runs are not affected)`))
@@ -65,12 +66,8 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   // Another host's events (cluster mode) are in that host's log.
   host.on('*', (e) => (eventHost(e) === undefined ? logEvent(logger, e) : undefined));
   usePluginDirectory(host, { dir: config.plugins.dir, watch: config.plugins.watch, importTimeoutMs: config.plugins.importTimeout });
-  const hasFile = await readdir(path.dirname(file)).then(
-    (names) => names.includes(path.basename(file)),
-    () => false,
-  );
   // Watched with or without a file: one made later applies as an edit would (SPEC §3).
-  host.use(new ConfigWatcher(host, { file, env }));
+  host.use(new ConfigWatcher(host, { file, env, text }));
   if (!hasFile) logger.warn({ file }, `no config file; running on defaults until ${path.relative(cwd, file) || file} is created`);
   const server = useServer(host, { plugins: [dashboard] });
 

@@ -50,14 +50,23 @@ export function applyEnv(input: unknown, env: NodeJS.ProcessEnv): unknown {
 
 /** Reads, parses and validates the config file with env overrides. Throws CONFIG_READ / CONFIG_PARSE / CONFIG_INVALID. */
 export async function readConfigFile(file: string, env: NodeJS.ProcessEnv, options: { missingOk?: boolean } = {}): Promise<Config> {
+  return (await loadConfigFile(file, env, options)).config;
+}
+
+/** `readConfigFile`, with the text the config was read from (`null`: no file, the defaults). */
+export async function loadConfigFile(
+  file: string,
+  env: NodeJS.ProcessEnv,
+  options: { missingOk?: boolean } = {},
+): Promise<{ config: Config; text: string | null }> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.missingOk) return parseConfig(applyEnv({}, env));
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.missingOk) return { config: parseConfig(applyEnv({}, env)), text: null };
     throw new HostError('CONFIG_READ', `${shown(file)}: ${(err as Error).message.replaceAll(file, shown(file))}`, { file });
   }
-  return parseConfigText(file, text, env);
+  return { config: parseConfigText(file, text, env), text };
 }
 
 /** Parses and validates the config file's text with env overrides. Throws CONFIG_PARSE / CONFIG_INVALID. */
@@ -81,6 +90,12 @@ export interface ConfigWatcherOptions {
   file: string;
   env: NodeJS.ProcessEnv;
   debounceMs?: number;
+  /**
+   * The text the host's config was read from (`null`: there was no file), from `loadConfigFile`:
+   * a change between that read and the start of the watch is then applied too. Unset: the file as
+   * it is at the start is taken to be the config in force.
+   */
+  text?: string | null;
 }
 
 /** Watches the config file and applies each valid edit to the host. */
@@ -90,6 +105,7 @@ export class ConfigWatcher {
   readonly #file: string;
   readonly #env: NodeJS.ProcessEnv;
   readonly #debounceMs: number;
+  readonly #text: string | null | undefined;
   #watcher: FSWatcher | undefined;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
@@ -106,12 +122,17 @@ export class ConfigWatcher {
     this.#file = options.file;
     this.#env = options.env;
     this.#debounceMs = options.debounceMs ?? 100;
+    this.#text = options.text;
   }
 
   async start(): Promise<void> {
     // No file yet is a config to come: the host runs on the defaults until it is made.
-    this.#applied = this.#seen = await readFile(this.#file, 'utf8').catch(() => null);
+    const read = this.#text === undefined;
+    this.#applied = this.#seen = read ? await readFile(this.#file, 'utf8').catch(() => null) : (this.#text ?? null);
     this.#arm();
+    // The host started on a read made before the watch began (the plugins load in between): a
+    // file made or edited meanwhile is looked at now, as if its event had come.
+    if (!read) this.#schedule();
   }
 
   /**

@@ -224,6 +224,27 @@ async function watchedAbsent(t: Test, file: string) {
   return { ...th, file: at, write };
 }
 
+t.test('a file made or edited between the read the host started on and the start of the watch applies', async (t) => {
+  const dir = tempDir(t);
+  const store = { dir: path.join(dir, 'data') };
+  const file = path.join(dir, 'jobhost.json');
+  for (const [before, label] of [
+    [null, 'made'],
+    [JSON.stringify({ store }), 'edited'],
+  ] as const) {
+    const th = await startHost(t, { start: false, config: { store }, cwd: dir, dir: store.dir });
+    th.host.register({ name: 'nightly', schedule: '0 3 * * *', handler: noop });
+    // The host was built on `before`; the file says something else by the time the watch starts.
+    writeFileSync(file, JSON.stringify({ store, jobs: { nightly: { schedule: '30 12 * * *' } } }));
+    th.host.use(new ConfigWatcher(th.host, { file, env: {}, debounceMs: 20, text: before }));
+    const seen = nextEvent(th.host, (e) => e.type === 'config.reloaded' || e.type === 'config.error');
+    await th.host.start();
+    t.match(await seen, { type: 'config.reloaded', data: { changed: ['jobs.nightly'] } }, label);
+    t.equal(th.host.job('nightly')!.schedule, '30 12 * * *', label);
+    await th.host.stop({ graceMs: 0 });
+  }
+});
+
 t.test("a config file's folders made after the start are watched for it, and again when removed and made anew", async (t) => {
   const w = await watchedAbsent(t, 'etc/jobhost/jobhost.json');
   t.match(await w.write({ jobs: { nightly: { schedule: '30 12 * * *' } } }), {

@@ -36,9 +36,15 @@ export const damageReport = z.object({
   foundAt: iso,
   /** 1-based line numbers of the lines that did not load. */
   lines: z.array(z.number().int().positive()),
-  /** Lines the segment's index counts that the file no longer has (it was cut short, or is gone). */
+  /**
+   * Lines the checkpoint counts in the segment (its index for a sealed one, its fold marker for the
+   * open one) that the file no longer has (it was cut short, or is gone).
+   */
   missing: z.number().int().nonnegative(),
-  /** The file itself is gone (a sealed segment in the index): `missing` is every run it held. */
+  /**
+   * The file itself is gone: a segment the checkpoint counts lines in (`missing` is every run it
+   * counted), or the journal the checkpoint names (what it held cannot be known).
+   */
   absent: z.boolean().default(false),
   lost: z.array(lostLine),
   acknowledgedAt: iso.nullable(),
@@ -147,18 +153,31 @@ const CHECKPOINT_LOST =
   'job flags (enabled/disabled, last schedule fire) not changed since, recent notifications before it, its unacknowledged damage reports and the logs of its unfinished runs; ' +
   'kept: every finished run in the history segments (job counters, last success and so once and cooldown are rebuilt from them) and everything recorded since the checkpoint';
 
+/** What a journal deleted from outside costs: what was recorded after its checkpoint, which nothing left can list. */
+const JOURNAL_LOST =
+  'what was recorded after that checkpoint and is not in a history segment is lost and cannot be listed (the journal may have been empty, as a clean stop leaves it): ' +
+  'runs triggered since and not finished (they will not run), what happened since to runs the checkpoint holds (they load as they were at it), ' +
+  'job flags changed since, notifications, acknowledgements of damage, audit records and run logs since; ' +
+  'kept: everything the checkpoint holds and every finished run in the history segments (a run that finished since is there)';
+
 /** One line for the log and `/ready`: the file, the lines, what was lost, where the copy is. */
 export function describeReport(r: DamageReport): string {
   if (r.kind === 'checkpoint') {
     const copy = r.aside ? `set aside as ${r.aside}` : 'could not be set aside';
     return `store file ${r.file} is unreadable (changed from outside: it is only ever replaced whole) and was ${copy}; the store was rebuilt from its journals and segments; ${CHECKPOINT_LOST}`;
   }
+  if (r.absent && r.kind === 'journal') {
+    return `store file ${r.file} is missing (deleted from outside: the checkpoint names it, and jobhost creates it before writing the checkpoint): ${JOURNAL_LOST}`;
+  }
   if (r.absent) {
     const runs = `${r.missing} finished run${r.missing === 1 ? '' : 's'}`;
-    return `store file ${r.file} is missing (deleted from outside: the checkpoint's index lists it): the ${runs} the index counted in it are gone from history (their jobs' counters still count them)`;
+    return (
+      `store file ${r.file} is missing (deleted from outside: the checkpoint counts lines in it): the ${runs} the checkpoint counted in it are gone from history ` +
+      "(their jobs' counters still count them), and, if it was the open segment, so is any run that finished into it after that checkpoint"
+    );
   }
   const parts = r.lost.map(describeLost);
-  if (r.missing > 0) parts.push(`${r.missing} line${r.missing === 1 ? '' : 's'} the index counts are missing (the file was cut short)`);
+  if (r.missing > 0) parts.push(`${r.missing} line${r.missing === 1 ? '' : 's'} the checkpoint counts are missing (the file was cut short)`);
   const copy = r.aside ? `the file as found is copied to ${r.aside}` : 'the file could not be copied aside';
   return `store file ${r.file} is damaged (not a torn tail from a crash): ${parts.join('; ')}; every readable line loaded; ${copy}`;
 }

@@ -110,6 +110,8 @@ export class History {
    * file, which is read so `visit` sees each run in it (`afterMark`: it comes after the
    * checkpoint's fold marker). A torn tail is dropped and truncated away; damage (a damaged last
    * line included) goes to `onDamage` first, while the file is as it was found, and stays in it.
+   * The marker is where the open segment ended when the checkpoint was written: its lines before
+   * that were durable then, so one of them missing or torn (the file cut short, or gone) is damage.
    */
   async load(indexed: SegmentInfo[], mark: { segment: number; line: number } | undefined, visit: (run: Run, afterMark: boolean) => void): Promise<void> {
     const dir = path.join(this.#o.dir as string, 'segments');
@@ -126,6 +128,9 @@ export class History {
       else await this.#o.onDamage({ kind: 'segment', n: info.n, file: this.#path(info.n), bad: [], missing: info.count, absent: true });
     }
     const from = mark ?? { segment: Infinity, line: 0 };
+    if (from.line > 0 && !onDisk.has(from.segment) && !known.has(from.segment)) {
+      await this.#o.onDamage({ kind: 'segment', n: from.segment, file: this.#path(from.segment), bad: [], missing: from.line, absent: true });
+    }
     const last = files.at(-1);
     for (const n of files) {
       if (known.has(n)) continue;
@@ -135,7 +140,14 @@ export class History {
       const read = adapter.last;
       const damaged = read.bad.filter((b) => !b.torn);
       if (damaged.length > 0) await this.#o.onDamage({ kind: 'segment', n, file, bad: damaged, missing: 0 });
-      const torn = read.bad.length - damaged.length;
+      // Lines the marker counts were durable at the checkpoint: no crash since can tear them, so
+      // the file was cut short. Its own report: the torn part is truncated away below, never found
+      // again, while damaged lines stay and are found again with the same id.
+      const durable = n === from.segment ? from.line : 0;
+      const cut = read.bad.filter((b) => b.torn && b.line <= durable);
+      const missing = Math.max(0, durable - read.total);
+      if (cut.length > 0 || missing > 0) await this.#o.onDamage({ kind: 'segment', n, file, bad: cut, missing });
+      const torn = read.bad.length - damaged.length - cut.length;
       if (torn > 0) {
         this.#o.logger.warn(
           { code: 'STORE_CORRUPT', file, tornLines: torn },
@@ -157,7 +169,7 @@ export class History {
       } else if (runs.length > 0) {
         // Sealed with a torn tail (its successor was already created): cut the tail now, or a
         // later read of the indexed segment would take it for damage.
-        if (torn > 0) await truncate(file, read.goodBytes);
+        if (torn + cut.length > 0) await truncate(file, read.goodBytes);
         this.#sealed.push({ info, runs: undefined });
       } else {
         await rm(file, { force: true });

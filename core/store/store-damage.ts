@@ -11,9 +11,11 @@ import { type BadLine, syncDir } from './files.js';
  * Damage in the store's append-only files, told apart from the torn tail a crash leaves. A torn
  * tail (unreadable lines after the last readable one that are unterminated or hold NUL bytes, see
  * `parseNdjson`) is one interrupted append, never acknowledged, and is dropped with a warning. Any
- * other unreadable line (a complete last line too), or a line missing from a sealed segment, was
- * durable once: something outside jobhost changed the file. Like Redis, which truncates an
- * incomplete last AOF entry but refuses a malformed one, jobhost
+ * other unreadable line (a complete last line too), or a line missing from a segment the
+ * checkpoint counts it in, was durable once: something outside jobhost changed the file. So was a
+ * file gone that the checkpoint names (a segment it counts lines in, the journal it opened): it
+ * was deleted from outside. Like Redis, which truncates an incomplete last AOF entry but refuses a
+ * malformed one, jobhost
  * treats that as an operator's problem: it keeps a copy of the file as found, says what was lost,
  * and reports it until acknowledged — but unlike Redis it still loads every readable line.
  */
@@ -27,11 +29,14 @@ export interface DamageFound {
   file: string;
   /** The lines that did not load. */
   bad: readonly BadLine[];
-  /** Lines a segment's index counts that the file no longer has. */
+  /** Lines the checkpoint counts in a segment (its index, or its fold marker for the open one) that the file no longer has. */
   missing: number;
   /** The whole file was already moved here (an unreadable state.json): nothing to copy. */
   movedTo?: string;
-  /** The file is gone (a sealed segment in the index): nothing to copy; `missing` counts its runs. */
+  /**
+   * The file is gone (a segment the checkpoint counts lines in, or the journal it names): nothing
+   * to copy; `missing` counts a segment's runs (a journal's lines are not known).
+   */
   absent?: boolean;
   /** Why the file did not load, when it is one error (state.json's JSON error). */
   reason?: string;
@@ -202,8 +207,9 @@ export class DamageLog {
       acknowledgedAt: null,
     };
     this.#reports.set(id, report);
-    // state.json is one line (one JSON document).
-    this.#damagedLines += found.kind === 'checkpoint' ? 1 : lines.length + found.missing;
+    // A whole file lost with a number of lines nothing knows (state.json, one JSON document; a journal gone) counts as one.
+    const unknownLines = found.kind === 'checkpoint' || (found.kind === 'journal' && found.absent === true);
+    this.#damagedLines += unknownLines ? 1 : lines.length + found.missing;
     this.#logger.error(
       { code: 'STORE_DAMAGED', damageId: id, file: found.file, lines, missing: found.missing, lost: report.lost, aside, reason: found.reason },
       describeReport(report),

@@ -84,7 +84,9 @@ export async function readCheckpoint(dir: string, fsync: boolean, clock: Clock):
 /**
  * Applies every record of the journals from checkpoint `from` on, oldest first, and removes the
  * older ones (left by a crash mid-cleanup). A torn tail is logged and dropped; damage is returned
- * after `lost` (an unreadable checkpoint), to be reported once everything is loaded.
+ * after `lost` (an unreadable checkpoint), to be reported once everything is loaded. Checkpoint
+ * `from` is written only once its journal, `journal-<from>`, is created (and its directory entry
+ * synced), so that journal gone is damage: deleted from outside, with whatever it held.
  */
 export async function readJournals(
   dir: string,
@@ -100,6 +102,9 @@ export async function readJournals(
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => Number(m[1]))
     .sort((a, b) => a - b);
+  if (from > 0 && !journals.includes(from)) {
+    damage.push({ kind: 'journal', n: from, file: path.join(dir, `journal-${from}.ndjson`), bad: [], missing: 0, absent: true });
+  }
   for (const n of journals) {
     const file = path.join(dir, `journal-${n}.ndjson`);
     if (n < from) {

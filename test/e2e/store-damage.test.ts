@@ -168,7 +168,7 @@ t.test('a sealed segment deleted from outside: a damage report naming how many f
   t.equal(ready.status, 200);
   const warnings = ready.json['warnings'] as Array<{ id: string; message: string }>;
   t.match(warnings, [{ code: 'STORE_DAMAGED', kind: 'segment', n: 1, file: 'segments/1.ndjson', absent: true, missing: 5, lines: [], lost: [], aside: null }]);
-  t.match(warnings[0]!.message, /segments\/1\.ndjson is missing .*the 5 finished runs the index counted in it are gone from history/);
+  t.match(warnings[0]!.message, /segments\/1\.ndjson is missing .*the 5 finished runs the checkpoint counted in it are gone from history/);
   t.match(
     logs.filter((l) => l['code'] === 'STORE_DAMAGED'),
     [{ level: 50, damageId: warnings[0]!.id, missing: 5 }],
@@ -187,7 +187,7 @@ t.test('a sealed segment deleted from outside: a damage report naming how many f
     timeout: 60_000,
   });
   t.match(listed.stdout, new RegExp(`^${warnings[0]!.id}  segments/1\\.ndjson  lines -  found \\S+  not acknowledged$`, 'm'));
-  t.match(listed.stdout, /the 5 finished runs the index counted in it are gone from history/);
+  t.match(listed.stdout, /the 5 finished runs the checkpoint counted in it are gone from history/);
   await b.host.stop();
 
   // Kept across a restart (the new index no longer lists the segment, so it is not found again) until acknowledged.

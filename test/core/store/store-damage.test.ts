@@ -1,4 +1,4 @@
-import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { type DamageReport, describeReport } from '../../../core/contract/store-health.js';
@@ -301,11 +301,15 @@ t.test(
 
 t.test('zero-filled bytes at the end (a crash on ext4 mid-append) are a torn tail, newline or not: a warning, no report', async (t) => {
   const dir = tempDir(t);
+  const crashed = tempDir(t);
   const a = await startHost(t, { dir });
   a.host.register({ name: 'a', handler: noop });
   const runs = [await a.host.wait((await a.host.trigger('a')).runId), await a.host.wait((await a.host.trigger('a')).runId)];
-  await a.host.stop();
-  const seg = path.join(dir, 'segments', '1.ndjson');
+  await a.host.flush();
+  // As a kill -9 would leave it: a crash tears only what no checkpoint counted yet (a stop's does).
+  cpSync(dir, crashed, { recursive: true });
+  await a.clock.advance(1000);
+  const seg = path.join(crashed, 'segments', '1.ndjson');
   // The last record half zeros (its newline reached the disk), then a zero-filled block.
   t.equal(
     damageLine(seg, (l) => l.includes(runs[1]!.id)),
@@ -313,7 +317,7 @@ t.test('zero-filled bytes at the end (a crash on ext4 mid-append) are a torn tai
   );
   writeFileSync(seg, Buffer.concat([readFileSync(seg), Buffer.alloc(4096)]));
   const { logger, lines: logs } = captureLogger();
-  const b = await startHost(t, { dir, logger, clock: a.clock });
+  const b = await startHost(t, { dir: crashed, logger, clock: a.clock });
   t.same(b.host.storeHealth().damage, []);
   t.match(
     logs.filter((l) => l['code'] === 'STORE_CORRUPT'),
@@ -460,8 +464,8 @@ t.test('a sealed segment cut short: the lines the index counts and the file no l
     { kind: 'segment', n: 1, lines: [3], missing: 2, absent: false, lost: [{ line: 3, record: 'finished run', runId: ids[2] }] },
     { kind: 'segment', n: 2, lines: [], missing: 1, absent: false, lost: [] },
   ]);
-  t.match(warnings[0]!.message, /2 lines the index counts are missing \(the file was cut short\)/);
-  t.match(warnings[1]!.message, /1 line the index counts are missing \(the file was cut short\)/);
+  t.match(warnings[0]!.message, /2 lines the checkpoint counts are missing \(the file was cut short\)/);
+  t.match(warnings[1]!.message, /1 line the checkpoint counts are missing \(the file was cut short\)/);
   t.same(readFileSync(path.join(dir, warnings[0]!.aside!)), asFound, 'copied as found');
   t.equal(damagedLogs(logs).length, 2);
   t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 4, 'a missing line counts as a damaged one');
@@ -469,5 +473,154 @@ t.test('a sealed segment cut short: the lines the index counts and the file no l
     (await b.host.runs({ limit: 100 })).items.map((r) => r.id),
     ids.filter((_, i) => ![2, 3, 4, 9].includes(i)).reverse(),
     'every run still in the files loads',
+  );
+});
+
+t.test('the journal the checkpoint names, deleted from outside: reported as gone with what it held, kept across restarts until acknowledged', async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'later', handler: noop });
+  const acknowledged = await a.host.trigger('later', { delay: '1h' });
+  await a.host.flush();
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it
+  await a.clock.advance(1000);
+  const { checkpoint } = JSON.parse(readFileSync(path.join(crashed, 'state.json'), 'utf8')) as { checkpoint: number };
+  const journalName = `journal-${checkpoint}.ndjson`;
+  t.match(readFileSync(path.join(crashed, journalName), 'utf8'), acknowledged.runId, 'the acknowledged trigger is only in the journal');
+  rmSync(path.join(crashed, journalName));
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir: crashed, clock: a.clock, logger });
+  const ready = await b.request('GET', '/ready');
+  t.equal(ready.status, 200);
+  const warnings = ready.json['warnings'] as Array<DamageReport & { message: string }>;
+  t.match(warnings, [
+    {
+      code: 'STORE_DAMAGED',
+      kind: 'journal',
+      n: checkpoint,
+      file: journalName,
+      absent: true,
+      aside: null,
+      lines: [],
+      missing: 0,
+      lost: [],
+      acknowledgedAt: null,
+    },
+  ]);
+  t.match(
+    warnings[0]!.message,
+    /journal-\d+\.ndjson is missing \(deleted from outside: the checkpoint names it.*is lost and cannot be listed .*: runs triggered since and not finished \(they will not run\)/,
+  );
+  t.match(damagedLogs(logs), [{ damageId: warnings[0]!.id, file: path.join(crashed, journalName) }]);
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 1, 'a journal gone counts as one line: how many it had is not known');
+  t.equal(await b.host.run(acknowledged.runId), undefined, 'what the report says: the run only the journal held is gone');
+  await b.host.stop();
+
+  // Kept across a restart (the new checkpoint names a journal that exists), until acknowledged.
+  const again = captureLogger();
+  const c = await startHost(t, { dir: crashed, clock: a.clock, logger: again.logger });
+  t.same(
+    c.host.storeHealth().damage.map((r) => [r.id, r.acknowledgedAt]),
+    [[warnings[0]!.id, null]],
+  );
+  t.equal(damagedLogs(again.lines).length, 0, 'not found again');
+  t.match(await c.host.ackStoreDamage(), { acknowledged: [{ id: warnings[0]!.id }] });
+  await c.host.stop();
+  const d = await startHost(t, { dir: crashed, clock: a.clock });
+  t.same(d.host.storeHealth().damage, [], 'an acknowledged report of a journal gone is dropped');
+});
+
+t.test('the open segment deleted from outside after a stop: the finished runs the checkpoint counted in it are reported gone', async (t) => {
+  const dir = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'a', handler: noop });
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push((await a.host.wait((await a.host.trigger('a')).runId)).id);
+  await a.host.stop(); // the closing checkpoint's marker: 4 lines in open segment 1
+  await a.clock.advance(1000);
+  rmSync(path.join(dir, 'segments', '1.ndjson'));
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, logger, clock: a.clock });
+  b.host.register({ name: 'a', handler: noop });
+  const warnings = (await b.request('GET', '/ready')).json['warnings'] as Array<DamageReport & { message: string }>;
+  t.match(warnings, [{ code: 'STORE_DAMAGED', kind: 'segment', n: 1, file: 'segments/1.ndjson', absent: true, missing: 4, lines: [], lost: [], aside: null }]);
+  t.match(warnings[0]!.message, /segments\/1\.ndjson is missing .*the 4 finished runs the checkpoint counted in it are gone from history/);
+  t.match(damagedLogs(logs), [{ damageId: warnings[0]!.id, missing: 4 }]);
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 4);
+  t.same((await b.host.runs({ limit: 100 })).items, []);
+  t.match(b.host.job('a')!.counts, { succeeded: 4 }, 'the counters still count them');
+  const more = await b.host.wait((await b.host.trigger('a')).runId);
+  await b.host.stop();
+
+  const again = captureLogger();
+  const c = await startHost(t, { dir, clock: a.clock, logger: again.logger });
+  t.equal(damagedLogs(again.lines).length, 0, 'not found again: the new checkpoint counts the new segment');
+  t.same(
+    c.host.storeHealth().damage.map((r) => [r.id, r.acknowledgedAt]),
+    [[warnings[0]!.id, null]],
+  );
+  t.same(
+    (await c.host.runs()).items.map((r) => r.id),
+    [more.id],
+  );
+  t.match(await c.host.ackStoreDamage(), { acknowledged: [{ id: warnings[0]!.id }] });
+  await c.host.stop();
+  const d = await startHost(t, { dir, clock: a.clock });
+  t.same(d.host.storeHealth().damage, []);
+});
+
+t.test('the open segment cut short from outside after a stop: the lines the checkpoint counts are damage, not a torn tail', async (t) => {
+  const dir = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'a', handler: noop });
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push((await a.host.wait((await a.host.trigger('a')).runId)).id);
+  await a.host.stop(); // the closing checkpoint's marker: 4 lines in open segment 1
+  await a.clock.advance(1000);
+  // Cut inside the third line, after the run's id: to a reader without the marker, a torn tail.
+  const seg = path.join(dir, 'segments', '1.ndjson');
+  const lines = readFileSync(seg, 'utf8').split('\n');
+  truncateSync(seg, Buffer.byteLength(`${lines[0]}\n${lines[1]}\n`) + lines[2]!.indexOf('"job"'));
+  const asFound = readFileSync(seg);
+
+  const { logger, lines: logs } = captureLogger();
+  const b = await startServer(t, { dir, logger, clock: a.clock });
+  b.host.register({ name: 'a', handler: noop });
+  const warnings = (await b.request('GET', '/ready')).json['warnings'] as Array<DamageReport & { message: string }>;
+  t.match(warnings, [
+    {
+      kind: 'segment',
+      n: 1,
+      lines: [3],
+      missing: 1,
+      absent: false,
+      lost: [{ line: 3, record: 'finished run', runId: ids[2] }],
+      aside: /^segments\/1\.ndjson\.damaged-\d+$/,
+    },
+  ]);
+  t.match(warnings[0]!.message, /1 line the checkpoint counts are missing \(the file was cut short\)/);
+  t.same(readFileSync(path.join(dir, warnings[0]!.aside!)), asFound, 'copied as found');
+  t.equal(logs.filter((l) => l['code'] === 'STORE_CORRUPT').length, 0, 'not called a torn tail');
+  t.equal(metric(await b.metrics(), 'jobhost_store_damaged_lines_total'), 2);
+  t.same(
+    (await b.host.runs({ limit: 100 })).items.map((r) => r.id),
+    [ids[1], ids[0]],
+  );
+  const more = await b.host.wait((await b.host.trigger('a')).runId);
+  await b.host.stop();
+
+  const again = captureLogger();
+  const c = await startHost(t, { dir, clock: a.clock, logger: again.logger });
+  t.equal(damagedLogs(again.lines).length, 0, 'not found again');
+  t.same(
+    c.host.storeHealth().damage.map((r) => r.id),
+    [warnings[0]!.id],
+  );
+  t.same(
+    (await c.host.runs()).items.map((r) => r.id),
+    [more.id, ids[1], ids[0]],
   );
 });

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Adapter } from 'lowdb';
 import { HostError } from '../contract/errors.js';
@@ -23,17 +23,8 @@ export async function syncDir(dir: string): Promise<void> {
 }
 
 /** Writes `text` to `file` atomically and durably. */
-export async function writeFileDurable(file: string, text: string, fsync: boolean): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const handle = await open(temp, 'w');
-  try {
-    await handle.writeFile(text, 'utf8');
-    if (fsync) await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file);
-  if (fsync) await syncDir(path.dirname(file));
+export function writeFileDurable(file: string, text: string, fsync: boolean): Promise<void> {
+  return writeThroughTemp(file, (handle) => handle.writeFile(text, 'utf8'), fsync);
 }
 
 /**
@@ -41,17 +32,59 @@ export async function writeFileDurable(file: string, text: string, fsync: boolea
  * at a time: a large document (a checkpoint with 100,000 waiting runs) is never one string, and
  * between parts the event loop serves everything else.
  */
-export async function writePartsDurable(file: string, parts: AsyncIterable<string>, fsync: boolean): Promise<void> {
+export function writePartsDurable(file: string, parts: AsyncIterable<string>, fsync: boolean): Promise<void> {
+  return writeThroughTemp(
+    file,
+    async (handle) => {
+      for await (const part of parts) await handle.write(part, null, 'utf8');
+    },
+    fsync,
+  );
+}
+
+/** A temp file of `writeThroughTemp`, `.<name>.<pid>.tmp`: left behind by a process that died mid-write (or could not remove it). */
+const TEMP_FILE = /^\..+\.\d+\.tmp$/;
+
+/**
+ * temp → fsync → rename → fsync(dir). A write that fails (a full disk) removes its partial temp
+ * file, as far as it can, and throws the write's error.
+ */
+async function writeThroughTemp(file: string, write: (handle: FileHandle) => Promise<void>, fsync: boolean): Promise<void> {
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const handle = await open(temp, 'w');
   try {
-    for await (const part of parts) await handle.write(part, null, 'utf8');
-    if (fsync) await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(temp, 'w');
+    try {
+      await write(handle);
+      if (fsync) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await rename(temp, file);
   if (fsync) await syncDir(path.dirname(file));
+}
+
+/**
+ * Removes the temp files durable writes left in `dir` (a crash mid-write, or a removal that failed
+ * too). Only for the directory's one writer (the store's lock holder): another process's temp
+ * file may be a write in progress. Answers the names removed, and those that could not be.
+ */
+export async function removeTempFiles(dir: string): Promise<{ removed: string[]; failed: Array<{ file: string; err: unknown }> }> {
+  const removed: string[] = [];
+  const failed: Array<{ file: string; err: unknown }> = [];
+  for (const name of await readdir(dir)) {
+    if (!TEMP_FILE.test(name)) continue;
+    try {
+      await rm(path.join(dir, name), { force: true });
+      removed.push(name);
+    } catch (err) {
+      failed.push({ file: name, err });
+    }
+  }
+  return { removed, failed };
 }
 
 /** A lowdb adapter for one JSON document, written atomically with fsync (lowdb's JSONFile has no fsync). */

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { JobState, NotificationQuery } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
@@ -12,7 +13,7 @@ import type { CheckpointSource } from './checkpoints.js';
 import { Checkpoints } from './checkpoints.js';
 import { type Batch, requeueUnwritten, writeBatch } from './commit-batch.js';
 import { clone } from './copy.js';
-import type { AppendFile } from './files.js';
+import { type AppendFile, removeTempFiles } from './files.js';
 import { GroupCommit, MAX_BACKOFF } from './group-commit.js';
 import { History } from './history.js';
 import { LiveRuns } from './live-runs.js';
@@ -156,8 +157,11 @@ export class Store {
       // Before reading anything: a second writer would append over the first one's lines; a store of a newer format is refused untouched.
       this.#lock = await lockSupported(this.#dir, { clock: this.#clock, logger: this.#logger });
       try {
+        await this.#removeTempFiles(this.#dir);
         await this.#load(this.#dir);
       } catch (err) {
+        // Nothing closes a store that did not open: the files the load opened are closed here.
+        await this.#closeFiles().catch((closeErr: unknown) => this.#logger.warn({ err: closeErr }, 'could not close the store files of a failed start'));
         await this.#releaseLock();
         throw err;
       }
@@ -170,6 +174,13 @@ export class Store {
     for (const [name, state] of before) this.#jobs.set(name, { ...this.#jobs.get(name), ...state });
     const runs = [...this.#live.values()].filter((r) => !isFinal(r.status)).sort((a, b) => (a.id < b.id ? -1 : 1));
     return { runs };
+  }
+
+  /** Temp files of writes that died with their process (a crash, a full disk): only the lock holder may remove them. */
+  async #removeTempFiles(dir: string): Promise<void> {
+    const { removed, failed } = await removeTempFiles(dir);
+    if (removed.length > 0) this.#logger.info({ dir, files: removed }, 'removed temp files left by interrupted or failed writes');
+    for (const { file, err } of failed) this.#logger.warn({ err, file: path.join(dir, file) }, 'could not remove a temp file left by an interrupted write');
   }
 
   async #load(dir: string): Promise<void> {
@@ -337,13 +348,17 @@ export class Store {
         // A full disk at shutdown: the journal holds everything; the next start replays it.
         this.#logger.error({ err, code: 'STORE_WRITE_FAILED' }, 'could not write the closing checkpoint; the next start replays the journal');
       }
-      await this.#checkpoints?.close();
-      await this.#history.close();
-      await this.#logs.close();
+      await this.#closeFiles();
     } finally {
       // Only once nothing of this store writes any more.
       await this.#releaseLock();
     }
+  }
+
+  async #closeFiles(): Promise<void> {
+    await this.#checkpoints?.close();
+    await this.#history.close();
+    await this.#logs.close();
   }
 
   async #releaseLock(): Promise<void> {

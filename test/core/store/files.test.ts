@@ -1,5 +1,8 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
-import { parseNdjson, parseNdjsonInSlices } from '../../../core/store/files.js';
+import { parseNdjson, parseNdjsonInSlices, writeFileDurable, writePartsDurable } from '../../../core/store/files.js';
+import { tempDir } from '../../helpers.js';
 
 const buf = (s: string): Buffer => Buffer.from(s, 'utf8');
 const isRecord = (v: unknown): boolean => typeof v === 'object' && v !== null && 'id' in v;
@@ -87,4 +90,23 @@ t.test('empty lines are skipped, never bad; nothing at all is an empty read', as
 t.test('in slices: the same result as in one go', async (t) => {
   const text = Array.from({ length: 1000 }, (_, i) => (i === 500 ? 'x' : JSON.stringify({ id: i }))).join('\n') + '\n{"id"';
   t.same(await parseNdjsonInSlices(buf(text), isRecord, 7), parseNdjson(buf(text), isRecord));
+});
+
+t.test('a durable write that fails removes its temp file and leaves the file as it was', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'state.json');
+  writeFileSync(file, '{"before":true}');
+  const failing = async function* (): AsyncGenerator<string> {
+    yield '{"after":';
+    throw new Error('the disk is full');
+  };
+  await t.rejects(writePartsDurable(file, failing(), true), { message: 'the disk is full' });
+  t.same(readdirSync(dir), ['state.json'], 'no temp file left');
+  t.equal(readFileSync(file, 'utf8'), '{"before":true}');
+
+  // The rename fails (a directory where the file goes): the complete temp file goes too.
+  const taken = path.join(dir, 'format');
+  mkdirSync(taken);
+  await t.rejects(writeFileDurable(taken, '{"format":1}\n', true));
+  t.same(readdirSync(dir).sort(), ['format', 'state.json']);
 });

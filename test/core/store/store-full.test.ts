@@ -177,3 +177,20 @@ t.test('the journal full, the segments not: a finished run reaches its segment o
   t.equal((await next.host.notifications({ limit: 1000 })).items.length, ids.length, 'and each notification kept once the journal had room');
   await next.host.stop();
 });
+
+t.test('a checkpoint a full disk refuses leaves no temp file, at a stop or at each start into the full disk', { skip: notRoot }, async (t) => {
+  const dir = mountTmpfs(t);
+  const temps = (): string[] => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'later', handler: () => 'done' });
+  // Waiting runs the checkpoint holds: more than a partly filled last page has room for.
+  for (let i = 0; i < 20; i++) await a.host.trigger('later', { delay: '1h', params: { pad: 'x'.repeat(2000), i } });
+  fill(path.join(dir, 'filler'));
+  await a.host.stop();
+  t.same(temps(), [], 'the closing checkpoint failed and removed its temp file');
+  for (let i = 0; i < 2; i++) {
+    const b = await startHost(t, { dir, clock: a.clock, start: false });
+    await t.rejects(b.host.start());
+    t.same(temps(), [], `start ${i + 1} into the full disk left no temp file`);
+  }
+});

@@ -288,3 +288,21 @@ t.test('serializeRun matches JSON.stringify for runs with every field set', asyn
   t.equal(serializeRun(run, '}\n'), `${JSON.stringify(run)}}\n`);
   writeFileSync(path.join(tempDir(t), 'x.json'), serializeRun(run));
 });
+
+t.test('temp files a write left behind (a crash, a full disk) are removed when the store opens; nothing else is', async (t) => {
+  const dir = tempDir(t);
+  const a = await startHost(t, { dir });
+  a.host.register({ name: 'ok', handler: noop });
+  const done = await a.host.wait((await a.host.trigger('ok')).runId);
+  await a.host.stop();
+  const left = ['.state.json.4242.tmp', '.format.17.tmp', '.pauses.json.99999.tmp'];
+  for (const name of left) writeFileSync(path.join(dir, name), '{"partial":');
+  const kept = ['notes.tmp', '.state.json.tmp', 'state.json.damaged-1767614400000'];
+  for (const name of kept) writeFileSync(path.join(dir, name), 'not ours to remove');
+
+  const b = await startHost(t, { dir, clock: a.clock });
+  const names = readdirSync(dir);
+  for (const name of left) t.notOk(names.includes(name), `${name} removed`);
+  for (const name of kept) t.ok(names.includes(name), `${name} kept`);
+  t.match(await b.host.run(done.id), { status: 'succeeded' });
+});

@@ -132,6 +132,10 @@ export const ERROR_CODES = {
     text: 'A store file is damaged (changed from outside, not a torn tail from a crash), or state.json is unreadable: every readable line loads, the file is copied aside, and /ready lists it until acknowledged.',
   },
   STORE_WRITE_FAILED: { status: 503, text: 'The store cannot write (a full disk): the trigger is not acknowledged; retry after `Retry-After` seconds.' },
+  STORE_OPEN_FAILED: {
+    status: 500,
+    text: 'The store directory could not be opened at start: a path in it is not what the store keeps there (a directory where a file goes, a file where a directory goes) or may not be used; the host does not start, and the message names the path.',
+  },
   STORE_LOCKED: {
     status: 409,
     text: 'Another process (another host, or this one) owns the store directory: the host does not start; the message names the pid and host holding it.',

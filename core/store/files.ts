@@ -22,6 +22,31 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * `err` with `file` as its `path` when it has none: a read of a directory (EISDIR) or a write
+ * through an open handle (ENOSPC) names no file, unlike every other fs call.
+ */
+export function withPath(err: unknown, file: string): unknown {
+  if (err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).path === undefined) (err as NodeJS.ErrnoException).path = file;
+  return err;
+}
+
+/** `readFile` of a store file; its error names the file (see `withPath`). */
+export async function readStoreFile(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw withPath(err, file);
+  }
+}
+
+/** A path as a message shows it: relative to the working directory (the host's) when inside it. */
+export function displayPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  if (rel === '') return '.';
+  return rel.startsWith('..') || path.isAbsolute(rel) ? p : rel;
+}
+
 /** Writes `text` to `file` atomically and durably. */
 export function writeFileDurable(file: string, text: string, fsync: boolean): Promise<void> {
   return writeThroughTemp(file, (handle) => handle.writeFile(text, 'utf8'), fsync);
@@ -62,7 +87,7 @@ async function writeThroughTemp(file: string, write: (handle: FileHandle) => Pro
     await rename(temp, file);
   } catch (err) {
     await rm(temp, { force: true }).catch(() => undefined);
-    throw err;
+    throw withPath(err, file);
   }
   if (fsync) await syncDir(path.dirname(file));
 }
@@ -100,7 +125,7 @@ export class DurableJsonFile<T> implements Adapter<T> {
   async read(): Promise<T | null> {
     let text: string;
     try {
-      text = await readFile(this.file, 'utf8');
+      text = (await readStoreFile(this.file)).toString('utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
@@ -169,7 +194,7 @@ export class NdjsonFile<T> implements Adapter<T[]> {
   async read(): Promise<T[] | null> {
     let buf: Buffer;
     try {
-      buf = await readFile(this.file);
+      buf = await readStoreFile(this.file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
@@ -332,14 +357,18 @@ export class AppendFile {
       this.#handle = await open(this.file, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | sync);
       created = true;
     }
-    const { size } = await this.#handle.stat();
-    this.#size = size;
-    if (truncateTo !== undefined && truncateTo < size) {
-      await this.#handle.truncate(truncateTo);
-      if (this.#fsync) await this.#handle.datasync(); // O_DSYNC covers writes, not truncation
-      this.#size = truncateTo;
+    try {
+      const { size } = await this.#handle.stat();
+      this.#size = size;
+      if (truncateTo !== undefined && truncateTo < size) {
+        await this.#handle.truncate(truncateTo);
+        if (this.#fsync) await this.#handle.datasync(); // O_DSYNC covers writes, not truncation
+        this.#size = truncateTo;
+      }
+      if (created && this.#fsync) await syncDir(path.dirname(this.file));
+    } catch (err) {
+      throw withPath(err, this.file);
     }
-    if (created && this.#fsync) await syncDir(path.dirname(this.file));
   }
 
   append(text: string): void {

@@ -1,9 +1,9 @@
-import { readdir, readFile, rm, truncate } from 'node:fs/promises';
+import { readdir, rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Run, RunQuery, RunStatus } from '../contract/run.js';
-import { AppendFile, NdjsonFile, type NdjsonRead, parseNdjsonInSlices } from './files.js';
+import { AppendFile, NdjsonFile, type NdjsonRead, parseNdjsonInSlices, readStoreFile } from './files.js';
 import { Newest } from './live-runs.js';
 import { segmentLogsPath } from './run-logs.js';
 import type { DamageFound } from './store-damage.js';
@@ -344,7 +344,7 @@ export class History {
     if (sliced) {
       let buf: Buffer;
       try {
-        buf = await readFile(file);
+        buf = await readStoreFile(file);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         buf = Buffer.alloc(0);

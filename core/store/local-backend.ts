@@ -27,6 +27,7 @@ import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
 import { clone } from './copy.js';
 import { Debouncer } from './debounce.js';
+import { storeOpenError } from './open-error.js';
 import { Outbox } from './outbox.js';
 import { LocalPauses } from './pauses.js';
 import { Runner } from './runner.js';
@@ -85,6 +86,8 @@ class LocalBackend implements Backend {
   readonly #storm = new StormWindows();
   readonly #clock: Clock;
   readonly #logger: Logger;
+  /** The store directory (null: in memory). */
+  readonly #dir: string | null;
   #hooks: BackendHooks | undefined;
   #open = false;
   /** Set as `close()` begins: from then on a cancel is refused rather than written to a store that is closing. */
@@ -94,6 +97,7 @@ class LocalBackend implements Backend {
   constructor(options: LocalBackendOptions) {
     this.#clock = options.clock;
     this.#logger = options.logger;
+    this.#dir = options.dir;
     this.#store = createStore({
       dir: options.dir,
       fsync: options.fsync,
@@ -123,7 +127,12 @@ class LocalBackend implements Backend {
     this.#runner.attach(hooks);
     this.#outbox.attach(hooks);
     const loaded = await this.#store.open();
-    await this.pauses.load();
+    try {
+      await this.pauses.load();
+    } catch (err) {
+      await this.#store.close().catch(() => undefined); // its lock too: the backend did not open
+      throw storeOpenError(err, this.#dir ?? '.');
+    }
     this.#open = true;
     this.#recover(loaded.runs);
     for (const n of this.#store.openNotifications()) this.#outbox.add(n);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import { displayPath, withPath } from './files.js';
 
 /**
  * One writer per store directory (SPEC §3): `jobhost.lock` in the directory, held with a kernel
@@ -57,13 +58,6 @@ function nativeLocks(): Promise<NativeLocks | Error> {
   return native;
 }
 
-/** The directory as a message shows it: relative to the working directory when inside it. */
-function display(dir: string): string {
-  const rel = path.relative(process.cwd(), dir);
-  if (rel === '') return '.';
-  return rel.startsWith('..') || path.isAbsolute(rel) ? dir : rel;
-}
-
 function parseHolder(text: string): LockHolder | undefined {
   try {
     const v = JSON.parse(text) as Partial<LockHolder> | null;
@@ -98,7 +92,7 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
   if (locks instanceof Error) {
     options.logger.warn(
       { err: locks, dir },
-      `cannot lock the store directory ${JSON.stringify(display(dir))} on this platform: nothing stops a second host from writing to it`,
+      `cannot lock the store directory ${JSON.stringify(displayPath(dir))} on this platform: nothing stops a second host from writing to it`,
     );
     return { release: async () => undefined };
   }
@@ -115,7 +109,7 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
     await handle.close();
     const holder = await readHolder(file);
     const who = holder ? `pid ${holder.pid} on host ${holder.host} (since ${holder.startedAt})` : 'another process (it has not written its name yet)';
-    throw new HostError('STORE_LOCKED', `the store directory ${JSON.stringify(display(dir))} is in use by ${who}; one host owns a store directory`, {
+    throw new HostError('STORE_LOCKED', `the store directory ${JSON.stringify(displayPath(dir))} is in use by ${who}; one host owns a store directory`, {
       dir,
       ...holder,
     });
@@ -127,7 +121,7 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
   } catch (err) {
     locks.unlock(handle.fd);
     await handle.close();
-    throw err;
+    throw withPath(err, file);
   }
   let released = false;
   return {

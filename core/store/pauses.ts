@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { type PausedSet, type PauseKind, PauseSets, type PauseStore } from '../contract/pause.js';
-import { writeFileDurable } from './files.js';
+import { readStoreFile, writeFileDurable } from './files.js';
 
 /**
  * The local backend's pauses (SPEC §13): two small sets, kept in `pauses.json` in the store
@@ -42,7 +41,7 @@ export class LocalPauses implements PauseStore {
     if (this.#o.dir === null) return;
     let text: string;
     try {
-      text = await readFile(path.join(this.#o.dir, PAUSES_FILE), 'utf8');
+      text = (await readStoreFile(path.join(this.#o.dir, PAUSES_FILE))).toString('utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;

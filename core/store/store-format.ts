@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
-import { writeFileDurable } from './files.js';
+import { readStoreFile, writeFileDurable } from './files.js';
 import { lockStore, type StoreLock } from './lock.js';
 
 /**
@@ -78,7 +77,7 @@ export async function stampStoreFormat(dir: string, fsync: boolean): Promise<voi
 async function readVersion(file: string, field: string): Promise<number> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readStoreFile(file)).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return 0;
     throw err;

@@ -20,6 +20,7 @@ import { LiveRuns } from './live-runs.js';
 import { loadFiles } from './load-files.js';
 import type { StoreLock } from './lock.js';
 import { NotificationLog } from './notification-log.js';
+import { storeOpenError } from './open-error.js';
 import { Pending } from './pending.js';
 import { RunLogStore } from './run-logs.js';
 import { type DamageFound, DamageLog } from './store-damage.js';
@@ -154,8 +155,12 @@ export class Store {
     const before = new Map(this.#jobs);
     this.#jobs.clear();
     if (this.#dir !== null) {
-      // Before reading anything: a second writer would append over the first one's lines; a store of a newer format is refused untouched.
-      this.#lock = await lockSupported(this.#dir, { clock: this.#clock, logger: this.#logger });
+      try {
+        // Before reading anything: a second writer would append over the first one's lines; a store of a newer format is refused untouched.
+        this.#lock = await lockSupported(this.#dir, { clock: this.#clock, logger: this.#logger });
+      } catch (err) {
+        throw storeOpenError(err, this.#dir);
+      }
       try {
         await this.#removeTempFiles(this.#dir);
         await this.#load(this.#dir);
@@ -163,7 +168,7 @@ export class Store {
         // Nothing closes a store that did not open: the files the load opened are closed here.
         await this.#closeFiles().catch((closeErr: unknown) => this.#logger.warn({ err: closeErr }, 'could not close the store files of a failed start'));
         await this.#releaseLock();
-        throw err;
+        throw storeOpenError(err, this.#dir);
       }
       this.#scrub = this.#history
         .scrub(() => this.#closed)

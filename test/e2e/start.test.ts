@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { BIN, childEnv, makeProject, runCli } from './project.js';
@@ -117,6 +117,24 @@ t.test('jobhost start refuses an invalid config with a clear message and exit co
   const app = runCli(t, dir, ['start']);
   t.equal(await app.exited, 1);
   t.match(app.stderr(), /cannot start: INVALID_CRON jobs\.x\.schedule: invalid cron "nope"/);
+});
+
+t.test('jobhost start on a store it cannot open: exit 1 with the code and the path, relative to the project', async (t) => {
+  // A directory where the store keeps a journal; a file where it keeps its directory.
+  const journal = makeProject(t, { server: { port: 0 } }, { examples: false });
+  mkdirSync(path.join(journal, 'data', 'journal-1.ndjson'), { recursive: true });
+  const file = makeProject(t, { server: { port: 0 } }, { examples: false });
+  writeFileSync(path.join(file, 'data'), 'not a directory\n');
+  const [a, b] = [runCli(t, journal, ['start']), runCli(t, file, ['start'])];
+  t.same(await Promise.all([a.exited, b.exited]), [1, 1]);
+  t.match(
+    a.stderr(),
+    /^jobhost: cannot start: STORE_OPEN_FAILED the store cannot open data\/journal-1\.ndjson: it is a directory, where the store keeps a file \(EISDIR, read\)\n$/,
+  );
+  t.match(
+    b.stderr(),
+    /^jobhost: cannot start: STORE_OPEN_FAILED the store cannot open data: it is a file, where the store keeps a directory \(EEXIST, mkdir\)\n$/,
+  );
 });
 
 t.test('jobhost start reads JOBHOST_CONFIG, JOBHOST_HOST, JOBHOST_PORT, JOBHOST_TOKEN and JOBHOST_DATA_DIR', async (t) => {

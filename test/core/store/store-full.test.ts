@@ -190,7 +190,21 @@ t.test('a checkpoint a full disk refuses leaves no temp file, at a stop or at ea
   t.same(temps(), [], 'the closing checkpoint failed and removed its temp file');
   for (let i = 0; i < 2; i++) {
     const b = await startHost(t, { dir, clock: a.clock, start: false });
-    await t.rejects(b.host.start());
+    // The code a commit that cannot write has, and the file (which one depends on what still fit).
+    await t.rejects(b.host.start(), { code: 'STORE_WRITE_FAILED', details: { errno: 'ENOSPC', file: new RegExp(`^${dir}/`) } });
     t.same(temps(), [], `start ${i + 1} into the full disk left no temp file`);
   }
+});
+
+t.test('a read-only store directory: the host does not start, with STORE_WRITE_FAILED naming the file', { skip: notRoot }, async (t) => {
+  const dir = mountTmpfs(t);
+  const a = await startHost(t, { dir });
+  await a.host.stop();
+  execFileSync('mount', ['-o', 'remount,ro', dir], { stdio: 'pipe' });
+  const b = await startHost(t, { dir, clock: a.clock, start: false });
+  await t.rejects(b.host.start(), {
+    code: 'STORE_WRITE_FAILED',
+    message: `the store cannot write ${dir}/jobhost.lock (EROFS: the file system is read-only)`,
+    details: { errno: 'EROFS', file: `${dir}/jobhost.lock` },
+  });
 });

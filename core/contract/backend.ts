@@ -200,7 +200,8 @@ export interface Backend {
   missedWatches(job: string): Promise<MissedWatch[]>;
   /**
    * The `slow` rule: answers true once per run (the caller sends the alert), false after that: a
-   * run whose retry or takeover starts on another host is told once for the cluster.
+   * run whose retry or takeover starts on another host, or that runs again after a restart
+   * (its first start long past), is told once. Durable when it resolves.
    */
   claimSlow(job: string, runId: string): Promise<boolean>;
 
@@ -329,6 +330,8 @@ export interface JobState {
   missedThrough?: number;
   /** The `missed` rule's watches a restart takes up again (see `keepMissedWatch`); the local backend's. */
   missedWatches?: MissedWatch[];
+  /** Runs of the job the `slow` rule has told, while they may run again after a restart (see `claimSlow`); the local backend's. */
+  slowTold?: string[];
 }
 
 /** A schedule fire the `missed` rule watches (`Backend.keepMissedWatch`). */
@@ -349,6 +352,13 @@ export interface MissedWatch {
  * store, a line of the job's flags): a thousand made every fire of such a job write ~100 KB.
  */
 export const MISSED_WATCHES_MAX = 60;
+
+/**
+ * Runs a backend keeps the `slow` mark of per job, the newest (`claimSlow`): a mark goes once its
+ * run has ended, so only a job with this many slow runs live at once (running or waiting to run
+ * again) loses the oldest mark, and that run may be told slow again after a restart.
+ */
+export const SLOW_TOLD_MAX = 100;
 
 /** A watch as a backend keeps it: the same text for the same watch, so a drop names what a keep wrote. */
 export function missedWatchText(w: MissedWatch): string {

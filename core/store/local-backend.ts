@@ -14,6 +14,7 @@ import {
   type NotificationQuery,
   type Refusal,
   type ScheduleFire,
+  SLOW_TOLD_MAX,
 } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
@@ -361,9 +362,19 @@ class LocalBackend implements Backend {
     return Promise.resolve(this.#storm.takeEnded(key, this.#clock.now()));
   }
 
-  /** One host: the alert rules' own marks already tell each run once. */
-  claimSlow(): Promise<boolean> {
-    return Promise.resolve(true);
+  /**
+   * The mark is kept with the job's state (a line of its flags, and checkpoints): a run told slow
+   * that a restart queues again (a kill, or a stop's grace cut its attempt short) is started
+   * again with its first start long past, and must not be told again. Only a run that turns slow
+   * writes; the marks of runs that have ended go with the next one's.
+   */
+  claimSlow(job: string, runId: string): Promise<boolean> {
+    const state = this.#store.job(job);
+    if (state.slowTold?.includes(runId)) return Promise.resolve(false);
+    const kept = (state.slowTold ?? []).filter((id) => this.#runner.get(id) !== undefined);
+    kept.push(runId);
+    state.slowTold = kept.slice(-SLOW_TOLD_MAX);
+    return this.#saveJob(job).then(() => true);
   }
 
   async claimMissed(job: string, fireAt: number): Promise<boolean> {

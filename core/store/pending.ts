@@ -44,6 +44,7 @@ export class Pending {
             lastFireAt: r?.lastFireAt ?? null,
             missedThrough: r?.missedThrough ?? null,
             ...(r?.missedWatches && { missedWatches: r.missedWatches }),
+            ...(r?.slowTold && { slowTold: r.slowTold }),
           },
         ];
       }),

@@ -39,7 +39,13 @@ export interface StateDoc {
   audit?: AuditRecord[];
 }
 
-export type JobFlags = { enabled: boolean | null; lastFireAt: number | null; missedThrough?: number | null; missedWatches?: MissedWatch[] };
+export type JobFlags = {
+  enabled: boolean | null;
+  lastFireAt: number | null;
+  missedThrough?: number | null;
+  missedWatches?: MissedWatch[];
+  slowTold?: string[];
+};
 type JournalRecord = { r: Run } | { j: string; f: JobFlags } | { n: Notification } | { d: DamageReport } | { l: string; log: unknown } | { a: AuditRecord };
 
 const checkJournalLine = checkWith(journalLine);
@@ -145,6 +151,7 @@ function applyRecord(rec: JournalRecord, into: JournalTarget): void {
     // Absent in records written before the `missed` rule.
     if (typeof rec.f.missedThrough === 'number') state.missedThrough = rec.f.missedThrough;
     if (rec.f.missedWatches) state.missedWatches = rec.f.missedWatches;
+    if (rec.f.slowTold) state.slowTold = rec.f.slowTold;
   } else if ('n' in rec) into.notifications.push(rec.n);
   else if ('d' in rec) into.damage.apply(rec.d);
   else if ('l' in rec) into.logs.apply(rec.l, rec.log);

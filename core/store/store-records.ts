@@ -52,6 +52,7 @@ const jobFlags = z.object({
   lastFireAt: z.number().nullable(),
   missedThrough: z.number().nullable().optional(),
   missedWatches: z.array(missedWatch).optional(),
+  slowTold: z.array(z.string()).optional(),
 });
 
 /** A batch of a run's log lines (each line is checked as it is applied: a bad one is skipped, not damage). */

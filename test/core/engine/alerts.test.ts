@@ -1,8 +1,9 @@
+import { cpSync } from 'node:fs';
 import t from 'tap';
 import type { ConfigInput } from '../../../core/contract/config.js';
 import type { Notification } from '../../../core/contract/notification.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { gate, startServer, type TestServer, until } from '../../helpers.js';
+import { gate, startServer, type TestServer, tempDir, until } from '../../helpers.js';
 import { httpReceiver } from '../../receivers.js';
 
 /** Alert rules and storm control (SPEC §12) on one host, with the host's clock injected and a real receiver. */
@@ -170,6 +171,50 @@ t.test('slow: a run whose slowerThan passes while it waits for a retry is told w
   second.open();
   await s.host.wait(runId);
   t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
+});
+
+t.test('slow: a run told slow is not told again when a restart runs it again (a stop that cut its attempt short, or a crash)', async (t) => {
+  for (const crash of [false, true]) {
+    const release = gate();
+    const plugin = () =>
+      definePlugin({
+        name: 'long-haul',
+        isolation: 'inline',
+        timeout: '2h',
+        retry: { attempts: 3, delay: 0, jitter: 0 },
+        notify: { on: ['slow'], slowerThan: '10m', to: ['hook'] },
+        handler: () => release.promise,
+      });
+    const config = { notifications: notifications() };
+    const s = await startServer(t, { config, plugins: [plugin()] });
+    const { runId } = await s.host.trigger('long-haul');
+    await until(() => s.of('run.started').length === 1, 5000, 'started');
+    await s.clock.advance(10 * 60_000);
+    await notified(s, 1, 'slow');
+    let dir = s.dir;
+    if (crash) {
+      // What a kill -9 leaves: the store as it is now.
+      await s.host.flush();
+      dir = tempDir(t);
+      cpSync(s.dir, dir, { recursive: true });
+    } else await s.host.stop({ graceMs: 0 });
+    await s.clock.advance(60_000);
+
+    const again = await startServer(t, { dir, clock: s.clock, config, plugins: [plugin()] });
+    await until(() => again.of('run.started').some((e) => e.data.runId === runId), 5000, 'the run started again');
+    // Its first start is more than 10 minutes ago: the rule looks at it at once, and on.
+    await again.clock.advance(60 * 60_000);
+    const slow = (await again.host.notifications({})).items.filter((n) => n.rule === 'slow');
+    t.same(
+      slow.map((n) => n.runId),
+      [runId],
+      `${crash ? 'a crash' : 'a stop'}: once per run`,
+    );
+    release.open();
+    await again.host.wait(runId);
+    await again.host.stop({ graceMs: 0 });
+    await s.host.stop({ graceMs: 0 });
+  }
 });
 
 t.test('missed: a fire refused by overlap, a run stuck queued, fires missed while the host was down; never for a disabled job', async (t) => {

@@ -11,7 +11,7 @@ import { Bus } from '../../../core/engine/bus.js';
 import { InlineExecutor } from '../../../core/engine/executor.js';
 import { RunEvents } from '../../../core/engine/run-events.js';
 import { createLocalBackend } from '../../../core/store/local-backend.js';
-import { gate, type Tap, tempDir } from '../../helpers.js';
+import { gate, type Tap, tempDir, until } from '../../helpers.js';
 
 /**
  * The local backend through the `Backend` interface alone, with the engine's real executor and
@@ -233,4 +233,31 @@ t.test("the missed rule's watches: kept past a reopen, the newest MISSED_WATCHES
   // A keep past every deadline prunes the ones due: the host that kept them was up to see them.
   await b.backend.keepMissedWatch('tick', watch(9999, null), T0 + 9999 * 1000);
   t.same(await b.backend.missedWatches('tick'), [watch(9999, null)]);
+});
+
+t.test("the slow rule's mark: once per run, past a reopen that queues the run again; the marks of ended runs go", async (t) => {
+  const dir = tempDir(t);
+  const hold = gate();
+  const job = { handler: () => hold.promise };
+  const run = runOf('long', { maxAttempts: 3 });
+  const a = await open(t, dir, { long: job });
+  await a.backend.add(run, ALLOW);
+  await until(async () => (await a.backend.getRun(run.id))?.status === 'running', 5000, 'the run started');
+  t.equal(await a.backend.claimSlow('long', run.id), true, 'the first claim tells it');
+  t.equal(await a.backend.claimSlow('long', run.id), false, 'not twice');
+  // A stop whose grace cuts the attempt short: the run waits, queued, for the next start.
+  await a.backend.drain(0);
+  await a.backend.close();
+
+  const b = await open(t, dir, { long: job });
+  await until(async () => (await b.backend.getRun(run.id))?.status === 'running', 5000, 'the run started again');
+  t.equal(await b.backend.claimSlow('long', run.id), false, 'told before the restart: not again');
+  // Marks of runs that are not live (ended, or never here) go as the next run is marked.
+  t.equal(await b.backend.claimSlow('long', 'ended-run-1'), true);
+  t.equal(await b.backend.claimSlow('long', 'ended-run-2'), true);
+  t.same(b.backend.jobState('long').slowTold, [run.id, 'ended-run-2'], 'the live run keeps its mark; the ended one went');
+  hold.open();
+  await finished(b, run.id);
+  t.equal(await b.backend.claimSlow('long', 'ended-run-3'), true);
+  t.same(b.backend.jobState('long').slowTold, ['ended-run-3'], 'bounded by the runs still live');
 });

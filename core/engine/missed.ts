@@ -54,8 +54,8 @@ export class Missed {
   readonly #timer: DueTimer<Watch>;
   /** Watches whose run has not started, by run id. */
   readonly #byRun = new Map<string, Watch[]>();
-  /** Runs that started before their fire's watch was set (a start can come before the add's promise resolves); bounded. */
-  #early = new Set<string>();
+  /** Runs that started before their fire's watch was set (a start can come before the add's promise resolves), with when; bounded. */
+  #early = new Map<string, number>();
   /** Per job, the look at the watches a restart found open: other claims of the job wait for it (they must come in fire order). */
   readonly #resuming = new Map<string, Promise<void>>();
   #stopped = false;
@@ -72,11 +72,19 @@ export class Missed {
   fired(name: string, fireAt: number | readonly number[], runId: string | null, reason: string): void {
     const job = this.#watched(name);
     if (!job?.schedule) return;
-    if (runId !== null && this.#early.delete(runId)) return;
     const schedule = job.schedule;
     const watches = (typeof fireAt === 'number' ? [fireAt] : fireAt).map(
       (at): Watch => ({ job: name, fireAt: at, deadline: at + missedAfter(job, schedule, at), runId, reason }),
     );
+    const startedAt = runId === null ? undefined : this.#early.get(runId);
+    if (startedAt !== undefined) {
+      this.#early.delete(runId!);
+      // Started already: in time, or after a deadline (the host stalled between the fire and its start).
+      for (const w of watches) {
+        if (startedAt > w.deadline) this.#claim(name, w.fireAt, `its run ${runId} started more than ${formatDuration(w.deadline - w.fireAt)} after the fire`);
+      }
+      return;
+    }
     if (watches.length === 0) return;
     if (runId !== null) this.#byRun.set(runId, watches);
     const now = this.#o.clock.now();
@@ -98,8 +106,8 @@ export class Missed {
     const watches = this.#byRun.get(runId);
     if (!watches) {
       if (source !== 'schedule' && source !== 'catch-up') return;
-      if (this.#early.size >= EARLY_MAX) this.#early = new Set();
-      this.#early.add(runId);
+      if (this.#early.size >= EARLY_MAX) this.#early = new Map();
+      this.#early.set(runId, this.#o.clock.now());
       return;
     }
     this.#byRun.delete(runId);

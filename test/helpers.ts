@@ -12,6 +12,27 @@ export interface Tap {
   teardown(fn: () => unknown): void;
 }
 
+/** A manual clock whose reading can run ahead of its timers (`StallingClock.stall`). */
+export interface StallingClock extends ManualClock {
+  /** A blocked event loop: `ms` pass at once and no timer fires for them; those due meanwhile fire late, at the next advance. */
+  stall(ms: number): void;
+}
+
+export function createStallingClock(start = Date.UTC(2026, 0, 5, 12, 0, 0)): StallingClock {
+  const timers = createManualClock(start);
+  let behind = 0;
+  return {
+    now: () => timers.now() + behind,
+    setTimer: (ms, fn) => timers.setTimer(ms, fn),
+    advance: (ms) => timers.advance(ms),
+    set: (time) => timers.set((typeof time === 'number' ? time : time.getTime()) - behind),
+    pending: () => timers.pending(),
+    stall(ms) {
+      behind += ms;
+    },
+  };
+}
+
 /** A fresh directory under the OS temp dir, removed when the test ends. */
 export function tempDir(t: Tap, prefix = 'jobhost-test-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -296,7 +296,7 @@ export interface AdmissionRules {
 export interface ScheduleFire {
   /** The fire time (ms): admitted only while the job's `lastFireAt` is before it. */
   readonly at: number;
-  /** What `lastFireAt` becomes when admitted (the fire time; for a catch-up, the time of the catch-up). */
+  /** What `lastFireAt` becomes when admitted (the fire time; for a catch-up, or a fire that came a period late, the time it came). */
   readonly record: number;
 }
 

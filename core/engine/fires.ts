@@ -12,8 +12,8 @@ export interface FiresOptions {
   backend: Backend;
   registry: JobRegistry;
   triggers: Triggers;
-  /** The `missed` rule: told what each fire made, and of fires missed while the host was down. */
-  missed?: Pick<Missed, 'fired' | 'downtime'> | undefined;
+  /** The `missed` rule: told what each fire made, and of fires missed while the host was down or stalled. */
+  missed?: Pick<Missed, 'fired' | 'downtime' | 'stalled'> | undefined;
 }
 
 /** Refusals that are the job's own choice, not a fire gone missing. */
@@ -39,26 +39,36 @@ export class Fires {
     this.#o = options;
   }
 
-  /** A schedule fired for `name`, due at `dueAt`. */
-  fire(name: string, dueAt: number): void {
-    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: dueAt }, [dueAt]);
-    this.#note(name, dueAt);
-    this.#trigger(name, 'schedule', undefined, [dueAt]);
+  /**
+   * A schedule fired for `name`, due at `dueAt`. A timer that came late (a stalled host) fires
+   * once for every slot up to `through`: its run stands for them as a catch-up run does for a
+   * downtime, and fires up to `through` are recorded as made.
+   */
+  fire(name: string, dueAt: number, through = dueAt): void {
+    const late = through > dueAt ? through : undefined;
+    if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: through }, [dueAt], late);
+    this.#note(name, through);
+    this.#trigger(name, 'schedule', undefined, [dueAt], late);
   }
 
-  /** Triggers the run of a fire (or a catch-up run) and tells the `missed` rule what came of `dueAts`, the fires it stands for. */
-  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[]): void {
+  /**
+   * Triggers the run of a fire (or a catch-up run) and tells the `missed` rule what came of `dueAts`,
+   * the fires it stands for; a late fire (`late`: when it came) stands for the slots it passed too.
+   */
+  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[], late?: number): void {
     const missed = dueAts.length === 0 ? undefined : this.#o.missed;
+    // Counted once the fire is known to be this host's (on a shared backend another host may have made those slots).
+    const watched = (): readonly number[] => (missed && late !== undefined ? missed.stalled(name, dueAts[0]!, late) : dueAts);
     this.#o.triggers.create(name, {}, source, undefined, fire).then(
-      ({ runId }) => missed?.fired(name, dueAts, runId, ''),
+      ({ runId }) => missed?.fired(name, watched(), runId, ''),
       (err: unknown) => {
         if (isHostError(err) && err.code === 'SKIPPED') {
           // Emitted as run.skipped, or another host ran this fire.
           const reason = String(err.details?.['reason'] ?? 'skipped');
-          if (!MEANT.has(reason)) missed?.fired(name, dueAts, null, `the fire was refused (${err.message})`);
+          if (!MEANT.has(reason)) missed?.fired(name, watched(), null, `the fire was refused (${err.message})`);
           return;
         }
-        missed?.fired(name, dueAts, null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
+        missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
         this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
       },
     );

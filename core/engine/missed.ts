@@ -133,25 +133,46 @@ export class Missed {
     const job = this.#watched(name);
     if (!job?.schedule) return [];
     this.#resume(name, since);
-    const now = this.#o.clock.now();
+    return this.#unmade(name, job, job.schedule, since, through, this.#o.clock.now(), 'the host was down');
+  }
+
+  /**
+   * A timer came late (the host was stalled): its fire, due at `dueAt`, stands for every slot up
+   * to `through`, when it came. Those whose `missedAfter` had run out by then were missed (no run
+   * made now can start in time for them), told as a downtime's are; the others are returned, to be
+   * watched with the fire's run (`fired`).
+   */
+  stalled(name: string, dueAt: number, through: number): number[] {
+    const job = this.#watched(name);
+    if (!job?.schedule) return [dueAt];
+    // The fire itself is one of them: counted from just before it.
+    return this.#unmade(name, job, job.schedule, dueAt - 1, through, through, 'the host was stalled');
+  }
+
+  /**
+   * The fires of `name` after `since` up to `through` that no fire of the host made on time (it
+   * was down, or stalled): those whose `missedAfter` ran out by `at` are told, one by one up to
+   * DOWNTIME_MAX, the last saying how many later ones it stands for; the others are returned.
+   */
+  #unmade(name: string, job: EffectiveJob, schedule: Schedule, since: number, through: number, at: number, why: string): number[] {
     const fires: number[] = [];
     const pending: number[] = [];
     let more = 0;
     let seen = 0;
     // Fires up to missedThrough are accounted for (told, or in a disabled stretch): the count starts after them.
     const from = Math.max(since, this.#o.backend().jobState(name).missedThrough ?? since);
-    for (let at = job.schedule.next(from); at !== null && at <= through; at = job.schedule.next(at)) {
+    for (let fire = schedule.next(from); fire !== null && fire <= through; fire = schedule.next(fire)) {
       // A every-second job down for days: the count stops here rather than hold up the start.
       if (++seen > 10_000) break;
-      if (at + missedAfter(job, job.schedule, at) > now) {
-        if (pending.length < DOWNTIME_MAX) pending.push(at);
-      } else if (fires.length < DOWNTIME_MAX) fires.push(at);
+      if (fire + missedAfter(job, schedule, fire) > at) {
+        if (pending.length < DOWNTIME_MAX) pending.push(fire);
+      } else if (fires.length < DOWNTIME_MAX) fires.push(fire);
       else more++;
     }
     const atLeast = seen > 10_000 ? 'at least ' : '';
-    fires.forEach((at, i) => {
+    fires.forEach((fire, i) => {
       const rest = i === fires.length - 1 && more > 0 ? ` (and ${atLeast}${more} later fire${more === 1 ? '' : 's'})` : '';
-      this.#claim(name, at, `the host was down${rest}`);
+      this.#claim(name, fire, `${why}${rest}`);
     });
     return pending;
   }

@@ -180,7 +180,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     missed.enabled(e.data.job);
     if (e.data.host === undefined) fires.enabled(e.data.job);
   });
-  const scheduler = new Scheduler({ clock, logger, fire: (job, at) => fires.fire(job, at) });
+  const scheduler = new Scheduler({ clock, logger, fire: (job, at, through) => fires.fire(job, at, through) });
   const registrations = new Registrations({
     registry: jobs,
     backend,

@@ -5,9 +5,16 @@ import type { Schedule } from './cron.js';
 export interface SchedulerOptions {
   clock: Clock;
   logger: Logger;
-  /** Called at each fire with the time the fire was due (ms). */
-  fire(job: string, dueAt: number): void;
+  /**
+   * Called at each fire with the time the fire was due (ms), and the time up to which it stands
+   * for the schedule: `dueAt`, or later when the timer came a whole period or more late (a
+   * stalled host), whose slots in between are not fired.
+   */
+  fire(job: string, dueAt: number, through: number): void;
 }
+
+/** No schedule fires more often (`every` is at least 1 s; cron's finest field is the second): a timer later than this passed no slot. */
+const MIN_PERIOD_MS = 1000;
 
 interface Armed {
   schedule: Schedule;
@@ -18,12 +25,12 @@ interface Armed {
 /**
  * Decides when jobs fire; knows nothing of running them. One timer per scheduled job, armed for
  * its next fire time. A fire that comes late (a blocked event loop) fires once, never once per
- * missed slot, and the next slot is counted from now.
+ * missed slot, says up to when it stands for the schedule, and the next slot is counted from then.
  */
 export class Scheduler {
   readonly #clock: Clock;
   readonly #logger: Logger;
-  readonly #fire: (job: string, dueAt: number) => void;
+  readonly #fire: (job: string, dueAt: number, through: number) => void;
   readonly #jobs = new Map<string, Armed>();
   #running = false;
 
@@ -95,12 +102,13 @@ export class Scheduler {
     armed.timer = this.#clock.setTimer(Math.max(0, next - this.#clock.now()), () => {
       if (this.#jobs.get(job) !== armed || !this.#running) return;
       armed.timer = undefined;
+      const now = this.#clock.now();
       try {
-        this.#fire(job, next);
+        this.#fire(job, next, now - next >= MIN_PERIOD_MS ? now : next);
       } catch (err) {
         this.#logger.error({ err, job }, 'schedule fire failed');
       }
-      this.#arm(job, armed, Math.max(next, this.#clock.now()));
+      this.#arm(job, armed, Math.max(next, now));
     });
   }
 }

@@ -373,3 +373,50 @@ t.test("missed: a fire's watch kept in Redis goes once its run starts", async (t
   // Each fire's watch (deadline an hour on) was kept, then dropped as its run started: at most the newest fire's is left.
   t.ok((await redis.client().zcard(`${prefix}:__jh:missed:ticks`)) <= 1);
 });
+
+t.test('missed: the fires a stalled host passed are told once their missedAfter had run out when its timer came', async (t) => {
+  const redis = await startRedis(t);
+  const hook = await httpReceiver(t);
+  const hosts = await startCluster(t, redis, 1, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'ticks',
+        isolation: 'inline',
+        schedule: '* * * * * *',
+        notify: { on: ['missed'], missedAfter: '1s', to: ['hook'] },
+        handler: () => 'ok',
+      }),
+      // Keeps the event loop busy for 3 s: no timer fires meanwhile (what the stall is, not a wait of the test's).
+      definePlugin({
+        name: 'block',
+        isolation: 'inline',
+        handler: () => {
+          const end = Date.now() + 3000;
+          while (Date.now() < end);
+        },
+      }),
+    ],
+  });
+  const h = hosts[0]!.host;
+  await until(async () => (await h.runs({ job: 'ticks', status: 'succeeded' })).items.length >= 1, 10_000, 'a fire ran');
+  const stalledAt = Date.now();
+  await finalOn(h, (await h.trigger('block')).runId);
+  const stalledTo = Date.now();
+  // The fires of the stall whose 1 s ran out before it ended (two or three of them, by where in its second it began).
+  await until(() => hook.received.length >= 2, 10_000, 'the fires the stall passed told');
+  await until(
+    async () => (await h.runs({ job: 'ticks', status: 'succeeded' })).items.some((r) => Date.parse(r.createdAt) > stalledTo + 1500),
+    10_000,
+    'fires after the stall ran',
+  );
+  const missed = (await h.notifications({ limit: 100, job: 'ticks' })).items.filter((n) => n.rule === 'missed');
+  const fires = missed.map((n) => n.message.match(/fire at (\S+): the host was stalled$/)?.[1]);
+  t.ok(missed.length >= 2, `${missed.length} missed`);
+  t.ok(
+    fires.every((f) => f !== undefined && Date.parse(f) > stalledAt && Date.parse(f) < stalledTo),
+    `each a fire of the stall, told as one: ${JSON.stringify(missed.map((n) => n.message))}`,
+  );
+  t.equal(new Set(fires).size, fires.length, 'each once');
+  t.equal(hook.received.length, missed.length, 'nothing else missed');
+});

@@ -3,7 +3,7 @@ import t from 'tap';
 import type { ConfigInput } from '../../../core/contract/config.js';
 import type { Notification } from '../../../core/contract/notification.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
-import { gate, startServer, type TestServer, tempDir, until } from '../../helpers.js';
+import { createStallingClock, gate, startServer, type TestServer, tempDir, until } from '../../helpers.js';
 import { httpReceiver } from '../../receivers.js';
 
 /** Alert rules and storm control (SPEC §12) on one host, with the host's clock injected and a real receiver. */
@@ -402,6 +402,59 @@ t.test('missed: a fire whose run was queued when the host stopped is missed if t
     await again.host.stop({ graceMs: 0 });
   }
 });
+
+t.test(
+  'missed: the fires a stalled host passed are missed once their missedAfter had run out when its timer came; the late run stands for the rest',
+  async (t) => {
+    const clock = createStallingClock();
+    let stallMs = 0;
+    const s = await startServer(t, {
+      clock,
+      config: { notifications: notifications({ throttle: 0 }) },
+      plugins: [
+        definePlugin({
+          name: 'tick',
+          isolation: 'inline',
+          schedule: '* * * * * *',
+          overlap: 'skip',
+          notify: { on: ['missed'], missedAfter: '2s', to: ['hook'] },
+          handler: () => 'ok',
+        }),
+        // An inline handler that keeps the event loop busy: nothing fires while it runs.
+        definePlugin({ name: 'block', isolation: 'inline', handler: () => void clock.stall(stallMs) }),
+      ],
+    });
+    const t0 = clock.now();
+    const at = (s: number): string => new Date(t0 + s * 1000).toISOString();
+    await clock.advance(1500);
+    stallMs = 5000;
+    await s.host.wait((await s.host.trigger('block')).runId);
+    // The fire due at 2 s comes at 7 s: the fires of 2 to 5 s were past their 2 s then; 6 and 7 s were not, and its run starts in time for them.
+    await clock.advance(500);
+    await until(() => s.of('run.started').filter((e) => e.data.job === 'tick').length === 2, 5000, 'the late fire ran');
+    let items = await notified(s, 4, 'the fires the stall passed');
+    t.same(
+      items.map((n) => [n.rule, n.message.match(/fire at (\S+): (.*)$/)?.slice(1)]),
+      [2, 3, 4, 5].map((i) => ['missed', [at(i), 'the host was stalled']]),
+    );
+    await clock.advance(5000);
+    t.equal((await s.host.notifications({ limit: 1000 })).items.length, 4, 'the fires after the stall are not missed');
+
+    // A long stall: told as a downtime is, 20 one by one, the last standing for the rest.
+    stallMs = 30_000;
+    const from = (clock.now() - t0) / 1000 + 1;
+    await s.host.wait((await s.host.trigger('block')).runId);
+    await clock.advance(1000);
+    items = (await notified(s, 24, 'the fires of the long stall')).slice(4);
+    t.same(
+      items.map((n) => n.message.match(/fire at (\S+):/)?.[1]),
+      Array.from({ length: 20 }, (_, i) => at(from + i)),
+    );
+    t.match(items.at(-1)!.message, /the host was stalled \(and 9 later fires\)$/);
+    await clock.advance(5000);
+    t.equal((await s.host.notifications({ limit: 1000 })).items.length, 24, 'each once');
+  },
+);
 
 t.test('storm control: 10,000 failures become one message and one digest with the count; memory holds counts only', async (t) => {
   const hook = await httpReceiver(t);

@@ -1,6 +1,9 @@
 import t from 'tap';
 import { createManualClock } from '../../../core/contract/clock.js';
-import { startHost } from '../../helpers.js';
+import { silentLogger } from '../../../core/contract/logger.js';
+import { cronSchedule } from '../../../core/schedule/cron.js';
+import { Scheduler } from '../../../core/schedule/scheduler.js';
+import { createStallingClock, startHost } from '../../helpers.js';
 import { DST_CASES, type DstCase } from './dst-cases.js';
 
 const noop = (): undefined => undefined;
@@ -132,4 +135,24 @@ t.test('an every-second job keeps firing every second through a fall-back, on th
     'one fire per real second, none missing, none doubled',
   );
   t.equal(of('run.succeeded').length, 120);
+});
+
+t.test('a timer a period or more late fires once, says up to when it stands for the schedule, and counts the next slot from then', async (t) => {
+  const clock = createStallingClock(Date.UTC(2026, 0, 5, 12, 0, 0));
+  const fired: Array<[string, string]> = [];
+  const iso = (ms: number): string => new Date(ms).toISOString().slice(11, 19);
+  const scheduler = new Scheduler({ clock, logger: silentLogger(), fire: (_job, at, through) => void fired.push([iso(at), iso(through)]) });
+  t.teardown(() => scheduler.stop());
+  scheduler.set('tick', cronSchedule('* * * * * *', 'UTC'));
+  scheduler.start();
+  await clock.advance(1000);
+  // The event loop blocked for 5 s: the fire due at :02 comes at :07.
+  clock.stall(5000);
+  await clock.advance(1000);
+  await clock.advance(1000);
+  t.same(fired, [
+    ['12:00:01', '12:00:01'],
+    ['12:00:02', '12:00:07'],
+    ['12:00:08', '12:00:08'],
+  ]);
 });

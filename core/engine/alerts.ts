@@ -72,10 +72,15 @@ export class Alerts {
     // a `failed` run is in it already, a `retrying` one would be the next (it is a failure notification too).
     // A job with no ended run yet has no streak: its first run's retry is the first failure.
     const held = outcome === 'failed' ? (state.failStreak ?? Infinity) < threshold : outcome === 'retrying' && (state.failStreak ?? 0) + 1 < threshold;
-    if (!held) this.#notify(spec, run.job, run, outcome);
     // A streak long enough to have been notified, ended by this success.
     const ended = state.endedStreak ?? 0;
-    if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) this.#notify(spec, run.job, run, 'recovered', { streak: ended });
+    if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) {
+      // The recovery first: what its windows held back before it is the streak's, and its own run's
+      // `succeeded` comes after it (held back in a window still open, it is that window's digest's).
+      void this.#notify(spec, run.job, run, 'recovered', { streak: ended }).then(() => this.#notify(spec, run.job, run, 'succeeded'));
+      return;
+    }
+    if (!held) void this.#notify(spec, run.job, run, outcome);
   }
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
@@ -125,7 +130,7 @@ export class Alerts {
       // Once per run for the cluster: its retry (or a takeover) may have run on another host, which told it.
       if (!(await this.#o.backend().claimSlow(run.job, id))) return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
-      this.#notify(spec, run.job, run, 'slow', { elapsedMs });
+      void this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {
       this.#o.logger.error({ err, runId: id }, 'could not check a slow run');
     }
@@ -134,28 +139,29 @@ export class Alerts {
   /** `missed`: a schedule fire of `job` at `fireAt` started no run in time. */
   missed(job: string, fireAt: number, reason: string): void {
     const spec = this.#o.notifySpec(job);
-    if (spec) this.#notify(spec, job, null, 'missed', { fireAt: isoTime(fireAt), reason });
+    if (spec) void this.#notify(spec, job, null, 'missed', { fireAt: isoTime(fireAt), reason });
   }
 
-  #notify(spec: NotifySpec, job: string, run: Run | null, status: NotifyStatus, detail?: AlertDetail): void {
+  /** Builds and sends a notification; resolves (never rejects) once it is on its way: a recovery after taking what its windows held. */
+  #notify(spec: NotifySpec, job: string, run: Run | null, status: NotifyStatus, detail?: AlertDetail): Promise<void> {
     let n: Notification | null;
     try {
       n = buildNotification(spec, { job, run }, status, isoTime(this.#o.clock.now()), this.#o.newId(), detail);
     } catch (err) {
       this.#o.logger.error({ err, job }, 'could not build the notification');
-      return;
+      return Promise.resolve();
     }
-    if (!n) return;
+    if (!n) return Promise.resolve();
     const names = this.#o.notifier.destinationsFor(n, spec.to);
     if (status !== 'recovered') {
       this.send(n, names);
-      return;
+      return Promise.resolve();
     }
     // A recovery is never held back: it is what closes the incident the failures opened. What its
     // windows held before it goes with it, not in a digest after it (a failing digest after the
     // recovery would open the incident again, on PagerDuty, for a job that is healthy).
     const recovered = n;
-    this.#foldHeld(job, names)
+    return this.#foldHeld(job, names)
       .then((held) => {
         if (held) recovered.message += ` Storm control held back ${held.count} notification${held.count === 1 ? '' : 's'} before it: ${held.text}.`;
       })

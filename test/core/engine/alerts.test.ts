@@ -587,6 +587,39 @@ t.test(
   },
 );
 
+t.test("storm control: a recovery does not count its own run's succeeded as held back before it; that one is its window's digest's", async (t) => {
+  let fail = true;
+  const s = await startServer(t, {
+    config: { notifications: notifications({ throttle: '5s' }) },
+    plugins: [
+      definePlugin({
+        name: 'flaky',
+        isolation: 'inline',
+        notify: { on: ['succeeded', 'failed', 'recovered'], to: ['hook'] },
+        handler: () => {
+          if (fail) throw new Error('nope');
+        },
+      }),
+    ],
+  });
+  await s.host.wait((await s.host.trigger('flaky')).runId);
+  fail = false;
+  const ok = (await s.host.trigger('flaky')).runId;
+  await s.host.wait(ok);
+  let items = await notified(s, 2, 'the failure and the recovery');
+  t.match(
+    items.map((n) => [n.rule, n.runId]),
+    [
+      ['failed', String],
+      ['recovered', ok],
+    ],
+  );
+  t.notMatch(items[1]!.message, /held back/, 'nothing held back before it: its own success is not');
+  await s.clock.advance(5000);
+  items = await notified(s, 3, "the window's digest");
+  t.match(items[2], { rule: 'digest', held: { count: 1, statuses: { succeeded: 1 } } }, 'the success held back in the open window is told by its digest');
+});
+
 t.test('a stop sends the digests of the windows it opened before it ends; a receiver that hangs holds it no longer than its bound', async (t) => {
   const hook = await httpReceiver(t);
   const plugin = () =>

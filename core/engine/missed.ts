@@ -19,7 +19,7 @@ export interface MissedOptions {
 
 /** The default `missedAfter`: one period of the schedule at the fire, at most an hour. */
 const MAX_DEFAULT_MS = 3_600_000;
-/** Fires found missed at start are notified one by one up to this many per job; the rest are summed up in the last. */
+/** Fires found missed at start (or passed by a late timer) are notified one by one up to this many per job; the rest are summed up in the last. */
 const DOWNTIME_MAX = 20;
 /** Starts remembered for a fire whose watch is not set yet: far more than one turn of the event loop starts. */
 const EARLY_MAX = 10_000;
@@ -46,8 +46,8 @@ export function missedAfter(job: EffectiveJob, schedule: Schedule, fireAt: numbe
  * run has not started `missedAfter` after the fire time is missed, once per fire (the backend's
  * `claimMissed` says which host, and whether a restart already told). Each watch is also kept by
  * the backend, so the fires still watched when the host stopped or was killed are watched again
- * at start (`downtime`), as are the fires the host (or every host) was down for. A disabled job is
- * never missed.
+ * at start (`downtime`), as are the fires the host (or every host) was down for, and those a
+ * late timer passed while the host was stalled (`stalled`). A disabled job is never missed.
  */
 export class Missed {
   readonly #o: MissedOptions;

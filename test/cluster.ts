@@ -1,7 +1,7 @@
 import type { Clock } from '../core/contract/clock.js';
 import type { ConfigInput } from '../core/contract/config.js';
 import { type AnyHostEvent, type EventType, eventHost } from '../core/contract/events.js';
-import { silentLogger } from '../core/contract/logger.js';
+import { type Logger, silentLogger } from '../core/contract/logger.js';
 import type { PluginDefinition } from '../core/contract/plugin.js';
 import type { Run } from '../core/contract/run.js';
 import { createHost, type Host } from '../core/engine/host.js';
@@ -44,6 +44,8 @@ export interface ClusterOptions {
   first?: number;
   /** More of `backend` (sentinels, waitReplicas, ...). */
   backend?: Record<string, unknown>;
+  /** Per host: its logger (default silent). */
+  loggerOf?: (i: number) => Logger;
 }
 
 /** `n` started hosts (`h0`, `h1`, ...) on one Redis; stopped when the test ends. */
@@ -57,7 +59,7 @@ export async function startCluster(t: Tap, redis: Pick<TestRedis, 'url'>, n: num
         backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500, ...options.backend },
         cluster: { id: `h${(options.first ?? 0) + i}` },
       },
-      logger: silentLogger(),
+      logger: options.loggerOf?.(i) ?? silentLogger(),
       clock: options.clockOf?.(i),
       random: () => 0.5,
       plugins: (options.pluginsOf?.(i) ?? options.plugins ?? []) as PluginDefinition[],

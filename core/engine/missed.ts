@@ -21,6 +21,8 @@ export interface MissedOptions {
 const MAX_DEFAULT_MS = 3_600_000;
 /** Fires found missed at start (or passed by a late timer) are notified one by one up to this many per job; the rest are summed up in the last. */
 const DOWNTIME_MAX = 20;
+/** When a fire's run could not be read at its deadline (Redis out of reach), the next look. */
+const LOOK_AGAIN_MS = 1000;
 /** Starts remembered for a fire whose watch is not set yet: far more than one turn of the event loop starts. */
 const EARLY_MAX = 10_000;
 
@@ -273,8 +275,13 @@ export class Missed {
           if (run?.startedAt && Date.parse(run.startedAt) <= deadline) return;
           tell();
         },
-        // Out of reach (Redis down): told as the watch says rather than lost.
-        tell,
+        // Out of reach (Redis down): looked at again shortly, not told as the watch says: the run
+        // may well have started in time on another host. A stop leaves the watch kept for the next start.
+        (err: unknown) => {
+          if (this.#stopped) return;
+          this.#o.logger.debug({ err, job: w.job, runId }, 'could not read the run of a watched schedule fire; looking again');
+          this.#timer.push(this.#o.clock.now() + LOOK_AGAIN_MS, w);
+        },
       );
   }
 

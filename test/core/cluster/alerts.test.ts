@@ -1,10 +1,11 @@
 import t from 'tap';
 import type { ConfigInput } from '../../../core/contract/config.js';
 import { eventHost } from '../../../core/contract/events.js';
+import { silentLogger } from '../../../core/contract/logger.js';
 import type { Notification } from '../../../core/contract/notification.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { type ClusterHost, finalOn, freshPrefix, startCluster } from '../../cluster.js';
-import { gate, type Tap, until } from '../../helpers.js';
+import { captureLogger, gate, type Tap, until } from '../../helpers.js';
 import { httpReceiver } from '../../receivers.js';
 import { startRedis } from '../../redis.js';
 
@@ -199,6 +200,42 @@ t.test('missed: a fire whose run starts on another host is not missed', async (t
     hook.received.map((r) => (r.json as Body).rule),
     [],
     `no fire missed: each started on h1 (${done.length} runs) within its second`,
+  );
+});
+
+t.test('missed: a fire whose run started in time on another host is not told when Redis is out of reach at its deadline', async (t) => {
+  const redis = await startRedis(t);
+  const hook = await httpReceiver(t);
+  const watcher = captureLogger();
+  const ticks = (schedule: boolean) =>
+    definePlugin({
+      name: 'ticks',
+      isolation: 'inline',
+      ...(schedule && { schedule: '*/4 * * * * *' }),
+      notify: schedule ? { on: ['missed'], missedAfter: '1s', to: ['hook'] } : { on: ['failed'], to: ['hook'] },
+      handler: () => 'ok',
+    });
+  // h0 alone fires and watches; h1 runs every fire.
+  const hosts = await startCluster(t, redis, 2, {
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    pluginsOf: (i) => [ticks(i === 0)],
+    loggerOf: (i) => (i === 0 ? watcher.logger : silentLogger()),
+  });
+  onlyOn(hosts, 1);
+  const succeeded = () => hosts[1]!.of('run.succeeded').filter((e) => e.data.job === 'ticks').length;
+  await until(() => succeeded() >= 1, 15_000, 'a fire run on h1');
+  // Redis goes away before the fire's deadline (1 s after it) and stays away past it.
+  await redis.stop();
+  const looked = (): boolean => watcher.lines.some((l) => l['msg'] === 'could not read the run of a watched schedule fire; looking again');
+  await until(looked, 10_000, "h0 could not read the run at the fire's deadline");
+  await redis.restart();
+  // Two more fires run: by then h0 has looked at the first fire's run again (every second).
+  const before = succeeded();
+  await until(() => succeeded() >= before + 2, 20_000, 'two more fires run on h1');
+  t.same(
+    hook.received.map((r) => (r.json as Body).rule),
+    [],
+    'no fire told missed: the run started in time, as h0 read once Redis was back',
   );
 });
 

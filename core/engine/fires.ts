@@ -1,5 +1,5 @@
 import type { Backend, ScheduleFire } from '../contract/backend.js';
-import { type Clock, isoTime } from '../contract/clock.js';
+import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Missed } from './missed.js';
@@ -15,6 +15,12 @@ export interface FiresOptions {
   /** The `missed` rule: told what each fire made, and of fires missed while the host was down or stalled. */
   missed?: Pick<Missed, 'fired' | 'downtime' | 'stalled'> | undefined;
 }
+
+/** Why an add of a fire failed that a later add of the same fire can mend: the backend was out of reach. */
+const AGAIN: ReadonlySet<string> = new Set(['BACKEND_UNAVAILABLE', 'BACKEND_NOT_REPLICATED']);
+/** The first retry of such a fire, doubled each time up to RETRY_MAX_MS. */
+const RETRY_MS = 500;
+const RETRY_MAX_MS = 4000;
 
 /** Refusals that are the job's own choice, not a fire gone missing. */
 const MEANT: ReadonlySet<string> = new Set(['disabled', 'once', 'cooldown', 'fired']);
@@ -34,9 +40,19 @@ export const CATCH_UP_GRACE_MS = 1500;
  */
 export class Fires {
   readonly #o: FiresOptions;
+  /** Per job, the fire waiting to be added again once Redis answers (the newest failed one). */
+  readonly #retrying = new Map<string, { timer: Timer; giveUp: () => void }>();
+  #stopped = false;
 
   constructor(options: FiresOptions) {
     this.#o = options;
+  }
+
+  /** No more retries of fires that could not reach the backend (the host stops; the next start counts them as downtime). */
+  stop(): void {
+    this.#stopped = true;
+    for (const { timer } of this.#retrying.values()) timer.cancel();
+    this.#retrying.clear();
   }
 
   /**
@@ -55,7 +71,7 @@ export class Fires {
    * Triggers the run of a fire (or a catch-up run) and tells the `missed` rule what came of `dueAts`,
    * the fires it stands for; a late fire (`late`: when it came) stands for the slots it passed too.
    */
-  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[], late?: number): void {
+  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[], late?: number, attempt = 0): void {
     const missed = dueAts.length === 0 ? undefined : this.#o.missed;
     // Counted once the fire is known to be this host's (on a shared backend another host may have made those slots).
     const watched = (): readonly number[] => (missed && late !== undefined ? missed.stalled(name, dueAts[0]!, late) : dueAts);
@@ -68,8 +84,33 @@ export class Fires {
           if (!MEANT.has(reason)) missed?.fired(name, watched(), null, `the fire was refused (${err.message})`);
           return;
         }
-        missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
-        this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
+        const giveUp = (): void => {
+          missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
+          this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
+        };
+        // Redis out of reach (a failover, a restart): the same fire is added again once it answers,
+        // as BullMQ's add of its derived id and the admission's fire time make a second add of one
+        // fire nothing. One per job: a newer fire that fails too takes its place (the older is missed).
+        if (fire === undefined || this.#stopped || !isHostError(err) || !AGAIN.has(err.code)) return giveUp();
+        this.#retrying.get(name)?.giveUp();
+        const delay = Math.min(RETRY_MS * 2 ** attempt, RETRY_MAX_MS);
+        if (attempt === 0)
+          this.#o.logger.warn(
+            { job: name, code: err.code, fireAt: isoTime(fire.at) },
+            'a schedule fire could not reach the backend; adding it again once it answers',
+          );
+        const entry = {
+          giveUp: () => {
+            entry.timer.cancel();
+            this.#retrying.delete(name);
+            giveUp();
+          },
+          timer: this.#o.clock.setTimer(delay, () => {
+            this.#retrying.delete(name);
+            this.#trigger(name, source, fire, dueAts, late, attempt + 1);
+          }),
+        };
+        this.#retrying.set(name, entry);
       },
     );
   }

@@ -61,6 +61,7 @@ export async function startServices(p: HostParts, services: readonly Service[], 
 /** The first step of a stop: no more fires, alert evaluations or watchdog rounds. */
 export function stopEngine(p: HostParts): void {
   p.scheduler.stop();
+  p.fires.stop();
   p.alerts.stop();
   p.missed.stop();
   p.hostAlerts.stop();

@@ -96,3 +96,26 @@ t.test('enabling a job marks its schedule as counting from then: a restart befor
     'no catch-up run: the fires of the disabled stretch were never due',
   );
 });
+
+t.test('a schedule fire that comes due while Redis is out of reach is added once Redis answers: it runs, once', async (t) => {
+  const redis = await startRedis(t);
+  const clock = createManualClock(Date.parse('2026-01-05T10:30:00Z'));
+  const hourly = { name: 'hourly', schedule: '0 * * * *', isolation: 'inline' as const, handler: () => 1 };
+  const [a] = await startCluster(t, redis, 1, { plugins: [hourly], clockOf: () => clock });
+  await redis.stop();
+  await clock.set(Date.parse('2026-01-05T11:00:00Z'));
+  await redis.restart();
+  // Retries come on the host's clock: moved on until the add goes through (the connection is back within ~2 s).
+  await until(
+    async () => {
+      await clock.advance(500);
+      return a!.of('run.succeeded').length === 1;
+    },
+    15_000,
+    'the 11:00 fire run once Redis answers',
+  );
+  await clock.advance(30_000);
+  const runs = (await a!.host.runs({ job: 'hourly', limit: 10 })).items;
+  t.equal(runs.length, 1, 'one run of the fire, no second add of it');
+  t.equal(runs[0]!.source, 'schedule');
+});

@@ -61,6 +61,11 @@ export interface AttemptsOptions {
   mirror: Mirror;
   /** BullMQ refused an end made here: another host holds the run now (`late-finishes.ts`). */
   late(run: Run, attempt: number, code: number): void;
+  /**
+   * An attempt of `runId` begins here: a run this host added whose add has not answered yet (its
+   * worker may take the run first) has its run.queued emitted now, before anything else of it.
+   */
+  beginning(runId: string): void;
 }
 
 /**
@@ -154,6 +159,7 @@ export class Attempts {
     const live = this.#live.get(id);
     if (!live) throw new Error(`run ${id} was not fetched by this host`);
     live.processed = true;
+    this.#o.beginning(id);
     const now = this.#o.clock.now();
     const n = live.attempt;
     const base = { n, s: live.startedMs, e: now, h: this.#o.hostId, d: 0 };

@@ -242,13 +242,31 @@ class RedisBackend implements Backend {
     const delayed = run.runAt !== run.createdAt;
     // Its run.queued goes to the other hosts in the add's MULTI: before any host can start the run.
     const queued = { host: this.#o.hostId, data: JSON.stringify(queuedData(run, delayed)) };
-    const refused = await admit(this.#p.adds, this.#p.jobs.queueOf(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
-    if (audit && (!refused || refused.reason === 'debounced')) await this.#p.audit.append(audit);
-    if (refused) return refused;
-    this.#adds++;
-    this.#announced = run.id;
-    this.#p.mirror.added(run, delayed);
-    this.#engine.observer.queued(run, delayed);
+    // Announced here once, by this add's answer or by the run's start on this host, whichever
+    // comes first: this host's worker can take the run before the add's reply is back, and its
+    // run.started must not come before its run.queued.
+    const { announcing } = this.#p;
+    const announce = (): void => {
+      if (!announcing.delete(run.id)) return;
+      this.#adds++;
+      this.#announced = run.id;
+      this.#p.mirror.added(run, delayed);
+      this.#engine.observer.queued(run, delayed);
+    };
+    announcing.set(run.id, announce);
+    let refused: Refusal | undefined;
+    try {
+      refused = await admit(this.#p.adds, this.#p.jobs.queueOf(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);
+      if (audit && (!refused || refused.reason === 'debounced')) await this.#p.audit.append(audit);
+    } catch (err) {
+      announcing.delete(run.id);
+      throw err;
+    }
+    if (refused) {
+      announcing.delete(run.id);
+      return refused;
+    }
+    announce();
     // This host wakes without waiting for the stream to bring the news back.
     if (!delayed && this.#p.jobs.has(run.job)) this.#p.dispatcher.markReady(run.job);
     return undefined;

@@ -61,6 +61,8 @@ export interface RedisParts {
   relay: EventRelay;
   /** Runs `after` added in their parent's end, whose run.queued the end's write shared already. */
   chained: Set<string>;
+  /** Runs this host is adding, by id: announces each one's run.queued here (once), whoever comes first, its add or its start. */
+  announcing: Map<string, () => void>;
   /** Events and log lines waiting for Redis (bounded). */
   backlog: RelayBacklog;
   deliveries: Deliveries;
@@ -117,6 +119,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     canceledReason: CANCELED_REASON,
   });
   const late = new LateFinishes({ hostId: o.hostId, keys, commands, logger });
+  const announcing = new Map<string, () => void>();
   const attempts: Attempts = new Attempts({
     hostId: o.hostId,
     keys,
@@ -127,6 +130,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     hooks: () => side.engine(),
     mirror,
     late: (run, attempt, code) => late.refused(run, attempt, code),
+    beginning: (runId) => announcing.get(runId)?.(),
   });
   const dispatcher = new Dispatcher(
     {
@@ -271,6 +275,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     storm,
     audit,
     chained,
+    announcing,
     adds: new AddBatch(connections),
     pauses,
   };

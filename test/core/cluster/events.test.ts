@@ -1,5 +1,6 @@
 import t from 'tap';
 import { definePlugin } from '../../../core/contract/plugin.js';
+import { createServer } from '../../../core/server/server.js';
 import { freshPrefix, startCluster } from '../../cluster.js';
 import { until } from '../../helpers.js';
 import { startRedis } from '../../redis.js';
@@ -67,5 +68,31 @@ t.test('entries another host wrote are checked one event at a time: malformed on
       ['job.enabled', 'c'],
     ],
     'the well-formed events, in order, and nothing else',
+  );
+});
+
+t.test("a run this host added and started: its run.queued comes before its run.started, though the worker may take it before the add's reply", async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const [h0] = await startCluster(t, redis, 1, { plugins: [definePlugin({ name: 'quick', isolation: 'inline', concurrency: 50, handler: () => 1 })] });
+  // Over HTTP: the add's answer waits for its audit record too, a worker of this host has all the more time to take the run.
+  const server = createServer(h0!.host, { port: 0 });
+  const { url } = await server.listen();
+  t.teardown(() => server.close());
+  const trigger = async (): Promise<string> => {
+    const res = await fetch(`${url}/jobs/quick/run`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    return ((await res.json()) as { runId: string }).runId;
+  };
+  const ids = await Promise.all(Array.from({ length: 200 }, trigger));
+  await until(() => h0!.of('run.succeeded').length === ids.length, 20_000, 'every run ended');
+  const order = new Map<string, string[]>();
+  for (const e of h0!.events) {
+    const runId = (e.data as { runId?: string }).runId;
+    if (runId && (e.type === 'run.queued' || e.type === 'run.started')) order.set(runId, [...(order.get(runId) ?? []), e.type]);
+  }
+  const wrong = ids.filter((id) => order.get(id)?.join() !== 'run.queued,run.started');
+  t.same(
+    wrong.map((id) => `${id}: ${order.get(id)?.join()}`),
+    [],
+    `every one of ${ids.length} runs: queued once, then started`,
   );
 });

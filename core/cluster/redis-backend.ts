@@ -370,7 +370,7 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.settle(notifications, signal);
   }
 
-  throttle(key: string, ms: number, status: string): Promise<number | null> {
+  throttle(key: string, ms: number, status: string): Promise<number | Record<string, number>> {
     return this.#p.storm.throttle(key, ms, status);
   }
 

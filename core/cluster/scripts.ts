@@ -101,16 +101,21 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
 
 /**
- * Storm control (`Backend.throttle`): opens the window of a key when none is open (-1), else counts
- * the status as held back and answers the ms left in the window (0 or more). KEYS: the window, the
- * held counts. ARGV: window ms, status. The counts outlive the window by an hour at most (a digest
- * takes them at its end).
+ * Storm control (`Backend.throttle`): opens the window of a key when none is open, and answers what
+ * the windows before held that no digest took (HGETALL, cleared: the opener's message tells them;
+ * usually nothing), else counts the status as held back and answers {ms left in the window}.
+ * KEYS: the window, the held counts. ARGV: window ms, status. The counts outlive the window by an
+ * hour at most (a digest takes them at its end).
  */
 const THROTTLE = `
-if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then return -1 end
+if redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'NX') then
+  local held = redis.call('HGETALL', KEYS[2])
+  redis.call('DEL', KEYS[2])
+  return held
+end
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]) + 3600000)
-return math.max(redis.call('PTTL', KEYS[1]), 0)`;
+return {math.max(redis.call('PTTL', KEYS[1]), 0)}`;
 
 /**
  * What was held back in a window that has ended, cleared (a digest's take). KEYS: the held counts,
@@ -255,7 +260,7 @@ export interface JobhostCommands {
     data: string,
   ): Promise<[string, string]>;
   jhRaise(state: string, field: string, at: string): Promise<number>;
-  jhThrottle(window: string, held: string, ms: string, status: string): Promise<number>;
+  jhThrottle(window: string, held: string, ms: string, status: string): Promise<Array<string | number>>;
   jhTakeHeld(held: string): Promise<string[]>;
   jhSlowMark(jobHash: string): Promise<number>;
   jhTakeEnded(held: string, window: string): Promise<Array<string | number>>;

@@ -11,10 +11,10 @@ export class StormControl {
     this.#keys = keys;
   }
 
-  /** Null when this call opened the window; else the ms left in the open one. */
-  async throttle(key: string, ms: number, status: string): Promise<number | null> {
-    const left = Number(await this.#redis.jhThrottle(this.#keys.stormWindow(key), this.#keys.stormHeld(key), String(Math.max(1, Math.round(ms))), status));
-    return left < 0 ? null : left;
+  /** What the windows before held that no digest took, when this call opened the window; else the ms left in the open one. */
+  async throttle(key: string, ms: number, status: string): Promise<number | Record<string, number>> {
+    const reply = await this.#redis.jhThrottle(this.#keys.stormWindow(key), this.#keys.stormHeld(key), String(Math.max(1, Math.round(ms))), status);
+    return reply.length === 1 ? Number(reply[0]) : counts(reply as string[]);
   }
 
   async takeHeld(key: string): Promise<Record<string, number>> {

@@ -173,11 +173,13 @@ export interface Backend {
   settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void>;
   /**
    * Storm control (`notifications.throttle`): when no window of `key` is open, opens one for
-   * `ms` and answers null (send); else counts `status` as held back in the open window and
-   * answers the ms left in it (whoever holds one back can see to its digest: the host that opened
-   * the window may be gone). Shared by every host on a shared backend; not a durable write.
+   * `ms` and answers what the windows before it held that no digest took, cleared (send, and say
+   * so: usually nothing; a window whose only holder was killed left its counts); else counts
+   * `status` as held back in the open window and answers the ms left in it (whoever holds one
+   * back can see to its digest: the host that opened the window may be gone). Shared by every
+   * host on a shared backend; not a durable write.
    */
-  throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null>;
+  throttle(key: string, ms: number, status: NotifyStatus): Promise<number | HeldCounts>;
   /** What was held back in the window of `key`, cleared, open or not (a recovery, a stop's last digests). */
   takeHeld(key: string): Promise<HeldCounts>;
   /** The same once the window has ended (its digest); while it is open, the ms left in it, and nothing is taken. */

@@ -9,16 +9,19 @@ import type { NotifyStatus } from './notification.js';
 export class StormWindows {
   readonly #windows = new Map<string, { until: number; held: HeldCounts }>();
 
-  /** Null (a window opens until now + ms) when none is open; else the status is counted as held back, and the ms left in the window. */
-  throttle(key: string, ms: number, status: NotifyStatus, now: number): number | null {
+  /**
+   * When none is open, a window opens until now + ms, and what the closed one held that its digest
+   * has not taken yet is answered (and cleared); else the status is counted as held back, and the
+   * ms left in the window.
+   */
+  throttle(key: string, ms: number, status: NotifyStatus, now: number): number | HeldCounts {
     const w = this.#windows.get(key);
     if (w && w.until > now) {
       w.held[status] = (w.held[status] ?? 0) + 1;
       return w.until - now;
     }
-    // A closed window's counts were taken by its digest (or there were none).
-    this.#windows.set(key, { until: now + ms, held: w?.held ?? {} });
-    return null;
+    this.#windows.set(key, { until: now + ms, held: {} });
+    return w?.held ?? {};
   }
 
   /** What the ended window of `key` held, cleared; the ms left while it is open. */

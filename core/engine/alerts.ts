@@ -162,26 +162,16 @@ export class Alerts {
     // recovery would open the incident again, on PagerDuty, for a job that is healthy).
     const recovered = n;
     return this.#foldHeld(job, names)
-      .then((held) => {
-        if (held) recovered.message += ` Storm control held back ${held.count} notification${held.count === 1 ? '' : 's'} before it: ${held.text}.`;
-      })
+      .then((held) => tellHeld(recovered, held))
       .catch((err: unknown) => this.#o.logger.warn({ err, job }, 'could not read what storm control held back'))
       .finally(() => this.send(recovered, names, { throttle: false }));
   }
 
   /** Takes what the windows of `job` to `names` hold (their digests then have nothing to send), the largest count of each status. */
-  async #foldHeld(job: string, names: readonly string[]): Promise<{ count: number; text: string } | undefined> {
+  async #foldHeld(job: string, names: readonly string[]): Promise<HeldCounts | undefined> {
     if (this.#o.config().notifications.throttle === 0 || names.length === 0) return undefined;
     const backend = this.#o.backend();
-    const all = await Promise.all(names.map((name) => backend.takeHeld(windowKey(job, name))));
-    const merged: HeldCounts = {};
-    for (const held of all) {
-      for (const [status, count] of Object.entries(held) as [NotifyStatus, number | undefined][]) {
-        merged[status] = Math.max(merged[status] ?? 0, count ?? 0);
-      }
-    }
-    const count = Object.values(merged).reduce((a, b) => a + (b ?? 0), 0);
-    return count === 0 ? undefined : { count, text: describeHeld(merged) };
+    return largest(await Promise.all(names.map((name) => backend.takeHeld(windowKey(job, name)))));
   }
 
   // ---------------------------------------------------------------- the way out
@@ -200,15 +190,22 @@ export class Alerts {
       return;
     }
     const backend = this.#o.backend();
+    // What the windows this message opens took over from windows before them that no digest told
+    // (their only holder was killed): the message tells it.
+    const leftover: HeldCounts[] = [];
     Promise.all(
       names.map((name) =>
         backend.throttle(windowKey(n.job, name), ms, n.status).then(
           (left) => {
             // Opened here, or held back here: either way this host sees to the window's digest (the
             // host that opened it may be gone by its end, a stop or a kill; one digest takes the counts).
-            if (left === null) this.#armDigest(n.job, name, ms, ms, true);
-            else this.#armDigest(n.job, name, ms, left, false, HELD_DIGEST_LAG_MS);
-            return left === null;
+            if (typeof left === 'number') {
+              this.#armDigest(n.job, name, ms, left, false, HELD_DIGEST_LAG_MS);
+              return false;
+            }
+            leftover.push(left);
+            this.#armDigest(n.job, name, ms, ms, true);
+            return true;
           },
           // Storm control out of reach (Redis): send rather than lose the message.
           () => true,
@@ -219,6 +216,7 @@ export class Alerts {
         // Held back from every destination it had: counted into their digests, and that is all.
         // A storm of 10,000 failures is then 10,000 counts, not 10,000 records and events.
         if (!open.includes(true)) return;
+        tellHeld(n, largest(leftover));
         void this.#record(
           n,
           names.filter((_, i) => open[i]),
@@ -276,8 +274,19 @@ export class Alerts {
       return undefined;
     }
     const held = taken;
-    const count = Object.values(held).reduce((a, b) => a + (b ?? 0), 0);
-    if (count === 0 || (this.#stopped && !last)) return undefined;
+    if (total(held) === 0 || (this.#stopped && !last)) return undefined;
+    // The digest is the window's one message: it takes the next window (counted there if another
+    // message got it first), and what the next window was opened with is the same ended window's.
+    const worst = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
+    if (!last) {
+      const left = await backend.throttle(windowKey(job, destination), ms, worst).catch(() => ({}));
+      if (typeof left === 'number') this.#armDigest(job, destination, ms, left, false, HELD_DIGEST_LAG_MS);
+      else {
+        for (const [s, c] of Object.entries(left) as [NotifyStatus, number | undefined][]) held[s] = (held[s] ?? 0) + (c ?? 0);
+        this.#armDigest(job, destination, ms, ms, true);
+      }
+    }
+    const count = total(held);
     const status = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
     const spec = this.#o.notifySpec(job) ?? {};
     const now = this.#o.clock.now();
@@ -298,12 +307,6 @@ export class Alerts {
       deliveries: [],
       held: { count, statuses: held, from: isoTime(from), to: isoTime(now) },
     };
-    // The digest is the window's one message: it takes the next window (counted there if another message got it first).
-    if (!last) {
-      const left = await backend.throttle(windowKey(job, destination), ms, status).catch(() => null);
-      if (left === null) this.#armDigest(job, destination, ms, ms, true);
-      else this.#armDigest(job, destination, ms, left, false, HELD_DIGEST_LAG_MS);
-    }
     await this.#record(n, [destination], []);
     return n.id;
   }
@@ -346,4 +349,24 @@ function describeHeld(held: HeldCounts): string {
   return SEVERITY.filter((s) => (held[s] ?? 0) > 0)
     .map((s) => `${held[s]} ${s}`)
     .join(', ');
+}
+
+const total = (held: HeldCounts): number => Object.values(held).reduce((a: number, b) => a + (b ?? 0), 0);
+
+/** The counts of several windows (of one job, one per destination) as one: the largest of each status. */
+function largest(all: readonly HeldCounts[]): HeldCounts | undefined {
+  const merged: HeldCounts = {};
+  for (const held of all) {
+    for (const [status, count] of Object.entries(held) as [NotifyStatus, number | undefined][]) {
+      merged[status] = Math.max(merged[status] ?? 0, count ?? 0);
+    }
+  }
+  return total(merged) === 0 ? undefined : merged;
+}
+
+/** Ends `n`'s message with what storm control held back before it, if anything. */
+function tellHeld(n: Notification, held: HeldCounts | undefined): void {
+  if (!held) return;
+  const count = total(held);
+  n.message += ` Storm control held back ${count} notification${count === 1 ? '' : 's'} before it: ${describeHeld(held)}.`;
 }

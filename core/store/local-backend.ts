@@ -350,7 +350,7 @@ class LocalBackend implements Backend {
     return this.#outbox.settle(notifications, signal);
   }
 
-  throttle(key: string, ms: number, status: NotifyStatus): Promise<number | null> {
+  throttle(key: string, ms: number, status: NotifyStatus): Promise<number | HeldCounts> {
     return Promise.resolve(this.#storm.throttle(key, ms, status, this.#clock.now()));
   }
 

@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import type { ConfigInput } from '../../../core/contract/config.js';
 import { eventHost } from '../../../core/contract/events.js';
@@ -28,6 +31,7 @@ interface Body {
   status: string;
   rule: string;
   runId: string | null;
+  message: string;
 }
 
 t.test('after: 2 and recovered across three hosts: one streak, one message each, one recovered', async (t) => {
@@ -456,4 +460,36 @@ t.test('missed: the fires a stalled host passed are told once their missedAfter 
   );
   t.equal(new Set(fires).size, fires.length, 'each once');
   t.equal(hook.received.length, missed.length, 'nothing else missed');
+});
+
+t.test('storm control: what a killed host alone held back is told by the message that opens the next window', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const hook = await httpReceiver(t);
+  const prefix = freshPrefix();
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL('./storm-child.ts', import.meta.url)), redis.url, prefix, `${hook.url}/in`, '3000', '4'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = once(child, 'exit');
+  t.teardown(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  await until(() => out.includes('ended'), 30_000, 'four failed runs on the doomed host');
+  const held = `${prefix}:__jh:held:stormy:hook`;
+  await until(async () => (await redis.client().hget(held, 'failed')) === '3', 5000, 'three failures held back');
+  child.kill('SIGKILL');
+  await exited;
+  await until(() => hook.received.length >= 1, 5000, 'the first failure told');
+  // Its window ends with no host left to send its digest.
+  await until(async () => (await redis.client().pttl(`${prefix}:__jh:storm:stormy:hook`)) === -2, 10_000, 'the window ended');
+  const [h] = await startCluster(t, redis, 1, {
+    prefix,
+    config: { notifications: { throttle: 3000, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [{ name: 'stormy', isolation: 'inline', notify: { on: ['failed'], to: ['hook'] }, handler: () => Promise.reject(new Error('boom')) }],
+  });
+  await finalOn(h!.host, (await h!.host.trigger('stormy')).runId);
+  await until(() => hook.received.length >= 2, 10_000, 'the next failure told');
+  t.equal(hook.received.length, 2, 'no digest of the killed window besides');
+  t.match((hook.received[1]!.json as Body).message, /Storm control held back 3 notifications before it: 3 failed\.$/, 'the next message tells them');
 });

@@ -61,12 +61,15 @@ export interface AlertDetail {
   reason?: string;
 }
 
+/** A default sentence and what follows its colon; no colon when nothing follows (a handler that returned nothing). */
+const ending = (sentence: string, tail: string): string => (tail === '' ? sentence : `${sentence}: ${tail}`);
+
 /** The default sentence of each status, around the rendered template (or the result / error when there is none). */
 function defaultMessage(status: NotifyStatus, spec: NotifySpec, job: string, runId: string, vars: Record<string, unknown>, result: unknown): string {
   const run = `Job ${job} run ${runId}`;
   switch (status) {
     case 'succeeded':
-      return `${run} completed successfully: ${spec.message !== undefined ? renderTemplate(spec.message, vars) : text(result ?? null)}`;
+      return ending(`${run} completed successfully`, spec.message !== undefined ? renderTemplate(spec.message, vars) : text(result ?? null));
     case 'failed':
       return `${run} failed: ${vars['error']}`;
     case 'canceled':
@@ -74,7 +77,7 @@ function defaultMessage(status: NotifyStatus, spec: NotifySpec, job: string, run
     case 'retrying':
       return `${run} attempt ${vars['attempt']} failed, retrying: ${vars['error']}`;
     case 'recovered':
-      return `${run} succeeded after ${vars['streak']} failed run${vars['streak'] === 1 ? '' : 's'}: ${text(result ?? null)}`;
+      return ending(`${run} succeeded after ${vars['streak']} failed run${vars['streak'] === 1 ? '' : 's'}`, text(result ?? null));
     case 'slow':
       return `${run} is still running after ${formatDuration(Number(vars['elapsedMs']))} (slower than ${formatDuration(spec.slowerThan ?? 0)})`;
     case 'missed':

@@ -59,6 +59,12 @@ t.test('default title and message when the custom flags are off', async (t) => {
     buildNotification({ message: 'Removed {{result.count}} files' }, sub(run()), 'succeeded', at, 'n4')!.message,
     'Job cleanup-temp-files run r1 completed successfully: Removed 3 files',
   );
+  // A handler that returned nothing: the sentence ends there, no bare colon.
+  t.equal(buildNotification({}, sub({ ...run(), result: null }), 'succeeded', at, 'n5')!.message, 'Job cleanup-temp-files run r1 completed successfully');
+  t.equal(
+    buildNotification({ on: ['failed', 'recovered'] }, sub({ ...run(), result: null }), 'recovered', at, 'n6', { streak: 2 })!.message,
+    'Job cleanup-temp-files run r1 succeeded after 2 failed runs',
+  );
 });
 
 t.test('customTitle and customMessage use the templates as rendered', async (t) => {

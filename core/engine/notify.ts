@@ -81,7 +81,7 @@ function defaultMessage(status: NotifyStatus, spec: NotifySpec, job: string, run
     case 'slow':
       return `${run} is still running after ${formatDuration(Number(vars['elapsedMs']))} (slower than ${formatDuration(spec.slowerThan ?? 0)})`;
     case 'missed':
-      return `Job ${job} started no run for its schedule fire at ${vars['fireAt']}: ${vars['reason']}`;
+      return `Job ${job} missed its schedule fire at ${vars['fireAt']}: ${vars['reason']}`;
   }
 }
 

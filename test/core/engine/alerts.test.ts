@@ -242,7 +242,7 @@ t.test('missed: a fire refused by overlap, a run stuck queued, fires missed whil
     job: 'every-two',
     runId: '',
     title: 'Every Two Missed',
-    message: /started no run for its schedule fire at .*the fire was refused \(overlap/,
+    message: /missed its schedule fire at .*the fire was refused \(overlap/,
   });
   release.open();
   await until(() => s.of('run.succeeded').length >= 1, 5000, 'released');

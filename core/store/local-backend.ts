@@ -182,8 +182,20 @@ class LocalBackend implements Backend {
 
   /** Folds a final outcome into its job's state (no write of its own: the run's final record is the durable fact). */
   #settled(run: Run, outcome: NotifyStatus): void {
-    if (outcome !== 'retrying') foldFinished(this.#store.job(run.job), run);
+    if (outcome !== 'retrying') {
+      const state = this.#store.job(run.job);
+      foldFinished(state, run);
+      // Its `slow` mark goes with it (see claimSlow): a job whose runs turned slow once does not carry them in every flags line after.
+      if (state.slowTold?.includes(run.id)) this.#forgetSlow(run.job, run.id);
+    }
     this.#hooks!.observer.settled(run, outcome);
+  }
+
+  #forgetSlow(job: string, runId: string): void {
+    const state = this.#store.job(job);
+    // Kept empty rather than deleted: a flags line without the field would leave an older list in place when the journal is read back.
+    state.slowTold = state.slowTold!.filter((id) => id !== runId);
+    this.#saveJob(job).catch((err: unknown) => this.#logger.debug({ err, job }, 'could not drop the slow mark of an ended run'));
   }
 
   start(): void {
@@ -366,7 +378,7 @@ class LocalBackend implements Backend {
    * The mark is kept with the job's state (a line of its flags, and checkpoints): a run told slow
    * that a restart queues again (a kill, or a stop's grace cut its attempt short) is started
    * again with its first start long past, and must not be told again. Only a run that turns slow
-   * writes; the marks of runs that have ended go with the next one's.
+   * writes, and its end drops the mark (#settled); marks of runs no longer live go with the next one's too.
    */
   claimSlow(job: string, runId: string): Promise<boolean> {
     const state = this.#store.job(job);

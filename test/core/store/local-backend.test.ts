@@ -258,6 +258,29 @@ t.test("the slow rule's mark: once per run, past a reopen that queues the run ag
   t.same(b.backend.jobState('long').slowTold, [run.id, 'ended-run-2'], 'the live run keeps its mark; the ended one went');
   hold.open();
   await finished(b, run.id);
+  t.same(b.backend.jobState('long').slowTold, ['ended-run-2'], "a run's end drops its own mark");
   t.equal(await b.backend.claimSlow('long', 'ended-run-3'), true);
   t.same(b.backend.jobState('long').slowTold, ['ended-run-3'], 'bounded by the runs still live');
+  // Read back from the journal: the dropped marks stay dropped.
+  await b.backend.drain(0);
+  await b.backend.close();
+  const c = await open(t, dir, { long: job });
+  t.same(c.backend.jobState('long').slowTold, ['ended-run-3']);
+});
+
+t.test("a run that turned slow takes its mark with it when it ends: the job's flags carry none after", async (t) => {
+  const dir = tempDir(t);
+  const hold = gate();
+  const run = runOf('long', { maxAttempts: 1 });
+  const a = await open(t, dir, { long: { handler: () => hold.promise } });
+  await a.backend.add(run, ALLOW);
+  await until(async () => (await a.backend.getRun(run.id))?.status === 'running', 5000, 'the run started');
+  t.equal(await a.backend.claimSlow('long', run.id), true);
+  hold.open();
+  await finished(a, run.id);
+  t.same(a.backend.jobState('long').slowTold, [], 'no mark left');
+  await a.backend.drain(0);
+  await a.backend.close();
+  const b = await open(t, dir, { long: { handler: () => undefined } });
+  t.same(b.backend.jobState('long').slowTold ?? [], [], 'nor after a reopen (the journal read back)');
 });

@@ -2,6 +2,7 @@ import type { Backend, ScheduleFire } from '../contract/backend.js';
 import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
+import { type RetryPolicy, retryDelay } from '../contract/retry.js';
 import type { Missed } from './missed.js';
 import type { JobRegistry } from './registry.js';
 import type { Triggers } from './triggers.js';
@@ -12,15 +13,29 @@ export interface FiresOptions {
   backend: Backend;
   registry: JobRegistry;
   triggers: Triggers;
+  /** For the spread of retried adds. */
+  random: () => number;
   /** The `missed` rule: told what each fire made, and of fires missed while the host was down or stalled. */
   missed?: Pick<Missed, 'fired' | 'downtime' | 'stalled'> | undefined;
 }
 
 /** Why an add of a fire failed that a later add of the same fire can mend: the backend was out of reach. */
 const AGAIN: ReadonlySet<string> = new Set(['BACKEND_UNAVAILABLE', 'BACKEND_NOT_REPLICATED']);
-/** The first retry of such a fire, doubled each time up to RETRY_MAX_MS. */
-const RETRY_MS = 500;
-const RETRY_MAX_MS = 4000;
+/** How often such a fire is added again: from 0.5 s, doubled up to 4 s, spread ±20% (hosts coming back together spread out). */
+const FIRE_RETRY: RetryPolicy = { attempts: Number.POSITIVE_INFINITY, backoff: 'exponential', delayMs: 500, maxDelayMs: 4000, jitter: 0.2 };
+
+/** A fire waiting to be added again (one per job). */
+class Retry {
+  attempts = 0;
+  /** Given up (a newer fire, a stop): its add, if one is on its way, no longer counts. */
+  over = false;
+  timer: Timer | undefined;
+  /** Tells the `missed` rule and the log that the fire made no run. */
+  tell: () => void = () => undefined;
+  giveUp: () => void = () => undefined;
+
+  constructor(readonly at: number) {}
+}
 
 /** Refusals that are the job's own choice, not a fire gone missing. */
 const MEANT: ReadonlySet<string> = new Set(['disabled', 'once', 'cooldown', 'fired']);
@@ -40,8 +55,8 @@ export const CATCH_UP_GRACE_MS = 1500;
  */
 export class Fires {
   readonly #o: FiresOptions;
-  /** Per job, the fire waiting to be added again once Redis answers (the newest failed one). */
-  readonly #retrying = new Map<string, { timer: Timer; giveUp: () => void }>();
+  /** Per job, the fire being added again until Redis answers (the newest that failed). */
+  readonly #retrying = new Map<string, Retry>();
   #stopped = false;
 
   constructor(options: FiresOptions) {
@@ -51,7 +66,10 @@ export class Fires {
   /** No more retries of fires that could not reach the backend (the host stops; the next start counts them as downtime). */
   stop(): void {
     this.#stopped = true;
-    for (const { timer } of this.#retrying.values()) timer.cancel();
+    for (const retry of this.#retrying.values()) {
+      retry.over = true;
+      retry.timer?.cancel();
+    }
     this.#retrying.clear();
   }
 
@@ -61,6 +79,9 @@ export class Fires {
    * downtime, and fires up to `through` are recorded as made.
    */
   fire(name: string, dueAt: number, through = dueAt): void {
+    // An older fire still waiting for Redis: this one's add records a later fire time, after which
+    // the admission refuses the older one: it is missed.
+    this.#retrying.get(name)?.giveUp();
     const late = through > dueAt ? through : undefined;
     if (this.#o.backend.shared) return this.#trigger(name, 'schedule', { at: dueAt, record: through }, [dueAt], late);
     this.#note(name, through);
@@ -70,47 +91,64 @@ export class Fires {
   /**
    * Triggers the run of a fire (or a catch-up run) and tells the `missed` rule what came of `dueAts`,
    * the fires it stands for; a late fire (`late`: when it came) stands for the slots it passed too.
+   * `retry`: this is an add made again, after Redis was out of reach.
    */
-  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[], late?: number, attempt = 0): void {
+  #trigger(name: string, source: 'schedule' | 'catch-up', fire: ScheduleFire | undefined, dueAts: readonly number[], late?: number, retry?: Retry): void {
     const missed = dueAts.length === 0 ? undefined : this.#o.missed;
     // Counted once the fire is known to be this host's (on a shared backend another host may have made those slots).
     const watched = (): readonly number[] => (missed && late !== undefined ? missed.stalled(name, dueAts[0]!, late) : dueAts);
+    /** This add is the one that counts: not one given up meanwhile (a newer fire, a stop), whose end was told there. */
+    const current = (): boolean => {
+      if (retry?.over) return false;
+      if (retry) this.#retrying.delete(name);
+      return true;
+    };
     this.#o.triggers.create(name, {}, source, undefined, fire).then(
-      ({ runId }) => missed?.fired(name, watched(), runId, ''),
+      ({ runId }) => {
+        if (current()) missed?.fired(name, watched(), runId, '');
+      },
       (err: unknown) => {
+        if (retry?.over) return;
+        const giveUp = (): void => {
+          missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
+          this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
+        };
+        // Redis out of reach (a failover, a restart): the same fire is added again until it answers,
+        // as BullMQ's add of its derived id and the admission's fire time make a second add of one
+        // fire nothing. One per job: the newest fire that failed (an older one is missed).
+        if (fire !== undefined && !this.#stopped && isHostError(err) && AGAIN.has(err.code)) {
+          const waiting = this.#retrying.get(name);
+          if (waiting && waiting !== retry && waiting.at > fire.at) return void (current() && giveUp());
+          if (waiting && waiting !== retry) waiting.giveUp();
+          const next = retry ?? new Retry(fire.at);
+          next.tell = giveUp;
+          if (next.attempts === 0)
+            this.#o.logger.warn(
+              { job: name, code: err.code, fireAt: isoTime(fire.at) },
+              'a schedule fire could not reach the backend; adding it again once it answers',
+            );
+          const delay = retryDelay(FIRE_RETRY, ++next.attempts, this.#o.random);
+          next.timer = this.#o.clock.setTimer(delay, () => {
+            next.timer = undefined;
+            this.#trigger(name, source, fire, dueAts, late, next);
+          });
+          next.giveUp = () => {
+            next.over = true;
+            next.timer?.cancel();
+            if (this.#retrying.get(name) === next) this.#retrying.delete(name);
+            next.tell();
+          };
+          this.#retrying.set(name, next);
+          return;
+        }
+        if (!current()) return;
         if (isHostError(err) && err.code === 'SKIPPED') {
           // Emitted as run.skipped, or another host ran this fire.
           const reason = String(err.details?.['reason'] ?? 'skipped');
           if (!MEANT.has(reason)) missed?.fired(name, watched(), null, `the fire was refused (${err.message})`);
           return;
         }
-        const giveUp = (): void => {
-          missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
-          this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
-        };
-        // Redis out of reach (a failover, a restart): the same fire is added again once it answers,
-        // as BullMQ's add of its derived id and the admission's fire time make a second add of one
-        // fire nothing. One per job: a newer fire that fails too takes its place (the older is missed).
-        if (fire === undefined || this.#stopped || !isHostError(err) || !AGAIN.has(err.code)) return giveUp();
-        this.#retrying.get(name)?.giveUp();
-        const delay = Math.min(RETRY_MS * 2 ** attempt, RETRY_MAX_MS);
-        if (attempt === 0)
-          this.#o.logger.warn(
-            { job: name, code: err.code, fireAt: isoTime(fire.at) },
-            'a schedule fire could not reach the backend; adding it again once it answers',
-          );
-        const entry = {
-          giveUp: () => {
-            entry.timer.cancel();
-            this.#retrying.delete(name);
-            giveUp();
-          },
-          timer: this.#o.clock.setTimer(delay, () => {
-            this.#retrying.delete(name);
-            this.#trigger(name, source, fire, dueAts, late, attempt + 1);
-          }),
-        };
-        this.#retrying.set(name, entry);
+        giveUp();
       },
     );
   }

@@ -60,6 +60,8 @@ export class Missed {
   #early = new Map<string, number>();
   /** Per job, the look at the watches a restart found open: other claims of the job wait for it (they must come in fire order). */
   readonly #resuming = new Map<string, Promise<void>>();
+  /** Claims of missed fires that could not reach the backend, tried again (`job@fireAt`): logged once each. */
+  readonly #claiming = new Set<string>();
   #stopped = false;
 
   constructor(options: MissedOptions) {
@@ -72,15 +74,16 @@ export class Missed {
    * catch-up run stands for every fire the host was down for that is not missed yet: it names them all.
    */
   fired(name: string, fireAt: number | readonly number[], runId: string | null, reason: string): void {
+    // Taken out first: a job without the rule must not leave its early starts behind.
+    const startedAt = runId === null ? undefined : this.#early.get(runId);
+    if (startedAt !== undefined) this.#early.delete(runId!);
     const job = this.#watched(name);
     if (!job?.schedule) return;
     const schedule = job.schedule;
     const watches = (typeof fireAt === 'number' ? [fireAt] : fireAt).map(
       (at): Watch => ({ job: name, fireAt: at, deadline: at + missedAfter(job, schedule, at), runId, reason }),
     );
-    const startedAt = runId === null ? undefined : this.#early.get(runId);
     if (startedAt !== undefined) {
-      this.#early.delete(runId!);
       // Started already: in time, or after a deadline (the host stalled between the fire and its start).
       for (const w of watches) {
         if (startedAt > w.deadline) this.#claim(name, w.fireAt, `its run ${runId} started more than ${formatDuration(w.deadline - w.fireAt)} after the fire`);
@@ -216,11 +219,17 @@ export class Missed {
     const { fireAt, deadline, runId } = kept;
     const waited = formatDuration(deadline - fireAt);
     if (runId !== null) {
-      // Out of reach (Redis down): taken as not started, as a due watch does.
+      // Out of reach (Redis down): looked at again, as a due watch is (see `#due`).
       const run = await this.#o
         .backend()
         .getRun(runId)
-        .catch(() => undefined);
+        .catch(() => null);
+      if (run === null) {
+        const w: Watch = { job: name, fireAt, deadline, runId, reason: '' };
+        this.#byRun.set(runId, [...(this.#byRun.get(runId) ?? []), w]);
+        this.#timer.push(Math.max(deadline, this.#o.clock.now() + LOOK_AGAIN_MS), w);
+        return;
+      }
       if (run?.startedAt) {
         if (Date.parse(run.startedAt) > deadline) await this.#tell(name, fireAt, `its run ${runId} started more than ${waited} after the fire`);
         return;
@@ -239,6 +248,7 @@ export class Missed {
     this.#stopped = true;
     this.#timer.close();
     this.#byRun.clear();
+    this.#claiming.clear();
   }
 
   /** The job, when it asks for `missed` and is enabled. */
@@ -297,8 +307,18 @@ export class Missed {
       .backend()
       .claimMissed(job, fireAt)
       .then((mine) => {
+        this.#claiming.delete(`${job}@${fireAt}`);
         if (mine && !this.#stopped) this.#o.alert(job, fireAt, reason);
       })
-      .catch((err: unknown) => this.#o.logger.warn({ err, job, fireAt: isoTime(fireAt) }, 'could not record a missed fire'));
+      .catch((err: unknown) => {
+        if (this.#stopped) return;
+        // Redis out of reach: claimed again shortly (a watch without a run is a claim when due), not lost.
+        const key = `${job}@${fireAt}`;
+        const first = !this.#claiming.has(key);
+        this.#claiming.add(key);
+        this.#o.logger[first ? 'warn' : 'debug']({ err, job, fireAt: isoTime(fireAt) }, 'could not record a missed fire; trying again');
+        const now = this.#o.clock.now();
+        this.#timer.push(now + LOOK_AGAIN_MS, { job, fireAt, deadline: now + LOOK_AGAIN_MS, runId: null, reason });
+      });
   }
 }

@@ -173,7 +173,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
   });
   const triggers = new Triggers({ bus, clock, registry: jobs, backend, newId, accepting, limits: () => host.config().limits });
   const after = new After({ registry: jobs, triggers, backend, bus, clock, logger, state: () => host.state(), limits: () => host.config().limits });
-  const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed });
+  const fires = new Fires({ clock, logger, backend, registry: jobs, triggers, missed, random: host.random });
   // A job enabled: its disabled stretch is neither missed nor downtime. The fire baseline moves on
   // this host's own enable only (another host's, relayed, was noted there).
   bus.on('job.enabled', (e) => {

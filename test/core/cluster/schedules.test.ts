@@ -6,6 +6,7 @@ import { CATCH_UP_GRACE_MS } from '../../../core/engine/fires.js';
 import { fireRunId } from '../../../core/engine/ids.js';
 import { freshPrefix, startCluster } from '../../cluster.js';
 import { until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
 import { startRedis } from '../../redis.js';
 
 /**
@@ -118,4 +119,39 @@ t.test('a schedule fire that comes due while Redis is out of reach is added once
   const runs = (await a!.host.runs({ job: 'hourly', limit: 10 })).items;
   t.equal(runs.length, 1, 'one run of the fire, no second add of it');
   t.equal(runs[0]!.source, 'schedule');
+});
+
+t.test('a newer fire while an older one waits for Redis: the older is told missed once Redis answers, the newer runs', async (t) => {
+  const redis = await startRedis(t);
+  const hook = await httpReceiver(t);
+  const clock = createManualClock(Date.parse('2026-01-05T10:30:00Z'));
+  const hourly = {
+    name: 'hourly',
+    schedule: '0 * * * *',
+    isolation: 'inline' as const,
+    notify: { on: ['missed' as const], to: ['hook'] },
+    handler: () => 1,
+  };
+  const [a] = await startCluster(t, redis, 1, {
+    plugins: [hourly],
+    clockOf: () => clock,
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } },
+  });
+  await redis.stop();
+  await clock.set(Date.parse('2026-01-05T11:00:00Z'));
+  await clock.set(Date.parse('2026-01-05T12:00:00Z'));
+  // The 11:00 fire, given up for the newer one, is claimed as missed while Redis is still away.
+  await clock.advance(2000);
+  await redis.restart();
+  await until(
+    async () => {
+      await clock.advance(500);
+      return a!.of('run.succeeded').length === 1 && hook.received.length === 1;
+    },
+    20_000,
+    'the 12:00 fire run, the 11:00 one told missed',
+  );
+  const runs = (await a!.host.runs({ job: 'hourly', limit: 10 })).items;
+  t.equal(runs.length, 1, 'one run: the newer fire');
+  t.match(hook.received[0]!.json, { rule: 'missed', message: /missed its schedule fire at 2026-01-05T11:00:00\.000Z: the fire could not make a run \(BACKEND_UNAVAILABLE\)/ });
 });

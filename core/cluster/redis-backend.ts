@@ -245,15 +245,20 @@ class RedisBackend implements Backend {
     // Announced here once, by this add's answer or by the run's start on this host, whichever
     // comes first: this host's worker can take the run before the add's reply is back, and its
     // run.started must not come before its run.queued.
+    // Not for a schedule fire: every host adds it under the same derived id, and the run this
+    // host's worker takes may be another host's add of it.
     const { announcing } = this.#p;
+    let announced = false;
     const announce = (): void => {
-      if (!announcing.delete(run.id)) return;
+      if (announced) return;
+      announced = true;
+      announcing.delete(run.id);
       this.#adds++;
       this.#announced = run.id;
       this.#p.mirror.added(run, delayed);
       this.#engine.observer.queued(run, delayed);
     };
-    announcing.set(run.id, announce);
+    if (fire === undefined) announcing.set(run.id, announce);
     let refused: Refusal | undefined;
     try {
       refused = await admit(this.#p.adds, this.#p.jobs.queueOf(run.job), run, rules, this.#p.keys, this.#p.connections, this.#retention, queued, fire);

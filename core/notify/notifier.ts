@@ -56,18 +56,19 @@ export function describeDestination(name: string, d: Destination): DestinationVi
  * webhook), SMTP password, header values. A receiver may echo a part of a URL alone, so each path
  * segment and query value that looks like a token is one too. Short or plain values would cut
  * ordinary words out of a receiver's answer: a password, routing key or secret counts from 4
- * characters, a header value from 8 (and each of its parts that is no plain word from 6), the
+ * characters, a header value from 8 (and what follows its scheme, `Bearer <token>`, from 6), the
  * URL's path and query as a whole and each query value from 6, and one path segment when it looks
  * generated (8 characters with a digit, or 16): `notifications` or `services` are words;
  * `T0A1B2C3D`, a Slack token or a Discord id are not. `keys`: the values a receiver may echo in
- * part (a routing key, a webhook secret, a password, a header value's token, a query value).
+ * part (a routing key, a webhook secret, a password, a header's token, the value of a header or
+ * query parameter named like a credential: `x-api-key`, `?token=`).
  */
 function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
   const given: string[] = [];
   const headers: string[] = [];
   const fromUrl: string[] = [];
   const parts: string[] = [];
-  /** Tokens: a header value's parts (`Bearer <token>`), a query value; echoed whole or in part. */
+  /** Tokens: what follows a header value's scheme (`Bearer <token>`), a secret-named header's or query parameter's value; echoed whole or in part. */
   const tokens: string[] = [];
   const both = (s: string): string[] => {
     try {
@@ -86,18 +87,22 @@ function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
     if (u.pathname.length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));
     for (const segment of u.pathname.split('/')) parts.push(...both(segment));
     if (u.search) fromUrl.push(u.search.slice(1));
-    // A query value is a parameter's, most often a key or a token: from 6 characters, whatever it looks like.
-    for (const value of u.searchParams.values()) {
+    // A query value is a parameter's, most often a key or a token: from 6 characters, whatever it
+    // looks like; in part too when its name says so (`?token=`, not `?date=`).
+    for (const [name, value] of u.searchParams) {
       fromUrl.push(value);
-      tokens.push(value);
+      if (SECRET_NAME.test(name)) tokens.push(value);
     }
   }
   if (d.kind === 'webhook') {
     if (d.secret) given.push(d.secret, d.secret.replace(/^whsec_/, ''));
-    for (const v of Object.values(d.headers ?? {})) {
+    for (const [name, v] of Object.entries(d.headers ?? {})) {
       headers.push(v);
-      // A receiver refusing `Authorization: Bearer tok_…` echoes the token, not the whole value.
-      for (const part of v.split(/[\s,;=]+/)) if (part.length >= FRAGMENT_ANY || !plainWord(part)) tokens.push(part);
+      // A receiver refusing `Authorization: Bearer tok_…` echoes the token, not the whole value:
+      // what follows a scheme is a token whatever it looks like; a secret-named header's value is one.
+      const [first = '', ...rest] = v.trim().split(/\s+/);
+      if (rest.length > 0 && /^[A-Za-z][A-Za-z0-9-]*$/.test(first)) tokens.push(...rest);
+      else if (SECRET_NAME.test(name)) tokens.push(v);
     }
   }
   if (d.kind === 'pagerduty') given.push(d.routingKey);
@@ -111,6 +116,9 @@ function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
   ];
   return { whole, keys: [...given, ...tokens].filter((s) => s.length >= FRAGMENT) };
 }
+
+/** A header or query parameter name that says its value is a credential. */
+const SECRET_NAME = /auth|token|key|secret|pass|sig|session|cookie|credential/i;
 
 /** The shortest part of a routing key, webhook secret or password that is cut on its own. */
 const FRAGMENT = 8;

@@ -83,4 +83,14 @@ t.test("a header value's token and a query value are cut whole and in part; the 
   t.equal(cut('unknown key SuperSecret'), 'unknown key …', 'a part of the token');
   t.equal(cut('bad token okSECRETq9x8'), 'bad token …', 'a part of a query value');
   t.equal(cut('Bearer authentication required'), 'Bearer authentication required', "the scheme's word stays");
+  const plain = parseConfig({
+    notifications: {
+      destinations: {
+        api: { kind: 'webhook', url: 'https://api.example.com/in?date=2024-01-01&format=json', headers: { authorization: 'Bearer SECRETKEYVALUE' } },
+      },
+    },
+  }).notifications.destinations;
+  const cutPlain = (text: string) => redact(text, plain, { cutShort: false });
+  t.equal(cutPlain('invalid token SECRETKEYVALUE'), 'invalid token …', 'a token of letters alone, after its scheme');
+  t.equal(cutPlain('request at 2024-01-15T10:00:00Z'), 'request at 2024-01-15T10:00:00Z', 'a query value not named like a credential is not cut in part');
 });

@@ -42,7 +42,7 @@ const whsec = envString.pipe(
 const address = envString.pipe(z.string().regex(/^[^\s@<>]+@[^\s@<>]+$|^.*<[^\s@<>]+@[^\s@<>]+>$/, 'expected an email address'));
 
 /** Headers the host writes itself: the body's length and framing, and the Standard Webhooks signature. */
-const RESERVED_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'host', 'webhook-id', 'webhook-timestamp', 'webhook-signature']);
+const RESERVED_HEADERS = new Set(['content-length', 'transfer-encoding', 'webhook-id', 'webhook-timestamp', 'webhook-signature']);
 
 // A header's name is an HTTP token; its value has no line break or control character (Node refuses
 // either at every attempt, which would retry a delivery that can never be sent). Neither message

@@ -117,10 +117,10 @@ t.test('backend: local by default; redis with its defaults; bad values name thei
 
 t.test('webhook headers: a name is an HTTP token, a value has no line break, the host keeps its own; notifications.timeout is more than 0', async (t) => {
   const hook = (headers: Record<string, string>) => ({ notifications: { destinations: { hook: { kind: 'webhook', url: 'http://127.0.0.1:9/in', headers } } } });
-  t.same(parseConfig(hook({ authorization: 'Bearer tok_1', 'X-Api-Key': 'k\tv é' })).notifications.destinations['hook'], {
+  t.same(parseConfig(hook({ authorization: 'Bearer tok_1', 'X-Api-Key': 'k\tv é', Host: 'hooks.internal' })).notifications.destinations['hook'], {
     kind: 'webhook',
     url: 'http://127.0.0.1:9/in',
-    headers: { authorization: 'Bearer tok_1', 'X-Api-Key': 'k\tv é' },
+    headers: { authorization: 'Bearer tok_1', 'X-Api-Key': 'k\tv é', Host: 'hooks.internal' },
   });
   const cases: Array<[unknown, RegExp]> = [
     [hook({ 'X Bad Name': 'v' }), /^notifications\.destinations\.hook\.headers\.X Bad Name: expected an HTTP header name/],

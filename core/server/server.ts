@@ -88,6 +88,9 @@ export interface Server {
 
 const version = packageJson().version;
 
+/** Routes whose query is not checked (see the API scope's onRoute hook). */
+const ANY_QUERY = new Set(['/health', '/ready', '/metrics', '/events/:type']);
+
 /** `/jobs/:name/run` → a regex for the concrete path, to tell 405 from 404. */
 function pathPattern(url: string): RegExp {
   const escaped = url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
@@ -251,12 +254,15 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   );
   void app.register(async (scope: JobhostApp) => {
     // Every API route checks its whole request (SPEC §6): one that declares no body or query
-    // string refuses unknown keys there too, rather than ignoring them.
+    // string refuses unknown keys there too, rather than ignoring them. Except the query of what
+    // other systems call with URLs of their own making: probes and scrapers (a cache-buster, a
+    // Prometheus job's `params`) and app events (a webhook sender's tag).
     scope.addHook('onRoute', (route) => {
       const schema = route.schema ?? {};
       const posts = [route.method].flat().includes('POST');
-      if (schema.querystring !== undefined && (schema.body !== undefined || !posts)) return;
-      route.schema = { ...schema, querystring: schema.querystring ?? noQuery, ...(posts ? { body: schema.body ?? noBody } : {}) };
+      const query = schema.querystring ?? (ANY_QUERY.has(route.url) ? undefined : noQuery);
+      if (query === schema.querystring && (schema.body !== undefined || !posts)) return;
+      route.schema = { ...schema, ...(query && { querystring: query }), ...(posts ? { body: schema.body ?? noBody } : {}) };
     });
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);

@@ -153,5 +153,8 @@ t.test('a newer fire while an older one waits for Redis: the older is told misse
   );
   const runs = (await a!.host.runs({ job: 'hourly', limit: 10 })).items;
   t.equal(runs.length, 1, 'one run: the newer fire');
-  t.match(hook.received[0]!.json, { rule: 'missed', message: /missed its schedule fire at 2026-01-05T11:00:00\.000Z: the fire could not make a run \(BACKEND_UNAVAILABLE\)/ });
+  t.match(hook.received[0]!.json, {
+    rule: 'missed',
+    message: /missed its schedule fire at 2026-01-05T11:00:00\.000Z: the fire could not make a run \(BACKEND_UNAVAILABLE\)/,
+  });
 });

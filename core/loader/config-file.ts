@@ -181,8 +181,11 @@ export class ConfigWatcher {
     // Every entry's events count, not only the file's: the file may be a symlink through another
     // entry (a Kubernetes ConfigMap swaps `..data`, and the file's own name sees no event); a
     // re-read whose text did not change does nothing.
-    if (name === null || name === path.basename(this.#file)) this.#named = true;
-    this.#schedule();
+    const own = name === null || name === path.basename(this.#file);
+    if (own) this.#named = true;
+    // Only the file's own events restart the wait (an editor's save is several); another entry's
+    // join a pending re-read, so a file beside it written all the time (a log) cannot hold edits off.
+    if (own || this.#timer === undefined) this.#schedule();
   }
 
   async stop(): Promise<void> {
@@ -200,6 +203,7 @@ export class ConfigWatcher {
   #schedule(): void {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
       const named = this.#named;
       this.#named = false;
       this.#queue = this.#queue.then(async () => {

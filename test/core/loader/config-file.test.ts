@@ -331,3 +331,13 @@ t.test("a plugin file's import error names it under the directory the host runs 
   t.match(err, { code: 'PLUGIN_IMPORT_FAILED', message: /^plugins\/syn\.ts:\d+:\d+: ERROR: / });
   t.notMatch(err.message, dir);
 });
+
+t.test('a file beside the config written all the time does not hold an edit off', async (t) => {
+  const w = await watched(t, { jobs: { nightly: { schedule: '0 3 * * *' } } });
+  const log = path.join(path.dirname(w.file), 'app.log');
+  // Written far more often than the watcher's wait (20 ms), for as long as the edit takes.
+  const writer = setInterval(() => writeFileSync(log, `${Date.now()}\n`, { flag: 'a' }), 5);
+  t.teardown(() => clearInterval(writer));
+  await w.edit({ jobs: { nightly: { schedule: '30 12 * * *' } } }, 'config.reloaded');
+  t.equal(w.host.job('nightly')!.schedule, '30 12 * * *', 'applied while the other file was still being written');
+});

@@ -39,8 +39,29 @@ async function build(routes: readonly RouteOptions[], options: SwaggerOptions, c
       }
     });
     await doc.ready();
-    return doc.swagger();
+    return bodiesOptional(doc.swagger() as OpenApiDoc, routes);
   } finally {
     await doc.close();
   }
+}
+
+type OpenApiDoc = { paths?: Record<string, Record<string, { requestBody?: { required?: boolean } } | undefined>> };
+
+/**
+ * @fastify/swagger marks every request body required (fastify itself wants one where a body schema
+ * is given); the API's bodies may be left out (no body, or an empty JSON body, is none): where the
+ * route's schema takes `undefined`, the document says the body is optional, so generated clients
+ * do not insist on one.
+ */
+function bodiesOptional(spec: OpenApiDoc, routes: readonly RouteOptions[]): OpenApiDoc {
+  for (const { method, url, schema } of routes) {
+    const body = schema?.body as { safeParse?: (v: unknown) => { success: boolean } } | undefined;
+    if (typeof body?.safeParse !== 'function' || !body.safeParse(undefined).success) continue;
+    const path = url.replace(/:(\w+)/g, '{$1}');
+    for (const m of [method].flat()) {
+      const op = spec.paths?.[path]?.[m.toLowerCase()];
+      if (op?.requestBody) op.requestBody.required = false;
+    }
+  }
+  return spec;
 }

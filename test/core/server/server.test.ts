@@ -500,6 +500,9 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
     t.ok(server.app.hasRoute({ method: method.toUpperCase() as 'GET', url: url.replace(/\{(\w+)\}/g, ':$1') }), `${route} is served`);
   }
   t.ok(doc.paths['/jobs/{name}/run']!['post']!.requestBody, 'the trigger body is documented');
+  for (const route of ['/jobs/{name}/run', '/jobs/{name}/enable', '/store/damage/ack']) {
+    t.match(doc.paths[route]!['post']!.requestBody, { required: false }, `${route}: a body that may be left out is documented optional`);
+  }
   t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
   t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'logs', 'run', 'since', 'token', 'type']);
 });

@@ -1,20 +1,18 @@
 import { refusal } from '../contract/admission.js';
 import type { AuditRecord, AuditStore } from '../contract/audit.js';
-import {
-  type AdmissionRules,
-  type Backend,
-  type BackendHooks,
-  type BackendOpened,
-  type Depths,
-  type HeldCounts,
-  type JobFlags,
-  type JobState,
-  MISSED_WATCHES_MAX,
-  type MissedWatch,
-  type NotificationQuery,
-  type Refusal,
-  type ScheduleFire,
-  SLOW_TOLD_MAX,
+import type {
+  AdmissionRules,
+  Backend,
+  BackendHooks,
+  BackendOpened,
+  Depths,
+  HeldCounts,
+  JobFlags,
+  JobState,
+  MissedWatch,
+  NotificationQuery,
+  Refusal,
+  ScheduleFire,
 } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
@@ -24,8 +22,8 @@ import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
-import { StormWindows } from '../contract/storm-windows.js';
 import type { BackendStats } from '../contract/views.js';
+import { AlertMarks } from './alert-marks.js';
 import { clone } from './copy.js';
 import { Debouncer } from './debounce.js';
 import { storeOpenError } from './open-error.js';
@@ -84,7 +82,7 @@ class LocalBackend implements Backend {
   readonly #runner: Runner;
   readonly #debounce: Debouncer;
   readonly #outbox: Outbox;
-  readonly #storm = new StormWindows();
+  readonly #marks: AlertMarks;
   readonly #clock: Clock;
   readonly #logger: Logger;
   /** The store directory (null: in memory). */
@@ -121,6 +119,13 @@ class LocalBackend implements Backend {
     this.#debounce = new Debouncer(this.#runner);
     this.pauses = new LocalPauses({ dir: options.dir, fsync: options.fsync, logger: options.logger, resumed: () => this.#runner.dispatch.unparkAll() });
     this.#outbox = new Outbox({ clock: options.clock, logger: options.logger, concurrency: options.deliveryConcurrency ?? 16, store: this.#store });
+    this.#marks = new AlertMarks({
+      clock: options.clock,
+      logger: options.logger,
+      job: (name) => this.#store.job(name),
+      save: (name) => this.#saveJob(name),
+      live: (id) => this.#runner.get(id) !== undefined,
+    });
   }
 
   async open(hooks: BackendHooks): Promise<BackendOpened> {
@@ -183,19 +188,10 @@ class LocalBackend implements Backend {
   /** Folds a final outcome into its job's state (no write of its own: the run's final record is the durable fact). */
   #settled(run: Run, outcome: NotifyStatus): void {
     if (outcome !== 'retrying') {
-      const state = this.#store.job(run.job);
-      foldFinished(state, run);
-      // Its `slow` mark goes with it (see claimSlow): a job whose runs turned slow once does not carry them in every flags line after.
-      if (state.slowTold?.includes(run.id)) this.#forgetSlow(run.job, run.id);
+      foldFinished(this.#store.job(run.job), run);
+      this.#marks.ended(run.job, run.id);
     }
     this.#hooks!.observer.settled(run, outcome);
-  }
-
-  #forgetSlow(job: string, runId: string): void {
-    const state = this.#store.job(job);
-    // Kept empty rather than deleted: a flags line without the field would leave an older list in place when the journal is read back.
-    state.slowTold = state.slowTold!.filter((id) => id !== runId);
-    this.#saveJob(job).catch((err: unknown) => this.#logger.debug({ err, job }, 'could not drop the slow mark of an ended run'));
   }
 
   start(): void {
@@ -363,59 +359,35 @@ class LocalBackend implements Backend {
   }
 
   throttle(key: string, ms: number, status: NotifyStatus): Promise<number | HeldCounts> {
-    return Promise.resolve(this.#storm.throttle(key, ms, status, this.#clock.now()));
+    return this.#marks.throttle(key, ms, status);
   }
 
   takeHeld(key: string): Promise<HeldCounts> {
-    return Promise.resolve(this.#storm.take(key, this.#clock.now()));
+    return this.#marks.takeHeld(key);
   }
 
   takeEnded(key: string): Promise<HeldCounts | number> {
-    return Promise.resolve(this.#storm.takeEnded(key, this.#clock.now()));
+    return this.#marks.takeEnded(key);
   }
 
-  /**
-   * The mark is kept with the job's state (a line of its flags, and checkpoints): a run told slow
-   * that a restart queues again (a kill, or a stop's grace cut its attempt short) is started
-   * again with its first start long past, and must not be told again. Only a run that turns slow
-   * writes, and its end drops the mark (#settled); marks of runs no longer live go with the next one's too.
-   */
   claimSlow(job: string, runId: string): Promise<boolean> {
-    const state = this.#store.job(job);
-    if (state.slowTold?.includes(runId)) return Promise.resolve(false);
-    const kept = (state.slowTold ?? []).filter((id) => this.#runner.get(id) !== undefined);
-    kept.push(runId);
-    state.slowTold = kept.slice(-SLOW_TOLD_MAX);
-    return this.#saveJob(job).then(() => true);
+    return this.#marks.claimSlow(job, runId);
   }
 
-  async claimMissed(job: string, fireAt: number): Promise<boolean> {
-    const state = this.#store.job(job);
-    if ((state.missedThrough ?? -Infinity) >= fireAt) return false;
-    state.missedThrough = fireAt;
-    await this.#saveJob(job);
-    return true;
+  claimMissed(job: string, fireAt: number): Promise<boolean> {
+    return this.#marks.claimMissed(job, fireAt);
   }
 
-  /** The job's watches are in its state (journal lines of its flags, and checkpoints): the newest MISSED_WATCHES_MAX not yet due. */
   keepMissedWatch(job: string, watch: MissedWatch, now: number): Promise<void> {
-    const state = this.#store.job(job);
-    const kept = (state.missedWatches ?? []).filter((w) => w.deadline >= now && w.fireAt !== watch.fireAt);
-    kept.push({ ...watch });
-    kept.sort((a, b) => a.fireAt - b.fireAt);
-    state.missedWatches = kept.slice(-MISSED_WATCHES_MAX);
-    return this.#saveJob(job);
+    return this.#marks.keepMissedWatch(job, watch, now);
   }
 
-  async dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
-    const state = this.#store.job(job);
-    if (!state.missedWatches?.some((w) => w.fireAt === watch.fireAt)) return;
-    state.missedWatches = state.missedWatches.filter((w) => w.fireAt !== watch.fireAt);
-    await this.#saveJob(job);
+  dropMissedWatch(job: string, watch: MissedWatch): Promise<void> {
+    return this.#marks.dropMissedWatch(job, watch);
   }
 
   missedWatches(job: string): Promise<MissedWatch[]> {
-    return Promise.resolve((this.#store.job(job).missedWatches ?? []).map((w) => ({ ...w })));
+    return this.#marks.missedWatches(job);
   }
 
   listNotifications(query: NotificationQuery): Promise<Page<Notification>> {

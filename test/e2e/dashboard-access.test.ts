@@ -22,6 +22,7 @@ const TOKENS = {
 const FILES = {
   'deploy-web.ts': pluginSource(`{ name: 'deploy-web', description: 'Deploys the site', handler: () => 'deployed' }`),
   'cleanup.ts': pluginSource(`{ name: 'cleanup', description: 'Cleans up', handler: () => 'clean' }`),
+  'report.ts': pluginSource(`{ name: 'report', description: 'Fails', handler: () => { throw new Error('no data'); } }`),
 };
 const HOUR = '1h';
 
@@ -182,6 +183,22 @@ t.test('an operator limited to deploy-*: buttons for those jobs only', async (t)
   t.equal(await page.textContent('#view-job [data-queue="default"]'), 'default');
   t.equal(await page.locator('[data-queue-pause]').count(), 0, 'no Pause queue');
   t.equal((await post('/queues/default/pause', TOKENS.deployer)).status, 403);
+  // A job that does not exist: no charts (the last job's stood under its name).
+  await page.goto(`${url}/#/jobs/no-such-job`);
+  await page.waitForSelector('#view-job h2:has-text("No such job")');
+  t.equal(await page.locator('#view-job [data-charts="job"]').isVisible(), false, 'no charts for a job that does not exist');
+  // Retry every failed run: report's are out of this token's reach, and the question says so.
+  const failed = (await host.trigger('report')).runId;
+  await host.wait(failed);
+  await page.goto(`${url}/#/jobs`);
+  await page.click('[data-bulk="retry-all"]');
+  await page.waitForSelector('#bulk-dialog[open]');
+  t.match(
+    await page.textContent('#bulk-dialog'),
+    /No failed runs of the jobs your token may act on ended .*1 failed run of report is left out: your token may not act on that job\./,
+    'the runs left out are told',
+  );
+  await page.click('#bulk-dialog button:has-text("Close")');
   await page.goto(`${url}/#/runs/${deployRun}`);
   await page.waitForSelector('[data-focus="cancel"]');
   t.pass("deploy-web's queued run: Cancel");

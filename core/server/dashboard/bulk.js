@@ -76,12 +76,17 @@ export function createBulk(dialog, { onDone }) {
       const filter = { ...(job && { job }), ...(from && { from }) };
       const dry = /** @type {BulkResult} */ (await post(w.route, { ...filter, dryRun: true }));
       pending = dry.matched > 0 ? { action, body: { ...filter, to: dry.to }, count: dry.matched } : null;
-      const of = job ? ` of ${job}` : ' of every job';
+      // A token limited to some jobs: the runs of the others are left out, and the question says so.
+      const out = dry.excluded && dry.excluded.runs > 0 ? dry.excluded : null;
+      const of = job ? ` of ${job}` : out ? ' of the jobs your token may act on' : ' of every job';
+      const left = out
+        ? ` ${plural(out.runs, w.what)} of ${out.jobs.join(', ')} ${out.runs === 1 ? 'is' : 'are'} left out: your token may not act on ${out.jobs.length === 1 ? 'that job' : 'those jobs'}.`
+        : '';
       fill(
         text,
         dry.matched === 0
-          ? `No ${w.what} runs${of} ${w.which} ${label}.`
-          : `${w.verb} ${plural(dry.matched, w.what)}${of} that ${w.which} ${label}?${action === 'retry' ? ' Each one runs again as a new run.' : ''}`,
+          ? `No ${w.what} runs${of} ${w.which} ${label}.${left}`
+          : `${w.verb} ${plural(dry.matched, w.what)}${of} that ${w.which} ${label}?${action === 'retry' ? ' Each one runs again as a new run.' : ''}${left}`,
       );
       fill(
         list,

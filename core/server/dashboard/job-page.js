@@ -239,10 +239,14 @@ export function createJobPage(root, { onError, onRun, bulk }) {
           render();
         }
       } catch (err) {
-        if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND')
+        if (err instanceof ApiError && err.code === 'JOB_NOT_FOUND') {
+          // No charts either: the last job's would stand under a name that has none.
+          chartsRoot.hidden = true;
           return void fill(head, h('h2', {}, 'No such job'), h('p', {}, `The host has no job ${name}.`));
+        }
         return onError(err);
       }
+      chartsRoot.hidden = false;
       await charts.show(name);
     },
     /** The job changed (an event): its facts are read again. */

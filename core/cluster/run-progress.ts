@@ -56,13 +56,14 @@ export class RunProgress {
 
   /**
    * A progress value still waiting for its throttled write goes out now, ahead of the run's end:
-   * both go through the worker's connection, so Redis has it before the end.
+   * both go through the worker's connection, so Redis has it before the end; and its run.progress
+   * comes before the end's event.
    */
   flush(live: ProgressOf): void {
     if (!live.progressTimer) return;
     live.progressTimer.cancel();
     live.progressTimer = undefined;
-    this.#store(live);
+    this.#write(live);
   }
 
   #write(live: ProgressOf): void {

@@ -263,8 +263,12 @@ export class Runner {
 
   #endAttempt(entry: Entry, error: RunError | null): void {
     this.#deadlines.delete(entry);
-    entry.progressTimer?.cancel();
-    entry.progressTimer = undefined;
+    if (entry.progressTimer) {
+      // The trailing report the throttle held goes out ahead of the end (its value is saved with the end's record).
+      entry.progressTimer.cancel();
+      entry.progressTimer = undefined;
+      this.#engine.observer.progress(entry.run);
+    }
     entry.handle = undefined;
     const attempt = entry.run.attempts.at(-1);
     if (attempt) {

@@ -311,6 +311,32 @@ export function conformance(t: Test, backend: BackendUnderTest): void {
     t.ok(s.of('run.progress').length <= 3, 'no report after the end');
   });
 
+  t.test(`${backend.name}: a trailing progress report still due when the run ends goes out before its end`, async (t) => {
+    const s = await backend.start(t, [
+      {
+        name: 'quick-steps',
+        handler: (ctx) => {
+          ctx.progress(0.5, 'half');
+          ctx.progress(1, 'all done');
+          return 'ok';
+        },
+      },
+    ]);
+    const { runId } = await s.host.trigger('quick-steps');
+    await final(s, runId);
+    const progress = s.of('run.progress').filter((e) => e.data.runId === runId);
+    t.same(
+      progress.map((e) => [e.data.fraction, e.data.text]),
+      [
+        [0.5, 'half'],
+        [1, 'all done'],
+      ],
+      'the last report too',
+    );
+    const ended = s.of('run.succeeded').find((e) => e.data.runId === runId)!;
+    t.ok(progress.at(-1)!.seq < ended.seq, 'before the end');
+  });
+
   t.test(`${backend.name}: progress of a failed attempt stays visible while the retry waits; the next attempt starts from zero`, async (t) => {
     const second = gate();
     const s = await backend.start(t, [

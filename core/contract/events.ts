@@ -110,6 +110,13 @@ export const EVENT_TYPES: readonly EventType[] = [
   'events.gap',
 ];
 
+/** A `type` filter's value: an event type, `*`, or a glob `<prefix>.*` that some event type matches. */
+export function isEventPattern(t: string): boolean {
+  if (t === '*') return true;
+  if (t.endsWith('.*')) return EVENT_TYPES.some((e) => e.startsWith(t.slice(0, -1)));
+  return (EVENT_TYPES as readonly string[]).includes(t);
+}
+
 /** One event as the bus, the WebSocket and `jobhost tail` carry it. */
 export interface HostEvent<T extends EventType = EventType> {
   seq: number;

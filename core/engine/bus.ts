@@ -1,18 +1,22 @@
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, isoTime } from '../contract/clock.js';
-import type { AnyHostEvent, EventDataMap, EventType, HostEvent } from '../contract/events.js';
+import { HostError } from '../contract/errors.js';
+import { type AnyHostEvent, type EventDataMap, type EventType, type HostEvent, isEventPattern } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import { eventIterator, type IteratorBounds } from './event-iterator.js';
 import { EventRing } from './event-ring.js';
 
 export type { IteratorBounds } from './event-iterator.js';
 
-/** `job=`, `run=` and `type=` filters as the WebSocket and `events()` take them; types may end in `.*`. */
+/**
+ * `job=`, `run=` and `type=` filters as the WebSocket and `events()` take them (one value or
+ * several); types may end in `.*`.
+ */
 export interface EventFilter {
-  job?: readonly string[] | undefined;
+  job?: string | readonly string[] | undefined;
   /** Only events of these runs. */
-  run?: readonly string[] | undefined;
-  type?: readonly string[] | undefined;
+  run?: string | readonly string[] | undefined;
+  type?: string | readonly string[] | undefined;
   /**
    * Also `run.log` events (log lines), which no filter matches unless asked for: here, or by naming
    * `run.log` in `type`. They can come at ~20 a second per running run.
@@ -20,8 +24,32 @@ export interface EventFilter {
   logs?: boolean | undefined;
 }
 
+/** A filter's values as lists, checked: a library caller's `{ type: 'run.failed' }` or a typo is no silent match-nothing. */
+interface Filter {
+  job: readonly string[];
+  run: readonly string[];
+  type: readonly string[];
+  logs: boolean;
+}
+
+function listOf(value: unknown, field: string): readonly string[] {
+  if (value === undefined) return [];
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || !list.every((v) => typeof v === 'string'))
+    throw new HostError('INVALID_BODY', `${field}: expected a string or an array of strings`);
+  return list;
+}
+
+function checked(filter: EventFilter): Filter {
+  const type = listOf(filter.type, 'type');
+  for (const t of type) {
+    if (!isEventPattern(t)) throw new HostError('INVALID_BODY', `type: unknown event type "${t}" (an event type such as run.failed, or a glob such as run.*)`);
+  }
+  return { job: listOf(filter.job, 'job'), run: listOf(filter.run, 'run'), type, logs: filter.logs === true };
+}
+
 /** Whether a filter asks for `run.log` events. */
-export const wantsLogs = (filter: EventFilter): boolean => filter.logs === true || (filter.type ?? []).includes('run.log');
+const wantsLogs = (filter: Filter): boolean => filter.logs || filter.type.includes('run.log');
 
 export type Listener<E> = (event: E) => void;
 
@@ -29,12 +57,16 @@ type EmitterMap = { [K in EventType]: [HostEvent<K>] } & { '*': [AnyHostEvent] }
 
 /** Compiles a filter once into a predicate; an empty filter matches everything. */
 export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) => boolean {
-  const jobs = filter.job && filter.job.length > 0 ? new Set(filter.job) : null;
-  const runs = filter.run && filter.run.length > 0 ? new Set(filter.run) : null;
+  return matcher(checked(filter));
+}
+
+function matcher(filter: Filter): (event: AnyHostEvent) => boolean {
+  const jobs = filter.job.length > 0 ? new Set(filter.job) : null;
+  const runs = filter.run.length > 0 ? new Set(filter.run) : null;
   const logs = wantsLogs(filter);
   const exact = new Set<string>();
   const prefixes: string[] = [];
-  for (const t of filter.type ?? []) {
+  for (const t of filter.type) {
     if (t === '*') prefixes.push('');
     else if (t.endsWith('.*')) prefixes.push(t.slice(0, -1));
     else exact.add(t);
@@ -141,8 +173,9 @@ export class Bus {
    * subscription happen in one synchronous step, so nothing is missed or sent twice.
    * `gap` is true when events after `since` have already left the buffer.
    */
-  subscribe(filter: EventFilter, listener: Listener<AnyHostEvent>, since?: number): { gap: boolean; close: () => void } {
-    const match = compileFilter(filter);
+  subscribe(given: EventFilter, listener: Listener<AnyHostEvent>, since?: number): { gap: boolean; close: () => void } {
+    const filter = checked(given);
+    const match = matcher(filter);
     let gap = false;
     if (since !== undefined) {
       const replay = this.since(since);
@@ -188,6 +221,7 @@ export class Bus {
    * falls behind by more than `bounds` ends with EVENTS_OVERFLOW (see `event-iterator.ts`).
    */
   iterate(filter: EventFilter, since?: number, bounds?: IteratorBounds): AsyncIterableIterator<AnyHostEvent> {
+    checked(filter); // refused here, at the call, not at the first read
     return eventIterator(
       (listener) => this.subscribe(filter, listener, since),
       (event) => this.#ring.sizeOf(event),

@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import { type Config, parseConfig } from '../contract/config.js';
+import { parseDuration } from '../contract/duration.js';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
@@ -134,7 +135,15 @@ export class Host {
    * is `stopped` all the same) when a part failed to close or the deadline passed.
    */
   stop(options: { reason?: string; graceMs?: number } = {}): Promise<void> {
-    this.#stopping ??= this.#stop(options.reason ?? 'stop', options.graceMs ?? this.#config.shutdown.grace);
+    if (!this.#stopping) {
+      let graceMs: number;
+      try {
+        graceMs = options.graceMs === undefined ? this.#config.shutdown.grace : parseDuration(options.graceMs, 'graceMs');
+      } catch (err) {
+        return Promise.reject(err); // INVALID_DURATION; the host goes on running
+      }
+      this.#stopping = this.#stop(options.reason ?? 'stop', graceMs);
+    }
     return this.#stopping;
   }
 

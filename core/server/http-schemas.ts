@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../contract/errors.js';
+import { isEventPattern } from '../contract/events.js';
 import { RUN_SOURCES } from '../contract/run.js';
 import { damageReport } from '../contract/store-health.js';
 
@@ -69,7 +70,14 @@ const repeatable = z
 export const eventsQuery = z.strictObject({
   job: repeatable.describe('only events of these jobs (repeatable)'),
   run: repeatable.describe('only events of these runs (repeatable)'),
-  type: repeatable.describe('only these event types; `run.*` globs (repeatable)'),
+  type: repeatable
+    .superRefine((types, ctx) => {
+      for (const t of types ?? []) {
+        if (!isEventPattern(t))
+          ctx.addIssue({ code: 'custom', message: `unknown event type "${t}" (an event type such as run.failed, or a glob such as run.*)` });
+      }
+    })
+    .describe('only these event types; `run.*` globs (repeatable)'),
   logs: z
     .enum(['true', 'false', '1', '0'])
     .optional()

@@ -94,4 +94,13 @@ t.test('filters: job, exact type, and globs', async (t) => {
   t.notOk(compileFilter({ job: ['a'] })(ev('run.failed', 'b')));
   t.notOk(compileFilter({ job: ['a'] })(ev('host.started', null)));
   t.ok(compileFilter({ type: ['*'] })(ev('host.started', null)));
+  // One value as a string, as a library caller writes it: the same as a list of one.
+  t.ok(compileFilter({ type: 'run.failed', job: 'a' })(ev('run.failed', 'a')));
+  t.notOk(compileFilter({ type: 'run.failed' })(ev('run.started', 'a')), 'not read letter by letter');
+  t.notOk(compileFilter({ type: 'run.*' })(ev('job.disabled', 'a')), "a glob's letters are no '*' of their own");
+  // What no event type is: refused, not a filter that matches nothing.
+  t.throws(() => compileFilter({ type: ['run.faild'] }), { code: 'INVALID_BODY', message: /unknown event type "run\.faild"/ });
+  t.throws(() => compileFilter({ type: ['nope.*'] }), { code: 'INVALID_BODY' });
+  t.throws(() => compileFilter({ type: 5 as never }), { code: 'INVALID_BODY', message: /^type: expected a string or an array of strings/ });
+  t.throws(() => bus().iterate({ job: [1] as never }), { code: 'INVALID_BODY' }, 'events() refuses at the call');
 });

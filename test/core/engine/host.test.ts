@@ -341,3 +341,14 @@ t.test('a plugin naming a queue the config lacks runs in default, with a warning
   t.match(lines, [{ job: 'typo', msg: /queue "critcal" is not in the config's queues; it runs in "default"/ }]);
   t.equal(lines.length, 1);
 });
+
+t.test('stop({ graceMs }) takes ms or a duration; anything else is INVALID_DURATION and the host goes on', async (t) => {
+  const { host } = await startHost(t);
+  host.register({ name: 'job', handler: noop });
+  await t.rejects(host.stop({ graceMs: 'soon' as never }), { code: 'INVALID_DURATION', message: /^graceMs: / });
+  await t.rejects(host.stop({ graceMs: -1 }), { code: 'INVALID_DURATION' });
+  t.equal(host.state, 'running', 'still running');
+  t.match(await host.wait((await host.trigger('job')).runId), { status: 'succeeded' }, 'and still runs jobs');
+  await host.stop({ graceMs: '1s' as never });
+  t.equal(host.state, 'stopped', "a duration like '1s' is a grace");
+});

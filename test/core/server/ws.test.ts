@@ -201,6 +201,8 @@ t.test('a plain GET gets 426; a bad query is refused before the upgrade', async 
   t.equal(await refusedWith(s, '?since=-1'), 400);
   t.equal(await refusedWith(s, '?since=soon'), 400);
   t.equal(await refusedWith(s, '?color=red'), 400);
+  t.equal(await refusedWith(s, '?type=run.faild'), 400, 'an event type that does not exist (a typo would wait forever)');
+  t.equal(await refusedWith(s, '?type=run.*&type=nope.*'), 400);
 });
 
 t.test('closing the server closes sockets with 1001', async (t) => {

@@ -1,4 +1,5 @@
 import { type Clock, isoTime } from '../contract/clock.js';
+import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { isFinal, type Page, type Run, type RunQuery } from '../contract/run.js';
 import { SERIES_WINDOWS, type Series, type SeriesBucket, type SeriesWindow } from '../contract/views.js';
@@ -219,6 +220,7 @@ export class SeriesIndex {
 
   /** The buckets of a window for the host (no `job`) or one job, oldest first. */
   series(window: SeriesWindow, job?: string): Series {
+    if (!Object.hasOwn(SERIES_WINDOWS, window)) throw new HostError('INVALID_BODY', `window: expected one of ${Object.keys(SERIES_WINDOWS).join(', ')}`);
     const { bucketMs, buckets } = SERIES_WINDOWS[window];
     const r = RESOLUTIONS.findIndex((res) => res.bucketMs === bucketMs);
     const now = this.#o.clock.now();

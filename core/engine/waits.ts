@@ -1,5 +1,6 @@
 import type { Backend } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
+import { parseDuration } from '../contract/duration.js';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent } from '../contract/events.js';
 import { isFinal, type Run } from '../contract/run.js';
@@ -49,7 +50,16 @@ export class RunWaits {
 
   /** Resolves with the run once it is final; RUN_NOT_FOUND for an unknown id. */
   wait(id: string, options: WaitOptions = {}): Promise<Run> {
-    const { signal, timeout } = options;
+    const { signal } = options;
+    let timeout: number | undefined;
+    try {
+      timeout = options.timeout === undefined ? undefined : parseDuration(options.timeout, 'timeout');
+      if (signal !== undefined && typeof (signal as Partial<AbortSignal> | null)?.addEventListener !== 'function') {
+        throw new HostError('INVALID_BODY', 'signal: expected an AbortSignal');
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<Run>((resolve, reject) => {
       let timer: Timer | undefined;

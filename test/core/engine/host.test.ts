@@ -352,3 +352,16 @@ t.test('stop({ graceMs }) takes ms or a duration; anything else is INVALID_DURAT
   await host.stop({ graceMs: '1s' as never });
   t.equal(host.state, 'stopped', "a duration like '1s' is a grace");
 });
+
+t.test("wait() and series() refuse what they cannot read with the error's code, not a TypeError", async (t) => {
+  const { host } = await startHost(t);
+  const hold = gate();
+  host.register({ name: 'slow', handler: () => hold.promise });
+  const { runId } = await host.trigger('slow');
+  await t.rejects(host.wait(runId, { timeout: 'abc' as never }), { code: 'INVALID_DURATION', message: /^timeout: / });
+  await t.rejects(host.wait(runId, { signal: 5 as never }), { code: 'INVALID_BODY', message: 'signal: expected an AbortSignal' });
+  t.throws(() => host.series('2h' as never), { code: 'INVALID_BODY', message: 'window: expected one of 1h, 24h, 7d' });
+  const waiting = host.wait(runId, { timeout: '1h' as never });
+  hold.open();
+  t.match(await waiting, { status: 'succeeded' }, "a timeout like '1h' is a duration");
+});

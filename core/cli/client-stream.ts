@@ -156,9 +156,11 @@ export class EventStream extends EventEmitter<StreamEvents> {
 
   #connect(): void {
     const { token } = this.#options;
+    // As long as a request waits for its answer (client.ts): a host that takes the connection and never answers is REQUEST_TIMEOUT.
+    const handshakeMs = this.#options.handshakeTimeoutMs ?? 30_000;
     const socket = new WebSocket(this.#url(), {
       headers: token ? { authorization: `Bearer ${token}` } : {},
-      handshakeTimeout: this.#options.handshakeTimeoutMs ?? 10_000,
+      handshakeTimeout: handshakeMs,
     });
     this.#socket = socket;
     let failure: ClientError | undefined;
@@ -179,7 +181,10 @@ export class EventStream extends EventEmitter<StreamEvents> {
       res.on('error', () => socket.terminate());
     });
     socket.on('error', (err) => {
-      failure ??= unreachable(this.#options.url, err);
+      failure ??=
+        err.message === 'Opening handshake has timed out'
+          ? new ClientError('REQUEST_TIMEOUT', `no answer from jobhost at ${this.#options.url} within ${handshakeMs} ms (the event stream)`)
+          : unreachable(this.#options.url, err);
     });
     let alive = true;
     socket.on('pong', () => {

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import t, { type Test } from 'tap';
 import { WebSocketServer } from 'ws';
 import { type ClientEvent, type EventStream, type Hello, openEventStream, type StreamOptions } from '../../../core/cli/client-stream.js';
@@ -125,6 +126,21 @@ t.test('the first connection fails fast: no host, bad token, bad query', async (
   closedEarly.close();
   await rejects(t, closedEarly.ready, 'CONNECTION_LOST', /closed before it connected/);
   await closedEarly.done;
+});
+
+t.test('a host that takes the connection and never answers: REQUEST_TIMEOUT, as a request gets', async (t) => {
+  // Accepts and holds every connection, says nothing.
+  const held: net.Socket[] = [];
+  const server = net.createServer((socket) => void held.push(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  const stream = openEventStream({ url, handshakeTimeoutMs: 200 });
+  await rejects(t, stream.ready, 'REQUEST_TIMEOUT', /no answer from jobhost at .* within 200 ms \(the event stream\)/);
+  await t.rejects(stream.done);
 });
 
 t.test('a since ahead of the host (it restarted) comes back as a gap, and the cursor follows the host', async (t) => {

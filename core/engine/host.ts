@@ -10,6 +10,7 @@ import type { Notification } from '../contract/notification.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
+import { checkRunQuery } from '../contract/run-query.js';
 import type { BackendHealth, DamageReport } from '../contract/store-health.js';
 import type { BulkFilter, BulkResult, ClusterView, HostState, JobView, Series, SeriesWindow, StaleJob, Stats } from '../contract/views.js';
 import type { Bus, EventFilter, IteratorBounds, Listener } from './bus.js';
@@ -283,6 +284,11 @@ export class Host {
 
   /** History, newest first, across segments; `next` is the cursor for `before`. */
   runs(query: RunQuery = {}): Promise<Page<Run>> {
+    try {
+      checkRunQuery(query);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.#p.backend.listRuns(query);
   }
 

@@ -7,6 +7,7 @@ import type { Logger } from '../contract/logger.js';
 import type { HostReader } from '../contract/plugin.js';
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { LOG_LEVELS, type LogLevel } from '../contract/run-log.js';
+import { runQuerySchema } from '../contract/run-query.js';
 import { logFields } from '../contract/tracing.js';
 import { type PoolEvents, WorkerPool } from './pool.js';
 import type { ReadMethod } from './protocol.js';
@@ -44,13 +45,6 @@ export interface WorkerExecutorOptions {
 
 /** What a worker may ask through `ctx.host.runs(query)`: checked before it reaches the history. */
 const LEVELS: ReadonlySet<string> = new Set(LOG_LEVELS);
-
-const runsQuery = z.strictObject({
-  job: z.string().optional(),
-  status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']).optional(),
-  limit: z.number().int().min(1).max(1000).optional(),
-  before: z.string().optional(),
-});
 
 /** One attempt in a worker thread, and its handle. */
 class WorkerAttempt extends PoolTask implements AttemptHandle {
@@ -194,7 +188,7 @@ export class WorkerExecutor implements AttemptExecutor, PoolEvents {
     const reader = this.#o.reader;
     const answer = async (): Promise<unknown> => {
       if (method === 'run') return reader.run(z.string().parse(arg));
-      if (method === 'runs') return reader.runs(runsQuery.parse(arg) as Parameters<HostReader['runs']>[0]);
+      if (method === 'runs') return reader.runs(runQuerySchema.parse(arg) as Parameters<HostReader['runs']>[0]);
       return reader.stats();
     };
     answer().then(

@@ -365,3 +365,11 @@ t.test("wait() and series() refuse what they cannot read with the error's code, 
   hold.open();
   t.match(await waiting, { status: 'succeeded' }, "a timeout like '1h' is a duration");
 });
+
+t.test('runs() checks its query as GET /runs does: INVALID_BODY naming the field', async (t) => {
+  const { host } = await startHost(t);
+  await t.rejects(host.runs({ limit: 'x' as never }), { code: 'INVALID_BODY', message: /^limit: / });
+  await t.rejects(host.runs({ limit: 0 }), { code: 'INVALID_BODY', message: /^limit: / });
+  await t.rejects(host.runs({ status: 'weird' as never }), { code: 'INVALID_BODY', message: /^status: / });
+  t.same((await host.runs({ status: 'failed', limit: 5 })).items, []);
+});

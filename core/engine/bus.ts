@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
-import { type AnyHostEvent, type EventDataMap, type EventType, type HostEvent, isEventPattern } from '../contract/events.js';
+import { type AnyHostEvent, EVENT_TYPES, type EventDataMap, type EventType, type HostEvent, isEventPattern } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
 import { eventIterator, type IteratorBounds } from './event-iterator.js';
 import { EventRing } from './event-ring.js';
@@ -153,6 +153,10 @@ export class Bus {
   on<T extends EventType>(type: T, listener: Listener<HostEvent<T>>): () => void;
   on(type: '*', listener: Listener<AnyHostEvent>): () => void;
   on(type: string, listener: Listener<never>): () => void {
+    // A library caller's typo would listen for ever to nothing; a listener that is no function would fail at every event.
+    if (type !== '*' && !(EVENT_TYPES as readonly string[]).includes(type))
+      throw new HostError('INVALID_BODY', `unknown event type "${String(type)}" ('*' for every event)`);
+    if (typeof listener !== 'function') throw new HostError('INVALID_BODY', 'listener: expected a function');
     const safe = (event: AnyHostEvent): void => {
       try {
         const out = (listener as Listener<AnyHostEvent>)(event) as unknown;

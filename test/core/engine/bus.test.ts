@@ -104,3 +104,11 @@ t.test('filters: job, exact type, and globs', async (t) => {
   t.throws(() => compileFilter({ type: 5 as never }), { code: 'INVALID_BODY', message: /^type: expected a string or an array of strings/ });
   t.throws(() => bus().iterate({ job: [1] as never }), { code: 'INVALID_BODY' }, 'events() refuses at the call');
 });
+
+t.test('on(): an event type that does not exist, or a listener that is no function, is refused', async (t) => {
+  const b = bus();
+  t.throws(() => b.on('run.faild' as never, () => undefined), { code: 'INVALID_BODY', message: /unknown event type "run\.faild"/ });
+  t.throws(() => b.on('run.started', 5 as never), { code: 'INVALID_BODY', message: 'listener: expected a function' });
+  const off = b.on('run.started', () => undefined);
+  off();
+});

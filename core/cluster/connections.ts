@@ -22,6 +22,13 @@ import { BLOCK_MS } from './stream-reader.js';
  * The delivery worker (`deliveries.ts`) adds a fourth, BullMQ's blocking duplicate of `commands`:
  * it waits for deliveries on its own, apart from the runs. Each reconnects by itself; `reach()` says whether Redis can be reached now.
  *
+ * BullMQ makes a Worker's blocking connection with `duplicate()` and, as ours are lazy, connects
+ * the copy with one `connect()`: when that one fails (Redis gone while it connects: a host that
+ * starts as Redis restarts) the Worker's blocking connection is broken for good (BullMQ keeps its
+ * rejected start), and the host takes no delivery again until it restarts. So the copies of
+ * `commands` connect by themselves (`lazyConnect: false`): BullMQ then waits for `ready` through
+ * the reconnects. They are also ended at close, whatever BullMQ's own close left of them.
+ *
  * A black-holed network (packets dropped, no reset: the socket looks open for the ~15 min of TCP's
  * retransmissions) must hang neither a request nor a stop. The producer's commands fail after
  * `commandTimeout`. Every connection also has ioredis' `socketTimeout`: a socket that has a
@@ -67,6 +74,8 @@ export class Connections {
   #down: { error: string; since: string } | null = null;
   #closed = false;
   #warnings: BackendWarning[] = [];
+  /** The copies of `commands` BullMQ's Workers made (see the top of this file), until they end. */
+  readonly #copies = new Set<Redis>();
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
 
@@ -103,6 +112,17 @@ export class Connections {
       socketTimeout: commandTimeout + BULLMQ_MAX_BLOCK_MS,
     });
     this.reader = new Redis({ ...base, connectionName: `${name}:reader`, maxRetriesPerRequest: null, socketTimeout: commandTimeout + BLOCK_MS });
+    const duplicate = this.commands.duplicate.bind(this.commands);
+    this.commands.duplicate = (override?: Partial<RedisOptions>): Redis => {
+      const copy = duplicate({ ...override, lazyConnect: false });
+      copy.prependListener('error', scrubCredentials);
+      clearSocketTimeoutOnClose(copy);
+      this.#copies.add(copy);
+      copy.on('end', () => this.#copies.delete(copy));
+      // BullMQ connects an ended copy again when it recovers its blocking connection.
+      copy.on('connect', () => this.#closed || this.#copies.add(copy));
+      return copy;
+    };
     for (const c of [this.producer, this.commands, this.reader]) {
       // First of all listeners: an AUTH error carries the password until scrubbed.
       c.prependListener('error', scrubCredentials);
@@ -234,17 +254,20 @@ export class Connections {
   }
 
   /**
-   * Ends the three connections: a QUIT while Redis answers (within `quitMs`: a QUIT waits for a
+   * Ends the three connections (and what is left of the copies): a QUIT while Redis answers (within `quitMs`: a QUIT waits for a
    * reply that never comes from a Redis killed or cut off), then a disconnect in every case, which
    * also stops the reconnect attempts. Commands still waiting are given up.
    */
   async close(quitMs = QUIT_MS): Promise<void> {
     this.#closed = true;
-    await Promise.all(
-      [this.producer, this.commands, this.reader].map(async (c) => {
+    await Promise.all([
+      ...[this.producer, this.commands, this.reader].map(async (c) => {
         if (c.status === 'ready') await settlesWithin(systemClock, quitMs, c.quit());
         await endForGood(c, quitMs);
       }),
-    );
+      // BullMQ's close quit those it could; the others (Redis out of reach) are ended here.
+      ...[...this.#copies].map((c) => endForGood(c, quitMs)),
+    ]);
+    this.#copies.clear();
   }
 }

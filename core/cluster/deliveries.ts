@@ -1,5 +1,4 @@
 import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
 import { type Clock, isoTime } from '../contract/clock.js';
@@ -8,7 +7,6 @@ import { type Delivery, deliveryOpen, type Notification } from '../contract/noti
 import type { Page } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import { Every } from './every.js';
-import { endForGood } from './keep-connected.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
 import { NotificationRecords, recordFromHash } from './notification-records.js';
@@ -31,8 +29,6 @@ import { settlesWithin } from './settles.js';
 const CLOSE_SETTLE_MS = 5000;
 /** How often the count of open deliveries (read synchronously, for metrics) is refreshed. */
 const OPEN_REFRESH_MS = 1000;
-/** How long BullMQ's blocking connection gets to end a connect in flight at close. */
-const BLOCKING_END_MS = 1000;
 /** A job that failed for another reason than its attempt (Redis out of reach while recording) is tried again this soon. */
 const ERROR_RETRY_MS = 1000;
 /** A job found early (a stalled retry taken over before its time) waits unless it is due within this. */
@@ -378,20 +374,11 @@ export class Deliveries {
       await worker?.close().catch(() => undefined);
       await queue?.close().catch(() => undefined);
     })();
-    // BullMQ's own blocking connection, ended for good (keep-connected.ts): after BullMQ's close,
-    // to clean up what a close during a failover may leave. The patient connection it shares is the backend's.
-    const blocking = (): void =>
-      void (worker?.getBackend().blockingClient as Promise<Redis> | undefined)?.then(
-        (c) => endForGood(c, BLOCKING_END_MS),
-        () => undefined,
-      );
-    if (await settlesWithin(this.#o.clock, ms, closing)) {
-      blocking();
-      return [];
-    }
+    // BullMQ's own blocking connection, a copy of `commands`, is ended for good with the backend's
+    // connections (connections.ts): what a close during a failover or an outage may leave of it.
+    if (await settlesWithin(this.#o.clock, ms, closing)) return [];
     // Else it would wait for Redis (and retry) forever: ended here, with the worker's timers.
     worker?.halt();
-    blocking();
     this.#o.logger.warn({ deliveries: aborted }, 'the delivery worker did not close in time; its deliveries go to another host once their locks expire');
     return aborted;
   }

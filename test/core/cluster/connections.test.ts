@@ -1,4 +1,6 @@
+import { Queue, Worker } from 'bullmq';
 import t from 'tap';
+import { Connections } from '../../../core/cluster/connections.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { createHost } from '../../../core/engine/host.js';
 import { createServer } from '../../../core/server/server.js';
@@ -122,4 +124,40 @@ t.test('a Redis whose maxmemory-policy is not noeviction: a warning at start and
     [],
   );
   t.same(other.storeHealth().warnings, []);
+});
+
+t.test('a BullMQ Worker whose blocking connection is refused at its first connect takes its jobs once Redis lets it in', async (t) => {
+  // What the delivery worker of a host that starts as Redis restarts meets: its blocking
+  // connection (BullMQ's copy of `commands`) fails its first connect while `commands` works. A
+  // lazy copy was connected by BullMQ with that one connect, whose failure BullMQ kept: the
+  // Worker waited for ever and took no delivery again. Here Redis refuses the copy (maxclients).
+  const redis = await startRedis(t);
+  const admin = redis.client();
+  const connections = new Connections({ url: redis.url }, 'jobhost:t', captureLogger().logger);
+  await connections.open();
+  t.teardown(() => connections.close());
+  const clients = Number(/connected_clients:(\d+)/.exec(await admin.info('clients'))![1]);
+  await admin.config('SET', 'maxclients', String(clients));
+  t.teardown(() => admin.config('SET', 'maxclients', '10000').catch(() => undefined));
+  const prefix = freshPrefix();
+  const taken: string[] = [];
+  const worker = new Worker(
+    'q',
+    async (job) => {
+      taken.push(job.id!);
+    },
+    { connection: connections.commands, prefix, runRetryDelay: 100 },
+  );
+  worker.on('error', () => undefined);
+  t.teardown(() => worker.close(true).catch(() => undefined));
+  const rejected = async (): Promise<number> => Number(/rejected_connections:(\d+)/.exec(await admin.info('stats'))![1]);
+  await until(async () => (await rejected()) > 0, 10_000, 'the blocking connection refused');
+  // The Worker found the queue empty and waits on its blocking connection.
+  await until(() => (worker as unknown as { drained: boolean }).drained, 10_000, 'the worker drained');
+  await admin.config('SET', 'maxclients', '10000');
+  const queue = new Queue('q', { connection: { url: redis.url }, prefix });
+  t.teardown(() => queue.close());
+  await queue.add('x', {}, { jobId: 'one' });
+  await until(() => taken.includes('one'), 15_000, 'the job taken');
+  t.same(taken, ['one'], 'the job was taken once Redis let the blocking connection in');
 });

@@ -7,6 +7,7 @@ import { HostError, isHostError, toRunError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import { overBytes, tooLarge } from '../contract/limits.js';
 import type { ParamsResult } from '../contract/plugin.js';
+import { eventNameSchema } from '../contract/plugin-schema.js';
 import type { Run, RunSource, TriggerResult } from '../contract/run.js';
 import { startTriggerSpan } from '../contract/tracing.js';
 import type { Bus } from './bus.js';
@@ -265,6 +266,16 @@ export class Triggers {
    * `limits.maxQueued`. `options.allow`: the jobs the caller may trigger (the others are `excluded`).
    */
   async publish(event: string, payload?: unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    // A name no job could list (`on` takes eventNameSchema's): a typo such as '' would reach nobody, silently.
+    const name = eventNameSchema.safeParse(event);
+    if (!name.success)
+      throw new HostError(
+        'INVALID_BODY',
+        `event: ${name.error.issues[0]?.message ?? 'expected an event name'} (got ${JSON.stringify(String(event).slice(0, 50))})`,
+        {
+          issues: [{ path: 'event', message: name.error.issues[0]?.message ?? 'invalid' }],
+        },
+      );
     this.#o.accepting();
     this.#writable();
     const limits = this.#o.limits();

@@ -373,3 +373,15 @@ t.test('runs() checks its query as GET /runs does: INVALID_BODY naming the field
   await t.rejects(host.runs({ status: 'weird' as never }), { code: 'INVALID_BODY', message: /^status: / });
   t.same((await host.runs({ status: 'failed', limit: 5 })).items, []);
 });
+
+t.test("library input: publish() refuses a name no job could list; createHost() refuses a store other than 'disk' or 'memory'", async (t) => {
+  const { host } = await startHost(t);
+  for (const bad of ['', ' shipment', 'a b', 'x'.repeat(201), 5 as unknown as string]) {
+    await t.rejects(host.publish(bad, {}), { code: 'INVALID_BODY', message: /^event: / }, `publish(${JSON.stringify(bad).slice(0, 20)})`);
+  }
+  t.same((await host.publish('shipment.created', {})).enqueued, [], 'a good name with no subscriber is no error');
+  t.throws(() => createHost({ store: 'floppy' as 'memory' }), { code: 'CONFIG_INVALID', message: /store: expected 'disk' or 'memory' \(got "floppy"\)/ });
+  const dir = tempDir(t);
+  const mem = createHost({ store: 'memory', cwd: dir });
+  t.equal(mem.state, 'created', "'memory' is taken");
+});

@@ -57,8 +57,8 @@ export function describeDestination(name: string, d: Destination): DestinationVi
  * segment and query value that looks like a token is one too. Short or plain values would cut
  * ordinary words out of a receiver's answer: a password, routing key or secret counts from 4
  * characters, a header value from 8 (and what follows its scheme, `Bearer <token>`, from 6), the
- * URL's path and query as a whole and each query value from 6, and one path segment when it looks
- * generated (8 characters with a digit, or 16): `notifications` or `services` are words;
+ * URL's path of two segments or more and its query as a whole and each query value from 6, and one
+ * path segment (a path of one too) when it looks generated (8 characters with a digit, or 16): `notifications` or `services` are words;
  * `T0A1B2C3D`, a Slack token or a Discord id are not. `keys`: the values a receiver may echo in
  * part (a routing key, a webhook secret, a password, a header's token, the value of a header or
  * query parameter named like a credential: `x-api-key`, `?token=`).
@@ -84,8 +84,10 @@ function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
     fromUrl.push(d.url);
     const u = new URL(d.url);
     if (u.password) given.push(...both(u.password));
-    if (u.pathname.length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));
-    for (const segment of u.pathname.split('/')) parts.push(...both(segment));
+    // A path of one segment is that segment: cut when it looks generated (below), not when it is a word (`/notifications`).
+    const segments = u.pathname.split('/');
+    if (segments.filter(Boolean).length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));
+    for (const segment of segments) parts.push(...both(segment));
     if (u.search) fromUrl.push(u.search.slice(1));
     // A query value is a parameter's, most often a key or a token: from 6 characters, whatever it
     // looks like; in part too when its name says so (`?token=`, not `?date=`).

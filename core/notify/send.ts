@@ -190,7 +190,7 @@ async function sendHttp(d: Exclude<Destination, { kind: 'email' }>, n: OutgoingN
     return result(start, {
       status,
       body,
-      error: { code: 'RECEIVER_REJECTED', message: `the receiver answered ${status} (a redirect; redirects are not followed)`, status },
+      error: { code: 'RECEIVER_REJECTED', message: `the receiver answered ${status} (a redirect; redirects are not followed)${said}`, status },
     });
   }
   return result(start, { status, body, error: { code: 'RECEIVER_REJECTED', message: `the receiver answered ${status}${said}`, status } });

@@ -185,6 +185,20 @@ t.test('Slack, Discord and PagerDuty get their own JSON; email goes over SMTP', 
   await notification(s, (n) => n.deliveries.length === 4 && n.deliveries.every((d) => d.status === 'delivered'), 'all four delivered');
 });
 
+t.test('a redirect is dead at once, not followed: the status and the start of the answer', async (t) => {
+  const hook = await httpReceiver(t);
+  hook.fallback = { status: 302, body: 'moved to the new inbox', headers: { location: `${hook.url}/elsewhere` } };
+  const s = await hostWith(t, { hook: { kind: 'webhook', url: hook.url } });
+  await s.host.trigger('nightly-export');
+  const n = await notification(s, deliveryIs('dead', 1), 'dead');
+  t.match(n.deliveries[0]!.lastError, {
+    code: 'RECEIVER_REJECTED',
+    status: 302,
+    message: 'the receiver answered 302 (a redirect; redirects are not followed): moved to the new inbox',
+  });
+  t.equal(hook.received.length, 1, 'the redirect was not followed');
+});
+
 t.test('SMTP: a 4xx reply is retried, a 5xx is dead', async (t) => {
   const smtp = await smtpReceiver(t);
   smtp.refuse(451, 550);

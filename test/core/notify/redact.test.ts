@@ -94,3 +94,19 @@ t.test("a header value's token and a query value are cut whole and in part; the 
   t.equal(cutPlain('invalid token SECRETKEYVALUE'), 'invalid token …', 'a token of letters alone, after its scheme');
   t.equal(cutPlain('request at 2024-01-15T10:00:00Z'), 'request at 2024-01-15T10:00:00Z', 'a query value not named like a credential is not cut in part');
 });
+
+t.test('a path of one segment is cut as a segment is: when it looks generated, not when it is a word', async (t) => {
+  const dests = parseConfig({
+    notifications: {
+      destinations: {
+        words: { kind: 'webhook', url: 'http://127.0.0.1:47011/receiver' },
+        inbox: { kind: 'webhook', url: 'https://ops.example.com/notifications' },
+        token: { kind: 'webhook', url: 'https://ops.example.com/a1b2c3d4e5' },
+      },
+    },
+  }).notifications.destinations;
+  t.equal(redact('the receiver answered 500: internal oops', dests), 'the receiver answered 500: internal oops', '/receiver is a word');
+  t.equal(redact('invalid notifications payload', dests), 'invalid notifications payload', '/notifications is a word');
+  t.equal(redact('unknown hook a1b2c3d4e5', dests), 'unknown hook …', 'a generated one-segment path is cut');
+  t.equal(redact('echo http://127.0.0.1:47011/receiver', dests), 'echo …', 'the URL whole still is');
+});

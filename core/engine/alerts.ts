@@ -19,7 +19,7 @@ export interface AlertsOptions {
   config(): Config;
   backend(): Backend;
   notifier: Notifier;
-  /** The job's notify spec now (undefined: no such job, or it notifies nothing). */
+  /** The job's notify spec now, or as it was when the job was removed (undefined: no such job, or it notifies nothing). */
   notifySpec(job: string): NotifySpec | null | undefined;
 }
 

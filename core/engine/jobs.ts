@@ -51,13 +51,15 @@ export interface JobOrigin {
 /** Alert rules that cannot work as given: `slow` without `slowerThan`, `missed` without a schedule. */
 function checkAlertRules(notify: NotifySpec | null, scheduled: boolean, path: string): void {
   const on = notify?.on ?? [];
+  // Rules from the config file (`jobs.<name>.notify`) are its error, with the path a config edit's `config.error` shows.
+  const code = path.startsWith('jobs.') ? 'CONFIG_INVALID' : 'PLUGIN_INVALID';
   if (on.includes('slow') && notify?.slowerThan === undefined) {
-    throw new HostError('PLUGIN_INVALID', `${path}.slowerThan: required when ${path}.on has 'slow' (a duration such as '10m')`, {
-      field: `${path}.slowerThan`,
-    });
+    const field = `${path}.slowerThan`;
+    throw new HostError(code, `${field}: required when ${path}.on has 'slow' (a duration such as '10m')`, { field, path: field });
   }
   if (on.includes('missed') && !scheduled) {
-    throw new HostError('PLUGIN_INVALID', `${path}.on: 'missed' needs a schedule, and the job has none`, { field: `${path}.on` });
+    const field = `${path}.on`;
+    throw new HostError(code, `${field}: 'missed' needs a schedule, and the job has none`, { field, path: field });
   }
 }
 

@@ -26,8 +26,13 @@ export interface Dependent {
   statuses: AfterStatus[];
 }
 
+/** Removed jobs remembered for the runs of them still in flight (a bound: the oldest go first). */
+const RETIRED_MAX = 1000;
+
 export class JobRegistry {
   readonly #jobs = new Map<string, JobEntry>();
+  /** Jobs removed while runs of them may be in flight: those finish on the old version (SPEC §2), and their ends are still told. */
+  readonly #retired = new Map<string, JobEntry>();
   #subscriptions = new Map<string, Subscription[]>();
   #dependents = new Map<string, Dependent[]>();
   readonly #state: (name: string) => Readonly<JobState>;
@@ -50,6 +55,11 @@ export class JobRegistry {
     return this.#jobs.get(name);
   }
 
+  /** The job as it was when it was removed (until it is registered again): what its runs still in flight started on. */
+  retired(name: string): JobEntry | undefined {
+    return this.#retired.get(name);
+  }
+
   names(): string[] {
     return [...this.#jobs.keys()];
   }
@@ -65,6 +75,7 @@ export class JobRegistry {
 
   set(name: string, job: EffectiveJob, registeredAt: number): void {
     const existing = this.#jobs.get(name);
+    this.#retired.delete(name);
     this.#jobs.set(name, { job, registeredAt: existing?.registeredAt ?? registeredAt });
     this.#index();
   }
@@ -73,6 +84,8 @@ export class JobRegistry {
     const entry = this.#jobs.get(name);
     if (entry) {
       this.#jobs.delete(name);
+      if (this.#retired.size >= RETIRED_MAX) this.#retired.delete(this.#retired.keys().next().value!);
+      this.#retired.set(name, entry);
       this.#index();
     }
     return entry;

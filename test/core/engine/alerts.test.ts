@@ -134,6 +134,40 @@ t.test('slow: sent once while the run is still running, slowerThan after its sta
   t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
 });
 
+t.test('a job removed while its runs are in flight: they finish on its old version, and their slow and failed are still told', async (t) => {
+  const release = gate();
+  const s = await startServer(t, {
+    config: { notifications: notifications({ throttle: 0 }) },
+    plugins: [
+      definePlugin({
+        name: 'gone',
+        isolation: 'inline',
+        timeout: '2h',
+        notify: { on: ['failed', 'slow'], slowerThan: '10m', to: ['hook'] },
+        handler: async () => {
+          await release.promise;
+          throw new Error('it broke after all');
+        },
+      }),
+    ],
+  });
+  const { runId } = await s.host.trigger('gone');
+  await until(() => s.of('run.started').length === 1, 5000, 'started');
+  t.ok(s.host.unregister('gone'), 'removed, as deleting its file does');
+  await s.clock.advance(10 * 60_000);
+  await notified(s, 1, 'slow');
+  release.open();
+  t.equal((await s.host.wait(runId)).status, 'failed');
+  const items = await notified(s, 2, 'failed');
+  t.same(
+    items.map((n) => [n.job, n.rule, n.runId]),
+    [
+      ['gone', 'slow', runId],
+      ['gone', 'failed', runId],
+    ],
+  );
+});
+
 t.test('slow: a run whose slowerThan passes while it waits for a retry is told when its next attempt starts, once', async (t) => {
   const first = gate();
   const second = gate();
@@ -498,19 +532,26 @@ t.test('storm control: 10,000 failures become one message and one digest with th
 
 t.test('bad rules are plugin or config errors naming the field', async (t) => {
   const s = await startServer(t, { config: { notifications: notifications() } });
-  const bad: Array<[Record<string, unknown>, RegExp]> = [
-    [{ on: ['slow'] }, /^notify\.slowerThan: required when notify\.on has 'slow'/],
-    [{ on: ['slow'], slowerThan: 'soon' }, /^notify\.slowerThan: invalid duration/],
-    [{ on: ['missed'] }, /^notify\.on: 'missed' needs a schedule/],
-    [{ on: ['failed'], after: 0 }, /^notify\.after: expected 1 or more/],
-    [{ on: ['missed'], missedAfter: -5, to: ['hook'] }, /^notify\.missedAfter: invalid duration/],
+  const bad: Array<[Record<string, unknown>, RegExp, string]> = [
+    [{ on: ['slow'] }, /^notify\.slowerThan: required when notify\.on has 'slow'/, 'PLUGIN_INVALID'],
+    [{ on: ['slow'], slowerThan: 'soon' }, /^notify\.slowerThan: invalid duration/, 'INVALID_DURATION'],
+    [{ on: ['missed'] }, /^notify\.on: 'missed' needs a schedule/, 'PLUGIN_INVALID'],
+    [{ on: ['failed'], after: 0 }, /^notify\.after: expected 1 or more/, 'PLUGIN_INVALID'],
+    [{ on: ['missed'], missedAfter: -5, to: ['hook'] }, /^notify\.missedAfter: invalid duration/, 'INVALID_DURATION'],
   ];
-  for (const [notify, message] of bad) {
-    t.throws(() => s.host.register(definePlugin({ name: 'x', notify: notify as never, handler: () => 1 })), { message }, JSON.stringify(notify));
+  for (const [notify, message, code] of bad) {
+    t.throws(() => s.host.register(definePlugin({ name: 'x', notify: notify as never, handler: () => 1 })), { code, message }, JSON.stringify(notify));
   }
   s.host.register(definePlugin({ name: 'y', notify: { on: ['failed'] }, handler: () => 1 }));
+  // The config file's error, with the path a live edit's config.error shows.
   t.throws(() => s.host.applyConfig({ notifications: notifications(), jobs: { y: { notify: { on: ['missed'] } } } }), {
+    code: 'CONFIG_INVALID',
     message: /^jobs\.y\.notify\.on: 'missed' needs a schedule/,
+    details: { path: 'jobs.y.notify.on' },
+  });
+  t.throws(() => s.host.applyConfig({ notifications: notifications(), jobs: { y: { notify: { on: ['slow'] } } } }), {
+    code: 'CONFIG_INVALID',
+    details: { path: 'jobs.y.notify.slowerThan' },
   });
   t.throws(() => s.host.applyConfig({ notifications: notifications({ host: { to: ['nope'] } }) }), {
     message: /^notifications\.host\.to\.0: no destination "nope"/,

@@ -142,8 +142,17 @@ export class Attempts {
     } catch (err) {
       this.#o.logger.error({ err, job: jq.name, runId: id }, 'BullMQ could not process the run');
     } finally {
-      this.#live.delete(id);
-      jq.running.delete(id);
+      const current = this.#live.get(id);
+      if (current === live) {
+        this.#live.delete(id);
+        jq.running.delete(id);
+      } else if (current) {
+        // Taken over here while it ran (its lock lapsed while Redis was away): a newer attempt of
+        // the run runs now, and BullMQ's end of this one (refused, a late finish) untracked the
+        // run's lock, which BullMQ keys by run id. Unrenewed, the newer attempt would be found
+        // stalled and interrupted with Redis up; its lock is renewed again, its entries kept.
+        jq.worker.retrack(id, current.token, current.bullJob.processedOn);
+      }
       live.progressTimer?.cancel();
     }
     const lost = jq.lost.get(id);

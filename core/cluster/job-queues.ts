@@ -38,6 +38,7 @@ type ManualWorker = Worker & {
   folding: Folding | undefined;
   lost: ((id: string, code: number) => void) | undefined;
   startLockRenewal(): void;
+  retrack(id: string, token: string, ts: number | undefined): void;
 };
 
 let manualWorker: (new (name: string, processor: Processor, opts: WorkerOptions) => ManualWorker) | undefined;
@@ -89,6 +90,14 @@ function manualWorkerClass(): new (name: string, processor: Processor, opts: Wor
     /** BullMQ renews the locks of the jobs this worker processes; its `run()` would start this. */
     startLockRenewal(): void {
       this.lockManager.start();
+    }
+
+    /**
+     * Renews the lock of run `id` (held with `token`) again: the end of an older attempt of the
+     * same run here untracked it, as BullMQ keys the locks it renews by job id.
+     */
+    retrack(id: string, token: string, ts: number | undefined): void {
+      this.lockManager.trackJob(id, token, ts ?? Date.now());
     }
   };
   return manualWorker;

@@ -234,3 +234,55 @@ t.test('a run whose host died mid-attempt: the attempt counts INTERRUPTED; with 
     [a.runId],
   );
 });
+
+t.test(
+  'a run taken over by the host still running it (its lock lapsed while Redis was away): the late end of the old attempt leaves the new one held',
+  async (t) => {
+    const redis = await startRedis(t);
+    const first = gate();
+    const second = gate();
+    const attempts: number[] = [];
+    const prefix = freshPrefix();
+    const [h] = await startCluster(t, redis, 1, {
+      prefix,
+      plugins: [
+        definePlugin({
+          name: 'long',
+          retry: { attempts: 3 },
+          handler: async (ctx) => {
+            attempts.push(ctx.attempt);
+            await (ctx.attempt === 1 ? first : second).promise;
+            return ctx.attempt;
+          },
+        }),
+      ],
+    });
+    const { runId } = await h!.host.trigger('long');
+    await until(() => attempts.length === 1, 10_000, 'the first attempt started');
+    await redis.stop();
+    // Away longer than the lock (1 s): once Redis is back, the stalled check hands the run out again
+    // and this host takes it over (the first attempt, still running here, counts INTERRUPTED).
+    const away = Date.now();
+    await until(() => Date.now() - away > 1500, 5000, 'the lock lapsed');
+    await redis.restart();
+    await until(() => attempts.length === 2, 15_000, 'the run taken over: a second attempt runs');
+    const lock = `${prefix}:long:${runId}:lock`;
+    // The old attempt ends: BullMQ refuses its end (late). The new attempt's lock must go on being renewed.
+    first.open();
+    const endedAt = Date.now();
+    await until(() => Date.now() - endedAt > 4000, 6000, 'four lock durations');
+    t.equal(await redis.client().exists(lock), 1, 'the lock of the second attempt is still held');
+    t.same(attempts, [1, 2], 'not found stalled and run a third time');
+    second.open();
+    const run = await finalOn(h!.host, runId);
+    t.equal(run.status, 'succeeded');
+    t.same(
+      run.attempts.map((x) => [x.n, x.error?.code ?? null]),
+      [
+        [1, 'INTERRUPTED'],
+        [2, null],
+      ],
+    );
+    t.equal(run.result, 2, 'the second attempt result');
+  },
+);

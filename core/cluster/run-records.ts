@@ -211,11 +211,14 @@ export function runFromFields(f: JobFields): Run {
   } else if ((f.status === 'failed' || f.status === 'canceled') && records.length < made && processedOn !== null) {
     attempts.push({ n: made, startedAt: isoTime(processedOn), endedAt: finishedOn === null ? null : isoTime(finishedOn), error: foreignError(f.failedReason) });
   }
-  const last = records.at(-1);
+  // The record that made the run wait again (a retry): not the end of a failed or canceled run,
+  // whose delay is 0 and would make `runAt` its end, after its start.
+  const ended = (f.status === 'failed' || f.status === 'canceled') && records.length >= made;
+  const last = ended ? records.at(-2) : records.at(-1);
   const createdMs = num(f.timestamp) ?? data.runAt;
   let runAt = data.runAt;
   if (f.delayedAt !== null) runAt = f.delayedAt;
-  else if (last && last.d >= 0 && records.length > 0) runAt = last.e + last.d;
+  else if (last && last.d >= 0) runAt = last.e + last.d;
   const firstStart = records[0]?.s ?? (attempts[0] ? processedOn : null);
   const createdAt = isoTime(createdMs);
   const final = f.status === 'succeeded' || f.status === 'failed' || f.status === 'canceled';

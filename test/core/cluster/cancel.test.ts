@@ -34,6 +34,8 @@ t.test('a run running on one host is canceled through another: its signal is abo
   t.match(canceled, { status: 'canceled', host: 'h1', error: { code: 'CANCELED' } });
   t.equal(await aborted.promise, 'CANCELED', 'the handler on h1 saw its signal aborted with CANCELED');
   t.equal(canceled.attempts.length, 1, 'no retry although attempts remain');
+  t.equal(canceled.runAt, canceled.createdAt, 'runAt stays when it could start, not the cancel');
+  t.ok(Date.parse(canceled.runAt) <= Date.parse(canceled.startedAt!), 'runAt is not after startedAt');
   // The answer comes once Redis has the end; the host that ran it tells its bus when BullMQ's write returns.
   await until(() => hosts[1]!.of('run.canceled').length === 1, 5000, 'run.canceled on h1');
   t.same(

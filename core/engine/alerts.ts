@@ -3,6 +3,7 @@ import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
 import { DueTimer } from '../contract/due-heap.js';
 import { formatDuration } from '../contract/duration.js';
+import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
 import type { NotifySpec } from '../contract/plugin-schema.js';
@@ -233,7 +234,12 @@ export class Alerts {
     const recorded = this.#o
       .backend()
       .addNotification(n)
-      .catch((err: unknown) => this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification'));
+      .catch((err: unknown) => {
+        // Written, and delivered, but not yet on the replicas `waitReplicas` asks for: a failover now could lose it.
+        if (isHostError(err) && err.code === 'BACKEND_NOT_REPLICATED')
+          return this.#o.logger.warn({ err, job: n.job, runId: n.runId }, 'the notification was recorded, but not confirmed on the replicas in time');
+        this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification');
+      });
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
     return recorded;
   }

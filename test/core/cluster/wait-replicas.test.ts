@@ -3,7 +3,8 @@ import t from 'tap';
 import { isHostError } from '../../../core/contract/errors.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { finalOn, freshPrefix, startCluster } from '../../cluster.js';
-import { gate } from '../../helpers.js';
+import { captureLogger, gate, until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
 import { startRedis } from '../../redis.js';
 import { startReplica } from '../../redis-ha.js';
 
@@ -79,3 +80,40 @@ t.test('waitReplicas: 0 (the default) acknowledges without a replica', async (t)
   const { runId } = await h!.host.trigger('work');
   t.equal((await finalOn(h!.host, runId)).status, 'succeeded');
 });
+
+t.test(
+  'waitReplicas without the replica: a notification is recorded and delivered, and the log says it was not confirmed, not that it was not recorded',
+  async (t) => {
+    const redis = await startRedis(t, { appendfsync: 'everysec' });
+    const hook = await httpReceiver(t);
+    const log = captureLogger();
+    const [h] = await startCluster(t, redis, 1, {
+      backend: { waitReplicas: 1, waitTimeout: 100 },
+      loggerOf: () => log.logger,
+      config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: hook.url } } } },
+      plugins: [
+        definePlugin({
+          name: 'told',
+          notify: { on: ['failed'], to: ['hook'] },
+          handler: () => {
+            throw new Error('down');
+          },
+        }),
+      ],
+    });
+    // The trigger itself is refused (not replicated), yet written: its run runs and fails.
+    t.equal(await codeOf(h!.host.trigger('told')), 'BACKEND_NOT_REPLICATED');
+    await hook.count(1);
+    await until(async () => (await h!.host.notifications()).items.length === 1, 5000, 'the notification on record');
+    t.equal(hook.received.length, 1, 'delivered once');
+    const said = log.lines.filter((l) => /notification/.test(String(l['msg'])));
+    t.ok(
+      said.some((l) => l['msg'] === 'the notification was recorded, but not confirmed on the replicas in time' && l['level'] === 40),
+      'a warning that it was not confirmed',
+    );
+    t.notOk(
+      said.some((l) => l['msg'] === 'could not record the notification'),
+      'no error that it was not recorded',
+    );
+  },
+);

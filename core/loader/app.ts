@@ -70,8 +70,23 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   host.use(new ConfigWatcher(host, { file, env, text }));
   if (!hasFile) logger.warn({ file }, `no config file; running on defaults until ${path.relative(cwd, file) || file} is created`);
   const server = useServer(host, { plugins: [dashboard] });
+  const stop = async (reason = 'stop'): Promise<void> => {
+    try {
+      await host.stop({ reason });
+    } finally {
+      await otel?.shutdown(5000);
+    }
+  };
+  // Before the start: a SIGINT/SIGTERM while it runs (a slow plugin import, a large store to read)
+  // stops the host gracefully once it has started, rather than killing a process holding the store.
+  const signals = options.signals !== false ? installSignals(host, stop, logger) : undefined;
 
-  await host.start();
+  try {
+    await host.start();
+  } catch (err) {
+    signals?.remove();
+    throw err;
+  }
   const url = server.url ?? '';
   // The example health check (and any plugin) can find this host's own API.
   process.env['JOBHOST_URL'] = url;
@@ -86,15 +101,9 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
     config,
     configFile: hasFile ? file : null,
     url,
-    stop: async (reason = 'stop') => {
-      try {
-        await host.stop({ reason });
-      } finally {
-        await otel?.shutdown(5000);
-      }
-    },
+    stop,
   };
-  if (options.signals !== false) installSignals(app, logger);
+  signals?.started();
   return app;
 }
 
@@ -104,17 +113,28 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
  * its runs to the other hosts) or a part failed to close or the stop passed its deadline
  * (STOP_INCOMPLETE); a second signal exits at once.
  */
-function installSignals(app: App, logger: Logger): void {
+function installSignals(host: Host, stop: (reason: string) => Promise<void>, logger: Logger): { started(): void; remove(): void } {
   let stopping = false;
+  let started = false;
+  /** A signal that came while the host was starting: acted on once it has. */
+  let waiting: NodeJS.Signals | null = null;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now (acknowledged runs are on disk)');
       return exitProcess(logger, 1);
     }
     stopping = true;
+    if (!started) {
+      waiting = signal;
+      logger.info({ signal }, 'stopping once the start is done (a second signal exits now)');
+      return;
+    }
+    stopNow(signal);
+  };
+  const stopNow = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'stopping: finishing running jobs');
-    app.stop(signal).then(
-      () => exitProcess(logger, app.host.storeHealth().writeError === null ? 0 : 1),
+    stop(signal).then(
+      () => exitProcess(logger, host.storeHealth().writeError === null ? 0 : 1),
       (err: unknown) => {
         logger.error({ err, code: isHostError(err) ? err.code : undefined }, 'the stop did not close everything');
         // Node's exit waits for a worker thread it was told to terminate, and one blocked in a
@@ -126,6 +146,17 @@ function installSignals(app: App, logger: Logger): void {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  return {
+    started: () => {
+      started = true;
+      if (waiting) stopNow(waiting);
+    },
+    // The start failed: whoever started the app says so and exits.
+    remove: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }
 
 /** Exits with `code` once the log is written. */

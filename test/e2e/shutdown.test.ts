@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { until } from '../helpers.js';
@@ -81,4 +81,29 @@ t.test('a second signal exits at once; what was acknowledged is still on disk', 
   t.match(await runOf(again.url, queued), { status: 'queued' }, 'the delayed run is still queued');
   const recovered = await runOf(again.url, long);
   t.match(recovered.attempts[0], { error: { code: 'INTERRUPTED' } }, 'the cut attempt is recorded as interrupted');
+});
+
+t.test('SIGTERM while the host is still starting (a slow plugin import): a graceful stop once it has started, exit 0', async (t) => {
+  const dir = makeProject(t, { server: { port: 0 } }, { examples: false });
+  const importing = path.join(dir, 'importing');
+  const go = path.join(dir, 'go');
+  // Its import waits for the test: the process holds the store (opened first) and is not started yet.
+  writeFileSync(
+    path.join(dir, 'plugins', 'slow-import.ts'),
+    `import { existsSync, writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(importing)}, '');\nwhile (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 20));\nexport default { name: 'slow-import', handler: () => 'ok' };\n`,
+  );
+  const app = runCli(t, dir, ['start']);
+  await until(() => existsSync(importing), 30_000, 'the plugin import began');
+  app.child.kill('SIGTERM');
+  await app.waitFor((l) => l.msg.startsWith('stopping once the start is done'), 'the signal heard');
+  writeFileSync(go, '');
+  t.equal(await app.exited, 0, 'exit code 0, not killed by the signal');
+  t.ok(
+    app.lines.some((l) => l.event === 'host.stopping'),
+    'host.stopping',
+  );
+  t.ok(
+    app.lines.some((l) => l.event === 'host.stopped'),
+    'host.stopped',
+  );
 });

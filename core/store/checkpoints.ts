@@ -3,6 +3,7 @@ import type { Low } from 'lowdb';
 import type { Clock } from '../contract/clock.js';
 import { isFinal, type Run } from '../contract/run.js';
 import { AppendFile, writePartsDurable } from './files.js';
+import { holdJournal } from './lock.js';
 import { serializeRun } from './serialize.js';
 import type { DamageFound } from './store-damage.js';
 import { newestJournal, readCheckpoint, removeJournalsBefore, type StateDoc } from './store-files.js';
@@ -77,6 +78,11 @@ export class Checkpoints {
     if (this.#journalN !== n || !this.#journal) {
       const next = new AppendFile(path.join(this.#dir, `journal-${n}.ndjson`), { fsync: this.#fsync });
       await next.open();
+      // Held while this host appends to it: a process that took a removed jobhost.lock finds it held (lock.ts).
+      await holdJournal(next.fd).catch(async (err: unknown) => {
+        await next.close();
+        throw err;
+      });
       if (this.#journal) this.#retired.push(this.#journal);
       this.#journal = next;
       this.#journalN = n;

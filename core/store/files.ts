@@ -339,6 +339,11 @@ export class AppendFile {
     return this.#size + this.#pending.length;
   }
 
+  /** The open file's descriptor (undefined before `open` and after `close`). */
+  get fd(): number | undefined {
+    return this.#handle?.fd;
+  }
+
   get pending(): boolean {
     return this.#pending.length > 0;
   }

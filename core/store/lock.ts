@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { type Clock, isoTime } from '../contract/clock.js';
@@ -19,6 +19,11 @@ import { displayPath, withPath } from './files.js';
  * The file's text only names the holder (pid, host, start time) for the refusal message; the
  * kernel lock alone decides. The file is never deleted: removing it while a process waits on the
  * old inode would let two processes each lock a different file.
+ *
+ * A user may delete it all the same ("a stale lock"): a second process then locks a new file and
+ * would load the store, checkpoint it and delete the journal the first still appends to, losing
+ * what it acknowledged after. So the holder also locks each journal it appends to (`holdJournal`),
+ * and a process that took the lock file checks the journals before it touches anything.
  */
 
 export const LOCK_FILE = 'jobhost.lock';
@@ -114,6 +119,20 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
       ...holder,
     });
   }
+  const writer = await journalWriter(dir, locks).catch(async (err: unknown) => {
+    locks.unlock(handle.fd);
+    await handle.close();
+    throw err;
+  });
+  if (writer !== undefined) {
+    locks.unlock(handle.fd);
+    await handle.close();
+    throw new HostError(
+      'STORE_LOCKED',
+      `the store directory ${JSON.stringify(displayPath(dir))} is in use by another process, which still writes to ${writer} (its ${LOCK_FILE} was removed); one host owns a store directory`,
+      { dir },
+    );
+  }
   const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: isoTime(options.clock.now()) };
   try {
     await handle.truncate(0);
@@ -134,4 +153,39 @@ export async function lockStore(dir: string, options: { clock: Clock; logger: Lo
       await handle.close();
     },
   };
+}
+
+/** Journals are locked where a kernel lock is advisory: on Windows LockFileEx would bar other handles from reading them. */
+const JOURNAL_LOCKS = process.platform !== 'win32';
+
+const JOURNAL_FILE = /^journal-\d+\.ndjson$/;
+
+/** The journal of `dir` another process holds (see the top of this file), if any. */
+async function journalWriter(dir: string, locks: NativeLocks): Promise<string | undefined> {
+  if (!JOURNAL_LOCKS) return undefined;
+  for (const name of (await readdir(dir)).filter((n) => JOURNAL_FILE.test(n))) {
+    let handle: FileHandle;
+    try {
+      handle = await open(path.join(dir, name), constants.O_RDWR);
+    } catch {
+      continue; // removed meanwhile, or not ours to open: the load says what it finds
+    }
+    try {
+      if (!locks.tryLock(handle.fd)) return name;
+      locks.unlock(handle.fd);
+    } finally {
+      await handle.close();
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Locks the journal open at `fd`, which this host appends to (see the top of this file), until its
+ * descriptor is closed. Nothing where the platform has no lock addon.
+ */
+export async function holdJournal(fd: number | undefined): Promise<void> {
+  const locks = await nativeLocks();
+  if (fd === undefined || !JOURNAL_LOCKS || locks instanceof Error) return;
+  if (!locks.tryLock(fd)) throw new HostError('STORE_LOCKED', 'another process holds the journal this host just created', {});
 }

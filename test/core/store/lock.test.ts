@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -67,6 +67,32 @@ t.test('a second host on the same store directory refuses to start; the first go
   t.equal(holder.pid, process.pid, 'the holder wrote its name');
   await third.stop();
   t.equal(readFileSync(path.join(dir, LOCK_FILE), 'utf8'), '', 'emptied at release: no name left for a process that let go');
+});
+
+t.test('jobhost.lock removed while a host runs ("a stale lock"): a second host still refuses, nothing acknowledged is lost', async (t) => {
+  const dir = tempDir(t);
+  const first = hostOn(t, dir);
+  await first.start();
+  const before = await first.trigger('echo', { params: { n: 1 } });
+  await first.wait(before.runId);
+  rmSync(path.join(dir, LOCK_FILE));
+
+  const second = hostOn(t, dir);
+  const err = await startRejection(second);
+  t.match(err, { code: 'STORE_LOCKED', message: /is in use by another process, which still writes to journal-\d+\.ndjson \(its jobhost\.lock was removed\)/ });
+  t.ok(
+    readdirSync(dir).some((f) => /^journal-\d+\.ndjson$/.test(f)),
+    "the first host's journal is still there",
+  );
+
+  const after = await first.trigger('echo', { params: { n: 2 } });
+  t.match(await first.wait(after.runId), { status: 'succeeded' });
+  await first.stop();
+  const third = hostOn(t, dir);
+  await third.start();
+  const ids = (await third.runs()).items.map((r) => r.id);
+  t.ok(ids.includes(before.runId) && ids.includes(after.runId), 'both acknowledged runs are there after a restart');
+  await third.stop();
 });
 
 t.test('two stores opening the same directory at the same moment: exactly one wins', async (t) => {

@@ -47,6 +47,8 @@ interface Live extends AttemptTask, HeapItem, ProgressThrottle {
   handle: AttemptHandle | undefined;
   /** Ends the processor's promise (once). */
   end: ((result: unknown, failure: AttemptFailure | null) => void) | undefined;
+  /** Its lock was tracked again after an older attempt's end (see `run`): untracked at its own end. */
+  retracked?: boolean;
 }
 
 export interface AttemptsOptions {
@@ -146,12 +148,15 @@ export class Attempts {
       if (current === live) {
         this.#live.delete(id);
         jq.running.delete(id);
+        // Re-tracked by an older attempt's end, maybe after BullMQ's own untrack of this one: not renewed for ever.
+        if (live.retracked) jq.worker.untrack(id);
       } else if (current) {
         // Taken over here while it ran (its lock lapsed while Redis was away): a newer attempt of
         // the run runs now, and BullMQ's end of this one (refused, a late finish) untracked the
         // run's lock, which BullMQ keys by run id. Unrenewed, the newer attempt would be found
         // stalled and interrupted with Redis up; its lock is renewed again, its entries kept.
         jq.worker.retrack(id, current.token, current.bullJob.processedOn);
+        current.retracked = true;
       }
       live.progressTimer?.cancel();
     }

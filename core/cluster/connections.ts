@@ -74,7 +74,7 @@ export class Connections {
   #down: { error: string; since: string } | null = null;
   #closed = false;
   #warnings: BackendWarning[] = [];
-  /** The copies of `commands` BullMQ's Workers made (see the top of this file), until they end. */
+  /** The copies of `commands` BullMQ's Workers made (see the top of this file), ended at close. */
   readonly #copies = new Set<Redis>();
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
@@ -116,11 +116,9 @@ export class Connections {
     this.commands.duplicate = (override?: Partial<RedisOptions>): Redis => {
       const copy = duplicate({ ...override, lazyConnect: false });
       copy.prependListener('error', scrubCredentials);
-      clearSocketTimeoutOnClose(copy);
+      // Kept until close, ended or not: BullMQ may connect an ended copy again (one per delivery worker).
       this.#copies.add(copy);
-      copy.on('end', () => this.#copies.delete(copy));
-      // BullMQ connects an ended copy again when it recovers its blocking connection.
-      copy.on('connect', () => this.#closed || this.#copies.add(copy));
+      if (this.#closed) void endForGood(copy, QUIT_MS);
       return copy;
     };
     for (const c of [this.producer, this.commands, this.reader]) {

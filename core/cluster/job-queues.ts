@@ -39,6 +39,7 @@ type ManualWorker = Worker & {
   lost: ((id: string, code: number) => void) | undefined;
   startLockRenewal(): void;
   retrack(id: string, token: string, ts: number | undefined): void;
+  untrack(id: string): void;
 };
 
 let manualWorker: (new (name: string, processor: Processor, opts: WorkerOptions) => ManualWorker) | undefined;
@@ -98,6 +99,11 @@ function manualWorkerClass(): new (name: string, processor: Processor, opts: Wor
      */
     retrack(id: string, token: string, ts: number | undefined): void {
       this.lockManager.trackJob(id, token, ts ?? Date.now());
+    }
+
+    /** No more renewals of run `id`'s lock: its last attempt here ended (after a `retrack`). */
+    untrack(id: string): void {
+      this.lockManager.untrackJob(id);
     }
   };
   return manualWorker;

@@ -163,21 +163,28 @@ const JOURNAL_FILE = /^journal-\d+\.ndjson$/;
 /** The journal of `dir` another process holds (see the top of this file), if any. */
 async function journalWriter(dir: string, locks: NativeLocks): Promise<string | undefined> {
   if (!JOURNAL_LOCKS) return undefined;
-  for (const name of (await readdir(dir)).filter((n) => JOURNAL_FILE.test(n))) {
-    let handle: FileHandle;
-    try {
-      handle = await open(path.join(dir, name), constants.O_RDWR);
-    } catch {
-      continue; // removed meanwhile, or not ours to open: the load says what it finds
-    }
-    try {
-      if (!locks.tryLock(handle.fd)) return name;
-      locks.unlock(handle.fd);
-    } finally {
-      await handle.close();
+  const checked = new Set<string>();
+  // Until a listing shows no journal not checked yet: the owner may switch to a new journal (and
+  // delete the one checked) while this looks.
+  for (;;) {
+    const fresh = (await readdir(dir)).filter((n) => JOURNAL_FILE.test(n) && !checked.has(n));
+    if (fresh.length === 0) return undefined;
+    for (const name of fresh) {
+      checked.add(name);
+      let handle: FileHandle;
+      try {
+        handle = await open(path.join(dir, name), constants.O_RDWR);
+      } catch {
+        continue; // removed meanwhile, or not ours to open: the load says what it finds
+      }
+      try {
+        if (!locks.tryLock(handle.fd)) return name;
+        locks.unlock(handle.fd);
+      } finally {
+        await handle.close();
+      }
     }
   }
-  return undefined;
 }
 
 /**

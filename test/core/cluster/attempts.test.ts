@@ -245,6 +245,7 @@ t.test(
     const prefix = freshPrefix();
     const [h] = await startCluster(t, redis, 1, {
       prefix,
+      backend: { lockDuration: 2000, stalledInterval: 1000 },
       plugins: [
         definePlugin({
           name: 'long',
@@ -260,17 +261,18 @@ t.test(
     const { runId } = await h!.host.trigger('long');
     await until(() => attempts.length === 1, 10_000, 'the first attempt started');
     await redis.stop();
-    // Away longer than the lock (1 s): once Redis is back, the stalled check hands the run out again
+    // Away longer than the lock (2 s here, not the helpers' 1 s: a stall of a loaded machine must not
+    // let a lock lapse): once Redis is back, the stalled check hands the run out again
     // and this host takes it over (the first attempt, still running here, counts INTERRUPTED).
     const away = Date.now();
-    await until(() => Date.now() - away > 1500, 5000, 'the lock lapsed');
+    await until(() => Date.now() - away > 2500, 5000, 'the lock lapsed (2 s)');
     await redis.restart();
     await until(() => attempts.length === 2, 15_000, 'the run taken over: a second attempt runs');
     const lock = `${prefix}:long:${runId}:lock`;
     // The old attempt ends: BullMQ refuses its end (late). The new attempt's lock must go on being renewed.
     first.open();
     const endedAt = Date.now();
-    await until(() => Date.now() - endedAt > 4000, 6000, 'four lock durations');
+    await until(() => Date.now() - endedAt > 6000, 8000, 'three lock durations');
     t.equal(await redis.client().exists(lock), 1, 'the lock of the second attempt is still held');
     t.same(attempts, [1, 2], 'not found stalled and run a third time');
     second.open();

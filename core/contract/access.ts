@@ -51,7 +51,8 @@ const tokenValue = envString.pipe(
     .refine(
       (v) => HASHED.test(v) || (v.length >= MIN_TOKEN_LENGTH && !v.startsWith('sha256:')),
       `expected a token of at least ${MIN_TOKEN_LENGTH} characters, or sha256:<64 hex digits> of one`,
-    ),
+    )
+    .refine((v) => !/\s/.test(v), 'a token cannot hold spaces or line breaks: `Authorization: Bearer <token>` could not carry it'),
 );
 
 /** `server.tokens[i]`. */

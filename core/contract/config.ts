@@ -177,7 +177,12 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: port.default(3000),
-      token: z.string().min(8, 'a token needs at least 8 characters').nullable().default(null),
+      token: z
+        .string()
+        .min(8, 'a token needs at least 8 characters')
+        .refine((v) => !/\s/.test(v), 'a token cannot hold spaces or line breaks: `Authorization: Bearer <token>` could not carry it')
+        .nullable()
+        .default(null),
       // Named tokens with roles (SPEC §14), beside or instead of `token` (which is `admin`).
       tokens: z.array(tokenEntrySchema).max(1000).default([]),
       bodyLimit: z

@@ -118,7 +118,8 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
           logged.add(key);
           const code = err instanceof HostError ? err.code : undefined;
           request.log.warn(
-            { code, origin, host, url: request.url },
+            // A WebSocket's `?token=` is a secret: never in the log.
+            { code, origin, host, url: request.url.replace(/([?&]token=)[^&]*/g, '$1[redacted]') },
             'refused a request from a foreign web page (server.allowedOrigins / server.allowedHosts admit one)',
           );
         }

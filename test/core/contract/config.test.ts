@@ -56,6 +56,7 @@ t.test('bad values and unknown keys name the path', async (t) => {
     [{ jobs: { 'Bad Name': {} } }, 'CONFIG_INVALID', /^jobs\.Bad Name: /],
     [{ server: { port: 70000 } }, 'CONFIG_INVALID', /^server\.port: /],
     [{ server: { token: 'short' } }, 'CONFIG_INVALID', /^server\.token: a token needs at least 8 characters/],
+    [{ server: { token: 'has spaces in it' } }, 'CONFIG_INVALID', /^server\.token: a token cannot hold spaces or line breaks/],
     [{ concurrency: 0 }, 'CONFIG_INVALID', /^concurrency: /],
     [
       { server: { allowedOrigins: ['jobs.example.com'] } },

@@ -197,6 +197,7 @@ t.test('bad tokens config: errors name the path and never show the token', async
     ],
     [[{ name: 'x', token: a, role: 'superuser' }], /^server\.tokens\.0\.role: /],
     [[{ name: 'x', token: 'short-token', role: 'viewer' }], /^server\.tokens\.0\.token: expected a token of at least 24 characters/],
+    [[{ name: 'x', token: 'has spaces in the token value ok', role: 'viewer' }], /^server\.tokens\.0\.token: a token cannot hold spaces or line breaks/],
     [[{ name: 'x', token: 'sha256:abc', role: 'viewer' }], /^server\.tokens\.0\.token: /],
     [[{ name: 'x', token: a, role: 'viewer', jobs: ['a-*'] }], /^server\.tokens\.0\.jobs: jobs limits an operator/],
     [[{ name: 'admin', token: a, role: 'viewer' }], /^server\.tokens\.0\.name: "admin" is reserved/, { token: 'admin-token-1' }],

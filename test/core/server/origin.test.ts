@@ -3,7 +3,7 @@ import t, { type Test } from 'tap';
 import { WebSocket } from 'ws';
 import { ERROR_CODES, type ErrorCode } from '../../../core/contract/errors.js';
 import { isJsonContentType, requestGuard } from '../../../core/server/origin.js';
-import { startServer, type TestServer } from '../../helpers.js';
+import { captureLogger, startServer, type TestServer } from '../../helpers.js';
 
 /**
  * SPEC §7: a token-less host is not open to the web pages its user visits. Raw HTTP requests and
@@ -323,4 +323,19 @@ t.test('POST routes take application/json only, body or no body', async (t) => {
   t.match((await raw(s, 'POST', `/runs/${queued}/cancel`, json)).json, { id: queued, status: 'canceled' });
   refused(t, await raw(s, 'POST', '/jobs/job/run', json, '{"params":'), 'BAD_REQUEST', 'malformed JSON is still 400');
   refused(t, await raw(s, 'POST', '/nope', {}), 'NOT_FOUND', 'an unknown path is still 404');
+});
+
+t.test("a refused foreign request's ?token= never reaches the log", async (t) => {
+  const token = 'origin-log-token-0123456789';
+  const log = captureLogger();
+  const s = await startServer(t, { server: { token }, logger: log.logger });
+  t.match(await upgrade(s, { origin: FOREIGN, query: `?token=${token}` }), { status: 403, code: 'ORIGIN_NOT_ALLOWED' });
+  refused(t, await raw(s, 'GET', `/jobs?token=${token}`, { host: 'evil.example.com' }), 'HOST_NOT_ALLOWED', 'a foreign Host');
+  const warned = log.lines.filter((l) => l['msg'] === 'refused a request from a foreign web page (server.allowedOrigins / server.allowedHosts admit one)');
+  t.equal(warned.length, 2, 'both refusals logged');
+  t.match(warned[0], { code: 'ORIGIN_NOT_ALLOWED', url: '/events?token=[redacted]' });
+  t.notOk(
+    log.lines.some((l) => JSON.stringify(l).includes(token)),
+    'the token is in no log line',
+  );
 });

@@ -217,8 +217,10 @@ export class Triggers {
     const job = this.#o.registry.get(name)?.job;
     if (!job) throw new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
     const limits = this.#o.limits();
-    // Before the params are checked: a full queue refuses at the cost of one read.
-    if (this.#o.backend.waiting() >= limits.maxQueued) this.#queueFull(job.name, source, limits.maxQueued);
+    // Before the params are checked: a full queue refuses at the cost of one read. Not a run `after`
+    // triggers: part of its parent's end (no caller to retry it), it would be lost, as in cluster
+    // mode, where the end's write adds it.
+    if (this.#o.backend.waiting() >= limits.maxQueued && source !== 'after') this.#queueFull(job.name, source, limits.maxQueued);
     let params: unknown;
     try {
       const checked = validateParams(job, options.params, limits.maxParamsBytes);

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import type { JobContext } from '../../../core/contract/plugin.js';
-import { nextEvent, startHost } from '../../helpers.js';
+import { gate, nextEvent, startHost } from '../../helpers.js';
 import { pluginHost } from '../../plugin-host.js';
 
 /**
@@ -88,6 +88,30 @@ t.test('maxQueued: a schedule fire past it is run.skipped with reason queue-full
   t.match((await skipped).data, { job: 'ticks', reason: 'queue-full', source: 'schedule' });
   t.equal((await host.runs({ job: 'ticks' })).items.length, 0, 'the fire made no run');
   t.equal(of('run.queued').length, 2);
+});
+
+t.test('maxQueued: a run `after` triggers is not refused: it is part of its parent end, with no caller to retry it', async (t) => {
+  const { host, of } = await startHost(t, { config: { limits } });
+  const began = gate();
+  const release = gate();
+  host.register({
+    name: 'parent',
+    handler: () => {
+      began.open();
+      return release.promise;
+    },
+  });
+  host.register({ name: 'child', after: ['parent'], handler: () => 'chained' });
+  host.register({ name: 'filler', overlap: 'allow', handler: () => null });
+  await host.trigger('parent');
+  await began.promise;
+  await host.trigger('filler', { delay: '1h' });
+  await host.trigger('filler', { delay: '1h' });
+  await rejectsWith(t, host.trigger('filler'), 'QUEUE_FULL', 'the queue is full');
+  const done = nextEvent(host, (e) => e.type === 'run.succeeded' && e.data.job === 'child');
+  release.open();
+  t.match((await done).data, { job: 'child', result: 'chained' }, 'the child ran');
+  t.same(of('run.skipped'), [], 'nothing skipped');
 });
 
 t.test('maxResultBytes inline: a result of exactly the limit is kept, one byte more fails the attempt RESULT_TOO_LARGE', async (t) => {

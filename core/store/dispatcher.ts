@@ -2,7 +2,7 @@ import type { ExecutableJob } from '../contract/attempt.js';
 import type { Depths } from '../contract/backend.js';
 import type { Clock, Timer } from '../contract/clock.js';
 import type { Run } from '../contract/run.js';
-import { Deque, TimeHeap, WeightedQueues } from './queue.js';
+import { PriorityFifo, TimeHeap, WeightedQueues } from './queue.js';
 import { RateWindows } from './rate-limit.js';
 
 /**
@@ -32,7 +32,8 @@ export interface DispatcherOptions<E extends Waiting> {
 
 interface JobSlots<E> {
   running: number;
-  parked: Deque<E>;
+  /** In priority order, first in first out within one: a freed slot goes to the best of them. */
+  parked: PriorityFifo<E>;
 }
 
 export class Dispatcher<E extends Waiting> {
@@ -172,7 +173,7 @@ export class Dispatcher<E extends Waiting> {
     this.#running--;
     const slots = this.#slotsOf(entry.run.job);
     slots.running--;
-    if (slots.parked.length > 0) this.#slotFreed(entry.run.job);
+    if (slots.parked.size > 0) this.#slotFreed(entry.run.job);
     if (this.#running === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -262,7 +263,7 @@ export class Dispatcher<E extends Waiting> {
         const slots = this.#slotsOf(entry.run.job);
         if (!job || slots.running >= job.concurrency) {
           entry.state = 'parked';
-          slots.parked.push(entry);
+          slots.parked.push(entry, entry.run.priority);
           continue;
         }
         if (job.rateLimit !== undefined && !this.#limits.admit(entry, job.rateLimit)) {
@@ -280,7 +281,7 @@ export class Dispatcher<E extends Waiting> {
 
   #slotsOf(job: string): JobSlots<E> {
     let slots = this.#slots.get(job);
-    if (!slots) this.#slots.set(job, (slots = { running: 0, parked: new Deque<E>() }));
+    if (!slots) this.#slots.set(job, (slots = { running: 0, parked: new PriorityFifo<E>() }));
     return slots;
   }
 }

@@ -259,6 +259,42 @@ export function conformance(t: Test, backend: BackendUnderTest): void {
     t.same(order, ['h', 'c', 'f', 'b', 'd', 'g', 'a', 'e']);
   });
 
+  t.test(`${backend.name}: ordering: runs waiting for a slot of their job (its concurrency) start by priority too`, async (t) => {
+    const order: string[] = [];
+    const hold = gate();
+    const began = gate();
+    const s = await backend.start(
+      t,
+      [
+        {
+          name: 'one-at-a-time',
+          concurrency: 1,
+          handler: async (ctx) => {
+            const { tag } = ctx.params as { tag: string };
+            if (tag === 'first') {
+              began.open();
+              await hold.promise;
+            }
+            order.push(tag);
+          },
+        },
+      ],
+      { config: { concurrency: 10 } },
+    );
+    const ids = [(await s.host.trigger('one-at-a-time', { params: { tag: 'first' } })).runId];
+    await began.promise;
+    const ranks: Array<[number, string]> = [
+      [5, 'a'],
+      [0, 'b'],
+      [-1, 'c'],
+      [0, 'd'],
+    ];
+    for (const [priority, tag] of ranks) ids.push((await s.host.trigger('one-at-a-time', { priority, params: { tag } })).runId);
+    hold.open();
+    for (const id of ids) await final(s, id);
+    t.same(order, ['first', 'c', 'b', 'd', 'a']);
+  });
+
   t.test(`${backend.name}: ordering: a delayed run never starts before its runAt, and a ready one is not held up by it`, async (t) => {
     const order: string[] = [];
     const s = await backend.start(t, [{ name: 'timed', concurrency: 3, handler: (ctx) => void order.push((ctx.params as { tag: string }).tag) }]);

@@ -26,16 +26,26 @@ const about = (n: OutgoingNotification): string => `${n.job || n.condition || 'j
 
 // Slack's blocks and Discord's fields refuse empty text (a 400, so a dead delivery): a custom
 // title or message that renders empty leaves its block or field out.
+/**
+ * Slack's markup in `text` and mrkdwn: `&`, `<` and `>` escaped (Slack's rule), so a message that
+ * holds `<!channel>` or `<https://…|label>` (an error's text) pings nobody and hides no link. At
+ * most `max` characters, never cutting an escape in two.
+ */
+function slackText(s: string, max = Number.POSITIVE_INFINITY): string {
+  const escaped = s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return escaped.length <= max ? escaped : escaped.slice(0, max).replace(/&[a-z]{0,3}$/, '');
+}
+
 function slack(n: OutgoingNotification): unknown {
   const link = n.url ? ` · <${n.url}|run ${n.runId}>` : n.runId ? ` · run ${n.runId}` : '';
   const title = n.title.trim();
   const message = n.message.trim();
   return {
-    text: title && message ? `${n.title}: ${n.message}` : title || message || about(n),
+    text: slackText(title && message ? `${n.title}: ${n.message}` : title || message || about(n)),
     blocks: [
       ...(title ? [{ type: 'header', text: { type: 'plain_text', text: n.title.slice(0, 150), emoji: false } }] : []),
-      ...(message ? [{ type: 'section', text: { type: 'mrkdwn', text: n.message.slice(0, 3000) } }] : []),
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `${n.job ? `*${n.job}* · ` : ''}${n.status} · ${n.priority}${link}` }] },
+      ...(message ? [{ type: 'section', text: { type: 'mrkdwn', text: slackText(n.message, 3000) } }] : []),
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `${n.job ? `*${slackText(n.job)}* · ` : ''}${n.status} · ${n.priority}${link}` }] },
     ],
   };
 }

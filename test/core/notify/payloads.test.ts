@@ -72,3 +72,18 @@ t.test('Discord: no empty title, description or field', async (t) => {
     'no empty field value',
   );
 });
+
+t.test("Slack: &, < and > of a message are escaped (no @channel ping, no disguised link); the run's own link is kept", async (t) => {
+  const message = 'value <!channel> must be < 5 & > 1 <https://evil.example|click here>';
+  const body = httpBody(slack, { ...outgoing({ ...base, message }, null), url: 'https://jobs.example.com/runs/r1' }, 'host') as {
+    text: string;
+    blocks: Array<{ type: string; text?: { text: string }; elements?: Array<{ text: string }> }>;
+  };
+  const escaped = 'value &lt;!channel&gt; must be &lt; 5 &amp; &gt; 1 &lt;https://evil.example|click here&gt;';
+  t.equal(body.text, `Export failed: ${escaped}`);
+  t.equal(body.blocks[1]!.text!.text, escaped);
+  t.equal(body.blocks[0]!.text!.text, 'Export failed', 'the header is plain text: shown as written');
+  t.match(body.blocks[2]!.elements![0]!.text, /<https:\/\/jobs\.example\.com\/runs\/r1\|run r1>$/);
+  const long = httpBody(slack, outgoing({ ...base, message: `${'x'.repeat(2998)}&y` }, null), 'host') as { blocks: Array<{ text?: { text: string } }> };
+  t.equal(long.blocks[1]!.text!.text, 'x'.repeat(2998), 'cut at 3000 without half an escape');
+});

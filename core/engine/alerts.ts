@@ -55,6 +55,9 @@ export class Alerts {
   /** Digest timers, one per job and destination: of a window this host opened (`opened`), or one it held a message back in. */
   readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number; opened: boolean }>();
   #stopped = false;
+  /** Retries of notifications sent directly (`#direct`), and what ends their attempts at a stop. */
+  readonly #directTimers = new Set<Timer>();
+  readonly #directStop = new AbortController();
 
   constructor(options: AlertsOptions) {
     this.#o = options;
@@ -184,7 +187,8 @@ export class Alerts {
    * was held back from every destination: then the counts are all that is kept of it. Host
    * alerts and digests pass the throttle by (`throttle: false`).
    */
-  send(n: Notification, names: readonly string[], options: { throttle?: boolean } = {}): void {
+  send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): void {
+    if (options.direct) return this.#direct(n, names);
     const ms = this.#o.config().notifications.throttle;
     if (ms === 0 || options.throttle === false || names.length === 0) {
       void this.#record(n, names, []);
@@ -322,6 +326,35 @@ export class Alerts {
     this.#stopped = true;
     this.#slowTimer.close();
     for (const d of this.#digests.values()) d.timer.cancel();
+    for (const timer of this.#directTimers) timer.cancel();
+    this.#directTimers.clear();
+    this.#directStop.abort();
+  }
+
+  /**
+   * A notification that cannot wait for the backend: the alert that the backend is out of reach,
+   * in cluster mode, where Redis is what records and queues notifications (it would reach its
+   * receivers only once Redis is back, with its own end). Sent by this host alone, nothing
+   * recorded: each destination tried now, and again in memory as `notifications.retry` says,
+   * until delivered or dead, or the host stops.
+   */
+  #direct(n: Notification, names: readonly string[]): void {
+    n.deliveries = this.#o.notifier.deliveries(n, names);
+    this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
+    for (const delivery of n.deliveries) void this.#attemptDirect(n, delivery, 1);
+  }
+
+  async #attemptDirect(n: Notification, delivery: Notification['deliveries'][number], attempt: number): Promise<void> {
+    if (this.#stopped) return;
+    const outcome = await this.#o.notifier
+      .deliver({ notification: n, delivery, attempt }, this.#directStop.signal)
+      .catch((err: unknown) => void this.#o.logger.error({ err, notification: n.id }, 'could not send the notification'));
+    if (outcome?.status !== 'retrying' || this.#stopped) return;
+    const timer = this.#o.clock.setTimer(outcome.delayMs, () => {
+      this.#directTimers.delete(timer);
+      void this.#attemptDirect(n, delivery, attempt + 1);
+    });
+    this.#directTimers.add(timer);
   }
 
   /**

@@ -188,6 +188,7 @@ export class HostAlerts {
       host: this.#o.hostId,
       condition: c.id,
     };
-    this.#o.alerts.send(n, to, { throttle: false });
+    // In cluster mode Redis records and queues notifications: the news that it is out of reach goes out directly.
+    this.#o.alerts.send(n, to, { throttle: false, direct: starts && c.id === 'backend-unavailable' });
   }
 }

@@ -493,3 +493,20 @@ t.test('storm control: what a killed host alone held back is told by the message
   t.equal(hook.received.length, 2, 'no digest of the killed window besides');
   t.match((hook.received[1]!.json as Body).message, /Storm control held back 3 notifications before it: 3 failed\.$/, 'the next message tells them');
 });
+
+t.test('host alerts: that Redis is out of reach reaches notifications.host.to while it is, not once it is back', async (t) => {
+  const redis = await startRedis(t);
+  const hook = await httpReceiver(t);
+  const [h] = await startCluster(t, redis, 1, {
+    config: { notifications: { host: { to: ['hook'] }, destinations: { hook: { kind: 'webhook', url: hook.url } } } },
+  });
+  await redis.stop();
+  // Redis records and queues every other notification: this one cannot wait for it.
+  await hook.count(1, 15_000);
+  t.equal(h!.host.storeHealth().backend.available, false, 'received while Redis is still out of reach');
+  t.match(hook.received[0]!.json, { rule: 'host', status: 'failed', condition: 'backend-unavailable', host: 'h0' });
+  await redis.restart();
+  await hook.count(2, 15_000);
+  t.match(hook.received[1]!.json, { rule: 'host', status: 'recovered', condition: 'backend-unavailable' });
+  t.equal(hook.received.length, 2, 'each told once');
+});

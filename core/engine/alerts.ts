@@ -10,6 +10,7 @@ import type { NotifySpec } from '../contract/plugin-schema.js';
 import type { Run } from '../contract/run.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { Bus } from './bus.js';
+import { DirectSends } from './direct-sends.js';
 import { type AlertDetail, buildNotification, titleCase, wants } from './notify.js';
 
 export interface AlertsOptions {
@@ -55,13 +56,13 @@ export class Alerts {
   /** Digest timers, one per job and destination: of a window this host opened (`opened`), or one it held a message back in. */
   readonly #digests = new Map<string, { timer: Timer; job: string; destination: string; from: number; ms: number; opened: boolean }>();
   #stopped = false;
-  /** Retries of notifications sent directly (`#direct`), and what ends their attempts at a stop. */
-  readonly #directTimers = new Set<Timer>();
-  readonly #directStop = new AbortController();
+  /** Notifications that cannot wait for the backend (`send`'s `direct`). */
+  readonly #direct: DirectSends;
 
   constructor(options: AlertsOptions) {
     this.#o = options;
     this.#slowTimer = new DueTimer(options.clock, (id) => this.#slowDueNow(id));
+    this.#direct = new DirectSends(options);
   }
 
   // ---------------------------------------------------------------- run rules
@@ -188,7 +189,7 @@ export class Alerts {
    * alerts and digests pass the throttle by (`throttle: false`).
    */
   send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): void {
-    if (options.direct) return this.#direct(n, names);
+    if (options.direct) return this.#sendDirect(n, names);
     const ms = this.#o.config().notifications.throttle;
     if (ms === 0 || options.throttle === false || names.length === 0) {
       void this.#record(n, names, []);
@@ -326,35 +327,14 @@ export class Alerts {
     this.#stopped = true;
     this.#slowTimer.close();
     for (const d of this.#digests.values()) d.timer.cancel();
-    for (const timer of this.#directTimers) timer.cancel();
-    this.#directTimers.clear();
-    this.#directStop.abort();
+    this.#direct.stop();
   }
 
-  /**
-   * A notification that cannot wait for the backend: the alert that the backend is out of reach,
-   * in cluster mode, where Redis is what records and queues notifications (it would reach its
-   * receivers only once Redis is back, with its own end). Sent by this host alone, nothing
-   * recorded: each destination tried now, and again in memory as `notifications.retry` says,
-   * until delivered or dead, or the host stops.
-   */
-  #direct(n: Notification, names: readonly string[]): void {
+  /** Sent directly, nothing recorded (see `DirectSends`); the `notification` event as for any other. */
+  #sendDirect(n: Notification, names: readonly string[]): void {
     n.deliveries = this.#o.notifier.deliveries(n, names);
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
-    for (const delivery of n.deliveries) void this.#attemptDirect(n, delivery, 1);
-  }
-
-  async #attemptDirect(n: Notification, delivery: Notification['deliveries'][number], attempt: number): Promise<void> {
-    if (this.#stopped) return;
-    const outcome = await this.#o.notifier
-      .deliver({ notification: n, delivery, attempt }, this.#directStop.signal)
-      .catch((err: unknown) => void this.#o.logger.error({ err, notification: n.id }, 'could not send the notification'));
-    if (outcome?.status !== 'retrying' || this.#stopped) return;
-    const timer = this.#o.clock.setTimer(outcome.delayMs, () => {
-      this.#directTimers.delete(timer);
-      void this.#attemptDirect(n, delivery, attempt + 1);
-    });
-    this.#directTimers.add(timer);
+    this.#direct.send(n);
   }
 
   /**

@@ -44,6 +44,12 @@ export function tokenDigest(stored: string): Buffer {
   return hashed ? Buffer.from(hashed[1]!, 'hex') : createHash('sha256').update(stored, 'utf8').digest();
 }
 
+/** A token an `Authorization: Bearer <token>` header can carry (`server.token` and `server.tokens`). */
+export const sendableToken = [
+  (v: string): boolean => !/\s/.test(v),
+  'a token cannot hold spaces or line breaks: `Authorization: Bearer <token>` could not carry it',
+] as const;
+
 // The message never repeats the value: it is a secret.
 const tokenValue = envString.pipe(
   z
@@ -52,7 +58,7 @@ const tokenValue = envString.pipe(
       (v) => HASHED.test(v) || (v.length >= MIN_TOKEN_LENGTH && !v.startsWith('sha256:')),
       `expected a token of at least ${MIN_TOKEN_LENGTH} characters, or sha256:<64 hex digits> of one`,
     )
-    .refine((v) => !/\s/.test(v), 'a token cannot hold spaces or line breaks: `Authorization: Bearer <token>` could not carry it'),
+    .refine(...sendableToken),
 );
 
 /** `server.tokens[i]`. */

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { checkTokens, tokenEntrySchema } from './access.js';
+import { checkTokens, sendableToken, tokenEntrySchema } from './access.js';
 import { type ErrorCode, HostError } from './errors.js';
 import { notificationsSchema } from './notify-config.js';
 import {
@@ -180,7 +180,7 @@ export const configSchema = z.strictObject({
       token: z
         .string()
         .min(8, 'a token needs at least 8 characters')
-        .refine((v) => !/\s/.test(v), 'a token cannot hold spaces or line breaks: `Authorization: Bearer <token>` could not carry it')
+        .refine(...sendableToken)
         .nullable()
         .default(null),
       // Named tokens with roles (SPEC §14), beside or instead of `token` (which is `admin`).

@@ -189,7 +189,7 @@ export class Alerts {
    * alerts and digests pass the throttle by (`throttle: false`).
    */
   send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): void {
-    if (options.direct) return this.#sendDirect(n, names);
+    if (options.direct) return void this.#record(n, names, [], true);
     const ms = this.#o.config().notifications.throttle;
     if (ms === 0 || options.throttle === false || names.length === 0) {
       void this.#record(n, names, []);
@@ -232,19 +232,25 @@ export class Alerts {
       .catch((err: unknown) => this.#o.logger.error({ err, job: n.job }, 'could not send the notification'));
   }
 
-  /** Records `n` and emits it; resolves (never rejects) once the record is durable, or failed. */
-  #record(n: Notification, names: readonly string[], throttled: readonly string[]): Promise<void> {
+  /**
+   * Records `n` and emits it; resolves (never rejects) once the record is durable, or failed.
+   * `direct`: sent by this host without the backend, nothing recorded (see `DirectSends`).
+   */
+  #record(n: Notification, names: readonly string[], throttled: readonly string[], direct = false): Promise<void> {
     n.deliveries = this.#o.notifier.deliveries(n, names);
     if (throttled.length > 0) n.throttled = [...throttled];
-    const recorded = this.#o
-      .backend()
-      .addNotification(n)
-      .catch((err: unknown) => {
-        // Written, and delivered, but not yet on the replicas `waitReplicas` asks for: a failover now could lose it.
-        if (isHostError(err) && err.code === 'BACKEND_NOT_REPLICATED')
-          return this.#o.logger.warn({ err, job: n.job, runId: n.runId }, 'the notification was recorded, but not confirmed on the replicas in time');
-        this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification');
-      });
+    if (direct) this.#direct.send(n);
+    const recorded = direct
+      ? Promise.resolve()
+      : this.#o
+          .backend()
+          .addNotification(n)
+          .catch((err: unknown) => {
+            // Written, and delivered, but not yet on the replicas `waitReplicas` asks for: a failover now could lose it.
+            if (isHostError(err) && err.code === 'BACKEND_NOT_REPLICATED')
+              return this.#o.logger.warn({ err, job: n.job, runId: n.runId }, 'the notification was recorded, but not confirmed on the replicas in time');
+            this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification');
+          });
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
     return recorded;
   }
@@ -328,13 +334,6 @@ export class Alerts {
     this.#slowTimer.close();
     for (const d of this.#digests.values()) d.timer.cancel();
     this.#direct.stop();
-  }
-
-  /** Sent directly, nothing recorded (see `DirectSends`); the `notification` event as for any other. */
-  #sendDirect(n: Notification, names: readonly string[]): void {
-    n.deliveries = this.#o.notifier.deliveries(n, names);
-    this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
-    this.#direct.send(n);
   }
 
   /**

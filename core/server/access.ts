@@ -181,14 +181,16 @@ export class Access {
   }
 
   /**
-   * `preValidation` (the body parsed, not yet validated): an operator's `jobs` must admit the job
-   * a change acts on. Undefined when there is nothing to check (every token but an operator's with
-   * `jobs`), else the check's promise.
+   * An operator's `jobs` must admit the job a change acts on: checked in `onRequest` (`body`
+   * false) when the path names it, so a malformed or foreign body cannot turn the 403 into a 400
+   * or 415, and in `preValidation` (`body` true: parsed, not yet validated) when the body names
+   * it (a bulk action's `job`). Undefined when there is nothing to check (every token but an
+   * operator's with `jobs`, or the other phase's target), else the check's promise.
    */
-  checkScope(request: FastifyRequest): Promise<void> | undefined {
+  checkScope(request: FastifyRequest, body: boolean): Promise<void> | undefined {
     const access = request.routeAccess;
     const jobs = request.principal?.jobs;
-    if (!access?.target || !jobs) return undefined;
+    if (!access?.target || !jobs || (access.target === 'runs') !== body) return undefined;
     return this.#checkJobs(request, access.target, jobs);
   }
 

@@ -219,14 +219,17 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       scope.decorateRequest('auditCarried', false);
       // Callback hooks, not async ones: a request with nothing to wait for pays no promise and no
       // microtask hop per hook (a throw reaches fastify's error handling like a rejection).
+      // A job outside an operator's `jobs` is 403 FORBIDDEN, audited `forbidden`, whatever the
+      // body, as the role check refuses before it too: checked with the token when the path names
+      // the job, before validation (the body parsed by then) when the body does.
       scope.addHook('onRequest', (request, _reply, done) => {
         access.check(request);
-        done();
+        const scoped = access.checkScope(request, false);
+        if (scoped === undefined) done();
+        else scoped.then(() => done(), done);
       });
-      // Before validation (the body is parsed by then): a job outside an operator's `jobs` is 403
-      // FORBIDDEN, audited `forbidden`, whatever the body, as the role check refuses before it too.
       scope.addHook('preValidation', (request, _reply, done) => {
-        const scoped = access.checkScope(request);
+        const scoped = access.checkScope(request, true);
         if (scoped === undefined) done();
         else scoped.then(() => done(), done);
       });

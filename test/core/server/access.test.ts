@@ -271,6 +271,19 @@ t.test('an operator limited to jobs is refused a job outside them before its bod
   for (const [url, , body] of asked) {
     t.match(await s.request('POST', url, { headers: ci, body }), { status: 403, json: { code: 'FORBIDDEN', role: 'operator', job: 'cleanup' } }, url);
   }
+  // A body that is not JSON, or not JSON at all, does not turn the path's job's 403 into a 400 or 415.
+  const unreadable: Array<[string, Record<string, string>]> = [
+    ['{"params": ', {}],
+    ['params=1', { 'content-type': 'text/plain' }],
+  ];
+  for (const [body, headers] of unreadable) {
+    t.match(
+      await s.request('POST', '/jobs/cleanup/run', { headers: { ...ci, ...headers }, body }),
+      { status: 403, json: { code: 'FORBIDDEN', job: 'cleanup' } },
+      body,
+    );
+    asked.push(['/jobs/cleanup/run', 'job:cleanup', body]);
+  }
   // Its own jobs' bad bodies are still bad bodies; a job that is not a name is for validation to refuse.
   t.match(await s.request('POST', '/jobs/deploy-web/run', { headers: ci, body: { bogus: 1 } }), { status: 400, json: { code: 'INVALID_BODY' } });
   t.match(await s.request('POST', '/runs/cancel', { headers: ci, body: { job: 7 } }), { status: 400, json: { code: 'INVALID_BODY' } });

@@ -48,18 +48,25 @@ export interface JobOrigin {
   readonly source: HandlerSource | null;
 }
 
-/** Alert rules that cannot work as given: `slow` without `slowerThan`, `missed` without a schedule. */
-function checkAlertRules(notify: NotifySpec | null, scheduled: boolean, path: string): void {
+/**
+ * Alert rules that cannot work as given: `slow` without `slowerThan`, `missed` without a schedule.
+ * The error is the config file's (`CONFIG_INVALID`, with the path a config edit's `config.error`
+ * shows) when the field at fault came from `jobs.<name>`, else the plugin's (`PLUGIN_INVALID`).
+ */
+function checkAlertRules(name: string, notify: NotifySpec | null, scheduled: boolean, override: JobOverride | undefined): void {
   const on = notify?.on ?? [];
-  // Rules from the config file (`jobs.<name>.notify`) are its error, with the path a config edit's `config.error` shows.
-  const code = path.startsWith('jobs.') ? 'CONFIG_INVALID' : 'PLUGIN_INVALID';
+  const onFromConfig = override?.notify?.on !== undefined;
+  const fail = (fromConfig: boolean, field: string, message: string): never => {
+    const path = fromConfig ? `jobs.${name}.${field}` : field;
+    throw new HostError(fromConfig ? 'CONFIG_INVALID' : 'PLUGIN_INVALID', `${path}: ${message}`, { field: path, path });
+  };
   if (on.includes('slow') && notify?.slowerThan === undefined) {
-    const field = `${path}.slowerThan`;
-    throw new HostError(code, `${field}: required when ${path}.on has 'slow' (a duration such as '10m')`, { field, path: field });
+    fail(onFromConfig, 'notify.slowerThan', `required when notify.on has 'slow' (a duration such as '10m')`);
   }
   if (on.includes('missed') && !scheduled) {
-    const field = `${path}.on`;
-    throw new HostError(code, `${field}: 'missed' needs a schedule, and the job has none`, { field, path: field });
+    // The config removed the schedule the plugin's rule needs: the schedule is the config's doing.
+    if (!onFromConfig && override?.schedule === null) fail(true, 'schedule', `the plugin's notify.on has 'missed', which needs a schedule`);
+    fail(onFromConfig, 'notify.on', `'missed' needs a schedule, and the job has none`);
   }
 }
 
@@ -91,7 +98,7 @@ export function resolveJob(
   };
   const queue = override?.queue ?? spec.queue;
   const notify = override?.notify ? { ...spec.notify, ...override.notify } : spec.notify;
-  checkAlertRules(notify, schedule !== null, override?.notify ? `jobs.${spec.name}.notify` : 'notify');
+  checkAlertRules(spec.name, notify, schedule !== null, override);
   const flow = flowControl(spec, override);
   const requestedIsolation = override?.isolation ?? spec.isolation ?? config.defaults.isolation;
   return Object.freeze({

@@ -553,6 +553,19 @@ t.test('bad rules are plugin or config errors naming the field', async (t) => {
     code: 'CONFIG_INVALID',
     details: { path: 'jobs.y.notify.slowerThan' },
   });
+  // Each error is where its cause is: a config that only adds destinations does not take the
+  // plugin's bad rule on itself, and a config that drops the schedule a plugin's `missed` needs does.
+  s.host.applyConfig({ notifications: notifications(), jobs: { x: { notify: { to: ['hook'] } } } });
+  t.throws(() => s.host.register(definePlugin({ name: 'x', notify: { on: ['missed'] }, handler: () => 1 })), {
+    code: 'PLUGIN_INVALID',
+    details: { path: 'notify.on' },
+  });
+  s.host.register(definePlugin({ name: 'z', schedule: '0 * * * *', notify: { on: ['missed'] }, handler: () => 1 }));
+  t.throws(() => s.host.applyConfig({ notifications: notifications(), jobs: { z: { schedule: null } } }), {
+    code: 'CONFIG_INVALID',
+    message: /^jobs\.z\.schedule: the plugin's notify\.on has 'missed'/,
+    details: { path: 'jobs.z.schedule' },
+  });
   t.throws(() => s.host.applyConfig({ notifications: notifications({ host: { to: ['nope'] } }) }), {
     message: /^notifications\.host\.to\.0: no destination "nope"/,
   });

@@ -93,6 +93,9 @@ export interface RateLimit {
 
 export const queueNameSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i, 'expected a queue name (letters, digits, - and _)');
 export const JOB_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+
+/** A job name, or a `*` glob of names (`deploy-*`), as event filters take them. */
+export const isJobPattern = (value: string): boolean => (value.includes('*') ? /^[a-z0-9*-]{1,100}$/.test(value) : value.length <= 100 && JOB_NAME.test(value));
 export const eventNameSchema = z
   .string()
   .regex(/^[A-Za-z0-9][\w.:-]*$/, 'expected an event name like shipment.created')

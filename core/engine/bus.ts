@@ -2,7 +2,9 @@ import { EventEmitter } from 'eventemitter3';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, EVENT_TYPES, type EventDataMap, type EventType, type HostEvent, isEventPattern } from '../contract/events.js';
+import { matchesAny } from '../contract/glob.js';
 import type { Logger } from '../contract/logger.js';
+import { isJobPattern } from '../contract/plugin-schema.js';
 import { eventIterator, type IteratorBounds } from './event-iterator.js';
 import { EventRing } from './event-ring.js';
 
@@ -10,7 +12,7 @@ export type { IteratorBounds } from './event-iterator.js';
 
 /**
  * `job=`, `run=` and `type=` filters as the WebSocket and `events()` take them (one value or
- * several); types may end in `.*`.
+ * several); job names may be `*` globs (`deploy-*`), types may end in `.*`.
  */
 export interface EventFilter {
   job?: string | readonly string[] | undefined;
@@ -45,7 +47,12 @@ function checked(filter: EventFilter): Filter {
   for (const t of type) {
     if (!isEventPattern(t)) throw new HostError('INVALID_BODY', `type: unknown event type "${t}" (an event type such as run.failed, or a glob such as run.*)`);
   }
-  return { job: listOf(filter.job, 'job'), run: listOf(filter.run, 'run'), type, logs: filter.logs === true };
+  const job = listOf(filter.job, 'job');
+  for (const j of job) {
+    if (!isJobPattern(j))
+      throw new HostError('INVALID_BODY', `job: "${j.slice(0, 100)}" is not a job name (kebab-case, such as cleanup-temp-files) or a glob of one (deploy-*)`);
+  }
+  return { job, run: listOf(filter.run, 'run'), type, logs: filter.logs === true };
 }
 
 /** Whether a filter asks for `run.log` events. */
@@ -61,7 +68,9 @@ export function compileFilter(filter: EventFilter = {}): (event: AnyHostEvent) =
 }
 
 function matcher(filter: Filter): (event: AnyHostEvent) => boolean {
-  const jobs = filter.job.length > 0 ? new Set(filter.job) : null;
+  const names = filter.job.filter((j) => !j.includes('*'));
+  const globs = filter.job.filter((j) => j.includes('*'));
+  const jobs = filter.job.length > 0 ? new Set(names) : null;
   const runs = filter.run.length > 0 ? new Set(filter.run) : null;
   const logs = wantsLogs(filter);
   const exact = new Set<string>();
@@ -75,7 +84,7 @@ function matcher(filter: Filter): (event: AnyHostEvent) => boolean {
   return (event) => {
     // Whatever a client filters, some of what it asked for may be among the lost events: it reloads.
     if (event.type === 'events.gap') return true;
-    if (jobs && (event.data.job === null || !jobs.has(event.data.job))) return false;
+    if (jobs && (event.data.job === null || !(jobs.has(event.data.job) || (globs.length > 0 && matchesAny(globs, event.data.job))))) return false;
     if (runs && !('runId' in event.data && event.data.runId !== undefined && runs.has(event.data.runId))) return false;
     // Asked for, log lines come whatever the type filter says (`logs` means "these events, and their lines").
     if (event.type === 'run.log') return logs;

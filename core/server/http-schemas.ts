@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../contract/errors.js';
 import { isEventPattern } from '../contract/events.js';
+import { isJobPattern } from '../contract/plugin-schema.js';
 import { RUN_SOURCES } from '../contract/run.js';
 import { damageReport } from '../contract/store-health.js';
 
@@ -68,7 +69,17 @@ const repeatable = z
   .transform((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]));
 
 export const eventsQuery = z.strictObject({
-  job: repeatable.describe('only events of these jobs (repeatable)'),
+  job: repeatable
+    .superRefine((jobs, ctx) => {
+      for (const j of jobs ?? []) {
+        if (!isJobPattern(j))
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${j.slice(0, 100)}" is not a job name (kebab-case, such as cleanup-temp-files) or a glob of one (deploy-*)`,
+          });
+      }
+    })
+    .describe('only events of these jobs; `deploy-*` globs (repeatable)'),
   run: repeatable.describe('only events of these runs (repeatable)'),
   type: repeatable
     .superRefine((types, ctx) => {

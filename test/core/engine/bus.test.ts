@@ -103,6 +103,13 @@ t.test('filters: job, exact type, and globs', async (t) => {
   t.throws(() => compileFilter({ type: ['nope.*'] }), { code: 'INVALID_BODY' });
   t.throws(() => compileFilter({ type: 5 as never }), { code: 'INVALID_BODY', message: /^type: expected a string or an array of strings/ });
   t.throws(() => bus().iterate({ job: [1] as never }), { code: 'INVALID_BODY' }, 'events() refuses at the call');
+  // Job names take `*` globs, as tokens' `jobs` do; what no job could be named is refused.
+  t.ok(compileFilter({ job: ['deploy-*'] })(ev('run.failed', 'deploy-web')));
+  t.ok(compileFilter({ job: ['x', '*-web'] })(ev('run.failed', 'deploy-web')));
+  t.notOk(compileFilter({ job: ['deploy-*'] })(ev('run.failed', 'cleanup')));
+  t.notOk(compileFilter({ job: ['*'] })(ev('host.started', null)), 'host events belong to no job');
+  t.throws(() => compileFilter({ job: ['BAD NAME'] }), { code: 'INVALID_BODY', message: /^job: "BAD NAME" is not a job name/ });
+  t.throws(() => compileFilter({ job: ['deploy.*'] }), { code: 'INVALID_BODY' });
 });
 
 t.test('on(): an event type that does not exist, or a listener that is no function, is refused', async (t) => {

@@ -83,12 +83,14 @@ t.test('filters: job= and type= repeatable, run.* globs', async (t) => {
   const aAndB = await connect(t, s, '?job=a&job=b&type=run.succeeded');
   const runs = await connect(t, s, '?type=run.*');
   const jobs = await connect(t, s, '?type=job.*&type=run.queued');
+  const globbed = await connect(t, s, '?job=*&job=b*&type=run.started');
   for (const job of ['a', 'b', 'c']) await s.host.wait((await s.host.trigger(job)).runId);
   await s.host.disable('c');
   await onlyA.received(4);
   await aAndB.received(3);
   await runs.received(10);
   await jobs.received(5);
+  await globbed.received(4);
   t.ok(events(onlyA.messages).every((e) => e.data.job === 'a'));
   t.same(
     events(onlyA.messages).map((e) => e.type),
@@ -103,6 +105,11 @@ t.test('filters: job= and type= repeatable, run.* globs', async (t) => {
   t.same(
     events(jobs.messages).map((e) => e.type),
     ['run.queued', 'run.queued', 'run.queued', 'job.disabled'],
+  );
+  t.same(
+    events(globbed.messages).map((e) => `${e.data.job} ${e.type}`),
+    ['a run.started', 'b run.started', 'c run.started'],
+    'job= takes globs',
   );
 });
 
@@ -203,6 +210,7 @@ t.test('a plain GET gets 426; a bad query is refused before the upgrade', async 
   t.equal(await refusedWith(s, '?color=red'), 400);
   t.equal(await refusedWith(s, '?type=run.faild'), 400, 'an event type that does not exist (a typo would wait forever)');
   t.equal(await refusedWith(s, '?type=run.*&type=nope.*'), 400);
+  t.equal(await refusedWith(s, '?job=BAD%20NAME'), 400, 'what no job could be named');
 });
 
 t.test('closing the server closes sockets with 1001', async (t) => {

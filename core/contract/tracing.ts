@@ -219,18 +219,19 @@ export interface RunTrace {
 export interface TriggerSpan {
   /** The run's trace fields, to store with it. */
   readonly fields: RunTrace;
-  end(error?: { code: string; message: string }): void;
+  /** Ends it: refused (`error`), or accepted as run `runId` (a debounced trigger's is the run it joined). */
+  end(error?: { code: string; message: string }, runId?: string): void;
 }
 
 const NO_FIELDS: RunTrace = Object.freeze({});
 const UNTRACED_TRIGGER: TriggerSpan = Object.freeze({ fields: NO_FIELDS, end: () => undefined });
 
 /**
- * Opens the span of a trigger of `job` (run `runId`) under the active context: the caller's. A
- * schedule fire starts a trace of its own, and never joins the request that happened to arm its
- * timer.
+ * Opens the span of a trigger of `job` under the active context: the caller's. A schedule fire
+ * starts a trace of its own, and never joins the request that happened to arm its timer. The run's
+ * id is set when it ends accepted: a refused trigger's span names no run that never was.
  */
-export function startTriggerSpan(job: string, runId: string, source: string): TriggerSpan {
+export function startTriggerSpan(job: string, source: string): TriggerSpan {
   // Nothing has set OpenTelemetry up: no SDK, and no context manager to hold a caller's trace.
   if (!apiInUse()) return UNTRACED_TRIGGER;
   const { api, tracer } = otel();
@@ -238,11 +239,7 @@ export function startTriggerSpan(job: string, runId: string, source: string): Tr
   const parent = source === 'schedule' || source === 'catch-up' ? ROOT_CONTEXT : api.context.active();
   // No SDK and no caller's trace in the context: the no-op tracer's span would be invalid.
   if (parent === ROOT_CONTEXT && !tracingActive()) return UNTRACED_TRIGGER;
-  const span = tracer.startSpan(
-    namesOf(job).trigger,
-    { kind: SpanKind.PRODUCER, attributes: { 'jobhost.job': job, 'jobhost.run.id': runId, 'jobhost.run.source': source } },
-    parent,
-  );
+  const span = tracer.startSpan(namesOf(job).trigger, { kind: SpanKind.PRODUCER, attributes: { 'jobhost.job': job, 'jobhost.run.source': source } }, parent);
   const sc = span.spanContext();
   // No SDK (or nothing sampled this far up and no trace to continue): the no-op span's context is
   // invalid, and the run carries no trace fields.
@@ -261,7 +258,8 @@ class Trigger implements TriggerSpan {
     this.#span = span;
     this.fields = fields;
   }
-  end(error?: { code: string; message: string }): void {
+  end(error?: { code: string; message: string }, runId?: string): void {
+    if (runId !== undefined) this.#span.setAttribute('jobhost.run.id', runId);
     if (error) {
       this.#span.setStatus({ code: loaded!.api.SpanStatusCode.ERROR, message: `${error.code}: ${error.message}` });
       // A refused run never ends here: nothing will ask for its parent.

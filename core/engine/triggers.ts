@@ -239,7 +239,7 @@ export class Triggers {
     this.#writable();
     const id = fire ? fireRunId(job.name, fire.at) : (extra?.id ?? this.#o.newId());
     // The run's span (SPEC §15), under the caller's context: its attempts' spans are its children.
-    const span = startTriggerSpan(job.name, id, source);
+    const span = startTriggerSpan(job.name, source);
     let refused: Awaited<ReturnType<Backend['add']>>;
     try {
       const traced = span.fields.traceparent === undefined ? extra : { ...extra, ...span.fields };
@@ -249,7 +249,8 @@ export class Triggers {
       span.end(toRunError(err));
       throw err;
     }
-    span.end(refused && refused.reason !== 'debounced' ? { code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` } : undefined);
+    if (refused && refused.reason !== 'debounced') span.end({ code: 'SKIPPED', message: `${refused.reason}: ${refused.detail}` });
+    else span.end(undefined, refused?.runId ?? id);
     // Merged into the job's waiting debounced run: accepted, answered with that run's id.
     if (refused?.reason === 'debounced') return { runId: refused.runId ?? id };
     if (refused?.reason === 'fired') throw new HostError('SKIPPED', `fired: ${refused.detail}`, { reason: 'fired', job: job.name });

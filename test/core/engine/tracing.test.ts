@@ -294,6 +294,11 @@ t.test('a refused trigger ends its span with an error and records nothing', asyn
   const [span] = byName(exporter.getFinishedSpans(), 'jobhost.trigger traced');
   t.equal(span?.status.code, SpanStatusCode.ERROR);
   t.match(span?.status.message, /^SKIPPED: disabled/);
+  t.notOk('jobhost.run.id' in span!.attributes, 'it names no run: none was made');
+  await s.host.enable('traced');
+  const ok = await s.request('POST', '/jobs/traced/run', { headers: { traceparent: TRACEPARENT } });
+  const accepted = byName(exporter.getFinishedSpans(), 'jobhost.trigger traced')[1];
+  t.equal(accepted?.attributes['jobhost.run.id'], ok.json['runId'], 'an accepted trigger names its run');
 });
 
 t.test('cluster: the attempt is a child of the trigger span, through the run record in Redis', async (t) => {

@@ -150,6 +150,8 @@ function networkError(err: unknown, timedOut: boolean, closing: boolean): Delive
   if (timedOut) return { code: 'RECEIVER_TIMEOUT', message: 'the receiver did not answer in time' };
   const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
   const code = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : 'network error';
+  // Node's HTTP parser refused what came back: the receiver answered, with something not HTTP.
+  if (code.startsWith('HPE_')) return { code: 'RECEIVER_UNREACHABLE', message: `the receiver's answer was not valid HTTP (${code})` };
   return { code: 'RECEIVER_UNREACHABLE', message: `could not reach the receiver (${code})` };
 }
 

@@ -36,15 +36,18 @@ export class DelayTimers {
     this.#timers.set(name, { at, timer });
   }
 
-  /** Arms the timer for the earliest delayed run of `name` still in the future (BullMQ's delayed set). */
+  /**
+   * Arms the timer for the earliest delayed run of `name` still in the future (BullMQ's delayed
+   * set). Read past what is due now: right after a wake-up, the run that came due is still first
+   * in the set until a fetch moves it, and the one after it would wait for the periodic sweep.
+   */
   async armNext(name: string): Promise<void> {
     const key = this.#delayedKey(name);
     if (key === undefined) return;
-    const first = await this.#redis.zrange(key, 0, 0, 'WITHSCORES');
+    // BullMQ scores a delayed job by its due time times 4096 (plus a counter below 4096).
+    const first = await this.#redis.zrangebyscore(key, (this.#clock.now() + 1) * 4096, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
     if (first.length < 2) return;
-    // BullMQ scores a delayed job by its due time times 4096 (plus a counter).
-    const at = Math.floor(Number(first[1]) / 4096);
-    if (at > this.#clock.now()) this.arm(name, at);
+    this.arm(name, Math.floor(Number(first[1]) / 4096));
   }
 
   /** Cancels every timer; no more are armed (shutdown). */

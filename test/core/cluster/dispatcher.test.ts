@@ -113,6 +113,26 @@ t.test('delay and runAt: a run never starts before its time, and starts soon aft
   t.equal(runB.runAt, new Date(at).toISOString());
 });
 
+t.test('delayed runs of one job each start at their own time, not the earliest one only', async (t) => {
+  const redis = await startRedis(t);
+  const started = new Map<string, number>();
+  const [host] = await startCluster(t, redis, 1, {
+    plugins: [definePlugin({ name: 'timed', handler: (ctx) => void started.set(ctx.runId, Date.now()) })],
+  });
+  // Several waiting at once: the timer is armed for the earliest, and each wake-up arms the next.
+  const due = new Map<string, number>();
+  for (const delay of [300, 600, 900, 1200]) {
+    const run = await host!.host.trigger('timed', { delay });
+    due.set(run.runId, Date.parse((await host!.host.run(run.runId))!.runAt));
+  }
+  for (const [id, at] of due) {
+    await finalOn(host!.host, id);
+    const late = started.get(id)! - at;
+    // The periodic sweep (5 s) would catch a missed one much later.
+    t.ok(late >= 0 && late < 1000, `started ${late} ms after its runAt`);
+  }
+});
+
 t.test('a run executes only on a host that has its job loaded', async (t) => {
   const redis = await startRedis(t);
   const hosts = await startCluster(t, redis, 3, {

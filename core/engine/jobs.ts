@@ -70,6 +70,33 @@ function checkAlertRules(name: string, notify: NotifySpec | null, scheduled: boo
   }
 }
 
+/**
+ * `jobs.<name>.params` (defaults every trigger's params are merged over) checked by the plugin's
+ * schema, as far as they go: an issue under a key the config gives is the config's error
+ * (CONFIG_INVALID naming `jobs.<name>.params.<key>`), where it would otherwise fail every
+ * schedule fire; a key left to each trigger (required, not in the config) is no issue here. A
+ * schema that validates asynchronously or throws is left to the triggers.
+ */
+function checkConfigParams(name: string, schema: ParamsSchema | null, defaults: Readonly<Record<string, unknown>> | undefined): void {
+  if (!schema || !defaults || Object.keys(defaults).length === 0) return;
+  let result: ReturnType<ParamsSchema['~standard']['validate']>;
+  try {
+    result = schema['~standard'].validate({ ...defaults });
+  } catch {
+    return;
+  }
+  if (result instanceof Promise) {
+    result.catch(() => undefined);
+    return;
+  }
+  for (const issue of result.issues ?? []) {
+    const keys = (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p));
+    if (keys.length === 0 || !Object.hasOwn(defaults, keys[0]!)) continue;
+    const path = `jobs.${name}.params.${keys.join('.')}`;
+    throw new HostError('CONFIG_INVALID', `${path}: ${issue.message} (the job's params schema)`, { field: path, path });
+  }
+}
+
 /** Merges plugin, override and defaults. Throws INVALID_CRON/INVALID_TIMEZONE for a bad combination. */
 export function resolveJob(
   spec: JobSpec,
@@ -99,6 +126,7 @@ export function resolveJob(
   const queue = override?.queue ?? spec.queue;
   const notify = override?.notify ? { ...spec.notify, ...override.notify } : spec.notify;
   checkAlertRules(spec.name, notify, schedule !== null, override);
+  checkConfigParams(spec.name, spec.params, override?.params);
   const flow = flowControl(spec, override);
   const requestedIsolation = override?.isolation ?? spec.isolation ?? config.defaults.isolation;
   return Object.freeze({

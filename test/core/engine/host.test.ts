@@ -78,14 +78,37 @@ t.test('params: validated on every trigger, merged over config defaults', async 
   await t.rejects(host.trigger('nope'), { code: 'JOB_NOT_FOUND' });
 });
 
+t.test('jobs.<name>.params the schema refuses are a config error naming the key', async (t) => {
+  const { host } = await startHost(t);
+  host.register(definePlugin({ name: 'nightly', schedule: '* * * * *', params: z.object({ dir: z.string(), days: z.number() }), handler: noop }));
+  // A key the config gives, of the wrong type: refused at the edit, with its path.
+  t.throws(() => host.applyConfig({ jobs: { nightly: { params: { dir: 5 } } } }), {
+    code: 'CONFIG_INVALID',
+    message: /^jobs\.nightly\.params\.dir: .*\(the job's params schema\)$/,
+    details: { path: 'jobs.nightly.params.dir' },
+  });
+  // A required key left to each trigger is no issue of the config's.
+  host.applyConfig({ jobs: { nightly: { params: { dir: '/tmp' } } } });
+  await t.rejects(host.trigger('nightly'), { code: 'INVALID_PARAMS', message: /^params\.days: / });
+  t.equal(((await host.run((await host.trigger('nightly', { params: { days: 2 } })).runId))!.params as { dir: string }).dir, '/tmp');
+  // A plugin whose schema the config's params do not fit is refused the same way.
+  host.applyConfig({ jobs: { other: { params: { n: 'x' } } } });
+  t.throws(() => host.register(definePlugin({ name: 'other', params: z.object({ n: z.number() }), handler: noop })), {
+    code: 'CONFIG_INVALID',
+    details: { path: 'jobs.other.params.n' },
+  });
+});
+
 t.test('a schedule fire whose params (jobs.<name>.params) the schema refuses is run.skipped invalid-params, not only a log line', async (t) => {
-  const { host, clock, of } = await startHost(t, { config: { jobs: { nightly: { params: { dir: 5 } } } } });
-  host.register(definePlugin({ name: 'nightly', schedule: '* * * * *', params: z.object({ dir: z.string() }), handler: noop }));
+  const { host, clock, of } = await startHost(t, { config: { jobs: { nightly: { params: { dir: 'tmp' } } } } });
+  // Refused as a whole (no key of the config's to name): only a fire finds it.
+  const params = z.object({ dir: z.string() }).refine((p) => p.dir.startsWith('/'), 'dir: expected an absolute path');
+  host.register(definePlugin({ name: 'nightly', schedule: '* * * * *', params, handler: noop }));
   await clock.advance(60_000);
   await host.flush();
   t.match(
     of('run.skipped').map((e) => e.data),
-    [{ job: 'nightly', reason: 'invalid-params', source: 'schedule', detail: /^params\.dir: / }],
+    [{ job: 'nightly', reason: 'invalid-params', source: 'schedule', detail: /^params: dir: expected an absolute path/ }],
   );
   t.equal((await host.runs({ job: 'nightly' })).items.length, 0, 'the fire made no run');
   // A caller's trigger is answered instead: no event for it.

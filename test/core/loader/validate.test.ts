@@ -44,7 +44,7 @@ t.test('a config file saying `null` is a problem, not the defaults', async (t) =
 });
 
 t.test(
-  "a scheduled job whose fires would fail its params schema (jobs.<name>.params) is a problem; a trigger-only one's params come from its callers",
+  "jobs.<name>.params its schema refuses are a config problem naming the key; a scheduled job whose fires would fail its schema is a problem",
   async (t) => {
     const plugin = (name: string, schedule: boolean) =>
       `import { z } from '${ZOD}';\nexport default { name: '${name}', ${schedule ? "schedule: '0 3 * * *', " : ''}params: z.object({ dir: z.string() }), handler: () => 1 };\n`;
@@ -56,6 +56,7 @@ t.test(
         'manual.ts': plugin('manual', false),
         'fine.ts': plugin('fine', true),
         'bare.ts': plugin('bare', true),
+        'free.ts': plugin('free', false),
       },
     );
     const { problems } = await validateProject({ cwd: dir, env: {} });
@@ -63,13 +64,12 @@ t.test(
       problems.map((p) => [p.file, p.code]),
       [
         ['plugins/bare.ts', 'INVALID_PARAMS'],
-        ['plugins/nightly.ts', 'INVALID_PARAMS'],
+        ['plugins/manual.ts', 'CONFIG_INVALID'],
+        ['plugins/nightly.ts', 'CONFIG_INVALID'],
       ],
     );
-    t.match(
-      problems[1]!.message,
-      /^job "nightly" is scheduled, and its fires \(with jobs\.nightly\.params in config\/jobhost\.json\) fail its params schema: params\.dir: /,
-    );
     t.match(problems[0]!.message, /^job "bare" is scheduled, and its fires \(with no params\) fail/);
+    t.match(problems[1]!.message, /^jobs\.manual\.params\.dir: .*\(the job's params schema\)/);
+    t.match(problems[2]!.message, /^jobs\.nightly\.params\.dir: /);
   },
 );

@@ -111,7 +111,13 @@ export class Fires {
         if (retry?.over) return;
         const giveUp = (): void => {
           missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
-          this.#o.logger.error({ err, job: name }, source === 'schedule' ? 'scheduled trigger failed' : 'catch-up trigger failed');
+          const what = source === 'schedule' ? 'scheduled trigger' : 'catch-up trigger';
+          // A refusal (overlap, cooldown, params the schema refuses) is the job's rules at work, told by
+          // its run.skipped event: a line without a stack, not an error of the host's.
+          if (isHostError(err) && err.code === 'SKIPPED')
+            this.#o.logger.info({ job: name, code: err.code, reason: err.details?.['reason'] }, `${what} refused: ${err.message}`);
+          else if (isHostError(err) && err.code === 'INVALID_PARAMS') this.#o.logger.warn({ job: name, code: err.code }, `${what} refused: ${err.message}`);
+          else this.#o.logger.error({ err, job: name }, `${what} failed`);
         };
         // Redis out of reach (a failover, a restart): the same fire is added again until it answers,
         // as BullMQ's add of its derived id and the admission's fire time make a second add of one

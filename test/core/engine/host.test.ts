@@ -5,7 +5,7 @@ import type { AnyHostEvent } from '../../../core/contract/events.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { createHost } from '../../../core/engine/host.js';
-import { gate, startHost, tempDir } from '../../helpers.js';
+import { captureLogger, gate, startHost, tempDir } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
 
@@ -100,7 +100,8 @@ t.test('jobs.<name>.params the schema refuses are a config error naming the key'
 });
 
 t.test('a schedule fire whose params (jobs.<name>.params) the schema refuses is run.skipped invalid-params, not only a log line', async (t) => {
-  const { host, clock, of } = await startHost(t, { config: { jobs: { nightly: { params: { dir: 'tmp' } } } } });
+  const { logger, lines } = captureLogger();
+  const { host, clock, of } = await startHost(t, { config: { jobs: { nightly: { params: { dir: 'tmp' } } } }, logger });
   // Refused as a whole (no key of the config's to name): only a fire finds it.
   const params = z.object({ dir: z.string() }).refine((p) => p.dir.startsWith('/'), 'dir: expected an absolute path');
   host.register(definePlugin({ name: 'nightly', schedule: '* * * * *', params, handler: noop }));
@@ -114,6 +115,12 @@ t.test('a schedule fire whose params (jobs.<name>.params) the schema refuses is 
   // A caller's trigger is answered instead: no event for it.
   await t.rejects(host.trigger('nightly'), { code: 'INVALID_PARAMS' });
   t.equal(of('run.skipped').length, 1);
+  // The job's own rules at work: a warning without a stack, not an error of the host's.
+  t.match(
+    lines.filter((l) => l['job'] === 'nightly' && (l['level'] as number) >= 40),
+    [{ level: 40, code: 'INVALID_PARAMS', msg: /^scheduled trigger refused: params: dir: expected an absolute path/ }],
+  );
+  t.notOk(lines.some((l) => l['job'] === 'nightly' && 'err' in l));
 });
 
 t.test('disabled jobs refuse triggers; the flag is emitted and shown', async (t) => {

@@ -5,7 +5,9 @@ import { createHistogram } from 'node:perf_hooks';
  * fires. Everything the API, the WebSocket and the scheduler do waits that long. Read in windows
  * (default 1 s): `/metrics` shows the last one, and `/ready` is degraded while the p99 of each of
  * the last few windows (default 3) is above the bound: a loop that *stays* slow, not one late
- * timer.
+ * timer. A loop that did not turn at all for as long (one block of 3 windows or more: a handler
+ * computing inline) has stayed slow too, though its windows never closed to say so: it counts
+ * as slow for as long again once it turns, so `/ready` and the host alert can tell it.
  *
  * The timer is our own, recorded into a `perf_hooks` histogram: `monitorEventLoopDelay` does the
  * same in C++, but its `reset()` (needed for windows) drops the next sample, the one that spans
@@ -29,7 +31,7 @@ export interface LoopDelay {
 export interface EventLoopWatch {
   /** The last complete window (zeros before the first). */
   delay(): LoopDelay;
-  /** Whether the p99 of each of the last windows was above `maxDelayMs` (never when it is 0). */
+  /** Whether the p99 of each of the last windows was above `maxDelayMs`, or a block as long as those windows just ended (never when the bound is 0). */
   slow(maxDelayMs: number): boolean;
   stop(): void;
 }
@@ -42,10 +44,15 @@ export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
   // Delays in µs (the histogram takes integers ≥ 1).
   const histogram = createHistogram();
   const recent: LoopDelay[] = [];
+  const blockMs = windows * windowMs;
   let last = performance.now();
+  /** Slow until then (performance.now()), after a block of `blockMs` or more. */
+  let blockedUntil = 0;
   const probe = setInterval(() => {
     const now = performance.now();
-    histogram.record(Math.max(1, Math.round((now - last - RESOLUTION_MS) * 1000)));
+    const late = now - last - RESOLUTION_MS;
+    histogram.record(Math.max(1, Math.round(late * 1000)));
+    if (late >= blockMs) blockedUntil = now + blockMs;
     last = now;
   }, RESOLUTION_MS);
   const ms = (us: number): number => (us <= 1 ? 0 : us / 1000);
@@ -62,7 +69,7 @@ export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
   window.unref();
   return {
     delay: () => recent.at(-1) ?? { p50Ms: 0, p99Ms: 0, maxMs: 0 },
-    slow: (maxDelayMs) => maxDelayMs > 0 && recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs),
+    slow: (maxDelayMs) => maxDelayMs > 0 && ((recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs)) || performance.now() < blockedUntil),
     stop: () => {
       clearInterval(probe);
       clearInterval(window);

@@ -28,6 +28,18 @@ t.test('slow only while the delay stays above the bound, window after window', a
   t.ok(watch.delay().p99Ms < 50, 'an idle window after: no longer slow');
 });
 
+t.test('one block as long as the windows that make a loop slow counts as slow, for as long again once the loop turns', async (t) => {
+  const watch = watchEventLoop({ windowMs: 200, windows: 3 });
+  t.teardown(() => watch.stop());
+  await hog(1, 150);
+  t.notOk(watch.slow(50), 'a block shorter than 3 windows is one late timer');
+  // Its windows never close while it lasts, and the one that closes after it has ~20 quick samples to one slow.
+  await hog(1, 900);
+  t.ok(watch.slow(50), 'slow right after it');
+  t.notOk(watch.slow(0), 'a bound of 0 never degrades');
+  await until(() => !watch.slow(50), 5000, 'quick again');
+});
+
 t.test('/ready is degraded while the event loop stays slow; /metrics shows the delay', async (t) => {
   const { request, metrics } = await startServer(t, { config: { eventLoop: { maxDelay: '50ms' } }, server: { eventLoop: { windowMs: 100, windows: 3 } } });
   t.equal((await request('GET', '/ready')).status, 200);

@@ -232,7 +232,7 @@ function buildCli(project: () => Promise<Project>): Command {
   program
     .command('tail')
     .description('print live events, one line each (--json: one JSON object per line); reconnects by itself')
-    .option('--job <name>', 'only events of this job (repeatable)', collect)
+    .option('--job <name>', 'only events of this job, or of a glob of names such as deploy-* (repeatable)', collect)
     .option('--type <type>', 'only events of this type; run.* style globs work (repeatable)', collect)
     .option('--since <seq>', 'first replay the buffered events after this seq', parseInteger(0))
     .option('--json', 'print each event as one line of JSON')

@@ -37,10 +37,16 @@ export interface WaitOptions extends WaitHooks {
   stream?: Omit<StreamOptions, 'url' | 'token' | 'job' | 'type' | 'since'> | undefined;
 }
 
+/** What a job may be named (contract/plugin-schema.ts's JOB_NAME: the client imports nothing of the host). */
+const JOB_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+
 const isDown = (err: unknown): boolean => err instanceof ClientError && (err.code === 'UNREACHABLE' || err.code === 'REQUEST_TIMEOUT');
 
 /** Subscribes to the job's run events, triggers the job, and resolves with the run once it is final. */
 export async function triggerAndWait(client: Client, job: string, body: TriggerBody, options: WaitOptions = {}): Promise<Run> {
+  // A name no job can have: the stream would refuse it as a filter; the trigger's answer (404
+  // JOB_NOT_FOUND) is the one to show, as without --wait.
+  if (!JOB_NAME.test(job)) await client.trigger(job, body);
   const stream = openEventStream({ ...options.stream, url: client.url, token: client.token, job: [job], type: ['run.*'], logs: options.onLog !== undefined });
   const backlog: ClientEvent[] = [];
   const hold = (e: ClientEvent): number => backlog.push(e);

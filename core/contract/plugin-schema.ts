@@ -96,6 +96,10 @@ export const JOB_NAME = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
 /** A job name, or a `*` glob of names (`deploy-*`), as event filters take them. */
 export const isJobPattern = (value: string): boolean => (value.includes('*') ? /^[a-z0-9*-]{1,100}$/.test(value) : value.length <= 100 && JOB_NAME.test(value));
+
+/** Why `value` is no job filter (see `isJobPattern`). */
+export const notAJobPattern = (value: string): string =>
+  `"${value.slice(0, 100)}" is not a job name (kebab-case, such as cleanup-temp-files) or a glob of one (deploy-*)`;
 export const eventNameSchema = z
   .string()
   .regex(/^[A-Za-z0-9][\w.:-]*$/, 'expected an event name like shipment.created')

@@ -4,7 +4,7 @@ import { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, EVENT_TYPES, type EventDataMap, type EventType, type HostEvent, isEventPattern } from '../contract/events.js';
 import { matchesAny } from '../contract/glob.js';
 import type { Logger } from '../contract/logger.js';
-import { isJobPattern } from '../contract/plugin-schema.js';
+import { isJobPattern, notAJobPattern } from '../contract/plugin-schema.js';
 import { eventIterator, type IteratorBounds } from './event-iterator.js';
 import { EventRing } from './event-ring.js';
 
@@ -49,8 +49,7 @@ function checked(filter: EventFilter): Filter {
   }
   const job = listOf(filter.job, 'job');
   for (const j of job) {
-    if (!isJobPattern(j))
-      throw new HostError('INVALID_BODY', `job: "${j.slice(0, 100)}" is not a job name (kebab-case, such as cleanup-temp-files) or a glob of one (deploy-*)`);
+    if (!isJobPattern(j)) throw new HostError('INVALID_BODY', `job: ${notAJobPattern(j)}`);
   }
   return { job, run: listOf(filter.run, 'run'), type, logs: filter.logs === true };
 }

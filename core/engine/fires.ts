@@ -40,6 +40,9 @@ class Retry {
 /** Refusals that are the job's own choice, not a fire gone missing. */
 const MEANT: ReadonlySet<string> = new Set(['disabled', 'once', 'cooldown', 'fired']);
 
+/** A fire's params refused (the job's schema, `limits.maxParamsBytes`): the config's doing, not the host's. */
+const PARAMS_REFUSED: ReadonlySet<string> = new Set(['INVALID_PARAMS', 'PARAMS_TOO_LARGE']);
+
 /**
  * On a shared backend, a missed fire younger than this is left to the live hosts' own timers
  * (one of them is about to make it, or a host whose clock is behind still will): only a fire
@@ -112,11 +115,9 @@ export class Fires {
         const giveUp = (): void => {
           missed?.fired(name, watched(), null, `the fire could not make a run (${isHostError(err) ? err.code : 'error'})`);
           const what = source === 'schedule' ? 'scheduled trigger' : 'catch-up trigger';
-          // A refusal (overlap, cooldown, params the schema refuses) is the job's rules at work, told by
-          // its run.skipped event: a line without a stack, not an error of the host's.
-          if (isHostError(err) && err.code === 'SKIPPED')
-            this.#o.logger.info({ job: name, code: err.code, reason: err.details?.['reason'] }, `${what} refused: ${err.message}`);
-          else if (isHostError(err) && err.code === 'INVALID_PARAMS') this.#o.logger.warn({ job: name, code: err.code }, `${what} refused: ${err.message}`);
+          // Params the job's schema (or size limit) refuses: the config's doing, told by run.skipped
+          // (in cluster mode by this line alone): a warning without a stack, not an error of the host's.
+          if (isHostError(err) && PARAMS_REFUSED.has(err.code)) this.#o.logger.warn({ job: name, code: err.code }, `${what} refused: ${err.message}`);
           else this.#o.logger.error({ err, job: name }, `${what} failed`);
         };
         // Redis out of reach (a failover, a restart): the same fire is added again until it answers,

@@ -53,7 +53,7 @@ export interface JobOrigin {
  * The error is the config file's (`CONFIG_INVALID`, with the path a config edit's `config.error`
  * shows) when the field at fault came from `jobs.<name>`, else the plugin's (`PLUGIN_INVALID`).
  */
-function checkAlertRules(name: string, notify: NotifySpec | null, scheduled: boolean, override: JobOverride | undefined): void {
+function checkAlertRules(name: string, notify: NotifySpec | null, scheduled: boolean, spec: JobSpec, override: JobOverride | undefined): void {
   const on = notify?.on ?? [];
   const onFromConfig = override?.notify?.on !== undefined;
   const fail = (fromConfig: boolean, field: string, message: string): never => {
@@ -65,7 +65,8 @@ function checkAlertRules(name: string, notify: NotifySpec | null, scheduled: boo
   }
   if (on.includes('missed') && !scheduled) {
     // The config removed the schedule the plugin's rule needs: the schedule is the config's doing.
-    if (!onFromConfig && override?.schedule === null) fail(true, 'schedule', `the plugin's notify.on has 'missed', which needs a schedule`);
+    if (!onFromConfig && override?.schedule === null && spec.schedule !== null)
+      fail(true, 'schedule', `the plugin's notify.on has 'missed', which needs a schedule`);
     fail(onFromConfig, 'notify.on', `'missed' needs a schedule, and the job has none`);
   }
 }
@@ -90,7 +91,13 @@ function checkConfigParams(name: string, schema: ParamsSchema | null, defaults: 
     return;
   }
   for (const issue of result.issues ?? []) {
-    const keys = (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p));
+    let keys = (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p));
+    // A strict object's unknown keys come as one issue at its root, naming them (zod's `keys`).
+    if (keys.length === 0) {
+      const named = (issue as { keys?: unknown }).keys;
+      const unknown = Array.isArray(named) ? named.find((k) => typeof k === 'string' && Object.hasOwn(defaults, k)) : undefined;
+      if (unknown !== undefined) keys = [unknown as string];
+    }
     if (keys.length === 0 || !Object.hasOwn(defaults, keys[0]!)) continue;
     const path = `jobs.${name}.params.${keys.join('.')}`;
     throw new HostError('CONFIG_INVALID', `${path}: ${issue.message} (the job's params schema)`, { field: path, path });
@@ -125,7 +132,7 @@ export function resolveJob(
   };
   const queue = override?.queue ?? spec.queue;
   const notify = override?.notify ? { ...spec.notify, ...override.notify } : spec.notify;
-  checkAlertRules(spec.name, notify, schedule !== null, override);
+  checkAlertRules(spec.name, notify, schedule !== null, spec, override);
   checkConfigParams(spec.name, spec.params, override?.params);
   const flow = flowControl(spec, override);
   const requestedIsolation = override?.isolation ?? spec.isolation ?? config.defaults.isolation;

@@ -248,7 +248,8 @@ export async function validateProject(
       }
     } catch (err) {
       const e = isHostError(err) ? err : new HostError('PLUGIN_IMPORT_FAILED', String(err));
-      problems.push({ file: rel(pluginFile), code: e.code, message: e.message });
+      // The config's override of this job is at fault (its message names the `jobs.<name>` path): the config file's problem.
+      problems.push({ file: e.code === 'CONFIG_INVALID' ? rel(file) : rel(pluginFile), code: e.code, message: e.message });
     }
   }
   // An override may come before its plugin file: a warning, not an error.

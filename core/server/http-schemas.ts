@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../contract/errors.js';
 import { isEventPattern } from '../contract/events.js';
-import { isJobPattern } from '../contract/plugin-schema.js';
+import { isJobPattern, notAJobPattern } from '../contract/plugin-schema.js';
 import { RUN_SOURCES } from '../contract/run.js';
 import { damageReport } from '../contract/store-health.js';
 
@@ -72,11 +72,7 @@ export const eventsQuery = z.strictObject({
   job: repeatable
     .superRefine((jobs, ctx) => {
       for (const j of jobs ?? []) {
-        if (!isJobPattern(j))
-          ctx.addIssue({
-            code: 'custom',
-            message: `"${j.slice(0, 100)}" is not a job name (kebab-case, such as cleanup-temp-files) or a glob of one (deploy-*)`,
-          });
+        if (!isJobPattern(j)) ctx.addIssue({ code: 'custom', message: notAJobPattern(j) });
       }
     })
     .describe('only events of these jobs; `deploy-*` globs (repeatable)'),

@@ -222,17 +222,16 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       // A job outside an operator's `jobs` is 403 FORBIDDEN, audited `forbidden`, whatever the
       // body, as the role check refuses before it too: checked with the token when the path names
       // the job, before validation (the body parsed by then) when the body does.
+      const scopeChecked = (request: FastifyRequest, body: boolean, done: (err?: Error) => void): void => {
+        const scoped = access.checkScope(request, body);
+        if (scoped === undefined) done();
+        else scoped.then(() => done(), done);
+      };
       scope.addHook('onRequest', (request, _reply, done) => {
         access.check(request);
-        const scoped = access.checkScope(request, false);
-        if (scoped === undefined) done();
-        else scoped.then(() => done(), done);
+        scopeChecked(request, false, done);
       });
-      scope.addHook('preValidation', (request, _reply, done) => {
-        const scoped = access.checkScope(request, true);
-        if (scoped === undefined) done();
-        else scoped.then(() => done(), done);
-      });
+      scope.addHook('preValidation', (request, _reply, done) => scopeChecked(request, true, done));
       scope.addHook('onSend', (request, reply, payload, done) => {
         const written = access.audit(request, reply, payload);
         if (written === undefined) done(null, payload);

@@ -56,6 +56,8 @@ t.test('a refused trigger rejects with the host error', async (t) => {
   const live = await startLiveHost(t);
   const client = createClient({ url: live.url });
   await rejects(t, triggerAndWait(client, 'nope', {}), 'JOB_NOT_FOUND');
+  // A name no job can have: the trigger's 404, not the event stream's refusal of it as a filter.
+  await rejects(t, triggerAndWait(client, 'No_Such', {}), 'JOB_NOT_FOUND');
   await rejects(t, triggerAndWait(client, 'work', { params: { steps: 'x' } }), 'INVALID_PARAMS');
 });
 

@@ -560,6 +560,12 @@ t.test('bad rules are plugin or config errors naming the field', async (t) => {
     code: 'PLUGIN_INVALID',
     details: { path: 'notify.on' },
   });
+  // A plugin with no schedule of its own: the config's `schedule: null` took nothing from it.
+  s.host.applyConfig({ notifications: notifications(), jobs: { w: { schedule: null } } });
+  t.throws(() => s.host.register(definePlugin({ name: 'w', notify: { on: ['missed'] }, handler: () => 1 })), {
+    code: 'PLUGIN_INVALID',
+    details: { path: 'notify.on' },
+  });
   s.host.register(definePlugin({ name: 'z', schedule: '0 * * * *', notify: { on: ['missed'] }, handler: () => 1 }));
   t.throws(() => s.host.applyConfig({ notifications: notifications(), jobs: { z: { schedule: null } } }), {
     code: 'CONFIG_INVALID',

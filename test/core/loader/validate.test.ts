@@ -44,7 +44,7 @@ t.test('a config file saying `null` is a problem, not the defaults', async (t) =
 });
 
 t.test(
-  "jobs.<name>.params its schema refuses are a config problem naming the key; a scheduled job whose fires would fail its schema is a problem",
+  'jobs.<name>.params its schema refuses are a config problem naming the key; a scheduled job whose fires would fail its schema is a problem',
   async (t) => {
     const plugin = (name: string, schedule: boolean) =>
       `import { z } from '${ZOD}';\nexport default { name: '${name}', ${schedule ? "schedule: '0 3 * * *', " : ''}params: z.object({ dir: z.string() }), handler: () => 1 };\n`;
@@ -64,8 +64,8 @@ t.test(
       problems.map((p) => [p.file, p.code]),
       [
         ['plugins/bare.ts', 'INVALID_PARAMS'],
-        ['plugins/manual.ts', 'CONFIG_INVALID'],
-        ['plugins/nightly.ts', 'CONFIG_INVALID'],
+        ['config/jobhost.json', 'CONFIG_INVALID'],
+        ['config/jobhost.json', 'CONFIG_INVALID'],
       ],
     );
     t.match(problems[0]!.message, /^job "bare" is scheduled, and its fires \(with no params\) fail/);

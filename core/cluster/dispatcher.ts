@@ -40,6 +40,9 @@ export interface DispatcherOptions {
   reachable?(): boolean;
 }
 
+/** What a drain waits for fetches with no run yet (see `idle`). */
+const FETCH_SETTLE_MS = 1000;
+
 /** Marks every loaded queue ready this often: a wake-up the stream missed is caught by then. */
 const SWEEP_MS = 5000;
 
@@ -112,13 +115,27 @@ export class Dispatcher {
     return this.#slots;
   }
 
-  /** Resolves once no slot is busy, or after `ms` (the real time a drain grants). */
+  /**
+   * Resolves true once no slot is busy, or false after `ms` (what a drain grants). A slot still
+   * fetching holds no run: once only fetches are left, they get `FETCH_SETTLE_MS` of it (a fetch
+   * answers in a round trip; one Redis does not answer, cut off or frozen, would hold a stop with
+   * nothing running for the whole grace).
+   */
   async idle(ms: number): Promise<boolean> {
-    if (this.#inflight.size === 0) return true;
-    const all = (async () => {
-      while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
-    })();
-    return settlesWithin(this.#o.clock, ms, all);
+    const deadline = this.#o.clock.now() + ms;
+    while (this.#inflight.size > 0) {
+      const left = deadline - this.#o.clock.now();
+      if (left <= 0) return false;
+      const onlyFetching = this.#slots === this.#fetching;
+      const settled = await settlesWithin(this.#o.clock, onlyFetching ? Math.min(left, FETCH_SETTLE_MS) : left, Promise.race([...this.#inflight]));
+      if (!settled && onlyFetching) return false;
+    }
+    return true;
+  }
+
+  /** Slots busy running a run here (not fetching one). */
+  get running(): number {
+    return this.#slots - this.#fetching;
   }
 
   /** The queue of `name` may have work (a stream event, a timer, a load). */

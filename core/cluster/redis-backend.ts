@@ -171,6 +171,8 @@ class RedisBackend implements Backend {
     if (!(await this.#p.dispatcher.idle(ABORT_SETTLE_MS))) {
       const runs = this.#runningHere();
       this.#silent = true;
+      // Only fetches Redis never answered (no run here): nothing was aborted, nothing to tell.
+      if (runs.length === 0 && this.#p.dispatcher.running === 0) return;
       this.#logger.warn(
         { running: runs.length, runs, redis: this.#p.connections.target },
         'aborted runs did not reach Redis in time; another host takes them over once their locks expire',

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { createManualClock } from '../../../core/contract/clock.js';
 import { isHostError } from '../../../core/contract/errors.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { createHost } from '../../../core/engine/host.js';
@@ -195,4 +196,32 @@ t.test('a database number Redis does not have, and a user without the permission
     );
     t.notMatch((err as Error).message, new RegExp(pw), 'no password');
   }
+});
+
+t.test('a stop with nothing running does not wait the grace for a fetch a frozen Redis never answers', async (t) => {
+  const redis = await startRedis(t);
+  const clock = createManualClock(Date.now());
+  const { logger, lines } = captureLogger();
+  const [a] = await startCluster(t, redis, 1, { plugins: [definePlugin({ name: 'idle', handler: () => 1 })], clockOf: () => clock, loggerOf: () => logger });
+  // Frozen (SIGSTOP): connections stay up, nothing answers, as in a network fault.
+  process.kill(redis.pid, 'SIGSTOP');
+  t.teardown(() => void process.kill(redis.pid, 'SIGCONT'));
+  // The periodic sweep marks the job's queue ready: a fetch goes out that Redis never answers.
+  await clock.advance(5_000);
+  let stopped = false;
+  const stopping = a!.host.stop({ graceMs: 3_600_000 }).then(() => (stopped = true));
+  // Only the fetch bound passes on the host's clock, never the hour of grace.
+  await until(
+    async () => {
+      await clock.advance(500);
+      return stopped;
+    },
+    30_000,
+    'the stop to end',
+  );
+  await stopping;
+  t.notOk(
+    lines.some((l) => Array.isArray(l['runs'])),
+    'no warning naming aborted runs: none was',
+  );
 });

@@ -97,13 +97,26 @@ const EXPLAINED: Record<string, string> = {
   ERR_TLS_CERT_ALTNAME_INVALID: "the server's certificate does not name the host in the URL",
 };
 
-/** What a failed connect says, as the reason of a start error (never a credential). */
-export function connectFailure(err: Error): string {
+/**
+ * What a failed connect says, as the reason of a start error (never a credential). `atStart`: the
+ * first connect, where a connection reset has one usual cause worth naming.
+ */
+export function connectFailure(err: Error, atStart = false): string {
+  // Through Sentinel, ioredis says "All sentinels are unreachable. Retrying from scratch after …"
+  // whatever the Sentinels answered, with their last error at the end: that is the reason.
+  if (/^All sentinels are unreachable/.test(err.message)) {
+    const last = /Last error: (.+)$/.exec(err.message)?.[1];
+    if (last === undefined) return 'no Sentinel of backend.sentinels answered';
+    if (/No such master/i.test(last)) return `${last}: the Sentinels know no master of that name (backend.name)`;
+    return `no Sentinel of backend.sentinels gave the master's address (last error: ${last})`;
+  }
   const code = (err as { code?: unknown }).code;
   const word = typeof code === 'string' ? code : (/^([A-Z]+)\b/.exec(err.message)?.[1] ?? '');
   const explained = EXPLAINED[word];
   if (explained) return `${word}: ${explained}`;
   if (/DB index is out of range/.test(err.message)) return `${err.message}: this Redis has no database of the URL's number (its \`databases\` setting)`;
+  if (atStart && code === 'ECONNRESET')
+    return 'ECONNRESET: Redis closed the connection as it opened (over TLS, a Redis with `tls-auth-clients yes` does so to a client without a certificate: backend.tls.cert and key)';
   return typeof code === 'string' ? code : err.message;
 }
 

@@ -125,7 +125,10 @@ export class Connections {
       // First of all listeners: an AUTH error carries the password until scrubbed.
       c.prependListener('error', scrubCredentials);
       // Without a listener ioredis prints every failed reconnect; the producer's events say it once.
-      c.on('error', (err: Error) => (this.#lastError = err));
+      // Not ioredis's own "max retries per request" (no code, no cause): the error before it says why.
+      c.on('error', (err: Error) => {
+        if (err.name !== 'MaxRetriesPerRequestError' || this.#lastError === undefined) this.#lastError = err;
+      });
       clearSocketTimeoutOnClose(c);
     }
     for (const [c, role] of [
@@ -168,7 +171,7 @@ export class Connections {
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
-      const reason = connectFailure(this.#lastError ?? (err as Error));
+      const reason = connectFailure(this.#lastError ?? (err as Error), true);
       // No cause: ioredis's error may hold the AUTH command's arguments.
       throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target });
     } finally {

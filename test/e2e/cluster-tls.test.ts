@@ -138,6 +138,12 @@ t.test('a wrong password, an untrusted certificate, an unreadable CA file: the s
   t.notOk(stranger.stderr.includes(PASSWORD), 'the password is not shown');
   t.ok(stranger.ms < 20_000, `at once (${stranger.ms} ms)`);
 
+  // This Redis has `tls-auth-clients yes`: it drops a client without a certificate, and the reason says so.
+  const noCert = await start(`rediss://${USER}:${PASSWORD}@127.0.0.1:${redis.port}`, { ca: certs.ca });
+  t.equal(noCert.code, 1, 'no client certificate: exit 1');
+  t.match(noCert.stderr, /BACKEND_UNAVAILABLE cannot reach Redis at rediss:\/\/127\.0\.0\.1:\d+ \(ECONNRESET: .*backend\.tls\.cert and key\)/);
+  t.notMatch(noCert.stderr, /maxRetriesPerRequest/, "not ioredis's own wording");
+
   const missing = await start(`rediss://${USER}:${PASSWORD}@127.0.0.1:${redis.port}`, { ...good, ca: path.join(path.dirname(certs.ca), 'nope.crt') });
   t.equal(missing.code, 1, 'a CA file that cannot be read: exit 1');
   t.match(missing.stderr, /BACKEND_UNAVAILABLE backend\.tls\.ca: cannot read .*nope\.crt \(ENOENT\)/);

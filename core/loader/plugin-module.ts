@@ -82,8 +82,14 @@ function importFailed(file: string, err: unknown): HostError {
   const detail = (err as { errors?: Message[] }).errors?.[0]?.detail as unknown;
   if (detail instanceof HostError) return detail;
   const message = (err instanceof Error ? err.message : String(err)).replace(/^(Transform|Build) failed with \d+ errors?:\n/, '');
-  // Files under the project as the event's `file` names them (plugins/x.ts:1:16), not the server's absolute paths.
-  return new HostError('PLUGIN_IMPORT_FAILED', message.replaceAll(process.cwd() + path.sep, ''), { file }, { cause: err });
+  // Files under the project as the event's `file` names them (plugins/x.ts:1:16), not the server's
+  // absolute paths; any other (jobhost's own install, a symlink's target) down to its file name.
+  return new HostError('PLUGIN_IMPORT_FAILED', withoutPaths(message.replaceAll(process.cwd() + path.sep, '')), { file }, { cause: err });
+}
+
+/** Absolute paths (and file: URLs) in a message, each cut to `…/<file name>`; URLs of other schemes are left alone. */
+function withoutPaths(message: string): string {
+  return message.replace(/(?:file:\/\/)?(?<![\w.:/~-])\/(?:[^\s'"`():,/]+\/)+([^\s'"`():,/]+)/g, '…/$1');
 }
 
 /** One load of one plugin: its local files are compiled once each and shared within the load. */

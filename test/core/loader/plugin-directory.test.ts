@@ -1,4 +1,5 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
@@ -166,6 +167,13 @@ t.test('bad files emit plugin.error with file, code and message; every other job
       /cannot find module "no-such-package" imported from missing-package\.mjs/,
     ],
     ['tla-syntax.mjs', 'await 0;\nexport default { name: "tla-syntax", handler: () => { ;\n', 'PLUGIN_IMPORT_FAILED', /Expected|Unexpected/],
+    [
+      // A file outside the project (jobhost's own install, a symlink's target): no server path in the message.
+      'outside.ts',
+      `import { x } from '${path.join(tmpdir(), 'jobhost-nowhere', 'does-not-exist.js')}';\nexport default { name: 'outside', handler: () => x };\n`,
+      'PLUGIN_IMPORT_FAILED',
+      /^(?![\s\S]*jobhost-nowhere\/)[\s\S]*…\/does-not-exist\.js/s,
+    ],
   ];
   for (const [name, body, code, message] of cases) {
     const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === name);

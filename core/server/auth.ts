@@ -31,3 +31,8 @@ export function bearerToken(header: string | undefined): string | undefined {
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   return match?.[1];
 }
+
+/** A request URL as a log line may show it: a `?token=` (the WebSocket's) redacted. */
+export function redactedUrl(url: string): string {
+  return url.replace(/([?&]token=)[^&]*/g, '$1[redacted]');
+}

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import { canonicalOrigin, parseHost } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
-import { isLoopback } from './auth.js';
+import { isLoopback, redactedUrl } from './auth.js';
 
 /**
  * What keeps a token-less host on a developer's machine out of reach of the web pages its user
@@ -119,7 +119,7 @@ export function originGuard(guard: (headers: GuardedHeaders) => void): FastifyPl
           const code = err instanceof HostError ? err.code : undefined;
           request.log.warn(
             // A WebSocket's `?token=` is a secret: never in the log.
-            { code, origin, host, url: request.url.replace(/([?&]token=)[^&]*/g, '$1[redacted]') },
+            { code, origin, host, url: redactedUrl(request.url) },
             'refused a request from a foreign web page (server.allowedOrigins / server.allowedHosts admit one)',
           );
         }

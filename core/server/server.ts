@@ -18,7 +18,7 @@ import { packageJson } from '../contract/package-root.js';
 import type { Host } from '../engine/host.js';
 import { Access } from './access.js';
 import { registerAccessRoutes } from './access-routes.js';
-import { assertSafeBind, bearerToken } from './auth.js';
+import { assertSafeBind, bearerToken, redactedUrl } from './auth.js';
 import { type EventLoopOptions, watchEventLoop } from './event-loop.js';
 import { validatorCompiler } from './fast-validate.js';
 import { errorBody, toHttpError } from './http-errors.js';
@@ -109,6 +109,17 @@ function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
   );
 }
 
+/** A request as fastify's request lines show it (its default serializer's fields), the URL's token redacted. */
+function requestForLog(request: FastifyRequest): Record<string, unknown> {
+  return {
+    method: request.method,
+    url: redactedUrl(request.url),
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
 /**
  * The HTTP API and WebSocket stream of SPEC §6–7 for a host. Settings default to the host's
  * validated `server` config. Refuses (INSECURE_BIND) a non-loopback address without a token.
@@ -133,7 +144,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   const writeJson = () => (data: unknown) => JSON.stringify(data);
   const compilers = { compilersFactory: { buildValidator: (() => validatorCompiler) as never, buildSerializer: (() => writeJson) as never } };
   const app: JobhostApp = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
+    // fastify's request lines (`requestLogging`) show the URL: a WebSocket's `?token=` redacted.
+    loggerInstance: logger.child({}, { serializers: { req: requestForLog } }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: !options.requestLogging }),
     bodyLimit: options.bodyLimit ?? settings.bodyLimit,
     routerOptions: { maxParamLength: 200 },
@@ -164,7 +176,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
 
   app.setErrorHandler((err, request, reply) => {
     const { statusCode, body, internal, headers } = toHttpError(err);
-    if (internal) request.log.error({ err, method: request.method, url: request.url.replace(/([?&]token=)[^&]*/g, '$1[redacted]') }, 'request failed');
+    if (internal) request.log.error({ err, method: request.method, url: redactedUrl(request.url) }, 'request failed');
     if (statusCode === 401) void reply.header('www-authenticate', 'Bearer');
     if (headers) void reply.headers(headers);
     return reply.code(statusCode).send(body);

@@ -339,3 +339,21 @@ t.test("a refused foreign request's ?token= never reaches the log", async (t) =>
     'the token is in no log line',
   );
 });
+
+t.test("with requestLogging, fastify's request lines show a ?token= redacted", async (t) => {
+  const token = 'request-log-token-0123456789';
+  const log = captureLogger();
+  const s = await startServer(t, { server: { token, requestLogging: true }, logger: log.logger });
+  await raw(s, 'GET', `/events?token=${token}`, {});
+  await raw(s, 'GET', `/jobs?a=1&token=${token}`, {});
+  const incoming = log.lines.filter((l) => typeof (l['req'] as { url?: unknown } | undefined)?.url === 'string');
+  t.match(
+    incoming.map((l) => (l['req'] as { url: string }).url),
+    ['/events?token=[redacted]', '/jobs?a=1&token=[redacted]'],
+    'the request lines are there, each URL redacted',
+  );
+  t.notOk(
+    log.lines.some((l) => JSON.stringify(l).includes(token)),
+    'the token is in no log line',
+  );
+});

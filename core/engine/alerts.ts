@@ -58,6 +58,8 @@ export class Alerts {
   #stopped = false;
   /** Notifications that cannot wait for the backend (`send`'s `direct`). */
   readonly #direct: DirectSends;
+  /** A host alert's start still being sent directly, by condition: its end waits for it. */
+  readonly #directStarts = new Map<string, Promise<void>>();
 
   constructor(options: AlertsOptions) {
     this.#o = options;
@@ -190,6 +192,10 @@ export class Alerts {
    */
   send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): void {
     if (options.direct) return void this.#record(n, names, [], true);
+    // The end of a host alert whose start went out directly: after that start (delivered, dead or
+    // given up), so a receiver never gets the resolve before its trigger.
+    const start = n.condition === undefined ? undefined : this.#directStarts.get(n.condition);
+    if (start) return void start.then(() => this.#record(n, names, []));
     const ms = this.#o.config().notifications.throttle;
     if (ms === 0 || options.throttle === false || names.length === 0) {
       void this.#record(n, names, []);
@@ -239,7 +245,14 @@ export class Alerts {
   #record(n: Notification, names: readonly string[], throttled: readonly string[], direct = false): Promise<void> {
     n.deliveries = this.#o.notifier.deliveries(n, names);
     if (throttled.length > 0) n.throttled = [...throttled];
-    if (direct) this.#direct.send(n);
+    if (direct) {
+      const sent = this.#direct.send(n);
+      const condition = n.condition;
+      if (condition !== undefined) {
+        this.#directStarts.set(condition, sent);
+        void sent.then(() => this.#directStarts.get(condition) === sent && this.#directStarts.delete(condition));
+      }
+    }
     const recorded = direct
       ? Promise.resolve()
       : this.#o

@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../contract/clock.js';
+import { setMaxListeners } from 'node:events';
+import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Delivery, Notification } from '../contract/notification.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -14,38 +15,51 @@ export interface DirectSendsOptions {
  * cluster mode, where Redis is what records and queues notifications (it would reach its
  * receivers only once Redis is back, with its own end). Sent by this host alone, nothing
  * recorded: each delivery tried now, and again in memory as `notifications.retry` says (the
- * notifier's outcome), until delivered or dead, or the host stops.
+ * notifier's outcome), until delivered or dead, or the host stops. `send` tells when that is, so
+ * the alert's end can wait for its start (a resolve must not reach PagerDuty before its trigger).
  */
 export class DirectSends {
   readonly #o: DirectSendsOptions;
-  readonly #timers = new Set<Timer>();
   readonly #stop = new AbortController();
 
   constructor(options: DirectSendsOptions) {
     this.#o = options;
+    // Every attempt in flight and every retry waiting listens on it.
+    setMaxListeners(0, this.#stop.signal);
   }
 
-  send(n: Notification): void {
-    for (const delivery of n.deliveries) void this.#attempt(n, delivery, 1);
+  /** Sends `n` to each of its destinations; resolves once every delivery is delivered, dead or given up at a stop. */
+  send(n: Notification): Promise<void> {
+    return Promise.all(n.deliveries.map((delivery) => this.#deliver(n, delivery))).then(() => undefined);
   }
 
   /** No more attempts: those in flight are cut short, the waiting ones dropped. */
   stop(): void {
-    for (const timer of this.#timers) timer.cancel();
-    this.#timers.clear();
     this.#stop.abort();
   }
 
-  async #attempt(n: Notification, delivery: Delivery, attempt: number): Promise<void> {
-    if (this.#stop.signal.aborted) return;
-    const outcome = await this.#o.notifier
-      .deliver({ notification: n, delivery, attempt }, this.#stop.signal)
-      .catch((err: unknown) => void this.#o.logger.error({ err, notification: n.id }, 'could not send the notification'));
-    if (outcome?.status !== 'retrying' || this.#stop.signal.aborted) return;
-    const timer = this.#o.clock.setTimer(outcome.delayMs, () => {
-      this.#timers.delete(timer);
-      void this.#attempt(n, delivery, attempt + 1);
+  async #deliver(n: Notification, delivery: Delivery): Promise<void> {
+    for (let attempt = 1; !this.#stop.signal.aborted; attempt++) {
+      const outcome = await this.#o.notifier
+        .deliver({ notification: n, delivery, attempt }, this.#stop.signal)
+        .catch((err: unknown) => void this.#o.logger.error({ err, notification: n.id }, 'could not send the notification'));
+      if (outcome?.status !== 'retrying') return;
+      await this.#wait(outcome.delayMs);
+    }
+  }
+
+  /** Resolves after `ms` on the clock, or at once when the sends stop. */
+  #wait(ms: number): Promise<void> {
+    const signal = this.#stop.signal;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        timer.cancel();
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = this.#o.clock.setTimer(ms, done);
+      signal.addEventListener('abort', done, { once: true });
     });
-    this.#timers.add(timer);
   }
 }

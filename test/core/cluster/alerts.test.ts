@@ -510,3 +510,38 @@ t.test('host alerts: that Redis is out of reach reaches notifications.host.to wh
   t.match(hook.received[1]!.json, { rule: 'host', status: 'recovered', condition: 'backend-unavailable' });
   t.equal(hook.received.length, 2, 'each told once');
 });
+
+t.test("host alerts: the end of 'Redis is out of reach' waits for its start, which a receiver down kept retrying", async (t) => {
+  const redis = await startRedis(t);
+  const hook = await httpReceiver(t);
+  hook.fallback = { status: 503, body: 'down' };
+  const [h] = await startCluster(t, redis, 1, {
+    config: {
+      notifications: {
+        host: { to: ['hook'] },
+        destinations: { hook: { kind: 'webhook', url: hook.url } },
+        retry: { attempts: 20, delay: '500ms', backoff: 'fixed', jitter: 0 },
+      },
+    },
+  });
+  await redis.stop();
+  await hook.count(1, 15_000);
+  await redis.restart();
+  await until(() => h!.host.storeHealth().backend.available, 15_000, 'Redis back');
+  // Redis is back, the start still fails: two more of its attempts, and no end meanwhile.
+  const seen = hook.received.length;
+  await hook.count(seen + 2, 15_000);
+  const statuses = () => hook.received.map((r) => (r.json as { status: string }).status);
+  t.notOk(statuses().includes('recovered'), 'no resolve before its trigger went through');
+  hook.fallback = { status: 200, body: 'ok' };
+  await until(() => statuses().includes('recovered'), 15_000, 'the end told');
+  const firstEnd = statuses().indexOf('recovered');
+  t.ok(firstEnd > seen + 2, 'after the start was taken');
+  t.same(
+    statuses().slice(0, firstEnd),
+    statuses()
+      .slice(0, firstEnd)
+      .map(() => 'failed'),
+    'every attempt of the start came first',
+  );
+});

@@ -64,6 +64,8 @@ export class Dispatcher {
   #started = false;
   #paused = false;
   #halted = false;
+  /** Set once a drain stopped waiting for fetches Redis had not answered (see `idle`). */
+  #abandoned = false;
   readonly #inflight = new Set<Promise<void>>();
   #sweep: Timer | undefined;
   #tokens = 0;
@@ -126,9 +128,14 @@ export class Dispatcher {
     while (this.#inflight.size > 0) {
       const left = deadline - this.#o.clock.now();
       if (left <= 0) return false;
-      const onlyFetching = this.#slots === this.#fetching;
-      const settled = await settlesWithin(this.#o.clock, onlyFetching ? Math.min(left, FETCH_SETTLE_MS) : left, Promise.race([...this.#inflight]));
-      if (!settled && onlyFetching) return false;
+      const bound = this.#slots === this.#fetching ? Math.min(left, FETCH_SETTLE_MS) : left;
+      const settled = await settlesWithin(this.#o.clock, bound, Promise.race([...this.#inflight]));
+      // Still only fetching (a fetch that came back meanwhile is a run now, and has the grace):
+      // given up; a run such a fetch brings later is handed back, not run on a closing host.
+      if (!settled && this.#slots === this.#fetching) {
+        this.#abandoned = true;
+        return false;
+      }
     }
     return true;
   }
@@ -236,6 +243,12 @@ export class Dispatcher {
       this.#o.logger.debug({ err, job: jq.name }, 'could not fetch a run');
     }
     this.#fetching--;
+    if (job && this.#abandoned) {
+      // Fetched after the drain gave up on it: back to wait for another host (or, unanswered, its
+      // lock lapses and one takes it over), never started here while the backend closes.
+      await job.moveToWait(token).catch((err: unknown) => this.#o.logger.debug({ err, job: jq.name }, 'could not hand back a run fetched at a stop'));
+      job = undefined;
+    }
     if (!job) {
       // Nothing there (or at its limit): no more fetches until a stream event says otherwise.
       if (this.#ready.get(jq.name) === generation) this.#ready.delete(jq.name);

@@ -98,10 +98,11 @@ const EXPLAINED: Record<string, string> = {
 };
 
 /**
- * What a failed connect says, as the reason of a start error (never a credential). `atStart`: the
- * first connect, where a connection reset has one usual cause worth naming.
+ * What a failed connect says, as the reason of a start error (never a credential).
+ * `resetMeansNoCert`: the first connect over TLS without a client certificate, where a reset has
+ * one usual cause worth naming.
  */
-export function connectFailure(err: Error, atStart = false): string {
+export function connectFailure(err: Error, resetMeansNoCert = false): string {
   // Through Sentinel, ioredis says "All sentinels are unreachable. Retrying from scratch after …"
   // whatever the Sentinels answered, with their last error at the end: that is the reason.
   if (/^All sentinels are unreachable/.test(err.message)) {
@@ -115,8 +116,8 @@ export function connectFailure(err: Error, atStart = false): string {
   const explained = EXPLAINED[word];
   if (explained) return `${word}: ${explained}`;
   if (/DB index is out of range/.test(err.message)) return `${err.message}: this Redis has no database of the URL's number (its \`databases\` setting)`;
-  if (atStart && code === 'ECONNRESET')
-    return 'ECONNRESET: Redis closed the connection as it opened (over TLS, a Redis with `tls-auth-clients yes` does so to a client without a certificate: backend.tls.cert and key)';
+  if (resetMeansNoCert && code === 'ECONNRESET')
+    return 'ECONNRESET: Redis closed the connection as it opened (a Redis with `tls-auth-clients yes` does so to a client without a certificate: backend.tls.cert and key)';
   return typeof code === 'string' ? code : err.message;
 }
 

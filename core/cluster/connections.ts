@@ -78,6 +78,8 @@ export class Connections {
   readonly #copies = new Set<Redis>();
   /** The latest socket error (ECONNREFUSED, ...): says more than the "connection closed" a command gets. */
   #lastError: Error | undefined;
+  /** A TLS URL and no client certificate: what a reset at the first connect most likely means. */
+  readonly #tlsWithoutCert: boolean;
 
   /** `backend.waitReplicas` and `waitTimeout`: what an acknowledged write waits for (see `replication.ts`). */
   readonly replicas: { count: number; timeoutMs: number };
@@ -85,6 +87,7 @@ export class Connections {
   /** `commandTimeout`: ms (see the top of this file; `backend.commandTimeout`, default 10 s). */
   constructor(config: ReachConfig & { waitReplicas?: number; waitTimeout?: number; commandTimeout?: number }, name: string, logger: Logger) {
     const reach = reachOf(config);
+    this.#tlsWithoutCert = new URL(config.url).protocol === 'rediss:' && !config.tls?.cert;
     const commandTimeout = config.commandTimeout ?? 10_000;
     this.target = reach.target;
     this.replicas = { count: config.waitReplicas ?? 0, timeoutMs: config.waitTimeout ?? 1000 };
@@ -171,7 +174,7 @@ export class Connections {
     } catch (err) {
       this.#closed = true;
       for (const c of [this.producer, this.commands, this.reader]) c.disconnect();
-      const reason = connectFailure(this.#lastError ?? (err as Error), true);
+      const reason = connectFailure(this.#lastError ?? (err as Error), this.#tlsWithoutCert);
       // No cause: ioredis's error may hold the AUTH command's arguments.
       throw new HostError('BACKEND_UNAVAILABLE', `cannot reach Redis at ${this.target} (${reason})`, { redis: this.target });
     } finally {

@@ -15,8 +15,8 @@ t.test("through Sentinel: the Sentinels' last answer is the reason, not 'All sen
 
 t.test('codes are explained; anything else is its code or message', async (t) => {
   const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
-  t.match(connectFailure(reset, true), /^ECONNRESET: Redis closed the connection as it opened/, 'at start: the usual cause named');
-  t.equal(connectFailure(reset), 'ECONNRESET', 'later (a Redis gone away): the code alone');
+  t.match(connectFailure(reset, true), /^ECONNRESET: Redis closed the connection as it opened/, 'over TLS without a client certificate: the usual cause named');
+  t.equal(connectFailure(reset), 'ECONNRESET', 'anywhere else (a Redis gone away, no TLS, a certificate given): the code alone');
   t.match(connectFailure(new Error('WRONGPASS invalid username-password pair')), /^WRONGPASS: wrong user name or password/);
   t.equal(connectFailure(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })), 'ECONNREFUSED');
 });

@@ -46,13 +46,17 @@ export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
   const recent: LoopDelay[] = [];
   const blockMs = windows * windowMs;
   let last = performance.now();
-  /** Slow until then (performance.now()), after a block of `blockMs` or more. */
+  /** After a block of `blockMs` or more: slow until then (performance.now(), as long again), if the block passed the bound. */
   let blockedUntil = 0;
+  let block = 0;
   const probe = setInterval(() => {
     const now = performance.now();
     const late = now - last - RESOLUTION_MS;
     histogram.record(Math.max(1, Math.round(late * 1000)));
-    if (late >= blockMs) blockedUntil = now + blockMs;
+    if (late >= blockMs) {
+      block = late;
+      blockedUntil = now + late;
+    }
     last = now;
   }, RESOLUTION_MS);
   const ms = (us: number): number => (us <= 1 ? 0 : us / 1000);
@@ -69,7 +73,8 @@ export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
   window.unref();
   return {
     delay: () => recent.at(-1) ?? { p50Ms: 0, p99Ms: 0, maxMs: 0 },
-    slow: (maxDelayMs) => maxDelayMs > 0 && ((recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs)) || performance.now() < blockedUntil),
+    slow: (maxDelayMs) =>
+      maxDelayMs > 0 && ((recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs)) || (block > maxDelayMs && performance.now() < blockedUntil)),
     stop: () => {
       clearInterval(probe);
       clearInterval(window);

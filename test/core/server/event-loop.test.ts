@@ -37,6 +37,7 @@ t.test('one block as long as the windows that make a loop slow counts as slow, f
   await hog(1, 900);
   t.ok(watch.slow(50), 'slow right after it');
   t.notOk(watch.slow(0), 'a bound of 0 never degrades');
+  t.notOk(watch.slow(10_000), 'nor a bound above the block');
   await until(() => !watch.slow(50), 5000, 'quick again');
 });
 

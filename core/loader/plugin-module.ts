@@ -83,13 +83,22 @@ function importFailed(file: string, err: unknown): HostError {
   if (detail instanceof HostError) return detail;
   const message = (err instanceof Error ? err.message : String(err)).replace(/^(Transform|Build) failed with \d+ errors?:\n/, '');
   // Files under the project as the event's `file` names them (plugins/x.ts:1:16), not the server's
-  // absolute paths; any other (jobhost's own install, a symlink's target) down to its file name.
-  return new HostError('PLUGIN_IMPORT_FAILED', withoutPaths(message.replaceAll(process.cwd() + path.sep, '')), { file }, { cause: err });
+  // absolute paths: relative to the working directory or the plugins directory; any other
+  // (jobhost's own install, a symlink's target) cut to its package's part or its file name.
+  const cwd = process.cwd();
+  const shown = cwd === path.sep ? message : message.replaceAll(cwd + path.sep, '');
+  return new HostError('PLUGIN_IMPORT_FAILED', withoutPaths(shown.replaceAll(path.dirname(path.resolve(file)) + path.sep, '')), { file }, { cause: err });
 }
 
-/** Absolute paths (and file: URLs) in a message, each cut to `…/<file name>`; URLs of other schemes are left alone. */
+/**
+ * Absolute paths (and file: URLs) left in a message: from their last `node_modules/` on (which
+ * package), else cut to `…/<file name>`. URLs of other schemes are left alone.
+ */
 function withoutPaths(message: string): string {
-  return message.replace(/(?:file:\/\/)?(?<![\w.:/~-])\/(?:[^\s'"`():,/]+\/)+([^\s'"`():,/]+)/g, '…/$1');
+  return message.replace(/(?:file:\/\/)?(?<![\w.:/~-])\/(?:[^\s'"`():,/]+\/)+([^\s'"`():,/]+)/g, (whole: string, name: string) => {
+    const at = whole.lastIndexOf('/node_modules/');
+    return at >= 0 ? `…${whole.slice(at)}` : `…/${name}`;
+  });
 }
 
 /** One load of one plugin: its local files are compiled once each and shared within the load. */

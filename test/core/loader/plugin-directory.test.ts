@@ -174,6 +174,13 @@ t.test('bad files emit plugin.error with file, code and message; every other job
       'PLUGIN_IMPORT_FAILED',
       /^(?![\s\S]*jobhost-nowhere\/)[\s\S]*…\/does-not-exist\.js/s,
     ],
+    [
+      // Inside a package: which package stays.
+      'outside-pkg.ts',
+      `import { x } from '${path.join(tmpdir(), 'jobhost-nowhere', 'node_modules', 'fake-pkg', 'gone.js')}';\nexport default { name: 'outside-pkg', handler: () => x };\n`,
+      'PLUGIN_IMPORT_FAILED',
+      /^(?![\s\S]*jobhost-nowhere\/)[\s\S]*…\/node_modules\/fake-pkg\/gone\.js/s,
+    ],
   ];
   for (const [name, body, code, message] of cases) {
     const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === name);

@@ -58,8 +58,8 @@ export class Alerts {
   #stopped = false;
   /** Notifications that cannot wait for the backend (`send`'s `direct`). */
   readonly #direct: DirectSends;
-  /** A host alert's start still being sent directly, by condition: its end waits for it. */
-  readonly #directStarts = new Map<string, Promise<void>>();
+  /** A host alert's start still being sent directly, by condition, then destination: its end there waits for it. */
+  readonly #directStarts = new Map<string, Map<string, Promise<void>>>();
 
   constructor(options: AlertsOptions) {
     this.#o = options;
@@ -192,10 +192,17 @@ export class Alerts {
    */
   send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): void {
     if (options.direct) return void this.#record(n, names, [], true);
-    // The end of a host alert whose start went out directly: after that start (delivered, dead or
-    // given up), so a receiver never gets the resolve before its trigger.
-    const start = n.condition === undefined ? undefined : this.#directStarts.get(n.condition);
-    if (start) return void start.then(() => this.#record(n, names, []));
+    // The end of a host alert whose start went out directly: to each destination the start is still
+    // being sent to, once that delivery ends (a receiver never gets the resolve before its
+    // trigger), as a record of its own; to the others at once.
+    const starting = n.condition === undefined ? undefined : this.#directStarts.get(n.condition);
+    const waiting = names.filter((name) => starting?.has(name));
+    if (waiting.length > 0) {
+      for (const name of waiting) void starting!.get(name)!.then(() => this.#record({ ...n, id: this.#o.newId() }, [name], []));
+      const now = names.filter((name) => !waiting.includes(name));
+      if (now.length > 0) void this.#record(n, now, []);
+      return;
+    }
     const ms = this.#o.config().notifications.throttle;
     if (ms === 0 || options.throttle === false || names.length === 0) {
       void this.#record(n, names, []);
@@ -249,8 +256,10 @@ export class Alerts {
       const sent = this.#direct.send(n);
       const condition = n.condition;
       if (condition !== undefined) {
-        this.#directStarts.set(condition, sent);
-        void sent.then(() => this.#directStarts.get(condition) === sent && this.#directStarts.delete(condition));
+        // By destination, while its delivery goes on (the newest start's).
+        const starting = new Map(sent);
+        this.#directStarts.set(condition, starting);
+        for (const [name, done] of sent) void done.then(() => starting.delete(name));
       }
     }
     const recorded = direct

@@ -28,9 +28,9 @@ export class DirectSends {
     setMaxListeners(0, this.#stop.signal);
   }
 
-  /** Sends `n` to each of its destinations; resolves once every delivery is delivered, dead or given up at a stop. */
-  send(n: Notification): Promise<void> {
-    return Promise.all(n.deliveries.map((delivery) => this.#deliver(n, delivery))).then(() => undefined);
+  /** Sends `n` to each of its destinations: by destination, the promise of its delivery ending (delivered, dead or given up at a stop). */
+  send(n: Notification): Map<string, Promise<void>> {
+    return new Map(n.deliveries.map((delivery) => [delivery.destination, this.#deliver(n, delivery)]));
   }
 
   /** No more attempts: those in flight are cut short, the waiting ones dropped. */

@@ -515,11 +515,12 @@ t.test("host alerts: the end of 'Redis is out of reach' waits for its start, whi
   const redis = await startRedis(t);
   const hook = await httpReceiver(t);
   hook.fallback = { status: 503, body: 'down' };
+  const up = await httpReceiver(t);
   const [h] = await startCluster(t, redis, 1, {
     config: {
       notifications: {
-        host: { to: ['hook'] },
-        destinations: { hook: { kind: 'webhook', url: hook.url } },
+        host: { to: ['hook', 'up'] },
+        destinations: { hook: { kind: 'webhook', url: hook.url }, up: { kind: 'webhook', url: up.url } },
         retry: { attempts: 20, delay: '500ms', backoff: 'fixed', jitter: 0 },
       },
     },
@@ -533,6 +534,13 @@ t.test("host alerts: the end of 'Redis is out of reach' waits for its start, whi
   await hook.count(seen + 2, 15_000);
   const statuses = () => hook.received.map((r) => (r.json as { status: string }).status);
   t.notOk(statuses().includes('recovered'), 'no resolve before its trigger went through');
+  // A destination that took the start has its end meanwhile: it does not wait for the one still failing.
+  await up.count(2, 15_000);
+  t.ok(hook.received.length < 20, `while the failing one's start still retries (${hook.received.length} of its 20 attempts made)`);
+  t.same(
+    up.received.map((r) => (r.json as { status: string }).status),
+    ['failed', 'recovered'],
+  );
   hook.fallback = { status: 200, body: 'ok' };
   await until(() => statuses().includes('recovered'), 15_000, 'the end told');
   const firstEnd = statuses().indexOf('recovered');

@@ -32,7 +32,24 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-/** A request URL as a log line may show it: a `?token=` (the WebSocket's) redacted. */
+/** A request URL as a log line may show it: a `?token=` (the WebSocket's) redacted, however its name is encoded. */
 export function redactedUrl(url: string): string {
-  return url.replace(/([?&]token=)[^&]*/g, '$1[redacted]');
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const pairs = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq < 0) return pair;
+      const key = pair.slice(0, eq);
+      let name = key;
+      try {
+        name = decodeURIComponent(key.replaceAll('+', ' '));
+      } catch {
+        // not decodable: the query parser keeps it as it is too
+      }
+      return name === 'token' ? `${key}=[redacted]` : pair;
+    });
+  return `${url.slice(0, q + 1)}${pairs.join('&')}`;
 }

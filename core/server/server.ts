@@ -114,6 +114,7 @@ function requestForLog(request: FastifyRequest): Record<string, unknown> {
   return {
     method: request.method,
     url: redactedUrl(request.url),
+    version: request.headers['accept-version'],
     host: request.host,
     remoteAddress: request.ip,
     remotePort: request.socket?.remotePort,

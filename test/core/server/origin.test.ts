@@ -346,10 +346,11 @@ t.test("with requestLogging, fastify's request lines show a ?token= redacted", a
   const s = await startServer(t, { server: { token, requestLogging: true }, logger: log.logger });
   await raw(s, 'GET', `/events?token=${token}`, {});
   await raw(s, 'GET', `/jobs?a=1&token=${token}`, {});
+  await raw(s, 'GET', `/events?%74oken=${token}`, {});
   const incoming = log.lines.filter((l) => typeof (l['req'] as { url?: unknown } | undefined)?.url === 'string');
   t.match(
     incoming.map((l) => (l['req'] as { url: string }).url),
-    ['/events?token=[redacted]', '/jobs?a=1&token=[redacted]'],
+    ['/events?token=[redacted]', '/jobs?a=1&token=[redacted]', '/events?%74oken=[redacted]'],
     'the request lines are there, each URL redacted',
   );
   t.notOk(

@@ -1,5 +1,5 @@
 import type { Redis, RedisOptions } from 'ioredis';
-import { isoTime, systemClock } from '../contract/clock.js';
+import { isoTime, settlesWithin, systemClock } from '../contract/clock.js';
 import { HostError, isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { BackendReach, BackendWarning } from '../contract/store-health.js';
@@ -7,7 +7,6 @@ import { BULLMQ_MAX_BLOCK_MS } from './bullmq-internals.js';
 import { connectFailure, type ReachConfig, reachOf, scrubCredentials } from './connection-options.js';
 import { endForGood, keepConnected } from './keep-connected.js';
 import { ioredis } from './libraries.js';
-import { settlesWithin } from './settles.js';
 import { clearSocketTimeoutOnClose } from './socket-timeout.js';
 import { BLOCK_MS } from './stream-reader.js';
 

@@ -1,7 +1,7 @@
 import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
-import { type Clock, isoTime } from '../contract/clock.js';
+import { type Clock, isoTime, settlesWithin } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
@@ -12,7 +12,6 @@ import { bullmq } from './libraries.js';
 import { NotificationRecords, recordFromHash } from './notification-records.js';
 import { replicated } from './replication.js';
 import type { ScriptedRedis } from './scripts.js';
-import { settlesWithin } from './settles.js';
 
 /**
  * Delivery of notifications in cluster mode: one BullMQ queue of deliveries for the cluster

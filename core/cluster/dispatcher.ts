@@ -1,8 +1,7 @@
 import type { Job } from 'bullmq';
-import type { Clock, Timer } from '../contract/clock.js';
+import { type Clock, settlesWithin, type Timer } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { JobQueue } from './job-queues.js';
-import { settlesWithin } from './settles.js';
 
 /**
  * When this host takes runs from Redis: one slot per run it may run at once (`concurrency`),

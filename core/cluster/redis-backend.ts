@@ -12,7 +12,7 @@ import type {
   Refusal,
   ScheduleFire,
 } from '../contract/backend.js';
-import { type Clock, isoTime, systemClock } from '../contract/clock.js';
+import { type Clock, isoTime, settlesWithin, systemClock } from '../contract/clock.js';
 import type { HostError } from '../contract/errors.js';
 import { type AnyHostEvent, queuedData } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
@@ -29,7 +29,7 @@ import { loadBullMQ } from './libraries.js';
 import { withRateLimited } from './limits-rate.js';
 import { dropWatch, keepWatch, readWatches } from './missed-watches.js';
 import { claimSettings } from './settings.js';
-import { leftBehind, settlesWithin } from './settles.js';
+import { leftBehind } from './settles.js';
 import { onStreamEntries } from './wake-ups.js';
 import { type RedisBackendOptions, type RedisParts, wireRedisBackend } from './wiring.js';
 

@@ -143,3 +143,24 @@ export function isoTime(ms: number): string {
   }
   return lastIso;
 }
+
+/**
+ * Whether `work` settles (resolves or rejects) within `ms`; the timer is cleared either way, and a
+ * rejection after the wait is swallowed. Every wait on Redis at shutdown is bounded with it (a
+ * reply that never comes must not hold a stop), and a retry's wait that a stop ends early.
+ */
+export async function settlesWithin(clock: Clock, ms: number, work: Promise<unknown>): Promise<boolean> {
+  let timer: Timer | undefined;
+  const late = new Promise<false>((resolve) => (timer = clock.setTimer(Math.max(0, ms), () => resolve(false))));
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    timer?.cancel();
+  }
+}

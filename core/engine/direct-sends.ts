@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import type { Clock } from '../contract/clock.js';
+import { type Clock, settlesWithin } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Delivery, Notification } from '../contract/notification.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -22,10 +22,14 @@ export class DirectSends {
   readonly #o: DirectSendsOptions;
   readonly #stop = new AbortController();
 
+  /** Settles when the sends stop: what a retry's wait also ends on. */
+  readonly #stopped: Promise<void>;
+
   constructor(options: DirectSendsOptions) {
     this.#o = options;
-    // Every attempt in flight and every retry waiting listens on it.
+    // Every attempt in flight listens on it.
     setMaxListeners(0, this.#stop.signal);
+    this.#stopped = new Promise((resolve) => this.#stop.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
 
   /** Sends `n` to each of its destinations: by destination, the promise of its delivery ending (delivered, dead or given up at a stop). */
@@ -44,22 +48,8 @@ export class DirectSends {
         .deliver({ notification: n, delivery, attempt }, this.#stop.signal)
         .catch((err: unknown) => void this.#o.logger.error({ err, notification: n.id }, 'could not send the notification'));
       if (outcome?.status !== 'retrying') return;
-      await this.#wait(outcome.delayMs);
+      // The retry's delay on the clock, ended early by a stop.
+      await settlesWithin(this.#o.clock, outcome.delayMs, this.#stopped);
     }
-  }
-
-  /** Resolves after `ms` on the clock, or at once when the sends stop. */
-  #wait(ms: number): Promise<void> {
-    const signal = this.#stop.signal;
-    if (signal.aborted) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        timer.cancel();
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = this.#o.clock.setTimer(ms, done);
-      signal.addEventListener('abort', done, { once: true });
-    });
   }
 }

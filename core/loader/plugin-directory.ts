@@ -73,6 +73,8 @@ export class PluginLoader {
   /** One non-recursive watcher per directory: Node 20's recursive fs.watch on Linux (and
    *  chokidar's per-file watchers) lose a file replaced by rename, how many editors save. */
   readonly #watchers = new Map<string, FSWatcher>();
+  /** Folders a watch failed on, told once until one succeeds. */
+  readonly #unwatchable = new Set<string>();
   #rescan: NodeJS.Timeout | undefined;
   #scanning = false;
   /** Per file, the end of its latest disk read (see `#request`). */
@@ -169,8 +171,16 @@ export class PluginLoader {
         });
         w.on('error', (err) => this.#host.logger.warn({ err, dir }, 'a plugin folder watcher failed; rescans continue'));
         this.#watchers.set(dir, w);
+        this.#unwatchable.delete(dir);
       } catch (err) {
-        this.#host.logger.error({ err, dir }, 'cannot watch a plugin folder; relying on rescans');
+        // Told once per folder (every rescan tries again): a plugins directory not made yet is
+        // no error, its files load once it exists.
+        if (this.#unwatchable.has(dir)) continue;
+        this.#unwatchable.add(dir);
+        const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        if (missing && dir === this.#dir)
+          this.#host.logger.warn({ dir: this.#display(dir) }, 'the plugins directory does not exist; its files load once it is made');
+        else this.#host.logger.error({ err, dir }, 'cannot watch a plugin folder; relying on rescans');
       }
     }
   }

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
 import type { AnyHostEvent } from '../../../core/contract/events.js';
 import { isPluginFile, type PluginLoader, usePluginDirectory } from '../../../core/loader/plugin-directory.js';
-import { gate, nextEvent, startHost, type TestHost, tempDir, until } from '../../helpers.js';
+import { captureLogger, gate, nextEvent, startHost, type TestHost, tempDir, until } from '../../helpers.js';
 
 const core = pathToFileURL(path.resolve(import.meta.dirname, '../../../core/index.ts')).href;
 
@@ -324,4 +324,24 @@ t.test('rescans catch changes that no watch event announced', async (t) => {
     th.host.jobs().map((j) => j.name),
     ['late'],
   );
+});
+
+t.test('a plugins directory not made yet is told once, not at every rescan; its files load once it is made', async (t) => {
+  const root = tempDir(t);
+  const dir = path.join(root, 'plugins');
+  const log = captureLogger();
+  const th = await startHost(t, { start: false, cwd: root, logger: log.logger });
+  usePluginDirectory(th.host, { dir, watch: true, importTimeoutMs: 5000, debounceMs: 30, rescanMs: 20 });
+  await th.host.start();
+  // About ten rescans while it is missing.
+  await new Promise((r) => setTimeout(r, 250));
+  const told = log.lines.filter((l) => l['dir'] !== undefined && (l['level'] as number) >= 40);
+  t.equal(told.length, 1, 'one line');
+  t.match(told[0], { level: 40, dir: 'plugins' }, 'a warning, not an error');
+  mkdirSync(dir);
+  writeFileSync(path.join(root, 'package.json'), '{ "type": "module" }');
+  const registered = nextEvent(th.host, isType('job.registered', 'late'));
+  writeFileSync(path.join(dir, 'late.mjs'), "export default { name: 'late', handler: () => 'here' };\n");
+  await registered;
+  t.equal(await resultOf(th, 'late'), 'here');
 });

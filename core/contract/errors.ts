@@ -122,6 +122,10 @@ export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, text: 'The request could not be understood (malformed JSON, bad headers).' },
   UPGRADE_REQUIRED: { status: 426, text: 'GET /events is a WebSocket: the request must ask for an upgrade.' },
   INSECURE_BIND: { status: 500, text: 'Refusing to listen on a non-loopback address without a token.' },
+  LISTEN_FAILED: {
+    status: 500,
+    text: 'The HTTP server could not listen on its address: the port is in use or not allowed (`server.port`, `JOBHOST_PORT`; 0 picks a free one).',
+  },
   // store
   STORE_CORRUPT: {
     status: 500,

@@ -310,7 +310,18 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       return url;
     },
     async listen() {
-      url = await app.listen({ host: bindHost, port });
+      try {
+        url = await app.listen({ host: bindHost, port });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw err;
+        const why = code === 'EADDRINUSE' ? 'another process has that port' : code === 'EACCES' ? 'not allowed to use that port' : 'no such address here';
+        throw new HostError('LISTEN_FAILED', `cannot listen on ${bindHost}:${port}: ${why} (${code}; set server.port or JOBHOST_PORT, 0 picks a free one)`, {
+          host: bindHost,
+          port,
+          errno: code,
+        });
+      }
       return { url };
     },
     close() {

@@ -559,3 +559,16 @@ t.test('every route refuses unknown query and body keys; no body, an empty JSON 
     t.equal((await request('POST', '/jobs/job/disable', { body })).status, 200, `disable with ${String(body)} body`);
   }
 });
+
+t.test('a port another process has: LISTEN_FAILED naming the address and the settings to change, not a bare EADDRINUSE', async (t) => {
+  const s = await startServer(t);
+  const port = Number(new URL(s.url).port);
+  const { host } = await startHost(t);
+  const second = createServer(host, { host: '127.0.0.1', port });
+  t.teardown(() => second.close());
+  await t.rejects(second.listen(), {
+    code: 'LISTEN_FAILED',
+    message: new RegExp(`^cannot listen on 127\\.0\\.0\\.1:${port}: another process has that port \\(EADDRINUSE; set server\\.port or JOBHOST_PORT`),
+    details: { port, errno: 'EADDRINUSE' },
+  });
+});

@@ -33,7 +33,14 @@ export function applyEnv(input: unknown, env: NodeJS.ProcessEnv): unknown {
     return copy;
   };
   const port = env['JOBHOST_PORT'];
-  if (port !== undefined && port !== '') section('server')['port'] = /^\d+$/.test(port) ? Number(port) : port;
+  if (port !== undefined && port !== '') {
+    // The variable's own error: a user reading "server.port" looks for it in the file.
+    if (!/^\d{1,5}$/.test(port) || Number(port) > 65_535)
+      throw new HostError('CONFIG_INVALID', `JOBHOST_PORT: expected a port number from 0 to 65535 (got ${JSON.stringify(port.slice(0, 20))})`, {
+        path: 'JOBHOST_PORT',
+      });
+    section('server')['port'] = Number(port);
+  }
   if (env['JOBHOST_HOST']) section('server')['host'] = env['JOBHOST_HOST'];
   if (env['JOBHOST_TOKEN']) section('server')['token'] = env['JOBHOST_TOKEN'];
   if (env['JOBHOST_DATA_DIR']) section('store')['dir'] = env['JOBHOST_DATA_DIR'];

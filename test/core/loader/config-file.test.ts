@@ -29,7 +29,13 @@ t.test('environment overrides', async (t) => {
     publicUrl: null,
   });
   t.same(c.store, { dir: '/var/lib/jobhost', keepRuns: 5, keepDays: 30, fsync: true });
-  t.throws(() => parseConfig(applyEnv({}, { JOBHOST_PORT: 'http' })), { code: 'CONFIG_INVALID', message: /^server\.port: / });
+  // The variable named, not server.port (a user reading that looks for it in the file).
+  for (const bad of ['http', '-1', '70000', '1.5'])
+    t.throws(
+      () => applyEnv({}, { JOBHOST_PORT: bad }),
+      { code: 'CONFIG_INVALID', message: /^JOBHOST_PORT: expected a port number from 0 to 65535/, details: { path: 'JOBHOST_PORT' } },
+      bad,
+    );
   t.same(applyEnv({}, {}), {});
 });
 

@@ -58,8 +58,6 @@ export class Alerts {
   #stopped = false;
   /** Notifications that cannot wait for the backend (`send`'s `direct`). */
   readonly #direct: DirectSends;
-  /** A host alert's start still being sent directly, by condition, then destination: its end there waits for it. */
-  readonly #directStarts = new Map<string, Map<string, Promise<void>>>();
 
   constructor(options: AlertsOptions) {
     this.#o = options;
@@ -195,7 +193,7 @@ export class Alerts {
     // The end of a host alert whose start went out directly: to each destination the start is still
     // being sent to, once that delivery ends (a receiver never gets the resolve before its
     // trigger), as a record of its own; to the others at once.
-    const starting = n.condition === undefined ? undefined : this.#directStarts.get(n.condition);
+    const starting = n.condition === undefined ? undefined : this.#direct.sending(n.condition);
     const waiting = names.filter((name) => starting?.has(name));
     if (waiting.length > 0) {
       for (const name of waiting) void starting!.get(name)!.then(() => this.#record({ ...n, id: this.#o.newId() }, [name], []));
@@ -252,16 +250,7 @@ export class Alerts {
   #record(n: Notification, names: readonly string[], throttled: readonly string[], direct = false): Promise<void> {
     n.deliveries = this.#o.notifier.deliveries(n, names);
     if (throttled.length > 0) n.throttled = [...throttled];
-    if (direct) {
-      const sent = this.#direct.send(n);
-      const condition = n.condition;
-      if (condition !== undefined) {
-        // By destination, while its delivery goes on (the newest start's).
-        const starting = new Map(sent);
-        this.#directStarts.set(condition, starting);
-        for (const [name, done] of sent) void done.then(() => starting.delete(name));
-      }
-    }
+    if (direct) this.#direct.send(n);
     const recorded = direct
       ? Promise.resolve()
       : this.#o

@@ -15,12 +15,15 @@ export interface DirectSendsOptions {
  * cluster mode, where Redis is what records and queues notifications (it would reach its
  * receivers only once Redis is back, with its own end). Sent by this host alone, nothing
  * recorded: each delivery tried now, and again in memory as `notifications.retry` says (the
- * notifier's outcome), until delivered or dead, or the host stops. `send` tells when that is, so
- * the alert's end can wait for its start (a resolve must not reach PagerDuty before its trigger).
+ * notifier's outcome), until delivered or dead, or the host stops. `sending` tells which are
+ * still going on, so the alert's end can wait for its start (a resolve must not reach PagerDuty
+ * before its trigger).
  */
 export class DirectSends {
   readonly #o: DirectSendsOptions;
   readonly #stop = new AbortController();
+  /** See `sending`. */
+  readonly #sending = new Map<string, Map<string, Promise<void>>>();
 
   /** Settles when the sends stop: what a retry's wait also ends on. */
   readonly #stopped: Promise<void>;
@@ -32,9 +35,20 @@ export class DirectSends {
     this.#stopped = new Promise((resolve) => this.#stop.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
 
-  /** Sends `n` to each of its destinations: by destination, the promise of its delivery ending (delivered, dead or given up at a stop). */
-  send(n: Notification): Map<string, Promise<void>> {
-    return new Map(n.deliveries.map((delivery) => [delivery.destination, this.#deliver(n, delivery)]));
+  /** Sends `n` to each of its destinations. */
+  send(n: Notification): void {
+    const sending = new Map(n.deliveries.map((delivery) => [delivery.destination, this.#deliver(n, delivery)]));
+    // A host alert's: what its end waits for, by destination, while each delivery goes on (the newest start's).
+    if (n.condition !== undefined) this.#sending.set(n.condition, sending);
+    for (const [name, done] of sending) void done.then(() => sending.delete(name));
+  }
+
+  /**
+   * The deliveries of host alert `condition` still being sent, by destination: each promise
+   * settles as its delivery ends (delivered, dead, or given up at a stop).
+   */
+  sending(condition: string): ReadonlyMap<string, Promise<void>> | undefined {
+    return this.#sending.get(condition);
   }
 
   /** No more attempts: those in flight are cut short, the waiting ones dropped. */

@@ -22,6 +22,11 @@ export type ParamsResult<Out> =
   | { readonly value: Out; readonly issues?: undefined }
   | { readonly issues: ReadonlyArray<{ readonly message: string; readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined }> };
 
+/** An issue's path as keys (a Standard Schema path segment is a key or `{ key }`). */
+export function issueKeys(issue: { readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined }): string[] {
+  return (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p));
+}
+
 type InferParams<S> = S extends ParamsSchema<infer O> ? O : Record<string, unknown>;
 
 /**

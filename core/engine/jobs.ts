@@ -4,7 +4,7 @@ import type { ExecutableJob } from '../contract/attempt.js';
 import type { AdmissionRules, JobState } from '../contract/backend.js';
 import type { Config, JobOverride } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
-import type { ParamsSchema } from '../contract/plugin.js';
+import { issueKeys, type ParamsSchema } from '../contract/plugin.js';
 import type { AfterSpec, JobSpec, NotifySpec, ScheduleSpec } from '../contract/plugin-schema.js';
 import type { HandlerSource, Isolation } from '../contract/plugin-source.js';
 import { DEFAULT_RETRY, type RetryPolicy } from '../contract/retry.js';
@@ -91,7 +91,7 @@ function checkConfigParams(name: string, schema: ParamsSchema | null, defaults: 
     return;
   }
   for (const issue of result.issues ?? []) {
-    let keys = (issue.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p));
+    let keys = issueKeys(issue);
     // A strict object's unknown keys come as one issue at its root, naming them (zod's `keys`).
     if (keys.length === 0) {
       const named = (issue as { keys?: unknown }).keys;

@@ -6,7 +6,7 @@ import { type Duration, parseDuration } from '../contract/duration.js';
 import { HostError, isHostError, toRunError } from '../contract/errors.js';
 import type { SkipReason } from '../contract/events.js';
 import { overBytes, tooLarge } from '../contract/limits.js';
-import type { ParamsResult } from '../contract/plugin.js';
+import { issueKeys, type ParamsResult } from '../contract/plugin.js';
 import { eventNameSchema } from '../contract/plugin-schema.js';
 import type { Run, RunSource, TriggerResult } from '../contract/run.js';
 import { startTriggerSpan } from '../contract/tracing.js';
@@ -60,7 +60,7 @@ const QUEUE_FULL_RETRY_S = 5;
 function checkedParams(result: ParamsResult<unknown>, maxBytes: number): unknown {
   if (result.issues) {
     const issues = result.issues.map((i) => ({
-      path: (i.path ?? []).map((p) => String(typeof p === 'object' && p !== null ? p.key : p)).join('.'),
+      path: issueKeys(i).join('.'),
       message: i.message,
     }));
     const first = issues[0];

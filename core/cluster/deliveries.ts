@@ -1,7 +1,7 @@
 import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
-import { type Clock, isoTime, settlesWithin } from '../contract/clock.js';
+import { type Clock, isoTime, settlesWithin, whenAborted } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
@@ -302,7 +302,7 @@ export class Deliveries {
     try {
       outcome = await Promise.race([
         o.hooks().deliver({ notification: found.notification, delivery: current, attempt }, controller.signal),
-        new Promise<undefined>((resolve) => controller.signal.addEventListener('abort', () => resolve(undefined), { once: true })),
+        whenAborted(controller.signal).then(() => undefined),
       ]);
     } finally {
       this.#inFlight.delete(controller);
@@ -335,10 +335,7 @@ export class Deliveries {
    * for no longer.
    */
   async settle(notifications: readonly string[], signal: AbortSignal): Promise<void> {
-    const aborted = new Promise<undefined>((resolve) => {
-      if (signal.aborted) resolve(undefined);
-      else signal.addEventListener('abort', () => resolve(undefined), { once: true });
-    });
+    const aborted = whenAborted(signal);
     const waiting = new Set(notifications);
     // Only the stop's own digests are waited for: with none, a stop does not wait on a receiver that hangs.
     while (waiting.size > 0 && !signal.aborted && !this.#closed) {

@@ -164,3 +164,11 @@ export async function settlesWithin(clock: Clock, ms: number, work: Promise<unkn
     timer?.cancel();
   }
 }
+
+/** Resolves once `signal` aborts (at once when it already has): a stop's bound to race work against. */
+export function whenAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { type Clock, settlesWithin } from '../contract/clock.js';
+import { type Clock, settlesWithin, whenAborted } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { Delivery, Notification } from '../contract/notification.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -32,7 +32,7 @@ export class DirectSends {
     this.#o = options;
     // Every attempt in flight listens on it.
     setMaxListeners(0, this.#stop.signal);
-    this.#stopped = new Promise((resolve) => this.#stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+    this.#stopped = whenAborted(this.#stop.signal);
   }
 
   /** Sends `n` to each of its destinations. */

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks } from '../contract/backend.js';
-import { type Clock, isoTime, type Timer } from '../contract/clock.js';
+import { type Clock, isoTime, type Timer, whenAborted } from '../contract/clock.js';
 import { DueHeap } from '../contract/due-heap.js';
 import type { Logger } from '../contract/logger.js';
 import { deliveryOpen, type Notification } from '../contract/notification.js';
@@ -105,10 +105,7 @@ export class Outbox {
     if (ids.length === 0) return;
     this.#settling = true;
     this.#pump();
-    const bound = new Promise<void>((resolve) => {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+    const bound = whenAborted(signal);
     const unattempted = (): boolean => ids.some((id) => this.#o.store.notification(id)?.deliveries.some((d) => deliveryOpen(d) && d.attempts === 0));
     // Each attempt that ends pumps the next due one into the set before its promise settles.
     while (unattempted() && this.#inFlight.size > 0 && !signal.aborted) {

@@ -1,6 +1,14 @@
 import { z } from 'zod';
 import type { NotificationQuery } from '../contract/backend.js';
-import { DELIVERY_STATUSES, type Delivery, type DeliveryError, deliveryOpen, type Notification } from '../contract/notification.js';
+import {
+  type Delivery,
+  type DeliveryError,
+  deliveryErrorFields,
+  deliveryFields,
+  deliveryOpen,
+  type Notification,
+  notificationFields,
+} from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
 import type { Connections } from './connections.js';
 import type { ClusterKeys } from './keys.js';
@@ -25,33 +33,17 @@ const TRIM_BUDGET = 1000;
 const LIST_CHUNK = 100;
 
 const errorShape = z
-  .object({ code: z.string(), message: z.string(), status: z.number().optional() })
+  .object(deliveryErrorFields)
   .transform((e): DeliveryError => ({ code: e.code, message: e.message, ...(e.status !== undefined ? { status: e.status } : {}) }));
 
-const deliveryShape = z.object({
-  id: z.string(),
-  destination: z.string(),
-  status: z.enum(DELIVERY_STATUSES),
-  attempts: z.number(),
-  lastError: errorShape.nullable(),
-  deliveredAt: z.string().nullable(),
-  nextAt: z.string().nullable(),
-});
+const deliveryShape = z.object({ ...deliveryFields, lastError: errorShape.nullable() });
 
 /**
  * What a host relies on in a recorded notification; the rest is kept as written (loose), so a
  * field or an outcome a newer host records is served as it is, not dropped.
  */
 const notificationShape = z.looseObject({
-  id: z.string(),
-  job: z.string(),
-  runId: z.string(),
-  status: z.string(),
-  title: z.string(),
-  message: z.string(),
-  priority: z.string(),
-  tags: z.array(z.string()),
-  at: z.string(),
+  ...notificationFields,
   // Older hosts recorded notifications without deliveries.
   deliveries: z.array(deliveryShape).default([]),
 });

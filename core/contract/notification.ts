@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * What a notification is about: a run's outcome (`failed` after its last attempt, `retrying`
  * after one that is retried), or an alert rule (SPEC §12): `recovered` (the first success after
@@ -21,6 +23,33 @@ export interface DeliveryError {
   message: string;
   status?: number;
 }
+
+/**
+ * The fields of a delivery and of a notification that every reader of a record checks (the store's
+ * journal, the Redis records, the HTTP answers), once: each reader spreads them into its own
+ * shape (strict or loose, with its own descriptions and formats).
+ */
+export const deliveryErrorFields = { code: z.string(), message: z.string(), status: z.number().optional() };
+export const deliveryFields = {
+  id: z.string(),
+  destination: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
+  attempts: z.number(),
+  lastError: z.object(deliveryErrorFields).nullable(),
+  deliveredAt: z.string().nullable(),
+  nextAt: z.string().nullable(),
+};
+export const notificationFields = {
+  id: z.string(),
+  job: z.string(),
+  runId: z.string(),
+  status: z.string(),
+  title: z.string(),
+  message: z.string(),
+  priority: z.string(),
+  tags: z.array(z.string()),
+  at: z.string(),
+};
 
 /** A notification on its way to one destination; one id (the `webhook-id`) over all its attempts. */
 export interface Delivery {

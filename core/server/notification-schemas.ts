@@ -1,29 +1,21 @@
 import { z } from 'zod';
+import { deliveryErrorFields, deliveryFields, notificationFields } from '../contract/notification.js';
 import { iso, segment } from './http-schemas.js';
 
 /** The zod schemas of the notification routes (SPEC §12), as http-schemas.ts has the others'. */
 
-const deliveryError = z.object({ code: z.string(), message: z.string(), status: z.number().optional() });
+const deliveryError = z.object(deliveryErrorFields);
 
 export const deliverySchema = z.object({
+  ...deliveryFields,
   id: z.string().describe('the same over every attempt: the webhook-id header'),
-  destination: z.string(),
-  status: z.enum(['pending', 'delivered', 'retrying', 'dead']),
   attempts: z.number().describe('attempts made in the current series (a redeliver starts a new one)'),
-  lastError: deliveryError.nullable(),
   deliveredAt: iso.nullable(),
   nextAt: iso.nullable().describe('when the next attempt is due'),
 });
 
 export const notificationSchema = z.object({
-  id: z.string(),
-  job: z.string(),
-  runId: z.string(),
-  status: z.string(),
-  title: z.string(),
-  message: z.string(),
-  priority: z.string(),
-  tags: z.array(z.string()),
+  ...notificationFields,
   at: iso,
   deliveries: z.array(deliverySchema),
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { notificationFields } from '../contract/notification.js';
 import { damageReport } from '../contract/store-health.js';
 
 /**
@@ -34,17 +35,7 @@ export const storedRun = z.looseObject({
 /** A finished run, as a history segment holds it. */
 export const segmentLine = storedRun.extend({ status: z.enum(['succeeded', 'failed', 'canceled']) });
 
-const storedNotification = z.looseObject({
-  id: z.string().min(1),
-  job: z.string(),
-  runId: z.string(),
-  status: z.string(),
-  title: z.string(),
-  message: z.string(),
-  priority: z.string(),
-  tags: z.array(z.string()),
-  at: iso,
-});
+const storedNotification = z.looseObject({ ...notificationFields, id: z.string().min(1), at: iso });
 
 const missedWatch = z.object({ fireAt: z.number(), deadline: z.number(), runId: z.string().nullable(), reason: z.string() });
 const jobFlags = z.object({

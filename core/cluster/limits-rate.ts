@@ -18,12 +18,16 @@ import type { JobQueue } from './job-queues.js';
 
 const applied = new WeakMap<JobQueue, string>();
 
-/** Brings the queue's global rate limit in line with the job's definition (removed when it has none). */
+/** Brings the queue's global rate limit in line with the job's definition (removed when it has none); the caller then wakes the job. */
 export async function syncRateLimit(jq: JobQueue, limit: RateLimit | undefined): Promise<void> {
   const want = limit ? `${limit.max}/${limit.perMs}` : '';
   if (applied.get(jq) === want) return;
   if (limit) await jq.queue.setGlobalRateLimit(limit.max, limit.perMs);
   else await jq.queue.removeGlobalRateLimit();
+  // A worker that found the old limit reached fetches nothing until that window closes: a lifted
+  // or raised limit applies to the runs it holds at once (as on one host), so it may fetch again
+  // now (the caller wakes the job); at a limit still reached, the fetch finds it so again.
+  (jq.worker as unknown as Record<typeof WORKER_LIMIT_UNTIL, number>)[WORKER_LIMIT_UNTIL] = 0;
   applied.set(jq, want);
 }
 

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { finalOn, startCluster } from '../../cluster.js';
+import { until } from '../../helpers.js';
 import { startRedis } from '../../redis.js';
 
 /**
@@ -74,4 +75,34 @@ t.test('rateLimit on the redis backend: set on the job queue, starts held until 
   const span = starts.at(-1)! - starts[0]!;
   t.ok(span >= 2 * 1500 - 200, `6 starts at 2 per 1.5 s take at least two more windows (${span} ms)`);
   t.match(a.job('limited')!.rateLimit, { max: 2, perMs: 1500 });
+});
+
+t.test('rateLimit on the redis backend: a config edit that lifts or raises the limit starts the runs it held at once (as on one host)', async (t) => {
+  const redis = await startRedis(t);
+  const started = new Set<string>();
+  const [h] = await startCluster(t, redis, 1, {
+    plugins: [
+      definePlugin({
+        name: 'limited',
+        concurrency: 20,
+        rateLimit: { max: 1, per: '60s' },
+        isolation: 'inline',
+        handler: (ctx) => void started.add(ctx.runId),
+      }),
+    ],
+  });
+  const host = h!.host;
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push((await host.trigger('limited')).runId);
+  t.equal((await finalOn(host, ids[0]!)).status, 'succeeded', 'the first start of the window');
+  // The next fetch finds the queue at its limit: the worker holds off for the window's 60 s.
+  await until(() => host.job('limited')?.rateLimit?.waiting === 3, 5000, 'the limit holds three runs');
+  t.equal(started.size, 1);
+
+  host.applyConfig({ ...host.config, jobs: { limited: { rateLimit: { max: 2, per: '60s' } } } });
+  t.equal((await finalOn(host, ids[1]!)).status, 'succeeded', 'raised to 2: the second start of the window goes at once');
+  t.equal(started.size, 2, 'and only it: the window still counts the first');
+
+  host.applyConfig({ ...host.config, jobs: { limited: { rateLimit: null } } });
+  for (const id of ids.slice(2)) t.equal((await finalOn(host, id)).status, 'succeeded', 'lifted: the rest start at once');
 });

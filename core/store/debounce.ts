@@ -4,7 +4,7 @@ import type { Run } from '../contract/run.js';
 /**
  * `debounce` on the local backend (SPEC §13): the first trigger of a job and key (or no key)
  * adds a run that waits `debounceMs`; a trigger of the same job and key while that run still
- * waits for its time is merged into it (its params replace the run's, its time moves to
+ * waits for its time is merged into it (its params, and what they came from, replace the run's; its time moves to
  * `debounceMs` from now) instead of adding a run. Once the run's time has come (the window was
  * quiet) the next trigger opens a new window. After a restart, the recovered runs that wait for
  * their time hold the windows again (only a debounced job's triggers look at them).
@@ -12,7 +12,7 @@ import type { Run } from '../contract/run.js';
 
 /** The runner's side: a waiting run postponed with new params (undefined: it no longer waits for its time). */
 export interface Postponing {
-  postpone(id: string, params: unknown, runAtMs: number): Promise<void> | undefined;
+  postpone(id: string, from: Run, runAtMs: number): Promise<void> | undefined;
   get(id: string): Run | undefined;
 }
 
@@ -37,7 +37,7 @@ export class Debouncer {
     const holder = this.#open.get(slot);
     if (holder === undefined) return undefined;
     // The trigger's run waits out a window already (buildRun): its time is the holder's new one.
-    const merged = this.#runs.postpone(holder, run.params, Math.max(now + windowMs, Date.parse(run.runAt)));
+    const merged = this.#runs.postpone(holder, run, Math.max(now + windowMs, Date.parse(run.runAt)));
     if (merged) return merged.then(() => ({ reason: 'debounced', detail: `merged into run ${holder}`, runId: holder }));
     this.#open.delete(slot);
     return undefined;

@@ -193,13 +193,22 @@ export class Runner {
   }
 
   /**
-   * A debounced run takes a later trigger's params and waits until `runAtMs` (never earlier than
-   * it waited); the promise of that being durable, or undefined when the run no longer waits for its time.
+   * A debounced run takes a later trigger's params, with what they came from (its source, event,
+   * and `after` parent, which the params of a chained run describe), and waits until `runAtMs`
+   * (never earlier than it waited); the promise of that being durable, or undefined when the run
+   * no longer waits for its time. As the redis backend's merge, which gives the run the trigger's data.
    */
-  postpone(id: string, params: unknown, runAtMs: number): Promise<void> | undefined {
+  postpone(id: string, from: Run, runAtMs: number): Promise<void> | undefined {
     const entry = this.#entries.get(id);
     if (entry?.state !== 'delayed') return undefined;
-    entry.run.params = params;
+    const run = entry.run;
+    run.params = from.params;
+    run.source = from.source;
+    run.event = from.event;
+    if (from.after) run.after = from.after;
+    else delete run.after;
+    if (from.origin !== undefined) run.origin = from.origin;
+    else delete run.origin;
     // The time heap still holds the old time: at it the entry is put back for this one.
     if (runAtMs > entry.runAtMs) {
       entry.runAtMs = runAtMs;

@@ -197,3 +197,30 @@ t.test('bad input: the plugin error and the config error name the field', async 
   const c = parseConfig({ jobs: { x: { rateLimit: { max: 3, per: '1m' }, debounce: '2s' } } });
   t.same(c.jobs['x'], { rateLimit: { max: 3, per: 60_000 }, debounce: 2000 });
 });
+
+t.test('debounce: a merge takes the last trigger with what its params came from (source, event, after parent)', async (t) => {
+  const h = await startHost(t);
+  h.host.register({ name: 'extract', handler: (ctx: { params: unknown }) => ctx.params });
+  h.host.register({ name: 'load', after: ['extract'], debounce: '10s', on: ['files.ready'], handler: (ctx: { params: unknown }) => ctx.params });
+  const e1 = await h.host.trigger('extract', { params: { n: 1 } });
+  await h.clock.advance(0);
+  const e2 = await h.host.trigger('extract', { params: { n: 2 } });
+  await h.clock.advance(0);
+  t.equal((await h.host.wait(e2.runId)).status, 'succeeded');
+  const chained = h.of('run.queued').filter((e) => e.data.job === 'load');
+  t.equal(chained.length, 1, 'both ends fed one debounced run');
+  const id = chained[0]!.data.runId;
+  await h.clock.advance(10_000);
+  const run = await h.host.wait(id);
+  t.match(run.params, { runId: e2.runId, job: 'extract', status: 'succeeded', result: { n: 2 } }, 'the last parent params');
+  t.same(run.after, { runId: e2.runId, job: 'extract' }, 'and the same parent in `after`');
+  t.not(run.after!.runId, e1.runId);
+
+  // An app event merged into a run an `api` trigger opened: the run says it came from the event.
+  const first = await h.host.trigger('load', { params: { from: 'api' } });
+  await h.host.publish('files.ready', { from: 'event' });
+  await h.clock.advance(10_000);
+  const merged = await h.host.wait(first.runId);
+  t.match(merged, { source: 'event', event: 'files.ready', params: { from: 'event' } });
+  t.notOk(merged.after, 'no parent: the last trigger had none');
+});

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { Loader, Message, Plugin } from 'esbuild';
 import { HostError } from '../contract/errors.js';
 import type { HandlerSource, SourceLink, SourceModule } from '../contract/plugin-source.js';
-import { evaluateSource, nativeUrl } from '../workers/plugin-code.js';
+import { evaluateSource, ImportTimedOut, nativeUrl } from '../workers/plugin-code.js';
 import { type CompileCache, compileCacheFor, compileKey } from './compile-cache.js';
 
 /**
@@ -69,7 +69,7 @@ export async function loadPluginModule(file: string, root: string, timeoutMs: nu
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([new Build(path.resolve(root)).entry(path.resolve(file)), timeout]);
+    return await Promise.race([new Build(path.resolve(root), Date.now() + timeoutMs, timeoutMs).entry(path.resolve(file)), timeout]);
   } finally {
     clearTimeout(timer);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
@@ -106,10 +106,15 @@ class Build {
   readonly #root: string;
   readonly #modules = new Map<string, SourceModule>();
   readonly #cache: CompileCache | null;
+  /** When the import's time is up (epoch ms): its files' synchronous code is stopped there. */
+  readonly #deadline: number;
+  readonly #timeoutMs: number;
 
-  constructor(root: string) {
+  constructor(root: string, deadline: number, timeoutMs: number) {
     this.#root = root;
     this.#cache = cacheFor(root);
+    this.#deadline = deadline;
+    this.#timeoutMs = timeoutMs;
   }
 
   async entry(file: string): Promise<PluginModule> {
@@ -122,9 +127,10 @@ class Build {
     }
     const source: HandlerSource = { key, entry: file, mode: 'compiled', modules: [...this.#modules.values()] };
     try {
-      const exports = await evaluateSource(source, (url) => import(url));
+      const exports = await evaluateSource(source, (url) => import(url), this.#deadline);
       return { exports, files: [...this.#modules.keys()], mode: 'compiled', source };
     } catch (err) {
+      if (err instanceof ImportTimedOut) throw new HostError('PLUGIN_IMPORT_TIMEOUT', `import did not finish within ${this.#timeoutMs}ms`, { file });
       throw importFailed(file, err);
     }
   }

@@ -14,8 +14,13 @@ import type { HandlerSource, SourceModule } from '../contract/plugin-source.js';
 /** Imports an ES module by URL (the caller decides how, e.g. with a TypeScript loader). */
 export type LoadModule = (url: string) => Promise<unknown>;
 
-/** The plugin file's exports. */
-export async function evaluateSource(source: HandlerSource, load: LoadModule): Promise<Record<string, unknown>> {
+/**
+ * The plugin file's exports. With `deadline` (epoch ms), the synchronous part of each of its
+ * files runs under V8's watchdog (`vm`'s `timeout`): a file that loops for ever as it loads is
+ * stopped there, with IMPORT_TIMED_OUT, and the thread is free again. A race with a timer cannot
+ * do that: no timer fires while the thread is held.
+ */
+export async function evaluateSource(source: HandlerSource, load: LoadModule, deadline?: number): Promise<Record<string, unknown>> {
   if (source.mode === 'native') return (await load(nativeUrl(source))) as Record<string, unknown>;
   const externals = new Map<string, unknown>();
   for (const mod of source.modules) {
@@ -23,7 +28,33 @@ export async function evaluateSource(source: HandlerSource, load: LoadModule): P
       if ('url' in link && !externals.has(link.url)) externals.set(link.url, esModuleShape(await load(link.url)));
     }
   }
-  return new Evaluation(source.modules, externals).require(source.entry);
+  return new Evaluation(source.modules, externals, deadline).require(source.entry);
+}
+
+/** What `evaluateSource` throws when a file's load ran past its deadline. */
+export class ImportTimedOut extends Error {
+  readonly code = 'IMPORT_TIMED_OUT';
+}
+
+/** Calls the function in its global slot: a script, so that `runInThisContext` can bound the call with its `timeout`. */
+const BOUNDED = Symbol.for('jobhost.boundedCall');
+let boundedScript: vm.Script | undefined;
+
+/** Runs `call` on this thread, stopped by V8 once it has run `ms` (a watchdog thread ends it; the plugin's code cannot catch that). */
+function runBounded(call: () => void, ms: number): void {
+  boundedScript ??= new vm.Script(`globalThis[Symbol.for('jobhost.boundedCall')]()`, { filename: 'jobhost:bounded-call' });
+  const slot = globalThis as unknown as Record<symbol, unknown>;
+  const outer = slot[BOUNDED];
+  slot[BOUNDED] = call;
+  try {
+    boundedScript.runInThisContext({ timeout: Math.max(1, Math.ceil(ms)) });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT')
+      throw new ImportTimedOut('the import ran past its time limit on the thread (a loop that never ends?)');
+    throw err;
+  } finally {
+    slot[BOUNDED] = outer;
+  }
 }
 
 /**
@@ -47,10 +78,12 @@ class Evaluation {
   readonly #files: Map<string, SourceModule>;
   readonly #externals: Map<string, unknown>;
   readonly #done = new Map<string, { exports: Record<string, unknown> }>();
+  readonly #deadline: number | undefined;
 
-  constructor(modules: readonly SourceModule[], externals: Map<string, unknown>) {
+  constructor(modules: readonly SourceModule[], externals: Map<string, unknown>, deadline: number | undefined) {
     this.#files = new Map(modules.map((m) => [m.file, m]));
     this.#externals = externals;
+    this.#deadline = deadline;
   }
 
   require(file: string): Record<string, unknown> {
@@ -76,7 +109,9 @@ class Evaluation {
       dirname: path.dirname(file),
       resolve: (s: string) => pathToFileURL(path.resolve(path.dirname(file), s)).href,
     };
-    fn(module.exports, requireFn, module, file, path.dirname(file), meta);
+    const call = (): unknown => fn(module.exports, requireFn, module, file, path.dirname(file), meta);
+    if (this.#deadline === undefined) call();
+    else runBounded(call, this.#deadline - Date.now());
     return module.exports;
   }
 }

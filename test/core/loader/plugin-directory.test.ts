@@ -218,6 +218,19 @@ t.test('a file that never finishes importing is cut off at importTimeoutMs with 
   t.equal(th.host.state, 'running');
 });
 
+t.test('a file whose code loops for ever as it loads is stopped at importTimeoutMs: the host goes on (its timers fire, other files load)', async (t) => {
+  const th = await setup(t, { 'good.ts': `export default { name: 'good', handler: () => 'fine' };\n` }, { importTimeoutMs: 300 });
+  const seen = nextEvent(th.host, (e) => e.type === 'plugin.error' && e.data.file === 'spins.ts');
+  // A helper the plugin imports spins too: the bound holds for every file of the plugin.
+  writeFileSync(path.join(th.dir, 'spin-helper.ts'), 'for (;;) {}\nexport const never = 1;\n');
+  writeFileSync(path.join(th.dir, 'spins.ts'), 'import { never } from "./spin-helper.ts";\nexport default { name: "spins", handler: () => never };\n');
+  const e = (await seen) as Extract<AnyHostEvent, { type: 'plugin.error' }>;
+  t.equal(e.data.code, 'PLUGIN_IMPORT_TIMEOUT');
+  t.match(e.data.message, /did not finish within 300ms/);
+  t.equal(await resultOf(th, 'good'), 'fine', 'the other job still runs');
+  t.equal(th.host.state, 'running');
+});
+
 /**
  * A plugin file whose import the test holds: its top-level code reports that it started (the load
  * is in flight) and awaits `release` (never, when null). Top-level await: a native ES module

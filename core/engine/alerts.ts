@@ -50,6 +50,8 @@ export class Alerts {
   /** Running runs with a `slow` timer: run id → due time. */
   readonly #slowDue = new Map<string, number>();
   readonly #slowSent = new Set<string>();
+  /** Runs whose slow check is in flight; `finished` takes a run out (it is no longer slow). */
+  readonly #slowChecking = new Set<string>();
   /** Runs whose `slowerThan` passed while they waited between attempts: told when the next attempt starts (bounded like `#slowSent`). */
   #slowParked = new Set<string>();
   /** Digest timers of the windows this host opened, with what their digest needs. */
@@ -108,6 +110,7 @@ export class Alerts {
   finished(run: Run): void {
     this.#slowDue.delete(run.id);
     this.#slowSent.delete(run.id);
+    this.#slowChecking.delete(run.id);
     if (this.#slowParked.size > 0) this.#slowParked.delete(run.id);
   }
 
@@ -117,7 +120,8 @@ export class Alerts {
     this.#slowDue.delete(id);
     if (this.#slowSent.size >= SLOW_SENT_MAX) this.#slowSent.clear();
     this.#slowSent.add(id);
-    void this.#slow(id);
+    this.#slowChecking.add(id);
+    void this.#slow(id).finally(() => this.#slowChecking.delete(id));
   }
 
   async #slow(id: string): Promise<void> {
@@ -134,6 +138,9 @@ export class Alerts {
       if (!spec || !wants(spec, 'slow')) return;
       // Once per run for the cluster: its retry (or a takeover) may have run on another host, which told it.
       if (!(await this.#o.backend().claimSlow(run.job, id))) return;
+      // It ended while the claim was made durable: no longer running, so not slow (its end's own
+      // notification went first, and a `slow` after it would open again what that one resolved).
+      if (!this.#slowChecking.has(id)) return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
       void this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {

@@ -207,6 +207,41 @@ t.test('slow: a run whose slowerThan passes while it waits for a retry is told w
   t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
 });
 
+t.test('slow: a run whose next attempt ends at once after its retry delay outlived slowerThan is never told slow after its end', async (t) => {
+  const s = await startServer(t, {
+    config: { notifications: notifications({ throttle: 0 }) },
+    plugins: [
+      definePlugin({
+        name: 'quick-again',
+        isolation: 'inline',
+        concurrency: 20,
+        retry: { attempts: 2, backoff: 'fixed', delay: '2m', jitter: 0 },
+        notify: { on: ['slow', 'succeeded'], slowerThan: '1m', to: ['hook'] },
+        handler: async (ctx) => {
+          if (ctx.attempt === 1) throw new Error('flaky');
+          // 0–9 real milliseconds: the slow check its start sets off reads it running, and it ends
+          // while that check still waits (for its claim to be durable), at one point or another.
+          await new Promise((r) => setTimeout(r, (ctx.params as { ms: number }).ms));
+          return 'fine';
+        },
+      }),
+    ],
+  });
+  const ids: string[] = [];
+  for (let ms = 0; ms < 10; ms++) ids.push((await s.host.trigger('quick-again', { params: { ms } })).runId);
+  await until(() => s.of('run.retrying').length === 10, 5000, 'the first attempts failed');
+  await s.clock.advance(2 * 60_000);
+  for (const id of ids) t.equal((await s.host.wait(id)).status, 'succeeded');
+  await notified(s, 10, 'the successes told');
+  // A slow check still in flight has had its time to send (or not) by now.
+  await new Promise((r) => setTimeout(r, 100));
+  const items = (await s.host.notifications({ limit: 1000 })).items.reverse();
+  for (const id of ids) {
+    const rules = items.filter((n) => n.runId === id).map((n) => n.rule);
+    t.equal(rules.at(-1), 'succeeded', `run ${id}: its end is the last word (${rules.join(', ')})`);
+  }
+});
+
 t.test('slow: a run told slow is not told again when a restart runs it again (a stop that cut its attempt short, or a crash)', async (t) => {
   for (const crash of [false, true]) {
     const release = gate();

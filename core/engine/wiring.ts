@@ -128,8 +128,11 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     clock,
     logger,
     backend: () => backend,
-    // A paused job's fires wait on purpose: not missed (SPEC §13).
-    job: (name) => (backend.pauses.isPaused('job', name) ? undefined : jobs.get(name)?.job),
+    // The fires of a paused job, or of a job whose queue is paused, wait on purpose: not missed (SPEC §13).
+    job: (name) => {
+      const job = jobs.get(name)?.job;
+      return job && !backend.pauses.holds(name, job.queue) ? job : undefined;
+    },
     alert: (job, fireAt, reason) => alerts.missed(job, fireAt, reason),
   });
   // A closure: the scheduler is built below.

@@ -339,6 +339,31 @@ t.test('missed: a fire refused by overlap, a run stuck queued, fires missed whil
   t.equal((await third.host.notifications({ limit: 1000 })).items.length, before + 3, 'a restart does not tell them again');
 });
 
+t.test('missed: the fires of a job paused by itself or through its queue wait on purpose and are not missed', async (t) => {
+  const s = await startServer(t, {
+    config: { notifications: notifications({ throttle: 0 }) },
+    plugins: [definePlugin({ name: 'ticks', isolation: 'inline', schedule: '*/2 * * * * *', notify: { on: ['missed'], to: ['hook'] }, handler: () => 'ok' })],
+  });
+  for (const pause of [() => s.host.pauses.queue('default', true), () => s.host.pauses.job('ticks', true)]) {
+    const [queued, started] = [s.of('run.queued').length, s.of('run.started').length];
+    await pause();
+    for (let i = 0; i < 4; i++) await s.clock.advance(2000);
+    await until(() => s.of('run.queued').length >= queued + 3, 5000, 'the fires recorded');
+    t.equal(s.of('run.started').length, started, 'held');
+    // Past the fires' missedAfter (one period), with the time to tell one.
+    await s.clock.advance(2000);
+    await new Promise((r) => setTimeout(r, 100));
+    t.same(
+      (await s.host.notifications({})).items.map((n) => n.message),
+      [],
+      'none missed',
+    );
+    await s.host.pauses.job('ticks', false);
+    await s.host.pauses.queue('default', false);
+    await until(() => s.of('run.queued').length === s.of('run.succeeded').length, 5000, 'released');
+  }
+});
+
 t.test('missed: a fire of the downtime whose missedAfter runs out after the restart is missed then, unless a catch-up run stands for it', async (t) => {
   const plugin = (catchUp: boolean) =>
     definePlugin({

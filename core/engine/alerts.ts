@@ -313,12 +313,15 @@ export class Alerts {
     // The digest is the window's one message: it takes the next window (counted there if another
     // message got it first), and what the next window was opened with is the same ended window's.
     const worst = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
-    if (!last) {
-      const left = await backend.throttle(windowKey(job, destination), ms, worst).catch(() => ({}));
-      if (typeof left === 'number') this.#armDigest(job, destination, ms, left, false, HELD_DIGEST_LAG_MS);
+    // The next window is as long as the config says now (a live edit of `throttle` applies from
+    // the next window on; `0`: none is opened).
+    const next = this.#o.config().notifications.throttle;
+    if (!last && next > 0) {
+      const left = await backend.throttle(windowKey(job, destination), next, worst).catch(() => ({}));
+      if (typeof left === 'number') this.#armDigest(job, destination, next, left, false, HELD_DIGEST_LAG_MS);
       else {
         for (const [s, c] of Object.entries(left) as [NotifyStatus, number | undefined][]) held[s] = (held[s] ?? 0) + (c ?? 0);
-        this.#armDigest(job, destination, ms, ms, true);
+        this.#armDigest(job, destination, next, next, true);
       }
     }
     const count = total(held);

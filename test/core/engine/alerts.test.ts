@@ -590,6 +590,41 @@ t.test('storm control: 10,000 failures become one message and one digest with th
   t.equal((await s.host.notifications({ limit: 1000 })).items.length, 2, 'the message and the digest');
 });
 
+t.test('storm control: a live edit of throttle applies from the next window on, the one a digest opens included; 0 opens none', async (t) => {
+  const hook = await httpReceiver(t);
+  const destinations = { hook: { kind: 'webhook' as const, url: hook.url } };
+  const s = await startServer(t, {
+    config: { notifications: { destinations, throttle: '1m' } },
+    plugins: [definePlugin({ name: 'flaps', isolation: 'inline', notify: { on: ['failed'], to: ['hook'] }, handler: () => Promise.reject(new Error('down')) })],
+  });
+  const fail = async (): Promise<void> => void (await s.host.wait((await s.host.trigger('flaps')).runId));
+  await fail();
+  await fail();
+  await hook.count(1);
+  s.host.applyConfig({ ...s.host.config, notifications: { destinations, throttle: '5s' } });
+  await s.clock.advance(60_000);
+  await hook.count(2);
+  t.match(hook.received[1]!.json, { rule: 'digest', held: { count: 1 } }, 'the 1m window ends as it was opened');
+  // The digest opened the next window, 5 s long now.
+  await fail();
+  await s.clock.advance(5000);
+  await hook.count(3);
+  t.match(hook.received[2]!.json, { rule: 'digest', held: { count: 1 } }, "the digest's window took the new throttle");
+  // Turned off while the window that digest opened is still open: nothing is held from now on.
+  s.host.applyConfig({ ...s.host.config, notifications: { destinations, throttle: 0 } });
+  await fail();
+  await fail();
+  await hook.count(5);
+  t.match(
+    hook.received.slice(3).map((r) => r.json),
+    [{ rule: 'failed' }, { rule: 'failed' }],
+    'throttle 0: every failure goes at once',
+  );
+  await s.clock.advance(60_000);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(hook.received.length, 5, 'and no digest follows');
+});
+
 t.test('bad rules are plugin or config errors naming the field', async (t) => {
   const s = await startServer(t, { config: { notifications: notifications() } });
   const bad: Array<[Record<string, unknown>, RegExp, string]> = [

@@ -63,6 +63,24 @@ export function describeDestination(name: string, d: Destination): DestinationVi
  * part (a routing key, a webhook secret, a password, a header's token, the value of a header or
  * query parameter named like a credential: `x-api-key`, `?token=`).
  */
+/**
+ * A URL's credentials as they travel encoded, which a receiver may echo: the `Basic` value Node
+ * sends for `user:password@` (base64 of the decoded pair), and SMTP AUTH's (PLAIN: NUL user NUL
+ * password; LOGIN: the password alone), each in base64.
+ */
+function credentials(u: URL): string[] {
+  const decoded = (s: string): string => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  const [user, password] = [decoded(u.username), decoded(u.password)];
+  const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+  return [b64(`${user}:${password}`), b64(`\0${user}\0${password}`), b64(password)];
+}
+
 function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
   const given: string[] = [];
   const headers: string[] = [];
@@ -79,11 +97,11 @@ function secretsOf(d: Destination): { whole: string[]; keys: string[] } {
   };
   if (d.kind === 'email') {
     const u = new URL(d.smtp);
-    if (u.password) given.push(...both(u.password));
+    if (u.password) given.push(...both(u.password), ...credentials(u));
   } else {
     fromUrl.push(d.url);
     const u = new URL(d.url);
-    if (u.password) given.push(...both(u.password));
+    if (u.password) given.push(...both(u.password), ...credentials(u));
     // A path of one segment is that segment: cut when it looks generated (below), not when it is a word (`/notifications`).
     const segments = u.pathname.split('/');
     if (segments.filter(Boolean).length > 1) fromUrl.push(u.pathname, u.pathname.slice(1));

@@ -41,6 +41,22 @@ t.test('every secret of every destination is cut, whole or as the tail of a shor
   t.match(describeDestination('mail', d['mail']!), { target: 'smtp://mail.example.com:587 → b@example.com' });
 });
 
+t.test("a URL's credentials are cut as they travel too: the Basic value the host sends, SMTP AUTH's", async (t) => {
+  const withAuth = parseConfig({
+    notifications: {
+      destinations: {
+        hook: { kind: 'webhook', url: 'http://hookuser:HookPassw%30rd99@127.0.0.1:9/say' },
+        mail: { kind: 'email', smtp: 'smtp://me:sm7pPassWord@mail.example.com:587', from: 'a@example.com', to: ['b@example.com'] },
+      },
+    },
+  }).notifications.destinations;
+  const basic = Buffer.from('hookuser:HookPassw0rd99').toString('base64');
+  t.equal(redact(`auth failed (Basic ${basic})`, withAuth), 'auth failed (Basic …)', 'the decoded pair, as Node sends it');
+  const plain = Buffer.from('\0me\0sm7pPassWord').toString('base64');
+  const login = Buffer.from('sm7pPassWord').toString('base64');
+  t.equal(redact(`535 bad AUTH PLAIN ${plain} / LOGIN ${login}`, withAuth), '535 bad AUTH PLAIN … / LOGIN …');
+});
+
 t.test('a whole text keeps a tail that only starts a secret; a text cut short loses it', async (t) => {
   const inbox = parseConfig({ notifications: { destinations: { hook: { kind: 'webhook', url: 'https://ops.example.com/notifications/inbox' } } } });
   const hook = inbox.notifications.destinations;

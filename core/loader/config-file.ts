@@ -82,9 +82,31 @@ function parseConfigText(file: string, text: string, env: NodeJS.ProcessEnv): Co
   try {
     input = JSON.parse(text);
   } catch (err) {
-    throw new HostError('CONFIG_PARSE', `${shown(file)}: not valid JSON (${(err as Error).message})`, { file, path: null });
+    throw new HostError('CONFIG_PARSE', `${shown(file)}: not valid JSON (${jsonSyntax(text, (err as Error).message)})`, { file, path: null });
   }
   return parseConfig(applyEnv(input, env));
+}
+
+/**
+ * What JSON.parse said is wrong, with a line and column instead of the text around it: V8 quotes
+ * up to ten characters on each side of a bad token ("...\"tingKey\": LiteralRou\"..."), and a
+ * value typed without its quotes is often a secret (SPEC §12: never in an event or a log line).
+ */
+export function jsonSyntax(text: string, message: string): string {
+  const at = (pos: number): string => {
+    const before = text.slice(0, pos).split('\n');
+    return `at line ${before.length}, column ${before.at(-1)!.length + 1}`;
+  };
+  const quoted = /^(Unexpected token .+?), (\.\.\.)?"([\s\S]*?)"(\.\.\.)? is not valid JSON$/.exec(message);
+  if (quoted) {
+    // A long text is quoted from ten characters before the token; a short one whole (no place then).
+    const start = quoted[2] ? text.indexOf(quoted[3]!) : -1;
+    return start >= 0 ? `${quoted[1]} ${at(start + 10)}` : quoted[1]!;
+  }
+  const position = /^(.*?) (?:in JSON )?at position (\d+)/.exec(message);
+  if (position) return `${position[1]} ${at(Number(position[2]))}`;
+  // "Unexpected end of JSON input", and any other wording, without text of the file beyond it.
+  return message.replace(/"[\s\S]*"/, '…');
 }
 
 /** The config file as messages name it (they reach `config.error` events): relative to where the host runs when under it. */

@@ -80,6 +80,15 @@ t.test('reading the file: defaults when missing (unless named), and errors that 
   await t.rejects(readConfigFile(file, {}), { code: 'CONFIG_READ' });
   writeFileSync(file, '{ "concurrency": 4, ');
   await t.rejects(readConfigFile(file, {}), { code: 'CONFIG_PARSE', message: /not valid JSON/ });
+  // A value typed without its quotes is often a secret: the error names the place, not the text around it.
+  writeFileSync(file, '{\n  "notifications": { "destinations": { "pager": { "kind": "pagerduty",\n    "routingKey": LiteralRoutingKey777 } } }\n}\n');
+  const bare = (await readConfigFile(file, {}).catch((e: unknown) => e)) as Error;
+  t.match(bare, { code: 'CONFIG_PARSE', message: /not valid JSON \(Unexpected token 'L' at line 3, column 19\)$/ });
+  t.notMatch(bare.message, /Literal|RoutingKey|tingKey/);
+  writeFileSync(file, "{ 'secret' }");
+  t.notMatch(((await readConfigFile(file, {}).catch((e: unknown) => e)) as Error).message, /secret/, 'a short text is not quoted whole either');
+  writeFileSync(file, '{\n  "a": 1\n  "b": 2\n}');
+  await t.rejects(readConfigFile(file, {}), { code: 'CONFIG_PARSE', message: /after property value at line 3, column 3\)$/ });
   writeFileSync(file, JSON.stringify({ jobs: { nightly: { schedule: '99 * * * *' } } }));
   await t.rejects(readConfigFile(file, {}), { code: 'INVALID_CRON', message: /^jobs\.nightly\.schedule: invalid cron/ });
   writeFileSync(file, JSON.stringify({ concurrency: 3 }));

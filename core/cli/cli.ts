@@ -298,6 +298,11 @@ function buildCli(project: () => Promise<Project>): Command {
     .description("send a test message to a destination now and print the receiver's answer; exits 1 unless it took it")
     .argument('<destination>', 'a name from notifications.destinations')
     .option('--json', 'print the answer as JSON')
+    .option(
+      '--timeout <duration>',
+      "stop waiting for the host's answer after this long (exit 1): ms, or '90s'; by default as long as notifications.timeout lets the receiver take",
+      parseMs,
+    )
     .addHelpText('after', '\nExample:\n  jobhost notify test ops-slack')
     .action(act(notifyTestCommand));
   notify

@@ -190,7 +190,8 @@ export interface Client {
   /** The notification destinations (no secrets) and how many deliveries wait. */
   destinations(): Promise<z.output<typeof destinationsResponse>>;
   /** Sends a test message to a destination; resolves with the receiver's answer. */
-  testDestination(name: string): Promise<z.output<typeof testResponse>>;
+  /** `waitMs`: how long to wait for the host's answer (default: as long as it takes; the host bounds it by `notifications.timeout`). */
+  testDestination(name: string, waitMs?: number | null): Promise<z.output<typeof testResponse>>;
   /** The token's name, role and jobs. */
   whoami(): Promise<z.output<typeof whoamiResponse>>;
   /** A page of the audit trail, newest first. */
@@ -258,7 +259,14 @@ export function createClient(options: ClientOptions): Client {
   const token = options.token || undefined;
   const timeoutMs = options.timeoutMs ?? 30_000;
 
-  async function request<T extends z.ZodType>(method: 'GET' | 'POST', path: string, schema: T, body?: unknown): Promise<z.output<T>> {
+  /** `waitMs`: this request's own bound instead of the client's (null: none; the host bounds what it does). */
+  async function request<T extends z.ZodType>(
+    method: 'GET' | 'POST',
+    path: string,
+    schema: T,
+    body?: unknown,
+    waitMs: number | null = timeoutMs,
+  ): Promise<z.output<T>> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (token) headers['authorization'] = `Bearer ${token}`;
     // The host takes a POST only when it says JSON, body or not (what a cross-site form cannot say).
@@ -270,12 +278,12 @@ export function createClient(options: ClientOptions): Client {
         method,
         headers,
         ...(body !== undefined && { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
+        ...(waitMs !== null && { signal: AbortSignal.timeout(waitMs) }),
       });
       text = await res.text();
     } catch (err) {
       if (err instanceof Error && err.name === 'TimeoutError') {
-        throw new ClientError('REQUEST_TIMEOUT', `no answer from jobhost at ${url} within ${timeoutMs} ms (${method} ${path})`);
+        throw new ClientError('REQUEST_TIMEOUT', `no answer from jobhost at ${url} within ${waitMs} ms (${method} ${path})`);
       }
       throw unreachable(url, err);
     }
@@ -306,7 +314,8 @@ export function createClient(options: ClientOptions): Client {
     damage: async () => (await request('GET', '/store/damage', z.looseObject({ items: z.array(damageReport) }))).items,
     ackDamage: (ids) => request('POST', '/store/damage/ack', ackDamageResponse, ids === undefined ? {} : { ids }),
     destinations: () => request('GET', '/notifications/destinations', destinationsResponse),
-    testDestination: (name) => request('POST', `/notifications/destinations/${seg(name)}/test`, testResponse),
+    // The host waits for the receiver up to `notifications.timeout` (any length): the command waits for the host, unless told otherwise.
+    testDestination: (name, waitMs = null) => request('POST', `/notifications/destinations/${seg(name)}/test`, testResponse, undefined, waitMs),
     whoami: () => request('GET', '/whoami', whoamiResponse),
     audit: (filter = {}) => {
       const query = new URLSearchParams(

@@ -98,3 +98,14 @@ t.test('no host, a stalled host, a host that is not jobhost, a bad URL', async (
   const both = Object.assign(new AggregateError([Object.assign(new Error('a'), { code: 'ECONNREFUSED' })]), {});
   t.match(unreachable('http://x', new TypeError('fetch failed', { cause: both })).message, /no jobhost at http:\/\/x/);
 });
+
+t.test("notify test waits for the host's answer past the client's timeout (the host bounds it by notifications.timeout), unless told a bound", async (t) => {
+  const answer = { name: 'slow-hook', kind: 'webhook', target: 'http://127.0.0.1:9/…', ok: true, status: 200, body: 'ok', error: null, durationMs: 300 };
+  const { url } = await fakeServer(t, (req, res) => {
+    t.equal(req.url, '/notifications/destinations/slow-hook/test');
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)), 300);
+  });
+  const client = createClient({ url, timeoutMs: 100 });
+  t.match(await client.testDestination('slow-hook'), { ok: true, status: 200 }, 'answered after 300 ms, past the 100 ms the other requests get');
+  await t.rejects(client.testDestination('slow-hook', 50), { code: 'REQUEST_TIMEOUT', message: /within 50 ms/ });
+});

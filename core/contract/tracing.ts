@@ -361,6 +361,12 @@ export function logFields(traceparent: string | undefined): { trace_id: string; 
   return traceparent === undefined ? undefined : { trace_id: traceparent.slice(3, 35), span_id: traceparent.slice(36, 52) };
 }
 
+/** Runs `fn` in the caller's trace when the request's headers carry one (`traceparent`, SPEC §15): a trigger over HTTP, one run or many. */
+export function inCallerContext<T>(headers: Record<string, string | string[] | undefined>, fn: () => T): T {
+  const ctx = extractContext(headers);
+  return ctx === undefined ? fn() : within(ctx, fn);
+}
+
 /** Runs `fn` inside `ctx` (a no-op wrapper without a context manager). */
 export function within<T>(ctx: Context, fn: () => T): T {
   if (loaded === undefined) return fn();

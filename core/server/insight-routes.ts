@@ -1,4 +1,5 @@
 import { LOG_MAX_BYTES, LOG_MAX_LINES } from '../contract/run-log.js';
+import { inCallerContext } from '../contract/tracing.js';
 import type { BulkResult } from '../contract/views.js';
 import type { Host } from '../engine/host.js';
 import { allowedJobs } from './access.js';
@@ -53,7 +54,8 @@ export function registerInsightRoutes(app: JobhostApp, host: Host): void {
       body: bulkBody,
       response: { 200: bulkResponse, ...errors(400, 401, 404, 413, 415, 503) },
     },
-    handler: async (request) => safeMessages(await host.retryFailed({ ...request.body, allow: allowedJobs(request) })),
+    // Each replay continues the caller's trace, as POST /runs/:id/retry does (SPEC §15).
+    handler: async (request) => safeMessages(await inCallerContext(request.headers, () => host.retryFailed({ ...request.body, allow: allowedJobs(request) }))),
   });
 
   app.post('/runs/cancel', {

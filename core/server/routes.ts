@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HostError } from '../contract/errors.js';
 import { describeReport } from '../contract/store-health.js';
-import { extractContext, within } from '../contract/tracing.js';
+import { inCallerContext } from '../contract/tracing.js';
 import type { Host } from '../engine/host.js';
 import { allowedJobs, auditAhead } from './access.js';
 import type { EventLoopWatch } from './event-loop.js';
@@ -98,12 +98,6 @@ export function readiness(host: Host, loop: EventLoopWatch): Readiness {
   };
 }
 
-/** Runs a trigger in the caller's trace when its headers carry one (`traceparent`, SPEC §15). */
-function callerContext<T>(headers: IncomingMessage['headers'], fn: () => T): T {
-  const ctx = extractContext(headers);
-  return ctx === undefined ? fn() : within(ctx, fn);
-}
-
 function notFoundJob(name: string): HostError {
   return new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
 }
@@ -179,7 +173,7 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       const body = request.body ?? {};
       // The 202's audit record rides in the run's write: one commit (one fsync) for both.
       const audit = auditAhead(request, host, 202);
-      const result = await callerContext(request.headers, () =>
+      const result = await inCallerContext(request.headers, () =>
         host.trigger(request.params.name, {
           params: body.params,
           delay: body.delay,
@@ -218,7 +212,9 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
     handler: async (request, reply) => {
       // An operator limited to some jobs triggers those only (`excluded` lists the others). No body
       // (or `null`) is no payload: the runs get their params as a trigger without any does.
-      const result = await callerContext(request.headers, () => host.publish(request.params.type, request.body ?? undefined, { allow: allowedJobs(request) }));
+      const result = await inCallerContext(request.headers, () =>
+        host.publish(request.params.type, request.body ?? undefined, { allow: allowedJobs(request) }),
+      );
       // A failure of ours (STORE_WRITE_FAILED) names files in its message; the client gets its meaning.
       const failures = result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) }));
       return reply.code(202).send({ ...result, errors: failures });
@@ -257,7 +253,7 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       params: runParams,
       response: { 202: triggerResponse, ...errors(400, 401, 404, 409, 413, 503) },
     },
-    handler: async (request, reply) => reply.code(202).send(await callerContext(request.headers, () => host.retry(request.params.id))),
+    handler: async (request, reply) => reply.code(202).send(await inCallerContext(request.headers, () => host.retry(request.params.id))),
   });
 
   app.get('/cluster', {

@@ -50,6 +50,13 @@ const jobs = (marks: string[]): object[] => [
     },
   },
   {
+    name: 'broken',
+    isolation: 'inline',
+    handler: () => {
+      throw new Error('always');
+    },
+  },
+  {
     name: 'stuck',
     isolation: 'inline',
     timeout: '1s',
@@ -220,6 +227,25 @@ t.test("an app event over HTTP continues the caller's trace in the runs it enque
   await until(() => byName(exporter.getFinishedSpans(), 'jobhost.run on-event').length === 1, 5000, 'the run span');
   const [trigger] = byName(exporter.getFinishedSpans(), 'jobhost.trigger on-event');
   t.equal(trigger!.parentSpanContext?.spanId, CALLER, "the trigger span's parent is the caller's span");
+});
+
+t.test("a bulk retry over HTTP continues the caller's trace in every replay, as a single retry does", async (t) => {
+  withSdk();
+  const s = await startServer(t, { plugins: jobs([]) as never });
+  const failed: string[] = [];
+  for (let i = 0; i < 2; i++) failed.push((await s.host.trigger('broken')).runId);
+  for (const id of failed) t.equal((await s.host.wait(id)).status, 'failed');
+  const res = await s.request('POST', '/runs/retry', { headers: { traceparent: TRACEPARENT }, body: { job: 'broken' } });
+  t.equal(res.status, 200);
+  const replays = (res.json['runs'] as Array<{ newRunId?: string }>).map((i) => i.newRunId);
+  t.equal(replays.length, 2);
+  for (const id of replays) t.equal((await s.host.run(id!))?.traceId, TRACE, "the replay is in the caller's trace");
+  const triggers = byName(exporter.getFinishedSpans(), 'jobhost.trigger broken').filter((sp) => sp.spanContext().traceId === TRACE);
+  t.equal(triggers.length, 2);
+  t.ok(
+    triggers.every((sp) => sp.parentSpanContext?.spanId === CALLER),
+    "each replay's trigger span is a child of the caller's span",
+  );
 });
 
 t.test('a malformed traceparent is ignored: the run starts a trace of its own', async (t) => {

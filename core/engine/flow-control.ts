@@ -13,9 +13,12 @@ export function flowControl(spec: JobSpec, override: JobOverride | undefined): {
   const rateLimit = limit === null ? undefined : limit ? Object.freeze({ max: limit.max, perMs: limit.per }) : spec.rateLimit;
   const debounceMs = override?.debounce === null ? 0 : (override?.debounce ?? spec.debounceMs);
   if (debounceMs > 0 && (spec.overlap === 'skip' || spec.once)) {
-    const field = override?.debounce ? `jobs.${spec.name}.debounce` : 'debounce';
+    // The config's `debounce` is the config file's error (a live edit's config.error names its path); the plugin's own, the plugin's.
+    const fromConfig = override?.debounce != null;
+    const field = fromConfig ? `jobs.${spec.name}.debounce` : 'debounce';
     const other = spec.once ? 'once: true' : "overlap: 'skip'";
-    throw new HostError('PLUGIN_INVALID', `${field}: cannot be combined with ${other} (it would refuse the triggers debounce merges)`, { field });
+    const message = `${field}: cannot be combined with the plugin's ${other} (it would refuse the triggers debounce merges)`;
+    throw new HostError(fromConfig ? 'CONFIG_INVALID' : 'PLUGIN_INVALID', message, { field, path: field });
   }
   return { rateLimit, debounceMs };
 }

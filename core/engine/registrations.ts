@@ -1,7 +1,7 @@
 import type { Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import { type Config, parseConfig } from '../contract/config.js';
-import { HostError } from '../contract/errors.js';
+import { HostError, isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { AfterSpec } from '../contract/plugin-schema.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
@@ -121,7 +121,18 @@ export class Registrations {
     // Check every job against the new config before touching anything: all or nothing.
     const after = new Map<string, AfterSpec>();
     for (const [name, { job }] of registry.entries()) after.set(name, registry.resolve(job.spec, job, next, (q) => q in next.queues).after);
-    checkAfterCycles(after);
+    try {
+      checkAfterCycles(after);
+    } catch (err) {
+      // The config closed the cycle: its error names the config's `after` that did (a live edit's config.error shows the path).
+      const jobs = isHostError(err) && err.code === 'AFTER_CYCLE' ? (err.details?.['jobs'] as string[] | undefined) : undefined;
+      const edited = jobs?.find((name) => next.jobs[name]?.after !== undefined);
+      if (!edited) throw err;
+      throw new HostError('AFTER_CYCLE', `jobs.${edited}.after: ${(err as HostError).message.replace(/^after: /, '')}`, {
+        ...(err as HostError).details,
+        path: `jobs.${edited}.after`,
+      });
+    }
     const { changed, restartRequired, enabledEdited } = configChanges(previous, next);
     // An enabled flag edited in the config is the newest word on it: it replaces a run-time toggle.
     for (const name of enabledEdited) {

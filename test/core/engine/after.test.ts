@@ -112,7 +112,11 @@ t.test('after: a cycle is refused with AFTER_CYCLE naming the jobs, in code and 
   t.notOk(host.job('c'), 'the plugin that closes the cycle is not registered');
   t.throws(() => host.register({ name: 'self', after: ['self'], handler: () => 1 }), { code: 'AFTER_CYCLE', message: /self → self/ });
   host.register({ name: 'c', handler: () => 1 });
-  t.throws(() => host.applyConfig({ jobs: { c: { after: ['b'] } } }), { code: 'AFTER_CYCLE' });
+  t.throws(() => host.applyConfig({ jobs: { c: { after: ['b'] } } }), {
+    code: 'AFTER_CYCLE',
+    message: /^jobs\.c\.after: the jobs /,
+    details: { path: 'jobs.c.after' },
+  });
   t.same(host.config.jobs, {}, 'the config edit changed nothing');
 });
 

@@ -179,7 +179,18 @@ t.test('bad input: the plugin error and the config error name the field', async 
     codeOf(() => h.host.register({ name: 'skips', debounce: '5s', overlap: 'skip', handler: () => null })),
     {
       code: 'PLUGIN_INVALID',
-      message: /^debounce: cannot be combined with overlap: 'skip'/,
+      message: /^debounce: cannot be combined with the plugin's overlap: 'skip'/,
+      details: { path: 'debounce' },
+    },
+  );
+  // The config's debounce on a plugin that skips: the config file's error, naming its path.
+  h.host.register({ name: 'skipper', overlap: 'skip', handler: () => null });
+  t.match(
+    codeOf(() => h.host.applyConfig({ jobs: { skipper: { debounce: '5s' } } })),
+    {
+      code: 'CONFIG_INVALID',
+      message: /^jobs\.skipper\.debounce: cannot be combined with the plugin's overlap: 'skip'/,
+      details: { path: 'jobs.skipper.debounce' },
     },
   );
   t.match(

@@ -5,6 +5,21 @@
 // dist/ and never loads tsx (a devDependency).
 import { existsSync } from 'node:fs';
 
+// `jobhost start`: a signal that comes while the command still loads (a second or so) is kept for
+// the host's own handlers (core/loader/app.ts), which act on it once the start is done, as on one
+// during the start. Without it Node's default would end the process (exit 143) with no stop.
+if (process.argv.slice(2).includes('start')) {
+  const early = { signals: [], remove: () => undefined };
+  const keep = (signal) => early.signals.push(signal);
+  process.on('SIGINT', keep);
+  process.on('SIGTERM', keep);
+  early.remove = () => {
+    process.off('SIGINT', keep);
+    process.off('SIGTERM', keep);
+  };
+  globalThis[Symbol.for('jobhost.earlySignals')] = early;
+}
+
 const source = new URL('./bin.ts', import.meta.url);
 if (existsSync(source)) {
   const { register } = await import('tsx/esm/api');

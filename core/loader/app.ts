@@ -107,6 +107,9 @@ export async function startApp(options: AppOptions = {}): Promise<App> {
   return app;
 }
 
+/** Where core/bin.mjs keeps the signals that came before these handlers were installed. */
+const EARLY_SIGNALS = Symbol.for('jobhost.earlySignals');
+
 /**
  * SIGINT/SIGTERM stop gracefully and exit 0, or 1 when the stop could not make everything durable
  * or hand it back (the backend says so in `writeError`: a cluster host cut off from Redis leaves
@@ -146,6 +149,13 @@ function installSignals(host: Host, stop: (reason: string) => Promise<void>, log
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Signals that came while the command loaded (core/bin.mjs kept them): the first is this stop's, a second exits.
+  const early = (globalThis as Record<symbol, { signals: NodeJS.Signals[]; remove(): void } | undefined>)[EARLY_SIGNALS];
+  if (early) {
+    early.remove();
+    delete (globalThis as Record<symbol, unknown>)[EARLY_SIGNALS];
+    for (const signal of early.signals) onSignal(signal);
+  }
   return {
     started: () => {
       started = true;

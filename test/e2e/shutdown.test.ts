@@ -1,8 +1,11 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { until } from '../helpers.js';
 import { makeProject, type Running, runCli } from './project.js';
+
+const HOLD = pathToFileURL(path.resolve(import.meta.dirname, '../fixtures/hold-app-import.mjs')).href;
 
 /** Starts `jobhost start` in `dir` and returns it with its API URL. */
 async function start(t: Parameters<typeof runCli>[0], dir: string): Promise<Running & { url: string }> {
@@ -83,6 +86,26 @@ t.test('a second signal exits at once; what was acknowledged is still on disk', 
   t.match(recovered.attempts[0], { error: { code: 'INTERRUPTED' } }, 'the cut attempt is recorded as interrupted');
 });
 
+t.test('SIGTERM while the command still loads, before the host has signal handlers of its own: the same stop once started, exit 0', async (t) => {
+  const dir = makeProject(t, { server: { port: 0 } }, { examples: false });
+  const hold = path.join(dir, 'hold');
+  mkdirSync(hold);
+  const app = runCli(t, dir, ['start'], { NODE_OPTIONS: `--import=${HOLD}`, JOBHOST_HOLD_DIR: hold });
+  await until(() => existsSync(path.join(hold, 'loading')), 30_000, 'the command loading the host');
+  // Delivered at once: on Node's default action (no handler yet) the process ends here, with 143.
+  app.child.kill('SIGTERM');
+  writeFileSync(path.join(hold, 'go'), '');
+  t.equal(await app.exited, 0, 'exit code 0, not killed by the signal (143)');
+  t.ok(
+    app.lines.some((l) => l.msg.startsWith('stopping once the start is done')),
+    'the signal heard',
+  );
+  t.ok(
+    app.lines.some((l) => l.event === 'host.stopped'),
+    'host.stopped',
+  );
+});
+
 t.test('SIGTERM while the host is still starting (a slow plugin import): a graceful stop once it has started, exit 0', async (t) => {
   const dir = makeProject(t, { server: { port: 0 } }, { examples: false });
   const importing = path.join(dir, 'importing');
@@ -90,7 +113,7 @@ t.test('SIGTERM while the host is still starting (a slow plugin import): a grace
   // Its import waits for the test: the process holds the store (opened first) and is not started yet.
   writeFileSync(
     path.join(dir, 'plugins', 'slow-import.ts'),
-    `import { existsSync, writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(importing)}, '');\nwhile (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 20));\nexport default { name: 'slow-import', handler: () => 'ok' };\n`,
+    `import { existsSync, mkdirSync, writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(importing)}, '');\nwhile (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 20));\nexport default { name: 'slow-import', handler: () => 'ok' };\n`,
   );
   const app = runCli(t, dir, ['start']);
   await until(() => existsSync(importing), 30_000, 'the plugin import began');

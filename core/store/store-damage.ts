@@ -64,7 +64,12 @@ export function describeLine(kind: DamageFound['kind'], bad: BadLine): Omit<Lost
   const text = bad.text;
   const status = STATUS.exec(text)?.[1] ?? null;
   const base = { line: bad.line, runId: RUN_ID.exec(text)?.[1] ?? null, job: JOB.exec(text)?.[1] ?? null, status };
-  if (kind === 'segment') return { ...base, record: 'finished run' };
+  // A segment holds finished runs only, so a torn line (or zeros) is one; a line of other text with
+  // nothing of a run in it (written from outside) is no run lost.
+  if (kind === 'segment') {
+    const run = bad.torn || base.runId !== null || text.startsWith('{"id":') || /^\0*$/.test(text);
+    return { ...base, record: run ? 'finished run' : 'unknown' };
+  }
   if (text.startsWith('{"r":')) {
     return { ...base, record: status === null ? 'run' : FINAL.has(status) ? 'finished run' : 'unfinished run' };
   }

@@ -368,6 +368,8 @@ t.test('describeLine tells what a damaged line held from what is left of it', as
   });
   t.match(describeLine('journal', bad('{"d":{"id":"abc"\0')), { record: 'damage report' });
   t.match(describeLine('journal', bad('\0\0\0\0')), { record: 'unknown', runId: null });
+  t.match(describeLine('segment', bad('\0\0\0\0')), { record: 'finished run' }, "a segment's zeros: a run's line torn");
+  t.match(describeLine('segment', bad('garbage')), { record: 'unknown', runId: null }, 'text with nothing of a run in it, appended from outside');
 });
 
 t.test('an unreadable state.json: set aside, rebuilt from journals and segments, reported as damage saying what only it held', async (t) => {

@@ -34,3 +34,10 @@ export interface HandlerSource {
   readonly mode: 'compiled' | 'native';
   readonly modules: readonly SourceModule[];
 }
+
+/** Whether `value` has the shape of a `HandlerSource` (what `register()` is given comes from anywhere). */
+export function isHandlerSource(value: unknown): value is HandlerSource {
+  if (typeof value !== 'object' || value === null) return false;
+  const s = value as Partial<HandlerSource>;
+  return typeof s.key === 'string' && typeof s.entry === 'string' && (s.mode === 'compiled' || s.mode === 'native') && Array.isArray(s.modules);
+}

@@ -5,7 +5,7 @@ import { HostError, isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { AfterSpec } from '../contract/plugin-schema.js';
 import { parsePlugin } from '../contract/plugin-schema.js';
-import type { HandlerSource } from '../contract/plugin-source.js';
+import { type HandlerSource, isHandlerSource } from '../contract/plugin-source.js';
 import type { HostState } from '../contract/views.js';
 import type { Scheduler } from '../schedule/scheduler.js';
 import { afterGraph, checkAfterCycles } from './after.js';
@@ -48,6 +48,17 @@ export class Registrations {
     const { registry, bus } = this.#o;
     const config = this.#o.config();
     const spec = parsePlugin(plugin);
+    if (source !== null && !isHandlerSource(source)) {
+      // A path, say: only the plugins directory makes one (the file compiled for a worker thread).
+      throw new HostError(
+        'PLUGIN_INVALID',
+        'source: expected the compiled plugin the plugins directory passes, not a path; leave it out and the handler runs inline',
+        {
+          job: spec.name,
+          path: 'source',
+        },
+      );
+    }
     const existing = registry.get(spec.name);
     if (existing && existing.job.file !== null && file !== null && existing.job.file !== file) {
       throw new HostError('PLUGIN_DUPLICATE', `name: job "${spec.name}" is already defined in ${existing.job.file}; ${file} declares it too`, {

@@ -129,6 +129,18 @@ t.test('a schedule fire whose params (jobs.<name>.params) the schema refuses is 
   t.notOk(lines.some((l) => l['job'] === 'nightly' && 'err' in l));
 });
 
+t.test("register's source is what the plugins directory compiles: a path is PLUGIN_INVALID naming it, not a crash at the first run", async (t) => {
+  const { host } = await startHost(t);
+  t.throws(() => host.register({ name: 'embedded', handler: noop }, { source: '/srv/app/jobs/embedded.js' as never }), {
+    code: 'PLUGIN_INVALID',
+    message: /^source: expected the compiled plugin/,
+    details: { path: 'source' },
+  });
+  t.equal(host.job('embedded'), undefined, 'nothing registered');
+  host.register({ name: 'embedded', handler: () => 'inline' });
+  t.equal((await host.wait((await host.trigger('embedded')).runId)).result, 'inline', 'without it the handler runs inline');
+});
+
 t.test('disabled jobs refuse triggers; the flag is emitted and shown', async (t) => {
   const { host, of } = await startHost(t);
   host.register({ name: 'job', handler: noop });

@@ -75,7 +75,13 @@ export class RedisAudit implements AuditStore {
   /** Newest first; reads the set in chunks from the cursor down until the page is full. */
   async list(query: AuditQuery): Promise<Page<AuditRecord>> {
     const limit = auditLimit(query);
-    const cutoff = auditCutoff(this.#o.clock.now(), this.#o.keepDays);
+    const byAge = auditCutoff(this.#o.clock.now(), this.#o.keepDays);
+    // Retention is applied at each append: what a lower `keepRuns` (a restart with a new config)
+    // leaves until the next one is past it all the same, as on the local store. The set's
+    // `keepRuns`-th newest member is the oldest kept (all scores 0: ranks follow the ids).
+    const [oldestKept] = await this.#o.connections.call(() => this.#redis.zrevrange(this.#o.key, this.#o.keepRuns - 1, this.#o.keepRuns - 1));
+    const byCount = oldestKept === undefined ? '' : oldestKept.slice(0, Math.max(0, oldestKept.indexOf('\t')));
+    const cutoff = byCount > byAge ? byCount : byAge;
     const items: AuditRecord[] = [];
     // `(<id>` excludes the cursor's own members (`<id>\t…` sorts after `<id>`, before `<id>` + '\t' + 1).
     let max = query.before === undefined ? '+' : `(${query.before}`;

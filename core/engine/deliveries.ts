@@ -65,7 +65,13 @@ export class Deliveries {
     const n = await this.#o.backend().redeliver(id, destination);
     if (n) return n;
     await this.get(id);
-    throw new HostError('DESTINATION_NOT_FOUND', `notification "${id}" has no delivery to destination "${destination}"`, { id });
+    throw new HostError(
+      'DESTINATION_NOT_FOUND',
+      destination === undefined
+        ? `notification "${id}" has no delivery (no destination took it)`
+        : `notification "${id}" has no delivery to destination "${destination}"`,
+      { id },
+    );
   }
 
   destinations(): DestinationView[] {

@@ -119,6 +119,8 @@ export function httpBody(d: Exclude<Destination, { kind: 'email' }>, n: Outgoing
  * its own outside ASCII, so a mail whose message is ASCII goes as plain 7-bit text, not quoted-printable.
  */
 export function mail(n: OutgoingNotification): { subject: string; text: string } {
-  const where = n.url ? `Run: ${n.url}` : n.runId ? `Run: ${n.runId} (job ${n.job})` : `Job: ${n.job}`;
-  return { subject: n.title.replace(/[\r\n]+/g, ' ').slice(0, 998), text: `${n.message}\n\n${where}\nStatus: ${n.status}, priority ${n.priority}\n` };
+  // A host alert has no run nor job: its host says where.
+  const where = n.url ? `Run: ${n.url}` : n.runId ? `Run: ${n.runId} (job ${n.job})` : n.job ? `Job: ${n.job}` : n.host ? `Host: ${n.host}` : null;
+  const text = `${n.message}\n\n${where ? `${where}\n` : ''}Status: ${n.status}, priority ${n.priority}\n`;
+  return { subject: n.title.replace(/[\r\n]+/g, ' ').slice(0, 998), text };
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Notification } from '../../../core/contract/notification.js';
-import { httpBody, outgoing } from '../../../core/notify/payloads.js';
+import { httpBody, mail, outgoing } from '../../../core/notify/payloads.js';
 
 /** What Slack and Discord receive when a custom title or message renders empty: no block or field they refuse. */
 
@@ -86,4 +86,14 @@ t.test("Slack: &, < and > of a message are escaped (no @channel ping, no disguis
   t.match(body.blocks[2]!.elements![0]!.text, /<https:\/\/jobs\.example\.com\/runs\/r1\|run r1>$/);
   const long = httpBody(slack, outgoing({ ...base, message: `${'x'.repeat(2998)}&y` }, null), 'host') as { blocks: Array<{ text?: { text: string } }> };
   t.equal(long.blocks[1]!.text!.text, 'x'.repeat(2998), 'cut at 3000 without half an escape');
+});
+
+t.test('email: a run is named by its link or id, a job alert by its job, a host alert by its host; never an empty line', async (t) => {
+  t.match(mail(outgoing(base, 'https://jobs.example.com')).text, /\n\nRun: https:\/\/jobs\.example\.com\/#\/runs\/[^\n]+\nStatus: /);
+  const missed = { ...base, runId: '', rule: 'missed', status: 'missed' } as Notification;
+  t.match(mail(outgoing(missed, null)).text, /\n\nJob: export\nStatus: missed/);
+  const hostAlert = { ...base, runId: '', job: '', rule: 'host', host: 'web-1:4242', condition: 'event-loop-stalled' } as Notification;
+  const text = mail(outgoing(hostAlert, null)).text;
+  t.match(text, /\n\nHost: web-1:4242\nStatus: /);
+  t.notMatch(text, /Job: \n/);
 });

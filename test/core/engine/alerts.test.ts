@@ -350,9 +350,9 @@ t.test('missed: the fires of a job paused by itself or through its queue wait on
     for (let i = 0; i < 4; i++) await s.clock.advance(2000);
     await until(() => s.of('run.queued').length >= queued + 3, 5000, 'the fires recorded');
     t.equal(s.of('run.started').length, started, 'held');
-    // Past the fires' missedAfter (one period), with the time to tell one.
-    await s.clock.advance(2000);
-    await new Promise((r) => setTimeout(r, 100));
+    // Well past the fires' missedAfter (one period), with the time to tell one (a look at the run, a claim).
+    await s.clock.advance(10_000);
+    await new Promise((r) => setTimeout(r, 300));
     t.same(
       (await s.host.notifications({})).items.map((n) => n.message),
       [],

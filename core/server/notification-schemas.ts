@@ -14,10 +14,20 @@ export const deliverySchema = z.object({
   nextAt: iso.nullable().describe('when the next attempt is due'),
 });
 
+const statusCounts = z.record(z.string(), z.number());
+
 export const notificationSchema = z.object({
   ...notificationFields,
   at: iso,
+  rule: z.string().describe('what sent it: a `notify.on` entry (failed, recovered, slow, missed, ...), `digest` (storm control), or `host` (a host alert)'),
   deliveries: z.array(deliverySchema),
+  throttled: z.array(z.string()).optional().describe('destinations storm control held it back from (counted into their next digest)'),
+  held: z
+    .object({ count: z.number(), statuses: statusCounts, from: iso, to: iso })
+    .optional()
+    .describe('a digest: how many notifications were held back in the window, by status'),
+  host: z.string().optional().describe('a host alert: the host'),
+  condition: z.string().optional().describe('a host alert: the degradation (store-not-writable, backend-unavailable, ...)'),
 });
 
 export const notificationParams = z.strictObject({ id: segment.describe('notification id') });

@@ -29,7 +29,7 @@ import { registerNotifyRoutes } from './notify-routes.js';
 import { lazyOpenApi } from './openapi.js';
 import { jsonPostsOnly, originGuard, requestGuard } from './origin.js';
 import { registerPauseRoutes } from './pause-routes.js';
-import { describeRole } from './route-roles.js';
+import { describeRole, routeAccess } from './route-roles.js';
 import { type JobhostApp, registerRoutes } from './routes.js';
 import { type EventStream, registerEventStream } from './ws.js';
 
@@ -272,12 +272,25 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     // string refuses unknown keys there too, rather than ignoring them. Except the query of what
     // other systems call with URLs of their own making: probes and scrapers (a cache-buster, a
     // Prometheus job's `params`) and app events (a webhook sender's tag).
+    // Its answers are documented whole as well: what the server's own guards answer to any route
+    // (a token's role or a foreign origin, 401 and 403; a body too large or not JSON, 413 and 415).
     scope.addHook('onRoute', (route) => {
       const schema = route.schema ?? {};
-      const posts = [route.method].flat().includes('POST');
+      const methods = [route.method].flat();
+      const posts = methods.includes('POST');
       const query = schema.querystring ?? (ANY_QUERY.has(route.url) ? undefined : noQuery);
-      if (query === schema.querystring && (schema.body !== undefined || !posts)) return;
-      route.schema = { ...schema, ...(query && { querystring: query }), ...(posts ? { body: schema.body ?? noBody } : {}) };
+      const guarded = methods.some((m) => {
+        const access = routeAccess(m, route.url);
+        return access !== undefined && access.role !== 'public';
+      });
+      const response = schema.response as Record<number, unknown> | undefined;
+      const answers = response && { ...(guarded ? errors(401, 403) : {}), ...(posts ? errors(413, 415) : {}), ...response };
+      route.schema = {
+        ...schema,
+        ...(query && { querystring: query }),
+        ...(posts ? { body: schema.body ?? noBody } : {}),
+        ...(answers && { response: answers }),
+      };
     });
     registerRoutes(scope, host, loop);
     registerInsightRoutes(scope, host);

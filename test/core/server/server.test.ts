@@ -505,6 +505,30 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
   }
   t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
   t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'logs', 'run', 'since', 'token', 'type']);
+  // What the server's guards answer to any route is documented on each: 401/403 where a token's
+  // role or the origin is checked, 413/415 on every POST (a body too large, not JSON).
+  const ops = doc.paths as unknown as Record<string, Record<string, { responses: Record<string, unknown> }>>;
+  for (const [p, methods] of Object.entries(ops)) {
+    for (const [m, op] of Object.entries(methods)) {
+      if (p === '/health') continue;
+      for (const code of ['401', '403']) t.ok(op.responses[code], `${m} ${p} documents ${code}`);
+      if (m === 'post') for (const code of ['413', '415']) t.ok(op.responses[code], `${m} ${p} documents ${code}`);
+    }
+  }
+});
+
+t.test('a notification as served has only the fields /openapi.json documents for it', async (t) => {
+  const { host, request } = await startServer(t, { config: { notifications: { throttle: 0 } } });
+  host.register({ name: 'fails', notify: { on: ['failed'] }, handler: () => Promise.reject(new Error('no')) });
+  await host.wait((await host.trigger('fails')).runId);
+  const doc = (await request('GET', '/openapi.json')).json as {
+    paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: { properties: Record<string, unknown> } }> }> }>>;
+  };
+  const item = doc.paths['/notifications/{id}']!['get']!.responses['200']!.content['application/json']!.schema;
+  const served = (await request('GET', '/notifications')).json['items'] as Array<Record<string, unknown>>;
+  t.equal(served.length, 1);
+  for (const key of Object.keys(served[0]!)) t.ok(key in item.properties, `${key} is documented`);
+  for (const key of ['rule', 'throttled', 'held', 'host', 'condition']) t.ok(key in item.properties, `${key} is documented`);
 });
 
 t.test('GET /cluster on the local backend: this host alone, its jobs with their versions, no drift', async (t) => {

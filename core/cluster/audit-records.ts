@@ -81,7 +81,8 @@ export class RedisAudit implements AuditStore {
     // `keepRuns`-th newest member is the oldest kept (all scores 0: ranks follow the ids).
     const [oldestKept] = await this.#o.connections.call(() => this.#redis.zrevrange(this.#o.key, this.#o.keepRuns - 1, this.#o.keepRuns - 1));
     const byCount = oldestKept === undefined ? '' : oldestKept.slice(0, Math.max(0, oldestKept.indexOf('\t')));
-    const cutoff = byCount > byAge ? byCount : byAge;
+    // The later of the two ids (strings: not Math.max).
+    const cutoff = [byCount, byAge].sort()[1]!;
     const items: AuditRecord[] = [];
     // `(<id>` excludes the cursor's own members (`<id>\t…` sorts after `<id>`, before `<id>` + '\t' + 1).
     let max = query.before === undefined ? '+' : `(${query.before}`;

@@ -115,16 +115,25 @@ async function importModule(url: string): Promise<unknown> {
   // A native plugin's text (a data: URL) imports its modules by absolute URL, and a TypeScript one
   // that failed to load stays failed under its URL in this thread, whatever is retried: tsx first.
   if (url.startsWith('data:') && data.tsxUrl !== null) await registerTsx(data.tsxUrl);
+  const again = withTsx.get(url);
+  if (again !== undefined) return import(again);
   try {
     return await import(url);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (tsxRegistered || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;
     // A TypeScript module from outside the plugins directory: this thread needs tsx too (once).
+    // Node keeps the failure under `url` for good: every later import of it (another plugin's
+    // too) takes the URL it loaded under, so the plugins share one module, as on the main thread.
     await registerTsx(data.tsxUrl);
-    return import(`${url}${url.includes('?') ? '&' : '?'}tsx`);
+    const loaded = `${url}${url.includes('?') ? '&' : '?'}tsx`;
+    withTsx.set(url, loaded);
+    return import(loaded);
   }
 }
+
+/** URLs whose first import failed before tsx was registered, and the one they were loaded under then. */
+const withTsx = new Map<string, string>();
 
 let tsxRegistering: Promise<void> | undefined;
 

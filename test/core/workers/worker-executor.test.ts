@@ -334,3 +334,24 @@ t.test('shutdown aborts a spinning handler with SHUTDOWN and ends its thread wit
   t.match(h.of('run.failed').find((e) => e.data.runId === runId)?.data, { error: { code: 'SHUTDOWN' } });
   t.equal(h.host.workerStats().threads, 0, 'no thread outlives the host');
 });
+
+t.test('two plugins importing one TypeScript helper from outside the plugins directory both load it in a thread', async (t) => {
+  const plugin = (name: string): string =>
+    `import { twice } from '../lib/util.ts';\nexport default { name: '${name}', isolation: 'worker', handler: () => twice(${name === 'one' ? 1 : 2}) };\n`;
+  // One thread: the first import of the helper in it fails (no tsx yet) and is made again with
+  // tsx; Node keeps that first failure under the helper's URL, which the second plugin imports too.
+  const h = await pluginHost(
+    t,
+    { '../lib/util.ts': 'export const twice = (n: number): number => n * 2;\n', 'one.ts': plugin('one'), 'two.ts': plugin('two') },
+    { config: { workers: { size: 1 } } },
+  );
+  await until(() => h.host.jobs().length === 2, 10_000, 'both plugins loaded');
+  for (const [job, want] of [
+    ['one', 2],
+    ['two', 4],
+    ['one', 2],
+  ] as const) {
+    const run = await h.host.wait((await h.host.trigger(job)).runId);
+    t.match(run, { status: 'succeeded', result: want }, `${job} runs in its thread`);
+  }
+});

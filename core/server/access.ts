@@ -235,6 +235,9 @@ export class Access {
   audit(request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<void> | undefined {
     if (request.auditCarried || request.principal === undefined) return undefined;
     const status = reply.statusCode;
+    // A bulk action's dry run changes nothing (the dashboard sends one before every bulk action):
+    // no record, unless it was refused (a forbidden try is one, SPEC §14).
+    if (status < 400 && (request.body as { dryRun?: unknown } | undefined)?.dryRun === true) return undefined;
     const entry = auditEntry(request, status, status >= 400 ? errorCode(payload) : null);
     if (!entry) return undefined;
     const health = this.#o.host.storeHealth();

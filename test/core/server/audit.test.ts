@@ -48,6 +48,23 @@ t.test('every change is audited: made (ok), refused for rights (forbidden), fail
   t.ok(records[0]!.id > records[1]!.id, 'ids sort by time');
 });
 
+t.test('a bulk dry run changes nothing and leaves no record; the action itself, and a refused dry run, are recorded', async (t) => {
+  const s = await startServer(t, { config: { server: { tokens } } });
+  s.host.register({ name: 'deploy', handler: () => 'ok' });
+  t.equal((await s.request('POST', '/runs/retry', { headers: bearer(OPERATOR), body: { job: 'deploy', dryRun: true } })).status, 200);
+  t.equal((await s.request('POST', '/runs/cancel', { headers: bearer(OPERATOR), body: { dryRun: true } })).status, 200);
+  t.equal((await s.request('POST', '/runs/cancel', { headers: bearer(VIEWER), body: { dryRun: true } })).status, 403);
+  t.equal((await s.request('POST', '/runs/cancel', { headers: bearer(OPERATOR), body: { job: 'deploy' } })).status, 200);
+  const records = items((await s.request('GET', '/audit', { headers: bearer(VIEWER) })).json);
+  t.same(
+    records.map((r) => [r.token, r.action, r.outcome]),
+    [
+      ['ops', 'runs.cancel', 'ok'],
+      ['dash', 'runs.cancel', 'forbidden'],
+    ],
+  );
+});
+
 t.test('GET /audit: filters token, action (glob), target (glob), outcome; a cursor; limit', async (t) => {
   const s = await startServer(t, { config: { server: { tokens } } });
   for (const name of ['a-1', 'a-2', 'b-1']) s.host.register({ name, handler: () => 'ok' });

@@ -12,6 +12,29 @@ import type { Run } from './run.js';
  * (inline or in a worker thread); one delivery attempt and its outcome.
  */
 
+/**
+ * Settles an attempt with what its handler returned: a value, or a thenable's outcome. A thenable
+ * whose `then` throws (or is a getter that throws) fails the attempt rather than the host.
+ */
+export function whenSettled(out: unknown, settle: (ok: boolean, value: unknown) => void): void {
+  let then: unknown;
+  try {
+    then = out !== null && (typeof out === 'object' || typeof out === 'function') ? (out as { then?: unknown }).then : undefined;
+  } catch (err) {
+    return settle(false, err);
+  }
+  if (typeof then !== 'function') return settle(true, out);
+  try {
+    then.call(
+      out,
+      (value: unknown) => settle(true, value),
+      (err: unknown) => settle(false, err),
+    );
+  } catch (err) {
+    settle(false, err);
+  }
+}
+
 /** What a backend needs of a job to start and retry its runs. */
 export interface ExecutableJob {
   readonly name: string;

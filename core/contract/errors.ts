@@ -232,13 +232,41 @@ export interface RunError {
   message: string;
 }
 
+/** A run error's message at most (characters): a handler's error is kept on every attempt, its run, its notification. */
+export const RUN_ERROR_MESSAGE_MAX = 8192;
+/** A run error's code at most (characters). */
+const RUN_ERROR_CODE_MAX = 100;
+
+/**
+ * `{ code, message }` of whatever a handler threw, never throwing itself (a message getter that
+ * throws, a null-prototype object, a Proxy) and bounded (a 20 MB message is kept as its start).
+ */
 export function toRunError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR'): RunError {
+  let error: RunError;
+  try {
+    error = describe(err, fallback);
+  } catch {
+    error = { code: fallback, message: 'non-Error thrown: a value that cannot be described' };
+  }
+  const { code, message } = error;
+  return {
+    code: code.length > RUN_ERROR_CODE_MAX ? code.slice(0, RUN_ERROR_CODE_MAX) : code,
+    message:
+      message.length > RUN_ERROR_MESSAGE_MAX
+        ? `${message.slice(0, RUN_ERROR_MESSAGE_MAX)}… (${message.length - RUN_ERROR_MESSAGE_MAX} more characters)`
+        : message,
+  };
+}
+
+function describe(err: unknown, fallback: ErrorCode): RunError {
   if (err instanceof HostError) return { code: err.code, message: err.message };
   if (err instanceof Error) {
-    // An error's own string code (ECONNREFUSED) or class name (TypeError) says more than a generic code.
+    const message = String(err.message);
+    // An error's own string code (ECONNREFUSED) or class name (TypeError, or a class of the plugin's own) says more than a generic code.
     const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code !== '') return { code, message: err.message };
-    return { code: err.name && err.name !== 'Error' ? err.name : 'HANDLER_ERROR', message: err.message };
+    if (typeof code === 'string' && code !== '') return { code, message };
+    const name = err.name && err.name !== 'Error' ? err.name : err.constructor?.name;
+    return { code: typeof name === 'string' && name !== '' && name !== 'Error' ? name : 'HANDLER_ERROR', message };
   }
   let message: string;
   try {

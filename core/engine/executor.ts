@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { AttemptExecutor, AttemptHandle, AttemptReporter, AttemptTask } from '../contract/attempt.js';
+import { type AttemptExecutor, type AttemptHandle, type AttemptReporter, type AttemptTask, whenSettled } from '../contract/attempt.js';
 import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
 import { emitPayload, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import { capturingLogger } from '../contract/log-capture.js';
@@ -188,14 +188,7 @@ function invoke(ctx: AttemptContext, handler: (ctx: JobContext<never>) => unknow
     ctx.settle(false, err);
     return;
   }
-  if (typeof (out as PromiseLike<unknown> | undefined)?.then === 'function') {
-    (out as PromiseLike<unknown>).then(
-      (value) => ctx.settle(true, value),
-      (err: unknown) => ctx.settle(false, err),
-    );
-  } else {
-    ctx.settle(true, out);
-  }
+  whenSettled(out, (ok, value) => void ctx.settle(ok, value));
 }
 
 /** What a stray failure was traced to: the attempt whose code left it behind (see `attributeStray`). */

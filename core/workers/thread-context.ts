@@ -107,7 +107,7 @@ export class ThreadContext implements JobContext<never> {
       try {
         json = value === undefined || value === null ? undefined : JSON.stringify(value);
       } catch (err) {
-        return this.#channel.send(OUT.done, this.id, 'RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
+        return this.#channel.send(OUT.done, this.id, 'RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${toRunError(err).message}`);
       }
       // Measured here, on the one JSON text made of it: a result past the limit never crosses to the main thread.
       if (json !== undefined && overBytes(json, this.#limits.maxResultBytes)) {

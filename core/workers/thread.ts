@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { whenSettled } from '../contract/attempt.js';
 import { type ErrorCode, HostError } from '../contract/errors.js';
 import { capturingLogger, logArgs } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
@@ -262,14 +263,7 @@ async function start(ctx: ThreadContext, traceparent: string | undefined, cell: 
   } catch (err) {
     return settle(ctx, false, err);
   }
-  if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
-    (result as PromiseLike<unknown>).then(
-      (value) => settle(ctx, true, value),
-      (err: unknown) => settle(ctx, false, err),
-    );
-  } else {
-    settle(ctx, true, result);
-  }
+  whenSettled(result, (ok, value) => settle(ctx, ok, value));
 }
 
 // ------------------------------------------------------------------------------- messages in

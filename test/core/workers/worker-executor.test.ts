@@ -143,6 +143,12 @@ export function fail(kind: string): unknown {
     case 'circular': { const o: Record<string, unknown> = {}; o['self'] = o; return o; }
     case 'stray-rejection': void Promise.reject(new Error('left behind')); return new Promise(() => {});
     case 'timer-throw': setTimeout(() => { throw new Error('from a timer'); }, 1); return new Promise(() => {});
+    case 'null-proto': throw Object.assign(Object.create(null), { n: 1n });
+    case 'bad-message': { const e = new Error('x'); Object.defineProperty(e, 'message', { get() { throw new Error('no message'); } }); throw e; }
+    case 'bad-then': return { then() { throw new Error('bad then'); } };
+    case 'then-getter': return Object.defineProperty({}, 'then', { get() { throw new Error('then getter'); } });
+    case 'own-class': { class QuotaError extends Error {} throw new QuotaError('over quota'); }
+    case 'huge': throw new Error('E'.repeat(100_000));
     case 'text': return 'plain text';
     case 'nothing': return undefined;
     default: return { kind, when: new Date(0) };
@@ -171,6 +177,13 @@ t.test('outcomes are the same in a thread as inline: throws, rejections, strays,
     circular: { status: 'failed', error: { code: 'RESULT_NOT_SERIALIZABLE' } },
     'stray-rejection': { status: 'failed', error: { code: 'UNHANDLED_REJECTION', message: 'left behind' } },
     'timer-throw': { status: 'failed', error: { code: 'UNCAUGHT_EXCEPTION', message: 'from a timer' } },
+    // What cannot be described still fails the attempt (not the host, nor the run left running).
+    'null-proto': { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'non-Error thrown: a value that cannot be described' } },
+    'bad-message': { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'non-Error thrown: a value that cannot be described' } },
+    'bad-then': { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'bad then' } },
+    'then-getter': { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'then getter' } },
+    'own-class': { status: 'failed', error: { code: 'QuotaError', message: 'over quota' } },
+    huge: { status: 'failed', error: { code: 'HANDLER_ERROR', message: /^E{8192}… \(91808 more characters\)$/ } },
     text: { status: 'succeeded', result: 'plain text', error: null },
     nothing: { status: 'succeeded', result: null, error: null },
     json: { status: 'succeeded', result: { kind: 'json', when: '1970-01-01T00:00:00.000Z' }, error: null },

@@ -28,7 +28,13 @@ export async function evaluateSource(source: HandlerSource, load: LoadModule, de
       if ('url' in link && !externals.has(link.url)) externals.set(link.url, esModuleShape(await load(link.url)));
     }
   }
-  return new Evaluation(source.modules, externals, deadline).require(source.entry);
+  const evaluation = new Evaluation(source.modules, externals, deadline);
+  try {
+    return evaluation.require(source.entry);
+  } finally {
+    // Only the load is bounded: a `require()` the plugin makes later (lazily, in its handler) runs as any code does.
+    evaluation.loaded();
+  }
 }
 
 /** What `evaluateSource` throws when a file's load ran past its deadline. */
@@ -40,20 +46,23 @@ export class ImportTimedOut extends Error {
 const BOUNDED = Symbol.for('jobhost.boundedCall');
 let boundedScript: vm.Script | undefined;
 
-/** Runs `call` on this thread, stopped by V8 once it has run `ms` (a watchdog thread ends it; the plugin's code cannot catch that). */
-function runBounded(call: () => void, ms: number): void {
+/** Runs `call` on this thread, stopped by V8 at `deadline` (a watchdog thread ends it; the plugin's code cannot catch that). */
+function runBounded(call: () => void, deadline: number): void {
   boundedScript ??= new vm.Script(`globalThis[Symbol.for('jobhost.boundedCall')]()`, { filename: 'jobhost:bounded-call' });
   const slot = globalThis as unknown as Record<symbol, unknown>;
   const outer = slot[BOUNDED];
   slot[BOUNDED] = call;
   try {
-    boundedScript.runInThisContext({ timeout: Math.max(1, Math.ceil(ms)) });
+    boundedScript.runInThisContext({ timeout: Math.max(1, Math.ceil(deadline - Date.now())) });
   } catch (err) {
-    if ((err as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT')
+    // Ours only once the deadline has passed: a plugin's own vm call with a timeout of its own throws the same code.
+    if ((err as { code?: unknown }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT' && Date.now() >= deadline - 1) {
       throw new ImportTimedOut('the import ran past its time limit on the thread (a loop that never ends?)');
+    }
     throw err;
   } finally {
-    slot[BOUNDED] = outer;
+    if (outer === undefined) delete slot[BOUNDED];
+    else slot[BOUNDED] = outer;
   }
 }
 
@@ -78,12 +87,17 @@ class Evaluation {
   readonly #files: Map<string, SourceModule>;
   readonly #externals: Map<string, unknown>;
   readonly #done = new Map<string, { exports: Record<string, unknown> }>();
-  readonly #deadline: number | undefined;
+  #deadline: number | undefined;
 
   constructor(modules: readonly SourceModule[], externals: Map<string, unknown>, deadline: number | undefined) {
     this.#files = new Map(modules.map((m) => [m.file, m]));
     this.#externals = externals;
     this.#deadline = deadline;
+  }
+
+  /** The load is over: later requires are not bounded. */
+  loaded(): void {
+    this.#deadline = undefined;
   }
 
   require(file: string): Record<string, unknown> {
@@ -111,7 +125,7 @@ class Evaluation {
     };
     const call = (): unknown => fn(module.exports, requireFn, module, file, path.dirname(file), meta);
     if (this.#deadline === undefined) call();
-    else runBounded(call, this.#deadline - Date.now());
+    else runBounded(call, this.#deadline);
     return module.exports;
   }
 }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 // `jobhost start`: a signal that comes while the command still loads (a second or so) is kept for
 // the host's own handlers (core/loader/app.ts), which act on it once the start is done, as on one
 // during the start. Without it Node's default would end the process (exit 143) with no stop.
-if (process.argv.slice(2).includes('start')) {
+if (process.argv[2] === 'start') {
   const early = { signals: [], remove: () => undefined };
   const keep = (signal) => early.signals.push(signal);
   process.on('SIGINT', keep);

@@ -97,8 +97,12 @@ t.test('SIGTERM while the command still loads, before the host has signal handle
   writeFileSync(path.join(hold, 'go'), '');
   t.equal(await app.exited, 0, 'exit code 0, not killed by the signal (143)');
   t.ok(
-    app.lines.some((l) => l.msg.startsWith('stopping once the start is done')),
-    'the signal heard',
+    app.lines.some((l) => l.event === 'host.started'),
+    'started first',
+  );
+  t.ok(
+    app.lines.some((l) => l.event === 'host.stopping' && l['reason'] === 'SIGTERM'),
+    'then the stop the signal asked for',
   );
   t.ok(
     app.lines.some((l) => l.event === 'host.stopped'),

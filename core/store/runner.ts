@@ -194,21 +194,24 @@ export class Runner {
 
   /**
    * A debounced run takes a later trigger's params, with what they came from (its source, event,
-   * and `after` parent, which the params of a chained run describe), and waits until `runAtMs`
+   * `after` parent, which the params of a chained run describe, the run it replays, its trace),
+   * as the redis backend's merge gives the job the trigger's data, and waits until `runAtMs`
    * (never earlier than it waited); the promise of that being durable, or undefined when the run
-   * no longer waits for its time. As the redis backend's merge, which gives the run the trigger's data.
+   * no longer waits for its time.
    */
   postpone(id: string, from: Run, runAtMs: number): Promise<void> | undefined {
     const entry = this.#entries.get(id);
-    if (entry?.state !== 'delayed') return undefined;
+    // A run waiting for a retry has had its time: a trigger now opens a new window (as in cluster mode).
+    if (entry?.state !== 'delayed' || entry.run.attempts.length > 0) return undefined;
     const run = entry.run;
     run.params = from.params;
     run.source = from.source;
     run.event = from.event;
-    if (from.after) run.after = from.after;
-    else delete run.after;
-    if (from.origin !== undefined) run.origin = from.origin;
-    else delete run.origin;
+    run.retryOf = from.retryOf;
+    for (const key of ['after', 'origin', 'traceId', 'traceparent'] as const) {
+      if (from[key] !== undefined) (run as unknown as Record<string, unknown>)[key] = from[key];
+      else delete run[key];
+    }
     // The time heap still holds the old time: at it the entry is put back for this one.
     if (runAtMs > entry.runAtMs) {
       entry.runAtMs = runAtMs;

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { parseConfig } from '../../../core/contract/config.js';
-import { startHost } from '../../helpers.js';
+import { startHost, until } from '../../helpers.js';
 
 /**
  * `rateLimit` and `debounce` (SPEC §13) on the local backend, on the injected clock: starts per
@@ -234,4 +234,33 @@ t.test('debounce: a merge takes the last trigger with what its params came from 
   const merged = await h.host.wait(first.runId);
   t.match(merged, { source: 'event', event: 'files.ready', params: { from: 'event' } });
   t.notOk(merged.after, 'no parent: the last trigger had none');
+});
+
+t.test('debounce: a run waiting for its retry has had its time; a trigger then opens a new window and a new run', async (t) => {
+  const h = await startHost(t);
+  const got: Array<{ attempt: number; params: unknown }> = [];
+  h.host.register({
+    name: 'flaky',
+    debounce: '10s',
+    retry: { attempts: 2, backoff: 'fixed', delay: '1m', jitter: 0 },
+    handler: (ctx: { attempt: number; params: unknown }) => {
+      got.push({ attempt: ctx.attempt, params: ctx.params });
+      if (ctx.attempt === 1) throw new Error('first time');
+      return 'ok';
+    },
+  });
+  const first = await h.host.trigger('flaky', { params: { v: 1 } });
+  await h.clock.advance(10_000);
+  await until(() => h.of('run.retrying').length === 1, 5000, 'the first attempt failed');
+  const next = await h.host.trigger('flaky', { params: { v: 2 } });
+  t.not(next.runId, first.runId, 'not merged into the run waiting for its retry');
+  await h.clock.advance(60_000);
+  t.equal((await h.host.wait(first.runId)).status, 'succeeded');
+  await h.clock.advance(10_000);
+  t.equal((await h.host.wait(next.runId)).status, 'succeeded');
+  t.same(
+    got.filter((g) => g.attempt === 2).map((g) => g.params),
+    [{ v: 1 }, { v: 2 }],
+    "each run's retry ran with its own params",
+  );
 });

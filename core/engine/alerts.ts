@@ -140,7 +140,8 @@ export class Alerts {
       if (!(await this.#o.backend().claimSlow(run.job, id))) return;
       // It ended while the claim was made durable: no longer running, so not slow (its end's own
       // notification went first, and a `slow` after it would open again what that one resolved).
-      if (!this.#slowChecking.has(id)) return;
+      // Here (`finished`), or on another host: the run says.
+      if (!this.#slowChecking.has(id) || (await this.#o.backend().getRun(id))?.status !== 'running') return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
       void this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {

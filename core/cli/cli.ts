@@ -300,7 +300,7 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--json', 'print the answer as JSON')
     .option(
       '--timeout <duration>',
-      "stop waiting for the host's answer after this long (exit 1): ms, or '90s'; by default as long as notifications.timeout lets the receiver take",
+      "stop waiting for the host's answer after this long (exit 1): ms, or '90s'; default 290s (the host waits notifications.timeout for the receiver)",
       parseMs,
     )
     .addHelpText('after', '\nExample:\n  jobhost notify test ops-slack')

@@ -172,7 +172,7 @@ export async function ackDamageCommand(ids: string[], opts: { json?: boolean }, 
 
 /** `jobhost notify test <destination>`: a test message, and what the receiver answered; exits 1 unless it took it. */
 export async function notifyTestCommand(name: string, opts: { json?: boolean; timeout?: number }, command: Command): Promise<number> {
-  const r = await (await clientOf(command)).testDestination(name, opts.timeout ?? null);
+  const r = await (await clientOf(command)).testDestination(name, opts.timeout);
   if (opts.json) out(JSON.stringify(r, null, 2));
   else {
     out(`${r.ok ? 'delivered' : 'not delivered'}: ${r.name} (${r.kind}, ${r.target}) in ${r.durationMs} ms`);

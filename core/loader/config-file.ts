@@ -93,15 +93,22 @@ function parseConfigText(file: string, text: string, env: NodeJS.ProcessEnv): Co
  * value typed without its quotes is often a secret (SPEC §12: never in an event or a log line).
  */
 export function jsonSyntax(text: string, message: string): string {
+  // Columns in characters as an editor counts them (an emoji is one, not two UTF-16 units).
   const at = (pos: number): string => {
     const before = text.slice(0, pos).split('\n');
-    return `at line ${before.length}, column ${before.at(-1)!.length + 1}`;
+    return `at line ${before.length}, column ${[...before.at(-1)!].length + 1}`;
   };
   const quoted = /^(Unexpected token .+?), (\.\.\.)?"([\s\S]*?)"(\.\.\.)? is not valid JSON$/.exec(message);
   if (quoted) {
-    // A long text is quoted from ten characters before the token; a short one whole (no place then).
-    const start = quoted[2] ? text.indexOf(quoted[3]!) : -1;
-    return start >= 0 ? `${quoted[1]} ${at(start + 10)}` : quoted[1]!;
+    // V8 quotes from ten characters before the token to ten after it, cut at either end of the
+    // text ("..." says where it was cut): a quote cut only at its end starts the text. A text
+    // quoted whole gives no place.
+    const [, what, cutBefore, excerpt, cutAfter] = quoted as unknown as [string, string, string | undefined, string, string | undefined];
+    if (cutBefore) {
+      const start = text.indexOf(excerpt);
+      return start >= 0 ? `${what} ${at(start + 10)}` : what;
+    }
+    return cutAfter ? `${what} ${at(excerpt.length - 10)}` : what;
   }
   const position = /^(.*?) (?:in JSON )?at position (\d+)/.exec(message);
   if (position) return `${position[1]} ${at(Number(position[2]))}`;

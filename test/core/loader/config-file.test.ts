@@ -85,6 +85,8 @@ t.test('reading the file: defaults when missing (unless named), and errors that 
   const bare = (await readConfigFile(file, {}).catch((e: unknown) => e)) as Error;
   t.match(bare, { code: 'CONFIG_PARSE', message: /not valid JSON \(Unexpected token 'L' at line 3, column 19\)$/ });
   t.notMatch(bare.message, /Literal|RoutingKey|tingKey/);
+  writeFileSync(file, '{"k": LiteralRoutingKey777}');
+  await t.rejects(readConfigFile(file, {}), { code: 'CONFIG_PARSE', message: /Unexpected token 'L' at line 1, column 7\)$/ }, 'near the start of the text');
   writeFileSync(file, "{ 'secret' }");
   t.notMatch(((await readConfigFile(file, {}).catch((e: unknown) => e)) as Error).message, /secret/, 'a short text is not quoted whole either');
   writeFileSync(file, '{\n  "a": 1\n  "b": 2\n}');

@@ -14,7 +14,8 @@
  *   (EVENTS_MAXLEN_FIELD of its meta hash); admission reads the deduplication key
  *   (`<prefix>:<job>:de:<id>`);
  * - connections.ts sizes the blocking connections' socket timeout by BULLMQ_MAX_BLOCK_MS;
- * - limits-rate.ts reads when a rate-limited worker may fetch again (WORKER_LIMIT_UNTIL).
+ * - limits-rate.ts reads when a rate-limited worker may fetch again (WORKER_LIMIT_UNTIL), and clears it
+ *   when this host's config lifts or raises the limit.
  */
 
 /** The BullMQ minor these facts were checked against (package.json pins `~6.7.0`). */

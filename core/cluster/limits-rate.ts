@@ -26,7 +26,8 @@ export async function syncRateLimit(jq: JobQueue, limit: RateLimit | undefined):
   else await jq.queue.removeGlobalRateLimit();
   // A worker that found the old limit reached fetches nothing until that window closes: a lifted
   // or raised limit applies to the runs it holds at once (as on one host), so it may fetch again
-  // now (the caller wakes the job); at a limit still reached, the fetch finds it so again.
+  // now (the caller wakes the job); at a limit still reached, the fetch finds it so again. Each
+  // host applies its own config file's edit so (the same edit on every host: see drift).
   (jq.worker as unknown as Record<typeof WORKER_LIMIT_UNTIL, number>)[WORKER_LIMIT_UNTIL] = 0;
   applied.set(jq, want);
 }

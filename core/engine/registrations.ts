@@ -137,7 +137,9 @@ export class Registrations {
     } catch (err) {
       // The config closed the cycle: its error names the config's `after` that did (a live edit's config.error shows the path).
       const jobs = isHostError(err) && err.code === 'AFTER_CYCLE' ? (err.details?.['jobs'] as string[] | undefined) : undefined;
-      const edited = jobs?.find((name) => next.jobs[name]?.after !== undefined);
+      // The entry this edit changed, before one that was there already.
+      const fromConfig = jobs?.filter((name) => next.jobs[name]?.after !== undefined) ?? [];
+      const edited = fromConfig.find((name) => JSON.stringify(next.jobs[name]?.after) !== JSON.stringify(previous.jobs[name]?.after)) ?? fromConfig[0];
       if (!edited) throw err;
       throw new HostError('AFTER_CYCLE', `jobs.${edited}.after: ${(err as HostError).message.replace(/^after: /, '')}`, {
         ...(err as HostError).details,

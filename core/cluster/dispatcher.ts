@@ -111,6 +111,11 @@ export class Dispatcher {
     this.pump();
   }
 
+  /** The config's queues, in its order. */
+  get queueNames(): string[] {
+    return Object.keys(this.#weights);
+  }
+
   /** Runs in flight here (fetching or running). */
   get busy(): number {
     return this.#slots;

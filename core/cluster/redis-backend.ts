@@ -420,7 +420,11 @@ class RedisBackend implements Backend {
   }
 
   depths(): Depths {
-    return this.#p.mirror.depths();
+    const depths = this.#p.mirror.depths();
+    // Every queue of the config, as on one host (a queue no loaded job uses is there, empty), in its order.
+    const queues: Record<string, number> = {};
+    for (const q of this.#p.dispatcher.queueNames) queues[q] = depths.queues[q] ?? 0;
+    return { ...depths, queues: { ...queues, ...depths.queues } };
   }
 
   waiting(): number {

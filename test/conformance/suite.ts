@@ -14,6 +14,15 @@ import { type BackendUnderTest, codeOf, final, ms } from './subject.js';
 
 /** Registers the conformance tests for one backend under `t`. */
 export function conformance(t: Test, backend: BackendUnderTest): void {
+  t.test(`${backend.name}: stats list every queue of the config, one no job uses at 0, in the config's order`, async (t) => {
+    const s = await backend.start(t, [{ name: 'later', handler: () => undefined }], { config: { queues: { critical: 6, default: 2, low: 1 } } });
+    await s.host.trigger('later', { delay: '1h' });
+    await s.host.trigger('later');
+    await s.until(() => s.host.job('later')!.counts.succeeded === 1, 'the ready run ran');
+    t.same(Object.keys(s.host.stats().queues), ['critical', 'default', 'low']);
+    t.match(s.host.stats().queues, { critical: 0, low: 0 });
+  });
+
   t.test(`${backend.name}: cancel of a waiting run answers canceled at once; it never runs; a second cancel is RUN_FINISHED`, async (t) => {
     let ran = 0;
     const s = await backend.start(t, [{ name: 'later', handler: () => void ran++ }]);

@@ -17,7 +17,7 @@ export const eventSchema = z.looseObject({
   at: z.string(),
   data: z.looseObject({ job: z.string().nullable().optional(), runId: z.string().optional() }),
 });
-const helloSchema = z.looseObject({ type: z.literal('hello'), seq: z.number(), since: z.number().nullable(), gap: z.boolean() });
+const helloSchema = z.looseObject({ type: z.literal('hello'), seq: z.number(), since: z.number().nullable(), gap: z.boolean(), boot: z.string().optional() });
 
 /** An event as the host sends it: `{ seq, type, at, data }`, `data.job` and `data.runId` typed, the rest unknown. */
 export type ClientEvent = z.output<typeof eventSchema>;
@@ -66,6 +66,8 @@ export class EventStream extends EventEmitter<StreamEvents> {
   readonly #base: string;
   #socket: WebSocket | undefined;
   #cursor: number | undefined;
+  /** The host's event numbering `#cursor` counts in (the last hello's): a reconnect after a restart is told apart. */
+  #boot: string | undefined;
   #connected = false;
   #ended = false;
   #hadHello = false;
@@ -150,6 +152,7 @@ export class EventStream extends EventEmitter<StreamEvents> {
     for (const type of this.#options.type ?? []) query.append('type', type);
     if (this.#options.logs) query.set('logs', 'true');
     if (this.#cursor !== undefined) query.set('since', String(this.#cursor));
+    if (this.#cursor !== undefined && this.#boot !== undefined) query.set('boot', this.#boot);
     const qs = query.toString();
     return `${this.#base}/events${qs ? `?${qs}` : ''}`;
   }
@@ -244,6 +247,7 @@ export class EventStream extends EventEmitter<StreamEvents> {
     this.#connected = true;
     this.#failures = 0;
     this.#cursor ??= hello.seq;
+    this.#boot = hello.boot;
     // After a restart the host counts from 1 again: resume from its numbering, not ours.
     if (hello.gap) this.#cursor = Math.min(this.#cursor, hello.seq);
     if (!this.#hadHello) {

@@ -134,8 +134,10 @@ export interface HelloMessage {
   /** The seq of the newest event at connect time: live events follow it. */
   seq: number;
   since: number | null;
-  /** True when events after `since` had already left the replay buffer (the replay is incomplete). */
+  /** True when events after `since` had already left the replay buffer (the replay is incomplete), or `since` counted in another boot. */
   gap: boolean;
+  /** The host's event numbering (a new one at every start): a reconnect passes it back as `boot`. */
+  boot: string;
 }
 
 /** A message of the event stream: the hello, then events. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
@@ -112,6 +113,12 @@ export class Bus {
   readonly #logger: Logger;
   readonly #ring: EventRing;
   #seq = 0;
+  /**
+   * This bus's numbering: a new one at every start of the host, whose seq counts from 1 again. A
+   * client that reconnects names the boot its `since` counts in (the WebSocket's `boot`), so a
+   * restart that has already passed that seq is not taken for the same numbering.
+   */
+  readonly boot = randomBytes(6).toString('hex');
 
   constructor(options: BusOptions) {
     this.#clock = options.clock;

@@ -91,6 +91,11 @@ export const eventsQuery = z.strictObject({
     .transform((v) => v === 'true' || v === '1')
     .describe('also `run.log` events (log lines), which are left out unless asked for (here, or `type=run.log`)'),
   since: z.coerce.number().int().min(0).optional().describe('replay buffered events after this seq first'),
+  boot: z
+    .string()
+    .regex(/^[0-9a-f]{1,64}$/, 'expected the `boot` of an earlier hello')
+    .optional()
+    .describe('the `boot` of the hello `since` counts in: after a restart (another boot) everything buffered is replayed, with `gap: true`'),
   token: z.string().max(1000).optional().describe('the API token, for clients that cannot set headers'),
 });
 

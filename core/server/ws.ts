@@ -65,7 +65,14 @@ export function registerEventStream(app: JobhostApp, host: Host, options: EventS
 
   const connect = (
     socket: WebSocket,
-    query: { job?: string[] | undefined; run?: string[] | undefined; type?: string[] | undefined; logs?: boolean; since?: number | undefined },
+    query: {
+      job?: string[] | undefined;
+      run?: string[] | undefined;
+      type?: string[] | undefined;
+      logs?: boolean;
+      since?: number | undefined;
+      boot?: string | undefined;
+    },
   ): void => {
     sockets.add(socket);
     observer?.opened();
@@ -102,8 +109,12 @@ export function registerEventStream(app: JobhostApp, host: Host, options: EventS
     };
 
     // Replay and subscription happen in one synchronous step (Bus.subscribe): no gap, no duplicate.
-    const subscription = host.bus.subscribe({ job: query.job, run: query.run, type: query.type, logs: query.logs }, deliver, query.since);
-    const hello: HelloMessage = { type: 'hello', seq: host.bus.seq, since: query.since ?? null, gap: subscription.gap };
+    // A `since` of another boot (the host restarted) counts in another numbering: everything
+    // buffered is replayed, and the client hears of the gap (reload).
+    const otherBoot = query.boot !== undefined && query.since !== undefined && query.boot !== host.bus.boot;
+    const since = otherBoot ? 0 : query.since;
+    const subscription = host.bus.subscribe({ job: query.job, run: query.run, type: query.type, logs: query.logs }, deliver, since);
+    const hello: HelloMessage = { type: 'hello', seq: host.bus.seq, since: query.since ?? null, gap: subscription.gap || otherBoot, boot: host.bus.boot };
     socket.send(JSON.stringify(hello));
     for (const data of replay) {
       allowance += data.length;
@@ -127,7 +138,7 @@ export function registerEventStream(app: JobhostApp, host: Host, options: EventS
     schema: {
       summary: 'Live events (WebSocket)',
       description:
-        'Upgrade to a WebSocket. First message: `{ type: "hello", seq, since, gap }`; then every matching event as ' +
+        'Upgrade to a WebSocket. First message: `{ type: "hello", seq, since, gap, boot }`; then every matching event as ' +
         '`{ seq, type, at, data }`. A plain GET answers 426.',
       tags: ['events'],
       querystring: eventsQuery,

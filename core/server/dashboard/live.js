@@ -27,6 +27,8 @@ export function createLive({ url, onEvent, onHello, onState, onRefused }) {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let timer;
   let stopped = true;
+  /** @type {string | undefined} */
+  let boot;
 
   const live = {
     /**
@@ -65,7 +67,9 @@ export function createLive({ url, onEvent, onHello, onState, onRefused }) {
   /** @param {number | null} since */
   function connect(since) {
     onState(failures === 0 ? 'connecting' : 'reconnecting');
-    const ws = new WebSocket(url(since));
+    // `since` counts in the boot of the last hello: a host restarted meanwhile replays all it has, with `gap`.
+    const base = url(since);
+    const ws = new WebSocket(since !== null && boot ? `${base}${base.includes('?') ? '&' : '?'}boot=${boot}` : base);
     socket = ws;
     let first = lastSeq === null;
     let greeted = false;
@@ -76,6 +80,7 @@ export function createLive({ url, onEvent, onHello, onState, onRefused }) {
         greeted = true;
         failures = 0;
         live.hello = msg;
+        boot = msg.boot;
         const reload = first || msg.gap;
         if (reload) {
           lastSeq = msg.seq;

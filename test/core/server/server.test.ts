@@ -504,7 +504,7 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
     t.match(doc.paths[route]!['post']!.requestBody, { required: false }, `${route}: a body that may be left out is documented optional`);
   }
   t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
-  t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['job', 'logs', 'run', 'since', 'token', 'type']);
+  t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['boot', 'job', 'logs', 'run', 'since', 'token', 'type']);
   // What the server's guards answer to any route is documented on each: 401/403 where a token's
   // role or the origin is checked, 413/415 on every POST (a body too large, not JSON).
   const ops = doc.paths as unknown as Record<string, Record<string, { responses: Record<string, unknown> }>>;

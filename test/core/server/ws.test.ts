@@ -58,7 +58,7 @@ t.test('hello first, then every event as { seq, type, at, data }', async (t) => 
   s.host.register({ name: 'a', handler: () => 'done' });
   const client = await connect(t, s);
   const [hello] = await client.received(1);
-  t.same(hello, { type: 'hello', seq: s.host.bus.seq, since: null, gap: false });
+  t.same(hello, { type: 'hello', seq: s.host.bus.seq, since: null, gap: false, boot: s.host.bus.boot });
   const { runId } = await s.host.trigger('a');
   await s.host.wait(runId);
   await client.received(4);
@@ -183,10 +183,29 @@ t.test('since= further back than the buffer: the hello reports the gap', async (
   const seq = s.host.bus.seq;
   const client = await connect(t, s, '?since=3');
   await client.received(101);
-  t.same(client.messages[0], { type: 'hello', seq, since: 3, gap: true });
+  t.same(client.messages[0], { type: 'hello', seq, since: 3, gap: true, boot: s.host.bus.boot });
   t.equal(client.messages[1]!.seq, seq - 99, 'the replay starts at the oldest buffered event');
   const fresh = await connect(t, s, `?since=${seq}`);
-  t.same(await fresh.received(1), [{ type: 'hello', seq, since: seq, gap: false }]);
+  t.same(await fresh.received(1), [{ type: 'hello', seq, since: seq, gap: false, boot: s.host.bus.boot }]);
+});
+
+t.test("since= of another boot (the host restarted, and its new numbering passed that seq): all it buffers, and the gap", async (t) => {
+  const before = await startServer(t);
+  for (let i = 0; i < 5; i++) before.host.bus.emit('plugin.error', { job: null, file: 'x.ts', code: 'PLUGIN_INVALID', message: `old ${i}` });
+  const old = { seq: before.host.bus.seq, boot: before.host.bus.boot };
+  // The restarted host: a numbering of its own, already past the client's seq.
+  const after = await startServer(t);
+  for (let i = 0; i < old.seq + 10; i++) after.host.bus.emit('plugin.error', { job: null, file: 'x.ts', code: 'PLUGIN_INVALID', message: `new ${i}` });
+  t.not(after.host.bus.boot, old.boot);
+  const seq = after.host.bus.seq;
+  const back = await connect(t, after, `?since=${old.seq}&boot=${old.boot}`);
+  await back.received(seq + 1);
+  t.same(back.messages[0], { type: 'hello', seq, since: old.seq, gap: true, boot: after.host.bus.boot }, 'told to reload');
+  t.equal(back.messages[1]!.seq, 1, "the replay starts at the new numbering's first event");
+  const same = await connect(t, after, `?since=${seq - 2}&boot=${after.host.bus.boot}`);
+  await same.received(3);
+  t.match(same.messages, [{ type: 'hello', gap: false }, { seq: seq - 1 }, { seq }], 'its own boot: the usual replay');
+  t.equal(await refusedWith(after, '?since=1&boot=not-a-boot'), 400);
 });
 
 t.test('auth: the socket takes the token as a header or ?token=', async (t) => {

@@ -189,7 +189,7 @@ t.test('since= further back than the buffer: the hello reports the gap', async (
   t.same(await fresh.received(1), [{ type: 'hello', seq, since: seq, gap: false, boot: s.host.bus.boot }]);
 });
 
-t.test("since= of another boot (the host restarted, and its new numbering passed that seq): all it buffers, and the gap", async (t) => {
+t.test('since= of another boot (the host restarted, and its new numbering passed that seq): all it buffers, and the gap', async (t) => {
   const before = await startServer(t);
   for (let i = 0; i < 5; i++) before.host.bus.emit('plugin.error', { job: null, file: 'x.ts', code: 'PLUGIN_INVALID', message: `old ${i}` });
   const old = { seq: before.host.bus.seq, boot: before.host.bus.boot };

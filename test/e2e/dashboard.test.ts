@@ -80,6 +80,17 @@ t.test('the jobs from the plugins directory appear, with schedules in words', as
   t.same(page.errors, []);
 });
 
+t.test("a view's error banner leaves with the view: the next view shows its own state, not the last one's error", async (t) => {
+  const { page, url } = await openDashboard(t);
+  await page.goto(`${url}/#/runs?status=bogus`);
+  await page.waitForSelector('#page-error:not([hidden])');
+  t.match(await page.textContent('#page-error'), /INVALID_BODY/);
+  await page.evaluate('location.hash = "#/jobs"');
+  await page.waitForSelector(row('flaky'));
+  await page.waitForSelector('#page-error', { state: 'hidden' });
+  t.equal(await page.isHidden('#page-error'), true);
+});
+
 t.test('Run with params: the run goes queued → running → succeeded, the bar moves, no reload', async (t) => {
   const { host, page } = await openDashboard(t);
   await mark(page);

@@ -39,6 +39,7 @@ function showError(err) {
   if (err instanceof ApiError && err.status === 401) return; // the token prompt deals with it
   banner.textContent =
     err instanceof ApiError ? `${err.code ?? err.status}: ${err.message}` : `Cannot reach the host (${/** @type {Error} */ (err).message}). Retrying…`;
+  banner.dataset.kind = err instanceof ApiError ? 'api' : 'unreachable';
   banner.hidden = false;
 }
 const clearError = () => {
@@ -188,6 +189,8 @@ function showRoute(focus, load = true) {
     runsFilter.elements.status.value = route.status;
   }
   if (!load) return;
+  // The last view's error is not this one's: what this view's reads fail with shows again.
+  clearError();
   loadRoute().then(() => {
     // Moving focus to the new view's heading tells screen readers the page changed.
     if (focus) /** @type {HTMLElement | null} */ (document.querySelector(`main [data-view="${route.view}"] h2`))?.focus();
@@ -219,6 +222,8 @@ window.addEventListener('hashchange', () => showRoute(true));
 async function refreshStats() {
   try {
     renderStats($('#stats'), /** @type {Stats} */ (await get('/stats')));
+    // The host answers again: a "cannot reach" banner is out of date (an API error stays for its view).
+    if (!banner.hidden && banner.dataset.kind === 'unreachable') clearError();
   } catch (err) {
     showError(err);
   }

@@ -121,24 +121,26 @@ function requestForLog(request: FastifyRequest): Record<string, unknown> {
   };
 }
 
+/** The keys of `from` named in `keys`. */
+function pick<T extends object>(from: T, keys: readonly string[]): Partial<T> {
+  return Object.fromEntries(Object.entries(from).filter(([k]) => keys.includes(k))) as Partial<T>;
+}
+
 /**
  * The HTTP API and WebSocket stream of SPEC §6–7 for a host. Settings default to the host's
  * validated `server` config. Refuses (INSECURE_BIND) a non-loopback address without a token.
  */
 export function createServer(host: Host, options: ServerOptions = {}): Server {
   const settings = host.config.server;
-  const bindHost = options.host ?? settings.host;
-  const port = options.port ?? settings.port;
-  const token = options.token === undefined ? settings.token : options.token;
+  // An embedder's settings pass the config file's schema too: the same errors (CONFIG_INVALID
+  // naming `server.<key>`), the same canonical forms; the config's own stand for the rest.
+  const keys = ['host', 'port', 'token', 'bodyLimit', 'allowedOrigins', 'allowedHosts'] as const;
+  const given = Object.fromEntries(keys.flatMap((k) => (options[k] === undefined ? [] : [[k, options[k]]])));
+  const own = Object.keys(given).length === 0 ? settings : { ...settings, ...pick(parseConfig({ server: given }).server, Object.keys(given)) };
+  const { host: bindHost, port, token } = own;
   assertSafeBind(bindHost, token || settings.tokens.length > 0 ? 'set' : null);
   const logger = options.logger ?? host.logger;
-  // An embedder's lists pass the config file's schema too: the same errors, the same canonical forms.
-  const lists =
-    options.allowedOrigins === undefined && options.allowedHosts === undefined
-      ? settings
-      : parseConfig({
-          server: { allowedOrigins: options.allowedOrigins ?? settings.allowedOrigins, allowedHosts: options.allowedHosts ?? settings.allowedHosts },
-        }).server;
+  const lists = own;
   const guard = requestGuard({ bindHost, allowedOrigins: lists.allowedOrigins, allowedHosts: lists.allowedHosts });
 
   // Responses are typed by their schemas at compile time; writing them needs no second check.
@@ -148,7 +150,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     // fastify's request lines (`requestLogging`) show the URL: a WebSocket's `?token=` redacted.
     loggerInstance: logger.child({}, { serializers: { req: requestForLog } }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: !options.requestLogging }),
-    bodyLimit: options.bodyLimit ?? settings.bodyLimit,
+    bodyLimit: own.bodyLimit,
     routerOptions: { maxParamLength: 200 },
     // zod validates and responses are written as JSON (below): without these factories fastify
     // would also load its default compilers (ajv, fast-json-stringify) that nothing here uses (issue 26).

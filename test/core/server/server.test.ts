@@ -322,6 +322,26 @@ t.test('refuses a non-loopback address without a token: INSECURE_BIND', async (t
   await local.close();
 });
 
+t.test("an embedder's server options pass the config file's schema: CONFIG_INVALID naming server.<key>, never a 500 later", async (t) => {
+  const { host } = await startHost(t);
+  for (const [options, path] of [
+    [{ token: 123 }, 'server.token'],
+    [{ token: '' }, 'server.token'],
+    [{ port: 'abc' }, 'server.port'],
+    [{ port: 70_000 }, 'server.port'],
+    [{ bodyLimit: 'x' }, 'server.bodyLimit'],
+    [{ host: '' }, 'server.host'],
+  ] as const) {
+    t.throws(
+      () => createServer(host, options as never),
+      { code: 'CONFIG_INVALID', message: new RegExp(`^${path.replace('.', '\\.')}`) },
+      JSON.stringify(options),
+    );
+  }
+  const ok = createServer(host, { host: '127.0.0.1', port: 0, token: 'long-enough-token', bodyLimit: 4096 });
+  await ok.close();
+});
+
 t.test('bodies over the limit get 413', async (t) => {
   const { host, request } = await startServer(t, { server: { bodyLimit: 2048 } });
   host.register({ name: 'job', handler: noop });

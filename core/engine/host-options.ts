@@ -1,5 +1,6 @@
 import type { Clock } from '../contract/clock.js';
 import type { ConfigInput } from '../contract/config.js';
+import { HostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { PluginDefinition } from '../contract/plugin.js';
 import type { BackendTuning } from './backends.js';
@@ -29,3 +30,29 @@ export interface HostOptions {
    */
   processHandlers?: ProcessHandlersOption | undefined;
 }
+
+/**
+ * `createHost()`'s options as the caller gave them (anything, from JavaScript): each one's shape
+ * is checked here, so a wrong one is CONFIG_INVALID naming it rather than a TypeError later, from
+ * deep inside a running host (a logger without `debug` failed at the first run).
+ */
+export function checkHostOptions(options: unknown): HostOptions {
+  if (options === undefined) return {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalid('createHost', 'expected an object of options');
+  const o = options as Record<string, unknown>;
+  const has = (value: unknown, methods: readonly string[]): boolean =>
+    typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
+  if (o['cwd'] !== undefined && typeof o['cwd'] !== 'string') throw invalid('cwd', 'expected a directory path (a string)');
+  if (o['clock'] !== undefined && !has(o['clock'], ['now', 'setTimer'])) throw invalid('clock', 'expected a Clock: { now(), setTimer() }');
+  if (o['random'] !== undefined && typeof o['random'] !== 'function') throw invalid('random', 'expected a function returning a number in [0, 1)');
+  if (o['logger'] !== undefined && !has(o['logger'], ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'child'])) {
+    throw invalid('logger', 'expected a pino-style logger (fatal, error, warn, info, debug, trace, child)');
+  }
+  const handlers = o['processHandlers'];
+  if (handlers !== undefined && typeof handlers !== 'boolean' && !has(handlers, ['fatal']))
+    throw invalid('processHandlers', 'expected true, false or { fatal }');
+  if (o['plugins'] !== undefined && !Array.isArray(o['plugins'])) throw invalid('plugins', 'expected an array of plugin definitions');
+  return o as HostOptions;
+}
+
+const invalid = (option: string, message: string): HostError => new HostError('CONFIG_INVALID', `${option}: ${message}`, { path: option });

@@ -16,7 +16,7 @@ import type { BulkFilter, BulkResult, ClusterView, HostState, JobView, Series, S
 import type { Bus, EventFilter, IteratorBounds, Listener } from './bus.js';
 import type { Deliveries } from './deliveries.js';
 import type { HostAlerts } from './host-alerts.js';
-import type { HostOptions } from './host-options.js';
+import { checkHostOptions, type HostOptions } from './host-options.js';
 import type { WorkerStats } from './isolation.js';
 import type { Pauses } from './pause.js';
 import { installProcessHandlers } from './process-handlers.js';
@@ -33,7 +33,7 @@ export type { WaitOptions } from './waits.js';
 
 /** Creates a host (SPEC §10): `start()` it, register plugins, trigger jobs, listen to events. */
 export function createHost(options: HostOptions = {}): Host {
-  return new Host(options);
+  return new Host(checkHostOptions(options));
 }
 
 /**
@@ -251,7 +251,9 @@ export class Host {
    * INVALID_PARAMS, SKIPPED (`details.reason`) or SHUTTING_DOWN.
    */
   trigger(name: string, options: TriggerOptions = {}): Promise<TriggerResult> {
-    return this.#p.triggers.create(name, options, options.source ?? 'api');
+    // `null` from JavaScript is no options, as undefined is.
+    const given = options ?? {};
+    return this.#p.triggers.create(name, given, given.source ?? 'api');
   }
 
   /** Publishes an app event: every job with a matching `on` is triggered with the payload as params. */
@@ -324,7 +326,7 @@ export class Host {
    * passed), the signal's reason (`signal` aborted), or SHUTTING_DOWN (the host stopped first).
    */
   wait(id: string, options: WaitOptions = {}): Promise<Run> {
-    return this.#p.waits.wait(id, options);
+    return this.#p.waits.wait(id, options ?? {});
   }
 
   notifications(query: { limit?: number; before?: string; job?: string } = {}): Promise<Page<Notification>> {

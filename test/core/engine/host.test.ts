@@ -129,6 +129,24 @@ t.test('a schedule fire whose params (jobs.<name>.params) the schema refuses is 
   t.notOk(lines.some((l) => l['job'] === 'nightly' && 'err' in l));
 });
 
+t.test('createHost options of the wrong shape are CONFIG_INVALID naming the option; null trigger and wait options are none', async (t) => {
+  for (const [options, path] of [
+    [null, 'createHost'],
+    [{ clock: 5 }, 'clock'],
+    [{ random: 'x' }, 'random'],
+    [{ cwd: 5 }, 'cwd'],
+    [{ logger: {} }, 'logger'],
+    [{ processHandlers: 'yes' }, 'processHandlers'],
+    [{ plugins: {} }, 'plugins'],
+  ] as const) {
+    t.throws(() => createHost(options as never), { code: 'CONFIG_INVALID', details: { path } }, JSON.stringify(options));
+  }
+  const { host } = await startHost(t);
+  host.register({ name: 'plain', handler: () => 'ok' });
+  const { runId } = await host.trigger('plain', null as never);
+  t.equal((await host.wait(runId, null as never)).result, 'ok');
+});
+
 t.test("register's source is what the plugins directory compiles: a path is PLUGIN_INVALID naming it, not a crash at the first run", async (t) => {
   const { host } = await startHost(t);
   t.throws(() => host.register({ name: 'embedded', handler: noop }, { source: '/srv/app/jobs/embedded.js' as never }), {

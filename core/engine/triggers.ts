@@ -130,6 +130,11 @@ function checkEventSize(payload: unknown, maxBytes: number): void {
   if (json !== undefined && overBytes(json, maxBytes)) throw tooLarge('EVENT_TOO_LARGE', 'the event payload', json, maxBytes, 'limits.maxEventBytes');
 }
 
+/** A trigger option the caller got wrong: INVALID_BODY with `issues`, as a body the schema refuses has them. */
+function badOption(path: string, message: string): HostError {
+  return new HostError('INVALID_BODY', `${path}: ${message}`, { issues: [{ path, message }] });
+}
+
 /** The latest `runAt` accepted: the last millisecond an ISO time with a 4-digit year can show. */
 const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
@@ -137,19 +142,19 @@ const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOptions, source: RunSource, now: number, id: string, extra?: Partial<Run>): Run {
   const key = options.key ?? null;
   if (key !== null && (typeof key !== 'string' || key.length === 0 || key.length > 500)) {
-    throw new HostError('INVALID_BODY', 'key: expected a string of 1 to 500 characters');
+    throw badOption('key', 'expected a string of 1 to 500 characters');
   }
   const priority = options.priority ?? 0;
   if (!Number.isInteger(priority) || Math.abs(priority) > 1_000_000) {
-    throw new HostError('INVALID_BODY', 'priority: expected an integer between -1000000 and 1000000');
+    throw badOption('priority', 'expected an integer between -1000000 and 1000000');
   }
   let runAtMs = now;
-  if (options.runAt !== undefined && options.delay !== undefined) throw new HostError('INVALID_BODY', 'delay and runAt: give one or the other');
+  if (options.runAt !== undefined && options.delay !== undefined) throw badOption('runAt', 'give delay or runAt, not both');
   if (options.runAt !== undefined) {
     const at = options.runAt;
     runAtMs = at instanceof Date ? at.getTime() : typeof at === 'number' ? at : Date.parse(at);
-    if (!Number.isFinite(runAtMs)) throw new HostError('INVALID_BODY', `runAt: not a valid time: ${String(at)}`);
-    if (runAtMs > LATEST_RUN_AT) throw new HostError('INVALID_BODY', `runAt: ${String(at)} is later than 9999-12-31`);
+    if (!Number.isFinite(runAtMs)) throw badOption('runAt', `not a valid time: ${String(at).slice(0, 100)}`);
+    if (runAtMs > LATEST_RUN_AT) throw badOption('runAt', `${String(at).slice(0, 100)} is later than 9999-12-31`);
     runAtMs = Math.max(runAtMs, now);
   } else if (options.delay !== undefined) {
     runAtMs = now + parseDuration(options.delay, 'delay');

@@ -92,10 +92,12 @@ t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', as
   const at = await request('POST', '/jobs/job/run', { body: { runAt: '2030-01-01T00:00:00.000Z' } });
   t.match(await host.run(runId(at)), { runAt: '2030-01-01T00:00:00.000Z' });
   isError(t, await request('POST', '/jobs/job/run', { body: { delay: 'soon' } }), 400, 'INVALID_DURATION');
-  isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 'never' } }), 400, 'INVALID_BODY');
+  const never = await request('POST', '/jobs/job/run', { body: { runAt: 'never' } });
+  isError(t, never, 400, 'INVALID_BODY');
+  t.same(never.json['issues'], [{ path: 'runAt', message: 'not a valid time: never' }], 'issues, as a body the schema refuses has');
   const both = await request('POST', '/jobs/job/run', { body: { delay: '30s', runAt: '2030-01-01T00:00:00.000Z' } });
   isError(t, both, 400, 'INVALID_BODY');
-  t.match(both.json, { message: 'delay and runAt: give one or the other' }, 'both: refused, not one silently winning');
+  t.match(both.json, { message: 'runAt: give delay or runAt, not both', issues: [{ path: 'runAt' }] }, 'both: refused, not one silently winning');
   // times a Date cannot hold are the client's mistake (400), never a 500
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 1e20 } }), 400, 'INVALID_BODY');
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: '+275760-09-13T00:00:00.000Z' } }), 400, 'INVALID_BODY');

@@ -337,6 +337,8 @@ export async function runCli(argv: string[], project: () => Promise<Project>): P
     if (error.code === 'EPIPE') process.exit(0);
     throw error;
   });
+  // An empty JOBHOST_URL or JOBHOST_TOKEN (`JOBHOST_URL= jobhost list`) is unset, as a shell user means it: the defaults apply.
+  for (const name of ['JOBHOST_URL', 'JOBHOST_TOKEN']) if (process.env[name] === '') delete process.env[name];
   try {
     await buildCli(project).parseAsync(argv);
   } catch (error) {

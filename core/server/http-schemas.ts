@@ -76,7 +76,11 @@ export const eventsQuery = z.strictObject({
       }
     })
     .describe('only events of these jobs; `deploy-*` globs (repeatable)'),
-  run: repeatable.describe('only events of these runs (repeatable)'),
+  run: repeatable
+    .superRefine((runs, ctx) => {
+      for (const r of runs ?? []) if (r === '' || r.length > 100) ctx.addIssue({ code: 'custom', message: 'expected a run id' });
+    })
+    .describe('only events of these runs (repeatable)'),
   type: repeatable
     .superRefine((types, ctx) => {
       for (const t of types ?? []) {

@@ -278,6 +278,10 @@ t.test('a token: --token or JOBHOST_TOKEN, and 401 without', async (t) => {
   t.equal((JSON.parse(env.stdout) as unknown[]).length, 2);
   t.equal(none.code, 1);
   t.match(none.stderr, /^UNAUTHORIZED: this host needs a token/);
+  // Set but empty is unset: the default URL, not a usage error about "".
+  const empty = await cli(t, ['list'], { env: { JOBHOST_URL: '', JOBHOST_TOKEN: '' } });
+  t.not(empty.code, 2, empty.stderr);
+  t.notMatch(empty.stderr, /not a URL/);
   t.notMatch(flag.stdout + flag.stderr + env.stdout + env.stderr, TOKEN, 'the token is never printed');
 });
 

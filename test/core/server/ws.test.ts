@@ -144,6 +144,7 @@ t.test('run.log: only with logs=true or type=run.log; run= narrows to one run', 
     'an unfiltered client does not get them',
   );
   t.equal(await refusedWith(s, '?logs=maybe'), 400);
+  t.equal(await refusedWith(s, '?run='), 400, 'an empty run id, as an empty job name');
 });
 
 t.test('since= replays buffered events, then streams live: no gap, no duplicate', async (t) => {

@@ -112,6 +112,7 @@ class RedisBackend implements Backend {
     this.#hooks = hooks;
     await this.#p.connections.open();
     let idNode: string;
+    let eventsSince: number;
     try {
       idNode = await claimSettings(this.#p.producer, this.#p.keys, this.#p.connections.target, this.#o.config);
       for (const [name, flags] of this.#flagsBeforeOpen) await writeFlags(this.#p, name, flags);
@@ -119,6 +120,8 @@ class RedisBackend implements Backend {
       await this.#p.mirror.refresh();
       await this.#p.pauses.open();
       await this.#p.heartbeat.beat();
+      // From the stream's end as it is now: what other hosts told before is history to this host.
+      eventsSince = Date.now();
       await this.#p.reader.follow(this.#p.keys.clusterStream);
     } catch (err) {
       await this.#p.connections.close();
@@ -126,7 +129,7 @@ class RedisBackend implements Backend {
     }
     this.#opened = true;
     await this.#p.jobs.reconcile();
-    return { idNode };
+    return { idNode, eventsSince };
   }
 
   start(): void {

@@ -241,6 +241,11 @@ export interface BackendOpened {
    * shared with other hosts: unique among them, so two hosts never mint the same id.
    */
   idNode?: string;
+  /**
+   * When this host began to hear other hosts' run events (epoch ms), when the backend is shared:
+   * runs that ended before it are only in history (the run charts read them back up to it).
+   */
+  eventsSince?: number;
 }
 
 /** What a backend may call back into: the engine's side of the seam, handed over at `open`. */

@@ -47,9 +47,13 @@ export class Insight {
     });
   }
 
-  /** Once the backend is open: the backlog as loaded, and history read back in the background. */
-  start(jobs: Iterable<string>): void {
+  /**
+   * Once the backend is open: the backlog as loaded, and history read back in the background (up
+   * to `eventsSince`, when other hosts' events reach this one only from then).
+   */
+  start(jobs: Iterable<string>, eventsSince?: number): void {
     const backend = this.#o.backend();
+    if (eventsSince !== undefined) this.#series.watchedFrom(eventsSince);
     this.#series.watch(new Set([...jobs, ...backend.jobStates().keys()]));
     this.#backfill = this.#series
       .backfill((query) => backend.listRuns(query))

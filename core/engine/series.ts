@@ -114,7 +114,7 @@ export class SeriesIndex {
   readonly #keys = new Map<string, Key>();
   readonly #unsubscribe: Array<() => void> = [];
   /** From here on every finish is counted as it happens (no run finishes before a host starts). */
-  readonly #since: number;
+  #since: number;
   #closed = false;
 
   constructor(options: SeriesIndexOptions) {
@@ -129,6 +129,15 @@ export class SeriesIndex {
       bus.on('run.failed', (e) => this.#finished(e.data.job, 'failed', e.data.durationMs)),
       bus.on('run.canceled', (e) => this.#finished(e.data.job, 'canceled', null)),
     );
+  }
+
+  /**
+   * Every finish from `since` on reaches this index as an event (a cluster host hears the others'
+   * from when it began to follow them, after the index was made): history is read back up to it.
+   * Only later than the index's own start (no event before it was counted).
+   */
+  watchedFrom(since: number): void {
+    if (since > this.#since) this.#since = since;
   }
 
   /** Reads the backlog of these jobs as it is now (runs loaded at start wait without an event). */

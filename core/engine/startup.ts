@@ -32,7 +32,7 @@ export async function openBackend(p: HostParts, describe: Describe): Promise<voi
   });
   if (opened.idNode !== undefined) p.newId.setNode(opened.idNode);
   for (const name of p.jobs.names()) p.registrations.reresolve(name);
-  p.insight.start(p.jobs.names());
+  p.insight.start(p.jobs.names(), opened.eventsSince);
 }
 
 /** Starts what goes on by itself once the host runs: dispatch, schedules (with their catch-up), the watchdog. */

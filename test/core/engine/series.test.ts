@@ -1,5 +1,10 @@
 import t from 'tap';
+import { createManualClock } from '../../../core/contract/clock.js';
+import { silentLogger } from '../../../core/contract/logger.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
+import type { Run } from '../../../core/contract/run.js';
+import { Bus } from '../../../core/engine/bus.js';
+import { SeriesIndex } from '../../../core/engine/series.js';
 import { gate, startHost, tempDir } from '../../helpers.js';
 
 /**
@@ -96,5 +101,35 @@ t.test('the backlog at the end of each bucket, carried over buckets where nothin
     ran.map((x) => [x.start, x.succeeded]),
     [[new Date(t0 + 30 * MINUTE).toISOString(), 3]],
     'in the bucket of their runAt',
+  );
+});
+
+t.test('a host that hears the other hosts only from when it follows them reads history back up to then: no run left out', async (t) => {
+  const clock = createManualClock(Date.UTC(2026, 0, 1, 12));
+  const bus = new Bus({ clock, logger: silentLogger() });
+  const index = new SeriesIndex({ bus, clock, logger: silentLogger(), waiting: () => 0 });
+  t.teardown(() => index.close());
+  // Another host's run ends after the index was made, before this host followed the cluster's stream.
+  const made = clock.now();
+  await clock.advance(2000);
+  const followed = clock.now();
+  index.watchedFrom(followed);
+  index.watchedFrom(made); // never earlier than it was
+  const run = (id: string, endedAt: number) =>
+    ({
+      id,
+      job: 'shared',
+      status: 'succeeded',
+      createdAt: new Date(endedAt - 100).toISOString(),
+      endedAt: new Date(endedAt).toISOString(),
+      durationMs: 100,
+    }) as Run;
+  const history: Run[] = [run('b', made + 1000), run('a', made - 60_000)];
+  const counted = await index.backfill(async () => ({ items: history }));
+  t.equal(counted, 2, 'the run that ended between the two is read back too');
+  t.equal(index.series('1h', 'shared').watchingSince, new Date(followed).toISOString());
+  t.equal(
+    index.series('1h', 'shared').buckets.reduce((n, b) => n + b.succeeded, 0),
+    2,
   );
 });

@@ -91,6 +91,17 @@ t.test("a view's error banner leaves with the view: the next view shows its own 
   t.equal(await page.isHidden('#page-error'), true);
 });
 
+t.test('runs filtered by status: a run that leaves the status leaves the list, live', async (t) => {
+  const { page, url, host } = await openDashboard(t);
+  await page.goto(`${url}/#/runs?status=running`);
+  await page.waitForSelector('#view-runs:not([hidden])');
+  const { runId } = await host.trigger('progress-job', { params: { steps: 2, stepMs: 400 } });
+  await page.waitForSelector(`#view-runs tr[data-run="${runId}"]`);
+  t.equal((await host.wait(runId)).status, 'succeeded');
+  await page.waitForSelector(`#view-runs tr[data-run="${runId}"]`, { state: 'detached' });
+  t.same(page.errors, []);
+});
+
 t.test('Run with params: the run goes queued → running → succeeded, the bar moves, no reload', async (t) => {
   const { host, page } = await openDashboard(t);
   await mark(page);

@@ -197,6 +197,12 @@ export function createRunsList(root, { onError }) {
         const run = /** @type {Run} */ (await get(`/runs/${encodeURIComponent(id)}`));
         const current = rows.get(id);
         if (!current) return;
+        // It left the status the list is filtered by (a running run ended): it leaves the list.
+        if (query.status && run.status !== query.status) {
+          current.tr.remove();
+          rows.delete(id);
+          return;
+        }
         const tr = row(run);
         swap(current.tr, tr);
         rows.set(id, { run, tr });

@@ -223,7 +223,12 @@ export class HostError extends Error {
 }
 
 export function isHostError(err: unknown): err is HostError {
-  return err instanceof HostError;
+  // `instanceof` asks a Proxy's getPrototypeOf trap, which may throw: a handler may throw anything.
+  try {
+    return err instanceof HostError;
+  } catch {
+    return false;
+  }
 }
 
 /** `{ code, message }` as stored on runs and attempts, from anything a handler may throw. */
@@ -243,6 +248,7 @@ const RUN_ERROR_CODE_MAX = 100;
  */
 export function toRunError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR'): RunError {
   let error: RunError;
+  // (`describe` may meet a Proxy whose every trap throws: its failure is the fallback below.)
   try {
     error = describe(err, fallback);
   } catch {
@@ -259,7 +265,7 @@ export function toRunError(err: unknown, fallback: ErrorCode = 'HANDLER_ERROR'):
 }
 
 function describe(err: unknown, fallback: ErrorCode): RunError {
-  if (err instanceof HostError) return { code: err.code, message: err.message };
+  if (isHostError(err)) return { code: err.code, message: err.message };
   if (err instanceof Error) {
     const message = String(err.message);
     // An error's own string code (ECONNREFUSED) or class name (TypeError, or a class of the plugin's own) says more than a generic code.

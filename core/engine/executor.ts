@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { type AttemptExecutor, type AttemptHandle, type AttemptReporter, type AttemptTask, whenSettled } from '../contract/attempt.js';
-import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
+import { type ErrorCode, HostError, isHostError, toRunError } from '../contract/errors.js';
 import { emitPayload, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import { capturingLogger } from '../contract/log-capture.js';
 import type { Logger } from '../contract/logger.js';
@@ -144,7 +144,7 @@ class AttemptContext implements JobContext<never>, AttemptHandle {
       return true;
     }
     let error = toRunError(value, code === undefined ? 'HANDLER_ERROR' : code);
-    if (code !== undefined && !(value instanceof HostError)) error = { code, message: error.message };
+    if (code !== undefined && !isHostError(value)) error = { code, message: error.message };
     this.#reporter.settled(this.#task, null, error);
     return true;
   }

@@ -1,4 +1,4 @@
-import { type ErrorCode, HostError, toRunError } from '../contract/errors.js';
+import { type ErrorCode, HostError, isHostError, toRunError } from '../contract/errors.js';
 import { emitPayload, type HandlerLimits, overBytes, resultTooLarge } from '../contract/limits.js';
 import type { Logger } from '../contract/logger.js';
 import type { HostReader, JobContext } from '../contract/plugin.js';
@@ -117,7 +117,7 @@ export class ThreadContext implements JobContext<never> {
       return this.#channel.send(OUT.done, this.id, null, json ?? null);
     }
     const error = toRunError(value, stray ?? 'HANDLER_ERROR');
-    const code = stray !== undefined && !(value instanceof HostError) ? stray : error.code;
+    const code = stray !== undefined && !isHostError(value) ? stray : error.code;
     this.#channel.send(OUT.done, this.id, code, error.message);
   }
 

@@ -133,6 +133,8 @@ function strip(fields: Record<string, unknown> | undefined): Record<string, unkn
 }
 
 const failLib = `
+// A value every trap of which throws: even instanceof fails on it.
+const trap = (): unknown => new Proxy({}, { get() { throw new Error('trap'); }, getPrototypeOf() { throw new Error('trap'); }, has() { throw new Error('trap'); }, ownKeys() { throw new Error('trap'); } });
 export function fail(kind: string): unknown {
   switch (kind) {
     case 'type': throw new TypeError('bad type');
@@ -149,6 +151,8 @@ export function fail(kind: string): unknown {
     case 'then-getter': return Object.defineProperty({}, 'then', { get() { throw new Error('then getter'); } });
     case 'own-class': { class QuotaError extends Error {} throw new QuotaError('over quota'); }
     case 'huge': throw new Error('E'.repeat(100_000));
+    case 'stray-proxy': setTimeout(() => { throw trap(); }, 1); return new Promise(() => {});
+    case 'reject-proxy': void Promise.reject(trap()); return new Promise(() => {});
     case 'text': return 'plain text';
     case 'nothing': return undefined;
     default: return { kind, when: new Date(0) };
@@ -184,6 +188,8 @@ t.test('outcomes are the same in a thread as inline: throws, rejections, strays,
     'then-getter': { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'then getter' } },
     'own-class': { status: 'failed', error: { code: 'QuotaError', message: 'over quota' } },
     huge: { status: 'failed', error: { code: 'HANDLER_ERROR', message: /^E{8192}… \(91808 more characters\)$/ } },
+    'stray-proxy': { status: 'failed', error: { code: 'UNCAUGHT_EXCEPTION', message: 'non-Error thrown: a value that cannot be described' } },
+    'reject-proxy': { status: 'failed', error: { code: 'UNHANDLED_REJECTION', message: 'non-Error thrown: a value that cannot be described' } },
     text: { status: 'succeeded', result: 'plain text', error: null },
     nothing: { status: 'succeeded', result: null, error: null },
     json: { status: 'succeeded', result: { kind: 'json', when: '1970-01-01T00:00:00.000Z' }, error: null },

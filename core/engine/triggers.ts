@@ -159,8 +159,8 @@ export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOpt
   } else if (options.delay !== undefined) {
     runAtMs = now + parseDuration(options.delay, 'delay');
   }
-  // A debounced run waits out its window (a later trigger of its key moves it on: SPEC §13).
-  if (job.debounceMs) runAtMs = Math.max(runAtMs, now + job.debounceMs);
+  // A debounced run waits out its window (a later trigger of its key moves it on: SPEC §13); a replay does not.
+  if (job.debounceMs && source !== 'retry') runAtMs = Math.max(runAtMs, now + job.debounceMs);
   const createdAt = isoTime(now);
   const run: Run = {
     id,
@@ -249,7 +249,10 @@ export class Triggers {
     try {
       const traced = span.fields.traceparent === undefined ? extra : { ...extra, ...span.fields };
       const run = buildRun(job, params, options, source, this.#o.clock.now(), id, traced);
-      refused = await this.#o.backend.add(run, job, fire, options.audit);
+      // A replay (a run's retry, one at a time or in bulk) replays that run: its own run, never
+      // merged into a debounce window (a bulk retry's replays would overwrite each other there).
+      const rules = source === 'retry' && job.debounceMs ? { ...job, debounceMs: 0 } : job;
+      refused = await this.#o.backend.add(run, rules, fire, options.audit);
     } catch (err) {
       span.end(toRunError(err));
       throw err;

@@ -264,3 +264,33 @@ t.test('debounce: a run waiting for its retry has had its time; a trigger then o
     "each run's retry ran with its own params",
   );
 });
+
+t.test('debounce: replays are runs of their own, never merged (a bulk retry replays every failed run)', async (t) => {
+  const h = await startHost(t);
+  h.host.register({
+    name: 'settles',
+    debounce: '10s',
+    handler: (ctx: { params: { fail?: boolean } }) => {
+      if (ctx.params.fail) throw new Error('no');
+      return 'ok';
+    },
+  });
+  const failed: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    failed.push((await h.host.trigger('settles', { params: { fail: true, i } })).runId);
+    await h.clock.advance(10_000);
+    t.equal((await h.host.wait(failed[i]!)).status, 'failed');
+  }
+  const waiting = await h.host.trigger('settles', { params: { i: 'waiting' } });
+  const bulk = await h.host.retryFailed({ job: 'settles' });
+  t.equal(bulk.touched, 2);
+  const replays = bulk.runs.map((r) => r.newRunId!);
+  t.equal(new Set([...replays, waiting.runId]).size, 3, 'two replays, apart from each other and from the waiting run');
+  for (const [i, id] of replays.entries()) {
+    const run = (await h.host.run(id))!;
+    t.equal(run.retryOf, bulk.runs[i]!.runId, 'each replays its own run');
+  }
+  t.match(await h.host.run(waiting.runId), { params: { i: 'waiting' }, retryOf: null }, 'the waiting run kept its own trigger');
+  await h.clock.advance(10_000);
+  t.equal((await h.host.wait(waiting.runId)).status, 'succeeded');
+});

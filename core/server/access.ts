@@ -32,6 +32,8 @@ declare module 'fastify' {
     auditId: string | undefined;
     /** The change carried its `ok` audit record into its own write (`auditAhead`): `onSend` records none. */
     auditCarried: boolean;
+    /** The client's address as the token check saw it: `request.ip` is gone once the client hangs up, and its change is recorded all the same. */
+    auditIp: string | undefined;
   }
 }
 
@@ -172,6 +174,7 @@ export class Access {
       throw new HostError('UNAUTHORIZED', presented === undefined ? 'this host needs a token: Authorization: Bearer <token>' : 'the token is not valid');
     }
     request.principal = who;
+    if (access?.action) request.auditIp = request.ip;
     if (access && !roleAllows(who.role, access.role as Role)) {
       throw new HostError('FORBIDDEN', `${request.method} ${request.routeOptions.url} needs the ${access.role} role; token "${who.name}" is ${who.role}`, {
         role: access.role,
@@ -302,7 +305,15 @@ function auditEntry(request: FastifyRequest, status: number, code: string | null
   const who = request.principal;
   if (!access?.action || !access.target || !who) return undefined;
   const outcome: AuditOutcome = status < 400 ? 'ok' : code === 'FORBIDDEN' ? 'forbidden' : 'error';
-  return { token: who.name, action: access.action, target: targetOf(access.target, request), ip: request.ip, outcome, status, code };
+  return {
+    token: who.name,
+    action: access.action,
+    target: targetOf(access.target, request),
+    ip: request.auditIp ?? request.ip ?? 'unknown',
+    outcome,
+    status,
+    code,
+  };
 }
 
 /**

@@ -232,6 +232,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
       scope.decorateRequest('routeAccess', undefined);
       scope.decorateRequest('auditId', undefined);
       scope.decorateRequest('auditCarried', false);
+      scope.decorateRequest('auditIp', undefined);
       // Callback hooks, not async ones: a request with nothing to wait for pays no promise and no
       // microtask hop per hook (a throw reaches fastify's error handling like a rejection).
       // A job outside an operator's `jobs` is 403 FORBIDDEN, audited `forbidden`, whatever the

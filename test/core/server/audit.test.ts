@@ -6,7 +6,8 @@ import type { AuditRecord } from '../../../core/contract/audit.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import { createHost } from '../../../core/engine/host.js';
 import { createServer } from '../../../core/server/server.js';
-import { gate, startServer, tempDir } from '../../helpers.js';
+import { gate, startServer, tempDir, until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
 
 const VIEWER = 'viewer-token-0123456789abcdef';
 const OPERATOR = 'operator-token-0123456789abcdef';
@@ -241,4 +242,28 @@ t.test('a refused trigger records its refusal only; a debounced one (merged, 202
       ['job:off', 'error', 409, 'SKIPPED'],
     ],
   );
+});
+
+t.test('a change whose client hung up before the answer is recorded with its address all the same', async (t) => {
+  const hook = await httpReceiver(t);
+  hook.fallback = 'hang';
+  const s = await startServer(t, {
+    config: { server: { tokens }, notifications: { timeout: '400ms', destinations: { slow: { kind: 'webhook', url: hook.url } } } },
+  });
+  await fetch(`${s.url}/notifications/destinations/slow/test`, {
+    method: 'POST',
+    headers: { ...bearer(OPERATOR), 'content-type': 'application/json' },
+    body: '{}',
+    signal: AbortSignal.timeout(100),
+  }).catch(() => undefined);
+  let records: AuditRecord[] = [];
+  await until(
+    async () => {
+      records = items((await s.request('GET', '/audit', { headers: bearer(VIEWER) })).json);
+      return records.length === 1;
+    },
+    5000,
+    'the record of the test message',
+  );
+  t.match(records[0], { action: 'destination.test', token: 'ops', ip: '127.0.0.1' });
 });

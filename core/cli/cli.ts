@@ -17,6 +17,7 @@ import {
   tailCommand,
   whoamiCommand,
 } from './remote.js';
+import { TEST_WAIT_MS } from './waits.js';
 
 /**
  * `jobhost <command>` (SPEC §8). `start` and `validate` work on the project in the working
@@ -96,6 +97,13 @@ function parseMs(value: string): number {
   } catch {
     throw new InvalidArgumentError("expected milliseconds or a duration like '30s', '5m', '2h'");
   }
+}
+
+/** `notify test --timeout`: at most what Node's fetch waits for an answer's headers (300 s), less a margin. */
+function parseTestWait(value: string): number {
+  const ms = parseMs(value);
+  if (ms > TEST_WAIT_MS) throw new InvalidArgumentError(`at most ${TEST_WAIT_MS / 1000}s (Node's fetch gives up on an answer after 300 s)`);
+  return ms;
 }
 
 interface NewOptions {
@@ -300,8 +308,8 @@ function buildCli(project: () => Promise<Project>): Command {
     .option('--json', 'print the answer as JSON')
     .option(
       '--timeout <duration>',
-      "stop waiting for the host's answer after this long (exit 1): ms, or '90s'; default 290s (the host waits notifications.timeout for the receiver)",
-      parseMs,
+      "stop waiting for the host's answer after this long (exit 1): ms, or '90s'; default and at most 290s (the host waits notifications.timeout for the receiver)",
+      parseTestWait,
     )
     .addHelpText('after', '\nExample:\n  jobhost notify test ops-slack')
     .action(act(notifyTestCommand));

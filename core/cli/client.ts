@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TEST_WAIT_MS } from './waits.js';
 
 /**
  * A typed client for a running host's HTTP API (README "HTTP API"), for the CLI and for scripts.
@@ -253,9 +254,6 @@ export function normalizeUrl(url: string): string {
   }
   return parsed.href.replace(/\/+$/, '');
 }
-
-/** How long `notify test` waits for the host's answer by default: the receiver's time (`notifications.timeout`) and more. */
-export const TEST_WAIT_MS = 290_000;
 
 export function createClient(options: ClientOptions): Client {
   const url = normalizeUrl(options.url);

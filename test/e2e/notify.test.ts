@@ -107,6 +107,10 @@ t.test('jobhost notify test prints the receiver answer and exits 1 unless it too
   const refused = runCli(t, dir, ['notify', 'test', 'ops-hook', '--url', app.url]);
   t.equal(await refused.exited, 1);
   t.match(refused.lines.map((l) => l.msg).join('\n'), /not delivered[\s\S]*answered 410: gone for good[\s\S]*RECEIVER_REJECTED/);
+  // A wait Node's fetch would cut at 300 s (as "fetch failed") is refused up front.
+  const tooLong = runCli(t, dir, ['notify', 'test', 'ops-hook', '--timeout', '400s', '--url', app.url]);
+  t.equal(await tooLong.exited, 2);
+  t.match(tooLong.stderr(), /--timeout.*at most 290s/);
   const unknown = runCli(t, dir, ['notify', 'test', 'nope', '--url', app.url]);
   t.not(await unknown.exited, 0);
   t.match(unknown.stderr(), /DESTINATION_NOT_FOUND|no destination "nope"/);

@@ -153,7 +153,11 @@ function buildCli(project: () => Promise<Project>): Command {
   const program = new Command('jobhost')
     .description('An event-driven plugin host for background jobs')
     .version(version, '-V, --version', 'print the version')
-    .addOption(new Option('--url <url>', "the host's API for list, run, tail and store").env('JOBHOST_URL').default('http://127.0.0.1:3000'))
+    .addOption(
+      new Option('--url <url>', "the host's API for list, run, tail, store, pause, resume, notify, whoami and audit")
+        .env('JOBHOST_URL')
+        .default('http://127.0.0.1:3000'),
+    )
     .addOption(new Option('--token <token>', "the host's API token, if it has one").env('JOBHOST_TOKEN'))
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(add --help for usage)')

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Clock, isoTime, systemClock } from '../contract/clock.js';
 import { type Config, parseConfig } from '../contract/config.js';
-import { parseDuration } from '../contract/duration.js';
+import { type Duration, parseDuration } from '../contract/duration.js';
 import { HostError } from '../contract/errors.js';
 import type { AnyHostEvent, EventType, HostEvent } from '../contract/events.js';
 import { createLogger, type Logger } from '../contract/logger.js';
@@ -138,7 +138,7 @@ export class Host {
    * Ends within `graceMs + shutdown.margin` whatever hangs; rejects with STOP_INCOMPLETE (the host
    * is `stopped` all the same) when a part failed to close or the deadline passed.
    */
-  stop(options: { reason?: string; graceMs?: number } = {}): Promise<void> {
+  stop(options: { reason?: string; graceMs?: Duration } = {}): Promise<void> {
     if (!this.#stopping) {
       let graceMs: number;
       try {

@@ -240,7 +240,7 @@ export class Access {
     const status = reply.statusCode;
     // A bulk action's dry run changes nothing (the dashboard sends one before every bulk action):
     // no record, unless it was refused (a forbidden try is one, SPEC §14).
-    if (status < 400 && (request.body as { dryRun?: unknown } | undefined)?.dryRun === true) return undefined;
+    if (status < 400 && BULK.has(request.routeOptions.url ?? '') && (request.body as { dryRun?: unknown } | undefined)?.dryRun === true) return undefined;
     const entry = auditEntry(request, status, status >= 400 ? errorCode(payload) : null);
     if (!entry) return undefined;
     const health = this.#o.host.storeHealth();
@@ -298,6 +298,9 @@ function errorCode(payload: unknown): string | null {
     return 'ERROR';
   }
 }
+
+/** The bulk actions, whose `dryRun` changes nothing (any other body's `dryRun` key is only data: an app event's payload). */
+const BULK = new Set(['/runs/retry', '/runs/cancel']);
 
 /** What the audit records of a change answered `status` (`code`: its error's), or undefined when it records nothing. */
 function auditEntry(request: FastifyRequest, status: number, code: string | null): AuditEntry | undefined {

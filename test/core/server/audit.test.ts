@@ -56,10 +56,13 @@ t.test('a bulk dry run changes nothing and leaves no record; the action itself, 
   t.equal((await s.request('POST', '/runs/cancel', { headers: bearer(OPERATOR), body: { dryRun: true } })).status, 200);
   t.equal((await s.request('POST', '/runs/cancel', { headers: bearer(VIEWER), body: { dryRun: true } })).status, 403);
   t.equal((await s.request('POST', '/runs/cancel', { headers: bearer(OPERATOR), body: { job: 'deploy' } })).status, 200);
+  // Elsewhere a `dryRun` key is only data (an app event's payload): the change is recorded.
+  t.equal((await s.request('POST', '/events/deploy.asked', { headers: bearer(OPERATOR), body: { dryRun: true } })).status, 202);
   const records = items((await s.request('GET', '/audit', { headers: bearer(VIEWER) })).json);
   t.same(
     records.map((r) => [r.token, r.action, r.outcome]),
     [
+      ['ops', 'event.publish', 'ok'],
       ['ops', 'runs.cancel', 'ok'],
       ['dash', 'runs.cancel', 'forbidden'],
     ],

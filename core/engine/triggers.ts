@@ -334,6 +334,9 @@ export class Triggers {
     if (old.status !== 'failed' && old.status !== 'canceled') {
       throw new HostError('RUN_NOT_RETRYABLE', `run ${id} is ${old.status}; only failed or canceled runs can be retried`, { runId: id });
     }
-    return this.create(old.job, { params: old.params, priority: old.priority, key: old.key ?? undefined }, 'retry', { retryOf: id });
+    // A debounced job's key names a window, which a replay (a run of its own) does not join: as a
+    // dedup key it would refuse the replay while the window is open, or a second replay of that key.
+    const key = this.#o.registry.get(old.job)?.job.debounceMs ? undefined : (old.key ?? undefined);
+    return this.create(old.job, { params: old.params, priority: old.priority, key }, 'retry', { retryOf: id });
   }
 }

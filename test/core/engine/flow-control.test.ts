@@ -294,3 +294,28 @@ t.test('debounce: replays are runs of their own, never merged (a bulk retry repl
   await h.clock.advance(10_000);
   t.equal((await h.host.wait(waiting.runId)).status, 'succeeded');
 });
+
+t.test('debounce: a replay of a keyed run is not refused by the key (it names a window, which a replay does not join)', async (t) => {
+  const h = await startHost(t);
+  h.host.register({
+    name: 'keyed',
+    debounce: '10s',
+    handler: (ctx: { params: { fail?: boolean } }) => {
+      if (ctx.params.fail) throw new Error('no');
+      return 'ok';
+    },
+  });
+  const failed: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    failed.push((await h.host.trigger('keyed', { key: 'k', params: { fail: true, i } })).runId);
+    await h.clock.advance(10_000);
+    t.equal((await h.host.wait(failed[i]!)).status, 'failed');
+  }
+  await h.host.trigger('keyed', { key: 'k', params: { i: 'open window' } });
+  const one = await h.host.retry(failed[0]!);
+  t.ok(one.runId, 'a replay while the key has an open window');
+  const bulk = await h.host.retryFailed({ job: 'keyed' });
+  // The second failed run, and the first's replay, which failed too (its params say so): both replayed, none refused.
+  t.equal(bulk.touched, 2);
+  t.same(bulk.errors, [], 'no SKIPPED duplicate');
+});

@@ -271,7 +271,9 @@ function describe(err: unknown, fallback: ErrorCode): RunError {
     // An error's own string code (ECONNREFUSED) or class name (TypeError, or a class of the plugin's own) says more than a generic code.
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && code !== '') return { code, message };
-    const name = err.name && err.name !== 'Error' ? err.name : err.constructor?.name;
+    // The class's own name only when it reads as one (QuotaError): not a minifier's `e`, nor an esbuild rename (QuotaError2).
+    const ctor = err.constructor?.name;
+    const name = err.name && err.name !== 'Error' ? err.name : typeof ctor === 'string' && /^[A-Za-z_$][\w$]*Error$/.test(ctor) ? ctor : undefined;
     return { code: typeof name === 'string' && name !== '' && name !== 'Error' ? name : 'HANDLER_ERROR', message };
   }
   let message: string;

@@ -238,7 +238,7 @@ function snapshotResult(result: unknown, maxBytes: number): unknown {
   try {
     json = JSON.stringify(result);
   } catch (err) {
-    throw new HostError('RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${(err as Error).message}`);
+    throw new HostError('RESULT_NOT_SERIALIZABLE', `the handler's result cannot be stored as JSON: ${toRunError(err).message}`);
   }
   if (json === undefined) return null;
   if (overBytes(json, maxBytes)) throw resultTooLarge(json, maxBytes);

@@ -151,6 +151,7 @@ export function fail(kind: string): unknown {
     case 'then-getter': return Object.defineProperty({}, 'then', { get() { throw new Error('then getter'); } });
     case 'own-class': { class QuotaError extends Error {} throw new QuotaError('over quota'); }
     case 'huge': throw new Error('E'.repeat(100_000));
+    case 'tojson-null': return { toJSON() { throw null; } };
     case 'stray-proxy': setTimeout(() => { throw trap(); }, 1); return new Promise(() => {});
     case 'reject-proxy': void Promise.reject(trap()); return new Promise(() => {});
     case 'text': return 'plain text';
@@ -188,6 +189,10 @@ t.test('outcomes are the same in a thread as inline: throws, rejections, strays,
     'then-getter': { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'then getter' } },
     'own-class': { status: 'failed', error: { code: 'QuotaError', message: 'over quota' } },
     huge: { status: 'failed', error: { code: 'HANDLER_ERROR', message: /^E{8192}… \(91808 more characters\)$/ } },
+    'tojson-null': {
+      status: 'failed',
+      error: { code: 'RESULT_NOT_SERIALIZABLE', message: /^the handler's result cannot be stored as JSON: non-Error thrown: null$/ },
+    },
     'stray-proxy': { status: 'failed', error: { code: 'UNCAUGHT_EXCEPTION', message: 'non-Error thrown: a value that cannot be described' } },
     'reject-proxy': { status: 'failed', error: { code: 'UNHANDLED_REJECTION', message: 'non-Error thrown: a value that cannot be described' } },
     text: { status: 'succeeded', result: 'plain text', error: null },

@@ -127,12 +127,8 @@ export class Alerts {
   async #slow(id: string): Promise<void> {
     try {
       const run = await this.#o.backend().getRun(id);
-      if (run?.status === 'queued' && run.attempts.length > 0) {
-        // Between two attempts (a retry's delay): still unfinished, so still slow once it runs again.
-        if (this.#slowParked.size >= SLOW_SENT_MAX) this.#slowParked = new Set();
-        this.#slowParked.add(id);
-        return;
-      }
+      // Between two attempts (a retry's delay): still unfinished, so still slow once it runs again.
+      if (run?.status === 'queued' && run.attempts.length > 0) return this.#park(id);
       if (run?.status !== 'running') return;
       const spec = this.#o.notifySpec(run.job);
       if (!spec || !wants(spec, 'slow')) return;
@@ -141,12 +137,21 @@ export class Alerts {
       // It ended while the claim was made durable: no longer running, so not slow (its end's own
       // notification went first, and a `slow` after it would open again what that one resolved).
       // Here (`finished`), or on another host: the run says.
-      if (!this.#slowChecking.has(id) || (await this.#o.backend().getRun(id))?.status !== 'running') return;
+      if (!this.#slowChecking.has(id)) return;
+      const now = await this.#o.backend().getRun(id);
+      if (now?.status === 'queued' && now.attempts.length > 0) return this.#park(id);
+      if (now?.status !== 'running') return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
       void this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {
       this.#o.logger.error({ err, runId: id }, 'could not check a slow run');
     }
+  }
+
+  /** A run past its `slowerThan` between two attempts: told when the next one starts (`started`). */
+  #park(id: string): void {
+    if (this.#slowParked.size >= SLOW_SENT_MAX) this.#slowParked = new Set();
+    this.#slowParked.add(id);
   }
 
   /** `missed`: a schedule fire of `job` at `fireAt` started no run in time. */

@@ -118,11 +118,13 @@ async function importModule(url: string): Promise<unknown> {
   if (url.startsWith('data:') && data.tsxUrl !== null) await registerTsx(data.tsxUrl);
   const again = withTsx.get(url);
   if (again !== undefined) return import(again);
+  // Whether tsx was there when this import began (another import may register it meanwhile).
+  const hadTsx = tsxRegistered;
   try {
     return await import(url);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (tsxRegistered || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;
+    if (hadTsx || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;
     // A TypeScript module from outside the plugins directory: this thread needs tsx too (once).
     // Node keeps the failure under `url` for good: every later import of it (another plugin's
     // too) takes the URL it loaded under, so the plugins share one module, as on the main thread.

@@ -120,9 +120,10 @@ class RedisBackend implements Backend {
       await this.#p.mirror.refresh();
       await this.#p.pauses.open();
       await this.#p.heartbeat.beat();
-      // From the stream's end as it is now: what other hosts told before is history to this host.
-      eventsSince = Date.now();
       await this.#p.reader.follow(this.#p.keys.clusterStream);
+      // Once following from the stream's end: what other hosts told before is history to this host
+      // (taken after the follow: a run at the edge is at worst counted twice, never left out).
+      eventsSince = Date.now();
     } catch (err) {
       await this.#p.connections.close();
       throw this.#p.connections.setUpRefused(err);

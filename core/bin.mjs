@@ -8,7 +8,10 @@ import { existsSync } from 'node:fs';
 // `jobhost start`: a signal that comes while the command still loads (a second or so) is kept for
 // the host's own handlers (core/loader/app.ts), which act on it once the start is done, as on one
 // during the start. Without it Node's default would end the process (exit 143) with no stop.
-if (process.argv[2] === 'start') {
+// The command is the first argument that is not an option nor the value of --url / --token.
+const args = process.argv.slice(2);
+const command = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--url' && args[i - 1] !== '--token');
+if (command === 'start') {
   const early = { signals: [], remove: () => undefined };
   const keep = (signal) => early.signals.push(signal);
   process.on('SIGINT', keep);

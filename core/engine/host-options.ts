@@ -42,6 +42,11 @@ export function checkHostOptions(options: unknown): HostOptions {
   const o = options as Record<string, unknown>;
   const has = (value: unknown, methods: readonly string[]): boolean =>
     typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
+  // Anything but 'memory' was a disk store: a typo ('mem') kept runs on disk the user meant to keep nowhere.
+  const store = o['store'];
+  if (store !== undefined && store !== 'disk' && store !== 'memory') {
+    throw invalid('store', `expected 'disk' or 'memory' (got ${JSON.stringify(String(store)).slice(0, 60)})`);
+  }
   if (o['cwd'] !== undefined && typeof o['cwd'] !== 'string') throw invalid('cwd', 'expected a directory path (a string)');
   if (o['clock'] !== undefined && !has(o['clock'], ['now', 'setTimer'])) throw invalid('clock', 'expected a Clock: { now(), setTimer() }');
   if (o['random'] !== undefined && typeof o['random'] !== 'function') throw invalid('random', 'expected a function returning a number in [0, 1)');

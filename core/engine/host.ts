@@ -65,9 +65,6 @@ export class Host {
 
   constructor(options: HostOptions) {
     this.#options = options;
-    // Anything but 'memory' was a disk store: a typo ('mem') kept runs on disk the user meant to keep nowhere.
-    if (options.store !== undefined && options.store !== 'disk' && options.store !== 'memory')
-      throw new HostError('CONFIG_INVALID', `store: expected 'disk' or 'memory' (got ${JSON.stringify(String(options.store)).slice(0, 60)})`);
     this.cwd = options.cwd ?? process.cwd();
     this.#config = parseConfig(options.config ?? {});
     this.clock = options.clock ?? systemClock;

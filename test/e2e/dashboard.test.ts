@@ -99,6 +99,7 @@ t.test('runs filtered by status: a run that leaves the status leaves the list, l
   await page.waitForSelector(`#view-runs tr[data-run="${runId}"]`);
   t.equal((await host.wait(runId)).status, 'succeeded');
   await page.waitForSelector(`#view-runs tr[data-run="${runId}"]`, { state: 'detached' });
+  t.match(await page.textContent('#view-runs tbody'), 'No runs match.', 'the list says it is empty');
   t.same(page.errors, []);
 });
 

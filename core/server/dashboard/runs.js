@@ -129,6 +129,8 @@ export function createRunsList(root, { onError }) {
     load();
   }
 
+  const empty = () => h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No runs match.'));
+
   async function load() {
     const cursor = cursors.at(-1);
     const current = (loading = get(withQuery('/runs', { ...query, limit: PAGE_SIZE, before: cursor })));
@@ -145,7 +147,7 @@ export function createRunsList(root, { onError }) {
           return tr;
         }),
       );
-      if (page.items.length === 0) fill(tbody, h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No runs match.')));
+      if (page.items.length === 0) fill(tbody, empty());
       renderPager();
     } catch (err) {
       if (current === loading) onError(err);
@@ -201,6 +203,7 @@ export function createRunsList(root, { onError }) {
         if (query.status && run.status !== query.status) {
           current.tr.remove();
           rows.delete(id);
+          if (rows.size === 0) fill(tbody, empty());
           return;
         }
         const tr = row(run);

@@ -136,7 +136,9 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   // naming `server.<key>`), the same canonical forms; the config's own stand for the rest.
   const keys = ['host', 'port', 'token', 'bodyLimit', 'allowedOrigins', 'allowedHosts'] as const;
   const given = Object.fromEntries(keys.flatMap((k) => (options[k] === undefined ? [] : [[k, options[k]]])));
-  const own = Object.keys(given).length === 0 ? settings : { ...settings, ...pick(parseConfig({ server: given }).server, Object.keys(given)) };
+  // A token is checked against the config's named ones too (the same value twice is refused there).
+  const checked = given['token'] !== undefined ? { ...given, tokens: settings.tokens } : given;
+  const own = Object.keys(given).length === 0 ? settings : { ...settings, ...pick(parseConfig({ server: checked }).server, Object.keys(given)) };
   const { host: bindHost, port, token } = own;
   assertSafeBind(bindHost, token || settings.tokens.length > 0 ? 'set' : null);
   const logger = options.logger ?? host.logger;

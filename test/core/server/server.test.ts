@@ -342,6 +342,9 @@ t.test("an embedder's server options pass the config file's schema: CONFIG_INVAL
   }
   const ok = createServer(host, { host: '127.0.0.1', port: 0, token: 'long-enough-token', bodyLimit: 4096 });
   await ok.close();
+  // Checked against the config's named tokens as the file's server.token is: one value is not two identities.
+  const named = await startHost(t, { config: { server: { tokens: [{ name: 'ci', token: 'ci-token-0123456789abcdefgh', role: 'operator' }] } } });
+  t.throws(() => createServer(named.host, { token: 'ci-token-0123456789abcdefgh' }), { code: 'CONFIG_INVALID', message: /same token/ });
 });
 
 t.test('bodies over the limit get 413', async (t) => {

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { parseDuration } from '../contract/duration.js';
 import { packageJson } from '../contract/package-root.js';
 import type { ClientError } from './client.js';
+import { TEST_WAIT_MS } from './client-waits.js';
 import {
   ackDamageCommand,
   auditCommand,
@@ -17,7 +18,6 @@ import {
   tailCommand,
   whoamiCommand,
 } from './remote.js';
-import { TEST_WAIT_MS } from './waits.js';
 
 /**
  * `jobhost <command>` (SPEC §8). `start` and `validate` work on the project in the working

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { TEST_WAIT_MS } from './waits.js';
+import { TEST_WAIT_MS } from './client-waits.js';
 
 /**
  * A typed client for a running host's HTTP API (README "HTTP API"), for the CLI and for scripts.

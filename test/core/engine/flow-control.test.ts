@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parseConfig } from '../../../core/contract/config.js';
 import { startHost, until } from '../../helpers.js';
 
@@ -265,10 +265,11 @@ t.test('debounce: a run waiting for its retry has had its time; a trigger then o
   );
 });
 
-t.test('debounce: replays are runs of their own, never merged (a bulk retry replays every failed run)', async (t) => {
+/** A host with a job debounced 10 s that fails when its params say so, and two of its runs failed (with `key`, if given). */
+async function twoFailedDebounced(t: Test, name: string, key?: string): Promise<{ h: Awaited<ReturnType<typeof startHost>>; failed: string[] }> {
   const h = await startHost(t);
   h.host.register({
-    name: 'settles',
+    name,
     debounce: '10s',
     handler: (ctx: { params: { fail?: boolean } }) => {
       if (ctx.params.fail) throw new Error('no');
@@ -277,10 +278,15 @@ t.test('debounce: replays are runs of their own, never merged (a bulk retry repl
   });
   const failed: string[] = [];
   for (let i = 0; i < 2; i++) {
-    failed.push((await h.host.trigger('settles', { params: { fail: true, i } })).runId);
+    failed.push((await h.host.trigger(name, { ...(key !== undefined && { key }), params: { fail: true, i } })).runId);
     await h.clock.advance(10_000);
     t.equal((await h.host.wait(failed[i]!)).status, 'failed');
   }
+  return { h, failed };
+}
+
+t.test('debounce: replays are runs of their own, never merged (a bulk retry replays every failed run)', async (t) => {
+  const { h } = await twoFailedDebounced(t, 'settles');
   const waiting = await h.host.trigger('settles', { params: { i: 'waiting' } });
   const bulk = await h.host.retryFailed({ job: 'settles' });
   t.equal(bulk.touched, 2);
@@ -296,21 +302,7 @@ t.test('debounce: replays are runs of their own, never merged (a bulk retry repl
 });
 
 t.test('debounce: a replay of a keyed run is not refused by the key (it names a window, which a replay does not join)', async (t) => {
-  const h = await startHost(t);
-  h.host.register({
-    name: 'keyed',
-    debounce: '10s',
-    handler: (ctx: { params: { fail?: boolean } }) => {
-      if (ctx.params.fail) throw new Error('no');
-      return 'ok';
-    },
-  });
-  const failed: string[] = [];
-  for (let i = 0; i < 2; i++) {
-    failed.push((await h.host.trigger('keyed', { key: 'k', params: { fail: true, i } })).runId);
-    await h.clock.advance(10_000);
-    t.equal((await h.host.wait(failed[i]!)).status, 'failed');
-  }
+  const { h, failed } = await twoFailedDebounced(t, 'keyed', 'k');
   await h.host.trigger('keyed', { key: 'k', params: { i: 'open window' } });
   const one = await h.host.retry(failed[0]!);
   t.ok(one.runId, 'a replay while the key has an open window');

@@ -50,8 +50,6 @@ export class Alerts {
   /** Running runs with a `slow` timer: run id → due time. */
   readonly #slowDue = new Map<string, number>();
   readonly #slowSent = new Set<string>();
-  /** Runs whose slow check is in flight; `finished` takes a run out (it is no longer slow). */
-  readonly #slowChecking = new Set<string>();
   /** Runs whose `slowerThan` passed while they waited between attempts: told when the next attempt starts (bounded like `#slowSent`). */
   #slowParked = new Set<string>();
   /** Digest timers of the windows this host opened, with what their digest needs. */
@@ -110,7 +108,6 @@ export class Alerts {
   finished(run: Run): void {
     this.#slowDue.delete(run.id);
     this.#slowSent.delete(run.id);
-    this.#slowChecking.delete(run.id);
     if (this.#slowParked.size > 0) this.#slowParked.delete(run.id);
   }
 
@@ -120,27 +117,22 @@ export class Alerts {
     this.#slowDue.delete(id);
     if (this.#slowSent.size >= SLOW_SENT_MAX) this.#slowSent.clear();
     this.#slowSent.add(id);
-    this.#slowChecking.add(id);
-    void this.#slow(id).finally(() => this.#slowChecking.delete(id));
+    void this.#slow(id);
   }
 
   async #slow(id: string): Promise<void> {
     try {
       const run = await this.#o.backend().getRun(id);
-      // Between two attempts (a retry's delay): still unfinished, so still slow once it runs again.
-      if (run?.status === 'queued' && run.attempts.length > 0) return this.#park(id);
-      if (run?.status !== 'running') return;
+      if (!run || !this.#running(run)) return;
       const spec = this.#o.notifySpec(run.job);
       if (!spec || !wants(spec, 'slow')) return;
       // Once per run for the cluster: its retry (or a takeover) may have run on another host, which told it.
       if (!(await this.#o.backend().claimSlow(run.job, id))) return;
-      // It ended while the claim was made durable: no longer running, so not slow (its end's own
-      // notification went first, and a `slow` after it would open again what that one resolved).
-      // Here (`finished`), or on another host: the run says.
-      if (!this.#slowChecking.has(id)) return;
+      // It ended while the claim was made durable (here or on another host: the run says): no
+      // longer running, so not slow (its end's own notification went first, and a `slow` after it
+      // would open again what that one resolved).
       const now = await this.#o.backend().getRun(id);
-      if (now?.status === 'queued' && now.attempts.length > 0) return this.#park(id);
-      if (now?.status !== 'running') return;
+      if (!now || !this.#running(now)) return;
       const elapsedMs = this.#o.clock.now() - Date.parse(run.startedAt ?? run.createdAt);
       void this.#notify(spec, run.job, run, 'slow', { elapsedMs });
     } catch (err) {
@@ -148,10 +140,17 @@ export class Alerts {
     }
   }
 
-  /** A run past its `slowerThan` between two attempts: told when the next one starts (`started`). */
-  #park(id: string): void {
-    if (this.#slowParked.size >= SLOW_SENT_MAX) this.#slowParked = new Set();
-    this.#slowParked.add(id);
+  /**
+   * Whether a run past its `slowerThan` is running now. One between two attempts (a retry's delay)
+   * is still unfinished, so still slow once it runs again: parked, told when its next attempt starts.
+   */
+  #running(run: Run): boolean {
+    if (run.status === 'queued' && run.attempts.length > 0) {
+      if (this.#slowParked.size >= SLOW_SENT_MAX) this.#slowParked = new Set();
+      this.#slowParked.add(run.id);
+      return false;
+    }
+    return run.status === 'running';
   }
 
   /** `missed`: a schedule fire of `job` at `fireAt` started no run in time. */

@@ -142,8 +142,7 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   const { host: bindHost, port, token } = own;
   assertSafeBind(bindHost, token || settings.tokens.length > 0 ? 'set' : null);
   const logger = options.logger ?? host.logger;
-  const lists = own;
-  const guard = requestGuard({ bindHost, allowedOrigins: lists.allowedOrigins, allowedHosts: lists.allowedHosts });
+  const guard = requestGuard({ bindHost, allowedOrigins: own.allowedOrigins, allowedHosts: own.allowedHosts });
 
   // Responses are typed by their schemas at compile time; writing them needs no second check.
   const writeJson = () => (data: unknown) => JSON.stringify(data);

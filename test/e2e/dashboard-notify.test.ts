@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { type Clock, createManualClock } from '../../core/contract/clock.js';
 import type { ConfigInput } from '../../core/contract/config.js';
 import { silentLogger } from '../../core/contract/logger.js';
 import { definePlugin } from '../../core/contract/plugin.js';
@@ -21,11 +22,12 @@ import { launchChromium, openPage, screenshots } from './browser.js';
 declare const document: { querySelectorAll(selector: string): { length: number } };
 
 /** A real host with the dashboard and `destinations`, and a job that fails and notifies them all; stopped when the test ends. */
-async function startNotifyHost(t: Tap, destinations: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+async function startNotifyHost(t: Tap, destinations: Record<string, unknown>, extra: Record<string, unknown> = {}, clock?: Clock) {
   const dir = tempDir(t, 'jobhost-dash-notify-');
   mkdirSync(path.join(dir, 'data'));
   const host = createHost({
     cwd: dir,
+    ...(clock ? { clock } : {}),
     logger: silentLogger(),
     config: { store: { dir: 'data' }, notifications: { destinations, ...extra } } as ConfigInput,
     plugins: [
@@ -154,7 +156,16 @@ t.test('Notifications view: a dead delivery with its error, Redeliver makes it d
 t.test('a retrying delivery shows its next attempt, and becomes delivered on its own', async (t) => {
   const hook = await httpReceiver(t);
   hook.script({ status: 503, body: 'down for maintenance' });
-  const { host, page } = await startNotifyHost(t, { 'ops-hook': { kind: 'webhook', url: hook.url } }, { retry: { attempts: 3, delay: '5s', jitter: 0 } });
+  // The host's clock is injected, so the retry waits until the test moves it: the page is given
+  // all the time it needs to show the delivery retrying (a real 5 s delay raced the page's reads).
+  const clock = createManualClock(Date.now());
+  const { host, page } = await startNotifyHost(
+    t,
+    { 'ops-hook': { kind: 'webhook', url: hook.url } },
+    { retry: { attempts: 3, delay: '30s', jitter: 0 } },
+    clock,
+  );
+  await clock.set(Date.now());
   await host.trigger('nightly-export');
   const row = `${note} tr[data-destination="ops-hook"]`;
   // No event says "retrying": the page reads a notification with a pending delivery again by itself.
@@ -162,8 +173,10 @@ t.test('a retrying delivery shows its next attempt, and becomes delivered on its
   t.match(await page.textContent(`${row} [data-col="status"]`), /retrying/);
   t.equal(await page.textContent(`${row} [data-col="attempts"]`), '1');
   t.match(await page.textContent(`${row} [data-col="error"]`), /RECEIVER_ERROR\s*HTTP 503\s*the receiver answered 503: down for maintenance/);
-  t.match(await page.textContent(`${row} [data-col="next"] time`), /^in \ds$/, 'when the next attempt is due');
+  t.match(await page.textContent(`${row} [data-col="next"] time`), /^in \d+s$/, 'when the next attempt is due');
   t.equal(await page.textContent(`${row} [data-col="delivered"]`), '—');
+  t.equal(hook.received.length, 1, 'one request so far');
+  await clock.advance(30_000);
   await page.waitForSelector(`${row}[data-status="delivered"]`, { timeout: 15_000 });
   t.equal(await page.textContent(`${row} [data-col="attempts"]`), '2');
   t.equal(await page.textContent(`${row} [data-col="next"]`), '—');

@@ -246,10 +246,11 @@ t.test('a host closing mid-attempt: its attempt is aborted and made again by ano
   await a.backends[0]!.addNotification(n);
   await until(() => a.seen.length === 1, 5000, 'the first attempt');
   const b = await openBackends(t, redis, 1, () => Promise.resolve({ status: 'delivered' }), prefix);
-  const started = Date.now();
   await a.backends[0]!.drain(0);
   await a.backends[0]!.close();
-  t.ok(Date.now() - started < 3000, 'the close is bounded');
+  // Not a real-time bound (it flaked on a loaded machine): a close that waited out its deadline
+  // would leave the delivery to its lock's expiry, and health would say so.
+  t.equal(a.backends[0]!.health().writeError, null, 'the close handed the attempt back, nothing left behind');
   t.same(aborted, ['d0'], 'the attempt in flight saw its signal aborted');
   await until(async () => finished(await b.backends[0]!.getNotification(n.id)), 5000, 'delivered by the other host');
   t.equal(b.seen.length, 1);

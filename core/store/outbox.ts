@@ -23,6 +23,7 @@ export interface OutboxOptions {
 interface Due {
   nid: string;
   did: string;
+  destination: string;
   /** The series it belongs to: a redeliver starts a new one, and the old one's entries are dropped. */
   series: number;
 }
@@ -30,7 +31,8 @@ interface Due {
 /**
  * The local backend's deliveries: every open delivery of the recorded notifications waits in a
  * heap by due time, under one timer; at most `concurrency` attempts run at once, apart from
- * runs. Each outcome is saved (the notification record again, durable) before the next attempt
+ * runs, and at most half of them (rounded up) to one destination: a receiver that hangs until the
+ * timeout holds its share, never the slots of the others. Each outcome is saved (the notification record again, durable) before the next attempt
  * is queued, so a kill -9 resumes every open delivery at its `nextAt` on the next start.
  */
 export class Outbox {
@@ -39,6 +41,11 @@ export class Outbox {
   /** Open deliveries by id → their current series. */
   readonly #open = new Map<string, number>();
   readonly #inFlight = new Set<Promise<void>>();
+  /** Attempts in flight by destination. */
+  readonly #busy = new Map<string, number>();
+  /** Due deliveries taken off the heap while their destination had its share in flight: back in when one of its attempts ends. */
+  readonly #parked = new Map<string, Array<{ at: number; due: Due }>>();
+  readonly #share: number;
   readonly #abort = new AbortController();
   #hooks: BackendHooks | undefined;
   #series = 0;
@@ -52,6 +59,7 @@ export class Outbox {
 
   constructor(options: OutboxOptions) {
     this.#o = options;
+    this.#share = Math.max(1, Math.ceil(options.concurrency / 2));
     // Every attempt in flight listens on it (and lets go when it settles): as many as `concurrency`.
     setMaxListeners(0, this.#abort.signal);
   }
@@ -72,7 +80,7 @@ export class Outbox {
       if (!deliveryOpen(d)) continue;
       const series = ++this.#series;
       this.#open.set(d.id, series);
-      this.#heap.push(d.nextAt === null ? now : Date.parse(d.nextAt), { nid: n.id, did: d.id, series });
+      this.#heap.push(d.nextAt === null ? now : Date.parse(d.nextAt), { nid: n.id, did: d.id, destination: d.destination, series });
     }
     this.#pump();
   }
@@ -121,15 +129,22 @@ export class Outbox {
     this.#abort.abort();
     await Promise.allSettled([...this.#inFlight]);
     this.#heap.clear();
+    this.#parked.clear();
   }
 
   #pump(): void {
     if (!this.#started || this.#closed) return;
     const now = this.#o.clock.now();
     while (this.#running < this.#o.concurrency) {
+      const at = this.#heap.peek();
       const due = this.#heap.popDue(now);
       if (!due) break;
-      if (this.#open.get(due.did) === due.series) this.#attempt(due);
+      if (this.#open.get(due.did) !== due.series) continue;
+      if ((this.#busy.get(due.destination) ?? 0) >= this.#share) {
+        const parked = this.#parked.get(due.destination);
+        if (parked) parked.push({ at, due });
+        else this.#parked.set(due.destination, [{ at, due }]);
+      } else this.#attempt(due);
     }
     this.#arm();
   }
@@ -156,12 +171,26 @@ export class Outbox {
       return;
     }
     this.#running++;
+    this.#busy.set(due.destination, (this.#busy.get(due.destination) ?? 0) + 1);
     const made = this.#make(n, d.id, d.attempts + 1, due).finally(() => {
       this.#running--;
+      const left = this.#busy.get(due.destination)! - 1;
+      if (left > 0) this.#busy.set(due.destination, left);
+      else this.#busy.delete(due.destination);
       this.#inFlight.delete(made);
+      this.#unpark(due.destination);
       this.#pump();
     });
     this.#inFlight.add(made);
+  }
+
+  /** The deliveries parked for `destination` go back on the heap at their due times (a slot of its share is free). */
+  #unpark(destination: string): void {
+    const parked = this.#parked.get(destination);
+    if (!parked) return;
+    this.#parked.delete(destination);
+    if (this.#closed) return;
+    for (const { at, due } of parked) this.#heap.push(at, due);
   }
 
   async #make(n: Notification, did: string, attempt: number, due: Due): Promise<void> {

@@ -145,6 +145,28 @@ t.test('a receiver that is down is retried; nothing holds the runs meanwhile', a
   await until(() => s.host.deliveries.open() === 20, 5000, '20 open deliveries');
 });
 
+t.test('a receiver that hangs holds at most half the delivery slots: the other destinations still get theirs', async (t) => {
+  const stuck = await httpReceiver(t);
+  stuck.fallback = 'hang';
+  const pager = await httpReceiver(t);
+  // Two slots: one destination may hold one. Storm control off: each failure is a message of its own.
+  const s = await hostWith(t, { stuck: { kind: 'webhook', url: stuck.url }, pager: { kind: 'webhook', url: pager.url } }, undefined, {
+    concurrency: 2,
+    timeout: '10m',
+    throttle: 0,
+  });
+  for (let i = 0; i < 4; i++) t.equal((await s.host.wait((await s.host.trigger('nightly-export')).runId)).status, 'failed');
+  // Before, the second attempt to the hanging receiver took the other slot until the timeout.
+  await pager.count(4, 5000);
+  t.equal(stuck.received.length, 1, 'one attempt at a time to the receiver that hangs');
+  await until(
+    async () => (await s.host.notifications({})).items.every((n) => n.deliveries.find((d) => d.destination === 'pager')?.status === 'delivered'),
+    5000,
+    'all delivered to pager',
+  );
+  await s.host.stop({ graceMs: 0 });
+});
+
 t.test('Slack, Discord and PagerDuty get their own JSON; email goes over SMTP', async (t) => {
   const slack = await httpReceiver(t);
   const discord = await httpReceiver(t);

@@ -135,6 +135,9 @@ function badOption(path: string, message: string): HostError {
   return new HostError('INVALID_BODY', `${path}: ${message}`, { issues: [{ path, message }] });
 }
 
+/** A `runAt` string: an ISO 8601 date, or date and time (an offset or `Z`; without one, local time, as Date reads it). */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/i;
+
 /** The latest `runAt` accepted: the last millisecond an ISO time with a 4-digit year can show. */
 const LATEST_RUN_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
@@ -152,6 +155,8 @@ export function buildRun(job: EffectiveJob, params: unknown, options: TriggerOpt
   if (options.runAt !== undefined && options.delay !== undefined) throw badOption('runAt', 'give delay or runAt, not both');
   if (options.runAt !== undefined) {
     const at = options.runAt;
+    if (typeof at === 'string' && !ISO_TIME.test(at)) throw badOption('runAt', `not an ISO 8601 time such as 2026-01-05T12:00:00Z: ${at.slice(0, 100)}`);
+    if (typeof at === 'number' && at < 0) throw badOption('runAt', `ms since the epoch cannot be negative: ${at}`);
     runAtMs = at instanceof Date ? at.getTime() : typeof at === 'number' ? at : Date.parse(at);
     if (!Number.isFinite(runAtMs)) throw badOption('runAt', `not a valid time: ${String(at).slice(0, 100)}`);
     if (runAtMs > LATEST_RUN_AT) throw badOption('runAt', `${String(at).slice(0, 100)} is later than 9999-12-31`);

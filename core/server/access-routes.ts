@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ROLES, type WhoAmI } from '../contract/access.js';
 import { AUDIT_MAX_LIMIT, AUDIT_OUTCOMES } from '../contract/audit.js';
 import type { Host } from '../engine/host.js';
-import { errors, page } from './http-schemas.js';
+import { errors, page, queryInt } from './http-schemas.js';
 import { actionsOf } from './route-roles.js';
 import type { JobhostApp } from './routes.js';
 
@@ -13,7 +13,7 @@ const auditQuery = z.strictObject({
   action: text.optional().describe('an action, or a `*` glob (`job.*`)'),
   target: text.optional().describe('a target, or a `*` glob (`job:deploy-*`)'),
   outcome: z.enum(AUDIT_OUTCOMES).optional(),
-  limit: z.coerce.number().int().min(1).max(AUDIT_MAX_LIMIT).optional().describe('page size (default 50)'),
+  limit: queryInt(1, AUDIT_MAX_LIMIT).optional().describe('page size (default 50)'),
   before: text.optional().describe('cursor: the `next` of the previous page'),
 });
 

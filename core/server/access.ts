@@ -256,6 +256,18 @@ export class Access {
     return health.backend.available && health.writeError === null ? written : undefined;
   }
 
+  /**
+   * For a request fastify refused before routing it (a bad URL): the 401 to answer when its token
+   * does not admit it, as every route would, so the refusal says nothing of which paths exist.
+   */
+  unauthorized(request: FastifyRequest): HostError | undefined {
+    const presented = presentedToken(request, this.#o.bearer, '');
+    if (this.#identify(presented === undefined ? null : digestOf(presented))) return undefined;
+    if (this.#credentials().length === 0)
+      return new HostError('UNAUTHORIZED', 'no token is configured for a host bound to a public address: every request is refused');
+    return new HostError('UNAUTHORIZED', presented === undefined ? 'this host needs a token: Authorization: Bearer <token>' : 'the token is not valid');
+  }
+
   /** A WebSocket just opened: closed later if a config edit removes its token. */
   track(socket: TrackedSocket, request: FastifyRequest): void {
     const presented = presentedToken(request, this.#o.bearer);

@@ -48,7 +48,7 @@ function isTriggerBody(data: unknown): boolean {
         if (!isInt(v, 0, Number.MAX_SAFE_INTEGER) && !isString(v, 0, 50)) return false;
         break;
       case 'runAt':
-        if (!isString(v, 0, 100) && !(typeof v === 'number' && Number.isFinite(v))) return false;
+        if (!isString(v, 0, 100) && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) return false;
         break;
       case 'key':
         if (!isString(v, 1, 500)) return false;

@@ -39,15 +39,26 @@ export const triggerBody = z
       .optional()
       .describe("ms, or a duration like '30s'"),
     runAt: z
-      .union([z.string().max(100), z.number()])
+      .union([z.string().max(100), z.number().min(0)])
       .optional()
-      .describe('ISO time or ms since the epoch'),
+      .describe('an ISO 8601 time (2026-01-05T12:00:00Z), or ms since the epoch'),
     key: z.string().min(1).max(500).optional().describe('dedup key: refused while a run holds the same key'),
     priority: z.number().int().min(-1_000_000).max(1_000_000).optional().describe('lower runs first (default 0)'),
   })
   .nullish();
 
-const limit = (max: number): z.ZodType<number | undefined> => z.coerce.number().int().min(1).max(max).optional();
+/**
+ * A whole number in a query string: decimal digits, given once (`0x10`, `1e2` or a repeated key
+ * are refused, with a message that says so, rather than read as a number or as NaN).
+ */
+export const queryInt = (min: number, max: number) =>
+  z
+    .string({ error: (issue) => (Array.isArray(issue.input) ? 'given more than once' : undefined) })
+    .regex(/^\d{1,15}$/, 'expected a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const limit = (max: number): z.ZodType<number | undefined, string | undefined> => queryInt(1, max).optional();
 
 export const runsQuery = z.strictObject({
   job: segment.optional(),
@@ -94,7 +105,7 @@ export const eventsQuery = z.strictObject({
     .optional()
     .transform((v) => v === 'true' || v === '1')
     .describe('also `run.log` events (log lines), which are left out unless asked for (here, or `type=run.log`)'),
-  since: z.coerce.number().int().min(0).optional().describe('replay buffered events after this seq first'),
+  since: queryInt(0, Number.MAX_SAFE_INTEGER).optional().describe('replay buffered events after this seq first'),
   boot: z
     .string()
     .regex(/^[0-9a-f]{1,64}$/, 'expected the `boot` of an earlier hello')

@@ -39,13 +39,32 @@ async function build(routes: readonly RouteOptions[], options: SwaggerOptions, c
       }
     });
     await doc.ready();
-    return bodiesOptional(doc.swagger() as OpenApiDoc, routes);
+    return textAnswers(bodiesOptional(doc.swagger() as OpenApiDoc, routes), routes);
   } finally {
     await doc.close();
   }
 }
 
-type OpenApiDoc = { paths?: Record<string, Record<string, { requestBody?: { required?: boolean } } | undefined>> };
+type OpenApiDoc = {
+  paths?: Record<
+    string,
+    Record<string, { requestBody?: { required?: boolean }; responses?: Record<string, { content?: Record<string, unknown> }> } | undefined>
+  >;
+};
+
+/** A route whose 200 is not JSON (`config.produces`, e.g. `/metrics`): its answer is documented under that media type. */
+function textAnswers(spec: OpenApiDoc, routes: readonly RouteOptions[]): OpenApiDoc {
+  for (const { method, url, config } of routes) {
+    const produces = (config as { produces?: unknown } | undefined)?.produces;
+    if (typeof produces !== 'string') continue;
+    for (const m of [method].flat()) {
+      const ok = spec.paths?.[url.replace(/:(\w+)/g, '{$1}')]?.[m.toLowerCase()]?.responses?.['200'];
+      const json = ok?.content?.['application/json'];
+      if (ok?.content && json) ok.content = { [produces]: json };
+    }
+  }
+  return spec;
+}
 
 /**
  * @fastify/swagger marks every request body required (fastify itself wants one where a body schema

@@ -102,6 +102,25 @@ function notFoundJob(name: string): HostError {
   return new HostError('JOB_NOT_FOUND', `no job named "${name}"`, { job: name });
 }
 
+/**
+ * The host names a bad option by its own name (`runAt`, `event`); over HTTP an INVALID_BODY's
+ * issues say where in the request it was (`body.runAt`, `params.type`), as a route schema's do.
+ */
+async function locatedIn<T>(where: (path: string) => string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    const issues = err instanceof HostError && err.code === 'INVALID_BODY' ? err.details?.['issues'] : undefined;
+    if (!Array.isArray(issues) || issues.length === 0) throw err;
+    const first = issues[0] as { path: string };
+    const moved = (issues as Array<{ path: string; message: string }>).map((i) => ({ ...i, path: where(i.path) }));
+    const message = (err as HostError).message.startsWith(`${first.path}: `)
+      ? `${where(first.path)}${(err as HostError).message.slice(first.path.length)}`
+      : (err as HostError).message;
+    throw new HostError('INVALID_BODY', message, { ...(err as HostError).details, issues: moved });
+  }
+}
+
 /** The REST routes of SPEC §6 (the WebSocket, metrics and OpenAPI routes live beside the server). */
 export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch): void {
   const startedAt = Date.now();
@@ -174,15 +193,19 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       // The 202's audit record rides in the run's write: one commit (one fsync) for both.
       const audit = auditAhead(request, host, 202);
       const result = await inCallerContext(request.headers, () =>
-        host.trigger(request.params.name, {
-          params: body.params,
-          delay: body.delay,
-          runAt: body.runAt,
-          key: body.key,
-          priority: body.priority,
-          source: 'http',
-          audit,
-        }),
+        locatedIn(
+          (p) => `body.${p}`,
+          () =>
+            host.trigger(request.params.name, {
+              params: body.params,
+              delay: body.delay,
+              runAt: body.runAt,
+              key: body.key,
+              priority: body.priority,
+              source: 'http',
+              audit,
+            }),
+        ),
       );
       request.auditCarried = audit !== undefined;
       return reply.code(202).send(result);
@@ -213,7 +236,10 @@ export function registerRoutes(app: JobhostApp, host: Host, loop: EventLoopWatch
       // An operator limited to some jobs triggers those only (`excluded` lists the others). No body
       // (or `null`) is no payload: the runs get their params as a trigger without any does.
       const result = await inCallerContext(request.headers, () =>
-        host.publish(request.params.type, request.body ?? undefined, { allow: allowedJobs(request) }),
+        locatedIn(
+          (p) => (p === 'event' ? 'params.type' : `body.${p}`),
+          () => host.publish(request.params.type, request.body ?? undefined, { allow: allowedJobs(request) }),
+        ),
       );
       // A failure of ours (STORE_WRITE_FAILED) names files in its message; the client gets its meaning.
       const failures = result.errors.map((e) => ({ ...e, message: clientMessage(e.code, e.message) }));

@@ -126,6 +126,23 @@ function pick<T extends object>(from: T, keys: readonly string[]): Partial<T> {
   return Object.fromEntries(Object.entries(from).filter(([k]) => keys.includes(k))) as Partial<T>;
 }
 
+function parsesAsJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What a client is told of a URL the router refused: its path parameters are not valid (the URL itself is not repeated: it may be long). */
+function badPath(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code !== 'FST_ERR_BAD_URL' && code !== 'FST_ERR_MAX_PARAM_LENGTH') return err;
+  const message = code === 'FST_ERR_BAD_URL' ? 'a path segment is not valid: a % not followed by two hex digits' : 'a path segment is over 200 characters';
+  return new HostError('INVALID_BODY', `params: ${message}`, { issues: [{ path: 'params', message }] });
+}
+
 /**
  * The HTTP API and WebSocket stream of SPEC §6–7 for a host. Settings default to the host's
  * validated `server` config. Refuses (INSECURE_BIND) a non-loopback address without a token.
@@ -158,8 +175,20 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     // (Their types are ajv's, what fastify expects of its defaults; fastify calls each factory once and uses the compiler it returns.)
     schemaController: compilers,
     clientErrorHandler: clientError,
-    frameworkErrors: (err: unknown, _request: FastifyRequest, reply: FastifyReply) => {
-      const { statusCode, body } = toHttpError(err);
+    // A URL the router cannot take (a `%` not followed by two hex digits, a segment over 200
+    // characters) skips the request hooks: the origin and token checks are made here, so the answer
+    // is the 403 or 401 any path gets, and the path is never echoed back.
+    frameworkErrors: (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+      void reply.header('x-content-type-options', 'nosniff').header('cross-origin-resource-policy', 'same-origin');
+      let refusal: unknown;
+      try {
+        guard({ host: request.headers.host, origin: request.headers.origin });
+        refusal = access.unauthorized(request) ?? badPath(err);
+      } catch (refused) {
+        refusal = refused;
+      }
+      const { statusCode, body } = toHttpError(refusal);
+      if (statusCode === 401) void reply.header('www-authenticate', 'Bearer');
       void reply.code(statusCode).send(body);
     },
   }).withTypeProvider<ZodTypeProvider>();
@@ -175,7 +204,16 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.length === 0) done(null, undefined);
-    else parseJson(request, text, done);
+    else
+      parseJson(request, text, (err, body) => {
+        // Valid JSON refused as prototype poisoning: fastify's message would say it is not JSON.
+        if (err && /"(__proto__|constructor)"\s*:/.test(text) && parsesAsJson(text)) {
+          done(
+            new HostError('BAD_REQUEST', 'a JSON body may not hold a "__proto__" key, nor a "constructor" with a "prototype" (refused as prototype poisoning)'),
+            undefined,
+          );
+        } else done(err, body);
+      });
   });
 
   app.setErrorHandler((err, request, reply) => {
@@ -277,7 +315,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
     // other systems call with URLs of their own making: probes and scrapers (a cache-buster, a
     // Prometheus job's `params`) and app events (a webhook sender's tag).
     // Its answers are documented whole as well: what the server's own guards answer to any route
-    // (a token's role or a foreign origin, 401 and 403; a body too large or not JSON, 413 and 415).
+    // (a token's role or a foreign origin, 401 and 403; a query or body refused, 400; a body too
+    // large or not JSON, 413 and 415).
     scope.addHook('onRoute', (route) => {
       const schema = route.schema ?? {};
       const methods = [route.method].flat();
@@ -288,7 +327,14 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
         return access !== undefined && access.role !== 'public';
       });
       const response = schema.response as Record<number, unknown> | undefined;
-      const answers = response && { ...(guarded ? errors(401, 403) : {}), ...(posts ? errors(413, 415) : {}), ...response };
+      // 403 on every route (the origin guard answers before any role), 400 wherever a query or a body is checked.
+      const answers = response && {
+        ...errors(403),
+        ...(guarded ? errors(401) : {}),
+        ...(query || posts ? errors(400) : {}),
+        ...(posts ? errors(413, 415) : {}),
+        ...response,
+      };
       route.schema = {
         ...schema,
         ...(query && { querystring: query }),
@@ -308,6 +354,8 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
         tags: ['host'],
         response: { 200: z.string().describe('Prometheus text format 0.0.4'), ...errors(401) },
       },
+      // Served as text, and so documented (openapi.ts): not the JSON string the schema alone would say.
+      config: { produces: 'text/plain' },
       handler: async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()),
     });
     scope.get('/openapi.json', {

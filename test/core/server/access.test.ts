@@ -94,6 +94,28 @@ t.test('the role x route matrix: every route of the OpenAPI document, with every
   t.ok(checked >= routes.length * 5);
 });
 
+t.test('a URL the router cannot take is refused as any path is: 401 without a token, 403 from a foreign origin, else 400 without echoing it', async (t) => {
+  const s = await teamServer(t);
+  const long = 'a'.repeat(250);
+  for (const path of ['/jobs/%ZZ', `/jobs/${long}`, `/runs/${long}`, `/xyz/${long}`]) {
+    const res = await s.request('GET', path);
+    t.match(res, { status: 401, json: { code: 'UNAUTHORIZED' } }, `${path.slice(0, 12)}: 401`);
+    t.equal(res.headers.get('www-authenticate'), 'Bearer');
+    t.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    t.equal(res.headers.get('cross-origin-resource-policy'), 'same-origin');
+    t.match(await s.request('GET', path, { headers: bearer('not-a-token-at-all-0123456789') }), { status: 401, json: { code: 'UNAUTHORIZED' } });
+    t.match(await s.request('GET', path, { headers: { ...bearer(TOKENS.viewer), origin: 'http://evil.example' } }), {
+      status: 403,
+      json: { code: 'ORIGIN_NOT_ALLOWED' },
+    });
+  }
+  const bad = await s.request('GET', '/jobs/%ZZ', { headers: bearer(TOKENS.viewer) });
+  t.match(bad, { status: 400, json: { code: 'INVALID_BODY', issues: [{ path: 'params' }] } });
+  const tooLong = await s.request('POST', `/jobs/${long}/run`, { headers: bearer(TOKENS.operator), body: {} });
+  t.match(tooLong, { status: 400, json: { code: 'INVALID_BODY', message: 'params: a path segment is over 200 characters', issues: [{ path: 'params' }] } });
+  t.notMatch(JSON.stringify(tooLong.json), /aaaaaaaaaa/, 'the URL is not echoed back');
+});
+
 t.test('a route with no role fails at registration', async (t) => {
   const s = await startServer(t, { start: true });
   const plugin: ServerPlugin = async (app) => {

@@ -69,7 +69,8 @@ t.test('jobs: list, one, enable/disable, 404 JOB_NOT_FOUND', async (t) => {
   t.equal(host.job('report')!.enabled, false);
   t.match((await request('POST', '/jobs/report/enable')).json, { name: 'report', enabled: true });
   isError(t, await request('POST', '/jobs/nope/enable'), 404, 'JOB_NOT_FOUND');
-  isError(t, await request('GET', `/jobs/${'x'.repeat(300)}`), 400, 'BAD_REQUEST');
+  // A segment over 200 characters: refused by the router, as a path parameter that fails its schema is.
+  isError(t, await request('GET', `/jobs/${'x'.repeat(300)}`), 400, 'INVALID_BODY');
 });
 
 t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', async (t) => {
@@ -94,10 +95,25 @@ t.test('POST /jobs/:name/run: 202 once the run is on disk, with source http', as
   isError(t, await request('POST', '/jobs/job/run', { body: { delay: 'soon' } }), 400, 'INVALID_DURATION');
   const never = await request('POST', '/jobs/job/run', { body: { runAt: 'never' } });
   isError(t, never, 400, 'INVALID_BODY');
-  t.same(never.json['issues'], [{ path: 'runAt', message: 'not a valid time: never' }], 'issues, as a body the schema refuses has');
+  t.same(
+    never.json['issues'],
+    [{ path: 'body.runAt', message: 'not an ISO 8601 time such as 2026-01-05T12:00:00Z: never' }],
+    'issues, as a body the schema refuses has (the path says where in the request)',
+  );
+  // Date.parse would read these; the API says ISO 8601 or ms since the epoch.
+  for (const runAt of ['1 Jan 2099', 'Tue, 01 Jan 2099 00:00:00 GMT', -1]) {
+    isError(t, await request('POST', '/jobs/job/run', { body: { runAt } }), 400, 'INVALID_BODY');
+  }
+  for (const runAt of ['2099-01-01', '2099-01-01T10:00:00+02:00', '2099-01-01T10:00Z', 0]) {
+    t.equal((await request('POST', '/jobs/job/run', { body: { runAt } })).status, 202, `runAt ${runAt}`);
+  }
   const both = await request('POST', '/jobs/job/run', { body: { delay: '30s', runAt: '2030-01-01T00:00:00.000Z' } });
   isError(t, both, 400, 'INVALID_BODY');
-  t.match(both.json, { message: 'runAt: give delay or runAt, not both', issues: [{ path: 'runAt' }] }, 'both: refused, not one silently winning');
+  t.match(both.json, { message: 'body.runAt: give delay or runAt, not both', issues: [{ path: 'body.runAt' }] }, 'both: refused, not one silently winning');
+  // Valid JSON refused as prototype poisoning says so, not "not valid JSON".
+  const poisoned = await request('POST', '/jobs/job/run', { body: '{"__proto__":{"x":1}}' });
+  t.match(poisoned, { status: 400, json: { code: 'BAD_REQUEST', message: /prototype poisoning/ } });
+  t.match(await request('POST', '/events/%F0%9F%98%80', { body: {} }), { status: 400, json: { code: 'INVALID_BODY', issues: [{ path: 'params.type' }] } });
   // times a Date cannot hold are the client's mistake (400), never a 500
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: 1e20 } }), 400, 'INVALID_BODY');
   isError(t, await request('POST', '/jobs/job/run', { body: { runAt: '+275760-09-13T00:00:00.000Z' } }), 400, 'INVALID_BODY');
@@ -530,16 +546,22 @@ t.test('GET /openapi.json documents every route, from the same zod schemas', asy
   }
   t.same(doc.paths['/runs']!['get']!.parameters!.map((p) => p.name).sort(), ['before', 'job', 'limit', 'status']);
   t.same(doc.paths['/events']!['get']!.parameters!.map((p) => p.name).sort(), ['boot', 'job', 'logs', 'run', 'since', 'token', 'type']);
-  // What the server's guards answer to any route is documented on each: 401/403 where a token's
-  // role or the origin is checked, 413/415 on every POST (a body too large, not JSON).
-  const ops = doc.paths as unknown as Record<string, Record<string, { responses: Record<string, unknown> }>>;
+  // What the server's guards answer to any route is documented on each: 403 everywhere (a foreign
+  // origin), 401 where a token's role is checked, 400 where the query or body is, 413/415 on every
+  // POST (a body too large, not JSON).
+  const ops = doc.paths as unknown as Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
+  const anyQuery = ['/health', '/ready', '/metrics', '/events/{type}', '/openapi.json'];
   for (const [p, methods] of Object.entries(ops)) {
     for (const [m, op] of Object.entries(methods)) {
+      t.ok(op.responses['403'], `${m} ${p} documents 403`);
       if (p === '/health') continue;
-      for (const code of ['401', '403']) t.ok(op.responses[code], `${m} ${p} documents ${code}`);
+      t.ok(op.responses['401'], `${m} ${p} documents 401`);
+      if (m === 'post' || !anyQuery.includes(p)) t.ok(op.responses['400'], `${m} ${p} documents 400`);
       if (m === 'post') for (const code of ['413', '415']) t.ok(op.responses[code], `${m} ${p} documents ${code}`);
     }
   }
+  t.same(Object.keys(ops['/metrics']!['get']!.responses['200']!.content!), ['text/plain'], '/metrics is documented as text');
+  t.same(Object.keys(ops['/jobs']!['get']!.responses['200']!.content!), ['application/json']);
 });
 
 t.test('a notification as served has only the fields /openapi.json documents for it', async (t) => {
@@ -620,4 +642,18 @@ t.test('a port another process has: LISTEN_FAILED naming the address and the set
     message: new RegExp(`^cannot listen on 127\\.0\\.0\\.1:${port}: another process has that port \\(EADDRINUSE; set server\\.port or JOBHOST_PORT`),
     details: { port, errno: 'EADDRINUSE' },
   });
+});
+
+t.test('a query number is decimal digits, given once: hex, exponents, empty or repeated values are refused, saying which', async (t) => {
+  const { request } = await startServer(t);
+  for (const [query, message] of [
+    ['limit=1&limit=2', 'querystring.limit: given more than once'],
+    ['limit=0x10', 'querystring.limit: expected a whole number in decimal digits'],
+    ['limit=1e2', 'querystring.limit: expected a whole number in decimal digits'],
+    ['limit=', 'querystring.limit: expected a whole number in decimal digits'],
+  ] as const) {
+    t.match(await request('GET', `/runs?${query}`), { status: 400, json: { code: 'INVALID_BODY', message, issues: [{ path: 'querystring.limit' }] } }, query);
+  }
+  t.equal((await request('GET', '/runs?limit=16')).status, 200);
+  t.equal((await request('GET', '/audit?limit=1e2')).status, 400, 'the audit log too');
 });

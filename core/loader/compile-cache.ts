@@ -16,7 +16,7 @@ import path from 'node:path';
  */
 
 /** Bumped when what the compile makes changes in a way the key does not see (its options). */
-const FORMAT = 1;
+const FORMAT = 2;
 /** Entries kept: past this, the oldest written are removed down to `KEEP_AFTER_PRUNE`. */
 const MAX_ENTRIES = 256;
 const KEEP_AFTER_PRUNE = 192;

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { Loader, Message, Plugin } from 'esbuild';
 import { HostError } from '../contract/errors.js';
 import type { HandlerSource, SourceLink, SourceModule } from '../contract/plugin-source.js';
-import { evaluateSource, ImportTimedOut, nativeUrl } from '../workers/plugin-code.js';
+import { evaluateSource, ImportTimedOut, importExternal, nativeUrl } from '../workers/plugin-code.js';
 import { type CompileCache, compileCacheFor, compileKey } from './compile-cache.js';
 
 /**
@@ -42,6 +42,8 @@ export interface PluginModule {
 const LOADERS: Record<string, Loader> = { '.ts': 'ts', '.mts': 'ts', '.cts': 'ts', '.js': 'js', '.mjs': 'js', '.cjs': 'js', '.json': 'json' };
 const RESOLVE_TRIES = ['', '.ts', '.js', '.mts', '.mjs', '/index.ts', '/index.js'];
 const REQUIRE_CALL = /\brequire\((["'])([^"'\n]+)\1\)/g;
+/** esbuild's interop call in "node mode": `__toESM(require("x"), 1)`. */
+const NODE_MODE_INTEROP = /__toESM\((require\("(?:[^"\\\n]|\\.)*"\)), 1\)/g;
 
 /** Numbers each load, for its `HandlerSource.key`. */
 let loadCount = 0;
@@ -127,7 +129,7 @@ class Build {
     }
     const source: HandlerSource = { key, entry: file, mode: 'compiled', modules: [...this.#modules.values()] };
     try {
-      const exports = await evaluateSource(source, (url) => import(url), this.#deadline);
+      const exports = await evaluateSource(source, importExternal, this.#deadline);
       return { exports, files: [...this.#modules.keys()], mode: 'compiled', source };
     } catch (err) {
       if (err instanceof ImportTimedOut) throw new HostError('PLUGIN_IMPORT_TIMEOUT', `import did not finish within ${this.#timeoutMs}ms`, { file });
@@ -240,8 +242,12 @@ class Build {
         define: { 'import.meta': '__jobhostImportMeta' },
         logLevel: 'silent',
       });
-      void this.#cache?.put(key, out.code);
-      return out.code;
+      // esbuild's "node mode" interop (an .mjs or .mts file) takes a module's whole namespace as
+      // its default import; every module here is an ES module (Node's, or compiled: __esModule)
+      // or CommonJS, which the plain interop reads as Node does: `import x from 'pkg'` is its default.
+      const code = out.code.replace(NODE_MODE_INTEROP, '__toESM($1)');
+      void this.#cache?.put(key, code);
+      return code;
     } catch (err) {
       if (/Top-level await is currently not supported/.test((err as Error).message)) throw new TopLevelAwait();
       throw err;
@@ -281,8 +287,13 @@ class Build {
     try {
       return import.meta.resolve(spec);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
-      return pathToFileURL(createRequire(from).resolve(spec)).href;
+      // Not found from the host (ERR_MODULE_NOT_FOUND; a loader hook in between may drop the
+      // code): from the plugin's own location, else the first error stands.
+      try {
+        return pathToFileURL(createRequire(from).resolve(spec)).href;
+      } catch {
+        throw err;
+      }
     }
   }
 }

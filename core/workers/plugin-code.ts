@@ -14,6 +14,11 @@ import type { HandlerSource, SourceModule } from '../contract/plugin-source.js';
 /** Imports an ES module by URL (the caller decides how, e.g. with a TypeScript loader). */
 export type LoadModule = (url: string) => Promise<unknown>;
 
+/** Imports a module from outside the plugins directory: a `.json` one with its import attribute, as Node wants. */
+export function importExternal(url: string): Promise<unknown> {
+  return /\.json$/i.test(url.split(/[?#]/, 1)[0]!) ? import(url, { with: { type: 'json' } }) : import(url);
+}
+
 /**
  * The plugin file's exports. With `deadline` (epoch ms), the synchronous part of each of its
  * files runs under V8's watchdog (`vm`'s `timeout`): a file that loops for ever as it loads is
@@ -30,7 +35,9 @@ export async function evaluateSource(source: HandlerSource, load: LoadModule, de
   }
   const evaluation = new Evaluation(source.modules, externals, deadline);
   try {
-    return evaluation.require(source.entry);
+    const exports = evaluation.require(source.entry);
+    // A CommonJS plugin (`module.exports = definePlugin(...)`): its exports are its default, as Node's import() gives them.
+    return (exports as { __esModule?: unknown } | null)?.__esModule === true ? exports : { default: exports };
   } finally {
     // Only the load is bounded: a `require()` the plugin makes later (lazily, in its handler) runs as any code does.
     evaluation.loaded();

@@ -10,7 +10,7 @@ import { FORWARD_MAX_PER_SECOND, startThreadForwarding, startThreadOtel } from '
 import type { HandlerSource } from '../contract/plugin-source.js';
 import { contextOf, provideOtelApi, within } from '../contract/tracing.js';
 import { pluginApi } from './plugin-api.js';
-import { evaluateSource } from './plugin-code.js';
+import { evaluateSource, importExternal } from './plugin-code.js';
 import { type Batch, CLAIM, claimTag, IN, IN_FIELDS, IN_HEADER, OUT, OUT_FIELDS, type ThreadData } from './protocol.js';
 import { type ThreadChannel, ThreadContext } from './thread-context.js';
 
@@ -121,7 +121,7 @@ async function importModule(url: string): Promise<unknown> {
   // Whether tsx was there when this import began (another import may register it meanwhile).
   const hadTsx = tsxRegistered;
   try {
-    return await import(url);
+    return await importExternal(url);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (hadTsx || data.tsxUrl === null || (code !== 'ERR_UNKNOWN_FILE_EXTENSION' && code !== 'ERR_MODULE_NOT_FOUND')) throw err;

@@ -29,7 +29,7 @@ t.test('a plugin unchanged since its last compile is read from the cache, withou
   t.notOk(esbuildLoaded(), 'esbuild is not loaded by the loader modules');
 
   // What a first start would have kept, made by hand so that reading it back shows.
-  await cache!.put(compileKey(file, 'ts', plugin('greet')), `module.exports = { default: { name: 'kept', handler: () => 'kept' } };`);
+  await cache!.put(compileKey(file, 'ts', plugin('greet')), `module.exports = { __esModule: true, default: { name: 'kept', handler: () => 'kept' } };`);
   const kept = await loadPluginModule(file, plugins, 5000);
   t.equal((kept.exports['default'] as { name: string }).name, 'kept', 'the kept code is what loaded');
   t.notOk(esbuildLoaded(), 'and esbuild was not loaded for it');

@@ -298,7 +298,7 @@ class RedisBackend implements Backend {
           this.#p.mirror.finished(run, false);
           this.#engine.observer.finished(run);
           this.#engine.observer.settled(run, 'canceled');
-          this.#hooks?.after?.ended(run);
+          void this.#hooks?.after?.ended(run);
         },
       },
       id,

@@ -45,6 +45,12 @@ export interface Backend {
   open(hooks: BackendHooks): Promise<BackendOpened>;
   /** Starts handing runs to the executor: from here on the backend decides when runs start. */
   start(): void;
+  /**
+   * The host's plugins are in (its services started): ends what recovery found ended but could
+   * not end before the jobs were known (a run interrupted with no attempts left: its `failed`
+   * notification and `after` children need its job's plugin and theirs). Settles once written.
+   */
+  recovered?(): Promise<void>;
   /** Holds starts (adds are still accepted and recorded); running attempts go on. Works before `start()`. */
   pause(): void;
   resume(): void;
@@ -275,8 +281,8 @@ export interface BackendHooks {
   readonly after?: {
     build(end: AfterEnd): Promise<Array<{ run: Run; rules: AdmissionRules }>>;
     added(run: Run, refused: Refusal | undefined): void;
-    /** An end recorded outside the chaining write (a waiting run canceled): the engine triggers its children itself. */
-    ended(run: Run): void;
+    /** An end recorded outside the chaining write (a waiting run canceled): the engine triggers its children itself (settles once they are added, or refused). */
+    ended(run: Run): Promise<void>;
   };
   /** Shared events this host never received (it fell behind the cluster stream): the engine emits `events.gap`. */
   eventsLost?(gap: EventGap): void;

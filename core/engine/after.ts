@@ -90,7 +90,7 @@ export class After {
     options.bus.on('host.started', () => {
       const early = this.#early ?? [];
       this.#early = undefined;
-      for (const run of early) this.ended(run);
+      for (const run of early) void this.ended(run);
     });
     options.bus.on('job.registered', (e) => {
       const name = e.data.job;
@@ -115,7 +115,7 @@ export class After {
   /** A run ended (the engine's observer): trigger what waits for it, unless the backend does it in the end's own write. */
   finished(run: Run): void {
     if (this.#o.backend.chains) return;
-    this.ended(run);
+    void this.ended(run);
   }
 
   /**
@@ -123,33 +123,44 @@ export class After {
    * chains (a waiting run canceled in cluster mode: BullMQ removes the job, nothing finishes it).
    * Its children are triggered as on the local backend, their ids derived from the parent's.
    */
-  ended(run: Run): void {
+  ended(run: Run): Promise<void> {
     // Jobs from the plugins directory are registered after the backend's recovery: wait for them.
-    if (this.#early && this.#o.state() === 'starting') return void this.#early.push(run);
-    if (this.#o.registry.dependents(run.job).length === 0) return;
+    if (this.#early && this.#o.state() === 'starting') {
+      this.#early.push(run);
+      return Promise.resolve();
+    }
+    if (this.#o.registry.dependents(run.job).length === 0) return Promise.resolve();
     // A run whose attempt a crash cut short may have ended before without its end being recorded
     // (and its children's adds with it, or not: two files): the add waits for a look first.
     const replay = run.attempts.some((a) => a.error?.code === 'INTERRUPTED');
+    const adds: Array<Promise<void>> = [];
     for (const dep of this.#o.registry.dependents(run.job)) {
       if (!matches(dep.statuses, run.status)) continue;
       const id = afterRunId(run.id, dep.job);
       const end: AfterEnd = { runId: run.id, job: run.job, status: run.status, result: run.result };
-      if (!replay) this.#trigger(dep.job, id, end);
+      if (!replay) adds.push(this.#trigger(dep.job, id, end));
       else {
-        this.#o.backend.getRun(id).then(
-          (found) => (found ? undefined : this.#trigger(dep.job, id, end)),
-          (err: unknown) => this.#failed(dep.job, end, err),
+        adds.push(
+          this.#o.backend.getRun(id).then(
+            (found) => (found ? undefined : this.#trigger(dep.job, id, end)),
+            (err: unknown) => this.#failed(dep.job, end, err),
+          ),
         );
       }
     }
+    return Promise.all(adds).then(() => undefined);
   }
 
-  #trigger(job: string, id: string, end: AfterEnd): void {
+  /** Settles once the run is added (durable) or refused; never rejects. */
+  #trigger(job: string, id: string, end: AfterEnd): Promise<void> {
     // Synchronous up to the backend's add (unless the params schema is async): see the module doc.
-    this.#o.triggers.create(job, { params: endParams(end) }, 'after', { id, after: { runId: end.runId, job: end.job } }).catch((err: unknown) => {
-      // A refusal (disabled, overlap, ...) was announced as run.skipped.
-      if (!isHostError(err) || err.code !== 'SKIPPED') this.#failed(job, end, err);
-    });
+    return this.#o.triggers.create(job, { params: endParams(end) }, 'after', { id, after: { runId: end.runId, job: end.job } }).then(
+      () => undefined,
+      (err: unknown) => {
+        // A refusal (disabled, overlap, ...) was announced as run.skipped.
+        if (!isHostError(err) || err.code !== 'SKIPPED') this.#failed(job, end, err);
+      },
+    );
   }
 
   #failed(job: string, end: AfterEnd, err: unknown): void {

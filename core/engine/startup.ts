@@ -51,6 +51,8 @@ export function startEngine(p: HostParts): void {
 export async function startServices(p: HostParts, services: readonly Service[], stop: () => Promise<void>, logger: Logger): Promise<void> {
   try {
     for (const service of services) await service.start();
+    // The plugins are in: what recovery could not end without them (a run's failure, its children) ends now.
+    await p.backend.recovered?.();
   } catch (err) {
     await stop().catch((stopErr: unknown) => logger.error({ err: stopErr }, 'the failed start did not stop cleanly'));
     throw err;

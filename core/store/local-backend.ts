@@ -83,6 +83,8 @@ class LocalBackend implements Backend {
   readonly #debounce: Debouncer;
   readonly #outbox: Outbox;
   readonly #marks: AlertMarks;
+  /** Runs recovery found interrupted with no attempts left, ended by `recovered()`. */
+  readonly #interrupted: Run[] = [];
   readonly #clock: Clock;
   readonly #logger: Logger;
   /** The store directory (null: in memory). */
@@ -165,14 +167,9 @@ class LocalBackend implements Backend {
         attempt.error = error;
       }
       if (run.attempts.length >= run.maxAttempts) {
-        run.status = 'failed';
-        run.error = error;
-        run.endedAt = iso;
-        run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
-        void this.#store.saveRun(run);
-        this.#logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
-        observer.finished(run);
-        this.#settled(run, 'failed');
+        // Ended once the plugins are in (`recovered`): its notification and its `after` children
+        // need their jobs. Until then it stays `running` on disk, so a crash meanwhile finds it again.
+        this.#interrupted.push(run);
         continue;
       }
       run.status = 'queued';
@@ -182,6 +179,31 @@ class LocalBackend implements Backend {
       this.#logger.info({ job: run.job, runId: run.id }, 'run interrupted by a stop: queued again');
       void this.#runner.add(run);
       observer.queued(run, false);
+    }
+  }
+
+  /**
+   * Ends the runs recovery found interrupted with no attempts left: `failed`, after the runs their
+   * end triggers (`after`) are added, so a crash in between finds the run running again and its
+   * children, whose ids derive from it, once (as a crash between an end and its children does).
+   */
+  async recovered(): Promise<void> {
+    const runs = this.#interrupted.splice(0);
+    const hooks = this.#hooks!;
+    const now = this.#clock.now();
+    for (const run of runs) {
+      run.status = 'failed';
+      run.error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
+      run.endedAt = isoTime(now);
+      run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
+      this.#logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');
+    }
+    await Promise.all(runs.map((run) => hooks.after?.ended(run)));
+    await Promise.all(runs.map((run) => this.#store.saveRun(run).catch(() => undefined)));
+    for (const run of runs) {
+      // Its children are in: the engine's own look for them finds them (they derive from its id).
+      hooks.observer.finished(run);
+      this.#settled(run, 'failed');
     }
   }
 

@@ -1,12 +1,14 @@
 import { appendFileSync, constants, cpSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import type { ConfigInput } from '../../../core/contract/config.js';
 import { silentLogger } from '../../../core/contract/logger.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import type { Run } from '../../../core/contract/run.js';
 import { createHost } from '../../../core/engine/host.js';
 import { serializeRun } from '../../../core/store/serialize.js';
-import { gate, startHost, tempDir } from '../../helpers.js';
+import { gate, startHost, tempDir, until } from '../../helpers.js';
+import { httpReceiver } from '../../receivers.js';
 
 const noop = (): undefined => undefined;
 
@@ -211,6 +213,61 @@ t.test('runs found running after a crash are recovered (queued again, or failed 
     [{ runId: r2.runId, job: 'single', error: { code: 'INTERRUPTED' } }],
   );
 });
+
+t.test(
+  'a run recovery ends failed is ended once the plugins are in: its failed notification and its after child, even past a crash during that start',
+  async (t) => {
+    const dir = tempDir(t);
+    const crashed = tempDir(t);
+    const again = tempDir(t);
+    const hook = await httpReceiver(t);
+    const config = { notifications: { destinations: { hook: { kind: 'webhook', url: hook.url } }, throttle: 0 } } as ConfigInput;
+    const hang = gate();
+    const parent = (handler: () => unknown) => ({ name: 'parent', notify: { on: ['failed' as const], to: ['hook'] }, handler });
+    const child = { name: 'child', after: [{ job: 'parent', status: 'failed' as const }], handler: noop };
+    const a = await startHost(t, { dir, config });
+    a.host.register(parent(() => hang.promise));
+    const { runId } = await a.host.trigger('parent');
+    await until(async () => (await a.host.run(runId))?.status === 'running', 5000, 'running');
+    await a.host.flush();
+    cpSync(dir, crashed, { recursive: true });
+    hang.open();
+
+    // Its jobs come in as the plugins directory brings them: in a service, after the recovery.
+    const b = await startHost(t, { dir: crashed, clock: a.clock, start: false, config });
+    const entered = gate();
+    const plugins = gate();
+    b.host.use({
+      name: 'plugins',
+      start: async () => {
+        entered.open();
+        await plugins.promise;
+        b.host.register(parent(noop));
+        b.host.register(child);
+      },
+      stop: async () => undefined,
+    });
+    const starting = b.host.start();
+    await entered.promise;
+    await b.host.flush();
+    // A kill -9 now: nothing of the recovery's end is written yet (before, the failure was, and the child never came).
+    cpSync(crashed, again, { recursive: true });
+    plugins.open();
+    await starting;
+    t.match(await b.host.run(runId), { status: 'failed', error: { code: 'INTERRUPTED' } });
+    await hook.count(1);
+    t.match(hook.received[0]!.json, { job: 'parent', runId, status: 'failed' }, 'the failed notification went out');
+    const kids = (await b.host.runs({ job: 'child' })).items;
+    t.match(kids, [{ after: { runId, job: 'parent' } }], 'its child exists');
+
+    const c = await startHost(t, { dir: again, clock: a.clock, start: false, config });
+    c.host.register(parent(noop));
+    c.host.register(child);
+    await c.host.start();
+    t.match(await c.host.run(runId), { status: 'failed', error: { code: 'INTERRUPTED' } });
+    t.equal((await c.host.runs({ job: 'child' })).items.length, 1, 'the child, once, after the crash during the start');
+  },
+);
 
 t.test('the in-memory store behaves the same and writes nothing', async (t) => {
   const dir = tempDir(t);

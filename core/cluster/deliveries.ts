@@ -5,6 +5,7 @@ import { type Clock, isoTime, settlesWithin, whenAborted } from '../contract/clo
 import type { Logger } from '../contract/logger.js';
 import { type Delivery, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { Page } from '../contract/run.js';
+import type { ClusterHost } from '../contract/views.js';
 import type { Connections } from './connections.js';
 import { Every } from './every.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
@@ -14,9 +15,12 @@ import { replicated } from './replication.js';
 import type { ScriptedRedis } from './scripts.js';
 
 /**
- * Delivery of notifications in cluster mode: one BullMQ queue of deliveries for the cluster
- * (`<prefix>:__deliveries`), a Worker on every host (its own concurrency, apart from the runs'
- * dispatcher, so a slow receiver holds no run). A BullMQ job is one series of attempts of one
+ * Delivery of notifications in cluster mode: a BullMQ queue of deliveries per destination name
+ * (`<prefix>:__deliveries.<name>`), with a Worker on each host whose config has that destination
+ * (its own concurrency, apart from the runs' dispatcher, so a slow receiver holds no run; at most
+ * half of `notifications.concurrency` per destination, so one that hangs holds only its own), and
+ * `<prefix>:__deliveries` itself, which every host works, for a destination no live host has (it
+ * is dead at once there, DESTINATION_NOT_FOUND) and for the jobs of an older version. A BullMQ job is one series of attempts of one
  * delivery, its id `<delivery id>.<series>`, so a repeated add is a no-op and each attempt is made
  * by one host. Each attempt's outcome is recorded (`NotificationRecords.update`) before the job
  * moves on: `retrying` fails the attempt with the engine's delay (the Worker's backoffStrategy
@@ -72,6 +76,13 @@ export interface DeliveriesOptions {
   lockDuration: number;
   stalledInterval: number;
   hooks: () => BackendHooks;
+  /** The live hosts as the heartbeat last read them (this one included). */
+  hosts: () => readonly ClusterHost[];
+}
+
+/** The queue of the deliveries to `destination` (a name of letters, digits, `_ . -`: BullMQ refuses `:`). */
+function destinationQueue(destination: string): string {
+  return `${DELIVERY_QUEUE}.${destination}`;
 }
 
 /** A delivery's BullMQ job id: BullMQ refuses `:` in ids. */
@@ -128,8 +139,11 @@ export class Deliveries {
   readonly #o: DeliveriesOptions;
   readonly #records: NotificationRecords;
   readonly #refresh: Every;
-  #queue: Queue | undefined;
-  #worker: DeliveryWorker | undefined;
+  /** BullMQ queues by name, made on first use. */
+  readonly #queues = new Map<string, Queue>();
+  /** This host's workers by queue name: the shared queue's, and one per destination its config has. */
+  readonly #workers = new Map<string, DeliveryWorker>();
+  #started = false;
   /** The attempts in flight here (their delivery's id), aborted at close. */
   readonly #inFlight = new Map<AbortController, string>();
   #open = 0;
@@ -138,7 +152,16 @@ export class Deliveries {
   constructor(options: DeliveriesOptions) {
     this.#o = options;
     this.#records = new NotificationRecords(options.producer, options.keys, options.connections);
-    this.#refresh = new Every(options.clock, OPEN_REFRESH_MS, () => this.refreshOpen(), options.logger, 'could not count the open deliveries');
+    this.#refresh = new Every(
+      options.clock,
+      OPEN_REFRESH_MS,
+      () => {
+        this.#follow();
+        return this.refreshOpen();
+      },
+      options.logger,
+      'could not count the open deliveries',
+    );
   }
 
   /** Deliveries waiting for an attempt on every host, as last read (every second). */
@@ -151,24 +174,50 @@ export class Deliveries {
   }
 
   /** The queue of deliveries, on the patient connection (made on first use, after the connections opened). */
-  get #q(): Queue {
-    if (!this.#queue) {
-      this.#queue = new (bullmq().Queue)(DELIVERY_QUEUE, { connection: this.#o.commands, prefix: this.#o.keys.prefix });
-      this.#queue.on('error', (err) => this.#o.logger.debug({ err }, 'BullMQ delivery queue error'));
+  #queue(name: string = DELIVERY_QUEUE): Queue {
+    let queue = this.#queues.get(name);
+    if (!queue) {
+      queue = new (bullmq().Queue)(name, { connection: this.#o.commands, prefix: this.#o.keys.prefix });
+      queue.on('error', (err) => this.#o.logger.debug({ err }, 'BullMQ delivery queue error'));
+      this.#queues.set(name, queue);
     }
-    return this.#queue;
+    return queue;
   }
 
-  /** Starts this host's delivery worker and the count of open deliveries. */
+  /** Starts this host's delivery workers and the count of open deliveries. */
   start(): void {
-    if (this.#worker || this.#closed) return;
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    this.#follow();
+    void this.refreshOpen().catch(() => undefined);
+    this.#refresh.start();
+  }
+
+  /**
+   * Works the shared queue and the queue of each destination this host's config has now (read
+   * again every second with the count of open deliveries: a live edit that adds a destination
+   * starts its worker, one that removes it lets its worker finish what it holds and close).
+   */
+  #follow(): void {
+    if (!this.#started || this.#closed) return;
+    const names = [DELIVERY_QUEUE, ...(this.#o.hooks().describe().destinations ?? []).map(destinationQueue)];
+    for (const name of names) if (!this.#workers.has(name)) this.#workers.set(name, this.#worker(name));
+    for (const [name, worker] of this.#workers) {
+      if (names.includes(name)) continue;
+      this.#workers.delete(name);
+      void worker.close().catch(() => undefined);
+    }
+  }
+
+  #worker(name: string): DeliveryWorker {
     const o = this.#o;
-    const worker = new (deliveryWorkerClass())(DELIVERY_QUEUE, (job, token) => this.#process(job, token), {
+    const worker = new (deliveryWorkerClass())(name, (job, token) => this.#process(job, token), {
       connection: o.commands,
       prefix: o.keys.prefix,
       autorun: false,
       name: o.hostId,
-      concurrency: o.concurrency,
+      // One destination holds at most half of the host's slots: a receiver that hangs until the timeout holds only its own.
+      concurrency: name === DELIVERY_QUEUE ? o.concurrency : Math.max(1, Math.ceil(o.concurrency / 2)),
       lockDuration: o.lockDuration,
       stalledInterval: o.stalledInterval,
       // A host killed mid-attempt is not a reason to give up a delivery: the engine's retry policy is.
@@ -180,10 +229,8 @@ export class Deliveries {
       },
     });
     worker.on('error', (err) => o.logger.debug({ err }, 'BullMQ delivery worker error'));
-    this.#worker = worker;
     worker.run().catch((err: unknown) => o.logger.warn({ err }, 'the delivery worker stopped'));
-    void this.refreshOpen().catch(() => undefined);
-    this.#refresh.start();
+    return worker;
   }
 
   /** BullMQ's options for one series of a delivery: its id, when, and retries decided by the engine. */
@@ -208,7 +255,7 @@ export class Deliveries {
       const data: DeliveryJobData = { n: notificationId, d: d.id, s: series };
       const opts = this.#jobOptions(d, series);
       // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read there).
-      new (bullmq().Job)(this.#q, 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
+      new (bullmq().Job)(this.#queue(this.#queueOf(d.destination)), 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
     }
   }
 
@@ -221,7 +268,7 @@ export class Deliveries {
 
   /** Records `n` with its deliveries and queues them, in one MULTI; waits for Redis rather than lose it. */
   async add(n: Notification): Promise<void> {
-    const client = (await this.#q.getBackend().client) as unknown as ScriptedRedis;
+    const client = (await this.#queue().getBackend().client) as unknown as ScriptedRedis;
     const multi = client.multi() as unknown as Transaction;
     this.#records.add(multi, n);
     this.#queueJobs(multi, n.id, n.deliveries, '0');
@@ -251,7 +298,7 @@ export class Deliveries {
     if (refused) throw refused;
     let replies: Reply[];
     try {
-      const client = (await this.#q.getBackend().client) as unknown as ScriptedRedis;
+      const client = (await this.#queue().getBackend().client) as unknown as ScriptedRedis;
       const multi = client.multi() as unknown as Transaction;
       this.#records.redeliver(multi, id, series, fresh);
       this.#queueJobs(multi, id, fresh, series);
@@ -263,13 +310,22 @@ export class Deliveries {
     const hash = replies[0]![1] as string[] | null;
     const notification = hash ? recordFromHash(hash)?.notification : undefined;
     if (!notification) return undefined;
-    // The jobs of the series just ended are stale: drop those not in flight (one in flight records nothing).
-    for (const d of chosen) {
-      const old = found.series.get(d.id);
-      if (old !== undefined) await this.#q.remove(jobId(d.id, old)).catch(() => undefined);
-    }
+    // Told first: an attempt of the new series may end while the stale jobs are dropped.
     const hooks = this.#o.hooks();
     for (const d of notification.deliveries) if (fresh.some((f) => f.id === d.id)) this.#changed(hooks, notification, d);
+    // The jobs of the series just ended are stale: drop those not in flight (one in flight records nothing),
+    // from its destination's queue or the shared one (no live host had it, or an older version queued it).
+    const stale = chosen.flatMap((d) => {
+      const old = found.series.get(d.id);
+      return old === undefined
+        ? []
+        : [destinationQueue(d.destination), DELIVERY_QUEUE].map((name) =>
+            this.#queue(name)
+              .remove(jobId(d.id, old))
+              .catch(() => undefined),
+          );
+    });
+    await Promise.all(stale);
     return notification;
   }
 
@@ -314,7 +370,7 @@ export class Deliveries {
     const next = afterAttempt(current, outcome, attempt, o.clock.now());
     // Only while this host holds the job: once its lock lapsed (cut off from Redis), the host that
     // took the job over makes the attempt again, and this late outcome must not overwrite its own.
-    const lock = token === undefined ? undefined : { key: o.keys.queue(DELIVERY_QUEUE, `${job.id}:lock`), token };
+    const lock = token === undefined ? undefined : { key: o.keys.queue(job.queueName, `${job.id}:lock`), token };
     const recorded = await this.#records.update(o.commands, notificationId, series, next, lock);
     if (!recorded) {
       o.logger.info(
@@ -326,6 +382,13 @@ export class Deliveries {
     const mine = recorded.deliveries.find((d) => d.id === deliveryId) ?? next;
     this.#changed(o.hooks(), recorded, mine);
     if (outcome.status === 'retrying') throw new RetryLater(outcome.delayMs, `${outcome.error.code}: ${outcome.error.message}`);
+  }
+
+  /** The queue a delivery to `destination` goes to: its own while some live host has it (this one included), else the shared one, where it is dead at once. */
+  #queueOf(destination: string): string {
+    const here = this.#o.hooks().describe().destinations ?? [];
+    const known = here.includes(destination) || this.#o.hosts().some((h) => (h.destinations ?? []).includes(destination));
+    return known ? destinationQueue(destination) : DELIVERY_QUEUE;
   }
 
   /**
@@ -364,17 +427,17 @@ export class Deliveries {
     this.#refresh.stop();
     const aborted = [...this.#inFlight.values()];
     for (const c of this.#inFlight.keys()) c.abort();
-    const worker = this.#worker;
-    const queue = this.#queue;
+    const workers = [...this.#workers.values()];
+    const queues = [...this.#queues.values()];
     const closing = (async () => {
-      await worker?.close().catch(() => undefined);
-      await queue?.close().catch(() => undefined);
+      await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
+      await Promise.all(queues.map((q) => q.close().catch(() => undefined)));
     })();
     // BullMQ's own blocking connection, a copy of `commands`, is ended for good with the backend's
     // connections (connections.ts): what a close during a failover or an outage may leave of it.
     if (await settlesWithin(this.#o.clock, ms, closing)) return [];
     // Else it would wait for Redis (and retry) forever: ended here, with the worker's timers.
-    worker?.halt();
+    for (const w of workers) w.halt();
     this.#o.logger.warn({ deliveries: aborted }, 'the delivery worker did not close in time; its deliveries go to another host once their locks expire');
     return aborted;
   }

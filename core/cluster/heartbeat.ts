@@ -25,6 +25,7 @@ const hostShape = z.object({
   lastSeen: z.string(),
   running: z.number(),
   jobs: z.array(z.object({ name: z.string(), version: z.string() })),
+  destinations: z.array(z.string()).optional(),
 });
 
 export interface HeartbeatOptions {

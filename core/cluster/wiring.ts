@@ -240,6 +240,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     lockDuration,
     stalledInterval,
     hooks: () => side.engine(),
+    hosts: () => heartbeat.hosts(),
   });
   const storm = new StormControl(producer, keys);
   const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });

@@ -265,7 +265,7 @@ export interface BackendHooks {
   /** A job's flags (`enabled`) were changed by another host: the engine resolves the job again. */
   flagsChanged(name: string): void;
   /** This host as the other hosts see it (its id, running count and last-seen time are the backend's to fill in). */
-  describe(): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'>;
+  describe(): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs' | 'destinations'>;
   /**
    * Makes one attempt of a delivery and says what became of it; never rejects. `signal` is
    * aborted when the backend closes (the attempt is then made again after the next start).

@@ -177,6 +177,8 @@ export interface ClusterHost {
   running: number;
   /** The jobs it has loaded, each with the version of its definition (a hash: equal means the same job). */
   jobs: Array<{ name: string; version: string }>;
+  /** The notification destinations its config names (absent from a host of an older version): a delivery goes to a host that has its destination. */
+  destinations?: string[] | undefined;
 }
 
 /** `GET /cluster`: the live hosts, and the jobs whose definition differs between them. */

@@ -377,7 +377,7 @@ export class Host {
   }
 
   #describe(): ReturnType<typeof describeHost> {
-    return describeHost(this.#p.jobs.entries(), this.#url, this.#startedAt || isoTime(this.clock.now()));
+    return describeHost(this.#p.jobs.entries(), this.#url, this.#startedAt || isoTime(this.clock.now()), Object.keys(this.#config.notifications.destinations));
   }
 
   /** The pool of worker threads handlers run in: its size, live threads, attempts in flight, threads replaced (by reason). */

@@ -10,7 +10,7 @@ export interface Service {
 }
 
 /** This host as `GET /cluster` shows it (url, start, jobs and their versions). */
-type Describe = () => Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'>;
+type Describe = () => Pick<ClusterHost, 'url' | 'startedAt' | 'jobs' | 'destinations'>;
 
 /**
  * Opens the backend with the engine's hooks (the backend recovers unfinished runs meanwhile),

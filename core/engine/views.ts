@@ -199,7 +199,8 @@ export function describeHost(
   jobs: Iterable<[string, { job: EffectiveJob }]>,
   url: string | null,
   startedAt: string,
-): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs'> {
+  destinations: readonly string[] = [],
+): Pick<ClusterHost, 'url' | 'startedAt' | 'jobs' | 'destinations'> {
   const list = [...jobs].map(([name, e]) => ({ name, version: jobVersion(e.job) })).sort((a, b) => a.name.localeCompare(b.name));
-  return { url, startedAt, jobs: list };
+  return { url, startedAt, jobs: list, destinations: [...destinations].sort() };
 }

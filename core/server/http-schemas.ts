@@ -272,6 +272,10 @@ const clusterHost = z.object({
   lastSeen: iso.describe('when the host last announced itself (every second; it drops out after 5 s of silence)'),
   running: z.number().describe('runs running on it now'),
   jobs: z.array(z.object({ name: z.string(), version: z.string().describe('a hash of its definition there') })),
+  destinations: z
+    .array(z.string())
+    .optional()
+    .describe('the notification destinations its config names: a delivery is made by a host that has its destination'),
 });
 
 export const clusterResponse = z.object({

@@ -33,7 +33,14 @@ interface Hosts {
 type Deliver = (host: string, attempt: DeliveryAttempt, signal: AbortSignal) => Promise<DeliveryOutcome>;
 
 /** `n` opened and started redis backends on one prefix, closed when the test ends. */
-async function openBackends(t: Tap, redis: TestRedis, n: number, deliver: Deliver, prefix = freshPrefix()): Promise<Hosts> {
+async function openBackends(
+  t: Tap,
+  redis: TestRedis,
+  n: number,
+  deliver: Deliver,
+  prefix = freshPrefix(),
+  destinations: (i: number) => string[] = () => [],
+): Promise<Hosts> {
   const config = parseConfig({ backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500 } }).backend as RedisBackendConfig;
   const out: Hosts = { backends: [], seen: [], changed: [] };
   for (let i = 0; i < n; i++) {
@@ -56,7 +63,7 @@ async function openBackends(t: Tap, redis: TestRedis, n: number, deliver: Delive
       observer: {} as RunObserver,
       flagsChanged: () => undefined,
       relay: () => undefined,
-      describe: () => ({ url: null, startedAt: new Date().toISOString(), jobs: [] }),
+      describe: () => ({ url: null, startedAt: new Date().toISOString(), jobs: [], destinations: destinations(i) }),
       deliver: (attempt, signal) => {
         out.seen.push({ host, attempt, at: Date.now() });
         return deliver(host, attempt, signal);
@@ -255,6 +262,26 @@ t.test('a host closing mid-attempt: its attempt is aborted and made again by ano
   await until(async () => finished(await b.backends[0]!.getNotification(n.id)), 5000, 'delivered by the other host');
   t.equal(b.seen.length, 1);
   t.match(b.seen[0]!.attempt, { attempt: 1, delivery: { id: `${n.id}-0`, status: 'pending' } }, 'the cut attempt is made again, same id');
+});
+
+t.test('a delivery is made by a host whose config has its destination: one without it never takes it', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const prefix = freshPrefix();
+  // d0 defines only "other", d1 defines "hook": every delivery to "hook" is d1's.
+  const { backends, seen } = await openBackends(
+    t,
+    redis,
+    2,
+    () => Promise.resolve({ status: 'delivered' }),
+    prefix,
+    (i) => (i === 0 ? ['other'] : ['hook']),
+  );
+  await until(() => (backends[0]!.hosts() ?? []).some((h) => h.id === 'd1' && h.destinations?.includes('hook')), 5000, 'd0 hears of d1');
+  const sent = Array.from({ length: 6 }, () => notification(['hook']));
+  for (const n of sent) await backends[0]!.addNotification(n);
+  for (const n of sent) await until(async () => finished(await backends[0]!.getNotification(n.id)), 10_000, 'delivered');
+  for (const n of sent) t.match((await backends[0]!.getNotification(n.id))!.deliveries, [{ status: 'delivered', attempts: 1 }]);
+  t.same([...new Set(seen.map((s) => s.host))], ['d1'], 'only the host that has the destination made an attempt');
 });
 
 t.test('open deliveries keep their notification past the newest 1,000; it goes once they end', async (t) => {

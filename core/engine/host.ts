@@ -109,6 +109,15 @@ export class Host {
 
   /** Plugs a service (loader, server) into start/stop; services start in order and stop in reverse. */
   use(service: Service): void {
+    // Services start with the host: one plugged in later would never start (a server that never listens).
+    if (this.#state !== 'created')
+      throw new HostError(
+        'ALREADY_STARTED',
+        `cannot add the ${service.name} service to a host that is ${this.#state}: add it before host.start() (a server: useServer before the start, or createServer(host).listen() after it)`,
+        {
+          state: this.#state,
+        },
+      );
     this.#services.push(service);
   }
 
@@ -229,6 +238,9 @@ export class Host {
 
   /** Enables or disables a job at run time; the flag survives restarts. */
   async setEnabled(name: string, enabled: boolean): Promise<JobView> {
+    // Once the store closes a flag would live in memory only, lost at the next start: refused, as a cancel is.
+    if (this.#closing)
+      throw new HostError('SHUTTING_DOWN', `the host is shutting down: job "${name}" was not ${enabled ? 'enabled' : 'disabled'}`, { job: name });
     await this.#p.registrations.setEnabled(name, enabled);
     return this.job(name)!;
   }

@@ -325,9 +325,18 @@ t.test('lifecycle: triggers before start and after stop are refused; stop is ide
   await t.rejects(host.trigger('a'), { code: 'NOT_STARTED' });
   await host.start();
   await t.rejects(host.start(), { code: 'ALREADY_STARTED', message: /cannot start a host that is running/ });
+  // A service plugged in now would never start (useServer after the start never listened, silently).
+  t.throws(() => host.use({ name: 'http', start: async () => undefined, stop: async () => undefined }), {
+    code: 'ALREADY_STARTED',
+    message: /add it before host.start\(\)/,
+  });
   await host.stop();
   await host.stop();
   await t.rejects(host.trigger('a'), { code: 'SHUTTING_DOWN' });
+  // A flag set now would live in memory only, lost at the next start: refused, not reported done.
+  await t.rejects(host.disable('a'), { code: 'SHUTTING_DOWN' });
+  await t.rejects(host.enable('a'), { code: 'SHUTTING_DOWN' });
+  t.equal(host.job('a')!.enabled, true);
   await t.rejects(host.start(), { code: 'ALREADY_STARTED', message: /that is stopped/ });
   t.same(of('host.started').length, 1);
   t.same(of('host.stopped').length, 1);

@@ -62,7 +62,34 @@ let flushing: NodeJS.Immediate | undefined;
 /** A batch that waited this long unread: its answer goes out at once (see the reader below). */
 const ANSWER_NOW_MS = 100;
 
+/**
+ * Log lines one turn of this thread's event loop sends at most: a handler that logs in a tight
+ * loop would otherwise queue every line here, then in the message, then in the main thread, at
+ * once (600,000 lines of 1 KB grew the host by gigabytes and held its API). Past it a run's lines
+ * are counted, and one warning line in its log says how many were dropped.
+ */
+const LOG_LINES_PER_TURN = 1000;
+let turnLogLines = 0;
+/** Lines dropped this turn, by task (0: the thread's own). */
+const droppedLines = new Map<number, number>();
+
+function log(task: number, level: string, msg: string, fields: unknown): void {
+  if (++turnLogLines <= LOG_LINES_PER_TURN) return send(OUT.log, task, level, msg, fields);
+  droppedLines.set(task, (droppedLines.get(task) ?? 0) + 1);
+  flushing ??= setImmediate(flush);
+}
+
+/** The warning of the lines `task` dropped this turn, if any: in its log, so before its end goes out. */
+function reportDropped(task: number): void {
+  const count = droppedLines.get(task);
+  if (count === undefined) return;
+  droppedLines.delete(task);
+  send(OUT.log, task, 'warn', `${count} log lines dropped: more than ${LOG_LINES_PER_TURN} in one turn of the event loop`, undefined);
+}
+
 function flush(): void {
+  turnLogLines = 0;
+  for (const task of [...droppedLines.keys()]) reportDropped(task);
   // Called early (an answer that goes out at once), the one queued for the turn's end is not needed.
   clearImmediate(flushing);
   flushing = undefined;
@@ -217,12 +244,13 @@ const channel: ThreadChannel = {
     return new Promise((resolve, reject) => requests.set(id, { resolve, reject }));
   },
   logger(task) {
-    return capturingLogger(mute, (level, msg, fields) => send(OUT.log, task, level, msg, fields));
+    return capturingLogger(mute, (level, msg, fields) => log(task, level, msg, fields));
   },
 };
 
 function settle(ctx: ThreadContext, ok: boolean, value: unknown, stray?: ErrorCode): void {
   if (ctx.settled) return;
+  reportDropped(ctx.id);
   ctx.settle(ok, value, stray);
   running.delete(ctx.id);
   if (otel) flushSoon();

@@ -379,3 +379,19 @@ t.test('two plugins importing one TypeScript helper from outside the plugins dir
     t.match(run, { status: 'succeeded', result: want }, `${job} runs in its thread`);
   }
 });
+
+t.test('a handler in a thread that logs in a tight loop: a turn sends 1,000 lines, the rest are counted in one warning of its log', async (t) => {
+  const { logger, lines } = captureLogger();
+  const loud = `export default { name: 'loud', handler(ctx) { for (let i = 0; i < 5000; i++) ctx.log.info({ i }, 'line %d', i); return 'done'; } };\n`;
+  const h = await pluginHost(t, { 'loud.mjs': loud }, { logger });
+  const { runId } = await h.host.trigger('loud');
+  t.equal((await h.host.wait(runId)).status, 'succeeded');
+  await until(() => lines.some((l) => typeof l['msg'] === 'string' && l['msg'].includes('log lines dropped')), 5000, 'the warning');
+  const sent = lines.filter((l) => l['runId'] === runId && /^line \d+$/.test(String(l['msg'])));
+  t.equal(sent.length, 1000, 'the first 1,000 lines of the turn reach the host logger');
+  t.match(
+    lines.find((l) => String(l['msg']).includes('log lines dropped')),
+    { level: 40, runId, msg: '4000 log lines dropped: more than 1000 in one turn of the event loop' },
+    'the rest are counted, in a line of the run',
+  );
+});

@@ -26,6 +26,8 @@ export function configChanges(previous: Config, next: Config): { changed: string
     }
   }
   const restartRequired = changed.filter((k) => RESTART_KEYS.has(k));
+  // Read once, at start: named as needing a restart, as a whole key would be.
+  if (previous.notifications.concurrency !== next.notifications.concurrency) restartRequired.push('notifications.concurrency');
   const enabledEdited = Object.keys(next.jobs).filter(
     (name) => previous.jobs[name]?.enabled !== next.jobs[name]?.enabled && next.jobs[name]?.enabled !== undefined,
   );

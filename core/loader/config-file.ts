@@ -147,6 +147,8 @@ export class ConfigWatcher {
   #timer: NodeJS.Timeout | undefined;
   /** The text of the config in force, as read from the file. */
   #applied: string | null = null;
+  /** The last text read was refused (a config.error is the last word on the file). */
+  #refused = false;
   /** The text last read, applied or refused. */
   #seen: string | null = null;
   /** An event of the pending batch named the file itself (a save, even of the same text). */
@@ -255,15 +257,23 @@ export class ConfigWatcher {
     if (text === null) return; // deleted, or mid-save
     const again = text === this.#seen;
     this.#seen = text;
+    const display = path.relative(this.#host.cwd, this.#file) || this.#file;
+    if (text === this.#applied && this.#refused && !again) {
+      // The last good text is back after a refused edit: said, so what showed the error learns the file is good again.
+      this.#refused = false;
+      this.#host.logger.info({ changed: [] }, 'config reloaded: the file is the config in force again');
+      this.#host.bus.emit('config.reloaded', { job: null, file: display, changed: [], restartRequired: [] });
+      return;
+    }
     // No real change; or a text refused already, which only a save of the file itself reports again
     // (another entry of the directory changing is no news about it).
     if (text === this.#applied || (again && !named)) return;
-    const display = path.relative(this.#host.cwd, this.#file) || this.#file;
     try {
       // The text compared is the text applied: no second read that could see a later version.
       const config = parseConfigText(this.#file, text, this.#env);
       const { changed, restartRequired } = this.#host.applyConfig(config);
       this.#applied = text;
+      this.#refused = false;
       if (restartRequired.length > 0) {
         this.#host.logger.warn({ keys: restartRequired }, `config: ${restartRequired.join(', ')} changed; restart the host to apply`);
       }
@@ -273,6 +283,7 @@ export class ConfigWatcher {
       const error = isHostError(err) ? err : new HostError('CONFIG_INVALID', String(err));
       const at = typeof error.details?.['path'] === 'string' ? (error.details['path'] as string) : null;
       this.#host.logger.error({ code: error.code, path: at }, `config edit refused, the last good config stays: ${error.message}`);
+      this.#refused = true;
       this.#host.bus.emit('config.error', { job: null, file: display, code: error.code, path: at, message: error.message });
     }
   }

@@ -173,6 +173,9 @@ t.test('keys that need a restart are named; an override for an unknown job is no
   const e = await w.edit({ server: { port: 4321 }, jobs: { 'not-yet': { enabled: false } } }, 'config.reloaded');
   t.match(e.data, { changed: ['server', 'jobs.not-yet'], restartRequired: ['server'] });
   t.equal(w.host.config.server.port, 4321, 'the new value is recorded, to take effect on restart');
+  // A key read once at start, inside one that applies live.
+  const n = await w.edit({ server: { port: 4321 }, jobs: { 'not-yet': { enabled: false } }, notifications: { concurrency: 2 } }, 'config.reloaded');
+  t.match(n.data, { changed: ['notifications'], restartRequired: ['notifications.concurrency'] });
 });
 
 t.test('an invalid edit is refused whole with config.error naming the path; the last good config stays', async (t) => {
@@ -185,6 +188,9 @@ t.test('an invalid edit is refused whole with config.error naming the path; the 
   t.match(unknown.data, { code: 'CONFIG_INVALID', path: '(root)', message: /unknown key "colour"/ });
   t.equal(w.host.config.concurrency, 4, 'nothing of the refused edits applied');
   t.equal(w.host.job('nightly')!.schedule, '0 3 * * *');
+  // The last good file put back: said, so a client showing the error learns the file is good again.
+  const back = await w.edit({ concurrency: 4, jobs: { nightly: { schedule: '0 3 * * *' } } }, 'config.reloaded');
+  t.match(back.data, { changed: [], restartRequired: [] });
   // half-written, then finished
   const full = JSON.stringify({ concurrency: 6, jobs: { nightly: { schedule: '15 3 * * *' } }, store: { dir: path.join(path.dirname(w.file), 'data') } });
   await w.edit(full.slice(0, 20), 'config.error');

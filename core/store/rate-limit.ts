@@ -16,6 +16,8 @@ interface Limited {
 
 interface Window<E> {
   count: number;
+  /** When its first start opened it: it closes `perMs` of the limit in force later (an edit of `per` moves it). */
+  openedAt: number;
   closesAt: number;
   held: E[];
   timer: Timer | undefined;
@@ -38,10 +40,14 @@ export class RateWindows<E extends Limited> {
     const job = entry.run.job;
     const now = this.#clock.now();
     let w = this.#windows.get(job);
-    if (!w) this.#windows.set(job, (w = { count: 0, closesAt: 0, held: [], timer: undefined }));
+    if (!w) this.#windows.set(job, (w = { count: 0, openedAt: 0, closesAt: 0, held: [], timer: undefined }));
+    if (w.count > 0) w.closesAt = w.openedAt + limit.perMs;
     if (now >= w.closesAt) w.count = 0;
     if (w.count < limit.max) {
-      if (w.count === 0) w.closesAt = now + limit.perMs;
+      if (w.count === 0) {
+        w.openedAt = now;
+        w.closesAt = now + limit.perMs;
+      }
       w.count++;
       return true;
     }

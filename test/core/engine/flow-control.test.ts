@@ -88,6 +88,21 @@ t.test('rateLimit: a config edit that lifts the limit starts the held runs at on
   t.equal(h.host.job('held')!.rateLimit, null);
 });
 
+t.test('rateLimit: a config edit of `per` moves the open window: a shorter one releases the held runs when it closes, not the old one', async (t) => {
+  const h = await startHost(t);
+  const started: number[] = [];
+  h.host.register({ name: 'paced', concurrency: 10, rateLimit: { max: 1, per: '60s' }, handler: () => void started.push(h.clock.now()) });
+  const t0 = h.clock.now();
+  for (let i = 0; i < 3; i++) await h.host.trigger('paced');
+  await h.clock.advance(2000);
+  t.same(started, [t0], 'one start, two held');
+  h.host.applyConfig({ jobs: { paced: { rateLimit: { max: 1, per: '5s' } } } });
+  await h.clock.advance(3000);
+  t.same(started, [t0, t0 + 5000], 'the window opened at t0 closes 5 s after it, as the edit says');
+  await h.clock.advance(5000);
+  t.same(started, [t0, t0 + 5000, t0 + 10_000]);
+});
+
 t.test('debounce: triggers within the window become one run with the last params, started once the window is quiet', async (t) => {
   const h = await startHost(t);
   const got: unknown[] = [];

@@ -131,7 +131,20 @@ export class Registrations {
     const previous = this.#o.config();
     // Check every job against the new config before touching anything: all or nothing.
     const after = new Map<string, AfterSpec>();
-    for (const [name, { job }] of registry.entries()) after.set(name, registry.resolve(job.spec, job, next, (q) => q in next.queues).after);
+    for (const [name, { job }] of registry.entries()) {
+      const resolved = registry.resolve(job.spec, job, next, (q) => q in next.queues);
+      after.set(name, resolved.after);
+      // A destination a loaded job names, removed (or renamed) by this edit: every open delivery to it would die.
+      for (const to of resolved.notify?.to ?? []) {
+        if (Object.hasOwn(previous.notifications.destinations, to) && !Object.hasOwn(next.notifications.destinations, to)) {
+          throw new HostError(
+            'DESTINATION_NOT_FOUND',
+            `notifications.destinations.${to}: job "${name}" names destination "${to}" (notify.to), which this edit removes: change the job's notify.to first`,
+            { path: `notifications.destinations.${to}`, job: name, destination: to },
+          );
+        }
+      }
+    }
     try {
       checkAfterCycles(after);
     } catch (err) {

@@ -403,6 +403,11 @@ t.test('config: bad destinations are errors naming the path; a live edit applies
   t.throws(() => s.host.applyConfig({ notifications: { routes: [{ to: ['nope'] }] } }), {
     message: /^notifications\.routes\.0\.to\.0: no destination "nope"/,
   });
+  // Removing (or renaming) a destination a loaded job names would make every open delivery to it dead: refused.
+  t.throws(() => s.host.applyConfig({ notifications: { destinations: { renamed: { kind: 'webhook', url: 'http://127.0.0.1:1/' } } } }), {
+    code: 'DESTINATION_NOT_FOUND',
+    message: /^notifications\.destinations\.hook: job "nightly-export" names destination "hook" \(notify\.to\), which this edit removes/,
+  });
   await s.host.trigger('nightly-export');
   await notification(s, deliveryIs('retrying', 1), 'retrying against a closed port');
   s.host.applyConfig({ notifications: { destinations: { hook: { kind: 'webhook', url: hook.url } }, retry: { delay: '1s', jitter: 0 } } });

@@ -12,41 +12,35 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): Timer;
 }
 
-/**
- * How long a real timer waits at most before it looks at the clocks again: a step of the wall
- * clock (an NTP step, a VM resumed, a laptop waking) is noticed within this.
- */
-const RECHECK_MS = 1000;
+// setTimeout overflows past 2^31-1 ms (~24.8 days); longer waits are chained.
+const MAX_TIMEOUT = 2_147_483_647;
 
 /**
- * A real timer. It fires once `ms` of real time has passed (the monotonic clock, as setTimeout
- * counts: a wall clock stepped back does not hold a timeout or a retry back by the step), or once
- * the wall clock has reached the time it was due, whichever comes first (a wall clock stepped
- * forward, or a machine that slept, finds its schedules and delayed runs due at once rather than
- * after their whole wait again). A wait past RECHECK_MS is taken in pieces to notice either.
- * A class with a static callback, so arming one allocates no closures (hot path).
+ * A real timer: it fires once `ms` of real time has passed, counted on the monotonic clock as
+ * setTimeout counts, so a wall clock stepped back (an NTP step) does not hold a length back by the
+ * step (it re-checked Date.now() and waited the step out again). A wait due at a wall-clock time
+ * is the caller's to check when it fires. A class with a static callback, so arming one allocates
+ * no closures (hot path).
  */
 class SystemTimer implements Timer {
-  readonly #due: number;
   readonly #dueMono: number;
   readonly #fn: () => void;
   #handle: NodeJS.Timeout | undefined;
 
   constructor(ms: number, fn: () => void) {
     const wait = Math.max(ms, 0);
-    this.#due = Date.now() + wait;
     this.#dueMono = performance.now() + wait;
     this.#fn = fn;
     this.#arm(wait);
   }
 
   #arm(wait: number): void {
-    this.#handle = setTimeout(SystemTimer.#fire, Math.min(Math.max(Math.ceil(wait), 0), RECHECK_MS), this);
+    this.#handle = setTimeout(SystemTimer.#fire, Math.min(Math.max(Math.ceil(wait), 0), MAX_TIMEOUT), this);
   }
 
   static #fire(timer: SystemTimer): void {
-    // Node's timer clock runs a little behind performance.now() and Date.now(): never fire early.
-    const left = Math.min(timer.#dueMono - performance.now(), timer.#due - Date.now());
+    // Node's timer clock runs a little behind performance.now(): never fire early.
+    const left = timer.#dueMono - performance.now();
     if (left > 0) timer.#arm(left);
     else timer.#fn();
   }

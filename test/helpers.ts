@@ -57,7 +57,9 @@ export async function startHost(t: Tap, options: Omit<HostOptions, 'clock'> & { 
   const dir = options.dir ?? tempDir(t);
   const clock = options.clock ?? createManualClock(Date.UTC(2026, 0, 5, 12, 0, 0));
   const config = { ...options.config, store: { dir, ...options.config?.store } };
-  const host = createHost({ random: () => 0.5, ...options, config, clock, logger: options.logger ?? silentLogger() });
+  // The helpers' own options (and startServer's `server`) are not createHost's: it refuses unknown ones.
+  const { dir: _dir, start: _start, server: _server, ...hostOptions } = options as typeof options & { server?: unknown };
+  const host = createHost({ random: () => 0.5, ...hostOptions, config, clock, logger: options.logger ?? silentLogger() });
   const events: AnyHostEvent[] = [];
   host.on('*', (e) => events.push(e));
   if (options.start !== false) await host.start();

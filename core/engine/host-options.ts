@@ -31,6 +31,8 @@ export interface HostOptions {
   processHandlers?: ProcessHandlersOption | undefined;
 }
 
+const HOST_OPTION_KEYS: ReadonlySet<string> = new Set(['config', 'cwd', 'store', 'storeOptions', 'plugins', 'clock', 'random', 'logger', 'processHandlers']);
+
 /**
  * `createHost()`'s options as the caller gave them (anything, from JavaScript): each one's shape
  * is checked here, so a wrong one is CONFIG_INVALID naming it rather than a TypeError later, from
@@ -40,6 +42,8 @@ export function checkHostOptions(options: unknown): HostOptions {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalid('createHost', 'expected an object of options');
   const o = options as Record<string, unknown>;
+  // A misspelt option (`configg`) was ignored silently: the host ran without it.
+  for (const key of Object.keys(o)) if (!HOST_OPTION_KEYS.has(key)) throw invalid(key, `unknown option (createHost takes ${[...HOST_OPTION_KEYS].join(', ')})`);
   const has = (value: unknown, methods: readonly string[]): boolean =>
     typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function');
   // Anything but 'memory' was a disk store: a typo ('mem') kept runs on disk the user meant to keep nowhere.

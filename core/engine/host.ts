@@ -40,6 +40,8 @@ export function createHost(options: HostOptions = {}): Host {
  * The composition root: wires bus, backend, executor, registry, triggers and scheduler, and owns
  * the lifecycle. Where runs wait and are recorded is the backend's business (`contract/backend.ts`).
  */
+const TRIGGER_OPTION_KEYS: ReadonlySet<string> = new Set(['params', 'delay', 'runAt', 'key', 'priority', 'source', 'audit']);
+
 export class Host {
   /** This host's id (`cluster.id`, default `<hostname>:<pid>`): recorded on the runs it starts. */
   readonly id: string;
@@ -262,6 +264,12 @@ export class Host {
   trigger(name: string, options: TriggerOptions = {}): Promise<TriggerResult> {
     // `null` from JavaScript is no options, as undefined is.
     const given = options ?? {};
+    // A misspelt option (`dealy`) queued the run at once, silently; over HTTP the same key is a 400.
+    const unknown = typeof given === 'object' ? Object.keys(given).find((k) => !TRIGGER_OPTION_KEYS.has(k)) : undefined;
+    if (unknown !== undefined) {
+      const message = `unknown trigger option (trigger takes params, delay, runAt, key, priority)`;
+      return Promise.reject(new HostError('INVALID_BODY', `${unknown}: ${message}`, { issues: [{ path: unknown, message }] }));
+    }
     return this.#p.triggers.create(name, given, given.source ?? 'api');
   }
 

@@ -135,6 +135,20 @@ function parsesAsJson(text: string): boolean {
   }
 }
 
+const SERVER_OPTION_KEYS: ReadonlySet<string> = new Set([
+  'host',
+  'port',
+  'token',
+  'bodyLimit',
+  'allowedOrigins',
+  'allowedHosts',
+  'logger',
+  'requestLogging',
+  'ws',
+  'plugins',
+  'eventLoop',
+]);
+
 /** What a client is told of a URL the router refused: its path parameters are not valid (the URL itself is not repeated: it may be long). */
 function badPath(err: unknown): unknown {
   const code = (err as { code?: unknown } | null)?.code;
@@ -148,6 +162,11 @@ function badPath(err: unknown): unknown {
  * validated `server` config. Refuses (INSECURE_BIND) a non-loopback address without a token.
  */
 export function createServer(host: Host, options: ServerOptions = {}): Server {
+  // A misspelt option (`prot`) was ignored silently: the server listened where the config said.
+  for (const key of Object.keys(options ?? {})) {
+    if (!SERVER_OPTION_KEYS.has(key))
+      throw new HostError('CONFIG_INVALID', `${key}: unknown option (createServer takes ${[...SERVER_OPTION_KEYS].join(', ')})`, { path: key });
+  }
   const settings = host.config.server;
   // An embedder's settings pass the config file's schema too: the same errors (CONFIG_INVALID
   // naming `server.<key>`), the same canonical forms; the config's own stand for the rest.
@@ -411,6 +430,15 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
  * started and closes after the engine has drained (triggers meanwhile get 503 SHUTTING_DOWN).
  */
 export function useServer(host: Host, options: ServerOptions = {}): Server {
+  // Checked before the server is made: one made for a host that will not start it would be left behind.
+  if (host.state !== 'created')
+    throw new HostError(
+      'ALREADY_STARTED',
+      `useServer(host) plugs the server into host.start(), and this host is ${host.state}: call it before the start, or createServer(host).listen() after it`,
+      {
+        state: host.state,
+      },
+    );
   const server = createServer(host, options);
   host.use({
     name: 'http',

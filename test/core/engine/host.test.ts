@@ -5,6 +5,7 @@ import type { AnyHostEvent } from '../../../core/contract/events.js';
 import type { JobContext } from '../../../core/contract/plugin.js';
 import { definePlugin } from '../../../core/contract/plugin.js';
 import { createHost } from '../../../core/engine/host.js';
+import { createServer, useServer } from '../../../core/server/server.js';
 import { captureLogger, gate, startHost, tempDir } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
@@ -330,6 +331,11 @@ t.test('lifecycle: triggers before start and after stop are refused; stop is ide
     code: 'ALREADY_STARTED',
     message: /add it before host.start\(\)/,
   });
+  t.throws(() => useServer(host, { host: '127.0.0.1', port: 0 }), { code: 'ALREADY_STARTED', message: /call it before the start/ });
+  // Misspelt options were ignored silently: a trigger without its delay, a host without its config.
+  await t.rejects(host.trigger('a', { dealy: 5 } as never), { code: 'INVALID_BODY', message: /^dealy: unknown trigger option/ });
+  t.throws(() => createHost({ configg: {} } as never), { code: 'CONFIG_INVALID', message: /^configg: unknown option/ });
+  t.throws(() => createServer(host, { prot: 1 } as never), { code: 'CONFIG_INVALID', message: /^prot: unknown option/ });
   await host.stop();
   await host.stop();
   await t.rejects(host.trigger('a'), { code: 'SHUTTING_DOWN' });

@@ -38,6 +38,15 @@ const ERROR_RETRY_MS = 1000;
 const EARLY_SLACK_MS = 1000;
 /** How often a stopping host reads whether the deliveries it waits for have had their attempt. */
 const SETTLE_POLL_MS = 50;
+/**
+ * A destination's queue that no live host has listed for this long is worked by every host, whose
+ * config lacks it: its deliveries end dead (DESTINATION_NOT_FOUND), as on a single host, rather
+ * than wait for ever. Longer than a rolling restart's gap, so a restart of the one host that has
+ * it does not kill them.
+ */
+const ORPHAN_AFTER_MS = 30_000;
+/** How often the names of the destination queues are read again (to find orphans). */
+const QUEUES_READ_MS = 5_000;
 /** BullMQ's attempts of a delivery's job: unbounded in practice; the engine says when it is dead. */
 const JOB_ATTEMPTS = 1_000_000;
 
@@ -78,6 +87,8 @@ export interface DeliveriesOptions {
   hooks: () => BackendHooks;
   /** The live hosts as the heartbeat last read them (this one included). */
   hosts: () => readonly ClusterHost[];
+  /** ORPHAN_AFTER_MS unless given (tests). */
+  orphanAfterMs?: number;
 }
 
 /** The queue of the deliveries to `destination` (a name of letters, digits, `_ . -`: BullMQ refuses `:`). */
@@ -144,6 +155,13 @@ export class Deliveries {
   /** This host's workers by queue name: the shared queue's, and one per destination its config has. */
   readonly #workers = new Map<string, DeliveryWorker>();
   #started = false;
+  /** This host's destinations and every live host's, as `#follow` last read them (each second). */
+  #mine: ReadonlySet<string> | undefined;
+  #listed: ReadonlySet<string> = new Set();
+  /** Destination queues in Redis (`keys.deliveryQueues`), read every QUEUES_READ_MS, and since when each one no live host listed. */
+  #known: readonly string[] = [];
+  #knownReadAt = -Infinity;
+  readonly #unlistedSince = new Map<string, number>();
   /** The attempts in flight here (their delivery's id), aborted at close. */
   readonly #inFlight = new Map<AbortController, string>();
   #open = 0;
@@ -194,13 +212,33 @@ export class Deliveries {
   }
 
   /**
-   * Works the shared queue and the queue of each destination this host's config has now (read
-   * again every second with the count of open deliveries: a live edit that adds a destination
-   * starts its worker, one that removes it lets its worker finish what it holds and close).
+   * Works the shared queue, the queue of each destination this host's config has now (read again
+   * every second with the count of open deliveries: a live edit that adds a destination starts its
+   * worker, one that removes it lets its worker finish what it holds and close), and the queue of
+   * each destination no live host has listed for ORPHAN_AFTER_MS (its deliveries end dead here).
    */
   #follow(): void {
     if (!this.#started || this.#closed) return;
-    const names = [DELIVERY_QUEUE, ...(this.#o.hooks().describe().destinations ?? []).map(destinationQueue)];
+    const mine = new Set(this.#o.hooks().describe().destinations ?? []);
+    const listed = new Set(mine);
+    for (const h of this.#o.hosts()) for (const d of h.destinations ?? []) listed.add(d);
+    this.#mine = mine;
+    this.#listed = listed;
+    const now = this.#o.clock.now();
+    if (now - this.#knownReadAt >= QUEUES_READ_MS) {
+      this.#knownReadAt = now;
+      this.#o.producer.smembers(this.#o.keys.deliveryQueues).then(
+        (names) => void (this.#known = names),
+        () => undefined,
+      );
+    }
+    const orphans: string[] = [];
+    for (const d of this.#known) {
+      if (listed.has(d)) this.#unlistedSince.delete(d);
+      else if (!this.#unlistedSince.has(d)) this.#unlistedSince.set(d, now);
+      else if (now - this.#unlistedSince.get(d)! >= (this.#o.orphanAfterMs ?? ORPHAN_AFTER_MS)) orphans.push(d);
+    }
+    const names = [DELIVERY_QUEUE, ...[...mine, ...orphans].map(destinationQueue)];
     for (const name of names) if (!this.#workers.has(name)) this.#workers.set(name, this.#worker(name));
     for (const [name, worker] of this.#workers) {
       if (names.includes(name)) continue;
@@ -254,8 +292,10 @@ export class Deliveries {
       if (!deliveryOpen(d)) continue;
       const data: DeliveryJobData = { n: notificationId, d: d.id, s: series };
       const opts = this.#jobOptions(d, series);
+      const queue = this.#queueOf(d.destination);
+      if (queue !== DELIVERY_QUEUE) multi.sadd(this.#o.keys.deliveryQueues, d.destination);
       // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read there).
-      new (bullmq().Job)(this.#queue(this.#queueOf(d.destination)), 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
+      new (bullmq().Job)(this.#queue(queue), 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
     }
   }
 
@@ -351,6 +391,13 @@ export class Deliveries {
       await job.moveToDelayed(due, token);
       throw new (bullmq().DelayedError)();
     }
+    if (job.queueName === DELIVERY_QUEUE && !this.#isMine(current.destination) && this.#isListed(current.destination)) {
+      // Queued here while no live host was heard to have it (or by an older version): a host that
+      // has it now makes it, from its destination's queue (the same job id there: a repeat adds nothing).
+      await this.#queue(destinationQueue(current.destination)).add('delivery', job.data, this.#jobOptions(current, series));
+      await o.commands.sadd(o.keys.deliveryQueues, current.destination);
+      return;
+    }
     const attempt = current.attempts + 1;
     const controller = new AbortController();
     this.#inFlight.set(controller, deliveryId);
@@ -386,9 +433,18 @@ export class Deliveries {
 
   /** The queue a delivery to `destination` goes to: its own while some live host has it (this one included), else the shared one, where it is dead at once. */
   #queueOf(destination: string): string {
-    const here = this.#o.hooks().describe().destinations ?? [];
-    const known = here.includes(destination) || this.#o.hosts().some((h) => (h.destinations ?? []).includes(destination));
-    return known ? destinationQueue(destination) : DELIVERY_QUEUE;
+    return this.#isListed(destination) ? destinationQueue(destination) : DELIVERY_QUEUE;
+  }
+
+  /** Some live host (this one included) has `destination`: as `#follow` read them each second, else read afresh (a host that just joined). */
+  #isListed(destination: string): boolean {
+    if (this.#listed.has(destination)) return true;
+    return this.#o.hosts().some((h) => (h.destinations ?? []).includes(destination));
+  }
+
+  /** This host's config has `destination` (as `#follow` read it, else afresh). */
+  #isMine(destination: string): boolean {
+    return (this.#mine ?? new Set(this.#o.hooks().describe().destinations ?? [])).has(destination);
   }
 
   /**

@@ -63,6 +63,11 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:notification:${id}`;
   }
 
+  /** The destination names that have a delivery queue (`__deliveries.<name>`): read to find a queue no live host works. */
+  get deliveryQueues(): string {
+    return `${this.prefix}:__jh:delivery-queues`;
+  }
+
   /** The ids of deliveries waiting for an attempt (pending or retrying), of every host. */
   get openDeliveries(): string {
     return `${this.prefix}:__jh:deliveries:open`;

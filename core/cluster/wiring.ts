@@ -38,6 +38,8 @@ export interface RedisBackendOptions {
   queues: Readonly<Record<string, number>>;
   /** Deliveries of notifications in flight at once on this host (`notifications.concurrency`; default 16). */
   deliveryConcurrency?: number;
+  /** After how long a destination no live host lists has its deliveries ended here (default 30 s; tests shorten it). */
+  orphanAfterMs?: number;
   /** Random source for retry jitter. */
   random: () => number;
   logger: Logger;
@@ -241,6 +243,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
     hosts: () => heartbeat.hosts(),
+    ...(o.orphanAfterMs !== undefined && { orphanAfterMs: o.orphanAfterMs }),
   });
   const storm = new StormControl(producer, keys);
   const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });

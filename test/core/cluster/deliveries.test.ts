@@ -39,12 +39,13 @@ async function openBackends(
   n: number,
   deliver: Deliver,
   prefix = freshPrefix(),
-  destinations: (i: number) => string[] = () => [],
+  more: { destinations?: (i: number) => string[]; orphanAfterMs?: number; firstId?: number } = {},
 ): Promise<Hosts> {
+  const destinations = more.destinations ?? (() => []);
   const config = parseConfig({ backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500 } }).backend as RedisBackendConfig;
   const out: Hosts = { backends: [], seen: [], changed: [] };
   for (let i = 0; i < n; i++) {
-    const host = `d${i}`;
+    const host = `d${i + (more.firstId ?? 0)}`;
     const backend = createRedisBackend({
       config,
       hostId: host,
@@ -53,6 +54,7 @@ async function openBackends(
       concurrency: 4,
       queues: { default: 1 },
       deliveryConcurrency: 4,
+      ...(more.orphanAfterMs !== undefined && { orphanAfterMs: more.orphanAfterMs }),
       random: () => 0.5,
       logger: silentLogger(),
     });
@@ -268,20 +270,46 @@ t.test('a delivery is made by a host whose config has its destination: one witho
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   const prefix = freshPrefix();
   // d0 defines only "other", d1 defines "hook": every delivery to "hook" is d1's.
-  const { backends, seen } = await openBackends(
-    t,
-    redis,
-    2,
-    () => Promise.resolve({ status: 'delivered' }),
-    prefix,
-    (i) => (i === 0 ? ['other'] : ['hook']),
-  );
+  const { backends, seen } = await openBackends(t, redis, 2, () => Promise.resolve({ status: 'delivered' }), prefix, {
+    destinations: (i) => (i === 0 ? ['other'] : ['hook']),
+  });
   await until(() => (backends[0]!.hosts() ?? []).some((h) => h.id === 'd1' && h.destinations?.includes('hook')), 5000, 'd0 hears of d1');
   const sent = Array.from({ length: 6 }, () => notification(['hook']));
   for (const n of sent) await backends[0]!.addNotification(n);
   for (const n of sent) await until(async () => finished(await backends[0]!.getNotification(n.id)), 10_000, 'delivered');
   for (const n of sent) t.match((await backends[0]!.getNotification(n.id))!.deliveries, [{ status: 'delivered', attempts: 1 }]);
   t.same([...new Set(seen.map((s) => s.host))], ['d1'], 'only the host that has the destination made an attempt');
+});
+
+t.test('a destination no live host has any more: its queued deliveries are taken by a host without it (dead there), not left for ever', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const prefix = freshPrefix();
+  const taken: string[] = [];
+  const deliver: Deliver = (host) => {
+    taken.push(host);
+    return Promise.resolve({ status: 'dead', error: { code: 'DESTINATION_NOT_FOUND', message: 'no destination "gone"' } });
+  };
+  const a = await openBackends(t, redis, 1, deliver, prefix, { destinations: () => ['other'], orphanAfterMs: 500 });
+  // d1, the one host with "gone", holds its attempt until it closes (then the job goes back to its queue).
+  const held: Deliver = (host, _attempt, signal) =>
+    new Promise((resolve) => {
+      taken.push(host);
+      signal.addEventListener('abort', () => resolve({ status: 'retrying', delayMs: 0, error: { code: 'DELIVERY_ABORTED', message: 'closed' } }));
+    });
+  const b = await openBackends(t, redis, 1, held, prefix, { destinations: () => ['gone'], firstId: 1 });
+  await until(() => (a.backends[0]!.hosts() ?? []).some((h) => h.destinations?.includes('gone')), 5000, 'd0 hears of d1');
+  const n = notification(['gone']);
+  await a.backends[0]!.addNotification(n);
+  await until(() => taken.length === 1, 5000, 'd1 took it');
+  await b.backends[0]!.drain(0);
+  await b.backends[0]!.close();
+  await until(async () => finished(await a.backends[0]!.getNotification(n.id)), 20_000, 'ended by the host without it');
+  t.equal(taken[0], 'd1', 'its one host took it first');
+  t.same(
+    taken.filter((h) => h === 'd0'),
+    ['d0'],
+    'its queue, left by that host, was taken by d0, whose config lacks it, once no live host listed it',
+  );
 });
 
 t.test('open deliveries keep their notification past the newest 1,000; it goes once they end', async (t) => {

@@ -43,7 +43,8 @@ t.test('one block as long as the windows that make a loop slow counts as slow, f
 
 t.test('/ready is degraded while the event loop stays slow; /metrics shows the delay', async (t) => {
   const { request, metrics } = await startServer(t, { config: { eventLoop: { maxDelay: '50ms' } }, server: { eventLoop: { windowMs: 100, windows: 3 } } });
-  t.equal((await request('GET', '/ready')).status, 200);
+  // Under a loaded machine (the suite's other files) a 50 ms bound may be passed before the hog: wait for a quick loop first.
+  await until(async () => (await request('GET', '/ready')).status === 200, 10_000, 'ready while the loop is quick');
   // prom-client loads with the first scrape: scrape once before, so the scrape read below is of
   // the slow loop, not of the quick one the import's time lets it recover to.
   await metrics();

@@ -82,6 +82,8 @@ export class After {
   readonly #o: AfterOptions;
   /** Ends seen while the host was starting (a run recovery failed): triggered once it runs. */
   #early: Run[] | undefined = [];
+  /** Runs a crash cut short whose end was chained already in this process (recovery chains before it writes the end, then tells it as any end). */
+  readonly #replayed = new Set<string>();
   /** `after` names that no registered job has: warned once each until such a job appears. */
   readonly #missing = new Set<string>();
 
@@ -133,6 +135,11 @@ export class After {
     // A run whose attempt a crash cut short may have ended before without its end being recorded
     // (and its children's adds with it, or not: two files): the add waits for a look first.
     const replay = run.attempts.some((a) => a.error?.code === 'INTERRUPTED');
+    // Once per process: a child refused the first time (disabled, once) is not tried, nor told skipped, twice.
+    if (replay) {
+      if (this.#replayed.has(run.id)) return Promise.resolve();
+      this.#replayed.add(run.id);
+    }
     const adds: Array<Promise<void>> = [];
     for (const dep of this.#o.registry.dependents(run.job)) {
       if (!matches(dep.statuses, run.status)) continue;

@@ -50,6 +50,8 @@ export class Alerts {
   /** Running runs with a `slow` timer: run id → due time. */
   readonly #slowDue = new Map<string, number>();
   readonly #slowSent = new Set<string>();
+  /** Runs running here (started, not finished): job and first start, so an edit of the `slow` rule reaches them. */
+  readonly #runningHere = new Map<string, { job: string; startedAt: string }>();
   /** Runs whose `slowerThan` passed while they waited between attempts: told when the next attempt starts (bounded like `#slowSent`). */
   #slowParked = new Set<string>();
   /** Digest timers of the windows this host opened, with what their digest needs. */
@@ -63,6 +65,24 @@ export class Alerts {
     this.#o = options;
     this.#slowTimer = new DueTimer(options.clock, (id) => this.#slowDueNow(id));
     this.#direct = new DirectSends(options);
+    // A `slow` rule added or changed (a config edit, a plugin's) applies to the runs running now too.
+    options.bus.on('job.updated', (e) => this.#slowRuleChanged(e.data.job));
+  }
+
+  #slowRuleChanged(job: string): void {
+    if (this.#runningHere.size === 0) return;
+    const spec = this.#o.notifySpec(job);
+    for (const [id, run] of this.#runningHere) {
+      if (run.job !== job || this.#slowSent.has(id) || this.#slowParked.has(id)) continue;
+      if (!spec?.slowerThan || !wants(spec, 'slow')) {
+        this.#slowDue.delete(id);
+        continue;
+      }
+      const due = Date.parse(run.startedAt) + spec.slowerThan;
+      if (this.#slowDue.get(id) === due) continue;
+      this.#slowDue.set(id, due);
+      this.#slowTimer.push(due, id);
+    }
   }
 
   // ---------------------------------------------------------------- run rules
@@ -90,6 +110,11 @@ export class Alerts {
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
   started(run: Run): void {
+    if (!this.#runningHere.has(run.id)) {
+      // Bounded as `#slowSent` is (a run whose retry ended on another host is never finished here).
+      if (this.#runningHere.size >= SLOW_SENT_MAX) this.#runningHere.clear();
+      this.#runningHere.set(run.id, { job: run.job, startedAt: run.startedAt ?? isoTime(this.#o.clock.now()) });
+    }
     // Every start passes here: the set is read only while it holds a run (a retry's delay outlived `slowerThan`).
     if (this.#slowParked.size > 0 && this.#slowParked.delete(run.id)) {
       // Its `slowerThan` passed while it waited for this attempt: it is slow now that it runs again.
@@ -106,6 +131,7 @@ export class Alerts {
   }
 
   finished(run: Run): void {
+    this.#runningHere.delete(run.id);
     this.#slowDue.delete(run.id);
     this.#slowSent.delete(run.id);
     if (this.#slowParked.size > 0) this.#slowParked.delete(run.id);
@@ -113,7 +139,9 @@ export class Alerts {
 
   /** A run's `slowerThan` has passed: unless it finished meanwhile, it is checked (once). */
   #slowDueNow(id: string): void {
-    if (this.#slowDue.get(id) === undefined) return;
+    const due = this.#slowDue.get(id);
+    // An edit of the rule moved it later (this timer is the earlier one's), or it is off.
+    if (due === undefined || due > this.#o.clock.now()) return;
     this.#slowDue.delete(id);
     if (this.#slowSent.size >= SLOW_SENT_MAX) this.#slowSent.clear();
     this.#slowSent.add(id);

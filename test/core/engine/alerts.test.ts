@@ -134,6 +134,32 @@ t.test('slow: sent once while the run is still running, slowerThan after its sta
   t.equal((await s.host.notifications({})).items.length, 1, 'once per run');
 });
 
+t.test('slow: a config edit that adds the rule, or lowers slowerThan, reaches the runs already running', async (t) => {
+  const release = gate();
+  const s = await startServer(t, {
+    config: { notifications: notifications() },
+    plugins: [
+      definePlugin({ name: 'long-haul', isolation: 'inline', timeout: '2h', notify: { on: ['succeeded'], to: ['hook'] }, handler: () => release.promise }),
+    ],
+  });
+  const { runId } = await s.host.trigger('long-haul');
+  await until(() => s.of('run.started').length === 1, 5000, 'started');
+  await s.clock.advance(3 * 60_000);
+  // Added while it runs (the usual moment: a run is hanging now).
+  s.host.applyConfig({ notifications: notifications(), jobs: { 'long-haul': { notify: { on: ['slow', 'succeeded'], slowerThan: '1h', to: ['hook'] } } } });
+  await s.clock.advance(10 * 60_000);
+  t.equal((await s.host.notifications({})).items.length, 0, 'not before its time');
+  // Lowered: 5m after its start has passed already, so it is told now.
+  s.host.applyConfig({ notifications: notifications(), jobs: { 'long-haul': { notify: { on: ['slow', 'succeeded'], slowerThan: '5m', to: ['hook'] } } } });
+  await s.clock.advance(1);
+  const [slow] = await notified(s, 1, 'slow');
+  t.match(slow, { rule: 'slow', runId });
+  await s.clock.advance(2 * 60 * 60_000);
+  t.equal((await s.host.notifications({})).items.filter((n) => n.rule === 'slow').length, 1, 'once per run (the 1h timer told nothing more)');
+  release.open();
+  await s.host.wait(runId);
+});
+
 t.test('a job removed while its runs are in flight: they finish on its old version, and their slow and failed are still told', async (t) => {
   const release = gate();
   const s = await startServer(t, {

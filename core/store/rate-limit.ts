@@ -41,7 +41,8 @@ export class RateWindows<E extends Limited> {
     const now = this.#clock.now();
     let w = this.#windows.get(job);
     if (!w) this.#windows.set(job, (w = { count: 0, openedAt: 0, closesAt: 0, held: [], timer: undefined }));
-    if (w.count > 0) w.closesAt = w.openedAt + limit.perMs;
+    // An open window closes `per` (as the limit says now) after it opened: an edit of `per` moves it; a closed one stays closed.
+    if (w.count > 0 && now < w.closesAt) w.closesAt = w.openedAt + limit.perMs;
     if (now >= w.closesAt) w.count = 0;
     if (w.count < limit.max) {
       if (w.count === 0) {

@@ -101,6 +101,12 @@ t.test('rateLimit: a config edit of `per` moves the open window: a shorter one r
   t.same(started, [t0, t0 + 5000], 'the window opened at t0 closes 5 s after it, as the edit says');
   await h.clock.advance(5000);
   t.same(started, [t0, t0 + 5000, t0 + 10_000]);
+  // A window closed already stays closed when `per` grows: the next start opens a new one at once.
+  await h.clock.advance(20_000);
+  h.host.applyConfig({ jobs: { paced: { rateLimit: { max: 1, per: '60s' } } } });
+  await h.host.trigger('paced');
+  await h.clock.advance(0);
+  t.equal(started.length, 4, 'started at once');
 });
 
 t.test('debounce: triggers within the window become one run with the last params, started once the window is quiet', async (t) => {

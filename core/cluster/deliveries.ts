@@ -155,13 +155,20 @@ export class Deliveries {
   /** This host's workers by queue name: the shared queue's, and one per destination its config has. */
   readonly #workers = new Map<string, DeliveryWorker>();
   #started = false;
+  /** Whether the older version's destination queues were looked for (once). */
+  #scanned = false;
   /** This host's destinations and every live host's, as `#follow` last read them (each second). */
   #mine: ReadonlySet<string> | undefined;
   #listed: ReadonlySet<string> = new Set();
   /** Destination queues in Redis (`keys.deliveryQueues`), read every QUEUES_READ_MS, and since when each one no live host listed. */
   #known: readonly string[] = [];
+  /** Of `#known`, the queues that no live host lists and that still hold jobs (as last read). */
+  #unlistedBusy: ReadonlySet<string> = new Set();
   #knownReadAt = -Infinity;
+  #reading = false;
   readonly #unlistedSince = new Map<string, number>();
+  /** Workers `#follow` let go, closing: awaited (and halted) by `close()` too. */
+  readonly #retiring = new Set<DeliveryWorker>();
   /** The attempts in flight here (their delivery's id), aborted at close. */
   readonly #inFlight = new Map<AbortController, string>();
   #open = 0;
@@ -225,25 +232,68 @@ export class Deliveries {
     this.#mine = mine;
     this.#listed = listed;
     const now = this.#o.clock.now();
-    if (now - this.#knownReadAt >= QUEUES_READ_MS) {
+    if (now - this.#knownReadAt >= QUEUES_READ_MS && !this.#reading) {
       this.#knownReadAt = now;
-      this.#o.producer.smembers(this.#o.keys.deliveryQueues).then(
-        (names) => void (this.#known = names),
-        () => undefined,
-      );
+      this.#reading = true;
+      void this.#readQueues(listed, now).finally(() => (this.#reading = false));
     }
+    const orphanAfter = this.#o.orphanAfterMs ?? ORPHAN_AFTER_MS;
     const orphans: string[] = [];
     for (const d of this.#known) {
       if (listed.has(d)) this.#unlistedSince.delete(d);
       else if (!this.#unlistedSince.has(d)) this.#unlistedSince.set(d, now);
-      else if (now - this.#unlistedSince.get(d)! >= (this.#o.orphanAfterMs ?? ORPHAN_AFTER_MS)) orphans.push(d);
+      else if (now - this.#unlistedSince.get(d)! >= orphanAfter && this.#unlistedBusy.has(d)) orphans.push(d);
     }
     const names = [DELIVERY_QUEUE, ...[...mine, ...orphans].map(destinationQueue)];
     for (const name of names) if (!this.#workers.has(name)) this.#workers.set(name, this.#worker(name));
     for (const [name, worker] of this.#workers) {
       if (names.includes(name)) continue;
       this.#workers.delete(name);
-      void worker.close().catch(() => undefined);
+      this.#retiring.add(worker);
+      void worker
+        .close()
+        .catch(() => undefined)
+        .finally(() => this.#retiring.delete(worker));
+    }
+  }
+
+  /**
+   * The destination queues in Redis (the set; at the first read also the queues an older version
+   * made, found by their BullMQ keys), and which of those no live host lists still hold jobs: an
+   * empty one leaves the set (no worker anywhere for it), a busy one is worked once it has been
+   * unlisted for ORPHAN_AFTER_MS.
+   */
+  async #readQueues(listed: ReadonlySet<string>, now: number): Promise<void> {
+    const { producer, keys } = this.#o;
+    try {
+      if (!this.#scanned) {
+        this.#scanned = true;
+        const found = new Set<string>();
+        const head = `${keys.prefix}:${DELIVERY_QUEUE}.`;
+        let cursor = '0';
+        do {
+          // `:id` is the counter every add raises: a queue that ever had a job has it.
+          const [next, batch] = await producer.scan(cursor, 'MATCH', `${head}*:id`, 'COUNT', 1000);
+          cursor = next;
+          for (const key of batch) found.add(key.slice(head.length, -':id'.length));
+        } while (cursor !== '0');
+        if (found.size > 0) await producer.sadd(keys.deliveryQueues, ...found);
+      }
+      const names = await producer.smembers(keys.deliveryQueues);
+      const busy = new Set<string>();
+      const orphanAfter = this.#o.orphanAfterMs ?? ORPHAN_AFTER_MS;
+      for (const d of names) {
+        if (listed.has(d)) continue;
+        const counts = await this.#queue(destinationQueue(d)).getJobCounts('wait', 'delayed', 'active', 'prioritized');
+        const held = Object.values(counts).reduce((a, b) => a + b, 0);
+        if (held > 0) busy.add(d);
+        // Empty and long unlisted: forgotten (a host that lists it again adds it back with its next delivery).
+        else if (now - (this.#unlistedSince.get(d) ?? now) >= orphanAfter) await producer.srem(keys.deliveryQueues, d);
+      }
+      this.#known = names;
+      this.#unlistedBusy = busy;
+    } catch (err) {
+      this.#o.logger.debug({ err }, 'could not read the delivery queues');
     }
   }
 
@@ -391,6 +441,11 @@ export class Deliveries {
       await job.moveToDelayed(due, token);
       throw new (bullmq().DelayedError)();
     }
+    if (job.queueName !== DELIVERY_QUEUE && token !== undefined && !this.#isMine(current.destination) && this.#isListed(current.destination)) {
+      // Taken as an orphan, and its destination's host is back: left for that host (this worker closes within a second).
+      await job.moveToDelayed(o.clock.now() + EARLY_SLACK_MS, token);
+      throw new (bullmq().DelayedError)();
+    }
     if (job.queueName === DELIVERY_QUEUE && !this.#isMine(current.destination) && this.#isListed(current.destination)) {
       // Queued here while no live host was heard to have it (or by an older version): a host that
       // has it now makes it, from its destination's queue (the same job id there: a repeat adds nothing).
@@ -483,7 +538,7 @@ export class Deliveries {
     this.#refresh.stop();
     const aborted = [...this.#inFlight.values()];
     for (const c of this.#inFlight.keys()) c.abort();
-    const workers = [...this.#workers.values()];
+    const workers = [...this.#workers.values(), ...this.#retiring];
     const queues = [...this.#queues.values()];
     const closing = (async () => {
       await Promise.all(workers.map((w) => w.close().catch(() => undefined)));

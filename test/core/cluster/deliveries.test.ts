@@ -311,6 +311,18 @@ t.test('a destination no live host has any more: its queued deliveries are taken
   );
 });
 
+t.test('the destination queues an older version made are found at start, and an empty one no host lists is forgotten', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const prefix = freshPrefix();
+  // As an older host left it: a queue of a destination, and no name in the set.
+  await redis.client().incr(`${prefix}:__deliveries.legacy:id`);
+  await openBackends(t, redis, 1, () => Promise.resolve({ status: 'delivered' }), prefix, { orphanAfterMs: 200 });
+  await until(async () => (await redis.client().smembers(`${prefix}:__jh:delivery-queues`)).includes('legacy'), 10_000, 'found by its keys');
+  // Empty, and listed by no live host: dropped from the set once unlisted past the orphan time.
+  await until(async () => !(await redis.client().smembers(`${prefix}:__jh:delivery-queues`)).includes('legacy'), 20_000, 'forgotten');
+  t.equal(await redis.client().exists(`${prefix}:__deliveries.legacy:id`), 1, "the queue's keys are BullMQ's to keep");
+});
+
 t.test('open deliveries keep their notification past the newest 1,000; it goes once they end', async (t) => {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   let release!: () => void;

@@ -78,6 +78,8 @@ export function afterGraph(registry: JobRegistry, changed?: ReadonlyMap<string, 
   return graph;
 }
 
+const DONE: Promise<void> = Promise.resolve();
+
 export class After {
   readonly #o: AfterOptions;
   /** Ends seen while the host was starting (a run recovery failed): triggered once it runs. */
@@ -129,15 +131,16 @@ export class After {
     // Jobs from the plugins directory are registered after the backend's recovery: wait for them.
     if (this.#early && this.#o.state() === 'starting') {
       this.#early.push(run);
-      return Promise.resolve();
+      return DONE;
     }
-    if (this.#o.registry.dependents(run.job).length === 0) return Promise.resolve();
+    // Every run's end passes here: no promise made for the usual run that chains nothing.
+    if (this.#o.registry.dependents(run.job).length === 0) return DONE;
     // A run whose attempt a crash cut short may have ended before without its end being recorded
     // (and its children's adds with it, or not: two files): the add waits for a look first.
     const replay = run.attempts.some((a) => a.error?.code === 'INTERRUPTED');
     // Once per process: a child refused the first time (disabled, once) is not tried, nor told skipped, twice.
     if (replay) {
-      if (this.#replayed.has(run.id)) return Promise.resolve();
+      if (this.#replayed.has(run.id)) return DONE;
       this.#replayed.add(run.id);
     }
     const adds: Array<Promise<void>> = [];

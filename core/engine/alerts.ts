@@ -50,8 +50,6 @@ export class Alerts {
   /** Running runs with a `slow` timer: run id → due time. */
   readonly #slowDue = new Map<string, number>();
   readonly #slowSent = new Set<string>();
-  /** Runs running here (started, not finished): job and first start, so an edit of the `slow` rule reaches them. */
-  readonly #runningHere = new Map<string, { job: string; startedAt: string }>();
   /** Runs whose `slowerThan` passed while they waited between attempts: told when the next attempt starts (bounded like `#slowSent`). */
   #slowParked = new Set<string>();
   /** Digest timers of the windows this host opened, with what their digest needs. */
@@ -69,20 +67,29 @@ export class Alerts {
     options.bus.on('job.updated', (e) => this.#slowRuleChanged(e.data.job));
   }
 
+  /**
+   * The job's runs running now, read on this rare event rather than tracked per run (the hot
+   * path): each gets the rule as it stands (a run a retry waits for gets it at its next start).
+   * In cluster mode every host arms them; the claim tells each run once.
+   */
   #slowRuleChanged(job: string): void {
-    if (this.#runningHere.size === 0) return;
     const spec = this.#o.notifySpec(job);
-    for (const [id, run] of this.#runningHere) {
-      if (run.job !== job || this.#slowSent.has(id) || this.#slowParked.has(id)) continue;
-      if (!spec?.slowerThan || !wants(spec, 'slow')) {
-        this.#slowDue.delete(id);
-        continue;
-      }
-      const due = Date.parse(run.startedAt) + spec.slowerThan;
-      if (this.#slowDue.get(id) === due) continue;
-      this.#slowDue.set(id, due);
-      this.#slowTimer.push(due, id);
-    }
+    // A rule taken away: the timers armed stay, and tell nothing (the check reads the rule as it is then).
+    if (!spec?.slowerThan || !wants(spec, 'slow')) return;
+    const slowerThan = spec.slowerThan;
+    this.#o
+      .backend()
+      .listRuns({ job, status: 'running', limit: 1000 })
+      .then((page) => {
+        for (const run of page.items) {
+          if (this.#stopped || this.#slowSent.has(run.id) || this.#slowParked.has(run.id)) continue;
+          const due = Date.parse(run.startedAt ?? run.createdAt) + slowerThan;
+          if (this.#slowDue.get(run.id) === due) continue;
+          this.#slowDue.set(run.id, due);
+          this.#slowTimer.push(due, run.id);
+        }
+      })
+      .catch((err: unknown) => this.#o.logger.warn({ err, job }, 'could not read the running runs for the edited slow rule'));
   }
 
   // ---------------------------------------------------------------- run rules
@@ -110,11 +117,6 @@ export class Alerts {
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
   started(run: Run): void {
-    if (!this.#runningHere.has(run.id)) {
-      // Bounded as `#slowSent` is (a run whose retry ended on another host is never finished here).
-      if (this.#runningHere.size >= SLOW_SENT_MAX) this.#runningHere.clear();
-      this.#runningHere.set(run.id, { job: run.job, startedAt: run.startedAt ?? isoTime(this.#o.clock.now()) });
-    }
     // Every start passes here: the set is read only while it holds a run (a retry's delay outlived `slowerThan`).
     if (this.#slowParked.size > 0 && this.#slowParked.delete(run.id)) {
       // Its `slowerThan` passed while it waited for this attempt: it is slow now that it runs again.
@@ -131,7 +133,6 @@ export class Alerts {
   }
 
   finished(run: Run): void {
-    this.#runningHere.delete(run.id);
     this.#slowDue.delete(run.id);
     this.#slowSent.delete(run.id);
     if (this.#slowParked.size > 0) this.#slowParked.delete(run.id);

@@ -265,10 +265,11 @@ export class Host {
     // `null` from JavaScript is no options, as undefined is.
     const given = options ?? {};
     // A misspelt option (`dealy`) queued the run at once, silently; over HTTP the same key is a 400.
-    const unknown = typeof given === 'object' ? Object.keys(given).find((k) => !TRIGGER_OPTION_KEYS.has(k)) : undefined;
-    if (unknown !== undefined) {
+    // (A for-in, not Object.keys: no array per trigger, the hot path.)
+    for (const key in given) {
+      if (TRIGGER_OPTION_KEYS.has(key)) continue;
       const message = `unknown trigger option (trigger takes params, delay, runAt, key, priority)`;
-      return Promise.reject(new HostError('INVALID_BODY', `${unknown}: ${message}`, { issues: [{ path: unknown, message }] }));
+      return Promise.reject(new HostError('INVALID_BODY', `${key}: ${message}`, { issues: [{ path: key, message }] }));
     }
     return this.#p.triggers.create(name, given, given.source ?? 'api');
   }

@@ -66,6 +66,9 @@ export function createLocalBackend(options: LocalBackendOptions): Backend {
   return new LocalBackend(options);
 }
 
+/** What a run (and its attempt) that a crash cut short records: a new object each time, as each record owns its own. */
+const interrupted = (): { code: string; message: string } => ({ code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' });
+
 class LocalBackend implements Backend {
   /** One host: its schedule fires need no agreement with others. */
   readonly shared = false;
@@ -161,7 +164,7 @@ class LocalBackend implements Backend {
         continue;
       }
       const attempt = run.attempts.at(-1);
-      const error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
+      const error = interrupted();
       if (attempt && attempt.endedAt === null) {
         attempt.endedAt = iso;
         attempt.error = error;
@@ -193,7 +196,7 @@ class LocalBackend implements Backend {
     const now = this.#clock.now();
     for (const run of runs) {
       run.status = 'failed';
-      run.error = { code: 'INTERRUPTED', message: 'the host stopped while the attempt was running' };
+      run.error = interrupted();
       run.endedAt = isoTime(now);
       run.durationMs = run.startedAt ? Math.max(0, now - Date.parse(run.startedAt)) : null;
       this.#logger.warn({ job: run.job, runId: run.id }, 'run interrupted with no attempts left: failed');

@@ -1,4 +1,4 @@
-import type { Job, JobsOptions, Queue, Worker, WorkerOptions } from 'bullmq';
+import type { Job, JobsOptions, Queue } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import type { BackendHooks, NotificationQuery } from '../contract/backend.js';
 import { type Clock, isoTime, settlesWithin, whenAborted } from '../contract/clock.js';
@@ -7,6 +7,7 @@ import { type Delivery, deliveryOpen, type Notification } from '../contract/noti
 import type { Page } from '../contract/run.js';
 import type { ClusterHost } from '../contract/views.js';
 import type { Connections } from './connections.js';
+import { afterAttempt, type DeliveryJobData, type DeliveryWorker, deliveryWorkerClass, destinationQueue, jobId, RetryLater } from './delivery-jobs.js';
 import { Every } from './every.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
@@ -50,26 +51,6 @@ const QUEUES_READ_MS = 5_000;
 /** BullMQ's attempts of a delivery's job: unbounded in practice; the engine says when it is dead. */
 const JOB_ATTEMPTS = 1_000_000;
 
-/** What a delivery's BullMQ job carries: the notification, the delivery and the series it belongs to. */
-interface DeliveryJobData {
-  n: string;
-  d: string;
-  s: string;
-}
-
-/** An attempt failed and is to be made again after `delayMs` (0: at once, by any host). */
-class RetryLater extends Error {
-  readonly delayMs: number;
-
-  constructor(delayMs: number, message: string) {
-    super(message);
-    this.name = 'RetryLater';
-    this.delayMs = delayMs;
-    // BullMQ keeps the stack in the job's stacktrace: the message says enough.
-    this.stack = message;
-  }
-}
-
 export interface DeliveriesOptions {
   keys: ClusterKeys;
   connections: Connections;
@@ -90,58 +71,6 @@ export interface DeliveriesOptions {
   /** ORPHAN_AFTER_MS unless given (tests). */
   orphanAfterMs?: number;
 }
-
-/** The queue of the deliveries to `destination` (a name of letters, digits, `_ . -`: BullMQ refuses `:`). */
-function destinationQueue(destination: string): string {
-  return `${DELIVERY_QUEUE}.${destination}`;
-}
-
-/** A delivery's BullMQ job id: BullMQ refuses `:` in ids. */
-function jobId(deliveryId: string, series: string): string {
-  return `${deliveryId.replaceAll(':', '_')}.${series}`;
-}
-
-/** A delivery as an outcome leaves it, after attempt `attempt`. */
-function afterAttempt(d: Delivery, outcome: DeliveryOutcome, attempt: number, now: number): Delivery {
-  if (outcome.status === 'delivered') return { ...d, status: 'delivered', attempts: attempt, deliveredAt: isoTime(now), nextAt: null };
-  if (outcome.status === 'retrying')
-    return { ...d, status: 'retrying', attempts: attempt, lastError: outcome.error, nextAt: isoTime(now + Math.max(0, outcome.delayMs)) };
-  return { ...d, status: 'dead', attempts: attempt, lastError: outcome.error, nextAt: null };
-}
-
-/**
- * BullMQ's Worker, able to stop its timers when its close cannot finish: a graceful close waits
- * for the jobs in flight to be handed back, which never happens while Redis is out of reach, and
- * until then its lock renewal re-arms for ever. Relies on BullMQ's `lockManager` (protected,
- * pinned to the 6.7 minor, as `job-queues.ts`'s worker does).
- */
-function deliveryWorkerClass(): new (
-  name: string,
-  processor: (job: Job<DeliveryJobData>, token?: string) => Promise<void>,
-  opts: WorkerOptions,
-) => DeliveryWorker {
-  // Defined on first use, once the backend has loaded BullMQ (`libraries.ts`).
-  deliveryWorker ??= class extends bullmq().Worker<DeliveryJobData> {
-    halt(): void {
-      void this.lockManager.close();
-      void this.pause(true).catch(() => undefined);
-    }
-  };
-  return deliveryWorker;
-}
-
-type DeliveryWorker = Worker<DeliveryJobData> & {
-  /** Stops lock renewal and the stalled check (no Redis needed); the jobs' locks then lapse for another host. */
-  halt(): void;
-};
-
-let deliveryWorker:
-  | (new (
-      name: string,
-      processor: (job: Job<DeliveryJobData>, token?: string) => Promise<void>,
-      opts: WorkerOptions,
-    ) => DeliveryWorker)
-  | undefined;
 
 type Reply = [Error | null, unknown];
 type Transaction = ScriptedRedis & { exec(): Promise<Reply[] | null> };

@@ -278,7 +278,18 @@ t.test('a dropped WebSocket reconnects with since= and misses nothing', async (t
 });
 
 t.test("runs: filter, paging, a run's detail with Retry and Cancel; notifications with priority and tags", async (t) => {
-  const { host, url } = await startDashboardHost(t, FILES);
+  // The real clock: progress-job's 15 min (at :00, :15, :30, :45) or nightly's 07:00 would add a
+  // run when the test crosses one, and the pages would not hold the runs counted here.
+  const files = {
+    ...FILES,
+    'progress-job.ts': PROGRESS.replace("schedule: { every: '15m' },", ''),
+    'nightly.ts': NIGHTLY.replace("schedule: '0 7 * * *', ", ''),
+  };
+  t.notOk(
+    Object.values(files).some((body) => body.includes('schedule')),
+    'no scheduled job',
+  );
+  const { host, url } = await startDashboardHost(t, files);
   for (let i = 0; i < 22; i++) await host.wait((await host.trigger('nightly')).runId);
   const failed = (await host.trigger('flaky')).runId;
   await host.wait(failed);

@@ -369,7 +369,7 @@ class LocalBackend implements Backend {
     const n = this.#store.notification(id);
     if (!n || !this.#outbox.redeliver(n, destination)) return undefined;
     await this.#store.saveNotification(n);
-    this.#outbox.add(n);
+    this.#outbox.add(n, destination);
     for (const d of n.deliveries) if (destination === undefined || d.destination === destination) this.#hooks!.deliveryChanged(structuredClone(n), { ...d });
     return structuredClone(n);
   }

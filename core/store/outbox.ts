@@ -77,11 +77,13 @@ export class Outbox {
     this.#hooks = hooks;
   }
 
-  /** Queues every open delivery of `n` at its `nextAt` (a new notification, or one loaded at open). */
-  add(n: Notification): void {
+  /** Queues every open delivery of `n` (or the one to `destination`) at its `nextAt`: a new notification, one loaded at open, a redeliver. */
+  add(n: Notification, destination?: string): void {
     const now = this.#o.clock.now();
     for (const d of n.deliveries) {
-      if (!deliveryOpen(d)) continue;
+      // A redeliver to one destination queues that one: another's attempt may be in flight, and a
+      // new series for it would drop that attempt's outcome and send it again.
+      if (!deliveryOpen(d) || (destination !== undefined && d.destination !== destination)) continue;
       const series = ++this.#series;
       this.#open.set(d.id, series);
       this.#heap.push(d.nextAt === null ? now : Date.parse(d.nextAt), { nid: n.id, did: d.id, destination: d.destination, series });

@@ -310,6 +310,30 @@ t.test('redeliver: a dead delivery goes again under the same id, over HTTP; 404s
   t.equal((await s.request('POST', '/notifications/nope/redeliver')).json.code, 'NOTIFICATION_NOT_FOUND');
 });
 
+t.test('redeliver to one destination leaves the others alone: an attempt in flight to another is not sent twice', async (t) => {
+  const dead = await httpReceiver(t);
+  dead.script({ status: 404, body: 'no such hook' });
+  const slow = await httpReceiver(t);
+  slow.script('hang');
+  const s = await hostWith(t, { dead: { kind: 'webhook', url: dead.url }, slow: { kind: 'webhook', url: slow.url } });
+  await s.host.trigger('nightly-export');
+  const n = await notification(s, (x) => x.deliveries.some((d) => d.destination === 'dead' && d.status === 'dead'), 'dead');
+  await slow.count(1);
+  t.match(await s.host.deliveries.redeliver(n.id, 'dead'), {
+    deliveries: [
+      { destination: 'dead', status: 'pending' },
+      { destination: 'slow', status: 'pending', attempts: 0 },
+    ],
+  });
+  await dead.count(2);
+  await until(() => s.of('notification.delivered').some((e) => e.data.destination === 'dead'), 5000, 'delivered to dead');
+  t.equal(slow.received.length, 1, 'the attempt in flight to slow was not made again');
+  t.match((await s.host.deliveries.get(n.id)).deliveries, [
+    { destination: 'dead', status: 'delivered', attempts: 1 },
+    { destination: 'slow', status: 'pending', attempts: 0 },
+  ]);
+});
+
 t.test('a test message: the receiver answer comes back; nothing is recorded', async (t) => {
   const hook = await httpReceiver(t, { secret: newSecret() });
   hook.fallback = { status: 418, body: "I'm a teapot" };

@@ -118,7 +118,7 @@ t.test('list: a table of jobs with what is paused, --json, colors when forced', 
   t.equal(table.code, 0, table.stderr);
   const lines = table.stdout.trimEnd().split('\n');
   t.match(lines[0], /^NAME\s+SCHEDULE\s+ENABLED\s+PAUSED\s+NEXT RUN\s+LAST RUN\s+OK\s+FAILED\s+CANCELED\s+RUNNING\s+QUEUED$/);
-  t.match(lines[1], /^quick\s+0 3 \* \* \*\s+yes\s+queue default\s+(in \d+[hms]\S*|now)\s+-\s+0\s+0\s+0\s+0\s+0$/);
+  t.match(lines[1], /^quick\s+0 3 29 2 \*\s+yes\s+queue default\s+(in \d+[dhms]\S*|now)\s+-\s+0\s+0\s+0\s+0\s+0$/);
   t.match(lines[2], /^work\s+-\s+yes\s+yes, queue default\s+-\s+succeeded (now|\d+\S* ago)\s+1\s+0\s+0\s+0\s+0$/);
   t.notMatch(table.stdout, /\x1b\[/, 'no colors in a pipe');
   t.equal(json.code, 0);

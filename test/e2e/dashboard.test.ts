@@ -38,6 +38,17 @@ const FLAKY = pluginSource(`{
   handler: () => { throw new Error('boom'); },
 }`);
 const FILES = { 'progress-job.ts': PROGRESS, 'nightly.ts': NIGHTLY, 'flaky.ts': FLAKY };
+/**
+ * The same jobs without schedules, for tests that count runs or events: on the real clock,
+ * progress-job's 15 min (at :00, :15, :30, :45) or nightly's 07:00 would add a run whenever a test
+ * crossed one.
+ */
+const QUIET = {
+  ...FILES,
+  'progress-job.ts': PROGRESS.replace("schedule: { every: '15m' },", ''),
+  'nightly.ts': NIGHTLY.replace("schedule: '0 7 * * *', ", ''),
+};
+if (Object.values(QUIET).some((body) => body.includes('schedule'))) throw new Error('QUIET still has a scheduled job');
 
 const shared = tempDir(t, 'jobhost-dash-browser-');
 const context = await launchChromium(t, shared);
@@ -57,8 +68,8 @@ const bar = (): number | null => document.querySelector('#view-run progress')?.v
 const dash = <T>(page: Page, expr: string) => page.evaluate<T>(`window.jobhostDashboard.live.${expr}`);
 
 /** A host with the three plugins and a page on its dashboard, its event stream live. */
-async function openDashboard(t: Tap): Promise<DashboardHost & { page: Awaited<ReturnType<typeof openPage>> }> {
-  const host = await startDashboardHost(t, FILES);
+async function openDashboard(t: Tap, files: Record<string, string> = QUIET): Promise<DashboardHost & { page: Awaited<ReturnType<typeof openPage>> }> {
+  const host = await startDashboardHost(t, files);
   const page = await openPage(t, context);
   await page.goto(host.url);
   await live(page);
@@ -66,7 +77,7 @@ async function openDashboard(t: Tap): Promise<DashboardHost & { page: Awaited<Re
 }
 
 t.test('the jobs from the plugins directory appear, with schedules in words', async (t) => {
-  const { page } = await openDashboard(t);
+  const { page } = await openDashboard(t, FILES);
   await page.waitForSelector(row('progress-job'));
   t.same(await page.$$eval('#jobs-table tr[data-job]', (rows) => rows.map((r) => r.getAttribute('data-job'))), ['flaky', 'nightly', 'progress-job']);
   t.match(await page.textContent(`${row('nightly')} [data-col="schedule"]`), /At 07:00.*0 7 \* \* \*.*UTC/s);
@@ -168,7 +179,7 @@ t.test("invalid params: the server's validation errors show inline, and no run i
 });
 
 t.test('disabling a job sticks across a page reload; a run of it is refused with the reason', async (t) => {
-  const { host, page } = await openDashboard(t);
+  const { host, page } = await openDashboard(t, FILES);
   await page.uncheck(`${row('nightly')} input[type=checkbox]`);
   await page.waitForSelector(`${row('nightly')}.is-disabled`);
   t.equal(host.job('nightly')?.enabled, false);
@@ -278,18 +289,7 @@ t.test('a dropped WebSocket reconnects with since= and misses nothing', async (t
 });
 
 t.test("runs: filter, paging, a run's detail with Retry and Cancel; notifications with priority and tags", async (t) => {
-  // The real clock: progress-job's 15 min (at :00, :15, :30, :45) or nightly's 07:00 would add a
-  // run when the test crosses one, and the pages would not hold the runs counted here.
-  const files = {
-    ...FILES,
-    'progress-job.ts': PROGRESS.replace("schedule: { every: '15m' },", ''),
-    'nightly.ts': NIGHTLY.replace("schedule: '0 7 * * *', ", ''),
-  };
-  t.notOk(
-    Object.values(files).some((body) => body.includes('schedule')),
-    'no scheduled job',
-  );
-  const { host, url } = await startDashboardHost(t, files);
+  const { host, url } = await startDashboardHost(t, QUIET);
   for (let i = 0; i < 22; i++) await host.wait((await host.trigger('nightly')).runId);
   const failed = (await host.trigger('flaky')).runId;
   await host.wait(failed);
@@ -371,7 +371,7 @@ t.test('narrow screen: no sideways scrolling, everything reachable by keyboard',
 });
 
 t.test("a job's page pauses and resumes it and its queue; the paused badge follows a pause made elsewhere, live", async (t) => {
-  const { host, url, page } = await openDashboard(t);
+  const { host, url, page } = await openDashboard(t, FILES);
   await mark(page);
   await page.goto(`${url}#/jobs/nightly`);
   await page.click('[data-pause="pause"]');

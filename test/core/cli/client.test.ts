@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import t, { type Test } from 'tap';
 import { createClient, errorFromBody, normalizeUrl, unreachable } from '../../../core/cli/client.js';
-import { closedPort, rejects, startLiveHost } from '../../live-host.js';
+import { closedPort, QUICK_SCHEDULE, rejects, startLiveHost } from '../../live-host.js';
 
 const TOKEN = 'client-test-token';
 
@@ -28,7 +28,7 @@ t.test('reads jobs and runs, triggers, and checks each answer', async (t) => {
   const jobs = await client.jobs();
   t.same(jobs.map((j) => j.name).sort(), ['quick', 'work']);
   const quick = jobs.find((j) => j.name === 'quick')!;
-  t.match(quick, { schedule: '0 3 * * *', enabled: true, lastRun: null, counts: { succeeded: 0, failed: 0 } });
+  t.match(quick, { schedule: QUICK_SCHEDULE, enabled: true, lastRun: null, counts: { succeeded: 0, failed: 0 } });
   t.type(quick.nextRun, 'string');
   t.ok('paramsSchema' in jobs.find((j) => j.name === 'work')!, 'fields the client does not know pass through');
 

@@ -41,6 +41,8 @@ export interface Running {
   /** Waits (bounded) for a log line matching, counting from `from` (default: the start). */
   waitFor(match: (l: LogLine) => boolean, what: string, options?: { from?: number; ms?: number }): Promise<LogLine>;
   exited: Promise<number | null>;
+  /** When a line came in (Date.now() as its chunk was read, not when a wait found it). */
+  arrivedAt(line: LogLine): number;
 }
 
 /**
@@ -52,6 +54,9 @@ export interface Running {
  */
 export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0', LOG_LEVEL: 'debug' };
+  // What the machine's environment (or an app run in this process: it sets JOBHOST_URL) would
+  // change in every child: a child gets only the settings its test gives it.
+  for (const name of Object.keys(env)) if (name.startsWith('JOBHOST_') || name.startsWith('OTEL_')) delete env[name];
   const options = env['NODE_OPTIONS']?.replace(/"?--import=\S*@tapjs\/processinfo\S*?"?(?=\s|$)/g, '').trim();
   if (options) env['NODE_OPTIONS'] = options;
   else delete env['NODE_OPTIONS'];
@@ -75,6 +80,7 @@ export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessE
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: LogLine[] = [];
+  const arrived = new WeakMap<LogLine, number>();
   let buffer = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -83,11 +89,14 @@ export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessE
     while ((nl = buffer.indexOf('\n')) >= 0) {
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(nl + 1);
+      let parsed: LogLine;
       try {
-        lines.push(JSON.parse(line) as LogLine);
+        parsed = JSON.parse(line) as LogLine;
       } catch {
-        lines.push({ level: 0, msg: line });
+        parsed = { level: 0, msg: line };
       }
+      arrived.set(parsed, Date.now());
+      lines.push(parsed);
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
@@ -98,6 +107,7 @@ export function runCli(t: Tap, cwd: string, args: string[], env: NodeJS.ProcessE
     lines,
     stderr: () => err,
     exited,
+    arrivedAt: (line) => arrived.get(line) ?? Number.NaN,
     async waitFor(match, what, options = {}) {
       let found: LogLine | undefined;
       await until(

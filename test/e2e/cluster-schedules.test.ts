@@ -66,7 +66,7 @@ async function startHostProcess(
   for (const [name, text] of Object.entries(more)) writeFileSync(path.join(dir, 'plugins', name), text);
   const app = runCli(t, dir, ['start'], { LOG_LEVEL: 'info', HOST_ID: id, ...env });
   const line = await app.waitFor((l) => typeof l['url'] === 'string' && l.msg.startsWith('jobhost started'), `${id} started`, { ms: 60_000 });
-  return Object.assign(app, { id, dir, url: line['url'] as string, skewMs: (line['time'] as number) - Date.now() });
+  return Object.assign(app, { id, dir, url: line['url'] as string, skewMs: (line['time'] as number) - app.arrivedAt(line) });
 }
 
 interface Fire {
@@ -178,7 +178,8 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
     startHostProcess(t, redis, prefix, 'b', tickPlugin(file), {}, { 'work.js': WORK_PLUGIN }),
     startHostProcess(t, redis, prefix, 'c', tickPlugin(file), { LD_PRELOAD: faketime, FAKETIME: '+0.7' }, { 'work.js': WORK_PLUGIN }),
   ]);
-  // The skew is read from a log line's time on arrival, so the line's way here (slower on a loaded machine) shortens it.
+  // The skew is read from a log line's time on arrival (as its chunk is read), so the line's way here
+  // (slower on a loaded machine) shortens it.
   t.ok(c!.skewMs > 350 && c!.skewMs < 1500, `c's clock is ahead: ${c!.skewMs} ms (a: ${a!.skewMs} ms, b: ${b!.skewMs} ms)`);
   t.ok(Math.abs(a!.skewMs) < 350 && Math.abs(b!.skewMs) < 350, 'a and b keep the true time');
 
@@ -239,5 +240,7 @@ t.test('a * * * * * * job on three hosts, one 0.7 s ahead: one run per fire for 
   );
   await until(async () => !(await hostIds()).includes('c'), 15_000, 'c to drop out of GET /cluster');
   const droppedAfter = Date.now() - killedAt;
-  t.ok(droppedAfter <= 6000 + 1500, `c dropped out of GET /cluster ${droppedAfter} ms after the kill (its heartbeat lives 5 s; checked every second)`);
+  // About 6 s (its heartbeat lives 5 s, checked every second); the bound leaves a loaded machine its
+  // stalls, and is still under the 21 s the waits above would allow.
+  t.ok(droppedAfter <= 12_000, `c dropped out of GET /cluster ${droppedAfter} ms after the kill (its heartbeat lives 5 s; checked every second)`);
 });

@@ -67,7 +67,9 @@ t.test('a CPU-bound handler does not freeze the host: /health and other jobs ans
   await until(async () => (await run(spinId))['status'] === 'failed', 30_000, 'the spinning run to end');
   const ended = await run(spinId);
   t.match(ended, { status: 'failed', error: { code: 'TIMEOUT' } });
-  t.ok((ended['durationMs'] as number) < 1000 + 500, `it ended at its timeout (${String(ended['durationMs'])} ms), within timeout + grace`);
+  // About 1 s: a run ended by the spin's end would take its minute (the bound leaves a loaded machine its stalls).
+  const took = ended['durationMs'] as number;
+  t.ok(took >= 1000 && took < 30_000, `it ended at its timeout (${String(took)} ms), not the spin's minute`);
   const replaced = await app.waitFor((l) => l['reason'] === 'grace' && /replacing it/.test(l.msg), 'the thread terminated after the grace');
   t.match(replaced, { level: 40, runs: [spinId] });
   const metrics = await (await fetch(`${url}/metrics`)).text();

@@ -320,7 +320,8 @@ t.test('storm control: a window whose opener stops still gets the digest of what
 });
 
 t.test("storm control: a host that held a message back does not take the next window's counts at the end of the last one", async (t) => {
-  const THROTTLE_MS = 2000;
+  // Long enough for the next failure to land in the window on a loaded machine.
+  const THROTTLE_MS = 4000;
   const { hosts, hook } = await failingPair(t, THROTTLE_MS);
   const failOn = async (i: number): Promise<void> => {
     onlyOn(hosts, i);
@@ -336,7 +337,9 @@ t.test("storm control: a host that held a message back does not take the next wi
   await failOn(1);
   await hook.count(3, 10_000);
   t.match(hook.received[2]!.json, { rule: 'digest', held: { count: 1 } });
-  t.ok(Date.now() - digestAt >= THROTTLE_MS - 200, `one message a window: the next digest ${Date.now() - digestAt} ms after the last`);
+  // digestAt is when the test saw the first digest, after the window opened: the next one comes about a
+  // window later, and one h1 took early would come at once.
+  t.ok(Date.now() - digestAt >= THROTTLE_MS / 2, `one message a window: the next digest ${Date.now() - digestAt} ms after the last`);
 });
 
 t.test("host alerts: runs that a job's concurrency or its rateLimit holds back are no stall", async (t) => {
@@ -387,7 +390,9 @@ t.test('storm control: a host alone in the cluster that stops sends the digest o
   const began = Date.now();
   await hung.hosts[0]!.host.stop({ graceMs: 0 });
   const took = Date.now() - began;
-  t.ok(took < 2000, `the stop ended within its deadline (${took} ms), with no STOP_INCOMPLETE`);
+  // Its deadline is 2 s (about 1 s taken); the bound here only tells it from a stop that waited on
+  // the hanging receiver (its 5 min timeout), and leaves a loaded machine its stalls.
+  t.ok(took < 10_000, `the stop ended at its deadline, not the receiver's timeout (${took} ms), with no STOP_INCOMPLETE`);
   // At least 2: the attempt the bound cut short goes back to the queue, and the closing worker may take it once more.
   t.ok(hung.hook.received.length >= 2, 'the digest was attempted');
   t.match(hung.hook.received[1]?.json, { rule: 'digest' });
@@ -411,12 +416,15 @@ t.test("missed: a fire's watch kept in Redis goes once its run starts", async (t
     ],
   });
   await until(async () => (await hosts[0]!.host.runs({ job: 'ticks', status: 'succeeded' })).items.length >= 3, 15_000, 'three fires ran');
-  // Each fire's watch (deadline an hour on) was kept, then dropped as its run started: at most the newest fire's is left.
-  t.ok((await redis.client().zcard(`${prefix}:__jh:missed:ticks`)) <= 1);
+  // Each fire's watch (deadline an hour on) was kept, then dropped as its run started: at most the
+  // newest fire's is left, or the two newest when a run started late (kept ones would be 3 or more).
+  t.ok((await redis.client().zcard(`${prefix}:__jh:missed:ticks`)) <= 2);
 });
 
 t.test('missed: the fires a stalled host passed are told once their missedAfter had run out when its timer came', async (t) => {
-  const redis = await startRedis(t);
+  // Every fire outside the stall must start within missedAfter on the real clock: 2 s, and a Redis
+  // that does not fsync each write, so that a loaded machine's own stalls tell no fire missed.
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
   const hook = await httpReceiver(t);
   const hosts = await startCluster(t, redis, 1, {
     config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
@@ -425,15 +433,15 @@ t.test('missed: the fires a stalled host passed are told once their missedAfter 
         name: 'ticks',
         isolation: 'inline',
         schedule: '* * * * * *',
-        notify: { on: ['missed'], missedAfter: '1s', to: ['hook'] },
+        notify: { on: ['missed'], missedAfter: '2s', to: ['hook'] },
         handler: () => 'ok',
       }),
-      // Keeps the event loop busy for 3 s: no timer fires meanwhile (what the stall is, not a wait of the test's).
+      // Keeps the event loop busy for 5 s: no timer fires meanwhile (what the stall is, not a wait of the test's).
       definePlugin({
         name: 'block',
         isolation: 'inline',
         handler: () => {
-          const end = Date.now() + 3000;
+          const end = Date.now() + 5000;
           while (Date.now() < end);
         },
       }),
@@ -444,10 +452,10 @@ t.test('missed: the fires a stalled host passed are told once their missedAfter 
   const stalledAt = Date.now();
   await finalOn(h, (await h.trigger('block')).runId);
   const stalledTo = Date.now();
-  // The fires of the stall whose 1 s ran out before it ended (two or three of them, by where in its second it began).
+  // The fires of the stall whose 2 s ran out before it ended (two or three of them, by where in its second it began).
   await until(() => hook.received.length >= 2, 10_000, 'the fires the stall passed told');
   await until(
-    async () => (await h.runs({ job: 'ticks', status: 'succeeded' })).items.some((r) => Date.parse(r.createdAt) > stalledTo + 1500),
+    async () => (await h.runs({ job: 'ticks', status: 'succeeded' })).items.some((r) => Date.parse(r.createdAt) > stalledTo + 2500),
     10_000,
     'fires after the stall ran',
   );

@@ -138,7 +138,7 @@ t.test(
     const pending = await h1!.host.cancel(runId).catch((e: unknown) => e);
     const took = Date.now() - t0;
     t.ok(isHostError(pending) && pending.code === 'CANCEL_PENDING', `CANCEL_PENDING (${String(pending)})`);
-    t.ok(took >= 5000 && took < 8000, `after the 5 s bound (${took} ms)`);
+    t.ok(took >= 5000 && took < 20_000, `after the 5 s bound (${took} ms), and not much more`);
     t.match(await h1!.host.run(runId), { status: 'running' }, 'shown as it is');
     // A host with the job comes: it takes the run over and ends it canceled without running it.
     const [h2] = await startCluster(t, redis, 1, { prefix, plugins, first: 2 });

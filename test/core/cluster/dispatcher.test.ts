@@ -108,7 +108,8 @@ t.test('delay and runAt: a run never starts before its time, and starts soon aft
   const runB = await finalOn(hosts[0]!.host, b.runId);
   t.ok(started.get(a.runId)! >= t0 + 400, `delay 400: started after ${started.get(a.runId)! - t0} ms`);
   t.ok(started.get(b.runId)! >= at, 'runAt: not before it');
-  t.ok(started.get(b.runId)! < at + 1500, `and soon after (${started.get(b.runId)! - at} ms late)`);
+  // Under the 5 s sweep that would catch a missed one, with room for a loaded machine's stalls.
+  t.ok(started.get(b.runId)! < at + 4000, `and soon after (${started.get(b.runId)! - at} ms late)`);
   t.equal(runA.runAt, new Date(Date.parse(runA.createdAt) + 400).toISOString(), 'runAt recorded');
   t.equal(runB.runAt, new Date(at).toISOString());
 });
@@ -128,8 +129,8 @@ t.test('delayed runs of one job each start at their own time, not the earliest o
   for (const [id, at] of due) {
     await finalOn(host!.host, id);
     const late = started.get(id)! - at;
-    // The periodic sweep (5 s) would catch a missed one much later.
-    t.ok(late >= 0 && late < 1000, `started ${late} ms after its runAt`);
+    // The periodic sweep (5 s) would catch a missed one much later; the bound leaves room for stalls.
+    t.ok(late >= 0 && late < 4000, `started ${late} ms after its runAt`);
   }
 });
 

@@ -24,7 +24,8 @@ t.test('slow only while the delay stays above the bound, window after window', a
   t.ok(watch.delay().p99Ms > 50 && watch.delay().maxMs >= watch.delay().p99Ms, 'the last window shows the delay');
   t.notOk(watch.slow(0), 'a bound of 0 never degrades');
   t.notOk(watch.slow(10_000), 'nor a bound above the delay');
-  await until(() => !watch.slow(50), 5000, 'the loop to recover');
+  // A loaded machine (the suite's other files) may keep the loop slow a while.
+  await until(() => !watch.slow(50), 30_000, 'the loop to recover');
   t.ok(watch.delay().p99Ms < 50, 'an idle window after: no longer slow');
 });
 
@@ -38,7 +39,7 @@ t.test('one block as long as the windows that make a loop slow counts as slow, f
   t.ok(watch.slow(50), 'slow right after it');
   t.notOk(watch.slow(0), 'a bound of 0 never degrades');
   t.notOk(watch.slow(10_000), 'nor a bound above the block');
-  await until(() => !watch.slow(50), 5000, 'quick again');
+  await until(() => !watch.slow(50), 30_000, 'quick again');
 });
 
 t.test('/ready is degraded while the event loop stays slow; /metrics shows the delay', async (t) => {

@@ -7,7 +7,16 @@ import { type Delivery, deliveryOpen, type Notification } from '../contract/noti
 import type { Page } from '../contract/run.js';
 import type { ClusterHost } from '../contract/views.js';
 import type { Connections } from './connections.js';
-import { afterAttempt, type DeliveryJobData, type DeliveryWorker, deliveryWorkerClass, destinationQueue, jobId, RetryLater } from './delivery-jobs.js';
+import {
+  afterAttempt,
+  type DeliveryJobData,
+  type DeliveryWorker,
+  deliveryWorkerClass,
+  destinationQueue,
+  jobId,
+  openBefore,
+  RetryLater,
+} from './delivery-jobs.js';
 import { Every } from './every.js';
 import { type ClusterKeys, DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
@@ -266,12 +275,12 @@ export class Deliveries {
   }
 
   /** Queues BullMQ jobs for `deliveries` (open ones) in `series` on `multi`. */
-  #queueJobs(multi: Transaction, notificationId: string, deliveries: readonly Delivery[], series: string): void {
+  #queueJobs(multi: Transaction, notificationId: string, deliveries: readonly Delivery[], series: string, queues: ReadonlyMap<string, string>): void {
     for (const d of deliveries) {
       if (!deliveryOpen(d)) continue;
       const data: DeliveryJobData = { n: notificationId, d: d.id, s: series };
       const opts = this.#jobOptions(d, series);
-      const queue = this.#queueOf(d.destination);
+      const queue = queues.get(d.destination) ?? DELIVERY_QUEUE;
       if (queue !== DELIVERY_QUEUE) multi.sadd(this.#o.keys.deliveryQueues, d.destination);
       // Queued on the MULTI synchronously; its own promise settles with the EXEC (errors are read there).
       new (bullmq().Job)(this.#queue(queue), 'delivery', data, opts, opts.jobId).addJob(multi as never).catch(() => undefined);
@@ -288,9 +297,10 @@ export class Deliveries {
   /** Records `n` with its deliveries and queues them, in one MULTI; waits for Redis rather than lose it. */
   async add(n: Notification): Promise<void> {
     const client = (await this.#queue().getBackend().client) as unknown as ScriptedRedis;
+    const queues = await this.#queuesOf(n.deliveries);
     const multi = client.multi() as unknown as Transaction;
     this.#records.add(multi, n);
-    this.#queueJobs(multi, n.id, n.deliveries, '0');
+    this.#queueJobs(multi, n.id, n.deliveries, '0', queues);
     const [[, added]] = (await this.#exec(multi)) as [Reply, ...Reply[]];
     await this.#records.trim(client, added as unknown[]);
     await replicated(this.#o.connections, client);
@@ -302,6 +312,10 @@ export class Deliveries {
 
   list(query: NotificationQuery): Promise<Page<Notification>> {
     return this.#records.list(query);
+  }
+
+  openBefore(destination: string, before: string): Promise<Notification[]> {
+    return openBefore(this.#queue(destinationQueue(destination)), (id) => this.get(id), destination, before);
   }
 
   /** See `Backend.redeliver`: a new series of each chosen delivery, recorded and queued in one MULTI. */
@@ -318,9 +332,10 @@ export class Deliveries {
     let replies: Reply[];
     try {
       const client = (await this.#queue().getBackend().client) as unknown as ScriptedRedis;
+      const queues = await this.#queuesOf(fresh);
       const multi = client.multi() as unknown as Transaction;
       this.#records.redeliver(multi, id, series, fresh);
-      this.#queueJobs(multi, id, fresh, series);
+      this.#queueJobs(multi, id, fresh, series, queues);
       replies = await this.#exec(multi);
       await replicated(this.#o.connections, client);
     } catch (err) {
@@ -398,6 +413,12 @@ export class Deliveries {
     // An outcome other than delivered that arrives once the signal is aborted is the abort's doing
     // (a deliver ends its request and answers retrying), not the receiver's: it is not recorded.
     if (!outcome || (controller.signal.aborted && outcome.status !== 'delivered')) throw new RetryLater(0, 'the host closed during the attempt');
+    if (outcome.status === 'waiting') {
+      // No attempt made (an earlier delivery of its incident is open): looked at again later, no BullMQ attempt spent.
+      if (token === undefined) throw new RetryLater(outcome.delayMs, 'waiting for an earlier delivery of its incident');
+      await job.moveToDelayed(o.clock.now() + outcome.delayMs, token);
+      throw new (bullmq().DelayedError)();
+    }
     const next = afterAttempt(current, outcome, attempt, o.clock.now());
     // Only while this host holds the job: once its lock lapsed (cut off from Redis), the host that
     // took the job over makes the attempt again, and this late outcome must not overwrite its own.
@@ -415,9 +436,22 @@ export class Deliveries {
     if (outcome.status === 'retrying') throw new RetryLater(outcome.delayMs, `${outcome.error.code}: ${outcome.error.message}`);
   }
 
-  /** The queue a delivery to `destination` goes to: its own while some live host has it (this one included), else the shared one, where it is dead at once. */
-  #queueOf(destination: string): string {
-    return this.#isListed(destination) ? destinationQueue(destination) : DELIVERY_QUEUE;
+  /**
+   * The queue each delivery's destination goes to: its own while some live host has it (this one
+   * included), or had it lately (its queue is known: the one host that has it restarting), where it
+   * waits for that host as the deliveries queued before it left do, and after ORPHAN_AFTER_MS is
+   * an orphan; else the shared one, where it is dead at once. A destination neither listed nor
+   * known here is looked up in Redis (this host may not have read the known queues yet).
+   */
+  async #queuesOf(deliveries: readonly Delivery[]): Promise<Map<string, string>> {
+    const queues = new Map<string, string>();
+    for (const { destination } of deliveries) {
+      if (queues.has(destination)) continue;
+      const known =
+        this.#isListed(destination) || this.#known.includes(destination) || (await this.#o.commands.sismember(this.#o.keys.deliveryQueues, destination)) === 1;
+      queues.set(destination, known ? destinationQueue(destination) : DELIVERY_QUEUE);
+    }
+    return queues;
   }
 
   /** Some live host (this one included) has `destination`: as `#follow` read them each second, else read afresh (a host that just joined). */

@@ -1,7 +1,7 @@
-import type { Job, Worker, WorkerOptions } from 'bullmq';
+import type { Job, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import { isoTime } from '../contract/clock.js';
-import type { Delivery } from '../contract/notification.js';
+import { type Delivery, deliveryOpen, type Notification, OPEN_BEFORE_MAX } from '../contract/notification.js';
 import { DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
 
@@ -41,11 +41,28 @@ export function jobId(deliveryId: string, series: string): string {
 }
 
 /** A delivery as an outcome leaves it, after attempt `attempt`. */
-export function afterAttempt(d: Delivery, outcome: DeliveryOutcome, attempt: number, now: number): Delivery {
+export function afterAttempt(d: Delivery, outcome: Exclude<DeliveryOutcome, { status: 'waiting' }>, attempt: number, now: number): Delivery {
   if (outcome.status === 'delivered') return { ...d, status: 'delivered', attempts: attempt, deliveredAt: isoTime(now), nextAt: null };
   if (outcome.status === 'retrying')
     return { ...d, status: 'retrying', attempts: attempt, lastError: outcome.error, nextAt: isoTime(now + Math.max(0, outcome.delayMs)) };
   return { ...d, status: 'dead', attempts: attempt, lastError: outcome.error, nextAt: null };
+}
+
+/**
+ * `Backend.openBefore`: the notifications older than `before` whose delivery to the destination
+ * of `queue` is still open, read from that queue's jobs (waiting, delayed, active: the oldest
+ * first, at most OPEN_BEFORE_MAX of each state) and their records.
+ */
+export async function openBefore(
+  queue: Queue<DeliveryJobData>,
+  read: (id: string) => Promise<Notification | undefined>,
+  destination: string,
+  before: string,
+): Promise<Notification[]> {
+  const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, OPEN_BEFORE_MAX - 1, true);
+  const ids = [...new Set(jobs.flatMap((job) => (job?.data && job.data.n < before ? [job.data.n] : [])))].sort().slice(0, OPEN_BEFORE_MAX);
+  const found = await Promise.all(ids.map(read));
+  return found.filter((n): n is Notification => n?.deliveries.some((d) => d.destination === destination && deliveryOpen(d)) === true);
 }
 
 /**

@@ -377,6 +377,10 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.open;
   }
 
+  openBefore(destination: string, before: string): Promise<Notification[]> {
+    return this.#p.deliveries.openBefore(destination, before);
+  }
+
   settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void> {
     return this.#p.deliveries.settle(notifications, signal);
   }

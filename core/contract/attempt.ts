@@ -118,9 +118,12 @@ export interface DeliveryAttempt {
 
 /**
  * What became of an attempt: `retrying` after `delayMs` (the engine applies the retry policy,
- * `Retry-After` and the attempt limit), or final.
+ * `Retry-After` and the attempt limit), or final; or `waiting`: no attempt made (an earlier
+ * delivery of the same incident to the same destination is still open), to be looked at again
+ * after `delayMs`, the delivery's state and attempts untouched.
  */
 export type DeliveryOutcome =
+  | { status: 'waiting'; delayMs: number }
   | { status: 'delivered' }
   | { status: 'retrying'; delayMs: number; error: DeliveryError }
   | { status: 'dead'; error: DeliveryError };

@@ -169,6 +169,12 @@ export interface Backend {
   /** Deliveries waiting for an attempt (pending or retrying), on every host sharing the backend. */
   openDeliveries(): number;
   /**
+   * The notifications older than `before` (by id) with a delivery to `destination` still open
+   * (pending or retrying), at most about the 200 oldest: what a delivery that must keep the order
+   * of its incident waits for.
+   */
+  openBefore(destination: string, before: string): Promise<Notification[]>;
+  /**
    * The host is stopping, just before `close`: the deliveries of `notifications` (the digests the
    * stop itself recorded) get their first attempt (on a shared backend, by whichever host takes
    * them), and this resolves once they have had it, at once with none, or when `signal` aborts

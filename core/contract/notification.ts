@@ -88,6 +88,9 @@ export interface Notification {
   condition?: string;
 }
 
+/** What `Backend.openBefore` answers at most. */
+export const OPEN_BEFORE_MAX = 200;
+
 /** Whether a delivery still has attempts to make. */
 export function deliveryOpen(d: Delivery): boolean {
   return d.status === 'pending' || d.status === 'retrying';

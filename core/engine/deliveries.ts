@@ -1,15 +1,22 @@
 import type { DeliveryAttempt, DeliveryOutcome } from '../contract/attempt.js';
 import type { Backend } from '../contract/backend.js';
+import type { Clock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
-import type { Delivery, DeliveryStatus, Notification } from '../contract/notification.js';
+import { type Delivery, type DeliveryStatus, deliveryOpen, type Notification } from '../contract/notification.js';
 import type { DestinationView, TestResult } from '../contract/notify-config.js';
 import type { Notifier } from '../notify/notifier.js';
+import { incidentOf } from '../notify/payloads.js';
 import type { Bus } from './bus.js';
 
 export type { DestinationView, TestResult } from '../contract/notify-config.js';
 
+/** How long after an earlier delivery of its incident is due an ordered one looks again, and at most. */
+const ORDER_WAIT_MS = 1000;
+const MAX_ORDER_WAIT_MS = 60_000;
+
 export interface DeliveriesOptions {
   bus: Bus;
+  clock: Clock;
   notifier: Notifier;
   backend(): Backend;
 }
@@ -30,8 +37,28 @@ export class Deliveries {
     this.#o = options;
   }
 
-  /** `BackendHooks.deliver`. */
-  deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
+  /**
+   * `BackendHooks.deliver`. A delivery to a destination that keeps the order of its incident
+   * (PagerDuty) waits, without an attempt, while an earlier notification of the same incident has
+   * its delivery there open: looked at again once that one's next attempt is due (a second on),
+   * at least each second and at most each minute.
+   */
+  async deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
+    const { notification: n, delivery } = attempt;
+    if (this.#o.notifier.ordered(delivery.destination)) {
+      const incident = incidentOf(n);
+      const earlier = (await this.#o.backend().openBefore(delivery.destination, n.id)).filter((o) => incidentOf(o) === incident);
+      if (earlier.length > 0) {
+        const now = this.#o.clock.now();
+        const due = Math.min(
+          ...earlier.map((o) => {
+            const d = o.deliveries.find((x) => x.destination === delivery.destination && deliveryOpen(x));
+            return d?.nextAt ? Date.parse(d.nextAt) : now;
+          }),
+        );
+        return { status: 'waiting', delayMs: Math.min(MAX_ORDER_WAIT_MS, Math.max(0, due - now) + ORDER_WAIT_MS) };
+      }
+    }
     return this.#o.notifier.deliver(attempt, signal);
   }
 

@@ -325,6 +325,16 @@ export class Notifier {
     };
   }
 
+  /**
+   * Whether the deliveries to `destination` keep the order of their incident (`incidentOf`): a
+   * PagerDuty resolve that overtook its trigger (retried after a 429 or a 5xx) would leave the
+   * incident open, so each waits until the earlier ones to the same destination have ended.
+   */
+  ordered(destination: string): boolean {
+    const destinations = this.#o.config().notifications.destinations;
+    return Object.hasOwn(destinations, destination) && destinations[destination]!.kind === 'pagerduty';
+  }
+
   /** The configured destinations, fit to show. */
   destinations(): DestinationView[] {
     return Object.entries(this.#o.config().notifications.destinations).map(([name, d]) => describeDestination(name, d));

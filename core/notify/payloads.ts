@@ -81,8 +81,13 @@ const SEVERITY: Record<string, string> = { critical: 'critical', high: 'error', 
  * severity info): a resolve of nothing open is accepted and shown to nobody, and a key shared by
  * every test would fold a second test into the first one's alert.
  */
+/** The incident a notification opens or resolves (PagerDuty's `dedup_key`): its job, or a host alert's `<host>:<condition>`. */
+export function incidentOf(n: Pick<Notification, 'job' | 'host' | 'condition'>): string {
+  return n.condition ? `${n.host}:${n.condition}` : n.job;
+}
+
 function pagerduty(n: OutgoingNotification, routingKey: string, source: string, test: boolean): unknown {
-  const dedupKey = test ? `jobhost-test:${n.id}` : n.condition ? `${n.host}:${n.condition}` : n.job;
+  const dedupKey = test ? `jobhost-test:${n.id}` : incidentOf(n);
   if (!test && !FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
   return {
     routing_key: routingKey,

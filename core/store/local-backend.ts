@@ -18,7 +18,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
-import type { Notification, NotifyStatus } from '../contract/notification.js';
+import { deliveryOpen, type Notification, type NotifyStatus, OPEN_BEFORE_MAX } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
@@ -376,6 +376,15 @@ class LocalBackend implements Backend {
 
   openDeliveries(): number {
     return this.#outbox.size;
+  }
+
+  openBefore(destination: string, before: string): Promise<Notification[]> {
+    const found: Notification[] = [];
+    for (const n of this.#store.openNotifications()) {
+      if (n.id >= before || found.length === OPEN_BEFORE_MAX) break;
+      if (n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))) found.push(structuredClone(n));
+    }
+    return Promise.resolve(found);
   }
 
   settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void> {

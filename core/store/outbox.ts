@@ -223,6 +223,11 @@ export class Outbox {
     // A redeliver meanwhile started a new series; a stop cut the attempt short (made again after the next start).
     if (this.#open.get(did) !== due.series || this.#closed) return;
     const now = this.#o.clock.now();
+    if (outcome.status === 'waiting') {
+      // No attempt made: looked at again later, its record as it was.
+      if (!this.#settling) this.#heap.push(now + outcome.delayMs, due);
+      return;
+    }
     d.attempts = attempt;
     if (outcome.status === 'delivered') {
       Object.assign(d, { status: 'delivered', deliveredAt: isoTime(now), nextAt: null });

@@ -311,6 +311,84 @@ t.test('a destination no live host has any more: its queued deliveries are taken
   );
 });
 
+t.test('a delivery made while the one host with its destination restarts waits in its queue for it, not dead at once', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  const prefix = freshPrefix();
+  const delivered: Deliver = () => Promise.resolve({ status: 'delivered' });
+  const b = await openBackends(t, redis, 1, delivered, prefix, { destinations: () => ['mail'], firstId: 1 });
+  const first = notification(['mail']);
+  await b.backends[0]!.addNotification(first);
+  await until(async () => finished(await b.backends[0]!.getNotification(first.id)), 10_000, 'the first one delivered');
+  await b.backends[0]!.drain(0);
+  await b.backends[0]!.close();
+  // d0, without "mail", starts while no live host has it: it never saw a host list it.
+  const gone: Deliver = () => Promise.resolve({ status: 'dead', error: { code: 'DESTINATION_NOT_FOUND', message: 'no destination "mail"' } });
+  const a = await openBackends(t, redis, 1, gone, prefix, { destinations: () => ['other'] });
+  t.notOk(
+    (a.backends[0]!.hosts() ?? []).some((h) => h.destinations?.includes('mail')),
+    'no live host has "mail"',
+  );
+  const n = notification(['mail']);
+  await a.backends[0]!.addNotification(n);
+  // Back (as a restart would be): the delivery made meanwhile is its.
+  const c = await openBackends(t, redis, 1, delivered, prefix, { destinations: () => ['mail'], firstId: 2 });
+  await until(async () => finished(await a.backends[0]!.getNotification(n.id)), 10_000, 'ended');
+  t.match((await a.backends[0]!.getNotification(n.id))!.deliveries, [{ status: 'delivered', attempts: 1 }], 'delivered by the host that has it, back');
+  t.same(
+    a.seen.map((x) => x.host),
+    [],
+    'the host without it took nothing',
+  );
+  t.ok(c.seen.some((x) => x.attempt.notification.id === n.id));
+});
+
+t.test('an attempt that answers waiting is looked at again later, with no attempt counted', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  let asked = 0;
+  const deliver: Deliver = () => Promise.resolve(++asked === 1 ? { status: 'waiting', delayMs: 300 } : { status: 'delivered' });
+  const { backends, seen } = await openBackends(t, redis, 1, deliver, freshPrefix(), { destinations: () => ['hook'] });
+  const n = notification(['hook']);
+  await backends[0]!.addNotification(n);
+  await until(async () => finished(await backends[0]!.getNotification(n.id)), 10_000, 'delivered');
+  t.equal(seen.length, 2, 'asked twice');
+  t.ok(seen[1]!.at - seen[0]!.at >= 250, `the second time after the wait (${seen[1]!.at - seen[0]!.at} ms)`);
+  t.same(
+    seen.map((x) => x.attempt.attempt),
+    [1, 1],
+    'the wait spent no attempt',
+  );
+  t.match((await backends[0]!.getNotification(n.id))!.deliveries, [{ status: 'delivered', attempts: 1 }]);
+});
+
+t.test('openBefore: the older notifications whose delivery to a destination is still open, from its queue', async (t) => {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  // "pd" answers retrying in a minute (its jobs wait, delayed); "hook" is delivered.
+  const deliver: Deliver = (_host, { delivery }) =>
+    Promise.resolve(delivery.destination === 'pd' ? { status: 'retrying', delayMs: 60_000, error: ERR } : { status: 'delivered' });
+  const { backends } = await openBackends(t, redis, 1, deliver, freshPrefix(), { destinations: () => ['pd', 'hook'] });
+  const b = backends[0]!;
+  const one = notification(['pd']);
+  const done = notification(['hook']);
+  const two = notification(['pd', 'hook'], 'job-b');
+  for (const n of [one, done, two]) await b.addNotification(n);
+  const retrying = (n: Notification) => async () => (await b.getNotification(n.id))?.deliveries[0]?.status === 'retrying';
+  await until(retrying(one), 10_000, 'one retrying');
+  await until(retrying(two), 10_000, 'two retrying');
+  t.same(
+    (await b.openBefore('pd', two.id)).map((n) => n.id),
+    [one.id],
+    'the older one still open there',
+  );
+  t.same(await b.openBefore('pd', one.id), [], 'none before the first');
+  t.same(await b.openBefore('hook', two.id), [], 'delivered ones are not open');
+  const later = notification(['pd']);
+  t.same(
+    (await b.openBefore('pd', later.id)).map((n) => n.id),
+    [one.id, two.id],
+    'oldest first',
+  );
+});
+
 t.test('the destination queues an older version made are found at start, and an empty one no host lists is forgotten', async (t) => {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   const prefix = freshPrefix();

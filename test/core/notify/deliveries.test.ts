@@ -334,6 +334,50 @@ t.test('redeliver to one destination leaves the others alone: an attempt in flig
   ]);
 });
 
+t.test('PagerDuty: a resolve waits for the trigger of its incident still being retried, then goes after it', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.script({ status: 429, headers: { 'retry-after': '10' } });
+  let fail = true;
+  const plugin = definePlugin({
+    name: 'flappy',
+    isolation: 'inline',
+    notify: { on: ['failed', 'succeeded'], to: ['pager'] },
+    handler: () => {
+      if (fail) throw new Error('down');
+      return 'ok';
+    },
+  });
+  const s = await hostWith(t, { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: pd.url } }, plugin, { throttle: 0 });
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  await pd.count(1);
+  await notification(s, deliveryIs('retrying', 1), 'the trigger retrying after its 429');
+  fail = false;
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  const resolve = await notification(s, (n) => n.status === 'succeeded', 'the resolve recorded');
+  // Nothing sent before the trigger's retry: the resolve waits, with no attempt spent.
+  await s.clock.advance(9_000);
+  t.equal(pd.received.length, 1, 'the resolve did not overtake the trigger');
+  t.match((await s.host.deliveries.get(resolve.id)).deliveries, [{ status: 'pending', attempts: 0 }]);
+  await until(
+    async () => {
+      await s.clock.advance(1000);
+      return pd.received.length >= 3;
+    },
+    10_000,
+    'the trigger again, then the resolve',
+  );
+  t.same(
+    pd.received.map((r) => (r.json as { event_action: string }).event_action),
+    ['trigger', 'trigger', 'resolve'],
+    'the incident ends resolved',
+  );
+  await notification(
+    s,
+    (n) => n.id === resolve.id && n.deliveries[0]?.status === 'delivered' && n.deliveries[0].attempts === 1,
+    'the resolve delivered at its first attempt',
+  );
+});
+
 t.test('a test message: the receiver answer comes back; nothing is recorded', async (t) => {
   const hook = await httpReceiver(t, { secret: newSecret() });
   hook.fallback = { status: 418, body: "I'm a teapot" };

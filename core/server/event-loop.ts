@@ -33,6 +33,8 @@ export interface EventLoopWatch {
   delay(): LoopDelay;
   /** Whether the p99 of each of the last windows was above `maxDelayMs`, or a block as long as those windows just ended (never when the bound is 0). */
   slow(maxDelayMs: number): boolean;
+  /** The block that makes the loop count as slow now (ms), or 0: see `slow`. */
+  block(): number;
   stop(): void;
 }
 
@@ -73,6 +75,7 @@ export function watchEventLoop(options: EventLoopOptions = {}): EventLoopWatch {
   window.unref();
   return {
     delay: () => recent.at(-1) ?? { p50Ms: 0, p99Ms: 0, maxMs: 0 },
+    block: () => (performance.now() < blockedUntil ? block : 0),
     slow: (maxDelayMs) =>
       maxDelayMs > 0 && ((recent.length >= windows && recent.every((w) => w.p99Ms > maxDelayMs)) || (block > maxDelayMs && performance.now() < blockedUntil)),
     stop: () => {

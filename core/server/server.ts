@@ -264,9 +264,14 @@ export function createServer(host: Host, options: ServerOptions = {}): Server {
   // A host alert too while the loop stays slow (the same rule as /ready's `degraded`).
   host.conditions.source(() => {
     const max = host.config.eventLoop.maxDelay;
-    return loop.slow(max)
-      ? { id: 'event-loop-stalled', message: `the event loop's p99 delay stayed above ${max} ms (last window ${loop.delay().p99Ms} ms)` }
-      : null;
+    if (!loop.slow(max)) return null;
+    // A block as long as the windows (one handler holding the thread) is told as the block it was.
+    const block = loop.block();
+    const message =
+      block > max
+        ? `the event loop was blocked for ${Math.round(block)} ms at once (the bound is ${max} ms)`
+        : `the event loop's p99 delay stayed above ${max} ms (last window ${Math.round(loop.delay().p99Ms)} ms)`;
+    return { id: 'event-loop-stalled', message };
   });
   const metrics = createMetrics(host, loop);
   let stream: EventStream | undefined;

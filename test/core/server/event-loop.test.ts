@@ -37,9 +37,11 @@ t.test('one block as long as the windows that make a loop slow counts as slow, f
   // Its windows never close while it lasts, and the one that closes after it has ~20 quick samples to one slow.
   await hog(1, 900);
   t.ok(watch.slow(50), 'slow right after it');
+  t.ok(watch.block() >= 600, `the block that makes it slow is told (${watch.block()} ms): the host alert says it, not the quick window after`);
   t.notOk(watch.slow(0), 'a bound of 0 never degrades');
   t.notOk(watch.slow(10_000), 'nor a bound above the block');
   await until(() => !watch.slow(50), 30_000, 'quick again');
+  t.equal(watch.block(), 0, 'no block once it no longer counts');
 });
 
 t.test('/ready is degraded while the event loop stays slow; /metrics shows the delay', async (t) => {

@@ -359,7 +359,11 @@ export class Alerts {
       }
     }
     const count = total(held);
-    const status = SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
+    // Labelled with the worst status it holds; but one that holds a success of a job whose last run
+    // succeeded tells that the job is well again (on PagerDuty a resolve): a failing label would
+    // open again an incident the job has closed.
+    const well = (held.succeeded ?? 0) > 0 && this.#o.backend().jobState(job).lastRun?.status === 'succeeded';
+    const status = well ? 'succeeded' : SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
     const spec = this.#o.notifySpec(job) ?? {};
     const now = this.#o.clock.now();
     const n: Notification = {

@@ -801,6 +801,37 @@ t.test("storm control: a recovery does not count its own run's succeeded as held
   t.match(items[2], { rule: 'digest', held: { count: 1, statuses: { succeeded: 1 } } }, 'the success held back in the open window is told by its digest');
 });
 
+t.test('a digest that holds the success a job ended with is labelled succeeded: on PagerDuty it resolves, never opens again', async (t) => {
+  const pd = await httpReceiver(t);
+  let attempt = 0;
+  const plugin = definePlugin({
+    name: 'rt',
+    isolation: 'inline',
+    retry: { attempts: 2, delay: '100ms', jitter: 0 },
+    notify: { on: ['retrying', 'succeeded'], to: ['pager'] },
+    // Each run fails its first attempt and succeeds its second.
+    handler: () => {
+      if (++attempt % 2 === 1) throw new Error('blip');
+      return 'ok';
+    },
+  });
+  const config = { notifications: { destinations: { pager: { kind: 'pagerduty' as const, routingKey: 'R0UTINGKEY123456', url: pd.url } }, throttle: '8s' } };
+  const s = await startServer(t, { config, plugins: [plugin] });
+  for (let i = 0; i < 2; i++) {
+    const { runId } = await s.host.trigger('rt');
+    await until(async () => (await s.host.run(runId))?.status === 'queued' && (await s.host.run(runId))!.attempts.length === 1, 5000, 'retrying');
+    await s.clock.advance(100);
+    await s.host.wait(runId);
+  }
+  await pd.count(1);
+  t.equal((pd.received[0]!.json as { event_action: string }).event_action, 'trigger', 'the first retrying opens the incident');
+  await s.clock.advance(8000);
+  const items = await notified(s, 2, 'the digest');
+  t.match(items[1], { rule: 'digest', status: 'succeeded', held: { count: 3, statuses: { retrying: 1, succeeded: 2 } } });
+  await pd.count(2);
+  t.equal((pd.received[1]!.json as { event_action: string }).event_action, 'resolve', 'the digest resolves it: the job ended well');
+});
+
 t.test('a stop sends the digests of the windows it opened before it ends; a receiver that hangs holds it no longer than its bound', async (t) => {
   const hook = await httpReceiver(t);
   const plugin = () =>

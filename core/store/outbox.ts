@@ -49,6 +49,12 @@ export class Outbox {
    * once, so a backlog to one busy destination costs the others nothing per attempt.
    */
   readonly #parked = new Map<string, { items: Array<{ at: number; due: Due }>; head: number }>();
+  /**
+   * Deliveries that answered `waiting` (an earlier one of their incident to the same destination
+   * is open), by destination: looked at again as soon as an attempt to that destination ends, or
+   * at their `delayMs` at the latest (each wake starts a series, so only one of the two goes).
+   */
+  readonly #waiting = new Map<string, Map<string, Due>>();
   readonly #share: number;
   readonly #abort = new AbortController();
   #hooks: BackendHooks | undefined;
@@ -176,18 +182,40 @@ export class Outbox {
       this.#open.delete(due.did);
       return;
     }
+    // Taken now (by its timer, or woken): no longer waiting.
+    this.#waiting.get(due.destination)?.delete(due.did);
     this.#running++;
     this.#busy.set(due.destination, (this.#busy.get(due.destination) ?? 0) + 1);
-    const made = this.#make(n, d.id, d.attempts + 1, due).finally(() => {
-      this.#running--;
-      const left = this.#busy.get(due.destination)! - 1;
-      if (left > 0) this.#busy.set(due.destination, left);
-      else this.#busy.delete(due.destination);
-      this.#inFlight.delete(made);
-      this.#unpark(due.destination);
-      this.#pump();
-    });
+    let waited = false;
+    const made = this.#make(n, d.id, d.attempts + 1, due)
+      .then((w) => void (waited = w))
+      .finally(() => {
+        this.#running--;
+        const left = this.#busy.get(due.destination)! - 1;
+        if (left > 0) this.#busy.set(due.destination, left);
+        else this.#busy.delete(due.destination);
+        this.#inFlight.delete(made);
+        this.#unpark(due.destination);
+        // An attempt ended: what waits for it may go (one that only answered waiting ended none).
+        if (!waited) this.#wake(due.destination);
+        this.#pump();
+      });
     this.#inFlight.add(made);
+  }
+
+  /** An attempt to `destination` ended: the deliveries waiting there are looked at again now (a new series each: the timer's entry is dropped). */
+  #wake(destination: string): void {
+    const waiting = this.#waiting.get(destination);
+    if (!waiting || this.#closed) return;
+    this.#waiting.delete(destination);
+    const now = this.#o.clock.now();
+    for (const [did, due] of waiting) {
+      // Taken by its timer meanwhile, ended, or a redeliver started a series of its own.
+      if (this.#open.get(did) !== due.series) continue;
+      const series = ++this.#series;
+      this.#open.set(did, series);
+      this.#heap.push(now, { ...due, series });
+    }
   }
 
   /** A slot of `destination`'s share is free: its next parked delivery still open goes back on the heap, at its due time. */
@@ -209,7 +237,8 @@ export class Outbox {
     }
   }
 
-  async #make(n: Notification, did: string, attempt: number, due: Due): Promise<void> {
+  /** One attempt of delivery `did`; resolves true when it only answered `waiting` (no attempt made). */
+  async #make(n: Notification, did: string, attempt: number, due: Due): Promise<boolean> {
     const hooks = this.#hooks!;
     const d = n.deliveries.find((x) => x.id === did)!;
     let outcome: DeliveryOutcome;
@@ -221,12 +250,19 @@ export class Outbox {
       outcome = { status: 'retrying', delayMs: 60_000, error: { code: 'DELIVERY_FAILED', message: 'the attempt failed inside the host' } };
     }
     // A redeliver meanwhile started a new series; a stop cut the attempt short (made again after the next start).
-    if (this.#open.get(did) !== due.series || this.#closed) return;
+    if (this.#open.get(did) !== due.series || this.#closed) return outcome.status === 'waiting';
     const now = this.#o.clock.now();
     if (outcome.status === 'waiting') {
-      // No attempt made: looked at again later, its record as it was.
-      if (!this.#settling) this.#heap.push(now + outcome.delayMs, due);
-      return;
+      // No attempt made, its record as it was: looked at again once an attempt to its destination
+      // ends (the earlier one's, most likely), or at `delayMs`.
+      if (this.#settling) return true;
+      const waiting = { ...due, series: ++this.#series };
+      this.#open.set(did, waiting.series);
+      this.#heap.push(now + outcome.delayMs, waiting);
+      const byId = this.#waiting.get(due.destination);
+      if (byId) byId.set(did, waiting);
+      else this.#waiting.set(due.destination, new Map([[did, waiting]]));
+      return true;
     }
     d.attempts = attempt;
     if (outcome.status === 'delivered') {
@@ -246,5 +282,6 @@ export class Outbox {
     }
     hooks.deliveryChanged(n, d);
     if (outcome.status === 'retrying' && !this.#closed && !this.#settling) this.#heap.push(now + outcome.delayMs, due);
+    return false;
   }
 }

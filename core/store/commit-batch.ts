@@ -65,6 +65,14 @@ export async function writeBatch(batch: Batch, to: BatchTarget): Promise<Written
     logsCommit = () => Promise.reject(err);
   }
   for (const [j, f] of batch.jobs) journalFile.append(JSON.stringify({ j, f }) + '\n');
+  // A notification of a run's end goes with that end: the run's final record is journaled beside it
+  // too (the segment has it as well; a load takes the segment's, or puts the journal's in history),
+  // so a kill between the two files' writes never keeps the notification of an end it lost (the
+  // restart would end the run again, interrupted, and tell it a second time, differently).
+  if (batch.notifications.length > 0 && finished.length > 0) {
+    const told = new Set(batch.notifications.map((n) => n.runId));
+    for (const run of finished) if (told.has(run.id)) appendRun(journalFile, run, true);
+  }
   for (const n of batch.notifications) journalFile.append(JSON.stringify({ n }) + '\n');
   for (const d of batch.damage) journalFile.append(JSON.stringify({ d }) + '\n');
   for (const a of batch.audit) journalFile.append(auditLine(a));

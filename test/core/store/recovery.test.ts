@@ -1,6 +1,8 @@
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import { createManualClock } from '../../../core/contract/clock.js';
-import { startHost, tempDir } from '../../helpers.js';
+import { startHost, tempDir, until } from '../../helpers.js';
 
 const noop = (): undefined => undefined;
 const HOUR = 3_600_000;
@@ -197,4 +199,44 @@ t.test('after a crash right after a checkpoint, runs finished but not yet writte
   cpSync(dir, crashed, { recursive: true });
   const b = await startHost(t, { dir: crashed, clock, plugins: [{ name: 'w', handler: noop }] });
   t.equal(b.host.job('w')!.counts.succeeded, 200);
+});
+
+t.test("a run's end and its notification are kept together: a crash that lost the segment's write does not tell the run twice", async (t) => {
+  const dir = tempDir(t);
+  const crashed = tempDir(t);
+  const clock = createManualClock(Date.parse('2026-01-05T10:00:00Z'));
+  const plugins = [
+    {
+      name: 'bad',
+      notify: { on: ['failed' as const], to: ['hook'] },
+      handler: () => {
+        throw new Error('it failed');
+      },
+    },
+  ];
+  const config = { notifications: { destinations: { hook: { kind: 'webhook' as const, url: 'http://127.0.0.1:1/' } }, throttle: 0 } };
+  const a = await startHost(t, { dir, clock, plugins, config });
+  const { runId } = await a.host.trigger('bad');
+  await a.host.wait(runId);
+  await until(async () => (await a.host.notifications({})).items.length === 1, 5000, 'the notification recorded');
+  await a.host.flush();
+  const { cpSync } = await import('node:fs');
+  cpSync(dir, crashed, { recursive: true }); // as a kill -9 would leave it: no closing checkpoint
+  // The kill came between the journal's write and the segment's: the run's end is not in its segment.
+  let cut = 0;
+  for (const name of readdirSync(path.join(crashed, 'segments')).filter((f) => f.endsWith('.ndjson'))) {
+    const file = path.join(crashed, 'segments', name);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const kept = lines.filter((line) => !line.includes(`"id":"${runId}"`));
+    cut += lines.length - kept.length;
+    writeFileSync(file, kept.join('\n'));
+  }
+  t.equal(cut, 1, "the run's end taken out of its segment");
+
+  const b = await startHost(t, { dir: crashed, clock, plugins, config });
+  t.match(await b.host.run(runId), { status: 'failed', error: { code: 'HANDLER_ERROR', message: 'it failed' } }, 'its end as it was, not interrupted');
+  await b.host.flush();
+  const told = (await b.host.notifications({})).items.filter((n) => n.runId === runId);
+  t.equal(told.length, 1, 'told once');
+  t.match(told[0], { status: 'failed', message: /it failed/ });
 });

@@ -103,6 +103,8 @@ export class Deliveries {
   /** Of `#known`, the queues that no live host lists and that still hold jobs (as last read). */
   #unlistedBusy: ReadonlySet<string> = new Set();
   #knownReadAt = -Infinity;
+  /** This host's destinations it has put in `keys.deliveryQueues`. */
+  readonly #announced = new Set<string>();
   #reading = false;
   readonly #unlistedSince = new Map<string, number>();
   /** Workers `#follow` let go, closing: awaited (and halted) by `close()` too. */
@@ -169,6 +171,12 @@ export class Deliveries {
     for (const h of this.#o.hosts()) for (const d of h.destinations ?? []) listed.add(d);
     this.#mine = mine;
     this.#listed = listed;
+    // Known in Redis from the start: a delivery made while this host restarts then waits for it (`#queuesOf`).
+    for (const d of mine) {
+      if (this.#announced.has(d)) continue;
+      this.#announced.add(d);
+      this.#o.producer.sadd(this.#o.keys.deliveryQueues, d).catch(() => this.#announced.delete(d));
+    }
     const now = this.#o.clock.now();
     if (now - this.#knownReadAt >= QUEUES_READ_MS && !this.#reading) {
       this.#knownReadAt = now;
@@ -314,8 +322,8 @@ export class Deliveries {
     return this.#records.list(query);
   }
 
-  openBefore(destination: string, before: string): Promise<Notification[]> {
-    return openBefore(this.#queue(destinationQueue(destination)), (id) => this.get(id), destination, before);
+  openBefore(destination: string, before: string, incident: string): Promise<Notification[]> {
+    return openBefore(this.#queue(destinationQueue(destination)), (id) => this.get(id), destination, before, incident);
   }
 
   /** See `Backend.redeliver`: a new series of each chosen delivery, recorded and queued in one MULTI. */

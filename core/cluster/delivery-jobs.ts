@@ -1,7 +1,7 @@
 import type { Job, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import { isoTime } from '../contract/clock.js';
-import { type Delivery, deliveryOpen, type Notification, OPEN_BEFORE_MAX } from '../contract/notification.js';
+import { type Delivery, deliveryOpen, incidentOf, type Notification, OPEN_BEFORE_MAX } from '../contract/notification.js';
 import { DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
 
@@ -49,20 +49,28 @@ export function afterAttempt(d: Delivery, outcome: Exclude<DeliveryOutcome, { st
 }
 
 /**
- * `Backend.openBefore`: the notifications older than `before` whose delivery to the destination
- * of `queue` is still open, read from that queue's jobs (waiting, delayed, active: the oldest
- * first, at most OPEN_BEFORE_MAX of each state) and their records.
+ * `Backend.openBefore`: the notifications of `incident` older than `before` whose delivery to the
+ * destination of `queue` is still open, read from every job of that queue (waiting, delayed,
+ * active) and their records. Only a resolve asks (see `Deliveries.deliver`), so this reads a
+ * destination's backlog once per resolve waiting, not per delivery.
  */
 export async function openBefore(
   queue: Queue<DeliveryJobData>,
   read: (id: string) => Promise<Notification | undefined>,
   destination: string,
   before: string,
+  incident: string,
 ): Promise<Notification[]> {
-  const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, OPEN_BEFORE_MAX - 1, true);
-  const ids = [...new Set(jobs.flatMap((job) => (job?.data && job.data.n < before ? [job.data.n] : [])))].sort().slice(0, OPEN_BEFORE_MAX);
-  const found = await Promise.all(ids.map(read));
-  return found.filter((n): n is Notification => n?.deliveries.some((d) => d.destination === destination && deliveryOpen(d)) === true);
+  const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, -1, true);
+  const ids = [...new Set(jobs.flatMap((job) => (job?.data && job.data.n < before ? [job.data.n] : [])))].sort();
+  const found: Notification[] = [];
+  for (let i = 0; i < ids.length && found.length < OPEN_BEFORE_MAX; i += 100) {
+    const read100 = await Promise.all(ids.slice(i, i + 100).map(read));
+    for (const n of read100) {
+      if (n && incidentOf(n) === incident && n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))) found.push(n);
+    }
+  }
+  return found.slice(0, OPEN_BEFORE_MAX);
 }
 
 /**

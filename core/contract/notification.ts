@@ -88,6 +88,19 @@ export interface Notification {
   condition?: string;
 }
 
+/** The statuses that open (or add to) an incident: a PagerDuty `trigger`; the others resolve it. */
+const OPENING: ReadonlySet<string> = new Set(['failed', 'retrying', 'canceled', 'slow', 'missed']);
+
+/** Whether a notification opens (or adds to) its incident, a PagerDuty `trigger`; the others resolve it. */
+export function opensIncident(n: Pick<Notification, 'status'>): boolean {
+  return OPENING.has(n.status);
+}
+
+/** The incident a notification opens or resolves (PagerDuty's `dedup_key`): its job, or a host alert's `<host>:<condition>`. */
+export function incidentOf(n: Pick<Notification, 'job' | 'host' | 'condition'>): string {
+  return n.condition ? `${n.host}:${n.condition}` : n.job;
+}
+
 /** What `Backend.openBefore` answers at most. */
 export const OPEN_BEFORE_MAX = 200;
 

@@ -359,10 +359,17 @@ export class Alerts {
       }
     }
     const count = total(held);
-    // Labelled with the worst status it holds; but one that holds a success of a job whose last run
-    // succeeded tells that the job is well again (on PagerDuty a resolve): a failing label would
-    // open again an incident the job has closed.
-    const well = (held.succeeded ?? 0) > 0 && this.#o.backend().jobState(job).lastRun?.status === 'succeeded';
+    // Labelled with the worst status it holds. To PagerDuty, one that holds a success of a job now
+    // well (its last run succeeded, none is running or waiting, and nothing held is a `slow` or
+    // `missed`, which can come after that success) is a resolve: a trigger would open again the
+    // incident the job's own success closed.
+    const well =
+      (held.succeeded ?? 0) > 0 &&
+      !held.slow &&
+      !held.missed &&
+      this.#o.notifier.ordered(destination) &&
+      backend.jobState(job).lastRun?.status === 'succeeded' &&
+      backend.activeRuns(job).active === 0;
     const status = well ? 'succeeded' : SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
     const spec = this.#o.notifySpec(job) ?? {};
     const now = this.#o.clock.now();

@@ -2,10 +2,9 @@ import type { DeliveryAttempt, DeliveryOutcome } from '../contract/attempt.js';
 import type { Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
-import { type Delivery, type DeliveryStatus, deliveryOpen, type Notification } from '../contract/notification.js';
+import { type Delivery, type DeliveryStatus, deliveryOpen, incidentOf, type Notification, opensIncident } from '../contract/notification.js';
 import type { DestinationView, TestResult } from '../contract/notify-config.js';
 import type { Notifier } from '../notify/notifier.js';
-import { incidentOf } from '../notify/payloads.js';
 import type { Bus } from './bus.js';
 
 export type { DestinationView, TestResult } from '../contract/notify-config.js';
@@ -38,19 +37,19 @@ export class Deliveries {
   }
 
   /**
-   * `BackendHooks.deliver`. A delivery to a destination that keeps the order of its incident
-   * (PagerDuty) waits, without an attempt, while an earlier notification of the same incident has
-   * its delivery there open: looked at again once that one's next attempt is due (a second on),
-   * at least each second and at most each minute.
+   * `BackendHooks.deliver`. A resolve to a destination that keeps the order of its incident
+   * (PagerDuty) waits, without an attempt, while an earlier trigger of the same incident has its
+   * delivery there open: looked at again a second after the last of those is next due, at most a
+   * minute on (the local outbox also as soon as an attempt to the destination ends). Triggers
+   * never wait, so no wait waits on another.
    */
   async deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
     const { notification: n, delivery } = attempt;
-    if (this.#o.notifier.ordered(delivery.destination)) {
-      const incident = incidentOf(n);
-      const earlier = (await this.#o.backend().openBefore(delivery.destination, n.id)).filter((o) => incidentOf(o) === incident);
+    if (!opensIncident(n) && this.#o.notifier.ordered(delivery.destination)) {
+      const earlier = (await this.#o.backend().openBefore(delivery.destination, n.id, incidentOf(n))).filter(opensIncident);
       if (earlier.length > 0) {
         const now = this.#o.clock.now();
-        const due = Math.min(
+        const due = Math.max(
           ...earlier.map((o) => {
             const d = o.deliveries.find((x) => x.destination === delivery.destination && deliveryOpen(x));
             return d?.nextAt ? Date.parse(d.nextAt) : now;

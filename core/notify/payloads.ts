@@ -1,4 +1,4 @@
-import type { Notification } from '../contract/notification.js';
+import { incidentOf, type Notification, opensIncident } from '../contract/notification.js';
 import type { Destination } from '../contract/notify-config.js';
 
 /**
@@ -18,7 +18,6 @@ export function outgoing(n: Notification, publicUrl: string | null): OutgoingNot
   return { ...rest, url: publicUrl && n.runId ? `${publicUrl}/#/runs/${encodeURIComponent(n.runId)}` : null };
 }
 
-const FAILING = new Set(['failed', 'retrying', 'canceled', 'slow', 'missed']);
 const COLOR: Record<string, number> = { succeeded: 0x2e7d32, failed: 0xc62828, retrying: 0xef6c00, canceled: 0x757575 };
 
 /** What a notification is about, for a message whose title and message both rendered empty. */
@@ -81,14 +80,9 @@ const SEVERITY: Record<string, string> = { critical: 'critical', high: 'error', 
  * severity info): a resolve of nothing open is accepted and shown to nobody, and a key shared by
  * every test would fold a second test into the first one's alert.
  */
-/** The incident a notification opens or resolves (PagerDuty's `dedup_key`): its job, or a host alert's `<host>:<condition>`. */
-export function incidentOf(n: Pick<Notification, 'job' | 'host' | 'condition'>): string {
-  return n.condition ? `${n.host}:${n.condition}` : n.job;
-}
-
 function pagerduty(n: OutgoingNotification, routingKey: string, source: string, test: boolean): unknown {
   const dedupKey = test ? `jobhost-test:${n.id}` : incidentOf(n);
-  if (!test && !FAILING.has(n.status)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
+  if (!test && !opensIncident(n)) return { routing_key: routingKey, event_action: 'resolve', dedup_key: dedupKey };
   return {
     routing_key: routingKey,
     event_action: 'trigger',

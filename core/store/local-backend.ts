@@ -18,7 +18,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
-import { deliveryOpen, type Notification, type NotifyStatus, OPEN_BEFORE_MAX } from '../contract/notification.js';
+import { deliveryOpen, incidentOf, type Notification, type NotifyStatus, OPEN_BEFORE_MAX } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
@@ -378,11 +378,14 @@ class LocalBackend implements Backend {
     return this.#outbox.size;
   }
 
-  openBefore(destination: string, before: string): Promise<Notification[]> {
+  openBefore(destination: string, before: string, incident: string): Promise<Notification[]> {
     const found: Notification[] = [];
+    // Not `break` at the first id past `before`: records are kept in the order they were saved,
+    // which an id minted before an await may not follow.
     for (const n of this.#store.openNotifications()) {
-      if (n.id >= before || found.length === OPEN_BEFORE_MAX) break;
+      if (n.id >= before || incidentOf(n) !== incident) continue;
       if (n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))) found.push(structuredClone(n));
+      if (found.length === OPEN_BEFORE_MAX) break;
     }
     return Promise.resolve(found);
   }

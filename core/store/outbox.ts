@@ -103,6 +103,9 @@ export class Outbox {
     let any = false;
     for (const d of n.deliveries) {
       if (destination !== undefined && d.destination !== destination) continue;
+      // A series of its own at once: an attempt in flight that ends while the record is saved must
+      // not write its outcome over the pending state (`add` then queues it).
+      if (this.#open.has(d.id)) this.#open.set(d.id, ++this.#series);
       Object.assign(d, { status: 'pending', attempts: 0, nextAt: now, deliveredAt: null });
       any = true;
     }
@@ -255,10 +258,10 @@ export class Outbox {
     if (outcome.status === 'waiting') {
       // No attempt made, its record as it was: looked at again once an attempt to its destination
       // ends (the earlier one's, most likely), or at `delayMs`.
-      if (this.#settling) return true;
       const waiting = { ...due, series: ++this.#series };
       this.#open.set(did, waiting.series);
-      this.#heap.push(now + outcome.delayMs, waiting);
+      // While a stop settles, no timer: an attempt that ends meanwhile still wakes it.
+      if (!this.#settling) this.#heap.push(now + outcome.delayMs, waiting);
       const byId = this.#waiting.get(due.destination);
       if (byId) byId.set(did, waiting);
       else this.#waiting.set(due.destination, new Map([[did, waiting]]));

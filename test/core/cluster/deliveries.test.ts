@@ -369,23 +369,27 @@ t.test('openBefore: the older notifications whose delivery to a destination is s
   const b = backends[0]!;
   const one = notification(['pd']);
   const done = notification(['hook']);
-  const two = notification(['pd', 'hook'], 'job-b');
-  for (const n of [one, done, two]) await b.addNotification(n);
+  const other = notification(['pd'], 'job-b');
+  const two = notification(['pd', 'hook']);
+  for (const n of [one, done, other, two]) await b.addNotification(n);
   const retrying = (n: Notification) => async () => (await b.getNotification(n.id))?.deliveries[0]?.status === 'retrying';
-  await until(retrying(one), 10_000, 'one retrying');
-  await until(retrying(two), 10_000, 'two retrying');
+  for (const n of [one, other, two]) await until(retrying(n), 10_000, 'retrying');
   t.same(
-    (await b.openBefore('pd', two.id)).map((n) => n.id),
+    (await b.openBefore('pd', two.id, 'job-a')).map((n) => n.id),
     [one.id],
-    'the older one still open there',
+    "the older one of the incident still open there (not job-b's)",
   );
-  t.same(await b.openBefore('pd', one.id), [], 'none before the first');
-  t.same(await b.openBefore('hook', two.id), [], 'delivered ones are not open');
+  t.same(await b.openBefore('pd', one.id, 'job-a'), [], 'none before the first');
+  t.same(await b.openBefore('hook', two.id, 'job-a'), [], 'delivered ones are not open');
   const later = notification(['pd']);
   t.same(
-    (await b.openBefore('pd', later.id)).map((n) => n.id),
+    (await b.openBefore('pd', later.id, 'job-a')).map((n) => n.id),
     [one.id, two.id],
     'oldest first',
+  );
+  t.same(
+    (await b.openBefore('pd', later.id, 'job-b')).map((n) => n.id),
+    [other.id],
   );
 });
 

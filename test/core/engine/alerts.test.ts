@@ -808,14 +808,20 @@ t.test('a digest that holds the success a job ended with is labelled succeeded: 
     name: 'rt',
     isolation: 'inline',
     retry: { attempts: 2, delay: '100ms', jitter: 0 },
-    notify: { on: ['retrying', 'succeeded'], to: ['pager'] },
+    notify: { on: ['retrying', 'succeeded'], to: ['pager', 'hook'] },
     // Each run fails its first attempt and succeeds its second.
     handler: () => {
       if (++attempt % 2 === 1) throw new Error('blip');
       return 'ok';
     },
   });
-  const config = { notifications: { destinations: { pager: { kind: 'pagerduty' as const, routingKey: 'R0UTINGKEY123456', url: pd.url } }, throttle: '8s' } };
+  const hook = await httpReceiver(t);
+  const config = {
+    notifications: {
+      destinations: { pager: { kind: 'pagerduty' as const, routingKey: 'R0UTINGKEY123456', url: pd.url }, hook: { kind: 'webhook' as const, url: hook.url } },
+      throttle: '8s',
+    },
+  };
   const s = await startServer(t, { config, plugins: [plugin] });
   for (let i = 0; i < 2; i++) {
     const { runId } = await s.host.trigger('rt');
@@ -826,8 +832,10 @@ t.test('a digest that holds the success a job ended with is labelled succeeded: 
   await pd.count(1);
   t.equal((pd.received[0]!.json as { event_action: string }).event_action, 'trigger', 'the first retrying opens the incident');
   await s.clock.advance(8000);
-  const items = await notified(s, 2, 'the digest');
-  t.match(items[1], { rule: 'digest', status: 'succeeded', held: { count: 3, statuses: { retrying: 1, succeeded: 2 } } });
+  const items = await notified(s, 3, 'the two digests');
+  const digestTo = (name: string) => items.find((n) => n.rule === 'digest' && n.deliveries[0]?.destination === name);
+  t.match(digestTo('pager'), { status: 'succeeded', held: { count: 3, statuses: { retrying: 1, succeeded: 2 } } });
+  t.match(digestTo('hook'), { status: 'retrying', held: { count: 3 } }, 'to other destinations, the worst status it holds');
   await pd.count(2);
   t.equal((pd.received[1]!.json as { event_action: string }).event_action, 'resolve', 'the digest resolves it: the job ended well');
 });

@@ -2,6 +2,7 @@ import type { DeliveryAttempt, DeliveryOutcome } from '../contract/attempt.js';
 import type { Backend } from '../contract/backend.js';
 import type { Clock } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { type Delivery, type DeliveryStatus, deliveryOpen, incidentOf, type Notification, opensIncident } from '../contract/notification.js';
 import type { DestinationView, TestResult } from '../contract/notify-config.js';
 import type { Notifier } from '../notify/notifier.js';
@@ -16,6 +17,7 @@ const MAX_ORDER_WAIT_MS = 60_000;
 export interface DeliveriesOptions {
   bus: Bus;
   clock: Clock;
+  logger: Logger;
   notifier: Notifier;
   backend(): Backend;
 }
@@ -55,7 +57,12 @@ export class Deliveries {
             return d?.nextAt ? Date.parse(d.nextAt) : now;
           }),
         );
-        return { status: 'waiting', delayMs: Math.min(MAX_ORDER_WAIT_MS, Math.max(0, due - now) + ORDER_WAIT_MS) };
+        const delayMs = Math.min(MAX_ORDER_WAIT_MS, Math.max(0, due - now) + ORDER_WAIT_MS);
+        this.#o.logger.debug(
+          { job: n.job, notification: n.id, destination: delivery.destination, waitsFor: earlier.map((o) => o.id), delayMs },
+          'a resolve waits for the earlier trigger of its incident',
+        );
+        return { status: 'waiting', delayMs };
       }
     }
     return this.#o.notifier.deliver(attempt, signal);

@@ -120,7 +120,7 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     accepting,
   });
   const notifier = new Notifier({ config: () => host.config(), clock, random: host.random, logger, hostId: host.id, servedAt: () => host.url() });
-  const deliveries = new Deliveries({ bus, clock, notifier, backend: () => backend });
+  const deliveries = new Deliveries({ bus, clock, logger, notifier, backend: () => backend });
   // A removed job's runs in flight finish on its old version: their ends (failed, slow, ...) are told as it said.
   const notifySpec = (job: string) => (jobs.get(job) ?? jobs.retired(job))?.job.notify;
   const alerts = new Alerts({ bus, clock, logger, newId, config: () => host.config(), backend: () => backend, notifier, notifySpec });

@@ -378,6 +378,55 @@ t.test('PagerDuty: a resolve waits for the trigger of its incident still being r
   );
 });
 
+t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one a resolve waits for", async (t) => {
+  const pd = await httpReceiver(t);
+  // Every trigger is refused for a minute (an outage); what is not a trigger is taken.
+  pd.fallback = { status: 429, headers: { 'retry-after': '60' } };
+  let fail = true;
+  const plugins = [
+    definePlugin({
+      name: 'noise',
+      isolation: 'inline',
+      concurrency: 50,
+      notify: { on: ['failed'], to: ['pager'] },
+      handler: () => {
+        throw new Error('down');
+      },
+    }),
+    definePlugin({
+      name: 'flappy',
+      isolation: 'inline',
+      notify: { on: ['failed', 'succeeded'], to: ['pager'] },
+      handler: () => {
+        if (fail) throw new Error('down');
+        return 'ok';
+      },
+    }),
+  ];
+  const { logger, lines } = captureLogger();
+  const s = await startServer(t, {
+    config: { notifications: { destinations: { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: pd.url } }, throttle: 0 } } as ConfigInput,
+    plugins,
+    logger,
+  });
+  // 250 open triggers of noise, older than flappy's: more than a backend's answer holds.
+  await Promise.all(Array.from({ length: 250 }, async () => s.host.wait((await s.host.trigger('noise')).runId)));
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  await pd.count(251, 20_000);
+  const trigger = await notification(s, (n) => n.job === 'flappy' && n.status === 'failed', "flappy's trigger");
+  fail = false;
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  const resolve = await notification(s, (n) => n.job === 'flappy' && n.status === 'succeeded', 'the resolve recorded');
+  await until(
+    () => lines.some((l) => l['notification'] === resolve.id && l['msg'] === 'a resolve waits for the earlier trigger of its incident'),
+    10_000,
+    'the resolve waiting',
+  );
+  t.same(lines.find((l) => l['notification'] === resolve.id)?.['waitsFor'], [trigger.id], "it waits for flappy's trigger alone");
+  t.equal(pd.received.filter((r) => (r.json as { event_action: string }).event_action === 'resolve').length, 0, 'not sent');
+  t.match((await s.host.deliveries.get(resolve.id)).deliveries, [{ status: 'pending', attempts: 0 }]);
+});
+
 t.test('a test message: the receiver answer comes back; nothing is recorded', async (t) => {
   const hook = await httpReceiver(t, { secret: newSecret() });
   hook.fallback = { status: 418, body: "I'm a teapot" };

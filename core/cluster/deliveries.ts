@@ -103,8 +103,6 @@ export class Deliveries {
   /** Of `#known`, the queues that no live host lists and that still hold jobs (as last read). */
   #unlistedBusy: ReadonlySet<string> = new Set();
   #knownReadAt = -Infinity;
-  /** This host's destinations it has put in `keys.deliveryQueues`. */
-  readonly #announced = new Set<string>();
   #reading = false;
   readonly #unlistedSince = new Map<string, number>();
   /** Workers `#follow` let go, closing: awaited (and halted) by `close()` too. */
@@ -171,12 +169,6 @@ export class Deliveries {
     for (const h of this.#o.hosts()) for (const d of h.destinations ?? []) listed.add(d);
     this.#mine = mine;
     this.#listed = listed;
-    // Known in Redis from the start: a delivery made while this host restarts then waits for it (`#queuesOf`).
-    for (const d of mine) {
-      if (this.#announced.has(d)) continue;
-      this.#announced.add(d);
-      this.#o.producer.sadd(this.#o.keys.deliveryQueues, d).catch(() => this.#announced.delete(d));
-    }
     const now = this.#o.clock.now();
     if (now - this.#knownReadAt >= QUEUES_READ_MS && !this.#reading) {
       this.#knownReadAt = now;
@@ -226,6 +218,15 @@ export class Deliveries {
         if (found.size > 0) await producer.sadd(keys.deliveryQueues, ...found);
       }
       const names = await producer.smembers(keys.deliveryQueues);
+      // This host's own destinations are known in Redis (added back if another host forgot one while
+      // this host was away): a delivery made while it restarts then waits for it (`#queuesOf`).
+      const missing = [...(this.#mine ?? [])].filter((d) => !names.includes(d));
+      if (missing.length > 0) {
+        await producer.sadd(keys.deliveryQueues, ...missing);
+        names.push(...missing);
+      }
+      // A name no longer in the set starts its unlisted time afresh if it comes back.
+      for (const d of this.#unlistedSince.keys()) if (!names.includes(d)) this.#unlistedSince.delete(d);
       const busy = new Set<string>();
       const orphanAfter = this.#o.orphanAfterMs ?? ORPHAN_AFTER_MS;
       for (const d of names) {
@@ -322,8 +323,8 @@ export class Deliveries {
     return this.#records.list(query);
   }
 
-  openBefore(destination: string, before: string, incident: string): Promise<Notification[]> {
-    return openBefore(this.#queue(destinationQueue(destination)), (id) => this.get(id), destination, before, incident);
+  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]> {
+    return openBefore(this.#queue(destinationQueue(destination)), this.#records, destination, before, incident, opens);
   }
 
   /** See `Backend.redeliver`: a new series of each chosen delivery, recorded and queued in one MULTI. */

@@ -1,9 +1,10 @@
 import type { Job, Queue, Worker, WorkerOptions } from 'bullmq';
 import type { DeliveryOutcome } from '../contract/attempt.js';
 import { isoTime } from '../contract/clock.js';
-import { type Delivery, deliveryOpen, incidentOf, type Notification, OPEN_BEFORE_MAX } from '../contract/notification.js';
+import { type Delivery, deliveryOpen, incidentOf, type Notification, OPEN_BEFORE_MAX, opensIncident } from '../contract/notification.js';
 import { DELIVERY_QUEUE } from './keys.js';
 import { bullmq } from './libraries.js';
+import type { NotificationRecords } from './notification-records.js';
 
 /**
  * A delivery as a BullMQ job (see `deliveries.ts`): its data, id and queue, the worker that runs
@@ -49,25 +50,32 @@ export function afterAttempt(d: Delivery, outcome: Exclude<DeliveryOutcome, { st
 }
 
 /**
- * `Backend.openBefore`: the notifications of `incident` older than `before` whose delivery to the
- * destination of `queue` is still open, read from every job of that queue (waiting, delayed,
- * active) and their records. Only a resolve asks (see `Deliveries.deliver`), so this reads a
- * destination's backlog once per resolve waiting, not per delivery.
+ * `Backend.openBefore`: the notifications of `incident` of the kind asked for older than `before`
+ * whose delivery to the destination of `queue` is still open. The queue's job ids (waiting,
+ * delayed, active) name their notifications (`msg_<id>_<n>.<series>`); each older one's job name
+ * is read (one field), and only those of the incident are read whole. An ordered destination's
+ * delivery asks at each attempt and each look again.
  */
 export async function openBefore(
   queue: Queue<DeliveryJobData>,
-  read: (id: string) => Promise<Notification | undefined>,
+  records: Pick<NotificationRecords, 'jobsOf' | 'get'>,
   destination: string,
   before: string,
   incident: string,
+  opens: boolean,
 ): Promise<Notification[]> {
-  const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed', 'active'], 0, -1, true);
-  const ids = [...new Set(jobs.flatMap((job) => (job?.data && job.data.n < before ? [job.data.n] : [])))].sort();
+  const jobIds = await queue.getRanges(['waiting', 'prioritized', 'delayed', 'active'], 0, -1, true);
+  const ids = [...new Set(jobIds.flatMap((id) => /^msg_(.+)_\d+\.[^.]+$/.exec(id)?.[1] ?? []))].filter((id) => id < before).sort();
+  const jobs = await records.jobsOf(ids);
+  // A host alert's incident is `<host>:<condition>` and its job is '': read whole to tell.
+  const candidates = ids.filter((_, i) => jobs[i] === incident || (jobs[i] === '' && incident.includes(':')));
   const found: Notification[] = [];
-  for (let i = 0; i < ids.length && found.length < OPEN_BEFORE_MAX; i += 100) {
-    const read100 = await Promise.all(ids.slice(i, i + 100).map(read));
-    for (const n of read100) {
-      if (n && incidentOf(n) === incident && n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))) found.push(n);
+  for (let i = 0; i < candidates.length && found.length < OPEN_BEFORE_MAX; i += 100) {
+    const read = await Promise.all(candidates.slice(i, i + 100).map((id) => records.get(id)));
+    for (const r of read) {
+      const n = r?.notification;
+      if (n && incidentOf(n) === incident && opensIncident(n) === opens && n.deliveries.some((d) => d.destination === destination && deliveryOpen(d)))
+        found.push(n);
     }
   }
   return found.slice(0, OPEN_BEFORE_MAX);

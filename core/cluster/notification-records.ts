@@ -135,6 +135,17 @@ export class NotificationRecords {
   }
 
   /** One notification with its deliveries' series; undefined when unknown. `via` defaults to the fail-fast reads. */
+  /** The job field of each notification (null: gone), in one pipeline. */
+  async jobsOf(ids: readonly string[]): Promise<Array<string | null>> {
+    if (ids.length === 0) return [];
+    return this.#connections.call(async () => {
+      const pipeline = this.#reads.pipeline();
+      for (const id of ids) pipeline.hget(this.#keys.notification(id), 'job');
+      const replies = (await pipeline.exec()) ?? [];
+      return replies.map(([err, job]) => (err ? null : (job as string | null)));
+    });
+  }
+
   async get(id: string, via: ScriptedRedis = this.#reads): Promise<NotificationRecord | undefined> {
     const hash = await this.#connections.call(() => via.hgetall(this.#keys.notification(id)));
     return recordFromHash(hash) ?? undefined;

@@ -377,8 +377,8 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.open;
   }
 
-  openBefore(destination: string, before: string, incident: string): Promise<Notification[]> {
-    return this.#p.deliveries.openBefore(destination, before, incident);
+  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]> {
+    return this.#p.deliveries.openBefore(destination, before, incident, opens);
   }
 
   settleDeliveries(notifications: readonly string[], signal: AbortSignal): Promise<void> {

@@ -215,7 +215,8 @@ export class Alerts {
 
   /** Takes what the windows of `job` to `names` hold (their digests then have nothing to send), the largest count of each status. */
   async #foldHeld(job: string, names: readonly string[]): Promise<HeldCounts | undefined> {
-    if (this.#o.config().notifications.throttle === 0 || names.length === 0) return undefined;
+    // Whatever the throttle is now: a window opened before an edit to 0 still holds what it held.
+    if (names.length === 0) return undefined;
     const backend = this.#o.backend();
     return largest(await Promise.all(names.map((name) => backend.takeHeld(windowKey(job, name)))));
   }
@@ -360,16 +361,15 @@ export class Alerts {
     }
     const count = total(held);
     // Labelled with the worst status it holds. To PagerDuty, one that holds a success of a job now
-    // well (its last run succeeded, none is running or waiting, and nothing held is a `slow` or
-    // `missed`, which can come after that success) is a resolve: a trigger would open again the
-    // incident the job's own success closed.
+    // well is a resolve (a trigger would open again the incident the job's own success closed):
+    // its last run succeeded, and nothing held may have come after that success — no `missed`, and
+    // no `retrying` or `slow` while a run of the job is still under way (one of its own).
     const well =
       (held.succeeded ?? 0) > 0 &&
-      !held.slow &&
       !held.missed &&
       this.#o.notifier.ordered(destination) &&
       backend.jobState(job).lastRun?.status === 'succeeded' &&
-      backend.activeRuns(job).active === 0;
+      !((held.retrying || held.slow) && backend.activeRuns(job).active > 0);
     const status = well ? 'succeeded' : SEVERITY.find((s) => (held[s] ?? 0) > 0)!;
     const spec = this.#o.notifySpec(job) ?? {};
     const now = this.#o.clock.now();

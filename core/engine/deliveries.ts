@@ -39,16 +39,17 @@ export class Deliveries {
   }
 
   /**
-   * `BackendHooks.deliver`. A resolve to a destination that keeps the order of its incident
-   * (PagerDuty) waits, without an attempt, while an earlier trigger of the same incident has its
-   * delivery there open: looked at again a second after the last of those is next due, at most a
-   * minute on (the local outbox also as soon as an attempt to the destination ends). Triggers
-   * never wait, so no wait waits on another.
+   * `BackendHooks.deliver`. A delivery to a destination that keeps the order of its incident
+   * (PagerDuty) waits, without an attempt, while an earlier notification of the same incident of
+   * the other kind has its delivery there open: a resolve for the triggers before it, a trigger
+   * for the resolves before it (so neither overtakes the other; triggers among themselves, and
+   * resolves, go as they come). Looked at again a second after the last of those is next due, at
+   * most a minute on; on one host also as soon as an attempt to the destination ends.
    */
   async deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
     const { notification: n, delivery } = attempt;
-    if (!opensIncident(n) && this.#o.notifier.ordered(delivery.destination)) {
-      const earlier = (await this.#o.backend().openBefore(delivery.destination, n.id, incidentOf(n))).filter(opensIncident);
+    if (this.#o.notifier.ordered(delivery.destination)) {
+      const earlier = await this.#o.backend().openBefore(delivery.destination, n.id, incidentOf(n), !opensIncident(n));
       if (earlier.length > 0) {
         const now = this.#o.clock.now();
         const due = Math.max(
@@ -60,7 +61,7 @@ export class Deliveries {
         const delayMs = Math.min(MAX_ORDER_WAIT_MS, Math.max(0, due - now) + ORDER_WAIT_MS);
         this.#o.logger.debug(
           { job: n.job, notification: n.id, destination: delivery.destination, waitsFor: earlier.map((o) => o.id), delayMs },
-          'a resolve waits for the earlier trigger of its incident',
+          'a delivery waits for the earlier ones of its incident',
         );
         return { status: 'waiting', delayMs };
       }

@@ -18,7 +18,7 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import { HostError } from '../contract/errors.js';
 import { foldFinished } from '../contract/job-state.js';
 import type { Logger } from '../contract/logger.js';
-import { deliveryOpen, incidentOf, type Notification, type NotifyStatus, OPEN_BEFORE_MAX } from '../contract/notification.js';
+import { deliveryOpen, incidentOf, type Notification, type NotifyStatus, OPEN_BEFORE_MAX, opensIncident } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { RunLog } from '../contract/run-log.js';
 import { type BackendHealth, type DamageReport, storeUnavailable } from '../contract/store-health.js';
@@ -368,8 +368,13 @@ class LocalBackend implements Backend {
   async redeliver(id: string, destination?: string): Promise<Notification | undefined> {
     const n = this.#store.notification(id);
     if (!n || !this.#outbox.redeliver(n, destination)) return undefined;
-    await this.#store.saveNotification(n);
-    this.#outbox.add(n, destination);
+    try {
+      await this.#store.saveNotification(n);
+    } finally {
+      // Queued even when the save failed (the store keeps the record and writes it later): the
+      // redeliver took the delivery's series, and nothing else would queue it.
+      this.#outbox.add(n, destination);
+    }
     for (const d of n.deliveries) if (destination === undefined || d.destination === destination) this.#hooks!.deliveryChanged(structuredClone(n), { ...d });
     return structuredClone(n);
   }
@@ -378,12 +383,12 @@ class LocalBackend implements Backend {
     return this.#outbox.size;
   }
 
-  openBefore(destination: string, before: string, incident: string): Promise<Notification[]> {
+  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]> {
     const found: Notification[] = [];
     // Not `break` at the first id past `before`: records are kept in the order they were saved,
     // which an id minted before an await may not follow.
     for (const n of this.#store.openNotifications()) {
-      if (n.id >= before || incidentOf(n) !== incident) continue;
+      if (n.id >= before || incidentOf(n) !== incident || opensIncident(n) !== opens) continue;
       if (n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))) found.push(structuredClone(n));
       if (found.length === OPEN_BEFORE_MAX) break;
     }

@@ -101,7 +101,7 @@ function notification(destinations: string[], job = 'job-a'): Notification {
     tags: [],
     at,
     deliveries: destinations.map((destination, i) => ({
-      id: `${id}-${i}`,
+      id: `msg_${id}_${i}`,
       destination,
       status: 'pending',
       attempts: 0,
@@ -141,11 +141,11 @@ t.test('three hosts, one queue: each attempt made once, retries after the engine
   for (const s of seen) perDelivery.set(s.attempt.delivery.id, [...(perDelivery.get(s.attempt.delivery.id) ?? []), s.attempt.attempt]);
   t.equal(perDelivery.size, 18, 'every delivery attempted');
   for (const n of added) {
-    t.same(perDelivery.get(`${n.id}-0`), [1], 'ok: one attempt');
-    t.same(perDelivery.get(`${n.id}-1`), [1, 2, 3], 'flaky: three attempts, numbered in their series');
-    t.same(perDelivery.get(`${n.id}-2`), [1], 'gone: one attempt');
+    t.same(perDelivery.get(`msg_${n.id}_0`), [1], 'ok: one attempt');
+    t.same(perDelivery.get(`msg_${n.id}_1`), [1, 2, 3], 'flaky: three attempts, numbered in their series');
+    t.same(perDelivery.get(`msg_${n.id}_2`), [1], 'gone: one attempt');
   }
-  const flaky = seen.filter((s) => s.attempt.delivery.id === `${added[0]!.id}-1`);
+  const flaky = seen.filter((s) => s.attempt.delivery.id === `msg_${added[0]!.id}_1`);
   t.ok(flaky[1]!.at - flaky[0]!.at >= 190 && flaky[2]!.at - flaky[1]!.at >= 190, 'the next attempt waits the delay the engine gave');
   t.same(flaky[1]!.attempt.delivery.status, 'retrying', 'the attempt sees the recorded state (retrying, one attempt made)');
   t.equal(flaky[1]!.attempt.delivery.attempts, 1);
@@ -160,7 +160,7 @@ t.test('three hosts, one queue: each attempt made once, retries after the engine
   );
   const one = lists[0]!.items.at(-1)!;
   t.match(one, { rule: 'failed', tags: [] }, 'fields are kept as written, those this backend does not check too');
-  t.match(one.deliveries[0], { id: `${one.id}-0`, destination: 'ok', status: 'delivered', attempts: 1, lastError: null, nextAt: null });
+  t.match(one.deliveries[0], { id: `msg_${one.id}_0`, destination: 'ok', status: 'delivered', attempts: 1, lastError: null, nextAt: null });
   t.ok(one.deliveries[0]!.deliveredAt);
   t.match(one.deliveries[1], { destination: 'flaky', status: 'delivered', attempts: 3, lastError: ERR, nextAt: null });
   t.match(one.deliveries[2], { destination: 'gone', status: 'dead', attempts: 1, lastError: { status: 410 }, deliveredAt: null, nextAt: null });
@@ -190,17 +190,17 @@ t.test('redeliver from a host that did not make the delivery: a new series under
   t.equal(await other.redeliver(n.id, 'nowhere'), undefined, 'no delivery to that destination');
   const before = changed.length;
   const again = await other.redeliver(n.id, 'gone');
-  t.match(again?.deliveries[1], { id: `${n.id}-1`, destination: 'gone', status: 'pending', attempts: 0, deliveredAt: null, lastError: { status: 410 } });
+  t.match(again?.deliveries[1], { id: `msg_${n.id}_1`, destination: 'gone', status: 'pending', attempts: 0, deliveredAt: null, lastError: { status: 410 } });
   t.match(again?.deliveries[0], { destination: 'ok', status: 'delivered' }, 'the other delivery is left alone');
-  t.match(changed[before]?.delivery, { id: `${n.id}-1`, status: 'pending' }, 'deliveryChanged for the redelivered one');
+  t.match(changed[before]?.delivery, { id: `msg_${n.id}_1`, status: 'pending' }, 'deliveryChanged for the redelivered one');
   await until(async () => (await backends[2]!.getNotification(n.id))?.deliveries[1]?.status === 'dead', 10_000, 'second series');
-  const gone = seen.filter((s) => s.attempt.delivery.id === `${n.id}-1`);
+  const gone = seen.filter((s) => s.attempt.delivery.id === `msg_${n.id}_1`);
   t.same(
     gone.map((s) => s.attempt.attempt),
     [1, 1],
     'the new series counts from 1 again',
   );
-  t.equal(seen.filter((s) => s.attempt.delivery.id === `${n.id}-0`).length, 1, 'ok was not sent again');
+  t.equal(seen.filter((s) => s.attempt.delivery.id === `msg_${n.id}_0`).length, 1, 'ok was not sent again');
   const all = await backends[1]!.redeliver(n.id);
   t.same(
     all?.deliveries.map((d) => d.status),
@@ -262,7 +262,7 @@ t.test('a host closing mid-attempt: its attempt is aborted and made again by ano
   t.same(aborted, ['d0'], 'the attempt in flight saw its signal aborted');
   await until(async () => finished(await b.backends[0]!.getNotification(n.id)), 5000, 'delivered by the other host');
   t.equal(b.seen.length, 1);
-  t.match(b.seen[0]!.attempt, { attempt: 1, delivery: { id: `${n.id}-0`, status: 'pending' } }, 'the cut attempt is made again, same id');
+  t.match(b.seen[0]!.attempt, { attempt: 1, delivery: { id: `msg_${n.id}_0`, status: 'pending' } }, 'the cut attempt is made again, same id');
 });
 
 t.test('a delivery is made by a host whose config has its destination: one without it never takes it', async (t) => {
@@ -375,22 +375,23 @@ t.test('openBefore: the older notifications whose delivery to a destination is s
   const retrying = (n: Notification) => async () => (await b.getNotification(n.id))?.deliveries[0]?.status === 'retrying';
   for (const n of [one, other, two]) await until(retrying(n), 10_000, 'retrying');
   t.same(
-    (await b.openBefore('pd', two.id, 'job-a')).map((n) => n.id),
+    (await b.openBefore('pd', two.id, 'job-a', true)).map((n) => n.id),
     [one.id],
     "the older one of the incident still open there (not job-b's)",
   );
-  t.same(await b.openBefore('pd', one.id, 'job-a'), [], 'none before the first');
-  t.same(await b.openBefore('hook', two.id, 'job-a'), [], 'delivered ones are not open');
+  t.same(await b.openBefore('pd', one.id, 'job-a', true), [], 'none before the first');
+  t.same(await b.openBefore('hook', two.id, 'job-a', true), [], 'delivered ones are not open');
   const later = notification(['pd']);
   t.same(
-    (await b.openBefore('pd', later.id, 'job-a')).map((n) => n.id),
+    (await b.openBefore('pd', later.id, 'job-a', true)).map((n) => n.id),
     [one.id, two.id],
     'oldest first',
   );
   t.same(
-    (await b.openBefore('pd', later.id, 'job-b')).map((n) => n.id),
+    (await b.openBefore('pd', later.id, 'job-b', true)).map((n) => n.id),
     [other.id],
   );
+  t.same(await b.openBefore('pd', later.id, 'job-a', false), [], 'no resolve of job-a is open: the kind is asked for');
 });
 
 t.test('the destination queues an older version made are found at start, and an empty one no host lists is forgotten', async (t) => {
@@ -527,13 +528,13 @@ t.test('a retry taken before its time (as after a crash between the record and t
   await until(async () => (await backends[1]!.getNotification(n.id))?.deliveries[0]?.status === 'retrying', 5000, 'retrying');
   const queue = new Queue('__deliveries', { connection: redis.client(), prefix });
   t.teardown(() => queue.close());
-  await until(async () => (await queue.getJob(`${n.id}-0.0`).then((j) => j?.isDelayed())) === true, 5000, 'delayed by BullMQ');
+  await until(async () => (await queue.getJob(`msg_${n.id}_0.0`).then((j) => j?.isDelayed())) === true, 5000, 'delayed by BullMQ');
   // Moved to wait now, as a stalled job of a host killed before BullMQ delayed it would be.
-  await (await queue.getJob(`${n.id}-0.0`))!.promote();
-  await until(async () => (await queue.getJob(`${n.id}-0.0`).then((j) => j?.isDelayed())) === true, 5000, 'delayed again');
+  await (await queue.getJob(`msg_${n.id}_0.0`))!.promote();
+  await until(async () => (await queue.getJob(`msg_${n.id}_0.0`).then((j) => j?.isDelayed())) === true, 5000, 'delayed again');
   t.equal(seen.length, 1, 'no attempt before the recorded time');
   const recorded = Date.parse((await backends[0]!.getNotification(n.id))!.deliveries[0]!.nextAt!);
-  const score = Number(await redis.client().zscore(`${prefix}:__deliveries:delayed`, `${n.id}-0.0`));
+  const score = Number(await redis.client().zscore(`${prefix}:__deliveries:delayed`, `msg_${n.id}_0.0`));
   t.ok(Math.abs(Math.floor(score / 4096) - recorded) < 50, 'delayed until the recorded nextAt');
 });
 

@@ -651,6 +651,32 @@ t.test('storm control: a live edit of throttle applies from the next window on, 
   t.equal(hook.received.length, 5, 'and no digest follows');
 });
 
+t.test('a recovery after throttle was edited to 0 still takes what the window opened before the edit held', async (t) => {
+  const hook = await httpReceiver(t);
+  const destinations = { hook: { kind: 'webhook' as const, url: hook.url } };
+  let fail = true;
+  const s = await startServer(t, {
+    config: { notifications: { destinations, throttle: '8s' } },
+    plugins: [
+      definePlugin({
+        name: 'flaps',
+        isolation: 'inline',
+        notify: { on: ['failed', 'recovered'], to: ['hook'] },
+        handler: () => (fail ? Promise.reject(new Error('down')) : 'ok'),
+      }),
+    ],
+  });
+  const run = async (): Promise<void> => void (await s.host.wait((await s.host.trigger('flaps')).runId));
+  await run();
+  await run(); // held back in the 8 s window the first one opened
+  s.host.applyConfig({ ...s.host.config, notifications: { destinations, throttle: 0 } });
+  fail = false;
+  await run();
+  const items = await notified(s, 2, 'the failure and the recovery');
+  t.equal(items[1]!.rule, 'recovered');
+  t.match(items[1]!.message, /held back 1 notification before it: 1 failed/, 'the recovery tells what its window held: no failing digest is left to follow it');
+});
+
 t.test('bad rules are plugin or config errors naming the field', async (t) => {
   const s = await startServer(t, { config: { notifications: notifications() } });
   const bad: Array<[Record<string, unknown>, RegExp, string]> = [

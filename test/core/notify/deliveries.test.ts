@@ -378,6 +378,43 @@ t.test('PagerDuty: a resolve waits for the trigger of its incident still being r
   );
 });
 
+t.test('PagerDuty: a new trigger waits for the resolve before it, which waits for the trigger before that: the incident ends as the job did', async (t) => {
+  const pd = await httpReceiver(t);
+  pd.script({ status: 429, headers: { 'retry-after': '10' } });
+  let fail = true;
+  const plugin = definePlugin({
+    name: 'flappy',
+    isolation: 'inline',
+    notify: { on: ['failed', 'succeeded'], to: ['pager'] },
+    handler: () => {
+      if (fail) throw new Error('down');
+      return 'ok';
+    },
+  });
+  const s = await hostWith(t, { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: pd.url } }, plugin, { throttle: 0 });
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  await pd.count(1);
+  fail = false;
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  fail = true;
+  await s.host.wait((await s.host.trigger('flappy')).runId);
+  await notification(s, (n) => n.job === 'flappy' && n.status === 'failed' && n.deliveries[0]?.attempts === 0, 'the second failure recorded');
+  t.equal(pd.received.length, 1, 'neither the resolve nor the new trigger went before the first trigger');
+  await until(
+    async () => {
+      await s.clock.advance(1000);
+      return pd.received.length >= 4;
+    },
+    15_000,
+    'all four sent',
+  );
+  t.same(
+    pd.received.map((r) => (r.json as { event_action: string }).event_action),
+    ['trigger', 'trigger', 'resolve', 'trigger'],
+    'the incident ends open, as the job: failing',
+  );
+});
+
 t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one a resolve waits for", async (t) => {
   const pd = await httpReceiver(t);
   // Every trigger is refused for a minute (an outage); what is not a trigger is taken.
@@ -418,7 +455,7 @@ t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one 
   await s.host.wait((await s.host.trigger('flappy')).runId);
   const resolve = await notification(s, (n) => n.job === 'flappy' && n.status === 'succeeded', 'the resolve recorded');
   await until(
-    () => lines.some((l) => l['notification'] === resolve.id && l['msg'] === 'a resolve waits for the earlier trigger of its incident'),
+    () => lines.some((l) => l['notification'] === resolve.id && l['msg'] === 'a delivery waits for the earlier ones of its incident'),
     10_000,
     'the resolve waiting',
   );

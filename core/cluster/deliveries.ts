@@ -323,7 +323,7 @@ export class Deliveries {
     return this.#records.list(query);
   }
 
-  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]> {
+  openBefore(destination: string, before: string, incident: string, opens?: boolean): Promise<Notification[]> {
     return openBefore(this.#queue(destinationQueue(destination)), this.#records, destination, before, incident, opens);
   }
 
@@ -399,9 +399,10 @@ export class Deliveries {
       await job.moveToDelayed(o.clock.now() + EARLY_SLACK_MS, token);
       throw new (bullmq().DelayedError)();
     }
-    if (job.queueName === DELIVERY_QUEUE && !this.#isMine(current.destination) && this.#isListed(current.destination)) {
+    if (job.queueName === DELIVERY_QUEUE && this.#isListed(current.destination)) {
       // Queued here while no live host was heard to have it (or by an older version): a host that
-      // has it now makes it, from its destination's queue (the same job id there: a repeat adds nothing).
+      // has it now (this one too) makes it from its destination's queue, where the order of its
+      // incident is kept (the same job id there: a repeat adds nothing).
       await this.#queue(destinationQueue(current.destination)).add('delivery', job.data, this.#jobOptions(current, series));
       await o.commands.sadd(o.keys.deliveryQueues, current.destination);
       return;

@@ -62,7 +62,7 @@ export async function openBefore(
   destination: string,
   before: string,
   incident: string,
-  opens: boolean,
+  opens?: boolean,
 ): Promise<Notification[]> {
   const jobIds = await queue.getRanges(['waiting', 'prioritized', 'delayed', 'active'], 0, -1, true);
   const ids = [...new Set(jobIds.flatMap((id) => /^msg_(.+)_\d+\.[^.]+$/.exec(id)?.[1] ?? []))].filter((id) => id < before).sort();
@@ -74,7 +74,12 @@ export async function openBefore(
     const read = await Promise.all(candidates.slice(i, i + 100).map((id) => records.get(id)));
     for (const r of read) {
       const n = r?.notification;
-      if (n && incidentOf(n) === incident && opensIncident(n) === opens && n.deliveries.some((d) => d.destination === destination && deliveryOpen(d)))
+      if (
+        n &&
+        incidentOf(n) === incident &&
+        (opens === undefined || opensIncident(n) === opens) &&
+        n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))
+      )
         found.push(n);
     }
   }

@@ -134,7 +134,6 @@ export class NotificationRecords {
     });
   }
 
-  /** One notification with its deliveries' series; undefined when unknown. `via` defaults to the fail-fast reads. */
   /** The job field of each notification (null: gone), in one pipeline. */
   async jobsOf(ids: readonly string[]): Promise<Array<string | null>> {
     if (ids.length === 0) return [];
@@ -146,6 +145,7 @@ export class NotificationRecords {
     });
   }
 
+  /** One notification with its deliveries' series; undefined when unknown. `via` defaults to the fail-fast reads. */
   async get(id: string, via: ScriptedRedis = this.#reads): Promise<NotificationRecord | undefined> {
     const hash = await this.#connections.call(() => via.hgetall(this.#keys.notification(id)));
     return recordFromHash(hash) ?? undefined;

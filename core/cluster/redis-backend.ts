@@ -377,7 +377,7 @@ class RedisBackend implements Backend {
     return this.#p.deliveries.open;
   }
 
-  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]> {
+  openBefore(destination: string, before: string, incident: string, opens?: boolean): Promise<Notification[]> {
     return this.#p.deliveries.openBefore(destination, before, incident, opens);
   }
 

@@ -169,12 +169,12 @@ export interface Backend {
   /** Deliveries waiting for an attempt (pending or retrying), on every host sharing the backend. */
   openDeliveries(): number;
   /**
-   * The notifications of `incident` (`incidentOf`) that open it (`opens`: triggers) or resolve it,
-   * older than `before` (by id), with a delivery to `destination` still open (pending or retrying),
-   * oldest first, at most OPEN_BEFORE_MAX: what a delivery that must keep the order of its
-   * incident waits for.
+   * The notifications of `incident` (`incidentOf`) older than `before` (by id), with a delivery to
+   * `destination` still open (pending or retrying), oldest first, at most OPEN_BEFORE_MAX: what a
+   * delivery that must keep the order of its incident waits for. `opens`: only those that open
+   * it (triggers, true) or resolve it (false).
    */
-  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]>;
+  openBefore(destination: string, before: string, incident: string, opens?: boolean): Promise<Notification[]>;
   /**
    * The host is stopping, just before `close`: the deliveries of `notifications` (the digests the
    * stop itself recorded) get their first attempt (on a shared backend, by whichever host takes

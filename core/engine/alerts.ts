@@ -208,7 +208,12 @@ export class Alerts {
     // recovery would open the incident again, on PagerDuty, for a job that is healthy).
     const recovered = n;
     return this.#foldHeld(job, names)
-      .then((held) => tellHeld(recovered, held))
+      .then((held) => {
+        // Its id, which orders it among its incident's notifications, is taken as it is sent: a
+        // failure recorded while the windows were read is before it.
+        recovered.id = this.#o.newId();
+        tellHeld(recovered, held);
+      })
       .catch((err: unknown) => this.#o.logger.warn({ err, job }, 'could not read what storm control held back'))
       .finally(() => this.send(recovered, names, { throttle: false }));
   }

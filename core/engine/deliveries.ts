@@ -49,8 +49,11 @@ export class Deliveries {
   async deliver(attempt: DeliveryAttempt, signal: AbortSignal): Promise<DeliveryOutcome> {
     const { notification: n, delivery } = attempt;
     if (this.#o.notifier.ordered(delivery.destination)) {
-      const earlier = await this.#o.backend().openBefore(delivery.destination, n.id, incidentOf(n), !opensIncident(n));
-      if (earlier.length > 0) {
+      const earlier = await this.#o.backend().openBefore(delivery.destination, n.id, incidentOf(n));
+      const opens = opensIncident(n);
+      if (earlier.some((o) => opensIncident(o) !== opens)) {
+        // Due once the last earlier one of either kind is (a resolve waiting itself keeps its old
+        // `nextAt`: the trigger before it says when the chain moves).
         const now = this.#o.clock.now();
         const due = Math.max(
           ...earlier.map((o) => {

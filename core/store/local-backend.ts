@@ -383,12 +383,12 @@ class LocalBackend implements Backend {
     return this.#outbox.size;
   }
 
-  openBefore(destination: string, before: string, incident: string, opens: boolean): Promise<Notification[]> {
+  openBefore(destination: string, before: string, incident: string, opens?: boolean): Promise<Notification[]> {
     const found: Notification[] = [];
     // Not `break` at the first id past `before`: records are kept in the order they were saved,
     // which an id minted before an await may not follow.
     for (const n of this.#store.openNotifications()) {
-      if (n.id >= before || incidentOf(n) !== incident || opensIncident(n) !== opens) continue;
+      if (n.id >= before || incidentOf(n) !== incident || (opens !== undefined && opensIncident(n) !== opens)) continue;
       if (n.deliveries.some((d) => d.destination === destination && deliveryOpen(d))) found.push(structuredClone(n));
       if (found.length === OPEN_BEFORE_MAX) break;
     }

@@ -371,9 +371,10 @@ t.test('openBefore: the older notifications whose delivery to a destination is s
   const done = notification(['hook']);
   const other = notification(['pd'], 'job-b');
   const two = notification(['pd', 'hook']);
-  for (const n of [one, done, other, two]) await b.addNotification(n);
+  const resolve = { ...notification(['pd']), status: 'succeeded', rule: 'recovered' } as Notification;
+  for (const n of [one, done, other, two, resolve]) await b.addNotification(n);
   const retrying = (n: Notification) => async () => (await b.getNotification(n.id))?.deliveries[0]?.status === 'retrying';
-  for (const n of [one, other, two]) await until(retrying(n), 10_000, 'retrying');
+  for (const n of [one, other, two, resolve]) await until(retrying(n), 10_000, 'retrying');
   t.same(
     (await b.openBefore('pd', two.id, 'job-a', true)).map((n) => n.id),
     [one.id],
@@ -391,7 +392,16 @@ t.test('openBefore: the older notifications whose delivery to a destination is s
     (await b.openBefore('pd', later.id, 'job-b', true)).map((n) => n.id),
     [other.id],
   );
-  t.same(await b.openBefore('pd', later.id, 'job-a', false), [], 'no resolve of job-a is open: the kind is asked for');
+  t.same(
+    (await b.openBefore('pd', later.id, 'job-a', false)).map((n) => n.id),
+    [resolve.id],
+    'the resolves alone, when asked for',
+  );
+  t.same(
+    (await b.openBefore('pd', later.id, 'job-a')).map((n) => n.id),
+    [one.id, two.id, resolve.id],
+    'both kinds',
+  );
 });
 
 t.test('the destination queues an older version made are found at start, and an empty one no host lists is forgotten', async (t) => {

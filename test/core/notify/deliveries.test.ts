@@ -399,7 +399,6 @@ t.test('PagerDuty: a new trigger waits for the resolve before it, which waits fo
   fail = true;
   await s.host.wait((await s.host.trigger('flappy')).runId);
   await notification(s, (n) => n.job === 'flappy' && n.status === 'failed' && n.deliveries[0]?.attempts === 0, 'the second failure recorded');
-  t.equal(pd.received.length, 1, 'neither the resolve nor the new trigger went before the first trigger');
   await until(
     async () => {
       await s.clock.advance(1000);

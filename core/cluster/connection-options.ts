@@ -95,6 +95,9 @@ const EXPLAINED: Record<string, string> = {
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "the server's certificate is signed by a CA jobhost does not trust (backend.tls.ca)",
   CERT_HAS_EXPIRED: "the server's certificate has expired",
   ERR_TLS_CERT_ALTNAME_INVALID: "the server's certificate does not name the host in the URL",
+  // What a Redis with `tls-auth-clients yes` answers a client without a certificate under TLS 1.3,
+  // when its alert arrives before the reset (else: ECONNRESET, below).
+  ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'the server asks for a client certificate: backend.tls.cert and key',
 };
 
 /**

@@ -17,7 +17,9 @@ t.test('codes are explained; anything else is its code or message', async (t) =>
   const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
   t.match(connectFailure(reset, true), /^ECONNRESET: Redis closed the connection as it opened/, 'over TLS without a client certificate: the usual cause named');
   t.equal(connectFailure(reset), 'ECONNRESET', 'anywhere else (a Redis gone away, no TLS, a certificate given): the code alone');
-  const asked = Object.assign(new Error('error:0A00045C:SSL routines::tlsv13 alert certificate required'), { code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' });
+  const asked = Object.assign(new Error('error:0A00045C:SSL routines::tlsv13 alert certificate required'), {
+    code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  });
   t.equal(
     connectFailure(asked),
     'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: the server asks for a client certificate: backend.tls.cert and key',

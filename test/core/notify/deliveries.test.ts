@@ -334,24 +334,38 @@ t.test('redeliver to one destination leaves the others alone: an attempt in flig
   ]);
 });
 
+/** A PagerDuty destination at `url`. */
+const pager = (url: string) => ({ kind: 'pagerduty' as const, routingKey: 'R0UTINGKEY123456', url });
+
+/** What a PagerDuty receiver was asked, in order: `trigger` or `resolve`. */
+const actions = (pd: { received: Array<{ json: unknown }> }): string[] => pd.received.map((r) => (r.json as { event_action: string }).event_action);
+
+/** Job `flappy`, telling failures and successes to `pager`: it fails while `failing` is true. */
+function flappyPlugin() {
+  const state = {
+    failing: true,
+    plugin: definePlugin({
+      name: 'flappy',
+      isolation: 'inline',
+      notify: { on: ['failed', 'succeeded'], to: ['pager'] },
+      handler: () => {
+        if (state.failing) throw new Error('down');
+        return 'ok';
+      },
+    }),
+  };
+  return state;
+}
+
 t.test('PagerDuty: a resolve waits for the trigger of its incident still being retried, then goes after it', async (t) => {
   const pd = await httpReceiver(t);
   pd.script({ status: 429, headers: { 'retry-after': '10' } });
-  let fail = true;
-  const plugin = definePlugin({
-    name: 'flappy',
-    isolation: 'inline',
-    notify: { on: ['failed', 'succeeded'], to: ['pager'] },
-    handler: () => {
-      if (fail) throw new Error('down');
-      return 'ok';
-    },
-  });
-  const s = await hostWith(t, { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: pd.url } }, plugin, { throttle: 0 });
+  const flappy = flappyPlugin();
+  const s = await hostWith(t, { pager: pager(pd.url) }, flappy.plugin, { throttle: 0 });
   await s.host.wait((await s.host.trigger('flappy')).runId);
   await pd.count(1);
   await notification(s, deliveryIs('retrying', 1), 'the trigger retrying after its 429');
-  fail = false;
+  flappy.failing = false;
   await s.host.wait((await s.host.trigger('flappy')).runId);
   const resolve = await notification(s, (n) => n.status === 'succeeded', 'the resolve recorded');
   // Nothing sent before the trigger's retry: the resolve waits, with no attempt spent.
@@ -366,11 +380,7 @@ t.test('PagerDuty: a resolve waits for the trigger of its incident still being r
     10_000,
     'the trigger again, then the resolve',
   );
-  t.same(
-    pd.received.map((r) => (r.json as { event_action: string }).event_action),
-    ['trigger', 'trigger', 'resolve'],
-    'the incident ends resolved',
-  );
+  t.same(actions(pd), ['trigger', 'trigger', 'resolve'], 'the incident ends resolved');
   await notification(
     s,
     (n) => n.id === resolve.id && n.deliveries[0]?.status === 'delivered' && n.deliveries[0].attempts === 1,
@@ -381,22 +391,13 @@ t.test('PagerDuty: a resolve waits for the trigger of its incident still being r
 t.test('PagerDuty: a new trigger waits for the resolve before it, which waits for the trigger before that: the incident ends as the job did', async (t) => {
   const pd = await httpReceiver(t);
   pd.script({ status: 429, headers: { 'retry-after': '10' } });
-  let fail = true;
-  const plugin = definePlugin({
-    name: 'flappy',
-    isolation: 'inline',
-    notify: { on: ['failed', 'succeeded'], to: ['pager'] },
-    handler: () => {
-      if (fail) throw new Error('down');
-      return 'ok';
-    },
-  });
-  const s = await hostWith(t, { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: pd.url } }, plugin, { throttle: 0 });
+  const flappy = flappyPlugin();
+  const s = await hostWith(t, { pager: pager(pd.url) }, flappy.plugin, { throttle: 0 });
   await s.host.wait((await s.host.trigger('flappy')).runId);
   await pd.count(1);
-  fail = false;
+  flappy.failing = false;
   await s.host.wait((await s.host.trigger('flappy')).runId);
-  fail = true;
+  flappy.failing = true;
   await s.host.wait((await s.host.trigger('flappy')).runId);
   await notification(s, (n) => n.job === 'flappy' && n.status === 'failed' && n.deliveries[0]?.attempts === 0, 'the second failure recorded');
   await until(
@@ -407,18 +408,14 @@ t.test('PagerDuty: a new trigger waits for the resolve before it, which waits fo
     15_000,
     'all four sent',
   );
-  t.same(
-    pd.received.map((r) => (r.json as { event_action: string }).event_action),
-    ['trigger', 'trigger', 'resolve', 'trigger'],
-    'the incident ends open, as the job: failing',
-  );
+  t.same(actions(pd), ['trigger', 'trigger', 'resolve', 'trigger'], 'the incident ends open, as the job: failing');
 });
 
 t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one a resolve waits for", async (t) => {
   const pd = await httpReceiver(t);
   // Every trigger is refused for a minute (an outage); what is not a trigger is taken.
   pd.fallback = { status: 429, headers: { 'retry-after': '60' } };
-  let fail = true;
+  const flappy = flappyPlugin();
   const plugins = [
     definePlugin({
       name: 'noise',
@@ -429,19 +426,11 @@ t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one 
         throw new Error('down');
       },
     }),
-    definePlugin({
-      name: 'flappy',
-      isolation: 'inline',
-      notify: { on: ['failed', 'succeeded'], to: ['pager'] },
-      handler: () => {
-        if (fail) throw new Error('down');
-        return 'ok';
-      },
-    }),
+    flappy.plugin,
   ];
   const { logger, lines } = captureLogger();
   const s = await startServer(t, {
-    config: { notifications: { destinations: { pager: { kind: 'pagerduty', routingKey: 'R0UTINGKEY123456', url: pd.url } }, throttle: 0 } } as ConfigInput,
+    config: { notifications: { destinations: { pager: pager(pd.url) }, throttle: 0 } } as ConfigInput,
     plugins,
     logger,
   });
@@ -450,7 +439,7 @@ t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one 
   await s.host.wait((await s.host.trigger('flappy')).runId);
   await pd.count(251, 20_000);
   const trigger = await notification(s, (n) => n.job === 'flappy' && n.status === 'failed', "flappy's trigger");
-  fail = false;
+  flappy.failing = false;
   await s.host.wait((await s.host.trigger('flappy')).runId);
   const resolve = await notification(s, (n) => n.job === 'flappy' && n.status === 'succeeded', 'the resolve recorded');
   await until(
@@ -459,7 +448,7 @@ t.test("PagerDuty: a backlog of other jobs' open triggers does not hide the one 
     'the resolve waiting',
   );
   t.same(lines.find((l) => l['notification'] === resolve.id)?.['waitsFor'], [trigger.id], "it waits for flappy's trigger alone");
-  t.equal(pd.received.filter((r) => (r.json as { event_action: string }).event_action === 'resolve').length, 0, 'not sent');
+  t.equal(actions(pd).filter((a) => a === 'resolve').length, 0, 'not sent');
   t.match((await s.host.deliveries.get(resolve.id)).deliveries, [{ status: 'pending', attempts: 0 }]);
 });
 

@@ -46,6 +46,8 @@ export interface ClusterOptions {
   backend?: Record<string, unknown>;
   /** Per host: its logger (default silent). */
   loggerOf?: (i: number) => Logger;
+  /** Per host: the Redis URL it connects to (default the server's), e.g. through a proxy. */
+  urlOf?: (i: number) => string;
 }
 
 /** `n` started hosts (`h0`, `h1`, ...) on one Redis; stopped when the test ends. */
@@ -56,7 +58,7 @@ export async function startCluster(t: Tap, redis: Pick<TestRedis, 'url'>, n: num
     const host = createHost({
       config: {
         ...options.config,
-        backend: { kind: 'redis', url: redis.url, prefix, lockDuration: 1000, stalledInterval: 500, ...options.backend },
+        backend: { kind: 'redis', url: options.urlOf?.(i) ?? redis.url, prefix, lockDuration: 1000, stalledInterval: 500, ...options.backend },
         cluster: { id: `h${(options.first ?? 0) + i}` },
       },
       logger: options.loggerOf?.(i) ?? silentLogger(),

@@ -19,8 +19,17 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
+export interface TcpProxyOptions {
+  /**
+   * Cuts (as `cut()`) when what the client sends next holds this text (read across chunk
+   * boundaries), before any of that chunk reaches the server: a host cut off, or killed, just
+   * before a given write.
+   */
+  cutBefore?: string;
+}
+
 /** Starts a proxy to `targetPort` on 127.0.0.1; closed when the test ends. */
-export async function startTcpProxy(t: Tap, targetPort: number): Promise<TcpProxy> {
+export async function startTcpProxy(t: Tap, targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let cutOff = false;
   let closed = false;
@@ -36,7 +45,17 @@ export async function startTcpProxy(t: Tap, targetPort: number): Promise<TcpProx
     if (cutOff || closed) return void client.destroy();
     const upstream = tcpConnect(targetPort, '127.0.0.1');
     track(upstream);
-    client.pipe(upstream);
+    const needle = options.cutBefore;
+    if (needle === undefined) client.pipe(upstream);
+    else {
+      let tail = '';
+      client.on('data', (chunk: Buffer) => {
+        const text = tail + chunk.toString('latin1');
+        if (text.includes(needle)) return void proxy.cut();
+        tail = text.slice(-needle.length);
+        upstream.write(chunk);
+      });
+    }
     upstream.pipe(client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());

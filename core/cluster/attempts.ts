@@ -68,6 +68,8 @@ export interface AttemptsOptions {
    * worker may take the run first) has its run.queued emitted now, before anything else of it.
    */
   beginning(runId: string): void;
+  /** The write that ended `runId` here marked it untold (`untold.ts`): the engine tells it, then the mark goes. */
+  marked(runId: string): void;
 }
 
 /**
@@ -321,7 +323,10 @@ export class Attempts {
     // mirror shows them before the engine hears of the end, so the alert rules count this run.
     const fold = live.jq.folds.get(run.id);
     live.jq.folds.delete(run.id);
-    if (fold) this.#o.mirror.folded(run.job, fold);
+    if (fold) {
+      this.#o.mirror.folded(run.job, fold);
+      if (fold.marked) this.#o.marked(run.id);
+    }
     if (!live.processed) {
       // BullMQ ended it without the processor: a cancel that reached it while no host ran it.
       if (!bullJob.finishedOn) return;

@@ -2,6 +2,7 @@ import type { Job, Queue, Span, Worker, WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ExecutableJob } from '../contract/attempt.js';
 import type { Logger } from '../contract/logger.js';
+import { tellsEnd } from '../contract/plugin-schema.js';
 import type { BullEnd, ChainStep, ChainTransaction } from './after-chain.js';
 import { MOVE_TO_FINISHED } from './bullmq-internals.js';
 import { EndBatch } from './end-batch.js';
@@ -124,6 +125,10 @@ export interface Folding {
   chain?: ((end: BullEnd) => Promise<ChainStep | undefined>) | undefined;
   /** The fold's answer for run `id` (the job's streaks with this end counted), before BullMQ returns. */
   folded(id: string, fold: Fold): void;
+  /** Whether an end with `outcome` may be told, as the fold takes it (`a`, `r` or ''): see `jhFold`. */
+  tells(outcome: 'succeeded' | 'failed' | 'canceled'): string;
+  /** The untold ends (`untold.ts`) and this host's id, which the fold marks them with. */
+  untold: { set: string; ends: string; host: string };
   /** The connection the worker writes ends on (BullMQ's client wraps it). */
   connection: Redis;
 }
@@ -133,6 +138,8 @@ export interface Fold {
   failStreak: number;
   endedStreak: number;
   folds: number;
+  /** The end was marked untold (see `jhFold`): its host drops the mark once it has told it. */
+  marked?: boolean;
 }
 
 /** BullMQ's client (its ioredis wrapper): a MULTI from it takes BullMQ's commands and, from the connection, jobhost's scripts. */
@@ -141,8 +148,11 @@ interface Transactional {
 }
 
 type Transaction = { exec(): Promise<Array<[Error | null, unknown]> | null> } & {
-  jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): unknown;
+  jhFold(state: string, jobKey: string, finishedSet: string, untold: string, ends: string, runId: string, outcome: string, tell: string, host: string): unknown;
 };
+
+/** `tellsEnd` as the fold script takes it. */
+const TELLS = { always: 'a', recovery: 'r', never: '' } as const;
 
 /** The ends of one turn, one MULTI per connection (the worker's own: every job's worker shares it). */
 const ends = new EndBatch<Redis>(leanMulti);
@@ -161,7 +171,8 @@ async function foldedEnd(
     const multi = transaction as unknown as ReturnType<Transactional['multi']>;
     // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
     void exec(multi as unknown as Transactional, 'moveToFinished', args);
-    multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', id ?? '', outcome);
+    const { untold } = folding;
+    multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', untold.set, untold.ends, id ?? '', outcome, folding.tells(outcome), untold.host);
     chain?.queue(multi as unknown as ChainTransaction);
   });
   if (replies.length !== 2 + (chain?.count ?? 0)) throw new Error('the transaction ending the run was discarded');
@@ -169,8 +180,8 @@ async function foldedEnd(
   const [[endErr, end], [foldErr, fold]] = replies as [[Error | null, unknown], [Error | null, unknown]];
   if (endErr) throw endErr;
   if (!foldErr && Array.isArray(fold)) {
-    const [, failStreak, endedStreak, folds] = fold.map(Number);
-    folding.folded(id ?? '', { failStreak: failStreak ?? 0, endedStreak: endedStreak ?? 0, folds: folds ?? 0 });
+    const [, failStreak, endedStreak, folds, marked] = fold.map(Number);
+    folding.folded(id ?? '', { failStreak: failStreak ?? 0, endedStreak: endedStreak ?? 0, folds: folds ?? 0, marked: marked === 1 });
   }
   return end;
 }
@@ -229,9 +240,12 @@ export class JobQueue {
         backoffStrategy: (_made: number, _type?: string, err?: Error) => (err instanceof AttemptFailure ? err.record.d : 0),
       },
     });
+    const keys = new ClusterKeys(settings.prefix);
     this.worker.folding = {
       job: def.name,
-      stateKey: new ClusterKeys(settings.prefix).jobState(def.name),
+      stateKey: keys.jobState(def.name),
+      tells: (outcome) => TELLS[tellsEnd(this.def.notify, outcome)],
+      untold: { set: keys.untold, ends: keys.untoldEnds, host: settings.hostId },
       chain: settings.chain?.(def.name),
       folded: (id, fold) => this.folds.set(id, fold),
       connection: connections.commands,

@@ -127,6 +127,18 @@ export class ClusterKeys {
     return `${this.prefix}:__jh:hosts`;
   }
 
+  /**
+   * Ends of runs not yet told (`untold.ts`): run ids scored by the time (ms, Redis's clock) the
+   * write that ended each one marked it; `untoldEnds` holds what each end left (outcome, streaks, host).
+   */
+  get untold(): string {
+    return `${this.prefix}:__jh:untold`;
+  }
+
+  get untoldEnds(): string {
+    return `${this.prefix}:__jh:untold:ends`;
+  }
+
   /** Set by the host that ran the last retention sweep, so hosts take turns. */
   get sweep(): string {
     return `${this.prefix}:__jh:sweep`;

@@ -143,6 +143,7 @@ class RedisBackend implements Backend {
     this.#p.dispatcher.start();
     for (const name of this.#p.jobs.names()) this.#p.dispatcher.markReady(name);
     this.#p.sweeper.start();
+    this.#p.untold.start();
     this.#p.deliveries.start();
   }
 
@@ -201,6 +202,7 @@ class RedisBackend implements Backend {
     this.#p.attempts.close();
     this.#p.delayTimers.stop();
     this.#p.sweeper.stop();
+    this.#p.untold.stop();
     this.#p.relay.close();
     const closeMs = this.#silent ? CLOSE_AFTER_SILENCE_MS : CLOSE_MS;
     let deliveries: string[] = [];
@@ -400,6 +402,10 @@ class RedisBackend implements Backend {
   /** The `slow` rule's claim: the first host to mark the run's job hash tells it (the mark goes with the run). */
   async claimSlow(job: string, runId: string): Promise<boolean> {
     return (await this.#p.commands.jhSlowMark(this.#p.keys.queue(job, runId))) === 1;
+  }
+
+  told(runId: string): void {
+    this.#p.untold.told(runId);
   }
 
   /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */

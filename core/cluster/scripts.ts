@@ -7,6 +7,7 @@ import { HISTORY_SCRIPTS, type HistoryCommands } from './history-scripts.js';
 import { DEBOUNCE_SCRIPTS } from './limits-debounce.js';
 import { OWNED_WRITE_SCRIPTS, type OwnedWriteCommands } from './owned-writes.js';
 import { STATE_SCRIPTS, type StateCommands } from './state-scripts.js';
+import { UNTOLD_SCRIPTS, type UntoldCommands } from './untold-scripts.js';
 
 /**
  * jobhost's own Lua scripts, next to BullMQ's. Each runs atomically in Redis; together with
@@ -175,13 +176,15 @@ return {1}`;
 /**
  * The alert rules' failure streak, folded in the MULTI that holds BullMQ's moveToFinished (see
  * JobQueue): the run's end and its count are one step, whichever host ends it. KEYS: the job's
- * state, the run's job hash, the finished set BullMQ moved it to. ARGV: run id, outcome
- * (`succeeded`, `failed`, `canceled`: counts neither way). Counted only when the run is in that
- * set (BullMQ's move went through) and once per run (a mark on its hash: a repeated end after a
- * lost reply counts nothing). A success keeps the streak it ended as `endedStreak`. Returns
- * {counted, failStreak, endedStreak, folds}: `folds` grows with each counted end, so a mirror
- * read older than a fold this host applied is told apart. Five Redis calls for a success (it was
- * eight: every field read back one HGET at a time), once per run end.
+ * state, the run's job hash, the finished set BullMQ moved it to, the untold ends (a sorted set
+ * and its hash, `untold.ts`). ARGV: run id, outcome (`succeeded`, `failed`, `canceled`: counts
+ * neither way), whether the end may be told (`a`: yes, `r`: a success that ended a streak, else
+ * no), this host's id. Counted only when the run is in that set (BullMQ's move went through) and
+ * once per run (a mark on its hash: a repeated end after a lost reply counts nothing). A success
+ * keeps the streak it ended as `endedStreak`. An end that may be told is marked untold in the
+ * same step, with the streaks it left, until its host has told it: a host killed in between
+ * leaves the mark for another. Returns {counted, failStreak, endedStreak, folds, marked}: `folds`
+ * grows with each counted end, so a mirror read older than a fold this host applied is told apart.
  */
 const FOLD = `
 local function streaks()
@@ -190,7 +193,7 @@ local function streaks()
 end
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('HSETNX', KEYS[2], 'jhFolded', '1') == 0 then
   local fail, ended = streaks()
-  return {0, fail, ended, tonumber(redis.call('HGET', KEYS[1], 'folds') or '0')}
+  return {0, fail, ended, tonumber(redis.call('HGET', KEYS[1], 'folds') or '0'), 0}
 end
 local fail, ended
 if ARGV[2] == 'succeeded' then
@@ -202,7 +205,14 @@ elseif ARGV[2] == 'failed' then
 else
   fail, ended = streaks()
 end
-return {1, fail, ended, redis.call('HINCRBY', KEYS[1], 'folds', 1)}`;
+local marked = 0
+if ARGV[3] == 'a' or (ARGV[3] == 'r' and ended > 0) then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[2] .. '\t' .. fail .. '\t' .. ended .. '\t' .. ARGV[4])
+  marked = 1
+end
+return {1, fail, ended, redis.call('HINCRBY', KEYS[1], 'folds', 1), marked}`;
 
 /**
  * Marks a started run canceled for whoever holds it: BullMQ's deferred failure (\`defa\`) fails it
@@ -277,12 +287,22 @@ export interface JobhostCommands {
     at: string,
     data: string,
   ): Promise<[number, string?]>;
-  jhFold(state: string, jobKey: string, finishedSet: string, runId: string, outcome: string): Promise<[number, number, number, number]>;
+  jhFold(
+    state: string,
+    jobKey: string,
+    finishedSet: string,
+    untold: string,
+    untoldEnds: string,
+    runId: string,
+    outcome: string,
+    tell: string,
+    host: string,
+  ): Promise<[number, number, number, number, number]>;
   jhMarkCanceled(jobKey: string, reason: string): Promise<number>;
   jhAppendLog(list: string, dropped: string, maxLines: string, droppedByWriter: string, ttlMs: string, ...lines: string[]): Promise<number>;
 }
 
-export type ScriptedRedis = Redis & JobhostCommands & DeliveryCommands & OwnedWriteCommands & HistoryCommands & StateCommands;
+export type ScriptedRedis = Redis & JobhostCommands & DeliveryCommands & OwnedWriteCommands & HistoryCommands & StateCommands & UntoldCommands;
 
 /** Every Lua script jobhost defines, by command name (BullMQ's own are BullMQ's). */
 export const JOBHOST_SCRIPTS: Readonly<Record<string, LuaScript>> = {
@@ -293,7 +313,7 @@ export const JOBHOST_SCRIPTS: Readonly<Record<string, LuaScript>> = {
   jhTakeHeld: { keys: 1, lua: TAKE_HELD },
   jhSlowMark: { keys: 1, lua: SLOW_MARK },
   jhTakeEnded: { keys: 2, lua: TAKE_ENDED },
-  jhFold: { keys: 3, lua: FOLD },
+  jhFold: { keys: 5, lua: FOLD },
   jhMarkCanceled: { keys: 1, lua: MARK_CANCELED },
   jhAppendLog: { keys: 2, lua: APPEND_LOG },
   ...HISTORY_SCRIPTS,
@@ -303,6 +323,7 @@ export const JOBHOST_SCRIPTS: Readonly<Record<string, LuaScript>> = {
   ...AUDIT_SCRIPTS,
   ...AFTER_SCRIPTS,
   ...DEBOUNCE_SCRIPTS,
+  ...UNTOLD_SCRIPTS,
 };
 
 /** Defines jobhost's scripts on a connection (EVALSHA, loaded on first use per connection). */

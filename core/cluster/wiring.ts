@@ -27,6 +27,7 @@ import { StormControl } from './storm.js';
 import { GapWatch } from './stream-gaps.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
 import { Sweeper } from './sweep.js';
+import { UntoldEnds } from './untold.js';
 
 /** What the redis backend is made from. */
 export interface RedisBackendOptions {
@@ -72,6 +73,8 @@ export interface RedisParts {
   /** What cuts from Redis cost this host (`health().faults`). */
   faults(): ClusterFaults;
   storm: StormControl;
+  /** Ends of runs written but not yet told (`untold.ts`). */
+  untold: UntoldEnds;
   audit: RedisAudit;
   /** The adds of one event-loop turn, one MULTI (`add-batch.ts`). */
   adds: AddBatch;
@@ -133,6 +136,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     mirror,
     late: (run, attempt, code) => late.refused(run, attempt, code),
     beginning: (runId) => announcing.get(runId)?.(),
+    marked: (runId) => untold.marked(runId),
   });
   const dispatcher = new Dispatcher(
     {
@@ -245,6 +249,16 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     hosts: () => heartbeat.hosts(),
     ...(o.orphanAfterMs !== undefined && { orphanAfterMs: o.orphanAfterMs }),
   });
+  const untold = new UntoldEnds({
+    clock,
+    redis: producer,
+    keys,
+    hostId: o.hostId,
+    logger,
+    live: () => heartbeat.hosts().map((h) => h.id),
+    getRun: (id) => history.getRun(id),
+    observer: () => side.hooks()?.observer,
+  });
   const storm = new StormControl(producer, keys);
   const audit = new RedisAudit({ redis: connections.producer, connections, key: keys.audit, keepRuns: o.keepRuns, keepDays: o.keepDays, clock });
   const pauses: ClusterPauses = new ClusterPauses({
@@ -277,6 +291,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     late,
     faults: () => ({ lateFinishes: late.count, ...gaps.tally }),
     storm,
+    untold,
     audit,
     chained,
     announcing,

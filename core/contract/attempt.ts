@@ -1,7 +1,7 @@
 import type { HostError, RunError } from './errors.js';
 import type { Delivery, DeliveryError, Notification, NotifyStatus } from './notification.js';
 import type { JobContext } from './plugin.js';
-import type { RateLimit } from './plugin-schema.js';
+import type { NotifySpec, RateLimit } from './plugin-schema.js';
 import type { HandlerSource, Isolation } from './plugin-source.js';
 import type { RetryPolicy } from './retry.js';
 import type { Run } from './run.js';
@@ -60,6 +60,19 @@ export interface ExecutableJob {
   readonly isolation?: Isolation;
   /** The compiled plugin file a worker thread evaluates (null for a plugin registered in code). */
   readonly source?: HandlerSource | null;
+  /** What the job's ends tell (SPEC §12): a backend that writes ends apart from notifications marks those that may be told. */
+  readonly notify?: NotifySpec | null;
+}
+
+/**
+ * A run's end found marked in the backend but not told: the host that ended it stopped (a kill,
+ * a lost machine) before its notification was recorded, and another host tells it. The streaks
+ * are those the end left (the alert rules read them, not the job's streaks now); notifications
+ * of the run already recorded are not made again.
+ */
+export interface UntoldEnd {
+  failStreak: number;
+  endedStreak: number;
 }
 
 /** State changes of runs, reported by the backend as they happen (see the ordering guarantee). */
@@ -74,8 +87,8 @@ export interface RunObserver {
   retrying(run: Run, attempt: number, delayMs: number, error: RunError): void;
   /** The run reached `succeeded`, `failed` or `canceled` (its final record is saved). */
   finished(run: Run): void;
-  /** After `retrying` or `finished`, once the job's state counts the outcome: time to notify. */
-  settled(run: Run, outcome: NotifyStatus): void;
+  /** After `retrying` or `finished`, once the job's state counts the outcome: time to notify (`untold`: see `UntoldEnd`). */
+  settled(run: Run, outcome: NotifyStatus, untold?: UntoldEnd): void;
 }
 
 /** One attempt as the executor sees it. */

@@ -219,6 +219,12 @@ export interface Backend {
    * (its first start long past), is told once. Durable when it resolves.
    */
   claimSlow(job: string, runId: string): Promise<boolean>;
+  /**
+   * A run's end is told (its notifications recorded, or none was due): a backend that writes ends
+   * apart from notifications (cluster mode) drops the mark the end's write left, so no other host
+   * tells it again (see `UntoldEnd`). Absent where an end and its notification are one commit.
+   */
+  told?(runId: string): void;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number; rateLimited?: number }; // rateLimited: waiting runs its rateLimit holds

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { type ErrorCode, HostError } from './errors.js';
-import { DESTINATION_NAME, NOTIFY_STATUSES, PRIORITIES } from './notification.js';
+import { DESTINATION_NAME, NOTIFY_STATUSES, type NotifyStatus, PRIORITIES } from './notification.js';
 import type { JobContext, ParamsSchema } from './plugin.js';
 import { ISOLATIONS, type Isolation } from './plugin-source.js';
 import { assertTimezone, cronPattern } from './schedule-syntax.js';
@@ -157,6 +157,24 @@ const pluginSchema = z.strictObject({
 });
 
 export type NotifySpec = z.output<typeof notifySchema>;
+
+const DEFAULT_ON: readonly NotifyStatus[] = ['succeeded', 'failed'];
+
+/** Whether the job's `notify.on` asks for `status`. */
+export function wants(spec: NotifySpec, status: NotifyStatus): boolean {
+  return (spec.on ?? DEFAULT_ON).includes(status);
+}
+
+/**
+ * Whether a run's end with `outcome` may be told under `spec` (SPEC §12): `always`, or only when
+ * a success ends a failure streak (`recovery`: `recovered` is all it can tell), or `never`. In
+ * cluster mode an end that may be told is marked in the write that ends it, until it is told.
+ */
+export function tellsEnd(spec: NotifySpec | null | undefined, outcome: 'succeeded' | 'failed' | 'canceled'): 'always' | 'recovery' | 'never' {
+  if (!spec) return 'never';
+  if (wants(spec, outcome)) return 'always';
+  return outcome === 'succeeded' && wants(spec, 'failed') ? 'recovery' : 'never';
+}
 
 /** A plugin after validation: durations in ms, schedule parsed; what the host registers. */
 export interface JobSpec {

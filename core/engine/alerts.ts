@@ -1,3 +1,4 @@
+import type { UntoldEnd } from '../contract/attempt.js';
 import type { Backend, HeldCounts } from '../contract/backend.js';
 import { type Clock, isoTime, type Timer } from '../contract/clock.js';
 import type { Config } from '../contract/config.js';
@@ -6,12 +7,12 @@ import { formatDuration } from '../contract/duration.js';
 import { isHostError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
-import type { NotifySpec } from '../contract/plugin-schema.js';
+import { type NotifySpec, wants } from '../contract/plugin-schema.js';
 import type { Run } from '../contract/run.js';
 import type { Notifier } from '../notify/notifier.js';
 import type { Bus } from './bus.js';
 import { DirectSends } from './direct-sends.js';
-import { type AlertDetail, buildNotification, titleCase, wants } from './notify.js';
+import { type AlertDetail, buildNotification, titleCase } from './notify.js';
 
 export interface AlertsOptions {
   bus: Bus;
@@ -33,6 +34,9 @@ const SEVERITY: readonly NotifyStatus[] = ['failed', 'missed', 'slow', 'retrying
  * after the window's end: the opener, on time, takes the counts first, and this host finds none.
  */
 const HELD_DIGEST_LAG_MS = 250;
+
+/** How many of a job's newest notifications an untold end looks among for those already recorded. */
+const RECORDED_LOOKBACK = 200;
 
 /** How many runs the `slow` rule remembers as notified (a bound; entries go as runs finish). */
 const SLOW_SENT_MAX = 100_000;
@@ -94,25 +98,49 @@ export class Alerts {
 
   // ---------------------------------------------------------------- run rules
 
-  /** A run's outcome is counted in its job's state: `failed` from the N-th consecutive failure on, `recovered` after a notified streak. */
-  settled(run: Run, outcome: NotifyStatus): void {
+  /**
+   * A run's outcome is counted in its job's state: `failed` from the N-th consecutive failure on,
+   * `recovered` after a notified streak. Resolves true once what it tells is recorded (or nothing
+   * was due), false when that failed or waits for a host that has the job (`untold`: see `UntoldEnd`).
+   */
+  async settled(run: Run, outcome: NotifyStatus, untold?: UntoldEnd): Promise<boolean> {
     const spec = this.#o.notifySpec(run.job);
-    if (!spec) return;
-    const state = this.#o.backend().jobState(run.job);
+    // A job this host never had: an untold end waits for a host that has it.
+    if (spec === undefined) return untold === undefined;
+    if (!spec) return true;
+    const state = untold ?? this.#o.backend().jobState(run.job);
     const threshold = spec.after ?? 1;
     // A backend that keeps no streak (undefined) holds nothing back. The streak counts ended runs:
     // a `failed` run is in it already, a `retrying` one would be the next (it is a failure notification too).
     // A job with no ended run yet has no streak: its first run's retry is the first failure.
     const held = outcome === 'failed' ? (state.failStreak ?? Infinity) < threshold : outcome === 'retrying' && (state.failStreak ?? 0) + 1 < threshold;
+    // Told before (the host that ended the run recorded some of it before it stopped): not again.
+    let recorded: ReadonlySet<NotifyStatus> | undefined;
+    if (untold) {
+      try {
+        recorded = await this.#recordedFor(run);
+      } catch (err) {
+        this.#o.logger.warn({ err, job: run.job, runId: run.id }, 'could not read what was told of the run');
+        return false;
+      }
+    }
+    const notify = (status: NotifyStatus, detail?: AlertDetail): Promise<boolean> =>
+      recorded?.has(status) ? Promise.resolve(true) : this.#notify(spec, run.job, run, status, detail);
     // A streak long enough to have been notified, ended by this success.
     const ended = state.endedStreak ?? 0;
     if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) {
       // The recovery first: what its windows held back before it is the streak's, and its own run's
       // `succeeded` comes after it (held back in a window still open, it is that window's digest's).
-      void this.#notify(spec, run.job, run, 'recovered', { streak: ended }).then(() => this.#notify(spec, run.job, run, 'succeeded'));
-      return;
+      const first = await notify('recovered', { streak: ended });
+      return (await notify('succeeded')) && first;
     }
-    if (!held) void this.#notify(spec, run.job, run, outcome);
+    return held || notify(outcome);
+  }
+
+  /** The statuses of the notifications of `run` on record (among its job's newest). */
+  async #recordedFor(run: Run): Promise<Set<NotifyStatus>> {
+    const page = await this.#o.backend().listNotifications({ job: run.job, limit: RECORDED_LOOKBACK });
+    return new Set(page.items.filter((n) => n.runId === run.id).map((n) => n.status));
   }
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */
@@ -188,21 +216,22 @@ export class Alerts {
     if (spec) void this.#notify(spec, job, null, 'missed', { fireAt: isoTime(fireAt), reason });
   }
 
-  /** Builds and sends a notification; resolves (never rejects) once it is on its way: a recovery after taking what its windows held. */
-  #notify(spec: NotifySpec, job: string, run: Run | null, status: NotifyStatus, detail?: AlertDetail): Promise<void> {
+  /**
+   * Builds and sends a notification; resolves (never rejects) once it is recorded, or held back
+   * (true), or could not be (false): a recovery after taking what its windows held.
+   */
+  #notify(spec: NotifySpec, job: string, run: Run | null, status: NotifyStatus, detail?: AlertDetail): Promise<boolean> {
     let n: Notification | null;
     try {
       n = buildNotification(spec, { job, run }, status, isoTime(this.#o.clock.now()), this.#o.newId(), detail);
     } catch (err) {
+      // Built the same way however often it is tried: nothing to try again.
       this.#o.logger.error({ err, job }, 'could not build the notification');
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
-    if (!n) return Promise.resolve();
+    if (!n) return Promise.resolve(true);
     const names = this.#o.notifier.destinationsFor(n, spec.to);
-    if (status !== 'recovered') {
-      this.send(n, names);
-      return Promise.resolve();
-    }
+    if (status !== 'recovered') return this.send(n, names);
     // A recovery is never held back: it is what closes the incident the failures opened. What its
     // windows held before it goes with it, not in a digest after it (a failing digest after the
     // recovery would open the incident again, on PagerDuty, for a job that is healthy).
@@ -215,7 +244,7 @@ export class Alerts {
         tellHeld(recovered, held);
       })
       .catch((err: unknown) => this.#o.logger.warn({ err, job }, 'could not read what storm control held back'))
-      .finally(() => this.send(recovered, names, { throttle: false }));
+      .then(() => this.send(recovered, names, { throttle: false }));
   }
 
   /** Takes what the windows of `job` to `names` hold (their digests then have nothing to send), the largest count of each status. */
@@ -235,8 +264,8 @@ export class Alerts {
    * was held back from every destination: then the counts are all that is kept of it. Host
    * alerts and digests pass the throttle by (`throttle: false`).
    */
-  send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): void {
-    if (options.direct) return void this.#record(n, names, [], true);
+  send(n: Notification, names: readonly string[], options: { throttle?: boolean; direct?: boolean } = {}): Promise<boolean> {
+    if (options.direct) return this.#record(n, names, [], true);
     // The end of a host alert whose start went out directly: to each destination the start is still
     // being sent to, once that delivery ends (a receiver never gets the resolve before its
     // trigger), as a record of its own; to the others at once.
@@ -245,19 +274,15 @@ export class Alerts {
     if (waiting.length > 0) {
       for (const name of waiting) void starting!.get(name)!.then(() => this.#record({ ...n, id: this.#o.newId() }, [name], []));
       const now = names.filter((name) => !waiting.includes(name));
-      if (now.length > 0) void this.#record(n, now, []);
-      return;
+      return now.length > 0 ? this.#record(n, now, []) : Promise.resolve(true);
     }
     const ms = this.#o.config().notifications.throttle;
-    if (ms === 0 || options.throttle === false || names.length === 0) {
-      void this.#record(n, names, []);
-      return;
-    }
+    if (ms === 0 || options.throttle === false || names.length === 0) return this.#record(n, names, []);
     const backend = this.#o.backend();
     // What the windows this message opens took over from windows before them that no digest told
     // (their only holder was killed): the message tells it.
     const leftover: HeldCounts[] = [];
-    Promise.all(
+    return Promise.all(
       names.map((name) =>
         backend.throttle(windowKey(n.job, name), ms, n.status).then(
           (left) => {
@@ -279,36 +304,45 @@ export class Alerts {
       .then((open) => {
         // Held back from every destination it had: counted into their digests, and that is all.
         // A storm of 10,000 failures is then 10,000 counts, not 10,000 records and events.
-        if (!open.includes(true)) return;
+        if (!open.includes(true)) return true;
         tellHeld(n, largest(leftover));
-        void this.#record(
+        return this.#record(
           n,
           names.filter((_, i) => open[i]),
           names.filter((_, i) => !open[i]),
         );
       })
-      .catch((err: unknown) => this.#o.logger.error({ err, job: n.job }, 'could not send the notification'));
+      .catch((err: unknown) => {
+        this.#o.logger.error({ err, job: n.job }, 'could not send the notification');
+        return false;
+      });
   }
 
   /**
-   * Records `n` and emits it; resolves (never rejects) once the record is durable, or failed.
-   * `direct`: sent by this host without the backend, nothing recorded (see `DirectSends`).
+   * Records `n` and emits it; resolves (never rejects) once the record is durable (true), or
+   * failed (false). `direct`: sent by this host without the backend, nothing recorded (see `DirectSends`).
    */
-  #record(n: Notification, names: readonly string[], throttled: readonly string[], direct = false): Promise<void> {
+  #record(n: Notification, names: readonly string[], throttled: readonly string[], direct = false): Promise<boolean> {
     n.deliveries = this.#o.notifier.deliveries(n, names);
     if (throttled.length > 0) n.throttled = [...throttled];
     if (direct) this.#direct.send(n);
     const recorded = direct
-      ? Promise.resolve()
+      ? Promise.resolve(true)
       : this.#o
           .backend()
           .addNotification(n)
-          .catch((err: unknown) => {
-            // Written, and delivered, but not yet on the replicas `waitReplicas` asks for: a failover now could lose it.
-            if (isHostError(err) && err.code === 'BACKEND_NOT_REPLICATED')
-              return this.#o.logger.warn({ err, job: n.job, runId: n.runId }, 'the notification was recorded, but not confirmed on the replicas in time');
-            this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification');
-          });
+          .then(
+            () => true,
+            (err: unknown) => {
+              // Written, and delivered, but not yet on the replicas `waitReplicas` asks for: a failover now could lose it.
+              if (isHostError(err) && err.code === 'BACKEND_NOT_REPLICATED') {
+                this.#o.logger.warn({ err, job: n.job, runId: n.runId }, 'the notification was recorded, but not confirmed on the replicas in time');
+                return true;
+              }
+              this.#o.logger.error({ err, job: n.job, runId: n.runId }, 'could not record the notification');
+              return false;
+            },
+          );
     this.#o.bus.emit('notification', { ...n, deliveries: n.deliveries.map((d) => ({ ...d })) });
     return recorded;
   }

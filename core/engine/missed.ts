@@ -3,10 +3,10 @@ import { type Clock, isoTime } from '../contract/clock.js';
 import { DueTimer } from '../contract/due-heap.js';
 import { formatDuration } from '../contract/duration.js';
 import type { Logger } from '../contract/logger.js';
+import { wants } from '../contract/plugin-schema.js';
 import type { RunSource } from '../contract/run.js';
 import type { Schedule } from '../schedule/cron.js';
 import type { EffectiveJob } from './jobs.js';
-import { wants } from './notify.js';
 
 export interface MissedOptions {
   clock: Clock;

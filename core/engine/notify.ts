@@ -1,9 +1,8 @@
 import { formatDuration } from '../contract/duration.js';
 import type { Notification, NotifyStatus } from '../contract/notification.js';
-import type { NotifySpec } from '../contract/plugin-schema.js';
+import { type NotifySpec, wants } from '../contract/plugin-schema.js';
 import type { Run } from '../contract/run.js';
 
-const DEFAULT_ON: readonly NotifyStatus[] = ['succeeded', 'failed'];
 const SUFFIX: Record<NotifyStatus, string> = {
   succeeded: 'Completed',
   failed: 'Failed',
@@ -43,11 +42,6 @@ export function renderTemplate(template: string, vars: Record<string, unknown>):
 /** "cleanup-temp-files" → "Cleanup Temp Files", the title when a plugin gives none. */
 export function titleCase(name: string): string {
   return name.replace(/(^|-)(\w)/g, (_, dash: string, c: string) => (dash ? ' ' : '') + c.toUpperCase());
-}
-
-/** Whether the job's `notify.on` asks for `status`. */
-export function wants(spec: NotifySpec, status: NotifyStatus): boolean {
-  return (spec.on ?? DEFAULT_ON).includes(status);
 }
 
 /** What an alert rule adds to a notification's template variables and default sentence. */

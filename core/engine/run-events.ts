@@ -1,4 +1,4 @@
-import type { RunObserver } from '../contract/attempt.js';
+import type { RunObserver, UntoldEnd } from '../contract/attempt.js';
 import type { RunError } from '../contract/errors.js';
 import { queuedData } from '../contract/events.js';
 import type { NotifyStatus } from '../contract/notification.js';
@@ -11,7 +11,7 @@ import type { RunLogs } from './run-logs.js';
 export interface RunWatch {
   started(run: Run): void;
   finished(run: Run): void;
-  settled(run: Run, outcome: NotifyStatus): void;
+  settled(run: Run, outcome: NotifyStatus, untold?: UntoldEnd): void;
 }
 
 export interface RunEventsOptions {
@@ -76,7 +76,7 @@ export class RunEvents implements RunObserver {
     this.#o.watch?.finished(run);
   }
 
-  settled(run: Run, outcome: NotifyStatus): void {
-    this.#o.watch?.settled(run, outcome);
+  settled(run: Run, outcome: NotifyStatus, untold?: UntoldEnd): void {
+    this.#o.watch?.settled(run, outcome, untold);
   }
 }

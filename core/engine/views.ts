@@ -1,9 +1,9 @@
 import type { Backend, Depths, JobState } from '../contract/backend.js';
 import { isoTime } from '../contract/clock.js';
+import { wants } from '../contract/plugin-schema.js';
 import type { BackendStats, ClusterHost, ClusterView, HostState, JobStats, JobView, StaleJob, Stats } from '../contract/views.js';
 import { scheduleText } from '../schedule/schedule-text.js';
 import { type EffectiveJob, jobVersion, paramsJsonSchema } from './jobs.js';
-import { wants } from './notify.js';
 
 /** What the host shows of itself: job views (`GET /jobs`), stats (`GET /stats`), stale jobs (`/ready`). */
 

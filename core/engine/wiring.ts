@@ -160,7 +160,11 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
       alerts.finished(run);
       after.finished(run);
     },
-    settled: (run, outcome) => alerts.settled(run, outcome),
+    settled: (run, outcome, untold) => {
+      const told = alerts.settled(run, outcome, untold);
+      // A run's end told: the mark its end's write left (cluster mode) goes, so no other host tells it again.
+      if (outcome !== 'retrying' && backend.told) void told.then((done) => done && backend.told?.(run.id));
+    },
   };
   const observer = new RunEvents({ bus, watch, logs });
   const executor = new Executors({

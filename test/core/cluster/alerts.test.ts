@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { ConfigInput } from '../../../core/contract/config.js';
 import { eventHost } from '../../../core/contract/events.js';
 import { silentLogger } from '../../../core/contract/logger.js';
@@ -11,6 +11,7 @@ import { type ClusterHost, finalOn, freshPrefix, startCluster } from '../../clus
 import { captureLogger, gate, type Tap, until } from '../../helpers.js';
 import { httpReceiver } from '../../receivers.js';
 import { startRedis } from '../../redis.js';
+import { startTcpProxy } from '../../tcp-proxy.js';
 
 /**
  * The alert rules in cluster mode (SPEC §12), with real hosts on one redis-server and a webhook
@@ -560,4 +561,83 @@ t.test("host alerts: the end of 'Redis is out of reach' waits for its start, whi
       .map(() => 'failed'),
     'every attempt of the start came first',
   );
+});
+
+/**
+ * The notification of a run's end is a write after the end's own: a host cut off (as a kill -9
+ * would leave it) in between leaves the end marked untold, and another host tells it. The proxy
+ * cuts h0 off as it sends the notification's record (or its event), before any of it reaches Redis.
+ */
+async function cutAtNotification(t: Test, notify: Record<string, unknown>) {
+  const redis = await startRedis(t, { appendfsync: 'everysec' });
+  // The record's JSON (a delivery's read of a record names its key, not its title).
+  const proxy = await startTcpProxy(t, redis.port, { cutBefore: '"title":"Flaky' });
+  const hook = await httpReceiver(t);
+  const hosts = await startCluster(t, redis, 2, {
+    urlOf: (i) => (i === 0 ? proxy.url : redis.url),
+    config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
+    plugins: [
+      definePlugin({
+        name: 'flaky',
+        isolation: 'inline',
+        notify: { ...notify, to: ['hook'] },
+        handler: (ctx) => {
+          if ((ctx.params as { ok?: boolean } | undefined)?.ok) return 'fine';
+          throw new Error('boom');
+        },
+      }),
+    ],
+  });
+  const admin = redis.client();
+  const prefix = (await admin.keys('*:__jh:jobs'))[0]!.slice(0, -':__jh:jobs'.length);
+  const marks = async () => [await admin.zcard(`${prefix}:__jh:untold`), await admin.hlen(`${prefix}:__jh:untold:ends`)];
+  const runOn = async (i: number, ok: boolean) => {
+    onlyOn(hosts, i);
+    const { runId } = await hosts[1]!.host.trigger('flaky', { params: { ok } });
+    const run = await finalOn(hosts[1]!.host, runId);
+    t.equal(run.host, `h${i}`, `run on h${i}`);
+    return run;
+  };
+  return { proxy, hook, hosts, marks, runOn, bodies: () => hook.received.map((r) => r.json as Body) };
+}
+
+t.test('a host cut off between a run end and its notification: another host tells the end, once', async (t) => {
+  const { proxy, hook, hosts, marks, runOn, bodies } = await cutAtNotification(t, { on: ['failed'] });
+  const run = await runOn(0, false);
+  t.equal(run.status, 'failed');
+  await until(() => proxy.cutOff, 10_000, 'h0 cut off as it records the notification');
+  t.same(await marks(), [1, 1], 'the end is marked untold');
+  // h1 takes the mark once h0 drops out of the live hosts (its heartbeat expires): about 10 s.
+  await hook.count(1, 30_000);
+  t.match(bodies()[0], { status: 'failed', rule: 'failed', runId: run.id });
+  const listed = (await hosts[1]!.host.notifications({ limit: 100, job: 'flaky' })).items;
+  t.same(
+    listed.map((n) => [n.status, n.runId]),
+    [['failed', run.id]],
+    'recorded once',
+  );
+  await until(async () => (await marks()).every((n) => n === 0), 10_000, 'the mark dropped once told');
+  // Told in the normal way on h1, whose own end leaves no mark behind.
+  const second = await runOn(1, false);
+  await hook.count(2, 15_000);
+  t.equal(bodies()[1]!.runId, second.id);
+  await until(async () => (await marks()).every((n) => n === 0), 10_000, 'no mark left by an end its host told');
+  t.equal(hook.received.length, 2, 'each end told once');
+});
+
+t.test('a recovery whose host was cut off before telling it: told by another host with the streak its end ended', async (t) => {
+  const { proxy, hook, marks, runOn, bodies } = await cutAtNotification(t, { on: ['failed', 'recovered'], after: 2 });
+  await runOn(1, false);
+  await runOn(1, false);
+  await hook.count(1, 15_000);
+  t.match(bodies()[0], { status: 'failed' });
+  t.same(await marks(), [0, 0], 'a told end leaves no mark');
+  const ok = await runOn(0, true);
+  t.equal(ok.status, 'succeeded');
+  await until(() => proxy.cutOff, 10_000, 'h0 cut off as it records the recovery');
+  await hook.count(2, 30_000);
+  t.match(bodies()[1], { status: 'recovered', runId: ok.id });
+  t.match(bodies()[1]!.message, /succeeded after 2 failed runs/);
+  await until(async () => (await marks()).every((n) => n === 0), 10_000, 'the mark dropped once told');
+  t.equal(hook.received.length, 2);
 });

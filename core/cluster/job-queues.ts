@@ -127,8 +127,8 @@ export interface Folding {
   folded(id: string, fold: Fold): void;
   /** Whether an end with `outcome` may be told, as the fold takes it (`a`, `r` or ''): see `jhFold`. */
   tells(outcome: 'succeeded' | 'failed' | 'canceled'): string;
-  /** The untold ends (`untold.ts`) and this host's id, which the fold marks them with. */
-  untold: { set: string; ends: string; host: string };
+  /** The untold ends (`untold.ts`) and who this host is (its id and start), which the fold marks them with. */
+  untold: { set: string; ends: string; host: () => string };
   /** The connection the worker writes ends on (BullMQ's client wraps it). */
   connection: Redis;
 }
@@ -172,7 +172,7 @@ async function foldedEnd(
     // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
     void exec(multi as unknown as Transactional, 'moveToFinished', args);
     const { untold } = folding;
-    multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', untold.set, untold.ends, id ?? '', outcome, folding.tells(outcome), untold.host);
+    multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', untold.set, untold.ends, id ?? '', outcome, folding.tells(outcome), untold.host());
     chain?.queue(multi as unknown as ChainTransaction);
   });
   if (replies.length !== 2 + (chain?.count ?? 0)) throw new Error('the transaction ending the run was discarded');
@@ -195,6 +195,8 @@ export interface JobQueueSettings {
   chain?: (job: string) => Folding['chain'];
   /** The host id: BullMQ records it on each job it starts (`processedBy`). */
   hostId: string;
+  /** This host's id and start (`untold.ts`): a host restarted under the same id is another. */
+  incarnation: () => string;
   lockDuration: number;
   stalledInterval: number;
 }
@@ -245,7 +247,7 @@ export class JobQueue {
       job: def.name,
       stateKey: keys.jobState(def.name),
       tells: (outcome) => TELLS[tellsEnd(this.def.notify, outcome)],
-      untold: { set: keys.untold, ends: keys.untoldEnds, host: settings.hostId },
+      untold: { set: keys.untold, ends: keys.untoldEnds, host: settings.incarnation },
       chain: settings.chain?.(def.name),
       folded: (id, fold) => this.folds.set(id, fold),
       connection: connections.commands,

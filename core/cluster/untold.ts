@@ -13,7 +13,7 @@ import type { ScriptedRedis } from './scripts.js';
  * the end's write marks it untold (`jhFold`: the run id, scored by Redis's time, with the outcome,
  * the streaks it left and the host), and the host drops the mark once it has told it. A host
  * killed (or cut off) in between leaves the mark: every host looks for marks every SCAN_MS, and
- * one takes each mark of a host no longer live (after MIN_AGE_MS), or of any host after GRACE_MS,
+ * one takes each mark of a host no longer live (after MIN_AGE_MS; a host restarted under the same id is another), or of any host after GRACE_MS,
  * moving it to itself, and tells the end as the streaks it left say. Notifications of the run
  * already recorded are not made again; one held back by storm control may be counted twice.
  */
@@ -35,9 +35,10 @@ export interface UntoldOptions {
   clock: Clock;
   redis: ScriptedRedis;
   keys: ClusterKeys;
-  hostId: string;
+  /** This host, as its marks name it (`incarnation` below). */
+  self(): string;
   logger: Logger;
-  /** The ids of the live hosts (this one included). */
+  /** The live hosts (this one included), as their marks name them. */
   live(): string[];
   getRun(id: string): Promise<Run | undefined>;
   /** The engine's observer, once opened. */
@@ -45,6 +46,14 @@ export interface UntoldOptions {
 }
 
 const ENDS: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
+
+/**
+ * A host as its marks name it: its id and when it started, so the marks a host left before a
+ * restart under the same id (a kill, then `jobhost start` again) are another host's, no longer live.
+ */
+export function incarnation(host: { id: string; startedAt: string }): string {
+  return `${host.id} ${host.startedAt}`;
+}
 
 export class UntoldEnds {
   readonly #o: UntoldOptions;
@@ -96,7 +105,8 @@ export class UntoldEnds {
   async #scan(): Promise<void> {
     const observer = this.#o.observer();
     if (!observer) return;
-    const { redis, keys, hostId } = this.#o;
+    const { redis, keys } = this.#o;
+    const self = this.#o.self();
     const taken = await redis.jhTakeUntold(
       keys.untold,
       keys.untoldEnds,
@@ -104,8 +114,8 @@ export class UntoldEnds {
       String(GRACE_MS),
       String(TAKE_LIMIT),
       String(MAX_AGE_MS),
-      hostId,
-      ...new Set([hostId, ...this.#o.live()]),
+      self,
+      ...new Set([self, ...this.#o.live()]),
     );
     for (let i = 0; i + 3 < taken.length; i += 4) {
       const [id, outcome, fail, ended] = taken.slice(i, i + 4) as [string, string, string, string];

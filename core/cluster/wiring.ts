@@ -27,7 +27,7 @@ import { StormControl } from './storm.js';
 import { GapWatch } from './stream-gaps.js';
 import { type StreamEntry, StreamReader } from './stream-reader.js';
 import { Sweeper } from './sweep.js';
-import { UntoldEnds } from './untold.js';
+import { incarnation, UntoldEnds } from './untold.js';
 
 /** What the redis backend is made from. */
 export interface RedisBackendOptions {
@@ -190,11 +190,21 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     },
   };
   const { lockDuration, stalledInterval } = o.config;
+  // Read once opened (the engine's start time is set before the backend opens), the first time a run ends here.
+  let me: string | undefined;
+  const self = (): string => (me ??= incarnation({ id: o.hostId, startedAt: side.engine().describe().startedAt }));
   const jobs: LoadedJobs = new LoadedJobs({
     connections,
     producer,
     keys,
-    settings: { prefix: keys.prefix, hostId: o.hostId, lockDuration, stalledInterval, chain: (job) => (end) => chainStep(chain, { ...end, job }) },
+    settings: {
+      prefix: keys.prefix,
+      hostId: o.hostId,
+      incarnation: self,
+      lockDuration,
+      stalledInterval,
+      chain: (job) => (end) => chainStep(chain, { ...end, job }),
+    },
     processor: attempts.processor,
     clock,
     logger,
@@ -253,9 +263,9 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     clock,
     redis: producer,
     keys,
-    hostId: o.hostId,
+    self,
     logger,
-    live: () => heartbeat.hosts().map((h) => h.id),
+    live: () => heartbeat.hosts().map(incarnation),
     getRun: (id) => history.getRun(id),
     observer: () => side.hooks()?.observer,
   });

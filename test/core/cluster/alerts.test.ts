@@ -568,13 +568,14 @@ t.test("host alerts: the end of 'Redis is out of reach' waits for its start, whi
  * would leave it) in between leaves the end marked untold, and another host tells it. The proxy
  * cuts h0 off as it sends the notification's record (or its event), before any of it reaches Redis.
  */
-async function cutAtNotification(t: Test, notify: Record<string, unknown>) {
+async function cutAtNotification(t: Test, notify: Record<string, unknown>, n = 2) {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   // The record's JSON (a delivery's read of a record names its key, not its title).
   const proxy = await startTcpProxy(t, redis.port, { cutBefore: '"title":"Flaky' });
   const hook = await httpReceiver(t);
-  const hosts = await startCluster(t, redis, 2, {
-    urlOf: (i) => (i === 0 ? proxy.url : redis.url),
+  const prefix = freshPrefix();
+  const options = {
+    prefix,
     config: { notifications: { throttle: 0, destinations: { hook: { kind: 'webhook', url: `${hook.url}/in` } } } } as ConfigInput,
     plugins: [
       definePlugin({
@@ -587,18 +588,21 @@ async function cutAtNotification(t: Test, notify: Record<string, unknown>) {
         },
       }),
     ],
-  });
+  };
+  const hosts = await startCluster(t, redis, n, { ...options, urlOf: (i) => (i === 0 ? proxy.url : redis.url) });
   const admin = redis.client();
-  const prefix = (await admin.keys('*:__jh:jobs'))[0]!.slice(0, -':__jh:jobs'.length);
   const marks = async () => [await admin.zcard(`${prefix}:__jh:untold`), await admin.hlen(`${prefix}:__jh:untold:ends`)];
+  /** Runs `flaky` on host `i` and waits for its end there (its event: h0 may be cut off as it ends). */
   const runOn = async (i: number, ok: boolean) => {
     onlyOn(hosts, i);
-    const { runId } = await hosts[1]!.host.trigger('flaky', { params: { ok } });
-    const run = await finalOn(hosts[1]!.host, runId);
-    t.equal(run.host, `h${i}`, `run on h${i}`);
-    return run;
+    const { runId } = await hosts.at(-1)!.host.trigger('flaky', { params: { ok } });
+    const ended = () => hosts[i]!.events.find((e) => (e.type === 'run.failed' || e.type === 'run.succeeded') && e.data.runId === runId);
+    await until(() => ended() !== undefined, 15_000, `run ${runId} to end on h${i}`);
+    return { id: runId, status: ended()!.type.slice('run.'.length) };
   };
-  return { proxy, hook, hosts, marks, runOn, bodies: () => hook.received.map((r) => r.json as Body) };
+  /** Another host on the same Redis (connected directly), with the same plugin; `first`: its number. */
+  const another = async (first: number) => (await startCluster(t, redis, 1, { ...options, first }))[0]!;
+  return { proxy, hook, hosts, marks, runOn, another, bodies: () => hook.received.map((r) => r.json as Body) };
 }
 
 t.test('a host cut off between a run end and its notification: another host tells the end, once', async (t) => {
@@ -640,4 +644,19 @@ t.test('a recovery whose host was cut off before telling it: told by another hos
   t.match(bodies()[1]!.message, /succeeded after 2 failed runs/);
   await until(async () => (await marks()).every((n) => n === 0), 10_000, 'the mark dropped once told');
   t.equal(hook.received.length, 2);
+});
+
+t.test('a host killed between a run end and its notification, started again under the same id: it tells the end its last run left untold', async (t) => {
+  const { proxy, hook, marks, runOn, another, bodies } = await cutAtNotification(t, { on: ['failed'] }, 1);
+  const run = await runOn(0, false);
+  await until(() => proxy.cutOff, 10_000, 'h0 cut off as it records the notification');
+  t.same(await marks(), [1, 1], 'the end is marked untold');
+  // The same id at once (the old one's heartbeat has not expired yet): a host restarted is another
+  // host, so its first looks take the mark, rather than after the 30 s a live host's mark is left to it.
+  const restartedAt = Date.now();
+  await another(0);
+  await hook.count(1, 25_000);
+  t.ok(Date.now() - restartedAt < 25_000, `told ${Date.now() - restartedAt} ms after the restart`);
+  t.match(bodies()[0], { status: 'failed', runId: run.id });
+  await until(async () => (await marks()).every((n) => n === 0), 10_000, 'the mark dropped once told');
 });

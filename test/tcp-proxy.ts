@@ -21,9 +21,9 @@ export interface TcpProxy {
 
 export interface TcpProxyOptions {
   /**
-   * Cuts (as `cut()`) when what the client sends next holds this text (read across chunk
+   * Cuts (as `cut()`) the first time what the client sends holds this text (read across chunk
    * boundaries), before any of that chunk reaches the server: a host cut off, or killed, just
-   * before a given write.
+   * before a given write. After `restore()` everything goes through.
    */
   cutBefore?: string;
 }
@@ -33,6 +33,8 @@ export async function startTcpProxy(t: Tap, targetPort: number, options: TcpProx
   const sockets = new Set<Socket>();
   let cutOff = false;
   let closed = false;
+  /** `cutBefore` until it cut once. */
+  let armed = options.cutBefore;
 
   const track = (s: Socket): void => {
     sockets.add(s);
@@ -45,13 +47,17 @@ export async function startTcpProxy(t: Tap, targetPort: number, options: TcpProx
     if (cutOff || closed) return void client.destroy();
     const upstream = tcpConnect(targetPort, '127.0.0.1');
     track(upstream);
-    const needle = options.cutBefore;
+    const needle = armed;
     if (needle === undefined) client.pipe(upstream);
     else {
       let tail = '';
       client.on('data', (chunk: Buffer) => {
+        if (armed === undefined) return void upstream.write(chunk);
         const text = tail + chunk.toString('latin1');
-        if (text.includes(needle)) return void proxy.cut();
+        if (text.includes(needle)) {
+          armed = undefined;
+          return void proxy.cut();
+        }
         tail = text.slice(-needle.length);
         upstream.write(chunk);
       });

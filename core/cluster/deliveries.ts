@@ -79,6 +79,8 @@ export interface DeliveriesOptions {
   hosts: () => readonly ClusterHost[];
   /** ORPHAN_AFTER_MS unless given (tests). */
   orphanAfterMs?: number;
+  /** The fence of a notification of a run's end whose mark this host holds (`untold.ts`), if it is one. */
+  fence?: (n: Notification) => { runId: string; host: string } | undefined;
 }
 
 type Reply = [Error | null, unknown];
@@ -308,9 +310,14 @@ export class Deliveries {
     const client = (await this.#queue().getBackend().client) as unknown as ScriptedRedis;
     const queues = await this.#queuesOf(n.deliveries);
     const multi = client.multi() as unknown as Transaction;
-    this.#records.add(multi, n);
+    this.#records.add(multi, n, this.#o.fence?.(n));
+    // Queued whatever the fence says: a delivery whose notification was not recorded ends at its first look (`#process`).
     this.#queueJobs(multi, n.id, n.deliveries, '0', queues);
     const [[, added]] = (await this.#exec(multi)) as [Reply, ...Reply[]];
+    if ((added as unknown[])[0] === -1) {
+      this.#o.logger.info({ notification: n.id, job: n.job, runId: n.runId }, 'not recorded: another host took the end of the run over and tells it');
+      return;
+    }
     await this.#records.trim(client, added as unknown[]);
     await replicated(this.#o.connections, client);
   }

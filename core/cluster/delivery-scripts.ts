@@ -8,19 +8,24 @@
  * again that each is still past them.
  */
 
+import { UNTOLD_FENCE } from './untold-scripts.js';
+
 /**
  * Records a notification unless it exists (a repeated add changes nothing), then names the
  * oldest entries of the index past `kept` (at most the trim budget) for TRIM: entries of the
  * older `<id>\t<json>` form, which have no hash, are dropped here at once. KEYS: its hash, the
- * index, the set of open deliveries. ARGV: id, notification JSON, job, kept, trim budget, then
- * (delivery id, delivery JSON, series, open 1/0) per delivery. Returns {1, ids to trim...} when
- * recorded, {0} when it was there already.
+ * index, the set of open deliveries, the untold ends (`untold-scripts.ts`). ARGV: id,
+ * notification JSON, job, kept, trim budget, the fence of a run's end (run id, this host, the
+ * status; the run id '' for none: see UNTOLD_FENCE), then (delivery id, delivery JSON, series,
+ * open 1/0) per delivery. Returns {1, ids to trim...} when recorded, {0} when it was there
+ * already, {-1} when the fence stopped it (another host tells the end).
  */
-const ADD = `
+const ADD = `${UNTOLD_FENCE}
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+if fenced(ARGV[6], ARGV[7], ARGV[8]) then return {-1} end
 local fields = {'n', ARGV[2], 'job', ARGV[3], 'seq', '0'}
 local open = 0
-for i = 6, #ARGV, 4 do
+for i = 9, #ARGV, 4 do
   local d = ARGV[i]
   fields[#fields + 1] = 'd:' .. d
   fields[#fields + 1] = ARGV[i + 1]
@@ -121,7 +126,7 @@ return redis.call('HGETALL', KEYS[1])`;
 
 /** The scripts, as ioredis commands on a connection (a MULTI made from it has them too). */
 export interface DeliveryCommands {
-  jhAddNotification(hash: string, index: string, open: string, ...args: string[]): Promise<[number, ...string[]]>;
+  jhAddNotification(hash: string, index: string, open: string, untold: string, ...args: string[]): Promise<[number, ...string[]]>;
   jhTrimNotifications(numKeys: number, ...keysThenArgs: string[]): Promise<number>;
   jhUpdateDelivery(
     hash: string,
@@ -140,7 +145,7 @@ export interface DeliveryCommands {
 }
 
 export const DELIVERY_SCRIPTS = {
-  jhAddNotification: { keys: 3, lua: ADD },
+  jhAddNotification: { keys: 4, lua: ADD },
   jhTrimNotifications: { keys: undefined, lua: TRIM },
   jhUpdateDelivery: { keys: 4, lua: UPDATE },
   jhRedeliver: { keys: 2, lua: REDELIVER },

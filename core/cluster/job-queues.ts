@@ -125,7 +125,7 @@ export interface Folding {
   chain?: ((end: BullEnd) => Promise<ChainStep | undefined>) | undefined;
   /** The fold's answer for run `id` (the job's streaks with this end counted), before BullMQ returns. */
   folded(id: string, fold: Fold): void;
-  /** Whether an end with `outcome` may be told, as the fold takes it (`a`, `r` or ''): see `jhFold`. */
+  /** Whether an end with `outcome` may be told, as the fold takes it (`a`, a streak length, or ''): see `jhFold`. */
   tells(outcome: 'succeeded' | 'failed' | 'canceled'): string;
   /** The untold ends (`untold.ts`) and who this host is (its id and start), which the fold marks them with. */
   untold: { set: string; ends: string; host: () => string };
@@ -148,11 +148,19 @@ interface Transactional {
 }
 
 type Transaction = { exec(): Promise<Array<[Error | null, unknown]> | null> } & {
-  jhFold(state: string, jobKey: string, finishedSet: string, untold: string, ends: string, runId: string, outcome: string, tell: string, host: string): unknown;
+  jhFold(
+    state: string,
+    jobKey: string,
+    finishedSet: string,
+    untold: string,
+    ends: string,
+    runId: string,
+    outcome: string,
+    tell: string,
+    host: string,
+    job: string,
+  ): unknown;
 };
-
-/** `tellsEnd` as the fold script takes it. */
-const TELLS = { always: 'a', recovery: 'r', never: '' } as const;
 
 /** The ends of one turn, one MULTI per connection (the worker's own: every job's worker shares it). */
 const ends = new EndBatch<Redis>(leanMulti);
@@ -172,7 +180,18 @@ async function foldedEnd(
     // Queued on the MULTI (BullMQ's transaction wrapper queues and returns the MULTI); its reply is read below.
     void exec(multi as unknown as Transactional, 'moveToFinished', args);
     const { untold } = folding;
-    multi.jhFold(folding.stateKey, jobKey ?? '', finishedSet ?? '', untold.set, untold.ends, id ?? '', outcome, folding.tells(outcome), untold.host());
+    multi.jhFold(
+      folding.stateKey,
+      jobKey ?? '',
+      finishedSet ?? '',
+      untold.set,
+      untold.ends,
+      id ?? '',
+      outcome,
+      folding.tells(outcome),
+      untold.host(),
+      folding.job,
+    );
     chain?.queue(multi as unknown as ChainTransaction);
   });
   if (replies.length !== 2 + (chain?.count ?? 0)) throw new Error('the transaction ending the run was discarded');
@@ -246,7 +265,10 @@ export class JobQueue {
     this.worker.folding = {
       job: def.name,
       stateKey: keys.jobState(def.name),
-      tells: (outcome) => TELLS[tellsEnd(this.def.notify, outcome)],
+      tells: (outcome) => {
+        const tells = tellsEnd(this.def.notify, outcome);
+        return tells === 'always' ? 'a' : tells === 'recovery' ? String(this.def.notify?.after ?? 1) : '';
+      },
       untold: { set: keys.untold, ends: keys.untoldEnds, host: settings.incarnation },
       chain: settings.chain?.(def.name),
       folded: (id, fold) => this.folds.set(id, fold),

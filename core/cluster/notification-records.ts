@@ -152,16 +152,21 @@ export class NotificationRecords {
   }
 
   /** Queues the add of `n` (each delivery in series '0') on a MULTI; its reply goes to `trim`. */
-  add(multi: Pick<ScriptedRedis, 'jhAddNotification'>, n: Notification): void {
+  /** `fence`: the notification of a run's end this host holds the mark of (`untold.ts`): recorded only while it does. */
+  add(multi: Pick<ScriptedRedis, 'jhAddNotification'>, n: Notification, fence?: { runId: string; host: string }): void {
     multi.jhAddNotification(
       this.#keys.notification(n.id),
       this.#keys.notifications,
       this.#keys.openDeliveries,
+      this.#keys.untoldEnds,
       n.id,
       JSON.stringify(n),
       n.job,
       String(NOTIFICATIONS_KEPT),
       String(TRIM_BUDGET),
+      fence?.runId ?? '',
+      fence?.host ?? '',
+      n.status,
       ...n.deliveries.flatMap((d) => deliveryArgs(d, '0')),
     );
   }

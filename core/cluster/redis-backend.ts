@@ -404,8 +404,8 @@ class RedisBackend implements Backend {
     return (await this.#p.commands.jhSlowMark(this.#p.keys.queue(job, runId))) === 1;
   }
 
-  told(runId: string): void {
-    this.#p.untold.told(runId);
+  told(runId: string, done: boolean): void {
+    this.#p.untold.told(runId, done);
   }
 
   /** The `missed` rule's claim: one host moves the job's `missedThrough` (it only grows); waits for Redis. */

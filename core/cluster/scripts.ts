@@ -178,11 +178,11 @@ return {1}`;
  * JobQueue): the run's end and its count are one step, whichever host ends it. KEYS: the job's
  * state, the run's job hash, the finished set BullMQ moved it to, the untold ends (a sorted set
  * and its hash, `untold.ts`). ARGV: run id, outcome (`succeeded`, `failed`, `canceled`: counts
- * neither way), whether the end may be told (`a`: yes, `r`: a success that ended a streak, else
- * no), this host's id. Counted only when the run is in that set (BullMQ's move went through) and
+ * neither way), whether the end may be told (`a`: yes; a number N: a success that ended a streak
+ * of N or more, whose `recovered` may be told; '': no), this host (`untold.ts`), the job. Counted only when the run is in that set (BullMQ's move went through) and
  * once per run (a mark on its hash: a repeated end after a lost reply counts nothing). A success
  * keeps the streak it ended as `endedStreak`. An end that may be told is marked untold in the
- * same step, with the streaks it left, until its host has told it: a host killed in between
+ * same step, with the streaks it left (the layout is `untold-scripts.ts`'s), until its host has told it: a host killed in between
  * leaves the mark for another. Returns {counted, failStreak, endedStreak, folds, marked}: `folds`
  * grows with each counted end, so a mirror read older than a fold this host applied is told apart.
  */
@@ -206,10 +206,10 @@ else
   fail, ended = streaks()
 end
 local marked = 0
-if ARGV[3] == 'a' or (ARGV[3] == 'r' and ended > 0) then
+if ARGV[3] == 'a' or (ARGV[3] ~= '' and ended >= tonumber(ARGV[3])) then
   local t = redis.call('TIME')
   redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
-  redis.call('HSET', KEYS[5], ARGV[1], ARGV[2] .. '\t' .. fail .. '\t' .. ended .. '\t' .. ARGV[4])
+  redis.call('HSET', KEYS[5], ARGV[1], table.concat({ARGV[2], fail, ended, ARGV[5], ARGV[4], ''}, '\t'))
   marked = 1
 end
 return {1, fail, ended, redis.call('HINCRBY', KEYS[1], 'folds', 1), marked}`;
@@ -297,6 +297,7 @@ export interface JobhostCommands {
     outcome: string,
     tell: string,
     host: string,
+    job: string,
   ): Promise<[number, number, number, number, number]>;
   jhMarkCanceled(jobKey: string, reason: string): Promise<number>;
   jhAppendLog(list: string, dropped: string, maxLines: string, droppedByWriter: string, ttlMs: string, ...lines: string[]): Promise<number>;

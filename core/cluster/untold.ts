@@ -1,4 +1,4 @@
-import type { RunObserver } from '../contract/attempt.js';
+import type { RunObserver, UntoldEnd } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { NotifyStatus } from '../contract/notification.js';
@@ -11,11 +11,15 @@ import type { ScriptedRedis } from './scripts.js';
  * Ends of runs written but not yet told (SPEC §12, cluster mode). The notification of a run's end
  * is a write after the end's own (it goes through the alert rules and storm control first), so
  * the end's write marks it untold (`jhFold`: the run id, scored by Redis's time, with the outcome,
- * the streaks it left and the host), and the host drops the mark once it has told it. A host
- * killed (or cut off) in between leaves the mark: every host looks for marks every SCAN_MS, and
- * one takes each mark of a host no longer live (after MIN_AGE_MS; a host restarted under the same id is another), or of any host after GRACE_MS,
- * moving it to itself, and tells the end as the streaks it left say. Notifications of the run
- * already recorded are not made again; one held back by storm control may be counted twice.
+ * the streaks it left, the job and the host), and the host drops the mark once it has told it. A
+ * host killed (or cut off) in between leaves the mark: every host looks for marks every SCAN_MS,
+ * and one that has the job takes each mark of a host no longer live (after MIN_AGE_MS; a host
+ * restarted under the same id is another), or of any host after GRACE_MS, moving it to itself,
+ * and tells the end as the streaks it left say. The mark fences the telling: a notification of
+ * the end is recorded only by the host holding the mark (`jhAddNotification`), which notes it
+ * there, so a host that lost its mark records nothing (the new holder tells it), and the new
+ * holder does not make again what was recorded. A message storm control held back before a kill
+ * may be counted twice in its digest.
  */
 
 /** How often each host looks for untold ends. */
@@ -40,12 +44,16 @@ export interface UntoldOptions {
   logger: Logger;
   /** The live hosts (this one included), as their marks name them. */
   live(): string[];
+  /** The jobs this host has: it takes the marks of those only. */
+  jobs(): Iterable<string>;
   getRun(id: string): Promise<Run | undefined>;
   /** The engine's observer, once opened. */
   observer(): RunObserver | undefined;
 }
 
 const ENDS: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
+/** The statuses of the notifications of a run's end (what the mark fences). */
+const TELLS_END: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled', 'recovered']);
 
 /**
  * A host as its marks name it: its id and when it started, so the marks a host left before a
@@ -58,7 +66,7 @@ export function incarnation(host: { id: string; startedAt: string }): string {
 export class UntoldEnds {
   readonly #o: UntoldOptions;
   readonly #scans: Every;
-  /** Runs whose end this host marked (or took), until it has told them. */
+  /** Runs whose end's mark this host holds (made here, or taken) while it tells them. */
   #marked = new Set<string>();
   /** Marks to drop in this turn's round trip. */
   #drop: string[] = [];
@@ -82,9 +90,19 @@ export class UntoldEnds {
     this.#marked.add(runId);
   }
 
-  /** `runId`'s end is told: its mark goes (the drops of one turn in one round trip). */
-  told(runId: string): void {
-    if (!this.#marked.delete(runId)) return;
+  /** The fence of notification `n` (`jhAddNotification`): one of a run's end whose mark this host holds. */
+  fence(n: { runId: string; status: string }): { runId: string; host: string } | undefined {
+    if (n.runId === '' || !TELLS_END.has(n.status) || !this.#marked.has(n.runId)) return undefined;
+    return { runId: n.runId, host: this.#o.self() };
+  }
+
+  /**
+   * `runId`'s end is told (`done`: its notifications recorded, or none was due), and its mark goes
+   * if this host still holds it (the drops of one turn in one round trip); or its telling failed
+   * (`done` false), and the mark stays, for a host (this one too) to take after GRACE_MS.
+   */
+  told(runId: string, done: boolean): void {
+    if (!this.#marked.delete(runId) || !done) return;
     this.#drop.push(runId);
     if (this.#drop.length === 1) setImmediate(() => this.#flush());
   }
@@ -94,11 +112,8 @@ export class UntoldEnds {
     this.#drop = [];
     const { redis, keys } = this.#o;
     redis
-      .multi()
-      .zrem(keys.untold, ...ids)
-      .hdel(keys.untoldEnds, ...ids)
-      .exec()
-      // Left in Redis: another host (or this one) takes it after GRACE_MS and finds it told.
+      .jhDropUntold(keys.untold, keys.untoldEnds, this.#o.self(), ...ids)
+      // Left in Redis: a host (this one too) takes it after GRACE_MS and finds it told.
       .catch((err: unknown) => this.#o.logger.debug({ err, runs: ids.length }, 'could not drop the marks of told run ends'));
   }
 
@@ -107,6 +122,7 @@ export class UntoldEnds {
     if (!observer) return;
     const { redis, keys } = this.#o;
     const self = this.#o.self();
+    const live = [...new Set([self, ...this.#o.live()])];
     const taken = await redis.jhTakeUntold(
       keys.untold,
       keys.untoldEnds,
@@ -115,28 +131,35 @@ export class UntoldEnds {
       String(TAKE_LIMIT),
       String(MAX_AGE_MS),
       self,
-      ...new Set([self, ...this.#o.live()]),
+      String(live.length),
+      ...live,
+      ...this.#o.jobs(),
     );
-    for (let i = 0; i + 3 < taken.length; i += 4) {
-      const [id, outcome, fail, ended] = taken.slice(i, i + 4) as [string, string, string, string];
+    for (let i = 0; i + 4 < taken.length; i += 5) {
+      const [id, outcome, fail, ended, recorded] = taken.slice(i, i + 5) as [string, string, string, string, string];
       if (outcome === '') {
-        this.#o.logger.warn({ runId: id }, 'a run end no host could tell for a day is dropped untold');
+        if (fail === 'old') this.#o.logger.warn({ runId: id }, 'a run end no host that has its job told in a day is dropped untold');
+        else this.#o.logger.warn({ runId: id }, 'an untold run end whose mark could not be read is dropped');
         continue;
       }
-      await this.#tell(observer, id, outcome, Number(fail), Number(ended));
+      // Its own, still being told here (a record that waits for Redis): not told twice.
+      if (this.#marked.has(id)) continue;
+      const told = recorded.split(',').filter((s): s is NotifyStatus => s !== '');
+      void this.#tell(observer, id, outcome, { failStreak: Number(fail), endedStreak: Number(ended), recorded: told });
     }
   }
 
-  async #tell(observer: RunObserver, id: string, outcome: string, failStreak: number, endedStreak: number): Promise<void> {
+  async #tell(observer: RunObserver, id: string, outcome: string, untold: UntoldEnd): Promise<void> {
     const run = await this.#o.getRun(id).catch((err: unknown) => {
       this.#o.logger.warn({ err, runId: id }, 'could not read an untold run end');
       return null;
     });
+    // Unread: the mark stays (this host holds it), taken again after GRACE_MS.
     if (run === null) return;
     this.marked(id);
     // Gone (retention) or not an end: nothing to tell of it.
-    if (run === undefined || !ENDS.has(run.status) || !ENDS.has(outcome)) return this.told(id);
-    this.#o.logger.info({ runId: id, job: run.job, outcome }, 'telling a run end its host left untold');
-    observer.settled(run, outcome as NotifyStatus, { failStreak, endedStreak });
+    if (run === undefined || !ENDS.has(run.status) || !ENDS.has(outcome)) return this.told(id, true);
+    this.#o.logger.info({ runId: id, job: run.job, outcome, told: untold.recorded }, 'telling a run end its host left untold');
+    observer.settled(run, outcome as NotifyStatus, untold);
   }
 }

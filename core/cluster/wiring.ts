@@ -257,6 +257,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     stalledInterval,
     hooks: () => side.engine(),
     hosts: () => heartbeat.hosts(),
+    fence: (n) => untold.fence(n),
     ...(o.orphanAfterMs !== undefined && { orphanAfterMs: o.orphanAfterMs }),
   });
   const untold = new UntoldEnds({
@@ -266,6 +267,7 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     self,
     logger,
     live: () => heartbeat.hosts().map(incarnation),
+    jobs: () => jobs.names(),
     getRun: (id) => history.getRun(id),
     observer: () => side.hooks()?.observer,
   });

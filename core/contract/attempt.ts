@@ -67,12 +67,13 @@ export interface ExecutableJob {
 /**
  * A run's end found marked in the backend but not told: the host that ended it stopped (a kill,
  * a lost machine) before its notification was recorded, and another host tells it. The streaks
- * are those the end left (the alert rules read them, not the job's streaks now); notifications
- * of the run already recorded are not made again.
+ * are those the end left (the alert rules read them, not the job's streaks now).
  */
 export interface UntoldEnd {
   failStreak: number;
   endedStreak: number;
+  /** The statuses of the run's notifications recorded before (not made again). */
+  recorded: readonly NotifyStatus[];
 }
 
 /** State changes of runs, reported by the backend as they happen (see the ordering guarantee). */

@@ -220,11 +220,12 @@ export interface Backend {
    */
   claimSlow(job: string, runId: string): Promise<boolean>;
   /**
-   * A run's end is told (its notifications recorded, or none was due): a backend that writes ends
-   * apart from notifications (cluster mode) drops the mark the end's write left, so no other host
-   * tells it again (see `UntoldEnd`). Absent where an end and its notification are one commit.
+   * A run's end is told (`done`: its notifications recorded, or none was due) or its telling failed:
+   * a backend that writes ends apart from notifications (cluster mode) drops the mark the end's
+   * write left, so no other host tells it again, or leaves it to be told later (see `UntoldEnd`).
+   * Absent where an end and its notification are one commit.
    */
-  told?(runId: string): void;
+  told?(runId: string, done: boolean): void;
 
   /** Waiting (queued or delayed) plus running runs of a job, and the running ones alone (a distributed backend: from its mirror). */
   activeRuns(job: string): { active: number; running: number; rateLimited?: number }; // rateLimited: waiting runs its rateLimit holds

@@ -167,13 +167,13 @@ export function wants(spec: NotifySpec, status: NotifyStatus): boolean {
 
 /**
  * Whether a run's end with `outcome` may be told under `spec` (SPEC §12): `always`, or only when
- * a success ends a failure streak (`recovery`: `recovered` is all it can tell), or `never`. In
+ * a success ends a failure streak of `after` or more (`recovery`: `recovered` is all it can tell), or `never`. In
  * cluster mode an end that may be told is marked in the write that ends it, until it is told.
  */
 export function tellsEnd(spec: NotifySpec | null | undefined, outcome: 'succeeded' | 'failed' | 'canceled'): 'always' | 'recovery' | 'never' {
   if (!spec) return 'never';
   if (wants(spec, outcome)) return 'always';
-  return outcome === 'succeeded' && wants(spec, 'failed') ? 'recovery' : 'never';
+  return outcome === 'succeeded' && wants(spec, 'failed') && wants(spec, 'recovered') ? 'recovery' : 'never';
 }
 
 /** A plugin after validation: durations in ms, schedule parsed; what the host registers. */

@@ -35,9 +35,6 @@ const SEVERITY: readonly NotifyStatus[] = ['failed', 'missed', 'slow', 'retrying
  */
 const HELD_DIGEST_LAG_MS = 250;
 
-/** How many of a job's newest notifications an untold end looks among for those already recorded. */
-const RECORDED_LOOKBACK = 200;
-
 /** How many runs the `slow` rule remembers as notified (a bound; entries go as runs finish). */
 const SLOW_SENT_MAX = 100_000;
 
@@ -114,18 +111,9 @@ export class Alerts {
     // a `failed` run is in it already, a `retrying` one would be the next (it is a failure notification too).
     // A job with no ended run yet has no streak: its first run's retry is the first failure.
     const held = outcome === 'failed' ? (state.failStreak ?? Infinity) < threshold : outcome === 'retrying' && (state.failStreak ?? 0) + 1 < threshold;
-    // Told before (the host that ended the run recorded some of it before it stopped): not again.
-    let recorded: ReadonlySet<NotifyStatus> | undefined;
-    if (untold) {
-      try {
-        recorded = await this.#recordedFor(run);
-      } catch (err) {
-        this.#o.logger.warn({ err, job: run.job, runId: run.id }, 'could not read what was told of the run');
-        return false;
-      }
-    }
+    // Recorded before (by the host that ended the run, before it stopped): not again.
     const notify = (status: NotifyStatus, detail?: AlertDetail): Promise<boolean> =>
-      recorded?.has(status) ? Promise.resolve(true) : this.#notify(spec, run.job, run, status, detail);
+      untold?.recorded.includes(status) ? Promise.resolve(true) : this.#notify(spec, run.job, run, status, detail);
     // A streak long enough to have been notified, ended by this success.
     const ended = state.endedStreak ?? 0;
     if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) {
@@ -135,12 +123,6 @@ export class Alerts {
       return (await notify('succeeded')) && first;
     }
     return held || notify(outcome);
-  }
-
-  /** The statuses of the notifications of `run` on record (among its job's newest). */
-  async #recordedFor(run: Run): Promise<Set<NotifyStatus>> {
-    const page = await this.#o.backend().listNotifications({ job: run.job, limit: RECORDED_LOOKBACK });
-    return new Set(page.items.filter((n) => n.runId === run.id).map((n) => n.status));
   }
 
   /** An attempt started: arm the `slow` rule for its run (once per run, from its first start). */

@@ -161,9 +161,14 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
       after.finished(run);
     },
     settled: (run, outcome, untold) => {
-      const told = alerts.settled(run, outcome, untold);
-      // A run's end told: the mark its end's write left (cluster mode) goes, so no other host tells it again.
-      if (outcome !== 'retrying' && backend.told) void told.then((done) => done && backend.told?.(run.id));
+      alerts
+        .settled(run, outcome, untold)
+        // A run's end told: the mark its end's write left (cluster mode) goes, so no other host tells it again.
+        .then((done) => outcome !== 'retrying' && backend.told?.(run.id, done))
+        .catch((err: unknown) => {
+          logger.error({ err, job: run.job, runId: run.id }, 'could not notify the outcome of the run');
+          if (outcome !== 'retrying') backend.told?.(run.id, false);
+        });
     },
   };
   const observer = new RunEvents({ bus, watch, logs });

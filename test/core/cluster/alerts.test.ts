@@ -568,7 +568,7 @@ t.test("host alerts: the end of 'Redis is out of reach' waits for its start, whi
  * would leave it) in between leaves the end marked untold, and another host tells it. The proxy
  * cuts h0 off as it sends the notification's record (or its event), before any of it reaches Redis.
  */
-async function cutAtNotification(t: Test, notify: Record<string, unknown>, n = 2) {
+async function cutAtNotification(t: Test, notify: Record<string, unknown>, n = 2, without: readonly number[] = []) {
   const redis = await startRedis(t, { appendfsync: 'everysec' });
   // The record's JSON (a delivery's read of a record names its key, not its title).
   const proxy = await startTcpProxy(t, redis.port, { cutBefore: '"title":"Flaky' });
@@ -589,24 +589,31 @@ async function cutAtNotification(t: Test, notify: Record<string, unknown>, n = 2
       }),
     ],
   };
-  const hosts = await startCluster(t, redis, n, { ...options, urlOf: (i) => (i === 0 ? proxy.url : redis.url) });
+  const logs = captureLogger();
+  const hosts = await startCluster(t, redis, n, {
+    ...options,
+    urlOf: (i) => (i === 0 ? proxy.url : redis.url),
+    // Hosts in `without` do not have the plugin.
+    pluginsOf: (i) => (without.includes(i) ? [] : options.plugins),
+    loggerOf: (i) => (i === 0 ? logs.logger : silentLogger()),
+  });
   const admin = redis.client();
   const marks = async () => [await admin.zcard(`${prefix}:__jh:untold`), await admin.hlen(`${prefix}:__jh:untold:ends`)];
   /** Runs `flaky` on host `i` and waits for its end there (its event: h0 may be cut off as it ends). */
   const runOn = async (i: number, ok: boolean) => {
     onlyOn(hosts, i);
-    const { runId } = await hosts.at(-1)!.host.trigger('flaky', { params: { ok } });
+    const { runId } = await hosts[i]!.host.trigger('flaky', { params: { ok } });
     const ended = () => hosts[i]!.events.find((e) => (e.type === 'run.failed' || e.type === 'run.succeeded') && e.data.runId === runId);
     await until(() => ended() !== undefined, 15_000, `run ${runId} to end on h${i}`);
     return { id: runId, status: ended()!.type.slice('run.'.length) };
   };
   /** Another host on the same Redis (connected directly), with the same plugin; `first`: its number. */
   const another = async (first: number) => (await startCluster(t, redis, 1, { ...options, first }))[0]!;
-  return { proxy, hook, hosts, marks, runOn, another, bodies: () => hook.received.map((r) => r.json as Body) };
+  return { proxy, hook, hosts, marks, runOn, another, h0Logs: logs.lines, bodies: () => hook.received.map((r) => r.json as Body) };
 }
 
 t.test('a host cut off between a run end and its notification: another host tells the end, once', async (t) => {
-  const { proxy, hook, hosts, marks, runOn, bodies } = await cutAtNotification(t, { on: ['failed'] });
+  const { proxy, hook, hosts, marks, runOn, bodies, h0Logs } = await cutAtNotification(t, { on: ['failed'] });
   const run = await runOn(0, false);
   t.equal(run.status, 'failed');
   await until(() => proxy.cutOff, 10_000, 'h0 cut off as it records the notification');
@@ -621,6 +628,10 @@ t.test('a host cut off between a run end and its notification: another host tell
     'recorded once',
   );
   await until(async () => (await marks()).every((n) => n === 0), 10_000, 'the mark dropped once told');
+  // h0 back: its record, sent again as it reconnects, finds the mark no longer its own and records nothing.
+  await proxy.restore();
+  await until(() => h0Logs.some((l) => l['msg'] === 'not recorded: another host took the end of the run over and tells it'), 20_000, "h0's record fenced");
+  t.equal((await hosts[1]!.host.notifications({ limit: 100, job: 'flaky' })).items.length, 1, 'still recorded once');
   // Told in the normal way on h1, whose own end leaves no mark behind.
   const second = await runOn(1, false);
   await hook.count(2, 15_000);
@@ -647,7 +658,8 @@ t.test('a recovery whose host was cut off before telling it: told by another hos
 });
 
 t.test('a host killed between a run end and its notification, started again under the same id: it tells the end its last run left untold', async (t) => {
-  const { proxy, hook, marks, runOn, another, bodies } = await cutAtNotification(t, { on: ['failed'] }, 1);
+  // h1 does not have the plugin: it never takes the mark (which would leave it to h1 for 30 s).
+  const { proxy, hook, marks, runOn, another, bodies } = await cutAtNotification(t, { on: ['failed'] }, 2, [1]);
   const run = await runOn(0, false);
   await until(() => proxy.cutOff, 10_000, 'h0 cut off as it records the notification');
   t.same(await marks(), [1, 1], 'the end is marked untold');

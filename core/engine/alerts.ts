@@ -97,10 +97,11 @@ export class Alerts {
 
   /**
    * A run's outcome is counted in its job's state: `failed` from the N-th consecutive failure on,
-   * `recovered` after a notified streak. Resolves true once what it tells is recorded (or nothing
-   * was due), false when that failed or waits for a host that has the job (`untold`: see `UntoldEnd`).
+   * `recovered` after a notified streak. Says (at once when nothing is to be told, the hot path)
+   * true once what it tells is recorded (or nothing was due), false when that failed or waits for
+   * a host that has the job (`untold`: see `UntoldEnd`).
    */
-  async settled(run: Run, outcome: NotifyStatus, untold?: UntoldEnd): Promise<boolean> {
+  settled(run: Run, outcome: NotifyStatus, untold?: UntoldEnd): boolean | Promise<boolean> {
     const spec = this.#o.notifySpec(run.job);
     // A job this host never had: an untold end waits for a host that has it.
     if (spec === undefined) return untold === undefined;
@@ -119,8 +120,7 @@ export class Alerts {
     if (outcome === 'succeeded' && ended >= threshold && wants(spec, 'failed')) {
       // The recovery first: what its windows held back before it is the streak's, and its own run's
       // `succeeded` comes after it (held back in a window still open, it is that window's digest's).
-      const first = await notify('recovered', { streak: ended });
-      return (await notify('succeeded')) && first;
+      return notify('recovered', { streak: ended }).then(async (first) => (await notify('succeeded')) && first);
     }
     return held || notify(outcome);
   }

@@ -4,6 +4,7 @@ import type { Config } from '../contract/config.js';
 import { HostError } from '../contract/errors.js';
 import { eventHost } from '../contract/events.js';
 import type { Logger } from '../contract/logger.js';
+import type { NotifyStatus } from '../contract/notification.js';
 import type { Page, Run, RunQuery } from '../contract/run.js';
 import type { ClusterView, HostState, Stats } from '../contract/views.js';
 import { Notifier } from '../notify/notifier.js';
@@ -150,6 +151,10 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
     // Runs held by a pause wait with free capacity on purpose (SPEC §13).
     paused: () => backend.paused || backend.pauses.list().jobs.length + backend.pauses.list().queues.length > 0,
   });
+  const settleFailed = (run: Run, outcome: NotifyStatus, err: unknown): void => {
+    logger.error({ err, job: run.job, runId: run.id }, 'could not notify the outcome of the run');
+    if (outcome !== 'retrying') backend.told?.(run.id, false);
+  };
   const watch: RunWatch = {
     started: (run) => {
       hostAlerts.started();
@@ -161,14 +166,22 @@ export function wireHost(host: HostSide, options: HostOptions): HostParts {
       after.finished(run);
     },
     settled: (run, outcome, untold) => {
-      alerts
-        .settled(run, outcome, untold)
-        // A run's end told: the mark its end's write left (cluster mode) goes, so no other host tells it again.
-        .then((done) => outcome !== 'retrying' && backend.told?.(run.id, done))
-        .catch((err: unknown) => {
-          logger.error({ err, job: run.job, runId: run.id }, 'could not notify the outcome of the run');
-          if (outcome !== 'retrying') backend.told?.(run.id, false);
-        });
+      // A run's end told: the mark its end's write left (cluster mode) goes, so no other host tells
+      // it again. Nothing is allocated on the way when the job tells nothing (the hot path).
+      let done: boolean | Promise<boolean>;
+      try {
+        done = alerts.settled(run, outcome, untold);
+      } catch (err) {
+        return settleFailed(run, outcome, err);
+      }
+      if (typeof done === 'boolean') {
+        if (outcome !== 'retrying') backend.told?.(run.id, done);
+        return;
+      }
+      done.then(
+        (told) => outcome !== 'retrying' && backend.told?.(run.id, told),
+        (err: unknown) => settleFailed(run, outcome, err),
+      );
     },
   };
   const observer = new RunEvents({ bus, watch, logs });

@@ -267,7 +267,9 @@ export class JobQueue {
       stateKey: keys.jobState(def.name),
       tells: (outcome) => {
         const tells = tellsEnd(this.def.notify, outcome);
-        return tells === 'always' ? 'a' : tells === 'recovery' ? String(this.def.notify?.after ?? 1) : '';
+        if (tells === 'never') return '';
+        // A failure is told from the `after`-th of a streak on; a success that ends one, as `recovered`, from there too.
+        return tells === 'recovery' || outcome === 'failed' ? String(this.def.notify?.after ?? 1) : 'a';
       },
       untold: { set: keys.untold, ends: keys.untoldEnds, host: settings.incarnation },
       chain: settings.chain?.(def.name),

@@ -178,8 +178,8 @@ return {1}`;
  * JobQueue): the run's end and its count are one step, whichever host ends it. KEYS: the job's
  * state, the run's job hash, the finished set BullMQ moved it to, the untold ends (a sorted set
  * and its hash, `untold.ts`). ARGV: run id, outcome (`succeeded`, `failed`, `canceled`: counts
- * neither way), whether the end may be told (`a`: yes; a number N: a success that ended a streak
- * of N or more, whose `recovered` may be told; '': no), this host (`untold.ts`), the job. Counted only when the run is in that set (BullMQ's move went through) and
+ * neither way), whether the end may be told (`a`: yes; a number N: a failure that makes the streak
+ * N or more, or a success that ended a streak of N or more, whose `recovered` may be told; '': no), this host (`untold.ts`), the job. Counted only when the run is in that set (BullMQ's move went through) and
  * once per run (a mark on its hash: a repeated end after a lost reply counts nothing). A success
  * keeps the streak it ended as `endedStreak`. An end that may be told is marked untold in the
  * same step, with the streaks it left (the layout is `untold-scripts.ts`'s), until its host has told it: a host killed in between
@@ -193,7 +193,10 @@ local function streaks()
 end
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) or redis.call('HSETNX', KEYS[2], 'jhFolded', '1') == 0 then
   local fail, ended = streaks()
-  return {0, fail, ended, tonumber(redis.call('HGET', KEYS[1], 'folds') or '0'), 0}
+  -- A repeated end (its first reply lost): still this host's to tell if it holds the mark.
+  local mark = redis.call('HGET', KEYS[5], ARGV[1])
+  local mine = mark and string.find(mark, '\t' .. ARGV[4] .. '\t', 1, true) and 1 or 0
+  return {0, fail, ended, tonumber(redis.call('HGET', KEYS[1], 'folds') or '0'), mine}
 end
 local fail, ended
 if ARGV[2] == 'succeeded' then
@@ -205,11 +208,12 @@ elseif ARGV[2] == 'failed' then
 else
   fail, ended = streaks()
 end
-local marked = 0
-if ARGV[3] == 'a' or (ARGV[3] ~= '' and ended >= tonumber(ARGV[3])) then
+local marked, n = 0, tonumber(ARGV[3])
+if ARGV[3] == 'a' or (n and ((ARGV[2] == 'failed' and fail >= n) or (ARGV[2] == 'succeeded' and ended >= n))) then
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
-  redis.call('HSET', KEYS[5], ARGV[1], table.concat({ARGV[2], fail, ended, ARGV[5], ARGV[4], ''}, '\t'))
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[4], now, ARGV[1])
+  redis.call('HSET', KEYS[5], ARGV[1], table.concat({ARGV[2], fail, ended, ARGV[5], ARGV[4], '', now}, '\t'))
   marked = 1
 end
 return {1, fail, ended, redis.call('HINCRBY', KEYS[1], 'folds', 1), marked}`;

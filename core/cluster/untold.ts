@@ -44,7 +44,7 @@ export interface UntoldOptions {
   logger: Logger;
   /** The live hosts (this one included), as their marks name them. */
   live(): string[];
-  /** The jobs this host has: it takes the marks of those only. */
+  /** The jobs this host has that tell something: it takes the marks of those only. */
   jobs(): Iterable<string>;
   getRun(id: string): Promise<Run | undefined>;
   /** The engine's observer, once opened. */
@@ -60,14 +60,17 @@ const TELLS_END: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled
  * restart under the same id (a kill, then `jobhost start` again) are another host's, no longer live.
  */
 export function incarnation(host: { id: string; startedAt: string }): string {
-  return `${host.id} ${host.startedAt}`;
+  // A tab would split the mark's fields (`untold-scripts.ts`).
+  return `${host.id.replaceAll('\t', ' ')} ${host.startedAt}`;
 }
 
 export class UntoldEnds {
   readonly #o: UntoldOptions;
   readonly #scans: Every;
-  /** Runs whose end's mark this host holds (made here, or taken) while it tells them. */
-  #marked = new Set<string>();
+  /** Runs whose end's mark this host holds (made here, or taken) while it tells them, oldest first. */
+  readonly #marked = new Set<string>();
+  /** Where the next look starts among the due marks (past a full window of marks it could not take). */
+  #offset = 0;
   /** Marks to drop in this turn's round trip. */
   #drop: string[] = [];
 
@@ -86,7 +89,14 @@ export class UntoldEnds {
 
   /** The write that ended `runId` here marked it untold. */
   marked(runId: string): void {
-    if (this.#marked.size >= MARKED_MAX) this.#marked = new Set();
+    if (this.#marked.size >= MARKED_MAX) {
+      // The oldest half: ends whose telling never settled here (in flight ones are the newest).
+      let n = MARKED_MAX / 2;
+      for (const id of this.#marked) {
+        if (n-- <= 0) break;
+        this.#marked.delete(id);
+      }
+    }
     this.#marked.add(runId);
   }
 
@@ -123,7 +133,7 @@ export class UntoldEnds {
     const { redis, keys } = this.#o;
     const self = this.#o.self();
     const live = [...new Set([self, ...this.#o.live()])];
-    const taken = await redis.jhTakeUntold(
+    const [looked, ...taken] = await redis.jhTakeUntold(
       keys.untold,
       keys.untoldEnds,
       String(MIN_AGE_MS),
@@ -131,10 +141,13 @@ export class UntoldEnds {
       String(TAKE_LIMIT),
       String(MAX_AGE_MS),
       self,
+      String(this.#offset),
       String(live.length),
       ...live,
       ...this.#o.jobs(),
     );
+    // A full window: the next look goes on past it (marks of jobs no host here has could fill it for a day).
+    this.#offset = Number(looked) >= TAKE_LIMIT * 10 ? this.#offset + Number(looked) - taken.length / 5 : 0;
     for (let i = 0; i + 4 < taken.length; i += 5) {
       const [id, outcome, fail, ended, recorded] = taken.slice(i, i + 5) as [string, string, string, string, string];
       if (outcome === '') {
@@ -145,7 +158,8 @@ export class UntoldEnds {
       // Its own, still being told here (a record that waits for Redis): not told twice.
       if (this.#marked.has(id)) continue;
       const told = recorded.split(',').filter((s): s is NotifyStatus => s !== '');
-      void this.#tell(observer, id, outcome, { failStreak: Number(fail), endedStreak: Number(ended), recorded: told });
+      // One after the other, in the order of their ends: a job's failure is told before its recovery.
+      await this.#tell(observer, id, outcome, { failStreak: Number(fail), endedStreak: Number(ended), recorded: told });
     }
   }
 

@@ -267,7 +267,8 @@ export function wireRedisBackend(o: RedisBackendOptions, clock: Clock, side: Bac
     self,
     logger,
     live: () => heartbeat.hosts().map(incarnation),
-    jobs: () => jobs.names(),
+    // A job whose plugin here tells nothing (another version does) is left to a host whose plugin does.
+    jobs: () => [...jobs.values()].filter((jq) => jq.def.notify).map((jq) => jq.name),
     getRun: (id) => history.getRun(id),
     observer: () => side.hooks()?.observer,
   });

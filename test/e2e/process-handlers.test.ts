@@ -119,8 +119,7 @@ t.test('jobhost start: a worker thread that never lets go (blocked reading a pip
     app.lines.some((l) => l.level === 50 && (l['err'] as { code?: string } | undefined)?.code === 'STOP_INCOMPLETE'),
     'logged STOP_INCOMPLETE before it went',
   );
-  t.ok(
-    app.lines.some((l) => l['step'] === 'executor'),
-    'the log names the part it gave up on',
-  );
+  // The thread's executor, or (on a loaded machine, the abort past the grace settling late) the drain before it.
+  const gaveUp = app.lines.find((l) => typeof l['step'] === 'string' && /^stop: gave up waiting for /.test(String(l['msg'])));
+  t.match(gaveUp?.['step'], /^(executor|drain)$/, 'the log names the part it gave up on');
 });

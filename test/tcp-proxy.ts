@@ -26,6 +26,11 @@ export interface TcpProxyOptions {
    * before a given write. After `restore()` everything goes through.
    */
   cutBefore?: string;
+  /**
+   * The same, but the chunk holding the text reaches the server first, and its answer is lost with
+   * the cut: a write that went through while its reply never came back.
+   */
+  cutAfter?: string;
 }
 
 /** Starts a proxy to `targetPort` on 127.0.0.1; closed when the test ends. */
@@ -33,8 +38,11 @@ export async function startTcpProxy(t: Tap, targetPort: number, options: TcpProx
   const sockets = new Set<Socket>();
   let cutOff = false;
   let closed = false;
-  /** `cutBefore` until it cut once. */
-  let armed = options.cutBefore;
+  /** `cutBefore` or `cutAfter` until it cut once. */
+  let armed = options.cutBefore ?? options.cutAfter;
+  const after = options.cutBefore === undefined;
+  /** From `cutAfter`'s write to its cut: what the server answers is dropped. */
+  let holding = false;
 
   const track = (s: Socket): void => {
     sockets.add(s);
@@ -56,13 +64,19 @@ export async function startTcpProxy(t: Tap, targetPort: number, options: TcpProx
         const text = tail + chunk.toString('latin1');
         if (text.includes(needle)) {
           armed = undefined;
-          return void proxy.cut();
+          if (!after) return void proxy.cut();
+          // Written out before the cut: the server reads and runs it (given a moment), the client hears nothing back.
+          holding = true;
+          upstream.end(chunk);
+          return void setTimeout(() => void proxy.cut().then(() => (holding = false)), 200);
         }
         tail = text.slice(-needle.length);
         upstream.write(chunk);
       });
     }
-    upstream.pipe(client);
+    upstream.on('data', (chunk: Buffer) => {
+      if (!holding) client.write(chunk);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });

@@ -34,16 +34,30 @@ export class LateFinishes {
     return this.#count;
   }
 
-  /** BullMQ refused the end of attempt `attempt` of `run` made here (`code`: its answer, -1, -2, -3 or -6). */
+  /**
+   * BullMQ refused the end of attempt `attempt` of `run` made here (`code`: its answer, -1, -2, -3
+   * or -6). Not a late finish when the run ended as this host's: the write of its end went through
+   * and only its reply was lost with the link, so BullMQ's try again found it finished.
+   */
   refused(run: Run, attempt: number, code: number): void {
-    this.#count++;
     const fields = { code: 'LATE_FINISH', job: run.job, runId: run.id, attempt, host: this.#o.hostId, bullmqCode: code };
-    const message =
-      'a late finish was refused: another host took the run over while this host held it without reaching Redis (its lock lapsed); the record of the new owner stands';
-    // BullMQ's `processedBy` names the host that took the run last.
-    this.#o.commands.hget(this.#o.keys.queue(run.job, run.id), 'pb').then(
-      (owner) => this.#o.logger.warn({ ...fields, owner }, message),
-      () => this.#o.logger.warn({ ...fields, owner: null }, message),
+    const late = (owner: string | null): void => {
+      this.#count++;
+      this.#o.logger.warn(
+        { ...fields, owner },
+        'a late finish was refused: another host took the run over while this host held it without reaching Redis (its lock lapsed); the record of the new owner stands',
+      );
+    };
+    // BullMQ's `processedBy` names the host that took the run last; `finishedOn` says it ended.
+    this.#o.commands.hmget(this.#o.keys.queue(run.job, run.id), 'pb', 'finishedOn').then(
+      ([owner, finishedOn]) => {
+        if (owner !== this.#o.hostId || !finishedOn) return late(owner ?? null);
+        this.#o.logger.info(
+          { job: run.job, runId: run.id, attempt, host: this.#o.hostId, bullmqCode: code },
+          'the end of the attempt was written before the link to Redis dropped (its reply was lost): BullMQ refused to write it again',
+        );
+      },
+      () => late(null),
     );
   }
 }

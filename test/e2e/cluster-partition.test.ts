@@ -5,7 +5,7 @@ import { silentLogger } from '../../core/contract/logger.js';
 import { definePlugin } from '../../core/contract/plugin.js';
 import { createHost, type Host } from '../../core/engine/host.js';
 import { createServer } from '../../core/server/server.js';
-import { finalOn, freshPrefix } from '../cluster.js';
+import { finalOn, freshPrefix, startCluster } from '../cluster.js';
 import { captureLogger, gate, until } from '../helpers.js';
 import { startRedis } from '../redis.js';
 import { startTcpProxy } from '../tcp-proxy.js';
@@ -141,3 +141,28 @@ t.test(
     t.match(after, { status: 'succeeded', host: 'h0' }, 'h0 runs again once the link is back');
   },
 );
+
+t.test('a host whose end write went through but whose reply was lost with the link: no late finish is logged or counted', async (t) => {
+  const redis = await startRedis(t);
+  // The end's write carries the handler's result: the proxy passes it to Redis, then cuts before the reply.
+  const proxy = await startTcpProxy(t, redis.port, { cutAfter: 'reply-lost-marker' });
+  const logs = captureLogger();
+  const [h] = await startCluster(t, redis, 1, {
+    urlOf: () => proxy.url,
+    loggerOf: () => logs.logger,
+    plugins: [definePlugin({ name: 'quick', isolation: 'inline', handler: () => 'reply-lost-marker' })],
+  });
+  const { runId } = await h!.host.trigger('quick');
+  await until(() => proxy.cutOff, 10_000, 'cut as the end went out');
+  await proxy.restore();
+  // BullMQ writes the end again once Redis answers: refused, the run having ended (as this host's).
+  const explained = () => logs.lines.some((l) => /^the end of the attempt was written before the link/.test(String(l['msg'])));
+  await until(() => explained() || logs.lines.some((l) => l['code'] === 'LATE_FINISH'), 20_000, 'the second write refused');
+  t.ok(explained(), 'the refusal explained');
+  t.notOk(
+    logs.lines.some((l) => l['code'] === 'LATE_FINISH'),
+    'no late finish: no other host took the run over',
+  );
+  t.equal(h!.host.storeHealth().faults?.lateFinishes ?? 0, 0, 'none counted');
+  t.match(await finalOn(h!.host, runId), { status: 'succeeded', host: 'h0', result: 'reply-lost-marker' });
+});

@@ -2,7 +2,7 @@ import type { RunObserver, UntoldEnd } from '../contract/attempt.js';
 import type { Clock } from '../contract/clock.js';
 import type { Logger } from '../contract/logger.js';
 import type { NotifyStatus } from '../contract/notification.js';
-import type { Run } from '../contract/run.js';
+import { isFinal, type Run, type RunStatus } from '../contract/run.js';
 import { Every } from './every.js';
 import type { ClusterKeys } from './keys.js';
 import type { ScriptedRedis } from './scripts.js';
@@ -51,7 +51,6 @@ export interface UntoldOptions {
   observer(): RunObserver | undefined;
 }
 
-const ENDS: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
 /** The statuses of the notifications of a run's end (what the mark fences). */
 const TELLS_END: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled', 'recovered']);
 
@@ -172,7 +171,7 @@ export class UntoldEnds {
     if (run === null) return;
     this.marked(id);
     // Gone (retention) or not an end: nothing to tell of it.
-    if (run === undefined || !ENDS.has(run.status) || !ENDS.has(outcome)) return this.told(id, true);
+    if (run === undefined || !isFinal(run.status) || !isFinal(outcome as RunStatus)) return this.told(id, true);
     this.#o.logger.info({ runId: id, job: run.job, outcome, told: untold.recorded }, 'telling a run end its host left untold');
     observer.settled(run, outcome as NotifyStatus, untold);
   }
